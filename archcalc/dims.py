@@ -1,0 +1,196 @@
+"""Dimensions: plain ints on the numeric path, sympy expressions on the symbolic one.
+
+Every formula in archcalc is written once with ordinary operators (``+ - * //``) and runs on
+both kinds of value.  sympy is imported only when a symbol actually appears, so numeric analysis
+never pays its import cost (about 0.5 s).
+
+Symbolic strings from a spec (``"C"``, ``"2*planes"``, ``"H//2"``) are parsed here by a small
+whitelist parser over Python's ``ast``: identifiers, non-negative integer literals, ``+ - * //``,
+unary minus and parentheses.  Nothing is ever passed to ``eval`` or ``sympify``.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy
+
+Dim = Union[int, "sympy.Expr"]
+"""A size or count: an exact int, or a sympy expression in positive-integer symbols."""
+
+MAX_EXPR_LEN = 200
+_ALLOWED_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
+
+
+class DimError(ValueError):
+    """A symbolic dimension string is not a valid expression."""
+
+
+def _sympy() -> Any:
+    import sympy  # noqa: PLC0415  (lazy on purpose: see module docstring)
+
+    return sympy
+
+
+def symbol(name: str) -> Any:
+    """The sympy symbol for a dimension name: integer and positive, so floors simplify."""
+    return _sympy().Symbol(name, integer=True, positive=True)
+
+
+def is_symbolic(value: object) -> bool:
+    """True if ``value`` is a sympy object (checked without importing sympy)."""
+    return type(value).__module__.startswith("sympy")
+
+
+def check_expr(text: str) -> ast.expr:
+    """Parse ``text`` and check it uses only the whitelisted grammar; return its AST."""
+    if len(text) > MAX_EXPR_LEN:
+        raise DimError(f"expression longer than {MAX_EXPR_LEN} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise DimError(f"{text!r} is not an expression of names, integers, + - * // and ( )") from None
+    for node in ast.walk(tree.body):
+        ok = isinstance(
+            node,
+            (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *_ALLOWED_BINOPS),
+        ) or (isinstance(node, ast.Constant) and type(node.value) is int)
+        if isinstance(node, ast.BinOp) and not isinstance(node.op, _ALLOWED_BINOPS):
+            ok = False
+        if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier()):
+            ok = False
+        if not ok:
+            what = type(node).__name__
+            if isinstance(node, ast.BinOp):
+                what = type(node.op).__name__
+            raise DimError(f"{text!r} uses {what}; only names, integers, + - * // and ( ) are allowed")
+    return tree.body
+
+
+def names_in(text: str) -> set[str]:
+    """The identifiers an expression string refers to."""
+    return {n.id for n in ast.walk(check_expr(text)) if isinstance(n, ast.Name)}
+
+
+def parse_dim(text: str, env: Mapping[str, Any] | None = None) -> Dim:
+    """Evaluate a whitelisted expression string.
+
+    Names found in ``env`` take their bound value (int, sympy expression or bool); other names
+    become positive-integer sympy symbols.  All-integer expressions stay Python ints.
+
+    >>> parse_dim("2*planes", {"planes": 64})
+    128
+    >>> parse_dim("(7 - 1)//2")
+    3
+    """
+    env = env or {}
+
+    def ev(node: ast.expr) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in env:
+                return env[node.id]
+            return symbol(node.id)
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        assert isinstance(node, ast.BinOp)
+        a, b = ev(node.left), ev(node.right)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        if isinstance(b, int) and b == 0:
+            raise DimError(f"division by zero in {text!r}")
+        return a // b
+
+    return ev(check_expr(text))  # type: ignore[no-any-return]
+
+
+def ceildiv(a: Dim, b: Dim) -> Dim:
+    """Ceiling division that is exact on ints and sympy expressions."""
+    return -((-a) // b)
+
+
+def prod(values: Iterable[Dim]) -> Dim:
+    out: Dim = 1
+    for v in values:
+        out = out * v
+    return out
+
+
+def dmax(a: Dim, b: Dim) -> Dim:
+    """max() on ints, sympy.Max when symbols are involved."""
+    if is_symbolic(a) or is_symbolic(b):
+        return _sympy().Max(a, b)  # type: ignore[no-any-return]
+    return max(a, b)  # type: ignore[type-var]
+
+
+def known_sign(value: Dim) -> int | None:
+    """-1, 0 or 1 when the sign of ``value`` is decidable (always for ints), else None."""
+    if not is_symbolic(value):
+        return (value > 0) - (value < 0)  # type: ignore[operator]
+    if value.is_positive:  # type: ignore[union-attr]
+        return 1
+    if value.is_zero:  # type: ignore[union-attr]
+        return 0
+    if value.is_negative:  # type: ignore[union-attr]
+        return -1
+    return None
+
+
+def simplify(value: Dim) -> Dim:
+    """Return an int if a sympy value is a number, else the (expanded) expression."""
+    if not is_symbolic(value):
+        return value
+    if value.is_Integer:  # type: ignore[union-attr]
+        return int(value)
+    return _sympy().expand(value)  # type: ignore[no-any-return]
+
+
+def to_json(value: Any) -> Any:
+    """JSON form of a Dim: an int, or the sympy expression as a string ``sympify`` reads back."""
+    value = simplify(value)
+    if is_symbolic(value):
+        return str(value)
+    return value
+
+
+def sympy_loaded() -> bool:
+    return "sympy" in sys.modules
+
+
+def free_symbols(value: Dim) -> set[str]:
+    if not is_symbolic(value):
+        return set()
+    return {s.name for s in value.free_symbols}  # type: ignore[union-attr]
+
+
+def as_int(value: Dim) -> int | None:
+    value = simplify(value)
+    return None if is_symbolic(value) else int(value)
+
+
+__all__ = [
+    "Dim",
+    "DimError",
+    "as_int",
+    "ceildiv",
+    "check_expr",
+    "dmax",
+    "free_symbols",
+    "known_sign",
+    "names_in",
+    "parse_dim",
+    "prod",
+    "simplify",
+    "symbol",
+    "to_json",
+]

@@ -1,0 +1,221 @@
+"""Compile a spec into a ``networkx.DiGraph``: expand blocks, bind symbols, validate, order.
+
+One node per layer (plus the ``input`` node).  Node attributes:
+
+* ``layer``: the layer model with every dimension string evaluated (int or sympy);
+* ``inputs``: its input node names, in order (a DiGraph cannot hold repeated edges, so the
+  ordered list lives on the node; edges carry the structure for graph algorithms);
+* ``index``: declaration order; ``training_only``: True for auxiliary heads.
+
+Graph attributes: ``name``, ``input_shape``, ``order`` (topological order, computed once here),
+``output`` (the last layer).  Everything about names, references and acyclicity is checked here,
+once; the passes can rely on it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+
+from .dims import Dim, DimError, as_int, parse_dim
+from .errors import SpecError
+from .layers.base import Layer
+from .spec import Architecture, BlockCall, BlockDef
+
+INPUT = "input"
+MAX_LAYERS = 1_000_000
+
+
+def _param_value(raw: Any, env: Mapping[str, Any], where: str, call: str) -> Any:
+    if isinstance(raw, str):
+        try:
+            return parse_dim(raw, env)
+        except DimError as e:
+            raise SpecError(str(e), layer=call, field=where) from None
+    return raw
+
+
+def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
+    n = as_int(_param_value(call.repeat, env, "repeat", call.name))
+    if n is None or not 1 <= n <= MAX_LAYERS:
+        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}, got {call.repeat!r}", layer=call.name, field="repeat")
+    return n
+
+
+def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
+    for attr, want in (("when", True), ("unless", False)):
+        flag = getattr(entry, attr)
+        if flag is None:
+            continue
+        if flag not in env or not isinstance(env[flag], bool):
+            raise SpecError(f"{flag!r} is not a true/false parameter of the enclosing block", layer=name, field=attr)
+        if env[flag] is not want:
+            return False
+    return True
+
+
+class _Compiler:
+    def __init__(self, arch: Architecture, env: dict[str, Any]) -> None:
+        self.arch = arch
+        self.env = env
+        self.nodes: dict[str, tuple[Layer, list[str], bool, int]] = {}
+        self.aliases: dict[str, str] = {}  # block-call name -> its output node
+
+    # -- size guard: count what expansion would produce, without expanding --------------------
+    def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
+        total = 0
+        for e in entries:
+            if isinstance(e, BlockCall):
+                block = self.block(e)
+                if e.block in stack:
+                    raise SpecError(f"block {e.block!r} uses itself ({' -> '.join([*stack, e.block])})", layer=e.name, field="block")
+                reps = _repeat_count(e, env)
+                inner = self.count(block.layers, {**env, **self.defaults_for_count(block)}, (*stack, e.block))
+                total += reps * inner
+            else:
+                total += 1
+            if total > MAX_LAYERS:
+                raise SpecError(f"expands to more than {MAX_LAYERS:,} layers; refusing to expand", layer=getattr(e, "name", None), field="repeat")
+        return total
+
+    @staticmethod
+    def defaults_for_count(block: BlockDef) -> dict[str, Any]:
+        return {k: v for k, v in block.params.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+    def block(self, call: BlockCall) -> BlockDef:
+        if call.block not in self.arch.blocks:
+            known = ", ".join(sorted(self.arch.blocks)) or "none defined"
+            raise SpecError(f"unknown block {call.block!r} (blocks: {known})", layer=call.name, field="block")
+        return self.arch.blocks[call.block]
+
+    # -- expansion ---------------------------------------------------------------------------
+    def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str) -> str:
+        """Add the nodes of ``entries``; return the name of the scope's last node."""
+        local: dict[str, str] = {INPUT: scope_input}
+        pending: list[tuple[str, Layer, list[str] | None, bool]] = []
+        prev = scope_input
+        for i, entry in enumerate(entries):
+            local_name = entry.name or f"{entry.type}{i}"
+            full = prefix + local_name
+            if not _kept(entry, env, full):
+                continue
+            if local_name == INPUT:
+                raise SpecError(f"{INPUT!r} is reserved for the network's (or block's) input", layer=full, field="name")
+            if local_name in local:
+                raise SpecError(f"duplicate layer name {full!r}", layer=full, field="name")
+            if isinstance(entry, BlockCall):
+                start = self.resolve_one(entry.inputs[0], local, full) if entry.inputs else prev
+                if entry.inputs and len(entry.inputs) != 1:
+                    raise SpecError("a block takes exactly one input", layer=full, field="inputs")
+                out = self.expand_call(entry, env, full, start)
+                self.aliases[full] = out
+                local[local_name] = out
+                prev = out
+                continue
+            try:
+                bound = entry.bind(env)
+            except SpecError as e:
+                raise e.located(layer=full) from None
+            local[local_name] = full
+            pending.append((full, bound, entry.inputs, entry.training_only))
+            # default input: the previous entry of this scope
+            self.nodes[full] = (bound, [prev], entry.training_only, len(self.nodes))
+            prev = full
+        for full, bound, refs, training in pending:  # forward references resolve after the scope
+            if refs is not None:
+                names = [self.resolve_one(r, local, full) for r in refs]
+                # the bound layer carries the full names, so its own messages can cite them
+                self.nodes[full] = (bound.model_copy(update={"inputs": names}), names, training, self.nodes[full][3])
+        return prev
+
+    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str) -> str:
+        block = self.block(call)
+        unknown = (set(call.args) | set(call.first)) - set(block.params)
+        if unknown:
+            raise SpecError(f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args")
+        out = start
+        for r in range(_repeat_count(call, env)):
+            raw = {**block.params, **call.args, **(call.first if r == 0 else {})}
+            missing = [k for k, v in raw.items() if v is None]
+            if missing:
+                raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
+            inner = dict(self.env)  # global --set values, then this block's parameters
+            inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in raw.items()})
+            out = self.expand(block.layers, inner, f"{full}.{r}.", out)
+            if block.output is not None:
+                target = f"{full}.{r}.{block.output}"
+                if target not in self.nodes and target not in self.aliases:
+                    raise SpecError(f"block output {block.output!r} is not a layer of block {call.block!r}", layer=full, field="output")
+                out = self.aliases.get(target, target)
+        if call.training_only:
+            for name, (layer, ins, _, idx) in list(self.nodes.items()):
+                if name.startswith(full + "."):
+                    self.nodes[name] = (layer, ins, True, idx)
+        return out
+
+    def resolve_one(self, ref: str, local: Mapping[str, str], who: str) -> str:
+        if ref in local:
+            return local[ref]
+        if ref in self.nodes or ref == INPUT:
+            return ref
+        if ref in self.aliases:
+            return self.aliases[ref]
+        near = difflib.get_close_matches(ref, [*local, *self.nodes], n=3)
+        hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise SpecError(f"unknown reference {ref!r} in inputs{hint}", layer=who, field="inputs")
+
+
+def compile_spec(
+    arch: Architecture,
+    *,
+    values: Mapping[str, int] | None = None,
+    input_shape: Sequence[int | str] | None = None,
+) -> nx.DiGraph:
+    """Build the validated layer graph of ``arch``.
+
+    ``values`` binds symbols to numbers (``--set H=224``); ``input_shape`` replaces the spec's
+    input (``--input 3,224,224``).
+    """
+    env: dict[str, Any] = dict(values or {})
+    raw_input = list(input_shape) if input_shape is not None else list(arch.input)
+    shape: list[Dim] = []
+    for x in raw_input:
+        try:
+            v = parse_dim(x, env) if isinstance(x, str) else x
+        except DimError as e:
+            raise SpecError(str(e), field="input") from None
+        if isinstance(v, bool) or (as_int(v) is not None and as_int(v) <= 0):  # type: ignore[operator]
+            raise SpecError(f"input sizes must be positive, got {x!r}", field="input")
+        shape.append(v)
+
+    c = _Compiler(arch, env)
+    c.count(arch.layers, env, ())
+    output = c.expand(arch.layers, env, "", INPUT)
+
+    G = nx.DiGraph(name=arch.name, input_shape=tuple(shape), output=output)
+    G.add_node(INPUT, layer=None, inputs=[], training_only=False, index=-1)
+    for name, (layer, ins, training, idx) in c.nodes.items():
+        lo, hi = layer.n_inputs
+        if len(ins) < lo or (hi is not None and len(ins) > hi):
+            want = f"{lo}" if lo == hi else f"at least {lo}"
+            raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=name, field="inputs")
+        G.add_node(name, layer=layer, inputs=ins, training_only=training, index=idx)
+    for name, data in G.nodes(data=True):
+        for src in data["inputs"]:
+            G.add_edge(src, name)
+    G.graph["order"] = _topological_order(G)
+    return G
+
+
+def _topological_order(G: nx.DiGraph) -> list[str]:
+    index = nx.get_node_attributes(G, "index")
+    if all(index[src] < index[dst] for src, dst in G.edges):  # the usual case: declaration order
+        return sorted((n for n in G if n != INPUT), key=index.__getitem__)
+    if not nx.is_directed_acyclic_graph(G):
+        cycle = [u for u, _ in nx.find_cycle(G)]
+        raise SpecError(f"the layers form a cycle: {' -> '.join([*cycle, cycle[0]])}", layer=cycle[0], field="inputs")
+    order = list(nx.lexicographical_topological_sort(G, key=index.__getitem__))
+    return [n for n in order if n != INPUT]

@@ -1,0 +1,210 @@
+"""The layer base class: what every layer type must say about itself.
+
+A layer type is one pydantic model that owns *all* of its formulas, written once for ints and
+sympy expressions (see :mod:`archcalc.dims`):
+
+* ``output_shape(ins)``: per-sample output shape (channels first, no batch axis);
+* ``weights(ins)``: learnable tensors by name (torch's names) -> shape; params = sum of sizes;
+* ``buffers(ins)``: non-learnable state (BN running stats), reported apart from params;
+* ``ops(ins, out)``: the operations it performs, by category (see ``OP_CATEGORIES``), per sample;
+  conventions (:mod:`archcalc.conventions`) decide which categories count as MACs;
+* ``windows(ins)``: its sliding window per spatial axis for the receptive field, or ``None`` when
+  it is pointwise (relu, batchnorm, add...);
+* ``build_torch(ins)``: the equivalent ``torch.nn.Module`` (torch imported only there).
+
+Passes never branch on the layer type: they call these methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ..dims import Dim, DimError, check_expr, known_sign, parse_dim, prod
+from ..errors import SpecError
+
+Shape = tuple[Dim, ...]
+
+OP_CATEGORIES: dict[str, str] = {
+    "mac": "multiply-accumulates of a weighted sum (conv, linear)",
+    "bias": "bias additions, one per output element",
+    "pool": "pooling window reads: output elements x window size",
+    "norm": "normalisation, one per element (batchnorm, LRN)",
+    "act": "activation function evaluations, one per element",
+    "add": "elementwise additions of merged branches",
+    "softmax": "softmax, one per element",
+}
+
+
+class DimSpec:
+    """Marks a field whose value is a dimension (int or symbolic string) resolved at compile time."""
+
+    def __init__(self, minimum: int = 1, literals: tuple[str, ...] = ()) -> None:
+        self.minimum = minimum
+        self.literals = literals
+
+
+def _check_dim_value(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            check_expr(v)
+        except DimError as e:
+            raise ValueError(str(e)) from None
+    return v
+
+
+def _dim_literal_ok(literals: tuple[str, ...]) -> Any:
+    def check(v: Any) -> Any:
+        if isinstance(v, str) and v in literals:
+            return v
+        if isinstance(v, list):
+            return [_check_dim_value(x) for x in v]
+        return _check_dim_value(v)
+
+    return AfterValidator(check)
+
+
+def dim_field(minimum: int = 1, literals: tuple[str, ...] = ()) -> tuple[DimSpec, Any]:
+    return DimSpec(minimum, literals), _dim_literal_ok(literals)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window along one spatial axis (for the receptive field)."""
+
+    kernel: Dim
+    stride: Dim = 1
+    pad_before: Dim = 0
+    dilation: Dim = 1
+
+    @property
+    def extent(self) -> Dim:
+        return self.dilation * (self.kernel - 1) + 1
+
+
+class Spec(BaseModel):
+    """Project base model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Layer(Spec):
+    """Fields common to every layer."""
+
+    name: str | None = Field(default=None, description="Unique layer name (torch's qualified name reads best).")
+    inputs: list[str] | None = Field(
+        default=None,
+        description="Names of the layers feeding this one; default: the layer before it. 'input' is the network's (or block's) input.",
+    )
+    when: str | None = Field(default=None, description="Inside a block: keep this layer only if this block parameter is true.")
+    unless: str | None = Field(default=None, description="Inside a block: keep this layer only if this block parameter is false.")
+    training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
+
+    n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    _dim_fields: ClassVar[dict[str, DimSpec]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._dim_fields = {
+            n: m for n, f in cls.model_fields.items() for m in f.metadata if isinstance(m, DimSpec)
+        }
+
+    @property
+    def kind(self) -> str:
+        return str(getattr(self, "type"))
+
+    # ----- binding symbolic strings to values -------------------------------------------------
+    def bind(self, env: dict[str, Any]) -> Layer:
+        """A copy with every dimension string evaluated in ``env`` and range-checked."""
+        updates: dict[str, Any] = {}
+        for fname, spec in self._dim_fields.items():
+            raw = getattr(self, fname)
+            if raw is None:
+                continue
+            try:
+                val = self._bind_value(raw, env, spec)
+            except (DimError, SpecError) as e:
+                raise SpecError(str(e) if isinstance(e, DimError) else e.message, layer=self.name, field=fname) from None
+            if val is not raw:
+                updates[fname] = val
+        return self.model_copy(update=updates) if updates else self
+
+    @staticmethod
+    def _bind_value(raw: Any, env: dict[str, Any], spec: DimSpec) -> Any:
+        if raw is None:
+            return None
+        if isinstance(raw, list):
+            return [Layer._bind_value(x, env, spec) for x in raw]
+        if isinstance(raw, str):
+            if raw in spec.literals:
+                return raw
+            val = parse_dim(raw, env)
+            if isinstance(val, bool):
+                raise SpecError(f"{raw!r} is a true/false block parameter, not a size")
+        else:
+            val = raw
+        sign = known_sign(val - (spec.minimum - 1))  # > 0 iff val >= minimum
+        if sign is not None and sign <= 0:
+            what = "positive" if spec.minimum == 1 else f"at least {spec.minimum}"
+            raise SpecError(f"must be {what}, got {val}")
+        return val
+
+    # ----- formulas (overridden by each layer type) ------------------------------------------
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        return {}
+
+    def buffers(self, ins: list[Shape]) -> dict[str, Shape]:
+        return {}
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {}
+
+    def windows(self, ins: list[Shape]) -> list[Window] | None:
+        return None
+
+    def in_place(self) -> bool:
+        """True when the output overwrites the input tensor (``inplace=True``): no new memory."""
+        return bool(getattr(self, "inplace", False))
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        raise NotImplementedError(f"no torch module for layer type {self.kind!r}")
+
+    # ----- helpers ----------------------------------------------------------------------------
+    def fail(self, message: str, field: str | None = None) -> SpecError:
+        return SpecError(message, layer=self.name, field=field)
+
+
+def numel(shape: Shape) -> Dim:
+    return prod(shape)
+
+
+def per_axis(value: Any, n: int, field: str, layer: Layer) -> tuple[Any, ...]:
+    """Expand an int-or-list field to one value per spatial axis (torch's ``_pair``/``_ntuple``)."""
+    if isinstance(value, list | tuple):
+        if len(value) != n:
+            raise layer.fail(f"needs {n} values (one per spatial axis), got {len(value)}", field)
+        return tuple(value)
+    return (value,) * n
+
+
+def spatial_axes(shape: Shape, layer: Layer, want: int) -> Shape:
+    """Check a (C, *spatial) input has ``want`` spatial axes and return them."""
+    if len(shape) != want + 1:
+        raise layer.fail(
+            f"expects a (C, {', '.join('HW'[:want] if want <= 2 else 'DHW')}) input, got shape {shape_str(shape)}",
+            "inputs",
+        )
+    return shape[1:]
+
+
+def shape_str(shape: Shape) -> str:
+    return "\u00d7".join(str(d) for d in shape)
+
+
+__all__ = ["OP_CATEGORIES", "Layer", "Shape", "Spec", "Window", "dim_field", "numel", "per_axis", "shape_str", "spatial_axes"]

@@ -1,0 +1,138 @@
+"""Convolution, for any number of spatial axes: every formula of a conv layer lives here.
+
+Shape (torch.nn.Conv2d docs):  out = (in + pad_before + pad_after - dilation*(k-1) - 1) // stride + 1
+Weights:                      weight (C_out, C_in/groups, *k), bias (C_out,)
+MACs:                         output elements x (C_in/groups x prod(k))   (bias adds counted apart)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..dims import Dim, as_int, known_sign, prod
+from .base import Layer, Shape, Window, dim_field, numel, per_axis, shape_str, spatial_axes
+
+IntOrList = int | str | list[int | str]
+
+
+def conv_pads(padding: Any, kernel: tuple[Dim, ...], dilation: tuple[Dim, ...], n: int, layer: Layer) -> list[tuple[Dim, Dim]]:
+    """(before, after) padding per axis; 'same' splits like torch (the extra pixel goes after)."""
+    if padding == "valid":
+        return [(0, 0)] * n
+    if padding == "same":
+        pads = []
+        for k, d in zip(kernel, dilation, strict=True):
+            total = d * (k - 1)
+            pads.append((total // 2, total - total // 2))
+        return pads
+    return [(p, p) for p in per_axis(padding, n, "padding", layer)]
+
+
+def window_out(size: Dim, before: Dim, after: Dim, kernel: Dim, stride: Dim, dilation: Dim, layer: Layer, axis: int) -> Dim:
+    """Output length of a sliding window with floor semantics; errors when the kernel does not fit."""
+    span = size + before + after
+    extent = dilation * (kernel - 1) + 1
+    if known_sign(span - extent) == -1:
+        raise layer.fail(
+            f"kernel extent {extent} (dilation {dilation}\u00b7({kernel}\u22121)+1) is larger than the padded input "
+            f"{size}+{before}+{after}={span} on spatial axis {axis}",
+            "kernel_size",
+        )
+    return (span - extent) // stride + 1
+
+
+class _ConvNd(Layer):
+    n_spatial: ClassVar[int] = 2
+    out_channels: Annotated[int | str, *dim_field()] = Field(description="Number of filters (C_out).")
+    kernel_size: Annotated[IntOrList, *dim_field()] = Field(description="Kernel size: one int, or one per spatial axis.")
+    stride: Annotated[IntOrList, *dim_field()] = 1
+    padding: Annotated[IntOrList, *dim_field(0, ("same", "valid"))] = Field(
+        default=0, description="Zero padding per side: int, one per axis, or 'same'/'valid' as in torch."
+    )
+    dilation: Annotated[IntOrList, *dim_field()] = 1
+    groups: Annotated[int | str, *dim_field()] = 1
+    bias: bool = True
+
+    def _axes(self) -> tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Dim, ...]]:
+        n = self.n_spatial
+        return (
+            per_axis(self.kernel_size, n, "kernel_size", self),
+            per_axis(self.stride, n, "stride", self),
+            per_axis(self.dilation, n, "dilation", self),
+        )
+
+    def _check_groups(self, c_in: Dim) -> None:
+        g = self.groups
+        for what, c in (("in_channels", c_in), ("out_channels", self.out_channels)):
+            ci, gi = as_int(c), as_int(g)
+            if ci is not None and gi is not None and ci % gi:
+                raise self.fail(f"{what} {ci} is not divisible by groups {gi}", "groups")
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        sizes = spatial_axes(ins[0], self, self.n_spatial)
+        self._check_groups(ins[0][0])
+        k, s, d = self._axes()
+        if self.padding == "same" and any(as_int(x) != 1 for x in s):
+            raise self.fail("padding='same' is not supported for strided convolutions (torch rejects it)", "padding")
+        pads = conv_pads(self.padding, k, d, self.n_spatial, self)
+        out = [window_out(h, pb, pa, ki, si, di, self, i) for i, (h, (pb, pa), ki, si, di) in enumerate(zip(sizes, pads, k, s, d, strict=True))]
+        return (self.out_channels, *out)
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        k, _, _ = self._axes()
+        w: dict[str, Shape] = {"weight": (self.out_channels, ins[0][0] // self.groups, *k)}
+        if self.bias:
+            w["bias"] = (self.out_channels,)
+        return w
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        k, _, _ = self._axes()
+        # each output element is a dot product over C_in/groups x prod(k) inputs
+        o: dict[str, Dim] = {"mac": numel(out) * (ins[0][0] // self.groups * prod(k))}
+        if self.bias:
+            o["bias"] = numel(out)  # one add per output element
+        return o
+
+    def windows(self, ins: list[Shape]) -> list[Window]:
+        k, s, d = self._axes()
+        pads = conv_pads(self.padding, k, d, self.n_spatial, self)
+        return [Window(ki, si, pb, di) for ki, si, (pb, _), di in zip(k, s, pads, d, strict=True)]
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.n_spatial]
+        k, s, d = self._axes()
+        pad = self.padding if isinstance(self.padding, str) else per_axis(self.padding, self.n_spatial, "padding", self)
+        return cls(int(ins[0][0]), int(self.out_channels), tuple(map(int, k)), tuple(map(int, s)),
+                   pad if isinstance(pad, str) else tuple(map(int, pad)), tuple(map(int, d)), int(self.groups), self.bias)
+
+    def describe(self, ins: list[Shape]) -> str:
+        k, s, _ = self._axes()
+        return f"{shape_str(k)} conv, {self.out_channels} filters, stride {shape_str(s)}"
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution (torch.nn.Conv1d); input (C, L)."""
+
+    type: Literal["conv1d"]
+    n_spatial: ClassVar[int] = 1
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution (torch.nn.Conv2d); input (C, H, W)."""
+
+    type: Literal["conv2d"]
+    n_spatial: ClassVar[int] = 2
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution (torch.nn.Conv3d); input (C, D, H, W)."""
+
+    type: Literal["conv3d"]
+    n_spatial: ClassVar[int] = 3
+
+
+LAYERS = [Conv1d, Conv2d, Conv3d]

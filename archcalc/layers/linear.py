@@ -1,0 +1,83 @@
+"""Fully connected layers and flattening.
+
+Linear (torch.nn.Linear) acts on the last axis: (..., in_features) -> (..., out_features).
+Weights: weight (out, in), bias (out,).  MACs: output elements x in_features.
+Flatten (torch.nn.Flatten, start_dim/end_dim counted with the batch axis as 0, as in torch).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from ..dims import Dim, prod
+from .base import Layer, Shape, Window, dim_field, numel
+
+
+class Linear(Layer):
+    """torch.nn.Linear; in_features is taken from the input."""
+
+    type: Literal["linear"]
+    out_features: Annotated[int | str, *dim_field()] = Field(description="Output features.")
+    bias: bool = True
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        return (*ins[0][:-1], self.out_features)
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        w: dict[str, Shape] = {"weight": (self.out_features, ins[0][-1])}
+        if self.bias:
+            w["bias"] = (self.out_features,)
+        return w
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        o: dict[str, Dim] = {"mac": numel(out) * ins[0][-1]}  # one dot product of length in_features per output
+        if self.bias:
+            o["bias"] = numel(out)
+        return o
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.Linear(int(ins[0][-1]), int(self.out_features), self.bias)
+
+    def describe(self, ins: list[Shape]) -> str:
+        return f"fully connected {ins[0][-1]} \u2192 {self.out_features}"
+
+
+class Flatten(Layer):
+    """torch.nn.Flatten: merges axes start_dim..end_dim (batch axis is 0, as in torch)."""
+
+    type: Literal["flatten"]
+    start_dim: int = 1
+    end_dim: int = -1
+
+    def _span(self, shape: Shape) -> tuple[int, int]:
+        rank = len(shape) + 1  # with the batch axis
+        a = self.start_dim % rank
+        b = self.end_dim % rank
+        if a == 0 or a > b:
+            raise self.fail(f"start_dim {self.start_dim}..end_dim {self.end_dim} is not a range of per-sample axes", "start_dim")
+        return a - 1, b  # per-sample slice [a-1, b)
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        a, b = self._span(ins[0])
+        return (*ins[0][:a], prod(ins[0][a:b]), *ins[0][b:])
+
+    def windows(self, ins: list[Shape]) -> list[Window] | None:
+        # every output of a flattened spatial axis is then seen whole by what follows:
+        # model it as a window covering the full axis (the receptive field becomes the input)
+        a, b = self._span(ins[0])
+        spatial = ins[0][1:]
+        if a > 0:
+            return None
+        return [Window(h, h, 0, 1) if i + 1 < b else Window(1) for i, h in enumerate(spatial)]
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.Flatten(self.start_dim, self.end_dim)
+
+
+LAYERS = [Linear, Flatten]

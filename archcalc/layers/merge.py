@@ -1,0 +1,71 @@
+"""Merging branches: elementwise add (residual connections) and concatenation (Inception).
+
+add: all inputs must have the same shape; ops (`add`): elements x (inputs - 1).
+concat (torch.cat): shapes agree except along ``dim`` (batch axis is 0, so channels are 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from ..dims import Dim, known_sign
+from .base import Layer, Shape, numel, shape_str
+
+
+def _same(a: Dim, b: Dim) -> bool:
+    return known_sign(a - b) in (0, None) if not (isinstance(a, int) and isinstance(b, int)) else a == b
+
+
+class Add(Layer):
+    """Elementwise sum of two or more equal-shaped inputs (torch: ``a + b``)."""
+
+    type: Literal["add"]
+    n_inputs: ClassVar[tuple[int, int | None]] = (2, None)
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        names = self.inputs or [f"input {i}" for i in range(len(ins))]
+        for name, shape in zip(names[1:], ins[1:], strict=True):
+            if len(shape) != len(ins[0]) or not all(_same(a, b) for a, b in zip(shape, ins[0], strict=False)):
+                raise self.fail(f"cannot add {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: shapes differ", "inputs")
+        return ins[0]
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"add": numel(out) * (len(ins) - 1)}
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.modules import Add as AddModule
+
+        return AddModule()
+
+
+class Concat(Layer):
+    """torch.cat along ``dim`` (1 = channels, as in torch with the batch axis)."""
+
+    type: Literal["concat"]
+    dim: int = 1
+    n_inputs: ClassVar[tuple[int, int | None]] = (2, None)
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        names = self.inputs or [f"input {i}" for i in range(len(ins))]
+        rank = len(ins[0])
+        axis = (self.dim % (rank + 1)) - 1
+        if axis < 0:
+            raise self.fail("cannot concatenate along the batch axis", "dim")
+        total: Dim = 0
+        for name, shape in zip(names, ins, strict=True):
+            same = len(shape) == rank and all(_same(a, b) for i, (a, b) in enumerate(zip(shape, ins[0], strict=True)) if i != axis)
+            if not same:
+                raise self.fail(
+                    f"cannot concatenate {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)} along dim {self.dim}: other axes differ",
+                    "inputs",
+                )
+            total = total + shape[axis]
+        return (*ins[0][:axis], total, *ins[0][axis + 1 :])
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.modules import Concat as ConcatModule
+
+        return ConcatModule(self.dim)
+
+
+LAYERS = [Add, Concat]

@@ -1,0 +1,84 @@
+"""Normalisation layers.
+
+BatchNorm (torch.nn.BatchNorm2d): learnable weight and bias of C each when affine (2C params);
+running_mean, running_var (C each) and num_batches_tracked (a scalar) are buffers, not params.
+LocalResponseNorm (torch.nn.LocalResponseNorm, AlexNet 2012): no parameters.
+Ops (`norm`): one normalisation per element.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from ..dims import Dim
+from .base import Layer, Shape, dim_field, numel, spatial_axes
+
+
+class _BatchNormNd(Layer):
+    n_spatial: ClassVar[int] = 2
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        if self.n_spatial == 1 and len(ins[0]) in (1, 2):
+            return ins[0]  # BatchNorm1d takes (C,) or (C, L)
+        spatial_axes(ins[0], self, self.n_spatial)
+        return ins[0]
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        c = ins[0][0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def buffers(self, ins: list[Shape]) -> dict[str, Shape]:
+        c = ins[0][0]
+        if not self.track_running_stats:
+            return {}
+        return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"norm": numel(out)}  # (x - mean) / std * gamma + beta, folded to one per element
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        cls = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[self.n_spatial]
+        return cls(int(ins[0][0]), self.eps, self.momentum, self.affine, self.track_running_stats)
+
+
+class BatchNorm1d(_BatchNormNd):
+    type: Literal["batchnorm1d"]
+    n_spatial: ClassVar[int] = 1
+
+
+class BatchNorm2d(_BatchNormNd):
+    """torch.nn.BatchNorm2d; num_features is taken from the input."""
+
+    type: Literal["batchnorm2d"]
+
+
+class BatchNorm3d(_BatchNormNd):
+    type: Literal["batchnorm3d"]
+    n_spatial: ClassVar[int] = 3
+
+
+class LocalResponseNorm(Layer):
+    """torch.nn.LocalResponseNorm (AlexNet 2012: size 5, alpha 1e-4, beta 0.75, k 2)."""
+
+    type: Literal["localresponsenorm"]
+    size: Annotated[int | str, *dim_field()]
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 1.0
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"norm": numel(out)}
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.LocalResponseNorm(int(self.size), self.alpha, self.beta, self.k)
+
+
+LAYERS = [BatchNorm1d, BatchNorm2d, BatchNorm3d, LocalResponseNorm]

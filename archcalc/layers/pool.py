@@ -1,0 +1,224 @@
+"""Pooling, for any number of spatial axes: max, average, adaptive average/max.
+
+Shape (torch.nn.MaxPool2d docs), floor mode: out = (in + 2p - d*(k-1) - 1) // s + 1
+ceil mode: out = ceil((in + 2p - d*(k-1) - 1) / s) + 1, minus one if the last window would start
+in the right padding, i.e. if (out - 1)*s >= in + p (torch's pooling_output_shape).
+Ops (`pool`): output elements x window size (the lecture's count: "64*27*27*3*3").
+Adaptive pooling (torch's start = floor(i*in/out), end = ceil((i+1)*in/out)): ops are the exact
+sum of the window sizes, separable per axis.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from ..dims import Dim, as_int, ceildiv, dmax, known_sign, prod
+from .base import Layer, Shape, Window, dim_field, numel, per_axis, spatial_axes
+from .conv import IntOrList, window_out
+
+
+def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: Layer, axis: int) -> Dim:
+    if not ceil_mode:
+        return window_out(size, p, p, k, s, d, layer, axis)
+    extent = d * (k - 1) + 1
+    out = window_out(size, p, p, k, s, d, layer, axis)  # checks that the kernel fits
+    out = ceildiv(size + 2 * p - extent, s) + 1
+    # torch: drop the last window if it would start inside the right padding
+    drop = known_sign((out - 1) * s - (size + p))
+    if drop is None:
+        # undecidable with symbols unless the rule provably never fires (extent >= p + s)
+        if known_sign(extent - p - s) in (0, 1):
+            return out
+        raise layer.fail("ceil_mode with a symbolic input size: torch's last-window rule cannot be decided; "
+                         "give the input size a number with --set", "ceil_mode")
+    return out - 1 if drop >= 0 else out
+
+
+class _PoolNd(Layer):
+    n_spatial: ClassVar[int] = 2
+    kernel_size: Annotated[IntOrList, *dim_field()]
+    stride: Annotated[IntOrList | None, *dim_field()] = None
+    padding: Annotated[IntOrList, *dim_field(0)] = 0
+    ceil_mode: bool = False
+
+    def _dilation(self) -> tuple[Dim, ...]:
+        return (1,) * self.n_spatial
+
+    def _axes(self) -> tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Dim, ...], tuple[Dim, ...]]:
+        n = self.n_spatial
+        k = per_axis(self.kernel_size, n, "kernel_size", self)
+        s = k if self.stride is None else per_axis(self.stride, n, "stride", self)  # torch: stride defaults to kernel
+        p = per_axis(self.padding, n, "padding", self)
+        return k, s, p, self._dilation()
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        sizes = spatial_axes(ins[0], self, self.n_spatial)
+        k, s, p, d = self._axes()
+        for ki, pi in zip(k, p, strict=True):
+            if known_sign(ki - 2 * pi) == -1:
+                raise self.fail(f"padding {pi} is more than half the kernel {ki} (torch rejects it)", "padding")
+        out = [pool_out(h, ki, si, pi, di, self.ceil_mode, self, i) for i, (h, ki, si, pi, di) in enumerate(zip(sizes, k, s, p, d, strict=True))]
+        return (ins[0][0], *out)
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        k, _, _, _ = self._axes()
+        return {"pool": numel(out) * prod(k)}  # every output reads a full window
+
+    def windows(self, ins: list[Shape]) -> list[Window]:
+        k, s, p, d = self._axes()
+        return [Window(*w) for w in zip(k, s, p, d, strict=True)]
+
+    def _torch_args(self) -> dict[str, Any]:
+        k, s, p, _ = self._axes()
+        t = lambda xs: tuple(int(x) for x in xs)  # noqa: E731
+        return {"kernel_size": t(k), "stride": t(s), "padding": t(p), "ceil_mode": self.ceil_mode}
+
+
+class _MaxPoolNd(_PoolNd):
+    dilation: Annotated[IntOrList, *dim_field()] = 1
+
+    def _dilation(self) -> tuple[Dim, ...]:
+        return per_axis(self.dilation, self.n_spatial, "dilation", self)
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        cls = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[self.n_spatial]
+        return cls(dilation=tuple(int(x) for x in self._dilation()), **self._torch_args())
+
+
+class _AvgPoolNd(_PoolNd):
+    count_include_pad: bool = True
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        cls = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[self.n_spatial]
+        return cls(count_include_pad=self.count_include_pad, **self._torch_args())
+
+
+class MaxPool1d(_MaxPoolNd):
+    type: Literal["maxpool1d"]
+    n_spatial: ClassVar[int] = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    """torch.nn.MaxPool2d."""
+
+    type: Literal["maxpool2d"]
+
+
+class MaxPool3d(_MaxPoolNd):
+    type: Literal["maxpool3d"]
+    n_spatial: ClassVar[int] = 3
+
+
+class AvgPool1d(_AvgPoolNd):
+    type: Literal["avgpool1d"]
+    n_spatial: ClassVar[int] = 1
+
+
+class AvgPool2d(_AvgPoolNd):
+    """torch.nn.AvgPool2d."""
+
+    type: Literal["avgpool2d"]
+
+
+class AvgPool3d(_AvgPoolNd):
+    type: Literal["avgpool3d"]
+    n_spatial: ClassVar[int] = 3
+
+
+def adaptive_window_sum(size: Dim, out: Dim) -> Dim:
+    """Sum over output positions of torch's adaptive window lengths along one axis."""
+    o = as_int(out)
+    if o is None:
+        raise ValueError("symbolic output_size")
+    return sum((ceildiv((i + 1) * size, o) - (i * size) // o for i in range(o)), start=0)
+
+
+def adaptive_max_window(size: Dim, out: Dim) -> Dim:
+    o = as_int(out)
+    assert o is not None
+    best: Dim = 0
+    for i in range(o):
+        best = dmax(best, ceildiv((i + 1) * size, o) - (i * size) // o)
+    return best
+
+
+class _AdaptivePoolNd(Layer):
+    n_spatial: ClassVar[int] = 2
+    output_size: Annotated[int | str | list[int | str | None], *dim_field()]
+
+    def _targets(self, sizes: Shape) -> tuple[Dim, ...]:
+        raw = per_axis(self.output_size, self.n_spatial, "output_size", self)
+        return tuple(h if o is None else o for h, o in zip(sizes, raw, strict=True))  # None keeps the size
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        sizes = spatial_axes(ins[0], self, self.n_spatial)
+        targets = self._targets(sizes)
+        for o in targets:
+            if as_int(o) is None:
+                raise self.fail("a symbolic output_size is not supported (window sizes depend on it)", "output_size")
+        return (ins[0][0], *targets)
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        sizes = ins[0][1:]
+        per = [adaptive_window_sum(h, o) for h, o in zip(sizes, out[1:], strict=True)]
+        return {"pool": ins[0][0] * prod(per)}  # windows are separable: sum of products = product of sums
+
+    def windows(self, ins: list[Shape]) -> list[Window]:
+        # exact when in % out == 0 (kernel = stride = in/out); otherwise the largest window, and
+        # the stride of the regular part (the receptive field pass notes irregular windows)
+        sizes = ins[0][1:]
+        return [Window(adaptive_max_window(h, o), h // o, 0, 1) for h, o in zip(sizes, self._targets(sizes), strict=True)]
+
+    def _torch_size(self) -> Any:
+        raw = self.output_size
+        return tuple(None if x is None else int(x) for x in raw) if isinstance(raw, list) else int(raw)
+
+
+class AdaptiveAvgPool2d(_AdaptivePoolNd):
+    """torch.nn.AdaptiveAvgPool2d; output_size 1 is global average pooling."""
+
+    type: Literal["adaptiveavgpool2d"]
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.AdaptiveAvgPool2d(self._torch_size())
+
+
+class AdaptiveMaxPool2d(_AdaptivePoolNd):
+    """torch.nn.AdaptiveMaxPool2d."""
+
+    type: Literal["adaptivemaxpool2d"]
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.AdaptiveMaxPool2d(self._torch_size())
+
+
+class AdaptiveAvgPool1d(_AdaptivePoolNd):
+    type: Literal["adaptiveavgpool1d"]
+    n_spatial: ClassVar[int] = 1
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.AdaptiveAvgPool1d(self._torch_size())
+
+
+class AdaptiveAvgPool3d(_AdaptivePoolNd):
+    type: Literal["adaptiveavgpool3d"]
+    n_spatial: ClassVar[int] = 3
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.AdaptiveAvgPool3d(self._torch_size())
+
+
+LAYERS = [MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
+          AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool2d]

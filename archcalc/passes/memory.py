@@ -1,0 +1,16 @@
+"""Activation memory: node attribute ``activation_bytes`` = output elements x dtype bytes x batch."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..dims import Dim, prod
+
+
+def memory(G: nx.DiGraph, dtype_bytes: int, batch: Dim = 1) -> None:
+    """Bytes of each layer's output tensor (the lecture's memory column, before dividing by 1024)."""
+    nodes = G.nodes
+    for name in G.graph["order"]:
+        node = nodes[name]
+        # an in-place layer (ReLU(inplace=True)) writes into its input: it allocates nothing new
+        node["activation_bytes"] = 0 if node["layer"].in_place() else prod(node["shape"]) * dtype_bytes * batch

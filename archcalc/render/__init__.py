@@ -1,0 +1,148 @@
+"""Renderers: a Report to text, markdown, LaTeX (booktabs), CSV, JSON or HTML.  Format only."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..dims import is_symbolic, simplify, to_json
+from ..report import QUANTITIES, Report, Row
+from . import units
+
+FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
+
+HEADERS = ["layer", "type", "output", "params", "MACs", "memory", "RF", "stride"]
+
+
+def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
+    return sep.join(str(simplify(d)) for d in dims)
+
+
+def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
+    name = r.name + (" (train)" if r.training_only else "")
+    return [name, r.type, _shape(r.output_shape, sep), fmt(r.params), fmt(r.macs), size(r.activation_bytes),
+            _shape(r.receptive_field, sep), _shape(r.effective_stride, sep)]
+
+
+def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str]) -> list[str]:
+    t = rep.totals
+    return ["total", "", "", fmt(t["params"]), fmt(t["macs"]), size(t["activation_bytes"]), "", ""]
+
+
+def _caption(rep: Report) -> str:
+    batch = "" if rep.batch == 1 else f", batch {rep.batch}"
+    return (f"{rep.name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, "
+            f"memory of each output in {rep.dtype}")
+
+
+def to_text(rep: Report) -> str:
+    from tabulate import tabulate
+
+    body = [_cells(r, units.count, units.size, "\u00d7") for r in rep.rows]
+    body.append(_totals_cells(rep, units.count, units.size))
+    table = tabulate(body, HEADERS, tablefmt="simple", colalign=("left", "left", "right", "right", "right", "right", "right", "right"))
+    lines = [_caption(rep), "", table]
+    t = rep.totals
+    lines.append("")
+    lines.append(f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
+                 f"FLOPs {units.exact(t['flops'])}, activation memory {units.exact(t['activation_bytes'])} bytes")
+    notes = [f"  {r.name}: {r.note}" for r in rep.rows if r.note and "misaligned" in r.note]
+    if notes:
+        lines += ["notes:", *notes]
+    if any(r.training_only for r in rep.rows) and not rep.include_training_only:
+        lines.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(rep: Report) -> str:
+    from tabulate import tabulate
+
+    body = [_cells(r, units.count, units.size, "\u00d7") for r in rep.rows]
+    body.append([f"**{c}**" if c else "" for c in _totals_cells(rep, units.count, units.size)])
+    return f"*{_caption(rep)}*\n\n" + tabulate(body, HEADERS, tablefmt="github") + "\n"
+
+
+def _latex_value(v: Any, fmt: Callable[[Any], str]) -> str:
+    v = simplify(v)
+    if is_symbolic(v):
+        import sympy
+
+        return f"${sympy.latex(v)}$"
+    return fmt(v).replace("%", r"\%")
+
+
+def _latex_escape(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("\u00d7", r"$\times$")):
+        s = s.replace(a, b)
+    return s
+
+
+def to_latex(rep: Report) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``), symbols typeset by sympy.latex."""
+    cols = "llrrrrrr"
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_latex_escape(_caption(rep))}}}",
+             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(["Layer", "Type", "Output", "Params", "MACs", "Memory", "RF", "Stride"]) + r" \\", r"\midrule"]
+
+    def row(r: Row) -> str:
+        cells = [_latex_escape(r.name + (" (train)" if r.training_only else "")), _latex_escape(r.type),
+                 _latex_value_shape(r.output_shape), _latex_value(r.params, units.count), _latex_value(r.macs, units.count),
+                 _latex_value(r.activation_bytes, units.size), _latex_value_shape(r.receptive_field), _latex_value_shape(r.effective_stride)]
+        return " & ".join(cells) + r" \\"
+
+    lines += [row(r) for r in rep.rows]
+    t = rep.totals
+    lines += [r"\midrule", " & ".join(["Total", "", "", _latex_value(t["params"], units.count), _latex_value(t["macs"], units.count),
+                                         _latex_value(t["activation_bytes"], units.size), "", ""]) + r" \\",
+              r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_value_shape(dims: tuple[Any, ...]) -> str:
+    if any(is_symbolic(simplify(d)) for d in dims):
+        import sympy
+
+        return "$" + r" \times ".join(sympy.latex(simplify(d)) for d in dims) + "$"
+    return r"$\times$".join(str(d) for d in dims)
+
+
+def to_csv(rep: Report) -> str:
+    """Exact integers (or sympy strings); one row per layer and a final 'total' row."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"])
+    for r in rep.rows:
+        w.writerow([r.name, r.type, " ".join(r.inputs), "x".join(str(to_json(d)) for d in r.output_shape),
+                    *(to_json(getattr(r, q)) for q in QUANTITIES),
+                    "x".join(str(to_json(d)) for d in r.receptive_field), "x".join(str(to_json(d)) for d in r.effective_stride),
+                    int(r.training_only), rep.convention])
+    t = rep.totals
+    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention])
+    return buf.getvalue()
+
+
+def to_json_text(rep: Report) -> str:
+    return json.dumps(rep.to_json(), indent=2) + "\n"
+
+
+def to_html(rep: Report) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    body = []
+    for r in rep.rows:
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r, units.count, units.size, "\u00d7")) + "</tr>")
+    body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in _totals_cells(rep, units.count, units.size)) + "</tr>")
+    return (f"<table>\n<caption>{html.escape(_caption(rep))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+            + "\n".join(body) + "\n</tbody>\n</table>\n")
+
+
+RENDERERS: dict[str, Callable[[Report], str]] = {
+    "text": to_text, "markdown": to_markdown, "latex": to_latex, "csv": to_csv, "json": to_json_text, "html": to_html,
+}
+
+
+def render(rep: Report, fmt: str = "text") -> str:
+    return RENDERERS[fmt](rep)

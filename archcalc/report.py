@@ -1,0 +1,179 @@
+"""The report: one row per layer and the totals, every value exact (int or sympy expression).
+
+Renderers (``archcalc.render``) only format a Report; they never compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from .conventions import dtype_bytes, get_convention
+from .dims import Dim, simplify, to_json
+from .graph import compile_spec
+from .passes import compute, memory, params, receptive_field, shapes
+from .spec import Architecture, load_spec
+
+QUANTITIES = ("params", "macs", "flops", "activation_bytes")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    type: str
+    inputs: list[str]
+    output_shape: tuple[Dim, ...]
+    params: Dim
+    macs: Dim
+    flops: Dim
+    activation_bytes: Dim
+    receptive_field: tuple[Dim, ...]
+    effective_stride: tuple[Dim, ...]
+    ops: dict[str, Dim]
+    buffers: Dim = 0
+    weights: dict[str, tuple[Dim, ...]] = field(default_factory=dict)
+    training_only: bool = False
+    note: str | None = None
+
+    def to_json(self, convention: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": self.type,
+            "inputs": self.inputs,
+            "output_shape": [to_json(d) for d in self.output_shape],
+            "params": to_json(self.params),
+            "macs": to_json(self.macs),
+            "flops": to_json(self.flops),
+            "activation_bytes": to_json(self.activation_bytes),
+            "receptive_field": [to_json(d) for d in self.receptive_field],
+            "effective_stride": [to_json(d) for d in self.effective_stride],
+            "convention": convention,
+            "ops": {k: to_json(v) for k, v in self.ops.items()},
+            "buffers": to_json(self.buffers),
+        }
+        if self.training_only:
+            out["training_only"] = True
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    input_shape: tuple[Dim, ...]
+    convention: str
+    dtype: str
+    batch: Dim
+    rows: list[Row]
+    include_training_only: bool = False
+
+    @property
+    def counted_rows(self) -> list[Row]:
+        """Rows that make up the totals (auxiliary training-only heads excluded unless asked for)."""
+        return [r for r in self.rows if self.include_training_only or not r.training_only]
+
+    @property
+    def totals(self) -> dict[str, Dim]:
+        rows = self.counted_rows
+        return {q: simplify(sum((getattr(r, q) for r in rows), start=0)) for q in QUANTITIES}
+
+    def row(self, name: str) -> Row:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def symbolic(self) -> bool:
+        from .dims import is_symbolic
+
+        return any(is_symbolic(v) for v in self.totals.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON report contract (DESIGN.md)."""
+        return {
+            "name": self.name,
+            "input_shape": [to_json(d) for d in self.input_shape],
+            "convention": self.convention,
+            "dtype": self.dtype,
+            "batch": to_json(self.batch),
+            "layers": [r.to_json(self.convention) for r in self.rows],
+            "totals": {k: to_json(v) for k, v in self.totals.items()},
+        }
+
+    # Jupyter: a report shows itself as a table
+    def _repr_markdown_(self) -> str:
+        from .render import render
+
+        return render(self, "markdown")
+
+    def _repr_html_(self) -> str:
+        from .render import render
+
+        return render(self, "html")
+
+
+def report_from_graph(
+    G: nx.DiGraph,
+    *,
+    convention: str = "lecture",
+    dtype: str = "float32",
+    batch: Dim = 1,
+    include_training_only: bool = False,
+) -> Report:
+    conv = get_convention(convention)
+    nbytes = dtype_bytes(dtype)
+    shapes(G)
+    params(G)
+    compute(G, conv, batch)
+    memory(G, nbytes, batch)
+    receptive_field(G)
+    rows = []
+    for name in G.graph["order"]:
+        n = G.nodes[name]
+        rows.append(
+            Row(
+                name=name,
+                type=n["layer"].kind,
+                inputs=list(n["inputs"]),
+                output_shape=tuple(simplify(d) for d in n["shape"]),
+                params=simplify(n["params"]),
+                macs=simplify(n["macs"]),
+                flops=simplify(n["flops"]),
+                activation_bytes=simplify(n["activation_bytes"]),
+                receptive_field=tuple(simplify(a.size) for a in n["rf"]),
+                effective_stride=tuple(simplify(a.jump) for a in n["rf"]),
+                ops={k: simplify(v) for k, v in n["ops"].items()},
+                buffers=simplify(n["buffers"]),
+                weights=n["weights"],
+                training_only=n["training_only"],
+                note=n["rf_note"] or ("in place: writes into its input, no new activation memory" if n["layer"].in_place() else None),
+            )
+        )
+    return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
+
+
+def analyze(
+    spec: Architecture | str | Path,
+    *,
+    convention: str = "lecture",
+    dtype: str = "float32",
+    batch: Dim = 1,
+    values: Mapping[str, int] | None = None,
+    input_shape: Sequence[int | str] | None = None,
+    include_training_only: bool = False,
+) -> Report:
+    """Analyse a spec (model or path): shapes, params, MACs/FLOPs, memory, receptive fields.
+
+    >>> r = analyze("specs/alexnet.json")
+    >>> r.row("conv1").output_shape
+    (64, 56, 56)
+    """
+    arch = spec if isinstance(spec, Architecture) else load_spec(spec)
+    G = compile_spec(arch, values=values, input_shape=input_shape)
+    return report_from_graph(G, convention=convention, dtype=dtype, batch=batch, include_training_only=include_training_only)

@@ -1,0 +1,155 @@
+"""The spec format: pydantic models for an architecture, its layers and its reusable blocks.
+
+A spec is JSON::
+
+    {"name": "alexnet", "input": [3, 227, 227], "layers": [{"name": "conv1", "type": "conv2d", ...}, ...]}
+
+* ``layers`` run in order; a layer's input is the one before it unless it names ``inputs``.
+* ``blocks`` defines reusable parameterised blocks; a ``{"type": "block"}`` entry in ``layers``
+  calls one, ``repeat`` times, with ``args`` (and ``first`` overriding args on the first copy).
+  Expanded layers are named ``<call>.<i>.<layer>`` (torchvision's ``layer1.0.conv1``).
+* Any integer field may be a symbolic string (``"C"``, ``"2*planes"``); see :mod:`archcalc.dims`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, ValidationError, field_validator
+
+from .dims import DimError, check_expr
+from .errors import SpecError
+from .layers import LAYER_TYPES, TYPE_NAMES
+from .layers.base import Spec
+
+MAX_REPEAT = 100_000
+
+ParamValue = Union[int, str, bool, None]
+
+
+class BlockCall(Spec):
+    """Use of a block defined under ``blocks``: its layers, ``repeat`` times in sequence."""
+
+    type: Literal["block"]
+    name: str = Field(description="Name of this use; expanded layers are named '<name>.<i>.<layer>'.")
+    block: str = Field(description="Which block definition to expand.")
+    repeat: Annotated[int | str, Field(description="How many copies, chained one after another.")] = 1
+    args: dict[str, ParamValue] = Field(default_factory=dict, description="Values for the block's parameters.")
+    first: dict[str, ParamValue] = Field(default_factory=dict, description="Overrides of args for the first copy only.")
+    inputs: list[str] | None = None
+    when: str | None = None
+    unless: str | None = None
+    training_only: bool = False
+
+    @field_validator("repeat")
+    @classmethod
+    def _repeat_ok(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= MAX_REPEAT:
+            raise ValueError(f"repeat must be between 1 and {MAX_REPEAT}, got {v}")
+        if isinstance(v, str):
+            try:
+                check_expr(v)
+            except DimError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
+AnyLayer = Annotated[Union[tuple([*LAYER_TYPES, BlockCall])], Field(discriminator="type")]  # type: ignore[valid-type]
+
+
+class BlockDef(Spec):
+    """A reusable block: parameters with defaults (null = required) and its layers."""
+
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="Parameter names and defaults; null means required.")
+    layers: list[AnyLayer] = Field(min_length=1)
+    output: str | None = Field(default=None, description="Layer whose output is the block's output (default: the last).")
+
+
+class Architecture(Spec):
+    """A whole network."""
+
+    name: str
+    description: str | None = None
+    source: str | None = Field(default=None, description="Where the architecture is published (paper, table, code).")
+    input: list[Annotated[int | str, Field()]] = Field(min_length=1, description="Per-sample input shape (C, H, W); no batch axis.")
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    layers: list[AnyLayer] = Field(min_length=1)
+
+    @field_validator("input")
+    @classmethod
+    def _input_ok(cls, v: list[int | str]) -> list[int | str]:
+        for x in v:
+            if isinstance(x, int) and x <= 0:
+                raise ValueError(f"input sizes must be positive, got {x}")
+            if isinstance(x, str):
+                try:
+                    check_expr(x)
+                except DimError as e:
+                    raise ValueError(str(e)) from None
+        return v
+
+
+def _loc_to_layer(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
+    """Turn a pydantic error location into (layer name, field name) for the one-line error."""
+    node, layer_dict, layer, prev = data, None, None, None
+    for key in loc:
+        if isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+            if isinstance(node, dict):
+                layer_dict, layer = node, str(node.get("name") or f"{prev}[{key}]")
+        elif isinstance(node, dict) and key in node:
+            if node is layer_dict or (layer_dict is None and prev != "blocks" and key not in ("layers", "blocks")):
+                return layer, str(key)
+            if prev == "blocks":
+                layer = f"block {key}"
+            node = node[key]
+        elif isinstance(key, str) and key not in TYPE_NAMES and key != "block":
+            return layer, key  # a missing field
+        prev = key
+    return layer, None
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    if err["type"] == "union_tag_invalid":
+        return f"unknown layer type {err['ctx']['tag']!r}; valid types: {', '.join(sorted([*TYPE_NAMES, 'block']))}"
+    if err["type"] == "union_tag_not_found":
+        return "missing 'type' (the layer type, e.g. 'conv2d')"
+    if err["type"] == "extra_forbidden":
+        return "unknown field (not an argument of this layer type)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_spec(data: Any, file: str | None = None) -> Architecture:
+    """Validate already-decoded JSON into an :class:`Architecture`, or raise :class:`SpecError`."""
+    try:
+        return Architecture.model_validate(data)
+    except ValidationError as e:
+        errs = e.errors()
+        # a missing/unknown 'type' makes pydantic report nothing else useful: report it first
+        err = next((x for x in errs if x["type"].startswith("union_tag")), errs[0])
+        layer, field = _loc_to_layer(data, tuple(err["loc"]))
+        more = f" (and {e.error_count() - 1} more errors)" if e.error_count() > 1 else ""
+        raise SpecError(_pydantic_message(dict(err)) + more, layer=layer, field=field, file=file) from None
+
+
+def load_spec(path: str | Path) -> Architecture:
+    """Read and validate a spec file; errors name the file, layer and field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"cannot read spec: {e.strerror}", file=str(path)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", file=str(path)) from None
+    return parse_spec(data, file=str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    return Architecture.model_json_schema()

@@ -1,0 +1,1 @@
+"""The torch side (optional extra ``archcalc[torch]``): build, measure, verify, bench, import."""
