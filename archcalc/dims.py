@@ -152,7 +152,7 @@ def simplify(value: Dim) -> Dim:
         return value
     if value.is_Integer:  # type: ignore[union-attr]
         return int(value)
-    return _sympy().expand(value)  # type: ignore[no-any-return]
+    return value
 
 
 def to_json(value: Any) -> Any:
