@@ -12,6 +12,7 @@ unary minus and parentheses.  Nothing is ever passed to ``eval`` or ``sympify``.
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Union
@@ -43,9 +44,10 @@ def symbol(name: str) -> Any:
 
 def is_symbolic(value: object) -> bool:
     """True if ``value`` is a sympy object (checked without importing sympy)."""
-    return type(value).__module__.startswith("sympy")
+    return type(value) is not int and type(value).__module__.startswith("sympy")
 
 
+@functools.lru_cache(maxsize=4096)
 def check_expr(text: str) -> ast.expr:
     """Parse ``text`` and check it uses only the whitelisted grammar; return its AST."""
     if len(text) > MAX_EXPR_LEN:
@@ -147,8 +149,8 @@ def known_sign(value: Dim) -> int | None:
 
 
 def simplify(value: Dim) -> Dim:
-    """Return an int if a sympy value is a number, else the (expanded) expression."""
-    if not is_symbolic(value):
+    """Return an int if a sympy value is a number, else the expression."""
+    if type(value) is int or not is_symbolic(value):
         return value
     if value.is_Integer:  # type: ignore[union-attr]
         return int(value)

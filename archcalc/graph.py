@@ -46,6 +46,8 @@ def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
 
 
 def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
+    if entry.when is None and entry.unless is None:
+        return True
     for attr, want in (("when", True), ("unless", False)):
         flag = getattr(entry, attr)
         if flag is None:
@@ -63,6 +65,8 @@ class _Compiler:
         self.env = env
         self.nodes: dict[str, tuple[Layer, list[str], bool, int]] = {}
         self.aliases: dict[str, str] = {}  # block-call name -> its output node
+        # repeated block copies bind the same entry in the same environment: bind once, share
+        self.bound: dict[tuple[int, tuple[tuple[str, Any], ...]], Layer] = {}
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
@@ -95,6 +99,7 @@ class _Compiler:
     def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str) -> str:
         """Add the nodes of ``entries``; return the name of the scope's last node."""
         local: dict[str, str] = {INPUT: scope_input}
+        env_key = tuple(sorted(env.items()))
         pending: list[tuple[str, Layer, list[str] | None, bool]] = []
         prev = scope_input
         for i, entry in enumerate(entries):
@@ -115,10 +120,13 @@ class _Compiler:
                 local[local_name] = out
                 prev = out
                 continue
-            try:
-                bound = entry.bind(env)
-            except SpecError as e:
-                raise e.located(layer=full) from None
+            key = (id(entry), env_key)
+            bound = self.bound.get(key)  # type: ignore[assignment]
+            if bound is None:
+                try:
+                    bound = self.bound[key] = entry.bind(env)
+                except SpecError as e:
+                    raise e.located(layer=full) from None
             local[local_name] = full
             pending.append((full, bound, entry.inputs, entry.training_only))
             # default input: the previous entry of this scope
@@ -127,8 +135,7 @@ class _Compiler:
         for full, bound, refs, training in pending:  # forward references resolve after the scope
             if refs is not None:
                 names = [self.resolve_one(r, local, full) for r in refs]
-                # the bound layer carries the full names, so its own messages can cite them
-                self.nodes[full] = (bound.model_copy(update={"inputs": names}), names, training, self.nodes[full][3])
+                self.nodes[full] = (bound, names, training, self.nodes[full][3])
         return prev
 
     def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str) -> str:
@@ -196,23 +203,24 @@ def compile_spec(
     output = c.expand(arch.layers, env, "", INPUT)
 
     G = nx.DiGraph(name=arch.name, input_shape=tuple(shape), output=output)
-    G.add_node(INPUT, layer=None, inputs=[], training_only=False, index=-1)
+    nodes: list[tuple[str, dict[str, Any]]] = [(INPUT, {"layer": None, "inputs": [], "training_only": False, "index": -1})]
+    edges: list[tuple[str, str]] = []
     for name, (layer, ins, training, idx) in c.nodes.items():
         lo, hi = layer.n_inputs
         if len(ins) < lo or (hi is not None and len(ins) > hi):
             want = f"{lo}" if lo == hi else f"at least {lo}"
             raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=name, field="inputs")
-        G.add_node(name, layer=layer, inputs=ins, training_only=training, index=idx)
-    for name, data in G.nodes(data=True):
-        for src in data["inputs"]:
-            G.add_edge(src, name)
+        nodes.append((name, {"layer": layer, "inputs": ins, "training_only": training, "index": idx}))
+        edges.extend((src, name) for src in ins)
+    G.add_nodes_from(nodes)
+    G.add_edges_from(edges)
     G.graph["order"] = _topological_order(G)
     return G
 
 
 def _topological_order(G: nx.DiGraph) -> list[str]:
     index = nx.get_node_attributes(G, "index")
-    if all(index[src] < index[dst] for src, dst in G.edges):  # the usual case: declaration order
+    if all(index[src] < index[dst] for src, dst in G.edges()):  # the usual case: declaration order
         return sorted((n for n in G if n != INPUT), key=index.__getitem__)
     if not nx.is_directed_acyclic_graph(G):
         cycle = [u for u, _ in nx.find_cycle(G)]

@@ -134,27 +134,22 @@ def report_from_graph(
     memory(G, nbytes, batch)
     receptive_field(G)
     rows = []
+    nodes = dict(G.nodes(data=True))
     for name in G.graph["order"]:
-        n = G.nodes[name]
-        rows.append(
-            Row(
-                name=name,
-                type=n["layer"].kind,
-                inputs=list(n["inputs"]),
-                output_shape=tuple(simplify(d) for d in n["shape"]),
-                params=simplify(n["params"]),
-                macs=simplify(n["macs"]),
-                flops=simplify(n["flops"]),
-                activation_bytes=simplify(n["activation_bytes"]),
-                receptive_field=tuple(simplify(a.size) for a in n["rf"]),
-                effective_stride=tuple(simplify(a.jump) for a in n["rf"]),
-                ops={k: simplify(v) for k, v in n["ops"].items()},
-                buffers=simplify(n["buffers"]),
-                weights=n["weights"],
-                training_only=n["training_only"],
-                note=n["rf_note"] or ("in place: writes into its input, no new activation memory" if n["layer"].in_place() else None),
-            )
-        )
+        n = nodes[name]
+        rf = n["rf"]
+        shape, size, jump = n["shape"], tuple(a.size for a in rf), tuple(a.jump for a in rf)
+        values = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
+        numeric = all(type(v) is int for v in (*values, *shape, *size, *jump))
+        ops = n["ops"]
+        if not numeric:  # symbolic rows: fold sympy Integers back to ints
+            shape, size, jump = (tuple(simplify(d) for d in t) for t in (shape, size, jump))
+            values = tuple(simplify(v) for v in values)
+            ops = {k: simplify(v) for k, v in ops.items()}
+        layer = n["layer"]
+        note = n["rf_note"] or ("in place: writes into its input, no new activation memory" if layer.in_place() else None)
+        rows.append(Row(name, layer.kind, list(n["inputs"]), shape, *values[:4], size, jump, ops, values[4],
+                        n["weights"], n["training_only"], note))
     return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
 
 

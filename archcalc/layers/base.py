@@ -46,7 +46,9 @@ class DimSpec:
         self.literals = literals
 
 
-def _check_dim_value(v: Any) -> Any:
+def _check_dim_value(v: Any, minimum: int = 0) -> Any:
+    if type(v) is int and v < minimum:
+        raise ValueError(f"must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {v}")
     if isinstance(v, str):
         try:
             check_expr(v)
@@ -55,19 +57,27 @@ def _check_dim_value(v: Any) -> Any:
     return v
 
 
-def _dim_literal_ok(literals: tuple[str, ...]) -> Any:
+def _dim_checker(minimum: int, literals: tuple[str, ...]) -> Any:
+    """Validate a dim field at load time: int ranges now, expression syntax now, values later."""
+
     def check(v: Any) -> Any:
         if isinstance(v, str) and v in literals:
             return v
         if isinstance(v, list):
-            return [_check_dim_value(x) for x in v]
-        return _check_dim_value(v)
+            if not v:
+                raise ValueError("needs at least one value")
+            return [_check_dim_value(x, minimum) for x in v]
+        return _check_dim_value(v, minimum)
 
     return AfterValidator(check)
 
 
 def dim_field(minimum: int = 1, literals: tuple[str, ...] = ()) -> tuple[DimSpec, Any]:
-    return DimSpec(minimum, literals), _dim_literal_ok(literals)
+    return DimSpec(minimum, literals), _dim_checker(minimum, literals)
+
+
+def _has_text(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, list) and any(isinstance(x, str) for x in v))
 
 
 @dataclass(frozen=True)
@@ -120,9 +130,10 @@ class Layer(Spec):
     def bind(self, env: dict[str, Any]) -> Layer:
         """A copy with every dimension string evaluated in ``env`` and range-checked."""
         updates: dict[str, Any] = {}
+        values = self.__dict__
         for fname, spec in self._dim_fields.items():
-            raw = getattr(self, fname)
-            if raw is None:
+            raw = values[fname]
+            if not _has_text(raw):  # ints were range-checked when the spec was loaded
                 continue
             try:
                 val = self._bind_value(raw, env, spec)
@@ -170,7 +181,7 @@ class Layer(Spec):
 
     def in_place(self) -> bool:
         """True when the output overwrites the input tensor (``inplace=True``): no new memory."""
-        return bool(getattr(self, "inplace", False))
+        return bool(self.__dict__.get("inplace", False))
 
     def build_torch(self, ins: list[Shape]) -> Any:
         raise NotImplementedError(f"no torch module for layer type {self.kind!r}")

@@ -10,13 +10,18 @@ from ..dims import Dim
 
 def compute(G: nx.DiGraph, convention: Convention, batch: Dim = 1) -> None:
     """Per-layer operations for ``batch`` samples, weighed into MACs/FLOPs by ``convention``."""
-    nodes = G.nodes
+    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    memo: dict[tuple[object, ...], tuple[dict[str, Dim], Dim, Dim]] = {}
     for name in G.graph["order"]:
         node = nodes[name]
+        layer = node["layer"]
         ins = [nodes[i]["shape"] for i in node["inputs"]]
-        ops = node["layer"].ops(ins, node["shape"])
-        if batch != 1:
-            ops = {k: v * batch for k, v in ops.items()}
-        node["ops"] = ops
-        node["macs"] = convention.macs(ops)
-        node["flops"] = convention.flops(node["macs"])
+        key = (id(layer), *ins)
+        got = memo.get(key)
+        if got is None:
+            ops = layer.ops(ins, node["shape"])
+            if batch != 1:
+                ops = {k: v * batch for k, v in ops.items()}
+            macs = convention.macs(ops)
+            got = memo[key] = (ops, macs, convention.flops(macs))
+        node["ops"], node["macs"], node["flops"] = got

@@ -9,7 +9,7 @@ from ..dims import Dim, prod
 
 def memory(G: nx.DiGraph, dtype_bytes: int, batch: Dim = 1) -> None:
     """Bytes of each layer's output tensor (the lecture's memory column, before dividing by 1024)."""
-    nodes = G.nodes
+    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
     for name in G.graph["order"]:
         node = nodes[name]
         # an in-place layer (ReLU(inplace=True)) writes into its input: it allocates nothing new

@@ -9,14 +9,19 @@ from ..dims import Dim, prod
 
 def params(G: nx.DiGraph) -> None:
     """Learnable parameters (weights + bias, BN affine) and, apart, buffers (BN running stats)."""
-    nodes = G.nodes
+    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    memo: dict[tuple[object, ...], tuple[dict[str, tuple[Dim, ...]], Dim, Dim]] = {}
     for name in G.graph["order"]:
         node = nodes[name]
+        layer = node["layer"]
         ins = [nodes[i]["shape"] for i in node["inputs"]]
-        w = node["layer"].weights(ins)
-        node["weights"] = w
-        node["params"] = sum((prod(s) for s in w.values()), start=0)
-        node["buffers"] = sum((prod(s) for s in node["layer"].buffers(ins).values()), start=0)
+        key = (id(layer), *ins)
+        got = memo.get(key)
+        if got is None:
+            w = layer.weights(ins)
+            got = memo[key] = (w, sum((prod(s) for s in w.values()), start=0),
+                               sum((prod(s) for s in layer.buffers(ins).values()), start=0))
+        node["weights"], node["params"], node["buffers"] = got
 
 
 def total(G: nx.DiGraph, attr: str) -> Dim:

@@ -13,7 +13,7 @@ node gets a note (the RF is still the largest, but outputs no longer sit on one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import networkx as nx
 
@@ -22,8 +22,7 @@ from ..graph import INPUT
 from ..layers.base import Window
 
 
-@dataclass(frozen=True)
-class AxisRF:
+class AxisRF(NamedTuple):
     """Receptive field along one spatial axis."""
 
     size: Dim = 1
@@ -41,9 +40,10 @@ def _differ(a: Dim, b: Dim) -> bool:
 
 def receptive_field(G: nx.DiGraph) -> None:
     """Set ``rf`` (tuple of AxisRF, one per input spatial axis) and ``rf_note`` on every node."""
-    nodes = G.nodes
+    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
     n_axes = len(G.graph["input_shape"]) - 1
     nodes[INPUT]["rf"] = tuple(AxisRF() for _ in range(n_axes))
+    window_memo: dict[tuple[object, ...], list[Window] | None] = {}
     for name in G.graph["order"]:
         node = nodes[name]
         srcs = [nodes[i]["rf"] for i in node["inputs"]]
@@ -58,7 +58,11 @@ def receptive_field(G: nx.DiGraph) -> None:
                 merged.append(a if known_sign(a.size - b.size) in (0, 1) else b if known_sign(a.size - b.size) == -1
                               else AxisRF(dmax(a.size, b.size), a.jump, a.centre2))
             rf = tuple(merged)
-        windows = node["layer"].windows([nodes[i]["shape"] for i in node["inputs"]])
+        ins = [nodes[i]["shape"] for i in node["inputs"]]
+        key = (id(node["layer"]), *ins)
+        if key not in window_memo:
+            window_memo[key] = node["layer"].windows(ins)
+        windows = window_memo[key]
         if windows is not None and len(windows) == len(rf):
             rf = tuple(r.through(w) for r, w in zip(rf, windows, strict=True))
         node["rf"] = rf

@@ -10,12 +10,18 @@ from ..graph import INPUT
 
 def shapes(G: nx.DiGraph) -> None:
     """Set ``shape`` on every node from its inputs' shapes, in topological order."""
-    nodes = G.nodes
+    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
     nodes[INPUT]["shape"] = G.graph["input_shape"]
+    memo: dict[tuple[object, ...], tuple[object, ...]] = {}  # repeated blocks share bound layers
     for name in G.graph["order"]:
         node = nodes[name]
+        layer = node["layer"]
         ins = [nodes[i]["shape"] for i in node["inputs"]]
-        try:
-            node["shape"] = tuple(node["layer"].output_shape(ins))
-        except SpecError as e:
-            raise e.located(layer=name) from None
+        key = (id(layer), *ins)
+        out = memo.get(key)
+        if out is None:
+            try:
+                out = memo[key] = tuple(layer.output_shape(ins))
+            except SpecError as e:
+                raise e.located(layer=name) from None
+        node["shape"] = out
