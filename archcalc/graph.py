@@ -170,7 +170,7 @@ class _Compiler:
             return ref
         if ref in self.aliases:
             return self.aliases[ref]
-        near = difflib.get_close_matches(ref, [*local, *self.nodes], n=3)
+        near = difflib.get_close_matches(ref, list(dict.fromkeys([*local, *self.nodes])), n=3)
         hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
         raise SpecError(f"unknown reference {ref!r} in inputs{hint}", layer=who, field="inputs")
 

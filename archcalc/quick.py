@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from .errors import SpecError
+from .layers import TYPE_NAMES
 from .spec import Architecture, parse_spec
 
 ALIASES = {
@@ -78,7 +79,8 @@ def parse_layer(text: str, index: int, counters: dict[str, int]) -> dict[str, An
     for w in words[1:]:
         if "=" in w:
             k, v = w.split("=", 1)
-            layer[SHORT.get(k, k)] = _value(v)
+            fields = TYPE_NAMES[kind].model_fields if kind in TYPE_NAMES else {}
+            layer[k if k in fields else SHORT.get(k, k)] = _value(v)
         elif re.fullmatch(r"[kspdg]\d+", w):
             layer[SHORT[w[0]]] = int(w[1:])
         elif re.fullmatch(rf"({_VALUE})x({_VALUE})", w) and "kernel_size" not in layer and "kernel_size" in positional:

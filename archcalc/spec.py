@@ -94,11 +94,17 @@ class Architecture(Spec):
 def _loc_to_layer(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
     """Turn a pydantic error location into (layer name, field name) for the one-line error."""
     node, layer_dict, layer, prev = data, None, None, None
+    skip_tag = False
     for key in loc:
+        if skip_tag and layer_dict is not None and key == layer_dict.get("type"):
+            skip_tag = False  # pydantic puts the union tag after the list index
+            continue
+        skip_tag = False
         if isinstance(node, list) and isinstance(key, int) and key < len(node):
             node = node[key]
             if isinstance(node, dict):
                 layer_dict, layer = node, str(node.get("name") or f"{prev}[{key}]")
+                skip_tag = True
         elif isinstance(node, dict) and key in node:
             if node is layer_dict or (layer_dict is None and prev != "blocks" and key not in ("layers", "blocks")):
                 return layer, str(key)
@@ -117,15 +123,25 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     if err["type"] == "union_tag_not_found":
         return "missing 'type' (the layer type, e.g. 'conv2d')"
     if err["type"] == "extra_forbidden":
-        return "unknown field (not an argument of this layer type)"
+        return "unknown field"
     if err["type"] == "missing":
         return "required field is missing"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
 
+def _fields_hint(data: Any, loc: tuple[Any, ...]) -> str:
+    """For an unknown field: the fields the layer type does have."""
+    tag = next((k for k in loc if isinstance(k, str) and k in TYPE_NAMES), None)
+    if tag is None:
+        return ""
+    return f" of {tag}; its fields: {', '.join(TYPE_NAMES[tag].model_fields)}"
+
+
 def parse_spec(data: Any, file: str | None = None) -> Architecture:
     """Validate already-decoded JSON into an :class:`Architecture`, or raise :class:`SpecError`."""
+    if not isinstance(data, dict):
+        raise SpecError('a spec must be a JSON object: {"name": ..., "input": [C, H, W], "layers": [...]}', file=file)
     try:
         return Architecture.model_validate(data)
     except ValidationError as e:
@@ -133,8 +149,10 @@ def parse_spec(data: Any, file: str | None = None) -> Architecture:
         # a missing/unknown 'type' makes pydantic report nothing else useful: report it first
         err = next((x for x in errs if x["type"].startswith("union_tag")), errs[0])
         layer, field = _loc_to_layer(data, tuple(err["loc"]))
-        more = f" (and {e.error_count() - 1} more errors)" if e.error_count() > 1 else ""
-        raise SpecError(_pydantic_message(dict(err)) + more, layer=layer, field=field, file=file) from None
+        places = {_loc_to_layer(data, tuple(x["loc"])) for x in errs}  # a union reports one error per member
+        more = f" (and errors in {len(places) - 1} more places)" if len(places) > 1 else ""
+        hint = _fields_hint(data, tuple(err["loc"])) if err["type"] == "extra_forbidden" else ""
+        raise SpecError(_pydantic_message(dict(err)) + hint + more, layer=layer, field=field, file=file) from None
 
 
 def load_spec(path: str | Path) -> Architecture:

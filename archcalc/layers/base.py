@@ -97,7 +97,8 @@ class Window:
 class Spec(BaseModel):
     """Project base model: unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: "bias": "yes" or "kernel_size": 3.0 are errors, not silently coerced
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class Layer(Spec):

@@ -1,0 +1,165 @@
+"""Build a runnable ``torch.nn.Module`` from a compiled spec graph.
+
+    G = compile_spec(load_spec("specs/resnet50.json"))
+    shapes(G)
+    model = build_module(G, device="meta")   # no memory for the weights
+    y = model(torch.zeros(1, 3, 224, 224, device="meta"))
+
+The module holds one submodule per spec layer (each made by the layer's own ``build_torch``) in
+an ordered ``nn.ModuleDict``.  Torch forbids dots in submodule names, so the keys are sanitized
+spec names (``layer1.0.conv1`` -> ``layer1_0_conv1``); ``keys`` maps a spec name to its key and
+``spec_names`` maps back.  ``forward`` runs the layers in ``G.graph["order"]``, feeding each one
+its inputs in the node's order (``"input"`` is the network input), and returns the output of
+``G.graph["output"]``.
+
+Training-only layers (auxiliary heads) are built but run only in training mode, or when
+``run_training_only`` is set (the measurement uses that to measure them in eval mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import networkx as nx
+import torch
+from torch import nn
+
+from ..dims import as_int
+from ..errors import SpecError
+from ..graph import INPUT
+from ..layers.base import shape_str
+
+_RESERVED = set(dir(nn.ModuleDict()))
+
+
+def sanitize(name: str, taken: set[str]) -> str:
+    """A ModuleDict key for spec name ``name``: no dots, not an attribute, unique among ``taken``."""
+    key = re.sub(r"[^0-9A-Za-z_]", "_", name) or "layer"
+    if key in _RESERVED or key.startswith("_"):
+        key = "l_" + key
+    base, n = key, 2
+    while key in taken:
+        key = f"{base}_{n}"
+        n += 1
+    taken.add(key)
+    return key
+
+
+def numeric_shape(shape: Any, name: str) -> tuple[int, ...]:
+    out = []
+    for d in shape:
+        v = as_int(d)
+        if v is None:
+            raise SpecError(
+                f"output shape {shape_str(shape)} is symbolic; torch needs numbers (give the input or symbols numbers: --input/--set)",
+                layer=name,
+            )
+        out.append(v)
+    return tuple(out)
+
+
+class SpecModule(nn.Module):
+    """A spec graph as a torch module (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        input_shape: tuple[int, ...],
+        order: list[str],
+        inputs: dict[str, list[str]],
+        modules: dict[str, nn.Module],
+        training_only: set[str],
+        output: str,
+    ) -> None:
+        super().__init__()
+        self.spec_name = name
+        self.input_shape = input_shape
+        self.order = list(order)
+        self.inputs = {k: list(v) for k, v in inputs.items()}
+        self.training_only = set(training_only)
+        self.output = output
+        self.run_training_only = False
+        self.layers = nn.ModuleDict()
+        self.keys: dict[str, str] = {}
+        taken: set[str] = set()
+        for spec_name in self.order:
+            key = sanitize(spec_name, taken)
+            self.keys[spec_name] = key
+            self.layers[key] = modules[spec_name]
+        self.spec_names = {k: n for n, k in self.keys.items()}
+        # free each intermediate result after its last consumer (real-tensor runs of big nets)
+        last: dict[str, int] = {}
+        for step, n in enumerate(self.order):
+            for src in self.inputs[n]:
+                last[src] = step
+        self._free_after: list[list[str]] = [[] for _ in self.order]
+        for src, step in last.items():
+            if src != self.output:
+                self._free_after[step].append(src)
+
+    def layer(self, spec_name: str) -> nn.Module:
+        """The submodule of spec layer ``spec_name``."""
+        return self.layers[self.keys[spec_name]]
+
+    def named_layers(self) -> Iterator[tuple[str, nn.Module]]:
+        """(spec name, submodule) in execution order."""
+        for n in self.order:
+            yield n, self.layers[self.keys[n]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        run_aux = self.training or self.run_training_only
+        values: dict[str, torch.Tensor] = {INPUT: x}
+        for step, name in enumerate(self.order):
+            if run_aux or name not in self.training_only:
+                try:
+                    args = [values[i] for i in self.inputs[name]]
+                except KeyError as e:
+                    raise RuntimeError(f"layer {name!r} needs {e.args[0]!r}, a training-only layer that did not run") from None
+                values[name] = self.layers[self.keys[name]](*args)
+            for src in self._free_after[step]:
+                values.pop(src, None)
+        return values[self.output]
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec_name!r}, input={shape_str(self.input_shape)}"
+
+
+def build_module(G: nx.DiGraph, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> SpecModule:
+    """The torch module of compiled graph ``G``; ``device="meta"`` allocates no weights.
+
+    Runs the shape pass if it has not run yet.  Every shape must be a number (bind symbols with
+    ``compile_spec(..., values=..., input_shape=...)``), else :class:`SpecError`.
+    """
+    from ..passes import shapes
+
+    if "shape" not in G.nodes[INPUT]:
+        shapes(G)
+    input_shape = numeric_shape(G.graph["input_shape"], INPUT)
+    modules: dict[str, nn.Module] = {}
+    inputs: dict[str, list[str]] = {}
+    training: set[str] = set()
+    ctx = torch.device(device) if device is not None else contextlib.nullcontext()
+    with ctx:
+        for name in G.graph["order"]:
+            node = G.nodes[name]
+            ins = [numeric_shape(G.nodes[i]["shape"], i) for i in node["inputs"]]
+            numeric_shape(node["shape"], name)
+            try:
+                mod = node["layer"].build_torch(ins)
+            except SpecError as e:
+                raise e.located(layer=name) from None
+            except NotImplementedError as e:
+                raise SpecError(str(e), layer=name) from None
+            if dtype is not None:
+                mod = mod.to(dtype)
+            modules[name] = mod
+            inputs[name] = list(node["inputs"])
+            if node["training_only"]:
+                training.add(name)
+    return SpecModule(str(G.graph["name"]), input_shape, G.graph["order"], inputs, modules, training, G.graph["output"])
+
+
+__all__ = ["SpecModule", "build_module", "numeric_shape", "sanitize"]
