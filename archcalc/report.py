@@ -147,7 +147,7 @@ def report_from_graph(
             values = tuple(simplify(v) for v in values)
             ops = {k: simplify(v) for k, v in ops.items()}
         layer = n["layer"]
-        note = n["rf_note"] or ("in place: writes into its input, no new activation memory" if layer.in_place() else None)
+        note = n["rf_note"] or ("returns its input tensor (in place): no new activation memory" if layer.in_place() else None)
         rows.append(Row(name, layer.kind, list(n["inputs"]), shape, *values[:4], size, jump, ops, values[4],
                         n["weights"], n["training_only"], note))
     return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)

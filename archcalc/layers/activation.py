@@ -101,6 +101,9 @@ class Dropout(Layer):
     p: float = 0.5
     inplace: bool = False
 
+    def in_place(self) -> bool:
+        return True  # at inference torch returns the input tensor itself
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -111,6 +114,9 @@ class Identity(Layer):
     """torch.nn.Identity (also the explicit shortcut of a residual block)."""
 
     type: Literal["identity"]
+
+    def in_place(self) -> bool:
+        return True  # nn.Identity returns its input tensor: nothing is allocated
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

@@ -181,7 +181,7 @@ class Layer(Spec):
         return None
 
     def in_place(self) -> bool:
-        """True when the output overwrites the input tensor (``inplace=True``): no new memory."""
+        """True when the output is the input tensor itself (``inplace=True``, identity): no new memory."""
         return bool(self.__dict__.get("inplace", False))
 
     def build_torch(self, ins: list[Shape]) -> Any:

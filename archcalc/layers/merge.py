@@ -20,6 +20,8 @@ class Add(Layer):
     """Elementwise sum of two or more equal-shaped inputs (torch: ``a + b``)."""
 
     type: Literal["add"]
+    inplace: bool = False
+    """True for torchvision's ``out += identity``: the sum is written into the first input."""
     n_inputs: ClassVar[tuple[int, int | None]] = (2, None)
 
     def output_shape(self, ins: list[Shape]) -> Shape:

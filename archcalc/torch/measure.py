@@ -1,0 +1,246 @@
+"""Measure a torch module with torch itself: per layer output shape, parameters and MACs.
+
+Everything here is what torch reports, never a formula of archcalc:
+
+* **params**: the sum of ``numel`` of a module's parameters (``module.parameters()``; buffers
+  such as BatchNorm's running statistics are not parameters).  A module called more than once
+  (torchvision's shared ``relu``) shows its parameters on its first call and 0 on later calls,
+  so that the per-call rows add up to what the model holds.
+* **output shape**: the shape of the tensor a module returns in a forward pass (forward hooks),
+  without the batch axis.
+* **MACs**: ``torch.utils.flop_counter.FlopCounterMode`` FLOPs halved.  Each call of a hooked
+  module gets the FLOPs the counter added while it ran (its total before and after the call);
+  ``by_module`` keeps the counter's own per-module attribution (``get_flop_counts()``, keyed by
+  module name) for cross-checking: for a module called once the two are the same number.
+
+The forward pass runs in eval mode under ``torch.no_grad()`` on a zero input of batch 1 (by
+default).  On the ``meta`` device no memory is used and FlopCounterMode still works (it reads
+shapes only); :func:`measure_spec` falls back to a real CPU tensor if an op has no meta kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..layers import TYPE_NAMES
+
+
+def module_kind(module: nn.Module) -> str | None:
+    """The archcalc layer type a torch module is (``nn.Conv2d`` -> ``conv2d``), or None if unknown.
+
+    Torch's class names, lowercased, are archcalc's type names; subclasses inherit their base's type.
+    """
+    for cls in type(module).__mro__:
+        name = cls.__name__.lower()
+        if name in TYPE_NAMES:
+            return name
+        if cls is nn.Module:
+            break
+    return None
+
+
+@dataclass(frozen=True)
+class LayerMeasure:
+    """One call of one module, as torch measured it."""
+
+    name: str
+    """Spec layer name (a built spec) or module name (a user model: ``features.0``)."""
+    kind: str | None
+    """The archcalc layer type of the module (:func:`module_kind`), None if torch's class is unknown."""
+    cls: str
+    """The module's class name (``Conv2d``)."""
+    call: int
+    """1 for a module's first call, 2 for its second..."""
+    output_shape: tuple[int, ...] | None
+    """Per sample (no batch axis); None when the module returned something other than a tensor."""
+    params: int
+    flops: int
+
+    @property
+    def macs(self) -> int:
+        return self.flops // 2
+
+    @property
+    def label(self) -> str:
+        return self.name if self.call == 1 else f"{self.name} (call {self.call})"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    calls: list[LayerMeasure]
+    """Hooked module calls in execution order."""
+    output_shape: tuple[int, ...] | None
+    total_params: int
+    """Every parameter the model holds (each shared tensor once)."""
+    total_flops: int
+    """FlopCounterMode's total for the whole forward (ops outside any module included)."""
+    by_module: dict[str, int] = field(default_factory=dict)
+    """FlopCounterMode's own per-module FLOPs (``get_flop_counts()``) by hooked name."""
+    device: str = "cpu"
+    batch: int = 1
+
+    @property
+    def total_macs(self) -> int:
+        return self.total_flops // 2
+
+
+class TorchRunError(RuntimeError):
+    """Torch raised while running a module; ``layer`` names the module that was running."""
+
+    def __init__(self, layer: str | None, error: BaseException) -> None:
+        where = f"layer {layer!r}: " if layer else ""
+        super().__init__(f"{where}{type(error).__name__}: {error}")
+        self.layer = layer
+        self.error = error
+
+
+def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every module without children (each shared module once)."""
+    return [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+
+
+def _per_sample(out: Any) -> tuple[int, ...] | None:
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]
+    if isinstance(out, torch.Tensor):
+        return tuple(int(d) for d in out.shape[1:])
+    return None
+
+
+def _param_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device, (t.dtype if t.is_floating_point() else torch.float32)
+    return torch.device("cpu"), torch.float32
+
+
+def measure_module(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    batch: int = 1,
+    targets: Iterable[tuple[str, nn.Module]] | None = None,
+    device: str | torch.device | None = None,
+) -> Measurement:
+    """Run ``model`` once on zeros of shape ``(batch, *input_shape)`` and measure every call of ``targets``.
+
+    ``targets``: (name, module) pairs to hook; default :func:`leaf_modules`.  ``device``: where
+    the input lives; default the device of the model's first parameter (CPU if it has none).
+    Raises :class:`TorchRunError` naming the module that was running when torch raised.
+    """
+    pdev, dtype = _param_device_dtype(model)
+    dev = torch.device(device) if device is not None else pdev
+    targets = list(leaf_modules(model) if targets is None else targets)
+    fqn = {id(m): n for n, m in model.named_modules()}
+    root = type(model).__name__
+
+    calls: list[LayerMeasure] = []
+    seen: dict[int, int] = {}
+    running: list[tuple[str, int]] = []
+    counter: list[FlopCounterMode] = []
+
+    def pre_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: Any) -> None:
+            running.append((name, counter[0].get_total_flops()))
+
+        return hook
+
+    def post_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            _, before = running.pop()
+            n = seen.get(id(module), 0) + 1
+            seen[id(module)] = n
+            params = sum(p.numel() for p in module.parameters()) if n == 1 else 0
+            calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, counter[0].get_total_flops() - before))
+
+        return hook
+
+    handles = []
+    for name, mod in targets:
+        handles.append(mod.register_forward_pre_hook(pre_hook(name)))
+        handles.append(mod.register_forward_hook(post_hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.zeros((batch, *input_shape), device=dev, dtype=dtype)
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            counter.append(fc)
+            try:
+                out = model(x)
+            except Exception as e:
+                raise TorchRunError(running[-1][0] if running else None, e) from e
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    counts = fc.get_flop_counts()
+    by_module = {}
+    for name, mod in targets:
+        key = root if fqn.get(id(mod), "") == "" else f"{root}.{fqn[id(mod)]}"
+        by_module[name] = int(sum(counts.get(key, {}).values()))
+    unique = {id(p): p.numel() for p in model.parameters()}
+    return Measurement(
+        calls=calls,
+        output_shape=_per_sample(out),
+        total_params=int(sum(unique.values())),
+        total_flops=int(fc.get_total_flops()),
+        by_module=by_module,
+        device=str(dev),
+        batch=batch,
+    )
+
+
+@dataclass(frozen=True)
+class SpecMeasurement:
+    """The module built from a spec, measured: one call per spec layer."""
+
+    layers: dict[str, LayerMeasure]
+    """Spec layer name -> its measurement (training-only layers included: measured in eval mode)."""
+    output_shape: tuple[int, ...] | None
+    total_params: int
+    """Every parameter of the built module, training-only heads included."""
+    total_flops: int
+    """One eval forward of the built module: training-only layers do not run."""
+    by_module: dict[str, int]
+    device: str
+
+    @property
+    def total_macs(self) -> int:
+        return self.total_flops // 2
+
+
+def measure_spec(G: nx.DiGraph, *, batch: int = 1, device: str | torch.device = "meta") -> SpecMeasurement:
+    """Build ``G`` (:func:`~archcalc.torch.build.build_module`) and measure every layer.
+
+    Tries ``device`` (default ``meta``: no memory, VGG-sized models cost nothing) and, if torch
+    fails there, a real CPU tensor.  Raises :class:`TorchRunError` if torch fails on CPU too.
+    """
+    try:
+        return _measure_spec_on(G, batch, device)
+    except Exception:
+        if torch.device(device).type == "cpu":
+            raise
+    return _measure_spec_on(G, batch, "cpu")
+
+
+def _measure_spec_on(G: nx.DiGraph, batch: int, device: str | torch.device) -> SpecMeasurement:
+    from .build import build_module
+
+    model = build_module(G, device=device)
+    model.run_training_only = True  # measure auxiliary heads too (still in eval mode)
+    m = measure_module(model, model.input_shape, batch=batch, targets=list(model.named_layers()), device=device)
+    layers = {c.name: c for c in m.calls}
+    total_flops = m.total_flops
+    if model.training_only:
+        model.run_training_only = False
+        total_flops = measure_module(model, model.input_shape, batch=batch, targets=[], device=device).total_flops
+    return SpecMeasurement(layers, m.output_shape, m.total_params, total_flops, m.by_module, m.device)
+
+
+__all__ = ["LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "leaf_modules", "measure_module", "measure_spec", "module_kind"]
