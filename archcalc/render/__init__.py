@@ -66,12 +66,12 @@ def to_markdown(rep: Report) -> str:
     return f"*{_caption(rep)}*\n\n" + tabulate(body, HEADERS, tablefmt="github") + "\n"
 
 
-def _latex_value(v: Any, fmt: Callable[[Any], str]) -> str:
+def _latex_value(v: Any, fmt: Callable[[Any], str], unit: str = "") -> str:
     v = simplify(v)
     if is_symbolic(v):
         import sympy
 
-        return f"${sympy.latex(v)}$"
+        return f"${sympy.latex(v)}$" + (f"~{unit}" if unit else "")
     return fmt(v).replace("%", r"\%")
 
 
@@ -91,13 +91,13 @@ def to_latex(rep: Report) -> str:
     def row(r: Row) -> str:
         cells = [_latex_escape(r.name + (" (train)" if r.training_only else "")), _latex_escape(r.type),
                  _latex_value_shape(r.output_shape), _latex_value(r.params, units.count), _latex_value(r.macs, units.count),
-                 _latex_value(r.activation_bytes, units.size), _latex_value_shape(r.receptive_field), _latex_value_shape(r.effective_stride)]
+                 _latex_value(r.activation_bytes, units.size, "B"), _latex_value_shape(r.receptive_field), _latex_value_shape(r.effective_stride)]
         return " & ".join(cells) + r" \\"
 
     lines += [row(r) for r in rep.rows]
     t = rep.totals
     lines += [r"\midrule", " & ".join(["Total", "", "", _latex_value(t["params"], units.count), _latex_value(t["macs"], units.count),
-                                         _latex_value(t["activation_bytes"], units.size), "", ""]) + r" \\",
+                                         _latex_value(t["activation_bytes"], units.size, "B"), "", ""]) + r" \\",
               r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 

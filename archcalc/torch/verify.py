@@ -1,0 +1,631 @@
+"""Cross-check a spec's analytic numbers against torch: ``archcalc verify``.
+
+For every layer, archcalc's formulas (convention ``torch``) are compared with what torch measures
+(:mod:`archcalc.torch.measure`): the output shape, the parameter count and the MACs
+(FlopCounterMode FLOPs / 2); then the totals (the network's output shape, every parameter the
+model holds, the MACs of one eval forward).  The result points at the first wrong layer.
+
+Two ways to get the torch side:
+
+* **from the spec** (default): the module is built from the spec, one submodule per spec layer
+  (:func:`~archcalc.torch.build.build_module`, on the ``meta`` device: no memory), so every spec
+  layer has exactly one measured counterpart, auxiliary training-only heads included (they are
+  measured in eval mode).  This checks archcalc's formulas against torch.
+
+* **against your model** (``module=``, ``--module pkg.mod:factory``): the spec is matched to the
+  model's *leaf* modules (modules without children) in the order they run in one eval forward.
+  The matching rule, layer by layer:
+
+  1. the spec layer and the next module call are of the same type (torch's class name
+     lowercased is the spec type: ``nn.Conv2d`` is ``conv2d``; subclasses count as their base;
+     a module of a class archcalc does not know is taken for whatever spec layer is next):
+     they are matched and compared;
+  2. otherwise, a spec layer of a type that user code usually writes as a plain function or
+     expression (``add``, ``concat``, ``identity``, ``flatten``, ``subsample``, ``channelpad``:
+     ``out + identity``, ``torch.cat``, ``torch.flatten``, ``x[:, :, ::2, ::2]``, ``F.pad``) is
+     matched only if the model has a module there; if not, it is listed as *not compared*
+     (not an error: its work, if any, still shows in the totals);
+  3. otherwise, a model module that computes nothing at inference (``nn.Identity``,
+     ``nn.Dropout`` without parameters) and has no spec layer is listed as not compared;
+  4. otherwise the types disagree.  If the model's next call matches the spec layer, this module
+     is reported as an **extra module** in the model; else, if the spec's next layer matches
+     this module, the spec layer is reported as **missing from the model**; else the two are
+     compared anyway and a **type** mismatch is reported with their numbers.
+
+  When the counts differ, the spec layers left over at the end are reported as missing from the
+  model and the model calls left over as extra modules (each a mismatch); optional types
+  (rule 2) and inference no-ops (rule 3) left over are only listed as not compared.
+  Training-only spec layers (auxiliary heads) are not compared per layer: an eval forward does
+  not run them.  A module called several times (torchvision's shared ``relu``) is matched once
+  per call; its parameters are counted on its first call only.  The totals are always compared,
+  so work done outside modules (a functional ``F.linear``) is never silently missed.
+
+A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
+that was running (quantity ``runs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..dims import as_int
+from ..errors import SpecError
+from ..layers.base import shape_str
+from ..spec import Architecture, load_spec, parse_spec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..report import Report, Row
+    from .measure import LayerMeasure
+
+OPTIONAL_TYPES = frozenset({"add", "concat", "identity", "flatten", "subsample", "channelpad"})
+"""Spec layer types matched only if the model has a module there (rule 2)."""
+INFERENCE_NOOPS = frozenset({"identity", "dropout"})
+"""Model module types skipped when they have no spec layer (rule 3)."""
+QUANTITIES = ("output_shape", "params", "macs")
+TOTAL = "(total)"
+CONVENTION = "torch"
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """One compared value: spec layer ``name``, ``quantity``, archcalc's value, torch's value."""
+
+    name: str
+    quantity: str
+    """``output_shape``, ``params``, ``macs``; or ``layer`` (a spec layer or model module without
+    counterpart), ``type`` (matched by position but of another type), ``runs`` (torch raised)."""
+    analytic: Any
+    measured: Any
+    ok: bool
+    module: str | None = None
+    """The model module it was matched to (module mode)."""
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "quantity": self.quantity,
+            "analytic": _jsonable(self.analytic),
+            "measured": _jsonable(self.measured),
+            "ok": self.ok,
+        }
+        if self.module is not None:
+            out["module"] = self.module
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    def describe(self) -> str:
+        """``layer 'conv2' params: spec 307,392, torch 614,592``."""
+        where = f"layer {self.name!r}" if self.name != TOTAL else "total"
+        if self.module is not None and self.module != self.name:
+            where += f" (module {self.module!r})"
+        if self.quantity == "layer":
+            text = self.note or "no counterpart"
+        elif self.quantity == "runs":
+            text = f"torch raised {self.measured}"
+        else:
+            text = f"{_label(self.quantity)}: spec {_fmt(self.analytic)}, torch {_fmt(self.measured)}"
+            if self.note:
+                text += f" ({self.note})"
+        return f"{where} {text}"
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    """The checks of one table line: a spec layer (or a model module without spec layer)."""
+
+    name: str
+    type: str | None
+    module: str | None
+    rows: list[VerifyRow]
+    analytic: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+    """Why it was not compared, or extra information."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    name: str
+    file: str | None
+    mode: str
+    """``spec`` (the module built from the spec) or ``module`` (the user's model)."""
+    model: str
+    """What was measured: ``built from the spec`` or the model's class name."""
+    input_shape: tuple[int, ...]
+    batch: int
+    device: str
+    layers: list[LayerCheck]
+    totals: LayerCheck
+
+    @property
+    def rows(self) -> list[VerifyRow]:
+        """Every compared value, layers in order, then the totals."""
+        return [r for lc in (*self.layers, self.totals) for r in lc.rows]
+
+    @property
+    def mismatches(self) -> list[VerifyRow]:
+        return [r for r in self.rows if not r.ok]
+
+    @property
+    def first_mismatch(self) -> VerifyRow | None:
+        """The first wrong value, in layer order (the totals last); None when all match."""
+        return next((r for r in self.rows if not r.ok), None)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_mismatch is None
+
+    @property
+    def not_compared(self) -> list[LayerCheck]:
+        return [lc for lc in self.layers if not lc.rows]
+
+    # ----- rendering --------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        first = self.first_mismatch
+        return {
+            "name": self.name,
+            "file": self.file,
+            "mode": self.mode,
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "batch": self.batch,
+            "convention": CONVENTION,
+            "device": self.device,
+            "ok": self.ok,
+            "first_mismatch": first.to_json() if first else None,
+            "rows": [r.to_json() for r in self.rows],
+            "not_compared": [{"name": lc.name, "type": lc.type, "module": lc.module, "reason": lc.note} for lc in self.not_compared],
+        }
+
+    def summary(self) -> str:
+        first = self.first_mismatch
+        if first is None:
+            n = sum(1 for lc in self.layers if lc.rows)
+            return f"OK: {n} layers match torch in output shape, params and MACs; totals match"
+        bad_layers = {r.name for r in self.mismatches}
+        return (
+            f"MISMATCH: first wrong value at {first.describe()}; "
+            f"{len(self.mismatches)} wrong value(s) in {len(bad_layers)} layer(s)"
+        )
+
+    def render_text(self, only_mismatches: bool = False) -> str:
+        src = f" ({self.file})" if self.file else ""
+        against = "the torch module built from the spec" if self.mode == "spec" else f"model {self.model}"
+        lines = [
+            f"verify {self.name}{src} against {against}",
+            f"input {shape_str(self.input_shape)}, batch {self.batch}, MACs = FlopCounterMode FLOPs / 2 (convention {CONVENTION!r})",
+            "",
+        ]
+        first = self.first_mismatch
+        show_module = self.mode == "module"
+        header = ["", "layer", "type", *(["module"] if show_module else []), "output shape", "params", "MACs", "check"]
+        table: list[list[str]] = []
+        for lc in (*self.layers, self.totals):
+            if only_mismatches and lc.ok and lc is not self.totals:
+                continue
+            a = lc.analytic
+            marker = ">>" if first is not None and first in lc.rows else ""
+            if not lc.rows:
+                check = f"not compared: {lc.note}"
+            elif lc.ok:
+                check = "ok" + (f" ({lc.note})" if lc.note else "")
+            else:
+                check = "; ".join(_short(r) for r in lc.rows if not r.ok)
+            table.append([
+                marker,
+                lc.name,
+                lc.type or "",
+                *([lc.module or ""] if show_module else []),
+                _fmt(a["output_shape"]) if "output_shape" in a else "",
+                _fmt(a["params"]) if "params" in a else "",
+                _fmt(a["macs"]) if "macs" in a else "",
+                check,
+            ])
+        lines += _table(header, table)
+        lines += ["", self.summary()]
+        return "\n".join(lines) + "\n"
+
+    def failure_message(self, limit: int = 25) -> str:
+        """A readable message for an assertion: the first wrong layer, then every wrong value."""
+        if self.ok:
+            return self.summary()
+        against = "the module built from it" if self.mode == "spec" else f"model {self.model}"
+        bad = self.mismatches
+        lines = [
+            f"archcalc spec {self.name!r}{f' ({self.file})' if self.file else ''} does not match {against} "
+            f"(input {shape_str(self.input_shape)}, convention {CONVENTION!r}):",
+            f"  first mismatch: {bad[0].describe()}",
+        ]
+        if len(bad) > 1:
+            lines.append(f"  all {len(bad)} wrong values:")
+            lines += [f"    {r.describe()}" for r in bad[:limit]]
+            if len(bad) > limit:
+                lines.append(f"    ... and {len(bad) - limit} more")
+        skipped = self.not_compared
+        if skipped:
+            lines.append(f"  not compared: {', '.join(lc.name for lc in skipped[:10])}{' ...' if len(skipped) > 10 else ''}")
+        return "\n".join(lines)
+
+
+def render_results(results: Sequence[VerifyResult], fmt: str = "text") -> str:
+    """Text (one table per spec) or JSON (``{"ok": ..., "results": [...]}``)."""
+    if fmt == "json":
+        return json.dumps({"ok": all(r.ok for r in results), "results": [r.to_json() for r in results]}, indent=2) + "\n"
+    if fmt == "text":
+        return "\n".join(r.render_text() for r in results)
+    raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
+
+
+# ----- formatting helpers -------------------------------------------------------------------------
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, tuple):
+        return shape_str(v) if v else "scalar"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _label(quantity: str) -> str:
+    return {"output_shape": "output shape", "macs": "MACs"}.get(quantity, quantity)
+
+
+def _short(r: VerifyRow) -> str:
+    if r.quantity == "layer":
+        return r.note or "no counterpart"
+    if r.quantity == "runs":
+        return f"torch raised {r.measured}"
+    return f"{_label(r.quantity)}: torch {_fmt(r.measured)}" + (f" (spec {_fmt(r.analytic)})" if r.quantity == "type" else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths[0] = 2  # the ">>" marker of the first mismatch
+    widths[-1] = 0  # the last column is free text
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    rule = ["", *("-" * w for w in widths[1:-1]), "-" * len(header[-1])]
+    return [fmt(header), fmt(rule), *(fmt(r) for r in rows)]
+
+
+# ----- the comparison ---------------------------------------------------------------------------
+def _analytic(row: Row) -> dict[str, Any]:
+    shape = tuple(as_int(d) for d in row.output_shape)
+    values = {"output_shape": shape, "params": as_int(row.params), "macs": as_int(row.macs)}
+    if any(d is None for d in shape) or values["params"] is None or values["macs"] is None:
+        raise SpecError("the spec's numbers are symbolic; verify needs numbers (give --input and --set values)", layer=row.name)
+    return values
+
+
+def _compare(name: str, analytic: Mapping[str, Any], lm: LayerMeasure, module: str | None = None) -> list[VerifyRow]:
+    measured = {"output_shape": lm.output_shape, "params": lm.params, "macs": lm.macs}
+    rows = []
+    for q in QUANTITIES:
+        note = None
+        if q == "params" and lm.call > 1:
+            note = f"call {lm.call} of a shared module: its parameters are counted on its first call"
+        rows.append(VerifyRow(name, q, analytic[q], measured[q], analytic[q] == measured[q], module, note))
+    return rows
+
+
+def _load(spec: Architecture | Mapping[str, Any] | str | Path) -> tuple[Architecture, str | None]:
+    if isinstance(spec, Architecture):
+        return spec, None
+    if isinstance(spec, Mapping):
+        return parse_spec(dict(spec)), None
+    return load_spec(spec), str(spec)
+
+
+def _shape_arg(input_shape: Sequence[int | str] | str | None) -> list[int | str] | None:
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, str):
+        from ..quick import parse_shape
+
+        return parse_shape(input_shape)
+    return list(input_shape)
+
+
+def verify_spec(
+    spec: Architecture | Mapping[str, Any] | str | Path,
+    module: nn.Module | None = None,
+    input_shape: Sequence[int | str] | str | None = None,
+    *,
+    values: Mapping[str, int] | None = None,
+    batch: int = 1,
+    device: str | None = None,
+) -> VerifyResult:
+    """Compare the spec's analytic numbers (convention ``torch``) with torch's, layer by layer.
+
+    ``spec``: a path, an :class:`~archcalc.spec.Architecture` or a spec dict.  ``module``: your
+    own ``nn.Module`` to check (matched as the module docstring says); default: the module built
+    from the spec.  ``input_shape`` (``(3, 224, 224)`` or ``"3,224,224"``) and ``values`` (symbol
+    numbers) override the spec's input.  ``device``: where the built module runs (default
+    ``meta``, then CPU if an op has no meta kernel); for ``module``, where the input is made
+    (default: the device of the model's parameters).
+    Raises :class:`SpecError` for an invalid spec or a spec whose numbers stay symbolic.
+    """
+    from ..graph import compile_spec
+    from ..report import report_from_graph
+
+    arch, file = _load(spec)
+    try:
+        G = compile_spec(arch, values=values, input_shape=_shape_arg(input_shape))
+        report = report_from_graph(G, convention=CONVENTION, batch=batch)
+        analytic = {row.name: _analytic(row) for row in report.rows}
+        in_shape = tuple(as_int(d) for d in G.graph["input_shape"])
+        if any(d is None for d in in_shape):
+            raise SpecError("the input shape is symbolic; verify needs numbers (--input / --set)", field="input")
+    except SpecError as e:
+        raise e.located(file=file) from None
+    if module is None:
+        return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")  # type: ignore[arg-type]
+    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device)  # type: ignore[arg-type]
+
+
+def _totals(report: Report, analytic: Mapping[str, Mapping[str, Any]], output: str, shape: Any, params: int, macs: int,
+            module: str | None = None) -> LayerCheck:
+    all_params = as_int(sum((r.params for r in report.rows), start=0))
+    want = {"output_shape": analytic[output]["output_shape"], "params": all_params, "macs": as_int(report.totals["macs"])}
+    got = {"output_shape": shape, "params": params, "macs": macs}
+    rows = [VerifyRow(TOTAL, q, want[q], got[q], want[q] == got[q], module) for q in QUANTITIES]
+    note = "params: all layers, training-only included; MACs: one eval forward"
+    return LayerCheck(TOTAL, None, module, rows, want, note)
+
+
+def _verify_built(G: Any, report: Report, analytic: dict[str, dict[str, Any]], file: str | None, in_shape: tuple[int, ...],
+                  batch: int, device: str) -> VerifyResult:
+    from .measure import TorchRunError, measure_spec
+
+    layers: list[LayerCheck] = []
+    try:
+        m = measure_spec(G, batch=batch, device=device)
+    except TorchRunError as e:
+        failed = False
+        for row in report.rows:
+            if failed:
+                layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], "not run: torch failed on an earlier layer"))
+            elif row.name == e.layer:
+                failed = True
+                layers.append(LayerCheck(row.name, row.type, None, [VerifyRow(row.name, "runs", "ok", str(e.error), False)], analytic[row.name]))
+            else:
+                layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], "ran, but the run failed later: no numbers"))
+        if not failed:
+            layers.append(LayerCheck(TOTAL, None, None, [VerifyRow(TOTAL, "runs", "ok", str(e), False)]))
+        totals = LayerCheck(TOTAL, None, None, [], {}, "not measured: torch failed")
+        return VerifyResult(report.name, file, "spec", "built from the spec", in_shape, batch, "cpu", layers, totals)
+    for row in report.rows:
+        lm = m.layers[row.name]
+        note = "training only: measured in eval mode" if row.training_only else None
+        layers.append(LayerCheck(row.name, row.type, None, _compare(row.name, analytic[row.name], lm), analytic[row.name], note))
+    totals = _totals(report, analytic, G.graph["output"], m.output_shape, m.total_params, m.total_macs)
+    return VerifyResult(report.name, file, "spec", "built from the spec", in_shape, batch, m.device, layers, totals)
+
+
+def _compatible(spec_type: str, lm: LayerMeasure) -> bool:
+    return lm.kind is None or lm.kind == spec_type
+
+
+def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[str, Any]], output: str, file: str | None,
+                   in_shape: tuple[int, ...], batch: int, device: str | None) -> VerifyResult:
+    from torch import nn
+
+    from .measure import TorchRunError, measure_module
+
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"expected a torch.nn.Module to verify against, got {type(model).__name__}", field="module", file=file)
+    model_name = type(model).__name__
+    try:
+        m = measure_module(model, in_shape, batch=batch, device=device)
+    except TorchRunError as e:
+        row = VerifyRow(e.layer or model_name, "runs", "ok", str(e.error), False, e.layer)
+        layers = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
+        return VerifyResult(report.name, file, "module", model_name, in_shape, batch, str(device or "cpu"), layers,
+                            LayerCheck(TOTAL, None, None, [], {}, "not measured: torch failed"))
+
+    spec_rows = report.rows
+    calls = m.calls
+    layers: list[LayerCheck] = []
+
+    def matched(row: Row, lm: LayerMeasure, type_ok: bool) -> None:
+        rows = _compare(row.name, analytic[row.name], lm, lm.label)
+        note = None
+        if not type_ok:
+            rows.insert(0, VerifyRow(row.name, "type", row.type, lm.kind or lm.cls, False, lm.label, "matched by position"))
+        elif lm.kind is None:
+            note = f"module class {lm.cls} is not a known layer type: matched by position"
+        layers.append(LayerCheck(row.name, row.type, lm.label, rows, analytic[row.name], note))
+
+    def missing(row: Row) -> None:
+        if row.type in OPTIONAL_TYPES:
+            layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], "no module in the model (a functional op there)"))
+        else:
+            note = "no module in the model for this spec layer"
+            layers.append(LayerCheck(row.name, row.type, None, [VerifyRow(row.name, "layer", row.type, None, False, None, note)],
+                                     analytic[row.name]))
+
+    def extra(lm: LayerMeasure) -> None:
+        label = lm.label
+        if lm.kind in INFERENCE_NOOPS and lm.params == 0 and lm.flops == 0:
+            layers.append(LayerCheck(label, None, label, [], {}, f"{lm.cls} in the model with no spec layer (a no-op at inference)"))
+        else:
+            note = f"{lm.cls} in the model with no spec layer (output {_fmt(lm.output_shape)}, {lm.params:,} params, {lm.macs:,} MACs)"
+            layers.append(LayerCheck(label, None, label, [VerifyRow(label, "layer", None, lm.kind or lm.cls, False, label, note)], {}))
+
+    i = j = 0
+    while i < len(spec_rows) or j < len(calls):
+        s = spec_rows[i] if i < len(spec_rows) else None
+        lm = calls[j] if j < len(calls) else None
+        if s is not None and s.training_only:
+            layers.append(LayerCheck(s.name, s.type, None, [], analytic[s.name], "training only: an eval forward does not run it"))
+            i += 1
+        elif s is None:
+            assert lm is not None
+            extra(lm)
+            j += 1
+        elif lm is None:
+            missing(s)
+            i += 1
+        elif lm.kind == s.type:
+            matched(s, lm, True)
+            i, j = i + 1, j + 1
+        elif s.type in OPTIONAL_TYPES:
+            missing(s)
+            i += 1
+        elif lm.kind in INFERENCE_NOOPS and lm.params == 0 and lm.flops == 0:
+            extra(lm)
+            j += 1
+        elif lm.kind is None:
+            matched(s, lm, True)
+            i, j = i + 1, j + 1
+        elif j + 1 < len(calls) and _compatible(s.type, calls[j + 1]):
+            extra(lm)
+            j += 1
+        elif i + 1 < len(spec_rows) and lm.kind == spec_rows[i + 1].type:
+            missing(s)
+            i += 1
+        else:
+            matched(s, lm, False)
+            i, j = i + 1, j + 1
+    totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs)
+    return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
+
+
+# ----- the CLI ------------------------------------------------------------------------------------
+def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``verify SPEC... [--module pkg.mod:factory] [--input C,H,W] [--set S=N] [--format text|json] [-o FILE]``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "verify",
+        help="cross-check the spec's numbers against torch (needs archcalc[torch])",
+        description="Compare every layer's output shape, params and MACs (convention 'torch') with what torch measures: "
+        "on the module built from the spec, or on your own model (--module). Exit 0 when all match, 1 on a mismatch, "
+        "2 on invalid input.",
+    )
+    p.add_argument("spec", nargs="+", help="spec file(s) (JSON)")
+    p.add_argument("--module", metavar="PKG.MOD:FACTORY",
+                   help="check your own model: an nn.Module, an nn.Module class or a no-argument factory, importable "
+                        "(the current directory is on the import path)")
+    p.add_argument("--input", help="override the input shape, e.g. 3,224,224")
+    p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
+    p.add_argument("--format", default="text", choices=("text", "json"))
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.set_defaults(func=run_verify)
+    return p
+
+
+def _parse_values(items: Sequence[str]) -> dict[str, int]:
+    import re
+
+    values: dict[str, int] = {}
+    for item in items:
+        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+)\s*", item)
+        if not m or int(m.group(2)) <= 0:
+            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {item!r}", field="--set")
+        values[m.group(1)] = int(m.group(2))
+    return values
+
+
+def load_module(target: str) -> nn.Module:
+    """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
+    mod_name, sep, attr = target.partition(":")
+    if not sep or not mod_name or not attr:
+        raise SpecError(f"--module needs PKG.MODULE:FACTORY, got {target!r}", field="--module")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SpecError("verify needs torch: pip install 'archcalc[torch]'", field="--module") from None
+    from torch import nn
+
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as e:  # an import can fail in any way; it is the user's input
+        raise SpecError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}", field="--module") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    obj: Any = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field="--module")
+        obj = getattr(obj, part)
+    if not isinstance(obj, nn.Module):
+        if not callable(obj):
+            raise SpecError(f"{target!r} is neither an nn.Module nor callable", field="--module")
+        try:
+            obj = obj()
+        except Exception as e:
+            raise SpecError(f"calling {target!r} failed: {type(e).__name__}: {e}", field="--module") from None
+    if not isinstance(obj, nn.Module):
+        raise SpecError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module", field="--module")
+    return obj
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Run ``archcalc verify``: print the diff table(s); 0 when every spec matches, 1 on any mismatch.
+
+    Raises :class:`SpecError` for invalid input (bad spec, unimportable ``--module``, no torch).
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
+    values = _parse_values(getattr(args, "set", None) or [])
+    fmt = getattr(args, "format", "text") or "text"
+    if fmt not in ("text", "json"):
+        raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
+    specs = args.spec if isinstance(args.spec, list | tuple) else [args.spec]
+    target = getattr(args, "module", None)
+    results = []
+    for path in specs:
+        model = load_module(target) if target else None
+        results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
+    text = render_results(results, fmt)
+    out = getattr(args, "output", None)
+    if out and out != "-":
+        from ..cli import write_output
+
+        write_output(text, out)
+    else:
+        sys.stdout.write(text)
+    return 0 if all(r.ok for r in results) else 1
+
+
+__all__ = [
+    "INFERENCE_NOOPS",
+    "OPTIONAL_TYPES",
+    "LayerCheck",
+    "VerifyResult",
+    "VerifyRow",
+    "add_verify_parser",
+    "load_module",
+    "render_results",
+    "run_verify",
+    "verify_spec",
+]

@@ -1,0 +1,55 @@
+"""The CLI contract: table, quick, schema; flags."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import SPECS, cli
+
+
+def test_schema_is_json_schema_with_every_layer_type() -> None:
+    r = cli("schema")
+    assert r.code == 0
+    schema = json.loads(r.out)
+    text = json.dumps(schema)
+    for t in ("conv2d", "maxpool2d", "avgpool2d", "adaptiveavgpool2d", "linear", "flatten", "relu", "tanh", "sigmoid",
+              "batchnorm2d", "localresponsenorm", "dropout", "softmax", "identity", "add", "concat", "block"):
+        assert f'"{t}"' in text, t
+    assert schema["title"] == "Architecture"
+
+
+def test_quick_exam_question() -> None:
+    # "3x227x227, 64 filters 11x11 stride 4 pad 2" -> 64x56x56, 23,296 params, 784 KB
+    r = cli("quick", "3x227x227", "conv 64 11x11 s4 p2", "--format", "json")
+    assert r.code == 0, r.err
+    row = json.loads(r.out)["layers"][0]
+    assert row["output_shape"] == [64, 56, 56]
+    assert row["params"] == 64 * 3 * 11 * 11 + 64
+    assert row["activation_bytes"] == 64 * 56 * 56 * 4
+
+
+def test_quick_forms_agree() -> None:
+    a = cli("quick", "3x32x32", "conv 8 3x3 s=2 padding=1 bias=false", "--format", "json").out
+    b = cli("quick", "3,32,32", '{"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1, "bias": false}',
+            "--format", "json").out
+    assert json.loads(a)["layers"] == json.loads(b)["layers"]
+
+
+def test_quick_bad_word() -> None:
+    r = cli("quick", "3x32x32", "fc 10 20")
+    assert r.code == 2 and "cannot read '20'" in r.err
+
+
+def test_table_flags() -> None:
+    r = cli("table", str(SPECS / "alexnet.json"), "--convention", "torch", "--dtype", "float16", "--batch", "2", "--format", "json")
+    data = json.loads(r.out)
+    assert data["convention"] == "torch" and data["dtype"] == "float16" and data["batch"] == 2
+    conv1 = data["layers"][0]
+    assert conv1["activation_bytes"] == 2 * 64 * 56 * 56 * 2
+    pool1 = next(x for x in data["layers"] if x["name"] == "pool1")
+    assert pool1["macs"] == 0 and pool1["ops"] == {"pool": 2 * 64 * 27 * 27 * 9}
+
+
+def test_input_override_and_set() -> None:
+    r = cli("table", str(SPECS / "alexnet.json"), "--input", "3,H,W", "--set", "H=227", "--set", "W=227", "--format", "json")
+    assert json.loads(r.out)["totals"]["params"] == 61_100_840

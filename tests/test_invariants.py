@@ -1,0 +1,72 @@
+"""Invariants on every zoo spec: rows sum to totals, the numeric path stays numeric, and more."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, ZOO
+from archcalc import analyze
+from archcalc.report import QUANTITIES
+
+
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+@pytest.mark.parametrize("convention", ["lecture", "torch"])
+def test_rows_sum_to_totals(path: Path, convention: str) -> None:
+    rep = analyze(path, convention=convention)
+    for q in QUANTITIES:
+        assert sum(getattr(r, q) for r in rep.counted_rows) == rep.totals[q], q
+        assert type(rep.totals[q]) is int, q  # exact integers, never floats
+    assert rep.totals["flops"] == 2 * rep.totals["macs"]
+    assert len({r.name for r in rep.rows}) == len(rep.rows), "layer names are unique"
+
+
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_spec_is_documented(path: Path) -> None:
+    data = json.loads(path.read_text())
+    assert data.get("description") and data.get("source"), "each zoo spec says what it is and where it is published"
+    assert data["name"] == path.stem
+
+
+def test_numeric_path_never_imports_sympy() -> None:
+    code = ("import sys; from archcalc.cli import main; main(['table', 'specs/resnet50.json', '--format', 'json']); "
+            "sys.stderr.write(str('sympy' in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and p.stderr.strip() == "False", p.stderr
+
+
+def test_core_runs_without_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None; from archcalc import analyze; "
+            "print(analyze('specs/resnet50.json').totals['params'])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.strip() == "25557032", p.stderr
+
+
+def test_symbolic_equals_numeric_after_substitution() -> None:
+    import sympy
+
+    sym = analyze(ROOT / "specs" / "resnet50.json", input_shape=[3, "H", "W"])
+    num = analyze(ROOT / "specs" / "resnet50.json")
+    H, W = (sympy.Symbol(s, integer=True, positive=True) for s in "HW")
+    for q in ("macs", "activation_bytes"):
+        assert sympy.sympify(sym.totals[q]).xreplace({H: 224, W: 224}) == num.totals[q]
+    assert sym.totals["params"] == num.totals["params"]  # params do not depend on the input size
+
+
+def test_set_binds_symbols() -> None:
+    a = analyze(ROOT / "specs" / "resnet50.json", input_shape=[3, "H", "H"], values={"H": 224})
+    assert a.totals == analyze(ROOT / "specs" / "resnet50.json").totals
+
+
+def test_batch_symbol_scales_macs_and_memory() -> None:
+    import sympy
+
+    N = sympy.Symbol("N", integer=True, positive=True)
+    rep = analyze(ROOT / "specs" / "alexnet.json", batch=N)
+    one = analyze(ROOT / "specs" / "alexnet.json")
+    assert rep.totals["macs"] == N * one.totals["macs"]
+    assert rep.totals["params"] == one.totals["params"]

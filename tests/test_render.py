@@ -1,0 +1,78 @@
+"""Golden outputs for every table format (regenerate with ARCHCALC_REGEN=1 after a deliberate change)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+import pytest
+
+from conftest import ROOT, SPECS, cli
+from archcalc import analyze
+from archcalc.render import FORMATS, render
+
+GOLDEN = ROOT / "tests" / "golden"
+EXT = {"text": "txt", "markdown": "md", "latex": "tex", "csv": "csv", "json": "json", "html": "html"}
+CASES = {
+    "alexnet": ["table", str(SPECS / "alexnet.json")],
+    "three3x3": ["quick", "CxHxW", "conv C 3 p1 bias=false", "conv C 3 p1 bias=false", "conv C 3 p1 bias=false"],
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str, fmt: str) -> None:
+    r = cli(*CASES[case], "--format", fmt)
+    assert r.code == 0, r.err
+    path = GOLDEN / f"{case}.{EXT[fmt]}"
+    if os.environ.get("ARCHCALC_REGEN"):
+        path.write_text(r.out)
+    assert r.out == path.read_text(), f"{path} differs: rerun with ARCHCALC_REGEN=1 if the change is intended"
+
+
+def test_csv_and_json_are_exact_integers() -> None:
+    rep = analyze(SPECS / "alexnet.json")
+    rows = list(csv.DictReader(io.StringIO(render(rep, "csv"))))
+    assert rows[-1]["name"] == "total" and int(rows[-1]["params"]) == 61_100_840
+    assert int(rows[0]["macs"]) == 72_855_552
+    data = json.loads(render(rep, "json"))
+    assert all(type(layer["params"]) is int and type(layer["macs"]) is int for layer in data["layers"])
+
+
+def test_json_contract_keys() -> None:
+    data = json.loads(render(analyze(SPECS / "alexnet.json"), "json"))
+    assert {"name", "input_shape", "convention", "dtype", "layers", "totals"} <= set(data)
+    for layer in data["layers"]:
+        assert {"name", "type", "inputs", "output_shape", "params", "macs", "flops", "activation_bytes",
+                "receptive_field", "effective_stride", "convention"} <= set(layer)
+    assert set(data["totals"]) == {"params", "macs", "flops", "activation_bytes"}
+
+
+def test_symbolic_json_reads_back_with_sympy() -> None:
+    import sympy
+
+    data = json.loads(cli(*CASES["three3x3"], "--format", "json").out)
+    C = sympy.Symbol("C", integer=True, positive=True)
+    assert sympy.sympify(data["totals"]["params"], locals={"C": C}) == 27 * C**2
+
+
+def test_latex_is_booktabs_with_symbols_typeset() -> None:
+    tex = cli(*CASES["three3x3"], "--format", "latex").out
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert "$27 C^{2}$" in tex
+
+
+def test_output_file_is_written_atomically(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "alexnet.tex"
+    r = cli("table", str(SPECS / "alexnet.json"), "--format", "latex", "-o", str(out))
+    assert r.code == 0 and r.out == ""
+    assert out.read_text() == render(analyze(SPECS / "alexnet.json"), "latex")
+    assert [p.name for p in tmp_path.iterdir()] == ["alexnet.tex"]
+
+
+def test_report_shows_itself_in_jupyter() -> None:
+    rep = analyze(SPECS / "alexnet.json")
+    assert rep._repr_html_().startswith("<table>") and "conv1" in rep._repr_html_()
+    assert "| conv1 " in rep._repr_markdown_()
