@@ -93,9 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _report(args: argparse.Namespace) -> Any:
     from .graph import compile_spec
     from .quick import parse_shape, quick_spec
-    from .report import report_from_graph
+    from .report import gc_paused, report_from_graph
     from .spec import load_spec
 
+    with gc_paused():
+        return _report_inner(args, compile_spec, parse_shape, quick_spec, report_from_graph, load_spec)
+
+
+def _report_inner(args: argparse.Namespace, compile_spec: Any, parse_shape: Any, quick_spec: Any, report_from_graph: Any, load_spec: Any) -> Any:
     values = _parse_set(args.set)
     if args.command == "quick":
         arch, file = quick_spec(args.input_shape, args.layers), "<quick>"

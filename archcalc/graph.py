@@ -118,7 +118,8 @@ class _Compiler:
                 out = self.expand_call(entry, env, full, start)
                 self.aliases[full] = out
                 local[local_name] = out
-                prev = out
+                if not entry.training_only:  # an auxiliary head is a side branch: the chain goes on past it
+                    prev = out
                 continue
             key = (id(entry), env_key)
             bound = self.bound.get(key)  # type: ignore[assignment]
@@ -129,9 +130,10 @@ class _Compiler:
                     raise e.located(layer=full) from None
             local[local_name] = full
             pending.append((full, bound, entry.inputs, entry.training_only))
-            # default input: the previous entry of this scope
+            # default input: the previous entry of this scope (auxiliary heads are side branches)
             self.nodes[full] = (bound, [prev], entry.training_only, len(self.nodes))
-            prev = full
+            if not entry.training_only:
+                prev = full
         for full, bound, refs, training in pending:  # forward references resolve after the scope
             if refs is not None:
                 names = [self.resolve_one(r, local, full) for r in refs]

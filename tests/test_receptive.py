@@ -76,3 +76,4 @@ def test_dilation_widens_rf() -> None:
     rep = net([conv(4, 3, name="a", dilation=2, padding=2), conv(4, 3, name="b", dilation=4, padding=4)], (3, 32, 32))
     # extent d(k-1)+1: 5, then 9 -> 5 + 8 = 13
     assert rep.row("b").receptive_field == (13, 13)
+

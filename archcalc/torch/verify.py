@@ -106,7 +106,7 @@ class VerifyRow:
         return out
 
     def describe(self) -> str:
-        """``layer 'conv2' params: spec 307,392, torch 614,592``."""
+        """``layer 'conv2': params is 307,392 in the spec, 614,592 in torch``."""
         where = f"layer {self.name!r}" if self.name != TOTAL else "total"
         if self.module is not None and self.module != self.name:
             where += f" (module {self.module!r})"
@@ -115,10 +115,10 @@ class VerifyRow:
         elif self.quantity == "runs":
             text = f"torch raised {self.measured}"
         else:
-            text = f"{_label(self.quantity)}: spec {_fmt(self.analytic)}, torch {_fmt(self.measured)}"
+            text = f"{_label(self.quantity)} is {_fmt(self.analytic)} in the spec, {_fmt(self.measured)} in torch"
             if self.note:
                 text += f" ({self.note})"
-        return f"{where} {text}"
+        return f"{where}: {text}"
 
 
 @dataclass(frozen=True)

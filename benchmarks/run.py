@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""archcalc speed and scale benchmarks: prints figures against targets; never a timed test.
+
+Run from the repository root:  python benchmarks/run.py [--quick]
+
+Targets (issue 2), on a 2-core machine:
+  1. whole process `archcalc table specs/resnet50.json --format json` >= 10x faster than a process
+     running torchinfo.summary on the same network (built from the same spec), <= 100 MiB peak RSS;
+     torch's FlopCounterMode is timed beside them;
+  2. in-process numeric ResNet-152 (compile + all passes) <= 10 ms;
+  3. symbolic ResNet-50 (H, W free) <= 2 s;
+  4. a 10,000-layer chain <= 1 s, time growing linearly;
+  5. VGG-16 at 8192x8192 in the same time and memory as at 224.
+Machines here are shared: figures are medians of several runs, peers timed in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from archcalc import analyze  # noqa: E402
+from archcalc.spec import load_spec, parse_spec  # noqa: E402
+
+# a child process that runs CODE, then reports its own wall time and peak RSS (KiB) on stderr
+CHILD = """
+import resource, sys, time
+t0 = time.perf_counter()
+{code}
+sys.stderr.write("BENCH %f %d\\n" % (time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
+ARCHCALC = "from archcalc.cli import main\nmain(['table', 'specs/resnet50.json', '--format', 'json', '-o', '/dev/null'])"
+TORCHINFO = """
+import torch, torchinfo
+from archcalc.graph import compile_spec
+from archcalc.spec import load_spec
+from archcalc.torch.build import build_module
+model = build_module(compile_spec(load_spec('specs/resnet50.json'))).eval()
+torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
+"""
+FLOPCOUNTER = """
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from archcalc.graph import compile_spec
+from archcalc.spec import load_spec
+from archcalc.torch.build import build_module
+model = build_module(compile_spec(load_spec('specs/resnet50.json'))).eval()
+with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+    model(torch.zeros(1, 3, 224, 224))
+fc.get_total_flops()
+"""
+
+
+def process(code: str, runs: int) -> tuple[float, float] | None:
+    """Median wall time (s, measured outside the child, interpreter start included) and peak RSS (MiB)."""
+    walls, rss = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", CHILD.format(code=code)], capture_output=True, text=True, cwd=ROOT)
+        walls.append(time.perf_counter() - t0)
+        line = [x for x in p.stderr.splitlines() if x.startswith("BENCH ")]
+        if p.returncode != 0 or not line:
+            print(f"   (could not run: {p.stderr.strip().splitlines()[-1:] or p.returncode})")
+            return None
+        rss.append(int(line[0].split()[2]) / 1024)
+    return statistics.median(walls), max(rss)
+
+
+def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(min, median) seconds of fn() over runs."""
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts), statistics.median(ts)
+
+
+def chain(n: int) -> dict:
+    layers = [{"name": f"c{i}", "type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1} if i % 2 == 0
+              else {"name": f"r{i}", "type": "relu"} for i in range(n)]
+    return {"name": f"chain{n}", "input": [16, 32, 32], "layers": layers}
+
+
+def verdict(ok: bool) -> str:
+    return "meets target" if ok else "MISSES target"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    reps = 3 if args.quick else 7
+    figures: dict[str, float] = {}
+
+    print("1. whole process, ResNet-50 at 224x224 (median of %d runs)" % reps)
+    ours = process(ARCHCALC, reps)
+    assert ours is not None
+    figures["archcalc_process_s"], figures["archcalc_peak_rss_mib"] = ours
+    print(f"   archcalc table --format json : {ours[0] * 1000:7.0f} ms, peak RSS {ours[1]:5.1f} MiB  "
+          f"({verdict(ours[1] <= 100)}: <= 100 MiB)")
+    for label, code, key in (("torchinfo.summary", TORCHINFO, "torchinfo"), ("torch FlopCounterMode", FLOPCOUNTER, "flopcounter")):
+        peer = process(code, reps)
+        if peer is None:
+            print(f"   {label}: not available (pip install '.[torch,bench]')")
+            continue
+        figures[f"{key}_process_s"], figures[f"{key}_peak_rss_mib"] = peer
+        ratio = peer[0] / ours[0]
+        figures[f"{key}_over_archcalc"] = ratio
+        target = f"  ({verdict(ratio >= 10)}: >= 10x)" if key == "torchinfo" else ""
+        print(f"   {label:29s}: {peer[0] * 1000:7.0f} ms, peak RSS {peer[1]:5.1f} MiB, {ratio:5.1f}x archcalc's time{target}")
+
+    print("2. in-process numeric ResNet-152 (compile + shapes, params, MACs, memory, RF)")
+    arch152 = load_spec(ROOT / "specs" / "resnet152.json")
+    best, med = timed(lambda: analyze(arch152), 5 * reps)
+    figures["resnet152_in_process_ms_min"], figures["resnet152_in_process_ms_median"] = best * 1e3, med * 1e3
+    print(f"   min {best * 1e3:.1f} ms, median {med * 1e3:.1f} ms  ({verdict(med <= 0.010)}: <= 10 ms)")
+
+    print("3. symbolic ResNet-50, input 3 x H x W")
+    arch50 = load_spec(ROOT / "specs" / "resnet50.json")
+    best, med = timed(lambda: analyze(arch50, input_shape=[3, "H", "W"]).totals, max(2, reps // 2))
+    figures["resnet50_symbolic_s"] = med
+    print(f"   median {med:.2f} s  ({verdict(med <= 2)}: <= 2 s)")
+
+    print("4. chains of n layers (conv/relu), in process: load + compile + analyse")
+    times = {}
+    for n in (1000, 2000, 5000, 10_000):
+        data = chain(n)
+        best, med = timed(lambda data=data: analyze(parse_spec(data)), 3)
+        times[n] = best
+        print(f"   n = {n:6d}: {best:.3f} s ({best / n * 1e6:.1f} us per layer)")
+    figures["chain10k_s"] = times[10_000]
+    growth = (times[10_000] / 10_000) / (times[1000] / 1000)
+    figures["chain_per_layer_growth_10k_vs_1k"] = growth
+    print(f"   10,000 layers in {times[10_000]:.3f} s ({verdict(times[10_000] <= 1)}: <= 1 s); "
+          f"per-layer time at 10k / at 1k = {growth:.2f} ({'linear' if growth < 1.5 else 'SUPERLINEAR'})")
+
+    print("5. VGG-16 at 224 vs 8192 (exact big integers either way)")
+    vgg = load_spec(ROOT / "specs" / "vgg16.json")
+    res = {}
+    for side in (224, 8192):
+        best, med = timed(lambda side=side: analyze(vgg, input_shape=[3, side, side]), 5 * reps)
+        tracemalloc.start()
+        analyze(vgg, input_shape=[3, side, side])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        res[side] = (med, peak)
+        print(f"   {side:5d} x {side:<5d}: median {med * 1e3:.2f} ms, peak traced memory {peak / 1024:.0f} KiB")
+    t_ratio, m_ratio = res[8192][0] / res[224][0], res[8192][1] / res[224][1]
+    figures["vgg16_8192_over_224_time"], figures["vgg16_8192_over_224_memory"] = t_ratio, m_ratio
+    print(f"   8192/224: time x{t_ratio:.2f}, memory x{m_ratio:.2f}  ({verdict(t_ratio < 1.5 and m_ratio < 1.2)}: same)")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        sys.exit(main())
