@@ -79,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("spec", help="spec file (JSON)")
     _analysis_options(t)
 
-    q = sub.add_parser("quick", help="a layer or short stack from the command line, no file needed",
-                       description='e.g. archcalc quick 3x227x227 "conv 64 11x11 s4 p2" "maxpool 3 s2"')
+    q = sub.add_parser(
+        "quick",
+        help="a layer or short stack from the command line, no file needed",
+        description='e.g. archcalc quick 3x227x227 "conv 64 11x11 s4 p2" "maxpool 3 s2"',
+    )
     q.add_argument("input_shape", help="input shape, e.g. 3x227x227 or CxHxW")
     q.add_argument("layers", nargs="+", help='layers: "conv 64 3x3 p1", "maxpool 2", "fc 10", or a JSON object')
     _analysis_options(q)
@@ -109,8 +112,9 @@ def _report_inner(args: argparse.Namespace, compile_spec: Any, parse_shape: Any,
     try:
         shape = parse_shape(args.input) if args.input else None
         G = compile_spec(arch, values=values, input_shape=shape)
-        return report_from_graph(G, convention=args.convention, dtype=args.dtype, batch=_parse_batch(args.batch, values),
-                                 include_training_only=args.include_training_only)
+        return report_from_graph(
+            G, convention=args.convention, dtype=args.dtype, batch=_parse_batch(args.batch, values), include_training_only=args.include_training_only
+        )
     except SpecError as e:
         raise e.located(file=file) from None
 

@@ -32,7 +32,7 @@ class DimError(ValueError):
 
 
 def _sympy() -> Any:
-    import sympy  # noqa: PLC0415  (lazy on purpose: see module docstring)
+    import sympy
 
     return sympy
 
@@ -113,7 +113,7 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None) -> Dim:
             raise DimError(f"division by zero in {text!r}")
         return a // b
 
-    return ev(check_expr(text))  # type: ignore[no-any-return]
+    return ev(check_expr(text))
 
 
 def ceildiv(a: Dim, b: Dim) -> Dim:
@@ -131,14 +131,14 @@ def prod(values: Iterable[Dim]) -> Dim:
 def dmax(a: Dim, b: Dim) -> Dim:
     """max() on ints, sympy.Max when symbols are involved."""
     if is_symbolic(a) or is_symbolic(b):
-        return _sympy().Max(a, b)  # type: ignore[no-any-return]
-    return max(a, b)  # type: ignore[type-var]
+        return _sympy().Max(a, b)
+    return max(a, b)
 
 
 def known_sign(value: Dim) -> int | None:
     """-1, 0 or 1 when the sign of ``value`` is decidable (always for ints), else None."""
     if not is_symbolic(value):
-        return (value > 0) - (value < 0)  # type: ignore[operator]
+        return (value > 0) - (value < 0)
     if value.is_positive:  # type: ignore[union-attr]
         return 1
     if value.is_zero:  # type: ignore[union-attr]

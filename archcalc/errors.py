@@ -6,9 +6,7 @@ from __future__ import annotations
 class SpecError(ValueError):
     """Invalid spec or flags. The CLI prints it as one line and exits 2."""
 
-    def __init__(
-        self, message: str, *, layer: str | None = None, field: str | None = None, file: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, layer: str | None = None, field: str | None = None, file: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.layer = layer

@@ -103,7 +103,7 @@ class _Compiler:
         pending: list[tuple[str, Layer, list[str] | None, bool]] = []
         prev = scope_input
         for i, entry in enumerate(entries):
-            local_name = entry.name or f"{entry.type}{i}"
+            local_name = entry.name or f"{entry.kind if isinstance(entry, Layer) else 'block'}{i}"
             full = prefix + local_name
             if not _kept(entry, env, full):
                 continue
@@ -122,8 +122,10 @@ class _Compiler:
                     prev = out
                 continue
             key = (id(entry), env_key)
-            bound = self.bound.get(key)  # type: ignore[assignment]
-            if bound is None:
+            cached = self.bound.get(key)
+            if cached is not None:
+                bound = cached
+            else:
                 try:
                     bound = self.bound[key] = entry.bind(env)
                 except SpecError as e:
@@ -144,7 +146,9 @@ class _Compiler:
         block = self.block(call)
         unknown = (set(call.args) | set(call.first)) - set(block.params)
         if unknown:
-            raise SpecError(f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args")
+            raise SpecError(
+                f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args"
+            )
         out = start
         for r in range(_repeat_count(call, env)):
             raw = {**block.params, **call.args, **(call.first if r == 0 else {})}
@@ -182,7 +186,7 @@ def compile_spec(
     *,
     values: Mapping[str, int] | None = None,
     input_shape: Sequence[int | str] | None = None,
-) -> nx.DiGraph:
+) -> nx.DiGraph[str]:
     """Build the validated layer graph of ``arch``.
 
     ``values`` binds symbols to numbers (``--set H=224``); ``input_shape`` replaces the spec's
@@ -204,7 +208,7 @@ def compile_spec(
     c.count(arch.layers, env, ())
     output = c.expand(arch.layers, env, "", INPUT)
 
-    G = nx.DiGraph(name=arch.name, input_shape=tuple(shape), output=output)
+    G: nx.DiGraph[str] = nx.DiGraph(name=arch.name, input_shape=tuple(shape), output=output)
     nodes: list[tuple[str, dict[str, Any]]] = [(INPUT, {"layer": None, "inputs": [], "training_only": False, "index": -1})]
     edges: list[tuple[str, str]] = []
     for name, (layer, ins, training, idx) in c.nodes.items():
@@ -220,7 +224,15 @@ def compile_spec(
     return G
 
 
-def _topological_order(G: nx.DiGraph) -> list[str]:
+def node_table(G: nx.DiGraph[str]) -> dict[str, dict[str, Any]]:
+    """Node name -> attribute dict (the graph's own dicts: writes land on the graph).
+
+    A plain dict lookup is several times cheaper than ``G.nodes[name]`` in the passes' loops.
+    """
+    return dict(G.nodes(data=True))  # type: ignore[arg-type]
+
+
+def _topological_order(G: nx.DiGraph[str]) -> list[str]:
     index = nx.get_node_attributes(G, "index")
     if all(index[src] < index[dst] for src, dst in G.edges()):  # the usual case: declaration order
         return sorted((n for n in G if n != INPUT), key=index.__getitem__)

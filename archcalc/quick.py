@@ -22,8 +22,15 @@ from .layers import TYPE_NAMES
 from .spec import Architecture, parse_spec
 
 ALIASES = {
-    "conv": "conv2d", "pool": "maxpool2d", "maxpool": "maxpool2d", "avgpool": "avgpool2d", "fc": "linear",
-    "bn": "batchnorm2d", "gap": "adaptiveavgpool2d", "lrn": "localresponsenorm", "cat": "concat",
+    "conv": "conv2d",
+    "pool": "maxpool2d",
+    "maxpool": "maxpool2d",
+    "avgpool": "avgpool2d",
+    "fc": "linear",
+    "bn": "batchnorm2d",
+    "gap": "adaptiveavgpool2d",
+    "lrn": "localresponsenorm",
+    "cat": "concat",
 }
 SHORT = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 POSITIONAL = {
@@ -62,12 +69,12 @@ def parse_layer(text: str, index: int, counters: dict[str, int]) -> dict[str, An
     text = text.strip()
     if text.startswith("{"):
         try:
-            layer = json.loads(text)
+            parsed = json.loads(text)
         except json.JSONDecodeError as e:
             raise SpecError(f"invalid JSON layer at column {e.colno}: {e.msg}", layer=f"#{index + 1}") from None
-        if not isinstance(layer, dict):
+        if not isinstance(parsed, dict):
             raise SpecError("a JSON layer must be an object", layer=f"#{index + 1}")
-        return layer
+        return parsed
     words = text.replace("\u00d7", "x").split()
     if not words:
         raise SpecError("empty layer", layer=f"#{index + 1}")

@@ -16,7 +16,7 @@ import networkx as nx
 
 from .conventions import dtype_bytes, get_convention
 from .dims import Dim, simplify, to_json
-from .graph import compile_spec
+from .graph import compile_spec, node_table
 from .passes import compute, memory, params, receptive_field, shapes
 from .spec import Architecture, load_spec
 
@@ -137,7 +137,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def report_from_graph(
-    G: nx.DiGraph,
+    G: nx.DiGraph[str],
     *,
     convention: str = "lecture",
     dtype: str = "float32",
@@ -152,12 +152,12 @@ def report_from_graph(
     memory(G, nbytes, batch)
     receptive_field(G)
     rows = []
-    nodes = dict(G.nodes(data=True))
+    nodes = node_table(G)
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
         shape, size, jump = n["shape"], tuple(a.size for a in rf), tuple(a.jump for a in rf)
-        values = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
+        values: tuple[Any, ...] = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
         numeric = all(type(v) is int for v in (*values, *shape, *size, *jump))
         ops = n["ops"]
         if not numeric:  # symbolic rows: fold sympy Integers back to ints
@@ -166,8 +166,26 @@ def report_from_graph(
             ops = {k: simplify(v) for k, v in ops.items()}
         layer = n["layer"]
         note = n["rf_note"] or ("returns its input tensor (in place): no new activation memory" if layer.in_place() else None)
-        rows.append(Row(name, layer.kind, list(n["inputs"]), shape, *values[:4], size, jump, ops, values[4],
-                        n["weights"], n["training_only"], note))
+        n_params, n_macs, n_flops, n_bytes, n_buffers = values
+        rows.append(
+            Row(
+                name,
+                layer.kind,
+                list(n["inputs"]),
+                shape,
+                n_params,
+                n_macs,
+                n_flops,
+                n_bytes,
+                size,
+                jump,
+                ops,
+                n_buffers,
+                n["weights"],
+                n["training_only"],
+                note,
+            )
+        )
     return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
 
 

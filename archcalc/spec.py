@@ -13,20 +13,22 @@ A spec is JSON::
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
 from .dims import DimError, check_expr
 from .errors import SpecError
 from .layers import LAYER_TYPES, TYPE_NAMES
-from .layers.base import Spec
+from .layers.base import Layer, Spec
 
 MAX_REPEAT = 100_000
 
-ParamValue = Union[int, str, bool, None]
+ParamValue = int | str | bool | None
 
 
 class BlockCall(Spec):
@@ -56,7 +58,10 @@ class BlockCall(Spec):
         return v
 
 
-AnyLayer = Annotated[Union[tuple([*LAYER_TYPES, BlockCall])], Field(discriminator="type")]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    AnyLayer = Layer | BlockCall
+else:  # the discriminated union of every layer type and the block call, keyed by "type"
+    AnyLayer = Annotated[functools.reduce(operator.or_, [*LAYER_TYPES, BlockCall]), Field(discriminator="type")]
 
 
 class BlockDef(Spec):

@@ -88,8 +88,10 @@ def timed(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
 
 
 def chain(n: int) -> dict:
-    layers = [{"name": f"c{i}", "type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1} if i % 2 == 0
-              else {"name": f"r{i}", "type": "relu"} for i in range(n)]
+    layers = [
+        {"name": f"c{i}", "type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1} if i % 2 == 0 else {"name": f"r{i}", "type": "relu"}
+        for i in range(n)
+    ]
     return {"name": f"chain{n}", "input": [16, 32, 32], "layers": layers}
 
 
@@ -105,12 +107,11 @@ def main() -> int:
     reps = 3 if args.quick else 7
     figures: dict[str, float] = {}
 
-    print("1. whole process, ResNet-50 at 224x224 (median of %d runs)" % reps)
+    print(f"1. whole process, ResNet-50 at 224x224 (median of {reps} runs)")
     ours = process(ARCHCALC, reps)
     assert ours is not None
     figures["archcalc_process_s"], figures["archcalc_peak_rss_mib"] = ours
-    print(f"   archcalc table --format json : {ours[0] * 1000:7.0f} ms, peak RSS {ours[1]:5.1f} MiB  "
-          f"({verdict(ours[1] <= 100)}: <= 100 MiB)")
+    print(f"   archcalc table --format json : {ours[0] * 1000:7.0f} ms, peak RSS {ours[1]:5.1f} MiB  ({verdict(ours[1] <= 100)}: <= 100 MiB)")
     for label, code, key in (("torchinfo.summary", TORCHINFO, "torchinfo"), ("torch FlopCounterMode", FLOPCOUNTER, "flopcounter")):
         peer = process(code, reps)
         if peer is None:
@@ -144,8 +145,10 @@ def main() -> int:
     figures["chain10k_s"] = times[10_000]
     growth = (times[10_000] / 10_000) / (times[1000] / 1000)
     figures["chain_per_layer_growth_10k_vs_1k"] = growth
-    print(f"   10,000 layers in {times[10_000]:.3f} s ({verdict(times[10_000] <= 1)}: <= 1 s); "
-          f"per-layer time at 10k / at 1k = {growth:.2f} ({'linear' if growth < 1.5 else 'SUPERLINEAR'})")
+    print(
+        f"   10,000 layers in {times[10_000]:.3f} s ({verdict(times[10_000] <= 1)}: <= 1 s); "
+        f"per-layer time at 10k / at 1k = {growth:.2f} ({'linear' if growth < 1.5 else 'SUPERLINEAR'})"
+    )
 
     print("5. VGG-16 at 224 vs 8192 (exact big integers either way)")
     vgg = load_spec(ROOT / "specs" / "vgg16.json")

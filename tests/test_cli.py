@@ -12,8 +12,25 @@ def test_schema_is_json_schema_with_every_layer_type() -> None:
     assert r.code == 0
     schema = json.loads(r.out)
     text = json.dumps(schema)
-    for t in ("conv2d", "maxpool2d", "avgpool2d", "adaptiveavgpool2d", "linear", "flatten", "relu", "tanh", "sigmoid",
-              "batchnorm2d", "localresponsenorm", "dropout", "softmax", "identity", "add", "concat", "block"):
+    for t in (
+        "conv2d",
+        "maxpool2d",
+        "avgpool2d",
+        "adaptiveavgpool2d",
+        "linear",
+        "flatten",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "batchnorm2d",
+        "localresponsenorm",
+        "dropout",
+        "softmax",
+        "identity",
+        "add",
+        "concat",
+        "block",
+    ):
         assert f'"{t}"' in text, t
     assert schema["title"] == "Architecture"
 
@@ -30,8 +47,13 @@ def test_quick_exam_question() -> None:
 
 def test_quick_forms_agree() -> None:
     a = cli("quick", "3x32x32", "conv 8 3x3 s=2 padding=1 bias=false", "--format", "json").out
-    b = cli("quick", "3,32,32", '{"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1, "bias": false}',
-            "--format", "json").out
+    b = cli(
+        "quick",
+        "3,32,32",
+        '{"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1, "bias": false}',
+        "--format",
+        "json",
+    ).out
     assert json.loads(a)["layers"] == json.loads(b)["layers"]
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import cli
 
 
@@ -34,38 +33,64 @@ CASES = [
     ("negative-padding", spec(conv(padding=-1)), ["layer 'c'", "field 'padding'", "at least 0"]),
     ("negative-input", spec(conv(), input=[3, -8, 8]), ["field 'input'", "positive"]),
     ("zero-stride-symbolic", spec(conv(stride="S - S")), ["layer 'c'", "field 'stride'", "positive"]),
-    ("kernel-too-large", spec(conv(kernel_size=11, padding=1)),
-     ["layer 'c'", "field 'kernel_size'", "kernel extent 11", "padded input 8+1+1=10"]),
+    ("kernel-too-large", spec(conv(kernel_size=11, padding=1)), ["layer 'c'", "field 'kernel_size'", "kernel extent 11", "padded input 8+1+1=10"]),
     ("groups", spec(conv(groups=2)), ["layer 'c'", "field 'groups'", "in_channels 3 is not divisible by groups 2"]),
     ("same-strided", spec(conv(padding="same", stride=2)), ["layer 'c'", "field 'padding'", "strided"]),
-    ("add-mismatch",
-     spec(conv("a", padding=1), conv("b", out_channels=8, padding=1, inputs=["input"]), {"name": "s", "type": "add", "inputs": ["a", "b"]}),
-     ["layer 's'", "field 'inputs'", "a 4×8×8", "b 8×8×8"]),
-    ("concat-mismatch",
-     spec(conv("a"), conv("b", padding=1, inputs=["input"]), {"name": "s", "type": "concat", "inputs": ["a", "b"]}),
-     ["layer 's'", "field 'inputs'", "a 4×6×6", "b 4×8×8"]),
+    (
+        "add-mismatch",
+        spec(conv("a", padding=1), conv("b", out_channels=8, padding=1, inputs=["input"]), {"name": "s", "type": "add", "inputs": ["a", "b"]}),
+        ["layer 's'", "field 'inputs'", "a 4×8×8", "b 8×8×8"],
+    ),
+    (
+        "concat-mismatch",
+        spec(conv("a"), conv("b", padding=1, inputs=["input"]), {"name": "s", "type": "concat", "inputs": ["a", "b"]}),
+        ["layer 's'", "field 'inputs'", "a 4×6×6", "b 4×8×8"],
+    ),
     ("add-one-input", spec(conv("a"), {"name": "s", "type": "add"}), ["layer 's'", "field 'inputs'", "at least 2"]),
-    ("unknown-reference", spec(conv("conv"), {"name": "s", "type": "add", "inputs": ["conv", "cnv"]}),
-     ["layer 's'", "field 'inputs'", "unknown reference 'cnv'", "did you mean 'conv'"]),
+    (
+        "unknown-reference",
+        spec(conv("conv"), {"name": "s", "type": "add", "inputs": ["conv", "cnv"]}),
+        ["layer 's'", "field 'inputs'", "unknown reference 'cnv'", "did you mean 'conv'"],
+    ),
     ("duplicate-name", spec(conv("c"), {"name": "c", "type": "relu"}), ["layer 'c'", "field 'name'", "duplicate"]),
     ("reserved-name", spec({"name": "input", "type": "relu"}), ["field 'name'", "reserved"]),
-    ("cycle", spec({"name": "a", "type": "relu", "inputs": ["b"]}, {"name": "b", "type": "relu", "inputs": ["a"]}),
-     ["field 'inputs'", "cycle: a -> b -> a"]),
-    ("absurd-repeat", spec({"name": "s", "type": "block", "block": "b", "repeat": 10**9},
-                           blocks={"b": {"layers": [{"name": "r", "type": "relu"}]}}), ["layer 's'", "field 'repeat'", "between 1 and"]),
-    ("nested-repeat-explosion",
-     spec({"name": "s", "type": "block", "block": "outer", "repeat": 50_000},
-          blocks={"b": {"layers": [{"name": "r", "type": "relu"}]},
-                  "outer": {"layers": [{"name": "q", "type": "block", "block": "b", "repeat": 50_000}]}}),
-     ["layer 's'", "field 'repeat'", "refusing to expand"]),
-    ("recursive-block", spec({"name": "s", "type": "block", "block": "b"},
-                             blocks={"b": {"layers": [{"name": "q", "type": "block", "block": "b"}]}}), ["uses itself"]),
+    (
+        "cycle",
+        spec({"name": "a", "type": "relu", "inputs": ["b"]}, {"name": "b", "type": "relu", "inputs": ["a"]}),
+        ["field 'inputs'", "cycle: a -> b -> a"],
+    ),
+    (
+        "absurd-repeat",
+        spec({"name": "s", "type": "block", "block": "b", "repeat": 10**9}, blocks={"b": {"layers": [{"name": "r", "type": "relu"}]}}),
+        ["layer 's'", "field 'repeat'", "between 1 and"],
+    ),
+    (
+        "nested-repeat-explosion",
+        spec(
+            {"name": "s", "type": "block", "block": "outer", "repeat": 50_000},
+            blocks={
+                "b": {"layers": [{"name": "r", "type": "relu"}]},
+                "outer": {"layers": [{"name": "q", "type": "block", "block": "b", "repeat": 50_000}]},
+            },
+        ),
+        ["layer 's'", "field 'repeat'", "refusing to expand"],
+    ),
+    (
+        "recursive-block",
+        spec({"name": "s", "type": "block", "block": "b"}, blocks={"b": {"layers": [{"name": "q", "type": "block", "block": "b"}]}}),
+        ["uses itself"],
+    ),
     ("unknown-block", spec({"name": "s", "type": "block", "block": "nope"}), ["layer 's'", "field 'block'", "unknown block 'nope'"]),
-    ("missing-block-arg", spec({"name": "s", "type": "block", "block": "b"},
-                               blocks={"b": {"params": {"n": None}, "layers": [conv(out_channels="n")]}}),
-     ["layer 's'", "field 'args'", "needs a value for parameter 'n'"]),
-    ("unknown-block-arg", spec({"name": "s", "type": "block", "block": "b", "args": {"m": 2}},
-                               blocks={"b": {"params": {"n": 1}, "layers": [conv()]}}), ["field 'args'", "no parameter 'm'"]),
+    (
+        "missing-block-arg",
+        spec({"name": "s", "type": "block", "block": "b"}, blocks={"b": {"params": {"n": None}, "layers": [conv(out_channels="n")]}}),
+        ["layer 's'", "field 'args'", "needs a value for parameter 'n'"],
+    ),
+    (
+        "unknown-block-arg",
+        spec({"name": "s", "type": "block", "block": "b", "args": {"m": 2}}, blocks={"b": {"params": {"n": 1}, "layers": [conv()]}}),
+        ["field 'args'", "no parameter 'm'"],
+    ),
     ("expr-call", spec(conv(out_channels='__import__("os").system("true")')), ["field 'out_channels'", "uses Call"]),
     ("expr-attribute", spec(conv(out_channels="C.real")), ["field 'out_channels'", "uses Attribute"]),
     ("expr-power", spec(conv(out_channels="C**2")), ["field 'out_channels'", "uses Pow"]),
@@ -74,8 +99,11 @@ CASES = [
     ("expr-dunder", spec(conv(out_channels="__class__")), ["field 'out_channels'"]),
     ("expr-too-long", spec(conv(out_channels="+".join(["C"] * 200))), ["field 'out_channels'", "longer than"]),
     ("expr-syntax", spec(conv(out_channels="2*(C")), ["field 'out_channels'", "not an expression"]),
-    ("flag-not-a-size", spec({"name": "s", "type": "block", "block": "b"},
-                             blocks={"b": {"params": {"f": True}, "layers": [conv(out_channels="f")]}}), ["field 'out_channels'", "true/false"]),
+    (
+        "flag-not-a-size",
+        spec({"name": "s", "type": "block", "block": "b"}, blocks={"b": {"params": {"f": True}, "layers": [conv(out_channels="f")]}}),
+        ["field 'out_channels'", "true/false"],
+    ),
 ]
 
 

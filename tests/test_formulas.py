@@ -7,7 +7,6 @@ convention unless a case says otherwise.
 from __future__ import annotations
 
 import pytest
-
 from conftest import conv, net
 
 CONV_CASES = [

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sympy
-
 from conftest import SPECS, conv, net
+
 from archcalc import analyze, parse_spec
 from archcalc.graph import compile_spec
 
@@ -12,8 +12,16 @@ BLOCK = {
     "params": {"width": None, "stride": 1, "project": False},
     "layers": [
         conv("width", 3, name="conv", stride="stride", padding=1, bias=False),
-        {"name": "proj", "type": "conv2d", "inputs": ["input"], "out_channels": "width", "kernel_size": 1, "stride": "stride",
-         "bias": False, "when": "project"},
+        {
+            "name": "proj",
+            "type": "conv2d",
+            "inputs": ["input"],
+            "out_channels": "width",
+            "kernel_size": 1,
+            "stride": "stride",
+            "bias": False,
+            "when": "project",
+        },
         {"name": "skip", "type": "identity", "inputs": ["input"], "unless": "project"},
         {"name": "add", "type": "add", "inputs": ["conv", "proj"], "when": "project"},
         {"name": "add", "type": "add", "inputs": ["conv", "skip"], "unless": "project"},
@@ -22,16 +30,28 @@ BLOCK = {
 
 
 def stage(repeat: int = 3, **first: object) -> dict:
-    return {"name": "s", "input": [8, 16, 16], "blocks": {"res": BLOCK},
-            "layers": [{"name": "stage", "type": "block", "block": "res", "repeat": repeat, "args": {"width": 16}, "first": first}]}
+    return {
+        "name": "s",
+        "input": [8, 16, 16],
+        "blocks": {"res": BLOCK},
+        "layers": [{"name": "stage", "type": "block", "block": "res", "repeat": repeat, "args": {"width": 16}, "first": first}],
+    }
 
 
 def test_repeat_names_first_and_conditionals() -> None:
     rep = analyze(parse_spec(stage(3, stride=2, project=True)))
     names = [r.name for r in rep.rows]
-    assert names == ["stage.0.conv", "stage.0.proj", "stage.0.add",
-                     "stage.1.conv", "stage.1.skip", "stage.1.add",
-                     "stage.2.conv", "stage.2.skip", "stage.2.add"]
+    assert names == [
+        "stage.0.conv",
+        "stage.0.proj",
+        "stage.0.add",
+        "stage.1.conv",
+        "stage.1.skip",
+        "stage.1.add",
+        "stage.2.conv",
+        "stage.2.skip",
+        "stage.2.add",
+    ]
     assert rep.row("stage.0.add").inputs == ["stage.0.conv", "stage.0.proj"]
     assert rep.row("stage.1.conv").inputs == ["stage.0.add"]  # copies chain one after another
     assert rep.row("stage.0.conv").output_shape == (16, 8, 8)  # stride 2 only on the first copy
@@ -57,10 +77,15 @@ def test_symbolic_block_arguments() -> None:
 
 
 def test_nested_blocks_and_output() -> None:
-    data = {"name": "n", "input": [4, 8, 8],
-            "blocks": {"pair": {"layers": [conv(4, 3, name="a", padding=1), conv(4, 3, name="b", padding=1)], "output": "a"},
-                       "twice": {"layers": [{"name": "p", "type": "block", "block": "pair", "repeat": 2}]}},
-            "layers": [{"name": "t", "type": "block", "block": "twice"}, {"name": "out", "type": "relu"}]}
+    data = {
+        "name": "n",
+        "input": [4, 8, 8],
+        "blocks": {
+            "pair": {"layers": [conv(4, 3, name="a", padding=1), conv(4, 3, name="b", padding=1)], "output": "a"},
+            "twice": {"layers": [{"name": "p", "type": "block", "block": "pair", "repeat": 2}]},
+        },
+        "layers": [{"name": "t", "type": "block", "block": "twice"}, {"name": "out", "type": "relu"}],
+    }
     rep = analyze(parse_spec(data))
     assert [r.name for r in rep.rows][:4] == ["t.0.p.0.a", "t.0.p.0.b", "t.0.p.1.a", "t.0.p.1.b"]
     assert rep.row("t.0.p.1.a").inputs == ["t.0.p.0.a"]  # the block's output is 'a', not its last layer
@@ -68,8 +93,11 @@ def test_nested_blocks_and_output() -> None:
 
 
 def test_forward_references_are_ordered_topologically() -> None:
-    layers = [{"name": "sum", "type": "add", "inputs": ["a", "b"]}, conv(4, 3, name="a", padding=1, inputs=["input"]),
-              conv(4, 1, name="b", inputs=["input"])]
+    layers = [
+        {"name": "sum", "type": "add", "inputs": ["a", "b"]},
+        conv(4, 3, name="a", padding=1, inputs=["input"]),
+        conv(4, 1, name="b", inputs=["input"]),
+    ]
     rep = net(layers, (3, 8, 8))
     assert [r.name for r in rep.rows] == ["a", "b", "sum"]
 
@@ -84,9 +112,11 @@ def test_graph_is_a_networkx_digraph_with_one_node_per_layer() -> None:
 
 def test_training_only_head_does_not_take_over_the_chain() -> None:
     # an auxiliary head is a side branch: the next layer without `inputs` follows the main path
-    layers = [conv(4, 3, name="trunk", padding=1),
-              {"name": "aux", "type": "linear", "out_features": 10, "training_only": True},
-              conv(4, 3, name="next", padding=1)]
+    layers = [
+        conv(4, 3, name="trunk", padding=1),
+        {"name": "aux", "type": "linear", "out_features": 10, "training_only": True},
+        conv(4, 3, name="next", padding=1),
+    ]
     rep = net(layers, (3, 8, 8))
     assert rep.row("next").inputs == ["trunk"]
     assert rep.row("aux").training_only

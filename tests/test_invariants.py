@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, ZOO
+
 from archcalc import analyze
 from archcalc.report import QUANTITIES
 
@@ -33,15 +33,16 @@ def test_zoo_spec_is_documented(path: Path) -> None:
 
 
 def test_numeric_path_never_imports_sympy() -> None:
-    code = ("import sys; from archcalc.cli import main; main(['table', 'specs/resnet50.json', '--format', 'json']); "
-            "sys.stderr.write(str('sympy' in sys.modules))")
+    code = (
+        "import sys; from archcalc.cli import main; main(['table', 'specs/resnet50.json', '--format', 'json']); "
+        "sys.stderr.write(str('sympy' in sys.modules))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0 and p.stderr.strip() == "False", p.stderr
 
 
 def test_core_runs_without_torch() -> None:
-    code = ("import sys; sys.modules['torch'] = None; from archcalc import analyze; "
-            "print(analyze('specs/resnet50.json').totals['params'])")
+    code = "import sys; sys.modules['torch'] = None; from archcalc import analyze; print(analyze('specs/resnet50.json').totals['params'])"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0 and p.stdout.strip() == "25557032", p.stderr
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sympy
+from conftest import net
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import net
 from archcalc import SpecError
 
-window = st.fixed_dictionaries(
-    {"k": st.integers(1, 7), "s": st.integers(1, 4), "p": st.integers(0, 3), "d": st.integers(1, 3)}
-)
+window = st.fixed_dictionaries({"k": st.integers(1, 7), "s": st.integers(1, 4), "p": st.integers(0, 3), "d": st.integers(1, 3)})
 
 
 def brute_positions(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -59,8 +57,10 @@ def test_ceil_mode_pool_matches_brute_force(size: int, k: int, s: int, p: int) -
 @given(st.lists(window, min_size=1, max_size=6))
 def test_rf_equals_back_propagated_interval(ws: list[dict]) -> None:
     """The RF of output 0 is the span of input pixels it reads, traced back layer by layer."""
-    layers = [{"name": f"c{i}", "type": "conv2d", "out_channels": 1, "kernel_size": w["k"], "stride": w["s"], "padding": w["p"], "dilation": w["d"]}
-              for i, w in enumerate(ws)]
+    layers = [
+        {"name": f"c{i}", "type": "conv2d", "out_channels": 1, "kernel_size": w["k"], "stride": w["s"], "padding": w["p"], "dilation": w["d"]}
+        for i, w in enumerate(ws)
+    ]
     try:
         rep = net(layers, (1, 400, 400))
     except SpecError:
@@ -79,8 +79,10 @@ def test_rf_equals_back_propagated_interval(ws: list[dict]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(window, min_size=1, max_size=3), st.integers(20, 90))
 def test_symbolic_shapes_agree_with_numbers(ws: list[dict], size: int) -> None:
-    layers = [{"name": f"c{i}", "type": "conv2d", "out_channels": 2, "kernel_size": w["k"], "stride": w["s"], "padding": w["p"], "dilation": w["d"]}
-              for i, w in enumerate(ws)]
+    layers = [
+        {"name": f"c{i}", "type": "conv2d", "out_channels": 2, "kernel_size": w["k"], "stride": w["s"], "padding": w["p"], "dilation": w["d"]}
+        for i, w in enumerate(ws)
+    ]
     try:
         num = net(layers, (2, size, size))
     except SpecError:

@@ -6,6 +6,7 @@ Named builders, each documented as aligned or misaligned, as that library's test
 from __future__ import annotations
 
 from conftest import SPECS, conv, net
+
 from archcalc import analyze
 
 
@@ -13,7 +14,9 @@ def test_alexnet_receptive_fields() -> None:
     # r' = r + (k-1)*j, j' = j*s: conv1 11 (j4), pool1 11+2*4=19 (j8), conv2 19+4*8=51,
     # pool2 51+2*8=67 (j16), conv3 67+2*16=99, conv4 131, conv5 163 (the acceptance figure)
     rep = analyze(SPECS / "alexnet.json")
-    got = {n: (rep.row(n).receptive_field[0], rep.row(n).effective_stride[0]) for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5")}
+    got = {
+        n: (rep.row(n).receptive_field[0], rep.row(n).effective_stride[0]) for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5")
+    }
     assert got == {"conv1": (11, 4), "pool1": (19, 8), "conv2": (51, 8), "pool2": (67, 16), "conv3": (99, 16), "conv4": (131, 16), "conv5": (163, 16)}
 
 
@@ -60,8 +63,11 @@ def test_misaligned_paths_are_reported() -> None:
 
 
 def test_stride_mismatch_is_reported() -> None:
-    layers = [conv(4, 3, name="s2", stride=2, padding=1), {"name": "s1", "type": "maxpool2d", "kernel_size": 2, "inputs": ["input"]},
-              {"name": "cat", "type": "concat", "inputs": ["s2", "s1"]}]
+    layers = [
+        conv(4, 3, name="s2", stride=2, padding=1),
+        {"name": "s1", "type": "maxpool2d", "kernel_size": 2, "inputs": ["input"]},
+        {"name": "cat", "type": "concat", "inputs": ["s2", "s1"]},
+    ]
     rep = net(layers, (3, 16, 16))
     assert "stride" in (rep.row("cat").note or "")
 
@@ -76,4 +82,3 @@ def test_dilation_widens_rf() -> None:
     rep = net([conv(4, 3, name="a", dilation=2, padding=2), conv(4, 3, name="b", dilation=4, padding=4)], (3, 32, 32))
     # extent d(k-1)+1: 5, then 9 -> 5 + 8 = 13
     assert rep.row("b").receptive_field == (13, 13)
-

@@ -8,8 +8,8 @@ import json
 import os
 
 import pytest
-
 from conftest import ROOT, SPECS, cli
+
 from archcalc import analyze
 from archcalc.render import FORMATS, render
 
@@ -45,8 +45,19 @@ def test_json_contract_keys() -> None:
     data = json.loads(render(analyze(SPECS / "alexnet.json"), "json"))
     assert {"name", "input_shape", "convention", "dtype", "layers", "totals"} <= set(data)
     for layer in data["layers"]:
-        assert {"name", "type", "inputs", "output_shape", "params", "macs", "flops", "activation_bytes",
-                "receptive_field", "effective_stride", "convention"} <= set(layer)
+        assert {
+            "name",
+            "type",
+            "inputs",
+            "output_shape",
+            "params",
+            "macs",
+            "flops",
+            "activation_bytes",
+            "receptive_field",
+            "effective_stride",
+            "convention",
+        } <= set(layer)
     assert set(data["totals"]) == {"params", "macs", "flops", "activation_bytes"}
 
 

@@ -124,4 +124,4 @@ class Identity(Layer):
         return nn.Identity()
 
 
-LAYERS = [ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, Dropout, Identity]
+LAYERS: list[type[Layer]] = [ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, Dropout, Identity]

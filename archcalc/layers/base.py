@@ -18,7 +18,7 @@ Passes never branch on the layer type: they call these methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -26,6 +26,16 @@ from ..dims import Dim, DimError, check_expr, known_sign, parse_dim, prod
 from ..errors import SpecError
 
 Shape = tuple[Dim, ...]
+
+if TYPE_CHECKING:
+    # after compilation a dimension field holds an int or a sympy expression, not the spec's text
+    DimIn = Any
+    DimList = Any
+    DimListOpt = Any
+else:  # what the spec may contain (validated by pydantic)
+    DimIn = int | str
+    DimList = int | str | list[int | str]
+    DimListOpt = int | str | list[int | str | None]
 
 OP_CATEGORIES: dict[str, str] = {
     "mac": "multiply-accumulates of a weighted sum (conv, linear)",
@@ -119,13 +129,11 @@ class Layer(Spec):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        cls._dim_fields = {
-            n: m for n, f in cls.model_fields.items() for m in f.metadata if isinstance(m, DimSpec)
-        }
+        cls._dim_fields = {n: m for n, f in cls.model_fields.items() for m in f.metadata if isinstance(m, DimSpec)}
 
     @property
     def kind(self) -> str:
-        return str(getattr(self, "type"))
+        return str(self.__dict__["type"])  # every concrete layer type declares its `type` tag
 
     # ----- binding symbolic strings to values -------------------------------------------------
     def bind(self, env: dict[str, Any]) -> Layer:
@@ -219,4 +227,18 @@ def shape_str(shape: Shape) -> str:
     return "\u00d7".join(str(d) for d in shape)
 
 
-__all__ = ["OP_CATEGORIES", "Layer", "Shape", "Spec", "Window", "dim_field", "numel", "per_axis", "shape_str", "spatial_axes"]
+__all__ = [
+    "OP_CATEGORIES",
+    "DimIn",
+    "DimList",
+    "DimListOpt",
+    "Layer",
+    "Shape",
+    "Spec",
+    "Window",
+    "dim_field",
+    "numel",
+    "per_axis",
+    "shape_str",
+    "spatial_axes",
+]

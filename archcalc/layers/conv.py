@@ -12,9 +12,11 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import Layer, Shape, Window, dim_field, numel, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel, per_axis, shape_str, spatial_axes
 
-IntOrList = int | str | list[int | str]
+
+def _ints(xs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(int(x) for x in xs)
 
 
 def conv_pads(padding: Any, kernel: tuple[Dim, ...], dilation: tuple[Dim, ...], n: int, layer: Layer) -> list[tuple[Dim, Dim]]:
@@ -45,14 +47,14 @@ def window_out(size: Dim, before: Dim, after: Dim, kernel: Dim, stride: Dim, dil
 
 class _ConvNd(Layer):
     n_spatial: ClassVar[int] = 2
-    out_channels: Annotated[int | str, *dim_field()] = Field(description="Number of filters (C_out).")
-    kernel_size: Annotated[IntOrList, *dim_field()] = Field(description="Kernel size: one int, or one per spatial axis.")
-    stride: Annotated[IntOrList, *dim_field()] = 1
-    padding: Annotated[IntOrList, *dim_field(0, ("same", "valid"))] = Field(
+    out_channels: Annotated[DimIn, *dim_field()] = Field(description="Number of filters (C_out).")
+    kernel_size: Annotated[DimList, *dim_field()] = Field(description="Kernel size: one int, or one per spatial axis.")
+    stride: Annotated[DimList, *dim_field()] = 1
+    padding: Annotated[DimList, *dim_field(0, ("same", "valid"))] = Field(
         default=0, description="Zero padding per side: int, one per axis, or 'same'/'valid' as in torch."
     )
-    dilation: Annotated[IntOrList, *dim_field()] = 1
-    groups: Annotated[int | str, *dim_field()] = 1
+    dilation: Annotated[DimList, *dim_field()] = 1
+    groups: Annotated[DimIn, *dim_field()] = 1
     bias: bool = True
 
     def _axes(self) -> tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Dim, ...]]:
@@ -103,11 +105,10 @@ class _ConvNd(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.n_spatial]
+        cls: Any = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[self.n_spatial]
         k, s, d = self._axes()
-        pad = self.padding if isinstance(self.padding, str) else per_axis(self.padding, self.n_spatial, "padding", self)
-        return cls(int(ins[0][0]), int(self.out_channels), tuple(map(int, k)), tuple(map(int, s)),
-                   pad if isinstance(pad, str) else tuple(map(int, pad)), tuple(map(int, d)), int(self.groups), self.bias)
+        pad = self.padding if isinstance(self.padding, str) else tuple(int(p) for p in per_axis(self.padding, self.n_spatial, "padding", self))
+        return cls(int(ins[0][0]), int(self.out_channels), _ints(k), _ints(s), pad, _ints(d), int(self.groups), self.bias)
 
     def describe(self, ins: list[Shape]) -> str:
         k, s, _ = self._axes()
@@ -135,4 +136,4 @@ class Conv3d(_ConvNd):
     n_spatial: ClassVar[int] = 3
 
 
-LAYERS = [Conv1d, Conv2d, Conv3d]
+LAYERS: list[type[Layer]] = [Conv1d, Conv2d, Conv3d]

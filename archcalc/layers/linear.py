@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..dims import Dim, prod
-from .base import Layer, Shape, Window, dim_field, numel
+from .base import DimIn, Layer, Shape, Window, dim_field, numel
 
 
 class Linear(Layer):
     """torch.nn.Linear; in_features is taken from the input."""
 
     type: Literal["linear"]
-    out_features: Annotated[int | str, *dim_field()] = Field(description="Output features.")
+    out_features: Annotated[DimIn, *dim_field()] = Field(description="Output features.")
     bias: bool = True
 
     def output_shape(self, ins: list[Shape]) -> Shape:
@@ -80,4 +80,4 @@ class Flatten(Layer):
         return nn.Flatten(self.start_dim, self.end_dim)
 
 
-LAYERS = [Linear, Flatten]
+LAYERS: list[type[Layer]] = [Linear, Flatten]

@@ -70,4 +70,4 @@ class Concat(Layer):
         return ConcatModule(self.dim)
 
 
-LAYERS = [Add, Concat]
+LAYERS: list[type[Layer]] = [Add, Concat]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from ..dims import Dim
-from .base import Layer, Shape, dim_field, numel, spatial_axes
+from .base import DimIn, Layer, Shape, dim_field, numel, spatial_axes
 
 
 class _BatchNormNd(Layer):
@@ -67,7 +67,7 @@ class LocalResponseNorm(Layer):
     """torch.nn.LocalResponseNorm (AlexNet 2012: size 5, alpha 1e-4, beta 0.75, k 2)."""
 
     type: Literal["localresponsenorm"]
-    size: Annotated[int | str, *dim_field()]
+    size: Annotated[DimIn, *dim_field()]
     alpha: float = 1e-4
     beta: float = 0.75
     k: float = 1.0
@@ -81,4 +81,4 @@ class LocalResponseNorm(Layer):
         return nn.LocalResponseNorm(int(self.size), self.alpha, self.beta, self.k)
 
 
-LAYERS = [BatchNorm1d, BatchNorm2d, BatchNorm3d, LocalResponseNorm]
+LAYERS: list[type[Layer]] = [BatchNorm1d, BatchNorm2d, BatchNorm3d, LocalResponseNorm]

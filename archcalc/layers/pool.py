@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from ..dims import Dim, as_int, ceildiv, dmax, known_sign, prod
-from .base import Layer, Shape, Window, dim_field, numel, per_axis, spatial_axes
-from .conv import IntOrList, window_out
+from .base import DimList, DimListOpt, Layer, Shape, Window, dim_field, numel, per_axis, spatial_axes
+from .conv import window_out
 
 
 def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: Layer, axis: int) -> Dim:
@@ -29,16 +29,21 @@ def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: 
         # undecidable with symbols unless the rule provably never fires (extent >= p + s)
         if known_sign(extent - p - s) in (0, 1):
             return out
-        raise layer.fail("ceil_mode with a symbolic input size: torch's last-window rule cannot be decided; "
-                         "give the input size a number with --set", "ceil_mode")
+        raise layer.fail(
+            "ceil_mode with a symbolic input size: torch's last-window rule cannot be decided; give the input size a number with --set", "ceil_mode"
+        )
     return out - 1 if drop >= 0 else out
+
+
+def _ints(xs: tuple[Any, ...]) -> tuple[int, ...]:
+    return tuple(int(x) for x in xs)
 
 
 class _PoolNd(Layer):
     n_spatial: ClassVar[int] = 2
-    kernel_size: Annotated[IntOrList, *dim_field()]
-    stride: Annotated[IntOrList | None, *dim_field()] = None
-    padding: Annotated[IntOrList, *dim_field(0)] = 0
+    kernel_size: Annotated[DimList, *dim_field()]
+    stride: Annotated[DimList | None, *dim_field()] = None
+    padding: Annotated[DimList, *dim_field(0)] = 0
     ceil_mode: bool = False
 
     def _dilation(self) -> tuple[Dim, ...]:
@@ -70,12 +75,11 @@ class _PoolNd(Layer):
 
     def _torch_args(self) -> dict[str, Any]:
         k, s, p, _ = self._axes()
-        t = lambda xs: tuple(int(x) for x in xs)  # noqa: E731
-        return {"kernel_size": t(k), "stride": t(s), "padding": t(p), "ceil_mode": self.ceil_mode}
+        return {"kernel_size": _ints(k), "stride": _ints(s), "padding": _ints(p), "ceil_mode": self.ceil_mode}
 
 
 class _MaxPoolNd(_PoolNd):
-    dilation: Annotated[IntOrList, *dim_field()] = 1
+    dilation: Annotated[DimList, *dim_field()] = 1
 
     def _dilation(self) -> tuple[Dim, ...]:
         return per_axis(self.dilation, self.n_spatial, "dilation", self)
@@ -148,7 +152,7 @@ def adaptive_max_window(size: Dim, out: Dim) -> Dim:
 
 class _AdaptivePoolNd(Layer):
     n_spatial: ClassVar[int] = 2
-    output_size: Annotated[int | str | list[int | str | None], *dim_field()]
+    output_size: Annotated[DimListOpt, *dim_field()]
 
     def _targets(self, sizes: Shape) -> tuple[Dim, ...]:
         raw = per_axis(self.output_size, self.n_spatial, "output_size", self)
@@ -220,5 +224,15 @@ class AdaptiveAvgPool3d(_AdaptivePoolNd):
         return nn.AdaptiveAvgPool3d(self._torch_size())
 
 
-LAYERS = [MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
-          AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool2d]
+LAYERS: list[type[Layer]] = [
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
+    AdaptiveMaxPool2d,
+]

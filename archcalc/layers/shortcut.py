@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from ..dims import as_int, ceildiv, known_sign
-from .base import Layer, Shape, Window, dim_field, per_axis
+from .base import DimIn, DimList, Layer, Shape, Window, dim_field, per_axis
 
 
 class Subsample(Layer):
     """Strided slicing ``x[:, :, ::s, ::s]`` (option-A shortcut)."""
 
     type: Literal["subsample"]
-    stride: Annotated[int | str | list[int | str], *dim_field()] = 2
+    stride: Annotated[DimList, *dim_field()] = 2
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         s = per_axis(self.stride, len(ins[0]) - 1, "stride", self)
@@ -37,7 +37,7 @@ class ChannelPad(Layer):
     """Zero-pad channels up to ``out_channels`` (option-A shortcut)."""
 
     type: Literal["channelpad"]
-    out_channels: Annotated[int | str, *dim_field()]
+    out_channels: Annotated[DimIn, *dim_field()]
 
     def _pads(self, c_in: Any) -> tuple[Any, Any]:
         extra = self.out_channels - c_in
@@ -56,4 +56,4 @@ class ChannelPad(Layer):
         return ChannelPadModule(as_int(before) or 0, as_int(after) or 0)
 
 
-LAYERS = [Subsample, ChannelPad]
+LAYERS: list[type[Layer]] = [Subsample, ChannelPad]

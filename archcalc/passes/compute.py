@@ -6,11 +6,12 @@ import networkx as nx
 
 from ..conventions import Convention
 from ..dims import Dim
+from ..graph import node_table
 
 
-def compute(G: nx.DiGraph, convention: Convention, batch: Dim = 1) -> None:
+def compute(G: nx.DiGraph[str], convention: Convention, batch: Dim = 1) -> None:
     """Per-layer operations for ``batch`` samples, weighed into MACs/FLOPs by ``convention``."""
-    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    nodes = node_table(G)
     memo: dict[tuple[object, ...], tuple[dict[str, Dim], Dim, Dim]] = {}
     for name in G.graph["order"]:
         node = nodes[name]

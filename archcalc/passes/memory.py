@@ -5,11 +5,12 @@ from __future__ import annotations
 import networkx as nx
 
 from ..dims import Dim, prod
+from ..graph import node_table
 
 
-def memory(G: nx.DiGraph, dtype_bytes: int, batch: Dim = 1) -> None:
+def memory(G: nx.DiGraph[str], dtype_bytes: int, batch: Dim = 1) -> None:
     """Bytes of each layer's output tensor (the lecture's memory column, before dividing by 1024)."""
-    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    nodes = node_table(G)
     for name in G.graph["order"]:
         node = nodes[name]
         # an in-place layer (ReLU(inplace=True)) writes into its input: it allocates nothing new

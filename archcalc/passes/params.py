@@ -5,11 +5,12 @@ from __future__ import annotations
 import networkx as nx
 
 from ..dims import Dim, prod
+from ..graph import node_table
 
 
-def params(G: nx.DiGraph) -> None:
+def params(G: nx.DiGraph[str]) -> None:
     """Learnable parameters (weights + bias, BN affine) and, apart, buffers (BN running stats)."""
-    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    nodes = node_table(G)
     memo: dict[tuple[object, ...], tuple[dict[str, tuple[Dim, ...]], Dim, Dim]] = {}
     for name in G.graph["order"]:
         node = nodes[name]
@@ -19,10 +20,9 @@ def params(G: nx.DiGraph) -> None:
         got = memo.get(key)
         if got is None:
             w = layer.weights(ins)
-            got = memo[key] = (w, sum((prod(s) for s in w.values()), start=0),
-                               sum((prod(s) for s in layer.buffers(ins).values()), start=0))
+            got = memo[key] = (w, sum((prod(s) for s in w.values()), start=0), sum((prod(s) for s in layer.buffers(ins).values()), start=0))
         node["weights"], node["params"], node["buffers"] = got
 
 
-def total(G: nx.DiGraph, attr: str) -> Dim:
+def total(G: nx.DiGraph[str], attr: str) -> Dim:
     return sum((G.nodes[n][attr] for n in G.graph["order"]), start=0)

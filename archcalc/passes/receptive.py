@@ -18,7 +18,7 @@ from typing import NamedTuple
 import networkx as nx
 
 from ..dims import Dim, dmax, known_sign
-from ..graph import INPUT
+from ..graph import INPUT, node_table
 from ..layers.base import Window
 
 
@@ -38,9 +38,9 @@ def _differ(a: Dim, b: Dim) -> bool:
     return known_sign(a - b) not in (0, None)
 
 
-def receptive_field(G: nx.DiGraph) -> None:
+def receptive_field(G: nx.DiGraph[str]) -> None:
     """Set ``rf`` (tuple of AxisRF, one per input spatial axis) and ``rf_note`` on every node."""
-    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
     nodes[INPUT]["rf"] = tuple(AxisRF() for _ in range(n_axes))
     window_memo: dict[tuple[object, ...], list[Window] | None] = {}
@@ -53,10 +53,17 @@ def receptive_field(G: nx.DiGraph) -> None:
             merged = []
             for axis, (a, b) in enumerate(zip(rf, other, strict=True)):
                 if note is None and (_differ(a.jump, b.jump) or _differ(a.centre2, b.centre2)):
-                    note = (f"misaligned paths on axis {axis}: {node['inputs'][0]} has stride {a.jump}, centre {a.centre2}/2; "
-                            f"{src_name} has stride {b.jump}, centre {b.centre2}/2")
-                merged.append(a if known_sign(a.size - b.size) in (0, 1) else b if known_sign(a.size - b.size) == -1
-                              else AxisRF(dmax(a.size, b.size), a.jump, a.centre2))
+                    note = (
+                        f"misaligned paths on axis {axis}: {node['inputs'][0]} has stride {a.jump}, centre {a.centre2}/2; "
+                        f"{src_name} has stride {b.jump}, centre {b.centre2}/2"
+                    )
+                merged.append(
+                    a
+                    if known_sign(a.size - b.size) in (0, 1)
+                    else b
+                    if known_sign(a.size - b.size) == -1
+                    else AxisRF(dmax(a.size, b.size), a.jump, a.centre2)
+                )
             rf = tuple(merged)
         ins = [nodes[i]["shape"] for i in node["inputs"]]
         key = (id(node["layer"]), *ins)

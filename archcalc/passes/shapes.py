@@ -5,12 +5,12 @@ from __future__ import annotations
 import networkx as nx
 
 from ..errors import SpecError
-from ..graph import INPUT
+from ..graph import INPUT, node_table
 
 
-def shapes(G: nx.DiGraph) -> None:
+def shapes(G: nx.DiGraph[str]) -> None:
     """Set ``shape`` on every node from its inputs' shapes, in topological order."""
-    nodes = dict(G.nodes(data=True))  # plain dict: NodeView lookups cost more
+    nodes = node_table(G)
     nodes[INPUT]["shape"] = G.graph["input_shape"]
     memo: dict[tuple[object, ...], tuple[object, ...]] = {}  # repeated blocks share bound layers
     for name in G.graph["order"]:

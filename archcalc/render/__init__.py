@@ -24,8 +24,16 @@ def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
     name = r.name + (" (train)" if r.training_only else "")
-    return [name, r.type, _shape(r.output_shape, sep), fmt(r.params), fmt(r.macs), size(r.activation_bytes),
-            _shape(r.receptive_field, sep), _shape(r.effective_stride, sep)]
+    return [
+        name,
+        r.type,
+        _shape(r.output_shape, sep),
+        fmt(r.params),
+        fmt(r.macs),
+        size(r.activation_bytes),
+        _shape(r.receptive_field, sep),
+        _shape(r.effective_stride, sep),
+    ]
 
 
 def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str]) -> list[str]:
@@ -35,8 +43,7 @@ def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], 
 
 def _caption(rep: Report) -> str:
     batch = "" if rep.batch == 1 else f", batch {rep.batch}"
-    return (f"{rep.name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, "
-            f"memory of each output in {rep.dtype}")
+    return f"{rep.name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, memory of each output in {rep.dtype}"
 
 
 def to_text(rep: Report) -> str:
@@ -48,8 +55,10 @@ def to_text(rep: Report) -> str:
     lines = [_caption(rep), "", table]
     t = rep.totals
     lines.append("")
-    lines.append(f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
-                 f"FLOPs {units.exact(t['flops'])}, activation memory {units.exact(t['activation_bytes'])} bytes")
+    lines.append(
+        f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
+        f"FLOPs {units.exact(t['flops'])}, activation memory {units.exact(t['activation_bytes'])} bytes"
+    )
     notes = [f"  {r.name}: {r.note}" for r in rep.rows if r.note and "misaligned" in r.note]
     if notes:
         lines += ["notes:", *notes]
@@ -76,7 +85,17 @@ def _latex_value(v: Any, fmt: Callable[[Any], str], unit: str = "") -> str:
 
 
 def _latex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("\u00d7", r"$\times$")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("_", r"\_"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("#", r"\#"),
+        ("$", r"\$"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("\u00d7", r"$\times$"),
+    ):
         s = s.replace(a, b)
     return s
 
@@ -84,21 +103,50 @@ def _latex_escape(s: str) -> str:
 def to_latex(rep: Report) -> str:
     """A booktabs table (``\\usepackage{booktabs}``), symbols typeset by sympy.latex."""
     cols = "llrrrrrr"
-    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_latex_escape(_caption(rep))}}}",
-             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & ".join(["Layer", "Type", "Output", "Params", "MACs", "Memory", "RF", "Stride"]) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(_caption(rep))}}}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(["Layer", "Type", "Output", "Params", "MACs", "Memory", "RF", "Stride"]) + r" \\",
+        r"\midrule",
+    ]
 
     def row(r: Row) -> str:
-        cells = [_latex_escape(r.name + (" (train)" if r.training_only else "")), _latex_escape(r.type),
-                 _latex_value_shape(r.output_shape), _latex_value(r.params, units.count), _latex_value(r.macs, units.count),
-                 _latex_value(r.activation_bytes, units.size, "B"), _latex_value_shape(r.receptive_field), _latex_value_shape(r.effective_stride)]
+        cells = [
+            _latex_escape(r.name + (" (train)" if r.training_only else "")),
+            _latex_escape(r.type),
+            _latex_value_shape(r.output_shape),
+            _latex_value(r.params, units.count),
+            _latex_value(r.macs, units.count),
+            _latex_value(r.activation_bytes, units.size, "B"),
+            _latex_value_shape(r.receptive_field),
+            _latex_value_shape(r.effective_stride),
+        ]
         return " & ".join(cells) + r" \\"
 
     lines += [row(r) for r in rep.rows]
     t = rep.totals
-    lines += [r"\midrule", " & ".join(["Total", "", "", _latex_value(t["params"], units.count), _latex_value(t["macs"], units.count),
-                                         _latex_value(t["activation_bytes"], units.size, "B"), "", ""]) + r" \\",
-              r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [
+        r"\midrule",
+        " & ".join(
+            [
+                "Total",
+                "",
+                "",
+                _latex_value(t["params"], units.count),
+                _latex_value(t["macs"], units.count),
+                _latex_value(t["activation_bytes"], units.size, "B"),
+                "",
+                "",
+            ]
+        )
+        + r" \\",
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -116,10 +164,19 @@ def to_csv(rep: Report) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"])
     for r in rep.rows:
-        w.writerow([r.name, r.type, " ".join(r.inputs), "x".join(str(to_json(d)) for d in r.output_shape),
-                    *(to_json(getattr(r, q)) for q in QUANTITIES),
-                    "x".join(str(to_json(d)) for d in r.receptive_field), "x".join(str(to_json(d)) for d in r.effective_stride),
-                    int(r.training_only), rep.convention])
+        w.writerow(
+            [
+                r.name,
+                r.type,
+                " ".join(r.inputs),
+                "x".join(str(to_json(d)) for d in r.output_shape),
+                *(to_json(getattr(r, q)) for q in QUANTITIES),
+                "x".join(str(to_json(d)) for d in r.receptive_field),
+                "x".join(str(to_json(d)) for d in r.effective_stride),
+                int(r.training_only),
+                rep.convention,
+            ]
+        )
     t = rep.totals
     w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention])
     return buf.getvalue()
@@ -135,12 +192,20 @@ def to_html(rep: Report) -> str:
     for r in rep.rows:
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r, units.count, units.size, "\u00d7")) + "</tr>")
     body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in _totals_cells(rep, units.count, units.size)) + "</tr>")
-    return (f"<table>\n<caption>{html.escape(_caption(rep))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-            + "\n".join(body) + "\n</tbody>\n</table>\n")
+    return (
+        f"<table>\n<caption>{html.escape(_caption(rep))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>\n"
+    )
 
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
-    "text": to_text, "markdown": to_markdown, "latex": to_latex, "csv": to_csv, "json": to_json_text, "html": to_html,
+    "text": to_text,
+    "markdown": to_markdown,
+    "latex": to_latex,
+    "csv": to_csv,
+    "json": to_json_text,
+    "html": to_html,
 }
 
 
