@@ -59,14 +59,14 @@ def write_output(text: str, path: str | None) -> None:
         raise
 
 
-def _analysis_options(p: argparse.ArgumentParser) -> None:
+def _analysis_options(p: argparse.ArgumentParser, formats: Sequence[str] = FORMATS) -> None:
     p.add_argument("--input", help="override the input shape, e.g. 3,224,224 or C,H,W")
     p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
     p.add_argument("--convention", default="lecture", help="counting convention: lecture (default) or torch")
     p.add_argument("--dtype", default="float32", help="activation dtype: float32, float16, bfloat16, int8, float64")
     p.add_argument("--batch", default="1", help="batch size (int or symbol) scaling MACs and memory")
     p.add_argument("--include-training-only", action="store_true", help="count auxiliary training-only heads in the totals")
-    p.add_argument("--format", default="text", choices=FORMATS)
+    p.add_argument("--format", default="text", choices=formats)
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
 
 
@@ -88,35 +88,80 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("layers", nargs="+", help='layers: "conv 64 3x3 p1", "maxpool 2", "fc 10", or a JSON object')
     _analysis_options(q)
 
+    e = sub.add_parser(
+        "explain",
+        help="worked derivation of one layer: formulas, numbers substituted, results",
+        description='e.g. archcalc explain specs/alexnet.json conv1, or archcalc explain --stack 3x227x227 "conv 64 11x11 s4 p2"',
+    )
+    e.add_argument("spec", nargs="?", help="spec file (JSON)")
+    e.add_argument("layer", nargs="?", help="layer name (with --stack: default every layer)")
+    _stack_option(e, single=True)
+    _analysis_options(e, formats=("text", "markdown", "latex"))
+
+    c = sub.add_parser(
+        "check",
+        help="verdicts on claims like pool2.output=14x14 or total.params=61M; exit 1 if any is wrong",
+        description="archcalc check SPEC CLAIM... (or --stack SHAPE LAYER... CLAIM...). A claim is "
+        "LAYER.QUANTITY=VALUE, TOTAL.QUANTITY=VALUE or FIRST..LAST.QUANTITY=VALUE; quantities: "
+        "params, macs, flops, memory, output, rf, stride; values like 61M, 16,781,312, 182.25KB, 13x13.",
+    )
+    c.add_argument("items", nargs="*", metavar="SPEC_OR_CLAIM", help="the spec file, then claims (with --stack: claims only)")
+    _stack_option(c, single=True)
+    _analysis_options(c, formats=("text",))
+
+    m = sub.add_parser("compare", help="architectures side by side: totals and ratios, symbolic where symbols remain")
+    m.add_argument("specs", nargs="*", help="spec files")
+    _stack_option(m, single=False)
+    _analysis_options(m, formats=("text", "markdown", "json"))
+
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
     return p
 
 
+def _stack_option(p: argparse.ArgumentParser, single: bool) -> None:
+    p.add_argument(
+        "--stack",
+        nargs="+",
+        action="store" if single else "append",
+        metavar="SHAPE LAYER",
+        help='a quick stack instead of a file: input shape, then layers ("conv 64 3x3 p1" ...)' + ("" if single else "; repeatable"),
+    )
+
+
 def _report(args: argparse.Namespace) -> Any:
+    """Analyse what the command names: a spec file, a quick stack, or ``args.stack_now``.
+
+    Leaves the compiled graph on ``args.graph`` for commands that explain single layers.
+    """
     from .graph import compile_spec
     from .quick import parse_shape, quick_spec
     from .report import gc_paused, report_from_graph
     from .spec import load_spec
 
     with gc_paused():
-        return _report_inner(args, compile_spec, parse_shape, quick_spec, report_from_graph, load_spec)
-
-
-def _report_inner(args: argparse.Namespace, compile_spec: Any, parse_shape: Any, quick_spec: Any, report_from_graph: Any, load_spec: Any) -> Any:
-    values = _parse_set(args.set)
-    if args.command == "quick":
-        arch, file = quick_spec(args.input_shape, args.layers), "<quick>"
-    else:
-        arch, file = load_spec(args.spec), args.spec
-    try:
-        shape = parse_shape(args.input) if args.input else None
-        G = compile_spec(arch, values=values, input_shape=shape)
-        return report_from_graph(
-            G, convention=args.convention, dtype=args.dtype, batch=_parse_batch(args.batch, values), include_training_only=args.include_training_only
-        )
-    except SpecError as e:
-        raise e.located(file=file) from None
+        values = _parse_set(args.set)
+        stack = getattr(args, "stack_now", None)
+        if args.command == "quick":
+            arch, file = quick_spec(args.input_shape, args.layers), "<quick>"
+        elif stack:
+            arch, file = quick_spec(stack[0], stack[1:]), "<stack>"
+        else:
+            arch, file = load_spec(args.spec), args.spec
+        try:
+            shape = parse_shape(args.input) if args.input else None
+            G = compile_spec(arch, values=values, input_shape=shape)
+            rep = report_from_graph(
+                G,
+                convention=args.convention,
+                dtype=args.dtype,
+                batch=_parse_batch(args.batch, values),
+                include_training_only=args.include_training_only,
+            )
+        except SpecError as e:
+            raise e.located(file=file) from None
+        args.graph = G
+        return rep
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -131,7 +176,112 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         write_output(render(_report(args), args.format), args.output)
         return 0
+    if args.command == "explain":
+        return _explain(args)
+    if args.command == "check":
+        return _check(args)
+    if args.command == "compare":
+        return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _need_stack_shape(stack: list[str]) -> None:
+    if len(stack) < 2:
+        raise SpecError("--stack needs an input shape and at least one layer", field="--stack")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .explain import explain_layer, render_explanation
+
+    if args.stack:
+        _need_stack_shape(args.stack)
+        if args.layer is not None or args.spec is not None:
+            raise SpecError("with --stack, give no SPEC or LAYER: every layer of the stack is explained", field="LAYER")
+        args.stack_now = args.stack
+    elif args.spec is None or args.layer is None:
+        raise SpecError("explain needs SPEC LAYER (or --stack SHAPE LAYER...)", field="LAYER")
+    rep = _report(args)
+    names = [args.layer] if args.layer else [r.name for r in rep.rows]
+    batch = rep.batch
+    try:
+        parts = [
+            render_explanation(explain_layer(args.graph, n, convention=args.convention, dtype=args.dtype, batch=batch), args.format) for n in names
+        ]
+    except SpecError as e:
+        raise e.located(file=args.spec or "<stack>") from None
+    write_output("\n".join(parts), args.output)
+    return 0
+
+
+def _looks_like_claim(text: str) -> bool:
+    from .check import QUANTITIES
+
+    lhs, eq, _ = text.partition("=")
+    return bool(eq) and " " not in text and lhs.rpartition(".")[2].lower() in QUANTITIES
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import judge, parse_claim, render_verdicts
+    from .explain import explain_layer
+
+    items = list(args.items)
+    if args.stack:
+        # argparse's --stack swallows what follows: claims (no spaces, LAYER.QUANTITY=VALUE) go back
+        stack = [x for x in args.stack if not _looks_like_claim(x)]
+        items = [x for x in args.stack if _looks_like_claim(x)] + items
+        _need_stack_shape(stack)
+        args.stack_now, args.spec = stack, None
+    else:
+        if len(items) < 2:
+            raise SpecError("check needs SPEC and at least one CLAIM", field="CLAIM")
+        args.spec = items.pop(0)
+    claims = [parse_claim(c) for c in items]
+    rep = _report(args)
+    picks = {
+        "output_shape": "output",
+        "params": "params",
+        "macs": "MACs",
+        "flops": "FLOPs",
+        "activation_bytes": "memory",
+        "receptive_field": "receptive field",
+        "effective_stride": "effective stride",
+    }
+
+    def derive(layer: str, quantity: str) -> str:
+        ex = explain_layer(args.graph, layer, convention=args.convention, dtype=args.dtype, batch=rep.batch)
+        key = picks[quantity]
+        steps = [s for s in ex.steps if s.quantity == key or s.quantity.startswith(key + " ") or s.quantity.startswith(key + ":")]
+        if quantity == "params":
+            steps = [s for s in ex.steps if s.quantity == "params"] or steps
+        lines = []
+        for st in steps:
+            lines.append(f"{st.quantity}: " + " = ".join(x for x in (st.general, st.worked, st.result) if x))
+        return "\n".join(lines)
+
+    try:
+        verdicts = [judge(rep, c, derive) for c in claims]
+    except SpecError as e:
+        raise e.located(file=args.spec or "<stack>") from None
+    write_output(render_verdicts(verdicts), args.output)
+    return 0 if all(v.correct for v in verdicts) else 1
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import Comparison, render_comparison
+
+    sources: list[tuple[str, Any]] = [(path, None) for path in args.specs] + [(f"stack{i + 1}", st) for i, st in enumerate(args.stack or [])]
+    if len(sources) < 2:
+        raise SpecError("compare needs at least two specs or stacks", field="SPEC")
+    labels, reports = [], []
+    for label, stack in sources:
+        if stack is not None:
+            _need_stack_shape(stack)
+        args.stack_now, args.spec = stack, label
+        rep = _report(args)
+        labels.append(rep.name if stack is None else label)
+        reports.append(rep)
+    write_output(render_comparison(Comparison(labels, reports), args.format), args.output)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("archcalc: error: expression or graph nested too deeply", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug, not bad input: still one line, and a way to see more
+        if debug:
+            raise
+        print(f"archcalc: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,7 +48,7 @@ def is_symbolic(value: object) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def check_expr(text: str) -> ast.expr:
+def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
     """Parse ``text`` and check it uses only the whitelisted grammar; return its AST."""
     if len(text) > MAX_EXPR_LEN:
         raise DimError(f"expression longer than {MAX_EXPR_LEN} characters")
@@ -56,13 +56,16 @@ def check_expr(text: str) -> ast.expr:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError:
         raise DimError(f"{text!r} is not an expression of names, integers, + - * // and ( )") from None
+    allowed = (*_ALLOWED_BINOPS, ast.Pow) if allow_pow else _ALLOWED_BINOPS
     for node in ast.walk(tree.body):
         ok = isinstance(
             node,
-            (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *_ALLOWED_BINOPS),
+            (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *allowed),
         ) or (isinstance(node, ast.Constant) and type(node.value) is int)
-        if isinstance(node, ast.BinOp) and not isinstance(node.op, _ALLOWED_BINOPS):
+        if isinstance(node, ast.BinOp) and not isinstance(node.op, allowed):
             ok = False
+        if allow_pow and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            ok = isinstance(node.right, ast.Constant) and type(node.right.value) is int and 0 <= node.right.value <= 8
         if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier()):
             ok = False
         if not ok:
@@ -78,7 +81,7 @@ def names_in(text: str) -> set[str]:
     return {n.id for n in ast.walk(check_expr(text)) if isinstance(n, ast.Name)}
 
 
-def parse_dim(text: str, env: Mapping[str, Any] | None = None) -> Dim:
+def parse_dim(text: str, env: Mapping[str, Any] | None = None, allow_pow: bool = False) -> Dim:
     """Evaluate a whitelisted expression string.
 
     Names found in ``env`` take their bound value (int, sympy expression or bool); other names
@@ -109,11 +112,13 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None) -> Dim:
             return a - b
         if isinstance(node.op, ast.Mult):
             return a * b
+        if isinstance(node.op, ast.Pow):  # only in claims (check), small constant exponents
+            return a**b
         if isinstance(b, int) and b == 0:
             raise DimError(f"division by zero in {text!r}")
         return a // b
 
-    return ev(check_expr(text))
+    return ev(check_expr(text, allow_pow))
 
 
 def ceildiv(a: Dim, b: Dim) -> Dim:

@@ -6,6 +6,7 @@ Renderers (``archcalc.render``) only format a Report; they never compute.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -153,12 +154,14 @@ def report_from_graph(
     receptive_field(G)
     rows = []
     nodes = node_table(G)
+    sympy_seen = "sympy" in sys.modules
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
         shape, size, jump = n["shape"], tuple(a.size for a in rf), tuple(a.jump for a in rf)
         values: tuple[Any, ...] = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
-        numeric = all(type(v) is int for v in (*values, *shape, *size, *jump))
+        # exact and free: if sympy was never imported, no value can be symbolic
+        numeric = not sympy_seen or all(type(v) is int for v in (*values, *shape, *size, *jump))
         ops = n["ops"]
         if not numeric:  # symbolic rows: fold sympy Integers back to ints
             shape, size, jump = (tuple(simplify(d) for d in t) for t in (shape, size, jump))

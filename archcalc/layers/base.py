@@ -101,7 +101,12 @@ class Window:
 
     @property
     def extent(self) -> Dim:
-        return self.dilation * (self.kernel - 1) + 1
+        return extent(self.kernel, self.dilation)
+
+
+def extent(kernel: Dim, dilation: Dim) -> Dim:
+    """Input span of a dilated window: d*(k - 1) + 1, which is k itself when d = 1."""
+    return kernel if dilation == 1 else dilation * (kernel - 1) + 1
 
 
 class Spec(BaseModel):

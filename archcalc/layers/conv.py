@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -35,14 +35,14 @@ def conv_pads(padding: Any, kernel: tuple[Dim, ...], dilation: tuple[Dim, ...], 
 def window_out(size: Dim, before: Dim, after: Dim, kernel: Dim, stride: Dim, dilation: Dim, layer: Layer, axis: int) -> Dim:
     """Output length of a sliding window with floor semantics; errors when the kernel does not fit."""
     span = size + before + after
-    extent = dilation * (kernel - 1) + 1
-    if known_sign(span - extent) == -1:
+    ext = extent(kernel, dilation)
+    if known_sign(span - ext) == -1:
         raise layer.fail(
-            f"kernel extent {extent} (dilation {dilation}\u00b7({kernel}\u22121)+1) is larger than the padded input "
+            f"kernel extent {ext} (dilation {dilation}\u00b7({kernel}\u22121)+1) is larger than the padded input "
             f"{size}+{before}+{after}={span} on spatial axis {axis}",
             "kernel_size",
         )
-    return (span - extent) // stride + 1
+    return (span - ext) // stride + 1
 
 
 class _ConvNd(Layer):

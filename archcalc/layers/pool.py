@@ -13,21 +13,21 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from ..dims import Dim, as_int, ceildiv, dmax, known_sign, prod
-from .base import DimList, DimListOpt, Layer, Shape, Window, dim_field, numel, per_axis, spatial_axes
+from .base import DimList, DimListOpt, Layer, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
 from .conv import window_out
 
 
 def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: Layer, axis: int) -> Dim:
     if not ceil_mode:
         return window_out(size, p, p, k, s, d, layer, axis)
-    extent = d * (k - 1) + 1
-    out = window_out(size, p, p, k, s, d, layer, axis)  # checks that the kernel fits
-    out = ceildiv(size + 2 * p - extent, s) + 1
+    ext = extent(k, d)
+    window_out(size, p, p, k, s, d, layer, axis)  # checks that the kernel fits
+    out = ceildiv(size + 2 * p - ext, s) + 1
     # torch: drop the last window if it would start inside the right padding
     drop = known_sign((out - 1) * s - (size + p))
     if drop is None:
         # undecidable with symbols unless the rule provably never fires (extent >= p + s)
-        if known_sign(extent - p - s) in (0, 1):
+        if known_sign(ext - p - s) in (0, 1):
             return out
         raise layer.fail(
             "ceil_mode with a symbolic input size: torch's last-window rule cannot be decided; give the input size a number with --set", "ceil_mode"

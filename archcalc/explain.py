@@ -1,0 +1,348 @@
+"""Worked derivations: every quantity of one layer, formula then numbers, the way lecture notes write it.
+
+Nothing here restates a formula.  The layer's own methods run twice more: once on sympy symbols,
+for the general formula (``floor((H_in + 2*P - K)/S) + 1``), and once on traced integers (see
+:mod:`archcalc.trace`), which give the arithmetic with the numbers put in
+(``(227 + 2 + 2 − 11) // 4 + 1 = 56``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from .conventions import Convention, dtype_bytes, get_convention
+from .dims import Dim, is_symbolic, simplify
+from .graph import node_table
+from .layers.base import Layer, Shape
+from .passes.receptive import AxisRF
+from .render import units
+from .trace import leaf, text, untrace
+
+# symbol names for a layer's dimension fields in the general formula
+FIELD_SYMBOLS = {
+    "out_channels": "C_out",
+    "kernel_size": "K",
+    "stride": "S",
+    "padding": "P",
+    "dilation": "D",
+    "groups": "G",
+    "out_features": "F_out",
+    "output_size": "O",
+    "size": "n",
+}
+# fields left as numbers when they hold their neutral value (they would only add noise)
+NEUTRAL = {"dilation": 1, "groups": 1, "padding": 0}
+AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+@dataclass
+class Step:
+    quantity: str
+    general: str | None  # the formula in symbols (sympy syntax), when it is worth showing
+    worked: str  # the arithmetic with the numbers substituted
+    result: str  # the value with its unit
+    general_latex: str | None = None
+
+
+@dataclass
+class Explanation:
+    layer: str
+    type: str
+    inputs: list[str]
+    input_shapes: list[tuple[Any, ...]]
+    output_shape: tuple[Any, ...]
+    convention: str
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _axis_names(shape: Shape) -> list[str]:
+    if len(shape) == 1:
+        return ["features"]
+    return ["channels", *AXES.get(len(shape) - 1, tuple(f"axis{i}" for i in range(len(shape) - 1)))]
+
+
+def _leafed(layer: Layer) -> Layer:
+    """The layer with its numeric dimension fields as traced leaves."""
+    updates: dict[str, Any] = {}
+    for name in layer._dim_fields:
+        v = layer.__dict__[name]
+        if isinstance(v, int) and not isinstance(v, bool):
+            updates[name] = leaf(v)
+        elif isinstance(v, list):
+            updates[name] = [leaf(x) if isinstance(x, int) else x for x in v]
+    return layer.model_copy(update=updates) if updates else layer
+
+
+def _symbolic(layer: Layer) -> Layer:
+    """The layer with its dimension fields as symbols (neutral values kept as numbers)."""
+    from .dims import symbol
+
+    updates: dict[str, Any] = {}
+    for name in layer._dim_fields:
+        v = layer.__dict__[name]
+        base = FIELD_SYMBOLS.get(name, name)
+        if isinstance(v, int) and not isinstance(v, bool) and NEUTRAL.get(name) != v:
+            updates[name] = symbol(base)
+        elif isinstance(v, list):
+            updates[name] = [symbol(f"{base}_{a.lower()}") if isinstance(x, int) else x for x, a in zip(v, AXES.get(len(v), "HW"), strict=False)]
+    return layer.model_copy(update=updates) if updates else layer
+
+
+def _in_symbols(shapes: list[Shape]) -> list[Shape]:
+    from .dims import symbol
+
+    out = []
+    for k, shape in enumerate(shapes):
+        suffix = "_in" if len(shapes) == 1 else f"_{k + 1}"
+        names = ["C", *AXES.get(len(shape) - 1, ())] if len(shape) > 1 else ["F"]
+        out.append(tuple(symbol(n + suffix) for n in names[: len(shape)]))
+    return out
+
+
+def _out_symbols(shape: Shape) -> Shape:
+    from .dims import symbol
+
+    names = ["C", *AXES.get(len(shape) - 1, ())] if len(shape) > 1 else ["F"]
+    return tuple(symbol(n + "_out") for n in names[: len(shape)])
+
+
+def _fmt_count(v: Any) -> str:
+    v = simplify(untrace(v))
+    if is_symbolic(v):
+        return str(v)
+    human = units.count(v)
+    return f"{int(v):,}" + ("" if human == f"{int(v):,}" else f" ({human})")
+
+
+def _fmt_bytes(v: Any) -> str:
+    v = simplify(untrace(v))
+    if is_symbolic(v):
+        return f"{v} B"
+    human = units.size(v)
+    return f"{int(v):,} B" + ("" if human.endswith(" B") else f" = {human}")
+
+
+def _general(fn: Any) -> str | None:
+    try:
+        return str(fn())
+    except Exception:  # a formula that cannot run on symbols (ceil-mode rule, adaptive windows)
+        return None
+
+
+def _worked(v: Any) -> str:
+    t = text(v)
+    return t if t != str(untrace(v)) else ""
+
+
+def explain_layer(G: nx.DiGraph[str], name: str, *, convention: str | Convention = "lecture", dtype: str = "float32", batch: Dim = 1) -> Explanation:
+    """Derive every quantity of layer ``name`` in an analysed graph (run the passes first)."""
+    conv = convention if isinstance(convention, Convention) else get_convention(convention)
+    nodes = node_table(G)
+    if name not in nodes or nodes[name]["layer"] is None:
+        import difflib
+
+        near = difflib.get_close_matches(name, list(nodes), n=3)
+        from .errors import SpecError
+
+        raise SpecError(f"no layer named {name!r}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""), field="LAYER")
+    node = nodes[name]
+    layer: Layer = node["layer"]
+    ins_num = [nodes[i]["shape"] for i in node["inputs"]]
+    out_num = node["shape"]
+    ex = Explanation(
+        name, layer.kind, list(node["inputs"]), [tuple(simplify(d) for d in s) for s in ins_num], tuple(simplify(d) for d in out_num), conv.name
+    )
+    symbolic_input = any(is_symbolic(d) for s in ins_num for d in s)
+    lay_t = _leafed(layer)
+    ins_t = [tuple(leaf(d) if isinstance(d, int) else d for d in s) for s in ins_num]
+    out_t = tuple(leaf(d) if isinstance(d, int) else d for d in out_num)
+    lay_s, ins_s, out_s = _symbolic(layer), _in_symbols(ins_num), _out_symbols(out_num)
+
+    # output shape, axis by axis
+    traced_out = lay_t.output_shape(ins_t)
+    general_out = _general(lambda: lay_s.output_shape(ins_s))
+    gen_axes: list[str | None] = [None] * len(out_num)
+    if general_out is not None:
+        gen_axes = [str(simplify(d)) for d in lay_s.output_shape(ins_s)]
+    passthrough = {str(d) for s in ins_s for d in s}
+    for axis, (t, g) in enumerate(zip(traced_out, gen_axes, strict=True)):
+        worked = _worked(t)
+        if worked or (g is not None and g not in passthrough and g != str(untrace(t))):
+            ex.steps.append(Step(f"output {_axis_names(out_num)[axis]}", g, worked, str(simplify(untrace(t)))))
+
+    # parameters
+    weights_t = lay_t.weights(ins_t)
+    if weights_t:
+        weights_s = _general_dict(lambda: lay_s.weights(ins_s))
+        total_t: Any = 0
+        total_s: Any = 0
+        for wname, shape in weights_t.items():
+            n = _prod(shape)
+            total_t = total_t + n
+            shape_txt = "\u00d7".join(str(untrace(d)) for d in shape) or "scalar"
+            g = None
+            if weights_s is not None:
+                total_s = total_s + _prod(weights_s[wname])
+                g = str(simplify(_prod(weights_s[wname])))
+            ex.steps.append(Step(f"params: {wname} ({shape_txt})", g, _worked(n), _fmt_count(n)))
+        if len(weights_t) > 1:
+            ex.steps.append(Step("params", str(simplify(total_s)) if weights_s is not None else None, _worked(total_t), _fmt_count(total_t)))
+    else:
+        ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
+    buffers = layer.buffers(ins_num)
+    if buffers:
+        nb = sum(_prod(s) for s in buffers.values())
+        ex.steps.append(
+            Step("buffers (not params)", None, " + ".join(f"{k} {'×'.join(map(str, s)) or '1'}" for k, s in buffers.items()), _fmt_count(nb))
+        )
+
+    # operations, then MACs/FLOPs under the convention
+    ops_t = lay_t.ops(ins_t, out_t)
+    ops_s = _general_dict(lambda: lay_s.ops(ins_s, out_s))
+    if batch != 1:
+        ops_t = {k: v * batch for k, v in ops_t.items()}
+    for cat, v in ops_t.items():
+        counted = conv.counts.get(cat, 0)
+        g = str(simplify(ops_s[cat] * batch)) if ops_s is not None and cat in ops_s else None
+        ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
+    macs = conv.macs(ops_t)
+    macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}) if ops_s is not None else None
+    ex.steps.append(Step(f"MACs ({conv.name})", str(simplify(macs_s)) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
+    ex.steps.append(
+        Step(
+            "FLOPs",
+            f"{conv.flops_per_mac}*MACs",
+            f"{conv.flops_per_mac}\u00b7{untrace(macs):,}" if not is_symbolic(untrace(macs)) else "",
+            _fmt_count(conv.flops(untrace(macs))),
+        )
+    )
+
+    # activation memory
+    nbytes = dtype_bytes(dtype)
+    if layer.in_place():
+        ex.steps.append(Step("memory", None, "", "0 B: returns its input tensor (in place), nothing new is allocated"))
+    else:
+        mem = _prod(out_t) * nbytes * batch
+        ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", None, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
+
+    # receptive field
+    _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
+    if symbolic_input:
+        ex.notes.append("the input has symbols: the worked lines show the general results")
+    return ex
+
+
+def _general_dict(fn: Any) -> dict[str, Any] | None:
+    try:
+        return dict(fn())
+    except Exception:
+        return None
+
+
+def _prod(values: Any) -> Any:
+    out: Any = 1
+    for v in values:
+        out = out * v
+    return out
+
+
+def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], layer: Layer, lay_t: Layer, ins_num: list[Shape]) -> None:
+    srcs: list[tuple[AxisRF, ...]] = [nodes[i]["rf"] for i in node["inputs"]]
+    axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
+    if len(srcs) > 1:
+        for a, axis in enumerate(axes):
+            sizes = [s[a].size for s in srcs]
+            ex.steps.append(
+                Step(f"receptive field {axis} (paths meet)", "max over inputs", f"max({', '.join(map(str, sizes))})", str(node["rf"][a].size))
+            )
+        if node.get("rf_note"):
+            ex.notes.append(node["rf_note"])
+        return
+    windows = lay_t.windows([tuple(leaf(d) if isinstance(d, int) else d for d in s) for s in ins_num])
+    if windows is None:
+        ex.steps.append(Step("receptive field", None, "pointwise: unchanged", "\u00d7".join(str(r.size) for r in node["rf"])))
+        return
+    for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
+        r_t = AxisRF(
+            leaf(r_in.size) if isinstance(r_in.size, int) else r_in.size, leaf(r_in.jump) if isinstance(r_in.jump, int) else r_in.jump, r_in.centre2
+        ).through(w)
+        ex.steps.append(
+            Step(f"receptive field {axis}", "r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1", _worked(r_t.size), str(node["rf"][a].size))
+        )
+        ex.steps.append(Step(f"effective stride {axis}", "j_in*S", _worked(r_t.jump), str(node["rf"][a].jump)))
+
+
+# ----- rendering -----------------------------------------------------------------------------------
+
+
+def _shape(s: tuple[Any, ...]) -> str:
+    return "\u00d7".join(str(d) for d in s)
+
+
+def render_explanation(ex: Explanation, fmt: str = "text") -> str:
+    inputs = ", ".join(f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
+    head = f"{ex.layer} ({ex.type}): input {inputs} \u2192 output {_shape(ex.output_shape)}"
+    if fmt == "markdown":
+        lines = [f"**{head}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
+        for s in ex.steps:
+            lines.append(
+                f"| {s.quantity} | {('`' + s.general + '`') if s.general else ''} | {('`' + s.worked + '`') if s.worked else ''} | {s.result} |"
+            )
+        lines += [f"\n_{n}_" for n in ex.notes]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        return _latex(ex, head)
+    width = max(len(s.quantity) for s in ex.steps)
+    lines = [head, ""]
+    for s in ex.steps:
+        lines.append(f"{s.quantity:<{width}}  {s.general}" if s.general else f"{s.quantity:<{width}}")
+        if s.worked:
+            lines.append(f"{'':<{width}}  = {s.worked} = {s.result}")
+        else:
+            lines.append(f"{'':<{width}}  = {s.result}")
+    lines += [f"note: {n}" for n in ex.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(ex: Explanation, head: str) -> str:
+    from .render import _latex_escape
+
+    def math(txt: str) -> str:
+        return (
+            txt.replace("\u00b7", r" \cdot ")
+            .replace("\u2212", "-")
+            .replace("//", r" \mathbin{//} ")
+            .replace("\u00d7", r" \times ")
+            .replace("_", r"\_")
+        )
+
+    def gen(g: str) -> str:
+        try:
+            import sympy
+
+            return str(sympy.latex(sympy.sympify(g, locals={n: sympy.Symbol(n) for n in _names(g)})))
+        except Exception:
+            return math(g)
+
+    lines = [r"\begin{align*}", rf"&\text{{{_latex_escape(head)}}} \\"]
+    for s in ex.steps:
+        q = _latex_escape(s.quantity)
+        rhs = []
+        if s.general:
+            rhs.append(gen(s.general))
+        if s.worked:
+            rhs.append(math(s.worked))
+        rhs.append(r"\text{" + _latex_escape(s.result) + "}")
+        lines.append(rf"\text{{{q}}} &= " + " = ".join(rhs) + r" \\")
+    lines.append(r"\end{align*}")
+    return "\n".join(lines) + "\n"
+
+
+def _names(expr: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"floor", "ceiling", "Max", "max"}

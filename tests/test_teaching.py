@@ -1,0 +1,126 @@
+"""explain, check and compare: what teachers and students open archcalc for."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import SPECS, cli
+
+ALEXNET = str(SPECS / "alexnet.json")
+
+
+def test_explain_conv1_like_the_lecture() -> None:
+    # seeds/001: W' = (227 - 11 + 2*2)/4 + 1 = 56; 64*56*56*4/1024 = 784 KB; (64*56*56)*(3*11*11) = 72,855,552
+    out = cli("explain", ALEXNET, "conv1").out
+    assert "(227 + 2 + 2 \u2212 11) // 4 + 1 = 56" in out
+    assert "64\u00b73\u00b711\u00b711 + 64 = 23,296" in out
+    assert "64\u00b756\u00b756\u00b7(3\u00b7(11\u00b711)) = 72,855,552" in out
+    assert "64\u00b756\u00b756\u00b74 B = 802,816 B = 784 KB" in out
+    assert "floor((H_in - K + 2*P)/S) + 1" in out  # the general formula, from the same code run on symbols
+
+
+def test_explain_pool_linear_merge_and_rf() -> None:
+    pool = cli("explain", ALEXNET, "pool2").out
+    assert "(27 \u2212 3) // 2 + 1 = 13" in pool
+    assert "51 + (3 \u2212 1)\u00b78 = 67" in pool  # r = r_in + (k - 1) * j_in
+    assert "8\u00b72 = 16" in pool  # effective stride j = j_in * s
+    fc = cli("explain", ALEXNET, "fc6").out
+    assert "4096\u00b79216 + 4096 = 37,752,832" in fc
+    add = cli("explain", str(SPECS / "resnet50.json"), "layer1.0.add").out
+    assert "max(19, 11) = 19" in add  # RF where the paths meet: the larger one
+    assert "256\u00b756\u00b756 = 802,816" in add  # one add per element
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "latex"])
+def test_explain_formats(fmt: str) -> None:
+    out = cli("explain", ALEXNET, "conv1", "--format", fmt).out
+    assert "23,296" in out
+    if fmt == "latex":
+        assert r"\begin{align*}" in out and r"\cdot" in out
+    else:
+        assert "| quantity | formula | worked | result |" in out
+
+
+def test_explain_quick_stack_and_symbols() -> None:
+    out = cli("explain", "--stack", "3x227x227", "conv 64 11x11 s4 p2", "maxpool 3 s2").out
+    assert "conv1 (conv2d)" in out and "maxpool1 (maxpool2d)" in out
+    sym = cli("explain", "--stack", "CxHxW", "conv C 7 p3 bias=false").out
+    assert "49*C**2" in sym
+
+
+def test_explain_unknown_layer() -> None:
+    r = cli("explain", ALEXNET, "conv9")
+    assert r.code == 2 and "no layer named 'conv9'" in r.err and "did you mean" in r.err
+
+
+CLAIMS = [
+    # (claim, correct?) -- values as people write them, judged at the precision written
+    ("pool2.output=14x14", False),  # the exam slip: (27 - 3)//2 + 1 = 13
+    ("pool2.output=13x13", True),
+    ("pool2.output=192x13x13", True),
+    ("conv1.macs=73M", True),  # 72,855,552 rounds to 73M
+    ("conv1.macs=78M", False),  # seeds/001 writes "~ 78M"
+    ("conv1.macs=72.86M", True),
+    ("conv1.macs=72.85M", False),  # written to 0.01M: [72.845M, 72.855M) misses 72,855,552
+    ("pool1.memory=182.25KB", True),
+    ("pool1.memory=182KB", True),  # 186,624 B is 182.25 KB: rounds to 182
+    ("pool1.memory=183KB", False),
+    ("fc7.params=16,781,312", True),
+    ("fc7.params=16,777,216", False),  # the weights alone
+    ("total.params=61M", True),
+    ("total.params=61,100,840", True),
+    ("conv1..pool2.memory=1.6MB", True),  # 784 + 182.25 + 546.75 + 126.75 KB = 1639.75 KB
+    ("conv5.rf=163x163", True),
+    ("pool5.stride=32", True),
+]
+
+
+@pytest.mark.parametrize(("claim", "correct"), CLAIMS)
+def test_check_claims(claim: str, correct: bool) -> None:
+    r = cli("check", ALEXNET, claim)
+    assert r.code == (0 if correct else 1), r.out + r.err
+    assert ("correct" if correct else "WRONG") in r.out
+
+
+def test_check_says_why() -> None:
+    out = cli("check", ALEXNET, "pool2.output=14x14").out
+    assert "exact 192\u00d713\u00d713" in out and "(27 \u2212 3) // 2 + 1 = 13" in out
+
+
+def test_check_symbolic_and_stack() -> None:
+    r = cli("check", "--stack", "CxHxW", "conv C 3 p1 bias=false", "conv C 3 p1 bias=false", "conv C 3 p1 bias=false",
+            "total.params=27*C**2", "total.macs=27*C^2*H*W", "conv3.rf=7x7")
+    assert r.code == 0, r.out + r.err
+    assert cli("check", "--stack", "CxHxW", "conv C 7 p3 bias=false", "total.params=27*C**2").code == 1
+
+
+@pytest.mark.parametrize("claim", ["conv1.volume=3", "conv1.params", "nope.params=3", "conv1.params=lots", "pool5..conv1.memory=1KB"])
+def test_check_bad_claims_exit_2(claim: str) -> None:
+    r = cli("check", ALEXNET, claim)
+    assert r.code == 2 and r.err.startswith("archcalc: error:")
+
+
+def test_compare_three_3x3_vs_one_7x7() -> None:
+    # seeds/000: 27C^2 vs 49C^2, "27/49 ~ 0.55, about 45% fewer", same RF 7, 3 ReLUs vs 1
+    r = cli("compare", "--stack", "CxHxW", "conv C 7 p3 bias=false", "relu",
+            "--stack", "CxHxW", "conv C 3 p1 bias=false", "relu", "conv C 3 p1 bias=false", "relu", "conv C 3 p1 bias=false", "relu",
+            "--format", "json")
+    rows = json.loads(r.out)["rows"]
+    assert rows["params"]["values"] == ["49*C**2", "27*C**2"]
+    assert rows["params"]["vs_first"] == ["27/49 \u2248 0.551 (45% fewer)"]
+    assert rows["receptive field"]["values"] == [[7, 7], [7, 7]]
+    assert rows["nonlinearities"]["values"] == [1, 3]
+
+
+def test_compare_plain_vs_residual_is_free() -> None:
+    # He et al. 2015: the identity shortcut adds no parameters and no MACs
+    out = cli("compare", str(SPECS / "plain56.json"), str(SPECS / "resnet56.json")).out
+    params = next(line for line in out.splitlines() if line.startswith("params"))
+    macs = next(line for line in out.splitlines() if line.startswith("MACs"))
+    assert params.split()[1] == params.split()[2] == "853,018" and params.endswith("same")
+    assert macs.endswith("same")
+
+
+def test_compare_needs_two() -> None:
+    assert cli("compare", ALEXNET).code == 2
