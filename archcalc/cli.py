@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_option(m, single=False)
     _analysis_options(m, formats=("text", "markdown", "json"))
 
+    g = sub.add_parser("reports", help="write the reports gallery: md, tex, csv, json tables and png plots per spec, and an index")
+    g.add_argument("specs", nargs="+", help="spec files")
+    g.add_argument("-o", "--output", default="reports", help="folder (default: reports)")
+    g.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    g.add_argument("--convention", default="lecture")
+
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
     return p
@@ -175,6 +181,17 @@ def run(argv: Sequence[str] | None = None) -> int:
         from .render import render
 
         write_output(render(_report(args), args.format), args.output)
+        return 0
+    if args.command == "reports":
+        from .reports import generate
+
+        if not args.no_plots:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                raise SpecError("plots need matplotlib: pip install 'archcalc[plot]', or pass --no-plots", field="--no-plots") from None
+        files = generate(args.specs, args.output, plots=not args.no_plots, convention=args.convention)
+        print(f"wrote {len(files)} files to {args.output}/")
         return 0
     if args.command == "explain":
         return _explain(args)
