@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .report import Report, analyze
 from .render import render, units
+from .report import Report, analyze
 
 TABLES = {"md": "markdown", "tex": "latex", "csv": "csv", "json": "json"}
 

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, ZOO, cli
+
 from archcalc import analyze
 from archcalc.reports import TABLES, generate, index_markdown
 

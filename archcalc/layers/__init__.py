@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import activation, conv, linear, merge, norm, pool, shortcut
+from . import activation, conv, convtranspose, elementwise, linear, merge, norm, pool, rearrange, shortcut, upsample
 from .base import OP_CATEGORIES, Layer, Shape, Window
 
 LAYER_TYPES: list[type[Layer]] = [
@@ -13,6 +13,10 @@ LAYER_TYPES: list[type[Layer]] = [
     *activation.LAYERS,
     *merge.LAYERS,
     *shortcut.LAYERS,
+    *convtranspose.LAYERS,
+    *upsample.LAYERS,
+    *rearrange.LAYERS,
+    *elementwise.LAYERS,
 ]
 TYPE_NAMES: dict[str, type[Layer]] = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in LAYER_TYPES}  # type: ignore[union-attr]
 

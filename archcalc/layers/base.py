@@ -45,6 +45,8 @@ OP_CATEGORIES: dict[str, str] = {
     "act": "activation function evaluations, one per element",
     "add": "elementwise additions of merged branches",
     "softmax": "softmax, one per element",
+    "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
+    "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
 }
 
 
@@ -92,12 +94,20 @@ def _has_text(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class Window:
-    """A sliding window along one spatial axis (for the receptive field)."""
+    """A sliding window along one spatial axis (for the receptive field).
+
+    ``upsample`` > 1: the window slides on a grid ``upsample`` times finer than the input, on which
+    input pixel i sits at position i*upsample and the positions between are empty (zero insertion):
+    kernel, stride, pad_before and dilation are then in units of that finer grid.  A transposed
+    convolution of stride s is ``Window(k, 1, d*(k-1) - p, d, upsample=s)``; the receptive field
+    pass counts only the input pixels a window actually reads.
+    """
 
     kernel: Dim
     stride: Dim = 1
     pad_before: Dim = 0
     dilation: Dim = 1
+    upsample: Dim = 1
 
     @property
     def extent(self) -> Dim:

@@ -127,7 +127,7 @@ class SpecModule(nn.Module):
         return f"spec={self.spec_name!r}, input={shape_str(self.input_shape)}"
 
 
-def build_module(G: nx.DiGraph, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> SpecModule:
+def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> SpecModule:
     """The torch module of compiled graph ``G``; ``device="meta"`` allocates no weights.
 
     Runs the shape pass if it has not run yet.  Every shape must be a number (bind symbols with

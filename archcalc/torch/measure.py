@@ -95,10 +95,10 @@ class TorchRunError(RuntimeError):
     """Torch raised while running a module; ``layer`` names the module that was running."""
 
     def __init__(self, layer: str | None, error: BaseException) -> None:
-        where = f"layer {layer!r}: " if layer else ""
-        super().__init__(f"{where}{type(error).__name__}: {error}")
         self.layer = layer
         self.error = error
+        self.message = f"{type(error).__name__}: {error}"
+        super().__init__(f"layer {layer!r}: {self.message}" if layer else self.message)
 
 
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -157,7 +157,8 @@ def measure_module(
             n = seen.get(id(module), 0) + 1
             seen[id(module)] = n
             params = sum(p.numel() for p in module.parameters()) if n == 1 else 0
-            calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, counter[0].get_total_flops() - before))
+            flops = counter[0].get_total_flops() - before
+            calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops))
 
         return hook
 
@@ -165,7 +166,7 @@ def measure_module(
     for name, mod in targets:
         handles.append(mod.register_forward_pre_hook(pre_hook(name)))
         handles.append(mod.register_forward_hook(post_hook(name)))
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
         x = torch.zeros((batch, *input_shape), device=dev, dtype=dtype)
@@ -178,7 +179,8 @@ def measure_module(
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
+        for m, mode in modes:
+            m.training = mode
     counts = fc.get_flop_counts()
     by_module = {}
     for name, mod in targets:
@@ -215,7 +217,7 @@ class SpecMeasurement:
         return self.total_flops // 2
 
 
-def measure_spec(G: nx.DiGraph, *, batch: int = 1, device: str | torch.device = "meta") -> SpecMeasurement:
+def measure_spec(G: nx.DiGraph[str], *, batch: int = 1, device: str | torch.device = "meta") -> SpecMeasurement:
     """Build ``G`` (:func:`~archcalc.torch.build.build_module`) and measure every layer.
 
     Tries ``device`` (default ``meta``: no memory, VGG-sized models cost nothing) and, if torch
@@ -229,7 +231,7 @@ def measure_spec(G: nx.DiGraph, *, batch: int = 1, device: str | torch.device = 
     return _measure_spec_on(G, batch, "cpu")
 
 
-def _measure_spec_on(G: nx.DiGraph, batch: int, device: str | torch.device) -> SpecMeasurement:
+def _measure_spec_on(G: nx.DiGraph[str], batch: int, device: str | torch.device) -> SpecMeasurement:
     from .build import build_module
 
     model = build_module(G, device=device)

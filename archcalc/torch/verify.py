@@ -17,8 +17,7 @@ Two ways to get the torch side:
   The matching rule, layer by layer:
 
   1. the spec layer and the next module call are of the same type (torch's class name
-     lowercased is the spec type: ``nn.Conv2d`` is ``conv2d``; subclasses count as their base;
-     a module of a class archcalc does not know is taken for whatever spec layer is next):
+     lowercased is the spec type: ``nn.Conv2d`` is ``conv2d``; subclasses count as their base):
      they are matched and compared;
   2. otherwise, a spec layer of a type that user code usually writes as a plain function or
      expression (``add``, ``concat``, ``identity``, ``flatten``, ``subsample``, ``channelpad``:
@@ -27,7 +26,9 @@ Two ways to get the torch side:
      (not an error: its work, if any, still shows in the totals);
   3. otherwise, a model module that computes nothing at inference (``nn.Identity``,
      ``nn.Dropout`` without parameters) and has no spec layer is listed as not compared;
-  4. otherwise the types disagree.  If the model's next call matches the spec layer, this module
+  4. otherwise, a module of a class archcalc does not know (a custom leaf module) is matched to
+     the spec layer and their numbers are compared;
+  5. otherwise the types disagree.  If the model's next call matches the spec layer, this module
      is reported as an **extra module** in the model; else, if the spec's next layer matches
      this module, the spec layer is reported as **missing from the model**; else the two are
      compared anyway and a **type** mismatch is reported with their numbers.
@@ -39,6 +40,9 @@ Two ways to get the torch side:
   not run them.  A module called several times (torchvision's shared ``relu``) is matched once
   per call; its parameters are counted on its first call only.  The totals are always compared,
   so work done outside modules (a functional ``F.linear``) is never silently missed.
+  The rule follows execution order: parallel branches must run in the order the spec lists them
+  (a model that computes its shortcut projection before the main path needs a spec that lists
+  ``downsample`` first; otherwise the branches are compared crosswise and reported as mismatches).
 
 A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
 that was running (quantity ``runs``).
@@ -107,7 +111,12 @@ class VerifyRow:
 
     def describe(self) -> str:
         """``layer 'conv2': params is 307,392 in the spec, 614,592 in torch``."""
-        where = f"layer {self.name!r}" if self.name != TOTAL else "total"
+        if self.name == TOTAL:
+            where = "total"
+        elif self.quantity == "layer" and self.analytic is None:  # a model module without spec layer
+            where = f"module {self.module or self.name!r}"
+        else:
+            where = f"layer {self.name!r}"
         if self.module is not None and self.module != self.name:
             where += f" (module {self.module!r})"
         if self.quantity == "layer":
@@ -197,13 +206,15 @@ class VerifyResult:
         if first is None:
             n = sum(1 for lc in self.layers if lc.rows)
             return f"OK: {n} layers match torch in output shape, params and MACs; totals match"
-        bad_layers = {r.name for r in self.mismatches}
-        return (
-            f"MISMATCH: first wrong value at {first.describe()}; "
-            f"{len(self.mismatches)} wrong value(s) in {len(bad_layers)} layer(s)"
-        )
+        bad = self.mismatches
+        n_layers = len({r.name for r in bad if r.name != TOTAL})
+        where = [f"{n_layers} layer{'s' if n_layers != 1 else ''}"] if n_layers else []
+        if any(r.name == TOTAL for r in bad):
+            where.append("the totals")
+        return f"MISMATCH: first wrong value at {first.describe()}; {len(bad)} wrong value{'s' if len(bad) != 1 else ''} in {' and '.join(where)}"
 
-    def render_text(self, only_mismatches: bool = False) -> str:
+    def render_text(self) -> str:
+        """The diff table: one line per layer (the spec's values), ``>>`` at the first wrong layer."""
         src = f" ({self.file})" if self.file else ""
         against = "the torch module built from the spec" if self.mode == "spec" else f"model {self.model}"
         lines = [
@@ -216,8 +227,6 @@ class VerifyResult:
         header = ["", "layer", "type", *(["module"] if show_module else []), "output shape", "params", "MACs", "check"]
         table: list[list[str]] = []
         for lc in (*self.layers, self.totals):
-            if only_mismatches and lc.ok and lc is not self.totals:
-                continue
             a = lc.analytic
             marker = ">>" if first is not None and first in lc.rows else ""
             if not lc.rows:
@@ -306,7 +315,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     widths[0] = 2  # the ">>" marker of the first mismatch
     widths[-1] = 0  # the last column is free text
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     rule = ["", *("-" * w for w in widths[1:-1]), "-" * len(header[-1])]
     return [fmt(header), fmt(rule), *(fmt(r) for r in rows)]
 
@@ -410,11 +422,12 @@ def _verify_built(G: Any, report: Report, analytic: dict[str, dict[str, Any]], f
                 layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], "not run: torch failed on an earlier layer"))
             elif row.name == e.layer:
                 failed = True
-                layers.append(LayerCheck(row.name, row.type, None, [VerifyRow(row.name, "runs", "ok", str(e.error), False)], analytic[row.name]))
+                runs = VerifyRow(row.name, "runs", "ok", e.message, False)
+                layers.append(LayerCheck(row.name, row.type, None, [runs], analytic[row.name]))
             else:
                 layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], "ran, but the run failed later: no numbers"))
         if not failed:
-            layers.append(LayerCheck(TOTAL, None, None, [VerifyRow(TOTAL, "runs", "ok", str(e), False)]))
+            layers.append(LayerCheck(TOTAL, None, None, [VerifyRow(TOTAL, "runs", "ok", e.message, False)]))
         totals = LayerCheck(TOTAL, None, None, [], {}, "not measured: torch failed")
         return VerifyResult(report.name, file, "spec", "built from the spec", in_shape, batch, "cpu", layers, totals)
     for row in report.rows:
@@ -441,9 +454,9 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     try:
         m = measure_module(model, in_shape, batch=batch, device=device)
     except TorchRunError as e:
-        row = VerifyRow(e.layer or model_name, "runs", "ok", str(e.error), False, e.layer)
-        layers = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
-        return VerifyResult(report.name, file, "module", model_name, in_shape, batch, str(device or "cpu"), layers,
+        row = VerifyRow(e.layer or model_name, "runs", "ok", e.message, False, e.layer)
+        failed = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
+        return VerifyResult(report.name, file, "module", model_name, in_shape, batch, str(device or "cpu"), failed,
                             LayerCheck(TOTAL, None, None, [], {}, "not measured: torch failed"))
 
     spec_rows = report.rows
