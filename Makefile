@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 $(BIN)/archcalc: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,torch,plot]'
+	$(BIN)/pip install -q -e '.[dev,torch,plot,peers]'
 	touch $@
 
 .PHONY: setup demo test lint acceptance bench clean

@@ -20,13 +20,14 @@ class Convention:
     name: str
     description: str
     counts: Mapping[str, int] = field(default_factory=dict)
-    """Category -> MACs per counted operation (categories absent here count zero)."""
+    """Category -> MACs per counted operation; ``"category/layertype"`` overrides it for one layer type
+    (tools differ per module: ptflops counts ReLU but not Tanh).  Absent categories count zero."""
     flops_per_mac: int = 2
 
-    def macs(self, ops: Mapping[str, Dim]) -> Dim:
+    def macs(self, ops: Mapping[str, Dim], kind: str = "") -> Dim:
         total: Dim = 0
         for category, n in ops.items():
-            w = self.counts.get(category, 0)
+            w = self.counts.get(f"{category}/{kind}", self.counts.get(category, 0))
             if w:
                 total = total + w * n
         return total
@@ -51,6 +52,41 @@ CONVENTIONS: dict[str, Convention] = {
             "matmul multiply-accumulates only (no bias, pooling, normalisation, activations or adds). "
             "FLOPs = 2 x MACs.",
             {"mac": 1},
+        ),
+        # Peer tools' "MACs"/"FLOPs" totals, each reproduced from the tool's own counting rules.
+        # The ResNet-50 figures quoted were measured with each tool at 224x224 (batch 1).
+        Convention(
+            "torchinfo",
+            "torchinfo 1.8 'Mult-Adds': for convolutions, every weight and bias element once per output "
+            "position (conv MACs + conv bias adds); for every other module with parameters, each parameter "
+            "once (linear weights x batch + bias, batchnorm's 2C affine parameters). Pooling, activations "
+            "and adds are not counted. ResNet-50: 4,089,238,376.",
+            {"mac": 1, "bias": 1, "linear_bias": 1, "affine_params": 1},
+        ),
+        Convention(
+            "fvcore",
+            "fvcore 0.1.5 FlopCountAnalysis (it calls multiply-adds 'flops'): conv and linear MACs without "
+            "bias; batchnorm at inference one op per element, two when affine; adaptive average pooling one "
+            "op per input element; max pooling, activations and adds not counted. ResNet-50: 4,111,512,576.",
+            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1},
+        ),
+        Convention(
+            "ptflops",
+            "ptflops 0.7.5, pytorch backend (it calls multiply-adds 'MACs'): conv MACs + bias, linear MACs + "
+            "bias, batchnorm one per element (two when affine); ReLU, ReLU6, LeakyReLU and GELU one per "
+            "output element and pooling one per input element, each counted twice (once by the module hook, "
+            "once by its patch of the torch.nn.functional call the module makes); SiLU once (functional only); "
+            "Tanh, Sigmoid, Hardswish not at all; LRN through its functional internals (three elementwise ops "
+            "per element plus the padded average pool's input); in-place adds not counted. ResNet-50: 4,132,436,968.",
+            {"mac": 1, "bias": 1, "linear_bias": 1, "norm": 1, "norm_affine": 1, "pool_in": 2, "lrn_functional": 1,
+             **{f"act/{t}": 2 for t in ("relu", "relu6", "leakyrelu", "gelu")}, "act/silu": 1},
+        ),
+        Convention(
+            "thop",
+            "thop 0.1.1 profile ('MACs'): conv and linear MACs without bias, batchnorm 2 ops per element "
+            "(4 when affine), average pooling one per output element, adaptive average pooling (window + 1) "
+            "per output element; ReLU, max pooling, LRN and adds are zero. ResNet-50: 4,133,742,592.",
+            {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)}},
         ),
     )
 }

@@ -206,11 +206,11 @@ def explain_layer(G: nx.DiGraph[str], name: str, *, convention: str | Convention
     if batch != 1:
         ops_t = {k: v * batch for k, v in ops_t.items()}
     for cat, v in ops_t.items():
-        counted = conv.counts.get(cat, 0)
+        counted = conv.counts.get(f"{cat}/{layer.kind}", conv.counts.get(cat, 0))
         g = str(simplify(ops_s[cat] * batch)) if ops_s is not None and cat in ops_s else None
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
-    macs = conv.macs(ops_t)
-    macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}) if ops_s is not None else None
+    macs = conv.macs(ops_t, layer.kind)
+    macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
     ex.steps.append(Step(f"MACs ({conv.name})", str(simplify(macs_s)) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
     ex.steps.append(
         Step(

@@ -50,7 +50,7 @@ def plot_report(rep: Report, path: Path) -> None:
     plt.close(fig)
 
 
-def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool = True, convention: str = "lecture") -> str:
+def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Sequence[bool] = True, convention: str = "lecture") -> str:
     lines = [
         "# archcalc reports",
         "",
@@ -59,8 +59,9 @@ def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool = True,
         "| network | input | params | MACs | activation memory | files |",
         "|---|---|---:|---:|---:|---|",
     ]
-    for stem, rep in reports:
-        links = " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plots else "")
+    has_plot = [plots] * len(reports) if isinstance(plots, bool) else list(plots)
+    for (stem, rep), plot in zip(reports, has_plot, strict=True):
+        links = " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plot else "")
         t = rep.totals
         lines.append(
             f"| {rep.name} | {'×'.join(map(str, rep.input_shape))} | {int(t['params']):,} | {int(t['macs']):,} | "
@@ -87,6 +88,7 @@ def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True
             plot_report(rep, p)
             written.append(p)
     p = out / "index.md"
-    p.write_text(index_markdown(reports, plots=plots, convention=convention), encoding="utf-8")
+    has_plot = [plots or (out / f"{stem}.png").exists() for stem, _ in reports]  # tables-only runs keep existing plots
+    p.write_text(index_markdown(reports, plots=has_plot, convention=convention), encoding="utf-8")
     written.append(p)
     return written

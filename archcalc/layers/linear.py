@@ -34,7 +34,7 @@ class Linear(Layer):
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         o: dict[str, Dim] = {"mac": numel(out) * ins[0][-1]}  # one dot product of length in_features per output
         if self.bias:
-            o["bias"] = numel(out)
+            o["linear_bias"] = numel(out)
         return o
 
     def build_torch(self, ins: list[Shape]) -> Any:

@@ -38,7 +38,11 @@ class _BatchNormNd(Layer):
         return {"running_mean": (c,), "running_var": (c,), "num_batches_tracked": ()}
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        return {"norm": numel(out)}  # (x - mean) / std * gamma + beta, folded to one per element
+        o: dict[str, Dim] = {"norm": numel(out)}  # (x - mean) / std, one per element
+        if self.affine:
+            o["norm_affine"] = numel(out)  # * gamma + beta, one per element
+            o["affine_params"] = 2 * ins[0][0]  # gamma and beta, once each
+        return o
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -73,7 +77,10 @@ class LocalResponseNorm(Layer):
     k: float = 1.0
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        return {"norm": numel(out)}
+        # torch's F.local_response_norm: x*x, an average pool over size channels of the input
+        # zero-padded to C + size - 1 channels, then *alpha and +k, elementwise
+        padded = (ins[0][0] + self.size - 1) * numel(ins[0]) // ins[0][0]
+        return {"lrn": numel(out), "lrn_functional": 3 * numel(out) + padded}
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

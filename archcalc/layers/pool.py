@@ -67,7 +67,7 @@ class _PoolNd(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         k, _, _, _ = self._axes()
-        return {"pool": numel(out) * prod(k)}  # every output reads a full window
+        return {"pool": numel(out) * prod(k), "pool_in": numel(ins[0]), "pool_out": numel(out)}  # every output reads a full window
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, p, d = self._axes()
@@ -169,7 +169,11 @@ class _AdaptivePoolNd(Layer):
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         sizes = ins[0][1:]
         per = [adaptive_window_sum(h, o) for h, o in zip(sizes, out[1:], strict=True)]
-        return {"pool": ins[0][0] * prod(per)}  # windows are separable: sum of products = product of sums
+        # windows are separable: the sum of their products is the product of their sums
+        return {"pool": ins[0][0] * prod(per), "pool_in": numel(ins[0]), "pool_out": numel(out), **self._peer_ops(ins, out)}
+
+    def _peer_ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {}
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         # exact when in % out == 0 (kernel = stride = in/out); otherwise the largest window, and
@@ -182,7 +186,17 @@ class _AdaptivePoolNd(Layer):
         return tuple(None if x is None else int(x) for x in raw) if isinstance(raw, list) else int(raw)
 
 
-class AdaptiveAvgPool2d(_AdaptivePoolNd):
+class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
+    def _peer_ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        o: dict[str, Dim] = {"avgpool_in": numel(ins[0])}
+        sizes, targets = ins[0][1:], out[1:]
+        if all(known_sign(h % t if isinstance(h, int) else 1) == 0 for h, t in zip(sizes, targets, strict=True)):
+            # thop: (window adds + one divide) per output; it divides sizes in floats, exact when they divide
+            o["avgpool_thop"] = (prod(h // t for h, t in zip(sizes, targets, strict=True)) + 1) * numel(out)
+        return o
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     """torch.nn.AdaptiveAvgPool2d; output_size 1 is global average pooling."""
 
     type: Literal["adaptiveavgpool2d"]
@@ -204,7 +218,7 @@ class AdaptiveMaxPool2d(_AdaptivePoolNd):
         return nn.AdaptiveMaxPool2d(self._torch_size())
 
 
-class AdaptiveAvgPool1d(_AdaptivePoolNd):
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
     type: Literal["adaptiveavgpool1d"]
     n_spatial: ClassVar[int] = 1
 
@@ -214,7 +228,7 @@ class AdaptiveAvgPool1d(_AdaptivePoolNd):
         return nn.AdaptiveAvgPool1d(self._torch_size())
 
 
-class AdaptiveAvgPool3d(_AdaptivePoolNd):
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     type: Literal["adaptiveavgpool3d"]
     n_spatial: ClassVar[int] = 3
 

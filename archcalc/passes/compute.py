@@ -23,6 +23,6 @@ def compute(G: nx.DiGraph[str], convention: Convention, batch: Dim = 1) -> None:
             ops = layer.ops(ins, node["shape"])
             if batch != 1:
                 ops = {k: v * batch for k, v in ops.items()}
-            macs = convention.macs(ops)
+            macs = convention.macs(ops, layer.kind)
             got = memo[key] = (ops, macs, convention.flops(macs))
         node["ops"], node["macs"], node["flops"] = got

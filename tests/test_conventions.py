@@ -1,0 +1,88 @@
+"""Named counting conventions: each peer tool's total reproduced from its own rules.
+
+The ResNet-50 figures (224x224, batch 1) were measured with torchinfo 1.8.0, fvcore 0.1.5, ptflops 0.7.5
+(pytorch backend) and thop 0.1.1 on torchvision's resnet50, and torch's FlopCounterMode / 2 (issue 3).
+When those tools are installed (pip install '.[peers]'), they are also run on models built from the
+specs and must agree exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import pytest
+
+from conftest import SPECS
+from archcalc import analyze
+
+RESNET50 = {
+    "torch": 4_089_184_256,  # FlopCounterMode / 2: conv + linear MACs
+    "torchinfo": 4_089_238_376,  # + 53,120 batchnorm affine params + 1,000 fc bias
+    "fvcore": 4_111_512_576,  # + 2 x 11,113,984 batchnorm elements + 100,352 global-pool inputs
+    "ptflops": 4_132_436_968,  # + 1,000 fc bias + 2 x 9,608,704 ReLU + 2 x 903,168 pool inputs + 2 x 11,113,984 BN
+    "thop": 4_133_742_592,  # + 4 x 11,113,984 batchnorm elements + (49 + 1) x 2048 global pool
+    "lecture": 4_091_090_944,  # + 64*56*56*9 max-pool window reads + 2048*7*7 global-pool reads
+}
+
+
+@pytest.mark.parametrize(("convention", "macs"), RESNET50.items())
+def test_resnet50_per_convention(convention: str, macs: int) -> None:
+    assert analyze(SPECS / "resnet50.json", convention=convention).totals["macs"] == macs
+
+
+def test_the_gaps_are_what_each_tool_adds() -> None:
+    bn_elements = sum(r.ops.get("norm", 0) for r in analyze(SPECS / "resnet50.json").rows)
+    relu_elements = sum(r.ops.get("act", 0) for r in analyze(SPECS / "resnet50.json").rows)
+    assert bn_elements == 11_113_984 and relu_elements == 9_608_704
+    base = RESNET50["torch"]
+    assert RESNET50["fvcore"] - base == 2 * bn_elements + 2048 * 7 * 7
+    assert RESNET50["thop"] - base == 4 * bn_elements + (7 * 7 + 1) * 2048
+    assert RESNET50["ptflops"] - base == 1000 + 2 * relu_elements + 2 * (64 * 112 * 112 + 2048 * 7 * 7) + 2 * bn_elements
+
+
+def _peer(convention: str, model, shape):  # type: ignore[no-untyped-def]
+    import torch
+
+    x = torch.zeros(1, *shape)
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    if convention == "torchinfo":
+        torchinfo = pytest.importorskip("torchinfo")
+        return torchinfo.summary(model, input_data=x, verbose=0).total_mult_adds
+    if convention == "fvcore":
+        fv = pytest.importorskip("fvcore.nn")
+        f = fv.FlopCountAnalysis(model, x)
+        f.unsupported_ops_warnings(False)
+        f.uncalled_modules_warnings(False)
+        return f.total()
+    if convention == "ptflops":
+        ptflops = pytest.importorskip("ptflops")
+        with quiet:
+            macs, _ = ptflops.get_model_complexity_info(model, tuple(shape), as_strings=False, print_per_layer_stat=False, backend="pytorch")
+        return macs
+    thop = pytest.importorskip("thop")
+    with quiet:
+        macs, _ = thop.profile(model, inputs=(x,), verbose=False)
+    return int(macs)
+
+
+@pytest.mark.parametrize("convention", ["torchinfo", "fvcore", "ptflops", "thop"])
+@pytest.mark.parametrize("spec", ["lenet5", "alexnet_2012", "resnet18", "resnet20", "googlenet", "vgg11_lrn"])
+def test_peer_tool_agrees(spec: str, convention: str) -> None:
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_spec
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+
+    G = compile_spec(load_spec(SPECS / f"{spec}.json"))
+    model = build_module(G).eval()
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            measured = _peer(convention, model, tuple(G.graph["input_shape"]))
+    finally:
+        logging.disable(logging.NOTSET)
+    assert int(measured) == analyze(SPECS / f"{spec}.json", convention=convention).totals["macs"]
