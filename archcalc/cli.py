@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
+
+    from .torch.verify import add_verify_parser  # registers `verify`; torch itself is imported only when it runs
+
+    add_verify_parser(sub)
     return p
 
 
@@ -182,6 +186,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         write_output(render(_report(args), args.format), args.output)
         return 0
+    if args.command == "verify":
+        from .torch.verify import run_verify
+
+        return int(run_verify(args))
     if args.command == "reports":
         from .reports import generate
 

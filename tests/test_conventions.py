@@ -14,8 +14,8 @@ import logging
 import warnings
 
 import pytest
-
 from conftest import SPECS
+
 from archcalc import analyze
 
 RESNET50 = {

@@ -98,7 +98,7 @@ def test_batchnorm_params_and_buffers() -> None:
     row = net([{"name": "bn", "type": "batchnorm2d"}], (64, 8, 8)).row("bn")
     assert row.params == 2 * 64
     assert row.buffers == 2 * 64 + 1
-    assert row.ops == {"norm": 64 * 8 * 8}
+    assert row.ops == {"norm": 64 * 8 * 8, "norm_affine": 64 * 8 * 8, "affine_params": 2 * 64}
     row = net([{"name": "bn", "type": "batchnorm2d", "affine": False, "track_running_stats": False}], (64, 8, 8)).row("bn")
     assert (row.params, row.buffers) == (0, 0)
 

@@ -21,8 +21,14 @@ def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: 
     if not ceil_mode:
         return window_out(size, p, p, k, s, d, layer, axis)
     ext = extent(k, d)
-    window_out(size, p, p, k, s, d, layer, axis)  # checks that the kernel fits
+    # ceil mode lets the last window overhang the padded input (by up to s - 1): torch's
+    # pooling_output_shape is ceil((size + 2p - extent) / s) + 1, rejected only if below 1
     out = ceildiv(size + 2 * p - ext, s) + 1
+    if known_sign(out - 1) == -1:
+        raise layer.fail(
+            f"kernel extent {ext} overhangs the padded input {size}+2\u00b7{p} by more than the stride {s} on spatial axis {axis}",
+            "kernel_size",
+        )
     # torch: drop the last window if it would start inside the right padding
     drop = known_sign((out - 1) * s - (size + p))
     if drop is None:
@@ -32,7 +38,10 @@ def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: 
         raise layer.fail(
             "ceil_mode with a symbolic input size: torch's last-window rule cannot be decided; give the input size a number with --set", "ceil_mode"
         )
-    return out - 1 if drop >= 0 else out
+    out = out - 1 if drop >= 0 else out
+    if known_sign(out - 1) == -1:
+        raise layer.fail(f"no window starts inside the input on spatial axis {axis}", "kernel_size")
+    return out
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[int, ...]:

@@ -21,7 +21,9 @@ Two ways to get the torch side:
      they are matched and compared;
   2. otherwise, a spec layer of a type that user code usually writes as a plain function or
      expression (``add``, ``concat``, ``identity``, ``flatten``, ``subsample``, ``channelpad``:
-     ``out + identity``, ``torch.cat``, ``torch.flatten``, ``x[:, :, ::2, ::2]``, ``F.pad``) is
+     ``out + identity``, ``torch.cat``, ``torch.flatten``, ``x[:, :, ::2, ::2]``, ``F.pad``; and
+     ``mul``, ``chunk``, ``crop``, ``channelshuffle``, ``zeropad*``, ``upsample``: see
+     :data:`OPTIONAL_TYPES`) is
      matched only if the model has a module there; if not, it is listed as *not compared*
      (not an error: its work, if any, still shows in the totals);
   3. otherwise, a model module that computes nothing at inference (``nn.Identity``,
@@ -71,7 +73,12 @@ if TYPE_CHECKING:
     from ..report import Report, Row
     from .measure import LayerMeasure
 
-OPTIONAL_TYPES = frozenset({"add", "concat", "identity", "flatten", "subsample", "channelpad"})
+OPTIONAL_TYPES = frozenset({
+    "add", "concat", "identity", "flatten", "subsample", "channelpad",
+    # parameter-free ops that user code also writes inline: x * gate, x.chunk(), slicing,
+    # channel_shuffle(), F.pad, F.interpolate
+    "mul", "chunk", "crop", "channelshuffle", "zeropad1d", "zeropad2d", "zeropad3d", "upsample",
+})
 """Spec layer types matched only if the model has a module there (rule 2)."""
 INFERENCE_NOOPS = frozenset({"identity", "dropout"})
 """Model module types skipped when they have no spec layer (rule 3)."""

@@ -1,0 +1,589 @@
+"""Cross-check against real torch models: build, measure, verify, assert_matches, the pytest plugin.
+
+Models are built on the ``meta`` device wherever possible (no memory, no arithmetic), so the
+whole zoo verifies in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import io
+import json
+import os
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from archcalc.assertions import assert_matches  # noqa: E402
+from archcalc.errors import SpecError  # noqa: E402
+from archcalc.graph import compile_spec  # noqa: E402
+from archcalc.layers import TYPE_NAMES  # noqa: E402
+from archcalc.layers.linear import Linear  # noqa: E402
+from archcalc.spec import load_spec, parse_spec  # noqa: E402
+from archcalc.torch.build import build_module  # noqa: E402
+from archcalc.torch.measure import measure_module, measure_spec, module_kind  # noqa: E402
+from archcalc.torch.verify import add_verify_parser, run_verify, verify_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+ZOO = sorted(SPECS.glob("*.json"))
+
+
+# ----- small specs and hand-written models --------------------------------------------------------
+ZOO2D = {"name": "zoo2d", "input": [4, 15, 13], "layers": [
+    {"name": "stem", "type": "conv2d", "out_channels": 8, "kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0], "dilation": [1, 2]},
+    {"name": "bn", "type": "batchnorm2d"},
+    {"name": "lrn", "type": "localresponsenorm", "size": 3, "k": 2.0},
+    {"name": "act0", "type": "relu"},
+    {"name": "act1", "type": "relu6"},
+    {"name": "act2", "type": "leakyrelu", "negative_slope": 0.2},
+    {"name": "act3", "type": "tanh"},
+    {"name": "act4", "type": "sigmoid"},
+    {"name": "act5", "type": "gelu"},
+    {"name": "act6", "type": "silu"},
+    {"name": "act7", "type": "hardswish"},
+    {"name": "act8", "type": "hardsigmoid"},
+    {"name": "same", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": "same", "groups": 4, "bias": False},
+    {"name": "branch_a", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+    {"name": "branch_b", "type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": 1, "inputs": ["same"]},
+    {"name": "cat", "type": "concat", "inputs": ["branch_a", "branch_b"]},
+    {"name": "pool", "type": "avgpool2d", "kernel_size": 2, "ceil_mode": True, "count_include_pad": False},
+    {"name": "sub", "type": "subsample", "stride": 2, "inputs": ["cat"]},
+    {"name": "pad", "type": "channelpad", "out_channels": 16},
+    {"name": "shortcut", "type": "identity"},
+    {"name": "proj", "type": "conv2d", "out_channels": 16, "kernel_size": 1, "inputs": ["pool"]},
+    {"name": "add", "type": "add", "inputs": ["proj", "shortcut"]},
+    {"name": "amax", "type": "adaptivemaxpool2d", "output_size": [3, None]},
+    {"name": "gap", "type": "adaptiveavgpool2d", "output_size": 2},
+    {"name": "aux.flat", "type": "flatten", "training_only": True, "inputs": ["amax"]},
+    {"name": "aux.fc", "type": "linear", "out_features": 5, "training_only": True, "inputs": ["aux.flat"]},
+    {"name": "flat", "type": "flatten", "inputs": ["gap"]},
+    {"name": "drop", "type": "dropout"},
+    {"name": "fc", "type": "linear", "out_features": 7, "bias": False},
+    {"name": "softmax", "type": "softmax"},
+]}
+ZOO1D = {"name": "zoo1d", "input": [3, 20], "layers": [
+    {"name": "conv", "type": "conv1d", "out_channels": 6, "kernel_size": 5, "stride": 2, "padding": 2, "groups": 3},
+    {"name": "bn", "type": "batchnorm1d"},
+    {"name": "max", "type": "maxpool1d", "kernel_size": 3, "stride": 2, "dilation": 2, "ceil_mode": True},
+    {"name": "avg", "type": "avgpool1d", "kernel_size": 2},
+    {"name": "gap", "type": "adaptiveavgpool1d", "output_size": 1},
+    {"name": "flat", "type": "flatten"},
+    {"name": "bn_flat", "type": "batchnorm1d"},
+    {"name": "fc", "type": "linear", "out_features": 4},
+]}
+ZOO3D = {"name": "zoo3d", "input": [2, 6, 7, 8], "layers": [
+    {"name": "conv", "type": "conv3d", "out_channels": 4, "kernel_size": [3, 1, 3], "padding": [1, 0, 1]},
+    {"name": "bn", "type": "batchnorm3d", "affine": False},
+    {"name": "max", "type": "maxpool3d", "kernel_size": 2},
+    {"name": "avg", "type": "avgpool3d", "kernel_size": [1, 2, 2], "stride": 1, "padding": [0, 1, 1]},
+    {"name": "gap", "type": "adaptiveavgpool3d", "output_size": [1, 2, 3]},
+]}
+# the newer layer types (transposed convs, padding/cropping/splitting ops, upsampling)
+ZOO_NEWER = [
+    {"name": "newer2d", "input": [4, 9, 7], "layers": [
+        {"name": "up", "type": "convtranspose2d", "out_channels": 6, "kernel_size": [3, 2], "stride": 2, "padding": [1, 0],
+         "output_padding": 1, "groups": 2},
+        {"name": "pad", "type": "zeropad2d", "padding": [1, 2, 0, 3]},
+        {"name": "crop", "type": "crop", "size": [10, 9]},
+        {"name": "shuffle", "type": "channelshuffle", "groups": 3},
+        {"name": "left", "type": "chunk", "chunks": 2, "index": 0},
+        {"name": "right", "type": "chunk", "chunks": 2, "index": 1, "inputs": ["shuffle"]},
+        {"name": "gate", "type": "mul", "inputs": ["left", "right"]},
+        {"name": "resize", "type": "upsample", "scale_factor": 2, "mode": "nearest"},
+        {"name": "resize2", "type": "upsample", "size": [5, 6], "mode": "bilinear", "align_corners": False},
+    ]},
+    {"name": "newer1d", "input": [2, 10], "layers": [
+        {"name": "up", "type": "convtranspose1d", "out_channels": 4, "kernel_size": 4, "stride": 3, "dilation": 2},
+        {"name": "pad", "type": "zeropad1d", "padding": [2, 1]},
+    ]},
+    {"name": "newer3d", "input": [2, 3, 4, 5], "layers": [
+        {"name": "up", "type": "convtranspose3d", "out_channels": 2, "kernel_size": 2, "stride": 2},
+        {"name": "pad", "type": "zeropad3d", "padding": 1},
+    ]},
+]
+SMALL = {"name": "small", "input": [3, 16, 16], "layers": [
+    {"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+    {"name": "relu1", "type": "relu"},
+    {"name": "conv2", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+]}
+
+
+def small_model(kernel2: int = 3) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, kernel2, padding=kernel2 // 2))
+
+
+def lenet5() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
+        nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10),
+    )
+
+
+def alexnet(conv2_kernel: int = 5) -> nn.Sequential:
+    """specs/alexnet.json as a user would write it (torchvision's layout, with its dropouts)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, conv2_kernel, padding=conv2_kernel // 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2), nn.Flatten(),
+        nn.Dropout(), nn.Linear(9216, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 1000),
+    )
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck: one shared ReLU, the residual add in forward."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Any) -> Any:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet50(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = self._make_layer(64, 3)
+        self.layer2 = self._make_layer(128, 4, 2)
+        self.layer3 = self._make_layer(256, 6, 2)
+        self.layer4 = self._make_layer(512, 3, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(2048, 1000)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
+        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * 4
+        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Any) -> Any:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def on_meta(factory: Any, *args: Any) -> nn.Module:
+    with torch.device("meta"):
+        return factory(*args)
+
+
+def verify_cli(*argv: str) -> tuple[int, str]:
+    """``archcalc verify ARGV`` through add_verify_parser/run_verify (as cli.py wires them)."""
+    parser = argparse.ArgumentParser(prog="archcalc")
+    add_verify_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["verify", *argv])
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = run_verify(args)
+    return code, out.getvalue()
+
+
+# ----- the whole zoo: built from each spec, measured by torch ---------------------------------------
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_every_spec_matches_torch(path: Path) -> None:
+    arch = load_spec(path)
+    if not all(isinstance(d, int) for d in arch.input):
+        pytest.skip(f"symbolic input {arch.input}: verify needs numbers")
+    result = verify_spec(path)
+    assert result.ok, result.failure_message()
+    assert result.device == "meta"
+    assert {r.quantity for r in result.rows} == {"output_shape", "params", "macs"}
+    assert len(result.layers) == len(compile_spec(arch).graph["order"])
+
+
+def test_alexnet_and_resnet50_numbers() -> None:
+    a = verify_spec(SPECS / "alexnet.json")
+    assert a.ok
+    conv1 = {r.quantity: r.measured for r in a.rows if r.name == "conv1"}
+    assert conv1 == {"output_shape": (64, 56, 56), "params": 23_296, "macs": 72_855_552}
+    assert {r.quantity: r.measured for r in a.totals.rows} == {"output_shape": (1000,), "params": 61_100_840, "macs": 716_767_232}
+    r = verify_spec(SPECS / "resnet50.json")
+    assert r.ok
+    assert {q.quantity: q.measured for q in r.totals.rows} == {"output_shape": (1000,), "params": 25_557_032, "macs": 4_089_184_256}
+
+
+@pytest.mark.parametrize("spec", [ZOO2D, ZOO1D, ZOO3D, *ZOO_NEWER], ids=lambda s: s["name"])
+def test_every_layer_type_builds_and_matches(spec: dict[str, Any]) -> None:
+    missing = {layer["type"] for layer in spec["layers"]} - set(TYPE_NAMES)
+    if missing:
+        pytest.skip(f"layer types not in archcalc: {sorted(missing)}")
+    result = verify_spec(spec)
+    assert result.ok, result.failure_message()
+
+
+ZOO_TYPES = {layer["type"] for spec in (ZOO2D, ZOO1D, ZOO3D, *ZOO_NEWER) for layer in spec["layers"]}
+
+
+@pytest.mark.parametrize("layer_type", sorted(TYPE_NAMES))
+def test_every_layer_type_is_in_the_torch_zoo(layer_type: str) -> None:
+    """A layer type added to archcalc shows here (xfail) until a layer of it joins ZOO1D/2D/3D."""
+    if layer_type not in ZOO_TYPES:
+        pytest.xfail(f"no {layer_type!r} layer in the torch zoo (ZOO1D/ZOO2D/ZOO3D of tests/test_torch_verify.py) yet")
+
+
+def test_the_core_torch_zoo_uses_only_known_types() -> None:
+    assert {layer["type"] for spec in (ZOO2D, ZOO1D, ZOO3D) for layer in spec["layers"]}.issubset(TYPE_NAMES)
+
+
+def test_training_only_layers_are_measured_and_totals_follow_torch() -> None:
+    result = verify_spec(ZOO2D)
+    aux = next(lc for lc in result.layers if lc.name == "aux.fc")
+    assert aux.rows and aux.ok and "training only" in (aux.note or "")
+    assert aux.analytic["output_shape"] == (5,) and aux.analytic["params"] == 16 * 3 * 6 * 5 + 5
+    # params: every parameter the module holds (aux included); MACs: one eval forward (aux left out)
+    totals = {r.quantity: r.measured for r in result.totals.rows}
+    assert totals["params"] == sum(lc.analytic["params"] for lc in result.layers)
+    assert totals["macs"] == sum(lc.analytic["macs"] for lc in result.layers if not lc.name.startswith("aux."))
+
+
+# ----- build -------------------------------------------------------------------------------------
+def test_build_module_names_order_and_meta() -> None:
+    G = compile_spec(load_spec(SPECS / "resnet50.json"))
+    model = build_module(G, device="meta")
+    assert list(model.keys) == G.graph["order"]
+    assert model.keys["layer1.0.downsample.0"] == "layer1_0_downsample_0"
+    assert model.spec_names["layer1_0_downsample_0"] == "layer1.0.downsample.0"
+    assert isinstance(model.layer("layer1.0.conv2"), nn.Conv2d)
+    assert all(p.is_meta for p in model.parameters())
+    y = model(torch.zeros(1, 3, 224, 224, device="meta"))
+    assert tuple(y.shape) == (1, 1000)
+
+
+def test_build_module_sanitizes_clashing_and_reserved_names() -> None:
+    spec = {"name": "n", "input": [4], "layers": [
+        {"name": "a.b", "type": "linear", "out_features": 4},
+        {"name": "a_b", "type": "linear", "out_features": 4},
+        {"name": "keys", "type": "relu"},
+        {"name": "update", "type": "relu"},
+    ]}
+    model = build_module(compile_spec(parse_spec(spec)))
+    assert len(set(model.keys.values())) == 4
+    assert {model.spec_names[k] for k in model.layers} == {"a.b", "a_b", "keys", "update"}
+    assert tuple(model(torch.zeros(2, 4)).shape) == (2, 4)
+
+
+def test_training_only_layers_run_only_in_training() -> None:
+    model = build_module(compile_spec(parse_spec(ZOO2D)), device="meta")
+    ran: list[str] = []
+    model.layer("aux.fc").register_forward_hook(lambda *a: ran.append("aux"))
+    x = torch.zeros(1, 4, 15, 13, device="meta")
+    model.eval()
+    assert tuple(model(x).shape) == (1, 7)
+    assert ran == []
+    model.train()
+    assert tuple(model(x).shape) == (1, 7)
+    assert ran == ["aux"]
+
+
+def test_symbolic_spec_needs_numbers() -> None:
+    spec = {"name": "s", "input": ["C", 16, 16], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3}]}
+    with pytest.raises(SpecError, match="symbolic"):
+        verify_spec(spec)
+    assert verify_spec(spec, values={"C": 3}).ok
+    assert verify_spec(spec, input_shape="3,16,16").ok
+    with pytest.raises(SpecError, match="symbolic"):
+        build_module(compile_spec(parse_spec(spec)))
+
+
+# ----- measure -----------------------------------------------------------------------------------
+def test_flop_counter_per_module_attribution_agrees_with_per_call_counts() -> None:
+    m = measure_spec(compile_spec(load_spec(SPECS / "resnet50.json")))
+    assert m.device == "meta"
+    assert all(m.by_module[name] == lm.flops for name, lm in m.layers.items())
+    assert sum(lm.flops for lm in m.layers.values()) == m.total_flops
+
+
+def test_meta_failure_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = nn.LocalResponseNorm.forward
+
+    def no_meta(self: nn.Module, x: Any) -> Any:
+        if x.is_meta:
+            raise NotImplementedError("no meta kernel")
+        return real(self, x)
+
+    monkeypatch.setattr(nn.LocalResponseNorm, "forward", no_meta)
+    result = verify_spec(ZOO2D)
+    assert result.device == "cpu"
+    assert result.ok, result.failure_message()
+
+
+def test_module_kind_and_shared_module_calls() -> None:
+    assert module_kind(nn.Conv2d(1, 1, 1)) == "conv2d"
+    assert module_kind(nn.ReLU()) == "relu"
+
+    class MyConv(nn.Conv2d):
+        pass
+
+    assert module_kind(MyConv(1, 1, 1)) == "conv2d"
+    assert module_kind(nn.Bilinear(2, 2, 2)) is None
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    m = measure_module(model, (4,))
+    assert [(c.name, c.call, c.params, c.macs) for c in m.calls] == [("0", 1, 20, 16), ("1", 1, 0, 0), ("0", 2, 0, 16)]
+    assert m.total_params == 20 and m.total_macs == 32
+
+
+def test_measuring_restores_each_modules_training_mode() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout())
+    model.train()
+    model[1].eval()  # a frozen BatchNorm inside a training model
+    measure_module(model, (3, 8, 8))
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
+# ----- a user's own model ------------------------------------------------------------------------
+def test_user_resnet50_matches_spec_with_functional_add_and_shared_relu() -> None:
+    result = verify_spec(SPECS / "resnet50.json", on_meta(ResNet50))
+    assert result.ok, result.failure_message()
+    skipped = {lc.type for lc in result.not_compared}
+    assert skipped == {"add", "flatten", "identity"}  # functional in torchvision's code
+    relu3 = next(lc for lc in result.layers if lc.name == "layer1.0.relu3")
+    assert relu3.module == "layer1.0.relu (call 3)"
+
+
+def test_user_alexnet_with_dropouts_matches() -> None:
+    result = verify_spec(SPECS / "alexnet.json", on_meta(alexnet))
+    assert result.ok, result.failure_message()
+    assert [lc.module for lc in result.not_compared] == ["14", "17"]  # the dropouts
+
+
+def test_wrong_kernel_is_reported_at_the_first_wrong_layer() -> None:
+    result = verify_spec(SPECS / "alexnet.json", on_meta(alexnet, 3))
+    assert not result.ok
+    first = result.first_mismatch
+    assert first is not None
+    assert (first.name, first.quantity, first.module) == ("conv2", "params", "3")
+    assert (first.analytic, first.measured) == (307_392, 110_784)
+    text = result.render_text()
+    marked = [line for line in text.splitlines() if line.startswith(">>")]
+    assert len(marked) == 1 and "conv2" in marked[0]
+    assert "first wrong value at layer 'conv2' (module '3')" in text
+    assert json.loads(json.dumps(result.to_json()))["first_mismatch"]["name"] == "conv2"
+
+
+def test_extra_and_missing_modules_are_mismatches() -> None:
+    extra = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    r = verify_spec(SMALL, extra)
+    assert r.first_mismatch is not None
+    assert (r.first_mismatch.name, r.first_mismatch.quantity, r.first_mismatch.measured) == ("1", "layer", "batchnorm2d")
+    assert [lc.name for lc in r.layers if lc.ok] == ["conv1", "relu1", "conv2"]
+
+    missing = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1))
+    r = verify_spec(SMALL, missing)
+    assert r.first_mismatch is not None
+    assert (r.first_mismatch.name, r.first_mismatch.quantity, r.first_mismatch.analytic) == ("relu1", "layer", "relu")
+
+
+def test_functional_relu_is_reported_missing() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x: Any) -> Any:
+            return self.conv2(F.relu(self.conv1(x)))
+
+    r = verify_spec(SMALL, Net())
+    assert [(m.name, m.quantity) for m in r.mismatches] == [("relu1", "layer")]
+
+
+def test_user_model_with_different_type_at_a_position() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Tanh(), nn.Conv2d(8, 8, 3, padding=1))
+    r = verify_spec(SMALL, model)
+    assert [(m.name, m.quantity, m.analytic, m.measured) for m in r.mismatches] == [("relu1", "type", "relu", "tanh")]
+
+
+def test_custom_leaf_module_is_matched_by_position() -> None:
+    class MyConv(nn.Module):
+        def __init__(self, c_in: int, c_out: int) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(c_out, c_in, 3, 3))
+            self.bias = nn.Parameter(torch.zeros(c_out))
+
+        def forward(self, x: Any) -> Any:
+            return F.conv2d(x, self.weight, self.bias, padding=1)
+
+    r = verify_spec(SMALL, nn.Sequential(MyConv(3, 8), nn.ReLU(), MyConv(8, 8)))
+    assert r.ok, r.failure_message()
+    assert "MyConv is not a known layer type" in (r.layers[0].note or "")
+
+
+def test_training_only_spec_layers_are_not_compared_against_a_user_model() -> None:
+    spec = {**SMALL, "layers": [*SMALL["layers"], {"name": "aux", "type": "conv2d", "out_channels": 2, "kernel_size": 1,
+                                                   "inputs": ["conv1"], "training_only": True}]}
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = small_model()
+            self.aux = nn.Conv2d(8, 2, 1)  # held, run in training only
+
+        def forward(self, x: Any) -> Any:
+            return self.body(x)
+
+    r = verify_spec(spec, Net())
+    assert r.ok, r.failure_message()
+    assert [lc.name for lc in r.not_compared] == ["aux"]
+    assert {q.quantity: q.measured for q in r.totals.rows}["params"] == 826  # aux's 18 included, as torch holds them
+
+
+def test_torch_error_is_a_mismatch_of_the_running_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Linear, "build_torch", lambda self, ins: nn.Linear(int(ins[0][-1]) + 1, int(self.out_features)))
+    r = verify_spec(SPECS / "lenet5.json")
+    assert r.first_mismatch is not None
+    assert (r.first_mismatch.name, r.first_mismatch.quantity) == ("f6", "runs")
+    assert "RuntimeError" in r.first_mismatch.measured
+
+
+# ----- assert_matches and the pytest plugin ---------------------------------------------------------
+def test_assert_matches_user_sequential() -> None:
+    result = assert_matches(SPECS / "lenet5.json", lenet5())
+    assert result.ok
+    with pytest.raises(AssertionError) as e:
+        assert_matches(SPECS / "lenet5.json", nn.Sequential(*list(lenet5())[:9], nn.Linear(120, 80), nn.Tanh(), nn.Linear(80, 10)))
+    msg = str(e.value)
+    assert "first mismatch: layer 'f6' (module '9'): output shape is 84 in the spec, 80 in torch" in msg
+    assert "params is 10,164 in the spec, 9,680 in torch" in msg
+
+
+def _plugin_args() -> list[str]:
+    """``-p archcalc.pytest_plugin`` unless the pytest11 entry point already loads it."""
+    eps = importlib.metadata.entry_points(group="pytest11")
+    registered = any(ep.value == "archcalc.pytest_plugin" for ep in eps)
+    if registered and not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return []
+    return ["-p", "archcalc.pytest_plugin"]
+
+
+def test_pytest_plugin_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_user=f"""
+        import pytest
+        from torch import nn
+
+        SPEC = {str(SPECS / 'lenet5.json')!r}
+
+        def lenet(hidden=84):
+            return nn.Sequential(
+                nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2, 2), nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2, 2),
+                nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(), nn.Linear(120, hidden), nn.Tanh(), nn.Linear(hidden, 10))
+
+        def test_matches(archcalc_verify):
+            archcalc_verify(SPEC, lenet())
+
+        def test_differs(archcalc_verify):
+            archcalc_verify(SPEC, lenet(80), input_shape=(1, 32, 32))
+        """
+    )
+    result = pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*first mismatch: layer 'f6' (module '9'): output shape is 84 in the spec, 80 in torch*"])
+
+
+# ----- the verify subcommand ----------------------------------------------------------------------
+def test_cli_verify_ok_text_and_json() -> None:
+    code, out = verify_cli(str(SPECS / "alexnet.json"), str(SPECS / "lenet5.json"))
+    assert code == 0
+    assert "verify alexnet" in out and "verify lenet5" in out and out.count("OK:") == 2
+    code, out = verify_cli(str(SPECS / "lenet5.json"), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["ok"] is True
+    (res,) = data["results"]
+    assert res["first_mismatch"] is None
+    assert {"name", "quantity", "analytic", "measured", "ok"} <= set(res["rows"][0])
+
+
+def test_cli_verify_module_mismatch_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "archcalc_usernet_a.py").write_text(
+        "from torch import nn\n"
+        "def good():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))\n"
+        "def bad():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 5, padding=2))\n"
+        "net = good()\n"
+    )
+    spec = tmp_path / "small.json"
+    spec.write_text(json.dumps(SMALL))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "archcalc_usernet_a", raising=False)
+    assert verify_cli(str(spec), "--module", "archcalc_usernet_a:good")[0] == 0
+    assert verify_cli(str(spec), "--module", "archcalc_usernet_a:net")[0] == 0
+    code, out = verify_cli(str(spec), "--module", "archcalc_usernet_a:bad", "--input", "3,12,12")
+    assert code == 1
+    assert "input 3×12×12" in out
+    assert "first wrong value at layer 'conv2' (module '2'): params is 584 in the spec, 1,608 in torch" in out
+    code, out = verify_cli(str(spec), "--module", "archcalc_usernet_a:bad", "--format", "json")
+    assert code == 1
+    assert json.loads(out)["results"][0]["first_mismatch"]["name"] == "conv2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--module", "no_such_module_xyz:net"], "cannot import 'no_such_module_xyz'"),
+        (["--module", "json:no_such_factory"], "has no attribute"),
+        (["--module", "json:dumps"], "calling 'json:dumps' failed"),
+        (["--module", "nocolon"], "PKG.MODULE:FACTORY"),
+        (["--set", "H=0"], "--set"),
+    ],
+)
+def test_cli_verify_bad_input_is_spec_error(argv: list[str], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        verify_cli(str(SPECS / "lenet5.json"), *argv)
+
+
+def test_cli_verify_missing_spec_is_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read spec"):
+        verify_cli(str(tmp_path / "nope.json"))
+
+
+def test_cli_main_wires_verify_when_available(tmp_path: Path) -> None:
+    from conftest import cli
+
+    from archcalc.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    if "verify" not in sub.choices:
+        pytest.skip("archcalc.cli does not register the verify subcommand yet")
+    assert cli("verify", str(SPECS / "lenet5.json")).code == 0
+    wrong = tmp_path / "wrong.json"
+    data = json.loads((SPECS / "lenet5.json").read_text())
+    wrong.write_text(json.dumps(data))
+    bad = cli("verify", str(wrong), "--module", "no_such_module_xyz:net")
+    assert bad.code == 2 and "cannot import" in bad.err
