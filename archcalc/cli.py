@@ -20,7 +20,8 @@ from .errors import SpecError
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 
 
-def _parse_set(items: Sequence[str]) -> dict[str, int]:
+def parse_set(items: Sequence[str]) -> dict[str, int]:
+    """``--set H=224 --set W=224`` -> {'H': 224, 'W': 224}."""
     values: dict[str, int] = {}
     for item in items:
         m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+)\s*", item)
@@ -150,7 +151,7 @@ def _report(args: argparse.Namespace) -> Any:
     from .spec import load_spec
 
     with gc_paused():
-        values = _parse_set(args.set)
+        values = parse_set(args.set)
         stack = getattr(args, "stack_now", None)
         if args.command == "quick":
             arch, file = quick_spec(args.input_shape, args.layers), "<quick>"

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from .dims import DimError, check_expr
 from .errors import SpecError
 from .layers import LAYER_TYPES, TYPE_NAMES
-from .layers.base import Layer, Spec
+from .layers.base import Layer, Spec, check_dim_value
 
 MAX_REPEAT = 100_000
 
@@ -50,12 +49,7 @@ class BlockCall(Spec):
     def _repeat_ok(cls, v: int | str) -> int | str:
         if isinstance(v, int) and not 1 <= v <= MAX_REPEAT:
             raise ValueError(f"repeat must be between 1 and {MAX_REPEAT}, got {v}")
-        if isinstance(v, str):
-            try:
-                check_expr(v)
-            except DimError as e:
-                raise ValueError(str(e)) from None
-        return v
+        return check_dim_value(v, 1)  # type: ignore[no-any-return]
 
 
 if TYPE_CHECKING:
@@ -85,15 +79,7 @@ class Architecture(Spec):
     @field_validator("input")
     @classmethod
     def _input_ok(cls, v: list[int | str]) -> list[int | str]:
-        for x in v:
-            if isinstance(x, int) and x <= 0:
-                raise ValueError(f"input sizes must be positive, got {x}")
-            if isinstance(x, str):
-                try:
-                    check_expr(x)
-                except DimError as e:
-                    raise ValueError(str(e)) from None
-        return v
+        return [check_dim_value(x, 1, what="input sizes") for x in v]
 
 
 def _loc_to_layer(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str | None]:

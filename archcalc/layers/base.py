@@ -60,9 +60,10 @@ class DimSpec:
         self.literals = literals
 
 
-def _check_dim_value(v: Any, minimum: int = 0) -> Any:
+def check_dim_value(v: Any, minimum: int = 0, what: str = "") -> Any:
+    """Load-time check of one dimension: an int at least ``minimum``, or a whitelisted expression."""
     if type(v) is int and v < minimum:
-        raise ValueError(f"must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {v}")
+        raise ValueError(f"{what + ' ' if what else ''}must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {v}")
     if isinstance(v, str):
         try:
             check_expr(v)
@@ -80,8 +81,8 @@ def _dim_checker(minimum: int, literals: tuple[str, ...]) -> Any:
         if isinstance(v, list):
             if not v:
                 raise ValueError("needs at least one value")
-            return [_check_dim_value(x, minimum) for x in v]
-        return _check_dim_value(v, minimum)
+            return [check_dim_value(x, minimum) for x in v]
+        return check_dim_value(v, minimum)
 
     return AfterValidator(check)
 

@@ -556,18 +556,6 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _parse_values(items: Sequence[str]) -> dict[str, int]:
-    import re
-
-    values: dict[str, int] = {}
-    for item in items:
-        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+)\s*", item)
-        if not m or int(m.group(2)) <= 0:
-            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {item!r}", field="--set")
-        values[m.group(1)] = int(m.group(2))
-    return values
-
-
 def load_module(target: str) -> nn.Module:
     """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
     mod_name, sep, attr = target.partition(":")
@@ -616,7 +604,9 @@ def run_verify(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
-    values = _parse_values(getattr(args, "set", None) or [])
+    from ..cli import parse_set  # imported here: the CLI imports this module to register `verify`
+
+    values = parse_set(getattr(args, "set", None) or [])
     fmt = getattr(args, "format", "text") or "text"
     if fmt not in ("text", "json"):
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
