@@ -233,7 +233,7 @@ def node_table(G: nx.DiGraph[str]) -> dict[str, dict[str, Any]]:
 
 
 def _topological_order(G: nx.DiGraph[str]) -> list[str]:
-    index = nx.get_node_attributes(G, "index")
+    index = {n: d["index"] for n, d in G.nodes(data=True)}  # (nx.get_node_attributes adds backend dispatch)
     if all(index[src] < index[dst] for src, dst in G.edges()):  # the usual case: declaration order
         return sorted((n for n in G if n != INPUT), key=index.__getitem__)
     if not nx.is_directed_acyclic_graph(G):
