@@ -124,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
 
-    from .torch.verify import add_verify_parser  # registers `verify`; torch itself is imported only when it runs
+    # the torch commands register here; torch itself is imported only when one of them runs
+    from .torch.bench import add_bench_parser
+    from .torch.verify import add_verify_parser
 
     add_verify_parser(sub)
+    add_bench_parser(sub)
     return p
 
 
@@ -187,6 +190,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         write_output(render(_report(args), args.format), args.output)
         return 0
+    if args.command == "bench":
+        from .torch.bench import run_bench
+
+        return int(run_bench(args))
     if args.command == "verify":
         from .torch.verify import run_verify
 

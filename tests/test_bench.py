@@ -1,0 +1,306 @@
+"""archcalc bench: measured throughput, the machine probe and the roofline (issue 5).
+
+The probe is measured once per session into a temporary cache directory (never ~/.cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from archcalc import SpecError, analyze, parse_spec  # noqa: E402
+from archcalc.torch import roofline as rl  # noqa: E402
+from archcalc.torch.bench import (  # noqa: E402
+    TimeStats,
+    add_bench_parser,
+    bench_spec,
+    render_bench,
+    run_bench,
+)
+from archcalc.torch.build import build_module  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LENET = ROOT / "specs" / "lenet5.json"
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available (torch.cuda.is_available() is false)")
+
+SMALL = {
+    "name": "small",
+    "input": [3, 48, 48],
+    "layers": [
+        {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1},
+        {"type": "batchnorm2d"},
+        {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1},
+        {"type": "relu"},
+        {"type": "adaptiveavgpool2d", "output_size": 1},
+        {"type": "flatten"},
+        {"type": "linear", "out_features": 10},
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A probe cache directory for the session, filled by one CPU float32 probe."""
+    d = tmp_path_factory.mktemp("archcalc-cache")
+    rl.get_probe("cpu", "float32", cache=d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def lenet(cache: Path) -> Any:
+    return bench_spec(LENET, warmup=2, repeat=5, cache_dir=cache, progress=False)
+
+
+def test_json_has_every_figure(lenet: Any, cache: Path) -> None:
+    data = json.loads(render_bench(lenet, "json"))
+    for key in (
+        "name",
+        "device",
+        "device_name",
+        "torch_version",
+        "threads",
+        "batch",
+        "dtype",
+        "amp",
+        "channels_last",
+        "compile",
+        "warmup",
+        "repeat",
+        "params",
+        "flops_convention",
+        "flops_per_image",
+        "time_s",
+        "images_per_s",
+        "cv",
+        "achieved_flops",
+        "peak_flops",
+        "fraction_of_peak",
+        "probe",
+        "roofline",
+        "train",
+        "warnings",
+        "notes",
+        "environment",
+    ):
+        assert key in data, key
+    assert data["threads"] == torch.get_num_threads()
+    assert data["torch_version"] == str(torch.__version__)
+    assert data["flops_convention"] == "torch"
+    assert data["flops_per_image"] == analyze(LENET, convention="torch").totals["flops"] == 833_040
+    assert data["params"] == 61_706
+    ips = data["images_per_s"]
+    assert 0 < ips["p25"] <= ips["median"] <= ips["p75"]
+    assert len(data["time_s"]["runs"]) == 5
+    assert data["cv"] >= 0
+    assert data["achieved_flops"] == pytest.approx(data["flops_per_image"] * ips["median"])
+    for key in (
+        "peak_flops",
+        "bandwidth",
+        "dram_bandwidth",
+        "ridge_intensity",
+        "gemm_flops",
+        "conv_flops",
+        "copy_bandwidth",
+        "read_bandwidth",
+        "cached",
+    ):
+        assert key in data["probe"], key
+    roof = data["roofline"]
+    for key in ("peak_flops", "bandwidth", "ridge_intensity", "predicted_s", "measured_s", "fraction", "bytes_per_batch", "layers"):
+        assert key in roof, key
+    assert [layer["name"] for layer in roof["layers"]] == [r.name for r in analyze(LENET).rows]
+    for layer in roof["layers"]:
+        for key in ("flops", "bytes", "intensity", "bound", "predicted_s", "measured_s", "fraction"):
+            assert key in layer, key
+        assert layer["measured_s"] > 0
+        assert layer["bound"] in ("compute", "memory", "none")
+
+
+def test_nothing_above_the_roof(lenet: Any) -> None:
+    assert lenet.probe is not None
+    assert 0 < lenet.fraction_of_peak <= 1
+    assert 0 < lenet.roofline_fraction <= 1
+    for layer in lenet.layers:
+        assert layer.fraction is not None and 0 <= layer.fraction <= 1, layer.name
+    assert lenet.violations() == []
+
+
+def test_probe_cache_written_to_the_given_dir(cache: Path, lenet: Any) -> None:
+    data = json.loads((cache / "probe.json").read_text())
+    key = rl.probe_key(torch.device("cpu"), "float32")
+    assert key in data["probes"]
+    assert data["probes"][key]["peak_flops"] == lenet.probe.peak_flops
+    assert lenet.probe_cached  # the session fixture measured it; the bench read it back
+
+
+def test_cache_dir_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(rl.CACHE_ENV, str(tmp_path / "c"))
+    assert rl.cache_path() == tmp_path / "c" / "probe.json"
+    # a cached probe is used as is: nothing is measured
+    fake = rl.Probe(rl.probe_key(torch.device("cpu"), "bfloat16"), "cpu", "x", "bfloat16", 1, "t", 1e12, 1e11, 1e10)
+    rl.save_cache({fake.key: fake})
+    t0 = time.perf_counter()
+    got, cached = rl.get_probe("cpu", "bfloat16")
+    assert cached and got.peak_flops == 1e12 and time.perf_counter() - t0 < 1
+
+
+def test_merge_keeps_the_best() -> None:
+    a = rl.Probe("k", "cpu", "x", "float32", 1, "t", 10.0, 5.0, 2.0, gemm_flops={"a": 10.0}, copy_bandwidth={"1": 2.0})
+    b = rl.Probe("k", "cpu", "x", "float32", 1, "t", 8.0, 6.0, 1.0, gemm_flops={"a": 8.0, "b": 7.0}, copy_bandwidth={"1": 3.0})
+    m = rl.merge_probes(a, b)
+    assert (m.peak_flops, m.bandwidth, m.dram_bandwidth) == (10.0, 6.0, 2.0)
+    assert m.gemm_flops == {"a": 10.0, "b": 7.0} and m.copy_bandwidth == {"1": 3.0} and m.runs == 2
+
+
+def test_roofline_arithmetic() -> None:
+    rep = analyze(parse_spec(SMALL), convention="torch", batch=2)
+    layers = {lr.name: lr for lr in rl.roofline_layers(rep, 1e9, 1e8, dtype="float32", batch=2, measured={"conv2d0": 1.0})}
+    c = layers["conv2d0"]
+    assert c.input_bytes == 2 * 3 * 48 * 48 * 4
+    assert c.output_bytes == 2 * 32 * 48 * 48 * 4
+    assert c.weight_bytes == (32 * 3 * 3 * 3 + 32) * 4  # weight + bias
+    assert c.flops == rep.row("conv2d0").flops == 2 * 2 * 32 * 48 * 48 * 27
+    assert c.predicted_s == max(c.flops / 1e9, c.bytes / 1e8)
+    assert c.bound == ("compute" if c.flops / c.bytes >= 10 else "memory")
+    assert c.fraction == pytest.approx(c.predicted_s / 1.0)
+    bn = layers["batchnorm2d1"]
+    assert bn.flops == 0 and bn.bound == "memory" and bn.weight_bytes == (2 * 32 + 2 * 32 + 1) * 4
+    relu = layers["relu2"]  # in place or not, it reads and writes the tensor
+    assert relu.input_bytes == relu.output_bytes == 2 * 32 * 48 * 48 * 4
+    flat = layers["flatten7"]
+    assert (flat.bytes, flat.predicted_s, flat.bound) == (0, 0.0, "none")
+
+
+def test_a_weak_probe_is_reported_not_hidden(cache: Path) -> None:
+    weak = rl.Probe("weak", "cpu", "x", "float32", 1, "t", 1e3, 1e3, 1e3)
+    r = bench_spec(LENET, warmup=1, repeat=3, probe=weak, progress=False)
+    assert r.violations()
+    assert any("underestimates" in w for w in r.warnings)
+
+
+def test_train_step(cache: Path) -> None:
+    r = bench_spec(parse_spec(SMALL), batch=2, warmup=1, repeat=3, train=True, per_layer=False, cache_dir=cache, progress=False)
+    t = json.loads(render_bench(r, "json"))["train"]
+    assert t["analytic_flops_per_image"] == 3 * t["forward_flops_per_image"] == 3 * r.flops_per_image
+    assert "3 x forward" in t["convention"]
+    assert t["images_per_s"]["median"] > 0 and len(t["time_s"]["runs"]) == 3
+    assert 0 < t["fraction_of_peak"] <= 1
+    assert t["achieved_flops"] == pytest.approx(t["analytic_flops_per_image"] * t["images_per_s"]["median"])
+
+
+def test_channels_last_and_bfloat16_amp(cache: Path) -> None:
+    r = bench_spec(parse_spec(SMALL), warmup=1, repeat=3, dtype="bfloat16", channels_last=True, probe=False, progress=False)
+    assert r.amp and r.channels_last and r.images_per_s > 0 and r.probe is None and r.layers == []
+
+
+def test_text_and_markdown(lenet: Any) -> None:
+    text = render_bench(lenet, "text")
+    for word in ("images/s", "CV", "GFLOP/s", "probed peak", "of the roofline", "c1", "compute"):
+        assert word in text, word
+    md = render_bench(lenet, "markdown")
+    assert md.startswith("### lenet5") and "| layer" in md
+
+
+def test_median_agrees_with_a_plain_perf_counter_loop() -> None:
+    """The bench's median against an independent loop around the same module, interleaved."""
+    arch = parse_spec(SMALL)
+    from archcalc.graph import compile_spec
+
+    model = build_module(compile_spec(arch)).eval()
+    x = torch.randn(1, 3, 48, 48)
+    ours, plain, cvs = [], [], []
+    for _ in range(3):
+        r = bench_spec(arch, warmup=3, repeat=15, per_layer=False, probe=False, progress=False, module=model)
+        ours.append(r.stats.median)
+        cvs.append(r.cv)
+        runs = []
+        with torch.inference_mode():
+            for _ in range(3):
+                model(x)
+            for _ in range(15):
+                t0 = time.perf_counter()
+                model(x)
+                runs.append(time.perf_counter() - t0)
+        plain.append(statistics.median(runs))
+        cvs.append(statistics.stdev(runs) / statistics.fmean(runs))
+    if statistics.median(cvs) > 0.3:
+        pytest.skip(f"machine too busy to compare timings: median CV {statistics.median(cvs):.0%}")
+    a, b = statistics.median(ours), statistics.median(plain)
+    assert abs(a - b) / b <= 0.25, (ours, plain)
+
+
+def test_stats_quantiles() -> None:
+    s = TimeStats((0.1, 0.2, 0.3, 0.4, 0.5))
+    assert (s.p25, s.median, s.p75) == pytest.approx((0.2, 0.3, 0.4))
+    assert s.cv == pytest.approx(statistics.stdev(s.runs) / 0.3)
+    p25, med, p75 = s.rates(2)
+    assert med == pytest.approx(2 / 0.3) and p25 < med < p75
+
+
+def test_bad_options() -> None:
+    with pytest.raises(SpecError, match="device"):
+        bench_spec(LENET, device="tpu", probe=False)
+    with pytest.raises(SpecError, match="dtype"):
+        bench_spec(LENET, dtype="int8", probe=False)
+    with pytest.raises(SpecError, match="batch"):
+        bench_spec(LENET, batch=0, probe=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(SpecError, match="CUDA is not available"):
+            bench_spec(LENET, device="cuda", probe=False)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="archcalc")
+    add_bench_parser(p.add_subparsers(dest="command"))
+    return p.parse_args(["bench", *argv])
+
+
+def test_cli_json_and_plot(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv(rl.CACHE_ENV, str(cache))
+    out, png = tmp_path / "b.json", tmp_path / "roof.png"
+    args = _parse(str(LENET), "--repeat", "3", "--warmup", "1", "--format", "json", "-o", str(out), "--plot", str(png), "--quiet")
+    assert run_bench(args) == 0
+    data = json.loads(out.read_text())
+    assert data["repeat"] == 3 and data["probe"]["cached"] is True
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_plot_without_matplotlib(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(rl.CACHE_ENV, str(cache))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    png = tmp_path / "roof.png"
+    args = _parse(str(LENET), "--repeat", "2", "--warmup", "1", "--no-layers", "--plot", str(png), "--quiet", "-o", str(tmp_path / "b.txt"))
+    assert run_bench(args) == 2
+    assert "matplotlib" in capsys.readouterr().err and not png.exists()
+
+
+@cuda
+def test_cuda_bench_amp(tmp_path: Path) -> None:
+    r = bench_spec(
+        parse_spec(SMALL), device="cuda", batch=8, dtype="float16", channels_last=True, warmup=3, repeat=10, cache_dir=tmp_path, progress=False
+    )
+    assert r.device.startswith("cuda") and r.amp and r.images_per_s > 0
+    assert r.environment["cudnn_benchmark"] is True
+    assert r.fraction_of_peak is not None and r.fraction_of_peak <= 1
+    assert r.roofline_fraction is not None and r.roofline_fraction <= 1
+    assert all(lr.fraction is None or lr.fraction <= 1 for lr in r.layers), r.violations()
+    assert (tmp_path / "probe.json").exists()
+
+
+@cuda
+def test_cuda_train_float32(tmp_path: Path) -> None:
+    r = bench_spec(LENET, device="cuda", batch=4, warmup=2, repeat=5, train=True, per_layer=False, cache_dir=tmp_path, progress=False)
+    assert r.train is not None and r.train.images_per_s > 0
+    assert r.train.fraction_of_peak is not None and r.train.fraction_of_peak <= 1
