@@ -126,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # the torch commands register here; torch itself is imported only when one of them runs
     from .torch.bench import add_bench_parser
+    from .torch.fx_import import add_import_parser
     from .torch.verify import add_verify_parser
 
     add_verify_parser(sub)
     add_bench_parser(sub)
+    add_import_parser(sub)
     return p
 
 
@@ -194,6 +196,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         from .torch.bench import run_bench
 
         return int(run_bench(args))
+    if args.command == "import":
+        from .torch.fx_import import run_import
+
+        return int(run_import(args))
     if args.command == "verify":
         from .torch.verify import run_verify
 

@@ -20,7 +20,8 @@ class _Activation(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        return getattr(nn, self.torch_name)()
+        cls = getattr(nn, self.torch_name)
+        return cls(inplace=True) if self.in_place() else cls()  # Tanh/Sigmoid/GELU have no inplace flag
 
 
 class ReLU(_Activation):
@@ -43,7 +44,7 @@ class LeakyReLU(_Activation):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        return nn.LeakyReLU(self.negative_slope)
+        return nn.LeakyReLU(self.negative_slope, self.inplace)
 
 
 class Tanh(_Activation):
@@ -107,7 +108,7 @@ class Dropout(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        return nn.Dropout(self.p)
+        return nn.Dropout(self.p, self.inplace)
 
 
 class Identity(Layer):

@@ -37,7 +37,7 @@ class Add(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import Add as AddModule
 
-        return AddModule()
+        return AddModule(self.inplace)
 
 
 class Concat(Layer):

@@ -12,20 +12,25 @@ node gets a note (the RF is still the largest, but outputs no longer sit on one 
 An input broadcast along an axis (size 1 there, e.g. the (C, 1, 1) gate of squeeze-and-excitation)
 is seen whole by every output: its RF size counts, but the grid (jump, centre) is the other input's.
 
-Upsampling (transposed convolution, upsample): the window slides on a grid ``u`` times finer than
-the input (``Window.upsample``).  Only the input pixels a window actually reads count:
-
-    r' = r + span * j           j' = j * s / u        c2' = c2 + (first + last) * j
-
-where span is the largest distance, in input pixels, between the first and last input pixel one
-output reads (over all output positions), and first, last are those of output 0.  Output 0's RF
-centre is exact; the outputs sit u to an input pixel, so j' is their average spacing.  When j*s/u
-is not a whole number (upsampling by 2 right at the input) integers cannot hold it: j' is rounded
-up, the row says so, and every row after it says its RF is an upper bound.
+Upsampling (transposed convolution, upsample: ``Window.upsample`` > 1) breaks the regular grid:
+a 2x2 stride-2 up-convolution gives two neighbouring outputs the same input pixel, so outputs no
+longer sit one jump apart, and the three rules would be wrong for the layers after it (a 3x3 conv
+after a x3 nearest upsampling reads 2 input pixels, not 2/3 of one).  From such a layer on, an
+axis's RF is kept exactly, as the interval [lo(o), hi(o)] of input pixels output o depends on
+(padding counted as pixels, as the rules do), which is periodic: with period P outputs and shift
+J input pixels per period, lo(o + P) = lo(o) + J.  Each layer maps it exactly: output o's interval
+spans those of the inputs its window reads; paths that meet take the union (and are misaligned
+only if the straight lines through their outputs' centres differ: U-Net's crops are placed so they
+agree).  The row reports the largest interval (the RF), the average stride J/P, and output 0's
+centre; where J/P is not a whole number (upsampling by 2 right at the input) the stride is rounded
+up and the row says so.  This exact form needs numbers: with symbols (or ratios whose pattern
+would not repeat within MAX_PERIOD outputs) upsampling falls back to the average grid, which is
+only an approximation: that row says so, and so does every row after it (``rf_bound``).
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from math import gcd
 from typing import NamedTuple
 
@@ -35,72 +40,123 @@ from ..dims import Dim, as_int, ceildiv, dmax, known_sign
 from ..graph import INPUT, node_table
 from ..layers.base import Window
 
+Phases = tuple[tuple[int, int], ...]
+MAX_PERIOD = 100_000  # longest output pattern tracked exactly; beyond it, an approximation with a note
+
 
 class AxisRF(NamedTuple):
     """Receptive field along one spatial axis."""
 
     size: Dim = 1
-    jump: Dim = 1  # effective stride: input pixels between neighbouring outputs
+    jump: Dim = 1  # effective stride: input pixels between neighbouring outputs (the average, if irregular)
     centre2: Dim = 0  # twice the input coordinate of the first output's RF centre
+    phases: Phases | None = None  # irregular grid: (lo, hi) of outputs 0..P-1 (see the module docstring)
+    shift: int = 0  # irregular grid: input pixels per period of P outputs
 
     def through(self, w: Window) -> AxisRF:
         return self.through_noted(w)[0]
 
-    def through_noted(self, w: Window) -> tuple[AxisRF, str | None]:
-        """The RF after window ``w``, and why it is only an upper bound (None when exact)."""
-        e = w.extent
-        if type(w.upsample) is int and w.upsample == 1:
-            return AxisRF(self.size + (e - 1) * self.jump, self.jump * w.stride, self.centre2 + (e - 1 - 2 * w.pad_before) * self.jump), None
-        taps = fine_taps(w)
-        why = None
-        if taps is None:  # symbolic window: a window of e fine positions reads at most ceil(e/u) pixels
-            span, centre2 = ceildiv(e, w.upsample) - 1, ceildiv((e - 1 - 2 * w.pad_before) * self.jump, w.upsample)
-            why = "a symbolic window on a finer grid: the receptive field is rounded up (an upper bound)"
-        else:
-            span, first_last = taps
-            if isinstance(first_last, int):
-                centre2 = first_last * self.jump
-            else:  # output 0 reads no pixel: the centre of its window, if it falls on the integer grid
-                centre2 = ceildiv(first_last[0] * self.jump, first_last[1])
-                if known_sign(centre2 * first_last[1] - first_last[0] * self.jump) != 0:
-                    why = "the first output's window centre falls between input pixels: rounded up"
+    def through_noted(self, w: Window) -> tuple[AxisRF, str | None, bool]:
+        """The RF after window ``w``, a note for the row (None if nothing to say), and whether it is exact."""
+        regular_window = type(w.upsample) is int and w.upsample == 1
+        if self.phases is None and regular_window:
+            e = w.extent
+            return AxisRF(self.size + (e - 1) * self.jump, self.jump * w.stride, self.centre2 + (e - 1 - 2 * w.pad_before) * self.jump), None, True
+        periodic = self._periodic()
+        window = _int_window(w)
+        if periodic is None or window is None:
+            return (*self._bound(w), False)
+        phases, shift = periodic
+        s, u = window[1], window[4]
+        if u * len(phases) // gcd(s, u * len(phases)) > MAX_PERIOD:  # resizes by ratios that never repeat soon
+            return (*self._bound(w), False)
+        return _from_phases(*_map_phases(phases, shift, window))
+
+    def _periodic(self) -> tuple[Phases, int] | None:
+        """(phases, shift) of this RF; a regular grid is period 1.  None if symbolic."""
+        if self.phases is not None:
+            return self.phases, self.shift
+        size, jump, c2 = as_int(self.size), as_int(self.jump), as_int(self.centre2)
+        if size is None or jump is None or c2 is None:
+            return None
+        lo = (c2 - size + 1) // 2  # c2 and size - 1 have the same parity on a regular grid
+        return ((lo, lo + size - 1),), jump
+
+    def _bound(self, w: Window) -> tuple[AxisRF, str]:
+        """Where the exact form is out of reach: a window of e fine positions reads at most ceil(e/u) pixels, on the average grid."""
+        e, u = w.extent, w.upsample
         num = self.jump * w.stride
-        exact = known_sign(num - (num // w.upsample) * w.upsample) == 0
-        if not exact:
-            why = why or (
-                f"effective stride {self.jump}\u00b7{w.stride}/{w.upsample} is not a whole number of input pixels: "
-                "rounded up, so this receptive field and those after it are upper bounds"
-            )
-        return AxisRF(self.size + span * self.jump, num // w.upsample if exact else ceildiv(num, w.upsample), self.centre2 + centre2), why
+        return (
+            AxisRF(self.size + (ceildiv(e, u) - 1) * self.jump, ceildiv(num, u), self.centre2 + ceildiv((e - 1 - 2 * w.pad_before) * self.jump, u)),
+            "upsampling with symbols (or by ratios whose pattern does not repeat within 100,000 outputs): the receptive field and stride "
+            "are approximate from here on (the average grid, rounded up); give the sizes numbers for exact ones",
+        )
 
 
-def fine_taps(w: Window) -> tuple[int, int | tuple[int, int]] | None:
-    """For a window on a finer grid (``Window.upsample``): the largest span, in input pixels, between
-    the first and last input pixel one output reads, and first + last for output 0 (twice its centre).
-
-    Output 0 may read no input pixel (a transposed conv whose kernel is smaller than its stride):
-    then its centre is its window's, given as (numerator, denominator) of twice that centre.
-    None when the window is symbolic.
-    """
+def _int_window(w: Window) -> tuple[int, int, int, int, int] | None:
     vals = [as_int(v) for v in (w.kernel, w.stride, w.pad_before, w.dilation, w.upsample)]
     k, s, p, d, u = (v if v is not None else 0 for v in vals)
     if None in vals or min(k, s, d, u) < 1:
         return None
-    span, first_last = 0, None
-    for o in range(u // gcd(s, u)):  # the pattern of which fine positions hold pixels repeats
-        lo = o * s - p
-        if d == 1:  # positions lo..lo+k-1: the pixels are the multiples of u among them
-            first, last = ceildiv(lo, u), (lo + k - 1) // u
+    return k, s, p, d, u
+
+
+def _map_phases(phases: Phases, shift: int, window: tuple[int, int, int, int, int]) -> tuple[list[tuple[int, int]], int, bool]:
+    """Map a periodic RF through a window: (new phases, new shift, whether every output reads something)."""
+    k, s, p, d, u = window
+    period = len(phases)
+
+    def interval(unit: int) -> tuple[int, int]:
+        q, r = divmod(unit, period)
+        lo, hi = phases[r]
+        return lo + q * shift, hi + q * shift
+
+    # output o reads fine positions o*s - p + t*d; input unit i sits at fine position i*u
+    new_period = u * period // gcd(s, u * period)  # outputs after which the pattern repeats
+    new_shift = new_period * s // (u * period) * shift
+    out: list[tuple[int, int]] = []
+    reads_all = True
+    for o in range(new_period):
+        start = o * s - p
+        if d == 1:
+            units: range | list[int] = range(ceildiv(start, u), (start + k - 1) // u + 1)
         else:
-            read = [q // u for t in range(k) if (q := lo + t * d) % u == 0]
-            first, last = (read[0], read[-1]) if read else (1, 0)
-        if first <= last:
-            span = max(span, last - first)
-            if o == 0:
-                first_last = first + last
-    if first_last is None:
-        return span, (2 * -p + d * (k - 1), u)
-    return span, first_last
+            units = [q // u for t in range(k) if (q := start + t * d) % u == 0]
+        if not units:  # reads no input pixel (a kernel smaller than the stride): the nearest one
+            reads_all = False
+            units = [(start + d * (k - 1) // 2) // u]
+        spans = [interval(i) for i in units]
+        out.append((min(lo for lo, _ in spans), max(hi for _, hi in spans)))
+    return out, new_shift, reads_all
+
+
+def _reduce(phases: list[tuple[int, int]], shift: int) -> tuple[list[tuple[int, int]], int]:
+    """The shortest period that repeats the same pattern."""
+    n = len(phases)
+    for m in range(1, n):
+        if n % m or (shift * m) % n:
+            continue
+        step = shift * m // n
+        if all(phases[i + m] == (phases[i][0] + step, phases[i][1] + step) for i in range(n - m)):
+            return phases[:m], step
+    return phases, shift
+
+
+def _from_phases(phases: list[tuple[int, int]], shift: int, reads_all: bool = True) -> tuple[AxisRF, str | None, bool]:
+    phases, shift = _reduce(phases, shift)
+    size = max(hi - lo + 1 for lo, hi in phases)
+    centre2 = phases[0][0] + phases[0][1]
+    period = len(phases)
+    why = None
+    if not reads_all:
+        why = "some outputs read no input pixel (a kernel smaller than the stride): they are given their nearest pixel's field"
+    if period == 1:  # a regular grid again
+        return AxisRF(size, shift, centre2), why, reads_all
+    jump = shift // period
+    if shift % period:
+        jump = ceildiv(shift, period)
+        why = why or f"outputs sit {shift}/{period} input pixels apart on average: the stride shown is rounded up (the receptive field is exact)"
+    return AxisRF(size, jump, centre2, tuple(phases), shift), why, reads_all
 
 
 def _differ(a: Dim, b: Dim) -> bool:
@@ -108,7 +164,8 @@ def _differ(a: Dim, b: Dim) -> bool:
 
 
 def receptive_field(G: nx.DiGraph[str]) -> None:
-    """Set ``rf`` (tuple of AxisRF, one per input spatial axis) and ``rf_note`` on every node."""
+    """Set ``rf`` (tuple of AxisRF, one per input spatial axis), ``rf_note`` and ``rf_bound`` (the
+    first layer upstream whose RF is not exact, or None) on every node."""
     nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
     nodes[INPUT]["rf"] = tuple(AxisRF() for _ in range(n_axes))
@@ -119,24 +176,30 @@ def receptive_field(G: nx.DiGraph[str]) -> None:
         ins = [nodes[i]["shape"] for i in node["inputs"]]
         note = None
         rf = srcs[0]
+        merged_exactly = True
         if len(srcs) > 1:
-            rf, note = _merge(srcs, ins, node["shape"], node["inputs"])
+            rf, note, merged_exactly = _merge(srcs, ins, node["shape"], node["inputs"])
+        bound = next((b for b in (nodes[i].get("rf_bound") for i in node["inputs"]) if b), None)
+        bound = bound or (None if merged_exactly else name)
         key = (id(node["layer"]), *ins)
         if key not in window_memo:
             window_memo[key] = node["layer"].windows(ins)
         windows = window_memo[key]
-        bound = next((b for b in (nodes[i].get("rf_bound") for i in node["inputs"]) if b), None)
         if windows is not None and len(windows) == len(rf):
             out = []
             for axis, (r_in, w) in enumerate(zip(rf, windows, strict=True)):
-                r_out, why = r_in.through_noted(w)
-                if why is not None:
-                    note = note or f"axis {axis}: {why}"
-                    bound = bound or name
+                r_out, why, exact = r_in.through_noted(w)
+                if why is not None and note is None:
+                    note = f"axis {axis}: {why}"
+                bound = bound or (None if exact else name)
                 out.append(r_out)
             rf = tuple(out)
+        if note is None:  # a pointwise layer on an upsampled grid whose average stride is fractional
+            odd = [(i, r.shift, len(r.phases)) for i, r in enumerate(rf) if r.phases is not None and r.shift % len(r.phases)]
+            if odd:
+                note = f"axis {odd[0][0]}: outputs sit {odd[0][1]}/{odd[0][2]} input pixels apart on average: the stride shown is rounded up"
         if note is None and bound is not None:
-            note = f"receptive field rounded up (an upper bound): {bound} makes the effective stride fractional"
+            note = f"receptive field approximate from {bound} on (see that row)"
         node["rf"] = rf
         node["rf_note"] = note
         node["rf_bound"] = bound
@@ -149,11 +212,43 @@ def _broadcast(shape: tuple[Dim, ...], out: tuple[Dim, ...], axis: int) -> bool:
     return as_int(shape[axis + 1]) == 1 and as_int(out[axis + 1]) != 1
 
 
+def _union(a: AxisRF, b: AxisRF) -> AxisRF | None:
+    """Exact union of two RFs on the same average grid, one of them irregular; None if not possible."""
+    pa, pb = a._periodic(), b._periodic()
+    if pa is None or pb is None:
+        return None
+    (ph_a, sh_a), (ph_b, sh_b) = pa, pb
+    if sh_a * len(ph_b) != sh_b * len(ph_a):  # different average strides
+        return None
+    period = len(ph_a) * len(ph_b) // gcd(len(ph_a), len(ph_b))
+
+    def at(ph: Phases, sh: int, o: int) -> tuple[int, int]:
+        q, r = divmod(o, len(ph))
+        return ph[r][0] + q * sh, ph[r][1] + q * sh
+
+    phases = []
+    for o in range(period):
+        (la, ha), (lb, hb) = at(ph_a, sh_a, o), at(ph_b, sh_b, o)
+        phases.append((min(la, lb), max(ha, hb)))
+    return _from_phases(phases, sh_a * period // len(ph_a))[0]
+
+
+def _average_grid(r: AxisRF) -> tuple[Fraction, Fraction] | None:
+    """(average stride, twice the centre of output 0 on the straight line through all centres)."""
+    periodic = r._periodic()
+    if periodic is None:
+        return None
+    phases, shift = periodic
+    n = len(phases)
+    jump = Fraction(shift, n)
+    return jump, sum((Fraction(lo + hi) - 2 * i * jump for i, (lo, hi) in enumerate(phases)), start=Fraction(0)) / n
+
+
 def _merge(
     srcs: list[tuple[AxisRF, ...]], ins: list[tuple[Dim, ...]], out: tuple[Dim, ...], names: list[str]
-) -> tuple[tuple[AxisRF, ...], str | None]:
-    """Where paths meet: the larger RF per axis, and a note if the paths' grids differ."""
-    note = None
+) -> tuple[tuple[AxisRF, ...], str | None, bool]:
+    """Where paths meet: the larger RF per axis, a note if the paths' grids differ, and whether it is exact."""
+    note, exact = None, True
     rf = list(srcs[0])
     bcast = [_broadcast(ins[0], out, axis) for axis in range(len(rf))]
     for k in range(1, len(srcs)):
@@ -165,11 +260,19 @@ def _merge(
                 grid = b if bcast[axis] else a
                 rf[axis] = AxisRF(size, grid.jump, grid.centre2)
                 bcast[axis] = False
+                if grid.phases is not None:
+                    exact = False
+                    note = note or f"axis {axis}: a broadcast input meets an upsampled path: the larger receptive field is kept, as on a regular grid"
                 continue
-            if note is None and (_differ(a.jump, b.jump) or _differ(a.centre2, b.centre2)):
+            if a.phases is None and b.phases is None:
+                misaligned = _differ(a.jump, b.jump) or _differ(a.centre2, b.centre2)
+            else:  # an upsampled path: compare the grids its outputs sit on on average
+                misaligned = _average_grid(a) != _average_grid(b)
+            if note is None and misaligned:
                 note = (
                     f"misaligned paths on axis {axis}: {names[0]} has stride {a.jump}, centre {a.centre2}/2; "
                     f"{names[k]} has stride {b.jump}, centre {b.centre2}/2"
                 )
-            rf[axis] = a if sign in (0, 1) else b if sign == -1 else AxisRF(size, a.jump, a.centre2)
-    return tuple(rf), note
+            merged = _union(a, b) if (a.phases is not None or b.phases is not None) else None
+            rf[axis] = merged if merged is not None else a if sign in (0, 1) else b if sign == -1 else AxisRF(size, a.jump, a.centre2)
+    return tuple(rf), note, exact

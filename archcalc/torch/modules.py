@@ -8,7 +8,11 @@ from torch.nn import functional as F
 
 
 class Add(nn.Module):
-    """Sum of all inputs (a residual join)."""
+    """Sum of all inputs (a residual join); ``inplace`` records the spec's flag (the sum itself is out of place)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         out = xs[0]
