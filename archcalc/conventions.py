@@ -36,6 +36,9 @@ class Convention:
         return self.flops_per_mac * macs
 
 
+# torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
+TRANSPOSED_ON_OUTPUT_GRID = {**{f"mac/convtranspose{n}d": 0 for n in (1, 2, 3)}, "mac_outgrid": 1}
+
 CONVENTIONS: dict[str, Convention] = {
     c.name: c
     for c in (
@@ -60,8 +63,8 @@ CONVENTIONS: dict[str, Convention] = {
             "torchinfo 1.8 'Mult-Adds': for convolutions, every weight and bias element once per output "
             "position (conv MACs + conv bias adds); for every other module with parameters, each parameter "
             "once (linear weights x batch + bias, batchnorm's 2C affine parameters). Pooling, activations "
-            "and adds are not counted. ResNet-50: 4,089,238,376.",
-            {"mac": 1, "bias": 1, "linear_bias": 1, "affine_params": 1},
+            "and adds are not counted; a transposed conv counts its weights once per output position. ResNet-50: 4,089,238,376.",
+            {"mac": 1, "bias": 1, "linear_bias": 1, "affine_params": 1, **TRANSPOSED_ON_OUTPUT_GRID},
         ),
         Convention(
             "fvcore",
@@ -73,20 +76,23 @@ CONVENTIONS: dict[str, Convention] = {
         Convention(
             "ptflops",
             "ptflops 0.7.5, pytorch backend (it calls multiply-adds 'MACs'): conv MACs + bias, linear MACs + "
-            "bias, batchnorm one per element (two when affine); ReLU, ReLU6, LeakyReLU and GELU one per "
+            "bias, batchnorm one per element (two when affine); ReLU, LeakyReLU and GELU one per "
             "output element and pooling one per input element, each counted twice (once by the module hook, "
-            "once by its patch of the torch.nn.functional call the module makes); SiLU once (functional only); "
+            "once by its patch of the torch.nn.functional call the module makes); ReLU6 once (it calls "
+            "F.hardtanh, which ptflops does not patch); SiLU once (functional only); "
             "Tanh, Sigmoid, Hardswish not at all; LRN through its functional internals (three elementwise ops "
             "per element plus the padded average pool's input); in-place adds not counted. ResNet-50: 4,132,436,968.",
             {"mac": 1, "bias": 1, "linear_bias": 1, "norm": 1, "norm_affine": 1, "pool_in": 2, "lrn_functional": 1,
-             **{f"act/{t}": 2 for t in ("relu", "relu6", "leakyrelu", "gelu")}, "act/silu": 1},
+             **{f"act/{t}": 2 for t in ("relu", "leakyrelu", "gelu")}, "act/relu6": 1, "act/silu": 1},
         ),
         Convention(
             "thop",
             "thop 0.1.1 profile ('MACs'): conv and linear MACs without bias, batchnorm 2 ops per element "
             "(4 when affine), average pooling one per output element, adaptive average pooling (window + 1) "
-            "per output element; ReLU, max pooling, LRN and adds are zero. ResNet-50: 4,133,742,592.",
-            {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)}},
+            "per output element, transposed conv by the conv formula on its output grid; ReLU, max pooling, LRN and "
+            "adds are zero. ResNet-50: 4,133,742,592.",
+            {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)},
+             **TRANSPOSED_ON_OUTPUT_GRID},
         ),
     )
 }

@@ -39,6 +39,7 @@ else:  # what the spec may contain (validated by pydantic)
 
 OP_CATEGORIES: dict[str, str] = {
     "mac": "multiply-accumulates of a weighted sum (conv, linear)",
+    "mac_outgrid": "transposed conv: the conv formula applied on its output grid (what torchinfo and thop count instead of mac)",
     "bias": "bias additions, one per output element",
     "pool": "pooling window reads: output elements x window size",
     "norm": "batchnorm normalisation, one per element",

@@ -85,6 +85,8 @@ class _ConvTransposeNd(Layer):
         k = self._axes()[0]
         # every input element is multiplied into C_out/groups x prod(k) outputs (torch's count)
         o: dict[str, Dim] = {"mac": numel(ins[0]) * (self.out_channels // self.groups * prod(k))}
+        # the plain conv formula applied on the output grid (what torchinfo and thop count)
+        o["mac_outgrid"] = numel(out) * (ins[0][0] // self.groups * prod(k))
         if self.bias:
             o["bias"] = numel(out)
         return o
