@@ -214,13 +214,13 @@ def test_text_and_markdown(lenet: Any) -> None:
 
 def test_median_agrees_with_a_plain_perf_counter_loop() -> None:
     """The bench's median against an independent loop around the same module, interleaved."""
-    arch = parse_spec(SMALL)
+    arch = parse_spec({**SMALL, "input": [3, 128, 128]})  # ~10 ms a call: long enough to rise above timer jitter
     from archcalc.graph import compile_spec
 
     model = build_module(compile_spec(arch)).eval()
-    x = torch.randn(1, 3, 48, 48)
+    x = torch.randn(1, 3, 128, 128)
     ours, plain, cvs = [], [], []
-    for _ in range(3):
+    for _ in range(5):
         r = bench_spec(arch, warmup=3, repeat=15, per_layer=False, probe=False, progress=False, module=model)
         ours.append(r.stats.median)
         cvs.append(r.cv)
@@ -236,8 +236,10 @@ def test_median_agrees_with_a_plain_perf_counter_loop() -> None:
         cvs.append(statistics.stdev(runs) / statistics.fmean(runs))
     if statistics.median(cvs) > 0.3:
         pytest.skip(f"machine too busy to compare timings: median CV {statistics.median(cvs):.0%}")
-    a, b = statistics.median(ours), statistics.median(plain)
-    assert abs(a - b) / b <= 0.25, (ours, plain)
+    # other processes slow individual rounds down, never up: the fastest round of each method is
+    # the least disturbed, so compare those (a systematic bias in bench would still show)
+    a, b = min(ours), min(plain)
+    assert abs(a - b) / b <= 0.2, (ours, plain)
 
 
 def test_stats_quantiles() -> None:
