@@ -20,7 +20,7 @@ test: setup  ## set up, then run the whole test suite and the lecture acceptance
 	@if [ -f ../shared/acceptance/seed_figures.py ]; then PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python ../shared/acceptance/seed_figures.py; fi
 
 lint: setup
-	$(BIN)/ruff check archcalc tests benchmarks
+	$(BIN)/ruff check archcalc tests benchmarks audit
 	$(BIN)/mypy archcalc
 
 bench: setup

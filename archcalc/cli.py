@@ -71,7 +71,15 @@ def _analysis_options(p: argparse.ArgumentParser, formats: Sequence[str] = FORMA
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
 
 
-def build_parser() -> argparse.ArgumentParser:
+TORCH_COMMANDS = {
+    "verify": "analytic vs instantiated torch model (or your own), per layer; exit 1 on any mismatch",
+    "bench": "measured throughput and the per-layer roofline on cpu or cuda",
+    "import": "trace an nn.Module with torch.fx into a spec",
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; the torch commands' modules are imported only when ``command`` is one of them (or unknown)."""
     p = argparse.ArgumentParser(prog="archcalc", description="Exact static cost analysis of neural network architectures.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -124,15 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
 
-    # the torch commands register here; torch itself is imported only when one of them runs
-    from .torch.bench import add_bench_parser
-    from .torch.fx_import import add_import_parser
-    from .torch.verify import add_verify_parser
+    # the torch commands: their full parsers (and modules) only when needed; torch itself is imported
+    # only when one of them runs
+    if command in (None, *TORCH_COMMANDS):
+        from .torch.bench import add_bench_parser
+        from .torch.fx_import import add_import_parser
+        from .torch.verify import add_verify_parser
 
-    add_verify_parser(sub)
-    add_bench_parser(sub)
-    add_import_parser(sub)
+        add_verify_parser(sub)
+        add_bench_parser(sub)
+        add_import_parser(sub)
+    else:
+        for name, text in TORCH_COMMANDS.items():
+            sub.add_parser(name, help=text)
     return p
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (the first word that is not an option), if it is a known one."""
+    known = {"table", "quick", "explain", "check", "compare", "reports", "schema"}
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in known | set(TORCH_COMMANDS) else None
+    return None
 
 
 def _stack_option(p: argparse.ArgumentParser, single: bool) -> None:
@@ -181,7 +203,8 @@ def _report(args: argparse.Namespace) -> Any:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     if args.command == "schema":
         from .spec import json_schema
 
