@@ -1081,15 +1081,9 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load_model(target: str) -> nn.Module:
-    mod_name, sep, attr = target.partition(":")
-    if not sep or not mod_name or not attr:
-        raise SpecError(f"the model must be given as PKG.MODULE:FACTORY, got {target!r}", field="factory")
     from .verify import load_module
 
-    try:
-        return load_module(target)
-    except SpecError as e:
-        raise SpecError(e.message.replace("verify needs torch", "import needs torch"), field="factory") from None
+    return load_module(target, field="factory", command="import")
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -556,15 +556,15 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def load_module(target: str) -> nn.Module:
+def load_module(target: str, field: str = "--module", command: str = "verify") -> nn.Module:
     """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
     mod_name, sep, attr = target.partition(":")
     if not sep or not mod_name or not attr:
-        raise SpecError(f"--module needs PKG.MODULE:FACTORY, got {target!r}", field="--module")
+        raise SpecError(f"the model must be given as PKG.MODULE:FACTORY, got {target!r}", field=field)
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise SpecError("verify needs torch: pip install 'archcalc[torch]'", field="--module") from None
+        raise SpecError(f"{command} needs torch: pip install 'archcalc[torch]'", field=field) from None
     from torch import nn
 
     cwd = os.getcwd()
@@ -574,24 +574,24 @@ def load_module(target: str) -> nn.Module:
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:  # an import can fail in any way; it is the user's input
-        raise SpecError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}", field="--module") from None
+        raise SpecError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}", field=field) from None
     finally:
         if added:
             sys.path.remove(cwd)
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field="--module")
+            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field=field)
         obj = getattr(obj, part)
     if not isinstance(obj, nn.Module):
         if not callable(obj):
-            raise SpecError(f"{target!r} is neither an nn.Module nor callable", field="--module")
+            raise SpecError(f"{target!r} is neither an nn.Module nor callable", field=field)
         try:
             obj = obj()
         except Exception as e:
-            raise SpecError(f"calling {target!r} failed: {type(e).__name__}: {e}", field="--module") from None
+            raise SpecError(f"calling {target!r} failed: {type(e).__name__}: {e}", field=field) from None
     if not isinstance(obj, nn.Module):
-        raise SpecError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module", field="--module")
+        raise SpecError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module", field=field)
     return obj
 
 
