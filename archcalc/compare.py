@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dims import is_symbolic, simplify, to_json
-from .render import units
+from .render import _shape, units
 from .report import Report
 
 ROWS = [
@@ -74,7 +74,7 @@ def _fraction_text(r: Any) -> str:
 
 def _cell(key: str, v: Any) -> str:
     if isinstance(v, tuple):
-        return "\u00d7".join(str(d) for d in v)
+        return _shape(v)
     if key == "activation_bytes":
         return units.size(v) if not is_symbolic(v) else f"{v} B"
     if key in ("nonlin", "depth"):

@@ -18,7 +18,7 @@ from .dims import Dim, is_symbolic, simplify
 from .graph import node_table
 from .layers.base import Layer, Shape
 from .passes.receptive import AxisRF
-from .render import units
+from .render import _shape, units
 from .trace import leaf, text, untrace
 
 # symbol names for a layer's dimension fields in the general formula
@@ -277,10 +277,6 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
 
 
 # ----- rendering -----------------------------------------------------------------------------------
-
-
-def _shape(s: tuple[Any, ...]) -> str:
-    return "\u00d7".join(str(d) for d in s)
 
 
 def render_explanation(ex: Explanation, fmt: str = "text") -> str:

@@ -82,6 +82,8 @@ def parse_layer(text: str, index: int, counters: dict[str, int]) -> dict[str, An
     short = words[0].lower() if words[0].lower() in ALIASES else kind
     counters[short] = counters.get(short, 0) + 1
     layer: dict[str, Any] = {"name": f"{short}{counters[short]}", "type": kind}
+    if short == "gap":
+        layer["output_size"] = 1  # global average pooling
     positional = list(POSITIONAL.get(_family(kind), ()))
     for w in words[1:]:
         if "=" in w:

@@ -75,3 +75,9 @@ def test_table_flags() -> None:
 def test_input_override_and_set() -> None:
     r = cli("table", str(SPECS / "alexnet.json"), "--input", "3,H,W", "--set", "H=227", "--set", "W=227", "--format", "json")
     assert json.loads(r.out)["totals"]["params"] == 61_100_840
+
+
+def test_quick_gap_is_global_average_pooling() -> None:
+    data = json.loads(cli("quick", "64x7x7", "gap", "flatten", "fc 10", "--format", "json").out)
+    assert data["layers"][0]["output_shape"] == [64, 1, 1]
+    assert data["layers"][2]["params"] == 64 * 10 + 10

@@ -87,3 +87,11 @@ def test_report_shows_itself_in_jupyter() -> None:
     rep = analyze(SPECS / "alexnet.json")
     assert rep._repr_html_().startswith("<table>") and "conv1" in rep._repr_html_()
     assert "| conv1 " in rep._repr_markdown_()
+
+
+def test_symbolic_dims_are_bracketed_so_the_shape_reads_unambiguously() -> None:
+    # floor((H - 1)/2) + 1 must not read as "... + 1×floor(...)" next to the '×' of the shape
+    text = cli("quick", "3xHxW", "conv 8 3 s2 p1", "--format", "text").out
+    assert "8×(floor(H/2 - 1/2) + 1)×(floor(W/2 - 1/2) + 1)" in text
+    tex = cli("quick", "3xHxW", "conv 8 3 s2 p1", "--format", "latex").out
+    assert r"8 \times \left(\left\lfloor" in tex

@@ -18,8 +18,14 @@ FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 HEADERS = ["layer", "type", "output", "params", "MACs", "memory", "RF", "stride"]
 
 
+def _dim_text(d: Any) -> str:
+    """One dimension; a symbolic sum is bracketed so that '×' cannot bind into it."""
+    d = simplify(d)
+    return f"({d})" if is_symbolic(d) and d.is_Add else str(d)
+
+
 def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
-    return sep.join(str(simplify(d)) for d in dims)
+    return sep.join(_dim_text(d) for d in dims)
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
@@ -154,7 +160,12 @@ def _latex_value_shape(dims: tuple[Any, ...]) -> str:
     if any(is_symbolic(simplify(d)) for d in dims):
         import sympy
 
-        return "$" + r" \times ".join(sympy.latex(simplify(d)) for d in dims) + "$"
+        def one(d: Any) -> str:
+            d = simplify(d)
+            text = sympy.latex(d)
+            return rf"\left({text}\right)" if is_symbolic(d) and d.is_Add else str(text)
+
+        return "$" + r" \times ".join(one(d) for d in dims) + "$"
     return r"$\times$".join(str(d) for d in dims)
 
 
