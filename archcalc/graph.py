@@ -209,16 +209,20 @@ def compile_spec(
     output = c.expand(arch.layers, env, "", INPUT)
 
     G: nx.DiGraph[str] = nx.DiGraph(name=arch.name, input_shape=tuple(shape), output=output)
-    nodes: list[tuple[str, dict[str, Any]]] = [(INPUT, {"layer": None, "inputs": [], "training_only": False, "index": -1})]
+    # bare names take networkx's fast path ((name, attrs) pairs go through an exception per node);
+    # the attribute dicts are then filled in place
+    G.add_nodes_from([INPUT, *c.nodes])
+    table = node_table(G)
+    table[INPUT].update(layer=None, inputs=[], training_only=False, index=-1)
     edges: list[tuple[str, str]] = []
     for name, (layer, ins, training, idx) in c.nodes.items():
         lo, hi = layer.n_inputs
         if len(ins) < lo or (hi is not None and len(ins) > hi):
             want = f"{lo}" if lo == hi else f"at least {lo}"
             raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=name, field="inputs")
-        nodes.append((name, {"layer": layer, "inputs": ins, "training_only": training, "index": idx}))
+        attrs = table[name]
+        attrs["layer"], attrs["inputs"], attrs["training_only"], attrs["index"] = layer, ins, training, idx
         edges.extend((src, name) for src in ins)
-    G.add_nodes_from(nodes)
     G.add_edges_from(edges)
     G.graph["order"] = _topological_order(G)
     return G

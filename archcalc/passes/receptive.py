@@ -179,7 +179,11 @@ def receptive_field(G: nx.DiGraph[str]) -> None:
         merged_exactly = True
         if len(srcs) > 1:
             rf, note, merged_exactly = _merge(srcs, ins, node["shape"], node["inputs"])
-        bound = next((b for b in (nodes[i].get("rf_bound") for i in node["inputs"]) if b), None)
+        bound = None
+        for i in node["inputs"]:
+            bound = nodes[i].get("rf_bound")
+            if bound:
+                break
         bound = bound or (None if merged_exactly else name)
         key = (id(node["layer"]), *ins)
         if key not in window_memo:
@@ -194,7 +198,7 @@ def receptive_field(G: nx.DiGraph[str]) -> None:
                 bound = bound or (None if exact else name)
                 out.append(r_out)
             rf = tuple(out)
-        if note is None:  # a pointwise layer on an upsampled grid whose average stride is fractional
+        if note is None and any(r.phases is not None for r in rf):  # on an upsampled grid, the average stride may be fractional
             odd = [(i, r.shift, len(r.phases)) for i, r in enumerate(rf) if r.phases is not None and r.shift % len(r.phases)]
             if odd:
                 note = f"axis {odd[0][0]}: outputs sit {odd[0][1]}/{odd[0][2]} input pixels apart on average: the stride shown is rounded up"
