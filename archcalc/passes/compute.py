@@ -16,8 +16,7 @@ def compute(G: nx.DiGraph[str], convention: Convention, batch: Dim = 1) -> None:
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]
-        ins = [nodes[i]["shape"] for i in node["inputs"]]
-        key = (id(layer), *ins)
+        ins, key = node["in_shapes"], node["formula_key"]  # set by the shapes pass
         got = memo.get(key)
         if got is None:
             ops = layer.ops(ins, node["shape"])

@@ -15,8 +15,7 @@ def params(G: nx.DiGraph[str]) -> None:
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]
-        ins = [nodes[i]["shape"] for i in node["inputs"]]
-        key = (id(layer), *ins)
+        ins, key = node["in_shapes"], node["formula_key"]  # set by the shapes pass
         got = memo.get(key)
         if got is None:
             w = layer.weights(ins)

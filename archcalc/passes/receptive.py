@@ -173,7 +173,7 @@ def receptive_field(G: nx.DiGraph[str]) -> None:
     for name in G.graph["order"]:
         node = nodes[name]
         srcs = [nodes[i]["rf"] for i in node["inputs"]]
-        ins = [nodes[i]["shape"] for i in node["inputs"]]
+        ins = node["in_shapes"]  # set by the shapes pass
         note = None
         rf = srcs[0]
         merged_exactly = True
@@ -185,7 +185,7 @@ def receptive_field(G: nx.DiGraph[str]) -> None:
             if bound:
                 break
         bound = bound or (None if merged_exactly else name)
-        key = (id(node["layer"]), *ins)
+        key = node["formula_key"]
         if key not in window_memo:
             window_memo[key] = node["layer"].windows(ins)
         windows = window_memo[key]

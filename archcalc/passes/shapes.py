@@ -1,4 +1,6 @@
-"""Output shapes, per sample (channels first): node attribute ``shape``."""
+"""Output shapes, per sample (channels first): node attributes ``shape``, and for the passes after
+it ``in_shapes`` (the inputs' shapes, in order) and ``formula_key`` (layer identity + input shapes:
+equal keys give equal formula results, so repeated blocks are computed once)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ def shapes(G: nx.DiGraph[str]) -> None:
         layer = node["layer"]
         ins = [nodes[i]["shape"] for i in node["inputs"]]
         key = (id(layer), *ins)
+        node["in_shapes"], node["formula_key"] = ins, key
         out = memo.get(key)
         if out is None:
             try:
