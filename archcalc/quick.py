@@ -39,6 +39,8 @@ POSITIONAL = {
     "linear": ("out_features",),
     "adaptive": ("output_size",),
     "localresponsenorm": ("size",),
+    "subsample": ("stride",),
+    "channelpad": ("out_channels",),
 }
 _VALUE = r"[A-Za-z_][A-Za-z0-9_]*|\d+"
 
@@ -59,7 +61,7 @@ def _value(text: str) -> Any:
 
 
 def _family(kind: str) -> str:
-    for fam in ("adaptive", "pool", "conv", "linear", "localresponsenorm"):
+    for fam in ("adaptive", "pool", "conv", "linear", "localresponsenorm", "subsample", "channelpad"):
         if fam in kind:
             return fam
     return kind

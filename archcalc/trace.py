@@ -18,12 +18,14 @@ MUL_SIGN, MINUS_SIGN = "\u00b7", "\u2212"
 class Traced:
     """An int together with the text of the arithmetic that produced it."""
 
-    __slots__ = ("prec", "text", "value")
+    __slots__ = ("ceil_of", "neg_of", "prec", "text", "value")
 
     def __init__(self, value: int, text: str | None = None, prec: int = _ATOM) -> None:
         self.value = value
         self.text = f"{value}" if text is None else text
         self.prec = prec
+        self.neg_of: Traced | None = None  # set on -x: lets -((-a) // b), i.e. ceil(a / b), print as such
+        self.ceil_of: tuple[Traced, Traced] | None = None
 
     # -- building text ---------------------------------------------------------------------------
     @staticmethod
@@ -51,6 +53,8 @@ class Traced:
                 return a
             return Traced(a.value - b.value, f"{a.text} {MINUS_SIGN} {self._par(b, _ADD + 1)}", _ADD)
         if op == "*":
+            if (a.value == 0 and a.prec == _ATOM) or (b.value == 0 and b.prec == _ATOM):
+                return Traced(0)  # a zero term (padding 0): nothing to show, and + 0 / - 0 then vanish
             if b.value == 1 and b.prec == _ATOM:
                 return a
             if a.value == 1 and a.prec == _ATOM:
@@ -59,7 +63,10 @@ class Traced:
         if op == "//":
             if b.value == 1 and b.prec == _ATOM:
                 return a
-            return Traced(a.value // b.value, f"{self._par(a, _MUL)} // {self._par(b, _MUL + 1)}", _MUL)
+            out = Traced(a.value // b.value, f"{self._par(a, _MUL)} // {self._par(b, _MUL + 1)}", _MUL)
+            if a.neg_of is not None:
+                out.ceil_of = (a.neg_of, b)
+            return out
         raise AssertionError(op)
 
     def __add__(self, o: Any) -> Traced:
@@ -87,7 +94,12 @@ class Traced:
         return self._bin(o, "//", swap=True)
 
     def __neg__(self) -> Traced:
-        return Traced(-self.value, f"{MINUS_SIGN}{self._par(self, _MUL + 1)}", _MUL)
+        if self.ceil_of is not None:  # -((-a) // b) is ceil(a / b)
+            a, b = self.ceil_of
+            return Traced(-self.value, f"\u2308{self._par(a, _MUL)} / {self._par(b, _MUL + 1)}\u2309")
+        out = Traced(-self.value, f"{MINUS_SIGN}{self._par(self, _MUL + 1)}", _MUL)
+        out.neg_of = self
+        return out
 
     # -- behaving like an int where formulas compare or convert -------------------------------------
     def __int__(self) -> int:

@@ -124,3 +124,9 @@ def test_compare_plain_vs_residual_is_free() -> None:
 
 def test_compare_needs_two() -> None:
     assert cli("compare", ALEXNET).code == 2
+
+
+def test_explain_ceil_mode_reads_as_a_ceiling() -> None:
+    # torch: ceil((9 - 2) / 2) + 1 = 5 windows (the last one overhangs)
+    out = cli("explain", "--stack", "3x9x9", "maxpool 2 s2 ceil_mode=true").out
+    assert "\u2308(9 \u2212 2) / 2\u2309 + 1 = 5" in out

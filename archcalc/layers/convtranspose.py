@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[int, ...]:
@@ -68,7 +68,7 @@ class _ConvTransposeNd(Layer):
             # torch: "output padding must be smaller than either stride or dilation"
             if known_sign(si - opi) in (0, -1) and known_sign(di - opi) in (0, -1):
                 raise self.fail(f"output_padding {opi} must be smaller than the stride {si} or the dilation {di} (torch)", "output_padding")
-            o = (h - 1) * si - 2 * pi + di * (ki - 1) + opi + 1
+            o = (h - 1) * si - 2 * pi + extent(ki, di) + opi  # extent = d(k - 1) + 1
             if known_sign(o) in (0, -1):
                 raise self.fail(f"output size {o} on spatial axis {axis} is not positive: padding {pi} crops more than the layer produces", "padding")
             out.append(o)
