@@ -172,7 +172,7 @@ def _report(args: argparse.Namespace) -> Any:
 
     Leaves the compiled graph on ``args.graph`` for commands that explain single layers.
     """
-    from .graph import compile_spec
+    from .graph import compile_graph
     from .quick import parse_shape, quick_spec
     from .report import gc_paused, report_from_graph
     from .spec import load_spec
@@ -188,7 +188,7 @@ def _report(args: argparse.Namespace) -> Any:
             arch, file = load_spec(args.spec), args.spec
         try:
             shape = parse_shape(args.input) if args.input else None
-            G = compile_spec(arch, values=values, input_shape=shape)
+            G = compile_graph(arch, values=values, input_shape=shape)
             rep = report_from_graph(
                 G,
                 convention=args.convention,

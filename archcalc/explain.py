@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import networkx as nx
-
 from .conventions import Convention, dtype_bytes, get_convention
 from .dims import Dim, is_symbolic, simplify
-from .graph import node_table
+from .graph import Graph, node_table
 from .layers.base import Layer, Shape
 from .passes.receptive import AxisRF
 from .render import _shape, units
@@ -138,7 +136,7 @@ def _worked(v: Any) -> str:
     return t if t != str(untrace(v)) else ""
 
 
-def explain_layer(G: nx.DiGraph[str], name: str, *, convention: str | Convention = "lecture", dtype: str = "float32", batch: Dim = 1) -> Explanation:
+def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lecture", dtype: str = "float32", batch: Dim = 1) -> Explanation:
     """Derive every quantity of layer ``name`` in an analysed graph (run the passes first)."""
     conv = convention if isinstance(convention, Convention) else get_convention(convention)
     nodes = node_table(G)

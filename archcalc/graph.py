@@ -1,4 +1,9 @@
-"""Compile a spec into a ``networkx.DiGraph``: expand blocks, bind symbols, validate, order.
+"""Compile a spec into a layer graph: expand blocks, bind symbols, validate, order.
+
+:func:`compile_spec` returns a ``networkx.DiGraph``; :func:`compile_graph` returns the same graph as
+a :class:`LayerGraph`, plain dicts shaped like the DiGraph where the passes touch it (``G.graph``,
+``G.nodes[name]``), so that analysing a spec never imports networkx (its import alone costs more
+than the whole ResNet-50 analysis).  The passes and ``report_from_graph`` take either.
 
 One node per layer (plus the ``input`` node).  Node attributes:
 
@@ -15,18 +20,72 @@ once; the passes can rely on it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import networkx as nx
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .dims import Dim, DimError, as_int, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
 from .spec import Architecture, BlockCall, BlockDef
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 INPUT = "input"
 MAX_LAYERS = 1_000_000
+
+
+class LayerGraph:
+    """A compiled network as plain dicts: ``graph`` (graph attributes) and ``nodes`` (name -> node
+    attributes, the ``input`` node first, then declaration order).  Edges are the nodes' ``inputs``.
+
+    It reads like the ``networkx.DiGraph`` that :meth:`to_networkx` returns (``G.graph["order"]``,
+    ``G.nodes[name]["shape"]``, ``G.predecessors(name)``, ``G.edges()``), so passes written for one
+    run on the other.
+    """
+
+    __slots__ = ("graph", "nodes")
+
+    def __init__(self, graph: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> None:
+        self.graph = graph
+        self.nodes = nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.nodes
+
+    def __repr__(self) -> str:
+        return f"LayerGraph({self.graph.get('name')!r}, {len(self.nodes)} nodes)"
+
+    def predecessors(self, name: str) -> Iterator[str]:
+        return iter(dict.fromkeys(self.nodes[name]["inputs"]))
+
+    def successors(self, name: str) -> Iterator[str]:
+        return (n for n, d in self.nodes.items() if name in d["inputs"])
+
+    def edges(self) -> Iterator[tuple[str, str]]:
+        """(source, layer) pairs, once each (a layer that reads one input twice has one edge)."""
+        for name, d in self.nodes.items():
+            for src in dict.fromkeys(d["inputs"]):
+                yield src, name
+
+    def to_networkx(self) -> nx.DiGraph[str]:
+        """The same graph as a ``networkx.DiGraph`` (node attribute dicts copied, values shared)."""
+        import networkx as nx
+
+        G: nx.DiGraph[str] = nx.DiGraph(**self.graph)
+        G.add_nodes_from(self.nodes.items())
+        G.add_edges_from(self.edges())
+        return G
+
+
+Graph: TypeAlias = "LayerGraph | nx.DiGraph[str]"
 
 
 def _param_value(raw: Any, env: Mapping[str, Any], where: str, call: str) -> Any:
@@ -187,11 +246,21 @@ def compile_spec(
     values: Mapping[str, int] | None = None,
     input_shape: Sequence[int | str] | None = None,
 ) -> nx.DiGraph[str]:
-    """Build the validated layer graph of ``arch``.
+    """Build the validated layer graph of ``arch`` as a ``networkx.DiGraph``.
 
     ``values`` binds symbols to numbers (``--set H=224``); ``input_shape`` replaces the spec's
     input (``--input 3,224,224``).
     """
+    return compile_graph(arch, values=values, input_shape=input_shape).to_networkx()
+
+
+def compile_graph(
+    arch: Architecture,
+    *,
+    values: Mapping[str, int] | None = None,
+    input_shape: Sequence[int | str] | None = None,
+) -> LayerGraph:
+    """:func:`compile_spec` without networkx: the same nodes and attributes as a :class:`LayerGraph`."""
     env: dict[str, Any] = dict(values or {})
     raw_input = list(input_shape) if input_shape is not None else list(arch.input)
     shape: list[Dim] = []
@@ -208,40 +277,64 @@ def compile_spec(
     c.count(arch.layers, env, ())
     output = c.expand(arch.layers, env, "", INPUT)
 
-    G: nx.DiGraph[str] = nx.DiGraph(name=arch.name, input_shape=tuple(shape), output=output)
-    # bare names take networkx's fast path ((name, attrs) pairs go through an exception per node);
-    # the attribute dicts are then filled in place
-    G.add_nodes_from([INPUT, *c.nodes])
-    table = node_table(G)
-    table[INPUT].update(layer=None, inputs=[], training_only=False, index=-1)
-    edges: list[tuple[str, str]] = []
+    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}}
     for name, (layer, ins, training, idx) in c.nodes.items():
         lo, hi = layer.n_inputs
         if len(ins) < lo or (hi is not None and len(ins) > hi):
             want = f"{lo}" if lo == hi else f"at least {lo}"
             raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=name, field="inputs")
-        attrs = table[name]
-        attrs["layer"], attrs["inputs"], attrs["training_only"], attrs["index"] = layer, ins, training, idx
-        edges.extend((src, name) for src in ins)
-    G.add_edges_from(edges)
-    G.graph["order"] = _topological_order(G)
+        nodes[name] = {"layer": layer, "inputs": ins, "training_only": training, "index": idx}
+    G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
+    G.graph["order"] = _topological_order(nodes)
     return G
 
 
-def node_table(G: nx.DiGraph[str]) -> dict[str, dict[str, Any]]:
+def node_table(G: Graph) -> dict[str, dict[str, Any]]:
     """Node name -> attribute dict (the graph's own dicts: writes land on the graph).
 
-    A plain dict lookup is several times cheaper than ``G.nodes[name]`` in the passes' loops.
+    A plain dict lookup is several times cheaper than networkx's ``G.nodes[name]`` in the passes' loops.
     """
-    return dict(G.nodes(data=True))  # type: ignore[arg-type]
+    nodes = G.nodes
+    return nodes if type(nodes) is dict else dict(nodes(data=True))  # type: ignore[operator,arg-type]
 
 
-def _topological_order(G: nx.DiGraph[str]) -> list[str]:
-    index = {n: d["index"] for n, d in G.nodes(data=True)}  # (nx.get_node_attributes adds backend dispatch)
-    if all(index[src] < index[dst] for src, dst in G.edges()):  # the usual case: declaration order
-        return sorted((n for n in G if n != INPUT), key=index.__getitem__)
-    if not nx.is_directed_acyclic_graph(G):
-        cycle = [u for u, _ in nx.find_cycle(G)]
-        raise SpecError(f"the layers form a cycle: {' -> '.join([*cycle, cycle[0]])}", layer=cycle[0], field="inputs")
-    order = list(nx.lexicographical_topological_sort(G, key=index.__getitem__))
+def _topological_order(nodes: dict[str, dict[str, Any]]) -> list[str]:
+    """Layers in declaration order when every input is declared before its reader (the usual case),
+    else the topological order that keeps declaration order where it can; a cycle is an error."""
+    index = {n: d["index"] for n, d in nodes.items()}
+    if all(index[src] < d["index"] for d in nodes.values() for src in d["inputs"]):
+        return sorted((n for n in nodes if n != INPUT), key=index.__getitem__)
+    waiting = {n: len(set(d["inputs"])) for n, d in nodes.items()}
+    readers: dict[str, list[str]] = {n: [] for n in nodes}
+    for n, d in nodes.items():
+        for src in dict.fromkeys(d["inputs"]):
+            readers[src].append(n)
+    ready = [(index[n], n) for n, k in waiting.items() if k == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, n = heapq.heappop(ready)
+        order.append(n)
+        for r in readers[n]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, (index[r], r))
+    if len(order) < len(nodes):
+        raise _cycle_error(nodes, {n for n, k in waiting.items() if k > 0}, index)
     return [n for n in order if n != INPUT]
+
+
+def _cycle_error(nodes: dict[str, dict[str, Any]], stuck: set[str], index: dict[str, int]) -> SpecError:
+    """Every layer left waiting reads another waiting layer: walking back through those reads from
+    any of them must come round to a layer already seen, and that loop is a cycle."""
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    n = min(stuck, key=index.__getitem__)
+    while n not in seen:
+        seen[n] = len(path)
+        path.append(n)
+        n = next(src for src in nodes[n]["inputs"] if src in stuck)
+    loop = path[seen[n] :][::-1]  # walked against the data flow: turn it round
+    first = min(range(len(loop)), key=lambda i: index[loop[i]])
+    cycle = loop[first:] + loop[:first]
+    return SpecError(f"the layers form a cycle: {' -> '.join([*cycle, cycle[0]])}", layer=cycle[0], field="inputs")

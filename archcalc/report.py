@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from .conventions import dtype_bytes, get_convention
 from .dims import Dim, simplify, to_json
-from .graph import compile_spec, node_table
+from .graph import Graph, compile_graph, node_table
 from .passes import compute, memory, params, receptive_field, shapes
 from .spec import Architecture, load_spec
 
@@ -138,7 +136,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def report_from_graph(
-    G: nx.DiGraph[str],
+    G: Graph,
     *,
     convention: str = "lecture",
     dtype: str = "float32",
@@ -210,5 +208,5 @@ def analyze(
     """
     with gc_paused():
         arch = spec if isinstance(spec, Architecture) else load_spec(spec)
-        G = compile_spec(arch, values=values, input_shape=input_shape)
+        G = compile_graph(arch, values=values, input_shape=input_shape)
         return report_from_graph(G, convention=convention, dtype=dtype, batch=batch, include_training_only=include_training_only)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import sympy
 from conftest import SPECS, conv, net
 
-from archcalc import analyze, parse_spec
+from archcalc import SpecError, analyze, parse_spec
 from archcalc.graph import compile_spec
 
 BLOCK = {
@@ -108,6 +109,50 @@ def test_graph_is_a_networkx_digraph_with_one_node_per_layer() -> None:
     G = compile_spec(load_spec(SPECS / "resnet50.json"))
     assert G.number_of_nodes() == len(G.graph["order"]) + 1  # + the input node
     assert set(G.predecessors("layer1.0.add")) == {"layer1.0.bn3", "layer1.0.downsample.1"}
+
+
+def test_layer_graph_is_the_networkx_graph_without_networkx() -> None:
+    from archcalc.graph import LayerGraph, compile_graph
+    from archcalc.spec import load_spec
+
+    arch = load_spec(SPECS / "inception_v3.json")  # branches, concat, a training-only head
+    L, G = compile_graph(arch), compile_spec(arch)
+    assert isinstance(L, LayerGraph)
+    assert L.graph == G.graph
+    assert list(L) == list(G.nodes)
+    assert {n: d for n, d in L.nodes.items()} == dict(G.nodes(data=True))
+    assert sorted(L.edges()) == sorted(G.edges())
+    for n in ("Mixed_5b.0.branch_pool_cat", "AuxLogits.0.fc", "fc"):
+        if n in G:
+            assert list(L.predecessors(n)) == list(G.predecessors(n))
+            assert sorted(L.successors(n)) == sorted(G.successors(n))
+
+
+def test_topological_order_keeps_declaration_order_where_it_can() -> None:
+    from archcalc.graph import compile_graph
+
+    # "late" reads "c", declared after it: c must move before late; the rest keep their places
+    layers = [
+        conv(4, 3, name="a", padding=1),
+        {"name": "late", "type": "relu", "inputs": ["c"]},
+        conv(4, 1, name="b", inputs=["a"]),
+        {"name": "c", "type": "add", "inputs": ["a", "b"]},
+        {"name": "d", "type": "add", "inputs": ["late", "c"]},
+    ]
+    G = compile_graph(parse_spec({"name": "t", "input": [3, 8, 8], "layers": layers}))
+    assert G.graph["order"] == ["a", "b", "c", "late", "d"]
+
+
+def test_a_three_layer_cycle_is_named_from_its_first_declared_layer() -> None:
+    layers = [
+        conv(4, 3, name="stem", padding=1),
+        {"name": "x", "type": "add", "inputs": ["stem", "z"]},
+        {"name": "y", "type": "relu", "inputs": ["x"]},
+        {"name": "z", "type": "relu", "inputs": ["y"]},
+    ]
+    with pytest.raises(SpecError, match=r"cycle: x -> y -> z -> x") as e:
+        compile_spec(parse_spec({"name": "t", "input": [3, 8, 8], "layers": layers}))
+    assert e.value.layer == "x" and e.value.field == "inputs"
 
 
 def test_training_only_head_does_not_take_over_the_chain() -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..conventions import Convention
 from ..dims import Dim
-from ..graph import node_table
+from ..graph import Graph, node_table
 
 
-def compute(G: nx.DiGraph[str], convention: Convention, batch: Dim = 1) -> None:
+def compute(G: Graph, convention: Convention, batch: Dim = 1) -> None:
     """Per-layer operations for ``batch`` samples, weighed into MACs/FLOPs by ``convention``."""
     nodes = node_table(G)
     memo: dict[tuple[object, ...], tuple[dict[str, Dim], Dim, Dim]] = {}

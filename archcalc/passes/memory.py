@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..dims import Dim, prod
-from ..graph import node_table
+from ..graph import Graph, node_table
 
 
-def memory(G: nx.DiGraph[str], dtype_bytes: int, batch: Dim = 1) -> None:
+def memory(G: Graph, dtype_bytes: int, batch: Dim = 1) -> None:
     """Bytes of each layer's output tensor (the lecture's memory column, before dividing by 1024)."""
     nodes = node_table(G)
     for name in G.graph["order"]:

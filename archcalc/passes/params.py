@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..dims import Dim, prod
-from ..graph import node_table
+from ..graph import Graph, node_table
 
 
-def params(G: nx.DiGraph[str]) -> None:
+def params(G: Graph) -> None:
     """Learnable parameters (weights + bias, BN affine) and, apart, buffers (BN running stats)."""
     nodes = node_table(G)
     memo: dict[tuple[object, ...], tuple[dict[str, tuple[Dim, ...]], Dim, Dim]] = {}
@@ -23,5 +21,5 @@ def params(G: nx.DiGraph[str]) -> None:
         node["weights"], node["params"], node["buffers"] = got
 
 
-def total(G: nx.DiGraph[str], attr: str) -> Dim:
+def total(G: Graph, attr: str) -> Dim:
     return sum((G.nodes[n][attr] for n in G.graph["order"]), start=0)

@@ -34,10 +34,8 @@ from fractions import Fraction
 from math import gcd
 from typing import NamedTuple
 
-import networkx as nx
-
 from ..dims import Dim, as_int, ceildiv, dmax, known_sign
-from ..graph import INPUT, node_table
+from ..graph import INPUT, Graph, node_table
 from ..layers.base import Window
 
 Phases = tuple[tuple[int, int], ...]
@@ -163,7 +161,7 @@ def _differ(a: Dim, b: Dim) -> bool:
     return known_sign(a - b) not in (0, None)
 
 
-def receptive_field(G: nx.DiGraph[str]) -> None:
+def receptive_field(G: Graph) -> None:
     """Set ``rf`` (tuple of AxisRF, one per input spatial axis), ``rf_note`` and ``rf_bound`` (the
     first layer upstream whose RF is not exact, or None) on every node."""
     nodes = node_table(G)

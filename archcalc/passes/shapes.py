@@ -4,13 +4,11 @@ equal keys give equal formula results, so repeated blocks are computed once)."""
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..errors import SpecError
-from ..graph import INPUT, node_table
+from ..graph import INPUT, Graph, node_table
 
 
-def shapes(G: nx.DiGraph[str]) -> None:
+def shapes(G: Graph) -> None:
     """Set ``shape`` on every node from its inputs' shapes, in topological order."""
     nodes = node_table(G)
     nodes[INPUT]["shape"] = G.graph["input_shape"]
