@@ -19,10 +19,12 @@ import operator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationError, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from .errors import SpecError
-from .layers import LAYER_TYPES, TYPE_NAMES
+from .layers import TYPE_NAMES
 from .layers.base import Layer, Spec, check_dim_value
 
 MAX_REPEAT = 100_000
@@ -52,10 +54,54 @@ class BlockCall(Spec):
         return check_dim_value(v, 1)  # type: ignore[no-any-return]
 
 
+ENTRY_TYPES: dict[str, type[Layer] | type[BlockCall]] = {**TYPE_NAMES, "block": BlockCall}
+
+
+def _validate_entry(value: Any) -> Layer | BlockCall:
+    """Validate one entry of ``layers`` with the model its ``type`` names.
+
+    This is the discriminated union on ``type``, dispatched by hand so that pydantic builds the
+    validator of a layer type the first time a spec uses it (layer models are ``defer_build``),
+    not all ~60 at import: that halves the start-up time of every command.  Errors keep their
+    locations (``layers.3.kernel_size``).
+    """
+    if isinstance(value, Layer | BlockCall):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("model_type", "Input should be an object with a 'type'")
+    tag = value.get("type")
+    if tag is None:
+        raise PydanticCustomError("union_tag_not_found", "Unable to extract tag using discriminator 'type'")
+    cls = ENTRY_TYPES.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        raise PydanticCustomError("union_tag_invalid", "Input tag {tag} found using 'type' does not match any of the expected tags", {"tag": tag})
+    return cls.model_validate(value)
+
+
+@functools.cache
+def _union_adapter() -> TypeAdapter[Any]:
+    """The union written out, for the JSON Schema only (``archcalc schema``)."""
+    union = functools.reduce(operator.or_, ENTRY_TYPES.values())
+    return TypeAdapter(Annotated[union, Field(discriminator="type")])  # type: ignore[arg-type]
+
+
+class _Entry:
+    """Pydantic hooks of a ``layers`` entry: validated by :func:`_validate_entry`, described in
+    the JSON Schema as the discriminated union of every layer type and the block call."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(_validate_entry)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(_union_adapter().core_schema)
+
+
 if TYPE_CHECKING:
     AnyLayer = Layer | BlockCall
-else:  # the discriminated union of every layer type and the block call, keyed by "type"
-    AnyLayer = Annotated[functools.reduce(operator.or_, [*LAYER_TYPES, BlockCall]), Field(discriminator="type")]
+else:  # one layer type or a block call, chosen by "type"
+    AnyLayer = _Entry
 
 
 class BlockDef(Spec):
@@ -96,6 +142,8 @@ def _loc_to_layer(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str | No
             if isinstance(node, dict):
                 layer_dict, layer = node, str(node.get("name") or f"{prev}[{key}]")
                 skip_tag = True
+            elif prev in ("layers", "input"):
+                layer = layer if prev == "input" else f"{prev}[{key}]"
         elif isinstance(node, dict) and key in node:
             if node is layer_dict or (layer_dict is None and prev != "blocks" and key not in ("layers", "blocks")):
                 return layer, str(key)
@@ -123,10 +171,17 @@ def _pydantic_message(err: dict[str, Any]) -> str:
 
 def _fields_hint(data: Any, loc: tuple[Any, ...]) -> str:
     """For an unknown field: the fields the layer type does have."""
-    tag = next((k for k in loc if isinstance(k, str) and k in TYPE_NAMES), None)
-    if tag is None:
+    node, tag = data, None
+    for key in loc[:-1]:  # walk to the object that holds the unknown field
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return ""
+    if isinstance(node, dict):
+        tag = node.get("type")
+    if not isinstance(tag, str) or tag not in ENTRY_TYPES:
         return ""
-    return f" of {tag}; its fields: {', '.join(TYPE_NAMES[tag].model_fields)}"
+    return f" of {tag}; its fields: {', '.join(ENTRY_TYPES[tag].model_fields)}"
 
 
 def parse_spec(data: Any, file: str | None = None) -> Architecture:

@@ -133,6 +133,9 @@ class Spec(BaseModel):
 class Layer(Spec):
     """Fields common to every layer."""
 
+    # a layer type's validator is built the first time a spec uses it (see spec._validate_entry)
+    model_config = ConfigDict(defer_build=True)
+
     name: str | None = Field(default=None, description="Unique layer name (torch's qualified name reads best).")
     inputs: list[str] | None = Field(
         default=None,
