@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from .dims import Dim, DimError, as_int, parse_dim
 from .errors import SpecError
@@ -118,6 +118,25 @@ def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
     return True
 
 
+class _Template(NamedTuple):
+    """A leaf block's layout in one environment: (local name, bound layer, input refs, training only)
+    per kept layer, refs being None (the layer before) or (local name, True) / (global name, False) /
+    (None, True) for the block's input."""
+
+    layers: list[tuple[str, Layer, list[tuple[str | None, bool]] | None, bool]]
+
+
+def _template(pending: list[tuple[str, Layer, list[str] | None, bool]], local: Mapping[str, str]) -> _Template:
+    names = {full: name for name, full in local.items() if name != INPUT}
+    layers = []
+    for full, bound, refs, training in pending:
+        kinds: list[tuple[str | None, bool]] | None = None
+        if refs is not None:
+            kinds = [(None, True) if r == INPUT else (r, True) if r in local else (r, False) for r in refs]
+        layers.append((names[full], bound, kinds, training))
+    return _Template(layers)
+
+
 class _Compiler:
     def __init__(self, arch: Architecture, env: dict[str, Any]) -> None:
         self.arch = arch
@@ -126,6 +145,8 @@ class _Compiler:
         self.aliases: dict[str, str] = {}  # block-call name -> its output node
         # repeated block copies bind the same entry in the same environment: bind once, share
         self.bound: dict[tuple[int, tuple[tuple[str, Any], ...]], Layer] = {}
+        # ... and a block without nested calls expands the same way each time: keep its layout
+        self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
@@ -157,8 +178,11 @@ class _Compiler:
     # -- expansion ---------------------------------------------------------------------------
     def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str) -> str:
         """Add the nodes of ``entries``; return the name of the scope's last node."""
-        local: dict[str, str] = {INPUT: scope_input}
         env_key = tuple(sorted(env.items()))
+        template = self.templates.get((id(entries), env_key))
+        if template is not None:
+            return self.instantiate(template, prefix, scope_input)
+        local: dict[str, str] = {INPUT: scope_input}
         pending: list[tuple[str, Layer, list[str] | None, bool]] = []
         prev = scope_input
         for i, entry in enumerate(entries):
@@ -199,6 +223,23 @@ class _Compiler:
             if refs is not None:
                 names = [self.resolve_one(r, local, full) for r in refs]
                 self.nodes[full] = (bound, names, training, self.nodes[full][3])
+        if prefix and not any(isinstance(e, BlockCall) for e in entries):
+            self.templates[id(entries), env_key] = _template(pending, local)
+        return prev
+
+    def instantiate(self, template: _Template, prefix: str, scope_input: str) -> str:
+        """Another copy of a block laid out before: the same bound layers under a new prefix."""
+        nodes = self.nodes
+        prev = scope_input
+        for local_name, bound, refs, training in template.layers:
+            full = prefix + local_name
+            if refs is None:
+                ins = [prev]
+            else:
+                ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
+            nodes[full] = (bound, ins, training, len(nodes))
+            if not training:
+                prev = full
         return prev
 
     def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str) -> str:
@@ -278,14 +319,19 @@ def compile_graph(
     output = c.expand(arch.layers, env, "", INPUT)
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}}
+    forward = True  # every input declared before its reader: declaration order is topological
     for name, (layer, ins, training, idx) in c.nodes.items():
         lo, hi = layer.n_inputs
         if len(ins) < lo or (hi is not None and len(ins) > hi):
             want = f"{lo}" if lo == hi else f"at least {lo}"
             raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=name, field="inputs")
+        if forward:
+            for src in ins:
+                if src not in nodes:
+                    forward = False
         nodes[name] = {"layer": layer, "inputs": ins, "training_only": training, "index": idx}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
-    G.graph["order"] = _topological_order(nodes)
+    G.graph["order"] = list(c.nodes) if forward else _topological_order(nodes)
     return G
 
 
@@ -299,11 +345,9 @@ def node_table(G: Graph) -> dict[str, dict[str, Any]]:
 
 
 def _topological_order(nodes: dict[str, dict[str, Any]]) -> list[str]:
-    """Layers in declaration order when every input is declared before its reader (the usual case),
-    else the topological order that keeps declaration order where it can; a cycle is an error."""
+    """For a graph with forward references: the topological order that keeps declaration order
+    where it can (Kahn's algorithm, ready layers taken by declaration index); a cycle is an error."""
     index = {n: d["index"] for n, d in nodes.items()}
-    if all(index[src] < d["index"] for d in nodes.values() for src in d["inputs"]):
-        return sorted((n for n in nodes if n != INPUT), key=index.__getitem__)
     waiting = {n: len(set(d["inputs"])) for n, d in nodes.items()}
     readers: dict[str, list[str]] = {n: [] for n in nodes}
     for n, d in nodes.items():

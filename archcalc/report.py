@@ -156,7 +156,7 @@ def report_from_graph(
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
-        shape, size, jump = n["shape"], tuple(a.size for a in rf), tuple(a.jump for a in rf)
+        shape, size, jump = n["shape"], tuple([a.size for a in rf]), tuple([a.jump for a in rf])
         values: tuple[Any, ...] = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
         # exact and free: if sympy was never imported, no value can be symbolic
         numeric = not sympy_seen or all(type(v) is int for v in (*values, *shape, *size, *jump))
@@ -171,7 +171,7 @@ def report_from_graph(
         rows.append(
             Row(
                 name,
-                layer.kind,
+                layer.__dict__["type"],  # layer.kind, without the property call
                 list(n["inputs"]),
                 shape,
                 n_params,

@@ -26,7 +26,11 @@ CASES = [
     ("unknown-type", spec({"name": "c", "type": "conv2e"}), ["layer 'c'", "unknown layer type 'conv2e'", "conv2d", "maxpool2d"]),
     ("missing-type", spec({"name": "c", "out_channels": 4}), ["layer 'c'", "missing 'type'"]),
     ("entry-not-an-object", spec(conv(), 5), ["layer 'layers[1]'", "object with a 'type'"]),
-    ("unknown-field-in-block", spec({"name": "s", "type": "block", "block": "b", "nope": 1}), ["layer 's'", "field 'nope'", "unknown field of block", "repeat"]),
+    (
+        "unknown-field-in-block",
+        spec({"name": "s", "type": "block", "block": "b", "nope": 1}),
+        ["layer 's'", "field 'nope'", "unknown field of block", "repeat"],
+    ),
     ("missing-field", spec({"name": "c", "type": "conv2d", "kernel_size": 3}), ["layer 'c'", "field 'out_channels'", "missing"]),
     ("wrong-type-float", spec(conv(out_channels=4.5)), ["layer 'c'", "field 'out_channels'", "integer"]),
     ("wrong-type-bool", spec(conv(bias="yes")), ["layer 'c'", "field 'bias'", "boolean"]),

@@ -168,3 +168,68 @@ def test_training_only_head_does_not_take_over_the_chain() -> None:
     assert rep.totals["params"] == (4 * 3 * 9 + 4) + (4 * 4 * 9 + 4)  # the aux head is not in the totals
     with_aux = net(layers, (3, 8, 8), include_training_only=True)
     assert with_aux.totals["params"] == rep.totals["params"] + 8 * 10 + 10  # linear acts on the last axis (8)
+
+
+class _NoTemplates(dict):  # type: ignore[type-arg]
+    def __setitem__(self, key: object, value: object) -> None:
+        pass  # every block copy takes the full expansion path
+
+
+def _compiled(arch: object, monkeypatch: pytest.MonkeyPatch | None = None) -> dict[str, tuple[object, ...]]:
+    from archcalc import graph
+
+    if monkeypatch is not None:
+        init = graph._Compiler.__init__
+
+        def no_templates(self: graph._Compiler, *a: object) -> None:
+            init(self, *a)  # type: ignore[arg-type]
+            self.templates = _NoTemplates()
+
+        monkeypatch.setattr(graph._Compiler, "__init__", no_templates)
+    G = graph.compile_graph(arch)  # type: ignore[arg-type]
+    return {n: (d["layer"], tuple(d["inputs"]), d["training_only"], d["index"]) for n, d in G.nodes.items()} | {"@order": tuple(G.graph["order"])}
+
+
+@pytest.mark.parametrize("name", ["resnet152", "inception_v3", "densenet121", "googlenet", "unet", "mobilenet_v2", "resnet56"])
+def test_repeated_blocks_laid_out_once_give_the_same_graph(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archcalc.spec import load_spec
+
+    arch = load_spec(SPECS / f"{name}.json")
+    fast = _compiled(arch)
+    with monkeypatch.context() as m:
+        slow = _compiled(arch, m)
+    assert fast == slow
+
+
+def test_block_copies_keep_forward_global_and_input_references(monkeypatch: pytest.MonkeyPatch) -> None:
+    block = {
+        "params": {"proj": False},
+        "layers": [
+            {"name": "sum", "type": "add", "inputs": ["a", "b"]},  # forward references, inside the block
+            conv(4, 3, name="a", padding=1, inputs=["input"]),
+            conv(4, 1, name="b", inputs=["stem"], when="proj"),  # a global name
+            conv(4, 1, name="b", inputs=["input"], unless="proj"),
+            {"name": "aux", "type": "relu", "training_only": True},
+            {"name": "out", "type": "relu", "inputs": ["sum"]},
+        ],
+    }
+    spec = {
+        "name": "t",
+        "input": [4, 8, 8],
+        "blocks": {"blk": block},
+        "layers": [
+            conv(4, 3, name="stem", padding=1),
+            {"name": "s", "type": "block", "block": "blk", "repeat": 3, "first": {"proj": True}},
+            {"name": "r", "type": "block", "block": "blk", "repeat": 2},
+        ],
+    }
+    arch = parse_spec(spec)
+    fast = _compiled(arch)
+    with monkeypatch.context() as m:
+        slow = _compiled(arch, m)
+    assert fast == slow
+    G = compile_spec(arch)
+    assert list(G.predecessors("s.0.b")) == ["stem"] and list(G.predecessors("s.2.b")) == ["s.1.out"]
+    assert list(G.predecessors("r.1.sum")) == ["r.1.a", "r.1.b"] and list(G.predecessors("r.1.a")) == ["r.0.out"]
+    assert list(G.predecessors("s.1.aux")) == ["s.1.b"]  # the entry before the side branch
+    assert G.graph["order"].index("s.1.sum") > G.graph["order"].index("s.1.b")

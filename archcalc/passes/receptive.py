@@ -166,45 +166,56 @@ def receptive_field(G: Graph) -> None:
     first layer upstream whose RF is not exact, or None) on every node."""
     nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
-    nodes[INPUT]["rf"] = tuple(AxisRF() for _ in range(n_axes))
-    window_memo: dict[tuple[object, ...], list[Window] | None] = {}
+    nodes[INPUT].update(rf=tuple(AxisRF() for _ in range(n_axes)), rf_bound=None)
+    window_memo: dict[tuple[object, ...], tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     for name in G.graph["order"]:
         node = nodes[name]
-        srcs = [nodes[i]["rf"] for i in node["inputs"]]
-        ins = node["in_shapes"]  # set by the shapes pass
+        inputs = node["inputs"]
         note = None
-        rf = srcs[0]
-        merged_exactly = True
-        if len(srcs) > 1:
-            rf, note, merged_exactly = _merge(srcs, ins, node["shape"], node["inputs"])
-        bound = None
-        for i in node["inputs"]:
-            bound = nodes[i].get("rf_bound")
-            if bound:
-                break
-        bound = bound or (None if merged_exactly else name)
-        key = node["formula_key"]
-        if key not in window_memo:
-            window_memo[key] = node["layer"].windows(ins)
-        windows = window_memo[key]
+        if len(inputs) == 1:  # most layers: the input's field, and its bound
+            src = nodes[inputs[0]]
+            rf, bound = src["rf"], src["rf_bound"]
+        else:
+            rf, note, merged_exactly = _merge([nodes[i]["rf"] for i in inputs], node["in_shapes"], node["shape"], inputs)
+            bound = next((b for b in (nodes[i]["rf_bound"] for i in inputs) if b), None) or (None if merged_exactly else name)
+        key = node["formula_key"]  # set by the shapes pass
+        memo = window_memo.get(key)
+        if memo is None:
+            windows = node["layer"].windows(node["in_shapes"])
+            memo = window_memo[key] = (windows, _regular_steps(windows))
+        windows, steps = memo
         if windows is not None and len(windows) == len(rf):
-            out = []
-            for axis, (r_in, w) in enumerate(zip(rf, windows, strict=True)):
-                r_out, why, exact = r_in.through_noted(w)
-                if why is not None and note is None:
-                    note = f"axis {axis}: {why}"
-                bound = bound or (None if exact else name)
-                out.append(r_out)
-            rf = tuple(out)
-        if note is None and any(r.phases is not None for r in rf):  # on an upsampled grid, the average stride may be fractional
-            odd = [(i, r.shift, len(r.phases)) for i, r in enumerate(rf) if r.phases is not None and r.shift % len(r.phases)]
-            if odd:
-                note = f"axis {odd[0][0]}: outputs sit {odd[0][1]}/{odd[0][2]} input pixels apart on average: the stride shown is rounded up"
+            if steps is not None and all(r.phases is None for r in rf):  # the usual case: a regular grid through a regular window
+                rf = tuple([AxisRF(r.size + e1 * r.jump, r.jump * s, r.centre2 + q * r.jump) for r, (e1, s, q) in zip(rf, steps, strict=True)])
+            else:
+                out = []
+                for axis, (r_in, w) in enumerate(zip(rf, windows, strict=True)):
+                    r_out, why, exact = r_in.through_noted(w)
+                    if why is not None and note is None:
+                        note = f"axis {axis}: {why}"
+                    bound = bound or (None if exact else name)
+                    out.append(r_out)
+                rf = tuple(out)
+        if note is None:
+            for r in rf:
+                if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
+                    odd = [(i, r.shift, len(r.phases)) for i, r in enumerate(rf) if r.phases is not None and r.shift % len(r.phases)]
+                    if odd:
+                        note = f"axis {odd[0][0]}: outputs sit {odd[0][1]}/{odd[0][2]} input pixels apart on average: the stride shown is rounded up"
+                    break
         if note is None and bound is not None:
             note = f"receptive field approximate from {bound} on (see that row)"
         node["rf"] = rf
         node["rf_note"] = note
         node["rf_bound"] = bound
+
+
+def _regular_steps(windows: list[Window] | None) -> list[tuple[Dim, Dim, Dim]] | None:
+    """Per axis (extent - 1, stride, extent - 1 - 2 pad): what a regular window adds to a regular
+    field (see AxisRF.through_noted), or None if some window upsamples."""
+    if windows is None or not all(type(w.upsample) is int and w.upsample == 1 for w in windows):
+        return None
+    return [(w.extent - 1, w.stride, w.extent - 1 - 2 * w.pad_before) for w in windows]
 
 
 def _broadcast(shape: tuple[Dim, ...], out: tuple[Dim, ...], axis: int) -> bool:
@@ -250,6 +261,10 @@ def _merge(
     srcs: list[tuple[AxisRF, ...]], ins: list[tuple[Dim, ...]], out: tuple[Dim, ...], names: list[str]
 ) -> tuple[tuple[AxisRF, ...], str | None, bool]:
     """Where paths meet: the larger RF per axis, a note if the paths' grids differ, and whether it is exact."""
+    if all(s == out for s in ins):
+        fast = _merge_regular_ints(srcs, names)
+        if fast is not None:
+            return fast
     note, exact = None, True
     rf = list(srcs[0])
     bcast = [_broadcast(ins[0], out, axis) for axis in range(len(rf))]
@@ -278,3 +293,25 @@ def _merge(
             merged = _union(a, b) if (a.phases is not None or b.phases is not None) else None
             rf[axis] = merged if merged is not None else a if sign in (0, 1) else b if sign == -1 else AxisRF(size, a.jump, a.centre2)
     return tuple(rf), note, exact
+
+
+def _merge_regular_ints(srcs: list[tuple[AxisRF, ...]], names: list[str]) -> tuple[tuple[AxisRF, ...], str | None, bool] | None:
+    """:func:`_merge` where every input has the output's shape and a regular, numeric field (a
+    residual add): the same result by plain integer comparisons; None when that does not apply."""
+    for src in srcs:
+        for r in src:
+            if r.phases is not None or type(r.size) is not int or type(r.jump) is not int or type(r.centre2) is not int:
+                return None
+    note = None
+    rf = list(srcs[0])
+    for k in range(1, len(srcs)):
+        for axis, b in enumerate(srcs[k]):
+            a = rf[axis]
+            if note is None and (a.jump != b.jump or a.centre2 != b.centre2):
+                note = (
+                    f"misaligned paths on axis {axis}: {names[0]} has stride {a.jump}, centre {a.centre2}/2; "
+                    f"{names[k]} has stride {b.jump}, centre {b.centre2}/2"
+                )
+            if b.size > a.size:
+                rf[axis] = b
+    return tuple(rf), note, True
