@@ -11,7 +11,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +47,18 @@ def write_output(text: str, path: str | None) -> None:
     if path is None or path == "-":
         sys.stdout.write(text)
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".archcalc-", suffix=".tmp")
+    if os.path.isdir(path):
+        raise SpecError(f"{path} is a directory", field="--output")
+    try:
+        if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: write to it, never replace it
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".archcalc-", suffix=".tmp")
+    except OSError as e:
+        raise SpecError(f"cannot write {path}: {e.strerror}", field="--output") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

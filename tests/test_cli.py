@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import threading
+from pathlib import Path
 
 from conftest import SPECS, cli
 
@@ -81,3 +85,26 @@ def test_quick_gap_is_global_average_pooling() -> None:
     data = json.loads(cli("quick", "64x7x7", "gap", "flatten", "fc 10", "--format", "json").out)
     assert data["layers"][0]["output_shape"] == [64, 1, 1]
     assert data["layers"][2]["params"] == 64 * 10 + 10
+
+
+def test_output_to_a_pipe_or_device_writes_into_it_and_never_replaces_it(tmp_path: Path) -> None:
+    # -o /dev/null once renamed a temp file over /dev/null; a FIFO stands in for any non-regular file
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = cli("table", str(SPECS / "lenet5.json"), "--format", "json", "-o", str(fifo))
+    reader.join(timeout=30)
+    assert r.code == 0, r.err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the pipe is still a pipe"
+    assert json.loads(got[0])["totals"]["params"] == 61_706
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"], "no temp file left behind"
+
+
+def test_output_to_a_directory_or_a_missing_one_is_a_clean_error(tmp_path: Path) -> None:
+    r = cli("table", str(SPECS / "lenet5.json"), "-o", str(tmp_path))
+    assert r.code == 2 and "field '--output'" in r.err and "is a directory" in r.err
+    r = cli("table", str(SPECS / "lenet5.json"), "-o", str(tmp_path / "missing" / "t.md"))
+    assert r.code == 2 and "cannot write" in r.err and "No such file or directory" in r.err
+    assert list(tmp_path.iterdir()) == []
