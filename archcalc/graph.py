@@ -19,7 +19,6 @@ once; the passes can rely on it.
 
 from __future__ import annotations
 
-import difflib
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
@@ -276,6 +275,8 @@ class _Compiler:
             return ref
         if ref in self.aliases:
             return self.aliases[ref]
+        import difflib
+
         near = difflib.get_close_matches(ref, list(dict.fromkeys([*local, *self.nodes])), n=3)
         hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
         raise SpecError(f"unknown reference {ref!r} in inputs{hint}", layer=who, field="inputs")

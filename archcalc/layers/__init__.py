@@ -1,6 +1,5 @@
 """All layer types, one class each, gathered into the spec's discriminated union."""
 
-from __future__ import annotations
 
 from . import activation, conv, convtranspose, elementwise, linear, merge, norm, pool, rearrange, shortcut, upsample
 from .base import OP_CATEGORIES, Layer, Shape, Window

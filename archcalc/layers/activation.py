@@ -3,7 +3,6 @@
 Ops (`act`): one function evaluation per element; dropout is the identity at inference (no ops).
 """
 
-from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 

@@ -13,9 +13,12 @@ sympy expressions (see :mod:`archcalc.dims`):
 * ``build_torch(ins)``: the equivalent ``torch.nn.Module`` (torch imported only there).
 
 Passes never branch on the layer type: they call these methods.
+
+The layer modules do not use ``from __future__ import annotations``: pydantic would then evaluate
+every field annotation from its string when the class is created, a seventh of ``archcalc``'s
+start-up time.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -158,7 +161,7 @@ class Layer(Spec):
         return str(self.__dict__["type"])  # every concrete layer type declares its `type` tag
 
     # ----- binding symbolic strings to values -------------------------------------------------
-    def bind(self, env: dict[str, Any]) -> Layer:
+    def bind(self, env: dict[str, Any]) -> "Layer":
         """A copy with every dimension string evaluated in ``env`` and range-checked."""
         updates: dict[str, Any] = {}
         values = self.__dict__

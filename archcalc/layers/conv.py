@@ -5,7 +5,6 @@ Weights:                      weight (C_out, C_in/groups, *k), bias (C_out,)
 MACs:                         output elements x (C_in/groups x prod(k))   (bias adds counted apart)
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 

@@ -15,7 +15,6 @@ Receptive field: a transposed conv of stride s is a stride-1 conv, kernel k, pad
           stride halves (see archcalc.passes.receptive).
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 

@@ -6,7 +6,6 @@ only then) and, axis by axis, be equal or 1 (torch's broadcasting): (C, H, W) x 
 (torch's FlopCounterMode counts nothing for ``aten.mul``).
 """
 
-from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 

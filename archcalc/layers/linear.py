@@ -5,7 +5,6 @@ Weights: weight (out, in), bias (out,).  MACs: output elements x in_features.
 Flatten (torch.nn.Flatten, start_dim/end_dim counted with the batch axis as 0, as in torch).
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 

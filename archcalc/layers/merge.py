@@ -4,7 +4,6 @@ add: all inputs must have the same shape; ops (`add`): elements x (inputs - 1).
 concat (torch.cat): shapes agree except along ``dim`` (batch axis is 0, so channels are 1).
 """
 
-from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 

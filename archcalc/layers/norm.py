@@ -6,7 +6,6 @@ LocalResponseNorm (torch.nn.LocalResponseNorm, AlexNet 2012): no parameters.
 Ops (`norm`): one normalisation per element.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 

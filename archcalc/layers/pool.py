@@ -8,7 +8,6 @@ Adaptive pooling (torch's start = floor(i*in/out), end = ceil((i+1)*in/out)): op
 sum of the window sizes, separable per axis.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 

@@ -16,7 +16,6 @@ None has parameters or ops (every convention counts them as zero; torch's FlopCo
   connection; an odd difference leaves the extra pixel at the end).  A view: no new memory.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 

@@ -6,7 +6,6 @@ after (the common `F.pad(x, (0, 0, 0, 0, planes//4, planes//4))` when channels d
 Neither has parameters or arithmetic; both are counted as zero ops by every convention.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 

@@ -13,7 +13,6 @@ effective stride divides by the scale.  Sample points (torch): nearest reads flo
 linear modes sample at (o + 1/2) * in/out - 1/2, or o * (in-1)/(out-1) with align_corners.
 """
 
-from __future__ import annotations
 
 from math import gcd
 from typing import Annotated, Any, Literal

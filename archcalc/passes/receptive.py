@@ -30,13 +30,15 @@ only an approximation: that row says so, and so does every row after it (``rf_bo
 
 from __future__ import annotations
 
-from fractions import Fraction
 from math import gcd
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..dims import Dim, as_int, ceildiv, dmax, known_sign
 from ..graph import INPUT, Graph, node_table
 from ..layers.base import Window
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 Phases = tuple[tuple[int, int], ...]
 MAX_PERIOD = 100_000  # longest output pattern tracked exactly; beyond it, an approximation with a note
@@ -248,6 +250,8 @@ def _union(a: AxisRF, b: AxisRF) -> AxisRF | None:
 
 def _average_grid(r: AxisRF) -> tuple[Fraction, Fraction] | None:
     """(average stride, twice the centre of output 0 on the straight line through all centres)."""
+    from fractions import Fraction
+
     periodic = r._periodic()
     if periodic is None:
         return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import html
 import io
 import json
 from collections.abc import Callable
@@ -172,6 +170,8 @@ def _latex_value_shape(dims: tuple[Any, ...]) -> str:
 def to_csv(rep: Report) -> str:
     """Exact integers (or sympy strings); one row per layer and a final 'total' row."""
     buf = io.StringIO()
+    import csv
+
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"])
     for r in rep.rows:
@@ -207,6 +207,8 @@ def to_json_text(rep: Report) -> str:
 
 
 def to_html(rep: Report) -> str:
+    import html
+
     head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
     body = []
     for r in rep.rows:
