@@ -123,29 +123,33 @@ class _Template(NamedTuple):
     (None, True) for the block's input."""
 
     layers: list[tuple[str, Layer, list[tuple[str | None, bool]] | None, bool]]
+    forward: bool  # every copy reads only layers declared before the reader (see _Compiler.forward)
 
 
-def _template(pending: list[tuple[str, Layer, list[str] | None, bool]], local: Mapping[str, str]) -> _Template:
+def _template(pending: list[tuple[str, Layer, list[str] | None, bool]], local: Mapping[str, str], forward: bool) -> _Template:
     names = {full: name for name, full in local.items() if name != INPUT}
     layers = []
     for full, bound, refs, training in pending:
         kinds: list[tuple[str | None, bool]] | None = None
         if refs is not None:
             kinds = [(None, True) if r == INPUT else (r, True) if r in local else (r, False) for r in refs]
+            forward = forward and all(local_ref for _, local_ref in kinds)  # a global name: check each copy
         layers.append((names[full], bound, kinds, training))
-    return _Template(layers)
+    return _Template(layers, forward)
 
 
 class _Compiler:
     def __init__(self, arch: Architecture, env: dict[str, Any]) -> None:
         self.arch = arch
         self.env = env
-        self.nodes: dict[str, tuple[Layer, list[str], bool, int]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}  # name -> node attributes (see the module docstring)
         self.aliases: dict[str, str] = {}  # block-call name -> its output node
         # repeated block copies bind the same entry in the same environment: bind once, share
         self.bound: dict[tuple[int, tuple[tuple[str, Any], ...]], Layer] = {}
         # ... and a block without nested calls expands the same way each time: keep its layout
         self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
+        # every layer reads only layers declared before it: declaration order is then topological
+        self.forward = True
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
@@ -215,16 +219,27 @@ class _Compiler:
             local[local_name] = full
             pending.append((full, bound, entry.inputs, entry.training_only))
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            self.nodes[full] = (bound, [prev], entry.training_only, len(self.nodes))
+            self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes)}
             if not entry.training_only:
                 prev = full
-        for full, bound, refs, training in pending:  # forward references resolve after the scope
+        forward = True
+        for full, bound, refs, _ in pending:  # forward references resolve after the scope
+            attrs = self.nodes[full]
             if refs is not None:
-                names = [self.resolve_one(r, local, full) for r in refs]
-                self.nodes[full] = (bound, names, training, self.nodes[full][3])
+                attrs["inputs"] = [self.resolve_one(r, local, full) for r in refs]
+                forward = forward and self._reads_earlier(attrs)
+            ins = attrs["inputs"]
+            lo, hi = bound.n_inputs
+            if len(ins) < lo or (hi is not None and len(ins) > hi):
+                want = f"{lo}" if lo == hi else f"at least {lo}"
+                raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=full, field="inputs")
+        self.forward = self.forward and forward
         if prefix and not any(isinstance(e, BlockCall) for e in entries):
-            self.templates[id(entries), env_key] = _template(pending, local)
+            self.templates[id(entries), env_key] = _template(pending, local, forward)
         return prev
+
+    def _reads_earlier(self, attrs: dict[str, Any]) -> bool:
+        return all(src == INPUT or self.nodes[src]["index"] < attrs["index"] for src in attrs["inputs"])
 
     def instantiate(self, template: _Template, prefix: str, scope_input: str) -> str:
         """Another copy of a block laid out before: the same bound layers under a new prefix."""
@@ -236,7 +251,9 @@ class _Compiler:
                 ins = [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
-            nodes[full] = (bound, ins, training, len(nodes))
+            nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes)}
+            if not template.forward and self.forward:
+                self.forward = self._reads_earlier(attrs)
             if not training:
                 prev = full
         return prev
@@ -263,9 +280,9 @@ class _Compiler:
                     raise SpecError(f"block output {block.output!r} is not a layer of block {call.block!r}", layer=full, field="output")
                 out = self.aliases.get(target, target)
         if call.training_only:
-            for name, (layer, ins, _, idx) in list(self.nodes.items()):
+            for name, attrs in self.nodes.items():
                 if name.startswith(full + "."):
-                    self.nodes[name] = (layer, ins, True, idx)
+                    attrs["training_only"] = True
         return out
 
     def resolve_one(self, ref: str, local: Mapping[str, str], who: str) -> str:
@@ -319,20 +336,9 @@ def compile_graph(
     c.count(arch.layers, env, ())
     output = c.expand(arch.layers, env, "", INPUT)
 
-    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}}
-    forward = True  # every input declared before its reader: declaration order is topological
-    for name, (layer, ins, training, idx) in c.nodes.items():
-        lo, hi = layer.n_inputs
-        if len(ins) < lo or (hi is not None and len(ins) > hi):
-            want = f"{lo}" if lo == hi else f"at least {lo}"
-            raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=name, field="inputs")
-        if forward:
-            for src in ins:
-                if src not in nodes:
-                    forward = False
-        nodes[name] = {"layer": layer, "inputs": ins, "training_only": training, "index": idx}
+    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
-    G.graph["order"] = list(c.nodes) if forward else _topological_order(nodes)
+    G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
 
 

@@ -6,6 +6,7 @@ Renderers (``archcalc.render``) only format a Report; they never compute.
 from __future__ import annotations
 
 import gc
+import operator
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from .passes import compute, memory, params, receptive_field, shapes
 from .spec import Architecture, load_spec
 
 QUANTITIES = ("params", "macs", "flops", "activation_bytes")
+_SIZE, _JUMP = operator.itemgetter(0), operator.itemgetter(1)  # AxisRF.size, AxisRF.jump
 
 
 @dataclass(slots=True)
@@ -153,10 +155,14 @@ def report_from_graph(
     rows = []
     nodes = node_table(G)
     sympy_seen = "sympy" in sys.modules
+    per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
-        shape, size, jump = n["shape"], tuple([a.size for a in rf]), tuple([a.jump for a in rf])
+        sizes_jumps = per_rf.get(id(rf))
+        if sizes_jumps is None:
+            sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
+        shape, (size, jump) = n["shape"], sizes_jumps
         values: tuple[Any, ...] = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
         # exact and free: if sympy was never imported, no value can be symbolic
         numeric = not sympy_seen or all(type(v) is int for v in (*values, *shape, *size, *jump))

@@ -170,6 +170,7 @@ def receptive_field(G: Graph) -> None:
     n_axes = len(G.graph["input_shape"]) - 1
     nodes[INPUT].update(rf=tuple(AxisRF() for _ in range(n_axes)), rf_bound=None)
     window_memo: dict[tuple[object, ...], tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
+    regular: set[int] = set()  # ids of fields known to lie on a regular grid
     for name in G.graph["order"]:
         node = nodes[name]
         inputs = node["inputs"]
@@ -198,13 +199,15 @@ def receptive_field(G: Graph) -> None:
                     bound = bound or (None if exact else name)
                     out.append(r_out)
                 rf = tuple(out)
-        if note is None:
+        if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
                     odd = [(i, r.shift, len(r.phases)) for i, r in enumerate(rf) if r.phases is not None and r.shift % len(r.phases)]
                     if odd:
                         note = f"axis {odd[0][0]}: outputs sit {odd[0][1]}/{odd[0][2]} input pixels apart on average: the stride shown is rounded up"
                     break
+            else:
+                regular.add(id(rf))  # (every rf stays alive on its node: ids are not reused during the pass)
         if note is None and bound is not None:
             note = f"receptive field approximate from {bound} on (see that row)"
         node["rf"] = rf

@@ -16,7 +16,8 @@ def shapes(G: Graph) -> None:
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]
-        ins = [nodes[i]["shape"] for i in node["inputs"]]
+        inputs = node["inputs"]
+        ins = [nodes[inputs[0]]["shape"]] if len(inputs) == 1 else [nodes[i]["shape"] for i in inputs]
         key = (id(layer), *ins)
         node["in_shapes"], node["formula_key"] = ins, key
         out = memo.get(key)
