@@ -215,4 +215,6 @@ def analyze(
     with gc_paused():
         arch = spec if isinstance(spec, Architecture) else load_spec(spec)
         G = compile_graph(arch, values=values, input_shape=input_shape)
-        return report_from_graph(G, convention=convention, dtype=dtype, batch=batch, include_training_only=include_training_only)
+        rep = report_from_graph(G, convention=convention, dtype=dtype, batch=batch, include_training_only=include_training_only)
+        del G  # freed before the collector resumes, so that its first pass has only the report to scan
+    return rep
