@@ -7,6 +7,7 @@ $(BIN)/archcalc: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,torch,plot,peers]'
+	$(BIN)/python -m compileall -q archcalc  # bytecode now, as a wheel install has (PYTHONDONTWRITEBYTECODE may be set)
 	touch $@
 
 .PHONY: setup demo test lint acceptance bench clean

@@ -72,10 +72,18 @@ def _validate_entry(value: Any) -> Layer | BlockCall:
     tag = value.get("type")
     if tag is None:
         raise PydanticCustomError("union_tag_not_found", "Unable to extract tag using discriminator 'type'")
-    cls = ENTRY_TYPES.get(tag) if isinstance(tag, str) else None
-    if cls is None:
-        raise PydanticCustomError("union_tag_invalid", "Input tag {tag} found using 'type' does not match any of the expected tags", {"tag": tag})
-    return cls.model_validate(value)
+    validate = _VALIDATORS.get(tag) if isinstance(tag, str) else None
+    if validate is None:
+        cls = ENTRY_TYPES.get(tag) if isinstance(tag, str) else None
+        if cls is None:
+            raise PydanticCustomError("union_tag_invalid", "Input tag {tag} found using 'type' does not match any of the expected tags", {"tag": tag})
+        if not cls.__pydantic_complete__:
+            cls.model_rebuild()
+        validate = _VALIDATORS[tag] = cls.__pydantic_validator__.validate_python  # (model_validate, without its wrapper)
+    return validate(value)  # type: ignore[no-any-return]
+
+
+_VALIDATORS: dict[str, Any] = {}  # type tag -> the built validator of its model
 
 
 @functools.cache
