@@ -22,6 +22,7 @@ from .spec import Architecture, load_spec
 
 QUANTITIES = ("params", "macs", "flops", "activation_bytes")
 _SIZE, _JUMP = operator.itemgetter(0), operator.itemgetter(1)  # AxisRF.size, AxisRF.jump
+_IN_PLACE = "returns its input tensor (in place): no new activation memory"
 
 
 @dataclass(slots=True)
@@ -154,7 +155,6 @@ def report_from_graph(
     receptive_field(G)
     rows = []
     nodes = node_table(G)
-    sympy_seen = "sympy" in sys.modules
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
     for name in G.graph["order"]:
         n = nodes[name]
@@ -162,38 +162,41 @@ def report_from_graph(
         sizes_jumps = per_rf.get(id(rf))
         if sizes_jumps is None:
             sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
-        shape, (size, jump) = n["shape"], sizes_jumps
-        values: tuple[Any, ...] = (n["params"], n["macs"], n["flops"], n["activation_bytes"], n["buffers"])
-        # exact and free: if sympy was never imported, no value can be symbolic
-        numeric = not sympy_seen or all(type(v) is int for v in (*values, *shape, *size, *jump))
-        ops = n["ops"]
-        if not numeric:  # symbolic rows: fold sympy Integers back to ints
-            shape, size, jump = (tuple(simplify(d) for d in t) for t in (shape, size, jump))
-            values = tuple(simplify(v) for v in values)
-            ops = {k: simplify(v) for k, v in ops.items()}
         layer = n["layer"]
-        note = n["rf_note"] or ("returns its input tensor (in place): no new activation memory" if layer.in_place() else None)
-        n_params, n_macs, n_flops, n_bytes, n_buffers = values
         rows.append(
             Row(
                 name,
                 layer.__dict__["type"],  # layer.kind, without the property call
                 list(n["inputs"]),
-                shape,
-                n_params,
-                n_macs,
-                n_flops,
-                n_bytes,
-                size,
-                jump,
-                ops,
-                n_buffers,
+                n["shape"],
+                n["params"],
+                n["macs"],
+                n["flops"],
+                n["activation_bytes"],
+                *sizes_jumps,
+                n["ops"],
+                n["buffers"],
                 n["weights"],
                 n["training_only"],
-                note,
+                n["rf_note"] or (_IN_PLACE if layer.in_place() else None),
             )
         )
+    if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
+        for row in rows:
+            _fold_integers(row)
     return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
+
+
+def _fold_integers(row: Row) -> None:
+    """A symbolic row's values that came out as sympy Integers become ints (exact either way)."""
+    values = (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
+    if all(type(v) is int for v in (*values, *row.output_shape, *row.receptive_field, *row.effective_stride)):
+        return
+    row.output_shape, row.receptive_field, row.effective_stride = (
+        tuple(simplify(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)
+    )
+    row.params, row.macs, row.flops, row.activation_bytes, row.buffers = (simplify(v) for v in values)
+    row.ops = {k: simplify(v) for k, v in row.ops.items()}  # a new dict: ops dicts are shared between rows
 
 
 def analyze(
