@@ -245,7 +245,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             except ImportError:
                 raise SpecError("plots need matplotlib: pip install 'archcalc[plot]', or pass --no-plots", field="--no-plots") from None
         files = generate(args.specs, args.output, plots=not args.no_plots, convention=args.convention)
-        print(f"wrote {len(files)} files to {args.output}/")
+        print(f"wrote {len(files)} files to {str(args.output).rstrip('/')}/")
         return 0
     if args.command == "explain":
         return _explain(args)

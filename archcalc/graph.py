@@ -266,6 +266,9 @@ class _Compiler:
                 f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args"
             )
         out = start
+        # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
+        # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
+        indexed = "repeat" in call.model_fields_set
         for r in range(_repeat_count(call, env)):
             raw = {**block.params, **call.args, **(call.first if r == 0 else {})}
             missing = [k for k, v in raw.items() if v is None]
@@ -273,9 +276,10 @@ class _Compiler:
                 raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
             inner = dict(self.env)  # global --set values, then this block's parameters
             inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in raw.items()})
-            out = self.expand(block.layers, inner, f"{full}.{r}.", out)
+            prefix = f"{full}.{r}." if indexed else f"{full}."
+            out = self.expand(block.layers, inner, prefix, out)
             if block.output is not None:
-                target = f"{full}.{r}.{block.output}"
+                target = prefix + block.output
                 if target not in self.nodes and target not in self.aliases:
                     raise SpecError(f"block output {block.output!r} is not a layer of block {call.block!r}", layer=full, field="output")
                 out = self.aliases.get(target, target)

@@ -7,7 +7,8 @@ A spec is JSON::
 * ``layers`` run in order; a layer's input is the one before it unless it names ``inputs``.
 * ``blocks`` defines reusable parameterised blocks; a ``{"type": "block"}`` entry in ``layers``
   calls one, ``repeat`` times, with ``args`` (and ``first`` overriding args on the first copy).
-  Expanded layers are named ``<call>.<i>.<layer>`` (torchvision's ``layer1.0.conv1``).
+  Expanded layers are named ``<call>.<i>.<layer>`` when the call gives ``repeat`` (torchvision's
+  ``layer1.0.conv1``), ``<call>.<layer>`` when it doesn't (torchvision's ``Mixed_5b.branch1x1``).
 * Any integer field may be a symbolic string (``"C"``, ``"2*planes"``); see :mod:`archcalc.dims`.
 """
 
@@ -36,7 +37,9 @@ class BlockCall(Spec):
     """Use of a block defined under ``blocks``: its layers, ``repeat`` times in sequence."""
 
     type: Literal["block"]
-    name: str = Field(description="Name of this use; expanded layers are named '<name>.<i>.<layer>'.")
+    name: str = Field(
+        description="Name of this use; expanded layers are named '<name>.<i>.<layer>' when repeat is given, '<name>.<layer>' when not."
+    )
     block: str = Field(description="Which block definition to expand.")
     repeat: Annotated[int | str, Field(description="How many copies, chained one after another.")] = 1
     args: dict[str, ParamValue] = Field(default_factory=dict, description="Values for the block's parameters.")

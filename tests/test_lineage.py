@@ -899,7 +899,7 @@ def test_densenet121_channels() -> None:
     rep = report("densenet121")
     # 64 + 6*32 = 256 -> 128; 128 + 12*32 = 512 -> 256; 256 + 24*32 = 1024 -> 512; 512 + 16*32 = 1024
     assert rep.row("features.denseblock1.5.concat").output_shape == (256, 56, 56)
-    assert rep.row("features.transition1.0.pool").output_shape == (128, 28, 28)
+    assert rep.row("features.transition1.pool").output_shape == (128, 28, 28)
     assert rep.row("features.denseblock3.23.concat").output_shape == (1024, 14, 14)
     assert rep.row("features.denseblock4.15.concat").output_shape == (1024, 7, 7)
     # a dense layer's params: BN of its input (2*c_in) + c_in*128 + BN 2*128 + 128*32*9
@@ -947,15 +947,15 @@ def test_inception_v3_aux_head() -> None:
     assert macs_aux - macs == 768 * 128 * 25 + 128 * 768 * 25 + 768 * 1000  # 5x5 map after the 5x5/3 pool; 1x1 after conv1
     rep = report("inception_v3")
     assert rep.row("maxpool2").output_shape == (192, 35, 35)
-    assert rep.row("Mixed_6a.0.cat").output_shape == (768, 17, 17)
-    assert rep.row("Mixed_7c.0.cat").output_shape == (2048, 8, 8)
+    assert rep.row("Mixed_6a.cat").output_shape == (768, 17, 17)
+    assert rep.row("Mixed_7c.cat").output_shape == (2048, 8, 8)
 
 
 def test_unet_arithmetic() -> None:
     """Ronneberger et al. 2015, Fig. 1: 572 -> 388; each valid 3x3 conv takes 2 pixels off."""
     rep = report("unet")
-    assert [rep.row(f"down{i}.0.relu2").output_shape[1] for i in (1, 2, 3, 4)] == [568, 280, 136, 64]
-    assert rep.row("bottom.0.relu2").output_shape == (1024, 28, 28)
+    assert [rep.row(f"down{i}.relu2").output_shape[1] for i in (1, 2, 3, 4)] == [568, 280, 136, 64]
+    assert rep.row("bottom.relu2").output_shape == (1024, 28, 28)
     assert [rep.row(f"crop{i}").output_shape[1] for i in (4, 3, 2, 1)] == [56, 104, 200, 392]
     assert rep.row("outc").output_shape == (2, 388, 388)
     chans = [64, 128, 256, 512, 1024]

@@ -434,7 +434,7 @@ def test_googlenet_shapes_match_table1() -> None:
     outputs = {name: (m.n1 + m.n3 + m.n5 + m.pp, m.hw, m.hw) for name, m in INCEPTION.items()}
     assert [c for c, _, _ in outputs.values()] == [256, 480, 512, 512, 512, 528, 832, 832, 1024]  # Table 1 "output size"
     for name, out in outputs.items():
-        assert shape("googlenet", f"{name}.0.output") == out
+        assert shape("googlenet", f"{name}.output") == out
     assert shape("googlenet", "pool3") == (480, 14, 14)
     assert shape("googlenet", "pool4") == (832, 7, 7)
     assert shape("googlenet", "avgpool") == (1024, 1, 1)
@@ -509,13 +509,13 @@ def test_googlenet_aux_heads_are_training_only() -> None:
     aux = [row for row in r.rows if row.name.startswith(("aux1.", "aux2."))]
     assert aux and all(row.training_only for row in aux)
     assert not any(row.training_only for row in r.rows if row not in aux)
-    assert r.row("aux1.0.avgpool").output_shape == (512, 4, 4)  # (14 - 5) // 3 + 1
-    assert r.row("aux2.0.avgpool").output_shape == (528, 4, 4)
-    assert r.row("aux1.0.flatten").output_shape == (128 * 4 * 4,)
-    assert r.row("aux2.0.fc2").output_shape == (1000,)
+    assert r.row("aux1.avgpool").output_shape == (512, 4, 4)  # (14 - 5) // 3 + 1
+    assert r.row("aux2.avgpool").output_shape == (528, 4, 4)
+    assert r.row("aux1.flatten").output_shape == (128 * 4 * 4,)
+    assert r.row("aux2.fc2").output_shape == (1000,)
     # the main path goes on from 4a and 4d, not from the aux heads
-    assert r.row("inception_4b.0.1x1").inputs == ["inception_4a.0.output"]
-    assert r.row("inception_4e.0.pool").inputs == ["inception_4d.0.output"]
+    assert r.row("inception_4b.1x1").inputs == ["inception_4a.output"]
+    assert r.row("inception_4e.pool").inputs == ["inception_4d.output"]
     # excluded by default ...
     assert totals("googlenet")["params"] == GOOG_PARAMS
     # ... included on request
