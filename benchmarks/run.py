@@ -38,11 +38,20 @@ from archcalc import analyze  # noqa: E402
 from archcalc.spec import load_spec, parse_spec  # noqa: E402
 
 # a child process that runs CODE, then reports its own wall time and peak RSS (KiB) on stderr
+# Peak RSS is the kernel's high-water mark of this process's own memory (VmHWM).  Not ru_maxrss: Linux
+# carries that across exec from the forking process (subprocess forks with vfork, so every child would
+# report at least this script's own RSS).
 CHILD = """
 import resource, sys, time
 t0 = time.perf_counter()
 {code}
-sys.stderr.write("BENCH %f %d\\n" % (time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+wall = time.perf_counter() - t0
+try:
+    with open("/proc/self/status") as f:
+        kib = int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
+except OSError:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sys.stderr.write("BENCH %f %d\\n" % (wall, kib))
 """
 
 ARCHCALC = "from archcalc.cli import main\nmain(['table', 'specs/resnet50.json', '--format', 'json', '-o', '/dev/null'])"
@@ -57,6 +66,22 @@ assert sum(p.numel() for p in model.parameters()) == 25_557_032  # the same netw
 TORCHINFO = PEER_MODEL + """
 import torchinfo
 torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
+"""
+# floors under archcalc's process: the interpreter alone, and the interpreter with pydantic building
+# validators for as many models as the ResNet-50 spec touches (9 layer types + Architecture, BlockDef,
+# BlockCall and the shared base): what any tool whose spec is pydantic models pays before its own work
+BARE_PYTHON = "pass"
+PYDANTIC_FLOOR = """
+from pydantic import BaseModel, ConfigDict, Field
+models = [
+    type(f"M{i}", (BaseModel,), {
+        "__annotations__": {"type": str, "name": str | None, "a": int | str, "b": int | str | tuple[int | str, int | str], "c": bool},
+        "model_config": ConfigDict(extra="forbid"), "name": None, "b": 1, "c": Field(True),
+    })
+    for i in range(13)
+]
+for m in models:
+    m.model_validate({"type": "x", "name": "n", "a": 3, "b": [1, 2]})
 """
 FLOPCOUNTER = PEER_MODEL + """
 from torch.utils.flop_counter import FlopCounterMode
@@ -142,15 +167,20 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "archcalc")], check=True)
     speed = host_speed()
     figures["host_speed_ms"] = speed
-    print(f"host speed: {speed:.1f} ms for the calibration loop (lower is faster; this host has read 25-50)")
+    print(f"host speed: {speed:.1f} ms for the calibration loop (lower is faster; this host has read 12-51)")
     print(f"1. whole process, ResNet-50 at 224x224 (median of {reps} runs each, taking turns)")
     have_peers = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchinfo") is not None
-    codes = {"archcalc": ARCHCALC, **({"torchinfo": TORCHINFO, "flopcounter": FLOPCOUNTER} if have_peers else {})}
+    codes = {"archcalc": ARCHCALC, "python": BARE_PYTHON, "pydantic": PYDANTIC_FLOOR, **({"torchinfo": TORCHINFO, "flopcounter": FLOPCOUNTER} if have_peers else {})}
     got = processes(codes, reps)
     ours = got["archcalc"]
     assert ours is not None
     figures["archcalc_process_s"], figures["archcalc_peak_rss_mib"] = ours
-    print(f"   archcalc table --format json : {ours[0] * 1000:7.0f} ms, peak RSS {ours[1]:5.1f} MiB  ({verdict(ours[1] <= 100)}: <= 100 MiB)")
+    print(f"   {'archcalc table --format json':36s}: {ours[0] * 1000:7.0f} ms, peak RSS {ours[1]:5.1f} MiB  ({verdict(ours[1] <= 100)}: <= 100 MiB)")
+    for label, key in (("floor: python, nothing imported", "python"), ("floor: python + pydantic, 13 models", "pydantic")):
+        floor = got[key]
+        assert floor is not None
+        figures[f"{key}_floor_process_s"] = floor[0]
+        print(f"   {label:36s}: {floor[0] * 1000:7.0f} ms, peak RSS {floor[1]:5.1f} MiB")
     if not have_peers:
         print("   torchinfo, FlopCounterMode: not installed (pip install '.[torch,peers]')")
     for label, key in (("torchinfo.summary", "torchinfo"), ("torch FlopCounterMode", "flopcounter")):
@@ -161,7 +191,11 @@ def main() -> int:
         ratio = peer[0] / ours[0]
         figures[f"{key}_over_archcalc"] = ratio
         target = f"  ({verdict(ratio >= 10)}: >= 10x)" if key == "torchinfo" else ""
-        print(f"   {label:29s}: {peer[0] * 1000:7.0f} ms, peak RSS {peer[1]:5.1f} MiB, {ratio:5.1f}x archcalc's time{target}")
+        print(f"   {label:36s}: {peer[0] * 1000:7.0f} ms, peak RSS {peer[1]:5.1f} MiB, {ratio:5.1f}x archcalc's time{target}")
+        if key == "torchinfo" and got["pydantic"] is not None:
+            ceiling = peer[0] / got["pydantic"][0]
+            figures["torchinfo_over_pydantic_floor"] = ceiling
+            print(f"   {'':36s}  ({ceiling:.1f}x the pydantic floor: the most any pydantic-spec tool could show here)")
 
     print("2. in-process numeric ResNet-152 (compile + shapes, params, MACs, memory, RF)")
     arch152 = load_spec(ROOT / "specs" / "resnet152.json")
