@@ -8,14 +8,15 @@ for the general formula (``floor((H_in + 2*P - K)/S) + 1``), and once on traced 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .conventions import Convention, dtype_bytes, get_convention
-from .dims import Dim, is_symbolic, simplify
+from .dims import Dim, as_int, is_symbolic, simplify
 from .graph import Graph, node_table
-from .layers.base import Layer, Shape
-from .passes.receptive import AxisRF
+from .layers.base import Layer, Shape, Window
+from .passes.receptive import AxisRF, widest_output
 from .render import _shape, units
 from .trace import leaf, text, untrace
 
@@ -42,7 +43,6 @@ class Step:
     general: str | None  # the formula in symbols (sympy syntax), when it is worth showing
     worked: str  # the arithmetic with the numbers substituted
     result: str  # the value with its unit
-    general_latex: str | None = None
 
 
 @dataclass
@@ -265,13 +265,58 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         ex.steps.append(Step("receptive field", None, "pointwise: unchanged", "\u00d7".join(str(r.size) for r in node["rf"])))
         return
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
+        r_out: AxisRF = node["rf"][a]
+        ex.steps.extend(_rf_steps(axis, r_in, w, r_out))
+
+
+def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF) -> list[Step]:
+    """The receptive-field lines of one axis: the three rules on a regular grid; at an upsampling
+    layer (transposed convolution, upsample) and downstream of one, the exact interval rule the
+    receptive-field pass applies (see passes/receptive.py), worked on the widest output."""
+    up = as_int(w.upsample)
+    if r_in.phases is None and up == 1:  # the three rules, worked with the numbers substituted
         r_t = AxisRF(
             leaf(r_in.size) if isinstance(r_in.size, int) else r_in.size, leaf(r_in.jump) if isinstance(r_in.jump, int) else r_in.jump, r_in.centre2
         ).through(w)
-        ex.steps.append(
-            Step(f"receptive field {axis}", "r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1", _worked(r_t.size), str(node["rf"][a].size))
-        )
-        ex.steps.append(Step(f"effective stride {axis}", "j_in*S", _worked(r_t.jump), str(node["rf"][a].jump)))
+        return [
+            Step(f"receptive field {axis}", "r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1", _worked(r_t.size), str(r_out.size)),
+            Step(f"effective stride {axis}", "j_in*S", _worked(r_t.jump), str(r_out.jump)),
+        ]
+    widest = widest_output(r_in, w)
+    if widest is None:  # symbols with upsampling: the pass's approximation on the average grid (its row says so)
+        r_t = r_in.through(w)
+        return [
+            Step(f"receptive field {axis}", "approximate, on the average grid: r_in + (ceil(extent/U) - 1)*j_in", "", str(r_t.size)),
+            Step(f"effective stride {axis}", "approximate, on the average grid: ceil(j_in*S/U)", "", str(r_t.jump)),
+        ]
+    o, units, lo, hi = widest
+    reads = f"position {_neg(units[0])}" if len(units) == 1 else f"positions {_neg(units[0])}..{_neg(units[-1])}"
+    if up != 1:
+        why = "upsampling by U: the window slides on a grid U times finer, input position i at i*U"
+    else:
+        why = "the input grid is uneven after upsampling"
+    rf = Step(
+        f"receptive field {axis}",
+        f"exact: hi - lo + 1, [lo, hi] = the input pixels seen by the positions the widest output reads ({why})",
+        f"output {o} reads input {reads}, which {'sees' if len(units) == 1 else 'see'} pixels {_neg(lo)}..{_neg(hi)}: "
+        f"{_neg(hi)} \u2212 {_neg(lo, wrap=True)} + 1",
+        str(r_out.size),
+    )
+    rounded = " (rounded up: outputs sit unevenly)" if r_out.phases is not None and r_out.shift % len(r_out.phases) else ""
+    if r_in.phases is None:
+        stride, jump_in = as_int(w.stride), as_int(r_in.jump)
+        worked = f"{jump_in}/{up}" if stride == 1 else f"{jump_in}\u00b7{stride}/{up}"
+        return [rf, Step(f"effective stride {axis}", "j_in*S/U", worked + rounded, str(r_out.jump))]
+    period, shift = (len(r_out.phases), r_out.shift) if r_out.phases is not None else (1, r_out.jump)
+    general = "J/P: input pixels per period of P outputs (the average stride)"
+    return [rf, Step(f"effective stride {axis}", general, f"{shift}/{period}{rounded}", str(r_out.jump))]
+
+
+def _neg(v: int, wrap: bool = False) -> str:
+    """An integer with a typographic minus, in parentheses after an operator if negative."""
+    if v >= 0:
+        return str(v)
+    return f"(\u2212{-v})" if wrap else f"\u2212{-v}"
 
 
 # ----- rendering -----------------------------------------------------------------------------------
@@ -311,8 +356,13 @@ def _latex(ex: Explanation, head: str) -> str:
             .replace("\u2212", "-")
             .replace("//", r" \mathbin{//} ")
             .replace("\u00d7", r" \times ")
+            .replace("\u2308", r"\lceil ")
+            .replace("\u2309", r"\rceil ")
             .replace("_", r"\_")
         )
+
+    def prose(txt: str) -> bool:  # words, not a formula: set upright as text
+        return re.search(r"[A-Za-z]{4,}", txt.replace("_in", "")) is not None
 
     def gen(g: str) -> str:
         try:
@@ -320,7 +370,7 @@ def _latex(ex: Explanation, head: str) -> str:
 
             return str(sympy.latex(sympy.sympify(g, locals={n: sympy.Symbol(n) for n in _names(g)})))
         except Exception:
-            return math(g)
+            return r"\text{" + _latex_escape(g) + "}" if prose(g) else math(g)
 
     lines = [r"\begin{align*}", rf"&\text{{{_latex_escape(head)}}} \\"]
     for s in ex.steps:
@@ -329,7 +379,7 @@ def _latex(ex: Explanation, head: str) -> str:
         if s.general:
             rhs.append(gen(s.general))
         if s.worked:
-            rhs.append(math(s.worked))
+            rhs.append(r"\text{" + _latex_escape(s.worked) + "}" if prose(s.worked) else math(s.worked))
         rhs.append(r"\text{" + _latex_escape(s.result) + "}")
         lines.append(rf"\text{{{q}}} &= " + " = ".join(rhs) + r" \\")
     lines.append(r"\end{align*}")

@@ -57,10 +57,37 @@ def test_latex_compiles(tmp_path: Path, source: str) -> None:
     if source == "table":
         body = (REPORTS / "alexnet.tex").read_text() + cli("quick", "CxHxW", "conv C 3 p1", "conv C 3 p1", "--format", "latex").out
     else:
-        body = cli("explain", str(ROOT / "specs" / "alexnet.json"), "conv1", "--format", "latex").out
+        body = "".join(  # the lecture's conv1, an up-convolution's exact RF lines, paths meeting, a ceil-mode pool
+            cli("explain", *args, "--format", "latex").out
+            for args in (
+                (str(ROOT / "specs" / "alexnet.json"), "conv1"),
+                (str(ROOT / "specs" / "unet.json"), "up4"),
+                (str(ROOT / "specs" / "unet.json"), "updouble4.conv1"),
+                (str(ROOT / "specs" / "resnet50.json"), "layer1.0.add"),
+                ("--stack", "3x9x9", "maxpool 2 s2 ceil_mode=true"),
+            )
+        )
     (tmp_path / "doc.tex").write_text(LATEX_DOC % body)
     p = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert p.returncode == 0, p.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_latex_explanations_are_plain_ascii() -> None:
+    # pdflatex stops at a raw Unicode sign (the ceil-mode line's U+2308 once did): every explained
+    # layer of these specs, which between them use all 27 layer types of the zoo, is ASCII in LaTeX
+    from archcalc.explain import explain_layer, render_explanation
+    from archcalc.graph import compile_graph
+    from archcalc.report import report_from_graph
+    from archcalc.spec import load_spec
+
+    seen = set()
+    for name in ("se_resnet50", "conv1d_text", "c3d", "resnet20", "shufflenet_v2_x1_0", "unet", "alexnet_2012", "lenet5", "mobilenet_v2"):
+        G = compile_graph(load_spec(ROOT / "specs" / f"{name}.json"))
+        for row in report_from_graph(G).rows:
+            text = render_explanation(explain_layer(G, row.name), "latex")
+            assert text.isascii(), (name, row.name, sorted({c for c in text if not c.isascii()}))
+            seen.add(row.type)
+    assert len(seen) == 27, sorted(seen)

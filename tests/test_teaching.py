@@ -49,6 +49,56 @@ def test_explain_quick_stack_and_symbols() -> None:
     assert "49*C**2" in sym
 
 
+def test_explain_rf_at_and_after_upsampling() -> None:
+    # x3 nearest upsampling, then a 3x3 pad-1 conv: output 0 reads upsampled positions -1..1, which
+    # are copies of pixels -1 (padding, counted as the three rules count it) and 0: 0 - (-1) + 1 = 2
+    # input pixels, not the regular-grid rule's 1 + (3 - 1)*(1/3); stride 1/3, shown rounded up to 1
+    out = cli("explain", "--stack", "1x8x8", "upsample scale_factor=3", "conv 1 3 p1").out
+    conv = out[out.index("conv1 (conv2d)") :]
+    assert "output 0 reads input positions \u22121..1, which see pixels \u22121..0: 0 \u2212 (\u22121) + 1 = 2" in conv
+    assert "1/3 (rounded up: outputs sit unevenly) = 1" in conv
+    assert "r_in + (extent - 1)*j_in" not in conv  # the regular-grid rule is not claimed where it does not hold
+    # U-Net: the bottleneck's field is 140 pixels at stride 16 (3 + 2 + (2+2)*2 + (2+2)*4 + (2+2)*8 + (2+2)*16 - ... see
+    # test_lineage); up4 (2x2, stride 2) gives each output exactly one bottleneck position: RF 140, stride 16/2 = 8
+    up4 = cli("explain", str(SPECS / "unet.json"), "up4").out
+    assert "output 0 reads input position 0, which sees pixels 0..139: 139 \u2212 0 + 1 = 140" in up4
+    assert "j_in*S/U" in up4 and "= 16/2 = 8" in up4
+    # its first 3x3 conv reads 3 neighbouring up4 outputs = 2 bottleneck positions: 140 + 16 = 156
+    dbl = cli("explain", str(SPECS / "unet.json"), "updouble4.conv1").out
+    assert "which see pixels 0..155: 155 \u2212 0 + 1 = 156" in dbl
+
+
+def test_explain_rf_lines_agree_with_the_table_everywhere() -> None:
+    # every worked receptive-field line of every U-Net and C3D layer evaluates to the value in the row
+    import re
+
+    from archcalc.dims import parse_dim
+    from archcalc.explain import explain_layer
+    from archcalc.graph import compile_graph
+    from archcalc.report import report_from_graph
+    from archcalc.spec import load_spec
+
+    checked = {"exact": 0, "rules": 0}
+    for spec in ("unet", "c3d", "googlenet"):
+        G = compile_graph(load_spec(SPECS / f"{spec}.json"))
+        rep = report_from_graph(G)
+        for row in rep.rows:
+            for step in explain_layer(G, row.name).steps:
+                if not step.quantity.startswith("receptive field") or "paths meet" in step.quantity or not step.worked:
+                    continue
+                m = re.search(r"pixels (\S+)\.\.(\S+):", step.worked)
+                if m:  # the exact interval rule: hi - lo + 1
+                    lo, hi = (int(x.replace("\u2212", "-")) for x in m.groups())
+                    assert hi - lo + 1 == int(step.result), (spec, row.name, step)
+                    checked["exact"] += 1
+                elif step.worked != "pointwise: unchanged":  # the three rules, with the numbers in: "51 + (3 - 1)*8"
+                    assert parse_dim(step.worked.replace("\u2212", "-").replace("\u00b7", "*")) == int(step.result), (spec, row.name, step)
+                    checked["rules"] += 1
+    # U-Net's expanding path: 4 stages of (up-conv + 2 convs) x 2 axes, then the 1x1 output conv x 2 axes
+    assert checked["exact"] == 4 * (1 + 2) * 2 + 2
+    assert checked["rules"] > 150
+
+
 def test_explain_unknown_layer() -> None:
     r = cli("explain", ALEXNET, "conv9")
     assert r.code == 2 and "no layer named 'conv9'" in r.err and "did you mean" in r.err

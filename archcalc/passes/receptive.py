@@ -30,6 +30,7 @@ only an approximation: that row says so, and so does every row after it (``rf_bo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from math import gcd
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -103,31 +104,43 @@ def _int_window(w: Window) -> tuple[int, int, int, int, int] | None:
 
 def _map_phases(phases: Phases, shift: int, window: tuple[int, int, int, int, int]) -> tuple[list[tuple[int, int]], int, bool]:
     """Map a periodic RF through a window: (new phases, new shift, whether every output reads something)."""
-    k, s, p, d, u = window
+    s, u = window[1], window[4]
     period = len(phases)
-
-    def interval(unit: int) -> tuple[int, int]:
-        q, r = divmod(unit, period)
-        lo, hi = phases[r]
-        return lo + q * shift, hi + q * shift
-
-    # output o reads fine positions o*s - p + t*d; input unit i sits at fine position i*u
     new_period = u * period // gcd(s, u * period)  # outputs after which the pattern repeats
     new_shift = new_period * s // (u * period) * shift
-    out: list[tuple[int, int]] = []
-    reads_all = True
-    for o in range(new_period):
-        start = o * s - p
+    fields = list(output_fields(phases, shift, window))
+    return [(lo, hi) for _, _, lo, hi, _ in fields], new_shift, all(reads for *_, reads in fields)
+
+
+def output_fields(
+    phases: Phases, shift: int, window: tuple[int, int, int, int, int]
+) -> Iterator[tuple[int, range | list[int], int, int, bool]]:
+    """Each output o of one period of the pattern after ``window`` (kernel, stride, pad_before,
+    dilation, upsample): the input units it reads, the interval [lo, hi] of input pixels they see,
+    and False if it reads no unit (a kernel smaller than the stride: it is given the nearest one)."""
+    k, s, p, d, u = window
+    period = len(phases)
+    for o in range(u * period // gcd(s, u * period)):
+        start = o * s - p  # output o reads fine positions start + t*d; input unit i sits at fine position i*u
         if d == 1:
             units: range | list[int] = range(ceildiv(start, u), (start + k - 1) // u + 1)
         else:
             units = [q // u for t in range(k) if (q := start + t * d) % u == 0]
-        if not units:  # reads no input pixel (a kernel smaller than the stride): the nearest one
-            reads_all = False
+        reads = bool(units)
+        if not reads:
             units = [(start + d * (k - 1) // 2) // u]
-        spans = [interval(i) for i in units]
-        out.append((min(lo for lo, _ in spans), max(hi for _, hi in spans)))
-    return out, new_shift, reads_all
+        spans = [(phases[i % period][0] + i // period * shift, phases[i % period][1] + i // period * shift) for i in units]
+        yield o, units, min(lo for lo, _ in spans), max(hi for _, hi in spans), reads
+
+
+def widest_output(r_in: AxisRF, w: Window) -> tuple[int, range | list[int], int, int] | None:
+    """For a worked derivation: (o, units, lo, hi) of an output o whose field is the widest, the
+    input units it reads and the pixels [lo, hi] they see; None where symbols rule the exact form out."""
+    periodic, window = r_in._periodic(), _int_window(w)
+    if periodic is None or window is None:
+        return None
+    o, units, lo, hi, _ = max(output_fields(*periodic, window), key=lambda f: f[3] - f[2])
+    return o, units, lo, hi
 
 
 def _reduce(phases: list[tuple[int, int]], shift: int) -> tuple[list[tuple[int, int]], int]:

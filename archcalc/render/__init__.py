@@ -99,6 +99,11 @@ def _latex_escape(s: str) -> str:
         ("{", r"\{"),
         ("}", r"\}"),
         ("\u00d7", r"$\times$"),
+        ("\u2212", "$-$"),
+        ("\u00b7", r"$\cdot$"),
+        ("\u2192", r"$\to$"),
+        ("\u2308", r"$\lceil$"),
+        ("\u2309", r"$\rceil$"),
     ):
         s = s.replace(a, b)
     return s
