@@ -170,7 +170,9 @@ def main() -> int:
     print(f"host speed: {speed:.1f} ms for the calibration loop (lower is faster; this host has read 12-51)")
     print(f"1. whole process, ResNet-50 at 224x224 (median of {reps} runs each, taking turns)")
     have_peers = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("torchinfo") is not None
-    codes = {"archcalc": ARCHCALC, "python": BARE_PYTHON, "pydantic": PYDANTIC_FLOOR, **({"torchinfo": TORCHINFO, "flopcounter": FLOPCOUNTER} if have_peers else {})}
+    codes = {"archcalc": ARCHCALC, "python": BARE_PYTHON, "pydantic": PYDANTIC_FLOOR}
+    if have_peers:
+        codes.update(torchinfo=TORCHINFO, flopcounter=FLOPCOUNTER)
     got = processes(codes, reps)
     ours = got["archcalc"]
     assert ours is not None
