@@ -213,7 +213,13 @@ def _report(args: argparse.Namespace) -> Any:
 
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(_command_of(argv)).parse_args(argv)
+    parser = build_parser(_command_of(argv))
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "check" and not any(x.startswith("-") for x in extra):
+            args.items = [*args.items, *extra]  # claims after an option: check SPEC --dtype float16 CLAIM...
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "schema":
         from .spec import json_schema
 
@@ -287,8 +293,8 @@ def _explain(args: argparse.Namespace) -> int:
 def _looks_like_claim(text: str) -> bool:
     from .check import QUANTITIES
 
-    lhs, eq, _ = text.partition("=")
-    return bool(eq) and " " not in text and lhs.rpartition(".")[2].lower() in QUANTITIES
+    lhs, eq, _ = text.partition("=")  # LAYER.QUANTITY before '=' has no spaces; the value may ("4*C*H*W B")
+    return bool(eq) and re.fullmatch(r"[\w.]+", lhs.strip()) is not None and lhs.rpartition(".")[2].lower() in QUANTITIES
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -103,6 +103,11 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
         vals = [c.value(r, key) for r in c.reports]
         ratios = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else ratio_text(vals[0], v) for v in vals[1:]]
         body.append([title, *(_cell(key, v) for v in vals), *ratios])
+    if fmt == "markdown":
+        from .render import md_escape
+
+        body = [[md_escape(str(c)) for c in row] for row in body]
+        headers = [md_escape(h) for h in headers]
     table = tabulate(body, headers, tablefmt="github" if fmt == "markdown" else "simple")
     conv = c.reports[0].convention
     return table + f"\n\nMACs by the '{conv}' convention; receptive field and stride of the last layer; nonlinearities = activation layers.\n"

@@ -167,9 +167,11 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     if general_out is not None:
         gen_axes = [str(simplify(d)) for d in lay_s.output_shape(ins_s)]
     passthrough = {str(d) for s in ins_s for d in s}
+    in_dims = {str(simplify(d)) for s in ins_num for d in s}
     for axis, (t, g) in enumerate(zip(traced_out, gen_axes, strict=True)):
         worked = _worked(t)
-        if worked or (g is not None and g not in passthrough and g != str(untrace(t))):
+        changed = str(simplify(untrace(t))) not in in_dims  # e.g. a ceil-mode size of a symbolic input: no formula, but a new size
+        if worked or (g is not None and g not in passthrough and g != str(untrace(t))) or (symbolic_input and changed):
             ex.steps.append(Step(f"output {_axis_names(out_num)[axis]}", g, worked, str(simplify(untrace(t)))))
 
     # parameters
@@ -326,12 +328,15 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     inputs = ", ".join(f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
     head = f"{ex.layer} ({ex.type}): input {inputs} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
-        lines = [f"**{head}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
+        from .render import md_escape
+
+        lines = [f"**{md_escape(head)}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
         for s in ex.steps:
             lines.append(
-                f"| {s.quantity} | {('`' + s.general + '`') if s.general else ''} | {('`' + s.worked + '`') if s.worked else ''} | {s.result} |"
+                f"| {s.quantity} | {('`' + s.general + '`') if s.general else ''} | {('`' + s.worked + '`') if s.worked else ''} "
+                f"| {md_escape(s.result)} |"
             )
-        lines += [f"\n_{n}_" for n in ex.notes]
+        lines += [f"\n*{md_escape(n)}*" for n in ex.notes]
         return "\n".join(lines) + "\n"
     if fmt == "latex":
         return _latex(ex, head)

@@ -8,6 +8,7 @@ produced them.  The formula stays written once, in its layer class.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 # precedence: higher binds tighter
@@ -40,7 +41,12 @@ class Traced:
     def _par(t: Traced, need: int) -> str:
         return f"({t.text})" if t.prec < need else t.text
 
-    def _bin(self, other: Any, op: str, swap: bool = False) -> Traced:
+    def _bin(self, other: Any, op: str, swap: bool = False) -> Any:
+        """A Traced result; with a symbol on the other side (a symbolic input size or batch), the
+        plain sympy result: that line of the derivation then shows the general result."""
+        if not isinstance(other, (Traced, int)) or isinstance(other, bool):  # a symbol: plain arithmetic, no text
+            a_, b_ = (other, self.value) if swap else (self.value, other)
+            return {"+": operator.add, "-": operator.sub, "*": operator.mul, "//": operator.floordiv}[op](a_, b_)
         a, b = (self._wrap(other), self) if swap else (self, self._wrap(other))
         if op == "+":
             if b.value == 0 and b.prec == _ATOM:
@@ -69,28 +75,28 @@ class Traced:
             return out
         raise AssertionError(op)
 
-    def __add__(self, o: Any) -> Traced:
+    def __add__(self, o: Any) -> Any:
         return self._bin(o, "+")
 
-    def __radd__(self, o: Any) -> Traced:
+    def __radd__(self, o: Any) -> Any:
         return self._bin(o, "+", swap=True)
 
-    def __sub__(self, o: Any) -> Traced:
+    def __sub__(self, o: Any) -> Any:
         return self._bin(o, "-")
 
-    def __rsub__(self, o: Any) -> Traced:
+    def __rsub__(self, o: Any) -> Any:
         return self._bin(o, "-", swap=True)
 
-    def __mul__(self, o: Any) -> Traced:
+    def __mul__(self, o: Any) -> Any:
         return self._bin(o, "*")
 
-    def __rmul__(self, o: Any) -> Traced:
+    def __rmul__(self, o: Any) -> Any:
         return self._bin(o, "*", swap=True)
 
-    def __floordiv__(self, o: Any) -> Traced:
+    def __floordiv__(self, o: Any) -> Any:
         return self._bin(o, "//")
 
-    def __rfloordiv__(self, o: Any) -> Traced:
+    def __rfloordiv__(self, o: Any) -> Any:
         return self._bin(o, "//", swap=True)
 
     def __neg__(self) -> Traced:
@@ -113,23 +119,28 @@ class Traced:
     def __hash__(self) -> int:
         return hash(self.value)
 
-    def __lt__(self, o: Any) -> bool:
-        return self.value < int(o)
+    def __lt__(self, o: Any) -> Any:
+        return self.value < untrace(o)
 
-    def __le__(self, o: Any) -> bool:
-        return self.value <= int(o)
+    def __le__(self, o: Any) -> Any:
+        return self.value <= untrace(o)
 
-    def __gt__(self, o: Any) -> bool:
-        return self.value > int(o)
+    def __gt__(self, o: Any) -> Any:
+        return self.value > untrace(o)
 
-    def __ge__(self, o: Any) -> bool:
-        return self.value >= int(o)
+    def __ge__(self, o: Any) -> Any:
+        return self.value >= untrace(o)
 
     def __mod__(self, o: Any) -> int:
         return self.value % int(o)
 
     def __rmod__(self, o: Any) -> int:
         return int(o) % self.value
+
+    def _sympy_(self) -> Any:  # sympy's conversion hook: a symbol meeting a traced int takes its value
+        import sympy
+
+        return sympy.Integer(self.value)
 
     def __repr__(self) -> str:
         return f"Traced({self.value}, {self.text!r})"

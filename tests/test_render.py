@@ -95,3 +95,15 @@ def test_symbolic_dims_are_bracketed_so_the_shape_reads_unambiguously() -> None:
     assert "8×(floor(H/2 - 1/2) + 1)×(floor(W/2 - 1/2) + 1)" in text
     tex = cli("quick", "3xHxW", "conv 8 3 s2 p1", "--format", "latex").out
     assert r"8 \times \left(\left\lfloor" in tex
+
+
+def test_csv_symbolic_shapes_read_back() -> None:
+    # AlexNet conv1 on 3xHxW: (H + 2*2 - 11)//4 + 1 rows; each 'x'-separated part must read back on its own
+    import sympy
+
+    out = cli("table", str(SPECS / "alexnet.json"), "--input", "3,H,W", "--format", "csv").out
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["output_shape"] == "64x(floor(H/4 - 7/4) + 1)x(floor(W/4 - 7/4) + 1)"
+    H = sympy.Symbol("H", integer=True, positive=True)
+    parts = [sympy.sympify(p, locals={"H": H}) for p in row["output_shape"].split(")x(")[0].split("x(")]
+    assert parts[0] == 64 and all(parts[1].subs(H, h) == (h + 4 - 11) // 4 + 1 for h in range(11, 300))

@@ -123,6 +123,16 @@ CLAIMS = [
     ("conv1..pool2.memory=1.6MB", True),  # 784 + 182.25 + 546.75 + 126.75 KB = 1639.75 KB
     ("conv5.rf=163x163", True),
     ("pool5.stride=32", True),
+    # conv1's output is 64*56*56*4 = 802,816 B = 784 KiB = 802.816 kB (SI)
+    ("conv1.memory=784KB", True),
+    ("conv1.memory=784KiB", True),
+    ("conv1.memory=784kB", True),  # kB read both ways: 784 * 1024 matches
+    ("conv1.memory=803kB", True),  # ... and 803 * 1000 (SI) matches at the written precision
+    ("conv1.memory=785KB", False),  # KB is only 1024 B: 785 KiB misses
+    ("conv1.macs=7.3e7", True),  # scientific notation: 72,855,552 rounds to 7.3e7
+    ("conv1.macs=7.28e7", False),  # 72,855,552 rounds to 7.29e7
+    ("conv1.macs=72.86M MACs", True),  # the quantity's name after the multiplier
+    ("total.flops=1.44GFLOPs", True),  # 2 * 717,562,112 lecture MACs = 1,435,124,224
 ]
 
 
@@ -145,10 +155,65 @@ def test_check_symbolic_and_stack() -> None:
     assert cli("check", "--stack", "CxHxW", "conv C 7 p3 bias=false", "total.params=27*C**2").code == 1
 
 
-@pytest.mark.parametrize("claim", ["conv1.volume=3", "conv1.params", "nope.params=3", "conv1.params=lots", "pool5..conv1.memory=1KB"])
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "conv1.volume=3",
+        "conv1.params",
+        "nope.params=3",
+        "conv1.params=lots",
+        "pool5..conv1.memory=1KB",
+        "conv1.params=23,3K",  # a decimal comma: not a thousands separator (groups of three), so unreadable
+        "conv1.memory=0.77Mb",  # megabits
+    ],
+)
 def test_check_bad_claims_exit_2(claim: str) -> None:
     r = cli("check", ALEXNET, claim)
-    assert r.code == 2 and r.err.startswith("archcalc: error:")
+    assert r.code == 2 and r.err.startswith("archcalc: error:") and len(r.err.splitlines()) == 1
+
+
+def test_check_bits_and_training_only_ranges_say_why() -> None:
+    assert "reads as bits" in cli("check", ALEXNET, "conv1.memory=6272Kb").err
+    googlenet = str(SPECS / "googlenet.json")
+    r = cli("check", googlenet, "aux1.avgpool..aux1.fc2.params=3,188,840")
+    assert r.code == 2 and "only training-only layers" in r.err and "--include-training-only" in r.err
+    # with the head counted: 512*128 + 128 (1x1 conv on inception_4a) + 2048*1024 + 1024 + 1024*1000 + 1000 = 3,188,840
+    assert cli("check", googlenet, "aux1.avgpool..aux1.fc2.params=3,188,840", "--include-training-only").code == 0
+
+
+def test_check_options_between_spec_and_claims() -> None:
+    # float16: 64*56*56*2 = 401,408 B = 392 KB
+    r = cli("check", ALEXNET, "--dtype", "float16", "conv1.memory=392KB")
+    assert r.code == 0 and "correct" in r.out
+
+
+def test_check_formulas_sympy_cannot_simplify() -> None:
+    # a stride-2 pad-1 3x3 conv: H_out = floor((H + 2 - 3)/2) + 1 = ceil(H/2) = (H + 1)//2, a form sympy
+    # leaves apart from floor(H/2 - 1/2) + 1; MACs = 8*3*9 = 216 per output position
+    stack = ("check", "--stack", "3xHxW", "conv 8 3 s2 p1 bias=false")
+    r = cli(*stack, "conv1.macs=216*((H+1)//2)*((W+1)//2)", "conv1.output=8x(H+1)//2x(W+1)//2")
+    assert r.code == 0, r.out + r.err
+    assert "equal at all" in r.out and "not reduce" in r.out  # says it tested, not proved
+    wrong = cli(*stack, "conv1.macs=216*(H//2)*((W+1)//2)", "conv1.output=8xH//2xW//2")
+    assert wrong.code == 1 and "0 correct, 2 wrong" in wrong.out
+    # the counterexample: at H = W = 257, (257 + 1)//2 = 129 rows, not 257//2 = 128
+    assert "they differ at H=257, W=257 (claimed 3,566,592, exact 3,594,456)" in wrong.out  # 216*128*129, 216*129*129
+    assert "they differ at H=257 (claimed 128, exact 129)" in wrong.out
+    # a formula claim with its unit, and a value with spaces, under --stack
+    r = cli("check", "--stack", "CxHxW", "conv C 3 p1 bias=false", "conv1.memory=4*C*H*W B", "conv1.macs=9*C**2*H * W")
+    assert r.code == 0, r.out + r.err
+
+
+def test_explain_with_symbols_in_input_or_batch() -> None:
+    # these crashed: a traced integer (kernel 11) meeting a symbol (H) in the same formula
+    conv1 = cli("explain", ALEXNET, "conv1", "--input", "3,H,W")
+    assert conv1.code == 0, conv1.err
+    assert "floor(H/4 - 7/4) + 1" in conv1.out  # (H + 2*2 - 11)//4 + 1
+    pool2 = cli("explain", ALEXNET, "pool2", "--batch", "N")
+    assert pool2.code == 0 and "292032*N" in pool2.out  # 192*13*13*9 per image
+    ceil = cli("explain", "--stack", "3xHxW", "maxpool 3 s2 ceil_mode=true")
+    assert ceil.code == 0 and "output H" in ceil.out  # no general formula here, but the size is shown
+    assert cli("explain", str(SPECS / "googlenet.json"), "pool3", "--input", "3,H,W").code == 0
 
 
 def test_compare_three_3x3_vs_one_7x7() -> None:

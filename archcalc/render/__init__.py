@@ -16,14 +16,18 @@ FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 HEADERS = ["layer", "type", "output", "params", "MACs", "memory", "RF", "stride"]
 
 
-def _dim_text(d: Any) -> str:
-    """One dimension; a symbolic sum is bracketed so that '×' cannot bind into it."""
+def _dim_text(d: Any, plain_sep: bool = False) -> str:
+    """One dimension; a symbolic sum is bracketed so that '×' cannot bind into it.  With a plain
+    'x' between dimensions (CSV), every expression that is not a single symbol is bracketed: 'x'
+    could be read as part of it."""
     d = simplify(d)
-    return f"({d})" if is_symbolic(d) and d.is_Add else str(d)
+    if not is_symbolic(d):
+        return str(d)
+    return f"({d})" if d.is_Add or (plain_sep and not d.is_Symbol) else str(d)
 
 
 def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
-    return sep.join(_dim_text(d) for d in dims)
+    return sep.join(_dim_text(d, plain_sep=sep == "x") for d in dims)
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
@@ -71,12 +75,17 @@ def to_text(rep: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def md_escape(text: str) -> str:
+    """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis."""
+    return text.replace("*", r"\*")
+
+
 def to_markdown(rep: Report) -> str:
     from tabulate import tabulate
 
-    body = [_cells(r, units.count, units.size, "\u00d7") for r in rep.rows]
-    body.append([f"**{c}**" if c else "" for c in _totals_cells(rep, units.count, units.size)])
-    return f"*{_caption(rep)}*\n\n" + tabulate(body, HEADERS, tablefmt="github") + "\n"
+    body = [[md_escape(c) for c in _cells(r, units.count, units.size, "\u00d7")] for r in rep.rows]
+    body.append([f"**{md_escape(c)}**" if c else "" for c in _totals_cells(rep, units.count, units.size)])
+    return f"*{md_escape(_caption(rep))}*\n\n" + tabulate(body, HEADERS, tablefmt="github", disable_numparse=True) + "\n"
 
 
 def _latex_value(v: Any, fmt: Callable[[Any], str], unit: str = "") -> str:
@@ -185,10 +194,10 @@ def to_csv(rep: Report) -> str:
                 r.name,
                 r.type,
                 " ".join(r.inputs),
-                "x".join(str(to_json(d)) for d in r.output_shape),
+                _shape(r.output_shape, "x"),
                 *(to_json(getattr(r, q)) for q in QUANTITIES),
-                "x".join(str(to_json(d)) for d in r.receptive_field),
-                "x".join(str(to_json(d)) for d in r.effective_stride),
+                _shape(r.receptive_field, "x"),
+                _shape(r.effective_stride, "x"),
                 int(r.training_only),
                 rep.convention,
             ]
