@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import SpecError
 
@@ -47,8 +47,11 @@ def write_output(text: str, path: str | None) -> None:
     if path is None or path == "-":
         sys.stdout.write(text)
         return
+    if not path:
+        raise SpecError("empty output path", field="--output")
     if os.path.isdir(path):
         raise SpecError(f"{path} is a directory", field="--output")
+    shown, path = path, os.path.realpath(path)  # through a symlink: its target is replaced, the link stays
     try:
         if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: write to it, never replace it
             with open(path, "w", encoding="utf-8") as f:
@@ -56,10 +59,17 @@ def write_output(text: str, path: str | None) -> None:
             return
         import tempfile
 
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".archcalc-", suffix=".tmp")
+        if os.path.exists(path):
+            mode = os.stat(path).st_mode & 0o7777  # an existing file keeps its permissions
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # a new file gets what open() would give it (mkstemp makes 0600)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".archcalc-", suffix=".tmp")
     except OSError as e:
-        raise SpecError(f"cannot write {path}: {e.strerror}", field="--output") from None
+        raise SpecError(f"cannot write {shown}: {e.strerror}", field="--output") from None
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -87,9 +97,16 @@ TORCH_COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to read more, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI parser; the torch commands' modules are imported only when ``command`` is one of them (or unknown)."""
-    p = argparse.ArgumentParser(prog="archcalc", description="Exact static cost analysis of neural network architectures.")
+    p = _Parser(prog="archcalc", description="Exact static cost analysis of neural network architectures.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -363,7 +380,10 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    sys.set_int_max_str_digits(0)  # exact big integers both ways: a 5,000-digit size reads and prints
     debug = "--debug" in argv
+    if debug:  # accepted anywhere on the line, not only before the command
+        argv = ["--debug", *(a for a in argv if a != "--debug")]
     try:
         return run(argv)
     except SpecError as e:

@@ -114,11 +114,19 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None, allow_pow: bool =
             return a * b
         if isinstance(node.op, ast.Pow):  # only in claims (check), small constant exponents
             return a**b
-        if isinstance(b, int) and b == 0:
+        if b == 0:  # 0 or a symbolic expression that is identically 0 (C - C)
             raise DimError(f"division by zero in {text!r}")
         return a // b
 
-    return ev(check_expr(text, allow_pow))
+    value = ev(check_expr(text, allow_pow))
+    if is_symbolic(value) and value.has(*_non_finite()):
+        raise DimError(f"{text!r} is not a finite size (division by zero?)")
+    return value
+
+
+def _non_finite() -> tuple[Any, ...]:
+    sp = _sympy()
+    return (sp.zoo, sp.nan, sp.oo, -sp.oo)
 
 
 def ceildiv(a: Dim, b: Dim) -> Dim:

@@ -218,6 +218,8 @@ class _Compiler:
                     raise e.located(layer=full) from None
             local[local_name] = full
             pending.append((full, bound, entry.inputs, entry.training_only))
+            if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
+                raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
             self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes)}
             if not entry.training_only:
@@ -247,6 +249,8 @@ class _Compiler:
         prev = scope_input
         for local_name, bound, refs, training in template.layers:
             full = prefix + local_name
+            if full in nodes:
+                raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             if refs is None:
                 ins = [prev]
             else:

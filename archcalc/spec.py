@@ -219,6 +219,8 @@ def load_spec(path: str | Path) -> Architecture:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(f"cannot read spec: {e.strerror}", file=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start} (save the spec as UTF-8)", file=str(path)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -59,6 +59,26 @@ CASES = [
         ["layer 's'", "field 'inputs'", "unknown reference 'cnv'", "did you mean 'conv'"],
     ),
     ("duplicate-name", spec(conv("c"), {"name": "c", "type": "relu"}), ["layer 'c'", "field 'name'", "duplicate"]),
+    (
+        "name-clashes-with-expanded-block",  # 'b.r' written out, and block call 'b' expanding its layer 'r' to 'b.r'
+        spec(
+            {"name": "b.r", "type": "relu"},
+            {"name": "b", "type": "block", "block": "x"},
+            blocks={"x": {"layers": [{"name": "r", "type": "relu"}]}},
+        ),
+        ["layer 'b.r'", "field 'name'", "duplicate layer name 'b.r'"],
+    ),
+    (
+        "name-clashes-with-a-later-copy",
+        spec(
+            {"name": "b", "type": "block", "block": "x", "repeat": 2},
+            {"name": "b.1.r", "type": "relu"},
+            blocks={"x": {"layers": [{"name": "r", "type": "relu"}]}},
+        ),
+        ["layer 'b.1.r'", "duplicate layer name 'b.1.r'"],
+    ),
+    ("symbolic-division-by-zero", spec(conv(out_channels="C//(C-C)"), input=["C", 8, 8]), ["field 'out_channels'", "division by zero"]),
+    ("not-utf8", '{"name": "caf\udce9"}', ["not UTF-8 text: byte 0xe9"]),
     ("reserved-name", spec({"name": "input", "type": "relu"}), ["field 'name'", "reserved"]),
     (
         "cycle",
@@ -116,7 +136,7 @@ CASES = [
 @pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_spec(tmp_path: Path, text: str, expected: list[str]) -> None:
     path = tmp_path / "bad.json"
-    path.write_text(text)
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))  # '\udce9': a raw 0xe9 byte, not UTF-8
     out_file = tmp_path / "out.csv"
     r = cli("table", str(path), "--format", "csv", "-o", str(out_file))
     assert r.code == 2
@@ -148,6 +168,45 @@ def test_bad_flags(args: list[str], expected: str) -> None:
     assert expected in r.err and len(r.err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["table", "specs/alexnet.json", "--format", "pdf"], "invalid choice: 'pdf'"),
+        (["table", "specs/alexnet.json", "--bogus"], "unrecognized arguments: --bogus"),
+        (["tabel", "specs/alexnet.json"], "invalid choice: 'tabel'"),
+        (["table", "specs/alexnet.json", "-o", ""], "empty output path"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], expected: str) -> None:
+    r = cli(*args)
+    assert r.code == 2 and expected in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_debug_anywhere_on_the_line() -> None:
+    assert cli("table", "specs/alexnet.json", "--debug").code == 0
+
+
+def test_output_file_permissions_and_symlinks(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.md"
+        assert cli("table", "specs/alexnet.json", "-o", str(new)).code == 0
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644  # as open() would make it, not mkstemp's 0600
+        new.chmod(0o640)
+        assert cli("table", "specs/alexnet.json", "-o", str(new)).code == 0
+        assert stat.S_IMODE(new.stat().st_mode) == 0o640  # an existing file keeps its mode
+        target, link = tmp_path / "target.md", tmp_path / "link.md"
+        target.write_text("old")
+        link.symlink_to(target)
+        assert cli("table", "specs/alexnet.json", "-o", str(link)).code == 0
+        assert link.is_symlink() and target.read_text().startswith("alexnet: input 3\u00d7227\u00d7227")
+    finally:
+        os.umask(old)
+
+
 def test_missing_file() -> None:
     r = cli("table", "no/such/spec.json")
     assert r.code == 2 and "no/such/spec.json: cannot read spec" in r.err
@@ -161,6 +220,35 @@ def test_huge_dims_stay_exact() -> None:
     side = 100_000_000_000 - 3 + 1
     assert row["macs"] == 4096 * side * side * 3 * 9
     assert row["activation_bytes"] == 4096 * side * side * 4
+
+
+def test_dims_past_python_str_digit_limit(tmp_path: Path) -> None:
+    # Python 3.11 refuses int <-> str beyond 4,300 digits by default; archcalc's CLI reads and writes them
+    default = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(4300)  # as a fresh interpreter has it
+    try:
+        big_text = "1" + "0" * 5000  # 10**5000, written without converting an int
+        path = tmp_path / "big.json"
+        layer = '{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1, "bias": false}'
+        path.write_text(f'{{"name": "big", "input": [{big_text}, 1, 1], "layers": [{layer}]}}')
+        r = cli("table", str(path), "--format", "json")
+        text = cli("table", str(path)).out
+        assert r.code == 0, r.err
+        sys.set_int_max_str_digits(0)  # for this test's own arithmetic on the result
+        big = 10**5000
+        assert json.loads(r.out)["layers"][0]["params"] == 4 * big  # 4 filters of big x 1 x 1
+        assert f"{4 * big // 10**9:,}G" in text  # exact digits in human units: no float in the way
+    finally:
+        sys.set_int_max_str_digits(default)
+
+
+def test_human_units_round_exactly_half_up() -> None:
+    from archcalc.render.units import count, size
+
+    assert count(72_855_552) == "72.86M" and size(802_816) == "784 KB"
+    assert count(1_015) == "1.02K"  # 1.015 exactly: half up (a float would print 1.01)
+    assert size(6_272) == "6.13 KB"  # 32*7*7*4 B = 6.125 KB exactly
+    assert count(243 * 10**30 + 75_497_472) == "243,000,000,000,000,000,000,000.08G"
 
 
 def test_no_traceback_in_a_real_process(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from ..dims import is_symbolic, simplify
 
 
 def _trim(x: Fraction, digits: int) -> str:
-    s = f"{float(x):,.{digits}f}"
-    return s.rstrip("0").rstrip(".") if "." in s else s
+    """x to ``digits`` decimals, exactly (no float: 10**30 channels keep every digit), trailing zeros dropped."""
+    q = (abs(x) * 10**digits + Fraction(1, 2)).__floor__()  # half up, as people round by hand: 1.015K -> 1.02K
+    whole, frac = divmod(q, 10**digits)
+    return ("-" if x < 0 and q else "") + f"{whole:,}" + (f".{frac:0{digits}d}".rstrip("0") if frac else "")
 
 
 def count(value: Any) -> str:
