@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, simplify, to_json
+from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
 from .graph import Graph, compile_graph, node_table
 from .passes import compute, memory, params, receptive_field, shapes
 from .spec import Architecture, load_spec
@@ -99,16 +99,35 @@ class Report:
         return any(is_symbolic(v) for v in self.totals.values())
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON report contract (DESIGN.md)."""
+        """The JSON report contract (DESIGN.md).
+
+        ``symbols`` names every symbol left in the values: sympy gives some names a meaning of
+        their own (N, I, E, S, O, Q, pi, ...), so read values back with them as locals:
+        ``sympy.sympify(v, locals={s: sympy.Symbol(s) for s in doc["symbols"]})``."""
         return {
             "name": self.name,
             "input_shape": [to_json(d) for d in self.input_shape],
             "convention": self.convention,
             "dtype": self.dtype,
             "batch": to_json(self.batch),
+            "symbols": self.symbols(),
             "layers": [r.to_json(self.convention) for r in self.rows],
             "totals": {k: to_json(v) for k, v in self.totals.items()},
         }
+
+    def symbols(self) -> list[str]:
+        """Names of the symbols left anywhere in the report, sorted (none on the numeric path)."""
+        if not sympy_loaded():  # no symbol can exist without sympy
+            return []
+        names: set[str] = set()
+        for v in (*self.input_shape, self.batch, *self.totals.values()):
+            names |= free_symbols(v)
+        for r in self.rows:
+            for v in (*r.output_shape, r.params, r.macs, r.flops, r.activation_bytes, *r.receptive_field, *r.effective_stride, r.buffers):
+                names |= free_symbols(v)
+            for v in r.ops.values():
+                names |= free_symbols(v)
+        return sorted(names)
 
     # Jupyter: a report shows itself as a table
     def _repr_markdown_(self) -> str:

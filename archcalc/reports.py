@@ -64,7 +64,7 @@ def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Seque
         links = " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plot else "")
         t = rep.totals
         lines.append(
-            f"| {rep.name} | {'×'.join(map(str, rep.input_shape))} | {int(t['params']):,} | {int(t['macs']):,} | "
+            f"| {rep.name} | {'×'.join(map(str, rep.input_shape))} | {units.exact(t['params'])} | {units.exact(t['macs'])} | "
             f"{units.size(t['activation_bytes'])} | {links} |"
         )
     return "\n".join(lines) + "\n"
@@ -72,19 +72,24 @@ def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Seque
 
 def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True, convention: str = "lecture") -> list[Path]:
     """Write every table (and plot) for each spec into ``out``, and the index; return the files written."""
+    from .errors import SpecError
+
     out = Path(out)
+    reports = []
+    for spec in sorted(Path(s) for s in specs):  # every spec analysed before anything is written
+        try:
+            reports.append((spec.stem, analyze(spec, convention=convention)))
+        except SpecError as e:
+            raise e.located(file=str(spec)) from None
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    reports = []
-    for spec in sorted(Path(s) for s in specs):
-        rep = analyze(spec, convention=convention)
-        reports.append((spec.stem, rep))
+    for stem, rep in reports:
         for ext, fmt in TABLES.items():
-            p = out / f"{spec.stem}.{ext}"
+            p = out / f"{stem}.{ext}"
             p.write_text(render(rep, fmt), encoding="utf-8")
             written.append(p)
         if plots:
-            p = out / f"{spec.stem}.png"
+            p = out / f"{stem}.png"
             plot_report(rep, p)
             written.append(p)
     p = out / "index.md"

@@ -77,6 +77,13 @@ CASES = [
         ),
         ["layer 'b.1.r'", "duplicate layer name 'b.1.r'"],
     ),
+    (
+        "concat-dim-out-of-range",  # torch.cat on a 4-D (batch-first) tensor takes dim -4..3; 7 used to wrap around
+        spec(conv("a", padding=1), {"name": "s", "type": "concat", "inputs": ["a", "input"], "dim": 7}),
+        ["layer 's'", "field 'dim'", "dim 7 is out of range for a 4-D tensor", "-4..3"],
+    ),
+    ("padding-same-capitalised", spec(conv(padding="Same")), ["layer 'c'", "field 'padding'", "did you mean 'same'"]),
+    ("dropout-p-above-1", spec({"name": "d", "type": "dropout", "p": 2}), ["layer 'd'", "field 'p'", "less than or equal to 1"]),
     ("symbolic-division-by-zero", spec(conv(out_channels="C//(C-C)"), input=["C", 8, 8]), ["field 'out_channels'", "division by zero"]),
     ("not-utf8", '{"name": "caf\udce9"}', ["not UTF-8 text: byte 0xe9"]),
     ("reserved-name", spec({"name": "input", "type": "relu"}), ["field 'name'", "reserved"]),

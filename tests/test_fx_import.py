@@ -676,13 +676,14 @@ def test_untraceable_model_is_one_line() -> None:
         (lambda self, x: F.conv2d(self.conv(x), self.weight), r"node 'conv2d' \(call_function torch.conv2d\) has no archcalc layer type"),
         (lambda self, x: (self.conv(x), x), r"the model returns 2 values"),
         (lambda self, x: self.conv(x) + 1, r"node 'add' \(call_function <built-in function add>\) has no archcalc layer type: adds the constant 1"),
-        (lambda self, x: torch.cat([self.conv(x), self.conv(x)], 0), r"node 'cat' .*cannot concatenate along the batch axis"),
+        (lambda self, x: torch.cat([self.conv(x)] * 2, 0), r"node 'cat' .*cannot concatenate along the batch axis"),
+        (lambda self, x: self.conv(x) + self.conv(x), r"node 'conv_1' .*calls 'conv' a second time: its weights are shared"),
         (lambda self, x: torch.flatten(self.conv(x)), r"node 'flatten' .*start_dim 0"),
         (lambda self, x: self.conv(x).permute(0, 2, 3, 1), r"node 'permute' \(call_method Tensor.permute\) has no archcalc layer type"),
         (lambda self, x: self.conv(x)[:, :2], r"slicing the batch or channel axis"),
         (lambda self, x: x.view(-1), r"does not keep the batch axis"),
     ],
-    ids=["functional_weights", "tuple", "constant", "batch_cat", "flatten_batch", "permute", "channel_slice", "view_all"],
+    ids=["functional_weights", "tuple", "constant", "batch_cat", "shared_weights", "flatten_batch", "permute", "channel_slice", "view_all"],
 )
 def test_node_errors(forward: Any, pattern: str) -> None:
     def fwd(self: Any, x: torch.Tensor) -> Any:

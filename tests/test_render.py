@@ -107,3 +107,18 @@ def test_csv_symbolic_shapes_read_back() -> None:
     H = sympy.Symbol("H", integer=True, positive=True)
     parts = [sympy.sympify(p, locals={"H": H}) for p in row["output_shape"].split(")x(")[0].split("x(")]
     assert parts[0] == 64 and all(parts[1].subs(H, h) == (h + 4 - 11) // 4 + 1 for h in range(11, 300))
+
+
+def test_json_lists_its_symbols_for_reading_back() -> None:
+    # I, E and S are sympy names (the imaginary unit, Euler's number, the singleton registry), N a
+    # function: plain sympify would misread them; with the report's symbols as locals, every value reads back
+    import sympy
+
+    doc = json.loads(cli("quick", "IxExS", "conv I 3 p1", "--batch", "N", "--format", "json").out)
+    assert doc["symbols"] == ["E", "I", "N", "S"]
+    loc = {s: sympy.Symbol(s) for s in doc["symbols"]}
+    i, e, s, n = (loc[k] for k in "IESN")
+    params = sympy.sympify(doc["totals"]["params"], locals=loc)
+    assert sympy.expand(params - (i * i * 9 + i)) == 0  # I filters of I x 3 x 3, plus I biases
+    assert sympy.expand(sympy.sympify(doc["totals"]["macs"], locals=loc) - 9 * i * i * e * s * n) == 0
+    assert json.loads(cli("table", str(SPECS / "alexnet.json"), "--format", "json").out)["symbols"] == []

@@ -91,3 +91,12 @@ def test_latex_explanations_are_plain_ascii() -> None:
             assert text.isascii(), (name, row.name, sorted({c for c in text if not c.isascii()}))
             seen.add(row.type)
     assert len(seen) == 27, sorted(seen)
+
+
+def test_reports_refuse_a_bad_spec_before_writing_anything(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "k", "input": [3, 8, 8], "layers": [{"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": 11}]}')
+    out = tmp_path / "rep"
+    r = cli("reports", str(ROOT / "specs" / "alexnet.json"), str(bad), "-o", str(out), "--no-plots")
+    assert r.code == 2 and r.err.startswith(f"archcalc: error: {bad}: layer 'c1': field 'kernel_size'"), r.err
+    assert not out.exists()  # the good spec's tables are not half a gallery

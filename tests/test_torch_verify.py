@@ -410,7 +410,7 @@ def test_extra_and_missing_modules_are_mismatches() -> None:
     assert (r.first_mismatch.name, r.first_mismatch.quantity, r.first_mismatch.analytic) == ("relu1", "layer", "relu")
 
 
-def test_functional_relu_is_reported_missing() -> None:
+def test_functional_relu_is_matched_and_compared() -> None:
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -421,7 +421,34 @@ def test_functional_relu_is_reported_missing() -> None:
             return self.conv2(F.relu(self.conv1(x)))
 
     r = verify_spec(SMALL, Net())
-    assert [(m.name, m.quantity) for m in r.mismatches] == [("relu1", "layer")]
+    assert r.ok, r.failure_message()
+    relu = next(lc for lc in r.layers if lc.name == "relu1")
+    assert relu.module == "relu" and [q.quantity for q in relu.rows] == ["output_shape", "params", "macs"]
+    # a functional op of another type at that position is a type mismatch, as a module would be
+    Net.forward = lambda self, x: self.conv2(torch.sigmoid(self.conv1(x)))  # type: ignore[method-assign]
+    r = verify_spec(SMALL, Net())
+    assert [(m.name, m.quantity, m.analytic, m.measured) for m in r.mismatches] == [("relu1", "type", "relu", "sigmoid")]
+
+
+def test_imported_functional_model_verifies_against_itself(tmp_path: Path) -> None:
+    # F.relu, F.max_pool2d and F.adaptive_avg_pool2d become layers on import; verify must find them in the model
+    from archcalc.torch.fx_import import spec_from_module
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(16)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x: Any) -> Any:
+            x = F.max_pool2d(F.relu(self.bn(self.stem(x))), 2)
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    spec = spec_from_module(Net(), (3, 16, 16))
+    r = verify_spec(spec, Net())
+    assert r.ok, r.failure_message()
+    assert [lc.module for lc in r.layers if lc.module] == ["stem", "bn", "relu", "max_pool2d", "adaptive_avg_pool2d", "fc"]
 
 
 def test_user_model_with_different_type_at_a_position() -> None:

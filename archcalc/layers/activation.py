@@ -6,6 +6,8 @@ Ops (`act`): one function evaluation per element; dropout is the identity at inf
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from ..dims import Dim
 from .base import Layer, Shape, numel
 
@@ -98,7 +100,7 @@ class Dropout(Layer):
     """torch.nn.Dropout: the identity at inference, so no ops are counted."""
 
     type: Literal["dropout"]
-    p: float = 0.5
+    p: float = Field(default=0.5, ge=0, le=1, description="Probability of zeroing an element (training only).")
     inplace: bool = False
 
     def in_place(self) -> bool:

@@ -82,6 +82,8 @@ def _dim_checker(minimum: int, literals: tuple[str, ...]) -> Any:
     def check(v: Any) -> Any:
         if isinstance(v, str) and v in literals:
             return v
+        if isinstance(v, str) and v.strip().lower() in literals:  # "Same" would otherwise be a symbol named Same
+            raise ValueError(f"{v!r} is not a size; did you mean {v.strip().lower()!r}? (lowercase)")
         if isinstance(v, list):
             if not v:
                 raise ValueError("needs at least one value")

@@ -49,6 +49,8 @@ class Concat(Layer):
     def output_shape(self, ins: list[Shape]) -> Shape:
         names = self.inputs or [f"input {i}" for i in range(len(ins))]
         rank = len(ins[0])
+        if not -(rank + 1) <= self.dim <= rank:  # torch's range for a (rank + 1)-D tensor, batch axis included
+            raise self.fail(f"dim {self.dim} is out of range for a {rank + 1}-D tensor (batch first): use {-(rank + 1)}..{rank}", "dim")
         axis = (self.dim % (rank + 1)) - 1
         if axis < 0:
             raise self.fail("cannot concatenate along the batch axis", "dim")

@@ -281,6 +281,7 @@ class _Importer:
     def __init__(self, root: nn.Module, input_shape: tuple[Dim, ...], preferred: Mapping[str, str]) -> None:
         self.root = root
         self.preferred = dict(preferred)
+        self.called_with_weights: set[str] = set()  # modules with parameters already called once
         self.layers: list[dict[str, Any]] = []
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
         self.values: dict[fx.Node, Any] = {}
@@ -410,6 +411,13 @@ class _Importer:
         kind = module_type(module)
         if kind is None:
             raise self.unsupported(node)
+        if target in self.called_with_weights:  # shared weights: each spec layer owns its weights
+            raise self.fail(
+                node, f"calls {target!r} a second time: its weights are shared between the calls, and each spec layer "
+                "has its own, so its parameters would be counted twice (archcalc specs have no weight sharing)"
+            )
+        if any(True for _ in module.parameters(recurse=False)):
+            self.called_with_weights.add(target)
         if node.kwargs:
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
         inputs = [self.tensor(node, a) for a in node.args]

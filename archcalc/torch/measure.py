@@ -101,6 +101,54 @@ class TorchRunError(RuntimeError):
         super().__init__(f"layer {layer!r}: {self.message}" if layer else self.message)
 
 
+def functional_kinds() -> dict[Any, str]:
+    """Functions user code calls in place of a parameter-free layer module -> the layer type:
+    ``F.relu``, ``torch.sigmoid``, ``x.relu()``, ``F.max_pool2d``, ``F.adaptive_avg_pool2d``...
+    (the activations and pools ``archcalc import`` also reads as layers)."""
+    from torch.nn import functional as F
+
+    names = {
+        "relu": "relu", "relu6": "relu6", "leaky_relu": "leakyrelu", "tanh": "tanh", "sigmoid": "sigmoid",
+        "gelu": "gelu", "silu": "silu", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "softmax": "softmax",
+    }  # fmt: skip
+    for n in (1, 2, 3):
+        names.update({
+            f"max_pool{n}d": f"maxpool{n}d", f"avg_pool{n}d": f"avgpool{n}d",
+            f"adaptive_avg_pool{n}d": f"adaptiveavgpool{n}d", f"adaptive_max_pool{n}d": f"adaptivemaxpool{n}d",
+        })  # fmt: skip
+    kinds: dict[Any, str] = {}
+    for name, kind in names.items():
+        if kind not in TYPE_NAMES:
+            continue
+        for owner in (F, torch, torch.Tensor):
+            for attr in (name, name + "_"):  # F.relu_, x.relu_()
+                f = getattr(owner, attr, None)
+                if f is not None:
+                    kinds.setdefault(f, kind)
+    return kinds
+
+
+class _FunctionalCalls(torch.overrides.TorchFunctionMode):
+    """Records the parameter-free layers a model runs as plain function calls in its own forward
+    (not inside a hooked module: ``nn.ReLU`` calls ``F.relu`` itself)."""
+
+    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode]) -> None:
+        super().__init__()
+        self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
+        self.seen: dict[str, int] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kind = self.kinds.get(func) if not self.running else None
+        before = self.counter[0].get_total_flops() if kind else 0
+        out = func(*args, **(kwargs or {}))
+        if kind:
+            name = getattr(func, "__name__", kind)
+            n = self.seen[name] = self.seen.get(name, 0) + 1
+            flops = self.counter[0].get_total_flops() - before
+            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, _per_sample(out), 0, flops))
+        return out
+
+
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of every module without children (each shared module once)."""
     return [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
@@ -127,11 +175,15 @@ def measure_module(
     batch: int = 1,
     targets: Iterable[tuple[str, nn.Module]] | None = None,
     device: str | torch.device | None = None,
+    functional: bool = False,
 ) -> Measurement:
     """Run ``model`` once on zeros of shape ``(batch, *input_shape)`` and measure every call of ``targets``.
 
     ``targets``: (name, module) pairs to hook; default :func:`leaf_modules`.  ``device``: where
     the input lives; default the device of the model's first parameter (CPU if it has none).
+    ``functional``: also record, in order among the module calls, the activations and pools the
+    model runs as functions outside any hooked module (:func:`functional_kinds`), named after the
+    function (``relu``, ``relu_1``...).
     Raises :class:`TorchRunError` naming the module that was running when torch raised.
     """
     pdev, dtype = _param_device_dtype(model)
@@ -173,7 +225,11 @@ def measure_module(
         with torch.no_grad(), FlopCounterMode(display=False) as fc:
             counter.append(fc)
             try:
-                out = model(x)
+                if functional:
+                    with _FunctionalCalls(calls, running, counter):
+                        out = model(x)
+                else:
+                    out = model(x)
             except Exception as e:
                 raise TorchRunError(running[-1][0] if running else None, e) from e
     finally:

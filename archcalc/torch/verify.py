@@ -14,6 +14,9 @@ Two ways to get the torch side:
 
 * **against your model** (``module=``, ``--module pkg.mod:factory``): the spec is matched to the
   model's *leaf* modules (modules without children) in the order they run in one eval forward.
+  Activations and pools the model runs as functions in its own code (``F.relu``,
+  ``torch.sigmoid``, ``F.max_pool2d``, ``F.adaptive_avg_pool2d``: what ``archcalc import`` reads
+  as layers) count as calls too, at the point they run, named after the function.
   The matching rule, layer by layer:
 
   1. the spec layer and the next module call are of the same type (torch's class name
@@ -459,7 +462,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         raise SpecError(f"expected a torch.nn.Module to verify against, got {type(model).__name__}", field="module", file=file)
     model_name = type(model).__name__
     try:
-        m = measure_module(model, in_shape, batch=batch, device=device)
+        m = measure_module(model, in_shape, batch=batch, device=device, functional=True)
     except TorchRunError as e:
         row = VerifyRow(e.layer or model_name, "runs", "ok", e.message, False, e.layer)
         failed = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
