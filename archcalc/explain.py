@@ -124,6 +124,39 @@ def _fmt_bytes(v: Any) -> str:
     return f"{int(v):,} B" + ("" if human.endswith(" B") else f" = {human}")
 
 
+def _term_order(terms: list[Any]) -> list[Any]:
+    """Sum terms as the lecture writes them: the input size first, then what is subtracted, then
+    the rest, (W_in - K + 2*P), the same for every axis (sympy's own order is alphabetical, which
+    puts H_in first but W_in last)."""
+
+    def key(t: Any) -> tuple[bool, bool]:
+        has_input = any(str(x).endswith("_in") for x in t.free_symbols)
+        return not has_input, not t.could_extract_minus_sign()
+
+    return sorted(terms, key=key)
+
+
+def _formula(expr: Any) -> str:
+    """A general formula as text (sympy syntax), its sums in lecture order."""
+    from sympy.printing.str import StrPrinter
+
+    class Printer(StrPrinter):  # type: ignore[misc]  # sympy is untyped
+        def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
+            return _term_order(super()._as_ordered_terms(expr, order))
+
+    return str(Printer().doprint(simplify(expr)))
+
+
+def _formula_latex(expr: Any) -> str:
+    from sympy.printing.latex import LatexPrinter
+
+    class Printer(LatexPrinter):  # type: ignore[misc]
+        def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
+            return _term_order(super()._as_ordered_terms(expr, order))
+
+    return str(Printer().doprint(expr))
+
+
 def _general(fn: Any) -> str | None:
     try:
         return str(fn())
@@ -165,7 +198,7 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     general_out = _general(lambda: lay_s.output_shape(ins_s))
     gen_axes: list[str | None] = [None] * len(out_num)
     if general_out is not None:
-        gen_axes = [str(simplify(d)) for d in lay_s.output_shape(ins_s)]
+        gen_axes = [_formula(d) for d in lay_s.output_shape(ins_s)]
     passthrough = {str(d) for s in ins_s for d in s}
     in_dims = {str(simplify(d)) for s in ins_num for d in s}
     for axis, (t, g) in enumerate(zip(traced_out, gen_axes, strict=True)):
@@ -187,10 +220,10 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
             g = None
             if weights_s is not None:
                 total_s = total_s + _prod(weights_s[wname])
-                g = str(simplify(_prod(weights_s[wname])))
+                g = _formula(_prod(weights_s[wname]))
             ex.steps.append(Step(f"params: {wname} ({shape_txt})", g, _worked(n), _fmt_count(n)))
         if len(weights_t) > 1:
-            ex.steps.append(Step("params", str(simplify(total_s)) if weights_s is not None else None, _worked(total_t), _fmt_count(total_t)))
+            ex.steps.append(Step("params", _formula(total_s) if weights_s is not None else None, _worked(total_t), _fmt_count(total_t)))
     else:
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
     buffers = layer.buffers(ins_num)
@@ -207,11 +240,11 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ops_t = {k: v * batch for k, v in ops_t.items()}
     for cat, v in ops_t.items():
         counted = conv.counts.get(f"{cat}/{layer.kind}", conv.counts.get(cat, 0))
-        g = str(simplify(ops_s[cat] * batch)) if ops_s is not None and cat in ops_s else None
+        g = _formula(ops_s[cat] * batch) if ops_s is not None and cat in ops_s else None
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
     macs = conv.macs(ops_t, layer.kind)
     macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
-    ex.steps.append(Step(f"MACs ({conv.name})", str(simplify(macs_s)) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
+    ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
     ex.steps.append(
         Step(
             "FLOPs",
@@ -256,9 +289,17 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     if len(srcs) > 1:
         for a, axis in enumerate(axes):
             sizes = [s[a].size for s in srcs]
-            ex.steps.append(
-                Step(f"receptive field {axis} (paths meet)", "max over inputs", f"max({', '.join(map(str, sizes))})", str(node["rf"][a].size))
-            )
+            out = node["rf"][a]
+            regular = all(s[a].phases is None and type(s[a].size) is int and type(s[a].centre2) is int for s in srcs)
+            if regular and out.size not in sizes:  # offset paths: the union of the fields (see passes/receptive.py)
+                spans = [((s[a].centre2 - s[a].size + 1) // 2, (s[a].centre2 + s[a].size - 1) // 2) for s in srcs]
+                lo, hi = min(x for x, _ in spans), max(y for _, y in spans)
+                union = " \u222a ".join(f"[{_neg(x)}, {_neg(y)}]" for x, y in spans)
+                worked = f"{union} = [{_neg(lo)}, {_neg(hi)}]: {_neg(hi)} \u2212 {_neg(lo, wrap=True)} + 1"
+                general = "union of the inputs' fields [lo, hi] at output 0 (the paths are offset: each output sees both)"
+                ex.steps.append(Step(f"receptive field {axis} (paths meet)", general, worked, str(out.size)))
+                continue
+            ex.steps.append(Step(f"receptive field {axis} (paths meet)", "max over inputs", f"max({', '.join(map(str, sizes))})", str(out.size)))
         if node.get("rf_note"):
             ex.notes.append(node["rf_note"])
         return
@@ -343,7 +384,7 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     width = max(len(s.quantity) for s in ex.steps)
     lines = [head, ""]
     for s in ex.steps:
-        lines.append(f"{s.quantity:<{width}}  {s.general}" if s.general else f"{s.quantity:<{width}}")
+        lines.append(f"{s.quantity:<{width}}  {s.general}" if s.general else s.quantity)
         if s.worked:
             lines.append(f"{'':<{width}}  = {s.worked} = {s.result}")
         else:
@@ -363,6 +404,7 @@ def _latex(ex: Explanation, head: str) -> str:
             .replace("\u00d7", r" \times ")
             .replace("\u2308", r"\lceil ")
             .replace("\u2309", r"\rceil ")
+            .replace("\u222a", r" \cup ")
             .replace("_", r"\_")
         )
 
@@ -373,7 +415,7 @@ def _latex(ex: Explanation, head: str) -> str:
         try:
             import sympy
 
-            return str(sympy.latex(sympy.sympify(g, locals={n: sympy.Symbol(n) for n in _names(g)})))
+            return _formula_latex(sympy.sympify(g, locals={n: sympy.Symbol(n) for n in _names(g)}))
         except Exception:
             return r"\text{" + _latex_escape(g) + "}" if prose(g) else math(g)
 

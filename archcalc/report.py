@@ -22,7 +22,7 @@ from .spec import Architecture, load_spec
 
 QUANTITIES = ("params", "macs", "flops", "activation_bytes")
 _SIZE, _JUMP = operator.itemgetter(0), operator.itemgetter(1)  # AxisRF.size, AxisRF.jump
-_IN_PLACE = "returns its input tensor (in place): no new activation memory"
+IN_PLACE_NOTE = "returns its input tensor (in place): no new activation memory"
 
 
 @dataclass(slots=True)
@@ -197,7 +197,7 @@ def report_from_graph(
                 n["buffers"],
                 n["weights"],
                 n["training_only"],
-                n["rf_note"] or (_IN_PLACE if layer.in_place() else None),
+                "; ".join(x for x in (n["rf_note"], layer.note(n["in_shapes"])) if x) or (IN_PLACE_NOTE if layer.in_place() else None),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -19,7 +19,7 @@ MUL_SIGN, MINUS_SIGN = "\u00b7", "\u2212"
 class Traced:
     """An int together with the text of the arithmetic that produced it."""
 
-    __slots__ = ("ceil_of", "neg_of", "prec", "text", "value")
+    __slots__ = ("ceil_of", "floordiv", "neg_of", "prec", "text", "value")
 
     def __init__(self, value: int, text: str | None = None, prec: int = _ATOM) -> None:
         self.value = value
@@ -27,6 +27,7 @@ class Traced:
         self.prec = prec
         self.neg_of: Traced | None = None  # set on -x: lets -((-a) // b), i.e. ceil(a / b), print as such
         self.ceil_of: tuple[Traced, Traced] | None = None
+        self.floordiv = False  # a // b: bracketed beside '·' ("(32 // 2)·7", not "32 // 2·7", though Python reads both alike)
 
     # -- building text ---------------------------------------------------------------------------
     @staticmethod
@@ -65,11 +66,14 @@ class Traced:
                 return a
             if a.value == 1 and a.prec == _ATOM:
                 return b
-            return Traced(a.value * b.value, f"{self._par(a, _MUL)}{MUL_SIGN}{self._par(b, _MUL + 1)}", _MUL)
+            left = f"({a.text})" if a.floordiv else self._par(a, _MUL)
+            return Traced(a.value * b.value, f"{left}{MUL_SIGN}{self._par(b, _MUL + 1)}", _MUL)
         if op == "//":
             if b.value == 1 and b.prec == _ATOM:
                 return a
-            out = Traced(a.value // b.value, f"{self._par(a, _MUL)} // {self._par(b, _MUL + 1)}", _MUL)
+            left = f"({a.text})" if a.prec == _MUL else self._par(a, _MUL)  # "(a·b) // c": the product first
+            out = Traced(a.value // b.value, f"{left} // {self._par(b, _MUL + 1)}", _MUL)
+            out.floordiv = True
             if a.neg_of is not None:
                 out.ceil_of = (a.neg_of, b)
             return out

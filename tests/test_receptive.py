@@ -5,7 +5,9 @@ Named builders, each documented as aligned or misaligned, as that library's test
 
 from __future__ import annotations
 
-from conftest import SPECS, conv, net
+import json
+
+from conftest import SPECS, cli, conv, net
 
 from archcalc import analyze
 
@@ -60,6 +62,22 @@ def test_misaligned_paths_are_reported() -> None:
     row = rep.row("add")
     assert row.receptive_field == (2, 2)
     assert row.note is not None and "misaligned" in row.note
+
+
+def test_offset_paths_see_the_union_of_their_fields() -> None:
+    # path a: 3x3 pad 1, output i sees input i-1..i+1; path b: pad 2 before (zeropad), then 3x3: i-2..i.
+    # Same stride, offset by one pixel at every output: the add's output i sees i-2..i+1, 4 pixels, not max(3, 3)
+    layers = [
+        conv(1, 3, name="a", padding=1),
+        {"name": "zp", "type": "zeropad2d", "padding": [2, 0, 2, 0], "inputs": ["input"]},
+        conv(1, 3, name="b"),
+        {"name": "s", "type": "add", "inputs": ["a", "b"]},
+    ]
+    rep = net(layers, (1, 8, 8))
+    assert rep.row("s").receptive_field == (4, 4)
+    assert "union" in (rep.row("s").note or "")
+    out = cli("explain", "--stack", "1x8x8", *(json.dumps(x) for x in layers)).out
+    assert "[\u22121, 1] \u222a [\u22122, 0] = [\u22122, 1]: 1 \u2212 (\u22122) + 1 = 4" in out
 
 
 def test_stride_mismatch_is_reported() -> None:

@@ -99,6 +99,23 @@ def test_explain_rf_lines_agree_with_the_table_everywhere() -> None:
     assert checked["rules"] > 150
 
 
+def test_explain_writes_every_axis_alike_and_brackets_floor_division() -> None:
+    out = cli("explain", ALEXNET, "conv1").out
+    assert "floor((H_in - K + 2*P)/S) + 1" in out and "floor((W_in - K + 2*P)/S) + 1" in out  # not (-K + 2*P + W_in)
+    # grouped conv: in_channels / groups, then times the kernel: (32 // 2)*7 = 112, where "32 // 2*7" reads as 32 // 14
+    grouped = cli("explain", "--stack", "32x17x17", "conv 64 1x7 padding=0,3 g2").out
+    assert "64\u00b7(32 // 2)\u00b77 = 7,168" in grouped  # 64 filters of 16 x 1 x 7
+    assert all(line == line.rstrip() for line in out.splitlines())
+
+
+def test_linear_on_a_3d_input_says_so() -> None:
+    # torch's nn.Linear acts on the last axis: after global pooling to 32x1x1 without a flatten, fc 10 has
+    # 1 input feature: 1*10 + 10 = 20 params, not 32*10 + 10 = 330; the table says why
+    out = cli("quick", "3x227x227", "conv 32 3", "gap", "fc 10").out
+    assert "fc1: acts on the last axis of its 32\u00d71\u00d71 input" in out and "flatten first to connect all 32" in out
+    assert out.split("fc1")[1].split()[:4] == ["linear", "32\u00d71\u00d710", "20", "320"]  # 1*10 + 10 params, 32*10*1 MACs
+
+
 def test_explain_unknown_layer() -> None:
     r = cli("explain", ALEXNET, "conv9")
     assert r.code == 2 and "no layer named 'conv9'" in r.err and "did you mean" in r.err

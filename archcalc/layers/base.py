@@ -215,6 +215,10 @@ class Layer(Spec):
     def windows(self, ins: list[Shape]) -> list[Window] | None:
         return None
 
+    def note(self, ins: list[Shape]) -> str | None:
+        """Something about this layer a reader of the table should know (shown with the row)."""
+        return None
+
     def in_place(self) -> bool:
         """True when the output is the input tensor itself (``inplace=True``, identity): no new memory."""
         return bool(self.__dict__.get("inplace", False))

@@ -41,6 +41,15 @@ class Linear(Layer):
 
         return nn.Linear(int(ins[0][-1]), int(self.out_features), self.bias)
 
+    def note(self, ins: list[Shape]) -> str | None:
+        if len(ins[0]) == 1:
+            return None
+        shape = "\u00d7".join(map(str, ins[0]))
+        return (
+            f"acts on the last axis of its {shape} input, as torch's nn.Linear does ({ins[0][-1]} in, {self.out_features} out); "
+            f"flatten first to connect all {numel(ins[0])}"
+        )
+
     def describe(self, ins: list[Shape]) -> str:
         return f"fully connected {ins[0][-1]} \u2192 {self.out_features}"
 

@@ -305,11 +305,14 @@ def _merge(
                 misaligned = _differ(a.jump, b.jump) or _differ(a.centre2, b.centre2)
             else:  # an upsampled path: compare the grids its outputs sit on on average
                 misaligned = _average_grid(a) != _average_grid(b)
+            ints = all(type(v) is int for v in (a.size, a.jump, a.centre2, b.size, b.jump, b.centre2))
+            offset = a.phases is None and b.phases is None and ints and a.jump == b.jump and a.centre2 != b.centre2
+            if offset:
+                rf[axis] = _offset_union(a, b)
+                note = note or _misaligned(axis, names[0], a, names[k], b, rf[axis])
+                continue
             if note is None and misaligned:
-                note = (
-                    f"misaligned paths on axis {axis}: {names[0]} has stride {a.jump}, centre {a.centre2}/2; "
-                    f"{names[k]} has stride {b.jump}, centre {b.centre2}/2"
-                )
+                note = _misaligned(axis, names[0], a, names[k], b, None)
             merged = _union(a, b) if (a.phases is not None or b.phases is not None) else None
             rf[axis] = merged if merged is not None else a if sign in (0, 1) else b if sign == -1 else AxisRF(size, a.jump, a.centre2)
     return tuple(rf), note, exact
@@ -327,11 +330,27 @@ def _merge_regular_ints(srcs: list[tuple[AxisRF, ...]], names: list[str]) -> tup
     for k in range(1, len(srcs)):
         for axis, b in enumerate(srcs[k]):
             a = rf[axis]
-            if note is None and (a.jump != b.jump or a.centre2 != b.centre2):
-                note = (
-                    f"misaligned paths on axis {axis}: {names[0]} has stride {a.jump}, centre {a.centre2}/2; "
-                    f"{names[k]} has stride {b.jump}, centre {b.centre2}/2"
-                )
+            if a.jump == b.jump and a.centre2 != b.centre2:
+                rf[axis] = _offset_union(a, b)
+                note = note or _misaligned(axis, names[0], a, names[k], b, rf[axis])
+                continue
+            if note is None and a.jump != b.jump:
+                note = _misaligned(axis, names[0], a, names[k], b, None)
             if b.size > a.size:
                 rf[axis] = b
     return tuple(rf), note, True
+
+
+def _offset_union(a: AxisRF, b: AxisRF) -> AxisRF:
+    """Two regular fields with the same stride, centred apart: every output sees both, the same
+    offset apart at every output, so its field is exactly their union."""
+    lo = min((a.centre2 - a.size + 1) // 2, (b.centre2 - b.size + 1) // 2)
+    hi = max((a.centre2 + a.size - 1) // 2, (b.centre2 + b.size - 1) // 2)
+    return AxisRF(hi - lo + 1, a.jump, lo + hi)
+
+
+def _misaligned(axis: int, name_a: str, a: AxisRF, name_b: str, b: AxisRF, union: AxisRF | None) -> str:
+    where = f"misaligned paths on axis {axis}: {name_a} has stride {a.jump}, centre {a.centre2}/2; {name_b} has stride {b.jump}, centre {b.centre2}/2"
+    if union is not None:
+        return f"{where}: each output sees both fields, {union.size} pixels in all (their union)"
+    return f"{where}: the fields drift apart from output to output; the larger one is shown"

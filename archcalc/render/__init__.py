@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..dims import is_symbolic, simplify, to_json
-from ..report import QUANTITIES, Report, Row
+from ..report import IN_PLACE_NOTE, QUANTITIES, Report, Row
 from . import units
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
@@ -67,7 +67,7 @@ def to_text(rep: Report) -> str:
         f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
         f"FLOPs {units.exact(t['flops'])}, activation memory {units.exact(t['activation_bytes'])} bytes"
     )
-    notes = [f"  {r.name}: {r.note}" for r in rep.rows if r.note and "misaligned" in r.note]
+    notes = [f"  {r.name}: {r.note}" for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
     if notes:
         lines += ["notes:", *notes]
     if any(r.training_only for r in rep.rows) and not rep.include_training_only:
@@ -113,6 +113,7 @@ def _latex_escape(s: str) -> str:
         ("\u2192", r"$\to$"),
         ("\u2308", r"$\lceil$"),
         ("\u2309", r"$\rceil$"),
+        ("\u222a", r"$\cup$"),
     ):
         s = s.replace(a, b)
     return s
