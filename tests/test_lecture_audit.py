@@ -27,3 +27,5 @@ def test_audit_document_is_current() -> None:
 def test_audit_covers_the_known_slips() -> None:
     wrong = {e["claim"] for e in ENTRIES if e["verdict"] == "wrong"}
     assert {"conv1.macs=78M", "conv4.macs=145M", "total.macs=418M", "total.macs=13.6G"} <= wrong
+    assert {"fc6..fc8.params=102M", "total.params=5M", "total.params=60M"} <= wrong  # seeds/002 and seeds/000
+    assert {e["source"].split()[0] for e in ENTRIES} == {f"seeds/00{i}" for i in range(5)}  # every note is audited
