@@ -68,7 +68,8 @@ def _fraction_text(r: Any) -> str:
         return "same"
     pct = round(abs(1 - f) * 100)
     trend = f"{pct}% fewer" if f < 1 else f"{pct}% more" if f < 2 else f"{f:.2f}x"
-    exact = f"{r.numerator}/{r.denominator} \u2248 " if r.denominator != 1 and r.denominator < 10**6 else ""
+    small = r.denominator != 1 and r.denominator < 1000 and abs(r.numerator) < 1000  # 27/49 says something; 670789/532549 does not
+    exact = f"{r.numerator}/{r.denominator} \u2248 " if small else ""
     return f"{exact}{f:.3g} ({trend})"
 
 

@@ -154,7 +154,9 @@ def _formula_latex(expr: Any) -> str:
         def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
             return _term_order(super()._as_ordered_terms(expr, order))
 
-    return str(Printer().doprint(expr))
+    # a word-long symbol (MACs, planes) upright, not as a product of italic letters
+    names = {x: rf"\mathrm{{{x.name}}}" for x in expr.free_symbols if len(x.name) > 1 and "_" not in x.name}
+    return str(Printer({"symbol_names": names}).doprint(expr))
 
 
 def _general(fn: Any) -> str | None:
@@ -260,7 +262,8 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step("memory", None, "", "0 B: returns its input tensor (in place), nothing new is allocated"))
     else:
         mem = _prod(out_t) * nbytes * batch
-        ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", None, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
+        general = _formula(_prod(out_s) * nbytes * batch) + " B"
+        ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", general, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
 
     # receptive field
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
@@ -412,12 +415,21 @@ def _latex(ex: Explanation, head: str) -> str:
         return re.search(r"[A-Za-z]{4,}", txt.replace("_in", "")) is not None
 
     def gen(g: str) -> str:
+        if g.endswith(" B"):  # bytes
+            return gen(g[:-2]) + r"\ \mathrm{B}"
         try:
             import sympy
 
             return _formula_latex(sympy.sympify(g, locals={n: sympy.Symbol(n) for n in _names(g)}))
         except Exception:
             return r"\text{" + _latex_escape(g) + "}" if prose(g) else math(g)
+
+    def formula(txt: str) -> bool:  # a result or worked line that is a sympy expression: 9*C**2, floor(H/4 - 7/4) + 1
+        return re.search(r"[A-Za-z]", txt) is not None and not prose(txt) and re.fullmatch(r"[\w*+\-/(). ]+", txt) is not None
+
+    def value(txt: str) -> str:
+        body, unit = (txt[:-2], r"\ \mathrm{B}") if txt.endswith(" B") else (txt, "")
+        return gen(body) + unit if formula(body) else r"\text{" + _latex_escape(txt) + "}"
 
     lines = [r"\begin{align*}", rf"&\text{{{_latex_escape(head)}}} \\"]
     for s in ex.steps:
@@ -426,8 +438,8 @@ def _latex(ex: Explanation, head: str) -> str:
         if s.general:
             rhs.append(gen(s.general))
         if s.worked:
-            rhs.append(r"\text{" + _latex_escape(s.worked) + "}" if prose(s.worked) else math(s.worked))
-        rhs.append(r"\text{" + _latex_escape(s.result) + "}")
+            rhs.append(value(s.worked) if prose(s.worked) or formula(s.worked.removesuffix(" B")) else math(s.worked))
+        rhs.append(value(s.result))
         lines.append(rf"\text{{{q}}} &= " + " = ".join(rhs) + r" \\")
     lines.append(r"\end{align*}")
     return "\n".join(lines) + "\n"

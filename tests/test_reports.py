@@ -65,6 +65,7 @@ def test_latex_compiles(tmp_path: Path, source: str) -> None:
                 (str(ROOT / "specs" / "unet.json"), "updouble4.conv1"),
                 (str(ROOT / "specs" / "resnet50.json"), "layer1.0.add"),
                 ("--stack", "3x9x9", "maxpool 2 s2 ceil_mode=true"),
+                ("--stack", "Cx(2*H)x(2*W)", "conv C 3 p1 bias=false"),  # the lecture's VGG stage algebra, symbols set as math
             )
         )
     (tmp_path / "doc.tex").write_text(LATEX_DOC % body)

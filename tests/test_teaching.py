@@ -116,6 +116,13 @@ def test_linear_on_a_3d_input_says_so() -> None:
     assert out.split("fc1")[1].split()[:4] == ["linear", "32\u00d71\u00d710", "20", "320"]  # 1*10 + 10 params, 32*10*1 MACs
 
 
+def test_explain_latex_sets_symbolic_results_as_math() -> None:
+    # seeds/000's VGG stage: a 3x3 conv C -> C on 2H x 2W costs 9C^2 params and 9C^2 * 4HW = 36C^2HW MACs
+    out = cli("explain", "--stack", "Cx(2*H)x(2*W)", "conv C 3 p1 bias=false", "--format", "latex").out
+    assert "= 9 C^{2} \\\\" in out and "= 36 C^{2} H W \\\\" in out
+    assert "2 \\mathrm{MACs}" in out and "**" not in out and "*C" not in out  # no Python syntax in the formulas
+
+
 def test_explain_unknown_layer() -> None:
     r = cli("explain", ALEXNET, "conv9")
     assert r.code == 2 and "no layer named 'conv9'" in r.err and "did you mean" in r.err
