@@ -24,7 +24,7 @@ from typing import Any
 from .dims import DimError, is_symbolic, simplify
 from .errors import SpecError
 from .render import units
-from .report import Report, Row
+from .report import IN_PLACE_NOTE, Report, Row
 
 QUANTITIES = {
     "params": "params",
@@ -75,6 +75,7 @@ class Verdict:
     exact_text: str
     why: str  # how the claim was judged (precision, units)
     derivation: str
+    note: str | None = None  # the layer's own note (a linear layer acting on the last axis...)
 
 
 def parse_claim(text: str) -> Claim:
@@ -171,6 +172,13 @@ def _shape_text(dims: Any) -> str:
 def judge(rep: Report, claim: Claim, derive: Any = None) -> Verdict:
     """Compare one claim with the report; ``derive(layer, quantity)`` gives the derivation text."""
     rows = _rows(rep, claim.target)
+    verdict = _judge(rep, claim, rows, derive)
+    if len(rows) == 1 and rows[0].note and rows[0].note != IN_PLACE_NOTE:
+        verdict.note = rows[0].note
+    return verdict
+
+
+def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     if claim.quantity in ("output_shape", "receptive_field", "effective_stride"):
         if len(rows) != 1:
             raise SpecError(f"{claim.quantity} is per layer; {claim.target!r} is not one layer", field="CLAIM")
@@ -285,6 +293,8 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
         out.append(line + f"  [{v.why}]")
         if v.derivation:
             out += ["        " + d for d in v.derivation.splitlines()]
+        if v.note:
+            out.append(f"        note: {v.note}")
     wrong = sum(not v.correct for v in verdicts)
     out.append(f"{len(verdicts) - wrong} correct, {wrong} wrong")
     return "\n".join(out) + "\n"

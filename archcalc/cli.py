@@ -206,12 +206,12 @@ def _report(args: argparse.Namespace) -> Any:
     with gc_paused():
         values = parse_set(args.set)
         stack = getattr(args, "stack_now", None)
-        if args.command == "quick":
-            arch, file = quick_spec(args.input_shape, args.layers), "<quick>"
-        elif stack:
-            arch, file = quick_spec(stack[0], stack[1:]), "<stack>"
+        if args.command == "quick" or stack:
+            shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
+            arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
+            hint = _channels_first_hint(arch.input)
         else:
-            arch, file = load_spec(args.spec), args.spec
+            arch, file, hint = load_spec(args.spec), args.spec, None
         try:
             shape = parse_shape(args.input) if args.input else None
             G = compile_graph(arch, values=values, input_shape=shape)
@@ -223,7 +223,11 @@ def _report(args: argparse.Namespace) -> Any:
                 include_training_only=args.include_training_only,
             )
         except SpecError as e:
+            if hint and shape is None:
+                e.message = f"{e.message} (note: {hint})"
             raise e.located(file=file) from None
+        if hint and shape is None:
+            print(f"archcalc: note: {hint}", file=sys.stderr)
         args.graph = G
         return rep
 
@@ -277,6 +281,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _channels_first_hint(shape: Sequence[Any]) -> str | None:
+    """What to say when a typed input reads like an image written H x W x C (224x224x3)."""
+    if len(shape) == 3 and all(isinstance(d, int) for d in shape) and shape[2] <= 4 and shape[0] >= 8 * shape[2]:
+        c, h, w = shape
+        return f"input {c}x{h}x{w} is read channels first (C x H x W, as torch): for a {w}-channel {c}x{h} image write {w}x{c}x{h}"
+    return None
 
 
 def _need_stack_shape(stack: list[str]) -> None:

@@ -4,10 +4,17 @@
 
 Each layer is a type (or alias) followed by words:
 * ``key=value`` for any field (``out_channels=64``, ``padding=same``, ``bias=false``);
-* short forms ``k3`` / ``s2`` / ``p1`` / ``d2`` / ``g32`` (kernel, stride, padding, dilation, groups),
-  and ``3x3`` for a kernel;
-* bare numbers or symbols: for conv the first is out_channels and the second the kernel; for
-  pooling the kernel; for linear out_features.
+* short forms ``k3`` / ``s2`` / ``p1`` / ``d2`` / ``g32`` (kernel, stride, padding, dilation, groups;
+  ``s2x1`` per axis), the same as words (``stride 4``, ``pad 1``, ``padding 1``), bare ``same`` /
+  ``valid`` for the padding, and ``3x3`` for a kernel;
+* bare numbers or symbols: for conv the first is out_channels, then kernel, stride, padding (torch's
+  order); for pooling the kernel, stride, padding; for linear out_features; for dropout p, for
+  upsample the scale factor, for leakyrelu the slope.  Words like ``filters`` are skipped
+  (``conv 96 filters 11x11 stride 4``).
+The aliases follow the input's rank: ``conv`` is conv1d on C×L, conv2d on C×H×W, conv3d on
+C×D×H×W (likewise ``pool``, ``maxpool``, ``avgpool``, ``gap``, ``bn``).  ``fc`` is the textbook
+fully connected layer: on a tensor with spatial axes left it flattens first (a ``flatten`` row is
+added), where ``linear`` is torch's nn.Linear, acting on the last axis.
 A word starting with ``{`` is taken as a whole JSON layer.
 """
 
@@ -21,26 +28,32 @@ from .errors import SpecError
 from .layers import TYPE_NAMES
 from .spec import Architecture, parse_spec
 
-ALIASES = {
-    "conv": "conv2d",
-    "pool": "maxpool2d",
-    "maxpool": "maxpool2d",
-    "avgpool": "avgpool2d",
-    "fc": "linear",
-    "bn": "batchnorm2d",
-    "gap": "adaptiveavgpool2d",
-    "lrn": "localresponsenorm",
-    "cat": "concat",
+# aliases by the number of spatial axes (1, 2, 3) of the tensor they receive
+RANKED = {
+    "conv": "conv{}d",
+    "pool": "maxpool{}d",
+    "maxpool": "maxpool{}d",
+    "avgpool": "avgpool{}d",
+    "gap": "adaptiveavgpool{}d",
+    "bn": "batchnorm{}d",
+    "upsample": "upsample",
 }
+ALIASES = {"fc": "linear", "lrn": "localresponsenorm", "cat": "concat"}
 SHORT = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
+WORDS = {"kernel": "kernel_size", "stride": "stride", "pad": "padding", "padding": "padding", "dilation": "dilation", "groups": "groups"}
+NOISE = {"filters", "filter", "kernels", "channels", "units", "features", "neurons", "outputs"}
 POSITIONAL = {
-    "conv": ("out_channels", "kernel_size"),
-    "pool": ("kernel_size",),
+    "conv": ("out_channels", "kernel_size", "stride", "padding"),
+    "pool": ("kernel_size", "stride", "padding"),
     "linear": ("out_features",),
     "adaptive": ("output_size",),
     "localresponsenorm": ("size",),
     "subsample": ("stride",),
     "channelpad": ("out_channels",),
+    "dropout": ("p",),
+    "upsample": ("scale_factor",),
+    "leakyrelu": ("negative_slope",),
+    "zeropad": ("padding",),
 }
 _VALUE = r"[A-Za-z_][A-Za-z0-9_]*|\d+"
 
@@ -56,18 +69,19 @@ def _value(text: str) -> Any:
     if "x" in text and all(re.fullmatch(_VALUE, p) for p in text.split("x")):
         return [_value(p) for p in text.split("x")]
     if "," in text:
-        return [_value(p) for p in text.split(",")]
+        return [_value(p) for p in text.strip("[]()").split(",")]
     return text
 
 
 def _family(kind: str) -> str:
-    for fam in ("adaptive", "pool", "conv", "linear", "localresponsenorm", "subsample", "channelpad"):
+    for fam in ("adaptive", "pool", "conv", "linear", "localresponsenorm", "subsample", "channelpad", "zeropad"):
         if fam in kind:
             return fam
     return kind
 
 
-def parse_layer(text: str, index: int, counters: dict[str, int]) -> dict[str, Any]:
+def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 2) -> dict[str, Any]:
+    """One layer of a quick stack; ``spatial``: the number of spatial axes of its input (ranked aliases)."""
     text = text.strip()
     if text.startswith("{"):
         try:
@@ -80,27 +94,47 @@ def parse_layer(text: str, index: int, counters: dict[str, int]) -> dict[str, An
     words = text.replace("\u00d7", "x").split()
     if not words:
         raise SpecError("empty layer", layer=f"#{index + 1}")
-    kind = ALIASES.get(words[0].lower(), words[0].lower())
-    short = words[0].lower() if words[0].lower() in ALIASES else kind
+    short = words[0].lower()
+    if short in RANKED:
+        kind = RANKED[short].format(min(max(spatial, 1), 3))
+    else:
+        kind = ALIASES.get(short, short)
+        short = short if short in ALIASES else kind
     counters[short] = counters.get(short, 0) + 1
     layer: dict[str, Any] = {"name": f"{short}{counters[short]}", "type": kind}
     if short == "gap":
         layer["output_size"] = 1  # global average pooling
     positional = list(POSITIONAL.get(_family(kind), ()))
-    for w in words[1:]:
+    rest = words[1:]
+    while rest:
+        w = rest.pop(0)
+        low = w.lower()
         if "=" in w:
             k, v = w.split("=", 1)
             fields = TYPE_NAMES[kind].model_fields if kind in TYPE_NAMES else {}
-            layer[k if k in fields else SHORT.get(k, k)] = _value(v)
-        elif re.fullmatch(r"[kspdg]\d+", w):
-            layer[SHORT[w[0]]] = int(w[1:])
-        elif re.fullmatch(rf"({_VALUE})x({_VALUE})", w) and "kernel_size" not in layer and "kernel_size" in positional:
-            layer["kernel_size"] = _value(w)
-            positional.remove("kernel_size")
+            field = k if k in fields else SHORT.get(k, k)
+            layer[field] = _value(v)
+        elif re.fullmatch(r"[kspdg]\d+(x\d+)*", w):
+            layer[SHORT[w[0]]] = _value(w[1:])
+            field = SHORT[w[0]]
+        elif low in WORDS and rest:  # stride 4, pad 1
+            field = WORDS[low]
+            layer[field] = _value(rest.pop(0))
+        elif low in ("same", "valid") and kind in TYPE_NAMES and "padding" in TYPE_NAMES[kind].model_fields:
+            field = "padding"
+            layer[field] = low
+        elif low in NOISE:
+            continue
+        elif re.fullmatch(rf"({_VALUE})x({_VALUE})(x({_VALUE}))?", w) and "kernel_size" not in layer and "kernel_size" in positional:
+            field = "kernel_size"
+            layer[field] = _value(w)
         elif positional:
-            layer[positional.pop(0)] = _value(w)
+            field = positional[0]
+            layer[field] = _value(w)
         else:
             raise SpecError(f"cannot read {w!r} (use key=value)", layer=layer["name"])
+        if field in positional:  # a field given by name is no longer next in line
+            positional = positional[positional.index(field) + 1 :] if field == positional[0] else [f for f in positional if f != field]
     return layer
 
 
@@ -113,5 +147,16 @@ def parse_shape(text: str) -> list[int | str]:
 
 def quick_spec(input_text: str, layers: list[str], name: str = "stack") -> Architecture:
     counters: dict[str, int] = {}
-    data = {"name": name, "input": parse_shape(input_text), "layers": [parse_layer(t, i, counters) for i, t in enumerate(layers)]}
-    return parse_spec(data, file="<quick>")
+    shape = parse_shape(input_text)
+    spatial = len(shape) - 1  # spatial axes of the tensor the next layer receives
+    out: list[dict[str, Any]] = []
+    for i, text in enumerate(layers):
+        layer = parse_layer(text, i, counters, spatial)
+        if text.split()[0].lower() == "fc" and spatial > 0:  # the textbook FC layer: flatten first
+            counters["flatten"] = counters.get("flatten", 0) + 1
+            out.append({"name": f"flatten{counters['flatten']}", "type": "flatten"})
+            spatial = 0
+        out.append(layer)
+        if layer.get("type") == "flatten" or (layer.get("type") == "linear" and spatial == 0):
+            spatial = 0
+    return parse_spec({"name": name, "input": shape, "layers": out}, file="<quick>")

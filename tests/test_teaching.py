@@ -109,11 +109,44 @@ def test_explain_writes_every_axis_alike_and_brackets_floor_division() -> None:
 
 
 def test_linear_on_a_3d_input_says_so() -> None:
-    # torch's nn.Linear acts on the last axis: after global pooling to 32x1x1 without a flatten, fc 10 has
-    # 1 input feature: 1*10 + 10 = 20 params, not 32*10 + 10 = 330; the table says why
+    # torch's nn.Linear acts on the last axis: after global pooling to 32x1x1 without a flatten, `linear 10` has
+    # 1 input feature: 1*10 + 10 = 20 params, not 32*10 + 10 = 330; the table and check say why
+    out = cli("quick", "3x227x227", "conv 32 3", "gap", "linear 10").out
+    assert "linear1: acts on the last axis of its 32\u00d71\u00d71 input" in out and "flatten first to connect all 32" in out
+    assert out.split("linear1")[1].split()[:4] == ["linear", "32\u00d71\u00d710", "20", "320"]  # 1*10 + 10 params, 32*10*1 MACs
+    r = cli("check", "--stack", "3x227x227", "conv 32 3", "gap", "linear 10", "linear1.params=330")
+    assert r.code == 1 and "note: acts on the last axis" in r.out
+
+
+def test_quick_fc_is_the_textbook_fully_connected_layer() -> None:
+    # `fc` flattens first: after gap to 32x1x1, fc 10 has 32*10 + 10 = 330 params
     out = cli("quick", "3x227x227", "conv 32 3", "gap", "fc 10").out
-    assert "fc1: acts on the last axis of its 32\u00d71\u00d71 input" in out and "flatten first to connect all 32" in out
-    assert out.split("fc1")[1].split()[:4] == ["linear", "32\u00d71\u00d710", "20", "320"]  # 1*10 + 10 params, 32*10*1 MACs
+    assert out.split("flatten1")[1].split()[:2] == ["flatten", "32"]
+    assert out.split("fc1")[1].split()[:3] == ["linear", "10", "330"]
+    # LeNet-5 typed as taught: 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706 params (LeCun et al. 1998, full C3)
+    lenet = cli("quick", "1x32x32", "conv 6 5", "tanh", "avgpool 2", "conv 16 5", "tanh", "avgpool 2", "conv 120 5", "tanh", "fc 84", "tanh", "fc 10")
+    assert "total params 61,706," in lenet.out
+
+
+def test_quick_grammar_as_students_write_it() -> None:
+    # AlexNet conv1 as the paper words it: (227 - 11)//4 + 1 = 55; 96*3*11*11 + 96 = 34,944 params
+    out = cli("quick", "3x227x227", "conv 96 filters 11x11 stride 4", "maxpool 3 2").out
+    assert out.split("conv1")[1].split()[:3] == ["conv2d", "96\u00d755\u00d755", "34.94K"]
+    assert out.split("maxpool1")[1].split()[1] == "96\u00d727\u00d727"  # (55 - 3)//2 + 1 = 27
+    # torch's positional order (out, kernel, stride, padding), bare 'same', per-axis strides
+    out = cli("quick", "3x32x32", "conv 64 3 1 1", "conv 64 3 same", "conv 8 3 s2x1 p1").out
+    assert [out.split(f"conv{i}")[1].split()[1] for i in (1, 2, 3)] == ["64\u00d732\u00d732", "64\u00d732\u00d732", "8\u00d716\u00d732"]
+    # aliases follow the input's rank: conv on C x L is conv1d, on C x D x H x W conv3d
+    assert "conv1d" in cli("quick", "1x100", "conv 8 5").out
+    conv3d = cli("quick", "3x16x112x112", "conv 64 3 p1").out  # 64*3*27 + 64 = 5,248 params
+    assert conv3d.split("conv1")[1].split()[:3] == ["conv3d", "64\u00d716\u00d7112\u00d7112", "5.25K"]
+
+
+def test_quick_hints_at_channels_last_inputs() -> None:
+    r = cli("quick", "224x224x3", "conv 64 3 p1")
+    assert r.code == 0 and "read channels first" in r.err and "write 3x224x224" in r.err
+    r = cli("quick", "28x28x1", "conv 6 5")
+    assert r.code == 2 and len(r.err.splitlines()) == 1 and "write 1x28x28" in r.err
 
 
 def test_explain_latex_sets_symbolic_results_as_math() -> None:
