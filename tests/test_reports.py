@@ -101,3 +101,20 @@ def test_reports_refuse_a_bad_spec_before_writing_anything(tmp_path: Path) -> No
     r = cli("reports", str(ROOT / "specs" / "alexnet.json"), str(bad), "-o", str(out), "--no-plots")
     assert r.code == 2 and r.err.startswith(f"archcalc: error: {bad}: layer 'c1': field 'kernel_size'"), r.err
     assert not out.exists()  # the good spec's tables are not half a gallery
+
+
+def test_reports_of_a_symbolic_spec_are_tables_only(tmp_path: Path) -> None:
+    sym = tmp_path / "sym.json"
+    sym.write_text('{"name": "sym", "input": [3, "H", "W"], "layers": [{"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}]}')
+    r = cli("reports", str(sym), "-o", str(tmp_path / "rep"))
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["index.md", "sym.csv", "sym.json", "sym.md", "sym.tex"]  # no plot
+    assert "216\\*" in (tmp_path / "rep" / "index.md").read_text()  # 8*3*9 MACs per output position, markdown-escaped
+
+
+def test_reports_refuse_two_specs_writing_the_same_files(tmp_path: Path) -> None:
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "net.json").write_text((ROOT / "specs" / "lenet5.json").read_text())
+    r = cli("reports", str(tmp_path / "a" / "net.json"), str(tmp_path / "b" / "net.json"), "-o", str(tmp_path / "rep"), "--no-plots")
+    assert r.code == 2 and "would both write net.*" in r.err and not (tmp_path / "rep").exists()
