@@ -212,6 +212,8 @@ def _report(args: argparse.Namespace) -> Any:
             hint = _channels_first_hint(arch.input)
         else:
             arch, file, hint = load_spec(args.spec), args.spec, None
+        if values:
+            _check_set_names(values, arch, file, args)
         try:
             shape = parse_shape(args.input) if args.input else None
             G = compile_graph(arch, values=values, input_shape=shape)
@@ -281,6 +283,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse.Namespace) -> None:
+    """--set of a name the spec never uses is a typo (h for H), not a no-op."""
+    from .dims import names_in
+    from .spec import spec_symbols
+
+    known = spec_symbols(arch)
+    for extra in (args.input, args.batch):
+        known |= {n for part in (extra or "").split(",") if part.strip() and not part.strip().isdigit() for n in names_in(part.strip())}
+    for name in values:
+        if name not in known:
+            import difflib
+
+            near = difflib.get_close_matches(name, sorted(known), n=1) or [k for k in sorted(known) if k.lower() == name.lower()]
+            hint = f"; did you mean {near[0]!r}?" if near else (f" (its symbols: {', '.join(sorted(known))})" if known else " (it has no symbols)")
+            raise SpecError(f"--set {name}: the spec uses no symbol {name!r}{hint}", file=file, field="--set")
 
 
 def _channels_first_hint(shape: Sequence[Any]) -> str | None:

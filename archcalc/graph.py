@@ -274,12 +274,15 @@ class _Compiler:
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
         indexed = "repeat" in call.model_fields_set
         for r in range(_repeat_count(call, env)):
-            raw = {**block.params, **call.args, **(call.first if r == 0 else {})}
-            missing = [k for k, v in raw.items() if v is None]
+            given = {**call.args, **(call.first if r == 0 else {})}
+            missing = [k for k, v in {**block.params, **given}.items() if v is None]
             if missing:
                 raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
-            inner = dict(self.env)  # global --set values, then this block's parameters
-            inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in raw.items()})
+            inner = dict(self.env)  # global --set values, then this block's parameters:
+            inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in given.items()})  # the caller's values, in its scope
+            for k, v in block.params.items():  # defaults, in the block's scope: {"width": "2*planes"} sees this call's planes
+                if k not in given:
+                    inner[k] = _param_value(v, inner, f"params.{k}", full)
             prefix = f"{full}.{r}." if indexed else f"{full}."
             out = self.expand(block.layers, inner, prefix, out)
             if block.output is not None:

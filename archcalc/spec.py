@@ -14,6 +14,7 @@ A spec is JSON::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import operator
@@ -210,6 +211,39 @@ def parse_spec(data: Any, file: str | None = None) -> Architecture:
         more = f" (and errors in {len(places) - 1} more places)" if len(places) > 1 else ""
         hint = _fields_hint(data, tuple(err["loc"])) if err["type"] == "extra_forbidden" else ""
         raise SpecError(_pydantic_message(dict(err)) + hint + more, layer=layer, field=field, file=file) from None
+
+
+def spec_symbols(arch: Architecture) -> set[str]:
+    """Every name the spec's expression strings refer to (input sizes, layer fields, block
+    parameters, arguments and repeat counts): what ``--set`` may bind."""
+    from .dims import names_in
+
+    names: set[str] = set()
+
+    def text(v: Any) -> None:
+        if isinstance(v, str):
+            with contextlib.suppress(Exception):  # a literal like "same" is a name too; bad text is reported elsewhere
+                names.update(names_in(v))
+        elif isinstance(v, list):
+            for x in v:
+                text(x)
+
+    def entries(layers: list[Any]) -> None:
+        for e in layers:
+            if isinstance(e, BlockCall):
+                for v in (e.repeat, *e.args.values(), *e.first.values()):
+                    text(v)
+            else:
+                for f in e._dim_fields:
+                    text(e.__dict__[f])
+
+    text(list(arch.input))
+    entries(arch.layers)
+    for block in arch.blocks.values():
+        for v in block.params.values():
+            text(v)
+        entries(block.layers)
+    return names
 
 
 def load_spec(path: str | Path) -> Architecture:

@@ -167,6 +167,8 @@ def test_bad_spec(tmp_path: Path, text: str, expected: list[str]) -> None:
         (["--batch", "0"], "--batch must be positive"),
         (["--batch", "N**2"], "uses Pow"),
         (["--input", "3,0,8"], "input sizes must be positive"),
+        (["--set", "X=3"], "--set X: the spec uses no symbol 'X' (it has no symbols)"),  # a typo is not a no-op
+        (["--input", "3,H,W", "--set", "h=227"], "--set h: the spec uses no symbol 'h'; did you mean 'H'?"),
     ],
 )
 def test_bad_flags(args: list[str], expected: str) -> None:

@@ -233,3 +233,18 @@ def test_block_copies_keep_forward_global_and_input_references(monkeypatch: pyte
     assert list(G.predecessors("r.1.sum")) == ["r.1.a", "r.1.b"] and list(G.predecessors("r.1.a")) == ["r.0.out"]
     assert list(G.predecessors("s.1.aux")) == ["s.1.b"]  # the entry before the side branch
     assert G.graph["order"].index("s.1.sum") > G.graph["order"].index("s.1.b")
+
+
+def test_block_defaults_see_the_calls_own_parameters() -> None:
+    # width defaults to 2*planes: 2*16 = 32 channels for one call, 2*64 = 128 for the other (was a free symbol 'planes')
+    data = {
+        "name": "n",
+        "input": [3, 8, 8],
+        "blocks": {"b": {"params": {"planes": None, "width": "2*planes"}, "layers": [conv("width", 1, name="c")]}},
+        "layers": [
+            {"name": "x", "type": "block", "block": "b", "args": {"planes": 16}},
+            {"name": "y", "type": "block", "block": "b", "args": {"planes": 64}},
+        ],
+    }
+    rep = analyze(parse_spec(data))
+    assert rep.row("x.c").output_shape == (32, 8, 8) and rep.row("y.c").output_shape == (128, 8, 8)

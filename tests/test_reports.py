@@ -105,7 +105,8 @@ def test_reports_refuse_a_bad_spec_before_writing_anything(tmp_path: Path) -> No
 
 def test_reports_of_a_symbolic_spec_are_tables_only(tmp_path: Path) -> None:
     sym = tmp_path / "sym.json"
-    sym.write_text('{"name": "sym", "input": [3, "H", "W"], "layers": [{"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}]}')
+    layer = '{"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}'
+    sym.write_text(f'{{"name": "sym", "input": [3, "H", "W"], "layers": [{layer}]}}')
     r = cli("reports", str(sym), "-o", str(tmp_path / "rep"))
     assert r.code == 0, r.err
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["index.md", "sym.csv", "sym.json", "sym.md", "sym.tex"]  # no plot
