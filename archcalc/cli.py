@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from .conventions import CONVENTIONS
 from .errors import SpecError
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
@@ -82,12 +83,15 @@ def write_output(text: str, path: str | None) -> None:
 def _analysis_options(p: argparse.ArgumentParser, formats: Sequence[str] = FORMATS) -> None:
     p.add_argument("--input", help="override the input shape, e.g. 3,224,224 or C,H,W")
     p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
-    p.add_argument("--convention", default="lecture", help="counting convention: lecture (default) or torch")
+    p.add_argument(
+        "--convention", default="lecture", help=f"counting convention: {', '.join(CONVENTIONS)} (default lecture; README: why tools differ)"
+    )
     p.add_argument("--dtype", default="float32", help="activation dtype: float32, float16, bfloat16, int8, float64")
     p.add_argument("--batch", default="1", help="batch size (int or symbol) scaling MACs and memory")
     p.add_argument("--include-training-only", action="store_true", help="count auxiliary training-only heads in the totals")
-    p.add_argument("--format", default="text", choices=formats)
+    p.add_argument("--format", choices=formats, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    p.set_defaults(formats=formats)
 
 
 TORCH_COMMANDS = {
@@ -95,6 +99,9 @@ TORCH_COMMANDS = {
     "bench": "measured throughput and the per-layer roofline on cpu or cuda",
     "import": "trace an nn.Module with torch.fx into a spec",
 }
+
+
+EXTENSIONS = {".txt": "text", ".md": "markdown", ".tex": "latex", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,7 +160,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("specs", nargs="+", help="spec files")
     g.add_argument("-o", "--output", default="reports", help="folder (default: reports)")
     g.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
-    g.add_argument("--convention", default="lecture")
+    g.add_argument("--convention", default="lecture", help=f"counting convention: {', '.join(CONVENTIONS)} (default lecture)")
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
@@ -243,6 +250,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             args.items = [*args.items, *extra]  # claims after an option: check SPEC --dtype float16 CLAIM...
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if "formats" in args and args.format is None:  # -o table.md writes markdown
+        ext = os.path.splitext(args.output or "")[1].lower()
+        args.format = EXTENSIONS.get(ext) if EXTENSIONS.get(ext) in args.formats else "text"
     if args.command == "schema":
         from .spec import json_schema
 

@@ -108,3 +108,12 @@ def test_output_to_a_directory_or_a_missing_one_is_a_clean_error(tmp_path: Path)
     r = cli("table", str(SPECS / "lenet5.json"), "-o", str(tmp_path / "missing" / "t.md"))
     assert r.code == 2 and "cannot write" in r.err and "No such file or directory" in r.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_format_follows_the_file_extension(tmp_path: Path) -> None:
+    for name, start in (("t.json", "{"), ("t.md", "*alexnet"), ("t.csv", "name,type"), ("t.tex", "\\begin"), ("t.out", "alexnet: input")):
+        assert cli("table", "specs/alexnet.json", "-o", str(tmp_path / name)).code == 0
+        assert (tmp_path / name).read_text().startswith(start), name
+    # an explicit --format wins over the extension
+    assert cli("table", "specs/alexnet.json", "--format", "csv", "-o", str(tmp_path / "x.json")).code == 0
+    assert (tmp_path / "x.json").read_text().startswith("name,type")

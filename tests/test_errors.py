@@ -211,7 +211,7 @@ def test_output_file_permissions_and_symlinks(tmp_path: Path) -> None:
         target.write_text("old")
         link.symlink_to(target)
         assert cli("table", "specs/alexnet.json", "-o", str(link)).code == 0
-        assert link.is_symlink() and target.read_text().startswith("alexnet: input 3\u00d7227\u00d7227")
+        assert link.is_symlink() and target.read_text().startswith("*alexnet: input 3\u00d7227\u00d7227")  # .md: markdown
     finally:
         os.umask(old)
 
