@@ -122,3 +122,16 @@ def test_json_lists_its_symbols_for_reading_back() -> None:
     assert sympy.expand(params - (i * i * 9 + i)) == 0  # I filters of I x 3 x 3, plus I biases
     assert sympy.expand(sympy.sympify(doc["totals"]["macs"], locals=loc) - 9 * i * i * e * s * n) == 0
     assert json.loads(cli("table", str(SPECS / "alexnet.json"), "--format", "json").out)["symbols"] == []
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html", "latex"])
+def test_every_table_format_carries_the_notes_and_the_training_only_legend(fmt: str) -> None:
+    googlenet = cli("table", str(SPECS / "googlenet.json"), "--format", fmt).out
+    assert "(train) rows are training-only (auxiliary heads) and are not in the totals." in googlenet
+    conv1d = cli("table", str(SPECS / "conv1d_text.json"), "--format", fmt).out
+    assert "cat: misaligned paths on axis 0" in conv1d
+
+
+def test_markdown_escapes_table_breaking_characters() -> None:
+    out = cli("quick", "3x8x8", '{"name": "a|b", "type": "relu"}', "--format", "markdown").out
+    assert "| a\\|b " in out  # one cell, not two

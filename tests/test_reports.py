@@ -55,7 +55,9 @@ def test_latex_compiles(tmp_path: Path, source: str) -> None:
             pytest.fail("pdflatex is required here but not installed")
         pytest.skip("pdflatex not installed (apt-get install texlive-latex-recommended)")
     if source == "table":
-        body = (REPORTS / "alexnet.tex").read_text() + cli("quick", "CxHxW", "conv C 3 p1", "conv C 3 p1", "--format", "latex").out
+        body = "".join(  # with notes and the training-only legend under the tables
+            [(REPORTS / f"{n}.tex").read_text() for n in ("alexnet", "googlenet", "conv1d_text")]
+        ) + cli("quick", "CxHxW", "conv C 3 p1", "conv C 3 p1", "--format", "latex").out
     else:
         body = "".join(  # the lecture's conv1, an up-convolution's exact RF lines, paths meeting, a ceil-mode pool
             cli("explain", *args, "--format", "latex").out

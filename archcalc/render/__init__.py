@@ -67,17 +67,26 @@ def to_text(rep: Report) -> str:
         f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
         f"FLOPs {units.exact(t['flops'])}, activation memory {units.exact(t['activation_bytes'])} bytes"
     )
-    notes = [f"  {r.name}: {r.note}" for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
+    notes, legend = _footer(rep)
     if notes:
-        lines += ["notes:", *notes]
-    if any(r.training_only for r in rep.rows) and not rep.include_training_only:
-        lines.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
+        lines += ["notes:", *(f"  {n}" for n in notes)]
+    if legend:
+        lines.append(legend)
     return "\n".join(lines) + "\n"
 
 
+def _footer(rep: Report) -> tuple[list[str], str | None]:
+    """The rows' notes ('name: note', the in-place one left out) and the (train) legend, for every format."""
+    notes = [f"{r.name}: {r.note}" for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
+    legend = None
+    if any(r.training_only for r in rep.rows) and not rep.include_training_only:
+        legend = "(train) rows are training-only (auxiliary heads) and are not in the totals."
+    return notes, legend
+
+
 def md_escape(text: str) -> str:
-    """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis."""
-    return text.replace("*", r"\*")
+    """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis, '|' end a table cell."""
+    return text.replace("*", r"\*").replace("|", r"\|")
 
 
 def to_markdown(rep: Report) -> str:
@@ -85,7 +94,9 @@ def to_markdown(rep: Report) -> str:
 
     body = [[md_escape(c) for c in _cells(r, units.count, units.size, "\u00d7")] for r in rep.rows]
     body.append([f"**{md_escape(c)}**" if c else "" for c in _totals_cells(rep, units.count, units.size)])
-    return f"*{md_escape(_caption(rep))}*\n\n" + tabulate(body, HEADERS, tablefmt="github", disable_numparse=True) + "\n"
+    out = f"*{md_escape(_caption(rep))}*\n\n" + tabulate(body, HEADERS, tablefmt="github", disable_numparse=True) + "\n"
+    notes, legend = _footer(rep)
+    return out + "".join(f"\n{md_escape(line)}\n" for line in [*(f"Note: {n}" for n in notes), *([legend] if legend else [])])
 
 
 def _latex_value(v: Any, fmt: Callable[[Any], str], unit: str = "") -> str:
@@ -164,8 +175,11 @@ def to_latex(rep: Report) -> str:
         + r" \\",
         r"\bottomrule",
         r"\end{tabular}",
-        r"\end{table}",
     ]
+    notes, legend = _footer(rep)
+    for line in [*(f"Note: {n}" for n in notes), *([legend] if legend else [])]:
+        lines.append(rf"\par\footnotesize {_latex_escape(line)}")
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
@@ -229,10 +243,13 @@ def to_html(rep: Report) -> str:
     for r in rep.rows:
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r, units.count, units.size, "\u00d7")) + "</tr>")
     body.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in _totals_cells(rep, units.count, units.size)) + "</tr>")
+    notes, legend = _footer(rep)
+    foot = "".join(f"<p>{html.escape(line)}</p>\n" for line in [*(f"Note: {n}" for n in notes), *([legend] if legend else [])])
     return (
         f"<table>\n<caption>{html.escape(_caption(rep))}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
         + "\n".join(body)
         + "\n</tbody>\n</table>\n"
+        + foot
     )
 
 
