@@ -66,11 +66,15 @@ def _fraction_text(r: Any) -> str:
     f = float(r)
     if f == 1:
         return "same"
-    pct = round(abs(1 - f) * 100)
-    trend = f"{pct}% fewer" if f < 1 else f"{pct}% more" if f < 2 else f"{f:.2f}x"
     small = r.denominator != 1 and r.denominator < 1000 and abs(r.numerator) < 1000  # 27/49 says something; 670789/532549 does not
     exact = f"{r.numerator}/{r.denominator} \u2248 " if small else ""
-    return f"{exact}{f:.3g} ({trend})"
+    if f >= 2:
+        return f"{exact}{f:.3g}x"
+    pct = abs(1 - f) * 100
+    digits = 0
+    while digits < 4 and round(pct, digits) in (0, 100):  # 99.92% fewer, not "100% fewer"
+        digits += 1
+    return f"{exact}{f:.3g} ({pct:.{digits}f}% {'fewer' if f < 1 else 'more'})"
 
 
 def _cell(key: str, v: Any) -> str:

@@ -18,7 +18,7 @@ from .conventions import dtype_bytes, get_convention
 from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
 from .graph import Graph, compile_graph, node_table
 from .passes import compute, memory, params, receptive_field, shapes
-from .spec import Architecture, load_spec
+from .spec import Architecture, load_spec, parse_spec
 
 QUANTITIES = ("params", "macs", "flops", "activation_bytes")
 _SIZE, _JUMP = operator.itemgetter(0), operator.itemgetter(1)  # AxisRF.size, AxisRF.jump
@@ -129,6 +129,15 @@ class Report:
                 names |= free_symbols(v)
         return sorted(names)
 
+    def render(self, fmt: str = "text") -> str:
+        """The table in one of the formats: text, markdown, latex, csv, json, html."""
+        from .render import render
+
+        return render(self, fmt)
+
+    def __str__(self) -> str:  # print(report) prints the table
+        return self.render("text")
+
     # Jupyter: a report shows itself as a table
     def _repr_markdown_(self) -> str:
         from .render import render
@@ -219,7 +228,7 @@ def _fold_integers(row: Row) -> None:
 
 
 def analyze(
-    spec: Architecture | str | Path,
+    spec: Architecture | Mapping[str, Any] | str | Path,
     *,
     convention: str = "lecture",
     dtype: str = "float32",
@@ -228,13 +237,15 @@ def analyze(
     input_shape: Sequence[int | str] | None = None,
     include_training_only: bool = False,
 ) -> Report:
-    """Analyse a spec (model or path): shapes, params, MACs/FLOPs, memory, receptive fields.
+    """Analyse a spec (model, dict or path): shapes, params, MACs/FLOPs, memory, receptive fields.
 
     >>> r = analyze("specs/alexnet.json")
     >>> r.row("conv1").output_shape
     (64, 56, 56)
     """
     with gc_paused():
+        if isinstance(spec, Mapping):  # a spec as Python data, as json.load gives it
+            spec = parse_spec(dict(spec))
         arch = spec if isinstance(spec, Architecture) else load_spec(spec)
         G = compile_graph(arch, values=values, input_shape=input_shape)
         rep = report_from_graph(G, convention=convention, dtype=dtype, batch=batch, include_training_only=include_training_only)

@@ -117,3 +117,14 @@ def test_output_format_follows_the_file_extension(tmp_path: Path) -> None:
     # an explicit --format wins over the extension
     assert cli("table", "specs/alexnet.json", "--format", "csv", "-o", str(tmp_path / "x.json")).code == 0
     assert (tmp_path / "x.json").read_text().startswith("name,type")
+
+
+def test_python_api_as_the_readme_shows_it() -> None:
+    from archcalc import analyze
+
+    rep = analyze("specs/resnet50.json", input_shape=[3, "H", "W"], values={"H": 448, "W": 448})
+    assert rep.row("layer4.2.conv3").output_shape == (2048, 14, 14)  # 448 / 32
+    assert str(rep).startswith("resnet50: input 3\u00d7448\u00d7448") and rep.render("csv").startswith("name,type")
+    # a spec as Python data: 8*3*3*3 + 8 = 224 params
+    small = analyze({"name": "n", "input": [3, 32, 32], "layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}]})
+    assert small.totals["params"] == 224
