@@ -17,6 +17,7 @@ from typing import Any
 from .conventions import dtype_bytes, get_convention
 from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
 from .graph import Graph, compile_graph, node_table
+from .layers.base import Layer
 from .passes import compute, memory, params, receptive_field, shapes
 from .spec import Architecture, load_spec, parse_spec
 
@@ -184,6 +185,7 @@ def report_from_graph(
     rows = []
     nodes = node_table(G)
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
+    base_note = Layer.note
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -191,6 +193,12 @@ def report_from_graph(
         if sizes_jumps is None:
             sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
         layer = n["layer"]
+        note = n["rf_note"]
+        if type(layer).note is not base_note:  # only the types that have something to say are asked
+            own = layer.note(n["in_shapes"])
+            note = f"{note}; {own}" if note and own else note or own
+        if note is None and layer.in_place():
+            note = IN_PLACE_NOTE
         rows.append(
             Row(
                 name,
@@ -206,7 +214,7 @@ def report_from_graph(
                 n["buffers"],
                 n["weights"],
                 n["training_only"],
-                "; ".join(x for x in (n["rf_note"], layer.note(n["in_shapes"])) if x) or (IN_PLACE_NOTE if layer.in_place() else None),
+                note,
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
