@@ -142,9 +142,19 @@ def prod(values: Iterable[Dim]) -> Dim:
 
 
 def dmax(a: Dim, b: Dim) -> Dim:
-    """max() on ints, sympy.Max when symbols are involved."""
+    """max() on ints, sympy.Max when symbols are involved.
+
+    When neither side is known to be larger it is ``a + Max(0, b - a)``, unevaluated: written
+    ``Max(a, b)``, both sides carry what they share (a receptive field and that field grown by a
+    branch), so each squeeze-and-excitation gate doubled the expression, and sympy's own Max
+    simplification (pairwise comparisons, factoring) made it worse: a symbolic SE-ResNet-50 did
+    not finish in minutes."""
     if is_symbolic(a) or is_symbolic(b):
-        return _sympy().Max(a, b)
+        d = b - a
+        sign = known_sign(d)
+        if sign is not None:
+            return b if sign > 0 else a
+        return a + _sympy().Max(0, d, evaluate=False)
     return max(a, b)
 
 
@@ -152,6 +162,8 @@ def known_sign(value: Dim) -> int | None:
     """-1, 0 or 1 when the sign of ``value`` is decidable (always for ints), else None."""
     if not is_symbolic(value):
         return (value > 0) - (value < 0)
+    if value.has(_sympy().Max):  # type: ignore[union-attr]  # (asking sympy re-evaluates every Max inside, without bound)
+        return None
     if value.is_positive:  # type: ignore[union-attr]
         return 1
     if value.is_zero:  # type: ignore[union-attr]
