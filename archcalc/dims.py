@@ -130,7 +130,9 @@ def _non_finite() -> tuple[Any, ...]:
 
 
 def ceildiv(a: Dim, b: Dim) -> Dim:
-    """Ceiling division that is exact on ints and sympy expressions."""
+    """Ceiling division that is exact on ints and sympy expressions (written ceiling(...), not -floor(-...))."""
+    if is_symbolic(a) or is_symbolic(b):
+        return _sympy().ceiling(a / b)
     return -((-a) // b)
 
 
