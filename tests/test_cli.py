@@ -8,6 +8,7 @@ import stat
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import SPECS, cli
 
 
@@ -128,3 +129,17 @@ def test_python_api_as_the_readme_shows_it() -> None:
     # a spec as Python data: 8*3*3*3 + 8 = 224 params
     small = analyze({"name": "n", "input": [3, 32, 32], "layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}]})
     assert small.totals["params"] == 224
+
+
+def test_every_zoo_spec_validates_against_the_published_schema() -> None:
+    # editors and CI linters check specs with `archcalc schema`: it must accept every real spec and refuse bad ones
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(cli("schema").out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in sorted(SPECS.glob("*.json")):
+        errors = [e.message for e in validator.iter_errors(json.loads(path.read_text()))]
+        assert not errors, (path.name, errors[:3])
+    missing_kernel = {"name": "x", "input": [3, 8, 8], "layers": [{"type": "conv2d", "out_channels": 4}]}
+    unknown_field = {"name": "x", "input": [3, 8, 8], "layers": [{"type": "relu", "bogus": 1}]}
+    assert not validator.is_valid(missing_kernel) and not validator.is_valid(unknown_field)
