@@ -104,6 +104,12 @@ TORCH_COMMANDS = {
 EXTENSIONS = {".txt": "text", ".md": "markdown", ".tex": "latex", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
 
 
+def format_for(output: str | None, allowed: Sequence[str]) -> str:
+    """The format an output file's extension asks for (table.md: markdown), if allowed; else text."""
+    fmt = EXTENSIONS.get(os.path.splitext(output or "")[1].lower(), "text")
+    return fmt if fmt in allowed else "text"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to read more, no usage block."""
 
@@ -220,7 +226,7 @@ def _report(args: argparse.Namespace) -> Any:
         else:
             arch, file, hint = load_spec(args.spec), args.spec, None
         if values:
-            _check_set_names(values, arch, file, args)
+            check_set_names(values, arch, file, args)
         try:
             shape = parse_shape(args.input) if args.input else None
             G = compile_graph(arch, values=values, input_shape=shape)
@@ -250,9 +256,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             args.items = [*args.items, *extra]  # claims after an option: check SPEC --dtype float16 CLAIM...
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if "formats" in args and args.format is None:  # -o table.md writes markdown
-        ext = os.path.splitext(args.output or "")[1].lower()
-        args.format = EXTENSIONS.get(ext) if EXTENSIONS.get(ext) in args.formats else "text"
+    if "format" in args and args.format is None:  # -o table.md writes markdown
+        args.format = format_for(getattr(args, "output", None), getattr(args, "formats", ("text", "json")))
     if args.command == "schema":
         from .spec import json_schema
 
@@ -295,14 +300,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)  # pragma: no cover
 
 
-def _check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse.Namespace) -> None:
+def check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse.Namespace) -> None:
     """--set of a name the spec never uses is a typo (h for H), not a no-op."""
     from .dims import names_in
     from .spec import spec_symbols
 
     known = spec_symbols(arch)
-    for extra in (args.input, args.batch):
-        known |= {n for part in (extra or "").split(",") if part.strip() and not part.strip().isdigit() for n in names_in(part.strip())}
+    for extra in (getattr(args, "input", None), getattr(args, "batch", None)):
+        known |= {n for part in str(extra or "").split(",") if part.strip() and not part.strip().isdigit() for n in names_in(part.strip())}
     for name in values:
         if name not in known:
             import difflib

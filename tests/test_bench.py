@@ -306,3 +306,14 @@ def test_cuda_train_float32(tmp_path: Path) -> None:
     r = bench_spec(LENET, device="cuda", batch=4, warmup=2, repeat=5, train=True, per_layer=False, cache_dir=tmp_path, progress=False)
     assert r.train is not None and r.train.images_per_s > 0
     assert r.train.fraction_of_peak is not None and r.train.fraction_of_peak <= 1
+
+
+def test_bench_refuses_plot_without_probe_before_timing_and_checks_set(tmp_path: Path) -> None:
+    from conftest import cli
+
+    start = time.perf_counter()
+    r = cli("bench", str(LENET), "--plot", str(tmp_path / "p.png"), "--no-probe", "-o", str(tmp_path / "b.json"))
+    assert r.code == 2 and "--plot needs the probe" in r.err
+    assert not (tmp_path / "b.json").exists() and time.perf_counter() - start < 5  # refused up front, nothing timed
+    r = cli("bench", str(LENET), "--set", "X=3", "--quiet")
+    assert r.code == 2 and "the spec uses no symbol 'X'" in r.err

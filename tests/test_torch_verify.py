@@ -614,3 +614,39 @@ def test_cli_main_wires_verify_when_available(tmp_path: Path) -> None:
     wrong.write_text(json.dumps(data))
     bad = cli("verify", str(wrong), "--module", "no_such_module_xyz:net")
     assert bad.code == 2 and "cannot import" in bad.err
+
+
+def test_global_mean_pooling_is_matched_like_the_import_writes_it() -> None:
+    # x.mean((2, 3)) imports as adaptiveavgpool2d + flatten; verify finds it in the model as that pool (8 x 1 x 1)
+    from archcalc.torch.fx_import import spec_from_module
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(self.c(x).mean((2, 3)))
+
+    r = verify_spec(spec_from_module(Net(), (3, 16, 16)), Net())
+    assert r.ok, r.failure_message()
+    assert [lc.module for lc in r.layers if lc.module] == ["c", "mean", "fc"]
+
+
+def test_verify_json_output_follows_the_extension_and_set_is_checked(tmp_path: Path) -> None:
+    from conftest import cli
+
+    out = tmp_path / "v.json"
+    assert cli("verify", str(SPECS / "lenet5.json"), "-o", str(out)).code == 0
+    assert json.loads(out.read_text())["ok"] is True
+    r = cli("verify", str(SPECS / "lenet5.json"), "--set", "X=3")
+    assert r.code == 2 and "the spec uses no symbol 'X'" in r.err
+
+
+def test_import_notes_a_padding_mode_the_spec_cannot_say() -> None:
+    from archcalc.torch.fx_import import spec_from_module
+
+    spec = spec_from_module(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")), (3, 8, 8))
+    assert "pads with padding_mode='reflect'" in spec["description"]
+    assert spec["layers"][0]["padding"] == 1  # 8x3x3x3 + 8 = 224 params either way

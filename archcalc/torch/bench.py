@@ -643,11 +643,12 @@ def bench_spec(
                 model(x)  # warm the hooked path
                 times.clear()
                 hooked = _timed_runs(lambda: model(x), dev, repeat, _Progress(prog_label + " (per layer)", show))
-            measured = {n: statistics.fmean(ts) for n, ts in times.items()}
+            # medians, as the headline latency: a mean lets one descheduled run on a busy host inflate a layer 40-fold
             medians = {n: statistics.median(ts) for n, ts in times.items()}
+            measured = medians
             result.hooked_stats = TimeStats(tuple(hooked))
             notes.append(
-                "per-layer times: mean over separate runs with synchronised pre/post forward hooks (hook overhead included); "
+                "per-layer times: median over separate runs with synchronised pre/post forward hooks (hook overhead included); "
                 "whole-network figures come from the unhooked runs"
             )
 
@@ -909,7 +910,8 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--input", help="override the input shape, e.g. 3,224,224")
     b.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
     b.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    b.add_argument("--format", default="text", choices=FORMATS)
+    b.add_argument("--format", choices=FORMATS, help="default: from -o's extension (.json, .md), else text")
+    b.set_defaults(formats=FORMATS)
     b.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     return b
 
@@ -924,10 +926,16 @@ def run_bench(args: argparse.Namespace) -> int:
     except ImportError:
         print("archcalc: error: bench needs torch: pip install 'archcalc[torch]'", file=sys.stderr)
         return 2
-    from ..cli import write_output
+    from ..cli import check_set_names, format_for, write_output
     from ..quick import parse_shape
+    from ..spec import load_spec
 
+    if args.plot and not getattr(args, "probe", True):  # before minutes of timing, not after
+        print("archcalc: error: --plot needs the probe (drop --no-probe)", file=sys.stderr)
+        return 2
     shape = parse_shape(args.input) if args.input else None
+    if args.set:
+        check_set_names(parse_set(args.set), load_spec(args.spec), args.spec, args)
     try:
         result = bench_spec(
             args.spec,
@@ -952,7 +960,7 @@ def run_bench(args: argparse.Namespace) -> int:
             raise
         print(f"archcalc: error: {args.spec}: {e}", file=sys.stderr)
         return 2
-    write_output(render_bench(result, args.format), args.output)
+    write_output(render_bench(result, args.format or format_for(args.output, FORMATS)), args.output)
     if args.plot:
         if result.probe is None:
             print("archcalc: error: --plot needs the probe (drop --no-probe)", file=sys.stderr)

@@ -282,6 +282,7 @@ class _Importer:
         self.root = root
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
+        self.notes: list[str] = []  # what the spec cannot say, for its description
         self.layers: list[dict[str, Any]] = []
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
         self.values: dict[fx.Node, Any] = {}
@@ -439,6 +440,9 @@ class _Importer:
         """Fields a module does not hold under the spec's name, and consistency with the input."""
         if getattr(module, "return_indices", False):
             raise self.unsupported(node, "return_indices=True returns a tuple")
+        mode = getattr(module, "padding_mode", "zeros")
+        if mode != "zeros" and isinstance(mode, str):  # reflect/replicate/circular: same shapes and counts, other values
+            self.notes.append(f"{node.target} pads with padding_mode={mode!r} (the spec's padding is the same size; costs are equal)")
         if kind == "softmax" and fields.get("dim") is None:
             fields["dim"] = _implicit_softmax_dim(ins[0])
         if kind == "channelpad":
@@ -1037,7 +1041,8 @@ def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, 
     spec_name = name or str(getattr(module, "spec_name", "") or type(module).__name__)
     spec: dict[str, Any] = {
         "name": spec_name,
-        "description": f"imported from {type(module).__name__} by archcalc import (torch.fx trace, eval mode)",
+        "description": f"imported from {type(module).__name__} by archcalc import (torch.fx trace, eval mode)"
+        + "".join(f"; {n}" for n in imp.notes),
         "input": raw,
         "layers": imp.layers,
     }

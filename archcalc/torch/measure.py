@@ -139,14 +139,31 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kind = self.kinds.get(func) if not self.running else None
+        if kind is None and not self.running and func in (torch.mean, torch.Tensor.mean):
+            kind = _global_mean(args, kwargs or {})
         before = self.counter[0].get_total_flops() if kind else 0
         out = func(*args, **(kwargs or {}))
         if kind:
             name = getattr(func, "__name__", kind)
             n = self.seen[name] = self.seen.get(name, 0) + 1
             flops = self.counter[0].get_total_flops() - before
-            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, _per_sample(out), 0, flops))
+            shape = _per_sample(out)
+            if name == "mean" and shape is not None:  # x.mean((2, 3)) is global pooling to C x 1 x 1 (then a flatten)
+                shape = (shape[0], *(1 for _ in range(args[0].dim() - 2)))
+            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, 0, flops))
         return out
+
+
+def _global_mean(args: Any, kwargs: dict[str, Any]) -> str | None:
+    """``x.mean((2, 3))`` over every spatial axis of an N x C x ... tensor: global average pooling, as
+    ``archcalc import`` reads it (adaptiveavgpool + flatten); None for any other mean."""
+    x = args[0] if args else None
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if not isinstance(x, torch.Tensor) or dim is None or not 3 <= x.dim() <= 5:
+        return None
+    dims = {d % x.dim() for d in (dim if isinstance(dim, list | tuple) else [dim])}
+    kind = f"adaptiveavgpool{x.dim() - 2}d"
+    return kind if dims == set(range(2, x.dim())) and kind in TYPE_NAMES else None
 
 
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -35,7 +35,7 @@ Two ways to get the torch side:
      the spec layer and their numbers are compared;
   5. otherwise the types disagree.  If the model's next call matches the spec layer, this module
      is reported as an **extra module** in the model; else, if the spec's next layer matches
-     this module, the spec layer is reported as **missing from the model**; else the two are
+     this module (looking past optional types), the spec layer is reported as **missing from the model**; else the two are
      compared anyway and a **type** mismatch is reported with their numbers.
 
   When the counts differ, the spec layers left over at the end are reported as missing from the
@@ -498,6 +498,12 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
             note = f"{lm.cls} in the model with no spec layer (output {_fmt(lm.output_shape)}, {lm.params:,} params, {lm.macs:,} MACs)"
             layers.append(LayerCheck(label, None, label, [VerifyRow(label, "layer", None, lm.kind or lm.cls, False, label, note)], {}))
 
+    def next_required_type(k: int) -> str | None:
+        """The type of the first spec layer from k on that the model must have a call for (optional types skipped)."""
+        while k < len(spec_rows) and spec_rows[k].type in OPTIONAL_TYPES:
+            k += 1
+        return spec_rows[k].type if k < len(spec_rows) else None
+
     i = j = 0
     while i < len(spec_rows) or j < len(calls):
         s = spec_rows[i] if i < len(spec_rows) else None
@@ -527,7 +533,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         elif j + 1 < len(calls) and _compatible(s.type, calls[j + 1]):
             extra(lm)
             j += 1
-        elif i + 1 < len(spec_rows) and lm.kind == spec_rows[i + 1].type:
+        elif lm.kind == next_required_type(i + 1):  # the module belongs further on (past optional layers): s has none
             missing(s)
             i += 1
         else:
@@ -553,7 +559,7 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(the current directory is on the import path)")
     p.add_argument("--input", help="override the input shape, e.g. 3,224,224")
     p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
-    p.add_argument("--format", default="text", choices=("text", "json"))
+    p.add_argument("--format", choices=("text", "json"), help="default: json for -o *.json, else text")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=run_verify)
     return p
@@ -607,16 +613,18 @@ def run_verify(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
-    from ..cli import parse_set  # imported here: the CLI imports this module to register `verify`
+    from ..cli import check_set_names, format_for, parse_set  # imported here: the CLI imports this module to register `verify`
 
     values = parse_set(getattr(args, "set", None) or [])
-    fmt = getattr(args, "format", "text") or "text"
+    fmt = getattr(args, "format", None) or format_for(getattr(args, "output", None), ("text", "json"))
     if fmt not in ("text", "json"):
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
     specs = args.spec if isinstance(args.spec, list | tuple) else [args.spec]
     target = getattr(args, "module", None)
     results = []
     for path in specs:
+        if values:
+            check_set_names(values, load_spec(path), str(path), args)
         model = load_module(target) if target else None
         results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
     text = render_results(results, fmt)
