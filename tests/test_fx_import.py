@@ -536,12 +536,43 @@ def test_reshape_forms() -> None:
     class Net(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             n, c, h, w = x.size()
-            y = x.view(n, c, h * w)  # merge the spatial axes
-            y = y.reshape(n, c, h, w)  # not a flatten...
-            return y
+            y = x.view(n, c, h * w)  # merge the spatial axes: flatten
+            return y.reshape(n, c, h, w)  # split them again: unflatten
+
+    assert layers_of(Net(), (3, 4, 5)) == [
+        {"name": "view", "type": "flatten", "start_dim": 2},
+        {"name": "reshape", "type": "unflatten", "dim": 2, "unflattened_size": [4, 5]},
+    ]
+
+    class Shuffle(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.view(x.size(0), 3, 20).reshape(x.size(0), 6, 10)  # neither merges nor splits
 
     with pytest.raises(SpecError, match=r"node 'reshape' \(call_method Tensor.reshape\) has no archcalc layer type: reshape of \(N, 3, 20\)"):
-        spec_from_module(Net(), (3, 4, 5))
+        spec_from_module(Shuffle(), (3, 4, 5))
+
+
+def test_squeeze_excitation_with_linear_layers_imports_and_verifies() -> None:
+    # SE as tutorials write it: pool, view(b, c), Linear, ReLU, Linear, Sigmoid, view(b, c, 1, 1), x * y.expand_as(x)
+    from archcalc.torch.verify import verify_spec
+
+    class SE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, padding=1)
+            self.fc = nn.Sequential(nn.Linear(16, 4, bias=False), nn.ReLU(), nn.Linear(4, 16, bias=False), nn.Sigmoid())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x)
+            b, c, _, _ = x.size()
+            y = self.fc(F.adaptive_avg_pool2d(x, 1).view(b, c)).view(b, c, 1, 1)
+            return x * y.expand_as(x)
+
+    spec = spec_from_module(SE(), (3, 8, 8))
+    assert [lay["type"] for lay in spec["layers"]][-3:] == ["sigmoid", "unflatten", "mul"]
+    assert analyze(parse_spec(spec)).totals["params"] == sum(p.numel() for p in SE().parameters())  # 448 + 64 + 64
+    r = verify_spec(spec, SE())
+    assert r.ok, r.failure_message()
 
     class Merge(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -81,6 +81,7 @@ ZOO1D = {"name": "zoo1d", "input": [3, 20], "layers": [
     {"name": "flat", "type": "flatten"},
     {"name": "bn_flat", "type": "batchnorm1d"},
     {"name": "fc", "type": "linear", "out_features": 4},
+    {"name": "unflat", "type": "unflatten", "dim": 1, "unflattened_size": [2, 2]},
 ]}
 ZOO3D = {"name": "zoo3d", "input": [2, 6, 7, 8], "layers": [
     {"name": "conv", "type": "conv3d", "out_channels": 4, "kernel_size": [3, 1, 3], "padding": [1, 0, 1]},

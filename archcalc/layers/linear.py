@@ -1,4 +1,4 @@
-"""Fully connected layers and flattening.
+"""Fully connected layers, flattening and unflattening.
 
 Linear (torch.nn.Linear) acts on the last axis: (..., in_features) -> (..., out_features).
 Weights: weight (out, in), bias (out,).  MACs: output elements x in_features.
@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..dims import Dim, prod
-from .base import DimIn, Layer, Shape, Window, dim_field, numel
+from ..dims import Dim, known_sign, prod
+from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel
 
 
 class Linear(Layer):
@@ -88,4 +88,33 @@ class Flatten(Layer):
         return nn.Flatten(self.start_dim, self.end_dim)
 
 
-LAYERS: list[type[Layer]] = [Linear, Flatten]
+class Unflatten(Layer):
+    """torch.nn.Unflatten: splits axis ``dim`` (batch axis is 0, as in torch) into ``unflattened_size``.
+
+    ``x.view(b, c, 1, 1)`` after a Linear (squeeze-and-excitation with fully connected layers) is
+    an Unflatten of the features into C x 1 x 1.  A view: no ops."""
+
+    type: Literal["unflatten"]
+    dim: int = Field(description="Axis to split, the batch axis counted as 0 (1 = channels or features).")
+    unflattened_size: Annotated[DimList, *dim_field()] = Field(description="Sizes the axis is split into; their product is its size.")
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        shape = ins[0]
+        rank = len(shape) + 1  # with the batch axis
+        if not -rank <= self.dim < rank or self.dim % rank == 0:
+            raise self.fail(f"dim {self.dim} is not a per-sample axis of a {rank}-D tensor (batch first): use 1..{rank - 1}", "dim")
+        axis = self.dim % rank - 1
+        sizes = self.unflattened_size if isinstance(self.unflattened_size, list) else [self.unflattened_size]
+        if known_sign(prod(sizes) - shape[axis]) not in (0, None):
+            sized = "\u00d7".join(map(str, sizes))
+            raise self.fail(f"{sized} = {prod(sizes)} elements cannot hold axis {self.dim}'s {shape[axis]}", "unflattened_size")
+        return (*shape[:axis], *sizes, *shape[axis + 1 :])
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        sizes = self.unflattened_size if isinstance(self.unflattened_size, list) else [self.unflattened_size]
+        return nn.Unflatten(self.dim, tuple(int(x) for x in sizes))
+
+
+LAYERS: list[type[Layer]] = [Linear, Flatten, Unflatten]

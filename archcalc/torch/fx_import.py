@@ -634,7 +634,8 @@ def _flatten(imp: _Importer, node: fx.Node) -> None:
 
 
 def _reshape(imp: _Importer, node: fx.Node) -> None:
-    """``view``/``reshape`` that keeps the batch axis and merges adjacent axes: a ``flatten``.
+    """``view``/``reshape`` that keeps the batch axis and merges adjacent axes: a ``flatten``; one
+    that splits an axis: an ``unflatten``.
 
     Splitting the channels into groups, swapping the two group axes and merging them back is
     torchvision's ``channel_shuffle``: a ``channelshuffle`` layer.
@@ -699,7 +700,20 @@ def _reshape(imp: _Importer, node: fx.Node) -> None:
                 fields = {"start_dim": a + 1, "end_dim": -1 if b == len(shape) else b}
                 imp.emit(node, "flatten", fields, [src])
                 return
-    raise imp.unsupported(node, f"reshape of {_shape_text([BATCH, *shape])} to {_shape_text([BATCH, *per])} is not a flatten of adjacent axes")
+    for a in range(len(shape)):  # one axis split in several: x.view(b, c, 1, 1) after a Linear (squeeze-and-excitation)
+        for n in range(2, len(per) - len(shape) + 2):
+            pieces = per[a : a + n]
+            if (
+                len(per) == len(shape) + n - 1
+                and all(_same(x, y) for x, y in zip(per[:a], shape[:a], strict=True))
+                and all(_same(x, y) for x, y in zip(per[a + n :], shape[a + 1 :], strict=True))
+                and _same(prod(pieces), shape[a])
+            ):
+                imp.emit(node, "unflatten", {"dim": a + 1, "unflattened_size": [_spec_dim(x) for x in pieces]}, [src])
+                return
+    raise imp.unsupported(
+        node, f"reshape of {_shape_text([BATCH, *shape])} to {_shape_text([BATCH, *per])} neither merges adjacent axes nor splits one"
+    )
 
 
 def _shape_text(dims: Iterable[Any]) -> str:
@@ -720,7 +734,7 @@ def _dim(imp: _Importer, node: fx.Node) -> None:
 
 
 def _alias(imp: _Importer, node: fx.Node) -> None:
-    """``x.contiguous()``: the same tensor, no layer."""
+    """``x.contiguous()``, ``y.expand_as(x)``: the same tensor, no layer (a layer that cannot broadcast it says so)."""
     v = imp.value(node.args[0])
     imp.values[node] = v if isinstance(v, _Grouped) else _Tensor(imp.tensor(node, node.args[0]))
 
@@ -971,6 +985,8 @@ def _handlers() -> tuple[dict[Any, _Handler], dict[str, _Handler]]:
     methods["size"] = _size
     methods["dim"] = _dim
     methods["contiguous"] = _alias
+    methods["expand_as"] = _alias  # a broadcast view; the elementwise layer after it (mul) broadcasts itself
+    methods["expand"] = _alias
     functions[torch.mean] = _mean
     methods["mean"] = _mean
     functions[torch.transpose] = _transpose

@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from .measure import LayerMeasure
 
 OPTIONAL_TYPES = frozenset({
-    "add", "concat", "identity", "flatten", "subsample", "channelpad",
+    "add", "concat", "identity", "flatten", "unflatten", "subsample", "channelpad",
     # parameter-free ops that user code also writes inline: x * gate, x.chunk(), slicing,
     # channel_shuffle(), F.pad, F.interpolate
     "mul", "chunk", "crop", "channelshuffle", "zeropad1d", "zeropad2d", "zeropad3d", "upsample",
