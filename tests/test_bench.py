@@ -317,3 +317,20 @@ def test_bench_refuses_plot_without_probe_before_timing_and_checks_set(tmp_path:
     assert not (tmp_path / "b.json").exists() and time.perf_counter() - start < 5  # refused up front, nothing timed
     r = cli("bench", str(LENET), "--set", "X=3", "--quiet")
     assert r.code == 2 and "the spec uses no symbol 'X'" in r.err
+
+
+def test_bench_warns_of_more_threads_than_cpus_and_reports_what_ran(tmp_path: Path) -> None:
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        r = bench_spec(
+            parse_spec(json.loads((ROOT / "specs" / "conv1d_text.json").read_text())),
+            channels_last=True, threads=(os.cpu_count() or 1) + 1, warmup=1, repeat=2, per_layer=False, probe=False, progress=False,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert any("threads on" in w and "contend" in w for w in r.warnings)
+    assert any("channels_last ignored" in w for w in r.warnings) and r.channels_last is False  # a 1-D net: not applied

@@ -559,6 +559,9 @@ def bench_spec(
         "images/s: quantiles of the per-run rates; CV: standard deviation / mean of the run times",
     ]
     env = _environment(dev)
+    cpus = os.cpu_count() or 1
+    if dev.type == "cpu" and torch.get_num_threads() > cpus:
+        warnings.append(f"{torch.get_num_threads()} threads on {cpus} CPUs: the threads contend, and the timings measure that")
     busy = env.get("cpu_busy_before")
     if dev.type == "cpu" and isinstance(busy, float) and busy > BUSY_LIMIT:
         warnings.append(
@@ -577,6 +580,7 @@ def bench_spec(
             x = x.contiguous(memory_format=fmt)
         else:
             warnings.append(f"channels_last ignored: the input has {x.dim()} dimensions (needs 4 or 5)")
+            channels_last = False  # the result reports what ran
     runner: Callable[..., Any] = model
     if compile:
         runner = torch.compile(model)
