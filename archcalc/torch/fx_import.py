@@ -886,6 +886,33 @@ def _interpolate(imp: _Importer, node: fx.Node) -> None:
     imp.emit(node, "upsample", imp.fields_of(node, "upsample", given), [imp.tensor(node, a["input"])])
 
 
+# Functions user code calls in place of a parameter-free layer: (layer type, the name in torch.nn.functional /
+# torch / Tensor, its parameters).  import reads them as layers; verify --module records them as calls.
+ACTIVATION_FUNCTIONS: list[tuple[str, str, list[str]]] = [
+    ("relu", "relu", ["input", "inplace"]),
+    ("relu6", "relu6", ["input", "inplace"]),
+    ("leakyrelu", "leaky_relu", ["input", "negative_slope", "inplace"]),
+    ("tanh", "tanh", ["input"]),
+    ("sigmoid", "sigmoid", ["input"]),
+    ("gelu", "gelu", ["input", "approximate"]),
+    ("silu", "silu", ["input", "inplace"]),
+    ("hardswish", "hardswish", ["input", "inplace"]),
+    ("hardsigmoid", "hardsigmoid", ["input", "inplace"]),
+    ("softmax", "softmax", ["input", "dim", "_stacklevel", "dtype"]),
+    ("dropout", "dropout", ["input", "p", "training", "inplace"]),
+]
+POOL_FUNCTIONS: list[tuple[str, str, list[str]]] = [
+    row
+    for n in (1, 2, 3)
+    for row in (
+        (f"maxpool{n}d", f"max_pool{n}d", ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]),
+        (f"avgpool{n}d", f"avg_pool{n}d", ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"]),
+        (f"adaptiveavgpool{n}d", f"adaptive_avg_pool{n}d", ["input", "output_size"]),
+        (f"adaptivemaxpool{n}d", f"adaptive_max_pool{n}d", ["input", "output_size", "return_indices"]),
+    )
+]
+
+
 def _handlers() -> tuple[dict[Any, _Handler], dict[str, _Handler]]:
     """Handlers by call_function target and by call_method name, for the types that exist."""
     import torch
@@ -897,20 +924,7 @@ def _handlers() -> tuple[dict[Any, _Handler], dict[str, _Handler]]:
     def fn(name: str, owner: Any = F) -> Any:
         return getattr(owner, name, None)
 
-    acts: list[tuple[str, str, list[str]]] = [  # (type, F / torch / Tensor name, parameters)
-        ("relu", "relu", ["input", "inplace"]),
-        ("relu6", "relu6", ["input", "inplace"]),
-        ("leakyrelu", "leaky_relu", ["input", "negative_slope", "inplace"]),
-        ("tanh", "tanh", ["input"]),
-        ("sigmoid", "sigmoid", ["input"]),
-        ("gelu", "gelu", ["input", "approximate"]),
-        ("silu", "silu", ["input", "inplace"]),
-        ("hardswish", "hardswish", ["input", "inplace"]),
-        ("hardsigmoid", "hardsigmoid", ["input", "inplace"]),
-        ("softmax", "softmax", ["input", "dim", "_stacklevel", "dtype"]),
-        ("dropout", "dropout", ["input", "p", "training", "inplace"]),
-    ]
-    for kind, name, params in acts:
+    for kind, name, params in ACTIVATION_FUNCTIONS:
         if kind not in TYPE_NAMES:
             continue
         h = _activation(kind, params)
@@ -930,19 +944,13 @@ def _handlers() -> tuple[dict[Any, _Handler], dict[str, _Handler]]:
     if "dropout" in TYPE_NAMES:
         functions[torch.dropout] = _activation("dropout", ["input", "p", "training"])
 
-    for n in (1, 2, 3):
-        for kind, name, params in (
-            (f"maxpool{n}d", f"max_pool{n}d", ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]),
-            (f"avgpool{n}d", f"avg_pool{n}d", ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"]),
-            (f"adaptiveavgpool{n}d", f"adaptive_avg_pool{n}d", ["input", "output_size"]),
-            (f"adaptivemaxpool{n}d", f"adaptive_max_pool{n}d", ["input", "output_size", "return_indices"]),
-        ):
-            if kind not in TYPE_NAMES:
-                continue
-            for owner in (F, torch):
-                f = fn(name, owner)
-                if f is not None:
-                    functions.setdefault(f, _pool(kind, params))
+    for kind, name, params in POOL_FUNCTIONS:
+        if kind not in TYPE_NAMES:
+            continue
+        for owner in (F, torch):
+            f = fn(name, owner)
+            if f is not None:
+                functions.setdefault(f, _pool(kind, params))
 
     for f, kind, inplace in (
         (operator.add, "add", False),

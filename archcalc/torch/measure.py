@@ -104,20 +104,13 @@ class TorchRunError(RuntimeError):
 def functional_kinds() -> dict[Any, str]:
     """Functions user code calls in place of a parameter-free layer module -> the layer type:
     ``F.relu``, ``torch.sigmoid``, ``x.relu()``, ``F.max_pool2d``, ``F.adaptive_avg_pool2d``...
-    (the activations and pools ``archcalc import`` also reads as layers)."""
+    (the activations and pools ``archcalc import`` reads as layers: its tables)."""
     from torch.nn import functional as F
 
-    names = {
-        "relu": "relu", "relu6": "relu6", "leaky_relu": "leakyrelu", "tanh": "tanh", "sigmoid": "sigmoid",
-        "gelu": "gelu", "silu": "silu", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "softmax": "softmax",
-    }  # fmt: skip
-    for n in (1, 2, 3):
-        names.update({
-            f"max_pool{n}d": f"maxpool{n}d", f"avg_pool{n}d": f"avgpool{n}d",
-            f"adaptive_avg_pool{n}d": f"adaptiveavgpool{n}d", f"adaptive_max_pool{n}d": f"adaptivemaxpool{n}d",
-        })  # fmt: skip
+    from .fx_import import ACTIVATION_FUNCTIONS, POOL_FUNCTIONS
+
     kinds: dict[Any, str] = {}
-    for name, kind in names.items():
+    for kind, name, _ in (*ACTIVATION_FUNCTIONS, *POOL_FUNCTIONS):
         if kind not in TYPE_NAMES:
             continue
         for owner in (F, torch, torch.Tensor):
