@@ -295,7 +295,7 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
             out = node["rf"][a]
             regular = all(s[a].phases is None and type(s[a].size) is int and type(s[a].centre2) is int for s in srcs)
             if regular and out.size not in sizes:  # offset paths: the union of the fields (see passes/receptive.py)
-                spans = [((s[a].centre2 - s[a].size + 1) // 2, (s[a].centre2 + s[a].size - 1) // 2) for s in srcs]
+                spans = [s[a].span() for s in srcs]
                 lo, hi = min(x for x, _ in spans), max(y for _, y in spans)
                 union = " \u222a ".join(f"[{_neg(x)}, {_neg(y)}]" for x, y in spans)
                 worked = f"{union} = [{_neg(lo)}, {_neg(hi)}]: {_neg(hi)} \u2212 {_neg(lo, wrap=True)} + 1"

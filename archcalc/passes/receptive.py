@@ -54,6 +54,11 @@ class AxisRF(NamedTuple):
     phases: Phases | None = None  # irregular grid: (lo, hi) of outputs 0..P-1 (see the module docstring)
     shift: int = 0  # irregular grid: input pixels per period of P outputs
 
+    def span(self) -> tuple[int, int]:
+        """[lo, hi]: the input pixels output 0 sees, on a regular numeric grid (c2 and size - 1 share parity)."""
+        c2, size = int(self.centre2), int(self.size)
+        return (c2 - size + 1) // 2, (c2 + size - 1) // 2
+
     def through(self, w: Window) -> AxisRF:
         return self.through_noted(w)[0]
 
@@ -80,8 +85,7 @@ class AxisRF(NamedTuple):
         size, jump, c2 = as_int(self.size), as_int(self.jump), as_int(self.centre2)
         if size is None or jump is None or c2 is None:
             return None
-        lo = (c2 - size + 1) // 2  # c2 and size - 1 have the same parity on a regular grid
-        return ((lo, lo + size - 1),), jump
+        return (AxisRF(size, jump, c2).span(),), jump
 
     def _bound(self, w: Window) -> tuple[AxisRF, str]:
         """Where the exact form is out of reach: a window of e fine positions reads at most ceil(e/u) pixels, on the average grid."""
@@ -344,8 +348,8 @@ def _merge_regular_ints(srcs: list[tuple[AxisRF, ...]], names: list[str]) -> tup
 def _offset_union(a: AxisRF, b: AxisRF) -> AxisRF:
     """Two regular fields with the same stride, centred apart: every output sees both, the same
     offset apart at every output, so its field is exactly their union."""
-    lo = min((a.centre2 - a.size + 1) // 2, (b.centre2 - b.size + 1) // 2)
-    hi = max((a.centre2 + a.size - 1) // 2, (b.centre2 + b.size - 1) // 2)
+    (lo_a, hi_a), (lo_b, hi_b) = a.span(), b.span()
+    lo, hi = min(lo_a, lo_b), max(hi_a, hi_b)
     return AxisRF(hi - lo + 1, a.jump, lo + hi)
 
 
