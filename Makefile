@@ -3,17 +3,23 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-$(BIN)/archcalc: pyproject.toml
+# the core alone (pydantic, networkx, sympy, tabulate): enough for every table, in seconds
+$(VENV)/.core: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,torch,plot,peers]'
+	$(BIN)/pip install -q -e .
 	$(BIN)/python -m compileall -q archcalc  # bytecode now, as a wheel install has (PYTHONDONTWRITEBYTECODE may be set)
 	touch $@
 
-.PHONY: setup demo test lint acceptance bench clean
-setup: $(BIN)/archcalc
+# everything the tests use: torch, torchvision and timm at the pins in constraints-test.txt, the peers, plots
+$(VENV)/.full: $(VENV)/.core constraints-test.txt
+	$(BIN)/pip install -q -e '.[dev,torch,vision,plot,peers]' -c constraints-test.txt
+	touch $@
 
-demo: setup  ## set up, then print the lecture's AlexNet table
+.PHONY: setup setup-core demo test lint acceptance bench clean
+setup-core: $(VENV)/.core
+setup: $(VENV)/.full
+
+demo: setup-core  ## set up the core, then print the lecture's AlexNet table
 	$(BIN)/archcalc table specs/alexnet.json
 
 test: setup  ## set up, then run the whole test suite and the lecture acceptance figures
