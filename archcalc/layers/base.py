@@ -161,6 +161,7 @@ class Layer(Spec):
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod
