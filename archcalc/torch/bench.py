@@ -578,7 +578,7 @@ def bench_spec(
     if channels_last:
         if x.dim() in (4, 5):
             fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-            model = model.to(memory_format=fmt)  # type: ignore[call-overload]
+            model = model.to(memory_format=fmt)
             x = x.contiguous(memory_format=fmt)
         else:
             warnings.append(f"channels_last ignored: the input has {x.dim()} dimensions (needs 4 or 5)")
