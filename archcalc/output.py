@@ -7,6 +7,7 @@ or a crash leaves the previous file whole, never a truncated one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -39,36 +40,61 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, field: str 
     is written to, never replaced. Failures (a full disk, a read-only folder) remove the temp file and
     raise :class:`SpecError` naming ``path`` and ``field``; the old file is untouched.
     """
-    shown = os.fspath(path)
-    if not shown:
-        raise SpecError("empty output path", field=field)
-    if os.path.isdir(shown):
-        raise SpecError(f"{shown} is a directory", field=field)
-    real = os.path.realpath(shown)
-    blob = data.encode("utf-8") if isinstance(data, str) else data
-    try:
-        if os.path.exists(real) and not os.path.isfile(real):
-            with open(real, "wb") as f:
-                f.write(blob)
-            return
-        mode = os.stat(real).st_mode & 0o7777 if os.path.exists(real) else _new_file_mode()
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(real), prefix=".archcalc-", suffix=".tmp")
-    except OSError as e:
-        raise SpecError(f"cannot write {shown}: {e.strerror or e}", field=field) from None
+    atomic_write_all([(path, data)], field=field)
+
+
+def atomic_write_all(files: Sequence[tuple[str | os.PathLike[str], str | bytes]], *, field: str = "--output") -> None:
+    """Write several files as :func:`atomic_write` does, all or none: every temp file is written and
+    synced first, and only when all are on disk are they renamed into place, in the order given (so the
+    last one, an index, appears last). A failure while writing (a full disk) leaves every old file as it was.
+    """
+    staged: list[tuple[str, str]] = []  # (temp file, final path), in order
+    through: list[tuple[str, bytes, str]] = []  # non-regular targets (/dev/null, a pipe): written, never replaced
+    shown = ""
     try:
         try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, real)
+            for path, data in files:
+                shown = os.fspath(path)
+                if not shown:
+                    raise SpecError("empty output path", field=field)
+                if os.path.isdir(shown):
+                    raise SpecError(f"{shown} is a directory", field=field)
+                real = os.path.realpath(shown)  # through a symlink: its target is replaced, the link stays
+                blob = data.encode("utf-8") if isinstance(data, str) else data
+                if os.path.exists(real) and not os.path.isfile(real):
+                    through.append((real, blob, shown))
+                    continue
+                mode = os.stat(real).st_mode & 0o7777 if os.path.exists(real) else _new_file_mode()
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(real), prefix=".archcalc-", suffix=".tmp")
+                staged.append((tmp, real))
+                try:
+                    os.fchmod(fd, mode)
+                    view = memoryview(blob)
+                    while view:  # os.write may write less than asked
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)  # on disk before the rename: a crash leaves the old file or the whole new one
+                finally:
+                    os.close(fd)
+            for tmp, real in staged:
+                shown = real
+                os.replace(tmp, real)
+            for real, blob, name in through:
+                shown = name
+                with open(real, "wb") as f:
+                    f.write(blob)
         except OSError as e:
             raise SpecError(f"cannot write {shown}: {e.strerror or e}", field=field) from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    for folder in sorted({os.path.dirname(real) for _, real in staged}):  # the renames themselves reach the disk
+        with contextlib.suppress(OSError):
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
 
 
 def write_output(text: str, path: str | None) -> None:
@@ -79,4 +105,4 @@ def write_output(text: str, path: str | None) -> None:
     atomic_write(path, text)
 
 
-__all__ = ["EXTENSIONS", "atomic_write", "format_for", "write_output"]
+__all__ = ["EXTENSIONS", "atomic_write", "atomic_write_all", "format_for", "write_output"]
