@@ -1,0 +1,199 @@
+"""Saved tensors (training memory): what each layer's backward keeps, proved against autograd.
+
+Expected numbers are written as the arithmetic a reader can check: per-sample elements x bytes x
+batch.  The proof runs the torch model built from each spec under
+``torch.autograd.graph.saved_tensors_hooks`` (archcalc.torch.saved), on the meta device for the
+whole zoo (nothing is computed, so U-Net and C3D at their real inputs take a fraction of a
+second; the hooks see the same saved tensors as on CPU, which the CPU cases below confirm).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archcalc.graph import compile_graph
+from archcalc.layers import LAYER_TYPES
+from archcalc.passes import params, saved_tensors, shapes
+from archcalc.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = sorted((ROOT / "specs").glob("*.json"))
+
+
+def saved_of(layers: list[dict[str, Any]], input: list[int | str], batch: Any = 2, dtype_bytes: int = 4, device: str = "cpu") -> dict[str, Any]:
+    G = compile_graph(parse_spec({"name": "t", "input": input, "layers": layers}))
+    shapes(G)
+    params(G)
+    saved_tensors(G, dtype_bytes, batch, device)
+    return {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}
+
+
+def test_every_layer_type_says_what_its_backward_saves() -> None:
+    # a new layer type must implement Layer.saved (archcalc/layers/base.py): without it the
+    # training memory of any network using it is reported as unknown
+    silent = [cls.__name__ for cls in LAYER_TYPES if "saved" not in {k for c in cls.__mro__[:-1] if c.__name__ != "Layer" for k in vars(c)}]
+    assert silent == []
+
+
+# fp32, batch 2; one layer after a conv (the conv makes the input require grad; it saves the
+# network input, 3*8*8 elements per sample, counted in its own row)
+X = 2 * 3 * 8 * 8 * 4  # the conv's input, fp32, batch 2
+C = 2 * 4 * 8 * 8 * 4  # the conv's output (4 channels, 8x8), fp32, batch 2
+CASES: list[tuple[str, dict[str, Any], int]] = [
+    ("relu keeps its output", {"type": "relu"}, C),
+    ("relu in place keeps its output, the conv's output storage", {"type": "relu", "inplace": True}, C),
+    ("relu6 keeps its input", {"type": "relu6"}, C),
+    ("relu6 in place keeps a copy of its input", {"type": "relu6", "inplace": True}, C),
+    ("leaky relu in place keeps its result", {"type": "leakyrelu", "inplace": True}, C),
+    ("tanh keeps its output", {"type": "tanh"}, C),
+    ("sigmoid keeps its output", {"type": "sigmoid"}, C),
+    ("gelu keeps its input", {"type": "gelu"}, C),
+    ("silu in place keeps a copy", {"type": "silu", "inplace": True}, C),
+    ("hardswish keeps its input", {"type": "hardswish"}, C),
+    ("batch norm: input + save_mean + save_invstd, 4 channels fp32 each", {"type": "batchnorm2d"}, C + 4 * 4 + 4 * 4),
+    ("max pool: input + int64 indices of its 4x4x4 output", {"type": "maxpool2d", "kernel_size": 2}, C + 2 * 4 * 4 * 4 * 8),
+    ("avg pool keeps its input", {"type": "avgpool2d", "kernel_size": 2}, C),
+    ("global average pool is a mean: nothing", {"type": "adaptiveavgpool2d", "output_size": 1}, 0),
+    ("adaptive average pool to 2x2 keeps its input", {"type": "adaptiveavgpool2d", "output_size": 2}, C),
+    ("adaptive max pool: input + int64 indices", {"type": "adaptivemaxpool2d", "output_size": 1}, C + 2 * 4 * 8),
+    ("dropout keeps its mask, fp32 on CPU", {"type": "dropout", "p": 0.5}, C),
+    ("dropout p=0 returns its input", {"type": "dropout", "p": 0.0}, 0),
+    ("dropout p=1 multiplies by a 0-d zero", {"type": "dropout", "p": 1.0}, 4),
+    ("softmax keeps its output", {"type": "softmax", "dim": 1}, C),
+    # LRN size 3: x (counted by the conv? no: the conv saves *its* input), x^2 padded to 4+2
+    # channels, k + alpha*avg and its power beta
+    ("local response norm", {"type": "localresponsenorm", "size": 3}, C + 2 * 6 * 8 * 8 * 4 + C + C),
+    ("flatten is a view: nothing", {"type": "flatten"}, 0),
+    ("upsample saves nothing", {"type": "upsample", "scale_factor": 2}, 0),
+    ("zero padding saves nothing", {"type": "zeropad2d", "padding": 1}, 0),
+    ("channel shuffle saves nothing", {"type": "channelshuffle", "groups": 2}, 0),
+    ("identity saves nothing", {"type": "identity"}, 0),
+    ("a conv keeps its input", {"type": "conv2d", "out_channels": 2, "kernel_size": 1}, C),
+    ("a transposed conv keeps its input", {"type": "convtranspose2d", "out_channels": 2, "kernel_size": 2, "stride": 2}, C),
+]
+
+
+@pytest.mark.parametrize(("what", "layer", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_saved_bytes_per_layer(what: str, layer: dict[str, Any], expected: int) -> None:
+    got = saved_of([{"name": "conv", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"name": "l", **layer}], [3, 8, 8])
+    assert got == {"conv": X, "l": expected}
+
+
+def test_a_storage_saved_twice_counts_once() -> None:
+    # relu keeps its output; the two convs that read it keep it too: counted once, at the relu
+    got = saved_of(
+        [
+            {"name": "c0", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+            {"name": "r", "type": "relu"},
+            {"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+            {"name": "b", "type": "conv2d", "out_channels": 4, "kernel_size": 1, "inputs": ["r"]},
+            {"name": "s", "type": "add", "inputs": ["a", "b"]},
+        ],
+        [3, 8, 8],
+    )
+    assert got == {"c0": X, "r": C, "a": 0, "b": 0, "s": 0}
+
+
+def test_a_saved_view_keeps_its_whole_tensor() -> None:
+    # a conv on one chunk of r keeps r's storage, all 4 channels, not just its 2
+    got = saved_of(
+        [
+            {"name": "c0", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+            {"name": "r", "type": "relu"},
+            {"name": "half", "type": "chunk", "chunks": 2, "index": 1},
+            {"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        ],
+        [3, 8, 8],
+    )
+    assert got == {"c0": X, "r": C, "half": 0, "c1": 0}
+
+
+def test_layers_before_any_parameter_save_nothing() -> None:
+    # the input does not require grad: a max pool on it builds no autograd node
+    pool = {"name": "p", "type": "maxpool2d", "kernel_size": 2}
+    got = saved_of([pool, {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}], [3, 8, 8])
+    assert got == {"p": 0, "c": 2 * 3 * 4 * 4 * 4}
+
+
+def test_dropout_mask_is_one_byte_on_cuda() -> None:
+    layers = [{"name": "fc", "type": "linear", "out_features": 10}, {"name": "d", "type": "dropout"}]
+    assert saved_of(layers, [5], device="cuda")["d"] == 2 * 10 * 1
+    assert saved_of(layers, [5], device="cpu")["d"] == 2 * 10 * 4
+
+
+def test_symbolic_batch_is_a_plus_b_n() -> None:
+    from archcalc.dims import symbol
+
+    N = symbol("N")
+    c = {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    got = saved_of([c, {"name": "bn", "type": "batchnorm2d"}], [3, 8, 8], batch=N)
+    assert got["c"] == 3 * 8 * 8 * 4 * N
+    assert got["bn"] == 4 * 8 * 8 * 4 * N + 2 * 4 * 4  # the per-channel statistics do not grow with the batch
+
+
+def test_a_layer_that_does_not_say_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archcalc.layers.activation import ReLU
+    from archcalc.layers.base import Layer
+
+    monkeypatch.setattr(ReLU, "saved", Layer.saved)
+    got = saved_of([{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}, {"name": "r", "type": "relu"}], [3, 8, 8])
+    assert got == {"c": X, "r": None}
+
+
+# ----- proof against autograd ------------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+def _analytic(G: Any, batch: int) -> int:
+    shapes(G)
+    params(G)
+    saved_tensors(G, 4, batch)
+    values = [G.nodes[n]["saved_bytes"] for n in G.graph["order"]]
+    assert None not in values
+    return sum(values)
+
+
+def _measured(G: Any, batch: int, device: str) -> int:
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+
+    model = build_module(G, device=device)
+    return measure_saved(model, torch.zeros(batch, *G.graph["input_shape"], device=device)).total
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_saved_bytes_equal_autograd(path: Path) -> None:
+    # batch 2, fp32, train mode, meta device (see the module docstring)
+    G = compile_graph(load_spec(path))
+    assert _analytic(G, 2) == _measured(G, 2, "meta")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_2012", "resnet20", "conv1d_text", "squeezenet1_0"])
+def test_saved_bytes_equal_autograd_on_cpu(name: str) -> None:
+    # real tensors: dropout's mask, LRN's intermediates and max pooling's indices as CPU makes them
+    G = compile_graph(load_spec(ROOT / "specs" / f"{name}.json"))
+    assert _analytic(G, 2) == _measured(G, 2, "cpu")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # measured with torch 2.14.1 on CPU, batch 2, fp32, train mode (issue 13)
+        ("resnet18", 44_398_080),
+        ("resnet50", 172_031_488),
+    ],
+)
+def test_torchvision_resnets_saved_bytes(name: str, expected: int) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    from archcalc.torch.saved import measure_saved
+
+    model = getattr(torchvision.models, name)().to("meta")
+    assert measure_saved(model, torch.zeros(2, 3, 224, 224, device="meta")).total == expected
+    assert _analytic(compile_graph(load_spec(ROOT / "specs" / f"{name}.json")), 2) == expected
