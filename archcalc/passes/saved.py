@@ -32,7 +32,7 @@ class SavedTensor:
     ``storage`` names it: a node name (that node's output tensor, shared by whoever saves it) or
     ``"<layer>:<tensor>"`` for a tensor the layer made for its backward.  ``fixed`` and
     ``per_sample`` are its bytes, independent of and per sample of the batch; ``first`` is True
-    for the layer that counts it (the first to save it, in execution order).
+    for the layer that counts it (the first to save it, in execution order), ``counted_at``.
     """
 
     saved: Saved
@@ -40,6 +40,7 @@ class SavedTensor:
     fixed: Dim
     per_sample: Dim
     first: bool
+    counted_at: str
 
     def nbytes(self, batch: Dim) -> Dim:
         return self.fixed + self.per_sample * batch
@@ -55,7 +56,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     mask = MASK_BYTES[device] or dtype_bytes
     width = {"act": dtype_bytes, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": mask}
     memo: dict[tuple[object, ...], list[Saved] | None] = {}
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # storage -> the layer that counts it
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]
@@ -92,13 +93,13 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
                 sizes[storage] = size if s.batched else 0
                 if not s.batched:
                     first = storage not in seen
-                    seen.add(storage)
-                    kept.append(SavedTensor(s, storage, size, 0, first))
+                    at = seen.setdefault(storage, name)
+                    kept.append(SavedTensor(s, storage, size, 0, first, at))
                     total = total + (size if first else 0)
                     continue
             first = storage not in seen
-            seen.add(storage)
-            item = SavedTensor(s, storage, 0, sizes[storage], first)
+            at = seen.setdefault(storage, name)
+            item = SavedTensor(s, storage, 0, sizes[storage], first, at)
             kept.append(item)
             if first:
                 total = total + item.nbytes(batch)
