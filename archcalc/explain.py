@@ -298,7 +298,8 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
         sym = general.get(s.tensor + (str(s.input) if s.tensor == "input" else "")) if general else None
         if sym is not None:
             shape = ins_s[s.input] if s.tensor == "input" else out_s if s.tensor == "output" else sym.shape
-            g = _formula(_prod(shape) * (nbytes if s.dtype == "act" else {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)) * (batch if s.batched else 1)) + " B"
+            width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
+            g = _formula(_prod(shape) * width * (batch if s.batched else 1)) + " B"
         value = st.nbytes(batch)
         result = _fmt_bytes(value) if st.first else f"{_fmt_bytes(value)}, one storage with what {st.counted_at} keeps: counted there"
         ex.steps.append(Step(label, g, "", f"{result}; {s.why}"))

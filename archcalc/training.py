@@ -117,7 +117,13 @@ class TrainingMemory:
                     "saved": None
                     if r.saved is None
                     else [
-                        {"tensor": s.saved.tensor, "storage": s.storage, "bytes": to_json(simplify(s.nbytes(self.batch))), "counted_here": s.first, "why": s.saved.why}
+                        {
+                            "tensor": s.saved.tensor,
+                            "storage": s.storage,
+                            "bytes": to_json(simplify(s.nbytes(self.batch))),
+                            "counted_here": s.first,
+                            "why": s.saved.why,
+                        }
                         for s in r.saved
                     ],
                     **({"checkpointed": True} if r.checkpointed else {}),
@@ -346,11 +352,14 @@ def training_memory(
     >>> m.totals["saved_bytes"]
     44398080
     """
-    if isinstance(spec, Mapping):
-        spec = parse_spec(dict(spec))
-    arch = spec if isinstance(spec, Architecture) else load_spec(spec)
-    G = compile_graph(arch, values=values, input_shape=input_shape)
-    return training_memory_from_graph(G, **kw)
+    from .report import gc_paused
+
+    with gc_paused():
+        if isinstance(spec, Mapping):
+            spec = parse_spec(dict(spec))
+        arch = spec if isinstance(spec, Architecture) else load_spec(spec)
+        G = compile_graph(arch, values=values, input_shape=input_shape)
+        return training_memory_from_graph(G, **kw)
 
 
 def parse_memory(text: str) -> int:
@@ -416,4 +425,14 @@ def max_batch(m: TrainingMemory, memory: int) -> Fit:
     return Fit(memory, n, peak, memory - peak, a, b, m)
 
 
-__all__ = ["DEVICES", "OPTIMIZER_STATES", "Fit", "MemoryRow", "TrainingMemory", "max_batch", "parse_memory", "training_memory", "training_memory_from_graph"]
+__all__ = [
+    "DEVICES",
+    "OPTIMIZER_STATES",
+    "Fit",
+    "MemoryRow",
+    "TrainingMemory",
+    "max_batch",
+    "parse_memory",
+    "training_memory",
+    "training_memory_from_graph",
+]

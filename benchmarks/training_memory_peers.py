@@ -34,7 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1)
     args = ap.parse_args()
-    print("| network | torchinfo \"Forward/backward pass size\" | saved by autograd (measured) | archcalc `memory` | torchinfo / exact |")
+    print('| network | torchinfo "Forward/backward pass size" | saved by autograd (measured) | archcalc `memory` | torchinfo / exact |')
     print("|---|---:|---:|---:|---:|")
     for name in NETS:
         G = compile_graph(load_spec(ROOT / "specs" / f"{name}.json"))

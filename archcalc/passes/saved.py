@@ -16,7 +16,7 @@ parameters builds no autograd node and saves nothing (the network input does not
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..dims import Dim, prod
 from ..graph import INPUT, Graph, node_table
@@ -25,8 +25,7 @@ from ..layers.base import Saved
 MASK_BYTES = {"cpu": None, "cuda": 1}  # dropout's mask: None = the activations' dtype
 
 
-@dataclass(frozen=True, slots=True)
-class SavedTensor:
+class SavedTensor(NamedTuple):
     """One saved tensor of one layer, resolved to its storage.
 
     ``storage`` names it: a node name (that node's output tensor, shared by whoever saves it) or
@@ -55,52 +54,60 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * dtype_bytes}  # storage -> bytes per sample
     mask = MASK_BYTES[device] or dtype_bytes
     width = {"act": dtype_bytes, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": mask}
-    memo: dict[tuple[object, ...], list[Saved] | None] = {}
+    # per formula key: what the layer saves, as (saved, 0 input / 1 output / 2 new, input index,
+    # fixed bytes, bytes per sample) with a new tensor's sizes worked out; where its output lives;
+    # its output's bytes per sample
+    memo: dict[tuple[object, ...], tuple[list[tuple[Saved, int, int, Dim, Dim]] | None, str, Dim]] = {}
     seen: dict[str, str] = {}  # storage -> the layer that counts it
     for name in G.graph["order"]:
         node = nodes[name]
-        layer = node["layer"]
-        srcs = [nodes[i] for i in node["inputs"]]
-        how = layer.output_storage()
-        if how == "new" or (how == "reshape" and not srcs[0]["contiguous"]):
-            node["storage"], node["contiguous"] = name, True
-            sizes[name] = prod(node["shape"]) * dtype_bytes
-        else:
-            node["storage"] = srcs[0]["storage"]
-            node["contiguous"] = how == "reshape" or (how != "strided" and srcs[0]["contiguous"])
-        node["grad"] = grad = bool(node["weights"]) or any(s["grad"] for s in srcs)
         key = node["formula_key"]  # set by the shapes pass
-        if key in memo:
-            wanted = memo[key]
+        got = memo.get(key)
+        if got is None:
+            layer = node["layer"]
+            wanted = layer.saved(node["in_shapes"], node["shape"])
+            plan = None if wanted is None else [_plan(s, width) for s in wanted]
+            got = memo[key] = (plan, layer.output_storage(), prod(node["shape"]) * dtype_bytes)
+        plan, how, out_bytes = got
+        inputs = node["inputs"]
+        src = nodes[inputs[0]]
+        if how == "new" or (how == "reshape" and not src["contiguous"]):
+            node["storage"], node["contiguous"] = name, True
+            sizes[name] = out_bytes
         else:
-            wanted = memo[key] = layer.saved(node["in_shapes"], node["shape"])
+            node["storage"] = src["storage"]
+            node["contiguous"] = how == "reshape" or (how != "strided" and src["contiguous"])
+        grad = node["grad"] = src["grad"] or bool(node["weights"]) or (len(inputs) > 1 and any(nodes[i]["grad"] for i in inputs))
         if not grad:  # no autograd node: nothing is saved, whatever the type would save
             node["saved"], node["saved_bytes"] = [], 0
             continue
-        if wanted is None:
+        if plan is None:
             node["saved"], node["saved_bytes"] = None, None
             continue
         kept: list[SavedTensor] = []
         total: Dim = 0
-        for s in wanted:
-            if s.tensor == "input":
-                storage = srcs[s.input]["storage"]
-            elif s.tensor == "output":
+        for s, kind, index, fixed, new_per in plan:
+            if kind == 0:
+                storage = nodes[inputs[index]]["storage"] if index else src["storage"]
+                per = sizes[storage]
+            elif kind == 1:
                 storage = node["storage"]
+                per = sizes[storage]
             else:
-                storage = f"{name}:{s.tensor}"
-                size = prod(s.shape) * width[s.dtype]
-                sizes[storage] = size if s.batched else 0
-                if not s.batched:
-                    first = storage not in seen
-                    at = seen.setdefault(storage, name)
-                    kept.append(SavedTensor(s, storage, size, 0, first, at))
-                    total = total + (size if first else 0)
-                    continue
-            first = storage not in seen
+                storage, per = name + ":" + s.tensor, new_per
             at = seen.setdefault(storage, name)
-            item = SavedTensor(s, storage, 0, sizes[storage], first, at)
-            kept.append(item)
+            first = at == name and not any(k.storage == storage for k in kept)
+            kept.append(SavedTensor(s, storage, fixed, per, first, at))
             if first:
-                total = total + item.nbytes(batch)
+                total = total + fixed + per * batch
         node["saved"], node["saved_bytes"] = kept, total
+
+
+
+def _plan(s: Saved, width: dict[str, int]) -> tuple[Saved, int, int, Dim, Dim]:
+    if s.tensor == "input":
+        return s, 0, s.input, 0, 0
+    if s.tensor == "output":
+        return s, 1, 0, 0, 0
+    size = prod(s.shape) * width[s.dtype]
+    return (s, 2, 0, 0, size) if s.batched else (s, 2, 0, size, 0)

@@ -46,7 +46,10 @@ def _caption(m: TrainingMemory) -> str:
 
 
 def _rows(m: TrainingMemory) -> list[list[str]]:
-    return [[r.name + (" (train)" if r.training_only else ""), r.type, _shape(r.output_shape), _size(r.saved_bytes), r.describe(units.size)] for r in m.rows]
+    return [
+        [r.name + (" (train)" if r.training_only else ""), r.type, _shape(r.output_shape), _size(r.saved_bytes), r.describe(units.size)]
+        for r in m.rows
+    ]
 
 
 def _total(m: TrainingMemory, key: str) -> str:
@@ -62,7 +65,9 @@ def _total_lines(m: TrainingMemory) -> list[str]:
     lines = [f"{TOTAL_LABELS[k]}: {_total(m, k)}" for k in TOTAL_LABELS]
     if m.checkpoint:
         lines.append(f"without checkpointing, saved for backward: {_exact(m.saved_without_checkpoint)}")
-        lines.append(f"recomputation: one more forward of the checkpointed blocks, {units.exact(simplify(m.recompute_flops * m.batch))} FLOPs per step")
+        lines.append(
+            f"recomputation: one more forward of the checkpointed blocks, {units.exact(simplify(m.recompute_flops * m.batch))} FLOPs per step"
+        )
     if m.unknown:
         lines.append(f"unknown: {', '.join(m.unknown[:5])}{'...' if len(m.unknown) > 5 else ''} do not say what their backward saves")
     return lines
@@ -136,14 +141,15 @@ def render_fit(fit: Fit, fmt: str = "text") -> str:
         return json.dumps(fit.to_json(), indent=2) + "\n"
     formula = f"{units.exact(fit.fixed_bytes)} + {units.exact(fit.per_sample_bytes)}*N bytes"
     lines = [
-        f"{m.name} on {fit.memory:,} bytes ({units.size(fit.memory)}): {m.dtype}, optimizer {m.optimizer}, {m.device}"
+        f"{m.name} on {fit.memory:,} bytes: {m.dtype}, optimizer {m.optimizer}, {m.device}"
         + (f", checkpointing {', '.join(m.checkpoint)}" if m.checkpoint else ""),
         f"peak of a training step = {formula}",
     ]
     if fit.max_batch == 0:
         lines.append(f"nothing fits: even batch 1 needs {units.exact(fit.fixed_bytes + fit.per_sample_bytes)} bytes")
     else:
-        lines.append(f"largest batch: {fit.max_batch:,} (peak {fit.peak_bytes:,} bytes, {units.size(fit.peak_bytes)}; headroom {fit.headroom_bytes:,} bytes, {units.size(fit.headroom_bytes)})")
+        peak, room = f"{fit.peak_bytes:,} bytes, {units.size(fit.peak_bytes)}", f"{fit.headroom_bytes:,} bytes, {units.size(fit.headroom_bytes)}"
+        lines.append(f"largest batch: {fit.max_batch:,} (peak {peak}; headroom {room})")
     if fit.without_checkpoint is not None:
         w = fit.without_checkpoint
         lines.append(
@@ -165,8 +171,9 @@ def render_fit(fit: Fit, fmt: str = "text") -> str:
         return "".join(_latex_escape(line) + "\\\\\n" for line in lines)
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["name", "memory", "max_batch", "peak_bytes", "headroom_bytes", "fixed_bytes", "per_sample_bytes"])
-        w.writerow([m.name, fit.memory, fit.max_batch, fit.peak_bytes, fit.headroom_bytes, to_json(fit.fixed_bytes), to_json(fit.per_sample_bytes)])
+        out_csv = csv.writer(buf, lineterminator="\n")
+        out_csv.writerow(["name", "memory", "max_batch", "peak_bytes", "headroom_bytes", "fixed_bytes", "per_sample_bytes"])
+        fixed, per = to_json(fit.fixed_bytes), to_json(fit.per_sample_bytes)
+        out_csv.writerow([m.name, fit.memory, fit.max_batch, fit.peak_bytes, fit.headroom_bytes, fixed, per])
         return buf.getvalue()
     return out
