@@ -300,9 +300,9 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
             shape = ins_s[s.input] if s.tensor == "input" else out_s if s.tensor == "output" else sym.shape
             width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
             g = _formula(_prod(shape) * width * (batch if s.batched else 1)) + " B"
-        value = st.nbytes(batch)
-        result = _fmt_bytes(value) if st.first else f"{_fmt_bytes(value)}, one storage with what {st.counted_at} keeps: counted there"
-        ex.steps.append(Step(label, g, "", f"{result}; {s.why}"))
+        ex.steps.append(Step(label, g, "", _fmt_bytes(st.nbytes(batch))))
+        shared = "" if st.first else f" (the same storage as what {st.counted_at} keeps: `archcalc memory` counts it there, once)"
+        ex.notes.append(f"{label}: {s.why}{shared}")
 
 
 def _general_dict(fn: Any) -> dict[str, Any] | None:

@@ -184,5 +184,5 @@ def test_explain_shows_what_a_layer_saves_and_why() -> None:
     assert r.code == 0
     # its input is the stem's output, 64x112x112 fp32, kept by the in-place relu before it;
     # its own: the int64 argmax of each 3x3 window, 64x56x56
-    assert "saved: input" in r.out and f"{64 * 112 * 112 * 4:,} B" in r.out and "counted there" in r.out
+    assert "saved: input" in r.out and f"{64 * 112 * 112 * 4:,} B" in r.out and "the same storage as what relu keeps" in r.out
     assert "saved: indices (int64)" in r.out and f"{64 * 56 * 56 * 8:,} B" in r.out
