@@ -197,3 +197,63 @@ def test_torchvision_resnets_saved_bytes(name: str, expected: int) -> None:
     model = getattr(torchvision.models, name)().to("meta")
     assert measure_saved(model, torch.zeros(2, 3, 224, 224, device="meta")).total == expected
     assert _analytic(compile_graph(load_spec(ROOT / "specs" / f"{name}.json")), 2) == expected
+
+
+def _conv(n: int) -> dict[str, Any]:
+    return {"type": "conv2d", "out_channels": n, "kernel_size": 3, "padding": 1}
+
+
+# every layer type and flag the zoo leaves out, layer by layer against autograd on CPU
+ODD_NETS: list[dict[str, Any]] = [
+    {"name": "activations", "input": [3, 12, 12], "layers": [
+        {"name": "c0", **_conv(8)}, {"name": "a1", "type": "gelu"}, {"name": "a2", "type": "silu", "inplace": True},
+        {"name": "a3", "type": "hardswish"}, {"name": "a4", "type": "hardsigmoid", "inplace": True},
+        {"name": "a5", "type": "relu6", "inplace": True}, {"name": "a6", "type": "leakyrelu", "inplace": True},
+        {"name": "a7", "type": "tanh"}, {"name": "a8", "type": "sigmoid"}, {"name": "a9", "type": "softmax", "dim": 1},
+        {"name": "a10", "type": "leakyrelu"}, {"name": "a11", "type": "relu6"}, {"name": "a12", "type": "silu"},
+        {"name": "a13", "type": "hardsigmoid"}, {"name": "a14", "type": "hardswish", "inplace": True},
+        {"name": "up", "type": "upsample", "scale_factor": 2, "mode": "bilinear"}, {"name": "pad", "type": "zeropad2d", "padding": 1},
+        {"name": "sh", "type": "channelshuffle", "groups": 2}, {"name": "c1", **_conv(8)},
+        # a crop is a strided view: flatten copies it, and the linear layer keeps the copy
+        {"name": "crop", "type": "crop", "size": 8}, {"name": "fl", "type": "flatten"}, {"name": "fc", "type": "linear", "out_features": 16},
+        {"name": "d0", "type": "dropout", "p": 0.0}, {"name": "d1", "type": "dropout", "p": 1.0},
+        {"name": "d2", "type": "dropout", "p": 0.3, "inplace": True},
+    ]},
+    {"name": "pools_and_views", "input": [3, 12, 12], "layers": [
+        {"name": "c0", **_conv(8)}, {"name": "amp", "type": "adaptivemaxpool2d", "output_size": 2},
+        {"name": "aap", "type": "adaptiveavgpool2d", "output_size": [2, 3], "inputs": ["c0"]},
+        {"name": "aap1", "type": "adaptiveavgpool2d", "output_size": 1, "inputs": ["c0"]},
+        {"name": "g0", "type": "conv2d", "out_channels": 8, "kernel_size": 1, "inputs": ["aap1"]},
+        {"name": "m", "type": "mul", "inputs": ["c0", "g0", "aap1"]},
+        {"name": "sub", "type": "subsample", "stride": 2}, {"name": "cp", "type": "channelpad", "out_channels": 12},
+        # a channel range is one block per sample: flatten views it, the linear layer keeps all of cp
+        {"name": "ch", "type": "chunk", "chunks": 3, "index": 1}, {"name": "fl", "type": "flatten"},
+        {"name": "fc", "type": "linear", "out_features": 4}, {"name": "sq", "type": "unflatten", "dim": 1, "unflattened_size": [2, 2]},
+        {"name": "lin3", "type": "linear", "out_features": 5}, {"name": "bn1", "type": "batchnorm1d"},
+    ]},
+    {"name": "three_d", "input": [2, 4, 8, 8], "layers": [
+        {"name": "c", "type": "conv3d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"name": "bn", "type": "batchnorm3d"},
+        {"name": "mp", "type": "maxpool3d", "kernel_size": 2}, {"name": "ap", "type": "avgpool3d", "kernel_size": 2, "inputs": ["bn"]},
+        {"name": "aa", "type": "adaptiveavgpool3d", "output_size": 1, "inputs": ["bn"]},
+        {"name": "ct", "type": "convtranspose3d", "out_channels": 2, "kernel_size": 2, "stride": 2, "inputs": ["mp"]},
+    ]},
+    {"name": "one_d", "input": [3, 16], "layers": [
+        {"name": "c", "type": "conv1d", "out_channels": 4, "kernel_size": 3}, {"name": "mp", "type": "maxpool1d", "kernel_size": 2},
+        {"name": "ap", "type": "avgpool1d", "kernel_size": 2}, {"name": "aa", "type": "adaptiveavgpool1d", "output_size": 3},
+        {"name": "lrn", "type": "localresponsenorm", "size": 3}, {"name": "bn", "type": "batchnorm1d"},
+    ]},
+]  # fmt: skip
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("spec", ODD_NETS, ids=[n["name"] for n in ODD_NETS])
+def test_every_layer_type_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+
+    G = compile_graph(parse_spec(spec))
+    _analytic(G, 2)
+    model = build_module(G)
+    measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
+    got = {n: measured.per_module.get("layers." + model.keys[n], 0) for n in G.graph["order"]}
+    assert got == {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}

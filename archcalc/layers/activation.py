@@ -153,7 +153,7 @@ class Dropout(Layer):
             return [Saved.new("zero", (), "x * 0: the gradient is multiplied by the same zero", batched=False)]
         return [Saved.new("mask", ins[0], "which elements were kept (scaled by 1/(1-p)): the gradient is masked the same way", "dropout_mask")]
 
-    def output_storage(self) -> str:
+    def output_storage(self, ins: list[Shape]) -> str:
         return "view" if self.p == 0 else "inplace" if self.inplace else "new"
 
     def build_torch(self, ins: list[Shape]) -> Any:

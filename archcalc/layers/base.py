@@ -13,7 +13,7 @@ sympy expressions (see :mod:`archcalc.dims`):
 * ``saved(ins, out)``: what autograd keeps for its backward in training mode (:class:`Saved`),
   parameters and buffers excluded; ``None`` (the default) when the type does not say, which the
   training-memory pass reports as unknown, never as zero;
-* ``output_storage()``: whether its output is a new tensor, or the input's storage (in place,
+* ``output_storage(ins)``: whether its output is a new tensor, or the input's storage (in place,
   a view), which decides which saved tensors are one storage;
 * ``build_torch(ins)``: the equivalent ``torch.nn.Module`` (torch imported only there).
 
@@ -107,10 +107,12 @@ class Saved:
 
 
 STORAGES = ("new", "inplace", "view", "strided", "reshape")
-"""``Layer.output_storage()`` values, in training mode: ``new`` a fresh tensor; ``inplace`` written
+"""``Layer.output_storage(ins)`` values, in training mode: ``new`` a fresh tensor; ``inplace`` written
 into input 0 (``ReLU(inplace=True)``); ``view`` a view of input 0 (contiguous if it was);
-``strided`` a view of input 0 that is not contiguous at batch > 1 (a slice: chunk, crop,
-subsample); ``reshape`` a view of a contiguous input 0, else a new copy (flatten)."""
+``strided`` a view of input 0 whose per-sample block is not contiguous (a slice of a spatial axis:
+crop, subsample); ``reshape`` a view of input 0 when its per-sample block is contiguous, else a new
+copy (flatten).  Contiguity is per sample: a channel range (chunk along dim 1) is a ``view``, its
+batch stride aside, and flatten (start_dim >= 1) never merges the batch axis."""
 
 
 class DimSpec:
@@ -288,7 +290,7 @@ class Layer(Spec):
         ``torch.autograd.graph.saved_tensors_hooks`` (see archcalc.torch.saved)."""
         return None
 
-    def output_storage(self) -> str:
+    def output_storage(self, ins: list[Shape]) -> str:
         """Where the output lives in training mode (one of ``STORAGES``): by default a new tensor,
         or input 0's storage when :meth:`in_place` says so."""
         return "inplace" if self.in_place() else "new"

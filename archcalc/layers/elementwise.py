@@ -58,7 +58,7 @@ class Mul(Layer):
         kept = [Saved.of_input(why, i) for i in range(len(ins))]
         partial = ins[0]
         for k in range(1, len(ins) - 1):
-            partial = self.output_shape([partial, ins[k]])
+            partial = tuple(_broadcast_dim(x, y) or x for x, y in zip(partial, ins[k], strict=True))
             kept.append(Saved.new(f"product_{k}", partial, "a partial product, multiplied by the next input"))
         return kept
 

@@ -89,7 +89,7 @@ class Flatten(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
 
-    def output_storage(self) -> str:
+    def output_storage(self, ins: list[Shape]) -> str:
         return "reshape"
 
     def build_torch(self, ins: list[Shape]) -> Any:
@@ -123,7 +123,7 @@ class Unflatten(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
 
-    def output_storage(self) -> str:
+    def output_storage(self, ins: list[Shape]) -> str:
         return "reshape"
 
     def build_torch(self, ins: list[Shape]) -> Any:

@@ -93,8 +93,10 @@ class Chunk(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a slice: its backward places the gradient into zeros, from the sizes alone
 
-    def output_storage(self) -> str:
-        return "strided"
+    def output_storage(self, ins: list[Shape]) -> str:
+        # a range of the first per-sample axis is one contiguous block per sample (flatten can view
+        # it); a range of a later axis is not (flatten copies it)
+        return "view" if self._axis(ins[0]) == 0 else "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Chunk as ChunkModule
@@ -189,7 +191,7 @@ class Crop(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a slice: its backward places the gradient into zeros, from the sizes alone
 
-    def output_storage(self) -> str:
+    def output_storage(self, ins: list[Shape]) -> str:
         return "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:

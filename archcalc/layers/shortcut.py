@@ -29,7 +29,7 @@ class Subsample(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a strided slice: its backward scatters the gradient into zeros
 
-    def output_storage(self) -> str:
+    def output_storage(self, ins: list[Shape]) -> str:
         return "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:

@@ -67,7 +67,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             layer = node["layer"]
             wanted = layer.saved(node["in_shapes"], node["shape"])
             plan = None if wanted is None else [_plan(s, width) for s in wanted]
-            got = memo[key] = (plan, layer.output_storage(), prod(node["shape"]) * dtype_bytes)
+            got = memo[key] = (plan, layer.output_storage(node["in_shapes"]), prod(node["shape"]) * dtype_bytes)
         plan, how, out_bytes = got
         inputs = node["inputs"]
         src = nodes[inputs[0]]
