@@ -187,11 +187,9 @@ def training_memory_from_graph(
     act = dtype_bytes(dtype)
     if amp and act != 2:
         raise SpecError(f"--amp runs the activations in 16 bits: --dtype is float16 or bfloat16, not {dtype}", field="--dtype")
-    if amp:
-        raise SpecError("--amp is not supported yet: autocast's per-op dtypes are not modelled", field="--amp")
     shapes(G)
     params(G)
-    saved_tensors(G, act, 1, device)
+    saved_tensors(G, act, 1, device, amp)
     nodes = node_table(G)
     order = G.graph["order"]
     seg_of = _segments(G, checkpoint)
@@ -298,6 +296,12 @@ def training_memory_from_graph(
         assumptions.append(f"Adam's step: one 0-d float32 tensor per parameter tensor ({n_tensors}), {where}")
     if device == "cuda":
         assumptions.append("on CUDA dropout keeps a bool mask (native_dropout), 1 byte per element; proved on CPU only")
+    if amp:
+        assumptions.append(
+            f"--amp: torch.autocast({device!r}, {dtype}) over fp32 parameters, gradients and optimizer state; conv and linear layers "
+            "run in 16 bits and keep 16-bit copies of their weights and of any fp32 input; proved against autograd on CPU (bfloat16)"
+            + ("" if device == "cpu" else "; CUDA's autocast lists differ (softmax runs in fp32 there): modelled, not proved")
+        )
     return TrainingMemory(
         G.graph["name"],
         tuple(G.graph["input_shape"]),

@@ -257,3 +257,54 @@ def test_every_layer_type_equals_autograd_layer_by_layer(spec: dict[str, Any]) -
     measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
     got = {n: measured.per_module.get("layers." + model.keys[n], 0) for n in G.graph["order"]}
     assert got == {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}
+
+
+# ----- mixed precision: torch.autocast("cpu", torch.bfloat16) ------------------------------------
+
+
+def test_resnet18_under_autocast_by_hand() -> None:
+    from archcalc.training import training_memory
+
+    m = training_memory(ROOT / "specs" / "resnet18.json", batch=2, dtype="bfloat16", amp=True)
+    # the activations halve; batch norm's statistics (fp32: 2 x 4 bytes x 4,800 channels) and max
+    # pooling's int64 indices (2 x 64x56x56 x 8 bytes) do not; conv and fc keep the bf16 copies of
+    # their weights they computed with: all params but batch norm's 2 x 4,800 and fc's 1,000 biases
+    stats, indices = 2 * 4 * 4800, 2 * 64 * 56 * 56 * 8
+    weights16 = 2 * (11_689_512 - 2 * 4800 - 1000)
+    assert m.totals["saved_bytes"] == (44_398_080 - stats - indices) // 2 + stats + indices + weights16  # 47,181,696
+    assert m.totals["param_bytes"] == m.totals["grad_bytes"] == 4 * 11_689_512  # fp32 master weights and gradients
+
+
+def test_local_response_norm_under_autocast_is_unknown() -> None:
+    from archcalc.training import training_memory
+
+    m = training_memory(ROOT / "specs" / "alexnet_2012.json", dtype="bfloat16", amp=True)
+    assert m.totals["saved_bytes"] is None and "norm1" in m.unknown
+
+
+AMP_NETS = [
+    *ODD_NETS[:1],
+    ODD_NETS[2],
+    {"name": "resnet18_64", "file": "resnet18.json", "input": [3, 64, 64]},
+    {"name": "lenet5", "file": "lenet5.json"},
+    {"name": "conv1d_text", "file": "conv1d_text.json"},
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("spec", AMP_NETS, ids=[n["name"] for n in AMP_NETS])
+def test_autocast_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
+    # the first conv keeps a bf16 copy of the fp32 input; 3-D pooling runs in fp32 on CPU (autocast's
+    # float32 list), so the conv after it keeps another copy
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+    from archcalc.training import training_memory_from_graph
+
+    arch = load_spec(ROOT / "specs" / spec["file"]) if "file" in spec else parse_spec(spec)
+    G = compile_graph(arch, input_shape=spec.get("input") if "file" in spec else None)
+    m = training_memory_from_graph(G, batch=2, dtype="bfloat16", amp=True)
+    model = build_module(G)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
+    got = {r.name: measured.per_module.get("layers." + model.keys[r.name], 0) for r in m.rows}
+    assert got == {r.name: r.saved_bytes for r in m.rows}

@@ -142,9 +142,14 @@ def test_checkpoint_of_an_unknown_block_is_an_error() -> None:
     assert r.code == 2 and "layr1" in r.err and "did you mean 'layer1'" in r.err and r.out == ""
 
 
-def test_amp_is_refused_not_guessed() -> None:
-    r = cli("memory", str(SPECS / "resnet18.json"), "--amp", "--dtype", "float16")
-    assert r.code == 2 and "--amp" in r.err
+def test_amp_needs_a_16_bit_dtype() -> None:
+    r = cli("memory", str(SPECS / "resnet18.json"), "--amp")
+    assert r.code == 2 and "--amp" in r.err and "float16 or bfloat16" in r.err
+
+
+def test_amp_keeps_fp32_master_weights() -> None:
+    t = memory_json(str(SPECS / "resnet18.json"), "--amp", "--dtype", "bfloat16", "--optimizer", "adam", "--device", "cuda")["totals"]
+    assert t["param_bytes"] == t["grad_bytes"] == 4 * R18_PARAMS and t["optimizer_bytes"] == 2 * 4 * R18_PARAMS
 
 
 def test_unknown_layer_type_makes_the_total_unknown(monkeypatch: pytest.MonkeyPatch) -> None:

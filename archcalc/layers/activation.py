@@ -130,6 +130,9 @@ class Softmax(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return [Saved.of_output("softmax's backward is y * (g - sum(g * y)): the output is enough")]
 
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cuda" else "same"  # on CUDA autocast's float32 list, not on CPU's
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 

@@ -88,6 +88,7 @@ class Saved:
     shape: "Shape" = ()
     dtype: str = "act"
     batched: bool = True
+    param: str | None = None
 
     @staticmethod
     def of_input(why: str, index: int = 0) -> "Saved":
@@ -98,12 +99,18 @@ class Saved:
         return Saved("output", why)
 
     @staticmethod
+    def of_param(name: str, why: str) -> "Saved":
+        """A parameter the backward keeps (a conv's weight): no memory of its own, except under
+        autocast, where the layer keeps the low-precision copy it computed with."""
+        return Saved(f"{name} (cast)", why, param=name)
+
+    @staticmethod
     def new(name: str, shape: "Shape", why: str, dtype: str = "act", batched: bool = True) -> "Saved":
         return Saved(name, why, shape=tuple(shape), dtype=dtype, batched=batched)
 
     @property
     def is_new(self) -> bool:
-        return self.tensor not in ("input", "output")
+        return self.tensor not in ("input", "output") and self.param is None
 
 
 STORAGES = ("new", "inplace", "view", "strided", "reshape")
@@ -289,6 +296,13 @@ class Layer(Spec):
         training-memory pass reports it as unknown.  Found with
         ``torch.autograd.graph.saved_tensors_hooks`` (see archcalc.torch.saved)."""
         return None
+
+    def autocast(self, device: str) -> str | None:
+        """How ``torch.autocast`` on ``device`` ("cpu", "cuda") runs it: ``lower`` (in the low
+        dtype: conv, linear, matmul), ``float32`` (cast up: softmax on CUDA, 3-D pooling on CPU),
+        ``same`` (in its inputs' dtype, the default), or ``None`` when that is not known (the
+        training memory under --amp is then reported as unknown)."""
+        return "same"
 
     def output_storage(self, ins: list[Shape]) -> str:
         """Where the output lives in training mode (one of ``STORAGES``): by default a new tensor,

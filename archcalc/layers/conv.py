@@ -97,8 +97,14 @@ class _ConvNd(Layer):
         return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
-        # aten.convolution's backward: grad_input needs the weight (a parameter), grad_weight the input
-        return [Saved.of_input("the weight's gradient is the input correlated with the output's gradient")]
+        # aten.convolution's backward: grad_weight needs the input, grad_input the weight
+        return [
+            Saved.of_input("the weight's gradient is the input correlated with the output's gradient"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient convolved with the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # conv1d/2d/3d are on autocast's lower-precision list (CPU and CUDA)
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, d = self._axes()

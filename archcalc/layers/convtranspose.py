@@ -97,7 +97,13 @@ class _ConvTransposeNd(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         # aten.convolution (transposed=True): as for a conv, the input for the weight's gradient
-        return [Saved.of_input("the weight's gradient is the input correlated with the output's gradient")]
+        return [
+            Saved.of_input("the weight's gradient is the input correlated with the output's gradient"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient correlated with the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # conv_transpose1d/2d/3d are on autocast's lower-precision list
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

@@ -38,7 +38,13 @@ class Linear(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         # aten.addmm / aten.mm: grad_weight = grad_output^T @ input (a 3-D input is saved as a 2-D view)
-        return [Saved.of_input("the weight's gradient is the output's gradient times the input")]
+        return [
+            Saved.of_input("the weight's gradient is the output's gradient times the input"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient times the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # linear is on autocast's lower-precision list
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

@@ -103,6 +103,11 @@ class LocalResponseNorm(Layer):
             Saved.new("denominator", ins[0], "(k + alpha*avg(x^2))**beta: x / d needs d"),
         ]
 
+    def autocast(self, device: str) -> str | None:
+        # made of several ops that autocast treats apart (its average pool is on CPU's float32 list,
+        # its pow on CUDA's): its dtypes under autocast are not modelled
+        return None
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 

@@ -135,6 +135,9 @@ class MaxPool3d(_MaxPoolNd):
     type: Literal["maxpool3d"]
     n_spatial: ClassVar[int] = 3
 
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
+
 
 class AvgPool1d(_AvgPoolNd):
     type: Literal["avgpool1d"]
@@ -150,6 +153,9 @@ class AvgPool2d(_AvgPoolNd):
 class AvgPool3d(_AvgPoolNd):
     type: Literal["avgpool3d"]
     n_spatial: ClassVar[int] = 3
+
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
 
 
 def adaptive_window_sum(size: Dim, out: Dim) -> Dim:
@@ -261,6 +267,9 @@ class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     type: Literal["adaptiveavgpool3d"]
     n_spatial: ClassVar[int] = 3
+
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

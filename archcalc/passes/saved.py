@@ -16,7 +16,7 @@ parameters builds no autograd node and saves nothing (the network input does not
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..dims import Dim, prod
 from ..graph import INPUT, Graph, node_table
@@ -45,13 +45,24 @@ class SavedTensor(NamedTuple):
         return self.fixed + self.per_sample * batch
 
 
-def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu") -> None:
+def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False) -> None:
     """Set ``grad``, ``storage``, ``contiguous``, ``saved`` and ``saved_bytes`` on every node (see
-    the module docstring); ``device`` decides dropout's mask dtype (CPU: the activations', CUDA: bool)."""
+    the module docstring); ``device`` decides dropout's mask dtype (CPU: the activations', CUDA: bool).
+
+    ``amp``: a forward under ``torch.autocast(device, dtype)`` with fp32 parameters and input, the
+    low-precision dtype ``dtype_bytes`` wide.  Each layer's ``autocast(device)`` says how it runs:
+    ``lower`` (conv, linear: inputs and weights cast to the low dtype, and the casts are what it
+    saves: a copy of an fp32 input, and of each weight it keeps), ``float32`` (inputs cast up, output
+    fp32) or ``same`` (the inputs' dtype, promoted where they differ); node attribute ``elt`` is the
+    bytes per element of each output."""
     nodes = node_table(G)
     inp = nodes[INPUT]
-    inp.update(grad=False, storage=INPUT, contiguous=True)
-    sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * dtype_bytes}  # storage -> bytes per sample
+    in_elt = 4 if amp else dtype_bytes
+    inp.update(grad=False, storage=INPUT, contiguous=True, elt=in_elt)
+    sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * in_elt}  # storage -> bytes per sample
+    if amp:
+        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device)
+        return
     mask = MASK_BYTES[device] or dtype_bytes
     width = {"act": dtype_bytes, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": mask}
     # per formula key: what the layer saves, as (saved, 0 input / 1 output / 2 new, input index,
@@ -93,8 +104,10 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             elif kind == 1:
                 storage = node["storage"]
                 per = sizes[storage]
-            else:
+            elif kind == 2:
                 storage, per = name + ":" + s.tensor, new_per
+            else:
+                continue  # a parameter: counted as parameter memory
             at = seen.setdefault(storage, name)
             first = at == name and not any(k.storage == storage for k in kept)
             kept.append(SavedTensor(s, storage, fixed, per, first, at))
@@ -109,5 +122,64 @@ def _plan(s: Saved, width: dict[str, int]) -> tuple[Saved, int, int, Dim, Dim]:
         return s, 0, s.input, 0, 0
     if s.tensor == "output":
         return s, 1, 0, 0, 0
+    if s.param is not None:
+        return s, 3, 0, 0, 0
     size = prod(s.shape) * width[s.dtype]
     return (s, 2, 0, 0, size) if s.batched else (s, 2, 0, size, 0)
+
+
+def _saved_autocast(G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str) -> None:
+    """:func:`saved_tensors` under autocast (see there): the same walk, with a dtype per tensor."""
+    seen: dict[str, str] = {}
+    for name in G.graph["order"]:
+        node = nodes[name]
+        layer = node["layer"]
+        inputs = node["inputs"]
+        srcs = [nodes[i] for i in inputs]
+        src = srcs[0]
+        mode = layer.autocast(device)
+        in_elts = [s["elt"] for s in srcs]
+        elt = low if mode == "lower" else 4 if mode == "float32" else max(in_elts)
+        node["elt"] = elt
+        how = layer.output_storage(node["in_shapes"])
+        if how == "new" or (how == "reshape" and not src["contiguous"]) or (how != "new" and elt != in_elts[0]):
+            node["storage"], node["contiguous"] = name, True
+            sizes[name] = prod(node["shape"]) * elt
+        else:
+            node["storage"] = src["storage"]
+            node["contiguous"] = how == "reshape" or (how != "strided" and src["contiguous"])
+        grad = node["grad"] = any(s["grad"] for s in srcs) or bool(node["weights"])
+        wanted = layer.saved(node["in_shapes"], node["shape"]) if grad else []
+        if mode is None or wanted is None:
+            node["saved"], node["saved_bytes"] = None, None
+            continue
+        width = {"act": elt, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": MASK_BYTES[device] or elt}
+        kept: list[SavedTensor] = []
+        total: Dim = 0
+        for s in wanted:
+            fixed: Dim = 0
+            per: Dim = 0
+            if s.tensor == "input":
+                cast = mode in ("lower", "float32") and in_elts[s.input] != elt
+                if cast:  # autocast saved its own copy, in the dtype it runs in
+                    storage, per = f"{name}:cast{s.input}", prod(node["in_shapes"][s.input]) * elt
+                else:
+                    storage = srcs[s.input]["storage"]
+                    per = sizes[storage]
+            elif s.tensor == "output":
+                storage = node["storage"]
+                per = sizes[storage]
+            elif s.param is not None:
+                if mode != "lower":
+                    continue  # the parameter itself: counted as parameter memory
+                storage, fixed = f"{name}:{s.param}", prod(node["weights"][s.param]) * low  # autocast's cast copy
+            else:
+                storage = f"{name}:{s.tensor}"
+                size = prod(s.shape) * width[s.dtype]
+                fixed, per = (0, size) if s.batched else (size, 0)
+            at = seen.setdefault(storage, name)
+            first = at == name and not any(k.storage == storage for k in kept)
+            kept.append(SavedTensor(s, storage, fixed, per, first, at))
+            if first:
+                total = total + fixed + per * batch
+        node["saved"], node["saved_bytes"] = kept, total
