@@ -24,7 +24,9 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--optimizer", default="sgd", choices=list(OPTIMIZER_STATES), help="state per parameter: sgd none, momentum 1x, adam/adamw 2x (default sgd)"
     )
-    p.add_argument("--amp", action="store_true", help="mixed precision (torch.autocast): fp32 parameters, 16-bit activations (--dtype float16 or bfloat16)")
+    p.add_argument(
+        "--amp", action="store_true", help="mixed precision (torch.autocast): fp32 parameters, 16-bit activations (--dtype float16 or bfloat16)"
+    )
     p.add_argument(
         "--checkpoint",
         nargs="+",
