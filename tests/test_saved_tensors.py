@@ -308,3 +308,49 @@ def test_autocast_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
         measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
     got = {r.name: measured.per_module.get("layers." + model.keys[r.name], 0) for r in m.rows}
     assert got == {r.name: r.saved_bytes for r in m.rows}
+
+
+# ----- Korthikanti et al. 2022: a transformer layer's activations, 34sbh + 5as^2b bytes ----------
+
+
+class _MegatronLayer(torch.nn.Module):
+    """The transformer layer of Korthikanti et al. 2022 (arXiv:2205.05198, Fig. 2 and Sec. 4.1),
+    as Megatron-LM runs it: pre-LayerNorm, unfused attention (scores, softmax, dropout, times V),
+    dropout after the projection and after the MLP, GELU MLP of 4h; input (s, b, h)."""
+
+    def __init__(self, h: int, a: int) -> None:
+        super().__init__()
+        from torch import nn
+
+        self.a = a
+        self.ln1, self.ln2 = nn.LayerNorm(h), nn.LayerNorm(h)
+        self.qkv, self.proj = nn.Linear(h, 3 * h), nn.Linear(h, h)
+        self.fc1, self.fc2 = nn.Linear(h, 4 * h), nn.Linear(4 * h, h)
+
+    def forward(self, x: Any) -> Any:
+        from torch.nn import functional as F
+
+        s, b, h = x.shape
+        d = h // self.a
+        q, k, v = self.qkv(self.ln1(x)).view(s, b * self.a, 3 * d).transpose(0, 1).chunk(3, dim=-1)
+        scores = torch.bmm(q, k.transpose(1, 2)) * d**-0.5
+        ctx = torch.bmm(F.dropout(torch.softmax(scores, -1), 0.1), v).transpose(0, 1).reshape(s, b, h)
+        x = x + F.dropout(self.proj(ctx), 0.1)
+        return x + F.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))), 0.1)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("s", "b", "h", "a"), [(16, 2, 128, 4), (24, 3, 64, 8)])
+def test_korthikanti_transformer_layer(s: int, b: int, h: int, a: int) -> None:
+    # Sec. 4.1 counts, in 16-bit: attention 11sbh + 5as^2b (QKV input 2sbh; Q, K, V 6sbh; softmax
+    # output 2as^2b; its dropout mask as^2b; dropout output 2as^2b; projection input 2sbh; its
+    # dropout mask sbh), MLP 19sbh (2sbh + GELU input 8sbh + its output 8sbh + mask sbh), the two
+    # LayerNorms' inputs 4sbh: 34sbh + 5as^2b.  What autograd keeps differs by exactly:
+    #   + 16sb: each LayerNorm also keeps its fp32 mean and 1/std per token (2 x 2 x 4 bytes x sb)
+    #   + sbh + sbh + as^2b on CPU: a dropout mask there has the activations' 2 bytes (1 on CUDA)
+    from archcalc.torch.saved import measure_saved
+
+    model = _MegatronLayer(h, a).to("meta", torch.float16)
+    measured = measure_saved(model, torch.zeros(s, b, h, device="meta", dtype=torch.float16, requires_grad=True)).total
+    korthikanti = s * b * h * 34 + 5 * a * s * s * b
+    assert measured == korthikanti + 16 * s * b + (2 * s * b * h + a * s * s * b)
