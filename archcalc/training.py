@@ -423,7 +423,7 @@ def max_batch(m: TrainingMemory, memory: int) -> Fit:
         raise SpecError(f"cannot fit: layers {', '.join(m.unknown[:3])} do not say what their backward saves", field="--memory")
     a, b = m.fixed["peak_bytes"], m.per_sample["peak_bytes"]
     if not isinstance(a, int) or not isinstance(b, int):
-        raise SpecError("cannot fit a symbolic network: give every size a number (--set)", field="--memory")
+        raise SpecError("cannot fit a network with symbolic sizes: give every size a number (--input, --set)", field="--memory")
     n = max(0, (memory - a) // b) if b > 0 else 0
     peak = a + b * n
     return Fit(memory, n, peak, memory - peak, a, b, m)

@@ -102,9 +102,12 @@ def run_fit(args: argparse.Namespace) -> int:
     from .training import max_batch, parse_memory
 
     memory = parse_memory(args.memory)
-    fit = max_batch(_analyse(args, 1), memory)
-    if args.checkpoint:
-        args_plain = argparse.Namespace(**{**vars(args), "checkpoint": []})
-        fit.without_checkpoint = max_batch(_analyse(args_plain, 1), memory)
+    try:
+        fit = max_batch(_analyse(args, 1), memory)
+        if args.checkpoint:
+            args_plain = argparse.Namespace(**{**vars(args), "checkpoint": []})
+            fit.without_checkpoint = max_batch(_analyse(args_plain, 1), memory)
+    except SpecError as e:
+        raise e.located(file=args.spec) from None
     write_output(render_fit(fit, args.format), args.output)
     return 0

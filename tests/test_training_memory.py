@@ -191,3 +191,8 @@ def test_explain_shows_what_a_layer_saves_and_why() -> None:
     # its own: the int64 argmax of each 3x3 window, 64x56x56
     assert "saved: input" in r.out and f"{64 * 112 * 112 * 4:,} B" in r.out and "the same storage as what relu keeps" in r.out
     assert "saved: indices (int64)" in r.out and f"{64 * 56 * 56 * 8:,} B" in r.out
+
+
+def test_fit_refuses_symbolic_sizes_naming_the_file() -> None:
+    r = cli("fit", str(SPECS / "resnet18.json"), "--input", "3,H,W", "--memory", "24GiB")
+    assert r.code == 2 and "resnet18.json" in r.err and "--input" in r.err and len(r.err.splitlines()) == 1
