@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import DimList, Layer, Shape, dim_field, numel
+from .base import DimList, Layer, Saved, Shape, dim_field, numel
 from .reshape import sample_axis
 
 
@@ -50,6 +50,12 @@ class Parameter(Layer):
     def in_place(self) -> bool:
         return True  # the parameter itself, expanded over the batch: nothing new is allocated
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # an expand: its backward sums the gradient over the batch, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "new"  # the parameter's own storage (expanded), never its input's
+
     def note(self, ins: list[Shape]) -> str | None:
         return "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
 
@@ -77,6 +83,10 @@ class LayerScale(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"scale": numel(out)}  # one multiplication per element
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # gamma * x: mul keeps x for gamma's gradient and gamma for x's
+        return [Saved.of_input("gamma's gradient is the output's gradient times x"), Saved.of_param("gamma", "x's gradient is scaled by gamma")]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import LayerScale as LayerScaleModule

@@ -181,8 +181,10 @@ class StochasticDepth(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p) if self.p < 1.0 else x * keep
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        if self.p < 1.0:
+            noise.div_(1.0 - self.p)
+        return x * noise
 
 
 class LayerScale(nn.Module):
