@@ -118,6 +118,15 @@ def test_layers_before_any_parameter_save_nothing() -> None:
     assert got == {"p": 0, "c": 2 * 3 * 4 * 4 * 4}
 
 
+def test_a_parameter_read_in_forward_is_not_saved_activation_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a layer whose output is a parameter (ViT's class token): what keeps it keeps nothing new
+    from archcalc.layers.activation import Identity
+
+    monkeypatch.setattr(Identity, "output_storage", lambda self, ins: "param")
+    layers = [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}, {"name": "p", "type": "identity"}, {"name": "g", "type": "gelu"}]
+    assert saved_of(layers, [3, 8, 8]) == {"c": X, "p": 0, "g": 0}  # gelu keeps its input: the parameter
+
+
 def test_dropout_mask_is_one_byte_on_cuda() -> None:
     layers = [{"name": "fc", "type": "linear", "out_features": 10}, {"name": "d", "type": "dropout"}]
     assert saved_of(layers, [5], device="cuda")["d"] == 2 * 10 * 1

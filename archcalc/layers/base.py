@@ -113,12 +113,13 @@ class Saved:
         return self.tensor not in ("input", "output") and self.param is None
 
 
-STORAGES = ("new", "inplace", "view", "strided", "reshape")
+STORAGES = ("new", "inplace", "view", "strided", "reshape", "param")
 """``Layer.output_storage(ins)`` values, in training mode: ``new`` a fresh tensor; ``inplace`` written
 into input 0 (``ReLU(inplace=True)``); ``view`` a view of input 0 (contiguous if it was);
 ``strided`` a view of input 0 whose per-sample block is not contiguous (a slice of a spatial axis:
 crop, subsample); ``reshape`` a view of input 0 when its per-sample block is contiguous, else a new
-copy (flatten).  Contiguity is per sample: a channel range (chunk along dim 1) is a ``view``, its
+copy (flatten); ``param`` a parameter read in forward (a class token, expanded over the batch):
+parameter memory, so a layer that saves it keeps nothing new.  Contiguity is per sample: a channel range (chunk along dim 1) is a ``view``, its
 batch stride aside, and flatten (start_dim >= 1) never merges the batch axis."""
 
 

@@ -22,7 +22,9 @@ from ..dims import Dim, prod
 from ..graph import INPUT, Graph, node_table
 from ..layers.base import Saved
 
-MASK_BYTES = {"cpu": None, "cuda": 1}  # dropout's mask: None = the activations' dtype
+MASK_BYTES = {"cpu": None, "cuda": 1}
+# what a layer without inputs (a parameter read in forward) reads
+_NO_INPUT: dict[str, Any] = {"grad": False, "contiguous": True, "storage": None, "elt": 4}  # dropout's mask: None = the activations' dtype
 
 
 class SavedTensor(NamedTuple):
@@ -81,10 +83,13 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             got = memo[key] = (plan, layer.output_storage(node["in_shapes"]), prod(node["shape"]) * dtype_bytes)
         plan, how, out_bytes = got
         inputs = node["inputs"]
-        src = nodes[inputs[0]]
+        src = nodes[inputs[0]] if inputs else _NO_INPUT
         if how == "new" or (how == "reshape" and not src["contiguous"]):
             node["storage"], node["contiguous"] = name, True
             sizes[name] = out_bytes
+        elif how == "param" or not inputs:  # a parameter read in forward: parameter memory, never saved activations
+            node["storage"], node["contiguous"] = name, True
+            sizes[name] = 0
         else:
             node["storage"] = src["storage"]
             node["contiguous"] = how == "reshape" or (how != "strided" and src["contiguous"])
@@ -136,13 +141,16 @@ def _saved_autocast(G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str,
         layer = node["layer"]
         inputs = node["inputs"]
         srcs = [nodes[i] for i in inputs]
-        src = srcs[0]
+        src = srcs[0] if srcs else _NO_INPUT
         mode = layer.autocast(device)
-        in_elts = [s["elt"] for s in srcs]
+        in_elts = [s["elt"] for s in srcs] or [4]  # a parameter read in forward is fp32
         elt = low if mode == "lower" else 4 if mode == "float32" else max(in_elts)
         node["elt"] = elt
         how = layer.output_storage(node["in_shapes"])
-        if how == "new" or (how == "reshape" and not src["contiguous"]) or (how != "new" and elt != in_elts[0]):
+        if how == "param" or not inputs:
+            node["storage"], node["contiguous"] = name, True
+            sizes[name] = 0
+        elif how == "new" or (how == "reshape" and not src["contiguous"]) or elt != in_elts[0]:
             node["storage"], node["contiguous"] = name, True
             sizes[name] = prod(node["shape"]) * elt
         else:
