@@ -298,6 +298,13 @@ class Layer(Spec):
         ``torch.autograd.graph.saved_tensors_hooks`` (see archcalc.torch.saved)."""
         return None
 
+    def saved_fused(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        """What it keeps when a fused kernel runs it, if that differs from :meth:`saved` (the
+        unfused, "math" path): flash attention keeps its inputs, output and an fp32 logsumexp per
+        query instead of the s x s probabilities.  ``None`` (the default): no fused variant.  The
+        training-memory pass uses it unless asked for the math path (``--attention math``)."""
+        return None
+
     def autocast(self, device: str) -> str | None:
         """How ``torch.autocast`` on ``device`` ("cpu", "cuda") runs it: ``lower`` (in the low
         dtype: conv, linear, matmul), ``float32`` (cast up: softmax on CUDA, 3-D pooling on CPU),
