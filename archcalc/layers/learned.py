@@ -54,7 +54,7 @@ class Parameter(Layer):
         return []  # an expand: its backward sums the gradient over the batch, from the sizes alone
 
     def output_storage(self, ins: list[Shape]) -> str:
-        return "new"  # the parameter's own storage (expanded), never its input's
+        return "param"  # the parameter's own storage (expanded): parameter memory, never its input's
 
     def note(self, ins: list[Shape]) -> str | None:
         return "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
