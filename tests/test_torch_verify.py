@@ -651,3 +651,90 @@ def test_import_notes_a_padding_mode_the_spec_cannot_say() -> None:
     spec = spec_from_module(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")), (3, 8, 8))
     assert "pads with padding_mode='reflect'" in spec["description"]
     assert spec["layers"][0]["padding"] == 1  # 8x3x3x3 + 8 = 224 params either way
+
+
+# ----- user code that exits or raises: an error naming it, never archcalc's exit status ------------
+USER_CODE = """
+import sys
+from torch import nn
+
+
+def exits():
+    sys.exit(0)
+
+
+def exits_3():
+    raise SystemExit(3)
+
+
+def raises():
+    raise ValueError("no weights here")
+
+
+class ExitsInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        sys.exit(0)
+
+
+def exits_in_forward():
+    return ExitsInForward()
+"""
+TINY = {"name": "tiny", "input": [4], "layers": [{"name": "fc", "type": "linear", "out_features": 2}]}
+
+
+@pytest.fixture
+def user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """archcalc_user_code.py (factories that exit or raise) and archcalc_exits_on_import.py in the cwd."""
+    (tmp_path / "archcalc_user_code.py").write_text(USER_CODE)
+    (tmp_path / "archcalc_exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    monkeypatch.chdir(tmp_path)
+    for name in ("archcalc_user_code", "archcalc_exits_on_import"):
+        monkeypatch.delitem(__import__("sys").modules, name, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        # sys.exit(0) in a factory made verify exit 0 having checked nothing: a false pass in CI
+        ("archcalc_user_code:exits", "calling 'archcalc_user_code:exits' exited: SystemExit(0): user code may not exit"),
+        ("archcalc_user_code:exits_3", "calling 'archcalc_user_code:exits_3' exited: SystemExit(3): user code may not exit"),
+        ("builtins:exit", "calling 'builtins:exit' exited: SystemExit(None): user code may not exit"),
+        ("archcalc_exits_on_import:net", "cannot import 'archcalc_exits_on_import': SystemExit(0): user code may not exit"),
+        ("archcalc_user_code:raises", "calling 'archcalc_user_code:raises' failed: ValueError: no weights here"),
+    ],
+)
+@pytest.mark.parametrize("command", ["verify", "import"])
+def test_a_factory_that_exits_or_raises_is_one_line_exit_2(user_code: Path, command: str, target: str, message: str) -> None:
+    from conftest import cli
+
+    out = user_code / "out.json"
+    argv = ["verify", "tiny.json", "--module", target] if command == "verify" else ["import", target, "--input", "4", "-o", str(out)]
+    r = cli(*argv)
+    field = "--module" if command == "verify" else "factory"
+    assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: field '{field}': {message}\n")
+    assert not out.exists()
+
+
+def test_a_forward_that_exits_is_one_line_exit_2(user_code: Path) -> None:
+    from conftest import cli
+
+    r = cli("verify", "tiny.json", "--module", "archcalc_user_code:exits_in_forward")
+    message = "the model from 'archcalc_user_code:exits_in_forward' exited while running: SystemExit(0): user code may not exit"
+    assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: tiny.json: field '--module': {message}\n")
+    r = cli("import", "archcalc_user_code:exits_in_forward", "--input", "4")
+    message = "tracing ExitsInForward exited: SystemExit(0): user code may not exit"
+    assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: archcalc_user_code:exits_in_forward: field 'factory': {message}\n")
+
+
+def test_the_plugin_fails_a_model_whose_forward_exits(user_code: Path) -> None:
+    # assert_matches is the pytest plugin's archcalc_verify: an exit in the model is an error, not a pass
+    from archcalc.torch.verify import load_module
+
+    with pytest.raises(SpecError, match=r"exited while running: SystemExit\(0\)"):
+        assert_matches(TINY, load_module("archcalc_user_code:exits_in_forward"))

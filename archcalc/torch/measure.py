@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
 
 
@@ -242,6 +243,9 @@ def measure_module(
                     out = model(x)
             except Exception as e:
                 raise TorchRunError(running[-1][0] if running else None, e) from e
+            except SystemExit as e:  # sys.exit in a forward: nothing measured, and no exit 0 from archcalc
+                where = f" in layer {running[-1][0]!r}" if running else ""
+                raise UserExit(f"exited while running{where}: {user_failure(e)}") from None
     finally:
         for h in handles:
             h.remove()

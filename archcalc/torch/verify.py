@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dims import as_int
-from ..errors import SpecError
+from ..errors import SpecError, UserExit, user_failure
 from ..layers.base import shape_str
 from ..options import check_set_names, parse_set
 from ..output import format_for, write_output
@@ -582,25 +582,30 @@ def load_module(target: str, field: str = "--module", command: str = "verify") -
     added = cwd not in sys.path
     if added:
         sys.path.insert(0, cwd)
+    # user code runs from here on (the module's top level, its attributes, the factory): whatever it
+    # raises, and an exit (sys.exit(0), builtins:exit), is an error naming it, never archcalc's own exit
     try:
         mod = importlib.import_module(mod_name)
-    except Exception as e:  # an import can fail in any way; it is the user's input
-        raise SpecError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}", field=field) from None
+    except (Exception, SystemExit) as e:  # an import can fail in any way; it is the user's input
+        raise SpecError(f"cannot import {mod_name!r}: {user_failure(e)}", field=field) from None
     finally:
         if added:
             sys.path.remove(cwd)
     obj: Any = mod
     for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field=field)
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field=field) from None
+        except (Exception, SystemExit) as e:  # a module __getattr__ or a property is user code too
+            raise SpecError(f"reading {target!r} failed: {user_failure(e)}", field=field) from None
     if not isinstance(obj, nn.Module):
         if not callable(obj):
             raise SpecError(f"{target!r} is neither an nn.Module nor callable", field=field)
         try:
             obj = obj()
-        except Exception as e:
-            raise SpecError(f"calling {target!r} failed: {type(e).__name__}: {e}", field=field) from None
+        except (Exception, SystemExit) as e:
+            raise SpecError(f"calling {target!r} {'exited' if isinstance(e, SystemExit) else 'failed'}: {user_failure(e)}", field=field) from None
     if not isinstance(obj, nn.Module):
         raise SpecError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module", field=field)
     return obj
@@ -627,7 +632,10 @@ def run_verify(args: argparse.Namespace) -> int:
         if values:
             check_set_names(values, load_spec(path), str(path), args)
         model = load_module(target) if target else None
-        results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
+        try:
+            results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
+        except UserExit as e:  # the model's forward exited: nothing was checked
+            raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
     out = getattr(args, "output", None)
     if out and out != "-":
