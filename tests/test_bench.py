@@ -334,3 +334,80 @@ def test_bench_warns_of_more_threads_than_cpus_and_reports_what_ran(tmp_path: Pa
         torch.set_num_threads(before)
     assert any("threads on" in w and "contend" in w for w in r.warnings)
     assert any("channels_last ignored" in w for w in r.warnings) and r.channels_last is False  # a 1-D net: not applied
+
+
+# ----- sizes torch cannot hold, and runs the machine cannot hold: refused before allocating -------------
+HUGE = 10**30  # a valid size for archcalc's arithmetic, past torch's int64 (2**63 - 1, about 9.2e18)
+
+
+@pytest.mark.parametrize(
+    ("layers", "input", "where"),
+    [
+        ([{"name": "fc", "type": "linear", "out_features": 2}], [HUGE], "field 'input': the input"),
+        ([{"name": "fc", "type": "linear", "out_features": HUGE}], [4], "layer 'fc': field 'output_shape': the output"),
+    ],
+)
+@pytest.mark.parametrize("command", ["verify", "bench"])
+def test_sizes_past_int64_are_one_line_exit_2(tmp_path: Path, command: str, layers: Any, input: Any, where: str) -> None:
+    # torch failed in empty() with "Overflow when unpacking long long" and a 16-line C++ frame dump, exit 3
+    from conftest import cli
+
+    spec = tmp_path / "huge.json"
+    spec.write_text(json.dumps({"name": "huge", "input": input, "layers": layers}))
+    extra = ["--no-probe", "--repeat", "1", "--warmup", "0", "--quiet"] if command == "bench" else []
+    r = cli(command, str(spec), *extra)
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"archcalc: error: {spec}: {where} {HUGE} has {HUGE:,} elements: past torch's int64 limit"), r.err
+
+
+MLP = {
+    "name": "mlp",
+    "input": [192],
+    "layers": [
+        {"name": "fc1", "type": "linear", "out_features": 64},
+        {"name": "relu1", "type": "relu", "inplace": True},
+        {"name": "relu2", "type": "relu"},
+        {"name": "fc2", "type": "linear", "out_features": 10},
+    ],
+}
+
+
+def test_the_least_memory_a_run_holds() -> None:
+    from archcalc.torch.limits import required_bytes
+
+    rep = analyze(parse_spec(MLP), convention="torch", batch=2, dtype="float32")
+    weights = ((192 * 64 + 64) + (64 * 10 + 10)) * 4  # float32 weights and biases
+    x = 192 * 2 * 4  # the float32 input at batch 2, alive throughout
+    # while a layer runs: its new output (0 for the in-place relu1) and the tensors it reads
+    running = {"fc1": 64 * 2 * 4, "relu1": 0 + 64 * 2 * 4, "relu2": 64 * 2 * 4 + 64 * 2 * 4, "fc2": 10 * 2 * 4 + 64 * 2 * 4}
+    assert required_bytes(rep) == weights + x + max(running.values())  # relu2: 1,024 B
+    assert required_bytes(rep, weights=False) == x + 1024
+    # training: weights and their gradients, and every new output kept for the backward pass
+    assert required_bytes(rep, train=True) == 2 * weights + x + (64 * 2 * 4 + 0 + 64 * 2 * 4 + 10 * 2 * 4)
+
+
+def test_bench_refuses_a_model_bigger_than_free_memory_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archcalc.torch import build, limits
+
+    built: list[Any] = []
+    monkeypatch.setattr(build, "build_module", lambda *a, **kw: built.append(a) or pytest.fail("allocated"))
+    rep = analyze(parse_spec(MLP), convention="torch", batch=2, dtype="float32")
+    need = limits.required_bytes(rep)
+    monkeypatch.setattr(limits, "available_bytes", lambda device: need - 1)
+    with pytest.raises(SpecError, match=r"needs at least .* on cpu .* at batch 2, float32\) but .* is free: refused before allocating"):
+        bench_spec(parse_spec(MLP), batch=2, probe=False, progress=False)
+    assert built == []
+    monkeypatch.undo()
+    monkeypatch.setattr(limits, "available_bytes", lambda device: need)  # exactly enough: it runs
+    assert bench_spec(parse_spec(MLP), batch=2, warmup=0, repeat=1, probe=False, progress=False, per_layer=False).images_per_s > 0
+
+
+def test_free_memory_is_read_from_meminfo() -> None:
+    from archcalc.torch.limits import available_bytes
+
+    free = available_bytes(torch.device("cpu"))
+    if not Path("/proc/meminfo").exists():
+        assert free is None
+        return
+    kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:"))
+    assert free is not None and abs(free - kb * 1024) < 2**30  # read twice, a moment apart

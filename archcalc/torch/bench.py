@@ -534,6 +534,7 @@ def bench_spec(
     from ..spec import Architecture, load_spec
     from . import roofline as rl
     from .build import build_module
+    from .limits import check_fits, check_int64
 
     _check_options(device, batch, dtype, warmup, repeat)
     if threads is not None:
@@ -551,6 +552,8 @@ def bench_spec(
         dev = torch.device(device)
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
+        check_int64(report)  # torch's sizes are int64: refuse a 10**30 dimension here, not with a C++ frame dump
+        check_fits(report, dev, train=train, weights=module is None)  # too big for this machine: refused before allocating
         model = module if module is not None else build_module(G, device=dev)
     except SpecError as e:
         raise e.located(file=file) from None

@@ -394,6 +394,7 @@ def verify_spec(
     """
     from ..graph import compile_spec
     from ..report import report_from_graph
+    from .limits import check_int64
 
     arch, file = _load(spec)
     try:
@@ -403,6 +404,7 @@ def verify_spec(
         in_shape = tuple(as_int(d) for d in G.graph["input_shape"])
         if any(d is None for d in in_shape):
             raise SpecError("the input shape is symbolic; verify needs numbers (--input / --set)", field="input")
+        check_int64(report)  # before torch sees a size it cannot hold
     except SpecError as e:
         raise e.located(file=file) from None
     if module is None:
