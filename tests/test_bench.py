@@ -411,3 +411,57 @@ def test_free_memory_is_read_from_meminfo() -> None:
         return
     kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:"))
     assert free is not None and abs(free - kb * 1024) < 2**30  # read twice, a moment apart
+
+
+# ----- the roofline's bandwidth by level (a fixed probe result: no timing here) ------------------------
+MiB = 1 << 20
+
+
+def _point(kernel: str, nbytes: int, bw: float) -> Any:
+    return rl.BandwidthPoint(kernel, nbytes, bw, 0.9 * bw, 1.1 * bw, 50)
+
+
+# what this machine's probe read (issue 14): copies of cache-sized buffers ~130 GB/s, of DRAM-sized ones
+# ~16 GB/s, and one small size 0.5 GB/s (a timing artefact, not a slower memory)
+POINTS = [_point("copy", 1 * MiB, 0.5e9), _point("copy", 4 * MiB, 130e9), _point("sum", 32 * MiB, 60e9), _point("copy", 256 * MiB, 16e9)]
+
+
+def test_bandwidth_levels_are_monotonic_in_the_working_set() -> None:
+    # the level of n bytes: the best median among points of at least n bytes (a bigger working set never streams faster)
+    assert rl.bandwidth_levels(POINTS) == [(1 * MiB, 130e9), (4 * MiB, 130e9), (32 * MiB, 60e9), (256 * MiB, 16e9)]
+    levels = rl.bandwidth_levels(POINTS)
+    assert rl.level_bandwidth(levels, 100) == 130e9  # smaller than any level: the smallest
+    assert rl.level_bandwidth(levels, 4 * MiB + 1) == 60e9  # just past a level: the next one
+    assert rl.level_bandwidth(levels, 10**12) == 16e9  # past every level: DRAM
+    p = rl.Probe("k", "cpu", "x", "float32", 1, "t", 100e9, 130e9, 16e9, bandwidth_points=POINTS)
+    assert p.levels == levels and p.bandwidth_for(151 * 10**6) == 16e9
+    back = rl.Probe.from_json(json.loads(json.dumps(p.to_json())))  # the cache round trip
+    assert back.bandwidth_points == POINTS and back.levels == levels
+    assert p.to_json()["bandwidth_points"][0]["spread"] == pytest.approx((1.1 - 0.9) * 0.5e9 / 0.5e9)
+
+
+def test_alexnet_fc6_is_memory_bound_at_the_dram_level() -> None:
+    rep = analyze(ROOT / "specs" / "alexnet.json", convention="torch", batch=8)
+    peak, levels = 100e9, rl.bandwidth_levels(POINTS)
+    layers = {lr.name: lr for lr in rl.roofline_layers(rep, peak, 130e9, dtype="float32", batch=8, levels=levels)}
+    fc6 = layers["fc6"]
+    # 9216 -> 4096 at batch 8, float32: weights and bias, input, output
+    assert fc6.bytes == (9216 * 4096 + 4096) * 4 + 8 * 9216 * 4 + 8 * 4096 * 4 == 151_437_312  # > 32 MiB of L3: DRAM
+    assert fc6.flops == 2 * 8 * 9216 * 4096  # about 4 FLOP per byte, under the DRAM ridge of 100 / 16 = 6.25
+    assert fc6.bandwidth == 16e9 and fc6.bound == "memory"
+    assert fc6.predicted_s == max(fc6.flops / peak, fc6.bytes / 16e9) == fc6.bytes / 16e9
+    # conv5 (5.1 MB: weights 256*256*9+256, input and output 8*256*13*13, float32) lives in L3's level,
+    # relu5 (its 1.4 MB input and output) in the cache-sized one
+    assert layers["conv5"].bytes == (256 * 256 * 9 + 256) * 4 + 2 * 8 * 256 * 13 * 13 * 4 and layers["conv5"].bandwidth == 60e9
+    assert layers["conv5"].bound == "compute"  # 2*8*256*256*9*169 FLOPs on 5.1 MB: ~311 FLOP/B
+    assert layers["relu5"].bandwidth == 130e9
+    # one roof for every layer (the cache's best copy) called fc6 compute-bound: 4 FLOP/B over a ridge of 100 / 130
+    flat = {lr.name: lr for lr in rl.roofline_layers(rep, peak, 130e9, dtype="float32", batch=8)}
+    assert flat["fc6"].bound == "compute"
+
+
+def test_merging_probes_keeps_each_points_better_median() -> None:
+    a = rl.Probe("k", "cpu", "x", "float32", 1, "t", 1e9, 1e9, 1e9, bandwidth_points=[_point("copy", MiB, 50e9), _point("copy", 256 * MiB, 10e9)])
+    b = rl.Probe("k", "cpu", "x", "float32", 1, "t", 1e9, 1e9, 1e9, bandwidth_points=[_point("copy", MiB, 40e9), _point("copy", 256 * MiB, 12e9)])
+    m = rl.merge_probes(a, b)
+    assert m.levels == [(MiB, 50e9), (256 * MiB, 12e9)] and (m.bandwidth, m.dram_bandwidth) == (50e9, 12e9)
