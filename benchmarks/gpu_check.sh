@@ -44,10 +44,10 @@ nets=${ARCHCALC_GPU_CHECK_NETS:-"resnet50 vgg16 mobilenet_v2 densenet121 alexnet
 dtypes=${ARCHCALC_GPU_CHECK_DTYPES:-"float32 bfloat16"}
 
 if [ "$dry" = 1 ]; then  # a CPU (maybe a busy one): each cold probe alone takes a minute
-    device=cpu batch=${ARCHCALC_GPU_CHECK_BATCH:-1} warmup=1 repeat=2 bench_limit=300 test_limit=300
+    device=cpu batch=${ARCHCALC_GPU_CHECK_BATCH:-1} warmup=1 repeat=2 bench_limit=300 test_limit=300 env_limit=300
     budget=${ARCHCALC_GPU_CHECK_BUDGET:-3000}
 else
-    device=cuda batch=${ARCHCALC_GPU_CHECK_BATCH:-64} warmup=5 repeat=20 bench_limit=30 test_limit=100
+    device=cuda batch=${ARCHCALC_GPU_CHECK_BATCH:-64} warmup=5 repeat=20 bench_limit=30 test_limit=100 env_limit=60
     budget=${ARCHCALC_GPU_CHECK_BUDGET:-470}
 fi
 
@@ -167,7 +167,7 @@ export py device batch warmup repeat root here out site wheels
 export -f environment install_missing cuda_tests bench_one memory_one
 
 say "results in $out ($([ "$dry" = 1 ] && echo 'dry run on cpu' || echo cuda); budget ${budget} s)"
-step env 60 environment || { say "no usable torch/CUDA here: stopping"; exit 2; }
+step env "$env_limit" environment || { say "no usable torch/CUDA here: stopping"; exit 2; }
 step install 60 install_missing || { say "dependencies missing: stopping"; exit 2; }
 step cuda_tests "$test_limit" cuda_tests
 for net in $nets; do

@@ -738,3 +738,58 @@ def test_the_plugin_fails_a_model_whose_forward_exits(user_code: Path) -> None:
 
     with pytest.raises(SpecError, match=r"exited while running: SystemExit\(0\)"):
         assert_matches(TINY, load_module("archcalc_user_code:exits_in_forward"))
+
+
+# ----- a model with an auxiliary head (torchvision's googlenet / inception_v3), compared like with like -----
+class WithAux(nn.Module):
+    """An eval path (conv, pool, fc) and a head that runs only in training, as torchvision's InceptionAux."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(8, 10)
+        self.aux = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+
+    def forward(self, x: Any) -> Any:
+        h = self.conv(x)
+        out = self.fc(self.flat(self.pool(h)))
+        return (out, self.aux(h)) if self.training else out
+
+
+AUX_CONV = [{"name": "conv", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}]
+AUX_HEAD = [  # the head on the conv's output, before the eval path goes on (the network's output is the last layer)
+    {"name": "aux_flat", "type": "flatten", "inputs": ["conv"], "training_only": True},
+    {"name": "aux_fc", "type": "linear", "out_features": 10, "inputs": ["aux_flat"], "training_only": True},
+]
+AUX_REST = [
+    {"name": "pool", "type": "adaptiveavgpool2d", "output_size": 1, "inputs": ["conv"]},
+    {"name": "flat", "type": "flatten"},
+    {"name": "fc", "type": "linear", "out_features": 10},
+]
+AUX_EVAL = AUX_CONV + AUX_REST
+
+
+def test_verify_compares_an_aux_head_apart_from_the_eval_path() -> None:
+    eval_params = (8 * 3 * 9 + 8) + (8 * 10 + 10)  # conv, fc: 314
+    aux_params = 8 * 8 * 8 * 10 + 10  # the head's linear on the 8x8x8 feature map: 5,130
+    spec = {"name": "aux", "input": [3, 8, 8], "layers": AUX_CONV + AUX_HEAD + AUX_REST}
+    r = verify_spec(spec, WithAux())
+    assert r.ok, r.failure_message()
+    rows = {row.quantity: row for row in r.totals.rows}
+    assert (rows["params"].analytic, rows["params"].measured) == (eval_params, eval_params)
+    assert (rows["params (training only)"].analytic, rows["params (training only)"].measured) == (aux_params, aux_params)
+    # a spec without the head (what `archcalc import` wrote for googlenet): the eval path still matches, and the
+    # mismatch is named as what it is, the head the spec leaves out, not a wrong total of the network
+    r = verify_spec({**spec, "layers": AUX_EVAL}, WithAux())
+    assert not r.ok
+    rows = {row.quantity: row for row in r.totals.rows}
+    assert rows["params"].ok and rows["params"].measured == eval_params
+    bad = rows["params (training only)"]
+    assert (bad.analytic, bad.measured, bad.ok) == (0, aux_params, False)
+    assert bad.note == "spec: no training-only layer; torch: modules the eval forward never calls: aux"
+    # a model whose forward calls every module keeps the single total it had
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    r = verify_spec({**spec, "layers": AUX_EVAL}, plain)
+    assert r.ok and [row.quantity for row in r.totals.rows] == ["output_shape", "params", "macs"]

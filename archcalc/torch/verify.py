@@ -412,13 +412,33 @@ def verify_spec(
     return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device)  # type: ignore[arg-type]
 
 
+TRAINING_ONLY_PARAMS = "params (training only)"
+
+
 def _totals(report: Report, analytic: Mapping[str, Mapping[str, Any]], output: str, shape: Any, params: int, macs: int,
-            module: str | None = None) -> LayerCheck:
+            module: str | None = None, not_run: Mapping[str, int] | None = None) -> LayerCheck:
+    """The totals compared.  ``not_run`` (your own model): the modules its eval forward never called,
+    with their params.  When either side has such parameters (a model with auxiliary heads, a spec
+    with training-only layers) they are compared apart, like with like: the spec's eval-path params
+    against the params of the modules that ran, its training-only params against those of the
+    modules that did not."""
     all_params = as_int(sum((r.params for r in report.rows), start=0))
     want = {"output_shape": analytic[output]["output_shape"], "params": all_params, "macs": as_int(report.totals["macs"])}
     got = {"output_shape": shape, "params": params, "macs": macs}
+    spec_aux = as_int(sum((r.params for r in report.rows if r.training_only), start=0)) or 0
+    model_aux = sum((not_run or {}).values())
+    if not_run is None or (spec_aux == 0 and model_aux == 0):
+        rows = [VerifyRow(TOTAL, q, want[q], got[q], want[q] == got[q], module) for q in QUANTITIES]
+        return LayerCheck(TOTAL, None, module, rows, want, "params: all layers, training-only included; MACs: one eval forward")
+    want["params"], got["params"] = all_params - spec_aux, params - model_aux  # type: ignore[operator]
     rows = [VerifyRow(TOTAL, q, want[q], got[q], want[q] == got[q], module) for q in QUANTITIES]
-    note = "params: all layers, training-only included; MACs: one eval forward"
+    heads = sorted({name.split(".")[0] for name in not_run})
+    where = f"modules the eval forward never calls: {', '.join(heads)}" if heads else "the model's eval forward calls every module"
+    layers = [r.name for r in report.rows if r.training_only]
+    spec_side = f"training-only layers {', '.join(layers[:3])}{'...' if len(layers) > 3 else ''}" if layers else "no training-only layer"
+    rows.insert(2, VerifyRow(TOTAL, TRAINING_ONLY_PARAMS, spec_aux, model_aux, spec_aux == model_aux, module, f"spec: {spec_side}; torch: {where}"))
+    want[TRAINING_ONLY_PARAMS] = spec_aux
+    note = "params: the eval path and the training-only layers (auxiliary heads) compared apart; MACs: one eval forward"
     return LayerCheck(TOTAL, None, module, rows, want, note)
 
 
@@ -543,7 +563,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
-    totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs)
+    totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
     return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
 
 
