@@ -2,11 +2,12 @@
 
     python benchmarks/gpu_memory.py specs/resnet50.json --device cuda --batch 64 -o memory_resnet50.json
 
-Runs `archcalc memory SPEC --batch B --format json` (the command is expected from issue 14's
-training-memory work; its JSON's peak is the first number under a key named ``peak_bytes``,
-``peak`` or ``total_bytes``, searched depth first), then builds the spec's module on the device,
-runs one training step (forward, backward, SGD) at that batch and reads the allocator's peak.
-On a CPU (the dry run) there is no allocator peak: ``measured_bytes`` is null.
+Runs `archcalc memory SPEC --batch B --device D --format json` (its peak: the first number under a
+key named ``peak_bytes``, ``peak`` or ``total_bytes``, searched depth first: ``totals.peak_bytes``
+today), then builds the spec's module on the device and measures a training step (forward,
+backward, SGD) at that batch as `archcalc memory` models it: after one step, with the gradients
+kept (``zero_grad(set_to_none=False)``), the allocator's peak over the next step. On a CPU (the dry
+run) there is no allocator peak: ``measured_bytes`` is null.
 """
 
 from __future__ import annotations
@@ -52,11 +53,18 @@ def measured_peak(spec: str, device: str, batch: int) -> int | None:
     model = build_module(compile_spec(load_spec(spec)), device=dev).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(batch, *model.input_shape, device=dev)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=False)  # the gradients of the last step stay allocated, as archcalc's peak assumes
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        out.float().sum().backward()
+        opt.step()
+
+    step()  # the gradients now exist
     torch.cuda.synchronize(dev)
     torch.cuda.reset_peak_memory_stats(dev)
-    out = model(x)
-    out.float().sum().backward()
-    opt.step()
+    step()
     torch.cuda.synchronize(dev)
     return int(torch.cuda.max_memory_allocated(dev))
 
@@ -68,8 +76,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
+    device = args.device.split(":")[0]
     run = subprocess.run(
-        [sys.executable, "-m", "archcalc", "memory", args.spec, "--batch", str(args.batch), "--format", "json"],
+        [sys.executable, "-m", "archcalc", "memory", args.spec, "--batch", str(args.batch), "--device", device, "--format", "json"],
         capture_output=True,
         text=True,
         timeout=60,

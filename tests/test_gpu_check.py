@@ -58,6 +58,7 @@ def test_dry_run_on_cpu_writes_every_step_and_the_summary(tmp_path: Path) -> Non
         ["install", "0"],
         ["cuda_tests", "0"],
         ["bench_lenet5_float32", "0"],
+        ["memory_lenet5", "0"],
         ["summary", "0"],
     ]
     assert "nothing to install" in (out / "install.log").read_text()
@@ -69,6 +70,12 @@ def test_dry_run_on_cpu_writes_every_step_and_the_summary(tmp_path: Path) -> Non
     assert row["network"] == "lenet5" and row["images_per_s"] == bench["images_per_s"]["median"]
     assert row["fraction_of_peak"] == bench["fraction_of_peak"] and 0 < row["fraction_of_peak"] < 1
     assert "| lenet5 | float32 | 1 |" in (out / "summary.md").read_text()
+    # archcalc memory's peak beside the allocator's (none on a CPU)
+    memory = json.loads((out / "memory_lenet5.json").read_text())
+    peak = json.loads(subprocess.run([sys.executable, "-m", "archcalc", "memory", "specs/lenet5.json", "--batch", "1", "--format", "json"],
+                                     cwd=ROOT, capture_output=True, text=True, check=True).stdout)["totals"]["peak_bytes"]  # fmt: skip
+    assert memory == {"network": "lenet5", "batch": 1, "device": "cpu", "archcalc_bytes": peak, "measured_bytes": None}
+    assert summary["memory"] == [memory]
 
 
 def test_a_missing_wheel_stops_the_run_with_the_download_hint(tmp_path: Path) -> None:
