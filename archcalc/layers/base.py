@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ..dims import Dim, DimError, check_expr, known_sign, parse_dim, prod
+from ..dims import MAX_DIGITS, Dim, DimError, check_expr, known_sign, parse_dim, prod, too_big
 from ..errors import SpecError
 
 Shape = tuple[Dim, ...]
@@ -66,6 +66,8 @@ class DimSpec:
 
 def check_dim_value(v: Any, minimum: int = 0, what: str = "") -> Any:
     """Load-time check of one dimension: an int at least ``minimum``, or a whitelisted expression."""
+    if type(v) is int and too_big(v):
+        raise ValueError(f"a size of {len(str(abs(v)))} digits; archcalc's limit is {MAX_DIGITS}")
     if type(v) is int and v < minimum:
         raise ValueError(f"{what + ' ' if what else ''}must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {v}")
     if isinstance(v, str):

@@ -1,0 +1,161 @@
+"""archcalc's limits on hostile input (README, "Reliability and limits"): every refusal is one line,
+exit 2, naming the file, layer and field; nothing within the limits changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli
+
+from archcalc import parse_spec
+from archcalc.dims import MAX_DIGITS, DimError, parse_dim
+from archcalc.graph import MAX_LAYERS, _Compiler, compile_graph
+from archcalc.spec import MAX_RANK, MAX_SPEC_BYTES
+
+
+def write(tmp_path: Path, data: Any, name: str = "spec.json") -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+def one_line_error(r: Any, *parts: str) -> None:
+    assert r.code == 2, (r.code, r.err)
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
+    for p in parts:
+        assert p in r.err, (p, r.err)
+
+
+# -- digits ----------------------------------------------------------------------------------------
+
+
+def test_a_size_of_100_digits_reads_exactly_and_101_digits_is_refused(tmp_path: Path) -> None:
+    ok = 10**MAX_DIGITS - 1  # the largest size accepted: 100 nines
+    path = write(tmp_path, f'{{"name": "n", "input": [{ok}, 2], "layers": [{{"name": "r", "type": "relu"}}]}}')
+    r = cli("table", path, "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["layers"][0]["activation_bytes"] == ok * 2 * 4  # float32 output of ok x 2
+    too_many = "1" + "0" * MAX_DIGITS  # 10^100: 101 digits
+    path = write(tmp_path, f'{{"name": "n", "input": [{too_many}, 2], "layers": [{{"name": "r", "type": "relu"}}]}}')
+    one_line_error(cli("table", path), path, "integer of 101 digits", f"at most {MAX_DIGITS}")
+
+
+def test_a_megabyte_integer_is_refused_without_converting_it(tmp_path: Path) -> None:
+    # CPython converts decimal text to int in quadratic time: 10^6 digits took minutes before
+    path = write(tmp_path, '{"name": "n", "input": [3, ' + "9" * 1_000_000 + ', 8], "layers": [{"name": "r", "type": "relu"}]}')
+    one_line_error(cli("table", path), path, "1000000 digits")
+
+
+def test_integers_in_expressions_and_evaluated_sizes_are_bounded() -> None:
+    with pytest.raises(DimError, match="more than 100 digits"):
+        parse_dim("1" + "0" * 100 + "*H")
+    with pytest.raises(DimError, match="past archcalc's limit of 100 digits"):
+        parse_dim("p*p", {"p": 10**60})  # 10^120
+    assert parse_dim("p*p", {"p": 10**49}) == 10**98
+    with pytest.raises(DimError, match="past archcalc's limit"):  # nested powers are bounded before they are computed
+        parse_dim("((((9**8)**8)**8)**8)**8", allow_pow=True)
+    assert parse_dim("(2**8)**8", allow_pow=True) == 2**64
+
+
+def test_block_parameters_feeding_each_other_stop_at_the_digit_limit(tmp_path: Path) -> None:
+    # p1 = p0*p0, p2 = p1*p1, ...: the 40th would have 10^12 digits; none is used, all are evaluated
+    params: dict[str, Any] = {"p0": 10**60}
+    for i in range(1, 40):
+        params[f"p{i}"] = f"p{i - 1}*p{i - 1}"
+    data = {
+        "name": "feed",
+        "input": [4],
+        "blocks": {"b": {"params": params, "layers": [{"name": "a", "type": "relu"}]}},
+        "layers": [{"type": "block", "name": "x", "block": "b"}],
+    }
+    path = write(tmp_path, data)
+    one_line_error(cli("table", path), path, "layer 'x'", "field 'params.p1'", "10^120", "100 digits")
+
+
+def test_an_output_size_past_the_limit_is_refused(tmp_path: Path) -> None:
+    # two 60-digit axes flattened: one axis of 10^120
+    data = {"name": "f", "input": [10**60, 10**60], "layers": [{"name": "f", "type": "flatten"}]}
+    path = write(tmp_path, data)
+    one_line_error(cli("table", path), path, "layer 'f'", "output size")
+
+
+# -- layers -----------------------------------------------------------------------------------------
+
+
+def nested(outer_args: dict[str, Any], inner_default: Any = 1) -> dict[str, Any]:
+    """outer (repeat n) -> inner (repeat n) -> one relu: n*n layers, defaults n=1."""
+    return {
+        "name": "g",
+        "input": [4],
+        "blocks": {
+            "leaf": {"layers": [{"name": "a", "type": "relu"}]},
+            "inner": {"params": {"n": inner_default}, "layers": [{"type": "block", "name": "r", "block": "leaf", "repeat": "n"}]},
+            "outer": {"params": {"n": 1}, "layers": [{"type": "block", "name": "i", "block": "inner", "repeat": "n", "args": {"n": "n"}}]},
+        },
+        "layers": [{"type": "block", "name": "o", "block": "outer", "args": outer_args}],
+    }
+
+
+def test_the_layer_count_uses_the_values_that_expand() -> None:
+    arch = parse_spec(nested({"n": 3}))
+    c = _Compiler(arch, {})
+    assert c.count(arch.layers, {}, ()) == 3 * 3  # args n=3, not the default n=1
+    assert len(compile_graph(arch).graph["order"]) == 3 * 3
+
+
+def test_the_layer_guard_cannot_be_bypassed_through_args(tmp_path: Path) -> None:
+    # before: counted with the defaults (1 layer), expanded with args: 10^8 layers, 3.6 GB
+    path = write(tmp_path, nested({"n": 10_000}))
+    one_line_error(cli("table", path), path, f"more than {MAX_LAYERS:,} layers")
+
+
+def test_a_repeat_count_from_a_required_parameter_is_counted(tmp_path: Path) -> None:
+    data = nested({"n": 2}, inner_default=None)  # inner's n is required; outer passes it on
+    path = write(tmp_path, data)
+    r = cli("table", path, "--format", "json")
+    assert r.code == 0, r.err
+    assert [row["name"] for row in json.loads(r.out)["layers"]] == ["o.i.0.r.0.a", "o.i.0.r.1.a", "o.i.1.r.0.a", "o.i.1.r.1.a"]
+
+
+def test_a_first_copy_override_is_counted_apart() -> None:
+    data = nested({"n": 2})
+    data["layers"][0].update(repeat=2, first={"n": 5})  # two outer copies, the first with n=5
+    arch = parse_spec(data)
+    # first copy: 5 inner copies of 5 relus; the copy after it: 2 of 2
+    assert _Compiler(arch, {}).count(arch.layers, {}, ()) == 5 * 5 + 2 * 2 == len(compile_graph(arch).graph["order"])
+
+
+# -- file size and rank -------------------------------------------------------------------------------
+
+
+def test_a_spec_past_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    head = '{"name": "n", "input": [3], "layers": [{"name": "r", "type": "relu"}]}'
+    path = write(tmp_path, head + " " * (MAX_SPEC_BYTES - len(head)))
+    assert cli("table", path).code == 0  # exactly the limit: read
+    path = write(tmp_path, head + " " * (MAX_SPEC_BYTES + 1 - len(head)))
+    one_line_error(cli("table", path), path, "larger than 16 MiB")
+
+
+def test_an_endless_file_is_refused() -> None:
+    one_line_error(cli("table", "/dev/zero"), "/dev/zero", "larger than 16 MiB")
+
+
+def test_rank_is_bounded(tmp_path: Path) -> None:
+    layers = [{"name": "r", "type": "relu"}]
+    path = write(tmp_path, {"name": "n", "input": [1] * MAX_RANK, "layers": layers})
+    assert cli("table", path).code == 0
+    path = write(tmp_path, {"name": "n", "input": [1] * (MAX_RANK + 1), "layers": layers})
+    one_line_error(cli("table", path), path, "field 'input'", f"{MAX_RANK + 1} axes", f"limit is {MAX_RANK}")
+    one_line_error(cli("quick", "x".join(["1"] * 1000), "relu"), "1,000 axes", f"limit is {MAX_RANK}")
+    # an unflatten that would make 65 axes
+    grow = {"name": "u", "type": "unflatten", "dim": 1, "unflattened_size": [1] * (MAX_RANK + 1)}
+    path = write(tmp_path, {"name": "n", "input": [1], "layers": [grow]})
+    one_line_error(cli("table", path), path, "layer 'u'", f"{MAX_RANK + 1} axes")
+
+
+def test_a_deeply_nested_spec_names_its_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"name": "n", "input": [3], "layers": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    one_line_error(cli("table", path), path, "nested too deeply")
