@@ -249,6 +249,14 @@ def known_sign(value: Dim) -> int | None:
     return None
 
 
+def provably_positive(value: Dim) -> bool:
+    """True when ``value`` is at least 1 for every value of its symbols (positive integers):
+    ``B`` and ``2*B`` are, ``B - 1`` (0 at B = 1) and ``0 - B`` are not."""
+    if not is_symbolic(value):
+        return type(value) is int and value >= 1
+    return bool((value - 1).is_nonnegative)  # type: ignore[operator]
+
+
 def simplify(value: Dim) -> Dim:
     """Return an int if a sympy value is a number, else the expression."""
     if type(value) is int or not is_symbolic(value):
@@ -295,6 +303,7 @@ __all__ = [
     "parse_dim",
     "parse_int_text",
     "prod",
+    "provably_positive",
     "simplify",
     "symbol",
     "to_json",

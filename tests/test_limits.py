@@ -159,3 +159,88 @@ def test_rank_is_bounded(tmp_path: Path) -> None:
 def test_a_deeply_nested_spec_names_its_file(tmp_path: Path) -> None:
     path = write(tmp_path, '{"name": "n", "input": [3], "layers": ' + "[" * 100_000 + "]" * 100_000 + "}")
     one_line_error(cli("table", path), path, "nested too deeply")
+
+
+# -- silent acceptances ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layer", "parts"),
+    [
+        # torch's pooling has no padding modes: "same" silently became a symbol named same
+        ({"type": "maxpool2d", "kernel_size": 3, "padding": "same"}, ["field 'padding'", "padding 'same' is not a size", "only torch's convolutions"]),
+        ({"type": "avgpool2d", "kernel_size": 3, "padding": "valid"}, ["field 'padding'", "'valid' is 0"]),
+        ({"type": "maxpool2d", "kernel_size": 3, "padding": [1, "full"]}, ["field 'padding'", "padding 'full'"]),
+        ({"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "full"}, ["'same', 'valid', whole numbers", "no padding='full'"]),
+        ({"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": "auto"}, ["field 'stride'", "'auto' is a torch keyword"]),
+    ],
+)
+def test_torch_keywords_in_size_fields_are_errors(tmp_path: Path, layer: dict[str, Any], parts: list[str]) -> None:
+    path = write(tmp_path, {"name": "k", "input": [3, 8, 8], "layers": [{"name": "l", **layer}]})
+    one_line_error(cli("table", path), path, "layer 'l'", *parts)
+
+
+def test_conv_padding_same_still_reads() -> None:
+    from conftest import net
+
+    assert net([{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}], (3, 8, 8)).row("c").output_shape == (4, 8, 8)
+
+
+def test_stray_symbols_on_a_numeric_input_are_named_with_their_field(tmp_path: Path) -> None:
+    layers = [
+        {"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": "pad"},  # a typo for a number
+        {"name": "d", "type": "conv2d", "out_channels": "k", "kernel_size": 3},
+    ]
+    path = write(tmp_path, {"name": "s", "input": [3, 8, 8], "layers": layers})
+    r = cli("table", path)
+    assert r.code == 0
+    assert "c: the input is numeric, but field 'padding' holds the symbol pad" in r.out
+    assert "d: the input is numeric, but field 'out_channels' holds the symbol k:" in r.out
+    # a symbolic input is asked for: no such note
+    assert "the input is numeric" not in cli("table", path, "--input", "3,H,W").out
+
+
+@pytest.mark.parametrize("batch", ["0-B", "B-1", "B//2", "0"])
+def test_a_batch_that_can_be_zero_or_negative_is_refused(batch: str) -> None:
+    # before: --batch 0-B printed MACs of -717562112*B
+    one_line_error(cli("table", "specs/alexnet.json", "--batch", batch), "field '--batch'", "positive")
+
+
+def test_a_positive_symbolic_batch_is_accepted() -> None:
+    r = cli("table", "specs/alexnet.json", "--batch", "2*B", "--format", "json")
+    assert r.code == 0 and json.loads(r.out)["totals"]["macs"] == "1435124224*B"  # 2 x 717,562,112 per sample
+
+
+def test_flatten_and_unflatten_are_views() -> None:
+    from conftest import net
+
+    layers = [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        {"name": "f", "type": "flatten"},
+        {"name": "u", "type": "unflatten", "dim": 1, "unflattened_size": [4, 8, 8]},
+    ]
+    rep = net(layers, (3, 8, 8))
+    assert rep.row("f").activation_bytes == 0 and rep.row("u").activation_bytes == 0  # torch.flatten and .view return views
+    assert rep.totals["activation_bytes"] == 4 * 8 * 8 * 4  # the conv's output only
+
+
+@pytest.mark.parametrize(
+    ("layer", "field"),
+    [
+        ({"type": "softmax", "dim": 99}, "dim"),  # torch: Dimension out of range (expected to be in range of [-4, 3], but got 99)
+        ({"type": "softmax", "dim": -5}, "dim"),
+        ({"type": "flatten", "start_dim": 5}, "start_dim"),  # 5 % 4 == 1 was read as start_dim=1
+        ({"type": "flatten", "end_dim": 4}, "end_dim"),
+    ],
+)
+def test_axes_out_of_range_are_refused(tmp_path: Path, layer: dict[str, Any], field: str) -> None:
+    path = write(tmp_path, {"name": "a", "input": [3, 8, 8], "layers": [{"name": "l", **layer}]})
+    one_line_error(cli("table", path), path, "layer 'l'", f"field '{field}'", "out of range for a 4-D tensor", "-4..3")
+
+
+@pytest.mark.parametrize(("layer", "dims"), [({"type": "softmax", "dim": -4}, None), ({"type": "flatten", "start_dim": -3}, (3 * 8 * 8,))])
+def test_axes_in_range_still_read(layer: dict[str, Any], dims: Any) -> None:
+    from conftest import net
+
+    row = net([{"name": "l", **layer}], (3, 8, 8)).row("l")
+    assert row.output_shape == (dims or (3, 8, 8))
