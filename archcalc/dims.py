@@ -110,7 +110,7 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
             node,
             (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *allowed),
         ) or (isinstance(node, ast.Constant) and type(node.value) is int)
-        if ok and isinstance(node, ast.Constant) and too_big(node.value):
+        if ok and isinstance(node, ast.Constant) and type(node.value) is int and too_big(node.value):
             raise DimError(f"an integer in {_shown(text)} has more than {MAX_DIGITS} digits")
         if isinstance(node, ast.BinOp) and not isinstance(node.op, allowed):
             ok = False
@@ -254,7 +254,7 @@ def provably_positive(value: Dim) -> bool:
     ``B`` and ``2*B`` are, ``B - 1`` (0 at B = 1) and ``0 - B`` are not."""
     if not is_symbolic(value):
         return type(value) is int and value >= 1
-    return bool((value - 1).is_nonnegative)  # type: ignore[operator]
+    return bool((value - 1).is_nonnegative)  # type: ignore[union-attr]
 
 
 def simplify(value: Dim) -> Dim:

@@ -369,8 +369,11 @@ def compile_graph(
         shape.append(v)
 
     c = _Compiler(arch, env)
-    c.count(arch.layers, env, ())
-    output = c.expand(arch.layers, env, "", INPUT)
+    try:
+        c.count(arch.layers, env, ())
+        output = c.expand(arch.layers, env, "", INPUT)
+    except RecursionError:  # blocks calling blocks, hundreds deep
+        raise SpecError("blocks nested too deeply (each block calls the next, hundreds of levels)", field="blocks") from None
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)

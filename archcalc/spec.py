@@ -292,7 +292,8 @@ def decode_json(text: str, file: str | None) -> Any:
     try:
         return json.loads(text, parse_int=_json_int)
     except _TooManyDigits as e:
-        raise SpecError(f"an integer of {e.digits} digits; archcalc reads at most {MAX_DIGITS} (no network has a size of 10^{MAX_DIGITS})", file=file) from None
+        why = f"no network has a size of 10^{MAX_DIGITS}"
+        raise SpecError(f"an integer of {e.digits} digits; archcalc reads at most {MAX_DIGITS} ({why})", file=file) from None
     except json.JSONDecodeError as e:
         raise SpecError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", file=file) from None
     except RecursionError:

@@ -130,7 +130,7 @@ CASES = [
     ("expr-true-division", spec(conv(out_channels="C/2")), ["field 'out_channels'", "uses '/' (write // for whole-number division)"]),
     ("expr-float", spec(conv(out_channels="2.5*C")), ["field 'out_channels'", "uses the constant 2.5, which is not a whole number"]),
     # said plainly (it read "'__class__' uses Name; only names ... are allowed")
-    ("expr-dunder", spec(conv(out_channels="__class__")), ["field 'out_channels'", "the name '__class__', which starts with '_'", "not starting with _"]),
+    ("expr-dunder", spec(conv(out_channels="__class__")), ["field 'out_channels'", "the name '__class__', which starts with '_'", "not starting"]),
     ("expr-too-long", spec(conv(out_channels="+".join(["C"] * 200))), ["field 'out_channels'", "longer than"]),
     ("expr-syntax", spec(conv(out_channels="2*(C")), ["field 'out_channels'", "not an expression"]),
     (

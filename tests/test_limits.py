@@ -168,7 +168,7 @@ def test_a_deeply_nested_spec_names_its_file(tmp_path: Path) -> None:
     ("layer", "parts"),
     [
         # torch's pooling has no padding modes: "same" silently became a symbol named same
-        ({"type": "maxpool2d", "kernel_size": 3, "padding": "same"}, ["field 'padding'", "padding 'same' is not a size", "only torch's convolutions"]),
+        ({"type": "maxpool2d", "kernel_size": 3, "padding": "same"}, ["field 'padding'", "padding 'same' is not a size", "only torch's conv"]),
         ({"type": "avgpool2d", "kernel_size": 3, "padding": "valid"}, ["field 'padding'", "'valid' is 0"]),
         ({"type": "maxpool2d", "kernel_size": 3, "padding": [1, "full"]}, ["field 'padding'", "padding 'full'"]),
         ({"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "full"}, ["'same', 'valid', whole numbers", "no padding='full'"]),
@@ -183,7 +183,8 @@ def test_torch_keywords_in_size_fields_are_errors(tmp_path: Path, layer: dict[st
 def test_conv_padding_same_still_reads() -> None:
     from conftest import net
 
-    assert net([{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}], (3, 8, 8)).row("c").output_shape == (4, 8, 8)
+    same = {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}
+    assert net([same], (3, 8, 8)).row("c").output_shape == (4, 8, 8)
 
 
 def test_stray_symbols_on_a_numeric_input_are_named_with_their_field(tmp_path: Path) -> None:
@@ -244,3 +245,99 @@ def test_axes_in_range_still_read(layer: dict[str, Any], dims: Any) -> None:
 
     row = net([{"name": "l", **layer}], (3, 8, 8)).row("l")
     assert row.output_shape == (dims or (3, 8, 8))
+
+
+def test_blocks_nested_too_deeply_name_the_file(tmp_path: Path) -> None:
+    blocks = {f"b{i}": {"layers": [{"type": "block", "name": "x", "block": f"b{i + 1}"}]} for i in range(3000)}
+    blocks["b3000"] = {"layers": [{"name": "r", "type": "relu"}]}
+    path = write(tmp_path, {"name": "deep", "input": [4], "blocks": blocks, "layers": [{"type": "block", "name": "x", "block": "b0"}]})
+    one_line_error(cli("table", path), path, "nested too deeply")
+
+
+# -- the command line: one line, the right exit code ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "parts"),
+    [
+        (["table", "specs/alexnet.json", "--input", "3,\u00b2,224"], ["field '--input'", "'\u00b2' is not a size", "digits 0-9"]),  # was exit 3
+        (["quick", "3x\u0663x4", "relu"], ["field 'input'", "'\u0663' is not a size"]),  # Arabic-Indic 3: int() reads it, archcalc does not
+        (["table", "specs/alexnet.json", "--set", "H=\u0663"], ["field '--set'", "SYMBOL=POSITIVE_INTEGER"]),
+        (["table", "specs/alexnet.json", "--input", "3,H,W", "--set", "H=" + "1" * 101], ["field '--set'", "101 digits"]),
+        (["table", "specs/alexnet.json", "--input", "3," + "1" * 101 + ",8"], ["field '--input'", "101 digits"]),
+    ],
+)
+def test_numbers_on_the_command_line(args: list[str], parts: list[str]) -> None:
+    one_line_error(cli(*args), *parts)
+
+
+def test_debug_keeps_the_bad_input_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archcalc.cli import main
+
+    path = write(tmp_path, {"name": "d", "input": [3, 8, 8], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 99}]})
+    assert main(["--debug", "table", path]) == 2  # the traceback, then exit 2 (it exited 1, the wrong-number code)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("archcalc: error: ")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    import archcalc.cli
+
+    def interrupted(argv: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(archcalc.cli, "run", interrupted)
+    r = cli("table", "specs/alexnet.json")
+    assert r.code == 130 and r.err == "archcalc: interrupted\n"
+
+
+def test_a_full_disk_on_stdout_is_one_line_exit_2() -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "archcalc", "table", "specs/resnet50.json"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "archcalc: error: cannot write the output: No space left on device\n"
+
+
+def test_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, {"name": "long", "input": [4], "layers": [{"name": f"r{i}", "type": "relu"} for i in range(20_000)]})
+    p = subprocess.Popen([sys.executable, "-m", "archcalc", "table", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    first = p.stdout.readline()  # `archcalc table ... | head -1`
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait() == 0 and first.startswith(b"long: input 4") and err == b""
+
+
+# -- names: escaped where printed --------------------------------------------------------------------
+
+
+NASTY = "a\nb\x1b[31mred"
+
+
+def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
+    layers = [{"name": NASTY, "type": "relu"}, {"name": "=HYPERLINK(\"http://x\")", "type": "relu"}, {"name": "a^b~c\\d{e}", "type": "relu"}]
+    path = write(tmp_path, {"name": "n\x07", "input": [4], "layers": layers})
+    text = cli("table", path).out
+    assert "\x1b" not in text and "\x07" not in text
+    assert "a\\nb\\x1b[31mred" in text and "n\\x07: input 4" in text
+    lines = text.splitlines()
+    assert lines[lines.index(next(x for x in lines if x.startswith("---"))) + 4].startswith("total")  # three rows, one line each
+    import csv
+
+    out = cli("table", path, "--format", "csv").out
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[2][0] == "'=HYPERLINK(\"http://x\")" and "\x1b" not in out  # OWASP: a leading ' keeps it text
+    assert rows[1][:3] == ["a\\nb\\x1b[31mred", "relu", "input"] and rows[2][2] == "a\\nb\\x1b[31mred"
+    tex = cli("table", path, "--format", "latex").out
+    assert r"a\textasciicircum{}b\textasciitilde{}c\textbackslash{}d\{e\}" in tex
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path: Path) -> None:
+    path = write(tmp_path, "{", name="bad\nname\x1b.json")
+    one_line_error(cli("table", path), "bad\\nname\\x1b.json", "invalid JSON")

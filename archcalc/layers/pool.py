@@ -154,7 +154,8 @@ def _indicator_mod(size: Dim, out: int, residue: int) -> Dim:
 
 def _divisors(out: int, layer: Layer) -> list[int]:
     if out > MAX_SYMBOLIC_ADAPTIVE:
-        raise layer.fail(f"output_size {out} over a symbolic input size is past {MAX_SYMBOLIC_ADAPTIVE:,}; give the input size a number", "output_size")
+        limit = f"{MAX_SYMBOLIC_ADAPTIVE:,}"
+        raise layer.fail(f"output_size {out} over a symbolic input size is past {limit}; give the input size a number", "output_size")
     small = [d for d in range(1, math.isqrt(out) + 1) if out % d == 0]
     return sorted({*small, *(out // d for d in small)})
 
