@@ -44,6 +44,7 @@ class Row:
     weights: dict[str, tuple[Dim, ...]] = field(default_factory=dict)
     training_only: bool = False
     note: str | None = None
+    scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -77,6 +78,7 @@ class Report:
     batch: Dim
     rows: list[Row]
     include_training_only: bool = False
+    repeats: Mapping[str, int] = field(default_factory=dict)  # block call -> copies, for calls with `repeat`
 
     @property
     def counted_rows(self) -> list[Row]:
@@ -218,6 +220,7 @@ def report_from_graph(
                 n["weights"],
                 n["training_only"],
                 note,
+                n.get("scope", ()),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
@@ -225,7 +228,9 @@ def report_from_graph(
             _fold_integers(row)
         if not free_symbols_of((*G.graph["input_shape"], batch)):
             _note_stray_symbols(rows, nodes)
-    return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
+    return Report(
+        G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
+    )
 
 
 def free_symbols_of(values: Sequence[Any]) -> set[str]:
