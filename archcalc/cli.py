@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .conventions import CONVENTIONS
+from .dims import MAX_DIGITS
 from .errors import SpecError, escape_control
 from .options import check_set_names, check_shape_text, parse_batch, parse_set
 from .output import EXTENSIONS, format_for, write_output
@@ -378,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(debug, f"error: cannot write the output: {e.strerror}", 2)
         return _fail(debug, _internal(e), 3)
     except Exception as e:  # a bug, not bad input: still one line, and a way to see more
+        if isinstance(e, ValueError) and "integer string conversion" in str(e):  # CPython's guard, met on a path that reads digits unbounded
+            return _fail(debug, f"error: a number of more than {MAX_STR_DIGITS:,} digits (archcalc reads sizes of at most {MAX_DIGITS})", 2)
         return _fail(debug, _internal(e), 3)
 
 

@@ -265,6 +265,8 @@ def test_blocks_nested_too_deeply_name_the_file(tmp_path: Path) -> None:
         (["table", "specs/alexnet.json", "--set", "H=\u0663"], ["field '--set'", "SYMBOL=POSITIVE_INTEGER"]),
         (["table", "specs/alexnet.json", "--input", "3,H,W", "--set", "H=" + "1" * 101], ["field '--set'", "101 digits"]),
         (["table", "specs/alexnet.json", "--input", "3," + "1" * 101 + ",8"], ["field '--input'", "101 digits"]),
+        # a path that converts digits unbounded meets CPython's guard: still one line, exit 2 (was exit 3, or minutes at no limit)
+        (["quick", "3x8x8", "conv " + "9" * 60_000 + " 3"], ["more than 50,000 digits"]),
     ],
 )
 def test_numbers_on_the_command_line(args: list[str], parts: list[str]) -> None:

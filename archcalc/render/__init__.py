@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -28,8 +29,12 @@ def _dim_text(d: Any, plain_sep: bool = False) -> str:
 
 
 def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
-    if all(type(d) is int for d in dims):
-        return sep.join(map(str, dims))
+    return _shape_text(tuple(dims), sep)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _shape_text(dims: tuple[Any, ...], sep: str) -> str:
+    """A shape as text (cached: rows repeat shapes, receptive fields and strides)."""
     return sep.join(_dim_text(d, plain_sep=sep == "x") for d in dims)
 
 
