@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..dims import Dim, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel
+from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, numel
 
 
 class Linear(Layer):
@@ -35,6 +35,16 @@ class Linear(Layer):
         if self.bias:
             o["linear_bias"] = numel(out)
         return o
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.addmm / aten.mm: grad_weight = grad_output^T @ input (a 3-D input is saved as a 2-D view)
+        return [
+            Saved.of_input("the weight's gradient is the output's gradient times the input"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient times the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # linear is on autocast's lower-precision list
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -89,6 +99,12 @@ class Flatten(Layer):
     def in_place(self) -> bool:
         return True  # a view of its (contiguous) input, as torch.flatten returns: nothing new is allocated
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "reshape"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -119,6 +135,12 @@ class Unflatten(Layer):
 
     def in_place(self) -> bool:
         return True  # a view of its input: nothing new is allocated
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "reshape"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
