@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .dims import is_symbolic, simplify, to_json
+from .dims import dim_text, is_symbolic, simplify, to_json
 from .render import _shape, units
 from .report import Report
 
@@ -39,9 +39,9 @@ class Comparison:
         if key == "stride":
             return tuple(simplify(d) for d in last.effective_stride)
         if key == "nonlin":
-            return sum(1 for r in rep.counted_rows if "act" in r.ops)
+            return simplify(sum((r.repeat for r in rep.counted_rows if "act" in r.ops), start=0))
         if key == "depth":
-            return sum(1 for r in rep.counted_rows if r.params != 0 and "mac" in r.ops)
+            return simplify(sum((r.repeat for r in rep.counted_rows if r.params != 0 and "mac" in r.ops), start=0))
         return rep.totals[key]
 
 
@@ -81,10 +81,10 @@ def _cell(key: str, v: Any) -> str:
     if isinstance(v, tuple):
         return _shape(v)
     if key == "activation_bytes":
-        return units.size(v) if not is_symbolic(v) else f"{v} B"
+        return units.size(v) if not is_symbolic(v) else f"{dim_text(v)} B"
     if key in ("nonlin", "depth"):
-        return str(v)
-    return str(v) if is_symbolic(v) else f"{int(v):,}"
+        return dim_text(v)
+    return dim_text(v) if is_symbolic(v) else f"{int(v):,}"
 
 
 def render_comparison(c: Comparison, fmt: str = "text") -> str:

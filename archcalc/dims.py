@@ -184,11 +184,92 @@ def simplify(value: Dim) -> Dim:
     return value
 
 
+def expand(value: Dim) -> Dim:
+    """A sum of products multiplied out into a polynomial (l*(12*h**2 + 2*s*h) -> 12*h**2*l + 2*h*l*s), an int if it is a number."""
+    value = simplify(value)
+    if not is_symbolic(value):
+        return value
+    return simplify(value.expand())  # type: ignore[union-attr]
+
+
+# The transformer symbols (DESIGN: s sequence, h hidden, l layers, a heads, V vocabulary) in the
+# order the literature writes their products: 24*l*s*h**2, not sympy's alphabetical 24*h**2*l*s.
+CONVENTIONAL_ORDER = ("l", "s", "h", "a", "V")
+# sums of such products, largest first: total degree, then the power of h, l, s, a, V
+_TERM_RANK = ("h", "l", "s", "a", "V")
+
+
+@functools.cache
+def _printer() -> Any:
+    from sympy.printing.str import StrPrinter
+
+    class ConventionalPrinter(StrPrinter):  # type: ignore[misc]
+        """sympy's str(), except that a polynomial in the transformer symbols is written in the
+        literature's order (``24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V``); expressions without those
+        symbols print exactly as sympy prints them."""
+
+        def _print_Add(self, expr: Any, order: Any = None) -> str:
+            terms = list(expr.as_ordered_terms())
+            powers = [_monomial(t) for t in terms]
+            if all(p is not None for p in powers) and any(n in CONVENTIONAL_ORDER for p in powers for n in p[1]):  # type: ignore[index]
+                rank = {id(t): _term_key(p[1]) for t, p in zip(terms, powers, strict=True)}  # type: ignore[index]
+                terms.sort(key=lambda t: rank[id(t)])
+                return _join_terms([self._print(t) for t in terms])
+            return str(super()._print_Add(expr, order))
+
+        def _print_Mul(self, expr: Any) -> str:
+            mono = _monomial(expr)
+            if mono is None or not any(n in CONVENTIONAL_ORDER for n in mono[1]):
+                return str(super()._print_Mul(expr))
+            coeff, powers = mono
+            others = sorted(n for n in powers if n not in CONVENTIONAL_ORDER)
+            names = [*others, *(n for n in CONVENTIONAL_ORDER if n in powers)]
+            factors = [n if powers[n] == 1 else f"{n}**{powers[n]}" for n in names]
+            lead = "" if coeff == 1 else "-" if coeff == -1 else f"{coeff}*"
+            return lead + "*".join(factors)
+
+    return ConventionalPrinter()
+
+
+def _monomial(term: Any) -> tuple[int, dict[str, int]] | None:
+    """(integer coefficient, symbol name -> positive integer power) of a monomial, else None."""
+    coeff, rest = term.as_coeff_Mul()
+    if not coeff.is_Integer:
+        return None
+    powers: dict[str, int] = {}
+    for f in rest.as_ordered_factors() if rest != 1 else ():
+        base, exp = f.as_base_exp()
+        if not base.is_Symbol or not exp.is_Integer or exp < 1:
+            return None
+        powers[base.name] = int(exp)
+    return int(coeff), powers
+
+
+def _term_key(powers: dict[str, int]) -> tuple[int, ...]:
+    return (-sum(powers.values()), *(-powers.get(n, 0) for n in _TERM_RANK))
+
+
+def _join_terms(texts: list[str]) -> str:
+    out = texts[0]
+    for t in texts[1:]:
+        out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+    return out
+
+
+def dim_text(value: Any) -> str:
+    """A Dim as text: digits, or the sympy expression (``sympify`` reads it back), products of the
+    transformer symbols in the literature's order."""
+    value = simplify(value)
+    if not is_symbolic(value):
+        return str(value)
+    return str(_printer().doprint(value))
+
+
 def to_json(value: Any) -> Any:
     """JSON form of a Dim: an int, or the sympy expression as a string ``sympify`` reads back."""
     value = simplify(value)
     if is_symbolic(value):
-        return str(value)
+        return dim_text(value)
     return value
 
 
@@ -213,7 +294,9 @@ __all__ = [
     "as_int",
     "ceildiv",
     "check_expr",
+    "dim_text",
     "dmax",
+    "expand",
     "free_symbols",
     "known_sign",
     "names_in",

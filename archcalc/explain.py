@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conventions import Convention, dtype_bytes, get_convention
-from .dims import Dim, as_int, is_symbolic, simplify
+from .dims import Dim, as_int, dim_text, is_symbolic, simplify
 from .graph import Graph, node_table
 from .layers.base import Layer, Shape, Window
 from .passes.receptive import AxisRF, widest_output
@@ -111,7 +111,7 @@ def _out_symbols(shape: Shape) -> Shape:
 def _fmt_count(v: Any) -> str:
     v = simplify(untrace(v))
     if is_symbolic(v):
-        return str(v)
+        return dim_text(v)
     human = units.count(v)
     return f"{int(v):,}" + ("" if human == f"{int(v):,}" else f" ({human})")
 
@@ -119,7 +119,7 @@ def _fmt_count(v: Any) -> str:
 def _fmt_bytes(v: Any) -> str:
     v = simplify(untrace(v))
     if is_symbolic(v):
-        return f"{v} B"
+        return f"{dim_text(v)} B"
     human = units.size(v)
     return f"{int(v):,} B" + ("" if human.endswith(" B") else f" = {human}")
 
@@ -267,6 +267,13 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
 
     # receptive field
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
+    count = node.get("repeat", 1)
+    if type(count) is not int or count != 1:
+        n = dim_text(count)
+        ex.notes.append(
+            f"this layer runs {n} times (one per copy of a block repeated {n} times): the values above are one copy's, "
+            f"the totals count them {n} times; the receptive field is the last copy's"
+        )
     if symbolic_input:
         ex.notes.append("the input has symbols: the worked lines show the general results")
     return ex
@@ -287,7 +294,7 @@ def _prod(values: Any) -> Any:
 
 
 def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], layer: Layer, lay_t: Layer, ins_num: list[Shape]) -> None:
-    srcs: list[tuple[AxisRF, ...]] = [nodes[i]["rf"] for i in node["inputs"]]
+    srcs: list[tuple[AxisRF, ...]] = node.get("rf_inputs") or [nodes[i]["rf"] for i in node["inputs"]]  # (a repeated block's last copy)
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
     if len(srcs) > 1:
         for a, axis in enumerate(axes):

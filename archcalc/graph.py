@@ -10,10 +10,15 @@ One node per layer (plus the ``input`` node).  Node attributes:
 * ``layer``: the layer model with every dimension string evaluated (int or sympy);
 * ``inputs``: its input node names, in order (a DiGraph cannot hold repeated edges, so the
   ordered list lives on the node; edges carry the structure for graph algorithms);
-* ``index``: declaration order; ``training_only``: True for auxiliary heads.
+* ``index``: declaration order; ``training_only``: True for auxiliary heads;
+* ``repeat`` (only where it is not 1): how many times the layer runs, a symbol, for the layers of a
+  block called with a symbolic repeat count (``"repeat": "l"``): the block is laid out once, its
+  layers named ``<call>.*.<layer>``, and the totals count each of them ``l`` times.
 
 Graph attributes: ``name``, ``input_shape``, ``order`` (topological order, computed once here),
-``output`` (the last layer).  Everything about names, references and acyclicity is checked here,
+``output`` (the last layer), ``symbolic_repeats`` (one :class:`SymbolicRepeat` per block call with
+a symbolic count, innermost first; the shapes pass checks that each maps its input shape to
+itself).  Everything about names, references and acyclicity is checked here,
 once; the passes can rely on it.
 """
 
@@ -23,7 +28,7 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from .dims import Dim, DimError, as_int, parse_dim
+from .dims import Dim, DimError, as_int, known_sign, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
 from .spec import Architecture, BlockCall, BlockDef
@@ -96,11 +101,39 @@ def _param_value(raw: Any, env: Mapping[str, Any], where: str, call: str) -> Any
     return raw
 
 
-def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
-    n = as_int(_param_value(call.repeat, env, "repeat", call.name))
+def _repeat_value(call: BlockCall, env: Mapping[str, Any], full: str | None = None) -> Dim:
+    """The call's repeat count: an int in range, or a symbolic count known to be at least 1."""
+    where = full or call.name
+    v = _param_value(call.repeat, env, "repeat", where)
+    n = as_int(v) if not isinstance(v, bool) else None
+    if n is None and not isinstance(v, bool) and known_sign(v) == 1:  # a symbol: "l", "2*l" (positive integers: at least 1)
+        return v
     if n is None or not 1 <= n <= MAX_LAYERS:
-        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}, got {call.repeat!r}", layer=call.name, field="repeat")
+        extra = "" if isinstance(call.repeat, int) else " (or a symbol, which is at least 1)"
+        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}{extra}, got {call.repeat!r}", layer=where, field="repeat")
     return n
+
+
+def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
+    """How many copies expansion lays out: the count, or one for a symbolic count (see :class:`SymbolicRepeat`)."""
+    n = _repeat_value(call, env)
+    return n if type(n) is int else 1
+
+
+class SymbolicRepeat(NamedTuple):
+    """A block call whose repeat count is a symbol: its block laid out once and run ``count`` times.
+
+    ``start`` is the node the first copy reads, ``output`` the block's output node, ``members`` its
+    layers (nested calls' layers included), in declaration order.  Each copy must map its input
+    shape to itself (checked by the shapes pass), so that every copy costs the same."""
+
+    call: str
+    block: str
+    times: Dim
+    start: str
+    output: str
+    members: tuple[str, ...]
+    reads_outside: bool  # some member reads a layer outside the block (other than its input)
 
 
 def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
@@ -150,6 +183,7 @@ class _Compiler:
         self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
         # every layer reads only layers declared before it: declaration order is then topological
         self.forward = True
+        self.symbolic: list[SymbolicRepeat] = []
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
@@ -262,7 +296,7 @@ class _Compiler:
                 prev = full
         return prev
 
-    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str) -> str:
+    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, one_copy: bool = False) -> str:
         block = self.block(call)
         unknown = (set(call.args) | set(call.first)) - set(block.params)
         if unknown:
@@ -272,8 +306,11 @@ class _Compiler:
         out = start
         # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
-        indexed = "repeat" in call.model_fields_set
-        for r in range(_repeat_count(call, env)):
+        indexed = "repeat" in call.model_fields_set and not one_copy
+        count = 1 if one_copy else _repeat_value(call, env, full)
+        if type(count) is not int:
+            return self.expand_symbolic(call, env, full, start, count)
+        for r in range(count):
             given = {**call.args, **(call.first if r == 0 else {})}
             missing = [k for k, v in {**block.params, **given}.items() if v is None]
             if missing:
@@ -294,6 +331,27 @@ class _Compiler:
             for name, attrs in self.nodes.items():
                 if name.startswith(full + "."):
                     attrs["training_only"] = True
+        return out
+
+    def expand_symbolic(self, call: BlockCall, env: dict[str, Any], full: str, start: str, count: Dim) -> str:
+        """A block called ``count`` times, ``count`` a symbol: one copy, named ``<call>.*.<layer>``,
+        whose layers carry the multiplier (node attribute ``repeat``)."""
+        if call.first:
+            raise SpecError(
+                f"'first' changes the first copy, but a symbolic repeat ({call.repeat!r}) needs identical copies; "
+                f"give {call.repeat!r} a number with --set to expand them",
+                layer=full,
+                field="first",
+            )
+        if call.training_only:
+            raise SpecError(f"a training-only block cannot repeat a symbolic number of times ({call.repeat!r})", layer=full, field="repeat")
+        before = len(self.nodes)
+        out = self.expand_call(call, env, full + ".*", start, one_copy=True)
+        members = tuple(list(self.nodes)[before:])
+        for name in members:
+            attrs = self.nodes[name]
+            attrs["repeat"] = attrs.get("repeat", 1) * count
+        self.symbolic.append(SymbolicRepeat(full, call.block, count, start, out, members, False))
         return out
 
     def resolve_one(self, ref: str, local: Mapping[str, str], who: str) -> str:
@@ -349,8 +407,32 @@ def compile_graph(
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
+    if c.symbolic:
+        G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
+
+
+def _check_symbolic(reps: list[SymbolicRepeat], nodes: dict[str, dict[str, Any]]) -> list[SymbolicRepeat]:
+    """Layers outside a symbolically repeated block may read only its output (its other layers
+    stand for every copy at once); note which blocks read layers outside themselves."""
+    out = []
+    for rep in reps:
+        members = set(rep.members)
+        for name, attrs in nodes.items():
+            if name in members:
+                continue
+            for src in attrs["inputs"]:
+                if src in members and src != rep.output:
+                    raise SpecError(
+                        f"reads {src!r}, a layer inside block call {rep.call!r}, whose symbolic repeat ({rep.times}) stands for "
+                        f"every copy at once: only its output can be read from outside",
+                        layer=name,
+                        field="inputs",
+                    )
+        outside = any(src not in members and src != rep.start for m in rep.members for src in nodes[m]["inputs"])
+        out.append(rep._replace(reads_outside=outside))
+    return out
 
 
 def node_table(G: Graph) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
+from .dims import Dim, expand, free_symbols, simplify, sympy_loaded, to_json
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Layer
 from .passes import compute, memory, params, receptive_field, shapes
@@ -43,6 +43,9 @@ class Row:
     weights: dict[str, tuple[Dim, ...]] = field(default_factory=dict)
     training_only: bool = False
     note: str | None = None
+    repeat: Dim = 1
+    """How many times the layer runs: a symbol for a block repeated a symbolic number of times
+    (its layers shown once, ``<call>.*.<layer>``); the totals count the row that many times."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -62,6 +65,8 @@ class Row:
         }
         if self.training_only:
             out["training_only"] = True
+        if type(self.repeat) is not int or self.repeat != 1:
+            out["repeat"] = to_json(self.repeat)
         if self.note:
             out["note"] = self.note
         return out
@@ -85,7 +90,9 @@ class Report:
     @property
     def totals(self) -> dict[str, Dim]:
         rows = self.counted_rows
-        return {q: simplify(sum((getattr(r, q) for r in rows), start=0)) for q in QUANTITIES}
+        if all(type(r.repeat) is int and r.repeat == 1 for r in rows):
+            return {q: simplify(sum((getattr(r, q) for r in rows), start=0)) for q in QUANTITIES}
+        return {q: expand(sum((getattr(r, q) * r.repeat for r in rows), start=0)) for q in QUANTITIES}
 
     def row(self, name: str) -> Row:
         for r in self.rows:
@@ -124,7 +131,7 @@ class Report:
         for v in (*self.input_shape, self.batch, *self.totals.values()):
             names |= free_symbols(v)
         for r in self.rows:
-            for v in (*r.output_shape, r.params, r.macs, r.flops, r.activation_bytes, *r.receptive_field, *r.effective_stride, r.buffers):
+            for v in (*r.output_shape, r.params, r.macs, r.flops, r.activation_bytes, *r.receptive_field, *r.effective_stride, r.buffers, r.repeat):
                 names |= free_symbols(v)
             for v in r.ops.values():
                 names |= free_symbols(v)
@@ -215,6 +222,7 @@ def report_from_graph(
                 n["weights"],
                 n["training_only"],
                 note,
+                n.get("repeat", 1),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
@@ -226,12 +234,13 @@ def report_from_graph(
 def _fold_integers(row: Row) -> None:
     """A symbolic row's values that came out as sympy Integers become ints (exact either way)."""
     values = (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
-    if all(type(v) is int for v in (*values, *row.output_shape, *row.receptive_field, *row.effective_stride)):
+    if all(type(v) is int for v in (*values, row.repeat, *row.output_shape, *row.receptive_field, *row.effective_stride)):
         return
     row.output_shape, row.receptive_field, row.effective_stride = (
         tuple(simplify(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)
     )
     row.params, row.macs, row.flops, row.activation_bytes, row.buffers = (simplify(v) for v in values)
+    row.repeat = simplify(row.repeat)
     row.ops = {k: simplify(v) for k, v in row.ops.items()}  # a new dict: ops dicts are shared between rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from ..dims import is_symbolic, simplify
+from ..dims import dim_text, is_symbolic, simplify
 
 
 def _trim(x: Fraction, digits: int) -> str:
@@ -19,7 +19,7 @@ def count(value: Any) -> str:
     """Counts in K/M/G (powers of 1000): 23296 -> '23.3K', 72855552 -> '72.86M'."""
     value = simplify(value)
     if is_symbolic(value):
-        return str(value)
+        return dim_text(value)
     v = int(value)
     for unit, scale in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
         if abs(v) >= scale:
@@ -31,7 +31,7 @@ def size(value: Any) -> str:
     """Bytes in KB/MB/GB (powers of 1024, as the lecture notes): 802816 -> '784 KB'."""
     value = simplify(value)
     if is_symbolic(value):
-        return f"{value} B"
+        return f"{dim_text(value)} B"
     v = int(value)
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if abs(v) >= scale:
@@ -41,4 +41,4 @@ def size(value: Any) -> str:
 
 def exact(value: Any) -> str:
     value = simplify(value)
-    return str(value) if is_symbolic(value) else f"{int(value):,}"
+    return dim_text(value) if is_symbolic(value) else f"{int(value):,}"
