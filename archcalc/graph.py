@@ -409,8 +409,30 @@ def compile_graph(
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
     if c.symbolic:
         G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
+    _resolve_ties(c, nodes)
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
+
+
+def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> None:
+    """Node attribute ``tied`` (weight name -> the node that owns it) for layers that use another
+    layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner."""
+    base = Layer.tied_weights
+    for name, attrs in nodes.items():
+        layer = attrs["layer"]
+        if layer is None or type(layer).tied_weights is base or not layer.tied_weights():
+            continue
+        tied = {}
+        for wname, ref in layer.tied_weights().items():
+            try:
+                src = c.resolve_one(ref, {}, name)
+            except SpecError as e:
+                raise SpecError(e.message.replace(" in inputs", ""), layer=name, field="tie_weight") from None
+            if src in (name, INPUT) or nodes[src].get("repeat", 1) != 1 or attrs.get("repeat", 1) != 1:
+                why = f"cannot share the weight of {ref!r}: it must be another layer, outside any symbolic repeat"
+                raise SpecError(why, layer=name, field="tie_weight")
+            tied[wname] = src
+        attrs["tied"] = tied
 
 
 def _check_symbolic(reps: list[SymbolicRepeat], nodes: dict[str, dict[str, Any]]) -> list[SymbolicRepeat]:

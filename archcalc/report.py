@@ -204,6 +204,8 @@ def report_from_graph(
         if type(layer).note is not base_note:  # only the types that have something to say are asked
             own = layer.note(n["in_shapes"])
             note = f"{note}; {own}" if note and own else note or own
+        if "tie_note" in n:
+            note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
         if note is None and layer.in_place():
             note = IN_PLACE_NOTE
         rows.append(

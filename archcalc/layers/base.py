@@ -53,6 +53,10 @@ OP_CATEGORIES: dict[str, str] = {
     "softmax": "softmax, one per element",
     "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
     "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
+    "lookup": "embedding lookups: one table entry read per output element (no arithmetic)",
+    "rmsnorm": "RMS normalisation, one per element",
+    "rmsnorm_affine": "RMS normalisation's scale, one per element",
+    "rotary": "rotary position embedding: one rotation (2 multiplications, an addition) per element",
 }
 
 
@@ -151,6 +155,7 @@ class Layer(Spec):
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod
@@ -218,6 +223,11 @@ class Layer(Spec):
     def note(self, ins: list[Shape]) -> str | None:
         """Something about this layer a reader of the table should know (shown with the row)."""
         return None
+
+    def tied_weights(self) -> dict[str, str]:
+        """Weights this layer uses but does not own: its weight name -> the layer whose ``weight``
+        it shares (GPT-2's output head uses the token embedding's).  Counted once, by their owner."""
+        return {}
 
     def in_place(self) -> bool:
         """True when the output is the input tensor itself (``inplace=True``, identity): no new memory."""

@@ -20,6 +20,13 @@ class Linear(Layer):
     type: Literal["linear"]
     out_features: Annotated[DimIn, *dim_field()] = Field(description="Output features.")
     bias: bool = True
+    tie_weight: str | None = Field(
+        default=None,
+        description="Name of a layer whose weight this one uses as its own (GPT-2's output head and its token embedding): counted once, there.",
+    )
+
+    def tied_weights(self) -> dict[str, str]:
+        return {"weight": self.tie_weight} if self.tie_weight is not None else {}
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         return (*ins[0][:-1], self.out_features)

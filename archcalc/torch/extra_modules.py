@@ -64,4 +64,44 @@ class Crop(nn.Module):
         return f"size={self.size}"
 
 
-__all__ = ["Chunk", "Crop", "Mul"]
+class Embedding(nn.Embedding):
+    """torch.nn.Embedding; with ``positions``, it looks up 0..L-1 for an input of L positions
+    (GPT-2's ``wpe(torch.arange(L))``), the same rows for every sample in the batch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, positions: bool = False) -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.positions = positions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.positions:
+            pos = torch.arange(x.shape[1], device=x.device)
+            return super().forward(pos).unsqueeze(0).expand(x.shape[0], -1, -1)
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", positions=True" if self.positions else "")
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoFormer, Su et al. 2021) of a (N, ..., L, d) tensor, the
+    rotate-half form of GPT-NeoX and Hugging Face's LLaMA: x*cos + rotate_half(x)*sin, the angle of
+    feature pair i at position p being p / base^(2i/d).  No parameters or buffers."""
+
+    def __init__(self, base: int = 10000) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length, d = x.shape[-2], x.shape[-1]
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
+        angles = torch.outer(torch.arange(length, device=x.device, dtype=torch.float32), inv_freq)
+        emb = torch.cat((angles, angles), dim=-1)
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+    def extra_repr(self) -> str:
+        return f"base={self.base}"
+
+
+__all__ = ["Chunk", "Crop", "Embedding", "Mul", "Rotary"]
