@@ -56,7 +56,8 @@ class Embedding(Layer):
 
     def note(self, ins: list[Shape]) -> str | None:
         if self.positions:
-            return f"learned positions: looks up rows 0..{dim_text(ins[0][0] - 1)} of {self.num_embeddings} (its parameters do not depend on the length)"
+            rows = f"0..{dim_text(ins[0][0] - 1)}"
+            return f"learned positions: looks up rows {rows} of {self.num_embeddings} (its parameters do not depend on the length)"
         return None
 
     def build_torch(self, ins: list[Shape]) -> Any:
