@@ -63,6 +63,7 @@ OP_CATEGORIES: dict[str, str] = {
     "groupnorm_affine": "group normalisation's scale and shift, one per element",
     "scale": "multiplication by a learned per-channel scale (layer scale), one per element",
     "mean": "mean over axes: one addition per input element",
+    "matmul_masked": "causal attention's products over masked scores: computed by the kernels, then masked (torch counts them)",
     "lookup": "embedding lookups: one table entry read per output element (no arithmetic)",
     "rmsnorm": "RMS normalisation, one per element",
     "rmsnorm_affine": "RMS normalisation's scale, one per element",

@@ -6,8 +6,9 @@ before an embedding, ``(L, D)`` for a sequence, ``(heads, L, d)`` inside attenti
 * embedding (``torch.nn.Embedding(num_embeddings, embedding_dim)``): ids of any shape ->
   (*ids, embedding_dim).  Weight (num_embeddings, embedding_dim).  A lookup: one row read per
   token, no arithmetic (`lookup`, counted by no convention; torch's FlopCounterMode counts 0).
-  With ``positions`` it looks up the positions 0..L-1 of its input's first axis instead of the
-  input's values (GPT-2's learned position embedding ``wpe(arange(L))``, Radford et al. 2019).
+  With ``indices: "positions"`` it looks up the positions 0..L-1 of its input's first axis instead
+  of the input's values (GPT-2's learned position embedding ``wpe(arange(L))``, Radford et al.
+  2019); with ``"zeros"``, row 0 everywhere (BERT's token type embedding for a single segment).
 * rmsnorm (``torch.nn.RMSNorm``, Zhang & Sennrich 2019; LLaMA): x / sqrt(mean(x^2) + eps) * weight
   over the trailing axes.  Weight of normalized_shape (no bias).  Ops: `rmsnorm` one normalisation
   per element, `rmsnorm_affine` one scaling per element.
@@ -34,16 +35,18 @@ class Embedding(Layer):
     num_embeddings: Annotated[DimIn, *dim_field()] = Field(description="Rows of the table: the vocabulary size (or the positions).")
     embedding_dim: Annotated[DimIn, *dim_field()] = Field(description="Size of each vector (the hidden size).")
     padding_idx: int | None = Field(default=None, description="torch's padding_idx (its row gets no gradient; counts unchanged).")
-    positions: bool = Field(
-        default=False,
-        description="Look up the positions 0..L-1 of the input's first axis, not its values (GPT-2's wpe(arange(L))): output (L, embedding_dim).",
+    indices: Literal["input", "positions", "zeros"] = Field(
+        default="input",
+        description="What is looked up: the input's values (token ids); 'positions' 0..L-1 of the input's first axis "
+        "(GPT-2's wpe(arange(L)), BERT's position embeddings); 'zeros', row 0 for every position (BERT's token types "
+        "when none are given). Output (L, embedding_dim) for the last two.",
     )
     takes_indices: ClassVar[bool] = True
 
     def output_shape(self, ins: list[Shape]) -> Shape:
-        if self.positions:
+        if self.indices != "input":
             length = ins[0][0]
-            if known_sign(self.num_embeddings - length) == -1:
+            if self.indices == "positions" and known_sign(self.num_embeddings - length) == -1:
                 raise self.fail(f"{length} positions but a table of {self.num_embeddings}", "num_embeddings")
             return (length, self.embedding_dim)
         return (*ins[0], self.embedding_dim)
@@ -55,15 +58,17 @@ class Embedding(Layer):
         return {"lookup": numel(out)}  # one table entry read per output element: no arithmetic
 
     def note(self, ins: list[Shape]) -> str | None:
-        if self.positions:
+        if self.indices == "positions":
             rows = f"0..{dim_text(ins[0][0] - 1)}"
             return f"learned positions: looks up rows {rows} of {self.num_embeddings} (its parameters do not depend on the length)"
+        if self.indices == "zeros":
+            return f"looks up row 0 for every position (token type 0 of {self.num_embeddings})"
         return None
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Embedding as EmbeddingModule
 
-        return EmbeddingModule(int(self.num_embeddings), int(self.embedding_dim), self.padding_idx, self.positions)
+        return EmbeddingModule(int(self.num_embeddings), int(self.embedding_dim), self.padding_idx, self.indices)
 
 
 class RMSNorm(Layer):

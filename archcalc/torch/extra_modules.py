@@ -77,13 +77,15 @@ class Matmul(nn.Module):
 class ScaledDotProductAttention(nn.Module):
     """``F.scaled_dot_product_attention(q, k, v, ...)`` (dropout only in training)."""
 
-    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0) -> None:
+    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0, enable_gqa: bool = False) -> None:
         super().__init__()
-        self.is_causal, self.scale, self.dropout_p = is_causal, scale, dropout_p
+        self.is_causal, self.scale, self.dropout_p, self.enable_gqa = is_causal, scale, dropout_p, enable_gqa
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         p = self.dropout_p if self.training else 0.0
-        return nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.is_causal, scale=self.scale)
+        return nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=p, is_causal=self.is_causal, scale=self.scale, enable_gqa=self.enable_gqa
+        )
 
 
 class MultiheadAttention(nn.MultiheadAttention):
@@ -211,21 +213,22 @@ class Parameter(nn.Module):
 
 
 class Embedding(nn.Embedding):
-    """torch.nn.Embedding; with ``positions``, it looks up 0..L-1 for an input of L positions
-    (GPT-2's ``wpe(torch.arange(L))``), the same rows for every sample in the batch."""
+    """torch.nn.Embedding; ``indices="positions"`` looks up 0..L-1 for an input of L positions
+    (GPT-2's ``wpe(torch.arange(L))``), ``"zeros"`` row 0 at every position (BERT's token types),
+    the same rows for every sample in the batch."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, positions: bool = False) -> None:
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, indices: str = "input") -> None:
         super().__init__(num_embeddings, embedding_dim, padding_idx)
-        self.positions = positions
+        self.indices = indices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.positions:
-            pos = torch.arange(x.shape[1], device=x.device)
-            return super().forward(pos).unsqueeze(0).expand(x.shape[0], -1, -1)
-        return super().forward(x)
+        if self.indices == "input":
+            return super().forward(x)
+        idx = torch.arange(x.shape[1], device=x.device) if self.indices == "positions" else torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
+        return super().forward(idx).unsqueeze(0).expand(x.shape[0], -1, -1)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (", positions=True" if self.positions else "")
+        return super().extra_repr() + ("" if self.indices == "input" else f", indices={self.indices!r}")
 
 
 class Rotary(nn.Module):
