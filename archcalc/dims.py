@@ -194,9 +194,9 @@ def expand(value: Dim) -> Dim:
 
 # The transformer symbols (DESIGN: s sequence, h hidden, l layers, a heads, V vocabulary) in the
 # order the literature writes their products: 24*l*s*h**2, not sympy's alphabetical 24*h**2*l*s.
-CONVENTIONAL_ORDER = ("l", "s", "h", "a", "V")
+CONVENTIONAL_ORDER = ("l", "s", "S", "h", "a", "V")  # (S: positions in a KV cache)
 # sums of such products, largest first: total degree, then the power of h, l, s, a, V
-_TERM_RANK = ("h", "l", "s", "a", "V")
+_TERM_RANK = ("h", "l", "s", "S", "a", "V")
 
 
 @functools.cache

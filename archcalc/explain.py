@@ -18,6 +18,7 @@ from .graph import Graph, node_table
 from .layers.base import Layer, Shape, Window
 from .passes.receptive import AxisRF, widest_output
 from .render import _shape, units
+from .report import Report
 from .trace import leaf, text, untrace
 
 # symbol names for a layer's dimension fields in the general formula
@@ -465,3 +466,51 @@ def _names(expr: str) -> set[str]:
     import re
 
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"floor", "ceiling", "Max", "max"}
+
+
+def explain_total(rep: Report, quantity: str = "flops") -> str:
+    """Where each term of a total comes from: the total, then each of its terms with the rows that
+    make it up (a row of a block repeated l times counts l times).  For a numeric total, the rows
+    that make up most of it."""
+    from .dims import expand
+
+    titles = {"flops": f"FLOPs ({rep.convention})", "macs": f"MACs ({rep.convention})", "params": "params"}
+    title = titles[quantity]
+    total = rep.totals[quantity]
+    lines = [f"{rep.name}: total {title} = {dim_text(total) if is_symbolic(total) else f'{int(total):,}'}", ""]
+    parts = [(r, expand(getattr(r, quantity) * r.repeat)) for r in rep.counted_rows]
+    parts = [(r, v) for r, v in parts if v != 0]
+    if not is_symbolic(total):
+        parts.sort(key=lambda p: -int(p[1]))
+        for r, v in parts[:12]:
+            share = 100 * int(v) / int(total) if total else 0
+            lines.append(f"  {r.name:40s} {int(v):>22,}  {share:5.1f}%")
+        if len(parts) > 12:
+            lines.append(f"  ... {len(parts) - 12} more rows, {int(total) - sum(int(v) for _, v in parts[:12]):,} in all")
+        return "\n".join(lines) + "\n"
+    import sympy
+
+    by_term: dict[Any, list[tuple[Any, Any]]] = {}
+    for r, v in parts:
+        for term in sympy.Add.make_args(sympy.expand(v)):
+            _, monomial = term.as_coeff_Mul()
+            by_term.setdefault(monomial, []).append((r, term))
+    for term in _printed_terms(total):
+        _, monomial = term.as_coeff_Mul()
+        lines.append(f"{dim_text(term)}")
+        for r, part in by_term.pop(monomial, []):
+            times = "" if r.repeat == 1 else f"  ({dim_text(r.repeat)} copies of {dim_text(sympy.expand(part / r.repeat))})"
+            lines.append(f"  = {dim_text(part):24s} {r.name}{times}")
+    for monomial, rest in by_term.items():  # terms that cancel in the total
+        lines.append(f"{dim_text(monomial)} (cancels in the total)")
+        lines += [f"  {dim_text(p):26s} {r.name}" for r, p in rest]
+    return "\n".join(lines) + "\n"
+
+
+def _printed_terms(total: Any) -> list[Any]:
+    """The total's terms in the order its text shows them."""
+    import sympy
+
+    terms = list(sympy.Add.make_args(total))
+    text = dim_text(total)
+    return sorted(terms, key=lambda t: text.find(dim_text(t).lstrip("-")) if dim_text(t).lstrip("-") in text else len(text))

@@ -46,6 +46,8 @@ class Row:
     repeat: Dim = 1
     """How many times the layer runs: a symbol for a block repeated a symbolic number of times
     (its layers shown once, ``<call>.*.<layer>``); the totals count the row that many times."""
+    cache: Dim = 0
+    """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -67,6 +69,8 @@ class Row:
             out["training_only"] = True
         if type(self.repeat) is not int or self.repeat != 1:
             out["repeat"] = to_json(self.repeat)
+        if type(self.cache) is not int or self.cache != 0:
+            out["kv_cache_per_position"] = to_json(self.cache)
         if self.note:
             out["note"] = self.note
         return out
@@ -99,6 +103,11 @@ class Report:
             if r.name == name:
                 return r
         raise KeyError(name)
+
+    @property
+    def kv_cache_per_position(self) -> Dim:
+        """Elements every attention layer together keeps per position and sample (keys and values)."""
+        return expand(sum((r.cache * r.repeat for r in self.counted_rows if r.cache != 0), start=0))
 
     @property
     def symbolic(self) -> bool:
@@ -192,7 +201,7 @@ def report_from_graph(
     rows = []
     nodes = node_table(G)
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
-    base_note = Layer.note
+    base_note, base_cache = Layer.note, Layer.cached_per_position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -227,6 +236,8 @@ def report_from_graph(
                 n.get("repeat", 1),
             )
         )
+        if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
+            rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
         for row in rows:
             _fold_integers(row)
@@ -242,7 +253,7 @@ def _fold_integers(row: Row) -> None:
         tuple(simplify(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)
     )
     row.params, row.macs, row.flops, row.activation_bytes, row.buffers = (simplify(v) for v in values)
-    row.repeat = simplify(row.repeat)
+    row.repeat, row.cache = simplify(row.repeat), simplify(row.cache)
     row.ops = {k: simplify(v) for k, v in row.ops.items()}  # a new dict: ops dicts are shared between rows
 
 

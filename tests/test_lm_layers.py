@@ -82,7 +82,7 @@ def test_rmsnorm_and_rotary() -> None:
     spec = lm(
         [
             {"name": "norm", "type": "rmsnorm", "eps": 1e-5},
-            {"name": "heads", "type": "view", "shape": [L, 4, 8]},
+            {"name": "heads", "type": "reshape", "shape": [L, 4, 8]},
             {"name": "t", "type": "transpose", "dim0": 1, "dim1": 2},
             {"name": "rope", "type": "rotary"},
         ]
@@ -93,7 +93,7 @@ def test_rmsnorm_and_rotary() -> None:
     assert rep.row("rope").params == 0 and rep.row("rope").ops == {"rotary": 4 * L * 8}
     assert rep.row("rope").macs == 0
     verify(spec)
-    odd = lm([{"name": "heads", "type": "view", "shape": [L, 32, 1]}, {"name": "rope", "type": "rotary"}])
+    odd = lm([{"name": "heads", "type": "reshape", "shape": [L, 32, 1]}, {"name": "rope", "type": "rotary"}])
     with pytest.raises(SpecError, match="d must be even"):
         analyze(parse_spec(odd))
 
@@ -105,7 +105,7 @@ def attention(heads: int, kv_heads: int, causal: bool, length: int | str = L) ->
     for t, n in (("q", heads), ("k", kv_heads), ("v", kv_heads)):
         layers += [
             {"name": f"{t}_proj", "type": "linear", "out_features": n * d, "bias": False, "inputs": ["wte"]},
-            {"name": f"{t}_heads", "type": "view", "shape": [-1, n, d]},
+            {"name": f"{t}_heads", "type": "reshape", "shape": [-1, n, d]},
             {"name": f"{t}_t", "type": "transpose", "dim0": 1, "dim1": 2},
         ]
     gqa = kv_heads != heads

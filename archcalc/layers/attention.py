@@ -141,6 +141,10 @@ class ScaledDotProductAttention(Layer):
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
 
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        _, k, v = ins  # (heads_kv, S, E) and (heads_kv, S, Ev): what one position adds to the cache
+        return prod(k[:-2]) * k[-1] + prod(v[:-2]) * v[-1]
+
     def note(self, ins: list[Shape]) -> str | None:
         if self.is_causal:
             return (
@@ -218,6 +222,10 @@ class MultiheadAttention(Layer):
         d = e // self.num_heads
         o.update({"matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
         return o
+
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        q, _, _ = self._qkv(ins)
+        return 2 * q[-1]  # the projected key and value of each position, embed_dim each
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True

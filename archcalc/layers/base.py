@@ -240,6 +240,11 @@ class Layer(Spec):
         """Something about this layer a reader of the table should know (shown with the row)."""
         return None
 
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        """Elements this layer keeps per position for decoding one token at a time (attention's
+        keys and values: the KV cache); 0 for every layer that keeps nothing."""
+        return 0
+
     def tied_weights(self) -> dict[str, str]:
         """Weights this layer uses but does not own: its weight name -> the layer whose ``weight``
         it shares (GPT-2's output head uses the token embedding's).  Counted once, by their owner."""
