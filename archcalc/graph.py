@@ -11,15 +11,19 @@ One node per layer (plus the ``input`` node).  Node attributes:
 * ``inputs``: its input node names, in order (a DiGraph cannot hold repeated edges, so the
   ordered list lives on the node; edges carry the structure for graph algorithms);
 * ``index``: declaration order; ``training_only``: True for auxiliary heads;
+* ``scope``: the block calls the layer sits in, outermost first (``()`` at the top level); a call
+  with ``repeat`` contributes its name and then its copy's (``("layer3", "layer3.5")``);
 * ``repeat`` (only where it is not 1): how many times the layer runs, a symbol, for the layers of a
   block called with a symbolic repeat count (``"repeat": "l"``): the block is laid out once, its
-  layers named ``<call>.*.<layer>``, and the totals count each of them ``l`` times.
+  layers named ``<call>.*.<layer>`` (scope ``("<call>", "<call>.*")``), and the totals count each
+  of them ``l`` times.
 
 Graph attributes: ``name``, ``input_shape``, ``order`` (topological order, computed once here),
-``output`` (the last layer), ``symbolic_repeats`` (one :class:`SymbolicRepeat` per block call with
-a symbolic count, innermost first; the shapes pass checks that each maps its input shape to
-itself).  Everything about names, references and acyclicity is checked here,
-once; the passes can rely on it.
+``output`` (the last layer), ``repeats`` (call name -> copies, for the calls that say ``repeat``;
+a symbol for a symbolic count), ``symbolic_repeats`` (one :class:`SymbolicRepeat` per block call
+with a symbolic count, innermost first; the shapes pass checks that each maps its input shape to
+itself).  Everything about names, references and acyclicity is checked here, once; the passes can
+rely on it.
 """
 
 from __future__ import annotations
@@ -183,6 +187,7 @@ class _Compiler:
         self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
         # every layer reads only layers declared before it: declaration order is then topological
         self.forward = True
+        self.repeats: dict[str, Dim] = {}  # call name -> copies, for calls that say `repeat`
         self.symbolic: list[SymbolicRepeat] = []
 
     # -- size guard: count what expansion would produce, without expanding --------------------
@@ -213,12 +218,12 @@ class _Compiler:
         return self.arch.blocks[call.block]
 
     # -- expansion ---------------------------------------------------------------------------
-    def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str) -> str:
+    def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str, scope: tuple[str, ...] = ()) -> str:
         """Add the nodes of ``entries``; return the name of the scope's last node."""
         env_key = tuple(sorted(env.items()))
         template = self.templates.get((id(entries), env_key))
         if template is not None:
-            return self.instantiate(template, prefix, scope_input)
+            return self.instantiate(template, prefix, scope_input, scope)
         local: dict[str, str] = {INPUT: scope_input}
         pending: list[tuple[str, Layer, list[str] | None, bool]] = []
         prev = scope_input
@@ -235,7 +240,7 @@ class _Compiler:
                 start = self.resolve_one(entry.inputs[0], local, full) if entry.inputs else prev
                 if entry.inputs and len(entry.inputs) != 1:
                     raise SpecError("a block takes exactly one input", layer=full, field="inputs")
-                out = self.expand_call(entry, env, full, start)
+                out = self.expand_call(entry, env, full, start, scope)
                 self.aliases[full] = out
                 local[local_name] = out
                 if not entry.training_only:  # an auxiliary head is a side branch: the chain goes on past it
@@ -256,7 +261,9 @@ class _Compiler:
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
             source = bound.n_inputs[1] == 0  # a layer without input (a learned tensor): not on the chain
-            self.nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes)}
+            self.nodes[full] = {
+                "layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope
+            }
             if not entry.training_only and not source:
                 prev = full
         forward = True
@@ -278,7 +285,7 @@ class _Compiler:
     def _reads_earlier(self, attrs: dict[str, Any]) -> bool:
         return all(src == INPUT or self.nodes[src]["index"] < attrs["index"] for src in attrs["inputs"])
 
-    def instantiate(self, template: _Template, prefix: str, scope_input: str) -> str:
+    def instantiate(self, template: _Template, prefix: str, scope_input: str, scope: tuple[str, ...]) -> str:
         """Another copy of a block laid out before: the same bound layers under a new prefix."""
         nodes = self.nodes
         prev = scope_input
@@ -290,14 +297,14 @@ class _Compiler:
                 ins = [] if bound.n_inputs[1] == 0 else [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
-            nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes)}
+            nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
             if not training and bound.n_inputs[1] != 0:
                 prev = full
         return prev
 
-    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, one_copy: bool = False) -> str:
+    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...], one_copy: bool = False) -> str:
         block = self.block(call)
         unknown = (set(call.args) | set(call.first)) - set(block.params)
         if unknown:
@@ -308,10 +315,12 @@ class _Compiler:
         # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
         indexed = "repeat" in call.model_fields_set and not one_copy
-        count = 1 if one_copy else _repeat_value(call, env, full)
-        if type(count) is not int:
-            return self.expand_symbolic(call, env, full, start, count)
-        for r in range(count):
+        copies = 1 if one_copy else _repeat_value(call, env, full)
+        if indexed:
+            self.repeats[full] = copies
+        if type(copies) is not int:
+            return self.expand_symbolic(call, env, full, start, copies, scope)
+        for r in range(copies):
             given = {**call.args, **(call.first if r == 0 else {})}
             missing = [k for k, v in {**block.params, **given}.items() if v is None]
             if missing:
@@ -322,7 +331,8 @@ class _Compiler:
                 if k not in given:
                     inner[k] = _param_value(v, inner, f"params.{k}", full)
             prefix = f"{full}.{r}." if indexed else f"{full}."
-            out = self.expand(block.layers, inner, prefix, out)
+            inner_scope = (*scope, full, f"{full}.{r}") if indexed else (*scope, full)
+            out = self.expand(block.layers, inner, prefix, out, inner_scope)
             if block.output is not None:
                 target = prefix + block.output
                 if target not in self.nodes and target not in self.aliases:
@@ -334,7 +344,7 @@ class _Compiler:
                     attrs["training_only"] = True
         return out
 
-    def expand_symbolic(self, call: BlockCall, env: dict[str, Any], full: str, start: str, count: Dim) -> str:
+    def expand_symbolic(self, call: BlockCall, env: dict[str, Any], full: str, start: str, count: Dim, scope: tuple[str, ...]) -> str:
         """A block called ``count`` times, ``count`` a symbol: one copy, named ``<call>.*.<layer>``,
         whose layers carry the multiplier (node attribute ``repeat``)."""
         if call.first:
@@ -347,7 +357,7 @@ class _Compiler:
         if call.training_only:
             raise SpecError(f"a training-only block cannot repeat a symbolic number of times ({call.repeat!r})", layer=full, field="repeat")
         before = len(self.nodes)
-        out = self.expand_call(call, env, full + ".*", start, one_copy=True)
+        out = self.expand_call(call, env, full + ".*", start, (*scope, full), one_copy=True)
         members = tuple(list(self.nodes)[before:])
         for name in members:
             attrs = self.nodes[name]
@@ -406,8 +416,8 @@ def compile_graph(
     c.count(arch.layers, env, ())
     output = c.expand(arch.layers, env, "", INPUT)
 
-    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}, **c.nodes}
-    G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
+    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
+    G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
     if c.symbolic:
         G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
     _resolve_ties(c, nodes)

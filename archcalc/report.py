@@ -46,6 +46,7 @@ class Row:
     repeat: Dim = 1
     """How many times the layer runs: a symbol for a block repeated a symbolic number of times
     (its layers shown once, ``<call>.*.<layer>``); the totals count the row that many times."""
+    scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
     cache: Dim = 0
     """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
 
@@ -85,6 +86,7 @@ class Report:
     batch: Dim
     rows: list[Row]
     include_training_only: bool = False
+    repeats: Mapping[str, Dim] = field(default_factory=dict)  # block call -> copies, for calls with `repeat` (a symbol: see Row.repeat)
 
     @property
     def counted_rows(self) -> list[Row]:
@@ -234,6 +236,7 @@ def report_from_graph(
                 n["training_only"],
                 note,
                 n.get("repeat", 1),
+                n.get("scope", ()),
             )
         )
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
@@ -241,7 +244,9 @@ def report_from_graph(
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
         for row in rows:
             _fold_integers(row)
-    return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
+    return Report(
+        G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
+    )
 
 
 def _fold_integers(row: Row) -> None:

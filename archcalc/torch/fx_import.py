@@ -62,7 +62,9 @@ if TYPE_CHECKING:
     from torch import fx, nn
 
 INPUT = "input"
-_ALIASES = {"scaleddotproductattention": "scaled_dot_product_attention", "dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
+_ALIASES = {
+    "scaleddotproductattention": "scaled_dot_product_attention",  # archcalc's module for the sdpa layer
+    "dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
 """torch.nn classes that are another archcalc type (no extra fields, or fields the type has)."""
 _COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only"})
 _OWN_PREFIXES = ("torch.nn", "torch.ao.nn", "archcalc.")
