@@ -174,7 +174,7 @@ def inference_costs(
         attention.append(row.name)
         kv = kv + per * row.repeat
         # one query: its products over the S cached keys and its own, S + 1 where the spec had 1
-        scaled = {k: v * (s + 1) if k.startswith("matmul") else v for k, v in row.ops.items()}
+        scaled = {k: v * (s + 1) if k.startswith("attn_matmul") else v for k, v in row.ops.items()}
         decode = decode + conv.macs(scaled, row.type) * row.repeat
     if not attention:
         raise SpecError(f"{arch.name} has no attention layer: nothing is cached between tokens", field="--cache")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from conftest import cli, net
 
-from archcalc import analyze, parse_spec
+from archcalc import parse_spec
 from archcalc.errors import SpecError
 
 
@@ -200,7 +200,7 @@ def test_explain_says_attention_sees_the_whole_input(tmp_path) -> None:  # type:
 
 
 def test_mean_over_tokens_mixes_positions_and_over_space_is_a_window() -> None:
-    tokens = net(vit_like() + [{"name": "pool", "type": "mean", "dim": 1, "inputs": ["tok"]}], (3, 32, 24))
+    tokens = net([*vit_like(), {"name": "pool", "type": "mean", "dim": 1, "inputs": ["tok"]}], (3, 32, 24))
     assert tokens.row("pool").receptive_field == (32, 24)
     spatial = net([{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
                    {"name": "m", "type": "mean", "dim": [2, 3]}], (3, 8, 6))
@@ -220,6 +220,13 @@ def test_token_specs_analyse_symbolically_and_agree_with_numbers() -> None:
         assert tuple(sympy.sympify(d).subs(subs) for d in a.output_shape) == b.output_shape, a.name
 
 
-def test_parameter_layer_rejects_inputs() -> None:
-    with pytest.raises(SpecError, match="takes 0 input"):
-        analyze(parse_spec({"name": "t", "input": [4, 8], "layers": [{"name": "p", "type": "parameter", "shape": [4, 8], "inputs": ["input"]}]}))
+def test_parameter_takes_its_shape_from_an_input_and_sees_nothing() -> None:
+    # torchvision's ViT: pos_embedding (1, L + 1, D) is added to the tokens; sized like them
+    rep = net([{"name": "pos", "type": "parameter", "inputs": ["input"]}, {"name": "x", "type": "add", "inputs": ["input", "pos"]}], (197, 768))
+    assert rep.row("pos").params == 197 * 768
+    assert rep.row("pos").receptive_field == ()
+    with pytest.raises(SpecError, match="takes 0 to 1 input"):
+        net([{"name": "p", "type": "parameter", "inputs": ["input", "input"]}], (4, 8))
+    with pytest.raises(SpecError, match="needs a shape") as e:
+        net([{"name": "p", "type": "parameter"}, {"name": "x", "type": "add", "inputs": ["input", "p"]}], (4, 8))
+    assert e.value.field == "shape"

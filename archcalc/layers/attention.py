@@ -9,12 +9,13 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
 * scaled_dot_product_attention (``F.scaled_dot_product_attention(q, k, v)``): q (..., L, E),
   k (..., S, E), v (..., S, Ev) -> (..., L, Ev).  MACs (`matmul`): L*S*E for q k^T and L*S*Ev for
   the weighted sum of v, per leading index (heads): 2*heads*L*S*d when E = Ev = d, which is
-  torch's own sdpa formula (torch/utils/flop_counter.py, sdpa_flop_count) halved.  The softmax
+  torch's own sdpa formula (torch/utils/flop_counter.py, sdpa_flop_count) halved (category
+  `attn_matmul`, apart from matmul's: fvcore counts aten::matmul but not the sdpa kernel).  The softmax
   is counted apart (`softmax`, one per score: heads*L*S) and so is the 1/sqrt(E) scaling
   (`attn_scale`, one per score).  A causal mask (``is_causal``, torch's top-left aligned
   tril(ones(L, S)): query i sees min(i + 1, S) keys) is a convention's choice: the kernels compute
   every score and mask after, and torch's FlopCounterMode counts the full L*S (so do 'torch' and
-  'lecture'); the products over the masked scores are `matmul_masked`, which 'kaplan' leaves out
+  'lecture'); the products over the masked scores are `attn_matmul_masked`, which 'kaplan' leaves out
   (Kaplan et al. 2020 count attention over the causal triangle: on average half of n_ctx).
   ``enable_gqa`` (grouped-query attention, Ainslie et al. 2023; torch's flag): k and v have fewer
   heads than q, each shared by heads_q / heads_kv query heads; the counts follow q's heads, as
@@ -131,11 +132,11 @@ class ScaledDotProductAttention(Layer):
         heads, big_l, s = prod(out[:-2]), q[-2], k[-2]
         scores = heads * big_l * s
         # q k^T: L*S dot products of length E; softmax(scores) v: L*Ev dot products of length S
-        o: dict[str, Dim] = {"matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
+        o: dict[str, Dim] = {"attn_matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
         if self.is_causal:  # the same work, split: the products over kept scores, those over masked ones
             kept = heads * self._causal_pairs(big_l, s)
-            o["matmul"] = expand(kept * (q[-1] + v[-1]))
-            o["matmul_masked"] = expand((scores - kept) * (q[-1] + v[-1]))
+            o["attn_matmul"] = expand(kept * (q[-1] + v[-1]))
+            o["attn_matmul_masked"] = expand((scores - kept) * (q[-1] + v[-1]))
         return o
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
@@ -220,7 +221,7 @@ class MultiheadAttention(Layer):
             o["linear_bias"] = 2 * big_l * e + 2 * s * e
         scores = self.num_heads * big_l * s
         d = e // self.num_heads
-        o.update({"matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
+        o.update({"attn_matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
         return o
 
     def cached_per_position(self, ins: list[Shape]) -> Dim:

@@ -55,7 +55,8 @@ OP_CATEGORIES: dict[str, str] = {
     "softmax": "softmax, one per element",
     "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
     "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
-    "matmul": "multiply-accumulates of a product of two activations (matmul; attention's q k^T and its weighted sum of v)",
+    "matmul": "multiply-accumulates of a product of two activations (the matmul layer)",
+    "attn_matmul": "attention's two products, q k^T and the weighted sum of v (scaled_dot_product_attention, multiheadattention)",
     "attn_scale": "attention's score scaling by 1/sqrt(d), one per score",
     "layernorm": "layer normalisation, one per element",
     "layernorm_affine": "layer normalisation's scale and shift, one per element",
@@ -63,7 +64,7 @@ OP_CATEGORIES: dict[str, str] = {
     "groupnorm_affine": "group normalisation's scale and shift, one per element",
     "scale": "multiplication by a learned per-channel scale (layer scale), one per element",
     "mean": "mean over axes: one addition per input element",
-    "matmul_masked": "causal attention's products over masked scores: computed by the kernels, then masked (torch counts them)",
+    "attn_matmul_masked": "causal attention's products over masked scores: computed by the kernels, then masked (torch counts them)",
     "lookup": "embedding lookups: one table entry read per output element (no arithmetic)",
     "rmsnorm": "RMS normalisation, one per element",
     "rmsnorm_affine": "RMS normalisation's scale, one per element",
@@ -166,6 +167,7 @@ class Layer(Spec):
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 

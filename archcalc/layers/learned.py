@@ -3,7 +3,9 @@
 
 * parameter: an ``nn.Parameter`` of per-sample ``shape`` read in ``forward`` (ViT's class token
   (1, D), concatenated in front of the patch tokens; its position embedding (L + 1, D), added).
-  It takes no input; its params are the shape's size; it computes nothing: the ``concat`` or
+  It takes no input, or one whose shape it copies when ``shape`` is not given ("inputs": ["x"]
+  sizes the position embedding like the token sequence x: only x's shape is read, never its
+  values).  Its params are the shape's size; it computes nothing: the ``concat`` or
   ``add`` that consumes it counts its own cost.  torch holds it as (1, *shape) and expands it
   over the batch (a view: no new memory).  It sees no input pixel (no receptive field).
 * layerscale (CaiT, Touvron et al. 2021; torchvision ConvNeXt's ``layer_scale``, timm's
@@ -26,17 +28,24 @@ class Parameter(Layer):
     """A learned tensor of per-sample ``shape`` entering the graph (no input)."""
 
     type: Literal["parameter"]
-    shape: Annotated[DimList, *dim_field()] = Field(description="Per-sample shape (torch holds (1, *shape)).")
-    n_inputs: ClassVar[tuple[int, int | None]] = (0, 0)
+    shape: Annotated[DimList | None, *dim_field()] = Field(
+        default=None, description="Per-sample shape (torch holds (1, *shape)); default: the shape of its input."
+    )
+    n_inputs: ClassVar[tuple[int, int | None]] = (0, 1)
+    source: ClassVar[bool] = True
 
-    def _shape(self) -> Shape:
+    def _shape(self, ins: list[Shape]) -> Shape:
+        if self.shape is None:
+            if not ins:
+                raise self.fail("needs a shape, or an input to take the shape of", "shape")
+            return ins[0]
         return tuple(self.shape) if isinstance(self.shape, list) else (self.shape,)
 
     def output_shape(self, ins: list[Shape]) -> Shape:
-        return self._shape()
+        return self._shape(ins)
 
     def weights(self, ins: list[Shape]) -> dict[str, Shape]:
-        return {"weight": (1, *self._shape())}
+        return {"weight": (1, *self._shape(ins))}
 
     def in_place(self) -> bool:
         return True  # the parameter itself, expanded over the batch: nothing new is allocated
@@ -47,7 +56,7 @@ class Parameter(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Parameter as ParameterModule
 
-        return ParameterModule(tuple(int(d) for d in self._shape()))
+        return ParameterModule(tuple(int(d) for d in self._shape(ins)))
 
 
 class LayerScale(Layer):

@@ -199,13 +199,16 @@ class LayerScale(nn.Module):
 
 
 class Parameter(nn.Module):
-    """A learned (1, *shape) tensor, expanded over the batch (called with the batch size)."""
+    """A learned (1, *shape) tensor, expanded over the batch (called with the batch size, or with
+    a tensor whose batch size it takes: only that tensor's shape is read)."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, *shape))
 
-    def forward(self, batch: int = 1) -> torch.Tensor:
+    def forward(self, batch: int | torch.Tensor = 1) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):
+            batch = batch.shape[0]
         # under no_grad a view of a parameter still says requires_grad, without a grad_fn: torch's
         # module tracker (FlopCounterMode) then fails on it, so hand out a detached view there
         w = self.weight if torch.is_grad_enabled() else self.weight.detach()
