@@ -161,3 +161,34 @@ def test_swiglu_mlp() -> None:
 def test_embedding_needs_a_positive_table() -> None:
     with pytest.raises(SpecError):
         net([{"type": "embedding", "num_embeddings": 0, "embedding_dim": 4}], input=[3])
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_saved_tensors_equal_autograd(device: str) -> None:
+    # what autograd keeps for the backward: the ids (int64, 8 bytes each), arange(L) once for the
+    # batch, RMSNorm's input, 1/rms per row and x/rms, rotary's cos and sin tables (L x D, once)
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_graph
+    from archcalc.passes import params, saved_tensors, shapes
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+
+    spec = lm(
+        [
+            {"name": "wpe", "type": "embedding", "num_embeddings": 64, "embedding_dim": D, "indices": "positions", "inputs": ["input"]},
+            {"name": "sum", "type": "add", "inputs": ["wte", "wpe"]},
+            {"name": "norm", "type": "rmsnorm"},
+            {"name": "rope", "type": "rotary"},
+        ]
+    )
+    G = compile_graph(parse_spec(spec))
+    shapes(G)
+    params(G)
+    saved_tensors(G, 4, 2)
+    analytic = sum(G.nodes[n]["saved_bytes"] for n in G.graph["order"])
+    ids, positions = 2 * L * 8, L * 8
+    rmsnorm = (2 * L * D + 2 * L + 2 * L * D) * 4  # x, 1/rms, x/rms
+    rotary = 2 * (L * D * 4)  # cos, sin
+    assert analytic == ids + positions + rmsnorm + rotary
+    model = build_module(G, device=device)
+    assert measure_saved(model, torch.zeros(2, L, dtype=torch.long, device=device)).total == analytic

@@ -25,7 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, dim_text, known_sign
-from .base import DimIn, DimList, Layer, Shape, dim_field, numel, shape_str
+from .base import DimIn, DimList, Layer, Saved, Shape, dim_field, numel, shape_str
 
 
 class Embedding(Layer):
@@ -56,6 +56,12 @@ class Embedding(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"lookup": numel(out)}  # one table entry read per output element: no arithmetic
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        why = "the ids say which rows of the table the gradient goes to"
+        if self.indices == "input":
+            return [Saved.new("indices", ins[0], why, dtype="int64")]  # the token ids (int64), not activations
+        return [Saved.new("indices", (ins[0][0],), why, dtype="int64", batched=False)]  # arange(L) or zeros(L), one for the batch
 
     def note(self, ins: list[Shape]) -> str | None:
         if self.indices == "positions":
@@ -102,6 +108,14 @@ class RMSNorm(Layer):
             o["rmsnorm_affine"] = numel(out)  # * weight, one per element
         return o
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # torch's composite rms_norm: x * rsqrt(mean(x**2) + eps) (* weight)
+        n = len(self._normalized(ins[0]))
+        kept = [Saved.of_input("d/dx of x * rsqrt(mean(x^2)) needs x"), Saved.new("rstd", (*ins[0][: len(ins[0]) - n], *(1,) * n), "1/rms per row")]
+        if self.elementwise_affine:
+            kept.append(Saved.new("normalized", ins[0], "the weight's gradient needs x / rms"))
+        return kept
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -126,6 +140,13 @@ class Rotary(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"rotary": numel(out)}  # x*cos + rotate_half(x)*sin: one rotation per element
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        pos = ins[0][-2:]  # (L, d): one table of angles for every head and sample
+        return [
+            Saved.new("cos", pos, "x*cos: its gradient is cos", batched=False),
+            Saved.new("sin", pos, "rotate_half(x)*sin: its gradient is sin", batched=False),
+        ]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Rotary as RotaryModule
