@@ -212,7 +212,8 @@ def _measured(G: Any, batch: int, device: str) -> int:
 def test_zoo_saved_bytes_equal_autograd(path: Path) -> None:
     # batch 2, fp32, train mode, meta device (see the module docstring), where attention runs the
     # unfused math path (CPU and CUDA pick flash attention: Layer.saved_fused); a symbolic spec at small sizes
-    G = compile_graph(load_spec(path), values={"s": 64, "h": 32, "l": 2, "a": 4, "V": 100} if path.stem == "transformer_lm" else None)
+    small = {"s": 64, "h": 32, "l": 2, "a": 4, "V": 100} if path.stem == "transformer_lm" else None
+    G = compile_graph(load_spec(path), values=small)
     shapes(G)
     unknown = sorted({G.nodes[n]["layer"].kind for n in G.graph["order"] if G.nodes[n]["layer"].saved(G.nodes[n]["in_shapes"], G.nodes[n]["shape"]) is None})
     if unknown:  # (reported as unknown by the training-memory pass, never as 0)
