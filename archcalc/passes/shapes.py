@@ -4,10 +4,11 @@ equal keys give equal formula results, so repeated blocks are computed once)."""
 
 from __future__ import annotations
 
-from ..dims import Dim, known_sign
+from ..dims import Dim, DimError, check_size, known_sign
 from ..errors import SpecError
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import shape_str
+from ..spec import MAX_RANK
 
 
 def shapes(G: Graph) -> None:
@@ -25,7 +26,7 @@ def shapes(G: Graph) -> None:
         out = memo.get(key)
         if out is None:
             try:
-                out = memo[key] = tuple(layer.output_shape(ins))
+                out = memo[key] = _checked(tuple(layer.output_shape(ins)))
             except SpecError as e:
                 raise e.located(layer=name) from None
         node["shape"] = out
@@ -44,3 +45,15 @@ def _check_maps_to_itself(rep: SymbolicRepeat, shape_in: tuple[Dim, ...], shape_
             layer=rep.call,
             field="repeat",
         )
+
+
+def _checked(shape: tuple[object, ...]) -> tuple[object, ...]:
+    """An output shape within archcalc's limits: at most MAX_RANK axes, each below 10^MAX_DIGITS."""
+    if len(shape) > MAX_RANK:
+        raise SpecError(f"its output would have {len(shape):,} axes; archcalc's limit is {MAX_RANK}", field="inputs")
+    try:
+        for d in shape:
+            check_size(d)
+    except DimError as e:
+        raise SpecError(f"output size: {e}", field="inputs") from None
+    return shape
