@@ -15,6 +15,7 @@ from . import (
     rearrange,
     reduce,
     reshape,
+    sequence,
     shortcut,
     upsample,
 )
@@ -36,6 +37,7 @@ LAYER_TYPES: list[type[Layer]] = [
     *attention.LAYERS,
     *learned.LAYERS,
     *reduce.LAYERS,
+    *sequence.LAYERS,
 ]
 TYPE_NAMES: dict[str, type[Layer]] = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in LAYER_TYPES}  # type: ignore[union-attr]
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
 
 COUNTING_PATH = (
@@ -109,6 +110,9 @@ class Measurement:
     """FlopCounterMode's own per-module FLOPs (``get_flop_counts()``) by hooked name."""
     device: str = "cpu"
     batch: int = 1
+    not_run: dict[str, int] = field(default_factory=dict)
+    """Hooked modules the forward never called that hold parameters (torchvision's auxiliary heads
+    in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
 
     @property
     def total_macs(self) -> int:
@@ -228,6 +232,7 @@ def measure_module(
 
     calls: list[LayerMeasure] = []
     seen: dict[int, int] = {}
+    counted: set[int] = set()  # ids of parameters already counted
     running: list[tuple[str, int]] = []
     counter: list[FlopCounterMode] = []
 
@@ -242,7 +247,12 @@ def measure_module(
             _, before = running.pop()
             n = seen.get(id(module), 0) + 1
             seen[id(module)] = n
-            params = sum(p.numel() for p in module.parameters()) if n == 1 else 0
+            # each tensor counted once, by the first module that runs with it (a tied head shares the embedding's)
+            params = 0
+            if n == 1:
+                fresh = [p for p in module.parameters() if id(p) not in counted]
+                counted.update(id(p) for p in fresh)
+                params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
             calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops))
 
@@ -255,7 +265,7 @@ def measure_module(
     modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
-        x = torch.zeros((batch, *input_shape), device=dev, dtype=dtype)
+        x = torch.zeros((batch, *input_shape), device=dev, dtype=getattr(model, "input_dtype", None) or dtype)  # token ids: long
         with torch.no_grad(), counting_path(), FlopCounterMode(display=False) as fc:
             counter.append(fc)
             try:
@@ -266,6 +276,9 @@ def measure_module(
                     out = model(x)
             except Exception as e:
                 raise TorchRunError(running[-1][0] if running else None, e) from e
+            except SystemExit as e:  # sys.exit in a forward: nothing measured, and no exit 0 from archcalc
+                where = f" in layer {running[-1][0]!r}" if running else ""
+                raise UserExit(f"exited while running{where}: {user_failure(e)}") from None
     finally:
         for h in handles:
             h.remove()
@@ -277,6 +290,14 @@ def measure_module(
         key = root if fqn.get(id(mod), "") == "" else f"{root}.{fqn[id(mod)]}"
         by_module[name] = int(sum(counts.get(key, {}).values()))
     unique = {id(p): p.numel() for p in model.parameters()}
+    ran = {id(p) for _, mod in targets if id(mod) in seen for p in mod.parameters()}
+    not_run: dict[str, int] = {}
+    for name, mod in targets:
+        if id(mod) not in seen:
+            own = {id(p): p.numel() for p in mod.parameters() if id(p) not in ran}
+            ran |= set(own)  # a tensor shared by two modules that never ran counts once
+            if own:
+                not_run[name] = sum(own.values())
     return Measurement(
         calls=calls,
         output_shape=_per_sample(out),
@@ -285,6 +306,7 @@ def measure_module(
         by_module=by_module,
         device=str(dev),
         batch=batch,
+        not_run=not_run,
     )
 
 
