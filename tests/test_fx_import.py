@@ -866,3 +866,60 @@ def test_torchvision_models_match_the_zoo(model: str, spec: str, shape: tuple[in
         if model == "alexnet" and convention == "lecture":
             keys = ("params",)
         assert {k: got[k] for k in keys} == {k: want[k] for k in keys}, convention
+
+
+# ----- structure: one leaf rule, one handler table ---------------------------------------------------
+def test_leaf_rule() -> None:
+    from archcalc.torch.leaves import Leaf, classify
+
+    class MyConv(nn.Conv2d):  # keeps torch's forward: a conv2d
+        pass
+
+    class BNAct(nn.BatchNorm2d):  # timm's BatchNormAct2d: a BatchNorm2d subclass with children and its own forward
+        def __init__(self, n: int) -> None:
+            super().__init__(n)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(super().forward(x))
+
+    assert classify(nn.Conv2d(3, 4, 3)) == Leaf("conv2d")
+    assert classify(MyConv(3, 4, 3)) == Leaf("conv2d")
+    assert classify(nn.ReLU6()) == Leaf("relu6")  # forward inherited from nn.Hardtanh
+    assert classify(nn.Dropout2d()) == Leaf("dropout")
+    assert classify(nn.ELU()) == Leaf(None)  # a torch layer archcalc has no type for: refused by name, not traced
+    assert classify(BNAct(4)) is None  # traced into
+    assert classify(nn.Sequential(nn.ReLU())) is None
+
+
+def test_registering_a_handler_twice_is_an_error() -> None:
+    from archcalc.torch.registry import handles, register
+
+    @handles("test.only.twice")
+    def h(imp: Any, node: Any) -> None: ...
+
+    with pytest.raises(ValueError, match=r"'test\.only\.twice' registered twice"):
+        register("test.only.twice", h)
+    with pytest.raises(ValueError, match=r"'Tensor\.relu' registered twice"):
+        register("Tensor.relu", h)
+
+
+def test_every_refused_node_is_reported_in_one_line() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.elu = nn.ELU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.elu(self.conv(x))  # refused
+            z = y.relu()  # depends only on a refused node: not reported again
+            w = self.elu(x)  # refused again
+            return z + w + torch.erf(x)  # torch.erf: refused
+
+    with pytest.raises(SpecError) as e:
+        spec_from_module(Net(), (3, 8, 8))
+    text = str(e.value)
+    assert text.startswith("node 'elu' (call_module elu: ELU) has no archcalc layer type; 2 more node(s) refused: ")
+    assert text.endswith("refused: ELU, torch.erf")
+    assert "\n" not in text

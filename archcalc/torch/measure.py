@@ -102,23 +102,13 @@ class TorchRunError(RuntimeError):
 
 
 def functional_kinds() -> dict[Any, str]:
-    """Functions user code calls in place of a parameter-free layer module -> the layer type:
+    """Functions user code calls in place of a layer -> the layer type:
     ``F.relu``, ``torch.sigmoid``, ``x.relu()``, ``F.max_pool2d``, ``F.adaptive_avg_pool2d``...
-    (the activations and pools ``archcalc import`` reads as layers: its tables)."""
-    from torch.nn import functional as F
+    (the calls ``archcalc import`` reads as layers: the ``records=`` of its handler table,
+    :func:`archcalc.torch.registry.recorded_kinds`)."""
+    from .registry import recorded_kinds
 
-    from .fx_import import ACTIVATION_FUNCTIONS, POOL_FUNCTIONS
-
-    kinds: dict[Any, str] = {}
-    for kind, name, _ in (*ACTIVATION_FUNCTIONS, *POOL_FUNCTIONS):
-        if kind not in TYPE_NAMES:
-            continue
-        for owner in (F, torch, torch.Tensor):
-            for attr in (name, name + "_"):  # F.relu_, x.relu_()
-                f = getattr(owner, attr, None)
-                if f is not None:
-                    kinds.setdefault(f, kind)
-    return kinds
+    return {f: kind for f, kind in recorded_kinds().items() if kind in TYPE_NAMES}
 
 
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
@@ -160,8 +150,32 @@ def _global_mean(args: Any, kwargs: dict[str, Any]) -> str | None:
 
 
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every module without children (each shared module once)."""
-    return [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    """(name, module) of every module that is one layer to archcalc (each shared module once).
+
+    The rule is import's (:func:`archcalc.torch.leaves.classify`): a known torch.nn/archcalc layer,
+    or a composite archcalc handles by name, is a leaf and is not looked into; any other module is
+    looked into, and a module without children that is not a known layer (a user activation) is
+    a leaf too (its calls are matched by position).  A subclass of a torch layer with its own
+    ``forward`` (timm's ``BatchNormAct2d``) is looked into, as import traces into it.
+    """
+    from .leaves import classify
+
+    out: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        if id(m) in seen:
+            return
+        seen.add(id(m))
+        children = list(m.named_children())
+        if classify(m) is not None or (not children and prefix):
+            out.append((prefix, m))
+            return
+        for n, c in children:
+            walk(f"{prefix}.{n}" if prefix else n, c)
+
+    walk("", model)
+    return out
 
 
 def _per_sample(out: Any) -> tuple[int, ...] | None:

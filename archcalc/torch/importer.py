@@ -1,0 +1,629 @@
+"""The fx-graph walk of ``archcalc import``: values along the graph, emitting layers, refusals.
+
+:class:`Importer` visits the nodes of a torch.fx trace in order.  A ``call_module`` of a leaf
+(:func:`archcalc.torch.leaves.classify`) becomes one layer whose fields are read from the module's
+attributes; a composite module goes to its named handler; ``call_function`` / ``call_method``
+nodes go to the handler registered for them (:mod:`archcalc.torch.registry`; the handlers live in
+:mod:`archcalc.torch.ops`).  A node no handler takes is refused; the walk goes on past it so that
+every refused node is reported in one error (the first one in full, then the others counted by
+op), and nodes that only depend on a refused one are not counted again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..dims import Dim, DimError, as_int, check_expr, known_sign, parse_dim
+from ..errors import SpecError
+from ..layers import TYPE_NAMES
+from ..layers.base import Layer, shape_str
+from .leaves import Composite, Leaf, classify
+from .registry import MODULE_HANDLERS, table
+
+if TYPE_CHECKING:
+    from torch import fx, nn
+
+INPUT = "input"
+_COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only"})
+
+
+# ----- values flowing along the fx graph ------------------------------------------------------------
+class Batch:
+    """The batch size (``x.size(0)``): known to exist, never a number here."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+BATCH = Batch()
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor: the output of spec layer ``name`` (``"input"`` for the network input)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The tuple ``torch.chunk`` returns; indexing it makes a ``chunk`` layer."""
+
+    src: str
+    chunks: int
+    dim: int
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """``x.view(N, g, C // g, ...)`` of tensor ``src`` (the first step of a channel shuffle), maybe transposed."""
+
+    src: str
+    groups: int
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A tensor the model holds and reads in ``forward`` (an fx ``get_attr``): a parameter or buffer."""
+
+    target: str
+    shape: tuple[int, ...]
+    """The full shape (no batch axis: a parameter has none)."""
+    parameter: bool
+    """True for an ``nn.Parameter`` (learned: counted as params), False for a buffer."""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The value of a node the importer refused: later nodes that read it are not reported again."""
+
+
+class Downstream(Exception):
+    """Raised when a node reads the value of a refused node (it is skipped, not reported)."""
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A value archcalc cannot follow (an extra forward argument)."""
+
+    why: str
+
+
+def same(a: Any, b: Any) -> bool:
+    if a is BATCH or b is BATCH:
+        return a is b
+    try:
+        return known_sign(a - b) == 0
+    except TypeError:
+        return False
+
+
+def _tracer() -> fx.Tracer:
+    from torch import fx
+
+    class Tracer(fx.Tracer):
+        """fx's tracer with archcalc's leaf rule (:func:`archcalc.torch.leaves.classify`)."""
+
+        def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+            return classify(m) is not None
+
+    return Tracer()
+
+
+def _concrete_args(module: nn.Module) -> dict[str, Any]:
+    """Bind every forward argument after the first to its default (flags like ``return_aux=False``)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not positional:
+        return {}
+    extra = positional[1:]
+    missing = [p.name for p in extra if p.default is inspect.Parameter.empty]
+    if missing:
+        raise SpecError(
+            f"{type(module).__name__}.forward takes more than one input ({', '.join([positional[0].name, *missing])}); "
+            "archcalc imports models with a single input tensor",
+            field="factory",
+        )
+    return {p.name: p.default for p in extra}
+
+
+def trace(module: nn.Module) -> fx.Graph:
+    """Symbolically trace ``module`` in eval mode (its train/eval flags are restored afterwards)."""
+    from torch import fx
+
+    flags = {m: m.training for m in module.modules()}
+    module.eval()
+    try:
+        return _tracer().trace(module, concrete_args=_concrete_args(module) or None)
+    except SpecError:
+        raise
+    except fx.proxy.TraceError as e:
+        raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {first_line(e)}", field="factory") from None
+    except Exception as e:  # user code runs during the trace and can fail in any way
+        raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {type(e).__name__}: {first_line(e)}", field="factory") from None
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ----- the importer ---------------------------------------------------------------------------------
+def _target_str(node: fx.Node, root: nn.Module) -> str:
+    t = node.target
+    if node.op == "call_module":
+        try:
+            cls = type(root.get_submodule(str(t))).__name__
+        except AttributeError:
+            return str(t)
+        return f"{t}: {cls}"
+    if node.op == "call_method":
+        return f"Tensor.{t}"
+    if node.op == "call_function":
+        if getattr(t, "__module__", None) in ("_operator", "operator"):
+            return str(t)
+        from torch.fx.node import _get_qualified_name
+
+        try:
+            return str(_get_qualified_name(t))  # type: ignore[arg-type]
+        except Exception:  # a callable without a qualified name
+            return str(t)
+    return str(t)
+
+
+def _int_value(v: Any, what: str) -> Any:
+    """A dim field value from torch: ints stay, integral floats become ints, strings stay."""
+    if isinstance(v, bool):
+        raise SpecError(f"{what}: expected a size, got {v!r}")
+    if isinstance(v, int) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if as_int(v) is not None:  # sympy integers
+        return as_int(v)
+    raise SpecError(f"{what}: {v!r} is not an integer (archcalc sizes and factors are integers)")
+
+
+def _dim_value(v: Any, what: str) -> Any:
+    """Normalise a per-axis value: a tuple becomes a list, or one int when all axes agree."""
+    if isinstance(v, list | tuple):
+        vals = [_int_value(x, what) for x in v]
+        if not vals:
+            return None
+        if all(x is not None for x in vals) and all(x == vals[0] for x in vals):
+            return vals[0]
+        return vals
+    return _int_value(v, what)
+
+
+def _annotation_has(annotation: Any, t: type) -> bool:
+    import typing
+
+    if annotation is t:
+        return True
+    return any(_annotation_has(a, t) for a in typing.get_args(annotation))
+
+
+def field_value(cls: type[Layer], fname: str, raw: Any) -> Any:
+    """A module attribute (or functional argument) as the value of spec field ``fname``."""
+    import torch
+
+    info = cls.model_fields[fname]
+    ann = info.annotation
+    if isinstance(raw, torch.Tensor):  # a module's bias: the field says whether there is one
+        return True
+    if raw is None and ann is bool:
+        return False
+    if fname in cls._dim_fields:
+        return _dim_value(raw, fname)
+    if isinstance(raw, int) and not isinstance(raw, bool) and _annotation_has(ann, float) and not _annotation_has(ann, int):
+        return float(raw)
+    if isinstance(raw, tuple):
+        return list(raw)
+    return raw
+
+
+def _is_default(cls: type[Layer], fname: str, value: Any) -> bool:
+    info = cls.model_fields[fname]
+    if info.is_required():
+        return False
+    d = info.get_default(call_default_factory=True)
+    return type(d) is type(value) and bool(d == value)
+
+
+class Importer:
+    def __init__(self, root: nn.Module, input_shape: tuple[Dim, ...], preferred: Mapping[str, str]) -> None:
+        self.root = root
+        self.preferred = dict(preferred)
+        self.called_with_weights: set[str] = set()  # modules with parameters already called once
+        self.notes: list[str] = []  # what the spec cannot say, for its description
+        self.layers: list[dict[str, Any]] = []
+        self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
+        self.values: dict[fx.Node, Any] = {}
+        self.taken: set[str] = {INPUT}
+        self.prev = INPUT
+        self.input_seen = False
+        self.table = table()
+        self.refused: list[tuple[fx.Node, SpecError]] = []  # refused nodes, in graph order
+
+    # ----- errors ----------------------------------------------------------------------------
+    def where(self, node: fx.Node) -> str:
+        return f"node {node.name!r} ({node.op} {_target_str(node, self.root)})"
+
+    def unsupported(self, node: fx.Node, why: str = "") -> SpecError:
+        return SpecError(f"{self.where(node)} has no archcalc layer type" + (f": {why}" if why else ""))
+
+    def fail(self, node: fx.Node, message: str) -> SpecError:
+        return SpecError(f"{self.where(node)}: {message}")
+
+    # ----- values ----------------------------------------------------------------------------
+    def value(self, arg: Any) -> Any:
+        """The value of an fx argument: nodes replaced by what they computed, containers recursed."""
+        from torch import fx
+
+        if isinstance(arg, fx.Node):
+            return self.values[arg]
+        if isinstance(arg, list | tuple):
+            return type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, slice):
+            return slice(self.value(arg.start), self.value(arg.stop), self.value(arg.step))
+        return arg
+
+    def tensor(self, node: fx.Node, arg: Any) -> str:
+        """The spec name of the tensor ``arg`` (an fx argument), or an error naming ``node``."""
+        v = self.value(arg)
+        if isinstance(v, TensorRef):
+            return v.name
+        if isinstance(v, Unusable):
+            raise self.fail(node, v.why)
+        if isinstance(v, Refused):
+            raise Downstream
+        if isinstance(v, Attr):
+            raise self.unsupported(
+                node, f"reads the {'parameter' if v.parameter else 'buffer'} {v.target!r} directly (a functional layer "
+                "with its own weights, e.g. F.conv2d(x, self.weight)); write it as a module to import it"
+            )
+        raise self.unsupported(node, f"expected a tensor argument, got {describe(v)}")
+
+    def shape(self, name: str) -> tuple[Dim, ...]:
+        return self.shapes[name]
+
+    # ----- emitting layers -------------------------------------------------------------------
+    def fresh(self, *candidates: str) -> str:
+        for c in candidates:
+            if c and c not in self.taken:
+                self.taken.add(c)
+                return c
+        base, n = candidates[-1] or "layer", 2
+        while f"{base}_{n}" in self.taken:
+            n += 1
+        self.taken.add(f"{base}_{n}")
+        return f"{base}_{n}"
+
+    def emit(self, node: fx.Node, kind: str, fields: Mapping[str, Any], inputs: Sequence[str], name: str | None = None) -> str:
+        """Add a layer; validate it and compute its output shape with archcalc's formulas."""
+        from pydantic import ValidationError
+
+        cls = TYPE_NAMES[kind]
+        lname = name or self.fresh(node.name)
+        data: dict[str, Any] = {"name": lname, "type": kind}
+        clean = {k: v for k, v in fields.items() if not _is_default(cls, k, v)}
+        if len(inputs) != 1 or inputs[0] != self.prev:
+            data["inputs"] = list(inputs)
+        data.update(clean)
+        try:
+            layer = cls.model_validate(data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise self.fail(node, f"field {loc!r}: {err['msg']} (value {data.get(str(err['loc'][0]), '?')!r})") from None
+        lo, hi = cls.n_inputs
+        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
+            raise self.fail(node, f"{kind} takes {lo if lo == hi else f'at least {lo}'} input(s), got {len(inputs)}")
+        try:
+            out = tuple(layer.output_shape([self.shapes[i] for i in inputs]))
+        except SpecError as e:
+            raise self.fail(node, f"{kind} layer {lname!r}: {e.message}" + (f" (field {e.field!r})" if e.field else "")) from None
+        self.layers.append(data)
+        self.shapes[lname] = out
+        self.prev = lname
+        self.values[node] = TensorRef(lname)
+        return lname
+
+    # ----- the walk --------------------------------------------------------------------------
+    def run(self, graph: fx.Graph) -> str:
+        """Turn every node into layers; return the name of the output layer."""
+        output: str | None = None
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                if not self.input_seen:
+                    self.values[node] = TensorRef(INPUT)
+                    self.input_seen = True
+                elif node.args:  # an argument bound to its default (concrete_args): a constant
+                    self.values[node] = node.args[0]
+                else:
+                    self.values[node] = Unusable(f"forward argument {node.name!r} is not the model input; archcalc imports models with one input")
+            elif node.op == "get_attr":
+                self.values[node] = self.get_attr(node)
+            elif node.op == "output":
+                if not self.refused:
+                    output = self.output(node)
+            else:
+                try:
+                    if contains(self.value([*node.args, *node.kwargs.values()]), lambda x: isinstance(x, Refused)):
+                        raise Downstream
+                    if node.op == "call_module":
+                        self.call_module(node)
+                    else:
+                        self.call(node)
+                except Downstream:
+                    self.values[node] = Refused()
+                except SpecError as e:
+                    self.refused.append((node, e))
+                    self.values[node] = Refused()
+        if self.refused:
+            raise self.refusal()
+        if output is None:
+            raise SpecError("the traced graph has no output")
+        return output
+
+    def refusal(self) -> SpecError:
+        """One error for every refused node: the first in full, the others counted by op."""
+        first = self.refused[0][1]
+        if len(self.refused) == 1:
+            return first
+        counts: dict[str, int] = {}
+        for node, _ in self.refused[1:]:
+            op = _target_str(node, self.root)
+            if node.op == "call_module":
+                op = op.split(": ", 1)[-1]
+            counts[op] = counts.get(op, 0) + 1
+        more = ", ".join(f"{op} ({n})" if n > 1 else op for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return SpecError(f"{first.message}; {len(self.refused) - 1} more node(s) refused: {more}", field=first.field)
+
+    def get_attr(self, node: fx.Node) -> Any:
+        """A parameter or buffer read in ``forward`` (class token, position embedding, a scale)."""
+        import torch
+
+        obj: Any = self.root
+        for part in str(node.target).split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, torch.Tensor):
+            return Attr(str(node.target), tuple(int(d) for d in obj.shape), isinstance(obj, torch.nn.Parameter))
+        return Unusable(f"reads the attribute {node.target!r}, which is not a tensor")
+
+    def output(self, node: fx.Node) -> str:
+        (res,) = node.args
+        v = self.value(res)
+        if not isinstance(v, TensorRef):
+            what = f"{len(v)} values" if isinstance(v, list | tuple) else describe(v)
+            raise SpecError(f"the model returns {what}; archcalc specs have one output tensor (node {node.name!r})")
+        if v.name != self.prev or not self.layers:  # the spec's output is its last layer
+            self.emit(node, "identity", {}, [v.name], self.fresh("output"))
+        return v.name
+
+    def call_module(self, node: fx.Node) -> None:
+        target = str(node.target)
+        module = self.root.get_submodule(target)
+        leaf = classify(module)
+        if isinstance(leaf, Composite):
+            MODULE_HANDLERS[leaf.qualname](self, node, module)
+            return
+        kind = leaf.kind if isinstance(leaf, Leaf) else None
+        if kind is None:
+            raise self.unsupported(node)
+        if target in self.called_with_weights:  # shared weights: each spec layer owns its weights
+            raise self.fail(
+                node, f"calls {target!r} a second time: its weights are shared between the calls, and each spec layer "
+                "has its own, so its parameters would be counted twice (archcalc specs have no weight sharing)"
+            )
+        if any(True for _ in module.parameters(recurse=False)):
+            self.called_with_weights.add(target)
+        if node.kwargs:
+            raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
+        inputs = [self.tensor(node, a) for a in node.args]
+        cls = TYPE_NAMES[kind]
+        fields: dict[str, Any] = {}
+        for fname in cls.model_fields:
+            if fname in _COMMON_FIELDS or not hasattr(module, fname):
+                continue
+            try:
+                fields[fname] = field_value(cls, fname, getattr(module, fname))
+            except SpecError as e:
+                raise self.fail(node, e.message) from None
+        ins = [self.shapes[i] for i in inputs]
+        self._module_specials(node, module, kind, fields, ins)
+        preferred = self.preferred.get(target, target)
+        self.emit(node, kind, fields, inputs, self.fresh(preferred, node.name))
+
+    def _module_specials(self, node: fx.Node, module: nn.Module, kind: str, fields: dict[str, Any], ins: list[tuple[Dim, ...]]) -> None:
+        """Fields a module does not hold under the spec's name, and consistency with the input."""
+        if getattr(module, "return_indices", False):
+            raise self.unsupported(node, "return_indices=True returns a tuple")
+        mode = getattr(module, "padding_mode", "zeros")
+        if mode != "zeros" and isinstance(mode, str):  # reflect/replicate/circular: same shapes and counts, other values
+            self.notes.append(f"{node.target} pads with padding_mode={mode!r} (the spec's padding is the same size; costs are equal)")
+        if kind == "softmax" and fields.get("dim") is None:
+            fields["dim"] = implicit_softmax_dim(ins[0])
+        if kind == "channelpad":
+            before, after = int(getattr(module, "before", 0)), int(getattr(module, "after", 0))
+            if before != (before + after) // 2:
+                raise self.unsupported(node, f"channel padding {before} before and {after} after; channelpad puts (extra)//2 zeros before")
+            fields["out_channels"] = spec_dim(ins[0][0] + before + after)
+        if ins:
+            for attr, axis in (("in_channels", 0), ("num_features", 0), ("in_features", -1)):
+                want = getattr(module, attr, None)
+                if isinstance(want, int) and len(ins[0]) and not isinstance(want, bool):
+                    have = as_int(ins[0][axis])
+                    if have is not None and have != want:
+                        raise self.fail(
+                            node,
+                            f"the module has {attr}={want} but its input {shape_str(ins[0])} has {have} "
+                            f"{'feature' if axis else 'channel'}(s) (wrong --input?)",
+                        )
+
+    def call(self, node: fx.Node) -> None:
+        found = self.table.lookup(node)
+        if found is None:
+            raise self.unsupported(node)
+        _, handler = found
+        if handler is None:  # an ignored call (registry.IGNORED): the same tensor, no layer
+            v = self.value(node.args[0])
+            self.values[node] = v if not isinstance(v, TensorRef) else TensorRef(self.tensor(node, node.args[0]))
+            return
+        handler(self, node)
+
+    # ----- helpers for the handlers ----------------------------------------------------------
+    def bind(self, node: fx.Node, names: Sequence[str]) -> dict[str, Any]:
+        """The node's arguments by parameter name (``names[0]`` is the tensor / ``self``)."""
+        if len(node.args) > len(names):
+            raise self.unsupported(node, f"called with {len(node.args)} positional arguments")
+        out = dict(zip(names, node.args, strict=False))
+        for k, v in node.kwargs.items():
+            if k not in names:
+                raise self.unsupported(node, f"argument {k!r} is not supported")
+            out[k] = v
+        return out
+
+    def fields_of(self, node: fx.Node, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        cls = TYPE_NAMES[kind]
+        out: dict[str, Any] = {}
+        for k, raw in given.items():
+            if k not in cls.model_fields:
+                continue
+            v = self.value(raw)
+            if contains(v, lambda x: isinstance(x, TensorRef | Batch | Pieces | Unusable)):
+                raise self.unsupported(node, f"argument {k!r} depends on tensor values or the batch size")
+            if v is None and k in ("stride",):
+                continue
+            if k == "stride" and isinstance(v, list | tuple) and not v:
+                continue  # torch's stride=[] means "the kernel size"
+            try:
+                out[k] = field_value(cls, k, v)
+            except SpecError as e:
+                raise self.fail(node, e.message) from None
+        return out
+
+
+def contains(v: Any, pred: Callable[[Any], bool]) -> bool:
+    if pred(v):
+        return True
+    if isinstance(v, list | tuple):
+        return any(contains(x, pred) for x in v)
+    return False
+
+
+def describe(v: Any) -> str:
+    if isinstance(v, Pieces):
+        return "the tuple of torch.chunk (index it)"
+    if isinstance(v, Grouped):
+        return f"a view of {v.src!r} with its channels split into {v.groups} groups"
+    if v is BATCH:
+        return "the batch size"
+    if isinstance(v, Unusable):
+        return f"a value archcalc cannot follow ({v.why})"
+    if isinstance(v, Attr):
+        return f"the {'parameter' if v.parameter else 'buffer'} {v.target!r}"
+    if isinstance(v, list | tuple):
+        return f"a {type(v).__name__} of {len(v)}"
+    return f"the constant {v!r}"
+
+
+def spec_dim(v: Dim) -> Any:
+    """A computed size as a spec value: an int, or an expression string the spec parser reads."""
+    i = as_int(v)
+    if i is not None:
+        return i
+    text = str(v)
+    check_expr(text)
+    return text
+
+
+def implicit_softmax_dim(shape: tuple[Dim, ...]) -> int:
+    """torch's ``_get_softmax_dim`` for ``dim=None`` (the rank counts the batch axis)."""
+    return 0 if len(shape) + 1 in (0, 1, 3) else 1
+
+
+# ----- public API ---------------------------------------------------------------------------------
+def _input_dims(input_shape: Sequence[int | str] | str) -> tuple[list[int | str], tuple[Dim, ...]]:
+    if isinstance(input_shape, str):
+        from ..quick import parse_shape
+
+        raw = parse_shape(input_shape)
+    else:
+        raw = list(input_shape)
+    if not raw:
+        raise SpecError("the input shape is empty; give C,H,W (no batch axis)", field="input")
+    dims: list[Dim] = []
+    for x in raw:
+        try:
+            v = parse_dim(x) if isinstance(x, str) else x
+        except DimError as e:
+            raise SpecError(str(e), field="input") from None
+        if isinstance(v, bool) or not isinstance(x, int | str) or (as_int(v) is not None and as_int(v) <= 0):  # type: ignore[operator]
+            raise SpecError(f"input sizes must be positive integers or symbols, got {x!r}", field="input")
+        dims.append(v)
+    return raw, tuple(dims)
+
+
+def _preferred_names(module: nn.Module) -> dict[str, str]:
+    """Qualified module name -> spec layer name: a module built from a spec keeps its spec names."""
+    from .build import SpecModule
+
+    if isinstance(module, SpecModule):
+        return {f"layers.{key}": name for key, name in module.spec_names.items()}
+    return {}
+
+
+def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, name: str | None = None) -> dict[str, Any]:
+    """The spec (JSON-ready dict, accepted by :func:`archcalc.spec.parse_spec`) of ``module``.
+
+    ``input_shape`` is the per-sample input (C, H, W), no batch axis: a sequence or ``"3,224,224"``.
+    Raises :class:`SpecError` for a model fx cannot trace or a node archcalc has no layer for.
+    """
+    from torch import nn
+
+    from ..graph import compile_spec
+    from ..passes import shapes
+    from ..spec import parse_spec
+
+    if not isinstance(module, nn.Module):
+        raise SpecError(f"expected a torch.nn.Module, got {type(module).__name__}", field="factory")
+    raw, dims = _input_dims(input_shape)
+    graph = trace(module)
+    imp = Importer(module, dims, _preferred_names(module))
+    imp.run(graph)
+    spec_name = name or str(getattr(module, "spec_name", "") or type(module).__name__)
+    spec: dict[str, Any] = {
+        "name": spec_name,
+        "description": f"imported from {type(module).__name__} by archcalc import (torch.fx trace, eval mode)"
+        + "".join(f"; {n}" for n in imp.notes),
+        "input": raw,
+        "layers": imp.layers,
+    }
+    try:  # the importer checked every layer; this checks the whole (names, graph) once more
+        G = compile_spec(parse_spec(json.loads(json.dumps(spec))))
+        shapes(G)
+    except SpecError as e:
+        raise SpecError(f"the imported spec is invalid (an archcalc bug): {e}") from None
+    return spec
+
+
