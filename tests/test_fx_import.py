@@ -923,3 +923,75 @@ def test_every_refused_node_is_reported_in_one_line() -> None:
     assert text.startswith("node 'elu' (call_module elu: ELU) has no archcalc layer type; 2 more node(s) refused: ")
     assert text.endswith("refused: ELU, torch.erf")
     assert "\n" not in text
+
+
+def test_batchnorm_subclass_with_its_own_forward_keeps_its_activation() -> None:
+    """timm's BatchNormAct2d subclasses nn.BatchNorm2d, runs F.batch_norm, dropout and an activation
+    in its own forward; it was imported as a plain batchnorm2d and the activation vanished (33 SiLUs
+    lost from timm's efficientnet_b0, exit 0)."""
+    from archcalc.torch.verify import verify_spec
+
+    class BNAct(nn.BatchNorm2d):
+        def __init__(self, n: int) -> None:
+            super().__init__(n)
+            self.drop = nn.Identity()
+            self.act = nn.SiLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, 0.1, self.eps)
+            return self.act(self.drop(x))
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), BNAct(8), nn.Conv2d(8, 4, 1), BNAct(4))
+    layers = layers_of(net, (3, 8, 8))
+    assert [d["type"] for d in layers] == ["conv2d", "batchnorm2d", "identity", "silu", "conv2d", "batchnorm2d", "identity", "silu"]
+    result = verify_spec(imported(net, (3, 8, 8)), module=net)
+    assert result.ok, result.failure_message()
+    assert result.totals.analytic["params"] == 3 * 8 * 3 * 3 + 2 * 8 + (8 * 4 + 4) + 2 * 4  # conv, bn (weight, bias), conv + bias, bn
+
+
+def test_timm_batchnormact2d_keeps_its_activation() -> None:
+    layers_mod = pytest.importorskip("timm.layers")
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), layers_mod.BatchNormAct2d(8, act_layer=nn.SiLU))
+    assert [d["type"] for d in layers_of(net, (3, 8, 8))][-1] == "silu"
+
+
+def test_auxiliary_heads_are_imported_as_training_only() -> None:
+    """GoogLeNet's aux1/aux2 run only in a training forward; the spec holds them marked training_only,
+    so its total params are the model's (6,624,904 without the heads, 13,004,888 with them: the
+    parameters torchvision's googlenet(aux_logits=True) holds, as sum(p.numel() for p in m.parameters()))."""
+    tv_models = pytest.importorskip("torchvision.models")
+    from archcalc.torch.verify import verify_spec
+
+    with torch.device("meta"):
+        net = tv_models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    spec = spec_from_module(net, (3, 224, 224))
+    aux = [d["name"] for d in spec["layers"] if d.get("training_only")]
+    assert "aux1.conv.conv" in aux and "aux2.fc2" in aux and len(aux) == 2 * 9  # pool, conv, bn, relu, flatten, fc1, relu, dropout, fc2
+    assert "training_only" in spec["description"]
+    result = verify_spec(spec, module=net)
+    assert result.ok, result.failure_message()
+    assert result.totals.analytic["params"] == sum(p.numel() for p in net.parameters())
+
+
+def test_dict_output_takes_the_only_tensor_or_the_named_key() -> None:
+    class Seg(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.aux = nn.Conv2d(3, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": self.conv(x), "size": x.shape[-1]}
+
+    class Two(Seg):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": self.conv(x), "aux": self.aux(x)}
+
+    spec = spec_from_module(Seg(), (3, 4, 4))
+    assert [d["type"] for d in spec["layers"]] == ["conv2d"]
+    assert "its only tensor, 'out', is the spec's output" in spec["description"]
+    with pytest.raises(SpecError, match=r"returns a dict of 2 tensors \('out', 'aux'\); pick the spec's output with --output-key KEY"):
+        spec_from_module(Two(), (3, 4, 4))
+    assert spec_from_module(Two(), (3, 4, 4), output_key="out")["layers"][-1] == {"name": "output", "type": "identity", "inputs": ["conv"]}
+    with pytest.raises(SpecError, match=r"has no key 'main'"):
+        spec_from_module(Two(), (3, 4, 4), output_key="main")

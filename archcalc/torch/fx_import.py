@@ -1,8 +1,14 @@
 """Import a torch model as a spec: ``archcalc import pkg.mod:factory --input C,H,W -o spec.json``.
 
 The model is traced with ``torch.fx`` (a symbolic trace: nothing runs, no memory is used) in
-eval mode, so what is imported is the inference graph: training-only branches (auxiliary heads)
-that ``forward`` skips in eval mode are not seen.  Each fx node that computes becomes a spec layer:
+eval mode, so what is imported is the inference graph.  When the model holds parameters that the
+eval graph never uses and a training-mode trace returns them as extra outputs (GoogLeNet's
+``aux1``/``aux2``, Inception v3's ``AuxLogits``), those auxiliary heads are imported too, marked
+``training_only``.  A model that returns a dict (torchvision's segmentation models) gives the
+tensor under ``--output-key`` (default: its only tensor-valued key).  What is a layer and what is
+traced into is :func:`archcalc.torch.leaves.classify`; the handlers of functions and methods are
+in :mod:`archcalc.torch.ops` (:mod:`archcalc.torch.registry`).  Each fx node that computes
+becomes a spec layer:
 
 * ``call_module`` of a module whose class (or a torch.nn / archcalc base class of it) is an
   archcalc layer type (torch's class name lowercased: ``nn.Conv2d`` is ``conv2d``;
@@ -94,6 +100,12 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="per-sample input shape, no batch axis, e.g. 3,224,224")
     p.add_argument("-o", "--output", help="write the spec to this file (atomically) instead of stdout")
     p.add_argument("--name", help="the spec's name (default: the model's class name)")
+    p.add_argument(
+        "--output-key",
+        metavar="KEY",
+        help="for a model that returns a dict (torchvision's segmentation models: {'out': ...}), the key of the tensor that is the "
+        "spec's output (default: the only tensor-valued key)",
+    )
     p.set_defaults(func=run_import)
     return p
 
@@ -116,7 +128,7 @@ def run_import(args: argparse.Namespace) -> int:
     target = str(args.factory)
     model = _load_model(target)
     try:
-        spec = spec_from_module(model, str(shape), getattr(args, "name", None))
+        spec = spec_from_module(model, str(shape), getattr(args, "name", None), getattr(args, "output_key", None))
     except SpecError as e:
         raise e.located(file=target) from None
     text = dumps_spec(spec)

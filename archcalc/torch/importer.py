@@ -142,12 +142,13 @@ def _concrete_args(module: nn.Module) -> dict[str, Any]:
     return {p.name: p.default for p in extra}
 
 
-def trace(module: nn.Module) -> fx.Graph:
-    """Symbolically trace ``module`` in eval mode (its train/eval flags are restored afterwards)."""
+def trace(module: nn.Module, training: bool = False) -> fx.Graph:
+    """Symbolically trace ``module`` in eval mode (or training mode: auxiliary heads run there);
+    its train/eval flags are restored afterwards."""
     from torch import fx
 
     flags = {m: m.training for m in module.modules()}
-    module.eval()
+    module.train(training)
     try:
         return _tracer().trace(module, concrete_args=_concrete_args(module) or None)
     except SpecError:
@@ -250,8 +251,13 @@ def _is_default(cls: type[Layer], fname: str, value: Any) -> bool:
 
 
 class Importer:
-    def __init__(self, root: nn.Module, input_shape: tuple[Dim, ...], preferred: Mapping[str, str]) -> None:
+    def __init__(self, root: nn.Module, input_shape: tuple[Dim, ...], preferred: Mapping[str, str], output_key: str | None = None,
+                 training: bool = False) -> None:
         self.root = root
+        self.output_key = output_key
+        self.training = training  # a training-mode trace: extra outputs (auxiliary heads) are allowed
+        self.aux_outputs: list[str] = []
+        self.used_params: set[int] = set()  # ids of the parameters the imported layers hold
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
         self.notes: list[str] = []  # what the spec cannot say, for its description
@@ -285,6 +291,8 @@ class Importer:
             return type(arg)(self.value(a) for a in arg)
         if isinstance(arg, slice):
             return slice(self.value(arg.start), self.value(arg.stop), self.value(arg.step))
+        if isinstance(arg, dict):
+            return {k: self.value(a) for k, a in arg.items()}
         return arg
 
     def tensor(self, node: fx.Node, arg: Any) -> str:
@@ -406,6 +414,8 @@ class Importer:
         obj: Any = self.root
         for part in str(node.target).split("."):
             obj = getattr(obj, part, None)
+        if isinstance(obj, torch.nn.Parameter):
+            self.used_params.add(id(obj))
         if isinstance(obj, torch.Tensor):
             return Attr(str(node.target), tuple(int(d) for d in obj.shape), isinstance(obj, torch.nn.Parameter))
         return Unusable(f"reads the attribute {node.target!r}, which is not a tensor")
@@ -413,12 +423,33 @@ class Importer:
     def output(self, node: fx.Node) -> str:
         (res,) = node.args
         v = self.value(res)
+        if isinstance(v, dict):
+            v = self.dict_output(node, v)
+        if self.training and isinstance(v, list | tuple) and v and all(isinstance(x, TensorRef) for x in v):
+            self.aux_outputs = [x.name for x in v[1:]]  # GoogLeNetOutputs(logits, aux2, aux1)
+            v = v[0]
         if not isinstance(v, TensorRef):
             what = f"{len(v)} values" if isinstance(v, list | tuple) else describe(v)
             raise SpecError(f"the model returns {what}; archcalc specs have one output tensor (node {node.name!r})")
         if v.name != self.prev or not self.layers:  # the spec's output is its last layer
             self.emit(node, "identity", {}, [v.name], self.fresh("output"))
         return v.name
+
+    def dict_output(self, node: fx.Node, out: Mapping[Any, Any]) -> Any:
+        """The tensor of a dict output (torchvision's segmentation models return ``{"out": ...}``):
+        the key ``--output`` names, or the only tensor-valued key (said in the spec's description)."""
+        keys = [k for k, x in out.items() if isinstance(x, TensorRef)]
+        if self.output_key is not None:
+            if self.output_key not in out:
+                raise SpecError(f"the model returns a dict with keys {list(out)}; it has no key {self.output_key!r}", field="--output-key")
+            return out[self.output_key]
+        if len(keys) == 1:
+            self.notes.append(f"the model returns a dict; its only tensor, {keys[0]!r}, is the spec's output")
+            return out[keys[0]]
+        raise SpecError(
+            f"the model returns a dict of {len(keys)} tensors ({', '.join(repr(k) for k in keys)}); pick the spec's output with --output-key KEY "
+            f"(node {node.name!r})"
+        )
 
     def call_module(self, node: fx.Node) -> None:
         target = str(node.target)
@@ -437,6 +468,7 @@ class Importer:
             )
         if any(True for _ in module.parameters(recurse=False)):
             self.called_with_weights.add(target)
+        self.used_params.update(id(p) for p in module.parameters())
         if node.kwargs:
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
         inputs = [self.tensor(node, a) for a in node.args]
@@ -481,6 +513,10 @@ class Importer:
                         )
 
     def call(self, node: fx.Node) -> None:
+        t = node.target
+        if node.op == "call_function" and isinstance(t, type) and issubclass(t, tuple):  # a namedtuple of outputs
+            self.values[node] = tuple(self.value([*node.args, *node.kwargs.values()]))
+            return
         found = self.table.lookup(node)
         if found is None:
             raise self.unsupported(node)
@@ -593,10 +629,65 @@ def _preferred_names(module: nn.Module) -> dict[str, str]:
     return {}
 
 
-def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, name: str | None = None) -> dict[str, Any]:
+def _layer_signature(layer: Mapping[str, Any]) -> tuple[str, str]:
+    return layer["type"], json.dumps({k: v for k, v in layer.items() if k not in ("name", "inputs")}, sort_keys=True)
+
+
+def _with_training_heads(module: nn.Module, dims: tuple[Dim, ...], imp: Importer, output_key: str | None) -> Importer:
+    """The import with the auxiliary heads an eval forward skips (GoogLeNet's aux1/aux2, Inception
+    v3's AuxLogits), marked ``training_only``, when the model holds parameters the eval trace never
+    used and a training-mode trace returns them as extra outputs; else the eval import unchanged."""
+    try:
+        timp = Importer(module, dims, _preferred_names(module), output_key, training=True)
+        timp.run(trace(module, training=True))
+    except SpecError:
+        return imp
+    if not timp.aux_outputs:
+        return imp
+    main = _ancestors(timp.layers, timp.layers[-1]["name"])
+    prev, prev_main = INPUT, INPUT
+    for layer in timp.layers:  # a layer without inputs reads the last layer that is not training-only: say them
+        inputs = list(layer.get("inputs", [prev]))
+        layer.pop("inputs", None)
+        if layer["name"] not in main:
+            layer["training_only"] = True
+        if layer["name"] not in main or inputs != [prev_main]:
+            layer["inputs"] = inputs
+            layer.update({k: layer.pop(k) for k in [k for k in layer if k not in ("name", "type", "inputs")]})  # inputs after name, type
+        if layer["name"] in main:
+            prev_main = layer["name"]
+        prev = layer["name"]
+    inference = [_layer_signature(d) for d in timp.layers if not d.get("training_only")]
+    if inference != [_layer_signature(d) for d in imp.layers]:
+        return imp  # the training-mode graph differs elsewhere too: keep the eval import
+    timp.notes.append("auxiliary heads that only a training forward runs are marked training_only")
+    return timp
+
+
+def _ancestors(layers: Sequence[Mapping[str, Any]], last: str) -> set[str]:
+    """Names of ``last`` and every layer it depends on (a layer without ``inputs`` reads the one before)."""
+    inputs: dict[str, list[str]] = {}
+    prev = INPUT
+    for d in layers:
+        inputs[d["name"]] = list(d.get("inputs", [prev]))
+        prev = d["name"]
+    seen, todo = set(), [last]
+    while todo:
+        n = todo.pop()
+        if n in seen or n == INPUT:
+            continue
+        seen.add(n)
+        todo.extend(inputs.get(n, []))
+    return seen
+
+
+def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, name: str | None = None,
+                     output_key: str | None = None) -> dict[str, Any]:
     """The spec (JSON-ready dict, accepted by :func:`archcalc.spec.parse_spec`) of ``module``.
 
     ``input_shape`` is the per-sample input (C, H, W), no batch axis: a sequence or ``"3,224,224"``.
+    ``output_key``: for a model that returns a dict, the key of the spec's output (default: the
+    only tensor-valued key).
     Raises :class:`SpecError` for a model fx cannot trace or a node archcalc has no layer for.
     """
     from torch import nn
@@ -609,8 +700,10 @@ def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, 
         raise SpecError(f"expected a torch.nn.Module, got {type(module).__name__}", field="factory")
     raw, dims = _input_dims(input_shape)
     graph = trace(module)
-    imp = Importer(module, dims, _preferred_names(module))
+    imp = Importer(module, dims, _preferred_names(module), output_key)
     imp.run(graph)
+    if any(id(p) not in imp.used_params for p in module.parameters()):
+        imp = _with_training_heads(module, dims, imp, output_key)
     spec_name = name or str(getattr(module, "spec_name", "") or type(module).__name__)
     spec: dict[str, Any] = {
         "name": spec_name,

@@ -108,7 +108,7 @@ def functional_kinds() -> dict[Any, str]:
     :func:`archcalc.torch.registry.recorded_kinds`)."""
     from .registry import recorded_kinds
 
-    return {f: kind for f, kind in recorded_kinds().items() if kind in TYPE_NAMES}
+    return {f: kind for f, kind in recorded_kinds().items() if kind in TYPE_NAMES or "{n}" in kind}
 
 
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
@@ -119,9 +119,13 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         super().__init__()
         self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
         self.seen: dict[str, int] = {}
+        self.params_seen: set[int] = set()
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kind = self.kinds.get(func) if not self.running else None
+        if kind is not None and "{n}" in kind:  # batchnorm{n}d: n from the input's rank
+            x = args[0] if args else None
+            kind = kind.format(n=max(x.dim() - 2, 1)) if isinstance(x, torch.Tensor) else None
         if kind is None and not self.running and func in (torch.mean, torch.Tensor.mean):
             kind = _global_mean(args, kwargs or {})
         before = self.counter[0].get_total_flops() if kind else 0
@@ -133,7 +137,12 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             shape = _per_sample(out)
             if name == "mean" and shape is not None:  # x.mean((2, 3)) is global pooling to C x 1 x 1 (then a flatten)
                 shape = (shape[0], *(1 for _ in range(args[0].dim() - 2)))
-            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, 0, flops))
+            params = 0  # the parameters the call reads (F.batch_norm(x, ..., self.weight, self.bias)), each once
+            for t in (*args, *(kwargs or {}).values()):
+                if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
+                    self.params_seen.add(id(t))
+                    params += t.numel()
+            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops))
         return out
 
 
