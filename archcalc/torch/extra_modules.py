@@ -65,3 +65,41 @@ class Crop(nn.Module):
 
 
 __all__ = ["Chunk", "Crop", "Mul"]
+
+
+class Sub(nn.Module):
+    """``a - b - ...`` of all inputs, broadcasting as torch does."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out - x
+        return out
+
+
+class Div(nn.Module):
+    """``a / b / ...`` of all inputs, broadcasting as torch does."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out / x
+        return out
+
+
+class Scalar(nn.Module):
+    """Arithmetic with a constant: ``x op value`` (``rsub``: value - x, ``rdiv``: value / x)."""
+
+    def __init__(self, op: str, value: float) -> None:
+        super().__init__()
+        self.op, self.value = op, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.value
+        return {
+            "add": lambda: x + v, "sub": lambda: x - v, "mul": lambda: x * v, "div": lambda: x / v,
+            "rsub": lambda: v - x, "rdiv": lambda: v / x, "pow": lambda: x ** v,
+        }[self.op]()
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, value={self.value}"

@@ -86,6 +86,32 @@ class Attr:
 
 
 @dataclass(frozen=True)
+class Moved:
+    """``src.permute(dims)`` with the batch axis moved from the front (dims of torch, batch axis 0)."""
+
+    src: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Unbound:
+    """``x.unbind(dim)``: indexing it selects entry i (of a :class:`Moved` tensor: axis ``dims[0]``)."""
+
+    moved: Moved | None
+    src: str | None
+    dim: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """``x.split(...)``: piece i is the ``slice`` ``bounds[i]`` of axis ``dim``."""
+
+    src: str
+    dim: int
+    bounds: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class Refused:
     """The value of a node the importer refused: later nodes that read it are not reported again."""
 
@@ -258,6 +284,7 @@ class Importer:
         self.training = training  # a training-mode trace: extra outputs (auxiliary heads) are allowed
         self.aux_outputs: list[str] = []
         self.used_params: set[int] = set()  # ids of the parameters the imported layers hold
+        self.params_emitted: dict[tuple[str, tuple[int, ...]], str] = {}
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
         self.notes: list[str] = []  # what the spec cannot say, for its description
@@ -304,12 +331,28 @@ class Importer:
             raise self.fail(node, v.why)
         if isinstance(v, Refused):
             raise Downstream
+        if isinstance(v, Attr) and "parameter" in TYPE_NAMES:
+            return self.parameter(node, v)
         if isinstance(v, Attr):
             raise self.unsupported(
                 node, f"reads the {'parameter' if v.parameter else 'buffer'} {v.target!r} directly (a functional layer "
                 "with its own weights, e.g. F.conv2d(x, self.weight)); write it as a module to import it"
             )
         raise self.unsupported(node, f"expected a tensor argument, got {describe(v)}")
+
+    def parameter(self, node: fx.Node, v: Attr) -> str:
+        """The ``parameter`` layer of a tensor the model reads in ``forward`` (emitted once per view of it).
+
+        Its per-sample shape drops a leading 1 (torch's class token is (1, 1, D): per sample (1, D));
+        a buffer (not learned) is refused: the spec has no constant tensors."""
+        if not v.parameter:
+            raise self.unsupported(node, f"reads the buffer {v.target!r} (a constant tensor; archcalc specs have none)")
+        key = (v.target, v.shape)
+        if key not in self.params_emitted:
+            per = v.shape[1:] if len(v.shape) >= 2 and v.shape[0] == 1 else v.shape
+            name = self.emit(node, "parameter", {"shape": list(per)}, [], self.fresh(v.target))
+            self.params_emitted[key] = name
+        return self.params_emitted[key]
 
     def shape(self, name: str) -> tuple[Dim, ...]:
         return self.shapes[name]
@@ -469,7 +512,7 @@ class Importer:
         if any(True for _ in module.parameters(recurse=False)):
             self.called_with_weights.add(target)
         self.used_params.update(id(p) for p in module.parameters())
-        if node.kwargs:
+        if node.kwargs and kind != "multiheadattention":
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
         inputs = [self.tensor(node, a) for a in node.args]
         cls = TYPE_NAMES[kind]
@@ -484,6 +527,11 @@ class Importer:
         ins = [self.shapes[i] for i in inputs]
         self._module_specials(node, module, kind, fields, ins)
         preferred = self.preferred.get(target, target)
+        if kind == "multiheadattention":
+            from .ops.attention import multihead_attention
+
+            multihead_attention(self, node, inputs, self.fresh(preferred, node.name), fields)
+            return
         self.emit(node, kind, fields, inputs, self.fresh(preferred, node.name))
 
     def _module_specials(self, node: fx.Node, module: nn.Module, kind: str, fields: dict[str, Any], ins: list[tuple[Dim, ...]]) -> None:

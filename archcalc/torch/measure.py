@@ -177,7 +177,7 @@ def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             return
         seen.add(id(m))
         children = list(m.named_children())
-        if classify(m) is not None or (not children and prefix):
+        if classify(m) is not None or (not children and prefix):  # see measure_module for the childless ones
             out.append((prefix, m))
             return
         for n, c in children:
@@ -230,14 +230,30 @@ def measure_module(
     running: list[tuple[str, int]] = []
     counter: list[FlopCounterMode] = []
 
+    from .leaves import classify
+
+    # A hooked module import would trace into (no children, not a known layer: a user's activation,
+    # torchvision's LayerNorm2d) is transparent: the functions it calls that import reads as layers
+    # are recorded; if it called none, it is one call matched by position (a custom leaf).
+    transparent = {id(m) for _, m in targets if classify(m) is None}
+    starts: list[tuple[int, int]] = []
+
     def pre_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
+            if id(module) in transparent:
+                starts.append((len(calls), counter[0].get_total_flops()))
+                return
             running.append((name, counter[0].get_total_flops()))
 
         return hook
 
     def post_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any, out: Any) -> None:
+            if id(module) in transparent:
+                start, flops_before = starts.pop()
+                if len(calls) > start:
+                    return  # its functions were recorded
+                running.append((name, flops_before))  # nothing recorded: one call, matched by position
             _, before = running.pop()
             n = seen.get(id(module), 0) + 1
             seen[id(module)] = n

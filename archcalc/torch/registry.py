@@ -47,6 +47,8 @@ IGNORED = frozenset({"Tensor.contiguous", "Tensor.clone", "Tensor.detach", "torc
 """Calls that make no layer: their value is their first argument."""
 
 _ALIASES = {"F": "torch.nn.functional", "Tensor": "torch.Tensor"}
+_EAGER = frozenset({"torch", "operator", "builtins"})
+"""Packages whose functions are resolved to objects when the table is built (already imported)."""
 
 
 def register(name: str, handler: Handler, records: str | None = None) -> None:
@@ -109,6 +111,7 @@ class Table:
 
         self.functions: dict[Any, tuple[str, Handler]] = {}
         self.methods: dict[str, tuple[str, Handler | None]] = {}
+        self.by_name: dict[str, tuple[str, Handler | None]] = {}
         for name, h in HANDLERS.items():
             self._add(name, h)
         for name in IGNORED:
@@ -118,6 +121,9 @@ class Table:
         if name.startswith("Tensor."):
             self.methods.setdefault(name.removeprefix("Tensor."), (name, h))
             return
+        self.by_name.setdefault(name, (name, h))
+        if name.split(".", 1)[0] not in _EAGER:
+            return  # torchvision's and timm's functions are found by their qualified name: neither is imported here
         obj = resolve(name)
         if obj is not None:
             self.functions.setdefault(obj, (name, h))  # type: ignore[arg-type]
@@ -127,9 +133,13 @@ class Table:
         if node.op == "call_method":
             return self.methods.get(str(node.target))
         try:
-            return self.functions.get(node.target)
+            found = self.functions.get(node.target)
         except TypeError:  # an unhashable target
             return None
+        if found is None:
+            t = node.target
+            found = self.by_name.get(f"{getattr(t, '__module__', '')}.{getattr(t, '__qualname__', '')}")
+        return found
 
 
 @functools.cache
@@ -144,6 +154,8 @@ def recorded_kinds() -> dict[Any, str]:
 
     out: dict[Any, str] = {}
     for name, kind in RECORDS.items():
+        if name.split(".", 1)[0] not in _EAGER:
+            continue
         obj = resolve(name)
         if obj is not None:
             out.setdefault(obj, kind)

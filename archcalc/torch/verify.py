@@ -81,9 +81,14 @@ OPTIONAL_TYPES = frozenset({
     # parameter-free ops that user code also writes inline: x * gate, x.chunk(), slicing,
     # channel_shuffle(), F.pad, F.interpolate
     "mul", "chunk", "crop", "channelshuffle", "zeropad1d", "zeropad2d", "zeropad3d", "upsample",
+    # what import reads from a model's own forward: views, indexing, arithmetic, learned tensors
+    # (x.permute, x[:, 0], q * scale, self.class_token, self.layer_scale * x), drop-path, token means
+    # and attention products (matched when verify records the call: matmul, layer_norm, sdpa...)
+    "sub", "div", "scalar", "permute", "transpose", "reshape", "view", "select", "slice", "roll", "parameter", "layerscale",
+    "stochasticdepth", "droppath", "mean", "matmul", "scaled_dot_product_attention",
 })
 """Spec layer types matched only if the model has a module there (rule 2)."""
-INFERENCE_NOOPS = frozenset({"identity", "dropout"})
+INFERENCE_NOOPS = frozenset({"identity", "dropout", "stochasticdepth", "droppath"})
 """Model module types skipped when they have no spec layer (rule 3)."""
 QUANTITIES = ("output_shape", "params", "macs")
 TOTAL = "(total)"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...dims import as_int
 from ...layers import TYPE_NAMES
-from ..importer import Batch, Grouped, Importer, Pieces, TensorRef, Unusable, contains, describe, implicit_softmax_dim
+from ..importer import Attr, Batch, Grouped, Importer, Pieces, TensorRef, Unusable, contains, describe, implicit_softmax_dim
 from ..registry import Handler, handles, register
 
 if TYPE_CHECKING:
@@ -62,32 +63,81 @@ def _register_activations() -> None:
 _register_activations()
 
 
-def _merge(kind: str, inplace: bool = False) -> Handler:
-    """``a + b`` / ``a * b`` (both tensors); on sizes (``x.size(1) * 2``) the arithmetic itself."""
-    fn = operator.mul if kind == "mul" else operator.add
+_FUNCS: dict[str, Callable[[Any, Any], Any]] = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+
+
+def _is_tensor(v: Any) -> bool:
+    return isinstance(v, TensorRef | Attr)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _arith(kind: str, inplace: bool = False, reflected: bool = False) -> Handler:
+    """``a + b``, ``a - b``, ``a * b``, ``a / b``: of two tensors an ``add``/``sub``/``mul``/``div``
+    layer; of a tensor and a number a ``scalar`` layer (``x * scale``, ``x + eps``, ``1 - x``); of
+    a tensor and a parameter it holds per channel a ``layerscale``; of sizes (``x.size(1) // 2``)
+    the arithmetic itself."""
+    fn = _FUNCS[kind]
 
     def handle(imp: Importer, node: fx.Node) -> None:
         operands = [*node.args, *([node.kwargs["other"]] if "other" in node.kwargs else [])]
         if len(operands) != 2 or set(node.kwargs) - {"alpha", "other"}:
             raise imp.unsupported(node, "expected two operands")
-        a, b = operands
+        a, b = operands[::-1] if reflected else operands
         va, vb = imp.value(a), imp.value(b)
-        if not isinstance(va, TensorRef) and not isinstance(vb, TensorRef):
-            if isinstance(va, int | float) and isinstance(vb, int | float):
+        if not _is_tensor(va) and not _is_tensor(vb):
+            if contains([va, vb], lambda x: isinstance(x, Batch | Pieces | Grouped | Unusable)) or not (_number(va) and _number(vb)):
+                raise imp.unsupported(node, f"arithmetic on {describe(va)} and {describe(vb)}")
+            try:
                 imp.values[node] = fn(va, vb)
-                return
-            raise imp.unsupported(node, f"arithmetic on {describe(va)} and {describe(vb)}")
-        if not (isinstance(va, TensorRef) and isinstance(vb, TensorRef)):
-            other = vb if isinstance(va, TensorRef) else va
-            raise imp.unsupported(node, f"{'adds' if kind == 'add' else 'multiplies by'} {describe(other)}, not a tensor")
+            except ArithmeticError as e:
+                raise imp.fail(node, f"{type(e).__name__}: {e}") from None
+            return
         if imp.value(node.kwargs.get("alpha", 1)) != 1:
             raise imp.unsupported(node, "alpha != 1 scales the second operand")
-        if kind not in TYPE_NAMES:
-            raise imp.unsupported(node)
-        fields = {"inplace": True} if inplace and "inplace" in TYPE_NAMES[kind].model_fields else {}
-        imp.emit(node, kind, fields, [va.name, vb.name])
+        if _is_tensor(va) and _is_tensor(vb):
+            if kind == "mul" and _layerscale(imp, node, a, b, va, vb):
+                return
+            if kind not in TYPE_NAMES:
+                raise imp.unsupported(node)
+            names = [imp.tensor(node, a), imp.tensor(node, b)]
+            fields = {"inplace": True} if inplace and "inplace" in TYPE_NAMES[kind].model_fields else {}
+            if kind == "add" and imp.shape(names[0]) != imp.shape(names[1]) and "mul" in TYPE_NAMES:
+                raise imp.unsupported(node, "adds tensors of different shapes (broadcasting): archcalc's add takes equal shapes")
+            imp.emit(node, kind, fields, names)
+            return
+        tensor_arg, number = (a, vb) if _is_tensor(va) else (b, va)
+        if not _number(number) or "scalar" not in TYPE_NAMES:
+            raise imp.unsupported(node, f"{kind} of a tensor and {describe(number)}")
+        op = kind if _is_tensor(va) else {"add": "add", "mul": "mul", "sub": "rsub", "div": "rdiv"}[kind]
+        imp.emit(node, "scalar", {"op": op, "value": float(number)}, [imp.tensor(node, tensor_arg)])
 
     return handle
+
+
+def _layerscale(imp: Importer, node: fx.Node, a: Any, b: Any, va: Any, vb: Any) -> bool:
+    """``gamma * x`` with a learned ``gamma`` of one value per entry of one axis of x (ConvNeXt's
+    (C, 1, 1), timm's LayerScale (D,)): a ``layerscale`` layer; False if it is not that."""
+    if "layerscale" not in TYPE_NAMES or isinstance(va, Attr) == isinstance(vb, Attr):
+        return False
+    attr, x_arg = (va, b) if isinstance(va, Attr) else (vb, a)
+    if not attr.parameter or not isinstance(imp.value(x_arg), TensorRef):
+        return False
+    src = imp.tensor(node, x_arg)
+    shape = imp.shape(src)
+    g = list(attr.shape)
+    while g and g[0] == 1 and len(g) > len(shape):
+        g.pop(0)
+    if len(g) > len(shape):
+        return False
+    g = [1] * (len(shape) - len(g)) + g  # right-aligned, as torch broadcasts
+    axes = [i for i, d in enumerate(g) if d != 1]
+    if len(axes) != 1 or as_int(shape[axes[0]]) != g[axes[0]] or (axes[0] != len(shape) - 1 and axes[0] != 0):
+        return False
+    imp.emit(node, "layerscale", {"dim": 1 if axes[0] == 0 and len(shape) > 1 else -1}, [src])
+    return True
 
 
 for _name, _kind, _inplace in (
@@ -97,6 +147,12 @@ for _name, _kind, _inplace in (
     ("operator.mul", "mul", False),
     ("operator.imul", "mul", True),
     ("torch.mul", "mul", False),
+    ("operator.sub", "sub", False),
+    ("operator.isub", "sub", True),
+    ("torch.sub", "sub", False),
+    ("operator.truediv", "div", False),
+    ("operator.itruediv", "div", True),
+    ("torch.div", "div", False),
     ("Tensor.add", "add", False),
     ("Tensor.add_", "add", True),
     ("Tensor.__add__", "add", False),
@@ -104,14 +160,20 @@ for _name, _kind, _inplace in (
     ("Tensor.mul", "mul", False),
     ("Tensor.mul_", "mul", True),
     ("Tensor.__mul__", "mul", False),
+    ("Tensor.sub", "sub", False),
+    ("Tensor.sub_", "sub", True),
+    ("Tensor.div", "div", False),
+    ("Tensor.div_", "div", True),
 ):
-    register(_name, _merge(_kind, _inplace))
+    register(_name, _arith(_kind, _inplace))
+for _name, _kind in (("Tensor.__radd__", "add"), ("Tensor.__rmul__", "mul"), ("Tensor.__rsub__", "sub"), ("Tensor.__rtruediv__", "div")):
+    register(_name, _arith(_kind, reflected=True))
 
 
 def _meta_arith(fn: Callable[[Any, Any], Any]) -> Handler:
     def handle(imp: Importer, node: fx.Node) -> None:
         vals = [imp.value(a) for a in node.args]
-        if len(vals) == 2 and not contains(vals, lambda x: isinstance(x, TensorRef | Batch | Pieces | Grouped | Unusable)):
+        if len(vals) == 2 and not contains(vals, lambda x: isinstance(x, TensorRef | Batch | Pieces | Grouped | Unusable | Attr)):
             try:
                 imp.values[node] = fn(*vals)
             except (TypeError, ValueError, ArithmeticError) as e:
@@ -122,7 +184,7 @@ def _meta_arith(fn: Callable[[Any, Any], Any]) -> Handler:
     return handle
 
 
-for _op in ("sub", "floordiv", "truediv", "eq", "ne"):
+for _op in ("floordiv", "eq", "ne", "pow"):
     register(f"operator.{_op}", _meta_arith(getattr(operator, _op)))
 
 

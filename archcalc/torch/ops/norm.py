@@ -45,3 +45,39 @@ def batch_norm(imp: Importer, node: fx.Node) -> None:
     if momentum is None or isinstance(momentum, float):
         fields["momentum"] = momentum
     imp.emit(node, kind, fields, [src])
+
+
+@handles("torch.nn.functional.layer_norm", records="layernorm")
+def layer_norm(imp: Importer, node: fx.Node) -> None:
+    """``F.layer_norm(x, shape, weight, bias, eps)`` (torchvision's LayerNorm2d between two permutes,
+    timm's LayerNorm2d): a ``layernorm`` layer over the trailing ``normalized_shape`` axes."""
+    a = imp.bind(node, ["input", "normalized_shape", "weight", "bias", "eps"])
+    src = imp.tensor(node, a["input"])
+    weight = _attr_or_none(imp, node, a.get("weight"), "weight")
+    bias = _attr_or_none(imp, node, a.get("bias"), "bias")
+    if weight is None and bias is not None:
+        raise imp.unsupported(node, "a bias without a weight")
+    shape = imp.value(a["normalized_shape"])
+    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) for d in shape):
+        raise imp.unsupported(node, f"normalized_shape {shape!r}")
+    fields: dict[str, Any] = {"normalized_shape": list(shape), "elementwise_affine": weight is not None, "bias": bias is not None}
+    eps = imp.value(a.get("eps", 1e-5))
+    if isinstance(eps, float):
+        fields["eps"] = eps
+    imp.emit(node, "layernorm", fields, [src])
+
+
+@handles("torch.nn.functional.group_norm", records="groupnorm")
+def group_norm(imp: Importer, node: fx.Node) -> None:
+    """``F.group_norm(x, num_groups, weight, bias, eps)``: a ``groupnorm`` layer."""
+    a = imp.bind(node, ["input", "num_groups", "weight", "bias", "eps"])
+    src = imp.tensor(node, a["input"])
+    weight = _attr_or_none(imp, node, a.get("weight"), "weight")
+    bias = _attr_or_none(imp, node, a.get("bias"), "bias")
+    if (weight is None) != (bias is None):
+        raise imp.unsupported(node, "a weight without a bias (or a bias without a weight)")
+    fields: dict[str, Any] = {"num_groups": imp.value(a["num_groups"]), "affine": weight is not None}
+    eps = imp.value(a.get("eps", 1e-5))
+    if isinstance(eps, float):
+        fields["eps"] = eps
+    imp.emit(node, "groupnorm", fields, [src])

@@ -52,6 +52,12 @@ def _mean(imp: Importer, node: fx.Node) -> None:
     dims = {d % rank for d in (dim if isinstance(dim, list | tuple) else [dim])} if isinstance(dim, int | list | tuple) else set()
     n = rank - 2
     kind = f"adaptiveavgpool{n}d"
+    if (n < 1 or dims != set(range(2, rank)) or kind not in TYPE_NAMES) and "mean" in TYPE_NAMES and dims and 0 not in dims:
+        fields: dict[str, Any] = {"dim": sorted(dims) if len(dims) > 1 else next(iter(dims))}
+        if imp.value(a.get("keepdim", False)):
+            fields["keepdim"] = True
+        imp.emit(node, "mean", fields, [src])  # token pooling x.mean(1), or a mean over the channels
+        return
     if n < 1 or dims != set(range(2, rank)) or kind not in TYPE_NAMES:
         raise imp.unsupported(node, f"mean over dims {dim!r}: only the mean over every spatial axis (global average pooling) is supported")
     pooled = imp.emit(node, kind, {"output_size": 1}, [src])
@@ -67,3 +73,13 @@ def _interpolate(imp: Importer, node: fx.Node) -> None:
         raise imp.unsupported(node, "antialias=True")
     given: dict[str, Any] = {k: a[k] for k in ("size", "scale_factor", "mode", "align_corners") if k in a and imp.value(a[k]) is not None}
     imp.emit(node, "upsample", imp.fields_of(node, "upsample", given), [imp.tensor(node, a["input"])])
+
+
+@handles("torchvision.ops.stochastic_depth.stochastic_depth")
+def _stochastic_depth(imp: Importer, node: fx.Node) -> None:
+    """torchvision's ``stochastic_depth(x, p, mode, training)`` (fx-wrapped): a ``stochasticdepth`` layer, the identity at inference."""
+    a = imp.bind(node, ["input", "p", "mode", "training"])
+    fields = {k: imp.value(a[k]) for k in ("p", "mode") if k in a}
+    if "p" in fields:
+        fields["p"] = float(fields["p"])
+    imp.emit(node, "stochasticdepth", fields, [imp.tensor(node, a["input"])])

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...dims import as_int, prod
 from ...layers import TYPE_NAMES
-from ..importer import BATCH, Grouped, Importer, Pieces, TensorRef, contains, describe, same, spec_dim
+from ..importer import BATCH, Attr, Grouped, Importer, Moved, Pieces, Split, TensorRef, Unbound, contains, describe, same, spec_dim
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -116,6 +116,10 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
             ):
                 imp.emit(node, "unflatten", {"dim": a + 1, "unflattened_size": [spec_dim(x) for x in pieces]}, [src])
                 return
+    if "reshape" in TYPE_NAMES:
+        kind = "view" if node.target == "view" and "view" in TYPE_NAMES else "reshape"
+        imp.emit(node, kind, {"shape": [spec_dim(x) for x in per]}, [src])
+        return
     raise imp.unsupported(
         node, f"reshape of {_shape_text([BATCH, *shape])} to {_shape_text([BATCH, *per])} neither merges adjacent axes nor splits one"
     )
@@ -156,7 +160,180 @@ def _transpose(imp: Importer, node: fx.Node) -> None:
     if isinstance(v, Grouped) and dims == {1, 2}:
         imp.values[node] = Grouped(v.src, v.groups, not v.transposed)
         return
-    raise imp.unsupported(node, "a transpose other than the swap of channel groups of a channel shuffle")
+    d0, d1 = imp.value(a.get("dim0")), imp.value(a.get("dim1"))
+    if isinstance(v, Attr) and isinstance(d0, int) and isinstance(d1, int):
+        shape = list(v.shape)
+        shape[d0], shape[d1] = shape[d1], shape[d0]
+        imp.values[node] = Attr(v.target, tuple(shape), v.parameter)
+        return
+    src = imp.tensor(node, a["input"])
+    rank = len(imp.shape(src)) + 1
+    if not (isinstance(d0, int) and isinstance(d1, int)) or 0 in (d0 % rank, d1 % rank):
+        raise imp.unsupported(node, f"transpose({d0!r}, {d1!r}) moves the batch axis")
+    if d0 % rank == d1 % rank:
+        imp.values[node] = TensorRef(src)
+        return
+    if "transpose" not in TYPE_NAMES:
+        raise imp.unsupported(node, "a transpose other than the swap of channel groups of a channel shuffle")
+    imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [src])
+
+
+@handles("torch.permute", "Tensor.permute")
+def _permute(imp: Importer, node: fx.Node) -> None:
+    """``x.permute(0, 2, 3, 1)``: a ``permute`` layer (the batch axis stays first).  A permute that
+    moves the batch axis (timm's qkv ``permute(2, 0, 3, 1, 4)``) waits for the ``unbind(0)`` /
+    ``[i]`` that brings it back: each piece is a ``select`` and a ``permute`` of the source."""
+    src_arg = node.args[0] if node.args else node.kwargs.get("input")
+    raw = [*node.args[1:]] or [node.kwargs.get("dims")]
+    dims = imp.value(raw[0] if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else raw)
+    v = imp.value(src_arg)
+    if not isinstance(dims, list | tuple) or not all(isinstance(d, int) for d in dims):
+        raise imp.unsupported(node, f"permute to {dims!r}")
+    if isinstance(v, Attr):
+        imp.values[node] = Attr(v.target, tuple(v.shape[d] for d in dims), v.parameter)
+        return
+    src = imp.tensor(node, src_arg)
+    rank = len(imp.shape(src)) + 1
+    norm = [d % rank for d in dims]
+    if sorted(norm) != list(range(rank)):
+        raise imp.fail(node, f"permute {list(dims)} of a tensor with {rank} axes")
+    if norm[0] != 0:
+        imp.values[node] = Moved(src, tuple(norm))
+        return
+    if norm == list(range(rank)):
+        imp.values[node] = TensorRef(src)
+        return
+    if "permute" not in TYPE_NAMES:
+        raise imp.unsupported(node)
+    imp.emit(node, "permute", {"dims": norm}, [src])
+
+
+def _piece_of_moved(imp: Importer, node: fx.Node, moved: Moved, index: int) -> None:
+    """``x.permute(p)[i]`` with ``p[0] != 0``: select entry i of axis p[0], then permute the rest."""
+    axis = moved.dims[0]
+    n = as_int(imp.shape(moved.src)[axis - 1])
+    if n is None or not -n <= index < n:
+        raise imp.fail(node, f"index {index} of an axis of {n}")
+    sel = imp.emit(node, "select", {"dim": axis, "index": index % n}, [moved.src], imp.fresh(f"{node.name}_select"))
+    rest = [d - (d > axis) for d in moved.dims[1:]]
+    if rest[0] != 0:
+        raise imp.unsupported(node, "the batch axis is not first after indexing a permuted tensor")
+    if rest != list(range(len(rest))):
+        imp.emit(node, "permute", {"dims": rest}, [sel])
+    else:
+        imp.values[node] = TensorRef(sel)
+
+
+@handles("torch.unbind", "Tensor.unbind")
+def _unbind(imp: Importer, node: fx.Node) -> None:
+    """``q, k, v = qkv.unbind(0)`` (of a permuted tensor whose batch axis is not first), or ``x.unbind(d)``."""
+    a = imp.bind(node, ["input", "dim"])
+    v = imp.value(a["input"])
+    dim = imp.value(a.get("dim", 0))
+    if isinstance(v, Moved) and dim == 0:
+        imp.values[node] = Unbound(v, None, 0)
+        return
+    src = imp.tensor(node, a["input"])
+    rank = len(imp.shape(src)) + 1
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "unbind along the batch axis")
+    imp.values[node] = Unbound(None, src, dim % rank)
+
+
+@handles("torch.split", "Tensor.split")
+def _split(imp: Importer, node: fx.Node) -> None:
+    """``x.split(size, dim)`` / ``x.split([a, b], dim)``: the pieces, each a ``slice`` once indexed."""
+    a = imp.bind(node, ["input", "split_size_or_sections", "dim"])
+    if "split_size" in node.kwargs:
+        a["split_size_or_sections"] = node.kwargs["split_size"]
+    src = imp.tensor(node, a["input"])
+    shape = imp.shape(src)
+    rank = len(shape) + 1
+    dim, size = imp.value(a.get("dim", 0)), imp.value(a.get("split_size_or_sections"))
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "split along the batch axis")
+    dim %= rank
+    n = as_int(shape[dim - 1])
+    if n is None:
+        raise imp.unsupported(node, "split of a symbolic axis")
+    if isinstance(size, int):
+        bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
+    elif isinstance(size, list | tuple) and all(isinstance(x, int) for x in size) and sum(size) == n:
+        starts = [sum(size[:i]) for i in range(len(size))]
+        bounds = [(st, st + x) for st, x in zip(starts, size, strict=True)]
+    else:
+        raise imp.unsupported(node, f"split sizes {size!r}")
+    imp.values[node] = Split(src, dim, tuple(bounds))
+
+
+@handles("torch.stack")
+def _stack(imp: Importer, node: fx.Node) -> None:
+    """``torch.stack([a, b], dim)``: each input gets a new axis of 1 (a ``reshape``), then ``concat``."""
+    a = imp.bind(node, ["tensors", "dim"])
+    names = [imp.tensor(node, t) for t in imp_list(imp, node, a["tensors"])]
+    shape = imp.shape(names[0])
+    dim = imp.value(a.get("dim", 0))
+    rank = len(shape) + 2
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "stack along the batch axis")
+    dim %= rank
+    new = [*shape[: dim - 1], 1, *shape[dim - 1 :]]
+    parts = [imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in new]}, [n], imp.fresh(f"{node.name}_{i}")) for i, n in enumerate(names)]
+    imp.emit(node, "concat", {"dim": dim}, parts)
+
+
+def imp_list(imp: Importer, node: fx.Node, arg: Any) -> list[Any]:
+    if not isinstance(arg, list | tuple):
+        raise imp.unsupported(node, "expected a list of tensors")
+    return list(arg)
+
+
+@handles("torch.unsqueeze", "Tensor.unsqueeze")
+def _unsqueeze(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "dim"])
+    v = imp.value(a["input"])
+    dim = imp.value(a.get("dim"))
+    if isinstance(v, Attr) and isinstance(dim, int):
+        shape = list(v.shape)
+        shape.insert(dim % (len(shape) + 1), 1)
+        imp.values[node] = Attr(v.target, tuple(shape), v.parameter)
+        return
+    src = imp.tensor(node, a["input"])
+    shape = imp.shape(src)
+    rank = len(shape) + 2
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "unsqueeze before the batch axis")
+    dim %= rank
+    imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in [*shape[: dim - 1], 1, *shape[dim - 1 :]]]}, [src])
+
+
+@handles("torch.squeeze", "Tensor.squeeze")
+def _squeeze(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "dim"])
+    src = imp.tensor(node, a["input"])
+    shape = imp.shape(src)
+    dim = imp.value(a.get("dim"))
+    dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, list | tuple) else [i + 1 for i in range(len(shape))]
+    drop = {d % (len(shape) + 1) for d in dims} - {0}
+    new = [d for i, d in enumerate(shape) if not (i + 1 in drop and as_int(d) == 1)]
+    if len(new) == len(shape):
+        imp.values[node] = TensorRef(src)
+        return
+    imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in new]}, [src])
+
+
+@handles("torch.roll", "Tensor.roll")
+def _roll(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "shifts", "dims"])
+    src = imp.tensor(node, a["input"])
+    shifts, dims = imp.value(a.get("shifts")), imp.value(a.get("dims"))
+    if dims is None or contains([shifts, dims], lambda x: not isinstance(x, int | list | tuple)):
+        raise imp.unsupported(node, f"roll by {shifts!r} over {dims!r} (give dims)")
+    dl = list(dims) if isinstance(dims, list | tuple) else [dims]
+    if any(d % (len(imp.shape(src)) + 1) == 0 for d in dl):
+        raise imp.unsupported(node, "roll along the batch axis")
+    fields = {"shifts": list(shifts) if isinstance(shifts, list | tuple) else [shifts], "dims": dims if isinstance(dims, int) else list(dims)}
+    imp.emit(node, "roll", fields, [src])
 
 
 @handles("builtins.getattr")
@@ -188,6 +365,20 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
     if isinstance(obj, Pieces):
         imp.emit(node, "chunk", {"chunks": obj.chunks, "index": idx, "dim": obj.dim}, [obj.src])
         return
+    if isinstance(obj, Moved) and isinstance(idx, int):
+        _piece_of_moved(imp, node, obj, idx)
+        return
+    if isinstance(obj, Unbound) and isinstance(idx, int):
+        if obj.moved is not None:
+            _piece_of_moved(imp, node, obj.moved, idx)
+        else:
+            assert obj.src is not None
+            imp.emit(node, "select", {"dim": obj.dim, "index": idx}, [obj.src])
+        return
+    if isinstance(obj, Split) and isinstance(idx, int):
+        start, end = obj.bounds[idx]
+        imp.emit(node, "slice", {"dim": obj.dim, "start": start, "end": end}, [obj.src])
+        return
     if isinstance(obj, TensorRef):
         _slice(imp, node, obj.name, idx)
         return
@@ -204,8 +395,8 @@ def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
     """``x[:, :, ::s, ::s]`` -> subsample; ``x[:, :, a:a+h, b:b+w]`` (centered, constant) -> crop."""
     shape = imp.shape(src)
     items = list(idx) if isinstance(idx, tuple) else [idx]
-    if items.count(Ellipsis) > 1 or not all(isinstance(i, slice) or i is Ellipsis for i in items):
-        raise imp.unsupported(node, "indexing other than slicing")
+    if items.count(Ellipsis) > 1 or not all(isinstance(i, slice | int) or i is Ellipsis for i in items):
+        raise imp.unsupported(node, "indexing other than slicing and integer indices")
     if Ellipsis in items:
         k = items.index(Ellipsis)
         items = [*items[:k], *[slice(None)] * (len(shape) + 1 - (len(items) - 1)), *items[k + 1 :]]
@@ -213,7 +404,12 @@ def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
     if len(items) != len(shape) + 1:
         raise imp.unsupported(node, "more indices than axes")
     full = slice(None)
-    if items[0] != full or items[1] != full:
+    if items[0] != full:
+        raise imp.unsupported(node, "indexing the batch axis")
+    if (items[1] != full or any(isinstance(i, int) for i in items)) and "select" in TYPE_NAMES:
+        _select_slice(imp, node, src, items)
+        return
+    if items[1] != full:
         raise imp.unsupported(node, "slicing the batch or channel axis")
     spatial = items[2:]
     if all(s.start is None and s.stop is None for s in spatial):
@@ -238,6 +434,34 @@ def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
         imp.emit(node, "crop", {"size": sizes[0] if len(set(sizes)) == 1 else sizes}, [src])
         return
     raise imp.unsupported(node, "slicing that is neither a strided subsample nor a center crop")
+
+
+def _select_slice(imp: Importer, node: fx.Node, src: str, items: list[Any]) -> None:
+    """``x[:, 0]`` (a ``select``), ``x[:, :k]`` (a ``slice``), or several: slices first, then the
+    selects from the last axis to the first (so that the axis numbers stay right)."""
+    shape = imp.shape(src)
+    steps: list[tuple[str, dict[str, Any]]] = []
+    for axis, it in enumerate(items[1:], start=1):
+        if isinstance(it, slice) and it != slice(None):
+            if not all(x is None or isinstance(x, int) for x in (it.start, it.stop, it.step)):
+                raise imp.unsupported(node, "slicing with computed bounds")
+            n = as_int(shape[axis - 1])
+            if n is None:
+                raise imp.unsupported(node, "slicing a symbolic axis")
+            start, stop, step = it.indices(n)
+            if step <= 0 or stop <= start:
+                raise imp.unsupported(node, f"slice {it!r}")
+            fields: dict[str, Any] = {"dim": axis, "start": start, "end": stop}
+            if step != 1:
+                fields["step"] = step
+            steps.append(("slice", fields))
+    for axis in range(len(items) - 1, 0, -1):
+        if isinstance(items[axis], int):
+            steps.append(("select", {"dim": axis, "index": items[axis]}))
+    cur = src
+    for i, (kind, fields) in enumerate(steps):
+        last = i == len(steps) - 1
+        cur = imp.emit(node, kind, fields, [cur], None if last else imp.fresh(f"{node.name}_{kind}"))
 
 
 @handles("torch.nn.functional.pad")
