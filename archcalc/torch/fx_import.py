@@ -56,6 +56,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
+from ..output import write_output
 from .importer import spec_from_module, trace
 from .leaves import module_type
 from .ops.elementwise import ACTIVATION_FUNCTIONS
@@ -134,8 +135,6 @@ def run_import(args: argparse.Namespace) -> int:
     text = dumps_spec(spec)
     out = getattr(args, "output", None)
     if out and out != "-":
-        from ..cli import write_output
-
         write_output(text, out)
     else:
         sys.stdout.write(text)
