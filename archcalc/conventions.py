@@ -45,16 +45,17 @@ CONVENTIONS: dict[str, Convention] = {
         Convention(
             "lecture",
             "The lecture tables' rule: MACs of conv/linear = output elements x (C_in/groups x k_h x k_w) "
-            "or in_features, bias not counted; pooling = output elements x window size; activations, "
-            "normalisation and adds not counted. FLOPs = 2 x MACs.",
-            {"mac": 1, "pool": 1},
+            "or in_features, bias not counted; matmul and attention's two products = output elements x the "
+            "contracted size; pooling (and a mean) = output elements x window size; activations, softmax, "
+            "normalisation, layer scale and adds not counted. FLOPs = 2 x MACs.",
+            {"mac": 1, "matmul": 1, "pool": 1, "mean": 1},
         ),
         Convention(
             "torch",
-            "What torch.utils.flop_counter.FlopCounterMode reports, halved into MACs: conv, linear and "
-            "matmul multiply-accumulates only (no bias, pooling, normalisation, activations or adds). "
-            "FLOPs = 2 x MACs.",
-            {"mac": 1},
+            "What torch.utils.flop_counter.FlopCounterMode reports, halved into MACs: conv, linear, "
+            "matmul/bmm and scaled_dot_product_attention multiply-accumulates only (no bias, pooling, mean, "
+            "normalisation incl. layernorm, softmax, activations, layer scale or adds). FLOPs = 2 x MACs.",
+            {"mac": 1, "matmul": 1},
         ),
         # Peer tools' "MACs"/"FLOPs" totals, each reproduced from the tool's own counting rules.
         # The ResNet-50 figures quoted were measured with each tool at 224x224 (batch 1).

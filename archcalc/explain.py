@@ -287,7 +287,15 @@ def _prod(values: Any) -> Any:
 
 
 def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], layer: Layer, lay_t: Layer, ins_num: list[Shape]) -> None:
-    srcs: list[tuple[AxisRF, ...]] = [nodes[i]["rf"] for i in node["inputs"]]
+    srcs: list[tuple[AxisRF, ...]] = [nodes[i]["rf"] for i in node["inputs"] if nodes[i]["rf"]]
+    if not srcs:
+        ex.steps.append(Step("receptive field", None, "a learned tensor: it reads no input", "none"))
+        return
+    if layer.mixes_positions(node["in_shapes"]):
+        whole = "\u00d7".join(str(r.size) for r in node["rf"])
+        worked = "mixes every position: the whole input (every pixel any position sees)"
+        ex.steps.append(Step("receptive field", "every position of its input", worked, whole))
+        return
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
     if len(srcs) > 1:
         for a, axis in enumerate(axes):

@@ -224,8 +224,14 @@ class _Compiler:
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
+<<<<<<< HEAD
             self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope}
             if not entry.training_only:
+=======
+            source = bound.n_inputs[1] == 0  # a layer without input (a learned tensor): not on the chain
+            self.nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes)}
+            if not entry.training_only and not source:
+>>>>>>> vit
                 prev = full
         forward = True
         for full, bound, refs, _ in pending:  # forward references resolve after the scope
@@ -255,13 +261,13 @@ class _Compiler:
             if full in nodes:
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             if refs is None:
-                ins = [prev]
+                ins = [] if bound.n_inputs[1] == 0 else [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
             nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
-            if not training:
+            if not training and bound.n_inputs[1] != 0:
                 prev = full
         return prev
 

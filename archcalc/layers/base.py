@@ -10,6 +10,8 @@ sympy expressions (see :mod:`archcalc.dims`):
   conventions (:mod:`archcalc.conventions`) decide which categories count as MACs;
 * ``windows(ins)``: its sliding window per spatial axis for the receptive field, or ``None`` when
   it is pointwise (relu, batchnorm, add...);
+* ``mixes_positions(ins)``: True when every output reads every position (attention): its
+  receptive field is the whole input;
 * ``build_torch(ins)``: the equivalent ``torch.nn.Module`` (torch imported only there).
 
 Passes never branch on the layer type: they call these methods.
@@ -53,6 +55,14 @@ OP_CATEGORIES: dict[str, str] = {
     "softmax": "softmax, one per element",
     "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
     "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
+    "matmul": "multiply-accumulates of a product of two activations (matmul; attention's q k^T and its weighted sum of v)",
+    "attn_scale": "attention's score scaling by 1/sqrt(d), one per score",
+    "layernorm": "layer normalisation, one per element",
+    "layernorm_affine": "layer normalisation's scale and shift, one per element",
+    "groupnorm": "group normalisation, one per element",
+    "groupnorm_affine": "group normalisation's scale and shift, one per element",
+    "scale": "multiplication by a learned per-channel scale (layer scale), one per element",
+    "mean": "mean over axes: one addition per input element",
 }
 
 
@@ -214,6 +224,11 @@ class Layer(Spec):
 
     def windows(self, ins: list[Shape]) -> list[Window] | None:
         return None
+
+    def mixes_positions(self, ins: list[Shape]) -> bool:
+        """True when every output reads every position of its input (attention, a mean over
+        tokens): the receptive field pass gives every output the whole input."""
+        return False
 
     def note(self, ins: list[Shape]) -> str | None:
         """Something about this layer a reader of the table should know (shown with the row)."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..dims import Dim, known_sign, prod
+from ..dims import Dim, as_int, known_sign, prod
 from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel
 
 
@@ -42,9 +42,12 @@ class Linear(Layer):
         return nn.Linear(int(ins[0][-1]), int(self.out_features), self.bias)
 
     def note(self, ins: list[Shape]) -> str | None:
-        if len(ins[0]) == 1:
+        dims = ins[0]
+        # (L, D) tokens and channels-last maps (H, W, C) are what torch code hands a Linear; a
+        # channels-first map (C, H, W) with a narrow last axis is the student's forgotten flatten
+        if len(dims) <= 2 or (as_int(dims[-1]) != 1 and known_sign(dims[0] - dims[-1]) != 1):
             return None
-        shape = "\u00d7".join(map(str, ins[0]))
+        shape = "\u00d7".join(map(str, dims))
         return (
             f"acts on the last axis of its {shape} input, as torch's nn.Linear does ({ins[0][-1]} in, {self.out_features} out); "
             f"flatten first to connect all {numel(ins[0])}"

@@ -115,7 +115,7 @@ class SpecModule(nn.Module):
         for step, name in enumerate(self.order):
             if run_aux or name not in self.training_only:
                 try:
-                    args = [values[i] for i in self.inputs[name]]
+                    args = [values[i] for i in self.inputs[name]] if self.inputs[name] else [x.shape[0]]  # a source: the batch size
                 except KeyError as e:
                     raise RuntimeError(f"layer {name!r} needs {e.args[0]!r}, a training-only layer that did not run") from None
                 values[name] = self.layers[self.keys[name]](*args)

@@ -103,3 +103,153 @@ class Scalar(nn.Module):
 
     def extra_repr(self) -> str:
         return f"op={self.op!r}, value={self.value}"
+
+
+
+
+
+class Matmul(nn.Module):
+    """``torch.matmul(a, b)``."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+
+class ScaledDotProductAttention(nn.Module):
+    """``F.scaled_dot_product_attention(q, k, v, ...)`` (dropout only in training)."""
+
+    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0) -> None:
+        super().__init__()
+        self.is_causal, self.scale, self.dropout_p = is_causal, scale, dropout_p
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        p = self.dropout_p if self.training else 0.0
+        return nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.is_causal, scale=self.scale)
+
+
+class MultiheadAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` called as a layer: one input (self-attention) or (q, k, v),
+    batch-first tensors in and out whatever ``batch_first`` says, attention weights not returned."""
+
+    def __init__(
+        self, embed_dim: int, num_heads: int, dropout: float, bias: bool, kdim: int, vdim: int, batch_first: bool, self_attention: bool
+    ) -> None:
+        super().__init__(embed_dim, num_heads, dropout, bias, kdim=kdim, vdim=vdim, batch_first=batch_first)
+        self.self_attention = self_attention
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        q, k, v = (xs[0], xs[0], xs[0]) if len(xs) == 1 else xs
+        if not self.batch_first:
+            q, k, v = (t.transpose(0, 1) for t in (q, k, v))
+        out = super().forward(q, k, v, need_weights=False)[0]
+        return out if self.batch_first else out.transpose(0, 1)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class Transpose(nn.Module):
+    def __init__(self, dim0: int, dim1: int) -> None:
+        super().__init__()
+        self.dim0, self.dim1 = dim0, dim1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(self.dim0, self.dim1)
+
+
+class Reshape(nn.Module):
+    """``x.reshape(n, *shape)`` (``x.view`` when ``view``)."""
+
+    def __init__(self, shape: tuple[int, ...], view: bool = False) -> None:
+        super().__init__()
+        self.shape, self.view = shape, view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], *self.shape) if self.view else x.reshape(x.shape[0], *self.shape)
+
+
+class Roll(nn.Module):
+    def __init__(self, shifts: tuple[int, ...], dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shifts, self.dims = shifts, dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, self.shifts, self.dims)
+
+
+class Select(nn.Module):
+    def __init__(self, dim: int, index: int) -> None:
+        super().__init__()
+        self.dim, self.index = dim, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.select(self.dim, self.index)
+
+
+class Slice(nn.Module):
+    def __init__(self, dim: int, start: int, end: int, step: int) -> None:
+        super().__init__()
+        self.dim, self.start, self.end, self.step = dim, start, end, step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idx = [slice(None)] * (self.dim % x.dim()) + [slice(self.start, self.end, self.step)]
+        return x[tuple(idx)]
+
+
+class Mean(nn.Module):
+    def __init__(self, dim: int | tuple[int, ...], keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dim, keepdim=self.keepdim)
+
+
+class StochasticDepth(nn.Module):
+    """Drop the whole input per sample ("row") or batch ("batch") with probability p in training (torchvision.ops.stochastic_depth)."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p) if self.p < 1.0 else x * keep
+
+
+class LayerScale(nn.Module):
+    """``gamma * x`` with a learned gamma broadcast from ``shape``."""
+
+    def __init__(self, shape: tuple[int, ...], init_values: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full(shape, init_values))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * x
+
+
+class Parameter(nn.Module):
+    """A learned (1, *shape) tensor, expanded over the batch (called with the batch size)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, *shape))
+
+    def forward(self, batch: int = 1) -> torch.Tensor:
+        # under no_grad a view of a parameter still says requires_grad, without a grad_fn: torch's
+        # module tracker (FlopCounterMode) then fails on it, so hand out a detached view there
+        w = self.weight if torch.is_grad_enabled() else self.weight.detach()
+        return w.expand(batch, *w.shape[1:])
+__all__ = [
+    "Chunk", "Crop", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "Reshape", "Roll",
+    "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
+]
