@@ -224,14 +224,10 @@ class _Compiler:
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-<<<<<<< HEAD
-            self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope}
-            if not entry.training_only:
-=======
             source = bound.n_inputs[1] == 0  # a layer without input (a learned tensor): not on the chain
-            self.nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes)}
+            self.nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes),
+                                "scope": scope}
             if not entry.training_only and not source:
->>>>>>> vit
                 prev = full
         forward = True
         for full, bound, refs, _ in pending:  # forward references resolve after the scope
