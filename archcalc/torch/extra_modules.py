@@ -249,7 +249,25 @@ class Parameter(nn.Module):
         # module tracker (FlopCounterMode) then fails on it, so hand out a detached view there
         w = self.weight if torch.is_grad_enabled() else self.weight.detach()
         return w.expand(batch, *w.shape[1:])
+class PositionBias(nn.Module):
+    """A learned table read at fixed positions (the first entries, cycled: the counts are what matter),
+    shaped (1, *shape) and expanded over the batch."""
+
+    def __init__(self, table: tuple[int, ...], shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(*table))
+        n = 1
+        for d in shape:
+            n *= d
+        self.register_buffer("index", torch.arange(n) % self.table.numel(), persistent=False)
+        self.shape = shape
+
+    def forward(self, batch: int = 1) -> torch.Tensor:
+        t = self.table if torch.is_grad_enabled() else self.table.detach()
+        return t.reshape(-1)[self.index].reshape(1, *self.shape).expand(batch, *self.shape)
+
+
 __all__ = [
-    "Chunk", "Crop", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "Reshape", "Roll",
+    "Chunk", "Crop", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias", "Reshape", "Roll",
     "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
 ]

@@ -76,6 +76,8 @@ class Attr:
     """The full shape (no batch axis: a parameter has none)."""
     parameter: bool
     """True for an ``nn.Parameter`` (learned: counted as params), False for a buffer."""
+    table: tuple[int, ...] | None = None
+    """For a parameter read at constant positions (``table[index]``): the parameter's own shape."""
 
     @property
     def numel(self) -> int:
@@ -284,7 +286,7 @@ class Importer:
         self.training = training  # a training-mode trace: extra outputs (auxiliary heads) are allowed
         self.aux_outputs: list[str] = []
         self.used_params: set[int] = set()  # ids of the parameters the imported layers hold
-        self.params_emitted: dict[tuple[str, tuple[int, ...]], str] = {}
+        self.params_emitted: dict[tuple[str, tuple[int, ...], tuple[int, ...] | None], str] = {}
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
         self.notes: list[str] = []  # what the spec cannot say, for its description
@@ -340,17 +342,30 @@ class Importer:
             )
         raise self.unsupported(node, f"expected a tensor argument, got {describe(v)}")
 
-    def parameter(self, node: fx.Node, v: Attr) -> str:
-        """The ``parameter`` layer of a tensor the model reads in ``forward`` (emitted once per view of it).
+    def parameter(self, node: fx.Node, v: Attr, rank: int | None = None) -> str:
+        """The ``parameter`` layer of a tensor the model reads in ``forward`` (emitted once per view of
+        it); a ``positionbias`` for a parameter read at constant positions (``table[index]``).
 
-        Its per-sample shape drops a leading 1 (torch's class token is (1, 1, D): per sample (1, D));
-        a buffer (not learned) is refused: the spec has no constant tensors."""
+        Its per-sample shape: torch's, right-aligned to the ``rank`` of the tensor it meets (torch
+        broadcasts it over the batch), else without a leading 1 (the class token (1, 1, D) is (1, D)).
+        A buffer (not learned) is refused: the spec has no constant tensors."""
         if not v.parameter:
             raise self.unsupported(node, f"reads the buffer {v.target!r} (a constant tensor; archcalc specs have none)")
-        key = (v.target, v.shape)
+        shape = list(v.shape)
+        if rank is not None:
+            while len(shape) > rank and shape[0] == 1:
+                shape.pop(0)
+            if len(shape) > rank:
+                raise self.unsupported(node, f"the {v.target!r} of shape {v.shape} has more axes than the per-sample tensor it meets")
+            shape = [1] * (rank - len(shape)) + shape
+        elif len(shape) >= 2 and shape[0] == 1:
+            shape = shape[1:]
+        key = (v.target, tuple(shape), v.table)
         if key not in self.params_emitted:
-            per = v.shape[1:] if len(v.shape) >= 2 and v.shape[0] == 1 else v.shape
-            name = self.emit(node, "parameter", {"shape": list(per)}, [], self.fresh(v.target))
+            if v.table is not None:
+                name = self.emit(node, "positionbias", {"shape": shape, "table": list(v.table)}, [], self.fresh(v.target))
+            else:
+                name = self.emit(node, "parameter", {"shape": shape}, [], self.fresh(v.target))
             self.params_emitted[key] = name
         return self.params_emitted[key]
 

@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 OWN_PREFIXES = ("torch.nn", "torch.ao.nn", "archcalc.")
 """Modules whose classes archcalc takes at their word: torch's layers and archcalc's own."""
-CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
-"""torch.nn classes whose ``forward`` only calls their children: traced through, never leaves."""
+CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict", "Module"})
+"""torch.nn classes whose ``forward`` only calls their children (or that have none of their own:
+``ModuleList`` inherits ``nn.Module``'s): traced through, never leaves."""
 ALIASES = {"dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
 """torch.nn classes that are another archcalc type (no extra fields, or fields the type has)."""
 COMPOSITES: dict[str, str] = {}

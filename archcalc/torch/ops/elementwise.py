@@ -102,10 +102,10 @@ def _arith(kind: str, inplace: bool = False, reflected: bool = False) -> Handler
                 return
             if kind not in TYPE_NAMES:
                 raise imp.unsupported(node)
-            names = [imp.tensor(node, a), imp.tensor(node, b)]
+            ranks = [len(imp.shape(imp.tensor(node, x))) for x, vx in ((a, va), (b, vb)) if isinstance(vx, TensorRef)]
+            names = [imp.parameter(node, vx, ranks[0]) if isinstance(vx, Attr) and ranks and vx.parameter else imp.tensor(node, x)
+                     for x, vx in ((a, va), (b, vb))]
             fields = {"inplace": True} if inplace and "inplace" in TYPE_NAMES[kind].model_fields else {}
-            if kind == "add" and imp.shape(names[0]) != imp.shape(names[1]) and "mul" in TYPE_NAMES:
-                raise imp.unsupported(node, "adds tensors of different shapes (broadcasting): archcalc's add takes equal shapes")
             imp.emit(node, kind, fields, names)
             return
         tensor_arg, number = (a, vb) if _is_tensor(va) else (b, va)

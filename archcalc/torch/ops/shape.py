@@ -48,6 +48,9 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
     if node.kwargs:
         raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
     grouped = imp.value(node.args[0])
+    if isinstance(grouped, Attr):
+        _reshape_attr(imp, node, grouped)
+        return
     src = grouped.src if isinstance(grouped, Grouped) else imp.tensor(node, node.args[0])
     raw = list(node.args[1:])
     if len(raw) == 1 and isinstance(raw[0], list | tuple):
@@ -125,6 +128,20 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
     )
 
 
+def _reshape_attr(imp: Importer, node: fx.Node, v: Attr) -> None:
+    """A view of a tensor the model holds (``self.relative_position_index.view(-1)``): the same tensor, reshaped."""
+    raw = [imp.value(x) for x in node.args[1:]]
+    if len(raw) == 1 and isinstance(raw[0], list | tuple):
+        raw = list(raw[0])
+    if not all(isinstance(x, int) for x in raw) or sum(1 for x in raw if x == -1) > 1:
+        raise imp.unsupported(node, f"reshape of {v.target!r} to {raw!r}")
+    known = 1
+    for x in raw:
+        known *= x if x != -1 else 1
+    shape = tuple(v.numel // known if x == -1 else x for x in raw)
+    imp.values[node] = Attr(v.target, shape, v.parameter, v.table)
+
+
 def _shape_text(dims: Iterable[Any]) -> str:
     return "(" + ", ".join(str(d) for d in dims) + ")"
 
@@ -151,7 +168,7 @@ def _alias(imp: Importer, node: fx.Node) -> None:
     imp.values[node] = v if isinstance(v, Grouped) else TensorRef(imp.tensor(node, node.args[0]))
 
 
-@handles("torch.transpose", "Tensor.transpose")
+@handles("torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes", "torch.swapdims", "Tensor.swapdims")
 def _transpose(imp: Importer, node: fx.Node) -> None:
     """``transpose(1, 2)`` of channels split into groups (channel shuffle); nothing else."""
     a = imp.bind(node, ["input", "dim0", "dim1"])
@@ -164,7 +181,7 @@ def _transpose(imp: Importer, node: fx.Node) -> None:
     if isinstance(v, Attr) and isinstance(d0, int) and isinstance(d1, int):
         shape = list(v.shape)
         shape[d0], shape[d1] = shape[d1], shape[d0]
-        imp.values[node] = Attr(v.target, tuple(shape), v.parameter)
+        imp.values[node] = Attr(v.target, tuple(shape), v.parameter, v.table)
         return
     src = imp.tensor(node, a["input"])
     rank = len(imp.shape(src)) + 1
@@ -190,7 +207,7 @@ def _permute(imp: Importer, node: fx.Node) -> None:
     if not isinstance(dims, list | tuple) or not all(isinstance(d, int) for d in dims):
         raise imp.unsupported(node, f"permute to {dims!r}")
     if isinstance(v, Attr):
-        imp.values[node] = Attr(v.target, tuple(v.shape[d] for d in dims), v.parameter)
+        imp.values[node] = Attr(v.target, tuple(v.shape[d] for d in dims), v.parameter, v.table)
         return
     src = imp.tensor(node, src_arg)
     rank = len(imp.shape(src)) + 1
@@ -296,7 +313,7 @@ def _unsqueeze(imp: Importer, node: fx.Node) -> None:
     if isinstance(v, Attr) and isinstance(dim, int):
         shape = list(v.shape)
         shape.insert(dim % (len(shape) + 1), 1)
-        imp.values[node] = Attr(v.target, tuple(shape), v.parameter)
+        imp.values[node] = Attr(v.target, tuple(shape), v.parameter, v.table)
         return
     src = imp.tensor(node, a["input"])
     shape = imp.shape(src)
@@ -381,6 +398,10 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
         return
     if isinstance(obj, TensorRef):
         _slice(imp, node, obj.name, idx)
+        return
+    if isinstance(obj, Attr) and obj.parameter and isinstance(idx, Attr) and not idx.parameter:
+        # table[index] with a constant index (relative position bias): the table read at fixed positions
+        imp.values[node] = Attr(obj.target, (*idx.shape, *obj.shape[1:]), True, obj.table or obj.shape)
         return
     if isinstance(obj, list | tuple) and not contains(idx, lambda x: isinstance(x, TensorRef)):
         try:
