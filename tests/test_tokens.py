@@ -200,7 +200,7 @@ def test_explain_says_attention_sees_the_whole_input(tmp_path) -> None:  # type:
 
 
 def test_mean_over_tokens_mixes_positions_and_over_space_is_a_window() -> None:
-    tokens = net(vit_like() + [{"name": "pool", "type": "mean", "dim": 1, "inputs": ["tok"]}], (3, 32, 24))
+    tokens = net([*vit_like(), {"name": "pool", "type": "mean", "dim": 1, "inputs": ["tok"]}], (3, 32, 24))
     assert tokens.row("pool").receptive_field == (32, 24)
     spatial = net([{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
                    {"name": "m", "type": "mean", "dim": [2, 3]}], (3, 8, 6))

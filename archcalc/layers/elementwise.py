@@ -52,7 +52,8 @@ class _Broadcast(Layer):
                 else:
                     out = tuple(d for d in dims if d is not None)
             if why:
-                raise self.fail(f"cannot {self.verb} {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: not broadcastable, {why}", "inputs")
+                what = f"{names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}"
+                raise self.fail(f"cannot {self.verb} {what}: not broadcastable, {why}", "inputs")
         return out
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
@@ -90,7 +91,9 @@ class Scalar(Layer):
     (``rsub``), ``2 / x`` (``rdiv``), ``x ** 2`` (``pow``)."""
 
     type: Literal["scalar"]
-    op: Literal["add", "sub", "mul", "div", "rsub", "rdiv", "pow"] = Field(description="The operation, x op value (rsub: value - x, rdiv: value / x).")
+    op: Literal["add", "sub", "mul", "div", "rsub", "rdiv", "pow"] = Field(
+        description="The operation, x op value (rsub: value - x, rdiv: value / x)."
+    )
     value: float = Field(description="The constant.")
 
     def output_shape(self, ins: list[Shape]) -> Shape:

@@ -259,6 +259,7 @@ class PositionBias(nn.Module):
         n = 1
         for d in shape:
             n *= d
+        self.index: torch.Tensor
         self.register_buffer("index", torch.arange(n) % self.table.numel(), persistent=False)
         self.shape = shape
 

@@ -109,7 +109,7 @@ class Table:
     def __init__(self) -> None:
         from . import ops  # noqa: F401  (registers every handler)
 
-        self.functions: dict[Any, tuple[str, Handler]] = {}
+        self.functions: dict[Any, tuple[str, Handler | None]] = {}
         self.methods: dict[str, tuple[str, Handler | None]] = {}
         self.by_name: dict[str, tuple[str, Handler | None]] = {}
         for name, h in HANDLERS.items():
@@ -126,7 +126,7 @@ class Table:
             return  # torchvision's and timm's functions are found by their qualified name: neither is imported here
         obj = resolve(name)
         if obj is not None:
-            self.functions.setdefault(obj, (name, h))  # type: ignore[arg-type]
+            self.functions.setdefault(obj, (name, h))
 
     def lookup(self, node: fx.Node) -> tuple[str, Handler | None] | None:
         """(registered name, handler) of the node; handler None: an ignored call; None: no handler."""

@@ -79,7 +79,7 @@ def _interpolate(imp: Importer, node: fx.Node) -> None:
 def _stochastic_depth(imp: Importer, node: fx.Node) -> None:
     """torchvision's ``stochastic_depth(x, p, mode, training)`` (fx-wrapped): a ``stochasticdepth`` layer, the identity at inference."""
     a = imp.bind(node, ["input", "p", "mode", "training"])
-    fields = {k: imp.value(a[k]) for k in ("p", "mode") if k in a}
+    fields: dict[str, Any] = {k: imp.value(a[k]) for k in ("p", "mode") if k in a}
     if "p" in fields:
         fields["p"] = float(fields["p"])
     imp.emit(node, "stochasticdepth", fields, [imp.tensor(node, a["input"])])

@@ -316,12 +316,12 @@ def _unsqueeze(imp: Importer, node: fx.Node) -> None:
         imp.values[node] = Attr(v.target, tuple(shape), v.parameter, v.table)
         return
     src = imp.tensor(node, a["input"])
-    shape = imp.shape(src)
-    rank = len(shape) + 2
+    per = imp.shape(src)
+    rank = len(per) + 2
     if not isinstance(dim, int) or dim % rank == 0:
         raise imp.unsupported(node, "unsqueeze before the batch axis")
     dim %= rank
-    imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in [*shape[: dim - 1], 1, *shape[dim - 1 :]]]}, [src])
+    imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in [*per[: dim - 1], 1, *per[dim - 1 :]]]}, [src])
 
 
 @handles("torch.squeeze", "Tensor.squeeze")
