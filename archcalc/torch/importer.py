@@ -141,6 +141,8 @@ def same(a: Any, b: Any) -> bool:
 def _tracer() -> fx.Tracer:
     from torch import fx
 
+    table()  # registers the composite modules classify() knows by name
+
     class Tracer(fx.Tracer):
         """fx's tracer with archcalc's leaf rule (:func:`archcalc.torch.leaves.classify`)."""
 

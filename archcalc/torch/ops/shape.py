@@ -518,3 +518,20 @@ def _pad(imp: Importer, node: fx.Node) -> None:
 def _channel_shuffle(imp: Importer, node: fx.Node) -> None:
     a = imp.bind(node, ["input", "groups"])
     imp.emit(node, "channelshuffle", imp.fields_of(node, "channelshuffle", {"groups": a["groups"]}), [imp.tensor(node, a["input"])])
+
+
+@handles("torchvision.models.swin_transformer._patch_merging_pad")
+def _patch_merging_pad(imp: Importer, node: fx.Node) -> None:
+    """torchvision Swin's fx-wrapped patch merging of an (H, W, C) map: the four 2 x 2 phases
+    ``x[..., i::2, j::2, :]`` (each a pair of ``slice`` layers) concatenated on the channels.  An odd
+    H or W (which it pads first) is refused."""
+    src = imp.tensor(node, node.args[0])
+    shape = imp.shape(src)
+    if len(shape) != 3 or any(as_int(d) is None or as_int(d) % 2 for d in shape[:2]):  # type: ignore[operator]
+        raise imp.unsupported(node, f"patch merging of an odd-sized map {shape} (it pads first; only even sizes)")
+    h, w = as_int(shape[0]), as_int(shape[1])
+    parts = []
+    for k, (i, j) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+        rows = imp.emit(node, "slice", {"dim": 1, "start": i, "end": h, "step": 2}, [src], imp.fresh(f"{node.name}_x{k}_rows"))
+        parts.append(imp.emit(node, "slice", {"dim": 2, "start": j, "end": w, "step": 2}, [rows], imp.fresh(f"{node.name}_x{k}")))
+    imp.emit(node, "concat", {"dim": -1}, parts)
