@@ -20,13 +20,13 @@ def shifted_window_attention(imp: Importer, node: fx.Node, module: nn.Module) ->
     if node.kwargs or len(node.args) != 1:
         raise imp.unsupported(node, "expected one input")
     src = imp.tensor(node, node.args[0])
-    qkv, proj = module.qkv, module.proj
+    m: Any = module  # torchvision's class: its attributes by name
     fields: dict[str, Any] = {
-        "num_heads": int(module.num_heads),
-        "window_size": [int(x) for x in module.window_size],
-        "shift_size": [int(x) for x in module.shift_size],
-        "qkv_bias": qkv.bias is not None,
-        "proj_bias": proj.bias is not None,
+        "num_heads": int(m.num_heads),
+        "window_size": [int(x) for x in m.window_size],
+        "shift_size": [int(x) for x in m.shift_size],
+        "qkv_bias": m.qkv.bias is not None,
+        "proj_bias": m.proj.bias is not None,
         "v2": type(module).__name__.endswith("V2"),
     }
     imp.used_params.update(id(p) for p in module.parameters())
