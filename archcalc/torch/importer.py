@@ -643,6 +643,12 @@ def describe(v: Any) -> str:
         return f"a value archcalc cannot follow ({v.why})"
     if isinstance(v, Attr):
         return f"the {'parameter' if v.parameter else 'buffer'} {v.target!r}"
+    if isinstance(v, Moved):
+        return f"a permute of {v.src!r} that moves the batch axis (index it, or unbind it, to bring the batch axis back)"
+    if isinstance(v, Unbound | Split):
+        return "the pieces of an unbind or split (index them)"
+    if isinstance(v, Refused):
+        return "the value of a refused node"
     if isinstance(v, list | tuple):
         return f"a {type(v).__name__} of {len(v)}"
     return f"the constant {v!r}"

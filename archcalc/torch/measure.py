@@ -60,11 +60,15 @@ def module_kind(module: nn.Module) -> str | None:
     """The archcalc layer type a torch module is (``nn.Conv2d`` -> ``conv2d``), or None if unknown.
 
     Torch's class names, lowercased, are archcalc's type names; subclasses inherit their base's type.
+    A type that is one class for every rank (``layerscale``) also names its per-rank classes
+    (timm's ``LayerScale2d``).
     """
     for cls in type(module).__mro__:
         name = cls.__name__.lower()
         if name in TYPE_NAMES:
             return name
+        if name[-2:] in ("1d", "2d", "3d") and name[:-2] in TYPE_NAMES and not TYPE_NAMES[name[:-2]].__name__.endswith("d"):
+            return name[:-2]
         if cls is nn.Module:
             break
     return None

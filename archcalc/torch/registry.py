@@ -47,7 +47,7 @@ IGNORED = frozenset({"Tensor.contiguous", "Tensor.clone", "Tensor.detach", "torc
 """Calls that make no layer: their value is their first argument."""
 
 _ALIASES = {"F": "torch.nn.functional", "Tensor": "torch.Tensor"}
-_EAGER = frozenset({"torch", "operator", "builtins"})
+_EAGER = frozenset({"torch", "operator", "builtins", "Tensor", "F"})
 """Packages whose functions are resolved to objects when the table is built (already imported)."""
 
 

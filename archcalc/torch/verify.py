@@ -536,6 +536,9 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         elif lm.kind == s.type:
             matched(s, lm, True)
             i, j = i + 1, j + 1
+        elif lm.kind is None and s.type in OPTIONAL_TYPES and lm.params and lm.params == analytic[s.name]["params"]:
+            matched(s, lm, True)  # a module of an unknown class holding just this layer's weights (timm's Scale: a layerscale)
+            i, j = i + 1, j + 1
         elif s.type in OPTIONAL_TYPES:
             missing(s)
             i += 1

@@ -184,7 +184,7 @@ def _meta_arith(fn: Callable[[Any, Any], Any]) -> Handler:
     return handle
 
 
-for _op in ("floordiv", "eq", "ne", "pow"):
+for _op in ("floordiv", "mod", "eq", "ne", "lt", "le", "gt", "ge", "pow"):
     register(f"operator.{_op}", _meta_arith(getattr(operator, _op)))
 
 

@@ -1,4 +1,5 @@
-"""Handlers of normalisation calls written as functions over the module's own tensors:
+"""Handlers of layers written as functions over the module's own tensors (normalisation, and the
+``F.linear`` / ``F.conv2d`` of subclasses that override ``forward``):
 ``F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, ...)`` (timm's
 ``BatchNormAct2d`` runs batch norm this way before its activation)."""
 
@@ -6,9 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...dims import as_int
 from ...layers import TYPE_NAMES
 from ..importer import Attr, Importer
-from ..registry import handles
+from ..registry import handles, register
 
 if TYPE_CHECKING:
     from torch import fx
@@ -81,3 +83,48 @@ def group_norm(imp: Importer, node: fx.Node) -> None:
     if isinstance(eps, float):
         fields["eps"] = eps
     imp.emit(node, "groupnorm", fields, [src])
+
+
+@handles("torch.nn.functional.linear", records="linear")
+def linear(imp: Importer, node: fx.Node) -> None:
+    """``F.linear(x, self.weight, self.bias)`` (timm's ``Linear`` subclass calls it in its own forward): a ``linear`` layer."""
+    a = imp.bind(node, ["input", "weight", "bias"])
+    src = imp.tensor(node, a["input"])
+    weight = _attr_or_none(imp, node, a.get("weight"), "weight")
+    bias = _attr_or_none(imp, node, a.get("bias"), "bias")
+    if weight is None or len(weight.shape) != 2 or weight.table is not None:
+        raise imp.unsupported(node, "a weight that is not a 2-d parameter")
+    want, have = weight.shape[1], as_int(imp.shape(src)[-1])
+    if have is not None and have != want:
+        raise imp.fail(node, f"the weight takes {want} features but its input {imp.shape(src)} has {have}")
+    imp.emit(node, "linear", {"out_features": weight.shape[0], "bias": bias is not None}, [src])
+
+
+def _conv(n: int) -> Any:
+    def conv(imp: Importer, node: fx.Node) -> None:
+        """``F.conv{n}d(x, self.weight, self.bias, stride, padding, dilation, groups)`` (timm's
+        ``Conv2dSame``, ``StdConv2d`` call it in their own forward): a ``conv{n}d`` layer."""
+        a = imp.bind(node, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"])
+        src = imp.tensor(node, a["input"])
+        weight = _attr_or_none(imp, node, a.get("weight"), "weight")
+        bias = _attr_or_none(imp, node, a.get("bias"), "bias")
+        if weight is None or len(weight.shape) != n + 2 or weight.table is not None:
+            raise imp.unsupported(node, "a weight that is not a parameter of the module")
+        groups = imp.value(a.get("groups", 1))
+        c_in = as_int(imp.shape(src)[0])
+        if not isinstance(groups, int) or (c_in is not None and c_in != weight.shape[1] * groups):
+            raise imp.fail(node, f"the weight {weight.shape} with groups={groups!r} does not take the {c_in} input channels")
+        given: dict[str, Any] = {k: a[k] for k in ("stride", "padding", "dilation") if k in a}
+        fields = imp.fields_of(node, f"conv{n}d", given)
+        ks = list(weight.shape[2:])
+        fields.update({"out_channels": weight.shape[0], "kernel_size": ks[0] if len(set(ks)) == 1 else ks, "bias": bias is not None})
+        if groups != 1:
+            fields["groups"] = groups
+        imp.emit(node, f"conv{n}d", fields, [src])
+
+    return conv
+
+
+for _n in (1, 2, 3):
+    register(f"torch.nn.functional.conv{_n}d", _conv(_n), records=f"conv{_n}d")
+    register(f"torch.conv{_n}d", _conv(_n), records=f"conv{_n}d")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...dims import as_int, prod
 from ...layers import TYPE_NAMES
-from ..importer import BATCH, Attr, Grouped, Importer, Moved, Pieces, Split, TensorRef, Unbound, contains, describe, same, spec_dim
+from ..importer import BATCH, Attr, Grouped, Importer, Moved, Pieces, Split, TensorRef, Unbound, Unusable, contains, describe, same, spec_dim
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -360,6 +360,9 @@ def _getattr(imp: Importer, node: fx.Node) -> None:
     if isinstance(v, TensorRef) and attr == "shape":
         imp.values[node] = (BATCH, *imp.shape(v.name))
         return
+    if isinstance(v, TensorRef) and attr in ("device", "dtype"):
+        imp.values[node] = Unusable(f"the tensor's {attr}")  # refused only where it is used
+        return
     if isinstance(v, TensorRef) and attr == "ndim":
         imp.values[node] = len(imp.shape(v.name)) + 1
         return
@@ -380,7 +383,8 @@ def _chunk(imp: Importer, node: fx.Node) -> None:
 def _getitem(imp: Importer, node: fx.Node) -> None:
     obj, idx = imp.value(node.args[0]), imp.value(node.args[1])
     if isinstance(obj, Pieces):
-        imp.emit(node, "chunk", {"chunks": obj.chunks, "index": idx, "dim": obj.dim}, [obj.src])
+        index = idx + obj.chunks if isinstance(idx, int) and idx < 0 else idx  # x.chunk(2)[-1]
+        imp.emit(node, "chunk", {"chunks": obj.chunks, "index": index, "dim": obj.dim}, [obj.src])
         return
     if isinstance(obj, Moved) and isinstance(idx, int):
         _piece_of_moved(imp, node, obj, idx)
@@ -390,7 +394,8 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
             _piece_of_moved(imp, node, obj.moved, idx)
         else:
             assert obj.src is not None
-            imp.emit(node, "select", {"dim": obj.dim, "index": idx}, [obj.src])
+            n = as_int(imp.shape(obj.src)[obj.dim - 1])
+            imp.emit(node, "select", {"dim": obj.dim, "index": idx + n if idx < 0 and n is not None else idx}, [obj.src])
         return
     if isinstance(obj, Split) and isinstance(idx, int):
         start, end = obj.bounds[idx]
@@ -399,9 +404,12 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
     if isinstance(obj, TensorRef):
         _slice(imp, node, obj.name, idx)
         return
-    if isinstance(obj, Attr) and obj.parameter and isinstance(idx, Attr) and not idx.parameter:
-        # table[index] with a constant index (relative position bias): the table read at fixed positions
-        imp.values[node] = Attr(obj.target, (*idx.shape, *obj.shape[1:]), True, obj.table or obj.shape)
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if isinstance(obj, Attr) and obj.parameter and items and isinstance(items[-1], Attr) and not items[-1].parameter \
+            and all(i == slice(None) for i in items[:-1]):
+        # table[index] / table[:, index] with a constant index (relative position biases): the table read at fixed positions
+        k, index = len(items) - 1, items[-1]
+        imp.values[node] = Attr(obj.target, (*obj.shape[:k], *index.shape, *obj.shape[k + 1 :]), True, obj.table or obj.shape)
         return
     if isinstance(obj, list | tuple) and not contains(idx, lambda x: isinstance(x, TensorRef)):
         try:
@@ -450,6 +458,9 @@ def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
             start, stop, _ = s.indices(hi)
             size = stop - start
             if size <= 0 or start != (hi - size) // 2:
+                if "slice" in TYPE_NAMES:
+                    _select_slice(imp, node, src, items)  # not a center crop: plain slices
+                    return
                 raise imp.unsupported(node, f"slice {start}:{stop} of {hi} is not a center crop")
             sizes.append(size)
         imp.emit(node, "crop", {"size": sizes[0] if len(set(sizes)) == 1 else sizes}, [src])
@@ -478,7 +489,11 @@ def _select_slice(imp: Importer, node: fx.Node, src: str, items: list[Any]) -> N
             steps.append(("slice", fields))
     for axis in range(len(items) - 1, 0, -1):
         if isinstance(items[axis], int):
-            steps.append(("select", {"dim": axis, "index": items[axis]}))
+            n = as_int(shape[axis - 1])
+            index = items[axis]
+            if index < 0 and n is not None:
+                index += n  # x[:, -1]: the last entry
+            steps.append(("select", {"dim": axis, "index": index}))
     cur = src
     for i, (kind, fields) in enumerate(steps):
         last = i == len(steps) - 1
