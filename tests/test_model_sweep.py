@@ -39,7 +39,18 @@ TIMM = [
     "rexnet_100", "dla34", "cspresnet50", "repvgg_a0", "levit_128s", "mobilevit_s", "coat_lite_tiny", "efficientformer_l1",
     "poolformer_s12", "edgenext_small", "fastvit_t8", "hrnet_w18_small",
 ]
-TIMM_REFUSED: dict[str, str] = {}
+TIMM_REFUSED: dict[str, str] = {
+    # Swin's window partition folds the windows into the batch axis (timm's is plain code, not fx-wrapped)
+    "swin_tiny_patch4_window7_224": "node 'view_1' (call_method Tensor.view) has no archcalc layer type: reshape to (-1, 7, 7, 96)",
+    # LeViT's attention subsampling flattens the batch axis with the tokens
+    "levit_128s": "node 'flatten_1' (call_method Tensor.flatten): flatten layer 'flatten_1': start_dim 0..end_dim 1",
+    # MobileViT's unfold branches on a tensor's size: torch.fx cannot trace it
+    "mobilevit_s": "field 'factory': torch.fx cannot trace ByobNet",
+    # CoaT pads the token axis of (B, heads, N, d) by one (the class token's slot)
+    "coat_lite_tiny": "node 'pad' (call_function torch.nn.functional.pad) has no archcalc layer type: padding (0, 0, 1, 0, 0, 0)",
+    # EdgeNeXt builds its positional encoding from torch.zeros in forward (a constant tensor)
+    "edgenext_small": "node 'zeros' (call_function torch.zeros) has no archcalc layer type",
+}
 
 
 @contextlib.contextmanager
