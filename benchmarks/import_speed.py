@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 import torchvision.models as tv_models  # noqa: E402
+from test_model_sweep import TORCHVISION_INPUT, meta_parameters  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from archcalc.torch.importer import spec_from_module  # noqa: E402
-from test_model_sweep import TORCHVISION_INPUT, meta_parameters  # noqa: E402
 
 DEFAULT = ["resnet50", "densenet121", "efficientnet_b0", "convnext_tiny", "vit_b_16", "swin_t", "maxvit_t", "inception_v3",
            "mobilenet_v3_large", "regnet_y_400mf"]
