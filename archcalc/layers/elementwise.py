@@ -60,9 +60,10 @@ class _Broadcast(Layer):
         return {self.category: numel(out) * (len(ins) - 1)}
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
-        # a * b saves both (each one's gradient is the other times the output's); with more inputs,
-        # ((a * b) * c)... also saves each partial product it multiplies further
-        why = "the other factor's gradient is the output's gradient times this one"
+        # a * b saves both (each one's gradient is the other times the output's), as does a / b
+        # (a's gradient is g / b, b's is -g * a / b^2); with more inputs, ((a * b) * c)... also
+        # saves each partial result it combines further
+        why = "the other operand's gradient needs this one"
         kept = [Saved.of_input(why, i) for i in range(len(ins))]
         partial = ins[0]
         for k in range(1, len(ins) - 1):
@@ -88,6 +89,9 @@ class Sub(_Broadcast):
     type: Literal["sub"]
     verb: ClassVar[str] = "subtract"
     category: ClassVar[str] = "add"
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # the gradient flows to each input unchanged (or negated)
 
 
 class Div(_Broadcast):
@@ -115,6 +119,13 @@ class Scalar(Layer):
 
     def in_place(self) -> bool:
         return False
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        if self.op in ("add", "sub", "rsub", "mul", "div"):
+            return []  # the gradient is the output's, shifted or scaled by the constant
+        if self.op == "pow":
+            return [Saved.of_input("x ** c has the gradient c * x ** (c - 1)")]
+        return None  # rdiv (c / x): torch keeps a reciprocal whose storage archcalc does not follow
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Scalar as ScalarModule

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import DimList, Layer, Shape, dim_field, numel
+from .base import DimList, Layer, Saved, Shape, dim_field, numel
 from .reshape import sample_axis
 
 
@@ -96,6 +96,9 @@ class PositionBias(Parameter):
 
     def note(self, ins: list[Shape]) -> str | None:
         return "a learned table read at fixed positions: params are the table's, its use is counted by the layer that consumes it"
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        return None  # the gather keeps its int64 index (not batched); not worked out here: reported as unknown
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import PositionBias as PositionBiasModule

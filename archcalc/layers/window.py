@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import DimList, Layer, Shape, dim_field, shape_str
+from .base import DimList, Layer, Saved, Shape, dim_field, shape_str
 
 CPB_HIDDEN = 512
 """Hidden width of Swin v2's continuous position bias MLP (torchvision: nn.Linear(2, 512))."""
@@ -91,6 +91,9 @@ class ShiftedWindowAttention(Layer):
         if self.v2:
             text += "; the position-bias MLP runs once per batch, counted here per sample"
         return text
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        return None  # not worked out: the training-memory pass reports this layer as unknown
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torchvision.models import swin_transformer as sw
