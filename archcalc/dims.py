@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import functools
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,6 +160,29 @@ def dmax(a: Dim, b: Dim) -> Dim:
     return max(a, b)
 
 
+def assume_multiples(multiples: Mapping[str, int]) -> Callable[[Dim], Dim]:
+    """A rewrite of values that knows symbol ``name`` is a multiple of ``multiples[name]``: each
+    floor(x) or ceiling(x) whose x is then an integer becomes x (floor(H/16) -> H/16 when H is a
+    multiple of 16), so a ViT's cost reads as a polynomial in H and W.  Memoised per expression."""
+    sp = _sympy()
+    steps = {symbol(n): m * sp.Symbol(f"_{n}_over_{m}", integer=True, positive=True) for n, m in multiples.items()}
+    memo: dict[Any, Any] = {}
+
+    def exact(e: Any) -> bool:
+        return isinstance(e, (sp.floor, sp.ceiling)) and e.args[0].xreplace(steps).is_integer is True
+
+    def rewrite(value: Dim) -> Dim:
+        if not is_symbolic(value) or not value.has(sp.floor, sp.ceiling):  # type: ignore[union-attr]
+            return value
+        got = memo.get(value)
+        if got is None:
+            got = value.replace(exact, lambda e: e.args[0])  # type: ignore[union-attr]
+            got = memo[value] = sp.expand(got) if got != value else got  # a polynomial: (HW)^2 terms in sight
+        return got
+
+    return rewrite
+
+
 def known_sign(value: Dim) -> int | None:
     """-1, 0 or 1 when the sign of ``value`` is decidable (always for ints), else None."""
     if not is_symbolic(value):
@@ -211,6 +234,7 @@ __all__ = [
     "Dim",
     "DimError",
     "as_int",
+    "assume_multiples",
     "ceildiv",
     "check_expr",
     "dmax",

@@ -321,7 +321,7 @@ def _prod(values: Any) -> Any:
 
 def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], layer: Layer, lay_t: Layer, ins_num: list[Shape]) -> None:
     srcs: list[tuple[AxisRF, ...]] = [nodes[i]["rf"] for i in node["inputs"] if nodes[i]["rf"]]
-    if not srcs:
+    if not srcs or layer.source:
         ex.steps.append(Step("receptive field", None, "a learned tensor: it reads no input", "none"))
         return
     if layer.mixes_positions(node["in_shapes"]):

@@ -224,9 +224,10 @@ class _Compiler:
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            source = bound.n_inputs[1] == 0  # a layer without input (a learned tensor): not on the chain
-            self.nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes),
-                                "scope": scope}
+            source = bound.source  # a learned tensor: no input unless it names one, and not on the chain
+            self.nodes[full] = {
+                "layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope,
+            }
             if not entry.training_only and not source:
                 prev = full
         forward = True
@@ -238,7 +239,7 @@ class _Compiler:
             ins = attrs["inputs"]
             lo, hi = bound.n_inputs
             if len(ins) < lo or (hi is not None and len(ins) > hi):
-                want = f"{lo}" if lo == hi else f"at least {lo}"
+                want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
                 raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=full, field="inputs")
         self.forward = self.forward and forward
         if prefix and not any(isinstance(e, BlockCall) for e in entries):
@@ -257,13 +258,13 @@ class _Compiler:
             if full in nodes:
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             if refs is None:
-                ins = [] if bound.n_inputs[1] == 0 else [prev]
+                ins = [] if bound.source else [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
             nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
-            if not training and bound.n_inputs[1] != 0:
+            if not training and not bound.source:
                 prev = full
         return prev
 
@@ -358,6 +359,9 @@ def compile_graph(
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
+    multiples = {k: s.multiple_of for k, s in arch.symbols.items() if s.multiple_of > 1 and k not in env}
+    if multiples:
+        G.graph["multiples"] = multiples
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import gc
 import operator
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
+from .dims import Dim, assume_multiples, free_symbols, simplify, sympy_loaded, to_json
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Layer
 from .passes import compute, memory, params, receptive_field, shapes
@@ -87,7 +87,7 @@ class Report:
     @property
     def totals(self) -> dict[str, Dim]:
         rows = self.counted_rows
-        return {q: simplify(sum((getattr(r, q) for r in rows), start=0)) for q in QUANTITIES}
+        return {q: _total([getattr(r, q) for r in rows]) for q in QUANTITIES}
 
     def row(self, name: str) -> Row:
         for r in self.rows:
@@ -221,11 +221,38 @@ def report_from_graph(
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
+        multiples = G.graph.get("multiples")
+        exact = assume_multiples(multiples) if multiples else None
         for row in rows:
+            if exact is not None:
+                _apply(row, exact)
             _fold_integers(row)
     return Report(
         G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
     )
+
+
+def _total(values: list[Dim]) -> Dim:
+    """The sum of a column: ints added as ints, symbolic terms in one sympy Add (adding them one by
+    one re-flattens a growing sum each time: a symbolic ViT's totals took most of its analysis)."""
+    ints = sum(v for v in values if type(v) is int)
+    terms = [v for v in values if type(v) is not int]
+    if not terms:
+        return ints
+    import sympy
+
+    return simplify(sympy.Add(ints, *terms))
+
+
+def _apply(row: Row, f: Callable[[Dim], Dim]) -> None:
+    """Rewrite every value of ``row`` with ``f`` (symbolic ones; ints pass through)."""
+    row.output_shape, row.receptive_field, row.effective_stride = (
+        tuple(f(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)
+    )
+    row.params, row.macs, row.flops, row.activation_bytes, row.buffers = (
+        f(v) for v in (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
+    )
+    row.ops = {k: f(v) for k, v in row.ops.items()}
 
 
 def _fold_integers(row: Row) -> None:

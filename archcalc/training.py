@@ -288,8 +288,8 @@ def training_memory_from_graph(
     assumptions = list(PEAK_ASSUMPTIONS)
     if checkpoint:
         assumptions.append(
-            "checkpointed blocks (torch.utils.checkpoint, use_reentrant=False) keep only their inputs; in the backward each "
-            "is run forward again, so its saved tensors come back one block at a time: the peak adds the largest block's"
+            "checkpointed blocks (torch.utils.checkpoint) keep only their inputs (proved with use_reentrant=True); in the "
+            "backward each is run forward again, so its saved tensors come back one block at a time: the peak adds the largest block's"
         )
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"

@@ -78,8 +78,13 @@ def assert_same_analysis(got: Report, want: Report) -> None:
 
 
 # ----- the zoo round trip ----------------------------------------------------------------------------
+# specs whose layer types import cannot read back yet (issue 11 item 3): the built module calls a
+# learned tensor (the 'parameter' layer) with the batch size
+NOT_YET_IMPORTED = {name: "import does not read the 'parameter' layer (class token, position embedding) yet" for name in ("vit_b_16", "vit_b_32")}
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
 def test_zoo_round_trip(path: Path) -> None:
+    if path.stem in NOT_YET_IMPORTED:
+        pytest.xfail(NOT_YET_IMPORTED[path.stem])
     arch = load_spec(path)
     G = compile_spec(arch)
     module = build_module(G, device="meta")
@@ -670,14 +675,14 @@ def test_unsupported_node_names_node_op_and_target() -> None:
 @pytest.mark.parametrize(
     ("module", "pattern"),
     [
-        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.PReLU()), r"node '_1' \(call_module 1: PReLU\) has no archcalc layer type"),
+        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Softplus()), r"node '_1' \(call_module 1: Softplus\) has no archcalc layer type"),
         (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ELU()), r"node '_1' \(call_module 1: ELU\) has no archcalc layer type"),
         (nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2, return_indices=True)), r"return_indices"),
         (nn.Sequential(nn.Conv2d(5, 4, 3)), r"in_channels=5 but its input 3×8×8 has 3 channel\(s\)"),
         (nn.Sequential(nn.Flatten(), nn.Linear(10, 2)), r"in_features=10 but its input 192 has 192 feature\(s\)"),
         (nn.Sequential(nn.Conv2d(3, 4, 9)), r"node '_0' \(call_module 0: Conv2d\): conv2d layer '0': kernel extent 9"),
     ],
-    ids=["prelu", "elu", "return_indices", "in_channels", "in_features", "kernel"],
+    ids=["softplus", "elu", "return_indices", "in_channels", "in_features", "kernel"],
 )
 def test_module_errors(module: nn.Module, pattern: str) -> None:
     with pytest.raises(SpecError, match=pattern):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from conftest import cli, net
 
-from archcalc import analyze, parse_spec
+from archcalc import parse_spec
 from archcalc.errors import SpecError
 
 
@@ -220,6 +220,13 @@ def test_token_specs_analyse_symbolically_and_agree_with_numbers() -> None:
         assert tuple(sympy.sympify(d).subs(subs) for d in a.output_shape) == b.output_shape, a.name
 
 
-def test_parameter_layer_rejects_inputs() -> None:
-    with pytest.raises(SpecError, match="takes 0 input"):
-        analyze(parse_spec({"name": "t", "input": [4, 8], "layers": [{"name": "p", "type": "parameter", "shape": [4, 8], "inputs": ["input"]}]}))
+def test_parameter_takes_its_shape_from_an_input_and_sees_nothing() -> None:
+    # torchvision's ViT: pos_embedding (1, L + 1, D) is added to the tokens; sized like them
+    rep = net([{"name": "pos", "type": "parameter", "inputs": ["input"]}, {"name": "x", "type": "add", "inputs": ["input", "pos"]}], (197, 768))
+    assert rep.row("pos").params == 197 * 768
+    assert rep.row("pos").receptive_field == ()
+    with pytest.raises(SpecError, match="takes 0 to 1 input"):
+        net([{"name": "p", "type": "parameter", "inputs": ["input", "input"]}], (4, 8))
+    with pytest.raises(SpecError, match="needs a shape") as e:
+        net([{"name": "p", "type": "parameter"}, {"name": "x", "type": "add", "inputs": ["input", "p"]}], (4, 8))
+    assert e.value.field == "shape"

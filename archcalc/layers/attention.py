@@ -9,7 +9,8 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
 * scaled_dot_product_attention (``F.scaled_dot_product_attention(q, k, v)``): q (..., L, E),
   k (..., S, E), v (..., S, Ev) -> (..., L, Ev).  MACs (`matmul`): L*S*E for q k^T and L*S*Ev for
   the weighted sum of v, per leading index (heads): 2*heads*L*S*d when E = Ev = d, which is
-  torch's own sdpa formula (torch/utils/flop_counter.py, sdpa_flop_count) halved.  The softmax
+  torch's own sdpa formula (torch/utils/flop_counter.py, sdpa_flop_count) halved (category
+  `attn_matmul`, apart from matmul's: fvcore counts aten::matmul but not the sdpa kernel).  The softmax
   is counted apart (`softmax`, one per score: heads*L*S) and so is the 1/sqrt(E) scaling
   (`attn_scale`, one per score).  A causal mask (``is_causal``) changes no count: the math kernel
   computes every score and masks after (as torch's counter counts it).
@@ -102,7 +103,7 @@ class ScaledDotProductAttention(Layer):
         heads, big_l, s = prod(out[:-2]), q[-2], k[-2]
         scores = heads * big_l * s
         # q k^T: L*S dot products of length E; softmax(scores) v: L*Ev dot products of length S
-        return {"matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
+        return {"attn_matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
@@ -179,7 +180,7 @@ class MultiheadAttention(Layer):
             o["linear_bias"] = 2 * big_l * e + 2 * s * e
         scores = self.num_heads * big_l * s
         d = e // self.num_heads
-        o.update({"matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
+        o.update({"attn_matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
         return o
 
     def mixes_positions(self, ins: list[Shape]) -> bool:

@@ -60,7 +60,8 @@ OP_CATEGORIES: dict[str, str] = {
     "softmax": "softmax, one per element",
     "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
     "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
-    "matmul": "multiply-accumulates of a product of two activations (matmul; attention's q k^T and its weighted sum of v)",
+    "matmul": "multiply-accumulates of a product of two activations (the matmul layer)",
+    "attn_matmul": "attention's two products, q k^T and the weighted sum of v (scaled_dot_product_attention, multiheadattention)",
     "attn_scale": "attention's score scaling by 1/sqrt(d), one per score",
     "layernorm": "layer normalisation, one per element",
     "layernorm_affine": "layer normalisation's scale and shift, one per element",
@@ -227,6 +228,7 @@ class Layer(Spec):
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod

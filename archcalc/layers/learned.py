@@ -3,7 +3,9 @@
 
 * parameter: an ``nn.Parameter`` of per-sample ``shape`` read in ``forward`` (ViT's class token
   (1, D), concatenated in front of the patch tokens; its position embedding (L + 1, D), added).
-  It takes no input; its params are the shape's size; it computes nothing: the ``concat`` or
+  It takes no input, or one whose shape it copies when ``shape`` is not given ("inputs": ["x"]
+  sizes the position embedding like the token sequence x: only x's shape is read, never its
+  values).  Its params are the shape's size; it computes nothing: the ``concat`` or
   ``add`` that consumes it counts its own cost.  torch holds it as (1, *shape) and expands it
   over the batch (a view: no new memory).  It sees no input pixel (no receptive field).
 * layerscale (CaiT, Touvron et al. 2021; torchvision ConvNeXt's ``layer_scale``, timm's
@@ -26,20 +28,33 @@ class Parameter(Layer):
     """A learned tensor of per-sample ``shape`` entering the graph (no input)."""
 
     type: Literal["parameter"]
-    shape: Annotated[DimList, *dim_field()] = Field(description="Per-sample shape (torch holds (1, *shape)).")
-    n_inputs: ClassVar[tuple[int, int | None]] = (0, 0)
+    shape: Annotated[DimList | None, *dim_field()] = Field(
+        default=None, description="Per-sample shape (torch holds (1, *shape)); default: the shape of its input."
+    )
+    n_inputs: ClassVar[tuple[int, int | None]] = (0, 1)
+    source: ClassVar[bool] = True
 
-    def _shape(self) -> Shape:
+    def _shape(self, ins: list[Shape]) -> Shape:
+        if self.shape is None:
+            if not ins:
+                raise self.fail("needs a shape, or an input to take the shape of", "shape")
+            return ins[0]
         return tuple(self.shape) if isinstance(self.shape, list) else (self.shape,)
 
     def output_shape(self, ins: list[Shape]) -> Shape:
-        return self._shape()
+        return self._shape(ins)
 
     def weights(self, ins: list[Shape]) -> dict[str, Shape]:
-        return {"weight": (1, *self._shape())}
+        return {"weight": (1, *self._shape(ins))}
 
     def in_place(self) -> bool:
         return True  # the parameter itself, expanded over the batch: nothing new is allocated
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # an expand: its backward sums the gradient over the batch, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "new"  # the parameter's own storage (expanded), never its input's
 
     def note(self, ins: list[Shape]) -> str | None:
         return "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
@@ -47,7 +62,7 @@ class Parameter(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Parameter as ParameterModule
 
-        return ParameterModule(tuple(int(d) for d in self._shape()))
+        return ParameterModule(tuple(int(d) for d in self._shape(ins)))
 
 
 class LayerScale(Layer):
@@ -68,6 +83,10 @@ class LayerScale(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"scale": numel(out)}  # one multiplication per element
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # gamma * x: mul keeps x for gamma's gradient and gamma for x's
+        return [Saved.of_input("gamma's gradient is the output's gradient times x"), Saved.of_param("gamma", "x's gradient is scaled by gamma")]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import LayerScale as LayerScaleModule
@@ -97,14 +116,14 @@ class PositionBias(Parameter):
     def note(self, ins: list[Shape]) -> str | None:
         return "a learned table read at fixed positions: params are the table's, its use is counted by the layer that consumes it"
 
-    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
-        return None  # the gather keeps its int64 index (not batched); not worked out here: reported as unknown
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # the gather's backward keeps its index, which is the module's own buffer: nothing new
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import PositionBias as PositionBiasModule
 
         table = self.weights(ins)["table"]
-        return PositionBiasModule(tuple(int(d) for d in table), tuple(int(d) for d in self._shape()))
+        return PositionBiasModule(tuple(int(d) for d in table), tuple(int(d) for d in self._shape(ins)))
 
 
 LAYERS: list[type[Layer]] = [Parameter, LayerScale, PositionBias]

@@ -227,6 +227,9 @@ def receptive_field(G: Graph) -> None:
         node = nodes[name]
         inputs = node["inputs"]
         note = None
+        if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=())
+            continue
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
             rf, bound, grid = src["rf"], src["rf_bound"], src["rf_grid"]

@@ -81,6 +81,11 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             got = memo[key] = (plan, layer.output_storage(node["in_shapes"]), prod(node["shape"]) * dtype_bytes)
         plan, how, out_bytes = got
         inputs = node["inputs"]
+        if node["layer"].source:  # a learned tensor (parameter): its storage is the parameter's, not an activation
+            node["storage"], node["contiguous"], node["grad"] = name, False, True
+            sizes[name] = 0
+            node["saved"], node["saved_bytes"] = [], 0
+            continue
         src = nodes[inputs[0]]
         if how == "new" or (how == "reshape" and not src["contiguous"]):
             node["storage"], node["contiguous"] = name, True
@@ -135,6 +140,10 @@ def _saved_autocast(G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str,
         node = nodes[name]
         layer = node["layer"]
         inputs = node["inputs"]
+        if layer.source:  # a learned tensor (parameter): its storage is the parameter's, not an activation
+            node.update(storage=name, contiguous=False, grad=True, elt=4, saved=[], saved_bytes=0)
+            sizes[name] = 0
+            continue
         srcs = [nodes[i] for i in inputs]
         src = srcs[0]
         mode = layer.autocast(device)

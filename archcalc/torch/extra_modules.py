@@ -222,8 +222,10 @@ class StochasticDepth(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p) if self.p < 1.0 else x * keep
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        if self.p < 1.0:
+            noise.div_(1.0 - self.p)
+        return x * noise
 
 
 class LayerScale(nn.Module):
@@ -238,13 +240,16 @@ class LayerScale(nn.Module):
 
 
 class Parameter(nn.Module):
-    """A learned (1, *shape) tensor, expanded over the batch (called with the batch size)."""
+    """A learned (1, *shape) tensor, expanded over the batch (called with the batch size, or with
+    a tensor whose batch size it takes: only that tensor's shape is read)."""
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1, *shape))
 
-    def forward(self, batch: int = 1) -> torch.Tensor:
+    def forward(self, batch: int | torch.Tensor = 1) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):
+            batch = batch.shape[0]
         # under no_grad a view of a parameter still says requires_grad, without a grad_fn: torch's
         # module tracker (FlopCounterMode) then fails on it, so hand out a detached view there
         w = self.weight if torch.is_grad_enabled() else self.weight.detach()
