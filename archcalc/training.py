@@ -179,6 +179,7 @@ def training_memory_from_graph(
     device: str = "cpu",
     checkpoint: Sequence[str] = (),
     convention: str = "lecture",
+    attention: str = "fused",
 ) -> TrainingMemory:
     if optimizer not in OPTIMIZER_STATES:
         raise SpecError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZER_STATES)}", field="--optimizer")
@@ -189,7 +190,9 @@ def training_memory_from_graph(
         raise SpecError(f"--amp runs the activations in 16 bits: --dtype is float16 or bfloat16, not {dtype}", field="--dtype")
     shapes(G)
     params(G)
-    saved_tensors(G, act, 1, device, amp)
+    if attention not in ("fused", "math"):
+        raise SpecError(f"unknown attention kernel {attention!r}; choose fused or math", field="--attention")
+    saved_tensors(G, act, 1, device, amp, attention == "fused")
     nodes = node_table(G)
     order = G.graph["order"]
     seg_of = _segments(G, checkpoint)

@@ -40,6 +40,12 @@ def _options(p: argparse.ArgumentParser) -> None:
         choices=list(DEVICES),
         help="where the step runs (dropout's mask: fp on CPU, bool on CUDA; Adam's step tensors stay on CPU)",
     )
+    p.add_argument(
+        "--attention",
+        default="fused",
+        choices=["fused", "math"],
+        help="attention kernel: fused (flash: keeps a logsumexp per query, as torch picks on CPU and CUDA) or math (keeps the s x s probabilities)",
+    )
     p.add_argument("--convention", default="lecture", help="counting convention for the recomputation's FLOPs (default lecture)")
     p.add_argument("--format", choices=FORMATS, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
@@ -82,6 +88,7 @@ def _analyse(args: argparse.Namespace, batch: Any) -> Any:
                 device=args.device,
                 checkpoint=args.checkpoint,
                 convention=args.convention,
+                attention=args.attention,
             )
     except SpecError as e:
         raise e.located(file=args.spec) from None
