@@ -51,6 +51,7 @@ class Convention:
 # nn.LayerNorm but not its subclasses (torchvision's LayerNorm2d) and attention 0 (see the README)
 NOT_REPRODUCED = frozenset(
     {"layernorm", "groupnorm", "multiheadattention", "scaled_dot_product_attention", "matmul", "layerscale", "mean"}
+    | {"embedding", "rmsnorm", "rotary"}  # (the language-model layers: not checked against those tools either)
 )
 
 # torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
@@ -65,14 +66,14 @@ CONVENTIONS: dict[str, Convention] = {
             "or in_features, bias not counted; matmul and attention's two products = output elements x the "
             "contracted size; pooling (and a mean) = output elements x window size; activations, softmax, "
             "normalisation, layer scale and adds not counted. FLOPs = 2 x MACs.",
-            {"mac": 1, "matmul": 1, "attn_matmul": 1, "pool": 1, "mean": 1},
+            {"mac": 1, "matmul": 1, "attn_matmul": 1, "attn_matmul_masked": 1, "pool": 1, "mean": 1},
         ),
         Convention(
             "torch",
             "What torch.utils.flop_counter.FlopCounterMode reports, halved into MACs: conv, linear, "
             "matmul/bmm and scaled_dot_product_attention multiply-accumulates only (no bias, pooling, mean, "
             "normalisation incl. layernorm, softmax, activations, layer scale or adds). FLOPs = 2 x MACs.",
-            {"mac": 1, "matmul": 1, "attn_matmul": 1},
+            {"mac": 1, "matmul": 1, "attn_matmul": 1, "attn_matmul_masked": 1},
         ),
         # Peer tools' "MACs"/"FLOPs" totals, each reproduced from the tool's own counting rules.
         # The ResNet-50 figures quoted were measured with each tool at 224x224 (batch 1).
@@ -118,6 +119,15 @@ CONVENTIONS: dict[str, Convention] = {
             {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)},
              **TRANSPOSED_ON_OUTPUT_GRID},
             refuses=NOT_REPRODUCED,
+        ),
+        Convention(
+            "kaplan",
+            "Kaplan et al. 2020 ('Scaling laws for neural language models', Table 1): the weighted layers' "
+            "multiply-adds (2N FLOPs per token for N weights) and causal attention over the kept triangle only "
+            "(query i reads i + 1 keys; the paper's 2*n_layer*n_ctx*d_attn FLOPs per token is this on average, "
+            "with n_ctx/2 for (i + 1)); the masked scores, biases, normalisation, softmax and activations not counted. "
+            "FLOPs = 2 x MACs.",
+            {"mac": 1, "matmul": 1, "attn_matmul": 1},
         ),
     )
 }

@@ -15,6 +15,7 @@ from . import (
     rearrange,
     reduce,
     reshape,
+    sequence,
     shortcut,
     upsample,
     window,
@@ -38,6 +39,7 @@ LAYER_TYPES: list[type[Layer]] = [
     *learned.LAYERS,
     *reduce.LAYERS,
     *window.LAYERS,
+    *sequence.LAYERS,
 ]
 TYPE_NAMES: dict[str, type[Layer]] = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in LAYER_TYPES}  # type: ignore[union-attr]
 

@@ -12,8 +12,14 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
   torch's own sdpa formula (torch/utils/flop_counter.py, sdpa_flop_count) halved (category
   `attn_matmul`, apart from matmul's: fvcore counts aten::matmul but not the sdpa kernel).  The softmax
   is counted apart (`softmax`, one per score: heads*L*S) and so is the 1/sqrt(E) scaling
-  (`attn_scale`, one per score).  A causal mask (``is_causal``) changes no count: the math kernel
-  computes every score and masks after (as torch's counter counts it).
+  (`attn_scale`, one per score).  A causal mask (``is_causal``, torch's top-left aligned
+  tril(ones(L, S)): query i sees min(i + 1, S) keys) is a convention's choice: the kernels compute
+  every score and mask after, and torch's FlopCounterMode counts the full L*S (so do 'torch' and
+  'lecture'); the products over the masked scores are `attn_matmul_masked`, which 'kaplan' leaves out
+  (Kaplan et al. 2020 count attention over the causal triangle: on average half of n_ctx).
+  ``enable_gqa`` (grouped-query attention, Ainslie et al. 2023; torch's flag): k and v have fewer
+  heads than q, each shared by heads_q / heads_kv query heads; the counts follow q's heads, as
+  torch's sdpa formula does (torch/utils/flop_counter.py).
 * multiheadattention (``torch.nn.MultiheadAttention``): projections of q, k, v (`mac`, E x E,
   E x kdim, E x vdim per token), attention over ``num_heads`` heads of E/num_heads, output
   projection (E x E); biases as `linear_bias`.  Weights by torch's names: ``in_proj_weight``
@@ -29,7 +35,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..dims import Dim, as_int, known_sign, prod
+from ..dims import Dim, as_int, expand, is_symbolic, known_sign, prod
 from .base import DimIn, Layer, Shape, dim_field, numel, shape_str
 from .elementwise import _broadcast_dim
 
@@ -87,10 +93,33 @@ class ScaledDotProductAttention(Layer):
     is_causal: bool = Field(default=False, description="Causal mask: position i attends to positions <= i (all scores are still computed).")
     scale: float | None = Field(default=None, description="Score scale; default 1/sqrt(E).")
     dropout_p: float = Field(default=0.0, ge=0, le=1, description="Attention dropout (training only).")
+    enable_gqa: bool = Field(default=False, description="Grouped-query attention: k, v may have fewer heads (axis -3) than q, a divisor of q's.")
     n_inputs: ClassVar[tuple[int, int | None]] = (3, 3)
 
-    def output_shape(self, ins: list[Shape]) -> Shape:
+    def _grouped(self, ins: list[Shape]) -> list[Shape]:
+        """With enable_gqa, k and v as torch sees them: their heads repeated to q's."""
         q, k, v = ins
+        if not self.enable_gqa:
+            return ins
+        if min(len(q), len(k), len(v)) < 3:
+            raise self.fail(f"enable_gqa needs (heads, L, E) inputs, got {shape_str(q)}, {shape_str(k)}, {shape_str(v)}", "inputs")
+        hq, hk, hv = q[-3], k[-3], v[-3]
+        _agree(self, hk, hv, f"k and v have {hk} and {hv} heads")
+        ratio = hq / hk if is_symbolic(hq) or is_symbolic(hk) else (hq // hk if hq % hk == 0 else None)
+        if ratio is None or known_sign(hq - hk) == -1:
+            raise self.fail(f"q's {hq} heads are not a multiple of k and v's {hk}", "inputs")
+        return [q, (*k[:-3], hq, *k[-2:]), (*v[:-3], hq, *v[-2:])]
+
+    def _causal_pairs(self, big_l: Dim, s: Dim) -> Dim:
+        """(query, key) pairs a causal mask keeps: query i sees min(i + 1, S) keys (torch's tril(ones(L, S)))."""
+        if known_sign(s - big_l) in (0, 1):  # L <= S: 1 + 2 + ... + L
+            return big_l * (big_l + 1) / 2 if is_symbolic(big_l) else big_l * (big_l + 1) // 2
+        if known_sign(s - big_l) == -1:  # the first S queries see 1..S keys, the rest all S
+            return (s * (s + 1) / 2 if is_symbolic(s) else s * (s + 1) // 2) + (big_l - s) * s
+        raise self.fail(f"cannot tell whether {big_l} queries are fewer than {s} keys: give the sizes numbers", "is_causal")
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        q, k, v = self._grouped(ins)
         if min(len(q), len(k), len(v)) < 2:
             raise self.fail(f"q, k, v need (..., L, E) shapes, got {shape_str(q)}, {shape_str(k)}, {shape_str(v)}", "inputs")
         _agree(self, q[-1], k[-1], f"q {shape_str(q)} and k {shape_str(k)} have embeddings {q[-1]} and {k[-1]}")
@@ -99,24 +128,36 @@ class ScaledDotProductAttention(Layer):
         return (*lead, q[-2], v[-1])
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        q, k, v = ins
+        q, k, v = self._grouped(ins)
         heads, big_l, s = prod(out[:-2]), q[-2], k[-2]
         scores = heads * big_l * s
         # q k^T: L*S dot products of length E; softmax(scores) v: L*Ev dot products of length S
-        return {"attn_matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
+        o: dict[str, Dim] = {"attn_matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
+        if self.is_causal:  # the same work, split: the products over kept scores, those over masked ones
+            kept = heads * self._causal_pairs(big_l, s)
+            o["attn_matmul"] = expand(kept * (q[-1] + v[-1]))
+            o["attn_matmul_masked"] = expand((scores - kept) * (q[-1] + v[-1]))
+        return o
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
 
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        _, k, v = ins  # (heads_kv, S, E) and (heads_kv, S, Ev): what one position adds to the cache
+        return prod(k[:-2]) * k[-1] + prod(v[:-2]) * v[-1]
+
     def note(self, ins: list[Shape]) -> str | None:
         if self.is_causal:
-            return "causal: every score is computed and the upper triangle masked (counted in full, as torch's counter does)"
+            return (
+                "causal: every score is computed and the upper triangle masked; 'torch' and 'lecture' count the masked products too "
+                "(torch's FlopCounterMode counts the full L\u00d7S), 'kaplan' only the kept triangle"
+            )
         return None
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import ScaledDotProductAttention as SDPA
 
-        return SDPA(self.is_causal, self.scale, self.dropout_p)
+        return SDPA(self.is_causal, self.scale, self.dropout_p, self.enable_gqa)
 
 
 class MultiheadAttention(Layer):
@@ -182,6 +223,10 @@ class MultiheadAttention(Layer):
         d = e // self.num_heads
         o.update({"attn_matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
         return o
+
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        q, _, _ = self._qkv(ins)
+        return 2 * q[-1]  # the projected key and value of each position, embed_dim each
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True

@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from math import gcd
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..dims import Dim, as_int, ceildiv, dmax, known_sign
-from ..graph import INPUT, Graph, node_table
+from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
+from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import Window
 
 if TYPE_CHECKING:
@@ -223,6 +223,12 @@ def receptive_field(G: Graph) -> None:
     nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, tuple(G.graph["input_shape"][1:])),))
     window_memo: dict[tuple[object, ...], tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
+    repeats = G.graph.get("symbolic_repeats", ())
+    if repeats:  # a block repeated l times: its fields are moved on to the last copy once its layers are done
+        position = {n: i for i, n in enumerate(G.graph["order"])}
+        done_at: dict[str, list[SymbolicRepeat]] = {}
+        for rep in sorted(repeats, key=lambda r: len(r.members)):  # inner blocks first
+            done_at.setdefault(max(rep.members, key=position.__getitem__), []).append(rep)
     for name in G.graph["order"]:
         node = nodes[name]
         inputs = node["inputs"]
@@ -237,6 +243,8 @@ def receptive_field(G: Graph) -> None:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             if not seeing:
                 node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=())
+                for rep in done_at.get(name, ()) if repeats else ():
+                    _last_copy(rep, nodes)
                 continue
             grid = tuple({id(g): g for i in seeing for g in nodes[i]["rf_grid"]}.values())
             if len(seeing) == 1:
@@ -284,6 +292,54 @@ def receptive_field(G: Graph) -> None:
         node["rf_note"] = note
         node["rf_bound"] = bound
         node["rf_grid"] = grid
+        if repeats and name in done_at:
+            for rep in done_at[name]:
+                _last_copy(rep, nodes)
+
+
+def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]]) -> None:
+    """Move the fields of a symbolically repeated block from its first copy to its last.
+
+    Laid out once, the block's layers hold the fields of the first copy, which reads the field r of
+    the block's input.  Where every path through the block starts at its input, on a regular grid
+    whose stride the block leaves unchanged (it maps its shape to itself), each layer's field is r
+    grown by a constant (windows add (e - 1) x stride; merges compare sizes that all grow with r):
+    one copy grows the field by D = r_out - r_in and moves its centre by d, so copy k reads
+    r + k D, and the last (k = count - 1) shows r + (count - 1) D.  Three 3x3 convolutions, each
+    D = 2: 1 + 2n after n of them (the stack of n 3x3 convs sees 2n + 1 pixels)."""
+    r_in, r_out = nodes[rep.start]["rf"], nodes[rep.output]["rf"]
+    assert isinstance(r_in, tuple) and isinstance(r_out, tuple)
+    if not r_in:  # no spatial axis (a token sequence): nothing to move
+        return
+    steps = []
+    exact = not rep.reads_outside
+    for a, b in zip(r_in, r_out, strict=True):
+        if a.phases is not None or b.phases is not None or known_sign(b.jump - a.jump) != 0:
+            exact = False
+            steps.append((0, 0))
+            continue
+        steps.append((b.size - a.size, b.centre2 - a.centre2))
+    k = rep.times - 1
+
+    def last(rf: tuple[AxisRF, ...]) -> tuple[AxisRF, ...]:
+        return tuple(
+            r if r.phases is not None else r._replace(size=expand(r.size + k * ds), centre2=expand(r.centre2 + k * dc))
+            for r, (ds, dc) in zip(rf, steps, strict=True)
+        )
+
+    moved = any(known_sign(x) != 0 for step in steps for x in step)
+    if moved:  # the fields each layer's last copy reads (explain works from them), then the layers' own
+        reads = {m: nodes[m].get("rf_inputs") or [nodes[i]["rf"] for i in nodes[m]["inputs"]] for m in rep.members}  # type: ignore[attr-defined]
+        for m in rep.members:
+            nodes[m]["rf_inputs"] = [last(r) for r in reads[m]]  # type: ignore[attr-defined]
+            nodes[m]["rf"] = last(nodes[m]["rf"])  # type: ignore[arg-type]
+            nodes[m]["rf_grid"] = tuple((last(f), n) for f, n in nodes[m]["rf_grid"])  # type: ignore[attr-defined]
+    for m in rep.members:
+        node = nodes[m]
+        if not exact and node["rf_note"] is None:
+            why = "reads layers outside the block" if rep.reads_outside else "changes the grid (stride or upsampling)"
+            node["rf_note"] = f"receptive field of {rep.call}'s last copy approximate: the block {why}; give {rep.times} a number for the exact field"
+            node["rf_bound"] = node["rf_bound"] or rep.call
 
 
 def _regular_steps(windows: list[Window] | None) -> list[tuple[Dim, Dim, Dim]] | None:

@@ -82,6 +82,7 @@ class SpecModule(nn.Module):
         self.training_only = set(training_only)
         self.output = output
         self.run_training_only = False
+        self.input_dtype: torch.dtype | None = None  # the input's dtype when it is not the weights' (token ids: torch.long)
         self.layers = nn.ModuleDict()
         self.keys: dict[str, str] = {}
         taken: set[str] = set()
@@ -159,7 +160,13 @@ def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, d
             inputs[name] = list(node["inputs"])
             if node["training_only"]:
                 training.add(name)
-    return SpecModule(str(G.graph["name"]), input_shape, G.graph["order"], inputs, modules, training, G.graph["output"])
+    for name in G.graph["order"]:
+        for wname, src in G.nodes[name].get("tied", {}).items():  # one tensor for both layers (GPT-2: lm_head.weight = wte.weight)
+            setattr(modules[name], wname, modules[src].weight)
+    model = SpecModule(str(G.graph["name"]), input_shape, G.graph["order"], inputs, modules, training, G.graph["output"])
+    if any(G.nodes[n]["layer"].takes_indices for n in G.graph["order"] if INPUT in G.nodes[n]["inputs"]):
+        model.input_dtype = torch.long  # token ids
+    return model
 
 
 __all__ = ["SpecModule", "build_module", "numeric_shape", "sanitize"]

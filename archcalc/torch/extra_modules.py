@@ -118,13 +118,15 @@ class Matmul(nn.Module):
 class ScaledDotProductAttention(nn.Module):
     """``F.scaled_dot_product_attention(q, k, v, ...)`` (dropout only in training)."""
 
-    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0) -> None:
+    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0, enable_gqa: bool = False) -> None:
         super().__init__()
-        self.is_causal, self.scale, self.dropout_p = is_causal, scale, dropout_p
+        self.is_causal, self.scale, self.dropout_p, self.enable_gqa = is_causal, scale, dropout_p, enable_gqa
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         p = self.dropout_p if self.training else 0.0
-        return nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.is_causal, scale=self.scale)
+        return nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=p, is_causal=self.is_causal, scale=self.scale, enable_gqa=self.enable_gqa
+        )
 
 
 class MultiheadAttention(nn.MultiheadAttention):
@@ -273,7 +275,48 @@ class PositionBias(nn.Module):
         return t.reshape(-1)[self.index].reshape(1, *self.shape).expand(batch, *self.shape)
 
 
+class Embedding(nn.Embedding):
+    """torch.nn.Embedding; ``indices="positions"`` looks up 0..L-1 for an input of L positions
+    (GPT-2's ``wpe(torch.arange(L))``), ``"zeros"`` row 0 at every position (BERT's token types),
+    the same rows for every sample in the batch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, indices: str = "input") -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.indices = indices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.indices == "input":
+            return super().forward(x)
+        idx = torch.arange(x.shape[1], device=x.device) if self.indices == "positions" else torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
+        return super().forward(idx).unsqueeze(0).expand(x.shape[0], -1, -1)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.indices == "input" else f", indices={self.indices!r}")
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoFormer, Su et al. 2021) of a (N, ..., L, d) tensor, the
+    rotate-half form of GPT-NeoX and Hugging Face's LLaMA: x*cos + rotate_half(x)*sin, the angle of
+    feature pair i at position p being p / base^(2i/d).  No parameters or buffers."""
+
+    def __init__(self, base: int = 10000) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length, d = x.shape[-2], x.shape[-1]
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
+        angles = torch.outer(torch.arange(length, device=x.device, dtype=torch.float32), inv_freq)
+        emb = torch.cat((angles, angles), dim=-1)
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+    def extra_repr(self) -> str:
+        return f"base={self.base}"
+
+
 __all__ = [
-    "Chunk", "Crop", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias", "Reshape", "Roll",
-    "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
+    "Chunk", "Crop", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias", "Reshape",
+    "Roll", "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
 ]

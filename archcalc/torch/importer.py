@@ -233,13 +233,17 @@ def _int_value(v: Any, what: str) -> Any:
     raise SpecError(f"{what}: {v!r} is not an integer (archcalc sizes and factors are integers)")
 
 
+_SHAPE_FIELDS = frozenset({"shape", "unflattened_size", "normalized_shape"})
+"""Fields that hold a shape, not one value per axis: (1024, 1024) stays two sizes."""
+
+
 def _dim_value(v: Any, what: str) -> Any:
-    """Normalise a per-axis value: a tuple becomes a list, or one int when all axes agree."""
+    """Normalise a per-axis value: a tuple becomes a list, or one int when all axes agree (not a shape)."""
     if isinstance(v, list | tuple):
         vals = [_int_value(x, what) for x in v]
         if not vals:
             return None
-        if all(x is not None for x in vals) and all(x == vals[0] for x in vals):
+        if what not in _SHAPE_FIELDS and all(x is not None for x in vals) and all(x == vals[0] for x in vals):
             return vals[0]
         return vals
     return _int_value(v, what)
@@ -291,6 +295,7 @@ class Importer:
         self.params_emitted: dict[tuple[str, tuple[int, ...], tuple[int, ...] | None], str] = {}
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
+        self.weight_owners: dict[int, str] = {}  # id of a module weight -> the spec layer that owns it (tied weights)
         self.notes: list[str] = []  # what the spec cannot say, for its description
         self.layers: list[dict[str, Any]] = []
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
@@ -528,6 +533,8 @@ class Importer:
             )
         if any(True for _ in module.parameters(recurse=False)):
             self.called_with_weights.add(target)
+        weight = getattr(module, "weight", None)
+        owner = self.weight_owners.get(id(weight)) if weight is not None else None  # a tied weight (GPT-2's head and wte)
         self.used_params.update(id(p) for p in module.parameters())
         if node.kwargs and kind != "multiheadattention":
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
@@ -543,13 +550,20 @@ class Importer:
                 raise self.fail(node, e.message) from None
         ins = [self.shapes[i] for i in inputs]
         self._module_specials(node, module, kind, fields, ins)
+        if owner is not None:
+            if "tie_weight" not in cls.model_fields:
+                raise self.fail(node, f"uses the weight of {owner!r} (tied), which a {kind} layer cannot say: it would be counted twice")
+            fields["tie_weight"] = owner
         preferred = self.preferred.get(target, target)
+        name = self.fresh(preferred, node.name)
+        if weight is not None and owner is None:
+            self.weight_owners[id(weight)] = name
         if kind == "multiheadattention":
             from .ops.attention import multihead_attention
 
-            multihead_attention(self, node, inputs, self.fresh(preferred, node.name), fields)
+            multihead_attention(self, node, inputs, name, fields)
             return
-        self.emit(node, kind, fields, inputs, self.fresh(preferred, node.name))
+        self.emit(node, kind, fields, inputs, name)
 
     def _module_specials(self, node: fx.Node, module: nn.Module, kind: str, fields: dict[str, Any], ins: list[tuple[Dim, ...]]) -> None:
         """Fields a module does not hold under the spec's name, and consistency with the input."""

@@ -34,7 +34,9 @@ OWN_PREFIXES = ("torch.nn", "torch.ao.nn", "archcalc.")
 CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict", "Module"})
 """torch.nn classes whose ``forward`` only calls their children (or that have none of their own:
 ``ModuleList`` inherits ``nn.Module``'s): traced through, never leaves."""
-ALIASES = {"dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
+ALIASES = {
+    "scaleddotproductattention": "scaled_dot_product_attention",  # archcalc's module for the sdpa layer
+    "dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
 """torch.nn classes that are another archcalc type (no extra fields, or fields the type has)."""
 COMPOSITES: dict[str, str] = {}
 """Qualified class name -> the name of the handler (:mod:`archcalc.torch.ops.modules`) that

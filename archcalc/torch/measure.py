@@ -255,6 +255,7 @@ def measure_module(
 
     calls: list[LayerMeasure] = []
     seen: dict[int, int] = {}
+    counted: set[int] = set()  # ids of parameters already counted
     running: list[tuple[str, int]] = []
     counter: list[FlopCounterMode] = []
 
@@ -285,7 +286,12 @@ def measure_module(
             _, before = running.pop()
             n = seen.get(id(module), 0) + 1
             seen[id(module)] = n
-            params = sum(p.numel() for p in module.parameters()) if n == 1 else 0
+            # each tensor counted once, by the first module that runs with it (a tied head shares the embedding's)
+            params = 0
+            if n == 1:
+                fresh = [p for p in module.parameters() if id(p) not in counted]
+                counted.update(id(p) for p in fresh)
+                params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
             calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops))
 
@@ -298,7 +304,7 @@ def measure_module(
     modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
-        x = torch.zeros((batch, *input_shape), device=dev, dtype=dtype)
+        x = torch.zeros((batch, *input_shape), device=dev, dtype=getattr(model, "input_dtype", None) or dtype)  # token ids: long
         with torch.no_grad(), counting_path(), FlopCounterMode(display=False) as fc:
             counter.append(fc)
             try:
