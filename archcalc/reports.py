@@ -22,31 +22,74 @@ from .report import Report, analyze
 TABLES = {"md": "markdown", "tex": "latex", "csv": "csv", "json": "json"}
 
 
-def plot_png(rep: Report) -> bytes:
-    """Three stacked bar charts of per-layer memory, params and MACs (layers with any of them), as PNG bytes."""
+def plot_png(rep: Report, depth: int | None = None) -> bytes:
+    """Bar charts of activation memory, params and MACs, and their cumulative share along depth.
+
+    A small network gets one bar per layer (those with any of the three); a deep one one bar per
+    block at the collapsed depth (``archcalc.grouping``, the rule the diagrams use): ResNet-152's
+    stem layers, ``layer1 ×3`` ... ``layer4 ×3`` and its head.  The last panel follows every layer
+    in order: the share of all MACs and of all activation memory reached by that layer, so a reader
+    sees where along the network the compute and the memory sit.  PNG bytes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in rep.counted_rows if r.activation_bytes or r.params or r.macs]
-    names = [r.name for r in rows]
+    from .grouping import group_rows, resolve_depth
+
+    depth = resolve_depth(rep, depth)
+    groups = [g for g in group_rows(rep, depth) if not g.training_only or rep.include_training_only]
+    groups = [g for g in groups if g.totals["activation_bytes"] or g.totals["params"] or g.totals["macs"]]
+    names = [g.label for g in groups]
     series = [
-        ("activation memory (KB)", [int(r.activation_bytes) / 1024 for r in rows], "#4C72B0"),
-        ("params (K)", [int(r.params) / 1000 for r in rows], "#DD8452"),
-        (f"MACs (M, '{rep.convention}')", [int(r.macs) / 1e6 for r in rows], "#55A868"),
+        ("activation memory (KB)", [int(g.totals["activation_bytes"]) / 1024 for g in groups], "#4C72B0"),
+        ("params (K)", [int(g.totals["params"]) / 1000 for g in groups], "#DD8452"),
+        (f"MACs (M, '{rep.convention}')", [int(g.totals["macs"]) / 1e6 for g in groups], "#55A868"),
     ]
-    width = max(8.0, 0.22 * len(rows) + 2)
-    fig, axes = plt.subplots(3, 1, figsize=(min(width, 40.0), 8), sharex=True)
-    for ax, (title, values, color) in zip(axes, series, strict=True):
-        ax.bar(range(len(rows)), values, color=color)
-        ax.set_ylabel(title, fontsize=8)
+    n = len(groups)
+    width = min(max(8.0, 0.24 * n + 2.5), 18.0)
+    fig, axes = plt.subplots(4, 1, figsize=(width, 10), gridspec_kw={"height_ratios": [1, 1, 1, 1.1]})
+    label_size = 8 if n <= 40 else 7
+    for ax, (title, values, color) in zip(axes[:3], series, strict=True):
+        ax.bar(range(n), values, color=color)
+        ax.set_ylabel(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(range(len(rows)))
-    axes[-1].set_xticklabels(names, rotation=90, fontsize=6 if len(rows) > 40 else 8)
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.set_xticks(range(n))
+        ax.set_xticklabels([] if ax is not axes[2] else names, rotation=60 if n > 12 else 0, ha="right" if n > 12 else "center", fontsize=label_size)
+        ax.tick_params(axis="y", labelsize=8)
+    rows = rep.counted_rows
+    total_macs, total_mem = int(rep.totals["macs"]), int(rep.totals["activation_bytes"])
+    macs, mem, acc_m, acc_b = [], [], 0, 0
+    for r in rows:
+        acc_m += int(r.macs)
+        acc_b += int(r.activation_bytes)
+        macs.append(100 * acc_m / total_macs if total_macs else 0.0)
+        mem.append(100 * acc_b / total_mem if total_mem else 0.0)
+    ax = axes[3]
+    x = range(1, len(rows) + 1)
+    ax.step(x, macs, where="post", color="#55A868", label="MACs")
+    ax.step(x, mem, where="post", color="#4C72B0", label="activation memory")
+    ax.set_ylim(0, 101)
+    ax.set_xlim(0, len(rows) + 1)
+    ax.set_ylabel("cumulative %", fontsize=9)
+    ax.set_xlabel("layer, in order (counted layers)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    if depth is not None:  # where each block starts along the layers, labelled
+        index = {r.name: i for i, r in enumerate(rows, start=1)}
+        for g in groups:
+            if g.block and g.rows[0].name in index:
+                i = index[g.rows[0].name]
+                ax.axvline(i - 0.5, color="gray", lw=0.6, ls=":")
+                ax.text(i, 2, g.label, fontsize=7, rotation=90, va="bottom", ha="left", color="dimgray")
     t = rep.totals
+    what = "per layer" if depth is None else f"per block (depth {depth})"
     fig.suptitle(
-        f"{rep.name}: {units.count(t['params'])} params, {units.count(t['macs'])} MACs, {units.size(t['activation_bytes'])} activations", fontsize=10
+        f"{rep.name}: {units.count(t['params'])} params, {units.count(t['macs'])} MACs, {units.size(t['activation_bytes'])} activations; bars {what}",
+        fontsize=11,
     )
     fig.tight_layout()
     buf = io.BytesIO()
@@ -55,9 +98,9 @@ def plot_png(rep: Report) -> bytes:
     return buf.getvalue()
 
 
-def plot_report(rep: Report, path: Path) -> None:
+def plot_report(rep: Report, path: Path, depth: int | None = None) -> None:
     """Write :func:`plot_png` to ``path`` (atomically)."""
-    atomic_write(path, plot_png(rep))
+    atomic_write(path, plot_png(rep, depth))
 
 
 def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Sequence[bool] = True, convention: str = "lecture") -> str:
