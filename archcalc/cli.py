@@ -97,7 +97,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g = sub.add_parser("reports", help="write the reports gallery: md, tex, csv, json tables and png plots per spec, and an index")
     g.add_argument("specs", nargs="+", help="spec files")
     g.add_argument("-o", "--output", default="reports", help="folder (default: reports)")
-    g.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    g.add_argument("--no-plots", action="store_true", help="no png plots (no matplotlib needed)")
+    g.add_argument("--no-diagrams", action="store_true", help="no svg diagrams (no Graphviz needed)")
     g.add_argument("--convention", default="lecture", help=f"counting convention: {', '.join(CONVENTIONS)} (default lecture)")
 
     d = sub.add_parser(
@@ -242,7 +243,11 @@ def run(argv: Sequence[str] | None = None) -> int:
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise SpecError("plots need matplotlib: pip install 'archcalc[plot]', or pass --no-plots", field="--no-plots") from None
-        files = generate(args.specs, args.output, plots=not args.no_plots, convention=args.convention)
+        if not args.no_diagrams:
+            from .diagram import need_graphviz
+
+            need_graphviz("or pass --no-diagrams")
+        files = generate(args.specs, args.output, plots=not args.no_plots, convention=args.convention, diagrams=not args.no_diagrams)
         print(f"wrote {len(files)} files to {str(args.output).rstrip('/')}/")
         return 0
     if args.command == "explain":

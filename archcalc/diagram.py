@@ -102,7 +102,7 @@ def _chains(rows: Sequence[Row], consumers: dict[str, list[str]]) -> list[list[R
 
 
 def _branch_title(chain: Sequence[Row], prefix: str) -> str:
-    costed = [r for r in chain if r.params != 0 or r.macs != 0] or list(chain)
+    costed = [r for r in chain if r.macs != 0] or [r for r in chain if r.params != 0] or list(chain)  # conv, not its batchnorm
     names = [_local(r.name, prefix) for r in costed]
     return " \u2192 ".join(names if len(names) <= 3 else [names[0], "\u2026", names[-1]])
 
@@ -153,14 +153,16 @@ def layout(rep: Report, depth: int | None = None) -> Layout:
 
 
 def _clean(text: str) -> str:
-    """Label text: control characters (a newline in a name) shown as spaces, then HTML-escaped."""
-    return html.escape("".join(" " if ord(c) < 32 or c == "\x7f" else c for c in text), quote=True)
+    """Label text: control characters (a newline in a name) shown as spaces, then HTML-escaped; a
+    backslash doubled, since Graphviz expands ``\\N`` (the node's id) and ``\\G`` even in HTML labels."""
+    text = html.escape("".join(" " if ord(c) < 32 or c == "\x7f" else c for c in text), quote=True)
+    return text.replace("\\", "&#92;&#92;")
 
 
 def shape_text(dims: Sequence[Dim]) -> str:
     out = []
-    for d in dims:
-        d = simplify(d)
+    for raw in dims:
+        d: Any = simplify(raw)
         out.append(f"({d})" if is_symbolic(d) and d.is_Add else str(d))
     return "\u00d7".join(out)
 
@@ -202,7 +204,8 @@ def color_scale(values: Sequence[Dim]) -> Callable[[Dim], int | None]:
 def _dot_string(text: str) -> str:
     """A DOT double-quoted string that Graphviz reads back as ``text`` (no escapes expanded)."""
     text = "".join(" " if ord(c) < 32 else c for c in text)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # the lexer keeps backslashes, then escString turns '\\\\' into one: four in the source, one in the picture
+    return '"' + text.replace("\\", "\\" * 4).replace('"', '\\"') + '"'
 
 
 def _quantity_key(color: str) -> str:
@@ -270,29 +273,46 @@ def to_dot(rep: Report, *, depth: int | None = None, color: str = "macs", rankdi
                 tail, tshape = su.id, next(r for r in su.rows if r.name == src).output_shape
             dashed = ", style=dashed" if u.training_only else ""
             lines.append(f"  {tail} -> {u.id} [label=<{_clean(shape_text(tshape))}>{dashed}];")
-    lines.append(f"  graph [labelloc=b, fontsize=10, label=<{_clean(legend(rep, color, lay))}>];")
+    lines.append(f"  graph [labelloc=b, fontsize=10, label=<{'<br/>'.join(_clean(part) for part in legend(rep, color, lay))}>];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def legend(rep: Report, color: str, lay: Layout) -> str:
+def legend(rep: Report, color: str, lay: Layout) -> list[str]:
     t = rep.totals
     parts = [
         f"{rep.name}: {value_text(t['params'], 'params')}, {value_text(t['macs'], 'macs')} ('{rep.convention}' convention), "
         f"{value_text(t['activation_bytes'], 'memory')} of {rep.dtype} outputs"
     ]
+    notes = []
     if color != "none":
-        parts.append(f"fill: {_QUANTITY[color][1]} on a log scale, light to dark")
-    parts.append("edges: per-sample tensor shapes")
+        notes.append(f"fill: {_QUANTITY[color][1]} on a log scale, light to dark")
+    notes.append("edges: per-sample tensor shapes")
     if any(u.training_only for u in lay.units):
-        parts.append("dashed: training-only, not in the totals")
+        notes.append("dashed: training-only, not in the totals")
     if lay.depth is not None:
-        parts.append(f"blocks collapsed at depth {lay.depth} (--depth to open them)")
-    return "; ".join(parts)
+        notes.append(f"blocks collapsed at depth {lay.depth} (--depth to open them)")
+    return [*parts, "; ".join(notes)]
 
 
 class DiagramError(SpecError):
     """Drawing needs something that is not installed (one line, exit 2)."""
+
+
+INSTALL = "apt-get install graphviz (or brew install graphviz)"
+PACKAGE = "pip install 'archcalc[diagram]'"
+
+
+def need_graphviz(alternative: str = "-o NAME.dot needs none") -> None:
+    """Raise the one-line DiagramError unless the graphviz package and Graphviz's dot are installed."""
+    import shutil
+
+    try:
+        import graphviz  # noqa: F401
+    except ImportError:
+        raise DiagramError(f"drawing a diagram needs the graphviz package ({PACKAGE}); {alternative}", field="--output") from None
+    if shutil.which("dot") is None:
+        raise DiagramError(f"drawing a diagram needs Graphviz's dot program: {INSTALL}; {alternative}", field="--output")
 
 
 def draw(dot_source: str, fmt: str) -> bytes:
@@ -302,25 +322,31 @@ def draw(dot_source: str, fmt: str) -> bytes:
     try:
         import graphviz
     except ImportError:
-        raise DiagramError("drawing a diagram needs the graphviz package: pip install 'archcalc[diagram]' (or write -o NAME.dot)", field="--output") from None
+        raise DiagramError(f"drawing a diagram needs the graphviz package ({PACKAGE}); -o NAME.dot needs none", field="--output") from None
     try:
         out: bytes = graphviz.pipe("dot", fmt, dot_source.encode("utf-8"), quiet=True)
     except graphviz.ExecutableNotFound:
-        raise DiagramError(
-            "drawing a diagram needs Graphviz's dot program: apt-get install graphviz (or brew install graphviz); -o NAME.dot needs none",
-            field="--output",
-        ) from None
+        raise DiagramError(f"drawing a diagram needs Graphviz's dot program: {INSTALL}; -o NAME.dot needs none", field="--output") from None
     except graphviz.CalledProcessError as e:  # pragma: no cover - our DOT is well formed; a broken Graphviz install
         raise DiagramError(f"Graphviz's dot failed: {(e.stderr or b'').decode(errors='replace').strip()[:200]}", field="--output") from None
     if fmt == "svg":
-        out = _deterministic_svg(out)
+        out = _stamp(out, dot_source)
     return out
 
 
-def _deterministic_svg(svg: bytes) -> bytes:
-    """Graphviz's SVG names its version in a comment: leave the comment, drop nothing else (the
-    layout itself is deterministic for one Graphviz version)."""
-    return svg
+def source_digest(dot_source: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(dot_source.encode("utf-8")).hexdigest()
+
+
+def _stamp(svg: bytes, dot_source: str) -> bytes:
+    """The SVG with the DOT source's SHA-256 in a comment before ``<svg``: Graphviz's layout is the
+    same for the same source and Graphviz version (its version is in its own comment), so a
+    gallery's diagram can be checked for staleness where another Graphviz would lay it out anew."""
+    stamp = f"<!-- archcalc dot source sha256 {source_digest(dot_source)} -->\n".encode()
+    at = svg.find(b"<svg")
+    return svg[:at] + stamp + svg[at:] if at >= 0 else svg
 
 
 def diagram_bytes(rep: Report, fmt: str, *, depth: int | None = None, color: str = "macs", rankdir: str = "TB") -> bytes:

@@ -1,4 +1,5 @@
-"""The reports gallery: for each spec, Markdown, LaTeX, CSV and JSON tables and PNG plots, plus an index.
+"""The reports gallery: for each spec, Markdown, LaTeX, CSV and JSON tables, PNG plots and an SVG
+diagram, plus an index (Markdown, and a self-contained HTML page).
 
     archcalc reports specs/*.json -o reports/
 
@@ -98,12 +99,25 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+def diagram_svg(rep: Report) -> bytes:
+    """The default diagram (archcalc.diagram) as SVG, as the gallery commits it."""
+    from .diagram import diagram_bytes
+
+    return diagram_bytes(rep, "svg")
+
+
 def plot_report(rep: Report, path: Path, depth: int | None = None) -> None:
     """Write :func:`plot_png` to ``path`` (atomically)."""
     atomic_write(path, plot_png(rep, depth))
 
 
-def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Sequence[bool] = True, convention: str = "lecture") -> str:
+def index_markdown(
+    reports: Sequence[tuple[str, Report]],
+    *,
+    plots: bool | Sequence[bool] = True,
+    convention: str = "lecture",
+    diagrams: bool | Sequence[bool] = False,
+) -> str:
     lines = [
         "# archcalc reports",
         "",
@@ -113,15 +127,26 @@ def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Seque
         "|---|---|---:|---:|---:|---|",
     ]
     has_plot = [plots] * len(reports) if isinstance(plots, bool) else list(plots)
-    for (stem, rep), plot in zip(reports, has_plot, strict=True):
-        links = " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plot else "")
+    has_svg = [diagrams] * len(reports) if isinstance(diagrams, bool) else list(diagrams)
+    for (stem, rep), plot, svg in zip(reports, has_plot, has_svg, strict=True):
+        links = (
+            " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plot else "") + (f" [svg]({stem}.svg)" if svg else "")
+        )
         t = rep.totals
         cells = [rep.name, "×".join(map(str, rep.input_shape)), units.exact(t["params"]), units.exact(t["macs"]), units.size(t["activation_bytes"])]
         lines.append("| " + " | ".join(md_escape(c) for c in cells) + f" | {links} |")
+    lines += ["", "[index.html](index.html): the same list in a page, sortable, with the diagrams."]
     return "\n".join(lines) + "\n"
 
 
-def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True, convention: str = "lecture") -> list[Path]:
+def index_html(reports: Sequence[tuple[str, Report]], *, diagrams: Sequence[bool], plots: Sequence[bool], convention: str = "lecture") -> str:
+    """The gallery as one self-contained page: every network's totals (sortable) and its diagram."""
+    from .render.page import gallery_page
+
+    return gallery_page(reports, diagrams=diagrams, plots=plots, convention=convention, tables=tuple(TABLES))
+
+
+def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True, convention: str = "lecture", diagrams: bool = False) -> list[Path]:
     """Write every table (and plot) for each spec into ``out``, and the index; return the files written."""
     from .errors import SpecError
 
@@ -144,9 +169,13 @@ def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True
         files += [(out / f"{stem}.{ext}", render(rep, fmt)) for ext, fmt in TABLES.items()]
         if plots and not rep.symbolic:  # a bar needs a number: symbolic specs get tables only
             files.append((out / f"{stem}.png", plot_png(rep)))
-    # tables-only runs keep existing plots
+        if diagrams:
+            files.append((out / f"{stem}.svg", diagram_svg(rep)))
+    # tables-only runs keep existing plots and diagrams
     has_plot = [(plots and not rep.symbolic) or (out / f"{stem}.png").exists() for stem, rep in reports]
-    files.append((out / "index.md", index_markdown(reports, plots=has_plot, convention=convention)))
+    has_svg = [diagrams or (out / f"{stem}.svg").exists() for stem, _ in reports]
+    files.append((out / "index.html", index_html(reports, diagrams=has_svg, plots=has_plot, convention=convention)))
+    files.append((out / "index.md", index_markdown(reports, plots=has_plot, convention=convention, diagrams=has_svg)))
     if out.exists() and not out.is_dir():
         raise SpecError(f"{out} exists and is not a folder", field="--output")
     created = not out.exists()
