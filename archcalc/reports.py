@@ -16,11 +16,21 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from .grouping import Group
 from .output import atomic_write, atomic_write_all
 from .render import md_escape, render, units
 from .report import Report, analyze
 
 TABLES = {"md": "markdown", "tex": "latex", "csv": "csv", "json": "json"}
+
+
+def plot_groups(rep: Report, depth: int | None = None) -> list[Group]:
+    """The bars of a plot: layers (a small network) or blocks (``grouping.resolve_depth``) that count
+    towards the totals and have memory, params or MACs."""
+    from .grouping import group_rows, resolve_depth
+
+    groups = [g for g in group_rows(rep, resolve_depth(rep, depth)) if not g.training_only or rep.include_training_only]
+    return [g for g in groups if g.totals["activation_bytes"] or g.totals["params"] or g.totals["macs"]]
 
 
 def plot_png(rep: Report, depth: int | None = None) -> bytes:
@@ -36,12 +46,12 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    from .grouping import group_rows, resolve_depth
+    from .grouping import resolve_depth
 
     depth = resolve_depth(rep, depth)
-    groups = [g for g in group_rows(rep, depth) if not g.training_only or rep.include_training_only]
-    groups = [g for g in groups if g.totals["activation_bytes"] or g.totals["params"] or g.totals["macs"]]
+    groups = plot_groups(rep, depth)
     names = [g.label for g in groups]
     series = [
         ("activation memory (KB)", [int(g.totals["activation_bytes"]) / 1024 for g in groups], "#4C72B0"),
@@ -50,16 +60,18 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
     ]
     n = len(groups)
     width = min(max(8.0, 0.24 * n + 2.5), 18.0)
-    fig, axes = plt.subplots(4, 1, figsize=(width, 10), gridspec_kw={"height_ratios": [1, 1, 1, 1.1]})
+    fig = plt.figure(figsize=(width, 10), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.2, 1.3])
+    axes = [*top.subplots(3, 1, sharex=True), bottom.subplots()]
     label_size = 8 if n <= 40 else 7
     for ax, (title, values, color) in zip(axes[:3], series, strict=True):
         ax.bar(range(n), values, color=color)
         ax.set_ylabel(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.set_xlim(-0.6, n - 0.4)
-        ax.set_xticks(range(n))
-        ax.set_xticklabels([] if ax is not axes[2] else names, rotation=60 if n > 12 else 0, ha="right" if n > 12 else "center", fontsize=label_size)
         ax.tick_params(axis="y", labelsize=8)
+    axes[2].set_xticks(range(n))
+    axes[2].set_xticklabels(names, rotation=60 if n > 12 else 0, ha="right" if n > 12 else "center", fontsize=label_size)
     rows = rep.counted_rows
     total_macs, total_mem = int(rep.totals["macs"]), int(rep.totals["activation_bytes"])
     macs, mem, acc_m, acc_b = [], [], 0, 0
@@ -75,6 +87,7 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
     ax.set_ylim(0, 101)
     ax.set_xlim(0, len(rows) + 1)
     ax.set_ylabel("cumulative %", fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer, in order (counted layers)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=8)
@@ -92,7 +105,6 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
         f"{rep.name}: {units.count(t['params'])} params, {units.count(t['macs'])} MACs, {units.size(t['activation_bytes'])} activations; bars {what}",
         fontsize=11,
     )
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)

@@ -62,6 +62,24 @@ def test_committed_diagrams_are_current(tmp_path: Path) -> None:
             assert (REPORTS / f"{name}.svg").read_bytes() == diagram_svg(analyze(ROOT / "specs" / f"{name}.json")), name
 
 
+def test_plots_of_deep_networks_are_per_block_and_readable() -> None:
+    # ResNet-50's per-layer plot was 2,972 px wide with 187 labels; past 60 layers the bars are the blocks
+    pytest.importorskip("matplotlib")
+    import struct
+
+    from archcalc.reports import plot_groups, plot_png
+
+    rep = analyze(ROOT / "specs" / "resnet50.json")
+    labels = [g.label for g in plot_groups(rep)]  # the in-place relu has no memory, params or MACs: no bar
+    assert labels == ["conv1", "bn1", "maxpool", "layer1 \u00d73", "layer2 \u00d74", "layer3 \u00d76", "layer4 \u00d73", "avgpool", "flatten", "fc"]
+    width, height = struct.unpack(">II", plot_png(rep)[16:24])  # the PNG header's IHDR
+    assert (width, height) == (800, 1000)
+    alexnet = analyze(ROOT / "specs" / "alexnet.json")  # 19 layers: a bar per layer with any memory, params or MACs
+    assert [g.label for g in plot_groups(alexnet)] == [r.name for r in alexnet.rows if r.activation_bytes or r.params or r.macs]
+    widest = max(struct.unpack(">I", plot_png(analyze(spec))[16:20])[0] for spec in (ROOT / "specs" / "resnet152.json", ROOT / "specs" / "unet.json"))
+    assert widest <= 1800
+
+
 def test_plots_are_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     r = cli("reports", str(ROOT / "specs" / "lenet5.json"), "-o", str(tmp_path))
