@@ -115,6 +115,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--rankdir", default="TB", choices=("TB", "LR"), help="top to bottom (default) or left to right")
     _analysis_options(d, formats=("svg", "pdf", "png", "dot"))
 
+    from .training_cli import add_memory_parsers
+
+    add_memory_parsers(sub)
+
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
 
@@ -142,7 +146,7 @@ def _depth(text: str) -> int:
 
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv (the first word that is not an option), if it is a known one."""
-    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "diagram"}
+    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "diagram", "memory", "fit"}
     for word in argv:
         if not word.startswith("-"):
             return word if word in known | set(TORCH_COMMANDS) else None
@@ -223,6 +227,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         write_output(render(_report(args), args.format), args.output)
         return 0
+    if args.command in ("memory", "fit"):
+        from .training_cli import run_fit, run_memory
+
+        return run_memory(args) if args.command == "memory" else run_fit(args)
     if args.command == "bench":
         from .torch.bench import run_bench
 
