@@ -289,7 +289,7 @@ def legend(rep: Report, color: str, lay: Layout) -> list[str]:
         notes.append(f"fill: {_QUANTITY[color][1]} on a log scale, light to dark")
     notes.append("edges: per-sample tensor shapes")
     if any(u.training_only for u in lay.units):
-        notes.append("dashed: training-only, not in the totals")
+        notes.append("dashed: training-only" + ("" if rep.include_training_only else ", not in the totals"))
     if lay.depth is not None:
         notes.append(f"blocks collapsed at depth {lay.depth} (--depth to open them)")
     return [*parts, "; ".join(notes)]

@@ -60,17 +60,16 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
     ]
     n = len(groups)
     width = min(max(8.0, 0.24 * n + 2.5), 18.0)
-    fig = plt.figure(figsize=(width, 10), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[3.2, 1.3])
-    axes = [*top.subplots(3, 1, sharex=True), bottom.subplots()]
+    fig, axes = plt.subplots(4, 1, figsize=(width, 10), layout="constrained", gridspec_kw={"height_ratios": [1, 1, 1, 1.1]})
     label_size = 8 if n <= 40 else 7
     for ax, (title, values, color) in zip(axes[:3], series, strict=True):
         ax.bar(range(n), values, color=color)
         ax.set_ylabel(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.set_xlim(-0.6, n - 0.4)
+        ax.set_xticks(range(n))
         ax.tick_params(axis="y", labelsize=8)
-    axes[2].set_xticks(range(n))
+        ax.tick_params(axis="x", labelbottom=ax is axes[2])  # one set of labels, under the last bar panel
     axes[2].set_xticklabels(names, rotation=60 if n > 12 else 0, ha="right" if n > 12 else "center", fontsize=label_size)
     rows = rep.counted_rows
     total_macs, total_mem = int(rep.totals["macs"]), int(rep.totals["activation_bytes"])

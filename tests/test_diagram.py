@@ -111,6 +111,8 @@ def test_training_only_heads_are_dashed() -> None:
         assert re.search(rf'^\s*{u.id} \[.*style="rounded,filled,dashed"', dot, re.M)
         assert re.search(rf"^\s*n\d+ -> {u.id} \[.*style=dashed\];$", dot, re.M)
     assert "dashed: training-only, not in the totals" in dot
+    counted = cli("diagram", str(SPECS / "googlenet.json"), "--format", "dot", "--include-training-only").out
+    assert "dashed: training-only;" in counted and "not in the totals" not in counted  # counted when asked for
 
 
 def test_symbolic_values_are_written_as_formulas() -> None:
