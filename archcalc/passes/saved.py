@@ -23,6 +23,7 @@ from ..graph import INPUT, Graph, node_table
 from ..layers.base import Saved
 
 MASK_BYTES = {"cpu": None, "cuda": 1}
+_new = tuple.__new__
 # what a layer without inputs (a parameter read in forward) reads
 _NO_INPUT: dict[str, Any] = {"grad": False, "contiguous": True, "storage": None, "elt": 4}  # dropout's mask: None = the activations' dtype
 
@@ -117,9 +118,11 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
                 storage, per = name + ":" + s.tensor, new_per
             else:
                 continue  # a parameter: counted as parameter memory
-            at = seen.setdefault(storage, name)
-            first = at == name and not any(k.storage == storage for k in kept)
-            kept.append(SavedTensor(s, storage, fixed, per, first, at))
+            at = seen.get(storage)
+            first = at is None
+            if at is None:
+                seen[storage] = at = name
+            kept.append(_new(SavedTensor, (s, storage, fixed, per, first, at)))  # tuple.__new__: NamedTuple's own __new__ is a Python call
             if first:
                 total = total + fixed + per * batch
         node["saved"], node["saved_bytes"] = kept, total
@@ -200,9 +203,11 @@ def _saved_autocast(
                 storage = f"{name}:{s.tensor}"
                 size = prod(s.shape) * width[s.dtype]
                 fixed, per = (0, size) if s.batched else (size, 0)
-            at = seen.setdefault(storage, name)
-            first = at == name and not any(k.storage == storage for k in kept)
-            kept.append(SavedTensor(s, storage, fixed, per, first, at))
+            at = seen.get(storage)
+            first = at is None
+            if at is None:
+                seen[storage] = at = name
+            kept.append(_new(SavedTensor, (s, storage, fixed, per, first, at)))  # tuple.__new__: NamedTuple's own __new__ is a Python call
             if first:
                 total = total + fixed + per * batch
         node["saved"], node["saved_bytes"] = kept, total
