@@ -7,15 +7,18 @@ Errors are one line on stderr naming the file, layer and field; ``--debug`` show
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .conventions import CONVENTIONS
-from .errors import SpecError
-from .options import check_set_names, parse_batch, parse_set
+from .dims import MAX_DIGITS
+from .errors import SpecError, escape_control
+from .options import check_set_names, check_shape_text, parse_batch, parse_set
 from .output import EXTENSIONS, format_for, write_output
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
@@ -176,8 +179,11 @@ def _report(args: argparse.Namespace) -> Any:
     with gc_paused():
         values = parse_set(args.set)
         stack = getattr(args, "stack_now", None)
+        if args.input:
+            check_shape_text(args.input, "--input")
         if args.command == "quick" or stack:
             shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
+            check_shape_text(shape_text, "input" if args.command == "quick" else "--stack")
             arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
             hint = _channels_first_hint(arch.input)
         else:
@@ -399,31 +405,70 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_STR_DIGITS = 50_000
+"""CPython's bound on int <-> str conversion (its default, 4,300, refuses exact results that
+archcalc's limits allow: a product of 45 sizes of 99 digits).  Inputs are bounded to 100 digits
+and 64 axes before they are converted, so no result comes near this; it is kept finite so that no
+path can reopen the quadratic conversion of a million digits."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    sys.set_int_max_str_digits(0)  # exact big integers both ways: a 5,000-digit size reads and prints
+    sys.set_int_max_str_digits(MAX_STR_DIGITS)
     debug = "--debug" in argv
     if debug:  # accepted anywhere on the line, not only before the command
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     try:
-        return run(argv)
+        code = run(argv)
+        sys.stdout.flush()  # a full disk or a closed pipe fails here, inside the handlers below
+        return code
     except SpecError as e:
-        if debug:
-            raise
-        print(f"archcalc: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
+        return _fail(debug, f"error: {e}", 2)  # --debug adds the traceback; the exit code stays the bad-input one
+    except BrokenPipeError:  # `archcalc table x | head -1`: the reader has what it wanted
+        _drop_stdout()
         return 0
+    except KeyboardInterrupt:
+        _drop_stdout()
+        print("archcalc: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     except RecursionError:
-        if debug:
-            raise
-        print("archcalc: error: expression or graph nested too deeply", file=sys.stderr)
-        return 2
+        return _fail(debug, "error: expression or graph nested too deeply", 2)
+    except OSError as e:
+        if e.errno in _OUTPUT_ERRNOS:  # (files are written through output.atomic_write, whose errors are SpecErrors: this is stdout)
+            _drop_stdout()
+            return _fail(debug, f"error: cannot write the output: {e.strerror}", 2)
+        return _fail(debug, _internal(e), 3)
     except Exception as e:  # a bug, not bad input: still one line, and a way to see more
-        if debug:
-            raise
-        print(f"archcalc: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)", file=sys.stderr)
-        return 3
+        if isinstance(e, ValueError) and "integer string conversion" in str(e):  # CPython's guard, met on a path that reads digits unbounded
+            return _fail(debug, f"error: a number of more than {MAX_STR_DIGITS:,} digits (archcalc reads sizes of at most {MAX_DIGITS})", 2)
+        return _fail(debug, _internal(e), 3)
+
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def _internal(e: BaseException) -> str:
+    return f"internal error: {type(e).__name__}: {escape_control(str(e))} (rerun with --debug for the traceback; please report it)"
+
+
+def _fail(debug: bool, message: str, code: int) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"archcalc: {message}", file=sys.stderr)
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush at exit does not
+    fail a second time (with a traceback, exit 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is no file (tests capture it): nothing to protect
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

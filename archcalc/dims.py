@@ -24,11 +24,59 @@ Dim = Union[int, "sympy.Expr"]
 """A size or count: an exact int, or a sympy expression in positive-integer symbols."""
 
 MAX_EXPR_LEN = 200
+MAX_DIGITS = 100
+"""The most decimal digits of any integer archcalc reads (a size in a spec, an integer in an
+expression, ``--set``, ``--input``, ``--batch``) and of any dimension it evaluates (a block
+parameter ``p1 = p0*p0``): a dimension of 10^100 describes no network, and refusing it keeps every
+count a product of a few bounded factors, so that reading and printing stay fast (CPython's
+int <-> str conversion is quadratic in the digits)."""
+DIM_LIMIT = 10**MAX_DIGITS  # every dimension is below this
 _ALLOWED_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
 
 
 class DimError(ValueError):
     """A symbolic dimension string is not a valid expression."""
+
+
+def too_big(value: int) -> bool:
+    """True when an integer has more than :data:`MAX_DIGITS` digits (checked without printing it)."""
+    return not -DIM_LIMIT < value < DIM_LIMIT
+
+
+def size_error(value: Any) -> str:
+    """The message for a dimension past the limit (its digit count, never the digits)."""
+    if type(value) is int:
+        return f"a size of about 10^{len(str(abs(value) // 10**MAX_DIGITS)) + MAX_DIGITS - 1} is past archcalc's limit of {MAX_DIGITS} digits"
+    return f"a size expression with a number past archcalc's limit of {MAX_DIGITS} digits"
+
+
+def check_size(value: Any) -> Any:
+    """Raise :class:`DimError` when ``value`` (an int or a sympy expression) holds a number of more
+    than :data:`MAX_DIGITS` digits (a coefficient, or an exponent: ``X**(2**400)``)."""
+    if type(value) is int:
+        if too_big(value):
+            raise DimError(size_error(value))
+    elif is_symbolic(value):
+        sp = _sympy()
+        if any(too_big(int(a)) for a in value.atoms(sp.Integer)):
+            raise DimError(size_error(value))
+    return value
+
+
+def parse_int_text(text: str, what: str = "integer") -> int:
+    """An ASCII decimal integer from user text, at most :data:`MAX_DIGITS` digits (``int()`` alone
+    reads '٣' and, beyond the digits limit, takes quadratic time)."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise DimError(f"{what} {_shown(text)} is not a whole number written with the digits 0-9")
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        raise DimError(f"{what} has {len(digits)} digits; archcalc reads at most {MAX_DIGITS}")
+    return int(digits)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A piece of user text for a message: escaped (repr), and cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _sympy() -> Any:
@@ -62,6 +110,8 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
             node,
             (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *allowed),
         ) or (isinstance(node, ast.Constant) and type(node.value) is int)
+        if ok and isinstance(node, ast.Constant) and type(node.value) is int and too_big(node.value):
+            raise DimError(f"an integer in {_shown(text)} has more than {MAX_DIGITS} digits")
         if isinstance(node, ast.BinOp) and not isinstance(node.op, allowed):
             ok = False
         if allow_pow and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
@@ -69,11 +119,33 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
         if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier()):
             ok = False
         if not ok:
-            what = type(node).__name__
-            if isinstance(node, ast.BinOp):
-                what = type(node.op).__name__
-            raise DimError(f"{text!r} uses {what}; only names, integers, + - * // and ( ) are allowed")
+            raise DimError(f"{_shown(text)} uses {_describe(node, allow_pow)}; {_GRAMMAR_POW if allow_pow else _GRAMMAR}")
     return tree.body
+
+
+_GRAMMAR = "a size expression may hold only names (letters, digits and _, not starting with _), whole numbers, + - * // and ( )"
+_GRAMMAR_POW = _GRAMMAR.replace("( )", "( ), and ** with an exponent from 0 to 8")
+_OPERATORS = {ast.Div: "'/' (write // for whole-number division)", ast.Pow: "'**'", ast.Mod: "'%'", ast.MatMult: "'@'"}
+
+
+def _describe(node: ast.AST, allow_pow: bool) -> str:
+    """What a disallowed piece of an expression is, in the words a spec writer uses."""
+    if isinstance(node, ast.BinOp):
+        op = _OPERATORS.get(type(node.op))
+        if isinstance(node.op, ast.Pow) and allow_pow:
+            return f"{op} with an exponent other than a whole number from 0 to 8"
+        return op or "an operator other than + - * //"
+    if isinstance(node, ast.Name):
+        return f"the name {node.id!r}, which starts with '_'"
+    if isinstance(node, ast.Constant):
+        return f"the constant {repr(node.value)[:20]}, which is not a whole number"
+    if isinstance(node, ast.Attribute):
+        return "'.' (attribute access)"
+    if isinstance(node, ast.Call):
+        return "a function call"
+    if isinstance(node, ast.Subscript):
+        return "'[ ]' (indexing)"
+    return f"a {type(node).__name__} construct"
 
 
 def names_in(text: str) -> set[str]:
@@ -111,8 +183,10 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None, allow_pow: bool =
         if isinstance(node.op, ast.Sub):
             return a - b
         if isinstance(node.op, ast.Mult):
-            return a * b
+            return check_size(a * b) if type(a) is int and type(b) is int else a * b
         if isinstance(node.op, ast.Pow):  # only in claims (check), small constant exponents
+            if type(a) is int and abs(a) > 1 and b * (a.bit_length() - 1) > 3.33 * MAX_DIGITS:  # nested: ((9**8)**8)**8...
+                raise DimError(f"{_shown(text)} is past archcalc's limit of {MAX_DIGITS} digits")
             return a**b
         if b == 0:  # 0 or a symbolic expression that is identically 0 (C - C)
             raise DimError(f"division by zero in {text!r}")
@@ -121,7 +195,7 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None, allow_pow: bool =
     value = ev(check_expr(text, allow_pow))
     if is_symbolic(value) and value.has(*_non_finite()):
         raise DimError(f"{text!r} is not a finite size (division by zero?)")
-    return value
+    return check_size(value)
 
 
 def _non_finite() -> tuple[Any, ...]:
@@ -175,6 +249,14 @@ def known_sign(value: Dim) -> int | None:
     return None
 
 
+def provably_positive(value: Dim) -> bool:
+    """True when ``value`` is at least 1 for every value of its symbols (positive integers):
+    ``B`` and ``2*B`` are, ``B - 1`` (0 at B = 1) and ``0 - B`` are not."""
+    if not is_symbolic(value):
+        return type(value) is int and value >= 1
+    return bool((value - 1).is_nonnegative)  # type: ignore[union-attr]
+
+
 def simplify(value: Dim) -> Dim:
     """Return an int if a sympy value is a number, else the expression."""
     if type(value) is int or not is_symbolic(value):
@@ -213,12 +295,15 @@ __all__ = [
     "as_int",
     "ceildiv",
     "check_expr",
+    "check_size",
     "dmax",
     "free_symbols",
     "known_sign",
     "names_in",
     "parse_dim",
+    "parse_int_text",
     "prod",
+    "provably_positive",
     "simplify",
     "symbol",
     "to_json",

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from .dims import Dim, DimError, as_int, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
-from .spec import Architecture, BlockCall, BlockDef
+from .spec import MAX_RANK, Architecture, BlockCall, BlockDef
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -92,10 +92,14 @@ Graph: TypeAlias = "LayerGraph | nx.DiGraph[str]"
 def _param_value(raw: Any, env: Mapping[str, Any], where: str, call: str) -> Any:
     if isinstance(raw, str):
         try:
-            return parse_dim(raw, env)
+            return parse_dim(raw, env)  # (a value past MAX_DIGITS digits is an error here: p1 = p0*p0 ...)
         except DimError as e:
             raise SpecError(str(e), layer=call, field=where) from None
     return raw
+
+
+def _env_key(env: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(env.items()))
 
 
 def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
@@ -152,28 +156,60 @@ class _Compiler:
         self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
         # every layer reads only layers declared before it: declaration order is then topological
         self.forward = True
+        self.counts: dict[tuple[int, tuple[tuple[str, Any], ...]], int] = {}  # (entries, env) -> layers they expand to
         self.repeats: dict[str, int] = {}  # call name -> copies, for calls that say `repeat`
 
     # -- size guard: count what expansion would produce, without expanding --------------------
-    def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
+    def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...], prefix: str = "") -> int:
+        """The number of layers ``entries`` expand to in ``env``, computed with the values expansion
+        binds (a call's args, its first-copy overrides, then the block's defaults): a block whose
+        default n=1 is called with n=10000 counts 10000.  Past :data:`MAX_LAYERS`, an error."""
+        key = (id(entries), _env_key(env))
+        known = self.counts.get(key)
+        if known is not None:
+            return known
         total = 0
-        for e in entries:
+        for i, e in enumerate(entries):
+            full = prefix + (e.name or f"{e.kind if isinstance(e, Layer) else 'block'}{i}")
+            if not _kept(e, env, full):
+                continue
             if isinstance(e, BlockCall):
                 block = self.block(e)
                 if e.block in stack:
                     raise SpecError(f"block {e.block!r} uses itself ({' -> '.join([*stack, e.block])})", layer=e.name, field="block")
                 reps = _repeat_count(e, env)
-                inner = self.count(block.layers, {**env, **self.defaults_for_count(block)}, (*stack, e.block))
-                total += reps * inner
+                inner = self.count(block.layers, self.call_env(e, block, env, full, 0), (*stack, e.block), full + ".")
+                if reps > 1 and e.first:  # the first copy differs: count the others with the plain args
+                    inner += (reps - 1) * self.count(block.layers, self.call_env(e, block, env, full, 1), (*stack, e.block), full + ".")
+                else:
+                    inner *= reps
+                total += inner
             else:
                 total += 1
             if total > MAX_LAYERS:
-                raise SpecError(f"expands to more than {MAX_LAYERS:,} layers; refusing to expand", layer=getattr(e, "name", None), field="repeat")
+                raise SpecError(f"expands to more than {MAX_LAYERS:,} layers; refusing to expand", layer=full, field="repeat")
+        self.counts[key] = total
         return total
 
-    @staticmethod
-    def defaults_for_count(block: BlockDef) -> dict[str, Any]:
-        return {k: v for k, v in block.params.items() if isinstance(v, int) and not isinstance(v, bool)}
+    def call_env(self, call: BlockCall, block: BlockDef, env: Mapping[str, Any], full: str, r: int) -> dict[str, Any]:
+        """The environment copy ``r`` of a block call expands in: the global ``--set`` values, the
+        caller's args (and, for copy 0, ``first``) evaluated in the caller's scope, then the block's
+        defaults evaluated in the block's scope ({"width": "2*planes"} sees this call's planes)."""
+        unknown = (set(call.args) | set(call.first)) - set(block.params)
+        if unknown:
+            raise SpecError(
+                f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args"
+            )
+        given = {**call.args, **(call.first if r == 0 else {})}
+        missing = [k for k, v in {**block.params, **given}.items() if v is None]
+        if missing:
+            raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
+        inner = dict(self.env)
+        inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in given.items()})
+        for k, v in block.params.items():
+            if k not in given:
+                inner[k] = _param_value(v, inner, f"params.{k}", full)
+        return inner
 
     def block(self, call: BlockCall) -> BlockDef:
         if call.block not in self.arch.blocks:
@@ -184,7 +220,7 @@ class _Compiler:
     # -- expansion ---------------------------------------------------------------------------
     def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str, scope: tuple[str, ...] = ()) -> str:
         """Add the nodes of ``entries``; return the name of the scope's last node."""
-        env_key = tuple(sorted(env.items()))
+        env_key = _env_key(env)
         template = self.templates.get((id(entries), env_key))
         if template is not None:
             return self.instantiate(template, prefix, scope_input, scope)
@@ -267,11 +303,6 @@ class _Compiler:
 
     def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...]) -> str:
         block = self.block(call)
-        unknown = (set(call.args) | set(call.first)) - set(block.params)
-        if unknown:
-            raise SpecError(
-                f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args"
-            )
         out = start
         # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
@@ -280,15 +311,7 @@ class _Compiler:
         if indexed:
             self.repeats[full] = copies
         for r in range(copies):
-            given = {**call.args, **(call.first if r == 0 else {})}
-            missing = [k for k, v in {**block.params, **given}.items() if v is None]
-            if missing:
-                raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
-            inner = dict(self.env)  # global --set values, then this block's parameters:
-            inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in given.items()})  # the caller's values, in its scope
-            for k, v in block.params.items():  # defaults, in the block's scope: {"width": "2*planes"} sees this call's planes
-                if k not in given:
-                    inner[k] = _param_value(v, inner, f"params.{k}", full)
+            inner = self.call_env(call, block, env, full, r)
             prefix = f"{full}.{r}." if indexed else f"{full}."
             inner_scope = (*scope, full, f"{full}.{r}") if indexed else (*scope, full)
             out = self.expand(block.layers, inner, prefix, out, inner_scope)
@@ -340,6 +363,8 @@ def compile_graph(
     """:func:`compile_spec` without networkx: the same nodes and attributes as a :class:`LayerGraph`."""
     env: dict[str, Any] = dict(values or {})
     raw_input = list(input_shape) if input_shape is not None else list(arch.input)
+    if len(raw_input) > MAX_RANK:
+        raise SpecError(f"the input has {len(raw_input):,} axes; archcalc's limit is {MAX_RANK}", field="input")
     shape: list[Dim] = []
     for x in raw_input:
         try:
@@ -351,8 +376,11 @@ def compile_graph(
         shape.append(v)
 
     c = _Compiler(arch, env)
-    c.count(arch.layers, env, ())
-    output = c.expand(arch.layers, env, "", INPUT)
+    try:
+        c.count(arch.layers, env, ())
+        output = c.expand(arch.layers, env, "", INPUT)
+    except RecursionError:  # blocks calling blocks, hundreds deep
+        raise SpecError("blocks nested too deeply (each block calls the next, hundreds of levels)", field="blocks") from None
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)

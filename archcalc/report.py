@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
+from .dims import Dim, free_symbols, provably_positive, simplify, sympy_loaded, to_json
+from .errors import SpecError
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Layer
 from .passes import compute, memory, params, receptive_field, shapes
@@ -179,6 +180,8 @@ def report_from_graph(
 ) -> Report:
     conv = get_convention(convention)
     nbytes = dtype_bytes(dtype)
+    if not provably_positive(batch):  # 0-B would give negative MACs and memory
+        raise SpecError(f"the batch must be a positive whole number for every value of its symbols, got {batch}", field="--batch")
     shapes(G)
     params(G)
     compute(G, conv, batch)
@@ -223,9 +226,35 @@ def report_from_graph(
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
         for row in rows:
             _fold_integers(row)
+        if not free_symbols_of((*G.graph["input_shape"], batch)):
+            _note_stray_symbols(rows, nodes)
     return Report(
         G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
     )
+
+
+def free_symbols_of(values: Sequence[Any]) -> set[str]:
+    return {name for v in values for name in free_symbols(v)}
+
+
+def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
+    """The input is numeric, yet symbols remain: name each one, and the layer field it came from,
+    on the first row that has it ("padding": "smae" is a symbol named smae, not an error)."""
+    seen: set[str] = set()
+    for row in rows:
+        layer = nodes[row.name]["layer"]
+        found, names = [], []
+        for field_name in layer._dim_fields:
+            value = layer.__dict__[field_name]
+            new = sorted(free_symbols_of(value if isinstance(value, list) else [value]) - seen)
+            if new:
+                seen.update(new)
+                names += new
+                found.append(f"field {field_name!r} holds the symbol{'s' if len(new) > 1 else ''} {', '.join(new)}")
+        if found:
+            them = "them" if len(names) > 1 else "it"
+            stray = f"the input is numeric, but {', '.join(found)}: values that depend on {them} are formulas (a typo? else --set {names[0]}=N)"
+            row.note = f"{row.note}; {stray}" if row.note and row.note != IN_PLACE_NOTE else stray
 
 
 def _fold_integers(row: Row) -> None:

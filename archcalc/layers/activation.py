@@ -124,6 +124,12 @@ class Softmax(Layer):
     type: Literal["softmax"]
     dim: int = 1
 
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        rank = len(ins[0]) + 1  # with the batch axis
+        if not -rank <= self.dim < rank:  # torch: "Dimension out of range"
+            raise self.fail(f"dim {self.dim} is out of range for a {rank}-D tensor (batch first): use {-rank}..{rank - 1}", "dim")
+        return ins[0]
+
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"softmax": numel(out)}  # exp, sum and divide per element, counted once
 

@@ -28,9 +28,9 @@ start-up time.
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-from ..dims import Dim, DimError, check_expr, known_sign, parse_dim, prod
+from ..dims import MAX_DIGITS, Dim, DimError, check_expr, known_sign, parse_dim, prod, too_big
 from ..errors import SpecError
 
 Shape = tuple[Dim, ...]
@@ -133,6 +133,8 @@ class DimSpec:
 
 def check_dim_value(v: Any, minimum: int = 0, what: str = "") -> Any:
     """Load-time check of one dimension: an int at least ``minimum``, or a whitelisted expression."""
+    if type(v) is int and too_big(v):
+        raise ValueError(f"a size of {len(str(abs(v)))} digits; archcalc's limit is {MAX_DIGITS}")
     if type(v) is int and v < minimum:
         raise ValueError(f"{what + ' ' if what else ''}must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {v}")
     if isinstance(v, str):
@@ -143,14 +145,34 @@ def check_dim_value(v: Any, minimum: int = 0, what: str = "") -> Any:
     return v
 
 
+RESERVED_WORDS = frozenset({"same", "valid", "full", "none", "null", "true", "false", "auto", "zeros", "reflect", "replicate", "circular"})
+"""Words torch uses for modes (padding='same', padding_mode='reflect'): in a size field they are a
+mistake, not a symbol (a maxpool2d with "padding": "same" silently became a symbol named same)."""
+
+
+def _reserved_message(word: str, field: str, literals: tuple[str, ...]) -> str:
+    takes = f"{', '.join(map(repr, literals))}, whole numbers or size expressions" if literals else "whole numbers or size expressions"
+    if field == "padding" and word in ("same", "valid", "full") and not literals:
+        return (
+            f"padding {word!r} is not a size: this layer's padding takes {takes}; only torch's convolutions take 'same' or 'valid' "
+            "(none takes 'full'): 'valid' is 0, 'same' at stride 1 is (kernel_size - 1)//2 for an odd kernel"
+        )
+    if field == "padding" and word == "full":
+        return f"padding 'full' is not a size: this field takes {takes} (torch has no padding='full')"
+    return f"{word!r} is a torch keyword, not a size: {field} takes {takes}"
+
+
 def _dim_checker(minimum: int, literals: tuple[str, ...]) -> Any:
     """Validate a dim field at load time: int ranges now, expression syntax now, values later."""
 
-    def check(v: Any) -> Any:
+    def check(v: Any, info: ValidationInfo) -> Any:
         if isinstance(v, str) and v in literals:
             return v
         if isinstance(v, str) and v.strip().lower() in literals:  # "Same" would otherwise be a symbol named Same
             raise ValueError(f"{v!r} is not a size; did you mean {v.strip().lower()!r}? (lowercase)")
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, str) and x.strip().lower() in RESERVED_WORDS:
+                raise ValueError(_reserved_message(x.strip().lower(), info.field_name or "this field", literals))
         if isinstance(v, list):
             if not v:
                 raise ValueError("needs at least one value")

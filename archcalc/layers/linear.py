@@ -73,6 +73,10 @@ class Flatten(Layer):
 
     def _span(self, shape: Shape) -> tuple[int, int]:
         rank = len(shape) + 1  # with the batch axis
+        for field in ("start_dim", "end_dim"):
+            d = getattr(self, field)
+            if not -rank <= d < rank:  # torch: "Dimension out of range"
+                raise self.fail(f"{field} {d} is out of range for a {rank}-D tensor (batch first): use {-rank}..{rank - 1}", field)
         a = self.start_dim % rank
         b = self.end_dim % rank
         if a == 0 or a > b:
@@ -91,6 +95,9 @@ class Flatten(Layer):
         if a > 0:
             return None
         return [Window(h, h, 0, 1) if i + 1 < b else Window(1) for i, h in enumerate(spatial)]
+
+    def in_place(self) -> bool:
+        return True  # a view of its (contiguous) input, as torch.flatten returns: nothing new is allocated
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
@@ -125,6 +132,9 @@ class Unflatten(Layer):
             sized = "\u00d7".join(map(str, sizes))
             raise self.fail(f"{sized} = {prod(sizes)} elements cannot hold axis {self.dim}'s {shape[axis]}", "unflattened_size")
         return (*shape[:axis], *sizes, *shape[axis + 1 :])
+
+    def in_place(self) -> bool:
+        return True  # a view of its input: nothing new is allocated
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone

@@ -4,8 +4,10 @@ equal keys give equal formula results, so repeated blocks are computed once)."""
 
 from __future__ import annotations
 
+from ..dims import DimError, check_size
 from ..errors import SpecError
 from ..graph import INPUT, Graph, node_table
+from ..spec import MAX_RANK
 
 
 def shapes(G: Graph) -> None:
@@ -23,7 +25,19 @@ def shapes(G: Graph) -> None:
         out = memo.get(key)
         if out is None:
             try:
-                out = memo[key] = tuple(layer.output_shape(ins))
+                out = memo[key] = _checked(tuple(layer.output_shape(ins)))
             except SpecError as e:
                 raise e.located(layer=name) from None
         node["shape"] = out
+
+
+def _checked(shape: tuple[object, ...]) -> tuple[object, ...]:
+    """An output shape within archcalc's limits: at most MAX_RANK axes, each below 10^MAX_DIGITS."""
+    if len(shape) > MAX_RANK:
+        raise SpecError(f"its output would have {len(shape):,} axes; archcalc's limit is {MAX_RANK}", field="inputs")
+    try:
+        for d in shape:
+            check_size(d)
+    except DimError as e:
+        raise SpecError(f"output size: {e}", field="inputs") from None
+    return shape
