@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .dims import DimError, is_symbolic, simplify
+from .dims import DimError, dim_text, is_symbolic, simplify
 from .errors import SpecError
 from .render import units
 from .report import IN_PLACE_NOTE, Report, Row
@@ -208,7 +208,7 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
                 return Verdict(claim, False, exact_shape, _shape_text(exact_shape), f"{why}; axis {g}: {how}", deriv)
         return Verdict(claim, True, exact_shape, _shape_text(exact_shape), f"{why} as formulas", deriv)
 
-    values = [getattr(r, claim.quantity) for r in rows]
+    values = [getattr(r, claim.quantity) * r.repeat for r in rows]  # a row of a block repeated l times counts l times
     exact = simplify(sum(values, start=0))
     if is_symbolic(exact):
         import sympy
@@ -272,12 +272,16 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool, str]:
 
 
 def _num(v: Any) -> str:
-    return f"{int(v):,}" if getattr(v, "is_Integer", False) else str(v)
+    return f"{int(v):,}" if getattr(v, "is_Integer", False) else dim_text(v)
 
 
 def _sum_text(rows: list[Row], quantity: str) -> str:
     fmt = units.size if quantity == "activation_bytes" else units.count
-    parts = [f"{r.name} {fmt(getattr(r, quantity))}" for r in rows if getattr(r, quantity) != 0]
+    parts = [
+        f"{r.name} {fmt(getattr(r, quantity))}" + ("" if r.repeat == 1 else f" \u00d7 {_num(r.repeat)}")  # a repeated block's row counts l times
+        for r in rows
+        if getattr(r, quantity) != 0
+    ]
     if len(parts) > 12:
         parts = [*parts[:5], f"... ({len(parts) - 10} more)", *parts[-5:]]
     return " + ".join(parts)

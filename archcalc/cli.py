@@ -97,6 +97,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _stack_option(m, single=False)
     _analysis_options(m, formats=("text", "markdown", "json"))
 
+    i = sub.add_parser(
+        "inference",
+        help="prefill vs one decode step with a KV cache: MACs, bytes per generated token, the cache, memory- or compute-bound",
+        description="e.g. archcalc inference specs/gpt2.json --cache 1024, or archcalc inference specs/transformer_lm.json --cache S",
+    )
+    i.add_argument("spec", help="spec file (JSON) of a decoder: token ids in, attention layers inside")
+    i.add_argument("--cache", help="S: positions in the KV cache when the decode step runs (int or symbol; default the spec's input length)")
+    i.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
+    i.add_argument("--convention", default="torch", help=f"counting convention: {', '.join(CONVENTIONS)} (default torch)")
+    i.add_argument("--dtype", default="float16", help="weights and cache dtype (default float16)")
+    i.add_argument("--batch", default="1", help="sequences decoded together (int or symbol)")
+    i.add_argument("--format", choices=("text", "json"), help="default: from -o's extension, else text")
+    i.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    i.set_defaults(formats=("text", "json"))
+
     g = sub.add_parser("reports", help="write the reports gallery: md, tex, csv, json tables and png plots per spec, and an index")
     g.add_argument("specs", nargs="+", help="spec files")
     g.add_argument("-o", "--output", default="reports", help="folder (default: reports)")
@@ -149,7 +164,7 @@ def _depth(text: str) -> int:
 
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv (the first word that is not an option), if it is a known one."""
-    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "diagram", "memory", "fit"}
+    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "diagram", "memory", "fit", "inference"}
     for word in argv:
         if not word.startswith("-"):
             return word if word in known | set(TORCH_COMMANDS) else None
@@ -266,6 +281,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "explain":
         return _explain(args)
+    if args.command == "inference":
+        return _inference(args)
     if args.command == "check":
         return _check(args)
     if args.command == "compare":
@@ -297,6 +314,11 @@ def _explain(args: argparse.Namespace) -> int:
     elif args.spec is None or args.layer is None:
         raise SpecError("explain needs SPEC LAYER (or --stack SHAPE LAYER...)", field="LAYER")
     rep = _report(args)
+    if args.layer in ("total", "total.flops", "total.macs", "total.params") and args.layer not in args.graph.nodes:
+        from .explain import explain_total
+
+        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops"), args.output)
+        return 0
     names = [args.layer] if args.layer else [r.name for r in rep.rows]
     batch = rep.batch
     try:
@@ -331,6 +353,29 @@ def _diagram(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(data)
     else:
         atomic_write(args.output, data)
+    return 0
+
+
+def _inference(args: argparse.Namespace) -> int:
+    from .dims import DimError, parse_dim
+    from .inference import inference_costs, render_inference
+    from .spec import load_spec
+
+    values = parse_set(args.set)
+    arch = load_spec(args.spec)
+    if values:
+        check_set_names(values, arch, args.spec, args)
+    cache = None
+    if args.cache is not None:
+        try:
+            cache = parse_dim(args.cache, values)
+        except DimError as e:
+            raise SpecError(str(e), field="--cache") from None
+    try:
+        costs = inference_costs(arch, cache, convention=args.convention, dtype=args.dtype, batch=parse_batch(args.batch, values), values=values)
+    except SpecError as e:
+        raise e.located(file=args.spec) from None
+    write_output(render_inference(costs, args.format), args.output)
     return 0
 
 

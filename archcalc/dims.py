@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import functools
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -234,6 +234,29 @@ def dmax(a: Dim, b: Dim) -> Dim:
     return max(a, b)
 
 
+def assume_multiples(multiples: Mapping[str, int]) -> Callable[[Dim], Dim]:
+    """A rewrite of values that knows symbol ``name`` is a multiple of ``multiples[name]``: each
+    floor(x) or ceiling(x) whose x is then an integer becomes x (floor(H/16) -> H/16 when H is a
+    multiple of 16), so a ViT's cost reads as a polynomial in H and W.  Memoised per expression."""
+    sp = _sympy()
+    steps = {symbol(n): m * sp.Symbol(f"_{n}_over_{m}", integer=True, positive=True) for n, m in multiples.items()}
+    memo: dict[Any, Any] = {}
+
+    def exact(e: Any) -> bool:
+        return isinstance(e, (sp.floor, sp.ceiling)) and e.args[0].xreplace(steps).is_integer is True
+
+    def rewrite(value: Dim) -> Dim:
+        if not is_symbolic(value) or not value.has(sp.floor, sp.ceiling):  # type: ignore[union-attr]
+            return value
+        got = memo.get(value)
+        if got is None:
+            got = value.replace(exact, lambda e: e.args[0])  # type: ignore[union-attr]
+            got = memo[value] = sp.expand(got) if got != value else got  # a polynomial: (HW)^2 terms in sight
+        return got
+
+    return rewrite
+
+
 def known_sign(value: Dim) -> int | None:
     """-1, 0 or 1 when the sign of ``value`` is decidable (always for ints), else None."""
     if not is_symbolic(value):
@@ -266,11 +289,92 @@ def simplify(value: Dim) -> Dim:
     return value
 
 
+def expand(value: Dim) -> Dim:
+    """A sum of products multiplied out into a polynomial (l*(12*h**2 + 2*s*h) -> 12*h**2*l + 2*h*l*s), an int if it is a number."""
+    value = simplify(value)
+    if not is_symbolic(value):
+        return value
+    return simplify(value.expand())  # type: ignore[union-attr]
+
+
+# The transformer symbols (DESIGN: s sequence, h hidden, l layers, a heads, V vocabulary) in the
+# order the literature writes their products: 24*l*s*h**2, not sympy's alphabetical 24*h**2*l*s.
+CONVENTIONAL_ORDER = ("l", "s", "S", "h", "a", "V")  # (S: positions in a KV cache)
+# sums of such products, largest first: total degree, then the power of h, l, s, a, V
+_TERM_RANK = ("h", "l", "s", "S", "a", "V")
+
+
+@functools.cache
+def _printer() -> Any:
+    from sympy.printing.str import StrPrinter
+
+    class ConventionalPrinter(StrPrinter):  # type: ignore[misc]
+        """sympy's str(), except that a polynomial in the transformer symbols is written in the
+        literature's order (``24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V``); expressions without those
+        symbols print exactly as sympy prints them."""
+
+        def _print_Add(self, expr: Any, order: Any = None) -> str:
+            terms = list(expr.as_ordered_terms())
+            powers = [_monomial(t) for t in terms]
+            if all(p is not None for p in powers) and any(n in CONVENTIONAL_ORDER for p in powers for n in p[1]):  # type: ignore[index]
+                rank = {id(t): _term_key(p[1]) for t, p in zip(terms, powers, strict=True)}  # type: ignore[index]
+                terms.sort(key=lambda t: rank[id(t)])
+                return _join_terms([self._print(t) for t in terms])
+            return str(super()._print_Add(expr, order))
+
+        def _print_Mul(self, expr: Any) -> str:
+            mono = _monomial(expr)
+            if mono is None or not any(n in CONVENTIONAL_ORDER for n in mono[1]):
+                return str(super()._print_Mul(expr))
+            coeff, powers = mono
+            others = sorted(n for n in powers if n not in CONVENTIONAL_ORDER)
+            names = [*others, *(n for n in CONVENTIONAL_ORDER if n in powers)]
+            factors = [n if powers[n] == 1 else f"{n}**{powers[n]}" for n in names]
+            lead = "" if coeff == 1 else "-" if coeff == -1 else f"{coeff}*"
+            return lead + "*".join(factors)
+
+    return ConventionalPrinter()
+
+
+def _monomial(term: Any) -> tuple[int, dict[str, int]] | None:
+    """(integer coefficient, symbol name -> positive integer power) of a monomial, else None."""
+    coeff, rest = term.as_coeff_Mul()
+    if not coeff.is_Integer:
+        return None
+    powers: dict[str, int] = {}
+    for f in rest.as_ordered_factors() if rest != 1 else ():
+        base, exp = f.as_base_exp()
+        if not base.is_Symbol or not exp.is_Integer or exp < 1:
+            return None
+        powers[base.name] = int(exp)
+    return int(coeff), powers
+
+
+def _term_key(powers: dict[str, int]) -> tuple[int, ...]:
+    return (-sum(powers.values()), *(-powers.get(n, 0) for n in _TERM_RANK))
+
+
+def _join_terms(texts: list[str]) -> str:
+    out = texts[0]
+    for t in texts[1:]:
+        out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+    return out
+
+
+def dim_text(value: Any) -> str:
+    """A Dim as text: digits, or the sympy expression (``sympify`` reads it back), products of the
+    transformer symbols in the literature's order."""
+    value = simplify(value)
+    if not is_symbolic(value):
+        return str(value)
+    return str(_printer().doprint(value))
+
+
 def to_json(value: Any) -> Any:
     """JSON form of a Dim: an int, or the sympy expression as a string ``sympify`` reads back."""
     value = simplify(value)
     if is_symbolic(value):
-        return str(value)
+        return dim_text(value)
     return value
 
 
@@ -293,10 +397,13 @@ __all__ = [
     "Dim",
     "DimError",
     "as_int",
+    "assume_multiples",
     "ceildiv",
     "check_expr",
     "check_size",
+    "dim_text",
     "dmax",
+    "expand",
     "free_symbols",
     "known_sign",
     "names_in",

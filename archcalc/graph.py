@@ -12,11 +12,18 @@ One node per layer (plus the ``input`` node).  Node attributes:
   ordered list lives on the node; edges carry the structure for graph algorithms);
 * ``index``: declaration order; ``training_only``: True for auxiliary heads;
 * ``scope``: the block calls the layer sits in, outermost first (``()`` at the top level); a call
-  with ``repeat`` contributes its name and then its copy's (``("layer3", "layer3.5")``).
+  with ``repeat`` contributes its name and then its copy's (``("layer3", "layer3.5")``);
+* ``repeat`` (only where it is not 1): how many times the layer runs, a symbol, for the layers of a
+  block called with a symbolic repeat count (``"repeat": "l"``): the block is laid out once, its
+  layers named ``<call>.*.<layer>`` (scope ``("<call>", "<call>.*")``), and the totals count each
+  of them ``l`` times.
 
 Graph attributes: ``name``, ``input_shape``, ``order`` (topological order, computed once here),
-``output`` (the last layer), ``repeats`` (call name -> copies, for the calls that say ``repeat``).
-Everything about names, references and acyclicity is checked here, once; the passes can rely on it.
+``output`` (the last layer), ``repeats`` (call name -> copies, for the calls that say ``repeat``;
+a symbol for a symbolic count), ``symbolic_repeats`` (one :class:`SymbolicRepeat` per block call
+with a symbolic count, innermost first; the shapes pass checks that each maps its input shape to
+itself).  Everything about names, references and acyclicity is checked here, once; the passes can
+rely on it.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from .dims import Dim, DimError, as_int, parse_dim
+from .dims import Dim, DimError, as_int, known_sign, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
 from .spec import MAX_RANK, Architecture, BlockCall, BlockDef
@@ -102,11 +109,39 @@ def _env_key(env: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(env.items()))
 
 
-def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
-    n = as_int(_param_value(call.repeat, env, "repeat", call.name))
+def _repeat_value(call: BlockCall, env: Mapping[str, Any], full: str | None = None) -> Dim:
+    """The call's repeat count: an int in range, or a symbolic count known to be at least 1."""
+    where = full or call.name
+    v = _param_value(call.repeat, env, "repeat", where)
+    n = as_int(v) if not isinstance(v, bool) else None
+    if n is None and not isinstance(v, bool) and known_sign(v) == 1:  # a symbol: "l", "2*l" (positive integers: at least 1)
+        return v
     if n is None or not 1 <= n <= MAX_LAYERS:
-        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}, got {call.repeat!r}", layer=call.name, field="repeat")
+        extra = "" if isinstance(call.repeat, int) else " (or a symbol, which is at least 1)"
+        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}{extra}, got {call.repeat!r}", layer=where, field="repeat")
     return n
+
+
+def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
+    """How many copies expansion lays out: the count, or one for a symbolic count (see :class:`SymbolicRepeat`)."""
+    n = _repeat_value(call, env)
+    return n if type(n) is int else 1
+
+
+class SymbolicRepeat(NamedTuple):
+    """A block call whose repeat count is a symbol: its block laid out once and run ``count`` times.
+
+    ``start`` is the node the first copy reads, ``output`` the block's output node, ``members`` its
+    layers (nested calls' layers included), in declaration order.  Each copy must map its input
+    shape to itself (checked by the shapes pass), so that every copy costs the same."""
+
+    call: str
+    block: str
+    times: Dim
+    start: str
+    output: str
+    members: tuple[str, ...]
+    reads_outside: bool  # some member reads a layer outside the block (other than its input)
 
 
 def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
@@ -157,7 +192,8 @@ class _Compiler:
         # every layer reads only layers declared before it: declaration order is then topological
         self.forward = True
         self.counts: dict[tuple[int, tuple[tuple[str, Any], ...]], int] = {}  # (entries, env) -> layers they expand to
-        self.repeats: dict[str, int] = {}  # call name -> copies, for calls that say `repeat`
+        self.repeats: dict[str, Dim] = {}  # call name -> copies, for calls that say `repeat` (a symbol: see SymbolicRepeat)
+        self.symbolic: list[SymbolicRepeat] = []
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...], prefix: str = "") -> int:
@@ -260,8 +296,11 @@ class _Compiler:
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope}
-            if not entry.training_only:
+            source = bound.source  # a learned tensor: no input unless it names one, and not on the chain
+            self.nodes[full] = {
+                "layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope,
+            }
+            if not entry.training_only and not source:
                 prev = full
         forward = True
         for full, bound, refs, _ in pending:  # forward references resolve after the scope
@@ -272,7 +311,7 @@ class _Compiler:
             ins = attrs["inputs"]
             lo, hi = bound.n_inputs
             if len(ins) < lo or (hi is not None and len(ins) > hi):
-                want = f"{lo}" if lo == hi else f"at least {lo}"
+                want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
                 raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=full, field="inputs")
         self.forward = self.forward and forward
         if prefix and not any(isinstance(e, BlockCall) for e in entries):
@@ -291,25 +330,27 @@ class _Compiler:
             if full in nodes:
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             if refs is None:
-                ins = [prev]
+                ins = [] if bound.source else [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
             nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
-            if not training:
+            if not training and not bound.source:
                 prev = full
         return prev
 
-    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...]) -> str:
+    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...], one_copy: bool = False) -> str:
         block = self.block(call)
         out = start
         # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
-        indexed = "repeat" in call.model_fields_set
-        copies = _repeat_count(call, env)
+        indexed = "repeat" in call.model_fields_set and not one_copy
+        copies = 1 if one_copy else _repeat_value(call, env, full)
         if indexed:
             self.repeats[full] = copies
+        if type(copies) is not int:
+            return self.expand_symbolic(call, env, full, start, copies, scope)
         for r in range(copies):
             inner = self.call_env(call, block, env, full, r)
             prefix = f"{full}.{r}." if indexed else f"{full}."
@@ -324,6 +365,27 @@ class _Compiler:
             for name, attrs in self.nodes.items():
                 if name.startswith(full + "."):
                     attrs["training_only"] = True
+        return out
+
+    def expand_symbolic(self, call: BlockCall, env: dict[str, Any], full: str, start: str, count: Dim, scope: tuple[str, ...]) -> str:
+        """A block called ``count`` times, ``count`` a symbol: one copy, named ``<call>.*.<layer>``,
+        whose layers carry the multiplier (node attribute ``repeat``)."""
+        if call.first:
+            raise SpecError(
+                f"'first' changes the first copy, but a symbolic repeat ({call.repeat!r}) needs identical copies; "
+                f"give {call.repeat!r} a number with --set to expand them",
+                layer=full,
+                field="first",
+            )
+        if call.training_only:
+            raise SpecError(f"a training-only block cannot repeat a symbolic number of times ({call.repeat!r})", layer=full, field="repeat")
+        before = len(self.nodes)
+        out = self.expand_call(call, env, full + ".*", start, (*scope, full), one_copy=True)
+        members = tuple(list(self.nodes)[before:])
+        for name in members:
+            attrs = self.nodes[name]
+            attrs["repeat"] = attrs.get("repeat", 1) * count
+        self.symbolic.append(SymbolicRepeat(full, call.block, count, start, out, members, False))
         return out
 
     def resolve_one(self, ref: str, local: Mapping[str, str], who: str) -> str:
@@ -384,8 +446,57 @@ def compile_graph(
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
+    if c.symbolic:
+        G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
+    _resolve_ties(c, nodes)
+    multiples = {k: s.multiple_of for k, s in arch.symbols.items() if s.multiple_of > 1 and k not in env}
+    if multiples:
+        G.graph["multiples"] = multiples
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
+
+
+def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> None:
+    """Node attribute ``tied`` (weight name -> the node that owns it) for layers that use another
+    layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner."""
+    base = Layer.tied_weights
+    for name, attrs in nodes.items():
+        layer = attrs["layer"]
+        if layer is None or type(layer).tied_weights is base or not layer.tied_weights():
+            continue
+        tied = {}
+        for wname, ref in layer.tied_weights().items():
+            try:
+                src = c.resolve_one(ref, {}, name)
+            except SpecError as e:
+                raise SpecError(e.message.replace(" in inputs", ""), layer=name, field="tie_weight") from None
+            if src in (name, INPUT) or nodes[src].get("repeat", 1) != 1 or attrs.get("repeat", 1) != 1:
+                why = f"cannot share the weight of {ref!r}: it must be another layer, outside any symbolic repeat"
+                raise SpecError(why, layer=name, field="tie_weight")
+            tied[wname] = src
+        attrs["tied"] = tied
+
+
+def _check_symbolic(reps: list[SymbolicRepeat], nodes: dict[str, dict[str, Any]]) -> list[SymbolicRepeat]:
+    """Layers outside a symbolically repeated block may read only its output (its other layers
+    stand for every copy at once); note which blocks read layers outside themselves."""
+    out = []
+    for rep in reps:
+        members = set(rep.members)
+        for name, attrs in nodes.items():
+            if name in members:
+                continue
+            for src in attrs["inputs"]:
+                if src in members and src != rep.output:
+                    raise SpecError(
+                        f"reads {src!r}, a layer inside block call {rep.call!r}, whose symbolic repeat ({rep.times}) stands for "
+                        f"every copy at once: only its output can be read from outside",
+                        layer=name,
+                        field="inputs",
+                    )
+        outside = any(src not in members and src != rep.start for m in rep.members for src in nodes[m]["inputs"])
+        out.append(rep._replace(reads_outside=outside))
+    return out
 
 
 def node_table(G: Graph) -> dict[str, dict[str, Any]]:

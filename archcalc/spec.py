@@ -129,6 +129,12 @@ class BlockDef(Spec):
     output: str | None = Field(default=None, description="Layer whose output is the block's output (default: the last).")
 
 
+class SymbolInfo(Spec):
+    """What is known about a size symbol beyond being a positive integer."""
+
+    multiple_of: int = Field(default=1, ge=1, description="The symbol is a multiple of this (ViT's H and W: of the patch size 16).")
+
+
 class Architecture(Spec):
     """A whole network."""
 
@@ -140,6 +146,10 @@ class Architecture(Spec):
     )
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[AnyLayer] = Field(min_length=1)
+    symbols: dict[str, SymbolInfo] = Field(
+        default_factory=dict,
+        description="Facts about size symbols, used when they are left free: {\"H\": {\"multiple_of\": 16}} lets floor(H/16) read H/16.",
+    )
 
     @field_validator("input")
     @classmethod

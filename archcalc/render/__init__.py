@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..dims import is_symbolic, simplify, to_json
+from ..dims import dim_text, is_symbolic, simplify, to_json
 from ..errors import escape_control
 from ..report import IN_PLACE_NOTE, QUANTITIES, Report, Row
 from . import units
@@ -25,7 +25,7 @@ def _dim_text(d: Any, plain_sep: bool = False) -> str:
     d = simplify(d)
     if not is_symbolic(d):
         return str(d)
-    return f"({d})" if d.is_Add or (plain_sep and not d.is_Symbol) else str(d)
+    return f"({dim_text(d)})" if d.is_Add or (plain_sep and not d.is_Symbol) else dim_text(d)
 
 
 def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
@@ -39,7 +39,7 @@ def _shape_text(dims: tuple[Any, ...], sep: str) -> str:
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
-    name = escape_control(r.name) + (" (train)" if r.training_only else "")
+    name = escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{dim_text(r.repeat)})")
     return [
         name,
         r.type,
@@ -50,6 +50,10 @@ def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: s
         _shape(r.receptive_field, sep),
         _shape(r.effective_stride, sep),
     ]
+
+
+def _once(r: Row) -> bool:
+    return type(r.repeat) is int and r.repeat == 1
 
 
 def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str]) -> list[str]:
@@ -109,10 +113,17 @@ def to_text(rep: Report) -> str:
 def _footer(rep: Report) -> tuple[list[str], str | None]:
     """The rows' notes ('name: note', the in-place one left out) and the (train) legend, for every format."""
     notes = [escape_control(f"{r.name}: {r.note}") for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
-    legend = None
+    legends = []
     if any(r.training_only for r in rep.rows) and not rep.include_training_only:
-        legend = "(train) rows are training-only (auxiliary heads) and are not in the totals."
-    return notes, legend
+        legends.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
+    repeated = next((r for r in rep.rows if not _once(r)), None)
+    if repeated is not None:
+        n = dim_text(repeated.repeat)
+        legends.append(
+            f"(\u00d7{n}) rows are one copy of a block repeated {n} times ('*' in their names stands for the copy's index): "
+            f"the totals count each of them {n} times; their receptive field is the last copy's."
+        )
+    return notes, " ".join(legends) or None
 
 
 def md_escape(text: str) -> str:
@@ -191,7 +202,7 @@ def to_latex(rep: Report) -> str:
 
     def row(r: Row) -> str:
         cells = [
-            _latex_escape(escape_control(r.name) + (" (train)" if r.training_only else "")),
+            _latex_escape(escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{dim_text(r.repeat)})")),
             _latex_escape(r.type),
             _latex_value_shape(r.output_shape),
             _latex_value(r.params, units.count),
@@ -248,7 +259,11 @@ def to_csv(rep: Report) -> str:
     import csv
 
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"])
+    repeats = not all(_once(r) for r in rep.rows)  # a 'repeat' column only where some block repeats a symbolic number of times
+    w.writerow(
+        ["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"]
+        + (["repeat"] if repeats else [])
+    )
     for r in rep.rows:
         w.writerow(
             [
@@ -262,9 +277,10 @@ def to_csv(rep: Report) -> str:
                 int(r.training_only),
                 rep.convention,
             ]
+            + ([to_json(r.repeat)] if repeats else [])
         )
     t = rep.totals
-    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention])
+    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention] + ([""] if repeats else []))
     return buf.getvalue()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dims import is_symbolic, simplify
+from ..dims import dim_text, is_symbolic, simplify
 
 
 def _scaled(v: int, scale: int, digits: int = 2) -> str:
@@ -22,7 +22,7 @@ def count(value: Any) -> str:
     if type(value) is not int:
         value = simplify(value)
         if is_symbolic(value):
-            return str(value)
+            return dim_text(value)
     v = int(value)
     for unit, scale in _COUNT_UNITS:
         if abs(v) >= scale:
@@ -35,7 +35,7 @@ def size(value: Any) -> str:
     if type(value) is not int:
         value = simplify(value)
         if is_symbolic(value):
-            return f"{value} B"
+            return f"{dim_text(value)} B"
     v = int(value)
     for unit, scale in _SIZE_UNITS:
         if abs(v) >= scale:
@@ -49,4 +49,4 @@ _SIZE_UNITS = ((" GB", 1024**3), (" MB", 1024**2), (" KB", 1024))
 
 def exact(value: Any) -> str:
     value = simplify(value)
-    return str(value) if is_symbolic(value) else f"{int(value):,}"
+    return dim_text(value) if is_symbolic(value) else f"{int(value):,}"
