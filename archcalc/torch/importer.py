@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..dims import Dim, DimError, as_int, check_expr, known_sign, parse_dim
-from ..errors import SpecError
+from ..errors import SpecError, user_failure
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer, shape_str
 from .leaves import Composite, Leaf, classify
@@ -187,6 +187,8 @@ def trace(module: nn.Module, training: bool = False) -> fx.Graph:
         raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {first_line(e)}", field="factory") from None
     except Exception as e:  # user code runs during the trace and can fail in any way
         raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {type(e).__name__}: {first_line(e)}", field="factory") from None
+    except SystemExit as e:  # and it may exit: an error, never archcalc's exit status
+        raise SpecError(f"tracing {type(module).__name__} exited: {user_failure(e)}", field="factory") from None
     finally:
         for m, flag in flags.items():
             m.training = flag

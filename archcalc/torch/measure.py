@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
 
 COUNTING_PATH = (
@@ -113,6 +114,9 @@ class Measurement:
     """FlopCounterMode's own per-module FLOPs (``get_flop_counts()``) by hooked name."""
     device: str = "cpu"
     batch: int = 1
+    not_run: dict[str, int] = field(default_factory=dict)
+    """Hooked modules the forward never called that hold parameters (torchvision's auxiliary heads
+    in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
 
     @property
     def total_macs(self) -> int:
@@ -315,6 +319,9 @@ def measure_module(
                     out = model(x)
             except Exception as e:
                 raise TorchRunError(running[-1][0] if running else None, e) from e
+            except SystemExit as e:  # sys.exit in a forward: nothing measured, and no exit 0 from archcalc
+                where = f" in layer {running[-1][0]!r}" if running else ""
+                raise UserExit(f"exited while running{where}: {user_failure(e)}") from None
     finally:
         for h in handles:
             h.remove()
@@ -326,6 +333,14 @@ def measure_module(
         key = root if fqn.get(id(mod), "") == "" else f"{root}.{fqn[id(mod)]}"
         by_module[name] = int(sum(counts.get(key, {}).values()))
     unique = {id(p): p.numel() for p in model.parameters()}
+    ran = {id(p) for _, mod in targets if id(mod) in seen for p in mod.parameters()}
+    not_run: dict[str, int] = {}
+    for name, mod in targets:
+        if id(mod) not in seen:
+            own = {id(p): p.numel() for p in mod.parameters() if id(p) not in ran}
+            ran |= set(own)  # a tensor shared by two modules that never ran counts once
+            if own:
+                not_run[name] = sum(own.values())
     return Measurement(
         calls=calls,
         output_shape=_per_sample(out),
@@ -334,6 +349,7 @@ def measure_module(
         by_module=by_module,
         device=str(dev),
         batch=batch,
+        not_run=not_run,
     )
 
 
