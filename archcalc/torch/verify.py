@@ -30,7 +30,9 @@ Two ways to get the torch side:
      matched only if the model has a module there; if not, it is listed as *not compared*
      (not an error: its work, if any, still shows in the totals);
   3. otherwise, a model module that computes nothing at inference (``nn.Identity``,
-     ``nn.Dropout`` without parameters) and has no spec layer is listed as not compared;
+     ``nn.Dropout`` without parameters; a module of a class archcalc does not know with neither
+     parameters nor MACs, such as a window partition made of views) and has no spec layer is
+     listed as not compared;
   4. otherwise, a module of a class archcalc does not know (a custom leaf module) is matched to
      the spec layer and their numbers are compared;
   5. otherwise the types disagree.  If the model's next call matches the spec layer, this module
@@ -83,9 +85,14 @@ OPTIONAL_TYPES = frozenset({
     # parameter-free ops that user code also writes inline: x * gate, x.chunk(), slicing,
     # channel_shuffle(), F.pad, F.interpolate
     "mul", "chunk", "crop", "channelshuffle", "zeropad1d", "zeropad2d", "zeropad3d", "upsample",
+    # what import reads from a model's own forward: views, indexing, arithmetic, learned tensors
+    # (x.permute, x[:, 0], q * scale, self.class_token, self.layer_scale * x), drop-path, token means
+    # and attention products (matched when verify records the call: matmul, layer_norm, sdpa...)
+    "sub", "div", "scalar", "permute", "transpose", "reshape", "view", "select", "slice", "roll", "parameter", "positionbias", "layerscale",
+    "stochasticdepth", "droppath", "mean", "matmul", "scaled_dot_product_attention",
 })
 """Spec layer types matched only if the model has a module there (rule 2)."""
-INFERENCE_NOOPS = frozenset({"identity", "dropout"})
+INFERENCE_NOOPS = frozenset({"identity", "dropout", "stochasticdepth", "droppath"})
 """Model module types skipped when they have no spec layer (rule 3)."""
 QUANTITIES = ("output_shape", "params", "macs")
 TOTAL = "(total)"
@@ -522,8 +529,8 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
 
     def extra(lm: LayerMeasure) -> None:
         label = lm.label
-        if lm.kind in INFERENCE_NOOPS and lm.params == 0 and lm.flops == 0:
-            layers.append(LayerCheck(label, None, label, [], {}, f"{lm.cls} in the model with no spec layer (a no-op at inference)"))
+        if (lm.kind in INFERENCE_NOOPS or lm.kind is None) and lm.params == 0 and lm.flops == 0:
+            layers.append(LayerCheck(label, None, label, [], {}, f"{lm.cls} in the model with no spec layer (no params, no MACs)"))
         else:
             note = f"{lm.cls} in the model with no spec layer (output {_fmt(lm.output_shape)}, {lm.params:,} params, {lm.macs:,} MACs)"
             layers.append(LayerCheck(label, None, label, [VerifyRow(label, "layer", None, lm.kind or lm.cls, False, label, note)], {}))
@@ -551,11 +558,14 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         elif lm.kind == s.type:
             matched(s, lm, True)
             i, j = i + 1, j + 1
+        elif lm.kind is None and s.type in OPTIONAL_TYPES and lm.params and lm.params == analytic[s.name]["params"]:
+            matched(s, lm, True)  # a module of an unknown class holding just this layer's weights (timm's Scale: a layerscale)
+            i, j = i + 1, j + 1
         elif s.type in OPTIONAL_TYPES:
             missing(s)
             i += 1
-        elif lm.kind in INFERENCE_NOOPS and lm.params == 0 and lm.flops == 0:
-            extra(lm)
+        elif (lm.kind in INFERENCE_NOOPS or lm.kind is None) and lm.params == 0 and lm.flops == 0:
+            extra(lm)  # a module that computes nothing countable (dropout; a view such as a window partition)
             j += 1
         elif lm.kind is None:
             matched(s, lm, True)
