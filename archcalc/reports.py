@@ -29,7 +29,7 @@ def plot_report(rep: Report, path: Path) -> None:
     rows = [r for r in rep.counted_rows if r.activation_bytes or r.params or r.macs]
     names = [r.name for r in rows]
     series = [
-        ("activation memory (KB)", [int(r.activation_bytes) / 1024 for r in rows], "#4C72B0"),
+        ("activation memory (KiB)", [int(r.activation_bytes) / 1024 for r in rows], "#4C72B0"),
         ("params (K)", [int(r.params) / 1000 for r in rows], "#DD8452"),
         (f"MACs (M, '{rep.convention}')", [int(r.macs) / 1e6 for r in rows], "#55A868"),
     ]
