@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 # the core alone (pydantic, networkx, sympy, tabulate): enough for every table, in seconds
 $(VENV)/.core: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-compile -e .  # no bytecode for the dependencies: sympy alone is thousands of files, and the numeric path never imports it
 	$(BIN)/python -m compileall -q archcalc  # bytecode now, as a wheel install has (PYTHONDONTWRITEBYTECODE may be set)
 	touch $@
 

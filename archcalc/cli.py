@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -16,68 +15,10 @@ from typing import Any, NoReturn
 
 from .conventions import CONVENTIONS
 from .errors import SpecError
+from .options import check_set_names, parse_batch, parse_set
+from .output import EXTENSIONS, format_for, write_output
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
-
-
-def parse_set(items: Sequence[str]) -> dict[str, int]:
-    """``--set H=224 --set W=224`` -> {'H': 224, 'W': 224}."""
-    values: dict[str, int] = {}
-    for item in items:
-        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+)\s*", item)
-        if not m or int(m.group(2)) <= 0:
-            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {item!r}", field="--set")
-        values[m.group(1)] = int(m.group(2))
-    return values
-
-
-def _parse_batch(text: str, values: dict[str, int]) -> Any:
-    from .dims import DimError, as_int, parse_dim
-
-    try:
-        b = parse_dim(text, values)
-    except DimError as e:
-        raise SpecError(str(e), field="--batch") from None
-    if isinstance(b, bool) or (as_int(b) is not None and as_int(b) <= 0):  # type: ignore[operator]
-        raise SpecError(f"--batch must be positive, got {text!r}", field="--batch")
-    return b
-
-
-def write_output(text: str, path: str | None) -> None:
-    """Print, or write ``path`` atomically (a temp file renamed into place: never half-written)."""
-    if path is None or path == "-":
-        sys.stdout.write(text)
-        return
-    if not path:
-        raise SpecError("empty output path", field="--output")
-    if os.path.isdir(path):
-        raise SpecError(f"{path} is a directory", field="--output")
-    shown, path = path, os.path.realpath(path)  # through a symlink: its target is replaced, the link stays
-    try:
-        if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: write to it, never replace it
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-            return
-        import tempfile
-
-        if os.path.exists(path):
-            mode = os.stat(path).st_mode & 0o7777  # an existing file keeps its permissions
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask  # a new file gets what open() would give it (mkstemp makes 0600)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".archcalc-", suffix=".tmp")
-    except OSError as e:
-        raise SpecError(f"cannot write {shown}: {e.strerror}", field="--output") from None
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _analysis_options(p: argparse.ArgumentParser, formats: Sequence[str] = FORMATS) -> None:
@@ -99,15 +40,6 @@ TORCH_COMMANDS = {
     "bench": "measured throughput and the per-layer roofline on cpu or cuda",
     "import": "trace an nn.Module with torch.fx into a spec",
 }
-
-
-EXTENSIONS = {".txt": "text", ".md": "markdown", ".tex": "latex", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
-
-
-def format_for(output: str | None, allowed: Sequence[str]) -> str:
-    """The format an output file's extension asks for (table.md: markdown), if allowed; else text."""
-    fmt = EXTENSIONS.get(os.path.splitext(output or "")[1].lower(), "text")
-    return fmt if fmt in allowed else "text"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -234,7 +166,7 @@ def _report(args: argparse.Namespace) -> Any:
                 G,
                 convention=args.convention,
                 dtype=args.dtype,
-                batch=_parse_batch(args.batch, values),
+                batch=parse_batch(args.batch, values),
                 include_training_only=args.include_training_only,
             )
         except SpecError as e:
@@ -298,23 +230,6 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
-
-
-def check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse.Namespace) -> None:
-    """--set of a name the spec never uses is a typo (h for H), not a no-op."""
-    from .dims import names_in
-    from .spec import spec_symbols
-
-    known = spec_symbols(arch)
-    for extra in (getattr(args, "input", None), getattr(args, "batch", None)):
-        known |= {n for part in str(extra or "").split(",") if part.strip() and not part.strip().isdigit() for n in names_in(part.strip())}
-    for name in values:
-        if name not in known:
-            import difflib
-
-            near = difflib.get_close_matches(name, sorted(known), n=1) or [k for k in sorted(known) if k.lower() == name.lower()]
-            hint = f"; did you mean {near[0]!r}?" if near else (f" (its symbols: {', '.join(sorted(known))})" if known else " (it has no symbols)")
-            raise SpecError(f"--set {name}: the spec uses no symbol {name!r}{hint}", file=file, field="--set")
 
 
 def _channels_first_hint(shape: Sequence[Any]) -> str | None:

@@ -10,11 +10,13 @@ One node per layer (plus the ``input`` node).  Node attributes:
 * ``layer``: the layer model with every dimension string evaluated (int or sympy);
 * ``inputs``: its input node names, in order (a DiGraph cannot hold repeated edges, so the
   ordered list lives on the node; edges carry the structure for graph algorithms);
-* ``index``: declaration order; ``training_only``: True for auxiliary heads.
+* ``index``: declaration order; ``training_only``: True for auxiliary heads;
+* ``scope``: the block calls the layer sits in, outermost first (``()`` at the top level); a call
+  with ``repeat`` contributes its name and then its copy's (``("layer3", "layer3.5")``).
 
 Graph attributes: ``name``, ``input_shape``, ``order`` (topological order, computed once here),
-``output`` (the last layer).  Everything about names, references and acyclicity is checked here,
-once; the passes can rely on it.
+``output`` (the last layer), ``repeats`` (call name -> copies, for the calls that say ``repeat``).
+Everything about names, references and acyclicity is checked here, once; the passes can rely on it.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class _Compiler:
         self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
         # every layer reads only layers declared before it: declaration order is then topological
         self.forward = True
+        self.repeats: dict[str, int] = {}  # call name -> copies, for calls that say `repeat`
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
@@ -179,12 +182,12 @@ class _Compiler:
         return self.arch.blocks[call.block]
 
     # -- expansion ---------------------------------------------------------------------------
-    def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str) -> str:
+    def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str, scope: tuple[str, ...] = ()) -> str:
         """Add the nodes of ``entries``; return the name of the scope's last node."""
         env_key = tuple(sorted(env.items()))
         template = self.templates.get((id(entries), env_key))
         if template is not None:
-            return self.instantiate(template, prefix, scope_input)
+            return self.instantiate(template, prefix, scope_input, scope)
         local: dict[str, str] = {INPUT: scope_input}
         pending: list[tuple[str, Layer, list[str] | None, bool]] = []
         prev = scope_input
@@ -201,7 +204,7 @@ class _Compiler:
                 start = self.resolve_one(entry.inputs[0], local, full) if entry.inputs else prev
                 if entry.inputs and len(entry.inputs) != 1:
                     raise SpecError("a block takes exactly one input", layer=full, field="inputs")
-                out = self.expand_call(entry, env, full, start)
+                out = self.expand_call(entry, env, full, start, scope)
                 self.aliases[full] = out
                 local[local_name] = out
                 if not entry.training_only:  # an auxiliary head is a side branch: the chain goes on past it
@@ -221,7 +224,7 @@ class _Compiler:
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes)}
+            self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope}
             if not entry.training_only:
                 prev = full
         forward = True
@@ -243,7 +246,7 @@ class _Compiler:
     def _reads_earlier(self, attrs: dict[str, Any]) -> bool:
         return all(src == INPUT or self.nodes[src]["index"] < attrs["index"] for src in attrs["inputs"])
 
-    def instantiate(self, template: _Template, prefix: str, scope_input: str) -> str:
+    def instantiate(self, template: _Template, prefix: str, scope_input: str, scope: tuple[str, ...]) -> str:
         """Another copy of a block laid out before: the same bound layers under a new prefix."""
         nodes = self.nodes
         prev = scope_input
@@ -255,14 +258,14 @@ class _Compiler:
                 ins = [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
-            nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes)}
+            nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
             if not training:
                 prev = full
         return prev
 
-    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str) -> str:
+    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...]) -> str:
         block = self.block(call)
         unknown = (set(call.args) | set(call.first)) - set(block.params)
         if unknown:
@@ -273,7 +276,10 @@ class _Compiler:
         # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
         indexed = "repeat" in call.model_fields_set
-        for r in range(_repeat_count(call, env)):
+        copies = _repeat_count(call, env)
+        if indexed:
+            self.repeats[full] = copies
+        for r in range(copies):
             given = {**call.args, **(call.first if r == 0 else {})}
             missing = [k for k, v in {**block.params, **given}.items() if v is None]
             if missing:
@@ -284,7 +290,8 @@ class _Compiler:
                 if k not in given:
                     inner[k] = _param_value(v, inner, f"params.{k}", full)
             prefix = f"{full}.{r}." if indexed else f"{full}."
-            out = self.expand(block.layers, inner, prefix, out)
+            inner_scope = (*scope, full, f"{full}.{r}") if indexed else (*scope, full)
+            out = self.expand(block.layers, inner, prefix, out, inner_scope)
             if block.output is not None:
                 target = prefix + block.output
                 if target not in self.nodes and target not in self.aliases:
@@ -347,8 +354,8 @@ def compile_graph(
     c.count(arch.layers, env, ())
     output = c.expand(arch.layers, env, "", INPUT)
 
-    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1}, **c.nodes}
-    G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output}, nodes)
+    nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
+    G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
 

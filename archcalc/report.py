@@ -43,6 +43,7 @@ class Row:
     weights: dict[str, tuple[Dim, ...]] = field(default_factory=dict)
     training_only: bool = False
     note: str | None = None
+    scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -76,6 +77,7 @@ class Report:
     batch: Dim
     rows: list[Row]
     include_training_only: bool = False
+    repeats: Mapping[str, int] = field(default_factory=dict)  # block call -> copies, for calls with `repeat`
 
     @property
     def counted_rows(self) -> list[Row]:
@@ -215,12 +217,15 @@ def report_from_graph(
                 n["weights"],
                 n["training_only"],
                 note,
+                n.get("scope", ()),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
         for row in rows:
             _fold_integers(row)
-    return Report(G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only)
+    return Report(
+        G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
+    )
 
 
 def _fold_integers(row: Row) -> None:

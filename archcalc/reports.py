@@ -10,17 +10,20 @@ compute in the convolutions.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from .output import atomic_write, atomic_write_all
 from .render import md_escape, render, units
 from .report import Report, analyze
 
 TABLES = {"md": "markdown", "tex": "latex", "csv": "csv", "json": "json"}
 
 
-def plot_report(rep: Report, path: Path) -> None:
-    """Three stacked bar charts of per-layer memory, params and MACs (layers with any of them)."""
+def plot_png(rep: Report) -> bytes:
+    """Three stacked bar charts of per-layer memory, params and MACs (layers with any of them), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,8 +49,15 @@ def plot_report(rep: Report, path: Path) -> None:
         f"{rep.name}: {units.count(t['params'])} params, {units.count(t['macs'])} MACs, {units.size(t['activation_bytes'])} activations", fontsize=10
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_report(rep: Report, path: Path) -> None:
+    """Write :func:`plot_png` to ``path`` (atomically)."""
+    atomic_write(path, plot_png(rep))
 
 
 def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Sequence[bool] = True, convention: str = "lecture") -> str:
@@ -84,20 +94,28 @@ def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True
             reports.append((spec.stem, analyze(spec, convention=convention)))
         except SpecError as e:
             raise e.located(file=str(spec)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    # everything is rendered first, then written all or none (temp files, synced, renamed), the index last:
+    # a full disk or a failing plot leaves the previous gallery whole, never half of a new one
+    files: list[tuple[Path, str | bytes]] = []
     for stem, rep in reports:
-        for ext, fmt in TABLES.items():
-            p = out / f"{stem}.{ext}"
-            p.write_text(render(rep, fmt), encoding="utf-8")
-            written.append(p)
+        files += [(out / f"{stem}.{ext}", render(rep, fmt)) for ext, fmt in TABLES.items()]
         if plots and not rep.symbolic:  # a bar needs a number: symbolic specs get tables only
-            p = out / f"{stem}.png"
-            plot_report(rep, p)
-            written.append(p)
-    p = out / "index.md"
+            files.append((out / f"{stem}.png", plot_png(rep)))
     # tables-only runs keep existing plots
     has_plot = [(plots and not rep.symbolic) or (out / f"{stem}.png").exists() for stem, rep in reports]
-    p.write_text(index_markdown(reports, plots=has_plot, convention=convention), encoding="utf-8")
-    written.append(p)
-    return written
+    files.append((out / "index.md", index_markdown(reports, plots=has_plot, convention=convention)))
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"{out} exists and is not a folder", field="--output")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError(f"cannot create {out}: {e.strerror or e}", field="--output") from None
+    try:
+        atomic_write_all(files)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # the folder this run made, still empty: no trace of a failed run
+        raise
+    return [p for p, _ in files]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, ZOO, cli
@@ -121,3 +123,72 @@ def test_reports_refuse_two_specs_writing_the_same_files(tmp_path: Path) -> None
         (tmp_path / d / "net.json").write_text((ROOT / "specs" / "lenet5.json").read_text())
     r = cli("reports", str(tmp_path / "a" / "net.json"), str(tmp_path / "b" / "net.json"), "-o", str(tmp_path / "rep"), "--no-plots")
     assert r.code == 2 and "would both write net.*" in r.err and not (tmp_path / "rep").exists()
+
+
+def _gallery(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_full_disk_leaves_the_previous_gallery_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Path.write_text once replaced a good report with a truncated one on a full disk and left a 0-byte .tex.
+    # The disk fills while the new gallery's 7th file is written: no file, old or index, may change.
+    out = tmp_path / "rep"
+    assert cli("reports", str(ROOT / "specs" / "lenet5.json"), "-o", str(out), "--no-plots").code == 0
+    before = _gallery(out)
+    real_write, calls = os.write, []
+
+    def full_disk(fd: int, data: Any) -> int:
+        calls.append(fd)
+        if len(calls) == 7:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    specs = [str(ROOT / "specs" / n) for n in ("alexnet.json", "lenet5.json")]  # 2 x 4 tables + the index: 9 files
+    r = cli("reports", *specs, "-o", str(out), "--no-plots", "--convention", "fvcore")
+    monkeypatch.undo()
+    assert len(calls) == 7
+    assert r.code == 2 and r.err.count("\n") == 1 and "No space left on device" in r.err, r.err
+    assert _gallery(out) == before  # no new file, no temp file, the old tables and index byte for byte
+
+
+def test_reports_write_the_index_last_and_only_after_every_file_is_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("sync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("rename " + Path(b).name), real_replace(a, b))[1])
+    assert cli("reports", str(ROOT / "specs" / "lenet5.json"), "-o", str(tmp_path), "--no-plots").code == 0
+    monkeypatch.undo()
+    files = [f"lenet5.{ext}" for ext in TABLES] + ["index.md"]
+    # each file synced, then the renames in order with the index last, then the folder synced (the renames on disk)
+    assert events == ["sync"] * len(files) + [f"rename {f}" for f in files] + ["sync"], events
+
+
+def test_reports_onto_a_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me\n")
+    r = cli("reports", str(ROOT / "specs" / "lenet5.json"), "-o", str(target), "--no-plots")
+    assert r.code == 2 and r.err == f"archcalc: error: field '--output': {target} exists and is not a folder\n", r.err
+    assert target.read_text() == "keep me\n"
+
+
+def test_reports_into_a_read_only_folder_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: make the folder refuse as the kernel does for everyone else
+        import tempfile
+
+        def refuse(*args: Any, dir: str | None = None, **kw: Any) -> Any:
+            if dir is not None and Path(dir) == folder:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real_mkstemp(*args, dir=dir, **kw)
+
+        real_mkstemp = tempfile.mkstemp
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    try:
+        r = cli("reports", str(ROOT / "specs" / "lenet5.json"), "-o", str(folder), "--no-plots")
+    finally:
+        folder.chmod(0o755)
+    assert r.code == 2 and r.err == f"archcalc: error: field '--output': cannot write {folder / 'lenet5.md'}: Permission denied\n", r.err
+    assert list(folder.iterdir()) == []

@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
+from ..options import check_set_names, parse_set
+from ..output import format_for, write_output
 
 if TYPE_CHECKING:
     import torch
@@ -576,7 +578,7 @@ def bench_spec(
     if channels_last:
         if x.dim() in (4, 5):
             fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-            model = model.to(memory_format=fmt)  # type: ignore[call-overload]
+            model = model.to(memory_format=fmt)
             x = x.contiguous(memory_format=fmt)
         else:
             warnings.append(f"channels_last ignored: the input has {x.dim()} dimensions (needs 4 or 5)")
@@ -922,15 +924,12 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run ``archcalc bench``: 0 ok; 2 bad input, torch missing, or torch failed (one line on stderr)."""
-    from ..cli import parse_set  # here, not at the top: the CLI imports this module to register `bench`
-
     debug = bool(getattr(args, "debug", False))
     try:
         import torch  # noqa: F401
     except ImportError:
         print("archcalc: error: bench needs torch: pip install 'archcalc[torch]'", file=sys.stderr)
         return 2
-    from ..cli import check_set_names, format_for, write_output
     from ..quick import parse_shape
     from ..spec import load_spec
 

@@ -56,6 +56,7 @@ from ..dims import Dim, DimError, as_int, check_expr, known_sign, parse_dim, pro
 from ..errors import SpecError
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer, shape_str
+from ..output import write_output
 
 if TYPE_CHECKING:
     from torch import fx, nn
@@ -1141,8 +1142,6 @@ def run_import(args: argparse.Namespace) -> int:
     text = dumps_spec(spec)
     out = getattr(args, "output", None)
     if out and out != "-":
-        from ..cli import write_output
-
         write_output(text, out)
     else:
         sys.stdout.write(text)

@@ -45,6 +45,7 @@ import torch
 from ..conventions import dtype_bytes
 from ..dims import as_int, prod
 from ..graph import INPUT
+from ..output import atomic_write
 from ..report import Report
 
 CACHE_ENV = "ARCHCALC_CACHE_DIR"
@@ -365,9 +366,7 @@ def save_cache(probes: dict[str, Probe], directory: str | Path | None = None) ->
     path = cache_path(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"version": CACHE_VERSION, "probes": {k: p.to_json() for k, p in probes.items()}}, indent=2) + "\n"
-    from ..cli import write_output
-
-    write_output(text, str(path))
+    atomic_write(path, text, field="probe cache")
     return path
 
 

@@ -68,6 +68,8 @@ from typing import TYPE_CHECKING, Any
 from ..dims import as_int
 from ..errors import SpecError
 from ..layers.base import shape_str
+from ..options import check_set_names, parse_set
+from ..output import format_for, write_output
 from ..spec import Architecture, load_spec, parse_spec
 
 if TYPE_CHECKING:
@@ -613,7 +615,6 @@ def run_verify(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
-    from ..cli import check_set_names, format_for, parse_set  # imported here: the CLI imports this module to register `verify`
 
     values = parse_set(getattr(args, "set", None) or [])
     fmt = getattr(args, "format", None) or format_for(getattr(args, "output", None), ("text", "json"))
@@ -630,8 +631,6 @@ def run_verify(args: argparse.Namespace) -> int:
     text = render_results(results, fmt)
     out = getattr(args, "output", None)
     if out and out != "-":
-        from ..cli import write_output
-
         write_output(text, out)
     else:
         sys.stdout.write(text)

@@ -1,0 +1,113 @@
+"""Rows grouped by block call: the one rule behind collapsed diagrams, per-stage plots and summary tables.
+
+A row's ``scope`` is the block calls it sits in, outermost first: ResNet-152's ``layer3.5.conv1``
+has ``("layer3", "layer3.5")`` (a call with ``repeat`` contributes its name, then its copy's);
+GoogLeNet's ``inception_3a.1x1`` has ``("inception_3a",)``; a top-level layer has ``()``.
+
+Grouping at depth ``d`` puts a row into the call at level ``d`` of its scope, ``scope[d - 1]``; a
+row whose scope is shallower stays a group of its own.  So depth 1 is the network as written at the
+top level (ResNet-152: conv1, bn1, relu, maxpool, layer1 x3, layer2 x8, layer3 x36, layer4 x3,
+avgpool, flatten, fc); depth 2 opens each call one level (every bottleneck a group); a depth past
+the deepest scope gives one group per layer.
+
+Each group carries its totals over the rows that count (training-only rows count in a group that
+is wholly training-only, as an auxiliary head's own cost, and not in a group that is not), so the
+groups that are not training-only add up to the report's totals, exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .dims import Dim, simplify
+from .report import QUANTITIES, Report, Row
+
+#: a network with more layers than this is shown with its blocks collapsed by default
+MAX_EXPANDED = 60
+
+
+@dataclass(frozen=True)
+class Group:
+    """One block call (or one layer) at the chosen depth, with its rows in report order."""
+
+    name: str  # the call's name ('layer3', 'layer3.5', 'inception_3a') or the layer's
+    rows: tuple[Row, ...]
+    block: bool  # a block call (False: a single layer shown as itself)
+    repeat: int  # copies for a call with `repeat` (layer3: 36), else 1
+    totals: dict[str, Dim]
+
+    @property
+    def label(self) -> str:
+        """'layer3 ×36' for a repeated call, the bare name otherwise."""
+        return f"{self.name} \u00d7{self.repeat}" if self.repeat > 1 else self.name
+
+    @property
+    def type(self) -> str:
+        return "block" if self.block else self.rows[0].type
+
+    @property
+    def training_only(self) -> bool:
+        return all(r.training_only for r in self.rows)
+
+    @property
+    def output(self) -> Row:
+        """The row whose output leaves the group: its last row that is not a training-only side branch."""
+        main = [r for r in self.rows if not r.training_only]
+        return (main or list(self.rows))[-1]
+
+    @property
+    def output_shape(self) -> tuple[Dim, ...]:
+        return self.output.output_shape
+
+
+def group_key(row: Row, depth: int | None) -> tuple[str, bool]:
+    """(group name, is a block call) of ``row`` at ``depth`` (None: every row alone)."""
+    if depth is None or len(row.scope) < depth:
+        return row.name, False
+    return row.scope[depth - 1], True
+
+
+def _totals(rows: Sequence[Row], include_training_only: bool) -> dict[str, Dim]:
+    counted = [r for r in rows if include_training_only or not r.training_only] or list(rows)
+    out: dict[str, Dim] = {}
+    for q in QUANTITIES:
+        total: Any = 0
+        for r in counted:
+            total = total + getattr(r, q)
+        out[q] = simplify(total)
+    return out
+
+
+def group_rows(rep: Report, depth: int | None) -> list[Group]:
+    """The report's rows grouped at ``depth`` (see the module docstring), groups in the order of
+    their first row.  ``depth=None`` gives one group per row."""
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth must be 1 or more, got {depth}")
+    members: dict[tuple[str, bool], list[Row]] = {}
+    for r in rep.rows:
+        members.setdefault(group_key(r, depth), []).append(r)
+    return [
+        Group(name, tuple(rows), block, rep.repeats.get(name, 1) if block else 1, _totals(rows, rep.include_training_only))
+        for (name, block), rows in members.items()
+    ]
+
+
+def max_depth(rep: Report) -> int:
+    """How deeply block calls nest in this report (0: no blocks)."""
+    return max((len(r.scope) for r in rep.rows), default=0)
+
+
+def default_depth(rep: Report, limit: int = MAX_EXPANDED) -> int | None:
+    """None (every layer) for a network of at most ``limit`` layers, else 1 (top-level blocks collapsed)."""
+    if len(rep.rows) <= limit or max_depth(rep) == 0:
+        return None
+    return 1
+
+
+def resolve_depth(rep: Report, depth: int | None) -> int | None:
+    """A ``--depth`` as asked (None: the default); a depth past the deepest block is every layer."""
+    if depth is None:
+        return default_depth(rep)
+    return None if depth > max_depth(rep) else depth

@@ -1,0 +1,58 @@
+"""Reading command-line values shared by the commands: ``--set``, ``--batch``, and the check of ``--set`` names.
+
+Below both the CLI and the torch commands (``archcalc.torch.*``): library code imports this module,
+never ``archcalc.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import SpecError
+
+
+def parse_set(items: Sequence[str]) -> dict[str, int]:
+    """``--set H=224 --set W=224`` -> {'H': 224, 'W': 224}."""
+    values: dict[str, int] = {}
+    for item in items:
+        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+)\s*", item)
+        if not m or int(m.group(2)) <= 0:
+            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {item!r}", field="--set")
+        values[m.group(1)] = int(m.group(2))
+    return values
+
+
+def parse_batch(text: str, values: dict[str, int]) -> Any:
+    """``--batch 8`` or ``--batch B``: a positive integer or a dimension expression."""
+    from .dims import DimError, as_int, parse_dim
+
+    try:
+        b = parse_dim(text, values)
+    except DimError as e:
+        raise SpecError(str(e), field="--batch") from None
+    if isinstance(b, bool) or (as_int(b) is not None and as_int(b) <= 0):  # type: ignore[operator]
+        raise SpecError(f"--batch must be positive, got {text!r}", field="--batch")
+    return b
+
+
+def check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse.Namespace) -> None:
+    """--set of a name the spec never uses is a typo (h for H), not a no-op."""
+    from .dims import names_in
+    from .spec import spec_symbols
+
+    known = spec_symbols(arch)
+    for extra in (getattr(args, "input", None), getattr(args, "batch", None)):
+        known |= {n for part in str(extra or "").split(",") if part.strip() and not part.strip().isdigit() for n in names_in(part.strip())}
+    for name in values:
+        if name not in known:
+            import difflib
+
+            near = difflib.get_close_matches(name, sorted(known), n=1) or [k for k in sorted(known) if k.lower() == name.lower()]
+            hint = f"; did you mean {near[0]!r}?" if near else (f" (its symbols: {', '.join(sorted(known))})" if known else " (it has no symbols)")
+            raise SpecError(f"--set {name}: the spec uses no symbol {name!r}{hint}", file=file, field="--set")
+
+
+__all__ = ["check_set_names", "parse_batch", "parse_set"]
