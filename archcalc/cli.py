@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -92,7 +93,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     m = sub.add_parser("compare", help="architectures side by side: totals and ratios, symbolic where symbols remain")
     m.add_argument("specs", nargs="*", help="spec files")
     _stack_option(m, single=False)
-    _analysis_options(m, formats=("text", "markdown", "json"))
+    _analysis_options(m, formats=("text", "markdown", "latex", "json"))
 
     g = sub.add_parser("reports", help="write the reports gallery: md, tex, csv, json tables and png plots per spec, and an index")
     g.add_argument("specs", nargs="+", help="spec files")
@@ -271,12 +272,13 @@ def _explain(args: argparse.Namespace) -> int:
 def _looks_like_claim(text: str) -> bool:
     from .check import QUANTITIES
 
-    lhs, eq, _ = text.partition("=")  # LAYER.QUANTITY before '=' has no spaces; the value may ("4*C*H*W B")
-    return bool(eq) and re.fullmatch(r"[\w.]+", lhs.strip()) is not None and lhs.rpartition(".")[2].lower() in QUANTITIES
+    # LAYER.QUANTITY before '=' (or a budget's <=, <) has no spaces; the value may ("4*C*H*W B")
+    m = re.match(r"\s*([\w.]+)\s*(<=|>=|\u2264|\u2265|==|=|<|>)", text)
+    return m is not None and m.group(1).rpartition(".")[2].lower() in QUANTITIES
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import judge, parse_claim, render_verdicts
+    from .check import Claim, Unreadable, judge, parse_claim, render_verdicts, unreadable
     from .explain import explain_layer
 
     items = list(args.items)
@@ -290,7 +292,12 @@ def _check(args: argparse.Namespace) -> int:
         if len(items) < 2:
             raise SpecError("check needs SPEC and at least one CLAIM", field="CLAIM")
         args.spec = items.pop(0)
-    claims = [parse_claim(c) for c in items]
+    claims: list[Any] = []
+    for c in items:
+        try:
+            claims.append(parse_claim(c))
+        except Unreadable as e:
+            claims.append(unreadable(c, str(e)))
     rep = _report(args)
     picks = {
         "output_shape": "output",
@@ -313,11 +320,35 @@ def _check(args: argparse.Namespace) -> int:
             lines.append(f"{st.quantity}: " + " = ".join(x for x in (st.general, st.worked, st.result) if x))
         return "\n".join(lines)
 
+    others: dict[str, Any] = {}
+
+    def alternatives(kind: str) -> Any:
+        """The same network under the other convention, or the paper's v1 beside a v1.5 ResNet spec."""
+        if kind not in others:
+            alt = argparse.Namespace(**vars(args))
+            others[kind] = None
+            if kind == "v1":
+                if args.spec is None or args.spec.endswith("_v1.json") or not os.path.isfile(args.spec.removesuffix(".json") + "_v1.json"):
+                    return None
+                alt.spec = args.spec.removesuffix(".json") + "_v1.json"
+            else:
+                alt.convention = kind
+            try:
+                others[kind] = _report(alt)
+            except SpecError:
+                pass
+        return others[kind]
+
     try:
-        verdicts = [judge(rep, c, derive) for c in claims]
+        verdicts = [judge(rep, c, derive, alternatives) if isinstance(c, Claim) else c for c in claims]
     except SpecError as e:
         raise e.located(file=args.spec or "<stack>") from None
     write_output(render_verdicts(verdicts), args.output)
+    unread = [v for v in verdicts if v.unreadable]
+    if unread:
+        first = unread[0]
+        more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+        raise SpecError(f"cannot read {first.text!r}: {first.why}{more}", file=args.spec or "<stack>", field="CLAIM")
     return 0 if all(v.correct for v in verdicts) else 1
 
 
@@ -330,6 +361,9 @@ def _compare(args: argparse.Namespace) -> int:
     labels, reports = [], []
     for label, stack in sources:
         if stack is not None:
+            m = re.fullmatch(r"\s*([^=\s][^=]*?)\s*=\s*(\S+)\s*", stack[0])  # a named stack: "3x3 stack=CxHxW"
+            if m:
+                label, stack = m.group(1), [m.group(2), *stack[1:]]
             _need_stack_shape(stack)
         args.stack_now, args.spec = stack, label
         rep = _report(args)
