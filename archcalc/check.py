@@ -19,7 +19,8 @@ A claim is ``TARGET.QUANTITY=VALUE`` (or a budget, ``TARGET.QUANTITY<=VALUE``, `
 A rounded claim is judged against the precision it was written with: ``61M`` is right for any value
 in [60.5M, 61.5M); ``72.86M`` needs [72.855M, 72.865M).  Trailing zeros of a whole number are not
 significant (the textbook rule): ``60K`` is judged to one digit, [55K, 65K), ``140M`` to two; digits
-written out in groups (``102,760K``) are all meant.  An unrounded integer with no unit must be exact.  A wrong figure gets a diagnosis when it is a known
+written out in groups (``102,760K``) are all meant.  An unrounded integer with no unit must be exact.
+A wrong figure gets a diagnosis when it is a known
 slip: FLOPs for MACs (×2), elements for float32 bytes (×4), 1000 for 1024, the other counting
 convention, the paper's ResNet v1 for torchvision's v1.5, the bias left out.
 
@@ -40,7 +41,6 @@ from fractions import Fraction
 from typing import Any
 
 from .dims import is_symbolic, simplify
-from .errors import SpecError
 from .render import units
 from .report import IN_PLACE_NOTE, Report, Row
 
@@ -184,7 +184,9 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
             raise Unreadable(f"range {target!r} runs backwards")
         rows = [r for r in rep.rows[i : j + 1] if rep.include_training_only or not r.training_only]
         if not rows:
-            raise Unreadable(f"range {target!r} holds only training-only layers (an auxiliary head), left out unless you pass --include-training-only")
+            raise Unreadable(
+                f"range {target!r} holds only training-only layers (an auxiliary head), left out unless you pass --include-training-only"
+            )
         if per_layer:
             return [rows[-1]], f"the range's last layer, {rows[-1].name}"
         return rows, ""
@@ -229,7 +231,7 @@ def _normalise(value: str) -> tuple[str, bool]:
     out = []
     for w in words:
         low = w.lower().rstrip(".")
-        out.append(SCALE_WORDS[low] if low in SCALE_WORDS else w)
+        out.append(SCALE_WORDS.get(low, w))
     text = " ".join(out)
     text = re.sub(r"(\d)\s+([KMGT])\b", r"\1\2", text)  # "138 M" -> "138M"
     return text, approx
@@ -374,7 +376,7 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
     def power_depth(node: ast.AST) -> int:
         """The largest product of exponents along any path: (C**8)**8 -> 64."""
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant):
-            return int(node.right.value) * power_depth(node.left)
+            return int(node.right.value) * power_depth(node.left)  # type: ignore[arg-type]  # an int: checked by the walk
         return max((power_depth(c) for c in ast.iter_child_nodes(node)), default=1)
 
     for node in ast.walk(tree):
@@ -400,7 +402,7 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
-            return bounded(Fraction(node.value))
+            return bounded(Fraction(node.value))  # type: ignore[arg-type]  # an int: checked by the walk
         if isinstance(node, ast.Name):
             return symbol(node.id)
         if isinstance(node, ast.UnaryOp):
@@ -549,7 +551,8 @@ def _judge_formula(claim: Claim, exact: Any, deriv: str) -> Verdict:
 
     formula = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
     if claim.op != "=":
-        raise Unreadable(f"a budget ({claim.op}) needs numbers; {NAMES[claim.quantity]} here is a formula, {exact}: give the symbols values with --set")
+        what = NAMES[claim.quantity]
+        raise Unreadable(f"a budget ({claim.op}) needs numbers; {what} here is a formula, {exact}: give the symbols values with --set")
     ok, why = same_formula(formula, exact)
     return Verdict(claim, ok, exact, str(exact), why, deriv)
 
@@ -597,8 +600,8 @@ def _judge_shape(claim: Claim, row: Row, derive: Any) -> Verdict:
         return Verdict(claim, False, exact_shape, exact_text, f"{len(want_f)} axes claimed, the output has {len(got)}", deriv)
     import sympy
 
-    for w, g in zip(want_f, got, strict=True):
-        w = sympy.Rational(w.numerator, w.denominator) if isinstance(w, Fraction) else w
+    for w0, g in zip(want_f, got, strict=True):
+        w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
         ok, how = same_formula(w, sympy.sympify(g))
         if not ok:
             return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {g}: {how}", deriv)
@@ -618,7 +621,8 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
         if is_symbolic(value):
             return False
         v = Fraction(int(value))
-        return any(abs((v / _dtype_bytes(rep) if r.elements else v) - r.value) <= r.tolerance for r in readings if elements is None or r.elements == elements)
+        chosen = [r for r in readings if elements is None or r.elements == elements]
+        return any(abs((v / _dtype_bytes(rep) if r.elements else v) - r.value) <= r.tolerance for r in chosen)
 
     def total(q: str) -> Any:
         return simplify(sum((getattr(r, q) for r in rows), start=0))
@@ -634,19 +638,23 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
             return f"that is the element count: in {rep.dtype} each value takes {nbytes} B (\u00d7{nbytes})"
         if any(r.elements for r in readings) and fits(b * nbytes, elements=True):
             return f"that is the size in bytes; as elements it is {b // nbytes:,}"
-        if any(abs(Fraction(b) * 1000 / 1024 - r.value) <= r.tolerance for r in readings if not r.elements):
-            return "1 KB here is 1024 B (as the lecture notes write it): the figure used 1000"
         if any(abs(Fraction(b) * 1024 / 1000 - r.value) <= r.tolerance for r in readings if not r.elements):
-            return "the figure divides by 1000 where KB = 1024 B, or the other way round"
+            kib = _plain(Fraction(b, 1024))
+            return f"1 KB here is 1024 B (as the lecture notes write it): the figure divides by 1000 ({b:,} B / 1024 = {kib} KB)"
     if judged == "params":
-        bias = sum(int(math.prod(int(d) for d in shape)) for r in rows for k, shape in r.weights.items() if k == "bias" and not any(is_symbolic(d) for d in shape))
+        shapes = [shape for r in rows for k, shape in r.weights.items() if k == "bias" and not any(is_symbolic(d) for d in shape)]
+        bias = sum(math.prod(int(d) for d in shape) for shape in shapes)
         if bias and fits(int(total("params")) - bias):
             return f"the weights alone: the bias ({bias:,}, one per output) is left out"
     if alternatives is not None:
         other = "torch" if rep.convention != "torch" else "lecture"
         for kind, say in (
             (other, f"that is the '{other}' convention's count; this check uses '{rep.convention}' (pass --convention {other})"),
-            ("v1", "that is ResNet v1, the paper's network (stride 2 in the first 1\u00d71 conv); this spec is torchvision's v1.5 (stride in the 3\u00d73): check against specs/{stem}_v1.json"),
+            (
+                "v1",
+                "that is ResNet v1, the paper's network (stride 2 in the first 1\u00d71 conv); "
+                "this spec is torchvision's v1.5 (stride in the 3\u00d73): check against specs/{stem}_v1.json",
+            ),
         ):
             alt = alternatives(kind)
             if alt is None:
@@ -682,9 +690,9 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool, str]:
     symbols = sorted(claimed.free_symbols | exact.free_symbols, key=str)
     if not symbols:
         return False, "compared as numbers"
-    if not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min) for e in (claimed, exact)):
-        if sympy.expand(claimed - exact) == 0:
-            return True, "compared as formulas: equal"
+    plain = not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min) for e in (claimed, exact))
+    if plain and sympy.expand(claimed - exact) == 0:
+        return True, "compared as formulas: equal"
     values = range(256, 320)
     rng = random.Random(0)
     points = [dict.fromkeys(symbols, v) for v in values]  # all symbols equal (square inputs, C = H)

@@ -7,6 +7,7 @@ Errors are one line on stderr naming the file, layer and field; ``--debug`` show
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -333,10 +334,8 @@ def _check(args: argparse.Namespace) -> int:
                 alt.spec = args.spec.removesuffix(".json") + "_v1.json"
             else:
                 alt.convention = kind
-            try:
+            with contextlib.suppress(SpecError):  # no alternative: no diagnosis from it
                 others[kind] = _report(alt)
-            except SpecError:
-                pass
         return others[kind]
 
     try:
@@ -359,7 +358,8 @@ def _compare(args: argparse.Namespace) -> int:
     if len(sources) < 2:
         raise SpecError("compare needs at least two specs or stacks", field="SPEC")
     labels, reports = [], []
-    for label, stack in sources:
+    for source, stack_given in sources:
+        label, stack = source, stack_given
         if stack is not None:
             m = re.fullmatch(r"\s*([^=\s][^=]*?)\s*=\s*(\S+)\s*", stack[0])  # a named stack: "3x3 stack=CxHxW"
             if m:

@@ -135,7 +135,10 @@ def warnings(c: Comparison) -> list[str]:
     shapes = [tuple(map(str, r.input_shape)) for r in c.reports]
     if len(set(shapes)) > 1:
         listed = " vs ".join(f"{lab} {_shape(r.input_shape)}" for lab, r in zip(c.labels, c.reports, strict=True))
-        return [f"the inputs differ ({listed}): the totals compare the networks at their own inputs, not the designs at one input (pass --input to compare like with like)"]
+        return [
+            f"the inputs differ ({listed}): the totals compare the networks at their own inputs, "
+            "not the designs at one input (pass --input to compare like with like)"
+        ]
     return []
 
 
@@ -203,7 +206,8 @@ def _latex(c: Comparison) -> str:
     for title, key in ROWS:
         vals = [c.value(r, key) for r in c.reports]
         ratios = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else ratio_text(vals[0], v) for v in vals[1:]]
-        lines.append(" & ".join([_latex_escape(title), *(cell(key, v) for v in vals), *(_latex_escape(r).replace("\u2248", r"$\approx$") for r in ratios)]) + r" \\")
+        ratio_cells = [_latex_escape(r).replace("\u2248", r"$\approx$") for r in ratios]
+        lines.append(" & ".join([_latex_escape(title), *(cell(key, v) for v in vals), *ratio_cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize Note: {_latex_escape(w)}" for w in warnings(c)]
     return "\n".join(lines) + "\n"
