@@ -68,6 +68,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     q.add_argument("input_shape", help="input shape, e.g. 3x227x227 or CxHxW")
     q.add_argument("layers", nargs="+", help='layers: "conv 64 3x3 p1", "maxpool 2", "fc 10", or a JSON object')
+    q.add_argument("--save", metavar="SPEC.json", help="also write the stack as a spec file that table, check and explain read")
     _analysis_options(q)
 
     e = sub.add_parser(
@@ -146,7 +147,7 @@ def _report(args: argparse.Namespace) -> Any:
     Leaves the compiled graph on ``args.graph`` for commands that explain single layers.
     """
     from .graph import compile_graph
-    from .quick import parse_shape, quick_spec
+    from .quick import parse_shape, quick_spec, two_axis_note
     from .report import gc_paused, report_from_graph
     from .spec import load_spec
 
@@ -156,7 +157,7 @@ def _report(args: argparse.Namespace) -> Any:
         if args.command == "quick" or stack:
             shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
             arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
-            hint = _channels_first_hint(arch.input)
+            hint = _channels_first_hint(arch.input) or two_axis_note(list(arch.input), list(layers))
         else:
             arch, file, hint = load_spec(args.spec), args.spec, None
         if values:
@@ -200,7 +201,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command in ("table", "quick"):
         from .render import render
 
-        write_output(render(_report(args), args.format), args.output)
+        rep = _report(args)
+        if getattr(args, "save", None):
+            from .quick import quick_dict
+
+            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=os.path.splitext(os.path.basename(args.save))[0]), indent=1) + "\n", args.save)
+        write_output(render(rep, args.format), args.output)
         return 0
     if args.command == "bench":
         from .torch.bench import run_bench
