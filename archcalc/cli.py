@@ -205,7 +205,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "save", None):
             from .quick import quick_dict
 
-            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=os.path.splitext(os.path.basename(args.save))[0]), indent=1) + "\n", args.save)
+            name = os.path.splitext(os.path.basename(args.save))[0]
+            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save)
         write_output(render(rep, args.format), args.output)
         return 0
     if args.command == "bench":
