@@ -60,6 +60,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="per-layer table: shape, params, MACs, FLOPs, memory, receptive field")
     t.add_argument("spec", help="spec file (JSON)")
     _analysis_options(t)
+    t.add_argument("--depth", type=int, help="one row per block at this depth, with its totals (1: ResNet's stem, layer1..layer4, head)")
 
     q = sub.add_parser(
         "quick",
@@ -202,6 +203,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         from .render import render
 
         rep = _report(args)
+        if getattr(args, "depth", None) is not None:
+            if args.depth < 1:
+                raise SpecError(f"--depth must be 1 or more, got {args.depth}", field="--depth")
+            from .summary import summarise
+
+            rep = summarise(rep, args.depth)
         if getattr(args, "save", None):
             from .quick import quick_dict
 
