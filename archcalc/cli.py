@@ -61,6 +61,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("spec", help="spec file (JSON)")
     _analysis_options(t)
     t.add_argument("--depth", type=int, help="one row per block at this depth, with its totals (1: ResNet's stem, layer1..layer4, head)")
+    t.add_argument("--bare", action="store_true", help="LaTeX: the tabular alone, no table float (for a beamer frame)")
+    t.add_argument("--columns", help="LaTeX: the columns to show, from layer,type,output,params,macs,memory,rf,stride")
+    t.add_argument("--hide-free", action="store_true", help="LaTeX: leave out parameter-free rows (the totals still count them)")
 
     q = sub.add_parser(
         "quick",
@@ -214,7 +217,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
             name = os.path.splitext(os.path.basename(args.save))[0]
             write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save)
-        write_output(render(rep, args.format), args.output)
+        write_output(render(rep, args.format, **_latex_options(args)), args.output)
         return 0
     if args.command == "bench":
         from .torch.bench import run_bench
@@ -246,6 +249,25 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _latex_options(args: argparse.Namespace) -> dict[str, Any]:
+    """table's LaTeX options (--bare, --columns, --hide-free): refused with any other format."""
+    from .render import LATEX_COLUMNS
+
+    given: dict[str, Any] = {name: getattr(args, name, None) for name in ("bare", "columns", "hide_free")}
+    if not any(given.values()):
+        return {}
+    if args.format != "latex":
+        flag = next(f"--{k.replace('_', '-')}" for k, v in given.items() if v)
+        raise SpecError(f"{flag} is a LaTeX option: add --format latex (or -o FILE.tex)", field=flag)
+    if given["columns"] is not None:
+        cols = tuple(c.strip().lower() for c in given["columns"].split(",") if c.strip())
+        bad = [c for c in cols if c not in LATEX_COLUMNS]
+        if bad or not cols:
+            raise SpecError(f"unknown column {(bad or [''])[0]!r}; choose from {','.join(LATEX_COLUMNS)}", field="--columns")
+        given["columns"] = cols
+    return given
 
 
 def _channels_first_hint(shape: Sequence[Any]) -> str | None:
