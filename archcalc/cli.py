@@ -107,6 +107,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
     g.add_argument("--convention", default="lecture", help=f"counting convention: {', '.join(CONVENTIONS)} (default lecture)")
 
+    from .training_cli import add_memory_parsers
+
+    add_memory_parsers(sub)
+
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.add_argument("-o", "--output")
 
@@ -128,7 +132,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv (the first word that is not an option), if it is a known one."""
-    known = {"table", "quick", "explain", "check", "compare", "reports", "schema"}
+    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "memory", "fit"}
     for word in argv:
         if not word.startswith("-"):
             return word if word in known | set(TORCH_COMMANDS) else None
@@ -219,6 +223,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save)
         write_output(render(rep, args.format, **_latex_options(args)), args.output)
         return 0
+    if args.command in ("memory", "fit"):
+        from .training_cli import run_fit, run_memory
+
+        return run_memory(args) if args.command == "memory" else run_fit(args)
     if args.command == "bench":
         from .torch.bench import run_bench
 

@@ -265,11 +265,44 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         general = _formula(_prod(out_s) * nbytes * batch) + " B"
         ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", general, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
 
+    _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch)
+
     # receptive field
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
     if symbolic_input:
         ex.notes.append("the input has symbols: the worked lines show the general results")
     return ex
+
+
+def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer, ins_s: list[Shape], out_s: Shape, nbytes: int, batch: Dim) -> None:
+    """What autograd keeps for this layer's backward in training (``archcalc memory``), and why."""
+    from .passes import saved_tensors
+
+    if "saved" not in node:
+        saved_tensors(G, nbytes, 1)
+    kept = node["saved"]
+    if kept is None:
+        ex.steps.append(Step("saved for backward", None, "", "unknown: this layer type does not say what its backward saves"))
+        return
+    if not kept:
+        why = "no input requires grad and it has no parameters: no autograd node" if not node["grad"] else "nothing: its backward needs only sizes"
+        ex.steps.append(Step("saved for backward", None, "", f"0 B ({why})"))
+        return
+    general = _general_dict(lambda: {s.tensor + (str(s.input) if s.tensor == "input" else ""): s for s in (layer.saved(ins_s, out_s) or [])})
+    for st in kept:
+        s = st.saved
+        label = f"saved: {s.tensor}" + (f" {s.input}" if s.tensor == "input" and len(node["inputs"]) > 1 else "")
+        if s.is_new and s.dtype != "act":
+            label += f" ({s.dtype})"
+        g = None
+        sym = general.get(s.tensor + (str(s.input) if s.tensor == "input" else "")) if general else None
+        if sym is not None:
+            shape = ins_s[s.input] if s.tensor == "input" else out_s if s.tensor == "output" else sym.shape
+            width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
+            g = _formula(_prod(shape) * width * (batch if s.batched else 1)) + " B"
+        ex.steps.append(Step(label, g, "", _fmt_bytes(st.nbytes(batch))))
+        shared = "" if st.first else f" (the same storage as what {st.counted_at} keeps: `archcalc memory` counts it there, once)"
+        ex.notes.append(f"{label}: {s.why}{shared}")
 
 
 def _general_dict(fn: Any) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import Layer, Shape, numel
+from .base import Layer, Saved, Shape, numel
 
 
 class _Activation(Layer):
@@ -30,17 +30,30 @@ class ReLU(_Activation):
     inplace: bool = False
     torch_name: ClassVar[str] = "ReLU"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [Saved.of_output("relu's gradient passes where the output is > 0")]
+
 
 class ReLU6(_Activation):
     type: Literal["relu6"]
     inplace: bool = False
     torch_name: ClassVar[str] = "ReLU6"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.inplace:  # hardtanh_ overwrites x, which its backward needs: autograd keeps a copy
+            return [Saved.new("original_input", ins[0], "hardtanh's gradient passes where 0 < x < 6; x is overwritten in place, so it is copied")]
+        return [Saved.of_input("hardtanh's gradient passes where 0 < x < 6")]
+
 
 class LeakyReLU(_Activation):
     type: Literal["leakyrelu"]
     negative_slope: float = 0.01
     inplace: bool = False
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.inplace:  # leaky_relu_ keeps its result (its sign is x's sign)
+            return [Saved.of_output("the gradient is 1 or negative_slope, by the result's sign")]
+        return [Saved.of_input("the gradient is 1 or negative_slope, by x's sign")]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -52,15 +65,24 @@ class Tanh(_Activation):
     type: Literal["tanh"]
     torch_name: ClassVar[str] = "Tanh"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [Saved.of_output("tanh' = 1 - tanh^2: the output is enough")]
+
 
 class Sigmoid(_Activation):
     type: Literal["sigmoid"]
     torch_name: ClassVar[str] = "Sigmoid"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [Saved.of_output("sigmoid' = s(1 - s): the output is enough")]
+
 
 class GELU(_Activation):
     type: Literal["gelu"]
     torch_name: ClassVar[str] = "GELU"
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [Saved.of_input("gelu'(x) needs x")]
 
 
 class SiLU(_Activation):
@@ -68,17 +90,32 @@ class SiLU(_Activation):
     inplace: bool = False
     torch_name: ClassVar[str] = "SiLU"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.inplace:  # silu_ overwrites x, which its backward needs: autograd keeps a copy
+            return [Saved.new("original_input", ins[0], "silu'(x) needs x; x is overwritten in place, so it is copied")]
+        return [Saved.of_input("silu'(x) needs x")]
+
 
 class Hardswish(_Activation):
     type: Literal["hardswish"]
     inplace: bool = False
     torch_name: ClassVar[str] = "Hardswish"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.inplace:  # hardswish_ overwrites x, which its backward needs: autograd keeps a copy
+            return [Saved.new("original_input", ins[0], "hardswish'(x) needs x; x is overwritten in place, so it is copied")]
+        return [Saved.of_input("hardswish'(x) needs x")]
+
 
 class Hardsigmoid(_Activation):
     type: Literal["hardsigmoid"]
     inplace: bool = False
     torch_name: ClassVar[str] = "Hardsigmoid"
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.inplace:  # hardsigmoid_ overwrites x, which its backward needs: autograd keeps a copy
+            return [Saved.new("original_input", ins[0], "hardsigmoid'(x) needs x; x is overwritten in place, so it is copied")]
+        return [Saved.of_input("hardsigmoid'(x) needs x")]
 
 
 class Softmax(Layer):
@@ -89,6 +126,12 @@ class Softmax(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"softmax": numel(out)}  # exp, sum and divide per element, counted once
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [Saved.of_output("softmax's backward is y * (g - sum(g * y)): the output is enough")]
+
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cuda" else "same"  # on CUDA autocast's float32 list, not on CPU's
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -106,6 +149,16 @@ class Dropout(Layer):
     def in_place(self) -> bool:
         return True  # at inference torch returns the input tensor itself
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.p == 0:
+            return []  # torch returns the input itself
+        if self.p == 1:  # torch multiplies by a 0-d zero tensor
+            return [Saved.new("zero", (), "x * 0: the gradient is multiplied by the same zero", batched=False)]
+        return [Saved.new("mask", ins[0], "which elements were kept (scaled by 1/(1-p)): the gradient is masked the same way", "dropout_mask")]
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "view" if self.p == 0 else "inplace" if self.inplace else "new"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -119,6 +172,9 @@ class Identity(Layer):
 
     def in_place(self) -> bool:
         return True  # nn.Identity returns its input tensor: nothing is allocated
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # no autograd op at all
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

@@ -10,6 +10,11 @@ sympy expressions (see :mod:`archcalc.dims`):
   conventions (:mod:`archcalc.conventions`) decide which categories count as MACs;
 * ``windows(ins)``: its sliding window per spatial axis for the receptive field, or ``None`` when
   it is pointwise (relu, batchnorm, add...);
+* ``saved(ins, out)``: what autograd keeps for its backward in training mode (:class:`Saved`),
+  parameters and buffers excluded; ``None`` (the default) when the type does not say, which the
+  training-memory pass reports as unknown, never as zero;
+* ``output_storage(ins)``: whether its output is a new tensor, or the input's storage (in place,
+  a view), which decides which saved tensors are one storage;
 * ``build_torch(ins)``: the equivalent ``torch.nn.Module`` (torch imported only there).
 
 Passes never branch on the layer type: they call these methods.
@@ -54,6 +59,67 @@ OP_CATEGORIES: dict[str, str] = {
     "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
     "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
 }
+
+
+SAVED_DTYPES: dict[str, str] = {
+    "act": "the activations' dtype (--dtype)",
+    "float32": "4 bytes whatever the activations' dtype (batch norm's save_mean and save_invstd)",
+    "int64": "8 bytes (max pooling's argmax indices)",
+    "bool": "1 byte",
+    "dropout_mask": "dropout's mask: the activations' dtype on CPU (input * (bernoulli / (1-p))), 1 byte (bool) on CUDA (native_dropout)",
+}
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor a layer's backward keeps (what ``torch.autograd.graph.saved_tensors_hooks`` sees).
+
+    Build one with :meth:`of_input`, :meth:`of_output` or :meth:`new`.  ``tensor`` says which
+    storage it is: ``"input"`` (input ``input`` of the layer: the storage of the layer that made
+    it, shared with whoever else saves it), ``"output"`` (the layer's own output), or the name of a
+    tensor the forward makes only for the backward (``"indices"``, ``"mask"``, ``"save_mean"``),
+    whose per-sample ``shape`` (``batched``) or whole shape, and ``dtype`` (a key of
+    ``SAVED_DTYPES``), are given.  ``why`` says what the backward needs it for.
+    """
+
+    tensor: str
+    why: str
+    input: int = 0
+    shape: "Shape" = ()
+    dtype: str = "act"
+    batched: bool = True
+    param: str | None = None
+
+    @staticmethod
+    def of_input(why: str, index: int = 0) -> "Saved":
+        return Saved("input", why, input=index)
+
+    @staticmethod
+    def of_output(why: str) -> "Saved":
+        return Saved("output", why)
+
+    @staticmethod
+    def of_param(name: str, why: str) -> "Saved":
+        """A parameter the backward keeps (a conv's weight): no memory of its own, except under
+        autocast, where the layer keeps the low-precision copy it computed with."""
+        return Saved(f"{name} (cast)", why, param=name)
+
+    @staticmethod
+    def new(name: str, shape: "Shape", why: str, dtype: str = "act", batched: bool = True) -> "Saved":
+        return Saved(name, why, shape=tuple(shape), dtype=dtype, batched=batched)
+
+    @property
+    def is_new(self) -> bool:
+        return self.tensor not in ("input", "output") and self.param is None
+
+
+STORAGES = ("new", "inplace", "view", "strided", "reshape")
+"""``Layer.output_storage(ins)`` values, in training mode: ``new`` a fresh tensor; ``inplace`` written
+into input 0 (``ReLU(inplace=True)``); ``view`` a view of input 0 (contiguous if it was);
+``strided`` a view of input 0 whose per-sample block is not contiguous (a slice of a spatial axis:
+crop, subsample); ``reshape`` a view of input 0 when its per-sample block is contiguous, else a new
+copy (flatten).  Contiguity is per sample: a channel range (chunk along dim 1) is a ``view``, its
+batch stride aside, and flatten (start_dim >= 1) never merges the batch axis."""
 
 
 class DimSpec:
@@ -223,6 +289,26 @@ class Layer(Spec):
         """True when the output is the input tensor itself (``inplace=True``, identity): no new memory."""
         return bool(self.__dict__.get("inplace", False))
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        """The tensors autograd keeps for this layer's backward in a training-mode forward, every
+        input requiring grad (parameters and buffers excluded: they are counted as such).  ``[]``
+        when it keeps none; ``None`` (the default) when this layer type does not say: the
+        training-memory pass reports it as unknown.  Found with
+        ``torch.autograd.graph.saved_tensors_hooks`` (see archcalc.torch.saved)."""
+        return None
+
+    def autocast(self, device: str) -> str | None:
+        """How ``torch.autocast`` on ``device`` ("cpu", "cuda") runs it: ``lower`` (in the low
+        dtype: conv, linear, matmul), ``float32`` (cast up: softmax on CUDA, 3-D pooling on CPU),
+        ``same`` (in its inputs' dtype, the default), or ``None`` when that is not known (the
+        training memory under --amp is then reported as unknown)."""
+        return "same"
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        """Where the output lives in training mode (one of ``STORAGES``): by default a new tensor,
+        or input 0's storage when :meth:`in_place` says so."""
+        return "inplace" if self.in_place() else "new"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         raise NotImplementedError(f"no torch module for layer type {self.kind!r}")
 
@@ -260,10 +346,13 @@ def shape_str(shape: Shape) -> str:
 
 __all__ = [
     "OP_CATEGORIES",
+    "SAVED_DTYPES",
+    "STORAGES",
     "DimIn",
     "DimList",
     "DimListOpt",
     "Layer",
+    "Saved",
     "Shape",
     "Spec",
     "Window",

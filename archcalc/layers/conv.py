@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -95,6 +95,16 @@ class _ConvNd(Layer):
         if self.bias:
             o["bias"] = numel(out)  # one add per output element
         return o
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.convolution's backward: grad_weight needs the input, grad_input the weight
+        return [
+            Saved.of_input("the weight's gradient is the input correlated with the output's gradient"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient convolved with the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # conv1d/2d/3d are on autocast's lower-precision list (CPU and CUDA)
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, d = self._axes()

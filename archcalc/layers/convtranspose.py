@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[int, ...]:
@@ -94,6 +94,16 @@ class _ConvTransposeNd(Layer):
         k, s, p, _, d = self._axes()
         # zero-insertion view: a stride-1 conv with padding d(k-1) - p on an s-times finer grid
         return [Window(ki, 1, di * (ki - 1) - pi, di, upsample=si) for ki, si, pi, di in zip(k, s, p, d, strict=True)]
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.convolution (transposed=True): as for a conv, the input for the weight's gradient
+        return [
+            Saved.of_input("the weight's gradient is the input correlated with the output's gradient"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient correlated with the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # conv_transpose1d/2d/3d are on autocast's lower-precision list
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

@@ -10,7 +10,7 @@ only then) and, axis by axis, be equal or 1 (torch's broadcasting): (C, H, W) x 
 from typing import Any, ClassVar, Literal
 
 from ..dims import Dim, as_int, known_sign
-from .base import Layer, Shape, numel, shape_str
+from .base import Layer, Saved, Shape, numel, shape_str
 
 
 def _broadcast_dim(a: Dim, b: Dim) -> Dim | None:
@@ -50,6 +50,17 @@ class Mul(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"mul": numel(out) * (len(ins) - 1)}
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # a * b saves both (each one's gradient is the other times the output's); with more inputs,
+        # ((a * b) * c)... also saves each partial product it multiplies further
+        why = "the other factor's gradient is the output's gradient times this one"
+        kept = [Saved.of_input(why, i) for i in range(len(ins))]
+        partial = ins[0]
+        for k in range(1, len(ins) - 1):
+            partial = tuple(_broadcast_dim(x, y) or x for x, y in zip(partial, ins[k], strict=True))
+            kept.append(Saved.new(f"product_{k}", partial, "a partial product, multiplied by the next input"))
+        return kept
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Mul as MulModule

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..dims import Dim, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, numel
+from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, numel
 
 
 class Linear(Layer):
@@ -35,6 +35,16 @@ class Linear(Layer):
         if self.bias:
             o["linear_bias"] = numel(out)
         return o
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.addmm / aten.mm: grad_weight = grad_output^T @ input (a 3-D input is saved as a 2-D view)
+        return [
+            Saved.of_input("the weight's gradient is the output's gradient times the input"),
+            Saved.of_param("weight", "the input's gradient is the output's gradient times the weight"),
+        ]
+
+    def autocast(self, device: str) -> str:
+        return "lower"  # linear is on autocast's lower-precision list
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -82,6 +92,12 @@ class Flatten(Layer):
             return None
         return [Window(h, h, 0, 1) if i + 1 < b else Window(1) for i, h in enumerate(spatial)]
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "reshape"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -109,6 +125,12 @@ class Unflatten(Layer):
             sized = "\u00d7".join(map(str, sizes))
             raise self.fail(f"{sized} = {prod(sizes)} elements cannot hold axis {self.dim}'s {shape[axis]}", "unflattened_size")
         return (*shape[:axis], *sizes, *shape[axis + 1 :])
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "reshape"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

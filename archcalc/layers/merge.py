@@ -8,7 +8,7 @@ concat (torch.cat): shapes agree except along ``dim`` (batch axis is 0, so chann
 from typing import Any, ClassVar, Literal
 
 from ..dims import Dim, known_sign
-from .base import Layer, Shape, numel, shape_str
+from .base import Layer, Saved, Shape, numel, shape_str
 
 
 def _same(a: Dim, b: Dim) -> bool:
@@ -32,6 +32,9 @@ class Add(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"add": numel(out) * (len(ins) - 1)}
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # the gradient of a sum flows to every input unchanged
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import Add as AddModule
@@ -64,6 +67,9 @@ class Concat(Layer):
                 )
             total = total + shape[axis]
         return (*ins[0][:axis], total, *ins[0][axis + 1 :])
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # the gradient is sliced back into pieces, from the sizes alone
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import Concat as ConcatModule

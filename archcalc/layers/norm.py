@@ -10,7 +10,7 @@ Ops (`norm`): one normalisation per element.
 from typing import Annotated, Any, ClassVar, Literal
 
 from ..dims import Dim
-from .base import DimIn, Layer, Shape, dim_field, numel, spatial_axes
+from .base import DimIn, Layer, Saved, Shape, dim_field, numel, spatial_axes
 
 
 class _BatchNormNd(Layer):
@@ -42,6 +42,16 @@ class _BatchNormNd(Layer):
             o["norm_affine"] = numel(out)  # * gamma + beta, one per element
             o["affine_params"] = 2 * ins[0][0]  # gamma and beta, once each
         return o
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.native_batch_norm in training: input, weight, running stats (parameters and buffers,
+        # not counted here) and the batch statistics it computed, in fp32 whatever the input's dtype
+        c = ins[0][0]
+        return [
+            Saved.of_input("the gradient of the normalisation needs x - mean"),
+            Saved.new("save_mean", (c,), "the batch mean per channel", "float32", batched=False),
+            Saved.new("save_invstd", (c,), "1/sqrt(batch variance + eps) per channel", "float32", batched=False),
+        ]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -80,6 +90,23 @@ class LocalResponseNorm(Layer):
         # zero-padded to C + size - 1 channels, then *alpha and +k, elementwise
         padded = (ins[0][0] + self.size - 1) * numel(ins[0]) // ins[0][0]
         return {"lrn": numel(out), "lrn_functional": 3 * numel(out) + padded}
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # F.local_response_norm is made of autograd ops: x*x saves x; the average pool over channels
+        # saves its zero-padded input (C + size - 1 channels); pow saves its input (k + alpha*avg);
+        # x / d saves x and d = (k + alpha*avg)**beta
+        rest = numel(ins[0]) // ins[0][0]
+        return [
+            Saved.of_input("x*x, and x / d, need x"),
+            Saved.new("padded_square", ((ins[0][0] + self.size - 1) * rest,), "x^2 zero-padded to C + size - 1 channels: the average pool's input"),
+            Saved.new("pow_input", ins[0], "k + alpha*avg(x^2): the base of **beta"),
+            Saved.new("denominator", ins[0], "(k + alpha*avg(x^2))**beta: x / d needs d"),
+        ]
+
+    def autocast(self, device: str) -> str | None:
+        # made of several ops that autocast treats apart (its average pool is on CPU's float32 list,
+        # its pow on CUDA's): its dtypes under autocast are not modelled
+        return None
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

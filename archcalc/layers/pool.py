@@ -12,7 +12,7 @@ sum of the window sizes, separable per axis.
 from typing import Annotated, Any, ClassVar, Literal
 
 from ..dims import Dim, as_int, ceildiv, dmax, known_sign, prod
-from .base import DimList, DimListOpt, Layer, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
+from .base import DimList, DimListOpt, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
 from .conv import window_out
 
 
@@ -92,6 +92,14 @@ class _MaxPoolNd(_PoolNd):
     def _dilation(self) -> tuple[Dim, ...]:
         return per_axis(self.dilation, self.n_spatial, "dilation", self)
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.max_pool2d_with_indices (1-d: unsqueezed to 2-d): the backward scatters each
+        # gradient to its window's argmax, read from the int64 indices
+        return [
+            Saved.of_input("max_pool's backward takes the input (for its sizes and strides)"),
+            Saved.new("indices", out, "where each window's maximum was: its gradient goes there", "int64"),
+        ]
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -101,6 +109,9 @@ class _MaxPoolNd(_PoolNd):
 
 class _AvgPoolNd(_PoolNd):
     count_include_pad: bool = True
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [Saved.of_input("avg_pool's backward takes the input (its sizes and strides; the values are not read)")]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -124,6 +135,9 @@ class MaxPool3d(_MaxPoolNd):
     type: Literal["maxpool3d"]
     n_spatial: ClassVar[int] = 3
 
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
+
 
 class AvgPool1d(_AvgPoolNd):
     type: Literal["avgpool1d"]
@@ -139,6 +153,9 @@ class AvgPool2d(_AvgPoolNd):
 class AvgPool3d(_AvgPoolNd):
     type: Literal["avgpool3d"]
     n_spatial: ClassVar[int] = 3
+
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
 
 
 def adaptive_window_sum(size: Dim, out: Dim) -> Dim:
@@ -195,6 +212,11 @@ class _AdaptivePoolNd(Layer):
 
 
 class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if all(as_int(o) == 1 for o in out[1:]):
+            return []  # torch computes a 1x1 output as x.mean(spatial axes): its backward needs only sizes
+        return [Saved.of_input("adaptive_avg_pool's backward takes the input (its sizes and strides)")]
+
     def _peer_ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         o: dict[str, Dim] = {"avgpool_in": numel(ins[0])}
         sizes, targets = ins[0][1:], out[1:]
@@ -220,6 +242,12 @@ class AdaptiveMaxPool2d(_AdaptivePoolNd):
 
     type: Literal["adaptivemaxpool2d"]
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return [
+            Saved.of_input("adaptive_max_pool's backward takes the input (for its sizes)"),
+            Saved.new("indices", out, "where each window's maximum was: its gradient goes there", "int64"),
+        ]
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -239,6 +267,9 @@ class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     type: Literal["adaptiveavgpool3d"]
     n_spatial: ClassVar[int] = 3
+
+    def autocast(self, device: str) -> str:
+        return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

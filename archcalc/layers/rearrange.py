@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, ceildiv, known_sign
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, per_axis, shape_str, spatial_axes
 
 
 class ChannelShuffle(Layer):
@@ -38,6 +38,9 @@ class ChannelShuffle(Layer):
         if c is not None and g is not None and c % g:
             raise self.fail(f"channels {c} are not divisible by groups {g}", "groups")
         return ins[0]
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a permutation: its backward permutes the gradient back
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -87,6 +90,14 @@ class Chunk(Layer):
     def in_place(self) -> bool:
         return True  # a view of its input: nothing new is allocated
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a slice: its backward places the gradient into zeros, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        # a range of the first per-sample axis is one contiguous block per sample (flatten can view
+        # it); a range of a later axis is not (flatten copies it)
+        return "view" if self._axis(ins[0]) == 0 else "strided"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Chunk as ChunkModule
 
@@ -116,6 +127,9 @@ class _ZeroPadNd(Layer):
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         return [Window(1, 1, b) for b, _ in self._pads()]
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # constant padding: its backward slices the gradient
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
@@ -173,6 +187,12 @@ class Crop(Layer):
 
     def in_place(self) -> bool:
         return True  # a slice is a view of its input: nothing new is allocated
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a slice: its backward places the gradient into zeros, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Crop as CropModule

@@ -10,7 +10,7 @@ Neither has parameters or arithmetic; both are counted as zero ops by every conv
 from typing import Annotated, Any, Literal
 
 from ..dims import as_int, ceildiv, known_sign
-from .base import DimIn, DimList, Layer, Shape, Window, dim_field, per_axis
+from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, per_axis
 
 
 class Subsample(Layer):
@@ -25,6 +25,12 @@ class Subsample(Layer):
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         return [Window(1, si) for si in per_axis(self.stride, len(ins[0]) - 1, "stride", self)]
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # a strided slice: its backward scatters the gradient into zeros
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import Subsample as SubsampleModule
@@ -47,6 +53,9 @@ class ChannelPad(Layer):
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._pads(ins[0][0])
         return (self.out_channels, *ins[0][1:])
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # constant padding: its backward slices the gradient
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import ChannelPad as ChannelPadModule

@@ -18,7 +18,7 @@ from math import gcd
 from typing import Annotated, Any, Literal
 
 from ..dims import Dim, as_int
-from .base import DimList, Layer, Shape, Window, dim_field, numel, per_axis
+from .base import DimList, Layer, Saved, Shape, Window, dim_field, numel, per_axis
 
 _RANK = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
@@ -83,6 +83,9 @@ class Upsample(Layer):
             return Window(2 * b - 1, a, b - 1, 1, upsample=b)
         # sample point (2o+1)*a - b on a grid with pixels every 2b: the pixels strictly within 2b of it
         return Window(4 * b - 1, 2 * a, 3 * b - a - 1, 1, upsample=2 * b)
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # nearest and (bi/tri)linear interpolation: the backward needs only the sizes
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

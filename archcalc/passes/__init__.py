@@ -8,6 +8,7 @@ from .compute import compute
 from .memory import memory
 from .params import params
 from .receptive import AxisRF, receptive_field
+from .saved import SavedTensor, saved_tensors
 from .shapes import shapes
 
-__all__ = ["AxisRF", "compute", "memory", "params", "receptive_field", "shapes"]
+__all__ = ["AxisRF", "SavedTensor", "compute", "memory", "params", "receptive_field", "saved_tensors", "shapes"]

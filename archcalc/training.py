@@ -1,0 +1,442 @@
+"""Training memory: what one training step keeps, per layer and in total, as numbers or formulas in the batch.
+
+:func:`training_memory` runs the passes (shapes, params, compute, saved tensors) and adds up
+
+* ``saved_bytes``: every tensor autograd keeps for the backward pass (distinct storages; see
+  :mod:`archcalc.passes.saved`), proved equal to ``torch.autograd.graph.saved_tensors_hooks``;
+* ``param_bytes``, ``grad_bytes`` (one gradient per parameter, in the parameters' dtype) and
+  ``optimizer_bytes`` (SGD none, momentum one buffer, Adam/AdamW two, plus Adam's ``step``, a
+  0-d float32 tensor per parameter tensor, which lives in CPU memory unless the optimizer is
+  ``capturable`` or ``fused``);
+* ``peak_bytes``: all of them at once (the assumptions are stated with it, see
+  :data:`PEAK_ASSUMPTIONS`), plus, with checkpointing, the largest checkpointed block's tensors
+  while it is recomputed.
+
+Every total is ``a + b*N`` in the batch ``N`` (the per-channel statistics of batch norm and the
+weights do not grow with the batch), so :func:`max_batch` solves ``a + b*N <= memory`` exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .conventions import dtype_bytes, get_convention
+from .dims import Dim, prod, simplify, to_json
+from .errors import SpecError
+from .graph import Graph, compile_graph, node_table
+from .layers.base import Saved
+from .passes import compute, params, saved_tensors, shapes
+from .passes.saved import SavedTensor
+from .spec import Architecture, load_spec, parse_spec
+
+OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
+"""Per parameter, the optimizer's state tensors of the parameter's size (torch.optim)."""
+
+DEVICES = ("cpu", "cuda")
+CHECKPOINT_INPUT = Saved.of_input("kept by torch.utils.checkpoint to run the block again in the backward")
+TOTALS = ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes")
+
+PEAK_ASSUMPTIONS = (
+    "peak = parameters + gradients + optimizer state + every saved tensor at once, as at the start of "
+    "the backward pass with the gradients of the last step still allocated (optimizer.zero_grad(set_to_none=False)); "
+    "with set_to_none=True (torch's default) gradients are made during the backward while saved tensors are freed, "
+    "so the real peak is at most this",
+    "not counted: the gradients flowing between layers during the backward (transient), the loss, the "
+    "model's output where no layer saves it, workspace (cuDNN), the allocator's rounding (CUDA rounds "
+    "blocks up to 512 bytes) and the CUDA context",
+)
+
+
+@dataclass
+class MemoryRow:
+    name: str
+    type: str
+    output_shape: tuple[Dim, ...]
+    saved_bytes: Dim | None  # None: the layer type does not say what it saves
+    saved: list[SavedTensor] | None
+    batch: Dim
+    checkpointed: bool = False
+    training_only: bool = False
+
+    def describe(self, size: Any) -> str:
+        """What is kept, e.g. 'input 784 KB; indices (int64) 392 KB; output (counted at relu1)'."""
+        if self.saved is None:
+            return "unknown: this layer type does not say what its backward saves"
+        if self.checkpointed:
+            return "recomputed in the backward (checkpointed)"
+        parts = []
+        for s in self.saved:
+            what = s.saved.tensor
+            if s.saved.is_new and s.saved.dtype not in ("act",):
+                what += f" ({s.saved.dtype.replace('dropout_mask', 'mask')})"
+            parts.append(f"{what} {size(s.nbytes(self.batch))}" if s.first else f"{what} (shared: counted at {s.counted_at})")
+        return "; ".join(parts) if parts else "nothing"
+
+
+@dataclass
+class TrainingMemory:
+    name: str
+    input_shape: tuple[Dim, ...]
+    dtype: str
+    batch: Dim
+    optimizer: str
+    amp: bool
+    device: str
+    checkpoint: list[str]
+    rows: list[MemoryRow]
+    totals: dict[str, Dim | None]
+    fixed: dict[str, Dim]  # the part of each total that does not grow with the batch
+    per_sample: dict[str, Dim]  # ... and its part per sample (total = fixed + per_sample * batch)
+    unknown: list[str]
+    params: Dim
+    param_tensors: int
+    recompute_flops: Dim = 0  # per sample: one more forward of the checkpointed blocks
+    recompute_peak_bytes: Dim = 0
+    saved_without_checkpoint: Dim | None = None
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "input_shape": [to_json(d) for d in self.input_shape],
+            "dtype": self.dtype,
+            "batch": to_json(self.batch),
+            "optimizer": self.optimizer,
+            "amp": self.amp,
+            "device": self.device,
+            "checkpoint": self.checkpoint,
+            "layers": [
+                {
+                    "name": r.name,
+                    "type": r.type,
+                    "output_shape": [to_json(d) for d in r.output_shape],
+                    "saved_bytes": None if r.saved_bytes is None else to_json(r.saved_bytes),
+                    "saved": None
+                    if r.saved is None
+                    else [
+                        {
+                            "tensor": s.saved.tensor,
+                            "storage": s.storage,
+                            "bytes": to_json(simplify(s.nbytes(self.batch))),
+                            "counted_here": s.first,
+                            "why": s.saved.why,
+                        }
+                        for s in r.saved
+                    ],
+                    **({"checkpointed": True} if r.checkpointed else {}),
+                    **({"training_only": True} if r.training_only else {}),
+                }
+                for r in self.rows
+            ],
+            "totals": {k: None if v is None else to_json(v) for k, v in self.totals.items()},
+            "unknown_layers": self.unknown,
+            "assumptions": self.assumptions,
+        }
+        if self.checkpoint:
+            doc["recompute_flops"] = to_json(simplify(self.recompute_flops * self.batch))
+            doc["saved_without_checkpoint"] = None if self.saved_without_checkpoint is None else to_json(self.saved_without_checkpoint)
+        return doc
+
+    def render(self, fmt: str = "text") -> str:
+        from .render.training import render_memory
+
+        return render_memory(self, fmt)
+
+    def __str__(self) -> str:
+        return self.render("text")
+
+
+def _segments(G: Graph, names: Sequence[str]) -> dict[str, str]:
+    """node -> the --checkpoint name whose block holds it (a block call's name prefixes its layers)."""
+    order = G.graph["order"]
+    where: dict[str, str] = {}
+    for seg in names:
+        inside = [n for n in order if n == seg or n.startswith(seg + ".")]
+        if not inside:
+            import difflib
+
+            blocks = sorted({n.rsplit(".", k)[0] for n in order for k in range(1, n.count(".") + 1)})
+            near = difflib.get_close_matches(seg, blocks, n=3)
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else (f" (blocks: {', '.join(blocks[:8])}...)" if blocks else "")
+            raise SpecError(f"no layer or block named {seg!r} to checkpoint{hint}", field="--checkpoint")
+        for n in inside:
+            if n in where and where[n] != seg:
+                raise SpecError(f"{seg!r} overlaps {where[n]!r}: checkpoint blocks must not nest", field="--checkpoint")
+            where[n] = seg
+    return where
+
+
+def training_memory_from_graph(
+    G: Graph,
+    *,
+    dtype: str = "float32",
+    batch: Dim = 1,
+    optimizer: str = "sgd",
+    amp: bool = False,
+    device: str = "cpu",
+    checkpoint: Sequence[str] = (),
+    convention: str = "lecture",
+) -> TrainingMemory:
+    if optimizer not in OPTIMIZER_STATES:
+        raise SpecError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZER_STATES)}", field="--optimizer")
+    if device not in DEVICES:
+        raise SpecError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}", field="--device")
+    act = dtype_bytes(dtype)
+    if amp and act != 2:
+        raise SpecError(f"--amp runs the activations in 16 bits: --dtype is float16 or bfloat16, not {dtype}", field="--dtype")
+    shapes(G)
+    params(G)
+    saved_tensors(G, act, 1, device, amp)
+    nodes = node_table(G)
+    order = G.graph["order"]
+    seg_of = _segments(G, checkpoint)
+
+    # saved tensors: every storage once, at the first layer that keeps it; a checkpointed block keeps
+    # only its inputs (torch.utils.checkpoint saves them to rerun the block in the backward)
+    seen: dict[str, str] = {}  # storage -> the layer that counts it
+    rows: list[MemoryRow] = []
+    unknown: list[str] = []
+    fixed: Dim = 0
+    per: Dim = 0
+    plain_fixed: Dim = 0  # the same without checkpointing
+    plain_per: Dim = 0
+    seg_inputs_done: set[str] = set()
+    seg_internal: dict[str, tuple[Dim, Dim]] = {}
+    for name in order:
+        node = nodes[name]
+        kept: list[SavedTensor] | None = node["saved"]
+        if kept is None:
+            unknown.append(name)
+        else:
+            for s in kept:
+                if s.first:
+                    plain_fixed, plain_per = plain_fixed + s.fixed, plain_per + s.per_sample
+        seg = seg_of.get(name)
+        row_fixed: Dim = 0
+        row_per: Dim = 0
+        resolved: list[SavedTensor] | None
+        if seg is not None and kept is not None:
+            f0, p0 = seg_internal.get(seg, (0, 0))
+            seg_internal[seg] = (f0 + sum((s.fixed for s in kept if s.first), start=0), p0 + sum((s.per_sample for s in kept if s.first), start=0))
+            resolved = []
+            if seg not in seg_inputs_done:
+                seg_inputs_done.add(seg)
+                for src in _segment_inputs(G, seg, seg_of):
+                    storage = nodes[src]["storage"]
+                    first = storage not in seen
+                    at = seen.setdefault(storage, name)
+                    st = SavedTensor(CHECKPOINT_INPUT, storage, 0, prod(nodes[storage]["shape"]) * act, first, at)
+                    resolved.append(st)
+                    if first:
+                        row_per = row_per + st.per_sample
+        elif kept is not None:
+            resolved = []
+            for s in kept:
+                first = s.storage not in seen
+                at = seen.setdefault(s.storage, name)
+                resolved.append(SavedTensor(s.saved, s.storage, s.fixed, s.per_sample, first, at))
+                if first:
+                    row_fixed, row_per = row_fixed + s.fixed, row_per + s.per_sample
+        else:
+            resolved = None
+        fixed, per = fixed + row_fixed, per + row_per
+        rows.append(
+            MemoryRow(
+                name,
+                node["layer"].kind,
+                node["shape"],
+                None if resolved is None else simplify(row_fixed + row_per * batch),
+                resolved,
+                batch,
+                checkpointed=seg is not None,
+                training_only=node["training_only"],
+            )
+        )
+
+    n_params: Dim = sum((nodes[n]["params"] for n in order), start=0)
+    n_tensors = sum(len(nodes[n]["weights"]) for n in order)
+    pbytes = 4 if amp else act
+    param_bytes = n_params * pbytes
+    opt_bytes = OPTIMIZER_STATES[optimizer] * param_bytes
+    if optimizer in ("adam", "adamw") and device == "cpu":
+        opt_bytes = opt_bytes + 4 * n_tensors  # state['step']: a 0-d float32 tensor per parameter tensor
+    recompute_flops: Dim = 0
+    recompute_fixed: Dim = 0
+    recompute_per: Dim = 0
+    if checkpoint:
+        conv = get_convention(convention)
+        compute(G, conv, 1)
+        recompute_flops = sum((nodes[n]["flops"] for n in order if n in seg_of), start=0)  # per sample
+        # while one block reruns in the backward, its saved tensors are back: the largest block's
+        best = max(seg_internal.values(), key=lambda fp: _at(fp, batch), default=(0, 0))
+        recompute_fixed, recompute_per = best
+    fixed_t = {
+        "saved_bytes": fixed,
+        "param_bytes": param_bytes,
+        "grad_bytes": param_bytes,
+        "optimizer_bytes": opt_bytes,
+    }
+    per_t: dict[str, Dim] = {"saved_bytes": per, "param_bytes": 0, "grad_bytes": 0, "optimizer_bytes": 0}
+    fixed_t["peak_bytes"] = sum(fixed_t.values(), start=0) + recompute_fixed
+    per_t["peak_bytes"] = per + recompute_per
+    totals: dict[str, Dim | None] = {k: simplify(fixed_t[k] + per_t[k] * batch) for k in TOTALS}
+    if unknown:
+        totals["saved_bytes"] = totals["peak_bytes"] = None
+    assumptions = list(PEAK_ASSUMPTIONS)
+    if checkpoint:
+        assumptions.append(
+            "checkpointed blocks (torch.utils.checkpoint, use_reentrant=False) keep only their inputs; in the backward each "
+            "is run forward again, so its saved tensors come back one block at a time: the peak adds the largest block's"
+        )
+    if optimizer in ("adam", "adamw"):
+        where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"
+        assumptions.append(f"Adam's step: one 0-d float32 tensor per parameter tensor ({n_tensors}), {where}")
+    if device == "cuda":
+        assumptions.append("on CUDA dropout keeps a bool mask (native_dropout), 1 byte per element; proved on CPU only")
+    if amp:
+        assumptions.append(
+            f"--amp: torch.autocast({device!r}, {dtype}) over fp32 parameters, gradients and optimizer state; conv and linear layers "
+            "run in 16 bits and keep 16-bit copies of their weights and of any fp32 input; proved against autograd on CPU (bfloat16)"
+            + ("" if device == "cpu" else "; CUDA's autocast lists differ (softmax runs in fp32 there): modelled, not proved")
+        )
+    return TrainingMemory(
+        G.graph["name"],
+        tuple(G.graph["input_shape"]),
+        dtype,
+        batch,
+        optimizer,
+        amp,
+        device,
+        list(checkpoint),
+        rows,
+        totals,
+        fixed_t,
+        per_t,
+        unknown,
+        simplify(n_params),
+        n_tensors,
+        simplify(recompute_flops),
+        simplify(recompute_fixed + recompute_per * batch),
+        simplify(plain_fixed + plain_per * batch) if not unknown else None,
+        assumptions,
+    )
+
+
+def _at(fp: tuple[Dim, Dim], batch: Dim) -> Any:
+    """For choosing the largest block: its bytes at ``batch``, or per sample when symbolic."""
+    v = fp[0] + fp[1] * batch
+    return v if isinstance(v, int) else fp[1] * 10**6 + fp[0]
+
+
+def _segment_inputs(G: Graph, seg: str, seg_of: Mapping[str, str]) -> list[str]:
+    nodes = node_table(G)
+    out: list[str] = []
+    for n in G.graph["order"]:
+        if seg_of.get(n) != seg:
+            continue
+        for src in nodes[n]["inputs"]:
+            if seg_of.get(src) != seg and src not in out:
+                out.append(src)
+    return out
+
+
+def training_memory(
+    spec: Architecture | Mapping[str, Any] | str | Path,
+    *,
+    values: Mapping[str, int] | None = None,
+    input_shape: Sequence[int | str] | None = None,
+    **kw: Any,
+) -> TrainingMemory:
+    """Training memory of a spec (model, dict or path); keywords as :func:`training_memory_from_graph`.
+
+    >>> m = training_memory("specs/resnet18.json", batch=2)
+    >>> m.totals["saved_bytes"]
+    44398080
+    """
+    from .report import gc_paused
+
+    with gc_paused():
+        if isinstance(spec, Mapping):
+            spec = parse_spec(dict(spec))
+        arch = spec if isinstance(spec, Architecture) else load_spec(spec)
+        G = compile_graph(arch, values=values, input_shape=input_shape)
+        return training_memory_from_graph(G, **kw)
+
+
+def parse_memory(text: str) -> int:
+    """'24GiB' -> 25769803776; units B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (1024)."""
+    import re
+    from fractions import Fraction
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", text)
+    if not m:
+        raise SpecError(f"--memory needs a size such as 24GiB, 80GB or 1500000000 (bytes), got {text!r}", field="--memory")
+    unit = m.group(2) or "B"
+    scale = 1 if unit == "B" else (1024 if "i" in unit else 1000) ** ("KMGT".index(unit[0]) + 1)
+    value = Fraction(m.group(1)) * scale
+    if value.denominator != 1:
+        raise SpecError(f"--memory {text!r} is not a whole number of bytes", field="--memory")
+    if value <= 0:
+        raise SpecError("--memory must be positive", field="--memory")
+    return int(value)
+
+
+@dataclass
+class Fit:
+    memory: int
+    max_batch: int
+    peak_bytes: int  # at max_batch
+    headroom_bytes: int
+    fixed_bytes: Dim
+    per_sample_bytes: Dim
+    report: TrainingMemory
+    without_checkpoint: Fit | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "name": self.report.name,
+            "memory": self.memory,
+            "max_batch": self.max_batch,
+            "peak_bytes": self.peak_bytes,
+            "headroom_bytes": self.headroom_bytes,
+            "fixed_bytes": to_json(self.fixed_bytes),
+            "per_sample_bytes": to_json(self.per_sample_bytes),
+            "dtype": self.report.dtype,
+            "optimizer": self.report.optimizer,
+            "amp": self.report.amp,
+            "device": self.report.device,
+            "checkpoint": self.report.checkpoint,
+            "assumptions": self.report.assumptions,
+        }
+        if self.without_checkpoint is not None:
+            doc["without_checkpoint"] = {"max_batch": self.without_checkpoint.max_batch, "peak_bytes": self.without_checkpoint.peak_bytes}
+            doc["recompute_flops"] = to_json(self.report.recompute_flops * self.max_batch)
+        return doc
+
+
+def max_batch(m: TrainingMemory, memory: int) -> Fit:
+    """The largest batch N with fixed + per_sample*N <= memory (0 when even the fixed part does not fit)."""
+    if m.totals["peak_bytes"] is None:
+        raise SpecError(f"cannot fit: layers {', '.join(m.unknown[:3])} do not say what their backward saves", field="--memory")
+    a, b = m.fixed["peak_bytes"], m.per_sample["peak_bytes"]
+    if not isinstance(a, int) or not isinstance(b, int):
+        raise SpecError("cannot fit a symbolic network: give every size a number (--set)", field="--memory")
+    n = max(0, (memory - a) // b) if b > 0 else 0
+    peak = a + b * n
+    return Fit(memory, n, peak, memory - peak, a, b, m)
+
+
+__all__ = [
+    "DEVICES",
+    "OPTIMIZER_STATES",
+    "Fit",
+    "MemoryRow",
+    "TrainingMemory",
+    "max_batch",
+    "parse_memory",
+    "training_memory",
+    "training_memory_from_graph",
+]

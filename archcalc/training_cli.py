@@ -1,0 +1,110 @@
+"""``archcalc memory`` and ``archcalc fit``: training memory per layer, and the largest batch that fits."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .errors import SpecError
+from .training import DEVICES, OPTIMIZER_STATES
+
+FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
+
+MEMORY_HELP = "training memory: what autograd saves per layer, gradients, optimizer state, the peak; a + b*N in the batch"
+FIT_HELP = "the largest batch whose training step fits in --memory (e.g. 24GiB), with the headroom"
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    from .output import EXTENSIONS
+
+    p.add_argument("spec", help="spec file (JSON)")
+    p.add_argument("--input", help="override the input shape, e.g. 3,224,224")
+    p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
+    p.add_argument("--dtype", default="float32", help="dtype of parameters and activations: float32 (default), float16, bfloat16, float64")
+    p.add_argument(
+        "--optimizer", default="sgd", choices=list(OPTIMIZER_STATES), help="state per parameter: sgd none, momentum 1x, adam/adamw 2x (default sgd)"
+    )
+    p.add_argument(
+        "--amp", action="store_true", help="mixed precision (torch.autocast): fp32 parameters, 16-bit activations (--dtype float16 or bfloat16)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[],
+        metavar="BLOCK",
+        help="activation checkpointing of these blocks (names of block calls, e.g. layer1 layer2.0)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=list(DEVICES),
+        help="where the step runs (dropout's mask: fp on CPU, bool on CUDA; Adam's step tensors stay on CPU)",
+    )
+    p.add_argument("--convention", default="lecture", help="counting convention for the recomputation's FLOPs (default lecture)")
+    p.add_argument("--format", choices=FORMATS, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
+    p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    p.set_defaults(formats=FORMATS)
+
+
+def add_memory_parsers(sub: Any) -> None:
+    m = sub.add_parser("memory", help=MEMORY_HELP, description=MEMORY_HELP + ". --batch N (a symbol) prints every total as a + b*N.")
+    _options(m)
+    m.add_argument("--batch", default="1", help="batch size: a number, or a symbol (N) for formulas a + b*N")
+    f = sub.add_parser("fit", help=FIT_HELP, description=FIT_HELP)
+    _options(f)
+    f.add_argument(
+        "--memory", required=True, help="memory of the device: 24GiB, 80GB, 40000000000 (bytes); KiB/MiB/GiB powers of 1024, KB/MB/GB of 1000"
+    )
+
+
+def _analyse(args: argparse.Namespace, batch: Any) -> Any:
+    from .graph import compile_graph
+    from .options import check_set_names, parse_set
+    from .quick import parse_shape
+    from .report import gc_paused
+    from .spec import load_spec
+    from .training import training_memory_from_graph
+
+    values = parse_set(args.set)
+    arch = load_spec(args.spec)
+    if values:
+        check_set_names(values, arch, args.spec, args)
+    try:
+        with gc_paused():
+            shape = parse_shape(args.input) if args.input else None
+            G = compile_graph(arch, values=values, input_shape=shape)
+            return training_memory_from_graph(
+                G,
+                dtype=args.dtype,
+                batch=batch(values) if callable(batch) else batch,
+                optimizer=args.optimizer,
+                amp=args.amp,
+                device=args.device,
+                checkpoint=args.checkpoint,
+                convention=args.convention,
+            )
+    except SpecError as e:
+        raise e.located(file=args.spec) from None
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from .options import parse_batch
+    from .output import write_output
+
+    m = _analyse(args, lambda values: parse_batch(args.batch, values))
+    write_output(m.render(args.format), args.output)
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from .output import write_output
+    from .render.training import render_fit
+    from .training import max_batch, parse_memory
+
+    memory = parse_memory(args.memory)
+    fit = max_batch(_analyse(args, 1), memory)
+    if args.checkpoint:
+        args_plain = argparse.Namespace(**{**vars(args), "checkpoint": []})
+        fit.without_checkpoint = max_batch(_analyse(args_plain, 1), memory)
+    write_output(render_fit(fit, args.format), args.output)
+    return 0

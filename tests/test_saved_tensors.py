@@ -1,0 +1,310 @@
+"""Saved tensors (training memory): what each layer's backward keeps, proved against autograd.
+
+Expected numbers are written as the arithmetic a reader can check: per-sample elements x bytes x
+batch.  The proof runs the torch model built from each spec under
+``torch.autograd.graph.saved_tensors_hooks`` (archcalc.torch.saved), on the meta device for the
+whole zoo (nothing is computed, so U-Net and C3D at their real inputs take a fraction of a
+second; the hooks see the same saved tensors as on CPU, which the CPU cases below confirm).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archcalc.graph import compile_graph
+from archcalc.layers import LAYER_TYPES
+from archcalc.passes import params, saved_tensors, shapes
+from archcalc.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = sorted((ROOT / "specs").glob("*.json"))
+
+
+def saved_of(layers: list[dict[str, Any]], input: list[int | str], batch: Any = 2, dtype_bytes: int = 4, device: str = "cpu") -> dict[str, Any]:
+    G = compile_graph(parse_spec({"name": "t", "input": input, "layers": layers}))
+    shapes(G)
+    params(G)
+    saved_tensors(G, dtype_bytes, batch, device)
+    return {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}
+
+
+def test_every_layer_type_says_what_its_backward_saves() -> None:
+    # a new layer type must implement Layer.saved (archcalc/layers/base.py): without it the
+    # training memory of any network using it is reported as unknown
+    silent = [cls.__name__ for cls in LAYER_TYPES if "saved" not in {k for c in cls.__mro__[:-1] if c.__name__ != "Layer" for k in vars(c)}]
+    assert silent == []
+
+
+# fp32, batch 2; one layer after a conv (the conv makes the input require grad; it saves the
+# network input, 3*8*8 elements per sample, counted in its own row)
+X = 2 * 3 * 8 * 8 * 4  # the conv's input, fp32, batch 2
+C = 2 * 4 * 8 * 8 * 4  # the conv's output (4 channels, 8x8), fp32, batch 2
+CASES: list[tuple[str, dict[str, Any], int]] = [
+    ("relu keeps its output", {"type": "relu"}, C),
+    ("relu in place keeps its output, the conv's output storage", {"type": "relu", "inplace": True}, C),
+    ("relu6 keeps its input", {"type": "relu6"}, C),
+    ("relu6 in place keeps a copy of its input", {"type": "relu6", "inplace": True}, C),
+    ("leaky relu in place keeps its result", {"type": "leakyrelu", "inplace": True}, C),
+    ("tanh keeps its output", {"type": "tanh"}, C),
+    ("sigmoid keeps its output", {"type": "sigmoid"}, C),
+    ("gelu keeps its input", {"type": "gelu"}, C),
+    ("silu in place keeps a copy", {"type": "silu", "inplace": True}, C),
+    ("hardswish keeps its input", {"type": "hardswish"}, C),
+    ("batch norm: input + save_mean + save_invstd, 4 channels fp32 each", {"type": "batchnorm2d"}, C + 4 * 4 + 4 * 4),
+    ("max pool: input + int64 indices of its 4x4x4 output", {"type": "maxpool2d", "kernel_size": 2}, C + 2 * 4 * 4 * 4 * 8),
+    ("avg pool keeps its input", {"type": "avgpool2d", "kernel_size": 2}, C),
+    ("global average pool is a mean: nothing", {"type": "adaptiveavgpool2d", "output_size": 1}, 0),
+    ("adaptive average pool to 2x2 keeps its input", {"type": "adaptiveavgpool2d", "output_size": 2}, C),
+    ("adaptive max pool: input + int64 indices", {"type": "adaptivemaxpool2d", "output_size": 1}, C + 2 * 4 * 8),
+    ("dropout keeps its mask, fp32 on CPU", {"type": "dropout", "p": 0.5}, C),
+    ("dropout p=0 returns its input", {"type": "dropout", "p": 0.0}, 0),
+    ("dropout p=1 multiplies by a 0-d zero", {"type": "dropout", "p": 1.0}, 4),
+    ("softmax keeps its output", {"type": "softmax", "dim": 1}, C),
+    # LRN size 3: x (counted by the conv? no: the conv saves *its* input), x^2 padded to 4+2
+    # channels, k + alpha*avg and its power beta
+    ("local response norm", {"type": "localresponsenorm", "size": 3}, C + 2 * 6 * 8 * 8 * 4 + C + C),
+    ("flatten is a view: nothing", {"type": "flatten"}, 0),
+    ("upsample saves nothing", {"type": "upsample", "scale_factor": 2}, 0),
+    ("zero padding saves nothing", {"type": "zeropad2d", "padding": 1}, 0),
+    ("channel shuffle saves nothing", {"type": "channelshuffle", "groups": 2}, 0),
+    ("identity saves nothing", {"type": "identity"}, 0),
+    ("a conv keeps its input", {"type": "conv2d", "out_channels": 2, "kernel_size": 1}, C),
+    ("a transposed conv keeps its input", {"type": "convtranspose2d", "out_channels": 2, "kernel_size": 2, "stride": 2}, C),
+]
+
+
+@pytest.mark.parametrize(("what", "layer", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_saved_bytes_per_layer(what: str, layer: dict[str, Any], expected: int) -> None:
+    got = saved_of([{"name": "conv", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"name": "l", **layer}], [3, 8, 8])
+    assert got == {"conv": X, "l": expected}
+
+
+def test_a_storage_saved_twice_counts_once() -> None:
+    # relu keeps its output; the two convs that read it keep it too: counted once, at the relu
+    got = saved_of(
+        [
+            {"name": "c0", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+            {"name": "r", "type": "relu"},
+            {"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+            {"name": "b", "type": "conv2d", "out_channels": 4, "kernel_size": 1, "inputs": ["r"]},
+            {"name": "s", "type": "add", "inputs": ["a", "b"]},
+        ],
+        [3, 8, 8],
+    )
+    assert got == {"c0": X, "r": C, "a": 0, "b": 0, "s": 0}
+
+
+def test_a_saved_view_keeps_its_whole_tensor() -> None:
+    # a conv on one chunk of r keeps r's storage, all 4 channels, not just its 2
+    got = saved_of(
+        [
+            {"name": "c0", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+            {"name": "r", "type": "relu"},
+            {"name": "half", "type": "chunk", "chunks": 2, "index": 1},
+            {"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        ],
+        [3, 8, 8],
+    )
+    assert got == {"c0": X, "r": C, "half": 0, "c1": 0}
+
+
+def test_layers_before_any_parameter_save_nothing() -> None:
+    # the input does not require grad: a max pool on it builds no autograd node
+    pool = {"name": "p", "type": "maxpool2d", "kernel_size": 2}
+    got = saved_of([pool, {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}], [3, 8, 8])
+    assert got == {"p": 0, "c": 2 * 3 * 4 * 4 * 4}
+
+
+def test_dropout_mask_is_one_byte_on_cuda() -> None:
+    layers = [{"name": "fc", "type": "linear", "out_features": 10}, {"name": "d", "type": "dropout"}]
+    assert saved_of(layers, [5], device="cuda")["d"] == 2 * 10 * 1
+    assert saved_of(layers, [5], device="cpu")["d"] == 2 * 10 * 4
+
+
+def test_symbolic_batch_is_a_plus_b_n() -> None:
+    from archcalc.dims import symbol
+
+    N = symbol("N")
+    c = {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    got = saved_of([c, {"name": "bn", "type": "batchnorm2d"}], [3, 8, 8], batch=N)
+    assert got["c"] == 3 * 8 * 8 * 4 * N
+    assert got["bn"] == 4 * 8 * 8 * 4 * N + 2 * 4 * 4  # the per-channel statistics do not grow with the batch
+
+
+def test_a_layer_that_does_not_say_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archcalc.layers.activation import ReLU
+    from archcalc.layers.base import Layer
+
+    monkeypatch.setattr(ReLU, "saved", Layer.saved)
+    got = saved_of([{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}, {"name": "r", "type": "relu"}], [3, 8, 8])
+    assert got == {"c": X, "r": None}
+
+
+# ----- proof against autograd ------------------------------------------------------------------
+
+torch = pytest.importorskip("torch")
+
+
+def _analytic(G: Any, batch: int) -> int:
+    shapes(G)
+    params(G)
+    saved_tensors(G, 4, batch)
+    values = [G.nodes[n]["saved_bytes"] for n in G.graph["order"]]
+    assert None not in values
+    return sum(values)
+
+
+def _measured(G: Any, batch: int, device: str) -> int:
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+
+    model = build_module(G, device=device)
+    return measure_saved(model, torch.zeros(batch, *G.graph["input_shape"], device=device)).total
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
+def test_zoo_saved_bytes_equal_autograd(path: Path) -> None:
+    # batch 2, fp32, train mode, meta device (see the module docstring)
+    G = compile_graph(load_spec(path))
+    assert _analytic(G, 2) == _measured(G, 2, "meta")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["lenet5", "alexnet_2012", "resnet20", "conv1d_text", "squeezenet1_0"])
+def test_saved_bytes_equal_autograd_on_cpu(name: str) -> None:
+    # real tensors: dropout's mask, LRN's intermediates and max pooling's indices as CPU makes them
+    G = compile_graph(load_spec(ROOT / "specs" / f"{name}.json"))
+    assert _analytic(G, 2) == _measured(G, 2, "cpu")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # measured with torch 2.14.1 on CPU, batch 2, fp32, train mode (issue 13)
+        ("resnet18", 44_398_080),
+        ("resnet50", 172_031_488),
+    ],
+)
+def test_torchvision_resnets_saved_bytes(name: str, expected: int) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    from archcalc.torch.saved import measure_saved
+
+    model = getattr(torchvision.models, name)().to("meta")
+    assert measure_saved(model, torch.zeros(2, 3, 224, 224, device="meta")).total == expected
+    assert _analytic(compile_graph(load_spec(ROOT / "specs" / f"{name}.json")), 2) == expected
+
+
+def _conv(n: int) -> dict[str, Any]:
+    return {"type": "conv2d", "out_channels": n, "kernel_size": 3, "padding": 1}
+
+
+# every layer type and flag the zoo leaves out, layer by layer against autograd on CPU
+ODD_NETS: list[dict[str, Any]] = [
+    {"name": "activations", "input": [3, 12, 12], "layers": [
+        {"name": "c0", **_conv(8)}, {"name": "a1", "type": "gelu"}, {"name": "a2", "type": "silu", "inplace": True},
+        {"name": "a3", "type": "hardswish"}, {"name": "a4", "type": "hardsigmoid", "inplace": True},
+        {"name": "a5", "type": "relu6", "inplace": True}, {"name": "a6", "type": "leakyrelu", "inplace": True},
+        {"name": "a7", "type": "tanh"}, {"name": "a8", "type": "sigmoid"}, {"name": "a9", "type": "softmax", "dim": 1},
+        {"name": "a10", "type": "leakyrelu"}, {"name": "a11", "type": "relu6"}, {"name": "a12", "type": "silu"},
+        {"name": "a13", "type": "hardsigmoid"}, {"name": "a14", "type": "hardswish", "inplace": True},
+        {"name": "up", "type": "upsample", "scale_factor": 2, "mode": "bilinear"}, {"name": "pad", "type": "zeropad2d", "padding": 1},
+        {"name": "sh", "type": "channelshuffle", "groups": 2}, {"name": "c1", **_conv(8)},
+        # a crop is a strided view: flatten copies it, and the linear layer keeps the copy
+        {"name": "crop", "type": "crop", "size": 8}, {"name": "fl", "type": "flatten"}, {"name": "fc", "type": "linear", "out_features": 16},
+        {"name": "d0", "type": "dropout", "p": 0.0}, {"name": "d1", "type": "dropout", "p": 1.0},
+        {"name": "d2", "type": "dropout", "p": 0.3, "inplace": True},
+    ]},
+    {"name": "pools_and_views", "input": [3, 12, 12], "layers": [
+        {"name": "c0", **_conv(8)}, {"name": "amp", "type": "adaptivemaxpool2d", "output_size": 2},
+        {"name": "aap", "type": "adaptiveavgpool2d", "output_size": [2, 3], "inputs": ["c0"]},
+        {"name": "aap1", "type": "adaptiveavgpool2d", "output_size": 1, "inputs": ["c0"]},
+        {"name": "g0", "type": "conv2d", "out_channels": 8, "kernel_size": 1, "inputs": ["aap1"]},
+        {"name": "m", "type": "mul", "inputs": ["c0", "g0", "aap1"]},
+        {"name": "sub", "type": "subsample", "stride": 2}, {"name": "cp", "type": "channelpad", "out_channels": 12},
+        # a channel range is one block per sample: flatten views it, the linear layer keeps all of cp
+        {"name": "ch", "type": "chunk", "chunks": 3, "index": 1}, {"name": "fl", "type": "flatten"},
+        {"name": "fc", "type": "linear", "out_features": 4}, {"name": "sq", "type": "unflatten", "dim": 1, "unflattened_size": [2, 2]},
+        {"name": "lin3", "type": "linear", "out_features": 5}, {"name": "bn1", "type": "batchnorm1d"},
+    ]},
+    {"name": "three_d", "input": [2, 4, 8, 8], "layers": [
+        {"name": "c", "type": "conv3d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"name": "bn", "type": "batchnorm3d"},
+        {"name": "mp", "type": "maxpool3d", "kernel_size": 2}, {"name": "ap", "type": "avgpool3d", "kernel_size": 2, "inputs": ["bn"]},
+        {"name": "aa", "type": "adaptiveavgpool3d", "output_size": 1, "inputs": ["bn"]},
+        {"name": "ct", "type": "convtranspose3d", "out_channels": 2, "kernel_size": 2, "stride": 2, "inputs": ["mp"]},
+    ]},
+    {"name": "one_d", "input": [3, 16], "layers": [
+        {"name": "c", "type": "conv1d", "out_channels": 4, "kernel_size": 3}, {"name": "mp", "type": "maxpool1d", "kernel_size": 2},
+        {"name": "ap", "type": "avgpool1d", "kernel_size": 2}, {"name": "aa", "type": "adaptiveavgpool1d", "output_size": 3},
+        {"name": "lrn", "type": "localresponsenorm", "size": 3}, {"name": "bn", "type": "batchnorm1d"},
+    ]},
+]  # fmt: skip
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("spec", ODD_NETS, ids=[n["name"] for n in ODD_NETS])
+def test_every_layer_type_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+
+    G = compile_graph(parse_spec(spec))
+    _analytic(G, 2)
+    model = build_module(G)
+    measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
+    got = {n: measured.per_module.get("layers." + model.keys[n], 0) for n in G.graph["order"]}
+    assert got == {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}
+
+
+# ----- mixed precision: torch.autocast("cpu", torch.bfloat16) ------------------------------------
+
+
+def test_resnet18_under_autocast_by_hand() -> None:
+    from archcalc.training import training_memory
+
+    m = training_memory(ROOT / "specs" / "resnet18.json", batch=2, dtype="bfloat16", amp=True)
+    # the activations halve; batch norm's statistics (fp32: 2 x 4 bytes x 4,800 channels) and max
+    # pooling's int64 indices (2 x 64x56x56 x 8 bytes) do not; conv and fc keep the bf16 copies of
+    # their weights they computed with: all params but batch norm's 2 x 4,800 and fc's 1,000 biases
+    stats, indices = 2 * 4 * 4800, 2 * 64 * 56 * 56 * 8
+    weights16 = 2 * (11_689_512 - 2 * 4800 - 1000)
+    assert m.totals["saved_bytes"] == (44_398_080 - stats - indices) // 2 + stats + indices + weights16  # 47,181,696
+    assert m.totals["param_bytes"] == m.totals["grad_bytes"] == 4 * 11_689_512  # fp32 master weights and gradients
+
+
+def test_local_response_norm_under_autocast_is_unknown() -> None:
+    from archcalc.training import training_memory
+
+    m = training_memory(ROOT / "specs" / "alexnet_2012.json", dtype="bfloat16", amp=True)
+    assert m.totals["saved_bytes"] is None and "norm1" in m.unknown
+
+
+AMP_NETS = [
+    *ODD_NETS[:1],
+    ODD_NETS[2],
+    {"name": "resnet18_64", "file": "resnet18.json", "input": [3, 64, 64]},
+    {"name": "lenet5", "file": "lenet5.json"},
+    {"name": "conv1d_text", "file": "conv1d_text.json"},
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("spec", AMP_NETS, ids=[n["name"] for n in AMP_NETS])
+def test_autocast_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
+    # the first conv keeps a bf16 copy of the fp32 input; 3-D pooling runs in fp32 on CPU (autocast's
+    # float32 list), so the conv after it keeps another copy
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+    from archcalc.training import training_memory_from_graph
+
+    arch = load_spec(ROOT / "specs" / spec["file"]) if "file" in spec else parse_spec(spec)
+    G = compile_graph(arch, input_shape=spec.get("input") if "file" in spec else None)
+    m = training_memory_from_graph(G, batch=2, dtype="bfloat16", amp=True)
+    model = build_module(G)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
+    got = {r.name: measured.per_module.get("layers." + model.keys[r.name], 0) for r in m.rows}
+    assert got == {r.name: r.saved_bytes for r in m.rows}

@@ -1,0 +1,193 @@
+"""`archcalc memory` and `archcalc fit`: totals of a training step, symbolic in the batch, and the largest batch that fits.
+
+Parameter counts are torchvision's (docs, "Params" column): ResNet-18 11,689,512; ResNet-50
+25,557,032.  Saved bytes at batch 2 are the ones autograd was measured to keep (issue 13, torch
+2.14.1 on CPU; tests/test_saved_tensors.py proves them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from archcalc.training import max_batch, parse_memory, training_memory
+from tests.conftest import SPECS, cli
+
+R18_PARAMS = 11_689_512
+R50_PARAMS = 25_557_032
+R18_SAVED_B2 = 44_398_080
+R50_SAVED_B2 = 172_031_488
+
+
+def memory_json(*args: str) -> dict[str, Any]:
+    r = cli("memory", *args, "--format", "json")
+    assert r.code == 0, r.err
+    doc: dict[str, Any] = json.loads(r.out)
+    return doc
+
+
+def bn_channels(spec: str) -> int:
+    from archcalc import analyze
+
+    return sum(r.output_shape[0] for r in analyze(SPECS / spec).rows if r.type == "batchnorm2d")
+
+
+def test_resnet18_totals_at_batch_2() -> None:
+    t = memory_json(str(SPECS / "resnet18.json"), "--batch", "2")["totals"]
+    assert t == {
+        "saved_bytes": R18_SAVED_B2,
+        "param_bytes": R18_PARAMS * 4,
+        "grad_bytes": R18_PARAMS * 4,  # one fp32 gradient per parameter
+        "optimizer_bytes": 0,  # plain SGD keeps nothing
+        "peak_bytes": R18_SAVED_B2 + 2 * R18_PARAMS * 4,
+    }
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "states", "step_tensors"),
+    [("none", 0, 0), ("sgd", 0, 0), ("momentum", 1, 0), ("adam", 2, 62), ("adamw", 2, 62)],
+)
+def test_optimizer_state(optimizer: str, states: int, step_tensors: int) -> None:
+    # Adam keeps exp_avg and exp_avg_sq per parameter, and a 0-d float32 'step' per parameter
+    # tensor: ResNet-18 has 62 (20 conv weights, 20 batch norms x 2, fc weight and bias)
+    t = memory_json(str(SPECS / "resnet18.json"), "--optimizer", optimizer)["totals"]
+    assert t["optimizer_bytes"] == states * R18_PARAMS * 4 + step_tensors * 4
+
+
+def test_adam_step_tensors_are_not_device_memory_on_cuda() -> None:
+    t = memory_json(str(SPECS / "resnet18.json"), "--optimizer", "adam", "--device", "cuda")["totals"]
+    assert t["optimizer_bytes"] == 2 * R18_PARAMS * 4
+
+
+def test_resnet50_adam_is_a_plus_b_n() -> None:
+    import sympy
+
+    doc = memory_json(str(SPECS / "resnet50.json"), "--batch", "N", "--optimizer", "adam")
+    N = sympy.Symbol("N")
+    peak = sympy.sympify(doc["totals"]["peak_bytes"], locals={"N": N})
+    # what does not grow with the batch: weights, gradients, Adam's two moments (4 copies of the
+    # fp32 parameters), Adam's 161 step tensors, and batch norm's save_mean and save_invstd (fp32,
+    # per channel); per sample: half of what autograd keeps at batch 2, less those statistics
+    stats = 2 * 4 * bn_channels("resnet50.json")
+    fixed = 4 * R50_PARAMS * 4 + 161 * 4 + stats
+    per_sample = (R50_SAVED_B2 - stats) // 2
+    assert sympy.expand(peak - (fixed + per_sample * N)) == 0
+    r = cli("memory", str(SPECS / "resnet50.json"), "--batch", "N", "--optimizer", "adam")
+    assert f"peak of a training step: {fixed:,} + {per_sample:,}*N bytes" in r.out
+
+
+def test_symbolic_batch_agrees_with_numbers() -> None:
+    import sympy
+
+    sym = memory_json(str(SPECS / "mobilenet_v2.json"), "--batch", "N", "--optimizer", "momentum")["totals"]
+    for n in (1, 7):
+        num = memory_json(str(SPECS / "mobilenet_v2.json"), "--batch", str(n), "--optimizer", "momentum")["totals"]
+        for key, formula in sym.items():
+            assert sympy.sympify(str(formula), locals={"N": sympy.Symbol("N")}).subs("N", n) == num[key], key
+
+
+def test_per_layer_rows_sum_to_the_total() -> None:
+    doc = memory_json(str(SPECS / "googlenet.json"), "--batch", "3")
+    assert sum(row["saved_bytes"] for row in doc["layers"]) == doc["totals"]["saved_bytes"]
+
+
+def test_fit_on_a_24_gib_card() -> None:
+    r = cli("fit", str(SPECS / "resnet50.json"), "--memory", "24GiB", "--optimizer", "adam", "--format", "json")
+    assert r.code == 0, r.err
+    fit = json.loads(r.out)
+    stats = 2 * 4 * bn_channels("resnet50.json")
+    fixed = 4 * R50_PARAMS * 4 + 161 * 4 + stats
+    per_sample = (R50_SAVED_B2 - stats) // 2
+    card = 24 * 1024**3
+    assert fit["max_batch"] == (card - fixed) // per_sample  # 295
+    assert fit["peak_bytes"] == fixed + per_sample * fit["max_batch"] <= card < fixed + per_sample * (fit["max_batch"] + 1)
+    assert fit["headroom_bytes"] == card - fit["peak_bytes"]
+
+
+def test_fit_text_says_the_batch_and_headroom() -> None:
+    r = cli("fit", str(SPECS / "resnet18.json"), "--memory", "8GB")
+    assert r.code == 0
+    m = training_memory(SPECS / "resnet18.json")
+    fit = max_batch(m, 8 * 10**9)
+    assert f"largest batch: {fit.max_batch:,} " in r.out and f"headroom {fit.headroom_bytes:,} bytes" in r.out
+
+
+def test_fit_when_nothing_fits() -> None:
+    r = cli("fit", str(SPECS / "vgg16.json"), "--memory", "100MB", "--format", "json")
+    assert r.code == 0 and json.loads(r.out)["max_batch"] == 0  # VGG-16's 138M fp32 weights alone are 553 MB
+
+
+def test_checkpointing_trades_memory_for_a_second_forward() -> None:
+    from archcalc import analyze
+
+    spec = str(SPECS / "resnet50.json")
+    plain = memory_json(spec, "--batch", "2")
+    ck = memory_json(spec, "--batch", "2", "--checkpoint", "layer1", "layer2", "layer3", "layer4")
+    assert ck["saved_without_checkpoint"] == plain["totals"]["saved_bytes"] == R50_SAVED_B2
+    assert ck["totals"]["saved_bytes"] < plain["totals"]["saved_bytes"]
+    # the cost: one more forward of every layer in the four stages, at batch 2
+    rows = analyze(spec, batch=2).rows
+    assert ck["recompute_flops"] == sum(r.flops for r in rows if r.name.split(".")[0] in ("layer1", "layer2", "layer3", "layer4"))
+    # a checkpointed block keeps only its input: layer2's is layer1's output, 256x56x56 fp32 per sample
+    first = next(row for row in ck["layers"] if row["name"].startswith("layer2."))
+    assert first["saved_bytes"] == 2 * 256 * 56 * 56 * 4
+    fit = json.loads(cli("fit", spec, "--memory", "24GiB", "--checkpoint", "layer1", "layer2", "--format", "json").out)
+    assert fit["max_batch"] > fit["without_checkpoint"]["max_batch"]
+
+
+def test_checkpoint_of_an_unknown_block_is_an_error() -> None:
+    r = cli("memory", str(SPECS / "resnet50.json"), "--checkpoint", "layr1")
+    assert r.code == 2 and "layr1" in r.err and "did you mean 'layer1'" in r.err and r.out == ""
+
+
+def test_amp_needs_a_16_bit_dtype() -> None:
+    r = cli("memory", str(SPECS / "resnet18.json"), "--amp")
+    assert r.code == 2 and "--amp" in r.err and "float16 or bfloat16" in r.err
+
+
+def test_amp_keeps_fp32_master_weights() -> None:
+    t = memory_json(str(SPECS / "resnet18.json"), "--amp", "--dtype", "bfloat16", "--optimizer", "adam", "--device", "cuda")["totals"]
+    assert t["param_bytes"] == t["grad_bytes"] == 4 * R18_PARAMS and t["optimizer_bytes"] == 2 * 4 * R18_PARAMS
+
+
+def test_unknown_layer_type_makes_the_total_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archcalc.layers.base import Layer
+    from archcalc.layers.pool import MaxPool2d
+
+    monkeypatch.setattr(MaxPool2d, "saved", Layer.saved)
+    doc = memory_json(str(SPECS / "resnet18.json"))
+    assert doc["totals"]["saved_bytes"] is None and doc["totals"]["peak_bytes"] is None and doc["unknown_layers"] == ["maxpool"]
+    assert doc["totals"]["param_bytes"] == R18_PARAMS * 4  # what is known stays known
+    r = cli("fit", str(SPECS / "resnet18.json"), "--memory", "24GiB")
+    assert r.code == 2 and "maxpool" in r.err
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "latex", "csv", "html"])
+def test_every_format_shows_the_totals(fmt: str) -> None:
+    r = cli("memory", str(SPECS / "lenet5.json"), "--format", fmt)
+    assert r.code == 0 and "saved" in r.out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("24GiB", 24 * 1024**3), ("80GB", 80 * 10**9), ("1.5GiB", 3 * 1024**3 // 2), ("512MiB", 512 * 1024**2), ("1000", 1000)],
+)
+def test_parse_memory(text: str, expected: int) -> None:
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("text", ["24G", "lots", "0", "1.0000000001KB"])
+def test_parse_memory_refuses(text: str) -> None:
+    r = cli("fit", str(SPECS / "lenet5.json"), "--memory", text)
+    assert r.code == 2 and "--memory" in r.err
+
+
+def test_explain_shows_what_a_layer_saves_and_why() -> None:
+    r = cli("explain", str(SPECS / "resnet50.json"), "maxpool")
+    assert r.code == 0
+    # its input is the stem's output, 64x112x112 fp32, kept by the in-place relu before it;
+    # its own: the int64 argmax of each 3x3 window, 64x56x56
+    assert "saved: input" in r.out and f"{64 * 112 * 112 * 4:,} B" in r.out and "the same storage as what relu keeps" in r.out
+    assert "saved: indices (int64)" in r.out and f"{64 * 56 * 56 * 8:,} B" in r.out
