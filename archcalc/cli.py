@@ -32,7 +32,8 @@ def _analysis_options(p: argparse.ArgumentParser, formats: Sequence[str] = FORMA
     p.add_argument("--dtype", default="float32", help="activation dtype: float32, float16, bfloat16, int8, float64")
     p.add_argument("--batch", default="1", help="batch size (int or symbol) scaling MACs and memory")
     p.add_argument("--include-training-only", action="store_true", help="count auxiliary training-only heads in the totals")
-    p.add_argument("--format", choices=formats, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
+    written = ", ".join(sorted(ext for ext, fmt in EXTENSIONS.items() if fmt in formats))  # only what this command writes
+    p.add_argument("--format", choices=formats, help=f"default: from -o's extension ({written}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     p.set_defaults(formats=formats)
 
@@ -200,6 +201,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if "format" in args and args.format is None:  # -o table.md writes markdown
+        if args.command in ("table", "quick", "explain", "check", "compare"):
+            _check_extension(args.command, getattr(args, "output", None), args.formats)
         args.format = format_for(getattr(args, "output", None), getattr(args, "formats", ("text", "json")))
     if args.command == "schema":
         from .spec import json_schema
@@ -257,6 +260,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+# extensions of files no command writes: -o x.pdf would get a text table under a .pdf name
+NOT_WRITTEN = {".pdf", ".png", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".xlsx", ".xls", ".docx", ".doc", ".odt", ".pptx"}
+
+
+def _check_extension(command: str, output: str | None, formats: Sequence[str]) -> None:
+    """-o with an extension the command cannot write is an error (check -o x.json, table -o x.pdf), not a text file so named."""
+    ext = os.path.splitext(output or "")[1].lower()
+    if not ext or output == "-":
+        return
+    fmt = EXTENSIONS.get(ext)
+    if (fmt is not None and fmt not in formats) or (fmt is None and ext in NOT_WRITTEN):
+        can = ", ".join(sorted(e for e, f in EXTENSIONS.items() if f in formats))
+        raise SpecError(f"{command} cannot write {ext} files; it writes {can} (or give --format)", field="--output")
 
 
 def _latex_options(args: argparse.Namespace) -> dict[str, Any]:

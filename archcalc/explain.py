@@ -156,7 +156,7 @@ def _formula_latex(expr: Any) -> str:
 
     # a word-long symbol (MACs, planes) upright, not as a product of italic letters
     names = {x: rf"\mathrm{{{x.name}}}" for x in expr.free_symbols if len(x.name) > 1 and "_" not in x.name}
-    return str(Printer({"symbol_names": names}).doprint(expr))
+    return str(Printer({"symbol_names": names, "fold_short_frac": True}).doprint(expr))  # (H - K)/S inline: a slide row stays one line high
 
 
 def _general(fn: Any) -> str | None:
@@ -246,15 +246,19 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
     macs = conv.macs(ops_t, layer.kind)
     macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
-    ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
-    ex.steps.append(
-        Step(
-            "FLOPs",
-            f"{conv.flops_per_mac}*MACs",
-            f"{conv.flops_per_mac}\u00b7{untrace(macs):,}" if not is_symbolic(untrace(macs)) else "",
-            _fmt_count(conv.flops(untrace(macs))),
+    if not is_symbolic(untrace(macs)) and untrace(macs) == 0:  # no "MACs 0 = 0" and "2*MACs = 2·0 = 0" lines
+        ex.steps.append(Step(f"MACs ({conv.name})", None, "", "0"))
+        ex.steps.append(Step("FLOPs", None, "", "0"))
+    else:
+        ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
+        ex.steps.append(
+            Step(
+                "FLOPs",
+                f"{conv.flops_per_mac}*MACs",
+                f"{conv.flops_per_mac}\u00b7{untrace(macs):,}" if not is_symbolic(untrace(macs)) else "",
+                _fmt_count(conv.flops(untrace(macs))),
+            )
         )
-    )
 
     # activation memory
     nbytes = dtype_bytes(dtype)

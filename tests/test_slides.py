@@ -81,3 +81,17 @@ def test_text_and_markdown_formulas_have_no_python_powers() -> None:
     for fmt in ("text", "markdown"):
         out = cli("explain", ALEXNET, "conv1", "--format", fmt).out
         assert "K**2" not in out and "C_in*C_out*K^2" in out
+
+
+def test_output_extensions_a_command_cannot_write_are_errors(tmp_path: Path) -> None:
+    # check writes text only: -o x.json would be text under a .json name; no command writes PDF
+    for args, says in ((["check", ALEXNET, "conv1.params=23K", "-o", str(tmp_path / "x.json")], "check cannot write .json"),
+                       (["table", ALEXNET, "-o", str(tmp_path / "x.pdf")], "table cannot write .pdf")):
+        r = cli(*args)
+        assert r.code == 2 and says in r.err and not list(tmp_path.iterdir())
+    assert "(.md, .tex, .txt)" in cli("explain", "--help").out.replace("\n", " ").replace("  ", " ") or ".json" not in cli("explain", "--help").out
+
+
+def test_explain_has_no_zero_mac_arithmetic() -> None:
+    out = cli("explain", ALEXNET, "relu1").out
+    assert "2\u00b70" not in out and "MACs (lecture)\n" in out and "= 0\n" in out
