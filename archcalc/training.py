@@ -179,6 +179,7 @@ def training_memory_from_graph(
     device: str = "cpu",
     checkpoint: Sequence[str] = (),
     convention: str = "lecture",
+    attention: str = "fused",
 ) -> TrainingMemory:
     if optimizer not in OPTIMIZER_STATES:
         raise SpecError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZER_STATES)}", field="--optimizer")
@@ -189,7 +190,9 @@ def training_memory_from_graph(
         raise SpecError(f"--amp runs the activations in 16 bits: --dtype is float16 or bfloat16, not {dtype}", field="--dtype")
     shapes(G)
     params(G)
-    saved_tensors(G, act, 1, device, amp)
+    if attention not in ("fused", "math"):
+        raise SpecError(f"unknown attention kernel {attention!r}; choose fused or math", field="--attention")
+    saved_tensors(G, act, 1, device, amp, attention == "fused")
     nodes = node_table(G)
     order = G.graph["order"]
     seg_of = _segments(G, checkpoint)
@@ -288,8 +291,8 @@ def training_memory_from_graph(
     assumptions = list(PEAK_ASSUMPTIONS)
     if checkpoint:
         assumptions.append(
-            "checkpointed blocks (torch.utils.checkpoint, use_reentrant=False) keep only their inputs; in the backward each "
-            "is run forward again, so its saved tensors come back one block at a time: the peak adds the largest block's"
+            "checkpointed blocks (torch.utils.checkpoint) keep only their inputs (proved with use_reentrant=True); in the "
+            "backward each is run forward again, so its saved tensors come back one block at a time: the peak adds the largest block's"
         )
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"
@@ -423,7 +426,7 @@ def max_batch(m: TrainingMemory, memory: int) -> Fit:
         raise SpecError(f"cannot fit: layers {', '.join(m.unknown[:3])} do not say what their backward saves", field="--memory")
     a, b = m.fixed["peak_bytes"], m.per_sample["peak_bytes"]
     if not isinstance(a, int) or not isinstance(b, int):
-        raise SpecError("cannot fit a symbolic network: give every size a number (--set)", field="--memory")
+        raise SpecError("cannot fit a network with symbolic sizes: give every size a number (--input, --set)", field="--memory")
     n = max(0, (memory - a) // b) if b > 0 else 0
     peak = a + b * n
     return Fit(memory, n, peak, memory - peak, a, b, m)

@@ -40,6 +40,12 @@ def _options(p: argparse.ArgumentParser) -> None:
         choices=list(DEVICES),
         help="where the step runs (dropout's mask: fp on CPU, bool on CUDA; Adam's step tensors stay on CPU)",
     )
+    p.add_argument(
+        "--attention",
+        default="fused",
+        choices=["fused", "math"],
+        help="attention kernel: fused (flash: keeps a logsumexp per query, as torch picks on CPU and CUDA) or math (keeps the s x s probabilities)",
+    )
     p.add_argument("--convention", default="lecture", help="counting convention for the recomputation's FLOPs (default lecture)")
     p.add_argument("--format", choices=FORMATS, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
@@ -82,6 +88,7 @@ def _analyse(args: argparse.Namespace, batch: Any) -> Any:
                 device=args.device,
                 checkpoint=args.checkpoint,
                 convention=args.convention,
+                attention=args.attention,
             )
     except SpecError as e:
         raise e.located(file=args.spec) from None
@@ -102,9 +109,12 @@ def run_fit(args: argparse.Namespace) -> int:
     from .training import max_batch, parse_memory
 
     memory = parse_memory(args.memory)
-    fit = max_batch(_analyse(args, 1), memory)
-    if args.checkpoint:
-        args_plain = argparse.Namespace(**{**vars(args), "checkpoint": []})
-        fit.without_checkpoint = max_batch(_analyse(args_plain, 1), memory)
+    try:
+        fit = max_batch(_analyse(args, 1), memory)
+        if args.checkpoint:
+            args_plain = argparse.Namespace(**{**vars(args), "checkpoint": []})
+            fit.without_checkpoint = max_batch(_analyse(args_plain, 1), memory)
+    except SpecError as e:
+        raise e.located(file=args.spec) from None
     write_output(render_fit(fit, args.format), args.output)
     return 0

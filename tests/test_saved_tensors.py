@@ -118,6 +118,43 @@ def test_layers_before_any_parameter_save_nothing() -> None:
     assert got == {"p": 0, "c": 2 * 3 * 4 * 4 * 4}
 
 
+def test_a_parameter_read_in_forward_is_not_saved_activation_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a layer whose output is a parameter (ViT's class token): what keeps it keeps nothing new
+    from archcalc.layers.activation import Identity
+
+    monkeypatch.setattr(Identity, "output_storage", lambda self, ins: "param")
+    layers = [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}, {"name": "p", "type": "identity"}, {"name": "g", "type": "gelu"}]
+    assert saved_of(layers, [3, 8, 8]) == {"c": X, "p": 0, "g": 0}  # gelu keeps its input: the parameter
+
+
+def test_a_fused_kernel_is_a_named_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a layer type with a fused variant (flash attention keeps a logsumexp, not the probabilities):
+    # used by default, the unfused one with --attention math
+    from archcalc.layers.activation import Softmax
+    from archcalc.layers.base import Saved
+
+    monkeypatch.setattr(Softmax, "saved_fused", lambda self, ins, out: [Saved.new("lse", (1,), "logsumexp per row", "float32")])
+    layers = [{"name": "fc", "type": "linear", "out_features": 10}, {"name": "sm", "type": "softmax", "dim": 1}]
+    assert saved_of(layers, [5])["sm"] == 2 * 1 * 4  # one fp32 logsumexp per sample, batch 2
+    fused = cli_memory_json(layers)["layers"][1]
+    assert fused["saved_bytes"] == 4 and fused["saved"][0]["tensor"] == "lse"
+    assert cli_memory_json(layers, "--attention", "math")["layers"][1]["saved_bytes"] == 10 * 4  # the fp32 output
+
+
+def cli_memory_json(layers: list[dict[str, Any]], *args: str) -> dict[str, Any]:
+    import json
+    import tempfile
+
+    from tests.conftest import cli
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"name": "t", "input": [5], "layers": layers}, f)
+    r = cli("memory", f.name, "--format", "json", *args)
+    assert r.code == 0, r.err
+    doc: dict[str, Any] = json.loads(r.out)
+    return doc
+
+
 def test_dropout_mask_is_one_byte_on_cuda() -> None:
     layers = [{"name": "fc", "type": "linear", "out_features": 10}, {"name": "d", "type": "dropout"}]
     assert saved_of(layers, [5], device="cuda")["d"] == 2 * 10 * 1
@@ -148,10 +185,10 @@ def test_a_layer_that_does_not_say_is_unknown(monkeypatch: pytest.MonkeyPatch) -
 torch = pytest.importorskip("torch")
 
 
-def _analytic(G: Any, batch: int) -> int:
+def _analytic(G: Any, batch: int, fused: bool = True) -> int:
     shapes(G)
     params(G)
-    saved_tensors(G, 4, batch)
+    saved_tensors(G, 4, batch, fused=fused)
     values = [G.nodes[n]["saved_bytes"] for n in G.graph["order"]]
     assert None not in values
     return sum(values)
@@ -168,9 +205,10 @@ def _measured(G: Any, batch: int, device: str) -> int:
 @pytest.mark.torch
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
 def test_zoo_saved_bytes_equal_autograd(path: Path) -> None:
-    # batch 2, fp32, train mode, meta device (see the module docstring)
+    # batch 2, fp32, train mode, meta device (see the module docstring), where attention runs the
+    # unfused math path (CPU and CUDA pick flash attention: Layer.saved_fused)
     G = compile_graph(load_spec(path))
-    assert _analytic(G, 2) == _measured(G, 2, "meta")
+    assert _analytic(G, 2, fused=False) == _measured(G, 2, "meta")
 
 
 @pytest.mark.torch
@@ -308,3 +346,49 @@ def test_autocast_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
         measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
     got = {r.name: measured.per_module.get("layers." + model.keys[r.name], 0) for r in m.rows}
     assert got == {r.name: r.saved_bytes for r in m.rows}
+
+
+# ----- Korthikanti et al. 2022: a transformer layer's activations, 34sbh + 5as^2b bytes ----------
+
+
+class _MegatronLayer(torch.nn.Module):
+    """The transformer layer of Korthikanti et al. 2022 (arXiv:2205.05198, Fig. 2 and Sec. 4.1),
+    as Megatron-LM runs it: pre-LayerNorm, unfused attention (scores, softmax, dropout, times V),
+    dropout after the projection and after the MLP, GELU MLP of 4h; input (s, b, h)."""
+
+    def __init__(self, h: int, a: int) -> None:
+        super().__init__()
+        from torch import nn
+
+        self.a = a
+        self.ln1, self.ln2 = nn.LayerNorm(h), nn.LayerNorm(h)
+        self.qkv, self.proj = nn.Linear(h, 3 * h), nn.Linear(h, h)
+        self.fc1, self.fc2 = nn.Linear(h, 4 * h), nn.Linear(4 * h, h)
+
+    def forward(self, x: Any) -> Any:
+        from torch.nn import functional as F
+
+        s, b, h = x.shape
+        d = h // self.a
+        q, k, v = self.qkv(self.ln1(x)).view(s, b * self.a, 3 * d).transpose(0, 1).chunk(3, dim=-1)
+        scores = torch.bmm(q, k.transpose(1, 2)) * d**-0.5
+        ctx = torch.bmm(F.dropout(torch.softmax(scores, -1), 0.1), v).transpose(0, 1).reshape(s, b, h)
+        x = x + F.dropout(self.proj(ctx), 0.1)
+        return x + F.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))), 0.1)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("s", "b", "h", "a"), [(16, 2, 128, 4), (24, 3, 64, 8)])
+def test_korthikanti_transformer_layer(s: int, b: int, h: int, a: int) -> None:
+    # Sec. 4.1 counts, in 16-bit: attention 11sbh + 5as^2b (QKV input 2sbh; Q, K, V 6sbh; softmax
+    # output 2as^2b; its dropout mask as^2b; dropout output 2as^2b; projection input 2sbh; its
+    # dropout mask sbh), MLP 19sbh (2sbh + GELU input 8sbh + its output 8sbh + mask sbh), the two
+    # LayerNorms' inputs 4sbh: 34sbh + 5as^2b.  What autograd keeps differs by exactly:
+    #   + 16sb: each LayerNorm also keeps its fp32 mean and 1/std per token (2 x 2 x 4 bytes x sb)
+    #   + sbh + sbh + as^2b on CPU: a dropout mask there has the activations' 2 bytes (1 on CUDA)
+    from archcalc.torch.saved import measure_saved
+
+    model = _MegatronLayer(h, a).to("meta", torch.float16)
+    measured = measure_saved(model, torch.zeros(s, b, h, device="meta", dtype=torch.float16, requires_grad=True)).total
+    korthikanti = s * b * h * 34 + 5 * a * s * s * b
+    assert measured == korthikanti + 16 * s * b + (2 * s * b * h + a * s * s * b)

@@ -191,3 +191,63 @@ def test_explain_shows_what_a_layer_saves_and_why() -> None:
     # its own: the int64 argmax of each 3x3 window, 64x56x56
     assert "saved: input" in r.out and f"{64 * 112 * 112 * 4:,} B" in r.out and "the same storage as what relu keeps" in r.out
     assert "saved: indices (int64)" in r.out and f"{64 * 56 * 56 * 8:,} B" in r.out
+
+
+def test_fit_refuses_symbolic_sizes_naming_the_file() -> None:
+    r = cli("fit", str(SPECS / "resnet18.json"), "--input", "3,H,W", "--memory", "24GiB")
+    assert r.code == 2 and "resnet18.json" in r.err and "--input" in r.err and len(r.err.splitlines()) == 1
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("spec", "blocks"),
+    [("resnet50", ["layer1", "layer2", "layer3"]), ("resnet18", ["layer1.0", "layer2", "layer4.1"]), ("googlenet", ["inception_3a", "inception_4b"])],
+)
+def test_checkpointing_equals_torch_utils_checkpoint(spec: str, blocks: list[str]) -> None:
+    # the spec's torch model run with each block under torch.utils.checkpoint (reentrant: the
+    # block runs without grad, and the inputs it keeps pass through saved_tensors_hooks)
+    torch = pytest.importorskip("torch")
+    from torch.utils.checkpoint import checkpoint
+
+    from archcalc.graph import compile_graph
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+    from archcalc.training import training_memory_from_graph
+
+    G = compile_graph(load_spec(SPECS / f"{spec}.json"))
+    expected = training_memory_from_graph(G, batch=2, checkpoint=blocks).totals["saved_bytes"]
+    model = build_module(G, device="meta")
+    order, nodes = G.graph["order"], G.nodes
+    seg_of = {n: b for b in blocks for n in order if n.startswith(b + ".")}
+
+    class Checkpointed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            values = {"input": x}
+            done: set[str] = set()
+            for name in order:
+                seg = seg_of.get(name)
+                if seg is None:
+                    values[name] = model.layer(name)(*[values[i] for i in nodes[name]["inputs"]])
+                    continue
+                if seg in done:
+                    continue
+                done.add(seg)
+                members = [n for n in order if seg_of.get(n) == seg]
+                ins = list(dict.fromkeys(i for n in members for i in nodes[n]["inputs"] if seg_of.get(i) != seg))
+                outs = [n for n in members if any(n in nodes[m]["inputs"] for m in order if seg_of.get(m) != seg)]
+
+                def run(*args: Any, members: list[str] = members, ins: list[str] = ins, outs: list[str] = outs) -> Any:
+                    vals = dict(zip(ins, args, strict=True))
+                    for n in members:
+                        vals[n] = model.layer(n)(*[vals[i] for i in nodes[n]["inputs"]])
+                    return tuple(vals[o] for o in outs)
+
+                values.update(zip(outs, checkpoint(run, *[values[i] for i in ins], use_reentrant=True), strict=True))
+            return values[G.graph["output"]]
+
+    assert measure_saved(Checkpointed(), torch.zeros(2, *G.graph["input_shape"], device="meta")).total == expected

@@ -113,12 +113,13 @@ class Saved:
         return self.tensor not in ("input", "output") and self.param is None
 
 
-STORAGES = ("new", "inplace", "view", "strided", "reshape")
+STORAGES = ("new", "inplace", "view", "strided", "reshape", "param")
 """``Layer.output_storage(ins)`` values, in training mode: ``new`` a fresh tensor; ``inplace`` written
 into input 0 (``ReLU(inplace=True)``); ``view`` a view of input 0 (contiguous if it was);
 ``strided`` a view of input 0 whose per-sample block is not contiguous (a slice of a spatial axis:
 crop, subsample); ``reshape`` a view of input 0 when its per-sample block is contiguous, else a new
-copy (flatten).  Contiguity is per sample: a channel range (chunk along dim 1) is a ``view``, its
+copy (flatten); ``param`` a parameter read in forward (a class token, expanded over the batch):
+parameter memory, so a layer that saves it keeps nothing new.  Contiguity is per sample: a channel range (chunk along dim 1) is a ``view``, its
 batch stride aside, and flatten (start_dim >= 1) never merges the batch axis."""
 
 
@@ -295,6 +296,13 @@ class Layer(Spec):
         when it keeps none; ``None`` (the default) when this layer type does not say: the
         training-memory pass reports it as unknown.  Found with
         ``torch.autograd.graph.saved_tensors_hooks`` (see archcalc.torch.saved)."""
+        return None
+
+    def saved_fused(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        """What it keeps when a fused kernel runs it, if that differs from :meth:`saved` (the
+        unfused, "math" path): flash attention keeps its inputs, output and an fp32 logsumexp per
+        query instead of the s x s probabilities.  ``None`` (the default): no fused variant.  The
+        training-memory pass uses it unless asked for the math path (``--attention math``)."""
         return None
 
     def autocast(self, device: str) -> str | None:

@@ -22,7 +22,10 @@ from ..dims import Dim, prod
 from ..graph import INPUT, Graph, node_table
 from ..layers.base import Saved
 
-MASK_BYTES = {"cpu": None, "cuda": 1}  # dropout's mask: None = the activations' dtype
+MASK_BYTES = {"cpu": None, "cuda": 1}
+_new = tuple.__new__
+# what a layer without inputs (a parameter read in forward) reads
+_NO_INPUT: dict[str, Any] = {"grad": False, "contiguous": True, "storage": None, "elt": 4}  # dropout's mask: None = the activations' dtype
 
 
 class SavedTensor(NamedTuple):
@@ -45,7 +48,7 @@ class SavedTensor(NamedTuple):
         return self.fixed + self.per_sample * batch
 
 
-def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False) -> None:
+def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False, fused: bool = True) -> None:
     """Set ``grad``, ``storage``, ``contiguous``, ``saved`` and ``saved_bytes`` on every node (see
     the module docstring); ``device`` decides dropout's mask dtype (CPU: the activations', CUDA: bool).
 
@@ -54,14 +57,18 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     ``lower`` (conv, linear: inputs and weights cast to the low dtype, and the casts are what it
     saves: a copy of an fp32 input, and of each weight it keeps), ``float32`` (inputs cast up, output
     fp32) or ``same`` (the inputs' dtype, promoted where they differ); node attribute ``elt`` is the
-    bytes per element of each output."""
+    bytes per element of each output.
+
+    ``fused``: layers with a fused kernel (``Layer.saved_fused``: flash attention) keep what it
+    keeps, as torch picks it on CPU and CUDA; False: the unfused math path (what the meta device
+    runs, and what Korthikanti et al. count)."""
     nodes = node_table(G)
     inp = nodes[INPUT]
     in_elt = 4 if amp else dtype_bytes
     inp.update(grad=False, storage=INPUT, contiguous=True, elt=in_elt)
     sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * in_elt}  # storage -> bytes per sample
     if amp:
-        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device)
+        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused)
         return
     mask = MASK_BYTES[device] or dtype_bytes
     width = {"act": dtype_bytes, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": mask}
@@ -76,15 +83,18 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
         got = memo.get(key)
         if got is None:
             layer = node["layer"]
-            wanted = layer.saved(node["in_shapes"], node["shape"])
+            wanted = _wanted(layer, node["in_shapes"], node["shape"], fused)
             plan = None if wanted is None else [_plan(s, width) for s in wanted]
             got = memo[key] = (plan, layer.output_storage(node["in_shapes"]), prod(node["shape"]) * dtype_bytes)
         plan, how, out_bytes = got
         inputs = node["inputs"]
-        src = nodes[inputs[0]]
+        src = nodes[inputs[0]] if inputs else _NO_INPUT
         if how == "new" or (how == "reshape" and not src["contiguous"]):
             node["storage"], node["contiguous"] = name, True
             sizes[name] = out_bytes
+        elif how == "param" or not inputs:  # a parameter read in forward: parameter memory, never saved activations
+            node["storage"], node["contiguous"] = name, True
+            sizes[name] = 0
         else:
             node["storage"] = src["storage"]
             node["contiguous"] = how == "reshape" or (how != "strided" and src["contiguous"])
@@ -108,9 +118,11 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
                 storage, per = name + ":" + s.tensor, new_per
             else:
                 continue  # a parameter: counted as parameter memory
-            at = seen.setdefault(storage, name)
-            first = at == name and not any(k.storage == storage for k in kept)
-            kept.append(SavedTensor(s, storage, fixed, per, first, at))
+            at = seen.get(storage)
+            first = at is None
+            if at is None:
+                seen[storage] = at = name
+            kept.append(_new(SavedTensor, (s, storage, fixed, per, first, at)))  # tuple.__new__: NamedTuple's own __new__ is a Python call
             if first:
                 total = total + fixed + per * batch
         node["saved"], node["saved_bytes"] = kept, total
@@ -128,7 +140,18 @@ def _plan(s: Saved, width: dict[str, int]) -> tuple[Saved, int, int, Dim, Dim]:
     return (s, 2, 0, 0, size) if s.batched else (s, 2, 0, size, 0)
 
 
-def _saved_autocast(G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str) -> None:
+def _wanted(layer: Any, ins: list[Any], out: Any, fused: bool) -> list[Saved] | None:
+    if fused:
+        kept = layer.saved_fused(ins, out)
+        if kept is not None:
+            return list(kept)
+    got = layer.saved(ins, out)
+    return None if got is None else list(got)
+
+
+def _saved_autocast(
+    G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str, fused: bool
+) -> None:
     """:func:`saved_tensors` under autocast (see there): the same walk, with a dtype per tensor."""
     seen: dict[str, str] = {}
     for name in G.graph["order"]:
@@ -136,20 +159,23 @@ def _saved_autocast(G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str,
         layer = node["layer"]
         inputs = node["inputs"]
         srcs = [nodes[i] for i in inputs]
-        src = srcs[0]
+        src = srcs[0] if srcs else _NO_INPUT
         mode = layer.autocast(device)
-        in_elts = [s["elt"] for s in srcs]
+        in_elts = [s["elt"] for s in srcs] or [4]  # a parameter read in forward is fp32
         elt = low if mode == "lower" else 4 if mode == "float32" else max(in_elts)
         node["elt"] = elt
         how = layer.output_storage(node["in_shapes"])
-        if how == "new" or (how == "reshape" and not src["contiguous"]) or (how != "new" and elt != in_elts[0]):
+        if how == "param" or not inputs:
+            node["storage"], node["contiguous"] = name, True
+            sizes[name] = 0
+        elif how == "new" or (how == "reshape" and not src["contiguous"]) or elt != in_elts[0]:
             node["storage"], node["contiguous"] = name, True
             sizes[name] = prod(node["shape"]) * elt
         else:
             node["storage"] = src["storage"]
             node["contiguous"] = how == "reshape" or (how != "strided" and src["contiguous"])
         grad = node["grad"] = any(s["grad"] for s in srcs) or bool(node["weights"])
-        wanted = layer.saved(node["in_shapes"], node["shape"]) if grad else []
+        wanted = _wanted(layer, node["in_shapes"], node["shape"], fused) if grad else []
         if mode is None or wanted is None:
             node["saved"], node["saved_bytes"] = None, None
             continue
@@ -177,9 +203,11 @@ def _saved_autocast(G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str,
                 storage = f"{name}:{s.tensor}"
                 size = prod(s.shape) * width[s.dtype]
                 fixed, per = (0, size) if s.batched else (size, 0)
-            at = seen.setdefault(storage, name)
-            first = at == name and not any(k.storage == storage for k in kept)
-            kept.append(SavedTensor(s, storage, fixed, per, first, at))
+            at = seen.get(storage)
+            first = at is None
+            if at is None:
+                seen[storage] = at = name
+            kept.append(_new(SavedTensor, (s, storage, fixed, per, first, at)))  # tuple.__new__: NamedTuple's own __new__ is a Python call
             if first:
                 total = total + fixed + per * batch
         node["saved"], node["saved_bytes"] = kept, total
