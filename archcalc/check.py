@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .dims import is_symbolic, simplify
+from .dims import dim_text, is_symbolic, simplify
 from .render import units
 from .report import IN_PLACE_NOTE, Report, Row
 
@@ -494,7 +494,7 @@ def unreadable(text: str, why: str, claim: Claim | None = None) -> Verdict:
 def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     if claim.quantity in ("output_shape", "receptive_field", "effective_stride"):
         return _judge_shape(claim, rows[0], derive)
-    values = [getattr(r, claim.quantity) for r in rows]
+    values = [getattr(r, claim.quantity) * r.repeat for r in rows]  # a row of a block repeated l times counts l times
     exact = simplify(sum(values, start=0))
     deriv = _sum_text(rows, claim.quantity) if len(rows) > 1 else (derive(rows[0].name, claim.quantity) if derive else "")
     if is_symbolic(exact):
@@ -502,7 +502,7 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     readings = _read_count(claim.value, claim.quantity, rep)
     judged = readings[0].quantity
     if judged != claim.quantity:  # "73 MFLOPs" for conv1.macs: judged as the FLOP count, and said so
-        exact = simplify(sum((getattr(r, judged) for r in rows), start=0))
+        exact = simplify(sum((getattr(r, judged) * r.repeat for r in rows), start=0))
     nbytes = _dtype_bytes(rep)
     fmt = units.size if judged == "activation_bytes" else units.count
     exact_text = f"{int(exact):,}" + ("" if fmt(exact) == f"{int(exact):,}" else f" ({fmt(exact)})")
@@ -625,7 +625,7 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
         return any(abs((v / _dtype_bytes(rep) if r.elements else v) - r.value) <= r.tolerance for r in chosen)
 
     def total(q: str) -> Any:
-        return simplify(sum((getattr(r, q) for r in rows), start=0))
+        return simplify(sum((getattr(r, q) * r.repeat for r in rows), start=0))
 
     if judged == "macs" and fits(total("flops")):
         return "that is the FLOP count (2 \u00d7 MACs): one multiply-accumulate is two floating-point operations"
@@ -759,9 +759,17 @@ def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
 # ----- output ---------------------------------------------------------------------------------------
 
 
+def _num(v: Any) -> str:
+    return f"{int(v):,}" if getattr(v, "is_Integer", False) or type(v) is int else dim_text(v)
+
+
 def _sum_text(rows: list[Row], quantity: str) -> str:
     fmt = units.size if quantity == "activation_bytes" else units.count
-    parts = [f"{r.name} {fmt(getattr(r, quantity))}" for r in rows if getattr(r, quantity) != 0]
+    parts = [
+        f"{r.name} {fmt(getattr(r, quantity))}" + ("" if r.repeat == 1 else f" \u00d7 {_num(r.repeat)}")  # a repeated block's row counts l times
+        for r in rows
+        if getattr(r, quantity) != 0
+    ]
     if len(parts) > 12:
         parts = [*parts[:5], f"... ({len(parts) - 10} more)", *parts[-5:]]
     return " + ".join(parts)

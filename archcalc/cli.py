@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import re
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .conventions import CONVENTIONS
-from .errors import SpecError
-from .options import check_set_names, parse_batch, parse_set
+from .dims import MAX_DIGITS
+from .errors import SpecError, escape_control
+from .options import check_set_names, check_shape_text, parse_batch, parse_set
 from .output import EXTENSIONS, format_for, write_output
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
@@ -102,6 +104,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _stack_option(m, single=False)
     _analysis_options(m, formats=("text", "markdown", "latex", "json"))
 
+    i = sub.add_parser(
+        "inference",
+        help="prefill vs one decode step with a KV cache: MACs, bytes per generated token, the cache, memory- or compute-bound",
+        description="e.g. archcalc inference specs/gpt2.json --cache 1024, or archcalc inference specs/transformer_lm.json --cache S",
+    )
+    i.add_argument("spec", help="spec file (JSON) of a decoder: token ids in, attention layers inside")
+    i.add_argument("--cache", help="S: positions in the KV cache when the decode step runs (int or symbol; default the spec's input length)")
+    i.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
+    i.add_argument("--convention", default="torch", help=f"counting convention: {', '.join(CONVENTIONS)} (default torch)")
+    i.add_argument("--dtype", default="float16", help="weights and cache dtype (default float16)")
+    i.add_argument("--batch", default="1", help="sequences decoded together (int or symbol)")
+    i.add_argument("--format", choices=("text", "json"), help="default: from -o's extension, else text")
+    i.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    i.set_defaults(formats=("text", "json"))
+
     g = sub.add_parser("reports", help="write the reports gallery: md, tex, csv, json tables and png plots per spec, and an index")
     g.add_argument("specs", nargs="+", help="spec files")
     g.add_argument("-o", "--output", default="reports", help="folder (default: reports)")
@@ -133,7 +150,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv (the first word that is not an option), if it is a known one."""
-    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "memory", "fit"}
+    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "memory", "fit", "inference"}
     for word in argv:
         if not word.startswith("-"):
             return word if word in known | set(TORCH_COMMANDS) else None
@@ -163,8 +180,11 @@ def _report(args: argparse.Namespace) -> Any:
     with gc_paused():
         values = parse_set(args.set)
         stack = getattr(args, "stack_now", None)
+        if args.input:
+            check_shape_text(args.input, "--input")
         if args.command == "quick" or stack:
             shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
+            check_shape_text(shape_text, "input" if args.command == "quick" else "--stack")
             arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
             hint = _channels_first_hint(arch.input) or two_axis_note(list(arch.input), list(layers))
         else:
@@ -255,6 +275,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "explain":
         return _explain(args)
+    if args.command == "inference":
+        return _inference(args)
     if args.command == "check":
         return _check(args)
     if args.command == "compare":
@@ -320,6 +342,11 @@ def _explain(args: argparse.Namespace) -> int:
     elif args.spec is None or args.layer is None:
         raise SpecError("explain needs SPEC LAYER (or --stack SHAPE LAYER...)", field="LAYER")
     rep = _report(args)
+    if args.layer in ("total", "total.flops", "total.macs", "total.params") and args.layer not in args.graph.nodes:
+        from .explain import explain_total
+
+        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops"), args.output)
+        return 0
     names = [args.layer] if args.layer else [r.name for r in rep.rows]
     batch = rep.batch
     try:
@@ -329,6 +356,29 @@ def _explain(args: argparse.Namespace) -> int:
     except SpecError as e:
         raise e.located(file=args.spec or "<stack>") from None
     write_output("\n".join(parts), args.output)
+    return 0
+
+
+def _inference(args: argparse.Namespace) -> int:
+    from .dims import DimError, parse_dim
+    from .inference import inference_costs, render_inference
+    from .spec import load_spec
+
+    values = parse_set(args.set)
+    arch = load_spec(args.spec)
+    if values:
+        check_set_names(values, arch, args.spec, args)
+    cache = None
+    if args.cache is not None:
+        try:
+            cache = parse_dim(args.cache, values)
+        except DimError as e:
+            raise SpecError(str(e), field="--cache") from None
+    try:
+        costs = inference_costs(arch, cache, convention=args.convention, dtype=args.dtype, batch=parse_batch(args.batch, values), values=values)
+    except SpecError as e:
+        raise e.located(file=args.spec) from None
+    write_output(render_inference(costs, args.format), args.output)
     return 0
 
 
@@ -435,31 +485,70 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_STR_DIGITS = 50_000
+"""CPython's bound on int <-> str conversion (its default, 4,300, refuses exact results that
+archcalc's limits allow: a product of 45 sizes of 99 digits).  Inputs are bounded to 100 digits
+and 64 axes before they are converted, so no result comes near this; it is kept finite so that no
+path can reopen the quadratic conversion of a million digits."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    sys.set_int_max_str_digits(0)  # exact big integers both ways: a 5,000-digit size reads and prints
+    sys.set_int_max_str_digits(MAX_STR_DIGITS)
     debug = "--debug" in argv
     if debug:  # accepted anywhere on the line, not only before the command
         argv = ["--debug", *(a for a in argv if a != "--debug")]
     try:
-        return run(argv)
+        code = run(argv)
+        sys.stdout.flush()  # a full disk or a closed pipe fails here, inside the handlers below
+        return code
     except SpecError as e:
-        if debug:
-            raise
-        print(f"archcalc: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
+        return _fail(debug, f"error: {e}", 2)  # --debug adds the traceback; the exit code stays the bad-input one
+    except BrokenPipeError:  # `archcalc table x | head -1`: the reader has what it wanted
+        _drop_stdout()
         return 0
+    except KeyboardInterrupt:
+        _drop_stdout()
+        print("archcalc: interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
     except RecursionError:
-        if debug:
-            raise
-        print("archcalc: error: expression or graph nested too deeply", file=sys.stderr)
-        return 2
+        return _fail(debug, "error: expression or graph nested too deeply", 2)
+    except OSError as e:
+        if e.errno in _OUTPUT_ERRNOS:  # (files are written through output.atomic_write, whose errors are SpecErrors: this is stdout)
+            _drop_stdout()
+            return _fail(debug, f"error: cannot write the output: {e.strerror}", 2)
+        return _fail(debug, _internal(e), 3)
     except Exception as e:  # a bug, not bad input: still one line, and a way to see more
-        if debug:
-            raise
-        print(f"archcalc: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)", file=sys.stderr)
-        return 3
+        if isinstance(e, ValueError) and "integer string conversion" in str(e):  # CPython's guard, met on a path that reads digits unbounded
+            return _fail(debug, f"error: a number of more than {MAX_STR_DIGITS:,} digits (archcalc reads sizes of at most {MAX_DIGITS})", 2)
+        return _fail(debug, _internal(e), 3)
+
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def _internal(e: BaseException) -> str:
+    return f"internal error: {type(e).__name__}: {escape_control(str(e))} (rerun with --debug for the traceback; please report it)"
+
+
+def _fail(debug: bool, message: str, code: int) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"archcalc: {message}", file=sys.stderr)
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush at exit does not
+    fail a second time (with a traceback, exit 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is no file (tests capture it): nothing to protect
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .dims import is_symbolic, simplify, to_json
+from .conventions import dtype_bytes
+from .dims import dim_text, expand, is_symbolic, simplify, to_json
 from .render import _shape, units
 from .report import Report
 
@@ -25,6 +26,7 @@ ROWS = [
     ("effective stride", "stride"),
     ("nonlinearities", "nonlin"),
     ("weighted layers", "depth"),
+    ("KV cache per position", "kv"),
 ]
 
 
@@ -43,9 +45,11 @@ class Comparison:
         if key == "stride":
             return tuple(simplify(d) for d in last.effective_stride)
         if key == "nonlin":
-            return sum(1 for r in rep.counted_rows if "act" in r.ops)
+            return simplify(sum((r.repeat for r in rep.counted_rows if "act" in r.ops), start=0))
+        if key == "kv":  # bytes of keys and values one position adds (shown where a spec has attention)
+            return expand(rep.kv_cache_per_position * dtype_bytes(rep.dtype) * rep.batch)
         if key == "depth":
-            return sum(1 for r in rep.counted_rows if r.params != 0 and "mac" in r.ops)
+            return simplify(sum((r.repeat for r in rep.counted_rows if r.params != 0 and "mac" in r.ops), start=0))
         return rep.totals[key]
 
 
@@ -123,11 +127,16 @@ def _fraction_text(r: Any) -> str:
 def _cell(key: str, v: Any) -> str:
     if isinstance(v, tuple):
         return _shape(v)
-    if key == "activation_bytes":
-        return units.size(v) if not is_symbolic(v) else f"{v} B"
+    if key in ("activation_bytes", "kv"):
+        return units.size(v) if not is_symbolic(v) else f"{dim_text(v)} B"
     if key in ("nonlin", "depth"):
-        return str(v)
-    return str(v) if is_symbolic(v) else f"{int(v):,}"
+        return dim_text(v)
+    return dim_text(v) if is_symbolic(v) else f"{int(v):,}"
+
+
+def _rows(c: Comparison) -> list[tuple[str, str]]:
+    """The rows to show: the KV cache only where some spec has attention."""
+    return [(t, k) for t, k in ROWS if k != "kv" or any(c.value(r, "kv") != 0 for r in c.reports)]
 
 
 def warnings(c: Comparison) -> list[str]:
@@ -150,7 +159,7 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
 
         rows: dict[str, Any] = {}
         out = {"specs": c.labels, "rows": rows}
-        for title, key in ROWS:
+        for title, key in _rows(c):
             vals = [c.value(r, key) for r in c.reports]
             rows[title] = {
                 "values": [list(map(to_json, v)) if isinstance(v, tuple) else to_json(v) for v in vals],
@@ -163,7 +172,7 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
 
     headers = ["", *c.labels] + [f"{lab} vs {c.labels[0]}" for lab in c.labels[1:]]
     body = []
-    for title, key in ROWS:
+    for title, key in _rows(c):
         vals = [c.value(r, key) for r in c.reports]
         ratios = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else ratio_text(vals[0], v) for v in vals[1:]]
         body.append([title, *(_cell(key, v) for v in vals), *ratios])

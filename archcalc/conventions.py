@@ -23,8 +23,17 @@ class Convention:
     """Category -> MACs per counted operation; ``"category/layertype"`` overrides it for one layer type
     (tools differ per module: ptflops counts ReLU but not Tanh).  Absent categories count zero."""
     flops_per_mac: int = 2
+    refuses: frozenset[str] = frozenset()
+    """Layer types whose count by the tool this convention reproduces is not modelled: asking is an
+    error, never a silent guess."""
 
     def macs(self, ops: Mapping[str, Dim], kind: str = "") -> Dim:
+        if kind in self.refuses:
+            raise SpecError(
+                f"the {self.name!r} convention does not reproduce {self.name}'s count of layer type {kind!r}; "
+                "use 'torch', 'lecture' or 'fvcore' (which do)",
+                field="--convention",
+            )
         total: Dim = 0
         for category, n in ops.items():
             w = self.counts.get(f"{category}/{kind}", self.counts.get(category, 0))
@@ -36,6 +45,15 @@ class Convention:
         return self.flops_per_mac * macs
 
 
+# layer types with arithmetic whose count by torchinfo, ptflops and thop is not reproduced (issue 11):
+# torchinfo counts a parameter-holding module's parameters once per sample (nn.MultiheadAttention 0),
+# ptflops has its own attention formula and counts LayerNorm without its affine part, thop counts
+# nn.LayerNorm but not its subclasses (torchvision's LayerNorm2d) and attention 0 (see the README)
+NOT_REPRODUCED = frozenset(
+    {"layernorm", "groupnorm", "multiheadattention", "scaled_dot_product_attention", "matmul", "layerscale", "mean"}
+    | {"embedding", "rmsnorm", "rotary"}  # (the language-model layers: not checked against those tools either)
+)
+
 # torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
 TRANSPOSED_ON_OUTPUT_GRID = {**{f"mac/convtranspose{n}d": 0 for n in (1, 2, 3)}, "mac_outgrid": 1}
 
@@ -45,16 +63,17 @@ CONVENTIONS: dict[str, Convention] = {
         Convention(
             "lecture",
             "The lecture tables' rule: MACs of conv/linear = output elements x (C_in/groups x k_h x k_w) "
-            "or in_features, bias not counted; pooling = output elements x window size; activations, "
-            "normalisation and adds not counted. FLOPs = 2 x MACs.",
-            {"mac": 1, "pool": 1},
+            "or in_features, bias not counted; matmul and attention's two products = output elements x the "
+            "contracted size; pooling (and a mean) = output elements x window size; activations, softmax, "
+            "normalisation, layer scale and adds not counted. FLOPs = 2 x MACs.",
+            {"mac": 1, "matmul": 1, "attn_matmul": 1, "attn_matmul_masked": 1, "pool": 1, "mean": 1},
         ),
         Convention(
             "torch",
-            "What torch.utils.flop_counter.FlopCounterMode reports, halved into MACs: conv, linear and "
-            "matmul multiply-accumulates only (no bias, pooling, normalisation, activations or adds). "
-            "FLOPs = 2 x MACs.",
-            {"mac": 1},
+            "What torch.utils.flop_counter.FlopCounterMode reports, halved into MACs: conv, linear, "
+            "matmul/bmm and scaled_dot_product_attention multiply-accumulates only (no bias, pooling, mean, "
+            "normalisation incl. layernorm, softmax, activations, layer scale or adds). FLOPs = 2 x MACs.",
+            {"mac": 1, "matmul": 1, "attn_matmul": 1, "attn_matmul_masked": 1},
         ),
         # Peer tools' "MACs"/"FLOPs" totals, each reproduced from the tool's own counting rules.
         # The ResNet-50 figures quoted were measured with each tool at 224x224 (batch 1).
@@ -65,13 +84,18 @@ CONVENTIONS: dict[str, Convention] = {
             "once (linear weights x batch + bias, batchnorm's 2C affine parameters). Pooling, activations "
             "and adds are not counted; a transposed conv counts its weights once per output position. ResNet-50: 4,089,238,376.",
             {"mac": 1, "bias": 1, "linear_bias": 1, "affine_params": 1, **TRANSPOSED_ON_OUTPUT_GRID},
+            refuses=NOT_REPRODUCED,
         ),
         Convention(
             "fvcore",
             "fvcore 0.1.5 FlopCountAnalysis (it calls multiply-adds 'flops'): conv and linear MACs without "
-            "bias; batchnorm at inference one op per element, two when affine; adaptive average pooling one "
-            "op per input element; max pooling, activations and adds not counted. ResNet-50: 4,111,512,576.",
-            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1},
+            "bias (nn.MultiheadAttention's projections included); batchnorm at inference one op per element, two "
+            "when affine; layer and group norm 4 per element, 5 when affine; matmul; adaptive average pooling one "
+            "op per input element; scaled_dot_product_attention (so attention's products), max pooling, mean, "
+            "softmax, activations, layer scale and adds not counted. ResNet-50: 4,111,512,576; ViT-B/16: "
+            "16,867,412,736 (no attention).",
+            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1, "matmul": 1,
+             "layernorm": 4, "layernorm_affine": 1, "groupnorm": 4, "groupnorm_affine": 1},
         ),
         Convention(
             "ptflops",
@@ -84,6 +108,7 @@ CONVENTIONS: dict[str, Convention] = {
             "per element plus the padded average pool's input); in-place adds not counted. ResNet-50: 4,132,436,968.",
             {"mac": 1, "bias": 1, "linear_bias": 1, "norm": 1, "norm_affine": 1, "pool_in": 2, "lrn_functional": 1,
              **{f"act/{t}": 2 for t in ("relu", "leakyrelu", "gelu")}, "act/relu6": 1, "act/silu": 1},
+            refuses=NOT_REPRODUCED,
         ),
         Convention(
             "thop",
@@ -93,6 +118,16 @@ CONVENTIONS: dict[str, Convention] = {
             "adds are zero. ResNet-50: 4,133,742,592.",
             {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)},
              **TRANSPOSED_ON_OUTPUT_GRID},
+            refuses=NOT_REPRODUCED,
+        ),
+        Convention(
+            "kaplan",
+            "Kaplan et al. 2020 ('Scaling laws for neural language models', Table 1): the weighted layers' "
+            "multiply-adds (2N FLOPs per token for N weights) and causal attention over the kept triangle only "
+            "(query i reads i + 1 keys; the paper's 2*n_layer*n_ctx*d_attn FLOPs per token is this on average, "
+            "with n_ctx/2 for (i + 1)); the masked scores, biases, normalisation, softmax and activations not counted. "
+            "FLOPs = 2 x MACs.",
+            {"mac": 1, "matmul": 1, "attn_matmul": 1},
         ),
     )
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import functools
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,11 +24,59 @@ Dim = Union[int, "sympy.Expr"]
 """A size or count: an exact int, or a sympy expression in positive-integer symbols."""
 
 MAX_EXPR_LEN = 200
+MAX_DIGITS = 100
+"""The most decimal digits of any integer archcalc reads (a size in a spec, an integer in an
+expression, ``--set``, ``--input``, ``--batch``) and of any dimension it evaluates (a block
+parameter ``p1 = p0*p0``): a dimension of 10^100 describes no network, and refusing it keeps every
+count a product of a few bounded factors, so that reading and printing stay fast (CPython's
+int <-> str conversion is quadratic in the digits)."""
+DIM_LIMIT = 10**MAX_DIGITS  # every dimension is below this
 _ALLOWED_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
 
 
 class DimError(ValueError):
     """A symbolic dimension string is not a valid expression."""
+
+
+def too_big(value: int) -> bool:
+    """True when an integer has more than :data:`MAX_DIGITS` digits (checked without printing it)."""
+    return not -DIM_LIMIT < value < DIM_LIMIT
+
+
+def size_error(value: Any) -> str:
+    """The message for a dimension past the limit (its digit count, never the digits)."""
+    if type(value) is int:
+        return f"a size of about 10^{len(str(abs(value) // 10**MAX_DIGITS)) + MAX_DIGITS - 1} is past archcalc's limit of {MAX_DIGITS} digits"
+    return f"a size expression with a number past archcalc's limit of {MAX_DIGITS} digits"
+
+
+def check_size(value: Any) -> Any:
+    """Raise :class:`DimError` when ``value`` (an int or a sympy expression) holds a number of more
+    than :data:`MAX_DIGITS` digits (a coefficient, or an exponent: ``X**(2**400)``)."""
+    if type(value) is int:
+        if too_big(value):
+            raise DimError(size_error(value))
+    elif is_symbolic(value):
+        sp = _sympy()
+        if any(too_big(int(a)) for a in value.atoms(sp.Integer)):
+            raise DimError(size_error(value))
+    return value
+
+
+def parse_int_text(text: str, what: str = "integer") -> int:
+    """An ASCII decimal integer from user text, at most :data:`MAX_DIGITS` digits (``int()`` alone
+    reads '٣' and, beyond the digits limit, takes quadratic time)."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise DimError(f"{what} {_shown(text)} is not a whole number written with the digits 0-9")
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        raise DimError(f"{what} has {len(digits)} digits; archcalc reads at most {MAX_DIGITS}")
+    return int(digits)
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A piece of user text for a message: escaped (repr), and cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _sympy() -> Any:
@@ -62,6 +110,8 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
             node,
             (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *allowed),
         ) or (isinstance(node, ast.Constant) and type(node.value) is int)
+        if ok and isinstance(node, ast.Constant) and type(node.value) is int and too_big(node.value):
+            raise DimError(f"an integer in {_shown(text)} has more than {MAX_DIGITS} digits")
         if isinstance(node, ast.BinOp) and not isinstance(node.op, allowed):
             ok = False
         if allow_pow and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
@@ -69,11 +119,33 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
         if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier()):
             ok = False
         if not ok:
-            what = type(node).__name__
-            if isinstance(node, ast.BinOp):
-                what = type(node.op).__name__
-            raise DimError(f"{text!r} uses {what}; only names, integers, + - * // and ( ) are allowed")
+            raise DimError(f"{_shown(text)} uses {_describe(node, allow_pow)}; {_GRAMMAR_POW if allow_pow else _GRAMMAR}")
     return tree.body
+
+
+_GRAMMAR = "a size expression may hold only names (letters, digits and _, not starting with _), whole numbers, + - * // and ( )"
+_GRAMMAR_POW = _GRAMMAR.replace("( )", "( ), and ** with an exponent from 0 to 8")
+_OPERATORS = {ast.Div: "'/' (write // for whole-number division)", ast.Pow: "'**'", ast.Mod: "'%'", ast.MatMult: "'@'"}
+
+
+def _describe(node: ast.AST, allow_pow: bool) -> str:
+    """What a disallowed piece of an expression is, in the words a spec writer uses."""
+    if isinstance(node, ast.BinOp):
+        op = _OPERATORS.get(type(node.op))
+        if isinstance(node.op, ast.Pow) and allow_pow:
+            return f"{op} with an exponent other than a whole number from 0 to 8"
+        return op or "an operator other than + - * //"
+    if isinstance(node, ast.Name):
+        return f"the name {node.id!r}, which starts with '_'"
+    if isinstance(node, ast.Constant):
+        return f"the constant {repr(node.value)[:20]}, which is not a whole number"
+    if isinstance(node, ast.Attribute):
+        return "'.' (attribute access)"
+    if isinstance(node, ast.Call):
+        return "a function call"
+    if isinstance(node, ast.Subscript):
+        return "'[ ]' (indexing)"
+    return f"a {type(node).__name__} construct"
 
 
 def names_in(text: str) -> set[str]:
@@ -111,8 +183,10 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None, allow_pow: bool =
         if isinstance(node.op, ast.Sub):
             return a - b
         if isinstance(node.op, ast.Mult):
-            return a * b
+            return check_size(a * b) if type(a) is int and type(b) is int else a * b
         if isinstance(node.op, ast.Pow):  # only in claims (check), small constant exponents
+            if type(a) is int and abs(a) > 1 and b * (a.bit_length() - 1) > 3.33 * MAX_DIGITS:  # nested: ((9**8)**8)**8...
+                raise DimError(f"{_shown(text)} is past archcalc's limit of {MAX_DIGITS} digits")
             return a**b
         if b == 0:  # 0 or a symbolic expression that is identically 0 (C - C)
             raise DimError(f"division by zero in {text!r}")
@@ -121,7 +195,7 @@ def parse_dim(text: str, env: Mapping[str, Any] | None = None, allow_pow: bool =
     value = ev(check_expr(text, allow_pow))
     if is_symbolic(value) and value.has(*_non_finite()):
         raise DimError(f"{text!r} is not a finite size (division by zero?)")
-    return value
+    return check_size(value)
 
 
 def _non_finite() -> tuple[Any, ...]:
@@ -160,6 +234,29 @@ def dmax(a: Dim, b: Dim) -> Dim:
     return max(a, b)
 
 
+def assume_multiples(multiples: Mapping[str, int]) -> Callable[[Dim], Dim]:
+    """A rewrite of values that knows symbol ``name`` is a multiple of ``multiples[name]``: each
+    floor(x) or ceiling(x) whose x is then an integer becomes x (floor(H/16) -> H/16 when H is a
+    multiple of 16), so a ViT's cost reads as a polynomial in H and W.  Memoised per expression."""
+    sp = _sympy()
+    steps = {symbol(n): m * sp.Symbol(f"_{n}_over_{m}", integer=True, positive=True) for n, m in multiples.items()}
+    memo: dict[Any, Any] = {}
+
+    def exact(e: Any) -> bool:
+        return isinstance(e, (sp.floor, sp.ceiling)) and e.args[0].xreplace(steps).is_integer is True
+
+    def rewrite(value: Dim) -> Dim:
+        if not is_symbolic(value) or not value.has(sp.floor, sp.ceiling):  # type: ignore[union-attr]
+            return value
+        got = memo.get(value)
+        if got is None:
+            got = value.replace(exact, lambda e: e.args[0])  # type: ignore[union-attr]
+            got = memo[value] = sp.expand(got) if got != value else got  # a polynomial: (HW)^2 terms in sight
+        return got
+
+    return rewrite
+
+
 def known_sign(value: Dim) -> int | None:
     """-1, 0 or 1 when the sign of ``value`` is decidable (always for ints), else None."""
     if not is_symbolic(value):
@@ -175,6 +272,14 @@ def known_sign(value: Dim) -> int | None:
     return None
 
 
+def provably_positive(value: Dim) -> bool:
+    """True when ``value`` is at least 1 for every value of its symbols (positive integers):
+    ``B`` and ``2*B`` are, ``B - 1`` (0 at B = 1) and ``0 - B`` are not."""
+    if not is_symbolic(value):
+        return type(value) is int and value >= 1
+    return bool((value - 1).is_nonnegative)  # type: ignore[union-attr]
+
+
 def simplify(value: Dim) -> Dim:
     """Return an int if a sympy value is a number, else the expression."""
     if type(value) is int or not is_symbolic(value):
@@ -184,11 +289,92 @@ def simplify(value: Dim) -> Dim:
     return value
 
 
+def expand(value: Dim) -> Dim:
+    """A sum of products multiplied out into a polynomial (l*(12*h**2 + 2*s*h) -> 12*h**2*l + 2*h*l*s), an int if it is a number."""
+    value = simplify(value)
+    if not is_symbolic(value):
+        return value
+    return simplify(value.expand())  # type: ignore[union-attr]
+
+
+# The transformer symbols (DESIGN: s sequence, h hidden, l layers, a heads, V vocabulary) in the
+# order the literature writes their products: 24*l*s*h**2, not sympy's alphabetical 24*h**2*l*s.
+CONVENTIONAL_ORDER = ("l", "s", "S", "h", "a", "V")  # (S: positions in a KV cache)
+# sums of such products, largest first: total degree, then the power of h, l, s, a, V
+_TERM_RANK = ("h", "l", "s", "S", "a", "V")
+
+
+@functools.cache
+def _printer() -> Any:
+    from sympy.printing.str import StrPrinter
+
+    class ConventionalPrinter(StrPrinter):  # type: ignore[misc]
+        """sympy's str(), except that a polynomial in the transformer symbols is written in the
+        literature's order (``24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V``); expressions without those
+        symbols print exactly as sympy prints them."""
+
+        def _print_Add(self, expr: Any, order: Any = None) -> str:
+            terms = list(expr.as_ordered_terms())
+            powers = [_monomial(t) for t in terms]
+            if all(p is not None for p in powers) and any(n in CONVENTIONAL_ORDER for p in powers for n in p[1]):  # type: ignore[index]
+                rank = {id(t): _term_key(p[1]) for t, p in zip(terms, powers, strict=True)}  # type: ignore[index]
+                terms.sort(key=lambda t: rank[id(t)])
+                return _join_terms([self._print(t) for t in terms])
+            return str(super()._print_Add(expr, order))
+
+        def _print_Mul(self, expr: Any) -> str:
+            mono = _monomial(expr)
+            if mono is None or not any(n in CONVENTIONAL_ORDER for n in mono[1]):
+                return str(super()._print_Mul(expr))
+            coeff, powers = mono
+            others = sorted(n for n in powers if n not in CONVENTIONAL_ORDER)
+            names = [*others, *(n for n in CONVENTIONAL_ORDER if n in powers)]
+            factors = [n if powers[n] == 1 else f"{n}**{powers[n]}" for n in names]
+            lead = "" if coeff == 1 else "-" if coeff == -1 else f"{coeff}*"
+            return lead + "*".join(factors)
+
+    return ConventionalPrinter()
+
+
+def _monomial(term: Any) -> tuple[int, dict[str, int]] | None:
+    """(integer coefficient, symbol name -> positive integer power) of a monomial, else None."""
+    coeff, rest = term.as_coeff_Mul()
+    if not coeff.is_Integer:
+        return None
+    powers: dict[str, int] = {}
+    for f in rest.as_ordered_factors() if rest != 1 else ():
+        base, exp = f.as_base_exp()
+        if not base.is_Symbol or not exp.is_Integer or exp < 1:
+            return None
+        powers[base.name] = int(exp)
+    return int(coeff), powers
+
+
+def _term_key(powers: dict[str, int]) -> tuple[int, ...]:
+    return (-sum(powers.values()), *(-powers.get(n, 0) for n in _TERM_RANK))
+
+
+def _join_terms(texts: list[str]) -> str:
+    out = texts[0]
+    for t in texts[1:]:
+        out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+    return out
+
+
+def dim_text(value: Any) -> str:
+    """A Dim as text: digits, or the sympy expression (``sympify`` reads it back), products of the
+    transformer symbols in the literature's order."""
+    value = simplify(value)
+    if not is_symbolic(value):
+        return str(value)
+    return str(_printer().doprint(value))
+
+
 def to_json(value: Any) -> Any:
     """JSON form of a Dim: an int, or the sympy expression as a string ``sympify`` reads back."""
     value = simplify(value)
     if is_symbolic(value):
-        return str(value)
+        return dim_text(value)
     return value
 
 
@@ -211,14 +397,20 @@ __all__ = [
     "Dim",
     "DimError",
     "as_int",
+    "assume_multiples",
     "ceildiv",
     "check_expr",
+    "check_size",
+    "dim_text",
     "dmax",
+    "expand",
     "free_symbols",
     "known_sign",
     "names_in",
     "parse_dim",
+    "parse_int_text",
     "prod",
+    "provably_positive",
     "simplify",
     "symbol",
     "to_json",

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def escape_control(text: str) -> str:
+    """``text`` with control characters and line breaks escaped as Python writes them (a newline
+    as \\n, ESC as \\x1b): a layer or file name then stays on its line and cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 class SpecError(ValueError):
     """Invalid spec or flags. The CLI prints it as one line and exits 2."""
 
@@ -23,9 +31,9 @@ class SpecError(ValueError):
     def __str__(self) -> str:
         parts = []
         if self.file:
-            parts.append(self.file)
+            parts.append(escape_control(self.file))
         if self.layer:
             parts.append(f"layer {self.layer!r}")
         if self.field:
             parts.append(f"field {self.field!r}")
-        return ": ".join([*parts, self.message])
+        return ": ".join([*parts, escape_control(self.message)])

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conventions import Convention, dtype_bytes, get_convention
-from .dims import Dim, as_int, is_symbolic, simplify
+from .dims import Dim, as_int, dim_text, is_symbolic, simplify
 from .graph import Graph, node_table
 from .layers.base import Layer, Shape, Window
 from .passes.receptive import AxisRF, widest_output
 from .render import _shape, units
+from .report import Report
 from .trace import leaf, text, untrace
 
 # symbol names for a layer's dimension fields in the general formula
@@ -111,7 +112,7 @@ def _out_symbols(shape: Shape) -> Shape:
 def _fmt_count(v: Any) -> str:
     v = simplify(untrace(v))
     if is_symbolic(v):
-        return str(v)
+        return dim_text(v)
     human = units.count(v)
     return f"{int(v):,}" + ("" if human == f"{int(v):,}" else f" ({human})")
 
@@ -119,7 +120,7 @@ def _fmt_count(v: Any) -> str:
 def _fmt_bytes(v: Any) -> str:
     v = simplify(untrace(v))
     if is_symbolic(v):
-        return f"{v} B"
+        return f"{dim_text(v)} B"
     human = units.size(v)
     return f"{int(v):,} B" + ("" if human.endswith(" B") else f" = {human}")
 
@@ -273,6 +274,13 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
 
     # receptive field
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
+    count = node.get("repeat", 1)
+    if type(count) is not int or count != 1:
+        n = dim_text(count)
+        ex.notes.append(
+            f"this layer runs {n} times (one per copy of a block repeated {n} times): the values above are one copy's, "
+            f"the totals count them {n} times; the receptive field is the last copy's"
+        )
     if symbolic_input:
         ex.notes.append("the input has symbols: the worked lines show the general results")
     return ex
@@ -324,7 +332,19 @@ def _prod(values: Any) -> Any:
 
 
 def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], layer: Layer, lay_t: Layer, ins_num: list[Shape]) -> None:
-    srcs: list[tuple[AxisRF, ...]] = [nodes[i]["rf"] for i in node["inputs"]]
+    # (in a block repeated l times: what its last copy reads)
+    srcs: list[tuple[AxisRF, ...]] = node.get("rf_inputs") or [nodes[i]["rf"] for i in node["inputs"] if nodes[i]["rf"]]
+    if layer.source:
+        ex.steps.append(Step("receptive field", None, "a learned tensor: it reads no input", "none"))
+        return
+    if not srcs:  # token ids [L] in: no (C, *spatial) axes for a receptive field
+        ex.steps.append(Step("receptive field", None, "no spatial axis (a token sequence): none computed", "none"))
+        return
+    if layer.mixes_positions(node["in_shapes"]):
+        whole = "\u00d7".join(str(r.size) for r in node["rf"])
+        worked = "mixes every position: the whole input (every pixel any position sees)"
+        ex.steps.append(Step("receptive field", "every position of its input", worked, whole))
+        return
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
     if len(srcs) > 1:
         for a, axis in enumerate(axes):
@@ -546,3 +566,51 @@ def _names(expr: str) -> set[str]:
     import re
 
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"floor", "ceiling", "Max", "max"}
+
+
+def explain_total(rep: Report, quantity: str = "flops") -> str:
+    """Where each term of a total comes from: the total, then each of its terms with the rows that
+    make it up (a row of a block repeated l times counts l times).  For a numeric total, the rows
+    that make up most of it."""
+    from .dims import expand
+
+    titles = {"flops": f"FLOPs ({rep.convention})", "macs": f"MACs ({rep.convention})", "params": "params"}
+    title = titles[quantity]
+    total = rep.totals[quantity]
+    lines = [f"{rep.name}: total {title} = {dim_text(total) if is_symbolic(total) else f'{int(total):,}'}", ""]
+    parts = [(r, expand(getattr(r, quantity) * r.repeat)) for r in rep.counted_rows]
+    parts = [(r, v) for r, v in parts if v != 0]
+    if not is_symbolic(total):
+        parts.sort(key=lambda p: -int(p[1]))
+        for r, v in parts[:12]:
+            share = 100 * int(v) / int(total) if total else 0
+            lines.append(f"  {r.name:40s} {int(v):>22,}  {share:5.1f}%")
+        if len(parts) > 12:
+            lines.append(f"  ... {len(parts) - 12} more rows, {int(total) - sum(int(v) for _, v in parts[:12]):,} in all")
+        return "\n".join(lines) + "\n"
+    import sympy
+
+    by_term: dict[Any, list[tuple[Any, Any]]] = {}
+    for r, v in parts:
+        for term in sympy.Add.make_args(sympy.expand(v)):
+            _, monomial = term.as_coeff_Mul()
+            by_term.setdefault(monomial, []).append((r, term))
+    for term in _printed_terms(total):
+        _, monomial = term.as_coeff_Mul()
+        lines.append(f"{dim_text(term)}")
+        for r, part in by_term.pop(monomial, []):
+            times = "" if r.repeat == 1 else f"  ({dim_text(r.repeat)} copies of {dim_text(sympy.expand(part / r.repeat))})"
+            lines.append(f"  = {dim_text(part):24s} {r.name}{times}")
+    for monomial, rest in by_term.items():  # terms that cancel in the total
+        lines.append(f"{dim_text(monomial)} (cancels in the total)")
+        lines += [f"  {dim_text(p):26s} {r.name}" for r, p in rest]
+    return "\n".join(lines) + "\n"
+
+
+def _printed_terms(total: Any) -> list[Any]:
+    """The total's terms in the order its text shows them."""
+    import sympy
+
+    terms = list(sympy.Add.make_args(total))
+    text = dim_text(total)
+    return sorted(terms, key=lambda t: text.find(dim_text(t).lstrip("-")) if dim_text(t).lstrip("-") in text else len(text))

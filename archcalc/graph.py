@@ -12,11 +12,18 @@ One node per layer (plus the ``input`` node).  Node attributes:
   ordered list lives on the node; edges carry the structure for graph algorithms);
 * ``index``: declaration order; ``training_only``: True for auxiliary heads;
 * ``scope``: the block calls the layer sits in, outermost first (``()`` at the top level); a call
-  with ``repeat`` contributes its name and then its copy's (``("layer3", "layer3.5")``).
+  with ``repeat`` contributes its name and then its copy's (``("layer3", "layer3.5")``);
+* ``repeat`` (only where it is not 1): how many times the layer runs, a symbol, for the layers of a
+  block called with a symbolic repeat count (``"repeat": "l"``): the block is laid out once, its
+  layers named ``<call>.*.<layer>`` (scope ``("<call>", "<call>.*")``), and the totals count each
+  of them ``l`` times.
 
 Graph attributes: ``name``, ``input_shape``, ``order`` (topological order, computed once here),
-``output`` (the last layer), ``repeats`` (call name -> copies, for the calls that say ``repeat``).
-Everything about names, references and acyclicity is checked here, once; the passes can rely on it.
+``output`` (the last layer), ``repeats`` (call name -> copies, for the calls that say ``repeat``;
+a symbol for a symbolic count), ``symbolic_repeats`` (one :class:`SymbolicRepeat` per block call
+with a symbolic count, innermost first; the shapes pass checks that each maps its input shape to
+itself).  Everything about names, references and acyclicity is checked here, once; the passes can
+rely on it.
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from .dims import Dim, DimError, as_int, parse_dim
+from .dims import Dim, DimError, as_int, known_sign, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
-from .spec import Architecture, BlockCall, BlockDef
+from .spec import MAX_RANK, Architecture, BlockCall, BlockDef
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -92,17 +99,49 @@ Graph: TypeAlias = "LayerGraph | nx.DiGraph[str]"
 def _param_value(raw: Any, env: Mapping[str, Any], where: str, call: str) -> Any:
     if isinstance(raw, str):
         try:
-            return parse_dim(raw, env)
+            return parse_dim(raw, env)  # (a value past MAX_DIGITS digits is an error here: p1 = p0*p0 ...)
         except DimError as e:
             raise SpecError(str(e), layer=call, field=where) from None
     return raw
 
 
-def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
-    n = as_int(_param_value(call.repeat, env, "repeat", call.name))
+def _env_key(env: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(env.items()))
+
+
+def _repeat_value(call: BlockCall, env: Mapping[str, Any], full: str | None = None) -> Dim:
+    """The call's repeat count: an int in range, or a symbolic count known to be at least 1."""
+    where = full or call.name
+    v = _param_value(call.repeat, env, "repeat", where)
+    n = as_int(v) if not isinstance(v, bool) else None
+    if n is None and not isinstance(v, bool) and known_sign(v) == 1:  # a symbol: "l", "2*l" (positive integers: at least 1)
+        return v
     if n is None or not 1 <= n <= MAX_LAYERS:
-        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}, got {call.repeat!r}", layer=call.name, field="repeat")
+        extra = "" if isinstance(call.repeat, int) else " (or a symbol, which is at least 1)"
+        raise SpecError(f"repeat must be a number between 1 and {MAX_LAYERS}{extra}, got {call.repeat!r}", layer=where, field="repeat")
     return n
+
+
+def _repeat_count(call: BlockCall, env: Mapping[str, Any]) -> int:
+    """How many copies expansion lays out: the count, or one for a symbolic count (see :class:`SymbolicRepeat`)."""
+    n = _repeat_value(call, env)
+    return n if type(n) is int else 1
+
+
+class SymbolicRepeat(NamedTuple):
+    """A block call whose repeat count is a symbol: its block laid out once and run ``count`` times.
+
+    ``start`` is the node the first copy reads, ``output`` the block's output node, ``members`` its
+    layers (nested calls' layers included), in declaration order.  Each copy must map its input
+    shape to itself (checked by the shapes pass), so that every copy costs the same."""
+
+    call: str
+    block: str
+    times: Dim
+    start: str
+    output: str
+    members: tuple[str, ...]
+    reads_outside: bool  # some member reads a layer outside the block (other than its input)
 
 
 def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
@@ -152,28 +191,61 @@ class _Compiler:
         self.templates: dict[tuple[int, tuple[tuple[str, Any], ...]], _Template] = {}
         # every layer reads only layers declared before it: declaration order is then topological
         self.forward = True
-        self.repeats: dict[str, int] = {}  # call name -> copies, for calls that say `repeat`
+        self.counts: dict[tuple[int, tuple[tuple[str, Any], ...]], int] = {}  # (entries, env) -> layers they expand to
+        self.repeats: dict[str, Dim] = {}  # call name -> copies, for calls that say `repeat` (a symbol: see SymbolicRepeat)
+        self.symbolic: list[SymbolicRepeat] = []
 
     # -- size guard: count what expansion would produce, without expanding --------------------
-    def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...]) -> int:
+    def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...], prefix: str = "") -> int:
+        """The number of layers ``entries`` expand to in ``env``, computed with the values expansion
+        binds (a call's args, its first-copy overrides, then the block's defaults): a block whose
+        default n=1 is called with n=10000 counts 10000.  Past :data:`MAX_LAYERS`, an error."""
+        key = (id(entries), _env_key(env))
+        known = self.counts.get(key)
+        if known is not None:
+            return known
         total = 0
-        for e in entries:
+        for i, e in enumerate(entries):
+            full = prefix + (e.name or f"{e.kind if isinstance(e, Layer) else 'block'}{i}")
+            if not _kept(e, env, full):
+                continue
             if isinstance(e, BlockCall):
                 block = self.block(e)
                 if e.block in stack:
                     raise SpecError(f"block {e.block!r} uses itself ({' -> '.join([*stack, e.block])})", layer=e.name, field="block")
                 reps = _repeat_count(e, env)
-                inner = self.count(block.layers, {**env, **self.defaults_for_count(block)}, (*stack, e.block))
-                total += reps * inner
+                inner = self.count(block.layers, self.call_env(e, block, env, full, 0), (*stack, e.block), full + ".")
+                if reps > 1 and e.first:  # the first copy differs: count the others with the plain args
+                    inner += (reps - 1) * self.count(block.layers, self.call_env(e, block, env, full, 1), (*stack, e.block), full + ".")
+                else:
+                    inner *= reps
+                total += inner
             else:
                 total += 1
             if total > MAX_LAYERS:
-                raise SpecError(f"expands to more than {MAX_LAYERS:,} layers; refusing to expand", layer=getattr(e, "name", None), field="repeat")
+                raise SpecError(f"expands to more than {MAX_LAYERS:,} layers; refusing to expand", layer=full, field="repeat")
+        self.counts[key] = total
         return total
 
-    @staticmethod
-    def defaults_for_count(block: BlockDef) -> dict[str, Any]:
-        return {k: v for k, v in block.params.items() if isinstance(v, int) and not isinstance(v, bool)}
+    def call_env(self, call: BlockCall, block: BlockDef, env: Mapping[str, Any], full: str, r: int) -> dict[str, Any]:
+        """The environment copy ``r`` of a block call expands in: the global ``--set`` values, the
+        caller's args (and, for copy 0, ``first``) evaluated in the caller's scope, then the block's
+        defaults evaluated in the block's scope ({"width": "2*planes"} sees this call's planes)."""
+        unknown = (set(call.args) | set(call.first)) - set(block.params)
+        if unknown:
+            raise SpecError(
+                f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args"
+            )
+        given = {**call.args, **(call.first if r == 0 else {})}
+        missing = [k for k, v in {**block.params, **given}.items() if v is None]
+        if missing:
+            raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
+        inner = dict(self.env)
+        inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in given.items()})
+        for k, v in block.params.items():
+            if k not in given:
+                inner[k] = _param_value(v, inner, f"params.{k}", full)
+        return inner
 
     def block(self, call: BlockCall) -> BlockDef:
         if call.block not in self.arch.blocks:
@@ -184,7 +256,7 @@ class _Compiler:
     # -- expansion ---------------------------------------------------------------------------
     def expand(self, entries: Sequence[Layer | BlockCall], env: dict[str, Any], prefix: str, scope_input: str, scope: tuple[str, ...] = ()) -> str:
         """Add the nodes of ``entries``; return the name of the scope's last node."""
-        env_key = tuple(sorted(env.items()))
+        env_key = _env_key(env)
         template = self.templates.get((id(entries), env_key))
         if template is not None:
             return self.instantiate(template, prefix, scope_input, scope)
@@ -224,8 +296,11 @@ class _Compiler:
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            self.nodes[full] = {"layer": bound, "inputs": [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope}
-            if not entry.training_only:
+            source = bound.source  # a learned tensor: no input unless it names one, and not on the chain
+            self.nodes[full] = {
+                "layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope,
+            }
+            if not entry.training_only and not source:
                 prev = full
         forward = True
         for full, bound, refs, _ in pending:  # forward references resolve after the scope
@@ -236,7 +311,7 @@ class _Compiler:
             ins = attrs["inputs"]
             lo, hi = bound.n_inputs
             if len(ins) < lo or (hi is not None and len(ins) > hi):
-                want = f"{lo}" if lo == hi else f"at least {lo}"
+                want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
                 raise SpecError(f"takes {want} input(s), got {len(ins)}", layer=full, field="inputs")
         self.forward = self.forward and forward
         if prefix and not any(isinstance(e, BlockCall) for e in entries):
@@ -255,40 +330,29 @@ class _Compiler:
             if full in nodes:
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             if refs is None:
-                ins = [prev]
+                ins = [] if bound.source else [prev]
             else:
                 ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
             nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
-            if not training:
+            if not training and not bound.source:
                 prev = full
         return prev
 
-    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...]) -> str:
+    def expand_call(self, call: BlockCall, env: dict[str, Any], full: str, start: str, scope: tuple[str, ...], one_copy: bool = False) -> str:
         block = self.block(call)
-        unknown = (set(call.args) | set(call.first)) - set(block.params)
-        if unknown:
-            raise SpecError(
-                f"block {call.block!r} has no parameter {sorted(unknown)[0]!r} (parameters: {', '.join(block.params)})", layer=full, field="args"
-            )
         out = start
         # '<call>.<i>.<layer>' when the call says how many copies (torchvision's layer1.0.conv1),
         # '<call>.<layer>' for a single use without `repeat` (torchvision's Mixed_5b.branch1x1)
-        indexed = "repeat" in call.model_fields_set
-        copies = _repeat_count(call, env)
+        indexed = "repeat" in call.model_fields_set and not one_copy
+        copies = 1 if one_copy else _repeat_value(call, env, full)
         if indexed:
             self.repeats[full] = copies
+        if type(copies) is not int:
+            return self.expand_symbolic(call, env, full, start, copies, scope)
         for r in range(copies):
-            given = {**call.args, **(call.first if r == 0 else {})}
-            missing = [k for k, v in {**block.params, **given}.items() if v is None]
-            if missing:
-                raise SpecError(f"block {call.block!r} needs a value for parameter {missing[0]!r}", layer=full, field="args")
-            inner = dict(self.env)  # global --set values, then this block's parameters:
-            inner.update({k: _param_value(v, env, f"args.{k}", full) for k, v in given.items()})  # the caller's values, in its scope
-            for k, v in block.params.items():  # defaults, in the block's scope: {"width": "2*planes"} sees this call's planes
-                if k not in given:
-                    inner[k] = _param_value(v, inner, f"params.{k}", full)
+            inner = self.call_env(call, block, env, full, r)
             prefix = f"{full}.{r}." if indexed else f"{full}."
             inner_scope = (*scope, full, f"{full}.{r}") if indexed else (*scope, full)
             out = self.expand(block.layers, inner, prefix, out, inner_scope)
@@ -301,6 +365,27 @@ class _Compiler:
             for name, attrs in self.nodes.items():
                 if name.startswith(full + "."):
                     attrs["training_only"] = True
+        return out
+
+    def expand_symbolic(self, call: BlockCall, env: dict[str, Any], full: str, start: str, count: Dim, scope: tuple[str, ...]) -> str:
+        """A block called ``count`` times, ``count`` a symbol: one copy, named ``<call>.*.<layer>``,
+        whose layers carry the multiplier (node attribute ``repeat``)."""
+        if call.first:
+            raise SpecError(
+                f"'first' changes the first copy, but a symbolic repeat ({call.repeat!r}) needs identical copies; "
+                f"give {call.repeat!r} a number with --set to expand them",
+                layer=full,
+                field="first",
+            )
+        if call.training_only:
+            raise SpecError(f"a training-only block cannot repeat a symbolic number of times ({call.repeat!r})", layer=full, field="repeat")
+        before = len(self.nodes)
+        out = self.expand_call(call, env, full + ".*", start, (*scope, full), one_copy=True)
+        members = tuple(list(self.nodes)[before:])
+        for name in members:
+            attrs = self.nodes[name]
+            attrs["repeat"] = attrs.get("repeat", 1) * count
+        self.symbolic.append(SymbolicRepeat(full, call.block, count, start, out, members, False))
         return out
 
     def resolve_one(self, ref: str, local: Mapping[str, str], who: str) -> str:
@@ -340,6 +425,8 @@ def compile_graph(
     """:func:`compile_spec` without networkx: the same nodes and attributes as a :class:`LayerGraph`."""
     env: dict[str, Any] = dict(values or {})
     raw_input = list(input_shape) if input_shape is not None else list(arch.input)
+    if len(raw_input) > MAX_RANK:
+        raise SpecError(f"the input has {len(raw_input):,} axes; archcalc's limit is {MAX_RANK}", field="input")
     shape: list[Dim] = []
     for x in raw_input:
         try:
@@ -351,13 +438,65 @@ def compile_graph(
         shape.append(v)
 
     c = _Compiler(arch, env)
-    c.count(arch.layers, env, ())
-    output = c.expand(arch.layers, env, "", INPUT)
+    try:
+        c.count(arch.layers, env, ())
+        output = c.expand(arch.layers, env, "", INPUT)
+    except RecursionError:  # blocks calling blocks, hundreds deep
+        raise SpecError("blocks nested too deeply (each block calls the next, hundreds of levels)", field="blocks") from None
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
     G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
+    if c.symbolic:
+        G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
+    _resolve_ties(c, nodes)
+    multiples = {k: s.multiple_of for k, s in arch.symbols.items() if s.multiple_of > 1 and k not in env}
+    if multiples:
+        G.graph["multiples"] = multiples
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
+
+
+def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> None:
+    """Node attribute ``tied`` (weight name -> the node that owns it) for layers that use another
+    layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner."""
+    base = Layer.tied_weights
+    for name, attrs in nodes.items():
+        layer = attrs["layer"]
+        if layer is None or type(layer).tied_weights is base or not layer.tied_weights():
+            continue
+        tied = {}
+        for wname, ref in layer.tied_weights().items():
+            try:
+                src = c.resolve_one(ref, {}, name)
+            except SpecError as e:
+                raise SpecError(e.message.replace(" in inputs", ""), layer=name, field="tie_weight") from None
+            if src in (name, INPUT) or nodes[src].get("repeat", 1) != 1 or attrs.get("repeat", 1) != 1:
+                why = f"cannot share the weight of {ref!r}: it must be another layer, outside any symbolic repeat"
+                raise SpecError(why, layer=name, field="tie_weight")
+            tied[wname] = src
+        attrs["tied"] = tied
+
+
+def _check_symbolic(reps: list[SymbolicRepeat], nodes: dict[str, dict[str, Any]]) -> list[SymbolicRepeat]:
+    """Layers outside a symbolically repeated block may read only its output (its other layers
+    stand for every copy at once); note which blocks read layers outside themselves."""
+    out = []
+    for rep in reps:
+        members = set(rep.members)
+        for name, attrs in nodes.items():
+            if name in members:
+                continue
+            for src in attrs["inputs"]:
+                if src in members and src != rep.output:
+                    raise SpecError(
+                        f"reads {src!r}, a layer inside block call {rep.call!r}, whose symbolic repeat ({rep.times}) stands for "
+                        f"every copy at once: only its output can be read from outside",
+                        layer=name,
+                        field="inputs",
+                    )
+        outside = any(src not in members and src != rep.start for m in rep.members for src in nodes[m]["inputs"])
+        out.append(rep._replace(reads_outside=outside))
+    return out
 
 
 def node_table(G: Graph) -> dict[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .dims import Dim, simplify
+from .dims import Dim, dim_text, expand
 from .report import QUANTITIES, Report, Row
 
 #: a network with more layers than this is shown with its blocks collapsed by default
@@ -35,12 +35,14 @@ class Group:
     name: str  # the call's name ('layer3', 'layer3.5', 'inception_3a') or the layer's
     rows: tuple[Row, ...]
     block: bool  # a block call (False: a single layer shown as itself)
-    repeat: int  # copies for a call with `repeat` (layer3: 36), else 1
+    repeat: Dim  # copies for a call with `repeat` (layer3: 36; transformer.h: l), else 1
     totals: dict[str, Dim]
 
     @property
     def label(self) -> str:
         """'layer3 ×36' for a repeated call, the bare name otherwise."""
+        if type(self.repeat) is not int:  # a symbolic repeat: 'transformer.h ×l'
+            return f"{self.name} \u00d7{dim_text(self.repeat)}"
         return f"{self.name} \u00d7{self.repeat}" if self.repeat > 1 else self.name
 
     @property
@@ -75,8 +77,8 @@ def _totals(rows: Sequence[Row], include_training_only: bool) -> dict[str, Dim]:
     for q in QUANTITIES:
         total: Any = 0
         for r in counted:
-            total = total + getattr(r, q)
-        out[q] = simplify(total)
+            total = total + getattr(r, q) * r.repeat  # a row of a block repeated l times counts l times
+        out[q] = expand(total)
     return out
 
 

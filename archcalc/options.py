@@ -15,14 +15,44 @@ from .errors import SpecError
 
 
 def parse_set(items: Sequence[str]) -> dict[str, int]:
-    """``--set H=224 --set W=224`` -> {'H': 224, 'W': 224}."""
+    """``--set H=224 --set W=224`` -> {'H': 224, 'W': 224}.  Digits 0-9 only, at most
+    :data:`~archcalc.dims.MAX_DIGITS` of them (a long value is refused before it is converted)."""
+    from .dims import DimError, parse_int_text
+
     values: dict[str, int] = {}
     for item in items:
-        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\d+)\s*", item)
-        if not m or int(m.group(2)) <= 0:
-            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {item!r}", field="--set")
-        values[m.group(1)] = int(m.group(2))
+        m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([0-9]+)\s*", item, re.ASCII)
+        if not m:
+            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {_shown(item)}", field="--set")
+        try:
+            value = parse_int_text(m.group(2), f"--set {m.group(1)}")
+        except DimError as e:
+            raise SpecError(str(e), field="--set") from None
+        if value <= 0:
+            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {_shown(item)}", field="--set")
+        values[m.group(1)] = value
     return values
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def check_shape_text(text: str, field: str) -> None:
+    """A typed shape (3x224x224, C,H,W) before it is read: every number in ASCII digits 0-9 and at
+    most :data:`~archcalc.dims.MAX_DIGITS` long ('²' passed str.isdigit and then failed int(), an
+    internal error), at most :data:`~archcalc.spec.MAX_RANK` axes."""
+    from .dims import MAX_DIGITS
+    from .spec import MAX_RANK
+
+    parts = [p for p in re.split(r"[x\u00d7,\s]+", text.strip()) if p]
+    if len(parts) > MAX_RANK:
+        raise SpecError(f"the input has {len(parts):,} axes; archcalc's limit is {MAX_RANK}", field=field)
+    for p in parts:
+        if any(c.isdigit() and not c.isascii() for c in p):
+            raise SpecError(f"{_shown(p)} is not a size: write numbers with the digits 0-9 (and symbols as names: H, W)", field=field)
+        if p.isdigit() and len(p.lstrip("0")) > MAX_DIGITS:
+            raise SpecError(f"a size of {len(p)} digits; archcalc reads at most {MAX_DIGITS}", field=field)
 
 
 def parse_batch(text: str, values: dict[str, int]) -> Any:
@@ -55,4 +85,4 @@ def check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse
             raise SpecError(f"--set {name}: the spec uses no symbol {name!r}{hint}", file=file, field="--set")
 
 
-__all__ = ["check_set_names", "parse_batch", "parse_set"]
+__all__ = ["check_set_names", "check_shape_text", "parse_batch", "parse_set"]

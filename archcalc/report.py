@@ -8,14 +8,15 @@ from __future__ import annotations
 import gc
 import operator
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, free_symbols, simplify, sympy_loaded, to_json
+from .dims import Dim, assume_multiples, expand, free_symbols, provably_positive, simplify, sympy_loaded, to_json
+from .errors import SpecError
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Layer
 from .passes import compute, memory, params, receptive_field, shapes
@@ -43,7 +44,12 @@ class Row:
     weights: dict[str, tuple[Dim, ...]] = field(default_factory=dict)
     training_only: bool = False
     note: str | None = None
+    repeat: Dim = 1
+    """How many times the layer runs: a symbol for a block repeated a symbolic number of times
+    (its layers shown once, ``<call>.*.<layer>``); the totals count the row that many times."""
     scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
+    cache: Dim = 0
+    """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,6 +69,10 @@ class Row:
         }
         if self.training_only:
             out["training_only"] = True
+        if type(self.repeat) is not int or self.repeat != 1:
+            out["repeat"] = to_json(self.repeat)
+        if type(self.cache) is not int or self.cache != 0:
+            out["kv_cache_per_position"] = to_json(self.cache)
         if self.note:
             out["note"] = self.note
         return out
@@ -77,7 +87,7 @@ class Report:
     batch: Dim
     rows: list[Row]
     include_training_only: bool = False
-    repeats: Mapping[str, int] = field(default_factory=dict)  # block call -> copies, for calls with `repeat`
+    repeats: Mapping[str, Dim] = field(default_factory=dict)  # block call -> copies, for calls with `repeat` (a symbol: see Row.repeat)
 
     @property
     def counted_rows(self) -> list[Row]:
@@ -87,13 +97,20 @@ class Report:
     @property
     def totals(self) -> dict[str, Dim]:
         rows = self.counted_rows
-        return {q: simplify(sum((getattr(r, q) for r in rows), start=0)) for q in QUANTITIES}
+        if all(type(r.repeat) is int and r.repeat == 1 for r in rows):
+            return {q: _total([getattr(r, q) for r in rows]) for q in QUANTITIES}
+        return {q: expand(_total([getattr(r, q) * r.repeat for r in rows])) for q in QUANTITIES}  # a row of a block repeated l times counts l times
 
     def row(self, name: str) -> Row:
         for r in self.rows:
             if r.name == name:
                 return r
         raise KeyError(name)
+
+    @property
+    def kv_cache_per_position(self) -> Dim:
+        """Elements every attention layer together keeps per position and sample (keys and values)."""
+        return expand(sum((r.cache * r.repeat for r in self.counted_rows if r.cache != 0), start=0))
 
     @property
     def symbolic(self) -> bool:
@@ -126,7 +143,7 @@ class Report:
         for v in (*self.input_shape, self.batch, *self.totals.values()):
             names |= free_symbols(v)
         for r in self.rows:
-            for v in (*r.output_shape, r.params, r.macs, r.flops, r.activation_bytes, *r.receptive_field, *r.effective_stride, r.buffers):
+            for v in (*r.output_shape, r.params, r.macs, r.flops, r.activation_bytes, *r.receptive_field, *r.effective_stride, r.buffers, r.repeat):
                 names |= free_symbols(v)
             for v in r.ops.values():
                 names |= free_symbols(v)
@@ -179,6 +196,8 @@ def report_from_graph(
 ) -> Report:
     conv = get_convention(convention)
     nbytes = dtype_bytes(dtype)
+    if not provably_positive(batch):  # 0-B would give negative MACs and memory
+        raise SpecError(f"the batch must be a positive whole number for every value of its symbols, got {batch}", field="--batch")
     shapes(G)
     params(G)
     compute(G, conv, batch)
@@ -187,7 +206,7 @@ def report_from_graph(
     rows = []
     nodes = node_table(G)
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
-    base_note = Layer.note
+    base_note, base_cache = Layer.note, Layer.cached_per_position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -199,6 +218,8 @@ def report_from_graph(
         if type(layer).note is not base_note:  # only the types that have something to say are asked
             own = layer.note(n["in_shapes"])
             note = f"{note}; {own}" if note and own else note or own
+        if "tie_note" in n:
+            note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
         if note is None and layer.in_place():
             note = IN_PLACE_NOTE
         rows.append(
@@ -217,26 +238,83 @@ def report_from_graph(
                 n["weights"],
                 n["training_only"],
                 note,
+                n.get("repeat", 1),
                 n.get("scope", ()),
             )
         )
+        if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
+            rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
+        multiples = G.graph.get("multiples")
+        exact = assume_multiples(multiples) if multiples else None
         for row in rows:
+            if exact is not None:
+                _apply(row, exact)
             _fold_integers(row)
+        if not free_symbols_of((*G.graph["input_shape"], batch)):
+            _note_stray_symbols(rows, nodes)
     return Report(
         G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
     )
 
 
+def _total(values: list[Dim]) -> Dim:
+    """The sum of a column: ints added as ints, symbolic terms in one sympy Add (adding them one by
+    one re-flattens a growing sum each time: a symbolic ViT's totals took most of its analysis)."""
+    ints = sum(v for v in values if type(v) is int)
+    terms = [v for v in values if type(v) is not int]
+    if not terms:
+        return ints
+    import sympy
+
+    return simplify(sympy.Add(ints, *terms))
+
+
+def _apply(row: Row, f: Callable[[Dim], Dim]) -> None:
+    """Rewrite every value of ``row`` with ``f`` (symbolic ones; ints pass through)."""
+    row.output_shape, row.receptive_field, row.effective_stride = (
+        tuple(f(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)
+    )
+    row.params, row.macs, row.flops, row.activation_bytes, row.buffers = (
+        f(v) for v in (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
+    )
+    row.ops = {k: f(v) for k, v in row.ops.items()}
+
+
+def free_symbols_of(values: Sequence[Any]) -> set[str]:
+    return {name for v in values for name in free_symbols(v)}
+
+
+def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
+    """The input is numeric, yet symbols remain: name each one, and the layer field it came from,
+    on the first row that has it ("padding": "smae" is a symbol named smae, not an error)."""
+    seen: set[str] = set()
+    for row in rows:
+        layer = nodes[row.name]["layer"]
+        found, names = [], []
+        for field_name in layer._dim_fields:
+            value = layer.__dict__[field_name]
+            new = sorted(free_symbols_of(value if isinstance(value, list) else [value]) - seen)
+            if new:
+                seen.update(new)
+                names += new
+                found.append(f"field {field_name!r} holds the symbol{'s' if len(new) > 1 else ''} {', '.join(new)}")
+        if found:
+            them = "them" if len(names) > 1 else "it"
+            stray = f"the input is numeric, but {', '.join(found)}: values that depend on {them} are formulas (a typo? else --set {names[0]}=N)"
+            row.note = f"{row.note}; {stray}" if row.note and row.note != IN_PLACE_NOTE else stray
+
+
 def _fold_integers(row: Row) -> None:
     """A symbolic row's values that came out as sympy Integers become ints (exact either way)."""
     values = (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
-    if all(type(v) is int for v in (*values, *row.output_shape, *row.receptive_field, *row.effective_stride)):
+    if all(type(v) is int for v in (*values, row.repeat, *row.output_shape, *row.receptive_field, *row.effective_stride)):
         return
     row.output_shape, row.receptive_field, row.effective_stride = (
         tuple(simplify(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)
     )
     row.params, row.macs, row.flops, row.activation_bytes, row.buffers = (simplify(v) for v in values)
+    row.repeat, row.cache = simplify(row.repeat), simplify(row.cache)
     row.ops = {k: simplify(v) for k, v in row.ops.items()}  # a new dict: ops dicts are shared between rows
 
 

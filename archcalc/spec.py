@@ -25,11 +25,16 @@ from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdap
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from .dims import MAX_DIGITS
 from .errors import SpecError
 from .layers import TYPE_NAMES
 from .layers.base import Layer, Spec, check_dim_value
 
 MAX_REPEAT = 100_000
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+"""The largest spec file read (16 MiB; ResNet-152 written out layer by layer is under 1 MiB)."""
+MAX_RANK = 64
+"""The most axes a tensor may have (per sample; torch's own kernels stop at 25 on CUDA)."""
 
 ParamValue = int | str | bool | None
 
@@ -124,15 +129,27 @@ class BlockDef(Spec):
     output: str | None = Field(default=None, description="Layer whose output is the block's output (default: the last).")
 
 
+class SymbolInfo(Spec):
+    """What is known about a size symbol beyond being a positive integer."""
+
+    multiple_of: int = Field(default=1, ge=1, description="The symbol is a multiple of this (ViT's H and W: of the patch size 16).")
+
+
 class Architecture(Spec):
     """A whole network."""
 
     name: str
     description: str | None = None
     source: str | None = Field(default=None, description="Where the architecture is published (paper, table, code).")
-    input: list[Annotated[int | str, Field()]] = Field(min_length=1, description="Per-sample input shape (C, H, W); no batch axis.")
+    input: list[Annotated[int | str, Field()]] = Field(
+        min_length=1, max_length=MAX_RANK, description=f"Per-sample input shape (C, H, W); no batch axis; at most {MAX_RANK} axes."
+    )
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[AnyLayer] = Field(min_length=1)
+    symbols: dict[str, SymbolInfo] = Field(
+        default_factory=dict,
+        description="Facts about size symbols, used when they are left free: {\"H\": {\"multiple_of\": 16}} lets floor(H/16) read H/16.",
+    )
 
     @field_validator("input")
     @classmethod
@@ -177,6 +194,8 @@ def _pydantic_message(err: dict[str, Any]) -> str:
         return "unknown field"
     if err["type"] == "missing":
         return "required field is missing"
+    if err["type"] == "too_long" and tuple(err["loc"]) == ("input",):
+        return f"the input has {err['ctx']['actual_length']:,} axes; archcalc's limit is {err['ctx']['max_length']}"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
 
@@ -246,20 +265,58 @@ def spec_symbols(arch: Architecture) -> set[str]:
     return names
 
 
+def _json_int(text: str) -> int:
+    """json's reader of integers, bounded: past :data:`~archcalc.dims.MAX_DIGITS` digits it refuses
+    before converting (CPython's conversion is quadratic in the digits)."""
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_DIGITS:
+        raise _TooManyDigits(digits)
+    return int(text)
+
+
+class _TooManyDigits(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def read_spec_text(path: str | Path) -> str:
+    """A spec file's text: at most :data:`MAX_SPEC_BYTES` read (``/dev/zero`` is refused, not read
+    until memory runs out), UTF-8."""
+    shown = str(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise SpecError(f"cannot read spec: {e.strerror}", file=shown) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec is larger than {MAX_SPEC_BYTES // 2**20} MiB (archcalc's limit); is this a spec file?", file=shown)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start} (save the spec as UTF-8)", file=shown) from None
+
+
+def decode_json(text: str, file: str | None) -> Any:
+    """``json.loads`` with one-line errors: bad JSON, integers past the digit limit, nesting too deep."""
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except _TooManyDigits as e:
+        why = f"no network has a size of 10^{MAX_DIGITS}"
+        raise SpecError(f"an integer of {e.digits} digits; archcalc reads at most {MAX_DIGITS} ({why})", file=file) from None
+    except json.JSONDecodeError as e:
+        raise SpecError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", file=file) from None
+    except RecursionError:
+        raise SpecError("JSON nested too deeply (thousands of brackets)", file=file) from None
+
+
 def load_spec(path: str | Path) -> Architecture:
     """Read and validate a spec file; errors name the file, layer and field."""
-    p = Path(path)
+    data = decode_json(read_spec_text(path), str(path))
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"cannot read spec: {e.strerror}", file=str(path)) from None
-    except UnicodeDecodeError as e:
-        raise SpecError(f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start} (save the spec as UTF-8)", file=str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SpecError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", file=str(path)) from None
-    return parse_spec(data, file=str(path))
+        return parse_spec(data, file=str(path))
+    except RecursionError:
+        raise SpecError("spec nested too deeply", file=str(path)) from None
 
 
 def json_schema() -> dict[str, Any]:

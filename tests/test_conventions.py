@@ -104,3 +104,54 @@ TINY_UNET = {
         {"name": "head", "type": "conv2d", "out_channels": 2, "kernel_size": 1},
     ],
 }
+
+
+# ----- transformers and ConvNeXt (issue 11) ------------------------------------------------------------
+# fvcore 0.1.5 on torchvision's vit_b_16 and convnext_tiny at 224x224 (measured here, torch 2.14.1):
+#   vit_b_16:      conv 115,605,504 + linear 16,732,895,232 + layer_norm 18,912,000 = 16,867,412,736
+#                  (aten::scaled_dot_product_attention is unsupported: attention counts 0)
+#   convnext_tiny: conv 292,965,120 + linear 4,162,566,144 + layer_norm 14,868,480 + adaptive_avg_pool2d 37,632
+#                  = 4,470,437,376
+VIT_L, VIT_D = 197, 768
+FVCORE = {
+    # torch's count less attention's products (12 blocks x 2 * 12 heads * 197 * 197 * 64), plus 5 per
+    # element for each of the 25 affine LayerNorms over 197 x 768
+    "vit_b_16": 17_563_828_224 - 12 * 2 * 12 * VIT_L * VIT_L * 64 + 25 * 5 * VIT_L * VIT_D,
+    # torch's count plus 5 per LayerNorm element (2,973,696 elements in all) and the global pool's 768 * 7 * 7 inputs
+    "convnext_tiny": 4_455_531_264 + 5 * 2_973_696 + 768 * 7 * 7,
+}
+
+
+@pytest.mark.parametrize("spec", FVCORE)
+def test_fvcore_on_transformers(spec: str) -> None:
+    assert analyze(SPECS / f"{spec}.json", convention="fvcore").totals["macs"] == FVCORE[spec]
+    assert FVCORE == {"vit_b_16": 16_867_412_736, "convnext_tiny": 4_470_437_376}
+
+
+@pytest.mark.parametrize("spec", FVCORE)
+def test_fvcore_tool_agrees_on_torchvision_models(spec: str) -> None:
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    pytest.importorskip("fvcore.nn")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            got = _peer("fvcore", getattr(models, spec)().eval(), (3, 224, 224))
+        finally:
+            logging.disable(logging.NOTSET)
+    assert got == FVCORE[spec]
+
+
+@pytest.mark.parametrize("convention", ["torchinfo", "ptflops", "thop"])
+def test_unreproduced_peer_counts_of_transformer_layers_are_refused(convention: str) -> None:
+    # thop 0.1.1 gives torchvision's vit_b_16 11,286,254,592 (attention 0), torchinfo 173,232,616
+    # (a Linear's parameters once per sample), ptflops 17,606,030,584 (its own attention formula):
+    # their rules for these layers are not reproduced, so asking is an error, not a guess
+    from archcalc.errors import SpecError
+
+    with pytest.raises(SpecError, match="does not reproduce") as e:
+        analyze(SPECS / "vit_b_16.json", convention=convention)
+    assert e.value.layer == "encoder.layers.encoder_layer.0.ln_1"
+    assert analyze(SPECS / "efficientnet_b0.json", convention=convention).totals["macs"] > 0  # no such layer there

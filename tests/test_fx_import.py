@@ -53,14 +53,14 @@ def types_of(model: nn.Module, shape: Any) -> list[str]:
     return [d["type"] for d in layers_of(model, shape)]
 
 
-def expected_report(arch: Architecture, module: SpecModule, convention: str) -> Report:
+def expected_report(arch: Architecture, module: SpecModule, convention: str, values: dict[str, int] | None = None) -> Report:
     """The spec's report, each layer's ``inplace`` flag taken from the module built for it.
 
     ``build_torch`` of some layer types does not pass ``inplace`` on to the torch module
     (``nn.ReLU()`` for a spec's in-place ReLU), so the built module itself says nothing about
     it and fx cannot see it.  Where the flags do reach the module this is the spec's own report.
     """
-    G = compile_spec(arch)
+    G = compile_spec(arch, values=values)
     for name in G.graph["order"]:
         layer = G.nodes[name]["layer"]
         if "inplace" in type(layer).model_fields:
@@ -78,14 +78,24 @@ def assert_same_analysis(got: Report, want: Report) -> None:
 
 
 # ----- the zoo round trip ----------------------------------------------------------------------------
+# a symbolic zoo spec is built at small sizes (torch needs numbers)
+SIZES = {"transformer_lm": {"s": 64, "h": 32, "l": 2, "a": 4, "V": 100}}
+# specs whose layer types import cannot read back yet (issue 11 item 3): the built module calls a
+# learned tensor (the 'parameter' layer) with the batch size
+NOT_YET_IMPORTED = {name: "import does not read the 'parameter' layer (class token, position embedding) yet" for name in ("vit_b_16", "vit_b_32")}
+
+
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
 def test_zoo_round_trip(path: Path) -> None:
+    if path.stem in NOT_YET_IMPORTED:
+        pytest.xfail(NOT_YET_IMPORTED[path.stem])
     arch = load_spec(path)
-    G = compile_spec(arch)
+    values = SIZES.get(path.stem)
+    G = compile_spec(arch, values=values)
     module = build_module(G, device="meta")
     back = imported(module, list(G.graph["input_shape"]))
     for convention in CONVENTIONS:
-        want = expected_report(arch, module, convention)
+        want = expected_report(arch, module, convention, values)
         got = analyze(back, convention=convention)
         assert_same_analysis(got, want)
         # a built spec module keeps its spec names, and inputs are written only where needed
@@ -664,14 +674,14 @@ def test_unsupported_node_names_node_op_and_target() -> None:
 @pytest.mark.parametrize(
     ("module", "pattern"),
     [
-        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.LayerNorm([4, 6, 6])), r"node '_1' \(call_module 1: LayerNorm\) has no archcalc layer type"),
+        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Softplus()), r"node '_1' \(call_module 1: Softplus\) has no archcalc layer type"),
         (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ELU()), r"node '_1' \(call_module 1: ELU\) has no archcalc layer type"),
         (nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2, return_indices=True)), r"return_indices"),
         (nn.Sequential(nn.Conv2d(5, 4, 3)), r"in_channels=5 but its input 3×8×8 has 3 channel\(s\)"),
         (nn.Sequential(nn.Flatten(), nn.Linear(10, 2)), r"in_features=10 but its input 192 has 192 feature\(s\)"),
         (nn.Sequential(nn.Conv2d(3, 4, 9)), r"node '_0' \(call_module 0: Conv2d\): conv2d layer '0': kernel extent 9"),
     ],
-    ids=["layernorm", "elu", "return_indices", "in_channels", "in_features", "kernel"],
+    ids=["softplus", "elu", "return_indices", "in_channels", "in_features", "kernel"],
 )
 def test_module_errors(module: nn.Module, pattern: str) -> None:
     with pytest.raises(SpecError, match=pattern):

@@ -93,3 +93,44 @@ def test_symbolic_shapes_agree_with_numbers(ws: list[dict], size: int) -> None:
     for a, b in zip(sym.rows, num.rows, strict=True):
         assert tuple(sympy.sympify(d).xreplace({H: size}) for d in a.output_shape) == b.output_shape
         assert sympy.sympify(a.macs).xreplace({H: size}) == b.macs
+
+
+def brute_adaptive_windows(n: int, o: int) -> list[int]:
+    """torch's adaptive pooling (aten/src/ATen/native/AdaptiveAveragePooling.cpp): output i reads
+    [floor(i*n/o), ceil((i+1)*n/o))."""
+    return [-((-(i + 1) * n) // o) - (i * n) // o for i in range(o)]
+
+
+@settings(deadline=None, max_examples=80)
+@given(n=st.integers(1, 200), o=st.integers(1, 200))
+def test_adaptive_pool_window_closed_forms(n: int, o: int) -> None:
+    from archcalc.layers.pool import adaptive_max_window, adaptive_window_sum
+
+    windows = brute_adaptive_windows(n, o)
+    row = net([{"name": "p", "type": "adaptiveavgpool1d", "output_size": o}], (2, n)).row("p")
+    assert row.receptive_field == (max(windows),)
+    assert adaptive_window_sum(n, o, None) == sum(windows)  # type: ignore[arg-type]
+    # the same closed forms on a symbol, then the symbol given n: the same numbers
+    H = sympy.Symbol("H", integer=True, positive=True)
+    assert adaptive_window_sum(H, o, None).subs(H, n) == sum(windows)  # type: ignore[arg-type, union-attr]
+    assert adaptive_max_window(H, o, None).subs(H, n) == max(windows)  # type: ignore[arg-type, union-attr]
+
+
+def test_adaptive_pool_of_a_billion_outputs_is_closed_form() -> None:
+    # one window per output position was a loop of 10^9 steps (a hang); n = 10^9 + 7 over o = 10^9:
+    # q = 1, r = 7, and 7 does not divide 10^9: the longest window is q + 2 = 3 pixels
+    n, o = 10**9 + 7, 10**9
+    row = net([{"name": "p", "type": "adaptiveavgpool2d", "output_size": [o, 1]}], (3, n, 8)).row("p")
+    assert row.output_shape == (3, o, 1)
+    assert row.receptive_field == (1 + 2, 8)
+    assert row.macs == 3 * (n + o - 1) * 8  # window sum n + o - gcd(n, o), gcd = 1; times 8 on the other axis
+
+
+def test_adaptive_pool_on_a_symbolic_input_stays_small() -> None:
+    # the receptive field doubled per output position (output_size 14: 10 s; 20: over a minute)
+    rep = net([{"name": "p", "type": "adaptiveavgpool2d", "output_size": 20}], (3, "H", "W"))
+    rf = rep.row("p").receptive_field[0]
+    assert not rf.has(sympy.Max) and sympy.count_ops(rf) < 200
+    H = sympy.Symbol("H", integer=True, positive=True)
+    for n in (20, 21, 24, 30, 39, 40, 41, 227):
+        assert rf.subs(H, n) == max(brute_adaptive_windows(n, 20))

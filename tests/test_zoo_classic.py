@@ -75,16 +75,16 @@ def test_lenet5_macs_and_memory() -> None:
     pool_reads = 14 * 14 * 6 * (2 * 2) + 5 * 5 * 16 * (2 * 2)
     assert totals("lenet5", "torch")["macs"] == conv_fc == 416_520
     assert totals("lenet5")["macs"] == conv_fc + pool_reads == 422_824
-    # tanh is not in place: each tanh output is a new tensor; flatten is counted like torch's output
+    # tanh is not in place: each tanh output is a new tensor; flatten is a view of c5's output (torch.flatten)
     assert totals("lenet5")["activation_bytes"] == F32 * (
         6 * 28 * 28 * 2  # c1, tanh1
         + 6 * 14 * 14  # s2
         + 16 * 10 * 10 * 2  # c3, tanh3
         + 16 * 5 * 5  # s4
-        + 120 * 3  # c5, tanh5, flatten
+        + 120 * 2  # c5, tanh5 (flatten: a view, nothing new)
         + 84 * 2  # f6, tanh6
         + 10  # output
-    ) == 58_888
+    ) == 58_408
 
 
 # ------------------------------------------------------------------------------------------------ AlexNet 2012
@@ -161,10 +161,10 @@ def test_alexnet_2012_macs_and_memory() -> None:
         + 384 * 13 * 13 * 2  # conv3, conv4
         + 256 * 13 * 13  # conv5
         + 256 * 6 * 6  # pool5
-        + 9216  # flatten (dropout returns its input at inference: no new tensor)
+        # flatten is a view and dropout returns its input at inference: no new tensor
         + 4096 * 2  # fc6, fc7
         + 1000  # fc8
-    ) == 5_071_904
+    ) == 5_035_040
 
 
 # ------------------------------------------------------------------------------------------------ ZFNet
@@ -211,9 +211,9 @@ def test_zfnet_totals() -> None:
         + 256 * 26 * 26  # conv2
         + 256 * 13 * 13 * 2  # pool2, norm2
         + 384 * 13 * 13 * 2 + 256 * 13 * 13  # conv3-5
-        + 256 * 6 * 6 + 9216  # pool5, flatten (dropout adds nothing)
+        + 256 * 6 * 6  # pool5 (flatten is a view, dropout adds nothing)
         + 4096 * 2 + 1000  # fc6, fc7, fc8
-    ) == 8_810_656
+    ) == 8_773_792
     # "ZFNet: a bigger AlexNet" (lecture, shared/seeds/003): more MACs than the original AlexNet, about as many params
     assert totals("zfnet", "torch")["macs"] > totals("alexnet_2012", "torch")["macs"]
 
@@ -246,7 +246,7 @@ VGG16_ACTIVATION_BYTES = F32 * (
     + 256 * 56 * 56 * 3 + 256 * 28 * 28
     + 512 * 28 * 28 * 3 + 512 * 14 * 14
     + 512 * 14 * 14 * 3 + 512 * 7 * 7
-    + 512 * 7 * 7 + 25088  # avgpool, flatten
+    + 512 * 7 * 7  # avgpool (flatten: a view of it, nothing new)
     + 4096 + 4096 + 1000  # fc6, fc7, fc8 (dropout returns its input at inference: no new tensor)
 )
 
@@ -284,7 +284,7 @@ def test_vgg16_exact() -> None:
     assert totals("vgg16")["params"] == VGG16_PARAMS == 138_357_544
     assert totals("vgg16", "torch")["macs"] == VGG16_CONV_FC_MACS == 15_470_264_320
     assert totals("vgg16")["macs"] == VGG16_CONV_FC_MACS + VGG_POOL_READS == 15_476_410_880
-    assert totals("vgg16")["activation_bytes"] == VGG16_ACTIVATION_BYTES == 60_549_024
+    assert totals("vgg16")["activation_bytes"] == VGG16_ACTIVATION_BYTES == 60_448_672
     r = report("vgg16")
     assert r.row("pool5").output_shape == (512, 7, 7)
     assert r.row("avgpool").output_shape == (512, 7, 7)  # adaptive 7x7 pool is the identity at 224
@@ -338,8 +338,8 @@ def test_vgg16_lecture_figures() -> None:
     # and "48.6 MB" is the conv outputs alone (no pool/fc outputs), again without conv3_3, in MiB:
     conv_bytes = sum(row.activation_bytes for row in r.rows if row.type == "conv2d")
     assert round((conv_bytes - conv3_3_bytes) / 1024**2, 1) == 48.6
-    # Exact activation memory of the whole network as specified (every output that is a new tensor): 57.7 MiB.
-    assert round(totals("vgg16")["activation_bytes"] / 1024**2, 1) == 57.7
+    # Exact activation memory of the whole network as specified (every output that is a new tensor): 57.6 MiB.
+    assert round(totals("vgg16")["activation_bytes"] / 1024**2, 1) == 57.6
 
 
 def test_vgg16_stem_lecture_comparison() -> None:
@@ -449,9 +449,9 @@ def test_googlenet_totals() -> None:
     assert totals("googlenet")["macs"] == GOOG_MACS + GOOG_POOL_READS == 1_595_479_296
     # conv1; pool1, norm1, conv2_reduce; conv2, norm2; pool2
     stem_bytes = F32 * (64 * 112 * 112 + 64 * 56 * 56 * 3 + 192 * 56 * 56 * 2 + 192 * 28 * 28)
-    head_bytes = F32 * (480 * 14 * 14 + 832 * 7 * 7 + 1024 * 2 + 1000)  # pool3, pool4, avgpool, flatten, fc (dropout: none)
+    head_bytes = F32 * (480 * 14 * 14 + 832 * 7 * 7 + 1024 + 1000)  # pool3, pool4, avgpool, fc (flatten a view, dropout: none)
     assert totals("googlenet")["activation_bytes"] == stem_bytes + sum(inception_bytes(m) for m in INCEPTION.values()) + head_bytes
-    assert totals("googlenet")["activation_bytes"] == 26_740_320
+    assert totals("googlenet")["activation_bytes"] == 26_736_224
 
 
 def test_googlenet_vs_paper_table1() -> None:
@@ -524,5 +524,5 @@ def test_googlenet_aux_heads_are_training_only() -> None:
     assert totals("googlenet", "torch", True)["macs"] == GOOG_MACS + aux_macs(512) + aux_macs(528) == 1_591_044_096
     aux_pool_reads = 4 * 4 * 512 * (5 * 5) + 4 * 4 * 528 * (5 * 5)
     assert with_aux["macs"] == GOOG_MACS + GOOG_POOL_READS + aux_macs(512) + aux_macs(528) + aux_pool_reads
-    aux_bytes = F32 * (4 * 4 * 512 + 4 * 4 * 528 + 2 * (4 * 4 * 128 + 2048 + 1024 + 1000))  # avgpools; conv, flatten, fc1, fc2 of each
+    aux_bytes = F32 * (4 * 4 * 512 + 4 * 4 * 528 + 2 * (4 * 4 * 128 + 1024 + 1000))  # avgpools; conv, fc1, fc2 of each (flatten a view)
     assert with_aux["activation_bytes"] == totals("googlenet")["activation_bytes"] + aux_bytes

@@ -1,7 +1,24 @@
 """All layer types, one class each, gathered into the spec's discriminated union."""
 
 
-from . import activation, conv, convtranspose, elementwise, linear, merge, norm, pool, rearrange, shortcut, upsample
+from . import (
+    activation,
+    attention,
+    conv,
+    convtranspose,
+    elementwise,
+    learned,
+    linear,
+    merge,
+    norm,
+    pool,
+    rearrange,
+    reduce,
+    reshape,
+    sequence,
+    shortcut,
+    upsample,
+)
 from .base import OP_CATEGORIES, Layer, Shape, Window
 
 LAYER_TYPES: list[type[Layer]] = [
@@ -16,6 +33,11 @@ LAYER_TYPES: list[type[Layer]] = [
     *upsample.LAYERS,
     *rearrange.LAYERS,
     *elementwise.LAYERS,
+    *reshape.LAYERS,
+    *attention.LAYERS,
+    *learned.LAYERS,
+    *reduce.LAYERS,
+    *sequence.LAYERS,
 ]
 TYPE_NAMES: dict[str, type[Layer]] = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in LAYER_TYPES}  # type: ignore[union-attr]
 

@@ -78,8 +78,16 @@ class Sigmoid(_Activation):
 
 
 class GELU(_Activation):
+    """torch.nn.GELU; ``approximate="tanh"`` is the tanh approximation (GPT-2, timm's gelu_tanh)."""
+
     type: Literal["gelu"]
+    approximate: Literal["none", "tanh"] = "none"
     torch_name: ClassVar[str] = "GELU"
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.GELU(approximate=self.approximate)
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return [Saved.of_input("gelu'(x) needs x")]
@@ -124,6 +132,12 @@ class Softmax(Layer):
     type: Literal["softmax"]
     dim: int = 1
 
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        rank = len(ins[0]) + 1  # with the batch axis
+        if not -rank <= self.dim < rank:  # torch: "Dimension out of range"
+            raise self.fail(f"dim {self.dim} is out of range for a {rank}-D tensor (batch first): use {-rank}..{rank - 1}", "dim")
+        return ins[0]
+
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"softmax": numel(out)}  # exp, sum and divide per element, counted once
 
@@ -165,6 +179,33 @@ class Dropout(Layer):
         return nn.Dropout(self.p, self.inplace)
 
 
+class StochasticDepth(Layer):
+    """torchvision.ops.StochasticDepth / timm DropPath: drops a residual branch per sample (``mode``
+    "row") or for the whole batch ("batch") with probability ``p`` in training; the identity at
+    inference, so no ops are counted and no memory is allocated."""
+
+    type: Literal["stochasticdepth"]
+    p: float = Field(default=0.0, ge=0, le=1, description="Probability of dropping the branch (training only).")
+    mode: Literal["row", "batch"] = "row"
+
+    def in_place(self) -> bool:
+        return True  # at inference it returns its input
+
+    def note(self, ins: list[Shape]) -> str | None:
+        return f"training-time only (drops the branch with p={self.p}); the identity at inference"
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import StochasticDepth as StochasticDepthModule
+
+        return StochasticDepthModule(self.p, self.mode)
+
+
+class DropPath(StochasticDepth):
+    """timm's DropPath: StochasticDepth in mode "row"."""
+
+    type: Literal["droppath"]  # type: ignore[assignment]
+
+
 class Identity(Layer):
     """torch.nn.Identity (also the explicit shortcut of a residual block)."""
 
@@ -182,4 +223,6 @@ class Identity(Layer):
         return nn.Identity()
 
 
-LAYERS: list[type[Layer]] = [ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, Dropout, Identity]
+LAYERS: list[type[Layer]] = [
+    ReLU, ReLU6, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Hardswish, Hardsigmoid, Softmax, Dropout, StochasticDepth, DropPath, Identity,
+]

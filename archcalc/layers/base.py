@@ -10,6 +10,8 @@ sympy expressions (see :mod:`archcalc.dims`):
   conventions (:mod:`archcalc.conventions`) decide which categories count as MACs;
 * ``windows(ins)``: its sliding window per spatial axis for the receptive field, or ``None`` when
   it is pointwise (relu, batchnorm, add...);
+* ``mixes_positions(ins)``: True when every output reads every position (attention): its
+  receptive field is the whole input;
 * ``saved(ins, out)``: what autograd keeps for its backward in training mode (:class:`Saved`),
   parameters and buffers excluded; ``None`` (the default) when the type does not say, which the
   training-memory pass reports as unknown, never as zero;
@@ -28,9 +30,9 @@ start-up time.
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-from ..dims import Dim, DimError, check_expr, known_sign, parse_dim, prod
+from ..dims import MAX_DIGITS, Dim, DimError, check_expr, known_sign, parse_dim, prod, too_big
 from ..errors import SpecError
 
 Shape = tuple[Dim, ...]
@@ -58,6 +60,20 @@ OP_CATEGORIES: dict[str, str] = {
     "softmax": "softmax, one per element",
     "mul": "elementwise multiplications of merged branches (gating: squeeze-and-excitation)",
     "interp": "interpolation reads: output elements x input pixels weighed per output (nearest 1, (bi/tri)linear 2 per axis)",
+    "matmul": "multiply-accumulates of a product of two activations (the matmul layer)",
+    "attn_matmul": "attention's two products, q k^T and the weighted sum of v (scaled_dot_product_attention, multiheadattention)",
+    "attn_scale": "attention's score scaling by 1/sqrt(d), one per score",
+    "layernorm": "layer normalisation, one per element",
+    "layernorm_affine": "layer normalisation's scale and shift, one per element",
+    "groupnorm": "group normalisation, one per element",
+    "groupnorm_affine": "group normalisation's scale and shift, one per element",
+    "scale": "multiplication by a learned per-channel scale (layer scale), one per element",
+    "mean": "mean over axes: one addition per input element",
+    "attn_matmul_masked": "causal attention's products over masked scores: computed by the kernels, then masked (torch counts them)",
+    "lookup": "embedding lookups: one table entry read per output element (no arithmetic)",
+    "rmsnorm": "RMS normalisation, one per element",
+    "rmsnorm_affine": "RMS normalisation's scale, one per element",
+    "rotary": "rotary position embedding: one rotation (2 multiplications, an addition) per element",
 }
 
 
@@ -133,6 +149,8 @@ class DimSpec:
 
 def check_dim_value(v: Any, minimum: int = 0, what: str = "") -> Any:
     """Load-time check of one dimension: an int at least ``minimum``, or a whitelisted expression."""
+    if type(v) is int and too_big(v):
+        raise ValueError(f"a size of {len(str(abs(v)))} digits; archcalc's limit is {MAX_DIGITS}")
     if type(v) is int and v < minimum:
         raise ValueError(f"{what + ' ' if what else ''}must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {v}")
     if isinstance(v, str):
@@ -143,14 +161,34 @@ def check_dim_value(v: Any, minimum: int = 0, what: str = "") -> Any:
     return v
 
 
+RESERVED_WORDS = frozenset({"same", "valid", "full", "none", "null", "true", "false", "auto", "zeros", "reflect", "replicate", "circular"})
+"""Words torch uses for modes (padding='same', padding_mode='reflect'): in a size field they are a
+mistake, not a symbol (a maxpool2d with "padding": "same" silently became a symbol named same)."""
+
+
+def _reserved_message(word: str, field: str, literals: tuple[str, ...]) -> str:
+    takes = f"{', '.join(map(repr, literals))}, whole numbers or size expressions" if literals else "whole numbers or size expressions"
+    if field == "padding" and word in ("same", "valid", "full") and not literals:
+        return (
+            f"padding {word!r} is not a size: this layer's padding takes {takes}; only torch's convolutions take 'same' or 'valid' "
+            "(none takes 'full'): 'valid' is 0, 'same' at stride 1 is (kernel_size - 1)//2 for an odd kernel"
+        )
+    if field == "padding" and word == "full":
+        return f"padding 'full' is not a size: this field takes {takes} (torch has no padding='full')"
+    return f"{word!r} is a torch keyword, not a size: {field} takes {takes}"
+
+
 def _dim_checker(minimum: int, literals: tuple[str, ...]) -> Any:
     """Validate a dim field at load time: int ranges now, expression syntax now, values later."""
 
-    def check(v: Any) -> Any:
+    def check(v: Any, info: ValidationInfo) -> Any:
         if isinstance(v, str) and v in literals:
             return v
         if isinstance(v, str) and v.strip().lower() in literals:  # "Same" would otherwise be a symbol named Same
             raise ValueError(f"{v!r} is not a size; did you mean {v.strip().lower()!r}? (lowercase)")
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, str) and x.strip().lower() in RESERVED_WORDS:
+                raise ValueError(_reserved_message(x.strip().lower(), info.field_name or "this field", literals))
         if isinstance(v, list):
             if not v:
                 raise ValueError("needs at least one value")
@@ -218,6 +256,8 @@ class Layer(Spec):
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
+    source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
+    takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod
@@ -282,9 +322,24 @@ class Layer(Spec):
     def windows(self, ins: list[Shape]) -> list[Window] | None:
         return None
 
+    def mixes_positions(self, ins: list[Shape]) -> bool:
+        """True when every output reads every position of its input (attention, a mean over
+        tokens): the receptive field pass gives every output the whole input."""
+        return False
+
     def note(self, ins: list[Shape]) -> str | None:
         """Something about this layer a reader of the table should know (shown with the row)."""
         return None
+
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        """Elements this layer keeps per position for decoding one token at a time (attention's
+        keys and values: the KV cache); 0 for every layer that keeps nothing."""
+        return 0
+
+    def tied_weights(self) -> dict[str, str]:
+        """Weights this layer uses but does not own: its weight name -> the layer whose ``weight``
+        it shares (GPT-2's output head uses the token embedding's).  Counted once, by their owner."""
+        return {}
 
     def in_place(self) -> bool:
         """True when the output is the input tensor itself (``inplace=True``, identity): no new memory."""

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..dims import Dim, known_sign, prod
+from ..dims import Dim, as_int, known_sign, prod
 from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, numel
 
 
@@ -20,6 +20,13 @@ class Linear(Layer):
     type: Literal["linear"]
     out_features: Annotated[DimIn, *dim_field()] = Field(description="Output features.")
     bias: bool = True
+    tie_weight: str | None = Field(
+        default=None,
+        description="Name of a layer whose weight this one uses as its own (GPT-2's output head and its token embedding): counted once, there.",
+    )
+
+    def tied_weights(self) -> dict[str, str]:
+        return {"weight": self.tie_weight} if self.tie_weight is not None else {}
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         return (*ins[0][:-1], self.out_features)
@@ -52,9 +59,12 @@ class Linear(Layer):
         return nn.Linear(int(ins[0][-1]), int(self.out_features), self.bias)
 
     def note(self, ins: list[Shape]) -> str | None:
-        if len(ins[0]) == 1:
+        dims = ins[0]
+        # (L, D) tokens and channels-last maps (H, W, C) are what torch code hands a Linear; a
+        # channels-first map (C, H, W) with a narrow last axis is the student's forgotten flatten
+        if len(dims) <= 2 or (as_int(dims[-1]) != 1 and known_sign(dims[0] - dims[-1]) != 1):
             return None
-        shape = "\u00d7".join(map(str, ins[0]))
+        shape = "\u00d7".join(map(str, dims))
         return (
             f"acts on the last axis of its {shape} input, as torch's nn.Linear does ({ins[0][-1]} in, {self.out_features} out); "
             f"flatten first to connect all {numel(ins[0])}"
@@ -73,6 +83,10 @@ class Flatten(Layer):
 
     def _span(self, shape: Shape) -> tuple[int, int]:
         rank = len(shape) + 1  # with the batch axis
+        for field in ("start_dim", "end_dim"):
+            d = getattr(self, field)
+            if not -rank <= d < rank:  # torch: "Dimension out of range"
+                raise self.fail(f"{field} {d} is out of range for a {rank}-D tensor (batch first): use {-rank}..{rank - 1}", field)
         a = self.start_dim % rank
         b = self.end_dim % rank
         if a == 0 or a > b:
@@ -91,6 +105,9 @@ class Flatten(Layer):
         if a > 0:
             return None
         return [Window(h, h, 0, 1) if i + 1 < b else Window(1) for i, h in enumerate(spatial)]
+
+    def in_place(self) -> bool:
+        return True  # a view of its (contiguous) input, as torch.flatten returns: nothing new is allocated
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
@@ -125,6 +142,9 @@ class Unflatten(Layer):
             sized = "\u00d7".join(map(str, sizes))
             raise self.fail(f"{sized} = {prod(sizes)} elements cannot hold axis {self.dim}'s {shape[axis]}", "unflattened_size")
         return (*shape[:axis], *sizes, *shape[axis + 1 :])
+
+    def in_place(self) -> bool:
+        return True  # a view of its input: nothing new is allocated
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone

@@ -3,14 +3,18 @@
 BatchNorm (torch.nn.BatchNorm2d): learnable weight and bias of C each when affine (2C params);
 running_mean, running_var (C each) and num_batches_tracked (a scalar) are buffers, not params.
 LocalResponseNorm (torch.nn.LocalResponseNorm, AlexNet 2012): no parameters.
+LayerNorm (torch.nn.LayerNorm): over the trailing axes, affine weight and bias of that shape.
+GroupNorm (torch.nn.GroupNorm): over channel groups, affine weight and bias of C each.
 Ops (`norm`): one normalisation per element.
 """
 
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from ..dims import Dim
-from .base import DimIn, Layer, Saved, Shape, dim_field, numel, spatial_axes
+from pydantic import Field
+
+from ..dims import Dim, as_int, known_sign
+from .base import DimIn, DimList, Layer, Saved, Shape, dim_field, numel, shape_str, spatial_axes
 
 
 class _BatchNormNd(Layer):
@@ -115,3 +119,86 @@ class LocalResponseNorm(Layer):
 
 
 LAYERS: list[type[Layer]] = [BatchNorm1d, BatchNorm2d, BatchNorm3d, LocalResponseNorm]
+
+
+class LayerNorm(Layer):
+    """torch.nn.LayerNorm over the trailing ``normalized_shape`` axes (default: the last axis).
+
+    Weights (elementwise_affine): ``weight`` and ``bias`` of normalized_shape each (bias only if
+    ``bias``).  Ops: `layernorm` one normalisation per element, `layernorm_affine` one
+    scale-and-shift per element when affine.
+    """
+
+    type: Literal["layernorm"]
+    normalized_shape: Annotated[DimList | None, *dim_field()] = Field(
+        default=None, description="The trailing axes normalised over (torch's normalized_shape); default the last axis."
+    )
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+
+    def _normalized(self, shape: Shape) -> Shape:
+        raw = self.normalized_shape
+        norm = (shape[-1],) if raw is None else tuple(raw) if isinstance(raw, list) else (raw,)
+        if len(norm) > len(shape) or any(known_sign(a - b) not in (0, None) for a, b in zip(norm, shape[len(shape) - len(norm) :], strict=True)):
+            raise self.fail(f"normalized_shape {shape_str(norm)} is not the trailing axes of the input {shape_str(shape)}", "normalized_shape")
+        return norm
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        self._normalized(ins[0])
+        return ins[0]
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        if not self.elementwise_affine:
+            return {}
+        norm = self._normalized(ins[0])
+        return {"weight": norm, "bias": norm} if self.bias else {"weight": norm}
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        o: dict[str, Dim] = {"layernorm": numel(out)}  # (x - mean) / std, one per element
+        if self.elementwise_affine:
+            o["layernorm_affine"] = numel(out)  # * gamma (+ beta), one per element
+        return o
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        norm = tuple(int(d) for d in self._normalized(ins[0]))
+        return nn.LayerNorm(norm, self.eps, self.elementwise_affine, self.bias)
+
+
+class GroupNorm(Layer):
+    """torch.nn.GroupNorm: channels (axis 0 of (C, *spatial)) in ``num_groups`` groups.
+
+    Weights (affine): ``weight`` and ``bias`` of C each.  Ops: `groupnorm` one normalisation per
+    element, `groupnorm_affine` one scale-and-shift per element when affine.
+    """
+
+    type: Literal["groupnorm"]
+    num_groups: Annotated[DimIn, *dim_field()] = Field(description="Groups the channels are split into.")
+    eps: float = 1e-5
+    affine: bool = True
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        c, g = as_int(ins[0][0]), as_int(self.num_groups)
+        if c is not None and g is not None and c % g:
+            raise self.fail(f"channels {c} are not divisible by num_groups {g}", "num_groups")
+        return ins[0]
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        c = ins[0][0]
+        return {"weight": (c,), "bias": (c,)} if self.affine else {}
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        o: dict[str, Dim] = {"groupnorm": numel(out)}
+        if self.affine:
+            o["groupnorm_affine"] = numel(out)
+        return o
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        return nn.GroupNorm(int(self.num_groups), int(ins[0][0]), self.eps, self.affine)
+
+
+LAYERS += [LayerNorm, GroupNorm]

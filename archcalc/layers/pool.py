@@ -9,9 +9,10 @@ sum of the window sizes, separable per axis.
 """
 
 
+import math
 from typing import Annotated, Any, ClassVar, Literal
 
-from ..dims import Dim, as_int, ceildiv, dmax, known_sign, prod
+from ..dims import Dim, as_int, ceildiv, known_sign, prod
 from .base import DimList, DimListOpt, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
 from .conv import window_out
 
@@ -158,21 +159,83 @@ class AvgPool3d(_AvgPoolNd):
         return "float32" if device == "cpu" else "same"  # on CPU autocast's float32 list, not on CUDA's
 
 
-def adaptive_window_sum(size: Dim, out: Dim) -> Dim:
-    """Sum over output positions of torch's adaptive window lengths along one axis."""
-    o = as_int(out)
-    if o is None:
-        raise ValueError("symbolic output_size")
-    return sum((ceildiv((i + 1) * size, o) - (i * size) // o for i in range(o)), start=0)
+MAX_SYMBOLIC_ADAPTIVE = 10**12
+"""The largest output_size of an adaptive pool over a symbolic input size (the closed forms below
+then sum over the divisors of output_size, found by trial division up to 10^6)."""
 
 
-def adaptive_max_window(size: Dim, out: Dim) -> Dim:
-    o = as_int(out)
-    assert o is not None
-    best: Dim = 0
-    for i in range(o):
-        best = dmax(best, ceildiv((i + 1) * size, o) - (i * size) // o)
-    return best
+def _indicator_mod(size: Dim, out: int, residue: int) -> Dim:
+    """[size % out == residue], for 0 <= residue < out, written with floors: exact on symbols."""
+    return (size - residue) // out - (size - residue - 1) // out
+
+
+def _divisors(out: int, layer: Layer) -> list[int]:
+    if out > MAX_SYMBOLIC_ADAPTIVE:
+        limit = f"{MAX_SYMBOLIC_ADAPTIVE:,}"
+        raise layer.fail(f"output_size {out} over a symbolic input size is past {limit}; give the input size a number", "output_size")
+    small = [d for d in range(1, math.isqrt(out) + 1) if out % d == 0]
+    return sorted({*small, *(out // d for d in small)})
+
+
+def _same(size: Dim, out: Dim) -> bool:
+    """output_size None (or equal to the input): windows of one pixel."""
+    return known_sign(size - out) == 0
+
+
+def adaptive_window_sum(size: Dim, out: Dim, layer: Layer) -> Dim:
+    """Sum over the ``out`` output positions of torch's adaptive window lengths along one axis,
+    ``ceil((i+1)·n/o) - floor(i·n/o)``, in closed form: n + o - gcd(n, o).
+
+    Why: ceil(x) = floor(x) + 1 unless x is whole, so the sum is the telescoping
+    sum of floor((i+1)·n/o) - floor(i·n/o), which is n, plus the count of i in 1..o for which
+    i·n/o is not whole, which is o - gcd(n, o).  On a symbolic n, gcd(n, o) = sum over the divisors
+    d of o of phi(d)·[d divides n] (each residue class counted once)."""
+    if _same(size, out) or out == 1:
+        return size
+    out = int(out)
+    n = as_int(size)
+    if n is not None:
+        return n + out - math.gcd(n, out)
+    gcd: Dim = sum((_totient(d) * _indicator_mod(size, d, 0) for d in _divisors(out, layer)), start=0)
+    return size + out - gcd
+
+
+def _totient(n: int) -> int:
+    """Euler's phi by trial division (n <= 10^12 here)."""
+    result, m, p = n, n, 2
+    while p * p <= m:
+        if m % p == 0:
+            while m % p == 0:
+                m //= p
+            result -= result // p
+        p += 1
+    if m > 1:
+        result -= result // m
+    return result
+
+
+def adaptive_max_window(size: Dim, out: Dim, layer: Layer) -> Dim:
+    """The longest of torch's adaptive windows along one axis, in closed form.
+
+    With n = q·o + r: every window is q + (ceil((i+1)·r/o) - floor(i·r/o)) long, the bracket being
+    0 when r = 0, else 1 or 2; it is 2 for some i exactly when a multiple of gcd(r, o) lies strictly
+    between o - r and o, i.e. when r does not divide o.  So: q if r = 0, q + 1 if r divides o,
+    q + 2 otherwise.  On a symbolic n the cases are sums of indicators [n % o == d], one for 0 and
+    one per proper divisor d of o (linear in the number of divisors: no Max, nothing doubling per
+    output position)."""
+    if _same(size, out):
+        return 1
+    out = int(out)
+    n = as_int(size)
+    if n is not None:
+        q, r = divmod(n, out)
+        return q if r == 0 else q + 1 if out % r == 0 else q + 2
+    if out == 1:
+        return size
+    extra: Dim = 2 - 2 * _indicator_mod(size, out, 0)
+    for d in _divisors(out, layer)[:-1]:  # the proper divisors
+        extra = extra - _indicator_mod(size, out, d)
+    return size // out + extra
 
 
 class _AdaptivePoolNd(Layer):
@@ -193,7 +256,7 @@ class _AdaptivePoolNd(Layer):
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         sizes = ins[0][1:]
-        per = [adaptive_window_sum(h, o) for h, o in zip(sizes, out[1:], strict=True)]
+        per = [adaptive_window_sum(h, o, self) for h, o in zip(sizes, out[1:], strict=True)]
         # windows are separable: the sum of their products is the product of their sums
         return {"pool": ins[0][0] * prod(per), "pool_in": numel(ins[0]), "pool_out": numel(out), **self._peer_ops(ins, out)}
 
@@ -204,7 +267,7 @@ class _AdaptivePoolNd(Layer):
         # exact when in % out == 0 (kernel = stride = in/out); otherwise the largest window, and
         # the stride of the regular part (the receptive field pass notes irregular windows)
         sizes = ins[0][1:]
-        return [Window(adaptive_max_window(h, o), h // o, 0, 1) for h, o in zip(sizes, self._targets(sizes), strict=True)]
+        return [Window(adaptive_max_window(h, o, self), h // o, 0, 1) for h, o in zip(sizes, self._targets(sizes), strict=True)]
 
     def _torch_size(self) -> Any:
         raw = self.output_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..conventions import Convention
 from ..dims import Dim
+from ..errors import SpecError
 from ..graph import Graph, node_table
 
 
@@ -20,6 +21,9 @@ def compute(G: Graph, convention: Convention, batch: Dim = 1) -> None:
             ops = layer.ops(ins, node["shape"])
             if batch != 1:
                 ops = {k: v * batch for k, v in ops.items()}
-            macs = convention.macs(ops, layer.kind)
+            try:
+                macs = convention.macs(ops, layer.kind)
+            except SpecError as e:
+                raise e.located(layer=name) from None
             got = memo[key] = (ops, macs, convention.flops(macs))
         node["ops"], node["macs"], node["flops"] = got

@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from math import gcd
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..dims import Dim, as_int, ceildiv, dmax, known_sign
-from ..graph import INPUT, Graph, node_table
+from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
+from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import Window
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class AxisRF(NamedTuple):
     centre2: Dim = 0  # twice the input coordinate of the first output's RF centre
     phases: Phases | None = None  # irregular grid: (lo, hi) of outputs 0..P-1 (see the module docstring)
     shift: int = 0  # irregular grid: input pixels per period of P outputs
+    whole: bool = False  # every output sees every input pixel any position sees (after attention): size and centre2 are that union
 
     def span(self) -> tuple[int, int]:
         """[lo, hi]: the input pixels output 0 sees, on a regular numeric grid (c2 and size - 1 share parity)."""
@@ -65,6 +66,8 @@ class AxisRF(NamedTuple):
     def through_noted(self, w: Window) -> tuple[AxisRF, str | None, bool]:
         """The RF after window ``w``, a note for the row (None if nothing to say), and whether it is exact."""
         regular_window = type(w.upsample) is int and w.upsample == 1
+        if self.whole:  # nothing is left to see: the field stays the whole input, on the window's grid
+            return self._replace(jump=ceildiv(self.jump * w.stride, w.upsample)), None, True
         if self.phases is None and regular_window:
             e = w.extent
             return AxisRF(self.size + (e - 1) * self.jump, self.jump * w.stride, self.centre2 + (e - 1 - 2 * w.pad_before) * self.jump), None, True
@@ -176,6 +179,36 @@ def _from_phases(phases: list[tuple[int, int]], shift: int, reads_all: bool = Tr
     return AxisRF(size, jump, centre2, tuple(phases), shift), why, reads_all
 
 
+def _whole(grid: tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...], rf: tuple[AxisRF, ...]) -> tuple[AxisRF, ...]:
+    """The field of an output that reads every position: per axis, the union of the fields of all
+    positions of the last spatial layout(s) ``grid`` ((field, positions per axis) pairs) feeding it."""
+    out = []
+    for axis, r in enumerate(rf):
+        spans = []  # (2 lo, 2 hi) per candidate
+        for fields, sizes in grid:
+            f, n = fields[axis], sizes[axis]
+            if f.whole:
+                spans.append((f.centre2 - f.size + 1, f.centre2 + f.size - 1))
+            elif f.phases is None:  # output 0 spans [lo, hi]; the last one, (n - 1) jumps further
+                spans.append((f.centre2 - f.size + 1, f.centre2 + f.size - 1 + 2 * (n - 1) * f.jump))
+            else:
+                q, rem = divmod(int(n) - 1, len(f.phases))
+                spans.append((2 * f.phases[0][0], 2 * (f.phases[rem][1] + q * f.shift)))
+        lo2, hi2 = spans[0]
+        for a, b in spans[1:]:
+            if all(type(v) is int for v in (a, b, lo2, hi2)):
+                lo2, hi2 = min(lo2, a), max(hi2, b)
+            else:
+                lo2, hi2 = lo2 - dmax(0, lo2 - a), dmax(hi2, b)
+        out.append(AxisRF(_half(hi2 - lo2) + 1, r.jump, _half(lo2 + hi2), whole=True))
+    return tuple(out)
+
+
+def _half(v: Dim) -> Dim:
+    """v / 2 for an even v: exact on ints and on sympy expressions (no floor around it)."""
+    return v // 2 if type(v) is int else v / 2
+
+
 def _differ(a: Dim, b: Dim) -> bool:
     return known_sign(a - b) not in (0, None)
 
@@ -185,19 +218,41 @@ def receptive_field(G: Graph) -> None:
     first layer upstream whose RF is not exact, or None) on every node."""
     nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
-    nodes[INPUT].update(rf=tuple(AxisRF() for _ in range(n_axes)), rf_bound=None)
+    start = tuple(AxisRF() for _ in range(n_axes))
+    # rf_grid: the last spatial layout(s) upstream, as (field, positions per axis) pairs: what a layer that mixes every position sees
+    nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, tuple(G.graph["input_shape"][1:])),))
     window_memo: dict[tuple[object, ...], tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
+    repeats = G.graph.get("symbolic_repeats", ())
+    if repeats:  # a block repeated l times: its fields are moved on to the last copy once its layers are done
+        position = {n: i for i, n in enumerate(G.graph["order"])}
+        done_at: dict[str, list[SymbolicRepeat]] = {}
+        for rep in sorted(repeats, key=lambda r: len(r.members)):  # inner blocks first
+            done_at.setdefault(max(rep.members, key=position.__getitem__), []).append(rep)
     for name in G.graph["order"]:
         node = nodes[name]
         inputs = node["inputs"]
         note = None
+        if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=())
+            continue
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
-            rf, bound = src["rf"], src["rf_bound"]
+            rf, bound, grid = src["rf"], src["rf_bound"], src["rf_grid"]
         else:
-            rf, note, merged_exactly = _merge([nodes[i]["rf"] for i in inputs], node["in_shapes"], node["shape"], inputs)
-            bound = next((b for b in (nodes[i]["rf_bound"] for i in inputs) if b), None) or (None if merged_exactly else name)
+            seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
+            if not seeing:
+                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=())
+                for rep in done_at.get(name, ()) if repeats else ():
+                    _last_copy(rep, nodes)
+                continue
+            grid = tuple({id(g): g for i in seeing for g in nodes[i]["rf_grid"]}.values())
+            if len(seeing) == 1:
+                rf, bound = nodes[seeing[0]]["rf"], nodes[seeing[0]]["rf_bound"]
+            else:
+                in_shapes = [s for i, s in zip(inputs, node["in_shapes"], strict=True) if nodes[i]["rf"]]
+                rf, note, merged_exactly = _merge([nodes[i]["rf"] for i in seeing], in_shapes, node["shape"], seeing)
+                bound = next((b for b in (nodes[i]["rf_bound"] for i in seeing) if b), None) or (None if merged_exactly else name)
         key = node["formula_key"]  # set by the shapes pass
         memo = window_memo.get(key)
         if memo is None:
@@ -205,7 +260,7 @@ def receptive_field(G: Graph) -> None:
             memo = window_memo[key] = (windows, _regular_steps(windows))
         windows, steps = memo
         if windows is not None and len(windows) == len(rf):
-            if steps is not None and all(r.phases is None for r in rf):  # the usual case: a regular grid through a regular window
+            if steps is not None and all(r.phases is None and not r.whole for r in rf):  # the usual case: a regular grid through a regular window
                 rf = tuple([AxisRF(r.size + e1 * r.jump, r.jump * s, r.centre2 + q * r.jump) for r, (e1, s, q) in zip(rf, steps, strict=True)])
             else:
                 out = []
@@ -216,6 +271,12 @@ def receptive_field(G: Graph) -> None:
                     bound = bound or (None if exact else name)
                     out.append(r_out)
                 rf = tuple(out)
+            shape = node["shape"]
+            grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
+        if rf and node["layer"].mixes_positions(node["in_shapes"]):
+            rf = _whole(grid, rf)
+            grid = ((rf, (1,) * len(rf)),)
+            note = note or "mixes every position: every output sees the whole input"
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -230,6 +291,55 @@ def receptive_field(G: Graph) -> None:
         node["rf"] = rf
         node["rf_note"] = note
         node["rf_bound"] = bound
+        node["rf_grid"] = grid
+        if repeats and name in done_at:
+            for rep in done_at[name]:
+                _last_copy(rep, nodes)
+
+
+def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]]) -> None:
+    """Move the fields of a symbolically repeated block from its first copy to its last.
+
+    Laid out once, the block's layers hold the fields of the first copy, which reads the field r of
+    the block's input.  Where every path through the block starts at its input, on a regular grid
+    whose stride the block leaves unchanged (it maps its shape to itself), each layer's field is r
+    grown by a constant (windows add (e - 1) x stride; merges compare sizes that all grow with r):
+    one copy grows the field by D = r_out - r_in and moves its centre by d, so copy k reads
+    r + k D, and the last (k = count - 1) shows r + (count - 1) D.  Three 3x3 convolutions, each
+    D = 2: 1 + 2n after n of them (the stack of n 3x3 convs sees 2n + 1 pixels)."""
+    r_in, r_out = nodes[rep.start]["rf"], nodes[rep.output]["rf"]
+    assert isinstance(r_in, tuple) and isinstance(r_out, tuple)
+    if not r_in:  # no spatial axis (a token sequence): nothing to move
+        return
+    steps = []
+    exact = not rep.reads_outside
+    for a, b in zip(r_in, r_out, strict=True):
+        if a.phases is not None or b.phases is not None or known_sign(b.jump - a.jump) != 0:
+            exact = False
+            steps.append((0, 0))
+            continue
+        steps.append((b.size - a.size, b.centre2 - a.centre2))
+    k = rep.times - 1
+
+    def last(rf: tuple[AxisRF, ...]) -> tuple[AxisRF, ...]:
+        return tuple(
+            r if r.phases is not None else r._replace(size=expand(r.size + k * ds), centre2=expand(r.centre2 + k * dc))
+            for r, (ds, dc) in zip(rf, steps, strict=True)
+        )
+
+    moved = any(known_sign(x) != 0 for step in steps for x in step)
+    if moved:  # the fields each layer's last copy reads (explain works from them), then the layers' own
+        reads = {m: nodes[m].get("rf_inputs") or [nodes[i]["rf"] for i in nodes[m]["inputs"]] for m in rep.members}  # type: ignore[attr-defined]
+        for m in rep.members:
+            nodes[m]["rf_inputs"] = [last(r) for r in reads[m]]  # type: ignore[attr-defined]
+            nodes[m]["rf"] = last(nodes[m]["rf"])  # type: ignore[arg-type]
+            nodes[m]["rf_grid"] = tuple((last(f), n) for f, n in nodes[m]["rf_grid"])  # type: ignore[attr-defined]
+    for m in rep.members:
+        node = nodes[m]
+        if not exact and node["rf_note"] is None:
+            why = "reads layers outside the block" if rep.reads_outside else "changes the grid (stride or upsampling)"
+            node["rf_note"] = f"receptive field of {rep.call}'s last copy approximate: the block {why}; give {rep.times} a number for the exact field"
+            node["rf_bound"] = node["rf_bound"] or rep.call
 
 
 def _regular_steps(windows: list[Window] | None) -> list[tuple[Dim, Dim, Dim]] | None:
@@ -294,6 +404,9 @@ def _merge(
     bcast = [_broadcast(ins[0], out, axis) for axis in range(len(rf))]
     for k in range(1, len(srcs)):
         for axis, (a, b) in enumerate(zip(rf, srcs[k], strict=True)):
+            if a.whole or b.whole:  # a field of the whole input contains every other field of it
+                rf[axis] = a if a.whole and (not b.whole or known_sign(a.size - b.size) != -1) else b
+                continue
             sign = known_sign(a.size - b.size)
             size = a.size if sign in (0, 1) else b.size if sign == -1 else dmax(a.size, b.size)
             b_bcast = _broadcast(ins[k], out, axis)
@@ -327,7 +440,7 @@ def _merge_regular_ints(srcs: list[tuple[AxisRF, ...]], names: list[str]) -> tup
     residual add): the same result by plain integer comparisons; None when that does not apply."""
     for src in srcs:
         for r in src:
-            if r.phases is not None or type(r.size) is not int or type(r.jump) is not int or type(r.centre2) is not int:
+            if r.whole or r.phases is not None or type(r.size) is not int or type(r.jump) is not int or type(r.centre2) is not int:
                 return None
     note = None
     rf = list(srcs[0])

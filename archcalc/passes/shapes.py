@@ -4,8 +4,11 @@ equal keys give equal formula results, so repeated blocks are computed once)."""
 
 from __future__ import annotations
 
+from ..dims import Dim, DimError, check_size, known_sign
 from ..errors import SpecError
-from ..graph import INPUT, Graph, node_table
+from ..graph import INPUT, Graph, SymbolicRepeat, node_table
+from ..layers.base import shape_str
+from ..spec import MAX_RANK
 
 
 def shapes(G: Graph) -> None:
@@ -23,7 +26,34 @@ def shapes(G: Graph) -> None:
         out = memo.get(key)
         if out is None:
             try:
-                out = memo[key] = tuple(layer.output_shape(ins))
+                out = memo[key] = _checked(tuple(layer.output_shape(ins)))
             except SpecError as e:
                 raise e.located(layer=name) from None
         node["shape"] = out
+    for rep in G.graph.get("symbolic_repeats", ()):
+        _check_maps_to_itself(rep, nodes[rep.start]["shape"], nodes[rep.output]["shape"])
+
+
+def _check_maps_to_itself(rep: SymbolicRepeat, shape_in: tuple[Dim, ...], shape_out: tuple[Dim, ...]) -> None:
+    """A block repeated a symbolic number of times must give each copy the input it was laid out
+    for: its output shape must be its input shape (a transformer layer, a residual stage's later blocks)."""
+    same = len(shape_in) == len(shape_out) and all(known_sign(a - b) == 0 for a, b in zip(shape_in, shape_out, strict=True))
+    if not same:
+        raise SpecError(
+            f"repeat {rep.times} is a symbol, so block {rep.block!r} must map its input shape to itself (every copy then costs the same), "
+            f"but it maps {shape_str(shape_in)} to {shape_str(shape_out)} (give {rep.times} a number with --set to expand the copies)",
+            layer=rep.call,
+            field="repeat",
+        )
+
+
+def _checked(shape: tuple[object, ...]) -> tuple[object, ...]:
+    """An output shape within archcalc's limits: at most MAX_RANK axes, each below 10^MAX_DIGITS."""
+    if len(shape) > MAX_RANK:
+        raise SpecError(f"its output would have {len(shape):,} axes; archcalc's limit is {MAX_RANK}", field="inputs")
+    try:
+        for d in shape:
+            check_size(d)
+    except DimError as e:
+        raise SpecError(f"output size: {e}", field="inputs") from None
+    return shape

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable
 from typing import Any
 
-from ..dims import is_symbolic, simplify, to_json
+from ..dims import dim_text, is_symbolic, simplify, to_json
+from ..errors import escape_control
 from ..report import IN_PLACE_NOTE, QUANTITIES, Report, Row
 from . import units
 
@@ -23,15 +25,21 @@ def _dim_text(d: Any, plain_sep: bool = False) -> str:
     d = simplify(d)
     if not is_symbolic(d):
         return str(d)
-    return f"({d})" if d.is_Add or (plain_sep and not d.is_Symbol) else str(d)
+    return f"({dim_text(d)})" if d.is_Add or (plain_sep and not d.is_Symbol) else dim_text(d)
 
 
 def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
+    return _shape_text(tuple(dims), sep)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _shape_text(dims: tuple[Any, ...], sep: str) -> str:
+    """A shape as text (cached: rows repeat shapes, receptive fields and strides)."""
     return sep.join(_dim_text(d, plain_sep=sep == "x") for d in dims)
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
-    name = r.name + (" (train)" if r.training_only else "")
+    name = escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{dim_text(r.repeat)})")
     return [
         name,
         r.type,
@@ -44,6 +52,10 @@ def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: s
     ]
 
 
+def _once(r: Row) -> bool:
+    return type(r.repeat) is int and r.repeat == 1
+
+
 def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str]) -> list[str]:
     t = rep.totals
     return ["total", "", "", fmt(t["params"]), fmt(t["macs"]), size(t["activation_bytes"]), "", ""]
@@ -51,15 +63,38 @@ def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], 
 
 def _caption(rep: Report) -> str:
     batch = "" if rep.batch == 1 else f", batch {rep.batch}"
-    return f"{rep.name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, memory of each output in {rep.dtype}"
+    name = escape_control(rep.name)
+    return f"{name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, memory of each output in {rep.dtype}"
+
+
+TEXT_ALIGN = ("left", "left", "right", "right", "right", "right", "right", "right")
+
+
+def simple_table(body: list[list[str]], headers: list[str], colalign: tuple[str, ...]) -> str:
+    """The layout of tabulate's "simple" table, every cell a string, in one linear pass.
+
+    tabulate sniffs every cell for a number first (its type inference): a flat 100,000-layer table
+    took 23 s, nearly all of it there.  This writes what tabulate writes (a column is as wide as
+    its widest cell and at least its header plus 2; cells are stripped; two spaces between
+    columns; trailing spaces dropped), which tests/test_render.py checks against tabulate on the
+    whole zoo.  ``body`` must not be empty (a table always has its totals row)."""
+    n = len(headers)
+    body = [[c.strip() for c in row] for row in body]
+    widths = [len(h) + 2 for h in headers]
+    for i in range(n):
+        widths[i] = max(widths[i], *(len(row[i]) for row in body))
+    right = [a == "right" for a in colalign]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, body)])
 
 
 def to_text(rep: Report) -> str:
-    from tabulate import tabulate
-
     body = [_cells(r, units.count, units.size, "\u00d7") for r in rep.rows]
     body.append(_totals_cells(rep, units.count, units.size))
-    table = tabulate(body, HEADERS, tablefmt="simple", colalign=("left", "left", "right", "right", "right", "right", "right", "right"))
+    table = simple_table(body, HEADERS, TEXT_ALIGN)
     lines = [_caption(rep), "", table]
     t = rep.totals
     lines.append("")
@@ -77,11 +112,18 @@ def to_text(rep: Report) -> str:
 
 def _footer(rep: Report) -> tuple[list[str], str | None]:
     """The rows' notes ('name: note', the in-place one left out) and the (train) legend, for every format."""
-    notes = [f"{r.name}: {r.note}" for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
-    legend = None
+    notes = [escape_control(f"{r.name}: {r.note}") for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
+    legends = []
     if any(r.training_only for r in rep.rows) and not rep.include_training_only:
-        legend = "(train) rows are training-only (auxiliary heads) and are not in the totals."
-    return notes, legend
+        legends.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
+    repeated = next((r for r in rep.rows if not _once(r)), None)
+    if repeated is not None:
+        n = dim_text(repeated.repeat)
+        legends.append(
+            f"(\u00d7{n}) rows are one copy of a block repeated {n} times ('*' in their names stands for the copy's index): "
+            f"the totals count each of them {n} times; their receptive field is the last copy's."
+        )
+    return notes, " ".join(legends) or None
 
 
 def md_escape(text: str) -> str:
@@ -108,26 +150,41 @@ def _latex_value(v: Any, fmt: Callable[[Any], str], unit: str = "") -> str:
     return fmt(v).replace("%", r"\%")
 
 
+_LATEX = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "_": r"\_",
+        "&": r"\&",
+        "%": r"\%",
+        "#": r"\#",
+        "$": r"\$",
+        "{": r"\{",
+        "}": r"\}",
+        "^": r"\textasciicircum{}",
+        "~": r"\textasciitilde{}",
+        "\u00d7": r"$\times$",
+        "\u2212": "$-$",
+        "\u00b7": r"$\cdot$",
+        "\u2192": r"$\to$",
+        "\u2308": r"$\lceil$",
+        "\u2309": r"$\rceil$",
+        "\u222a": r"$\cup$",
+    }
+)
+
+
 def _latex_escape(s: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("_", r"\_"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("#", r"\#"),
-        ("$", r"\$"),
-        ("{", r"\{"),
-        ("}", r"\}"),
-        ("\u00d7", r"$\times$"),
-        ("\u2212", "$-$"),
-        ("\u00b7", r"$\cdot$"),
-        ("\u2192", r"$\to$"),
-        ("\u2308", r"$\lceil$"),
-        ("\u2309", r"$\rceil$"),
-        ("\u222a", r"$\cup$"),
-    ):
-        s = s.replace(a, b)
-    return s
+    """Text for LaTeX, each special character replaced once (in one pass: the braces that
+    \\textbackslash{} brings are not escaped again)."""
+    return s.translate(_LATEX)
+
+
+def csv_text(s: str) -> str:
+    """A text cell for CSV, as OWASP recommends against formula injection: a cell that starts with
+    = + - @ (or a tab or carriage return) gets a leading ' so that a spreadsheet shows it as text
+    (a layer named '=HYPERLINK(...)' is not run).  Control characters are escaped."""
+    s = escape_control(s)
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
 
 
 LATEX_COLUMNS = ("layer", "type", "output", "params", "macs", "memory", "rf", "stride")
@@ -158,7 +215,8 @@ def to_latex(rep: Report, bare: bool = False, columns: tuple[str, ...] | None = 
 
     def cell(r: Row, c: str) -> str:
         if c == "layer":
-            return _latex_escape(r.name + (" (train)" if r.training_only else ""))
+            times = "" if _once(r) else f" (\u00d7{dim_text(r.repeat)})"
+            return _latex_escape(escape_control(r.name) + (" (train)" if r.training_only else "") + times)
         if c == "type":
             return _latex_escape(r.type)
         if c == "output":
@@ -211,13 +269,17 @@ def to_csv(rep: Report) -> str:
     import csv
 
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"])
+    repeats = not all(_once(r) for r in rep.rows)  # a 'repeat' column only where some block repeats a symbolic number of times
+    w.writerow(
+        ["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"]
+        + (["repeat"] if repeats else [])
+    )
     for r in rep.rows:
         w.writerow(
             [
-                r.name,
+                csv_text(r.name),
                 r.type,
-                " ".join(r.inputs),
+                csv_text(" ".join(r.inputs)),
                 _shape(r.output_shape, "x"),
                 *(to_json(getattr(r, q)) for q in QUANTITIES),
                 _shape(r.receptive_field, "x"),
@@ -225,9 +287,10 @@ def to_csv(rep: Report) -> str:
                 int(r.training_only),
                 rep.convention,
             ]
+            + ([to_json(r.repeat)] if repeats else [])
         )
     t = rep.totals
-    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention])
+    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention] + ([""] if repeats else []))
     return buf.getvalue()
 
 

@@ -82,6 +82,7 @@ class SpecModule(nn.Module):
         self.training_only = set(training_only)
         self.output = output
         self.run_training_only = False
+        self.input_dtype: torch.dtype | None = None  # the input's dtype when it is not the weights' (token ids: torch.long)
         self.layers = nn.ModuleDict()
         self.keys: dict[str, str] = {}
         taken: set[str] = set()
@@ -115,7 +116,7 @@ class SpecModule(nn.Module):
         for step, name in enumerate(self.order):
             if run_aux or name not in self.training_only:
                 try:
-                    args = [values[i] for i in self.inputs[name]]
+                    args = [values[i] for i in self.inputs[name]] if self.inputs[name] else [x.shape[0]]  # a source: the batch size
                 except KeyError as e:
                     raise RuntimeError(f"layer {name!r} needs {e.args[0]!r}, a training-only layer that did not run") from None
                 values[name] = self.layers[self.keys[name]](*args)
@@ -159,7 +160,13 @@ def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, d
             inputs[name] = list(node["inputs"])
             if node["training_only"]:
                 training.add(name)
-    return SpecModule(str(G.graph["name"]), input_shape, G.graph["order"], inputs, modules, training, G.graph["output"])
+    for name in G.graph["order"]:
+        for wname, src in G.nodes[name].get("tied", {}).items():  # one tensor for both layers (GPT-2: lm_head.weight = wte.weight)
+            setattr(modules[name], wname, modules[src].weight)
+    model = SpecModule(str(G.graph["name"]), input_shape, G.graph["order"], inputs, modules, training, G.graph["output"])
+    if any(G.nodes[n]["layer"].takes_indices for n in G.graph["order"] if INPUT in G.nodes[n]["inputs"]):
+        model.input_dtype = torch.long  # token ids
+    return model
 
 
 __all__ = ["SpecModule", "build_module", "numeric_shape", "sanitize"]

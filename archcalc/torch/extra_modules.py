@@ -64,4 +64,199 @@ class Crop(nn.Module):
         return f"size={self.size}"
 
 
-__all__ = ["Chunk", "Crop", "Mul"]
+
+
+
+class Matmul(nn.Module):
+    """``torch.matmul(a, b)``."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+
+class ScaledDotProductAttention(nn.Module):
+    """``F.scaled_dot_product_attention(q, k, v, ...)`` (dropout only in training)."""
+
+    def __init__(self, is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0, enable_gqa: bool = False) -> None:
+        super().__init__()
+        self.is_causal, self.scale, self.dropout_p, self.enable_gqa = is_causal, scale, dropout_p, enable_gqa
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        p = self.dropout_p if self.training else 0.0
+        return nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=p, is_causal=self.is_causal, scale=self.scale, enable_gqa=self.enable_gqa
+        )
+
+
+class MultiheadAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` called as a layer: one input (self-attention) or (q, k, v),
+    batch-first tensors in and out whatever ``batch_first`` says, attention weights not returned."""
+
+    def __init__(
+        self, embed_dim: int, num_heads: int, dropout: float, bias: bool, kdim: int, vdim: int, batch_first: bool, self_attention: bool
+    ) -> None:
+        super().__init__(embed_dim, num_heads, dropout, bias, kdim=kdim, vdim=vdim, batch_first=batch_first)
+        self.self_attention = self_attention
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        q, k, v = (xs[0], xs[0], xs[0]) if len(xs) == 1 else xs
+        if not self.batch_first:
+            q, k, v = (t.transpose(0, 1) for t in (q, k, v))
+        out = super().forward(q, k, v, need_weights=False)[0]
+        return out if self.batch_first else out.transpose(0, 1)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class Transpose(nn.Module):
+    def __init__(self, dim0: int, dim1: int) -> None:
+        super().__init__()
+        self.dim0, self.dim1 = dim0, dim1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(self.dim0, self.dim1)
+
+
+class Reshape(nn.Module):
+    """``x.reshape(n, *shape)`` (``x.view`` when ``view``)."""
+
+    def __init__(self, shape: tuple[int, ...], view: bool = False) -> None:
+        super().__init__()
+        self.shape, self.view = shape, view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], *self.shape) if self.view else x.reshape(x.shape[0], *self.shape)
+
+
+class Roll(nn.Module):
+    def __init__(self, shifts: tuple[int, ...], dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shifts, self.dims = shifts, dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, self.shifts, self.dims)
+
+
+class Select(nn.Module):
+    def __init__(self, dim: int, index: int) -> None:
+        super().__init__()
+        self.dim, self.index = dim, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.select(self.dim, self.index)
+
+
+class Slice(nn.Module):
+    def __init__(self, dim: int, start: int, end: int, step: int) -> None:
+        super().__init__()
+        self.dim, self.start, self.end, self.step = dim, start, end, step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        idx = [slice(None)] * (self.dim % x.dim()) + [slice(self.start, self.end, self.step)]
+        return x[tuple(idx)]
+
+
+class Mean(nn.Module):
+    def __init__(self, dim: int | tuple[int, ...], keepdim: bool = False) -> None:
+        super().__init__()
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dim, keepdim=self.keepdim)
+
+
+class StochasticDepth(nn.Module):
+    """Drop the whole input per sample ("row") or batch ("batch") with probability p in training (torchvision.ops.stochastic_depth)."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p) if self.p < 1.0 else x * keep
+
+
+class LayerScale(nn.Module):
+    """``gamma * x`` with a learned gamma broadcast from ``shape``."""
+
+    def __init__(self, shape: tuple[int, ...], init_values: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full(shape, init_values))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gamma * x
+
+
+class Parameter(nn.Module):
+    """A learned (1, *shape) tensor, expanded over the batch (called with the batch size, or with
+    a tensor whose batch size it takes: only that tensor's shape is read)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, *shape))
+
+    def forward(self, batch: int | torch.Tensor = 1) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):
+            batch = batch.shape[0]
+        # under no_grad a view of a parameter still says requires_grad, without a grad_fn: torch's
+        # module tracker (FlopCounterMode) then fails on it, so hand out a detached view there
+        w = self.weight if torch.is_grad_enabled() else self.weight.detach()
+        return w.expand(batch, *w.shape[1:])
+
+
+class Embedding(nn.Embedding):
+    """torch.nn.Embedding; ``indices="positions"`` looks up 0..L-1 for an input of L positions
+    (GPT-2's ``wpe(torch.arange(L))``), ``"zeros"`` row 0 at every position (BERT's token types),
+    the same rows for every sample in the batch."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, indices: str = "input") -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.indices = indices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.indices == "input":
+            return super().forward(x)
+        idx = torch.arange(x.shape[1], device=x.device) if self.indices == "positions" else torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
+        return super().forward(idx).unsqueeze(0).expand(x.shape[0], -1, -1)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.indices == "input" else f", indices={self.indices!r}")
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoFormer, Su et al. 2021) of a (N, ..., L, d) tensor, the
+    rotate-half form of GPT-NeoX and Hugging Face's LLaMA: x*cos + rotate_half(x)*sin, the angle of
+    feature pair i at position p being p / base^(2i/d).  No parameters or buffers."""
+
+    def __init__(self, base: int = 10000) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length, d = x.shape[-2], x.shape[-1]
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
+        angles = torch.outer(torch.arange(length, device=x.device, dtype=torch.float32), inv_freq)
+        emb = torch.cat((angles, angles), dim=-1)
+        cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+        x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+    def extra_repr(self) -> str:
+        return f"base={self.base}"
+
+
+__all__ = [
+    "Chunk", "Crop", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "Reshape", "Roll",
+    "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
+]

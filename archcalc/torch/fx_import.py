@@ -62,7 +62,9 @@ if TYPE_CHECKING:
     from torch import fx, nn
 
 INPUT = "input"
-_ALIASES = {"dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
+_ALIASES = {
+    "scaleddotproductattention": "scaled_dot_product_attention",  # archcalc's module for the sdpa layer
+    "dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
 """torch.nn classes that are another archcalc type (no extra fields, or fields the type has)."""
 _COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only"})
 _OWN_PREFIXES = ("torch.nn", "torch.ao.nn", "archcalc.")
@@ -231,13 +233,17 @@ def _int_value(v: Any, what: str) -> Any:
     raise SpecError(f"{what}: {v!r} is not an integer (archcalc sizes and factors are integers)")
 
 
+_SHAPE_FIELDS = frozenset({"shape", "unflattened_size", "normalized_shape"})
+"""Fields that hold a shape, not one value per axis: (1024, 1024) stays two sizes."""
+
+
 def _dim_value(v: Any, what: str) -> Any:
-    """Normalise a per-axis value: a tuple becomes a list, or one int when all axes agree."""
+    """Normalise a per-axis value: a tuple becomes a list, or one int when all axes agree (not a shape)."""
     if isinstance(v, list | tuple):
         vals = [_int_value(x, what) for x in v]
         if not vals:
             return None
-        if all(x is not None for x in vals) and all(x == vals[0] for x in vals):
+        if what not in _SHAPE_FIELDS and all(x is not None for x in vals) and all(x == vals[0] for x in vals):
             return vals[0]
         return vals
     return _int_value(v, what)
@@ -283,6 +289,7 @@ class _Importer:
         self.root = root
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
+        self.weight_owners: dict[int, str] = {}  # id of a module weight -> the spec layer that owns it (tied weights)
         self.notes: list[str] = []  # what the spec cannot say, for its description
         self.layers: list[dict[str, Any]] = []
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
@@ -420,6 +427,8 @@ class _Importer:
             )
         if any(True for _ in module.parameters(recurse=False)):
             self.called_with_weights.add(target)
+        weight = getattr(module, "weight", None)
+        owner = self.weight_owners.get(id(weight)) if weight is not None else None  # a tied weight (GPT-2's head and wte)
         if node.kwargs:
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
         inputs = [self.tensor(node, a) for a in node.args]
@@ -434,8 +443,15 @@ class _Importer:
                 raise self.fail(node, e.message) from None
         ins = [self.shapes[i] for i in inputs]
         self._module_specials(node, module, kind, fields, ins)
+        if owner is not None:
+            if "tie_weight" not in cls.model_fields:
+                raise self.fail(node, f"uses the weight of {owner!r} (tied), which a {kind} layer cannot say: it would be counted twice")
+            fields["tie_weight"] = owner
         preferred = self.preferred.get(target, target)
-        self.emit(node, kind, fields, inputs, self.fresh(preferred, node.name))
+        name = self.fresh(preferred, node.name)
+        if weight is not None and owner is None:
+            self.weight_owners[id(weight)] = name
+        self.emit(node, kind, fields, inputs, name)
 
     def _module_specials(self, node: fx.Node, module: nn.Module, kind: str, fields: dict[str, Any], ins: list[tuple[Dim, ...]]) -> None:
         """Fields a module does not hold under the spec's name, and consistency with the input."""

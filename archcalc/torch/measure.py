@@ -20,7 +20,8 @@ shapes only); :func:`measure_spec` falls back to a real CPU tensor if an op has 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,29 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..layers import TYPE_NAMES
+
+COUNTING_PATH = (
+    "scaled_dot_product_attention on its math kernel and the nn.MultiheadAttention/TransformerEncoderLayer "
+    "fast path off (FlopCounterMode counts 0 for the CPU flash kernel and the fused fast path)"
+)
+
+
+@contextlib.contextmanager
+def counting_path() -> Iterator[None]:
+    """Run attention on kernels FlopCounterMode has formulas for (see ``COUNTING_PATH``).
+
+    On CPU, torch 2.14's ``F.scaled_dot_product_attention`` picks a flash kernel that the counter
+    counts as 0 FLOPs, and ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` in eval
+    under ``no_grad`` take a fused fast path counted as 0 too (tests/test_attention_counting.py)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
 
 
 def module_kind(module: nn.Module) -> str | None:
@@ -204,6 +228,7 @@ def measure_module(
 
     calls: list[LayerMeasure] = []
     seen: dict[int, int] = {}
+    counted: set[int] = set()  # ids of parameters already counted
     running: list[tuple[str, int]] = []
     counter: list[FlopCounterMode] = []
 
@@ -218,7 +243,12 @@ def measure_module(
             _, before = running.pop()
             n = seen.get(id(module), 0) + 1
             seen[id(module)] = n
-            params = sum(p.numel() for p in module.parameters()) if n == 1 else 0
+            # each tensor counted once, by the first module that runs with it (a tied head shares the embedding's)
+            params = 0
+            if n == 1:
+                fresh = [p for p in module.parameters() if id(p) not in counted]
+                counted.update(id(p) for p in fresh)
+                params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
             calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops))
 
@@ -231,8 +261,8 @@ def measure_module(
     modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
-        x = torch.zeros((batch, *input_shape), device=dev, dtype=dtype)
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        x = torch.zeros((batch, *input_shape), device=dev, dtype=getattr(model, "input_dtype", None) or dtype)  # token ids: long
+        with torch.no_grad(), counting_path(), FlopCounterMode(display=False) as fc:
             counter.append(fc)
             try:
                 if functional:
@@ -311,4 +341,7 @@ def _measure_spec_on(G: nx.DiGraph[str], batch: int, device: str | torch.device)
     return SpecMeasurement(layers, m.output_shape, m.total_params, total_flops, m.by_module, m.device)
 
 
-__all__ = ["LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "leaf_modules", "measure_module", "measure_spec", "module_kind"]
+__all__ = [
+    "COUNTING_PATH", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "leaf_modules", "measure_module",
+    "measure_spec", "module_kind",
+]

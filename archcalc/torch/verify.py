@@ -197,6 +197,8 @@ class VerifyResult:
 
     # ----- rendering --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
+        from .measure import COUNTING_PATH
+
         first = self.first_mismatch
         return {
             "name": self.name,
@@ -207,6 +209,7 @@ class VerifyResult:
             "batch": self.batch,
             "convention": CONVENTION,
             "device": self.device,
+            "counting_path": COUNTING_PATH,
             "ok": self.ok,
             "first_mismatch": first.to_json() if first else None,
             "rows": [r.to_json() for r in self.rows],
@@ -227,11 +230,14 @@ class VerifyResult:
 
     def render_text(self) -> str:
         """The diff table: one line per layer (the spec's values), ``>>`` at the first wrong layer."""
+        from .measure import COUNTING_PATH
+
         src = f" ({self.file})" if self.file else ""
         against = "the torch module built from the spec" if self.mode == "spec" else f"model {self.model}"
         lines = [
             f"verify {self.name}{src} against {against}",
             f"input {shape_str(self.input_shape)}, batch {self.batch}, MACs = FlopCounterMode FLOPs / 2 (convention {CONVENTION!r})",
+            f"measured on {self.device}, {COUNTING_PATH}",
             "",
         ]
         first = self.first_mismatch

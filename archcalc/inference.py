@@ -1,0 +1,240 @@
+"""Inference costs of a language model: the prompt's prefill, one decode step with a KV cache, the cache.
+
+    archcalc inference specs/gpt2.json --cache 1024
+    archcalc inference specs/transformer_lm.json --cache S      # formulas in S
+
+* **KV cache**: every attention layer keeps the keys and values of each position it has seen
+  (``Layer.cached_per_position``: heads_kv x d for k, the same for v).  At length S, for l layers
+  of n_kv heads of d: 2*l*S*n_kv*d elements, times the dtype's bytes.  Grouped-query attention
+  (n_kv < heads) and multi-query attention (n_kv = 1) shrink it by heads / n_kv.
+* **Prefill**: the spec as written, the prompt of L tokens in one forward (its MACs under the
+  convention); it reads every weight once and writes the cache of L positions.
+* **Decode step**: one new token, attending to the S cached positions and itself.  Its MACs are
+  the spec's at one token (every weighted layer: about the number of weights), with each
+  attention layer's products over S + 1 keys instead of 1.  It reads every weight (params x dtype
+  bytes) and the cache of S positions and writes one position: bytes per generated token.
+* **Roofline**: arithmetic intensity = FLOPs / bytes.  A decode step does about one multiply-add
+  per weight it reads (2 FLOPs per weight, 2 / bytes-per-element FLOP per byte): far below the
+  ridge point (peak FLOP/s / bandwidth) of any current accelerator, so its time is the time to
+  read the weights and the cache: it is memory-bound.  Prefill multiplies every weight by L tokens:
+  L times the intensity, compute-bound for long prompts.
+
+Every value is exact (int or sympy expression); batch N multiplies the MACs and the cache, not
+the weights (read once per step for the whole batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .conventions import dtype_bytes, get_convention
+from .dims import Dim, dim_text, expand, is_symbolic, simplify, to_json
+from .errors import SpecError
+from .graph import compile_graph, node_table
+from .report import report_from_graph
+from .spec import Architecture
+
+# ridge points (peak dense FLOP/s / memory bandwidth) of two current accelerators, from their
+# datasheets: A100 SXM 80GB (312 TFLOP/s bf16, 2.039 TB/s); H100 SXM (989 TFLOP/s bf16, 3.35 TB/s)
+RIDGES = {"A100": Fraction(312_000, 2_039), "H100": Fraction(989_000, 3_350)}
+
+
+@dataclass(frozen=True)
+class InferenceCosts:
+    name: str
+    convention: str
+    dtype: str
+    batch: Dim
+    prompt: Dim
+    """Tokens the prefill processes (the spec's input length)."""
+    cache: Dim
+    """S: positions in the KV cache when the decode step runs."""
+    params: Dim
+    kv_per_position: Dim
+    """Elements every attention layer together keeps per position (keys and values), per sample."""
+    prefill_macs: Dim
+    decode_macs: Dim
+    weight_bytes: Dim
+    kv_cache_bytes: Dim
+    """The cache at S positions, for the batch."""
+    decode_bytes: Dim
+    """Bytes one decode step moves: every weight, the cache read, one position written."""
+    prefill_bytes: Dim
+    attention: list[str] = field(default_factory=list)
+    """The rows that keep keys and values."""
+    attention_layers: Dim = 0
+    """How many attention layers run (a row of a block repeated l times counts l)."""
+
+    @property
+    def decode_flops(self) -> Dim:
+        return 2 * self.decode_macs
+
+    @property
+    def prefill_flops(self) -> Dim:
+        return 2 * self.prefill_macs
+
+    def intensity(self, flops: Dim, nbytes: Dim) -> Any:
+        """FLOPs per byte: a Fraction, or a sympy expression."""
+        if is_symbolic(flops) or is_symbolic(nbytes):
+            import sympy
+
+            return sympy.cancel(sympy.sympify(flops) / sympy.sympify(nbytes))
+        return Fraction(int(flops), int(nbytes))
+
+    def verdict(self, intensity: Any, phase: str = "decode") -> str:
+        """Memory- or compute-bound, against the ridge points of current accelerators (RIDGES)."""
+        ridges = ", ".join(f"{n} {float(r):.0f}" for n, r in RIDGES.items())
+        if isinstance(intensity, Fraction):
+            at = f"{float(intensity):.3g} FLOP/byte"
+            below = [n for n, r in RIDGES.items() if intensity < r]
+            if len(below) == len(RIDGES):
+                return f"memory-bound: {at} is below the ridge point of current accelerators ({ridges} FLOP/byte)"
+            if not below:
+                return f"compute-bound: {at} is above the ridge point of current accelerators ({ridges} FLOP/byte)"
+            return f"{at}: between the ridge points of current accelerators ({ridges} FLOP/byte)"
+        if phase == "decode":
+            per_weight = Fraction(2, dtype_bytes(self.dtype))
+            return (
+                f"memory-bound: where the weights dominate, one multiply-add per weight read is about {per_weight} FLOP/byte, "
+                f"far below the ridge point of current accelerators ({ridges} FLOP/byte)"
+            )
+        return (
+            f"about {dim_text(self.prompt)} times the decode step's intensity (each weight read once serves every prompt token): "
+            "compute-bound for long prompts"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        dec_i, pre_i = self.intensity(self.decode_flops, self.decode_bytes), self.intensity(self.prefill_flops, self.prefill_bytes)
+        return {
+            "name": self.name,
+            "convention": self.convention,
+            "dtype": self.dtype,
+            "batch": to_json(self.batch),
+            "prompt": to_json(self.prompt),
+            "cache": to_json(self.cache),
+            "params": to_json(self.params),
+            "kv_per_position": to_json(self.kv_per_position),
+            "kv_cache_bytes": to_json(self.kv_cache_bytes),
+            "attention_rows": self.attention,
+            "attention_layers": to_json(self.attention_layers),
+            "prefill": {"macs": to_json(self.prefill_macs), "flops": to_json(self.prefill_flops), "bytes": to_json(self.prefill_bytes),
+                        "intensity": _intensity_json(pre_i), "bound": self.verdict(pre_i, "prefill")},
+            "decode": {"macs": to_json(self.decode_macs), "flops": to_json(self.decode_flops), "weight_bytes": to_json(self.weight_bytes),
+                       "bytes": to_json(self.decode_bytes), "intensity": _intensity_json(dec_i), "bound": self.verdict(dec_i)},
+        }  # fmt: skip
+
+
+def _intensity_json(v: Any) -> Any:
+    if isinstance(v, Fraction):
+        return f"{v.numerator}/{v.denominator}" if v.denominator != 1 else v.numerator
+    return dim_text(v)
+
+
+def _per_token_input(arch: Architecture, values: dict[str, int]) -> tuple[list[int | str], dict[str, int]]:
+    """The spec's input with its sequence axis set to one token (a symbol in it is set to 1 too)."""
+    first = arch.input[0]
+    if isinstance(first, str):
+        if not first.isidentifier():
+            raise SpecError(f"the sequence length {first!r} must be a number or one symbol for a decode step", field="input")
+        return [1, *arch.input[1:]], {**values, first: 1}
+    return [1, *arch.input[1:]], values
+
+
+def inference_costs(
+    arch: Architecture,
+    cache: Dim | None = None,
+    *,
+    convention: str = "torch",
+    dtype: str = "float16",
+    batch: Dim = 1,
+    values: dict[str, int] | None = None,
+) -> InferenceCosts:
+    """Prefill, decode-step and KV-cache costs of a decoder (see the module docstring)."""
+    values = dict(values or {})
+    conv = get_convention(convention)
+    nbytes = dtype_bytes(dtype)
+    full = report_from_graph(compile_graph(arch, values=values), convention=convention, dtype=dtype, batch=batch)
+    shape, one_values = _per_token_input(arch, values)
+    G = compile_graph(arch, values=one_values, input_shape=shape)
+    step = report_from_graph(G, convention=convention, dtype=dtype, batch=batch)
+    nodes = node_table(G)
+    prompt = full.input_shape[0]
+    s = prompt if cache is None else cache
+    kv: Dim = 0
+    decode: Dim = 0
+    attention = []
+    for row in step.counted_rows:
+        node = nodes[row.name]
+        per = node["layer"].cached_per_position(node["in_shapes"])
+        if per == 0:
+            decode = decode + row.macs * row.repeat
+            continue
+        attention.append(row.name)
+        kv = kv + per * row.repeat
+        # one query: its products over the S cached keys and its own, S + 1 where the spec had 1
+        scaled = {k: v * (s + 1) if k.startswith("attn_matmul") else v for k, v in row.ops.items()}
+        decode = decode + conv.macs(scaled, row.type) * row.repeat
+    if not attention:
+        raise SpecError(f"{arch.name} has no attention layer: nothing is cached between tokens", field="--cache")
+    params = full.totals["params"]
+    weight_bytes = params * nbytes
+    kv_bytes = expand(kv * s * nbytes * batch)
+    return InferenceCosts(
+        name=arch.name,
+        convention=conv.name,
+        dtype=dtype,
+        batch=batch,
+        prompt=prompt,
+        cache=s,
+        params=params,
+        kv_per_position=expand(kv),
+        prefill_macs=full.totals["macs"],
+        decode_macs=expand(decode),
+        weight_bytes=simplify(weight_bytes),
+        kv_cache_bytes=kv_bytes,
+        decode_bytes=expand(weight_bytes + kv * (s + 1) * nbytes * batch),
+        prefill_bytes=expand(weight_bytes + kv * prompt * nbytes * batch),
+        attention=attention,
+        attention_layers=simplify(sum((step.row(n).repeat for n in attention), start=0)),
+    )
+
+
+def render_inference(c: InferenceCosts, fmt: str = "text") -> str:
+    if fmt == "json":
+        import json
+
+        return json.dumps(c.to_json(), indent=2) + "\n"
+    from .render import units
+
+    def count(v: Dim) -> str:
+        return units.exact(v)
+
+    def size(v: Dim) -> str:
+        return f"{units.exact(v)} B" + ("" if is_symbolic(simplify(v)) else f" ({units.size(v)})")
+
+    dec_i, pre_i = c.intensity(c.decode_flops, c.decode_bytes), c.intensity(c.prefill_flops, c.prefill_bytes)
+    per = "" if c.batch == 1 else f" (batch {dim_text(c.batch)})"
+    cache = dim_text(c.cache)
+    prefill_bound, decode_bound = c.verdict(pre_i, "prefill"), c.verdict(dec_i, "decode")
+    lines = [
+        f"{c.name}: inference in {c.dtype}, MACs by the '{c.convention}' convention{per}",
+        "",
+        f"KV cache: {count(c.kv_per_position)} elements per position per sample ({dim_text(c.attention_layers)} attention layers, keys and values)",
+        f"  at S = {cache} positions: {size(c.kv_cache_bytes)}",
+        f"prefill of {dim_text(c.prompt)} tokens: MACs {count(c.prefill_macs)}, FLOPs {count(c.prefill_flops)}",
+        f"  bytes (weights once + the cache written): {size(c.prefill_bytes)}",
+        f"  intensity {_intensity_text(pre_i)} FLOP/byte: {prefill_bound}",
+        f"decode step, S = {cache} cached positions (one generated token): MACs {count(c.decode_macs)}, FLOPs {count(c.decode_flops)}",
+        f"  bytes (weights {size(c.weight_bytes)} + the cache read + one position written): {size(c.decode_bytes)}",
+        f"  intensity {_intensity_text(dec_i)} FLOP/byte: {decode_bound}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _intensity_text(v: Any) -> str:
+    return f"{float(v):.3g}" if isinstance(v, Fraction) else dim_text(v)
+
+
+__all__ = ["InferenceCosts", "inference_costs", "render_inference"]

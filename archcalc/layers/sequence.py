@@ -1,0 +1,157 @@
+"""Layers of language models: token embedding, RMS normalisation, rotary position embedding.
+
+Shapes are per sample, torch's layout without the batch axis (DESIGN.md): ``[L]`` token ids
+before an embedding, ``(L, D)`` for a sequence, ``(heads, L, d)`` inside attention.
+
+* embedding (``torch.nn.Embedding(num_embeddings, embedding_dim)``): ids of any shape ->
+  (*ids, embedding_dim).  Weight (num_embeddings, embedding_dim).  A lookup: one row read per
+  token, no arithmetic (`lookup`, counted by no convention; torch's FlopCounterMode counts 0).
+  With ``indices: "positions"`` it looks up the positions 0..L-1 of its input's first axis instead
+  of the input's values (GPT-2's learned position embedding ``wpe(arange(L))``, Radford et al.
+  2019); with ``"zeros"``, row 0 everywhere (BERT's token type embedding for a single segment).
+* rmsnorm (``torch.nn.RMSNorm``, Zhang & Sennrich 2019; LLaMA): x / sqrt(mean(x^2) + eps) * weight
+  over the trailing axes.  Weight of normalized_shape (no bias).  Ops: `rmsnorm` one normalisation
+  per element, `rmsnorm_affine` one scaling per element.
+* rotary (rotary position embedding, RoPE: Su et al. 2021, "RoFormer", eq. 34; LLaMA): rotates
+  each pair of features of q or k by an angle set by the position: x*cos + rotate_half(x)*sin on
+  a (..., L, d) input, d even.  No parameters (the angles are computed from the positions and
+  ``base``).  Ops (`rotary`): one rotation per element (2 multiplications and an addition), which
+  no convention counts as MACs (torch counts 0 for elementwise ops).
+"""
+
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..dims import Dim, as_int, dim_text, known_sign
+from .base import DimIn, DimList, Layer, Saved, Shape, dim_field, numel, shape_str
+
+
+class Embedding(Layer):
+    """torch.nn.Embedding: a table of ``num_embeddings`` vectors of ``embedding_dim``, indexed by token ids."""
+
+    type: Literal["embedding"]
+    num_embeddings: Annotated[DimIn, *dim_field()] = Field(description="Rows of the table: the vocabulary size (or the positions).")
+    embedding_dim: Annotated[DimIn, *dim_field()] = Field(description="Size of each vector (the hidden size).")
+    padding_idx: int | None = Field(default=None, description="torch's padding_idx (its row gets no gradient; counts unchanged).")
+    indices: Literal["input", "positions", "zeros"] = Field(
+        default="input",
+        description="What is looked up: the input's values (token ids); 'positions' 0..L-1 of the input's first axis "
+        "(GPT-2's wpe(arange(L)), BERT's position embeddings); 'zeros', row 0 for every position (BERT's token types "
+        "when none are given). Output (L, embedding_dim) for the last two.",
+    )
+    takes_indices: ClassVar[bool] = True
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        if self.indices != "input":
+            length = ins[0][0]
+            if self.indices == "positions" and known_sign(self.num_embeddings - length) == -1:
+                raise self.fail(f"{length} positions but a table of {self.num_embeddings}", "num_embeddings")
+            return (length, self.embedding_dim)
+        return (*ins[0], self.embedding_dim)
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        return {"weight": (self.num_embeddings, self.embedding_dim)}
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"lookup": numel(out)}  # one table entry read per output element: no arithmetic
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        why = "the ids say which rows of the table the gradient goes to"
+        if self.indices == "input":
+            return [Saved.new("indices", ins[0], why, dtype="int64")]  # the token ids (int64), not activations
+        return [Saved.new("indices", (ins[0][0],), why, dtype="int64", batched=False)]  # arange(L) or zeros(L), one for the batch
+
+    def note(self, ins: list[Shape]) -> str | None:
+        if self.indices == "positions":
+            rows = f"0..{dim_text(ins[0][0] - 1)}"
+            return f"learned positions: looks up rows {rows} of {self.num_embeddings} (its parameters do not depend on the length)"
+        if self.indices == "zeros":
+            return f"looks up row 0 for every position (token type 0 of {self.num_embeddings})"
+        return None
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import Embedding as EmbeddingModule
+
+        return EmbeddingModule(int(self.num_embeddings), int(self.embedding_dim), self.padding_idx, self.indices)
+
+
+class RMSNorm(Layer):
+    """torch.nn.RMSNorm over the trailing ``normalized_shape`` axes (default: the last axis)."""
+
+    type: Literal["rmsnorm"]
+    normalized_shape: Annotated[DimList | None, *dim_field()] = Field(
+        default=None, description="The trailing axes normalised over (torch's normalized_shape); default the last axis."
+    )
+    eps: float | None = Field(default=None, description="torch's eps (default: the dtype's machine epsilon; LLaMA uses 1e-5 or 1e-6).")
+    elementwise_affine: bool = True
+
+    def _normalized(self, shape: Shape) -> Shape:
+        raw = self.normalized_shape
+        norm = (shape[-1],) if raw is None else tuple(raw) if isinstance(raw, list) else (raw,)
+        tail = shape[len(shape) - len(norm) :]
+        if len(norm) > len(shape) or any(known_sign(a - b) not in (0, None) for a, b in zip(norm, tail, strict=True)):
+            raise self.fail(f"normalized_shape {shape_str(norm)} is not the trailing axes of the input {shape_str(shape)}", "normalized_shape")
+        return norm
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        self._normalized(ins[0])
+        return ins[0]
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        return {"weight": self._normalized(ins[0])} if self.elementwise_affine else {}
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        o: dict[str, Dim] = {"rmsnorm": numel(out)}  # x / rms(x), one per element
+        if self.elementwise_affine:
+            o["rmsnorm_affine"] = numel(out)  # * weight, one per element
+        return o
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # torch's composite rms_norm: x * rsqrt(mean(x**2) + eps) (* weight)
+        n = len(self._normalized(ins[0]))
+        kept = [Saved.of_input("d/dx of x * rsqrt(mean(x^2)) needs x"), Saved.new("rstd", (*ins[0][: len(ins[0]) - n], *(1,) * n), "1/rms per row")]
+        if self.elementwise_affine:
+            kept.append(Saved.new("normalized", ins[0], "the weight's gradient needs x / rms"))
+        return kept
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torch import nn
+
+        norm = tuple(int(d) for d in self._normalized(ins[0]))
+        return nn.RMSNorm(norm, self.eps, self.elementwise_affine)
+
+
+class Rotary(Layer):
+    """Rotary position embedding of a (..., L, d) input (q or k, per head): no parameters."""
+
+    type: Literal["rotary"]
+    base: int = Field(default=10000, ge=2, description="theta's base: angle of feature pair i at position p is p / base^(2i/d) (RoFormer: 10000).")
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        shape = ins[0]
+        if len(shape) < 2:
+            raise self.fail(f"expects a (..., L, d) input (positions, then features), got {shape_str(shape)}", "inputs")
+        d = as_int(shape[-1])
+        if d is not None and d % 2:
+            raise self.fail(f"rotates pairs of features: d must be even, got {d}", "inputs")
+        return shape
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"rotary": numel(out)}  # x*cos + rotate_half(x)*sin: one rotation per element
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        pos = ins[0][-2:]  # (L, d): one table of angles for every head and sample
+        return [
+            Saved.new("cos", pos, "x*cos: its gradient is cos", batched=False),
+            Saved.new("sin", pos, "rotate_half(x)*sin: its gradient is sin", batched=False),
+        ]
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import Rotary as RotaryModule
+
+        return RotaryModule(self.base)
+
+
+LAYERS: list[type[Layer]] = [Embedding, RMSNorm, Rotary]

@@ -1,0 +1,110 @@
+"""Inference costs: prefill vs one decode step with a KV cache, the cache's size, the roofline
+verdict, MHA vs GQA vs MQA, and ``explain total`` (where each term of a polynomial comes from)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sympy
+from conftest import SPECS, cli
+
+from archcalc import analyze, load_spec
+from archcalc.inference import inference_costs
+
+sym = {n: sympy.Symbol(n, integer=True, positive=True) for n in ("s", "S", "h", "l", "V")}
+
+
+def test_gpt2_decode_step_and_cache() -> None:
+    c = inference_costs(load_spec(SPECS / "gpt2.json"), 1024, dtype="float16")
+    layers, h, vocab, s = 12, 768, 50257, 1024
+    assert c.kv_per_position == layers * 2 * h  # a key and a value of h per layer: 2*l*n_kv*d with n_kv*d = h
+    assert c.kv_cache_bytes == 2 * layers * s * h * 2 == 37_748_736  # 2*l*S*n_kv*d*bytes, float16
+    # one token: every weight once (QKV, output, MLP: 12 h**2 per layer; the head h*V), attention over S + 1 keys
+    assert c.decode_macs == layers * 12 * h * h + h * vocab + layers * 2 * h * (s + 1)
+    assert c.weight_bytes == 124_439_808 * 2
+    assert c.decode_bytes == 124_439_808 * 2 + layers * 2 * h * (s + 1) * 2  # weights, the cache read, one position written
+    assert c.prefill_macs == 145_824_153_600
+    doc = c.to_json()
+    assert doc["decode"]["bound"].startswith("memory-bound")
+    assert doc["prefill"]["bound"].startswith("compute-bound")
+
+
+def test_transformer_lm_in_symbols() -> None:
+    c = inference_costs(load_spec(SPECS / "transformer_lm.json"), sym["S"], dtype="float16")
+    s, cache, h, layers, vocab = sym["s"], sym["S"], sym["h"], sym["l"], sym["V"]
+    assert sympy.expand(c.kv_cache_bytes - 2 * layers * cache * h * 2) == 0
+    assert sympy.expand(c.decode_macs - (12 * layers * h**2 + h * vocab + 2 * layers * h * (cache + 1))) == 0
+    assert sympy.expand(c.prefill_macs - (12 * layers * s * h**2 + 2 * layers * s**2 * h + s * h * vocab)) == 0
+    assert c.attention_layers == layers
+
+
+def test_llama2_7b_cache_is_half_a_megabyte_per_token() -> None:
+    # 32 layers x (32 key heads + 32 value heads) x 128 x 2 bytes = 512 KiB per position; 2 GiB at 4096
+    c = inference_costs(load_spec(SPECS / "llama2_7b.json"), dtype="float16")
+    assert c.kv_per_position * 2 == 32 * 2 * 32 * 128 * 2 == 512 * 1024
+    assert c.kv_cache_bytes == 2 * 1024**3
+
+
+def variant(tmp_path: Path, kv: int) -> Path:
+    spec = json.loads((SPECS / "llama2_7b.json").read_text())
+    spec["name"] = {32: "mha", 8: "gqa", 1: "mqa"}[kv]
+    spec["layers"][1]["args"]["kv"] = kv
+    for layer in spec["blocks"]["llama_layer"]["layers"]:
+        if layer["type"] == "scaled_dot_product_attention":
+            layer["enable_gqa"] = kv != 32
+    path = tmp_path / f"{spec['name']}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_compare_mha_gqa_mqa_shrinks_the_cache_by_the_head_ratio(tmp_path: Path) -> None:
+    paths = [variant(tmp_path, kv) for kv in (32, 8, 1)]
+    r = cli("compare", *map(str, paths), "--dtype", "float16", "--format", "json")
+    assert r.code == 0, r.err
+    row = json.loads(r.out)["rows"]["KV cache per position"]
+    assert row["values"] == [32 * 2 * 32 * 128 * 2, 32 * 2 * 8 * 128 * 2, 32 * 2 * 1 * 128 * 2]
+    assert row["vs_first"][0].startswith("1/4") and row["vs_first"][1].startswith("1/32")
+    # a network without attention has no such row
+    assert "KV cache" not in cli("compare", str(SPECS / "lenet5.json"), str(SPECS / "alexnet.json")).out
+
+
+def test_inference_cli(tmp_path: Path) -> None:
+    r = cli("inference", str(SPECS / "gpt2.json"), "--cache", "1024")
+    assert r.code == 0, r.err
+    assert "KV cache: 18,432 elements per position" in r.out and "memory-bound" in r.out
+    r = cli("inference", str(SPECS / "transformer_lm.json"), "--cache", "S", "--format", "json")
+    doc = json.loads(r.out)
+    assert doc["kv_cache_bytes"] == "4*l*S*h"
+    r = cli("inference", str(SPECS / "resnet18.json"))
+    assert r.code == 2 and "no attention layer" in r.err
+
+
+def test_explain_total_shows_where_each_megatron_term_comes_from() -> None:
+    r = cli("explain", str(SPECS / "transformer_lm.json"), "total", "--convention", "torch")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0] == "transformer_lm: total FLOPs (torch) = 24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V"
+    text = r.out
+    # 24*l*s*h**2: the QKV projection (6), the attention output (2) and the MLP (8 + 8), per layer
+    for part, row in (("6*l*s*h**2", "attn.c_attn"), ("2*l*s*h**2", "attn.c_proj"), ("8*l*s*h**2", "mlp.c_fc")):
+        assert any(part in line and row in line for line in lines), (part, row, text)
+    assert any("4*l*s**2*h" in line and "attn.sdpa" in line for line in lines)  # the two products over s**2 scores
+    assert any("2*s*h*V" in line and "lm_head" in line for line in lines)
+
+
+def test_explain_total_of_a_numeric_spec_lists_the_largest_rows() -> None:
+    r = cli("explain", str(SPECS / "gpt2.json"), "total", "--convention", "torch")
+    assert r.code == 0, r.err
+    assert "291,648,307,200" in r.out.splitlines()[0]
+    assert r.out.splitlines()[2].split()[0] == "lm_head"  # 2*1024*768*50257 FLOPs: 27% of the total
+
+
+@pytest.mark.parametrize("spec", ["gpt2", "transformer_lm"])
+def test_totals_json_round_trip(spec: str) -> None:
+    doc: dict[str, Any] = analyze(SPECS / f"{spec}.json").to_json()
+    for v in doc["totals"].values():
+        if isinstance(v, str):
+            sympy.sympify(v, locals={n: sympy.Symbol(n) for n in doc["symbols"]})

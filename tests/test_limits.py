@@ -1,0 +1,345 @@
+"""archcalc's limits on hostile input (README, "Reliability and limits"): every refusal is one line,
+exit 2, naming the file, layer and field; nothing within the limits changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli
+
+from archcalc import parse_spec
+from archcalc.dims import MAX_DIGITS, DimError, parse_dim
+from archcalc.graph import MAX_LAYERS, _Compiler, compile_graph
+from archcalc.spec import MAX_RANK, MAX_SPEC_BYTES
+
+
+def write(tmp_path: Path, data: Any, name: str = "spec.json") -> str:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+def one_line_error(r: Any, *parts: str) -> None:
+    assert r.code == 2, (r.code, r.err)
+    assert r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
+    for p in parts:
+        assert p in r.err, (p, r.err)
+
+
+# -- digits ----------------------------------------------------------------------------------------
+
+
+def test_a_size_of_100_digits_reads_exactly_and_101_digits_is_refused(tmp_path: Path) -> None:
+    ok = 10**MAX_DIGITS - 1  # the largest size accepted: 100 nines
+    path = write(tmp_path, f'{{"name": "n", "input": [{ok}, 2], "layers": [{{"name": "r", "type": "relu"}}]}}')
+    r = cli("table", path, "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["layers"][0]["activation_bytes"] == ok * 2 * 4  # float32 output of ok x 2
+    too_many = "1" + "0" * MAX_DIGITS  # 10^100: 101 digits
+    path = write(tmp_path, f'{{"name": "n", "input": [{too_many}, 2], "layers": [{{"name": "r", "type": "relu"}}]}}')
+    one_line_error(cli("table", path), path, "integer of 101 digits", f"at most {MAX_DIGITS}")
+
+
+def test_a_megabyte_integer_is_refused_without_converting_it(tmp_path: Path) -> None:
+    # CPython converts decimal text to int in quadratic time: 10^6 digits took minutes before
+    path = write(tmp_path, '{"name": "n", "input": [3, ' + "9" * 1_000_000 + ', 8], "layers": [{"name": "r", "type": "relu"}]}')
+    one_line_error(cli("table", path), path, "1000000 digits")
+
+
+def test_integers_in_expressions_and_evaluated_sizes_are_bounded() -> None:
+    with pytest.raises(DimError, match="more than 100 digits"):
+        parse_dim("1" + "0" * 100 + "*H")
+    with pytest.raises(DimError, match="past archcalc's limit of 100 digits"):
+        parse_dim("p*p", {"p": 10**60})  # 10^120
+    assert parse_dim("p*p", {"p": 10**49}) == 10**98
+    with pytest.raises(DimError, match="past archcalc's limit"):  # nested powers are bounded before they are computed
+        parse_dim("((((9**8)**8)**8)**8)**8", allow_pow=True)
+    assert parse_dim("(2**8)**8", allow_pow=True) == 2**64
+
+
+def test_block_parameters_feeding_each_other_stop_at_the_digit_limit(tmp_path: Path) -> None:
+    # p1 = p0*p0, p2 = p1*p1, ...: the 40th would have 10^12 digits; none is used, all are evaluated
+    params: dict[str, Any] = {"p0": 10**60}
+    for i in range(1, 40):
+        params[f"p{i}"] = f"p{i - 1}*p{i - 1}"
+    data = {
+        "name": "feed",
+        "input": [4],
+        "blocks": {"b": {"params": params, "layers": [{"name": "a", "type": "relu"}]}},
+        "layers": [{"type": "block", "name": "x", "block": "b"}],
+    }
+    path = write(tmp_path, data)
+    one_line_error(cli("table", path), path, "layer 'x'", "field 'params.p1'", "10^120", "100 digits")
+
+
+def test_an_output_size_past_the_limit_is_refused(tmp_path: Path) -> None:
+    # two 60-digit axes flattened: one axis of 10^120
+    data = {"name": "f", "input": [10**60, 10**60], "layers": [{"name": "f", "type": "flatten"}]}
+    path = write(tmp_path, data)
+    one_line_error(cli("table", path), path, "layer 'f'", "output size")
+
+
+# -- layers -----------------------------------------------------------------------------------------
+
+
+def nested(outer_args: dict[str, Any], inner_default: Any = 1) -> dict[str, Any]:
+    """outer (repeat n) -> inner (repeat n) -> one relu: n*n layers, defaults n=1."""
+    return {
+        "name": "g",
+        "input": [4],
+        "blocks": {
+            "leaf": {"layers": [{"name": "a", "type": "relu"}]},
+            "inner": {"params": {"n": inner_default}, "layers": [{"type": "block", "name": "r", "block": "leaf", "repeat": "n"}]},
+            "outer": {"params": {"n": 1}, "layers": [{"type": "block", "name": "i", "block": "inner", "repeat": "n", "args": {"n": "n"}}]},
+        },
+        "layers": [{"type": "block", "name": "o", "block": "outer", "args": outer_args}],
+    }
+
+
+def test_the_layer_count_uses_the_values_that_expand() -> None:
+    arch = parse_spec(nested({"n": 3}))
+    c = _Compiler(arch, {})
+    assert c.count(arch.layers, {}, ()) == 3 * 3  # args n=3, not the default n=1
+    assert len(compile_graph(arch).graph["order"]) == 3 * 3
+
+
+def test_the_layer_guard_cannot_be_bypassed_through_args(tmp_path: Path) -> None:
+    # before: counted with the defaults (1 layer), expanded with args: 10^8 layers, 3.6 GB
+    path = write(tmp_path, nested({"n": 10_000}))
+    one_line_error(cli("table", path), path, f"more than {MAX_LAYERS:,} layers")
+
+
+def test_a_repeat_count_from_a_required_parameter_is_counted(tmp_path: Path) -> None:
+    data = nested({"n": 2}, inner_default=None)  # inner's n is required; outer passes it on
+    path = write(tmp_path, data)
+    r = cli("table", path, "--format", "json")
+    assert r.code == 0, r.err
+    assert [row["name"] for row in json.loads(r.out)["layers"]] == ["o.i.0.r.0.a", "o.i.0.r.1.a", "o.i.1.r.0.a", "o.i.1.r.1.a"]
+
+
+def test_a_first_copy_override_is_counted_apart() -> None:
+    data = nested({"n": 2})
+    data["layers"][0].update(repeat=2, first={"n": 5})  # two outer copies, the first with n=5
+    arch = parse_spec(data)
+    # first copy: 5 inner copies of 5 relus; the copy after it: 2 of 2
+    assert _Compiler(arch, {}).count(arch.layers, {}, ()) == 5 * 5 + 2 * 2 == len(compile_graph(arch).graph["order"])
+
+
+# -- file size and rank -------------------------------------------------------------------------------
+
+
+def test_a_spec_past_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    head = '{"name": "n", "input": [3], "layers": [{"name": "r", "type": "relu"}]}'
+    path = write(tmp_path, head + " " * (MAX_SPEC_BYTES - len(head)))
+    assert cli("table", path).code == 0  # exactly the limit: read
+    path = write(tmp_path, head + " " * (MAX_SPEC_BYTES + 1 - len(head)))
+    one_line_error(cli("table", path), path, "larger than 16 MiB")
+
+
+def test_an_endless_file_is_refused() -> None:
+    one_line_error(cli("table", "/dev/zero"), "/dev/zero", "larger than 16 MiB")
+
+
+def test_rank_is_bounded(tmp_path: Path) -> None:
+    layers = [{"name": "r", "type": "relu"}]
+    path = write(tmp_path, {"name": "n", "input": [1] * MAX_RANK, "layers": layers})
+    assert cli("table", path).code == 0
+    path = write(tmp_path, {"name": "n", "input": [1] * (MAX_RANK + 1), "layers": layers})
+    one_line_error(cli("table", path), path, "field 'input'", f"{MAX_RANK + 1} axes", f"limit is {MAX_RANK}")
+    one_line_error(cli("quick", "x".join(["1"] * 1000), "relu"), "1,000 axes", f"limit is {MAX_RANK}")
+    # an unflatten that would make 65 axes
+    grow = {"name": "u", "type": "unflatten", "dim": 1, "unflattened_size": [1] * (MAX_RANK + 1)}
+    path = write(tmp_path, {"name": "n", "input": [1], "layers": [grow]})
+    one_line_error(cli("table", path), path, "layer 'u'", f"{MAX_RANK + 1} axes")
+
+
+def test_a_deeply_nested_spec_names_its_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"name": "n", "input": [3], "layers": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    one_line_error(cli("table", path), path, "nested too deeply")
+
+
+# -- silent acceptances ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layer", "parts"),
+    [
+        # torch's pooling has no padding modes: "same" silently became a symbol named same
+        ({"type": "maxpool2d", "kernel_size": 3, "padding": "same"}, ["field 'padding'", "padding 'same' is not a size", "only torch's conv"]),
+        ({"type": "avgpool2d", "kernel_size": 3, "padding": "valid"}, ["field 'padding'", "'valid' is 0"]),
+        ({"type": "maxpool2d", "kernel_size": 3, "padding": [1, "full"]}, ["field 'padding'", "padding 'full'"]),
+        ({"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "full"}, ["'same', 'valid', whole numbers", "no padding='full'"]),
+        ({"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": "auto"}, ["field 'stride'", "'auto' is a torch keyword"]),
+    ],
+)
+def test_torch_keywords_in_size_fields_are_errors(tmp_path: Path, layer: dict[str, Any], parts: list[str]) -> None:
+    path = write(tmp_path, {"name": "k", "input": [3, 8, 8], "layers": [{"name": "l", **layer}]})
+    one_line_error(cli("table", path), path, "layer 'l'", *parts)
+
+
+def test_conv_padding_same_still_reads() -> None:
+    from conftest import net
+
+    same = {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": "same"}
+    assert net([same], (3, 8, 8)).row("c").output_shape == (4, 8, 8)
+
+
+def test_stray_symbols_on_a_numeric_input_are_named_with_their_field(tmp_path: Path) -> None:
+    layers = [
+        {"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": "pad"},  # a typo for a number
+        {"name": "d", "type": "conv2d", "out_channels": "k", "kernel_size": 3},
+    ]
+    path = write(tmp_path, {"name": "s", "input": [3, 8, 8], "layers": layers})
+    r = cli("table", path)
+    assert r.code == 0
+    assert "c: the input is numeric, but field 'padding' holds the symbol pad" in r.out
+    assert "d: the input is numeric, but field 'out_channels' holds the symbol k:" in r.out
+    # a symbolic input is asked for: no such note
+    assert "the input is numeric" not in cli("table", path, "--input", "3,H,W").out
+
+
+@pytest.mark.parametrize("batch", ["0-B", "B-1", "B//2", "0"])
+def test_a_batch_that_can_be_zero_or_negative_is_refused(batch: str) -> None:
+    # before: --batch 0-B printed MACs of -717562112*B
+    one_line_error(cli("table", "specs/alexnet.json", "--batch", batch), "field '--batch'", "positive")
+
+
+def test_a_positive_symbolic_batch_is_accepted() -> None:
+    r = cli("table", "specs/alexnet.json", "--batch", "2*B", "--format", "json")
+    assert r.code == 0 and json.loads(r.out)["totals"]["macs"] == "1435124224*B"  # 2 x 717,562,112 per sample
+
+
+def test_flatten_and_unflatten_are_views() -> None:
+    from conftest import net
+
+    layers = [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        {"name": "f", "type": "flatten"},
+        {"name": "u", "type": "unflatten", "dim": 1, "unflattened_size": [4, 8, 8]},
+    ]
+    rep = net(layers, (3, 8, 8))
+    assert rep.row("f").activation_bytes == 0 and rep.row("u").activation_bytes == 0  # torch.flatten and .view return views
+    assert rep.totals["activation_bytes"] == 4 * 8 * 8 * 4  # the conv's output only
+
+
+@pytest.mark.parametrize(
+    ("layer", "field"),
+    [
+        ({"type": "softmax", "dim": 99}, "dim"),  # torch: Dimension out of range (expected to be in range of [-4, 3], but got 99)
+        ({"type": "softmax", "dim": -5}, "dim"),
+        ({"type": "flatten", "start_dim": 5}, "start_dim"),  # 5 % 4 == 1 was read as start_dim=1
+        ({"type": "flatten", "end_dim": 4}, "end_dim"),
+    ],
+)
+def test_axes_out_of_range_are_refused(tmp_path: Path, layer: dict[str, Any], field: str) -> None:
+    path = write(tmp_path, {"name": "a", "input": [3, 8, 8], "layers": [{"name": "l", **layer}]})
+    one_line_error(cli("table", path), path, "layer 'l'", f"field '{field}'", "out of range for a 4-D tensor", "-4..3")
+
+
+@pytest.mark.parametrize(("layer", "dims"), [({"type": "softmax", "dim": -4}, None), ({"type": "flatten", "start_dim": -3}, (3 * 8 * 8,))])
+def test_axes_in_range_still_read(layer: dict[str, Any], dims: Any) -> None:
+    from conftest import net
+
+    row = net([{"name": "l", **layer}], (3, 8, 8)).row("l")
+    assert row.output_shape == (dims or (3, 8, 8))
+
+
+def test_blocks_nested_too_deeply_name_the_file(tmp_path: Path) -> None:
+    blocks = {f"b{i}": {"layers": [{"type": "block", "name": "x", "block": f"b{i + 1}"}]} for i in range(3000)}
+    blocks["b3000"] = {"layers": [{"name": "r", "type": "relu"}]}
+    path = write(tmp_path, {"name": "deep", "input": [4], "blocks": blocks, "layers": [{"type": "block", "name": "x", "block": "b0"}]})
+    one_line_error(cli("table", path), path, "nested too deeply")
+
+
+# -- the command line: one line, the right exit code ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "parts"),
+    [
+        (["table", "specs/alexnet.json", "--input", "3,\u00b2,224"], ["field '--input'", "'\u00b2' is not a size", "digits 0-9"]),  # was exit 3
+        (["quick", "3x\u0663x4", "relu"], ["field 'input'", "'\u0663' is not a size"]),  # Arabic-Indic 3: int() reads it, archcalc does not
+        (["table", "specs/alexnet.json", "--set", "H=\u0663"], ["field '--set'", "SYMBOL=POSITIVE_INTEGER"]),
+        (["table", "specs/alexnet.json", "--input", "3,H,W", "--set", "H=" + "1" * 101], ["field '--set'", "101 digits"]),
+        (["table", "specs/alexnet.json", "--input", "3," + "1" * 101 + ",8"], ["field '--input'", "101 digits"]),
+        # a path that converts digits unbounded meets CPython's guard: still one line, exit 2 (was exit 3, or minutes at no limit)
+        (["quick", "3x8x8", "conv " + "9" * 60_000 + " 3"], ["more than 50,000 digits"]),
+    ],
+)
+def test_numbers_on_the_command_line(args: list[str], parts: list[str]) -> None:
+    one_line_error(cli(*args), *parts)
+
+
+def test_debug_keeps_the_bad_input_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from archcalc.cli import main
+
+    path = write(tmp_path, {"name": "d", "input": [3, 8, 8], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 99}]})
+    assert main(["--debug", "table", path]) == 2  # the traceback, then exit 2 (it exited 1, the wrong-number code)
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("archcalc: error: ")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    import archcalc.cli
+
+    def interrupted(argv: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(archcalc.cli, "run", interrupted)
+    r = cli("table", "specs/alexnet.json")
+    assert r.code == 130 and r.err == "archcalc: interrupted\n"
+
+
+def test_a_full_disk_on_stdout_is_one_line_exit_2() -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "archcalc", "table", "specs/resnet50.json"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr == "archcalc: error: cannot write the output: No space left on device\n"
+
+
+def test_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write(tmp_path, {"name": "long", "input": [4], "layers": [{"name": f"r{i}", "type": "relu"} for i in range(20_000)]})
+    p = subprocess.Popen([sys.executable, "-m", "archcalc", "table", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    first = p.stdout.readline()  # `archcalc table ... | head -1`
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait() == 0 and first.startswith(b"long: input 4") and err == b""
+
+
+# -- names: escaped where printed --------------------------------------------------------------------
+
+
+NASTY = "a\nb\x1b[31mred"
+
+
+def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
+    layers = [{"name": NASTY, "type": "relu"}, {"name": "=HYPERLINK(\"http://x\")", "type": "relu"}, {"name": "a^b~c\\d{e}", "type": "relu"}]
+    path = write(tmp_path, {"name": "n\x07", "input": [4], "layers": layers})
+    text = cli("table", path).out
+    assert "\x1b" not in text and "\x07" not in text
+    assert "a\\nb\\x1b[31mred" in text and "n\\x07: input 4" in text
+    lines = text.splitlines()
+    assert lines[lines.index(next(x for x in lines if x.startswith("---"))) + 4].startswith("total")  # three rows, one line each
+    import csv
+
+    out = cli("table", path, "--format", "csv").out
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[2][0] == "'=HYPERLINK(\"http://x\")" and "\x1b" not in out  # OWASP: a leading ' keeps it text
+    assert rows[1][:3] == ["a\\nb\\x1b[31mred", "relu", "input"] and rows[2][2] == "a\\nb\\x1b[31mred"
+    tex = cli("table", path, "--format", "latex").out
+    assert r"a\textasciicircum{}b\textasciitilde{}c\textbackslash{}d\{e\}" in tex
+
+
+def test_control_characters_in_file_names_are_escaped(tmp_path: Path) -> None:
+    path = write(tmp_path, "{", name="bad\nname\x1b.json")
+    one_line_error(cli("table", path), "bad\\nname\\x1b.json", "invalid JSON")

@@ -1,0 +1,124 @@
+"""Language models in the zoo: published parameter counts, the Megatron and Kaplan polynomials,
+and each spec checked against a torch model built from it (meta device: no weights allocated).
+
+Published figures:
+* GPT-2 (Radford et al. 2019; sizes from the Hugging Face configs: vocabulary 50257, 1024
+  positions): the released checkpoints hold 124,439,808 (small), 354,823,168 (medium) and
+  1,557,611,200 (XL) parameters, the output head tied to the token embedding.
+* BERT-base (Devlin et al. 2019, "110M"; bert-base-uncased config: vocabulary 30522, 512
+  positions, 2 token types): BertModel with its pooler holds 109,482,240.
+* LLaMA-2 7B (Touvron et al. 2023, Table 1; Llama-2-7b-hf config: hidden 4096, MLP 11008,
+  32 layers, vocabulary 32000, no biases, untied head): 6,738,415,616.
+* Megatron-LM (Narayanan et al. 2021, sec. 5.1): forward FLOPs of a GPT with batch B,
+  24*B*s*l*h**2*(1 + s/(6h) + V/(12*l*h)) = 24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V at B = 1.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sympy
+from conftest import SPECS, cli
+
+from archcalc import analyze
+
+S = {n: sympy.Symbol(n, integer=True, positive=True) for n in ("s", "h", "l", "a", "V")}
+
+
+def gpt2_params(h: int, layers: int, vocab: int = 50257, n_ctx: int = 1024) -> int:
+    """GPT-2 by hand: token and position embeddings, per layer two LayerNorms (2h each), the QKV
+    projection (h x 3h + 3h), the attention output (h x h + h), the MLP (h x 4h + 4h, 4h x h + h);
+    the final LayerNorm; the head shares the token embedding."""
+    per_layer = 2 * 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h)
+    return vocab * h + n_ctx * h + layers * per_layer + 2 * h
+
+
+@pytest.mark.parametrize(
+    ("spec", "h", "layers", "published"),
+    [("gpt2", 768, 12, 124_439_808), ("gpt2_medium", 1024, 24, 354_823_168), ("gpt2_xl", 1600, 48, 1_557_611_200)],
+)
+def test_gpt2_family_matches_the_released_parameter_counts(spec: str, h: int, layers: int, published: int) -> None:
+    assert gpt2_params(h, layers) == published
+    rep = analyze(SPECS / f"{spec}.json")
+    assert rep.totals["params"] == published
+    assert rep.row("lm_head").params == 0  # tied: counted once, at the token embedding
+    assert "transformer.wte's weight (tied)" in (rep.row("lm_head").note or "")
+
+
+def test_gpt2_torch_macs_at_1024_tokens() -> None:
+    # per layer: QKV s*h*3h, scores s*s*h, weighted values s*s*h, output s*h*h, MLP 2*s*h*4h; the head s*h*V
+    s, h, layers, vocab = 1024, 768, 12, 50257
+    per_layer = s * h * 3 * h + 2 * s * s * h + s * h * h + 2 * s * h * 4 * h
+    assert layers * per_layer + s * h * vocab == 145_824_153_600
+    assert analyze(SPECS / "gpt2.json", convention="torch").totals["macs"] == 145_824_153_600
+
+
+def test_bert_base_with_pooler() -> None:
+    h, layers = 768, 12
+    embeddings = 30522 * h + 512 * h + 2 * h + 2 * h  # word, position, token type, LayerNorm
+    per_layer = 3 * (h * h + h) + (h * h + h) + 2 * h + (h * 4 * h + 4 * h) + (4 * h * h + h) + 2 * h
+    pooler = h * h + h
+    assert embeddings + layers * per_layer + pooler == 109_482_240
+    assert analyze(SPECS / "bert_base.json").totals["params"] == 109_482_240
+
+
+def test_llama2_7b() -> None:
+    h, ffn, layers, vocab = 4096, 11008, 32, 32000
+    per_layer = 4 * h * h + 3 * h * ffn + 2 * h  # q, k, v, o; gate, up, down; two RMSNorm weights
+    assert vocab * h + layers * per_layer + h + h * vocab == 6_738_415_616  # embedding, layers, final norm, head
+    rep = analyze(SPECS / "llama2_7b.json")
+    assert rep.totals["params"] == 6_738_415_616
+    assert rep.row("model.layers.0.self_attn.q_rot").params == 0  # rotary: no parameters
+
+
+def test_transformer_lm_prints_megatrons_polynomial() -> None:
+    r = cli("table", str(SPECS / "transformer_lm.json"), "--format", "json", "--convention", "torch")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["totals"]["flops"] == "24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V"
+    s, h, layers, a, vocab = S["s"], S["h"], S["l"], S["a"], S["V"]
+    megatron = 24 * s * layers * h**2 * (1 + s / (6 * h) + vocab / (12 * layers * h))
+    locals_ = {n: S.get(n, sympy.Symbol(n)) for n in doc["symbols"]}
+    assert sympy.expand(sympy.sympify(doc["totals"]["flops"], locals=locals_) - megatron) == 0
+    # weights 12*l*h**2 + 13*l*h (QKV, output, MLP and their biases, two LayerNorms), positions s*h,
+    # token embedding h*V (the head shares it), final LayerNorm 2h
+    assert doc["totals"]["params"] == "12*l*h**2 + 13*l*h + s*h + h*V + 2*h"
+    assert a.name not in doc["totals"]["flops"]  # a heads of h/a each: the heads cancel out of the count
+
+
+def test_transformer_lm_at_gpt2_sizes_is_gpt2() -> None:
+    sizes = {"s": 1024, "h": 768, "l": 12, "a": 12, "V": 50257}
+    lm = analyze(SPECS / "transformer_lm.json", convention="torch", values=sizes)
+    gpt2 = analyze(SPECS / "gpt2.json", convention="torch")
+    assert lm.totals == gpt2.totals
+    assert len(lm.rows) == len(gpt2.rows)
+
+
+def test_kaplan_counts_the_causal_triangle() -> None:
+    # Kaplan et al. 2020, Table 1: C_forward ~ 2N + 2*n_layer*n_ctx*d_attn FLOPs per token, N = 12*l*h**2
+    # the non-embedding weights; counted exactly, query i reads i + 1 keys: s*(s + 1)/2 pairs per head
+    rep = analyze(SPECS / "transformer_lm.json", convention="kaplan")
+    s, h, layers, vocab = S["s"], S["h"], S["l"], S["V"]
+    want = 12 * layers * s * h**2 + layers * s * (s + 1) * h + s * h * vocab
+    assert sympy.expand(sympy.sympify(rep.totals["macs"]) - want) == 0
+    per_token = sympy.expand(2 * want / s)
+    assert sympy.expand(per_token - (2 * 12 * layers * h**2 + 2 * layers * (s + 1) * h + 2 * h * vocab)) == 0
+
+
+def test_gpt2_cost_as_a_polynomial_in_s() -> None:
+    rep = analyze(SPECS / "gpt2.json", convention="torch", input_shape=["s"])
+    s = S["s"]
+    # 12 layers x (12*s*768**2 + 2*s**2*768) + s*768*50257
+    assert sympy.expand(sympy.sympify(rep.totals["macs"]) - (12 * (12 * s * 768**2 + 2 * s**2 * 768) + s * 768 * 50257)) == 0
+    assert rep.totals["params"] == 124_439_808  # learned positions: 1024 rows whatever s
+
+
+@pytest.mark.parametrize("spec", ["gpt2", "bert_base", "llama2_7b"])
+def test_verifies_against_torch_on_the_meta_device(spec: str) -> None:
+    pytest.importorskip("torch")
+    from archcalc.torch.verify import verify_spec
+
+    result = verify_spec(SPECS / f"{spec}.json")
+    assert result.device == "meta"  # no 27 GB of LLaMA weights: shapes only, and FlopCounterMode still counts
+    assert result.ok, result.render_text()
