@@ -563,7 +563,7 @@ def _shape_parts(value: str) -> list[str]:
     while words and words[-1].lower().strip(".") in SHAPE_WORDS:  # 13x13 pixels, 7x7 RF
         words.pop()
     text = " ".join(words).strip()
-    if re.fullmatch(r"[(\[].*[)\]]", text):  # (192, 13, 13)
+    if re.fullmatch(r"[(\[].*[)\]]", text) and "," in text:  # (192, 13, 13); not (2*n+1)x(2*n+1)
         text = text[1:-1]
     sep = r"[x\u00d7X,]+|\s+" if "*" not in text or re.search(r"[x\u00d7,]", text) else r"\*"
     if not re.search(r"[A-Za-z]", text.replace("x", "").replace("X", "")):

@@ -54,3 +54,9 @@ def test_symbolic_claims_need_no_simplify() -> None:
     r = cli("check", "--stack", "8xHxW", *layers, "conv12.output=8x1x1", "conv1.output=8x(H+1)//2x(W+1)//2")
     assert r.code == 1 and r.out.startswith("WRONG   conv12.output=8x1x1"), r.out
     assert "correct conv1.output=8x(H+1)//2x(W+1)//2" in r.out
+
+
+def test_a_shape_of_bracketed_formulas_is_not_a_tuple() -> None:
+    # (H+1)//2 per axis, written with brackets on both sides of the x: not the tuple "(192, 13, 13)"
+    r = cli("check", "--stack", "3xHxW", "conv 8 3 s2 p1", "conv1.output=((H+1)//2)x((W+1)//2)")
+    assert r.code == 0 and r.out.startswith("correct"), r.out + r.err
