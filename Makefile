@@ -12,7 +12,7 @@ $(VENV)/.core: pyproject.toml
 
 # everything the tests use: torch, torchvision and timm at the pins in constraints-test.txt, the peers, plots
 $(VENV)/.full: $(VENV)/.core constraints-test.txt
-	$(BIN)/pip install -q -e '.[dev,torch,vision,plot,peers]' -c constraints-test.txt
+	$(BIN)/pip install -q -e '.[dev,torch,vision,plot,peers,diagram,browser]' -c constraints-test.txt
 	touch $@
 
 .PHONY: setup setup-core demo test lint acceptance bench clean

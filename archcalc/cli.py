@@ -122,8 +122,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g = sub.add_parser("reports", help="write the reports gallery: md, tex, csv, json tables and png plots per spec, and an index")
     g.add_argument("specs", nargs="+", help="spec files")
     g.add_argument("-o", "--output", default="reports", help="folder (default: reports)")
-    g.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    g.add_argument("--no-plots", action="store_true", help="no png plots (no matplotlib needed)")
+    g.add_argument("--no-diagrams", action="store_true", help="no svg diagrams (no Graphviz needed)")
     g.add_argument("--convention", default="lecture", help=f"counting convention: {', '.join(CONVENTIONS)} (default lecture)")
+
+    d = sub.add_parser(
+        "diagram",
+        help="the architecture drawn: SVG, PDF, PNG (Graphviz) or DOT, shapes on the edges, each node's cost",
+        description="e.g. archcalc diagram specs/googlenet.json -o googlenet.svg. A network of more than 60 layers is "
+        "drawn with its blocks collapsed (a repeated block one node, a block called once a box around its branches); "
+        "--depth opens them. SVG, PDF and PNG need Graphviz (apt-get install graphviz); .dot needs nothing.",
+    )
+    d.add_argument("spec", nargs="?", help="spec file (JSON)")
+    _stack_option(d, single=True)
+    d.add_argument("--color", default="macs", choices=("macs", "params", "memory", "none"), help="fill nodes on a log scale of this (default macs)")
+    d.add_argument("--depth", type=_depth, help="open blocks nested this deep (1: the top-level blocks; more: inside them)")
+    d.add_argument("--rankdir", default="TB", choices=("TB", "LR"), help="top to bottom (default) or left to right")
+    _analysis_options(d, formats=("svg", "pdf", "png", "dot"))
 
     from .training_cli import add_memory_parsers
 
@@ -148,9 +163,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _depth(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number, 1 or more, got {text!r}")
+    return int(text)
+
+
 def _command_of(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv (the first word that is not an option), if it is a known one."""
-    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "memory", "fit", "inference"}
+    known = {"table", "quick", "explain", "check", "compare", "reports", "schema", "diagram", "memory", "fit", "inference"}
     for word in argv:
         if not word.startswith("-"):
             return word if word in known | set(TORCH_COMMANDS) else None
@@ -220,6 +241,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             args.items = [*args.items, *extra]  # claims after an option: check SPEC --dtype float16 CLAIM...
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "diagram":
+        return _diagram(args)
     if "format" in args and args.format is None:  # -o table.md writes markdown
         if args.command in ("table", "quick", "explain", "check", "compare"):
             _check_extension(args.command, getattr(args, "output", None), args.formats)
@@ -270,7 +293,11 @@ def run(argv: Sequence[str] | None = None) -> int:
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise SpecError("plots need matplotlib: pip install 'archcalc[plot]', or pass --no-plots", field="--no-plots") from None
-        files = generate(args.specs, args.output, plots=not args.no_plots, convention=args.convention)
+        if not args.no_diagrams:
+            from .diagram import need_graphviz
+
+            need_graphviz("or pass --no-diagrams")
+        files = generate(args.specs, args.output, plots=not args.no_plots, convention=args.convention, diagrams=not args.no_diagrams)
         print(f"wrote {len(files)} files to {str(args.output).rstrip('/')}/")
         return 0
     if args.command == "explain":
@@ -356,6 +383,31 @@ def _explain(args: argparse.Namespace) -> int:
     except SpecError as e:
         raise e.located(file=args.spec or "<stack>") from None
     write_output("\n".join(parts), args.output)
+    return 0
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    from .diagram import diagram_bytes, format_of
+    from .output import atomic_write
+
+    if args.stack:
+        _need_stack_shape(args.stack)
+        if args.spec is not None:
+            raise SpecError("with --stack, give no SPEC", field="--stack")
+        args.stack_now = args.stack
+    elif args.spec is None:
+        raise SpecError("diagram needs SPEC (or --stack SHAPE LAYER...)", field="SPEC")
+    fmt = args.format or format_of(args.output)
+    rep = _report(args)
+    data = diagram_bytes(rep, fmt, depth=args.depth, color=args.color, rankdir=args.rankdir)
+    if args.output is None or args.output == "-":
+        if fmt in ("svg", "dot"):
+            sys.stdout.write(data.decode("utf-8"))
+        else:  # PDF, PNG: bytes
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+    else:
+        atomic_write(args.output, data)
     return 0
 
 

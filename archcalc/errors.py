@@ -37,3 +37,15 @@ class SpecError(ValueError):
         if self.field:
             parts.append(f"field {self.field!r}")
         return ": ".join([*parts, escape_control(self.message)])
+
+
+class UserExit(SpecError):
+    """User code (a model's forward) called ``sys.exit``: an error (exit 2), never archcalc's own exit status."""
+
+
+def user_failure(e: BaseException) -> str:
+    """How user code failed, for a one-line error: ``ValueError: no weights``, or ``SystemExit(0): ...``
+    for an exit (whose text alone would be just its code)."""
+    if isinstance(e, SystemExit):
+        return f"SystemExit({e.code!r}): user code may not exit"
+    return f"{type(e).__name__}: {e}"

@@ -164,10 +164,10 @@ class Report:
 
         return render(self, "markdown")
 
-    def _repr_html_(self) -> str:
-        from .render import render
+    def _repr_html_(self) -> str:  # the table alone (a notebook cell is no place for a page with scripts)
+        from .render import to_html
 
-        return render(self, "html")
+        return to_html(self)
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""The reports gallery: for each spec, Markdown, LaTeX, CSV and JSON tables and PNG plots, plus an index.
+"""The reports gallery: for each spec, Markdown, LaTeX, CSV and JSON tables, PNG plots and an SVG
+diagram, plus an index (Markdown, and a self-contained HTML page).
 
     archcalc reports specs/*.json -o reports/
 
@@ -15,6 +16,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from .grouping import Group
 from .output import atomic_write, atomic_write_all
 from .render import md_escape, render, units
 from .report import Report, analyze
@@ -22,45 +24,111 @@ from .report import Report, analyze
 TABLES = {"md": "markdown", "tex": "latex", "csv": "csv", "json": "json"}
 
 
-def plot_png(rep: Report) -> bytes:
-    """Three stacked bar charts of per-layer memory, params and MACs (layers with any of them), as PNG bytes."""
+def plot_groups(rep: Report, depth: int | None = None) -> list[Group]:
+    """The bars of a plot: layers (a small network) or blocks (``grouping.resolve_depth``) that count
+    towards the totals and have memory, params or MACs."""
+    from .grouping import group_rows, resolve_depth
+
+    groups = [g for g in group_rows(rep, resolve_depth(rep, depth)) if not g.training_only or rep.include_training_only]
+    return [g for g in groups if g.totals["activation_bytes"] or g.totals["params"] or g.totals["macs"]]
+
+
+def plot_png(rep: Report, depth: int | None = None) -> bytes:
+    """Bar charts of activation memory, params and MACs, and their cumulative share along depth.
+
+    A small network gets one bar per layer (those with any of the three); a deep one one bar per
+    block at the collapsed depth (``archcalc.grouping``, the rule the diagrams use): ResNet-152's
+    stem layers, ``layer1 ×3`` ... ``layer4 ×3`` and its head.  The last panel follows every layer
+    in order: the share of all MACs and of all activation memory reached by that layer, so a reader
+    sees where along the network the compute and the memory sit.  PNG bytes.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    rows = [r for r in rep.counted_rows if r.activation_bytes or r.params or r.macs]
-    names = [r.name for r in rows]
+    from .grouping import resolve_depth
+
+    depth = resolve_depth(rep, depth)
+    groups = plot_groups(rep, depth)
+    names = [g.label for g in groups]
     series = [
-        ("activation memory (KiB)", [int(r.activation_bytes) / 1024 for r in rows], "#4C72B0"),
-        ("params (K)", [int(r.params) / 1000 for r in rows], "#DD8452"),
-        (f"MACs (M, '{rep.convention}')", [int(r.macs) / 1e6 for r in rows], "#55A868"),
+        ("activation memory (KiB)", [int(g.totals["activation_bytes"]) / 1024 for g in groups], "#4C72B0"),
+        ("params (K)", [int(g.totals["params"]) / 1000 for g in groups], "#DD8452"),
+        (f"MACs (M, '{rep.convention}')", [int(g.totals["macs"]) / 1e6 for g in groups], "#55A868"),
     ]
-    width = max(8.0, 0.22 * len(rows) + 2)
-    fig, axes = plt.subplots(3, 1, figsize=(min(width, 40.0), 8), sharex=True)
-    for ax, (title, values, color) in zip(axes, series, strict=True):
-        ax.bar(range(len(rows)), values, color=color)
-        ax.set_ylabel(title, fontsize=8)
+    n = len(groups)
+    width = min(max(8.0, 0.24 * n + 2.5), 18.0)
+    fig, axes = plt.subplots(4, 1, figsize=(width, 10), layout="constrained", gridspec_kw={"height_ratios": [1, 1, 1, 1.1]})
+    label_size = 8 if n <= 40 else 7
+    for ax, (title, values, color) in zip(axes[:3], series, strict=True):
+        ax.bar(range(n), values, color=color)
+        ax.set_ylabel(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(range(len(rows)))
-    axes[-1].set_xticklabels(names, rotation=90, fontsize=6 if len(rows) > 40 else 8)
+        ax.set_xlim(-0.6, n - 0.4)
+        ax.set_xticks(range(n))
+        ax.tick_params(axis="y", labelsize=8)
+        ax.tick_params(axis="x", labelbottom=ax is axes[2])  # one set of labels, under the last bar panel
+    axes[2].set_xticklabels(names, rotation=60 if n > 12 else 0, ha="right" if n > 12 else "center", fontsize=label_size)
+    rows = rep.counted_rows
+    total_macs, total_mem = int(rep.totals["macs"]), int(rep.totals["activation_bytes"])
+    macs, mem, acc_m, acc_b = [], [], 0, 0
+    for r in rows:
+        acc_m += int(r.macs)
+        acc_b += int(r.activation_bytes)
+        macs.append(100 * acc_m / total_macs if total_macs else 0.0)
+        mem.append(100 * acc_b / total_mem if total_mem else 0.0)
+    ax = axes[3]
+    x = range(1, len(rows) + 1)
+    ax.step(x, macs, where="post", color="#55A868", label="MACs")
+    ax.step(x, mem, where="post", color="#4C72B0", label="activation memory")
+    ax.set_ylim(0, 101)
+    ax.set_xlim(0, len(rows) + 1)
+    ax.set_ylabel("cumulative %", fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer, in order (counted layers)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    if depth is not None:  # where each block starts along the layers, labelled
+        index = {r.name: i for i, r in enumerate(rows, start=1)}
+        for g in groups:
+            if g.block and g.rows[0].name in index:
+                i = index[g.rows[0].name]
+                ax.axvline(i - 0.5, color="gray", lw=0.6, ls=":")
+                ax.text(i, 2, g.label, fontsize=7, rotation=90, va="bottom", ha="left", color="dimgray")
     t = rep.totals
+    what = "per layer" if depth is None else f"per block (depth {depth})"
     fig.suptitle(
-        f"{rep.name}: {units.count(t['params'])} params, {units.count(t['macs'])} MACs, {units.size(t['activation_bytes'])} activations", fontsize=10
+        f"{rep.name}: {units.count(t['params'])} params, {units.count(t['macs'])} MACs, {units.size(t['activation_bytes'])} activations; bars {what}",
+        fontsize=11,
     )
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
 
-def plot_report(rep: Report, path: Path) -> None:
+def diagram_svg(rep: Report) -> bytes:
+    """The default diagram (archcalc.diagram) as SVG, as the gallery commits it."""
+    from .diagram import diagram_bytes
+
+    return diagram_bytes(rep, "svg")
+
+
+def plot_report(rep: Report, path: Path, depth: int | None = None) -> None:
     """Write :func:`plot_png` to ``path`` (atomically)."""
-    atomic_write(path, plot_png(rep))
+    atomic_write(path, plot_png(rep, depth))
 
 
-def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Sequence[bool] = True, convention: str = "lecture") -> str:
+def index_markdown(
+    reports: Sequence[tuple[str, Report]],
+    *,
+    plots: bool | Sequence[bool] = True,
+    convention: str = "lecture",
+    diagrams: bool | Sequence[bool] = False,
+) -> str:
     lines = [
         "# archcalc reports",
         "",
@@ -70,15 +138,26 @@ def index_markdown(reports: Sequence[tuple[str, Report]], *, plots: bool | Seque
         "|---|---|---:|---:|---:|---|",
     ]
     has_plot = [plots] * len(reports) if isinstance(plots, bool) else list(plots)
-    for (stem, rep), plot in zip(reports, has_plot, strict=True):
-        links = " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plot else "")
+    has_svg = [diagrams] * len(reports) if isinstance(diagrams, bool) else list(diagrams)
+    for (stem, rep), plot, svg in zip(reports, has_plot, has_svg, strict=True):
+        links = (
+            " ".join(f"[{ext}]({stem}.{ext})" for ext in TABLES) + (f" [png]({stem}.png)" if plot else "") + (f" [svg]({stem}.svg)" if svg else "")
+        )
         t = rep.totals
         cells = [rep.name, "×".join(map(str, rep.input_shape)), units.exact(t["params"]), units.exact(t["macs"]), units.size(t["activation_bytes"])]
         lines.append("| " + " | ".join(md_escape(c) for c in cells) + f" | {links} |")
+    lines += ["", "[index.html](index.html): the same list in a page, sortable, with the diagrams."]
     return "\n".join(lines) + "\n"
 
 
-def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True, convention: str = "lecture") -> list[Path]:
+def index_html(reports: Sequence[tuple[str, Report]], *, diagrams: Sequence[bool], plots: Sequence[bool], convention: str = "lecture") -> str:
+    """The gallery as one self-contained page: every network's totals (sortable) and its diagram."""
+    from .render.page import gallery_page
+
+    return gallery_page(reports, diagrams=diagrams, plots=plots, convention=convention, tables=tuple(TABLES))
+
+
+def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True, convention: str = "lecture", diagrams: bool = False) -> list[Path]:
     """Write every table (and plot) for each spec into ``out``, and the index; return the files written."""
     from .errors import SpecError
 
@@ -101,9 +180,13 @@ def generate(specs: Sequence[str | Path], out: str | Path, *, plots: bool = True
         files += [(out / f"{stem}.{ext}", render(rep, fmt)) for ext, fmt in TABLES.items()]
         if plots and not rep.symbolic:  # a bar needs a number: symbolic specs get tables only
             files.append((out / f"{stem}.png", plot_png(rep)))
-    # tables-only runs keep existing plots
+        if diagrams:
+            files.append((out / f"{stem}.svg", diagram_svg(rep)))
+    # tables-only runs keep existing plots and diagrams
     has_plot = [(plots and not rep.symbolic) or (out / f"{stem}.png").exists() for stem, rep in reports]
-    files.append((out / "index.md", index_markdown(reports, plots=has_plot, convention=convention)))
+    has_svg = [diagrams or (out / f"{stem}.svg").exists() for stem, _ in reports]
+    files.append((out / "index.html", index_html(reports, diagrams=has_svg, plots=has_plot, convention=convention)))
+    files.append((out / "index.md", index_markdown(reports, plots=has_plot, convention=convention, diagrams=has_svg)))
     if out.exists() and not out.is_dir():
         raise SpecError(f"{out} exists and is not a folder", field="--output")
     created = not out.exists()

@@ -334,3 +334,134 @@ def test_bench_warns_of_more_threads_than_cpus_and_reports_what_ran(tmp_path: Pa
         torch.set_num_threads(before)
     assert any("threads on" in w and "contend" in w for w in r.warnings)
     assert any("channels_last ignored" in w for w in r.warnings) and r.channels_last is False  # a 1-D net: not applied
+
+
+# ----- sizes torch cannot hold, and runs the machine cannot hold: refused before allocating -------------
+HUGE = 10**30  # a valid size for archcalc's arithmetic, past torch's int64 (2**63 - 1, about 9.2e18)
+
+
+@pytest.mark.parametrize(
+    ("layers", "input", "where"),
+    [
+        ([{"name": "fc", "type": "linear", "out_features": 2}], [HUGE], "field 'input': the input"),
+        ([{"name": "fc", "type": "linear", "out_features": HUGE}], [4], "layer 'fc': field 'output_shape': the output"),
+    ],
+)
+@pytest.mark.parametrize("command", ["verify", "bench"])
+def test_sizes_past_int64_are_one_line_exit_2(tmp_path: Path, command: str, layers: Any, input: Any, where: str) -> None:
+    # torch failed in empty() with "Overflow when unpacking long long" and a 16-line C++ frame dump, exit 3
+    from conftest import cli
+
+    spec = tmp_path / "huge.json"
+    spec.write_text(json.dumps({"name": "huge", "input": input, "layers": layers}))
+    extra = ["--no-probe", "--repeat", "1", "--warmup", "0", "--quiet"] if command == "bench" else []
+    r = cli(command, str(spec), *extra)
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"archcalc: error: {spec}: {where} {HUGE} has {HUGE:,} elements: past torch's int64 limit"), r.err
+
+
+MLP = {
+    "name": "mlp",
+    "input": [192],
+    "layers": [
+        {"name": "fc1", "type": "linear", "out_features": 64},
+        {"name": "relu1", "type": "relu", "inplace": True},
+        {"name": "relu2", "type": "relu"},
+        {"name": "fc2", "type": "linear", "out_features": 10},
+    ],
+}
+
+
+def test_the_least_memory_a_run_holds() -> None:
+    from archcalc.torch.limits import required_bytes
+
+    rep = analyze(parse_spec(MLP), convention="torch", batch=2, dtype="float32")
+    weights = ((192 * 64 + 64) + (64 * 10 + 10)) * 4  # float32 weights and biases
+    x = 192 * 2 * 4  # the float32 input at batch 2, alive throughout
+    # while a layer runs: its new output (0 for the in-place relu1) and the tensors it reads
+    running = {"fc1": 64 * 2 * 4, "relu1": 0 + 64 * 2 * 4, "relu2": 64 * 2 * 4 + 64 * 2 * 4, "fc2": 10 * 2 * 4 + 64 * 2 * 4}
+    assert required_bytes(rep) == weights + x + max(running.values())  # relu2: 1,024 B
+    assert required_bytes(rep, weights=False) == x + 1024
+    # training: weights and their gradients, and every new output kept for the backward pass
+    assert required_bytes(rep, train=True) == 2 * weights + x + (64 * 2 * 4 + 0 + 64 * 2 * 4 + 10 * 2 * 4)
+
+
+def test_bench_refuses_a_model_bigger_than_free_memory_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
+    from archcalc.torch import build, limits
+
+    built: list[Any] = []
+    monkeypatch.setattr(build, "build_module", lambda *a, **kw: built.append(a) or pytest.fail("allocated"))
+    rep = analyze(parse_spec(MLP), convention="torch", batch=2, dtype="float32")
+    need = limits.required_bytes(rep)
+    monkeypatch.setattr(limits, "available_bytes", lambda device: need - 1)
+    with pytest.raises(SpecError, match=r"needs at least .* on cpu .* at batch 2, float32\) but .* is free: refused before allocating"):
+        bench_spec(parse_spec(MLP), batch=2, probe=False, progress=False)
+    assert built == []
+    monkeypatch.undo()
+    monkeypatch.setattr(limits, "available_bytes", lambda device: need)  # exactly enough: it runs
+    assert bench_spec(parse_spec(MLP), batch=2, warmup=0, repeat=1, probe=False, progress=False, per_layer=False).images_per_s > 0
+
+
+def test_free_memory_is_read_from_meminfo() -> None:
+    from archcalc.torch.limits import available_bytes
+
+    free = available_bytes(torch.device("cpu"))
+    if not Path("/proc/meminfo").exists():
+        assert free is None
+        return
+    kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemAvailable:"))
+    assert free is not None and abs(free - kb * 1024) < 2**30  # read twice, a moment apart
+
+
+# ----- the roofline's bandwidth by level (a fixed probe result: no timing here) ------------------------
+MiB = 1 << 20
+
+
+def _point(kernel: str, nbytes: int, bw: float) -> Any:
+    return rl.BandwidthPoint(kernel, nbytes, bw, 0.9 * bw, 1.1 * bw, 50)
+
+
+# what this machine's probe read (issue 14): copies of cache-sized buffers ~130 GB/s, of DRAM-sized ones
+# ~16 GB/s, and one small size 0.5 GB/s (a timing artefact, not a slower memory)
+POINTS = [_point("copy", 1 * MiB, 0.5e9), _point("copy", 4 * MiB, 130e9), _point("sum", 32 * MiB, 60e9), _point("copy", 256 * MiB, 16e9)]
+
+
+def test_bandwidth_levels_are_monotonic_in_the_working_set() -> None:
+    # the level of n bytes: the best median among points of at least n bytes (a bigger working set never streams faster)
+    assert rl.bandwidth_levels(POINTS) == [(1 * MiB, 130e9), (4 * MiB, 130e9), (32 * MiB, 60e9), (256 * MiB, 16e9)]
+    levels = rl.bandwidth_levels(POINTS)
+    assert rl.level_bandwidth(levels, 100) == 130e9  # smaller than any level: the smallest
+    assert rl.level_bandwidth(levels, 4 * MiB + 1) == 60e9  # just past a level: the next one
+    assert rl.level_bandwidth(levels, 10**12) == 16e9  # past every level: DRAM
+    p = rl.Probe("k", "cpu", "x", "float32", 1, "t", 100e9, 130e9, 16e9, bandwidth_points=POINTS)
+    assert p.levels == levels and p.bandwidth_for(151 * 10**6) == 16e9
+    back = rl.Probe.from_json(json.loads(json.dumps(p.to_json())))  # the cache round trip
+    assert back.bandwidth_points == POINTS and back.levels == levels
+    assert p.to_json()["bandwidth_points"][0]["spread"] == pytest.approx((1.1 - 0.9) * 0.5e9 / 0.5e9)
+
+
+def test_alexnet_fc6_is_memory_bound_at_the_dram_level() -> None:
+    rep = analyze(ROOT / "specs" / "alexnet.json", convention="torch", batch=8)
+    peak, levels = 100e9, rl.bandwidth_levels(POINTS)
+    layers = {lr.name: lr for lr in rl.roofline_layers(rep, peak, 130e9, dtype="float32", batch=8, levels=levels)}
+    fc6 = layers["fc6"]
+    # 9216 -> 4096 at batch 8, float32: weights and bias, input, output
+    assert fc6.bytes == (9216 * 4096 + 4096) * 4 + 8 * 9216 * 4 + 8 * 4096 * 4 == 151_437_312  # > 32 MiB of L3: DRAM
+    assert fc6.flops == 2 * 8 * 9216 * 4096  # about 4 FLOP per byte, under the DRAM ridge of 100 / 16 = 6.25
+    assert fc6.bandwidth == 16e9 and fc6.bound == "memory"
+    assert fc6.predicted_s == max(fc6.flops / peak, fc6.bytes / 16e9) == fc6.bytes / 16e9
+    # conv5 (5.1 MB: weights 256*256*9+256, input and output 8*256*13*13, float32) lives in L3's level,
+    # relu5 (its 1.4 MB input and output) in the cache-sized one
+    assert layers["conv5"].bytes == (256 * 256 * 9 + 256) * 4 + 2 * 8 * 256 * 13 * 13 * 4 and layers["conv5"].bandwidth == 60e9
+    assert layers["conv5"].bound == "compute"  # 2*8*256*256*9*169 FLOPs on 5.1 MB: ~311 FLOP/B
+    assert layers["relu5"].bandwidth == 130e9
+    # one roof for every layer (the cache's best copy) called fc6 compute-bound: 4 FLOP/B over a ridge of 100 / 130
+    flat = {lr.name: lr for lr in rl.roofline_layers(rep, peak, 130e9, dtype="float32", batch=8)}
+    assert flat["fc6"].bound == "compute"
+
+
+def test_merging_probes_keeps_each_points_better_median() -> None:
+    a = rl.Probe("k", "cpu", "x", "float32", 1, "t", 1e9, 1e9, 1e9, bandwidth_points=[_point("copy", MiB, 50e9), _point("copy", 256 * MiB, 10e9)])
+    b = rl.Probe("k", "cpu", "x", "float32", 1, "t", 1e9, 1e9, 1e9, bandwidth_points=[_point("copy", MiB, 40e9), _point("copy", 256 * MiB, 12e9)])
+    m = rl.merge_probes(a, b)
+    assert m.levels == [(MiB, 50e9), (256 * MiB, 12e9)] and (m.bandwidth, m.dram_bandwidth) == (50e9, 12e9)

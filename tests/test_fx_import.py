@@ -556,10 +556,16 @@ def test_reshape_forms() -> None:
 
     class Shuffle(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x.view(x.size(0), 3, 20).reshape(x.size(0), 6, 10)  # neither merges nor splits
+            return x.view(x.size(0), 3, 20).reshape(x.size(0), 6, 10)  # neither merges nor splits: a general reshape
 
-    with pytest.raises(SpecError, match=r"node 'reshape' \(call_method Tensor.reshape\) has no archcalc layer type: reshape of \(N, 3, 20\)"):
-        spec_from_module(Shuffle(), (3, 4, 5))
+    assert layers_of(Shuffle(), (3, 4, 5))[-1] == {"name": "reshape", "type": "reshape", "shape": [6, 10]}
+
+    class Windows(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.view(-1, 2, 10)  # folds the batch into the first axis (Swin's window partition)
+
+    with pytest.raises(SpecError, match=r"node 'view' \(call_method Tensor.view\) has no archcalc layer type: reshape to \(-1, 2, 10\) does"):
+        spec_from_module(Windows(), (3, 4, 5))
 
 
 def test_squeeze_excitation_with_linear_layers_imports_and_verifies() -> None:
@@ -663,11 +669,11 @@ def test_unsupported_node_names_node_op_and_target() -> None:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.conv(x)
-            return (y * y) * 0.5
+            return torch.erf(y * y)
 
     with pytest.raises(SpecError) as e:
         spec_from_module(Net(), (3, 8, 8))
-    assert str(e.value).startswith("node 'mul_1' (call_function <built-in function mul>) has no archcalc layer type")
+    assert str(e.value).startswith("node 'erf' (call_function torch.erf) has no archcalc layer type")
     assert "\n" not in str(e.value)
 
 
@@ -714,17 +720,18 @@ def test_untraceable_model_is_one_line() -> None:
 @pytest.mark.parametrize(
     ("forward", "pattern"),
     [
-        (lambda self, x: F.conv2d(self.conv(x), self.weight), r"node 'conv2d' \(call_function torch.conv2d\) has no archcalc layer type"),
+        (lambda self, x: F.conv2d(self.conv(x), self.weight * 2),
+         r"node 'conv2d' \(call_function torch.conv2d\) has no archcalc layer type: weight is not a parameter or buffer of the model"),
         (lambda self, x: (self.conv(x), x), r"the model returns 2 values"),
-        (lambda self, x: self.conv(x) + 1, r"node 'add' \(call_function <built-in function add>\) has no archcalc layer type: adds the constant 1"),
+        (lambda self, x: self.conv(x) + x.size(0), r"node 'add' \(call_function <built-in function add>\) .*: add of a tensor and the batch size"),
         (lambda self, x: torch.cat([self.conv(x)] * 2, 0), r"node 'cat' .*cannot concatenate along the batch axis"),
         (lambda self, x: self.conv(x) + self.conv(x), r"node 'conv_1' .*calls 'conv' a second time: its weights are shared"),
         (lambda self, x: torch.flatten(self.conv(x)), r"node 'flatten' .*start_dim 0"),
-        (lambda self, x: self.conv(x).permute(0, 2, 3, 1), r"node 'permute' \(call_method Tensor.permute\) has no archcalc layer type"),
-        (lambda self, x: self.conv(x)[:, :2], r"slicing the batch or channel axis"),
+        (lambda self, x: self.conv(x).permute(1, 0, 2, 3), r"the model returns a permute of 'conv' that moves the batch axis"),
+        (lambda self, x: self.conv(x)[0], r"indexing the batch axis"),
         (lambda self, x: x.view(-1), r"does not keep the batch axis"),
     ],
-    ids=["functional_weights", "tuple", "constant", "batch_cat", "shared_weights", "flatten_batch", "permute", "channel_slice", "view_all"],
+    ids=["functional_weights", "tuple", "constant", "batch_cat", "shared_weights", "flatten_batch", "batch_permute", "batch_index", "view_all"],
 )
 def test_node_errors(forward: Any, pattern: str) -> None:
     def fwd(self: Any, x: torch.Tensor) -> Any:
@@ -764,7 +771,7 @@ class Bad(nn.Module):
         self.conv = nn.Conv2d(3, 8, 3)
 
     def forward(self, x):
-        return self.conv(x) * 2
+        return torch.erf(self.conv(x))
 
 
 def not_a_model():
@@ -814,7 +821,7 @@ def test_cli_stdout(factory_module: str) -> None:
         ("no_such_module_xyz:make", r"field 'factory': cannot import 'no_such_module_xyz'"),
         ("{mod}:missing", r"has no attribute 'missing'"),
         ("{mod}:not_a_model", r"gave a int, not a torch.nn.Module"),
-        ("{mod}:Bad", r"node 'mul' \(call_function <built-in function mul>\) has no archcalc layer type"),
+        ("{mod}:Bad", r"node 'erf' \(call_function torch.erf\) has no archcalc layer type"),
     ],
     ids=["no_colon", "no_attr", "no_module", "missing", "not_module", "unsupported"],
 )
@@ -876,3 +883,132 @@ def test_torchvision_models_match_the_zoo(model: str, spec: str, shape: tuple[in
         if model == "alexnet" and convention == "lecture":
             keys = ("params",)
         assert {k: got[k] for k in keys} == {k: want[k] for k in keys}, convention
+
+
+# ----- structure: one leaf rule, one handler table ---------------------------------------------------
+def test_leaf_rule() -> None:
+    from archcalc.torch.leaves import Leaf, classify
+
+    class MyConv(nn.Conv2d):  # keeps torch's forward: a conv2d
+        pass
+
+    class BNAct(nn.BatchNorm2d):  # timm's BatchNormAct2d: a BatchNorm2d subclass with children and its own forward
+        def __init__(self, n: int) -> None:
+            super().__init__(n)
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(super().forward(x))
+
+    assert classify(nn.Conv2d(3, 4, 3)) == Leaf("conv2d")
+    assert classify(MyConv(3, 4, 3)) == Leaf("conv2d")
+    assert classify(nn.ReLU6()) == Leaf("relu6")  # forward inherited from nn.Hardtanh
+    assert classify(nn.Dropout2d()) == Leaf("dropout")
+    assert classify(nn.ELU()) == Leaf(None)  # a torch layer archcalc has no type for: refused by name, not traced
+    assert classify(BNAct(4)) is None  # traced into
+    assert classify(nn.Sequential(nn.ReLU())) is None
+
+
+def test_registering_a_handler_twice_is_an_error() -> None:
+    from archcalc.torch.registry import handles, register
+
+    @handles("test.only.twice")
+    def h(imp: Any, node: Any) -> None: ...
+
+    with pytest.raises(ValueError, match=r"'test\.only\.twice' registered twice"):
+        register("test.only.twice", h)
+    with pytest.raises(ValueError, match=r"'Tensor\.relu' registered twice"):
+        register("Tensor.relu", h)
+
+
+def test_every_refused_node_is_reported_in_one_line() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.elu = nn.ELU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.elu(self.conv(x))  # refused
+            z = y.relu()  # depends only on a refused node: not reported again
+            w = self.elu(x)  # refused again
+            return z + w + torch.erf(x)  # torch.erf: refused
+
+    with pytest.raises(SpecError) as e:
+        spec_from_module(Net(), (3, 8, 8))
+    text = str(e.value)
+    assert text.startswith("node 'elu' (call_module elu: ELU) has no archcalc layer type; 2 more node(s) refused: ")
+    assert text.endswith("refused: ELU, torch.erf")
+    assert "\n" not in text
+
+
+def test_batchnorm_subclass_with_its_own_forward_keeps_its_activation() -> None:
+    """timm's BatchNormAct2d subclasses nn.BatchNorm2d, runs F.batch_norm, dropout and an activation
+    in its own forward; it was imported as a plain batchnorm2d and the activation vanished (33 SiLUs
+    lost from timm's efficientnet_b0, exit 0)."""
+    from archcalc.torch.verify import verify_spec
+
+    class BNAct(nn.BatchNorm2d):
+        def __init__(self, n: int) -> None:
+            super().__init__(n)
+            self.drop = nn.Identity()
+            self.act = nn.SiLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training, 0.1, self.eps)
+            return self.act(self.drop(x))
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), BNAct(8), nn.Conv2d(8, 4, 1), BNAct(4))
+    layers = layers_of(net, (3, 8, 8))
+    assert [d["type"] for d in layers] == ["conv2d", "batchnorm2d", "identity", "silu", "conv2d", "batchnorm2d", "identity", "silu"]
+    result = verify_spec(imported(net, (3, 8, 8)), module=net)
+    assert result.ok, result.failure_message()
+    assert result.totals.analytic["params"] == 3 * 8 * 3 * 3 + 2 * 8 + (8 * 4 + 4) + 2 * 4  # conv, bn (weight, bias), conv + bias, bn
+
+
+def test_timm_batchnormact2d_keeps_its_activation() -> None:
+    layers_mod = pytest.importorskip("timm.layers")
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), layers_mod.BatchNormAct2d(8, act_layer=nn.SiLU))
+    assert [d["type"] for d in layers_of(net, (3, 8, 8))][-1] == "silu"
+
+
+def test_auxiliary_heads_are_imported_as_training_only() -> None:
+    """GoogLeNet's aux1/aux2 run only in a training forward; the spec holds them marked training_only,
+    so its total params are the model's (6,624,904 without the heads, 13,004,888 with them: the
+    parameters torchvision's googlenet(aux_logits=True) holds, as sum(p.numel() for p in m.parameters()))."""
+    tv_models = pytest.importorskip("torchvision.models")
+    from archcalc.torch.verify import verify_spec
+
+    with torch.device("meta"):
+        net = tv_models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    spec = spec_from_module(net, (3, 224, 224))
+    aux = [d["name"] for d in spec["layers"] if d.get("training_only")]
+    assert "aux1.conv.conv" in aux and "aux2.fc2" in aux and len(aux) == 2 * 9  # pool, conv, bn, relu, flatten, fc1, relu, dropout, fc2
+    assert "training_only" in spec["description"]
+    result = verify_spec(spec, module=net)
+    assert result.ok, result.failure_message()
+    assert sum(r.params for r in analyze(parse_spec(spec)).rows) == sum(p.numel() for p in net.parameters())  # heads included
+
+
+def test_dict_output_takes_the_only_tensor_or_the_named_key() -> None:
+    class Seg(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.aux = nn.Conv2d(3, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": self.conv(x), "size": x.shape[-1]}
+
+    class Two(Seg):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": self.conv(x), "aux": self.aux(x)}
+
+    spec = spec_from_module(Seg(), (3, 4, 4))
+    assert [d["type"] for d in spec["layers"]] == ["conv2d"]
+    assert "its only tensor, 'out', is the spec's output" in spec["description"]
+    with pytest.raises(SpecError, match=r"returns a dict of 2 tensors \('out', 'aux'\); pick the spec's output with --output-key KEY"):
+        spec_from_module(Two(), (3, 4, 4))
+    assert spec_from_module(Two(), (3, 4, 4), output_key="out")["layers"][-1] == {"name": "output", "type": "identity", "inputs": ["conv"]}
+    with pytest.raises(SpecError, match=r"has no key 'main'"):
+        spec_from_module(Two(), (3, 4, 4), output_key="main")

@@ -37,8 +37,7 @@ def test_every_layer_type_says_what_its_backward_saves() -> None:
     silent = [cls.__name__ for cls in LAYER_TYPES if "saved" not in {k for c in cls.__mro__[:-1] if c.__name__ != "Layer" for k in vars(c)}]
     # the token-sequence layers of issue 11 landed before their saved tensors: reported as unknown
     # (never as zero) until they say; take a type off this list when it implements Layer.saved
-    pending = ["LayerNorm", "GroupNorm", "StochasticDepth", "DropPath", "Permute", "Transpose", "Reshape", "View", "Roll", "Select", "Slice"]
-    pending += ["Matmul", "ScaledDotProductAttention", "MultiheadAttention", "Parameter", "LayerScale", "Mean"]
+    pending = ["Matmul", "ScaledDotProductAttention", "MultiheadAttention"]
     assert silent == pending
 
 
@@ -210,6 +209,8 @@ def _measured(G: Any, batch: int, device: str) -> int:
 @pytest.mark.torch
 @pytest.mark.parametrize("path", ZOO, ids=[p.stem for p in ZOO])
 def test_zoo_saved_bytes_equal_autograd(path: Path) -> None:
+    if path.stem in ("vit_b_16", "vit_b_32"):
+        pytest.xfail("multiheadattention does not say what its backward saves yet (issue 11): ViT's training memory is unknown")
     # batch 2, fp32, train mode, meta device (see the module docstring), where attention runs the
     # unfused math path (CPU and CUDA pick flash attention: Layer.saved_fused); a symbolic spec at small sizes
     small = {"s": 64, "h": 32, "l": 2, "a": 4, "V": 100} if path.stem == "transformer_lm" else None

@@ -508,7 +508,8 @@ def test_custom_leaf_module_is_matched_by_position() -> None:
             self.bias = nn.Parameter(torch.zeros(c_out))
 
         def forward(self, x: Any) -> Any:
-            return F.conv2d(x, self.weight, self.bias, padding=1)
+            # torch.convolution: a call verify does not read as a layer (F.conv2d it records as a conv2d)
+            return torch.convolution(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], False, [0, 0], 1)
 
     r = verify_spec(SMALL, nn.Sequential(MyConv(3, 8), nn.ReLU(), MyConv(8, 8)))
     assert r.ok, r.failure_message()
@@ -531,7 +532,9 @@ def test_training_only_spec_layers_are_not_compared_against_a_user_model() -> No
     r = verify_spec(spec, Net())
     assert r.ok, r.failure_message()
     assert [lc.name for lc in r.not_compared] == ["aux"]
-    assert {q.quantity: q.measured for q in r.totals.rows}["params"] == 826  # aux's 18 included, as torch holds them
+    # like with like: the eval path's params against the modules that ran, aux's 2*8 + 2 = 18 apart (torch holds them)
+    totals = {q.quantity: (q.analytic, q.measured) for q in r.totals.rows}
+    assert totals["params"] == (826 - 18, 826 - 18) and totals["params (training only)"] == (18, 18)
 
 
 def test_torch_error_is_a_mismatch_of_the_running_layer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -693,3 +696,145 @@ def test_import_notes_a_padding_mode_the_spec_cannot_say() -> None:
     spec = spec_from_module(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")), (3, 8, 8))
     assert "pads with padding_mode='reflect'" in spec["description"]
     assert spec["layers"][0]["padding"] == 1  # 8x3x3x3 + 8 = 224 params either way
+
+
+# ----- user code that exits or raises: an error naming it, never archcalc's exit status ------------
+USER_CODE = """
+import sys
+from torch import nn
+
+
+def exits():
+    sys.exit(0)
+
+
+def exits_3():
+    raise SystemExit(3)
+
+
+def raises():
+    raise ValueError("no weights here")
+
+
+class ExitsInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        sys.exit(0)
+
+
+def exits_in_forward():
+    return ExitsInForward()
+"""
+TINY = {"name": "tiny", "input": [4], "layers": [{"name": "fc", "type": "linear", "out_features": 2}]}
+
+
+@pytest.fixture
+def user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """archcalc_user_code.py (factories that exit or raise) and archcalc_exits_on_import.py in the cwd."""
+    (tmp_path / "archcalc_user_code.py").write_text(USER_CODE)
+    (tmp_path / "archcalc_exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    monkeypatch.chdir(tmp_path)
+    for name in ("archcalc_user_code", "archcalc_exits_on_import"):
+        monkeypatch.delitem(__import__("sys").modules, name, raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        # sys.exit(0) in a factory made verify exit 0 having checked nothing: a false pass in CI
+        ("archcalc_user_code:exits", "calling 'archcalc_user_code:exits' exited: SystemExit(0): user code may not exit"),
+        ("archcalc_user_code:exits_3", "calling 'archcalc_user_code:exits_3' exited: SystemExit(3): user code may not exit"),
+        ("builtins:exit", "calling 'builtins:exit' exited: SystemExit(None): user code may not exit"),
+        ("archcalc_exits_on_import:net", "cannot import 'archcalc_exits_on_import': SystemExit(0): user code may not exit"),
+        ("archcalc_user_code:raises", "calling 'archcalc_user_code:raises' failed: ValueError: no weights here"),
+    ],
+)
+@pytest.mark.parametrize("command", ["verify", "import"])
+def test_a_factory_that_exits_or_raises_is_one_line_exit_2(user_code: Path, command: str, target: str, message: str) -> None:
+    from conftest import cli
+
+    out = user_code / "out.json"
+    argv = ["verify", "tiny.json", "--module", target] if command == "verify" else ["import", target, "--input", "4", "-o", str(out)]
+    r = cli(*argv)
+    field = "--module" if command == "verify" else "factory"
+    assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: field '{field}': {message}\n")
+    assert not out.exists()
+
+
+def test_a_forward_that_exits_is_one_line_exit_2(user_code: Path) -> None:
+    from conftest import cli
+
+    r = cli("verify", "tiny.json", "--module", "archcalc_user_code:exits_in_forward")
+    message = "the model from 'archcalc_user_code:exits_in_forward' exited while running: SystemExit(0): user code may not exit"
+    assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: tiny.json: field '--module': {message}\n")
+    r = cli("import", "archcalc_user_code:exits_in_forward", "--input", "4")
+    message = "tracing ExitsInForward exited: SystemExit(0): user code may not exit"
+    assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: archcalc_user_code:exits_in_forward: field 'factory': {message}\n")
+
+
+def test_the_plugin_fails_a_model_whose_forward_exits(user_code: Path) -> None:
+    # assert_matches is the pytest plugin's archcalc_verify: an exit in the model is an error, not a pass
+    from archcalc.torch.verify import load_module
+
+    with pytest.raises(SpecError, match=r"exited while running: SystemExit\(0\)"):
+        assert_matches(TINY, load_module("archcalc_user_code:exits_in_forward"))
+
+
+# ----- a model with an auxiliary head (torchvision's googlenet / inception_v3), compared like with like -----
+class WithAux(nn.Module):
+    """An eval path (conv, pool, fc) and a head that runs only in training, as torchvision's InceptionAux."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(8, 10)
+        self.aux = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+
+    def forward(self, x: Any) -> Any:
+        h = self.conv(x)
+        out = self.fc(self.flat(self.pool(h)))
+        return (out, self.aux(h)) if self.training else out
+
+
+AUX_CONV = [{"name": "conv", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1}]
+AUX_HEAD = [  # the head on the conv's output, before the eval path goes on (the network's output is the last layer)
+    {"name": "aux_flat", "type": "flatten", "inputs": ["conv"], "training_only": True},
+    {"name": "aux_fc", "type": "linear", "out_features": 10, "inputs": ["aux_flat"], "training_only": True},
+]
+AUX_REST = [
+    {"name": "pool", "type": "adaptiveavgpool2d", "output_size": 1, "inputs": ["conv"]},
+    {"name": "flat", "type": "flatten"},
+    {"name": "fc", "type": "linear", "out_features": 10},
+]
+AUX_EVAL = AUX_CONV + AUX_REST
+
+
+def test_verify_compares_an_aux_head_apart_from_the_eval_path() -> None:
+    eval_params = (8 * 3 * 9 + 8) + (8 * 10 + 10)  # conv, fc: 314
+    aux_params = 8 * 8 * 8 * 10 + 10  # the head's linear on the 8x8x8 feature map: 5,130
+    spec = {"name": "aux", "input": [3, 8, 8], "layers": AUX_CONV + AUX_HEAD + AUX_REST}
+    r = verify_spec(spec, WithAux())
+    assert r.ok, r.failure_message()
+    rows = {row.quantity: row for row in r.totals.rows}
+    assert (rows["params"].analytic, rows["params"].measured) == (eval_params, eval_params)
+    assert (rows["params (training only)"].analytic, rows["params (training only)"].measured) == (aux_params, aux_params)
+    # a spec without the head (what `archcalc import` wrote for googlenet): the eval path still matches, and the
+    # mismatch is named as what it is, the head the spec leaves out, not a wrong total of the network
+    r = verify_spec({**spec, "layers": AUX_EVAL}, WithAux())
+    assert not r.ok
+    rows = {row.quantity: row for row in r.totals.rows}
+    assert rows["params"].ok and rows["params"].measured == eval_params
+    bad = rows["params (training only)"]
+    assert (bad.analytic, bad.measured, bad.ok) == (0, aux_params, False)
+    assert bad.note == "spec: no training-only layer; torch: modules the eval forward never calls: aux"
+    # a model whose forward calls every module keeps the single total it had
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    r = verify_spec({**spec, "layers": AUX_EVAL}, plain)
+    assert r.ok and [row.quantity for row in r.totals.rows] == ["output_shape", "params", "macs"]

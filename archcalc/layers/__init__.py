@@ -18,6 +18,7 @@ from . import (
     sequence,
     shortcut,
     upsample,
+    window,
 )
 from .base import OP_CATEGORIES, Layer, Shape, Window
 
@@ -37,6 +38,7 @@ LAYER_TYPES: list[type[Layer]] = [
     *attention.LAYERS,
     *learned.LAYERS,
     *reduce.LAYERS,
+    *window.LAYERS,
     *sequence.LAYERS,
 ]
 TYPE_NAMES: dict[str, type[Layer]] = {cls.model_fields["type"].annotation.__args__[0]: cls for cls in LAYER_TYPES}  # type: ignore[union-attr]

@@ -194,6 +194,15 @@ class StochasticDepth(Layer):
     def note(self, ins: list[Shape]) -> str | None:
         return f"training-time only (drops the branch with p={self.p}); the identity at inference"
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        if self.p == 0:
+            return []  # returns its input
+        # torchvision.ops.stochastic_depth: input * noise, noise (one value per sample, row mode) / (1 - p)
+        return [Saved.new("noise", (1,) * len(ins[0]) if self.mode == "row" else (), "which samples were kept", batched=self.mode == "row")]
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "inplace" if self.p == 0 else "new"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import StochasticDepth as StochasticDepthModule
 

@@ -1,13 +1,19 @@
-"""Elementwise product of branches with broadcasting (squeeze-and-excitation's ``x * gate``).
+"""Elementwise arithmetic: the product, difference and quotient of branches with broadcasting
+(squeeze-and-excitation's ``x * gate``, ``a - b``, ``a / b``), and arithmetic with a constant
+(``x * scale``, ``x + eps``: ``scalar``).
 
 Shapes (per sample, channels first) must have the same number of axes (the batch axis lines up
 only then) and, axis by axis, be equal or 1 (torch's broadcasting): (C, H, W) x (C, 1, 1) ->
-(C, H, W).  Ops (`mul`): output elements x (inputs - 1).  No convention counts them as MACs
-(torch's FlopCounterMode counts nothing for ``aten.mul``).
+(C, H, W).  Ops: output elements x (inputs - 1), as `mul` (mul, div) or `add` (sub).  A
+``scalar`` layer does one operation per element (`mul` for mul, div and pow; `add` for add and
+sub).  No convention counts them as MACs (torch's FlopCounterMode counts nothing for
+``aten.mul``, ``aten.sub``, ``aten.div``).
 """
 
 
 from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign
 from .base import Layer, Saved, Shape, numel, shape_str
@@ -24,11 +30,12 @@ def _broadcast_dim(a: Dim, b: Dim) -> Dim | None:
     return None
 
 
-class Mul(Layer):
-    """Elementwise product of two or more inputs, broadcasting (torch: ``x * gate``)."""
+class _Broadcast(Layer):
+    """Elementwise op of two or more inputs, broadcasting as torch does."""
 
-    type: Literal["mul"]
     n_inputs: ClassVar[tuple[int, int | None]] = (2, None)
+    verb: ClassVar[str] = "multiply"
+    category: ClassVar[str] = "mul"
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         names = self.inputs or [f"input {i}" for i in range(len(ins))]
@@ -45,16 +52,18 @@ class Mul(Layer):
                 else:
                     out = tuple(d for d in dims if d is not None)
             if why:
-                raise self.fail(f"cannot multiply {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: not broadcastable, {why}", "inputs")
+                what = f"{names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}"
+                raise self.fail(f"cannot {self.verb} {what}: not broadcastable, {why}", "inputs")
         return out
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        return {"mul": numel(out) * (len(ins) - 1)}
+        return {self.category: numel(out) * (len(ins) - 1)}
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
-        # a * b saves both (each one's gradient is the other times the output's); with more inputs,
-        # ((a * b) * c)... also saves each partial product it multiplies further
-        why = "the other factor's gradient is the output's gradient times this one"
+        # a * b saves both (each one's gradient is the other times the output's), as does a / b
+        # (a's gradient is g / b, b's is -g * a / b^2); with more inputs, ((a * b) * c)... also
+        # saves each partial result it combines further
+        why = "the other operand's gradient needs this one"
         kept = [Saved.of_input(why, i) for i in range(len(ins))]
         partial = ins[0]
         for k in range(1, len(ins) - 1):
@@ -63,9 +72,65 @@ class Mul(Layer):
         return kept
 
     def build_torch(self, ins: list[Shape]) -> Any:
-        from ..torch.extra_modules import Mul as MulModule
+        from ..torch import extra_modules
 
-        return MulModule()
+        return getattr(extra_modules, type(self).__name__)()
 
 
-LAYERS: list[type[Layer]] = [Mul]
+class Mul(_Broadcast):
+    """Elementwise product of two or more inputs, broadcasting (torch: ``x * gate``)."""
+
+    type: Literal["mul"]
+
+
+class Sub(_Broadcast):
+    """``a - b - ...``, broadcasting (torch: ``x - mean``)."""
+
+    type: Literal["sub"]
+    verb: ClassVar[str] = "subtract"
+    category: ClassVar[str] = "add"
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # the gradient flows to each input unchanged (or negated)
+
+
+class Div(_Broadcast):
+    """``a / b / ...``, broadcasting (torch: ``x / norm``)."""
+
+    type: Literal["div"]
+    verb: ClassVar[str] = "divide"
+
+
+class Scalar(Layer):
+    """Arithmetic with a constant, one operation per element: ``x * 0.5``, ``x + 1e-6``, ``1 - x``
+    (``rsub``), ``2 / x`` (``rdiv``), ``x ** 2`` (``pow``)."""
+
+    type: Literal["scalar"]
+    op: Literal["add", "sub", "mul", "div", "rsub", "rdiv", "pow"] = Field(
+        description="The operation, x op value (rsub: value - x, rdiv: value / x)."
+    )
+    value: float = Field(description="The constant.")
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"add" if self.op in ("add", "sub", "rsub") else "mul": numel(out)}
+
+    def in_place(self) -> bool:
+        return False
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        if self.op in ("add", "sub", "rsub", "mul", "div"):
+            return []  # the gradient is the output's, shifted or scaled by the constant
+        if self.op == "pow":
+            return [Saved.of_input("x ** c has the gradient c * x ** (c - 1)")]
+        return None  # rdiv (c / x): torch keeps a reciprocal whose storage archcalc does not follow
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import Scalar as ScalarModule
+
+        return ScalarModule(self.op, self.value)
+
+
+LAYERS: list[type[Layer]] = [Mul, Sub, Div, Scalar]

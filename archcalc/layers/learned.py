@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import DimList, Layer, Shape, dim_field, numel
+from .base import DimList, Layer, Saved, Shape, dim_field, numel
 from .reshape import sample_axis
 
 
@@ -50,6 +50,12 @@ class Parameter(Layer):
     def in_place(self) -> bool:
         return True  # the parameter itself, expanded over the batch: nothing new is allocated
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # an expand: its backward sums the gradient over the batch, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "new"  # the parameter's own storage (expanded), never its input's
+
     def note(self, ins: list[Shape]) -> str | None:
         return "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
 
@@ -78,6 +84,10 @@ class LayerScale(Layer):
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"scale": numel(out)}  # one multiplication per element
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # gamma * x: mul keeps x for gamma's gradient and gamma for x's
+        return [Saved.of_input("gamma's gradient is the output's gradient times x"), Saved.of_param("gamma", "x's gradient is scaled by gamma")]
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import LayerScale as LayerScaleModule
 
@@ -85,4 +95,35 @@ class LayerScale(Layer):
         return LayerScaleModule((int(ins[0][axis]), *(1 for _ in ins[0][axis + 1 :])), self.init_values)
 
 
-LAYERS: list[type[Layer]] = [Parameter, LayerScale]
+
+
+class PositionBias(Parameter):
+    """A learned table read at constant positions: Swin's and MaxViT's relative position bias
+    (Liu et al. 2021, eq. 4), a ((2M-1)^2, heads) table gathered by a fixed index into one bias per
+    (head, query, key) pair of an M x M window, added to the attention scores.
+
+    Params: the table's size (not the output's: the output repeats table entries).  It takes no
+    input and computes nothing (the gather is a read); the ``add`` that consumes it counts its own
+    cost.  The output ``shape`` is per sample, as the consumer sees it (torch holds it without a
+    batch axis and broadcasts it)."""
+
+    type: Literal["positionbias"]  # type: ignore[assignment]
+    table: Annotated[DimList, *dim_field()] = Field(description="Shape of the learned table, e.g. [169, 3] for a 7 x 7 window and 3 heads.")
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        return {"table": tuple(self.table) if isinstance(self.table, list) else (self.table,)}
+
+    def note(self, ins: list[Shape]) -> str | None:
+        return "a learned table read at fixed positions: params are the table's, its use is counted by the layer that consumes it"
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # the gather's backward keeps its index, which is the module's own buffer: nothing new
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import PositionBias as PositionBiasModule
+
+        table = self.weights(ins)["table"]
+        return PositionBiasModule(tuple(int(d) for d in table), tuple(int(d) for d in self._shape(ins)))
+
+
+LAYERS: list[type[Layer]] = [Parameter, LayerScale, PositionBias]

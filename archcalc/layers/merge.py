@@ -24,11 +24,14 @@ class Add(Layer):
     n_inputs: ClassVar[tuple[int, int | None]] = (2, None)
 
     def output_shape(self, ins: list[Shape]) -> Shape:
+        """The common shape; an axis of 1 broadcasts as in torch (attention scores + a (1, heads, N, N) bias)."""
         names = self.inputs or [f"input {i}" for i in range(len(ins))]
+        out = ins[0]
         for name, shape in zip(names[1:], ins[1:], strict=True):
-            if len(shape) != len(ins[0]) or not all(_same(a, b) for a, b in zip(shape, ins[0], strict=False)):
+            if len(shape) != len(out) or not all(_same(a, b) or a == 1 or b == 1 for a, b in zip(shape, out, strict=False)):
                 raise self.fail(f"cannot add {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: shapes differ", "inputs")
-        return ins[0]
+            out = tuple(b if a == 1 else a for a, b in zip(out, shape, strict=True))
+        return out
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"add": numel(out) * (len(ins) - 1)}

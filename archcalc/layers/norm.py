@@ -160,6 +160,16 @@ class LayerNorm(Layer):
             o["layernorm_affine"] = numel(out)  # * gamma (+ beta), one per element
         return o
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.native_layer_norm: input, weight and bias (parameters), and the mean and 1/std it
+        # computed per normalised group (one per token of (L, D)), in fp32 whatever the input's dtype
+        groups = ins[0][: len(ins[0]) - len(self._normalized(ins[0]))] or (1,)
+        return [
+            Saved.of_input("the gradient of the normalisation needs x - mean"),
+            Saved.new("mean", groups, "the mean per normalised group", "float32"),
+            Saved.new("rstd", groups, "1/sqrt(variance + eps) per normalised group", "float32"),
+        ]
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -194,6 +204,14 @@ class GroupNorm(Layer):
         if self.affine:
             o["groupnorm_affine"] = numel(out)
         return o
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # aten.native_group_norm: input, weight (a parameter), and the mean and 1/std per group, fp32
+        return [
+            Saved.of_input("the gradient of the normalisation needs x - mean"),
+            Saved.new("mean", (self.num_groups,), "the mean per group", "float32"),
+            Saved.new("rstd", (self.num_groups,), "1/sqrt(variance + eps) per group", "float32"),
+        ]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

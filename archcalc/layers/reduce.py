@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import Layer, Shape, Window, numel
+from .base import Layer, Saved, Shape, Window, numel
 from .reshape import sample_axis
 
 
@@ -51,6 +51,9 @@ class Mean(Layer):
     def mixes_positions(self, ins: list[Shape]) -> bool:
         # token pooling: the first axis of a (L, D) sequence
         return len(ins[0]) == 2 and self._axes(ins[0]) == [0]
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # its backward spreads the gradient evenly, from the sizes alone
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Mean as MeanModule

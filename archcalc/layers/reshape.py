@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from ..dims import Dim, as_int, ceildiv, is_symbolic, known_sign, prod
-from .base import DimIn, DimList, Layer, Shape, check_dim_value, dim_field, numel, shape_str
+from .base import DimIn, DimList, Layer, Saved, Shape, check_dim_value, dim_field, numel, shape_str
 
 
 def sample_axis(layer: Layer, dim: int, shape: Shape, field: str) -> int:
@@ -41,6 +41,12 @@ def sample_axis(layer: Layer, dim: int, shape: Shape, field: str) -> int:
 class _View(Layer):
     def in_place(self) -> bool:
         return True  # a view of its input: nothing new is allocated
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # its backward rearranges the gradient back, from the sizes alone
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "strided"  # a view whose per-sample block is not contiguous (permute, transpose)
 
 
 class Permute(_View):
@@ -128,6 +134,9 @@ class Reshape(_View):
             raise self.fail(f"cannot reshape {shape_str(ins[0])} ({total} elements) to {shape_str(tuple(target))} ({known})", "shape")
         return tuple(target)
 
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "view" if self.kind == "view" else "reshape"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Reshape as ReshapeModule
 
@@ -158,6 +167,9 @@ class Roll(Layer):
         self._pairs(ins[0])
         return ins[0]
 
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        return []  # its backward rolls the gradient back
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Roll as RollModule
 
@@ -179,6 +191,10 @@ class Select(_View):
         if size is not None and not -size <= self.index < size:
             raise self.fail(f"index {self.index} is out of range for axis {self.dim} of size {size}", "index")
         return (*ins[0][:axis], *ins[0][axis + 1 :])
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        # an entry of the first per-sample axis is one contiguous block per sample (a token of (L, D))
+        return "view" if sample_axis(self, self.dim, ins[0], "dim") == 0 else "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Select as SelectModule
@@ -209,6 +225,10 @@ class Slice(_View):
     def output_shape(self, ins: list[Shape]) -> Shape:
         axis, _, length = self._range(ins[0])
         return (*ins[0][:axis], length, *ins[0][axis + 1 :])
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        # a range of the first per-sample axis is one contiguous block per sample; a step or a later axis is not
+        return "view" if sample_axis(self, self.dim, ins[0], "dim") == 0 and self.step == 1 else "strided"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Slice as SliceModule

@@ -158,6 +158,10 @@ def _saved_autocast(
         node = nodes[name]
         layer = node["layer"]
         inputs = node["inputs"]
+        if layer.source:  # a learned tensor (parameter): its storage is the parameter's, not an activation
+            node.update(storage=name, contiguous=False, grad=True, elt=4, saved=[], saved_bytes=0)
+            sizes[name] = 0
+            continue
         srcs = [nodes[i] for i in inputs]
         src = srcs[0] if srcs else _NO_INPUT
         mode = layer.autocast(device)

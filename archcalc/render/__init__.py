@@ -325,13 +325,20 @@ def to_html(rep: Report) -> str:
     )
 
 
+def to_html_page(rep: Report) -> str:
+    """The self-contained HTML report (archcalc.render.page): diagram, plots, sortable table, totals."""
+    from .page import to_page
+
+    return to_page(rep)
+
+
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "text": to_text,
     "markdown": to_markdown,
     "latex": to_latex,
     "csv": to_csv,
     "json": to_json_text,
-    "html": to_html,
+    "html": to_html_page,
 }
 
 

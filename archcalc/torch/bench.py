@@ -534,6 +534,7 @@ def bench_spec(
     from ..spec import Architecture, load_spec
     from . import roofline as rl
     from .build import build_module
+    from .limits import check_fits, check_int64
 
     _check_options(device, batch, dtype, warmup, repeat)
     if threads is not None:
@@ -551,6 +552,8 @@ def bench_spec(
         dev = torch.device(device)
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
+        check_int64(report)  # torch's sizes are int64: refuse a 10**30 dimension here, not with a C++ frame dump
+        check_fits(report, dev, train=train, weights=module is None)  # too big for this machine: refused before allocating
         model = module if module is not None else build_module(G, device=dev)
     except SpecError as e:
         raise e.located(file=file) from None
@@ -687,8 +690,9 @@ def bench_spec(
             notes.append(f"the probe was measured again at strength 2 because {first[0]}")
         warnings.extend(f"{v}: the probe underestimates this machine (run with --refresh-probe on an idle machine)" for v in result.violations())
         notes.append(
-            "roofline: layer time >= max(FLOPs / peak, bytes / bandwidth), bytes = inputs + output + weights and buffers at the dtype width; "
-            "the network's roofline time is the sum over its layers; peak and bandwidth are the best figures the probe measured"
+            "roofline: layer time >= max(FLOPs / peak, bytes / bandwidth), bytes = inputs + output + weights and buffers at the dtype width, "
+            "bandwidth = the probe's level for a working set of those bytes (cache or DRAM: the median copy/read rate, monotonic in size); "
+            "the network's roofline time is the sum over its layers; peak is the best FLOP/s the probe measured"
         )
     return result
 
@@ -700,7 +704,14 @@ def _place(result: BenchResult, report: Report, measured: dict[str, float], medi
     if result.train is not None:
         result.train.peak_flops = result.probe.peak_flops
     result.layers = roofline_layers(
-        report, result.probe.peak_flops, result.probe.bandwidth, dtype=result.dtype, batch=result.batch, measured=measured, measured_median=medians
+        report,
+        result.probe.peak_flops,
+        result.probe.bandwidth,
+        dtype=result.dtype,
+        batch=result.batch,
+        measured=measured,
+        measured_median=medians,
+        levels=result.probe.levels,
     )
 
 
@@ -806,10 +817,17 @@ def _summary(r: BenchResult) -> list[tuple[str, str]]:
         rows.append(
             (
                 "probe",
-                f"peak {_gflops(p.peak_flops)}, bandwidth {_gbs(p.bandwidth)} (DRAM copy {_gbs(p.dram_bandwidth)}), "
-                f"ridge {p.ridge:,.2f} FLOP/B ({src})",
+                f"peak {_gflops(p.peak_flops)}, bandwidth {_gbs(p.bandwidth)} (cache) to {_gbs(p.dram_bandwidth)} (DRAM), "
+                f"ridge {p.ridge:,.2f} to {p.peak_flops / p.dram_bandwidth:,.2f} FLOP/B ({src})",
             )
         )
+        if p.bandwidth_points:
+            from ..render import units
+
+            levels = ", ".join(f"{units.size(n)} {_gbs(bw)}" for n, bw in p.levels)
+            worst = max(p.bandwidth_points, key=lambda q: q.spread)
+            spread = f"widest spread {worst.spread:.0%} IQR, {worst.kernel} of {units.size(worst.bytes)}"
+            rows.append(("bandwidth", f"by working set, up to: {levels} (medians, monotonic; {spread})"))
     if r.layers:
         rows.append(
             ("roofline", f"{_secs(r.predicted_s)} predicted vs {_secs(r.stats.median)} measured: {_pct(r.roofline_fraction)} of the roofline")

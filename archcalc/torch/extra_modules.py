@@ -64,6 +64,47 @@ class Crop(nn.Module):
         return f"size={self.size}"
 
 
+__all__ = ["Chunk", "Crop", "Mul"]
+
+
+class Sub(nn.Module):
+    """``a - b - ...`` of all inputs, broadcasting as torch does."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out - x
+        return out
+
+
+class Div(nn.Module):
+    """``a / b / ...`` of all inputs, broadcasting as torch does."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out / x
+        return out
+
+
+class Scalar(nn.Module):
+    """Arithmetic with a constant: ``x op value`` (``rsub``: value - x, ``rdiv``: value / x)."""
+
+    def __init__(self, op: str, value: float) -> None:
+        super().__init__()
+        self.op, self.value = op, value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.value
+        return {
+            "add": lambda: x + v, "sub": lambda: x - v, "mul": lambda: x * v, "div": lambda: x / v,
+            "rsub": lambda: v - x, "rdiv": lambda: v / x, "pow": lambda: x ** v,
+        }[self.op]()
+
+    def extra_repr(self) -> str:
+        return f"op={self.op!r}, value={self.value}"
+
+
 
 
 
@@ -183,8 +224,10 @@ class StochasticDepth(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
-        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p) if self.p < 1.0 else x * keep
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        if self.p < 1.0:
+            noise.div_(1.0 - self.p)
+        return x * noise
 
 
 class LayerScale(nn.Module):
@@ -213,6 +256,23 @@ class Parameter(nn.Module):
         # module tracker (FlopCounterMode) then fails on it, so hand out a detached view there
         w = self.weight if torch.is_grad_enabled() else self.weight.detach()
         return w.expand(batch, *w.shape[1:])
+class PositionBias(nn.Module):
+    """A learned table read at fixed positions (the first entries, cycled: the counts are what matter),
+    shaped (1, *shape) and expanded over the batch."""
+
+    def __init__(self, table: tuple[int, ...], shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(*table))
+        n = 1
+        for d in shape:
+            n *= d
+        self.index: torch.Tensor
+        self.register_buffer("index", torch.arange(n) % self.table.numel(), persistent=False)
+        self.shape = shape
+
+    def forward(self, batch: int = 1) -> torch.Tensor:
+        t = self.table if torch.is_grad_enabled() else self.table.detach()
+        return t.reshape(-1)[self.index].reshape(1, *self.shape).expand(batch, *self.shape)
 
 
 class Embedding(nn.Embedding):
@@ -257,6 +317,6 @@ class Rotary(nn.Module):
 
 
 __all__ = [
-    "Chunk", "Crop", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "Reshape", "Roll",
-    "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
+    "Chunk", "Crop", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias", "Reshape",
+    "Roll", "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
 ]

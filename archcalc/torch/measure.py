@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
 
 COUNTING_PATH = (
@@ -60,11 +61,15 @@ def module_kind(module: nn.Module) -> str | None:
     """The archcalc layer type a torch module is (``nn.Conv2d`` -> ``conv2d``), or None if unknown.
 
     Torch's class names, lowercased, are archcalc's type names; subclasses inherit their base's type.
+    A type that is one class for every rank (``layerscale``) also names its per-rank classes
+    (timm's ``LayerScale2d``).
     """
     for cls in type(module).__mro__:
         name = cls.__name__.lower()
         if name in TYPE_NAMES:
             return name
+        if name[-2:] in ("1d", "2d", "3d") and name[:-2] in TYPE_NAMES and not TYPE_NAMES[name[:-2]].__name__.endswith("d"):
+            return name[:-2]
         if cls is nn.Module:
             break
     return None
@@ -109,6 +114,9 @@ class Measurement:
     """FlopCounterMode's own per-module FLOPs (``get_flop_counts()``) by hooked name."""
     device: str = "cpu"
     batch: int = 1
+    not_run: dict[str, int] = field(default_factory=dict)
+    """Hooked modules the forward never called that hold parameters (torchvision's auxiliary heads
+    in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
 
     @property
     def total_macs(self) -> int:
@@ -126,23 +134,13 @@ class TorchRunError(RuntimeError):
 
 
 def functional_kinds() -> dict[Any, str]:
-    """Functions user code calls in place of a parameter-free layer module -> the layer type:
+    """Functions user code calls in place of a layer -> the layer type:
     ``F.relu``, ``torch.sigmoid``, ``x.relu()``, ``F.max_pool2d``, ``F.adaptive_avg_pool2d``...
-    (the activations and pools ``archcalc import`` reads as layers: its tables)."""
-    from torch.nn import functional as F
+    (the calls ``archcalc import`` reads as layers: the ``records=`` of its handler table,
+    :func:`archcalc.torch.registry.recorded_kinds`)."""
+    from .registry import recorded_kinds
 
-    from .fx_import import ACTIVATION_FUNCTIONS, POOL_FUNCTIONS
-
-    kinds: dict[Any, str] = {}
-    for kind, name, _ in (*ACTIVATION_FUNCTIONS, *POOL_FUNCTIONS):
-        if kind not in TYPE_NAMES:
-            continue
-        for owner in (F, torch, torch.Tensor):
-            for attr in (name, name + "_"):  # F.relu_, x.relu_()
-                f = getattr(owner, attr, None)
-                if f is not None:
-                    kinds.setdefault(f, kind)
-    return kinds
+    return {f: kind for f, kind in recorded_kinds().items() if kind in TYPE_NAMES or "{n}" in kind}
 
 
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
@@ -153,9 +151,13 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         super().__init__()
         self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
         self.seen: dict[str, int] = {}
+        self.params_seen: set[int] = set()
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kind = self.kinds.get(func) if not self.running else None
+        if kind is not None and "{n}" in kind:  # batchnorm{n}d: n from the input's rank
+            x = args[0] if args else None
+            kind = kind.format(n=max(x.dim() - 2, 1)) if isinstance(x, torch.Tensor) else None
         if kind is None and not self.running and func in (torch.mean, torch.Tensor.mean):
             kind = _global_mean(args, kwargs or {})
         before = self.counter[0].get_total_flops() if kind else 0
@@ -167,7 +169,12 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             shape = _per_sample(out)
             if name == "mean" and shape is not None:  # x.mean((2, 3)) is global pooling to C x 1 x 1 (then a flatten)
                 shape = (shape[0], *(1 for _ in range(args[0].dim() - 2)))
-            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, 0, flops))
+            params = 0  # the parameters the call reads (F.batch_norm(x, ..., self.weight, self.bias)), each once
+            for t in (*args, *(kwargs or {}).values()):
+                if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
+                    self.params_seen.add(id(t))
+                    params += t.numel()
+            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops))
         return out
 
 
@@ -184,8 +191,32 @@ def _global_mean(args: Any, kwargs: dict[str, Any]) -> str | None:
 
 
 def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every module without children (each shared module once)."""
-    return [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
+    """(name, module) of every module that is one layer to archcalc (each shared module once).
+
+    The rule is import's (:func:`archcalc.torch.leaves.classify`): a known torch.nn/archcalc layer,
+    or a composite archcalc handles by name, is a leaf and is not looked into; any other module is
+    looked into, and a module without children that is not a known layer (a user activation) is
+    a leaf too (its calls are matched by position).  A subclass of a torch layer with its own
+    ``forward`` (timm's ``BatchNormAct2d``) is looked into, as import traces into it.
+    """
+    from .leaves import classify
+
+    out: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        if id(m) in seen:
+            return
+        seen.add(id(m))
+        children = list(m.named_children())
+        if classify(m) is not None or (not children and prefix):  # see measure_module for the childless ones
+            out.append((prefix, m))
+            return
+        for n, c in children:
+            walk(f"{prefix}.{n}" if prefix else n, c)
+
+    walk("", model)
+    return out
 
 
 def _per_sample(out: Any) -> tuple[int, ...] | None:
@@ -232,14 +263,30 @@ def measure_module(
     running: list[tuple[str, int]] = []
     counter: list[FlopCounterMode] = []
 
+    from .leaves import classify
+
+    # A hooked module import would trace into (no children, not a known layer: a user's activation,
+    # torchvision's LayerNorm2d) is transparent: the functions it calls that import reads as layers
+    # are recorded; if it called none, it is one call matched by position (a custom leaf).
+    transparent = {id(m) for _, m in targets if classify(m) is None}
+    starts: list[tuple[int, int]] = []
+
     def pre_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
+            if id(module) in transparent:
+                starts.append((len(calls), counter[0].get_total_flops()))
+                return
             running.append((name, counter[0].get_total_flops()))
 
         return hook
 
     def post_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any, out: Any) -> None:
+            if id(module) in transparent:
+                start, flops_before = starts.pop()
+                if len(calls) > start:
+                    return  # its functions were recorded
+                running.append((name, flops_before))  # nothing recorded: one call, matched by position
             _, before = running.pop()
             n = seen.get(id(module), 0) + 1
             seen[id(module)] = n
@@ -272,6 +319,9 @@ def measure_module(
                     out = model(x)
             except Exception as e:
                 raise TorchRunError(running[-1][0] if running else None, e) from e
+            except SystemExit as e:  # sys.exit in a forward: nothing measured, and no exit 0 from archcalc
+                where = f" in layer {running[-1][0]!r}" if running else ""
+                raise UserExit(f"exited while running{where}: {user_failure(e)}") from None
     finally:
         for h in handles:
             h.remove()
@@ -283,6 +333,14 @@ def measure_module(
         key = root if fqn.get(id(mod), "") == "" else f"{root}.{fqn[id(mod)]}"
         by_module[name] = int(sum(counts.get(key, {}).values()))
     unique = {id(p): p.numel() for p in model.parameters()}
+    ran = {id(p) for _, mod in targets if id(mod) in seen for p in mod.parameters()}
+    not_run: dict[str, int] = {}
+    for name, mod in targets:
+        if id(mod) not in seen:
+            own = {id(p): p.numel() for p in mod.parameters() if id(p) not in ran}
+            ran |= set(own)  # a tensor shared by two modules that never ran counts once
+            if own:
+                not_run[name] = sum(own.values())
     return Measurement(
         calls=calls,
         output_shape=_per_sample(out),
@@ -291,6 +349,7 @@ def measure_module(
         by_module=by_module,
         device=str(dev),
         batch=batch,
+        not_run=not_run,
     )
 
 

@@ -6,10 +6,14 @@
   in float32 for a low-precision run: autocast leaves some work in float32, and a CPU without
   native half arithmetic is faster there) and of 3x3 convolutions (cuDNN / oneDNN may beat a
   GEMM by Winograd or a better kernel), each the best of N timed samples;
-* *bandwidth*: the best of a tensor copy (bytes read + written), a full reduction and a GEMV
-  (bytes read) over sizes from cache-resident to far beyond the last-level cache.  The best over
-  sizes is the roof: a layer whose tensors sit in cache may legitimately stream faster than
-  DRAM.  ``dram_bandwidth`` (the copy of the largest size) is kept beside it.
+* *bandwidth by level*: a tensor copy (bytes read + written), a full reduction and a GEMV (bytes
+  read) over working sets from cache-resident to far beyond the last-level cache; each point is the
+  median of many short samples (its spread, the interquartile range over the median, is kept), so
+  a figure repeats from run to run, and the first calibrating samples, whose timer overhead once
+  read as 0.5 GB/s, are left out.  The *levels* are these medians made monotonic: the bandwidth of
+  a working set of ``n`` bytes is the best median among the points of at least ``n`` bytes (a
+  bigger working set never streams faster).  ``bandwidth`` (the smallest level: cache) and
+  ``dram_bandwidth`` (the largest: DRAM) are its two ends.
 
 On CUDA, float32 runs probe with TF32 allowed when cuDNN allows it (the default), since the
 convolutions of the model then run on TF32 tensor cores.
@@ -22,7 +26,10 @@ best figure of each kind, so the roof only ever rises.
 **The roofline** of one layer: predicted time = max(FLOPs / peak, bytes / bandwidth), where the
 FLOPs are the analytic ``torch``-convention count and bytes = input activations + output
 activation + weights and buffers, all at the run's dtype width (the minimum traffic: each tensor
-touched once).  Layers that return a view of their input (identity, flatten, eval dropout,
+touched once).  The bandwidth is that of the level the layer's working set (those same bytes)
+lives in: AlexNet's fc6 streams 151 MB of weights from DRAM, not from a cache that holds 32 MB, so
+at batch 8 (about 4 FLOP per byte) it is memory-bound although the cache's bandwidth would call it
+compute-bound.  Layers that return a view of their input (identity, flatten, eval dropout,
 subsample) move nothing and predict 0.
 """
 
@@ -33,6 +40,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +58,7 @@ from ..report import Report
 
 CACHE_ENV = "ARCHCALC_CACHE_DIR"
 CACHE_FILE = "probe.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: bandwidth by level (medians); 1 kept one best-of figure
 
 VIEW_TYPES = frozenset({"identity", "flatten", "dropout", "subsample"})
 """Layer types that, in eval mode, return their input (or a view of it): no data moves."""
@@ -131,6 +139,72 @@ def _best_rate(fn: Callable[[], object], device: torch.device, work: float, *, b
     return work / max(best, 1e-12), best
 
 
+def _sample_rates(fn: Callable[[], object], device: torch.device, work: float, *, budget_s: float, sample_s: float) -> list[float]:
+    """work/s of each of many short samples (about ``sample_s`` each, at least 5, for ``budget_s``).
+
+    The first calls calibrate how many back-to-back calls make one sample; they are not kept (a
+    single call of a cache-sized copy is mostly timer overhead).
+    """
+    fn()  # warm-up: allocation, page faults, kernel selection, caches
+    synchronize(device)
+    inner = 1
+    for _ in range(3):  # calibrate
+        t = time_calls(fn, device, inner=inner, repeats=1)[0]
+        inner = max(1, min(10_000, int(sample_s / max(t, 1e-7))))  # t: seconds per call
+    rates: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(rates) < 5 or (time.perf_counter() < deadline and len(rates) < 2000):
+        rates.append(work / max(time_calls(fn, device, inner=inner, repeats=1)[0], 1e-12))
+    return rates
+
+
+@dataclass(frozen=True)
+class BandwidthPoint:
+    """One bandwidth measurement: a kernel over a working set, the median of its samples and their spread."""
+
+    kernel: str
+    """'copy' (reads and writes), 'sum' or 'gemv' (read only)."""
+    bytes: int
+    """Working set: the bytes one call touches (a copy: source + destination)."""
+    median: float
+    """Bytes/s, the median of the samples."""
+    p25: float
+    p75: float
+    samples: int
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range over the median."""
+        return (self.p75 - self.p25) / self.median if self.median else 0.0
+
+    @classmethod
+    def of(cls, kernel: str, nbytes: int, rates: Sequence[float]) -> BandwidthPoint:
+        q = sorted(rates)
+
+        def at(f: float) -> float:
+            return q[min(len(q) - 1, int(f * (len(q) - 1) + 0.5))]
+
+        return cls(kernel, nbytes, statistics.median(q), at(0.25), at(0.75), len(q))
+
+
+def bandwidth_levels(points: Sequence[BandwidthPoint]) -> list[tuple[int, float]]:
+    """(working set bytes, bytes/s) ascending in size, the bandwidth never rising with the size: the
+    level of ``n`` bytes is the best median among the points of at least ``n`` bytes."""
+    sizes = sorted({p.bytes for p in points})
+    return [(n, max(p.median for p in points if p.bytes >= n)) for n in sizes]
+
+
+def level_bandwidth(levels: Sequence[tuple[int, float]], nbytes: int) -> float:
+    """The bandwidth of the level a working set of ``nbytes`` lives in: the smallest level at least
+    that big (beyond the largest level measured: the largest, which is DRAM)."""
+    if not levels:
+        raise ValueError("no bandwidth levels")
+    for size, bw in levels:
+        if nbytes <= size:
+            return bw
+    return levels[-1][1]
+
+
 # -- the probe ---------------------------------------------------------------------------------
 
 
@@ -147,13 +221,16 @@ class Probe:
     peak_flops: float
     """FLOP/s: the best of every GEMM and convolution probe."""
     bandwidth: float
-    """Bytes/s: the best of every copy, reduction and GEMV probe over all sizes."""
+    """Bytes/s of the smallest level (cache-resident working sets): the best the machine streams."""
     dram_bandwidth: float
-    """Bytes/s of the copy of the largest size (beyond the caches)."""
+    """Bytes/s of the largest level (working sets beyond the caches)."""
     gemm_flops: dict[str, float] = field(default_factory=dict)
     conv_flops: dict[str, float] = field(default_factory=dict)
     copy_bandwidth: dict[str, float] = field(default_factory=dict)
+    """Median copy bytes/s by buffer size (bytes of the source)."""
     read_bandwidth: dict[str, float] = field(default_factory=dict)
+    """Median read bytes/s by 'sum SIZE' / 'gemv SIZE'."""
+    bandwidth_points: list[BandwidthPoint] = field(default_factory=list)
     tf32: bool = False
     strength: int = 1
     seconds: float = 0.0
@@ -162,18 +239,33 @@ class Probe:
 
     @property
     def ridge(self) -> float:
-        """Arithmetic intensity (FLOP/byte) where the two roofs meet."""
+        """Arithmetic intensity (FLOP/byte) where the two roofs meet (at the cache level)."""
         return self.peak_flops / self.bandwidth
+
+    @property
+    def levels(self) -> list[tuple[int, float]]:
+        """Bandwidth by working set (:func:`bandwidth_levels`); one level of ``bandwidth`` if none was measured."""
+        return bandwidth_levels(self.bandwidth_points) if self.bandwidth_points else [(0, self.bandwidth)]
+
+    def bandwidth_for(self, nbytes: int) -> float:
+        """Bytes/s for a working set of ``nbytes``: the level it lives in."""
+        return level_bandwidth(self.levels, nbytes)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["ridge_intensity"] = self.ridge
+        out["bandwidth_levels"] = [{"bytes": n, "bandwidth": bw} for n, bw in self.levels]
+        for point, raw in zip(self.bandwidth_points, out["bandwidth_points"], strict=True):
+            raw["spread"] = point.spread
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Probe:
         names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        fields = {k: v for k, v in data.items() if k in names}
+        point_names = set(BandwidthPoint.__dataclass_fields__)
+        fields["bandwidth_points"] = [BandwidthPoint(**{k: v for k, v in p.items() if k in point_names}) for p in data.get("bandwidth_points", [])]
+        return cls(**fields)
 
 
 def cache_dir() -> Path:
@@ -237,6 +329,7 @@ def measure_probe(
     conv: dict[str, float] = {}
     copy: dict[str, float] = {}
     read: dict[str, float] = {}
+    points: list[BandwidthPoint] = []
     try:
         with torch.inference_mode():
             # compute roof: GEMMs, in the run's dtype and (low precision) in float32
@@ -276,19 +369,23 @@ def measure_probe(
                         slow = True
                         break
             say("conv done")
-            # memory roof: copy (read + write), reduction and GEMV (read), cache-resident to DRAM sizes
+            # memory roofs by level: copy (read + write), reduction and GEMV (read), cache-resident to DRAM
+            # working sets; the median of each point's samples, not the best (see the module docstring)
             width = dtype_bytes(dtype)
             for nbytes in mem_sizes:
                 numel = nbytes // width
                 src = torch.randn(numel, device=dev, dtype=tdtype)
                 dst = torch.empty_like(src)
-                copy[str(nbytes)] = _best_rate(functools.partial(dst.copy_, src), dev, 2.0 * nbytes, budget_s=budget, sample_s=sample)[0]
-                read[f"sum {nbytes}"] = _best_rate(functools.partial(torch.sum, src), dev, float(nbytes), budget_s=budget, sample_s=sample)[0]
                 side = int(numel**0.5)
                 m, v = src[: side * side].view(side, side), torch.randn(side, device=dev, dtype=tdtype)
-                read[f"gemv {nbytes}"] = _best_rate(
-                    functools.partial(torch.mv, m, v), dev, float(side * side * width), budget_s=budget, sample_s=sample
-                )[0]
+                for kernel, fn, moved in (
+                    ("copy", functools.partial(dst.copy_, src), 2 * nbytes),
+                    ("sum", functools.partial(torch.sum, src), nbytes),
+                    ("gemv", functools.partial(torch.mv, m, v), side * side * width),
+                ):
+                    rates = _sample_rates(fn, dev, float(moved), budget_s=budget, sample_s=sample)
+                    points.append(BandwidthPoint.of(kernel, moved, rates))
+                    (copy if kernel == "copy" else read)[str(nbytes) if kernel == "copy" else f"{kernel} {nbytes}"] = points[-1].median
                 del src, dst, m, v
             say("bandwidth done")
     finally:
@@ -303,12 +400,13 @@ def measure_probe(
         threads=torch.get_num_threads(),
         torch_version=str(torch.__version__),
         peak_flops=max([*gemm.values(), *conv.values()]),
-        bandwidth=max([*copy.values(), *read.values()]),
-        dram_bandwidth=copy[str(mem_sizes[-1])],
+        bandwidth=bandwidth_levels(points)[0][1],
+        dram_bandwidth=bandwidth_levels(points)[-1][1],
         gemm_flops=gemm,
         conv_flops=conv,
         copy_bandwidth=copy,
         read_bandwidth=read,
+        bandwidth_points=points,
         tf32=tf32,
         strength=strength,
         seconds=time.perf_counter() - t_start,
@@ -322,6 +420,13 @@ def merge_probes(old: Probe, new: Probe) -> Probe:
     def best(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
         return {k: max(a.get(k, 0.0), b.get(k, 0.0)) for k in dict.fromkeys([*a, *b])}
 
+    by_point: dict[tuple[str, int], BandwidthPoint] = {}
+    for p in [*old.bandwidth_points, *new.bandwidth_points]:
+        kept = by_point.get((p.kernel, p.bytes))
+        if kept is None or p.median > kept.median:
+            by_point[(p.kernel, p.bytes)] = p
+    points = sorted(by_point.values(), key=lambda p: (p.bytes, p.kernel))
+
     return Probe(
         key=new.key,
         device=new.device,
@@ -330,12 +435,13 @@ def merge_probes(old: Probe, new: Probe) -> Probe:
         threads=new.threads,
         torch_version=new.torch_version,
         peak_flops=max(old.peak_flops, new.peak_flops),
-        bandwidth=max(old.bandwidth, new.bandwidth),
-        dram_bandwidth=max(old.dram_bandwidth, new.dram_bandwidth),
+        bandwidth=bandwidth_levels(points)[0][1] if points else max(old.bandwidth, new.bandwidth),
+        dram_bandwidth=bandwidth_levels(points)[-1][1] if points else max(old.dram_bandwidth, new.dram_bandwidth),
         gemm_flops=best(old.gemm_flops, new.gemm_flops),
         conv_flops=best(old.conv_flops, new.conv_flops),
         copy_bandwidth=best(old.copy_bandwidth, new.copy_bandwidth),
         read_bandwidth=best(old.read_bandwidth, new.read_bandwidth),
+        bandwidth_points=points,
         tf32=new.tf32,
         strength=max(old.strength, new.strength),
         seconds=old.seconds + new.seconds,
@@ -422,6 +528,8 @@ class LayerRoof:
     bound: str = "memory"
     """'compute', 'memory' or 'none' (a view: nothing to compute or move)."""
     measured_median_s: float | None = None
+    bandwidth: float | None = None
+    """Bytes/s of the level this layer's working set (its bytes) lives in."""
 
     @property
     def bytes(self) -> int:
@@ -456,6 +564,7 @@ class LayerRoof:
             "bytes": self.bytes,
             "intensity": self.intensity,
             "bound": self.bound,
+            "bandwidth": self.bandwidth,
             "predicted_s": self.predicted_s,
             "measured_s": self.measured_s,
             "measured_median_s": self.measured_median_s,
@@ -480,17 +589,20 @@ def roofline_layers(
     batch: int,
     measured: dict[str, float] | None = None,
     measured_median: dict[str, float] | None = None,
+    levels: Sequence[tuple[int, float]] | None = None,
 ) -> list[LayerRoof]:
     """Each layer that runs in eval mode (training-only heads left out), on the roofline.
 
     ``report`` must use the ``torch`` convention (FLOPs = 2 x conv/linear MACs); ``measured``:
-    mean seconds per call by layer name (``measured_median``: the medians).
+    mean seconds per call by layer name (``measured_median``: the medians).  ``levels``: bandwidth
+    by working set (:attr:`Probe.levels`); each layer gets the level of its bytes (inputs + output +
+    weights), and is compute-bound when FLOPs / peak >= bytes / that bandwidth.  Without
+    ``levels``, every layer gets ``bandwidth``.
     """
     width = dtype_bytes(dtype)
     out_elems = {INPUT: _elements(report.input_shape, INPUT)}
     for r in report.rows:
         out_elems[r.name] = _elements(r.output_shape, r.name)
-    ridge = peak_flops / bandwidth
     layers: list[LayerRoof] = []
     for r in report.rows:
         if r.training_only:
@@ -506,15 +618,18 @@ def roofline_layers(
             w_elems = sum(_elements(s, r.name) for s in r.weights.values()) + (as_int(r.buffers) or 0)
             w_b = w_elems * width
         total = in_b + out_b + w_b
-        predicted = max(flops / peak_flops, total / bandwidth)
+        bw = level_bandwidth(levels, total) if levels else bandwidth
+        predicted = max(flops / peak_flops, total / bw)
         if total == 0 and flops == 0:
             bound = "none"
-        elif total == 0 or flops / total >= ridge:
+        elif total == 0 or flops / total >= peak_flops / bw:  # the ridge of this layer's level
             bound = "compute"
         else:
             bound = "memory"
         layers.append(
-            LayerRoof(r.name, r.type, flops, in_b, out_b, w_b, predicted, (measured or {}).get(r.name), bound, (measured_median or {}).get(r.name))
+            LayerRoof(
+                r.name, r.type, flops, in_b, out_b, w_b, predicted, (measured or {}).get(r.name), bound, (measured_median or {}).get(r.name), bw
+            )
         )
     return layers
 
@@ -591,12 +706,15 @@ def plot_roofline(
 __all__ = [
     "CACHE_ENV",
     "VIEW_TYPES",
+    "BandwidthPoint",
     "LayerRoof",
     "Probe",
+    "bandwidth_levels",
     "cache_dir",
     "cache_path",
     "device_name",
     "get_probe",
+    "level_bandwidth",
     "measure_probe",
     "merge_probes",
     "plot_roofline",

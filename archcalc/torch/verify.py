@@ -30,7 +30,9 @@ Two ways to get the torch side:
      matched only if the model has a module there; if not, it is listed as *not compared*
      (not an error: its work, if any, still shows in the totals);
   3. otherwise, a model module that computes nothing at inference (``nn.Identity``,
-     ``nn.Dropout`` without parameters) and has no spec layer is listed as not compared;
+     ``nn.Dropout`` without parameters; a module of a class archcalc does not know with neither
+     parameters nor MACs, such as a window partition made of views) and has no spec layer is
+     listed as not compared;
   4. otherwise, a module of a class archcalc does not know (a custom leaf module) is matched to
      the spec layer and their numbers are compared;
   5. otherwise the types disagree.  If the model's next call matches the spec layer, this module
@@ -66,7 +68,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..dims import as_int
-from ..errors import SpecError
+from ..errors import SpecError, UserExit, user_failure
 from ..layers.base import shape_str
 from ..options import check_set_names, parse_set
 from ..output import format_for, write_output
@@ -83,9 +85,14 @@ OPTIONAL_TYPES = frozenset({
     # parameter-free ops that user code also writes inline: x * gate, x.chunk(), slicing,
     # channel_shuffle(), F.pad, F.interpolate
     "mul", "chunk", "crop", "channelshuffle", "zeropad1d", "zeropad2d", "zeropad3d", "upsample",
+    # what import reads from a model's own forward: views, indexing, arithmetic, learned tensors
+    # (x.permute, x[:, 0], q * scale, self.class_token, self.layer_scale * x), drop-path, token means
+    # and attention products (matched when verify records the call: matmul, layer_norm, sdpa...)
+    "sub", "div", "scalar", "permute", "transpose", "reshape", "view", "select", "slice", "roll", "parameter", "positionbias", "layerscale",
+    "stochasticdepth", "droppath", "mean", "matmul", "scaled_dot_product_attention",
 })
 """Spec layer types matched only if the model has a module there (rule 2)."""
-INFERENCE_NOOPS = frozenset({"identity", "dropout"})
+INFERENCE_NOOPS = frozenset({"identity", "dropout", "stochasticdepth", "droppath"})
 """Model module types skipped when they have no spec layer (rule 3)."""
 QUANTITIES = ("output_shape", "params", "macs")
 TOTAL = "(total)"
@@ -400,6 +407,7 @@ def verify_spec(
     """
     from ..graph import compile_spec
     from ..report import report_from_graph
+    from .limits import check_int64
 
     arch, file = _load(spec)
     try:
@@ -409,6 +417,7 @@ def verify_spec(
         in_shape = tuple(as_int(d) for d in G.graph["input_shape"])
         if any(d is None for d in in_shape):
             raise SpecError("the input shape is symbolic; verify needs numbers (--input / --set)", field="input")
+        check_int64(report)  # before torch sees a size it cannot hold
     except SpecError as e:
         raise e.located(file=file) from None
     if module is None:
@@ -416,13 +425,33 @@ def verify_spec(
     return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device)  # type: ignore[arg-type]
 
 
+TRAINING_ONLY_PARAMS = "params (training only)"
+
+
 def _totals(report: Report, analytic: Mapping[str, Mapping[str, Any]], output: str, shape: Any, params: int, macs: int,
-            module: str | None = None) -> LayerCheck:
+            module: str | None = None, not_run: Mapping[str, int] | None = None) -> LayerCheck:
+    """The totals compared.  ``not_run`` (your own model): the modules its eval forward never called,
+    with their params.  When either side has such parameters (a model with auxiliary heads, a spec
+    with training-only layers) they are compared apart, like with like: the spec's eval-path params
+    against the params of the modules that ran, its training-only params against those of the
+    modules that did not."""
     all_params = as_int(sum((r.params for r in report.rows), start=0))
     want = {"output_shape": analytic[output]["output_shape"], "params": all_params, "macs": as_int(report.totals["macs"])}
     got = {"output_shape": shape, "params": params, "macs": macs}
+    spec_aux = as_int(sum((r.params for r in report.rows if r.training_only), start=0)) or 0
+    model_aux = sum((not_run or {}).values())
+    if not_run is None or (spec_aux == 0 and model_aux == 0):
+        rows = [VerifyRow(TOTAL, q, want[q], got[q], want[q] == got[q], module) for q in QUANTITIES]
+        return LayerCheck(TOTAL, None, module, rows, want, "params: all layers, training-only included; MACs: one eval forward")
+    want["params"], got["params"] = all_params - spec_aux, params - model_aux  # type: ignore[operator]
     rows = [VerifyRow(TOTAL, q, want[q], got[q], want[q] == got[q], module) for q in QUANTITIES]
-    note = "params: all layers, training-only included; MACs: one eval forward"
+    heads = sorted({name.split(".")[0] for name in not_run})
+    where = f"modules the eval forward never calls: {', '.join(heads)}" if heads else "the model's eval forward calls every module"
+    layers = [r.name for r in report.rows if r.training_only]
+    spec_side = f"training-only layers {', '.join(layers[:3])}{'...' if len(layers) > 3 else ''}" if layers else "no training-only layer"
+    rows.insert(2, VerifyRow(TOTAL, TRAINING_ONLY_PARAMS, spec_aux, model_aux, spec_aux == model_aux, module, f"spec: {spec_side}; torch: {where}"))
+    want[TRAINING_ONLY_PARAMS] = spec_aux
+    note = "params: the eval path and the training-only layers (auxiliary heads) compared apart; MACs: one eval forward"
     return LayerCheck(TOTAL, None, module, rows, want, note)
 
 
@@ -500,8 +529,8 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
 
     def extra(lm: LayerMeasure) -> None:
         label = lm.label
-        if lm.kind in INFERENCE_NOOPS and lm.params == 0 and lm.flops == 0:
-            layers.append(LayerCheck(label, None, label, [], {}, f"{lm.cls} in the model with no spec layer (a no-op at inference)"))
+        if (lm.kind in INFERENCE_NOOPS or lm.kind is None) and lm.params == 0 and lm.flops == 0:
+            layers.append(LayerCheck(label, None, label, [], {}, f"{lm.cls} in the model with no spec layer (no params, no MACs)"))
         else:
             note = f"{lm.cls} in the model with no spec layer (output {_fmt(lm.output_shape)}, {lm.params:,} params, {lm.macs:,} MACs)"
             layers.append(LayerCheck(label, None, label, [VerifyRow(label, "layer", None, lm.kind or lm.cls, False, label, note)], {}))
@@ -529,11 +558,14 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         elif lm.kind == s.type:
             matched(s, lm, True)
             i, j = i + 1, j + 1
+        elif lm.kind is None and s.type in OPTIONAL_TYPES and lm.params and lm.params == analytic[s.name]["params"]:
+            matched(s, lm, True)  # a module of an unknown class holding just this layer's weights (timm's Scale: a layerscale)
+            i, j = i + 1, j + 1
         elif s.type in OPTIONAL_TYPES:
             missing(s)
             i += 1
-        elif lm.kind in INFERENCE_NOOPS and lm.params == 0 and lm.flops == 0:
-            extra(lm)
+        elif (lm.kind in INFERENCE_NOOPS or lm.kind is None) and lm.params == 0 and lm.flops == 0:
+            extra(lm)  # a module that computes nothing countable (dropout; a view such as a window partition)
             j += 1
         elif lm.kind is None:
             matched(s, lm, True)
@@ -547,7 +579,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
-    totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs)
+    totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
     return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
 
 
@@ -588,25 +620,30 @@ def load_module(target: str, field: str = "--module", command: str = "verify") -
     added = cwd not in sys.path
     if added:
         sys.path.insert(0, cwd)
+    # user code runs from here on (the module's top level, its attributes, the factory): whatever it
+    # raises, and an exit (sys.exit(0), builtins:exit), is an error naming it, never archcalc's own exit
     try:
         mod = importlib.import_module(mod_name)
-    except Exception as e:  # an import can fail in any way; it is the user's input
-        raise SpecError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}", field=field) from None
+    except (Exception, SystemExit) as e:  # an import can fail in any way; it is the user's input
+        raise SpecError(f"cannot import {mod_name!r}: {user_failure(e)}", field=field) from None
     finally:
         if added:
             sys.path.remove(cwd)
     obj: Any = mod
     for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field=field)
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SpecError(f"module {mod_name!r} has no attribute {attr!r}", field=field) from None
+        except (Exception, SystemExit) as e:  # a module __getattr__ or a property is user code too
+            raise SpecError(f"reading {target!r} failed: {user_failure(e)}", field=field) from None
     if not isinstance(obj, nn.Module):
         if not callable(obj):
             raise SpecError(f"{target!r} is neither an nn.Module nor callable", field=field)
         try:
             obj = obj()
-        except Exception as e:
-            raise SpecError(f"calling {target!r} failed: {type(e).__name__}: {e}", field=field) from None
+        except (Exception, SystemExit) as e:
+            raise SpecError(f"calling {target!r} {'exited' if isinstance(e, SystemExit) else 'failed'}: {user_failure(e)}", field=field) from None
     if not isinstance(obj, nn.Module):
         raise SpecError(f"{target!r} gave a {type(obj).__name__}, not a torch.nn.Module", field=field)
     return obj
@@ -633,7 +670,10 @@ def run_verify(args: argparse.Namespace) -> int:
         if values:
             check_set_names(values, load_spec(path), str(path), args)
         model = load_module(target) if target else None
-        results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
+        try:
+            results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
+        except UserExit as e:  # the model's forward exited: nothing was checked
+            raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
     out = getattr(args, "output", None)
     if out and out != "-":

@@ -1,0 +1,106 @@
+"""Shifted-window self-attention (Swin Transformer, Liu et al. 2021; v2: Liu et al. 2022), as
+torchvision's ``ShiftedWindowAttention`` / ``ShiftedWindowAttentionV2`` compute it.
+
+Input and output (H, W, C) per sample, channels last.  The map is zero-padded at the bottom and
+right to Hp x Wp, multiples of the window (wh, ww); shifted by (sh, sw) (a roll: no arithmetic;
+no shift on an axis the window covers); cut into nW = (Hp/wh)(Wp/ww) windows of N = wh*ww tokens;
+attention with ``num_heads`` heads of d = C/num_heads inside each window; merged back.
+
+* weights: ``qkv`` (3C, C) and its bias (3C); ``proj`` (C, C) and its bias (C); v1: the relative
+  position bias table ((2wh-1)(2ww-1), heads); v2: the continuous position bias MLP (Linear 2 -> 512
+  with bias, ReLU, Linear 512 -> heads) and ``logit_scale`` (heads, 1, 1).
+* MACs (`mac`): the two projections over every padded position, Hp*Wp*C*3C + Hp*Wp*C*C; v2 also
+  the bias MLP over the (2wh-1)(2ww-1) table entries, T*(2*512 + 512*heads), which torch runs
+  once per forward (per batch, not per sample: at batch 1 the two agree).  (`matmul`): q k^T and
+  the weighted sum of v, nW*heads*N*N*d each.  (`softmax`): one per score, nW*heads*N*N;
+  (`attn_scale`): one per score (v1's 1/sqrt(d), v2's logit scale).
+
+Receptive field: each output reads the tokens of its own window, never the whole map (unless one
+window covers it); the channels-last layout has no sliding window in archcalc's receptive-field
+algebra, so the table shows it as pointwise and says so.
+"""
+
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from ..dims import Dim
+from .base import DimList, Layer, Saved, Shape, dim_field, shape_str
+
+CPB_HIDDEN = 512
+"""Hidden width of Swin v2's continuous position bias MLP (torchvision: nn.Linear(2, 512))."""
+
+
+def _pair(v: Any) -> tuple[Any, Any]:
+    return (v[0], v[1]) if isinstance(v, list | tuple) else (v, v)
+
+
+class ShiftedWindowAttention(Layer):
+    """torchvision's ShiftedWindowAttention (``v2``: ShiftedWindowAttentionV2) on an (H, W, C) map."""
+
+    type: Literal["shiftedwindowattention"]
+    num_heads: int = Field(ge=1, description="Attention heads; C must be divisible by it.")
+    window_size: Annotated[DimList, *dim_field()] = Field(description="Window (wh, ww), e.g. 7.")
+    shift_size: Annotated[DimList, *dim_field(0)] = Field(default=0, description="Cyclic shift (sh, sw); 0 for the unshifted blocks.")
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    v2: bool = Field(default=False, description="Swin v2: cosine attention with a learned logit scale and a continuous position bias MLP.")
+
+    def _geometry(self, shape: Shape) -> tuple[Dim, Dim, Dim, Dim, Dim]:
+        if len(shape) != 3:
+            raise self.fail(f"expects an (H, W, C) map per sample, got {shape_str(shape)}", "inputs")
+        h, w, c = shape
+        wh, ww = _pair(self.window_size)
+        hp, wp = (h + wh - 1) // wh * wh, (w + ww - 1) // ww * ww
+        if c % self.num_heads:
+            raise self.fail(f"{c} channels do not split into {self.num_heads} heads", "num_heads")
+        return hp, wp, wh * ww, (hp // wh) * (wp // ww), c
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        self._geometry(ins[0])
+        return ins[0]
+
+    def weights(self, ins: list[Shape]) -> dict[str, Shape]:
+        c = ins[0][-1]
+        wh, ww = _pair(self.window_size)
+        w: dict[str, Shape] = {"qkv.weight": (3 * c, c), "proj.weight": (c, c)}
+        if self.qkv_bias:
+            w["qkv.bias"] = (3 * c,)
+        if self.proj_bias:
+            w["proj.bias"] = (c,)
+        if self.v2:
+            w.update({"logit_scale": (self.num_heads, 1, 1), "cpb_mlp.0.weight": (CPB_HIDDEN, 2), "cpb_mlp.0.bias": (CPB_HIDDEN,),
+                      "cpb_mlp.2.weight": (self.num_heads, CPB_HIDDEN)})
+        else:
+            w["relative_position_bias_table"] = ((2 * wh - 1) * (2 * ww - 1), self.num_heads)
+        return w
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        hp, wp, n, nw, c = self._geometry(ins[0])
+        wh, ww = _pair(self.window_size)
+        scores = nw * self.num_heads * n * n
+        mac = hp * wp * c * 3 * c + hp * wp * c * c  # qkv and output projections, every padded position
+        if self.v2:
+            mac = mac + (2 * wh - 1) * (2 * ww - 1) * (2 * CPB_HIDDEN + CPB_HIDDEN * self.num_heads)  # the bias MLP, once
+        return {"mac": mac, "matmul": 2 * scores * (c // self.num_heads), "softmax": scores, "attn_scale": scores}
+
+    def note(self, ins: list[Shape]) -> str | None:
+        _, _, n, nw, _ = self._geometry(ins[0])
+        text = f"{nw} window(s) of {n} tokens, {self.num_heads} heads; receptive field: each output sees its window (shown pointwise)"
+        if self.v2:
+            text += "; the position-bias MLP runs once per batch, counted here per sample"
+        return text
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        return None  # not worked out: the training-memory pass reports this layer as unknown
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from torchvision.models import swin_transformer as sw
+
+        cls = sw.ShiftedWindowAttentionV2 if self.v2 else sw.ShiftedWindowAttention
+        return cls(int(ins[0][-1]), [int(x) for x in _pair(self.window_size)], [int(x) for x in _pair(self.shift_size)], self.num_heads,
+                   qkv_bias=self.qkv_bias, proj_bias=self.proj_bias)
+
+
+LAYERS: list[type[Layer]] = [ShiftedWindowAttention]

@@ -1,0 +1,809 @@
+"""The fx-graph walk of ``archcalc import``: values along the graph, emitting layers, refusals.
+
+:class:`Importer` visits the nodes of a torch.fx trace in order.  A ``call_module`` of a leaf
+(:func:`archcalc.torch.leaves.classify`) becomes one layer whose fields are read from the module's
+attributes; a composite module goes to its named handler; ``call_function`` / ``call_method``
+nodes go to the handler registered for them (:mod:`archcalc.torch.registry`; the handlers live in
+:mod:`archcalc.torch.ops`).  A node no handler takes is refused; the walk goes on past it so that
+every refused node is reported in one error (the first one in full, then the others counted by
+op), and nodes that only depend on a refused one are not counted again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..dims import Dim, DimError, as_int, check_expr, known_sign, parse_dim
+from ..errors import SpecError, user_failure
+from ..layers import TYPE_NAMES
+from ..layers.base import Layer, shape_str
+from .leaves import Composite, Leaf, classify
+from .registry import MODULE_HANDLERS, table
+
+if TYPE_CHECKING:
+    from torch import fx, nn
+
+INPUT = "input"
+_COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only"})
+
+
+# ----- values flowing along the fx graph ------------------------------------------------------------
+class Batch:
+    """The batch size (``x.size(0)``): known to exist, never a number here."""
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+BATCH = Batch()
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor: the output of spec layer ``name`` (``"input"`` for the network input)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The tuple ``torch.chunk`` returns; indexing it makes a ``chunk`` layer."""
+
+    src: str
+    chunks: int
+    dim: int
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """``x.view(N, g, C // g, ...)`` of tensor ``src`` (the first step of a channel shuffle), maybe transposed."""
+
+    src: str
+    groups: int
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
+class Attr:
+    """A tensor the model holds and reads in ``forward`` (an fx ``get_attr``): a parameter or buffer."""
+
+    target: str
+    shape: tuple[int, ...]
+    """The full shape (no batch axis: a parameter has none)."""
+    parameter: bool
+    """True for an ``nn.Parameter`` (learned: counted as params), False for a buffer."""
+    table: tuple[int, ...] | None = None
+    """For a parameter read at constant positions (``table[index]``): the parameter's own shape."""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class Moved:
+    """``src.permute(dims)`` with the batch axis moved from the front (dims of torch, batch axis 0)."""
+
+    src: str
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Unbound:
+    """``x.unbind(dim)``: indexing it selects entry i (of a :class:`Moved` tensor: axis ``dims[0]``)."""
+
+    moved: Moved | None
+    src: str | None
+    dim: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """``x.split(...)``: piece i is the ``slice`` ``bounds[i]`` of axis ``dim``."""
+
+    src: str
+    dim: int
+    bounds: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The value of a node the importer refused: later nodes that read it are not reported again."""
+
+
+class Downstream(Exception):
+    """Raised when a node reads the value of a refused node (it is skipped, not reported)."""
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A value archcalc cannot follow (an extra forward argument)."""
+
+    why: str
+
+
+def same(a: Any, b: Any) -> bool:
+    if a is BATCH or b is BATCH:
+        return a is b
+    try:
+        return known_sign(a - b) == 0
+    except TypeError:
+        return False
+
+
+def _tracer() -> fx.Tracer:
+    from torch import fx
+
+    table()  # registers the composite modules classify() knows by name
+
+    class Tracer(fx.Tracer):
+        """fx's tracer with archcalc's leaf rule (:func:`archcalc.torch.leaves.classify`)."""
+
+        def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+            return classify(m) is not None
+
+    return Tracer()
+
+
+def _concrete_args(module: nn.Module) -> dict[str, Any]:
+    """Bind every forward argument after the first to its default (flags like ``return_aux=False``)."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not positional:
+        return {}
+    extra = positional[1:]
+    missing = [p.name for p in extra if p.default is inspect.Parameter.empty]
+    if missing:
+        raise SpecError(
+            f"{type(module).__name__}.forward takes more than one input ({', '.join([positional[0].name, *missing])}); "
+            "archcalc imports models with a single input tensor",
+            field="factory",
+        )
+    return {p.name: p.default for p in extra}
+
+
+def trace(module: nn.Module, training: bool = False) -> fx.Graph:
+    """Symbolically trace ``module`` in eval mode (or training mode: auxiliary heads run there);
+    its train/eval flags are restored afterwards."""
+    from torch import fx
+
+    flags = {m: m.training for m in module.modules()}
+    module.train(training)
+    try:
+        return _tracer().trace(module, concrete_args=_concrete_args(module) or None)
+    except SpecError:
+        raise
+    except fx.proxy.TraceError as e:
+        raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {first_line(e)}", field="factory") from None
+    except Exception as e:  # user code runs during the trace and can fail in any way
+        raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {type(e).__name__}: {first_line(e)}", field="factory") from None
+    except SystemExit as e:  # and it may exit: an error, never archcalc's exit status
+        raise SpecError(f"tracing {type(module).__name__} exited: {user_failure(e)}", field="factory") from None
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ----- the importer ---------------------------------------------------------------------------------
+def _target_str(node: fx.Node, root: nn.Module) -> str:
+    t = node.target
+    if node.op == "call_module":
+        try:
+            cls = type(root.get_submodule(str(t))).__name__
+        except AttributeError:
+            return str(t)
+        return f"{t}: {cls}"
+    if node.op == "call_method":
+        return f"Tensor.{t}"
+    if node.op == "call_function":
+        if getattr(t, "__module__", None) in ("_operator", "operator"):
+            return str(t)
+        from torch.fx.node import _get_qualified_name
+
+        try:
+            return str(_get_qualified_name(t))  # type: ignore[arg-type]
+        except Exception:  # a callable without a qualified name
+            return str(t)
+    return str(t)
+
+
+def _int_value(v: Any, what: str) -> Any:
+    """A dim field value from torch: ints stay, integral floats become ints, strings stay."""
+    if isinstance(v, bool):
+        raise SpecError(f"{what}: expected a size, got {v!r}")
+    if isinstance(v, int) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if as_int(v) is not None:  # sympy integers
+        return as_int(v)
+    raise SpecError(f"{what}: {v!r} is not an integer (archcalc sizes and factors are integers)")
+
+
+_SHAPE_FIELDS = frozenset({"shape", "unflattened_size", "normalized_shape"})
+"""Fields that hold a shape, not one value per axis: (1024, 1024) stays two sizes."""
+
+
+def _dim_value(v: Any, what: str) -> Any:
+    """Normalise a per-axis value: a tuple becomes a list, or one int when all axes agree (not a shape)."""
+    if isinstance(v, list | tuple):
+        vals = [_int_value(x, what) for x in v]
+        if not vals:
+            return None
+        if what not in _SHAPE_FIELDS and all(x is not None for x in vals) and all(x == vals[0] for x in vals):
+            return vals[0]
+        return vals
+    return _int_value(v, what)
+
+
+def _annotation_has(annotation: Any, t: type) -> bool:
+    import typing
+
+    if annotation is t:
+        return True
+    return any(_annotation_has(a, t) for a in typing.get_args(annotation))
+
+
+def field_value(cls: type[Layer], fname: str, raw: Any) -> Any:
+    """A module attribute (or functional argument) as the value of spec field ``fname``."""
+    import torch
+
+    info = cls.model_fields[fname]
+    ann = info.annotation
+    if isinstance(raw, torch.Tensor):  # a module's bias: the field says whether there is one
+        return True
+    if raw is None and ann is bool:
+        return False
+    if fname in cls._dim_fields:
+        return _dim_value(raw, fname)
+    if isinstance(raw, int) and not isinstance(raw, bool) and _annotation_has(ann, float) and not _annotation_has(ann, int):
+        return float(raw)
+    if isinstance(raw, tuple):
+        return list(raw)
+    return raw
+
+
+def _is_default(cls: type[Layer], fname: str, value: Any) -> bool:
+    info = cls.model_fields[fname]
+    if info.is_required():
+        return False
+    d = info.get_default(call_default_factory=True)
+    return type(d) is type(value) and bool(d == value)
+
+
+class Importer:
+    def __init__(self, root: nn.Module, input_shape: tuple[Dim, ...], preferred: Mapping[str, str], output_key: str | None = None,
+                 training: bool = False) -> None:
+        self.root = root
+        self.output_key = output_key
+        self.training = training  # a training-mode trace: extra outputs (auxiliary heads) are allowed
+        self.aux_outputs: list[str] = []
+        self.used_params: set[int] = set()  # ids of the parameters the imported layers hold
+        self.params_emitted: dict[tuple[str, tuple[int, ...], tuple[int, ...] | None], str] = {}
+        self.preferred = dict(preferred)
+        self.called_with_weights: set[str] = set()  # modules with parameters already called once
+        self.weight_owners: dict[int, str] = {}  # id of a module weight -> the spec layer that owns it (tied weights)
+        self.notes: list[str] = []  # what the spec cannot say, for its description
+        self.layers: list[dict[str, Any]] = []
+        self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
+        self.values: dict[fx.Node, Any] = {}
+        self.taken: set[str] = {INPUT}
+        self.prev = INPUT
+        self.input_seen = False
+        self.table = table()
+        self.refused: list[tuple[fx.Node, SpecError]] = []  # refused nodes, in graph order
+
+    # ----- errors ----------------------------------------------------------------------------
+    def where(self, node: fx.Node) -> str:
+        return f"node {node.name!r} ({node.op} {_target_str(node, self.root)})"
+
+    def unsupported(self, node: fx.Node, why: str = "") -> SpecError:
+        return SpecError(f"{self.where(node)} has no archcalc layer type" + (f": {why}" if why else ""))
+
+    def fail(self, node: fx.Node, message: str) -> SpecError:
+        return SpecError(f"{self.where(node)}: {message}")
+
+    # ----- values ----------------------------------------------------------------------------
+    def value(self, arg: Any) -> Any:
+        """The value of an fx argument: nodes replaced by what they computed, containers recursed."""
+        from torch import fx
+
+        if isinstance(arg, fx.Node):
+            return self.values[arg]
+        if isinstance(arg, list | tuple):
+            return type(arg)(self.value(a) for a in arg)
+        if isinstance(arg, slice):
+            return slice(self.value(arg.start), self.value(arg.stop), self.value(arg.step))
+        if isinstance(arg, dict):
+            return {k: self.value(a) for k, a in arg.items()}
+        return arg
+
+    def tensor(self, node: fx.Node, arg: Any) -> str:
+        """The spec name of the tensor ``arg`` (an fx argument), or an error naming ``node``."""
+        v = self.value(arg)
+        if isinstance(v, TensorRef):
+            return v.name
+        if isinstance(v, Unusable):
+            raise self.fail(node, v.why)
+        if isinstance(v, Refused):
+            raise Downstream
+        if isinstance(v, Attr) and "parameter" in TYPE_NAMES:
+            return self.parameter(node, v)
+        if isinstance(v, Attr):
+            raise self.unsupported(
+                node, f"reads the {'parameter' if v.parameter else 'buffer'} {v.target!r} directly (a functional layer "
+                "with its own weights, e.g. F.conv2d(x, self.weight)); write it as a module to import it"
+            )
+        raise self.unsupported(node, f"expected a tensor argument, got {describe(v)}")
+
+    def parameter(self, node: fx.Node, v: Attr, rank: int | None = None) -> str:
+        """The ``parameter`` layer of a tensor the model reads in ``forward`` (emitted once per view of
+        it); a ``positionbias`` for a parameter read at constant positions (``table[index]``).
+
+        Its per-sample shape: torch's, right-aligned to the ``rank`` of the tensor it meets (torch
+        broadcasts it over the batch), else without a leading 1 (the class token (1, 1, D) is (1, D)).
+        A buffer (not learned) is refused: the spec has no constant tensors."""
+        if not v.parameter:
+            raise self.unsupported(node, f"reads the buffer {v.target!r} (a constant tensor; archcalc specs have none)")
+        shape = list(v.shape)
+        if rank is not None:
+            while len(shape) > rank and shape[0] == 1:
+                shape.pop(0)
+            if len(shape) > rank:
+                raise self.unsupported(node, f"the {v.target!r} of shape {v.shape} has more axes than the per-sample tensor it meets")
+            shape = [1] * (rank - len(shape)) + shape
+        elif len(shape) >= 2 and shape[0] == 1:
+            shape = shape[1:]
+        key = (v.target, tuple(shape), v.table)
+        if key not in self.params_emitted:
+            if v.table is not None:
+                name = self.emit(node, "positionbias", {"shape": shape, "table": list(v.table)}, [], self.fresh(v.target))
+            else:
+                name = self.emit(node, "parameter", {"shape": shape}, [], self.fresh(v.target))
+            self.params_emitted[key] = name
+        return self.params_emitted[key]
+
+    def shape(self, name: str) -> tuple[Dim, ...]:
+        return self.shapes[name]
+
+    # ----- emitting layers -------------------------------------------------------------------
+    def fresh(self, *candidates: str) -> str:
+        for c in candidates:
+            if c and c not in self.taken:
+                self.taken.add(c)
+                return c
+        base, n = candidates[-1] or "layer", 2
+        while f"{base}_{n}" in self.taken:
+            n += 1
+        self.taken.add(f"{base}_{n}")
+        return f"{base}_{n}"
+
+    def emit(self, node: fx.Node, kind: str, fields: Mapping[str, Any], inputs: Sequence[str], name: str | None = None) -> str:
+        """Add a layer; validate it and compute its output shape with archcalc's formulas."""
+        from pydantic import ValidationError
+
+        cls = TYPE_NAMES[kind]
+        lname = name or self.fresh(node.name)
+        data: dict[str, Any] = {"name": lname, "type": kind}
+        clean = {k: v for k, v in fields.items() if not _is_default(cls, k, v)}
+        if len(inputs) != 1 or inputs[0] != self.prev:
+            data["inputs"] = list(inputs)
+        data.update(clean)
+        try:
+            layer = cls.model_validate(data)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise self.fail(node, f"field {loc!r}: {err['msg']} (value {data.get(str(err['loc'][0]), '?')!r})") from None
+        lo, hi = cls.n_inputs
+        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
+            raise self.fail(node, f"{kind} takes {lo if lo == hi else f'at least {lo}'} input(s), got {len(inputs)}")
+        try:
+            out = tuple(layer.output_shape([self.shapes[i] for i in inputs]))
+        except SpecError as e:
+            raise self.fail(node, f"{kind} layer {lname!r}: {e.message}" + (f" (field {e.field!r})" if e.field else "")) from None
+        self.layers.append(data)
+        self.shapes[lname] = out
+        self.prev = lname
+        self.values[node] = TensorRef(lname)
+        return lname
+
+    # ----- the walk --------------------------------------------------------------------------
+    def run(self, graph: fx.Graph) -> str:
+        """Turn every node into layers; return the name of the output layer."""
+        output: str | None = None
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                if not self.input_seen:
+                    self.values[node] = TensorRef(INPUT)
+                    self.input_seen = True
+                elif node.args:  # an argument bound to its default (concrete_args): a constant
+                    self.values[node] = node.args[0]
+                else:
+                    self.values[node] = Unusable(f"forward argument {node.name!r} is not the model input; archcalc imports models with one input")
+            elif node.op == "get_attr":
+                self.values[node] = self.get_attr(node)
+            elif node.op == "output":
+                if not self.refused:
+                    output = self.output(node)
+            else:
+                try:
+                    if contains(self.value([*node.args, *node.kwargs.values()]), lambda x: isinstance(x, Refused)):
+                        raise Downstream
+                    if node.op == "call_module":
+                        self.call_module(node)
+                    else:
+                        self.call(node)
+                except Downstream:
+                    self.values[node] = Refused()
+                except SpecError as e:
+                    self.refused.append((node, e))
+                    self.values[node] = Refused()
+        if self.refused:
+            raise self.refusal()
+        if output is None:
+            raise SpecError("the traced graph has no output")
+        return output
+
+    def refusal(self) -> SpecError:
+        """One error for every refused node: the first in full, the others counted by op."""
+        first = self.refused[0][1]
+        if len(self.refused) == 1:
+            return first
+        counts: dict[str, int] = {}
+        for node, _ in self.refused[1:]:
+            op = _target_str(node, self.root)
+            if node.op == "call_module":
+                op = op.split(": ", 1)[-1]
+            counts[op] = counts.get(op, 0) + 1
+        more = ", ".join(f"{op} ({n})" if n > 1 else op for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return SpecError(f"{first.message}; {len(self.refused) - 1} more node(s) refused: {more}", field=first.field)
+
+    def get_attr(self, node: fx.Node) -> Any:
+        """A parameter or buffer read in ``forward`` (class token, position embedding, a scale)."""
+        import torch
+
+        obj: Any = self.root
+        for part in str(node.target).split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, torch.nn.Parameter):
+            self.used_params.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            return Attr(str(node.target), tuple(int(d) for d in obj.shape), isinstance(obj, torch.nn.Parameter))
+        return Unusable(f"reads the attribute {node.target!r}, which is not a tensor")
+
+    def output(self, node: fx.Node) -> str:
+        (res,) = node.args
+        v = self.value(res)
+        if isinstance(v, dict):
+            v = self.dict_output(node, v)
+        if self.training and isinstance(v, list | tuple) and v and all(isinstance(x, TensorRef) for x in v):
+            self.aux_outputs = [x.name for x in v[1:]]  # GoogLeNetOutputs(logits, aux2, aux1)
+            v = v[0]
+        if not isinstance(v, TensorRef):
+            what = f"{len(v)} values" if isinstance(v, list | tuple) else describe(v)
+            raise SpecError(f"the model returns {what}; archcalc specs have one output tensor (node {node.name!r})")
+        if v.name != self.prev or not self.layers:  # the spec's output is its last layer
+            self.emit(node, "identity", {}, [v.name], self.fresh("output"))
+        return v.name
+
+    def dict_output(self, node: fx.Node, out: Mapping[Any, Any]) -> Any:
+        """The tensor of a dict output (torchvision's segmentation models return ``{"out": ...}``):
+        the key ``--output`` names, or the only tensor-valued key (said in the spec's description)."""
+        keys = [k for k, x in out.items() if isinstance(x, TensorRef)]
+        if self.output_key is not None:
+            if self.output_key not in out:
+                raise SpecError(f"the model returns a dict with keys {list(out)}; it has no key {self.output_key!r}", field="--output-key")
+            return out[self.output_key]
+        if len(keys) == 1:
+            self.notes.append(f"the model returns a dict; its only tensor, {keys[0]!r}, is the spec's output")
+            return out[keys[0]]
+        raise SpecError(
+            f"the model returns a dict of {len(keys)} tensors ({', '.join(repr(k) for k in keys)}); pick the spec's output with --output-key KEY "
+            f"(node {node.name!r})"
+        )
+
+    def call_module(self, node: fx.Node) -> None:
+        target = str(node.target)
+        module = self.root.get_submodule(target)
+        leaf = classify(module)
+        if isinstance(leaf, Composite):
+            MODULE_HANDLERS[leaf.qualname](self, node, module)
+            return
+        kind = leaf.kind if isinstance(leaf, Leaf) else None
+        if kind is None:
+            raise self.unsupported(node)
+        if target in self.called_with_weights:  # shared weights: each spec layer owns its weights
+            raise self.fail(
+                node, f"calls {target!r} a second time: its weights are shared between the calls, and each spec layer "
+                "has its own, so its parameters would be counted twice (archcalc specs have no weight sharing)"
+            )
+        if any(True for _ in module.parameters(recurse=False)):
+            self.called_with_weights.add(target)
+        weight = getattr(module, "weight", None)
+        owner = self.weight_owners.get(id(weight)) if weight is not None else None  # a tied weight (GPT-2's head and wte)
+        self.used_params.update(id(p) for p in module.parameters())
+        if node.kwargs and kind != "multiheadattention":
+            raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
+        inputs = [self.tensor(node, a) for a in node.args]
+        cls = TYPE_NAMES[kind]
+        fields: dict[str, Any] = {}
+        for fname in cls.model_fields:
+            if fname in _COMMON_FIELDS or not hasattr(module, fname):
+                continue
+            try:
+                fields[fname] = field_value(cls, fname, getattr(module, fname))
+            except SpecError as e:
+                raise self.fail(node, e.message) from None
+        ins = [self.shapes[i] for i in inputs]
+        self._module_specials(node, module, kind, fields, ins)
+        if owner is not None:
+            if "tie_weight" not in cls.model_fields:
+                raise self.fail(node, f"uses the weight of {owner!r} (tied), which a {kind} layer cannot say: it would be counted twice")
+            fields["tie_weight"] = owner
+        preferred = self.preferred.get(target, target)
+        name = self.fresh(preferred, node.name)
+        if weight is not None and owner is None:
+            self.weight_owners[id(weight)] = name
+        if kind == "multiheadattention":
+            from .ops.attention import multihead_attention
+
+            multihead_attention(self, node, inputs, name, fields)
+            return
+        self.emit(node, kind, fields, inputs, name)
+
+    def _module_specials(self, node: fx.Node, module: nn.Module, kind: str, fields: dict[str, Any], ins: list[tuple[Dim, ...]]) -> None:
+        """Fields a module does not hold under the spec's name, and consistency with the input."""
+        if getattr(module, "return_indices", False):
+            raise self.unsupported(node, "return_indices=True returns a tuple")
+        mode = getattr(module, "padding_mode", "zeros")
+        if mode != "zeros" and isinstance(mode, str):  # reflect/replicate/circular: same shapes and counts, other values
+            self.notes.append(f"{node.target} pads with padding_mode={mode!r} (the spec's padding is the same size; costs are equal)")
+        if kind == "softmax" and fields.get("dim") is None:
+            fields["dim"] = implicit_softmax_dim(ins[0])
+        if kind == "channelpad":
+            before, after = int(getattr(module, "before", 0)), int(getattr(module, "after", 0))
+            if before != (before + after) // 2:
+                raise self.unsupported(node, f"channel padding {before} before and {after} after; channelpad puts (extra)//2 zeros before")
+            fields["out_channels"] = spec_dim(ins[0][0] + before + after)
+        if ins:
+            for attr, axis in (("in_channels", 0), ("num_features", 0), ("in_features", -1)):
+                want = getattr(module, attr, None)
+                if isinstance(want, int) and len(ins[0]) and not isinstance(want, bool):
+                    have = as_int(ins[0][axis])
+                    if have is not None and have != want:
+                        raise self.fail(
+                            node,
+                            f"the module has {attr}={want} but its input {shape_str(ins[0])} has {have} "
+                            f"{'feature' if axis else 'channel'}(s) (wrong --input?)",
+                        )
+
+    def call(self, node: fx.Node) -> None:
+        t = node.target
+        if node.op == "call_function" and isinstance(t, type) and issubclass(t, tuple):  # a namedtuple of outputs
+            self.values[node] = tuple(self.value([*node.args, *node.kwargs.values()]))
+            return
+        found = self.table.lookup(node)
+        if found is None:
+            raise self.unsupported(node)
+        _, handler = found
+        if handler is None:  # an ignored call (registry.IGNORED): the same tensor, no layer
+            v = self.value(node.args[0])
+            self.values[node] = v if not isinstance(v, TensorRef) else TensorRef(self.tensor(node, node.args[0]))
+            return
+        handler(self, node)
+
+    # ----- helpers for the handlers ----------------------------------------------------------
+    def bind(self, node: fx.Node, names: Sequence[str]) -> dict[str, Any]:
+        """The node's arguments by parameter name (``names[0]`` is the tensor / ``self``)."""
+        if len(node.args) > len(names):
+            raise self.unsupported(node, f"called with {len(node.args)} positional arguments")
+        out = dict(zip(names, node.args, strict=False))
+        for k, v in node.kwargs.items():
+            if k not in names:
+                raise self.unsupported(node, f"argument {k!r} is not supported")
+            out[k] = v
+        return out
+
+    def fields_of(self, node: fx.Node, kind: str, given: Mapping[str, Any]) -> dict[str, Any]:
+        cls = TYPE_NAMES[kind]
+        out: dict[str, Any] = {}
+        for k, raw in given.items():
+            if k not in cls.model_fields:
+                continue
+            v = self.value(raw)
+            if contains(v, lambda x: isinstance(x, TensorRef | Batch | Pieces | Unusable)):
+                raise self.unsupported(node, f"argument {k!r} depends on tensor values or the batch size")
+            if v is None and k in ("stride",):
+                continue
+            if k == "stride" and isinstance(v, list | tuple) and not v:
+                continue  # torch's stride=[] means "the kernel size"
+            try:
+                out[k] = field_value(cls, k, v)
+            except SpecError as e:
+                raise self.fail(node, e.message) from None
+        return out
+
+
+def contains(v: Any, pred: Callable[[Any], bool]) -> bool:
+    if pred(v):
+        return True
+    if isinstance(v, list | tuple):
+        return any(contains(x, pred) for x in v)
+    return False
+
+
+def describe(v: Any) -> str:
+    if isinstance(v, Pieces):
+        return "the tuple of torch.chunk (index it)"
+    if isinstance(v, Grouped):
+        return f"a view of {v.src!r} with its channels split into {v.groups} groups"
+    if v is BATCH:
+        return "the batch size"
+    if isinstance(v, Unusable):
+        return f"a value archcalc cannot follow ({v.why})"
+    if isinstance(v, Attr):
+        return f"the {'parameter' if v.parameter else 'buffer'} {v.target!r}"
+    if isinstance(v, Moved):
+        return f"a permute of {v.src!r} that moves the batch axis (index it, or unbind it, to bring the batch axis back)"
+    if isinstance(v, Unbound | Split):
+        return "the pieces of an unbind or split (index them)"
+    if isinstance(v, Refused):
+        return "the value of a refused node"
+    if isinstance(v, list | tuple):
+        return f"a {type(v).__name__} of {len(v)}"
+    return f"the constant {v!r}"
+
+
+def spec_dim(v: Dim) -> Any:
+    """A computed size as a spec value: an int, or an expression string the spec parser reads."""
+    i = as_int(v)
+    if i is not None:
+        return i
+    text = str(v)
+    check_expr(text)
+    return text
+
+
+def implicit_softmax_dim(shape: tuple[Dim, ...]) -> int:
+    """torch's ``_get_softmax_dim`` for ``dim=None`` (the rank counts the batch axis)."""
+    return 0 if len(shape) + 1 in (0, 1, 3) else 1
+
+
+# ----- public API ---------------------------------------------------------------------------------
+def _input_dims(input_shape: Sequence[int | str] | str) -> tuple[list[int | str], tuple[Dim, ...]]:
+    if isinstance(input_shape, str):
+        from ..quick import parse_shape
+
+        raw = parse_shape(input_shape)
+    else:
+        raw = list(input_shape)
+    if not raw:
+        raise SpecError("the input shape is empty; give C,H,W (no batch axis)", field="input")
+    dims: list[Dim] = []
+    for x in raw:
+        try:
+            v = parse_dim(x) if isinstance(x, str) else x
+        except DimError as e:
+            raise SpecError(str(e), field="input") from None
+        if isinstance(v, bool) or not isinstance(x, int | str) or (as_int(v) is not None and as_int(v) <= 0):  # type: ignore[operator]
+            raise SpecError(f"input sizes must be positive integers or symbols, got {x!r}", field="input")
+        dims.append(v)
+    return raw, tuple(dims)
+
+
+def _preferred_names(module: nn.Module) -> dict[str, str]:
+    """Qualified module name -> spec layer name: a module built from a spec keeps its spec names."""
+    from .build import SpecModule
+
+    if isinstance(module, SpecModule):
+        return {f"layers.{key}": name for key, name in module.spec_names.items()}
+    return {}
+
+
+def _layer_signature(layer: Mapping[str, Any]) -> tuple[str, str]:
+    return layer["type"], json.dumps({k: v for k, v in layer.items() if k not in ("name", "inputs")}, sort_keys=True)
+
+
+def _with_training_heads(module: nn.Module, dims: tuple[Dim, ...], imp: Importer, output_key: str | None) -> Importer:
+    """The import with the auxiliary heads an eval forward skips (GoogLeNet's aux1/aux2, Inception
+    v3's AuxLogits), marked ``training_only``, when the model holds parameters the eval trace never
+    used and a training-mode trace returns them as extra outputs; else the eval import unchanged."""
+    try:
+        timp = Importer(module, dims, _preferred_names(module), output_key, training=True)
+        timp.run(trace(module, training=True))
+    except SpecError:
+        return imp
+    if not timp.aux_outputs:
+        return imp
+    main = _ancestors(timp.layers, timp.layers[-1]["name"])
+    prev, prev_main = INPUT, INPUT
+    for layer in timp.layers:  # a layer without inputs reads the last layer that is not training-only: say them
+        inputs = list(layer.get("inputs", [prev]))
+        layer.pop("inputs", None)
+        if layer["name"] not in main:
+            layer["training_only"] = True
+        if layer["name"] not in main or inputs != [prev_main]:
+            layer["inputs"] = inputs
+            layer.update({k: layer.pop(k) for k in [k for k in layer if k not in ("name", "type", "inputs")]})  # inputs after name, type
+        if layer["name"] in main:
+            prev_main = layer["name"]
+        prev = layer["name"]
+    inference = [_layer_signature(d) for d in timp.layers if not d.get("training_only")]
+    if inference != [_layer_signature(d) for d in imp.layers]:
+        return imp  # the training-mode graph differs elsewhere too: keep the eval import
+    timp.notes.append("auxiliary heads that only a training forward runs are marked training_only")
+    return timp
+
+
+def _ancestors(layers: Sequence[Mapping[str, Any]], last: str) -> set[str]:
+    """Names of ``last`` and every layer it depends on (a layer without ``inputs`` reads the one before)."""
+    inputs: dict[str, list[str]] = {}
+    prev = INPUT
+    for d in layers:
+        inputs[d["name"]] = list(d.get("inputs", [prev]))
+        prev = d["name"]
+    seen, todo = set(), [last]
+    while todo:
+        n = todo.pop()
+        if n in seen or n == INPUT:
+            continue
+        seen.add(n)
+        todo.extend(inputs.get(n, []))
+    return seen
+
+
+def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, name: str | None = None,
+                     output_key: str | None = None) -> dict[str, Any]:
+    """The spec (JSON-ready dict, accepted by :func:`archcalc.spec.parse_spec`) of ``module``.
+
+    ``input_shape`` is the per-sample input (C, H, W), no batch axis: a sequence or ``"3,224,224"``.
+    ``output_key``: for a model that returns a dict, the key of the spec's output (default: the
+    only tensor-valued key).
+    Raises :class:`SpecError` for a model fx cannot trace or a node archcalc has no layer for.
+    """
+    from torch import nn
+
+    from ..graph import compile_spec
+    from ..passes import shapes
+    from ..spec import parse_spec
+
+    if not isinstance(module, nn.Module):
+        raise SpecError(f"expected a torch.nn.Module, got {type(module).__name__}", field="factory")
+    raw, dims = _input_dims(input_shape)
+    graph = trace(module)
+    imp = Importer(module, dims, _preferred_names(module), output_key)
+    imp.run(graph)
+    if any(id(p) not in imp.used_params for p in module.parameters()):
+        imp = _with_training_heads(module, dims, imp, output_key)
+    spec_name = name or str(getattr(module, "spec_name", "") or type(module).__name__)
+    spec: dict[str, Any] = {
+        "name": spec_name,
+        "description": f"imported from {type(module).__name__} by archcalc import (torch.fx trace, eval mode)"
+        + "".join(f"; {n}" for n in imp.notes),
+        "input": raw,
+        "layers": imp.layers,
+    }
+    try:  # the importer checked every layer; this checks the whole (names, graph) once more
+        G = compile_spec(parse_spec(json.loads(json.dumps(spec))))
+        shapes(G)
+    except SpecError as e:
+        raise SpecError(f"the imported spec is invalid (an archcalc bug): {e}") from None
+    return spec
+
+

@@ -1,0 +1,98 @@
+"""Handlers of attention arithmetic: ``q @ k.transpose(-2, -1)`` (``matmul``), ``torch.einsum`` of
+the batched-matmul patterns torchvision and timm use, ``F.scaled_dot_product_attention``, and
+``torch.nn.MultiheadAttention`` calls (a module that returns ``(output, weights)``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..importer import Importer, TensorRef
+from ..registry import handles
+
+if TYPE_CHECKING:
+    from torch import fx
+
+
+@handles("torch.matmul", "Tensor.matmul", "operator.matmul", "Tensor.__matmul__", "torch.bmm", "Tensor.bmm", records="matmul")
+def matmul(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "other"])
+    names = [imp.tensor(node, a["input"]), imp.tensor(node, a["other"])]
+    imp.emit(node, "matmul", {}, names)
+
+
+@handles("torch.einsum")
+def einsum(imp: Importer, node: fx.Node) -> None:
+    """``torch.einsum`` of a batched matrix product: same leading (batch) letters in both operands
+    and the output, ``...ik,...kj->...ij`` with either operand's last two letters in either order
+    (``"bghid,bghjd->bghij"`` is ``q @ k.transpose(-2, -1)``): a ``matmul``, with a ``transpose`` of
+    an operand that is given the other way round."""
+    eq = node.args[0] if node.args else None
+    ops = list(node.args[1:])
+    if len(ops) == 1 and isinstance(ops[0], list | tuple):
+        ops = list(ops[0])
+    if not isinstance(eq, str) or len(ops) != 2 or "->" not in eq:
+        raise imp.unsupported(node, "einsum other than an explicit two-operand product")
+    lhs, out = eq.replace(" ", "").split("->")
+    terms = lhs.split(",")
+    if len(terms) != 2 or "." in eq:
+        raise imp.unsupported(node, f"einsum {eq!r}")
+    x, y = terms
+    n = len(out)
+    if not (len(x) == len(y) == n >= 3) or x[: n - 2] != out[: n - 2] or y[: n - 2] != out[: n - 2]:
+        raise imp.unsupported(node, f"einsum {eq!r} is not a batched matrix product")
+    i, j = out[-2], out[-1]
+    xs, ys = set(x[-2:]), set(y[-2:])
+    ks = (xs & ys) - {i, j}
+    if len(ks) != 1 or xs != {i, *ks} or ys != {j, *ks}:
+        raise imp.unsupported(node, f"einsum {eq!r} is not a batched matrix product")
+    (k,) = ks
+    names = [imp.tensor(node, ops[0]), imp.tensor(node, ops[1])]
+    if x[-2:] != i + k:
+        names[0] = imp.emit(node, "transpose", {"dim0": -2, "dim1": -1}, [names[0]], imp.fresh(f"{node.name}_transpose"))
+    if y[-2:] != k + j:
+        names[1] = imp.emit(node, "transpose", {"dim0": -2, "dim1": -1}, [names[1]], imp.fresh(f"{node.name}_transpose"))
+    imp.emit(node, "matmul", {}, names)
+
+
+@handles("torch.nn.functional.scaled_dot_product_attention", records="scaled_dot_product_attention")
+def sdpa(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"])
+    if imp.value(a.get("attn_mask")) is not None:
+        raise imp.unsupported(node, "an attention mask (attn_mask)")
+    if imp.value(a.get("enable_gqa", False)):
+        raise imp.unsupported(node, "enable_gqa=True")
+    fields: dict[str, Any] = {"is_causal": bool(imp.value(a.get("is_causal", False)))}
+    scale = imp.value(a.get("scale"))
+    if isinstance(scale, int | float):
+        fields["scale"] = float(scale)
+    p = imp.value(a.get("dropout_p", 0.0))
+    if isinstance(p, int | float) and p:
+        fields["dropout_p"] = float(p)
+    names = [imp.tensor(node, a[k]) for k in ("query", "key", "value")]
+    imp.emit(node, "scaled_dot_product_attention", fields, names)
+
+
+def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: str, fields: dict[str, Any]) -> None:
+    """``mha(q, k, v, need_weights=False)``: one ``multiheadattention`` layer (self-attention: one
+    input); its value is the pair ``(output, None)`` that ``[0]`` reads."""
+    module = imp.root.get_submodule(str(node.target))
+    if not getattr(module, "batch_first", False):
+        raise imp.unsupported(node, "batch_first=False (the sequence axis first): archcalc's shapes keep the batch axis first")
+    for k, v in node.kwargs.items():
+        if k == "need_weights" and imp.value(v) is False:
+            continue
+        if k in ("attn_mask", "key_padding_mask") and imp.value(v) is None:
+            continue
+        raise imp.unsupported(node, f"argument {k}={imp.value(v)!r}")
+    if len(set(inputs)) == 1:
+        inputs = inputs[:1]
+    fields["bias"] = getattr(module, "in_proj_bias", None) is not None
+    e = getattr(module, "embed_dim", None)
+    for f in ("kdim", "vdim"):
+        if fields.get(f) == e:
+            fields.pop(f)
+    out = imp.emit(node, "multiheadattention", fields, inputs, name)
+    imp.values[node] = (TensorRef(out), None)
+
+
+__all__ = ["einsum", "matmul", "multihead_attention", "sdpa"]

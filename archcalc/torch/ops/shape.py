@@ -1,0 +1,552 @@
+"""Handlers of calls that move data without arithmetic: reshapes, flatten, transpose, slicing,
+``torch.cat``, ``chunk``, ``F.pad``, channel shuffle, and the size queries (``x.size(0)``,
+``x.shape``) whose values feed them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ...dims import as_int, prod
+from ...layers import TYPE_NAMES
+from ..importer import BATCH, Attr, Grouped, Importer, Moved, Pieces, Split, TensorRef, Unbound, Unusable, contains, describe, same, spec_dim
+from ..registry import handles
+
+if TYPE_CHECKING:
+    from torch import fx
+
+@handles("torch.cat", "torch.concat", "torch.concatenate")
+def _cat(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["tensors", "dim"] if "axis" not in node.kwargs else ["tensors", "axis"])
+    tensors = a["tensors"]
+    if not isinstance(tensors, list | tuple):
+        raise imp.unsupported(node, "expected a list of tensors")
+    names = [imp.tensor(node, t) for t in tensors]
+    dim = imp.value(a.get("dim", a.get("axis", 0)))
+    if len(names) == 1:
+        imp.values[node] = TensorRef(names[0])  # cat of one tensor: a copy of it
+        return
+    imp.emit(node, "concat", {"dim": dim}, names)
+
+
+@handles("torch.flatten", "Tensor.flatten")
+def _flatten(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "start_dim", "end_dim"])
+    src = imp.tensor(node, a["input"])
+    fields = {"start_dim": imp.value(a.get("start_dim", 0)), "end_dim": imp.value(a.get("end_dim", -1))}
+    imp.emit(node, "flatten", fields, [src])
+
+
+@handles("torch.reshape", "Tensor.view", "Tensor.reshape")
+def _reshape(imp: Importer, node: fx.Node) -> None:
+    """``view``/``reshape`` that keeps the batch axis and merges adjacent axes: a ``flatten``; one
+    that splits an axis: an ``unflatten``.
+
+    Splitting the channels into groups, swapping the two group axes and merging them back is
+    torchvision's ``channel_shuffle``: a ``channelshuffle`` layer.
+    """
+    if node.kwargs:
+        raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
+    grouped = imp.value(node.args[0])
+    if isinstance(grouped, Attr):
+        _reshape_attr(imp, node, grouped)
+        return
+    src = grouped.src if isinstance(grouped, Grouped) else imp.tensor(node, node.args[0])
+    raw = list(node.args[1:])
+    if len(raw) == 1 and isinstance(raw[0], list | tuple):
+        raw = list(raw[0])
+    elif len(raw) == 1 and isinstance(imp.value(raw[0]), tuple):
+        raw = list(imp.value(raw[0]))
+    target = [imp.value(x) for x in raw]
+    shape = imp.shape(src)
+    total = prod(shape)
+    if any(not (x is BATCH or (isinstance(x, int) and not isinstance(x, bool))) for x in target):
+        raise imp.unsupported(node, f"reshape to {target!r}")
+    if not target:
+        raise imp.unsupported(node, "reshape to a scalar")
+    batch_kept = (
+        target[0] is BATCH
+        or (  # x.view(x.size(0), ...), or x.view(-1, <the per-sample sizes>)
+            target[0] == -1 and -1 not in target[1:] and all(isinstance(x, int) for x in target[1:]) and same(prod(target[1:]), total)
+        )
+    )
+    if batch_kept:
+        per = target[1:]
+    else:
+        raise imp.unsupported(node, f"reshape to {_shape_text(target)} does not keep the batch axis {_shape_text([BATCH, *shape])}")
+    if any(x is BATCH or (x != -1 and x <= 0) for x in per) or sum(1 for x in per if x == -1) > 1:
+        raise imp.unsupported(node, f"reshape to {_shape_text(target)}")
+    if -1 in per:
+        known = prod(x for x in per if x != -1)
+        per = [total // known if x == -1 else x for x in per]
+    unchanged = len(per) == len(shape) and all(same(x, y) for x, y in zip(per, shape, strict=True))
+    if isinstance(grouped, Grouped):
+        if not unchanged:
+            raise imp.unsupported(node, f"reshape of channels split into {grouped.groups} groups to {_shape_text([BATCH, *per])}")
+        if grouped.transposed:
+            imp.emit(node, "channelshuffle", {"groups": grouped.groups}, [src])
+        else:
+            imp.values[node] = TensorRef(src)  # split and merged back: no layer
+        return
+    if unchanged:
+        imp.values[node] = TensorRef(src)  # same shape: no layer
+        return
+    if (
+        "channelshuffle" in TYPE_NAMES
+        and len(per) == len(shape) + 1
+        and isinstance(per[0], int)
+        and per[0] > 1
+        and same(per[0] * per[1], shape[0])
+        and all(same(x, y) for x, y in zip(per[2:], shape[1:], strict=True))
+    ):
+        imp.values[node] = Grouped(src, per[0])  # (C, ...) -> (g, C/g, ...): wait for the transpose
+        return
+    for a in range(len(shape)):
+        for b in range(a + 1, len(shape) + 1):
+            merged = [*shape[:a], prod(shape[a:b]), *shape[b:]]
+            if len(merged) == len(per) and all(same(x, y) for x, y in zip(merged, per, strict=True)):
+                fields = {"start_dim": a + 1, "end_dim": -1 if b == len(shape) else b}
+                imp.emit(node, "flatten", fields, [src])
+                return
+    for a in range(len(shape)):  # one axis split in several: x.view(b, c, 1, 1) after a Linear (squeeze-and-excitation)
+        for n in range(2, len(per) - len(shape) + 2):
+            pieces = per[a : a + n]
+            if (
+                len(per) == len(shape) + n - 1
+                and all(same(x, y) for x, y in zip(per[:a], shape[:a], strict=True))
+                and all(same(x, y) for x, y in zip(per[a + n :], shape[a + 1 :], strict=True))
+                and same(prod(pieces), shape[a])
+            ):
+                imp.emit(node, "unflatten", {"dim": a + 1, "unflattened_size": [spec_dim(x) for x in pieces]}, [src])
+                return
+    if "reshape" in TYPE_NAMES:
+        kind = "view" if node.target == "view" and "view" in TYPE_NAMES else "reshape"
+        imp.emit(node, kind, {"shape": [spec_dim(x) for x in per]}, [src])
+        return
+    raise imp.unsupported(
+        node, f"reshape of {_shape_text([BATCH, *shape])} to {_shape_text([BATCH, *per])} neither merges adjacent axes nor splits one"
+    )
+
+
+def _reshape_attr(imp: Importer, node: fx.Node, v: Attr) -> None:
+    """A view of a tensor the model holds (``self.relative_position_index.view(-1)``): the same tensor, reshaped."""
+    raw = [imp.value(x) for x in node.args[1:]]
+    if len(raw) == 1 and isinstance(raw[0], list | tuple):
+        raw = list(raw[0])
+    if not all(isinstance(x, int) for x in raw) or sum(1 for x in raw if x == -1) > 1:
+        raise imp.unsupported(node, f"reshape of {v.target!r} to {raw!r}")
+    known = 1
+    for x in raw:
+        known *= x if x != -1 else 1
+    shape = tuple(v.numel // known if x == -1 else x for x in raw)
+    imp.values[node] = Attr(v.target, shape, v.parameter, v.table)
+
+
+def _shape_text(dims: Iterable[Any]) -> str:
+    return "(" + ", ".join(str(d) for d in dims) + ")"
+
+
+@handles("Tensor.size")
+def _size(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "dim"])
+    full = (BATCH, *imp.shape(imp.tensor(node, a["input"])))
+    dim = imp.value(a.get("dim"))
+    if dim is not None and not (isinstance(dim, int) and -len(full) <= dim < len(full)):
+        raise imp.fail(node, f"size({dim!r}) of a tensor with {len(full)} axes")
+    imp.values[node] = full if dim is None else full[dim]
+
+
+@handles("Tensor.dim")
+def _dim(imp: Importer, node: fx.Node) -> None:
+    imp.values[node] = len(imp.shape(imp.tensor(node, node.args[0]))) + 1
+
+
+@handles("Tensor.expand_as", "Tensor.expand")
+def _alias(imp: Importer, node: fx.Node) -> None:
+    """``x.contiguous()``, ``y.expand_as(x)``: the same tensor, no layer (a layer that cannot broadcast it says so)."""
+    v = imp.value(node.args[0])
+    imp.values[node] = v if isinstance(v, Grouped) else TensorRef(imp.tensor(node, node.args[0]))
+
+
+@handles("torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes", "torch.swapdims", "Tensor.swapdims")
+def _transpose(imp: Importer, node: fx.Node) -> None:
+    """``transpose(1, 2)`` of channels split into groups (channel shuffle); nothing else."""
+    a = imp.bind(node, ["input", "dim0", "dim1"])
+    v = imp.value(a["input"])
+    dims = {imp.value(a.get("dim0")), imp.value(a.get("dim1"))}
+    if isinstance(v, Grouped) and dims == {1, 2}:
+        imp.values[node] = Grouped(v.src, v.groups, not v.transposed)
+        return
+    d0, d1 = imp.value(a.get("dim0")), imp.value(a.get("dim1"))
+    if isinstance(v, Attr) and isinstance(d0, int) and isinstance(d1, int):
+        shape = list(v.shape)
+        shape[d0], shape[d1] = shape[d1], shape[d0]
+        imp.values[node] = Attr(v.target, tuple(shape), v.parameter, v.table)
+        return
+    src = imp.tensor(node, a["input"])
+    rank = len(imp.shape(src)) + 1
+    if not (isinstance(d0, int) and isinstance(d1, int)) or 0 in (d0 % rank, d1 % rank):
+        raise imp.unsupported(node, f"transpose({d0!r}, {d1!r}) moves the batch axis")
+    if d0 % rank == d1 % rank:
+        imp.values[node] = TensorRef(src)
+        return
+    if "transpose" not in TYPE_NAMES:
+        raise imp.unsupported(node, "a transpose other than the swap of channel groups of a channel shuffle")
+    imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [src])
+
+
+@handles("torch.permute", "Tensor.permute")
+def _permute(imp: Importer, node: fx.Node) -> None:
+    """``x.permute(0, 2, 3, 1)``: a ``permute`` layer (the batch axis stays first).  A permute that
+    moves the batch axis (timm's qkv ``permute(2, 0, 3, 1, 4)``) waits for the ``unbind(0)`` /
+    ``[i]`` that brings it back: each piece is a ``select`` and a ``permute`` of the source."""
+    src_arg = node.args[0] if node.args else node.kwargs.get("input")
+    raw = [*node.args[1:]] or [node.kwargs.get("dims")]
+    dims = imp.value(raw[0] if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else raw)
+    v = imp.value(src_arg)
+    if not isinstance(dims, list | tuple) or not all(isinstance(d, int) for d in dims):
+        raise imp.unsupported(node, f"permute to {dims!r}")
+    if isinstance(v, Attr):
+        imp.values[node] = Attr(v.target, tuple(v.shape[d] for d in dims), v.parameter, v.table)
+        return
+    src = imp.tensor(node, src_arg)
+    rank = len(imp.shape(src)) + 1
+    norm = [d % rank for d in dims]
+    if sorted(norm) != list(range(rank)):
+        raise imp.fail(node, f"permute {list(dims)} of a tensor with {rank} axes")
+    if norm[0] != 0:
+        imp.values[node] = Moved(src, tuple(norm))
+        return
+    if norm == list(range(rank)):
+        imp.values[node] = TensorRef(src)
+        return
+    if "permute" not in TYPE_NAMES:
+        raise imp.unsupported(node)
+    imp.emit(node, "permute", {"dims": norm}, [src])
+
+
+def _piece_of_moved(imp: Importer, node: fx.Node, moved: Moved, index: int) -> None:
+    """``x.permute(p)[i]`` with ``p[0] != 0``: select entry i of axis p[0], then permute the rest."""
+    axis = moved.dims[0]
+    n = as_int(imp.shape(moved.src)[axis - 1])
+    if n is None or not -n <= index < n:
+        raise imp.fail(node, f"index {index} of an axis of {n}")
+    sel = imp.emit(node, "select", {"dim": axis, "index": index % n}, [moved.src], imp.fresh(f"{node.name}_select"))
+    rest = [d - (d > axis) for d in moved.dims[1:]]
+    if rest[0] != 0:
+        raise imp.unsupported(node, "the batch axis is not first after indexing a permuted tensor")
+    if rest != list(range(len(rest))):
+        imp.emit(node, "permute", {"dims": rest}, [sel])
+    else:
+        imp.values[node] = TensorRef(sel)
+
+
+@handles("torch.unbind", "Tensor.unbind")
+def _unbind(imp: Importer, node: fx.Node) -> None:
+    """``q, k, v = qkv.unbind(0)`` (of a permuted tensor whose batch axis is not first), or ``x.unbind(d)``."""
+    a = imp.bind(node, ["input", "dim"])
+    v = imp.value(a["input"])
+    dim = imp.value(a.get("dim", 0))
+    if isinstance(v, Moved) and dim == 0:
+        imp.values[node] = Unbound(v, None, 0)
+        return
+    src = imp.tensor(node, a["input"])
+    rank = len(imp.shape(src)) + 1
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "unbind along the batch axis")
+    imp.values[node] = Unbound(None, src, dim % rank)
+
+
+@handles("torch.split", "Tensor.split")
+def _split(imp: Importer, node: fx.Node) -> None:
+    """``x.split(size, dim)`` / ``x.split([a, b], dim)``: the pieces, each a ``slice`` once indexed."""
+    a = imp.bind(node, ["input", "split_size_or_sections", "dim"])
+    if "split_size" in node.kwargs:
+        a["split_size_or_sections"] = node.kwargs["split_size"]
+    src = imp.tensor(node, a["input"])
+    shape = imp.shape(src)
+    rank = len(shape) + 1
+    dim, size = imp.value(a.get("dim", 0)), imp.value(a.get("split_size_or_sections"))
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "split along the batch axis")
+    dim %= rank
+    n = as_int(shape[dim - 1])
+    if n is None:
+        raise imp.unsupported(node, "split of a symbolic axis")
+    if isinstance(size, int):
+        bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
+    elif isinstance(size, list | tuple) and all(isinstance(x, int) for x in size) and sum(size) == n:
+        starts = [sum(size[:i]) for i in range(len(size))]
+        bounds = [(st, st + x) for st, x in zip(starts, size, strict=True)]
+    else:
+        raise imp.unsupported(node, f"split sizes {size!r}")
+    imp.values[node] = Split(src, dim, tuple(bounds))
+
+
+@handles("torch.stack")
+def _stack(imp: Importer, node: fx.Node) -> None:
+    """``torch.stack([a, b], dim)``: each input gets a new axis of 1 (a ``reshape``), then ``concat``."""
+    a = imp.bind(node, ["tensors", "dim"])
+    names = [imp.tensor(node, t) for t in imp_list(imp, node, a["tensors"])]
+    shape = imp.shape(names[0])
+    dim = imp.value(a.get("dim", 0))
+    rank = len(shape) + 2
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "stack along the batch axis")
+    dim %= rank
+    new = [*shape[: dim - 1], 1, *shape[dim - 1 :]]
+    parts = [imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in new]}, [n], imp.fresh(f"{node.name}_{i}")) for i, n in enumerate(names)]
+    imp.emit(node, "concat", {"dim": dim}, parts)
+
+
+def imp_list(imp: Importer, node: fx.Node, arg: Any) -> list[Any]:
+    if not isinstance(arg, list | tuple):
+        raise imp.unsupported(node, "expected a list of tensors")
+    return list(arg)
+
+
+@handles("torch.unsqueeze", "Tensor.unsqueeze")
+def _unsqueeze(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "dim"])
+    v = imp.value(a["input"])
+    dim = imp.value(a.get("dim"))
+    if isinstance(v, Attr) and isinstance(dim, int):
+        shape = list(v.shape)
+        shape.insert(dim % (len(shape) + 1), 1)
+        imp.values[node] = Attr(v.target, tuple(shape), v.parameter, v.table)
+        return
+    src = imp.tensor(node, a["input"])
+    per = imp.shape(src)
+    rank = len(per) + 2
+    if not isinstance(dim, int) or dim % rank == 0:
+        raise imp.unsupported(node, "unsqueeze before the batch axis")
+    dim %= rank
+    imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in [*per[: dim - 1], 1, *per[dim - 1 :]]]}, [src])
+
+
+@handles("torch.squeeze", "Tensor.squeeze")
+def _squeeze(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "dim"])
+    src = imp.tensor(node, a["input"])
+    shape = imp.shape(src)
+    dim = imp.value(a.get("dim"))
+    dims = [dim] if isinstance(dim, int) else list(dim) if isinstance(dim, list | tuple) else [i + 1 for i in range(len(shape))]
+    drop = {d % (len(shape) + 1) for d in dims} - {0}
+    new = [d for i, d in enumerate(shape) if not (i + 1 in drop and as_int(d) == 1)]
+    if len(new) == len(shape):
+        imp.values[node] = TensorRef(src)
+        return
+    imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in new]}, [src])
+
+
+@handles("torch.roll", "Tensor.roll")
+def _roll(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "shifts", "dims"])
+    src = imp.tensor(node, a["input"])
+    shifts, dims = imp.value(a.get("shifts")), imp.value(a.get("dims"))
+    if dims is None or contains([shifts, dims], lambda x: not isinstance(x, int | list | tuple)):
+        raise imp.unsupported(node, f"roll by {shifts!r} over {dims!r} (give dims)")
+    dl = list(dims) if isinstance(dims, list | tuple) else [dims]
+    if any(d % (len(imp.shape(src)) + 1) == 0 for d in dl):
+        raise imp.unsupported(node, "roll along the batch axis")
+    fields = {"shifts": list(shifts) if isinstance(shifts, list | tuple) else [shifts], "dims": dims if isinstance(dims, int) else list(dims)}
+    imp.emit(node, "roll", fields, [src])
+
+
+@handles("builtins.getattr")
+def _getattr(imp: Importer, node: fx.Node) -> None:
+    obj, attr = node.args[0], node.args[1]
+    v = imp.value(obj)
+    if isinstance(v, TensorRef) and attr == "shape":
+        imp.values[node] = (BATCH, *imp.shape(v.name))
+        return
+    if isinstance(v, TensorRef) and attr in ("device", "dtype"):
+        imp.values[node] = Unusable(f"the tensor's {attr}")  # refused only where it is used
+        return
+    if isinstance(v, TensorRef) and attr == "ndim":
+        imp.values[node] = len(imp.shape(v.name)) + 1
+        return
+    raise imp.unsupported(node, f"attribute {attr!r}")
+
+
+@handles("torch.chunk", "Tensor.chunk")
+def _chunk(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "chunks", "dim"])
+    src = imp.tensor(node, a["input"])
+    chunks, dim = imp.value(a["chunks"]), imp.value(a.get("dim", 0))
+    if "chunk" not in TYPE_NAMES:
+        raise imp.unsupported(node)
+    imp.values[node] = Pieces(src, chunks, dim)
+
+
+@handles("operator.getitem")
+def _getitem(imp: Importer, node: fx.Node) -> None:
+    obj, idx = imp.value(node.args[0]), imp.value(node.args[1])
+    if isinstance(obj, Pieces):
+        index = idx + obj.chunks if isinstance(idx, int) and idx < 0 else idx  # x.chunk(2)[-1]
+        imp.emit(node, "chunk", {"chunks": obj.chunks, "index": index, "dim": obj.dim}, [obj.src])
+        return
+    if isinstance(obj, Moved) and isinstance(idx, int):
+        _piece_of_moved(imp, node, obj, idx)
+        return
+    if isinstance(obj, Unbound) and isinstance(idx, int):
+        if obj.moved is not None:
+            _piece_of_moved(imp, node, obj.moved, idx)
+        else:
+            assert obj.src is not None
+            n = as_int(imp.shape(obj.src)[obj.dim - 1])
+            imp.emit(node, "select", {"dim": obj.dim, "index": idx + n if idx < 0 and n is not None else idx}, [obj.src])
+        return
+    if isinstance(obj, Split) and isinstance(idx, int):
+        start, end = obj.bounds[idx]
+        imp.emit(node, "slice", {"dim": obj.dim, "start": start, "end": end}, [obj.src])
+        return
+    if isinstance(obj, TensorRef):
+        _slice(imp, node, obj.name, idx)
+        return
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if isinstance(obj, Attr) and obj.parameter and items and isinstance(items[-1], Attr) and not items[-1].parameter \
+            and all(i == slice(None) for i in items[:-1]):
+        # table[index] / table[:, index] with a constant index (relative position biases): the table read at fixed positions
+        k, index = len(items) - 1, items[-1]
+        imp.values[node] = Attr(obj.target, (*obj.shape[:k], *index.shape, *obj.shape[k + 1 :]), True, obj.table or obj.shape)
+        return
+    if isinstance(obj, list | tuple) and not contains(idx, lambda x: isinstance(x, TensorRef)):
+        try:
+            imp.values[node] = obj[idx]
+        except (IndexError, TypeError) as e:
+            raise imp.fail(node, f"indexing {describe(obj)}: {e}") from None
+        return
+    raise imp.unsupported(node, f"indexing {describe(obj)}")
+
+
+def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
+    """``x[:, :, ::s, ::s]`` -> subsample; ``x[:, :, a:a+h, b:b+w]`` (centered, constant) -> crop."""
+    shape = imp.shape(src)
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if items.count(Ellipsis) > 1 or not all(isinstance(i, slice | int) or i is Ellipsis for i in items):
+        raise imp.unsupported(node, "indexing other than slicing and integer indices")
+    if Ellipsis in items:
+        k = items.index(Ellipsis)
+        items = [*items[:k], *[slice(None)] * (len(shape) + 1 - (len(items) - 1)), *items[k + 1 :]]
+    items += [slice(None)] * (len(shape) + 1 - len(items))
+    if len(items) != len(shape) + 1:
+        raise imp.unsupported(node, "more indices than axes")
+    full = slice(None)
+    if items[0] != full:
+        raise imp.unsupported(node, "indexing the batch axis")
+    if (items[1] != full or any(isinstance(i, int) for i in items)) and "select" in TYPE_NAMES:
+        _select_slice(imp, node, src, items)
+        return
+    if items[1] != full:
+        raise imp.unsupported(node, "slicing the batch or channel axis")
+    spatial = items[2:]
+    if all(s.start is None and s.stop is None for s in spatial):
+        steps = [1 if s.step is None else s.step for s in spatial]
+        if all(st == 1 for st in steps):
+            imp.values[node] = TensorRef(src)  # x[:, :] is x
+            return
+        if "subsample" in TYPE_NAMES and all(isinstance(st, int) and st > 0 for st in steps):
+            imp.emit(node, "subsample", {"stride": steps[0] if len(set(steps)) == 1 else steps}, [src])
+            return
+    elif "crop" in TYPE_NAMES and all(s.step in (None, 1) for s in spatial):
+        sizes = []
+        for s, h in zip(spatial, shape[1:], strict=True):
+            hi = as_int(h)
+            if hi is None or not all(v is None or isinstance(v, int) for v in (s.start, s.stop)):
+                raise imp.unsupported(node, "slicing with symbolic or computed bounds")
+            start, stop, _ = s.indices(hi)
+            size = stop - start
+            if size <= 0 or start != (hi - size) // 2:
+                if "slice" in TYPE_NAMES:
+                    _select_slice(imp, node, src, items)  # not a center crop: plain slices
+                    return
+                raise imp.unsupported(node, f"slice {start}:{stop} of {hi} is not a center crop")
+            sizes.append(size)
+        imp.emit(node, "crop", {"size": sizes[0] if len(set(sizes)) == 1 else sizes}, [src])
+        return
+    raise imp.unsupported(node, "slicing that is neither a strided subsample nor a center crop")
+
+
+def _select_slice(imp: Importer, node: fx.Node, src: str, items: list[Any]) -> None:
+    """``x[:, 0]`` (a ``select``), ``x[:, :k]`` (a ``slice``), or several: slices first, then the
+    selects from the last axis to the first (so that the axis numbers stay right)."""
+    shape = imp.shape(src)
+    steps: list[tuple[str, dict[str, Any]]] = []
+    for axis, it in enumerate(items[1:], start=1):
+        if isinstance(it, slice) and it != slice(None):
+            if not all(x is None or isinstance(x, int) for x in (it.start, it.stop, it.step)):
+                raise imp.unsupported(node, "slicing with computed bounds")
+            n = as_int(shape[axis - 1])
+            if n is None:
+                raise imp.unsupported(node, "slicing a symbolic axis")
+            start, stop, step = it.indices(n)
+            if step <= 0 or stop <= start:
+                raise imp.unsupported(node, f"slice {it!r}")
+            fields: dict[str, Any] = {"dim": axis, "start": start, "end": stop}
+            if step != 1:
+                fields["step"] = step
+            steps.append(("slice", fields))
+    for axis in range(len(items) - 1, 0, -1):
+        if isinstance(items[axis], int):
+            n = as_int(shape[axis - 1])
+            index = items[axis]
+            if index < 0 and n is not None:
+                index += n  # x[:, -1]: the last entry
+            steps.append(("select", {"dim": axis, "index": index}))
+    cur = src
+    for i, (kind, fields) in enumerate(steps):
+        last = i == len(steps) - 1
+        cur = imp.emit(node, kind, fields, [cur], None if last else imp.fresh(f"{node.name}_{kind}"))
+
+
+@handles("torch.nn.functional.pad")
+def _pad(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "pad", "mode", "value"])
+    src = imp.tensor(node, a["input"])
+    pad = imp.value(a["pad"])
+    mode, value = imp.value(a.get("mode", "constant")), imp.value(a.get("value"))
+    if mode != "constant" or value not in (None, 0, 0.0):
+        raise imp.unsupported(node, f"padding mode {mode!r} with value {value!r} (only zero padding)")
+    if not isinstance(pad, list | tuple) or len(pad) % 2 or not all(isinstance(p, int) for p in pad):
+        raise imp.unsupported(node, f"pad {pad!r}")
+    shape = imp.shape(src)
+    n = len(shape) - 1
+    pairs = [(pad[2 * i], pad[2 * i + 1]) for i in range(len(pad) // 2)]  # last axis first
+    if len(pairs) <= n:
+        kind = f"zeropad{n}d"
+        if kind not in TYPE_NAMES:
+            raise imp.unsupported(node, f"no zero-padding layer for {n} spatial axes")
+        full = [p for pair in pairs for p in pair] + [0] * (2 * n - 2 * len(pairs))
+        imp.emit(node, kind, {"padding": full[0] if len(set(full)) == 1 else full}, [src])
+        return
+    if len(pairs) == n + 1 and all(p == (0, 0) for p in pairs[:n]) and "channelpad" in TYPE_NAMES:
+        before, after = pairs[n]
+        if before != (before + after) // 2:
+            raise imp.unsupported(node, f"channel padding {before} before and {after} after; channelpad puts (extra)//2 zeros before")
+        imp.emit(node, "channelpad", {"out_channels": spec_dim(shape[0] + before + after)}, [src])
+        return
+    raise imp.unsupported(node, f"padding {pad!r} covers the batch axis or both channels and space")
+
+
+@handles("torch.nn.functional.channel_shuffle", "torch.channel_shuffle", "torch.native_channel_shuffle")
+def _channel_shuffle(imp: Importer, node: fx.Node) -> None:
+    a = imp.bind(node, ["input", "groups"])
+    imp.emit(node, "channelshuffle", imp.fields_of(node, "channelshuffle", {"groups": a["groups"]}), [imp.tensor(node, a["input"])])
+
+
+@handles("torchvision.models.swin_transformer._patch_merging_pad")
+def _patch_merging_pad(imp: Importer, node: fx.Node) -> None:
+    """torchvision Swin's fx-wrapped patch merging of an (H, W, C) map: the four 2 x 2 phases
+    ``x[..., i::2, j::2, :]`` (each a pair of ``slice`` layers) concatenated on the channels.  An odd
+    H or W (which it pads first) is refused."""
+    src = imp.tensor(node, node.args[0])
+    shape = imp.shape(src)
+    if len(shape) != 3 or any(as_int(d) is None or as_int(d) % 2 for d in shape[:2]):  # type: ignore[operator]
+        raise imp.unsupported(node, f"patch merging of an odd-sized map {shape} (it pads first; only even sizes)")
+    h, w = as_int(shape[0]), as_int(shape[1])
+    parts = []
+    for k, (i, j) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
+        rows = imp.emit(node, "slice", {"dim": 1, "start": i, "end": h, "step": 2}, [src], imp.fresh(f"{node.name}_x{k}_rows"))
+        parts.append(imp.emit(node, "slice", {"dim": 2, "start": j, "end": w, "step": 2}, [rows], imp.fresh(f"{node.name}_x{k}")))
+    imp.emit(node, "concat", {"dim": -1}, parts)
