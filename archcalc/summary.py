@@ -15,6 +15,7 @@ output, receptive field and stride of its last row.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,4 +111,10 @@ def summarise(rep: Report, depth: int) -> Report:
             else:
                 run.append(g)
         flush("head" if groups and last < len(groups) - 1 else "")
+    main = [r for r in rows if not r.training_only]
+    for before, r in itertools.pairwise(main):  # a chain of stages: each reads the one before (diagrams follow the rows)
+        r.inputs = [before.name]
+    for r in rows:
+        if r.training_only:  # an auxiliary head reads the stage it branches from
+            r.inputs = [next((m.name for m in reversed(main) if rows.index(m) < rows.index(r)), main[0].name if main else "input")]
     return Report(rep.name, rep.input_shape, rep.convention, rep.dtype, rep.batch, rows, rep.include_training_only, rep.repeats)
