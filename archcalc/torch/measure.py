@@ -285,6 +285,7 @@ def measure_module(
             if id(module) in transparent:
                 start, flops_before = starts.pop()
                 if len(calls) > start:
+                    seen[id(module)] = seen.get(id(module), 0) + 1  # it ran (its parameters are on the eval path)
                     return  # its functions were recorded
                 running.append((name, flops_before))  # nothing recorded: one call, matched by position
             _, before = running.pop()
