@@ -7,6 +7,7 @@ Errors are one line on stderr naming the file, layer and field; ``--debug`` show
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -33,7 +34,8 @@ def _analysis_options(p: argparse.ArgumentParser, formats: Sequence[str] = FORMA
     p.add_argument("--dtype", default="float32", help="activation dtype: float32, float16, bfloat16, int8, float64")
     p.add_argument("--batch", default="1", help="batch size (int or symbol) scaling MACs and memory")
     p.add_argument("--include-training-only", action="store_true", help="count auxiliary training-only heads in the totals")
-    p.add_argument("--format", choices=formats, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
+    written = ", ".join(sorted(ext for ext, fmt in EXTENSIONS.items() if fmt in formats))  # only what this command writes
+    p.add_argument("--format", choices=formats, help=f"default: from -o's extension ({written}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     p.set_defaults(formats=formats)
 
@@ -61,6 +63,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="per-layer table: shape, params, MACs, FLOPs, memory, receptive field")
     t.add_argument("spec", help="spec file (JSON)")
     _analysis_options(t)
+    t.add_argument("--depth", type=int, help="one row per block at this depth, with its totals (1: ResNet's stem, layer1..layer4, head)")
+    t.add_argument("--bare", action="store_true", help="LaTeX: the tabular alone, no table float (for a beamer frame)")
+    t.add_argument("--columns", help="LaTeX: the columns to show, from layer,type,output,params,macs,memory,rf,stride")
+    t.add_argument("--hide-free", action="store_true", help="LaTeX: leave out parameter-free rows (the totals still count them)")
 
     q = sub.add_parser(
         "quick",
@@ -69,6 +75,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     q.add_argument("input_shape", help="input shape, e.g. 3x227x227 or CxHxW")
     q.add_argument("layers", nargs="+", help='layers: "conv 64 3x3 p1", "maxpool 2", "fc 10", or a JSON object')
+    q.add_argument("--save", metavar="SPEC.json", help="also write the stack as a spec file that table, check and explain read")
     _analysis_options(q)
 
     e = sub.add_parser(
@@ -95,7 +102,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     m = sub.add_parser("compare", help="architectures side by side: totals and ratios, symbolic where symbols remain")
     m.add_argument("specs", nargs="*", help="spec files")
     _stack_option(m, single=False)
-    _analysis_options(m, formats=("text", "markdown", "json"))
+    _analysis_options(m, formats=("text", "markdown", "latex", "json"))
 
     i = sub.add_parser(
         "inference",
@@ -187,7 +194,7 @@ def _report(args: argparse.Namespace) -> Any:
     Leaves the compiled graph on ``args.graph`` for commands that explain single layers.
     """
     from .graph import compile_graph
-    from .quick import parse_shape, quick_spec
+    from .quick import parse_shape, quick_spec, two_axis_note
     from .report import gc_paused, report_from_graph
     from .spec import load_spec
 
@@ -200,7 +207,7 @@ def _report(args: argparse.Namespace) -> Any:
             shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
             check_shape_text(shape_text, "input" if args.command == "quick" else "--stack")
             arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
-            hint = _channels_first_hint(arch.input)
+            hint = _channels_first_hint(arch.input) or two_axis_note(list(arch.input), list(layers))
         else:
             arch, file, hint = load_spec(args.spec), args.spec, None
         if values:
@@ -237,6 +244,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "diagram":
         return _diagram(args)
     if "format" in args and args.format is None:  # -o table.md writes markdown
+        if args.command in ("table", "quick", "explain", "check", "compare"):
+            _check_extension(args.command, getattr(args, "output", None), args.formats)
         args.format = format_for(getattr(args, "output", None), getattr(args, "formats", ("text", "json")))
     if args.command == "schema":
         from .spec import json_schema
@@ -246,7 +255,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command in ("table", "quick"):
         from .render import render
 
-        write_output(render(_report(args), args.format), args.output)
+        rep = _report(args)
+        if getattr(args, "depth", None) is not None:
+            if args.depth < 1:
+                raise SpecError(f"--depth must be 1 or more, got {args.depth}", field="--depth")
+            from .summary import summarise
+
+            rep = summarise(rep, args.depth)
+        if getattr(args, "save", None):
+            from .quick import quick_dict
+
+            name = os.path.splitext(os.path.basename(args.save))[0]
+            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save)
+        write_output(render(rep, args.format, **_latex_options(args)), args.output)
         return 0
     if args.command in ("memory", "fit"):
         from .training_cli import run_fit, run_memory
@@ -288,6 +309,40 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare":
         return _compare(args)
     raise AssertionError(args.command)  # pragma: no cover
+
+
+# extensions of files no command writes: -o x.pdf would get a text table under a .pdf name
+NOT_WRITTEN = {".pdf", ".png", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".xlsx", ".xls", ".docx", ".doc", ".odt", ".pptx"}
+
+
+def _check_extension(command: str, output: str | None, formats: Sequence[str]) -> None:
+    """-o with an extension the command cannot write is an error (check -o x.json, table -o x.pdf), not a text file so named."""
+    ext = os.path.splitext(output or "")[1].lower()
+    if not ext or output == "-":
+        return
+    fmt = EXTENSIONS.get(ext)
+    if (fmt is not None and fmt not in formats) or (fmt is None and ext in NOT_WRITTEN):
+        can = ", ".join(sorted(e for e, f in EXTENSIONS.items() if f in formats))
+        raise SpecError(f"{command} cannot write {ext} files; it writes {can} (or give --format)", field="--output")
+
+
+def _latex_options(args: argparse.Namespace) -> dict[str, Any]:
+    """table's LaTeX options (--bare, --columns, --hide-free): refused with any other format."""
+    from .render import LATEX_COLUMNS
+
+    given: dict[str, Any] = {name: getattr(args, name, None) for name in ("bare", "columns", "hide_free")}
+    if not any(given.values()):
+        return {}
+    if args.format != "latex":
+        flag = next(f"--{k.replace('_', '-')}" for k, v in given.items() if v)
+        raise SpecError(f"{flag} is a LaTeX option: add --format latex (or -o FILE.tex)", field=flag)
+    if given["columns"] is not None:
+        cols = tuple(c.strip().lower() for c in given["columns"].split(",") if c.strip())
+        bad = [c for c in cols if c not in LATEX_COLUMNS]
+        if bad or not cols:
+            raise SpecError(f"unknown column {(bad or [''])[0]!r}; choose from {','.join(LATEX_COLUMNS)}", field="--columns")
+        given["columns"] = cols
+    return given
 
 
 def _channels_first_hint(shape: Sequence[Any]) -> str | None:
@@ -382,12 +437,13 @@ def _inference(args: argparse.Namespace) -> int:
 def _looks_like_claim(text: str) -> bool:
     from .check import QUANTITIES
 
-    lhs, eq, _ = text.partition("=")  # LAYER.QUANTITY before '=' has no spaces; the value may ("4*C*H*W B")
-    return bool(eq) and re.fullmatch(r"[\w.]+", lhs.strip()) is not None and lhs.rpartition(".")[2].lower() in QUANTITIES
+    # LAYER.QUANTITY before '=' (or a budget's <=, <) has no spaces; the value may ("4*C*H*W B")
+    m = re.match(r"\s*([\w.]+)\s*(<=|>=|\u2264|\u2265|==|=|<|>)", text)
+    return m is not None and m.group(1).rpartition(".")[2].lower() in QUANTITIES
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import judge, parse_claim, render_verdicts
+    from .check import Claim, Unreadable, judge, parse_claim, render_verdicts, unreadable
     from .explain import explain_layer
 
     items = list(args.items)
@@ -401,7 +457,12 @@ def _check(args: argparse.Namespace) -> int:
         if len(items) < 2:
             raise SpecError("check needs SPEC and at least one CLAIM", field="CLAIM")
         args.spec = items.pop(0)
-    claims = [parse_claim(c) for c in items]
+    claims: list[Any] = []
+    for c in items:
+        try:
+            claims.append(parse_claim(c))
+        except Unreadable as e:
+            claims.append(unreadable(c, str(e)))
     rep = _report(args)
     picks = {
         "output_shape": "output",
@@ -421,14 +482,36 @@ def _check(args: argparse.Namespace) -> int:
             steps = [s for s in ex.steps if s.quantity == "params"] or steps
         lines = []
         for st in steps:
-            lines.append(f"{st.quantity}: " + " = ".join(x for x in (st.general, st.worked, st.result) if x))
+            lines.append(f"{st.quantity}: " + " = ".join(x for x in (st.general and st.general.replace("**", "^"), st.worked, st.result) if x))
         return "\n".join(lines)
 
+    others: dict[str, Any] = {}
+
+    def alternatives(kind: str) -> Any:
+        """The same network under the other convention, or the paper's v1 beside a v1.5 ResNet spec."""
+        if kind not in others:
+            alt = argparse.Namespace(**vars(args))
+            others[kind] = None
+            if kind == "v1":
+                if args.spec is None or args.spec.endswith("_v1.json") or not os.path.isfile(args.spec.removesuffix(".json") + "_v1.json"):
+                    return None
+                alt.spec = args.spec.removesuffix(".json") + "_v1.json"
+            else:
+                alt.convention = kind
+            with contextlib.suppress(SpecError):  # no alternative: no diagnosis from it
+                others[kind] = _report(alt)
+        return others[kind]
+
     try:
-        verdicts = [judge(rep, c, derive) for c in claims]
+        verdicts = [judge(rep, c, derive, alternatives) if isinstance(c, Claim) else c for c in claims]
     except SpecError as e:
         raise e.located(file=args.spec or "<stack>") from None
     write_output(render_verdicts(verdicts), args.output)
+    unread = [v for v in verdicts if v.unreadable]
+    if unread:
+        first = unread[0]
+        more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+        raise SpecError(f"cannot read {first.text!r}: {first.why}{more}", file=args.spec or "<stack>", field="CLAIM")
     return 0 if all(v.correct for v in verdicts) else 1
 
 
@@ -439,8 +522,12 @@ def _compare(args: argparse.Namespace) -> int:
     if len(sources) < 2:
         raise SpecError("compare needs at least two specs or stacks", field="SPEC")
     labels, reports = [], []
-    for label, stack in sources:
+    for source, stack_given in sources:
+        label, stack = source, stack_given
         if stack is not None:
+            m = re.fullmatch(r"\s*([^=\s][^=]*?)\s*=\s*(\S+)\s*", stack[0])  # a named stack: "3x3 stack=CxHxW"
+            if m:
+                label, stack = m.group(1), [m.group(2), *stack[1:]]
             _need_stack_shape(stack)
         args.stack_now, args.spec = stack, label
         rep = _report(args)

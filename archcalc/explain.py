@@ -157,7 +157,7 @@ def _formula_latex(expr: Any) -> str:
 
     # a word-long symbol (MACs, planes) upright, not as a product of italic letters
     names = {x: rf"\mathrm{{{x.name}}}" for x in expr.free_symbols if len(x.name) > 1 and "_" not in x.name}
-    return str(Printer({"symbol_names": names}).doprint(expr))
+    return str(Printer({"symbol_names": names, "fold_short_frac": True}).doprint(expr))  # (H - K)/S inline: a slide row stays one line high
 
 
 def _general(fn: Any) -> str | None:
@@ -247,15 +247,19 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
     macs = conv.macs(ops_t, layer.kind)
     macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
-    ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
-    ex.steps.append(
-        Step(
-            "FLOPs",
-            f"{conv.flops_per_mac}*MACs",
-            f"{conv.flops_per_mac}\u00b7{untrace(macs):,}" if not is_symbolic(untrace(macs)) else "",
-            _fmt_count(conv.flops(untrace(macs))),
+    if not is_symbolic(untrace(macs)) and untrace(macs) == 0:  # no "MACs 0 = 0" and "2*MACs = 2·0 = 0" lines
+        ex.steps.append(Step(f"MACs ({conv.name})", None, "", "0"))
+        ex.steps.append(Step("FLOPs", None, "", "0"))
+    else:
+        ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
+        ex.steps.append(
+            Step(
+                "FLOPs",
+                f"{conv.flops_per_mac}*MACs",
+                f"{conv.flops_per_mac}\u00b7{untrace(macs):,}" if not is_symbolic(untrace(macs)) else "",
+                _fmt_count(conv.flops(untrace(macs))),
+            )
         )
-    )
 
     # activation memory
     nbytes = dtype_bytes(dtype)
@@ -421,8 +425,14 @@ def _neg(v: int, wrap: bool = False) -> str:
 # ----- rendering -----------------------------------------------------------------------------------
 
 
+def _power(text: str) -> str:
+    """Formulas for people, not Python: K**2 -> K^2 (text and Markdown)."""
+    return text.replace("**", "^")
+
+
 def render_explanation(ex: Explanation, fmt: str = "text") -> str:
-    inputs = ", ".join(f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
+    # the network's input is named 'input': "input 3×227×227", not "input input 3×227×227"
+    inputs = ", ".join(_shape(s) if n == "input" else f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
     head = f"{ex.layer} ({ex.type}): input {inputs} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
         from .render import md_escape
@@ -430,7 +440,7 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
         lines = [f"**{md_escape(head)}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
         for s in ex.steps:
             lines.append(
-                f"| {s.quantity} | {('`' + s.general + '`') if s.general else ''} | {('`' + s.worked + '`') if s.worked else ''} "
+                f"| {s.quantity} | {('`' + _power(s.general) + '`') if s.general else ''} | {('`' + s.worked + '`') if s.worked else ''} "
                 f"| {md_escape(s.result)} |"
             )
         lines += [f"\n*{md_escape(n)}*" for n in ex.notes]
@@ -440,7 +450,7 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     width = max(len(s.quantity) for s in ex.steps)
     lines = [head, ""]
     for s in ex.steps:
-        lines.append(f"{s.quantity:<{width}}  {s.general}" if s.general else s.quantity)
+        lines.append(f"{s.quantity:<{width}}  {_power(s.general)}" if s.general else s.quantity)
         if s.worked:
             lines.append(f"{'':<{width}}  = {s.worked} = {s.result}")
         else:
@@ -449,11 +459,25 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     return "\n".join(lines) + "\n"
 
 
+_UNIT = r"(KiB|MiB|GiB|TiB|B)"
+
+
+def latex_number(txt: str) -> str:
+    """Numbers and units in math: digit groups as 10\\,035\\,200, units upright and spaced (784\\,\\mathrm{KiB}, 23.3\\,\\mathrm{K})."""
+    t = re.sub(r"(?<=\d),(?=\d{3})", r"\\,", txt)
+    t = re.sub(rf"(\d)\s*{_UNIT}(?![A-Za-z])", r"\1\\,\\mathrm{\2}", t)
+    t = re.sub(r"(\d)([KMGT])(?![A-Za-z])", r"\1\\,\\mathrm{\2}", t)
+    return re.sub(r" \((?=[\d.]+\\,\\mathrm\{[KMGT]\}\))", r"\\ (", t)  # math drops spaces: 23,296 (23.3K) keeps its gap
+
+
 def _latex(ex: Explanation, head: str) -> str:
     from .render import _latex_escape
 
+    def quotes(txt: str) -> str:  # 'lecture' -> `lecture' (LaTeX's quotes)
+        return re.sub(r"'([^']*)'", r"`\1'", txt)
+
     def math(txt: str) -> str:
-        return (
+        return latex_number(
             txt.replace("\u00b7", r" \cdot ")
             .replace("\u2212", "-")
             .replace("//", r" \mathbin{//} ")
@@ -465,28 +489,50 @@ def _latex(ex: Explanation, head: str) -> str:
         )
 
     def prose(txt: str) -> bool:  # words, not a formula: set upright as text
-        return re.search(r"[A-Za-z]{4,}", txt.replace("_in", "")) is not None
+        return re.search(r"[A-Za-z]{4,}", re.sub(r"\b(in|out|extent|MACs|KiB|MiB|GiB|TiB)\b", "", txt.replace("_in", ""))) is not None
+
+    def sym(g: str, keep_order: bool = False) -> str:
+        import sympy
+
+        names = {n: sympy.Symbol(n) for n in _names(g)}
+        if keep_order:  # a rule as the lecture writes it (r_in + (extent - 1)*j_in), not re-sorted by sympy
+            from sympy.parsing.sympy_parser import parse_expr
+
+            upright = {s: rf"\mathrm{{{n}}}" for n, s in names.items() if len(n) > 1 and "_" not in n}
+            return str(sympy.latex(parse_expr(g, local_dict=names, evaluate=False), order="none", symbol_names=upright))
+        return re.sub(r"(\d) \\mathrm", r"\1\\,\\mathrm", _formula_latex(sympy.sympify(g, locals=names)))  # 2\,\mathrm{MACs}
 
     def gen(g: str) -> str:
+        if g == "r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1":  # the same rule, slide-short, in the lecture's order
+            return sym("r_in + D*(K - 1)*j_in", keep_order=True)
         if g.endswith(" B"):  # bytes
-            return gen(g[:-2]) + r"\ \mathrm{B}"
+            return gen(g[:-2]) + r"\,\mathrm{B}"
         try:
-            import sympy
-
-            return _formula_latex(sympy.sympify(g, locals={n: sympy.Symbol(n) for n in _names(g)}))
+            if ", " in g or " = " in g:  # 'r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1': each part in math
+                return r",\quad ".join(" = ".join(sym(side, keep_order=True) for side in part.split(" = ")) for part in g.split(", "))
+            return sym(g)
         except Exception:
-            return r"\text{" + _latex_escape(g) + "}" if prose(g) else math(g)
+            return r"\text{" + quotes(_latex_escape(g)) + "}" if prose(g) else math(g)
 
     def formula(txt: str) -> bool:  # a result or worked line that is a sympy expression: 9*C**2, floor(H/4 - 7/4) + 1
         return re.search(r"[A-Za-z]", txt) is not None and not prose(txt) and re.fullmatch(r"[\w*+\-/(). ]+", txt) is not None
 
-    def value(txt: str) -> str:
-        body, unit = (txt[:-2], r"\ \mathrm{B}") if txt.endswith(" B") else (txt, "")
-        return gen(body) + unit if formula(body) else r"\text{" + _latex_escape(txt) + "}"
+    def numeric(txt: str) -> bool:  # 23,296 (23.3K); 802,816 B = 784 KiB; 56
+        return re.fullmatch(rf"[\d,.\s()=KMGT]*(\s?{_UNIT})?[\d,.\s()=KMGT]*(\s?{_UNIT})?", txt) is not None
 
-    lines = [r"\begin{align*}", rf"&\text{{{_latex_escape(head)}}} \\"]
-    for s in ex.steps:
-        q = _latex_escape(s.quantity)
+    def value(txt: str) -> str:
+        body, unit = (txt[:-2], r"\,\mathrm{B}") if txt.endswith(" B") and not numeric(txt) else (txt, "")
+        if numeric(txt):
+            return latex_number(txt)
+        return gen(body) + unit if formula(body) else r"\text{" + quotes(_latex_escape(txt)) + "}"
+
+    # the heading above the lines, not in their column (it would widen every line by the labels)
+    lines = [rf"\noindent {_latex_escape(head)}", r"\begin{align*}"]
+    for s in _merge_axes(ex.steps):
+        # labels short enough for a slide: the convention is named once, in the MACs line
+        label = re.sub(r" \(not MACs under '[^']*'\)", "", s.quantity)
+        label = re.sub(r"^memory \(([^,]+), \d+ B per element\)", r"memory", label)  # the 4 B of float32 is in the formula
+        q = quotes(_latex_escape(label))
         rhs = []
         if s.general:
             rhs.append(gen(s.general))
@@ -496,6 +542,24 @@ def _latex(ex: Explanation, head: str) -> str:
         lines.append(rf"\text{{{q}}} &= " + " = ".join(rhs) + r" \\")
     lines.append(r"\end{align*}")
     return "\n".join(lines) + "\n"
+
+
+def _merge_axes(steps: list[Step]) -> list[Step]:
+    """One line for H and W when they are worked alike (a square layer on a square map): a slide
+    has room for about a dozen lines."""
+    out: list[Step] = []
+    macs = next((s for s in steps if s.quantity.startswith("MACs")), None)
+    for s in steps:
+        if macs is not None and s.quantity.startswith("ops: ") and (s.general, s.worked, s.result) == (macs.general, macs.worked, macs.result):
+            continue  # the MACs line says the same (a pool's window reads, a conv's multiply-adds)
+        if s.quantity.endswith(" W"):
+            twin = next((o for o in out if o.quantity == s.quantity[:-2] + " H"), None)
+            swap = (lambda x: x.replace("H", "W")) if twin else None
+            if twin and swap and (twin.general or "").replace("H", "W") == (s.general or "") and twin.worked == s.worked and twin.result == s.result:
+                twin.quantity += ", W"
+                continue
+        out.append(Step(s.quantity, s.general, s.worked, s.result))
+    return out
 
 
 def _names(expr: str) -> set[str]:

@@ -38,7 +38,20 @@ RANKED = {
     "bn": "batchnorm{}d",
     "upsample": "upsample",
 }
-ALIASES = {"fc": "linear", "lrn": "localresponsenorm", "cat": "concat"}
+ALIASES = {"fc": "linear", "dense": "linear", "lrn": "localresponsenorm", "cat": "concat", "batchnorm": "bn", "leaky": "leakyrelu"}
+# names people write in two or three words: "max pool 2", "global avg pool", "leaky relu 0.1"
+MULTI_WORD = {
+    ("global", "avg", "pool"): "gap",
+    ("global", "average", "pool"): "gap",
+    ("global", "average", "pooling"): "gap",
+    ("max", "pool"): "maxpool",
+    ("max", "pooling"): "maxpool",
+    ("avg", "pool"): "avgpool",
+    ("average", "pool"): "avgpool",
+    ("average", "pooling"): "avgpool",
+    ("leaky", "relu"): "leakyrelu",
+    ("batch", "norm"): "bn",
+}
 SHORT = {"k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups"}
 WORDS = {"kernel": "kernel_size", "stride": "stride", "pad": "padding", "padding": "padding", "dilation": "dilation", "groups": "groups"}
 NOISE = {"filters", "filter", "kernels", "channels", "units", "features", "neurons", "outputs"}
@@ -80,8 +93,23 @@ def _family(kind: str) -> str:
     return kind
 
 
-def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 2) -> dict[str, Any]:
-    """One layer of a quick stack; ``spatial``: the number of spatial axes of its input (ranked aliases)."""
+def _did_you_mean(word: str, vocabulary: list[str]) -> str:
+    import difflib
+
+    low = word.lower()
+    near = difflib.get_close_matches(low, vocabulary, n=1, cutoff=0.6)
+    if re.fullmatch(r"[KSPDG]\d+(x\d+)*", word):  # P1: the short forms are lower case
+        return f"; did you mean {low!r}?"
+    m = re.fullmatch(r"(kernel|stride|pad|padding|dilation|groups|[kspdg])[-_:]?(\d+)", low)
+    if m and not re.fullmatch(r"[kspdg]\d+", low):  # stride2
+        return f"; did you mean '{m.group(1)} {m.group(2)}'?"
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
+def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 2, symbols: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One layer of a quick stack; ``spatial``: the number of spatial axes of its input (ranked aliases);
+    ``symbols``: the names a bare word may be (the input shape's): any other unknown word is an error,
+    never a new symbol (ask for one with key=value: ``k=K``)."""
     text = text.strip()
     if text.startswith("{"):
         try:
@@ -94,45 +122,82 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
     words = text.replace("\u00d7", "x").split()
     if not words:
         raise SpecError("empty layer", layer=f"#{index + 1}")
+    lowered = [w.lower() for w in words]
+    for n in (3, 2):
+        if tuple(lowered[:n]) in MULTI_WORD:
+            words = [MULTI_WORD[tuple(lowered[:n])], *words[n:]]
+            break
     short = words[0].lower()
+    short = ALIASES.get(short, short) if ALIASES.get(short) in RANKED else short
     if short in RANKED:
         kind = RANKED[short].format(min(max(spatial, 1), 3))
     else:
         kind = ALIASES.get(short, short)
         short = short if short in ALIASES else kind
+    if kind not in TYPE_NAMES and kind not in ("block",):
+        vocabulary = sorted({*TYPE_NAMES, *RANKED, *ALIASES})
+        if re.fullmatch(r"[\d.x]+|[A-Za-z]\w*=.*", words[0]):
+            raise SpecError(
+                f"{words[0]!r} is not a layer type: quote each layer as one argument, e.g. \"conv 64 3 p1\" \"maxpool 2\"", layer=f"#{index + 1}"
+            )
+        raise SpecError(f"unknown layer type {words[0]!r}{_did_you_mean(words[0], vocabulary)}", layer=f"#{index + 1}")
+    base = short.rstrip("0123456789")
+    stem = short + ("_" if base != short else "")  # relu6 -> relu6_1, not relu61
     counters[short] = counters.get(short, 0) + 1
-    layer: dict[str, Any] = {"name": f"{short}{counters[short]}", "type": kind}
+    layer: dict[str, Any] = {"name": f"{stem}{counters[short]}", "type": kind}
     if short == "gap":
         layer["output_size"] = 1  # global average pooling
     positional = list(POSITIONAL.get(_family(kind), ()))
+    fields = TYPE_NAMES[kind].model_fields if kind in TYPE_NAMES else {}
     rest = words[1:]
+
+    def value(w: str, field: str) -> Any:
+        """A bare value: a number, a size like 3x3, or a symbol of the input shape; nothing else."""
+        v = _value(w)
+        texts = [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
+        names = [n for x in texts for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", x)]
+        unknown = [n for n in names if n not in symbols and n.lower() not in ("true", "false")]
+        if unknown:
+            vocabulary = [*WORDS, *NOISE, "same", "valid", *fields]
+            hint = _did_you_mean(w, vocabulary)
+            if not hint and re.fullmatch(r"[kspdg]", w.lower()) and rest and rest[0].isdigit():
+                hint = f"; did you mean '{w.lower()}{rest[0]}'?"
+            advice = "" if hint else f" (a symbol must be in the input shape, or asked for as key=value: {field}={w})"
+            raise SpecError(f"cannot read {w!r} as {field}{hint}{advice}", layer=layer["name"])
+        return v
+
     while rest:
         w = rest.pop(0)
         low = w.lower()
         if "=" in w:
             k, v = w.split("=", 1)
-            fields = TYPE_NAMES[kind].model_fields if kind in TYPE_NAMES else {}
-            field = k if k in fields else SHORT.get(k, k)
+            field = k if k in fields else SHORT.get(k, WORDS.get(k, k))
             layer[field] = _value(v)
         elif re.fullmatch(r"[kspdg]\d+(x\d+)*", w):
-            layer[SHORT[w[0]]] = _value(w[1:])
             field = SHORT[w[0]]
-        elif low in WORDS and rest:  # stride 4, pad 1
+            layer[field] = _value(w[1:])
+        elif low in WORDS:  # stride 4, pad 1
             field = WORDS[low]
-            layer[field] = _value(rest.pop(0))
-        elif low in ("same", "valid") and kind in TYPE_NAMES and "padding" in TYPE_NAMES[kind].model_fields:
+            if not rest:
+                raise SpecError(f"{w!r} needs a value after it ({w} 2)", layer=layer["name"])
+            layer[field] = value(rest.pop(0), field)
+        elif low in ("same", "valid") and "padding" in fields:
+            if not kind.startswith("conv"):
+                raise SpecError(f"padding {low!r} is for convolutions; torch's {kind} takes a number (p1)", layer=layer["name"])
             field = "padding"
             layer[field] = low
         elif low in NOISE:
             continue
-        elif re.fullmatch(rf"({_VALUE})x({_VALUE})(x({_VALUE}))?", w) and "kernel_size" not in layer and "kernel_size" in positional:
+        elif low == "x":
+            raise SpecError("write a size without spaces: 3x3, not '3 x 3'", layer=layer["name"])
+        elif re.fullmatch(rf"({_VALUE})x({_VALUE})(x({_VALUE}))?", w, re.I) and "kernel_size" not in layer and "kernel_size" in positional:
             field = "kernel_size"
-            layer[field] = _value(w)
+            layer[field] = value(w.replace("X", "x"), field)
         elif positional:
             field = positional[0]
-            layer[field] = _value(w)
+            layer[field] = value(w, field)
         else:
-            raise SpecError(f"cannot read {w!r} (use key=value)", layer=layer["name"])
+            raise SpecError(f"cannot read {w!r} (use key=value){_did_you_mean(w, [*WORDS, *fields])}", layer=layer["name"])
         if field in positional:  # a field given by name is no longer next in line
             positional = positional[positional.index(field) + 1 :] if field == positional[0] else [f for f in positional if f != field]
     return layer
@@ -146,17 +211,34 @@ def parse_shape(text: str) -> list[int | str]:
 
 
 def quick_spec(input_text: str, layers: list[str], name: str = "stack") -> Architecture:
+    return parse_spec(quick_dict(input_text, layers, name), file="<quick>")
+
+
+def quick_dict(input_text: str, layers: list[str], name: str = "stack") -> dict[str, Any]:
+    """The spec a quick stack stands for, as the JSON ``archcalc table`` reads (``quick --save``)."""
     counters: dict[str, int] = {}
     shape = parse_shape(input_text)
     spatial = len(shape) - 1  # spatial axes of the tensor the next layer receives
     out: list[dict[str, Any]] = []
+    symbols = frozenset(n for d in shape if isinstance(d, str) for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", d))
     for i, text in enumerate(layers):
-        layer = parse_layer(text, i, counters, spatial)
-        if text.split()[0].lower() == "fc" and spatial > 0:  # the textbook FC layer: flatten first
+        layer = parse_layer(text, i, counters, spatial, symbols)
+        if text.split()[0].lower() in ("fc", "dense") and spatial > 0:  # the textbook FC layer: flatten first
             counters["flatten"] = counters.get("flatten", 0) + 1
             out.append({"name": f"flatten{counters['flatten']}", "type": "flatten"})
             spatial = 0
         out.append(layer)
         if layer.get("type") == "flatten" or (layer.get("type") == "linear" and spatial == 0):
             spatial = 0
-    return parse_spec({"name": name, "input": shape, "layers": out}, file="<quick>")
+    return {"name": name, "input": shape, "layers": out}
+
+
+def two_axis_note(shape: list[int | str], layers: list[str]) -> str | None:
+    """What to say when a 2-D input (32x32) meets a ranked alias: it is read as C×L, not as an image."""
+    if len(shape) != 2 or not layers:
+        return None
+    first = layers[0].split()[0].lower() if layers[0].split() else ""
+    if first in RANKED and first != "upsample":
+        c, n = shape
+        return f"input {c}x{n} is read as C\u00d7L ({c} channels of length {n}): '{first}' is 1-D here; for a one-channel image write 1x{c}x{n}"
+    return None

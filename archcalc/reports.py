@@ -54,7 +54,7 @@ def plot_png(rep: Report, depth: int | None = None) -> bytes:
     groups = plot_groups(rep, depth)
     names = [g.label for g in groups]
     series = [
-        ("activation memory (KB)", [int(g.totals["activation_bytes"]) / 1024 for g in groups], "#4C72B0"),
+        ("activation memory (KiB)", [int(g.totals["activation_bytes"]) / 1024 for g in groups], "#4C72B0"),
         ("params (K)", [int(g.totals["params"]) / 1000 for g in groups], "#DD8452"),
         (f"MACs (M, '{rep.convention}')", [int(g.totals["macs"]) / 1e6 for g in groups], "#55A868"),
     ]

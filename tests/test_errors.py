@@ -257,10 +257,16 @@ def test_results_past_python_str_digit_limit_print_exactly(tmp_path: Path) -> No
 def test_human_units_round_exactly_half_up() -> None:
     from archcalc.render.units import count, size
 
-    assert count(72_855_552) == "72.86M" and size(802_816) == "784 KB"
+    # three significant digits, trailing zeros kept: 72,855,552 -> 72.9M; 4,097,000 -> 4.10M;
+    # 802,816 B = 802816/1024 = 784 KiB (binary units say so)
+    assert count(72_855_552) == "72.9M" and size(802_816) == "784 KiB"
+    assert count(4_097_000) == "4.10M" and count(307_392) == "307K" and count(23_296) == "23.3K"
     assert count(1_015) == "1.02K"  # 1.015 exactly: half up (a float would print 1.01)
-    assert size(6_272) == "6.13 KB"  # 32*7*7*4 B = 6.125 KB exactly
-    assert count(243 * 10**30 + 75_497_472) == "243,000,000,000,000,000,000,000.08G"
+    assert size(6_272) == "6.13 KiB"  # 32*7*7*4 B = 6.125 KiB exactly
+    assert count(999_999) == "1.00M"  # 999.999K rounds to 1,000K: the next unit
+    assert size(1_000) == "0.977 KiB"  # 1000/1024 = 0.9766: three digits, never "1000 B"
+    assert size(186_624) == "182 KiB"  # AlexNet pool1: 64*27*27*4 = 182.25 KiB
+    assert count(243 * 10**30 + 75_497_472) == "243,000,000,000,000,000,000T"
 
 
 def test_no_traceback_in_a_real_process(tmp_path: Path) -> None:

@@ -187,56 +187,66 @@ def csv_text(s: str) -> str:
     return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
 
 
-def to_latex(rep: Report) -> str:
-    """A booktabs table (``\\usepackage{booktabs}``), symbols typeset by sympy.latex."""
-    cols = "llrrrrrr"
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{_latex_escape(_caption(rep))}}}",
-        rf"\begin{{tabular}}{{{cols}}}",
-        r"\toprule",
-        " & ".join(["Layer", "Type", "Output", "Params", "MACs", "Memory", "RF", "Stride"]) + r" \\",
-        r"\midrule",
-    ]
+LATEX_COLUMNS = ("layer", "type", "output", "params", "macs", "memory", "rf", "stride")
+_LATEX_HEADS = {
+    "layer": "Layer",
+    "type": "Type",
+    "output": "Output",
+    "params": "Params",
+    "macs": "MACs",
+    "memory": "Memory",
+    "rf": "RF",
+    "stride": "Stride",
+}
 
-    def row(r: Row) -> str:
-        cells = [
-            _latex_escape(escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{dim_text(r.repeat)})")),
-            _latex_escape(r.type),
-            _latex_value_shape(r.output_shape),
-            _latex_value(r.params, units.count),
-            _latex_value(r.macs, units.count),
-            _latex_value(r.activation_bytes, units.size, "B"),
-            _latex_value_shape(r.receptive_field),
-            _latex_value_shape(r.effective_stride),
-        ]
-        return " & ".join(cells) + r" \\"
 
-    lines += [row(r) for r in rep.rows]
+def to_latex(rep: Report, bare: bool = False, columns: tuple[str, ...] | None = None, hide_free: bool = False) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``), symbols typeset by sympy.latex.
+
+    ``bare``: the ``tabular`` alone, no floating ``table`` (a beamer frame or a figure takes it as it
+    is); ``columns``: which of LATEX_COLUMNS, in that order; ``hide_free``: leave out the rows without
+    parameters (ReLU, pooling, flatten: the slide shows the weighted layers), the totals still the
+    whole network's, and a note says so."""
+    cols = tuple(columns or LATEX_COLUMNS)
+    align = "".join("l" if c in ("layer", "type") else "r" for c in cols)
+    rows = [r for r in rep.rows if not hide_free or r.params != 0]
+    lines = [] if bare else [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_latex_escape(_caption(rep))}}}"]
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_LATEX_HEADS[c] for c in cols) + r" \\", r"\midrule"]
+
+    def cell(r: Row, c: str) -> str:
+        if c == "layer":
+            times = "" if _once(r) else f" (\u00d7{dim_text(r.repeat)})"
+            return _latex_escape(escape_control(r.name) + (" (train)" if r.training_only else "") + times)
+        if c == "type":
+            return _latex_escape(r.type)
+        if c == "output":
+            return _latex_value_shape(r.output_shape)
+        if c == "params":
+            return _latex_value(r.params, units.count)
+        if c == "macs":
+            return _latex_value(r.macs, units.count)
+        if c == "memory":
+            return _latex_value(r.activation_bytes, units.size, "B")
+        if c == "rf":
+            return _latex_value_shape(r.receptive_field)
+        return _latex_value_shape(r.effective_stride)
+
+    lines += [" & ".join(cell(r, c) for c in cols) + r" \\" for r in rows]
     t = rep.totals
-    lines += [
-        r"\midrule",
-        " & ".join(
-            [
-                "Total",
-                "",
-                "",
-                _latex_value(t["params"], units.count),
-                _latex_value(t["macs"], units.count),
-                _latex_value(t["activation_bytes"], units.size, "B"),
-                "",
-                "",
-            ]
-        )
-        + r" \\",
-        r"\bottomrule",
-        r"\end{tabular}",
-    ]
+    total = {
+        "layer": "Total",
+        "params": _latex_value(t["params"], units.count),
+        "macs": _latex_value(t["macs"], units.count),
+        "memory": _latex_value(t["activation_bytes"], units.size, "B"),
+    }
+    lines += [r"\midrule", " & ".join(total.get(c, "") for c in cols) + r" \\", r"\bottomrule", r"\end{tabular}"]
     notes, legend = _footer(rep)
+    if hide_free and len(rows) < len(rep.rows):
+        notes = [*notes, f"{len(rep.rows) - len(rows)} parameter-free layers (activations, pooling, reshapes) not shown; the totals count them"]
     for line in [*(f"Note: {n}" for n in notes), *([legend] if legend else [])]:
         lines.append(rf"\par\footnotesize {_latex_escape(line)}")
-    lines.append(r"\end{table}")
+    if not bare:
+        lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
@@ -332,5 +342,8 @@ RENDERERS: dict[str, Callable[[Report], str]] = {
 }
 
 
-def render(rep: Report, fmt: str = "text") -> str:
+def render(rep: Report, fmt: str = "text", **latex: Any) -> str:
+    """``latex``: to_latex's options (bare, columns, hide_free), for the LaTeX format only."""
+    if fmt == "latex":
+        return to_latex(rep, **latex)
     return RENDERERS[fmt](rep)

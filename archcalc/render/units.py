@@ -1,4 +1,11 @@
-"""Human units for the text/markdown/LaTeX tables (JSON and CSV stay exact integers)."""
+"""Human units for the text/markdown/LaTeX tables (JSON and CSV stay exact integers).
+
+Every human figure keeps three significant digits, trailing zeros included (23.3K, 307K, 4.10M,
+37.8M), rounded half up from the exact integer.  Counts use K/M/G/T (powers of 1000); bytes use the
+binary units KiB/MiB/GiB/TiB (powers of 1024), labelled as such so that nobody reads 1000.
+Arithmetic in integers only (no float: 10**30 channels keep every digit; no Fraction: a
+100,000-row table formats in a fraction of the time).
+"""
 
 from __future__ import annotations
 
@@ -6,45 +13,53 @@ from typing import Any
 
 from ..dims import dim_text, is_symbolic, simplify
 
+COUNT_STEPS = (("", 1), ("K", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12))
+SIZE_STEPS = ((" B", 1), (" KiB", 1024), (" MiB", 1024**2), (" GiB", 1024**3), (" TiB", 1024**4))
 
-def _scaled(v: int, scale: int, digits: int = 2) -> str:
-    """v / scale to ``digits`` decimals, exactly, in integers (no float: 10**30 channels keep every
-    digit; no Fraction: a 100,000-row table formats in a fraction of the time), rounded half up as
-    people round by hand (1.015K -> 1.02K), trailing zeros dropped."""
-    unit = 10**digits
-    q = (2 * abs(v) * unit + scale) // (2 * scale)  # floor(|v|/scale * 10^digits + 1/2)
-    whole, frac = divmod(q, unit)
-    return ("-" if v < 0 and q else "") + f"{whole:,}" + (f".{frac:0{digits}d}".rstrip("0") if frac else "")
+
+def three_digits(a: int, scale: int) -> tuple[str, bool]:
+    """a/scale (a >= 0, a/scale > 0.1) to three significant digits, half up: (text, reached 1000).
+
+    4,100,000/10**6 -> '4.10'; 999,960/1000 -> '1,000' (the caller then takes the next unit)."""
+    whole = a // scale
+    digits = 0 if whole >= 100 else 1 if whole >= 10 else 2 if whole >= 1 else 3
+    q = (2 * a * 10**digits + scale) // (2 * scale)  # floor(a/scale * 10^digits + 1/2)
+    if digits and q >= 1000:  # 9.996 rounds to 10.0, not 10.00
+        digits -= 1
+        q = (2 * a * 10**digits + scale) // (2 * scale)
+    w, frac = divmod(q, 10**digits)
+    return f"{w:,}" + (f".{frac:0{digits}d}" if digits else ""), w >= 1000
+
+
+def _human(v: int, steps: tuple[tuple[str, int], ...]) -> str:
+    a = abs(v)
+    sign = "-" if v < 0 else ""
+    i = max((k for k, (_, scale) in enumerate(steps) if a >= scale), default=0)
+    if i == 0 and a < 1000:
+        return f"{sign}{a}{steps[0][0]}"
+    text, big = three_digits(a, steps[i][1])
+    if big and i + 1 < len(steps):  # 999.9K is 1.00M; 1,010 KiB is 0.986 MiB
+        i += 1
+        text, _ = three_digits(a, steps[i][1])
+    return sign + text + steps[i][0]
 
 
 def count(value: Any) -> str:
-    """Counts in K/M/G (powers of 1000): 23296 -> '23.3K', 72855552 -> '72.86M'."""
+    """Counts in K/M/G/T (powers of 1000), three significant digits: 23296 -> '23.3K', 4097000 -> '4.10M'."""
     if type(value) is not int:
         value = simplify(value)
         if is_symbolic(value):
             return dim_text(value)
-    v = int(value)
-    for unit, scale in _COUNT_UNITS:
-        if abs(v) >= scale:
-            return _scaled(v, scale) + unit
-    return f"{v:,}"
+    return _human(int(value), COUNT_STEPS)
 
 
 def size(value: Any) -> str:
-    """Bytes in KB/MB/GB (powers of 1024, as the lecture notes): 802816 -> '784 KB'."""
+    """Bytes in KiB/MiB/GiB (powers of 1024), three significant digits: 802816 -> '784 KiB', 186624 -> '182 KiB'."""
     if type(value) is not int:
         value = simplify(value)
         if is_symbolic(value):
             return f"{dim_text(value)} B"
-    v = int(value)
-    for unit, scale in _SIZE_UNITS:
-        if abs(v) >= scale:
-            return _scaled(v, scale) + unit
-    return f"{v} B"
-
-
-_COUNT_UNITS = (("G", 10**9), ("M", 10**6), ("K", 10**3))
-_SIZE_UNITS = ((" GB", 1024**3), (" MB", 1024**2), (" KB", 1024))
+    return _human(int(value), SIZE_STEPS)
 
 
 def exact(value: Any) -> str:

@@ -1,0 +1,65 @@
+"""quick refuses what it cannot read (issue 16 item 2, issue 14): an unknown word is an error with a
+did-you-mean, never a new symbol; people's spellings of layer names are read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+
+@pytest.mark.parametrize(
+    ("layer", "says"),
+    [
+        ("conv 8 3 pdding 1", "did you mean 'padding'?"),
+        ("conv 8 3 padd 1", "did you mean 'pad'?"),
+        ("conv 8 3 stride2", "did you mean 'stride 2'?"),
+        ("conv 8 3 s 2", "did you mean 's2'?"),
+        ("conv 8 3 P1", "did you mean 'p1'?"),
+        ("conv 8 3 x 3", "3x3, not '3 x 3'"),
+        ("conv 8 3 stride", "'stride' needs a value"),  # issue 14: it became a symbol 'stride'
+        ("maxpool 3 s2 same", "takes a number"),  # issue 14: 'same' became a symbol on a pooling layer
+        ("conv C 3", "a symbol must be in the input shape"),  # C is no symbol of 3x32x32
+        ("cnv 8 3", "did you mean 'conv'?"),
+    ],
+)
+def test_unknown_words_are_errors_not_symbols(layer: str, says: str) -> None:
+    r = cli("quick", "3x32x32", layer)
+    assert r.code == 2 and says in r.err and len(r.err.splitlines()) == 1, r.err
+    assert r.out == ""
+
+
+def test_unquoted_layers_get_a_hint() -> None:
+    r = cli("quick", "3x32x32", "conv", "8", "3")
+    assert r.code == 2 and "quote each layer" in r.err
+
+
+def test_names_as_people_write_them() -> None:
+    out = cli("quick", "3x32x32", "conv 8 3X3", "max pool 2", "BatchNorm", "leaky relu", "relu6", "global avg pool", "dense 10").out
+    # conv: 8*3*3*3 + 8 = 224 params, (32 - 3) + 1 = 30; max pool 2: 15; BN: 2*8; dense on the pooled 8: 8*10 + 10 = 90
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[4:-3] if line.strip()}
+    assert rows["conv1"][1:4] == ["conv2d", "8\u00d730\u00d730", "224"]
+    assert rows["maxpool1"][2] == "8\u00d715\u00d715" and rows["bn1"][3] == "16"
+    assert "leakyrelu1" in rows and "relu6_1" in rows  # ReLU6 is not named relu61
+    assert rows["gap1"][1] == "adaptiveavgpool2d" and rows["dense1"][3] == "90"
+
+
+def test_symbols_only_where_asked() -> None:
+    r = cli("quick", "CxHxW", "conv C 3 p1", "conv 8 k=K")
+    assert r.code == 0 and "K" in r.out  # the input's C and an asked-for K=... are symbols
+
+
+def test_two_axis_input_is_said_to_be_c_by_l() -> None:
+    r = cli("quick", "32x32", "conv 8 3")
+    assert r.code == 0 and "read as C\u00d7L" in r.err and "conv1d" in r.out
+
+
+def test_save_writes_a_spec_table_reads(tmp_path: Path) -> None:
+    path = tmp_path / "design.json"
+    quick = cli("quick", "3x32x32", "conv 8 3 p1", "relu", "fc 10", "--save", str(path))
+    assert quick.code == 0 and json.loads(path.read_text())["name"] == "design"
+    table = cli("table", str(path))
+    # 8*3*9 + 8 = 224; fc: 8*32*32*10 + 10 = 81,930; 224 + 81,930 = 82,154
+    assert table.code == 0 and "total params 82,154," in table.out and table.out.splitlines()[-1] == quick.out.splitlines()[-1]
