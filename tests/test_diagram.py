@@ -53,7 +53,7 @@ def test_googlenet_shows_nine_inception_modules_with_four_branches_and_their_cos
     dot = to_dot(rep)
     text = labels(dot)
     three = next(k for k, v in text.items() if v.startswith("3x3_reduce \u2192 3x3|"))
-    assert "128\u00d728\u00d728" in text[three] and "101.15M MACs" in text[three]  # 14.45M + 86.7M, as the table rows say
+    assert "128\u00d728\u00d728" in text[three] and "101M MACs" in text[three]  # 14,450,688 + 86,704,128 = 101,154,816, in three significant digits
     # the concat reads its four branches: four edges into each module's output, each with its tensor's shape
     out3a = next(u.id for u in lay.units if u.cluster == "inception_3a" and u.title == "output")
     into = re.findall(rf"^\s*(n\d+) -> {out3a} \[label=<([^>]*)>\];$", dot, re.M)
@@ -83,7 +83,7 @@ def test_small_network_draws_every_layer_with_shapes_on_the_edges() -> None:
     assert re.search(r"^\s*input -> n0 \[label=<3\u00d7227\u00d7227>\];$", dot, re.M)
     assert re.search(r"^\s*n0 -> n1 \[label=<64\u00d756\u00d756>\];$", dot, re.M)  # conv1's output: (227 + 2*2 - 11)//4 + 1 = 56
     conv1 = labels(dot)["n0"]
-    assert conv1 == "conv1|conv2d|64\u00d756\u00d756|72.86M MACs"  # 56*56*64 * 3*11*11 = 72,855,552
+    assert conv1 == "conv1|conv2d|64\u00d756\u00d756|72.9M MACs"  # 56*56*64 * 3*11*11 = 72,855,552, in three significant digits
 
 
 def test_residual_adds_dense_concats_and_unet_skips_are_drawn_as_they_are() -> None:
