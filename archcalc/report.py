@@ -50,6 +50,8 @@ class Row:
     scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
     cache: Dim = 0
     """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
+    rf_approximate: bool = False
+    """The receptive field is not exact (this layer or one upstream could not be followed exactly; the note says which)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -73,6 +75,8 @@ class Row:
             out["repeat"] = to_json(self.repeat)
         if type(self.cache) is not int or self.cache != 0:
             out["kv_cache_per_position"] = to_json(self.cache)
+        if self.rf_approximate:
+            out["receptive_field_approximate"] = True
         if self.note:
             out["note"] = self.note
         return out
@@ -242,6 +246,8 @@ def report_from_graph(
                 n.get("scope", ()),
             )
         )
+        if n["rf_bound"] is not None:
+            rows[-1].rf_approximate = True
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
             rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -27,7 +27,10 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
   ``in_proj_bias`` (3E); ``out_proj.weight``, ``out_proj.bias``.
 
 Every output of an attention layer reads every position of its key/value input: its receptive
-field is the whole input (see ``Layer.mixes_positions``).
+field is the whole input (see ``Layer.mixes_positions``), when those positions are the whole map.
+Where the map had more positions than one output reads (``positions_read``: attention written by
+hand inside windows, whose positions were cut up by reshapes), the whole input is an upper bound
+and the receptive field pass marks it approximate.
 """
 
 
@@ -79,6 +82,9 @@ class Matmul(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
+
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        return 2 * ins[0][-1]  # a row of a and a column of b, k entries each: at most 2k positions
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Matmul as MatmulModule
@@ -141,6 +147,9 @@ class ScaledDotProductAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        return ins[1][-2]  # the S keys (and values) each query attends to
 
     def cached_per_position(self, ins: list[Shape]) -> Dim:
         _, k, v = ins  # (heads_kv, S, E) and (heads_kv, S, Ev): what one position adds to the cache
@@ -230,6 +239,9 @@ class MultiheadAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        return self._qkv(ins)[1][0]  # the S keys each query attends to
 
     def describe(self, ins: list[Shape]) -> str:
         return f"multi-head attention, {self.num_heads} heads of {ins[0][-1]}/{self.num_heads}"
