@@ -378,7 +378,11 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
 
 
 def _explain_named_rf(
-    ex: Explanation, node: dict[str, Any], axes: tuple[str, ...], layout: tuple[int | None, ...] | None, named: dict[int, Window | Partition | None] | None
+    ex: Explanation,
+    node: dict[str, Any],
+    axes: tuple[str, ...],
+    layout: tuple[int | None, ...] | None,
+    named: dict[int, Window | Partition | None] | None,
 ) -> None:
     """A layer on a channels-last (or permuted) map, or one that names its axes (slice, roll,
     window attention): per spatial axis, what it reads along the tensor axis that holds it."""
