@@ -80,15 +80,10 @@ def assert_same_analysis(got: Report, want: Report) -> None:
 # ----- the zoo round trip ----------------------------------------------------------------------------
 # a symbolic zoo spec is built at small sizes (torch needs numbers)
 SIZES = {"transformer_lm": {"s": 64, "h": 32, "l": 2, "a": 4, "V": 100}}
-# specs whose layer types import cannot read back yet (issue 11 item 3): the built module calls a
-# learned tensor (the 'parameter' layer) with the batch size
-NOT_YET_IMPORTED = {name: "import does not read the 'parameter' layer (class token, position embedding) yet" for name in ("vit_b_16", "vit_b_32")}
 
 
 @pytest.mark.parametrize("path", ZOO, ids=lambda p: p.stem)
 def test_zoo_round_trip(path: Path) -> None:
-    if path.stem in NOT_YET_IMPORTED:
-        pytest.xfail(NOT_YET_IMPORTED[path.stem])
     arch = load_spec(path)
     values = SIZES.get(path.stem)
     G = compile_spec(arch, values=values)

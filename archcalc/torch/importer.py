@@ -401,7 +401,7 @@ class Importer:
         lname = name or self.fresh(node.name)
         data: dict[str, Any] = {"name": lname, "type": kind}
         clean = {k: v for k, v in fields.items() if not _is_default(cls, k, v)}
-        if len(inputs) != 1 or inputs[0] != self.prev:
+        if len(inputs) != 1 or inputs[0] != self.prev or (cls.source and inputs):  # a source reads no layer unless it names one
             data["inputs"] = list(inputs)
         data.update(clean)
         try:
@@ -540,8 +540,11 @@ class Importer:
         self.used_params.update(id(p) for p in module.parameters())
         if node.kwargs and kind != "multiheadattention":
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
-        inputs = [self.tensor(node, a) for a in node.args]
         cls = TYPE_NAMES[kind]
+        args = list(node.args)
+        if cls.source:  # a learned tensor (archcalc's Parameter module) is called with the batch size, not a tensor
+            args = [a for a in args if self.value(a) is not BATCH]
+        inputs = [self.tensor(node, a) for a in args]
         fields: dict[str, Any] = {}
         for fname in cls.model_fields:
             if fname in _COMMON_FIELDS or not hasattr(module, fname):
@@ -576,6 +579,14 @@ class Importer:
             self.notes.append(f"{node.target} pads with padding_mode={mode!r} (the spec's padding is the same size; costs are equal)")
         if kind == "softmax" and fields.get("dim") is None:
             fields["dim"] = implicit_softmax_dim(ins[0])
+        held: Any = module  # archcalc's own module classes: their attributes by name
+        if kind == "parameter":  # archcalc's Parameter module holds (1, *shape); given an input, it takes its shape
+            shape = [int(d) for d in held.weight.shape[1:]]
+            if not (ins and len(ins[0]) == len(shape) and all(same(a, b) for a, b in zip(ins[0], shape, strict=True))):
+                fields["shape"] = shape
+        if kind == "positionbias":  # archcalc's PositionBias module: the table and the per-sample shape it hands out
+            fields["table"] = [int(d) for d in held.table.shape]
+            fields["shape"] = [int(d) for d in held.shape]
         if kind == "channelpad":
             before, after = int(getattr(module, "before", 0)), int(getattr(module, "after", 0))
             if before != (before + after) // 2:

@@ -75,8 +75,11 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
 def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: str, fields: dict[str, Any]) -> None:
     """``mha(q, k, v, need_weights=False)``: one ``multiheadattention`` layer (self-attention: one
     input); its value is the pair ``(output, None)`` that ``[0]`` reads."""
+    from ..extra_modules import MultiheadAttention as LayerModule
+
     module = imp.root.get_submodule(str(node.target))
-    if not getattr(module, "batch_first", False):
+    own = isinstance(module, LayerModule)  # archcalc's module of the layer: batch-first in and out, returns the output alone
+    if not own and not getattr(module, "batch_first", False):
         raise imp.unsupported(node, "batch_first=False (the sequence axis first): archcalc's shapes keep the batch axis first")
     for k, v in node.kwargs.items():
         if k == "need_weights" and imp.value(v) is False:
@@ -92,7 +95,8 @@ def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: s
         if fields.get(f) == e:
             fields.pop(f)
     out = imp.emit(node, "multiheadattention", fields, inputs, name)
-    imp.values[node] = (TensorRef(out), None)
+    if not own:
+        imp.values[node] = (TensorRef(out), None)
 
 
 __all__ = ["einsum", "matmul", "multihead_attention", "sdpa"]
