@@ -706,10 +706,19 @@ def _forward_error(forward: Any, shape: Any = (3, 8, 8)) -> str:
 
 def test_untraceable_model_is_one_line() -> None:
     def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * len(x)
+
+    assert _forward_error(forward).startswith("field 'factory': torch.fx cannot trace Net: RuntimeError: 'len' is not supported in symbolic tracing")
+
+
+def test_a_python_test_of_tensor_values_is_refused() -> None:
+    """A Python ``if`` on a traced value is traced as true, then checked: tensor values cannot be (tests/test_lm_import.py has sizes)."""
+
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
         return y if y.sum() > 0 else -y
 
-    assert _forward_error(forward).startswith("field 'factory': torch.fx cannot trace Net: symbolically traced variables cannot be used as inputs")
+    assert _forward_error(forward).startswith("node 'sum_1' (call_method Tensor.sum) has no archcalc layer type")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..importer import Importer, TensorRef
+from ..importer import Importer, TensorRef, describe
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -59,9 +59,11 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
     a = imp.bind(node, ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"])
     if imp.value(a.get("attn_mask")) is not None:
         raise imp.unsupported(node, "an attention mask (attn_mask)")
-    if imp.value(a.get("enable_gqa", False)):
-        raise imp.unsupported(node, "enable_gqa=True")
-    fields: dict[str, Any] = {"is_causal": bool(imp.value(a.get("is_causal", False)))}
+    flags = {k: imp.value(a.get(k, False)) for k in ("is_causal", "enable_gqa")}
+    for k, v in flags.items():
+        if not isinstance(v, bool):
+            raise imp.unsupported(node, f"{k}={describe(v)} (a computed flag; give True or False)")
+    fields: dict[str, Any] = {"is_causal": flags["is_causal"], "enable_gqa": flags["enable_gqa"]}
     scale = imp.value(a.get("scale"))
     if isinstance(scale, int | float):
         fields["scale"] = float(scale)
