@@ -9,6 +9,7 @@ Arithmetic in integers only (no float: 10**30 channels keep every digit; no Frac
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..dims import dim_text, is_symbolic, simplify
@@ -31,10 +32,16 @@ def three_digits(a: int, scale: int) -> tuple[str, bool]:
     return f"{w:,}" + (f".{frac:0{digits}d}" if digits else ""), w >= 1000
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _human(v: int, steps: tuple[tuple[str, int], ...]) -> str:
+    """(cached: a table's rows repeat the same few values; 300,000 cells of a flat 100k-layer table)"""
     a = abs(v)
     sign = "-" if v < 0 else ""
-    i = max((k for k, (_, scale) in enumerate(steps) if a >= scale), default=0)
+    i = 0
+    for k in range(len(steps) - 1, 0, -1):
+        if a >= steps[k][1]:
+            i = k
+            break
     if i == 0 and a < 1000:
         return f"{sign}{a}{steps[0][0]}"
     text, big = three_digits(a, steps[i][1])
