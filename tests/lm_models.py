@@ -3,7 +3,8 @@
 :class:`GPT` is a decoder in the style of Karpathy's nanoGPT (``model.py``), written here from the
 GPT-2 paper's description (Radford et al. 2019, sec. 2.3: pre-LayerNorm blocks, a final LayerNorm,
 learned positions, output head tied to the token embedding): ``nn.Embedding`` for tokens and
-positions, the positions made by ``torch.arange(0, t, device=idx.device)``, one ``c_attn`` linear
+positions, the positions made by ``torch.arange(0, t, device=idx.device)``, its own ``LayerNorm`` module
+(``F.layer_norm`` over ``self.weight.shape``, bias optional), one ``c_attn`` linear
 for q, k and v cut by ``.split``, heads made by ``view`` + ``transpose``,
 ``F.scaled_dot_product_attention(..., is_causal=True)``, and the tied head assigned as nanoGPT does
 (``wte.weight = lm_head.weight``).
@@ -32,6 +33,18 @@ class GPTConfig:
     n_embd: int = 768
     bias: bool = True
     dropout: float = 0.0
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias, as nanoGPT writes it (nn.LayerNorm had no ``bias=False`` before torch 2.1)."""
+
+    def __init__(self, ndim: int, bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
 class SelfAttention(nn.Module):
@@ -70,9 +83,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_1 = LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = SelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_2 = LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +103,7 @@ class GPT(nn.Module):
             "wpe": nn.Embedding(cfg.block_size, cfg.n_embd),
             "drop": nn.Dropout(cfg.dropout),
             "h": nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
-            "ln_f": nn.LayerNorm(cfg.n_embd, bias=cfg.bias),
+            "ln_f": LayerNorm(cfg.n_embd, bias=cfg.bias),
         })
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied: one tensor, two uses

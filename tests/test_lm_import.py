@@ -133,6 +133,19 @@ def test_small_gpt_verifies_on_cpu() -> None:
     assert sdpa == [2 * 4 * t * t * (h // 4)] * 2  # q k^T and p v: 2 x heads x t x t x d, per layer
 
 
+def test_gpt_without_biases_verifies() -> None:
+    """nanoGPT's ``bias=False``: its own LayerNorm (``F.layer_norm(x, self.weight.shape, self.weight, None)``) and bias-free linears."""
+    model = GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=False))
+    arch = imported(model, [16])
+    norms = [layer for layer in arch.layers if layer.kind == "layernorm"]
+    assert len(norms) == 2 * 2 + 1 and not any(n.bias for n in norms)  # type: ignore[attr-defined]
+    h = 32
+    per_layer = 2 * h + h * 3 * h + h * h + h * 4 * h + 4 * h * h  # LayerNorm weights and linear weights only
+    assert analyze(arch, convention="torch").totals["params"] == 100 * h + 32 * h + 2 * per_layer + h
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+
+
 def test_nanogpt_inference_forward_keeps_the_last_position() -> None:
     """nanoGPT's own inference path: ``lm_head(x[:, [-1], :])`` and ``return logits, None``."""
     model = GPTInference(TINY)

@@ -383,6 +383,12 @@ def _getattr(imp: Importer, node: fx.Node) -> None:
     if isinstance(v, TensorRef) and attr == "ndim":
         imp.values[node] = len(imp.shape(v.name)) + 1
         return
+    if isinstance(v, Attr) and attr == "shape":  # a held tensor's full shape (nanoGPT's F.layer_norm(x, self.weight.shape, ...))
+        imp.values[node] = tuple(v.shape)
+        return
+    if isinstance(v, Attr) and attr == "ndim":
+        imp.values[node] = len(v.shape)
+        return
     raise imp.unsupported(node, f"attribute {attr!r}")
 
 
