@@ -14,6 +14,7 @@ from ..registry import Handler, handles, register
 if TYPE_CHECKING:
     from torch import fx
 
+import math
 import operator
 
 ACTIVATION_FUNCTIONS: list[tuple[str, str, list[str]]] = [
@@ -186,6 +187,20 @@ def _meta_arith(fn: Callable[[Any, Any], Any]) -> Handler:
 
 for _op in ("floordiv", "mod", "eq", "ne", "lt", "le", "gt", "ge", "pow"):
     register(f"operator.{_op}", _meta_arith(getattr(operator, _op)))
+
+
+def _size_rounding(fn: Callable[[Any], Any]) -> Handler:
+    def handle(imp: Importer, node: fx.Node) -> None:
+        vals = [imp.value(a) for a in node.args]
+        if len(vals) != 1 or node.kwargs or not _number(vals[0]):
+            raise imp.unsupported(node, f"rounding of {describe(vals[0]) if len(vals) == 1 else 'several values'} (only of sizes)")
+        imp.values[node] = fn(vals[0])
+
+    return handle
+
+
+register("math.ceil", _size_rounding(math.ceil))  # math.ceil(H / patch) * patch (timm's MobileViT)
+register("math.floor", _size_rounding(math.floor))
 
 
 @handles("torch._assert", "torch.fx._symbolic_trace._assert_is_none")
