@@ -610,8 +610,16 @@ def _shape_parts(value: str) -> list[str]:
     return [p for p in re.split(sep, text) if p.strip()]
 
 
+WHOLE_WORDS = {"whole", "whole input", "whole image", "the whole image", "the whole input", "entire image", "the entire image", "all"}
+
+
 def _judge_shape(claim: Claim, row: Row, derive: Any) -> Verdict:
     exact_shape = tuple(simplify(d) for d in getattr(row, claim.quantity))
+    if claim.quantity == "receptive_field" and claim.value.strip().lower().rstrip(".") in WHOLE_WORDS:  # fc6.rf=whole image
+        deriv = derive(row.name, claim.quantity) if derive else ""
+        exact_text = ("the whole input, " if row.whole_input else "") + _shape_text(exact_shape)
+        why = "every output sees the whole input" if row.whole_input else "its outputs see windows of the input, not all of it"
+        return Verdict(claim, row.whole_input, exact_shape, exact_text, why, deriv)
     parts = [p.strip() for p in _shape_parts(claim.value)]
     if not parts:
         raise Unreadable(f"a shape is written like 13x13 or 192x13x13, got {claim.value!r}")

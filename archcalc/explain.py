@@ -416,10 +416,14 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         ex.steps.append(Step("receptive field", "every position of its input", worked, whole))
         return
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
+    whole_why = node.get("rf_whole")
+    whole_note = f"every output sees the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
     layout = nodes[node["inputs"][0]].get("rf_layout") if node["inputs"] else None
     named = layer.axis_windows(node["in_shapes"])
     if len(srcs) == 1 and (named is not None or (layout is not None and layout != (None, *range(len(srcs[0]))))):
         _explain_named_rf(ex, node, axes, layout, named)
+        if whole_why:
+            ex.notes.append(whole_note)
         return
     if len(srcs) > 1:
         for a, axis in enumerate(axes):
@@ -437,11 +441,19 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
             ex.steps.append(Step(f"receptive field {axis} (paths meet)", "max over inputs", f"max({', '.join(map(str, sizes))})", str(out.size)))
         if node.get("rf_note"):
             ex.notes.append(node["rf_note"])
+        if whole_why:
+            ex.notes.append(whole_note)
         return
     windows = lay_t.windows([tuple(leaf(d) if isinstance(d, int) else d for d in s) for s in ins_num])
     if windows is None:
-        ex.steps.append(Step("receptive field", None, "pointwise: unchanged", "\u00d7".join(str(r.size) for r in node["rf"])))
+        size = "\u00d7".join(str(r.size) for r in node["rf"])
+        if whole_why:  # a fully connected layer after the flatten: no window on the image
+            ex.steps.append(Step("receptive field", whole_why, "", f"the whole input ({size} with the padding counted)"))
+            return
+        ex.steps.append(Step("receptive field", None, "pointwise: unchanged", size))
         return
+    if whole_why:
+        ex.notes.append(whole_note)
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
         r_out: AxisRF = node["rf"][a]
         ex.steps.extend(_rf_steps(axis, r_in, w, r_out))

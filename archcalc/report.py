@@ -52,6 +52,9 @@ class Row:
     """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
     rf_approximate: bool = False
     """The receptive field is not exact (this layer or one upstream could not be followed exactly; the note says which)."""
+    whole_input: bool = False
+    """Every output sees the whole input (after a flatten of the map, a global pool, attention): the
+    tables write "whole" for its receptive field and stride; ``receptive_field`` keeps the exact union."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -77,6 +80,8 @@ class Row:
             out["kv_cache_per_position"] = to_json(self.cache)
         if self.rf_approximate:
             out["receptive_field_approximate"] = True
+        if self.whole_input:
+            out["sees_whole_input"] = True
         if self.note:
             out["note"] = self.note
         return out
@@ -256,6 +261,8 @@ def report_from_graph(
         )
         if n["rf_bound"] is not None:
             rows[-1].rf_approximate = True
+        if n.get("rf_whole"):
+            rows[-1].whole_input = True
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
             rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

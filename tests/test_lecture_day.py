@@ -208,3 +208,62 @@ def test_check_writes_powers_as_people_do(tmp_path: Path) -> None:
     assert "**" not in out
     assert "correct total.params=27C^2: exact 27*C^2" in out and "WRONG   conv1.params=8*C^2: exact 9*C^2" in out
     assert "here is a formula, 27*C^2*H*W" in out
+
+
+# ----- 4. rows whose every output sees the whole input ---------------------------------------------
+
+
+def _rf_cells(out: str) -> dict[str, tuple[str, str]]:
+    """layer -> (RF, stride) cells of a text table."""
+    rows = {}
+    for line in out.splitlines()[4:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[0] != "total":
+            rows[parts[0]] = (parts[-2], parts[-1])
+    return rows
+
+
+def test_fully_connected_rows_see_the_whole_input() -> None:
+    out = cli("table", ALEXNET).out
+    cells = _rf_cells(out)
+    # pool5 sees 195x195 (a window); from the flatten on, every output reads all 6x6 positions: 195 + (6 - 1)*32 = 355
+    assert cells["pool5"] == ("195\u00d7195", "32\u00d732")
+    assert all(cells[n] == ("whole", "whole") for n in ("flatten", "fc6", "relu6", "fc7", "relu7", "fc8"))
+    assert "RF and stride 'whole': every output sees the whole input" in out  # the legend says what it means
+    md = cli("table", ALEXNET, "--format", "markdown").out
+    fc6_md = next(line for line in md.splitlines() if line.startswith("| fc6 "))
+    assert [c.strip() for c in fc6_md.strip("|").split("|")][-2:] == ["whole", "whole"]
+    latex = cli("table", ALEXNET, "--format", "latex").out
+    assert r"fc6 & linear & 4096 & 37.8M & 37.7M & 16.0 KiB & whole & whole \\" in latex
+    # JSON keeps the exact numbers and adds a flag
+    doc = json.loads(cli("table", ALEXNET, "--format", "json").out)
+    fc6 = next(r for r in doc["layers"] if r["name"] == "fc6")
+    assert fc6["receptive_field"] == [355, 355] and fc6["effective_stride"] == [192, 192] and fc6["sees_whole_input"] is True
+    assert "sees_whole_input" not in next(r for r in doc["layers"] if r["name"] == "pool5")
+
+
+def test_global_pool_attention_and_mean_see_the_whole_input(tmp_path: Path) -> None:
+    resnet = _rf_cells(cli("table", str(SPECS / "resnet50.json")).out)
+    assert resnet["layer4.2.relu3"] == ("427\u00d7427", "32\u00d732")
+    assert resnet["avgpool"] == ("whole", "whole") and resnet["fc"] == ("whole", "whole")
+    vit = _rf_cells(cli("table", str(SPECS / "vit_b_16.json")).out)
+    assert vit["conv_proj"] == ("16\u00d716", "16\u00d716") and vit["encoder.layers.encoder_layer.0.ln_1"] == ("16\u00d716", "16\u00d716")
+    assert vit["encoder.layers.encoder_layer.0.self_attention"] == ("whole", "whole")
+    assert vit["encoder.layers.encoder_layer.0.add_1"] == ("whole", "whole")  # x + attention(x): each token sees everything
+    # a mean over the map, and a conv as large as the map: whole; a conv that leaves a 2x2 map: not
+    doc = {"name": "m", "input": [3, 8, 8], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"name": "small", "type": "conv2d", "out_channels": 4, "kernel_size": 4, "stride": 4, "inputs": ["c"]},
+        {"name": "big", "type": "conv2d", "out_channels": 4, "kernel_size": 8, "inputs": ["c"]},
+        {"name": "avg", "type": "mean", "dim": [2, 3], "inputs": ["c"]}]}
+    rep = analyze(parse_spec(doc))
+    assert [rep.row(n).whole_input for n in ("c", "small", "big", "avg")] == [False, False, True, True]
+
+
+def test_explain_and_check_say_whole_input() -> None:
+    out = cli("explain", ALEXNET, "fc6").out
+    rf = out.splitlines().index(next(line for line in out.splitlines() if line.startswith("receptive field ")))
+    assert out.splitlines()[rf].endswith("it reads flatten, which sees the whole input")
+    assert out.splitlines()[rf + 1].strip() == "= the whole input (355\u00d7355 with the padding counted)"
+    r = cli("check", ALEXNET, "fc6.rf=whole image", "pool5.rf=whole image", "fc6.rf=355x355")
+    assert [line.split()[0] for line in r.out.splitlines() if not line.startswith(" ")][:3] == ["correct", "WRONG", "correct"]

@@ -15,6 +15,7 @@ Published figures:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,40 @@ def test_nanogpt_inference_forward_keeps_the_last_position() -> None:
     assert analyze(arch, convention="torch").rows[-1].macs == 1 * 32 * 100 and head["tie_weight"] == "transformer.wte"
     result = verify_spec(arch, model)
     assert result.ok, result.failure_message()
+
+
+class WrittenOutAttention(nn.Module):
+    """nanoGPT's attention without flash: ``q @ k^T / sqrt(d)``, softmax, ``@ v`` (``causal``: its mask buffer and masked_fill)."""
+
+    def __init__(self, causal: bool = False) -> None:
+        super().__init__()
+        self.c_attn, self.n_head, self.causal = nn.Linear(32, 96), 4, causal
+        self.register_buffer("bias", torch.tril(torch.ones(16, 16)).view(1, 1, 16, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).chunk(3, dim=-1)
+        q, k, v = (t.reshape(B, T, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        if self.causal:
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v
+        return y.transpose(1, 2).reshape(B, T, C)
+
+
+def test_attention_written_out_imports_and_verifies() -> None:
+    model = WrittenOutAttention()
+    arch = imported(model, [16, 32])
+    assert [layer.kind for layer in arch.layers if layer.kind in ("matmul", "scalar", "softmax")] == ["matmul", "scalar", "softmax", "matmul"]
+    scale = next(layer for layer in arch.layers if layer.kind == "scalar")
+    assert (scale.op, scale.value) == ("mul", 1.0 / math.sqrt(32 // 4))  # type: ignore[attr-defined]
+    rows = analyze(arch, convention="torch").rows
+    assert [r.macs for r in rows if r.type == "matmul"] == [4 * 16 * 16 * 8] * 2  # heads x T x T x d, twice
+    assert verify_spec(arch, model).ok
+    # the causal mask: fx slices the buffer itself with a traced size, and fails (a spec holds no constant tensor anyway)
+    with pytest.raises(SpecError, match=r"^field 'factory': torch\.fx cannot trace WrittenOutAttention: TypeError: slice indices") as e:
+        spec_from_module(WrittenOutAttention(causal=True), [16, 32])
+    assert "\n" not in str(e.value)
 
 
 # ----- LLaMA layout: RMSNorm, SwiGLU, no biases, grouped-query attention -----------------------------------

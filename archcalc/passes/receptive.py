@@ -251,8 +251,15 @@ def _differ(a: Dim, b: Dim) -> bool:
 
 
 def receptive_field(G: Graph) -> None:
-    """Set ``rf`` (tuple of AxisRF, one per input spatial axis), ``rf_note`` and ``rf_bound`` (the
-    first layer upstream whose RF is not exact, or None) on every node."""
+    """Set ``rf`` (tuple of AxisRF, one per input spatial axis), ``rf_note``, ``rf_bound`` (the
+    first layer upstream whose RF is not exact, or None) and ``rf_whole`` on every node.
+
+    ``rf_whole`` says why every output of the layer sees the whole input, or is None: the layer
+    mixes every position (attention, a mean over tokens); its window spans the whole map down to
+    one position (a flatten of the map, a global pool, a conv as large as the map); or it reads a
+    layer that sees the whole input (the linear layers after the flatten, a residual add after
+    attention, squeeze-and-excitation's gated map).  There the receptive field is no window on the
+    image, and the tables say "whole" (the exact union stays in ``rf``)."""
     nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
     start = tuple(AxisRF() for _ in range(n_axes))
@@ -273,8 +280,9 @@ def receptive_field(G: Graph) -> None:
         inputs = node["inputs"]
         note = None
         if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
-            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None)
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
             continue
+        whole = next((f"it reads {i}, which sees the whole input" for i in inputs if nodes[i].get("rf_whole")), None)
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
             rf, bound, grid, layout = src["rf"], src["rf_bound"], src["rf_grid"], src["rf_layout"]
@@ -282,7 +290,7 @@ def receptive_field(G: Graph) -> None:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             layout = _merged_layout([nodes[i]["rf_layout"] for i in seeing], len(node["shape"]))
             if not seeing:
-                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None)
+                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
                 for rep in done_at.get(name, ()) if repeats else ():
                     _last_copy(rep, nodes)
                 continue
@@ -308,6 +316,8 @@ def receptive_field(G: Graph) -> None:
             bound = bound or (None if exact else name)
             shape = node["shape"]
             grid = ((rf, _grid_sizes(shape, layout, len(rf))),)
+            if whole is None and exact and named and _one_window(named, layout, node["in_shapes"][0], len(rf)):
+                whole = "one window covers the whole map: every output sees every input pixel any position sees"
         elif windows is not None and len(windows) == len(rf):
             if steps is not None and all(r.phases is None and not r.whole for r in rf):  # the usual case: a regular grid through a regular window
                 rf = tuple([AxisRF(r.size + e1 * r.jump, r.jump * s, r.centre2 + q * r.jump) for r, (e1, s, q) in zip(rf, steps, strict=True)])
@@ -322,6 +332,8 @@ def receptive_field(G: Graph) -> None:
                 rf = tuple(out)
             shape = node["shape"]
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
+            if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
+                whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
         if rf and layer.mixes_positions(node["in_shapes"]):
             rf = _whole(grid, rf)
             reads, held = layer.positions_read(node["in_shapes"]), _positions(grid)
@@ -331,6 +343,8 @@ def receptive_field(G: Graph) -> None:
                     "the whole input shown is an upper bound, approximate"
                 )
                 bound = bound or name
+            else:
+                whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
         perm = layer.axis_permutation(node["in_shapes"]) if layout is not None else None
@@ -354,12 +368,25 @@ def receptive_field(G: Graph) -> None:
         node["rf_bound"] = bound
         node["rf_grid"] = grid
         node["rf_layout"] = layout
+        node["rf_whole"] = whole if rf else None
         if repeats and name in done_at:
             for rep in done_at[name]:
                 _last_copy(rep, nodes)
 
 
 Layout = tuple[int | None, ...]
+
+
+def _one_window(named: dict[int, Window | Partition | None], layout: Layout | None, in_shape: tuple[Dim, ...], n_axes: int) -> bool:
+    """Whether a partition into windows leaves one window covering every spatial axis (Swin's last stage)."""
+    if layout is None or not n_axes:
+        return False
+    for m in range(n_axes):
+        t = layout.index(m) if m in layout else None
+        op = named.get(t) if t is not None else None
+        if t is None or not isinstance(op, Partition) or known_sign(op.size - in_shape[t]) not in (0, 1):
+            return False
+    return True
 
 
 def _merged_layout(layouts: list[Layout | None], rank: int) -> Layout | None:
@@ -429,6 +456,21 @@ def _through_axes(
             note = f"axis {m}: {why}"
         out.append(r_out)
     return tuple(out), note, exact
+
+
+def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...]) -> bool:
+    """Whether windows leave one output position per spatial axis that reads every input position:
+    on each axis, one output, no upsampling, and a window from at or before pixel 0 to at or past
+    the last pixel (a flatten of the map, a global pool, a conv as large as the map)."""
+    if len(in_shape) != len(windows) + 1 or len(positions) != len(windows):
+        return False
+    for w, n, m in zip(windows, in_shape[1:], positions, strict=True):
+        if known_sign(m - 1) != 0 or known_sign(w.upsample - 1) != 0:
+            return False
+        covers = known_sign(w.extent - w.pad_before - n)  # the window's last pixel, e - 1 - p, is at or past n - 1
+        if covers is None or covers < 0 or known_sign(w.pad_before) not in (0, 1):
+            return False
+    return True
 
 
 def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]]) -> None:
