@@ -192,15 +192,19 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
         return rows, ""
     if target in names:
         return [rep.row(target)], ""
-    block = [r for r in rep.rows if target in r.scope]
-    if block:
-        inside = [r for r in block if rep.include_training_only or not r.training_only] or block
+    from .grouping import block, block_names
+    from .summary import stage
+
+    group = block(rep, target)
+    members, what = (list(group.rows), "block") if group is not None else (stage(rep, target), "stage")  # (explain reads them alike)
+    if members:
+        inside = [r for r in members if rep.include_training_only or not r.training_only] or members
         if per_layer:
-            return [inside[-1]], f"block {target}: its last layer, {inside[-1].name}"
-        return inside, f"block {target}: the sum over its {len(inside)} layers"
+            return [inside[-1]], f"{what} {target}: its last layer, {inside[-1].name}"
+        return inside, f"{what} {target}: the sum over its {len(inside)} layers"
     import difflib
 
-    blocks = sorted({s for r in rep.rows for s in r.scope})
+    blocks = block_names(rep)
     near = difflib.get_close_matches(target, names + blocks, n=3)
     raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
 
@@ -809,20 +813,10 @@ def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
 # ----- output ---------------------------------------------------------------------------------------
 
 
-def _num(v: Any) -> str:
-    return f"{int(v):,}" if getattr(v, "is_Integer", False) or type(v) is int else human_text(v)
-
-
 def _sum_text(rows: list[Row], quantity: str) -> str:
-    fmt = units.size if quantity == "activation_bytes" else units.count
-    parts = [
-        f"{r.name} {fmt(getattr(r, quantity))}" + ("" if r.repeat == 1 else f" \u00d7 {_num(r.repeat)}")  # a repeated block's row counts l times
-        for r in rows
-        if getattr(r, quantity) != 0
-    ]
-    if len(parts) > 12:
-        parts = [*parts[:5], f"... ({len(parts) - 10} more)", *parts[-5:]]
-    return " + ".join(parts)
+    from .grouping import sum_text
+
+    return sum_text(rows, quantity)  # (a repeated block's row counts l times: '× l')
 
 
 def render_verdicts(verdicts: list[Verdict]) -> str:

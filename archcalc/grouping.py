@@ -71,7 +71,7 @@ def group_key(row: Row, depth: int | None) -> tuple[str, bool]:
     return row.scope[depth - 1], True
 
 
-def _totals(rows: Sequence[Row], include_training_only: bool) -> dict[str, Dim]:
+def group_totals(rows: Sequence[Row], include_training_only: bool) -> dict[str, Dim]:
     counted = [r for r in rows if include_training_only or not r.training_only] or list(rows)
     out: dict[str, Dim] = {}
     for q in QUANTITIES:
@@ -91,9 +91,45 @@ def group_rows(rep: Report, depth: int | None) -> list[Group]:
     for r in rep.rows:
         members.setdefault(group_key(r, depth), []).append(r)
     return [
-        Group(name, tuple(rows), block, rep.repeats.get(name, 1) if block else 1, _totals(rows, rep.include_training_only))
+        Group(name, tuple(rows), block, rep.repeats.get(name, 1) if block else 1, group_totals(rows, rep.include_training_only))
         for (name, block), rows in members.items()
     ]
+
+
+def block(rep: Report, name: str) -> Group | None:
+    """The block call ``name`` (``layer1``, ``layer1.0``, ``Mixed_5b``: any scope a row sits in), with
+    its rows and totals; None if no row sits in it.  ``check`` and ``explain`` both take a block by
+    this rule, so they agree on its sums."""
+    rows = tuple(r for r in rep.rows if name in r.scope)
+    if not rows:
+        return None
+    return Group(name, rows, True, rep.repeats.get(name, 1), group_totals(rows, rep.include_training_only))
+
+
+def block_names(rep: Report) -> list[str]:
+    """Every block call of the report, in order (for a did-you-mean)."""
+    return list(dict.fromkeys(s for r in rep.rows for s in r.scope))
+
+
+def sum_text(rows: Sequence[Row], quantity: str, limit: int = 12) -> str:
+    """A sum over rows as people check it: 'conv1 23.3K + conv2 307K + ...', a row of a block
+    repeated l times written '× l'; past ``limit`` terms, the first and last five."""
+    from .render import units
+
+    fmt = units.size if quantity == "activation_bytes" else units.count
+
+    def term(r: Row) -> str:
+        value = fmt(getattr(r, quantity))
+        if type(r.repeat) is int and r.repeat == 1:
+            return f"{r.name} {value}"
+        if " + " in value or " - " in value:  # (3*h^2 + 3*h) × l, not 3*h^2 + 3*h × l
+            value = f"({value.removesuffix(' B')})" + (" B" if value.endswith(" B") else "")
+        return f"{r.name} {value} \u00d7 {units.count(r.repeat)}"
+
+    parts = [term(r) for r in rows if getattr(r, quantity) != 0]
+    if len(parts) > limit:
+        parts = [*parts[:5], f"... ({len(parts) - 10} more)", *parts[-5:]]
+    return " + ".join(parts)
 
 
 def max_depth(rep: Report) -> int:

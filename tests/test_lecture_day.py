@@ -267,3 +267,72 @@ def test_explain_and_check_say_whole_input() -> None:
     assert out.splitlines()[rf + 1].strip() == "= the whole input (355\u00d7355 with the padding counted)"
     r = cli("check", ALEXNET, "fc6.rf=whole image", "pool5.rf=whole image", "fc6.rf=355x355")
     assert [line.split()[0] for line in r.out.splitlines() if not line.startswith(" ")][:3] == ["correct", "WRONG", "correct"]
+
+
+# ----- 2. explain takes block names, and agrees with check -------------------------------------------
+
+RESNET50 = str(SPECS / "resnet50.json")
+# torchvision's bottleneck (He et al. 2015, Table 1, conv2_x), 64 -> 64 -> 256 channels:
+FIRST = 64 * 64 + 128 + 64 * 64 * 3 * 3 + 128 + 64 * 256 + 512 + 64 * 256 + 512  # 75,008: with the projection shortcut
+OTHER = 256 * 64 + 128 + 64 * 64 * 3 * 3 + 128 + 64 * 256 + 512  # 70,400
+
+
+def test_explain_a_block_sums_its_copies() -> None:
+    r = cli("explain", RESNET50, "layer1")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].startswith("layer1 (block, 3 copies, 34 layers) in ResNet-50 v1.5 (He et al. 2015; torchvision): input maxpool 64\u00d756")
+    assert _step(r.out, "params") == ("layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K", f"= {FIRST + 2 * OTHER:,} (216K)")
+    assert "layer1.2.conv3" in r.out and "block layer1 \u00d73: input 64\u00d756\u00d756" in r.out  # its rows, as a table
+    one = cli("explain", RESNET50, "layer1.0").out  # a copy: its layers
+    assert _step(one, "params")[1] == f"= {FIRST:,} (75.0K)" and "layer1.0.downsample.0 16.4K" in one
+
+
+@pytest.mark.parametrize(("spec", "name"), [(RESNET50, "layer1"), (RESNET50, "layer4.2"), (str(SPECS / "googlenet.json"), "inception_3a"),
+                                            (str(SPECS / "transformer_lm.json"), "transformer.h")])
+def test_explain_and_check_agree_on_a_block(spec: str, name: str) -> None:
+    out = cli("explain", spec, name).out
+    for quantity, label in (("params", "params"), ("macs", "MACs (lecture)"), ("memory", "memory (float32)")):
+        result = _step(out, label)[1].removeprefix("= ")
+        exact = result.split(" (")[0].split(" B")[0].replace(" B = ", "")
+        verdict = cli("check", spec, f"{name}.{quantity}={exact}" + (" B" if quantity == "memory" and "*" in exact else ""))
+        assert verdict.code == 0 and verdict.out.startswith("correct"), (quantity, result, verdict.out)
+
+
+def test_explain_a_block_in_markdown_and_latex() -> None:
+    md = cli("explain", RESNET50, "layer1", "--format", "markdown").out
+    assert md.startswith("**layer1 (block, 3 copies") and "| params | layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K | 215,808 (216K) |" in md
+    tex = cli("explain", RESNET50, "layer1", "--format", "latex").out
+    assert r"\item params: $215\,808\ (216\,\mathrm{K})$" in tex and r"\item memory (float32): $44\,957\,696\,\mathrm{B} = 42.9\,\mathrm{MiB}$" in tex
+    assert r"\begin{tabular}" in tex and r"\begin{table}" not in tex  # a bare tabular, as table --bare
+
+
+def test_explain_a_misspelt_block_says_did_you_mean() -> None:
+    r = cli("explain", RESNET50, "layr1")
+    assert r.code == 2 and "no layer or block named 'layr1'; did you mean 'layer1'" in r.err
+
+
+def test_a_block_explained_in_latex_compiles(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed")
+    tex = cli("explain", RESNET50, "layer1.0", "--format", "latex").out
+    doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm]{geometry}\n\\begin{document}\n" + tex + "\\end{document}\n"
+    (tmp_path / "block.tex").write_text(doc)
+    command = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "block.tex"]
+    r = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, (tmp_path / "block.log").read_text(errors="replace")[-2000:]
+
+
+def test_the_stages_table_depth_1_prints_are_names_check_and_explain_read() -> None:
+    # VGG-16's stage3 (Simonyan & Zisserman 2014, Table 1 column D): three 3x3 convs 128 -> 256 -> 256 -> 256, then pool3
+    stage3 = (128 * 9 * 256 + 256) + 2 * (256 * 9 * 256 + 256)  # 1,475,328
+    vgg = str(SPECS / "vgg16.json")
+    out = cli("explain", vgg, "stage3").out
+    assert out.startswith("stage3 (stage, 7 layers) in VGG-16") and _step(out, "params")[1] == f"= {stage3:,} (1.48M)"
+    r = cli("check", vgg, f"stage3.params={stage3}", "stage3.output=256x28x28", "head.params=123,642,856")
+    assert r.code == 0 and "stage stage3: the sum over its 7 layers" in r.out
+    # ResNet-50's stem: the 7x7 conv from 3 to 64 channels without bias, and its batch norm
+    assert cli("check", RESNET50, f"stem.params={3 * 64 * 7 * 7 + 2 * 64}").code == 0
