@@ -464,6 +464,13 @@ ATTENTION_NETS: list[dict[str, Any]] = [
         {"name": "fc3", "type": "linear", "out_features": 5, "inputs": ["m"]},
         {"name": "d", "type": "dropout", "p": 0.0, "inputs": ["m"]}, {"name": "m2", "type": "multiheadattention", "num_heads": 2},
     ]},
+    # normalisation statistics: fp32 in fp32, and in pure 16-bit on CPU 16-bit (batch, layer and
+    # group norm); RMS norm computes in fp32 (a 16-bit input is cast up, and the copy kept)
+    {"name": "norms", "input": [8, 16], "layers": [
+        {"name": "fc0", "type": "linear", "out_features": 16}, {"name": "ln", "type": "layernorm"}, {"name": "rms", "type": "rmsnorm"},
+        {"name": "rms_plain", "type": "rmsnorm", "elementwise_affine": False, "inputs": ["fc0"]},
+        {"name": "r", "type": "reshape", "shape": [8, 4, 4]}, {"name": "bn", "type": "batchnorm2d"}, {"name": "gn", "type": "groupnorm", "num_groups": 2},
+    ]},
 ]  # fmt: skip
 
 
@@ -488,8 +495,103 @@ def _per_layer(spec: dict[str, Any], dtype: Any, fused: bool, device: str = "cpu
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("path", ["fused", "math"])
 @pytest.mark.parametrize("spec", ATTENTION_NETS, ids=[n["name"] for n in ATTENTION_NETS])
-def test_attention_equals_autograd_layer_by_layer(spec: dict[str, Any], path: str, dtype: str) -> None:
+def test_attention_and_norms_equal_autograd_layer_by_layer(spec: dict[str, Any], path: str, dtype: str) -> None:
     # CPU: flash attention where torch picks it (no dropout, one head size), else the math path,
     # which casts 16-bit q, k, v up to fp32; "math" forces that path (sdpa_kernel(MATH))
     measured, analytic = _per_layer(spec, getattr(torch, dtype), path == "fused")
     assert measured == analytic
+
+
+# ----- Korthikanti et al. 2022 from the transformer spec, symbolically --------------------------
+
+
+def _lm_small(dtype: Any, fused: bool, device: str) -> tuple[int, int]:
+    from archcalc.torch.build import build_module
+    from archcalc.torch.saved import measure_saved
+
+    G = compile_graph(load_spec(ROOT / "specs" / "transformer_lm.json"), values={"s": 16, "h": 32, "l": 2, "a": 4, "V": 50})
+    shapes(G)
+    params(G)
+    saved_tensors(G, torch.tensor([], dtype=dtype).element_size(), 2, device, fused=fused)  # meta: layer norm's statistics in fp32, as CUDA
+    analytic = sum(G.nodes[n]["saved_bytes"] for n in G.graph["order"])
+    model = build_module(G, device=device, dtype=dtype)
+    return analytic, measure_saved(model, torch.zeros(2, 16, dtype=torch.long, device=device)).total
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    ("dtype", "fused", "device"),
+    [("float16", False, "meta"), ("bfloat16", False, "meta"), ("float16", True, "cpu"), ("float32", True, "cpu")],
+    ids=["fp16-math-meta", "bf16-math-meta", "fp16-flash-cpu", "fp32-flash-cpu"],
+)
+def test_transformer_spec_in_16_bit_equals_autograd(dtype: str, fused: bool, device: str) -> None:
+    # the 16-bit math path keeps fp32 q, k, v and probabilities (torch casts them up); flash keeps
+    # the 16-bit q, k, v, output and an fp32 logsumexp; layer norm's mean and 1/std are fp32 on the
+    # meta device (as on CUDA), 16-bit on CPU
+    analytic, measured = _lm_small(getattr(torch, dtype), fused, device)
+    assert analytic == measured
+
+
+def test_korthikanti_per_layer_formula_from_the_spec() -> None:
+    # Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models"
+    # (arXiv:2205.05198), Sec. 4.1 / eq. 1: activations per transformer layer, 16-bit, no
+    # parallelism: s*b*h*(34 + 5*a*s/h) = 34sbh + 5as^2b bytes.  Here derived from
+    # specs/transformer_lm.json (GPT-2's layer: pre-LayerNorm, no dropout) by the saved-tensors
+    # pass, unfused attention (--attention math, which the paper counts), on CUDA (the paper's
+    # GPUs: layer norm's statistics in fp32), batch b symbolic.
+    from archcalc.dims import expand, symbol
+    from archcalc.training import training_memory
+
+    s, h, a, b = (symbol(x) for x in "shab")
+    m = training_memory(ROOT / "specs" / "transformer_lm.json", batch=b, dtype="float16", attention="math", device="cuda")
+    count, per_layer = m.per_copy["transformer.h"]
+    assert count == symbol("l")
+    korthikanti = 34 * s * b * h + 5 * a * s**2 * b
+    assert per_layer == 38 * s * b * h + 4 * a * s**2 * b + 16 * s * b  # archcalc's: s*b*h*(38 + 4*a*s/h) + 16sb
+
+    # row by row, against the paper's terms (Sec. 4.1, attention 11sbh + 5as^2b, MLP 19sbh, LayerNorms 4sbh)
+    rows = {r.name.removeprefix("transformer.h.*."): r.saved_bytes for r in m.rows if r.repeat != 1}
+    assert {k: expand(v) for k, v in rows.items() if v != 0} == {
+        "ln_1": 2 * s * b * h + 8 * s * b,  # paper: LayerNorm input 2sbh; + fp32 mean and rstd per token, 2 x 4sb
+        "attn.c_attn": 2 * s * b * h,  # paper: QKV input 2sbh
+        # paper: Q, K 4sbh, V 2sbh, softmax output 2as^2b, its dropout mask as^2b and output 2as^2b;
+        # torch's math path casts 16-bit q, k, v up: fp32 q and k (scaled), an fp32 copy of v, fp32 probabilities
+        "attn.sdpa": 3 * 4 * s * b * h + 4 * a * s**2 * b,
+        "attn.c_proj": 2 * s * b * h,  # paper: projection input 2sbh (a copy: the heads merged back)
+        "ln_2": 2 * s * b * h + 8 * s * b,  # paper: 2sbh; + mean and rstd
+        "mlp.c_fc": 2 * s * b * h,  # paper: 2sbh
+        "mlp.gelu": 8 * s * b * h,  # paper: GELU input 8sbh
+        "mlp.c_proj": 8 * s * b * h,  # paper: the second linear's input (GELU output) 8sbh
+    }
+
+    # the exact difference, term by term, each with the tensors responsible
+    difference = {
+        "q, k, v in fp32 (the math path casts 16-bit inputs up): 12sbh kept where the paper has 6sbh": 6 * s * b * h,
+        "the softmax output in fp32: 4as^2b where the paper has 2as^2b": 2 * a * s**2 * b,
+        "no attention dropout in the spec (GPT-2's layer as torch runs it, p = 0): no mask as^2b, no dropped output 2as^2b": -3 * a * s**2 * b,
+        "no dropout after the attention projection: no mask sbh": -s * b * h,
+        "no dropout after the MLP: no mask sbh": -s * b * h,
+        "each LayerNorm's fp32 mean and rstd per token (the paper leaves them out): 2 x 2 x 4sb": 16 * s * b,
+    }
+    assert expand(per_layer - korthikanti) == expand(sum(difference.values()))  # +4sbh - as^2b + 16sb
+
+    # the default (CPU flash attention): no s^2 term at all, an fp32 logsumexp per query and head instead
+    fused = training_memory(ROOT / "specs" / "transformer_lm.json", batch=b, dtype="float16", device="cuda").per_copy["transformer.h"][1]
+    # q, k, v 6sbh (one storage: the QKV projection) + output 2sbh, which the projection keeps as its input
+    assert fused == 32 * s * b * h + 4 * a * s * b + 16 * s * b
+    # on CPU in pure 16-bit, layer norm's mean and 1/std are 16-bit too: 8sb, not 16sb
+    cpu = training_memory(ROOT / "specs" / "transformer_lm.json", batch=b, dtype="float16").per_copy["transformer.h"][1]
+    assert cpu == 32 * s * b * h + 4 * a * s * b + 8 * s * b
+
+
+def test_a_symbolic_repeat_counts_every_copy() -> None:
+    # transformer_lm repeats its block "l" times: the totals are l copies, as --set l=2 expands them
+    from archcalc.dims import expand, symbol
+    from archcalc.training import training_memory, training_memory_from_graph
+
+    b, layers = symbol("b"), symbol("l")
+    opts: dict[str, Any] = {"batch": b, "dtype": "float16", "attention": "math", "optimizer": "adam"}
+    sym = training_memory(ROOT / "specs" / "transformer_lm.json", **opts)
+    two = training_memory_from_graph(compile_graph(load_spec(ROOT / "specs" / "transformer_lm.json"), values={"l": 2}), **opts)
+    for key in ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes"):
+        assert expand(sym.totals[key].subs(layers, 2)) == expand(two.totals[key]), key

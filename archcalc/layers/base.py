@@ -79,7 +79,7 @@ OP_CATEGORIES: dict[str, str] = {
 
 SAVED_DTYPES: dict[str, str] = {
     "act": "the activations' dtype (--dtype)",
-    "float32": "4 bytes whatever the activations' dtype (batch norm's save_mean and save_invstd)",
+    "float32": "4 bytes whatever the activations' dtype (flash attention's logsumexp)",
     "int64": "8 bytes (max pooling's argmax indices)",
     "bool": "1 byte",
     "dropout_mask": "dropout's mask: the activations' dtype on CPU (input * (bernoulli / (1-p))), 1 byte (bool) on CUDA (native_dropout)",
@@ -88,6 +88,10 @@ SAVED_DTYPES: dict[str, str] = {
         "(torch's _scaled_dot_product_attention_math casts half and bfloat16 q, k, v up)"
     ),
     "attn_dropout_mask": "attention dropout's mask in the math path: the dtype of act_fp32 on CPU, 1 byte (bool) on CUDA",
+    "norm_stats": (
+        "batch and layer norm's mean and 1/std: fp32 on CUDA (the accumulation type) and under autocast (fp32 weights), "
+        "the activations' dtype on CPU when weights and activations are both 16-bit"
+    ),
 }
 
 

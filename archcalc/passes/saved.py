@@ -23,7 +23,8 @@ from ..dims import Dim, prod
 from ..graph import INPUT, Graph, node_table
 from ..layers.base import BATCH_SECOND, Saved
 
-MASK_BYTES = {"cpu": None, "cuda": 1}  # dropout's mask: None = the activations' dtype
+MASK_BYTES = {"cpu": None, "cuda": 1, "meta": None}  # dropout's mask: None = the activations' dtype
+# "meta": what the meta device's kernels make (the zoo proof): CPU's dropout, CUDA's norm statistics
 _new = tuple.__new__
 # what a layer without inputs (a parameter read in forward) reads
 _NO_INPUT: dict[str, Any] = {"grad": False, "contiguous": True, "perm": None, "storage": None, "elt": 4}
@@ -137,7 +138,7 @@ def saved_widths(dtype_bytes: int, device: str) -> dict[str, int]:
     up = max(dtype_bytes, 4)  # attention's math path computes in fp32
     return {
         "act": dtype_bytes, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": MASK_BYTES[device] or dtype_bytes,
-        "act_fp32": up, "attn_dropout_mask": MASK_BYTES[device] or up,
+        "act_fp32": up, "attn_dropout_mask": MASK_BYTES[device] or up, "norm_stats": dtype_bytes if device == "cpu" else 4,
     }  # fmt: skip
 
 
@@ -214,7 +215,7 @@ def _plan(s: Saved, width: dict[str, int], ins: list[Any]) -> _Planned:
     input as torch.matmul hands it to bmm (fixed: the input's own bytes per sample, which its
     storage must have for the reshape to be a view; per sample: a copy's bytes)."""
     if s.tensor == "input":
-        if s.merge is None:
+        if s.merge is None and (s.fp32_copy is None or width["act"] >= 4):
             return s, 0, s.input, 0, 0
         copy = _copy_of(s, width)
         size = prod(copy.shape) * width[copy.dtype]
@@ -227,19 +228,22 @@ def _plan(s: Saved, width: dict[str, int], ins: list[Any]) -> _Planned:
         return s, 3, 0, 0, 0
     if s.fp32_copy is not None and width["act"] < 4:  # computed in fp32: what is kept is an fp32 copy
         s = Saved.new(s.tensor + " (fp32 copy)", s.fp32_copy, s.why, "float32", s.batched)
-    elif s.dtype in ("act_fp32", "attn_dropout_mask"):  # the dtype it has for these activations
+    elif s.dtype in _RESOLVED:  # the dtype it has for these activations
         s = replace(s, dtype=_resolve_dtype(s.dtype, width))
     size = prod(s.shape) * width[s.dtype]
     return (s, 2, 0, 0, size) if s.batched else (s, 2, 0, size, 0)
 
 
+_RESOLVED = frozenset({"act_fp32", "attn_dropout_mask", "norm_stats"})
+
+
 def _resolve_dtype(key: str, width: dict[str, int]) -> str:
-    """``act_fp32`` and ``attn_dropout_mask`` as the plain key they are for these activations."""
+    """``act_fp32``, ``attn_dropout_mask`` and ``norm_stats`` as the plain key they are here."""
     if key == "attn_dropout_mask" and width[key] == 1:
         return "bool"  # CUDA's native dropout
-    if width["act"] < 4:
-        return "float32"
-    return "act" if key == "act_fp32" else "dropout_mask"
+    if width[key] == width["act"]:
+        return "dropout_mask" if key == "attn_dropout_mask" else "act"
+    return "float32"
 
 
 def _wanted(layer: Any, ins: list[Any], out: Any, fused: bool) -> list[Saved] | None:
@@ -280,7 +284,7 @@ def _saved_autocast(
         if mode is None or wanted is None or any(s.fp32_copy is not None or s.dtype not in _AUTOCAST_DTYPES for s in wanted):
             node["saved"], node["saved_bytes"] = None, None  # (attention's fp32 math path under autocast is not worked out)
             continue
-        width = {"act": elt, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": MASK_BYTES[device] or elt}
+        width = {"act": elt, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": MASK_BYTES[device] or elt, "norm_stats": 4}  # fp32 weights
         found: list[tuple[Saved, str, Dim, Dim]] = []
         for s in wanted:
             if s.tensor == "input":
@@ -305,4 +309,4 @@ def _saved_autocast(
         node["saved"], node["saved_bytes"] = keep_once(name, found, seen, batch)
 
 
-_AUTOCAST_DTYPES = frozenset({"act", "float32", "int64", "bool", "dropout_mask"})
+_AUTOCAST_DTYPES = frozenset({"act", "float32", "int64", "bool", "dropout_mask", "norm_stats"})
