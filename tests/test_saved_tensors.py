@@ -469,7 +469,8 @@ ATTENTION_NETS: list[dict[str, Any]] = [
     {"name": "norms", "input": [8, 16], "layers": [
         {"name": "fc0", "type": "linear", "out_features": 16}, {"name": "ln", "type": "layernorm"}, {"name": "rms", "type": "rmsnorm"},
         {"name": "rms_plain", "type": "rmsnorm", "elementwise_affine": False, "inputs": ["fc0"]},
-        {"name": "r", "type": "reshape", "shape": [8, 4, 4]}, {"name": "bn", "type": "batchnorm2d"}, {"name": "gn", "type": "groupnorm", "num_groups": 2},
+        {"name": "r", "type": "reshape", "shape": [8, 4, 4]}, {"name": "bn", "type": "batchnorm2d"},
+        {"name": "gn", "type": "groupnorm", "num_groups": 2},
     ]},
 ]  # fmt: skip
 

@@ -28,7 +28,7 @@ start-up time.
 
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
@@ -99,8 +99,7 @@ BATCH_SECOND = -1
 """``Saved.merge`` of an input read transposed, batch axis second (see :class:`Saved`)."""
 
 
-@dataclass(frozen=True)
-class Saved:
+class Saved(NamedTuple):
     """One tensor a layer's backward keeps (what ``torch.autograd.graph.saved_tensors_hooks`` sees).
 
     Build one with :meth:`of_input`, :meth:`of_output` or :meth:`new`.  ``tensor`` says which

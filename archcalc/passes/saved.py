@@ -16,7 +16,6 @@ parameters builds no autograd node and saves nothing (the network input does not
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from ..dims import Dim, prod
@@ -96,9 +95,11 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
         plan, how, perm, out_bytes = got
         inputs = node["inputs"]
         src = nodes[inputs[0]] if inputs else _NO_INPUT
-        if how == "new" and inputs:  # the common case, inline
+        if how == "new" and inputs:  # the common cases inline: a new tensor, an in-place op
             node["storage"], node["contiguous"], node["perm"] = name, True, None
             sizes[name] = out_bytes
+        elif how == "inplace" and inputs:
+            node["storage"], node["contiguous"], node["perm"] = src["storage"], src["contiguous"], src["perm"]
         else:
             _place(node, name, how, perm, src, bool(inputs), sizes, out_bytes)
         grad = node["grad"] = src["grad"] or bool(node["weights"]) or (len(inputs) > 1 and any(nodes[i]["grad"] for i in inputs))
@@ -127,7 +128,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
                     copy = _copy_of(s, width)
                     found.append((copy, name + ":" + copy.tensor, 0, new_per))
             # kind 3, a parameter: counted as parameter memory
-        node["saved"], node["saved_bytes"] = keep_once(name, found, seen, batch)
+        node["saved"], node["saved_bytes"] = keep_once(name, found, seen, batch) if found else ([], 0)
 
 
 _Planned = tuple[Saved, int, int, Dim, Dim]
@@ -150,11 +151,12 @@ def keep_once(name: str, found: list[tuple[Saved, str, Dim, Dim]], seen: dict[st
     total: Dim = 0
     for s, storage, fixed, per in found:
         at = seen.get(storage)
-        first = at is None
         if at is None:
-            seen[storage] = at = name
+            seen[storage] = name
             total = total + fixed + per * batch
-        kept.append(_new(SavedTensor, (s, storage, fixed, per, first, at)))  # tuple.__new__: NamedTuple's own __new__ is a Python call
+            kept.append(_new(SavedTensor, (s, storage, fixed, per, True, name)))  # tuple.__new__: NamedTuple's own __new__ is a Python call
+        else:
+            kept.append(_new(SavedTensor, (s, storage, fixed, per, False, at)))
     return kept, total
 
 
@@ -229,7 +231,7 @@ def _plan(s: Saved, width: dict[str, int], ins: list[Any]) -> _Planned:
     if s.fp32_copy is not None and width["act"] < 4:  # computed in fp32: what is kept is an fp32 copy
         s = Saved.new(s.tensor + " (fp32 copy)", s.fp32_copy, s.why, "float32", s.batched)
     elif s.dtype in _RESOLVED:  # the dtype it has for these activations
-        s = replace(s, dtype=_resolve_dtype(s.dtype, width))
+        s = _new(Saved, (*s[:4], _resolve_dtype(s.dtype, width), *s[5:]))  # s._replace(dtype=...), without its Python-level cost
     size = prod(s.shape) * width[s.dtype]
     return (s, 2, 0, 0, size) if s.batched else (s, 2, 0, size, 0)
 
