@@ -240,6 +240,25 @@ def test_torchvision_resnets_saved_bytes(name: str, expected: int) -> None:
     assert _analytic(compile_graph(load_spec(ROOT / "specs" / f"{name}.json")), 2) == expected
 
 
+@pytest.mark.torch
+def test_torchvision_vit_b_16_saved_bytes() -> None:
+    # measured with torch 2.14.1, batch 2, fp32, train mode: on the meta device (attention's math
+    # path: q, k, the probabilities, the packed projection...) 309,851,216 bytes; on CPU, where
+    # torch picks flash attention (a logsumexp per query instead of 12 x 197 x 197 probabilities
+    # per block), 236,321,360 (at 224 x 224: here at 64 x 64, where CPU is quick)
+    torchvision = pytest.importorskip("torchvision")
+    from archcalc.torch.saved import measure_saved
+
+    spec = load_spec(ROOT / "specs" / "vit_b_16.json")
+    with torch.device("meta"):
+        model = torchvision.models.vit_b_16()
+    assert measure_saved(model, torch.zeros(2, 3, 224, 224, device="meta")).total == 309_851_216
+    assert _analytic(compile_graph(spec), 2, fused=False) == 309_851_216
+    small = torchvision.models.vit_b_16(image_size=64)
+    measured = measure_saved(small, torch.randn(2, 3, 64, 64)).total
+    assert _analytic(compile_graph(spec, input_shape=[3, 64, 64]), 2) == measured
+
+
 def _conv(n: int) -> dict[str, Any]:
     return {"type": "conv2d", "out_channels": n, "kernel_size": 3, "padding": 1}
 

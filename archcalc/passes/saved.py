@@ -79,7 +79,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     width = saved_widths(dtype_bytes, device)
     # per formula key: what the layer saves (see _plan); where its output lives; the permutation
     # a reordering view applies; its output's bytes per sample
-    memo: dict[tuple[object, ...], tuple[list[_Planned] | None, str, tuple[int, ...] | None, Dim]] = {}
+    memo: dict[tuple[object, ...], tuple[list[_Planned] | None, str, _Reorder | None, Dim]] = {}
     seen: dict[str, str] = {}  # storage -> the layer that counts it
     for name in G.graph["order"]:
         node = nodes[name]
@@ -91,7 +91,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             wanted = _wanted(layer, ins, node["shape"], fused)
             plan = None if wanted is None else [_plan(s, width, ins) for s in wanted]
             how = (fused and wanted is not None and layer.output_storage_fused(ins)) or layer.output_storage(ins)
-            got = memo[key] = (plan, how, layer.permutation(ins) if how == "strided" else None, prod(node["shape"]) * dtype_bytes)
+            got = memo[key] = (plan, how, _reordering(layer, ins) if how == "strided" else None, prod(node["shape"]) * dtype_bytes)
         plan, how, perm, out_bytes = got
         inputs = node["inputs"]
         src = nodes[inputs[0]] if inputs else _NO_INPUT
@@ -122,7 +122,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             elif kind == 4:  # torch.matmul's reshape for bmm: a view of the input where its layout allows, else a copy
                 i_node = nodes[inputs[index]]
                 storage = i_node["storage"]
-                if _viewable(i_node, s.merge or 0, sizes[storage], fixed):
+                if (i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, s.merge or 0, sizes[storage], fixed):
                     found.append((s, storage, 0, sizes[storage]))
                 else:
                     copy = _copy_of(s, width)
@@ -160,8 +160,22 @@ def keep_once(name: str, found: list[tuple[Saved, str, Dim, Dim]], seen: dict[st
     return kept, total
 
 
+_Reorder = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def _reordering(layer: Any, ins: list[Any]) -> _Reorder | None:
+    """A reordering view's (output axis of each input axis, the identity order), or None."""
+    perm = layer.permutation(ins)
+    if perm is None:
+        return None
+    where = [0] * len(perm)
+    for i, a in enumerate(perm):
+        where[a] = i
+    return tuple(where), tuple(range(len(perm)))
+
+
 def _place(
-    node: dict[str, Any], name: str, how: str, perm: tuple[int, ...] | None, src: dict[str, Any], has_input: bool, sizes: dict[str, Dim], nbytes: Dim
+    node: dict[str, Any], name: str, how: str, perm: _Reorder | None, src: dict[str, Any], has_input: bool, sizes: dict[str, Dim], nbytes: Dim
 ) -> None:
     """Set the node's ``storage``, ``contiguous`` and ``perm`` from its layer's ``output_storage`` (``how``)."""
     if how == "param" or not has_input:  # a parameter read in forward: parameter memory, never saved activations
@@ -179,10 +193,10 @@ def _place(
     else:
         node["storage"] = src["storage"]
         if perm is not None:  # a reordering view: follow the physical order of a dense block
-            order = tuple(range(len(perm))) if src["contiguous"] else src["perm"]
-            where = {a: i for i, a in enumerate(perm)}  # input axis -> output axis
-            phys = tuple(where[a] for a in order) if isinstance(order, tuple) and len(order) == len(perm) else None
-            node["contiguous"] = phys is not None and phys == tuple(range(len(phys)))
+            where, ident = perm
+            order = ident if src["contiguous"] else src["perm"]
+            phys = tuple([where[a] for a in order]) if isinstance(order, tuple) and len(order) == len(where) else None
+            node["contiguous"] = phys == ident
             node["perm"] = None if node["contiguous"] else phys
         else:
             node["contiguous"] = how == "reshape" or (how != "strided" and src["contiguous"])
@@ -223,7 +237,7 @@ def _plan(s: Saved, width: dict[str, int], ins: list[Any]) -> _Planned:
         size = prod(copy.shape) * width[copy.dtype]
         if copy.dtype != "act" or tuple(ins[s.input]) != s.shape:  # cast up, or broadcast: always a copy
             return copy, 2, 0, 0, size
-        return s, 4, s.input, size, size
+        return (s, 4, s.input, size, size) if s.merge else (s, 0, s.input, 0, 0)  # merging no axis: always a view
     if s.tensor == "output":
         return s, 1, 0, 0, 0
     if s.param is not None:
