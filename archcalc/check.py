@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .dims import dim_text, is_symbolic, simplify
+from .dims import expand, human_text, is_symbolic, simplify
 from .render import units
 from .report import IN_PLACE_NOTE, Report, Row
 
@@ -542,6 +542,11 @@ def _dtype_bytes(rep: Report) -> int:
 
 
 def _judge_formula(claim: Claim, exact: Any, deriv: str) -> Verdict:
+    if claim.op != "=":
+        what = NAMES[claim.quantity]
+        within = _budget_range(claim, exact)
+        formula = human_text(expand(exact))
+        raise Unreadable(f"a budget ({claim.op}) needs numbers; {what} here is a formula, {formula}{within}: give the symbols values with --set")
     text = claim.value.strip()
     if claim.quantity == "activation_bytes":
         text = re.sub(r"\s*(B|bytes)$", "", text)  # "4*C*H*W B": the formula counts bytes
@@ -550,11 +555,45 @@ def _judge_formula(claim: Claim, exact: Any, deriv: str) -> Verdict:
     import sympy
 
     formula = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
-    if claim.op != "=":
-        what = NAMES[claim.quantity]
-        raise Unreadable(f"a budget ({claim.op}) needs numbers; {what} here is a formula, {exact}: give the symbols values with --set")
     ok, why = same_formula(formula, exact)
-    return Verdict(claim, ok, exact, str(exact), why, deriv)
+    return Verdict(claim, ok, exact, human_text(expand(exact)), why, deriv)
+
+
+def _budget_range(claim: Claim, exact: Any) -> str:
+    """For a budget on a total in one symbol (a repeat count l, with the other sizes set): the values
+    of that symbol that keep within it (``872*l + 224 <= 1M`` for l up to 1,146), or ''."""
+    import sympy
+
+    symbols = list(getattr(exact, "free_symbols", ()))
+    if len(symbols) != 1 or claim.op not in ("<=", "<"):
+        return ""
+    try:
+        bound = _read_count(claim.value, claim.quantity, Report("", (), "", "float32", 1, []))[0]
+    except Unreadable:
+        return ""
+    if bound.elements or bound.quantity != claim.quantity:
+        return ""
+    x = symbols[0]
+    poly = sympy.Poly(sympy.expand(exact), x) if sympy.expand(exact).is_polynomial(x) else None
+    if poly is None or any(c < 0 or not c.is_Integer for c in poly.all_coeffs()):
+        return ""  # (a non-decreasing polynomial in a positive integer only)
+    value = exact_evaluator(exact)
+
+    def within(n: int) -> bool:
+        v = value({x.name: n})
+        return v <= bound.value if claim.op == "<=" else v < bound.value
+
+    if not within(1):
+        return f", over the budget already at {x} = 1"
+    lo, hi = 1, 2
+    while within(hi):
+        lo, hi = hi, hi * 2
+        if hi > 10**30:
+            return ""
+    while hi - lo > 1:  # the largest n within the budget lies in [lo, hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if within(mid) else (lo, mid)
+    return f", within the budget for {x} up to {lo:,}"
 
 
 def _shape_parts(value: str) -> list[str]:
@@ -627,6 +666,9 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
     def total(q: str) -> Any:
         return simplify(sum((getattr(r, q) * r.repeat for r in rows), start=0))
 
+    if is_symbolic(total(judged)):  # a formula has no slips to match a figure against
+        return None
+
     if judged == "macs" and fits(total("flops")):
         return "that is the FLOP count (2 \u00d7 MACs): one multiply-accumulate is two floating-point operations"
     if judged == "flops" and fits(total("macs")):
@@ -663,7 +705,7 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
                 alt_rows, _ = _rows(alt, claim.target, judged)
             except Unreadable:
                 continue
-            if fits(simplify(sum((getattr(r, judged) for r in alt_rows), start=0))):
+            if fits(simplify(sum((getattr(r, judged) * r.repeat for r in alt_rows), start=0))):
                 return say.replace("{stem}", alt.name.removesuffix("_v1") if kind == "v1" else "")
     return None
 
@@ -760,7 +802,7 @@ def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
 
 
 def _num(v: Any) -> str:
-    return f"{int(v):,}" if getattr(v, "is_Integer", False) or type(v) is int else dim_text(v)
+    return f"{int(v):,}" if getattr(v, "is_Integer", False) or type(v) is int else human_text(v)
 
 
 def _sum_text(rows: list[Row], quantity: str) -> str:

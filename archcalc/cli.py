@@ -482,7 +482,7 @@ def _check(args: argparse.Namespace) -> int:
             steps = [s for s in ex.steps if s.quantity == "params"] or steps
         lines = []
         for st in steps:
-            lines.append(f"{st.quantity}: " + " = ".join(x for x in (st.general and st.general.replace("**", "^"), st.worked, st.result) if x))
+            lines.append(f"{st.quantity}: " + " = ".join(x.replace("**", "^") for x in (st.general, st.worked, st.result) if x))
         return "\n".join(lines)
 
     others: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .conventions import dtype_bytes
-from .dims import dim_text, expand, is_symbolic, simplify, to_json
+from .dims import expand, human_text, is_symbolic, simplify, to_json
 from .render import _shape, units
 from .report import Report
 
@@ -128,10 +128,10 @@ def _cell(key: str, v: Any) -> str:
     if isinstance(v, tuple):
         return _shape(v)
     if key in ("activation_bytes", "kv"):
-        return units.size(v) if not is_symbolic(v) else f"{dim_text(v)} B"
+        return units.size(v)
     if key in ("nonlin", "depth"):
-        return dim_text(v)
-    return dim_text(v) if is_symbolic(v) else f"{int(v):,}"
+        return human_text(v)
+    return human_text(v) if is_symbolic(v) else f"{int(v):,}"
 
 
 def _rows(c: Comparison) -> list[tuple[str, str]]:

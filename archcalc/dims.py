@@ -370,6 +370,12 @@ def dim_text(value: Any) -> str:
     return str(_printer().doprint(value))
 
 
+def human_text(value: Any) -> str:
+    """A Dim as people write it in text and Markdown: :func:`dim_text` with powers as ``^``
+    (``27*C^2``, not Python's ``27*C**2``).  Machine formats (JSON, CSV) keep :func:`dim_text`."""
+    return dim_text(value).replace("**", "^")
+
+
 def to_json(value: Any) -> Any:
     """JSON form of a Dim: an int, or the sympy expression as a string ``sympify`` reads back."""
     value = simplify(value)
@@ -405,6 +411,7 @@ __all__ = [
     "dmax",
     "expand",
     "free_symbols",
+    "human_text",
     "known_sign",
     "names_in",
     "parse_dim",

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conventions import Convention, dtype_bytes, get_convention
-from .dims import Dim, as_int, dim_text, is_symbolic, simplify
+from .dims import Dim, as_int, dim_text, human_text, is_symbolic, simplify
+from .errors import escape_control
 from .graph import Graph, node_table
 from .layers.base import Layer, Shape, Window
 from .passes.receptive import AxisRF, widest_output
 from .render import _shape, units
 from .report import Report
-from .trace import leaf, text, untrace
+from .trace import NAMED, Traced, leaf, text, untrace
 
 # symbol names for a layer's dimension fields in the general formula
 FIELD_SYMBOLS = {
@@ -56,6 +57,7 @@ class Explanation:
     convention: str
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    network: str | None = None  # the spec's display name (its title), named in the header when it has one
 
 
 def _axis_names(shape: Shape) -> list[str]:
@@ -71,8 +73,8 @@ def _leafed(layer: Layer) -> Layer:
         v = layer.__dict__[name]
         if isinstance(v, int) and not isinstance(v, bool):
             updates[name] = leaf(v)
-        elif isinstance(v, list):
-            updates[name] = [leaf(x) if isinstance(x, int) else x for x in v]
+        elif isinstance(v, list):  # (a -1 in a shape is reshape's "the rest", not a size: it stays an int)
+            updates[name] = [leaf(x) if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else x for x in v]
     return layer.model_copy(update=updates) if updates else layer
 
 
@@ -137,27 +139,74 @@ def _term_order(terms: list[Any]) -> list[Any]:
     return sorted(terms, key=key)
 
 
-def _formula(expr: Any) -> str:
-    """A general formula as text (sympy syntax), its sums in lecture order."""
+def _formula(expr: Any, follow: Any = None) -> str:
+    """A general formula as text (sympy syntax), its sums in lecture order.
+
+    ``follow``: the same quantity computed on named traced values (:func:`_named`), whose text is
+    the worked line with symbol names for the numbers (``C_out·H_out·W_out·(C_in·(K·K))``): the
+    formula then lists its factors and terms in that order (``C_out*H_out*W_out*C_in*K**2``), so
+    that the worked numbers below it read in the formula's order, whatever the layer's code."""
+    from sympy.printing.precedence import precedence
     from sympy.printing.str import StrPrinter
+
+    positions = _positions(follow)
+    last = max(positions.values(), default=0)
+    trace = follow.text if isinstance(follow, Traced) else ""
+
+    def first(e: Any) -> int:
+        return min((positions.get(x.name, last + 1) for x in e.free_symbols), default=last + 2)
 
     class Printer(StrPrinter):  # type: ignore[misc]  # sympy is untyped
         def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
-            return _term_order(super()._as_ordered_terms(expr, order))
+            terms = _term_order(super()._as_ordered_terms(expr, order))
+            return sorted(terms, key=first) if positions else terms
+
+        def _print_Mul(self, expr: Any) -> str:
+            coeff, rest = expr.as_coeff_Mul()
+            factors = rest.as_ordered_factors() if rest != 1 else []
+            plain = not positions or not coeff.is_Integer or any(f.is_Pow and f.exp.is_negative for f in factors)
+            if plain or len(factors) + (coeff not in (1, -1)) < 2:  # (a fraction, or nothing to order)
+                return str(super()._print_Mul(expr))
+            texts = [(first(f), self.parenthesize(f, precedence(expr), strict=False)) for f in factors]
+            if coeff not in (1, -1):  # a coefficient where the trace has it (elements·4 B), else first
+                at = re.search(rf"(?<![\w.]){abs(int(coeff))}(?![\w.])", trace)
+                texts.append((at.start() if at else -1, str(abs(int(coeff)))))
+            body = "*".join(t for _, t in sorted(texts, key=lambda p: p[0]))
+            return f"-{body}" if coeff < 0 else body
 
     return str(Printer().doprint(simplify(expr)))
 
 
-def _formula_latex(expr: Any) -> str:
-    from sympy.printing.latex import LatexPrinter
+def _positions(follow: Any) -> dict[str, int]:
+    """Symbol name -> where it first appears in a named trace's text (empty without one)."""
+    if not isinstance(follow, Traced):
+        return {}
+    order: dict[str, int] = {}
+    for m in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", follow.text):
+        order.setdefault(m.group(), m.start())
+    return order
 
-    class Printer(LatexPrinter):  # type: ignore[misc]
-        def _as_ordered_terms(self, expr: Any, order: Any = None) -> list[Any]:
-            return _term_order(super()._as_ordered_terms(expr, order))
 
-    # a word-long symbol (MACs, planes) upright, not as a product of italic letters
-    names = {x: rf"\mathrm{{{x.name}}}" for x in expr.free_symbols if len(x.name) > 1 and "_" not in x.name}
-    return str(Printer({"symbol_names": names, "fold_short_frac": True}).doprint(expr))  # (H - K)/S inline: a slide row stays one line high
+def _named(layer: Layer) -> Layer:
+    """The layer with its dimension fields as traced values that print as their symbols (the names
+    :func:`_symbolic` gives them): run through the layer's formula, they spell the worked line's
+    order in names (see :func:`_formula`)."""
+    updates: dict[str, Any] = {}
+    for name in layer._dim_fields:
+        v = layer.__dict__[name]
+        base = FIELD_SYMBOLS.get(name, name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            updates[name] = leaf(v) if NEUTRAL.get(name) == v else Traced(v, base, NAMED)
+        elif isinstance(v, list):
+            updates[name] = [
+                Traced(x, f"{base}_{a.lower()}", NAMED) if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else x
+                for x, a in zip(v, AXES.get(len(v), "HW"), strict=False)
+            ]
+    return layer.model_copy(update=updates) if updates else layer
+
+
+def _named_shape(shape: Shape, names: Shape) -> tuple[Any, ...]:
+    return tuple(Traced(d, str(n), NAMED) if isinstance(d, int) else d for d, n in zip(shape, names, strict=True))
 
 
 def _general(fn: Any) -> str | None:
@@ -190,18 +239,23 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     ex = Explanation(
         name, layer.kind, list(node["inputs"]), [tuple(simplify(d) for d in s) for s in ins_num], tuple(simplify(d) for d in out_num), conv.name
     )
+    ex.network = G.graph.get("title")
     symbolic_input = any(is_symbolic(d) for s in ins_num for d in s)
     lay_t = _leafed(layer)
     ins_t = [tuple(leaf(d) if isinstance(d, int) else d for d in s) for s in ins_num]
     out_t = tuple(leaf(d) if isinstance(d, int) else d for d in out_num)
     lay_s, ins_s, out_s = _symbolic(layer), _in_symbols(ins_num), _out_symbols(out_num)
+    # the same again with values that print as names: the order each formula follows
+    lay_n, ins_n, out_n = _named(layer), [_named_shape(s, n) for s, n in zip(ins_num, ins_s, strict=True)], _named_shape(out_num, out_s)
+    named = _try(lambda: {"out": lay_n.output_shape(ins_n), "weights": lay_n.weights(ins_n), "ops": lay_n.ops(ins_n, out_n)})
 
     # output shape, axis by axis
     traced_out = lay_t.output_shape(ins_t)
     general_out = _general(lambda: lay_s.output_shape(ins_s))
     gen_axes: list[str | None] = [None] * len(out_num)
     if general_out is not None:
-        gen_axes = [_formula(d) for d in lay_s.output_shape(ins_s)]
+        named_out = named["out"] if named else [None] * len(out_num)
+        gen_axes = [_formula(d, f) for d, f in zip(lay_s.output_shape(ins_s), named_out, strict=True)]
     passthrough = {str(d) for s in ins_s for d in s}
     in_dims = {str(simplify(d)) for s in ins_num for d in s}
     for axis, (t, g) in enumerate(zip(traced_out, gen_axes, strict=True)):
@@ -214,19 +268,23 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     weights_t = lay_t.weights(ins_t)
     if weights_t:
         weights_s = _general_dict(lambda: lay_s.weights(ins_s))
+        weights_n = named["weights"] if named else {}
         total_t: Any = 0
         total_s: Any = 0
+        total_n: Any = 0
         for wname, shape in weights_t.items():
             n = _prod(shape)
             total_t = total_t + n
+            follow = _prod(weights_n[wname]) if wname in weights_n else None
+            total_n = total_n + follow if follow is not None and total_n is not None else None
             shape_txt = "\u00d7".join(str(untrace(d)) for d in shape) or "scalar"
             g = None
             if weights_s is not None:
                 total_s = total_s + _prod(weights_s[wname])
-                g = _formula(_prod(weights_s[wname]))
+                g = _formula(_prod(weights_s[wname]), follow)
             ex.steps.append(Step(f"params: {wname} ({shape_txt})", g, _worked(n), _fmt_count(n)))
         if len(weights_t) > 1:
-            ex.steps.append(Step("params", _formula(total_s) if weights_s is not None else None, _worked(total_t), _fmt_count(total_t)))
+            ex.steps.append(Step("params", _formula(total_s, total_n) if weights_s is not None else None, _worked(total_t), _fmt_count(total_t)))
     else:
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
     buffers = layer.buffers(ins_num)
@@ -239,11 +297,13 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     # operations, then MACs/FLOPs under the convention
     ops_t = lay_t.ops(ins_t, out_t)
     ops_s = _general_dict(lambda: lay_s.ops(ins_s, out_s))
+    ops_n = dict(named["ops"]) if named else {}
     if batch != 1:
         ops_t = {k: v * batch for k, v in ops_t.items()}
+        ops_n = {k: v * batch for k, v in ops_n.items()}
     for cat, v in ops_t.items():
         counted = conv.counts.get(f"{cat}/{layer.kind}", conv.counts.get(cat, 0))
-        g = _formula(ops_s[cat] * batch) if ops_s is not None and cat in ops_s else None
+        g = _formula(ops_s[cat] * batch, ops_n.get(cat)) if ops_s is not None and cat in ops_s else None
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
     macs = conv.macs(ops_t, layer.kind)
     macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
@@ -251,7 +311,8 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step(f"MACs ({conv.name})", None, "", "0"))
         ex.steps.append(Step("FLOPs", None, "", "0"))
     else:
-        ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
+        macs_n = _try(lambda: conv.macs(ops_n, layer.kind)) if ops_n else None
+        ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s, macs_n) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
         ex.steps.append(
             Step(
                 "FLOPs",
@@ -266,8 +327,8 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     if layer.in_place():
         ex.steps.append(Step("memory", None, "", "0 B: returns its input tensor (in place), nothing new is allocated"))
     else:
-        mem = _prod(out_t) * nbytes * batch
-        general = _formula(_prod(out_s) * nbytes * batch) + " B"
+        mem = _prod(out_t) * nbytes * batch  # elements × bytes per element, as the lecture writes it (64·56·56·4 B)
+        general = _formula(_prod(out_s) * nbytes * batch, _prod(out_n) * nbytes * batch) + " B"
         ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", general, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
 
     _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch)
@@ -276,7 +337,7 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
     count = node.get("repeat", 1)
     if type(count) is not int or count != 1:
-        n = dim_text(count)
+        n = human_text(count)
         ex.notes.append(
             f"this layer runs {n} times (one per copy of a block repeated {n} times): the values above are one copy's, "
             f"the totals count them {n} times; the receptive field is the last copy's"
@@ -315,10 +376,19 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
         if sym is not None:
             shape = ins_s[s.input] if s.tensor == "input" else out_s if s.tensor == "output" else sym.shape
             width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
-            g = _formula(_prod(shape) * width * (batch if s.batched else 1)) + " B"
+            follow = _prod(Traced(2, str(d), NAMED) if is_symbolic(d) and getattr(d, "is_Symbol", False) else d for d in shape) * width
+            g = _formula(_prod(shape) * width * (batch if s.batched else 1), follow) + " B"  # elements × bytes, as the memory line
         ex.steps.append(Step(label, g, "", _fmt_bytes(st.nbytes(batch))))
         shared = "" if st.first else f" (the same storage as what {st.counted_at} keeps: `archcalc memory` counts it there, once)"
         ex.notes.append(f"{label}: {s.why}{shared}")
+
+
+def _try(fn: Any) -> Any:
+    """fn(), or None where a formula cannot run on these values (then the formula keeps sympy's order)."""
+    try:
+        return fn()
+    except Exception:
+        return None
 
 
 def _general_dict(fn: Any) -> dict[str, Any] | None:
@@ -437,28 +507,29 @@ def _power(text: str) -> str:
 def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     # the network's input is named 'input': "input 3×227×227", not "input input 3×227×227"
     inputs = ", ".join(_shape(s) if n == "input" else f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
-    head = f"{ex.layer} ({ex.type}): input {inputs} \u2192 output {_shape(ex.output_shape)}"
+    where = f" in {escape_control(ex.network)}" if ex.network else ""
+    head = f"{ex.layer} ({ex.type}){where}: input {inputs} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
         from .render import md_escape
 
         lines = [f"**{md_escape(head)}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
         for s in ex.steps:
             lines.append(
-                f"| {s.quantity} | {('`' + _power(s.general) + '`') if s.general else ''} | {('`' + s.worked + '`') if s.worked else ''} "
-                f"| {md_escape(s.result)} |"
+                f"| {s.quantity} | {('`' + _power(s.general) + '`') if s.general else ''} | {('`' + _power(s.worked) + '`') if s.worked else ''} "
+                f"| {md_escape(_power(s.result))} |"
             )
         lines += [f"\n*{md_escape(n)}*" for n in ex.notes]
         return "\n".join(lines) + "\n"
-    if fmt == "latex":
-        return _latex(ex, head)
+    if fmt == "latex":  # (on a slide the frame's title names the network: the heading stays one line)
+        return _latex(ex, head.replace(where, "", 1) if where else head)
     width = max(len(s.quantity) for s in ex.steps)
     lines = [head, ""]
     for s in ex.steps:
         lines.append(f"{s.quantity:<{width}}  {_power(s.general)}" if s.general else s.quantity)
         if s.worked:
-            lines.append(f"{'':<{width}}  = {s.worked} = {s.result}")
+            lines.append(f"{'':<{width}}  = {_power(s.worked)} = {_power(s.result)}")
         else:
-            lines.append(f"{'':<{width}}  = {s.result}")
+            lines.append(f"{'':<{width}}  = {_power(s.result)}")
     lines += [f"note: {n}" for n in ex.notes]
     return "\n".join(lines) + "\n"
 
@@ -495,25 +566,27 @@ def _latex(ex: Explanation, head: str) -> str:
     def prose(txt: str) -> bool:  # words, not a formula: set upright as text
         return re.search(r"[A-Za-z]{4,}", re.sub(r"\b(in|out|extent|MACs|KiB|MiB|GiB|TiB)\b", "", txt.replace("_in", ""))) is not None
 
-    def sym(g: str, keep_order: bool = False) -> str:
+    def sym(g: str) -> str:
+        """A formula as the text writes it, in its order (the worked numbers follow that order:
+        sympy's latex would sort the factors again), word-long symbols upright (2\\,\\mathrm{MACs})."""
         import sympy
+        from sympy.parsing.sympy_parser import parse_expr
 
         names = {n: sympy.Symbol(n) for n in _names(g)}
-        if keep_order:  # a rule as the lecture writes it (r_in + (extent - 1)*j_in), not re-sorted by sympy
-            from sympy.parsing.sympy_parser import parse_expr
-
-            upright = {s: rf"\mathrm{{{n}}}" for n, s in names.items() if len(n) > 1 and "_" not in n}
-            return str(sympy.latex(parse_expr(g, local_dict=names, evaluate=False), order="none", symbol_names=upright))
-        return re.sub(r"(\d) \\mathrm", r"\1\\,\\mathrm", _formula_latex(sympy.sympify(g, locals=names)))  # 2\,\mathrm{MACs}
+        upright = {s: rf"\mathrm{{{n}}}" for n, s in names.items() if len(n) > 1 and "_" not in n}
+        expr = parse_expr(g, local_dict=names, evaluate=False)
+        out = str(sympy.latex(expr, order="none", symbol_names=upright, fold_short_frac=True))
+        out = re.sub(r"(?<=[}A-Za-z]) (\d+)(?![\d.{])", r" {\\cdot} \1", out)  # C_{out} H_{out} W_{out} {\cdot} 4: a number after a symbol
+        return re.sub(r"(\d) \\mathrm", r"\1\\,\\mathrm", out)
 
     def gen(g: str) -> str:
         if g == "r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1":  # the same rule, slide-short, in the lecture's order
-            return sym("r_in + D*(K - 1)*j_in", keep_order=True)
+            return sym("r_in + D*(K - 1)*j_in")
         if g.endswith(" B"):  # bytes
             return gen(g[:-2]) + r"\,\mathrm{B}"
         try:
             if ", " in g or " = " in g:  # 'r_in + (extent - 1)*j_in, extent = D*(K - 1) + 1': each part in math
-                return r",\quad ".join(" = ".join(sym(side, keep_order=True) for side in part.split(" = ")) for part in g.split(", "))
+                return r",\quad ".join(" = ".join(sym(side) for side in part.split(" = ")) for part in g.split(", "))
             return sym(g)
         except Exception:
             return r"\text{" + quotes(_latex_escape(g)) + "}" if prose(g) else math(g)
@@ -581,7 +654,7 @@ def explain_total(rep: Report, quantity: str = "flops") -> str:
     titles = {"flops": f"FLOPs ({rep.convention})", "macs": f"MACs ({rep.convention})", "params": "params"}
     title = titles[quantity]
     total = rep.totals[quantity]
-    lines = [f"{rep.name}: total {title} = {dim_text(total) if is_symbolic(total) else f'{int(total):,}'}", ""]
+    lines = [f"{escape_control(rep.display_name)}: total {title} = {human_text(total) if is_symbolic(total) else f'{int(total):,}'}", ""]
     parts = [(r, expand(getattr(r, quantity) * r.repeat)) for r in rep.counted_rows]
     parts = [(r, v) for r, v in parts if v != 0]
     if not is_symbolic(total):
@@ -601,13 +674,13 @@ def explain_total(rep: Report, quantity: str = "flops") -> str:
             by_term.setdefault(monomial, []).append((r, term))
     for term in _printed_terms(total):
         _, monomial = term.as_coeff_Mul()
-        lines.append(f"{dim_text(term)}")
+        lines.append(f"{human_text(term)}")
         for r, part in by_term.pop(monomial, []):
-            times = "" if r.repeat == 1 else f"  ({dim_text(r.repeat)} copies of {dim_text(sympy.expand(part / r.repeat))})"
-            lines.append(f"  = {dim_text(part):24s} {r.name}{times}")
+            times = "" if r.repeat == 1 else f"  ({human_text(r.repeat)} copies of {human_text(sympy.expand(part / r.repeat))})"
+            lines.append(f"  = {human_text(part):24s} {r.name}{times}")
     for monomial, rest in by_term.items():  # terms that cancel in the total
-        lines.append(f"{dim_text(monomial)} (cancels in the total)")
-        lines += [f"  {dim_text(p):26s} {r.name}" for r, p in rest]
+        lines.append(f"{human_text(monomial)} (cancels in the total)")
+        lines += [f"  {human_text(p):26s} {r.name}" for r, p in rest]
     return "\n".join(lines) + "\n"
 
 

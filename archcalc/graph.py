@@ -445,7 +445,7 @@ def compile_graph(
         raise SpecError("blocks nested too deeply (each block calls the next, hundreds of levels)", field="blocks") from None
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
-    G = LayerGraph({"name": arch.name, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
+    G = LayerGraph({"name": arch.name, "title": arch.title, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
     if c.symbolic:
         G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
     _resolve_ties(c, nodes)

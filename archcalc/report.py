@@ -88,6 +88,12 @@ class Report:
     rows: list[Row]
     include_training_only: bool = False
     repeats: Mapping[str, Dim] = field(default_factory=dict)  # block call -> copies, for calls with `repeat` (a symbol: see Row.repeat)
+    title: str | None = None  # the spec's display name ("AlexNet (Krizhevsky et al. 2012)"), for captions
+
+    @property
+    def display_name(self) -> str:
+        """What captions and headers call the network: its title, else its name."""
+        return self.title or self.name
 
     @property
     def counted_rows(self) -> list[Row]:
@@ -124,8 +130,10 @@ class Report:
         ``symbols`` names every symbol left in the values: sympy gives some names a meaning of
         their own (N, I, E, S, O, Q, pi, ...), so read values back with them as locals:
         ``sympy.sympify(v, locals={s: sympy.Symbol(s) for s in doc["symbols"]})``."""
-        return {
-            "name": self.name,
+        doc: dict[str, Any] = {"name": self.name}
+        if self.title is not None:
+            doc["title"] = self.title
+        return doc | {
             "input_shape": [to_json(d) for d in self.input_shape],
             "convention": self.convention,
             "dtype": self.dtype,
@@ -254,7 +262,15 @@ def report_from_graph(
         if not free_symbols_of((*G.graph["input_shape"], batch)):
             _note_stray_symbols(rows, nodes)
     return Report(
-        G.graph["name"], tuple(G.graph["input_shape"]), conv.name, dtype, batch, rows, include_training_only, dict(G.graph.get("repeats", {}))
+        G.graph["name"],
+        tuple(G.graph["input_shape"]),
+        conv.name,
+        dtype,
+        batch,
+        rows,
+        include_training_only,
+        dict(G.graph.get("repeats", {})),
+        G.graph.get("title"),
     )
 
 

@@ -139,6 +139,10 @@ class Architecture(Spec):
     """A whole network."""
 
     name: str
+    title: str | None = Field(
+        default=None,
+        description="Display name for captions and headers (\"AlexNet (Krizhevsky et al. 2012)\"); without it, captions use name.",
+    )
     description: str | None = None
     source: str | None = Field(default=None, description="Where the architecture is published (paper, table, code).")
     input: list[Annotated[int | str, Field()]] = Field(
@@ -185,9 +189,47 @@ def _loc_to_layer(data: Any, loc: tuple[Any, ...]) -> tuple[str | None, str | No
     return layer, None
 
 
+# what people write for a type in a spec (the quick stacks' words, 2-D where a rank is implied)
+TYPE_WORDS = {
+    "conv": "conv2d",
+    "fc": "linear",
+    "dense": "linear",
+    "pool": "maxpool2d",
+    "maxpool": "maxpool2d",
+    "avgpool": "avgpool2d",
+    "gap": "adaptiveavgpool2d",
+    "globalavgpool": "adaptiveavgpool2d",
+    "bn": "batchnorm2d",
+    "batchnorm": "batchnorm2d",
+    "lrn": "localresponsenorm",
+    "cat": "concat",
+    "leaky": "leakyrelu",
+    "sdpa": "scaled_dot_product_attention",
+}
+
+
+def unknown_type_message(tag: Any) -> str:
+    """One line for a type that is not a layer type: the closest known types, not the list of all."""
+    import difflib
+
+    known = sorted([*TYPE_NAMES, "block"])
+    text = str(tag)
+    low = text.lower().replace("_", "").replace("-", "").replace(" ", "").replace(".", "")
+    squeezed = {t.replace("_", ""): t for t in known}
+    near = [squeezed[low]] if low in squeezed else [TYPE_WORDS[low]] if low in TYPE_WORDS else []
+    if not near:  # (a case or underscore slip has one answer)
+        near = difflib.get_close_matches(low, list(squeezed), n=3, cutoff=0.6)
+    near = [squeezed.get(t, t) for t in near][:3]
+    shown = repr(tag) if isinstance(tag, str) else f"{tag!r} (a type is a name in quotes, such as 'conv2d')"
+    if not near:
+        return f"unknown layer type {shown} (`archcalc schema` lists the {len(known)} types)"
+    others = f" (or {', '.join(map(repr, near[1:]))})" if len(near) > 1 else ""
+    return f"unknown layer type {shown}; did you mean {near[0]!r}{others}?"
+
+
 def _pydantic_message(err: dict[str, Any]) -> str:
     if err["type"] == "union_tag_invalid":
-        return f"unknown layer type {err['ctx']['tag']!r}; valid types: {', '.join(sorted([*TYPE_NAMES, 'block']))}"
+        return unknown_type_message(err["ctx"]["tag"])
     if err["type"] == "union_tag_not_found":
         return "missing 'type' (the layer type, e.g. 'conv2d')"
     if err["type"] == "extra_forbidden":
@@ -229,6 +271,8 @@ def parse_spec(data: Any, file: str | None = None) -> Architecture:
         places = {_loc_to_layer(data, tuple(x["loc"])) for x in errs}  # a union reports one error per member
         more = f" (and errors in {len(places) - 1} more places)" if len(places) > 1 else ""
         hint = _fields_hint(data, tuple(err["loc"])) if err["type"] == "extra_forbidden" else ""
+        if err["type"].startswith("union_tag"):
+            field = field or "type"
         raise SpecError(_pydantic_message(dict(err)) + hint + more, layer=layer, field=field, file=file) from None
 
 

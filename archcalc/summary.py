@@ -117,4 +117,4 @@ def summarise(rep: Report, depth: int) -> Report:
     for r in rows:
         if r.training_only:  # an auxiliary head reads the stage it branches from
             r.inputs = [next((m.name for m in reversed(main) if rows.index(m) < rows.index(r)), main[0].name if main else "input")]
-    return Report(rep.name, rep.input_shape, rep.convention, rep.dtype, rep.batch, rows, rep.include_training_only, rep.repeats)
+    return Report(rep.name, rep.input_shape, rep.convention, rep.dtype, rep.batch, rows, rep.include_training_only, rep.repeats, rep.title)

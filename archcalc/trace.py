@@ -13,6 +13,9 @@ from typing import Any
 
 # precedence: higher binds tighter
 _ATOM, _MUL, _ADD = 3, 2, 1
+NAMED = 4
+"""Precedence of a leaf that prints as a name (explain's formula order): an atom that is never
+dropped as a 0 or a 1, so that every symbol of the formula shows where the code uses it."""
 MUL_SIGN, MINUS_SIGN = "\u00b7", "\u2212"
 
 

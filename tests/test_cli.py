@@ -112,7 +112,9 @@ def test_output_to_a_directory_or_a_missing_one_is_a_clean_error(tmp_path: Path)
 
 
 def test_output_format_follows_the_file_extension(tmp_path: Path) -> None:
-    for name, start in (("t.json", "{"), ("t.md", "*alexnet"), ("t.csv", "name,type"), ("t.tex", "\\begin"), ("t.out", "alexnet: input")):
+    formats = (("t.json", "{"), ("t.md", "*AlexNet"), ("t.csv", "name,type"), ("t.tex", "\\begin"))
+    formats += (("t.out", "AlexNet (Krizhevsky et al. 2012): input"),)
+    for name, start in formats:
         assert cli("table", "specs/alexnet.json", "-o", str(tmp_path / name)).code == 0
         assert (tmp_path / name).read_text().startswith(start), name
     # an explicit --format wins over the extension
@@ -125,7 +127,8 @@ def test_python_api_as_the_readme_shows_it() -> None:
 
     rep = analyze("specs/resnet50.json", input_shape=[3, "H", "W"], values={"H": 448, "W": 448})
     assert rep.row("layer4.2.conv3").output_shape == (2048, 14, 14)  # 448 / 32
-    assert str(rep).startswith("resnet50: input 3\u00d7448\u00d7448") and rep.render("csv").startswith("name,type")
+    assert str(rep).startswith("ResNet-50 v1.5 (He et al. 2015; torchvision): input 3\u00d7448\u00d7448")
+    assert rep.render("csv").startswith("name,type")
     # a spec as Python data: 8*3*3*3 + 8 = 224 params
     small = analyze({"name": "n", "input": [3, 32, 32], "layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3}]})
     assert small.totals["params"] == 224

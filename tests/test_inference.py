@@ -86,12 +86,12 @@ def test_explain_total_shows_where_each_megatron_term_comes_from() -> None:
     r = cli("explain", str(SPECS / "transformer_lm.json"), "total", "--convention", "torch")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert lines[0] == "transformer_lm: total FLOPs (torch) = 24*l*s*h**2 + 4*l*s**2*h + 2*s*h*V"
+    assert lines[0] == "transformer_lm: total FLOPs (torch) = 24*l*s*h^2 + 4*l*s^2*h + 2*s*h*V"  # powers as people write them
     text = r.out
-    # 24*l*s*h**2: the QKV projection (6), the attention output (2) and the MLP (8 + 8), per layer
-    for part, row in (("6*l*s*h**2", "attn.c_attn"), ("2*l*s*h**2", "attn.c_proj"), ("8*l*s*h**2", "mlp.c_fc")):
+    # 24*l*s*h^2: the QKV projection (6), the attention output (2) and the MLP (8 + 8), per layer
+    for part, row in (("6*l*s*h^2", "attn.c_attn"), ("2*l*s*h^2", "attn.c_proj"), ("8*l*s*h^2", "mlp.c_fc")):
         assert any(part in line and row in line for line in lines), (part, row, text)
-    assert any("4*l*s**2*h" in line and "attn.sdpa" in line for line in lines)  # the two products over s**2 scores
+    assert any("4*l*s^2*h" in line and "attn.sdpa" in line for line in lines)  # the two products over s^2 scores
     assert any("2*s*h*V" in line and "lm_head" in line for line in lines)
 
 

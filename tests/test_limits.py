@@ -225,6 +225,50 @@ def test_flatten_and_unflatten_are_views() -> None:
     assert rep.totals["activation_bytes"] == 4 * 8 * 8 * 4  # the conv's output only
 
 
+def test_flatten_of_a_transposed_tensor_is_a_copy() -> None:
+    """torch.flatten returns a view only of a tensor it can view: after a transpose (ViT's NLC
+    layout turned back, a channel shuffle) it copies, and the copy is memory of its own."""
+    from conftest import net
+
+    layers = [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        {"name": "t", "type": "transpose", "dim0": 1, "dim1": 2},  # (4, 8, 8) -> (8, 4, 8), a view
+        {"name": "f", "type": "flatten"},  # 256 values copied
+        {"name": "f2", "type": "flatten", "start_dim": 1, "end_dim": 1},  # a view of the copy
+    ]
+    rep = net(layers, (3, 8, 8))
+    assert rep.row("t").activation_bytes == 0
+    assert rep.row("f").activation_bytes == 4 * 8 * 8 * 4  # it counted 0 before
+    assert rep.row("f2").activation_bytes == 0
+    assert rep.totals["activation_bytes"] == 2 * 4 * 8 * 8 * 4  # the conv's output and the copy
+
+
+def test_a_permute_that_only_moves_axes_of_one_stays_contiguous() -> None:
+    """ConvNeXt's head: LayerNorm2d permutes (1, 1, 768) back to (768, 1, 1); torch calls that
+    contiguous (axes of size 1 have no stride that matters) and the flatten after it is a view."""
+    from conftest import net
+
+    layers = [
+        {"name": "p", "type": "permute", "dims": [0, 3, 1, 2]},  # (1, 1, 8) -> (8, 1, 1)
+        {"name": "f", "type": "flatten"},
+    ]
+    assert net(layers, (1, 1, 8)).row("f").activation_bytes == 0
+    assert net(layers, (2, 1, 8)).row("f").activation_bytes == 2 * 8 * 4  # (8, 2, 1): a copy of 16 float32
+
+
+@pytest.mark.torch
+def test_flatten_copies_exactly_where_torch_copies() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(2, 4, 8, 8)
+    assert torch.flatten(x, 1).data_ptr() == x.data_ptr()  # a view
+    t = x.transpose(1, 2)
+    assert t.data_ptr() == x.data_ptr() and torch.flatten(t, 1).data_ptr() != x.data_ptr()  # a view, then a copy
+    ones = torch.zeros(2, 1, 1, 8)
+    assert torch.flatten(ones.permute(0, 3, 1, 2), 1).data_ptr() == ones.data_ptr()  # size-1 axes moved: still a view
+    twos = torch.zeros(2, 2, 1, 8)
+    assert torch.flatten(twos.permute(0, 3, 1, 2), 1).data_ptr() != twos.data_ptr()
+
+
 @pytest.mark.parametrize(
     ("layer", "field"),
     [
@@ -291,6 +335,71 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(archcalc.cli, "run", interrupted)
     r = cli("table", "specs/alexnet.json")
     assert r.code == 130 and r.err == "archcalc: interrupted\n"
+
+
+def test_ctrl_c_while_archcalc_loads_is_one_line_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C in the first tenths of a second lands while pydantic and sympy load, before
+    cli.main's handler exists: the entry point catches it (it printed a 20-line traceback)."""
+    import builtins
+
+    from archcalc.entry import main
+
+    real_import = builtins.__import__
+
+    def slow_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "cli" or name.endswith("archcalc.cli"):
+            raise KeyboardInterrupt  # what SIGINT raises inside the import of the command line
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(__import__("sys").modules, "archcalc.cli")
+    monkeypatch.setattr(builtins, "__import__", slow_import)
+    import io
+    import sys
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["table", "specs/alexnet.json"]) == 130
+    assert err.getvalue() == "archcalc: interrupted\n"
+
+
+def test_the_command_enters_through_the_light_entry_point() -> None:
+    """The installed `archcalc` and `python -m archcalc` both start at archcalc.entry, which loads
+    only the standard library before its guard; `import archcalc` loads nothing heavy either."""
+    import subprocess
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]["archcalc"] == "archcalc.entry:main"
+    code = "import sys, archcalc.entry; print(sorted(m for m in ('pydantic', 'sympy', 'archcalc.cli', 'archcalc.report') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("delay", [0.03, 0.1, 0.2, 0.3, 0.6])
+def test_a_real_sigint_at_any_moment_leaves_no_traceback(delay: float) -> None:
+    """SIGINT ``delay`` seconds after the interpreter is up.  Beyond any program's reach: a signal
+    during CPython's own start ("Fatal Python error: init_import_site"), or in the few milliseconds
+    the console-script wrapper takes to import archcalc.entry (a bare KeyboardInterrupt from the
+    wrapper's own line).  From there on the command loads, analyses ResNet-152 or prints, and must end with the
+    one line and 130, or have finished."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys; sys.stderr.write('R'); sys.stderr.flush(); from archcalc.entry import main; "
+        "sys.exit(main(['table', 'specs/resnet152.json', '-o', '/dev/null']))"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    assert p.stderr is not None and p.stderr.read(1) == "R"
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert (p.returncode, err) in ((130, "archcalc: interrupted\n"), (0, "")), (p.returncode, err)
 
 
 def test_a_full_disk_on_stdout_is_one_line_exit_2() -> None:

@@ -154,6 +154,39 @@ ZOO_NEWER = [
         {"name": "first", "type": "select", "dim": 1, "index": 0, "inputs": ["x2"]},
         {"name": "head", "type": "linear", "out_features": 10},
     ]},
+    # language-model layers (issue 12): token ids in, embeddings, RMSNorm, rotary q/k, grouped-query
+    # attention, a learned bias table, and the elementwise arithmetic of attention scores
+    {"name": "lm", "input": [12], "layers": [
+        {"name": "wte", "type": "embedding", "num_embeddings": 50, "embedding_dim": 16, "padding_idx": 0},
+        {"name": "wpe", "type": "embedding", "num_embeddings": 20, "embedding_dim": 16, "indices": "positions", "inputs": ["input"]},
+        {"name": "wtt", "type": "embedding", "num_embeddings": 2, "embedding_dim": 16, "indices": "zeros", "inputs": ["input"]},
+        {"name": "x0", "type": "add", "inputs": ["wte", "wpe", "wtt"]},
+        {"name": "norm", "type": "rmsnorm", "eps": 1e-5},
+        {"name": "q", "type": "linear", "out_features": 16, "bias": False},
+        {"name": "q_heads", "type": "reshape", "shape": [12, 2, 8]},
+        {"name": "q_t", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "q_rot", "type": "rotary"},
+        {"name": "k", "type": "linear", "out_features": 8, "bias": False, "inputs": ["norm"]},
+        {"name": "k_heads", "type": "reshape", "shape": [12, 1, 8]},
+        {"name": "k_t", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "k_rot", "type": "rotary", "base": 500},
+        {"name": "k_tt", "type": "transpose", "dim0": -2, "dim1": -1},
+        {"name": "scores", "type": "matmul", "inputs": ["q_rot", "k_tt"]},
+        {"name": "scaled", "type": "scalar", "op": "mul", "value": 0.25},
+        {"name": "bias", "type": "positionbias", "shape": [2, 12, 12], "table": [23, 2]},
+        {"name": "biased", "type": "add", "inputs": ["scaled", "bias"]},
+        {"name": "centered", "type": "sub", "inputs": ["biased", "scaled"]},
+        {"name": "denom", "type": "scalar", "op": "add", "value": 2.0},
+        {"name": "ratio", "type": "div", "inputs": ["centered", "denom"]},
+        {"name": "inv", "type": "scalar", "op": "rdiv", "value": 1.0},
+        {"name": "neg", "type": "scalar", "op": "rsub", "value": 1.0},
+        {"name": "sq", "type": "scalar", "op": "pow", "value": 2.0},
+        {"name": "v", "type": "linear", "out_features": 8, "bias": False, "inputs": ["norm"]},
+        {"name": "v_heads", "type": "reshape", "shape": [12, 1, 8]},
+        {"name": "v_t", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "gqa", "type": "scaled_dot_product_attention", "inputs": ["q_rot", "k_rot", "v_t"], "is_causal": True, "enable_gqa": True},
+        {"name": "norm2", "type": "rmsnorm", "normalized_shape": [12, 8], "elementwise_affine": False},
+    ]},
 ]
 SMALL = {"name": "small", "input": [3, 16, 16], "layers": [
     {"name": "conv1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
@@ -288,6 +321,23 @@ def test_every_layer_type_builds_and_matches(spec: dict[str, Any]) -> None:
         pytest.skip(f"layer types not in archcalc: {sorted(missing)}")
     result = verify_spec(spec)
     assert result.ok, result.failure_message()
+
+
+def test_language_model_layers_as_torch_counts_them() -> None:
+    """The ``lm`` spec of ZOO_NEWER, each torch measurement written as the arithmetic it should be."""
+    (lm,) = [s for s in ZOO_NEWER if s["name"] == "lm"]
+    result = verify_spec(lm)
+    assert result.ok, result.failure_message()
+    got = {(r.name, r.quantity): r.measured for r in result.rows}
+    assert got["wte", "params"] == 50 * 16 and got["wpe", "params"] == 20 * 16 and got["wtt", "params"] == 2 * 16  # tables: rows x dim
+    assert got["wpe", "output_shape"] == (12, 16)  # positions 0..11, whatever the ids are
+    assert got["norm", "params"] == 16 and got["norm2", "params"] == 0  # RMSNorm: a weight, no bias
+    assert got["bias", "params"] == 23 * 2  # the table, not the (2, 12, 12) it hands out
+    assert got["q_rot", "params"] == 0 and got["q_rot", "macs"] == 0  # rotary: elementwise, no weights
+    assert got["scores", "macs"] == 2 * 12 * 12 * 8  # k's one head broadcast over q's two
+    assert got["gqa", "macs"] == 2 * (2 * 12 * 12 * 8)  # q @ k^T and p @ v, k/v's head repeated to 2; causal still counts all 12 x 12
+    for name in ("scaled", "biased", "centered", "denom", "ratio", "inv", "neg", "sq"):
+        assert got[name, "macs"] == 0 and got[name, "output_shape"] == (2, 12, 12)  # elementwise: torch counts no FLOPs
 
 
 ZOO_TYPES = {layer["type"] for spec in (ZOO2D, ZOO1D, ZOO3D, *ZOO_NEWER) for layer in spec["layers"]}

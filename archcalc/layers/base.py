@@ -378,6 +378,11 @@ class Layer(Spec):
         """True when the output is the input tensor itself (``inplace=True``, identity): no new memory."""
         return bool(self.__dict__.get("inplace", False))
 
+    def same_for_every_sample(self) -> bool:
+        """True when the output does not depend on the sample (learned positions ``wpe(arange(L))``):
+        user code may hold it once, without a batch axis, and let torch broadcast it."""
+        return False
+
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
         """The tensors autograd keeps for this layer's backward in a training-mode forward, every
         input requiring grad (parameters and buffers excluded: they are counted as such).  ``[]``

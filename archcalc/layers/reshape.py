@@ -46,10 +46,26 @@ class _View(Layer):
         return []  # its backward rearranges the gradient back, from the sizes alone
 
     def output_storage(self, ins: list[Shape]) -> str:
-        return "strided"  # a view whose per-sample block is not contiguous (permute, transpose)
+        return "strided"  # a view whose per-sample block is not contiguous (a slice of a later axis)
 
 
-class Permute(_View):
+class _Rearranged(_View):
+    """A view with the input's axes in another order (permute, transpose)."""
+
+    def _order(self, shape: Shape) -> list[int]:
+        """The per-sample axes of the input in the order the output has them."""
+        raise NotImplementedError  # each of permute and transpose says
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        """A view; contiguous (torch's ``is_contiguous``) when the axes longer than 1 keep their
+        order, as in ConvNeXt's (1, 1, 768) -> (768, 1, 1) before its head's flatten, so that a
+        flatten after it views instead of copying.  A symbolic size counts as longer than 1."""
+        shape = ins[0]
+        kept = [i for i in self._order(shape) if known_sign(shape[i] - 1) != 0]
+        return "view" if kept == sorted(kept) else "strided"
+
+
+class Permute(_Rearranged):
     """``x.permute(*dims)``: dims as in torch, the batch axis 0 first."""
 
     type: Literal["permute"]
@@ -78,18 +94,21 @@ class Permute(_View):
         return PermuteModule(tuple(self.dims))
 
 
-class Transpose(_View):
+class Transpose(_Rearranged):
     """``x.transpose(dim0, dim1)``."""
 
     type: Literal["transpose"]
     dim0: int = Field(description="First axis (batch axis 0, as in torch).")
     dim1: int = Field(description="Second axis.")
 
+    def _order(self, shape: Shape) -> list[int]:
+        a, b = sample_axis(self, self.dim0, shape, "dim0"), sample_axis(self, self.dim1, shape, "dim1")
+        order = list(range(len(shape)))
+        order[a], order[b] = b, a
+        return order
+
     def output_shape(self, ins: list[Shape]) -> Shape:
-        a, b = sample_axis(self, self.dim0, ins[0], "dim0"), sample_axis(self, self.dim1, ins[0], "dim1")
-        out = list(ins[0])
-        out[a], out[b] = out[b], out[a]
-        return tuple(out)
+        return tuple(ins[0][i] for i in self._order(ins[0]))
 
     def permutation(self, ins: list[Shape]) -> tuple[int, ...]:
         a, b = sample_axis(self, self.dim0, ins[0], "dim0"), sample_axis(self, self.dim1, ins[0], "dim1")

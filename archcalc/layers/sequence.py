@@ -54,6 +54,9 @@ class Embedding(Layer):
     def weights(self, ins: list[Shape]) -> dict[str, Shape]:
         return {"weight": (self.num_embeddings, self.embedding_dim)}
 
+    def same_for_every_sample(self) -> bool:
+        return self.indices != "input"  # the rows of the positions (or of token type 0): the same for every sample
+
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"lookup": numel(out)}  # one table entry read per output element: no arithmetic
 

@@ -1,4 +1,5 @@
-"""Activation memory: node attribute ``activation_bytes`` = output elements x dtype bytes x batch."""
+"""Activation memory: node attribute ``activation_bytes`` = output elements x dtype bytes x batch,
+or 0 for an output that is its input's storage (an in-place ReLU, a view)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,32 @@ from ..dims import Dim, prod
 from ..graph import Graph, node_table
 
 
+def contiguous_after(how: str, src_contiguous: bool) -> bool:
+    """Whether an output that shares its input's storage (``how``: ``Layer.output_storage``, one of
+    ``archcalc.layers.base.STORAGES``) is contiguous per sample: a reshape's
+    view is (torch views only what it need not copy), a strided view (permute, transpose, a
+    slice of a later axis) is not, anything else is as its input."""
+    return how == "reshape" or (how != "strided" and src_contiguous)
+
+
 def memory(G: Graph, dtype_bytes: int, batch: Dim = 1) -> None:
-    """Bytes of each layer's output tensor (the lecture's memory column, before dividing by 1024)."""
+    """Bytes of each layer's output tensor (the lecture's memory column, before dividing by 1024).
+
+    An in-place layer (ReLU(inplace=True)) writes into its input and a view (flatten, permute,
+    a slice) reads it: they allocate nothing new, except a flatten or reshape of a tensor that a
+    permute or transpose left non-contiguous, which torch copies (``x.transpose(1, 2).flatten(1)``)."""
     nodes = node_table(G)
+    contiguous: dict[str, bool] = {}  # per node: its output is contiguous per sample (eval mode)
     for name in G.graph["order"]:
         node = nodes[name]
-        # an in-place layer (ReLU(inplace=True)) writes into its input: it allocates nothing new
-        node["activation_bytes"] = 0 if node["layer"].in_place() else prod(node["shape"]) * dtype_bytes * batch
+        layer = node["layer"]
+        inputs = node["inputs"]
+        how = layer.output_storage(node["in_shapes"])
+        src = contiguous.get(inputs[0], True) if inputs else True
+        # (in eval mode: dropout, in_place() here, returns its input itself though training makes new)
+        if not layer.in_place() or (how == "reshape" and not src):
+            node["activation_bytes"] = prod(node["shape"]) * dtype_bytes * batch
+            contiguous[name] = True
+        else:
+            node["activation_bytes"] = 0
+            contiguous[name] = contiguous_after(how, src)

@@ -1,6 +1,7 @@
 """Output shapes, per sample (channels first): node attributes ``shape``, and for the passes after
-it ``in_shapes`` (the inputs' shapes, in order) and ``formula_key`` (layer identity + input shapes:
-equal keys give equal formula results, so repeated blocks are computed once)."""
+it ``in_shapes`` (the inputs' shapes, in order) and ``formula_key`` (the layer's settings + input
+shapes: equal keys give equal formula results, so repeated blocks, and the many equal layers of a
+flat imported spec, are computed once)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,57 @@ from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import shape_str
 from ..spec import MAX_RANK
 
+# fields that place a layer in the graph but enter none of its formulas (Layer's first fields)
+_PLACEMENT = ("name", "inputs", "when", "unless", "training_only")
+_SETTINGS_FROM: dict[type, int | None] = {}  # per layer type: where its settings start in __dict__
+
+
+def _frozen(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return tuple(map(_frozen, value))
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
+
+
+def settings_key(layer: object) -> object:
+    """What a layer's formulas depend on: its type and every setting except where it sits (its
+    name, its inputs' names).  Equal keys with equal input shapes give equal results.  (About a
+    microsecond: pydantic keeps a model's fields in ``__dict__`` in declaration order, Layer's
+    own placement fields first.)"""
+    kind = type(layer)
+    names = layer.__dict__
+    skip = _SETTINGS_FROM.get(kind, -1)
+    if skip == -1:
+        fields = list(names)
+        n = len(_PLACEMENT)
+        skip = _SETTINGS_FROM[kind] = n if tuple(fields[:n]) == _PLACEMENT and not set(fields[n:]) & set(_PLACEMENT) else None
+    if skip is None:
+        key: tuple[object, ...] = (kind, *(v for k, v in names.items() if k not in _PLACEMENT))
+    else:
+        key = (kind, *list(names.values())[skip:])
+    try:
+        hash(key)
+    except TypeError:  # a list setting (kernel_size [3, 3]): as a tuple
+        key = tuple(map(_frozen, key))
+    return key
+
 
 def shapes(G: Graph) -> None:
     """Set ``shape`` on every node from its inputs' shapes, in topological order."""
     nodes = node_table(G)
     nodes[INPUT]["shape"] = G.graph["input_shape"]
-    memo: dict[tuple[object, ...], tuple[object, ...]] = {}  # repeated blocks share bound layers
+    memo: dict[tuple[object, ...], tuple[object, ...]] = {}
+    settings: dict[int, object] = {}  # repeated blocks share bound layers: each is keyed once
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]
         inputs = node["inputs"]
         ins = [nodes[inputs[0]]["shape"]] if len(inputs) == 1 else [nodes[i]["shape"] for i in inputs]
-        key = (id(layer), *ins)
+        ident = settings.get(id(layer))
+        if ident is None:
+            ident = settings[id(layer)] = settings_key(layer)
+        key = (ident, *ins)
         node["in_shapes"], node["formula_key"] = ins, key
         out = memo.get(key)
         if out is None:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..dims import dim_text, is_symbolic, simplify, to_json
+from ..dims import dim_text, human_text, is_symbolic, simplify, to_json
 from ..errors import escape_control
 from ..report import IN_PLACE_NOTE, QUANTITIES, Report, Row
 from . import units
@@ -25,7 +25,8 @@ def _dim_text(d: Any, plain_sep: bool = False) -> str:
     d = simplify(d)
     if not is_symbolic(d):
         return str(d)
-    return f"({dim_text(d)})" if d.is_Add or (plain_sep and not d.is_Symbol) else dim_text(d)
+    text = dim_text(d) if plain_sep else human_text(d)  # (CSV keeps sympy's syntax)
+    return f"({text})" if d.is_Add or (plain_sep and not d.is_Symbol) else text
 
 
 def _shape(dims: tuple[Any, ...], sep: str = "\u00d7") -> str:
@@ -39,7 +40,7 @@ def _shape_text(dims: tuple[Any, ...], sep: str) -> str:
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
-    name = escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{dim_text(r.repeat)})")
+    name = escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{human_text(r.repeat)})")
     return [
         name,
         r.type,
@@ -63,7 +64,7 @@ def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], 
 
 def _caption(rep: Report) -> str:
     batch = "" if rep.batch == 1 else f", batch {rep.batch}"
-    name = escape_control(rep.name)
+    name = escape_control(rep.display_name)
     return f"{name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, memory of each output in {rep.dtype}"
 
 
@@ -118,7 +119,7 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
         legends.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
     repeated = next((r for r in rep.rows if not _once(r)), None)
     if repeated is not None:
-        n = dim_text(repeated.repeat)
+        n = human_text(repeated.repeat)
         legends.append(
             f"(\u00d7{n}) rows are one copy of a block repeated {n} times ('*' in their names stands for the copy's index): "
             f"the totals count each of them {n} times; their receptive field is the last copy's."

@@ -257,11 +257,11 @@ def to_page(rep: Report, *, diagram: bool = True) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <link rel="icon" href="data:,">
-<title>{_esc(rep.name)}: archcalc report</title>
+<title>{_esc(rep.display_name)}: archcalc report</title>
 <style>{_CSS}</style>
 </head>
 <body>
-<h1>{_esc(rep.name)}</h1>
+<h1>{_esc(rep.display_name)}</h1>
 <p class="note">Input {_esc("×".join(str(to_json(d)) for d in rep.input_shape))}{batch}. Convention '{_esc(conv.name)}': {_esc(conv.description)}
 Memory is each layer's output in {_esc(rep.dtype)}; KB, MB and GB are powers of 1024; K, M and G counts are powers of 1000.
 RF is the receptive field in input pixels, stride the effective stride.</p>

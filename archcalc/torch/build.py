@@ -164,9 +164,14 @@ def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, d
         for wname, src in G.nodes[name].get("tied", {}).items():  # one tensor for both layers (GPT-2: lm_head.weight = wte.weight)
             setattr(modules[name], wname, modules[src].weight)
     model = SpecModule(str(G.graph["name"]), input_shape, G.graph["order"], inputs, modules, training, G.graph["output"])
-    if any(G.nodes[n]["layer"].takes_indices for n in G.graph["order"] if INPUT in G.nodes[n]["inputs"]):
-        model.input_dtype = torch.long  # token ids
+    if reads_token_ids(G):
+        model.input_dtype = torch.long
     return model
 
 
-__all__ = ["SpecModule", "build_module", "numeric_shape", "sanitize"]
+def reads_token_ids(G: nx.DiGraph[str]) -> bool:
+    """True when the spec's input is token ids (a layer that reads it takes indices: an embedding)."""
+    return any(G.nodes[n]["layer"].takes_indices for n in G.graph["order"] if INPUT in G.nodes[n]["inputs"])
+
+
+__all__ = ["SpecModule", "build_module", "numeric_shape", "reads_token_ids", "sanitize"]

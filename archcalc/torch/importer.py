@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dims import Dim, DimError, as_int, check_expr, known_sign, parse_dim
+from ..dims import Dim, DimError, as_int, check_expr, is_symbolic, known_sign, parse_dim
 from ..errors import SpecError, user_failure
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer, shape_str
@@ -114,6 +114,15 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Positions:
+    """``torch.arange(0, n)``: the positions 0..n-1 of a sequence of n (GPT-2's ``wpe(arange(t))``).
+    An ``nn.Embedding`` that reads it is an ``embedding`` with ``indices: "positions"``."""
+
+    length: Any
+    """n: an int or a symbolic size (the sequence length read off a tensor's shape)."""
+
+
+@dataclass(frozen=True)
 class Refused:
     """The value of a node the importer refused: later nodes that read it are not reported again."""
 
@@ -138,18 +147,48 @@ def same(a: Any, b: Any) -> bool:
         return False
 
 
-def _tracer() -> fx.Tracer:
+def _tracer(decisions: Sequence[bool] = ()) -> fx.Tracer:
     from torch import fx
 
     table()  # registers the composite modules classify() knows by name
 
     class Tracer(fx.Tracer):
-        """fx's tracer with archcalc's leaf rule (:func:`archcalc.torch.leaves.classify`)."""
+        """fx's tracer with archcalc's leaf rule (:func:`archcalc.torch.leaves.classify`).
+
+        A Python test of a traced value (``assert t <= block_size`` in nanoGPT, ``if new_h != H``
+        in timm's MobileViT), which plain fx refuses, takes the i-th of ``decisions`` (true beyond
+        them) and is marked :data:`DECIDED`; the importer computes each test for the given input
+        and, where one went the other way, traces again with that decision turned
+        (:func:`import_graph`), so the traced path is the one the model takes for that input."""
+
+        tests = 0
 
         def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
             return classify(m) is not None
 
+        def to_bool(self, obj: fx.Proxy) -> bool:
+            i = self.tests
+            self.tests += 1
+            if self.tests > MAX_TESTS:  # a `while` on a traced value would never end
+                raise fx.proxy.TraceError(f"more than {MAX_TESTS} Python tests of traced values (a loop on one?)")
+            decision = decisions[i] if i < len(decisions) else True
+            obj.node.meta.setdefault(DECIDED, []).append((i, decision))
+            return decision
+
     return Tracer()
+
+
+DECIDED = "archcalc_decided"
+"""fx node meta key: [(i, decision)] for the Python tests (``if``/``assert``) the trace took on this node's value."""
+MAX_TESTS = 1000
+
+
+class WrongBranch(Exception):
+    """The trace took the i-th Python test the way the input does not: trace again with it turned."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
 
 
 def _concrete_args(module: nn.Module) -> dict[str, Any]:
@@ -172,15 +211,16 @@ def _concrete_args(module: nn.Module) -> dict[str, Any]:
     return {p.name: p.default for p in extra}
 
 
-def trace(module: nn.Module, training: bool = False) -> fx.Graph:
+def trace(module: nn.Module, training: bool = False, decisions: Sequence[bool] = ()) -> fx.Graph:
     """Symbolically trace ``module`` in eval mode (or training mode: auxiliary heads run there);
-    its train/eval flags are restored afterwards."""
+    its train/eval flags are restored afterwards.  ``decisions``: how to take the Python tests of
+    traced values, in the order the trace meets them (default: true)."""
     from torch import fx
 
     flags = {m: m.training for m in module.modules()}
     module.train(training)
     try:
-        return _tracer().trace(module, concrete_args=_concrete_args(module) or None)
+        return _tracer(decisions).trace(module, concrete_args=_concrete_args(module) or None)
     except SpecError:
         raise
     except fx.proxy.TraceError as e:
@@ -342,6 +382,8 @@ class Importer:
             raise self.fail(node, v.why)
         if isinstance(v, Refused):
             raise Downstream
+        if isinstance(v, Positions):
+            raise self.unsupported(node, f"{describe(v)} used as a tensor (only an nn.Embedding may read it: learned positions)")
         if isinstance(v, Attr) and "parameter" in TYPE_NAMES:
             return self.parameter(node, v)
         if isinstance(v, Attr):
@@ -378,6 +420,16 @@ class Importer:
             self.params_emitted[key] = name
         return self.params_emitted[key]
 
+    def positions_of(self, node: fx.Node, v: Positions) -> str:
+        """The tensor whose first axis ``v`` counts (an embedding of positions reads its length): the
+        model input when it is that long, else the latest layer whose first axis is."""
+        names: list[str] = [INPUT, *reversed([str(d["name"]) for d in self.layers])]
+        for name in names:
+            shape = self.shapes[name]
+            if shape and same(shape[0], v.length):
+                return name
+        raise self.unsupported(node, f"{describe(v)}: no tensor has a first axis of {v.length} to take the positions of")
+
     def shape(self, name: str) -> tuple[Dim, ...]:
         return self.shapes[name]
 
@@ -401,7 +453,7 @@ class Importer:
         lname = name or self.fresh(node.name)
         data: dict[str, Any] = {"name": lname, "type": kind}
         clean = {k: v for k, v in fields.items() if not _is_default(cls, k, v)}
-        if len(inputs) != 1 or inputs[0] != self.prev:
+        if len(inputs) != 1 or inputs[0] != self.prev or (cls.source and inputs):  # a source reads no layer unless it names one
             data["inputs"] = list(inputs)
         data.update(clean)
         try:
@@ -454,11 +506,29 @@ class Importer:
                 except SpecError as e:
                     self.refused.append((node, e))
                     self.values[node] = Refused()
+        self.check_decisions(graph)
         if self.refused:
             raise self.refusal()
         if output is None:
             raise SpecError("the traced graph has no output")
         return output
+
+    def check_decisions(self, graph: fx.Graph) -> None:
+        """Each Python test the trace decided must come out that way for this input: the first that
+        does not raises :class:`WrongBranch`; one that cannot be computed (tensor values, a symbolic
+        size) is refused."""
+        wrong: list[int] = []
+        for node in graph.nodes:
+            for i, decision in node.meta.get(DECIDED, ()):
+                v = self.values.get(node)
+                truth = _truth(v)
+                if truth is None and not isinstance(v, Refused) and node not in {n for n, _ in self.refused}:
+                    self.refused.append((node, self.fail(node, f"the model tests it in Python (an assert or if), but it is {describe(v)} "
+                                                               "for this input, neither true nor false (give the sizes numbers)")))
+                elif truth is not None and truth != decision:
+                    wrong.append(i)
+        if wrong:
+            raise WrongBranch(min(wrong))
 
     def refusal(self) -> SpecError:
         """One error for every refused node: the first in full, the others counted by op."""
@@ -495,6 +565,9 @@ class Importer:
         if self.training and isinstance(v, list | tuple) and v and all(isinstance(x, TensorRef) for x in v):
             self.aux_outputs = [x.name for x in v[1:]]  # GoogLeNetOutputs(logits, aux2, aux1)
             v = v[0]
+        if isinstance(v, list | tuple) and sum(isinstance(x, TensorRef) for x in v) == 1 and all(isinstance(x, TensorRef) or x is None for x in v):
+            self.notes.append(f"the model returns a {type(v).__name__} of {len(v)} whose only tensor (the others are None) is the spec's output")
+            v = next(x for x in v if isinstance(x, TensorRef))  # nanoGPT's (logits, loss) with no targets: (logits, None)
         if not isinstance(v, TensorRef):
             what = f"{len(v)} values" if isinstance(v, list | tuple) else describe(v)
             raise SpecError(f"the model returns {what}; archcalc specs have one output tensor (node {node.name!r})")
@@ -540,8 +613,12 @@ class Importer:
         self.used_params.update(id(p) for p in module.parameters())
         if node.kwargs and kind != "multiheadattention":
             raise self.unsupported(node, f"called with keyword arguments {sorted(node.kwargs)}")
-        inputs = [self.tensor(node, a) for a in node.args]
         cls = TYPE_NAMES[kind]
+        args = list(node.args)
+        if cls.source:  # a learned tensor (archcalc's Parameter module) is called with the batch size, not a tensor
+            args = [a for a in args if self.value(a) is not BATCH]
+        positions = kind == "embedding" and len(args) == 1 and isinstance(self.value(args[0]), Positions)
+        inputs = [self.positions_of(node, self.value(args[0]))] if positions else [self.tensor(node, a) for a in args]
         fields: dict[str, Any] = {}
         for fname in cls.model_fields:
             if fname in _COMMON_FIELDS or not hasattr(module, fname):
@@ -552,6 +629,8 @@ class Importer:
                 raise self.fail(node, e.message) from None
         ins = [self.shapes[i] for i in inputs]
         self._module_specials(node, module, kind, fields, ins)
+        if positions:
+            fields["indices"] = "positions"
         if owner is not None:
             if "tie_weight" not in cls.model_fields:
                 raise self.fail(node, f"uses the weight of {owner!r} (tied), which a {kind} layer cannot say: it would be counted twice")
@@ -576,6 +655,14 @@ class Importer:
             self.notes.append(f"{node.target} pads with padding_mode={mode!r} (the spec's padding is the same size; costs are equal)")
         if kind == "softmax" and fields.get("dim") is None:
             fields["dim"] = implicit_softmax_dim(ins[0])
+        held: Any = module  # archcalc's own module classes: their attributes by name
+        if kind == "parameter":  # archcalc's Parameter module holds (1, *shape); given an input, it takes its shape
+            shape = [int(d) for d in held.weight.shape[1:]]
+            if not (ins and len(ins[0]) == len(shape) and all(same(a, b) for a, b in zip(ins[0], shape, strict=True))):
+                fields["shape"] = shape
+        if kind == "positionbias":  # archcalc's PositionBias module: the table and the per-sample shape it hands out
+            fields["table"] = [int(d) for d in held.table.shape]
+            fields["shape"] = [int(d) for d in held.shape]
         if kind == "channelpad":
             before, after = int(getattr(module, "before", 0)), int(getattr(module, "after", 0))
             if before != (before + after) // 2:
@@ -640,6 +727,20 @@ class Importer:
         return out
 
 
+def _truth(v: Any) -> bool | None:
+    """The value of a Python test of sizes: a bool (sympy's true and false too), or None when it
+    is not known (a symbolic ``s <= 1024``, tensor values)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return v != 0
+    if is_symbolic(v):
+        import sympy
+
+        return True if v is sympy.true else False if v is sympy.false else None
+    return None
+
+
 def contains(v: Any, pred: Callable[[Any], bool]) -> bool:
     if pred(v):
         return True
@@ -665,6 +766,8 @@ def describe(v: Any) -> str:
         return "the pieces of an unbind or split (index them)"
     if isinstance(v, Refused):
         return "the value of a refused node"
+    if isinstance(v, Positions):
+        return f"the positions torch.arange(0, {v.length})"
     if isinstance(v, list | tuple):
         return f"a {type(v).__name__} of {len(v)}"
     return f"the constant {v!r}"
@@ -686,6 +789,28 @@ def implicit_softmax_dim(shape: tuple[Dim, ...]) -> int:
 
 
 # ----- public API ---------------------------------------------------------------------------------
+MAX_RETRACES = 64
+
+
+def import_graph(module: nn.Module, dims: tuple[Dim, ...], output_key: str | None = None, training: bool = False) -> Importer:
+    """Trace ``module`` and import the graph, tracing again while a Python test of a traced value
+    went the way this input does not (each time with that test, the first wrong one, turned)."""
+    decisions: list[bool] = []
+    for _ in range(MAX_RETRACES):
+        imp = Importer(module, dims, _preferred_names(module), output_key, training=training)
+        try:
+            imp.run(trace(module, training=training, decisions=decisions))
+        except WrongBranch as e:
+            decisions = [*decisions[: e.index], *[True] * (e.index - len(decisions)), not _decision(decisions, e.index)]
+            continue
+        return imp
+    raise SpecError(f"{type(module).__name__} takes more than {MAX_RETRACES} Python branches on sizes: archcalc gave up following them")
+
+
+def _decision(decisions: Sequence[bool], i: int) -> bool:
+    return decisions[i] if i < len(decisions) else True
+
+
 def _input_dims(input_shape: Sequence[int | str] | str) -> tuple[list[int | str], tuple[Dim, ...]]:
     if isinstance(input_shape, str):
         from ..quick import parse_shape
@@ -725,8 +850,7 @@ def _with_training_heads(module: nn.Module, dims: tuple[Dim, ...], imp: Importer
     v3's AuxLogits), marked ``training_only``, when the model holds parameters the eval trace never
     used and a training-mode trace returns them as extra outputs; else the eval import unchanged."""
     try:
-        timp = Importer(module, dims, _preferred_names(module), output_key, training=True)
-        timp.run(trace(module, training=True))
+        timp = import_graph(module, dims, output_key, training=True)
     except SpecError:
         return imp
     if not timp.aux_outputs:
@@ -786,9 +910,7 @@ def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, 
     if not isinstance(module, nn.Module):
         raise SpecError(f"expected a torch.nn.Module, got {type(module).__name__}", field="factory")
     raw, dims = _input_dims(input_shape)
-    graph = trace(module)
-    imp = Importer(module, dims, _preferred_names(module), output_key)
-    imp.run(graph)
+    imp = import_graph(module, dims, output_key)
     if any(id(p) not in imp.used_params for p in module.parameters()):
         imp = _with_training_heads(module, dims, imp, output_key)
     spec_name = name or str(getattr(module, "spec_name", "") or type(module).__name__)

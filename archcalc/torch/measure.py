@@ -91,6 +91,9 @@ class LayerMeasure:
     """Per sample (no batch axis); None when the module returned something other than a tensor."""
     params: int
     flops: int
+    full_shape: tuple[int, ...] | None = None
+    """The output's whole shape, batch axis included if it has one (a tensor held once for the
+    batch, like learned positions ``wpe(arange(L))``, has none)."""
 
     @property
     def macs(self) -> int:
@@ -227,6 +230,12 @@ def _per_sample(out: Any) -> tuple[int, ...] | None:
     return None
 
 
+def _whole(out: Any) -> tuple[int, ...] | None:
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]
+    return tuple(int(d) for d in out.shape) if isinstance(out, torch.Tensor) else None
+
+
 def _param_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in (*model.parameters(), *model.buffers()):
         return t.device, (t.dtype if t.is_floating_point() else torch.float32)
@@ -241,6 +250,7 @@ def measure_module(
     targets: Iterable[tuple[str, nn.Module]] | None = None,
     device: str | torch.device | None = None,
     functional: bool = False,
+    input_dtype: torch.dtype | None = None,
 ) -> Measurement:
     """Run ``model`` once on zeros of shape ``(batch, *input_shape)`` and measure every call of ``targets``.
 
@@ -248,7 +258,8 @@ def measure_module(
     the input lives; default the device of the model's first parameter (CPU if it has none).
     ``functional``: also record, in order among the module calls, the activations and pools the
     model runs as functions outside any hooked module (:func:`functional_kinds`), named after the
-    function (``relu``, ``relu_1``...).
+    function (``relu``, ``relu_1``...).  ``input_dtype``: the input's dtype (``torch.long`` for
+    token ids); default the model's ``input_dtype`` attribute (a built spec's), else its weights'.
     Raises :class:`TorchRunError` naming the module that was running when torch raised.
     """
     pdev, dtype = _param_device_dtype(model)
@@ -298,7 +309,7 @@ def measure_module(
                 counted.update(id(p) for p in fresh)
                 params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
-            calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops))
+            calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops, _whole(out)))
 
         return hook
 
@@ -309,7 +320,7 @@ def measure_module(
     modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
-        x = torch.zeros((batch, *input_shape), device=dev, dtype=getattr(model, "input_dtype", None) or dtype)  # token ids: long
+        x = torch.zeros((batch, *input_shape), device=dev, dtype=input_dtype or getattr(model, "input_dtype", None) or dtype)  # token ids: long
         with torch.no_grad(), counting_path(), FlopCounterMode(display=False) as fc:
             counter.append(fc)
             try:

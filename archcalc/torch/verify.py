@@ -422,7 +422,11 @@ def verify_spec(
         raise e.located(file=file) from None
     if module is None:
         return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")  # type: ignore[arg-type]
-    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device)  # type: ignore[arg-type]
+    from .build import reads_token_ids
+
+    shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
+    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,  # type: ignore[arg-type]
+                          reads_token_ids(G), shared)
 
 
 TRAINING_ONLY_PARAMS = "params (training only)"
@@ -490,7 +494,11 @@ def _compatible(spec_type: str, lm: LayerMeasure) -> bool:
 
 
 def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[str, Any]], output: str, file: str | None,
-                   in_shape: tuple[int, ...], batch: int, device: str | None) -> VerifyResult:
+                   in_shape: tuple[int, ...], batch: int, device: str | None, token_ids: bool = False,
+                   shared: frozenset[str] = frozenset()) -> VerifyResult:
+    """``token_ids``: the input is token ids (made as int64); ``shared``: spec layers whose output is
+    the same for every sample, which the model may hold without a batch axis (learned positions)."""
+    import torch
     from torch import nn
 
     from .measure import TorchRunError, measure_module
@@ -499,7 +507,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         raise SpecError(f"expected a torch.nn.Module to verify against, got {type(model).__name__}", field="module", file=file)
     model_name = type(model).__name__
     try:
-        m = measure_module(model, in_shape, batch=batch, device=device, functional=True)
+        m = measure_module(model, in_shape, batch=batch, device=device, functional=True, input_dtype=torch.long if token_ids else None)
     except TorchRunError as e:
         row = VerifyRow(e.layer or model_name, "runs", "ok", e.message, False, e.layer)
         failed = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
@@ -512,6 +520,10 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
 
     def matched(row: Row, lm: LayerMeasure, type_ok: bool) -> None:
         rows = _compare(row.name, analytic[row.name], lm, lm.label)
+        if row.name in shared and lm.full_shape == analytic[row.name]["output_shape"]:  # held once, broadcast over the batch
+            rows = [VerifyRow(r.name, r.quantity, r.analytic, lm.full_shape, True, r.module,
+                              "held once for the whole batch (no batch axis): torch broadcasts it where it is used")
+                    if r.quantity == "output_shape" else r for r in rows]
         note = None
         if not type_ok:
             rows.insert(0, VerifyRow(row.name, "type", row.type, lm.kind or lm.cls, False, lm.label, "matched by position"))

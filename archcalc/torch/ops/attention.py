@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..importer import Importer, TensorRef
+from ..importer import Importer, TensorRef, describe
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -59,9 +59,11 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
     a = imp.bind(node, ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"])
     if imp.value(a.get("attn_mask")) is not None:
         raise imp.unsupported(node, "an attention mask (attn_mask)")
-    if imp.value(a.get("enable_gqa", False)):
-        raise imp.unsupported(node, "enable_gqa=True")
-    fields: dict[str, Any] = {"is_causal": bool(imp.value(a.get("is_causal", False)))}
+    flags = {k: imp.value(a.get(k, False)) for k in ("is_causal", "enable_gqa")}
+    for k, v in flags.items():
+        if not isinstance(v, bool):
+            raise imp.unsupported(node, f"{k}={describe(v)} (a computed flag; give True or False)")
+    fields: dict[str, Any] = {"is_causal": flags["is_causal"], "enable_gqa": flags["enable_gqa"]}
     scale = imp.value(a.get("scale"))
     if isinstance(scale, int | float):
         fields["scale"] = float(scale)
@@ -75,8 +77,11 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
 def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: str, fields: dict[str, Any]) -> None:
     """``mha(q, k, v, need_weights=False)``: one ``multiheadattention`` layer (self-attention: one
     input); its value is the pair ``(output, None)`` that ``[0]`` reads."""
+    from ..extra_modules import MultiheadAttention as LayerModule
+
     module = imp.root.get_submodule(str(node.target))
-    if not getattr(module, "batch_first", False):
+    own = isinstance(module, LayerModule)  # archcalc's module of the layer: batch-first in and out, returns the output alone
+    if not own and not getattr(module, "batch_first", False):
         raise imp.unsupported(node, "batch_first=False (the sequence axis first): archcalc's shapes keep the batch axis first")
     for k, v in node.kwargs.items():
         if k == "need_weights" and imp.value(v) is False:
@@ -92,7 +97,8 @@ def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: s
         if fields.get(f) == e:
             fields.pop(f)
     out = imp.emit(node, "multiheadattention", fields, inputs, name)
-    imp.values[node] = (TensorRef(out), None)
+    if not own:
+        imp.values[node] = (TensorRef(out), None)
 
 
 __all__ = ["einsum", "matmul", "multihead_attention", "sdpa"]

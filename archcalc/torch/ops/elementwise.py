@@ -14,6 +14,7 @@ from ..registry import Handler, handles, register
 if TYPE_CHECKING:
     from torch import fx
 
+import math
 import operator
 
 ACTIVATION_FUNCTIONS: list[tuple[str, str, list[str]]] = [
@@ -186,6 +187,26 @@ def _meta_arith(fn: Callable[[Any, Any], Any]) -> Handler:
 
 for _op in ("floordiv", "mod", "eq", "ne", "lt", "le", "gt", "ge", "pow"):
     register(f"operator.{_op}", _meta_arith(getattr(operator, _op)))
+
+
+def _of_a_number(fn: Callable[[Any], Any]) -> Handler:
+    """``math.ceil(H / patch)``, ``math.sqrt(head_dim)``: a function of a size or a constant, computed here."""
+
+    def handle(imp: Importer, node: fx.Node) -> None:
+        vals = [imp.value(a) for a in node.args]
+        if len(vals) != 1 or node.kwargs or not _number(vals[0]):
+            raise imp.unsupported(node, f"{fn.__name__} of {describe(vals[0]) if len(vals) == 1 else 'several values'} (only of sizes and numbers)")
+        try:
+            imp.values[node] = fn(vals[0])
+        except (ValueError, ArithmeticError) as e:
+            raise imp.fail(node, f"{type(e).__name__}: {e}") from None
+
+    return handle
+
+
+register("math.ceil", _of_a_number(math.ceil))  # math.ceil(H / patch) * patch (timm's MobileViT)
+register("math.floor", _of_a_number(math.floor))
+register("math.sqrt", _of_a_number(math.sqrt))  # att * (1.0 / math.sqrt(k.size(-1))) (nanoGPT's attention without flash)
 
 
 @handles("torch._assert", "torch.fx._symbolic_trace._assert_is_none")

@@ -7,9 +7,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ...dims import as_int, prod
+from ...dims import as_int, is_symbolic, prod, simplify
 from ...layers import TYPE_NAMES
-from ..importer import BATCH, Attr, Grouped, Importer, Moved, Pieces, Split, TensorRef, Unbound, Unusable, contains, describe, same, spec_dim
+from ..importer import (
+    BATCH,
+    Attr,
+    Grouped,
+    Importer,
+    Moved,
+    Pieces,
+    Positions,
+    Split,
+    TensorRef,
+    Unbound,
+    Unusable,
+    contains,
+    describe,
+    same,
+    spec_dim,
+)
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -60,25 +76,26 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
     target = [imp.value(x) for x in raw]
     shape = imp.shape(src)
     total = prod(shape)
-    if any(not (x is BATCH or (isinstance(x, int) and not isinstance(x, bool))) for x in target):
+    if any(not (x is BATCH or is_symbolic(x) or (isinstance(x, int) and not isinstance(x, bool))) for x in target):
         raise imp.unsupported(node, f"reshape to {target!r}")
     if not target:
         raise imp.unsupported(node, "reshape to a scalar")
     batch_kept = (
         target[0] is BATCH
         or (  # x.view(x.size(0), ...), or x.view(-1, <the per-sample sizes>)
-            target[0] == -1 and -1 not in target[1:] and all(isinstance(x, int) for x in target[1:]) and same(prod(target[1:]), total)
+            target[0] == -1 and -1 not in target[1:] and all(x is not BATCH for x in target[1:]) and same(prod(target[1:]), total)
         )
     )
     if batch_kept:
         per = target[1:]
     else:
         raise imp.unsupported(node, f"reshape to {_shape_text(target)} does not keep the batch axis {_shape_text([BATCH, *shape])}")
-    if any(x is BATCH or (x != -1 and x <= 0) for x in per) or sum(1 for x in per if x == -1) > 1:
+    if any(x is BATCH or (isinstance(x, int) and x != -1 and x <= 0) for x in per) or sum(1 for x in per if x == -1) > 1:
         raise imp.unsupported(node, f"reshape to {_shape_text(target)}")
     if -1 in per:
         known = prod(x for x in per if x != -1)
-        per = [total // known if x == -1 else x for x in per]
+        rest = simplify(total / known) if is_symbolic(total) or is_symbolic(known) else total // known
+        per = [rest if x == -1 else x for x in per]
     unchanged = len(per) == len(shape) and all(same(x, y) for x, y in zip(per, shape, strict=True))
     if isinstance(grouped, Grouped):
         if not unchanged:
@@ -366,6 +383,12 @@ def _getattr(imp: Importer, node: fx.Node) -> None:
     if isinstance(v, TensorRef) and attr == "ndim":
         imp.values[node] = len(imp.shape(v.name)) + 1
         return
+    if isinstance(v, Attr) and attr == "shape":  # a held tensor's full shape (nanoGPT's F.layer_norm(x, self.weight.shape, ...))
+        imp.values[node] = tuple(v.shape)
+        return
+    if isinstance(v, Attr) and attr == "ndim":
+        imp.values[node] = len(v.shape)
+        return
     raise imp.unsupported(node, f"attribute {attr!r}")
 
 
@@ -424,6 +447,8 @@ def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
     """``x[:, :, ::s, ::s]`` -> subsample; ``x[:, :, a:a+h, b:b+w]`` (centered, constant) -> crop."""
     shape = imp.shape(src)
     items = list(idx) if isinstance(idx, tuple) else [idx]
+    # x[:, [-1], :]: one listed index keeps its axis (nanoGPT's last position at inference): a slice of one
+    items = [slice(i[0], i[0] + 1 if i[0] != -1 else None) if _one_index(i) else i for i in items]
     if items.count(Ellipsis) > 1 or not all(isinstance(i, slice | int) or i is Ellipsis for i in items):
         raise imp.unsupported(node, "indexing other than slicing and integer indices")
     if Ellipsis in items:
@@ -466,6 +491,10 @@ def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
         imp.emit(node, "crop", {"size": sizes[0] if len(set(sizes)) == 1 else sizes}, [src])
         return
     raise imp.unsupported(node, "slicing that is neither a strided subsample nor a center crop")
+
+
+def _one_index(i: Any) -> bool:
+    return isinstance(i, list) and len(i) == 1 and isinstance(i[0], int) and not isinstance(i[0], bool)
 
 
 def _select_slice(imp: Importer, node: fx.Node, src: str, items: list[Any]) -> None:
@@ -550,3 +579,30 @@ def _patch_merging_pad(imp: Importer, node: fx.Node) -> None:
         rows = imp.emit(node, "slice", {"dim": 1, "start": i, "end": h, "step": 2}, [src], imp.fresh(f"{node.name}_x{k}_rows"))
         parts.append(imp.emit(node, "slice", {"dim": 2, "start": j, "end": w, "step": 2}, [rows], imp.fresh(f"{node.name}_x{k}")))
     imp.emit(node, "concat", {"dim": -1}, parts)
+
+
+_ARANGE_KEYWORDS = frozenset({"dtype", "device", "layout", "pin_memory", "requires_grad"})
+"""Keyword arguments of ``torch.arange`` that say where and how the positions are held, not which."""
+
+
+@handles("torch.arange")
+def _arange(imp: Importer, node: fx.Node) -> None:
+    """``torch.arange(0, t)`` / ``torch.arange(t)`` with ``t`` a size (``idx.size(1)``): the
+    positions of a sequence, a value only an ``nn.Embedding`` reads (learned positions).  The dtype
+    and device arguments (``device=idx.device``) change nothing counted."""
+    names = ["start", "end", "step"]
+    other = sorted(set(node.kwargs) - _ARANGE_KEYWORDS - set(names))
+    if other or len(node.args) > 3:
+        raise imp.unsupported(node, f"arguments {other or node.args}")
+    given = {**dict(zip(names, node.args, strict=False)), **{k: v for k, v in node.kwargs.items() if k in names}}
+    vals = {k: imp.value(v) for k, v in given.items()}
+    if "end" not in vals:  # arange(n)
+        vals = {"end": vals.get("start")}
+    start, end, step = vals.get("start", 0), vals.get("end"), vals.get("step", 1)
+    dtype = imp.value(node.kwargs.get("dtype"))
+    if dtype is not None and "int" not in str(dtype):
+        raise imp.unsupported(node, f"arange of dtype {dtype} (positions are integers)")
+    size = (isinstance(end, int) and not isinstance(end, bool) and end > 0) or is_symbolic(end)
+    if start != 0 or step != 1 or not size:
+        raise imp.unsupported(node, f"arange({start!r}, {end!r}, {step!r}): only the positions arange(0, n) of a sequence")
+    imp.values[node] = Positions(end)

@@ -1,0 +1,320 @@
+"""``archcalc import`` of plain-torch language models (issue 12 item 5), then ``verify`` against them.
+
+The models are in ``tests/lm_models.py``: a GPT written as nanoGPT writes it (nn.Embedding for
+tokens and positions, ``torch.arange`` positions, ``c_attn(x).split``, view/transpose heads,
+``F.scaled_dot_product_attention(is_causal=True)``, the head tied to ``wte``) and a LLaMA layout
+(RMSNorm, SwiGLU, no biases, grouped-query attention through ``enable_gqa``).  Big models are built
+on the ``meta`` device: no weights are allocated, and torch measures them there.
+
+Published figures:
+* GPT-2 small (Radford et al. 2019; the released checkpoint, Hugging Face config: vocabulary
+  50257, 1024 positions, 12 layers, hidden 768): 124,439,808 parameters, head tied to wte.
+* LLaMA-2 7B (Touvron et al. 2023, Table 1; Llama-2-7b-hf config): 6,738,415,616 parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import SPECS, cli  # noqa: E402
+from lm_models import GPT, GPTConfig, GPTInference, Llama, LlamaConfig  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from archcalc import analyze  # noqa: E402
+from archcalc.errors import SpecError  # noqa: E402
+from archcalc.spec import Architecture, load_spec, parse_spec  # noqa: E402
+from archcalc.torch.fx_import import dumps_spec, spec_from_module  # noqa: E402
+from archcalc.torch.verify import verify_spec  # noqa: E402
+
+CONVENTIONS = ("lecture", "torch")  # as the zoo round trip of tests/test_fx_import.py
+TINY = GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32)
+
+
+def imported(model: nn.Module, shape: Any) -> Architecture:
+    """Import ``model`` and read the spec back through its JSON text, as a file would be."""
+    return parse_spec(json.loads(dumps_spec(spec_from_module(model, shape))))
+
+
+def types_of(model: nn.Module, shape: Any) -> list[str]:
+    return [d["type"] for d in spec_from_module(model, shape)["layers"]]
+
+
+def on_meta(factory: Any, *args: Any) -> Any:
+    with torch.device("meta"):
+        return factory(*args)
+
+
+def counted(arch: Architecture, convention: str) -> list[tuple[Any, ...]]:
+    """(type, output shape, params, MACs, FLOPs) of each row that holds weights or computes."""
+    return [(r.type, r.output_shape, r.params, r.macs, r.flops) for r in analyze(arch, convention=convention).rows if r.params or r.flops]
+
+
+# ----- GPT-2 in nanoGPT style ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gpt2() -> tuple[nn.Module, Architecture]:
+    model = on_meta(GPT)
+    return model, imported(model, [1024])
+
+
+def test_gpt2_imports_to_the_published_counts(gpt2: tuple[nn.Module, Architecture]) -> None:
+    _, arch = gpt2
+    h, s, V, layers = 768, 1024, 50257, 12
+    per_layer = 2 * 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h)  # 2 LayerNorms, c_attn, c_proj, MLP
+    totals = analyze(arch, convention="torch").totals
+    assert totals["params"] == V * h + 1024 * h + layers * per_layer + 2 * h == 124_439_808  # wte, wpe, blocks, ln_f; the head is wte
+    # torch counts per layer the four linears (12 s h^2) and attention's two products (2 s^2 h, all s x s scores even when
+    # causal); then the head s h V
+    assert totals["macs"] == layers * (12 * s * h**2 + 2 * s**2 * h) + s * h * V == 145_824_153_600
+
+
+def test_gpt2_imports_as_the_zoo_spec_under_every_convention(gpt2: tuple[nn.Module, Architecture]) -> None:
+    """Layer for layer (those with weights or arithmetic) and in total, the import is specs/gpt2.json."""
+    _, arch = gpt2
+    zoo = load_spec(SPECS / "gpt2.json")
+    for convention in CONVENTIONS:
+        want, got = analyze(zoo, convention=convention).totals, analyze(arch, convention=convention).totals
+        assert {k: got[k] for k in ("params", "macs", "flops")} == {k: want[k] for k in ("params", "macs", "flops")}
+        assert counted(arch, convention) == counted(zoo, convention)
+
+
+def test_gpt2_import_keeps_the_tied_head_and_the_learned_positions(gpt2: tuple[nn.Module, Architecture]) -> None:
+    _, arch = gpt2
+    by = {layer.name: layer for layer in arch.layers}
+    assert by["lm_head"].tie_weight == "transformer.wte"  # type: ignore[attr-defined]
+    assert by["transformer.wpe"].indices == "positions" and by["transformer.wpe"].inputs == ["input"]  # type: ignore[attr-defined]
+    rows = {r.name: r for r in analyze(arch, convention="torch").rows}
+    assert rows["lm_head"].params == 0 and rows["transformer.wte"].params == 50257 * 768  # counted once, at its owner
+    assert rows["transformer.wpe"].output_shape == (1024, 768)
+    sdpa = [r for r in rows.values() if r.type == "scaled_dot_product_attention"]
+    assert len(sdpa) == 12 and all(r.output_shape == (12, 1024, 64) for r in sdpa)  # (heads, s, h / heads)
+
+
+def test_gpt2_import_verifies_against_the_model(gpt2: tuple[nn.Module, Architecture]) -> None:
+    """torch measures the nanoGPT-style model itself (meta device, token-id input) and agrees row by row."""
+    model, arch = gpt2
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+    assert {r.quantity: r.measured for r in result.totals.rows} == {"output_shape": (1024, 50257), "params": 124_439_808,
+                                                                     "macs": 145_824_153_600}
+    wpe = {r.quantity: r for r in result.rows if r.name == "transformer.wpe"}
+    assert wpe["output_shape"].measured == (1024, 768) and "no batch axis" in str(wpe["output_shape"].note)  # wpe(arange(t)): (t, h)
+
+
+def test_gpt2_imported_with_a_symbolic_length_is_a_polynomial_in_s() -> None:
+    arch = imported(on_meta(GPT), ["s"])
+    import sympy
+
+    s, h, V, layers = sympy.Symbol("s", integer=True, positive=True), 768, 50257, 12
+    for convention in CONVENTIONS:
+        got = analyze(arch, convention=convention).totals
+        want = analyze(load_spec(SPECS / "gpt2.json"), convention=convention, input_shape=["s"]).totals
+        assert {k: sympy.expand(got[k] - want[k]) for k in ("params", "macs", "flops")} == {"params": 0, "macs": 0, "flops": 0}
+    macs = analyze(arch, convention="torch").totals["macs"]
+    assert sympy.expand(macs - (layers * (12 * s * h**2 + 2 * s**2 * h) + s * h * V)) == 0  # 18432 s^2 + 123532032 s
+
+
+def test_small_gpt_verifies_on_cpu() -> None:
+    """The same on a real (CPU) run of a tiny GPT: the ids are int64, the positions one (t, h) table."""
+    model = GPT(TINY)
+    result = verify_spec(imported(model, [16]), model)
+    assert result.ok, result.failure_message()
+    assert result.device == "cpu"
+    h, t = 32, 16
+    per_layer = 2 * 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h)
+    assert {r.quantity: r.measured for r in result.totals.rows}["params"] == 100 * h + 32 * h + 2 * per_layer + 2 * h
+    sdpa = [r.measured for r in result.rows if r.quantity == "macs" and r.name.startswith("scaled_dot_product_attention")]
+    assert sdpa == [2 * 4 * t * t * (h // 4)] * 2  # q k^T and p v: 2 x heads x t x t x d, per layer
+
+
+def test_gpt_without_biases_verifies() -> None:
+    """nanoGPT's ``bias=False``: its own LayerNorm (``F.layer_norm(x, self.weight.shape, self.weight, None)``) and bias-free linears."""
+    model = GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=False))
+    arch = imported(model, [16])
+    norms = [layer for layer in arch.layers if layer.kind == "layernorm"]
+    assert len(norms) == 2 * 2 + 1 and not any(n.bias for n in norms)  # type: ignore[attr-defined]
+    h = 32
+    per_layer = 2 * h + h * 3 * h + h * h + h * 4 * h + 4 * h * h  # LayerNorm weights and linear weights only
+    assert analyze(arch, convention="torch").totals["params"] == 100 * h + 32 * h + 2 * per_layer + h
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+
+
+def test_nanogpt_inference_forward_keeps_the_last_position() -> None:
+    """nanoGPT's own inference path: ``lm_head(x[:, [-1], :])`` and ``return logits, None``."""
+    model = GPTInference(TINY)
+    spec = spec_from_module(model, [16])
+    assert "only tensor" in spec["description"]
+    head, last = spec["layers"][-1], spec["layers"][-2]
+    assert last["type"] == "slice" and (last["start"], last["end"]) == (15, 16)  # [-1] of 16 positions, axis kept
+    arch = parse_spec(spec)
+    assert analyze(arch, convention="torch").rows[-1].macs == 1 * 32 * 100 and head["tie_weight"] == "transformer.wte"
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+
+
+class WrittenOutAttention(nn.Module):
+    """nanoGPT's attention without flash: ``q @ k^T / sqrt(d)``, softmax, ``@ v`` (``causal``: its mask buffer and masked_fill)."""
+
+    def __init__(self, causal: bool = False) -> None:
+        super().__init__()
+        self.c_attn, self.n_head, self.causal = nn.Linear(32, 96), 4, causal
+        self.register_buffer("bias", torch.tril(torch.ones(16, 16)).view(1, 1, 16, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).chunk(3, dim=-1)
+        q, k, v = (t.reshape(B, T, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        if self.causal:
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v
+        return y.transpose(1, 2).reshape(B, T, C)
+
+
+def test_attention_written_out_imports_and_verifies() -> None:
+    model = WrittenOutAttention()
+    arch = imported(model, [16, 32])
+    assert [layer.kind for layer in arch.layers if layer.kind in ("matmul", "scalar", "softmax")] == ["matmul", "scalar", "softmax", "matmul"]
+    scale = next(layer for layer in arch.layers if layer.kind == "scalar")
+    assert (scale.op, scale.value) == ("mul", 1.0 / math.sqrt(32 // 4))  # type: ignore[attr-defined]
+    rows = analyze(arch, convention="torch").rows
+    assert [r.macs for r in rows if r.type == "matmul"] == [4 * 16 * 16 * 8] * 2  # heads x T x T x d, twice
+    assert verify_spec(arch, model).ok
+    # the causal mask: fx slices the buffer itself with a traced size, and fails (a spec holds no constant tensor anyway)
+    with pytest.raises(SpecError, match=r"^field 'factory': torch\.fx cannot trace WrittenOutAttention: TypeError: slice indices") as e:
+        spec_from_module(WrittenOutAttention(causal=True), [16, 32])
+    assert "\n" not in str(e.value)
+
+
+# ----- LLaMA layout: RMSNorm, SwiGLU, no biases, grouped-query attention -----------------------------------
+def test_llama_with_grouped_query_attention_imports_and_verifies() -> None:
+    cfg = LlamaConfig(vocab_size=100, n_layer=2, n_head=4, n_kv_head=2, dim=32, hidden=64)
+    model = Llama(cfg)
+    arch = imported(model, [16])
+    kinds = [layer.kind for layer in arch.layers]
+    assert kinds.count("rmsnorm") == 2 * 2 + 1 and kinds.count("silu") == 2 and kinds.count("mul") == 2
+    sdpa = [layer for layer in arch.layers if layer.kind == "scaled_dot_product_attention"]
+    assert all(layer.enable_gqa and layer.is_causal for layer in sdpa)  # type: ignore[attr-defined]
+    rows = {r.name: r for r in analyze(arch, convention="torch").rows}
+    t, d = 16, 32 // 4
+    assert rows["layers.0.attention.wk"].params == 32 * 2 * d  # 2 key/value heads of 8, no bias
+    assert rows[sdpa[0].name].macs == 2 * 4 * t * t * d  # k and v's 2 heads repeated to q's 4
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+
+
+def test_llama2_7b_layout_imports_to_the_published_count() -> None:
+    """LLaMA-2 7B's sizes (no rotary embedding in this model: RoPE has no parameters and torch counts
+    it 0 MACs, so params and torch MACs still equal specs/llama2_7b.json's)."""
+    arch = imported(on_meta(Llama), [4096])
+    h, ffn, V, layers = 4096, 11008, 32000, 32
+    per_layer = 2 * h + 4 * h * h + 3 * h * ffn  # two RMSNorm weights, q/k/v/o, gate/up/down
+    got = analyze(arch, convention="torch").totals
+    assert got["params"] == V * h + layers * per_layer + h + h * V == 6_738_415_616  # embedding, blocks, final norm, untied head
+    want = analyze(load_spec(SPECS / "llama2_7b.json"), convention="torch").totals
+    assert (got["params"], got["macs"]) == (want["params"], want["macs"])
+
+
+# ----- refusals: one line naming the node and the op ---------------------------------------------------------
+class Attend(nn.Module):
+    """q of 4 heads against k, v of 2 heads, with a given ``enable_gqa``."""
+
+    def __init__(self, gqa: bool) -> None:
+        super().__init__()
+        self.gqa = gqa
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.view(x.size(0), 4, 16, 8)
+        kv = q[:, :2]
+        return F.scaled_dot_product_attention(q, kv, kv, enable_gqa=self.gqa)
+
+
+class Positions(nn.Module):
+    def __init__(self, start: int = 0, use_as_tensor: bool = False) -> None:
+        super().__init__()
+        self.wpe = nn.Embedding(32, 8)
+        self.start, self.use_as_tensor = start, use_as_tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(self.start, x.size(1), device=x.device)
+        return x + pos if self.use_as_tensor else x + self.wpe(pos)
+
+
+class Asserting(GPT):
+    """nanoGPT checks the length with a Python ``assert`` on a traced size (plain fx refuses that)."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        _, t = idx.size()
+        assert t <= self.config.block_size, f"Cannot forward sequence of length {t}"
+        return super().forward(idx)
+
+
+class Branching(nn.Module):
+    """A Python ``if`` on a size or on tensor values: traced as true, so it must be true for the input."""
+
+    def __init__(self, on_values: bool = False) -> None:
+        super().__init__()
+        self.on_values = on_values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x * 2 > 0) if self.on_values else (x.size(1) > 100):
+            return torch.relu(x)
+        return x
+
+
+def test_a_python_assert_on_sizes_is_checked_not_refused() -> None:
+    """nanoGPT's ``assert t <= block_size`` traces (as true) and holds for 16 positions: the same spec as without it."""
+    checked, plain = imported(Asserting(TINY), [16]), imported(GPT(TINY), [16])
+    for convention in CONVENTIONS:
+        assert counted(checked, convention) == counted(plain, convention)
+    assert [layer.kind for layer in checked.layers] == [layer.kind for layer in plain.layers]
+    with pytest.raises(SpecError, match=r"^node 'le' .*: the model tests it in Python \(an assert or if\), but it is the constant s <= 32 "
+                       r"for this input, neither true nor false"):
+        spec_from_module(Asserting(TINY), ["s"])  # undecided for a symbolic length: refused, not assumed
+
+
+def test_a_python_if_on_sizes_follows_the_input() -> None:
+    """``if x.size(1) > 100`` is traced one way, computed for the input, and traced again the other way if it went wrong."""
+    assert types_of(Branching(), (16, 8)) == ["identity"]  # 16 > 100 is false: x itself
+    assert types_of(Branching(), (160, 8)) == ["relu"]
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "pattern"),
+    [
+        (Attend(gqa=False), (4 * 16 * 8,), r"^node 'scaled_dot_product_attention' \(call_function torch\._C\._nn\.scaled_dot_product_attention\)"
+         r".*scaled_dot_product_attention layer .*"),
+        (Positions(start=1), (16, 8), r"^node 'arange' \(call_function torch\.arange\) has no archcalc layer type: arange\(1, 16, 1\): "
+         r"only the positions"),
+        (Positions(use_as_tensor=True), (16, 8), r"^node 'add' .*: add of a tensor and the positions torch\.arange\(0, 16\)$"),
+        (Branching(on_values=True), (16, 8), r"^node 'gt' .* has no archcalc layer type: arithmetic on tensors"),
+    ],
+    ids=["heads_without_gqa", "arange_from_1", "positions_as_tensor", "if_on_values"],
+)
+def test_refusals_are_one_line(model: nn.Module, shape: tuple[int, ...], pattern: str) -> None:
+    with pytest.raises(SpecError, match=pattern) as e:
+        spec_from_module(model, shape)
+    assert "\n" not in str(e.value)
+
+
+def test_gqa_with_matching_head_ratio_imports() -> None:
+    rows = analyze(imported(Attend(gqa=True), (4 * 16 * 8,)), convention="torch").rows
+    assert rows[-1].type == "scaled_dot_product_attention" and rows[-1].macs == 2 * 4 * 16 * 16 * 8
+
+
+# ----- the CLI ----------------------------------------------------------------------------------------------
+def test_cli_imports_and_verifies_a_nanogpt_style_model(tmp_path: Path) -> None:
+    out = tmp_path / "gpt2.json"
+    r = cli("import", "lm_models:gpt2_small", "--input", "1024", "-o", str(out), "--name", "gpt2_nanogpt")
+    assert r.code == 0, r.err
+    r = cli("verify", str(out), "--module", "lm_models:gpt2_small")
+    assert r.code == 0, r.out + r.err
+    assert "124,439,808" in r.out and "145,824,153,600" in r.out
