@@ -122,7 +122,8 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             elif kind == 4:  # torch.matmul's reshape for bmm: a view of the input where its layout allows, else a copy
                 i_node = nodes[inputs[index]]
                 storage = i_node["storage"]
-                if (i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, s.merge or 0, sizes[storage], fixed):
+                merge = s.merge or 0
+                if (merge > 0 and i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, merge, sizes[storage], fixed):
                     found.append((s, storage, 0, sizes[storage]))
                 else:
                     copy = _copy_of(s, width)
