@@ -727,7 +727,7 @@ def test_a_python_test_of_tensor_values_is_refused() -> None:
         (lambda self, x: F.conv2d(self.conv(x), self.weight * 2),
          r"node 'conv2d' \(call_function torch.conv2d\) has no archcalc layer type: weight is not a parameter or buffer of the model"),
         (lambda self, x: (self.conv(x), x), r"the model returns 2 values"),
-        (lambda self, x: self.conv(x) + x.size(0), r"node 'add' \(call_function <built-in function add>\) .*: add of a tensor and the batch size"),
+        (lambda self, x: self.conv(x) + x.size(0), r"node 'add' \(call_function operator\.add\) .*: add of a tensor and the batch size"),
         (lambda self, x: torch.cat([self.conv(x)] * 2, 0), r"node 'cat' .*cannot concatenate along the batch axis"),
         (lambda self, x: self.conv(x) + self.conv(x), r"node 'conv_1' .*calls 'conv' a second time: its weights are shared"),
         (lambda self, x: torch.flatten(self.conv(x)), r"node 'flatten' .*start_dim 0"),

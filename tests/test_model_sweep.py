@@ -45,7 +45,7 @@ TIMM_REFUSED: dict[str, str] = {
     # LeViT's attention subsampling flattens the batch axis with the tokens
     "levit_128s": "node 'flatten_1' (call_method Tensor.flatten): flatten layer 'flatten_1': start_dim 0..end_dim 1",
     # MobileViT's unfold folds the patches into the batch axis (reshape(B * C * patch_h, ...))
-    "mobilevit_s": "node 'mul_3' (call_function <built-in function mul>) has no archcalc layer type: arithmetic on the batch size",
+    "mobilevit_s": "node 'mul_3' (call_function operator.mul) has no archcalc layer type: arithmetic on the batch size",
     # CoaT pads the token axis of (B, heads, N, d) by one (the class token's slot)
     "coat_lite_tiny": "node 'pad' (call_function torch.nn.functional.pad) has no archcalc layer type: padding (0, 0, 1, 0, 0, 0)",
     # EdgeNeXt builds its positional encoding from torch.zeros in forward (a constant tensor)

@@ -252,7 +252,7 @@ def _target_str(node: fx.Node, root: nn.Module) -> str:
         return f"Tensor.{t}"
     if node.op == "call_function":
         if getattr(t, "__module__", None) in ("_operator", "operator"):
-            return str(t)
+            return f"operator.{getattr(t, '__name__', t)}"  # not "<built-in function add>"
         from torch.fx.node import _get_qualified_name
 
         try:
