@@ -17,7 +17,7 @@ negative axes count from the end.  Shapes are per sample (no batch axis).
   ``x[..., 0::2, 0::2, :]``); a view.
 
 Receptive field: permute and transpose move the spatial axes, and the receptive-field pass
-follows them (``Layer.axis_permutation``: Swin's channels-last (H, W, C) maps); a slice of a
+follows them (``Layer.permutation``: Swin's channels-last (H, W, C) maps); a slice of a
 spatial axis with a step is a window of 1 at that stride (Swin's patch merging reads every other
 row); a roll moves positions cyclically, which the pass cannot follow: from a roll of a spatial
 axis on, receptive fields are marked approximate.  reshape, view and select change the rank: the
@@ -89,8 +89,8 @@ class Permute(_Rearranged):
     def output_shape(self, ins: list[Shape]) -> Shape:
         return tuple(ins[0][i] for i in self._order(ins[0]))
 
-    def axis_permutation(self, ins: list[Shape]) -> list[int] | None:
-        return self._order(ins[0])
+    def permutation(self, ins: list[Shape]) -> tuple[int, ...]:
+        return tuple(self._order(ins[0]))
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Permute as PermuteModule
@@ -114,11 +114,11 @@ class Transpose(_Rearranged):
     def output_shape(self, ins: list[Shape]) -> Shape:
         return tuple(ins[0][i] for i in self._order(ins[0]))
 
-    def axis_permutation(self, ins: list[Shape]) -> list[int] | None:
+    def permutation(self, ins: list[Shape]) -> tuple[int, ...]:
         a, b = sample_axis(self, self.dim0, ins[0], "dim0"), sample_axis(self, self.dim1, ins[0], "dim1")
-        order = list(range(len(ins[0])))
-        order[a], order[b] = b, a
-        return order
+        p = list(range(len(ins[0])))
+        p[a], p[b] = b, a
+        return tuple(p)
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Transpose as TransposeModule

@@ -347,7 +347,7 @@ def receptive_field(G: Graph) -> None:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
-        perm = layer.axis_permutation(node["in_shapes"]) if layout is not None else None
+        perm = layer.permutation(node["in_shapes"]) if layout is not None else None
         if perm is not None:
             layout = tuple(layout[p] for p in perm)
         elif layout is not None and len(layout) != len(node["shape"]):
