@@ -192,15 +192,17 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
         return rows, ""
     if target in names:
         return [rep.row(target)], ""
-    block = [r for r in rep.rows if target in r.scope]
-    if block:
-        inside = [r for r in block if rep.include_training_only or not r.training_only] or block
+    from .grouping import block, block_names
+
+    group = block(rep, target)
+    if group is not None:  # (explain takes a block by the same rule)
+        inside = [r for r in group.rows if rep.include_training_only or not r.training_only] or list(group.rows)
         if per_layer:
             return [inside[-1]], f"block {target}: its last layer, {inside[-1].name}"
         return inside, f"block {target}: the sum over its {len(inside)} layers"
     import difflib
 
-    blocks = sorted({s for r in rep.rows for s in r.scope})
+    blocks = block_names(rep)
     near = difflib.get_close_matches(target, names + blocks, n=3)
     raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
 
@@ -610,8 +612,16 @@ def _shape_parts(value: str) -> list[str]:
     return [p for p in re.split(sep, text) if p.strip()]
 
 
+WHOLE_WORDS = {"whole", "whole input", "whole image", "the whole image", "the whole input", "entire image", "the entire image", "all"}
+
+
 def _judge_shape(claim: Claim, row: Row, derive: Any) -> Verdict:
     exact_shape = tuple(simplify(d) for d in getattr(row, claim.quantity))
+    if claim.quantity == "receptive_field" and claim.value.strip().lower().rstrip(".") in WHOLE_WORDS:  # fc6.rf=whole image
+        deriv = derive(row.name, claim.quantity) if derive else ""
+        exact_text = ("the whole input, " if row.whole_input else "") + _shape_text(exact_shape)
+        why = "every output sees the whole input" if row.whole_input else "its outputs see windows of the input, not all of it"
+        return Verdict(claim, row.whole_input, exact_shape, exact_text, why, deriv)
     parts = [p.strip() for p in _shape_parts(claim.value)]
     if not parts:
         raise Unreadable(f"a shape is written like 13x13 or 192x13x13, got {claim.value!r}")
@@ -801,20 +811,10 @@ def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
 # ----- output ---------------------------------------------------------------------------------------
 
 
-def _num(v: Any) -> str:
-    return f"{int(v):,}" if getattr(v, "is_Integer", False) or type(v) is int else human_text(v)
-
-
 def _sum_text(rows: list[Row], quantity: str) -> str:
-    fmt = units.size if quantity == "activation_bytes" else units.count
-    parts = [
-        f"{r.name} {fmt(getattr(r, quantity))}" + ("" if r.repeat == 1 else f" \u00d7 {_num(r.repeat)}")  # a repeated block's row counts l times
-        for r in rows
-        if getattr(r, quantity) != 0
-    ]
-    if len(parts) > 12:
-        parts = [*parts[:5], f"... ({len(parts) - 10} more)", *parts[-5:]]
-    return " + ".join(parts)
+    from .grouping import sum_text
+
+    return sum_text(rows, quantity)  # (a repeated block's row counts l times: '× l')
 
 
 def render_verdicts(verdicts: list[Verdict]) -> str:

@@ -374,6 +374,13 @@ def _explain(args: argparse.Namespace) -> int:
 
         write_output(explain_total(rep, args.layer.partition(".")[2] or "flops"), args.output)
         return 0
+    if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
+        from .explain import explain_block
+        from .grouping import block
+
+        if block(rep, args.layer) is not None:
+            write_output(explain_block(rep, args.layer, args.format), args.output)
+            return 0
     names = [args.layer] if args.layer else [r.name for r in rep.rows]
     batch = rep.batch
     try:

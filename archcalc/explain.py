@@ -228,10 +228,11 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     if name not in nodes or nodes[name]["layer"] is None:
         import difflib
 
-        near = difflib.get_close_matches(name, list(nodes), n=3)
+        blocks = {s for n in nodes.values() for s in n.get("scope", ())}  # (explain takes block calls too)
+        near = difflib.get_close_matches(name, [*nodes, *blocks], n=3)
         from .errors import SpecError
 
-        raise SpecError(f"no layer named {name!r}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""), field="LAYER")
+        raise SpecError(f"no layer or block named {name!r}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""), field="LAYER")
     node = nodes[name]
     layer: Layer = node["layer"]
     ins_num = [nodes[i]["shape"] for i in node["inputs"]]
@@ -416,6 +417,8 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         ex.steps.append(Step("receptive field", "every position of its input", worked, whole))
         return
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
+    whole_why = node.get("rf_whole")
+    whole_note = f"every output sees the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
     if len(srcs) > 1:
         for a, axis in enumerate(axes):
             sizes = [s[a].size for s in srcs]
@@ -432,11 +435,19 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
             ex.steps.append(Step(f"receptive field {axis} (paths meet)", "max over inputs", f"max({', '.join(map(str, sizes))})", str(out.size)))
         if node.get("rf_note"):
             ex.notes.append(node["rf_note"])
+        if whole_why:
+            ex.notes.append(whole_note)
         return
     windows = lay_t.windows([tuple(leaf(d) if isinstance(d, int) else d for d in s) for s in ins_num])
     if windows is None:
-        ex.steps.append(Step("receptive field", None, "pointwise: unchanged", "\u00d7".join(str(r.size) for r in node["rf"])))
+        size = "\u00d7".join(str(r.size) for r in node["rf"])
+        if whole_why:  # a fully connected layer after the flatten: no window on the image
+            ex.steps.append(Step("receptive field", whole_why, "", f"the whole input ({size} with the padding counted)"))
+            return
+        ex.steps.append(Step("receptive field", None, "pointwise: unchanged", size))
         return
+    if whole_why:
+        ex.notes.append(whole_note)
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
         r_out: AxisRF = node["rf"][a]
         ex.steps.extend(_rf_steps(axis, r_in, w, r_out))
@@ -639,6 +650,87 @@ def _names(expr: str) -> set[str]:
     import re
 
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"floor", "ceiling", "Max", "max"}
+
+
+def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
+    """A block call (``layer1``, ``layer1.0``, ``Mixed_5b``): its summed params, MACs, FLOPs and
+    memory, each as the sum of its rows (the sums ``check layer1.params=...`` judges: the same
+    :func:`archcalc.grouping.block`), its output, receptive field and stride (its last layer's), and
+    its rows as a table."""
+    from .conventions import get_convention
+    from .dims import expand
+    from .errors import SpecError
+    from .grouping import block, sum_text
+    from .render import _latex_escape, md_escape, render
+    from .report import Row
+
+    group = block(rep, name)
+    if group is None:
+        raise SpecError(f"no layer or block named {name!r}", field="LAYER")
+    counted = [r for r in group.rows if rep.include_training_only or not r.training_only] or list(group.rows)
+    last = group.output
+    first = group.rows[0]
+    source = [i for i in first.inputs if i != "input"]
+    inputs = ", ".join(f"{i} {_shape(rep.row(i).output_shape)}" for i in source) if source else _shape(rep.input_shape)
+    copies = "" if type(group.repeat) is int and group.repeat == 1 else f", {human_text(group.repeat)} copies"
+    where = f" in {escape_control(rep.title)}" if rep.title and fmt != "latex" else ""
+    head = (
+        f"{escape_control(name)} (block{copies}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
+        f"output {_shape(last.output_shape)} ({escape_control(last.name)})"
+    )
+    t = group.totals
+    conv = get_convention(rep.convention)
+
+    def parts(quantity: str) -> str:
+        """The sum by the block's parts one level down: its copies (layer1.0 + layer1.1 + ...), or its layers."""
+        by: dict[str, Any] = {}
+        for r in counted:
+            i = r.scope.index(name)
+            part = r.scope[i + 1] if len(r.scope) > i + 1 else r.name
+            by[part] = by.get(part, 0) + getattr(r, quantity) * r.repeat
+        if len(by) == 1:  # one part (a block repeated l times, laid out once): its layers
+            return sum_text(counted, quantity)
+        fake = [Row(part, "", [], (), 0, 0, 0, 0, (), (), {}) for part in by]  # (sum_text formats rows)
+        for row, v in zip(fake, by.values(), strict=True):
+            setattr(row, quantity, expand(v))
+        return sum_text(fake, quantity)
+
+    lines = [
+        ("params", parts("params"), _fmt_count(t["params"])),
+        (f"MACs ({rep.convention})", parts("macs"), _fmt_count(t["macs"])),
+        ("FLOPs", f"{conv.flops_per_mac}\u00b7MACs" if t["flops"] == conv.flops_per_mac * t["macs"] else parts("flops"), _fmt_count(t["flops"])),
+        (f"memory ({rep.dtype})", parts("activation_bytes"), _fmt_bytes(t["activation_bytes"])),
+    ]
+    if last.receptive_field:
+        rf = "whole" if last.whole_input else _shape(last.receptive_field)
+        stride = "whole" if last.whole_input else _shape(last.effective_stride)
+        lines.append(("receptive field", f"its last layer's, {last.name}", rf))
+        lines.append(("effective stride", f"its last layer's, {last.name}", stride))
+    in_shape = rep.row(source[0]).output_shape if len(source) == 1 else rep.input_shape if not source else ()
+    sub = Report(
+        rep.name, in_shape, rep.convention, rep.dtype, rep.batch, list(group.rows),
+        rep.include_training_only or group.training_only, rep.repeats, f"{rep.display_name}, block {group.label}",
+    )  # fmt: skip
+    table = render(sub, {"text": "text", "markdown": "markdown", "latex": "latex"}[fmt], **({"bare": True} if fmt == "latex" else {}))
+    if fmt == "markdown":
+        out = [f"**{md_escape(head)}**", "", "| quantity | sum | result |", "|---|---|---|"]
+        out += [f"| {q} | {md_escape(_power(s))} | {md_escape(_power(v))} |" for q, s, v in lines]
+        return "\n".join(out) + "\n\n" + table
+    if fmt == "latex":
+        out = [rf"\noindent {_latex_escape(head)}", r"\begin{itemize}"]
+        def cell(v: str) -> str:  # numbers as in the worked derivations (215\,808\ (216\,\mathrm{K})), the rest as text
+            if re.fullmatch(r"[\d,.]+( B)?( = [\d.]+ [KMGT]?i?B)?( \([\d.]+[KMGT]\))?", v):
+                return f"${latex_number(v)}$"
+            return _latex_escape(_power(v))
+
+        out += [rf"\item {_latex_escape(q)}: {cell(v)}" for q, _, v in lines]
+        return "\n".join([*out, r"\end{itemize}"]) + "\n" + table
+    width = max(len(q) for q, _, _ in lines)
+    out = [head, ""]
+    for q, s, v in lines:
+        out.append(f"{q:<{width}}  {_power(s)}")
+        out.append(f"{'':<{width}}  = {_power(v)}")
+    return "\n".join(out) + "\n\n" + table
 
 
 def explain_total(rep: Report, quantity: str = "flops") -> str:

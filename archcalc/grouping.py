@@ -96,6 +96,42 @@ def group_rows(rep: Report, depth: int | None) -> list[Group]:
     ]
 
 
+def block(rep: Report, name: str) -> Group | None:
+    """The block call ``name`` (``layer1``, ``layer1.0``, ``Mixed_5b``: any scope a row sits in), with
+    its rows and totals; None if no row sits in it.  ``check`` and ``explain`` both take a block by
+    this rule, so they agree on its sums."""
+    rows = tuple(r for r in rep.rows if name in r.scope)
+    if not rows:
+        return None
+    return Group(name, rows, True, rep.repeats.get(name, 1), _totals(rows, rep.include_training_only))
+
+
+def block_names(rep: Report) -> list[str]:
+    """Every block call of the report, in order (for a did-you-mean)."""
+    return list(dict.fromkeys(s for r in rep.rows for s in r.scope))
+
+
+def sum_text(rows: Sequence[Row], quantity: str, limit: int = 12) -> str:
+    """A sum over rows as people check it: 'conv1 23.3K + conv2 307K + ...', a row of a block
+    repeated l times written '× l'; past ``limit`` terms, the first and last five."""
+    from .render import units
+
+    fmt = units.size if quantity == "activation_bytes" else units.count
+
+    def term(r: Row) -> str:
+        value = fmt(getattr(r, quantity))
+        if type(r.repeat) is int and r.repeat == 1:
+            return f"{r.name} {value}"
+        if " + " in value or " - " in value:  # (3*h^2 + 3*h) × l, not 3*h^2 + 3*h × l
+            value = f"({value.removesuffix(' B')})" + (" B" if value.endswith(" B") else "")
+        return f"{r.name} {value} \u00d7 {units.count(r.repeat)}"
+
+    parts = [term(r) for r in rows if getattr(r, quantity) != 0]
+    if len(parts) > limit:
+        parts = [*parts[:5], f"... ({len(parts) - 10} more)", *parts[-5:]]
+    return " + ".join(parts)
+
+
 def max_depth(rep: Report) -> int:
     """How deeply block calls nest in this report (0: no blocks)."""
     return max((len(r.scope) for r in rep.rows), default=0)

@@ -50,6 +50,9 @@ class Row:
     scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
     cache: Dim = 0
     """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
+    whole_input: bool = False
+    """Every output sees the whole input (after a flatten of the map, a global pool, attention): the
+    tables write "whole" for its receptive field and stride; ``receptive_field`` keeps the exact union."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -73,6 +76,8 @@ class Row:
             out["repeat"] = to_json(self.repeat)
         if type(self.cache) is not int or self.cache != 0:
             out["kv_cache_per_position"] = to_json(self.cache)
+        if self.whole_input:
+            out["sees_whole_input"] = True
         if self.note:
             out["note"] = self.note
         return out
@@ -250,6 +255,8 @@ def report_from_graph(
                 n.get("scope", ()),
             )
         )
+        if n.get("rf_whole"):
+            rows[-1].whole_input = True
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
             rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -53,6 +53,7 @@ def _row(name: str, kind: str, rows: Sequence[Row], rep: Report, totals: dict[st
         ops=ops,
         buffers=_sum(counted, "buffers"),
         training_only=all(r.training_only for r in rows),
+        whole_input=last.whole_input,
     )
 
 

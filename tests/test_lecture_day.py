@@ -208,3 +208,119 @@ def test_check_writes_powers_as_people_do(tmp_path: Path) -> None:
     assert "**" not in out
     assert "correct total.params=27C^2: exact 27*C^2" in out and "WRONG   conv1.params=8*C^2: exact 9*C^2" in out
     assert "here is a formula, 27*C^2*H*W" in out
+
+
+# ----- 4. rows whose every output sees the whole input ---------------------------------------------
+
+
+def _rf_cells(out: str) -> dict[str, tuple[str, str]]:
+    """layer -> (RF, stride) cells of a text table."""
+    rows = {}
+    for line in out.splitlines()[4:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[0] != "total":
+            rows[parts[0]] = (parts[-2], parts[-1])
+    return rows
+
+
+def test_fully_connected_rows_see_the_whole_input() -> None:
+    out = cli("table", ALEXNET).out
+    cells = _rf_cells(out)
+    # pool5 sees 195x195 (a window); from the flatten on, every output reads all 6x6 positions: 195 + (6 - 1)*32 = 355
+    assert cells["pool5"] == ("195\u00d7195", "32\u00d732")
+    assert all(cells[n] == ("whole", "whole") for n in ("flatten", "fc6", "relu6", "fc7", "relu7", "fc8"))
+    assert "RF and stride 'whole': every output sees the whole input" in out  # the legend says what it means
+    md = cli("table", ALEXNET, "--format", "markdown").out
+    fc6_md = next(line for line in md.splitlines() if line.startswith("| fc6 "))
+    assert [c.strip() for c in fc6_md.strip("|").split("|")][-2:] == ["whole", "whole"]
+    latex = cli("table", ALEXNET, "--format", "latex").out
+    assert r"fc6 & linear & 4096 & 37.8M & 37.7M & 16.0 KiB & whole & whole \\" in latex
+    # JSON keeps the exact numbers and adds a flag
+    doc = json.loads(cli("table", ALEXNET, "--format", "json").out)
+    fc6 = next(r for r in doc["layers"] if r["name"] == "fc6")
+    assert fc6["receptive_field"] == [355, 355] and fc6["effective_stride"] == [192, 192] and fc6["sees_whole_input"] is True
+    assert "sees_whole_input" not in next(r for r in doc["layers"] if r["name"] == "pool5")
+
+
+def test_global_pool_attention_and_mean_see_the_whole_input(tmp_path: Path) -> None:
+    resnet = _rf_cells(cli("table", str(SPECS / "resnet50.json")).out)
+    assert resnet["layer4.2.relu3"] == ("427\u00d7427", "32\u00d732")
+    assert resnet["avgpool"] == ("whole", "whole") and resnet["fc"] == ("whole", "whole")
+    vit = _rf_cells(cli("table", str(SPECS / "vit_b_16.json")).out)
+    assert vit["conv_proj"] == ("16\u00d716", "16\u00d716") and vit["encoder.layers.encoder_layer.0.ln_1"] == ("16\u00d716", "16\u00d716")
+    assert vit["encoder.layers.encoder_layer.0.self_attention"] == ("whole", "whole")
+    assert vit["encoder.layers.encoder_layer.0.add_1"] == ("whole", "whole")  # x + attention(x): each token sees everything
+    # a mean over the map, and a conv as large as the map: whole; a conv that leaves a 2x2 map: not
+    doc = {"name": "m", "input": [3, 8, 8], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"name": "small", "type": "conv2d", "out_channels": 4, "kernel_size": 4, "stride": 4, "inputs": ["c"]},
+        {"name": "big", "type": "conv2d", "out_channels": 4, "kernel_size": 8, "inputs": ["c"]},
+        {"name": "avg", "type": "mean", "dim": [2, 3], "inputs": ["c"]}]}
+    rep = analyze(parse_spec(doc))
+    assert [rep.row(n).whole_input for n in ("c", "small", "big", "avg")] == [False, False, True, True]
+
+
+def test_explain_and_check_say_whole_input() -> None:
+    out = cli("explain", ALEXNET, "fc6").out
+    rf = out.splitlines().index(next(line for line in out.splitlines() if line.startswith("receptive field ")))
+    assert out.splitlines()[rf].endswith("it reads flatten, which sees the whole input")
+    assert out.splitlines()[rf + 1].strip() == "= the whole input (355\u00d7355 with the padding counted)"
+    r = cli("check", ALEXNET, "fc6.rf=whole image", "pool5.rf=whole image", "fc6.rf=355x355")
+    assert [line.split()[0] for line in r.out.splitlines() if not line.startswith(" ")][:3] == ["correct", "WRONG", "correct"]
+
+
+# ----- 2. explain takes block names, and agrees with check -------------------------------------------
+
+RESNET50 = str(SPECS / "resnet50.json")
+# torchvision's bottleneck (He et al. 2015, Table 1, conv2_x), 64 -> 64 -> 256 channels:
+FIRST = 64 * 64 + 128 + 64 * 64 * 3 * 3 + 128 + 64 * 256 + 512 + 64 * 256 + 512  # 75,008: with the projection shortcut
+OTHER = 256 * 64 + 128 + 64 * 64 * 3 * 3 + 128 + 64 * 256 + 512  # 70,400
+
+
+def test_explain_a_block_sums_its_copies() -> None:
+    r = cli("explain", RESNET50, "layer1")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[0].startswith("layer1 (block, 3 copies, 34 layers) in ResNet-50 v1.5 (He et al. 2015; torchvision): input maxpool 64\u00d756")
+    assert _step(r.out, "params") == ("layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K", f"= {FIRST + 2 * OTHER:,} (216K)")
+    assert "layer1.2.conv3" in r.out and "block layer1 \u00d73: input 64\u00d756\u00d756" in r.out  # its rows, as a table
+    one = cli("explain", RESNET50, "layer1.0").out  # a copy: its layers
+    assert _step(one, "params")[1] == f"= {FIRST:,} (75.0K)" and "layer1.0.downsample.0 16.4K" in one
+
+
+@pytest.mark.parametrize(("spec", "name"), [(RESNET50, "layer1"), (RESNET50, "layer4.2"), (str(SPECS / "googlenet.json"), "inception_3a"),
+                                            (str(SPECS / "transformer_lm.json"), "transformer.h")])
+def test_explain_and_check_agree_on_a_block(spec: str, name: str) -> None:
+    out = cli("explain", spec, name).out
+    for quantity, label in (("params", "params"), ("macs", "MACs (lecture)"), ("memory", "memory (float32)")):
+        result = _step(out, label)[1].removeprefix("= ")
+        exact = result.split(" (")[0].split(" B")[0].replace(" B = ", "")
+        verdict = cli("check", spec, f"{name}.{quantity}={exact}" + (" B" if quantity == "memory" and "*" in exact else ""))
+        assert verdict.code == 0 and verdict.out.startswith("correct"), (quantity, result, verdict.out)
+
+
+def test_explain_a_block_in_markdown_and_latex() -> None:
+    md = cli("explain", RESNET50, "layer1", "--format", "markdown").out
+    assert md.startswith("**layer1 (block, 3 copies") and "| params | layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K | 215,808 (216K) |" in md
+    tex = cli("explain", RESNET50, "layer1", "--format", "latex").out
+    assert r"\item params: $215\,808\ (216\,\mathrm{K})$" in tex and r"\item memory (float32): $44\,957\,696\,\mathrm{B} = 42.9\,\mathrm{MiB}$" in tex
+    assert r"\begin{tabular}" in tex and r"\begin{table}" not in tex  # a bare tabular, as table --bare
+
+
+def test_explain_a_misspelt_block_says_did_you_mean() -> None:
+    r = cli("explain", RESNET50, "layr1")
+    assert r.code == 2 and "no layer or block named 'layr1'; did you mean 'layer1'" in r.err
+
+
+def test_a_block_explained_in_latex_compiles(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed")
+    tex = cli("explain", RESNET50, "layer1.0", "--format", "latex").out
+    doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm]{geometry}\n\\begin{document}\n" + tex + "\\end{document}\n"
+    (tmp_path / "block.tex").write_text(doc)
+    command = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "block.tex"]
+    r = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, (tmp_path / "block.log").read_text(errors="replace")[-2000:]

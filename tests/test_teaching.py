@@ -158,7 +158,7 @@ def test_explain_latex_sets_symbolic_results_as_math() -> None:
 
 def test_explain_unknown_layer() -> None:
     r = cli("explain", ALEXNET, "conv9")
-    assert r.code == 2 and "no layer named 'conv9'" in r.err and "did you mean" in r.err
+    assert r.code == 2 and "no layer or block named 'conv9'" in r.err and "did you mean" in r.err
 
 
 CLAIMS = [

@@ -214,8 +214,15 @@ def _differ(a: Dim, b: Dim) -> bool:
 
 
 def receptive_field(G: Graph) -> None:
-    """Set ``rf`` (tuple of AxisRF, one per input spatial axis), ``rf_note`` and ``rf_bound`` (the
-    first layer upstream whose RF is not exact, or None) on every node."""
+    """Set ``rf`` (tuple of AxisRF, one per input spatial axis), ``rf_note``, ``rf_bound`` (the
+    first layer upstream whose RF is not exact, or None) and ``rf_whole`` on every node.
+
+    ``rf_whole`` says why every output of the layer sees the whole input, or is None: the layer
+    mixes every position (attention, a mean over tokens); its window spans the whole map down to
+    one position (a flatten of the map, a global pool, a conv as large as the map); or it reads a
+    layer that sees the whole input (the linear layers after the flatten, a residual add after
+    attention, squeeze-and-excitation's gated map).  There the receptive field is no window on the
+    image, and the tables say "whole" (the exact union stays in ``rf``)."""
     nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
     start = tuple(AxisRF() for _ in range(n_axes))
@@ -234,15 +241,16 @@ def receptive_field(G: Graph) -> None:
         inputs = node["inputs"]
         note = None
         if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
-            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=())
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_whole=None)
             continue
+        whole = next((f"it reads {i}, which sees the whole input" for i in inputs if nodes[i].get("rf_whole")), None)
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
             rf, bound, grid = src["rf"], src["rf_bound"], src["rf_grid"]
         else:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             if not seeing:
-                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=())
+                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_whole=None)
                 for rep in done_at.get(name, ()) if repeats else ():
                     _last_copy(rep, nodes)
                 continue
@@ -273,10 +281,13 @@ def receptive_field(G: Graph) -> None:
                 rf = tuple(out)
             shape = node["shape"]
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
+            if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
+                whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
         if rf and node["layer"].mixes_positions(node["in_shapes"]):
             rf = _whole(grid, rf)
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
+            whole = "it mixes every position: every output sees every input pixel any position sees"
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -292,9 +303,25 @@ def receptive_field(G: Graph) -> None:
         node["rf_note"] = note
         node["rf_bound"] = bound
         node["rf_grid"] = grid
+        node["rf_whole"] = whole if rf else None
         if repeats and name in done_at:
             for rep in done_at[name]:
                 _last_copy(rep, nodes)
+
+
+def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...]) -> bool:
+    """Whether windows leave one output position per spatial axis that reads every input position:
+    on each axis, one output, no upsampling, and a window from at or before pixel 0 to at or past
+    the last pixel (a flatten of the map, a global pool, a conv as large as the map)."""
+    if len(in_shape) != len(windows) + 1 or len(positions) != len(windows):
+        return False
+    for w, n, m in zip(windows, in_shape[1:], positions, strict=True):
+        if known_sign(m - 1) != 0 or known_sign(w.upsample - 1) != 0:
+            return False
+        covers = known_sign(w.extent - w.pad_before - n)  # the window's last pixel, e - 1 - p, is at or past n - 1
+        if covers is None or covers < 0 or known_sign(w.pad_before) not in (0, 1):
+            return False
+    return True
 
 
 def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]]) -> None:

@@ -16,6 +16,11 @@ from . import units
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 
 HEADERS = ["layer", "type", "output", "params", "MACs", "memory", "RF", "stride"]
+WHOLE = "whole"  # the RF and stride of a row whose every output sees the whole input (Row.whole_input)
+WHOLE_LEGEND = (
+    "RF and stride 'whole': every output sees the whole input (a flatten of the map, a global pool, attention, "
+    "and the layers after them); the JSON report keeps the exact field (sees_whole_input)."
+)
 
 
 def _dim_text(d: Any, plain_sep: bool = False) -> str:
@@ -48,8 +53,8 @@ def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: s
         fmt(r.params),
         fmt(r.macs),
         size(r.activation_bytes),
-        _shape(r.receptive_field, sep),
-        _shape(r.effective_stride, sep),
+        WHOLE if r.whole_input else _shape(r.receptive_field, sep),
+        WHOLE if r.whole_input else _shape(r.effective_stride, sep),
     ]
 
 
@@ -117,6 +122,8 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
     legends = []
     if any(r.training_only for r in rep.rows) and not rep.include_training_only:
         legends.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
+    if any(r.whole_input for r in rep.rows):
+        legends.append(WHOLE_LEGEND)
     repeated = next((r for r in rep.rows if not _once(r)), None)
     if repeated is not None:
         n = human_text(repeated.repeat)
@@ -174,6 +181,13 @@ _LATEX = str.maketrans(
 )
 
 
+def _latex_quotes(s: str) -> str:
+    """'lecture' as LaTeX's quotes, `lecture' (a closing quote alone stays an apostrophe: it's)."""
+    import re
+
+    return re.sub(r"(?<![\w`])'([^'\n]*)'(?!\w)", r"`\1'", s)
+
+
 def _latex_escape(s: str) -> str:
     """Text for LaTeX, each special character replaced once (in one pass: the braces that
     \\textbackslash{} brings are not escaped again)."""
@@ -228,6 +242,8 @@ def to_latex(rep: Report, bare: bool = False, columns: tuple[str, ...] | None = 
             return _latex_value(r.macs, units.count)
         if c == "memory":
             return _latex_value(r.activation_bytes, units.size, "B")
+        if r.whole_input and c in ("rf", "stride"):
+            return WHOLE
         if c == "rf":
             return _latex_value_shape(r.receptive_field)
         return _latex_value_shape(r.effective_stride)
@@ -245,7 +261,7 @@ def to_latex(rep: Report, bare: bool = False, columns: tuple[str, ...] | None = 
     if hide_free and len(rows) < len(rep.rows):
         notes = [*notes, f"{len(rep.rows) - len(rows)} parameter-free layers (activations, pooling, reshapes) not shown; the totals count them"]
     for line in [*(f"Note: {n}" for n in notes), *([legend] if legend else [])]:
-        lines.append(rf"\par\footnotesize {_latex_escape(line)}")
+        lines.append(rf"\par\footnotesize {_latex_quotes(_latex_escape(line))}")
     if not bare:
         lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
