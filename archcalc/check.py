@@ -193,13 +193,15 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
     if target in names:
         return [rep.row(target)], ""
     from .grouping import block, block_names
+    from .summary import stage
 
     group = block(rep, target)
-    if group is not None:  # (explain takes a block by the same rule)
-        inside = [r for r in group.rows if rep.include_training_only or not r.training_only] or list(group.rows)
+    members, what = (list(group.rows), "block") if group is not None else (stage(rep, target), "stage")  # (explain reads them alike)
+    if members:
+        inside = [r for r in members if rep.include_training_only or not r.training_only] or members
         if per_layer:
-            return [inside[-1]], f"block {target}: its last layer, {inside[-1].name}"
-        return inside, f"block {target}: the sum over its {len(inside)} layers"
+            return [inside[-1]], f"{what} {target}: its last layer, {inside[-1].name}"
+        return inside, f"{what} {target}: the sum over its {len(inside)} layers"
     import difflib
 
     blocks = block_names(rep)

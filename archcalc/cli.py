@@ -377,8 +377,9 @@ def _explain(args: argparse.Namespace) -> int:
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
         from .explain import explain_block
         from .grouping import block
+        from .summary import stage
 
-        if block(rep, args.layer) is not None:
+        if block(rep, args.layer) is not None or stage(rep, args.layer):
             write_output(explain_block(rep, args.layer, args.format), args.output)
             return 0
     names = [args.layer] if args.layer else [r.name for r in rep.rows]

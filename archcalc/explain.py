@@ -660,13 +660,17 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     from .conventions import get_convention
     from .dims import expand
     from .errors import SpecError
-    from .grouping import block, sum_text
+    from .grouping import Group, block, group_totals, sum_text
     from .render import _latex_escape, md_escape, render
     from .report import Row
+    from .summary import stage
 
-    group = block(rep, name)
-    if group is None:
-        raise SpecError(f"no layer or block named {name!r}", field="LAYER")
+    group, kind = block(rep, name), "block"
+    if group is None:  # a stage of table --depth 1 (stem, stage3, head)
+        rows, kind = stage(rep, name), "stage"
+        if not rows:
+            raise SpecError(f"no layer or block named {name!r}", field="LAYER")
+        group = Group(name, tuple(rows), True, 1, group_totals(rows, rep.include_training_only))
     counted = [r for r in group.rows if rep.include_training_only or not r.training_only] or list(group.rows)
     last = group.output
     first = group.rows[0]
@@ -675,7 +679,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     copies = "" if type(group.repeat) is int and group.repeat == 1 else f", {human_text(group.repeat)} copies"
     where = f" in {escape_control(rep.title)}" if rep.title and fmt != "latex" else ""
     head = (
-        f"{escape_control(name)} (block{copies}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
+        f"{escape_control(name)} ({kind}{copies}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
         f"output {_shape(last.output_shape)} ({escape_control(last.name)})"
     )
     t = group.totals
@@ -685,7 +689,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
         """The sum by the block's parts one level down: its copies (layer1.0 + layer1.1 + ...), or its layers."""
         by: dict[str, Any] = {}
         for r in counted:
-            i = r.scope.index(name)
+            i = r.scope.index(name) if name in r.scope else len(r.scope)
             part = r.scope[i + 1] if len(r.scope) > i + 1 else r.name
             by[part] = by.get(part, 0) + getattr(r, quantity) * r.repeat
         if len(by) == 1:  # one part (a block repeated l times, laid out once): its layers
@@ -709,7 +713,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     in_shape = rep.row(source[0]).output_shape if len(source) == 1 else rep.input_shape if not source else ()
     sub = Report(
         rep.name, in_shape, rep.convention, rep.dtype, rep.batch, list(group.rows),
-        rep.include_training_only or group.training_only, rep.repeats, f"{rep.display_name}, block {group.label}",
+        rep.include_training_only or group.training_only, rep.repeats, f"{rep.display_name}, {kind} {group.label}",
     )  # fmt: skip
     table = render(sub, {"text": "text", "markdown": "markdown", "latex": "latex"}[fmt], **({"bare": True} if fmt == "latex" else {}))
     if fmt == "markdown":

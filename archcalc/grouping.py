@@ -71,7 +71,7 @@ def group_key(row: Row, depth: int | None) -> tuple[str, bool]:
     return row.scope[depth - 1], True
 
 
-def _totals(rows: Sequence[Row], include_training_only: bool) -> dict[str, Dim]:
+def group_totals(rows: Sequence[Row], include_training_only: bool) -> dict[str, Dim]:
     counted = [r for r in rows if include_training_only or not r.training_only] or list(rows)
     out: dict[str, Dim] = {}
     for q in QUANTITIES:
@@ -91,7 +91,7 @@ def group_rows(rep: Report, depth: int | None) -> list[Group]:
     for r in rep.rows:
         members.setdefault(group_key(r, depth), []).append(r)
     return [
-        Group(name, tuple(rows), block, rep.repeats.get(name, 1) if block else 1, _totals(rows, rep.include_training_only))
+        Group(name, tuple(rows), block, rep.repeats.get(name, 1) if block else 1, group_totals(rows, rep.include_training_only))
         for (name, block), rows in members.items()
     ]
 
@@ -103,7 +103,7 @@ def block(rep: Report, name: str) -> Group | None:
     rows = tuple(r for r in rep.rows if name in r.scope)
     if not rows:
         return None
-    return Group(name, rows, True, rep.repeats.get(name, 1), _totals(rows, rep.include_training_only))
+    return Group(name, rows, True, rep.repeats.get(name, 1), group_totals(rows, rep.include_training_only))
 
 
 def block_names(rep: Report) -> list[str]:

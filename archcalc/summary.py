@@ -64,7 +64,10 @@ def _shrinks(row: Row, before: tuple[Dim, ...]) -> bool:
     return [str(d) for d in row.output_shape[1:]] != [str(d) for d in before[1:]]
 
 
-def _stages(rep: Report) -> list[Row]:
+Part = tuple[str, str, list[Row], "Group | None"]  # (name, kind, member rows, the block's group)
+
+
+def _stages(rep: Report) -> list[Part]:
     """A network without blocks, by stages that end at each downsampling pool, then its head (all
     that follows the last one: VGG-16's adaptive pool, flatten and classifier)."""
     shapes = {r.name: r.output_shape for r in rep.rows}
@@ -72,46 +75,59 @@ def _stages(rep: Report) -> list[Row]:
         i for i, r in enumerate(rep.rows) if _shrinks(r, tuple(shapes.get(r.inputs[0], rep.input_shape) if r.inputs else rep.input_shape))
     ]
     if not ends:
-        return [_row("stage1", "stage", rep.rows, rep)]
-    out: list[Row] = []
+        return [("stage1", "stage", list(rep.rows), None)]
+    out: list[Part] = []
     start = 0
     for end in ends:
-        out.append(_row(f"stage{len(out) + 1}", "stage", rep.rows[start : end + 1], rep))
+        out.append((f"stage{len(out) + 1}", "stage", rep.rows[start : end + 1], None))
         start = end + 1
     if start < len(rep.rows):
-        out.append(_row("head", "head", rep.rows[start:], rep))
+        out.append(("head", "head", rep.rows[start:], None))
     return out
 
 
-def summarise(rep: Report, depth: int) -> Report:
-    """The report with one row per block (or stage) at ``depth``; totals unchanged."""
+def parts(rep: Report, depth: int = 1) -> list[Part]:
+    """What ``table --depth`` shows, before it is summed: each summary row's name, kind and rows."""
     if depth < 1:
         raise ValueError(f"depth must be 1 or more, got {depth}")
     groups = group_rows(rep, resolve_depth(rep, depth) or depth)
     if not any(g.block for g in groups):
-        rows = _stages(rep)
-    else:
-        first = next(i for i, g in enumerate(groups) if g.block)
-        last = max(i for i, g in enumerate(groups) if g.block)
-        rows = []
-        run: list[Group] = []
+        return _stages(rep)
+    first = next(i for i, g in enumerate(groups) if g.block)
+    last = max(i for i, g in enumerate(groups) if g.block)
+    out: list[Part] = []
+    run: list[Group] = []
 
-        def flush(where: str) -> None:
-            if not run:
-                return
-            members = [r for g in run for r in g.rows]
-            name = where if where else (run[0].name if len(run) == 1 else f"{run[0].name}..{run[-1].name}")
-            kind = where if where else (members[0].type if len(members) == 1 else "layers")
-            rows.append(_row(name, kind, members, rep))
-            run.clear()
+    def flush(where: str) -> None:
+        if not run:
+            return
+        members = [r for g in run for r in g.rows]
+        name = where if where else (run[0].name if len(run) == 1 else f"{run[0].name}..{run[-1].name}")
+        kind = where if where else (members[0].type if len(members) == 1 else "layers")
+        out.append((name, kind, members, None))
+        run.clear()
 
-        for i, g in enumerate(groups):
-            if g.block:
-                flush("stem" if i == first else "")
-                rows.append(_row(g.label, "block", g.rows, rep, g.totals))
-            else:
-                run.append(g)
-        flush("head" if groups and last < len(groups) - 1 else "")
+    for i, g in enumerate(groups):
+        if g.block:
+            flush("stem" if i == first else "")
+            out.append((g.label, "block", list(g.rows), g))
+        else:
+            run.append(g)
+    flush("head" if groups and last < len(groups) - 1 else "")
+    return out
+
+
+def stage(rep: Report, name: str) -> list[Row] | None:
+    """The rows of a stage ``table --depth 1`` names (``stem``, ``head``, VGG-16's ``stage3``), or
+    None: ``check`` and ``explain`` read these names as ``table --depth 1`` prints them."""
+    if name not in ("stem", "head") and not (name.startswith("stage") and name[5:].isdigit()):
+        return None
+    return next((rows for n, _, rows, g in parts(rep) if n == name and g is None), None)
+
+
+def summarise(rep: Report, depth: int) -> Report:
+    """The report with one row per block (or stage) at ``depth``; totals unchanged."""
+    rows = [_row(name, kind, members, rep, g.totals if g is not None else None) for name, kind, members, g in parts(rep, depth)]
     main = [r for r in rows if not r.training_only]
     for before, r in itertools.pairwise(main):  # a chain of stages: each reads the one before (diagrams follow the rows)
         r.inputs = [before.name]

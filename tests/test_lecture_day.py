@@ -324,3 +324,15 @@ def test_a_block_explained_in_latex_compiles(tmp_path: Path) -> None:
     command = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "block.tex"]
     r = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, (tmp_path / "block.log").read_text(errors="replace")[-2000:]
+
+
+def test_the_stages_table_depth_1_prints_are_names_check_and_explain_read() -> None:
+    # VGG-16's stage3 (Simonyan & Zisserman 2014, Table 1 column D): three 3x3 convs 128 -> 256 -> 256 -> 256, then pool3
+    stage3 = (128 * 9 * 256 + 256) + 2 * (256 * 9 * 256 + 256)  # 1,475,328
+    vgg = str(SPECS / "vgg16.json")
+    out = cli("explain", vgg, "stage3").out
+    assert out.startswith("stage3 (stage, 7 layers) in VGG-16") and _step(out, "params")[1] == f"= {stage3:,} (1.48M)"
+    r = cli("check", vgg, f"stage3.params={stage3}", "stage3.output=256x28x28", "head.params=123,642,856")
+    assert r.code == 0 and "stage stage3: the sum over its 7 layers" in r.out
+    # ResNet-50's stem: the 7x7 conv from 3 to 64 channels without bias, and its batch norm
+    assert cli("check", RESNET50, f"stem.params={3 * 64 * 7 * 7 + 2 * 64}").code == 0
