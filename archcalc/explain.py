@@ -362,7 +362,11 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
         why = "no input requires grad and it has no parameters: no autograd node" if not node["grad"] else "nothing: its backward needs only sizes"
         ex.steps.append(Step("saved for backward", None, "", f"0 B ({why})"))
         return
-    general = _general_dict(lambda: {s.tensor + (str(s.input) if s.tensor == "input" else ""): s for s in (layer.saved(ins_s, out_s) or [])})
+    general = _general_dict(  # (the fused kernel's, where the pass above chose it)
+        lambda: {
+            s.tensor + (str(s.input) if s.tensor == "input" else ""): s for s in (layer.saved_fused(ins_s, out_s) or layer.saved(ins_s, out_s) or [])
+        }
+    )
     for st in kept:
         s = st.saved
         label = f"saved: {s.tensor}" + (f" {s.input}" if s.tensor == "input" and len(node["inputs"]) > 1 else "")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, prod, simplify, to_json
+from .dims import Dim, expand, prod, simplify, to_json
 from .errors import SpecError
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Saved
@@ -60,6 +60,7 @@ class MemoryRow:
     batch: Dim
     checkpointed: bool = False
     training_only: bool = False
+    repeat: Dim = 1  # copies of a block repeated a symbolic number of times: the row is one copy's, the totals count it repeat times
 
     def describe(self, size: Any) -> str:
         """What is kept, e.g. 'input 784 KB; indices (int64) 392 KB; output (counted at relu1)'."""
@@ -92,11 +93,12 @@ class TrainingMemory:
     per_sample: dict[str, Dim]  # ... and its part per sample (total = fixed + per_sample * batch)
     unknown: list[str]
     params: Dim
-    param_tensors: int
+    param_tensors: Dim
     recompute_flops: Dim = 0  # per sample: one more forward of the checkpointed blocks
     recompute_peak_bytes: Dim = 0
     saved_without_checkpoint: Dim | None = None
     assumptions: list[str] = field(default_factory=list)
+    per_copy: dict[str, tuple[Dim, Dim | None]] = field(default_factory=dict)  # block repeated l times -> (l, saved bytes of one copy)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -126,6 +128,7 @@ class TrainingMemory:
                         }
                         for s in r.saved
                     ],
+                    **({"repeat": to_json(r.repeat)} if not (type(r.repeat) is int and r.repeat == 1) else {}),
                     **({"checkpointed": True} if r.checkpointed else {}),
                     **({"training_only": True} if r.training_only else {}),
                 }
@@ -138,6 +141,10 @@ class TrainingMemory:
         if self.checkpoint:
             doc["recompute_flops"] = to_json(simplify(self.recompute_flops * self.batch))
             doc["saved_without_checkpoint"] = None if self.saved_without_checkpoint is None else to_json(self.saved_without_checkpoint)
+        if self.per_copy:
+            doc["repeated_blocks"] = [
+                {"name": b, "repeat": to_json(n), "saved_bytes_per_copy": None if v is None else to_json(v)} for b, (n, v) in self.per_copy.items()
+            ]
         return doc
 
     def render(self, fmt: str = "text") -> str:
@@ -196,6 +203,12 @@ def training_memory_from_graph(
     nodes = node_table(G)
     order = G.graph["order"]
     seg_of = _segments(G, checkpoint)
+    repeated = [n for n in seg_of if nodes[n].get("repeat", 1) != 1]
+    if repeated:
+        raise SpecError(
+            f"{repeated[0]!r} is one copy of a block repeated a symbolic number of times: give the count a number with --set to checkpoint it",
+            field="--checkpoint",
+        )
 
     # saved tensors: every storage once, at the first layer that keeps it; a checkpointed block keeps
     # only its inputs (torch.utils.checkpoint saves them to rerun the block in the backward)
@@ -208,6 +221,7 @@ def training_memory_from_graph(
     plain_per: Dim = 0
     seg_inputs_done: set[str] = set()
     seg_internal: dict[str, tuple[Dim, Dim]] = {}
+    per_copy: dict[str, tuple[Dim, Dim | None]] = {}
     for name in order:
         node = nodes[name]
         kept: list[SavedTensor] | None = node["saved"]
@@ -216,7 +230,7 @@ def training_memory_from_graph(
         else:
             for s in kept:
                 if s.first:
-                    plain_fixed, plain_per = plain_fixed + s.fixed, plain_per + s.per_sample
+                    plain_fixed, plain_per = plain_fixed + s.fixed * node.get("repeat", 1), plain_per + s.per_sample * node.get("repeat", 1)
         seg = seg_of.get(name)
         row_fixed: Dim = 0
         row_per: Dim = 0
@@ -245,7 +259,12 @@ def training_memory_from_graph(
                     row_fixed, row_per = row_fixed + s.fixed, row_per + s.per_sample
         else:
             resolved = None
-        fixed, per = fixed + row_fixed, per + row_per
+        times = node.get("repeat", 1)  # a block repeated a symbolic number of times: this row stands for each copy
+        fixed, per = fixed + row_fixed * times, per + row_per * times
+        if not (type(times) is int and times == 1):
+            block = name.rsplit(".*.", 1)[0]
+            count, so_far = per_copy.get(block, (times, 0))
+            per_copy[block] = (count, None if so_far is None or resolved is None else so_far + row_fixed + row_per * batch)
         rows.append(
             MemoryRow(
                 name,
@@ -256,11 +275,12 @@ def training_memory_from_graph(
                 batch,
                 checkpointed=seg is not None,
                 training_only=node["training_only"],
+                repeat=times,
             )
         )
 
-    n_params: Dim = sum((nodes[n]["params"] for n in order), start=0)
-    n_tensors = sum(len(nodes[n]["weights"]) for n in order)
+    n_params: Dim = sum((nodes[n]["params"] * nodes[n].get("repeat", 1) for n in order), start=0)
+    n_tensors: Dim = sum((len(nodes[n]["weights"]) * nodes[n].get("repeat", 1) for n in order), start=0)
     pbytes = 4 if amp else act
     param_bytes = n_params * pbytes
     opt_bytes = OPTIMIZER_STATES[optimizer] * param_bytes
@@ -285,7 +305,7 @@ def training_memory_from_graph(
     per_t: dict[str, Dim] = {"saved_bytes": per, "param_bytes": 0, "grad_bytes": 0, "optimizer_bytes": 0}
     fixed_t["peak_bytes"] = sum(fixed_t.values(), start=0) + recompute_fixed
     per_t["peak_bytes"] = per + recompute_per
-    totals: dict[str, Dim | None] = {k: simplify(fixed_t[k] + per_t[k] * batch) for k in TOTALS}
+    totals: dict[str, Dim | None] = {k: expand(fixed_t[k] + per_t[k] * batch) for k in TOTALS}
     if unknown:
         totals["saved_bytes"] = totals["peak_bytes"] = None
     assumptions = list(PEAK_ASSUMPTIONS)
@@ -325,6 +345,7 @@ def training_memory_from_graph(
         simplify(recompute_fixed + recompute_per * batch),
         simplify(plain_fixed + plain_per * batch) if not unknown else None,
         assumptions,
+        {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
     )
 
 

@@ -26,7 +26,7 @@ from archcalc.passes import saved_tensors  # noqa: E402
 from archcalc.report import gc_paused, report_from_graph  # noqa: E402
 from archcalc.spec import load_spec  # noqa: E402
 
-NETS = ("resnet50", "resnet152", "densenet121", "inception_v3")
+NETS = ("resnet50", "resnet152", "densenet121", "inception_v3", "vit_b_16", "gpt2")
 
 
 def main() -> None:

@@ -28,6 +28,29 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
 
 Every output of an attention layer reads every position of its key/value input: its receptive
 field is the whole input (see ``Layer.mixes_positions``).
+
+What the backward keeps (``saved``: measured with ``torch.autograd.graph.saved_tensors_hooks``,
+torch 2.14, on the meta device and CPU; see tests/test_saved_tensors.py):
+
+* matmul: both inputs as torch.matmul hands them to bmm, the batch axis merged with the leading
+  axes: an input's own storage where that reshape is a view, else a copy (of the broadcast shape).
+* scaled_dot_product_attention, math path (torch's ``_scaled_dot_product_attention_math``: what
+  the meta device runs, and CPU with dropout or Ev != E): q and k scaled by 1/sqrt(sqrt(E))
+  each (new tensors, k's transposed), the softmax probabilities (heads x L x S), with dropout its
+  mask and the dropped probabilities, and v (its own storage where the bmm reshape is a view, a
+  copy where not, a repeat with grouped-query heads).  Half and bfloat16 inputs are cast to fp32
+  first: q, k, v and the probabilities are then kept in fp32 (4 bytes), twice what Korthikanti
+  et al. count.  Fused path (``saved_fused``: torch's CPU flash kernel, dropout 0 and E = Ev): q, k,
+  v as given, the output (laid out like q) and an fp32 logsumexp per query (heads x L): no L x S term.
+* multiheadattention (torch.nn.functional.multi_head_attention_forward, training): the input
+  projection keeps a contiguous copy of each input (the module reads it transposed, (L, N, E));
+  then scaled_dot_product_attention on the projected heads, as above (v is a view of the packed
+  q/k/v projection in self-attention: the whole 3 x L x E of it is kept); the output projection
+  keeps its input, a contiguous copy of the attention output (math path) or that output itself
+  (flash: laid out (L, N, E) already).  The module's output is a transposed view of an (L, N, E)
+  tensor (``new_strided``).  At batch 1 torch sees some of these transposed views as contiguous
+  and skips copies of the same size: the bytes are the same unless another layer keeps the same
+  input.
 """
 
 
@@ -36,7 +59,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, expand, is_symbolic, known_sign, prod
-from .base import DimIn, Layer, Shape, dim_field, numel, shape_str
+from .base import BATCH_SECOND, DimIn, Layer, Saved, Shape, dim_field, numel, shape_str
 from .elementwise import _broadcast_dim
 
 
@@ -61,6 +84,22 @@ def _agree(layer: Layer, a: Dim, b: Dim, message: str) -> None:
         raise layer.fail(message, "inputs")
 
 
+def _attention_core(lead: Shape, big_l: Dim, s: Dim, e: Dim, dropout_p: float) -> list[Saved]:
+    """What torch's math attention keeps before v: scaled q and k, the probabilities, their dropout."""
+    kept = [
+        Saved.new("q_scaled", (*lead, big_l, e), "q * E^-1/4: the scores' gradient times k gives q's", "act_fp32"),
+        Saved.new("k_scaled", (*lead, s, e), "k * E^-1/4, transposed: the scores' gradient times q gives k's", "act_fp32"),
+        Saved.new("probabilities", (*lead, big_l, s), "softmax's output: its backward, and (undropped) v's gradient", "act_fp32"),
+    ]
+    if dropout_p == 1:  # torch multiplies by a 0-d zero
+        kept.append(Saved.new("zero", (), "x * 0: the gradient is multiplied by the same zero", "act_fp32", batched=False))
+    elif dropout_p > 0:
+        kept.append(Saved.new("dropout_mask", (*lead, big_l, s), "which probabilities were kept (scaled by 1/(1-p))", "attn_dropout_mask"))
+    if dropout_p > 0:
+        kept.append(Saved.new("dropped_probabilities", (*lead, big_l, s), "the dropped probabilities: v's gradient", "act_fp32"))
+    return kept
+
+
 class Matmul(Layer):
     """``torch.matmul(a, b)`` of two activations (attention's ``q @ k.transpose(-2, -1)``)."""
 
@@ -79,6 +118,17 @@ class Matmul(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        a, b = ins
+        lead = out[:-2]
+        return [
+            Saved.of_matmul_input("b's gradient is a^T times the output's gradient", 0, (*lead, a[-2], a[-1]), len(lead)),
+            Saved.of_matmul_input("a's gradient is the output's gradient times b^T", 1, (*lead, b[-2], b[-1]), len(lead)),
+        ]
+
+    def autocast(self, device: str) -> str | None:
+        return None  # on autocast's lower list, but what its casts keep is not worked out
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Matmul as MatmulModule
@@ -145,6 +195,39 @@ class ScaledDotProductAttention(Layer):
     def cached_per_position(self, ins: list[Shape]) -> Dim:
         _, k, v = ins  # (heads_kv, S, E) and (heads_kv, S, Ev): what one position adds to the cache
         return prod(k[:-2]) * k[-1] + prod(v[:-2]) * v[-1]
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        q, k, v = self._grouped(ins)
+        lead = out[:-2]
+        kept = _attention_core(lead, q[-2], k[-2], q[-1], self.dropout_p)
+        if self.enable_gqa and known_sign(ins[2][-3] - q[-3]) != 0:  # k, v repeated to q's heads (repeat_interleave): a new v
+            kept.append(Saved.new("v_repeated", (*lead, v[-2], v[-1]), "v, its heads repeated to q's: the probabilities' gradient", "act_fp32"))
+        else:
+            why = "the probabilities' gradient is the output's gradient times v^T"
+            kept.append(Saved.of_matmul_input(why, 2, (*lead, v[-2], v[-1]), len(lead), fp32=True))
+        return kept
+
+    def _flash(self, ins: list[Shape]) -> bool:
+        """Whether torch's CPU flash kernel runs it (sdp_utils_cpp: no dropout, 3-D or 4-D inputs, one head size)."""
+        q, _, v = ins
+        return self.dropout_p == 0 and len(q) in (2, 3) and known_sign(v[-1] - q[-1]) == 0
+
+    def saved_fused(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        if not self._flash(ins):
+            return None  # the math path runs
+        return [
+            Saved.of_input("q: the backward recomputes the scores blockwise", 0),
+            Saved.of_input("k: the backward recomputes the scores blockwise", 1),
+            Saved.of_input("v: the backward recomputes the probabilities' gradient", 2),
+            Saved.of_output("the output: the softmax backward's row sums (output . its gradient)"),
+            Saved.new("logsumexp", (*out[:-2], ins[0][-2]), "one fp32 logsumexp per query: the probabilities, recomputed", "float32"),
+        ]
+
+    def output_storage_fused(self, ins: list[Shape]) -> str | None:
+        return "like_input" if self._flash(ins) else None  # the flash output takes q's strides
+
+    def autocast(self, device: str) -> str | None:
+        return None  # what it keeps under autocast is not worked out
 
     def note(self, ins: list[Shape]) -> str | None:
         if self.is_causal:
@@ -230,6 +313,48 @@ class MultiheadAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        q, k, _ = self._qkv(ins)
+        big_l, s, e = q[0], k[0], q[-1]
+        kept = self._projection_inputs(ins)
+        kept += _attention_core((self.num_heads,), big_l, s, e // self.num_heads, self.dropout)
+        if len(ins) == 1:  # v is a view of the packed projection: all of it is kept (an fp32 copy of v for 16-bit activations)
+            kept.append(Saved.new("qkv", (3, big_l, e), "the packed q, k, v projection, of which v is kept as a view", fp32_copy=(big_l, e)))
+        else:
+            kept.append(Saved.new("v_proj", (s, e), "the projected values: the probabilities' gradient", fp32_copy=(s, e)))
+        kept.append(Saved.new("out_proj_input", (big_l, e), "the out projection's input, a contiguous copy of the heads' output"))
+        return kept
+
+    def saved_fused(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+        if self.dropout > 0:
+            return None  # the math path runs
+        q, k, _ = self._qkv(ins)
+        big_l, s, e = q[0], k[0], q[-1]
+        kept = self._projection_inputs(ins)
+        if len(ins) == 1:
+            kept.append(Saved.new("qkv", (3, big_l, e), "the packed q, k, v projection, which flash keeps as q, k, v"))
+        else:
+            kept += [Saved.new(f"{x}_proj", shape, f"the projected {w}: flash keeps q, k, v") for x, w, shape in
+                     (("q", "queries", (big_l, e)), ("k", "keys", (s, e)), ("v", "values", (s, e)))]  # fmt: skip
+        return [
+            *kept,
+            Saved.new("logsumexp", (self.num_heads, big_l), "one fp32 logsumexp per query and head: the probabilities, recomputed", "float32"),
+            Saved.new("attention_output", (big_l, e), "the heads' output: flash's backward, and the out projection's input (a view)"),
+        ]
+
+    @staticmethod
+    def _projection_inputs(ins: list[Shape]) -> list[Saved]:
+        # the module reads each input transposed, (L, N, E): linear keeps a contiguous copy, unless
+        # the input is laid out so already (another multi-head attention's output)
+        why = "the input projection's weight gradient (a copy: the module reads its input transposed, (L, N, E))"
+        return [Saved.of_matmul_input(why, i, shape, BATCH_SECOND) for i, shape in enumerate(ins)]
+
+    def output_storage(self, ins: list[Shape]) -> str:
+        return "new_strided"  # a transposed view of the (L, N, E) result
+
+    def autocast(self, device: str) -> str | None:
+        return None  # what it keeps under autocast is not worked out
 
     def describe(self, ins: list[Shape]) -> str:
         return f"multi-head attention, {self.num_heads} heads of {ins[0][-1]}/{self.num_heads}"

@@ -28,7 +28,7 @@ start-up time.
 
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
@@ -79,15 +79,27 @@ OP_CATEGORIES: dict[str, str] = {
 
 SAVED_DTYPES: dict[str, str] = {
     "act": "the activations' dtype (--dtype)",
-    "float32": "4 bytes whatever the activations' dtype (batch norm's save_mean and save_invstd)",
+    "float32": "4 bytes whatever the activations' dtype (flash attention's logsumexp)",
     "int64": "8 bytes (max pooling's argmax indices)",
     "bool": "1 byte",
     "dropout_mask": "dropout's mask: the activations' dtype on CPU (input * (bernoulli / (1-p))), 1 byte (bool) on CUDA (native_dropout)",
+    "act_fp32": (
+        "the activations' dtype, but 4 bytes (fp32) when they are 16-bit: attention's math path computes in fp32 "
+        "(torch's _scaled_dot_product_attention_math casts half and bfloat16 q, k, v up)"
+    ),
+    "attn_dropout_mask": "attention dropout's mask in the math path: the dtype of act_fp32 on CPU, 1 byte (bool) on CUDA",
+    "norm_stats": (
+        "batch and layer norm's mean and 1/std: fp32 on CUDA (the accumulation type) and under autocast (fp32 weights), "
+        "the activations' dtype on CPU when weights and activations are both 16-bit"
+    ),
 }
 
 
-@dataclass(frozen=True)
-class Saved:
+BATCH_SECOND = -1
+"""``Saved.merge`` of an input read transposed, batch axis second (see :class:`Saved`)."""
+
+
+class Saved(NamedTuple):
     """One tensor a layer's backward keeps (what ``torch.autograd.graph.saved_tensors_hooks`` sees).
 
     Build one with :meth:`of_input`, :meth:`of_output` or :meth:`new`.  ``tensor`` says which
@@ -96,6 +108,16 @@ class Saved:
     tensor the forward makes only for the backward (``"indices"``, ``"mask"``, ``"save_mean"``),
     whose per-sample ``shape`` (``batched``) or whole shape, and ``dtype`` (a key of
     ``SAVED_DTYPES``), are given.  ``why`` says what the backward needs it for.
+
+    ``merge`` (an input only): torch.matmul's reshape of the input to 3-D for ``bmm`` (or linear's
+    to 2-D), the batch axis merged with the input's first ``merge`` per-sample axes, expanded to
+    ``shape`` (the broadcast shape): the input's own storage when that reshape is a view (``merge``
+    0, or the input laid out densely with those axes outermost and no broadcast), else a copy of
+    ``shape``.  ``BATCH_SECOND`` (-1): read transposed, (L, N, ...), and flattened (multi-head
+    attention's input projection): a view only of a tensor laid out so (a multi-head attention's
+    output).
+    ``fp32_copy``: computed in fp32 when the activations are 16-bit (attention's math path): then
+    the backward keeps an fp32 copy of this per-sample shape instead of the tensor itself.
     """
 
     tensor: str
@@ -105,10 +127,18 @@ class Saved:
     dtype: str = "act"
     batched: bool = True
     param: str | None = None
+    merge: int | None = None
+    fp32_copy: "Shape | None" = None
 
     @staticmethod
     def of_input(why: str, index: int = 0) -> "Saved":
         return Saved("input", why, input=index)
+
+    @staticmethod
+    def of_matmul_input(why: str, index: int, shape: "Shape", merge: int, fp32: bool = False) -> "Saved":
+        """Input ``index`` as ``torch.matmul`` hands it to ``bmm`` (see ``merge``); ``fp32``: cast up
+        first when the activations are 16-bit (a new fp32 copy of ``shape``)."""
+        return Saved("input", why, input=index, shape=tuple(shape), merge=merge, fp32_copy=tuple(shape) if fp32 else None)
 
     @staticmethod
     def of_output(why: str) -> "Saved":
@@ -121,16 +151,19 @@ class Saved:
         return Saved(f"{name} (cast)", why, param=name)
 
     @staticmethod
-    def new(name: str, shape: "Shape", why: str, dtype: str = "act", batched: bool = True) -> "Saved":
-        return Saved(name, why, shape=tuple(shape), dtype=dtype, batched=batched)
+    def new(name: str, shape: "Shape", why: str, dtype: str = "act", batched: bool = True, fp32_copy: "Shape | None" = None) -> "Saved":
+        return Saved(name, why, shape=tuple(shape), dtype=dtype, batched=batched, fp32_copy=None if fp32_copy is None else tuple(fp32_copy))
 
     @property
     def is_new(self) -> bool:
         return self.tensor not in ("input", "output") and self.param is None
 
 
-STORAGES = ("new", "inplace", "view", "strided", "reshape", "param")
-"""``Layer.output_storage(ins)`` values, in training mode: ``new`` a fresh tensor; ``inplace`` written
+STORAGES = ("new", "inplace", "view", "strided", "reshape", "param", "new_strided", "like_input")
+"""``Layer.output_storage(ins)`` values, in training mode: ``new`` a fresh tensor; ``new_strided`` a
+fresh tensor whose per-sample block is not contiguous (multi-head attention returns a transposed
+view of its (L, B, E) result); ``like_input`` a fresh tensor laid out as input 0 (torch's CPU flash
+attention takes its query's strides: ``Layer.output_storage_fused``); ``inplace`` written
 into input 0 (``ReLU(inplace=True)``); ``view`` a view of input 0 (contiguous if it was);
 ``strided`` a view of input 0 whose per-sample block is not contiguous (a slice of a spatial axis:
 crop, subsample); ``reshape`` a view of input 0 when its per-sample block is contiguous, else a new
@@ -376,6 +409,17 @@ class Layer(Spec):
         """Where the output lives in training mode (one of ``STORAGES``): by default a new tensor,
         or input 0's storage when :meth:`in_place` says so."""
         return "inplace" if self.in_place() else "new"
+
+    def output_storage_fused(self, ins: list[Shape]) -> str | None:
+        """Where the output lives when the fused kernel of :meth:`saved_fused` runs, if that
+        differs from :meth:`output_storage` (``None``, the default: it does not)."""
+        return None
+
+    def permutation(self, ins: list[Shape]) -> tuple[int, ...] | None:
+        """For a view that only reorders the per-sample axes (permute, transpose): output axis i is
+        input axis ``p[i]``.  The saved-tensors pass follows it to tell when a later reshape is a
+        view (a transpose undone) rather than a copy.  ``None`` (the default): not a reordering."""
+        return None
 
     def build_torch(self, ins: list[Shape]) -> Any:
         raise NotImplementedError(f"no torch module for layer type {self.kind!r}")

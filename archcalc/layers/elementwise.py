@@ -120,12 +120,13 @@ class Scalar(Layer):
     def in_place(self) -> bool:
         return False
 
-    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         if self.op in ("add", "sub", "rsub", "mul", "div"):
             return []  # the gradient is the output's, shifted or scaled by the constant
         if self.op == "pow":
             return [Saved.of_input("x ** c has the gradient c * x ** (c - 1)")]
-        return None  # rdiv (c / x): torch keeps a reciprocal whose storage archcalc does not follow
+        # rdiv: torch computes c / x as reciprocal(x) * c, and reciprocal keeps its output
+        return [Saved.new("reciprocal", ins[0], "c / x is c * (1/x): the gradient -c/x^2 is worked out from 1/x")]
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Scalar as ScalarModule

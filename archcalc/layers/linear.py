@@ -44,9 +44,11 @@ class Linear(Layer):
         return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
-        # aten.addmm / aten.mm: grad_weight = grad_output^T @ input (a 3-D input is saved as a 2-D view)
+        # aten.addmm / aten.mm: grad_weight = grad_output^T @ input; an input of more than one axis per
+        # sample is flattened to 2-D first: a view where its layout allows, else a copy (after a transpose)
+        x = ins[0]
         return [
-            Saved.of_input("the weight's gradient is the output's gradient times the input"),
+            Saved.of_matmul_input("the weight's gradient is the output's gradient times the input", 0, x, len(x) - 1),
             Saved.of_param("weight", "the input's gradient is the output's gradient times the weight"),
         ]
 

@@ -49,12 +49,12 @@ class _BatchNormNd(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         # aten.native_batch_norm in training: input, weight, running stats (parameters and buffers,
-        # not counted here) and the batch statistics it computed, in fp32 whatever the input's dtype
+        # not counted here) and the batch statistics it computed (fp32 but on CPU in pure 16-bit)
         c = ins[0][0]
         return [
             Saved.of_input("the gradient of the normalisation needs x - mean"),
-            Saved.new("save_mean", (c,), "the batch mean per channel", "float32", batched=False),
-            Saved.new("save_invstd", (c,), "1/sqrt(batch variance + eps) per channel", "float32", batched=False),
+            Saved.new("save_mean", (c,), "the batch mean per channel", "norm_stats", batched=False),
+            Saved.new("save_invstd", (c,), "1/sqrt(batch variance + eps) per channel", "norm_stats", batched=False),
         ]
 
     def build_torch(self, ins: list[Shape]) -> Any:
@@ -162,12 +162,12 @@ class LayerNorm(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         # aten.native_layer_norm: input, weight and bias (parameters), and the mean and 1/std it
-        # computed per normalised group (one per token of (L, D)), in fp32 whatever the input's dtype
+        # computed per normalised group (one per token of (L, D)), fp32 but on CPU in pure 16-bit
         groups = ins[0][: len(ins[0]) - len(self._normalized(ins[0]))] or (1,)
         return [
             Saved.of_input("the gradient of the normalisation needs x - mean"),
-            Saved.new("mean", groups, "the mean per normalised group", "float32"),
-            Saved.new("rstd", groups, "1/sqrt(variance + eps) per normalised group", "float32"),
+            Saved.new("mean", groups, "the mean per normalised group", "norm_stats"),
+            Saved.new("rstd", groups, "1/sqrt(variance + eps) per normalised group", "norm_stats"),
         ]
 
     def build_torch(self, ins: list[Shape]) -> Any:
@@ -206,11 +206,12 @@ class GroupNorm(Layer):
         return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
-        # aten.native_group_norm: input, weight (a parameter), and the mean and 1/std per group, fp32
+        # aten.native_group_norm: input, weight (a parameter), and the mean and 1/std per group, in
+        # the input's dtype (16-bit too, on CPU and the meta device)
         return [
             Saved.of_input("the gradient of the normalisation needs x - mean"),
-            Saved.new("mean", (self.num_groups,), "the mean per group", "float32"),
-            Saved.new("rstd", (self.num_groups,), "1/sqrt(variance + eps) per group", "float32"),
+            Saved.new("mean", (self.num_groups,), "the mean per group"),
+            Saved.new("rstd", (self.num_groups,), "1/sqrt(variance + eps) per group"),
         ]
 
     def build_torch(self, ins: list[Shape]) -> Any:

@@ -85,6 +85,9 @@ class Permute(_Rearranged):
     def output_shape(self, ins: list[Shape]) -> Shape:
         return tuple(ins[0][i] for i in self._order(ins[0]))
 
+    def permutation(self, ins: list[Shape]) -> tuple[int, ...]:
+        return tuple(self._order(ins[0]))
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Permute as PermuteModule
 
@@ -106,6 +109,12 @@ class Transpose(_Rearranged):
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         return tuple(ins[0][i] for i in self._order(ins[0]))
+
+    def permutation(self, ins: list[Shape]) -> tuple[int, ...]:
+        a, b = sample_axis(self, self.dim0, ins[0], "dim0"), sample_axis(self, self.dim1, ins[0], "dim1")
+        p = list(range(len(ins[0])))
+        p[a], p[b] = b, a
+        return tuple(p)
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Transpose as TransposeModule

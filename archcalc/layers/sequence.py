@@ -112,11 +112,15 @@ class RMSNorm(Layer):
         return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
-        # torch's composite rms_norm: x * rsqrt(mean(x**2) + eps) (* weight)
+        # torch's composite rms_norm: x * rsqrt(mean(x**2) + eps) (* weight), computed in fp32 (a
+        # 16-bit input is cast up: the fp32 copy is what is kept)
         n = len(self._normalized(ins[0]))
-        kept = [Saved.of_input("d/dx of x * rsqrt(mean(x^2)) needs x"), Saved.new("rstd", (*ins[0][: len(ins[0]) - n], *(1,) * n), "1/rms per row")]
+        kept = [
+            Saved("input", "d/dx of x * rsqrt(mean(x^2)) needs x", fp32_copy=ins[0]),
+            Saved.new("rstd", (*ins[0][: len(ins[0]) - n], *(1,) * n), "1/rms per row", "act_fp32"),
+        ]
         if self.elementwise_affine:
-            kept.append(Saved.new("normalized", ins[0], "the weight's gradient needs x / rms"))
+            kept.append(Saved.new("normalized", ins[0], "the weight's gradient needs x / rms", "act_fp32"))
         return kept
 
     def build_torch(self, ins: list[Shape]) -> Any:

@@ -8,11 +8,11 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..dims import is_symbolic, simplify, to_json
+from ..dims import dim_text, is_symbolic, simplify, to_json
 from . import units
 
 if TYPE_CHECKING:
-    from ..training import Fit, TrainingMemory
+    from ..training import Fit, MemoryRow, TrainingMemory
 
 HEADERS = ["layer", "type", "output", "saved for backward", "what is kept"]
 TOTAL_LABELS = {
@@ -45,9 +45,14 @@ def _caption(m: TrainingMemory) -> str:
     return f"{m.name}: training memory, input {_shape(m.input_shape)}, batch {m.batch}, {m.dtype}, {opt}, {m.device}{ck}"
 
 
+def _name(r: MemoryRow) -> str:
+    times = "" if type(r.repeat) is int and r.repeat == 1 else f" (\u00d7{dim_text(r.repeat)})"  # one copy of a block repeated l times
+    return r.name + (" (train)" if r.training_only else "") + times
+
+
 def _rows(m: TrainingMemory) -> list[list[str]]:
     return [
-        [r.name + (" (train)" if r.training_only else ""), r.type, _shape(r.output_shape), _size(r.saved_bytes), r.describe(units.size)]
+        [_name(r), r.type, _shape(r.output_shape), _size(r.saved_bytes), r.describe(units.size)]
         for r in m.rows
     ]
 
@@ -68,6 +73,8 @@ def _total_lines(m: TrainingMemory) -> list[str]:
         lines.append(
             f"recomputation: one more forward of the checkpointed blocks, {units.exact(simplify(m.recompute_flops * m.batch))} FLOPs per step"
         )
+    for i, (block, (count, v)) in enumerate(m.per_copy.items(), start=1):  # under the saved total
+        lines.insert(i, f"  of which one copy of {block} (\u00d7{dim_text(count)}): {'unknown' if v is None else _exact(v)}")
     if m.unknown:
         lines.append(f"unknown: {', '.join(m.unknown[:5])}{'...' if len(m.unknown) > 5 else ''} do not say what their backward saves")
     return lines
