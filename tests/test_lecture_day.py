@@ -336,3 +336,10 @@ def test_the_stages_table_depth_1_prints_are_names_check_and_explain_read() -> N
     assert r.code == 0 and "stage stage3: the sum over its 7 layers" in r.out
     # ResNet-50's stem: the 7x7 conv from 3 to 64 channels without bias, and its batch norm
     assert cli("check", RESNET50, f"stem.params={3 * 64 * 7 * 7 + 2 * 64}").code == 0
+
+
+def test_check_sums_a_block_by_its_copies_and_writes_bytes_as_bytes() -> None:
+    out = cli("check", RESNET50, "layer1.params=216K").out
+    assert "        layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K" in out  # as explain sums it
+    out = cli("check", ALEXNET, "conv1.memory=784KB").out
+    assert out.startswith("correct conv1.memory=784KB: exact 802,816 B (784 KiB)")  # 64*56*56*4 bytes

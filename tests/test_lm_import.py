@@ -221,6 +221,9 @@ def test_llama2_7b_layout_imports_to_the_published_count() -> None:
     assert got["params"] == V * h + layers * per_layer + h + h * V == 6_738_415_616  # embedding, blocks, final norm, untied head
     want = analyze(load_spec(SPECS / "llama2_7b.json"), convention="torch").totals
     assert (got["params"], got["macs"]) == (want["params"], want["macs"])
+    zoo = load_spec(SPECS / "llama2_7b.json")
+    for convention in CONVENTIONS:  # layer for layer, the zoo's rotary rows aside
+        assert counted(arch, convention) == [r for r in counted(zoo, convention) if r[0] != "rotary"]
 
 
 # ----- refusals: one line naming the node and the op ---------------------------------------------------------
