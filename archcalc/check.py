@@ -834,7 +834,7 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
         assert v.claim is not None
         line = f"{v.mark:7s} {v.claim.text}: exact {v.exact_text}"
         if not v.correct:
-            line += f" (claimed {v.claim.value})"
+            line += f" (claimed {v.claim.value})" if v.claim.op == "=" else f" (budget {v.claim.op} {v.claim.value})"
         out.append(line + f"  [{v.why}]")
         if v.hint:
             out.append(f"        likely slip: {v.hint}")

@@ -129,7 +129,7 @@ def test_a_budget_counts_every_copy_of_a_repeated_block(tmp_path: Path) -> None:
     # n = 4: 224 + 4*576 = 2,528, over 2.5K and within 2,600
     r = cli("check", spec, "total.params<=2.5K", "total.params<=2600", "body.params<2304", "body.params<=2304", "--set", "n=4")
     lines = r.out.splitlines()
-    assert f"exact {STEM + 4 * UNIT:,}" in lines[0] and lines[0].startswith("WRONG   total.params<=2.5K")
+    assert lines[0] == f"WRONG   total.params<=2.5K: exact {STEM + 4 * UNIT:,} (2.53K) (budget <= 2.5K)  [budget <= 2,500: 1.01 times it]"
     assert [line.split()[0] for line in lines if not line.startswith(" ")][:4] == ["WRONG", "correct", "WRONG", "correct"]
     assert r.code == 1
 
