@@ -500,7 +500,12 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
         return _judge_shape(claim, rows[0], derive)
     values = [getattr(r, claim.quantity) * r.repeat for r in rows]  # a row of a block repeated l times counts l times
     exact = simplify(sum(values, start=0))
-    deriv = _sum_text(rows, claim.quantity) if len(rows) > 1 else (derive(rows[0].name, claim.quantity) if derive else "")
+    if len(rows) > 1 and any(claim.target in r.scope for r in rows):  # a block: by its copies, as explain sums it
+        from .grouping import parts_text
+
+        deriv = parts_text(rows, claim.target, claim.quantity)
+    else:
+        deriv = _sum_text(rows, claim.quantity) if len(rows) > 1 else (derive(rows[0].name, claim.quantity) if derive else "")
     if is_symbolic(exact):
         return _judge_formula(claim, exact, deriv)
     readings = _read_count(claim.value, claim.quantity, rep)
@@ -509,7 +514,8 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
         exact = simplify(sum((getattr(r, judged) * r.repeat for r in rows), start=0))
     nbytes = _dtype_bytes(rep)
     fmt = units.size if judged == "activation_bytes" else units.count
-    exact_text = f"{int(exact):,}" + ("" if fmt(exact) == f"{int(exact):,}" else f" ({fmt(exact)})")
+    unit = " B" if judged == "activation_bytes" else ""  # 802,816 B (784 KiB)
+    exact_text = f"{int(exact):,}{unit}" + ("" if fmt(exact) in (f"{int(exact):,}", f"{int(exact):,} B") else f" ({fmt(exact)})")
     if claim.op != "=":
         bound = readings[0]
         have = Fraction(int(exact)) / (nbytes if bound.elements else 1)
@@ -828,7 +834,7 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
         assert v.claim is not None
         line = f"{v.mark:7s} {v.claim.text}: exact {v.exact_text}"
         if not v.correct:
-            line += f" (claimed {v.claim.value})"
+            line += f" (claimed {v.claim.value})" if v.claim.op == "=" else f" (budget {v.claim.op} {v.claim.value})"
         out.append(line + f"  [{v.why}]")
         if v.hint:
             out.append(f"        likely slip: {v.hint}")

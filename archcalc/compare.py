@@ -72,7 +72,7 @@ def ratio_text(a: Any, b: Any) -> str:
             if not r.free_symbols:
                 return _fraction_text(sympy.Rational(r))
             at = {x: sympy.Integer(TYPICAL) for x in r.free_symbols}
-            return f"{r} (\u2248 {float(r.xreplace(at)):.3g} at {_at(r.free_symbols)})"
+            return f"{human_text(r)} (\u2248 {float(r.xreplace(at)):.3g} at {_at(r.free_symbols)})"  # (powers as ^, as every value)
         return _sampled_ratio(ea, eb)
     from fractions import Fraction
 

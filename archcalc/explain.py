@@ -699,11 +699,9 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     :func:`archcalc.grouping.block`), its output, receptive field and stride (its last layer's), and
     its rows as a table."""
     from .conventions import get_convention
-    from .dims import expand
     from .errors import SpecError
-    from .grouping import Group, block, group_totals, sum_text
+    from .grouping import Group, block, group_totals, parts_text
     from .render import _latex_escape, md_escape, render
-    from .report import Row
     from .summary import stage
 
     group, kind = block(rep, name), "block"
@@ -727,18 +725,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     conv = get_convention(rep.convention)
 
     def parts(quantity: str) -> str:
-        """The sum by the block's parts one level down: its copies (layer1.0 + layer1.1 + ...), or its layers."""
-        by: dict[str, Any] = {}
-        for r in counted:
-            i = r.scope.index(name) if name in r.scope else len(r.scope)
-            part = r.scope[i + 1] if len(r.scope) > i + 1 else r.name
-            by[part] = by.get(part, 0) + getattr(r, quantity) * r.repeat
-        if len(by) == 1:  # one part (a block repeated l times, laid out once): its layers
-            return sum_text(counted, quantity)
-        fake = [Row(part, "", [], (), 0, 0, 0, 0, (), (), {}) for part in by]  # (sum_text formats rows)
-        for row, v in zip(fake, by.values(), strict=True):
-            setattr(row, quantity, expand(v))
-        return sum_text(fake, quantity)
+        return parts_text(counted, name, quantity)
 
     lines = [
         ("params", parts("params"), _fmt_count(t["params"])),

@@ -132,6 +132,22 @@ def sum_text(rows: Sequence[Row], quantity: str, limit: int = 12) -> str:
     return " + ".join(parts)
 
 
+def parts_text(rows: Sequence[Row], name: str, quantity: str) -> str:
+    """A block's sum by its parts one level down: its copies (``layer1.0 75.0K + layer1.1 70.4K +
+    layer1.2 70.4K``), or its layers where it has no inner blocks (or one copy laid out for l)."""
+    by: dict[str, Any] = {}
+    for r in rows:
+        i = r.scope.index(name) if name in r.scope else len(r.scope)
+        part = r.scope[i + 1] if len(r.scope) > i + 1 else r.name
+        by[part] = by.get(part, 0) + getattr(r, quantity) * r.repeat
+    if len(by) == 1 or len(by) == len(rows):  # its own layers: as they are (a row of a block repeated l times '× l')
+        return sum_text(rows, quantity)
+    parts = [Row(part, "", [], (), 0, 0, 0, 0, (), (), {}) for part in by]  # (sum_text formats rows)
+    for row, v in zip(parts, by.values(), strict=True):
+        setattr(row, quantity, expand(v))
+    return sum_text(parts, quantity)
+
+
 def max_depth(rep: Report) -> int:
     """How deeply block calls nest in this report (0: no blocks)."""
     return max((len(r.scope) for r in rep.rows), default=0)

@@ -21,6 +21,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_torch_verify import ZOO_NEWER  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -97,6 +98,16 @@ def test_zoo_round_trip(path: Path) -> None:
         assert [r.name for r in got.rows] == [r.name for r in want.rows if not r.training_only]
         assert [r.inputs for r in got.rows] == [r.inputs for r in want.rows if not r.training_only]
     assert back.name == arch.name
+
+
+@pytest.mark.parametrize("spec", ZOO_NEWER, ids=lambda s: s["name"])
+def test_small_zoo_round_trip(spec: dict[str, Any]) -> None:
+    """The torch zoo of tests/test_torch_verify.py (every layer type), built and imported back."""
+    arch = parse_spec(spec)
+    module = build_module(compile_spec(arch), device="meta")
+    back = imported(module, spec["input"])
+    for convention in CONVENTIONS:
+        assert_same_analysis(analyze(back, convention=convention), expected_report(arch, module, convention))
 
 
 def test_round_trip_params_macs_flops_need_no_normalising() -> None:

@@ -129,7 +129,7 @@ def test_a_budget_counts_every_copy_of_a_repeated_block(tmp_path: Path) -> None:
     # n = 4: 224 + 4*576 = 2,528, over 2.5K and within 2,600
     r = cli("check", spec, "total.params<=2.5K", "total.params<=2600", "body.params<2304", "body.params<=2304", "--set", "n=4")
     lines = r.out.splitlines()
-    assert f"exact {STEM + 4 * UNIT:,}" in lines[0] and lines[0].startswith("WRONG   total.params<=2.5K")
+    assert lines[0] == f"WRONG   total.params<=2.5K: exact {STEM + 4 * UNIT:,} (2.53K) (budget <= 2.5K)  [budget <= 2,500: 1.01 times it]"
     assert [line.split()[0] for line in lines if not line.startswith(" ")][:4] == ["WRONG", "correct", "WRONG", "correct"]
     assert r.code == 1
 
@@ -336,3 +336,10 @@ def test_the_stages_table_depth_1_prints_are_names_check_and_explain_read() -> N
     assert r.code == 0 and "stage stage3: the sum over its 7 layers" in r.out
     # ResNet-50's stem: the 7x7 conv from 3 to 64 channels without bias, and its batch norm
     assert cli("check", RESNET50, f"stem.params={3 * 64 * 7 * 7 + 2 * 64}").code == 0
+
+
+def test_check_sums_a_block_by_its_copies_and_writes_bytes_as_bytes() -> None:
+    out = cli("check", RESNET50, "layer1.params=216K").out
+    assert "        layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K" in out  # as explain sums it
+    out = cli("check", ALEXNET, "conv1.memory=784KB").out
+    assert out.startswith("correct conv1.memory=784KB: exact 802,816 B (784 KiB)")  # 64*56*56*4 bytes

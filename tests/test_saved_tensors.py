@@ -496,6 +496,15 @@ ATTENTION_NETS: list[dict[str, Any]] = [
         {"name": "r", "type": "reshape", "shape": [8, 4, 4]}, {"name": "bn", "type": "batchnorm2d"},
         {"name": "gn", "type": "groupnorm", "num_groups": 2},
     ]},
+    # Swin's shifted-window attention on a 7 x 7 map in 4 x 4 windows (padded to 8 x 8), v1 and v2
+    {"name": "swin", "input": [7, 7, 8], "layers": [
+        {"name": "fc0", "type": "linear", "out_features": 16},
+        {"name": "w", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 4},
+        {"name": "ws", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 4, "shift_size": 2, "inputs": ["fc0"]},
+        {"name": "w2", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 4, "v2": True, "inputs": ["fc0"]},
+        {"name": "w2s", "type": "shiftedwindowattention", "num_heads": 4, "window_size": [4, 2], "shift_size": [2, 1], "v2": True,
+         "qkv_bias": False, "inputs": ["fc0"]},
+    ]},
 ]  # fmt: skip
 
 
@@ -512,7 +521,10 @@ def _per_layer(spec: dict[str, Any], dtype: Any, fused: bool, device: str = "cpu
     model = build_module(G, device=device, dtype=dtype)
     with contextlib.nullcontext() if fused else sdpa_kernel(SDPBackend.MATH):
         measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"], device=device, dtype=dtype))
-    got = {n: measured.per_module.get("layers." + model.keys[n], 0) for n in G.graph["order"]}
+    def within(key: str) -> int:  # the layer's module and its submodules (Swin v2's position-bias MLP)
+        return sum(v for k, v in measured.per_module.items() if k == key or k.startswith(key + "."))
+
+    got = {n: within("layers." + model.keys[n]) for n in G.graph["order"]}
     return got, {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}
 
 

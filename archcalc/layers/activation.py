@@ -214,6 +214,11 @@ class DropPath(StochasticDepth):
 
     type: Literal["droppath"]  # type: ignore[assignment]
 
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import DropPath as DropPathModule
+
+        return DropPathModule(self.p, self.mode)
+
 
 class Identity(Layer):
     """torch.nn.Identity (also the explicit shortcut of a residual block)."""

@@ -230,6 +230,10 @@ class StochasticDepth(nn.Module):
         return x * noise
 
 
+class DropPath(StochasticDepth):
+    """timm's name for StochasticDepth in mode "row" (its own class, so that the layer type maps back)."""
+
+
 class LayerScale(nn.Module):
     """``gamma * x`` with a learned gamma broadcast from ``shape``."""
 
@@ -317,6 +321,6 @@ class Rotary(nn.Module):
 
 
 __all__ = [
-    "Chunk", "Crop", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias", "Reshape",
-    "Roll", "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
+    "Chunk", "Crop", "DropPath", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias",
+    "Reshape", "Roll", "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
 ]

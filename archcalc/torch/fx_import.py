@@ -34,6 +34,13 @@ becomes a spec layer:
   becomes a layer (torch computes it); when the output is not the last layer, an ``identity``
   named ``output`` ends the spec.
 
+Language models: ``nn.Embedding`` of ``torch.arange(0, t)`` (learned positions, nanoGPT's
+``wpe(pos)``) is an ``embedding`` with ``indices: "positions"``; a weight shared by two modules
+(``wte.weight = lm_head.weight``) is written once, the second layer saying ``tie_weight``; sizes
+read off shapes may be symbols (``--input s``), and ``view``/``reshape`` take them.  A Python
+``if``/``assert`` on a traced size (``assert t <= block_size``) is decided for the given input
+(:func:`archcalc.torch.importer.import_graph`), one on tensor values refused.
+
 Names: a module call is named after its qualified name (``layer1.0.conv1``; the layers of a
 built spec module after their spec names); a module called again (torchvision's shared ``relu``)
 gets one layer per call, the later ones named after fx's node (``relu_1``); other nodes take fx's

@@ -466,6 +466,7 @@ class Importer:
         if len(inputs) < lo or (hi is not None and len(inputs) > hi):
             raise self.fail(node, f"{kind} takes {lo if lo == hi else f'at least {lo}'} input(s), got {len(inputs)}")
         try:
+            layer = layer.bind({})  # size expressions of symbols ("s - 1"), as the spec's compile will read them
             out = tuple(layer.output_shape([self.shapes[i] for i in inputs]))
         except SpecError as e:
             raise self.fail(node, f"{kind} layer {lname!r}: {e.message}" + (f" (field {e.field!r})" if e.field else "")) from None
@@ -601,6 +602,8 @@ class Importer:
         kind = leaf.kind if isinstance(leaf, Leaf) else None
         if kind is None:
             raise self.unsupported(node)
+        if kind == "reshape" and getattr(module, "view", None) is True and "view" in TYPE_NAMES:
+            kind = "view"  # archcalc's Reshape module of a 'view' layer
         if target in self.called_with_weights:  # shared weights: each spec layer owns its weights
             raise self.fail(
                 node, f"calls {target!r} a second time: its weights are shared between the calls, and each spec layer "
@@ -660,6 +663,9 @@ class Importer:
             shape = [int(d) for d in held.weight.shape[1:]]
             if not (ins and len(ins[0]) == len(shape) and all(same(a, b) for a, b in zip(ins[0], shape, strict=True))):
                 fields["shape"] = shape
+        if kind == "layerscale" and ins:  # archcalc's LayerScale module holds gamma as torch broadcasts it: (C, 1, 1) or (D,)
+            g = tuple(held.gamma.shape)
+            fields["dim"] = -1 if len(g) == 1 and len(ins[0]) > 1 else len(ins[0]) - len(g) + 1
         if kind == "positionbias":  # archcalc's PositionBias module: the table and the per-sample shape it hands out
             fields["table"] = [int(d) for d in held.table.shape]
             fields["shape"] = [int(d) for d in held.shape]
