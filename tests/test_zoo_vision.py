@@ -77,7 +77,7 @@ def test_vit_table_is_a_polynomial_in_h_and_w() -> None:
     assert macs.subs({H: 224, W: 224}) == analyze(SPECS / "vit_b_16.json", convention="torch").totals["macs"]
     assert sympy.sympify(data["totals"]["params"], locals={"H": H, "W": W}) == 86_567_656 - 197 * 768 + (H * W / 256 + 1) * 768
     text = cli("table", str(SPECS / "vit_b_16.json"), "--input", "3,H,W", "--convention", "torch")
-    assert "H**2*W**2" in text.out and "floor" not in text.out
+    assert "H^2*W^2" in text.out and "floor" not in text.out
 
 
 def test_vit_attention_sees_the_whole_image() -> None:
