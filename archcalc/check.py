@@ -41,7 +41,7 @@ from fractions import Fraction
 from typing import Any
 
 from .dims import expand, human_text, is_symbolic, simplify
-from .render import units
+from .render import _shape, units
 from .report import IN_PLACE_NOTE, Report, Row
 
 QUANTITIES = {
@@ -204,8 +204,10 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
         return inside, f"{what} {target}: the sum over its {len(inside)} layers"
     import difflib
 
+    if target == "input":
+        raise Unreadable(f"'input' is the network's input ({_shape(rep.input_shape)}), not a layer; claims name a layer, a block or total")
     blocks = block_names(rep)
-    near = difflib.get_close_matches(target, names + blocks, n=3)
+    near = difflib.get_close_matches(target, [n for n in names + blocks if n != "input"], n=3)
     raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
 
 

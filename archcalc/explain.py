@@ -228,9 +228,15 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     if name not in nodes or nodes[name]["layer"] is None:
         import difflib
 
-        blocks = {s for n in nodes.values() for s in n.get("scope", ())}  # (explain takes block calls too)
-        near = difflib.get_close_matches(name, [*nodes, *blocks], n=3)
         from .errors import SpecError
+        from .graph import INPUT
+
+        if name == INPUT:
+            first = G.graph["order"][0] if G.graph["order"] else None
+            then = f": explain a layer that reads it, such as {first!r}" if first else ""
+            raise SpecError(f"{INPUT!r} is the network's input ({_shape(tuple(nodes[INPUT]['shape']))}), not a layer{then}", field="LAYER")
+        blocks = {s for n in nodes.values() for s in n.get("scope", ())}  # (explain takes block calls too)
+        near = difflib.get_close_matches(name, [n for n in (*nodes, *blocks) if n != INPUT], n=3)
 
         raise SpecError(f"no layer or block named {name!r}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""), field="LAYER")
     node = nodes[name]
@@ -356,7 +362,7 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
         saved_tensors(G, nbytes, 1)
     kept = node["saved"]
     if kept is None:
-        ex.steps.append(Step("saved for backward", None, "", "unknown: this layer type does not say what its backward saves"))
+        ex.steps.append(Step("saved for backward", None, "", "unknown: what its backward saves is not worked out for this layer type"))
         return
     if not kept:
         why = "no input requires grad and it has no parameters: no autograd node" if not node["grad"] else "nothing: its backward needs only sizes"

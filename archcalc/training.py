@@ -29,7 +29,7 @@ from .errors import SpecError
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Saved
 from .passes import compute, params, saved_tensors, shapes
-from .passes.saved import SavedTensor
+from .passes.saved import SavedTensor, keep_once
 from .spec import Architecture, load_spec, parse_spec
 
 OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
@@ -65,7 +65,7 @@ class MemoryRow:
     def describe(self, size: Any) -> str:
         """What is kept, e.g. 'input 784 KB; indices (int64) 392 KB; output (counted at relu1)'."""
         if self.saved is None:
-            return "unknown: this layer type does not say what its backward saves"
+            return "unknown: what its backward saves is not worked out for this layer type (under --amp: for autocast)"
         if self.checkpointed:
             return "recomputed in the backward (checkpointed)"
         parts = []
@@ -241,24 +241,15 @@ def training_memory_from_graph(
             resolved = []
             if seg not in seg_inputs_done:
                 seg_inputs_done.add(seg)
-                for src in _segment_inputs(G, seg, seg_of):
-                    storage = nodes[src]["storage"]
-                    first = storage not in seen
-                    at = seen.setdefault(storage, name)
-                    st = SavedTensor(CHECKPOINT_INPUT, storage, 0, prod(nodes[storage]["shape"]) * act, first, at)
-                    resolved.append(st)
-                    if first:
-                        row_per = row_per + st.per_sample
+                inputs = [nodes[src]["storage"] for src in _segment_inputs(G, seg, seg_of)]
+                resolved, _ = keep_once(name, [(CHECKPOINT_INPUT, st, 0, prod(nodes[st]["shape"]) * act) for st in inputs], seen, 0)
         elif kept is not None:
-            resolved = []
-            for s in kept:
-                first = s.storage not in seen
-                at = seen.setdefault(s.storage, name)
-                resolved.append(SavedTensor(s.saved, s.storage, s.fixed, s.per_sample, first, at))
-                if first:
-                    row_fixed, row_per = row_fixed + s.fixed, row_per + s.per_sample
+            resolved, _ = keep_once(name, [(s.saved, s.storage, s.fixed, s.per_sample) for s in kept], seen, 0)
         else:
             resolved = None
+        for st in resolved or ():
+            if st.first:
+                row_fixed, row_per = row_fixed + st.fixed, row_per + st.per_sample
         times = node.get("repeat", 1)  # a block repeated a symbolic number of times: this row stands for each copy
         fixed, per = fixed + row_fixed * times, per + row_per * times
         if not (type(times) is int and times == 1):
@@ -444,7 +435,10 @@ class Fit:
 def max_batch(m: TrainingMemory, memory: int) -> Fit:
     """The largest batch N with fixed + per_sample*N <= memory (0 when even the fixed part does not fit)."""
     if m.totals["peak_bytes"] is None:
-        raise SpecError(f"cannot fit: layers {', '.join(m.unknown[:3])} do not say what their backward saves", field="--memory")
+        raise SpecError(
+            f"cannot fit: layers {', '.join(m.unknown[:3])} keep tensors not worked out for their type (or, under --amp, for autocast)",
+            field="--memory",
+        )
     a, b = m.fixed["peak_bytes"], m.per_sample["peak_bytes"]
     if not isinstance(a, int) or not isinstance(b, int):
         raise SpecError("cannot fit a network with symbolic sizes: give every size a number (--input, --set)", field="--memory")

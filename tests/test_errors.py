@@ -278,3 +278,15 @@ def test_no_traceback_in_a_real_process(tmp_path: Path) -> None:
     # --debug shows the traceback for developers
     p = subprocess.run([sys.executable, "-m", "archcalc", "--debug", "table", str(path)], capture_output=True, text=True)
     assert "Traceback" in p.stderr
+
+
+def test_the_input_is_not_a_layer_and_no_suggestion_points_at_it() -> None:
+    # before: "no layer named 'input'; did you mean 'input'?" (explain) and a bare "no layer or block" (check)
+    r = cli("explain", "specs/alexnet.json", "input")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert "'input' is the network's input (3\u00d7227\u00d7227), not a layer: explain a layer that reads it, such as 'conv1'" in r.err
+    r = cli("check", "specs/alexnet.json", "input.shape=3x227x227", "conv1.shape=64x56x56")
+    assert r.code == 2  # one claim not read, the other still judged
+    assert "'input' is the network's input (3\u00d7227\u00d7227), not a layer" in r.out and "1 correct, 0 wrong, 1 not read" in r.out
+    r = cli("explain", "specs/alexnet.json", "inptu")
+    assert r.code == 2 and "did you mean 'input'" not in r.err

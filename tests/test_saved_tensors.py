@@ -491,6 +491,15 @@ ATTENTION_NETS: list[dict[str, Any]] = [
         {"name": "r", "type": "reshape", "shape": [8, 4, 4]}, {"name": "bn", "type": "batchnorm2d"},
         {"name": "gn", "type": "groupnorm", "num_groups": 2},
     ]},
+    # Swin's shifted-window attention on a 7 x 7 map in 4 x 4 windows (padded to 8 x 8), v1 and v2
+    {"name": "swin", "input": [7, 7, 8], "layers": [
+        {"name": "fc0", "type": "linear", "out_features": 16},
+        {"name": "w", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 4},
+        {"name": "ws", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 4, "shift_size": 2, "inputs": ["fc0"]},
+        {"name": "w2", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 4, "v2": True, "inputs": ["fc0"]},
+        {"name": "w2s", "type": "shiftedwindowattention", "num_heads": 4, "window_size": [4, 2], "shift_size": [2, 1], "v2": True,
+         "qkv_bias": False, "inputs": ["fc0"]},
+    ]},
 ]  # fmt: skip
 
 
@@ -507,7 +516,10 @@ def _per_layer(spec: dict[str, Any], dtype: Any, fused: bool, device: str = "cpu
     model = build_module(G, device=device, dtype=dtype)
     with contextlib.nullcontext() if fused else sdpa_kernel(SDPBackend.MATH):
         measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"], device=device, dtype=dtype))
-    got = {n: measured.per_module.get("layers." + model.keys[n], 0) for n in G.graph["order"]}
+    def within(key: str) -> int:  # the layer's module and its submodules (Swin v2's position-bias MLP)
+        return sum(v for k, v in measured.per_module.items() if k == key or k.startswith(key + "."))
+
+    got = {n: within("layers." + model.keys[n]) for n in G.graph["order"]}
     return got, {n: G.nodes[n]["saved_bytes"] for n in G.graph["order"]}
 
 
@@ -615,3 +627,22 @@ def test_a_symbolic_repeat_counts_every_copy() -> None:
     two = training_memory_from_graph(compile_graph(load_spec(ROOT / "specs" / "transformer_lm.json"), values={"l": 2}), **opts)
     for key in ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes"):
         assert expand(sym.totals[key].subs(layers, 2)) == expand(two.totals[key]), key
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["bert_base", "gpt2"])
+def test_zoo_transformers_with_flash_attention_on_cpu(name: str) -> None:
+    # the default path (--attention fused): what torch picks on CPU, at 64 tokens
+    G = compile_graph(load_spec(ROOT / "specs" / f"{name}.json"), input_shape=[64])
+    assert _analytic(G, 2) == _measured(G, 2, "cpu")
+
+
+def test_memory_markdown_shows_one_transformer_layer() -> None:
+    from tests.conftest import cli
+
+    r = cli("memory", str(ROOT / "specs" / "transformer_lm.json"), "--batch", "b", "--dtype", "float16", "--attention", "math",
+            "--device", "cuda", "--format", "markdown")  # fmt: skip
+    assert r.code == 0, r.err
+    # Korthikanti et al.'s per-layer term, as archcalc derives it (test_korthikanti_per_layer_formula_from_the_spec)
+    assert "one copy of transformer.h (×l): 4\\*a\\*b\\*s\\*\\*2 + 38\\*b\\*h\\*s + 16\\*b\\*s bytes" in r.out
+    assert "| transformer.h.\\*.attn.sdpa (×l) " in r.out  # a row per layer of the block, marked with its count

@@ -15,6 +15,12 @@ attention with ``num_heads`` heads of d = C/num_heads inside each window; merged
   the weighted sum of v, nW*heads*N*N*d each.  (`softmax`): one per score, nW*heads*N*N;
   (`attn_scale`): one per score (v1's 1/sqrt(d), v2's logit scale).
 
+Saved for the backward (``saved``, measured with ``torch.autograd.graph.saved_tensors_hooks``): the
+windows (a copy of the padded map), q scaled and k^T (a copy), the probabilities, v (a copy) and the
+output projection's input, per window; v2 keeps the whole qkv projection (F.normalize keeps q and k
+as views), the norms per token, the normalised q and k, the scores before the softmax, and, once per
+batch, the bias MLP's hidden layer, its sigmoid and exp(logit_scale).
+
 Receptive field: each output reads the tokens of its own window, never the whole map (unless one
 window covers it); the channels-last layout has no sliding window in archcalc's receptive-field
 algebra, so the table shows it as pointwise and says so.
@@ -92,8 +98,41 @@ class ShiftedWindowAttention(Layer):
             text += "; the position-bias MLP runs once per batch, counted here per sample"
         return text
 
-    def saved(self, ins: list[Shape], out: Shape) -> list[Saved] | None:
-        return None  # not worked out: the training-memory pass reports this layer as unknown
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # torchvision's shifted_window_attention, training, as autograd's hooks see it (torch 2.14):
+        # every tensor is per window (nW windows of N tokens, padded map Hp x Wp = nW x N)
+        _, _, n, nw, c = self._geometry(ins[0])
+        heads, d = self.num_heads, c // self.num_heads
+        per_head, scores = (nw, heads, n, d), (nw, heads, n, n)
+        kept = [Saved.new("windows", (nw, n, c), "qkv's input: the padded (shifted) map cut into windows, a copy")]
+        if self.v2:  # cosine attention: F.normalize keeps q and k (views of the qkv output: all of it) and their norms
+            wh, ww = _pair(self.window_size)
+            kept = [
+                Saved.new("cpb_hidden", ((2 * wh - 1) * (2 * ww - 1), CPB_HIDDEN), "the position-bias MLP's ReLU output", batched=False),
+                Saved.new("bias_sigmoid", (heads, n, n), "16 * sigmoid(bias): sigmoid keeps its output", batched=False),
+                *kept,
+                Saved.new("qkv", (nw, n, 3 * c), "the qkv projection, of which normalize keeps q and k as views"),
+                *(Saved.new(f"{x}_{what}", (nw, heads, n), f"{x}'s norm per token{' (clamped)' if what == 'clamped' else ''}: normalize's gradient")
+                  for x in "qk" for what in ("norm", "clamped")),
+                Saved.new("q_normalized", per_head, "q / |q|: the scores' gradient"),
+                Saved.new("k_normalized", per_head, "k / |k| (its transpose a view): the scores' gradient"),
+                Saved.new("logit_scale", (heads,), "exp(clamped logit_scale): exp keeps its output", batched=False),
+                Saved.new("scores", scores, "the cosine scores, times logit_scale: the scale's gradient"),
+            ]  # fmt: skip
+        else:
+            kept += [
+                Saved.new("q_scaled", per_head, "q * d^-1/2: k's gradient"),
+                Saved.new("k_transposed", (nw, heads, d, n), "k^T, copied for the batched product: q's gradient"),
+            ]
+        return [
+            *kept,
+            Saved.new("probabilities", scores, "softmax's output: its backward and v's gradient"),
+            Saved.new("v", per_head, "v, copied for the batched product: the probabilities' gradient"),
+            Saved.new("proj_input", (nw, n, c), "the heads' output merged back (a copy): proj's weight gradient"),
+        ]
+
+    def autocast(self, device: str) -> str | None:
+        return None  # what it keeps under autocast is not worked out
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torchvision.models import swin_transformer as sw

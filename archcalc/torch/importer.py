@@ -466,6 +466,7 @@ class Importer:
         if len(inputs) < lo or (hi is not None and len(inputs) > hi):
             raise self.fail(node, f"{kind} takes {lo if lo == hi else f'at least {lo}'} input(s), got {len(inputs)}")
         try:
+            layer = layer.bind({})  # size expressions of symbols ("s - 1"), as the spec's compile will read them
             out = tuple(layer.output_shape([self.shapes[i] for i in inputs]))
         except SpecError as e:
             raise self.fail(node, f"{kind} layer {lname!r}: {e.message}" + (f" (field {e.field!r})" if e.field else "")) from None

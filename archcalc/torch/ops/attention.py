@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..importer import Importer, TensorRef, describe
+from ..importer import Importer, TensorRef, describe, same
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -71,6 +71,9 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
     if isinstance(p, int | float) and p:
         fields["dropout_p"] = float(p)
     names = [imp.tensor(node, a[k]) for k in ("query", "key", "value")]
+    q_shape, k_shape = imp.shape(names[0]), imp.shape(names[1])
+    if not flags["enable_gqa"] and min(len(q_shape), len(k_shape)) >= 3 and not same(q_shape[-3], k_shape[-3]) and not same(k_shape[-3], 1):
+        raise imp.unsupported(node, f"q has {q_shape[-3]} heads and k {k_shape[-3]}: grouped-query attention needs enable_gqa=True")
     imp.emit(node, "scaled_dot_product_attention", fields, names)
 
 

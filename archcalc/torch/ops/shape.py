@@ -507,6 +507,10 @@ def _select_slice(imp: Importer, node: fx.Node, src: str, items: list[Any]) -> N
             if not all(x is None or isinstance(x, int) for x in (it.start, it.stop, it.step)):
                 raise imp.unsupported(node, "slicing with computed bounds")
             n = as_int(shape[axis - 1])
+            last = isinstance(it.start, int) and it.start < 0 and it.stop is None and it.step in (None, 1)
+            if n is None and last:  # x[:, -k:] of a symbolic axis s: its last k entries, from s - k
+                steps.append(("slice", {"dim": axis, "start": spec_dim(shape[axis - 1] + it.start)}))
+                continue
             if n is None:
                 raise imp.unsupported(node, "slicing a symbolic axis")
             start, stop, step = it.indices(n)
