@@ -362,7 +362,7 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
         saved_tensors(G, nbytes, 1)
     kept = node["saved"]
     if kept is None:
-        ex.steps.append(Step("saved for backward", None, "", "unknown: this layer type does not say what its backward saves"))
+        ex.steps.append(Step("saved for backward", None, "", "unknown: what its backward saves is not worked out for this layer type"))
         return
     if not kept:
         why = "no input requires grad and it has no parameters: no autograd node" if not node["grad"] else "nothing: its backward needs only sizes"

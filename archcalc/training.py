@@ -65,7 +65,7 @@ class MemoryRow:
     def describe(self, size: Any) -> str:
         """What is kept, e.g. 'input 784 KB; indices (int64) 392 KB; output (counted at relu1)'."""
         if self.saved is None:
-            return "unknown: this layer type does not say what its backward saves"
+            return "unknown: what its backward saves is not worked out for this layer type (under --amp: for autocast)"
         if self.checkpointed:
             return "recomputed in the backward (checkpointed)"
         parts = []
@@ -435,7 +435,10 @@ class Fit:
 def max_batch(m: TrainingMemory, memory: int) -> Fit:
     """The largest batch N with fixed + per_sample*N <= memory (0 when even the fixed part does not fit)."""
     if m.totals["peak_bytes"] is None:
-        raise SpecError(f"cannot fit: layers {', '.join(m.unknown[:3])} do not say what their backward saves", field="--memory")
+        raise SpecError(
+            f"cannot fit: layers {', '.join(m.unknown[:3])} keep tensors not worked out for their type (or, under --amp, for autocast)",
+            field="--memory",
+        )
     a, b = m.fixed["peak_bytes"], m.per_sample["peak_bytes"]
     if not isinstance(a, int) or not isinstance(b, int):
         raise SpecError("cannot fit a network with symbolic sizes: give every size a number (--input, --set)", field="--memory")

@@ -627,3 +627,22 @@ def test_a_symbolic_repeat_counts_every_copy() -> None:
     two = training_memory_from_graph(compile_graph(load_spec(ROOT / "specs" / "transformer_lm.json"), values={"l": 2}), **opts)
     for key in ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes"):
         assert expand(sym.totals[key].subs(layers, 2)) == expand(two.totals[key]), key
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["bert_base", "gpt2"])
+def test_zoo_transformers_with_flash_attention_on_cpu(name: str) -> None:
+    # the default path (--attention fused): what torch picks on CPU, at 64 tokens
+    G = compile_graph(load_spec(ROOT / "specs" / f"{name}.json"), input_shape=[64])
+    assert _analytic(G, 2) == _measured(G, 2, "cpu")
+
+
+def test_memory_markdown_shows_one_transformer_layer() -> None:
+    from tests.conftest import cli
+
+    r = cli("memory", str(ROOT / "specs" / "transformer_lm.json"), "--batch", "b", "--dtype", "float16", "--attention", "math",
+            "--device", "cuda", "--format", "markdown")  # fmt: skip
+    assert r.code == 0, r.err
+    # Korthikanti et al.'s per-layer term, as archcalc derives it (test_korthikanti_per_layer_formula_from_the_spec)
+    assert "one copy of transformer.h (×l): 4\\*a\\*b\\*s\\*\\*2 + 38\\*b\\*h\\*s + 16\\*b\\*s bytes" in r.out
+    assert "| transformer.h.\\*.attn.sdpa (×l) " in r.out  # a row per layer of the block, marked with its count

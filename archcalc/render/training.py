@@ -76,7 +76,8 @@ def _total_lines(m: TrainingMemory) -> list[str]:
     for i, (block, (count, v)) in enumerate(m.per_copy.items(), start=1):  # under the saved total
         lines.insert(i, f"  of which one copy of {block} (\u00d7{dim_text(count)}): {'unknown' if v is None else _exact(v)}")
     if m.unknown:
-        lines.append(f"unknown: {', '.join(m.unknown[:5])}{'...' if len(m.unknown) > 5 else ''} do not say what their backward saves")
+        some = ", ".join(m.unknown[:5]) + ("..." if len(m.unknown) > 5 else "")
+        lines.append(f"unknown: {some} keep tensors not worked out for their type (or, under --amp, for autocast)")
     return lines
 
 
