@@ -343,3 +343,9 @@ def test_check_sums_a_block_by_its_copies_and_writes_bytes_as_bytes() -> None:
     assert "        layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K" in out  # as explain sums it
     out = cli("check", ALEXNET, "conv1.memory=784KB").out
     assert out.startswith("correct conv1.memory=784KB: exact 802,816 B (784 KiB)")  # 64*56*56*4 bytes
+
+
+def test_latex_captions_and_notes_use_latex_quotes() -> None:
+    out = cli("table", ALEXNET, "--format", "latex").out
+    assert r"\caption{AlexNet (Krizhevsky et al. 2012): input 3$\times$227$\times$227, MACs by the `lecture' convention" in out
+    assert r"RF and stride `whole': every output" in out and "'lecture'" not in out
