@@ -50,7 +50,8 @@ class Convention:
 # ptflops has its own attention formula and counts LayerNorm without its affine part, thop counts
 # nn.LayerNorm but not its subclasses (torchvision's LayerNorm2d) and attention 0 (see the README)
 NOT_REPRODUCED = frozenset(
-    {"layernorm", "groupnorm", "multiheadattention", "scaled_dot_product_attention", "matmul", "layerscale", "mean"}
+    {"layernorm", "groupnorm", "multiheadattention", "scaled_dot_product_attention", "matmul", "layerscale", "mean",
+     "shiftedwindowattention"}  # (thop: 0 for torchvision's ShiftedWindowAttention, no rule for it)
     | {"embedding", "rmsnorm", "rotary"}  # (the language-model layers: not checked against those tools either)
 )
 

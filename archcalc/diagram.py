@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dims import Dim, is_symbolic, simplify
+from .dims import Dim, human_text, is_symbolic, simplify
 from .errors import SpecError
 from .grouping import group_rows, resolve_depth
 from .render import units
@@ -172,7 +172,7 @@ def value_text(v: Dim, quantity: str) -> str:
     v = simplify(v)
     word = _QUANTITY[quantity][1]
     if is_symbolic(v):
-        return f"{v} {'B' if quantity == 'memory' else word}"
+        return f"{human_text(v)} {'B' if quantity == 'memory' else word}"  # 9*C^2*H*W MACs, as the tables write it
     text = units.size(v) if quantity == "memory" else units.count(v)
     return f"{text} {word}"
 

@@ -16,7 +16,7 @@ from .conventions import Convention, dtype_bytes, get_convention
 from .dims import Dim, as_int, dim_text, human_text, is_symbolic, simplify
 from .errors import escape_control
 from .graph import Graph, node_table
-from .layers.base import Layer, Shape, Window
+from .layers.base import Layer, Partition, Shape, Window
 from .passes.receptive import AxisRF, widest_output
 from .render import _shape, units
 from .report import Report
@@ -429,6 +429,13 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
     whole_why = node.get("rf_whole")
     whole_note = f"every output sees the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
+    layout = nodes[node["inputs"][0]].get("rf_layout") if node["inputs"] else None
+    named = layer.axis_windows(node["in_shapes"])
+    if len(srcs) == 1 and (named is not None or (layout is not None and layout != (None, *range(len(srcs[0]))))):
+        _explain_named_rf(ex, node, axes, layout, named)
+        if whole_why:
+            ex.notes.append(whole_note)
+        return
     if len(srcs) > 1:
         for a, axis in enumerate(axes):
             sizes = [s[a].size for s in srcs]
@@ -461,6 +468,36 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
         r_out: AxisRF = node["rf"][a]
         ex.steps.extend(_rf_steps(axis, r_in, w, r_out))
+
+
+def _explain_named_rf(
+    ex: Explanation,
+    node: dict[str, Any],
+    axes: tuple[str, ...],
+    layout: tuple[int | None, ...] | None,
+    named: dict[int, Window | Partition | None] | None,
+) -> None:
+    """A layer on a channels-last (or permuted) map, or one that names its axes (slice, roll,
+    window attention): per spatial axis, what it reads along the tensor axis that holds it."""
+    for a, axis in enumerate(axes):
+        r_out: AxisRF = node["rf"][a]
+        t = layout.index(a) if layout is not None and a in layout else None
+        op = named.get(t) if named is not None and t is not None else "window" if named is None else "none"
+        if isinstance(op, Partition):
+            worked = (f"windows of {op.size} positions starting at {op.offset}: each output sees the union of the fields of its own "
+                      f"window's positions (exact: outputs of one window share it)")
+        elif isinstance(op, Window):
+            worked = f"a window of {op.kernel} at stride {op.stride} along tensor axis {t}"
+        elif op == "window":
+            worked = f"its window along tensor axis {t} (the map is permuted)" if t else "its window, on a layout the pass could not follow"
+        elif op == "none":
+            worked = "pointwise along it: unchanged"
+        else:
+            worked = "a cyclic roll: positions wrap around, approximate"
+        ex.steps.append(Step(f"receptive field {axis}", "what the layer reads along the axis holding it", worked, str(r_out.size)))
+        ex.steps.append(Step(f"effective stride {axis}", None, "", str(r_out.jump)))
+    if node.get("rf_note"):
+        ex.notes.append(node["rf_note"])
 
 
 def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF) -> list[Step]:

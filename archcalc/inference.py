@@ -30,7 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, dim_text, expand, is_symbolic, simplify, to_json
+from .dims import Dim, dim_text, expand, human_text, is_symbolic, simplify, to_json
 from .errors import SpecError
 from .graph import compile_graph, node_table
 from .report import report_from_graph
@@ -234,7 +234,7 @@ def render_inference(c: InferenceCosts, fmt: str = "text") -> str:
 
 
 def _intensity_text(v: Any) -> str:
-    return f"{float(v):.3g}" if isinstance(v, Fraction) else dim_text(v)
+    return f"{float(v):.3g}" if isinstance(v, Fraction) else human_text(v)  # (powers as ^, as the tables write them)
 
 
 __all__ = ["InferenceCosts", "inference_costs", "render_inference"]

@@ -50,6 +50,8 @@ class Row:
     scope: tuple[str, ...] = ()  # the block calls it sits in, outermost first (archcalc.grouping)
     cache: Dim = 0
     """Elements the layer keeps per position for decoding (attention's keys and values: the KV cache)."""
+    rf_approximate: bool = False
+    """The receptive field is not exact (this layer or one upstream could not be followed exactly; the note says which)."""
     whole_input: bool = False
     """Every output sees the whole input (after a flatten of the map, a global pool, attention): the
     tables write "whole" for its receptive field and stride; ``receptive_field`` keeps the exact union."""
@@ -76,6 +78,8 @@ class Row:
             out["repeat"] = to_json(self.repeat)
         if type(self.cache) is not int or self.cache != 0:
             out["kv_cache_per_position"] = to_json(self.cache)
+        if self.rf_approximate:
+            out["receptive_field_approximate"] = True
         if self.whole_input:
             out["sees_whole_input"] = True
         if self.note:
@@ -255,6 +259,8 @@ def report_from_graph(
                 n.get("scope", ()),
             )
         )
+        if n["rf_bound"] is not None:
+            rows[-1].rf_approximate = True
         if n.get("rf_whole"):
             rows[-1].whole_input = True
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)

@@ -119,13 +119,22 @@ FVCORE = {
     "vit_b_16": 17_563_828_224 - 12 * 2 * 12 * VIT_L * VIT_L * 64 + 25 * 5 * VIT_L * VIT_D,
     # torch's count plus 5 per LayerNorm element (2,973,696 elements in all) and the global pool's 768 * 7 * 7 inputs
     "convnext_tiny": 4_455_531_264 + 5 * 2_973_696 + 768 * 7 * 7,
+    # swin_t (fvcore 0.1.5, measured here: conv 14,450,688 + linear 4,335,974,400 + matmul 140,141,568 +
+    # layer_norm 18,627,840 + adaptive_avg_pool2d 37,632): torch's count (the window attention's q k^T and
+    # attn v are aten::matmul, which fvcore counts) plus 5 per LayerNorm element: the stem's 56*56*96, two per
+    # block (2 blocks of 56*56*96, 2 of 28*28*192, 6 of 14*14*384, 2 of 7*7*768), patch merging's over 4C
+    # (28*28*384 + 14*14*768 + 7*7*1536) and the final 7*7*768; plus the global pool's 768 * 7 * 7 inputs
+    "swin_t": 4_490_566_656
+    + 5 * (56 * 56 * 96 + 2 * 2 * (56 * 56 * 96 + 28 * 28 * 192 + 14 * 14 * 384 * 3 + 7 * 7 * 768)
+           + 28 * 28 * 384 + 14 * 14 * 768 + 7 * 7 * 1536 + 7 * 7 * 768)
+    + 768 * 7 * 7,
 }
 
 
 @pytest.mark.parametrize("spec", FVCORE)
 def test_fvcore_on_transformers(spec: str) -> None:
     assert analyze(SPECS / f"{spec}.json", convention="fvcore").totals["macs"] == FVCORE[spec]
-    assert FVCORE == {"vit_b_16": 16_867_412_736, "convnext_tiny": 4_470_437_376}
+    assert FVCORE == {"vit_b_16": 16_867_412_736, "convnext_tiny": 4_470_437_376, "swin_t": 4_509_232_128}
 
 
 @pytest.mark.parametrize("spec", FVCORE)
@@ -155,3 +164,8 @@ def test_unreproduced_peer_counts_of_transformer_layers_are_refused(convention: 
         analyze(SPECS / "vit_b_16.json", convention=convention)
     assert e.value.layer == "encoder.layers.encoder_layer.0.ln_1"
     assert analyze(SPECS / "efficientnet_b0.json", convention=convention).totals["macs"] > 0  # no such layer there
+    # thop 0.1.1 counts torchvision's ShiftedWindowAttention as 0 (no rule for the module, and its
+    # projections are functional calls): Swin's window attention alone is refused as well
+    windows = {"name": "w", "input": [7, 7, 8], "layers": [{"name": "attn", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 7}]}
+    with pytest.raises(SpecError, match="does not reproduce"):
+        analyze(windows, convention=convention)

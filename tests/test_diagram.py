@@ -118,8 +118,8 @@ def test_training_only_heads_are_dashed() -> None:
 def test_symbolic_values_are_written_as_formulas() -> None:
     r = cli("diagram", "--stack", "CxHxW", "conv C 3 p1 bias=false", "--format", "dot")
     assert r.code == 0, r.err
-    # C filters of C x 3 x 3 at every one of H*W positions: 9*C**2*H*W MACs, left unfilled (no number to colour)
-    assert "9*C**2*H*W MACs" in r.out and "C\u00d7H\u00d7W" in r.out
+    # C filters of C x 3 x 3 at every one of H*W positions: 9*C^2*H*W MACs, left unfilled (no number to colour)
+    assert "9*C^2*H*W MACs" in r.out and "C\u00d7H\u00d7W" in r.out
     assert 'fillcolor="white"' in r.out
 
 

@@ -21,7 +21,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_torch_verify import ZOO_NEWER  # noqa: E402
+from test_torch_verify import ZOO1D, ZOO2D, ZOO3D, ZOO_NEWER  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -100,7 +100,7 @@ def test_zoo_round_trip(path: Path) -> None:
     assert back.name == arch.name
 
 
-@pytest.mark.parametrize("spec", ZOO_NEWER, ids=lambda s: s["name"])
+@pytest.mark.parametrize("spec", [ZOO1D, ZOO2D, ZOO3D, *ZOO_NEWER], ids=lambda s: s["name"])
 def test_small_zoo_round_trip(spec: dict[str, Any]) -> None:
     """The torch zoo of tests/test_torch_verify.py (every layer type), built and imported back."""
     arch = parse_spec(spec)

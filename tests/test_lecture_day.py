@@ -343,3 +343,18 @@ def test_check_sums_a_block_by_its_copies_and_writes_bytes_as_bytes() -> None:
     assert "        layer1.0 75.0K + layer1.1 70.4K + layer1.2 70.4K" in out  # as explain sums it
     out = cli("check", ALEXNET, "conv1.memory=784KB").out
     assert out.startswith("correct conv1.memory=784KB: exact 802,816 B (784 KiB)")  # 64*56*56*4 bytes
+
+
+def test_latex_captions_and_notes_use_latex_quotes() -> None:
+    out = cli("table", ALEXNET, "--format", "latex").out
+    assert r"\caption{AlexNet (Krizhevsky et al. 2012): input 3$\times$227$\times$227, MACs by the `lecture' convention" in out
+    assert r"RF and stride `whole': every output" in out and "'lecture'" not in out
+
+
+def test_every_human_output_of_a_symbolic_spec_writes_powers_with_a_caret() -> None:
+    lm = str(SPECS / "transformer_lm.json")
+    for args in (("table", lm), ("table", lm, "--format", "markdown"), ("explain", lm, "total"), ("explain", lm, "transformer.h"),
+                 ("compare", lm, str(SPECS / "gpt2.json")), ("inference", lm), ("diagram", lm, "--format", "dot")):
+        out = cli(*args).out
+        power = "\\*\\*" if "markdown" in args else "**"  # (Markdown escapes a formula's '*'; its bold totals are **...**)
+        assert power not in out and "^2" in out, args

@@ -154,6 +154,23 @@ ZOO_NEWER = [
         {"name": "first", "type": "select", "dim": 1, "index": 0, "inputs": ["x2"]},
         {"name": "head", "type": "linear", "out_features": 10},
     ]},
+    # Swin's windows (Liu et al. 2021) on a channels-last map: a width (16) that pads to 3 windows
+    # of 7, a shift per axis, v2's cosine attention, and patch merging's strided slices
+    {"name": "windows", "input": [3, 28, 32], "layers": [
+        {"name": "patch", "type": "conv2d", "out_channels": 8, "kernel_size": 2, "stride": 2},
+        {"name": "last", "type": "permute", "dims": [0, 2, 3, 1]},
+        {"name": "ln", "type": "layernorm"},
+        {"name": "wmsa", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 7},
+        {"name": "swmsa", "type": "shiftedwindowattention", "num_heads": 4, "window_size": [7, 5], "shift_size": [3, 2],
+         "qkv_bias": False},
+        {"name": "v2", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 7, "shift_size": 3, "v2": True},
+        {"name": "x0", "type": "slice", "dim": 1, "step": 2},
+        {"name": "x0c", "type": "slice", "dim": 2, "step": 2},
+        {"name": "x1", "type": "slice", "dim": 1, "start": 1, "step": 2, "inputs": ["v2"]},
+        {"name": "x1c", "type": "slice", "dim": 2, "start": 1, "step": 2},
+        {"name": "merge", "type": "concat", "inputs": ["x0c", "x1c"], "dim": -1},
+        {"name": "reduction", "type": "linear", "out_features": 16, "bias": False},
+    ]},
     # language-model layers (issue 12): token ids in, embeddings, RMSNorm, rotary q/k, grouped-query
     # attention, a learned bias table, and the elementwise arithmetic of attention scores
     {"name": "lm", "input": [12], "layers": [

@@ -6,6 +6,7 @@ entry; torchvision counts multiply-adds, attention included, and calls them GFLO
     vit_b_16            86,567,656   17.56      vit_b_32        88,224,232   4.41
     convnext_tiny       28,589,128    4.46      efficientnet_b0  5,288,548   0.39
     mobilenet_v3_large   5,483,032    0.22      regnet_y_400mf   4,344,144   0.40
+    swin_t              28,288,354    4.49
 
 Each spec is also compared with torchvision's own model, built on the meta device and measured
 with FlopCounterMode on a path that counts attention (archcalc.torch.measure.counting_path):
@@ -31,6 +32,7 @@ PUBLISHED = {
     "efficientnet_b0": (5_288_548, 0.39),
     "mobilenet_v3_large": (5_483_032, 0.22),
     "regnet_y_400mf": (4_344_144, 0.40),
+    "swin_t": (28_288_354, 4.49),
 }
 
 
@@ -77,7 +79,24 @@ def test_vit_table_is_a_polynomial_in_h_and_w() -> None:
     assert macs.subs({H: 224, W: 224}) == analyze(SPECS / "vit_b_16.json", convention="torch").totals["macs"]
     assert sympy.sympify(data["totals"]["params"], locals={"H": H, "W": W}) == 86_567_656 - 197 * 768 + (H * W / 256 + 1) * 768
     text = cli("table", str(SPECS / "vit_b_16.json"), "--input", "3,H,W", "--convention", "torch")
-    assert "H**2*W**2" in text.out and "floor" not in text.out
+    assert "H^2*W^2" in text.out and "floor" not in text.out  # (human text writes powers with ^)
+
+
+def test_swin_t_by_hand() -> None:
+    """Liu et al. 2021, Table 1: Swin-T, C = 96, blocks {2, 2, 6, 2}, heads {3, 6, 12, 24}, 7x7 windows."""
+    rep = analyze(SPECS / "swin_t.json", convention="torch")
+    stages = [(96, 3, 2, 56 * 56), (192, 6, 2, 28 * 28), (384, 12, 6, 14 * 14), (768, 24, 2, 7 * 7)]  # (C, heads, blocks, tokens L)
+    # a block: 2 LayerNorms (4C), qkv 3C*C + 3C, proj C*C + C, the relative position bias table
+    # (2*7 - 1)^2 = 169 per head, MLP C*4C + 4C + 4C*C + C; patch merging: LayerNorm over 4C (8C), 4C -> 2C
+    block_params = sum(n * (12 * c * c + 13 * c + 169 * h) for c, h, n, _ in stages)
+    merge_params = sum(8 * c + 8 * c * c for c, _, _, _ in stages[:3])
+    assert rep.totals["params"] == 96 * 3 * 4 * 4 + 96 + 2 * 96 + block_params + merge_params + 2 * 768 + 768 * 1000 + 1000
+    # MACs per block over L tokens (all four maps are multiples of 7: no padding): qkv and proj 4LC^2,
+    # q k^T and attn v over windows of 49 tokens 2*L*49*C (nW*49 = L, heads*d = C), MLP 8LC^2
+    blocks = sum(n * (12 * L * c * c + 2 * L * 49 * c) for c, _, n, L in stages)
+    merges = sum(L // 4 * 4 * c * 2 * c for c, _, _, L in stages[:3])
+    assert rep.totals["macs"] == 56 * 56 * 96 * 3 * 4 * 4 + blocks + merges + 768 * 1000
+    assert rep.rows[-1].output_shape == (1000,)
 
 
 def test_vit_attention_sees_the_whole_image() -> None:
@@ -126,8 +145,10 @@ def test_spec_matches_torchvision_module_by_module(name: str) -> None:
         rows = [r for r, n in zip(rep.rows, names, strict=True) if n == module_name or n.startswith(module_name + ".")]
         params = sum(p.numel() for p in module.parameters())
         if not module_name or not rows:
-            # only out_proj inside nn.MultiheadAttention has no row of its own (the attention row holds it)
-            assert not module_name or not params or module_name.endswith("self_attention.out_proj"), module_name
+            # only the parts of a composite layer have no row of their own (nn.MultiheadAttention's
+            # out_proj, Swin attention's qkv and proj): the row of the module holding them counts them
+            inside = any(module_name.startswith(n + ".") for n in names)
+            assert not module_name or not params or inside, module_name
             continue
         compared += 1
         assert sum(r.params for r in rows) == params, module_name

@@ -27,7 +27,10 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
   ``in_proj_bias`` (3E); ``out_proj.weight``, ``out_proj.bias``.
 
 Every output of an attention layer reads every position of its key/value input: its receptive
-field is the whole input (see ``Layer.mixes_positions``).
+field is the whole input (see ``Layer.mixes_positions``), when those positions are the whole map.
+Where the map had more positions than one output reads (``positions_read``: attention written by
+hand inside windows, whose positions were cut up by reshapes), the whole input is an upper bound
+and the receptive field pass marks it approximate.
 
 What the backward keeps (``saved``: measured with ``torch.autograd.graph.saved_tensors_hooks``,
 torch 2.14, on the meta device and CPU; see tests/test_saved_tensors.py):
@@ -119,6 +122,8 @@ class Matmul(Layer):
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
 
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        return 2 * ins[0][-1]  # a row of a and a column of b, k entries each: at most 2k positions
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         a, b = ins
         lead = out[:-2]
@@ -191,6 +196,9 @@ class ScaledDotProductAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        return ins[1][-2]  # the S keys (and values) each query attends to
 
     def cached_per_position(self, ins: list[Shape]) -> Dim:
         _, k, v = ins  # (heads_kv, S, E) and (heads_kv, S, Ev): what one position adds to the cache
@@ -314,6 +322,8 @@ class MultiheadAttention(Layer):
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
 
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        return self._qkv(ins)[1][0]  # the S keys each query attends to
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         q, k, _ = self._qkv(ins)
         big_l, s, e = q[0], k[0], q[-1]

@@ -11,7 +11,11 @@ sympy expressions (see :mod:`archcalc.dims`):
 * ``windows(ins)``: its sliding window per spatial axis for the receptive field, or ``None`` when
   it is pointwise (relu, batchnorm, add...);
 * ``mixes_positions(ins)``: True when every output reads every position (attention): its
-  receptive field is the whole input;
+  receptive field is the whole input; ``positions_read(ins)``: how many positions one output
+  reads at most, where that is fewer than its input holds (attention inside windows);
+* ``permutation(ins)`` (permute, transpose) and ``axis_windows(ins)`` (layers that name
+  their axes: slice, roll, window attention): how the spatial axes move and what each reads,
+  so the receptive field follows a channels-last layout;
 * ``saved(ins, out)``: what autograd keeps for its backward in training mode (:class:`Saved`),
   parameters and buffers excluded; ``None`` (the default) when the type does not say, which the
   training-memory pass reports as unknown, never as zero;
@@ -261,6 +265,17 @@ class Window:
         return extent(self.kernel, self.dilation)
 
 
+@dataclass(frozen=True)
+class Partition:
+    """Non-overlapping windows along one axis (Swin's window attention, Liu et al. 2021): the axis
+    is cut into blocks of ``size`` positions starting at ``offset`` (0 <= offset < size; the blocks
+    before it and at the end are cut short), and every output reads exactly the positions of its
+    own block: output o reads size*floor((o - offset)/size) + offset .. that + size - 1."""
+
+    size: Dim
+    offset: Dim = 0
+
+
 def extent(kernel: Dim, dilation: Dim) -> Dim:
     """Input span of a dilated window: d*(k - 1) + 1, which is k itself when d = 1."""
     return kernel if dilation == 1 else dilation * (kernel - 1) + 1
@@ -360,6 +375,21 @@ class Layer(Spec):
         tokens): the receptive field pass gives every output the whole input."""
         return False
 
+    def positions_read(self, ins: list[Shape]) -> Dim | None:
+        """For a layer that mixes positions: the most input positions one output can read (the
+        keys of attention), or None for all of them.  Where the map before it had more positions
+        (attention inside hand-partitioned windows), the whole-input field is an upper bound and
+        the receptive field pass marks it approximate."""
+        return None
+
+    def axis_windows(self, ins: list[Shape]) -> "dict[int, Window | Partition | None] | None":
+        """What the layer reads along each per-sample axis it names (0-based): a sliding
+        :class:`Window`, a :class:`Partition` into windows, or None where it moves positions in a
+        way the receptive field cannot follow (a cyclic roll); axes it does not name are
+        pointwise.  None (the default): the layer's ``windows`` apply to axes 1.. of a
+        (C, *spatial) input."""
+        return None
+
     def note(self, ins: list[Shape]) -> str | None:
         """Something about this layer a reader of the table should know (shown with the row)."""
         return None
@@ -419,7 +449,8 @@ class Layer(Spec):
     def permutation(self, ins: list[Shape]) -> tuple[int, ...] | None:
         """For a view that only reorders the per-sample axes (permute, transpose): output axis i is
         input axis ``p[i]``.  The saved-tensors pass follows it to tell when a later reshape is a
-        view (a transpose undone) rather than a copy.  ``None`` (the default): not a reordering."""
+        view (a transpose undone) rather than a copy; the receptive field pass, to know where the
+        spatial axes are (channels-last maps).  ``None`` (the default): not a reordering."""
         return None
 
     def build_torch(self, ins: list[Shape]) -> Any:

@@ -16,9 +16,13 @@ negative axes count from the end.  Shapes are per sample (no batch axis).
 * slice (``x[:, start:end:step]``): a range of an axis (channel slicing, Swin's patch merging
   ``x[..., 0::2, 0::2, :]``); a view.
 
-Receptive field: none of these has a sliding window.  An axis that is moved keeps no spatial
-meaning for the receptive-field pass, which follows the (C, *spatial) layout; the layers that mix
-positions (attention, mean over tokens) say so themselves (``Layer.mixes_positions``).
+Receptive field: permute and transpose move the spatial axes, and the receptive-field pass
+follows them (``Layer.permutation``: Swin's channels-last (H, W, C) maps); a slice of a
+spatial axis with a step is a window of 1 at that stride (Swin's patch merging reads every other
+row); a roll moves positions cyclically, which the pass cannot follow: from a roll of a spatial
+axis on, receptive fields are marked approximate.  reshape, view and select change the rank: the
+pass no longer knows which axis is spatial after them.  The layers that mix positions (attention,
+mean over tokens) say so themselves (``Layer.mixes_positions``).
 """
 
 
@@ -27,7 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from ..dims import Dim, as_int, ceildiv, is_symbolic, known_sign, prod
-from .base import DimIn, DimList, Layer, Saved, Shape, check_dim_value, dim_field, numel, shape_str
+from .base import DimIn, DimList, Layer, Partition, Saved, Shape, Window, check_dim_value, dim_field, numel, shape_str
 
 
 def sample_axis(layer: Layer, dim: int, shape: Shape, field: str) -> int:
@@ -195,6 +199,10 @@ class Roll(Layer):
         self._pairs(ins[0])
         return ins[0]
 
+    def axis_windows(self, ins: list[Shape]) -> dict[int, Window | Partition | None] | None:
+        # a cyclic shift: output o reads position o - shift, wrapping at the ends (no interval rule)
+        return {axis: None for shift, axis in self._pairs(ins[0]) if known_sign(shift) != 0}
+
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # its backward rolls the gradient back
 
@@ -253,6 +261,10 @@ class Slice(_View):
     def output_shape(self, ins: list[Shape]) -> Shape:
         axis, _, length = self._range(ins[0])
         return (*ins[0][:axis], length, *ins[0][axis + 1 :])
+
+    def axis_windows(self, ins: list[Shape]) -> dict[int, Window | Partition | None] | None:
+        axis, _, _ = self._range(ins[0])
+        return {axis: Window(1, self.step, -self.start)}  # output o reads position start + o*step
 
     def output_storage(self, ins: list[Shape]) -> str:
         # a range of the first per-sample axis is one contiguous block per sample; a step or a later axis is not

@@ -22,8 +22,14 @@ as views), the norms per token, the normalised q and k, the scores before the so
 batch, the bias MLP's hidden layer, its sigmoid and exp(logit_scale).
 
 Receptive field: each output reads the tokens of its own window, never the whole map (unless one
-window covers it); the channels-last layout has no sliding window in archcalc's receptive-field
-algebra, so the table shows it as pointwise and says so.
+window covers it): along H, a :class:`~archcalc.layers.base.Partition` of the padded map into
+blocks of wh rows starting at row sh (the shifted block's windows, rolled back: torchvision rolls
+by -sh, attends within the windows and masks the scores between positions the roll brought
+together, adding -100 before the softmax, then rolls back; so output row i reads rows
+wh*floor((i - sh)/wh) + sh .. + wh - 1, the blocks at the edges cut short).  The masked scores
+weigh exp(-100) of the others, about 4e-44: archcalc counts them as not read.  The receptive
+field pass maps the field of every input row through the partition exactly (a periodic field:
+outputs of one window share it); with symbolic sizes it falls back to an approximation and says so.
 """
 
 
@@ -31,8 +37,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ..dims import Dim
-from .base import DimList, Layer, Saved, Shape, dim_field, shape_str
+from ..dims import Dim, known_sign
+from .base import DimIn, DimList, Layer, Partition, Saved, Shape, Window, dim_field, shape_str
 
 CPB_HIDDEN = 512
 """Hidden width of Swin v2's continuous position bias MLP (torchvision: nn.Linear(2, 512))."""
@@ -46,7 +52,7 @@ class ShiftedWindowAttention(Layer):
     """torchvision's ShiftedWindowAttention (``v2``: ShiftedWindowAttentionV2) on an (H, W, C) map."""
 
     type: Literal["shiftedwindowattention"]
-    num_heads: int = Field(ge=1, description="Attention heads; C must be divisible by it.")
+    num_heads: Annotated[DimIn, *dim_field()] = Field(description="Attention heads; C must be divisible by it.")
     window_size: Annotated[DimList, *dim_field()] = Field(description="Window (wh, ww), e.g. 7.")
     shift_size: Annotated[DimList, *dim_field(0)] = Field(default=0, description="Cyclic shift (sh, sw); 0 for the unshifted blocks.")
     qkv_bias: bool = True
@@ -59,13 +65,24 @@ class ShiftedWindowAttention(Layer):
         h, w, c = shape
         wh, ww = _pair(self.window_size)
         hp, wp = (h + wh - 1) // wh * wh, (w + ww - 1) // ww * ww
-        if c % self.num_heads:
+        if known_sign(c % self.num_heads) not in (0, None):
             raise self.fail(f"{c} channels do not split into {self.num_heads} heads", "num_heads")
         return hp, wp, wh * ww, (hp // wh) * (wp // ww), c
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._geometry(ins[0])
         return ins[0]
+
+    def axis_windows(self, ins: list[Shape]) -> dict[int, Window | Partition | None] | None:
+        hp, wp, _, _, _ = self._geometry(ins[0])
+        out: dict[int, Window | Partition | None] = {}
+        for axis, (win, shift, padded) in enumerate(zip(_pair(self.window_size), _pair(self.shift_size), (hp, wp), strict=True)):
+            covers = known_sign(win - padded)  # torchvision: no shift on an axis one window covers
+            if covers is None:
+                out[axis] = None  # symbols: cannot tell whether the shift applies
+            else:
+                out[axis] = Partition(win, 0 if covers >= 0 else shift)
+        return out
 
     def weights(self, ins: list[Shape]) -> dict[str, Shape]:
         c = ins[0][-1]
@@ -93,7 +110,7 @@ class ShiftedWindowAttention(Layer):
 
     def note(self, ins: list[Shape]) -> str | None:
         _, _, n, nw, _ = self._geometry(ins[0])
-        text = f"{nw} window(s) of {n} tokens, {self.num_heads} heads; receptive field: each output sees its window (shown pointwise)"
+        text = f"{nw} window(s) of {n} tokens, {self.num_heads} heads; each output sees its own window"
         if self.v2:
             text += "; the position-bias MLP runs once per batch, counted here per sample"
         return text
@@ -138,7 +155,7 @@ class ShiftedWindowAttention(Layer):
         from torchvision.models import swin_transformer as sw
 
         cls = sw.ShiftedWindowAttentionV2 if self.v2 else sw.ShiftedWindowAttention
-        return cls(int(ins[0][-1]), [int(x) for x in _pair(self.window_size)], [int(x) for x in _pair(self.shift_size)], self.num_heads,
+        return cls(int(ins[0][-1]), [int(x) for x in _pair(self.window_size)], [int(x) for x in _pair(self.shift_size)], int(self.num_heads),
                    qkv_bias=self.qkv_bias, proj_bias=self.proj_bias)
 
 

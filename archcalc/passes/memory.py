@@ -23,15 +23,20 @@ def memory(G: Graph, dtype_bytes: int, batch: Dim = 1) -> None:
     permute or transpose left non-contiguous, which torch copies (``x.transpose(1, 2).flatten(1)``)."""
     nodes = node_table(G)
     contiguous: dict[str, bool] = {}  # per node: its output is contiguous per sample (eval mode)
+    memo: dict[tuple[object, ...], tuple[bool, str, Dim]] = {}  # per formula key: in place, storage, bytes
     for name in G.graph["order"]:
         node = nodes[name]
-        layer = node["layer"]
+        key = node["formula_key"]  # set by the shapes pass
+        got = memo.get(key)
+        if got is None:
+            layer = node["layer"]
+            got = memo[key] = (layer.in_place(), layer.output_storage(node["in_shapes"]), prod(node["shape"]) * dtype_bytes * batch)
+        in_place, how, nbytes = got
         inputs = node["inputs"]
-        how = layer.output_storage(node["in_shapes"])
         src = contiguous.get(inputs[0], True) if inputs else True
         # (in eval mode: dropout, in_place() here, returns its input itself though training makes new)
-        if not layer.in_place() or (how == "reshape" and not src):
-            node["activation_bytes"] = prod(node["shape"]) * dtype_bytes * batch
+        if not in_place or (how == "reshape" and not src):
+            node["activation_bytes"] = nbytes
             contiguous[name] = True
         else:
             node["activation_bytes"] = 0

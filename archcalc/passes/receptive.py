@@ -26,6 +26,17 @@ centre; where J/P is not a whole number (upsampling by 2 right at the input) the
 up and the row says so.  This exact form needs numbers: with symbols (or ratios whose pattern
 would not repeat within MAX_PERIOD outputs) upsampling falls back to the average grid, which is
 only an approximation: that row says so, and so does every row after it (``rf_bound``).
+
+Layouts: a layer's ``windows`` slide along axes 1.. of a (C, *spatial) input.  The pass follows
+where each spatial axis of the network's input sits (``rf_layout``: per axis of the tensor, the
+spatial axis it holds, or None): a permute or transpose moves them (Swin and ConvNeXt work on
+channels-last (H, W, C) maps), a layer that keeps the rank keeps them, a reshape that changes the
+rank loses them.  Layers that name their axes (``axis_windows``: a slice with a step, Swin's window
+attention as a :class:`~archcalc.layers.base.Partition` of each axis into windows) are applied
+where the spatial axes are; a sliding window on a layout the pass has lost, or a cyclic roll, makes
+the field approximate from that row on (``rf_bound``), and so does attention whose output reads
+fewer positions than the map before it had (``positions_read``: attention inside hand-cut windows,
+where "the whole input" would overstate the field).
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
-from ..layers.base import Window
+from ..layers.base import Partition, Window
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -99,6 +110,32 @@ class AxisRF(NamedTuple):
             "upsampling with symbols (or by ratios whose pattern does not repeat within 100,000 outputs): the receptive field and stride "
             "are approximate from here on (the average grid, rounded up); give the sizes numbers for exact ones",
         )
+
+
+def through_partition(r: AxisRF, part: Partition) -> tuple[AxisRF, str | None, bool]:
+    """The field after attention within non-overlapping windows of ``part.size`` positions
+    (offset ``part.offset``): output o reads the positions of its own block, and its field is the
+    union of theirs.  Exact on numbers (a periodic field: the outputs of one window share theirs);
+    with symbols, the size of one window's field on the input's grid, marked approximate."""
+    if r.whole:
+        return r, None, True
+    size, offset, periodic = as_int(part.size), as_int(part.offset), r._periodic()
+    if size is None or offset is None or periodic is None:
+        grown = AxisRF(expand(r.size + (part.size - 1) * r.jump), r.jump, expand(r.centre2 + (part.size - 1) * r.jump))
+        return grown, f"attention within windows of {part.size} with symbols: the field of one window on the average grid (approximate)", False
+    phases, shift = periodic
+    period = len(phases) * size // gcd(len(phases), size)
+    if period > MAX_PERIOD:
+        grown = AxisRF(r.size + (size - 1) * r.jump, r.jump, r.centre2 + (size - 1) * r.jump)
+        return grown, f"attention within windows of {size}: the pattern does not repeat within {MAX_PERIOD:,} outputs (approximate)", False
+    offset %= size
+    out = []
+    for o in range(period):
+        first = size * ((o - offset) // size) + offset
+        spans = [(phases[i % len(phases)][0] + i // len(phases) * shift, phases[i % len(phases)][1] + i // len(phases) * shift)
+                 for i in range(first, first + size)]
+        out.append((min(lo for lo, _ in spans), max(hi for _, hi in spans)))
+    return _from_phases(out, period // len(phases) * shift)
 
 
 def _int_window(w: Window) -> tuple[int, int, int, int, int] | None:
@@ -228,6 +265,8 @@ def receptive_field(G: Graph) -> None:
     start = tuple(AxisRF() for _ in range(n_axes))
     # rf_grid: the last spatial layout(s) upstream, as (field, positions per axis) pairs: what a layer that mixes every position sees
     nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, tuple(G.graph["input_shape"][1:])),))
+    standard = (None, *range(n_axes))  # (C, *spatial): where a layer's windows apply
+    nodes[INPUT]["rf_layout"] = standard
     window_memo: dict[tuple[object, ...], tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
     repeats = G.graph.get("symbolic_repeats", ())
@@ -241,16 +280,17 @@ def receptive_field(G: Graph) -> None:
         inputs = node["inputs"]
         note = None
         if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
-            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_whole=None)
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
             continue
         whole = next((f"it reads {i}, which sees the whole input" for i in inputs if nodes[i].get("rf_whole")), None)
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
-            rf, bound, grid = src["rf"], src["rf_bound"], src["rf_grid"]
+            rf, bound, grid, layout = src["rf"], src["rf_bound"], src["rf_grid"], src["rf_layout"]
         else:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
+            layout = _merged_layout([nodes[i]["rf_layout"] for i in seeing], len(node["shape"]))
             if not seeing:
-                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_whole=None)
+                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
                 for rep in done_at.get(name, ()) if repeats else ():
                     _last_copy(rep, nodes)
                 continue
@@ -267,7 +307,18 @@ def receptive_field(G: Graph) -> None:
             windows = node["layer"].windows(node["in_shapes"])
             memo = window_memo[key] = (windows, _regular_steps(windows))
         windows, steps = memo
-        if windows is not None and len(windows) == len(rf):
+        layer = node["layer"]
+        named = layer.axis_windows(node["in_shapes"]) if rf else None
+        if named is not None or (windows is not None and len(windows) == len(rf) and layout != standard):
+            rf, why, exact = _through_axes(rf, layout, named, windows, name)
+            if why is not None and note is None:
+                note = why
+            bound = bound or (None if exact else name)
+            shape = node["shape"]
+            grid = ((rf, _grid_sizes(shape, layout, len(rf))),)
+            if whole is None and exact and named and _one_window(named, layout, node["in_shapes"][0], len(rf)):
+                whole = "one window covers the whole map: every output sees every input pixel any position sees"
+        elif windows is not None and len(windows) == len(rf):
             if steps is not None and all(r.phases is None and not r.whole for r in rf):  # the usual case: a regular grid through a regular window
                 rf = tuple([AxisRF(r.size + e1 * r.jump, r.jump * s, r.centre2 + q * r.jump) for r, (e1, s, q) in zip(rf, steps, strict=True)])
             else:
@@ -283,11 +334,24 @@ def receptive_field(G: Graph) -> None:
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
             if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
                 whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
-        if rf and node["layer"].mixes_positions(node["in_shapes"]):
+        if rf and layer.mixes_positions(node["in_shapes"]):
             rf = _whole(grid, rf)
+            reads, held = layer.positions_read(node["in_shapes"]), _positions(grid)
+            if reads is not None and held is not None and type(reads) is int and reads < held:
+                note = note or (
+                    f"each output reads at most {reads:,} of the {held:,} positions before it (attention inside windows?): "
+                    "the whole input shown is an upper bound, approximate"
+                )
+                bound = bound or name
+            else:
+                whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
-            whole = "it mixes every position: every output sees every input pixel any position sees"
+        perm = layer.permutation(node["in_shapes"]) if layout is not None else None
+        if perm is not None:
+            layout = tuple(layout[p] for p in perm)
+        elif layout is not None and len(layout) != len(node["shape"]):
+            layout = None  # the rank changed (reshape, flatten, select): which axis is spatial is lost
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -303,10 +367,95 @@ def receptive_field(G: Graph) -> None:
         node["rf_note"] = note
         node["rf_bound"] = bound
         node["rf_grid"] = grid
+        node["rf_layout"] = layout
         node["rf_whole"] = whole if rf else None
         if repeats and name in done_at:
             for rep in done_at[name]:
                 _last_copy(rep, nodes)
+
+
+Layout = tuple[int | None, ...]
+
+
+def _one_window(named: dict[int, Window | Partition | None], layout: Layout | None, in_shape: tuple[Dim, ...], n_axes: int) -> bool:
+    """Whether a partition into windows leaves one window covering every spatial axis (Swin's last stage)."""
+    if layout is None or not n_axes:
+        return False
+    for m in range(n_axes):
+        t = layout.index(m) if m in layout else None
+        op = named.get(t) if t is not None else None
+        if t is None or not isinstance(op, Partition) or known_sign(op.size - in_shape[t]) not in (0, 1):
+            return False
+    return True
+
+
+def _merged_layout(layouts: list[Layout | None], rank: int) -> Layout | None:
+    """Where paths meet: their layout if those of the output's rank agree (a broadcast gate of
+    another rank does not count), else None."""
+    same = {lay for lay in layouts if lay is not None and len(lay) == rank}
+    return same.pop() if len(same) == 1 else None
+
+
+def _grid_sizes(shape: tuple[Dim, ...], layout: Layout | None, n_axes: int) -> tuple[Dim, ...]:
+    """Positions per spatial axis of a tensor with this layout (1 where the axis is gone)."""
+    if layout is None or len(layout) != len(shape):
+        return tuple(shape[1:]) if len(shape) == n_axes + 1 else (1,) * n_axes
+    return tuple(shape[layout.index(m)] if m in layout else 1 for m in range(n_axes))
+
+
+def _positions(grid: tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]) -> int | None:
+    """How many positions the last spatial layout held (the most, where paths with different
+    layouts met: each is a layout of the same input), if numeric."""
+    most = 0
+    for _, sizes in grid:
+        n = 1
+        for s in sizes:
+            if type(s) is not int:
+                return None
+            n *= s
+        most = max(most, n)
+    return most
+
+
+def _through_axes(
+    rf: tuple[AxisRF, ...], layout: Layout | None, named: dict[int, Window | Partition | None] | None, windows: list[Window] | None, name: str
+) -> tuple[tuple[AxisRF, ...], str | None, bool]:
+    """The field after a layer on a layout other than (C, *spatial), or one that names its axes:
+    each spatial axis gets what the layer does along the tensor axis that holds it."""
+    if layout is None:  # the rank changed upstream: which axis is spatial is unknown
+        lost = f"{name} slides a window, but reshapes before it lost which axis is spatial: the receptive field is approximate from here on"
+        if named is None and windows is not None:  # best guess: the (C, *spatial) layout
+            return tuple(r.through(w) for r, w in zip(rf, windows, strict=True)), lost, False
+        return rf, lost, False
+    out: list[AxisRF] = []
+    note: str | None = None
+    exact = True
+    for m, r in enumerate(rf):
+        t = layout.index(m) if m in layout else None
+        if t is None:
+            out.append(r)  # the axis is gone (selected or averaged away): nothing more to see along it
+            continue
+        op: Window | Partition | None
+        if named is not None:
+            if t not in named:
+                out.append(r)
+                continue
+            op = named[t]
+        elif t == 0:  # a spatial axis where the layer expects channels: it reads all of it
+            op = None
+        else:
+            op = windows[t - 1] if windows is not None else None
+        if op is None:
+            exact = False
+            note = note or f"axis {m}: moved by a cyclic roll or read as channels: the receptive field is approximate from here on"
+            out.append(r)
+            continue
+        r_out, why, ok = through_partition(r, op) if isinstance(op, Partition) else r.through_noted(op)
+        exact = exact and ok
+        if why is not None and note is None:
+            note = f"axis {m}: {why}"
+        out.append(r_out)
+    return tuple(out), note, exact
 
 
 def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...]) -> bool:
@@ -455,9 +604,9 @@ def _merge(
                 rf[axis] = _offset_union(a, b)
                 note = note or _misaligned(axis, names[0], a, names[k], b, rf[axis])
                 continue
-            if note is None and misaligned:
-                note = _misaligned(axis, names[0], a, names[k], b, None)
             merged = _union(a, b) if (a.phases is not None or b.phases is not None) else None
+            if note is None and misaligned and merged is None:  # (an exact union needs no warning: each output sees both)
+                note = _misaligned(axis, names[0], a, names[k], b, None)
             rf[axis] = merged if merged is not None else a if sign in (0, 1) else b if sign == -1 else AxisRF(size, a.jump, a.centre2)
     return tuple(rf), note, exact
 

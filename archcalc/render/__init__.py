@@ -225,7 +225,7 @@ def to_latex(rep: Report, bare: bool = False, columns: tuple[str, ...] | None = 
     cols = tuple(columns or LATEX_COLUMNS)
     align = "".join("l" if c in ("layer", "type") else "r" for c in cols)
     rows = [r for r in rep.rows if not hide_free or r.params != 0]
-    lines = [] if bare else [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_latex_escape(_caption(rep))}}}"]
+    lines = [] if bare else [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_latex_quotes(_latex_escape(_caption(rep)))}}}"]
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(_LATEX_HEADS[c] for c in cols) + r" \\", r"\midrule"]
 
     def cell(r: Row, c: str) -> str:

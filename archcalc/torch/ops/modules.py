@@ -30,4 +30,5 @@ def shifted_window_attention(imp: Importer, node: fx.Node, module: nn.Module) ->
         "v2": type(module).__name__.endswith("V2"),
     }
     imp.used_params.update(id(p) for p in module.parameters())
-    imp.emit(node, "shiftedwindowattention", fields, [src], imp.fresh(str(node.target), node.name))
+    target = str(node.target)  # (a module built from a spec keeps its spec name)
+    imp.emit(node, "shiftedwindowattention", fields, [src], imp.fresh(imp.preferred.get(target, target), node.name))
