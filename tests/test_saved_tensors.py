@@ -211,11 +211,6 @@ def test_zoo_saved_bytes_equal_autograd(path: Path) -> None:
     # unfused math path (CPU and CUDA pick flash attention: Layer.saved_fused); a symbolic spec at small sizes
     small = {"s": 64, "h": 32, "l": 2, "a": 4, "V": 100} if path.stem == "transformer_lm" else None
     G = compile_graph(load_spec(path), values=small)
-    shapes(G)
-    nodes = [G.nodes[n] for n in G.graph["order"]]
-    unsaid = sorted({n["layer"].kind for n in nodes if n["layer"].saved(n["in_shapes"], n["shape"]) is None})
-    if unsaid:  # (Swin's shiftedwindowattention: what torchvision's functional forward keeps is not worked out yet)
-        pytest.xfail(f"layer types that do not say what they save yet: {', '.join(unsaid)}")
     assert _analytic(G, 2, fused=False) == _measured(G, 2, "meta")  # (_analytic fails on a layer that does not say)
 
 
@@ -351,6 +346,11 @@ AMP_NETS = [
     *ODD_NETS[:1],
     ODD_NETS[2],
     {"name": "resnet18_64", "file": "resnet18.json", "input": [3, 64, 64]},
+    {"name": "convnext_tiny_64", "file": "convnext_tiny.json", "input": [3, 64, 64]},  # permutes (channels last); layer scale promotes
+    {"name": "tied_head", "input": [8], "layers": [  # the head casts the embedding's fp32 weight it shares to bf16, and keeps the cast
+        {"name": "wte", "type": "embedding", "num_embeddings": 50, "embedding_dim": 16}, {"name": "ln", "type": "layernorm"},
+        {"name": "head", "type": "linear", "out_features": 50, "bias": False, "tie_weight": "wte"},
+    ]},
     {"name": "lenet5", "file": "lenet5.json"},
     {"name": "conv1d_text", "file": "conv1d_text.json"},
 ]
@@ -369,8 +369,9 @@ def test_autocast_equals_autograd_layer_by_layer(spec: dict[str, Any]) -> None:
     G = compile_graph(arch, input_shape=spec.get("input") if "file" in spec else None)
     m = training_memory_from_graph(G, batch=2, dtype="bfloat16", amp=True)
     model = build_module(G)
+    x = torch.zeros(2, *G.graph["input_shape"], dtype=torch.long) if model.input_dtype == torch.long else torch.randn(2, *G.graph["input_shape"])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        measured = measure_saved(model, torch.randn(2, *G.graph["input_shape"]))
+        measured = measure_saved(model, x)
     got = {r.name: measured.per_module.get("layers." + model.keys[r.name], 0) for r in m.rows}
     assert got == {r.name: r.saved_bytes for r in m.rows}
 
@@ -651,3 +652,13 @@ def test_memory_markdown_shows_one_transformer_layer() -> None:
     # Korthikanti et al.'s per-layer term, as archcalc derives it (test_korthikanti_per_layer_formula_from_the_spec)
     assert "one copy of transformer.h (×l): 4\\*a\\*b\\*s\\*\\*2 + 38\\*b\\*h\\*s + 16\\*b\\*s bytes" in r.out
     assert "| transformer.h.\\*.attn.sdpa (×l) " in r.out  # a row per layer of the block, marked with its count
+
+
+def test_attention_under_autocast_is_unknown_not_a_crash() -> None:
+    # what torch.autocast makes attention keep is not worked out: reported as unknown, with the reason
+    from archcalc.training import training_memory
+
+    m = training_memory(ROOT / "specs" / "gpt2.json", dtype="bfloat16", amp=True)
+    assert m.totals["saved_bytes"] is None
+    assert m.unknown == [f"transformer.h.{i}.attn.sdpa" for i in range(12)]
+    assert "for autocast" in next(r for r in m.rows if r.name == "transformer.h.0.attn.sdpa").describe(str)

@@ -431,8 +431,9 @@ class Layer(Spec):
     def autocast(self, device: str) -> str | None:
         """How ``torch.autocast`` on ``device`` ("cpu", "cuda") runs it: ``lower`` (in the low
         dtype: conv, linear, matmul), ``float32`` (cast up: softmax on CUDA, 3-D pooling on CPU),
-        ``same`` (in its inputs' dtype, the default), or ``None`` when that is not known (the
-        training memory under --amp is then reported as unknown)."""
+        ``same`` (in its inputs' dtype, the default), ``promote`` (on no list, but an fp32 parameter
+        promotes a 16-bit input: the output is fp32, the input kept as it is), or ``None`` when that
+        is not known (the training memory under --amp is then reported as unknown)."""
         return "same"
 
     def output_storage(self, ins: list[Shape]) -> str:

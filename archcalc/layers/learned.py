@@ -88,6 +88,9 @@ class LayerScale(Layer):
         # gamma * x: mul keeps x for gamma's gradient and gamma for x's
         return [Saved.of_input("gamma's gradient is the output's gradient times x"), Saved.of_param("gamma", "x's gradient is scaled by gamma")]
 
+    def autocast(self, device: str) -> str:
+        return "promote"  # gamma * x is on no autocast list: a 16-bit x times the fp32 gamma is fp32
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import LayerScale as LayerScaleModule
 

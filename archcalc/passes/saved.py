@@ -289,13 +289,13 @@ def _saved_autocast(
         src = srcs[0] if srcs else _NO_INPUT
         mode = layer.autocast(device)
         in_elts = [s["elt"] for s in srcs] or [4]  # a parameter read in forward is fp32
-        elt = low if mode == "lower" else 4 if mode == "float32" else max(in_elts)
+        elt = low if mode == "lower" else 4 if mode in ("float32", "promote") else max(in_elts)  # promote: with an fp32 parameter
         node["elt"] = elt
         ins = node["in_shapes"]
         how = layer.output_storage(ins)
         if inputs and how != "param" and elt != in_elts[0]:
             how = "new"  # cast: a new tensor
-        _place(node, name, how, layer.permutation(ins) if how == "strided" else None, src, bool(inputs), sizes, prod(node["shape"]) * elt)
+        _place(node, name, how, _reordering(layer, ins) if how == "strided" else None, src, bool(inputs), sizes, prod(node["shape"]) * elt)
         grad = node["grad"] = any(s["grad"] for s in srcs) or bool(node["weights"])
         wanted = _wanted(layer, ins, node["shape"], fused) if grad else []
         if mode is None or wanted is None or any(s.fp32_copy is not None or s.dtype not in _AUTOCAST_DTYPES for s in wanted):
@@ -319,7 +319,8 @@ def _saved_autocast(
                 found.append((s, node["storage"], 0, sizes[node["storage"]]))
             elif s.param is not None:
                 if mode == "lower":  # autocast's cast copy (else the parameter itself: parameter memory)
-                    found.append((s, f"{name}:{s.param}", prod(node["weights"][s.param]) * low, 0))
+                    shape = node["weights"].get(s.param) or layer.weights(ins)[s.param]  # (a tied weight is its owner's: cast here)
+                    found.append((s, f"{name}:{s.param}", prod(shape) * low, 0))
             else:
                 size = prod(s.shape) * width[s.dtype]
                 found.append((s, f"{name}:{s.tensor}", *((0, size) if s.batched else (size, 0))))
