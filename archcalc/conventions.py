@@ -63,6 +63,13 @@ NOT_REPRODUCED = frozenset(
 # the spec's layernorm is an nn.LayerNorm, so the convention reproduces thop on the spec's model.)
 THOP_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowattention", "layerscale"})
 
+# torchinfo 1.8 (ModelStatistics: leaf modules only; LayerInfo.calculate_macs: a conv's weight and bias per
+# output position, any other leaf's weight and bias once per sample): measured on torchvision's vit_b_16,
+# swin_t and convnext_tiny.  nn.MultiheadAttention and ShiftedWindowAttention have submodules (out_proj,
+# qkv, proj), so count 0, and so do those submodules, never called as modules; a layer scale or a class
+# token is a parameter of a module with submodules (CNBlock, VisionTransformer): 0.
+TORCHINFO_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowattention", "layerscale"})
+
 # torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
 TRANSPOSED_ON_OUTPUT_GRID = {**{f"mac/convtranspose{n}d": 0 for n in (1, 2, 3)}, "mac_outgrid": 1}
 
@@ -89,11 +96,15 @@ CONVENTIONS: dict[str, Convention] = {
         Convention(
             "torchinfo",
             "torchinfo 1.8 'Mult-Adds': for convolutions, every weight and bias element once per output "
-            "position (conv MACs + conv bias adds); for every other module with parameters, each parameter "
-            "once (linear weights x batch + bias, batchnorm's 2C affine parameters). Pooling, activations "
-            "and adds are not counted; a transposed conv counts its weights once per output position. ResNet-50: 4,089,238,376.",
-            {"mac": 1, "bias": 1, "linear_bias": 1, "affine_params": 1, **TRANSPOSED_ON_OUTPUT_GRID},
-            refuses=NOT_REPRODUCED,
+            "position (conv MACs + conv bias adds); for every other module with parameters and no submodules, each "
+            "parameter once per sample, however many tokens it runs on (linear weight + bias, batchnorm's and "
+            "layernorm's affine parameters); a module with submodules counts nothing of its own "
+            "(nn.MultiheadAttention, torchvision's ShiftedWindowAttention: 0). Pooling, activations, layer scale "
+            "and adds are not counted; a transposed conv counts its weights once per output position. "
+            "ResNet-50: 4,089,238,376; ViT-B/16: 173,232,616.",
+            {"mac": 1, "bias": 1, "affine_params": 1, **TRANSPOSED_ON_OUTPUT_GRID, "mac/linear": 0, "linear_params": 1,
+             "mac/multiheadattention": 0, "mac/shiftedwindowattention": 0},
+            refuses=NOT_REPRODUCED - TORCHINFO_REPRODUCED,
         ),
         Convention(
             "fvcore",

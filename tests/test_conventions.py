@@ -153,10 +153,9 @@ def test_fvcore_tool_agrees_on_torchvision_models(spec: str) -> None:
     assert got == FVCORE[spec]
 
 
-@pytest.mark.parametrize("convention", ["torchinfo", "ptflops"])
+@pytest.mark.parametrize("convention", ["ptflops"])
 def test_unreproduced_peer_counts_of_transformer_layers_are_refused(convention: str) -> None:
-    # torchinfo 1.8 gives torchvision's vit_b_16 173,232,616 (a Linear's parameters once per sample,
-    # nn.MultiheadAttention 0), ptflops 0.7.5 17,606,030,584 (its own attention formula): their rules
+    # ptflops 0.7.5 gives torchvision's vit_b_16 17,606,030,584 (its own attention formula): its rules
     # for these layers are not reproduced, so asking is an error, not a guess
     from archcalc.errors import SpecError
 
@@ -217,10 +216,60 @@ def test_thop_tool_agrees_on_transformers(spec: str) -> None:
     assert theirs == THOP[spec] - (4 * LAYERNORM2D if spec == "convnext_tiny" else 0)
 
 
-def test_thop_still_refuses_what_it_was_not_checked_on() -> None:
+@pytest.mark.parametrize("convention", ["thop", "torchinfo"])
+def test_peers_still_refuse_what_they_were_not_checked_on(convention: str) -> None:
     from archcalc.errors import SpecError
 
     for layer in ({"type": "mean", "dim": 1}, {"type": "groupnorm", "num_groups": 2}):
         spec = {"name": "n", "input": [4, 6], "layers": [{"name": "x", **layer}]}
         with pytest.raises(SpecError, match="does not reproduce"):
-            analyze(spec, convention="thop")
+            analyze(spec, convention=convention)
+
+
+# torchinfo 1.8 "Mult-Adds" on transformers (measured here on torchvision's models; ModelStatistics sums
+# leaf modules only, LayerInfo.calculate_macs counts a conv's weight and bias per output position and any
+# other leaf's weight and bias once per sample): nn.MultiheadAttention and ShiftedWindowAttention have
+# submodules (0), their out_proj / qkv / proj are never called as modules (0); layer scale, class token
+# and position embedding are parameters of modules with submodules (0)
+STAGES = ((96, 3, 56 * 56), (192, 3, 28 * 28), (384, 9, 14 * 14), (768, 3, 7 * 7))  # ConvNeXt-T: (C, blocks, HW)
+SWIN = ((96, 2, 56 * 56), (192, 2, 28 * 28), (384, 6, 14 * 14), (768, 2, 7 * 7))  # Swin-T: (C, blocks, tokens)
+TORCHINFO = {
+    # patch conv (768*768 weights + 768 biases) per 14*14 output; 12 MLPs of 768*3072 + 3072 + 3072*768 + 768;
+    # the head 768*1000 + 1000; 25 LayerNorms of 2*768
+    "vit_b_16": (768 * 768 + 768) * 14 * 14 + 12 * (2 * 768 * 3072 + 3072 + 768) + 768 * 1000 + 1000 + 25 * 2 * 768,
+    # patch conv (96*48 + 96) per 56*56 output; per block its MLP (8C^2 + 5C) and 2 LayerNorms (4C); patch merging
+    # 4C*2C and its LayerNorm 8C; the head; the stem's and the final LayerNorm
+    "swin_t": (96 * 48 + 96) * 56 * 56 + sum(n * (8 * c * c + 5 * c + 4 * c) for c, n, _ in SWIN)
+    + sum(8 * c * c + 8 * c for c, _, _ in SWIN[:3]) + 768 * 1000 + 1000 + 2 * 96 + 2 * 768,
+    # patch conv per 56*56; per block its 7x7 depthwise conv (49C + C) per position, MLP (8C^2 + 5C), LayerNorm 2C;
+    # the 2x2 downsampling convs (4 C_prev C + C) per position; LayerNorm2d 2*96, 2*C_prev, 2*768; the head
+    "convnext_tiny": (96 * 48 + 96) * 56 * 56 + sum(b * ((49 * c + c) * hw + 8 * c * c + 5 * c + 2 * c) for c, b, hw in STAGES)
+    + sum((4 * STAGES[i - 1][0] * STAGES[i][0] + STAGES[i][0]) * STAGES[i][2] + 2 * STAGES[i - 1][0] for i in (1, 2, 3))
+    + 2 * 96 + 2 * 768 + 768 * 1000 + 1000,
+}
+
+
+@pytest.mark.parametrize("spec", TORCHINFO)
+def test_torchinfo_on_transformers(spec: str) -> None:
+    assert analyze(SPECS / f"{spec}.json", convention="torchinfo").totals["macs"] == TORCHINFO[spec]
+    assert TORCHINFO == {"vit_b_16": 173_232_616, "swin_t": 34_368_232, "convnext_tiny": 322_371_592}
+
+
+@pytest.mark.parametrize("spec", TORCHINFO)
+def test_torchinfo_tool_agrees_on_transformers(spec: str) -> None:
+    """On torchvision's model, and on the one built from the spec (where ViT's class token and position
+    embedding are leaf modules holding a 'weight': torchinfo counts them, 768 + 197*768)."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    pytest.importorskip("torchinfo")
+    from archcalc.graph import compile_spec
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+
+    G = compile_spec(load_spec(SPECS / f"{spec}.json"))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        theirs = _peer("torchinfo", getattr(models, spec)().eval(), (3, 224, 224))
+        built = _peer("torchinfo", build_module(G).eval(), (3, 224, 224))
+    assert theirs == TORCHINFO[spec]
+    assert built == TORCHINFO[spec] + (768 + 197 * 768 if spec == "vit_b_16" else 0)

@@ -78,6 +78,8 @@ OP_CATEGORIES: dict[str, str] = {
     "rmsnorm": "RMS normalisation, one per element",
     "rmsnorm_affine": "RMS normalisation's scale, one per element",
     "rotary": "rotary position embedding: one rotation (2 multiplications, an addition) per element",
+    "affine_params": "a norm's scale and shift parameters, each once per sample (what torchinfo counts for a norm)",
+    "linear_params": "a linear layer's weight and bias elements, each once per sample, however many tokens (what torchinfo counts)",
 }
 
 

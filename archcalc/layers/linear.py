@@ -41,6 +41,7 @@ class Linear(Layer):
         o: dict[str, Dim] = {"mac": numel(out) * ins[0][-1]}  # one dot product of length in_features per output
         if self.bias:
             o["linear_bias"] = numel(out)
+        o["linear_params"] = ins[0][-1] * out[-1] + (out[-1] if self.bias else 0)  # weight and bias, once each (torchinfo)
         return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:

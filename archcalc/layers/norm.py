@@ -158,6 +158,7 @@ class LayerNorm(Layer):
         o: dict[str, Dim] = {"layernorm": numel(out)}  # (x - mean) / std, one per element
         if self.elementwise_affine:
             o["layernorm_affine"] = numel(out)  # * gamma (+ beta), one per element
+            o["affine_params"] = sum((numel(s) for s in self.weights(ins).values()), start=0)  # gamma and beta, once each (torchinfo)
         return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
