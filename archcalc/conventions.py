@@ -55,6 +55,14 @@ NOT_REPRODUCED = frozenset(
     | {"embedding", "rmsnorm", "rotary"}  # (the language-model layers: not checked against those tools either)
 )
 
+# thop 0.1.1 on transformer layers (measured on torchvision's vit_b_16, swin_t and convnext_tiny, and on
+# the models built from those specs): nn.LayerNorm 2 per element, 4 when affine (its count_normalization);
+# nn.MultiheadAttention 0 (no rule, and its out_proj is called functionally); torchvision's
+# ShiftedWindowAttention 0 (no rule: its projections are F.linear calls); GELU, layer scale, stochastic
+# depth, permutes and slices 0.  (It counts ConvNeXt's LayerNorm2d, a subclass it has no rule for, as 0:
+# the spec's layernorm is an nn.LayerNorm, so the convention reproduces thop on the spec's model.)
+THOP_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowattention", "layerscale"})
+
 # torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
 TRANSPOSED_ON_OUTPUT_GRID = {**{f"mac/convtranspose{n}d": 0 for n in (1, 2, 3)}, "mac_outgrid": 1}
 
@@ -114,12 +122,14 @@ CONVENTIONS: dict[str, Convention] = {
         Convention(
             "thop",
             "thop 0.1.1 profile ('MACs'): conv and linear MACs without bias, batchnorm 2 ops per element "
-            "(4 when affine), average pooling one per output element, adaptive average pooling (window + 1) "
-            "per output element, transposed conv by the conv formula on its output grid; ReLU, max pooling, LRN and "
-            "adds are zero. ResNet-50: 4,133,742,592.",
+            "(4 when affine), layernorm the same, average pooling one per output element, adaptive average pooling (window + 1) "
+            "per output element, transposed conv by the conv formula on its output grid; ReLU, GELU, max pooling, LRN, "
+            "layer scale and adds are zero, and so are nn.MultiheadAttention and torchvision's ShiftedWindowAttention "
+            "(projections and attention: no rule for them). ResNet-50: 4,133,742,592; ViT-B/16: 11,286,254,592.",
             {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)},
-             **TRANSPOSED_ON_OUTPUT_GRID},
-            refuses=NOT_REPRODUCED,
+             **TRANSPOSED_ON_OUTPUT_GRID, "layernorm": 2, "layernorm_affine": 2, "mac/multiheadattention": 0,
+             "mac/shiftedwindowattention": 0},
+            refuses=NOT_REPRODUCED - THOP_REPRODUCED,
         ),
         Convention(
             "kaplan",

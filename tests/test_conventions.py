@@ -153,19 +153,74 @@ def test_fvcore_tool_agrees_on_torchvision_models(spec: str) -> None:
     assert got == FVCORE[spec]
 
 
-@pytest.mark.parametrize("convention", ["torchinfo", "ptflops", "thop"])
+@pytest.mark.parametrize("convention", ["torchinfo", "ptflops"])
 def test_unreproduced_peer_counts_of_transformer_layers_are_refused(convention: str) -> None:
-    # thop 0.1.1 gives torchvision's vit_b_16 11,286,254,592 (attention 0), torchinfo 173,232,616
-    # (a Linear's parameters once per sample), ptflops 17,606,030,584 (its own attention formula):
-    # their rules for these layers are not reproduced, so asking is an error, not a guess
+    # torchinfo 1.8 gives torchvision's vit_b_16 173,232,616 (a Linear's parameters once per sample,
+    # nn.MultiheadAttention 0), ptflops 0.7.5 17,606,030,584 (its own attention formula): their rules
+    # for these layers are not reproduced, so asking is an error, not a guess
     from archcalc.errors import SpecError
 
     with pytest.raises(SpecError, match="does not reproduce") as e:
         analyze(SPECS / "vit_b_16.json", convention=convention)
     assert e.value.layer == "encoder.layers.encoder_layer.0.ln_1"
     assert analyze(SPECS / "efficientnet_b0.json", convention=convention).totals["macs"] > 0  # no such layer there
-    # thop 0.1.1 counts torchvision's ShiftedWindowAttention as 0 (no rule for the module, and its
-    # projections are functional calls): Swin's window attention alone is refused as well
     windows = {"name": "w", "input": [7, 7, 8], "layers": [{"name": "attn", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 7}]}
     with pytest.raises(SpecError, match="does not reproduce"):
         analyze(windows, convention=convention)
+
+
+# thop 0.1.1 on transformers (measured here on torchvision's models, torch 2.14.1, eval, no_grad; per module
+# with profile(..., ret_layer_info=True)): conv and linear MACs without bias, nn.LayerNorm 4 per element
+# (affine), nn.MultiheadAttention and torchvision's ShiftedWindowAttention 0 (no rule; their projections
+# are functional), GELU, layer scale and stochastic depth 0, the global pool (49 + 1) * 768
+THOP = {
+    # conv 14*14*768 * 768 (3*16*16 inputs) + MLPs 12 * 2 * 197*768*3072 + head 768*1000 + 25 LayerNorms over 197 x 768
+    "vit_b_16": 14 * 14 * 768 * 768 + 12 * 2 * 197 * 768 * 3072 + 768 * 1000 + 4 * 25 * 197 * 768,
+    # torch's count (4,490,566,656) less the window attention's projections and products, plus 4 per LayerNorm element
+    # (3,725,568, as in FVCORE above) and the pool
+    "swin_t": 4_490_566_656 - sum(n * (4 * L * c * c + 2 * L * 49 * c) for c, n, L in ((96, 2, 3136), (192, 2, 784), (384, 6, 196), (768, 2, 49)))
+    + 4 * 3_725_568 + (49 + 1) * 768,
+    # torch's count plus 4 per LayerNorm element (2,973,696) and the pool
+    "convnext_tiny": 4_455_531_264 + 4 * 2_973_696 + (49 + 1) * 768,
+}
+# torchvision's ConvNeXt normalises with LayerNorm2d, a subclass of nn.LayerNorm thop has no rule for (0):
+# its stem, downsampling and head norms over 56*56*96 + 56*56*96 + 28*28*192 + 14*14*384 + 768 elements
+LAYERNORM2D = 56 * 56 * 96 + 56 * 56 * 96 + 28 * 28 * 192 + 14 * 14 * 384 + 768
+
+
+@pytest.mark.parametrize("spec", THOP)
+def test_thop_on_transformers(spec: str) -> None:
+    assert analyze(SPECS / f"{spec}.json", convention="thop").totals["macs"] == THOP[spec]
+    assert THOP == {"vit_b_16": 11_286_254_592, "swin_t": 2_978_099_712, "convnext_tiny": 4_467_464_448}
+
+
+@pytest.mark.parametrize("spec", THOP)
+def test_thop_tool_agrees_on_transformers(spec: str) -> None:
+    """On the model built from the spec, and on torchvision's own (ConvNeXt's: less its LayerNorm2d)."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    pytest.importorskip("thop")
+    from archcalc.graph import compile_spec
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+
+    G = compile_spec(load_spec(SPECS / f"{spec}.json"))
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            built = _peer("thop", build_module(G).eval(), (3, 224, 224))
+            theirs = _peer("thop", getattr(models, spec)().eval(), (3, 224, 224))
+    finally:
+        logging.disable(logging.NOTSET)
+    assert built == THOP[spec]
+    assert theirs == THOP[spec] - (4 * LAYERNORM2D if spec == "convnext_tiny" else 0)
+
+
+def test_thop_still_refuses_what_it_was_not_checked_on() -> None:
+    from archcalc.errors import SpecError
+
+    for layer in ({"type": "mean", "dim": 1}, {"type": "groupnorm", "num_groups": 2}):
+        spec = {"name": "n", "input": [4, 6], "layers": [{"name": "x", **layer}]}
+        with pytest.raises(SpecError, match="does not reproduce"):
+            analyze(spec, convention="thop")
