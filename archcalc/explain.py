@@ -609,7 +609,8 @@ def _latex(ex: Explanation, head: str) -> str:
         return latex_number(
             txt.replace("\u00b7", r" \cdot ")
             .replace("\u2212", "-")
-            .replace("//", r" \mathbin{//} ")
+            .replace("\u230a", r"\lfloor ")
+            .replace("\u230b", r"\rfloor ")
             .replace("\u00d7", r" \times ")
             .replace("\u2308", r"\lceil ")
             .replace("\u2309", r"\rceil ")

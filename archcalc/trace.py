@@ -1,6 +1,6 @@
 """Traced integers: run a layer's own formula and get back the arithmetic it performed.
 
-``explain`` needs "W' = (227 + 2 + 2 - 11) // 4 + 1 = 56", the lecture's worked form, for
+``explain`` needs "W' = ⌊(227 + 2 + 2 − 11) / 4⌋ + 1 = 56", the lecture's worked form, for
 exactly the formula archcalc uses.  Rather than writing each formula a second time as text,
 the layer's methods run on :class:`Traced` values: ints that carry the expression text that
 produced them.  The formula stays written once, in its layer class.
@@ -22,7 +22,7 @@ MUL_SIGN, MINUS_SIGN = "\u00b7", "\u2212"
 class Traced:
     """An int together with the text of the arithmetic that produced it."""
 
-    __slots__ = ("ceil_of", "floordiv", "neg_of", "prec", "text", "value")
+    __slots__ = ("ceil_of", "neg_of", "prec", "text", "value")
 
     def __init__(self, value: int, text: str | None = None, prec: int = _ATOM) -> None:
         self.value = value
@@ -30,7 +30,6 @@ class Traced:
         self.prec = prec
         self.neg_of: Traced | None = None  # set on -x: lets -((-a) // b), i.e. ceil(a / b), print as such
         self.ceil_of: tuple[Traced, Traced] | None = None
-        self.floordiv = False  # a // b: bracketed beside '·' ("(32 // 2)·7", not "32 // 2·7", though Python reads both alike)
 
     # -- building text ---------------------------------------------------------------------------
     @staticmethod
@@ -69,14 +68,13 @@ class Traced:
                 return a
             if a.value == 1 and a.prec == _ATOM:
                 return b
-            left = f"({a.text})" if a.floordiv else self._par(a, _MUL)
-            return Traced(a.value * b.value, f"{left}{MUL_SIGN}{self._par(b, _MUL + 1)}", _MUL)
+            return Traced(a.value * b.value, f"{self._par(a, _MUL)}{MUL_SIGN}{self._par(b, _MUL + 1)}", _MUL)
         if op == "//":
             if b.value == 1 and b.prec == _ATOM:
                 return a
-            left = f"({a.text})" if a.prec == _MUL else self._par(a, _MUL)  # "(a·b) // c": the product first
-            out = Traced(a.value // b.value, f"{left} // {self._par(b, _MUL + 1)}", _MUL)
-            out.floordiv = True
+            # ⌊a / b⌋ as the lecture notes write it (and as the formula above it reads: floor(.../S)),
+            # not Python's a // b; the brackets delimit it, so it needs no parentheses around it
+            out = Traced(a.value // b.value, f"\u230a{self._par(a, _MUL)} / {self._par(b, _MUL + 1)}\u230b", _ATOM)
             if a.neg_of is not None:
                 out.ceil_of = (a.neg_of, b)
             return out

@@ -165,14 +165,14 @@ def _step(out: str, quantity: str) -> tuple[str, str]:
         # seeds/001: (64·56·56)·(3·11·11) = 72,855,552: C_out, H_out, W_out, then C_in·K·K, as the code multiplies
         ((ALEXNET, "conv1"), "MACs (lecture)", "C_out*H_out*W_out*C_in*K^2", "= 64\u00b756\u00b756\u00b7(3\u00b7(11\u00b711)) = 72,855,552 (72.9M)"),
         ((ALEXNET, "conv1"), "params: weight (64\u00d73\u00d711\u00d711)", "C_out*C_in*K^2", "= 64\u00b73\u00b711\u00b711 = 23,232 (23.2K)"),
-        ((ALEXNET, "conv1"), "output H", "floor((H_in + 2*P - K)/S) + 1", "= (227 + 2 + 2 \u2212 11) // 4 + 1 = 56"),
+        ((ALEXNET, "conv1"), "output H", "floor((H_in + 2*P - K)/S) + 1", "= \u230a(227 + 2 + 2 \u2212 11) / 4\u230b + 1 = 56"),
         # seeds/001: 64*56*56*4/1024 = 784 KB: elements, then bytes per element
         ((ALEXNET, "conv1"), "memory (float32, 4 B per element)", "C_out*H_out*W_out*4 B", "= 64\u00b756\u00b756\u00b74 B = 802,816 B = 784 KiB"),
         ((ALEXNET, "fc6"), "params: weight (4096\u00d79216)", "F_out*F_in", "= 4096\u00b79216 = 37,748,736 (37.7M)"),  # torch's (out, in) weight
         ((ALEXNET, "pool2"), "MACs (lecture)", "C_out*H_out*W_out*K^2", "= 192\u00b713\u00b713\u00b7(3\u00b73) = 292,032 (292K)"),
         # a 1x7 kernel: K_h (1) is shown in the formula where the code uses it, though 1 drops out of the arithmetic
         (("--stack", "32x17x17", "conv 64 1x7 padding=0,3 g2"), "params: weight (64\u00d716\u00d71\u00d77)", "C_out*floor(C_in/G)*K_h*K_w",
-         "= 64\u00b7(32 // 2)\u00b77 = 7,168 (7.17K)"),
+         "= 64\u00b7\u230a32 / 2\u230b\u00b77 = 7,168 (7.17K)"),
     ],
 )
 def test_worked_numbers_follow_the_formula(args: tuple[str, ...], quantity: str, formula: str, worked: str) -> None:

@@ -13,7 +13,7 @@ ALEXNET = str(SPECS / "alexnet.json")
 def test_explain_conv1_like_the_lecture() -> None:
     # seeds/001: W' = (227 - 11 + 2*2)/4 + 1 = 56; 64*56*56*4/1024 = 784 KB; (64*56*56)*(3*11*11) = 72,855,552
     out = cli("explain", ALEXNET, "conv1").out
-    assert "(227 + 2 + 2 \u2212 11) // 4 + 1 = 56" in out
+    assert "\u230a(227 + 2 + 2 \u2212 11) / 4\u230b + 1 = 56" in out  # the floor as the notes write it, not Python's //
     assert "64\u00b73\u00b711\u00b711 + 64 = 23,296" in out
     assert "64\u00b756\u00b756\u00b7(3\u00b7(11\u00b711)) = 72,855,552" in out
     assert "64\u00b756\u00b756\u00b74 B = 802,816 B = 784 KiB" in out
@@ -22,7 +22,7 @@ def test_explain_conv1_like_the_lecture() -> None:
 
 def test_explain_pool_linear_merge_and_rf() -> None:
     pool = cli("explain", ALEXNET, "pool2").out
-    assert "(27 \u2212 3) // 2 + 1 = 13" in pool
+    assert "\u230a(27 \u2212 3) / 2\u230b + 1 = 13" in pool
     assert "51 + (3 \u2212 1)\u00b78 = 67" in pool  # r = r_in + (k - 1) * j_in
     assert "8\u00b72 = 16" in pool  # effective stride j = j_in * s
     fc = cli("explain", ALEXNET, "fc6").out
@@ -102,9 +102,9 @@ def test_explain_rf_lines_agree_with_the_table_everywhere() -> None:
 def test_explain_writes_every_axis_alike_and_brackets_floor_division() -> None:
     out = cli("explain", ALEXNET, "conv1").out
     assert "floor((H_in + 2*P - K)/S) + 1" in out and "floor((W_in + 2*P - K)/S) + 1" in out  # not (-K + 2*P + W_in)
-    # grouped conv: in_channels / groups, then times the kernel: (32 // 2)*7 = 112, where "32 // 2*7" reads as 32 // 14
+    # grouped conv: in_channels / groups, then times the kernel: ⌊32 / 2⌋·7 = 112 (Python's "32 // 2*7" would need brackets)
     grouped = cli("explain", "--stack", "32x17x17", "conv 64 1x7 padding=0,3 g2").out
-    assert "64\u00b7(32 // 2)\u00b77 = 7,168" in grouped  # 64 filters of 16 x 1 x 7
+    assert "64\u00b7\u230a32 / 2\u230b\u00b77 = 7,168" in grouped  # 64 filters of 16 x 1 x 7
     assert all(line == line.rstrip() for line in out.splitlines())
 
 
@@ -202,7 +202,7 @@ def test_check_claims(claim: str, correct: bool) -> None:
 
 def test_check_says_why() -> None:
     out = cli("check", ALEXNET, "pool2.output=14x14").out
-    assert "exact 192\u00d713\u00d713" in out and "(27 \u2212 3) // 2 + 1 = 13" in out
+    assert "exact 192\u00d713\u00d713" in out and "\u230a(27 \u2212 3) / 2\u230b + 1 = 13" in out
 
 
 def test_check_symbolic_and_stack() -> None:
