@@ -70,6 +70,14 @@ THOP_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowat
 # token is a parameter of a module with submodules (CNBlock, VisionTransformer): 0.
 TORCHINFO_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowattention", "layerscale"})
 
+# ptflops 0.7.5, pytorch backend (pytorch_ops.py: MODULES_MAPPING by exact type, FUNCTIONAL_MAPPING and
+# TENSOR_OPS_MAPPING patched during the run): nn.LayerNorm by its batchnorm hook, one per element (the hook
+# doubles for an 'affine' attribute, which LayerNorm does not have); nn.MultiheadAttention by its own
+# formula; torchvision's ShiftedWindowAttention has no hook, and of what it calls only Tensor.matmul (q k^T,
+# attn v) and F.softmax are patched (F.linear is not: its projections count 0).  Layer scale is a '*'
+# (not patched): 0.  Measured on torchvision's vit_b_16, swin_t and convnext_tiny.
+PTFLOPS_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowattention", "layerscale"})
+
 # torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
 TRANSPOSED_ON_OUTPUT_GRID = {**{f"mac/convtranspose{n}d": 0 for n in (1, 2, 3)}, "mac_outgrid": 1}
 
@@ -127,8 +135,10 @@ CONVENTIONS: dict[str, Convention] = {
             "Tanh, Sigmoid, Hardswish not at all; LRN through its functional internals (three elementwise ops "
             "per element plus the padded average pool's input); in-place adds not counted. ResNet-50: 4,132,436,968.",
             {"mac": 1, "bias": 1, "linear_bias": 1, "norm": 1, "norm_affine": 1, "pool_in": 2, "lrn_functional": 1,
-             **{f"act/{t}": 2 for t in ("relu", "leakyrelu", "gelu")}, "act/relu6": 1, "act/silu": 1},
-            refuses=NOT_REPRODUCED,
+             **{f"act/{t}": 2 for t in ("relu", "leakyrelu", "gelu")}, "act/relu6": 1, "act/silu": 1,
+             "layernorm": 1, "mac/shiftedwindowattention": 0, "matmul/shiftedwindowattention": 1, "softmax/shiftedwindowattention": 1,
+             "attn_matmul/multiheadattention": 1, "softmax/multiheadattention": 1, "mha_ptflops": 1},
+            refuses=NOT_REPRODUCED - PTFLOPS_REPRODUCED,
         ),
         Convention(
             "thop",

@@ -153,21 +153,6 @@ def test_fvcore_tool_agrees_on_torchvision_models(spec: str) -> None:
     assert got == FVCORE[spec]
 
 
-@pytest.mark.parametrize("convention", ["ptflops"])
-def test_unreproduced_peer_counts_of_transformer_layers_are_refused(convention: str) -> None:
-    # ptflops 0.7.5 gives torchvision's vit_b_16 17,606,030,584 (its own attention formula): its rules
-    # for these layers are not reproduced, so asking is an error, not a guess
-    from archcalc.errors import SpecError
-
-    with pytest.raises(SpecError, match="does not reproduce") as e:
-        analyze(SPECS / "vit_b_16.json", convention=convention)
-    assert e.value.layer == "encoder.layers.encoder_layer.0.ln_1"
-    assert analyze(SPECS / "efficientnet_b0.json", convention=convention).totals["macs"] > 0  # no such layer there
-    windows = {"name": "w", "input": [7, 7, 8], "layers": [{"name": "attn", "type": "shiftedwindowattention", "num_heads": 2, "window_size": 7}]}
-    with pytest.raises(SpecError, match="does not reproduce"):
-        analyze(windows, convention=convention)
-
-
 # thop 0.1.1 on transformers (measured here on torchvision's models, torch 2.14.1, eval, no_grad; per module
 # with profile(..., ret_layer_info=True)): conv and linear MACs without bias, nn.LayerNorm 4 per element
 # (affine), nn.MultiheadAttention and torchvision's ShiftedWindowAttention 0 (no rule; their projections
@@ -216,11 +201,12 @@ def test_thop_tool_agrees_on_transformers(spec: str) -> None:
     assert theirs == THOP[spec] - (4 * LAYERNORM2D if spec == "convnext_tiny" else 0)
 
 
-@pytest.mark.parametrize("convention", ["thop", "torchinfo"])
+@pytest.mark.parametrize("convention", ["thop", "torchinfo", "ptflops"])
 def test_peers_still_refuse_what_they_were_not_checked_on(convention: str) -> None:
     from archcalc.errors import SpecError
 
-    for layer in ({"type": "mean", "dim": 1}, {"type": "groupnorm", "num_groups": 2}):
+    sdpa = {"type": "scaled_dot_product_attention", "inputs": ["input", "input", "input"]}
+    for layer in ({"type": "mean", "dim": 1}, {"type": "groupnorm", "num_groups": 2}, sdpa):
         spec = {"name": "n", "input": [4, 6], "layers": [{"name": "x", **layer}]}
         with pytest.raises(SpecError, match="does not reproduce"):
             analyze(spec, convention=convention)
@@ -273,3 +259,61 @@ def test_torchinfo_tool_agrees_on_transformers(spec: str) -> None:
         built = _peer("torchinfo", build_module(G).eval(), (3, 224, 224))
     assert theirs == TORCHINFO[spec]
     assert built == TORCHINFO[spec] + (768 + 197 * 768 if spec == "vit_b_16" else 0)
+
+
+# ptflops 0.7.5, pytorch backend, on transformers (measured here on torchvision's models; pytorch_ops.py): conv
+# and linear MACs + bias; nn.LayerNorm one per element (its batchnorm hook doubles only for an 'affine'
+# attribute); GELU twice (module hook + patched F.gelu); adaptive average pool twice its input;
+# nn.MultiheadAttention by its own formula: q scaling L*E, projections 3*L*E^2 + 3*L*E, per head
+# L^2*d + L^2 + L^2*d, output L*E*(E + 1); torchvision's ShiftedWindowAttention has no hook and calls
+# F.linear (not patched): only its Tensor.matmul (q k^T, attn v) and F.softmax count
+PTFLOPS = {
+    "vit_b_16": (768 * 768 + 768) * 14 * 14 + 12 * 197 * (2 * 768 * 3072 + 3072 + 768) + 768 * 1000 + 1000 + 25 * 197 * 768
+    + 2 * 12 * 197 * 3072 + 12 * (197 * 768 + 4 * 197 * 768 * 768 + 3 * 197 * 768 + 12 * (2 * 197 * 197 * 64 + 197 * 197) + 197 * 768),
+    # per block over L tokens: MLP L*(8C^2 + 5C), 2 LayerNorms 2LC, GELU 2 * 4LC, window products 2*L*49*C, softmax
+    # nW*heads*49*49 = 49*L*heads; patch merging: LayerNorm L*C, reduction (L/4)*4C*2C; stem and final LayerNorm,
+    # the pool twice 49*768, the head
+    "swin_t": (96 * 48 + 96) * 56 * 56
+    + sum(n * (L * (8 * c * c + 5 * c) + 2 * L * c + 2 * L * 4 * c + 2 * L * 49 * c + 49 * L * h)
+          for c, h, n, L in ((96, 3, 2, 3136), (192, 6, 2, 784), (384, 12, 6, 196), (768, 24, 2, 49)))
+    + sum(L * c + L // 4 * 8 * c * c for c, L in ((96, 3136), (192, 784), (384, 196)))
+    + 56 * 56 * 96 + 7 * 7 * 768 + 2 * 7 * 7 * 768 + 768 * 1000 + 1000,
+    # per block: 7x7 depthwise conv (49C + C) per position, MLP HW*(8C^2 + 5C), LayerNorm HW*C, GELU 2*4*HW*C;
+    # downsampling convs; the spec's LayerNorm2d (an nn.LayerNorm there) over the stem's, the downsampling
+    # inputs' and the head's elements; the pool twice; the head
+    "convnext_tiny": (96 * 48 + 96) * 56 * 56
+    + sum(b * ((49 * c + c) * hw + hw * (8 * c * c + 5 * c) + hw * c + 2 * hw * 4 * c) for c, b, hw in STAGES)
+    + sum((4 * STAGES[i - 1][0] * STAGES[i][0] + STAGES[i][0]) * STAGES[i][2] for i in (1, 2, 3))
+    + LAYERNORM2D + 2 * 7 * 7 * 768 + 768 * 1000 + 1000,
+}
+
+
+@pytest.mark.parametrize("spec", PTFLOPS)
+def test_ptflops_on_transformers(spec: str) -> None:
+    assert analyze(SPECS / f"{spec}.json", convention="ptflops").totals["macs"] == PTFLOPS[spec]
+    assert PTFLOPS == {"vit_b_16": 17_606_030_584, "swin_t": 3_128_183_416, "convnext_tiny": 4_489_176_040}
+
+
+@pytest.mark.parametrize("spec", PTFLOPS)
+def test_ptflops_tool_agrees_on_transformers(spec: str) -> None:
+    """On torchvision's model (ConvNeXt's LayerNorm2d, a subclass, has no hook: 0) and on the one built
+    from the spec (whose multi-head attention is archcalc's subclass of nn.MultiheadAttention: no hook)."""
+    torch = pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    pytest.importorskip("ptflops")
+    from archcalc.graph import compile_spec
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+
+    arch = load_spec(SPECS / f"{spec}.json")
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            theirs = _peer("ptflops", getattr(models, spec)().eval(), (3, 224, 224))
+            built = _peer("ptflops", build_module(compile_spec(arch)).eval(), (3, 224, 224))
+    finally:
+        logging.disable(logging.NOTSET)
+    assert theirs == PTFLOPS[spec] - (LAYERNORM2D if spec == "convnext_tiny" else 0)
+    mha = sum(r.macs for r in analyze(arch, convention="ptflops").rows if r.type == "multiheadattention")
+    assert built == PTFLOPS[spec] - mha

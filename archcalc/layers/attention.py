@@ -313,6 +313,13 @@ class MultiheadAttention(Layer):
         scores = self.num_heads * big_l * s
         d = e // self.num_heads
         o.update({"attn_matmul": 2 * scores * d, "softmax": scores, "attn_scale": scores})
+        # ptflops 0.7.5's own formula for the module (multihead_attention_counter_hook): q scaling L*E,
+        # projections L*E*E + S*kdim*kdim + S*vdim*vdim, their bias 3 per position, heads' products and
+        # softmax, and the output projection L*vdim*(vdim + 1) (a bias always): what it adds to the above
+        kd, vd = k[-1], v[-1]
+        ptflops = big_l * e + big_l * e * e + s * kd * kd + s * vd * vd + ((big_l + 2 * s) * e if self.bias else 0)
+        ptflops = ptflops + self.num_heads * (big_l * s * d + big_l * s + big_l * s * (vd // self.num_heads)) + big_l * vd * (vd + 1)
+        o["mha_ptflops"] = expand(ptflops - sum(o[c] for c in ("mac", "linear_bias", "attn_matmul", "softmax") if c in o))
         return o
 
     def cached_per_position(self, ins: list[Shape]) -> Dim:

@@ -79,6 +79,10 @@ OP_CATEGORIES: dict[str, str] = {
     "rmsnorm_affine": "RMS normalisation's scale, one per element",
     "rotary": "rotary position embedding: one rotation (2 multiplications, an addition) per element",
     "affine_params": "a norm's scale and shift parameters, each once per sample (what torchinfo counts for a norm)",
+    "mha_ptflops": (
+        "what ptflops' own nn.MultiheadAttention formula adds to the projections, biases, products and softmax "
+        "(q scaling, an output bias always)"
+    ),
     "linear_params": "a linear layer's weight and bias elements, each once per sample, however many tokens (what torchinfo counts)",
 }
 
