@@ -6,7 +6,7 @@ entry; torchvision counts multiply-adds, attention included, and calls them GFLO
     vit_b_16            86,567,656   17.56      vit_b_32        88,224,232   4.41
     convnext_tiny       28,589,128    4.46      efficientnet_b0  5,288,548   0.39
     mobilenet_v3_large   5,483,032    0.22      regnet_y_400mf   4,344,144   0.40
-    swin_t              28,288,354    4.49
+    swin_t              28,288,354    4.49      maxvit_t        30,919,624   5.56
 
 Each spec is also compared with torchvision's own model, built on the meta device and measured
 with FlopCounterMode on a path that counts attention (archcalc.torch.measure.counting_path):
@@ -33,6 +33,7 @@ PUBLISHED = {
     "mobilenet_v3_large": (5_483_032, 0.22),
     "regnet_y_400mf": (4_344_144, 0.40),
     "swin_t": (28_288_354, 4.49),
+    "maxvit_t": (30_919_624, 5.56),
 }
 
 
@@ -99,6 +100,34 @@ def test_swin_t_by_hand() -> None:
     assert rep.rows[-1].output_shape == (1000,)
 
 
+def test_maxvit_t_by_hand() -> None:
+    """Tu et al. 2022, Table 1: MaxViT-T, C = (64, 128, 256, 512), B = (2, 2, 5, 2), heads of 32, 7x7 windows and grid."""
+    rep = analyze(SPECS / "maxvit_t.json", convention="torch")
+    # stem: 3x3 stride-2 conv without bias, BatchNorm, 3x3 conv with bias
+    params, macs = 64 * 3 * 9 + 2 * 64 + 64 * 64 * 9 + 64, 112 * 112 * 64 * 3 * 9 + 112 * 112 * 64 * 64 * 9
+    c_in = 64
+    for c, layers, heads, h in ((64, 2, 2, 112), (128, 2, 4, 56), (256, 5, 8, 28), (512, 2, 16, 14)):  # h: the stage's input map
+        for i in range(layers):
+            first, mid, se, ci, hw_in, hw = i == 0, 4 * c, c // 4, c_in if i == 0 else c, h * h if i == 0 else h * h // 4, h * h // 4
+            # MBConv: shortcut 1x1 conv (first layer), BN, 1x1 expansion (at the input's resolution), BN, 3x3 depthwise, BN,
+            # squeeze-and-excitation mid -> C/4 -> mid (with biases), 1x1 projection with bias
+            params += (ci * c + c if first else 0) + 2 * ci + ci * mid + 2 * mid + 9 * mid + 2 * mid + 2 * mid * se + se + mid + mid * c + c
+            macs += (hw * ci * c if first else 0) + hw_in * ci * mid + hw * 9 * mid + 2 * mid * se + hw * mid * c
+            # block and grid attention over L = hw tokens: 2 LayerNorms, qkv 3C^2 + 3C, the 169-entry bias table per head,
+            # merge C^2 + C, MLP 8C^2 + 5C; MACs 4LC^2 + 2*L*49*C (groups * heads * 49 * 49 * 32) + 8LC^2
+            params += 2 * (12 * c * c + 13 * c + 169 * heads)
+            macs += 2 * (12 * hw * c * c + 2 * hw * 49 * c)
+        c_in = c
+    # head: LayerNorm 512, Linear 512 -> 512 (bias), Linear 512 -> 1000 (no bias)
+    params += 2 * 512 + 512 * 512 + 512 + 512 * 1000
+    macs += 512 * 512 + 512 * 1000
+    assert rep.totals["params"] == params
+    assert rep.totals["macs"] == macs
+    # the partitions are hand-written reshapes: from the first attention on, the receptive field is an upper bound
+    assert rep.row("blocks.0.layers.0.layers.MBconv.layers.conv_c").rf_approximate is False
+    assert rep.row("blocks.0.layers.0.layers.window_attention.attn_layer.1.scores").rf_approximate is True
+
+
 def test_vit_attention_sees_the_whole_image() -> None:
     rep = analyze(SPECS / "vit_b_16.json")
     assert rep.row("conv_proj").receptive_field == (16, 16)
@@ -152,5 +181,7 @@ def test_spec_matches_torchvision_module_by_module(name: str) -> None:
             continue
         compared += 1
         assert sum(r.params for r in rows) == params, module_name
+        if isinstance(module, torch.nn.ModuleList):  # never called itself (MaxViT's blocks): FlopCounterMode has no entry
+            continue
         assert sum(r.macs for r in rows) == sum(counts.get(f"{root}.{module_name}", {}).values()) // 2, module_name
     assert compared > 100
