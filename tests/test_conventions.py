@@ -131,6 +131,28 @@ FVCORE = {
 }
 
 
+def test_fvcore_rounds_einsum_on_maxvit() -> None:
+    """torchvision's MaxViT writes attention's two products with torch.einsum, which fvcore 0.1.5 counts
+    through numpy's einsum_path: the FLOP count it prints ("{:.3e}") halved, so each product is rounded to
+    4 significant digits.  The spec writes them as matmul, counted exactly: fvcore is 1,072 higher."""
+    pytest.importorskip("torch")
+    models = pytest.importorskip("torchvision.models")
+    pytest.importorskip("fvcore.nn")
+    exact = analyze(SPECS / "maxvit_t.json", convention="fvcore").totals["macs"]
+    # per stage (C, layers, windows or grid cells n*n): 2 partitions x 2 einsums of groups*heads*49*49*32 multiply-adds
+    products = [n * n * (c // 32) * 49 * 49 * 32 for c, layers, n in ((64, 2, 8), (128, 2, 4), (256, 5, 2), (512, 2, 1)) for _ in range(4 * layers)]
+    rounding = sum(int(float(f"{2 * m:.3e}")) // 2 - m for m in products)
+    assert rounding == 1_072
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            got = _peer("fvcore", models.maxvit_t().eval(), (3, 224, 224))
+        finally:
+            logging.disable(logging.NOTSET)
+    assert got == exact + rounding
+
+
 @pytest.mark.parametrize("spec", FVCORE)
 def test_fvcore_on_transformers(spec: str) -> None:
     assert analyze(SPECS / f"{spec}.json", convention="fvcore").totals["macs"] == FVCORE[spec]
