@@ -78,10 +78,10 @@ class ShiftedWindowAttention(Layer):
         out: dict[int, Window | Partition | None] = {}
         for axis, (win, shift, padded) in enumerate(zip(_pair(self.window_size), _pair(self.shift_size), (hp, wp), strict=True)):
             covers = known_sign(win - padded)  # torchvision: no shift on an axis one window covers
-            if covers is None:
+            if covers is None and known_sign(shift) != 0:
                 out[axis] = None  # symbols: cannot tell whether the shift applies
             else:
-                out[axis] = Partition(win, 0 if covers >= 0 else shift)
+                out[axis] = Partition(win, 0 if covers is None or covers >= 0 else shift)
         return out
 
     def weights(self, ins: list[Shape]) -> dict[str, Shape]:

@@ -447,7 +447,10 @@ def _through_axes(
             op = windows[t - 1] if windows is not None else None
         if op is None:
             exact = False
-            note = note or f"axis {m}: moved by a cyclic roll or read as channels: the receptive field is approximate from here on"
+            note = note or (
+                f"axis {m}: moved by a cyclic roll (or a window shift the sizes leave undecided), or read as channels: "
+                "the receptive field is approximate from here on"
+            )
             out.append(r)
             continue
         r_out, why, ok = through_partition(r, op) if isinstance(op, Partition) else r.through_noted(op)
