@@ -619,6 +619,13 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def load_module(target: str, field: str = "--module", command: str = "verify") -> nn.Module:
     """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
+    from ..usercode import user_code
+
+    with user_code():  # its top level and factory: no os._exit, no print into archcalc's output
+        return _load_module(target, field, command)
+
+
+def _load_module(target: str, field: str, command: str) -> nn.Module:
     mod_name, sep, attr = target.partition(":")
     if not sep or not mod_name or not attr:
         raise SpecError(f"the model must be given as PKG.MODULE:FACTORY, got {target!r}", field=field)
