@@ -979,3 +979,15 @@ def test_verify_compares_an_aux_head_apart_from_the_eval_path() -> None:
     plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
     r = verify_spec({**spec, "layers": AUX_EVAL}, plain)
     assert r.ok and [row.quantity for row in r.totals.rows] == ["output_shape", "params", "macs"]
+
+
+def test_a_symbolic_repeat_count_is_refused_not_compared_as_one_copy(tmp_path: Path) -> None:
+    """transformer_lm with every symbol but l given: each row is numeric, the totals are l x one
+    layer; verify compared one copy and printed a MISMATCH (exit 1) instead of asking for l."""
+    from conftest import cli
+
+    args = ["--set", "s=16", "--set", "h=32", "--set", "a=4", "--set", "V=50"]
+    r = cli("verify", "specs/transformer_lm.json", *args)
+    assert r.code == 2 and r.err.count("\n") == 1, (r.code, r.out, r.err)
+    assert "repeats l times, a symbol; verify needs numbers (--set l=N)" in r.err and "field 'repeat'" in r.err
+    assert cli("verify", "specs/transformer_lm.json", *args, "--set", "l=2").code == 0

@@ -413,6 +413,9 @@ def verify_spec(
     try:
         G = compile_spec(arch, values=values, input_shape=_shape_arg(input_shape))
         report = report_from_graph(G, convention=CONVENTION, batch=batch)
+        for rep in G.graph.get("symbolic_repeats", ()):  # every row numeric, yet its copies are not counted out
+            raise SpecError(f"block {rep.block!r} repeats {rep.times} times, a symbol; verify needs numbers (--set {rep.times}=N)",
+                            layer=rep.call, field="repeat")
         analytic = {row.name: _analytic(row) for row in report.rows}
         in_shape = tuple(as_int(d) for d in G.graph["input_shape"])
         if any(d is None for d in in_shape):
