@@ -153,7 +153,7 @@ class Unflatten(Layer):
         return []  # a reshape: its backward reshapes the gradient back, from the sizes alone
 
     def output_storage(self, ins: list[Shape]) -> str:
-        return "view"  # it splits one axis: a view for any strides (torch's view never copies it)
+        return "reshape"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

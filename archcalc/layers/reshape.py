@@ -190,11 +190,7 @@ class Reshape(_View):
         return tuple(target)
 
     def output_storage(self, ins: list[Shape]) -> str:
-        # splitting axes ((L, 768) -> (L, 12, 64): GPT-2's heads) keeps every stride: a view even of
-        # a non-contiguous tensor (a slice of the fused qkv projection); merging axes may need a copy
-        if self.kind == "view" or only_splits(ins[0], self.output_shape(ins)):
-            return "view"
-        return "reshape"
+        return "view" if self.kind == "view" else "reshape"
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Reshape as ReshapeModule
