@@ -113,6 +113,11 @@ class Unreadable(ValueError):
     """A claim (or its value) that cannot be read; the message says why."""
 
 
+class Unjudgeable(Unreadable):
+    """A claim that was read but cannot be judged (a receptive field where there are no spatial axes,
+    a budget on a formula); the message says why."""
+
+
 @dataclass
 class Claim:
     text: str
@@ -134,9 +139,12 @@ class Verdict:
     hint: str | None = None  # the likely slip behind a wrong figure
     unreadable: bool = False
     text: str = ""
+    unjudged: bool = False  # read, but nothing to judge it against (with unreadable: neither correct nor wrong)
 
     @property
     def mark(self) -> str:
+        if self.unjudged:
+            return "cannot judge"
         return "cannot read" if self.unreadable else ("correct" if self.correct else "WRONG")
 
 
@@ -206,6 +214,11 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
 
     if target == "input":
         raise Unreadable(f"'input' is the network's input ({_shape(rep.input_shape)}), not a layer; claims name a layer, a block or total")
+    from .grouping import numbered_copy_hint
+
+    hint = numbered_copy_hint(rep.repeats, target)
+    if hint is not None:
+        raise Unreadable(f"no layer or block named {target!r}: {hint}")
     blocks = block_names(rep)
     near = difflib.get_close_matches(target, [n for n in names + blocks if n != "input"], n=3)
     raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
@@ -482,6 +495,10 @@ def judge(rep: Report, claim: Claim, derive: Any = None, alternatives: Alternati
     try:
         rows, target_how = _rows(rep, claim.target, claim.quantity)
         verdict = _judge(rep, claim, rows, derive)
+    except Unjudgeable as e:
+        v = unreadable(claim.text, str(e), claim)
+        v.unjudged = True
+        return v
     except Unreadable as e:
         return unreadable(claim.text, str(e), claim)
     if target_how:
@@ -499,7 +516,7 @@ def unreadable(text: str, why: str, claim: Claim | None = None) -> Verdict:
 
 def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     if claim.quantity in ("output_shape", "receptive_field", "effective_stride"):
-        return _judge_shape(claim, rows[0], derive)
+        return _judge_shape(claim, rows[0], derive, rep)
     values = [getattr(r, claim.quantity) * r.repeat for r in rows]  # a row of a block repeated l times counts l times
     exact = simplify(sum(values, start=0))
     if len(rows) > 1 and any(claim.target in r.scope for r in rows):  # a block: by its copies, as explain sums it
@@ -509,7 +526,7 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     else:
         deriv = _sum_text(rows, claim.quantity) if len(rows) > 1 else (derive(rows[0].name, claim.quantity) if derive else "")
     if is_symbolic(exact):
-        return _judge_formula(claim, exact, deriv)
+        return _judge_formula(claim, exact, deriv, rep)
     readings = _read_count(claim.value, claim.quantity, rep)
     judged = readings[0].quantity
     if judged != claim.quantity:  # "73 MFLOPs" for conv1.macs: judged as the FLOP count, and said so
@@ -519,12 +536,14 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     unit = " B" if judged == "activation_bytes" else ""  # 802,816 B (784 KiB)
     exact_text = f"{int(exact):,}{unit}" + ("" if fmt(exact) in (f"{int(exact):,}", f"{int(exact):,} B") else f" ({fmt(exact)})")
     if claim.op != "=":
-        bound = readings[0]
+        bound = budget_reading(readings)
         have = Fraction(int(exact)) / (nbytes if bound.elements else 1)
         ok = {"<=": have <= bound.value, "<": have < bound.value, ">=": have >= bound.value, ">": have > bound.value}[claim.op]
         ratio = have / bound.value if bound.value else None
-        share = "" if ratio is None else (f"{float(ratio) * 100:.0f}% of it" if ratio <= 1 else f"{float(ratio):.3g} times it")
-        why = f"budget {claim.op} {_plain(bound.value)}{' activations' if bound.elements else ''}" + (f": {share}" if share else "")
+        share = "" if ratio is None else (f"{float(ratio) * 100:.0f}% of it" if ratio <= 1 else f"{_times(ratio)} times it")
+        unit_how = bound.how.rpartition(", read as ")[2] if ", read as " in bound.how else ""  # 1 GB = 1000³ B
+        why = f"budget {claim.op} {_plain(bound.value)}{' activations' if bound.elements else ''}" + (f" ({unit_how})" if unit_how else "")
+        why += f": {share}" if share else ""
         return Verdict(claim, ok, exact, exact_text, why, deriv)
     matching = []
     for r in readings:
@@ -547,23 +566,70 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
     return Verdict(claim, ok, exact, exact_text, why, deriv)
 
 
+def _times(ratio: Fraction) -> str:
+    """A ratio above 1 to three significant digits, more where those would print 1 (1.0035 -> 1.0035)."""
+    for digits in range(3, 12):
+        text = f"{float(ratio):.{digits}g}"
+        if text != "1":
+            return text
+    return f"{float(ratio):.12g}"
+
+
+def budget_reading(readings: list[Reading]) -> Reading:
+    """The one reading of a budget's bound: kB, MB and GB as powers of 1000 (as ``fit --memory`` and
+    the SI reading of an equality claim take them), KB/KiB/MiB/GiB as powers of 1024; an exact Fraction."""
+    return readings[-1]  # (_read_count lists the SI reading of kB/MB/GB last)
+
+
 def _dtype_bytes(rep: Report) -> int:
     from .conventions import dtype_bytes
 
     return dtype_bytes(rep.dtype) * (int(rep.batch) if not is_symbolic(rep.batch) else 1)
 
 
-def _judge_formula(claim: Claim, exact: Any, deriv: str) -> Verdict:
+def spec_symbols(rep: Report) -> set[str]:
+    """The names of the symbols the network has (its input's, its sizes', its repeat counts')."""
+    names: set[str] = set()
+    values: list[Any] = [*rep.input_shape, rep.batch, *rep.repeats.values()]
+    for r in rep.rows:
+        values += [*r.output_shape, r.params, r.macs, r.flops, r.activation_bytes, *r.receptive_field, *r.effective_stride, r.repeat]
+    for v in values:
+        names.update(str(x) for x in getattr(v, "free_symbols", ()))
+    return names
+
+
+_SUFFIXED = re.compile(r"(?<![A-Za-z_\d.])(\d+(?:\.\d+)?)([KMGT])(?![A-Za-z_\d])")
+
+
+def claim_formula(text: str, rep: Report) -> Any:
+    """A claimed formula read with the spec's symbols only: ``1K`` is 1,000 (a number with a K, M, G
+    or T suffix is a number), and a name the network does not have is refused, named."""
+
+    def number(m: re.Match[str]) -> str:
+        v = Fraction(m.group(1)) * COUNT_UNITS[m.group(2)]
+        return f"({v.numerator}/{v.denominator})" if v.denominator != 1 else f"({v.numerator})"
+
+    t = _SUFFIXED.sub(number, text)
+    v = _formula(t)
+    known = spec_symbols(rep)
+    unknown = sorted(str(x) for x in getattr(v, "free_symbols", ()) if str(x) not in known)
+    if unknown:
+        have = ", ".join(sorted(known)) or "none"
+        raise Unreadable(f"unknown symbol {', '.join(map(repr, unknown))} in {text!r}; {rep.name} has the symbols {have}")
+    return v
+
+
+def _judge_formula(claim: Claim, exact: Any, deriv: str, rep: Report) -> Verdict:
     if claim.op != "=":
         what = NAMES[claim.quantity]
         within = _budget_range(claim, exact)
         formula = human_text(expand(exact))
-        raise Unreadable(f"a budget ({claim.op}) needs numbers; {what} here is a formula, {formula}{within}: give the symbols values with --set")
+        raise Unjudgeable(f"a budget ({claim.op}) needs numbers; {what} here is a formula, {formula}{within}: give the symbols values with --set")
     text = claim.value.strip()
     if claim.quantity == "activation_bytes":
         text = re.sub(r"\s*(B|bytes)$", "", text)  # "4*C*H*W B": the formula counts bytes
     text = re.sub(r"\s+(params|parameters|MACs|FLOPs|weights)$", "", text, flags=re.I)
-    v = _formula(text)
+    v = claim_formula(text, rep)
     import sympy
 
     formula = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
@@ -580,7 +646,7 @@ def _budget_range(claim: Claim, exact: Any) -> str:
     if len(symbols) != 1 or claim.op not in ("<=", "<"):
         return ""
     try:
-        bound = _read_count(claim.value, claim.quantity, Report("", (), "", "float32", 1, []))[0]
+        bound = budget_reading(_read_count(claim.value, claim.quantity, Report("", (), "", "float32", 1, [])))
     except Unreadable:
         return ""
     if bound.elements or bound.quantity != claim.quantity:
@@ -625,8 +691,10 @@ def _shape_parts(value: str) -> list[str]:
 WHOLE_WORDS = {"whole", "whole input", "whole image", "the whole image", "the whole input", "entire image", "the entire image", "all"}
 
 
-def _judge_shape(claim: Claim, row: Row, derive: Any) -> Verdict:
+def _judge_shape(claim: Claim, row: Row, derive: Any, rep: Report) -> Verdict:
     exact_shape = tuple(simplify(d) for d in getattr(row, claim.quantity))
+    if not exact_shape and claim.quantity in ("receptive_field", "effective_stride"):  # a token sequence: no windows to measure
+        raise Unjudgeable(f"no {NAMES[claim.quantity]} (no spatial axes)")
     if claim.quantity == "receptive_field" and claim.value.strip().lower().rstrip(".") in WHOLE_WORDS:  # fc6.rf=whole image
         deriv = derive(row.name, claim.quantity) if derive else ""
         exact_text = ("the whole input, " if row.whole_input else "") + _shape_text(exact_shape)
@@ -653,7 +721,7 @@ def _judge_shape(claim: Claim, row: Row, derive: Any) -> Verdict:
         return Verdict(claim, False, exact_shape, exact_text, why, deriv)
     want_f = []
     for p in parts:
-        v = _formula(p)
+        v = claim_formula(p, rep)
         want_f.append(v)
     if len(want_f) != len(got):
         return Verdict(claim, False, exact_shape, exact_text, f"{len(want_f)} axes claimed, the output has {len(got)}", deriv)
@@ -831,7 +899,7 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
     out = []
     for v in verdicts:
         if v.unreadable:
-            out.append(f"cannot read {v.text}: {v.why}")
+            out.append(f"{v.mark} {v.text}: {v.why}")
             continue
         assert v.claim is not None
         line = f"{v.mark:7s} {v.claim.text}: exact {v.exact_text}"
@@ -845,6 +913,11 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
         if v.note:
             out.append(f"        note: {v.note}")
     wrong = sum(not v.correct and not v.unreadable for v in verdicts)
-    unread = sum(v.unreadable for v in verdicts)
-    out.append(f"{len(verdicts) - wrong - unread} correct, {wrong} wrong" + (f", {unread} not read" if unread else ""))
+    unjudged = sum(v.unjudged for v in verdicts)
+    unread = sum(v.unreadable for v in verdicts) - unjudged
+    out.append(
+        f"{len(verdicts) - wrong - unread - unjudged} correct, {wrong} wrong"
+        + (f", {unread} not read" if unread else "")
+        + (f", {unjudged} not judged" if unjudged else "")
+    )
     return "\n".join(out) + "\n"

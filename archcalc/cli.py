@@ -368,6 +368,8 @@ def _explain(args: argparse.Namespace) -> int:
         args.stack_now = args.stack
     elif args.spec is None or args.layer is None:
         raise SpecError("explain needs SPEC LAYER (or --stack SHAPE LAYER...)", field="LAYER")
+    elif not args.layer.strip():
+        raise SpecError("an empty layer name: name a layer, a block or total", file=args.spec, field="LAYER")
     rep = _report(args)
     if args.layer in ("total", "total.flops", "total.macs", "total.params") and args.layer not in args.graph.nodes:
         from .explain import explain_total
@@ -515,11 +517,13 @@ def _check(args: argparse.Namespace) -> int:
     except SpecError as e:
         raise e.located(file=args.spec or "<stack>") from None
     write_output(render_verdicts(verdicts), args.output)
-    unread = [v for v in verdicts if v.unreadable]
+    unread = [v for v in verdicts if v.unreadable and not v.unjudged]
     if unread:
         first = unread[0]
         more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
         raise SpecError(f"cannot read {first.text!r}: {first.why}{more}", file=args.spec or "<stack>", field="CLAIM")
+    if any(v.unjudged for v in verdicts):  # read, but not judged: its verdict line says why, once
+        return 2
     return 0 if all(v.correct for v in verdicts) else 1
 
 

@@ -235,6 +235,11 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
             first = G.graph["order"][0] if G.graph["order"] else None
             then = f": explain a layer that reads it, such as {first!r}" if first else ""
             raise SpecError(f"{INPUT!r} is the network's input ({_shape(tuple(nodes[INPUT]['shape']))}), not a layer{then}", field="LAYER")
+        from .grouping import numbered_copy_hint
+
+        hint = numbered_copy_hint(G.graph.get("repeats", {}), name)
+        if hint is not None:
+            raise SpecError(f"no layer or block named {name!r}: {hint}", field="LAYER")
         blocks = {s for n in nodes.values() for s in n.get("scope", ())}  # (explain takes block calls too)
         near = difflib.get_close_matches(name, [n for n in (*nodes, *blocks) if n != INPUT], n=3)
 
@@ -707,7 +712,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     its rows as a table."""
     from .conventions import get_convention
     from .errors import SpecError
-    from .grouping import Group, block, group_totals, parts_text
+    from .grouping import Group, block, group_totals, one_copy_of, parts_text
     from .render import _latex_escape, md_escape, render
     from .summary import stage
 
@@ -722,7 +727,10 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     first = group.rows[0]
     source = [i for i in first.inputs if i != "input"]
     inputs = ", ".join(f"{i} {_shape(rep.row(i).output_shape)}" for i in source) if source else _shape(rep.input_shape)
+    call = one_copy_of(rep, name)
     copies = "" if type(group.repeat) is int and group.repeat == 1 else f", {human_text(group.repeat)} copies"
+    if call is not None:
+        copies = f", one copy of {human_text(rep.repeats[call])}"
     where = f" in {escape_control(rep.title)}" if rep.title and fmt != "latex" else ""
     head = (
         f"{escape_control(name)} ({kind}{copies}, {len(group.rows)} layers){where}: input {inputs} \u2192 "

@@ -18,10 +18,10 @@ groups that are not training-only add up to the report's totals, exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .dims import Dim, dim_text, expand
+from .dims import Dim, dim_text, expand, simplify
 from .report import QUANTITIES, Report, Row
 
 #: a network with more layers than this is shown with its blocks collapsed by default
@@ -103,7 +103,40 @@ def block(rep: Report, name: str) -> Group | None:
     rows = tuple(r for r in rep.rows if name in r.scope)
     if not rows:
         return None
+    call = one_copy_of(rep, name)
+    if call is not None:  # transformer.h.*: one copy of a call repeated l times, each row counted once
+        copies = rep.repeats[call]
+        rows = tuple(replace(r, repeat=simplify(r.repeat / copies)) for r in rows)
     return Group(name, rows, True, rep.repeats.get(name, 1), group_totals(rows, rep.include_training_only))
+
+
+def one_copy_of(rep: Report, name: str) -> str | None:
+    """The call ``name`` is one copy of (``transformer.h.*`` of ``transformer.h``, repeated a
+    symbolic number of times, the table's ``transformer.h.*.attn (×l)`` rows), or None."""
+    call = name.removesuffix(".*")
+    if call == name or call not in rep.repeats or type(rep.repeats[call]) is int:
+        return None
+    return call
+
+
+def numbered_copy_hint(repeats: Any, name: str) -> str | None:
+    """For ``transformer.h.0`` (a numbered copy of a call repeated a symbolic number of times, whose
+    copies have no numbers): what to write instead, one copy or all; None for any other name."""
+    import re
+
+    m = re.fullmatch(r"(.+?)\.(\d+)((?:\..+)?)", name)
+    if m is None:
+        return None
+    call, rest = m.group(1), m.group(3)
+    if call not in repeats or type(repeats[call]) is int:
+        return None
+    copies = dim_text(repeats[call])
+    return (
+        f"{call} repeats {copies} times, a symbolic count, so its copies have no numbers: "
+        f"one copy is {call + '.*' + rest!r} (the table's row, ×{copies})" if rest else
+        f"{call} repeats {copies} times, a symbolic count, so its copies have no numbers: "
+        f"one copy is {call + '.*'!r}, all {copies} copies {call!r}"
+    )
 
 
 def block_names(rep: Report) -> list[str]:

@@ -1,0 +1,98 @@
+"""Fixes from a review of ``check`` and ``explain``: budgets read units as equality claims do,
+suffixed numbers are numbers in a formula, one copy of a symbolically repeated block, ties, blank names."""
+
+from __future__ import annotations
+
+from conftest import SPECS, cli
+
+GPT2 = str(SPECS / "gpt2.json")
+ALEXNET = str(SPECS / "alexnet.json")
+TRANSFORMER = str(SPECS / "transformer_lm.json")
+CONV1_BYTES = 64 * 56 * 56 * 4  # AlexNet conv1 (torchvision): 64 channels of 56x56 (224 input), float32
+
+
+# ----- 1. a budget reads kB/MB/GB as powers of 1000, KiB/MiB/GiB as powers of 1024 --------------
+
+
+def test_a_budget_in_si_units_reads_them_as_powers_of_1000() -> None:
+    r = cli("check", ALEXNET, "conv1.memory<=800kB")
+    assert CONV1_BYTES == 802_816 and CONV1_BYTES > 800 * 1000
+    assert r.code == 1 and r.out.startswith("WRONG") and "budget <= 800,000 (1 kB = 1000 B)" in r.out
+    assert cli("check", ALEXNET, "conv1.memory<803kB").code == 0  # 802,816 < 803,000
+    r = cli("check", ALEXNET, "conv1.memory<=784KiB")  # 784 * 1024 = 802,816: binary units stay binary
+    assert r.code == 0 and f"budget <= {784 * 1024:,}" in r.out
+
+
+def test_a_budget_in_gb_is_exact_and_decimal() -> None:
+    r = cli("check", GPT2, "total.memory<=1.04GB")
+    exact = int(r.out.split("exact ")[1].split(" B")[0].replace(",", ""))
+    assert 1.04e9 < exact <= 1024**3  # GPT-2's activations lie between the two readings of 1.04GB
+    assert r.code == 1 and "budget <= 1,040,000,000 (1 GB = 1000³ B)" in r.out
+
+
+# ----- 2. a formula claim uses the spec's symbols; 1K is a number ------------------------------------
+
+
+def test_a_suffixed_number_in_a_formula_claim_is_a_number() -> None:
+    r = cli("check", "--stack", "KxHxW", "conv 1 1 bias=false", "total.params=1K")
+    # a 1x1 conv from K channels to 1, no bias: K weights; 1K is 1,000, not the symbol K
+    assert r.code == 1 and r.out.startswith("WRONG") and "claimed 1,000" in r.out
+    assert cli("check", "--stack", "KxHxW", "conv 1 1 bias=false", "total.params=K").code == 0
+    r = cli("check", TRANSFORMER, "total.macs=1M")
+    assert r.code == 1 and "M=" not in r.out and "claimed 1,000,000" in r.out
+
+
+def test_a_formula_claim_with_a_symbol_the_spec_lacks_cannot_be_read() -> None:
+    r = cli("check", TRANSFORMER, "total.params=Q*h")
+    assert r.code == 2 and r.out.startswith("cannot read") and "unknown symbol 'Q'" in r.out
+
+
+# ----- 3. X.* is one copy of a block repeated a symbolic number of times; X is all of them ---------
+
+# GPT-2's block (Radford et al. 2019) in symbols: ln_1 2h + c_attn 3h*h+3h + c_proj h*h+h + ln_2 2h
+# + c_fc h*4h+4h + c_proj 4h*h+h = 12h^2 + 13h per copy
+
+
+def test_one_copy_of_a_symbolically_repeated_block_is_its_star_scope() -> None:
+    r = cli("check", TRANSFORMER, "transformer.h.*.params=12*h^2+13*h", "transformer.h.params=l*(12*h^2+13*h)")
+    assert r.code == 0, r.out
+    assert cli("check", TRANSFORMER, "transformer.h.*.params=l*(12*h^2+13*h)").code == 1
+    one = cli("explain", TRANSFORMER, "transformer.h.*").out
+    assert one.startswith("transformer.h.* (block, one copy of l, 21 layers)") and "= 12*h^2 + 13*h\n" in one
+    every = cli("explain", TRANSFORMER, "transformer.h").out
+    assert every.startswith("transformer.h (block, l copies, 21 layers)") and "= 12*l*h^2 + 13*l*h\n" in every
+
+
+def test_a_numbered_copy_of_a_symbolic_repeat_points_to_the_star_scope() -> None:
+    r = cli("explain", TRANSFORMER, "transformer.h.0")
+    assert r.code == 2 and "one copy is 'transformer.h.*', all l copies 'transformer.h'" in r.err
+    r = cli("check", TRANSFORMER, "transformer.h.0.params=1")
+    assert r.code == 2 and "one copy is 'transformer.h.*'" in r.out
+
+
+# ----- 5. a network without spatial axes has no receptive field to judge; an empty name is an error -
+
+
+def test_a_receptive_field_claim_on_a_token_sequence_cannot_be_judged() -> None:
+    for claim, what in (("total.rf=whole", "receptive field"), ("lm_head.rf=3", "receptive field"), ("total.stride=1", "effective stride")):
+        r = cli("check", GPT2, claim)
+        assert r.code == 2 and r.out.splitlines()[0] == f"cannot judge {claim}: no {what} (no spatial axes)", r.out
+        assert "WRONG" not in r.out
+
+
+# ----- 5b. an empty layer name is an error ------------------------------------------------------------
+
+
+def test_explain_an_empty_name_is_an_error() -> None:
+    r = cli("explain", ALEXNET, "")
+    assert r.code == 2 and r.out == "" and "empty" in r.err
+
+
+# ----- 7. a budget on a formula was read: one verdict line, not an error repeated ------------------
+
+
+def test_a_budget_on_a_free_repeat_count_is_one_line_not_judged() -> None:
+    r = cli("check", TRANSFORMER, "total.params<=1M")
+    assert r.code == 2 and r.err == ""
+    assert r.out.splitlines()[0].startswith("cannot judge total.params<=1M: a budget (<=) needs numbers; params here is a formula")
+    assert r.out.count("needs numbers") == 1 and r.out.splitlines()[-1] == "0 correct, 0 wrong, 1 not judged"
