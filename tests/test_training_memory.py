@@ -400,7 +400,7 @@ def test_checkpointing_lowers_the_measured_peak_as_modelled() -> None:
                     continue
                 ins = list(dict.fromkeys(i for n in members for i in nodes[n]["inputs"] if i not in members))
 
-                def run(*args: Any) -> Any:
+                def run(*args: Any, ins: list[str] = ins) -> Any:
                     vals = dict(zip(ins, args, strict=True))
                     for n in members:
                         vals[n] = model.layer(n)(*[vals[i] for i in nodes[n]["inputs"]])
