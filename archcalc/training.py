@@ -8,12 +8,14 @@
   ``optimizer_bytes`` (SGD none, momentum one buffer, Adam/AdamW two, plus Adam's ``step``, a
   0-d float32 tensor per parameter tensor, which lives in CPU memory unless the optimizer is
   ``capturable`` or ``fused``);
-* ``peak_bytes``: all of them at once (the assumptions are stated with it, see
-  :data:`PEAK_ASSUMPTIONS`), plus, with checkpointing, the largest checkpointed block's tensors
-  while it is recomputed.
+* ``peak_bytes``: all of them at once, with the model's output and its gradient (the assumptions
+  are stated with it, see :data:`PEAK_ASSUMPTIONS`); with checkpointing, the largest of the
+  backward's moments: its start, and each checkpointed block's own backward, when the tensors
+  saved after the block are freed and the block's own are recomputed.
 
 Every total is ``a + b*N`` in the batch ``N`` (the per-channel statistics of batch norm and the
-weights do not grow with the batch), so :func:`max_batch` solves ``a + b*N <= memory`` exactly.
+weights do not grow with the batch); the peak is the largest of such lines (``peak_lines``), so
+:func:`max_batch` solves ``a + b*N <= memory`` exactly for each.
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ CHECKPOINT_INPUT = Saved.of_input("kept by torch.utils.checkpoint to run the blo
 TOTALS = ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes")
 
 PEAK_ASSUMPTIONS = (
-    "peak = parameters + gradients + optimizer state + every saved tensor at once, as at the start of "
-    "the backward pass with the gradients of the last step still allocated (optimizer.zero_grad(set_to_none=False)); "
-    "with set_to_none=True (torch's default) gradients are made during the backward while saved tensors are freed, "
-    "so the real peak is at most this",
-    "not counted: the gradients flowing between layers during the backward (transient), the loss, the "
-    "model's output where no layer saves it, workspace (cuDNN), the allocator's rounding (CUDA rounds "
-    "blocks up to 512 bytes) and the CUDA context",
+    "peak = parameters + gradients + optimizer state + the saved tensors still alive, at the moment of the backward pass "
+    "that holds most (its start, unless blocks are checkpointed), with the gradients of the last step still allocated "
+    "(optimizer.zero_grad(set_to_none=False)); with set_to_none=True (torch's default) the gradients are made during the "
+    "backward while saved tensors are freed, which can lower it",
+    "not counted, each of which can raise the real peak above this figure: the gradients flowing between layers during the "
+    "backward (transient), the loss's own tensors (cross-entropy keeps its log-softmax, the size of the output in fp32, and "
+    "makes its gradient), workspace (cuDNN), the allocator's rounding (CUDA rounds blocks up to 512 bytes) and the CUDA context",
 )
 
 
@@ -95,7 +97,7 @@ class TrainingMemory:
     params: Dim
     param_tensors: Dim
     recompute_flops: Dim = 0  # per sample: one more forward of the checkpointed blocks
-    recompute_peak_bytes: Dim = 0
+    peak_lines: list[tuple[Dim, Dim]] = field(default_factory=list)  # the peak is the largest of these (fixed, per sample)
     saved_without_checkpoint: Dim | None = None
     assumptions: list[str] = field(default_factory=list)
     per_copy: dict[str, tuple[Dim, Dim | None]] = field(default_factory=dict)  # block repeated l times -> (l, saved bytes of one copy)
@@ -156,12 +158,19 @@ class TrainingMemory:
         return self.render("text")
 
 
-def _segments(G: Graph, names: Sequence[str]) -> dict[str, str]:
-    """node -> the --checkpoint name whose block holds it (a block call's name prefixes its layers)."""
+def _segments(G: Graph, names: Sequence[str], convention: str = "lecture") -> dict[str, str]:
+    """node -> the --checkpoint name whose block holds it (a block call's name prefixes its layers; a
+    stage ``table --depth 1`` names, such as ``stem`` or VGG-16's ``stage3``, holds its rows)."""
     order = G.graph["order"]
     where: dict[str, str] = {}
     for seg in names:
         inside = [n for n in order if n == seg or n.startswith(seg + ".")]
+        if not inside and (seg in ("stem", "head") or (seg.startswith("stage") and seg[5:].isdigit())):
+            from .report import report_from_graph
+            from .summary import stage
+
+            rows = stage(report_from_graph(G, convention=convention), seg) or []
+            inside = [r.name for r in rows if r.name in G.nodes]
         if not inside:
             import difflib
 
@@ -179,7 +188,7 @@ def _segments(G: Graph, names: Sequence[str]) -> dict[str, str]:
 def training_memory_from_graph(
     G: Graph,
     *,
-    dtype: str = "float32",
+    dtype: str | None = None,
     batch: Dim = 1,
     optimizer: str = "sgd",
     amp: bool = False,
@@ -192,6 +201,9 @@ def training_memory_from_graph(
         raise SpecError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZER_STATES)}", field="--optimizer")
     if device not in DEVICES:
         raise SpecError(f"unknown device {device!r}; choose from {', '.join(DEVICES)}", field="--device")
+    chosen = dtype is None and amp
+    if dtype is None:  # --amp alone: torch.autocast's own default, float16 on CUDA, bfloat16 on CPU
+        dtype = ("float16" if device == "cuda" else "bfloat16") if amp else "float32"
     act = dtype_bytes(dtype)
     if amp and act != 2:
         raise SpecError(f"--amp runs the activations in 16 bits: --dtype is float16 or bfloat16, not {dtype}", field="--dtype")
@@ -202,7 +214,7 @@ def training_memory_from_graph(
     saved_tensors(G, act, 1, device, amp, attention == "fused")
     nodes = node_table(G)
     order = G.graph["order"]
-    seg_of = _segments(G, checkpoint)
+    seg_of = _segments(G, checkpoint, convention)
     repeated = [n for n in seg_of if nodes[n].get("repeat", 1) != 1]
     if repeated:
         raise SpecError(
@@ -220,7 +232,10 @@ def training_memory_from_graph(
     plain_fixed: Dim = 0  # the same without checkpointing
     plain_per: Dim = 0
     seg_inputs_done: set[str] = set()
-    seg_internal: dict[str, tuple[Dim, Dim]] = {}
+    seg_internal: dict[str, dict[str, tuple[Dim, Dim]]] = {}  # block -> every storage its layers save (plain), recomputed in its backward
+    seg_last: dict[str, int] = {}  # block -> index of its last row
+    cumulative: list[tuple[Dim, Dim]] = []  # saved bytes counted at rows 0..i (with checkpointing)
+    counted_at_row: dict[str, int] = {}  # storage -> the row that counts it (with checkpointing)
     per_copy: dict[str, tuple[Dim, Dim | None]] = {}
     for name in order:
         node = nodes[name]
@@ -236,8 +251,10 @@ def training_memory_from_graph(
         row_per: Dim = 0
         resolved: list[SavedTensor] | None
         if seg is not None and kept is not None:
-            f0, p0 = seg_internal.get(seg, (0, 0))
-            seg_internal[seg] = (f0 + sum((s.fixed for s in kept if s.first), start=0), p0 + sum((s.per_sample for s in kept if s.first), start=0))
+            inner = seg_internal.setdefault(seg, {})
+            for s in kept:
+                inner.setdefault(s.storage, (s.fixed, s.per_sample))
+            seg_last[seg] = len(rows)
             resolved = []
             if seg not in seg_inputs_done:
                 seg_inputs_done.add(seg)
@@ -250,8 +267,10 @@ def training_memory_from_graph(
         for st in resolved or ():
             if st.first:
                 row_fixed, row_per = row_fixed + st.fixed, row_per + st.per_sample
+                counted_at_row[st.storage] = len(rows)
         times = node.get("repeat", 1)  # a block repeated a symbolic number of times: this row stands for each copy
         fixed, per = fixed + row_fixed * times, per + row_per * times
+        cumulative.append((fixed, per))
         if not (type(times) is int and times == 1):
             block = name.rsplit(".*.", 1)[0]
             count, so_far = per_copy.get(block, (times, 0))
@@ -277,16 +296,36 @@ def training_memory_from_graph(
     opt_bytes = OPTIMIZER_STATES[optimizer] * param_bytes
     if optimizer in ("adam", "adamw") and device == "cpu":
         opt_bytes = opt_bytes + 4 * n_tensors  # state['step']: a 0-d float32 tensor per parameter tensor
+    # the model's output stays alive through the backward (the caller holds it, the loss reads it),
+    # and its gradient is made before the backward reaches the last layer
+    out = G.graph["output"]
+    out_node = nodes[out]
+    out_storage = out_node["storage"]
+    store = nodes.get(out_storage, out_node)
+    output_per: Dim = prod(store["shape"]) * (store.get("elt") or act)  # the whole storage (the output may be a view)
+    output_grad_per: Dim = prod(out_node["shape"]) * (out_node.get("elt") or act) if out_node["grad"] else 0
+    output_saved = out_storage in counted_at_row  # some layer keeps it: counted there, not again
     recompute_flops: Dim = 0
-    recompute_fixed: Dim = 0
-    recompute_per: Dim = 0
+    weights: Dim = param_bytes + param_bytes + opt_bytes
+    # the peak is the largest of the moments where the backward holds most: its start (every saved
+    # tensor, the output and its gradient) and, for each checkpointed block, its own backward, when the
+    # tensors counted after it are freed and its recomputed tensors are back
+    lines: list[tuple[Dim, Dim]] = [(weights + fixed, per + (0 if output_saved else output_per) + output_grad_per)]
     if checkpoint:
         conv = get_convention(convention)
         compute(G, conv, 1)
         recompute_flops = sum((nodes[n]["flops"] for n in order if n in seg_of), start=0)  # per sample
-        # while one block reruns in the backward, its saved tensors are back: the largest block's
-        best = max(seg_internal.values(), key=lambda fp: _at(fp, batch), default=(0, 0))
-        recompute_fixed, recompute_per = best
+        for seg, inner in seg_internal.items():
+            last = seg_last[seg]
+            at_f, at_p = cumulative[last]
+            alive = {key for key, i in counted_at_row.items() if i <= last}
+            for key, (f, p) in inner.items():
+                if key not in alive:
+                    alive.add(key)
+                    at_f, at_p = at_f + f, at_p + p
+            at_p = at_p + (0 if out_storage in alive else output_per) + (output_grad_per if seg_of.get(out) == seg else 0)
+            lines.append((weights + at_f, at_p))
+    lines = _undominated(lines)
     fixed_t = {
         "saved_bytes": fixed,
         "param_bytes": param_bytes,
@@ -294,16 +333,26 @@ def training_memory_from_graph(
         "optimizer_bytes": opt_bytes,
     }
     per_t: dict[str, Dim] = {"saved_bytes": per, "param_bytes": 0, "grad_bytes": 0, "optimizer_bytes": 0}
-    fixed_t["peak_bytes"] = sum(fixed_t.values(), start=0) + recompute_fixed
-    per_t["peak_bytes"] = per + recompute_per
+    fixed_t["peak_bytes"], per_t["peak_bytes"] = max(lines, key=lambda fp: _at(fp, batch))
     totals: dict[str, Dim | None] = {k: expand(fixed_t[k] + per_t[k] * batch) for k in TOTALS}
+    if len(lines) > 1 and not isinstance(batch, int):
+        import sympy
+
+        totals["peak_bytes"] = sympy.Max(*(expand(f + p * batch) for f, p in lines))
     if unknown:
         totals["saved_bytes"] = totals["peak_bytes"] = None
-    assumptions = list(PEAK_ASSUMPTIONS)
+    out_what = (
+        f"counted: the model's output ({out}, kept by a layer and so already among the saved tensors) and its gradient"
+        if output_saved
+        else f"counted: the model's output ({out}) and its gradient, alive through the backward"
+    )
+    assumptions = [*PEAK_ASSUMPTIONS[:1], out_what, *PEAK_ASSUMPTIONS[1:]]
     if checkpoint:
         assumptions.append(
-            "checkpointed blocks (torch.utils.checkpoint) keep only their inputs (proved with use_reentrant=True); in the "
-            "backward each is run forward again, so its saved tensors come back one block at a time: the peak adds the largest block's"
+            "checkpointed blocks (torch.utils.checkpoint) keep only their inputs (proved with use_reentrant=True); in the backward "
+            "each is run forward again during its own backward, when the tensors saved by the layers after it are freed: the peak "
+            "is the largest of the start of the backward and, for each block, what is still saved then plus its recomputed "
+            "tensors (modelled, not measured)"
         )
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"
@@ -311,8 +360,9 @@ def training_memory_from_graph(
     if device == "cuda":
         assumptions.append("on CUDA dropout keeps a bool mask (native_dropout), 1 byte per element; proved on CPU only")
     if amp:
+        default_note = f" (its default on {device}, as no --dtype was given)" if chosen else ""
         assumptions.append(
-            f"--amp: torch.autocast({device!r}, {dtype}) over fp32 parameters, gradients and optimizer state; conv and linear layers "
+            f"--amp: torch.autocast({device!r}, {dtype}{default_note}) over fp32 parameters, gradients and optimizer state; conv and linear layers "
             "run in 16 bits and keep 16-bit copies of their weights and of any fp32 input; proved against autograd on CPU (bfloat16)"
             + ("" if device == "cpu" else "; CUDA's autocast lists differ (softmax runs in fp32 there): modelled, not proved")
         )
@@ -333,11 +383,27 @@ def training_memory_from_graph(
         simplify(n_params),
         n_tensors,
         simplify(recompute_flops),
-        simplify(recompute_fixed + recompute_per * batch),
+        [(simplify(f), simplify(p)) for f, p in lines],
         simplify(plain_fixed + plain_per * batch) if not unknown else None,
         assumptions,
         {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
     )
+
+
+def _undominated(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
+    """The lines ``fixed + per*N`` that some batch N >= 1 makes the largest (a line no larger than
+    another at N = 1 and growing no faster is dropped; with symbols, only where sympy can tell)."""
+
+    def le(x: Dim, y: Dim) -> bool:
+        d = expand(y - x)
+        return bool(d >= 0) if isinstance(d, int) else d.is_nonnegative is True
+
+    out: list[tuple[Dim, Dim]] = []
+    for i, (f, p) in enumerate(lines):
+        beaten = any(le(f + p, g + q) and le(p, q) and (j < i or not (le(g + q, f + p) and le(q, p))) for j, (g, q) in enumerate(lines) if j != i)
+        if not beaten:
+            out.append((f, p))
+    return out
 
 
 def _at(fp: tuple[Dim, Dim], batch: Dim) -> Any:
@@ -439,10 +505,13 @@ def max_batch(m: TrainingMemory, memory: int) -> Fit:
             f"cannot fit: layers {', '.join(m.unknown[:3])} keep tensors not worked out for their type (or, under --amp, for autocast)",
             field="--memory",
         )
-    a, b = m.fixed["peak_bytes"], m.per_sample["peak_bytes"]
-    if not isinstance(a, int) or not isinstance(b, int):
+    lines = m.peak_lines or [(m.fixed["peak_bytes"], m.per_sample["peak_bytes"])]
+    if not all(isinstance(a, int) and isinstance(b, int) for a, b in lines):
         raise SpecError("cannot fit a network with symbolic sizes: give every size a number (--input, --set)", field="--memory")
-    n = max(0, (memory - a) // b) if b > 0 else 0
+    ints = [(int(a), int(b)) for a, b in lines]
+    n = min(((memory - a) // b if b > 0 else (0 if a > memory else 2**63) for a, b in ints))
+    n = max(0, n) if n < 2**63 else 0
+    a, b = max(ints, key=lambda ab: (ab[0] + ab[1] * max(n, 1), ab[1]))
     peak = a + b * n
     return Fit(memory, n, peak, memory - peak, a, b, m)
 

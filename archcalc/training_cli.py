@@ -20,7 +20,11 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec file (JSON)")
     p.add_argument("--input", help="override the input shape, e.g. 3,224,224")
     p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
-    p.add_argument("--dtype", default="float32", help="dtype of parameters and activations: float32 (default), float16, bfloat16, float64")
+    p.add_argument(
+        "--dtype",
+        help="dtype of parameters and activations: float32 (default), float16, bfloat16, float64; with --amp, of the activations "
+        "(default: torch.autocast's, float16 on --device cuda, bfloat16 on cpu)",
+    )
     p.add_argument(
         "--optimizer", default="sgd", choices=list(OPTIMIZER_STATES), help="state per parameter: sgd none, momentum 1x, adam/adamw 2x (default sgd)"
     )
@@ -117,4 +121,4 @@ def run_fit(args: argparse.Namespace) -> int:
     except SpecError as e:
         raise e.located(file=args.spec) from None
     write_output(render_fit(fit, args.format), args.output)
-    return 0
+    return 0 if fit.max_batch > 0 else 1  # nothing fits: the question has no answer (exit 1, as check's claim that does not hold)

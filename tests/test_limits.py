@@ -256,6 +256,24 @@ def test_a_permute_that_only_moves_axes_of_one_stays_contiguous() -> None:
     assert net(layers, (2, 1, 8)).row("f").activation_bytes == 2 * 8 * 4  # (8, 2, 1): a copy of 16 float32
 
 
+def test_splitting_an_axis_of_a_strided_slice_is_a_view() -> None:
+    """GPT-2's heads: q is a slice of the fused qkv projection (not contiguous), and (L, 768) ->
+    (L, 12, 64) only splits its last axis: torch views it (it counted 3 MiB a head split, 12 x 9 MiB
+    too many on GPT-2).  Merging the axes of a transposed tensor still copies."""
+    from conftest import net
+
+    layers = [
+        {"name": "qkv", "type": "linear", "out_features": 24},
+        {"name": "q", "type": "slice", "dim": 2, "start": 0, "end": 8},  # (4, 24) -> (4, 8), strided
+        {"name": "heads", "type": "reshape", "shape": [4, 2, 4]},  # a split: a view
+        {"name": "u", "type": "unflatten", "dim": 2, "unflattened_size": [2, 4], "inputs": ["q"]},  # the same split
+        {"name": "t", "type": "transpose", "dim0": 1, "dim1": 2, "inputs": ["heads"]},  # (2, 4, 4), a view
+        {"name": "merged", "type": "reshape", "shape": [2, 16]},  # merges transposed axes: a copy
+    ]
+    rep = net(layers, (4, 6))
+    assert [rep.row(n).activation_bytes for n in ("q", "heads", "u", "t", "merged")] == [0, 0, 0, 0, 2 * 16 * 4]
+
+
 @pytest.mark.torch
 def test_flatten_copies_exactly_where_torch_copies() -> None:
     torch = pytest.importorskip("torch")
@@ -267,6 +285,10 @@ def test_flatten_copies_exactly_where_torch_copies() -> None:
     assert torch.flatten(ones.permute(0, 3, 1, 2), 1).data_ptr() == ones.data_ptr()  # size-1 axes moved: still a view
     twos = torch.zeros(2, 2, 1, 8)
     assert torch.flatten(twos.permute(0, 3, 1, 2), 1).data_ptr() != twos.data_ptr()
+    qkv = torch.zeros(2, 4, 24)
+    q = qkv[:, :, :8]
+    assert not q.is_contiguous() and q.reshape(2, 4, 2, 4).data_ptr() == qkv.data_ptr()  # a split of a slice: a view
+    assert q.reshape(2, 4, 2, 4).transpose(1, 2).reshape(2, 2, 16).data_ptr() != qkv.data_ptr()  # a merge after a transpose: a copy
 
 
 @pytest.mark.parametrize(

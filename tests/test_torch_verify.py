@@ -794,6 +794,41 @@ class ExitsInForward(nn.Module):
 
 def exits_in_forward():
     return ExitsInForward()
+
+
+def hard_exits():
+    import os
+    os._exit(0)
+
+
+class HardExitInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        import os
+        os._exit(0)
+
+
+def hard_exits_in_forward():
+    return HardExitInForward()
+
+
+class Chatty(nn.Module):
+    def __init__(self):
+        super().__init__()
+        print("building Chatty")
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        print("forward of Chatty")
+        return self.fc(x)
+
+
+def chatty():
+    print("factory says hello")
+    return Chatty()
 """
 TINY = {"name": "tiny", "input": [4], "layers": [{"name": "fc", "type": "linear", "out_features": 2}]}
 
@@ -842,6 +877,45 @@ def test_a_forward_that_exits_is_one_line_exit_2(user_code: Path) -> None:
     r = cli("import", "archcalc_user_code:exits_in_forward", "--input", "4")
     message = "tracing ExitsInForward exited: SystemExit(0): user code may not exit"
     assert (r.code, r.out, r.err) == (2, "", f"archcalc: error: archcalc_user_code:exits_in_forward: field 'factory': {message}\n")
+
+
+@pytest.mark.parametrize("target", ["archcalc_user_code:hard_exits", "archcalc_user_code:hard_exits_in_forward"])
+@pytest.mark.parametrize("command", ["verify", "import"])
+def test_os_exit_in_user_code_is_an_error_not_a_pass(user_code: Path, command: str, target: str) -> None:
+    """os._exit(0) ends a process past every except and finally: verify and import exited 0 with
+    nothing checked or written.  (A subprocess: if the guard failed, it would end pytest itself.)"""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    argv = ["verify", "tiny.json", "--module", target] if command == "verify" else ["import", target, "--input", "4", "-o", "out.json"]
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    r = subprocess.run([sys.executable, "-m", "archcalc", *argv], cwd=user_code, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.count("\n") == 1 and "SystemExit('os._exit(0)'): user code may not exit" in r.stderr, r.stderr
+    assert not (user_code / "out.json").exists()
+
+
+def test_what_user_code_prints_stays_out_of_the_spec(user_code: Path) -> None:
+    """print() in a factory or a forward went to stdout, into the spec `archcalc import` writes
+    there: invalid JSON with exit 0.  It goes to stderr now."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**__import__("os").environ, "PYTHONPATH": str(root)}
+    r = subprocess.run([sys.executable, "-m", "archcalc", "import", "archcalc_user_code:chatty", "--input", "4"],
+                       cwd=user_code, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    spec = json.loads(r.stdout)  # the spec alone
+    assert [layer["type"] for layer in spec["layers"]] == ["linear"]
+    assert "factory says hello" in r.stderr and "building Chatty" in r.stderr
+    (user_code / "chatty.json").write_text(r.stdout)
+    r = subprocess.run([sys.executable, "-m", "archcalc", "verify", "chatty.json", "--module", "archcalc_user_code:chatty", "--format", "json"],
+                       cwd=user_code, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    json.loads(r.stdout)  # the verdict alone: the forward's print went to stderr
+    assert "forward of Chatty" in r.stderr
 
 
 def test_the_plugin_fails_a_model_whose_forward_exits(user_code: Path) -> None:
@@ -905,3 +979,15 @@ def test_verify_compares_an_aux_head_apart_from_the_eval_path() -> None:
     plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
     r = verify_spec({**spec, "layers": AUX_EVAL}, plain)
     assert r.ok and [row.quantity for row in r.totals.rows] == ["output_shape", "params", "macs"]
+
+
+def test_a_symbolic_repeat_count_is_refused_not_compared_as_one_copy(tmp_path: Path) -> None:
+    """transformer_lm with every symbol but l given: each row is numeric, the totals are l x one
+    layer; verify compared one copy and printed a MISMATCH (exit 1) instead of asking for l."""
+    from conftest import cli
+
+    args = ["--set", "s=16", "--set", "h=32", "--set", "a=4", "--set", "V=50"]
+    r = cli("verify", "specs/transformer_lm.json", *args)
+    assert r.code == 2 and r.err.count("\n") == 1, (r.code, r.out, r.err)
+    assert "repeats l times, a symbol; verify needs numbers (--set l=N)" in r.err and "field 'repeat'" in r.err
+    assert cli("verify", "specs/transformer_lm.json", *args, "--set", "l=2").code == 0

@@ -126,6 +126,29 @@ class Transpose(_Rearranged):
         return TransposeModule(self.dim0, self.dim1)
 
 
+def only_splits(src: Shape, dst: Shape) -> bool:
+    """True when ``dst`` only splits axes of ``src`` into consecutive pieces (axes of size 1 may
+    appear or vanish): torch's ``view`` of such a reshape exists for any strides, so it never
+    copies.  False when it merges axes, or when symbolic sizes leave it undecided."""
+    pieces = [d for d in dst if known_sign(d - 1) != 0]
+    j = 0
+    for d in src:
+        if known_sign(d - 1) == 0:
+            continue
+        p: Dim = 1
+        while True:
+            if j == len(pieces):
+                return False
+            p = p * pieces[j]
+            j += 1
+            sign = known_sign(p - d)
+            if sign == 0:
+                break
+            if sign is None or sign > 0:
+                return False
+    return j == len(pieces)
+
+
 def _exact_div(a: Dim, b: Dim) -> Dim | None:
     """a / b when it divides (ints), the exact quotient with symbols; None when ints do not divide."""
     if is_symbolic(a) or is_symbolic(b):

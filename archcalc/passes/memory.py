@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..dims import Dim, prod
 from ..graph import Graph, node_table
+from ..layers.reshape import only_splits
 
 
 def contiguous_after(how: str, src_contiguous: bool) -> bool:
@@ -23,21 +24,24 @@ def memory(G: Graph, dtype_bytes: int, batch: Dim = 1) -> None:
     permute or transpose left non-contiguous, which torch copies (``x.transpose(1, 2).flatten(1)``)."""
     nodes = node_table(G)
     contiguous: dict[str, bool] = {}  # per node: its output is contiguous per sample (eval mode)
-    memo: dict[tuple[object, ...], tuple[bool, str, Dim]] = {}  # per formula key: in place, storage, bytes
+    memo: dict[tuple[object, ...], tuple[bool, str, bool, Dim]] = {}  # per formula key: in place, storage, splits only, bytes
     for name in G.graph["order"]:
         node = nodes[name]
         key = node["formula_key"]  # set by the shapes pass
         got = memo.get(key)
         if got is None:
             layer = node["layer"]
-            got = memo[key] = (layer.in_place(), layer.output_storage(node["in_shapes"]), prod(node["shape"]) * dtype_bytes * batch)
-        in_place, how, nbytes = got
+            how = layer.output_storage(node["in_shapes"])
+            splits = how == "reshape" and only_splits(node["in_shapes"][0], node["shape"])
+            got = memo[key] = (layer.in_place(), how, splits, prod(node["shape"]) * dtype_bytes * batch)
+        in_place, how, splits, nbytes = got
         inputs = node["inputs"]
         src = contiguous.get(inputs[0], True) if inputs else True
         # (in eval mode: dropout, in_place() here, returns its input itself though training makes new)
-        if not in_place or (how == "reshape" and not src):
+        if not in_place or (how == "reshape" and not src and not splits):
             node["activation_bytes"] = nbytes
             contiguous[name] = True
         else:
             node["activation_bytes"] = 0
-            contiguous[name] = contiguous_after(how, src)
+            # a reshape that only splits axes views any tensor, and keeps it as (non-)contiguous as it was
+            contiguous[name] = src if splits else contiguous_after(how, src)

@@ -60,9 +60,11 @@ def _rows(m: TrainingMemory) -> list[list[str]]:
 def _total(m: TrainingMemory, key: str) -> str:
     """A total; with a symbolic batch N, as a + b*N (the part that does not grow with the batch first)."""
     v = m.totals[key]
-    a, b = m.fixed[key], m.per_sample[key]
-    if v is not None and is_symbolic(m.batch) and getattr(m.batch, "is_Symbol", False) and isinstance(a, int) and isinstance(b, int) and b:
-        return f"{a:,} + {b:,}*{m.batch} bytes" if a else f"{b:,}*{m.batch} bytes"
+    lines = m.peak_lines if key == "peak_bytes" and len(m.peak_lines) > 1 else [(m.fixed[key], m.per_sample[key])]
+    numbers = all(isinstance(a, int) and isinstance(b, int) and b for a, b in lines)
+    if v is not None and is_symbolic(m.batch) and getattr(m.batch, "is_Symbol", False) and numbers:
+        terms = [f"{a:,} + {b:,}*{m.batch}" if a else f"{b:,}*{m.batch}" for a, b in lines]
+        return f"{terms[0]} bytes" if len(terms) == 1 else f"max({', '.join(terms)}) bytes"
     return _exact(v)
 
 
@@ -147,7 +149,9 @@ def render_fit(fit: Fit, fmt: str = "text") -> str:
     m = fit.report
     if fmt == "json":
         return json.dumps(fit.to_json(), indent=2) + "\n"
-    formula = f"{units.exact(fit.fixed_bytes)} + {units.exact(fit.per_sample_bytes)}*N bytes"
+    lines_ab = m.peak_lines if len(m.peak_lines) > 1 else [(fit.fixed_bytes, fit.per_sample_bytes)]
+    terms = [f"{units.exact(a)} + {units.exact(b)}*N" for a, b in lines_ab]
+    formula = f"{terms[0]} bytes" if len(terms) == 1 else f"max({', '.join(terms)}) bytes"
     lines = [
         f"{m.name} on {fit.memory:,} bytes: {m.dtype}, optimizer {m.optimizer}, {m.device}"
         + (f", checkpointing {', '.join(m.checkpoint)}" if m.checkpoint else ""),

@@ -217,10 +217,13 @@ def trace(module: nn.Module, training: bool = False, decisions: Sequence[bool] =
     traced values, in the order the trace meets them (default: true)."""
     from torch import fx
 
+    from ..usercode import user_code
+
     flags = {m: m.training for m in module.modules()}
     module.train(training)
     try:
-        return _tracer(decisions).trace(module, concrete_args=_concrete_args(module) or None)
+        with user_code():  # its forward runs on proxies: no os._exit, no print into the spec written to stdout
+            return _tracer(decisions).trace(module, concrete_args=_concrete_args(module) or None)
     except SpecError:
         raise
     except fx.proxy.TraceError as e:

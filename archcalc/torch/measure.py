@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
+from ..usercode import user_code
 
 COUNTING_PATH = (
     "scaled_dot_product_attention on its math kernel and the nn.MultiheadAttention/TransformerEncoderLayer "
@@ -324,11 +325,12 @@ def measure_module(
         with torch.no_grad(), counting_path(), FlopCounterMode(display=False) as fc:
             counter.append(fc)
             try:
-                if functional:
-                    with _FunctionalCalls(calls, running, counter):
+                with user_code():  # a user's forward: no os._exit, no print into the report
+                    if functional:
+                        with _FunctionalCalls(calls, running, counter):
+                            out = model(x)
+                    else:
                         out = model(x)
-                else:
-                    out = model(x)
             except Exception as e:
                 raise TorchRunError(running[-1][0] if running else None, e) from e
             except SystemExit as e:  # sys.exit in a forward: nothing measured, and no exit 0 from archcalc

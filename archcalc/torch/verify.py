@@ -413,6 +413,9 @@ def verify_spec(
     try:
         G = compile_spec(arch, values=values, input_shape=_shape_arg(input_shape))
         report = report_from_graph(G, convention=CONVENTION, batch=batch)
+        for rep in G.graph.get("symbolic_repeats", ()):  # every row numeric, yet its copies are not counted out
+            raise SpecError(f"block {rep.block!r} repeats {rep.times} times, a symbol; verify needs numbers (--set {rep.times}=N)",
+                            layer=rep.call, field="repeat")
         analytic = {row.name: _analytic(row) for row in report.rows}
         in_shape = tuple(as_int(d) for d in G.graph["input_shape"])
         if any(d is None for d in in_shape):
@@ -619,6 +622,13 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def load_module(target: str, field: str = "--module", command: str = "verify") -> nn.Module:
     """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
+    from ..usercode import user_code
+
+    with user_code():  # its top level and factory: no os._exit, no print into archcalc's output
+        return _load_module(target, field, command)
+
+
+def _load_module(target: str, field: str, command: str) -> nn.Module:
     mod_name, sep, attr = target.partition(":")
     if not sep or not mod_name or not attr:
         raise SpecError(f"the model must be given as PKG.MODULE:FACTORY, got {target!r}", field=field)
