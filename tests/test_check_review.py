@@ -27,10 +27,11 @@ def test_a_budget_in_si_units_reads_them_as_powers_of_1000() -> None:
 
 
 def test_a_budget_in_gb_is_exact_and_decimal() -> None:
-    r = cli("check", GPT2, "total.memory<=1.04GB")
-    exact = int(r.out.split("exact ")[1].split(" B")[0].replace(",", ""))
-    assert 1.04e9 < exact <= 1024**3  # GPT-2's activations lie between the two readings of 1.04GB
-    assert r.code == 1 and "budget <= 1,040,000,000 (1 GB = 1000³ B)" in r.out
+    exact = int(cli("check", GPT2, "total.memory=1").out.split("exact ")[1].split(" B")[0].replace(",", ""))
+    hundredths = exact // 10**7  # a budget of hundredths of a GB just under GPT-2's activations in powers of 1000
+    assert hundredths * 10**7 < exact <= hundredths * 1024**3 // 100  # ... and over them in powers of 1024
+    r = cli("check", GPT2, f"total.memory<={hundredths // 100}.{hundredths % 100:02d}GB")
+    assert r.code == 1 and f"budget <= {hundredths * 10**7:,} (1 GB = 1000³ B)" in r.out
 
 
 # ----- 2. a formula claim uses the spec's symbols; 1K is a number ------------------------------------
