@@ -578,9 +578,11 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     where = f" in {escape_control(ex.network)}" if ex.network else ""
     head = f"{ex.layer} ({ex.type}){where}: input {inputs} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
-        from .render import md_escape
+        from .render import md_escape, md_text
 
-        lines = [f"**{md_escape(head)}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
+        before, _, after = head.partition(where) if where else (head, "", "")
+        shown = md_escape(before) + (f" in {md_text(escape_control(ex.network or ''))}" if where else "") + md_escape(after)
+        lines = [f"**{shown}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
         for s in ex.steps:
             lines.append(
                 f"| {s.quantity} | {('`' + _power(s.general) + '`') if s.general else ''} | {('`' + _power(s.worked) + '`') if s.worked else ''} "
@@ -722,7 +724,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     from .conventions import get_convention
     from .errors import SpecError
     from .grouping import Group, block, group_totals, one_copy_of, parts_text
-    from .render import _latex_escape, md_escape, render
+    from .render import _latex_escape, md_escape, md_text, render
     from .summary import stage
 
     group, kind = block(rep, name), "block"
@@ -769,7 +771,9 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     )  # fmt: skip
     table = render(sub, {"text": "text", "markdown": "markdown", "latex": "latex"}[fmt], **({"bare": True} if fmt == "latex" else {}))
     if fmt == "markdown":
-        out = [f"**{md_escape(head)}**", "", "| quantity | sum | result |", "|---|---|---|"]
+        before, _, after = head.partition(where) if where else (head, "", "")
+        shown = md_escape(before) + (f" in {md_text(escape_control(rep.title or ''))}" if where else "") + md_escape(after)
+        out = [f"**{shown}**", "", "| quantity | sum | result |", "|---|---|---|"]
         out += [f"| {q} | {md_escape(_power(s))} | {md_escape(_power(v))} |" for q, s, v in lines]
         return "\n".join(out) + "\n\n" + table
     if fmt == "latex":

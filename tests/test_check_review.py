@@ -123,7 +123,7 @@ def test_explain_a_tied_head_counts_its_weight_at_the_embedding() -> None:
 
 
 def _titled(tmp_path: Path, title: str) -> str:
-    doc = {"name": "net_1", "title": title, "input": [3, 8, 8], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3}]}
+    doc = {"name": "net_1", "title": title, "input": [3, 8, 8], "layers": [{"name": "conv", "type": "conv2d", "out_channels": 2, "kernel_size": 3}]}
     p = tmp_path / "net.json"
     p.write_text(json.dumps(doc))
     return str(p)
@@ -142,3 +142,9 @@ def test_a_title_is_escaped_in_markdown_and_html_captions(tmp_path: Path) -> Non
     assert r.code == 0 and r.out.startswith("*a\\*b\\_c\\`d\\<e\\>: input 3\u00d78\u00d78,")
     page = cli("table", _titled(tmp_path, "bad\x1b[31m\ntitle"), "--format", "html").out
     assert "\x1b" not in page and "<h1>bad\\x1b[31m\\ntitle</h1>" in page and "<title>bad\\x1b[31m\\ntitle: archcalc report</title>" in page
+
+
+def test_explain_escapes_the_title_in_markdown(tmp_path: Path) -> None:
+    spec = _titled(tmp_path, "a_b<c>")
+    r = cli("explain", spec, "conv", "--format", "markdown")
+    assert r.code == 0 and r.out.startswith("**conv (conv2d) in a\\_b\\<c\\>: input 3\u00d78\u00d78"), r.out
