@@ -284,21 +284,30 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         total_t: Any = 0
         total_s: Any = 0
         total_n: Any = 0
+        tied: dict[str, str] = dict(node.get("tied", {}))  # GPT-2's head: its weight is the token embedding's
         for wname, shape in weights_t.items():
             n = _prod(shape)
-            total_t = total_t + n
             follow = _prod(weights_n[wname]) if wname in weights_n else None
-            total_n = total_n + follow if follow is not None and total_n is not None else None
             shape_txt = "\u00d7".join(str(untrace(d)) for d in shape) or "scalar"
-            g = None
+            g = _formula(_prod(weights_s[wname]), follow) if weights_s is not None else None
+            if wname in tied:  # counted once, by its owner: 0 here, as the table and check count it
+                label = f"params: {wname} ({shape_txt}), tied: counted at {tied[wname]}"
+                ex.steps.append(Step(label, g, _worked(n), f"{_fmt_count(n)}, not counted here"))
+                continue
+            total_t = total_t + n
+            total_n = total_n + follow if follow is not None and total_n is not None else None
             if weights_s is not None:
                 total_s = total_s + _prod(weights_s[wname])
-                g = _formula(_prod(weights_s[wname]), follow)
             ex.steps.append(Step(f"params: {wname} ({shape_txt})", g, _worked(n), _fmt_count(n)))
-        if len(weights_t) > 1:
+        if tied:
+            owners = ", ".join(dict.fromkeys(tied.values()))
+            ex.steps.append(Step("params", None, "", f"{_fmt_count(total_t)} (the tied weight is counted at {owners})"))
+        elif len(weights_t) > 1:
             ex.steps.append(Step("params", _formula(total_s, total_n) if weights_s is not None else None, _worked(total_t), _fmt_count(total_t)))
     else:
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
+    if node.get("tie_note"):
+        ex.notes.append(node["tie_note"])
     buffers = layer.buffers(ins_num)
     if buffers:
         nb = sum(_prod(s) for s in buffers.values())
@@ -569,9 +578,11 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     where = f" in {escape_control(ex.network)}" if ex.network else ""
     head = f"{ex.layer} ({ex.type}){where}: input {inputs} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
-        from .render import md_escape
+        from .render import md_escape, md_text
 
-        lines = [f"**{md_escape(head)}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
+        before, _, after = head.partition(where) if where else (head, "", "")
+        shown = md_escape(before) + (f" in {md_text(escape_control(ex.network or ''))}" if where else "") + md_escape(after)
+        lines = [f"**{shown}**", "", "| quantity | formula | worked | result |", "|---|---|---|---|"]
         for s in ex.steps:
             lines.append(
                 f"| {s.quantity} | {('`' + _power(s.general) + '`') if s.general else ''} | {('`' + _power(s.worked) + '`') if s.worked else ''} "
@@ -713,7 +724,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     from .conventions import get_convention
     from .errors import SpecError
     from .grouping import Group, block, group_totals, one_copy_of, parts_text
-    from .render import _latex_escape, md_escape, render
+    from .render import _latex_escape, md_escape, md_text, render
     from .summary import stage
 
     group, kind = block(rep, name), "block"
@@ -760,7 +771,9 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     )  # fmt: skip
     table = render(sub, {"text": "text", "markdown": "markdown", "latex": "latex"}[fmt], **({"bare": True} if fmt == "latex" else {}))
     if fmt == "markdown":
-        out = [f"**{md_escape(head)}**", "", "| quantity | sum | result |", "|---|---|---|"]
+        before, _, after = head.partition(where) if where else (head, "", "")
+        shown = md_escape(before) + (f" in {md_text(escape_control(rep.title or ''))}" if where else "") + md_escape(after)
+        out = [f"**{shown}**", "", "| quantity | sum | result |", "|---|---|---|"]
         out += [f"| {q} | {md_escape(_power(s))} | {md_escape(_power(v))} |" for q, s, v in lines]
         return "\n".join(out) + "\n\n" + table
     if fmt == "latex":

@@ -102,7 +102,7 @@ class Report:
     @property
     def display_name(self) -> str:
         """What captions and headers call the network: its title, else its name."""
-        return self.title or self.name
+        return self.title if self.title and self.title.strip() else self.name
 
     @property
     def counted_rows(self) -> list[Row]:

@@ -32,6 +32,7 @@ from .layers.base import Layer, Spec, check_dim_value
 
 MAX_REPEAT = 100_000
 MAX_SPEC_BYTES = 16 * 1024 * 1024
+MAX_TITLE = 200  # characters of a spec's title: a display name, not a description
 """The largest spec file read (16 MiB; ResNet-152 written out layer by layer is under 1 MiB)."""
 MAX_RANK = 64
 """The most axes a tensor may have (per sample; torch's own kernels stop at 25 on CUDA)."""
@@ -154,6 +155,15 @@ class Architecture(Spec):
         default_factory=dict,
         description="Facts about size symbols, used when they are left free: {\"H\": {\"multiple_of\": 16}} lets floor(H/16) read H/16.",
     )
+
+    @field_validator("title")
+    @classmethod
+    def _title_ok(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("a blank title: give the network's display name, or leave title out (captions then use name)")
+        if v is not None and len(v) > MAX_TITLE:
+            raise ValueError(f"a title of {len(v):,} characters: at most {MAX_TITLE} (it heads every caption)")
+        return v
 
     @field_validator("input")
     @classmethod

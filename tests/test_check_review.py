@@ -3,6 +3,9 @@ suffixed numbers are numbers in a formula, one copy of a symbolically repeated b
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from conftest import SPECS, cli
 
 GPT2 = str(SPECS / "gpt2.json")
@@ -24,10 +27,11 @@ def test_a_budget_in_si_units_reads_them_as_powers_of_1000() -> None:
 
 
 def test_a_budget_in_gb_is_exact_and_decimal() -> None:
-    r = cli("check", GPT2, "total.memory<=1.04GB")
-    exact = int(r.out.split("exact ")[1].split(" B")[0].replace(",", ""))
-    assert 1.04e9 < exact <= 1024**3  # GPT-2's activations lie between the two readings of 1.04GB
-    assert r.code == 1 and "budget <= 1,040,000,000 (1 GB = 1000³ B)" in r.out
+    exact = int(cli("check", GPT2, "total.memory=1").out.split("exact ")[1].split(" B")[0].replace(",", ""))
+    hundredths = exact // 10**7  # a budget of hundredths of a GB just under GPT-2's activations in powers of 1000
+    assert hundredths * 10**7 < exact <= hundredths * 1024**3 // 100  # ... and over them in powers of 1024
+    r = cli("check", GPT2, f"total.memory<={hundredths // 100}.{hundredths % 100:02d}GB")
+    assert r.code == 1 and f"budget <= {hundredths * 10**7:,} (1 GB = 1000³ B)" in r.out
 
 
 # ----- 2. a formula claim uses the spec's symbols; 1K is a number ------------------------------------
@@ -96,3 +100,51 @@ def test_a_budget_on_a_free_repeat_count_is_one_line_not_judged() -> None:
     assert r.code == 2 and r.err == ""
     assert r.out.splitlines()[0].startswith("cannot judge total.params<=1M: a budget (<=) needs numbers; params here is a formula")
     assert r.out.count("needs numbers") == 1 and r.out.splitlines()[-1] == "0 correct, 0 wrong, 1 not judged"
+
+
+# ----- 4. explain a tied weight as the table counts it --------------------------------------------
+
+
+def test_explain_a_tied_head_counts_its_weight_at_the_embedding() -> None:
+    # GPT-2's head (Radford et al. 2019) reuses the token embedding, 50257 x 768: counted there, 0 here
+    r = cli("explain", GPT2, "lm_head")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    steps = [n for n, line in enumerate(lines) if line.startswith("params")]
+    assert lines[steps[0]].startswith("params: weight (50257\u00d7768), tied: counted at transformer.wte")
+    assert lines[steps[0] + 1].strip().endswith(f"{50257 * 768:,} (38.6M), not counted here")
+    assert lines[steps[-1] + 1].strip() == "= 0 (the tied weight is counted at transformer.wte)"
+    assert "note: weight (50257\u00d7768) is transformer.wte's weight (tied): counted once, there" in lines
+    table = cli("table", GPT2).out
+    assert next(line for line in table.splitlines() if line.startswith("lm_head ")).split()[3] == "0"
+
+
+# ----- 6. titles: blank or overlong refused at load, escaped in Markdown and HTML --------------------
+
+
+def _titled(tmp_path: Path, title: str) -> str:
+    doc = {"name": "net_1", "title": title, "input": [3, 8, 8], "layers": [{"name": "conv", "type": "conv2d", "out_channels": 2, "kernel_size": 3}]}
+    p = tmp_path / "net.json"
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_a_blank_or_overlong_title_is_refused_in_one_line(tmp_path: Path) -> None:
+    for title, says in (("   ", "a blank title"), ("x" * 5000, "a title of 5,000 characters: at most 200")):
+        r = cli("table", _titled(tmp_path, title))
+        assert r.code == 2 and r.out == "" and len(r.err.splitlines()) == 1
+        assert "field 'title'" in r.err and says in r.err
+    assert cli("table", _titled(tmp_path, "x" * 200)).code == 0
+
+
+def test_a_title_is_escaped_in_markdown_and_html_captions(tmp_path: Path) -> None:
+    r = cli("table", _titled(tmp_path, "a*b_c`d<e>"), "--format", "markdown")
+    assert r.code == 0 and r.out.startswith("*a\\*b\\_c\\`d\\<e\\>: input 3\u00d78\u00d78,")
+    page = cli("table", _titled(tmp_path, "bad\x1b[31m\ntitle"), "--format", "html").out
+    assert "\x1b" not in page and "<h1>bad\\x1b[31m\\ntitle</h1>" in page and "<title>bad\\x1b[31m\\ntitle: archcalc report</title>" in page
+
+
+def test_explain_escapes_the_title_in_markdown(tmp_path: Path) -> None:
+    spec = _titled(tmp_path, "a_b<c>")
+    r = cli("explain", spec, "conv", "--format", "markdown")
+    assert r.code == 0 and r.out.startswith("**conv (conv2d) in a\\_b\\<c\\>: input 3\u00d78\u00d78"), r.out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -67,10 +68,12 @@ def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], 
     return ["total", "", "", fmt(t["params"]), fmt(t["macs"]), size(t["activation_bytes"]), "", ""]
 
 
-def _caption(rep: Report) -> str:
+def _caption(rep: Report, name_fmt: Callable[[str], str] = str, rest_fmt: Callable[[str], str] = str) -> str:
+    """The table's caption; ``name_fmt`` and ``rest_fmt`` escape the network's name and the rest for a format."""
     batch = "" if rep.batch == 1 else f", batch {rep.batch}"
-    name = escape_control(rep.display_name)
-    return f"{name}: input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, memory of each output in {rep.dtype}"
+    name = name_fmt(escape_control(rep.display_name))
+    rest = f": input {_shape(rep.input_shape)}{batch}, MACs by the '{rep.convention}' convention, memory of each output in {rep.dtype}"
+    return name + rest_fmt(rest)
 
 
 TEXT_ALIGN = ("left", "left", "right", "right", "right", "right", "right", "right")
@@ -139,12 +142,18 @@ def md_escape(text: str) -> str:
     return text.replace("*", r"\*").replace("|", r"\|")
 
 
+def md_text(text: str) -> str:
+    """Free text (a network's title or name) as Markdown shows it literally: every character that
+    could open emphasis, code, a link, HTML or a table cell escaped with a backslash."""
+    return re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
+
+
 def to_markdown(rep: Report) -> str:
     from tabulate import tabulate
 
     body = [[md_escape(c) for c in _cells(r, units.count, units.size, "\u00d7")] for r in rep.rows]
     body.append([f"**{md_escape(c)}**" if c else "" for c in _totals_cells(rep, units.count, units.size)])
-    out = f"*{md_escape(_caption(rep))}*\n\n" + tabulate(body, HEADERS, tablefmt="github", disable_numparse=True) + "\n"
+    out = f"*{_caption(rep, md_text, md_escape)}*\n\n" + tabulate(body, HEADERS, tablefmt="github", disable_numparse=True) + "\n"
     notes, legend = _footer(rep)
     return out + "".join(f"\n{md_escape(line)}\n" for line in [*(f"Note: {n}" for n in notes), *([legend] if legend else [])])
 

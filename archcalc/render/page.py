@@ -22,6 +22,7 @@ from typing import Any
 
 from ..conventions import get_convention
 from ..dims import to_json
+from ..errors import escape_control
 from ..report import Report, Row
 from . import HEADERS, _caption, _cells, _footer, _totals_cells, units
 
@@ -257,11 +258,11 @@ def to_page(rep: Report, *, diagram: bool = True) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <link rel="icon" href="data:,">
-<title>{_esc(rep.display_name)}: archcalc report</title>
+<title>{_esc(escape_control(rep.display_name))}: archcalc report</title>
 <style>{_CSS}</style>
 </head>
 <body>
-<h1>{_esc(rep.display_name)}</h1>
+<h1>{_esc(escape_control(rep.display_name))}</h1>
 <p class="note">Input {_esc("×".join(str(to_json(d)) for d in rep.input_shape))}{batch}. Convention '{_esc(conv.name)}': {_esc(conv.description)}
 Memory is each layer's output in {_esc(rep.dtype)}; KB, MB and GB are powers of 1024; K, M and G counts are powers of 1000.
 RF is the receptive field in input pixels, stride the effective stride.</p>
