@@ -296,21 +296,30 @@ def training_memory_from_graph(
     opt_bytes = OPTIMIZER_STATES[optimizer] * param_bytes
     if optimizer in ("adam", "adamw") and device == "cpu":
         opt_bytes = opt_bytes + 4 * n_tensors  # state['step']: a 0-d float32 tensor per parameter tensor
-    # the model's output stays alive through the backward (the caller holds it, the loss reads it),
-    # and its gradient is made before the backward reaches the last layer
-    out = G.graph["output"]
-    out_node = nodes[out]
-    out_storage = out_node["storage"]
-    store = nodes.get(out_storage, out_node)
-    output_per: Dim = prod(store["shape"]) * (store.get("elt") or act)  # the whole storage (the output may be a view)
-    output_grad_per: Dim = prod(out_node["shape"]) * (out_node.get("elt") or act) if out_node["grad"] else 0
-    output_saved = out_storage in counted_at_row  # some layer keeps it: counted there, not again
+    # the model's outputs (its output, and in training the auxiliary heads' that nothing reads) stay
+    # alive through the backward (the caller holds them, the loss reads them), and each one's gradient
+    # is made before the backward reaches the layer that made it
+    used = {i for n in order for i in nodes[n]["inputs"]}
+    outs = [G.graph["output"], *(n for n in order if nodes[n]["training_only"] and n not in used and n != G.graph["output"])]
+    out_storage: dict[str, tuple[str, Dim]] = {}  # output -> (its storage, that storage's bytes per sample; the output may be a view)
+    out_grad: dict[str, Dim] = {}  # output -> its gradient's bytes per sample
+    for o in outs:
+        node_o = nodes[o]
+        store = nodes.get(node_o["storage"], node_o)
+        out_storage[o] = (node_o["storage"], prod(store["shape"]) * (store.get("elt") or act))
+        out_grad[o] = prod(node_o["shape"]) * (node_o.get("elt") or act) if node_o["grad"] else 0
+
+    def outputs_alive(alive: Mapping[str, Any], grads_of: Sequence[str]) -> Dim:
+        """Bytes per sample of the outputs' storages not in ``alive`` (each once), and of the gradients of ``grads_of``."""
+        extra: dict[str, Dim] = {st: b for st, b in out_storage.values() if st not in alive}
+        return sum(extra.values(), start=0) + sum((out_grad[o] for o in grads_of), start=0)
+
     recompute_flops: Dim = 0
     weights: Dim = param_bytes + param_bytes + opt_bytes
     # the peak is the largest of the moments where the backward holds most: its start (every saved
     # tensor, the output and its gradient) and, for each checkpointed block, its own backward, when the
     # tensors counted after it are freed and its recomputed tensors are back
-    lines: list[tuple[Dim, Dim]] = [(weights + fixed, per + (0 if output_saved else output_per) + output_grad_per)]
+    lines: list[tuple[Dim, Dim]] = [(weights + fixed, per + outputs_alive(counted_at_row, outs))]
     if checkpoint:
         conv = get_convention(convention)
         compute(G, conv, 1)
@@ -323,7 +332,7 @@ def training_memory_from_graph(
                 if key not in alive:
                     alive.add(key)
                     at_f, at_p = at_f + f, at_p + p
-            at_p = at_p + (0 if out_storage in alive else output_per) + (output_grad_per if seg_of.get(out) == seg else 0)
+            at_p = at_p + outputs_alive(dict.fromkeys(alive), [o for o in outs if seg_of.get(o) == seg])
             lines.append((weights + at_f, at_p))
     lines = _undominated(lines)
     fixed_t = {
@@ -341,10 +350,11 @@ def training_memory_from_graph(
         totals["peak_bytes"] = sympy.Max(*(expand(f + p * batch) for f, p in lines))
     if unknown:
         totals["saved_bytes"] = totals["peak_bytes"] = None
+    kept_outs = [o for o in outs if out_storage[o][0] in counted_at_row]
     out_what = (
-        f"counted: the model's output ({out}, kept by a layer and so already among the saved tensors) and its gradient"
-        if output_saved
-        else f"counted: the model's output ({out}) and its gradient, alive through the backward"
+        f"counted: the model's output{'s' if len(outs) > 1 else ''} ({', '.join(outs)}) and "
+        f"{'their gradients' if len(outs) > 1 else 'its gradient'}, alive through the backward"
+        + (f" ({', '.join(kept_outs)} kept by a layer: among the saved tensors, not counted twice)" if kept_outs else "")
     )
     assumptions = [*PEAK_ASSUMPTIONS[:1], out_what, *PEAK_ASSUMPTIONS[1:]]
     if checkpoint:

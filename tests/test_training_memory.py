@@ -432,3 +432,17 @@ def test_checkpointing_lowers_the_measured_peak_as_modelled() -> None:
     model_ck = training_memory_from_graph(G, batch=2, checkpoint=["layer1"]).totals["peak_bytes"]
     assert ck < plain and model_ck < model_plain
     assert model_plain <= plain and model_ck <= ck
+
+
+@pytest.mark.parametrize(("spec", "heads"), [("googlenet.json", 3), ("inception_v3.json", 2)])
+def test_auxiliary_heads_outputs_count_as_outputs(spec: str, heads: int) -> None:
+    # in training, torchvision's GoogLeNet returns its logits and two auxiliary heads' (Inception-v3
+    # one): 1000 fp32 each per sample, every one alive through the backward with its gradient
+    import sympy
+
+    N = sympy.Symbol("N")
+    doc = memory_json(str(SPECS / spec), "--batch", "N")
+    peak = sympy.sympify(doc["totals"]["peak_bytes"], locals={"N": N})
+    saved = sympy.sympify(doc["totals"]["saved_bytes"], locals={"N": N})
+    t = doc["totals"]
+    assert sympy.expand(peak - saved - t["param_bytes"] - t["grad_bytes"] - t["optimizer_bytes"]) == heads * 2 * R_OUT * N
