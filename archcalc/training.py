@@ -342,9 +342,9 @@ def training_memory_from_graph(
         "optimizer_bytes": opt_bytes,
     }
     per_t: dict[str, Dim] = {"saved_bytes": per, "param_bytes": 0, "grad_bytes": 0, "optimizer_bytes": 0}
-    fixed_t["peak_bytes"], per_t["peak_bytes"] = max(lines, key=lambda fp: _at(fp, batch))
+    fixed_t["peak_bytes"], per_t["peak_bytes"] = _largest(lines, batch)
     totals: dict[str, Dim | None] = {k: expand(fixed_t[k] + per_t[k] * batch) for k in TOTALS}
-    if len(lines) > 1 and not isinstance(batch, int):
+    if len(lines) > 1 and not isinstance(totals["peak_bytes"], int):  # which moment is largest depends on the symbols
         import sympy
 
         totals["peak_bytes"] = sympy.Max(*(expand(f + p * batch) for f, p in lines))
@@ -405,8 +405,7 @@ def _undominated(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
     another at N = 1 and growing no faster is dropped; with symbols, only where sympy can tell)."""
 
     def le(x: Dim, y: Dim) -> bool:
-        d = expand(y - x)
-        return bool(d >= 0) if isinstance(d, int) else d.is_nonnegative is True
+        return _nonnegative(expand(y - x))
 
     out: list[tuple[Dim, Dim]] = []
     for i, (f, p) in enumerate(lines):
@@ -414,6 +413,23 @@ def _undominated(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
         if not beaten:
             out.append((f, p))
     return out
+
+
+def _largest(lines: list[tuple[Dim, Dim]], batch: Dim) -> tuple[Dim, Dim]:
+    """The line largest at ``batch`` (for a symbolic batch, the one that grows fastest); with symbolic
+    sizes, one sympy proves no smaller than the others, else the first (the total is then their Max)."""
+    keys = [_at(fp, batch) for fp in lines]
+    if all(isinstance(k, int) for k in keys):
+        return lines[max(range(len(lines)), key=lambda i: keys[i])]
+    for i, k in enumerate(keys):
+        if all(_nonnegative(expand(k - other)) for j, other in enumerate(keys) if j != i):
+            return lines[i]
+    return lines[0]
+
+
+def _nonnegative(d: Dim) -> bool:
+    """Whether ``d >= 0`` is proved (an int, or a sympy expression sympy can decide)."""
+    return bool(d >= 0) if isinstance(d, int) else d.is_nonnegative is True
 
 
 def _at(fp: tuple[Dim, Dim], batch: Dim) -> Any:
