@@ -229,7 +229,14 @@ def _report(args: argparse.Namespace) -> Any:
         if hint and shape is None:
             print(f"archcalc: note: {hint}", file=sys.stderr)
         args.graph = G
-        return rep
+        # the command's process ends after rendering: the analysis (millions of objects for 100,000
+        # layers) need not be scanned by the collections the rendering triggers, nor by the one that
+        # re-enabling the collector starts.  Frozen while the collector is still paused; CLI only,
+        # and main() unfreezes them when the command is done (main called in-process: tests, scripts).
+        import gc
+
+        gc.freeze()
+    return rep
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -586,6 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, ValueError) and "integer string conversion" in str(e):  # CPython's guard, met on a path that reads digits unbounded
             return _fail(debug, f"error: a number of more than {MAX_STR_DIGITS:,} digits (archcalc reads sizes of at most {MAX_DIGITS})", 2)
         return _fail(debug, _internal(e), 3)
+    finally:
+        import gc
+
+        gc.unfreeze()  # what _report froze is collectable again (main called in-process: tests, scripts)
 
 
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG}

@@ -474,3 +474,15 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
 def test_control_characters_in_file_names_are_escaped(tmp_path: Path) -> None:
     path = write(tmp_path, "{", name="bad\nname\x1b.json")
     one_line_error(cli("table", path), "bad\\nname\\x1b.json", "invalid JSON")
+
+
+def test_the_command_leaves_nothing_frozen() -> None:
+    """`archcalc table` freezes its analysis out of the collector's way while it renders; main()
+    called in-process (tests, scripts) gets the collector back as it was."""
+    import gc
+
+    from archcalc.cli import main
+
+    before = gc.get_freeze_count()
+    assert main(["table", "specs/resnet50.json", "-o", "/dev/null"]) == 0
+    assert gc.get_freeze_count() == before
