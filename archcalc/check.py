@@ -682,9 +682,11 @@ def _shape_parts(value: str) -> list[str]:
     text = " ".join(words).strip()
     if re.fullmatch(r"[(\[].*[)\]]", text) and "," in text:  # (192, 13, 13); not (2*n+1)x(2*n+1)
         text = text[1:-1]
+    if not re.search(r"[x\u00d7X,]", text) and re.search(r"\S\s*[-+/]\s*\S", re.sub(r"\([^()]*\)", "()", text)):
+        return [text]  # 2*n+3 (or 2*2 + 1): one size written as arithmetic, not a shape split at '*' (8*(H-4)*(W-4) is)
     sep = r"[x\u00d7X,]+|\s+" if "*" not in text or re.search(r"[x\u00d7,]", text) else r"\*"
-    if not re.search(r"[A-Za-z]", text.replace("x", "").replace("X", "")):
-        sep = r"[x\u00d7X*,\s]+"  # 13*13 is a shape, not a product
+    if re.fullmatch(r"[\d\sx\u00d7X*,]+", text):
+        sep = r"[x\u00d7X*,\s]+"  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only)
     return [p for p in re.split(sep, text) if p.strip()]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import SPECS, cli
 
 GPT2 = str(SPECS / "gpt2.json")
@@ -148,3 +149,17 @@ def test_explain_escapes_the_title_in_markdown(tmp_path: Path) -> None:
     spec = _titled(tmp_path, "a_b<c>")
     r = cli("explain", spec, "conv", "--format", "markdown")
     assert r.code == 0 and r.out.startswith("**conv (conv2d) in a\\_b\\<c\\>: input 3\u00d78\u00d78"), r.out
+
+
+@pytest.mark.parametrize(
+    ("claim", "verdict"),
+    [
+        ("total.rf=2*2+1", "correct"),  # one size written as arithmetic: was split at '*' into the shape 2 x (2+1)
+        ("total.rf=(2*2+1)x(2*2+1)", "correct"),  # was 'cannot read: (2 is not a number'
+        ("conv2.output=8*(H-4)*(W-4)", "correct"),  # a shape written with '*' between its axes still splits there
+        ("total.rf=13*13", "WRONG"),  # 13*13 is the shape 13x13, not 169
+    ],
+)
+def test_arithmetic_in_a_size_is_one_size_and_star_between_axes_is_a_shape(claim: str, verdict: str) -> None:
+    r = cli("check", "--stack", "3xHxW", "conv 8 3", "conv 8 3", claim)
+    assert r.out.startswith(verdict), r.out  # two 3x3 convs: receptive field 5x5 = (2*2+1)x(2*2+1), output 8x(H-4)x(W-4)
