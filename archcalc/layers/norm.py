@@ -121,6 +121,16 @@ class LocalResponseNorm(Layer):
 LAYERS: list[type[Layer]] = [BatchNorm1d, BatchNorm2d, BatchNorm3d, LocalResponseNorm]
 
 
+def normalized_axes(layer: Layer, raw: Any, shape: Shape) -> Shape:
+    """The trailing axes a LayerNorm or RMSNorm normalizes over: ``normalized_shape`` (default:
+    the last axis), which must be the input's trailing axes, as torch requires."""
+    norm = (shape[-1],) if raw is None else tuple(raw) if isinstance(raw, list) else (raw,)
+    tail = shape[len(shape) - len(norm) :]
+    if len(norm) > len(shape) or any(known_sign(a - b) not in (0, None) for a, b in zip(norm, tail, strict=True)):
+        raise layer.fail(f"normalized_shape {shape_str(norm)} is not the trailing axes of the input {shape_str(shape)}", "normalized_shape")
+    return norm
+
+
 class LayerNorm(Layer):
     """torch.nn.LayerNorm over the trailing ``normalized_shape`` axes (default: the last axis).
 
@@ -138,11 +148,7 @@ class LayerNorm(Layer):
     bias: bool = True
 
     def _normalized(self, shape: Shape) -> Shape:
-        raw = self.normalized_shape
-        norm = (shape[-1],) if raw is None else tuple(raw) if isinstance(raw, list) else (raw,)
-        if len(norm) > len(shape) or any(known_sign(a - b) not in (0, None) for a, b in zip(norm, shape[len(shape) - len(norm) :], strict=True)):
-            raise self.fail(f"normalized_shape {shape_str(norm)} is not the trailing axes of the input {shape_str(shape)}", "normalized_shape")
-        return norm
+        return normalized_axes(self, self.normalized_shape, shape)
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._normalized(ins[0])

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from ..dims import Dim, as_int, dim_text, known_sign
 from .base import DimIn, DimList, Layer, Saved, Shape, dim_field, numel, shape_str
+from .norm import normalized_axes
 
 
 class Embedding(Layer):
@@ -91,12 +92,7 @@ class RMSNorm(Layer):
     elementwise_affine: bool = True
 
     def _normalized(self, shape: Shape) -> Shape:
-        raw = self.normalized_shape
-        norm = (shape[-1],) if raw is None else tuple(raw) if isinstance(raw, list) else (raw,)
-        tail = shape[len(shape) - len(norm) :]
-        if len(norm) > len(shape) or any(known_sign(a - b) not in (0, None) for a, b in zip(norm, tail, strict=True)):
-            raise self.fail(f"normalized_shape {shape_str(norm)} is not the trailing axes of the input {shape_str(shape)}", "normalized_shape")
-        return norm
+        return normalized_axes(self, self.normalized_shape, shape)
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._normalized(ins[0])
