@@ -290,3 +290,16 @@ def test_the_input_is_not_a_layer_and_no_suggestion_points_at_it() -> None:
     assert "'input' is the network's input (3\u00d7227\u00d7227), not a layer" in r.out and "1 correct, 0 wrong, 1 not read" in r.out
     r = cli("explain", "specs/alexnet.json", "inptu")
     assert r.code == 2 and "did you mean 'input'" not in r.err
+
+
+@pytest.mark.parametrize("kind", ["layernorm", "rmsnorm"])
+def test_normalized_shape_must_be_the_trailing_axes(tmp_path: Path, kind: str) -> None:
+    # torch: nn.LayerNorm(8) on a (16, 12) input raises; both norms share the rule (layers/norm.py normalized_axes)
+    path = tmp_path / "n.json"
+    path.write_text(json.dumps({"name": "n", "input": [16, 12], "layers": [{"name": "ln", "type": kind, "normalized_shape": 8}]}))
+    r = cli("table", str(path))
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert "layer 'ln'" in r.err and "field 'normalized_shape'" in r.err
+    assert "normalized_shape 8 is not the trailing axes of the input 16\u00d712" in r.err
+    path.write_text(json.dumps({"name": "n", "input": [16, 12], "layers": [{"name": "ln", "type": kind, "normalized_shape": 12}]}))
+    assert cli("table", str(path)).code == 0
