@@ -381,7 +381,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.layer in ("total", "total.flops", "total.macs", "total.params") and args.layer not in args.graph.nodes:
         from .explain import explain_total
 
-        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops"), args.output)
+        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops", args.format), args.output)
         return 0
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
         from .explain import explain_block
