@@ -63,3 +63,21 @@ def test_explain_total_latex_compiles() -> None:
         Path(d, "t.tex").write_text(doc % tuple(parts))
         r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=d, capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, Path(d, "t.log").read_text(errors="replace")[-2000:]
+
+
+def test_compare_tells_apart_two_specs_of_the_same_name(tmp_path: Path) -> None:
+    """Two edits of lenet5 (both named lenet5) printed 'lenet5 vs lenet5' (review 1, finding 3)."""
+    text = (SPECS / "lenet5.json").read_text()
+    (tmp_path / "a.json").write_text(text)
+    (tmp_path / "b.json").write_text(text.replace('"out_features": 120', '"out_features": 100'))
+    r = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert r.code == 0, r.err
+    head = r.out.splitlines()[0].split()
+    assert head == ["a.json", "b.json", "b.json", "vs", "a.json"]
+    # the same file name in two folders: the paths as given; the same file twice: numbered
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.json").write_text(text)
+    head = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "x" / "a.json")).out.splitlines()[0].split()
+    assert head[:2] == [str(tmp_path / "a.json"), str(tmp_path / "x" / "a.json")]
+    head = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), ALEXNET).out.splitlines()[0].split()
+    assert head[:5] == [str(tmp_path / "a.json"), "#1", str(tmp_path / "a.json"), "#2", "alexnet"]  # distinct names stay
