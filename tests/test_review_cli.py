@@ -81,3 +81,48 @@ def test_compare_tells_apart_two_specs_of_the_same_name(tmp_path: Path) -> None:
     assert head[:2] == [str(tmp_path / "a.json"), str(tmp_path / "x" / "a.json")]
     head = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), ALEXNET).out.splitlines()[0].split()
     assert head[:5] == [str(tmp_path / "a.json"), "#1", str(tmp_path / "a.json"), "#2", "alexnet"]  # distinct names stay
+
+
+INPUT_COMMANDS = [
+    ["table", ALEXNET],
+    ["explain", ALEXNET, "conv1"],
+    ["check", ALEXNET, "conv1.params=23296"],
+    ["compare", ALEXNET, str(SPECS / "vgg11.json")],
+    ["memory", ALEXNET],
+    ["import", "torch.nn:Identity"],
+]
+
+
+@pytest.mark.parametrize("command", INPUT_COMMANDS, ids=[c[0] for c in INPUT_COMMANDS])
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("3,1e3,1e3", "'1e3' is not a whole number written with the digits 0-9 (write 1000)"),  # not '1000.0 is not a whole number'
+        ("3x224.0x224", "'224.0' is not a whole number written with the digits 0-9 (write 224)"),
+        ("3,2.5,8", "'2.5' is not a whole number written with the digits 0-9;"),
+        ("3,H*1.5,W", "'H*1.5' uses '1.5', which is not a whole number"),
+        ("3,0,8", "input sizes must be positive whole numbers or names (C, H, W), got 0"),
+    ],
+)
+def test_a_bad_input_size_is_quoted_as_written_by_every_command(command: list[str], given: str, says: str) -> None:
+    """--input 1e3 said 'uses the constant 1000.0, which is not a whole number' under field 'input'
+    (the spec's field, not the flag) (review 1, finding 5): one parser, options.parse_input, for all."""
+    r = cli(*command, "--input", given)
+    assert r.code == 2 and r.out == ""
+    assert "field '--input'" in r.err and says in r.err and len(r.err.splitlines()) == 1, r.err
+    assert "1000.0" not in r.err and "constant" not in r.err
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        (["--batch", "1e3"], "field '--batch': '1e3' is not a whole number written with the digits 0-9 (write 1000)"),
+        (["--batch", "1,000"], "field '--batch': '1,000' has ',' in it: write the size without digit groups, 1000"),
+        (["--batch", "(2,3)"], "',' (one size is expected here, not a list)"),  # was 'a Tuple construct'
+        (["--input", "3,H,W", "--set", "H=1e3"], "got 'H=1e3' (write H=1000)"),
+        (["--input", "3,H,W", "--set", "H=2.5"], "--set needs SYMBOL=POSITIVE_INTEGER (digits 0-9, as H=224), got 'H=2.5'"),
+    ],
+)
+def test_batch_and_set_say_what_to_write(flag: list[str], says: str) -> None:
+    r = cli("table", ALEXNET, *flag)
+    assert r.code == 2 and says in r.err and len(r.err.splitlines()) == 1, r.err
