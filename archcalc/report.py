@@ -24,6 +24,8 @@ from .spec import Architecture, load_spec, parse_spec
 
 QUANTITIES = ("params", "macs", "flops", "activation_bytes")
 _SIZE, _JUMP = operator.itemgetter(0), operator.itemgetter(1)  # AxisRF.size, AxisRF.jump
+_COLUMN = {q: operator.attrgetter(q) for q in QUANTITIES}
+_REPEAT = operator.attrgetter("repeat")
 IN_PLACE_NOTE = "returns its input tensor (in place): no new activation memory"
 
 
@@ -107,13 +109,13 @@ class Report:
     @property
     def counted_rows(self) -> list[Row]:
         """Rows that make up the totals (auxiliary training-only heads excluded unless asked for)."""
-        return [r for r in self.rows if self.include_training_only or not r.training_only]
+        return list(self.rows) if self.include_training_only else [r for r in self.rows if not r.training_only]
 
     @property
     def totals(self) -> dict[str, Dim]:
         rows = self.counted_rows
-        if all(type(r.repeat) is int and r.repeat == 1 for r in rows):
-            return {q: _total([getattr(r, q) for r in rows]) for q in QUANTITIES}
+        if set(map(_REPEAT, rows)) <= {1}:  # (a symbolic count is no 1)
+            return {q: _total(list(map(_COLUMN[q], rows))) for q in QUANTITIES}
         return {q: expand(_total([getattr(r, q) * r.repeat for r in rows])) for q in QUANTITIES}  # a row of a block repeated l times counts l times
 
     def row(self, name: str) -> Row:
@@ -320,12 +322,22 @@ def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
     """The input is numeric, yet symbols remain: name each one, and the layer field it came from,
     on the first row that has it ("padding": "smae" is a symbol named smae, not an error)."""
     seen: set[str] = set()
+    per_layer: dict[int, list[tuple[str, set[str]]]] = {}  # id(layer) -> (field, its symbols): copies of a block share their layers
     for row in rows:
         layer = nodes[row.name]["layer"]
+        fields = per_layer.get(id(layer))
+        if fields is None:
+            fields = per_layer[id(layer)] = []
+            for field_name in layer._dim_fields:
+                value = layer.__dict__[field_name]
+                symbols = free_symbols_of(value if isinstance(value, list) else [value])
+                if symbols:
+                    fields.append((field_name, symbols))
+        if not fields:
+            continue
         found, names = [], []
-        for field_name in layer._dim_fields:
-            value = layer.__dict__[field_name]
-            new = sorted(free_symbols_of(value if isinstance(value, list) else [value]) - seen)
+        for field_name, symbols in fields:
+            new = sorted(symbols - seen)
             if new:
                 seen.update(new)
                 names += new
@@ -336,10 +348,13 @@ def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
             row.note = f"{row.note}; {stray}" if row.note and row.note != IN_PLACE_NOTE else stray
 
 
+_INT = {int}
+
+
 def _fold_integers(row: Row) -> None:
     """A symbolic row's values that came out as sympy Integers become ints (exact either way)."""
     values = (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
-    if all(type(v) is int for v in (*values, row.repeat, *row.output_shape, *row.receptive_field, *row.effective_stride)):
+    if set(map(type, (*values, row.repeat, *row.output_shape, *row.receptive_field, *row.effective_stride))) <= _INT:
         return
     row.output_shape, row.receptive_field, row.effective_stride = (
         tuple(simplify(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)

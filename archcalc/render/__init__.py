@@ -90,7 +90,7 @@ def simple_table(body: list[list[str]], headers: list[str], colalign: tuple[str,
     cols = [[c.strip() for c in col] for col in zip(*body, strict=True)]  # column by column: str methods mapped over lists
     if len(cols) != len(headers):
         raise ValueError(f"{len(headers)} headers for rows of {len(cols)} cells")
-    widths = [max(len(h) + 2, max(map(len, col))) for h, col in zip(headers, cols, strict=True)]
+    widths = [max(len(h) + 2, *map(len, col)) for h, col in zip(headers, cols, strict=True)]
     pads = [str.rjust if a == "right" else str.ljust for a in colalign]
     lines = ["  ".join([pad(h, w) for h, w, pad in zip(headers, widths, pads, strict=True)]).rstrip(), "  ".join("-" * w for w in widths)]
     step = 4096  # rows padded a slice at a time: the padded cells of a 100,000-row table are not all alive at once
