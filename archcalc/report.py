@@ -268,14 +268,17 @@ def report_from_graph(
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
             rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
-        multiples = G.graph.get("multiples")
-        exact = assume_multiples(multiples) if multiples else None
-        for row in rows:
-            if exact is not None:
-                _apply(row, exact)
-            _fold_integers(row)
-        if not free_symbols_of((*G.graph["input_shape"], batch)):
-            _note_stray_symbols(rows, nodes)
+        numeric = all(type(d) is int for d in (*G.graph["input_shape"], batch))
+        # numbers in, no symbol in any layer's fields, no symbolic repeat count: every value is an int already
+        if not numeric or _note_stray_symbols(rows, nodes) or G.graph.get("symbolic_repeats"):
+            multiples = G.graph.get("multiples")
+            exact = assume_multiples(multiples) if multiples else None
+            for row in rows:
+                if exact is not None:
+                    _apply(row, exact)
+                _fold_integers(row)
+            if not numeric and not free_symbols_of((*G.graph["input_shape"], batch)):
+                _note_stray_symbols(rows, nodes)  # (sympy Integers in, numbers all the same)
     return Report(
         G.graph["name"],
         tuple(G.graph["input_shape"]),
@@ -318,9 +321,10 @@ def free_symbols_of(values: Sequence[Any]) -> set[str]:
     return {name for v in values for name in free_symbols(v)}
 
 
-def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
+def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> bool:
     """The input is numeric, yet symbols remain: name each one, and the layer field it came from,
-    on the first row that has it ("padding": "smae" is a symbol named smae, not an error)."""
+    on the first row that has it ("padding": "smae" is a symbol named smae, not an error).
+    Whether any layer holds a symbol."""
     seen: set[str] = set()
     per_layer: dict[int, list[tuple[str, set[str]]]] = {}  # id(layer) -> (field, its symbols): copies of a block share their layers
     for row in rows:
@@ -346,6 +350,7 @@ def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
             them = "them" if len(names) > 1 else "it"
             stray = f"the input is numeric, but {', '.join(found)}: values that depend on {them} are formulas (a typo? else --set {names[0]}=N)"
             row.note = f"{row.note}; {stray}" if row.note and row.note != IN_PLACE_NOTE else stray
+    return any(per_layer.values())
 
 
 _INT = {int}
