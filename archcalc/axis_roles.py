@@ -40,6 +40,12 @@ NAMES = {
     "W": ("W", "W"),
     "D": ("D", "D"),
 }
+WINDOWS = {"H": "windows_H", "W": "windows_W", "D": "windows_D", "L": "windows_L"}  # a spatial axis cut into windows
+NAMES.update({
+    "windows": ("windows", "N"),
+    "groups": ("groups", "G"),
+    **{w: (f"windows along {a}", f"N{a.lower()}") for a, w in WINDOWS.items()},
+})
 SECOND = {"L": "S"}  # a second axis of the same letter in one tensor (scores: L queries by S keys, torch's names)
 
 
@@ -119,7 +125,7 @@ def _regrouped(shape: tuple[Any, ...], roles: Roles, out: tuple[Any, ...]) -> Ro
     part of the input (select, mean: the axes left keep their roles)."""
     if len(out) == 1:
         return ("features",)
-    groups = _groups(shape, out)
+    groups = _groups(shape, out, roles)
     if groups is not None:
         result: list[str | None] = []
         for ins, outs in groups:
@@ -127,10 +133,24 @@ def _regrouped(shape: tuple[Any, ...], roles: Roles, out: tuple[Any, ...]) -> Ro
             if len(ins) == 1 and len(outs) == 1:
                 result.append(merged[0])
             elif len(outs) == 1:
-                spatial = all(m in ("H", "W", "D", "L", "tokens") for m in merged)
-                result.append("tokens" if spatial else "features" if None not in merged else None)
-            elif len(ins) == 1 and merged[0] == "features" and len(outs) == 2:
-                result += ["heads", "features"]
+                if all(m in WINDOWS.values() for m in merged):
+                    result.append("windows")
+                elif len(merged) == 2 and merged[0] in WINDOWS.values() and WINDOWS.get(str(merged[1])) == merged[0]:
+                    result.append(merged[1])  # windows along H, then H within one: the map's H again
+                elif len(sized := [roles[k] for k in ins if not _same(shape[k], 1)]) == 1:
+                    result.append(sized[0])  # an axis and ones: the axis
+                elif all(m in ("H", "W", "D", "L", "tokens") for m in merged):
+                    result.append("tokens")  # positions in a row: ViT's patches, a window's pixels
+                else:
+                    result.append("features" if None not in merged else None)
+            elif len(ins) == 1 and len(outs) == 2 and merged[0] in WINDOWS:  # a window partition: (windows along H, H within one)
+                result += [WINDOWS[str(merged[0])], merged[0]]
+            elif len(ins) == 1 and merged[0] in ("windows", "tokens") and len(outs) in (2, 3):  # a grid of windows, a map of positions
+                axes = SPATIAL[len(outs)]
+                result += [WINDOWS[a] for a in axes] if merged[0] == "windows" else list(axes)
+            elif len(ins) == 1 and len(outs) == 2 and merged[0] in ("features", "channels"):
+                last = ins[0] == len(shape) - 1  # features split last: heads of attention; channels first: groups (a shuffle)
+                result += ["heads", "features"] if last else ["groups", "channels"]
             else:
                 result += [None] * len(outs)
         return tuple(result)
@@ -146,7 +166,7 @@ def _regrouped(shape: tuple[Any, ...], roles: Roles, out: tuple[Any, ...]) -> Ro
     return tuple(kept)
 
 
-def _groups(shape: tuple[Any, ...], out: tuple[Any, ...]) -> list[tuple[list[int], list[int]]] | None:
+def _groups(shape: tuple[Any, ...], out: tuple[Any, ...], roles: Roles | None = None) -> list[tuple[list[int], list[int]]] | None:
     """Consecutive input axes and output axes whose sizes have the same product, each group as
     small as it can be (``(s, h) -> (s, a, h/a)``: s alone, then h to a, h/a), or None."""
     groups = []
@@ -157,6 +177,16 @@ def _groups(shape: tuple[Any, ...], out: tuple[Any, ...]) -> list[tuple[list[int
         if found is None:
             return None
         a, b = found
+        # ones belong with the axis before them: a 1 x 1 grid of windows is one axis of 1; MaxViT's grid on a 7 x 7 map cuts
+        # each axis into 7 windows of 1, and joins them again
+        if a == b == 1 or _same(prod(shape[i : i + a]), 1):
+            while i + a < len(shape) and _same(shape[i + a], 1) and not (j + b < len(out) and _same(out[j + b], 1)):
+                a += 1
+            cut = roles is not None and roles[i] in WINDOWS
+            while (cut or _same(prod(shape[i : i + a]), 1)) and j + b < len(out) and _same(out[j + b], 1) and not (
+                i + a < len(shape) and _same(shape[i + a], 1)
+            ):
+                b += 1
         groups.append((list(range(i, i + a)), list(range(j, j + b))))
         i, j = i + a, j + b
     if i != len(shape) or j != len(out):
@@ -188,10 +218,10 @@ def axis_labels(roles: Roles | None, rank: int) -> list[str]:
             label = "features"
         if role == "features" and "heads" in use[:k]:
             label = "features per head"
-        if label in out:
-            label = "keys" if label == "tokens" else f"{label} ({k})"
-            if label == "keys" and "tokens" in out:
-                out[out.index("tokens")] = "queries"
+        if label in out:  # attention's scores: one axis per query, one per key
+            first = out.index(label)
+            out[first] = "queries" if label == "tokens" else f"{label} (queries)"
+            label = "keys" if label == "tokens" else f"{label} (keys)"
         out.append(label)
     return out
 

@@ -384,8 +384,13 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     nbytes = dtype_bytes(dtype)
     if layer.in_place():
         storage = _try(lambda: layer.output_storage(ins_num))
-        what = "a view of its input (the same storage)" if storage in ("view", "strided", "reshape") else "returns its input tensor (in place)"
-        ex.steps.append(Step("memory", None, "", f"0 B: {what}, nothing new is allocated"))
+        what = {
+            "view": "a view of its input (the same storage), nothing new is allocated",
+            "strided": "a view of its input (the same storage), nothing new is allocated",
+            "reshape": "a reshape of its input, counted as a view (torch copies it where the input is not contiguous)",
+            "param": "a learned tensor: counted in params, no activation",
+        }.get(str(storage), "returns its input tensor (in place), nothing new is allocated")
+        ex.steps.append(Step("memory", None, "", f"0 B: {what}"))
     else:
         mem = _prod(out_t) * nbytes * batch  # elements × bytes per element, as the lecture writes it (64·56·56·4 B)
         general = _formula(_prod(out_s) * nbytes * batch, _prod(out_n) * nbytes * batch) + " B"
@@ -457,10 +462,19 @@ def _explain_saved(
         if s.is_new and s.dtype != "act":
             label += f" ({s.dtype})"
         g = None
-        sym = general.get(s.tensor + (str(s.input) if s.tensor == "input" else "")) if general else None
+        copy = re.fullmatch(r"copy of input (\d+)", s.tensor)  # (a matmul's input copied for bmm: the layer's input, laid out anew)
+        key = f"input{copy.group(1)}" if copy else s.tensor + (str(s.input) if s.tensor == "input" else "")
+        sym = general.get(key) if general else None
+        width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
+        if sym is not None and s.tensor == "input" and not copy and st.storage != node["inputs"][s.input]:
+            viewed = simplify(_prod(node["in_shapes"][s.input]) * width * (batch if s.batched else 1))
+            if str(viewed) != str(simplify(st.nbytes(batch))):  # the backward keeps what its input is a part of, whole
+                sym = None
+                ex.notes.append(f"{label}: its input is a part of {st.storage}'s output, which the backward keeps whole")
         if sym is not None:
             shape = ins_s[s.input] if s.tensor == "input" else out_s if s.tensor == "output" else sym.shape
-            width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
+            if copy:
+                shape = sym.shape or ins_s[sym.input]
             follow = _prod(Traced(2, str(d), NAMED) if is_symbolic(d) and getattr(d, "is_Symbol", False) else d for d in shape) * width
             g = _formula(_prod(shape) * width * (batch if s.batched else 1), follow) + " B"  # elements × bytes, as the memory line
         ex.steps.append(Step(label, g, "", _fmt_bytes(st.nbytes(batch))))
@@ -640,7 +654,7 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     # the network's input is named 'input': "input 3×227×227", not "input input 3×227×227"
     inputs = ", ".join(_shape(s) if n == "input" else f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
     where = f" in {escape_control(ex.network)}" if ex.network else ""
-    head = f"{ex.layer} ({ex.type}){where}: input {inputs} \u2192 output {_shape(ex.output_shape)}"
+    head = f"{ex.layer} ({ex.type}){where}: {f'input {inputs}' if inputs else 'no input'} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
         from .render import md_escape, md_text
 

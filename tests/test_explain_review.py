@@ -209,3 +209,42 @@ def test_causal_sdpa_shows_the_kept_triangle_as_a_formula() -> None:
 def test_symbolic_attention_has_formulas_too() -> None:
     out = cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.sdpa").out  # a heads of h/a, s tokens
     assert _step(out, "MACs (lecture)") == ("A_out*F_q*L_q^2 + A_out*F_v*L_q^2", "= 2*s^2*h")
+
+
+# ----- what a student found confusing in the zoo -------------------------------------------------------
+
+
+def _line(out: str, quantity: str) -> tuple[str, str]:
+    """(formula or '', worked line) of a quantity, with or without a formula."""
+    lines = out.splitlines()
+    i = next(k for k, line in enumerate(lines) if line == quantity or line.startswith(quantity + "  "))
+    return lines[i][len(quantity) :].strip(), lines[i + 1].strip()
+
+
+def test_a_saved_input_that_is_part_of_a_bigger_tensor_has_no_formula_of_the_part() -> None:
+    # ViT's head reads the class token, a 768-slice of encoder.ln's 197 x 768 output: autograd keeps that whole output,
+    # 197*768*4 bytes, not the 768*4 the head's input shape would give (it printed "F_in*4 B = 605,184 B")
+    out = cli("explain", VIT, "heads.head").out
+    assert _line(out, "saved: input") == ("", f"= {197 * 768 * 4:,} B = 591 KiB")
+    assert "note: saved: input: its input is a part of encoder.ln's output, which the backward keeps whole" in out
+
+
+def test_a_learned_tensor_reads_no_input_and_allocates_no_activation() -> None:
+    out = cli("explain", VIT, "class_token").out
+    assert out.startswith("class_token (parameter): no input \u2192 output 1\u00d7768\n")
+    assert _line(out, "memory") == ("", "= 0 B: a learned tensor: counted in params, no activation")
+
+
+def test_a_reshape_after_a_permute_is_not_called_a_plain_view() -> None:
+    # MaxViT's window partition: a permute, then a reshape, which torch can only do by copying
+    out = cli("explain", str(SPECS / "maxvit_t.json"), "blocks.0.layers.0.layers.window_attention.partition_op.merge").out
+    assert _line(out, "memory")[1] == "= 0 B: a reshape of its input, counted as a view (torch copies it where the input is not contiguous)"
+    # 64 windows of 7 x 7 = 49 tokens, 64 channels (the 56 x 56 map of MaxViT-T's first stage, Tu et al. 2022)
+    assert _step(out, "output windows") == ("shape_0", "= 64") and _step(out, "output tokens") == ("shape_1", "= 49")
+
+
+def test_a_matmul_input_copied_for_bmm_has_its_formula() -> None:
+    out = cli("explain", str(SPECS / "maxvit_t.json"), "blocks.0.layers.0.layers.window_attention.attn_layer.1.scores").out
+    # scores = q k^T per window and head: 64 windows x 2 heads x 49 queries x 49 keys, dot products of 32
+    assert _step(out, "MACs (lecture)") == ("N_out*A_out*L_out*S_out*F_a", f"= 64·2·49·49·32 = {64 * 2 * 49 * 49 * 32:,} (9.83M)")
+    assert _step(out, "saved: copy of input 0") == ("N_out*A_out*L_a*F_a*4 B", f"= {64 * 2 * 49 * 32 * 4:,} B = 784 KiB")
