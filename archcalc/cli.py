@@ -381,7 +381,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.layer in ("total", "total.flops", "total.macs", "total.params") and args.layer not in args.graph.nodes:
         from .explain import explain_total
 
-        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops"), args.output)
+        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops", args.format), args.output)
         return 0
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
         from .explain import explain_block
@@ -552,8 +552,25 @@ def _compare(args: argparse.Namespace) -> int:
         rep = _report(args)
         labels.append(rep.name if stack is None else label)
         reports.append(rep)
+    labels = _distinct_labels(labels, [source for source, _ in sources])
     write_output(render_comparison(Comparison(labels, reports), args.format), args.output)
     return 0
+
+
+def _distinct_labels(labels: list[str], sources: list[str]) -> list[str]:
+    """Column labels that tell the networks apart: a spec's name, or where two share it (two copies
+    of lenet5 edited differently) the file's name, then its path as given, then a number."""
+    out = list(labels)
+    for pick in (os.path.basename, str):
+        dup = {lab for lab in out if out.count(lab) > 1}
+        out = [pick(src) if lab in dup and src.endswith(".json") else lab for lab, src in zip(out, sources, strict=True)]
+    seen: dict[str, int] = {}
+    dup = {lab for lab in out if out.count(lab) > 1}  # (the same file twice)
+    for i, lab in enumerate(out):
+        if lab in dup:
+            seen[lab] = seen.get(lab, 0) + 1
+            out[i] = f"{lab} #{seen[lab]}"
+    return out
 
 
 MAX_STR_DIGITS = 50_000

@@ -871,26 +871,23 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     return "\n".join(out) + "\n\n" + table
 
 
-def explain_total(rep: Report, quantity: str = "flops") -> str:
+def explain_total(rep: Report, quantity: str = "flops", fmt: str = "text") -> str:
     """Where each term of a total comes from: the total, then each of its terms with the rows that
     make it up (a row of a block repeated l times counts l times).  For a numeric total, the rows
-    that make up most of it."""
+    that make up most of it.  ``fmt``: text, markdown or latex (as explain's other targets)."""
     from .dims import expand
 
     titles = {"flops": f"FLOPs ({rep.convention})", "macs": f"MACs ({rep.convention})", "params": "params"}
     title = titles[quantity]
     total = rep.totals[quantity]
-    lines = [f"{escape_control(rep.display_name)}: total {title} = {human_text(total) if is_symbolic(total) else f'{int(total):,}'}", ""]
+    name = escape_control(rep.display_name)
     parts = [(r, expand(getattr(r, quantity) * r.repeat)) for r in rep.counted_rows]
     parts = [(r, v) for r, v in parts if v != 0]
     if not is_symbolic(total):
         parts.sort(key=lambda p: -int(p[1]))
-        for r, v in parts[:12]:
-            share = 100 * int(v) / int(total) if total else 0
-            lines.append(f"  {r.name:40s} {int(v):>22,}  {share:5.1f}%")
-        if len(parts) > 12:
-            lines.append(f"  ... {len(parts) - 12} more rows, {int(total) - sum(int(v) for _, v in parts[:12]):,} in all")
-        return "\n".join(lines) + "\n"
+        top = [(escape_control(r.name), int(v), 100 * int(v) / int(total) if total else 0.0) for r, v in parts[:12]]
+        more = f"... {len(parts) - 12} more rows, {int(total) - sum(v for _, v, _ in top):,} in all" if len(parts) > 12 else ""
+        return _total_numeric(name, title, int(total), top, more, fmt)
     import sympy
 
     by_term: dict[Any, list[tuple[Any, Any]]] = {}
@@ -898,15 +895,82 @@ def explain_total(rep: Report, quantity: str = "flops") -> str:
         for term in sympy.Add.make_args(sympy.expand(v)):
             _, monomial = term.as_coeff_Mul()
             by_term.setdefault(monomial, []).append((r, term))
+    # (term or None for one that cancels, [(part, row name, copies of what or None)])
+    terms: list[tuple[Any, Any, list[tuple[Any, str, Any]]]] = []
     for term in _printed_terms(total):
         _, monomial = term.as_coeff_Mul()
-        lines.append(f"{human_text(term)}")
-        for r, part in by_term.pop(monomial, []):
-            times = "" if r.repeat == 1 else f"  ({human_text(r.repeat)} copies of {human_text(sympy.expand(part / r.repeat))})"
-            lines.append(f"  = {human_text(part):24s} {r.name}{times}")
+        rows = by_term.pop(monomial, [])
+        each = [(p, escape_control(r.name), None if r.repeat == 1 else (r.repeat, sympy.expand(p / r.repeat))) for r, p in rows]
+        terms.append((term, monomial, each))
     for monomial, rest in by_term.items():  # terms that cancel in the total
-        lines.append(f"{human_text(monomial)} (cancels in the total)")
-        lines += [f"  {human_text(p):26s} {r.name}" for r, p in rest]
+        terms.append((None, monomial, [(p, escape_control(r.name), None) for r, p in rest]))
+    return _total_symbolic(name, title, total, terms, fmt)
+
+
+def _total_numeric(name: str, title: str, total: int, top: list[tuple[str, int, float]], more: str, fmt: str) -> str:
+    """explain total of a numeric network: its largest rows and their shares."""
+    if fmt == "markdown":
+        from .render import md_escape, md_text
+
+        out = [f"**{md_text(name)}: total {md_escape(title)} = {total:,}**", "", f"| layer | {md_escape(title)} | share |", "|---|---:|---:|"]
+        out += [f"| {md_text(n)} | {v:,} | {share:.1f}% |" for n, v, share in top]
+        return "\n".join(out + ([f"\n*{md_escape(more)}*"] if more else [])) + "\n"
+    if fmt == "latex":
+        from .render import _latex_escape
+
+        out = [rf"\noindent {_latex_escape(name)}: total {_latex_escape(title)} = ${latex_number(f'{total:,}')}$", "", r"\begin{tabular}{lrr}"]
+        out += [r"\toprule", rf"Layer & {_latex_escape(title)} & Share \\", r"\midrule"]
+        out += [rf"{_latex_escape(n)} & ${latex_number(f'{v:,}')}$ & {share:.1f}\% \\" for n, v, share in top]
+        out += [r"\bottomrule", r"\end{tabular}"]
+        if more:
+            out.append(rf"\par\footnotesize {_latex_escape(more)}")
+        return "\n".join(out) + "\n"
+    lines = [f"{name}: total {title} = {total:,}", ""]
+    lines += [f"  {n:40s} {v:>22,}  {share:5.1f}%" for n, v, share in top]
+    return "\n".join(lines + ([f"  {more}"] if more else [])) + "\n"
+
+
+def _total_symbolic(name: str, title: str, total: Any, terms: list[tuple[Any, Any, list[tuple[Any, str, Any]]]], fmt: str) -> str:
+    """explain total of a formula: each term, then the rows that make it up."""
+    if fmt == "markdown":
+        from .render import md_escape, md_text
+
+        def code(v: Any) -> str:
+            return f"`{human_text(v)}`"
+
+        out = [f"**{md_text(name)}: total {md_escape(title)} = {code(total)}**", "", "| term | part | layer | copies |", "|---|---|---|---|"]
+        for term, monomial, rows in terms:
+            head = code(term) if term is not None else f"{code(monomial)} (cancels in the total)"
+            for i, (part, row, copies) in enumerate(rows or [(None, "", None)]):
+                each = f"{human_text(copies[0])} copies of {code(copies[1])}" if copies else ""
+                out.append(f"| {head if i == 0 else ''} | {code(part) if part is not None else ''} | {md_text(row)} | {each} |")
+        return "\n".join(out) + "\n"
+    if fmt == "latex":
+        import sympy
+
+        from .render import _latex_escape
+
+        def m(v: Any) -> str:
+            return f"${sympy.latex(v)}$"
+
+        out = [rf"\noindent {_latex_escape(name)}: total {_latex_escape(title)} = {m(total)}", "", r"\begin{tabular}{llll}"]
+        out += [r"\toprule", r"Term & Part & Layer & Copies \\", r"\midrule"]
+        for term, monomial, rows in terms:
+            head = m(term) if term is not None else f"{m(monomial)} (cancels)"
+            for i, (part, row, copies) in enumerate(rows or [(None, "", None)]):
+                each = f"{m(copies[0])} of {m(copies[1])}" if copies else ""
+                out.append(rf"{head if i == 0 else ''} & {m(part) if part is not None else ''} & {_latex_escape(row)} & {each} \\")
+        return "\n".join([*out, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    lines = [f"{name}: total {title} = {human_text(total)}", ""]
+    for term, monomial, rows in terms:
+        if term is None:
+            lines.append(f"{human_text(monomial)} (cancels in the total)")
+            lines += [f"  {human_text(p):26s} {row}" for p, row, _ in rows]
+            continue
+        lines.append(human_text(term))
+        for p, row, copies in rows:
+            times = f"  ({human_text(copies[0])} copies of {human_text(copies[1])})" if copies else ""
+            lines.append(f"  = {human_text(p):24s} {row}{times}")
     return "\n".join(lines) + "\n"
 
 

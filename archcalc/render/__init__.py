@@ -20,7 +20,7 @@ HEADERS = ["layer", "type", "output", "params", "MACs", "memory", "RF", "stride"
 WHOLE = "whole"  # the RF and stride of a row whose every output sees the whole input (Row.whole_input)
 WHOLE_LEGEND = (
     "RF and stride 'whole': every output sees the whole input (a flatten of the map, a global pool, attention, "
-    "and the layers after them); the JSON report keeps the exact field (sees_whole_input)."
+    "and the layers after them); the JSON and CSV reports keep the exact field (sees_whole_input)."
 )
 
 
@@ -296,9 +296,12 @@ def to_csv(rep: Report) -> str:
 
     w = csv.writer(buf, lineterminator="\n")
     repeats = not all(_once(r) for r in rep.rows)  # a 'repeat' column only where some block repeats a symbolic number of times
+    # sees_whole_input (1: every output sees the whole input, the tables' 'whole') was added after
+    # the others: last, so that every earlier column keeps its place
     w.writerow(
         ["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"]
         + (["repeat"] if repeats else [])
+        + ["sees_whole_input"]
     )
     for r in rep.rows:
         w.writerow(
@@ -314,9 +317,10 @@ def to_csv(rep: Report) -> str:
                 rep.convention,
             ]
             + ([to_json(r.repeat)] if repeats else [])
+            + [int(r.whole_input)]
         )
     t = rep.totals
-    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention] + ([""] if repeats else []))
+    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention] + ([""] if repeats else []) + [""])
     return buf.getvalue()
 
 
