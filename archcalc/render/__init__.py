@@ -63,8 +63,8 @@ def _once(r: Row) -> bool:
     return type(r.repeat) is int and r.repeat == 1
 
 
-def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str]) -> list[str]:
-    t = rep.totals
+def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str], t: dict[str, Any] | None = None) -> list[str]:
+    t = rep.totals if t is None else t
     return ["total", "", "", fmt(t["params"]), fmt(t["macs"]), size(t["activation_bytes"]), "", ""]
 
 
@@ -87,25 +87,25 @@ def simple_table(body: list[list[str]], headers: list[str], colalign: tuple[str,
     its widest cell and at least its header plus 2; cells are stripped; two spaces between
     columns; trailing spaces dropped), which tests/test_render.py checks against tabulate on the
     whole zoo.  ``body`` must not be empty (a table always has its totals row)."""
-    n = len(headers)
-    body = [[c.strip() for c in row] for row in body]
-    widths = [len(h) + 2 for h in headers]
-    for i in range(n):
-        widths[i] = max(widths[i], *(len(row[i]) for row in body))
-    right = [a == "right" for a in colalign]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, body)])
+    cols = [[c.strip() for c in col] for col in zip(*body, strict=True)]  # column by column: str methods mapped over lists
+    if len(cols) != len(headers):
+        raise ValueError(f"{len(headers)} headers for rows of {len(cols)} cells")
+    widths = [max(len(h) + 2, *map(len, col)) for h, col in zip(headers, cols, strict=True)]
+    pads = [str.rjust if a == "right" else str.ljust for a in colalign]
+    lines = ["  ".join([pad(h, w) for h, w, pad in zip(headers, widths, pads, strict=True)]).rstrip(), "  ".join("-" * w for w in widths)]
+    step = 4096  # rows padded a slice at a time: the padded cells of a 100,000-row table are not all alive at once
+    for i in range(0, len(body), step):
+        padded = [[pad(c, w) for c in col[i : i + step]] for col, w, pad in zip(cols, widths, pads, strict=True)]
+        lines += [line.rstrip() for line in map("  ".join, zip(*padded, strict=True))]
+    return "\n".join(lines)
 
 
 def to_text(rep: Report) -> str:
+    t = rep.totals  # (once: a sum over every row)
     body = [_cells(r, units.count, units.size, "\u00d7") for r in rep.rows]
-    body.append(_totals_cells(rep, units.count, units.size))
+    body.append(_totals_cells(rep, units.count, units.size, t))
     table = simple_table(body, HEADERS, TEXT_ALIGN)
     lines = [_caption(rep), "", table]
-    t = rep.totals
     lines.append("")
     lines.append(
         f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
