@@ -75,6 +75,11 @@ def _validate_entry(value: Any) -> Layer | BlockCall:
     not all ~60 at import: that halves the start-up time of every command.  Errors keep their
     locations (``layers.3.kernel_size``).
     """
+    if type(value) is dict:  # the usual case, first: a type whose validator is built
+        tag = value.get("type")
+        validate = _VALIDATORS.get(tag) if type(tag) is str else None
+        if validate is not None:
+            return validate(value)  # type: ignore[no-any-return]
     if isinstance(value, Layer | BlockCall):
         return value
     if not isinstance(value, dict):
