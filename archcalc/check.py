@@ -657,12 +657,13 @@ def _budget_range(claim: Claim, exact: Any) -> str:
     if poly is None or any(c < 0 or not c.is_Integer for c in poly.all_coeffs()):
         return ""  # (a non-decreasing polynomial in a positive integer only)
     value = exact_evaluator(exact)
-    ops = {"<=": lambda v: v <= bound.value, "<": lambda v: v < bound.value, ">=": lambda v: v >= bound.value, ">": lambda v: v > bound.value}
-    holds = ops[claim.op]
+    import operator
+
+    holds = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}[claim.op]
     below = claim.op in ("<=", "<")  # an upper bound holds up to some n; a lower bound from some n on
 
     def within(n: int) -> bool:  # true for 1..last (an upper bound), false for 1..first-1 (a lower one)
-        return bool(holds(value({x.name: n}))) == below
+        return bool(holds(value({x.name: n}), bound.value)) == below
 
     if not within(1):
         return f", over the budget already at {x} = 1" if below else f", true for every {x} (already at {x} = 1)"
