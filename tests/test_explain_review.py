@@ -248,3 +248,14 @@ def test_a_matmul_input_copied_for_bmm_has_its_formula() -> None:
     # scores = q k^T per window and head: 64 windows x 2 heads x 49 queries x 49 keys, dot products of 32
     assert _step(out, "MACs (lecture)") == ("N_out*A_out*L_out*S_out*F_a", f"= 64·2·49·49·32 = {64 * 2 * 49 * 49 * 32:,} (9.83M)")
     assert _step(out, "saved: copy of input 0") == ("N_out*A_out*L_a*F_a*4 B", f"= {64 * 2 * 49 * 32 * 4:,} B = 784 KiB")
+
+
+def test_verify_names_every_symbol_left_not_one_per_run() -> None:
+    # transformer_lm is written in s, h, a, V and l: a student who gave only l was told "the spec's
+    # numbers are symbolic", then, after each --set, that they still were
+    pytest.importorskip("torch")
+    r = cli("verify", str(SPECS / "transformer_lm.json"), "--set", "l=2")
+    assert r.code == 2 and r.out == "" and r.err.count("\n") == 1
+    assert "field '--set': the spec's numbers are symbolic (in a, h, s, V); verify needs numbers: --set a=N --set h=N --set s=N --set V=N" in r.err
+    r = cli("verify", str(SPECS / "transformer_lm.json"))  # the repeat count l among them
+    assert "symbolic (in a, h, l, s, V);" in r.err
