@@ -259,3 +259,12 @@ def test_verify_names_every_symbol_left_not_one_per_run() -> None:
     assert "field '--set': the spec's numbers are symbolic (in a, h, s, V); verify needs numbers: --set a=N --set h=N --set s=N --set V=N" in r.err
     r = cli("verify", str(SPECS / "transformer_lm.json"))  # the repeat count l among them
     assert "symbolic (in a, h, l, s, V);" in r.err
+
+
+def test_a_crop_size_is_called_size_and_lrn_keeps_its_n() -> None:
+    # U-Net's skip connection crops the 64 x 64 map of down4 to the 56 x 56 of up4 (Ronneberger et al. 2015, Fig. 1);
+    # the crop's size was written "n", the symbol of LRN's neighbourhood
+    out = cli("explain", str(SPECS / "unet.json"), "crop4").out
+    assert _step(out, "output H") == ("size", "= 56")
+    lrn = cli("explain", str(SPECS / "alexnet_2012.json"), "norm1").out  # n = 5 neighbouring channels (Krizhevsky et al. 2012, Sec. 3.3)
+    assert _step(lrn, "ops: lrn_functional (not MACs under 'lecture')")[0] == "3*C_out*H_out*W_out + (C_in + n - 1)*H_in*W_in"
