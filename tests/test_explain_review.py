@@ -268,3 +268,11 @@ def test_a_crop_size_is_called_size_and_lrn_keeps_its_n() -> None:
     assert _step(out, "output H") == ("size", "= 56")
     lrn = cli("explain", str(SPECS / "alexnet_2012.json"), "norm1").out  # n = 5 neighbouring channels (Krizhevsky et al. 2012, Sec. 3.3)
     assert _step(lrn, "ops: lrn_functional (not MACs under 'lecture')")[0] == "3*C_out*H_out*W_out + (C_in + n - 1)*H_in*W_in"
+
+
+def test_verify_of_a_net_without_attention_does_not_read_as_if_it_had_some() -> None:
+    # LeNet-5's verify said "measured on meta, scaled_dot_product_attention on its math kernel ...": which attention?
+    pytest.importorskip("torch")
+    r = cli("verify", str(SPECS / "lenet5.json"))
+    assert r.code == 0
+    assert r.out.splitlines()[2].startswith("measured on meta; attention, where the model has any: scaled_dot_product_attention on its math")

@@ -244,7 +244,7 @@ class VerifyResult:
         lines = [
             f"verify {self.name}{src} against {against}",
             f"input {shape_str(self.input_shape)}, batch {self.batch}, MACs = FlopCounterMode FLOPs / 2 (convention {CONVENTION!r})",
-            f"measured on {self.device}, {COUNTING_PATH}",
+            f"measured on {self.device}; attention, where the model has any: {COUNTING_PATH}",
             "",
         ]
         first = self.first_mismatch
