@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from .conventions import CONVENTIONS
 from .dims import MAX_DIGITS
 from .errors import SpecError, escape_control
-from .options import check_set_names, check_shape_text, parse_batch, parse_set
+from .options import check_set_names, parse_batch, parse_input, parse_set
 from .output import EXTENSIONS, format_for, write_output
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
@@ -194,26 +194,25 @@ def _report(args: argparse.Namespace) -> Any:
     Leaves the compiled graph on ``args.graph`` for commands that explain single layers.
     """
     from .graph import compile_graph
-    from .quick import parse_shape, quick_spec, two_axis_note
+    from .quick import quick_spec, two_axis_note
     from .report import gc_paused, report_from_graph
     from .spec import load_spec
 
     with gc_paused():
         values = parse_set(args.set)
         stack = getattr(args, "stack_now", None)
-        if args.input:
-            check_shape_text(args.input, "--input")
         if args.command == "quick" or stack:
             shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
-            check_shape_text(shape_text, "input" if args.command == "quick" else "--stack")
+            parse_input(shape_text, "input" if args.command == "quick" else "--stack")
             arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
             hint = _channels_first_hint(arch.input) or two_axis_note(list(arch.input), list(layers))
         else:
             arch, file, hint = load_spec(args.spec), args.spec, None
         if values:
             check_set_names(values, arch, file, args)
+        shape = None
         try:
-            shape = parse_shape(args.input) if args.input else None
+            shape = parse_input(args.input) if args.input else None
             G = compile_graph(arch, values=values, input_shape=shape)
             rep = report_from_graph(
                 G,
@@ -223,7 +222,7 @@ def _report(args: argparse.Namespace) -> Any:
                 include_training_only=args.include_training_only,
             )
         except SpecError as e:
-            if hint and shape is None:
+            if hint and shape is None and e.field != "--input":
                 e.message = f"{e.message} (note: {hint})"
             raise e.located(file=file) from None
         if hint and shape is None:

@@ -46,17 +46,16 @@ def _shape_text(dims: tuple[Any, ...], sep: str) -> str:
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
-    name = escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{human_text(r.repeat)})")
-    return [
-        name,
-        r.type,
-        _shape(r.output_shape, sep),
-        fmt(r.params),
-        fmt(r.macs),
-        size(r.activation_bytes),
-        WHOLE if r.whole_input else _shape(r.receptive_field, sep),
-        WHOLE if r.whole_input else _shape(r.effective_stride, sep),
-    ]
+    name = r.name if r.name.isprintable() else escape_control(r.name)
+    if r.training_only:
+        name += " (train)"
+    if r.repeat != 1 or type(r.repeat) is not int:
+        name += f" (\u00d7{human_text(r.repeat)})"
+    if r.whole_input:
+        rf = stride = WHOLE
+    else:
+        rf, stride = _shape_text(r.receptive_field, sep), _shape_text(r.effective_stride, sep)
+    return [name, r.type, _shape_text(r.output_shape, sep), fmt(r.params), fmt(r.macs), size(r.activation_bytes), rf, stride]
 
 
 def _once(r: Row) -> bool:

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from ..dims import as_int
 from ..errors import SpecError, UserExit, user_failure
 from ..layers.base import shape_str
-from ..options import check_set_names, parse_set
+from ..options import check_set_names, parse_input, parse_set
 from ..output import format_for, write_output
 from ..spec import Architecture, load_spec, parse_spec
 
@@ -717,6 +717,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
 
     values = parse_set(getattr(args, "set", None) or [])
+    if getattr(args, "input", None):
+        parse_input(args.input)  # a bad size is named, as the flag, before any model is built
     fmt = getattr(args, "format", None) or format_for(getattr(args, "output", None), ("text", "json"))
     if fmt not in ("text", "json"):
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
