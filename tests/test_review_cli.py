@@ -230,3 +230,13 @@ def test_a_claim_without_a_value_lists_every_budget_operator() -> None:
 def test_inference_on_a_network_without_attention_blames_no_flag_not_given() -> None:
     r = cli("inference", ALEXNET)  # no --cache given: the error said field '--cache'
     assert r.code == 2 and "--cache" not in r.err and "alexnet has no attention layer" in r.err
+
+
+def test_memory_and_fit_captions_use_the_spec_title_as_the_table_does() -> None:
+    """`table` said 'ResNet-50 v1.5 (He et al. 2015; torchvision)', `memory` and `fit` 'resnet50'."""
+    spec = str(SPECS / "resnet50.json")
+    title = cli("table", spec).out.split(":")[0]
+    assert title == "ResNet-50 v1.5 (He et al. 2015; torchvision)"
+    assert cli("memory", spec).out.startswith(f"{title}: training memory, input 3×224×224")
+    assert cli("fit", spec, "--memory", "24GiB").out.startswith(f"{title} on {24 * 2**30:,} bytes:")
+    assert cli("memory", LM).out.startswith("transformer_lm: training memory")  # no title: its name
