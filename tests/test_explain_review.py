@@ -276,3 +276,14 @@ def test_verify_of_a_net_without_attention_does_not_read_as_if_it_had_some() -> 
     r = cli("verify", str(SPECS / "lenet5.json"))
     assert r.code == 0
     assert r.out.splitlines()[2].startswith("measured on meta; attention, where the model has any: scaled_dot_product_attention on its math")
+
+
+def test_a_part_of_one_copy_of_a_symbolic_repeat_is_one_copys() -> None:
+    # transformer.h.* is one of the l copies (the table's ×l rows); its attention, transformer.h.*.attn, was summed as
+    # all l copies (4*l*h^2 + 4*l*h) while transformer.h.* itself was one: c_attn 3h^2 + 3h and c_proj h^2 + h, once
+    lm = str(SPECS / "transformer_lm.json")
+    out = cli("explain", lm, "transformer.h.*.attn").out
+    assert out.startswith("transformer.h.*.attn (block, one copy of l, 14 layers)")
+    assert _step(out, "params")[1] == "= 4*h^2 + 4*h"
+    assert cli("check", lm, "transformer.h.*.attn.params=4*h^2+4*h").code == 0
+    assert _step(cli("explain", lm, "transformer.h").out, "params")[1] == "= 12*l*h^2 + 13*l*h"  # all l copies: 12h^2 + 13h each
