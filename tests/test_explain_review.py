@@ -287,3 +287,12 @@ def test_a_part_of_one_copy_of_a_symbolic_repeat_is_one_copys() -> None:
     assert _step(out, "params")[1] == "= 4*h^2 + 4*h"
     assert cli("check", lm, "transformer.h.*.attn.params=4*h^2+4*h").code == 0
     assert _step(cli("explain", lm, "transformer.h").out, "params")[1] == "= 12*l*h^2 + 13*l*h"  # all l copies: 12h^2 + 13h each
+
+
+def test_a_starred_name_after_the_repeat_count_is_given_points_at_the_numbered_copy() -> None:
+    lm = str(SPECS / "transformer_lm.json")
+    sets = ["--set", "s=1024", "--set", "h=768", "--set", "a=12", "--set", "l=12", "--set", "V=50257"]  # GPT-2 small's sizes
+    r = cli("explain", lm, "transformer.h.*.attn.sdpa", *sets)
+    assert r.code == 2
+    assert "the copies are numbered: 'transformer.h.0.attn.sdpa' is the first copy's" in r.err  # (it suggested .9, .8, .7)
+    assert "transformer.h.0 (block" in cli("explain", lm, "transformer.h.0", *sets).out
