@@ -296,3 +296,13 @@ def test_a_starred_name_after_the_repeat_count_is_given_points_at_the_numbered_c
     assert r.code == 2
     assert "the copies are numbered: 'transformer.h.0.attn.sdpa' is the first copy's" in r.err  # (it suggested .9, .8, .7)
     assert "transformer.h.0 (block" in cli("explain", lm, "transformer.h.0", *sets).out
+
+
+def test_a_depth_past_the_deepest_block_lists_every_layer_not_stages() -> None:
+    # MaxViT-T's `table --depth 9` (its blocks nest 3 deep) showed "stage2 ... 256×1×1": stages cut at the
+    # squeeze-and-excitation pools, names that explain then refused; past the deepest block is every layer
+    maxvit = str(SPECS / "maxvit_t.json")
+    out = cli("table", maxvit, "--depth", "9").out
+    assert "stage2" not in out
+    assert out.count("\n") == cli("table", maxvit, "--depth", "99").out.count("\n") > 1000  # 1,059 layers, a row each
+    assert "stage2" in cli("table", str(SPECS / "vgg16.json"), "--depth", "1").out  # a network without blocks: its stages
