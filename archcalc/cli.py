@@ -20,7 +20,7 @@ from .conventions import CONVENTIONS
 from .dims import MAX_DIGITS
 from .errors import SpecError, escape_control
 from .options import check_set_names, parse_batch, parse_input, parse_set
-from .output import EXTENSIONS, format_for, write_output
+from .output import EXTENSIONS, drop_stream, format_for, write_output
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 
@@ -585,15 +585,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:  # accepted anywhere on the line, not only before the command
         argv = ["--debug", *(a for a in argv if a != "--debug")]
+    code = None
     try:
         code = run(argv)
         sys.stdout.flush()  # a full disk or a closed pipe fails here, inside the handlers below
         return code
     except SpecError as e:
         return _fail(debug, f"error: {e}", 2)  # --debug adds the traceback; the exit code stays the bad-input one
-    except BrokenPipeError:  # `archcalc table x | head -1`: the reader has what it wanted
-        _drop_stdout()
-        return 0
+    except BrokenPipeError:  # `archcalc table x | head -1`: the reader has what it wanted, quietly;
+        _drop_stdout()  # a verdict already reached (check's wrong claim: 1) stands
+        return 0 if code is None else code
     except KeyboardInterrupt:
         _drop_stdout()
         print("archcalc: interrupted", file=sys.stderr)
@@ -623,23 +624,22 @@ def _internal(e: BaseException) -> str:
 
 
 def _fail(debug: bool, message: str, code: int) -> int:
-    if debug:
-        import traceback
+    try:
+        if debug:
+            import traceback
 
-        traceback.print_exc()
-    print(f"archcalc: {message}", file=sys.stderr)
+            traceback.print_exc()
+        print(f"archcalc: {message}", file=sys.stderr)
+        sys.stderr.flush()
+    except OSError:  # stderr is closed or full too (> /dev/full 2>&1): the exit status is all that is left
+        drop_stream(sys.stderr)
     return code
 
 
 def _drop_stdout() -> None:
     """Point standard output at /dev/null, so that the interpreter's last flush at exit does not
     fail a second time (with a traceback, exit 120)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # stdout is no file (tests capture it): nothing to protect
-        pass
+    drop_stream(sys.stdout)
 
 
 if __name__ == "__main__":  # pragma: no cover

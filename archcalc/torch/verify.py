@@ -734,11 +734,7 @@ def run_verify(args: argparse.Namespace) -> int:
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
-    out = getattr(args, "output", None)
-    if out and out != "-":
-        write_output(text, out)
-    else:
-        sys.stdout.write(text)
+    write_output(text, getattr(args, "output", None))  # (stdout for none or '-'; a closed pipe keeps the verdict below)
     return 0 if all(r.ok for r in results) else 1
 
 
