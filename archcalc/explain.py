@@ -33,8 +33,11 @@ FIELD_SYMBOLS = {
     "groups": "G",
     "out_features": "F_out",
     "output_size": "O",
-    "size": "n",
 }
+# a field that means something else in one layer type: LRN's size is the n neighbouring channels of
+# Krizhevsky et al.'s formula; a crop's or an upsample's size is a size, per spatial axis
+KIND_SYMBOLS = {"localresponsenorm": {"size": "n"}}
+SPATIAL_FIELDS = {*FIELD_SYMBOLS, "size", "scale_factor"}  # one entry per spatial axis when a list: K_h, K_w
 # fields left as numbers when they hold their neutral value (they would only add noise)
 NEUTRAL = {"dilation": 1, "groups": 1, "padding": 0}
 AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -80,7 +83,7 @@ def _symbolic(layer: Layer) -> Layer:
     updates: dict[str, Any] = {}
     for name in layer._dim_fields:
         v = layer.__dict__[name]
-        base = FIELD_SYMBOLS.get(name, name)
+        base = KIND_SYMBOLS.get(layer.kind, {}).get(name) or FIELD_SYMBOLS.get(name, name)
         if isinstance(v, int) and not isinstance(v, bool) and NEUTRAL.get(name) != v:
             updates[name] = symbol(base)
         elif isinstance(v, list):
@@ -91,7 +94,7 @@ def _symbolic(layer: Layer) -> Layer:
 def _list_names(field: str, base: str, n: int) -> list[str]:
     """Symbols for a list field's entries: per spatial axis for a window's fields (``K_h, K_w``),
     by position for the rest (a reshape's ``shape_0, shape_1, shape_2``: no H or W in a sequence)."""
-    if field in FIELD_SYMBOLS or field == "scale_factor":
+    if field in SPATIAL_FIELDS:
         axes = AXES.get(n, ())
         if len(axes) == n:
             return [f"{base}_{a.lower()}" for a in axes]
@@ -224,7 +227,7 @@ def _named(layer: Layer) -> Layer:
     updates: dict[str, Any] = {}
     for name in layer._dim_fields:
         v = layer.__dict__[name]
-        base = FIELD_SYMBOLS.get(name, name)
+        base = KIND_SYMBOLS.get(layer.kind, {}).get(name) or FIELD_SYMBOLS.get(name, name)
         if isinstance(v, int) and not isinstance(v, bool):
             updates[name] = leaf(v) if NEUTRAL.get(name) == v else Traced(v, base, NAMED)
         elif isinstance(v, list):

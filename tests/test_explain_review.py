@@ -248,3 +248,31 @@ def test_a_matmul_input_copied_for_bmm_has_its_formula() -> None:
     # scores = q k^T per window and head: 64 windows x 2 heads x 49 queries x 49 keys, dot products of 32
     assert _step(out, "MACs (lecture)") == ("N_out*A_out*L_out*S_out*F_a", f"= 64·2·49·49·32 = {64 * 2 * 49 * 49 * 32:,} (9.83M)")
     assert _step(out, "saved: copy of input 0") == ("N_out*A_out*L_a*F_a*4 B", f"= {64 * 2 * 49 * 32 * 4:,} B = 784 KiB")
+
+
+def test_verify_names_every_symbol_left_not_one_per_run() -> None:
+    # transformer_lm is written in s, h, a, V and l: a student who gave only l was told "the spec's
+    # numbers are symbolic", then, after each --set, that they still were
+    pytest.importorskip("torch")
+    r = cli("verify", str(SPECS / "transformer_lm.json"), "--set", "l=2")
+    assert r.code == 2 and r.out == "" and r.err.count("\n") == 1
+    assert "field '--set': the spec's numbers are symbolic (in a, h, s, V); verify needs numbers: --set a=N --set h=N --set s=N --set V=N" in r.err
+    r = cli("verify", str(SPECS / "transformer_lm.json"))  # the repeat count l among them
+    assert "symbolic (in a, h, l, s, V);" in r.err
+
+
+def test_a_crop_size_is_called_size_and_lrn_keeps_its_n() -> None:
+    # U-Net's skip connection crops the 64 x 64 map of down4 to the 56 x 56 of up4 (Ronneberger et al. 2015, Fig. 1);
+    # the crop's size was written "n", the symbol of LRN's neighbourhood
+    out = cli("explain", str(SPECS / "unet.json"), "crop4").out
+    assert _step(out, "output H") == ("size", "= 56")
+    lrn = cli("explain", str(SPECS / "alexnet_2012.json"), "norm1").out  # n = 5 neighbouring channels (Krizhevsky et al. 2012, Sec. 3.3)
+    assert _step(lrn, "ops: lrn_functional (not MACs under 'lecture')")[0] == "3*C_out*H_out*W_out + (C_in + n - 1)*H_in*W_in"
+
+
+def test_verify_of_a_net_without_attention_does_not_read_as_if_it_had_some() -> None:
+    # LeNet-5's verify said "measured on meta, scaled_dot_product_attention on its math kernel ...": which attention?
+    pytest.importorskip("torch")
+    r = cli("verify", str(SPECS / "lenet5.json"))
+    assert r.code == 0
+    assert r.out.splitlines()[2].startswith("measured on meta; attention, where the model has any: scaled_dot_product_attention on its math")

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from ..dims import as_int
 from ..errors import SpecError, UserExit, user_failure
 from ..layers.base import shape_str
-from ..options import check_set_names, parse_set
+from ..options import check_set_names, parse_input, parse_set
 from ..output import format_for, write_output
 from ..spec import Architecture, load_spec, parse_spec
 
@@ -246,7 +246,7 @@ class VerifyResult:
         lines = [
             f"verify {self.name}{src} against {against}",
             f"input {shape_str(self.input_shape)}, batch {self.batch}, MACs = FlopCounterMode FLOPs / 2 (convention {CONVENTION!r})",
-            f"measured on {self.device}, {COUNTING_PATH}",
+            f"measured on {self.device}; attention, where the model has any: {COUNTING_PATH}",
             "",
         ]
         first = self.first_mismatch
@@ -351,6 +351,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 # ----- the comparison ---------------------------------------------------------------------------
+def _need_numbers(report: Report, repeats: Sequence[str] = ()) -> None:
+    """Refuse a spec whose numbers stay symbolic, naming every symbol left (one --set each, a block's
+    symbolic repeat count too), not one per run."""
+    from ..dims import is_symbolic
+
+    left: dict[str, str] = {}  # symbol -> the first layer it appears in
+    for row in report.rows:
+        for v in (*row.output_shape, row.params, row.macs):
+            if is_symbolic(v):
+                for sym in sorted(str(x) for x in v.free_symbols):  # type: ignore[union-attr]
+                    left.setdefault(sym, row.name)
+    if left:
+        names = sorted({*left, *repeats}, key=str.lower)
+        first = min(left.values(), key=[r.name for r in report.rows].index)
+        raise SpecError(
+            f"the spec's numbers are symbolic (in {', '.join(names)}); verify needs numbers: "
+            + " ".join(f"--set {n}=N" for n in names),
+            layer=first,
+            field="--set",
+        )
+
+
 def _analytic(row: Row) -> dict[str, Any]:
     shape = tuple(as_int(d) for d in row.output_shape)
     values = {"output_shape": shape, "params": as_int(row.params), "macs": as_int(row.macs)}
@@ -418,6 +440,7 @@ def verify_spec(
     try:
         G = compile_spec(arch, values=values, input_shape=_shape_arg(input_shape))
         report = report_from_graph(G, convention=CONVENTION, batch=batch)
+        _need_numbers(report, [str(rep.times) for rep in G.graph.get("symbolic_repeats", ())])
         for rep in G.graph.get("symbolic_repeats", ()):  # every row numeric, yet its copies are not counted out
             raise SpecError(f"block {rep.block!r} repeats {rep.times} times, a symbol; verify needs numbers (--set {rep.times}=N)",
                             layer=rep.call, field="repeat")
@@ -699,6 +722,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
 
     values = parse_set(getattr(args, "set", None) or [])
+    if getattr(args, "input", None):
+        parse_input(args.input)  # a bad size is named, as the flag, before any model is built
     fmt = getattr(args, "format", None) or format_for(getattr(args, "output", None), ("text", "json"))
     if fmt not in ("text", "json"):
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
@@ -714,11 +739,7 @@ def run_verify(args: argparse.Namespace) -> int:
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
-    out = getattr(args, "output", None)
-    if out and out != "-":
-        write_output(text, out)
-    else:
-        sys.stdout.write(text)
+    write_output(text, getattr(args, "output", None))  # (stdout for none or '-'; a closed pipe keeps the verdict below)
     return 0 if all(r.ok for r in results) else 1
 
 
