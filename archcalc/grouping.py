@@ -116,9 +116,12 @@ def block(rep: Report, name: str) -> Group | None:
 
 def one_copy_of(rep: Report, name: str) -> str | None:
     """The call ``name`` is one copy of (``transformer.h.*`` of ``transformer.h``, repeated a
-    symbolic number of times, the table's ``transformer.h.*.attn (×l)`` rows), or None."""
-    call = name.removesuffix(".*")
-    if call == name or call not in rep.repeats or type(rep.repeats[call]) is int:
+    symbolic number of times, the table's ``transformer.h.*.attn (×l)`` rows; ``transformer.h.*.attn``,
+    a part of that copy, is of it too), or None."""
+    if ".*" not in name:
+        return None
+    call = name[: name.index(".*")]
+    if call not in rep.repeats or type(rep.repeats[call]) is int:
         return None
     return call
 
