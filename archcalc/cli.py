@@ -272,7 +272,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             from .quick import quick_dict
 
             name = os.path.splitext(os.path.basename(args.save))[0]
-            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save)
+            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save, field="--save")
         write_output(render(rep, args.format, **_latex_options(args)), args.output)
         return 0
     if args.command in ("memory", "fit"):
