@@ -350,6 +350,9 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
     if node.get("tie_note"):
         ex.notes.append(node["tie_note"])
+    own = _try(lambda: layer.note(ins_num))  # what the table says with its row (learned positions, a causal mask)
+    if own:
+        ex.notes.append(own)
     buffers = layer.buffers(ins_num)
     if buffers:
         nb = sum(_prod(s) for s in buffers.values())

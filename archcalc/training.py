@@ -101,6 +101,12 @@ class TrainingMemory:
     saved_without_checkpoint: Dim | None = None
     assumptions: list[str] = field(default_factory=list)
     per_copy: dict[str, tuple[Dim, Dim | None]] = field(default_factory=dict)  # block repeated l times -> (l, saved bytes of one copy)
+    title: str | None = None  # the spec's display name, for captions (as the table's)
+
+    @property
+    def display_name(self) -> str:
+        """What captions call the network: its title, else its name (as Report.display_name)."""
+        return self.title if self.title and self.title.strip() else self.name
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -397,6 +403,7 @@ def training_memory_from_graph(
         simplify(plain_fixed + plain_per * batch) if not unknown else None,
         assumptions,
         {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
+        G.graph.get("title"),
     )
 
 

@@ -306,3 +306,18 @@ def test_a_depth_past_the_deepest_block_lists_every_layer_not_stages() -> None:
     assert "stage2" not in out
     assert out.count("\n") == cli("table", maxvit, "--depth", "99").out.count("\n") > 1000  # 1,059 layers, a row each
     assert "stage2" in cli("table", str(SPECS / "vgg16.json"), "--depth", "1").out  # a network without blocks: its stages
+
+
+def test_explain_says_what_the_table_notes_about_the_layer() -> None:
+    # the table notes BERT's learned positions read rows 0..511 of 512 and GPT-2's causal mask; explain said neither
+    out = cli("explain", BERT, "embeddings.position_embeddings").out
+    assert "note: learned positions: looks up rows 0..511 of 512" in out
+    assert "note: causal: every score is computed and the upper triangle masked" in cli("explain", GPT2, "transformer.h.0.attn.sdpa").out
+
+
+def test_a_prefix_with_blocks_under_it_sums_by_its_parts() -> None:
+    # ViT-B/16's encoder: positions 197 x 768, 12 encoder layers, a final layernorm; the sum listed 136 layers
+    out = cli("explain", VIT, "encoder").out
+    layer = 2 * 768 + (4 * 768 * 768 + 4 * 768) + 2 * 768 + (768 * 3072 + 3072) + (3072 * 768 + 768)  # ln_1, attention, ln_2, mlp
+    total = 197 * 768 + 12 * layer + 2 * 768
+    assert _step(out, "params") == ("encoder.pos_embedding 151K + encoder.layers.encoder_layer 85.1M + encoder.ln 1.54K", f"= {total:,} (85.2M)")
