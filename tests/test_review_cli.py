@@ -245,3 +245,9 @@ def test_memory_and_fit_captions_use_the_spec_title_as_the_table_does() -> None:
 def test_quick_save_failure_names_save_not_output(tmp_path: Path) -> None:
     r = cli("quick", "3x8x8", "relu", "--save", str(tmp_path / "no" / "such" / "d.json"))
     assert r.code == 2 and "field '--save': cannot write" in r.err and "--output" not in r.err, r.err
+
+
+def test_check_help_names_the_budgets_and_total_as_written() -> None:
+    out = cli("check", "--help").out
+    assert "total.QUANTITY=VALUE" in out and "TOTAL.QUANTITY" not in out  # 'total' is typed as is, no placeholder
+    assert "<=, <, >= or >" in " ".join(out.split())
