@@ -350,6 +350,8 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
     if node.get("tie_note"):
         ex.notes.append(node["tie_note"])
+    if node.get("training_only"):  # (the layer's own flag, or its block call's)
+        ex.notes.append("training only (an auxiliary head): an eval forward does not run it; the totals leave it out unless --include-training-only")
     own = _try(lambda: layer.note(ins_num))  # what the table says with its row (learned positions, a causal mask)
     if own:
         ex.notes.append(own)
@@ -834,7 +836,7 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
         copies = f", one copy of {human_text(rep.repeats[call])}"
     where = f" in {escape_control(rep.title)}" if rep.title and fmt != "latex" else ""
     head = (
-        f"{escape_control(name)} ({kind}{copies}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
+        f"{escape_control(name)} ({kind}{copies}{', training only' if group.training_only else ''}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
         f"output {_shape(last.output_shape)} ({escape_control(last.name)})"
     )
     t = group.totals

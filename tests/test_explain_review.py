@@ -321,3 +321,12 @@ def test_a_prefix_with_blocks_under_it_sums_by_its_parts() -> None:
     layer = 2 * 768 + (4 * 768 * 768 + 4 * 768) + 2 * 768 + (768 * 3072 + 3072) + (3072 * 768 + 768)  # ln_1, attention, ln_2, mlp
     total = 197 * 768 + 12 * layer + 2 * 768
     assert _step(out, "params") == ("encoder.pos_embedding 151K + encoder.layers.encoder_layer 85.1M + encoder.ln 1.54K", f"= {total:,} (85.2M)")
+
+
+def test_a_training_only_head_says_so() -> None:
+    # GoogLeNet's auxiliary classifiers run only in training (Szegedy et al. 2014, Sec. 5): fc1 is 2048 -> 1024
+    goog = str(SPECS / "googlenet.json")
+    out = cli("explain", goog, "aux1.fc1").out
+    assert _step(out, "params") == ("F_out*F_in + F_out", f"= 1024·2048 + 1024 = {1024 * 2048 + 1024:,} (2.10M)")
+    assert "note: training only (an auxiliary head): an eval forward does not run it; the totals leave it out" in out
+    assert cli("explain", goog, "aux1").out.startswith("aux1 (block, training only, 8 layers)")
