@@ -835,8 +835,9 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     if call is not None:
         copies = f", one copy of {human_text(rep.repeats[call])}"
     where = f" in {escape_control(rep.title)}" if rep.title and fmt != "latex" else ""
+    aux = ", training only" if group.training_only else ""
     head = (
-        f"{escape_control(name)} ({kind}{copies}{', training only' if group.training_only else ''}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
+        f"{escape_control(name)} ({kind}{copies}{aux}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
         f"output {_shape(last.output_shape)} ({escape_control(last.name)})"
     )
     t = group.totals
