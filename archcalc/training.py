@@ -33,6 +33,7 @@ from .layers.base import Saved
 from .passes import compute, params, saved_tensors, shapes
 from .passes.saved import SavedTensor, keep_once
 from .spec import Architecture, load_spec, parse_spec
+from .step import Moment, step_moments, upper_envelope
 
 OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 """Per parameter, the optimizer's state tensors of the parameter's size (torch.optim)."""
@@ -232,11 +233,12 @@ def training_memory_from_graph(
     plain_fixed: Dim = 0  # the same without checkpointing
     plain_per: Dim = 0
     seg_inputs_done: set[str] = set()
-    seg_internal: dict[str, dict[str, tuple[Dim, Dim]]] = {}  # block -> every storage its layers save (plain), recomputed in its backward
+    seg_internal: dict[str, dict[str, tuple[Dim, Dim, int]]] = {}  # block -> every storage its layers save (plain), recomputed in its backward (-> its first keeper's row)
     seg_last: dict[str, int] = {}  # block -> index of its last row
     cumulative: list[tuple[Dim, Dim]] = []  # saved bytes counted at rows 0..i (with checkpointing)
     counted_at_row: dict[str, int] = {}  # storage -> the row that counts it (with checkpointing)
     per_copy: dict[str, tuple[Dim, Dim | None]] = {}
+    copy_saved: dict[str, tuple[Dim, tuple[Dim, Dim]]] = {}  # block repeated a symbolic number of times -> (count, one copy's saved bytes)
     for name in order:
         node = nodes[name]
         kept: list[SavedTensor] | None = node["saved"]
@@ -253,7 +255,7 @@ def training_memory_from_graph(
         if seg is not None and kept is not None:
             inner = seg_internal.setdefault(seg, {})
             for s in kept:
-                inner.setdefault(s.storage, (s.fixed, s.per_sample))
+                inner.setdefault(s.storage, (s.fixed, s.per_sample, len(rows)))
             seg_last[seg] = len(rows)
             resolved = []
             if seg not in seg_inputs_done:
@@ -275,6 +277,8 @@ def training_memory_from_graph(
             block = name.rsplit(".*.", 1)[0]
             count, so_far = per_copy.get(block, (times, 0))
             per_copy[block] = (count, None if so_far is None or resolved is None else so_far + row_fixed + row_per * batch)
+            _, (cf, cp) = copy_saved.get(block, (times, (0, 0)))
+            copy_saved[block] = (times, (cf + row_fixed, cp + row_per))
         rows.append(
             MemoryRow(
                 name,
@@ -315,26 +319,36 @@ def training_memory_from_graph(
         return sum(extra.values(), start=0) + sum((out_grad[o] for o in grads_of), start=0)
 
     recompute_flops: Dim = 0
-    weights: Dim = param_bytes + param_bytes + opt_bytes
-    # the peak is the largest of the moments where the backward holds most: its start (every saved
-    # tensor, the output and its gradient) and, for each checkpointed block, its own backward, when the
-    # tensors counted after it are freed and its recomputed tensors are back
-    lines: list[tuple[Dim, Dim]] = [(weights + fixed, per + outputs_alive(counted_at_row, outs))]
+    buffer_bytes: Dim = 0  # batch norm's running statistics (in the parameters' dtype) and its int64 step counter
+    for n in order:
+        if nodes[n].get("buffers"):
+            for bname, shape in nodes[n]["layer"].buffers(nodes[n]["in_shapes"]).items():
+                buffer_bytes = buffer_bytes + prod(shape) * (8 if bname == "num_batches_tracked" else pbytes) * nodes[n].get("repeat", 1)
+    weights: Dim = param_bytes + param_bytes + opt_bytes + buffer_bytes
     if checkpoint:
         conv = get_convention(convention)
         compute(G, conv, 1)
         recompute_flops = sum((nodes[n]["flops"] for n in order if n in seg_of), start=0)  # per sample
-        for seg, inner in seg_internal.items():
-            last = seg_last[seg]
-            at_f, at_p = cumulative[last]
-            alive = {key for key, i in counted_at_row.items() if i <= last}
-            for key, (f, p) in inner.items():
-                if key not in alive:
-                    alive.add(key)
-                    at_f, at_p = at_f + f, at_p + p
-            at_p = at_p + outputs_alive(dict.fromkeys(alive), [o for o in outs if seg_of.get(o) == seg])
-            lines.append((weights + at_f, at_p))
-    lines = _undominated(lines)
+    # the peak is the largest moment of the step: each layer's forward and backward, and each
+    # checkpointed block's recomputation (archcalc.step walks them)
+    moments: list[Moment] = []
+    if not unknown:
+        moments = step_moments(
+            G,
+            [(r.name, r.saved) for r in rows],
+            act,
+            outs,
+            weight_elt=pbytes,
+            checkpointed=seg_of,
+            inner=seg_internal,
+            repeats=copy_saved,
+            device=device,
+        )
+    lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
+    if all(isinstance(f, int) and isinstance(p, int) for f, p in lines):
+        lines = upper_envelope(lines)
+    else:
+        lines = _undominated(_distinct(lines))
     fixed_t = {
         "saved_bytes": fixed,
         "param_bytes": param_bytes,
@@ -398,6 +412,11 @@ def training_memory_from_graph(
         assumptions,
         {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
     )
+
+
+def _distinct(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
+    """The lines without repeats (the same expressions), in their first order."""
+    return list(dict.fromkeys((expand(f), expand(p)) for f, p in lines))
 
 
 def _undominated(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:

@@ -106,6 +106,22 @@ class _ConvNd(Layer):
     def autocast(self, device: str) -> str:
         return "lower"  # conv1d/2d/3d are on autocast's lower-precision list (CPU and CUDA)
 
+    def workspace(self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True) -> tuple[Dim, Dim]:
+        """On CPU torch runs conv through oneDNN, which copies tensors into its blocked layouts and
+        back (measured with torch.profiler, torch 2.14, fp32; archcalc.torch.peak): the forward
+        allocates the larger of a copy of the input and the weight, or of the output; the backward
+        copies of the output's gradient, the weight's gradient and, when it computes the input's
+        gradient, the input's.  On CUDA cuDNN's workspace depends on the algorithm it picks: not
+        counted (0)."""
+        if device != "cpu":
+            return (0, 0)
+        w = sum((numel(shape) for shape in self.weights(ins).values() if len(shape) > 1), start=0)
+        x, y = numel(ins[0]), numel(out)
+        if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
+            bigger = known_sign(x - y)
+            return (w, x if bigger in (0, 1) else y if bigger == -1 else x + y)
+        return (w, y + (x if input_grad else 0))
+
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, d = self._axes()
         pads = conv_pads(self.padding, k, d, self.n_spatial, self)
