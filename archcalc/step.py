@@ -112,15 +112,18 @@ def step_moments(
     saved tensors alive."""
     nodes = node_table(G)
     order: list[str] = G.graph["order"]
-    index = {n: i for i, n in enumerate(order)}
     checkpointed = checkpointed or {}
     inner = inner or {}
     repeats = repeats or {}
     moments: list[Moment] = []
     alive = _Alive()
 
+    token_ids = any(nodes[n]["layer"].takes_indices for n in order if INPUT in nodes[n]["inputs"])
+
     def out_size(n: str) -> _Size:
         node = nodes[n]
+        if n == INPUT and token_ids:  # token ids: int64
+            return (0, prod(node["shape"]) * 8)
         if node["layer"].source if n != INPUT else False:
             return (0, 0)
         b = prod(node["shape"]) * (node.get("elt") or act)
@@ -183,6 +186,8 @@ def step_moments(
     # ---- backward
     pending: dict[str, _Grad] = {}
     for o in outputs:
+        if not nodes[o]["grad"]:
+            continue
         key = "grad:" + o
         alive.add(key, out_size(o), refs=2)  # the caller holds it too
         pending[o] = _Grad(key, True)
