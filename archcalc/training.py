@@ -21,7 +21,7 @@ weights do not grow with the batch); the peak is the largest of such lines (``pe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from .passes.saved import SavedTensor, keep_once
 from .spec import Architecture, load_spec, parse_spec
 from .step import Moment, step_moments, upper_envelope
 
+LARGEST = "the largest moment at batch"
 OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 """Per parameter, the optimizer's state tensors of the parameter's size (torch.optim)."""
 
@@ -107,6 +108,7 @@ class TrainingMemory:
     saved_without_checkpoint: Dim | None = None
     assumptions: list[str] = field(default_factory=list)
     per_copy: dict[str, tuple[Dim, Dim | None]] = field(default_factory=dict)  # block repeated l times -> (l, saved bytes of one copy)
+    peak_where: dict[tuple[Dim, Dim], str] = field(default_factory=dict)  # each peak line -> the moment of the step it is
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -345,9 +347,13 @@ def training_memory_from_graph(
             device=device,
         )
     lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
-    top = max(moments, key=lambda m: _at((m.fixed, m.per_sample), batch), default=None)
     numeric = all(isinstance(f, int) and isinstance(p, int) for f, p in lines)
     lines = upper_envelope(lines) if numeric else _undominated(_distinct(lines))
+    moment_of: dict[tuple[Dim, Dim], str] = {}
+    for m in moments:
+        key = (simplify(weights + m.fixed), simplify(m.per_sample))
+        if key not in moment_of:
+            moment_of[key] = f"block {m.layer} run forward again" if m.phase == "recompute" else f"the {m.phase} of {m.layer}"
     fixed_t = {
         "saved_bytes": fixed,
         "param_bytes": param_bytes,
@@ -370,9 +376,9 @@ def training_memory_from_graph(
         + (f" ({', '.join(kept_outs)} kept by a layer: among the saved tensors, not counted twice)" if kept_outs else "")
     )
     assumptions = [*PEAK_ASSUMPTIONS[:1], out_what, *PEAK_ASSUMPTIONS[1:]]
-    if top is not None and isinstance(totals["peak_bytes"], int):
-        where = f"block {top.layer} run forward again" if top.phase == "recompute" else f"the {top.phase} of {top.layer}"
-        assumptions.insert(2, f"the largest moment at batch {batch}: {where}")
+    peak_line = (simplify(fixed_t["peak_bytes"]), simplify(per_t["peak_bytes"]))
+    if isinstance(totals["peak_bytes"], int) and peak_line in moment_of:
+        assumptions.insert(2, f"{LARGEST} {batch}: {moment_of[peak_line]}")
     if checkpoint:
         assumptions.append(
             "checkpointed blocks (torch.utils.checkpoint) keep only their inputs (proved with use_reentrant=True); in the backward "
@@ -413,6 +419,7 @@ def training_memory_from_graph(
         simplify(plain_fixed + plain_per * batch) if not unknown else None,
         assumptions,
         {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
+        {(simplify(f), simplify(p)): moment_of.get((simplify(f), simplify(p)), "") for f, p in lines},
     )
 
 
@@ -560,6 +567,10 @@ def max_batch(m: TrainingMemory, memory: int) -> Fit:
     n = max(0, n) if n < 2**63 else 0
     a, b = max(ints, key=lambda ab: (ab[0] + ab[1] * max(n, 1), ab[1]))
     peak = a + b * n
+    at = m.peak_where.get((a, b))
+    if at and n > 0:  # the moment of the step that holds most, at the batch found
+        kept = [x for x in m.assumptions if not x.startswith(LARGEST)]
+        m = replace(m, assumptions=[*kept[:2], f"{LARGEST} {n}: {at}", *kept[2:]])
     return Fit(memory, n, peak, memory - peak, a, b, m)
 
 
