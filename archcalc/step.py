@@ -118,6 +118,23 @@ def step_moments(
     moments: list[Moment] = []
     alive = _Alive()
 
+    memo: dict[Any, Any] = {}
+
+    def asked(node: dict[str, Any], what: str, *args: Any) -> Any:
+        """The layer's answer (memoized by its formula key, as the passes do)."""
+        key = (node.get("formula_key"), what, *args)
+        got = memo.get(key, memo)
+        if got is memo or key[0] is None:
+            layer, ins = node["layer"], node["in_shapes"]
+            if what == "flow":
+                got = layer.grad_flow(ins)
+            elif what == "weights":
+                got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
+            else:
+                got = layer.workspace(ins, node["shape"], device, *args)
+            memo[key] = got
+        return got
+
     token_ids = any(nodes[n]["layer"].takes_indices for n in order if INPUT in nodes[n]["inputs"])
 
     def out_size(n: str) -> _Size:
@@ -169,7 +186,7 @@ def step_moments(
         for s in saved[i][1] or ():
             if s.first:
                 alive.add(s.storage, (s.fixed, s.per_sample))
-        ws = _workspace(node, act, device, "forward", False)
+        ws = _bytes(asked(node, "ws", "forward", False), node, act)
         moments.append(Moment(alive.fixed + ws[0], alive.per + ws[1], "forward", n))
         for st in free_after.get(i, ()):
             alive.free(st)
@@ -179,7 +196,7 @@ def step_moments(
     # backward: the later users' gradients wait for the first user's, then their sum is a new tensor
     first_user: dict[str, int] = {}
     for i, n in enumerate(order):
-        for key, _size in _weight_keys(n, nodes[n], weight_elt):
+        for key, _size in _weight_keys(n, nodes[n], asked(nodes[n], "weights"), weight_elt):
             first_user.setdefault(key, i)
     waiting: dict[str, list[str]] = {}
 
@@ -206,10 +223,8 @@ def step_moments(
                     alive.add(st, (f, p))
                     release_at.setdefault(row, []).append(st)
             moments.append(Moment(alive.fixed, alive.per, "recompute", block))
-        layer = node["layer"]
-        ins = node["in_shapes"]
         made: list[tuple[str, _Grad]] = []
-        for j, (src, how) in enumerate(zip(node["inputs"], layer.grad_flow(ins), strict=True)):
+        for j, (src, how) in enumerate(zip(node["inputs"], asked(node, "flow"), strict=True)):
             if src == INPUT or not nodes[src]["grad"]:
                 continue
             if how == "new":
@@ -219,9 +234,10 @@ def step_moments(
             else:
                 alive.add(got.key, (0, 0))  # one more reference
                 made.append((src, _Grad(got.key, got.dense and how == "same")))
-        wkeys = _weight_keys(n, node, weight_elt)
+        wkeys = _weight_keys(n, node, asked(node, "weights"), weight_elt)
         wgrad: Dim = sum((size for _key, size in wkeys), start=0)
-        ws = _workspace(node, act, device, "backward", bool(node["inputs"]) and node["inputs"][0] != INPUT and nodes[node["inputs"][0]]["grad"])
+        input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
+        ws = _bytes(asked(node, "ws", "backward", input_grad), node, act)
         moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
         alive.drop(got.key)
         for st in release_at.pop(i, ()):
@@ -254,11 +270,10 @@ def step_moments(
     return moments
 
 
-def _workspace(node: dict[str, Any], act: int, device: str, phase: str, input_grad: bool) -> _Size:
-    """Bytes of its kernel's workspace (``Layer.workspace``, elements of its output's dtype)."""
-    f, p = node["layer"].workspace(node["in_shapes"], node["shape"], device, phase, input_grad)
+def _bytes(elements: tuple[Dim, Dim], node: dict[str, Any], act: int) -> _Size:
+    """A workspace's bytes (``Layer.workspace`` counts elements of the output's dtype)."""
     elt = node.get("elt") or act
-    return (f * elt, p * elt)
+    return (elements[0] * elt, elements[1] * elt)
 
 
 def _repeat_block(name: str, node: dict[str, Any]) -> str | None:
@@ -268,13 +283,13 @@ def _repeat_block(name: str, node: dict[str, Any]) -> str | None:
     return name.rsplit(".*.", 1)[0]
 
 
-def _weight_keys(name: str, node: dict[str, Any], elt: int) -> list[tuple[str, Dim]]:
+def _weight_keys(name: str, node: dict[str, Any], weights: list[tuple[str, Dim]], elt: int) -> list[tuple[str, Dim]]:
     """The weights its backward makes gradients for, each as (the parameter: owner.weight, bytes);
     a tied weight is its owner's (``node["tied"]``: weight name -> owner layer)."""
+    if not weights:
+        return []
     tied = node.get("tied") or {}
-    return [
-        (f"{tied[w]}.weight" if w in tied else f"{name}.{w}", prod(shape) * elt) for w, shape in node["layer"].weights(node["in_shapes"]).items()
-    ]
+    return [(f"{tied[w]}.weight" if w in tied else f"{name}.{w}", n * elt) for w, n in weights]
 
 
 def upper_envelope(lines: Sequence[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
