@@ -386,6 +386,14 @@ def training_memory_from_graph(
             "is the largest of the start of the backward and, for each block, what is still saved then plus its recomputed "
             "tensors (modelled, not measured)"
         )
+    small = [n for n in order if nodes[n]["grad"] and nodes[n]["layer"].workspace_uncounted(nodes[n]["in_shapes"], nodes[n]["shape"], device)]
+    if small:
+        what = nodes[small[0]]["layer"].workspace_uncounted(nodes[small[0]]["in_shapes"], nodes[small[0]]["shape"], device)
+        assumptions.append(
+            f"not counted, and it can raise the real peak far above this figure: in the backward of {', '.join(small[:4])}"
+            + (f" and {len(small) - 4} more" if len(small) > 4 else "")
+            + f", {what}"
+        )
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"
         assumptions.append(f"Adam's step: one 0-d float32 tensor per parameter tensor ({n_tensors}), {where}")

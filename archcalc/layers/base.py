@@ -451,6 +451,12 @@ class Layer(Spec):
         (archcalc.torch.peak)."""
         return (0, 0)
 
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str) -> str | None:
+        """What its kernel may allocate on ``device`` that :meth:`workspace` does not count (it
+        depends on what the machine has, such as its thread count), said in the training memory's
+        assumptions; ``None`` (the default): nothing."""
+        return None
+
     def autocast(self, device: str) -> str | None:
         """How ``torch.autocast`` on ``device`` ("cpu", "cuda") runs it: ``lower`` (in the low
         dtype: conv, linear, matmul), ``float32`` (cast up: softmax on CUDA, 3-D pooling on CPU),
