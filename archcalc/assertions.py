@@ -32,7 +32,7 @@ def assert_matches(
     :func:`archcalc.torch.verify.verify_spec` does (its docstring gives the matching rule); the
     message names the first wrong layer and lists every wrong value.  ``module=None`` checks the
     spec against the module built from it.  ``options`` go to ``verify_spec`` (``values``,
-    ``batch``, ``device``).  Returns the :class:`~archcalc.torch.verify.VerifyResult` when all match.
+    ``batch``, ``device``, ``output_key`` for a model that returns a dict).  Returns the :class:`~archcalc.torch.verify.VerifyResult` when all match.
     """
     __tracebackhide__ = True
     from .torch.verify import verify_spec

@@ -639,11 +639,12 @@ def _judge_formula(claim: Claim, exact: Any, deriv: str, rep: Report) -> Verdict
 
 def _budget_range(claim: Claim, exact: Any) -> str:
     """For a budget on a total in one symbol (a repeat count l, with the other sizes set): the values
-    of that symbol that keep within it (``872*l + 224 <= 1M`` for l up to 1,146), or ''."""
+    of that symbol for which it holds: ``872*l + 224 <= 1M`` for l up to 1,146; ``>= 1M`` for l from
+    1,147 on (the total grows with l: one boundary, found by bisection); or ''."""
     import sympy
 
     symbols = list(getattr(exact, "free_symbols", ()))
-    if len(symbols) != 1 or claim.op not in ("<=", "<"):
+    if len(symbols) != 1 or claim.op not in ("<=", "<", ">=", ">"):
         return ""
     try:
         bound = budget_reading(_read_count(claim.value, claim.quantity, Report("", (), "", "float32", 1, [])))
@@ -656,22 +657,25 @@ def _budget_range(claim: Claim, exact: Any) -> str:
     if poly is None or any(c < 0 or not c.is_Integer for c in poly.all_coeffs()):
         return ""  # (a non-decreasing polynomial in a positive integer only)
     value = exact_evaluator(exact)
+    import operator
 
-    def within(n: int) -> bool:
-        v = value({x.name: n})
-        return v <= bound.value if claim.op == "<=" else v < bound.value
+    holds = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}[claim.op]
+    below = claim.op in ("<=", "<")  # an upper bound holds up to some n; a lower bound from some n on
+
+    def within(n: int) -> bool:  # true for 1..last (an upper bound), false for 1..first-1 (a lower one)
+        return bool(holds(value({x.name: n}), bound.value)) == below
 
     if not within(1):
-        return f", over the budget already at {x} = 1"
+        return f", over the budget already at {x} = 1" if below else f", true for every {x} (already at {x} = 1)"
     lo, hi = 1, 2
     while within(hi):
         lo, hi = hi, hi * 2
         if hi > 10**30:
             return ""
-    while hi - lo > 1:  # the largest n within the budget lies in [lo, hi)
+    while hi - lo > 1:  # the boundary lies in [lo, hi): lo is the last n where an upper bound holds, a lower one fails
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if within(mid) else (lo, mid)
-    return f", within the budget for {x} up to {lo:,}"
+    return f", within the budget for {x} up to {lo:,}" if below else f", true for {x} from {lo + 1:,} on"
 
 
 def _shape_parts(value: str) -> list[str]:

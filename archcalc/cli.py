@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 from .conventions import CONVENTIONS
 from .dims import MAX_DIGITS
 from .errors import SpecError, escape_control
-from .options import check_set_names, check_shape_text, parse_batch, parse_set
-from .output import EXTENSIONS, format_for, write_output
+from .options import check_set_names, parse_batch, parse_input, parse_set
+from .output import EXTENSIONS, drop_stream, format_for, write_output
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 
@@ -194,26 +194,25 @@ def _report(args: argparse.Namespace) -> Any:
     Leaves the compiled graph on ``args.graph`` for commands that explain single layers.
     """
     from .graph import compile_graph
-    from .quick import parse_shape, quick_spec, two_axis_note
+    from .quick import quick_spec, two_axis_note
     from .report import gc_paused, report_from_graph
     from .spec import load_spec
 
     with gc_paused():
         values = parse_set(args.set)
         stack = getattr(args, "stack_now", None)
-        if args.input:
-            check_shape_text(args.input, "--input")
         if args.command == "quick" or stack:
             shape_text, layers = (args.input_shape, args.layers) if args.command == "quick" else (stack[0], stack[1:])  # type: ignore[index]
-            check_shape_text(shape_text, "input" if args.command == "quick" else "--stack")
+            parse_input(shape_text, "input" if args.command == "quick" else "--stack")
             arch, file = quick_spec(shape_text, layers), "<quick>" if args.command == "quick" else "<stack>"
             hint = _channels_first_hint(arch.input) or two_axis_note(list(arch.input), list(layers))
         else:
             arch, file, hint = load_spec(args.spec), args.spec, None
         if values:
             check_set_names(values, arch, file, args)
+        shape = None
         try:
-            shape = parse_shape(args.input) if args.input else None
+            shape = parse_input(args.input) if args.input else None
             G = compile_graph(arch, values=values, input_shape=shape)
             rep = report_from_graph(
                 G,
@@ -223,7 +222,7 @@ def _report(args: argparse.Namespace) -> Any:
                 include_training_only=args.include_training_only,
             )
         except SpecError as e:
-            if hint and shape is None:
+            if hint and shape is None and e.field != "--input":
                 e.message = f"{e.message} (note: {hint})"
             raise e.located(file=file) from None
         if hint and shape is None:
@@ -381,7 +380,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.layer in ("total", "total.flops", "total.macs", "total.params") and args.layer not in args.graph.nodes:
         from .explain import explain_total
 
-        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops"), args.output)
+        write_output(explain_total(rep, args.layer.partition(".")[2] or "flops", args.format), args.output)
         return 0
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
         from .explain import explain_block
@@ -552,8 +551,25 @@ def _compare(args: argparse.Namespace) -> int:
         rep = _report(args)
         labels.append(rep.name if stack is None else label)
         reports.append(rep)
+    labels = _distinct_labels(labels, [source for source, _ in sources])
     write_output(render_comparison(Comparison(labels, reports), args.format), args.output)
     return 0
+
+
+def _distinct_labels(labels: list[str], sources: list[str]) -> list[str]:
+    """Column labels that tell the networks apart: a spec's name, or where two share it (two copies
+    of lenet5 edited differently) the file's name, then its path as given, then a number."""
+    out = list(labels)
+    for pick in (os.path.basename, str):
+        dup = {lab for lab in out if out.count(lab) > 1}
+        out = [pick(src) if lab in dup and src.endswith(".json") else lab for lab, src in zip(out, sources, strict=True)]
+    seen: dict[str, int] = {}
+    dup = {lab for lab in out if out.count(lab) > 1}  # (the same file twice)
+    for i, lab in enumerate(out):
+        if lab in dup:
+            seen[lab] = seen.get(lab, 0) + 1
+            out[i] = f"{lab} #{seen[lab]}"
+    return out
 
 
 MAX_STR_DIGITS = 50_000
@@ -569,15 +585,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:  # accepted anywhere on the line, not only before the command
         argv = ["--debug", *(a for a in argv if a != "--debug")]
+    code = None
     try:
         code = run(argv)
         sys.stdout.flush()  # a full disk or a closed pipe fails here, inside the handlers below
         return code
     except SpecError as e:
         return _fail(debug, f"error: {e}", 2)  # --debug adds the traceback; the exit code stays the bad-input one
-    except BrokenPipeError:  # `archcalc table x | head -1`: the reader has what it wanted
-        _drop_stdout()
-        return 0
+    except BrokenPipeError:  # `archcalc table x | head -1`: the reader has what it wanted, quietly;
+        _drop_stdout()  # a verdict already reached (check's wrong claim: 1) stands
+        return 0 if code is None else code
     except KeyboardInterrupt:
         _drop_stdout()
         print("archcalc: interrupted", file=sys.stderr)
@@ -607,23 +624,22 @@ def _internal(e: BaseException) -> str:
 
 
 def _fail(debug: bool, message: str, code: int) -> int:
-    if debug:
-        import traceback
+    try:
+        if debug:
+            import traceback
 
-        traceback.print_exc()
-    print(f"archcalc: {message}", file=sys.stderr)
+            traceback.print_exc()
+        print(f"archcalc: {message}", file=sys.stderr)
+        sys.stderr.flush()
+    except OSError:  # stderr is closed or full too (> /dev/full 2>&1): the exit status is all that is left
+        drop_stream(sys.stderr)
     return code
 
 
 def _drop_stdout() -> None:
     """Point standard output at /dev/null, so that the interpreter's last flush at exit does not
     fail a second time (with a traceback, exit 120)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # stdout is no file (tests capture it): nothing to protect
-        pass
+    drop_stream(sys.stdout)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,8 +119,33 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
         if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier()):
             ok = False
         if not ok:
-            raise DimError(f"{_shown(text)} uses {_describe(node, allow_pow)}; {_GRAMMAR_POW if allow_pow else _GRAMMAR}")
+            grammar = _GRAMMAR_POW if allow_pow else _GRAMMAR
+            number = _not_whole(text.strip(), tree.body, node)
+            if number is not None:  # 1e3, 32.0, 2.5, 1,000: the user's own text, and what to write instead
+                raise DimError(f"{number}; {grammar}")
+            raise DimError(f"{_shown(text)} uses {_describe(node, allow_pow)}; {grammar}")
     return tree.body
+
+
+def _not_whole(source: str, body: ast.expr, node: ast.AST) -> str | None:
+    """What to say of a number that is not written as a whole number (``1e3``, ``32.0``, ``2.5``,
+    ``1,000``), quoting the text as written (not Python's reading of it, 1000.0), or None."""
+    written = ast.get_source_segment(source, node) or source
+    whole = None
+    if isinstance(node, ast.Constant) and type(node.value) is float:
+        if node.value.is_integer() and abs(node.value) < 10**MAX_DIGITS:
+            whole = f"{int(node.value)}"
+    elif isinstance(node, ast.Tuple) and node is body and all(isinstance(e, ast.Constant) and type(e.value) is int for e in node.elts):
+        parts = source.replace(" ", "").split(",")  # 1,000 or 16,781,312: digit groups
+        if len(parts) > 1 and all(p.isdigit() for p in parts) and all(len(p) == 3 for p in parts[1:]) and 1 <= len(parts[0]) <= 3:
+            return f"{_shown(source)} has ',' in it: write the size without digit groups, {''.join(parts)}"
+        return None
+    else:
+        return None
+    shown = _shown(written)
+    if written == source:
+        return f"{shown} is not a whole number written with the digits 0-9" + (f" (write {whole})" if whole else "")
+    return f"{_shown(source)} uses {shown}, which is not a whole number written with the digits 0-9" + (f" (write {whole})" if whole else "")
 
 
 _GRAMMAR = "a size expression may hold only names (letters, digits and _, not starting with _), whole numbers, + - * // and ( )"
@@ -145,6 +170,8 @@ def _describe(node: ast.AST, allow_pow: bool) -> str:
         return "a function call"
     if isinstance(node, ast.Subscript):
         return "'[ ]' (indexing)"
+    if isinstance(node, ast.Tuple):
+        return "',' (one size is expected here, not a list)"
     return f"a {type(node).__name__} construct"
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .axis_roles import Roles, axis_labels, axis_roles, axis_symbols
 from .conventions import Convention, dtype_bytes, get_convention
 from .dims import Dim, as_int, dim_text, human_text, is_symbolic, simplify
 from .errors import escape_control
@@ -32,8 +33,11 @@ FIELD_SYMBOLS = {
     "groups": "G",
     "out_features": "F_out",
     "output_size": "O",
-    "size": "n",
 }
+# a field that means something else in one layer type: LRN's size is the n neighbouring channels of
+# Krizhevsky et al.'s formula; a crop's or an upsample's size is a size, per spatial axis
+KIND_SYMBOLS = {"localresponsenorm": {"size": "n"}}
+SPATIAL_FIELDS = {*FIELD_SYMBOLS, "size", "scale_factor"}  # one entry per spatial axis when a list: K_h, K_w
 # fields left as numbers when they hold their neutral value (they would only add noise)
 NEUTRAL = {"dilation": 1, "groups": 1, "padding": 0}
 AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -60,12 +64,6 @@ class Explanation:
     network: str | None = None  # the spec's display name (its title), named in the header when it has one
 
 
-def _axis_names(shape: Shape) -> list[str]:
-    if len(shape) == 1:
-        return ["features"]
-    return ["channels", *AXES.get(len(shape) - 1, tuple(f"axis{i}" for i in range(len(shape) - 1)))]
-
-
 def _leafed(layer: Layer) -> Layer:
     """The layer with its numeric dimension fields as traced leaves."""
     updates: dict[str, Any] = {}
@@ -85,30 +83,54 @@ def _symbolic(layer: Layer) -> Layer:
     updates: dict[str, Any] = {}
     for name in layer._dim_fields:
         v = layer.__dict__[name]
-        base = FIELD_SYMBOLS.get(name, name)
+        base = KIND_SYMBOLS.get(layer.kind, {}).get(name) or FIELD_SYMBOLS.get(name, name)
         if isinstance(v, int) and not isinstance(v, bool) and NEUTRAL.get(name) != v:
             updates[name] = symbol(base)
         elif isinstance(v, list):
-            updates[name] = [symbol(f"{base}_{a.lower()}") if isinstance(x, int) else x for x, a in zip(v, AXES.get(len(v), "HW"), strict=False)]
+            updates[name] = [symbol(n) if isinstance(x, int) else x for x, n in zip(v, _list_names(name, base, len(v)), strict=True)]
     return layer.model_copy(update=updates) if updates else layer
 
 
-def _in_symbols(shapes: list[Shape]) -> list[Shape]:
+def _list_names(field: str, base: str, n: int) -> list[str]:
+    """Symbols for a list field's entries: per spatial axis for a window's fields (``K_h, K_w``),
+    by position for the rest (a reshape's ``shape_0, shape_1, shape_2``: no H or W in a sequence)."""
+    if field in SPATIAL_FIELDS:
+        axes = AXES.get(n, ())
+        if len(axes) == n:
+            return [f"{base}_{a.lower()}" for a in axes]
+    return [f"{base}_{i}" for i in range(n)]
+
+
+def _in_symbols(shapes: list[Shape], roles: list[Roles | None], names: tuple[str, ...] | None = None, unify: str | None = None) -> list[Shape]:
+    """Symbols for the inputs' axes, named by what each axis holds (``C_in, H_in, W_in``; ``L_in,
+    F_in`` for a token sequence); several inputs are told apart by the layer's names for them
+    (``L_q, F_q`` for attention's q) or by number.  ``unify``: a symbol letter whose axes of equal
+    size are one symbol across the inputs (a causal mask asks whether L_q <= L_k: one L when both
+    are 1024)."""
     from .dims import symbol
 
-    out = []
-    for k, shape in enumerate(shapes):
-        suffix = "_in" if len(shapes) == 1 else f"_{k + 1}"
-        names = ["C", *AXES.get(len(shape) - 1, ())] if len(shape) > 1 else ["F"]
-        out.append(tuple(symbol(n + suffix) for n in names[: len(shape)]))
+    out: list[Shape] = []
+    seen: dict[tuple[str, str], Any] = {}
+    for k, (shape, r) in enumerate(zip(shapes, roles, strict=True)):
+        suffix = "_in" if len(shapes) == 1 else f"_{names[k]}" if names and k < len(names) else f"_{k + 1}"
+        syms = []
+        for name, d in zip(axis_symbols(r, len(shape), suffix), shape, strict=True):
+            letter = name[: -len(suffix)]
+            key = (letter, str(d))
+            if unify is not None and letter == unify and key in seen:
+                syms.append(seen[key])
+                continue
+            sym = symbol(name)
+            seen.setdefault(key, sym)
+            syms.append(sym)
+        out.append(tuple(syms))
     return out
 
 
-def _out_symbols(shape: Shape) -> Shape:
+def _out_symbols(shape: Shape, roles: Roles | None) -> Shape:
     from .dims import symbol
 
-    names = ["C", *AXES.get(len(shape) - 1, ())] if len(shape) > 1 else ["F"]
-    return tuple(symbol(n + "_out") for n in names[: len(shape)])
+    return tuple(symbol(n) for n in axis_symbols(roles, len(shape), "_out"))
 
 
 def _fmt_count(v: Any) -> str:
@@ -133,7 +155,7 @@ def _term_order(terms: list[Any]) -> list[Any]:
     puts H_in first but W_in last)."""
 
     def key(t: Any) -> tuple[bool, bool]:
-        has_input = any(str(x).endswith("_in") for x in t.free_symbols)
+        has_input = any(re.search(r"_(in|\d+|[qkvab])$", str(x)) for x in t.free_symbols)  # (C_in; L_q, F_k of attention's inputs)
         return not has_input, not t.could_extract_minus_sign()
 
     return sorted(terms, key=key)
@@ -174,7 +196,18 @@ def _formula(expr: Any, follow: Any = None) -> str:
             body = "*".join(t for _, t in sorted(texts, key=lambda p: p[0]))
             return f"-{body}" if coeff < 0 else body
 
-    return str(Printer().doprint(simplify(expr)))
+    return str(Printer().doprint(_factored(simplify(expr))))
+
+
+def _factored(expr: Any) -> Any:
+    """A polynomial with halves in it (causal attention's L*(L + 1)/2 pairs, which the layer
+    expands for its totals) as its factors: A*L*(L + 1)*(F_q + F_v)/2 reads as the worked line does."""
+    import sympy
+
+    if not isinstance(expr, sympy.Add) or all(t.as_coeff_Mul()[0].is_Integer for t in expr.args):
+        return expr
+    factored = sympy.factor(expr)
+    return factored if sympy.count_ops(factored) < sympy.count_ops(expr) else expr
 
 
 def _positions(follow: Any) -> dict[str, int]:
@@ -194,13 +227,13 @@ def _named(layer: Layer) -> Layer:
     updates: dict[str, Any] = {}
     for name in layer._dim_fields:
         v = layer.__dict__[name]
-        base = FIELD_SYMBOLS.get(name, name)
+        base = KIND_SYMBOLS.get(layer.kind, {}).get(name) or FIELD_SYMBOLS.get(name, name)
         if isinstance(v, int) and not isinstance(v, bool):
             updates[name] = leaf(v) if NEUTRAL.get(name) == v else Traced(v, base, NAMED)
         elif isinstance(v, list):
             updates[name] = [
-                Traced(x, f"{base}_{a.lower()}", NAMED) if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else x
-                for x, a in zip(v, AXES.get(len(v), "HW"), strict=False)
+                Traced(x, n, NAMED) if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else x
+                for x, n in zip(v, _list_names(name, base, len(v)), strict=True)
             ]
     return layer.model_copy(update=updates) if updates else layer
 
@@ -256,7 +289,10 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     lay_t = _leafed(layer)
     ins_t = [tuple(leaf(d) if isinstance(d, int) else d for d in s) for s in ins_num]
     out_t = tuple(leaf(d) if isinstance(d, int) else d for d in out_num)
-    lay_s, ins_s, out_s = _symbolic(layer), _in_symbols(ins_num), _out_symbols(out_num)
+    roles = axis_roles(G)
+    in_roles = [roles.get(i) for i in node["inputs"]]
+    lay_s, out_s = _symbolic(layer), _out_symbols(out_num, roles.get(name))
+    ins_s = _runnable_symbols(lay_s, ins_num, in_roles, out_s)
     # the same again with values that print as names: the order each formula follows
     lay_n, ins_n, out_n = _named(layer), [_named_shape(s, n) for s, n in zip(ins_num, ins_s, strict=True)], _named_shape(out_num, out_s)
     named = _try(lambda: {"out": lay_n.output_shape(ins_n), "weights": lay_n.weights(ins_n), "ops": lay_n.ops(ins_n, out_n)})
@@ -274,7 +310,7 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         worked = _worked(t)
         changed = str(simplify(untrace(t))) not in in_dims  # e.g. a ceil-mode size of a symbolic input: no formula, but a new size
         if worked or (g is not None and g not in passthrough and g != str(untrace(t))) or (symbolic_input and changed):
-            ex.steps.append(Step(f"output {_axis_names(out_num)[axis]}", g, worked, str(simplify(untrace(t)))))
+            ex.steps.append(Step(f"output {axis_labels(roles.get(name), len(out_num))[axis]}", g, worked, str(simplify(untrace(t)))))
 
     # parameters
     weights_t = lay_t.weights(ins_t)
@@ -326,6 +362,10 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         counted = conv.counts.get(f"{cat}/{layer.kind}", conv.counts.get(cat, 0))
         g = _formula(ops_s[cat] * batch, ops_n.get(cat)) if ops_s is not None and cat in ops_s else None
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
+    if layer.input_names:  # a product of its inputs (attention): say what each count is
+        from .layers.base import OP_CATEGORIES
+
+        ex.notes += [f"{cat}: {OP_CATEGORIES[cat]}" for cat in ops_t if cat in OP_CATEGORIES]
     macs = conv.macs(ops_t, layer.kind)
     macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
     if not is_symbolic(untrace(macs)) and untrace(macs) == 0:  # no "MACs 0 = 0" and "2*MACs = 2·0 = 0" lines
@@ -346,13 +386,20 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     # activation memory
     nbytes = dtype_bytes(dtype)
     if layer.in_place():
-        ex.steps.append(Step("memory", None, "", "0 B: returns its input tensor (in place), nothing new is allocated"))
+        storage = _try(lambda: layer.output_storage(ins_num))
+        what = {
+            "view": "a view of its input (the same storage), nothing new is allocated",
+            "strided": "a view of its input (the same storage), nothing new is allocated",
+            "reshape": "a reshape of its input, counted as a view (torch copies it where the input is not contiguous)",
+            "param": "a learned tensor: counted in params, no activation",
+        }.get(str(storage), "returns its input tensor (in place), nothing new is allocated")
+        ex.steps.append(Step("memory", None, "", f"0 B: {what}"))
     else:
         mem = _prod(out_t) * nbytes * batch  # elements × bytes per element, as the lecture writes it (64·56·56·4 B)
         general = _formula(_prod(out_s) * nbytes * batch, _prod(out_n) * nbytes * batch) + " B"
         ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", general, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
 
-    _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch)
+    _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch, [c for c in _symbol_choices(lay_s, ins_num, in_roles)])
 
     # receptive field
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
@@ -368,7 +415,30 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     return ex
 
 
-def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer, ins_s: list[Shape], out_s: Shape, nbytes: int, batch: Dim) -> None:
+def _runnable_symbols(lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None], out_s: Shape) -> list[Shape]:
+    """The inputs' symbols, each axis its own, unless the layer's formulas cannot run on them: then
+    with the axes of one letter and equal size made one symbol, letter by letter (causal attention
+    asks whether its L_q queries are at most its L_k keys: one L where both are 1024)."""
+    for ins_s in _symbol_choices(lay_s, ins_num, in_roles):
+        if _try(lambda ins_s=ins_s: (lay_s.output_shape(ins_s), lay_s.weights(ins_s), lay_s.ops(ins_s, out_s))) is not None:
+            return ins_s
+    return _in_symbols(ins_num, in_roles, lay_s.input_names)
+
+
+def _symbol_choices(lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None]) -> list[list[Shape]]:
+    """The inputs' symbols, each axis its own; then, for several inputs, with one letter's equal sizes unified, letter by letter."""
+    names = lay_s.input_names
+    first = _in_symbols(ins_num, in_roles, names)
+    if len(ins_num) < 2:
+        return [first]
+    letters = dict.fromkeys(str(d).rsplit("_", 1)[0] for s in first for d in s)
+    return [first, *(_in_symbols(ins_num, in_roles, names, unify=x) for x in letters)]
+
+
+def _explain_saved(
+    ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer, ins_s: list[Shape], out_s: Shape, nbytes: int, batch: Dim,
+    choices: list[list[Shape]] | None = None,
+) -> None:
     """What autograd keeps for this layer's backward in training (``archcalc memory``), and why."""
     from .passes import saved_tensors
 
@@ -382,21 +452,32 @@ def _explain_saved(ex: Explanation, G: Graph, node: dict[str, Any], layer: Layer
         why = "no input requires grad and it has no parameters: no autograd node" if not node["grad"] else "nothing: its backward needs only sizes"
         ex.steps.append(Step("saved for backward", None, "", f"0 B ({why})"))
         return
-    general = _general_dict(  # (the fused kernel's, where the pass above chose it)
-        lambda: {
-            s.tensor + (str(s.input) if s.tensor == "input" else ""): s for s in (layer.saved_fused(ins_s, out_s) or layer.saved(ins_s, out_s) or [])
-        }
-    )
+    # the fused kernel's, where the pass above chose it for these numbers (on symbols it may not
+    # be able to tell: flash needs E = Ev, so its inputs' symbols are unified until it can)
+    fused = _try(lambda: layer.saved_fused(node["in_shapes"], node["shape"])) is not None
+    if fused:
+        ins_s = next((c for c in choices or [ins_s] if _try(lambda c=c: layer.saved_fused(c, out_s)) is not None), ins_s)
+    kept_by = layer.saved_fused if fused else layer.saved
+    general = _general_dict(lambda: {s.tensor + (str(s.input) if s.tensor == "input" else ""): s for s in (kept_by(ins_s, out_s) or [])})
     for st in kept:
         s = st.saved
         label = f"saved: {s.tensor}" + (f" {s.input}" if s.tensor == "input" and len(node["inputs"]) > 1 else "")
         if s.is_new and s.dtype != "act":
             label += f" ({s.dtype})"
         g = None
-        sym = general.get(s.tensor + (str(s.input) if s.tensor == "input" else "")) if general else None
+        copy = re.fullmatch(r"copy of input (\d+)", s.tensor)  # (a matmul's input copied for bmm: the layer's input, laid out anew)
+        key = f"input{copy.group(1)}" if copy else s.tensor + (str(s.input) if s.tensor == "input" else "")
+        sym = general.get(key) if general else None
+        width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
+        if sym is not None and s.tensor == "input" and not copy and st.storage != node["inputs"][s.input]:
+            viewed = simplify(_prod(node["in_shapes"][s.input]) * width * (batch if s.batched else 1))
+            if str(viewed) != str(simplify(st.nbytes(batch))):  # the backward keeps what its input is a part of, whole
+                sym = None
+                ex.notes.append(f"{label}: its input is a part of {st.storage}'s output, which the backward keeps whole")
         if sym is not None:
             shape = ins_s[s.input] if s.tensor == "input" else out_s if s.tensor == "output" else sym.shape
-            width = {"float32": 4, "int64": 8, "bool": 1}.get(s.dtype, nbytes)
+            if copy:
+                shape = sym.shape or ins_s[sym.input]
             follow = _prod(Traced(2, str(d), NAMED) if is_symbolic(d) and getattr(d, "is_Symbol", False) else d for d in shape) * width
             g = _formula(_prod(shape) * width * (batch if s.batched else 1), follow) + " B"  # elements × bytes, as the memory line
         ex.steps.append(Step(label, g, "", _fmt_bytes(st.nbytes(batch))))
@@ -576,7 +657,7 @@ def render_explanation(ex: Explanation, fmt: str = "text") -> str:
     # the network's input is named 'input': "input 3×227×227", not "input input 3×227×227"
     inputs = ", ".join(_shape(s) if n == "input" else f"{n} {_shape(s)}" for n, s in zip(ex.inputs, ex.input_shapes, strict=True))
     where = f" in {escape_control(ex.network)}" if ex.network else ""
-    head = f"{ex.layer} ({ex.type}){where}: input {inputs} \u2192 output {_shape(ex.output_shape)}"
+    head = f"{ex.layer} ({ex.type}){where}: {f'input {inputs}' if inputs else 'no input'} \u2192 output {_shape(ex.output_shape)}"
     if fmt == "markdown":
         from .render import md_escape, md_text
 
@@ -793,26 +874,23 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     return "\n".join(out) + "\n\n" + table
 
 
-def explain_total(rep: Report, quantity: str = "flops") -> str:
+def explain_total(rep: Report, quantity: str = "flops", fmt: str = "text") -> str:
     """Where each term of a total comes from: the total, then each of its terms with the rows that
     make it up (a row of a block repeated l times counts l times).  For a numeric total, the rows
-    that make up most of it."""
+    that make up most of it.  ``fmt``: text, markdown or latex (as explain's other targets)."""
     from .dims import expand
 
     titles = {"flops": f"FLOPs ({rep.convention})", "macs": f"MACs ({rep.convention})", "params": "params"}
     title = titles[quantity]
     total = rep.totals[quantity]
-    lines = [f"{escape_control(rep.display_name)}: total {title} = {human_text(total) if is_symbolic(total) else f'{int(total):,}'}", ""]
+    name = escape_control(rep.display_name)
     parts = [(r, expand(getattr(r, quantity) * r.repeat)) for r in rep.counted_rows]
     parts = [(r, v) for r, v in parts if v != 0]
     if not is_symbolic(total):
         parts.sort(key=lambda p: -int(p[1]))
-        for r, v in parts[:12]:
-            share = 100 * int(v) / int(total) if total else 0
-            lines.append(f"  {r.name:40s} {int(v):>22,}  {share:5.1f}%")
-        if len(parts) > 12:
-            lines.append(f"  ... {len(parts) - 12} more rows, {int(total) - sum(int(v) for _, v in parts[:12]):,} in all")
-        return "\n".join(lines) + "\n"
+        top = [(escape_control(r.name), int(v), 100 * int(v) / int(total) if total else 0.0) for r, v in parts[:12]]
+        more = f"... {len(parts) - 12} more rows, {int(total) - sum(v for _, v, _ in top):,} in all" if len(parts) > 12 else ""
+        return _total_numeric(name, title, int(total), top, more, fmt)
     import sympy
 
     by_term: dict[Any, list[tuple[Any, Any]]] = {}
@@ -820,15 +898,82 @@ def explain_total(rep: Report, quantity: str = "flops") -> str:
         for term in sympy.Add.make_args(sympy.expand(v)):
             _, monomial = term.as_coeff_Mul()
             by_term.setdefault(monomial, []).append((r, term))
+    # (term or None for one that cancels, [(part, row name, copies of what or None)])
+    terms: list[tuple[Any, Any, list[tuple[Any, str, Any]]]] = []
     for term in _printed_terms(total):
         _, monomial = term.as_coeff_Mul()
-        lines.append(f"{human_text(term)}")
-        for r, part in by_term.pop(monomial, []):
-            times = "" if r.repeat == 1 else f"  ({human_text(r.repeat)} copies of {human_text(sympy.expand(part / r.repeat))})"
-            lines.append(f"  = {human_text(part):24s} {r.name}{times}")
+        rows = by_term.pop(monomial, [])
+        each = [(p, escape_control(r.name), None if r.repeat == 1 else (r.repeat, sympy.expand(p / r.repeat))) for r, p in rows]
+        terms.append((term, monomial, each))
     for monomial, rest in by_term.items():  # terms that cancel in the total
-        lines.append(f"{human_text(monomial)} (cancels in the total)")
-        lines += [f"  {human_text(p):26s} {r.name}" for r, p in rest]
+        terms.append((None, monomial, [(p, escape_control(r.name), None) for r, p in rest]))
+    return _total_symbolic(name, title, total, terms, fmt)
+
+
+def _total_numeric(name: str, title: str, total: int, top: list[tuple[str, int, float]], more: str, fmt: str) -> str:
+    """explain total of a numeric network: its largest rows and their shares."""
+    if fmt == "markdown":
+        from .render import md_escape, md_text
+
+        out = [f"**{md_text(name)}: total {md_escape(title)} = {total:,}**", "", f"| layer | {md_escape(title)} | share |", "|---|---:|---:|"]
+        out += [f"| {md_text(n)} | {v:,} | {share:.1f}% |" for n, v, share in top]
+        return "\n".join(out + ([f"\n*{md_escape(more)}*"] if more else [])) + "\n"
+    if fmt == "latex":
+        from .render import _latex_escape
+
+        out = [rf"\noindent {_latex_escape(name)}: total {_latex_escape(title)} = ${latex_number(f'{total:,}')}$", "", r"\begin{tabular}{lrr}"]
+        out += [r"\toprule", rf"Layer & {_latex_escape(title)} & Share \\", r"\midrule"]
+        out += [rf"{_latex_escape(n)} & ${latex_number(f'{v:,}')}$ & {share:.1f}\% \\" for n, v, share in top]
+        out += [r"\bottomrule", r"\end{tabular}"]
+        if more:
+            out.append(rf"\par\footnotesize {_latex_escape(more)}")
+        return "\n".join(out) + "\n"
+    lines = [f"{name}: total {title} = {total:,}", ""]
+    lines += [f"  {n:40s} {v:>22,}  {share:5.1f}%" for n, v, share in top]
+    return "\n".join(lines + ([f"  {more}"] if more else [])) + "\n"
+
+
+def _total_symbolic(name: str, title: str, total: Any, terms: list[tuple[Any, Any, list[tuple[Any, str, Any]]]], fmt: str) -> str:
+    """explain total of a formula: each term, then the rows that make it up."""
+    if fmt == "markdown":
+        from .render import md_escape, md_text
+
+        def code(v: Any) -> str:
+            return f"`{human_text(v)}`"
+
+        out = [f"**{md_text(name)}: total {md_escape(title)} = {code(total)}**", "", "| term | part | layer | copies |", "|---|---|---|---|"]
+        for term, monomial, rows in terms:
+            head = code(term) if term is not None else f"{code(monomial)} (cancels in the total)"
+            for i, (part, row, copies) in enumerate(rows or [(None, "", None)]):
+                each = f"{human_text(copies[0])} copies of {code(copies[1])}" if copies else ""
+                out.append(f"| {head if i == 0 else ''} | {code(part) if part is not None else ''} | {md_text(row)} | {each} |")
+        return "\n".join(out) + "\n"
+    if fmt == "latex":
+        import sympy
+
+        from .render import _latex_escape
+
+        def m(v: Any) -> str:
+            return f"${sympy.latex(v)}$"
+
+        out = [rf"\noindent {_latex_escape(name)}: total {_latex_escape(title)} = {m(total)}", "", r"\begin{tabular}{llll}"]
+        out += [r"\toprule", r"Term & Part & Layer & Copies \\", r"\midrule"]
+        for term, monomial, rows in terms:
+            head = m(term) if term is not None else f"{m(monomial)} (cancels)"
+            for i, (part, row, copies) in enumerate(rows or [(None, "", None)]):
+                each = f"{m(copies[0])} of {m(copies[1])}" if copies else ""
+                out.append(rf"{head if i == 0 else ''} & {m(part) if part is not None else ''} & {_latex_escape(row)} & {each} \\")
+        return "\n".join([*out, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    lines = [f"{name}: total {title} = {human_text(total)}", ""]
+    for term, monomial, rows in terms:
+        if term is None:
+            lines.append(f"{human_text(monomial)} (cancels in the total)")
+            lines += [f"  {human_text(p):26s} {row}" for p, row, _ in rows]
+            continue
+        lines.append(human_text(term))
+        for p, row, copies in rows:
+            times = f"  ({human_text(copies[0])} copies of {human_text(copies[1])})" if copies else ""
+            lines.append(f"  = {human_text(p):24s} {row}{times}")
     return "\n".join(lines) + "\n"
 
 

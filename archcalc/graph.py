@@ -283,14 +283,16 @@ class _Compiler:
                     prev = out
                 continue
             key = (id(entry), env_key)
-            cached = self.bound.get(key)
+            cached = self.bound.get(key) if prefix else None  # (the network's own layers are bound once: no cache)
             if cached is not None:
                 bound = cached
             else:
                 try:
-                    bound = self.bound[key] = entry.bind(env)
+                    bound = entry.bind(env)
                 except SpecError as e:
                     raise e.located(layer=full) from None
+                if prefix:
+                    self.bound[key] = bound
             local[local_name] = full
             pending.append((full, bound, entry.inputs, entry.training_only))
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')

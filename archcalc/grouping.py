@@ -99,8 +99,12 @@ def group_rows(rep: Report, depth: int | None) -> list[Group]:
 def block(rep: Report, name: str) -> Group | None:
     """The block call ``name`` (``layer1``, ``layer1.0``, ``Mixed_5b``: any scope a row sits in), with
     its rows and totals; None if no row sits in it.  ``check`` and ``explain`` both take a block by
-    this rule, so they agree on its sums."""
+    this rule, so they agree on its sums.  A name that only prefixes layer names (ResNet's
+    ``layer1.0.downsample``: its ``.0`` conv and ``.1`` batchnorm, written inside the block) holds
+    those layers, as ``memory --checkpoint`` reads it."""
     rows = tuple(r for r in rep.rows if name in r.scope)
+    if not rows:
+        rows = tuple(r for r in rep.rows if r.name.startswith(name + "."))
     if not rows:
         return None
     call = one_copy_of(rep, name)

@@ -217,16 +217,18 @@ def render_inference(c: InferenceCosts, fmt: str = "text") -> str:
     dec_i, pre_i = c.intensity(c.decode_flops, c.decode_bytes), c.intensity(c.prefill_flops, c.prefill_bytes)
     per = "" if c.batch == 1 else f" (batch {dim_text(c.batch)})"
     cache = dim_text(c.cache)
+    # --cache S (or 2*S): "at S positions", not "at S = S positions"
+    at = cache if "S" in {str(x) for x in getattr(c.cache, "free_symbols", ())} else f"S = {cache}"
     prefill_bound, decode_bound = c.verdict(pre_i, "prefill"), c.verdict(dec_i, "decode")
     lines = [
         f"{c.name}: inference in {c.dtype}, MACs by the '{c.convention}' convention{per}",
         "",
         f"KV cache: {count(c.kv_per_position)} elements per position per sample ({dim_text(c.attention_layers)} attention layers, keys and values)",
-        f"  at S = {cache} positions: {size(c.kv_cache_bytes)}",
+        f"  at {at} positions: {size(c.kv_cache_bytes)}",
         f"prefill of {dim_text(c.prompt)} tokens: MACs {count(c.prefill_macs)}, FLOPs {count(c.prefill_flops)}",
         f"  bytes (weights once + the cache written): {size(c.prefill_bytes)}",
         f"  intensity {_intensity_text(pre_i)} FLOP/byte: {prefill_bound}",
-        f"decode step, S = {cache} cached positions (one generated token): MACs {count(c.decode_macs)}, FLOPs {count(c.decode_flops)}",
+        f"decode step, {at} cached positions (one generated token): MACs {count(c.decode_macs)}, FLOPs {count(c.decode_flops)}",
         f"  bytes (weights {size(c.weight_bytes)} + the cache read + one position written): {size(c.decode_bytes)}",
         f"  intensity {_intensity_text(dec_i)} FLOP/byte: {decode_bound}",
     ]

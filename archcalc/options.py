@@ -23,15 +23,28 @@ def parse_set(items: Sequence[str]) -> dict[str, int]:
     for item in items:
         m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([0-9]+)\s*", item, re.ASCII)
         if not m:
-            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {_shown(item)}", field="--set")
+            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER (digits 0-9, as H=224), got {_shown(item)}{_write_instead(item)}", field="--set")
         try:
             value = parse_int_text(m.group(2), f"--set {m.group(1)}")
         except DimError as e:
             raise SpecError(str(e), field="--set") from None
         if value <= 0:
-            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER, got {_shown(item)}", field="--set")
+            raise SpecError(f"--set needs SYMBOL=POSITIVE_INTEGER (1 or more), got {_shown(item)}", field="--set")
         values[m.group(1)] = value
     return values
+
+
+def _write_instead(item: str) -> str:
+    """For --set H=1e3, H=224.0 or H=1,000: what to write instead (H=1000), or ''."""
+    m = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*([0-9.eE+,_]{1,40})\s*", item, re.ASCII)
+    if not m:
+        return ""
+    text = m.group(2).replace(",", "").replace("_", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return ""
+    return f" (write {m.group(1)}={int(value)})" if value.is_integer() and 1 <= value < 1e18 else ""
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -53,6 +66,29 @@ def check_shape_text(text: str, field: str) -> None:
             raise SpecError(f"{_shown(p)} is not a size: write numbers with the digits 0-9 (and symbols as names: H, W)", field=field)
         if p.isdigit() and len(p.lstrip("0")) > MAX_DIGITS:
             raise SpecError(f"a size of {len(p)} digits; archcalc reads at most {MAX_DIGITS}", field=field)
+
+
+def parse_input(text: str, field: str = "--input") -> list[int | str]:
+    """``--input 3,224,224`` (or ``3x224x224``, ``C,H,W``): the shape, each size checked here, so
+    that every command says the same of a bad one, naming the flag (``'1e3' is not a whole number
+    written with the digits 0-9 (write 1000)``), before any spec or model is read."""
+    from .dims import DimError, as_int, parse_dim
+    from .quick import parse_shape
+
+    check_shape_text(text, field)
+    try:
+        shape = parse_shape(text)
+    except SpecError as e:
+        raise SpecError(e.message, field=field) from None
+    for x in shape:
+        try:
+            v = parse_dim(x) if isinstance(x, str) else x
+        except DimError as e:
+            raise SpecError(str(e), field=field) from None
+        n = as_int(v)
+        if n is not None and n <= 0:
+            raise SpecError(f"input sizes must be positive whole numbers or names (C, H, W), got {x!r}", field=field)
+    return shape
 
 
 def parse_batch(text: str, values: dict[str, int]) -> Any:
@@ -85,4 +121,4 @@ def check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse
             raise SpecError(f"--set {name}: the spec uses no symbol {name!r}{hint}", file=file, field="--set")
 
 
-__all__ = ["check_set_names", "check_shape_text", "parse_batch", "parse_set"]
+__all__ = ["check_set_names", "check_shape_text", "parse_batch", "parse_input", "parse_set"]

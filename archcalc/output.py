@@ -98,11 +98,32 @@ def atomic_write_all(files: Sequence[tuple[str | os.PathLike[str], str | bytes]]
 
 
 def write_output(text: str, path: str | None) -> None:
-    """Print ``text``, or write it to ``path`` atomically (``None`` or ``-``: stdout)."""
+    """Print ``text``, or write it to ``path`` atomically (``None`` or ``-``: stdout).
+
+    Standard output is flushed here, so that a reader that closed the pipe early (``archcalc check
+    ... | head -1``) is met now: that is quiet, and the command goes on to its own exit status (a
+    wrong claim is still 1).  A full disk (``> /dev/full``) raises OSError, one error line in main."""
     if path is None or path == "-":
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            drop_stream(sys.stdout)
         return
     atomic_write(path, text)
 
 
-__all__ = ["EXTENSIONS", "atomic_write", "atomic_write_all", "format_for", "write_output"]
+def drop_stream(stream: object) -> None:
+    """Point a standard stream's file descriptor at /dev/null, so that what is still buffered for a
+    closed pipe or a full disk is dropped at exit, not written again (a second error, or a
+    traceback and exit 120)."""
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file (tests capture it): nothing to protect
+        pass
+
+
+__all__ = ["EXTENSIONS", "atomic_write", "atomic_write_all", "drop_stream", "format_for", "write_output"]

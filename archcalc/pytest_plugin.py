@@ -19,7 +19,8 @@ import pytest
 
 @pytest.fixture
 def archcalc_verify() -> Callable[..., Any]:
-    """``archcalc_verify(spec_path, module, input_shape=None)``: assert the model matches its spec."""
+    """``archcalc_verify(spec_path, module, input_shape=None, **options)``: assert the model matches
+    its spec (``options``: ``values``, ``batch``, ``device``, ``output_key`` for a dict output)."""
     from .assertions import assert_matches
 
     return assert_matches

@@ -24,6 +24,8 @@ from .spec import Architecture, load_spec, parse_spec
 
 QUANTITIES = ("params", "macs", "flops", "activation_bytes")
 _SIZE, _JUMP = operator.itemgetter(0), operator.itemgetter(1)  # AxisRF.size, AxisRF.jump
+_COLUMN = {q: operator.attrgetter(q) for q in QUANTITIES}
+_REPEAT = operator.attrgetter("repeat")
 IN_PLACE_NOTE = "returns its input tensor (in place): no new activation memory"
 
 
@@ -107,13 +109,13 @@ class Report:
     @property
     def counted_rows(self) -> list[Row]:
         """Rows that make up the totals (auxiliary training-only heads excluded unless asked for)."""
-        return [r for r in self.rows if self.include_training_only or not r.training_only]
+        return list(self.rows) if self.include_training_only else [r for r in self.rows if not r.training_only]
 
     @property
     def totals(self) -> dict[str, Dim]:
         rows = self.counted_rows
-        if all(type(r.repeat) is int and r.repeat == 1 for r in rows):
-            return {q: _total([getattr(r, q) for r in rows]) for q in QUANTITIES}
+        if set(map(_REPEAT, rows)) <= {1}:  # (a symbolic count is no 1)
+            return {q: _total(list(map(_COLUMN[q], rows))) for q in QUANTITIES}
         return {q: expand(_total([getattr(r, q) * r.repeat for r in rows])) for q in QUANTITIES}  # a row of a block repeated l times counts l times
 
     def row(self, name: str) -> Row:
@@ -266,14 +268,17 @@ def report_from_graph(
         if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
             rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
-        multiples = G.graph.get("multiples")
-        exact = assume_multiples(multiples) if multiples else None
-        for row in rows:
-            if exact is not None:
-                _apply(row, exact)
-            _fold_integers(row)
-        if not free_symbols_of((*G.graph["input_shape"], batch)):
-            _note_stray_symbols(rows, nodes)
+        numeric = all(type(d) is int for d in (*G.graph["input_shape"], batch))
+        # numbers in, no symbol in any layer's fields, no symbolic repeat count: every value is an int already
+        if not numeric or _note_stray_symbols(rows, nodes) or G.graph.get("symbolic_repeats"):
+            multiples = G.graph.get("multiples")
+            exact = assume_multiples(multiples) if multiples else None
+            for row in rows:
+                if exact is not None:
+                    _apply(row, exact)
+                _fold_integers(row)
+            if not numeric and not free_symbols_of((*G.graph["input_shape"], batch)):
+                _note_stray_symbols(rows, nodes)  # (sympy Integers in, numbers all the same)
     return Report(
         G.graph["name"],
         tuple(G.graph["input_shape"]),
@@ -290,6 +295,8 @@ def report_from_graph(
 def _total(values: list[Dim]) -> Dim:
     """The sum of a column: ints added as ints, symbolic terms in one sympy Add (adding them one by
     one re-flattens a growing sum each time: a symbolic ViT's totals took most of its analysis)."""
+    if set(map(type, values)) <= {int}:  # the numeric case, summed in C
+        return sum(values)
     ints = sum(v for v in values if type(v) is int)
     terms = [v for v in values if type(v) is not int]
     if not terms:
@@ -314,16 +321,27 @@ def free_symbols_of(values: Sequence[Any]) -> set[str]:
     return {name for v in values for name in free_symbols(v)}
 
 
-def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
+def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> bool:
     """The input is numeric, yet symbols remain: name each one, and the layer field it came from,
-    on the first row that has it ("padding": "smae" is a symbol named smae, not an error)."""
+    on the first row that has it ("padding": "smae" is a symbol named smae, not an error).
+    Whether any layer holds a symbol."""
     seen: set[str] = set()
+    per_layer: dict[int, list[tuple[str, set[str]]]] = {}  # id(layer) -> (field, its symbols): copies of a block share their layers
     for row in rows:
         layer = nodes[row.name]["layer"]
+        fields = per_layer.get(id(layer))
+        if fields is None:
+            fields = per_layer[id(layer)] = []
+            for field_name in layer._dim_fields:
+                value = layer.__dict__[field_name]
+                symbols = free_symbols_of(value if isinstance(value, list) else [value])
+                if symbols:
+                    fields.append((field_name, symbols))
+        if not fields:
+            continue
         found, names = [], []
-        for field_name in layer._dim_fields:
-            value = layer.__dict__[field_name]
-            new = sorted(free_symbols_of(value if isinstance(value, list) else [value]) - seen)
+        for field_name, symbols in fields:
+            new = sorted(symbols - seen)
             if new:
                 seen.update(new)
                 names += new
@@ -332,12 +350,16 @@ def _note_stray_symbols(rows: list[Row], nodes: Mapping[str, Any]) -> None:
             them = "them" if len(names) > 1 else "it"
             stray = f"the input is numeric, but {', '.join(found)}: values that depend on {them} are formulas (a typo? else --set {names[0]}=N)"
             row.note = f"{row.note}; {stray}" if row.note and row.note != IN_PLACE_NOTE else stray
+    return any(per_layer.values())
+
+
+_INT = {int}
 
 
 def _fold_integers(row: Row) -> None:
     """A symbolic row's values that came out as sympy Integers become ints (exact either way)."""
     values = (row.params, row.macs, row.flops, row.activation_bytes, row.buffers)
-    if all(type(v) is int for v in (*values, row.repeat, *row.output_shape, *row.receptive_field, *row.effective_stride)):
+    if set(map(type, (*values, row.repeat, *row.output_shape, *row.receptive_field, *row.effective_stride))) <= _INT:
         return
     row.output_shape, row.receptive_field, row.effective_stride = (
         tuple(simplify(d) for d in t) for t in (row.output_shape, row.receptive_field, row.effective_stride)

@@ -75,6 +75,11 @@ def _validate_entry(value: Any) -> Layer | BlockCall:
     not all ~60 at import: that halves the start-up time of every command.  Errors keep their
     locations (``layers.3.kernel_size``).
     """
+    if type(value) is dict:  # the usual case, first: a type whose validator is built
+        tag = value.get("type")
+        validate = _VALIDATORS.get(tag) if type(tag) is str else None
+        if validate is not None:
+            return validate(value)  # type: ignore[no-any-return]
     if isinstance(value, Layer | BlockCall):
         return value
     if not isinstance(value, dict):
@@ -252,19 +257,54 @@ def _pydantic_message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _fields_hint(data: Any, loc: tuple[Any, ...]) -> str:
-    """For an unknown field: the fields the layer type does have."""
-    node, tag = data, None
-    for key in loc[:-1]:  # walk to the object that holds the unknown field
+def _holder(data: Any, loc: tuple[Any, ...]) -> tuple[Any, str | None, Any]:
+    """The object that holds the field at ``loc``: its JSON, what to call it ('conv2d', 'the spec',
+    'a block definition') and its model; or (None, None, None)."""
+    node: Any = data
+    model: Any = Architecture
+    what: str | None = "the spec"
+    for i, key in enumerate(loc[:-1]):
         try:
             node = node[key]
         except (KeyError, IndexError, TypeError):
-            return ""
-    if isinstance(node, dict):
-        tag = node.get("type")
-    if not isinstance(tag, str) or tag not in ENTRY_TYPES:
-        return ""
-    return f" of {tag}; its fields: {', '.join(ENTRY_TYPES[tag].model_fields)}"
+            return None, None, None
+        parent = loc[i - 1] if i else None
+        if parent == "layers":
+            tag = node.get("type") if isinstance(node, dict) else None
+            model = ENTRY_TYPES.get(tag) if isinstance(tag, str) else None
+            what = tag
+        elif parent == "blocks":
+            model, what = BlockDef, "a block definition"
+        elif parent == "symbols":
+            model, what = SymbolInfo, "a symbol"
+        else:
+            model, what = None, None
+    return (node, what, model) if isinstance(node, dict) and model is not None else (None, None, None)
+
+
+def _squeeze(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _unknown_field(data: Any, loc: tuple[Any, ...]) -> tuple[str, str | None]:
+    """The message for an unknown field, and the field it is most likely a slip for (a case or
+    underscore slip, else difflib's closest): 'out_channel' -> 'out_channels'.  Never the field
+    itself, nor one the object already gives."""
+    import difflib
+
+    node, what, model = _holder(data, loc)
+    if model is None:
+        return "unknown field", None
+    field = str(loc[-1])
+    fields = [f for f in model.model_fields if f != field]
+    squeezed = {_squeeze(f): f for f in fields}
+    absent = [f for f in fields if f not in node]
+    near = [squeezed[_squeeze(field)]] if _squeeze(field) in squeezed else []
+    near = [f for f in near if f in absent] or difflib.get_close_matches(field, absent, n=1, cutoff=0.75)  # (one it gives already is no slip)
+    of = f" of {what}" if what else ""
+    if near:
+        return f"unknown field{of}; did you mean {near[0]!r}?", near[0]
+    return f"unknown field{of}; its fields: {', '.join(model.model_fields)}", None
 
 
 def parse_spec(data: Any, file: str | None = None) -> Architecture:
@@ -275,15 +315,23 @@ def parse_spec(data: Any, file: str | None = None) -> Architecture:
         return Architecture.model_validate(data)
     except ValidationError as e:
         errs = e.errors()
-        # a missing/unknown 'type' makes pydantic report nothing else useful: report it first
-        err = next((x for x in errs if x["type"].startswith("union_tag")), errs[0])
+        # a missing/unknown 'type' makes pydantic report nothing else useful: report it first; then
+        # an unknown field, most often the slip behind a 'missing' one (out_channel for out_channels)
+        tag = next((x for x in errs if x["type"].startswith("union_tag")), None)
+        err = tag or next((x for x in errs if x["type"] == "extra_forbidden"), errs[0])
         layer, field = _loc_to_layer(data, tuple(err["loc"]))
-        places = {_loc_to_layer(data, tuple(x["loc"])) for x in errs}  # a union reports one error per member
-        more = f" (and errors in {len(places) - 1} more places)" if len(places) > 1 else ""
-        hint = _fields_hint(data, tuple(err["loc"])) if err["type"] == "extra_forbidden" else ""
+        message, meant = _pydantic_message(dict(err)), None
+        if err["type"] == "extra_forbidden":
+            message, meant = _unknown_field(data, tuple(err["loc"]))
+        slip = (*tuple(err["loc"])[:-1], meant)  # missing only because of the slip: not another place
+        places = {_loc_to_layer(data, tuple(x["loc"])) for x in errs if not (x["type"] == "missing" and tuple(x["loc"]) == slip)}
+        n = len(places) - 1
+        more = f" (and errors in {n} more place{'s' if n > 1 else ''})" if n else ""  # (a union reports one per member)
         if err["type"].startswith("union_tag"):
             field = field or "type"
-        raise SpecError(_pydantic_message(dict(err)) + hint + more, layer=layer, field=field, file=file) from None
+        if tuple(err["loc"])[:1] == ("symbols",):  # symbols.H.multiple_of, not 'symbols'
+            field = ".".join(map(str, err["loc"]))
+        raise SpecError(message + more, layer=layer, field=field, file=file) from None
 
 
 def spec_symbols(arch: Architecture) -> set[str]:

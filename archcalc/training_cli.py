@@ -69,8 +69,7 @@ def add_memory_parsers(sub: Any) -> None:
 
 def _analyse(args: argparse.Namespace, batch: Any) -> Any:
     from .graph import compile_graph
-    from .options import check_set_names, parse_set
-    from .quick import parse_shape
+    from .options import check_set_names, parse_input, parse_set
     from .report import gc_paused
     from .spec import load_spec
     from .training import training_memory_from_graph
@@ -81,7 +80,7 @@ def _analyse(args: argparse.Namespace, batch: Any) -> Any:
         check_set_names(values, arch, args.spec, args)
     try:
         with gc_paused():
-            shape = parse_shape(args.input) if args.input else None
+            shape = parse_input(args.input) if args.input else None
             G = compile_graph(arch, values=values, input_shape=shape)
             return training_memory_from_graph(
                 G,

@@ -128,7 +128,7 @@ CASES = [
     ("expr-attribute", spec(conv(out_channels="C.real")), ["field 'out_channels'", "uses '.' (attribute access)"]),
     ("expr-power", spec(conv(out_channels="C**2")), ["field 'out_channels'", "uses '**'"]),
     ("expr-true-division", spec(conv(out_channels="C/2")), ["field 'out_channels'", "uses '/' (write // for whole-number division)"]),
-    ("expr-float", spec(conv(out_channels="2.5*C")), ["field 'out_channels'", "uses the constant 2.5, which is not a whole number"]),
+    ("expr-float", spec(conv(out_channels="2.5*C")), ["field 'out_channels'", "'2.5*C' uses '2.5', which is not a whole number"]),
     # said plainly (it read "'__class__' uses Name; only names ... are allowed")
     ("expr-dunder", spec(conv(out_channels="__class__")), ["field 'out_channels'", "the name '__class__', which starts with '_'", "not starting"]),
     ("expr-too-long", spec(conv(out_channels="+".join(["C"] * 200))), ["field 'out_channels'", "longer than"]),

@@ -108,3 +108,15 @@ def test_totals_json_round_trip(spec: str) -> None:
     for v in doc["totals"].values():
         if isinstance(v, str):
             sympy.sympify(v, locals={n: sympy.Symbol(n) for n in doc["symbols"]})
+
+
+@pytest.mark.parametrize(
+    ("cache", "said"), [("S", "at S positions:"), ("2*S", "at 2*S positions:"), (None, "at S = s positions:"), ("64", "at S = 64 positions:")]
+)
+def test_inference_never_writes_s_equals_s(cache: str | None, said: str) -> None:
+    """--cache S printed 'at S = S positions' (review 1, finding 4): the cache length is named S,
+    so a cache given in S is written as it is; any other length is 'S = ...'."""
+    r = cli("inference", str(SPECS / "transformer_lm.json"), *(["--cache", cache] if cache else []))
+    assert r.code == 0, r.err
+    assert said in r.out.splitlines()[3]
+    assert "S = S" not in r.out and "S = 2*S" not in r.out

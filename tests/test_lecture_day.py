@@ -143,6 +143,22 @@ def test_a_budget_on_a_free_repeat_count_says_which_counts_keep_within_it(tmp_pa
     assert "over the budget already at n = 1" in r.out
 
 
+@pytest.mark.parametrize(
+    ("claim", "says"),
+    [
+        ("total.params>=2.5K", "true for n from 4 on"),  # 224 + 3*576 = 1,952 < 2,500 <= 2,528 = 224 + 4*576
+        ("total.params>2528", "true for n from 5 on"),  # n = 4 gives 2,528 exactly: not more than it
+        ("total.params>=2528", "true for n from 4 on"),
+        ("total.params>=800", "true for every n (already at n = 1)"),  # 224 + 576 = 800
+        ("total.params>799", "true for every n (already at n = 1)"),
+    ],
+)
+def test_a_lower_bound_on_a_free_repeat_count_says_from_which_count_it_holds(tmp_path: Path, claim: str, says: str) -> None:
+    """>= and > said nothing of n where <= gave its range (review 1, finding 8): the same bisection, the other side."""
+    r = cli("check", _write(tmp_path, REPEATED), claim)
+    assert r.code == 2 and f"params here is a formula, 576*n + 224, {says}: give the symbols values with --set" in r.out, r.out
+
+
 def test_a_wrong_figure_for_a_formula_is_judged_not_a_crash(tmp_path: Path) -> None:
     r = cli("check", _write(tmp_path, REPEATED), "total.params=4000", "total.params=224+576*n")
     assert r.code == 1 and "internal error" not in r.err

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli
+from conftest import ROOT, cli
 
 from archcalc import parse_spec
 from archcalc.dims import MAX_DIGITS, DimError, parse_dim
@@ -445,6 +445,49 @@ def test_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     p.stdout.close()
     err = p.stderr.read()
     assert p.wait() == 0 and first.startswith(b"long: input 4") and err == b""
+
+
+def _run_into_closed_pipe(*args: str) -> tuple[int, bytes]:
+    """Run archcalc with its stdout a pipe whose reader is gone before it writes (`archcalc ... | true`):
+    every write fails with EPIPE, deterministically."""
+    import os
+    import subprocess
+    import sys
+
+    read, write_end = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run([sys.executable, "-m", "archcalc", *args], stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT, timeout=120)
+    finally:
+        os.close(write_end)
+    return p.returncode, p.stderr
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        (["conv1.macs=73M"], 0),  # 64*56*56 * 3*11*11 = 72,855,552: right to 1M
+        (["conv1.macs=73M", "pool2.output=14x14"], 1),  # 192x13x13: a wrong claim
+        (["conv1.macs=73Q"], 2),  # unreadable
+    ],
+)
+def test_a_closed_pipe_keeps_checks_verdict(claims: list[str], code: int) -> None:
+    """`archcalc check ... | head -1`: a closed pipe was exit 0 even with a wrong claim (review 1,
+    finding 7).  The pipe is quiet; the verdict stands."""
+    rc, err = _run_into_closed_pipe("check", "specs/alexnet.json", *claims)
+    assert rc == code, err
+    assert b"Traceback" not in err and (err == b"" if code < 2 else err.count(b"\n") == 1), err
+
+
+def test_a_closed_pipe_and_a_full_disk_on_stdout_and_stderr() -> None:
+    import subprocess
+    import sys
+
+    assert _run_into_closed_pipe("table", "specs/alexnet.json") == (0, b"")
+    # stderr full too (> /dev/full 2>&1): nothing can be said, the status is 2 (was 1, a "wrong number")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "archcalc", "table", "specs/alexnet.json"], stdout=full, stderr=full, cwd=ROOT, timeout=120)
+    assert p.returncode == 2
 
 
 # -- names: escaped where printed --------------------------------------------------------------------

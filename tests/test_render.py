@@ -165,3 +165,23 @@ def test_text_table_is_tabulates_layout(path: object) -> None:
 def test_text_table_is_tabulates_layout_with_symbols(name: str) -> None:
     ours, theirs = _tabulate_text_table(analyze(SPECS / f"{name}.json", input_shape=["C", "H", "W"]))
     assert ours == theirs
+
+
+def test_csv_says_which_rows_see_the_whole_input() -> None:
+    """The tables' 'whole' (Row.whole_input, JSON's sees_whole_input) is CSV's last column, 1 or 0,
+    so a plot made from the CSV can tell fc6 (no window on the image) from pool5 (a 195x195 window).
+    It comes last: every column a CSV reader had before keeps its place."""
+    rows = list(csv.reader(io.StringIO(cli("table", str(SPECS / "alexnet.json"), "--format", "csv").out)))
+    head, body = rows[0], {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    before = "name type inputs output_shape params macs flops activation_bytes receptive_field effective_stride training_only convention"
+    assert head[:12] == before.split()
+    assert head[-1] == "sees_whole_input"
+    assert body["pool5"]["sees_whole_input"] == "0" and body["pool5"]["receptive_field"] == "195x195"
+    assert [body[n]["sees_whole_input"] for n in ("flatten", "fc6", "relu7", "fc8")] == ["1"] * 4
+    assert body["total"]["sees_whole_input"] == ""
+    # where a block repeats a symbolic number of times, 'repeat' keeps its place before it
+    lm = list(csv.reader(io.StringIO(cli("table", str(SPECS / "transformer_lm.json"), "--format", "csv").out)))
+    assert lm[0][-2:] == ["repeat", "sees_whole_input"]
+    vit = {r[0]: r for r in csv.reader(io.StringIO(cli("table", str(SPECS / "vit_b_16.json"), "--format", "csv").out))}
+    assert vit["conv_proj"][-1] == "0"  # a 16x16 patch
+    assert vit["encoder.layers.encoder_layer.0.self_attention"][-1] == "1"  # attention mixes every patch

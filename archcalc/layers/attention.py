@@ -108,6 +108,7 @@ class Matmul(Layer):
 
     type: Literal["matmul"]
     n_inputs: ClassVar[tuple[int, int | None]] = (2, 2)
+    input_names: ClassVar[tuple[str, ...] | None] = ("a", "b")
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         a, b = ins
@@ -150,6 +151,7 @@ class ScaledDotProductAttention(Layer):
     dropout_p: float = Field(default=0.0, ge=0, le=1, description="Attention dropout (training only).")
     enable_gqa: bool = Field(default=False, description="Grouped-query attention: k, v may have fewer heads (axis -3) than q, a divisor of q's.")
     n_inputs: ClassVar[tuple[int, int | None]] = (3, 3)
+    input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
 
     def _grouped(self, ins: list[Shape]) -> list[Shape]:
         """With enable_gqa, k and v as torch sees them: their heads repeated to q's."""
@@ -262,6 +264,7 @@ class MultiheadAttention(Layer):
     batch_first: bool = Field(default=False, description="torch's layout flag; the spec's shapes are per sample (L, E) either way.")
     dropout: float = Field(default=0.0, ge=0, le=1)
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 3)
+    input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
 
     def _qkv(self, ins: list[Shape]) -> tuple[Shape, Shape, Shape]:
         if len(ins) == 2:

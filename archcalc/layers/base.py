@@ -312,6 +312,7 @@ class Layer(Spec):
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
     source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
+    input_names: ClassVar[tuple[str, ...] | None] = None  # what its inputs are called, in order (attention's q, k, v): explain's symbols L_q, F_k
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
-from ..layers.base import Partition, Window
+from ..layers.base import Layer, Partition, Window
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -282,7 +282,11 @@ def receptive_field(G: Graph) -> None:
         if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
             node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
             continue
-        whole = next((f"it reads {i}, which sees the whole input" for i in inputs if nodes[i].get("rf_whole")), None)
+        whole = None
+        for i in inputs:
+            if nodes[i].get("rf_whole"):
+                whole = f"it reads {i}, which sees the whole input"
+                break
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
             rf, bound, grid, layout = src["rf"], src["rf_bound"], src["rf_grid"], src["rf_layout"]
@@ -308,7 +312,8 @@ def receptive_field(G: Graph) -> None:
             memo = window_memo[key] = (windows, _regular_steps(windows))
         windows, steps = memo
         layer = node["layer"]
-        named = layer.axis_windows(node["in_shapes"]) if rf else None
+        hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
+        named = layer.axis_windows(node["in_shapes"]) if rf and hooks[0] else None
         if named is not None or (windows is not None and len(windows) == len(rf) and layout != standard):
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
             if why is not None and note is None:
@@ -334,7 +339,7 @@ def receptive_field(G: Graph) -> None:
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
             if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
                 whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
-        if rf and layer.mixes_positions(node["in_shapes"]):
+        if rf and hooks[1] and layer.mixes_positions(node["in_shapes"]):
             rf = _whole(grid, rf)
             reads, held = layer.positions_read(node["in_shapes"]), _positions(grid)
             if reads is not None and held is not None and type(reads) is int and reads < held:
@@ -347,7 +352,7 @@ def receptive_field(G: Graph) -> None:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
-        perm = layer.permutation(node["in_shapes"]) if layout is not None else None
+        perm = layer.permutation(node["in_shapes"]) if layout is not None and hooks[2] else None
         if perm is not None:
             layout = tuple(layout[p] for p in perm)
         elif layout is not None and len(layout) != len(node["shape"]):
@@ -375,6 +380,19 @@ def receptive_field(G: Graph) -> None:
 
 
 Layout = tuple[int | None, ...]
+
+_HOOKS: dict[type, tuple[bool, bool, bool]] = {}
+
+
+def _hooks(kind: type) -> tuple[bool, bool, bool]:
+    """Whether a layer type overrides Layer's axis_windows, mixes_positions and permutation (most
+    keep the defaults, which say None, False and None: the pass then need not ask)."""
+    got = _HOOKS[kind] = (
+        kind.axis_windows is not Layer.axis_windows,  # type: ignore[attr-defined]
+        kind.mixes_positions is not Layer.mixes_positions,  # type: ignore[attr-defined]
+        kind.permutation is not Layer.permutation,  # type: ignore[attr-defined]
+    )
+    return got
 
 
 def _one_window(named: dict[int, Window | Partition | None], layout: Layout | None, in_shape: tuple[Dim, ...], n_axes: int) -> bool:

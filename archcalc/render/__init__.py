@@ -20,7 +20,7 @@ HEADERS = ["layer", "type", "output", "params", "MACs", "memory", "RF", "stride"
 WHOLE = "whole"  # the RF and stride of a row whose every output sees the whole input (Row.whole_input)
 WHOLE_LEGEND = (
     "RF and stride 'whole': every output sees the whole input (a flatten of the map, a global pool, attention, "
-    "and the layers after them); the JSON report keeps the exact field (sees_whole_input)."
+    "and the layers after them); the JSON and CSV reports keep the exact field (sees_whole_input)."
 )
 
 
@@ -46,25 +46,24 @@ def _shape_text(dims: tuple[Any, ...], sep: str) -> str:
 
 
 def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: str) -> list[str]:
-    name = escape_control(r.name) + (" (train)" if r.training_only else "") + ("" if _once(r) else f" (\u00d7{human_text(r.repeat)})")
-    return [
-        name,
-        r.type,
-        _shape(r.output_shape, sep),
-        fmt(r.params),
-        fmt(r.macs),
-        size(r.activation_bytes),
-        WHOLE if r.whole_input else _shape(r.receptive_field, sep),
-        WHOLE if r.whole_input else _shape(r.effective_stride, sep),
-    ]
+    name = r.name if r.name.isprintable() else escape_control(r.name)
+    if r.training_only:
+        name += " (train)"
+    if r.repeat != 1 or type(r.repeat) is not int:
+        name += f" (\u00d7{human_text(r.repeat)})"
+    if r.whole_input:
+        rf = stride = WHOLE
+    else:
+        rf, stride = _shape_text(r.receptive_field, sep), _shape_text(r.effective_stride, sep)
+    return [name, r.type, _shape_text(r.output_shape, sep), fmt(r.params), fmt(r.macs), size(r.activation_bytes), rf, stride]
 
 
 def _once(r: Row) -> bool:
     return type(r.repeat) is int and r.repeat == 1
 
 
-def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str]) -> list[str]:
-    t = rep.totals
+def _totals_cells(rep: Report, fmt: Callable[[Any], str], size: Callable[[Any], str], t: dict[str, Any] | None = None) -> list[str]:
+    t = rep.totals if t is None else t
     return ["total", "", "", fmt(t["params"]), fmt(t["macs"]), size(t["activation_bytes"]), "", ""]
 
 
@@ -87,25 +86,25 @@ def simple_table(body: list[list[str]], headers: list[str], colalign: tuple[str,
     its widest cell and at least its header plus 2; cells are stripped; two spaces between
     columns; trailing spaces dropped), which tests/test_render.py checks against tabulate on the
     whole zoo.  ``body`` must not be empty (a table always has its totals row)."""
-    n = len(headers)
-    body = [[c.strip() for c in row] for row in body]
-    widths = [len(h) + 2 for h in headers]
-    for i in range(n):
-        widths[i] = max(widths[i], *(len(row[i]) for row in body))
-    right = [a == "right" for a in colalign]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, body)])
+    cols = [[c.strip() for c in col] for col in zip(*body, strict=True)]  # column by column: str methods mapped over lists
+    if len(cols) != len(headers):
+        raise ValueError(f"{len(headers)} headers for rows of {len(cols)} cells")
+    widths = [max(len(h) + 2, *map(len, col)) for h, col in zip(headers, cols, strict=True)]
+    pads = [str.rjust if a == "right" else str.ljust for a in colalign]
+    lines = ["  ".join([pad(h, w) for h, w, pad in zip(headers, widths, pads, strict=True)]).rstrip(), "  ".join("-" * w for w in widths)]
+    step = 4096  # rows padded a slice at a time: the padded cells of a 100,000-row table are not all alive at once
+    for i in range(0, len(body), step):
+        padded = [[pad(c, w) for c in col[i : i + step]] for col, w, pad in zip(cols, widths, pads, strict=True)]
+        lines += [line.rstrip() for line in map("  ".join, zip(*padded, strict=True))]
+    return "\n".join(lines)
 
 
 def to_text(rep: Report) -> str:
+    t = rep.totals  # (once: a sum over every row)
     body = [_cells(r, units.count, units.size, "\u00d7") for r in rep.rows]
-    body.append(_totals_cells(rep, units.count, units.size))
+    body.append(_totals_cells(rep, units.count, units.size, t))
     table = simple_table(body, HEADERS, TEXT_ALIGN)
     lines = [_caption(rep), "", table]
-    t = rep.totals
     lines.append("")
     lines.append(
         f"total params {units.exact(t['params'])}, MACs {units.exact(t['macs'])}, "
@@ -296,9 +295,12 @@ def to_csv(rep: Report) -> str:
 
     w = csv.writer(buf, lineterminator="\n")
     repeats = not all(_once(r) for r in rep.rows)  # a 'repeat' column only where some block repeats a symbolic number of times
+    # sees_whole_input (1: every output sees the whole input, the tables' 'whole') was added after
+    # the others: last, so that every earlier column keeps its place
     w.writerow(
         ["name", "type", "inputs", "output_shape", *QUANTITIES, "receptive_field", "effective_stride", "training_only", "convention"]
         + (["repeat"] if repeats else [])
+        + ["sees_whole_input"]
     )
     for r in rep.rows:
         w.writerow(
@@ -314,9 +316,10 @@ def to_csv(rep: Report) -> str:
                 rep.convention,
             ]
             + ([to_json(r.repeat)] if repeats else [])
+            + [int(r.whole_input)]
         )
     t = rep.totals
-    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention] + ([""] if repeats else []))
+    w.writerow(["total", "", "", "", *(to_json(t[q]) for q in QUANTITIES), "", "", "", rep.convention] + ([""] if repeats else []) + [""])
     return buf.getvalue()
 
 

@@ -948,13 +948,13 @@ def run_bench(args: argparse.Namespace) -> int:
     except ImportError:
         print("archcalc: error: bench needs torch: pip install 'archcalc[torch]'", file=sys.stderr)
         return 2
-    from ..quick import parse_shape
+    from ..options import parse_input
     from ..spec import load_spec
 
     if args.plot and not getattr(args, "probe", True):  # before minutes of timing, not after
         print("archcalc: error: --plot needs the probe (drop --no-probe)", file=sys.stderr)
         return 2
-    shape = parse_shape(args.input) if args.input else None
+    shape = parse_input(args.input) if args.input else None
     if args.set:
         check_set_names(parse_set(args.set), load_spec(args.spec), args.spec, args)
     try:

@@ -63,6 +63,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
+from ..options import parse_input
 from ..output import write_output
 from .importer import spec_from_module, trace
 from .leaves import module_type
@@ -133,6 +134,7 @@ def run_import(args: argparse.Namespace) -> int:
     shape = getattr(args, "input", None)
     if not shape:
         raise SpecError("--input C,H,W is required (the per-sample input shape)", field="--input")
+    parse_input(str(shape))  # a bad size is named before the model is loaded
     target = str(args.factory)
     model = _load_model(target)
     try:

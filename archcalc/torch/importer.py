@@ -582,18 +582,12 @@ class Importer:
     def dict_output(self, node: fx.Node, out: Mapping[Any, Any]) -> Any:
         """The tensor of a dict output (torchvision's segmentation models return ``{"out": ...}``):
         the key ``--output`` names, or the only tensor-valued key (said in the spec's description)."""
-        keys = [k for k, x in out.items() if isinstance(x, TensorRef)]
-        if self.output_key is not None:
-            if self.output_key not in out:
-                raise SpecError(f"the model returns a dict with keys {list(out)}; it has no key {self.output_key!r}", field="--output-key")
-            return out[self.output_key]
-        if len(keys) == 1:
-            self.notes.append(f"the model returns a dict; its only tensor, {keys[0]!r}, is the spec's output")
-            return out[keys[0]]
-        raise SpecError(
-            f"the model returns a dict of {len(keys)} tensors ({', '.join(repr(k) for k in keys)}); pick the spec's output with --output-key KEY "
-            f"(node {node.name!r})"
-        )
+        from .outputs import dict_output_key
+
+        key, note = dict_output_key(out, self.output_key, lambda x: isinstance(x, TensorRef), f" (node {node.name!r})")
+        if note is not None:
+            self.notes.append(note)
+        return out[key]
 
     def call_module(self, node: fx.Node) -> None:
         target = str(node.target)

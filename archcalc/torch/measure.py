@@ -252,6 +252,7 @@ def measure_module(
     device: str | torch.device | None = None,
     functional: bool = False,
     input_dtype: torch.dtype | None = None,
+    output_key: str | None = None,
 ) -> Measurement:
     """Run ``model`` once on zeros of shape ``(batch, *input_shape)`` and measure every call of ``targets``.
 
@@ -261,6 +262,8 @@ def measure_module(
     model runs as functions outside any hooked module (:func:`functional_kinds`), named after the
     function (``relu``, ``relu_1``...).  ``input_dtype``: the input's dtype (``torch.long`` for
     token ids); default the model's ``input_dtype`` attribute (a built spec's), else its weights'.
+    ``output_key``: for a model that returns a dict, the key of the output measured (default: its
+    only tensor; see :func:`archcalc.torch.outputs.dict_output_key`).
     Raises :class:`TorchRunError` naming the module that was running when torch raised.
     """
     pdev, dtype = _param_device_dtype(model)
@@ -341,6 +344,9 @@ def measure_module(
             h.remove()
         for m, mode in modes:
             m.training = mode
+    from .outputs import model_output
+
+    out = model_output(out, output_key, lambda x: isinstance(x, torch.Tensor))
     counts = fc.get_flop_counts()
     by_module = {}
     for name, mod in targets:

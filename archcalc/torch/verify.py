@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from ..dims import as_int
 from ..errors import SpecError, UserExit, user_failure
 from ..layers.base import shape_str
-from ..options import check_set_names, parse_set
+from ..options import check_set_names, parse_input, parse_set
 from ..output import format_for, write_output
 from ..spec import Architecture, load_spec, parse_spec
 
@@ -244,7 +244,7 @@ class VerifyResult:
         lines = [
             f"verify {self.name}{src} against {against}",
             f"input {shape_str(self.input_shape)}, batch {self.batch}, MACs = FlopCounterMode FLOPs / 2 (convention {CONVENTION!r})",
-            f"measured on {self.device}, {COUNTING_PATH}",
+            f"measured on {self.device}; attention, where the model has any: {COUNTING_PATH}",
             "",
         ]
         first = self.first_mismatch
@@ -349,6 +349,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 # ----- the comparison ---------------------------------------------------------------------------
+def _need_numbers(report: Report, repeats: Sequence[str] = ()) -> None:
+    """Refuse a spec whose numbers stay symbolic, naming every symbol left (one --set each, a block's
+    symbolic repeat count too), not one per run."""
+    from ..dims import is_symbolic
+
+    left: dict[str, str] = {}  # symbol -> the first layer it appears in
+    for row in report.rows:
+        for v in (*row.output_shape, row.params, row.macs):
+            if is_symbolic(v):
+                for sym in sorted(str(x) for x in v.free_symbols):  # type: ignore[union-attr]
+                    left.setdefault(sym, row.name)
+    if left:
+        names = sorted({*left, *repeats}, key=str.lower)
+        first = min(left.values(), key=[r.name for r in report.rows].index)
+        raise SpecError(
+            f"the spec's numbers are symbolic (in {', '.join(names)}); verify needs numbers: "
+            + " ".join(f"--set {n}=N" for n in names),
+            layer=first,
+            field="--set",
+        )
+
+
 def _analytic(row: Row) -> dict[str, Any]:
     shape = tuple(as_int(d) for d in row.output_shape)
     values = {"output_shape": shape, "params": as_int(row.params), "macs": as_int(row.macs)}
@@ -394,6 +416,7 @@ def verify_spec(
     values: Mapping[str, int] | None = None,
     batch: int = 1,
     device: str | None = None,
+    output_key: str | None = None,
 ) -> VerifyResult:
     """Compare the spec's analytic numbers (convention ``torch``) with torch's, layer by layer.
 
@@ -402,7 +425,9 @@ def verify_spec(
     from the spec.  ``input_shape`` (``(3, 224, 224)`` or ``"3,224,224"``) and ``values`` (symbol
     numbers) override the spec's input.  ``device``: where the built module runs (default
     ``meta``, then CPU if an op has no meta kernel); for ``module``, where the input is made
-    (default: the device of the model's parameters).
+    (default: the device of the model's parameters).  ``output_key``: for a ``module`` whose
+    forward returns a dict (``{"out": ..., "aux": ...}``), the key of the tensor that is the spec's
+    output (default: the dict's only tensor), as ``archcalc import --output-key`` reads it.
     Raises :class:`SpecError` for an invalid spec or a spec whose numbers stay symbolic.
     """
     from ..graph import compile_spec
@@ -413,6 +438,7 @@ def verify_spec(
     try:
         G = compile_spec(arch, values=values, input_shape=_shape_arg(input_shape))
         report = report_from_graph(G, convention=CONVENTION, batch=batch)
+        _need_numbers(report, [str(rep.times) for rep in G.graph.get("symbolic_repeats", ())])
         for rep in G.graph.get("symbolic_repeats", ()):  # every row numeric, yet its copies are not counted out
             raise SpecError(f"block {rep.block!r} repeats {rep.times} times, a symbol; verify needs numbers (--set {rep.times}=N)",
                             layer=rep.call, field="repeat")
@@ -424,12 +450,15 @@ def verify_spec(
     except SpecError as e:
         raise e.located(file=file) from None
     if module is None:
+        if output_key is not None:
+            raise SpecError("--output-key picks the output of your own model (--module); the module built from a spec returns one tensor",
+                            field="--output-key", file=file)
         return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")  # type: ignore[arg-type]
     from .build import reads_token_ids
 
     shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
     return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,  # type: ignore[arg-type]
-                          reads_token_ids(G), shared)
+                          reads_token_ids(G), shared, output_key)
 
 
 TRAINING_ONLY_PARAMS = "params (training only)"
@@ -498,7 +527,7 @@ def _compatible(spec_type: str, lm: LayerMeasure) -> bool:
 
 def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[str, Any]], output: str, file: str | None,
                    in_shape: tuple[int, ...], batch: int, device: str | None, token_ids: bool = False,
-                   shared: frozenset[str] = frozenset()) -> VerifyResult:
+                   shared: frozenset[str] = frozenset(), output_key: str | None = None) -> VerifyResult:
     """``token_ids``: the input is token ids (made as int64); ``shared``: spec layers whose output is
     the same for every sample, which the model may hold without a batch axis (learned positions)."""
     import torch
@@ -510,7 +539,10 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         raise SpecError(f"expected a torch.nn.Module to verify against, got {type(model).__name__}", field="module", file=file)
     model_name = type(model).__name__
     try:
-        m = measure_module(model, in_shape, batch=batch, device=device, functional=True, input_dtype=torch.long if token_ids else None)
+        m = measure_module(model, in_shape, batch=batch, device=device, functional=True, input_dtype=torch.long if token_ids else None,
+                            output_key=output_key)
+    except SpecError as e:  # (a dict output without the key that picks the spec's output)
+        raise e.located(file=file) from None
     except TorchRunError as e:
         row = VerifyRow(e.layer or model_name, "runs", "ok", e.message, False, e.layer)
         failed = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
@@ -614,6 +646,9 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(the current directory is on the import path)")
     p.add_argument("--input", help="override the input shape, e.g. 3,224,224")
     p.add_argument("--set", action="append", default=[], metavar="SYM=VALUE", help="give a symbol a number (repeatable)")
+    p.add_argument("--output-key", metavar="KEY",
+                   help="for a --module whose forward returns a dict (torchvision's segmentation models: {'out': ...}), the key of the "
+                        "tensor that is the spec's output (default: the only tensor-valued key), as in archcalc import")
     p.add_argument("--format", choices=("text", "json"), help="default: json for -o *.json, else text")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=run_verify)
@@ -682,6 +717,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
 
     values = parse_set(getattr(args, "set", None) or [])
+    if getattr(args, "input", None):
+        parse_input(args.input)  # a bad size is named, as the flag, before any model is built
     fmt = getattr(args, "format", None) or format_for(getattr(args, "output", None), ("text", "json"))
     if fmt not in ("text", "json"):
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
@@ -693,15 +730,11 @@ def run_verify(args: argparse.Namespace) -> int:
             check_set_names(values, load_spec(path), str(path), args)
         model = load_module(target) if target else None
         try:
-            results.append(verify_spec(path, model, getattr(args, "input", None), values=values))
+            results.append(verify_spec(path, model, getattr(args, "input", None), values=values, output_key=getattr(args, "output_key", None)))
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
-    out = getattr(args, "output", None)
-    if out and out != "-":
-        write_output(text, out)
-    else:
-        sys.stdout.write(text)
+    write_output(text, getattr(args, "output", None))  # (stdout for none or '-'; a closed pipe keeps the verdict below)
     return 0 if all(r.ok for r in results) else 1
 
 

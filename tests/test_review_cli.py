@@ -1,0 +1,202 @@
+"""Findings of a hostile-user review of the CLI (review 1), each checked as the user met it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import SPECS, cli
+
+ALEXNET = str(SPECS / "alexnet.json")
+RESNET18 = str(SPECS / "resnet18.json")
+LM = str(SPECS / "transformer_lm.json")
+
+# every kind of explain target: a layer, a block call, a stage of table --depth 1, a numeric total
+# (and one of its quantities), a symbolic total
+EXPLAIN_TARGETS = [
+    (ALEXNET, "conv1"),
+    (RESNET18, "layer1"),
+    (ALEXNET, "stage2"),
+    (ALEXNET, "total"),
+    (ALEXNET, "total.params"),
+    (LM, "total"),
+]
+
+
+@pytest.mark.parametrize(("spec", "target"), EXPLAIN_TARGETS, ids=[f"{Path(s).stem}-{t}" for s, t in EXPLAIN_TARGETS])
+def test_every_explain_target_renders_in_the_format_asked(spec: str, target: str) -> None:
+    """explain SPEC total --format latex printed the text output (review 1, finding 2)."""
+    text = cli("explain", spec, target)
+    md = cli("explain", spec, target, "--format", "markdown")
+    tex = cli("explain", spec, target, "--format", "latex")
+    assert text.code == md.code == tex.code == 0, text.err + md.err + tex.err
+    assert md.out.startswith("**") and "|---" in md.out  # a bold heading and a table
+    assert tex.out.startswith("\\noindent ") and "\\begin{" in tex.out and "|---" not in tex.out
+    assert "\\begin{" not in text.out and "|---" not in text.out
+
+
+def test_explain_total_in_markdown_and_latex_keeps_the_numbers() -> None:
+    """The same rows and shares in every format: conv2's FLOPs, 31.2% of AlexNet's."""
+    conv2 = 2 * (192 * 27 * 27) * (64 * 5 * 5)  # 192 filters of 64x5x5 over 27x27 (torchvision's AlexNet), 2 FLOPs a MAC
+    total = 1_435_124_224
+    share = f"{100 * conv2 / total:.1f}%"
+    assert share == "31.2%"
+    md = cli("explain", ALEXNET, "total", "--format", "markdown").out
+    assert f"| conv2 | {conv2:,} | {share} |" in md.splitlines()
+    tex = cli("explain", ALEXNET, "total", "--format", "latex").out
+    assert f"conv2 & ${conv2:,}$ & 31.2\\% \\\\".replace(",", "\\,") in tex.splitlines()
+    lm = cli("explain", LM, "total", "--format", "markdown", "--convention", "torch").out
+    # Megatron's 24*l*s*h^2: the QKV projection's 6*l*s*h^2 is its first part, l copies of 6*s*h^2
+    assert "| `24*l*s*h^2` | `6*l*s*h^2` | transformer.h.\\*.attn.c\\_attn | l copies of `6*s*h^2` |" in lm.splitlines()
+
+
+def test_explain_total_latex_compiles() -> None:
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed")
+    doc = "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n%s\n%s\\end{document}\n"
+    parts = [cli("explain", s, "total", "--format", "latex").out for s in (str(SPECS / "resnet50.json"), LM)]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "t.tex").write_text(doc % tuple(parts))
+        r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=d, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, Path(d, "t.log").read_text(errors="replace")[-2000:]
+
+
+def test_compare_tells_apart_two_specs_of_the_same_name(tmp_path: Path) -> None:
+    """Two edits of lenet5 (both named lenet5) printed 'lenet5 vs lenet5' (review 1, finding 3)."""
+    text = (SPECS / "lenet5.json").read_text()
+    (tmp_path / "a.json").write_text(text)
+    (tmp_path / "b.json").write_text(text.replace('"out_features": 120', '"out_features": 100'))
+    r = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert r.code == 0, r.err
+    head = r.out.splitlines()[0].split()
+    assert head == ["a.json", "b.json", "b.json", "vs", "a.json"]
+    # the same file name in two folders: the paths as given; the same file twice: numbered
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.json").write_text(text)
+    head = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "x" / "a.json")).out.splitlines()[0].split()
+    assert head[:2] == [str(tmp_path / "a.json"), str(tmp_path / "x" / "a.json")]
+    head = cli("compare", str(tmp_path / "a.json"), str(tmp_path / "a.json"), ALEXNET).out.splitlines()[0].split()
+    assert head[:5] == [str(tmp_path / "a.json"), "#1", str(tmp_path / "a.json"), "#2", "alexnet"]  # distinct names stay
+
+
+INPUT_COMMANDS = [
+    ["table", ALEXNET],
+    ["explain", ALEXNET, "conv1"],
+    ["check", ALEXNET, "conv1.params=23296"],
+    ["compare", ALEXNET, str(SPECS / "vgg11.json")],
+    ["memory", ALEXNET],
+    ["import", "torch.nn:Identity"],
+]
+
+
+@pytest.mark.parametrize("command", INPUT_COMMANDS, ids=[c[0] for c in INPUT_COMMANDS])
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("3,1e3,1e3", "'1e3' is not a whole number written with the digits 0-9 (write 1000)"),  # not '1000.0 is not a whole number'
+        ("3x224.0x224", "'224.0' is not a whole number written with the digits 0-9 (write 224)"),
+        ("3,2.5,8", "'2.5' is not a whole number written with the digits 0-9;"),
+        ("3,H*1.5,W", "'H*1.5' uses '1.5', which is not a whole number"),
+        ("3,0,8", "input sizes must be positive whole numbers or names (C, H, W), got 0"),
+    ],
+)
+def test_a_bad_input_size_is_quoted_as_written_by_every_command(command: list[str], given: str, says: str) -> None:
+    """--input 1e3 said 'uses the constant 1000.0, which is not a whole number' under field 'input'
+    (the spec's field, not the flag) (review 1, finding 5): one parser, options.parse_input, for all."""
+    r = cli(*command, "--input", given)
+    assert r.code == 2 and r.out == ""
+    assert "field '--input'" in r.err and says in r.err and len(r.err.splitlines()) == 1, r.err
+    assert "1000.0" not in r.err and "constant" not in r.err
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        (["--batch", "1e3"], "field '--batch': '1e3' is not a whole number written with the digits 0-9 (write 1000)"),
+        (["--batch", "1,000"], "field '--batch': '1,000' has ',' in it: write the size without digit groups, 1000"),
+        (["--batch", "(2,3)"], "',' (one size is expected here, not a list)"),  # was 'a Tuple construct'
+        (["--input", "3,H,W", "--set", "H=1e3"], "got 'H=1e3' (write H=1000)"),
+        (["--input", "3,H,W", "--set", "H=2.5"], "--set needs SYMBOL=POSITIVE_INTEGER (digits 0-9, as H=224), got 'H=2.5'"),
+    ],
+)
+def test_batch_and_set_say_what_to_write(flag: list[str], says: str) -> None:
+    r = cli("table", ALEXNET, *flag)
+    assert r.code == 2 and says in r.err and len(r.err.splitlines()) == 1, r.err
+
+
+def _spec_error(spec_file, data: dict) -> str:  # type: ignore[no-untyped-def]
+    import json
+
+    path = spec_file(json.dumps(data))
+    r = cli("table", str(path))
+    assert r.code == 2 and r.out == "" and len(r.err.splitlines()) == 1, r.err
+    prefix = f"archcalc: error: {path}: "
+    assert r.err.startswith(prefix), r.err
+    return r.err.removeprefix(prefix).strip()
+
+
+def _one(layer: dict) -> dict:
+    return {"name": "t", "input": [3, 8, 8], "layers": [layer, {"name": "f", "type": "flatten"}]}
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        # was "field 'out_channels': required field is missing (and errors in 1 more places)": the slip, not its effect
+        (
+            _one({"name": "c1", "type": "conv2d", "out_channel": 8, "kernel_size": 3}),
+            "layer 'c1': field 'out_channel': unknown field of conv2d; did you mean 'out_channels'?",
+        ),
+        (
+            _one({"name": "c1", "type": "conv2d", "out_channels": 8, "kernal_size": 3}),
+            "layer 'c1': field 'kernal_size': unknown field of conv2d; did you mean 'kernel_size'?",
+        ),
+        (
+            _one({"name": "c1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "Stride": 2}),
+            "layer 'c1': field 'Stride': unknown field of conv2d; did you mean 'stride'?",
+        ),  # a case slip
+        (
+            _one({"name": "c1", "type": "conv2d", "outchannels": 8, "kernel_size": 3}),
+            "layer 'c1': field 'outchannels': unknown field of conv2d; did you mean 'out_channels'?",
+        ),  # an underscore slip
+        (
+            {"name": "t", "inputs": [3, 8, 8], "layers": [{"name": "r", "type": "relu"}]},
+            "field 'inputs': unknown field of the spec; did you mean 'input'?",
+        ),
+        (
+            {"name": "t", "input": [3, 8, 8], "symbols": {"H": {"multiple": 2}}, "layers": [{"name": "r", "type": "relu"}]},
+            "field 'symbols.H.multiple': unknown field of a symbol; did you mean 'multiple_of'?",
+        ),
+        (
+            {
+                "name": "t",
+                "input": [3, 8, 8],
+                "blocks": {"b": {"layers": [{"name": "r", "type": "relu"}]}},
+                "layers": [{"name": "u", "type": "block", "block": "b", "arg": {}}],
+            },
+            "layer 'u': field 'arg': unknown field of block; did you mean 'args'?",
+        ),
+    ],
+)
+def test_a_field_typo_gets_did_you_mean(spec_file, data: dict, said: str) -> None:  # type: ignore[no-untyped-def]
+    """Review 1, finding 6: pydantic's extra-field error named no field to write instead."""
+    assert _spec_error(spec_file, data) == said
+
+
+def test_no_field_suggestion_that_would_be_wrong(spec_file) -> None:  # type: ignore[no-untyped-def]
+    # 'input' on a layer that gives 'inputs' already is no slip for it: the fields are listed instead
+    said = _spec_error(spec_file, _one({"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "inputs": ["input"], "input": 3}))
+    assert said.startswith("layer 'c': field 'input': unknown field of conv2d; its fields: name, inputs,") and "did you mean" not in said
+    # nothing close: the fields, never a guess
+    said = _spec_error(spec_file, _one({"name": "c", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "zzzz": 1}))
+    assert "did you mean" not in said and "its fields: " in said
+    # the layer-type suggestion is unchanged; and a real second error is still counted
+    assert _spec_error(spec_file, _one({"name": "c", "type": "conv2dd", "out_channels": 8, "kernel_size": 3})).startswith(
+        "layer 'c': field 'type': unknown layer type 'conv2dd'; did you mean 'conv2d'"
+    )
+    said = _spec_error(spec_file, {"name": "t", "inputs": [3, 8, 8], "layers": []})
+    assert said == "field 'inputs': unknown field of the spec; did you mean 'input'? (and errors in 1 more place)"
