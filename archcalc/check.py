@@ -152,7 +152,7 @@ def parse_claim(text: str) -> Claim:
     """``conv1.params=23,296`` -> Claim; raises :class:`Unreadable` (a ValueError) with the reason."""
     m = re.match(r"^\s*([^=<>\u2264\u2265\s]+?)\s*(<=|>=|==|\u2264|\u2265|=|<|>)\s*(.*?)\s*$", text, re.S)
     if not m:
-        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, < for a budget), got {text!r}")
+        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget), got {text!r}")
     lhs, op, value = m.groups()
     op = {"\u2264": "<=", "\u2265": ">=", "==": "="}.get(op, op)
     target, _, q = lhs.rpartition(".")

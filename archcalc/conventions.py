@@ -175,8 +175,16 @@ def get_convention(name: str) -> Convention:
 DTYPE_BYTES: dict[str, int] = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 
+# what people write for a dtype elsewhere (numpy, torch.half, CUDA): said back as archcalc's name, not taken silently
+DTYPE_WORDS = {"fp16": "float16", "half": "float16", "f16": "float16", "fp32": "float32", "float": "float32", "single": "float32",
+               "f32": "float32", "bf16": "bfloat16", "fp64": "float64", "double": "float64", "f64": "float64", "i8": "int8"}  # fmt: skip
+
+
 def dtype_bytes(name: str) -> int:
     try:
         return DTYPE_BYTES[name]
     except KeyError:
-        raise SpecError(f"unknown dtype {name!r}; choose from {', '.join(DTYPE_BYTES)}", field="--dtype") from None
+        word = str(name).strip().lower().removeprefix("torch.")
+        near = word if word in DTYPE_BYTES else DTYPE_WORDS.get(word)  # (no spelling guess: float8 is a dtype, not a slip for float64)
+        hint = f"; did you mean {near!r}?" if near else ""
+        raise SpecError(f"unknown dtype {name!r}{hint} (archcalc's dtypes: {', '.join(DTYPE_BYTES)})", field="--dtype") from None

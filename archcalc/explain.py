@@ -274,6 +274,12 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         if hint is not None:
             raise SpecError(f"no layer or block named {name!r}: {hint}", field="LAYER")
         blocks = {s for n in nodes.values() for s in n.get("scope", ())}  # (explain takes block calls too)
+        first = name.replace(".*", ".0", 1)
+        if first != name and (first in nodes or first in blocks):  # transformer.h.*.attn.sdpa after --set l=12
+            raise SpecError(
+                f"no layer or block named {name!r}: here the repeat count is a number, so the copies are numbered: "
+                f"{first!r} is the first copy's", field="LAYER"
+            )
         near = difflib.get_close_matches(name, [n for n in (*nodes, *blocks) if n != INPUT], n=3)
 
         raise SpecError(f"no layer or block named {name!r}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""), field="LAYER")
@@ -344,6 +350,9 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
     if node.get("tie_note"):
         ex.notes.append(node["tie_note"])
+    own = _try(lambda: layer.note(ins_num))  # what the table says with its row (learned positions, a causal mask)
+    if own:
+        ex.notes.append(own)
     buffers = layer.buffers(ins_num)
     if buffers:
         nb = sum(_prod(s) for s in buffers.values())

@@ -116,9 +116,12 @@ def block(rep: Report, name: str) -> Group | None:
 
 def one_copy_of(rep: Report, name: str) -> str | None:
     """The call ``name`` is one copy of (``transformer.h.*`` of ``transformer.h``, repeated a
-    symbolic number of times, the table's ``transformer.h.*.attn (×l)`` rows), or None."""
-    call = name.removesuffix(".*")
-    if call == name or call not in rep.repeats or type(rep.repeats[call]) is int:
+    symbolic number of times, the table's ``transformer.h.*.attn (×l)`` rows; ``transformer.h.*.attn``,
+    a part of that copy, is of it too), or None."""
+    if ".*" not in name:
+        return None
+    call = name[: name.index(".*")]
+    if call not in rep.repeats or type(rep.repeats[call]) is int:
         return None
     return call
 
@@ -174,8 +177,11 @@ def parts_text(rows: Sequence[Row], name: str, quantity: str) -> str:
     layer1.2 70.4K``), or its layers where it has no inner blocks (or one copy laid out for l)."""
     by: dict[str, Any] = {}
     for r in rows:
-        i = r.scope.index(name) if name in r.scope else len(r.scope)
-        part = r.scope[i + 1] if len(r.scope) > i + 1 else r.name
+        if name in r.scope:
+            i = r.scope.index(name)
+            part = r.scope[i + 1] if len(r.scope) > i + 1 else r.name
+        else:  # a name that prefixes layer names (ViT's encoder): the block calls under it, and its own layers
+            part = next((s for s in r.scope if s.startswith(name + ".")), r.name)
         by[part] = by.get(part, 0) + getattr(r, quantity) * r.repeat
     if len(by) == 1 or len(by) == len(rows):  # its own layers: as they are (a row of a block repeated l times '× l')
         return sum_text(rows, quantity)

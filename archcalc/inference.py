@@ -177,7 +177,8 @@ def inference_costs(
         scaled = {k: v * (s + 1) if k.startswith("attn_matmul") else v for k, v in row.ops.items()}
         decode = decode + conv.macs(scaled, row.type) * row.repeat
     if not attention:
-        raise SpecError(f"{arch.name} has no attention layer: nothing is cached between tokens", field="--cache")
+        why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
+        raise SpecError(f"{arch.name} has no attention layer: {why}")
     params = full.totals["params"]
     weight_bytes = params * nbytes
     kv_bytes = expand(kv * s * nbytes * batch)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .dims import Dim, simplify
-from .grouping import Group, group_rows, resolve_depth
+from .grouping import Group, group_rows, max_depth, resolve_depth
 from .report import QUANTITIES, Report, Row
 
 
@@ -92,6 +92,8 @@ def parts(rep: Report, depth: int = 1) -> list[Part]:
         raise ValueError(f"depth must be 1 or more, got {depth}")
     groups = group_rows(rep, resolve_depth(rep, depth) or depth)
     if not any(g.block for g in groups):
+        if max_depth(rep):  # past the deepest block of a network with blocks: every layer (not stages cut at its SE pools)
+            return [(r.name, r.type, [r], None) for r in rep.rows]
         return _stages(rep)
     first = next(i for i, g in enumerate(groups) if g.block)
     last = max(i for i, g in enumerate(groups) if g.block)

@@ -109,6 +109,12 @@ class TrainingMemory:
     assumptions: list[str] = field(default_factory=list)
     per_copy: dict[str, tuple[Dim, Dim | None]] = field(default_factory=dict)  # block repeated l times -> (l, saved bytes of one copy)
     peak_where: dict[tuple[Dim, Dim], str] = field(default_factory=dict)  # each peak line -> the moment of the step it is
+    title: str | None = None  # the spec's display name, for captions (as the table's)
+
+    @property
+    def display_name(self) -> str:
+        """What captions call the network: its title, else its name (as Report.display_name)."""
+        return self.title if self.title and self.title.strip() else self.name
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -428,6 +434,7 @@ def training_memory_from_graph(
         assumptions,
         {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
         {(simplify(f), simplify(p)): moment_of.get((simplify(f), simplify(p)), "") for f, p in lines},
+        G.graph.get("title"),
     )
 
 

@@ -9,10 +9,12 @@ for q, k and v cut by ``.split``, heads made by ``view`` + ``transpose``,
 ``F.scaled_dot_product_attention(..., is_causal=True)``, and the tied head assigned as nanoGPT does
 (``wte.weight = lm_head.weight``).
 
-:class:`Llama` is the LLaMA layout (Touvron et al. 2023, sec. 2.2) without rotary embeddings:
-``nn.RMSNorm``, a SwiGLU MLP (``silu(w1(x)) * w3(x)``, then ``w2``), no biases, an untied head, and
-grouped-query attention (Ainslie et al. 2023) through ``enable_gqa=True`` when ``n_kv_head <
-n_head``.
+:class:`Llama` is the LLaMA layout (Touvron et al. 2023, sec. 2.2): ``nn.RMSNorm``, a SwiGLU MLP
+(``silu(w1(x)) * w3(x)``, then ``w2``), no biases, an untied head, grouped-query attention
+(Ainslie et al. 2023) through ``enable_gqa=True`` when ``n_kv_head < n_head``, and rotary
+embeddings on q and k written inline as Hugging Face's ``modeling_llama`` writes them: a module
+holding ``inv_freq`` (a buffer, not saved) and ``base`` that returns ``cos, sin`` of the angle
+table, and ``q * cos + rotate_half(q) * sin``.
 """
 
 from __future__ import annotations
@@ -149,6 +151,28 @@ class LlamaConfig:
     eps: float = 1e-5
 
 
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """cos and sin of the angles p / base^(2i/d) for positions 0..T-1 (RoFormer, Su et al. 2021)."""
+
+    def __init__(self, dim: int, base: int = 10000) -> None:
+        super().__init__()
+        self.base = base
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+        freqs = torch.outer(t, self.inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+
 class LlamaAttention(nn.Module):
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
@@ -157,12 +181,16 @@ class LlamaAttention(nn.Module):
         self.wk = nn.Linear(cfg.dim, cfg.n_kv_head * self.head_dim, bias=False)
         self.wv = nn.Linear(cfg.dim, cfg.n_kv_head * self.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_head * self.head_dim, cfg.dim, bias=False)
+        self.rotary_emb = RotaryEmbedding(self.head_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, seqlen, _ = x.shape
         q = self.wq(x).view(bsz, seqlen, self.n_head, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(bsz, seqlen, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.wv(x).view(bsz, seqlen, self.n_kv_head, self.head_dim).transpose(1, 2)
+        cos, sin = self.rotary_emb(q)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
         gqa = self.n_kv_head != self.n_head
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))

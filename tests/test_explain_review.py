@@ -276,3 +276,48 @@ def test_verify_of_a_net_without_attention_does_not_read_as_if_it_had_some() -> 
     r = cli("verify", str(SPECS / "lenet5.json"))
     assert r.code == 0
     assert r.out.splitlines()[2].startswith("measured on meta; attention, where the model has any: scaled_dot_product_attention on its math")
+
+
+def test_a_part_of_one_copy_of_a_symbolic_repeat_is_one_copys() -> None:
+    # transformer.h.* is one of the l copies (the table's ×l rows); its attention, transformer.h.*.attn, was summed as
+    # all l copies (4*l*h^2 + 4*l*h) while transformer.h.* itself was one: c_attn 3h^2 + 3h and c_proj h^2 + h, once
+    lm = str(SPECS / "transformer_lm.json")
+    out = cli("explain", lm, "transformer.h.*.attn").out
+    assert out.startswith("transformer.h.*.attn (block, one copy of l, 14 layers)")
+    assert _step(out, "params")[1] == "= 4*h^2 + 4*h"
+    assert cli("check", lm, "transformer.h.*.attn.params=4*h^2+4*h").code == 0
+    assert _step(cli("explain", lm, "transformer.h").out, "params")[1] == "= 12*l*h^2 + 13*l*h"  # all l copies: 12h^2 + 13h each
+
+
+def test_a_starred_name_after_the_repeat_count_is_given_points_at_the_numbered_copy() -> None:
+    lm = str(SPECS / "transformer_lm.json")
+    sets = ["--set", "s=1024", "--set", "h=768", "--set", "a=12", "--set", "l=12", "--set", "V=50257"]  # GPT-2 small's sizes
+    r = cli("explain", lm, "transformer.h.*.attn.sdpa", *sets)
+    assert r.code == 2
+    assert "the copies are numbered: 'transformer.h.0.attn.sdpa' is the first copy's" in r.err  # (it suggested .9, .8, .7)
+    assert "transformer.h.0 (block" in cli("explain", lm, "transformer.h.0", *sets).out
+
+
+def test_a_depth_past_the_deepest_block_lists_every_layer_not_stages() -> None:
+    # MaxViT-T's `table --depth 9` (its blocks nest 3 deep) showed "stage2 ... 256×1×1": stages cut at the
+    # squeeze-and-excitation pools, names that explain then refused; past the deepest block is every layer
+    maxvit = str(SPECS / "maxvit_t.json")
+    out = cli("table", maxvit, "--depth", "9").out
+    assert "stage2" not in out
+    assert out.count("\n") == cli("table", maxvit, "--depth", "99").out.count("\n") > 1000  # 1,059 layers, a row each
+    assert "stage2" in cli("table", str(SPECS / "vgg16.json"), "--depth", "1").out  # a network without blocks: its stages
+
+
+def test_explain_says_what_the_table_notes_about_the_layer() -> None:
+    # the table notes BERT's learned positions read rows 0..511 of 512 and GPT-2's causal mask; explain said neither
+    out = cli("explain", BERT, "embeddings.position_embeddings").out
+    assert "note: learned positions: looks up rows 0..511 of 512" in out
+    assert "note: causal: every score is computed and the upper triangle masked" in cli("explain", GPT2, "transformer.h.0.attn.sdpa").out
+
+
+def test_a_prefix_with_blocks_under_it_sums_by_its_parts() -> None:
+    # ViT-B/16's encoder: positions 197 x 768, 12 encoder layers, a final layernorm; the sum listed 136 layers
+    out = cli("explain", VIT, "encoder").out
+    layer = 2 * 768 + (4 * 768 * 768 + 4 * 768) + 2 * 768 + (768 * 3072 + 3072) + (3072 * 768 + 768)  # ln_1, attention, ln_2, mlp
+    total = 197 * 768 + 12 * layer + 2 * 768
+    assert _step(out, "params") == ("encoder.pos_embedding 151K + encoder.layers.encoder_layer 85.1M + encoder.ln 1.54K", f"= {total:,} (85.2M)")

@@ -223,8 +223,8 @@ def test_llama_with_grouped_query_attention_imports_and_verifies() -> None:
 
 
 def test_llama2_7b_layout_imports_to_the_published_count() -> None:
-    """LLaMA-2 7B's sizes (no rotary embedding in this model: RoPE has no parameters and torch counts
-    it 0 MACs, so params and torch MACs still equal specs/llama2_7b.json's)."""
+    """LLaMA-2 7B's sizes, on the meta device: the rotary embeddings written inline are read as the
+    zoo's ``rotary`` layers (base 10000 from the module's ``base``: a meta buffer has no values)."""
     arch = imported(on_meta(Llama), [4096])
     h, ffn, V, layers = 4096, 11008, 32000, 32
     per_layer = 2 * h + 4 * h * h + 3 * h * ffn  # two RMSNorm weights, q/k/v/o, gate/up/down
@@ -233,8 +233,9 @@ def test_llama2_7b_layout_imports_to_the_published_count() -> None:
     want = analyze(load_spec(SPECS / "llama2_7b.json"), convention="torch").totals
     assert (got["params"], got["macs"]) == (want["params"], want["macs"])
     zoo = load_spec(SPECS / "llama2_7b.json")
-    for convention in CONVENTIONS:  # layer for layer, the zoo's rotary rows aside
-        assert counted(arch, convention) == [r for r in counted(zoo, convention) if r[0] != "rotary"]
+    assert [layer.kind for layer in arch.layers].count("rotary") == 2 * layers  # q and k of every layer
+    for convention in CONVENTIONS:  # layer for layer, the rotary rows included
+        assert counted(arch, convention) == counted(zoo, convention)
 
 
 # ----- refusals: one line naming the node and the op ---------------------------------------------------------
@@ -332,3 +333,99 @@ def test_cli_imports_and_verifies_a_nanogpt_style_model(tmp_path: Path) -> None:
     r = cli("verify", str(out), "--module", "lm_models:gpt2_small")
     assert r.code == 0, r.out + r.err
     assert "124,439,808" in r.out and "145,824,153,600" in r.out
+
+
+# ----- rotary embeddings written inline (archcalc.torch.idioms) ---------------------------------------------
+def _halves_cat(x: torch.Tensor) -> torch.Tensor:  # Hugging Face's rotate_half
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _chunk_cat(x: torch.Tensor) -> torch.Tensor:  # the same by chunk (GPT-NeoX style)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def _wrong_half(x: torch.Tensor) -> torch.Tensor:  # not a rotation: the negated half on the wrong side
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((x1, -x2), dim=-1)
+
+
+class RopeAttention(nn.Module):
+    """One attention with rotary q and k, as LLaMA-family code writes it; ``freqs``: how the
+    frequencies are held ("buffer", "inline" in forward, "scaled": a buffer of YaRN-like ramped ones)."""
+
+    def __init__(self, d: int = 32, heads: int = 4, base: int = 10000, freqs: str = "buffer", rotate: Any = _halves_cat) -> None:
+        super().__init__()
+        self.heads, self.dh, self.base, self.freqs, self.rotate = heads, d // heads, base, freqs, rotate
+        self.emb = nn.Embedding(50, d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        inv_freq = 1.0 / (base ** (torch.arange(0, self.dh, 2).float() / self.dh))
+        if freqs == "scaled":
+            inv_freq = inv_freq * torch.linspace(1.0, 0.25, self.dh // 2)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.emb(idx)
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q = q.view(b, t, self.heads, self.dh).transpose(1, 2)
+        k = k.view(b, t, self.heads, self.dh).transpose(1, 2)
+        v = v.view(b, t, self.heads, self.dh).transpose(1, 2)
+        inline = self.freqs == "inline"
+        inv_freq = 1.0 / (self.base ** (torch.arange(0, self.dh, 2, device=x.device).float() / self.dh)) if inline else self.inv_freq
+        pos = torch.arange(t, device=x.device, dtype=torch.float32)
+        angles = torch.outer(pos, inv_freq)
+        emb = torch.cat((angles, angles), dim=-1)
+        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+        q = q * cos + self.rotate(q) * sin
+        k = self.rotate(k) * sin + k * cos  # (the terms either way round)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return x + self.out(y.transpose(1, 2).reshape(b, t, c))
+
+
+@pytest.mark.parametrize(("freqs", "rotate", "base"), [("buffer", _halves_cat, 10000), ("inline", _halves_cat, 10000),
+                                                       ("buffer", _chunk_cat, 500000)], ids=["buffer", "inline", "chunk-theta500k"])
+def test_inline_rotary_imports_as_one_layer_and_verifies(freqs: str, rotate: Any, base: int) -> None:
+    """q * cos + rotate_half(q) * sin is one ``rotary`` layer, its base read from the frequencies
+    (a buffer's values, or ``base ** (arange(0, d, 2) / d)`` in forward; LLaMA 3's rope_theta is
+    500,000): the spec builds extra_modules.Rotary, and torch measures the user's model equal."""
+    model = RopeAttention(base=base, freqs=freqs, rotate=rotate)
+    arch = imported(model, [16])
+    rot = [layer for layer in arch.layers if layer.kind == "rotary"]
+    assert len(rot) == 2 and all(layer.base == base for layer in rot)  # type: ignore[attr-defined]
+    kinds = {layer.kind for layer in arch.layers}
+    assert not kinds & {"concat", "mul", "scalar", "parameter"}  # nothing of the pattern is left as its own layer
+    sdpa = next(layer for layer in arch.layers if layer.kind == "scaled_dot_product_attention")
+    assert sdpa.inputs[:2] == [rot[0].name, rot[1].name]
+    rows = {r.name: r for r in analyze(arch).rows}
+    assert rows[rot[0].name].output_shape == (4, 16, 8)  # heads, positions, head size
+    assert rows[rot[0].name].ops == {"rotary": 4 * 16 * 8}  # one rotation per element of q
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+
+
+@pytest.mark.parametrize(("model", "why"), [
+    (RopeAttention(freqs="scaled"), "scaled or interpolated positions?"),
+    (RopeAttention(rotate=_wrong_half), "operator.neg"),
+], ids=["scaled-frequencies", "not-a-rotation"])
+def test_inline_rotary_variants_it_cannot_read_are_refused(model: nn.Module, why: str) -> None:
+    """Frequencies that are not base^(-2i/d) (YaRN-like ramps) are refused with the reason, not read
+    as a standard rotary; a sum that is no rotation is not matched at all (its calls are refused)."""
+    with pytest.raises(SpecError) as e:
+        imported(model, [16])
+    assert why in e.value.message
+
+
+def test_inline_rotary_on_the_meta_device_needs_its_base() -> None:
+    """A meta buffer has no values: the base comes from the owning module's ``base`` / ``rope_theta``,
+    else a one-line refusal that says how to give it."""
+    model = on_meta(RopeAttention)
+    assert all(layer.base == 10000 for layer in imported(model, [16]).layers if layer.kind == "rotary")  # type: ignore[attr-defined]
+    del model.base
+    with pytest.raises(SpecError) as e:
+        imported(model, [16])
+    assert "meta device" in e.value.message and "rope_theta" in e.value.message

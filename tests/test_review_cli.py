@@ -200,3 +200,43 @@ def test_no_field_suggestion_that_would_be_wrong(spec_file) -> None:  # type: ig
     )
     said = _spec_error(spec_file, {"name": "t", "inputs": [3, 8, 8], "layers": []})
     assert said == "field 'inputs': unknown field of the spec; did you mean 'input'? (and errors in 1 more place)"
+
+
+# -- small confusing texts met using the README's commands as a new user --------------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "says"),
+    [
+        ("fp16", "unknown dtype 'fp16'; did you mean 'float16'?"),
+        ("half", "unknown dtype 'half'; did you mean 'float16'?"),
+        ("bf16", "unknown dtype 'bf16'; did you mean 'bfloat16'?"),
+        ("torch.float32", "unknown dtype 'torch.float32'; did you mean 'float32'?"),
+        ("Float32", "unknown dtype 'Float32'; did you mean 'float32'?"),
+        ("float8", "unknown dtype 'float8' (archcalc's dtypes: float64, float32, float16, bfloat16, int8)"),  # a dtype, no slip for float64
+    ],
+)
+def test_a_dtype_written_as_elsewhere_gets_archcalcs_name(dtype: str, says: str) -> None:
+    r = cli("table", ALEXNET, "--dtype", dtype)
+    assert r.code == 2 and says in r.err and len(r.err.splitlines()) == 1, r.err
+    assert dtype != "float8" or "did you mean" not in r.err
+
+
+def test_a_claim_without_a_value_lists_every_budget_operator() -> None:
+    r = cli("check", ALEXNET, "conv1.macs")  # >= and > are budgets too (check.parse_claim reads them)
+    assert r.code == 2 and "a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget), got 'conv1.macs'" in r.err
+
+
+def test_inference_on_a_network_without_attention_blames_no_flag_not_given() -> None:
+    r = cli("inference", ALEXNET)  # no --cache given: the error said field '--cache'
+    assert r.code == 2 and "--cache" not in r.err and "alexnet has no attention layer" in r.err
+
+
+def test_memory_and_fit_captions_use_the_spec_title_as_the_table_does() -> None:
+    """`table` said 'ResNet-50 v1.5 (He et al. 2015; torchvision)', `memory` and `fit` 'resnet50'."""
+    spec = str(SPECS / "resnet50.json")
+    title = cli("table", spec).out.split(":")[0]
+    assert title == "ResNet-50 v1.5 (He et al. 2015; torchvision)"
+    assert cli("memory", spec).out.startswith(f"{title}: training memory, input 3×224×224")
+    assert cli("fit", spec, "--memory", "24GiB").out.startswith(f"{title} on {24 * 2**30:,} bytes:")
+    assert cli("memory", LM).out.startswith("transformer_lm: training memory")  # no title: its name

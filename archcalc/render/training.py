@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..dims import dim_text, is_symbolic, simplify, to_json
+from ..errors import escape_control
 from . import units
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def _exact(v: Any) -> str:
 def _caption(m: TrainingMemory) -> str:
     opt = "no optimizer" if m.optimizer == "none" else f"optimizer {m.optimizer}"
     ck = f", checkpointing {', '.join(m.checkpoint)}" if m.checkpoint else ""
-    return f"{m.name}: training memory, input {_shape(m.input_shape)}, batch {m.batch}, {m.dtype}, {opt}, {m.device}{ck}"
+    return f"{escape_control(m.display_name)}: training memory, input {_shape(m.input_shape)}, batch {m.batch}, {m.dtype}, {opt}, {m.device}{ck}"
 
 
 def _name(r: MemoryRow) -> str:
@@ -153,7 +154,7 @@ def render_fit(fit: Fit, fmt: str = "text") -> str:
     terms = [f"{units.exact(a)} + {units.exact(b)}*N" for a, b in lines_ab]
     formula = f"{terms[0]} bytes" if len(terms) == 1 else f"max({', '.join(terms)}) bytes"
     lines = [
-        f"{m.name} on {fit.memory:,} bytes: {m.dtype}, optimizer {m.optimizer}, {m.device}"
+        f"{escape_control(m.display_name)} on {fit.memory:,} bytes: {m.dtype}, optimizer {m.optimizer}, {m.device}"
         + (f", checkpointing {', '.join(m.checkpoint)}" if m.checkpoint else ""),
         f"peak of a training step = {formula}",
     ]

@@ -21,6 +21,7 @@ from ..dims import Dim, DimError, as_int, check_expr, is_symbolic, known_sign, p
 from ..errors import SpecError, user_failure
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer, shape_str
+from . import idioms
 from .leaves import Composite, Leaf, classify
 from .registry import MODULE_HANDLERS, table
 
@@ -802,7 +803,11 @@ def import_graph(module: nn.Module, dims: tuple[Dim, ...], output_key: str | Non
     for _ in range(MAX_RETRACES):
         imp = Importer(module, dims, _preferred_names(module), output_key, training=training)
         try:
-            imp.run(trace(module, training=training, decisions=decisions))
+            graph = trace(module, training=training, decisions=decisions)
+            problems = idioms.rewrite(graph, module)  # an inline rotary embedding is one layer
+            if problems:
+                raise SpecError(f"{problems[0]}; archcalc imports the rotary embeddings whose angles are p / base^(2i/d)", field="factory")
+            imp.run(graph)
         except WrongBranch as e:
             decisions = [*decisions[: e.index], *[True] * (e.index - len(decisions)), not _decision(decisions, e.index)]
             continue

@@ -90,6 +90,8 @@ OPTIONAL_TYPES = frozenset({
     # and attention products (matched when verify records the call: matmul, layer_norm, sdpa...)
     "sub", "div", "scalar", "permute", "transpose", "reshape", "view", "select", "slice", "roll", "parameter", "positionbias", "layerscale",
     "stochasticdepth", "droppath", "mean", "matmul", "scaled_dot_product_attention",
+    # rotary embeddings written inline (q * cos + rotate_half(q) * sin: archcalc.torch.idioms)
+    "rotary",
 })
 """Spec layer types matched only if the model has a module there (rule 2)."""
 INFERENCE_NOOPS = frozenset({"identity", "dropout", "stochasticdepth", "droppath"})
@@ -608,6 +610,9 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         elif lm.kind is None and s.type in OPTIONAL_TYPES and lm.params and lm.params == analytic[s.name]["params"]:
             matched(s, lm, True)  # a module of an unknown class holding just this layer's weights (timm's Scale: a layerscale)
             i, j = i + 1, j + 1
+        elif s.type in OPTIONAL_TYPES and lm.kind is None and lm.params == 0 and lm.flops == 0:
+            extra(lm)  # a module of no known type that computes nothing (a helper making rotary's cos and sin) goes
+            j += 1  # first: the calls after it may be the spec's
         elif s.type in OPTIONAL_TYPES:
             missing(s)
             i += 1

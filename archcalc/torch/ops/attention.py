@@ -105,3 +105,10 @@ def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: s
 
 
 __all__ = ["einsum", "matmul", "multihead_attention", "sdpa"]
+
+
+@handles("archcalc.torch.idioms.rotary_embedding")
+def rotary_embedding(imp: Importer, node: fx.Node) -> None:
+    """An inline rotary embedding, found and replaced by one call before the walk (:mod:`archcalc.torch.idioms`)."""
+    x, base = node.args
+    imp.emit(node, "rotary", {"base": base}, [imp.tensor(node, x)])
