@@ -63,7 +63,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="per-layer table: shape, params, MACs, FLOPs, memory, receptive field")
     t.add_argument("spec", help="spec file (JSON)")
     _analysis_options(t)
-    t.add_argument("--depth", type=int, help="one row per block at this depth, with its totals (1: ResNet's stem, layer1..layer4, head)")
+    t.add_argument("--depth", type=_depth, help="one row per block at this depth, with its totals (1: ResNet's stem, layer1..layer4, head)")
     t.add_argument("--bare", action="store_true", help="LaTeX: the tabular alone, no table float (for a beamer frame)")
     t.add_argument("--columns", help="LaTeX: the columns to show, from layer,type,output,params,macs,memory,rf,stride")
     t.add_argument("--hide-free", action="store_true", help="LaTeX: leave out parameter-free rows (the totals still count them)")
@@ -272,7 +272,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             from .quick import quick_dict
 
             name = os.path.splitext(os.path.basename(args.save))[0]
-            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save)
+            write_output(json.dumps(quick_dict(args.input_shape, args.layers, name=name), indent=1) + "\n", args.save, field="--save")
         write_output(render(rep, args.format, **_latex_options(args)), args.output)
         return 0
     if args.command in ("memory", "fit"):

@@ -97,8 +97,9 @@ def atomic_write_all(files: Sequence[tuple[str | os.PathLike[str], str | bytes]]
                 os.close(dfd)
 
 
-def write_output(text: str, path: str | None) -> None:
-    """Print ``text``, or write it to ``path`` atomically (``None`` or ``-``: stdout).
+def write_output(text: str, path: str | None, field: str = "--output") -> None:
+    """Print ``text``, or write it to ``path`` atomically (``None`` or ``-``: stdout); ``field``: the
+    flag that named ``path``, for errors.
 
     Standard output is flushed here, so that a reader that closed the pipe early (``archcalc check
     ... | head -1``) is met now: that is quiet, and the command goes on to its own exit status (a
@@ -110,7 +111,7 @@ def write_output(text: str, path: str | None) -> None:
         except BrokenPipeError:
             drop_stream(sys.stdout)
         return
-    atomic_write(path, text)
+    atomic_write(path, text, field=field)
 
 
 def drop_stream(stream: object) -> None:

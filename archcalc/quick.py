@@ -106,6 +106,18 @@ def _did_you_mean(word: str, vocabulary: list[str]) -> str:
     return f"; did you mean {near[0]!r}?" if near else ""
 
 
+def _glued(word: str) -> str:
+    """conv8, fc10, maxpool2: a type that takes values, and its first value run together."""
+    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", word)
+    if not m or f"{word.lower()}d" in TYPE_NAMES:  # conv2: a slip for conv2d as likely
+        return ""
+    short = m.group(1).lower()
+    kind = RANKED[short].format(2) if short in RANKED else ALIASES.get(short, short)
+    if kind not in TYPE_NAMES or not POSITIONAL.get(_family(kind)):
+        return ""  # (relu7 is no relu with a value)
+    return f"; did you mean '{m.group(1)} {m.group(2)}'?"
+
+
 def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 2, symbols: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One layer of a quick stack; ``spatial``: the number of spatial axes of its input (ranked aliases);
     ``symbols``: the names a bare word may be (the input shape's): any other unknown word is an error,
@@ -140,7 +152,7 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
             raise SpecError(
                 f"{words[0]!r} is not a layer type: quote each layer as one argument, e.g. \"conv 64 3 p1\" \"maxpool 2\"", layer=f"#{index + 1}"
             )
-        raise SpecError(f"unknown layer type {words[0]!r}{_did_you_mean(words[0], vocabulary)}", layer=f"#{index + 1}")
+        raise SpecError(f"unknown layer type {words[0]!r}{_glued(words[0]) or _did_you_mean(words[0], vocabulary)}", layer=f"#{index + 1}")
     base = short.rstrip("0123456789")
     stem = short + ("_" if base != short else "")  # relu6 -> relu6_1, not relu61
     counters[short] = counters.get(short, 0) + 1

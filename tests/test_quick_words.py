@@ -23,6 +23,10 @@ from conftest import cli
         ("maxpool 3 s2 same", "takes a number"),  # issue 14: 'same' became a symbol on a pooling layer
         ("conv C 3", "a symbol must be in the input shape"),  # C is no symbol of 3x32x32
         ("cnv 8 3", "did you mean 'conv'?"),
+        ("conv8 3", "did you mean 'conv 8'?"),  # the type and its first value run together (was 'conv')
+        ("fc10", "did you mean 'fc 10'?"),
+        ("relu7", "did you mean 'relu'?"),  # relu takes no value: no 'relu 7'
+        ("conv2 3", "did you mean 'conv2d'?"),  # conv2 is as likely conv2d
     ],
 )
 def test_unknown_words_are_errors_not_symbols(layer: str, says: str) -> None:

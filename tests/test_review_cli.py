@@ -240,3 +240,8 @@ def test_memory_and_fit_captions_use_the_spec_title_as_the_table_does() -> None:
     assert cli("memory", spec).out.startswith(f"{title}: training memory, input 3×224×224")
     assert cli("fit", spec, "--memory", "24GiB").out.startswith(f"{title} on {24 * 2**30:,} bytes:")
     assert cli("memory", LM).out.startswith("transformer_lm: training memory")  # no title: its name
+
+
+def test_quick_save_failure_names_save_not_output(tmp_path: Path) -> None:
+    r = cli("quick", "3x8x8", "relu", "--save", str(tmp_path / "no" / "such" / "d.json"))
+    assert r.code == 2 and "field '--save': cannot write" in r.err and "--output" not in r.err, r.err

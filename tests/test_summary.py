@@ -48,6 +48,8 @@ def test_depth_in_every_format(fmt: str) -> None:
         assert doc["totals"]["params"] == 25_557_032 == sum(x["params"] for x in doc["layers"])
 
 
-def test_depth_zero_is_refused() -> None:
-    r = cli("table", str(SPECS / "resnet50.json"), "--depth", "0")
-    assert r.code == 2 and "--depth must be 1 or more" in r.err
+@pytest.mark.parametrize("depth", ["0", "-1", "x"])
+def test_depth_zero_is_refused(depth: str) -> None:
+    # in diagram's words ('x' was "invalid int value: 'x'", 0 "--depth must be 1 or more")
+    r = cli("table", str(SPECS / "resnet50.json"), "--depth", depth)
+    assert r.code == 2 and f"argument --depth: a whole number, 1 or more, got {depth!r}" in r.err and len(r.err.splitlines()) == 1

@@ -11,7 +11,7 @@ from ..graph import Graph, node_table
 def compute(G: Graph, convention: Convention, batch: Dim = 1) -> None:
     """Per-layer operations for ``batch`` samples, weighed into MACs/FLOPs by ``convention``."""
     nodes = node_table(G)
-    memo: dict[tuple[object, ...], tuple[dict[str, Dim], Dim, Dim]] = {}
+    memo: dict[int, tuple[dict[str, Dim], Dim, Dim]] = {}
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]

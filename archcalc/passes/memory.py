@@ -24,7 +24,7 @@ def memory(G: Graph, dtype_bytes: int, batch: Dim = 1) -> None:
     permute or transpose left non-contiguous, which torch copies (``x.transpose(1, 2).flatten(1)``)."""
     nodes = node_table(G)
     contiguous: dict[str, bool] = {}  # per node: its output is contiguous per sample (eval mode)
-    memo: dict[tuple[object, ...], tuple[bool, str, bool, Dim]] = {}  # per formula key: in place, storage, splits only, bytes
+    memo: dict[int, tuple[bool, str, bool, Dim]] = {}  # per formula key: in place, storage, splits only, bytes
     for name in G.graph["order"]:
         node = nodes[name]
         key = node["formula_key"]  # set by the shapes pass

@@ -13,7 +13,7 @@ from ..layers.base import shape_str
 def params(G: Graph) -> None:
     """Learnable parameters (weights + bias, BN affine) and, apart, buffers (BN running stats)."""
     nodes = node_table(G)
-    memo: dict[tuple[object, ...], tuple[dict[str, tuple[Dim, ...]], Dim, Dim]] = {}
+    memo: dict[int, tuple[dict[str, tuple[Dim, ...]], Dim, Dim]] = {}
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]

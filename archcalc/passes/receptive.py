@@ -267,7 +267,7 @@ def receptive_field(G: Graph) -> None:
     nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, tuple(G.graph["input_shape"][1:])),))
     standard = (None, *range(n_axes))  # (C, *spatial): where a layer's windows apply
     nodes[INPUT]["rf_layout"] = standard
-    window_memo: dict[tuple[object, ...], tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
+    window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
     repeats = G.graph.get("symbolic_repeats", ())
     if repeats:  # a block repeated l times: its fields are moved on to the last copy once its layers are done

@@ -79,7 +79,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     width = saved_widths(dtype_bytes, device)
     # per formula key: what the layer saves (see _plan); where its output lives; the permutation
     # a reordering view applies; its output's bytes per sample
-    memo: dict[tuple[object, ...], tuple[list[_Planned] | None, str, _Reorder | None, Dim]] = {}
+    memo: dict[int, tuple[list[_Planned] | None, str, _Reorder | None, Dim]] = {}
     seen: dict[str, str] = {}  # storage -> the layer that counts it
     for name in G.graph["order"]:
         node = nodes[name]

@@ -1,7 +1,8 @@
 """Output shapes, per sample (channels first): node attributes ``shape``, and for the passes after
-it ``in_shapes`` (the inputs' shapes, in order) and ``formula_key`` (the layer's settings + input
-shapes: equal keys give equal formula results, so repeated blocks, and the many equal layers of a
-flat imported spec, are computed once)."""
+it ``in_shapes`` (the inputs' shapes, in order) and ``formula_key`` (a number for the layer's
+settings + input shapes: equal keys give equal formula results, so repeated blocks, and the many
+equal layers of a flat imported spec, are computed once; a number, so that the passes' memos do not
+hash the settings and shapes again)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def shapes(G: Graph) -> None:
     """Set ``shape`` on every node from its inputs' shapes, in topological order."""
     nodes = node_table(G)
     nodes[INPUT]["shape"] = G.graph["input_shape"]
-    memo: dict[tuple[object, ...], tuple[object, ...]] = {}
+    numbers: dict[tuple[object, ...], int] = {}  # (settings, *input shapes) -> its formula key: a small int, cheap to hash in every later pass
+    outs: list[tuple[object, ...]] = []  # output shape by formula key
     settings: dict[int, object] = {}  # repeated blocks share bound layers: each is keyed once
     for name in G.graph["order"]:
         node = nodes[name]
@@ -62,14 +64,15 @@ def shapes(G: Graph) -> None:
         if ident is None:
             ident = settings[id(layer)] = settings_key(layer)
         key = (ident, *ins)
-        node["in_shapes"], node["formula_key"] = ins, key
-        out = memo.get(key)
-        if out is None:
+        number = numbers.get(key)
+        if number is None:
             try:
-                out = memo[key] = _checked(tuple(layer.output_shape(ins)))
+                outs.append(_checked(tuple(layer.output_shape(ins))))
             except SpecError as e:
                 raise e.located(layer=name) from None
-        node["shape"] = out
+            number = numbers[key] = len(outs) - 1
+        node["in_shapes"], node["formula_key"] = ins, number
+        node["shape"] = outs[number]
     for rep in G.graph.get("symbolic_repeats", ()):
         _check_maps_to_itself(rep, nodes[rep.start]["shape"], nodes[rep.output]["shape"])
 
