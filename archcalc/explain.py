@@ -299,6 +299,7 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     in_roles = [roles.get(i) for i in node["inputs"]]
     lay_s, out_s = _symbolic(layer), _out_symbols(out_num, roles.get(name))
     ins_s = _runnable_symbols(lay_s, ins_num, in_roles, out_s)
+    out_s = _field_named(lay_s, ins_s, out_s)
     # the same again with values that print as names: the order each formula follows
     lay_n, ins_n, out_n = _named(layer), [_named_shape(s, n) for s, n in zip(ins_num, ins_s, strict=True)], _named_shape(out_num, out_s)
     named = _try(lambda: {"out": lay_n.output_shape(ins_n), "weights": lay_n.weights(ins_n), "ops": lay_n.ops(ins_n, out_n)})
@@ -350,6 +351,8 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ex.steps.append(Step("params", None, "", "0 (no learnable tensors)"))
     if node.get("tie_note"):
         ex.notes.append(node["tie_note"])
+    if node.get("training_only"):  # (the layer's own flag, or its block call's)
+        ex.notes.append("training only (an auxiliary head): an eval forward does not run it; the totals leave it out unless --include-training-only")
     own = _try(lambda: layer.note(ins_num))  # what the table says with its row (learned positions, a causal mask)
     if own:
         ex.notes.append(own)
@@ -422,6 +425,17 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     if symbolic_input:
         ex.notes.append("the input has symbols: the worked lines show the general results")
     return ex
+
+
+def _field_named(lay_s: Layer, ins_s: list[Shape], out_s: Shape) -> Shape:
+    """The output's symbols, an axis that is one of the layer's fields by that field's symbol: a
+    linear layer's output features are F_out (its out_features) whatever its input calls the axis
+    (C on a channels-last map), so that its params F_out*C_in and MACs H_out*W_out*F_out*C_in agree."""
+    general = _try(lambda: lay_s.output_shape(ins_s))
+    if general is None or len(general) != len(out_s):
+        return out_s
+    given = {str(d) for s in ins_s for d in s}
+    return tuple(g if getattr(g, "is_Symbol", False) and str(g) not in given else o for g, o in zip(general, out_s, strict=True))
 
 
 def _runnable_symbols(lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None], out_s: Shape) -> list[Shape]:
@@ -833,8 +847,9 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     if call is not None:
         copies = f", one copy of {human_text(rep.repeats[call])}"
     where = f" in {escape_control(rep.title)}" if rep.title and fmt != "latex" else ""
+    aux = ", training only" if group.training_only else ""
     head = (
-        f"{escape_control(name)} ({kind}{copies}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
+        f"{escape_control(name)} ({kind}{copies}{aux}, {len(group.rows)} layers){where}: input {inputs} \u2192 "
         f"output {_shape(last.output_shape)} ({escape_control(last.name)})"
     )
     t = group.totals

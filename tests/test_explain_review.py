@@ -133,8 +133,9 @@ def test_an_embedding_is_explained_with_tokens_and_features() -> None:
     out = cli("explain", GPT2, "transformer.wte").out
     assert _image_words(out) == []
     assert _step(out, "output features") == ("embedding_dim", "= 768")
-    assert _step(out, "ops: lookup (not MACs under 'lecture')") == ("L_out*F_out", f"= 1024·768 = {1024 * 768:,} (786K)")
-    assert _step(out, "memory (float32, 4 B per element)") == ("L_out*F_out*4 B", f"= 1024·768·4 B = {1024 * 768 * 4:,} B = 3.00 MiB")
+    # (the features are its embedding_dim, as in its params num_embeddings*embedding_dim)
+    assert _step(out, "ops: lookup (not MACs under 'lecture')") == ("L_out*embedding_dim", f"= 1024·768 = {1024 * 768:,} (786K)")
+    assert _step(out, "memory (float32, 4 B per element)") == ("L_out*embedding_dim*4 B", f"= 1024·768·4 B = {1024 * 768 * 4:,} B = 3.00 MiB")
     assert _step(out, "saved: indices (int64)")[0] == "L_in*8 B"  # one int64 id per token
 
 
@@ -321,3 +322,22 @@ def test_a_prefix_with_blocks_under_it_sums_by_its_parts() -> None:
     layer = 2 * 768 + (4 * 768 * 768 + 4 * 768) + 2 * 768 + (768 * 3072 + 3072) + (3072 * 768 + 768)  # ln_1, attention, ln_2, mlp
     total = 197 * 768 + 12 * layer + 2 * 768
     assert _step(out, "params") == ("encoder.pos_embedding 151K + encoder.layers.encoder_layer 85.1M + encoder.ln 1.54K", f"= {total:,} (85.2M)")
+
+
+def test_a_training_only_head_says_so() -> None:
+    # GoogLeNet's auxiliary classifiers run only in training (Szegedy et al. 2014, Sec. 5): fc1 is 2048 -> 1024
+    goog = str(SPECS / "googlenet.json")
+    out = cli("explain", goog, "aux1.fc1").out
+    assert _step(out, "params") == ("F_out*F_in + F_out", f"= 1024·2048 + 1024 = {1024 * 2048 + 1024:,} (2.10M)")
+    assert "note: training only (an auxiliary head): an eval forward does not run it; the totals leave it out" in out
+    assert cli("explain", goog, "aux1").out.startswith("aux1 (block, training only, 8 layers)")
+
+
+def test_a_channels_last_linear_names_its_output_features_one_way() -> None:
+    # ConvNeXt-T's first pointwise linear, 96 -> 384 on a channels-last 56 x 56 map (Liu et al. 2022): its output axis
+    # was "F_out" in one line and "C_out" in the next (params F_out*C_in, MACs H_out*W_out*C_out*C_in)
+    out = cli("explain", str(SPECS / "convnext_tiny.json"), "features.1.0.block.3").out
+    assert _step(out, "output channels") == ("F_out", "= 384")
+    assert _step(out, "params: weight (384×96)")[0] == "F_out*C_in"
+    assert _step(out, "MACs (lecture)") == ("H_out*W_out*F_out*C_in", f"= 56·56·384·96 = {56 * 56 * 384 * 96:,} (116M)")
+    assert "C_out" not in out
