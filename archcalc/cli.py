@@ -92,7 +92,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "check",
         help="verdicts on claims like pool2.output=14x14 or total.params=61M; exit 1 if any is wrong",
         description="archcalc check SPEC CLAIM... (or --stack SHAPE LAYER... CLAIM...). A claim is "
-        "LAYER.QUANTITY=VALUE, TOTAL.QUANTITY=VALUE or FIRST..LAST.QUANTITY=VALUE; quantities: "
+        "LAYER.QUANTITY=VALUE, BLOCK.QUANTITY=VALUE, total.QUANTITY=VALUE or FIRST..LAST.QUANTITY=VALUE, "
+        "or a budget with <=, <, >= or > for = (total.params<=1M); quantities: "
         "params, macs, flops, memory, output, rf, stride; values like 61M, 16,781,312, 182.25KB, 13x13.",
     )
     c.add_argument("items", nargs="*", metavar="SPEC_OR_CLAIM", help="the spec file, then claims (with --stack: claims only)")

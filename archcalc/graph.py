@@ -450,7 +450,9 @@ def compile_graph(
     G = LayerGraph({"name": arch.name, "title": arch.title, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
     if c.symbolic:
         G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
-    _resolve_ties(c, nodes)
+    tied = _resolve_ties(c, nodes)
+    if tied:
+        G.graph["tied"] = tied
     multiples = {k: s.multiple_of for k, s in arch.symbols.items() if s.multiple_of > 1 and k not in env}
     if multiples:
         G.graph["multiples"] = multiples
@@ -458,16 +460,24 @@ def compile_graph(
     return G
 
 
-def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> None:
+def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> list[str]:
     """Node attribute ``tied`` (weight name -> the node that owns it) for layers that use another
-    layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner."""
+    layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner.
+    Returns those layers' names."""
     base = Layer.tied_weights
+    ties_of: dict[int, dict[str, str]] = {}  # per bound layer (the copies of a block share theirs)
+    tied_nodes = []
     for name, attrs in nodes.items():
         layer = attrs["layer"]
-        if layer is None or type(layer).tied_weights is base or not layer.tied_weights():
+        if layer is None or type(layer).tied_weights is base:
+            continue
+        ties = ties_of.get(id(layer))
+        if ties is None:
+            ties = ties_of[id(layer)] = layer.tied_weights()
+        if not ties:
             continue
         tied = {}
-        for wname, ref in layer.tied_weights().items():
+        for wname, ref in ties.items():
             try:
                 src = c.resolve_one(ref, {}, name)
             except SpecError as e:
@@ -477,6 +487,8 @@ def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> None:
                 raise SpecError(why, layer=name, field="tie_weight")
             tied[wname] = src
         attrs["tied"] = tied
+        tied_nodes.append(name)
+    return tied_nodes
 
 
 def _check_symbolic(reps: list[SymbolicRepeat], nodes: dict[str, dict[str, Any]]) -> list[SymbolicRepeat]:

@@ -47,6 +47,24 @@ def _write_instead(item: str) -> str:
     return f" (write {m.group(1)}={int(value)})" if value.is_integer() and 1 <= value < 1e18 else ""
 
 
+def whole_number(text: str) -> int:
+    """An argparse ``type`` for counts (bench's --batch, --repeat): digits 0-9, at most
+    :data:`~archcalc.dims.MAX_DIGITS`; '1e3' is refused as the sizes are ('is not a whole number
+    written with the digits 0-9 (write 1000)'), not as argparse's "invalid int value".  A sign is
+    read, so that the command's own range check names the bound."""
+    from .dims import MAX_DIGITS
+
+    t = text.strip()
+    if re.fullmatch(rf"-?[0-9]{{1,{MAX_DIGITS}}}", t, re.ASCII):
+        return int(t)
+    try:
+        value = float(t.replace(",", "").replace("_", "")) if len(t) <= 40 else None
+    except ValueError:
+        value = None
+    hint = f" (write {int(value)})" if value is not None and value.is_integer() and abs(value) < 1e18 else ""
+    raise argparse.ArgumentTypeError(f"{_shown(text)} is not a whole number written with the digits 0-9{hint}")
+
+
 def _shown(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
@@ -121,4 +139,4 @@ def check_set_names(values: dict[str, int], arch: Any, file: str, args: argparse
             raise SpecError(f"--set {name}: the spec uses no symbol {name!r}{hint}", file=file, field="--set")
 
 
-__all__ = ["check_set_names", "check_shape_text", "parse_batch", "parse_input", "parse_set"]
+__all__ = ["check_set_names", "check_shape_text", "parse_batch", "parse_input", "parse_set", "whole_number"]

@@ -226,6 +226,7 @@ def report_from_graph(
     nodes = node_table(G)
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
+    says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -233,8 +234,10 @@ def report_from_graph(
         if sizes_jumps is None:
             sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
         layer = n["layer"]
+        kind = type(layer)
+        noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
         note = n["rf_note"]
-        if type(layer).note is not base_note:  # only the types that have something to say are asked
+        if noted:  # only the types that have something to say are asked
             own = layer.note(n["in_shapes"])
             note = f"{note}; {own}" if note and own else note or own
         if "tie_note" in n:
@@ -259,14 +262,11 @@ def report_from_graph(
                 note,
                 n.get("repeat", 1),
                 n.get("scope", ()),
+                layer.cached_per_position(n["in_shapes"]) if caching else 0,
+                n["rf_bound"] is not None,
+                bool(n.get("rf_whole")),
             )
         )
-        if n["rf_bound"] is not None:
-            rows[-1].rf_approximate = True
-        if n.get("rf_whole"):
-            rows[-1].whole_input = True
-        if type(layer).cached_per_position is not base_cache:  # (only attention keeps something per position)
-            rows[-1].cache = layer.cached_per_position(n["in_shapes"])
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
         numeric = all(type(d) is int for d in (*G.graph["input_shape"], batch))
         # numbers in, no symbol in any layer's fields, no symbolic repeat count: every value is an int already

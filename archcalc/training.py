@@ -21,7 +21,7 @@ weights do not grow with the batch); the peak is the largest of such lines (``pe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ from .layers.base import Saved
 from .passes import compute, params, saved_tensors, shapes
 from .passes.saved import SavedTensor, keep_once
 from .spec import Architecture, load_spec, parse_spec
+from .step import Moment, step_moments, upper_envelope
 
+LARGEST = "the largest moment at batch"
 OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 """Per parameter, the optimizer's state tensors of the parameter's size (torch.optim)."""
 
@@ -42,13 +44,18 @@ CHECKPOINT_INPUT = Saved.of_input("kept by torch.utils.checkpoint to run the blo
 TOTALS = ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes")
 
 PEAK_ASSUMPTIONS = (
-    "peak = parameters + gradients + optimizer state + the saved tensors still alive, at the moment of the backward pass "
-    "that holds most (its start, unless blocks are checkpointed), with the gradients of the last step still allocated "
-    "(optimizer.zero_grad(set_to_none=False)); with set_to_none=True (torch's default) the gradients are made during the "
-    "backward while saved tensors are freed, which can lower it",
-    "not counted, each of which can raise the real peak above this figure: the gradients flowing between layers during the "
-    "backward (transient), the loss's own tensors (cross-entropy keeps its log-softmax, the size of the output in fp32, and "
-    "makes its gradient), workspace (cuDNN), the allocator's rounding (CUDA rounds blocks up to 512 bytes) and the CUDA context",
+    "peak = the largest moment of one training step, walked layer by layer as torch's autograd runs it (archcalc.step): in the "
+    "forward, the tensors saved so far, the outputs still to be read and the running layer's output and workspace; in the "
+    "backward, the saved tensors of the layers not yet run backward, the gradients waiting for their layer (a residual's other "
+    "branch, a shared weight's), the running layer's output gradient, the input and weight gradients it makes and its workspace; "
+    "with parameters, gradients (last step's, still allocated: optimizer.zero_grad(set_to_none=False)), optimizer state, buffers "
+    "and the input batch alive throughout",
+    "workspace: on CPU, conv's oneDNN copies into blocked layouts (measured; where the copies vary with the shape, their largest); "
+    "measured against torch.profiler's allocator events on CPU (archcalc.torch.peak): ResNet-18, ResNet-50, VGG-16, ViT-B/16, "
+    "GPT-2 and U-Net at or above the measured peak by at most 0.3%",
+    "not counted, each of which can raise the real peak above this figure: the loss's own tensors (cross-entropy keeps its "
+    "log-softmax, the size of the output in fp32, and makes its gradient), the optimizer step's temporaries, cuDNN's workspace "
+    "on CUDA, the allocator's rounding (CUDA rounds blocks up to 512 bytes) and the CUDA context",
 )
 
 
@@ -101,6 +108,7 @@ class TrainingMemory:
     saved_without_checkpoint: Dim | None = None
     assumptions: list[str] = field(default_factory=list)
     per_copy: dict[str, tuple[Dim, Dim | None]] = field(default_factory=dict)  # block repeated l times -> (l, saved bytes of one copy)
+    peak_where: dict[tuple[Dim, Dim], str] = field(default_factory=dict)  # each peak line -> the moment of the step it is
     title: str | None = None  # the spec's display name, for captions (as the table's)
 
     @property
@@ -238,11 +246,12 @@ def training_memory_from_graph(
     plain_fixed: Dim = 0  # the same without checkpointing
     plain_per: Dim = 0
     seg_inputs_done: set[str] = set()
-    seg_internal: dict[str, dict[str, tuple[Dim, Dim]]] = {}  # block -> every storage its layers save (plain), recomputed in its backward
+    seg_internal: dict[str, dict[str, tuple[Dim, Dim, int]]] = {}  # block -> storage its layers save -> (bytes, first keeper row)
     seg_last: dict[str, int] = {}  # block -> index of its last row
     cumulative: list[tuple[Dim, Dim]] = []  # saved bytes counted at rows 0..i (with checkpointing)
     counted_at_row: dict[str, int] = {}  # storage -> the row that counts it (with checkpointing)
     per_copy: dict[str, tuple[Dim, Dim | None]] = {}
+    copy_saved: dict[str, tuple[Dim, tuple[Dim, Dim]]] = {}  # block repeated a symbolic number of times -> (count, one copy's saved bytes)
     for name in order:
         node = nodes[name]
         kept: list[SavedTensor] | None = node["saved"]
@@ -259,7 +268,7 @@ def training_memory_from_graph(
         if seg is not None and kept is not None:
             inner = seg_internal.setdefault(seg, {})
             for s in kept:
-                inner.setdefault(s.storage, (s.fixed, s.per_sample))
+                inner.setdefault(s.storage, (s.fixed, s.per_sample, len(rows)))
             seg_last[seg] = len(rows)
             resolved = []
             if seg not in seg_inputs_done:
@@ -281,6 +290,8 @@ def training_memory_from_graph(
             block = name.rsplit(".*.", 1)[0]
             count, so_far = per_copy.get(block, (times, 0))
             per_copy[block] = (count, None if so_far is None or resolved is None else so_far + row_fixed + row_per * batch)
+            _, (cf, cp) = copy_saved.get(block, (times, (0, 0)))
+            copy_saved[block] = (times, (cf + row_fixed, cp + row_per))
         rows.append(
             MemoryRow(
                 name,
@@ -315,32 +326,40 @@ def training_memory_from_graph(
         out_storage[o] = (node_o["storage"], prod(store["shape"]) * (store.get("elt") or act))
         out_grad[o] = prod(node_o["shape"]) * (node_o.get("elt") or act) if node_o["grad"] else 0
 
-    def outputs_alive(alive: Mapping[str, Any], grads_of: Sequence[str]) -> Dim:
-        """Bytes per sample of the outputs' storages not in ``alive`` (each once), and of the gradients of ``grads_of``."""
-        extra: dict[str, Dim] = {st: b for st, b in out_storage.values() if st not in alive}
-        return sum(extra.values(), start=0) + sum((out_grad[o] for o in grads_of), start=0)
-
     recompute_flops: Dim = 0
-    weights: Dim = param_bytes + param_bytes + opt_bytes
-    # the peak is the largest of the moments where the backward holds most: its start (every saved
-    # tensor, the output and its gradient) and, for each checkpointed block, its own backward, when the
-    # tensors counted after it are freed and its recomputed tensors are back
-    lines: list[tuple[Dim, Dim]] = [(weights + fixed, per + outputs_alive(counted_at_row, outs))]
+    buffer_bytes: Dim = 0  # batch norm's running statistics (in the parameters' dtype) and its int64 step counter
+    for n in order:
+        if nodes[n].get("buffers"):
+            for bname, shape in nodes[n]["layer"].buffers(nodes[n]["in_shapes"]).items():
+                buffer_bytes = buffer_bytes + prod(shape) * (8 if bname == "num_batches_tracked" else pbytes) * nodes[n].get("repeat", 1)
+    weights: Dim = param_bytes + param_bytes + opt_bytes + buffer_bytes
     if checkpoint:
         conv = get_convention(convention)
         compute(G, conv, 1)
         recompute_flops = sum((nodes[n]["flops"] for n in order if n in seg_of), start=0)  # per sample
-        for seg, inner in seg_internal.items():
-            last = seg_last[seg]
-            at_f, at_p = cumulative[last]
-            alive = {key for key, i in counted_at_row.items() if i <= last}
-            for key, (f, p) in inner.items():
-                if key not in alive:
-                    alive.add(key)
-                    at_f, at_p = at_f + f, at_p + p
-            at_p = at_p + outputs_alive(dict.fromkeys(alive), [o for o in outs if seg_of.get(o) == seg])
-            lines.append((weights + at_f, at_p))
-    lines = _undominated(lines)
+    # the peak is the largest moment of the step: each layer's forward and backward, and each
+    # checkpointed block's recomputation (archcalc.step walks them)
+    moments: list[Moment] = []
+    if not unknown:
+        moments = step_moments(
+            G,
+            [(r.name, r.saved) for r in rows],
+            act,
+            outs,
+            weight_elt=pbytes,
+            checkpointed=seg_of,
+            inner=seg_internal,
+            repeats=copy_saved,
+            device=device,
+        )
+    lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
+    numeric = all(isinstance(f, int) and isinstance(p, int) for f, p in lines)
+    lines = upper_envelope(lines) if numeric else _undominated(_distinct(lines))
+    moment_of: dict[tuple[Dim, Dim], str] = {}
+    for m in moments:
+        key = (simplify(weights + m.fixed), simplify(m.per_sample))
+        if key not in moment_of:
+            moment_of[key] = f"block {m.layer} run forward again" if m.phase == "recompute" else f"the {m.phase} of {m.layer}"
     fixed_t = {
         "saved_bytes": fixed,
         "param_bytes": param_bytes,
@@ -363,12 +382,23 @@ def training_memory_from_graph(
         + (f" ({', '.join(kept_outs)} kept by a layer: among the saved tensors, not counted twice)" if kept_outs else "")
     )
     assumptions = [*PEAK_ASSUMPTIONS[:1], out_what, *PEAK_ASSUMPTIONS[1:]]
+    peak_line = (simplify(fixed_t["peak_bytes"]), simplify(per_t["peak_bytes"]))
+    if isinstance(totals["peak_bytes"], int) and peak_line in moment_of:
+        assumptions.insert(2, f"{LARGEST} {batch}: {moment_of[peak_line]}")
     if checkpoint:
         assumptions.append(
             "checkpointed blocks (torch.utils.checkpoint) keep only their inputs (proved with use_reentrant=True); in the backward "
             "each is run forward again during its own backward, when the tensors saved by the layers after it are freed: the peak "
             "is the largest of the start of the backward and, for each block, what is still saved then plus its recomputed "
             "tensors (modelled, not measured)"
+        )
+    small = [n for n in order if nodes[n]["grad"] and nodes[n]["layer"].workspace_uncounted(nodes[n]["in_shapes"], nodes[n]["shape"], device)]
+    if small:
+        what = nodes[small[0]]["layer"].workspace_uncounted(nodes[small[0]]["in_shapes"], nodes[small[0]]["shape"], device)
+        assumptions.append(
+            f"not counted, and it can raise the real peak far above this figure: in the backward of {', '.join(small[:4])}"
+            + (f" and {len(small) - 4} more" if len(small) > 4 else "")
+            + f", {what}"
         )
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"
@@ -403,8 +433,14 @@ def training_memory_from_graph(
         simplify(plain_fixed + plain_per * batch) if not unknown else None,
         assumptions,
         {b: (n, None if v is None else expand(v)) for b, (n, v) in per_copy.items()},
+        {(simplify(f), simplify(p)): moment_of.get((simplify(f), simplify(p)), "") for f, p in lines},
         G.graph.get("title"),
     )
+
+
+def _distinct(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
+    """The lines without repeats (the same expressions), in their first order."""
+    return list(dict.fromkeys((expand(f), expand(p)) for f, p in lines))
 
 
 def _undominated(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
@@ -546,6 +582,10 @@ def max_batch(m: TrainingMemory, memory: int) -> Fit:
     n = max(0, n) if n < 2**63 else 0
     a, b = max(ints, key=lambda ab: (ab[0] + ab[1] * max(n, 1), ab[1]))
     peak = a + b * n
+    at = m.peak_where.get((a, b))
+    if at and n > 0:  # the moment of the step that holds most, at the batch found
+        kept = [x for x in m.assumptions if not x.startswith(LARGEST)]
+        m = replace(m, assumptions=[*kept[:2], f"{LARGEST} {n}: {at}", *kept[2:]])
     return Fit(memory, n, peak, memory - peak, a, b, m)
 
 

@@ -245,3 +245,20 @@ def test_memory_and_fit_captions_use_the_spec_title_as_the_table_does() -> None:
 def test_quick_save_failure_names_save_not_output(tmp_path: Path) -> None:
     r = cli("quick", "3x8x8", "relu", "--save", str(tmp_path / "no" / "such" / "d.json"))
     assert r.code == 2 and "field '--save': cannot write" in r.err and "--output" not in r.err, r.err
+
+
+def test_check_help_names_the_budgets_and_total_as_written() -> None:
+    out = cli("check", "--help").out
+    assert "total.QUANTITY=VALUE" in out and "TOTAL.QUANTITY" not in out  # 'total' is typed as is, no placeholder
+    assert "<=, <, >= or >" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("flag", "given", "says"),
+    [("--batch", "1e3", "(write 1000)"), ("--repeat", "2.5", "'2.5' is not a whole number"), ("--threads", "four", "'four'")],
+)
+def test_bench_counts_are_refused_in_the_words_of_every_other_count(flag: str, given: str, says: str) -> None:
+    r = cli("bench", ALEXNET, flag, given)  # was argparse's "invalid int value: '1e3'"
+    assert r.code == 2 and f"argument {flag}: " in r.err and says in r.err, r.err
+    assert "is not a whole number written with the digits 0-9" in r.err
+    assert "invalid int value" not in r.err and len(r.err.splitlines()) == 1

@@ -39,14 +39,27 @@ def bn_channels(spec: str) -> int:
 
 
 def test_resnet18_totals_at_batch_2() -> None:
-    t = memory_json(str(SPECS / "resnet18.json"), "--batch", "2")["totals"]
-    assert t == {
+    doc = memory_json(str(SPECS / "resnet18.json"), "--batch", "2")
+    # the peak is the backward of layer4.1.conv2, the first conv autograd runs backward: alive then
+    # are every saved tensor but those of the layers after it (fc's input, 512 fp32; the last ReLU's
+    # output; bn2's input and its two per-channel statistics), the logits and their gradient, the
+    # gradient of layer4.1's input waiting for the residual's other branch, conv2's output gradient
+    # and the input and weight gradients it makes (512x512x3x3, no bias), and oneDNN's copies of the
+    # weight's gradient, the output's gradient and the input (CPU); batch norm's running statistics
+    # (2 x 4,800 channels fp32, and an int64 counter each of 20) throughout
+    act = 2 * 512 * 7 * 7 * 4  # a layer4 tensor at batch 2
+    w = 512 * 512 * 3 * 3 * 4
+    alive = R18_SAVED_B2 - 2 * 512 * 4 - act - (act + 2 * 512 * 4)
+    buffers = 2 * 4_800 * 4 + 20 * 8
+    peak = 2 * R18_PARAMS * 4 + buffers + alive + 2 * (2 * R_OUT) + act + act + act + w + (w + act + act)
+    assert doc["totals"] == {
         "saved_bytes": R18_SAVED_B2,
         "param_bytes": R18_PARAMS * 4,
         "grad_bytes": R18_PARAMS * 4,  # one fp32 gradient per parameter
         "optimizer_bytes": 0,  # plain SGD keeps nothing
-        "peak_bytes": R18_SAVED_B2 + 2 * R18_PARAMS * 4 + 2 * (2 * R_OUT),  # + the output and its gradient, at batch 2
+        "peak_bytes": peak,  # 157,437,024; torch.profiler measured 157,035,616 (tests/test_training_peak.py)
     }
+    assert "the largest moment at batch 2: the backward of layer4.1.conv2" in doc["assumptions"]
 
 
 @pytest.mark.parametrize(
@@ -65,21 +78,23 @@ def test_adam_step_tensors_are_not_device_memory_on_cuda() -> None:
     assert t["optimizer_bytes"] == 2 * R18_PARAMS * 4
 
 
-def test_resnet50_adam_is_a_plus_b_n() -> None:
+def test_resnet50_adam_peak_is_the_largest_of_lines_in_n() -> None:
+    # every moment of the step is a + b*N bytes; the peak is the largest of those some batch makes
+    # the largest (here three: the backward of layer4's last conv at small batches, of its last ReLU
+    # at large ones), and equals the numeric peak at every batch
     import sympy
 
     doc = memory_json(str(SPECS / "resnet50.json"), "--batch", "N", "--optimizer", "adam")
     N = sympy.Symbol("N")
-    peak = sympy.sympify(doc["totals"]["peak_bytes"], locals={"N": N})
-    # what does not grow with the batch: weights, gradients, Adam's two moments (4 copies of the
-    # fp32 parameters), Adam's 161 step tensors, and batch norm's save_mean and save_invstd (fp32,
-    # per channel); per sample: half of what autograd keeps at batch 2, less those statistics
+    peak = sympy.sympify(str(doc["totals"]["peak_bytes"]).replace("max(", "Max("), locals={"N": N})
+    assert isinstance(peak, sympy.Max) and len(peak.args) == 3
+    for n in (1, 7, 64, 300):
+        got = memory_json(str(SPECS / "resnet50.json"), "--batch", str(n), "--optimizer", "adam")["totals"]["peak_bytes"]
+        assert peak.subs(N, n) == got
+    # what does not grow with the batch is at least the weights, gradients, Adam's two moments (4
+    # copies of the fp32 parameters), its 161 step tensors and batch norm's statistics and buffers
     stats = 2 * 4 * bn_channels("resnet50.json")
-    fixed = 4 * R50_PARAMS * 4 + 161 * 4 + stats
-    per_sample = (R50_SAVED_B2 - stats) // 2 + 2 * R_OUT
-    assert sympy.expand(peak - (fixed + per_sample * N)) == 0
-    r = cli("memory", str(SPECS / "resnet50.json"), "--batch", "N", "--optimizer", "adam")
-    assert f"peak of a training step: {fixed:,} + {per_sample:,}*N bytes" in r.out
+    assert min(int(a.subs(N, 0)) for a in peak.args) >= 4 * R50_PARAMS * 4 + 161 * 4 + stats
 
 
 def test_symbolic_batch_agrees_with_numbers() -> None:
@@ -101,13 +116,14 @@ def test_fit_on_a_24_gib_card() -> None:
     r = cli("fit", str(SPECS / "resnet50.json"), "--memory", "24GiB", "--optimizer", "adam", "--format", "json")
     assert r.code == 0, r.err
     fit = json.loads(r.out)
-    stats = 2 * 4 * bn_channels("resnet50.json")
-    fixed = 4 * R50_PARAMS * 4 + 161 * 4 + stats
-    per_sample = (R50_SAVED_B2 - stats) // 2 + 2 * R_OUT
     card = 24 * 1024**3
-    assert fit["max_batch"] == (card - fixed) // per_sample  # 295
-    assert fit["peak_bytes"] == fixed + per_sample * fit["max_batch"] <= card < fixed + per_sample * (fit["max_batch"] + 1)
+    n = fit["max_batch"]  # 292
+    at = training_memory(SPECS / "resnet50.json", batch=n, optimizer="adam").totals["peak_bytes"]
+    above = training_memory(SPECS / "resnet50.json", batch=n + 1, optimizer="adam").totals["peak_bytes"]
+    assert fit["peak_bytes"] == at <= card < above
+    assert fit["peak_bytes"] == fit["fixed_bytes"] + fit["per_sample_bytes"] * n
     assert fit["headroom_bytes"] == card - fit["peak_bytes"]
+    assert any(a.startswith(f"the largest moment at batch {n}: the backward of ") for a in fit["assumptions"])
 
 
 def test_fit_text_says_the_batch_and_headroom() -> None:
@@ -270,29 +286,28 @@ def test_checkpointing_equals_torch_utils_checkpoint(spec: str, blocks: list[str
 
 
 def test_the_models_output_and_its_gradient_are_in_the_peak() -> None:
-    # GPT-2 (124M): its fp32 logits, 1024 x 50,257 x 4 B per sample, are no layer's saved tensor but
-    # alive through the backward (the loss reads them), and their gradient is the same size
-    plain = memory_json(str(SPECS / "gpt2.json"), "--batch", "1")
-    t = plain["totals"]
-    assert t["peak_bytes"] == t["saved_bytes"] + t["param_bytes"] + t["grad_bytes"] + t["optimizer_bytes"] + 2 * GPT2_OUT
-    assert not any("at most" in a for a in plain["assumptions"])
-    assert any("log-softmax" in a and "not counted" in a for a in plain["assumptions"])  # the loss's own: named, not counted
+    # one linear layer, 4 -> 8, batch 3, fp32: its backward holds the weights and their gradients
+    # (2 x 40 parameters), the input (kept for the weight's gradient), the output and its gradient
+    # (the caller holds both), and the weight's and bias's new gradients; the input needs none
+    spec = {"name": "n", "input": [4], "layers": [{"name": "fc", "type": "linear", "out_features": 8}]}
+    m = training_memory(spec, batch=3)
+    assert m.totals["peak_bytes"] == 2 * 40 * 4 + 3 * 4 * 4 + 3 * 8 * 4 + 3 * 8 * 4 + 40 * 4
+    assert any("log-softmax" in a and "not counted" in a for a in m.assumptions)  # the loss's own: named, not counted
+    # GPT-2 (124M): its fp32 logits, 1024 x 50,257 x 4 B per sample, and their gradient are in every moment of the backward
     fit = json.loads(cli("fit", str(SPECS / "gpt2.json"), "--memory", "80GiB", "--format", "json").out)
-    saved_per_sample = memory_json(str(SPECS / "gpt2.json"), "--batch", "2")["totals"]["saved_bytes"] - t["saved_bytes"]
-    fixed = t["param_bytes"] * 2 + t["saved_bytes"] - saved_per_sample  # weights, gradients (SGD: no state), what does not grow
-    per_sample = saved_per_sample + 2 * GPT2_OUT
-    assert fit["fixed_bytes"] == fixed and fit["per_sample_bytes"] == per_sample
-    assert fit["max_batch"] == (80 * 1024**3 - fixed) // per_sample  # 83 (138 without the output and its gradient)
+    assert fit["per_sample_bytes"] >= 2 * GPT2_OUT
+    n = fit["max_batch"]
+    at, above = (training_memory(SPECS / "gpt2.json", batch=b).totals["peak_bytes"] for b in (n, n + 1))
+    assert at <= 80 * 1024**3 < above
 
 
 def test_an_output_a_layer_keeps_counts_once() -> None:
-    # LeNet-5's output is fc3's (no layer after it keeps it): counted with its gradient, 10 fp32 each;
-    # a net whose last layer is a ReLU keeps its output among the saved tensors: only the gradient is added
+    # fc -> relu, batch 3: the ReLU keeps its output, which is also the model's output: one tensor.
+    # The largest moment is fc's backward: weights and gradients, the input, the output (once) and
+    # its gradient, the gradient of fc's output the ReLU made, and fc's weight gradients
     spec = {"name": "n", "input": [4], "layers": [{"name": "fc", "type": "linear", "out_features": 8}, {"name": "relu", "type": "relu"}]}
-    from archcalc.training import training_memory
-
     m = training_memory(spec, batch=3)
-    assert m.totals["peak_bytes"] == m.totals["saved_bytes"] + 2 * m.totals["param_bytes"] + 3 * 8 * 4
+    assert m.totals["peak_bytes"] == 2 * 40 * 4 + 3 * 4 * 4 + 3 * 8 * 4 + 3 * 8 * 4 + 3 * 8 * 4 + 40 * 4
 
 
 @pytest.mark.parametrize(
@@ -326,15 +341,11 @@ def test_checkpointed_peak_is_the_largest_moment_of_the_backward() -> None:
 
     plain = training_memory(SPECS / "resnet50.json", batch=1)
     ck = training_memory(SPECS / "resnet50.json", batch=1, checkpoint=["layer1"])
-    stem = sum(r.saved_bytes for r in plain.rows if not r.name.startswith("layer") and r.name not in ("avgpool", "flatten", "fc"))
-    layer1 = sum(r.saved_bytes for r in plain.rows if r.name.startswith("layer1."))
-    weights = 2 * R50_PARAMS * 4
-    start = weights + ck.totals["saved_bytes"] + 2 * R_OUT
-    in_layer1 = weights + stem + layer1 + R_OUT  # its input is the maxpool output layer1.0.conv1 keeps: in layer1's own
-    assert ck.totals["peak_bytes"] == max(start, in_layer1)
+    assert ck.totals["peak_bytes"] < plain.totals["peak_bytes"]
+    assert ck.totals["saved_bytes"] < plain.totals["saved_bytes"]
     fit_plain = max_batch(plain, 24 * 1024**3).max_batch
     fit_ck = max_batch(ck, 24 * 1024**3).max_batch
-    assert fit_ck > fit_plain  # 448 against 297 (284 before the fix, which added layer1's tensors to all the rest)
+    assert fit_ck > fit_plain  # 442 against 294
 
 
 def test_checkpoint_accepts_the_stages_table_depth_1_prints() -> None:
@@ -371,9 +382,9 @@ def test_a_peak_of_several_moments_fits_under_each() -> None:
 def test_checkpointing_lowers_the_measured_peak_as_modelled() -> None:
     # one SGD step of the spec's torch model on CPU (zero_grad(set_to_none=False), a loss that keeps
     # only the output), its allocations traced by torch.profiler(profile_memory=True): checkpointing
-    # layer1 lowers the measured peak and archcalc's alike, and archcalc's stays at or below the
-    # measured one (the transient gradients between layers are not counted; at batch 4 ResNet-50
-    # measured 662,859,584 B against archcalc's 548,338,752, with layer1 checkpointed 495,867,648 against 432,721,984)
+    # layer1 lowers the measured peak and archcalc's alike.  This harness holds every layer's output
+    # until the step ends (its dict of values), so it measures more than the model's own forward
+    # does: archcalc's peak stays below it (tests/test_training_peak.py compares the real forward)
     torch = pytest.importorskip("torch")
     from torch.profiler import ProfilerActivity, profile
     from torch.utils.checkpoint import checkpoint
@@ -438,14 +449,9 @@ def test_checkpointing_lowers_the_measured_peak_as_modelled() -> None:
 def test_auxiliary_heads_outputs_count_as_outputs(spec: str, heads: int) -> None:
     # in training, torchvision's GoogLeNet returns its logits and two auxiliary heads' (Inception-v3
     # one): 1000 fp32 each per sample, every one alive through the backward with its gradient
-    import sympy
-
-    N = sympy.Symbol("N")
-    doc = memory_json(str(SPECS / spec), "--batch", "N")
-    peak = sympy.sympify(doc["totals"]["peak_bytes"], locals={"N": N})
-    saved = sympy.sympify(doc["totals"]["saved_bytes"], locals={"N": N})
-    t = doc["totals"]
-    assert sympy.expand(peak - saved - t["param_bytes"] - t["grad_bytes"] - t["optimizer_bytes"]) == heads * 2 * R_OUT * N
+    doc = memory_json(str(SPECS / spec), "--batch", "4")
+    said = next(a for a in doc["assumptions"] if a.startswith("counted: the model's outputs"))
+    assert said.split("(")[1].split(")")[0].count(",") == heads - 1 and "their gradients" in said
 
 
 def test_checkpointing_with_symbolic_sizes_states_the_larger_moment_as_a_max() -> None:
@@ -454,4 +460,15 @@ def test_checkpointing_with_symbolic_sizes_states_the_larger_moment_as_a_max() -
     r = cli("memory", str(SPECS / "transformer_lm.json"), "--checkpoint", "stem")
     assert r.code == 0, r.err
     peak = next(line for line in r.out.splitlines() if line.startswith("peak of a training step:"))
-    assert peak.startswith("peak of a training step: Max(") and peak.count("V*h") == 2
+    assert peak.startswith("peak of a training step: Max(") and peak.count("V*h") == 5  # five moments: sympy cannot order them
+
+
+def test_onednn_reduction_on_tiny_maps_is_named_not_hidden() -> None:
+    # measured on CPU: the weight gradient of a 3x3 conv whose output map is 2x2 (ResNet-18's layer4
+    # on 3x64x64 images) gets 4 partial copies per thread from oneDNN (182,324,576 B measured against
+    # 116,149,344 modelled at batch 2): archcalc cannot know the thread count, so it says so
+    small = memory_json(str(SPECS / "resnet18.json"), "--input", "3,64,64", "--batch", "2")["assumptions"]
+    note = next(a for a in small if "per CPU thread" in a)
+    assert note.startswith("not counted") and "layer4.1.conv2" in note and "layer3" not in note
+    assert not any("per CPU thread" in a for a in memory_json(str(SPECS / "resnet18.json"), "--batch", "2")["assumptions"])
+    assert not any("per CPU thread" in a for a in memory_json(str(SPECS / "resnet18.json"), "--input", "3,64,64", "--device", "cuda")["assumptions"])

@@ -173,6 +173,9 @@ class Dropout(Layer):
     def output_storage(self, ins: list[Shape]) -> str:
         return "view" if self.p == 0 else "inplace" if self.inplace else "new"
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",) if self.p == 0 else ("new",)  # p=0 returns the input; else the gradient times the mask
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -203,6 +206,9 @@ class StochasticDepth(Layer):
     def output_storage(self, ins: list[Shape]) -> str:
         return "inplace" if self.p == 0 else "new"
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",) if self.p == 0 else ("new",)  # p=0 returns the input; else the gradient times the noise
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import StochasticDepth as StochasticDepthModule
 
@@ -230,6 +236,9 @@ class Identity(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # no autograd op at all
+
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",)  # no autograd op: the gradient is the input's
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

@@ -435,6 +435,29 @@ class Layer(Spec):
         training-memory pass uses it unless asked for the math path (``--attention math``)."""
         return None
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        """How its backward hands the output's gradient to each input, one word per input: ``new``
+        (it allocates a gradient of the input's size: the default, every op that computes one),
+        ``same`` (the output's gradient itself or a view of all of it, nothing allocated: a sum, a
+        reshape, a permute, the identity) or ``part`` (a view of a slice of it: concatenation).
+        The training step's memory walk (archcalc.step) follows it; torch's derivatives.yaml says
+        it for each op (``add``: ``grad``; ``cat``: ``cat_tensors_backward``, narrowed views)."""
+        return ("new",) * len(ins)
+
+    def workspace(self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True) -> tuple[Dim, Dim]:
+        """Elements (of the activations' dtype) its kernel allocates and frees inside itself while
+        it runs on ``device`` (``phase``: "forward" or "backward"; ``input_grad``: whether the
+        backward computes its input's gradient), beyond its output and gradients, as ``(fixed,
+        per sample)``; ``(0, 0)`` by default.  Measured with torch.profiler's allocator events
+        (archcalc.torch.peak)."""
+        return (0, 0)
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str) -> str | None:
+        """What its kernel may allocate on ``device`` that :meth:`workspace` does not count (it
+        depends on what the machine has, such as its thread count), said in the training memory's
+        assumptions; ``None`` (the default): nothing."""
+        return None
+
     def autocast(self, device: str) -> str | None:
         """How ``torch.autocast`` on ``device`` ("cpu", "cuda") runs it: ``lower`` (in the low
         dtype: conv, linear, matmul), ``float32`` (cast up: softmax on CUDA, 3-D pooling on CPU),

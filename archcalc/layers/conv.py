@@ -106,6 +106,32 @@ class _ConvNd(Layer):
     def autocast(self, device: str) -> str:
         return "lower"  # conv1d/2d/3d are on autocast's lower-precision list (CPU and CUDA)
 
+    def workspace(self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True) -> tuple[Dim, Dim]:
+        """On CPU torch runs conv through oneDNN, which copies tensors into its blocked layouts and
+        back (measured with torch.profiler, torch 2.14, fp32; archcalc.torch.peak): the forward
+        allocates the larger of a copy of the input and the weight, or of the output; the backward
+        copies of the output's gradient, the weight's gradient and, when it computes the input's
+        gradient, the input's.  On CUDA cuDNN's workspace depends on the algorithm it picks: not
+        counted (0)."""
+        if device != "cpu":
+            return (0, 0)
+        w = sum((numel(shape) for shape in self.weights(ins).values() if len(shape) > 1), start=0)
+        x, y = numel(ins[0]), numel(out)
+        if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
+            bigger = known_sign(x - y)
+            return (w, x if bigger in (0, 1) else y if bigger == -1 else x + y)
+        return (w, y + (x if input_grad else 0))
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str) -> str | None:
+        """oneDNN's weight gradient of a conv with a kernel wider than 1 whose output map has at most
+        4 positions keeps 4 partial copies of it per CPU thread at a batch of 2 or more (measured:
+        8 copies on 2 threads, 16 on 4; ResNet-18 on 3x64x64 images, whose layer4 maps are 2x2)."""
+        k, _, _ = self._axes()
+        positions = known_sign(prod(out[1:]) - 5)
+        if device != "cpu" or positions not in (-1, None) or all(as_int(x) == 1 for x in k):
+            return None
+        return "up to 4 copies of its weight's gradient per CPU thread (oneDNN's reduction on maps of at most 4 positions, batch 2 or more)"
+
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, d = self._axes()
         pads = conv_pads(self.padding, k, d, self.n_spatial, self)

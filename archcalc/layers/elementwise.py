@@ -128,6 +128,9 @@ class Scalar(Layer):
         # rdiv: torch computes c / x as reciprocal(x) * c, and reciprocal keeps its output
         return [Saved.new("reciprocal", ins[0], "c / x is c * (1/x): the gradient -c/x^2 is worked out from 1/x")]
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",) if self.op in ("add", "sub") else ("new",)  # x + c: the gradient itself; else scaled (new)
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Scalar as ScalarModule
 

@@ -118,6 +118,9 @@ class Flatten(Layer):
     def output_storage(self, ins: list[Shape]) -> str:
         return "reshape"
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",)  # the gradient reshaped back: a view
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
@@ -154,6 +157,9 @@ class Unflatten(Layer):
 
     def output_storage(self, ins: list[Shape]) -> str:
         return "reshape"
+
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",)  # the gradient reshaped back: a view
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn

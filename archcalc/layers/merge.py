@@ -39,6 +39,11 @@ class Add(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # the gradient of a sum flows to every input unchanged
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        # AddBackward0 hands the gradient itself to every input; one broadcast is summed back (new)
+        out = self.output_shape(ins)
+        return tuple("same" if tuple(shape) == tuple(out) else "new" for shape in ins)
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import Add as AddModule
 
@@ -73,6 +78,9 @@ class Concat(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return []  # the gradient is sliced back into pieces, from the sizes alone
+
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("part",) * len(ins)  # CatBackward0 narrows the gradient: a view per input
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.modules import Concat as ConcatModule

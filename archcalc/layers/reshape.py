@@ -68,6 +68,9 @@ class _Rearranged(_View):
         kept = [i for i in self._order(shape) if known_sign(shape[i] - 1) != 0]
         return "view" if kept == sorted(kept) else "strided"
 
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",)  # the gradient permuted back: a view
+
 
 class Permute(_Rearranged):
     """``x.permute(*dims)``: dims as in torch, the batch axis 0 first."""
@@ -191,6 +194,9 @@ class Reshape(_View):
 
     def output_storage(self, ins: list[Shape]) -> str:
         return "view" if self.kind == "view" else "reshape"
+
+    def grad_flow(self, ins: list[Shape]) -> tuple[str, ...]:
+        return ("same",)  # the (contiguous) gradient reshaped back: a view
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Reshape as ReshapeModule

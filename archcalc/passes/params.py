@@ -23,9 +23,8 @@ def params(G: Graph) -> None:
             w = layer.weights(ins)
             got = memo[key] = (w, sum((prod(s) for s in w.values()), start=0), sum((prod(s) for s in layer.buffers(ins).values()), start=0))
         node["weights"], node["params"], node["buffers"] = got
-    for name in G.graph["order"]:
-        if "tied" in nodes[name]:
-            _share(name, nodes)
+    for name in G.graph.get("tied", ()):  # (compile lists the layers that use another's weight)
+        _share(name, nodes)
 
 
 def _share(name: str, nodes: dict[str, dict[str, Any]]) -> None:

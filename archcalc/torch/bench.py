@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
-from ..options import check_set_names, parse_set
+from ..options import check_set_names, parse_set, whole_number
 from ..output import format_for, write_output
 
 if TYPE_CHECKING:
@@ -919,16 +919,16 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     b.add_argument("spec", help="spec file (JSON)")
     b.add_argument("--device", default="cpu", help="cpu (default) or cuda (cuda:N)")
-    b.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    b.add_argument("--batch", type=whole_number, default=1, help="batch size (default 1)")
     b.add_argument("--dtype", default="float32", choices=DTYPES, help="float32 (default); float16/bfloat16 run under AMP")
     b.add_argument("--channels-last", action="store_true", help="channels-last memory format for the model and input")
     b.add_argument("--compile", action="store_true", help="torch.compile the module first")
-    b.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
-    b.add_argument("--repeat", type=int, default=30, help="timed runs (default 30)")
+    b.add_argument("--warmup", type=whole_number, default=5, help="untimed runs first (default 5)")
+    b.add_argument("--repeat", type=whole_number, default=30, help="timed runs (default 30)")
     b.add_argument("--train", action="store_true", help="also time a training step (forward + backward + SGD step)")
     b.add_argument("--no-layers", dest="per_layer", action="store_false", help="skip the per-layer (hooked) runs")
     b.add_argument("--plot", metavar="PNG", help="write the roofline plot (needs matplotlib)")
-    b.add_argument("--threads", type=int, help="torch.set_num_threads first (CPU)")
+    b.add_argument("--threads", type=whole_number, help="torch.set_num_threads first (CPU)")
     b.add_argument("--refresh-probe", action="store_true", help="measure the machine's peak and bandwidth again (merged into the cache)")
     b.add_argument("--no-probe", dest="probe", action="store_false", help="skip the probe and the roofline")
     b.add_argument("--input", help="override the input shape, e.g. 3,224,224")

@@ -1,0 +1,322 @@
+"""The moments of one training step: what is alive at each layer of the forward and of the backward.
+
+:func:`step_moments` walks the forward in execution order and the backward in reverse, as torch's
+autograd engine runs it on one device (the ready node with the highest sequence number first,
+which for a graph recorded by one forward is exactly the reverse of the forward's order), and at
+each moment adds up the bytes alive.  The rules, from torch's autograd (``engine.cpp``
+``evaluate_function``, ``input_buffer.cpp``, ``accumulate_grad.h``):
+
+* forward: a layer's output is allocated when it runs and freed after its last reader has run,
+  unless a layer saves it for the backward (then it lives until that layer's backward has run) or
+  it is the model's output or the input batch (the caller holds both);
+* backward of a layer: its output's gradient (its input buffer) is alive while it runs; it
+  allocates a gradient for each input that requires one (``Layer.grad_flow``: ``new``), or hands
+  on the gradient itself (``same``: a sum, a reshape) or a view of part of it (``part``:
+  concatenation), and one gradient per weight.  At that moment everything is alive: the saved
+  tensors of every layer not yet run backward (its own included), the gradients waiting in the
+  input buffers of layers not yet run (a residual's other branch), its output's gradient and what
+  it allocates.  Then its output's gradient is dropped, its saved tensors are released
+  (``release_variables``; a storage is freed with its last holder), the input gradients go to
+  their layers' buffers (a second gradient for the same tensor is added in place into the first
+  when the buffer holds the only reference to a dense tensor, else their sum is a new tensor) and
+  each weight's gradient is added into its ``.grad`` (``AccumulateGrad``, which runs first: its
+  sequence number is the largest) and freed.
+
+Sizes are ``(fixed, per_sample)`` pairs; a moment's bytes are ``fixed + per_sample * batch``.
+Parameters, gradients and optimizer state are the caller's to add (they are alive throughout).
+Kernel workspace is what each layer's ``workspace`` says (see there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from .dims import Dim, prod
+from .graph import INPUT, Graph, node_table
+
+
+class Moment(NamedTuple):
+    """``fixed + per_sample * batch`` bytes alive, at ``phase`` ("forward", "backward",
+    "recompute") of layer ``layer``."""
+
+    fixed: Dim
+    per_sample: Dim
+    phase: str
+    layer: str
+
+
+_Size = tuple[Dim, Dim]
+
+
+class _Alive:
+    """Storages alive, with their bytes, and their running total."""
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, _Size] = {}
+        self.refs: dict[str, int] = {}
+        self.fixed: Dim = 0
+        self.per: Dim = 0
+
+    def add(self, key: str, size: _Size, refs: int = 1) -> None:
+        if key in self.bytes:
+            self.refs[key] = self.refs.get(key, 0) + refs
+            return
+        self.bytes[key] = size
+        self.refs[key] = refs
+        self.fixed, self.per = self.fixed + size[0], self.per + size[1]
+
+    def drop(self, key: str) -> None:
+        """Release one reference; free the storage with its last."""
+        if key not in self.bytes:
+            return
+        self.refs[key] -= 1
+        if self.refs[key] <= 0:
+            f, p = self.bytes.pop(key)
+            del self.refs[key]
+            self.fixed, self.per = self.fixed - f, self.per - p
+
+    def free(self, key: str) -> None:
+        """Free the storage whatever holds it."""
+        self.refs[key] = 1
+        self.drop(key)
+
+
+class _Grad(NamedTuple):
+    key: str  # the storage holding it
+    dense: bool  # all of its storage (a narrowed view is not: it is never added into in place)
+
+
+def step_moments(
+    G: Graph,
+    saved: Sequence[tuple[str, Sequence[Any] | None]],
+    act: int,
+    outputs: Sequence[str],
+    *,
+    weight_elt: int,
+    checkpointed: Mapping[str, str] | None = None,
+    inner: Mapping[str, Mapping[str, tuple[Dim, Dim, int]]] | None = None,
+    repeats: Mapping[str, tuple[Dim, _Size]] | None = None,
+    device: str = "cpu",
+) -> list[Moment]:
+    """Every moment of one training step (see the module docstring).
+
+    ``saved``: per layer in execution order, its saved tensors (``SavedTensor``: storage, fixed,
+    per_sample, first), as the training-memory pass resolved them (a checkpointed block's first
+    layer lists the block's inputs, the rest of the block nothing); ``outputs``: the layers whose
+    outputs the caller holds, each with a gradient the caller also holds; ``weight_elt``: bytes
+    per element of a weight's gradient; ``checkpointed``: layer -> its checkpointed block;
+    ``inner``: block -> every storage its layers save when it is run again (-> fixed, per
+    sample, the row of its first keeper); ``repeats``: a block repeated a symbolic number of
+    times -> (count, the saved bytes of one copy): its walk is one copy's, with the other copies'
+    saved tensors alive."""
+    nodes = node_table(G)
+    order: list[str] = G.graph["order"]
+    checkpointed = checkpointed or {}
+    inner = inner or {}
+    repeats = repeats or {}
+    moments: list[Moment] = []
+    alive = _Alive()
+
+    memo: dict[Any, Any] = {}
+
+    def asked(node: dict[str, Any], what: str, *args: Any) -> Any:
+        """The layer's answer (memoized by its formula key, as the passes do)."""
+        key = (node.get("formula_key"), what, *args)
+        got = memo.get(key, memo)
+        if got is memo or key[0] is None:
+            layer, ins = node["layer"], node["in_shapes"]
+            if what == "flow":
+                got = layer.grad_flow(ins)
+            elif what == "weights":
+                got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
+            else:
+                got = layer.workspace(ins, node["shape"], device, *args)
+            memo[key] = got
+        return got
+
+    token_ids = any(nodes[n]["layer"].takes_indices for n in order if INPUT in nodes[n]["inputs"])
+
+    def out_size(n: str) -> _Size:
+        node = nodes[n]
+        if n == INPUT and token_ids:  # token ids: int64
+            return (0, prod(node["shape"]) * 8)
+        if node["layer"].source if n != INPUT else False:
+            return (0, 0)
+        b = prod(node["shape"]) * (node.get("elt") or act)
+        return (b, 0) if n != INPUT and node["layer"].same_for_every_sample() else (0, b)
+
+    # where each saved storage is released in the backward: the row of its first keeper (the
+    # last of its keepers to run backward)
+    release: dict[str, int] = {}
+    release_at: dict[int, list[str]] = {}
+    for i, (_name, kept) in enumerate(saved):
+        for s in kept or ():
+            if s.first:
+                release[s.storage] = i
+                release_at.setdefault(i, []).append(s.storage)
+    held = {nodes[o]["storage"] for o in outputs} | {INPUT}  # the caller holds them
+    readers: dict[str, int] = {}  # storage -> the last row that reads a tensor in it
+    for i, n in enumerate(order):
+        readers[nodes[n]["storage"]] = max(readers.get(nodes[n]["storage"], i), i)
+        for src in nodes[n]["inputs"]:
+            st = nodes[src]["storage"]
+            readers[st] = max(readers.get(st, i), i)
+    free_after: dict[int, list[str]] = {}
+    for st, last in readers.items():
+        if st not in release and st not in held:
+            free_after.setdefault(last, []).append(st)
+
+    first_of_block: dict[str, int] = {}
+    for i, n in enumerate(order):
+        block = _repeat_block(n, nodes[n])
+        if block is not None and block in repeats:
+            first_of_block.setdefault(block, i)
+
+    # ---- forward
+    alive.add(INPUT, out_size(INPUT))
+    for i, n in enumerate(order):
+        node = nodes[n]
+        block = _repeat_block(n, node)
+        if block is not None and block in repeats and first_of_block[block] == i:
+            count, (f, p) = repeats[block]
+            alive.add("copies:" + block, ((count - 1) * f, (count - 1) * p))  # the other copies' saved tensors
+        if node["storage"] == n:
+            alive.add(n, out_size(n))
+        for s in saved[i][1] or ():
+            if s.first:
+                alive.add(s.storage, (s.fixed, s.per_sample))
+        ws = _bytes(asked(node, "ws", "forward", False), node, act)
+        moments.append(Moment(alive.fixed + ws[0], alive.per + ws[1], "forward", n))
+        for st in free_after.get(i, ()):
+            alive.free(st)
+
+    # a weight two layers share (GPT-2's lm_head reads the token embedding's): autograd adds its
+    # gradients in the input buffer of its AccumulateGrad, which runs once every user has run
+    # backward: the later users' gradients wait for the first user's, then their sum is a new tensor
+    first_user: dict[str, int] = {}
+    for i, n in enumerate(order):
+        for key, _size in _weight_keys(n, nodes[n], asked(nodes[n], "weights"), weight_elt):
+            first_user.setdefault(key, i)
+    waiting: dict[str, list[str]] = {}
+
+    # ---- backward
+    pending: dict[str, _Grad] = {}
+    for o in outputs:
+        if not nodes[o]["grad"]:
+            continue
+        key = "grad:" + o
+        alive.add(key, out_size(o), refs=2)  # the caller holds it too
+        pending[o] = _Grad(key, True)
+    recomputed: set[str] = set()
+    for i in range(len(order) - 1, -1, -1):
+        n = order[i]
+        node = nodes[n]
+        got = pending.pop(n, None)
+        if got is None or not node["grad"]:
+            continue
+        block = checkpointed.get(n)
+        if block is not None and block not in recomputed:  # its first layer to run backward: the block runs forward again
+            recomputed.add(block)
+            for st, (f, p, row) in inner[block].items():
+                if st not in alive.bytes:  # a new tensor (the one the forward made was not kept)
+                    alive.add(st, (f, p))
+                    release_at.setdefault(row, []).append(st)
+            moments.append(Moment(alive.fixed, alive.per, "recompute", block))
+        made: list[tuple[str, _Grad]] = []
+        for j, (src, how) in enumerate(zip(node["inputs"], asked(node, "flow"), strict=True)):
+            if src == INPUT or not nodes[src]["grad"]:
+                continue
+            if how == "new":
+                key = f"grad:{n}:{j}"
+                alive.add(key, out_size(src))
+                made.append((src, _Grad(key, True)))
+            else:
+                alive.add(got.key, (0, 0))  # one more reference
+                made.append((src, _Grad(got.key, got.dense and how == "same")))
+        wkeys = _weight_keys(n, node, asked(node, "weights"), weight_elt)
+        wgrad: Dim = sum((size for _key, size in wkeys), start=0)
+        input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
+        ws = _bytes(asked(node, "ws", "backward", input_grad), node, act)
+        moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
+        alive.drop(got.key)
+        for st in release_at.pop(i, ()):
+            if st not in held:
+                alive.free(st)
+        for key, size in wkeys:
+            if first_user[key] < i:  # waits in AccumulateGrad's buffer for the first user's
+                alive.add(f"wgrad:{key}:{n}", (size, 0))
+                waiting.setdefault(key, []).append(f"wgrad:{key}:{n}")
+            elif key in waiting:  # the first user: its gradient and the waiting ones are added into a new tensor
+                moments.append(Moment(alive.fixed + wgrad + size, alive.per, "backward", n))
+                for w in waiting.pop(key):
+                    alive.free(w)
+        blk = _repeat_block(n, node)
+        if blk is not None and blk in repeats and first_of_block[blk] == i:
+            alive.free("copies:" + blk)
+        for src, g in made:
+            old = pending.get(src)
+            if old is None:
+                pending[src] = g
+            elif old.dense and alive.refs.get(old.key) == 1:  # added into the buffer's tensor in place
+                alive.drop(g.key)
+            else:  # their sum is a new tensor
+                key = f"grad:{n}:sum:{src}"
+                alive.add(key, out_size(src))
+                moments.append(Moment(alive.fixed, alive.per, "backward", n))
+                alive.drop(old.key)
+                alive.drop(g.key)
+                pending[src] = _Grad(key, True)
+    return moments
+
+
+def _bytes(elements: tuple[Dim, Dim], node: dict[str, Any], act: int) -> _Size:
+    """A workspace's bytes (``Layer.workspace`` counts elements of the output's dtype)."""
+    elt = node.get("elt") or act
+    return (elements[0] * elt, elements[1] * elt)
+
+
+def _repeat_block(name: str, node: dict[str, Any]) -> str | None:
+    times = node.get("repeat", 1)
+    if type(times) is int and times == 1:
+        return None
+    return name.rsplit(".*.", 1)[0]
+
+
+def _weight_keys(name: str, node: dict[str, Any], weights: list[tuple[str, Dim]], elt: int) -> list[tuple[str, Dim]]:
+    """The weights its backward makes gradients for, each as (the parameter: owner.weight, bytes);
+    a tied weight is its owner's (``node["tied"]``: weight name -> owner layer)."""
+    if not weights:
+        return []
+    tied = node.get("tied") or {}
+    return [(f"{tied[w]}.weight" if w in tied else f"{name}.{w}", n * elt) for w, n in weights]
+
+
+def upper_envelope(lines: Sequence[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
+    """The integer lines ``f + p*N`` that are the largest for some batch ``N >= 1``, by slope."""
+    best: dict[Any, Any] = {}
+    for f, p in lines:
+        if p not in best or f > best[p]:
+            best[p] = f
+    cand = sorted((int(p), int(f)) for p, f in best.items())
+    # value at N=1 decides among lines for small N; keep a line if it beats every steeper-or-equal
+    # one somewhere at N >= 1: standard upper hull over x in [1, inf)
+    hull: list[tuple[int, int]] = []
+    for p, f in cand:
+        while hull:
+            p0, f0 = hull[-1]
+            if f0 + p0 <= f + p:  # the new, steeper line is at least as large already at N = 1
+                hull.pop()
+                continue
+            if len(hull) >= 2:
+                p1, f1 = hull[-2]
+                # hull[-1] is never the largest if the new line overtakes hull[-2] no later than hull[-1] does
+                if (f1 - f) * (p0 - p1) <= (f1 - f0) * (p - p1):
+                    hull.pop()
+                    continue
+            break
+        hull.append((p, f))
+    return [(f, p) for p, f in hull]
+
+
+__all__ = ["Moment", "step_moments", "upper_envelope"]
