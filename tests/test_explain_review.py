@@ -408,4 +408,5 @@ def test_names_as_the_table_shows_them_are_explained() -> None:
     assert _step(run, "params")[1] == f"= {128 * 9 + 2 * 128 + 128 * 256 + 2 * 256:,} (34.7K)"
     r = cli("explain", mobilenet, "conv5.pw_relu..conv5.dw")
     assert r.code == 2 and "mobilenet_v1.json: field 'LAYER': range 'conv5.pw_relu..conv5.dw' runs backwards" in r.err
-    assert cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.c_attn (×l)").out.startswith("transformer.h.*.attn.c_attn (linear)")
+    row = cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.c_attn (×l)").out
+    assert row.startswith("transformer.h.*.attn.c_attn (linear)")
