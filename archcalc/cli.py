@@ -225,6 +225,8 @@ def _report(args: argparse.Namespace) -> Any:
         except SpecError as e:
             if hint and shape is None and e.field != "--input":
                 e.message = f"{e.message} (note: {hint})"
+            elif shape is not None and e.field != "--input" and _channels_first_hint(shape):  # --input 224,224,3
+                e.message = f"{e.message} (note: --{_channels_first_hint(shape)})"
             raise e.located(file=file) from None
         if hint and shape is None:
             print(f"archcalc: note: {hint}", file=sys.stderr)

@@ -262,3 +262,18 @@ def test_bench_counts_are_refused_in_the_words_of_every_other_count(flag: str, g
     assert r.code == 2 and f"argument {flag}: " in r.err and says in r.err, r.err
     assert "is not a whole number written with the digits 0-9" in r.err
     assert "invalid int value" not in r.err and len(r.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("given", ["(3, 227, 227)", "[3,227,227]", "(3)x(227)x(227)"])
+def test_a_shape_written_as_python_writes_it_is_read(given: str) -> None:
+    """--input (3,227,227) said "'(3' is not an expression of names, integers..."."""
+    r = cli("table", ALEXNET, "--input", given)
+    assert r.code == 0 and r.out.startswith("AlexNet (Krizhevsky et al. 2012): input 3×227×227,"), r.err
+    q = cli("quick", "(C, H+2, W+2)", "conv 8 3")  # brackets inside the sizes are the sizes' own
+    assert q.code == 0 and q.out.startswith("stack: input C×(H + 2)×(W + 2),"), q.err
+
+
+def test_a_channels_last_input_flag_gets_the_note_quick_gives() -> None:
+    r = cli("table", ALEXNET, "--input", "227x227x3")  # an image written H x W x C: the kernel is larger than 3 rows
+    assert r.code == 2 and len(r.err.splitlines()) == 1
+    assert "(note: --input 227x227x3 is read channels first (C x H x W, as torch): for a 3-channel 227x227 image write 3x227x227)" in r.err
