@@ -386,12 +386,17 @@ def _explain(args: argparse.Namespace) -> int:
         write_output(explain_total(rep, args.layer.partition(".")[2] or "flops", args.format), args.output)
         return 0
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
-        from .explain import explain_block
+        from .explain import explain_block, shown_name
         from .grouping import block
         from .summary import stage
 
-        if block(rep, args.layer) is not None or stage(rep, args.layer):
-            write_output(explain_block(rep, args.layer, args.format), args.output)
+        args.layer = shown_name(args.layer, lambda n: n in args.graph.nodes or block(rep, n) is not None)  # as the table shows it
+        if args.layer not in args.graph.nodes and (block(rep, args.layer) is not None or stage(rep, args.layer) or ".." in args.layer):
+            try:
+                text = explain_block(rep, args.layer, args.format)
+            except SpecError as e:
+                raise e.located(file=args.spec) from None
+            write_output(text, args.output)
             return 0
     names = [args.layer] if args.layer else [r.name for r in rep.rows]
     batch = rep.batch

@@ -394,3 +394,19 @@ def test_every_general_formula_gives_the_result_with_the_numbers_put_in(spec: st
             assert value == int(result.group(1).replace(",", "")), (row.name, step.quantity, step.general, step.result)
             checked += 1
     assert checked > 20
+
+
+def test_names_as_the_table_shows_them_are_explained() -> None:
+    # `table --depth 1` shows GPT-2's blocks as "transformer.h ×12", `--depth 2` MobileNet v1's unblocked layers as a run
+    # "conv5.dw..conv5.pw_relu"; explain refused both (check already read ranges)
+    h = cli("explain", GPT2, "transformer.h ×12").out
+    assert h.startswith("transformer.h (block, 12 copies, 252 layers)")  # 21 layers a copy
+    mobilenet = str(SPECS / "mobilenet_v1.json")
+    assert "conv5.dw..conv5.pw_relu" in cli("table", mobilenet, "--depth", "2").out
+    run = cli("explain", mobilenet, "conv5.dw..conv5.pw_relu").out
+    # a depthwise 3x3 on 128 channels (128*9 weights), its BN (2*128), a pointwise 128 -> 256 (128*256), its BN (2*256)
+    assert _step(run, "params")[1] == f"= {128 * 9 + 2 * 128 + 128 * 256 + 2 * 256:,} (34.7K)"
+    r = cli("explain", mobilenet, "conv5.pw_relu..conv5.dw")
+    assert r.code == 2 and "mobilenet_v1.json: field 'LAYER': range 'conv5.pw_relu..conv5.dw' runs backwards" in r.err
+    row = cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.c_attn (×l)").out
+    assert row.startswith("transformer.h.*.attn.c_attn (linear)")
