@@ -436,7 +436,7 @@ def _diagram(args: argparse.Namespace) -> int:
 
 
 def _inference(args: argparse.Namespace) -> int:
-    from .dims import DimError, parse_dim
+    from .dims import DimError, as_int, parse_dim
     from .inference import inference_costs, render_inference
     from .spec import load_spec
 
@@ -450,6 +450,8 @@ def _inference(args: argparse.Namespace) -> int:
             cache = parse_dim(args.cache, values)
         except DimError as e:
             raise SpecError(str(e), field="--cache") from None
+        if isinstance(cache, bool) or (as_int(cache) is not None and as_int(cache) < 0):  # type: ignore[operator]
+            raise SpecError(f"--cache is a number of positions, 0 or more, got {args.cache!r}", field="--cache")  # (was a negative cache, exit 0)
     try:
         costs = inference_costs(arch, cache, convention=args.convention, dtype=args.dtype, batch=parse_batch(args.batch, values), values=values)
     except SpecError as e:
