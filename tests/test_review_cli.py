@@ -291,3 +291,11 @@ def test_a_channels_last_input_flag_gets_the_note_quick_gives() -> None:
 def test_fit_memory_units_say_what_to_write(memory: str, says: str) -> None:
     r = cli("fit", ALEXNET, "--memory", memory)
     assert r.code == 2 and r.err.rstrip().endswith(says) and len(r.err.splitlines()) == 1, r.err
+
+
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_an_empty_spec_file_is_called_empty(spec_file, text: str) -> None:  # type: ignore[no-untyped-def]
+    path = spec_file(text)  # was 'invalid JSON at line 1, column 1: Expecting value'
+    r = cli("table", str(path))
+    shape = '{"name": ..., "input": [C, H, W], "layers": [...]}'
+    assert r.code == 2 and r.err == f"archcalc: error: {path}: the file is empty: a spec is a JSON object, {shape}\n"
