@@ -491,3 +491,20 @@ def test_cross_entropy_loss_counts_its_log_softmax_and_gradients() -> None:
     assert ce < plain  # 59 against 82
     r = cli("memory", str(SPECS / "lenet5.json"), "--loss", "mse")
     assert r.code == 2 and "--loss" in r.err
+
+
+def test_upper_envelope_keeps_every_line_that_is_ever_the_largest() -> None:
+    # the peak at a batch N >= 1 is the largest of the step's moments a + b*N: the envelope must give
+    # the same maximum at every N, and drop only lines never the largest
+    import random
+
+    from archcalc.step import upper_envelope
+
+    rng = random.Random(7)
+    for _ in range(200):
+        lines = [(rng.randint(0, 1000), rng.randint(0, 50)) for _ in range(rng.randint(1, 12))]
+        kept = upper_envelope(lines)
+        assert set(kept) <= set(lines)
+        for n in (1, 2, 3, 5, 10, 40, 100, 1000):
+            assert max(a + b * n for a, b in kept) == max(a + b * n for a, b in lines)
+    assert upper_envelope([(10, 1), (5, 1), (0, 3), (100, 0)]) == [(100, 0), (0, 3)]  # (10, 1) is never above both
