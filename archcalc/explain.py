@@ -86,8 +86,9 @@ def _symbolic(layer: Layer) -> Layer:
         base = KIND_SYMBOLS.get(layer.kind, {}).get(name) or FIELD_SYMBOLS.get(name, name)
         if isinstance(v, int) and not isinstance(v, bool) and NEUTRAL.get(name) != v:
             updates[name] = symbol(base)
-        elif isinstance(v, list):
-            updates[name] = [symbol(n) if isinstance(x, int) else x for x, n in zip(v, _list_names(name, base, len(v)), strict=True)]
+        elif isinstance(v, list):  # (a -1 in a shape is reshape's "the rest": it stays -1, and the formula says what the rest is)
+            names = _list_names(name, base, len(v))
+            updates[name] = [symbol(n) if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else x for x, n in zip(v, names, strict=True)]
     return layer.model_copy(update=updates) if updates else layer
 
 
@@ -101,10 +102,12 @@ def _list_names(field: str, base: str, n: int) -> list[str]:
     return [f"{base}_{i}" for i in range(n)]
 
 
-def _in_symbols(shapes: list[Shape], roles: list[Roles | None], names: tuple[str, ...] | None = None, unify: str | None = None) -> list[Shape]:
+def _in_symbols(
+    shapes: list[Shape], roles: list[Roles | None], names: tuple[str, ...] | None = None, unify: frozenset[str] = frozenset()
+) -> list[Shape]:
     """Symbols for the inputs' axes, named by what each axis holds (``C_in, H_in, W_in``; ``L_in,
     F_in`` for a token sequence); several inputs are told apart by the layer's names for them
-    (``L_q, F_q`` for attention's q) or by number.  ``unify``: a symbol letter whose axes of equal
+    (``L_q, F_q`` for attention's q) or by number.  ``unify``: symbol letters whose axes of equal
     size are one symbol across the inputs (a causal mask asks whether L_q <= L_k: one L when both
     are 1024)."""
     from .dims import symbol
@@ -117,7 +120,7 @@ def _in_symbols(shapes: list[Shape], roles: list[Roles | None], names: tuple[str
         for name, d in zip(axis_symbols(r, len(shape), suffix), shape, strict=True):
             letter = name[: -len(suffix)]
             key = (letter, str(d))
-            if unify is not None and letter == unify and key in seen:
+            if letter in unify and key in seen:
                 syms.append(seen[key])
                 continue
             sym = symbol(name)
@@ -298,7 +301,7 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     roles = axis_roles(G)
     in_roles = [roles.get(i) for i in node["inputs"]]
     lay_s, out_s = _symbolic(layer), _out_symbols(out_num, roles.get(name))
-    ins_s = _runnable_symbols(lay_s, ins_num, in_roles, out_s)
+    ins_s, unified = _runnable_symbols(lay_s, ins_num, in_roles, out_s)
     out_s = _field_named(lay_s, ins_s, out_s)
     # the same again with values that print as names: the order each formula follows
     lay_n, ins_n, out_n = _named(layer), [_named_shape(s, n) for s, n in zip(ins_num, ins_s, strict=True)], _named_shape(out_num, out_s)
@@ -411,7 +414,7 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         general = _formula(_prod(out_s) * nbytes * batch, _prod(out_n) * nbytes * batch) + " B"
         ex.steps.append(Step(f"memory ({dtype}, {nbytes} B per element)", general, _worked(mem) + " B" if _worked(mem) else "", _fmt_bytes(mem)))
 
-    _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch, [c for c in _symbol_choices(lay_s, ins_num, in_roles)])
+    _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch, [c for _, c in _symbol_choices(lay_s, ins_num, in_roles, unified)])
 
     # receptive field
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
@@ -438,24 +441,29 @@ def _field_named(lay_s: Layer, ins_s: list[Shape], out_s: Shape) -> Shape:
     return tuple(g if getattr(g, "is_Symbol", False) and str(g) not in given else o for g, o in zip(general, out_s, strict=True))
 
 
-def _runnable_symbols(lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None], out_s: Shape) -> list[Shape]:
+def _runnable_symbols(lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None], out_s: Shape) -> tuple[list[Shape], frozenset[str]]:
     """The inputs' symbols, each axis its own, unless the layer's formulas cannot run on them: then
     with the axes of one letter and equal size made one symbol, letter by letter (causal attention
-    asks whether its L_q queries are at most its L_k keys: one L where both are 1024)."""
-    for ins_s in _symbol_choices(lay_s, ins_num, in_roles):
+    asks whether its L_q queries are at most its L_k keys: one L where both are 1024); and the
+    letters so unified."""
+    for unified, ins_s in _symbol_choices(lay_s, ins_num, in_roles):
         if _try(lambda ins_s=ins_s: (lay_s.output_shape(ins_s), lay_s.weights(ins_s), lay_s.ops(ins_s, out_s))) is not None:
-            return ins_s
-    return _in_symbols(ins_num, in_roles, lay_s.input_names)
+            return ins_s, unified
+    return _in_symbols(ins_num, in_roles, lay_s.input_names), frozenset()
 
 
-def _symbol_choices(lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None]) -> list[list[Shape]]:
-    """The inputs' symbols, each axis its own; then, for several inputs, with one letter's equal sizes unified, letter by letter."""
+def _symbol_choices(
+    lay_s: Layer, ins_num: list[Shape], in_roles: list[Roles | None], base: frozenset[str] = frozenset()
+) -> list[tuple[frozenset[str], list[Shape]]]:
+    """(letters unified, the inputs' symbols): ``base`` unified (none: each axis its own); then, for
+    several inputs, one more letter's equal sizes unified, letter by letter; then every letter's."""
     names = lay_s.input_names
-    first = _in_symbols(ins_num, in_roles, names)
+    first = _in_symbols(ins_num, in_roles, names, base)
     if len(ins_num) < 2:
-        return [first]
-    letters = dict.fromkeys(str(d).rsplit("_", 1)[0] for s in first for d in s)
-    return [first, *(_in_symbols(ins_num, in_roles, names, unify=x) for x in letters)]
+        return [(base, first)]
+    letters = list(dict.fromkeys(str(d).rsplit("_", 1)[0] for s in first for d in s))
+    sets = [base, *(base | {x} for x in letters if x not in base), frozenset(letters)]
+    return [(u, _in_symbols(ins_num, in_roles, names, u)) for u in dict.fromkeys(sets)]
 
 
 def _explain_saved(
@@ -820,6 +828,14 @@ def _names(expr: str) -> set[str]:
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"floor", "ceiling", "Max", "max"}
 
 
+def shown_name(name: str, known: Any) -> str:
+    """A name as a table shows it, its copies' count taken off where what is left is known
+    (``transformer.h ×12``, ``layer3 ×36``, ``transformer.h.*.attn.c_attn (×l)``): ``known(n)`` says
+    whether n is a layer or block; any other name is returned as it is."""
+    m = re.fullmatch(r"(.+?) (?:\(\u00d7[^()]+\)|\u00d7\S+)", name.strip())
+    return m.group(1) if m and known(m.group(1)) else name
+
+
 def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     """A block call (``layer1``, ``layer1.0``, ``Mixed_5b``): its summed params, MACs, FLOPs and
     memory, each as the sum of its rows (the sums ``check layer1.params=...`` judges: the same
@@ -832,6 +848,17 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     from .summary import stage
 
     group, kind = block(rep, name), "block"
+    if group is None and ".." in name:  # a run of layers table --depth shows as one row (conv5.dw..conv5.pw_relu), check's range
+        start, _, end = name.partition("..")
+        names = [r.name for r in rep.rows]
+        for n in (start, end):
+            if n not in names:
+                raise SpecError(f"no layer named {n!r} (in the range {name!r})", field="LAYER")
+        i, j = names.index(start), names.index(end)
+        if i > j:
+            raise SpecError(f"range {name!r} runs backwards: {end!r} comes before {start!r}", field="LAYER")
+        run = rep.rows[i : j + 1]
+        group, kind = Group(name, tuple(run), True, 1, group_totals(run, rep.include_training_only)), "layers"
     if group is None:  # a stage of table --depth 1 (stem, stage3, head)
         rows, kind = stage(rep, name), "stage"
         if not rows:

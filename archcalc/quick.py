@@ -216,10 +216,24 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
 
 
 def parse_shape(text: str) -> list[int | str]:
+    """``3x224x224``, ``3,224,224``, ``C,H,W`` (also as Python writes a shape: ``(3, 224, 224)``, ``[3, 224, 224]``)."""
+    text = _unwrapped(text.strip())
     parts = [p for p in re.split(r"[x\u00d7,\s]+", text.strip()) if p]
     if not parts:
         raise SpecError("empty input shape", field="input")
     return [int(p) if p.isdigit() else p for p in parts]
+
+
+def _unwrapped(text: str) -> str:
+    """A shape in one pair of brackets, without them: (3, 224, 224) -> 3, 224, 224; not (H+1)x(W+1)."""
+    if len(text) < 2 or (text[0], text[-1]) not in (("(", ")"), ("[", "]")):
+        return text
+    depth = 0
+    for i, c in enumerate(text):
+        depth += c in "([" or -(c in ")]")
+        if depth == 0 and i < len(text) - 1:
+            return text  # the first bracket closes before the end: (H+1)x(W+1)
+    return text[1:-1]
 
 
 def quick_spec(input_text: str, layers: list[str], name: str = "stack") -> Architecture:

@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SPECS, cli
@@ -341,3 +342,71 @@ def test_a_channels_last_linear_names_its_output_features_one_way() -> None:
     assert _step(out, "params: weight (384×96)")[0] == "F_out*C_in"
     assert _step(out, "MACs (lecture)") == ("H_out*W_out*F_out*C_in", f"= 56·56·384·96 = {56 * 56 * 384 * 96:,} (116M)")
     assert "C_out" not in out
+
+
+def _numbers_of(G: Any, name: str) -> dict[str, int]:
+    """Each symbol explain's general formulas use for layer ``name``, with its number: the inputs'
+    and output's axes, and the layer's fields."""
+    from archcalc import explain as E
+    from archcalc.axis_roles import axis_roles
+
+    node, roles = G.nodes[name], axis_roles(G)
+    ins = [G.nodes[i]["shape"] for i in node["inputs"]]
+    layer, out = node["layer"], node["shape"]
+    lay_s = E._symbolic(layer)
+    out_s = E._out_symbols(out, roles.get(name))
+    ins_s, _ = E._runnable_symbols(lay_s, ins, [roles.get(i) for i in node["inputs"]], out_s)
+    out_s = E._field_named(lay_s, ins_s, out_s)
+    pairs = [*(p for s, n in zip(ins_s, ins, strict=True) for p in zip(s, n, strict=True)), *zip(out_s, out, strict=True)]
+    for f in layer._dim_fields:
+        sym, value = lay_s.__dict__[f], layer.__dict__[f]
+        pairs += list(zip(sym, value, strict=True)) if isinstance(sym, list) else [(sym, value)]
+    return {str(s): v for s, v in pairs if getattr(s, "is_Symbol", False)}
+
+
+@pytest.mark.parametrize("spec", ["gpt2", "bert_base", "llama2_7b", "vit_b_16", "maxvit_t", "swin_t", "convnext_tiny", "resnet50", "unet"])
+def test_every_general_formula_gives_the_result_with_the_numbers_put_in(spec: str) -> None:
+    """A formula above a result must give that result: GPT-2's q_heads said "output tokens = shape_0", the -1
+    of its reshape (the rest), above 1024; ViT's head said "saved: input F_in*4 B" above 197*768*4 B."""
+    import sympy
+
+    from archcalc import load_spec
+    from archcalc.explain import explain_layer
+    from archcalc.graph import compile_spec
+    from archcalc.report import report_from_graph
+
+    G = compile_spec(load_spec(str(SPECS / f"{spec}.json")))
+    rep = report_from_graph(G)
+    seen: dict[str, int] = {}
+    checked = 0
+    for row in rep.rows:
+        seen[row.type] = seen.get(row.type, 0) + 1
+        if seen[row.type] > 2:  # two of each layer type
+            continue
+        numbers = _numbers_of(G, row.name)
+        for step in explain_layer(G, row.name).steps:
+            result = re.match(r"= ?([\d,]+)(?: B)?(?: |$|,)", "= " + step.result)
+            if not step.general or step.quantity.startswith(("receptive", "effective", "FLOPs")) or result is None:
+                continue
+            formula = step.general.removesuffix(" B")
+            names = {n: sympy.Symbol(n) for n in re.findall(r"[A-Za-z_]\w*", formula) if n not in ("floor", "ceiling", "Max")}
+            value = sympy.sympify(formula, locals=names).subs({names[n]: v for n, v in numbers.items() if n in names})
+            assert value == int(result.group(1).replace(",", "")), (row.name, step.quantity, step.general, step.result)
+            checked += 1
+    assert checked > 20
+
+
+def test_names_as_the_table_shows_them_are_explained() -> None:
+    # `table --depth 1` shows GPT-2's blocks as "transformer.h ×12", `--depth 2` MobileNet v1's unblocked layers as a run
+    # "conv5.dw..conv5.pw_relu"; explain refused both (check already read ranges)
+    h = cli("explain", GPT2, "transformer.h ×12").out
+    assert h.startswith("transformer.h (block, 12 copies, 252 layers)")  # 21 layers a copy
+    mobilenet = str(SPECS / "mobilenet_v1.json")
+    assert "conv5.dw..conv5.pw_relu" in cli("table", mobilenet, "--depth", "2").out
+    run = cli("explain", mobilenet, "conv5.dw..conv5.pw_relu").out
+    # a depthwise 3x3 on 128 channels (128*9 weights), its BN (2*128), a pointwise 128 -> 256 (128*256), its BN (2*256)
+    assert _step(run, "params")[1] == f"= {128 * 9 + 2 * 128 + 128 * 256 + 2 * 256:,} (34.7K)"
+    r = cli("explain", mobilenet, "conv5.pw_relu..conv5.dw")
+    assert r.code == 2 and "mobilenet_v1.json: field 'LAYER': range 'conv5.pw_relu..conv5.dw' runs backwards" in r.err
+    row = cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.c_attn (×l)").out
+    assert row.startswith("transformer.h.*.attn.c_attn (linear)")

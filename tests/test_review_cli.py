@@ -262,3 +262,40 @@ def test_bench_counts_are_refused_in_the_words_of_every_other_count(flag: str, g
     assert r.code == 2 and f"argument {flag}: " in r.err and says in r.err, r.err
     assert "is not a whole number written with the digits 0-9" in r.err
     assert "invalid int value" not in r.err and len(r.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("given", ["(3, 227, 227)", "[3,227,227]", "(3)x(227)x(227)"])
+def test_a_shape_written_as_python_writes_it_is_read(given: str) -> None:
+    """--input (3,227,227) said "'(3' is not an expression of names, integers..."."""
+    r = cli("table", ALEXNET, "--input", given)
+    assert r.code == 0 and r.out.startswith("AlexNet (Krizhevsky et al. 2012): input 3×227×227,"), r.err
+    q = cli("quick", "(C, H+2, W+2)", "conv 8 3")  # brackets inside the sizes are the sizes' own
+    assert q.code == 0 and q.out.startswith("stack: input C×(H + 2)×(W + 2),"), q.err
+
+
+def test_a_channels_last_input_flag_gets_the_note_quick_gives() -> None:
+    r = cli("table", ALEXNET, "--input", "227x227x3")  # an image written H x W x C: the kernel is larger than 3 rows
+    assert r.code == 2 and len(r.err.splitlines()) == 1
+    assert "(note: --input 227x227x3 is read channels first (C x H x W, as torch): for a 3-channel 227x227 image write 3x227x227)" in r.err
+
+
+@pytest.mark.parametrize(
+    ("memory", "says"),
+    [
+        ("24G", "got '24G': write 24GiB (powers of 1024) or 24GB (powers of 1000)"),  # ambiguous: refused, both readings offered
+        ("24gib", "got '24gib'; did you mean 24GiB?"),
+        ("80gb", "got '80gb'; did you mean 80GB?"),
+        ("24Gb", "got '24Gb'"),  # gigabits, maybe: no guess
+    ],
+)
+def test_fit_memory_units_say_what_to_write(memory: str, says: str) -> None:
+    r = cli("fit", ALEXNET, "--memory", memory)
+    assert r.code == 2 and r.err.rstrip().endswith(says) and len(r.err.splitlines()) == 1, r.err
+
+
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_an_empty_spec_file_is_called_empty(spec_file, text: str) -> None:  # type: ignore[no-untyped-def]
+    path = spec_file(text)  # was 'invalid JSON at line 1, column 1: Expecting value'
+    r = cli("table", str(path))
+    shape = '{"name": ..., "input": [C, H, W], "layers": [...]}'
+    assert r.code == 2 and r.err == f"archcalc: error: {path}: the file is empty: a spec is a JSON object, {shape}\n"
