@@ -542,10 +542,10 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     # (in a block repeated l times: what its last copy reads)
     srcs: list[tuple[AxisRF, ...]] = node.get("rf_inputs") or [nodes[i]["rf"] for i in node["inputs"] if nodes[i]["rf"]]
     if layer.source:
-        ex.steps.append(Step("receptive field", None, "a learned tensor: it reads no input", "none"))
+        ex.steps.append(Step("receptive field", None, "", "none (a learned tensor: it reads no input)"))
         return
     if not srcs:  # token ids [L] in: no (C, *spatial) axes for a receptive field
-        ex.steps.append(Step("receptive field", None, "no spatial axis (a token sequence): none computed", "none"))
+        ex.steps.append(Step("receptive field", None, "", "none (no spatial axis: a token sequence)"))  # (was '= ...: none computed = none')
         return
     if layer.mixes_positions(node["in_shapes"]):
         whole = "\u00d7".join(str(r.size) for r in node["rf"])

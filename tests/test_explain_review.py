@@ -410,3 +410,12 @@ def test_names_as_the_table_shows_them_are_explained() -> None:
     assert r.code == 2 and "mobilenet_v1.json: field 'LAYER': range 'conv5.pw_relu..conv5.dw' runs backwards" in r.err
     row = cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.c_attn (×l)").out
     assert row.startswith("transformer.h.*.attn.c_attn (linear)")
+
+
+def test_a_2d_input_is_a_map_when_a_conv_slides_over_it_even_after_a_batchnorm() -> None:
+    # (8 channels, 100 positions) into batchnorm1d then conv1d: a 1-D conv net's map, not 8 tokens of 100 features
+    out = cli("explain", "--stack", "8x100", "batchnorm1d", "conv1d 16 3").out
+    assert _step(out, "params: weight (8)")[0] == "C_in"
+    assert _step(out, "output L") == ("floor((L_in - K)/S) + 1", "= 100 − 3 + 1 = 98")
+    seq = cli("explain", "--stack", "196x768", "linear 3072").out  # ViT-B's 196 patches of 768: a sequence
+    assert _step(seq, "MACs (lecture)") == ("L_out*F_out*F_in", f"= 196·3072·768 = {196 * 3072 * 768:,} (462M)")

@@ -299,3 +299,13 @@ def test_an_empty_spec_file_is_called_empty(spec_file, text: str) -> None:  # ty
     r = cli("table", str(path))
     shape = '{"name": ..., "input": [C, H, W], "layers": [...]}'
     assert r.code == 2 and r.err == f"archcalc: error: {path}: the file is empty: a spec is a JSON object, {shape}\n"
+
+
+def test_explain_says_why_a_token_layer_has_no_receptive_field_once() -> None:
+    """'= no spatial axis (a token sequence): none computed = none' said 'none' twice."""
+    out = cli("explain", str(SPECS / "gpt2.json"), "transformer.h.0.attn.sdpa").out.splitlines()
+    i = out.index("receptive field")
+    assert out[i + 1].strip() == "= none (no spatial axis: a token sequence)"
+    out = cli("explain", str(SPECS / "vit_b_16.json"), "class_token").out.splitlines()
+    i = out.index("receptive field")
+    assert out[i + 1].strip() == "= none (a learned tensor: it reads no input)"
