@@ -28,9 +28,11 @@ class Convention:
     error, never a silent guess."""
 
     def macs(self, ops: Mapping[str, Dim], kind: str = "") -> Dim:
-        if kind in self.refuses:
+        marked = bool(ops.get(f"{self.name}_unmodelled"))  # the layer says: not in this configuration (OP_CATEGORIES)
+        if kind in self.refuses or marked:
+            how = " configured so (see the README's conventions)" if marked else ""
             raise SpecError(
-                f"the {self.name!r} convention does not reproduce {self.name}'s count of layer type {kind!r}; "
+                f"the {self.name!r} convention does not reproduce {self.name}'s count of layer type {kind!r}{how}; "
                 "use 'torch', 'lecture' or 'fvcore' (which do)",
                 field="--convention",
             )
@@ -118,38 +120,55 @@ CONVENTIONS: dict[str, Convention] = {
             "fvcore",
             "fvcore 0.1.5 FlopCountAnalysis (it calls multiply-adds 'flops'): conv and linear MACs without "
             "bias (nn.MultiheadAttention's projections included); batchnorm at inference one op per element, two "
-            "when affine; layer and group norm 4 per element, 5 when affine; matmul; adaptive average pooling one "
-            "op per input element; scaled_dot_product_attention (so attention's products), max pooling, mean, "
+            "when affine; layer and group norm 4 per element, 5 when affine; matmul; 2-D adaptive average pooling one "
+            "op per input element (1-D, 3-D and a model's x.mean: 0); 2-D nearest upsampling 1 and bilinear 4 per output "
+            "element (other upsampling 0); scaled_dot_product_attention (so attention's products), max pooling, mean, "
             "softmax, activations, layer scale and adds not counted. ResNet-50: 4,111,512,576; ViT-B/16: "
             "16,867,412,736 (no attention).",
             {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1, "matmul": 1,
-             "layernorm": 4, "layernorm_affine": 1, "groupnorm": 4, "groupnorm_affine": 1},
+             "layernorm": 4, "layernorm_affine": 1, "groupnorm": 4, "groupnorm_affine": 1,
+             # fvcore/nn/flop_count.py, _DEFAULT_SUPPORTED_OPS: elementwise_flop_counter(0, 1) and (0, 4) per output
+             # element; no handle for the other upsample ops (nearest 1-D/3-D, linear, trilinear): 0
+             "upsample_nearest2d": 1, "upsample_bilinear2d": 4,
+             # nor for aten::adaptive_avg_pool1d and 3d (only adaptive_avg_pool2d: elementwise_flop_counter(1, 0)): 0
+             "avgpool_in/adaptiveavgpool1d": 0, "avgpool_in/adaptiveavgpool3d": 0},
         ),
         Convention(
             "ptflops",
             "ptflops 0.7.5, pytorch backend (it calls multiply-adds 'MACs'): conv MACs + bias, linear MACs + "
-            "bias, batchnorm one per element (two when affine); ReLU, LeakyReLU and GELU one per "
-            "output element and pooling one per input element, each counted twice (once by the module hook, "
+            "bias, batchnorm one per element (two when affine); ReLU and GELU one per "
+            "output element, pooling one per input element and upsampling one per output element, each counted twice (once by the module hook, "
             "once by its patch of the torch.nn.functional call the module makes); ReLU6 once (it calls "
-            "F.hardtanh, which ptflops does not patch); SiLU once (functional only); "
+            "F.hardtanh, which ptflops does not patch), LeakyReLU once (F.leaky_relu is not patched); SiLU and softmax "
+            "once (functional only); a model's x.mean 0; "
             "Tanh, Sigmoid, Hardswish not at all; LRN through its functional internals (three elementwise ops "
             "per element plus the padded average pool's input); in-place adds not counted. ResNet-50: 4,132,436,968.",
             {"mac": 1, "bias": 1, "linear_bias": 1, "norm": 1, "norm_affine": 1, "pool_in": 2, "lrn_functional": 1,
-             **{f"act/{t}": 2 for t in ("relu", "leakyrelu", "gelu")}, "act/relu6": 1, "act/silu": 1,
+             # pytorch_ops.py: nn.LeakyReLU's module hook (relu_flops_counter_hook), F.leaky_relu not patched: once
+             **{f"act/{t}": 2 for t in ("relu", "gelu")}, "act/leakyrelu": 1, "act/relu6": 1, "act/silu": 1,
              "layernorm": 1, "mac/shiftedwindowattention": 0, "matmul/shiftedwindowattention": 1, "softmax/shiftedwindowattention": 1,
-             "attn_matmul/multiheadattention": 1, "softmax/multiheadattention": 1, "mha_ptflops": 1},
+             "attn_matmul/multiheadattention": 1, "softmax/multiheadattention": 1, "mha_ptflops": 1,
+             # pytorch_ops.py: nn.Softmax has no module hook, F.softmax is patched (_numel_functional_flops_hook): once;
+             # nn.Upsample: upsample_flops_counter_hook (output elements) + the patched F.interpolate
+             # (_interpolate_functional_flops_hook: output elements for integer sizes or scales): twice
+             "softmax/softmax": 1, "upsample_out": 2},
             refuses=NOT_REPRODUCED - PTFLOPS_REPRODUCED,
         ),
         Convention(
             "thop",
             "thop 0.1.1 profile ('MACs'): conv and linear MACs without bias, batchnorm 2 ops per element "
             "(4 when affine), layernorm the same, average pooling one per output element, adaptive average pooling (window + 1) "
-            "per output element, transposed conv by the conv formula on its output grid; ReLU, GELU, max pooling, LRN, "
-            "layer scale and adds are zero, and so are nn.MultiheadAttention and torchvision's ShiftedWindowAttention "
+            "per output element (float64 and truncated, as thop does, for fractional windows), upsampling per output "
+            "element nearest 1, linear 5, bilinear 11, trilinear 0, softmax over n values 3n - 1, transposed conv by the "
+            "conv formula on its output grid; ReLU, LeakyReLU, GELU, max pooling, LRN, "
+            "a model's x.mean, layer scale and adds are zero, and so are nn.MultiheadAttention and torchvision's ShiftedWindowAttention "
             "(projections and attention: no rule for them). ResNet-50: 4,133,742,592; ViT-B/16: 11,286,254,592.",
             {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)},
              **TRANSPOSED_ON_OUTPUT_GRID, "layernorm": 2, "layernorm_affine": 2, "mac/multiheadattention": 0,
-             "mac/shiftedwindowattention": 0},
+             "mac/shiftedwindowattention": 0, "softmax_thop": 1,
+             # vision/calc_func.py, calculate_upsample (via basic_hooks.py, count_upsample): per output element, nearest 1,
+             # linear 5, bilinear 11; trilinear 0 (count_upsample's mode list leaves it out)
+             **{f"upsample_nearest{n}d": 1 for n in (1, 2, 3)}, "upsample_linear1d": 5, "upsample_bilinear2d": 11},
             refuses=NOT_REPRODUCED - THOP_REPRODUCED,
         ),
         Convention(

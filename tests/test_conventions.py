@@ -339,3 +339,154 @@ def test_ptflops_tool_agrees_on_transformers(spec: str) -> None:
     assert theirs == PTFLOPS[spec] - (LAYERNORM2D if spec == "convnext_tiny" else 0)
     mha = sum(r.macs for r in analyze(arch, convention="ptflops").rows if r.type == "multiheadattention")
     assert built == PTFLOPS[spec] - mha
+
+
+# ----- upsampling, softmax, LeakyReLU, adaptive average pooling (review s6, finding 2) --------------------------------
+# Each peer's own rule, read in its source (site-packages; the comments in archcalc/conventions.py cite the functions):
+#   fvcore 0.1.5: aten::upsample_nearest2d 1 and aten::upsample_bilinear2d 4 per output element, other upsample ops
+#     and aten::adaptive_avg_pool1d/3d have no handle (0), aten::adaptive_avg_pool2d 1 per input element, softmax 0;
+#   thop 0.1.1: nn.Upsample per output element nearest 1, linear 5, bilinear 11, trilinear 0 (left out of its mode
+#     list); nn.Softmax n exp + (n - 1) adds + n divides per softmax over n values; nn.AdaptiveAvgPoolNd
+#     int((prod(in/out) + 1) x output elements) in float64; LeakyReLU 0;
+#   ptflops 0.7.5: nn.Upsample twice its output elements (module hook + patched F.interpolate); nn.Softmax once per
+#     element (F.softmax patched, no module hook); nn.LeakyReLU once (module hook; F.leaky_relu not patched);
+#     adaptive pools twice their input elements.
+CONV = {"name": "conv", "type": "conv2d", "out_channels": 4, "kernel_size": 1}
+CONV_MACS = 4 * 4 * 8 * 8  # Conv2d(4, 4, 1) on 4 x 8 x 8
+CONV_BIAS = 4 * 8 * 8  # ptflops adds the bias
+
+
+def _up(**fields):  # type: ignore[no-untyped-def]
+    return {"name": "up", "type": "upsample", **fields}
+
+
+PEER_LAYER_CASES = {
+    # name: (input, layers, {convention: expected MACs})
+    "upsample_bilinear": ([4, 8, 8], [CONV, _up(scale_factor=2, mode="bilinear")],
+                          {"fvcore": CONV_MACS + 4 * 4 * 16 * 16, "thop": CONV_MACS + 11 * 4 * 16 * 16,
+                           "ptflops": CONV_MACS + CONV_BIAS + 2 * 4 * 16 * 16}),
+    "upsample_nearest": ([4, 8, 8], [CONV, _up(scale_factor=2)],
+                         {"fvcore": CONV_MACS + 4 * 16 * 16, "thop": CONV_MACS + 4 * 16 * 16,
+                          "ptflops": CONV_MACS + CONV_BIAS + 2 * 4 * 16 * 16}),
+    "upsample_bilinear_size": ([4, 8, 8], [_up(size=[5, 7], mode="bilinear")],
+                               {"fvcore": 4 * 4 * 5 * 7, "thop": 11 * 4 * 5 * 7, "ptflops": 2 * 4 * 5 * 7}),
+    "upsample_nearest1d": ([4, 8], [_up(scale_factor=2)], {"fvcore": 0, "thop": 4 * 16, "ptflops": 2 * 4 * 16}),
+    "upsample_linear": ([4, 8], [_up(scale_factor=3, mode="linear")], {"fvcore": 0, "thop": 5 * 4 * 24, "ptflops": 2 * 4 * 24}),
+    "upsample_trilinear": ([2, 3, 4, 4], [_up(scale_factor=2, mode="trilinear")],
+                           {"fvcore": 0, "thop": 0, "ptflops": 2 * 2 * 6 * 8 * 8}),
+    "upsample_nearest3d": ([2, 3, 4, 4], [_up(scale_factor=2)], {"fvcore": 0, "thop": 2 * 6 * 8 * 8, "ptflops": 2 * 2 * 6 * 8 * 8}),
+    # one softmax over the 256 flattened values; then 64 softmaxes over the 4 channels
+    "softmax_flat": ([4, 8, 8], [CONV, {"name": "flat", "type": "flatten"}, {"name": "sm", "type": "softmax", "dim": 1}],
+                     {"fvcore": CONV_MACS, "thop": CONV_MACS + (256 + 255 + 256), "ptflops": CONV_MACS + CONV_BIAS + 256}),
+    "softmax_channels": ([4, 8, 8], [{"name": "sm", "type": "softmax", "dim": 1}],
+                         {"fvcore": 0, "thop": 8 * 8 * (4 + 3 + 4), "ptflops": 4 * 8 * 8}),
+    "leakyrelu": ([4, 8, 8], [CONV, {"name": "act", "type": "leakyrelu"}],
+                  {"fvcore": CONV_MACS, "thop": CONV_MACS, "ptflops": CONV_MACS + CONV_BIAS + 4 * 8 * 8}),
+    # thop's fractional windows: 5 -> 3 per axis is int(((5/3)**2 + 1) * 9) = 34 (the float product, truncated);
+    # 10 -> 3: int(((10/3)**2 + 1) * 9) = 109; AlexNet at 256 x 256 pools 256 x 7 x 7 to 6 x 6:
+    # int(((7/6)**2 + 1) * 256 * 36) = 21,760
+    "adaptive_5to3": ([1, 5, 5], [{"name": "p", "type": "adaptiveavgpool2d", "output_size": 3}],
+                      {"fvcore": 25, "thop": 34, "ptflops": 2 * 25}),
+    "adaptive_10to3": ([1, 10, 10], [{"name": "p", "type": "adaptiveavgpool2d", "output_size": 3}],
+                       {"fvcore": 100, "thop": 109, "ptflops": 2 * 100}),
+    "adaptive_alexnet_256": ([256, 7, 7], [{"name": "p", "type": "adaptiveavgpool2d", "output_size": 6}],
+                             {"fvcore": 256 * 49, "thop": 21_760, "ptflops": 2 * 256 * 49}),
+    # 8 -> 7: (64/49 + 1) * 49 = 113 in fractions, but thop's float product is a hair under: int() gives 112
+    "adaptive_8to7": ([1, 8, 8], [{"name": "p", "type": "adaptiveavgpool2d", "output_size": 7}],
+                      {"fvcore": 64, "thop": 113 - 1, "ptflops": 2 * 64}),
+    # 1-D 10 -> 3: (10/3 + 1) * 4 * 3 = 52; 3-D (5, 7, 9) -> (2, 3, 4): (5/2 * 7/3 * 9/4 + 1) * 2 * 24 = 678
+    "adaptive_1d": ([4, 10], [{"name": "p", "type": "adaptiveavgpool1d", "output_size": 3}], {"fvcore": 0, "thop": 52, "ptflops": 2 * 40}),
+    "adaptive_3d": ([2, 5, 7, 9], [{"name": "p", "type": "adaptiveavgpool3d", "output_size": [2, 3, 4]}],
+                    {"fvcore": 0, "thop": 678, "ptflops": 2 * 2 * 5 * 7 * 9}),
+}
+
+
+def _tool_on_spec(convention: str, arch):  # type: ignore[no-untyped-def]
+    """The peer tool's own count on the torch model built from the spec (batch 1)."""
+    torch = pytest.importorskip("torch")
+    from archcalc import parse_spec
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    G = compile_spec(parse_spec(arch))
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            return int(_peer(convention, build_module(G).eval(), tuple(G.graph["input_shape"])))
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@pytest.mark.parametrize("convention", ["fvcore", "thop", "ptflops"])
+@pytest.mark.parametrize("case", PEER_LAYER_CASES)
+def test_peer_counts_of_upsample_softmax_leakyrelu_adaptive_pool(case: str, convention: str) -> None:
+    shape, layers, expected = PEER_LAYER_CASES[case]
+    arch = {"name": case, "input": shape, "layers": layers}
+    assert analyze(arch, convention=convention).totals["macs"] == expected[convention]
+    assert _tool_on_spec(convention, arch) == expected[convention]
+
+
+def test_thop_fractional_windows_are_its_float_rounding() -> None:
+    """The rule is thop's float64 arithmetic truncated, not the exact fraction: 5 -> 3 is 34 in fractions
+    ((25/9 + 1) * 9) and in thop, but 8 -> 7 is 113 in fractions and 112 in thop (and in archcalc's thop)."""
+    from fractions import Fraction
+
+    assert (Fraction(25, 9) + 1) * 9 == 34 and (Fraction(64, 49) + 1) * 49 == 113
+    one = {"name": "p", "type": "adaptiveavgpool2d", "output_size": 7}
+    assert analyze({"name": "a", "input": [1, 8, 8], "layers": [one]}, convention="thop").totals["macs"] == 112
+
+
+def test_thop_refuses_what_its_float_rounding_or_batch_axis_leaves_unknown() -> None:
+    """A fractional window on a symbolic size (thop's float rounding depends on the value) and a softmax over
+    the batch axis (thop counts per call, not per sample) are refused in one line, naming the layer type;
+    the other peers still count them."""
+    from archcalc.errors import SpecError
+
+    pool = {"name": "sym", "input": ["C", "H", "W"], "layers": [{"name": "p", "type": "adaptiveavgpool2d", "output_size": 3}]}
+    batch_softmax = {"name": "b", "input": [4, 6], "layers": [{"name": "sm", "type": "softmax", "dim": 0}]}
+    for arch, kind in ((pool, "adaptiveavgpool2d"), (batch_softmax, "softmax")):
+        with pytest.raises(SpecError, match=f"does not reproduce thop's count of layer type '{kind}'"):
+            analyze(arch, convention="thop")
+        assert analyze(arch, convention="ptflops").totals["macs"] != 0
+
+
+def test_thop_counts_a_symbolic_global_pool() -> None:
+    """Windows of the whole input divide it at any size: thop's (H*W + 1) per channel (it was a silent 0)."""
+    import sympy
+
+    arch = {"name": "g", "input": ["C", "H", "W"], "layers": [{"name": "p", "type": "adaptiveavgpool2d", "output_size": 1}]}
+    C, H, W = sympy.symbols("C H W", positive=True, integer=True)
+    assert sympy.simplify(analyze(arch, convention="thop").totals["macs"] - C * (H * W + 1)) == 0
+
+
+@pytest.mark.parametrize("convention", ["fvcore", "thop", "ptflops"])
+def test_an_imported_mean_counts_as_the_tools_count_a_mean(convention: str) -> None:
+    """``x.mean((2, 3))`` imports as adaptiveavgpool2d (as_mean): no peer counts it (fvcore has no aten::mean rule;
+    thop and ptflops see no module, and ptflops does not patch torch.mean), where the pool module costs 8*16*16
+    (fvcore), (256 + 1) * 8 (thop) or 2 * 8*16*16 (ptflops).  Conv2d(3, 8, 3, padding=1) on 3 x 16 x 16 and
+    Linear(8, 4); ptflops adds their biases."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from archcalc.torch.fx_import import spec_from_module
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.fc(self.c(x).mean((2, 3)))
+
+    macs = 8 * 16 * 16 * 3 * 9 + 8 * 4
+    expected = macs + (8 * 16 * 16 + 4 if convention == "ptflops" else 0)
+    spec = spec_from_module(Net(), (3, 16, 16))
+    assert analyze(spec, convention=convention).totals["macs"] == expected
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            assert int(_peer(convention, Net().eval(), (3, 16, 16))) == expected
+    finally:
+        logging.disable(logging.NOTSET)

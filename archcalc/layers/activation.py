@@ -139,7 +139,13 @@ class Softmax(Layer):
         return ins[0]
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        return {"softmax": numel(out)}  # exp, sum and divide per element, counted once
+        o: dict[str, Dim] = {"softmax": numel(out)}  # exp, sum and divide per element, counted once
+        axis = self.dim % (len(out) + 1)
+        if axis == 0:  # over the batch axis: thop's per-call count is not a per-sample one
+            o["thop_unmodelled"] = 1
+        else:  # thop (vision/calc_func.py, calculate_softmax): per softmax over n values, n exp + (n - 1) add + n div
+            o["softmax_thop"] = numel(out) // out[axis - 1] * (3 * out[axis - 1] - 1)
+        return o
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return [Saved.of_output("softmax's backward is y * (g - sum(g * y)): the output is enough")]

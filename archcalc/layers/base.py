@@ -83,6 +83,15 @@ OP_CATEGORIES: dict[str, str] = {
         "what ptflops' own nn.MultiheadAttention formula adds to the projections, biases, products and softmax "
         "(q scaling, an output bias always)"
     ),
+    "upsample_out": "an upsample's output elements, whatever the mode (what ptflops counts per call)",
+    **{f"upsample_{m}": f"an {m} upsample's output elements (a peer's per-element rate for aten::upsample_{m})"
+       for m in ("nearest1d", "nearest2d", "nearest3d", "linear1d", "bilinear2d", "trilinear3d")},
+    "softmax_thop": "thop's softmax count: per softmax over n values, n exp + (n - 1) additions + n divisions",
+    "avgpool_thop": "thop's adaptive average pooling count: (input/output size per axis, multiplied, + 1) x output elements, in float64, truncated",
+    "thop_unmodelled": (
+        "a marker (1): thop's count of this layer is not reproduced (a softmax over the batch axis, fractional pooling "
+        "windows on a symbolic size); the thop convention refuses it"
+    ),
     "linear_params": "a linear layer's weight and bias elements, each once per sample, however many tokens (what torchinfo counts)",
 }
 

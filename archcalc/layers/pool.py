@@ -12,6 +12,8 @@ sum of the window sizes, separable per axis.
 import math
 from typing import Annotated, Any, ClassVar, Literal
 
+from pydantic import Field
+
 from ..dims import Dim, as_int, ceildiv, known_sign, prod
 from .base import DimList, DimListOpt, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
 from .conv import window_out
@@ -258,7 +260,10 @@ class _AdaptivePoolNd(Layer):
         sizes = ins[0][1:]
         per = [adaptive_window_sum(h, o, self) for h, o in zip(sizes, out[1:], strict=True)]
         # windows are separable: the sum of their products is the product of their sums
-        return {"pool": ins[0][0] * prod(per), "pool_in": numel(ins[0]), "pool_out": numel(out), **self._peer_ops(ins, out)}
+        o = {"pool": ins[0][0] * prod(per), "pool_in": numel(ins[0]), "pool_out": numel(out), **self._peer_ops(ins, out)}
+        if getattr(self, "as_mean", False):
+            del o["pool_in"]  # ptflops' per-input count is its pool module hook and F.adaptive_avg_pool patch: neither runs
+        return o
 
     def _peer_ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {}
@@ -275,17 +280,44 @@ class _AdaptivePoolNd(Layer):
 
 
 class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
+    as_mean: bool = Field(
+        default=False,
+        description="The model computes it as x.mean over every spatial axis (archcalc import writes this): the same "
+        "numbers, but the peer tools see no pool (fvcore has no aten::mean rule; thop and ptflops see no module, and ptflops "
+        "does not patch torch.mean), so the fvcore, thop and ptflops conventions count it as 0.",
+    )
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        out = super().output_shape(ins)
+        if self.as_mean and any(as_int(o) != 1 for o in out[1:]):
+            raise self.fail("as_mean is a mean over every spatial axis: output_size must be 1", "as_mean")
+        return out
+
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         if all(as_int(o) == 1 for o in out[1:]):
             return []  # torch computes a 1x1 output as x.mean(spatial axes): its backward needs only sizes
         return [Saved.of_input("adaptive_avg_pool's backward takes the input (its sizes and strides)")]
 
     def _peer_ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        if self.as_mean:
+            return {}
         o: dict[str, Dim] = {"avgpool_in": numel(ins[0])}
         sizes, targets = ins[0][1:], out[1:]
-        if all(known_sign(h % t if isinstance(h, int) else 1) == 0 for h, t in zip(sizes, targets, strict=True)):
-            # thop: (window adds + one divide) per output; it divides sizes in floats, exact when they divide
-            o["avgpool_thop"] = (prod(h // t for h, t in zip(sizes, targets, strict=True)) + 1) * numel(out)
+        # thop (vision/basic_hooks.py, count_adap_avgpool; calc_func.py, calculate_adaptive_avg):
+        # int((prod(in / out per axis) + 1) * output elements), in float64
+        if all(known_sign(h % t) == 0 for h, t in zip(sizes, targets, strict=True)):
+            o["avgpool_thop"] = (prod(h // t for h, t in zip(sizes, targets, strict=True)) + 1) * numel(out)  # exact in floats
+            return o
+        concrete = [h for h in (as_int(x) for x in sizes) if h is not None]
+        if len(concrete) < len(sizes):
+            o["thop_unmodelled"] = 1  # fractional windows on a symbolic size: thop's float rounding is unknown
+            return o
+        # fractional windows (AlexNet's 7 -> 6): thop's float64 arithmetic, step by step (a Python float is an IEEE
+        # double; torch.prod over at most 3 values multiplies left to right), truncated as its int() does
+        kernel = 1.0
+        for h, t in zip(concrete, targets, strict=True):
+            kernel = kernel * (float(h) / float(int(t)))
+        o["avgpool_thop"] = int((kernel + 1.0) * float(int(numel(out))))
         return o
 
 

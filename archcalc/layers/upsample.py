@@ -56,8 +56,11 @@ class Upsample(Layer):
         return (ins[0][0], *(o for _, o, _ in self._sizes(ins[0])))
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        taps = 1 if self.mode == "nearest" else 2 ** (len(out) - 1)
-        return {"interp": numel(out) * taps}
+        n = len(out) - 1
+        taps = 1 if self.mode == "nearest" else 2**n
+        # the peers count per output element, by the aten op torch runs (upsample_nearest2d, upsample_bilinear2d...)
+        # or once per call (upsample_out): see archcalc.conventions
+        return {"interp": numel(out) * taps, f"upsample_{self.mode}{n}d": numel(out), "upsample_out": numel(out)}
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         return [self._window(h, o, s) for h, o, s in self._sizes(ins[0])]

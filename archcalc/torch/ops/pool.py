@@ -60,7 +60,7 @@ def _mean(imp: Importer, node: fx.Node) -> None:
         return
     if n < 1 or dims != set(range(2, rank)) or kind not in TYPE_NAMES:
         raise imp.unsupported(node, f"mean over dims {dim!r}: only the mean over every spatial axis (global average pooling) is supported")
-    pooled = imp.emit(node, kind, {"output_size": 1}, [src])
+    pooled = imp.emit(node, kind, {"output_size": 1, "as_mean": True}, [src])  # (the peer tools count a mean as 0)
     if not imp.value(a.get("keepdim", False)):
         imp.emit(node, "flatten", {}, [pooled], imp.fresh(f"{pooled}_flatten"))
 
