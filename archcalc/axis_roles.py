@@ -56,6 +56,23 @@ def image_roles(rank: int) -> Roles:
     return ("channels", *SPATIAL.get(rank - 1, (None,) * (rank - 1)))
 
 
+def _slid_over(G: Graph, nodes: dict[str, Any]) -> bool:
+    """Whether a layer slides a window over the 2-axis input, or over a 2-axis tensor made from it
+    by layers that keep the rank (a batchnorm1d before the first conv1d): a (C, L) map, not tokens."""
+    todo, seen = list(G.successors(INPUT)), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or nodes[name].get("layer") is None:
+            continue
+        seen.add(name)
+        node = nodes[name]
+        if any(len(s) == 2 and _slides(node["layer"], tuple(s)) for s in node["in_shapes"]):
+            return True
+        if len(node["shape"]) == 2 and node["layer"].permutation(node["in_shapes"]) is None:
+            todo += list(G.successors(name))
+    return False
+
+
 def _slides(layer: Any, shape: tuple[Any, ...]) -> bool:
     """Whether the layer slides a window over the axes after the first (a conv or pool reads (C, L))."""
     try:
@@ -79,7 +96,7 @@ def axis_roles(G: Graph) -> dict[str, Roles | None]:
     roles: dict[str, Roles | None] = {}
     if any(r.takes_indices for r in readers) and len(shape_in) == 1:
         roles[INPUT] = ("tokens",)
-    elif len(shape_in) == 2 and not any(_slides(r, shape_in) for r in readers):
+    elif len(shape_in) == 2 and not _slid_over(G, nodes):
         roles[INPUT] = ("tokens", "features")
     else:
         roles[INPUT] = image_roles(len(shape_in))

@@ -386,12 +386,17 @@ def _explain(args: argparse.Namespace) -> int:
         write_output(explain_total(rep, args.layer.partition(".")[2] or "flops", args.format), args.output)
         return 0
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
-        from .explain import explain_block
+        from .explain import explain_block, shown_name
         from .grouping import block
         from .summary import stage
 
-        if block(rep, args.layer) is not None or stage(rep, args.layer):
-            write_output(explain_block(rep, args.layer, args.format), args.output)
+        args.layer = shown_name(args.layer, lambda n: n in args.graph.nodes or block(rep, n) is not None)  # as the table shows it
+        if args.layer not in args.graph.nodes and (block(rep, args.layer) is not None or stage(rep, args.layer) or ".." in args.layer):
+            try:
+                text = explain_block(rep, args.layer, args.format)
+            except SpecError as e:
+                raise e.located(file=args.spec) from None
+            write_output(text, args.output)
             return 0
     names = [args.layer] if args.layer else [r.name for r in rep.rows]
     batch = rep.batch
@@ -431,7 +436,7 @@ def _diagram(args: argparse.Namespace) -> int:
 
 
 def _inference(args: argparse.Namespace) -> int:
-    from .dims import DimError, parse_dim
+    from .dims import DimError, as_int, parse_dim
     from .inference import inference_costs, render_inference
     from .spec import load_spec
 
@@ -445,6 +450,8 @@ def _inference(args: argparse.Namespace) -> int:
             cache = parse_dim(args.cache, values)
         except DimError as e:
             raise SpecError(str(e), field="--cache") from None
+        if isinstance(cache, bool) or (as_int(cache) is not None and as_int(cache) < 0):  # type: ignore[operator]
+            raise SpecError(f"--cache is a number of positions, 0 or more, got {args.cache!r}", field="--cache")  # (was a negative cache, exit 0)
     try:
         costs = inference_costs(arch, cache, convention=args.convention, dtype=args.dtype, batch=parse_batch(args.batch, values), values=values)
     except SpecError as e:

@@ -542,10 +542,10 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     # (in a block repeated l times: what its last copy reads)
     srcs: list[tuple[AxisRF, ...]] = node.get("rf_inputs") or [nodes[i]["rf"] for i in node["inputs"] if nodes[i]["rf"]]
     if layer.source:
-        ex.steps.append(Step("receptive field", None, "a learned tensor: it reads no input", "none"))
+        ex.steps.append(Step("receptive field", None, "", "none (a learned tensor: it reads no input)"))
         return
     if not srcs:  # token ids [L] in: no (C, *spatial) axes for a receptive field
-        ex.steps.append(Step("receptive field", None, "no spatial axis (a token sequence): none computed", "none"))
+        ex.steps.append(Step("receptive field", None, "", "none (no spatial axis: a token sequence)"))  # (was '= ...: none computed = none')
         return
     if layer.mixes_positions(node["in_shapes"]):
         whole = "\u00d7".join(str(r.size) for r in node["rf"])
@@ -828,6 +828,14 @@ def _names(expr: str) -> set[str]:
     return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)) - {"floor", "ceiling", "Max", "max"}
 
 
+def shown_name(name: str, known: Any) -> str:
+    """A name as a table shows it, its copies' count taken off where what is left is known
+    (``transformer.h ×12``, ``layer3 ×36``, ``transformer.h.*.attn.c_attn (×l)``): ``known(n)`` says
+    whether n is a layer or block; any other name is returned as it is."""
+    m = re.fullmatch(r"(.+?) (?:\(\u00d7[^()]+\)|\u00d7\S+)", name.strip())
+    return m.group(1) if m and known(m.group(1)) else name
+
+
 def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     """A block call (``layer1``, ``layer1.0``, ``Mixed_5b``): its summed params, MACs, FLOPs and
     memory, each as the sum of its rows (the sums ``check layer1.params=...`` judges: the same
@@ -840,6 +848,17 @@ def explain_block(rep: Report, name: str, fmt: str = "text") -> str:
     from .summary import stage
 
     group, kind = block(rep, name), "block"
+    if group is None and ".." in name:  # a run of layers table --depth shows as one row (conv5.dw..conv5.pw_relu), check's range
+        start, _, end = name.partition("..")
+        names = [r.name for r in rep.rows]
+        for n in (start, end):
+            if n not in names:
+                raise SpecError(f"no layer named {n!r} (in the range {name!r})", field="LAYER")
+        i, j = names.index(start), names.index(end)
+        if i > j:
+            raise SpecError(f"range {name!r} runs backwards: {end!r} comes before {start!r}", field="LAYER")
+        run = rep.rows[i : j + 1]
+        group, kind = Group(name, tuple(run), True, 1, group_totals(run, rep.include_training_only)), "layers"
     if group is None:  # a stage of table --depth 1 (stem, stage3, head)
         rows, kind = stage(rep, name), "stage"
         if not rows:

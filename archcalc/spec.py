@@ -401,6 +401,8 @@ def read_spec_text(path: str | Path) -> str:
 
 def decode_json(text: str, file: str | None) -> Any:
     """``json.loads`` with one-line errors: bad JSON, integers past the digit limit, nesting too deep."""
+    if not text.strip():  # (json says 'Expecting value at line 1, column 1')
+        raise SpecError('the file is empty: a spec is a JSON object, {"name": ..., "input": [C, H, W], "layers": [...]}', file=file)
     try:
         return json.loads(text, parse_int=_json_int)
     except _TooManyDigits as e:

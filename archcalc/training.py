@@ -523,7 +523,14 @@ def parse_memory(text: str) -> int:
 
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", text)
     if not m:
-        raise SpecError(f"--memory needs a size such as 24GiB, 80GB or 1500000000 (bytes), got {text!r}", field="--memory")
+        hint = ""
+        slip = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT])([iI]?)([bB]?)\s*", text)
+        if slip and not slip.group(3) and not slip.group(4):  # 24G: GiB or GB?
+            n, u = slip.group(1), slip.group(2).upper()
+            hint = f": write {n}{u}iB (powers of 1024) or {n}{u}B (powers of 1000)"
+        elif slip and not (slip.group(2).isupper() and not slip.group(3) and slip.group(4) == "b"):  # 24gib, 80gb; not 24Gb (bits)
+            hint = f"; did you mean {slip.group(1)}{slip.group(2).upper()}{slip.group(3).lower()}B?"
+        raise SpecError(f"--memory needs a size such as 24GiB, 80GB or 1500000000 (bytes), got {text!r}{hint}", field="--memory")
     unit = m.group(2) or "B"
     scale = 1 if unit == "B" else (1024 if "i" in unit else 1000) ** ("KMGT".index(unit[0]) + 1)
     value = Fraction(m.group(1)) * scale

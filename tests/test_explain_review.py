@@ -394,3 +394,28 @@ def test_every_general_formula_gives_the_result_with_the_numbers_put_in(spec: st
             assert value == int(result.group(1).replace(",", "")), (row.name, step.quantity, step.general, step.result)
             checked += 1
     assert checked > 20
+
+
+def test_names_as_the_table_shows_them_are_explained() -> None:
+    # `table --depth 1` shows GPT-2's blocks as "transformer.h ×12", `--depth 2` MobileNet v1's unblocked layers as a run
+    # "conv5.dw..conv5.pw_relu"; explain refused both (check already read ranges)
+    h = cli("explain", GPT2, "transformer.h ×12").out
+    assert h.startswith("transformer.h (block, 12 copies, 252 layers)")  # 21 layers a copy
+    mobilenet = str(SPECS / "mobilenet_v1.json")
+    assert "conv5.dw..conv5.pw_relu" in cli("table", mobilenet, "--depth", "2").out
+    run = cli("explain", mobilenet, "conv5.dw..conv5.pw_relu").out
+    # a depthwise 3x3 on 128 channels (128*9 weights), its BN (2*128), a pointwise 128 -> 256 (128*256), its BN (2*256)
+    assert _step(run, "params")[1] == f"= {128 * 9 + 2 * 128 + 128 * 256 + 2 * 256:,} (34.7K)"
+    r = cli("explain", mobilenet, "conv5.pw_relu..conv5.dw")
+    assert r.code == 2 and "mobilenet_v1.json: field 'LAYER': range 'conv5.pw_relu..conv5.dw' runs backwards" in r.err
+    row = cli("explain", str(SPECS / "transformer_lm.json"), "transformer.h.*.attn.c_attn (×l)").out
+    assert row.startswith("transformer.h.*.attn.c_attn (linear)")
+
+
+def test_a_2d_input_is_a_map_when_a_conv_slides_over_it_even_after_a_batchnorm() -> None:
+    # (8 channels, 100 positions) into batchnorm1d then conv1d: a 1-D conv net's map, not 8 tokens of 100 features
+    out = cli("explain", "--stack", "8x100", "batchnorm1d", "conv1d 16 3").out
+    assert _step(out, "params: weight (8)")[0] == "C_in"
+    assert _step(out, "output L") == ("floor((L_in - K)/S) + 1", "= 100 − 3 + 1 = 98")
+    seq = cli("explain", "--stack", "196x768", "linear 3072").out  # ViT-B's 196 patches of 768: a sequence
+    assert _step(seq, "MACs (lecture)") == ("L_out*F_out*F_in", f"= 196·3072·768 = {196 * 3072 * 768:,} (462M)")

@@ -120,3 +120,12 @@ def test_inference_never_writes_s_equals_s(cache: str | None, said: str) -> None
     assert r.code == 0, r.err
     assert said in r.out.splitlines()[3]
     assert "S = S" not in r.out and "S = 2*S" not in r.out
+
+
+@pytest.mark.parametrize("cache", ["-5", "3-5"])
+def test_a_negative_cache_is_refused_not_counted(cache: str) -> None:
+    """--cache -5 printed a KV cache of -184,320 B (12 layers x 2 x 768 x -5 x 2 bytes), exit 0."""
+    r = cli("inference", str(SPECS / "gpt2.json"), "--cache", cache)
+    assert r.code == 2 and r.out == "" and f"--cache is a number of positions, 0 or more, got {cache!r}" in r.err
+    zero = cli("inference", str(SPECS / "gpt2.json"), "--cache", "0")  # the first generated token: nothing cached yet
+    assert zero.code == 0 and "at S = 0 positions: 0 B" in zero.out

@@ -277,3 +277,35 @@ def test_a_channels_last_input_flag_gets_the_note_quick_gives() -> None:
     r = cli("table", ALEXNET, "--input", "227x227x3")  # an image written H x W x C: the kernel is larger than 3 rows
     assert r.code == 2 and len(r.err.splitlines()) == 1
     assert "(note: --input 227x227x3 is read channels first (C x H x W, as torch): for a 3-channel 227x227 image write 3x227x227)" in r.err
+
+
+@pytest.mark.parametrize(
+    ("memory", "says"),
+    [
+        ("24G", "got '24G': write 24GiB (powers of 1024) or 24GB (powers of 1000)"),  # ambiguous: refused, both readings offered
+        ("24gib", "got '24gib'; did you mean 24GiB?"),
+        ("80gb", "got '80gb'; did you mean 80GB?"),
+        ("24Gb", "got '24Gb'"),  # gigabits, maybe: no guess
+    ],
+)
+def test_fit_memory_units_say_what_to_write(memory: str, says: str) -> None:
+    r = cli("fit", ALEXNET, "--memory", memory)
+    assert r.code == 2 and r.err.rstrip().endswith(says) and len(r.err.splitlines()) == 1, r.err
+
+
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_an_empty_spec_file_is_called_empty(spec_file, text: str) -> None:  # type: ignore[no-untyped-def]
+    path = spec_file(text)  # was 'invalid JSON at line 1, column 1: Expecting value'
+    r = cli("table", str(path))
+    shape = '{"name": ..., "input": [C, H, W], "layers": [...]}'
+    assert r.code == 2 and r.err == f"archcalc: error: {path}: the file is empty: a spec is a JSON object, {shape}\n"
+
+
+def test_explain_says_why_a_token_layer_has_no_receptive_field_once() -> None:
+    """'= no spatial axis (a token sequence): none computed = none' said 'none' twice."""
+    out = cli("explain", str(SPECS / "gpt2.json"), "transformer.h.0.attn.sdpa").out.splitlines()
+    i = out.index("receptive field")
+    assert out[i + 1].strip() == "= none (no spatial axis: a token sequence)"
+    out = cli("explain", str(SPECS / "vit_b_16.json"), "class_token").out.splitlines()
+    i = out.index("receptive field")
+    assert out[i + 1].strip() == "= none (a learned tensor: it reads no input)"

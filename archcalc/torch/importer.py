@@ -342,6 +342,7 @@ class Importer:
         self.preferred = dict(preferred)
         self.called_with_weights: set[str] = set()  # modules with parameters already called once
         self.weight_owners: dict[int, str] = {}  # id of a module weight -> the spec layer that owns it (tied weights)
+        self.param_owners: dict[int, str] = {}  # id of every parameter a spec layer holds -> that layer (counted there)
         self.notes: list[str] = []  # what the spec cannot say, for its description
         self.layers: list[dict[str, Any]] = []
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
@@ -416,12 +417,16 @@ class Importer:
         elif len(shape) >= 2 and shape[0] == 1:
             shape = shape[1:]
         key = (v.target, tuple(shape), v.table)
+        owner = self.param_owners.get(id(self.tensor_of(v)))
+        if key not in self.params_emitted and owner is not None and owner not in self.params_emitted.values():
+            raise self.fail(node, f"reads {v.target!r}, which {owner!r} holds, as a tensor of its own: it would be counted twice")
         if key not in self.params_emitted:
             if v.table is not None:
                 name = self.emit(node, "positionbias", {"shape": shape, "table": list(v.table)}, [], self.fresh(v.target))
             else:
                 name = self.emit(node, "parameter", {"shape": shape}, [], self.fresh(v.target))
             self.params_emitted[key] = name
+            self.param_owners.setdefault(id(self.tensor_of(v)), name)
         return self.params_emitted[key]
 
     def positions_of(self, node: fx.Node, v: Positions) -> str:
@@ -549,6 +554,35 @@ class Importer:
         more = ", ".join(f"{op} ({n})" if n > 1 else op for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         return SpecError(f"{first.message}; {len(self.refused) - 1} more node(s) refused: {more}", field=first.field)
 
+    def tensor_of(self, v: Attr) -> Any:
+        """The parameter or buffer an :class:`Attr` reads."""
+        obj: Any = self.root
+        for part in v.target.split("."):
+            obj = getattr(obj, part, None)
+        return obj
+
+    def held_by_another(self, node: fx.Node, kind: str, weight: Attr, bias: Attr | None) -> dict[str, Any]:
+        """A functional layer over tensors the model holds (``F.linear(x, self.wte.weight)``): when
+        its weight is another layer's, the ``tie_weight`` field that counts it once, there (GPT-2's
+        head written functionally); refused when a tensor would otherwise be counted twice."""
+        w = self.tensor_of(weight)
+        b = self.tensor_of(bias) if bias is not None else None
+        if b is not None and id(b) in self.param_owners:
+            holder = self.param_owners[id(b)]
+            raise self.fail(node, f"uses the bias of {holder!r} again: it would be counted twice (archcalc specs share weights only)")
+        owner = self.param_owners.get(id(w))
+        if owner is None:
+            return {}
+        if "tie_weight" not in TYPE_NAMES[kind].model_fields:
+            raise self.fail(node, f"uses the weight of {owner!r} again, which a {kind} layer cannot say (no tie_weight): it would be counted twice")
+        return {"tie_weight": owner}
+
+    def hold(self, name: str, *tensors: Attr | None) -> None:
+        """Record that spec layer ``name`` holds (counts) these tensors of the model."""
+        for t in tensors:
+            if t is not None:
+                self.param_owners.setdefault(id(self.tensor_of(t)), name)
+
     def get_attr(self, node: fx.Node) -> Any:
         """A parameter or buffer read in ``forward`` (class token, position embedding, a scale)."""
         import torch
@@ -640,6 +674,9 @@ class Importer:
         name = self.fresh(preferred, node.name)
         if weight is not None and owner is None:
             self.weight_owners[id(weight)] = name
+        for p in module.parameters():
+            if p is not weight or owner is None:
+                self.param_owners.setdefault(id(p), name)
         if kind == "multiheadattention":
             from .ops.attention import multihead_attention
 

@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
+from ..layers.base import Layer
 from ..usercode import user_code
 
 COUNTING_PATH = (
@@ -151,11 +152,11 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
     """Records the parameter-free layers a model runs as plain function calls in its own forward
     (not inside a hooked module: ``nn.ReLU`` calls ``F.relu`` itself)."""
 
-    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode]) -> None:
+    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode], counted: set[int]) -> None:
         super().__init__()
         self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
         self.seen: dict[str, int] = {}
-        self.params_seen: set[int] = set()
+        self.params_seen = counted  # shared with the module hooks: a weight a module counted is not counted again (F.linear(x, wte.weight))
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kind = self.kinds.get(func) if not self.running else None
@@ -174,7 +175,8 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             if name == "mean" and shape is not None:  # x.mean((2, 3)) is global pooling to C x 1 x 1 (then a flatten)
                 shape = (shape[0], *(1 for _ in range(args[0].dim() - 2)))
             params = 0  # the parameters the call reads (F.batch_norm(x, ..., self.weight, self.bias)), each once
-            for t in (*args, *(kwargs or {}).values()):
+            holds = kind in TYPE_NAMES and TYPE_NAMES[kind].weights is not Layer.weights  # (x @ self.W: a matmul holds none; W is a parameter layer)
+            for t in (*args, *(kwargs or {}).values()) if holds else ():
                 if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
                     self.params_seen.add(id(t))
                     params += t.numel()
@@ -330,7 +332,7 @@ def measure_module(
             try:
                 with user_code():  # a user's forward: no os._exit, no print into the report
                     if functional:
-                        with _FunctionalCalls(calls, running, counter):
+                        with _FunctionalCalls(calls, running, counter, counted):
                             out = model(x)
                     else:
                         out = model(x)

@@ -46,7 +46,9 @@ def batch_norm(imp: Importer, node: fx.Node) -> None:
     momentum = imp.value(a.get("momentum", 0.1))
     if momentum is None or isinstance(momentum, float):
         fields["momentum"] = momentum
-    imp.emit(node, kind, fields, [src])
+    if weight is not None:
+        imp.held_by_another(node, kind, weight, bias)
+    imp.hold(imp.emit(node, kind, fields, [src]), weight, bias)
 
 
 @handles("torch.nn.functional.layer_norm", records="layernorm")
@@ -66,7 +68,9 @@ def layer_norm(imp: Importer, node: fx.Node) -> None:
     eps = imp.value(a.get("eps", 1e-5))
     if isinstance(eps, float):
         fields["eps"] = eps
-    imp.emit(node, "layernorm", fields, [src])
+    if weight is not None:
+        imp.held_by_another(node, "layernorm", weight, bias)
+    imp.hold(imp.emit(node, "layernorm", fields, [src]), weight, bias)
 
 
 @handles("torch.nn.functional.group_norm", records="groupnorm")
@@ -82,7 +86,9 @@ def group_norm(imp: Importer, node: fx.Node) -> None:
     eps = imp.value(a.get("eps", 1e-5))
     if isinstance(eps, float):
         fields["eps"] = eps
-    imp.emit(node, "groupnorm", fields, [src])
+    if weight is not None:
+        imp.held_by_another(node, "groupnorm", weight, bias)
+    imp.hold(imp.emit(node, "groupnorm", fields, [src]), weight, bias)
 
 
 @handles("torch.nn.functional.linear", records="linear")
@@ -97,7 +103,9 @@ def linear(imp: Importer, node: fx.Node) -> None:
     want, have = weight.shape[1], as_int(imp.shape(src)[-1])
     if have is not None and have != want:
         raise imp.fail(node, f"the weight takes {want} features but its input {imp.shape(src)} has {have}")
-    imp.emit(node, "linear", {"out_features": weight.shape[0], "bias": bias is not None}, [src])
+    tied = imp.held_by_another(node, "linear", weight, bias)
+    name = imp.emit(node, "linear", {"out_features": weight.shape[0], "bias": bias is not None, **tied}, [src])
+    imp.hold(name, None if tied else weight, bias)
 
 
 def _conv(n: int) -> Any:
@@ -120,7 +128,8 @@ def _conv(n: int) -> Any:
         fields.update({"out_channels": weight.shape[0], "kernel_size": ks[0] if len(set(ks)) == 1 else ks, "bias": bias is not None})
         if groups != 1:
             fields["groups"] = groups
-        imp.emit(node, f"conv{n}d", fields, [src])
+        fields.update(imp.held_by_another(node, f"conv{n}d", weight, bias))
+        imp.hold(imp.emit(node, f"conv{n}d", fields, [src]), weight, bias)
 
     return conv
 
