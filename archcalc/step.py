@@ -98,6 +98,7 @@ def step_moments(
     inner: Mapping[str, Mapping[str, tuple[Dim, Dim, int]]] | None = None,
     repeats: Mapping[str, tuple[Dim, _Size]] | None = None,
     device: str = "cpu",
+    loss: str = "none",
 ) -> list[Moment]:
     """Every moment of one training step (see the module docstring).
 
@@ -109,7 +110,10 @@ def step_moments(
     ``inner``: block -> every storage its layers save when it is run again (-> fixed, per
     sample, the row of its first keeper); ``repeats``: a block repeated a symbolic number of
     times -> (count, the saved bytes of one copy): its walk is one copy's, with the other copies'
-    saved tensors alive."""
+    saved tensors alive; ``loss``: ``none`` (the caller calls ``output.backward(gradient)`` with a
+    gradient it holds) or ``cross_entropy`` (:func:`cross_entropy_sizes`: ``F.cross_entropy`` of
+    each output against int64 targets the caller holds; the log-softmax it keeps, and in its
+    backward the log-softmax's gradient and the logits', which then flows into the model)."""
     nodes = node_table(G)
     order: list[str] = G.graph["order"]
     checkpointed = checkpointed or {}
@@ -200,14 +204,35 @@ def step_moments(
             first_user.setdefault(key, i)
     waiting: dict[str, list[str]] = {}
 
-    # ---- backward
+    # ---- the loss, and the backward
     pending: dict[str, _Grad] = {}
-    for o in outputs:
-        if not nodes[o]["grad"]:
-            continue
-        key = "grad:" + o
-        alive.add(key, out_size(o), refs=2)  # the caller holds it too
-        pending[o] = _Grad(key, True)
+    if loss == "cross_entropy":
+        for o in outputs:  # forward: log_softmax (kept for its backward), nll_loss (a scalar, and its total weight kept)
+            log_probs, targets, scalar = cross_entropy_sizes(nodes[o], act)
+            alive.add("targets:" + o, (0, targets))
+            alive.add("log_softmax:" + o, (0, log_probs))
+            alive.add("loss:" + o, (2 * scalar, 0))
+            moments.append(Moment(alive.fixed, alive.per, "forward", "loss"))
+        for o in reversed(outputs):  # backward: nll_loss's gradient (zeros, scattered), then log_softmax's
+            if not nodes[o]["grad"]:
+                continue
+            log_probs, _, scalar = cross_entropy_sizes(nodes[o], act)
+            alive.add("grad:loss:" + o, (scalar, 0))
+            alive.add("grad:log_softmax:" + o, (0, log_probs))
+            key = "grad:" + o
+            alive.add(key, out_size(o))
+            moments.append(Moment(alive.fixed, alive.per, "backward", "loss"))
+            alive.free("grad:log_softmax:" + o)
+            alive.free("log_softmax:" + o)
+            alive.free("grad:loss:" + o)
+            pending[o] = _Grad(key, True)
+    else:
+        for o in outputs:
+            if not nodes[o]["grad"]:
+                continue
+            key = "grad:" + o
+            alive.add(key, out_size(o), refs=2)  # the caller holds it too
+            pending[o] = _Grad(key, True)
     recomputed: set[str] = set()
     for i in range(len(order) - 1, -1, -1):
         n = order[i]
@@ -270,6 +295,20 @@ def step_moments(
     return moments
 
 
+def cross_entropy_sizes(node: dict[str, Any], act: int) -> tuple[Dim, Dim, int]:
+    """Bytes per sample of ``F.cross_entropy``'s log-softmax of a layer's output (its logits) and
+    of the int64 targets, and the bytes of one of its 0-d tensors (the loss, its gradient, the
+    total weight nll_loss keeps) in its dtype: the classes are the first per-sample axis (``(C,)``, or a map ``(C, H,
+    W)`` as torch reads it), except for a ``(positions, vocabulary)`` output, which language models
+    flatten to ``(N*positions, vocabulary)``; the log-softmax has the logits' dtype (fp32 under
+    autocast, which runs it in fp32)."""
+    shape = node["shape"]
+    positions = shape[:-1] if len(shape) == 2 else shape[1:]
+    elt = node.get("elt")  # set under autocast
+    width = max(elt, 4) if elt else act
+    return prod(shape) * width, prod(positions) * 8, width
+
+
 def _bytes(elements: tuple[Dim, Dim], node: dict[str, Any], act: int) -> _Size:
     """A workspace's bytes (``Layer.workspace`` counts elements of the output's dtype)."""
     elt = node.get("elt") or act
@@ -319,4 +358,4 @@ def upper_envelope(lines: Sequence[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
     return [(f, p) for p, f in hull]
 
 
-__all__ = ["Moment", "step_moments", "upper_envelope"]
+__all__ = ["Moment", "cross_entropy_sizes", "step_moments", "upper_envelope"]

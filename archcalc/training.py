@@ -36,6 +36,7 @@ from .spec import Architecture, load_spec, parse_spec
 from .step import Moment, step_moments, upper_envelope
 
 LARGEST = "the largest moment at batch"
+LOSSES = ("none", "cross_entropy")
 OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}
 """Per parameter, the optimizer's state tensors of the parameter's size (torch.optim)."""
 
@@ -210,7 +211,10 @@ def training_memory_from_graph(
     checkpoint: Sequence[str] = (),
     convention: str = "lecture",
     attention: str = "fused",
+    loss: str = "none",
 ) -> TrainingMemory:
+    if loss not in LOSSES:
+        raise SpecError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}", field="--loss")
     if optimizer not in OPTIMIZER_STATES:
         raise SpecError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZER_STATES)}", field="--optimizer")
     if device not in DEVICES:
@@ -351,6 +355,7 @@ def training_memory_from_graph(
             inner=seg_internal,
             repeats=copy_saved,
             device=device,
+            loss=loss,
         )
     lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
     numeric = all(isinstance(f, int) and isinstance(p, int) for f, p in lines)
@@ -376,12 +381,28 @@ def training_memory_from_graph(
     if unknown:
         totals["saved_bytes"] = totals["peak_bytes"] = None
     kept_outs = [o for o in outs if out_storage[o][0] in counted_at_row]
-    out_what = (
-        f"counted: the model's output{'s' if len(outs) > 1 else ''} ({', '.join(outs)}) and "
-        f"{'their gradients' if len(outs) > 1 else 'its gradient'}, alive through the backward"
-        + (f" ({', '.join(kept_outs)} kept by a layer: among the saved tensors, not counted twice)" if kept_outs else "")
-    )
-    assumptions = [*PEAK_ASSUMPTIONS[:1], out_what, *PEAK_ASSUMPTIONS[1:]]
+    plural = len(outs) > 1
+    if loss == "cross_entropy":
+        out_what = (
+            f"counted: the model's output{'s' if plural else ''} ({', '.join(outs)}), held by the caller through the step, and "
+            f"F.cross_entropy of {'each' if plural else 'it'} against int64 targets the caller holds: the log-softmax it keeps (the "
+            "logits' size, fp32 under --amp), and in its backward the log-softmax's gradient and the logits' gradient, which "
+            "flows into the model and is freed after the output layer's backward (classes: the first per-sample axis, or the last "
+            "of a (positions, vocabulary) output, as language models flatten it)"
+        )
+    else:
+        out_what = (
+            f"counted: the model's output{'s' if plural else ''} ({', '.join(outs)}) and "
+            f"{'their gradients' if plural else 'its gradient'}, alive through the backward (a loss that keeps only the output "
+            "and calls output.backward(gradient); --loss cross_entropy counts cross-entropy's own tensors)"
+            + (f" ({', '.join(kept_outs)} kept by a layer: among the saved tensors, not counted twice)" if kept_outs else "")
+        )
+    not_counted = PEAK_ASSUMPTIONS[2]
+    if loss == "cross_entropy":
+        not_counted = not_counted.replace(
+            "the loss's own tensors (cross-entropy keeps its log-softmax, the size of the output in fp32, and makes its gradient), ", ""
+        )
+    assumptions = [PEAK_ASSUMPTIONS[0], out_what, PEAK_ASSUMPTIONS[1], not_counted]
     peak_line = (simplify(fixed_t["peak_bytes"]), simplify(per_t["peak_bytes"]))
     if isinstance(totals["peak_bytes"], int) and peak_line in moment_of:
         assumptions.insert(2, f"{LARGEST} {batch}: {moment_of[peak_line]}")

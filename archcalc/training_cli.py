@@ -50,6 +50,13 @@ def _options(p: argparse.ArgumentParser) -> None:
         choices=["fused", "math"],
         help="attention kernel: fused (flash: keeps a logsumexp per query, as torch picks on CPU and CUDA) or math (keeps the s x s probabilities)",
     )
+    p.add_argument(
+        "--loss",
+        default="none",
+        choices=["none", "cross_entropy"],
+        help="the loss after the model: none (output.backward(gradient): the output and its gradient held through the step) or "
+        "cross_entropy (its log-softmax, the targets, and in its backward the log-softmax's and the logits' gradients)",
+    )
     p.add_argument("--convention", default="lecture", help="counting convention for the recomputation's FLOPs (default lecture)")
     p.add_argument("--format", choices=FORMATS, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
@@ -92,6 +99,7 @@ def _analyse(args: argparse.Namespace, batch: Any) -> Any:
                 checkpoint=args.checkpoint,
                 convention=args.convention,
                 attention=args.attention,
+                loss=args.loss,
             )
     except SpecError as e:
         raise e.located(file=args.spec) from None

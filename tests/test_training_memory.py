@@ -472,3 +472,39 @@ def test_onednn_reduction_on_tiny_maps_is_named_not_hidden() -> None:
     assert note.startswith("not counted") and "layer4.1.conv2" in note and "layer3" not in note
     assert not any("per CPU thread" in a for a in memory_json(str(SPECS / "resnet18.json"), "--batch", "2")["assumptions"])
     assert not any("per CPU thread" in a for a in memory_json(str(SPECS / "resnet18.json"), "--input", "3,64,64", "--device", "cuda")["assumptions"])
+
+
+def test_cross_entropy_loss_counts_its_log_softmax_and_gradients() -> None:
+    # one linear layer, 4 -> 8 classes, batch 3, fp32, F.cross_entropy: the largest moment is the
+    # loss's backward: weights and gradients (2 x 40 parameters), the input, the logits (the caller
+    # holds them), the int64 targets, the log-softmax it keeps, the loss and nll_loss's total weight
+    # (0-d each), the loss's gradient (0-d), the log-softmax's gradient and the logits' gradient
+    spec = {"name": "n", "input": [4], "layers": [{"name": "fc", "type": "linear", "out_features": 8}]}
+    m = training_memory(spec, batch=3, loss="cross_entropy")
+    logits = 3 * 8 * 4
+    assert m.totals["peak_bytes"] == 2 * 40 * 4 + 3 * 4 * 4 + logits + 3 * 8 + logits + 2 * 4 + 4 + logits + logits
+    assert any(a.startswith("the largest moment at batch 3: the backward of loss") for a in m.assumptions)
+    assert not any("log-softmax" in a and a.startswith("not counted") for a in m.assumptions)
+    # GPT-2 on 80 GiB: the 1024 x 50,257 fp32 log-softmax and two gradients of it take 23 samples
+    plain = json.loads(cli("fit", str(SPECS / "gpt2.json"), "--memory", "80GiB", "--format", "json").out)["max_batch"]
+    ce = json.loads(cli("fit", str(SPECS / "gpt2.json"), "--memory", "80GiB", "--loss", "cross_entropy", "--format", "json").out)["max_batch"]
+    assert ce < plain  # 59 against 82
+    r = cli("memory", str(SPECS / "lenet5.json"), "--loss", "mse")
+    assert r.code == 2 and "--loss" in r.err
+
+
+def test_upper_envelope_keeps_every_line_that_is_ever_the_largest() -> None:
+    # the peak at a batch N >= 1 is the largest of the step's moments a + b*N: the envelope must give
+    # the same maximum at every N, and drop only lines never the largest
+    import random
+
+    from archcalc.step import upper_envelope
+
+    rng = random.Random(7)
+    for _ in range(200):
+        lines = [(rng.randint(0, 1000), rng.randint(0, 50)) for _ in range(rng.randint(1, 12))]
+        kept = upper_envelope(lines)
+        assert set(kept) <= set(lines)
+        for n in (1, 2, 3, 5, 10, 40, 100, 1000):
+            assert max(a + b * n for a, b in kept) == max(a + b * n for a, b in lines)
+    assert upper_envelope([(10, 1), (5, 1), (0, 3), (100, 0)]) == [(100, 0), (0, 3)]  # (10, 1) is never above both

@@ -134,7 +134,7 @@ class Matmul(Layer):
         ]
 
     def autocast(self, device: str) -> str | None:
-        return None  # on autocast's lower list, but what its casts keep is not worked out
+        return "lower"  # on autocast's lower-precision list: it keeps the low-dtype inputs (casts of fp32 ones)
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Matmul as MatmulModule
@@ -237,7 +237,7 @@ class ScaledDotProductAttention(Layer):
         return "like_input" if self._flash(ins) else None  # the flash output takes q's strides
 
     def autocast(self, device: str) -> str | None:
-        return None  # what it keeps under autocast is not worked out
+        return "lower"
 
     def note(self, ins: list[Shape]) -> str | None:
         if self.is_causal:
@@ -357,10 +357,12 @@ class MultiheadAttention(Layer):
         else:
             kept += [Saved.new(f"{x}_proj", shape, f"the projected {w}: flash keeps q, k, v") for x, w, shape in
                      (("q", "queries", (big_l, e)), ("k", "keys", (s, e)), ("v", "values", (s, e)))]  # fmt: skip
+        weights = [w for w in self.weights(ins) if w.endswith("weight")]  # kept by the projections (parameters; under autocast, their casts)
         return [
             *kept,
             Saved.new("logsumexp", (self.num_heads, big_l), "one fp32 logsumexp per query and head: the probabilities, recomputed", "float32"),
             Saved.new("attention_output", (big_l, e), "the heads' output: flash's backward, and the out projection's input (a view)"),
+            *(Saved.of_param(w, "the projection's input gradient is the output's gradient times its weight") for w in weights),
         ]
 
     @staticmethod
@@ -374,7 +376,7 @@ class MultiheadAttention(Layer):
         return "new_strided"  # a transposed view of the (L, N, E) result
 
     def autocast(self, device: str) -> str | None:
-        return None  # what it keeps under autocast is not worked out
+        return "lower"  # its projections (linear) and flash attention run in the low dtype; the math path stays unknown (fp32 copies)
 
     def describe(self, ins: list[Shape]) -> str:
         return f"multi-head attention, {self.num_heads} heads of {ins[0][-1]}/{self.num_heads}"

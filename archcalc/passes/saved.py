@@ -292,7 +292,7 @@ def _saved_autocast(
         elt = low if mode == "lower" else 4 if mode in ("float32", "promote") else max(in_elts)  # promote: with an fp32 parameter
         node["elt"] = elt
         ins = node["in_shapes"]
-        how = layer.output_storage(ins)
+        how = (fused and layer.saved_fused(ins, node["shape"]) is not None and layer.output_storage_fused(ins)) or layer.output_storage(ins)
         if inputs and how != "param" and elt != in_elts[0]:
             how = "new"  # cast: a new tensor
         _place(node, name, how, _reordering(layer, ins) if how == "strided" else None, src, bool(inputs), sizes, prod(node["shape"]) * elt)

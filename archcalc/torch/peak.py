@@ -45,22 +45,38 @@ def _nbytes(tensors: Any) -> int:
     return sum(seen.values())
 
 
-def measure_peak(model: nn.Module, x: torch.Tensor) -> PeakMeasurement:
-    """The peak of one forward + ``output.backward(ones)`` of ``model`` on ``x`` (CPU), see the module docstring."""
+def measure_peak(model: nn.Module, x: torch.Tensor, loss: str = "none") -> PeakMeasurement:
+    """The peak of one forward + ``output.backward(ones)`` of ``model`` on ``x`` (CPU), see the
+    module docstring; ``loss="cross_entropy"``: ``F.cross_entropy(output, targets).backward()``
+    instead, the int64 targets made (and held) before the step, the classes the output's axis 1,
+    or for a 3-D (batch, positions, vocabulary) output the last, flattened as language models do."""
     from torch.profiler import ProfilerActivity, profile
 
     model.train()
     for p in model.parameters():
         if p.requires_grad and p.grad is None:
             p.grad = torch.zeros_like(p)
-    before = _nbytes([*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None), *model.buffers(), x])
+    targets = None
+    if loss == "cross_entropy":
+        with torch.no_grad():
+            shape = model(x).shape
+        lm = len(shape) == 3
+        targets = torch.randint(0, shape[-1] if lm else shape[1], (shape[0] * shape[1],) if lm else (shape[0], *shape[2:]))
+    held = [x] if targets is None else [x, targets]
+    before = _nbytes([*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None), *model.buffers(), *held])
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         with torch.profiler.record_function("archcalc.forward"):
             out = model(x)
         with torch.profiler.record_function("archcalc.backward"):
-            grad = torch.ones_like(out)
-            out.backward(grad)
-        del out, grad
+            if targets is None:
+                grad = torch.ones_like(out)
+                out.backward(grad)
+                del grad
+            else:
+                logits = out.flatten(0, 1) if out.dim() == 3 else out
+                torch.autograd.backward(torch.nn.functional.cross_entropy(logits, targets))
+                del logits
+        del out
     events = prof.profiler.kineto_results.events()
     mem = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
     ops = [(e.start_ns(), e.start_ns() + e.duration_ns(), e.name()) for e in events if e.name() != "[memory]"]
