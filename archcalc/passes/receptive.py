@@ -311,6 +311,14 @@ def receptive_field(G: Graph) -> None:
                 in_shapes = [s for i, s in zip(inputs, node["in_shapes"], strict=True) if nodes[i]["rf"]]
                 rf, note, merged_exactly = _merge([nodes[i]["rf"] for i in seeing], in_shapes, node["shape"], seeing)
                 bound = next((b for b in (nodes[i]["rf_bound"] for i in seeing) if b), None) or (None if merged_exactly else name)
+                side = _side_by_side(sizes, _grid_sizes(node["shape"], layout, n_axes))
+                if side is not None:  # (a concat along H or W): output positions come from different inputs, on no one grid
+                    note = (
+                        f"axis {side}: the inputs' positions are placed side by side along it (a concatenation along a spatial axis): "
+                        "where they meet, an output's window reads fields from different inputs, which no single grid describes: "
+                        "the receptive field is approximate from here on"
+                    )
+                    bound = bound or name
         key = node["formula_key"]  # set by the shapes pass
         memo = window_memo.get(key)
         if memo is None:
@@ -514,6 +522,15 @@ def _cov_union(covs: list[tuple[Cover, ...]], ins: list[tuple[Dim, ...]], out: t
         refs = tuple(dict.fromkeys(r for cv, same in known if same and cv is not None for r in cv[2]))[:MAX_REFS]
         merged.append((a, b, refs))
     return tuple(merged)
+
+
+def _side_by_side(ins: list[tuple[Dim, ...]], out: tuple[Dim, ...]) -> int | None:
+    """The first spatial axis along which the inputs' positions are stacked to make the output's
+    (an input with more than one position there, but not as many as the output), or None."""
+    for axis, n in enumerate(out):
+        if any(len(s) > axis and known_sign(s[axis] - 1) == 1 and known_sign(s[axis] - n) == -1 for s in ins):
+            return axis
+    return None
 
 
 def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | None:
