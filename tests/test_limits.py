@@ -411,8 +411,8 @@ def test_a_real_sigint_at_any_moment_leaves_no_traceback(delay: float) -> None:
     import time
 
     root = Path(__file__).resolve().parent.parent
-    code = (
-        "import sys; sys.stderr.write('R'); sys.stderr.flush(); from archcalc.entry import main; "
+    code = (  # 'R' once the entry point is imported (the console-script wrapper's own import of it is the residue above)
+        "import sys; from archcalc.entry import main; sys.stderr.write('R'); sys.stderr.flush(); "
         "sys.exit(main(['table', 'specs/resnet152.json', '-o', '/dev/null']))"
     )
     p = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
@@ -488,6 +488,18 @@ def test_a_closed_pipe_and_a_full_disk_on_stdout_and_stderr() -> None:
     with open("/dev/full", "w") as full:
         p = subprocess.run([sys.executable, "-m", "archcalc", "table", "specs/alexnet.json"], stdout=full, stderr=full, cwd=ROOT, timeout=120)
     assert p.returncode == 2
+
+
+@pytest.mark.parametrize("args", [["--help"], ["table", "--help"]])
+def test_help_on_a_full_disk_is_an_error_not_exit_0(args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    # argparse swallows the failed write and exits 0, as if the help had been shown
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "archcalc", *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert (p.returncode, p.stderr) == (2, "archcalc: error: cannot write the output: No space left on device\n")
+    assert _run_into_closed_pipe(*args) == (0, b"")  # `archcalc --help | head -1`: quiet
 
 
 # -- names: escaped where printed --------------------------------------------------------------------
