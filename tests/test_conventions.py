@@ -462,7 +462,7 @@ def test_thop_counts_a_symbolic_global_pool() -> None:
 
 @pytest.mark.parametrize("convention", ["fvcore", "thop", "ptflops"])
 def test_an_imported_mean_counts_as_the_tools_count_a_mean(convention: str) -> None:
-    """``x.mean((2, 3))`` imports as adaptiveavgpool2d (as_mean): no peer counts it (fvcore has no aten::mean rule;
+    """``x.mean((2, 3))`` imports as adaptiveavgpool2d with as_mean (built back as that mean): no peer counts it (fvcore has no aten::mean rule;
     thop and ptflops see no module, and ptflops does not patch torch.mean), where the pool module costs 8*16*16
     (fvcore), (256 + 1) * 8 (thop) or 2 * 8*16*16 (ptflops).  Conv2d(3, 8, 3, padding=1) on 3 x 16 x 16 and
     Linear(8, 4); ptflops adds their biases."""
@@ -490,3 +490,12 @@ def test_an_imported_mean_counts_as_the_tools_count_a_mean(convention: str) -> N
             assert int(_peer(convention, Net().eval(), (3, 16, 16))) == expected
     finally:
         logging.disable(logging.NOTSET)
+    assert _tool_on_spec(convention, spec) == expected  # the model built from the spec computes the mean too
+
+
+def test_as_mean_is_a_mean_over_every_spatial_axis() -> None:
+    from archcalc.errors import SpecError
+
+    pool = {"name": "p", "type": "adaptiveavgpool2d", "output_size": 2, "as_mean": True}
+    with pytest.raises(SpecError, match="output_size must be 1"):
+        analyze({"name": "m", "input": [4, 6, 6], "layers": [pool]})

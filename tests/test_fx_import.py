@@ -505,7 +505,7 @@ def test_more_functional_forms_match_torch() -> None:
         {"name": "getitem", "type": "crop", "size": [7, 5]},
         {"name": "getitem_1", "type": "subsample", "stride": [1, 3]},
         {"name": "max_pool2d", "type": "maxpool2d", "kernel_size": [2, 1]},
-        {"name": "mean", "type": "adaptiveavgpool2d", "output_size": 1},
+        {"name": "mean", "type": "adaptiveavgpool2d", "output_size": 1, "as_mean": True},
         {"name": "softmax", "type": "softmax"},
         {"name": "adaptive_max_pool2d", "type": "adaptivemaxpool2d", "output_size": 1},
     ]

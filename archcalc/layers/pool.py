@@ -293,6 +293,12 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
             raise self.fail("as_mean is a mean over every spatial axis: output_size must be 1", "as_mean")
         return out
 
+    def _mean_or(self, pool: Any) -> Any:
+        """The pool module, or for ``as_mean`` the mean the model computes (what the peers count as 0)."""
+        from ..torch.extra_modules import Mean
+
+        return Mean(tuple(range(2, 2 + self.n_spatial)), keepdim=True) if self.as_mean else pool
+
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         if all(as_int(o) == 1 for o in out[1:]):
             return []  # torch computes a 1x1 output as x.mean(spatial axes): its backward needs only sizes
@@ -329,7 +335,7 @@ class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        return nn.AdaptiveAvgPool2d(self._torch_size())
+        return self._mean_or(nn.AdaptiveAvgPool2d(self._torch_size()))
 
 
 class AdaptiveMaxPool2d(_AdaptivePoolNd):
@@ -356,7 +362,7 @@ class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        return nn.AdaptiveAvgPool1d(self._torch_size())
+        return self._mean_or(nn.AdaptiveAvgPool1d(self._torch_size()))
 
 
 class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
@@ -369,7 +375,7 @@ class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
-        return nn.AdaptiveAvgPool3d(self._torch_size())
+        return self._mean_or(nn.AdaptiveAvgPool3d(self._torch_size()))
 
 
 LAYERS: list[type[Layer]] = [
