@@ -701,6 +701,9 @@ def _judge_shape(claim: Claim, row: Row, derive: Any, rep: Report) -> Verdict:
     exact_shape = tuple(simplify(d) for d in getattr(row, claim.quantity))
     if not exact_shape and claim.quantity in ("receptive_field", "effective_stride"):  # a token sequence: no windows to measure
         raise Unjudgeable(f"no {NAMES[claim.quantity]} (no spatial axes)")
+    if row.rf_approximate and claim.quantity in ("receptive_field", "effective_stride"):  # the table flags it: no verdict it cannot back
+        why = row.note or "see the table"
+        raise Unjudgeable(f"{row.name}'s {NAMES[claim.quantity]} is only approximate here, so a claim about it cannot be decided: {why}")
     if claim.quantity == "receptive_field" and claim.value.strip().lower().rstrip(".") in WHOLE_WORDS:  # fc6.rf=whole image
         deriv = derive(row.name, claim.quantity) if derive else ""
         exact_text = ("the whole input, " if row.whole_input else "") + _shape_text(exact_shape)

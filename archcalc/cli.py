@@ -53,6 +53,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """As argparse's, but a failed write is not swallowed: ``--help > /dev/full`` is one error
+        line and exit 2 (argparse's own exit 0 said the help was shown); a closed pipe stays quiet."""
+        if message:
+            stream = file or sys.stderr
+            stream.write(message)
+            stream.flush()
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI parser; the torch commands' modules are imported only when ``command`` is one of them (or unknown)."""

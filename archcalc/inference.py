@@ -14,10 +14,12 @@
   attention layer's products over S + 1 keys instead of 1.  It reads every weight (params x dtype
   bytes) and the cache of S positions and writes one position: bytes per generated token.
 * **Roofline**: arithmetic intensity = FLOPs / bytes.  A decode step does about one multiply-add
-  per weight it reads (2 FLOPs per weight, 2 / bytes-per-element FLOP per byte): far below the
-  ridge point (peak FLOP/s / bandwidth) of any current accelerator, so its time is the time to
-  read the weights and the cache: it is memory-bound.  Prefill multiplies every weight by L tokens:
-  L times the intensity, compute-bound for long prompts.
+  per weight it reads for each sample of the batch (2 x batch / bytes-per-element FLOP per byte):
+  at batch 1 far below the ridge point (peak FLOP/s / bandwidth) of any current accelerator, so
+  its time is the time to read the weights and the cache: it is memory-bound.  A large batch can
+  make it compute-bound at a short cache; a long cache (one multiply-add per cached element read)
+  makes it memory-bound again.  Prefill multiplies every weight by L tokens: L times the
+  intensity, compute-bound for long prompts.  A formula in one symbol is judged at both ends.
 
 Every value is exact (int or sympy expression); batch N multiplies the MACs and the cache, not
 the weights (read once per step for the whole batch).
@@ -30,7 +32,7 @@ from fractions import Fraction
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, dim_text, expand, human_text, is_symbolic, simplify, to_json
+from .dims import Dim, dim_text, expand, human_text, is_symbolic, known_sign, simplify, to_json
 from .errors import SpecError
 from .graph import compile_graph, node_table
 from .report import report_from_graph
@@ -66,6 +68,9 @@ class InferenceCosts:
     """The rows that keep keys and values."""
     attention_layers: Dim = 0
     """How many attention layers run (a row of a block repeated l times counts l)."""
+    notes: list[str] = field(default_factory=list)
+    """What the figures assume that the network may not do (an encoder has no decoding; a cache
+    past the learned position table)."""
 
     @property
     def decode_flops(self) -> Dim:
@@ -84,22 +89,35 @@ class InferenceCosts:
         return Fraction(int(flops), int(nbytes))
 
     def verdict(self, intensity: Any, phase: str = "decode") -> str:
-        """Memory- or compute-bound, against the ridge points of current accelerators (RIDGES)."""
-        ridges = ", ".join(f"{n} {float(r):.0f}" for n, r in RIDGES.items())
+        """Memory- or compute-bound, against the ridge points of current accelerators (RIDGES).
+
+        A formula in one symbol (the cache length S, the prompt length) is judged at its smallest
+        value and as it grows, where the two ends may differ (a large batch: compute-bound at a
+        short cache, memory-bound at a long one); a formula in several symbols is judged only
+        where the weights dominate, at 2 x batch FLOPs per weight read, when that is a number."""
         if isinstance(intensity, Fraction):
-            at = f"{float(intensity):.3g} FLOP/byte"
-            below = [n for n, r in RIDGES.items() if intensity < r]
-            if len(below) == len(RIDGES):
-                return f"memory-bound: {at} is below the ridge point of current accelerators ({ridges} FLOP/byte)"
-            if not below:
-                return f"compute-bound: {at} is above the ridge point of current accelerators ({ridges} FLOP/byte)"
-            return f"{at}: between the ridge points of current accelerators ({ridges} FLOP/byte)"
+            return _bound(intensity)
+        import sympy
+
+        free = sorted(intensity.free_symbols, key=str)
+        if len(free) == 1:
+            x = free[0]
+            low = 0 if phase == "decode" and x in getattr(self.cache, "free_symbols", ()) else 1
+            start = sympy.nsimplify(intensity.subs(x, low))
+            end = sympy.limit(intensity, x, sympy.oo)
+            first = f"at {x} = {low}, {_bound(Fraction(int(start.p), int(start.q)))}" if start.is_Rational else f"at {x} = {low}: not a number"
+            if end.is_Rational:
+                last = f"as {x} grows (toward {float(end):.3g} FLOP/byte), {_bound(Fraction(int(end.p), int(end.q)), short=True)}"
+            else:
+                last = f"as {x} grows, without bound: compute-bound"
+            return f"{first}; {last}"
         if phase == "decode":
-            per_weight = Fraction(2, dtype_bytes(self.dtype))
-            return (
-                f"memory-bound: where the weights dominate, one multiply-add per weight read is about {per_weight} FLOP/byte, "
-                f"far below the ridge point of current accelerators ({ridges} FLOP/byte)"
-            )
+            per_weight = sympy.Rational(2, dtype_bytes(self.dtype)) * sympy.sympify(self.batch)
+            each = "one multiply-add per weight read for each of the batch's samples"
+            where = f"where the weights dominate, {each} is {human_text(per_weight)} FLOP/byte"
+            if per_weight.is_Rational:
+                return f"{where}: {_bound(Fraction(int(per_weight.p), int(per_weight.q)), short=True)}"
+            return f"{where}: compare it with the ridge points of current accelerators ({_RIDGES_TEXT} FLOP/byte)"
         return (
             f"about {dim_text(self.prompt)} times the decode step's intensity (each weight read once serves every prompt token): "
             "compute-bound for long prompts"
@@ -119,11 +137,28 @@ class InferenceCosts:
             "kv_cache_bytes": to_json(self.kv_cache_bytes),
             "attention_rows": self.attention,
             "attention_layers": to_json(self.attention_layers),
+            "notes": self.notes,
             "prefill": {"macs": to_json(self.prefill_macs), "flops": to_json(self.prefill_flops), "bytes": to_json(self.prefill_bytes),
                         "intensity": _intensity_json(pre_i), "bound": self.verdict(pre_i, "prefill")},
             "decode": {"macs": to_json(self.decode_macs), "flops": to_json(self.decode_flops), "weight_bytes": to_json(self.weight_bytes),
                        "bytes": to_json(self.decode_bytes), "intensity": _intensity_json(dec_i), "bound": self.verdict(dec_i)},
         }  # fmt: skip
+
+
+_RIDGES_TEXT = ", ".join(f"{n} {float(r):.0f}" for n, r in RIDGES.items())
+
+
+def _bound(intensity: Fraction, short: bool = False) -> str:
+    """The verdict on a number of FLOPs per byte: below every ridge point, above every one, or between."""
+    at = f"{float(intensity):.3g} FLOP/byte"
+    below = [n for n, r in RIDGES.items() if intensity < r]
+    ridges = f"the ridge point of current accelerators ({_RIDGES_TEXT} FLOP/byte)"
+    if len(below) == len(RIDGES):
+        return "memory-bound" if short else f"memory-bound: {at} is below {ridges}"
+    if not below:
+        return "compute-bound" if short else f"compute-bound: {at} is above {ridges}"
+    between = f"between the ridge points of current accelerators ({_RIDGES_TEXT} FLOP/byte)"
+    return between if short else f"{at}: {between}"
 
 
 def _intensity_json(v: Any) -> Any:
@@ -179,6 +214,19 @@ def inference_costs(
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
         raise SpecError(f"{arch.name} has no attention layer: {why}")
+    notes = []
+    bidirectional = [n for n in attention if nodes[n]["layer"].__dict__.get("is_causal") is False]
+    if bidirectional:
+        notes.append(
+            f"{bidirectional[0]} attends both ways (not causal): an encoder does not generate token by token, so its "
+            "decode step is that of a decoder of the same sizes, not something this network does"
+        )
+    for name in G.graph["order"]:
+        layer = nodes[name]["layer"]
+        rows = layer.__dict__.get("num_embeddings") if layer.__dict__.get("indices") == "positions" else None
+        if isinstance(rows, int) and known_sign(s + 1 - rows) == 1:
+            where = f"after a cache of {dim_text(s)} the next token is at position {dim_text(s)}, past its table"
+            notes.append(f"{name} learns {rows:,} positions (0 to {rows - 1:,}): {where}")
     params = full.totals["params"]
     weight_bytes = params * nbytes
     kv_bytes = expand(kv * s * nbytes * batch)
@@ -199,6 +247,7 @@ def inference_costs(
         prefill_bytes=expand(weight_bytes + kv * prompt * nbytes * batch),
         attention=attention,
         attention_layers=simplify(sum((step.row(n).repeat for n in attention), start=0)),
+        notes=notes,
     )
 
 
@@ -232,6 +281,7 @@ def render_inference(c: InferenceCosts, fmt: str = "text") -> str:
         f"decode step, {at} cached positions (one generated token): MACs {count(c.decode_macs)}, FLOPs {count(c.decode_flops)}",
         f"  bytes (weights {size(c.weight_bytes)} + the cache read + one position written): {size(c.decode_bytes)}",
         f"  intensity {_intensity_text(dec_i)} FLOP/byte: {decode_bound}",
+        *(f"note: {n}" for n in c.notes),
     ]
     return "\n".join(lines) + "\n"
 

@@ -102,3 +102,37 @@ def test_a_learned_matrix_imports_and_verifies_against_its_model() -> None:
     assert rows["matmul"].params == 0 and analyze(arch).totals["params"] == 6 * 5 + 5 + 5 * 3 + 3 == 53
     result = verify_spec(arch, model)  # type: ignore[arg-type]
     assert result.ok, result.failure_message()
+
+
+class ChannelsLast(nn.Module):
+    """conv, then the channels-last map times a learned matrix: (N, 6, 6, 4) @ (4, 5) broadcasts W."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.W, self.c2 = nn.Conv2d(3, 4, 3), nn.Parameter(torch.randn(4, 5)), nn.Conv2d(5, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c(x).permute(0, 2, 3, 1) @ self.W
+        return self.c2(y.permute(0, 3, 1, 2))
+
+
+def test_a_learned_matrix_is_lined_up_with_the_map_it_multiplies() -> None:
+    """It was refused ("cannot broadcast: 6 and  have 1 and 0 axes"): W is read as a parameter of
+    shape 1 x 4 x 5, held once; matmul of the 6 x 6 x 4 map with it: 6*6*4*5 = 720 MACs."""
+    model = ChannelsLast()
+    arch = imported(model, [3, 8, 8])
+    rows = {r.type: r for r in analyze(arch).rows}
+    assert rows["parameter"].output_shape == (1, 4, 5) and rows["matmul"].output_shape == (6, 6, 5)
+    assert rows["matmul"].macs == 6 * 6 * 4 * 5
+    result = verify_spec(arch, model)  # type: ignore[arg-type]
+    assert result.ok, result.failure_message()
+
+
+def test_a_hand_written_matmul_of_mismatched_ranks_says_how_to_line_them_up() -> None:
+    spec = {"name": "mm", "input": [4, 6, 6], "layers": [
+        {"name": "t", "type": "permute", "dims": [0, 2, 3, 1]},
+        {"name": "W", "type": "parameter", "shape": [4, 5]},
+        {"name": "mm", "type": "matmul", "inputs": ["t", "W"]}]}
+    with pytest.raises(SpecError) as e:
+        analyze(spec)
+    assert "6 and none, 1 and 0 axes per sample" in e.value.message and "[1, ..., K, N]" in e.value.message

@@ -129,3 +129,29 @@ def test_a_negative_cache_is_refused_not_counted(cache: str) -> None:
     assert r.code == 2 and r.out == "" and f"--cache is a number of positions, 0 or more, got {cache!r}" in r.err
     zero = cli("inference", str(SPECS / "gpt2.json"), "--cache", "0")  # the first generated token: nothing cached yet
     assert zero.code == 0 and "at S = 0 positions: 0 B" in zero.out
+
+
+@pytest.mark.parametrize("batch", [1, 64, 512])
+def test_a_symbolic_cache_is_judged_at_both_ends_with_the_batch(batch: int) -> None:
+    """--cache S: the decode step's verdict at S = 0 is the numeric run's at --cache 0; as S grows the
+    cache dominates, one multiply-add per cached element read (fp16: 1 FLOP/byte), memory-bound.
+    It said "memory-bound, about 1 FLOP/byte" at any batch: at batch 512, GPT-2's weights serve 512
+    multiply-adds each read, 82,366,976 / 174,319 = 472.5 FLOP/byte at S = 0: compute-bound."""
+    arch = load_spec(SPECS / "gpt2.json")
+    sym = inference_costs(arch, sympy.Symbol("S"), batch=batch)
+    zero = inference_costs(arch, 0, batch=batch)
+    verdict = sym.verdict(sym.intensity(sym.decode_flops, sym.decode_bytes))
+    at_zero = zero.verdict(zero.intensity(zero.decode_flops, zero.decode_bytes))
+    assert verdict.startswith(f"at S = 0, {at_zero}; as S grows (toward 1 FLOP/byte), memory-bound")
+    assert ("compute-bound" in at_zero) == (batch == 512)
+
+
+def test_an_encoder_and_a_cache_past_the_position_table_get_notes() -> None:
+    """BERT attends both ways (no token-by-token decoding); GPT-2's wpe has 1,024 rows, positions 0 to
+    1,023: a cache of 1,023 is the last that fits, 1,024 puts the next token past the table."""
+    bert = inference_costs(load_spec(SPECS / "bert_base.json"), 100)
+    assert any("not causal" in n for n in bert.notes)
+    gpt2 = load_spec(SPECS / "gpt2.json")
+    assert inference_costs(gpt2, 1023).notes == []
+    (note,) = inference_costs(gpt2, 1024).notes
+    assert "transformer.wpe learns 1,024 positions (0 to 1,023)" in note and "position 1024" in note

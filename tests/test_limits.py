@@ -490,6 +490,18 @@ def test_a_closed_pipe_and_a_full_disk_on_stdout_and_stderr() -> None:
     assert p.returncode == 2
 
 
+@pytest.mark.parametrize("args", [["--help"], ["table", "--help"]])
+def test_help_on_a_full_disk_is_an_error_not_exit_0(args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    # argparse swallows the failed write and exits 0, as if the help had been shown
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "archcalc", *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert (p.returncode, p.stderr) == (2, "archcalc: error: cannot write the output: No space left on device\n")
+    assert _run_into_closed_pipe(*args) == (0, b"")  # `archcalc --help | head -1`: quiet
+
+
 # -- names: escaped where printed --------------------------------------------------------------------
 
 

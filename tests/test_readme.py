@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, cli
@@ -67,7 +68,7 @@ def test_readme_pytest_plugin_example_runs_as_written(tmp_path) -> None:  # type
     import sys
 
     text = (ROOT / "README.md").read_text()
-    spec = re.search(r"the spec, `specs/tinynet.json`,\n\n```json\n(.*?)```", text, re.S)
+    spec = re.search(r"it is not one of archcalc.s zoo\),\n\n```json\n(.*?)```", text, re.S)
     test = re.search(r"# test_tinynet.py\n(.*?)```", text, re.S)
     assert spec and test
     (tmp_path / "specs").mkdir()
@@ -81,3 +82,36 @@ def test_readme_pytest_plugin_example_runs_as_written(tmp_path) -> None:  # type
     assert drift.returncode == 1
     # 32*16*5*5 + 32 = 12,832 params against the spec's 32*16*3*3 + 32 = 4,640
     assert "first mismatch: layer 'conv2' (module '3'): params is 4,640 in the spec, 12,832 in torch" in drift.stdout
+
+
+def _zoo_row(path: Path) -> str:
+    """The README zoo table's row of a numeric spec, from the analysis itself."""
+    from archcalc import analyze
+    from archcalc.dims import expand, is_symbolic
+    from archcalc.render import units
+
+    lecture, torch_ = analyze(path), analyze(path, convention="torch")
+    t = lecture.totals
+    if is_symbolic(t["params"]):  # written in the README's notation: a·b for a*b, h² for h^2; rows counted with their repeats
+        torch_macs = "the same" if torch_.totals["macs"] == t["macs"] else units.count(torch_.totals["macs"])
+        cells = [f"`{path.stem}`", " ".join(map(str, lecture.input_shape)), str(expand(sum(r.repeat for r in lecture.rows))),
+                 units.count(t["params"]), units.count(t["macs"]), torch_macs, units.size(t["activation_bytes"])]
+        return "| " + " | ".join(c.replace("^2", "²").replace("*", "·") for c in cells) + " |"
+    return (
+        f"| `{path.stem}` | {'×'.join(map(str, lecture.input_shape))} | {len(lecture.rows)} | {t['params']:,} | "
+        f"{units.count(t['macs'])} | {torch_.totals['macs']:,} | {units.size(t['activation_bytes'])} |"
+    )
+
+
+def test_readme_zoo_table_matches_the_analysis() -> None:
+    """Every numeric row of the README's zoo table is what archcalc prints (its activation memory
+    column was stale for the language models: 856 MiB for gpt2 where the table says 892 MiB)."""
+    text = (ROOT / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| `") and line.count("|") == 8}
+    zoo = sorted((ROOT / "specs").glob("*.json"))
+    checked = 0
+    for path in zoo:
+        assert path.stem in rows, f"{path.stem} is missing from the README's zoo table"
+        assert rows[path.stem] == _zoo_row(path)
+        checked += 1
+    assert checked == len(zoo)

@@ -171,7 +171,7 @@ def test_csv_says_which_rows_see_the_whole_input() -> None:
     """The tables' 'whole' (Row.whole_input, JSON's sees_whole_input) is CSV's last column, 1 or 0,
     so a plot made from the CSV can tell fc6 (no window on the image) from pool5 (a 195x195 window).
     It comes last: every column a CSV reader had before keeps its place."""
-    rows = list(csv.reader(io.StringIO(cli("table", str(SPECS / "alexnet.json"), "--format", "csv").out)))
+    rows = list(csv.reader(io.StringIO(cli("table", str(SPECS / "alexnet_2012.json"), "--format", "csv").out)))  # (224: every pixel read)
     head, body = rows[0], {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
     before = "name type inputs output_shape params macs flops activation_bytes receptive_field effective_stride training_only convention"
     assert head[:12] == before.split()

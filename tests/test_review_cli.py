@@ -309,3 +309,11 @@ def test_explain_says_why_a_token_layer_has_no_receptive_field_once() -> None:
     out = cli("explain", str(SPECS / "vit_b_16.json"), "class_token").out.splitlines()
     i = out.index("receptive field")
     assert out[i + 1].strip() == "= none (a learned tensor: it reads no input)"
+
+
+def test_train_rows_are_explained_whether_or_not_the_totals_count_them() -> None:
+    """With --include-training-only the (train) rows had no legend: were they counted?"""
+    googlenet = str(SPECS / "googlenet.json")
+    assert "(train) rows are training-only (auxiliary heads) and are not in the totals." in cli("table", googlenet).out
+    out = cli("table", googlenet, "--include-training-only").out
+    assert "(train) rows are training-only (auxiliary heads); these totals count them." in out

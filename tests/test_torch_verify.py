@@ -991,3 +991,22 @@ def test_a_symbolic_repeat_count_is_refused_not_compared_as_one_copy(tmp_path: P
     assert r.code == 2 and r.err.count("\n") == 1, (r.code, r.out, r.err)
     assert "repeats l times, a symbol; verify needs numbers (--set l=N)" in r.err and "field 'repeat'" in r.err
     assert cli("verify", "specs/transformer_lm.json", *args, "--set", "l=2").code == 0
+
+
+_DILATED = {"name": "dil", "input": [3, 16, 16], "layers": [
+    {"name": "c1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+    {"name": "r", "type": "relu"},
+    {"name": "p", "type": "maxpool2d", "kernel_size": 2}]}
+
+
+def test_verify_compares_the_window_settings_shapes_and_counts_can_miss() -> None:
+    """Conv2d(3, 8, 3, padding=2, dilation=2) has the shape, params (8*3*3*3 + 8 = 224) and torch MACs
+    of the spec's 3x3 conv with padding 1; MaxPool2d(3, 2, 1) the shape of MaxPool2d(2).  Their receptive
+    fields (5 and 7 against 3 and 4) and lecture MACs differ: verify said OK (review, session 6)."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=2, dilation=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+    result = verify_spec(_DILATED, model)
+    assert not result.ok
+    wrong = {(r.name, r.quantity): (r.analytic, r.measured) for lc in result.layers for r in lc.rows if not r.ok}
+    assert wrong == {("c1", "padding"): (1, 2), ("c1", "dilation"): (1, 2), ("p", "kernel_size"): (2, 3), ("p", "padding"): (0, 1)}
+    same = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    assert verify_spec(_DILATED, same).ok  # kernel_size 3 and (3, 3), stride None and 2 are the same window

@@ -160,3 +160,36 @@ def test_window_fields_match_torch_gradients(shift: int) -> None:
         lo, hi = want[o]
         assert (rows_seen[0], rows_seen[-1]) == (max(lo, 0), min(hi, size - 1)), o
         assert len(rows_seen) == rows_seen[-1] - rows_seen[0] + 1  # one interval
+
+
+def test_a_concat_along_a_spatial_axis_is_marked_approximate() -> None:
+    # review s6, finding 6: a = 3x3 conv (padding 1) of the 8x8 input, u = x2 upsampling of a 2x2
+    # average pool of it (the review's max pool routes a gradient to one pixel of its window);
+    # cat along H gives 16 rows (a's 8, then u's 8), then a 3x3 conv (padding 1).
+    # Output row 8 reads cat rows 7..9: a's row 7 (input rows 6..8, 8 being padding) and u's rows
+    # 0..1 (input rows 0..1): input rows 0..7, 8 rows, where the one-grid rules would say 3 + 2 = 5.
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    spec = {"name": "cat2", "input": [1, 8, 8], "layers": [
+        {"name": "a", "type": "conv2d", "out_channels": 1, "kernel_size": 3, "padding": 1, "inputs": ["input"]},
+        {"name": "p", "type": "avgpool2d", "kernel_size": 2, "inputs": ["input"]},
+        {"name": "u", "type": "upsample", "scale_factor": 2, "inputs": ["p"]},
+        {"name": "c", "type": "concat", "inputs": ["a", "u"], "dim": 2},
+        {"name": "d", "type": "conv2d", "out_channels": 1, "kernel_size": 3, "padding": 1}]}
+    rep = analyze(parse_spec(spec))
+    assert rep.row("c").rf_approximate and rep.row("d").rf_approximate
+    assert "concatenation along a spatial axis" in (rep.row("c").note or "")
+    assert not rep.row("a").rf_approximate and not rep.row("u").rf_approximate
+    torch.manual_seed(0)
+    model = build_module(compile_spec(parse_spec(spec)), device="cpu", dtype=torch.float64).eval()
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(model(x)[0, 0, 8, 4], x)
+    rows = torch.nonzero(g.abs().sum(dim=(0, 1, 3))).flatten().tolist()
+    assert (rows[0], rows[-1]) == (0, 7)  # 8 rows > the 5 a single grid would give
+    # along channels (torch.cat's dim 1, Inception's and DenseNet's) the positions stay put: exact
+    chan = net([{"name": "a", "type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1},
+                {"name": "b", "type": "conv2d", "out_channels": 2, "kernel_size": 5, "padding": 2, "inputs": ["input"]},
+                {"name": "c", "type": "concat", "inputs": ["a", "b"], "dim": 1}], (3, 8, 8))
+    assert not chan.row("c").rf_approximate and chan.row("c").receptive_field == (5, 5)

@@ -69,8 +69,12 @@ from .elementwise import _broadcast_dim
 def _broadcast_batch(layer: Layer, a: Shape, b: Shape, what: str) -> Shape:
     """torch.matmul's broadcast of the leading axes (per sample: equal ranks, so the batch axes line up)."""
     if len(a) != len(b):
+        def leading(s: Shape) -> str:
+            return shape_str(s) if s else "none"
+
         raise layer.fail(
-            f"{what}: {shape_str(a)} and {shape_str(b)} have {len(a)} and {len(b)} axes per sample (the batch axis would not line up)",
+            f"{what}: {leading(a)} and {leading(b)}, {len(a)} and {len(b)} axes per sample: the batch axis would not line up "
+            "(a learned tensor read by it takes leading 1s, a parameter of shape [1, ..., K, N])",
             "inputs",
         )
     out = []

@@ -267,6 +267,8 @@ def receptive_field(G: Graph) -> None:
     nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, tuple(G.graph["input_shape"][1:])),))
     standard = (None, *range(n_axes))  # (C, *spatial): where a layer's windows apply
     nodes[INPUT]["rf_layout"] = standard
+    in_sizes = tuple(G.graph["input_shape"][1:])
+    nodes[INPUT]["rf_cov"] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else ()) for n in in_sizes)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
     repeats = G.graph.get("symbolic_repeats", ())
@@ -280,31 +282,43 @@ def receptive_field(G: Graph) -> None:
         inputs = node["inputs"]
         note = None
         if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
-            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None, rf_cov=())
             continue
         whole = None
+        inherited = None
         for i in inputs:
             if nodes[i].get("rf_whole"):
                 whole = f"it reads {i}, which sees the whole input"
+                inherited = i
                 break
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
-            rf, bound, grid, layout = src["rf"], src["rf_bound"], src["rf_grid"], src["rf_layout"]
+            rf, bound, grid, layout, cov = src["rf"], src["rf_bound"], src["rf_grid"], src["rf_layout"], src["rf_cov"]
         else:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             layout = _merged_layout([nodes[i]["rf_layout"] for i in seeing], len(node["shape"]))
             if not seeing:
-                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None)
+                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None, rf_cov=())
                 for rep in done_at.get(name, ()) if repeats else ():
                     _last_copy(rep, nodes)
                 continue
             grid = tuple({id(g): g for i in seeing for g in nodes[i]["rf_grid"]}.values())
+            sizes = [_grid_sizes(s, nodes[i]["rf_layout"], n_axes) for i, s in zip(inputs, node["in_shapes"], strict=True) if nodes[i]["rf"]]
+            cov = _cov_union([nodes[i]["rf_cov"] for i in seeing], sizes, _grid_sizes(node["shape"], layout, n_axes))
             if len(seeing) == 1:
                 rf, bound = nodes[seeing[0]]["rf"], nodes[seeing[0]]["rf_bound"]
             else:
                 in_shapes = [s for i, s in zip(inputs, node["in_shapes"], strict=True) if nodes[i]["rf"]]
                 rf, note, merged_exactly = _merge([nodes[i]["rf"] for i in seeing], in_shapes, node["shape"], seeing)
                 bound = next((b for b in (nodes[i]["rf_bound"] for i in seeing) if b), None) or (None if merged_exactly else name)
+                side = _side_by_side(sizes, _grid_sizes(node["shape"], layout, n_axes))
+                if side is not None:  # (a concat along H or W): output positions come from different inputs, on no one grid
+                    note = (
+                        f"axis {side}: the inputs' positions are placed side by side along it (a concatenation along a spatial axis): "
+                        "where they meet, an output's window reads fields from different inputs, which no single grid describes: "
+                        "the receptive field is approximate from here on"
+                    )
+                    bound = bound or name
         key = node["formula_key"]  # set by the shapes pass
         memo = window_memo.get(key)
         if memo is None:
@@ -315,6 +329,7 @@ def receptive_field(G: Graph) -> None:
         hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
         named = layer.axis_windows(node["in_shapes"]) if rf and hooks[0] else None
         if named is not None or (windows is not None and len(windows) == len(rf) and layout != standard):
+            cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
             if why is not None and note is None:
                 note = why
@@ -324,6 +339,12 @@ def receptive_field(G: Graph) -> None:
             if whole is None and exact and named and _one_window(named, layout, node["in_shapes"][0], len(rf)):
                 whole = "one window covers the whole map: every output sees every input pixel any position sees"
         elif windows is not None and len(windows) == len(rf):
+            in0, out_shape = node["in_shapes"][0], node["shape"]
+            if len(in0) == len(rf) + 1:  # (a flatten of the map: one output position)
+                outs = out_shape[1:] if len(out_shape) == len(rf) + 1 else (1,) * len(rf)
+                cov = tuple(_cov_through(c, w, n, m) for c, w, n, m in zip(cov, windows, in0[1:], outs, strict=True))
+            else:
+                cov = (None,) * len(rf)
             if steps is not None and all(r.phases is None and not r.whole for r in rf):  # the usual case: a regular grid through a regular window
                 rf = tuple([AxisRF(r.size + e1 * r.jump, r.jump * s, r.centre2 + q * r.jump) for r, (e1, s, q) in zip(rf, steps, strict=True)])
             else:
@@ -368,7 +389,16 @@ def receptive_field(G: Graph) -> None:
                 regular.add(id(rf))  # (every rf stays alive on its node: ids are not reused during the pass)
         if note is None and bound is not None:
             note = f"receptive field approximate from {bound} on (see that row)"
+        if inherited is not None:
+            cov = nodes[inherited]["rf_cov"]  # every output sees all that input saw
+        elif whole is not None and rf:
+            short = _short_of_whole(cov, in_sizes)
+            if short is not None:  # every output reads every position, but those positions miss input pixels
+                whole = None
+                mixing = "mixes every position: every output sees the whole input"
+                note = f"every output reads every position before it, but {short}" if note in (None, mixing) else note
         node["rf"] = rf
+        node["rf_cov"] = cov
         node["rf_note"] = note
         node["rf_bound"] = bound
         node["rf_grid"] = grid
@@ -377,6 +407,144 @@ def receptive_field(G: Graph) -> None:
         if repeats and name in done_at:
             for rep in done_at[name]:
                 _last_copy(rep, nodes)
+
+
+# ----- which input pixels the positions of a map see at all (for "whole") --------------------------
+# rf_cov, per spatial axis, a Cover (a, b, refs) or None where nothing is known: [a, b] lies inside
+# the hull of the input pixels (padding not counted) that the positions of the map see together;
+# refs: (f, ra, rb) triples, each a regular field f with ra >= f's lo at position 0 and rb <= its hi
+# at the last position, such that position u's own field spans [max(lo_f(u), ra), min(hi_f(u), rb)]
+# where that is not empty (the padded field clipped to the pixels that exist; true along chains of
+# undilated windows, by induction: a window's lowest real unit is its lowest one, or unit 0 where it
+# starts in the padding); where paths of the same positions meet, each path's triples still hold.
+# "whole" (every output sees every input pixel) needs [a, b] = [0, n - 1]: the padding that a field
+# counts is no input, so a 3x3 conv with padding 1 on the 1x1 map left by a 3x3 conv with stride 2
+# of a 4x4 image reads pixels 0..2, not the whole 0..3.
+Cover = tuple[Dim, Dim, "tuple[tuple[AxisRF, int, int], ...]"] | None
+MAX_REFS = 8
+
+
+def _reads(w: Window, n: Dim, m: Dim) -> tuple[Dim, Dim] | None:
+    """The lowest and highest input units (0..n-1) that some output of window ``w`` reads, (0, n - 1)
+    where undilated windows reach both ends (decided with symbols too); None if undecided or none."""
+    if known_sign(w.upsample - 1) == 0 and known_sign(w.dilation - 1) == 0:
+        p, e, s = w.pad_before, w.extent, w.stride
+        starts = known_sign(p) in (0, 1) and known_sign(e - 1 - p) in (0, 1)  # output 0's window holds unit 0
+        last = (m - 1) * s - p  # the last output's first unit
+        if starts and known_sign(last + e - 1 - (n - 1)) in (0, 1) and known_sign(last - (n - 1)) in (0, -1):
+            return 0, n - 1
+    window = _int_window(w)
+    n_i, m_i = as_int(n), as_int(m)
+    if window is None or n_i is None or m_i is None:
+        return None
+    k, s, p, d, u = window
+
+    def units(o: int) -> list[int]:
+        return [q // u for t in range(k) if (q := o * s - p + t * d) % u == 0 and 0 <= q // u < n_i]
+
+    lo = next((min(us) for o in range(m_i) if (us := units(o))), None)
+    hi = next((max(us) for o in reversed(range(m_i)) if (us := units(o))), None)
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def _cov_through(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
+    """The pixels the outputs of window ``w`` see together (see Cover), from those of its input map."""
+    if c is None:
+        return None
+    a, b, refs = c
+    reads = _reads(w, n, m)
+    plain = as_int(w.upsample) == 1 and as_int(w.dilation) == 1
+    dense = plain and known_sign(w.extent - w.stride) in (0, 1)  # undilated windows that leave no unit unread between them
+    if reads is None:
+        return None
+    lo_u, hi_u = reads
+    first, last = known_sign(lo_u) == 0, known_sign(hi_u - (n - 1)) == 0
+    if first and last and dense:
+        new = (a, b)
+    elif type(lo_u) is int and type(hi_u) is int and refs:  # the hull holds the fields of units lo_u and hi_u
+        los = [lo for f, ra, rb in refs if (lo := max(f.span()[0] + lo_u * int(f.jump), ra)) <= min(f.span()[1] + lo_u * int(f.jump), rb)]
+        his = [hi for f, ra, rb in refs if (hi := min(f.span()[1] + hi_u * int(f.jump), rb)) >= max(f.span()[0] + hi_u * int(f.jump), ra)]
+        if not los or not his:
+            return None
+        new = (min(los), max(his))
+    else:
+        return None
+    if not plain:
+        return new[0], new[1], ()
+    moved = ((f.through(w), ra, rb) for f, ra, rb in refs)
+    return new[0], new[1], tuple(r for r in moved if all(type(v) is int for v in (r[0].size, r[0].jump, r[0].centre2)))
+
+
+def _cov_through_axes(
+    cov: tuple[Cover, ...],
+    layout: Layout | None,
+    named: dict[int, Window | Partition | None] | None,
+    windows: list[Window] | None,
+    in_shape: tuple[Dim, ...],
+    shape: tuple[Dim, ...],
+) -> tuple[Cover, ...]:
+    """:func:`_cov_through` on a layout other than (C, *spatial), or for a layer that names its axes."""
+    if layout is None:
+        return (None,) * len(cov)
+    out: list[Cover] = []
+    for m, c in enumerate(cov):
+        t = layout.index(m) if m in layout else None
+        if t is None or (named is not None and t not in named):  # untouched (or gone)
+            out.append(c)
+            continue
+        op = named[t] if named is not None else windows[t - 1] if windows is not None and t > 0 else None
+        if isinstance(op, Window):
+            out.append(_cov_through(c, op, in_shape[t], shape[t]) if len(in_shape) == len(shape) else None)
+        elif isinstance(op, Partition):  # attention within windows: each position sees more, every position is still read
+            out.append(c)
+        else:  # rolled, or read as channels: every position is still read, but no longer in its place
+            out.append(None if c is None else (c[0], c[1], ()))
+    return tuple(out)
+
+
+def _cov_union(covs: list[tuple[Cover, ...]], ins: list[tuple[Dim, ...]], out: tuple[Dim, ...]) -> tuple[Cover, ...]:
+    """Where paths meet, the positions of the output see what those of every input saw; position u
+    sees at least what position u of an input with as many positions saw (``ins``, ``out``: positions per axis)."""
+    if len(covs) == 1:
+        return covs[0]
+    merged: list[Cover] = []
+    for axis in range(max(len(c) for c in covs)):
+        known = [(c[axis], s[axis] == out[axis]) for c, s in zip(covs, ins, strict=True) if len(c) > axis and c[axis] is not None]
+        if not known:
+            merged.append(None)
+            continue
+        a, b, _ = known[0][0]  # type: ignore[misc]
+        for (a2, b2, _), _same in known[1:]:  # type: ignore[misc]
+            if known_sign(a2 - a) == -1:
+                a = a2
+            if known_sign(b2 - b) == 1:
+                b = b2
+        refs = tuple(dict.fromkeys(r for cv, same in known if same and cv is not None for r in cv[2]))[:MAX_REFS]
+        merged.append((a, b, refs))
+    return tuple(merged)
+
+
+def _side_by_side(ins: list[tuple[Dim, ...]], out: tuple[Dim, ...]) -> int | None:
+    """The first spatial axis along which the inputs' positions are stacked to make the output's
+    (an input with more than one position there, but not as many as the output), or None."""
+    for axis, n in enumerate(out):
+        if any(len(s) > axis and known_sign(s[axis] - 1) == 1 and known_sign(s[axis] - n) == -1 for s in ins):
+            return axis
+    return None
+
+
+def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | None:
+    """None if the positions of the map see every input pixel on every axis, else what they miss."""
+    for axis, (c, n) in enumerate(zip(cov, sizes, strict=True)):
+        if c is None:
+            return (
+                f"whether they see every input pixel along axis {axis} is not decided here (sizes with symbols, or windows that "
+                "skip edge pixels): the receptive field is shown, not 'whole'"
+            )
+        a, b, _ = c
+        if known_sign(a) != 0 or known_sign(b - (n - 1)) != 0:
+            return f"those positions see input pixels {a}..{b} along axis {axis}, not all of 0..{n - 1} (the padding a field counts is no input)"
+    return None
 
 
 Layout = tuple[int | None, ...]

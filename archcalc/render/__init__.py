@@ -122,8 +122,9 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
     """The rows' notes ('name: note', the in-place one left out) and the (train) legend, for every format."""
     notes = [escape_control(f"{r.name}: {r.note}") for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
     legends = []
-    if any(r.training_only for r in rep.rows) and not rep.include_training_only:
-        legends.append("(train) rows are training-only (auxiliary heads) and are not in the totals.")
+    if any(r.training_only for r in rep.rows):
+        counted = "; these totals count them" if rep.include_training_only else " and are not in the totals"
+        legends.append(f"(train) rows are training-only (auxiliary heads){counted}.")
     if any(r.whole_input for r in rep.rows):
         legends.append(WHOLE_LEGEND)
     repeated = next((r for r in rep.rows if not _once(r)), None)

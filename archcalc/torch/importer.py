@@ -407,6 +407,9 @@ class Importer:
         A buffer (not learned) is refused: the spec has no constant tensors."""
         if not v.parameter:
             raise self.unsupported(node, f"reads the buffer {v.target!r} (a constant tensor; archcalc specs have none)")
+        owner = self.param_owners.get(id(self.tensor_of(v)))
+        if owner is not None and owner not in self.params_emitted.values():
+            raise self.fail(node, f"reads {v.target!r}, which {owner!r} holds, as a tensor of its own: it would be counted twice")
         shape = list(v.shape)
         if rank is not None:
             while len(shape) > rank and shape[0] == 1:
@@ -417,9 +420,6 @@ class Importer:
         elif len(shape) >= 2 and shape[0] == 1:
             shape = shape[1:]
         key = (v.target, tuple(shape), v.table)
-        owner = self.param_owners.get(id(self.tensor_of(v)))
-        if key not in self.params_emitted and owner is not None and owner not in self.params_emitted.values():
-            raise self.fail(node, f"reads {v.target!r}, which {owner!r} holds, as a tensor of its own: it would be counted twice")
         if key not in self.params_emitted:
             if v.table is not None:
                 name = self.emit(node, "positionbias", {"shape": shape, "table": list(v.table)}, [], self.fresh(v.target))

@@ -59,6 +59,32 @@ def counting_path() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(was)
 
 
+WINDOW_FIELDS = ("kernel_size", "stride", "padding", "dilation", "groups", "ceil_mode", "output_padding")
+"""The settings of a sliding window that shapes, params and MACs can all miss: a dilation of 2 with a
+padding of 2 gives the shape of a dilation of 1 with a padding of 1, and the same torch MACs."""
+
+
+def window_of(layer: Any, kind: str | None) -> dict[str, Any]:
+    """The window settings of a convolution or pool, a spec layer's or a torch module's alike (their
+    fields have torch's names): per axis as tuples (3 -> (3, 3) in 2-D), a pool's stride None as its
+    kernel (torch's default).  Empty for any other layer type."""
+    if kind is None or kind[-2:] not in ("1d", "2d", "3d") or not kind.startswith(("conv", "maxpool", "avgpool", "lppool")):
+        return {}
+    n = int(kind[-2])
+    out: dict[str, Any] = {}
+    for f in WINDOW_FIELDS:
+        v = getattr(layer, f, None)
+        if isinstance(v, bool | str):
+            out[f] = v
+        elif isinstance(v, int):
+            out[f] = (v,) * n if f != "groups" else v
+        elif isinstance(v, list | tuple) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            out[f] = tuple(v) if len(v) == n else tuple(v) * n if len(v) == 1 else tuple(v)
+    if "stride" not in out and "kernel_size" in out:
+        out["stride"] = out["kernel_size"]
+    return out
+
+
 def module_kind(module: nn.Module) -> str | None:
     """The archcalc layer type a torch module is (``nn.Conv2d`` -> ``conv2d``), or None if unknown.
 
@@ -96,6 +122,8 @@ class LayerMeasure:
     full_shape: tuple[int, ...] | None = None
     """The output's whole shape, batch axis included if it has one (a tensor held once for the
     batch, like learned positions ``wpe(arange(L))``, has none)."""
+    window: dict[str, Any] = field(default_factory=dict)
+    """A convolution's or pool's window settings (:func:`window_of`), compared with the spec's."""
 
     @property
     def macs(self) -> int:
@@ -315,7 +343,8 @@ def measure_module(
                 counted.update(id(p) for p in fresh)
                 params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
-            calls.append(LayerMeasure(name, module_kind(module), type(module).__name__, n, _per_sample(out), params, flops, _whole(out)))
+            kind = module_kind(module)
+            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), window_of(module, kind)))
 
         return hook
 

@@ -381,7 +381,8 @@ def _analytic(row: Row) -> dict[str, Any]:
     return values
 
 
-def _compare(name: str, analytic: Mapping[str, Any], lm: LayerMeasure, module: str | None = None) -> list[VerifyRow]:
+def _compare(name: str, analytic: Mapping[str, Any], lm: LayerMeasure, module: str | None = None,
+             spec_window: Mapping[str, Any] | None = None) -> list[VerifyRow]:
     measured = {"output_shape": lm.output_shape, "params": lm.params, "macs": lm.macs}
     rows = []
     for q in QUANTITIES:
@@ -389,7 +390,17 @@ def _compare(name: str, analytic: Mapping[str, Any], lm: LayerMeasure, module: s
         if q == "params" and lm.call > 1:
             note = f"call {lm.call} of a shared module: its parameters are counted on its first call"
         rows.append(VerifyRow(name, q, analytic[q], measured[q], analytic[q] == measured[q], module, note))
+    for f, theirs in lm.window.items() if spec_window else ():  # a window that differs though shapes, params and MACs agree (dilation 2, padding 2)
+        mine = spec_window.get(f)  # type: ignore[union-attr]
+        if mine is not None and mine != theirs:
+            why = "the window differs: its receptive field and lecture MACs would too"
+            rows.append(VerifyRow(name, f, _setting(mine), _setting(theirs), False, module, why))
     return rows
+
+
+def _setting(v: Any) -> Any:
+    """A window setting as written: (3, 3) as 3."""
+    return v[0] if isinstance(v, tuple) and len(set(v)) == 1 else v
 
 
 def _load(spec: Architecture | Mapping[str, Any] | str | Path) -> tuple[Architecture, str | None]:
@@ -459,8 +470,11 @@ def verify_spec(
     from .build import reads_token_ids
 
     shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
+    from .measure import window_of
+
+    windows = {n: w for n in G.graph["order"] if (w := window_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind))}
     return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,  # type: ignore[arg-type]
-                          reads_token_ids(G), shared, output_key)
+                          reads_token_ids(G), shared, output_key, windows)
 
 
 TRAINING_ONLY_PARAMS = "params (training only)"
@@ -529,7 +543,8 @@ def _compatible(spec_type: str, lm: LayerMeasure) -> bool:
 
 def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[str, Any]], output: str, file: str | None,
                    in_shape: tuple[int, ...], batch: int, device: str | None, token_ids: bool = False,
-                   shared: frozenset[str] = frozenset(), output_key: str | None = None) -> VerifyResult:
+                   shared: frozenset[str] = frozenset(), output_key: str | None = None,
+                   windows: Mapping[str, Mapping[str, Any]] | None = None) -> VerifyResult:
     """``token_ids``: the input is token ids (made as int64); ``shared``: spec layers whose output is
     the same for every sample, which the model may hold without a batch axis (learned positions)."""
     import torch
@@ -556,7 +571,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     layers: list[LayerCheck] = []
 
     def matched(row: Row, lm: LayerMeasure, type_ok: bool) -> None:
-        rows = _compare(row.name, analytic[row.name], lm, lm.label)
+        rows = _compare(row.name, analytic[row.name], lm, lm.label, (windows or {}).get(row.name))
         if row.name in shared and lm.full_shape == analytic[row.name]["output_shape"]:  # held once, broadcast over the batch
             rows = [VerifyRow(r.name, r.quantity, r.analytic, lm.full_shape, True, r.module,
                               "held once for the whole batch (no batch axis): torch broadcasts it where it is used")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..importer import Importer, TensorRef, describe, same
+from ..importer import Attr, Importer, TensorRef, describe, same
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -16,7 +16,15 @@ if TYPE_CHECKING:
 @handles("torch.matmul", "Tensor.matmul", "operator.matmul", "Tensor.__matmul__", "torch.bmm", "Tensor.bmm", records="matmul")
 def matmul(imp: Importer, node: fx.Node) -> None:
     a = imp.bind(node, ["input", "other"])
-    names = [imp.tensor(node, a["input"]), imp.tensor(node, a["other"])]
+    x, y = imp.value(a["input"]), imp.value(a["other"])
+    if isinstance(y, Attr) and not isinstance(x, Attr):  # x @ self.W: the learned W held once, lined up with x's axes
+        first = imp.tensor(node, a["input"])
+        names = [first, imp.parameter(node, y, len(imp.shape(first)))]
+    elif isinstance(x, Attr) and not isinstance(y, Attr):
+        second = imp.tensor(node, a["other"])
+        names = [imp.parameter(node, x, len(imp.shape(second))), second]
+    else:
+        names = [imp.tensor(node, a["input"]), imp.tensor(node, a["other"])]
     imp.emit(node, "matmul", {}, names)
 
 
