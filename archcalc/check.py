@@ -77,7 +77,8 @@ NAMES = {
 }
 COUNT_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
 # KB, KiB: 1024 bytes, as in the lecture notes.  kB, MB and GB are also written for powers of 1000
-# (SI): a claim in those units is right if either reading matches, and the verdict says which.
+# (SI): an equality claim in those units is right if either reading matches, and the verdict says
+# which; a budget gets a verdict only where both readings give the same one (else 'cannot judge').
 BYTE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "kB": 1024}
 SI_BYTE_UNITS = {"kB": 1000, "MB": 1000**2, "GB": 1000**3}
 # words after a value that name what it counts: they must agree with the claim's quantity
@@ -312,9 +313,9 @@ def _read_count(value: str, quantity: str, rep: Report) -> list[Reading]:
             if key is None:
                 raise Unreadable(f"unknown memory unit {unit!r} in {value!r} (B, KB, MB, GB; KB = 1024 B; or 3.2M activations)")
             scales = [(BYTE_UNITS[key], "")]
-            if key in SI_BYTE_UNITS:
+            if key in SI_BYTE_UNITS:  # both readings, each said in the verdict (a budget needs both to agree)
                 power = {"kB": "", "MB": "\u00b2", "GB": "\u00b3"}[key]
-                scales.append((SI_BYTE_UNITS[key], f"read as 1 {key} = 1000{power} B"))
+                scales = [(BYTE_UNITS[key], f"read as 1 {key} = 1024{power} B"), (SI_BYTE_UNITS[key], f"read as 1 {key} = 1000{power} B")]
             unit = key
     else:
         m2 = re.fullmatch(r"([kKMGBT]?)([A-Za-z-]*)", unit)
@@ -539,11 +540,23 @@ def _judge(rep: Report, claim: Claim, rows: list[Row], derive: Any) -> Verdict:
         bound = budget_reading(readings)
         have = Fraction(int(exact)) / (nbytes if bound.elements else 1)
         ok = {"<=": have <= bound.value, "<": have < bound.value, ">=": have >= bound.value, ">": have > bound.value}[claim.op]
+        if len(readings) > 1:  # kB/MB/GB: read both ways, as an equality claim is; a verdict only where both readings agree
+            binary = readings[0].value
+            ok_binary = {"<=": have <= binary, "<": have < binary, ">=": have >= binary, ">": have > binary}[claim.op]
+            if ok_binary != ok:
+                holds = "holds" if ok_binary else "fails"
+                raise Unjudgeable(
+                    f"{int(exact):,} B against {claim.value.strip()}: the budget {holds} with 1024-based units (the lecture notes' "
+                    f"KB = 1024 B: {_plain(binary)} B) and {'fails' if ok_binary else 'holds'} with powers of 1000 ({_plain(bound.value)} B); "
+                    "write KiB, MiB or GiB (1024-based) or the bytes, to say which"
+                )
         ratio = have / bound.value if bound.value else None
         share = "" if ratio is None else (f"{float(ratio) * 100:.0f}% of it" if ratio <= 1 else f"{_times(ratio)} times it")
         unit_how = bound.how.rpartition(", read as ")[2] if ", read as " in bound.how else ""  # 1 GB = 1000³ B
         why = f"budget {claim.op} {_plain(bound.value)}{' activations' if bound.elements else ''}" + (f" ({unit_how})" if unit_how else "")
         why += f": {share}" if share else ""
+        if len(readings) > 1:
+            why += f"; {'within' if ok else 'over'} {_plain(readings[0].value)} with 1024-based units too"
         return Verdict(claim, ok, exact, exact_text, why, deriv)
     matching = []
     for r in readings:
@@ -576,8 +589,9 @@ def _times(ratio: Fraction) -> str:
 
 
 def budget_reading(readings: list[Reading]) -> Reading:
-    """The one reading of a budget's bound: kB, MB and GB as powers of 1000 (as ``fit --memory`` and
-    the SI reading of an equality claim take them), KB/KiB/MiB/GiB as powers of 1024; an exact Fraction."""
+    """The reading of a budget's bound it is judged by: kB, MB and GB as powers of 1000 (as ``fit --memory``
+    and the SI reading of an equality claim take them; the budget is judged only where the 1024-based
+    reading, listed first, gives the same verdict), KB/KiB/MiB/GiB as powers of 1024; an exact Fraction."""
     return readings[-1]  # (_read_count lists the SI reading of kB/MB/GB last)
 
 

@@ -203,7 +203,7 @@ def _latex(c: Comparison) -> str:
             from .render import _latex_value_shape
 
             return _latex_value_shape(v)
-        if key == "activation_bytes":
+        if key in ("activation_bytes", "kv"):
             return _latex_value(v, units.size, "B")
         if key in ("nonlin", "depth"):
             return str(v)
@@ -212,7 +212,7 @@ def _latex(c: Comparison) -> str:
     cols = "l" + "r" * (2 * len(c.labels) - 1)
     head = ["", *(_latex_escape(lab) for lab in c.labels), *(_latex_escape(f"{lab} vs {c.labels[0]}") for lab in c.labels[1:])]
     lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
-    for title, key in ROWS:
+    for title, key in _rows(c):  # (the rows of the text and Markdown tables: the KV cache only where some spec has attention)
         vals = [c.value(r, key) for r in c.reports]
         ratios = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else ratio_text(vals[0], v) for v in vals[1:]]
         ratio_cells = [_latex_escape(r).replace("\u2248", r"$\approx$") for r in ratios]

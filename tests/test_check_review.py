@@ -15,24 +15,42 @@ TRANSFORMER = str(SPECS / "transformer_lm.json")
 CONV1_BYTES = 64 * 56 * 56 * 4  # AlexNet conv1 (torchvision): 64 channels of 56x56 (224 input), float32
 
 
-# ----- 1. a budget reads kB/MB/GB as powers of 1000, KiB/MiB/GiB as powers of 1024 --------------
+# ----- 1. a budget's bound is exact: KiB/MiB/GiB (and KB) powers of 1024; kB/MB/GB read both ways ----
+# (review s6, finding 13: an equality claim takes either reading of kB/MB/GB, so a budget in those
+# units is judged only where both readings agree; between them it cannot be judged, exit 2)
 
 
-def test_a_budget_in_si_units_reads_them_as_powers_of_1000() -> None:
+def test_a_budget_in_si_units_is_judged_where_both_readings_agree() -> None:
     r = cli("check", ALEXNET, "conv1.memory<=800kB")
-    assert CONV1_BYTES == 802_816 and CONV1_BYTES > 800 * 1000
-    assert r.code == 1 and r.out.startswith("WRONG") and "budget <= 800,000 (1 kB = 1000 B)" in r.out
-    assert cli("check", ALEXNET, "conv1.memory<803kB").code == 0  # 802,816 < 803,000
+    assert CONV1_BYTES == 802_816 and 800 * 1000 < CONV1_BYTES <= 800 * 1024  # over 800,000, within 819,200
+    assert r.code == 2 and r.out.startswith("cannot judge conv1.memory<=800kB")
+    assert "holds with 1024-based units (the lecture notes' KB = 1024 B: 819,200 B) and fails with powers of 1000 (800,000 B)" in r.out
+    r = cli("check", ALEXNET, "conv1.memory<803kB")  # 802,816 < 803,000 < 822,272
+    assert r.code == 0 and "budget < 803,000 (1 kB = 1000 B)" in r.out and "within 822,272 with 1024-based units too" in r.out
     r = cli("check", ALEXNET, "conv1.memory<=784KiB")  # 784 * 1024 = 802,816: binary units stay binary
     assert r.code == 0 and f"budget <= {784 * 1024:,}" in r.out
 
 
-def test_a_budget_in_gb_is_exact_and_decimal() -> None:
+def test_a_budget_in_gb_is_exact() -> None:
     exact = int(cli("check", GPT2, "total.memory=1").out.split("exact ")[1].split(" B")[0].replace(",", ""))
     hundredths = exact // 10**7  # a budget of hundredths of a GB just under GPT-2's activations in powers of 1000
     assert hundredths * 10**7 < exact <= hundredths * 1024**3 // 100  # ... and over them in powers of 1024
     r = cli("check", GPT2, f"total.memory<={hundredths // 100}.{hundredths % 100:02d}GB")
-    assert r.code == 1 and f"budget <= {hundredths * 10**7:,} (1 GB = 1000³ B)" in r.out
+    assert r.code == 2 and f"and fails with powers of 1000 ({hundredths * 10**7:,} B)" in r.out
+    r = cli("check", GPT2, f"total.memory<={hundredths * 10**7 // 1024**2}MiB")  # under it in MiB too: wrong, exit 1
+    assert r.code == 1 and r.out.startswith("WRONG")
+
+
+def test_one_run_reads_mb_the_same_way_for_an_equality_and_a_budget() -> None:
+    # AlexNet's activations (torchvision, 227): 2,358,432 B = 2.25 MiB (2,358,432 / 1024^2 = 2.249...)
+    r = cli("check", ALEXNET, "total.memory=2.25MB", "total.memory<=2.3MB", "total.memory<=2.5MB")
+    lines = [line for line in r.out.splitlines() if not line.startswith(" ")]
+    assert lines[0].startswith("correct total.memory=2.25MB") and "read as 1 MB = 1024\u00b2 B" in lines[0]
+    # 2.3 * 1024^2 = 2,411,724.8 B holds it, 2.3 * 1000^2 = 2,300,000 B does not: no verdict
+    assert lines[1].startswith("cannot judge total.memory<=2.3MB") and "2,411,724.8 B" in lines[1] and "2,300,000 B" in lines[1]
+    # 2,358,432 <= 2,500,000 <= 2,621,440: within either way
+    assert lines[2].startswith("correct total.memory<=2.5MB")
+    assert r.code == 2
 
 
 # ----- 2. a formula claim uses the spec's symbols; 1K is a number ------------------------------------
