@@ -42,7 +42,7 @@ from typing import Any
 
 from .dims import expand, human_text, is_symbolic, simplify
 from .render import _shape, units
-from .report import IN_PLACE_NOTE, Report, Row
+from .report import IN_PLACE_NOTE, Report, Row, field_row
 
 QUANTITIES = {
     "params": "params",
@@ -178,6 +178,13 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
     counted = [r for r in rep.rows if rep.include_training_only or not r.training_only]
     per_layer = quantity in ("output_shape", "receptive_field", "effective_stride")
     if target == "total":
+        if quantity in ("receptive_field", "effective_stride"):
+            last = field_row(counted)
+            spatial = [r for r in counted if len(r.output_shape) > 1 and r.receptive_field]
+            after = spatial[spatial.index(last) + 1 :] if last in spatial else []
+            pooled = bool(after) and after[0].whole_input  # (field_row stopped before a global pool)
+            why = " before the map is pooled to one position (from there every output sees the whole input)" if pooled else ""
+            return [last], f"total {NAMES[quantity]}: the last layer with spatial axes{why}, {last.name}"
         if per_layer:
             spatial = [r for r in counted if len(r.output_shape) > 1 and r.receptive_field]
             last = (spatial or counted)[-1]

@@ -14,7 +14,7 @@ from typing import Any
 from .conventions import dtype_bytes
 from .dims import expand, human_text, is_symbolic, simplify, to_json
 from .render import _shape, units
-from .report import Report
+from .report import Report, field_row
 
 ROWS = [
     ("input", "input"),
@@ -36,8 +36,7 @@ class Comparison:
     reports: list[Report]
 
     def value(self, rep: Report, key: str) -> Any:
-        spatial = [r for r in rep.counted_rows if len(r.output_shape) > 1]  # RF and stride: the last spatial layer
-        last = (spatial or rep.counted_rows)[-1]
+        last = field_row(rep.counted_rows)  # RF and stride: the last spatial layer (before a global pool)
         if key == "input":
             return tuple(simplify(d) for d in rep.input_shape)
         if key == "rf":
@@ -183,7 +182,8 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
         headers = [md_escape(h) for h in headers]
     table = tabulate(body, headers, tablefmt="github" if fmt == "markdown" else "simple")
     conv = c.reports[0].convention
-    foot = f"MACs by the '{conv}' convention; receptive field and stride of the last layer with spatial axes; nonlinearities = activation layers."
+    rf = "receptive field and stride of the last layer with spatial axes (before a global pool)"
+    foot = f"MACs by the '{conv}' convention; {rf}; nonlinearities = activation layers."
     notes = "".join(f"\nnote: {w}" for w in warnings(c))
     if fmt == "markdown":
         from .render import md_escape

@@ -105,6 +105,16 @@ def _param_value(raw: Any, env: Mapping[str, Any], where: str, call: str) -> Any
     return raw
 
 
+def _unaddressable(name: str) -> str | None:
+    """Why ``check`` and ``explain`` could not name this layer (``total.params`` is the network's
+    total, ``a..b.params`` a range of layers), or None."""
+    if name == "total":
+        return "'total' is reserved for the network's total (check total.params); rename the layer"
+    if ".." in name or name.startswith(".") or name.endswith("."):
+        return "'..' marks a range of layers (check first..last.params), and '.' joins a block's name to its layers; rename the layer"
+    return None
+
+
 def _env_key(env: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(env.items()))
 
@@ -270,6 +280,9 @@ class _Compiler:
                 continue
             if local_name == INPUT:
                 raise SpecError(f"{INPUT!r} is reserved for the network's (or block's) input", layer=full, field="name")
+            unreachable = _unaddressable(local_name)
+            if unreachable:
+                raise SpecError(f"layer name {local_name!r}: {unreachable}", layer=full, field="name")
             if local_name in local:
                 raise SpecError(f"duplicate layer name {full!r}", layer=full, field="name")
             if isinstance(entry, BlockCall):

@@ -205,6 +205,20 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def field_row(rows: Sequence[Row]) -> Row:
+    """The row whose receptive field is "the network's", as textbooks give it: the last row with
+    spatial axes, except where the field first covers the whole input by pooling the map down to one
+    position (a global pool, a flatten): then the last row before it (ResNet-18's layer4, 435
+    pixels: the global pool's padded window, 627, is no field a reader expects; the table says
+    "whole" there).  Attention that leaves every position in place keeps the whole input as the
+    network's field (ViT)."""
+    spatial = [r for r in rows if len(r.output_shape) > 1 and r.receptive_field]
+    first = next((i for i, r in enumerate(spatial) if r.whole_input), None)
+    if first is not None and first > 0 and all(d == 1 for d in spatial[first].output_shape[1:]):
+        return spatial[first - 1]
+    return (spatial or list(rows))[-1]
+
+
 def report_from_graph(
     G: Graph,
     *,

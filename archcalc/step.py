@@ -99,6 +99,7 @@ def step_moments(
     repeats: Mapping[str, tuple[Dim, _Size]] | None = None,
     device: str = "cpu",
     loss: str = "none",
+    amp_low: int = 0,
 ) -> list[Moment]:
     """Every moment of one training step (see the module docstring).
 
@@ -113,7 +114,8 @@ def step_moments(
     saved tensors alive; ``loss``: ``none`` (the caller calls ``output.backward(gradient)`` with a
     gradient it holds) or ``cross_entropy`` (:func:`cross_entropy_sizes`: ``F.cross_entropy`` of
     each output against int64 targets the caller holds; the log-softmax it keeps, and in its
-    backward the log-softmax's gradient and the logits', which then flows into the model)."""
+    backward the log-softmax's gradient and the logits', which then flows into the model);
+    ``amp_low``: under autocast, the bytes of its low dtype (0: no autocast)."""
     nodes = node_table(G)
     order: list[str] = G.graph["order"]
     checkpointed = checkpointed or {}
@@ -132,6 +134,8 @@ def step_moments(
             layer, ins = node["layer"], node["in_shapes"]
             if what == "flow":
                 got = layer.grad_flow(ins)
+            elif what == "autocast":
+                got = layer.autocast(device)
             elif what == "weights":
                 got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
             else:
@@ -203,6 +207,7 @@ def step_moments(
         for key, _size in _weight_keys(n, nodes[n], asked(nodes[n], "weights"), weight_elt):
             first_user.setdefault(key, i)
     waiting: dict[str, list[str]] = {}
+    in_place: set[str] = set()  # shared weights whose waiting gradient is a dense tensor of its own
 
     # ---- the loss, and the backward
     pending: dict[str, _Grad] = {}
@@ -261,6 +266,9 @@ def step_moments(
                 made.append((src, _Grad(got.key, got.dense and how == "same")))
         wkeys = _weight_keys(n, node, asked(node, "weights"), weight_elt)
         wgrad: Dim = sum((size for _key, size in wkeys), start=0)
+        cast = 0  # under autocast a layer run in the low dtype makes its weights' gradients in it, then ToCopyBackward casts them up
+        if amp_low and wkeys and asked(node, "autocast") == "lower":
+            cast, wgrad = wgrad, wgrad * amp_low // weight_elt
         input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
         ws = _bytes(asked(node, "ws", "backward", input_grad), node, act)
         moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
@@ -268,12 +276,18 @@ def step_moments(
         for st in release_at.pop(i, ()):
             if st not in held:
                 alive.free(st)
+        if cast:  # ToCopyBackward runs next (its sequence number is the layer's, less one): both gradients alive
+            moments.append(Moment(alive.fixed + wgrad + cast, alive.per, "backward", n))
+            wgrad = cast
         for key, size in wkeys:
             if first_user[key] < i:  # waits in AccumulateGrad's buffer for the first user's
                 alive.add(f"wgrad:{key}:{n}", (size, 0))
                 waiting.setdefault(key, []).append(f"wgrad:{key}:{n}")
-            elif key in waiting:  # the first user: its gradient and the waiting ones are added into a new tensor
-                moments.append(Moment(alive.fixed + wgrad + size, alive.per, "backward", n))
+                if cast:  # ToCopyBackward's own new tensor: the next gradient is added into it in place
+                    in_place.add(key)
+            elif key in waiting:  # the first user: its gradient and the waiting ones are added (a transposed one: into a new tensor)
+                if key not in in_place:
+                    moments.append(Moment(alive.fixed + wgrad + size, alive.per, "backward", n))
                 for w in waiting.pop(key):
                     alive.free(w)
         blk = _repeat_block(n, node)

@@ -329,3 +329,16 @@ def test_compare_in_latex_has_the_rows_and_units_of_text() -> None:
     out = cli("compare", "specs/resnet18.json", "specs/gpt2.json", "--format", "latex").out
     (row,) = [line for line in out.splitlines() if line.startswith("KV cache")]
     assert "72.0 KiB" in row and 12 * 2 * 768 * 4 == 73_728
+
+
+def test_the_networks_receptive_field_is_taken_before_a_global_pool() -> None:
+    """ResNet-18's layer4 sees 435 pixels at stride 32; the 7x7 global pool's padded window adds
+    (7 - 1) * 32 = 192, a union of 627 no reader expects (the table says 'whole' there): a student's
+    435 was judged WRONG.  CIFAR ResNet-56: 249 at stride 4, not the 8x8 pool's 249 + 7*4 = 277.
+    ViT keeps every token after attention: its field stays the whole 224x224 image."""
+    assert (435 + (7 - 1) * 32, 249 + (8 - 1) * 4) == (627, 277)
+    assert cli("check", "specs/resnet18.json", "total.rf=435").code == 0
+    assert cli("check", "specs/resnet18.json", "total.rf=627").code == 1
+    out = cli("compare", "specs/plain56.json", "specs/resnet56.json").out
+    assert "249×249" in out and "277" not in out
+    assert cli("check", "specs/vit_b_16.json", "total.rf=224").code == 0

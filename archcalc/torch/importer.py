@@ -347,7 +347,7 @@ class Importer:
         self.layers: list[dict[str, Any]] = []
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
         self.values: dict[fx.Node, Any] = {}
-        self.taken: set[str] = {INPUT}
+        self.taken: set[str] = {INPUT, "total"}  # (a module named total: check reserves the name)
         self.prev = INPUT
         self.input_seen = False
         self.table = table()

@@ -45,11 +45,14 @@ def _nbytes(tensors: Any) -> int:
     return sum(seen.values())
 
 
-def measure_peak(model: nn.Module, x: torch.Tensor, loss: str = "none") -> PeakMeasurement:
+def measure_peak(model: nn.Module, x: torch.Tensor, loss: str = "none", autocast: torch.dtype | None = None) -> PeakMeasurement:
     """The peak of one forward + ``output.backward(ones)`` of ``model`` on ``x`` (CPU), see the
     module docstring; ``loss="cross_entropy"``: ``F.cross_entropy(output, targets).backward()``
     instead, the int64 targets made (and held) before the step, the classes the output's axis 1,
-    or for a 3-D (batch, positions, vocabulary) output the last, flattened as language models do."""
+    or for a 3-D (batch, positions, vocabulary) output the last, flattened as language models do;
+    ``autocast``: the forward (and the loss) under ``torch.autocast("cpu", autocast)``."""
+    import contextlib
+
     from torch.profiler import ProfilerActivity, profile
 
     model.train()
@@ -65,7 +68,8 @@ def measure_peak(model: nn.Module, x: torch.Tensor, loss: str = "none") -> PeakM
     held = [x] if targets is None else [x, targets]
     before = _nbytes([*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None), *model.buffers(), *held])
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        with torch.profiler.record_function("archcalc.forward"):
+        cast = torch.autocast("cpu", dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        with torch.profiler.record_function("archcalc.forward"), cast:
             out = model(x)
         with torch.profiler.record_function("archcalc.backward"):
             if targets is None:
@@ -74,7 +78,10 @@ def measure_peak(model: nn.Module, x: torch.Tensor, loss: str = "none") -> PeakM
                 del grad
             else:
                 logits = out.flatten(0, 1) if out.dim() == 3 else out
-                torch.autograd.backward(torch.nn.functional.cross_entropy(logits, targets))
+                with cast:
+                    value = torch.nn.functional.cross_entropy(logits, targets)
+                torch.autograd.backward(value)
+                del value
                 del logits
         del out
     events = prof.profiler.kineto_results.events()
