@@ -17,7 +17,7 @@ from .conventions import Convention, dtype_bytes, get_convention
 from .dims import Dim, as_int, dim_text, human_text, is_symbolic, simplify
 from .errors import escape_control
 from .graph import Graph, node_table
-from .layers.base import Layer, Partition, Shape, Window
+from .layers.base import GENERAL_FORMULA, Layer, Partition, Shape, Window
 from .passes.receptive import AxisRF, widest_output
 from .render import _shape, units
 from .report import Report
@@ -309,11 +309,15 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
 
     # output shape, axis by axis
     traced_out = lay_t.output_shape(ins_t)
-    general_out = _general(lambda: lay_s.output_shape(ins_s))
+    flag = GENERAL_FORMULA.set(True)  # (a rule the symbols leave undecided, such as ceil mode's, gives its expression)
+    try:
+        general_out = _try(lambda: lay_s.output_shape(ins_s))
+    finally:
+        GENERAL_FORMULA.reset(flag)
     gen_axes: list[str | None] = [None] * len(out_num)
     if general_out is not None:
         named_out = named["out"] if named else [None] * len(out_num)
-        gen_axes = [_formula(d, f) for d, f in zip(lay_s.output_shape(ins_s), named_out, strict=True)]
+        gen_axes = [_formula(d, f) for d, f in zip(general_out, named_out, strict=True)]
     passthrough = {str(d) for s in ins_s for d in s}
     in_dims = {str(simplify(d)) for s in ins_num for d in s}
     for axis, (t, g) in enumerate(zip(traced_out, gen_axes, strict=True)):

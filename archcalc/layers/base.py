@@ -31,6 +31,7 @@ start-up time.
 """
 
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -38,6 +39,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from ..dims import MAX_DIGITS, Dim, DimError, check_expr, known_sign, parse_dim, prod, too_big
 from ..errors import SpecError
+
+GENERAL_FORMULA: ContextVar[bool] = ContextVar("general_formula", default=False)
+"""True while a layer's formula runs on symbols to print its general form (explain): a rule the
+sizes leave undecided (ceil-mode pooling's last window) then returns its expression, which the
+shapes pass would refuse."""
 
 Shape = tuple[Dim, ...]
 

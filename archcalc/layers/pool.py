@@ -13,7 +13,7 @@ import math
 from typing import Annotated, Any, ClassVar, Literal
 
 from ..dims import Dim, as_int, ceildiv, known_sign, prod
-from .base import DimList, DimListOpt, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
+from .base import GENERAL_FORMULA, DimList, DimListOpt, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, spatial_axes
 from .conv import window_out
 
 
@@ -35,6 +35,8 @@ def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: 
         # undecidable with symbols unless the rule provably never fires (extent >= p + s)
         if known_sign(ext - p - s) in (0, 1):
             return out
+        if GENERAL_FORMULA.get():  # explain's general form, the rule written out
+            return _less_a_window_in_padding(out, (out - 1) * s, size + p)
         raise layer.fail(
             "ceil_mode with a symbolic input size: torch's last-window rule cannot be decided; give the input size a number with --set", "ceil_mode"
         )
@@ -42,6 +44,19 @@ def pool_out(size: Dim, k: Dim, s: Dim, p: Dim, d: Dim, ceil_mode: bool, layer: 
     if known_sign(out - 1) == -1:
         raise layer.fail(f"no window starts inside the input on spatial axis {axis}", "kernel_size")
     return out
+
+
+def _less_a_window_in_padding(out: Dim, start: Dim, end: Dim) -> Any:
+    """``out`` less 1 where the last window's first position ``start`` lies at or past ``end`` (the
+    input and its left padding): torch's ceil-mode rule, kept whole for the general formula."""
+    import sympy
+
+    class CeilModeSize(sympy.Function):  # type: ignore[misc]  # sympy is untyped
+        def _sympystr(self, printer: Any) -> str:
+            n, a, b = (printer._print(x) for x in self.args)
+            return f"{n} - (1 if {a} >= {b} else 0)"
+
+    return CeilModeSize(out, start, end)
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[int, ...]:
@@ -77,6 +92,29 @@ class _PoolNd(Layer):
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         k, _, _, _ = self._axes()
         return {"pool": numel(out) * prod(k), "pool_in": numel(ins[0]), "pool_out": numel(out)}  # every output reads a full window
+
+    def note(self, ins: list[Shape]) -> str | None:
+        """Where ceil mode's rule drops a window: the '- 1' of the output size, said in words."""
+        if not self.ceil_mode:
+            return None
+        sizes = spatial_axes(ins[0], self, self.n_spatial)
+        k, s, p, d = self._axes()
+        axes = ("L",) if self.n_spatial == 1 else ("H", "W") if self.n_spatial == 2 else ("D", "H", "W")
+        said = []
+        for name, n, ki, si, pi, di in zip(axes, sizes, k, s, p, d, strict=True):
+            vals = [as_int(v) for v in (n, ki, si, pi, di)]
+            if None in vals:
+                continue
+            n_, k_, s_, p_, d_ = (int(v) for v in vals)  # type: ignore[arg-type]
+            out = -((-(n_ + 2 * p_ - (d_ * (k_ - 1) + 1))) // s_) + 1
+            if (out - 1) * s_ >= n_ + p_:
+                said.append(f"{name}: the last window would start at ({out} \u2212 1)\u00b7{s_} = {(out - 1) * s_} \u2265 {n_} + {p_}")
+        if not said:
+            return None
+        return (
+            "ceil_mode: torch drops a last window that would start in the right padding, the \u2212 1 of the output size ("
+            + "; ".join(said) + ")"
+        )
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, p, d = self._axes()
