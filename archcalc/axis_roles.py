@@ -56,6 +56,19 @@ def image_roles(rank: int) -> Roles:
     return ("channels", *SPATIAL.get(rank - 1, (None,) * (rank - 1)))
 
 
+def input_is_sequence(G: Graph) -> bool:
+    """Whether the network's input is an ``(L, F)`` sequence of float vectors (two axes, read as
+    token and features: no layer slides a window over it as over a ``(C, L)`` map, none reads it
+    as token ids).  The receptive field pass then follows positions along its first axis."""
+    nodes = node_table(G)
+    shape_in = tuple(nodes[INPUT]["shape"])
+    if len(shape_in) != 2:
+        return False
+    if any((layer := nodes[n].get("layer")) is not None and layer.takes_indices for n in G.successors(INPUT)):
+        return False
+    return not _slid_over(G, nodes)
+
+
 def _slid_over(G: Graph, nodes: dict[str, Any]) -> bool:
     """Whether a layer slides a window over the 2-axis input, or over a 2-axis tensor made from it
     by layers that keep the rank (a batchnorm1d before the first conv1d): a (C, L) map, not tokens."""

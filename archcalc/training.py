@@ -473,12 +473,32 @@ def _undominated(lines: list[tuple[Dim, Dim]]) -> list[tuple[Dim, Dim]]:
     def le(x: Dim, y: Dim) -> bool:
         return _nonnegative(expand(y - x))
 
+    if len(lines) > 8:  # first against the few that hold most at a large point: most lines are beaten by one of them
+        lines = _beaten_by_leaders(lines, le)
     out: list[tuple[Dim, Dim]] = []
     for i, (f, p) in enumerate(lines):
         beaten = any(le(f + p, g + q) and le(p, q) and (j < i or not (le(g + q, f + p) and le(q, p))) for j, (g, q) in enumerate(lines) if j != i)
         if not beaten:
             out.append((f, p))
     return out
+
+
+def _beaten_by_leaders(lines: list[tuple[Dim, Dim]], le: Any) -> list[tuple[Dim, Dim]]:
+    """The lines, less those proved no larger at N = 1 and growing no faster than a line kept
+    before them, taken in the order of their size at a point where every symbol is large (so that
+    a line is compared first with those likely to beat it); which lines are dropped changes
+    nothing, as each is beaten by one that stays."""
+    import sympy
+
+    symbols = sorted(set().union(*(sympy.sympify(f + p).free_symbols for f, p in lines)), key=str)
+    point = {x: 1009 + 7 * i for i, x in enumerate(symbols)}
+    size = [float(sympy.sympify(f + p * 1000).xreplace(point)) for f, p in lines]
+    kept: list[tuple[Dim, Dim]] = []
+    for i in sorted(range(len(lines)), key=lambda i: -size[i]):
+        f, p = lines[i]
+        if not any(le(f + p, g + q) and le(p, q) for g, q in kept):
+            kept.append((f, p))
+    return kept
 
 
 def _largest(lines: list[tuple[Dim, Dim]], batch: Dim) -> tuple[Dim, Dim]:
@@ -494,8 +514,14 @@ def _largest(lines: list[tuple[Dim, Dim]], batch: Dim) -> tuple[Dim, Dim]:
 
 
 def _nonnegative(d: Dim) -> bool:
-    """Whether ``d >= 0`` is proved (an int, or a sympy expression sympy can decide)."""
-    return bool(d >= 0) if isinstance(d, int) else d.is_nonnegative is True
+    """Whether ``d >= 0`` is proved (an int, or a sympy expression sympy can decide): an expanded
+    sum of positive terms (products of positive sizes) with nonnegative coefficients is, at once."""
+    if isinstance(d, int):
+        return d >= 0
+    terms = d.as_coefficients_dict()
+    if all(c >= 0 for c in terms.values()) and all(t == 1 or t.is_positive for t in terms):
+        return True
+    return d.is_nonnegative is True
 
 
 def _at(fp: tuple[Dim, Dim], batch: Dim) -> Any:

@@ -27,7 +27,10 @@ up and the row says so.  This exact form needs numbers: with symbols (or ratios 
 would not repeat within MAX_PERIOD outputs) upsampling falls back to the average grid, which is
 only an approximation: that row says so, and so does every row after it (``rf_bound``).
 
-Layouts: a layer's ``windows`` slide along axes 1.. of a (C, *spatial) input.  The pass follows
+Layouts: a layer's ``windows`` slide along axes 1.. of a (C, *spatial) input.  An (L, F) input of
+float vectors (two axes that no window slides over before a permute: README's token layout) holds
+its positions on axis 0 (a 2-axis input that a later window reads as (C, L) after a layer that is no
+window gets a note saying so, and an approximate field).  The pass follows
 where each spatial axis of the network's input sits (``rf_layout``: per axis of the tensor, the
 spatial axis it holds, or None): a permute or transpose moves them (Swin and ConvNeXt work on
 channels-last (H, W, C) maps), a layer that keeps the rank keeps them, a reshape that changes the
@@ -45,6 +48,7 @@ from collections.abc import Iterator
 from math import gcd
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..axis_roles import input_is_sequence
 from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import Layer, Partition, Window
@@ -264,10 +268,16 @@ def receptive_field(G: Graph) -> None:
     n_axes = len(G.graph["input_shape"]) - 1
     start = tuple(AxisRF() for _ in range(n_axes))
     # rf_grid: the last spatial layout(s) upstream, as (field, positions per axis) pairs: what a layer that mixes every position sees
-    nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, tuple(G.graph["input_shape"][1:])),))
     standard = (None, *range(n_axes))  # (C, *spatial): where a layer's windows apply
-    nodes[INPUT]["rf_layout"] = standard
-    in_sizes = tuple(G.graph["input_shape"][1:])
+    # an (L, F) sequence of vectors (README: the token layout): positions run along its first axis
+    first = n_axes == 1 and input_is_sequence(G)
+    in_layout: Layout = (0, None) if first else standard
+    # read as a (C, L) map because a window slides along its last axis later, though a layer that is
+    # no window reads it first (a linear on the last axis, as on tokens): say which reading is used
+    guessed = n_axes == 1 and not first and not any(nodes[n]["layer"].takes_indices for n in G.successors(INPUT))
+    in_sizes = _grid_sizes(tuple(G.graph["input_shape"]), in_layout, n_axes)
+    nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, in_sizes),))
+    nodes[INPUT]["rf_layout"] = in_layout
     nodes[INPUT]["rf_cov"] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else ()) for n in in_sizes)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
@@ -328,6 +338,14 @@ def receptive_field(G: Graph) -> None:
         layer = node["layer"]
         hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
         named = layer.axis_windows(node["in_shapes"]) if rf and hooks[0] else None
+        if guessed and INPUT in inputs and windows is None and named is None:
+            shape_in = G.graph["input_shape"]
+            note = note or (
+                f"the {shape_in[0]}\u00d7{shape_in[1]} input is read channels first, as a (C, L) map (a later layer slides a window "
+                f"along its last axis), not as {shape_in[0]} tokens of {shape_in[1]} features: the receptive field runs along the "
+                "last axis, and is approximate from here on"
+            )
+            bound = bound or name
         if named is not None or (windows is not None and len(windows) == len(rf) and layout != standard):
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
