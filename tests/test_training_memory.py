@@ -508,3 +508,18 @@ def test_upper_envelope_keeps_every_line_that_is_ever_the_largest() -> None:
         for n in (1, 2, 3, 5, 10, 40, 100, 1000):
             assert max(a + b * n for a, b in kept) == max(a + b * n for a, b in lines)
     assert upper_envelope([(10, 1), (5, 1), (0, 3), (100, 0)]) == [(100, 0), (0, 3)]  # (10, 1) is never above both
+
+
+def test_an_amp_walk_leaves_no_widths_behind_on_the_graph() -> None:
+    """The same compiled graph walked under --amp, then without: the second answer is the one a
+    fresh graph gives (the autocast walk left 16-bit widths on its nodes, which the plain walk read)."""
+    from archcalc.graph import compile_graph
+    from archcalc.spec import load_spec
+    from archcalc.training import training_memory_from_graph
+
+    arch = load_spec(SPECS / "resnet18.json")
+    G = compile_graph(arch)
+    training_memory_from_graph(G, amp=True, batch=2)
+    again = training_memory_from_graph(G, dtype="float32", batch=2)
+    fresh = training_memory_from_graph(compile_graph(arch), dtype="float32", batch=2)
+    assert again.totals == fresh.totals and again.peak_lines == fresh.peak_lines

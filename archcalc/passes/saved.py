@@ -69,11 +69,15 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     out of order, so that a later transpose back, and the reshape after it, are views (flash
     attention's output takes its query's layout)."""
     nodes = node_table(G)
+    if not amp and G.graph.pop("autocast_widths", False):  # a graph an --amp walk ran on before: its per-tensor widths are stale here
+        for node in nodes.values():
+            node.pop("elt", None)
     inp = nodes[INPUT]
     in_elt = 4 if amp else dtype_bytes
     inp.update(grad=False, storage=INPUT, contiguous=True, perm=None, elt=in_elt)
     sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * in_elt}  # storage -> bytes per sample
     if amp:
+        G.graph["autocast_widths"] = True
         _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused)
         return
     width = saved_widths(dtype_bytes, device)
