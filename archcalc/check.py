@@ -182,7 +182,7 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
             last = field_row(counted)
             spatial = [r for r in counted if len(r.output_shape) > 1 and r.receptive_field]
             after = spatial[spatial.index(last) + 1 :] if last in spatial else []
-            pooled = bool(after) and after[0].whole_input  # (field_row stopped before a global pool)
+            pooled = bool(after) and all(d == 1 for d in after[0].output_shape[1:])  # (field_row stopped before a global pool)
             why = " before the map is pooled to one position (from there every output sees the whole input)" if pooled else ""
             return [last], f"total {NAMES[quantity]}: the last layer with spatial axes{why}, {last.name}"
         if per_layer:

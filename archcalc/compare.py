@@ -39,8 +39,8 @@ class Comparison:
         last = field_row(rep.counted_rows)  # RF and stride: the last spatial layer (before a global pool)
         if key == "input":
             return tuple(simplify(d) for d in rep.input_shape)
-        if key == "rf":
-            return tuple(simplify(d) for d in last.receptive_field)
+        if key == "rf":  # (a field the table calls whole is whole here too: its padded union is no window on the image)
+            return ("whole",) if last.whole_input else tuple(simplify(d) for d in last.receptive_field)
         if key == "stride":
             return tuple(simplify(d) for d in last.effective_stride)
         if key == "nonlin":

@@ -190,7 +190,8 @@ def inference_costs(
     values = dict(values or {})
     conv = get_convention(convention)
     nbytes = dtype_bytes(dtype)
-    full = report_from_graph(compile_graph(arch, values=values), convention=convention, dtype=dtype, batch=batch)
+    whole = compile_graph(arch, values=values)  # the prompt's graph (the decode step's below has one position)
+    full = report_from_graph(whole, convention=convention, dtype=dtype, batch=batch)
     shape, one_values = _per_token_input(arch, values)
     G = compile_graph(arch, values=one_values, input_shape=shape)
     step = report_from_graph(G, convention=convention, dtype=dtype, batch=batch)
@@ -221,8 +222,8 @@ def inference_costs(
             f"{bidirectional[0]} attends both ways (not causal): an encoder does not generate token by token, so its "
             "decode step is that of a decoder of the same sizes, not something this network does"
         )
-    for name in G.graph["order"]:
-        layer = nodes[name]["layer"]
+    for name in whole.graph["order"]:  # (the sizes as the spec and --set give them: the step's graph sets the sequence to 1)
+        layer = whole.nodes[name]["layer"]
         rows = layer.__dict__.get("num_embeddings") if layer.__dict__.get("indices") == "positions" else None
         if isinstance(rows, int) and known_sign(s + 1 - rows) == 1:
             where = f"after a cache of {dim_text(s)} the next token is at position {dim_text(s)}, past its table"

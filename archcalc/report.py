@@ -206,17 +206,14 @@ def gc_paused() -> Iterator[None]:
 
 
 def field_row(rows: Sequence[Row]) -> Row:
-    """The row whose receptive field is "the network's", as textbooks give it: the last row with
-    spatial axes, except where the field first covers the whole input by pooling the map down to one
-    position (a global pool, a flatten): then the last row before it (ResNet-18's layer4, 435
-    pixels: the global pool's padded window, 627, is no field a reader expects; the table says
-    "whole" there).  Attention that leaves every position in place keeps the whole input as the
-    network's field (ViT)."""
+    """The row whose receptive field is "the network's", as textbooks give it: the last row whose
+    map still has more than one position (ResNet-18's layer4, 435 pixels; after it the global
+    pool's padded window, 627, is no field a reader expects, and the table says "whole" there).
+    A squeeze-and-excitation pool in the middle pools only its gate: the map goes on.  Without
+    such a row (token layers), the last row with more than one axis."""
     spatial = [r for r in rows if len(r.output_shape) > 1 and r.receptive_field]
-    first = next((i for i, r in enumerate(spatial) if r.whole_input), None)
-    if first is not None and first > 0 and all(d == 1 for d in spatial[first].output_shape[1:]):
-        return spatial[first - 1]
-    return (spatial or list(rows))[-1]
+    maps = [r for r in spatial if any(d != 1 for d in r.output_shape[1:])]
+    return (maps or spatial or list(rows))[-1]
 
 
 def report_from_graph(

@@ -155,3 +155,12 @@ def test_an_encoder_and_a_cache_past_the_position_table_get_notes() -> None:
     assert inference_costs(gpt2, 1023).notes == []
     (note,) = inference_costs(gpt2, 1024).notes
     assert "transformer.wpe learns 1,024 positions (0 to 1,023)" in note and "position 1024" in note
+
+
+def test_the_position_table_note_reads_the_prompts_sizes() -> None:
+    """transformer_lm's wpe has s rows: with --set s=4096 a cache of 5 fits (the note read the decode
+    step's graph, where the sequence is 1 position, and said '1 positions'); 5,000 does not."""
+    arch = load_spec(SPECS / "transformer_lm.json")
+    assert inference_costs(arch, 5, values={"s": 4096}).notes == []
+    (note,) = inference_costs(arch, 5000, values={"s": 4096}).notes
+    assert "learns 4,096 positions (0 to 4,095)" in note
