@@ -348,7 +348,7 @@ def test_a_squeeze_excitation_pool_in_the_middle_is_no_global_pool() -> None:
     """SE blocks pool only their gate: the map goes on to layer4 (a first rule stopped at layer1.0's
     SE pool: 19x19).  Through the gates every output sees the whole input, as the table says: whole.
     SqueezeNet 1.0's field is its last map's, classifier.2's 155, not the 13x13 pool's 347."""
-    assert "whole" in [line for line in cli("compare", "specs/se_resnet50.json", "specs/resnet50.json").out.splitlines()
-                       if line.startswith("receptive field")][0]
+    out = cli("compare", "specs/se_resnet50.json", "specs/resnet50.json").out
+    assert "whole" in next(line for line in out.splitlines() if line.startswith("receptive field"))
     assert cli("check", "specs/se_resnet50.json", "total.rf=whole image").code == 0
     assert cli("check", "specs/squeezenet1_0.json", "total.rf=155").code == 0
