@@ -429,3 +429,36 @@ def test_inline_rotary_on_the_meta_device_needs_its_base() -> None:
     with pytest.raises(SpecError) as e:
         imported(model, [16])
     assert "meta device" in e.value.message and "rope_theta" in e.value.message
+
+
+class ForwardFrequencies(RopeAttention):
+    """Frequencies written in forward in forms that are not 1 / base ** (arange(0, d, 2) / d)."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__(freqs="inline")
+        self.form = form
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.emb(idx)
+        b, t, c = x.shape
+        q, _, v = self.qkv(x).split(c, dim=2)
+        q = q.view(b, t, self.heads, self.dh).transpose(1, 2)
+        v = v.view(b, t, self.heads, self.dh).transpose(1, 2)
+        steps = torch.arange(0, self.dh, 2, device=x.device).float()
+        if self.form == "scaled":  # linear-scaled frequencies: / 8 after the inverse
+            inv_freq = 1.0 / (self.base ** (steps / self.dh)) / 8
+        else:  # a wider denominator: base ** (2i / 4d), in effect the base 10000 ** (1/4) = 10
+            inv_freq = 1.0 / (self.base ** (steps / (4 * self.dh)))
+        angles = torch.outer(torch.arange(t, device=x.device, dtype=torch.float32), inv_freq)
+        emb = torch.cat((angles, angles), dim=-1)
+        q = q * emb.cos() + _halves_cat(q) * emb.sin()
+        y = F.scaled_dot_product_attention(q, q, v, is_causal=True)
+        return x + self.out(y.transpose(1, 2).reshape(b, t, c))
+
+
+@pytest.mark.parametrize("form", ["scaled", "wider-denominator"])
+def test_frequencies_in_forward_are_read_only_in_their_exact_form(form: str) -> None:
+    """Both imported as base 10000 before (review s6b #5): the base was the first power's constant."""
+    with pytest.raises(SpecError) as e:
+        imported(ForwardFrequencies(form), [16])
+    assert "in a form other than 1 / base ** (arange(0, d, 2) / d)" in e.value.message

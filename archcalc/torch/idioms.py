@@ -251,11 +251,57 @@ def _base(table: Any, root: nn.Module) -> int:
                     f"{' / '.join(_BASE_NAMES)} attribute: build the model on the CPU, or give that module the base"
                 )
         if node.op == "call_function" and node.target in (operator.pow, torch.pow) and isinstance(node.args[0], int | float):
-            return _whole_base(float(node.args[0]))
-        if node.op == "call_method" and node.target == "__rpow__" and isinstance(node.args[1], int | float):
-            return _whole_base(float(node.args[1]))
+            return _forward_base(node, node.args[0], node.args[1])
         stack.extend(_nodes_in((node.args, node.kwargs)))
     raise RotaryBaseUnknown("its frequencies are neither a buffer nor base ** (arange(0, d, 2) / d) in forward")
+
+
+_CASTS = ("float", "to", "type", "double", "half", "bfloat16")
+
+
+def _through_casts(node: Any) -> Any:
+    while _is_call(node, (), _CASTS):
+        node = node.args[0]
+    return node
+
+
+def _forward_base(pw: Any, base: float, exponent: Any) -> int:
+    """The base of frequencies written in forward, read only from the exact form
+    ``1.0 / (base ** (arange(0, d, 2) / d))`` (casts allowed), whose inverse nothing rescales
+    before the angles are made (an outer product or a product with the positions): a wider
+    denominator (base ** (i / 4d): another base) or a later ``/ 8`` (scaled frequencies) is refused,
+    never read as this base."""
+    import torch
+
+    refused = RotaryBaseUnknown("its frequencies are computed in forward in a form other than 1 / base ** (arange(0, d, 2) / d)")
+    ratio = _through_casts(exponent)
+    if not _is_call(ratio, (operator.truediv, torch.div, torch.true_divide), ("div", "__truediv__")) or len(ratio.args) != 2:
+        raise refused
+    steps, d = _through_casts(ratio.args[0]), ratio.args[1]
+    if not isinstance(d, int) or not _is_call(steps, (torch.arange,), ()):
+        raise refused
+    bounds = list(steps.args)
+    if bounds[:1] == [0]:
+        bounds = bounds[1:]
+    if bounds != [d, 2] and not (bounds == [d] and steps.kwargs.get("step") == 2):
+        raise refused
+    users = list(pw.users)
+    if len(users) != 1:
+        raise refused
+    inverse: Any = users[0]
+    if not (_is_call(inverse, (operator.truediv,), ()) and inverse.args[0] in (1, 1.0) and inverse.args[1] is pw):
+        raise refused
+    after = [_through_cast_users(u) for u in inverse.users]
+    if not after or not all(_is_call(u, (torch.outer, torch.ger, operator.mul, torch.mul, torch.einsum, operator.getitem), ("mul", "outer"))
+                            for u in after):
+        raise refused
+    return _whole_base(float(base))
+
+
+def _through_cast_users(node: Any) -> Any:
+    while _is_call(node, (), _CASTS) and len(node.users) == 1:
+        node = next(iter(node.users))
+    return node
 
 
 _BASE_NAMES = ("base", "rope_theta", "theta")
