@@ -445,10 +445,10 @@ class ForwardFrequencies(RopeAttention):
         q = q.view(b, t, self.heads, self.dh).transpose(1, 2)
         v = v.view(b, t, self.heads, self.dh).transpose(1, 2)
         steps = torch.arange(0, self.dh, 2, device=x.device).float()
-        if self.form == "scaled":  # linear-scaled frequencies: / 8 after the inverse
-            inv_freq = 1.0 / (self.base ** (steps / self.dh)) / 8
-        else:  # a wider denominator: base ** (2i / 4d), in effect the base 10000 ** (1/4) = 10
-            inv_freq = 1.0 / (self.base ** (steps / (4 * self.dh)))
+        # scaled: / 8 after the inverse (linear-scaled frequencies); else a wider denominator,
+        # base ** (2i / 4d): in effect the base 10000 ** (1/4) = 10
+        scaled = self.form == "scaled"
+        inv_freq = 1.0 / (self.base ** (steps / self.dh)) / 8 if scaled else 1.0 / (self.base ** (steps / (4 * self.dh)))
         angles = torch.outer(torch.arange(t, device=x.device, dtype=torch.float32), inv_freq)
         emb = torch.cat((angles, angles), dim=-1)
         q = q * emb.cos() + _halves_cat(q) * emb.sin()
