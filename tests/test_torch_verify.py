@@ -1010,3 +1010,21 @@ def test_verify_compares_the_window_settings_shapes_and_counts_can_miss() -> Non
     assert wrong == {("c1", "padding"): (1, 2), ("c1", "dilation"): (1, 2), ("p", "kernel_size"): (2, 3), ("p", "padding"): (0, 1)}
     same = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     assert verify_spec(_DILATED, same).ok  # kernel_size 3 and (3, 3), stride None and 2 are the same window
+
+
+class _FunctionalPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.relu(x), 3, 2, 1, ceil_mode=True)
+
+
+def test_verify_compares_a_functional_pools_window_too() -> None:
+    """F.avg_pool2d(x, 3, 2, 1, ceil_mode=True) on 4x7x7: ceil((7 + 2 - 3) / 2) + 1 = 4 positions, as a
+    2x2 pool with stride 2 and ceil_mode gives, ceil((7 - 2) / 2) + 1 = 4: same shape, no params, no
+    torch MACs.  verify passed the 2x2 spec (review s6b #4)."""
+    pool = {"name": "p", "type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}
+    spec = {"name": "fp", "input": [4, 7, 7], "layers": [{"name": "r", "type": "relu"}, pool]}
+    assert verify_spec(spec, _FunctionalPool()).ok
+    wrong = {**spec, "layers": [spec["layers"][0], {**pool, "kernel_size": 2, "padding": 0}]}
+    result = verify_spec(wrong, _FunctionalPool())
+    bad = {(r.name, r.quantity): (r.analytic, r.measured) for lc in result.layers for r in lc.rows if not r.ok}
+    assert bad == {("p", "kernel_size"): (2, 3), ("p", "padding"): (0, 1)}

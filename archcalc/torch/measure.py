@@ -208,8 +208,30 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                 if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
                     self.params_seen.add(id(t))
                     params += t.numel()
-            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops))
+            window = _call_window(kind, args, kwargs or {})
+            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops, window=window))
         return out
+
+
+def _call_window(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The window settings of a pooling function's call (``F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)``),
+    its arguments bound by the names import reads them with (ops.pool.POOL_FUNCTIONS)."""
+    if not kind.startswith(("maxpool", "avgpool")):
+        return {}
+    from types import SimpleNamespace
+
+    from .ops.pool import POOL_FUNCTIONS
+
+    names = next((params for k, _, params in POOL_FUNCTIONS if k == kind), None)
+    if names is None or len(args) > len(names):
+        return {}
+    bound = {**dict(zip(names, args, strict=False)), **kwargs}
+    for k, default in (("padding", 0), ("dilation", 1), ("ceil_mode", False)):  # torch's defaults, where the function has the argument
+        if k in names:
+            bound.setdefault(k, default)
+    if bound.get("stride") in (None, [], ()):
+        bound.pop("stride", None)  # torch's default: the kernel size
+    return window_of(SimpleNamespace(**{k: v for k, v in bound.items() if k in WINDOW_FIELDS}), kind)
 
 
 def _global_mean(args: Any, kwargs: dict[str, Any]) -> str | None:
