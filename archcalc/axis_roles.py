@@ -224,9 +224,14 @@ def _groups(shape: tuple[Any, ...], out: tuple[Any, ...], roles: Roles | None = 
     return groups
 
 
+def _known_or_image(roles: Roles | None, rank: int) -> Roles:
+    """The roles found for a tensor of this rank, else an image's (channels, H, W)."""
+    return roles if roles is not None and len(roles) == rank and None not in roles else image_roles(rank)
+
+
 def axis_symbols(roles: Roles | None, rank: int, suffix: str) -> list[str]:
     """Symbol names for a tensor's axes (``L_in``, ``F_in``), distinct within the tensor."""
-    use = roles if roles is not None and len(roles) == rank and None not in roles else image_roles(rank)
+    use = _known_or_image(roles, rank)
     letters: list[str] = []
     for k, role in enumerate(use):
         letter = NAMES[role][1] if role in NAMES else f"N{k}"
@@ -240,7 +245,7 @@ def axis_symbols(roles: Roles | None, rank: int, suffix: str) -> list[str]:
 
 def axis_labels(roles: Roles | None, rank: int) -> list[str]:
     """What "output ..." calls each axis: channels, H, W; tokens, features; heads."""
-    use = roles if roles is not None and len(roles) == rank and None not in roles else image_roles(rank)
+    use = _known_or_image(roles, rank)
     out: list[str] = []
     for k, role in enumerate(use):
         label = NAMES[role][0] if role in NAMES else f"axis {k}"
