@@ -101,6 +101,12 @@ class Scalar(nn.Module):
             "rsub": lambda: v - x, "rdiv": lambda: v / x, "pow": lambda: x ** v,
         }[self.op]()
 
+    def function_args(self) -> tuple[float]:
+        """The operand after the tensor when a function computes it (``torch.mul(x, 0.5)``)."""
+        if self.op not in ("add", "sub", "mul", "div"):
+            raise NotImplementedError(f"{self.value} {self.op.removeprefix('r')} x is not a function call of x")
+        return (self.value,)
+
     def extra_repr(self) -> str:
         return f"op={self.op!r}, value={self.value}"
 
@@ -243,6 +249,10 @@ class LayerScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * x
+
+    def function_args(self) -> tuple[torch.Tensor]:
+        """The operand after the tensor when a function computes it (``torch.mul(x, self.gamma)``)."""
+        return (self.gamma,)
 
 
 class Parameter(nn.Module):
