@@ -6,7 +6,9 @@ learned positions, output head tied to the token embedding): ``nn.Embedding`` fo
 positions, the positions made by ``torch.arange(0, t, device=idx.device)``, its own ``LayerNorm`` module
 (``F.layer_norm`` over ``self.weight.shape``, bias optional), one ``c_attn`` linear
 for q, k and v cut by ``.split``, heads made by ``view`` + ``transpose``,
-``F.scaled_dot_product_attention(..., is_causal=True)``, and the tied head assigned as nanoGPT does
+``F.scaled_dot_product_attention(..., is_causal=True)`` (or, with ``flash=False``, nanoGPT's attention
+written out: ``q @ k^T * (1 / sqrt(d))``, ``masked_fill`` by its ``tril(ones)`` buffer ``bias``,
+``F.softmax``, dropout, ``@ v``), and the tied head assigned as nanoGPT does
 (``wte.weight = lm_head.weight``).
 
 :class:`Llama` is the LLaMA layout (Touvron et al. 2023, sec. 2.2): ``nn.RMSNorm``, a SwiGLU MLP
@@ -19,6 +21,7 @@ table, and ``q * cos + rotate_half(q) * sin``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +38,9 @@ class GPTConfig:
     n_embd: int = 768
     bias: bool = True
     dropout: float = 0.0
+    flash: bool = True
+    """nanoGPT's ``self.flash``: F.scaled_dot_product_attention, else attention written out with its
+    causal-mask buffer ``bias`` (tril of ones), ``masked_fill`` and ``F.softmax``."""
 
 
 class LayerNorm(nn.Module):
@@ -54,8 +60,12 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.attn_dropout = nn.Dropout(cfg.dropout)
         self.resid_dropout = nn.Dropout(cfg.dropout)
-        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
+        self.n_head, self.n_embd, self.dropout, self.flash = cfg.n_head, cfg.n_embd, cfg.dropout, cfg.flash
+        if not self.flash:  # nanoGPT's causal mask: 1 where a query may see a key
+            n = cfg.block_size
+            self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.size()
@@ -64,8 +74,15 @@ class SelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)
-        p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=p, is_causal=True)
+        if self.flash:
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=p, is_causal=True)
+        else:  # nanoGPT's manual implementation of attention
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            att = self.attn_dropout(att)
+            y = att @ v  # (B, nh, T, T) x (B, nh, T, hs) -> (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
@@ -240,3 +257,12 @@ def gpt2_small() -> GPT:
     """GPT-2 small (124M) on the meta device (no memory): the factory for ``archcalc import``."""
     with torch.device("meta"):
         return GPT()
+
+
+def nanogpt_banded() -> GPT:
+    """A tiny nanoGPT written out whose mask buffers keep only the last 4 keys (a band, not causal)."""
+    n = 32
+    model = GPT(GPTConfig(vocab_size=100, block_size=n, n_layer=2, n_head=4, n_embd=32, flash=False))
+    for block in model.transformer.h:
+        block.attn.bias = (torch.tril(torch.ones(n, n)) - torch.tril(torch.ones(n, n), diagonal=-4)).view(1, 1, n, n)
+    return model

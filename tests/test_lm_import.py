@@ -171,13 +171,27 @@ def test_nanogpt_inference_forward_with_a_symbolic_length() -> None:
     assert sympy.expand(macs - (layers * (12 * s * h**2 + 2 * s**2 * h) + 1 * h * V)) == 0
 
 
-class WrittenOutAttention(nn.Module):
-    """nanoGPT's attention without flash: ``q @ k^T / sqrt(d)``, softmax, ``@ v`` (``causal``: its mask buffer and masked_fill)."""
+def _tril(n: int) -> torch.Tensor:  # nanoGPT's mask buffer: 1 where query i may see key j <= i
+    return torch.tril(torch.ones(n, n)).view(1, 1, n, n)
 
-    def __init__(self, causal: bool = False) -> None:
+
+MASK_BUFFERS = {
+    "tril": _tril,
+    "banded": lambda n: _tril(n) - torch.tril(torch.ones(n, n), diagonal=-4).view(1, 1, n, n),  # the last 4 keys only (a sliding window)
+    "random": lambda n: (torch.rand(1, 1, n, n, generator=torch.Generator().manual_seed(0)) > 0.5).float(),
+    "ones": lambda n: torch.ones(1, 1, n, n),  # every key kept: nothing masked
+    "triu": lambda n: torch.triu(torch.ones(n, n)).view(1, 1, n, n),  # the future kept, the past hidden
+}
+
+
+class WrittenOutAttention(nn.Module):
+    """nanoGPT's attention without flash: ``q @ k^T / sqrt(d)``, softmax, ``@ v``; ``causal``: its mask
+    buffer (``mask``: how it is made, :data:`MASK_BUFFERS`) applied with ``masked_fill(... == 0, fill)``."""
+
+    def __init__(self, causal: bool = False, mask: str = "tril", fill: float = float("-inf"), block: int = 16) -> None:
         super().__init__()
-        self.c_attn, self.n_head, self.causal = nn.Linear(32, 96), 4, causal
-        self.register_buffer("bias", torch.tril(torch.ones(16, 16)).view(1, 1, 16, 16))
+        self.c_attn, self.n_head, self.causal, self.fill = nn.Linear(32, 96), 4, causal, fill
+        self.register_buffer("bias", MASK_BUFFERS[mask](block))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -185,7 +199,7 @@ class WrittenOutAttention(nn.Module):
         q, k, v = (t.reshape(B, T, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
         if self.causal:
-            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+            att = att.masked_fill(self.bias[:, :, :T, :T] == 0, self.fill)
         y = F.softmax(att, dim=-1) @ v
         return y.transpose(1, 2).reshape(B, T, C)
 
@@ -199,10 +213,108 @@ def test_attention_written_out_imports_and_verifies() -> None:
     rows = analyze(arch, convention="torch").rows
     assert [r.macs for r in rows if r.type == "matmul"] == [4 * 16 * 16 * 8] * 2  # heads x T x T x d, twice
     assert verify_spec(arch, model).ok
-    # the causal mask: fx slices the buffer itself with a traced size, and fails (a spec holds no constant tensor anyway)
-    with pytest.raises(SpecError, match=r"^field 'factory': torch\.fx cannot trace WrittenOutAttention: TypeError: slice indices") as e:
-        spec_from_module(WrittenOutAttention(causal=True), [16, 32])
-    assert "\n" not in str(e.value)
+
+
+def test_causal_mask_written_out_imports_and_verifies() -> None:
+    """``att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))``: fx could not trace it (the buffer
+    sliced by a traced size: "slice indices must be integers"); the size is the input's 16 during the
+    trace, the mask's values are read (True exactly above the diagonal), and it is one causal_mask."""
+    model = WrittenOutAttention(causal=True, block=32)  # a buffer for 32 positions, sliced to the input's 16
+    arch = imported(model, [16, 32])
+    kinds = [layer.kind for layer in arch.layers if layer.kind in ("matmul", "scalar", "causal_mask", "softmax")]
+    assert kinds == ["matmul", "scalar", "causal_mask", "softmax", "matmul"]
+    heads, t = 4, 16
+    for convention in (*CONVENTIONS, "kaplan", "fvcore"):
+        rows = [r for r in analyze(arch, convention=convention).rows if r.type == "causal_mask"]
+        assert [(r.output_shape, r.params, r.macs, r.ops) for r in rows] == [((heads, t, t), 0, 0, {"mask": heads * t * t})]  # one select per score
+    assert not [k for k in vars(model) if k.startswith("_tensor_constant")]  # the trace's constant (the sliced mask) is not left on the model
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+    checked = {r.quantity: r.measured for r in result.rows if r.name == "masked_fill"}
+    assert checked == {"output_shape": (heads, t, t), "params": 0, "macs": 0}  # torch's FlopCounterMode: no formula for masked_fill
+
+
+@pytest.mark.parametrize(("model", "why"), [
+    (WrittenOutAttention(causal=True, mask="banded"), "it is not causal: it hides key 0 for query 4 (78 of 256 places differ"),
+    (WrittenOutAttention(causal=True, mask="random"), "it is not causal"),
+    (WrittenOutAttention(causal=True, mask="ones"), "it is not causal: it keeps key 1 for query 0 (120 of 256"),  # 16 * 15 / 2 future keys
+    (WrittenOutAttention(causal=True, mask="triu"), "it is not causal: it keeps key 1 for query 0"),
+    (WrittenOutAttention(causal=True, fill=-1e9), "masked_fill with the constant -1000000000.0: archcalc reads a causal mask filled with"),
+    (on_meta(WrittenOutAttention, True), "it is on the meta device, which holds no values"),
+], ids=["banded", "random", "nothing-masked", "future-kept", "fill-not-inf", "meta"])
+def test_a_mask_that_is_not_causal_is_refused(model: nn.Module, why: str) -> None:
+    """Never imported as causal: a sliding-window band (the last 4 keys: query i >= 4 hides its i - 3 oldest,
+    1 + 2 + ... + 12 = 78 hidden past keys), a random mask, nothing masked, the past hidden, another fill
+    value, no values to read."""
+    with pytest.raises(SpecError, match=r"^node 'masked_fill' \(call_method Tensor\.masked_fill\) has no archcalc layer type: ") as e:
+        spec_from_module(model, [16, 32])
+    assert why in e.value.message and "\n" not in str(e.value)
+
+
+def test_verify_fails_a_causal_mask_the_model_does_not_apply() -> None:
+    """The spec (imported from the causal model) against a model whose buffer is a band: shapes,
+    params and MACs all agree, the mask does not, and that row fails (no false pass)."""
+    arch = imported(WrittenOutAttention(causal=True), [16, 32])
+    result = verify_spec(arch, WrittenOutAttention(causal=True, mask="banded"))
+    assert not result.ok
+    first = result.first_mismatch
+    assert first is not None and (first.name, first.quantity, first.analytic) == ("masked_fill", "mask", "causal")
+    assert str(first.measured).startswith("it is not causal: it hides key 0 for query 4")
+    assert [r.quantity for r in result.mismatches] == ["mask"]  # the counts agree: only the mask tells them apart
+    fill = verify_spec(arch, WrittenOutAttention(causal=True, fill=-1e4))
+    assert [(r.quantity, r.analytic, r.measured) for r in fill.mismatches] == [("value", "-inf", "-10000.0")]
+
+
+def test_nanogpt_without_flash_imports_and_verifies() -> None:
+    """nanoGPT with ``flash=False`` (its attention written out, the mask buffer sliced to t): the
+    same parameters and torch MACs as with sdpa, layer for layer where both have the layer."""
+    slow, fast = GPT(GPTConfig(**{**TINY.__dict__, "flash": False})), GPT(TINY)
+    arch, sdpa_arch = imported(slow, [16]), imported(fast, [16])
+    kinds = [layer.kind for layer in arch.layers]
+    assert kinds.count("causal_mask") == 2 and "scaled_dot_product_attention" not in kinds
+    h, t, heads, layers = 32, 16, 4, 2
+    for convention in CONVENTIONS:  # sdpa's 2 products (all t x t scores, causal or not) = the two matmuls written out
+        got, want = analyze(arch, convention=convention).totals, analyze(sdpa_arch, convention=convention).totals
+        assert (got["params"], got["macs"]) == (want["params"], want["macs"])
+    per_layer = 2 * heads * t * t * (h // heads)  # q k^T and att v: heads x t x t x d each
+    matmuls = [r.macs for r in analyze(arch, convention="torch").rows if r.type == "matmul"]
+    assert sum(matmuls) == layers * per_layer == layers * 2 * t * t * h
+    result = verify_spec(arch, slow)
+    assert result.ok, result.failure_message()
+    assert {r.quantity: r.measured for r in result.totals.rows}["macs"] == analyze(sdpa_arch, convention="torch").totals["macs"]
+
+
+def test_gpt2_without_flash_has_the_published_counts() -> None:
+    """GPT-2 small written out (weights on the meta device; the 12 mask buffers real, 1024 x 1024, so that
+    import can read them): nanoGPT's counts of the sdpa version.  'kaplan' counts sdpa's causal products over
+    the kept triangle only, the written-out matmuls in full: s^2 - s(s + 1)/2 more scores, 2 h MACs each, per layer."""
+    model = on_meta(GPT, GPTConfig(flash=False))
+    for block in model.transformer.h:
+        block.attn.bias = _tril(1024)  # (1, 1, 1024, 1024) on the CPU
+    arch = imported(model, [1024])
+    h, s, V, layers = 768, 1024, 50257, 12
+    totals = analyze(arch, convention="torch").totals
+    assert totals["params"] == 124_439_808 and totals["macs"] == layers * (12 * s * h**2 + 2 * s**2 * h) + s * h * V == 145_824_153_600
+    kaplan, sdpa_kaplan = (analyze(a, convention="kaplan").totals["macs"] for a in (arch, imported(on_meta(GPT), [1024])))
+    assert kaplan - sdpa_kaplan == layers * (s * s - s * (s + 1) // 2) * 2 * h
+
+
+def test_nanogpt_without_flash_needs_numbers_and_values() -> None:
+    """A symbolic length cannot slice the buffer, and a meta buffer has no values to check: one line each."""
+    cfg = GPTConfig(**{**TINY.__dict__, "flash": False})
+    with pytest.raises(SpecError, match=r"^field 'factory': torch\.fx cannot trace GPT: the model \(in 'transformer\.h\.0\.attn'\) uses "
+                       r"'getitem_3' as a Python int \(to index, slice or count\), but it is s for this input \(give the sizes numbers\)$"):
+        spec_from_module(GPT(cfg), ["s"])
+    with pytest.raises(SpecError, match=r"^node 'masked_fill' .*: masked_fill by a mask computed from a buffer in 'transformer\.h\.0\.attn': "
+                       r"it is on the meta device"):
+        spec_from_module(on_meta(GPT, cfg), [16])
+
+
+def test_cli_refuses_a_mask_that_is_not_causal(tmp_path: Path) -> None:
+    out = tmp_path / "banded.json"
+    r = cli("import", "lm_models:nanogpt_banded", "--input", "16", "-o", str(out))
+    assert r.code == 2 and not out.exists()
+    assert r.err.count("\n") == 1 and "node 'masked_fill'" in r.err and "in 'transformer.h.0.attn': it is not causal" in r.err
 
 
 # ----- LLaMA layout: RMSNorm, SwiGLU, no biases, grouped-query attention -----------------------------------

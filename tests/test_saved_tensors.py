@@ -452,6 +452,15 @@ ATTENTION_NETS: list[dict[str, Any]] = [
     # flash (CPU, the default): the output takes q's (L, heads, d) layout, so merging the heads back is a view
     {"name": "gpt_causal", "input": [8, 16], "layers": _gpt_attention(is_causal=True)},
     {"name": "gpt_dropout", "input": [8, 16], "layers": _gpt_attention(dropout_p=0.25)},  # the math path, mask and all
+    # nanoGPT's attention written out: masked_fill keeps its (L, L) bool mask, one for every head and sample
+    {"name": "written_out_causal", "input": [8, 16], "layers": [
+        {"name": "fc0", "type": "linear", "out_features": 32},
+        {"name": "q", "type": "linear", "out_features": 32}, {"name": "qh", "type": "reshape", "shape": [4, 8, 8]},
+        {"name": "k", "type": "linear", "out_features": 32, "inputs": ["fc0"]}, {"name": "kh", "type": "reshape", "shape": [4, 8, 8]},
+        {"name": "kt", "type": "transpose", "dim0": -2, "dim1": -1}, {"name": "scores", "type": "matmul", "inputs": ["qh", "kt"]},
+        {"name": "scaled", "type": "scalar", "op": "mul", "value": 0.125}, {"name": "mask", "type": "causal_mask"},
+        {"name": "p", "type": "softmax", "dim": -1}, {"name": "ctx", "type": "matmul", "inputs": ["p", "kh"]},
+    ]},
     {"name": "contiguous_heads", "input": [8, 16], "layers": [
         {"name": "fc0", "type": "linear", "out_features": 32},
         {"name": "q", "type": "linear", "out_features": 32}, {"name": "qh", "type": "reshape", "shape": [4, 8, 8]},

@@ -190,6 +190,7 @@ ZOO_NEWER = [
         {"name": "k_tt", "type": "transpose", "dim0": -2, "dim1": -1},
         {"name": "scores", "type": "matmul", "inputs": ["q_rot", "k_tt"]},
         {"name": "scaled", "type": "scalar", "op": "mul", "value": 0.25},
+        {"name": "masked", "type": "causal_mask"},  # (nanoGPT's masked_fill of the scores: the softmax below reads them unmasked)
         {"name": "bias", "type": "positionbias", "shape": [2, 12, 12], "table": [23, 2]},
         {"name": "biased", "type": "add", "inputs": ["scaled", "bias"]},
         {"name": "centered", "type": "sub", "inputs": ["biased", "scaled"]},
@@ -353,7 +354,7 @@ def test_language_model_layers_as_torch_counts_them() -> None:
     assert got["q_rot", "params"] == 0 and got["q_rot", "macs"] == 0  # rotary: elementwise, no weights
     assert got["scores", "macs"] == 2 * 12 * 12 * 8  # k's one head broadcast over q's two
     assert got["gqa", "macs"] == 2 * (2 * 12 * 12 * 8)  # q @ k^T and p @ v, k/v's head repeated to 2; causal still counts all 12 x 12
-    for name in ("scaled", "biased", "centered", "denom", "ratio", "inv", "neg", "sq"):
+    for name in ("scaled", "masked", "biased", "centered", "denom", "ratio", "inv", "neg", "sq"):
         assert got[name, "macs"] == 0 and got[name, "output_shape"] == (2, 12, 12)  # elementwise: torch counts no FLOPs
 
 

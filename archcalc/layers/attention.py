@@ -1,4 +1,4 @@
-"""Products of two activations and attention: matmul, scaled_dot_product_attention, multiheadattention.
+"""Products of two activations and attention: matmul, scaled_dot_product_attention, causal_mask, multiheadattention.
 
 Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a sequence,
 ``(heads, L, d)`` inside attention.
@@ -20,6 +20,15 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
   ``enable_gqa`` (grouped-query attention, Ainslie et al. 2023; torch's flag): k and v have fewer
   heads than q, each shared by heads_q / heads_kv query heads; the counts follow q's heads, as
   torch's sdpa formula does (torch/utils/flop_counter.py).
+* causal_mask (attention written out, nanoGPT without flash: ``att.masked_fill(self.bias[:, :, :T, :T]
+  == 0, float('-inf'))`` before the softmax, the buffer ``tril(ones(block, block))``): the scores
+  (..., L, S) of the keys after each query (key j > query i, torch's top-left aligned
+  tril(ones(L, S)) kept, as sdpa's ``is_causal``) become -inf, so the softmax gives them weight 0.
+  Same shape; no parameters.  Ops (`mask`): masked_fill reads every score and writes it or -inf, one
+  select per score (heads*L*S), no arithmetic: torch's FlopCounterMode has no formula for
+  aten.masked_fill (0), fvcore ignores it (``_IGNORED_OPS``), ptflops, thop and torchinfo count no
+  function call of it; no convention counts it.  The products before it are computed in full
+  (a ``matmul`` counts all L*S scores, under every convention, 'kaplan' included: the code computes them).
 * multiheadattention (``torch.nn.MultiheadAttention``): projections of q, k, v (`mac`, E x E,
   E x kdim, E x vdim per token), attention over ``num_heads`` heads of E/num_heads, output
   projection (E x E); biases as `linear_bias`.  Weights by torch's names: ``in_proj_weight``
@@ -257,6 +266,33 @@ class ScaledDotProductAttention(Layer):
         return SDPA(self.is_causal, self.scale, self.dropout_p, self.enable_gqa)
 
 
+class CausalMask(Layer):
+    """``scores.masked_fill(mask, float("-inf"))`` with a causal mask: each query's later keys hidden before the softmax."""
+
+    type: Literal["causal_mask"]
+
+    def output_shape(self, ins: list[Shape]) -> Shape:
+        if len(ins[0]) < 2:
+            raise self.fail(f"masks (..., L, S) scores (queries, then keys), got {shape_str(ins[0])}", "inputs")
+        return ins[0]
+
+    def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
+        return {"mask": numel(out)}  # masked_fill: every score read, then written as it is or as -inf
+
+    def note(self, ins: list[Shape]) -> str | None:
+        return ("causal mask: the scores of later keys (key j > query i) set to -inf before the softmax; one select per score, "
+                "which no convention counts (torch's FlopCounterMode: 0)")
+
+    def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
+        # masked_fill's backward zeroes the gradient where it filled: it keeps the (L, S) mask, one for every head and sample
+        return [Saved.new("mask", ins[0][-2:], "masked_fill's gradient is zero where it filled: the mask", "bool", batched=False)]
+
+    def build_torch(self, ins: list[Shape]) -> Any:
+        from ..torch.extra_modules import CausalMask as CausalMaskModule
+
+        return CausalMaskModule()
+
+
 class MultiheadAttention(Layer):
     """torch.nn.MultiheadAttention (embed_dim from the query's last axis); inputs: one (self-attention) or q, k, v."""
 
@@ -392,4 +428,4 @@ class MultiheadAttention(Layer):
         return MHA(int(q[-1]), int(self.num_heads), self.dropout, self.bias, int(k[-1]), int(v[-1]), self.batch_first, len(ins) == 1)
 
 
-LAYERS: list[type[Layer]] = [Matmul, ScaledDotProductAttention, MultiheadAttention]
+LAYERS: list[type[Layer]] = [Matmul, ScaledDotProductAttention, CausalMask, MultiheadAttention]

@@ -80,6 +80,7 @@ OP_CATEGORIES: dict[str, str] = {
     "scale": "multiplication by a learned per-channel scale (layer scale), one per element",
     "mean": "mean over axes: one addition per input element",
     "attn_matmul_masked": "causal attention's products over masked scores: computed by the kernels, then masked (torch counts them)",
+    "mask": "a causal mask's masked_fill (attention written out): one select per score, no arithmetic (no tool counts it)",
     "lookup": "embedding lookups: one table entry read per output element (no arithmetic)",
     "rmsnorm": "RMS normalisation, one per element",
     "rmsnorm_affine": "RMS normalisation's scale, one per element",

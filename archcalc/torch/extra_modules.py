@@ -308,6 +308,16 @@ class Embedding(nn.Embedding):
         return super().extra_repr() + ("" if self.indices == "input" else f", indices={self.indices!r}")
 
 
+class CausalMask(nn.Module):
+    """``scores.masked_fill(mask, float("-inf"))`` of (N, ..., L, S) scores, the mask True where key j >
+    query i (the complement of torch's top-left aligned tril(ones(L, S)), as sdpa's ``is_causal``)."""
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        length, keys = scores.shape[-2], scores.shape[-1]
+        mask = torch.ones(length, keys, dtype=torch.bool, device=scores.device).triu(1)
+        return scores.masked_fill(mask, float("-inf"))
+
+
 class Rotary(nn.Module):
     """Rotary position embedding (RoFormer, Su et al. 2021) of a (N, ..., L, d) tensor, the
     rotate-half form of GPT-NeoX and Hugging Face's LLaMA: x*cos + rotate_half(x)*sin, the angle of
@@ -331,6 +341,25 @@ class Rotary(nn.Module):
 
 
 __all__ = [
-    "Chunk", "Crop", "DropPath", "Embedding", "LayerScale", "Matmul", "Mean", "Mul", "MultiheadAttention", "Parameter", "Permute", "PositionBias",
-    "Reshape", "Roll", "Rotary", "ScaledDotProductAttention", "Select", "Slice", "StochasticDepth", "Transpose",
+    "CausalMask",
+    "Chunk",
+    "Crop",
+    "DropPath",
+    "Embedding",
+    "LayerScale",
+    "Matmul",
+    "Mean",
+    "Mul",
+    "MultiheadAttention",
+    "Parameter",
+    "Permute",
+    "PositionBias",
+    "Reshape",
+    "Roll",
+    "Rotary",
+    "ScaledDotProductAttention",
+    "Select",
+    "Slice",
+    "StochasticDepth",
+    "Transpose",
 ]

@@ -11,9 +11,10 @@ op), and nodes that only depend on a refused one are not counted again.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -148,10 +149,24 @@ def same(a: Any, b: Any) -> bool:
         return False
 
 
-def _tracer(decisions: Sequence[bool] = ()) -> fx.Tracer:
+def _tracer(decisions: Sequence[bool] = (), sizes: SizeReader | None = None) -> fx.Tracer:
     from torch import fx
 
     table()  # registers the composite modules classify() knows by name
+
+    class SizedProxy(fx.Proxy):
+        """A traced value that Python may need as an int (``self.bias[:, :, :T, :T]``, ``range(T)``):
+        its value for the given input, as the importer computes it (:class:`SizeReader`)."""
+
+        def __index__(self) -> int:
+            if sizes is None:
+                raise TypeError(f"{self.node.name} is a traced value, not an int")
+            try:
+                return sizes.int_of(self.node)
+            except TypeError:
+                raise
+            except Exception as e:  # (torch asks for ints while it parses arguments: any failure is "not an int")
+                raise TypeError(f"the value of {self.node.name!r} could not be computed: {first_line(e)}") from None
 
     class Tracer(fx.Tracer):
         """fx's tracer with archcalc's leaf rule (:func:`archcalc.torch.leaves.classify`).
@@ -167,6 +182,9 @@ def _tracer(decisions: Sequence[bool] = ()) -> fx.Tracer:
         def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
             return classify(m) is not None
 
+        def proxy(self, node: fx.Node) -> fx.Proxy:
+            return SizedProxy(node, self)
+
         def to_bool(self, obj: fx.Proxy) -> bool:
             i = self.tests
             self.tests += 1
@@ -176,7 +194,78 @@ def _tracer(decisions: Sequence[bool] = ()) -> fx.Tracer:
             obj.node.meta.setdefault(DECIDED, []).append((i, decision))
             return decision
 
-    return Tracer()
+    tracer = Tracer()
+    if sizes is not None:
+        sizes.tracer = tracer
+    return tracer
+
+
+class SizeUnknown(TypeError):
+    """A traced value Python needs as an int is not a number for this input (a TypeError: what torch
+    expects of a value that is no int); ``refusal``: the refused node it follows, reported instead."""
+
+    def __init__(self, message: str, refusal: SpecError | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
+class SizeReader:
+    """The values of traced nodes for the given input, computed while fx traces: what Python needs
+    as a plain int during the trace (a size that slices a tensor the model holds, nanoGPT's
+    ``self.bias[:, :, :T, :T]``), which plain fx refuses ("slice indices must be integers").
+
+    The nodes traced so far are read by an :class:`Importer` of their own, in order, as the import
+    reads them afterwards, so the int is the size archcalc's formulas give.  Only a number is
+    handed out: a symbolic size (``--input s``), the batch size or a value that is not a size is a
+    TypeError naming it, and the trace fails in one line as before.  (The traced graph then holds
+    what Python computed with it, a constant: the import is for this input, as every numeric one is.)"""
+
+    def __init__(self, root: nn.Module, dims: tuple[Dim, ...]) -> None:
+        self.root, self.dims = root, dims
+        self.tracer: fx.Tracer | None = None
+        self.imp: Importer | None = None
+        self.last: fx.Node | None = None
+
+    def int_of(self, node: fx.Node) -> int:
+        v = self.value_of(node)
+        n = as_int(v) if not isinstance(v, bool) and (isinstance(v, int) or is_symbolic(v)) else None
+        if n is None:
+            why = describe(v) if not is_symbolic(v) else f"{v} for this input (give the sizes numbers)"
+            refusal = self.imp.refused[0][1] if isinstance(v, Refused) and self.imp is not None and self.imp.refused else None
+            where = module_path(node)
+            raise SizeUnknown(f"the model{f' (in {where!r})' if where else ''} uses {node.name!r} as a Python int (to index, slice or count), "
+                              f"but it is {why}", refusal)
+        return n
+
+
+    def value_of(self, node: fx.Node) -> Any:
+        """The importer's value of ``node``: the graph read up to it (once: later calls go on from there)."""
+        if self.imp is None:
+            self.imp = Importer(self.root, self.dims, {})
+        assert self.tracer is not None
+        imp = self.imp
+        n = self.last.next if self.last is not None else next(iter(self.tracer.graph.nodes))
+        with _untraced():
+            while node not in imp.values and n.op != "root":
+                if n.op != "output":
+                    imp.visit(n)
+                self.last, n = n, n.next
+        return imp.values.get(node, Refused())
+
+
+@contextlib.contextmanager
+def _untraced() -> Iterator[None]:
+    """nn.Module's own ``__getattr__`` and ``__call__`` while fx traces, which patches them (a
+    parameter read would be a proxy, and a new node of the graph): the importer reads the model as it is."""
+    from torch import nn
+    from torch.fx import _symbolic_trace as st
+
+    patched = nn.Module.__getattr__, nn.Module.__call__
+    nn.Module.__getattr__, nn.Module.__call__ = st._orig_module_getattr, st._orig_module_call  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.__getattr__, nn.Module.__call__ = patched  # type: ignore[method-assign]
 
 
 DECIDED = "archcalc_decided"
@@ -212,7 +301,7 @@ def _concrete_args(module: nn.Module) -> dict[str, Any]:
     return {p.name: p.default for p in extra}
 
 
-def trace(module: nn.Module, training: bool = False, decisions: Sequence[bool] = ()) -> fx.Graph:
+def trace(module: nn.Module, training: bool = False, decisions: Sequence[bool] = (), dims: tuple[Dim, ...] | None = None) -> fx.Graph:
     """Symbolically trace ``module`` in eval mode (or training mode: auxiliary heads run there);
     its train/eval flags are restored afterwards.  ``decisions``: how to take the Python tests of
     traced values, in the order the trace meets them (default: true)."""
@@ -224,10 +313,15 @@ def trace(module: nn.Module, training: bool = False, decisions: Sequence[bool] =
     module.train(training)
     try:
         with user_code():  # its forward runs on proxies: no os._exit, no print into the spec written to stdout
-            return _tracer(decisions).trace(module, concrete_args=_concrete_args(module) or None)
+            sizes = SizeReader(module, dims) if dims is not None else None
+            return _tracer(decisions, sizes).trace(module, concrete_args=_concrete_args(module) or None)
     except SpecError:
         raise
     except fx.proxy.TraceError as e:
+        raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {first_line(e)}", field="factory") from None
+    except SizeUnknown as e:
+        if e.refusal is not None:  # a size after a node import refuses: that node's refusal, as the import would give it
+            raise e.refusal from None
         raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {first_line(e)}", field="factory") from None
     except Exception as e:  # user code runs during the trace and can fail in any way
         raise SpecError(f"torch.fx cannot trace {type(module).__name__}: {type(e).__name__}: {first_line(e)}", field="factory") from None
@@ -236,6 +330,12 @@ def trace(module: nn.Module, training: bool = False, decisions: Sequence[bool] =
     finally:
         for m, flag in flags.items():
             m.training = flag
+
+
+def module_path(node: fx.Node) -> str:
+    """The qualified name of the module whose ``forward`` made ``node`` (fx's ``nn_module_stack``), '' at the top."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return str(next(reversed(stack.values()))[0]) if stack else ""
 
 
 def first_line(e: BaseException) -> str:
@@ -495,38 +595,43 @@ class Importer:
         """Turn every node into layers; return the name of the output layer."""
         output: str | None = None
         for node in graph.nodes:
-            if node.op == "placeholder":
-                if not self.input_seen:
-                    self.values[node] = TensorRef(INPUT)
-                    self.input_seen = True
-                elif node.args:  # an argument bound to its default (concrete_args): a constant
-                    self.values[node] = node.args[0]
-                else:
-                    self.values[node] = Unusable(f"forward argument {node.name!r} is not the model input; archcalc imports models with one input")
-            elif node.op == "get_attr":
-                self.values[node] = self.get_attr(node)
-            elif node.op == "output":
+            if node.op == "output":
                 if not self.refused:
                     output = self.output(node)
             else:
-                try:
-                    if contains(self.value([*node.args, *node.kwargs.values()]), lambda x: isinstance(x, Refused)):
-                        raise Downstream
-                    if node.op == "call_module":
-                        self.call_module(node)
-                    else:
-                        self.call(node)
-                except Downstream:
-                    self.values[node] = Refused()
-                except SpecError as e:
-                    self.refused.append((node, e))
-                    self.values[node] = Refused()
+                self.visit(node)
         self.check_decisions(graph)
         if self.refused:
             raise self.refusal()
         if output is None:
             raise SpecError("the traced graph has no output")
         return output
+
+    def visit(self, node: fx.Node) -> None:
+        """Read one node (not the output): its value, and the layers it makes; a refused node is recorded."""
+        if node.op == "placeholder":
+            if not self.input_seen:
+                self.values[node] = TensorRef(INPUT)
+                self.input_seen = True
+            elif node.args:  # an argument bound to its default (concrete_args): a constant
+                self.values[node] = node.args[0]
+            else:
+                self.values[node] = Unusable(f"forward argument {node.name!r} is not the model input; archcalc imports models with one input")
+        elif node.op == "get_attr":
+            self.values[node] = self.get_attr(node)
+        else:
+            try:
+                if contains(self.value([*node.args, *node.kwargs.values()]), lambda x: isinstance(x, Refused)):
+                    raise Downstream
+                if node.op == "call_module":
+                    self.call_module(node)
+                else:
+                    self.call(node)
+            except Downstream:
+                self.values[node] = Refused()
+            except SpecError as e:
+                self.refused.append((node, e))
+                self.values[node] = Refused()
 
     def check_decisions(self, graph: fx.Graph) -> None:
         """Each Python test the trace decided must come out that way for this input: the first that
@@ -821,6 +926,8 @@ def contains(v: Any, pred: Callable[[Any], bool]) -> bool:
 
 
 def describe(v: Any) -> str:
+    if isinstance(v, TensorRef):
+        return f"the tensor {v.name!r}"
     if isinstance(v, Pieces):
         return "the tuple of torch.chunk (index it)"
     if isinstance(v, Grouped):
@@ -870,7 +977,7 @@ def import_graph(module: nn.Module, dims: tuple[Dim, ...], output_key: str | Non
     for _ in range(MAX_RETRACES):
         imp = Importer(module, dims, _preferred_names(module), output_key, training=training)
         try:
-            graph = trace(module, training=training, decisions=decisions)
+            graph = trace(module, training=training, decisions=decisions, dims=dims)
             problems = idioms.rewrite(graph, module)  # an inline rotary embedding is one layer
             if problems:
                 raise SpecError(f"{problems[0]}; archcalc imports the rotary embeddings whose angles are p / base^(2i/d)", field="factory")
@@ -985,9 +1092,15 @@ def spec_from_module(module: nn.Module, input_shape: Sequence[int | str] | str, 
     if not isinstance(module, nn.Module):
         raise SpecError(f"expected a torch.nn.Module, got {type(module).__name__}", field="factory")
     raw, dims = _input_dims(input_shape)
-    imp = import_graph(module, dims, output_key)
-    if any(id(p) not in imp.used_params for p in module.parameters()):
-        imp = _with_training_heads(module, dims, imp, output_key)
+    held = set(vars(module))
+    try:
+        imp = import_graph(module, dims, output_key)
+        if any(id(p) not in imp.used_params for p in module.parameters()):
+            imp = _with_training_heads(module, dims, imp, output_key)
+    finally:  # fx keeps each constant tensor of a trace (a causal mask sliced from a buffer) on the model: not left there
+        for k in set(vars(module)) - held:
+            if k.startswith("_tensor_constant"):
+                delattr(module, k)
     spec_name = name or str(getattr(module, "spec_name", "") or type(module).__name__)
     spec: dict[str, Any] = {
         "name": spec_name,

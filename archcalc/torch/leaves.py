@@ -36,6 +36,7 @@ CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict", "Module"})
 ``ModuleList`` inherits ``nn.Module``'s): traced through, never leaves."""
 ALIASES = {
     "scaleddotproductattention": "scaled_dot_product_attention",  # archcalc's module for the sdpa layer
+    "causalmask": "causal_mask",
     "dropout1d": "dropout", "dropout2d": "dropout", "dropout3d": "dropout", "alphadropout": "dropout", "featurealphadropout": "dropout"}
 """torch.nn classes that are another archcalc type (no extra fields, or fields the type has)."""
 COMPOSITES: dict[str, str] = {}

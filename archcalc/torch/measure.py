@@ -85,6 +85,18 @@ def window_of(layer: Any, kind: str | None) -> dict[str, Any]:
     return out
 
 
+def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
+    """The settings verify compares beside shapes, params and MACs, which those can all miss: a
+    window's (:func:`window_of`), a causal mask's (its mask and fill value: what archcalc's
+    ``causal_mask`` is) and a rotary embedding's ``base`` (no count depends on it).  A spec layer
+    and a torch module of archcalc's alike (their fields have the same names)."""
+    if kind == "causal_mask":
+        return {"mask": "causal", "value": "-inf"}
+    if kind == "rotary" and isinstance(getattr(layer, "base", None), int):
+        return {"base": layer.base}
+    return window_of(layer, kind)
+
+
 def module_kind(module: nn.Module) -> str | None:
     """The archcalc layer type a torch module is (``nn.Conv2d`` -> ``conv2d``), or None if unknown.
 
@@ -123,7 +135,8 @@ class LayerMeasure:
     """The output's whole shape, batch axis included if it has one (a tensor held once for the
     batch, like learned positions ``wpe(arange(L))``, has none)."""
     window: dict[str, Any] = field(default_factory=dict)
-    """A convolution's or pool's window settings (:func:`window_of`), compared with the spec's."""
+    """Settings compared with the spec's (:func:`settings_of`): a convolution's or pool's window, a
+    causal mask's mask and fill value, a rotary embedding's base."""
 
     @property
     def macs(self) -> int:
@@ -208,14 +221,23 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                 if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
                     self.params_seen.add(id(t))
                     params += t.numel()
-            window = _call_window(kind, args, kwargs or {})
+            window = _call_settings(kind, args, kwargs or {})
             self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops, window=window))
         return out
 
 
-def _call_window(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The window settings of a pooling function's call (``F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)``),
-    its arguments bound by the names import reads them with (ops.pool.POOL_FUNCTIONS)."""
+def _call_settings(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a function's call (:func:`settings_of`): of ``scores.masked_fill(mask, value)``,
+    whether the mask is causal (its values read, as import reads them) and the value; of a pooling
+    function's (``F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)``), its window, the arguments bound by the
+    names import reads them with (ops.pool.POOL_FUNCTIONS)."""
+    if kind == "causal_mask":
+        from .ops.attention import mask_setting
+
+        bound = {**dict(zip(("input", "mask", "value"), args, strict=False)), **kwargs}
+        scores, value = bound.get("input"), bound.get("value")
+        shape = tuple(scores.shape[1:]) if isinstance(scores, torch.Tensor) else ()
+        return {"mask": mask_setting(bound.get("mask"), shape), "value": "-inf" if value == float("-inf") else repr(value)}
     if not kind.startswith(("maxpool", "avgpool")):
         return {}
     from types import SimpleNamespace
@@ -366,7 +388,7 @@ def measure_module(
                 params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
             kind = module_kind(module)
-            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), window_of(module, kind)))
+            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings_of(module, kind)))
 
         return hook
 

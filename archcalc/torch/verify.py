@@ -390,12 +390,20 @@ def _compare(name: str, analytic: Mapping[str, Any], lm: LayerMeasure, module: s
         if q == "params" and lm.call > 1:
             note = f"call {lm.call} of a shared module: its parameters are counted on its first call"
         rows.append(VerifyRow(name, q, analytic[q], measured[q], analytic[q] == measured[q], module, note))
-    for f, theirs in lm.window.items() if spec_window else ():  # a window that differs though shapes, params and MACs agree (dilation 2, padding 2)
+    for f, theirs in lm.window.items() if spec_window else ():  # a setting that differs though shapes, params and MACs agree (dilation 2, padding 2)
         mine = spec_window.get(f)  # type: ignore[union-attr]
         if mine is not None and mine != theirs:
-            why = "the window differs: its receptive field and lecture MACs would too"
-            rows.append(VerifyRow(name, f, _setting(mine), _setting(theirs), False, module, why))
+            rows.append(VerifyRow(name, f, _setting(mine), _setting(theirs), False, module, SETTING_WHY.get(f, WINDOW_WHY)))
     return rows
+
+
+WINDOW_WHY = "the window differs: its receptive field and lecture MACs would too"
+SETTING_WHY = {
+    "mask": "the mask differs: attention would read other keys (archcalc's causal_mask hides exactly the keys after each query)",
+    "value": "masked scores are set to another value (archcalc's causal_mask sets them to -inf: weight 0 after the softmax)",
+    "base": "rotary's base differs: the angles p / base^(2i/d) would too (no count shows it)",
+}
+"""Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
 
 def _setting(v: Any) -> Any:
@@ -470,9 +478,9 @@ def verify_spec(
     from .build import reads_token_ids
 
     shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
-    from .measure import window_of
+    from .measure import settings_of
 
-    windows = {n: w for n in G.graph["order"] if (w := window_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind))}
+    windows = {n: w for n in G.graph["order"] if (w := settings_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind))}
     return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,  # type: ignore[arg-type]
                           reads_token_ids(G), shared, output_key, windows)
 

@@ -1,12 +1,16 @@
 """Handlers of attention arithmetic: ``q @ k.transpose(-2, -1)`` (``matmul``), ``torch.einsum`` of
 the batched-matmul patterns torchvision and timm use, ``F.scaled_dot_product_attention``, and
-``torch.nn.MultiheadAttention`` calls (a module that returns ``(output, weights)``)."""
+``torch.nn.MultiheadAttention`` calls (a module that returns ``(output, weights)``), and a causal
+mask applied by hand (``att.masked_fill(mask, float('-inf'))``: ``causal_mask``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..importer import Attr, Importer, TensorRef, describe, same
+from ...dims import as_int
+from ...layers.base import shape_str
+from ..importer import Attr, Importer, TensorRef, describe, module_path, same
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -112,7 +116,72 @@ def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: s
         imp.values[node] = (TensorRef(out), None)
 
 
-__all__ = ["einsum", "matmul", "multihead_attention", "sdpa"]
+@handles("Tensor.masked_fill", "torch.masked_fill", records="causal_mask")
+def masked_fill(imp: Importer, node: fx.Node) -> None:
+    """``att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))`` (nanoGPT's attention without
+    flash): a ``causal_mask`` when the mask, a tensor the model holds (its values read here: the
+    buffer sliced by the input's size, a constant of the trace), is True exactly above the
+    diagonal; any other mask or fill value is refused, naming what it is."""
+    a = imp.bind(node, ["input", "mask", "value"])
+    scores = imp.tensor(node, a["input"])
+    value, mask = imp.value(a.get("value")), imp.value(a.get("mask"))
+    if not (isinstance(value, float) and value == float("-inf")):
+        raise imp.unsupported(node, f"masked_fill with {describe(value)}: archcalc reads a causal mask filled with float('-inf') "
+                                    "(attention written out)")
+    if not isinstance(mask, Attr) or mask.parameter:
+        raise imp.unsupported(node, f"masked_fill by {describe(mask)}: archcalc reads a causal mask the model holds "
+                                    "(a buffer such as nanoGPT's tril(ones) bias, sliced by the input's size)")
+    shape = imp.shape(scores)
+    why = causal_mask_problem(imp.tensor_of(mask), shape)
+    if why:
+        where = module_path(node)
+        raise imp.unsupported(node, f"masked_fill by {_mask_name(mask.target)}{f' in {where!r}' if where else ''}: {why}")
+    imp.emit(node, "causal_mask", {}, [scores])
+
+
+def _mask_name(target: str) -> str:
+    return "a mask computed from a buffer" if target.startswith("_tensor_constant") else f"the buffer {target!r}"
+
+
+CAUSAL = "causal"
+"""What :func:`mask_setting` says of a causal mask (verify compares it with the spec's)."""
+
+
+def causal_mask_problem(mask: Any, scores: Sequence[Any]) -> str | None:
+    """Why ``mask`` is not the causal mask of (..., L, S) scores, or None when it is: a bool tensor
+    whose leading axes are 1 (the same for every sample and head) and whose last two are (L, S),
+    True exactly where key j > query i (``tril(ones(L, S)) == 0``: torch's top-left aligned mask,
+    sdpa's ``is_causal``).  Its values are read: a mask on the meta device has none and is refused."""
+    import torch
+
+    if not isinstance(mask, torch.Tensor):
+        return "it is not a tensor"
+    if mask.dtype != torch.bool:
+        return f"it is a {str(mask.dtype).removeprefix('torch.')} tensor, not a bool mask"
+    length, keys = (as_int(d) for d in scores[-2:]) if len(scores) >= 2 else (None, None)
+    if length is None or keys is None:
+        return f"the scores are {shape_str(tuple(scores))} for this input: give the sizes numbers"
+    shape = tuple(int(d) for d in mask.shape)
+    if len(shape) < 2 or shape[-2:] != (length, keys) or any(d != 1 for d in shape[:-2]) or len(shape) > len(scores) + 1:
+        return f"its shape {shape_str(shape)} is not the scores' ({length}, {keys}) with leading axes of 1 (the same mask for every head)"
+    if mask.is_meta:
+        return ("it is on the meta device, which holds no values, so it cannot be checked to be causal: build the model (at least "
+                "its mask buffer) on the CPU")
+    want = torch.ones(length, keys, dtype=torch.bool, device=mask.device).triu(1)
+    wrong = (mask.reshape(length, keys) != want).nonzero()
+    if len(wrong) == 0:
+        return None
+    i, j = (int(x) for x in wrong[0])
+    return (f"it is not causal: it {'hides' if bool(mask.reshape(length, keys)[i, j]) else 'keeps'} key {j} for query {i} "
+            f"({len(wrong)} of {length * keys} places differ from True exactly where key > query, tril(ones) == 0)")
+
+
+def mask_setting(mask: Any, scores: Sequence[Any]) -> str:
+    """``"causal"``, or what else the mask is (verify's setting of a recorded masked_fill)."""
+    return causal_mask_problem(mask, scores) or CAUSAL
+
+
+__all__ = ["causal_mask_problem", "einsum", "mask_setting", "masked_fill", "matmul", "multihead_attention", "sdpa"]
 
 
 @handles("archcalc.torch.idioms.rotary_embedding")
