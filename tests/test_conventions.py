@@ -594,6 +594,12 @@ def test_an_imported_layer_says_which_function_computed_it() -> None:
     assert ptflops["relu_2"].macs == 0 and "ptflops counts 0" in (ptflops["relu_2"].note or "")
     assert analyze(spec).rows[1].note is None  # the lecture convention counts the operation, however it is called
     assert verify_spec(spec).ok and verify_spec(spec, model, (3, 8, 8)).ok
+    from archcalc import parse_spec
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    back = spec_from_module(build_module(compile_spec(parse_spec(spec))), (3, 8, 8))  # the built model, imported again
+    assert {d["name"]: d.get("function") for d in back["layers"]} == function
 
 
 def test_a_function_the_built_model_cannot_call_is_an_error_naming_the_layer() -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from torch import fx, nn
 
 INPUT = "input"
-_COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only"})
+_COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only", "function"})
 
 
 # ----- values flowing along the fx graph ------------------------------------------------------------
@@ -774,6 +774,9 @@ class Importer:
                 raise self.fail(node, e.message) from None
         ins = [self.shapes[i] for i in inputs]
         self._module_specials(node, module, kind, fields, ins)
+        call = module.__dict__.get("_call")  # a module built from a spec layer with a function (archcalc.torch.build.called_as)
+        if call is not None:
+            fields["function"] = call.function
         if positions:
             fields["indices"] = "positions"
         if owner is not None:
