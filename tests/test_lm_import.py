@@ -134,6 +134,17 @@ def test_small_gpt_verifies_on_cpu() -> None:
     assert sdpa == [2 * 4 * t * t * (h // 4)] * 2  # q k^T and p v: 2 x heads x t x t x d, per layer
 
 
+def test_verify_compares_sdpa_is_causal() -> None:
+    """A spec whose attention is not causal, against nanoGPT's (is_causal=True): torch counts all t x t
+    scores either way, so shapes, params and MACs agree; before, it passed verify; is_causal now fails it."""
+    model = GPT(TINY)
+    spec = spec_from_module(model, [16])
+    layers = [{**d, "is_causal": False} if d["type"] == "scaled_dot_product_attention" else d for d in spec["layers"]]
+    result = verify_spec(parse_spec({**spec, "layers": layers}), model)
+    assert [(r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("is_causal", False, True)] * 2  # both layers
+    assert "which keys each query reads" in str(result.first_mismatch.note)  # type: ignore[union-attr]
+
+
 def test_gpt_without_biases_verifies() -> None:
     """nanoGPT's ``bias=False``: its own LayerNorm (``F.layer_norm(x, self.weight.shape, self.weight, None)``) and bias-free linears."""
     model = GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=False))

@@ -53,7 +53,7 @@ Two ways to get the torch side:
 
 Settings that no count shows are compared too (:func:`archcalc.torch.measure.settings_of`): a
 convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
-values read) and fill value, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
+values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
 where the model has one, else against the bases the model holds (:func:`_rotary_bases`).
 
 A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
@@ -407,6 +407,8 @@ SETTING_WHY = {
     "mask": "the mask differs: attention would read other keys (archcalc's causal_mask hides exactly the keys after each query)",
     "value": "masked scores are set to another value (archcalc's causal_mask sets them to -inf: weight 0 after the softmax)",
     "base": "rotary's base differs: the angles p / base^(2i/d) would too (no count shows it)",
+    "is_causal": "causal or not: which keys each query reads (a decoder's or an encoder's attention; torch counts every score either way)",
+    "enable_gqa": "grouped-query attention or not: whether k and v may have fewer heads than q",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
