@@ -134,6 +134,17 @@ def test_small_gpt_verifies_on_cpu() -> None:
     assert sdpa == [2 * 4 * t * t * (h // 4)] * 2  # q k^T and p v: 2 x heads x t x t x d, per layer
 
 
+def test_verify_compares_sdpa_is_causal() -> None:
+    """A spec whose attention is not causal, against nanoGPT's (is_causal=True): torch counts all t x t
+    scores either way, so shapes, params and MACs agree; before, it passed verify; is_causal now fails it."""
+    model = GPT(TINY)
+    spec = spec_from_module(model, [16])
+    layers = [{**d, "is_causal": False} if d["type"] == "scaled_dot_product_attention" else d for d in spec["layers"]]
+    result = verify_spec(parse_spec({**spec, "layers": layers}), model)
+    assert [(r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("is_causal", False, True)] * 2  # both layers
+    assert "which keys each query reads" in str(result.first_mismatch.note)  # type: ignore[union-attr]
+
+
 def test_gpt_without_biases_verifies() -> None:
     """nanoGPT's ``bias=False``: its own LayerNorm (``F.layer_norm(x, self.weight.shape, self.weight, None)``) and bias-free linears."""
     model = GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=False))
@@ -574,3 +585,67 @@ def test_frequencies_in_forward_are_read_only_in_their_exact_form(form: str) -> 
     with pytest.raises(SpecError) as e:
         imported(ForwardFrequencies(form), [16])
     assert "in a form other than 1 / base ** (arange(0, d, 2) / d)" in e.value.message
+
+
+# ----- verify compares a rotary layer's base (no count depends on it) ---------------------------------------
+def _with_bases(spec: dict[str, Any], *bases: int) -> Architecture:
+    """``spec`` with its rotary layers' bases set, in order (a hand-edited spec: the wrong theta)."""
+    layers = [dict(d) for d in spec["layers"]]
+    rotary = [d for d in layers if d["type"] == "rotary"]
+    for d, base in zip(rotary, bases, strict=True):
+        d["base"] = base
+    return parse_spec({**spec, "layers": layers})
+
+
+def _base_rows(result: Any) -> list[tuple[str, Any, Any, bool]]:
+    return [(r.name, r.analytic, r.measured, r.ok) for r in result.rows if r.quantity == "base"]
+
+
+@pytest.mark.parametrize("base", [10000, 500000], ids=["llama2", "llama3"])
+def test_verify_compares_the_rotary_base_with_the_models_frequencies(base: int) -> None:
+    """LLaMA-2's theta is 10,000, LLaMA-3's 500,000 (Meta's model cards; Hugging Face's rope_theta):
+    shapes, params and MACs are the same either way, so before, a spec with the other base passed
+    verify.  Now the base is read from the model's inv_freq buffer and compared, row by row."""
+    model = RopeAttention(base=base)
+    spec = spec_from_module(model, [16])
+    result = verify_spec(parse_spec(spec), model)
+    assert result.ok, result.failure_message()
+    assert _base_rows(result) == [("rotary_embedding", base, base, True), ("rotary_embedding_1", base, base, True)]  # q's and k's
+    other = 510000 - base  # the other model's theta
+    wrong = verify_spec(_with_bases(spec, base, other), model)
+    assert not wrong.ok and _base_rows(wrong) == [("rotary_embedding", base, base, True), ("rotary_embedding_1", other, base, False)]
+    first = wrong.first_mismatch
+    assert first is not None and first.quantity == "base" and "rotary's base differs" in str(first.note)
+    assert [r.quantity for r in wrong.mismatches] == ["base"]  # nothing else tells the two apart
+
+
+def test_verify_reads_a_llama_rotary_module_and_a_meta_model_by_its_attribute() -> None:
+    """The LLaMA layout's rotary module (one per layer, its inv_freq buffer, ``base``): every rotary
+    layer compared with its frequencies; on the meta device (no values) with its ``base``, and
+    without that attribute the row fails saying why (never a pass on a base nobody read)."""
+    cfg = LlamaConfig(vocab_size=100, n_layer=2, n_head=4, n_kv_head=2, dim=32, hidden=64)
+    model = Llama(cfg)
+    spec = spec_from_module(model, [16])
+    result = verify_spec(parse_spec(spec), model)
+    assert result.ok, result.failure_message()
+    assert [(a, m) for _, a, m, _ in _base_rows(result)] == [(10000, 10000)] * 2 * 2  # q and k of 2 layers
+    assert not verify_spec(_with_bases(spec, 10000, 10000, 10000, 500000), model).ok
+    meta = on_meta(RopeAttention)
+    assert verify_spec(imported(RopeAttention(), [16]), meta).ok  # base 10000 from meta.base
+    del meta.base
+    unread = verify_spec(imported(RopeAttention(), [16]), meta)
+    assert not unread.ok and {r.quantity for r in unread.mismatches} == {"base"}
+    assert "on the meta device (no values) and it has no base / rope_theta / theta attribute" in str(unread.first_mismatch.measured)  # type: ignore[union-attr]
+
+
+def test_verify_compares_the_base_of_archcalcs_rotary_module() -> None:
+    """A model holding archcalc's own Rotary module (the one a spec builds): matched as a module, its base compared too."""
+    from archcalc.torch.extra_modules import Rotary
+
+    def spec(base: int) -> dict[str, Any]:
+        return {"name": "rope", "input": [4, 16, 8], "layers": [{"name": "rope", "type": "rotary", "base": base}]}
+
+    model = nn.Sequential(Rotary(500000))
+    assert verify_spec(spec(500000), model).ok
+    wrong = verify_spec(spec(10000), model)
+    assert [(r.quantity, r.analytic, r.measured) for r in wrong.mismatches] == [("base", 10000, 500000)]

@@ -91,3 +91,112 @@ def test_a_global_pool_over_a_symbolic_map_is_not_claimed_whole() -> None:
                {"name": "g", "type": "adaptiveavgpool2d", "output_size": 1}], ("C", "H", "W"))
     assert rep.row("g").whole_input is False
     assert "not decided" in (rep.row("g").note or "")
+
+
+
+def _random_stack(rnd: Any) -> dict[str, Any]:
+    """A small random network of convolutions (some dilated), average pools (no max pool: its
+    gradient reaches one pixel of a window) and strided slices, with branches that meet: residual adds whose
+    shortcut may skip positions, and slices side by side (Swin's patch merging) that may fill
+    each other's gaps or not."""
+    layers: list[dict[str, Any]] = []
+    prev = "input"
+    for i in range(rnd.randint(2, 5)):
+        k, s = rnd.randint(1, 4), rnd.randint(1, 3)
+        p = rnd.randint(0, k // 2)
+        roll = rnd.random()
+        if roll < 0.2:
+            layers.append({"name": f"c{i}", "type": "avgpool2d", "kernel_size": k, "stride": s, "padding": p})
+        elif roll < 0.35:  # strided slices of both axes, side by side on the channels
+            starts = rnd.sample(range(s + 1), 2)
+            for j, start in enumerate(starts):
+                layers.append({"name": f"h{i}_{j}", "type": "slice", "inputs": [prev], "dim": 2, "start": start, "step": s + 1})
+                layers.append({"name": f"v{i}_{j}", "type": "slice", "dim": 3, "start": start, "step": s + 1})
+            layers.append({"name": f"c{i}", "type": "concat", "inputs": [f"v{i}_0", f"v{i}_1"]})
+        else:
+            d = 2 if rnd.random() < 0.2 else 1  # (a dilated window reads every other unit: its neighbours may fill the gaps or not)
+            layers.append({"name": f"c{i}", "type": "conv2d", "out_channels": 2, "kernel_size": k, "stride": s, "padding": p, "dilation": d})
+        if prev != "input" and roll >= 0.35 and rnd.random() < 0.5:  # a 1x1 shortcut from the layer before, strided like this one
+            layers.append({"name": f"s{i}", "type": "conv2d", "inputs": [prev], "out_channels": 2, "kernel_size": 1, "stride": s})
+            layers.append({"name": f"a{i}", "type": "add", "inputs": [f"c{i}", f"s{i}"]})
+            prev = f"a{i}"
+        else:
+            prev = f"c{i}"
+    layers.append({"name": "gap", "type": "adaptiveavgpool2d", "output_size": 1})
+    return {"name": "r", "input": [2, rnd.choice([7, 8, 9, 13, 16, 17]), rnd.choice([7, 8, 11, 16])], "layers": layers}
+
+
+def _random_stacks(count: int) -> list[dict[str, Any]]:
+    """The first ``count`` random stacks (seeded) whose branches agree in shape."""
+    import random
+
+    from archcalc.errors import SpecError
+
+    rnd, found = random.Random(2026), []
+    while len(found) < count:
+        spec = _random_stack(rnd)
+        try:
+            analyze(parse_spec(spec))
+        except SpecError:  # the branches' shapes disagree, or a map shrinks to nothing: no network
+            continue
+        found.append(spec)
+    return found
+
+
+STACKS = _random_stacks(40)
+
+
+@pytest.mark.parametrize("index", range(len(STACKS)))
+def test_whole_agrees_with_torch_on_random_stacks(index: int) -> None:
+    """'whole' at the global pool iff every input pixel has a gradient there (review: a 1x1 conv
+    with stride 3 reads every third position, and pixels that only the others saw were counted as
+    seen); where paths meet, the coverage keeps only the fields no other contains (ResNet-152
+    kept 8 an axis, most of the pass's work)."""
+    spec = STACKS[index]
+    gap = analyze(parse_spec(spec)).row("gap")
+    rows, cols = _seen_rows_cols(spec)
+    h, w = spec["input"][1:]
+    if gap.whole_input:
+        assert (rows, cols) == (list(range(h)), list(range(w)))
+    elif "not decided" not in (gap.note or ""):  # what it says instead is true: pixels a..b only, or gaps
+        assert (rows, cols) != (list(range(h)), list(range(w))), gap.note
+
+
+def test_random_stacks_are_mostly_decided() -> None:
+    """'not decided here' where a dilated window reads some units and not others, a window reads a
+    map with gaps only in part, or paths meet whose fields may or may not fill each other's gaps:
+    15 of these 40 adversarial stacks (1x1 shortcuts of stride 3, pools of stride 3 with kernel 2);
+    the zoo's networks are all decided."""
+    undecided = [i for i, spec in enumerate(STACKS) if "not decided" in (analyze(parse_spec(spec)).row("gap").note or "")]
+    assert len(undecided) <= 15, undecided
+    for name in ("alexnet", "vgg16", "resnet50", "densenet121", "efficientnet_b0", "unet", "swin_t", "convnext_tiny"):
+        assert "not decided" not in " ".join(r.note or "" for r in analyze(SPECS / f"{name}.json").rows), name
+
+
+def test_a_stride_3_shortcut_leaves_pixels_unseen() -> None:
+    # avgpool 2x2 padding 1 on 16: 17 positions, position j sees pixels j-1..j; a 1x1 conv with
+    # stride 3 reads positions 0, 3, ..., 15: pixels {0}, {2, 3}, {5, 6}, ..., {14, 15}: 1, 4, 7,
+    # 10 and 13 are seen by no later layer
+    spec = _stack(16, {"kernel_size": 1, "stride": 3}, {"kernel_size": 3, "padding": 1})
+    spec["layers"].insert(0, {"name": "pool", "type": "avgpool2d", "kernel_size": 2, "stride": 1, "padding": 1})
+    spec["layers"].append({"name": "gap", "type": "adaptiveavgpool2d", "output_size": 1})
+    rep = analyze(parse_spec(spec))
+    assert rep.row("gap").whole_input is False
+    assert "pixels 0..15 with gaps between neighbours" in (rep.row("gap").note or "")
+    rows, _ = _seen_rows_cols(spec)
+    assert rows == [0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15]
+
+
+def test_pruned_coverage_decides_as_the_full_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dropping the fields another contains changes no 'whole' and no note: the zoo's residual
+    networks and the random stacks above, with and without the pruning."""
+    from archcalc.passes import receptive
+
+    def rows(spec: Any) -> list[tuple[Any, ...]]:
+        return [(r.name, r.receptive_field, r.whole_input, r.note) for r in analyze(spec).rows]
+
+    specs: list[Any] = [SPECS / f"{n}.json" for n in ("resnet50", "resnet152", "unet", "densenet121", "efficientnet_b0", "swin_t")]
+    specs += [parse_spec(spec) for spec in STACKS]
+    pruned = [rows(s) for s in specs]
+    monkeypatch.setattr(receptive, "_undominated", lambda refs: refs)
+    assert [rows(s) for s in specs] == pruned

@@ -44,9 +44,9 @@ where "the whole input" would overstate the field).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from math import gcd
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..axis_roles import input_is_sequence
 from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
@@ -267,7 +267,7 @@ def receptive_field(G: Graph) -> None:
     nodes = node_table(G)
     n_axes = len(G.graph["input_shape"]) - 1
     start = tuple(AxisRF() for _ in range(n_axes))
-    # rf_grid: the last spatial layout(s) upstream, as (field, positions per axis) pairs: what a layer that mixes every position sees
+    # grids: the last spatial layout(s) upstream, as (field, positions per axis) pairs: what a layer that mixes every position sees
     standard = (None, *range(n_axes))  # (C, *spatial): where a layer's windows apply
     # an (L, F) sequence of vectors (README: the token layout): positions run along its first axis
     first = n_axes == 1 and input_is_sequence(G)
@@ -276,9 +276,12 @@ def receptive_field(G: Graph) -> None:
     # no window reads it first (a linear on the last axis, as on tokens): say which reading is used
     guessed = n_axes == 1 and not first and not any(nodes[n]["layer"].takes_indices for n in G.successors(INPUT))
     in_sizes = _grid_sizes(tuple(G.graph["input_shape"]), in_layout, n_axes)
-    nodes[INPUT].update(rf=start, rf_bound=None, rf_grid=((start, in_sizes),))
+    # the pass's own state per node, kept apart (a node's dict holds 20 entries; a 22nd would make every one grow to 128 slots):
+    grids: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]] = {INPUT: ((start, in_sizes),)}
+    covs: dict[str, tuple[Cover, ...]] = {}
+    nodes[INPUT].update(rf=start, rf_bound=None)
     nodes[INPUT]["rf_layout"] = in_layout
-    nodes[INPUT]["rf_cov"] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else ()) for n in in_sizes)
+    covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
     repeats = G.graph.get("symbolic_repeats", ())
@@ -292,7 +295,8 @@ def receptive_field(G: Graph) -> None:
         inputs = node["inputs"]
         note = None
         if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
-            node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None, rf_cov=())
+            node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
+            grids[name], covs[name] = (), ()
             continue
         whole = None
         inherited = None
@@ -303,18 +307,20 @@ def receptive_field(G: Graph) -> None:
                 break
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
-            rf, bound, grid, layout, cov = src["rf"], src["rf_bound"], src["rf_grid"], src["rf_layout"], src["rf_cov"]
+            rf, bound, layout = src["rf"], src["rf_bound"], src["rf_layout"]
+            grid, cov = grids[inputs[0]], covs[inputs[0]]
         else:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             layout = _merged_layout([nodes[i]["rf_layout"] for i in seeing], len(node["shape"]))
             if not seeing:
-                node.update(rf=(), rf_note=None, rf_bound=None, rf_grid=(), rf_layout=None, rf_whole=None, rf_cov=())
+                node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
+                grids[name], covs[name] = (), ()
                 for rep in done_at.get(name, ()) if repeats else ():
-                    _last_copy(rep, nodes)
+                    _last_copy(rep, nodes, grids)
                 continue
-            grid = tuple({id(g): g for i in seeing for g in nodes[i]["rf_grid"]}.values())
+            grid = tuple({id(g): g for i in seeing for g in grids[i]}.values())
             sizes = [_grid_sizes(s, nodes[i]["rf_layout"], n_axes) for i, s in zip(inputs, node["in_shapes"], strict=True) if nodes[i]["rf"]]
-            cov = _cov_union([nodes[i]["rf_cov"] for i in seeing], sizes, _grid_sizes(node["shape"], layout, n_axes))
+            cov = _cov_union([covs[i] for i in seeing], sizes, _grid_sizes(node["shape"], layout, n_axes), in_sizes)
             if len(seeing) == 1:
                 rf, bound = nodes[seeing[0]]["rf"], nodes[seeing[0]]["rf_bound"]
             else:
@@ -408,7 +414,7 @@ def receptive_field(G: Graph) -> None:
         if note is None and bound is not None:
             note = f"receptive field approximate from {bound} on (see that row)"
         if inherited is not None:
-            cov = nodes[inherited]["rf_cov"]  # every output sees all that input saw
+            cov = covs[inherited]  # every output sees all that input saw
         elif whole is not None and rf:
             short = _short_of_whole(cov, in_sizes)
             if short is not None:  # every output reads every position, but those positions miss input pixels
@@ -416,29 +422,36 @@ def receptive_field(G: Graph) -> None:
                 mixing = "mixes every position: every output sees the whole input"
                 note = f"every output reads every position before it, but {short}" if note in (None, mixing) else note
         node["rf"] = rf
-        node["rf_cov"] = cov
+        covs[name] = cov
         node["rf_note"] = note
         node["rf_bound"] = bound
-        node["rf_grid"] = grid
+        grids[name] = grid
         node["rf_layout"] = layout
         node["rf_whole"] = whole if rf else None
         if repeats and name in done_at:
             for rep in done_at[name]:
-                _last_copy(rep, nodes)
+                _last_copy(rep, nodes, grids)
 
 
 # ----- which input pixels the positions of a map see at all (for "whole") --------------------------
-# rf_cov, per spatial axis, a Cover (a, b, refs) or None where nothing is known: [a, b] lies inside
-# the hull of the input pixels (padding not counted) that the positions of the map see together;
-# refs: (f, ra, rb) triples, each a regular field f with ra >= f's lo at position 0 and rb <= its hi
-# at the last position, such that position u's own field spans [max(lo_f(u), ra), min(hi_f(u), rb)]
-# where that is not empty (the padded field clipped to the pixels that exist; true along chains of
-# undilated windows, by induction: a window's lowest real unit is its lowest one, or unit 0 where it
-# starts in the padding); where paths of the same positions meet, each path's triples still hold.
-# "whole" (every output sees every input pixel) needs [a, b] = [0, n - 1]: the padding that a field
-# counts is no input, so a 3x3 conv with padding 1 on the 1x1 map left by a 3x3 conv with stride 2
-# of a 4x4 image reads pixels 0..2, not the whole 0..3.
-Cover = tuple[Dim, Dim, "tuple[tuple[AxisRF, int, int], ...]"] | None
+# covs (the pass's), per node and spatial axis, a Cover (a, b, refs, holes) or None where nothing is known.
+# Without holes: the positions of the map see together exactly the input pixels a..b, all of them
+# (padding not counted), and with refs, any run of neighbouring positions sees one unbroken run of
+# pixels.  refs: (f, ra, rb) triples, each a regular field f with ra >= f's lo at position 0 and
+# rb <= its hi at the last position, such that position u's own field spans
+# [max(lo_f(u), ra), min(hi_f(u), rb)] where that is not empty (the padded field clipped to the
+# pixels that exist; true along chains of undilated windows, by induction: a window's lowest real
+# unit is its lowest one, or unit 0 where it starts in the padding); where paths of the same
+# positions meet, each path's triples still hold.
+# With holes: each position's field is as the refs say, but neighbours' fields do not meet (a 1x1
+# conv with stride 2 reads every other position: the pixels only the others saw are seen by none);
+# where paths meet, their fields may fill each other's holes (Swin's patch merging: x[0::2] beside
+# x[1::2]), else no later window fills them.
+# "whole" (every output sees every input pixel) needs [a, b] = [0, n - 1] and no holes: the padding
+# that a field counts is no input, so a 3x3 conv with padding 1 on the 1x1 map left by a 3x3 conv
+# with stride 2 of a 4x4 image reads pixels 0..2, not the whole 0..3.
+Refs = tuple[tuple[AxisRF, int, int], ...]
+Cover = tuple[Dim, Dim, Refs, bool] | None
 MAX_REFS = 8
 
 
@@ -469,7 +482,18 @@ def _cov_through(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
     """The pixels the outputs of window ``w`` see together (see Cover), from those of its input map."""
     if c is None:
         return None
-    a, b, refs = c
+    a, b, refs, holes = c
+    k, s, p = w.kernel, w.stride, w.pad_before
+    if holes:  # no window fills a gap: one that reads every position sees the same pixels (the fields of its outputs unknown), else nothing is known
+        if all(as_int(v) == 1 for v in (k, s, w.dilation, w.upsample)) and as_int(p) == 0:
+            return c
+        return (a, b, (), True) if _units_all_read(w, n, m, 0, n - 1) else None
+    if type(n) is int and type(m) is int and type(k) is int and type(s) is int and type(p) is int and w.upsample == 1 and w.dilation == 1:
+        last = (m - 1) * s - p  # the last output's first unit (the general case below, on numbers: nearly every layer of a CNN)
+        if 0 <= p <= k - 1 and last <= n - 1 <= last + k - 1 and k >= s:  # dense windows from unit 0 to unit n - 1: the hull stays
+            e1, q = k - 1, k - 1 - 2 * p
+            if all(f.phases is None and not f.whole and type(f.size) is int and type(f.jump) is int and type(f.centre2) is int for f, _, _ in refs):
+                return a, b, tuple([(AxisRF(f.size + e1 * f.jump, f.jump * s, f.centre2 + q * f.jump), ra, rb) for f, ra, rb in refs]), False
     reads = _reads(w, n, m)
     plain = as_int(w.upsample) == 1 and as_int(w.dilation) == 1
     dense = plain and known_sign(w.extent - w.stride) in (0, 1)  # undilated windows that leave no unit unread between them
@@ -487,8 +511,8 @@ def _cov_through(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
         new = (min(los), max(his))
     else:
         return None
-    if not plain:
-        return new[0], new[1], ()
+    if not plain:  # (dilated or upsampled) each output's own field has holes: only the whole map's is known, if no unit goes unread
+        return (new[0], new[1], (), False) if _units_all_read(w, n, m, lo_u, hi_u) else None
     e, s, p = w.extent, w.stride, w.pad_before
     fast = type(e) is int and type(s) is int and type(p) is int  # (ResNet-152: 2,000 refs a table, nearly all this case)
     out = []
@@ -498,8 +522,53 @@ def _cov_through(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
         else:
             g = f.through(w)
         if type(g.size) is int and type(g.jump) is int and type(g.centre2) is int:
-            out.append((g, ra, rb))
-    return new[0], new[1], tuple(out)
+            # (clipped to the pixels the map sees: a position past the last real one reads only padding there)
+            out.append((g, max(ra, lo) if type(lo := new[0]) is int else ra, min(rb, hi) if type(hi := new[1]) is int else rb))
+    if not dense and known_sign(m - 1) != 0:
+        # outputs read k units in a row, s > k apart: the units between are read by none, and the
+        # pixels that only they see are seen by no output, unless each output's field reaches the
+        # next's (a field at least as large as its stride)
+        if len(out) != len(refs) or not out:
+            return None
+        if not _solid(tuple(out)):
+            return new[0], new[1], tuple(out), True
+    return new[0], new[1], tuple(out), False
+
+
+def _solid(refs: Refs) -> bool:
+    """Whether the fields ``refs`` give each position join into one run of pixels that meets the
+    next position's: on one regular grid of stride J, the runs [lo, hi] at position 0 overlap
+    or touch one another, and together span at least J pixels."""
+    if not refs or any(f.phases is not None or f.whole or type(f.jump) is not int for f, _, _ in refs):
+        return False
+    jump = refs[0][0].jump
+    if any(f.jump != jump for f, _, _ in refs):
+        return False
+    spans = sorted(f.span() for f, _, _ in refs)
+    lo, hi = spans[0]
+    for a, b in spans[1:]:
+        if a > hi + 1:
+            return False
+        hi = max(hi, b)
+    return hi - lo + 1 >= jump
+
+
+def _units_all_read(w: Window, n: Dim, m: Dim, lo: Dim, hi: Dim) -> bool:
+    """Whether the ``m`` outputs of window ``w`` on ``n`` units read together every unit from ``lo``
+    to ``hi`` (a dilated window reads every d-th unit: its neighbours may or may not read those
+    between).  Decided on numbers, counting up to about a million reads; False where undecided."""
+    window = _int_window(w)
+    n_i, m_i, lo_i, hi_i = as_int(n), as_int(m), as_int(lo), as_int(hi)
+    if window is None or n_i is None or m_i is None or lo_i is None or hi_i is None or m_i * window[0] > 1 << 20 or n_i > 1 << 22:
+        return False
+    k, s, p, d, u = window
+    seen = bytearray(n_i)
+    for o in range(m_i):
+        for t in range(k):
+            q = o * s - p + t * d
+            if q % u == 0 and 0 <= q // u < n_i:
+                seen[q // u] = 1
+    return all(seen[lo_i : hi_i + 1])
 
 
 def _cov_through_axes(
@@ -525,30 +594,120 @@ def _cov_through_axes(
         elif isinstance(op, Partition):  # attention within windows: each position sees more, every position is still read
             out.append(c)
         else:  # rolled, or read as channels: every position is still read, but no longer in its place
-            out.append(None if c is None else (c[0], c[1], ()))
+            out.append(None if c is None else (c[0], c[1], (), c[3]))
     return tuple(out)
 
 
-def _cov_union(covs: list[tuple[Cover, ...]], ins: list[tuple[Dim, ...]], out: tuple[Dim, ...]) -> tuple[Cover, ...]:
+def _cov_union(covs: list[tuple[Cover, ...]], ins: list[tuple[Dim, ...]], out: tuple[Dim, ...], pixels: tuple[Dim, ...]) -> tuple[Cover, ...]:
     """Where paths meet, the positions of the output see what those of every input saw; position u
-    sees at least what position u of an input with as many positions saw (``ins``, ``out``: positions per axis)."""
+    sees at least what position u of an input with as many positions saw (``ins``, ``out``: positions
+    per axis; ``pixels``: the input image's size per axis).  Gaps are claimed only where proved (one
+    path's); where what the paths see together is not decided, None."""
     if len(covs) == 1:
         return covs[0]
     merged: list[Cover] = []
     for axis in range(max(len(c) for c in covs)):
-        known = [(c[axis], s[axis] == out[axis]) for c, s in zip(covs, ins, strict=True) if len(c) > axis and c[axis] is not None]
+        paths = [(c[axis], s[axis] == out[axis]) for c, s in zip(covs, ins, strict=True) if len(c) > axis]
+        known = [(cv, same) for cv, same in paths if cv is not None]
         if not known:
             merged.append(None)
             continue
-        a, b, _ = known[0][0]  # type: ignore[misc]
-        for (a2, b2, _), _same in known[1:]:  # type: ignore[misc]
+        a, b, _, _ = known[0][0]
+        for (a2, b2, _, _), _same in known[1:]:
             if known_sign(a2 - a) == -1:
                 a = a2
             if known_sign(b2 - b) == 1:
                 b = b2
-        refs = tuple(dict.fromkeys(r for cv, same in known if same and cv is not None for r in cv[2]))[:MAX_REFS]
-        merged.append((a, b, refs))
+        unbroken = [(cv[0], cv[1]) for cv, _ in known if not cv[3]]
+        if len(known) < len(paths):  # what the other paths see is not known: only a proof of every pixel is kept
+            full = (0, pixels[axis] - 1)
+            merged.append((*full, (), False) if _chained(unbroken, full) else None)
+            continue
+        refs = _undominated(tuple(dict.fromkeys(r for cv, same in known if same for r in cv[2])))[:MAX_REFS]
+        others = [cv for cv, same in known if not same]  # (broadcast: one position added to every one of the output)
+        if others:
+            if type(a) is int and type(b) is int and any(not cv[3] and (cv[0], cv[1]) == (a, b) for cv in others):
+                # every output position sees all the pixels (squeeze-and-excitation's gate): one field, the same at every position
+                merged.append((a, b, ((AxisRF(b - a + 1, 0, a + b), a, b),), False))
+                continue
+            refs = ()  # what each position sees beside the broadcast input's pixels is not said by the fields alone
+        if refs and all(cv[2] for cv, same in known if same) and _solid(refs):
+            merged.append((a, b, refs, False))  # the paths' fields make one unbroken run per position, meeting the next
+        elif _chained(unbroken, (a, b)) or _filled(known, out[axis], (a, b)):
+            merged.append((a, b, (), False))  # the paths see every pixel of a..b together: only the whole map's is known
+        else:
+            merged.append(None)
     return tuple(merged)
+
+
+def _filled(known: Sequence[tuple[tuple[Dim, Dim, Refs, bool], Any]], positions: Dim, span: tuple[Dim, Dim]) -> bool:
+    """Whether what the paths are known to see (an unbroken path's pixels a..b, each position's own
+    field for the others) covers every pixel of ``span`` (counted on numbers, up to 2^16 positions)."""
+    m, lo, hi = as_int(positions), as_int(span[0]), as_int(span[1])
+    if m is None or lo is None or hi is None or m > 1 << 16:
+        return False
+    runs: list[tuple[int, int]] = []
+    for cv, same in known:
+        a, b, refs, holes = cv
+        if not holes and type(a) is int and type(b) is int:
+            runs.append((a, b))
+            continue
+        if not same or any(f.phases is not None or f.whole or type(f.jump) is not int for f, _, _ in refs):
+            continue
+        for f, ra, rb in refs:
+            f_lo, f_hi = f.span()
+            runs += [(max(f_lo + u * f.jump, ra), min(f_hi + u * f.jump, rb)) for u in range(m)]
+    reach = lo - 1
+    for a, b in sorted(r for r in runs if r[0] <= r[1]):
+        if a > reach + 1:
+            break
+        reach = max(reach, b)
+    return reach >= hi
+
+
+def _chained(hulls: list[tuple[Dim, Dim]], span: tuple[Dim, Dim]) -> bool:
+    """Whether unbroken runs of pixels [a, b] make together the one unbroken run ``span`` (decided
+    on numbers, or where one run is the span)."""
+    if any(known_sign(a - span[0]) == 0 and known_sign(b - span[1]) == 0 for a, b in hulls):
+        return True
+    ints = sorted((a, b) for a, b in ((as_int(a), as_int(b)) for a, b in hulls) if a is not None and b is not None)
+    if not ints or len(ints) < len(hulls) or (ints[0][0], max(b for _, b in ints)) != (as_int(span[0]), as_int(span[1])):
+        return False
+    hi = ints[0][1]
+    for a, b in ints[1:]:
+        if a > hi + 1:
+            return False
+        hi = max(hi, b)
+    return True
+
+
+def _undominated(refs: tuple[tuple[AxisRF, int, int], ...]) -> tuple[tuple[AxisRF, int, int], ...]:
+    """``refs`` without those another one contains at every position: (f, ra, rb) adds nothing
+    beside (g, ra', rb') when both lie on one regular grid (the same jump) and g's field and
+    bounds hold f's (g.lo <= f.lo, g.hi >= f.hi, ra' <= ra, rb' >= rb).  A window moves both the
+    same way, so the one left answers every later question the pair would: where a residual
+    block's paths meet, the longer path's field holds the shortcut's, and ResNet-152 kept 8 refs an
+    axis on nearly every layer (the work of the coverage), not 1 or 2."""
+    if len(refs) < 2:
+        return refs
+    spans = [f.span() if f.phases is None and not f.whole and type(f.jump) is int else None for f, _, _ in refs]
+    kept = []
+    for i, (f, ra, rb) in enumerate(refs):
+        si = spans[i]
+        if si is not None and any(
+            j != i
+            and (sj := spans[j]) is not None
+            and g.jump == f.jump
+            and sj[0] <= si[0]
+            and sj[1] >= si[1]
+            and ra2 <= ra
+            and rb2 >= rb
+            and (sj != si or ra2 != ra or rb2 != rb or j < i)  # of equal ones, the first stays
+            for j, (g, ra2, rb2) in enumerate(refs)
+        ):
+            continue
+        kept.append(refs[i])
+    return tuple(kept)
 
 
 def _side_by_side(ins: list[tuple[Dim, ...]], out: tuple[Dim, ...]) -> int | None:
@@ -566,9 +725,14 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
         if c is None:
             return (
                 f"whether they see every input pixel along axis {axis} is not decided here (sizes with symbols, or windows that "
-                "skip edge pixels): the receptive field is shown, not 'whole'"
+                "skip pixels or positions: dilated, or strided past their size): the receptive field is shown, not 'whole'"
             )
-        a, b, _ = c
+        a, b, _, holes = c
+        if holes:
+            return (
+                f"along axis {axis} those positions see input pixels {a}..{b} with gaps between neighbours (a strided window "
+                "skips positions, or reads fewer than its stride): the pixels in the gaps are seen by none"
+            )
         if known_sign(a) != 0 or known_sign(b - (n - 1)) != 0:
             return f"those positions see input pixels {a}..{b} along axis {axis}, not all of 0..{n - 1} (the padding a field counts is no input)"
     return None
@@ -689,7 +853,7 @@ def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: 
     return True
 
 
-def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]]) -> None:
+def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]], grids: dict[str, Any]) -> None:
     """Move the fields of a symbolically repeated block from its first copy to its last.
 
     Laid out once, the block's layers hold the fields of the first copy, which reads the field r of
@@ -725,7 +889,7 @@ def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]]) -> None
         for m in rep.members:
             nodes[m]["rf_inputs"] = [last(r) for r in reads[m]]  # type: ignore[attr-defined]
             nodes[m]["rf"] = last(nodes[m]["rf"])  # type: ignore[arg-type]
-            nodes[m]["rf_grid"] = tuple((last(f), n) for f, n in nodes[m]["rf_grid"])  # type: ignore[attr-defined]
+            grids[m] = tuple((last(f), n) for f, n in grids[m])
     for m in rep.members:
         node = nodes[m]
         if not exact and node["rf_note"] is None:
