@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import SPECS, cli  # noqa: E402
-from lm_models import GPT, GPTConfig, GPTInference, Llama, LlamaConfig  # noqa: E402
+from lm_models import GPT, GPTConfig, GPTInference, Llama, LlamaConfig, RotaryEmbedding, rotate_half  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -585,6 +585,40 @@ def test_frequencies_in_forward_are_read_only_in_their_exact_form(form: str) -> 
     with pytest.raises(SpecError) as e:
         imported(ForwardFrequencies(form), [16])
     assert "in a form other than 1 / base ** (arange(0, d, 2) / d)" in e.value.message
+
+
+class RopeWrittenOut(nn.Module):
+    """Rotary q and k (LLaMA's rotary module and rotate_half), then attention written out with a causal mask buffer."""
+
+    def __init__(self, d: int = 32, heads: int = 4, block: int = 32) -> None:
+        super().__init__()
+        self.heads, self.dh = heads, d // heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.rotary_emb = RotaryEmbedding(self.dh)
+        self.register_buffer("bias", _tril(block))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, self.dh).transpose(1, 2) for t in (q, k, v))
+        cos, sin = self.rotary_emb(q)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        return x + (F.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(B, T, C)
+
+
+def test_rotary_before_a_written_out_causal_mask_in_every_layer() -> None:
+    """The second layer's T (sliced into its mask buffer during the trace) follows the first layer's
+    inline rotary embedding, which is a dozen refused calls until the idioms are replaced: the size is
+    read on the graph so far with them replaced (before: refused at the first layer's rotary arange)."""
+    model = nn.Sequential(nn.Embedding(100, 32), RopeWrittenOut(), RopeWrittenOut())
+    arch = imported(model, [16])
+    kinds = [layer.kind for layer in arch.layers]
+    assert kinds.count("rotary") == 2 * 2 and kinds.count("causal_mask") == 2
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+    assert [r.measured for r in result.rows if r.quantity == "base"] == [10000] * 4
 
 
 # ----- verify compares a rotary layer's base (no count depends on it) ---------------------------------------

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from torch import fx, nn
 
 
+READ = "archcalc imports the rotary embeddings whose angles are p / base^(2i/d)"
+"""What an import refused for a rotary embedding it could not read is told."""
+
+
 def rotary_embedding(x: Any, base: int) -> Any:
     """What an inline rotary embedding is replaced by in the traced graph (never called: the
     importer reads the node; :class:`archcalc.torch.extra_modules.Rotary` is its module)."""

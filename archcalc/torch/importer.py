@@ -227,19 +227,20 @@ class SizeReader:
         self.last: fx.Node | None = None
 
     def int_of(self, node: fx.Node) -> int:
-        v = self.value_of(node)
+        v, refusal = self.value_of(node)
         n = as_int(v) if not isinstance(v, bool) and (isinstance(v, int) or is_symbolic(v)) else None
         if n is None:
             why = describe(v) if not is_symbolic(v) else f"{v} for this input (give the sizes numbers)"
-            refusal = self.imp.refused[0][1] if isinstance(v, Refused) and self.imp is not None and self.imp.refused else None
             where = module_path(node)
             raise SizeUnknown(f"the model{f' (in {where!r})' if where else ''} uses {node.name!r} as a Python int (to index, slice or count), "
                               f"but it is {why}", refusal)
         return n
 
-
-    def value_of(self, node: fx.Node) -> Any:
-        """The importer's value of ``node``: the graph read up to it (once: later calls go on from there)."""
+    def value_of(self, node: fx.Node) -> tuple[Any, SpecError | None]:
+        """The importer's value of ``node`` (the graph read up to it, once: later calls go on from
+        there), and the first refusal before it when it follows a refused node.  Such a value is
+        read again on a copy of the graph so far with the idioms replaced (an inline rotary
+        embedding of an earlier layer is refused call by call until :func:`idioms.rewrite` makes it one)."""
         if self.imp is None:
             self.imp = Importer(self.root, self.dims, {})
         assert self.tracer is not None
@@ -250,7 +251,33 @@ class SizeReader:
                 if n.op != "output":
                     imp.visit(n)
                 self.last, n = n, n.next
-        return imp.values.get(node, Refused())
+            v = imp.values.get(node, Refused())
+            if isinstance(v, Refused) and imp.refused:
+                return self._rewritten(node)
+        return v, None
+
+    def _rewritten(self, node: fx.Node) -> tuple[Any, SpecError | None]:
+        """``node``'s value read on a copy of the graph up to it, its idioms replaced."""
+        from torch import fx
+
+        assert self.tracer is not None
+        graph, copies = fx.Graph(), {}  # type: ignore[var-annotated]
+        for n in self.tracer.graph.nodes:
+            if n.op == "output":
+                continue
+            copies[n] = graph.node_copy(n, lambda a: copies[a])
+            if n is node:
+                break
+        graph.output(copies[node])
+        problems = idioms.rewrite(graph, self.root)
+        if problems:
+            return Refused(), SpecError(f"{problems[0]}; {idioms.READ}", field="factory")
+        imp = Importer(self.root, self.dims, {})
+        for n in graph.nodes:
+            if n.op != "output":
+                imp.visit(n)
+        v = imp.values.get(copies[node], Refused())
+        return v, imp.refused[0][1] if isinstance(v, Refused) and imp.refused else None
 
 
 @contextlib.contextmanager
@@ -983,7 +1010,7 @@ def import_graph(module: nn.Module, dims: tuple[Dim, ...], output_key: str | Non
             graph = trace(module, training=training, decisions=decisions, dims=dims)
             problems = idioms.rewrite(graph, module)  # an inline rotary embedding is one layer
             if problems:
-                raise SpecError(f"{problems[0]}; archcalc imports the rotary embeddings whose angles are p / base^(2i/d)", field="factory")
+                raise SpecError(f"{problems[0]}; {idioms.READ}", field="factory")
             imp.run(graph)
         except WrongBranch as e:
             decisions = [*decisions[: e.index], *[True] * (e.index - len(decisions)), not _decision(decisions, e.index)]
