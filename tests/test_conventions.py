@@ -499,3 +499,146 @@ def test_as_mean_is_a_mean_over_every_spatial_axis() -> None:
     pool = {"name": "p", "type": "adaptiveavgpool2d", "output_size": 2, "as_mean": True}
     with pytest.raises(SpecError, match="output_size must be 1"):
         analyze({"name": "m", "input": [4, 6, 6], "layers": [pool]})
+
+
+# ----- functions a model calls instead of modules (F.relu, x.softmax(1), torch.add) ---------------------------------
+# thop 0.1.1 (profile.py) hooks modules by exact type: a function call is invisible to it, 0.  ptflops 0.7.5
+# (pytorch_engine.py, patch_functional / patch_tensor_ops) replaces F.relu, F.relu6, F.gelu, F.silu, F.elu, F.prelu,
+# the F pooling functions, F.softmax, F.interpolate, torch.add/mul (and Tensor.add/mul) during its run: such a call
+# counts once by pytorch_ops.py's formula (the input's elements; interpolate the output's; add/mul the broadcast
+# shape's), any other function (torch.relu, x.relu(), F.leaky_relu, torch.sigmoid, x.softmax(1)) 0.  fvcore counts
+# aten ops, and torchinfo parameters of leaf modules: how a layer is called changes neither.
+class _Functional:  # built lazily (torch is optional)
+    @staticmethod
+    def make():  # type: ignore[no-untyped-def]
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+
+        class Functional(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 2)
+
+            def forward(self, x):  # type: ignore[no-untyped-def]
+                x = self.conv(x)  # 4 x 8 x 8 = 256 elements
+                x = F.relu(x) + torch.relu(x) + x.relu()
+                x = F.leaky_relu(F.silu(F.gelu(x)), 0.1)
+                x = F.hardswish(torch.sigmoid(x))
+                x = F.max_pool2d(x, 2)  # 4 x 4 x 4
+                x = F.interpolate(x, scale_factor=2)  # 4 x 8 x 8
+                x = F.avg_pool2d(x, 2)  # 4 x 4 x 4
+                x = F.interpolate(x, size=(6, 6), mode="bilinear")  # 4 x 6 x 6 = 144 elements
+                x = torch.mul(torch.add(x, x), 0.5)
+                x = torch.softmax(F.softmax(x.softmax(1), dim=1), 1)
+                x = x.mean((2, 3)) + F.adaptive_avg_pool2d(x, 1).flatten(1)
+                return self.fc(x)
+
+        return Functional()
+
+
+FUNCTIONAL_CONV = 4 * 8 * 8 * 3 * 3 * 3  # Conv2d(3, 4, 3, padding=1) on 3 x 8 x 8
+FUNCTIONAL_FC = 4 * 2  # Linear(4, 2)
+FUNCTIONAL = {
+    "thop": FUNCTIONAL_CONV + FUNCTIONAL_FC,  # every function call 0
+    # + the biases (256 + 2); F.relu, F.gelu, F.silu, F.max_pool2d (its input), F.interpolate (its output) and
+    # F.avg_pool2d (its input) on 256 elements; F.interpolate, torch.add, torch.mul, F.softmax and F.adaptive_avg_pool2d
+    # on 144; torch.relu, x.relu(), F.leaky_relu, torch.sigmoid, F.hardswish, x.softmax(1), torch.softmax, x.mean: 0
+    "ptflops": FUNCTIONAL_CONV + 256 + FUNCTIONAL_FC + 2 + 6 * 256 + 5 * 144,
+    # aten::upsample_nearest2d 1 per output element, upsample_bilinear2d 4, adaptive_avg_pool2d 1 per input element
+    "fvcore": FUNCTIONAL_CONV + FUNCTIONAL_FC + 256 + 4 * 144 + 144,
+    "torchinfo": FUNCTIONAL_CONV + 256 + FUNCTIONAL_FC + 2,  # conv weights and bias per position, linear's once
+}
+
+
+@pytest.mark.parametrize("convention", ["thop", "ptflops", "fvcore", "torchinfo"])
+def test_functions_a_model_calls_count_as_the_peer_counts_them(convention: str) -> None:
+    """The imported spec's total is the tool's on the user's model and on the model built from the spec (which makes
+    the same calls).  Before the layers said how they were computed, the thop convention gave 10,160 (the modules'
+    counts: upsampling 256 + 11 x 144, average pooling 64, softmax 3 x (36 x (3 x 4 - 1)), global pool (36 + 1) x 4)
+    and ptflops 12,282 (what its module hooks count)."""
+    torch = pytest.importorskip("torch")
+    from archcalc.torch.fx_import import spec_from_module
+
+    spec = spec_from_module(_Functional.make(), (3, 8, 8))
+    assert analyze(spec, convention=convention).totals["macs"] == FUNCTIONAL[convention]
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            assert int(_peer(convention, _Functional.make().eval(), (3, 8, 8))) == FUNCTIONAL[convention]
+    finally:
+        logging.disable(logging.NOTSET)
+    assert _tool_on_spec(convention, spec) == FUNCTIONAL[convention]
+
+
+def test_an_imported_layer_says_which_function_computed_it() -> None:
+    """``function`` is written where a peer counts the call otherwise than the module (F.silu: ptflops counts the
+    module's own F.silu call once, like the user's; torch.sigmoid, F.hardswish: 0 either way), and every 0 a peer
+    gives such a layer is said on its row; verify matches the spec against the user's model and the built one."""
+    pytest.importorskip("torch")
+    from archcalc.torch.fx_import import spec_from_module
+    from archcalc.torch.verify import verify_spec
+
+    model = _Functional.make()
+    spec = spec_from_module(model, (3, 8, 8))
+    function = {d["name"]: d.get("function") for d in spec["layers"]}
+    assert function["relu"] == "F.relu" and function["relu_1"] == "torch.relu" and function["relu_2"] == "Tensor.relu"
+    assert function["softmax"] == "Tensor.softmax" and function["add_2"] == "torch.add" and function["mul"] == "torch.mul"
+    assert function["silu"] is None and function["sigmoid"] is None and function["hardswish"] is None
+    assert function["add"] is None and function["mean"] is None  # a + b, x.mean: no peer counts them, as modules either
+    thop = {r.name: r for r in analyze(spec, convention="thop").rows}
+    assert thop["relu"].macs == 0 and "thop counts 0" in (thop["relu"].note or "")
+    ptflops = {r.name: r for r in analyze(spec, convention="ptflops").rows}
+    assert ptflops["relu"].macs == 256 and "patches F.relu" in (ptflops["relu"].note or "")
+    assert ptflops["relu_2"].macs == 0 and "ptflops counts 0" in (ptflops["relu_2"].note or "")
+    assert analyze(spec).rows[1].note is None  # the lecture convention counts the operation, however it is called
+    assert verify_spec(spec).ok and verify_spec(spec, model, (3, 8, 8)).ok
+    from archcalc import parse_spec
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    back = spec_from_module(build_module(compile_spec(parse_spec(spec))), (3, 8, 8))  # the built model, imported again
+    assert {d["name"]: d.get("function") for d in back["layers"]} == function
+
+
+def test_a_function_the_built_model_cannot_call_is_an_error_naming_the_layer() -> None:
+    pytest.importorskip("torch")
+    from archcalc import parse_spec
+    from archcalc.errors import SpecError
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    def build(layer: dict[str, object]) -> None:
+        build_module(compile_spec(parse_spec({"name": "f", "input": [4, 8, 8], "layers": [layer]})))
+
+    with pytest.raises(SpecError, match=r"layer 'p'.*field 'function'.*'F\.no_such_pool' is not a function of this torch"):
+        build({"name": "p", "type": "maxpool2d", "kernel_size": 2, "function": "F.no_such_pool"})
+    with pytest.raises(SpecError, match=r"layer 'p'.*cannot build a call of F\.relu with kernel_size"):
+        build({"name": "p", "type": "maxpool2d", "kernel_size": 2, "function": "F.relu"})
+    with pytest.raises(SpecError, match="function"):
+        parse_spec({"name": "f", "input": [4, 8, 8], "layers": [{"name": "r", "type": "relu", "function": "relu(x)"}]})
+
+
+@pytest.mark.parametrize("convention", ["fvcore", "thop", "ptflops", "torchinfo"])
+def test_the_zoo_shufflenet_is_torchvisions_under_every_peer(convention: str) -> None:
+    """torchvision's ShuffleNet v2 pools with ``x.mean([2, 3])`` (shufflenetv2.py, _forward_impl), which no peer counts:
+    the zoo spec says so (``as_mean``).  Without it the pool module's count was added: 1024*7*7 input elements (fvcore),
+    (49 + 1) * 1024 (thop), 2 * 1024*7*7 (ptflops; torchinfo counts no pool)."""
+    torch = pytest.importorskip("torch")
+    tv_models = pytest.importorskip("torchvision.models")
+    import json
+
+    spec = json.loads((SPECS / "shufflenet_v2_x1_0.json").read_text())
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            measured = int(_peer(convention, tv_models.shufflenet_v2_x1_0().eval(), (3, 224, 224)))
+    finally:
+        logging.disable(logging.NOTSET)
+    assert analyze(spec, convention=convention).totals["macs"] == measured
+    for layer in spec["layers"]:
+        layer.pop("as_mean", None)
+    pool_module = {"fvcore": 1024 * 7 * 7, "thop": (49 + 1) * 1024, "ptflops": 2 * 1024 * 7 * 7, "torchinfo": 0}[convention]
+    assert analyze(spec, convention=convention).totals["macs"] == measured + pool_module
