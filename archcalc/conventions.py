@@ -164,7 +164,7 @@ CONVENTIONS: dict[str, Convention] = {
             "element (other upsampling 0); scaled_dot_product_attention (so attention's products), max pooling, mean, "
             "softmax, activations, layer scale and adds not counted. ResNet-50: 4,111,512,576; ViT-B/16: "
             "16,867,412,736 (no attention).",
-            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1, "matmul": 1,
+            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1, "matmul": 1, "attn_matmul_masked/matmul": 1,  # aten::matmul in full
              "layernorm": 4, "layernorm_affine": 1, "groupnorm": 4, "groupnorm_affine": 1,
              # fvcore/nn/flop_count.py, _DEFAULT_SUPPORTED_OPS: elementwise_flop_counter(0, 1) and (0, 4) per output
              # element; no handle for the other upsample ops (nearest 1-D/3-D, linear, trilinear): 0

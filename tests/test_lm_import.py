@@ -234,10 +234,15 @@ def test_causal_mask_written_out_imports_and_verifies() -> None:
     arch = imported(model, [16, 32])
     kinds = [layer.kind for layer in arch.layers if layer.kind in ("matmul", "scalar", "causal_mask", "softmax")]
     assert kinds == ["matmul", "scalar", "causal_mask", "softmax", "matmul"]
-    heads, t = 4, 16
+    heads, t, d = 4, 16, 32 // 4
     for convention in (*CONVENTIONS, "kaplan", "fvcore"):
         rows = [r for r in analyze(arch, convention=convention).rows if r.type == "causal_mask"]
         assert [(r.output_shape, r.params, r.macs, r.ops) for r in rows] == [((heads, t, t), 0, 0, {"mask": heads * t * t})]  # one select per score
+    # the products around the mask, as sdpa's with is_causal: torch (and fvcore, lecture) count all t x t scores,
+    # kaplan the kept triangle only, t (t + 1) / 2 = 136 (query, key) pairs of the 256
+    assert [layer.causal for layer in arch.layers if layer.kind == "matmul"] == ["scores", "weights"]  # type: ignore[attr-defined]
+    for convention, pairs in (("torch", t * t), ("fvcore", t * t), ("lecture", t * t), ("kaplan", t * (t + 1) // 2)):
+        assert [r.macs for r in analyze(arch, convention=convention).rows if r.type == "matmul"] == [heads * pairs * d] * 2
     assert not [k for k in vars(model) if k.startswith("_tensor_constant")]  # the trace's constant (the sliced mask) is not left on the model
     result = verify_spec(arch, model)
     assert result.ok, result.failure_message()
@@ -278,13 +283,14 @@ def test_verify_fails_a_causal_mask_the_model_does_not_apply() -> None:
 
 def test_nanogpt_without_flash_imports_and_verifies() -> None:
     """nanoGPT with ``flash=False`` (its attention written out, the mask buffer sliced to t): the
-    same parameters and torch MACs as with sdpa, layer for layer where both have the layer."""
+    same parameters and MACs as with sdpa under every convention that counts attention ('kaplan' too:
+    the kept triangle of each)."""
     slow, fast = GPT(GPTConfig(**{**TINY.__dict__, "flash": False})), GPT(TINY)
     arch, sdpa_arch = imported(slow, [16]), imported(fast, [16])
     kinds = [layer.kind for layer in arch.layers]
     assert kinds.count("causal_mask") == 2 and "scaled_dot_product_attention" not in kinds
     h, t, heads, layers = 32, 16, 4, 2
-    for convention in CONVENTIONS:  # sdpa's 2 products (all t x t scores, causal or not) = the two matmuls written out
+    for convention in (*CONVENTIONS, "kaplan"):  # sdpa's 2 products = the two matmuls written out (not fvcore: it counts 0 for sdpa)
         got, want = analyze(arch, convention=convention).totals, analyze(sdpa_arch, convention=convention).totals
         assert (got["params"], got["macs"]) == (want["params"], want["macs"])
     per_layer = 2 * heads * t * t * (h // heads)  # q k^T and att v: heads x t x t x d each
@@ -297,8 +303,8 @@ def test_nanogpt_without_flash_imports_and_verifies() -> None:
 
 def test_gpt2_without_flash_has_the_published_counts() -> None:
     """GPT-2 small written out (weights on the meta device; the 12 mask buffers real, 1024 x 1024, so that
-    import can read them): nanoGPT's counts of the sdpa version.  'kaplan' counts sdpa's causal products over
-    the kept triangle only, the written-out matmuls in full: s^2 - s(s + 1)/2 more scores, 2 h MACs each, per layer."""
+    import can read them): nanoGPT's counts of the sdpa version, under 'kaplan' too (Kaplan et al. 2020,
+    Table 1: attention over the causal triangle, s(s + 1)/2 (query, key) pairs, 2 h MACs each, per layer)."""
     model = on_meta(GPT, GPTConfig(flash=False))
     for block in model.transformer.h:
         block.attn.bias = _tril(1024)  # (1, 1, 1024, 1024) on the CPU
@@ -307,7 +313,7 @@ def test_gpt2_without_flash_has_the_published_counts() -> None:
     totals = analyze(arch, convention="torch").totals
     assert totals["params"] == 124_439_808 and totals["macs"] == layers * (12 * s * h**2 + 2 * s**2 * h) + s * h * V == 145_824_153_600
     kaplan, sdpa_kaplan = (analyze(a, convention="kaplan").totals["macs"] for a in (arch, imported(on_meta(GPT), [1024])))
-    assert kaplan - sdpa_kaplan == layers * (s * s - s * (s + 1) // 2) * 2 * h
+    assert kaplan == sdpa_kaplan == layers * (12 * s * h**2 + s * (s + 1) // 2 * 2 * h) + s * h * V
 
 
 def test_nanogpt_without_flash_needs_numbers_and_values() -> None:
