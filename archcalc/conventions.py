@@ -26,9 +26,29 @@ class Convention:
     refuses: frozenset[str] = frozenset()
     """Layer types whose count by the tool this convention reproduces is not modelled: asking is an
     error, never a silent guess."""
+    functions: Mapping[str, Mapping[str, int]] | None = None
+    """For a tool that counts modules (forward hooks by exact class), what it counts for a layer the model computes
+    with a function call instead (the layer's ``function``): category -> MACs per operation, for each function the
+    tool patches; every other function is invisible to it and counts 0.  None: the tool counts what runs (aten ops)
+    or the convention is a rule of its own, so how the layer is called changes nothing."""
 
-    def macs(self, ops: Mapping[str, Dim], kind: str = "") -> Dim:
-        marked = bool(ops.get(f"{self.name}_unmodelled"))  # the layer says: not in this configuration (OP_CATEGORIES)
+    def weight(self, category: str, kind: str = "", function: str | None = None) -> int:
+        """MACs per operation of ``category`` in a layer of type ``kind`` (called as ``function``, if it is)."""
+        if function is not None and self.functions is not None:
+            return self.functions.get(function, {}).get(category, 0)
+        return self.counts.get(f"{category}/{kind}", self.counts.get(category, 0))
+
+    def function_note(self, function: str | None) -> str | None:
+        """What a row computed by ``function`` says under this convention (its count is not the module's)."""
+        if function is None or self.functions is None:
+            return None
+        if function in self.functions:
+            return f"called as {function}: {self.name} counts the call (it patches {function}), not the module"
+        return f"called as {function}: {self.name} counts 0 (it sees modules{' and the functions it patches' if self.functions else ''} only)"
+
+    def macs(self, ops: Mapping[str, Dim], kind: str = "", function: str | None = None) -> Dim:
+        # the layer says: not in this configuration (OP_CATEGORIES); a marker is about the module's count, not a call's
+        marked = bool(ops.get(f"{self.name}_unmodelled")) and (function is None or self.functions is None)
         if kind in self.refuses or marked:
             how = " configured so (see the README's conventions)" if marked else ""
             raise SpecError(
@@ -38,7 +58,7 @@ class Convention:
             )
         total: Dim = 0
         for category, n in ops.items():
-            w = self.counts.get(f"{category}/{kind}", self.counts.get(category, 0))
+            w = self.weight(category, kind, function)
             if w:
                 total = total + w * n
         return total
@@ -79,6 +99,25 @@ TORCHINFO_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwin
 # attn v) and F.softmax are patched (F.linear is not: its projections count 0).  Layer scale is a '*'
 # (not patched): 0.  Measured on torchvision's vit_b_16, swin_t and convnext_tiny.
 PTFLOPS_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindowattention", "layerscale"})
+
+# ptflops 0.7.5, pytorch backend (pytorch_engine.py: patch_functional and patch_tensor_ops replace these attributes of
+# torch.nn.functional, torch and torch.Tensor during the run, so a model's own call of one counts once, by
+# pytorch_ops.py's FUNCTIONAL_MAPPING / TENSOR_OPS_MAPPING formula, per call; F.linear's patch is commented out there):
+# _numel_functional_flops_hook, the input's elements, for the activations, softmax and pooling; for F.interpolate,
+# _interpolate_functional_flops_hook: prod(size) x N x C, or the input's elements x the scale per axis (archcalc's scales
+# are integers: the output's elements either way); _elementwise_tensor_flops_hook for torch.add / torch.mul and their
+# methods, the broadcast shape's elements (the output's).  Any other function (torch.relu, x.relu(), F.leaky_relu,
+# F.hardswish, x.mean(), F.layer_norm, F.linear, a + b) is invisible to it: 0.  (matmul is refused by type anyway.)
+PTFLOPS_FUNCTIONS: dict[str, dict[str, int]] = {
+    **{f"F.{f}": {"act": 1} for f in ("relu", "relu6", "gelu", "silu", "elu", "prelu")},
+    **{f"F.{p}{n}d": {"pool_in": 1} for n in (1, 2, 3)
+       for p in ("max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool")},
+    "F.softmax": {"softmax": 1},
+    "F.interpolate": {"upsample_out": 1},
+    "F.upsample": {"upsample_out": 2},  # it calls interpolate, a global of torch.nn.functional that is patched too
+    **{f: {"add": 1} for f in ("torch.add", "Tensor.add")},
+    **{f: {"mul": 1, "scale": 1} for f in ("torch.mul", "Tensor.mul")},
+}
 
 # torchinfo and thop count a transposed convolution with the plain conv formula on its output grid
 TRANSPOSED_ON_OUTPUT_GRID = {**{f"mac/convtranspose{n}d": 0 for n in (1, 2, 3)}, "mac_outgrid": 1}
@@ -125,7 +164,7 @@ CONVENTIONS: dict[str, Convention] = {
             "element (other upsampling 0); scaled_dot_product_attention (so attention's products), max pooling, mean, "
             "softmax, activations, layer scale and adds not counted. ResNet-50: 4,111,512,576; ViT-B/16: "
             "16,867,412,736 (no attention).",
-            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1, "matmul": 1,
+            {"mac": 1, "norm": 1, "norm_affine": 1, "avgpool_in": 1, "matmul": 1, "attn_matmul_masked/matmul": 1,  # aten::matmul in full
              "layernorm": 4, "layernorm_affine": 1, "groupnorm": 4, "groupnorm_affine": 1,
              # fvcore/nn/flop_count.py, _DEFAULT_SUPPORTED_OPS: elementwise_flop_counter(0, 1) and (0, 4) per output
              # element; no handle for the other upsample ops (nearest 1-D/3-D, linear, trilinear): 0
@@ -142,7 +181,10 @@ CONVENTIONS: dict[str, Convention] = {
             "F.hardtanh, which ptflops does not patch), LeakyReLU once (F.leaky_relu is not patched); SiLU and softmax "
             "once (functional only); a model's x.mean 0; "
             "Tanh, Sigmoid, Hardswish not at all; LRN through its functional internals (three elementwise ops "
-            "per element plus the padded average pool's input); in-place adds not counted. ResNet-50: 4,132,436,968.",
+            "per element plus the padded average pool's input); in-place adds not counted. A layer the model computes with a "
+            "function (its 'function' field) counts what ptflops' patch of that function counts, once: F.relu, F.gelu, F.silu, "
+            "F.relu6, the F pooling functions and F.softmax their input's elements, F.interpolate and torch.add/mul their "
+            "output's; any other function (torch.relu, x.softmax(), a + b) 0. ResNet-50: 4,132,436,968.",
             {"mac": 1, "bias": 1, "linear_bias": 1, "norm": 1, "norm_affine": 1, "pool_in": 2, "lrn_functional": 1,
              # pytorch_ops.py: nn.LeakyReLU's module hook (relu_flops_counter_hook), F.leaky_relu not patched: once
              **{f"act/{t}": 2 for t in ("relu", "gelu")}, "act/leakyrelu": 1, "act/relu6": 1, "act/silu": 1,
@@ -153,6 +195,7 @@ CONVENTIONS: dict[str, Convention] = {
              # (_interpolate_functional_flops_hook: output elements for integer sizes or scales): twice
              "softmax/softmax": 1, "upsample_out": 2},
             refuses=NOT_REPRODUCED - PTFLOPS_REPRODUCED,
+            functions=PTFLOPS_FUNCTIONS,
         ),
         Convention(
             "thop",
@@ -162,7 +205,8 @@ CONVENTIONS: dict[str, Convention] = {
             "element nearest 1, linear 5, bilinear 11, trilinear 0, softmax over n values 3n - 1, transposed conv by the "
             "conv formula on its output grid; ReLU, LeakyReLU, GELU, max pooling, LRN, "
             "a model's x.mean, layer scale and adds are zero, and so are nn.MultiheadAttention and torchvision's ShiftedWindowAttention "
-            "(projections and attention: no rule for them). ResNet-50: 4,133,742,592; ViT-B/16: 11,286,254,592.",
+            "(projections and attention: no rule for them); a layer the model computes with a function (its 'function' field) 0, "
+            "as thop sees modules only. ResNet-50: 4,133,742,592; ViT-B/16: 11,286,254,592.",
             {"mac": 1, "norm": 2, "norm_affine": 2, "avgpool_thop": 1, **{f"pool_out/avgpool{n}d": 1 for n in (1, 2, 3)},
              **TRANSPOSED_ON_OUTPUT_GRID, "layernorm": 2, "layernorm_affine": 2, "mac/multiheadattention": 0,
              "mac/shiftedwindowattention": 0, "softmax_thop": 1,
@@ -170,6 +214,7 @@ CONVENTIONS: dict[str, Convention] = {
              # linear 5, bilinear 11; trilinear 0 (count_upsample's mode list leaves it out)
              **{f"upsample_nearest{n}d": 1 for n in (1, 2, 3)}, "upsample_linear1d": 5, "upsample_bilinear2d": 11},
             refuses=NOT_REPRODUCED - THOP_REPRODUCED,
+            functions={},  # profile.py: forward hooks on the modules whose exact type it has a rule for; a function call: 0
         ),
         Convention(
             "kaplan",

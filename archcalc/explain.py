@@ -363,6 +363,9 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     own = _try(lambda: layer.note(ins_num))  # what the table says with its row (learned positions, a causal mask)
     if own:
         ex.notes.append(own)
+    called = conv.function_note(layer.function)  # a function call, which this peer counts apart from the module
+    if called:
+        ex.notes.append(called)
     buffers = layer.buffers(ins_num)
     if buffers:
         nb = sum(_prod(s) for s in buffers.values())
@@ -378,20 +381,20 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
         ops_t = {k: v * batch for k, v in ops_t.items()}
         ops_n = {k: v * batch for k, v in ops_n.items()}
     for cat, v in ops_t.items():
-        counted = conv.counts.get(f"{cat}/{layer.kind}", conv.counts.get(cat, 0))
+        counted = conv.weight(cat, layer.kind, layer.function)
         g = _formula(ops_s[cat] * batch, ops_n.get(cat)) if ops_s is not None and cat in ops_s else None
         ex.steps.append(Step(f"ops: {cat}" + ("" if counted else f" (not MACs under '{conv.name}')"), g, _worked(v), _fmt_count(v)))
     if layer.input_names:  # a product of its inputs (attention): say what each count is
         from .layers.base import OP_CATEGORIES
 
         ex.notes += [f"{cat}: {OP_CATEGORIES[cat]}" for cat in ops_t if cat in OP_CATEGORIES]
-    macs = conv.macs(ops_t, layer.kind)
-    macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind) if ops_s is not None else None
+    macs = conv.macs(ops_t, layer.kind, layer.function)
+    macs_s = conv.macs({k: v * batch for k, v in ops_s.items()}, layer.kind, layer.function) if ops_s is not None else None
     if not is_symbolic(untrace(macs)) and untrace(macs) == 0:  # no "MACs 0 = 0" and "2*MACs = 2·0 = 0" lines
         ex.steps.append(Step(f"MACs ({conv.name})", None, "", "0"))
         ex.steps.append(Step("FLOPs", None, "", "0"))
     else:
-        macs_n = _try(lambda: conv.macs(ops_n, layer.kind)) if ops_n else None
+        macs_n = _try(lambda: conv.macs(ops_n, layer.kind, layer.function)) if ops_n else None
         ex.steps.append(Step(f"MACs ({conv.name})", _formula(macs_s, macs_n) if macs_s is not None else None, _worked(macs), _fmt_count(macs)))
         ex.steps.append(
             Step(

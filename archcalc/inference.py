@@ -211,7 +211,7 @@ def inference_costs(
         kv = kv + per * row.repeat
         # one query: its products over the S cached keys and its own, S + 1 where the spec had 1
         scaled = {k: v * (s + 1) if k.startswith("attn_matmul") else v for k, v in row.ops.items()}
-        decode = decode + conv.macs(scaled, row.type) * row.repeat
+        decode = decode + conv.macs(scaled, row.type, node["layer"].function) * row.repeat
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
         raise SpecError(f"{arch.name} has no attention layer: {why}")

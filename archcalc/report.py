@@ -258,6 +258,9 @@ def report_from_graph(
             note = f"{note}; {own}" if note else own
         if "tie_note" in n:
             note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
+        called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
+        if called:
+            note = f"{note}; {called}" if note else called
         if note is None and in_place:
             note = IN_PLACE_NOTE
         rows.append(

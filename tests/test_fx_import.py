@@ -422,8 +422,9 @@ def test_functional_forms() -> None:
         "kernel_size": 2,
         "ceil_mode": True,
         "count_include_pad": False,
+        "function": "F.avg_pool2d",  # thop counts the call 0 (the module: its outputs), ptflops once (the module: twice)
     }
-    assert by["max_pool2d"] == {"name": "max_pool2d", "type": "maxpool2d", "kernel_size": 2}
+    assert by["max_pool2d"] == {"name": "max_pool2d", "type": "maxpool2d", "kernel_size": 2, "function": "F.max_pool2d"}
     assert by["cat"] == {"name": "cat", "type": "concat", "inputs": ["max_pool2d", "avg_pool2d"]}
     assert by["relu_2"]["inplace"] is True and by["add"]["inputs"] == ["cat", "relu_2"]
     assert by["leaky_relu"]["negative_slope"] == 0.1
@@ -497,17 +498,18 @@ def test_more_functional_forms_match_torch() -> None:
     assert layers == [
         {"name": "conv", "type": "conv2d", "out_channels": 4, "kernel_size": 3},
         {"name": "drop", "type": "dropout", "p": 0.1},
-        {"name": "interpolate", "type": "upsample", "scale_factor": 2, "mode": "bilinear", "align_corners": False},
-        {"name": "interpolate_1", "type": "upsample", "size": [9, 7]},
+        # (function: the calls thop counts 0 and ptflops once, where their modules count otherwise)
+        {"name": "interpolate", "type": "upsample", "scale_factor": 2, "mode": "bilinear", "align_corners": False, "function": "F.interpolate"},
+        {"name": "interpolate_1", "type": "upsample", "size": [9, 7], "function": "F.interpolate"},
         {"name": "channel_shuffle", "type": "channelshuffle", "groups": 2},
         {"name": "pad", "type": "zeropad2d", "padding": [1, 1, 2, 0]},
         {"name": "pad_1", "type": "zeropad2d", "padding": [1, 1, 0, 0]},
         {"name": "getitem", "type": "crop", "size": [7, 5]},
         {"name": "getitem_1", "type": "subsample", "stride": [1, 3]},
-        {"name": "max_pool2d", "type": "maxpool2d", "kernel_size": [2, 1]},
+        {"name": "max_pool2d", "type": "maxpool2d", "kernel_size": [2, 1], "function": "F.max_pool2d"},
         {"name": "mean", "type": "adaptiveavgpool2d", "output_size": 1, "as_mean": True},
-        {"name": "softmax", "type": "softmax"},
-        {"name": "adaptive_max_pool2d", "type": "adaptivemaxpool2d", "output_size": 1},
+        {"name": "softmax", "type": "softmax", "function": "F.softmax"},
+        {"name": "adaptive_max_pool2d", "type": "adaptivemaxpool2d", "output_size": 1, "function": "F.adaptive_max_pool2d"},
     ]
 
 

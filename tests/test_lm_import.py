@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import SPECS, cli  # noqa: E402
-from lm_models import GPT, GPTConfig, GPTInference, Llama, LlamaConfig  # noqa: E402
+from lm_models import GPT, GPTConfig, GPTInference, Llama, LlamaConfig, RotaryEmbedding, rotate_half  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -134,6 +134,17 @@ def test_small_gpt_verifies_on_cpu() -> None:
     assert sdpa == [2 * 4 * t * t * (h // 4)] * 2  # q k^T and p v: 2 x heads x t x t x d, per layer
 
 
+def test_verify_compares_sdpa_is_causal() -> None:
+    """A spec whose attention is not causal, against nanoGPT's (is_causal=True): torch counts all t x t
+    scores either way, so shapes, params and MACs agree; before, it passed verify; is_causal now fails it."""
+    model = GPT(TINY)
+    spec = spec_from_module(model, [16])
+    layers = [{**d, "is_causal": False} if d["type"] == "scaled_dot_product_attention" else d for d in spec["layers"]]
+    result = verify_spec(parse_spec({**spec, "layers": layers}), model)
+    assert [(r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("is_causal", False, True)] * 2  # both layers
+    assert "which keys each query reads" in str(result.first_mismatch.note)  # type: ignore[union-attr]
+
+
 def test_gpt_without_biases_verifies() -> None:
     """nanoGPT's ``bias=False``: its own LayerNorm (``F.layer_norm(x, self.weight.shape, self.weight, None)``) and bias-free linears."""
     model = GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32, bias=False))
@@ -223,10 +234,15 @@ def test_causal_mask_written_out_imports_and_verifies() -> None:
     arch = imported(model, [16, 32])
     kinds = [layer.kind for layer in arch.layers if layer.kind in ("matmul", "scalar", "causal_mask", "softmax")]
     assert kinds == ["matmul", "scalar", "causal_mask", "softmax", "matmul"]
-    heads, t = 4, 16
+    heads, t, d = 4, 16, 32 // 4
     for convention in (*CONVENTIONS, "kaplan", "fvcore"):
         rows = [r for r in analyze(arch, convention=convention).rows if r.type == "causal_mask"]
         assert [(r.output_shape, r.params, r.macs, r.ops) for r in rows] == [((heads, t, t), 0, 0, {"mask": heads * t * t})]  # one select per score
+    # the products around the mask, as sdpa's with is_causal: torch (and fvcore, lecture) count all t x t scores,
+    # kaplan the kept triangle only, t (t + 1) / 2 = 136 (query, key) pairs of the 256
+    assert [layer.causal for layer in arch.layers if layer.kind == "matmul"] == ["scores", "weights"]  # type: ignore[attr-defined]
+    for convention, pairs in (("torch", t * t), ("fvcore", t * t), ("lecture", t * t), ("kaplan", t * (t + 1) // 2)):
+        assert [r.macs for r in analyze(arch, convention=convention).rows if r.type == "matmul"] == [heads * pairs * d] * 2
     assert not [k for k in vars(model) if k.startswith("_tensor_constant")]  # the trace's constant (the sliced mask) is not left on the model
     result = verify_spec(arch, model)
     assert result.ok, result.failure_message()
@@ -267,13 +283,14 @@ def test_verify_fails_a_causal_mask_the_model_does_not_apply() -> None:
 
 def test_nanogpt_without_flash_imports_and_verifies() -> None:
     """nanoGPT with ``flash=False`` (its attention written out, the mask buffer sliced to t): the
-    same parameters and torch MACs as with sdpa, layer for layer where both have the layer."""
+    same parameters and MACs as with sdpa under every convention that counts attention ('kaplan' too:
+    the kept triangle of each)."""
     slow, fast = GPT(GPTConfig(**{**TINY.__dict__, "flash": False})), GPT(TINY)
     arch, sdpa_arch = imported(slow, [16]), imported(fast, [16])
     kinds = [layer.kind for layer in arch.layers]
     assert kinds.count("causal_mask") == 2 and "scaled_dot_product_attention" not in kinds
     h, t, heads, layers = 32, 16, 4, 2
-    for convention in CONVENTIONS:  # sdpa's 2 products (all t x t scores, causal or not) = the two matmuls written out
+    for convention in (*CONVENTIONS, "kaplan"):  # sdpa's 2 products = the two matmuls written out (not fvcore: it counts 0 for sdpa)
         got, want = analyze(arch, convention=convention).totals, analyze(sdpa_arch, convention=convention).totals
         assert (got["params"], got["macs"]) == (want["params"], want["macs"])
     per_layer = 2 * heads * t * t * (h // heads)  # q k^T and att v: heads x t x t x d each
@@ -286,8 +303,8 @@ def test_nanogpt_without_flash_imports_and_verifies() -> None:
 
 def test_gpt2_without_flash_has_the_published_counts() -> None:
     """GPT-2 small written out (weights on the meta device; the 12 mask buffers real, 1024 x 1024, so that
-    import can read them): nanoGPT's counts of the sdpa version.  'kaplan' counts sdpa's causal products over
-    the kept triangle only, the written-out matmuls in full: s^2 - s(s + 1)/2 more scores, 2 h MACs each, per layer."""
+    import can read them): nanoGPT's counts of the sdpa version, under 'kaplan' too (Kaplan et al. 2020,
+    Table 1: attention over the causal triangle, s(s + 1)/2 (query, key) pairs, 2 h MACs each, per layer)."""
     model = on_meta(GPT, GPTConfig(flash=False))
     for block in model.transformer.h:
         block.attn.bias = _tril(1024)  # (1, 1, 1024, 1024) on the CPU
@@ -296,7 +313,7 @@ def test_gpt2_without_flash_has_the_published_counts() -> None:
     totals = analyze(arch, convention="torch").totals
     assert totals["params"] == 124_439_808 and totals["macs"] == layers * (12 * s * h**2 + 2 * s**2 * h) + s * h * V == 145_824_153_600
     kaplan, sdpa_kaplan = (analyze(a, convention="kaplan").totals["macs"] for a in (arch, imported(on_meta(GPT), [1024])))
-    assert kaplan - sdpa_kaplan == layers * (s * s - s * (s + 1) // 2) * 2 * h
+    assert kaplan == sdpa_kaplan == layers * (12 * s * h**2 + s * (s + 1) // 2 * 2 * h) + s * h * V
 
 
 def test_nanogpt_without_flash_needs_numbers_and_values() -> None:
@@ -574,3 +591,101 @@ def test_frequencies_in_forward_are_read_only_in_their_exact_form(form: str) -> 
     with pytest.raises(SpecError) as e:
         imported(ForwardFrequencies(form), [16])
     assert "in a form other than 1 / base ** (arange(0, d, 2) / d)" in e.value.message
+
+
+class RopeWrittenOut(nn.Module):
+    """Rotary q and k (LLaMA's rotary module and rotate_half), then attention written out with a causal mask buffer."""
+
+    def __init__(self, d: int = 32, heads: int = 4, block: int = 32) -> None:
+        super().__init__()
+        self.heads, self.dh = heads, d // heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.rotary_emb = RotaryEmbedding(self.dh)
+        self.register_buffer("bias", _tril(block))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, self.dh).transpose(1, 2) for t in (q, k, v))
+        cos, sin = self.rotary_emb(q)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        return x + (F.softmax(att, dim=-1) @ v).transpose(1, 2).contiguous().view(B, T, C)
+
+
+def test_rotary_before_a_written_out_causal_mask_in_every_layer() -> None:
+    """The second layer's T (sliced into its mask buffer during the trace) follows the first layer's
+    inline rotary embedding, which is a dozen refused calls until the idioms are replaced: the size is
+    read on the graph so far with them replaced (before: refused at the first layer's rotary arange)."""
+    model = nn.Sequential(nn.Embedding(100, 32), RopeWrittenOut(), RopeWrittenOut())
+    arch = imported(model, [16])
+    kinds = [layer.kind for layer in arch.layers]
+    assert kinds.count("rotary") == 2 * 2 and kinds.count("causal_mask") == 2
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+    assert [r.measured for r in result.rows if r.quantity == "base"] == [10000] * 4
+
+
+# ----- verify compares a rotary layer's base (no count depends on it) ---------------------------------------
+def _with_bases(spec: dict[str, Any], *bases: int) -> Architecture:
+    """``spec`` with its rotary layers' bases set, in order (a hand-edited spec: the wrong theta)."""
+    layers = [dict(d) for d in spec["layers"]]
+    rotary = [d for d in layers if d["type"] == "rotary"]
+    for d, base in zip(rotary, bases, strict=True):
+        d["base"] = base
+    return parse_spec({**spec, "layers": layers})
+
+
+def _base_rows(result: Any) -> list[tuple[str, Any, Any, bool]]:
+    return [(r.name, r.analytic, r.measured, r.ok) for r in result.rows if r.quantity == "base"]
+
+
+@pytest.mark.parametrize("base", [10000, 500000], ids=["llama2", "llama3"])
+def test_verify_compares_the_rotary_base_with_the_models_frequencies(base: int) -> None:
+    """LLaMA-2's theta is 10,000, LLaMA-3's 500,000 (Meta's model cards; Hugging Face's rope_theta):
+    shapes, params and MACs are the same either way, so before, a spec with the other base passed
+    verify.  Now the base is read from the model's inv_freq buffer and compared, row by row."""
+    model = RopeAttention(base=base)
+    spec = spec_from_module(model, [16])
+    result = verify_spec(parse_spec(spec), model)
+    assert result.ok, result.failure_message()
+    assert _base_rows(result) == [("rotary_embedding", base, base, True), ("rotary_embedding_1", base, base, True)]  # q's and k's
+    other = 510000 - base  # the other model's theta
+    wrong = verify_spec(_with_bases(spec, base, other), model)
+    assert not wrong.ok and _base_rows(wrong) == [("rotary_embedding", base, base, True), ("rotary_embedding_1", other, base, False)]
+    first = wrong.first_mismatch
+    assert first is not None and first.quantity == "base" and "rotary's base differs" in str(first.note)
+    assert [r.quantity for r in wrong.mismatches] == ["base"]  # nothing else tells the two apart
+
+
+def test_verify_reads_a_llama_rotary_module_and_a_meta_model_by_its_attribute() -> None:
+    """The LLaMA layout's rotary module (one per layer, its inv_freq buffer, ``base``): every rotary
+    layer compared with its frequencies; on the meta device (no values) with its ``base``, and
+    without that attribute the row fails saying why (never a pass on a base nobody read)."""
+    cfg = LlamaConfig(vocab_size=100, n_layer=2, n_head=4, n_kv_head=2, dim=32, hidden=64)
+    model = Llama(cfg)
+    spec = spec_from_module(model, [16])
+    result = verify_spec(parse_spec(spec), model)
+    assert result.ok, result.failure_message()
+    assert [(a, m) for _, a, m, _ in _base_rows(result)] == [(10000, 10000)] * 2 * 2  # q and k of 2 layers
+    assert not verify_spec(_with_bases(spec, 10000, 10000, 10000, 500000), model).ok
+    meta = on_meta(RopeAttention)
+    assert verify_spec(imported(RopeAttention(), [16]), meta).ok  # base 10000 from meta.base
+    del meta.base
+    unread = verify_spec(imported(RopeAttention(), [16]), meta)
+    assert not unread.ok and {r.quantity for r in unread.mismatches} == {"base"}
+    assert "on the meta device (no values) and it has no base / rope_theta / theta attribute" in str(unread.first_mismatch.measured)  # type: ignore[union-attr]
+
+
+def test_verify_compares_the_base_of_archcalcs_rotary_module() -> None:
+    """A model holding archcalc's own Rotary module (the one a spec builds): matched as a module, its base compared too."""
+    from archcalc.torch.extra_modules import Rotary
+
+    def spec(base: int) -> dict[str, Any]:
+        return {"name": "rope", "input": [4, 16, 8], "layers": [{"name": "rope", "type": "rotary", "base": base}]}
+
+    model = nn.Sequential(Rotary(500000))
+    assert verify_spec(spec(500000), model).ok
+    wrong = verify_spec(spec(10000), model)
+    assert [(r.quantity, r.analytic, r.measured) for r in wrong.mismatches] == [("base", 10000, 500000)]

@@ -126,6 +126,40 @@ def test_causal_attention_is_a_convention() -> None:
     assert sympy.expand(sym.row("sdpa").macs - 4 * s * (s + 1) // 2 * 8 * 2) == 0
 
 
+def written_out(queries: int | str, keys: int | str, length: int | str = L) -> dict[str, Any]:
+    """Causal attention written out (nanoGPT without flash) on 4 heads of d = 8: the first ``queries``
+    positions against the first ``keys`` (k used as v too): q @ k^T, scaled, causal_mask, softmax, @ v."""
+    return {"name": "w", "input": [4, length, 8], "layers": [
+        {"name": "q", "type": "slice", "dim": 2, "end": queries},  # torch's dim (the batch axis counts): (4, Lq, 8)
+        {"name": "k", "type": "slice", "dim": 2, "end": keys, "inputs": ["input"]},
+        {"name": "kt", "type": "transpose", "dim0": -2, "dim1": -1},
+        {"name": "scores", "type": "matmul", "causal": "scores", "inputs": ["q", "kt"]},
+        {"name": "scaled", "type": "scalar", "op": "mul", "value": 0.125},
+        {"name": "mask", "type": "causal_mask"},
+        {"name": "p", "type": "softmax", "dim": -1},
+        {"name": "ctx", "type": "matmul", "causal": "weights", "inputs": ["p", "k"]},
+    ]}  # fmt: skip
+
+
+@pytest.mark.parametrize(("queries", "keys", "pairs"), [(L, L, L * (L + 1) // 2), (3, L, 1 + 2 + 3), (L, 3, 1 + 2 + 3 + (L - 3) * 3)])
+def test_causal_matmuls_written_out_are_a_convention_too(queries: int, keys: int, pairs: int) -> None:
+    """The matmuls around a causal mask count as sdpa's is_causal does: torch all queries x keys scores,
+    kaplan the kept (query, key) pairs only (query i reads min(i + 1, S) keys: top-left aligned)."""
+    spec = written_out(queries, keys)
+    for convention, n in (("torch", queries * keys), ("kaplan", pairs)):
+        rep = analyze(parse_spec(spec), convention=convention)
+        assert (rep.row("scores").macs, rep.row("ctx").macs) == (4 * n * 8, 4 * n * 8)  # heads x pairs x d, each product
+    assert analyze(parse_spec(spec)).row("mask").ops == {"mask": 4 * queries * keys}  # one select per score
+    verify(spec)
+
+
+def test_causal_matmuls_with_a_symbolic_length() -> None:
+    s = sympy.Symbol("s", integer=True, positive=True)
+    rep = analyze(parse_spec(written_out("s", "s", "s")), convention="kaplan")
+    assert sympy.expand(rep.row("scores").macs - 4 * s * (s + 1) / 2 * 8) == 0
+    assert sympy.expand(rep.totals["macs"] - 2 * 4 * s * (s + 1) / 2 * 8) == 0
+
+
 @pytest.mark.parametrize(("heads", "kv_heads"), [(4, 4), (4, 2), (4, 1)])
 def test_grouped_query_attention(heads: int, kv_heads: int) -> None:
     spec = attention(heads, kv_heads, causal=False)

@@ -27,8 +27,11 @@ Shapes are per sample, torch's layout without the batch axis: ``(L, E)`` for a s
   Same shape; no parameters.  Ops (`mask`): masked_fill reads every score and writes it or -inf, one
   select per score (heads*L*S), no arithmetic: torch's FlopCounterMode has no formula for
   aten.masked_fill (0), fvcore ignores it (``_IGNORED_OPS``), ptflops, thop and torchinfo count no
-  function call of it; no convention counts it.  The products before it are computed in full
-  (a ``matmul`` counts all L*S scores, under every convention, 'kaplan' included: the code computes them).
+  function call of it; no convention counts it.  The products around it are computed in full, as
+  sdpa's with ``is_causal``: import marks the ``matmul`` that makes the masked scores
+  (``causal: "scores"``) and the one that reads the weights after the softmax (``causal: "weights"``),
+  whose products at masked places are `attn_matmul_masked` (counted by 'torch', 'lecture' and
+  'fvcore', left out by 'kaplan': the same counts as sdpa's).
 * multiheadattention (``torch.nn.MultiheadAttention``): projections of q, k, v (`mac`, E x E,
   E x kdim, E x vdim per token), attention over ``num_heads`` heads of E/num_heads, output
   projection (E x E); biases as `linear_bias`.  Weights by torch's names: ``in_proj_weight``
@@ -116,10 +119,25 @@ def _attention_core(lead: Shape, big_l: Dim, s: Dim, e: Dim, dropout_p: float) -
     return kept
 
 
+def causal_pairs(layer: Layer, big_l: Dim, s: Dim, field: str = "is_causal") -> Dim:
+    """(query, key) pairs a causal mask keeps: query i sees min(i + 1, S) keys (torch's tril(ones(L, S)))."""
+    if known_sign(s - big_l) in (0, 1):  # L <= S: 1 + 2 + ... + L
+        return big_l * (big_l + 1) / 2 if is_symbolic(big_l) else big_l * (big_l + 1) // 2
+    if known_sign(s - big_l) == -1:  # the first S queries see 1..S keys, the rest all S
+        return (s * (s + 1) / 2 if is_symbolic(s) else s * (s + 1) // 2) + (big_l - s) * s
+    raise layer.fail(f"cannot tell whether {big_l} queries are fewer than {s} keys: give the sizes numbers", field)
+
+
 class Matmul(Layer):
     """``torch.matmul(a, b)`` of two activations (attention's ``q @ k.transpose(-2, -1)``)."""
 
     type: Literal["matmul"]
+    causal: Literal["scores", "weights"] | None = Field(
+        default=None,
+        description="Attention written out under a causal mask: 'scores' when its (..., L, S) output is masked after (q @ k^T), "
+        "'weights' when its first input is the masked (..., L, S) weights (softmax @ v). The products at masked places "
+        "(key > query) are attn_matmul_masked: computed and counted by torch, left out by 'kaplan', as sdpa's is_causal.",
+    )
     n_inputs: ClassVar[tuple[int, int | None]] = (2, 2)
     input_names: ClassVar[tuple[str, ...] | None] = ("a", "b")
 
@@ -131,7 +149,14 @@ class Matmul(Layer):
         return (*_broadcast_batch(self, a[:-2], b[:-2], "cannot broadcast"), a[-2], b[-1])
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
-        return {"matmul": numel(out) * ins[0][-1]}  # one dot product of length k per output element
+        total = numel(out) * ins[0][-1]  # one dot product of length k per output element
+        if self.causal is None:
+            return {"matmul": total}
+        if self.causal == "scores":  # output (..., L, S): the dot products (of length k) of the kept (query, key) pairs
+            kept = prod(out[:-2]) * causal_pairs(self, out[-2], out[-1], "causal") * ins[0][-1]
+        else:  # first input (..., L, S) of weights, zero where masked: per output column, the kept pairs' products
+            kept = prod(out[:-2]) * causal_pairs(self, ins[0][-2], ins[0][-1], "causal") * out[-1]
+        return {"matmul": expand(kept), "attn_matmul_masked": expand(total - kept)}
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
@@ -180,14 +205,6 @@ class ScaledDotProductAttention(Layer):
             raise self.fail(f"q's {hq} heads are not a multiple of k and v's {hk}", "inputs")
         return [q, (*k[:-3], hq, *k[-2:]), (*v[:-3], hq, *v[-2:])]
 
-    def _causal_pairs(self, big_l: Dim, s: Dim) -> Dim:
-        """(query, key) pairs a causal mask keeps: query i sees min(i + 1, S) keys (torch's tril(ones(L, S)))."""
-        if known_sign(s - big_l) in (0, 1):  # L <= S: 1 + 2 + ... + L
-            return big_l * (big_l + 1) / 2 if is_symbolic(big_l) else big_l * (big_l + 1) // 2
-        if known_sign(s - big_l) == -1:  # the first S queries see 1..S keys, the rest all S
-            return (s * (s + 1) / 2 if is_symbolic(s) else s * (s + 1) // 2) + (big_l - s) * s
-        raise self.fail(f"cannot tell whether {big_l} queries are fewer than {s} keys: give the sizes numbers", "is_causal")
-
     def output_shape(self, ins: list[Shape]) -> Shape:
         q, k, v = self._grouped(ins)
         if min(len(q), len(k), len(v)) < 2:
@@ -204,7 +221,7 @@ class ScaledDotProductAttention(Layer):
         # q k^T: L*S dot products of length E; softmax(scores) v: L*Ev dot products of length S
         o: dict[str, Dim] = {"attn_matmul": scores * q[-1] + scores * v[-1], "softmax": scores, "attn_scale": scores}
         if self.is_causal:  # the same work, split: the products over kept scores, those over masked ones
-            kept = heads * self._causal_pairs(big_l, s)
+            kept = heads * causal_pairs(self, big_l, s)
             o["attn_matmul"] = expand(kept * (q[-1] + v[-1]))
             o["attn_matmul_masked"] = expand((scores - kept) * (q[-1] + v[-1]))
         return o

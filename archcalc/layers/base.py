@@ -324,6 +324,15 @@ class Layer(Spec):
     when: str | None = Field(default=None, description="Inside a block: keep this layer only if this block parameter is true.")
     unless: str | None = Field(default=None, description="Inside a block: keep this layer only if this block parameter is false.")
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
+    function: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$",
+        description="The function the model computes this layer with instead of a module, as it spells it: 'F.relu' "
+        "(torch.nn.functional), 'torch.relu', 'Tensor.relu' (the method x.relu()), 'torch.add'. archcalc import writes it where "
+        "a peer that counts modules (thop, ptflops, torchinfo) counts the call differently from the module; those conventions "
+        "then count what the tool counts for that call (thop and torchinfo 0, ptflops its patched functions), and the model "
+        "built from the spec makes the same call.",
+    )
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
     source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field

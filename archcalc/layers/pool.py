@@ -332,10 +332,10 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
         return out
 
     def _mean_or(self, pool: Any) -> Any:
-        """The pool module, or for ``as_mean`` the mean the model computes (what the peers count as 0)."""
-        from ..torch.extra_modules import Mean
+        """The pool module, or for ``as_mean`` one computing the mean the model computes (what the peers count as 0)."""
+        from ..torch.extra_modules import as_mean
 
-        return Mean(tuple(range(2, 2 + self.n_spatial)), keepdim=True) if self.as_mean else pool
+        return as_mean(pool) if self.as_mean else pool
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         if all(as_int(o) == 1 for o in out[1:]):

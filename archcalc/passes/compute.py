@@ -22,7 +22,7 @@ def compute(G: Graph, convention: Convention, batch: Dim = 1) -> None:
             if batch != 1:
                 ops = {k: v * batch for k, v in ops.items()}
             try:
-                macs = convention.macs(ops, layer.kind)
+                macs = convention.macs(ops, layer.kind, layer.function)
             except SpecError as e:
                 raise e.located(layer=name) from None
             got = memo[key] = (ops, macs, convention.flops(macs))

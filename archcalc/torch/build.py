@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import networkx as nx
 import torch
@@ -31,6 +31,8 @@ from ..dims import as_int
 from ..errors import SpecError
 from ..graph import INPUT
 from ..layers.base import shape_str
+
+_PLACEMENT = ("name", "inputs", "when", "unless", "training_only", "type")  # fields that are no argument of a call
 
 _RESERVED = set(dir(nn.ModuleDict()))
 
@@ -154,6 +156,8 @@ def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, d
                 raise e.located(layer=name) from None
             except NotImplementedError as e:
                 raise SpecError(str(e), layer=name) from None
+            if node["layer"].function is not None:
+                mod = called_as(mod, node["layer"], name)
             if dtype is not None:
                 mod = mod.to(dtype)
             modules[name] = mod
@@ -167,6 +171,69 @@ def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, d
     if reads_token_ids(G):
         model.input_dtype = torch.long
     return model
+
+
+class _Call(NamedTuple):
+    """How a module built for a layer with a ``function`` computes it: ``getattr(owner, attr)(*xs, *args, **kwargs)``."""
+
+    function: str
+    owner: Any
+    attr: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+_CALLING: dict[type, type] = {}
+
+
+def _call_forward(self: nn.Module, *xs: torch.Tensor) -> Any:
+    # the function is looked up at each call, as user code's F.relu(x) is: a peer that patches it (ptflops) sees the call
+    call: _Call = self.__dict__["_call"]
+    return getattr(call.owner, call.attr)(*xs, *call.args, **call.kwargs)
+
+
+def _call_repr(self: nn.Module) -> str:
+    torch_class: Any = type(self).__mro__[1]
+    base = torch_class.extra_repr(self)  # the torch class's own settings
+    return ", ".join(x for x in (base, f"called as {self.__dict__['_call'].function}") if x)
+
+
+def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
+    """``mod`` computing its layer by the layer's ``function`` (``F.relu(x)``, ``x.softmax(1)``), as the imported model
+    did: a subclass of its class (the same layer type to verify) whose ``forward`` makes that call with the layer's
+    settings that are parameters of the function, read from the module (torch's types).  Peers that hook modules by
+    exact class (thop, ptflops) then see no module, only the function, as on the user's model."""
+    from . import ops  # noqa: F401  (registers the handlers, and the parameters of their functions)
+    from .registry import PARAMS, resolve
+
+    function = str(layer.function)
+    qualified = "torch.nn.functional." + function.removeprefix("F.") if function.startswith("F.") else function
+    owner_path, _, attr = qualified.rpartition(".")
+    owner = resolve("torch.Tensor" if owner_path == "Tensor" else owner_path)
+    if owner is None or getattr(owner, attr, None) is None:
+        raise SpecError(f"function {function!r} is not a function of this torch", layer=name, field="function")
+    params = PARAMS.get(qualified, ())
+    given = layer.model_fields_set - {"function", *_PLACEMENT}
+    operands: tuple[Any, ...] = ()
+    held: Any = getattr(mod, "function_args", None)
+    if held is not None:  # an operand the layer holds (x * 0.5, gamma * x): the module says it
+        try:
+            operands = tuple(held())
+        except NotImplementedError as e:
+            raise SpecError(f"cannot build it as a call of {function}: {e}", layer=name, field="function") from None
+    elif given - set(params):
+        raise SpecError(f"cannot build a call of {function} with {', '.join(sorted(given - set(params)))} (the arguments "
+                        f"archcalc knows it takes: {', '.join(params) or 'tensors only'})", layer=name, field="function")
+    # the layer's settings (defaults too: softmax's dim) and the tensors the module holds (a norm's weight and running mean)
+    kwargs = {k: getattr(mod, k) for k in params if hasattr(mod, k) and (k in type(layer).model_fields or isinstance(getattr(mod, k), torch.Tensor))}
+    cls = type(mod)
+    sub = _CALLING.get(cls)
+    if sub is None:
+        body = {"forward": _call_forward, "extra_repr": _call_repr, "__module__": __name__, "__qualname__": cls.__qualname__}
+        sub = _CALLING[cls] = type(cls.__name__, (cls,), body)
+    mod.__class__ = sub
+    mod.__dict__["_call"] = _Call(function, owner, attr, operands, kwargs)
+    return mod
 
 
 def reads_token_ids(G: nx.DiGraph[str]) -> bool:

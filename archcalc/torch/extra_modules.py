@@ -101,6 +101,12 @@ class Scalar(nn.Module):
             "rsub": lambda: v - x, "rdiv": lambda: v / x, "pow": lambda: x ** v,
         }[self.op]()
 
+    def function_args(self) -> tuple[float]:
+        """The operand after the tensor when a function computes it (``torch.mul(x, 0.5)``)."""
+        if self.op not in ("add", "sub", "mul", "div"):
+            raise NotImplementedError(f"{self.value} {self.op.removeprefix('r')} x is not a function call of x")
+        return (self.value,)
+
     def extra_repr(self) -> str:
         return f"op={self.op!r}, value={self.value}"
 
@@ -213,6 +219,27 @@ class Mean(nn.Module):
         return x.mean(self.dim, keepdim=self.keepdim)
 
 
+_MEAN_POOLS: dict[type, type] = {}
+
+
+def _mean_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x.mean(tuple(range(2, x.dim())), keepdim=True)
+
+
+def as_mean(pool: nn.Module) -> nn.Module:
+    """An adaptive average pool to size 1 that computes ``x.mean(spatial axes, keepdim=True)``, as a model's own
+    ``x.mean((2, 3))`` does (a spec's ``as_mean``): a subclass of the pool's class with that ``forward`` and ``as_mean``
+    True, so verify and import read it as that layer, and the peers that hook the pool's exact class (thop, ptflops)
+    see no pool, as on the model."""
+    cls = type(pool)
+    sub = _MEAN_POOLS.get(cls)
+    if sub is None:
+        body = {"forward": _mean_forward, "as_mean": True, "__module__": __name__, "__qualname__": cls.__qualname__}
+        sub = _MEAN_POOLS[cls] = type(cls.__name__, (cls,), body)
+    pool.__class__ = sub
+    return pool
+
+
 class StochasticDepth(nn.Module):
     """Drop the whole input per sample ("row") or batch ("batch") with probability p in training (torchvision.ops.stochastic_depth)."""
 
@@ -243,6 +270,10 @@ class LayerScale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * x
+
+    def function_args(self) -> tuple[torch.Tensor]:
+        """The operand after the tensor when a function computes it (``torch.mul(x, self.gamma)``)."""
+        return (self.gamma,)
 
 
 class Parameter(nn.Module):

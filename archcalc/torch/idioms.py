@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from torch import fx, nn
 
 
+READ = "archcalc imports the rotary embeddings whose angles are p / base^(2i/d)"
+"""What an import refused for a rotary embedding it could not read is told."""
+
+
 def rotary_embedding(x: Any, base: int) -> Any:
     """What an inline rotary embedding is replaced by in the traced graph (never called: the
     importer reads the node; :class:`archcalc.torch.extra_modules.Rotary` is its module)."""
@@ -334,6 +338,42 @@ def _whole_base(b: float) -> int:
     if n < 2 or not math.isclose(b, n, rel_tol=1e-3):
         raise RotaryBaseUnknown(f"its base is {b:.6g}, not a whole number")
     return n
+
+
+FREQUENCY_BUFFERS = ("inv_freq",)
+"""Buffer names of rotary frequencies a module holds (Hugging Face's ``LlamaRotaryEmbedding``, GPT-NeoX, lit-gpt's LLaMA)."""
+
+
+def held_bases(model: nn.Module) -> dict[str, int | str]:
+    """The rotary bases a model exposes, by module name (verify compares a ``rotary`` layer's base
+    with them): a module holding a frequencies buffer (:data:`FREQUENCY_BUFFERS`) has the base its
+    values give (``1 / base ** (arange(0, d, 2) / d)``, read as import reads them), or on the meta
+    device (no values) its ``base`` / ``rope_theta`` / ``theta`` attribute or its ``config.rope_theta``;
+    a module without such a buffer, its ``rope_theta``.  Where the base cannot be read, why (a string)."""
+    import torch
+
+    out: dict[str, int | str] = {}
+    for name, module in model.named_modules():
+        buffers = dict(module.named_buffers(recurse=False))
+        freq = next((b for n, b in buffers.items() if n in FREQUENCY_BUFFERS), None)
+        stated = next((v for v in (*(getattr(module, n, None) for n in _BASE_NAMES), getattr(getattr(module, "config", None), "rope_theta", None))
+                       if isinstance(v, int | float) and not isinstance(v, bool)), None)
+        if isinstance(freq, torch.Tensor) and freq.dim() == 1 and freq.numel() >= 2 and freq.is_floating_point():
+            try:
+                if not freq.is_meta:
+                    out[name] = _base_of_frequencies(freq)
+                elif stated is not None:
+                    out[name] = _whole_base(float(stated))
+                else:
+                    out[name] = "its frequencies are on the meta device (no values) and it has no base / rope_theta / theta attribute"
+            except RotaryBaseUnknown as e:
+                out[name] = str(e)
+        elif isinstance(getattr(module, "rope_theta", None), int | float) and not isinstance(module.rope_theta, bool):
+            try:
+                out[name] = _whole_base(float(module.rope_theta))
+            except RotaryBaseUnknown as e:
+                out[name] = str(e)
+    return out
 
 
 def rewrite(graph: fx.Graph, root: nn.Module) -> list[str]:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from torch import fx, nn
 
 INPUT = "input"
-_COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only"})
+_COMMON_FIELDS = frozenset({"name", "type", "inputs", "when", "unless", "training_only", "function"})
 
 
 # ----- values flowing along the fx graph ------------------------------------------------------------
@@ -227,19 +227,20 @@ class SizeReader:
         self.last: fx.Node | None = None
 
     def int_of(self, node: fx.Node) -> int:
-        v = self.value_of(node)
+        v, refusal = self.value_of(node)
         n = as_int(v) if not isinstance(v, bool) and (isinstance(v, int) or is_symbolic(v)) else None
         if n is None:
             why = describe(v) if not is_symbolic(v) else f"{v} for this input (give the sizes numbers)"
-            refusal = self.imp.refused[0][1] if isinstance(v, Refused) and self.imp is not None and self.imp.refused else None
             where = module_path(node)
             raise SizeUnknown(f"the model{f' (in {where!r})' if where else ''} uses {node.name!r} as a Python int (to index, slice or count), "
                               f"but it is {why}", refusal)
         return n
 
-
-    def value_of(self, node: fx.Node) -> Any:
-        """The importer's value of ``node``: the graph read up to it (once: later calls go on from there)."""
+    def value_of(self, node: fx.Node) -> tuple[Any, SpecError | None]:
+        """The importer's value of ``node`` (the graph read up to it, once: later calls go on from
+        there), and the first refusal before it when it follows a refused node.  Such a value is
+        read again on a copy of the graph so far with the idioms replaced (an inline rotary
+        embedding of an earlier layer is refused call by call until :func:`idioms.rewrite` makes it one)."""
         if self.imp is None:
             self.imp = Importer(self.root, self.dims, {})
         assert self.tracer is not None
@@ -250,7 +251,33 @@ class SizeReader:
                 if n.op != "output":
                     imp.visit(n)
                 self.last, n = n, n.next
-        return imp.values.get(node, Refused())
+            v = imp.values.get(node, Refused())
+            if isinstance(v, Refused) and imp.refused:
+                return self._rewritten(node)
+        return v, None
+
+    def _rewritten(self, node: fx.Node) -> tuple[Any, SpecError | None]:
+        """``node``'s value read on a copy of the graph up to it, its idioms replaced."""
+        from torch import fx
+
+        assert self.tracer is not None
+        graph, copies = fx.Graph(), {}  # type: ignore[var-annotated]
+        for n in self.tracer.graph.nodes:
+            if n.op == "output":
+                continue
+            copies[n] = graph.node_copy(n, lambda a: copies[a])
+            if n is node:
+                break
+        graph.output(copies[node])
+        problems = idioms.rewrite(graph, self.root)
+        if problems:
+            return Refused(), SpecError(f"{problems[0]}; {idioms.READ}", field="factory")
+        imp = Importer(self.root, self.dims, {})
+        for n in graph.nodes:
+            if n.op != "output":
+                imp.visit(n)
+        v = imp.values.get(copies[node], Refused())
+        return v, imp.refused[0][1] if isinstance(v, Refused) and imp.refused else None
 
 
 @contextlib.contextmanager
@@ -445,6 +472,7 @@ class Importer:
         self.param_owners: dict[int, str] = {}  # id of every parameter a spec layer holds -> that layer (counted there)
         self.notes: list[str] = []  # what the spec cannot say, for its description
         self.layers: list[dict[str, Any]] = []
+        self.calling: tuple[fx.Node, str] | None = None  # the call_function/call_method node being handled, and its function
         self.shapes: dict[str, tuple[Dim, ...]] = {INPUT: input_shape}
         self.values: dict[fx.Node, Any] = {}
         self.taken: set[str] = {INPUT, "total"}  # (a module named total: check reserves the name)
@@ -579,6 +607,10 @@ class Importer:
             out = tuple(layer.output_shape([self.shapes[i] for i in inputs]))
         except SpecError as e:
             raise self.fail(node, f"{kind} layer {lname!r}: {e.message}" + (f" (field {e.field!r})" if e.field else "")) from None
+        if self.calling is not None and self.calling[0] is node and not cls.source:
+            fn = self.calling[1]
+            if counted_apart(layer, [self.shapes[i] for i in inputs], out, fn):
+                data["function"] = fn  # a peer that counts modules counts this call otherwise (thop, ptflops)
         self.layers.append(data)
         self.shapes[lname] = out
         self.prev = lname
@@ -769,6 +801,9 @@ class Importer:
                 raise self.fail(node, e.message) from None
         ins = [self.shapes[i] for i in inputs]
         self._module_specials(node, module, kind, fields, ins)
+        call = module.__dict__.get("_call")  # a module built from a spec layer with a function (archcalc.torch.build.called_as)
+        if call is not None:
+            fields["function"] = call.function
         if positions:
             fields["indices"] = "positions"
         if owner is not None:
@@ -834,12 +869,16 @@ class Importer:
         found = self.table.lookup(node)
         if found is None:
             raise self.unsupported(node)
-        _, handler = found
+        name, handler = found
         if handler is None:  # an ignored call (registry.IGNORED): the same tensor, no layer
             v = self.value(node.args[0])
             self.values[node] = v if not isinstance(v, TensorRef) else TensorRef(self.tensor(node, node.args[0]))
             return
-        handler(self, node)
+        self.calling = (node, spelled(name))
+        try:
+            handler(self, node)
+        finally:
+            self.calling = None
 
     # ----- helpers for the handlers ----------------------------------------------------------
     def bind(self, node: fx.Node, names: Sequence[str]) -> dict[str, Any]:
@@ -871,6 +910,27 @@ class Importer:
             except SpecError as e:
                 raise self.fail(node, e.message) from None
         return out
+
+
+def spelled(name: str) -> str:
+    """A registered function name as a spec's ``function`` field writes it: ``torch.nn.functional.relu`` is ``F.relu``."""
+    return "F." + name.removeprefix("torch.nn.functional.") if name.startswith("torch.nn.functional.") else name
+
+
+def counted_apart(layer: Layer, ins: list[tuple[Dim, ...]], out: tuple[Dim, ...], function: str) -> bool:
+    """True when a peer convention that counts modules (thop, ptflops) counts ``layer`` computed by ``function``
+    otherwise than as its module (a count, or a refusal): then the spec must say how the model computes it."""
+    from ..conventions import CONVENTIONS
+
+    ops = layer.ops(ins, out)
+
+    def outcome(conv: Any, fn: str | None) -> Any:
+        try:
+            return conv.macs(ops, layer.kind, fn)
+        except SpecError:
+            return "refused"
+
+    return any(outcome(c, None) != outcome(c, function) for c in CONVENTIONS.values() if c.functions is not None)
 
 
 def _truth(v: Any) -> bool | None:
@@ -950,7 +1010,7 @@ def import_graph(module: nn.Module, dims: tuple[Dim, ...], output_key: str | Non
             graph = trace(module, training=training, decisions=decisions, dims=dims)
             problems = idioms.rewrite(graph, module)  # an inline rotary embedding is one layer
             if problems:
-                raise SpecError(f"{problems[0]}; archcalc imports the rotary embeddings whose angles are p / base^(2i/d)", field="factory")
+                raise SpecError(f"{problems[0]}; {idioms.READ}", field="factory")
             imp.run(graph)
         except WrongBranch as e:
             decisions = [*decisions[: e.index], *[True] * (e.index - len(decisions)), not _decision(decisions, e.index)]

@@ -88,10 +88,13 @@ def window_of(layer: Any, kind: str | None) -> dict[str, Any]:
 def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
     """The settings verify compares beside shapes, params and MACs, which those can all miss: a
     window's (:func:`window_of`), a causal mask's (its mask and fill value: what archcalc's
-    ``causal_mask`` is) and a rotary embedding's ``base`` (no count depends on it).  A spec layer
+    ``causal_mask`` is), sdpa's ``is_causal`` and ``enable_gqa`` (torch counts every score either
+    way) and a rotary embedding's ``base`` (no count depends on it).  A spec layer
     and a torch module of archcalc's alike (their fields have the same names)."""
     if kind == "causal_mask":
         return {"mask": "causal", "value": "-inf"}
+    if kind == "scaled_dot_product_attention":  # a causal mask or grouped heads: the same torch MACs either way
+        return {f: bool(getattr(layer, f, False)) for f in ("is_causal", "enable_gqa")}
     if kind == "rotary" and isinstance(getattr(layer, "base", None), int):
         return {"base": layer.base}
     return window_of(layer, kind)
@@ -238,6 +241,10 @@ def _call_settings(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, An
         scores, value = bound.get("input"), bound.get("value")
         shape = tuple(scores.shape[1:]) if isinstance(scores, torch.Tensor) else ()
         return {"mask": mask_setting(bound.get("mask"), shape), "value": "-inf" if value == float("-inf") else repr(value)}
+    if kind == "scaled_dot_product_attention":  # F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+        bound = {**dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"), args, strict=False)),
+                 **kwargs}
+        return {f: bool(bound.get(f, False)) for f in ("is_causal", "enable_gqa")}
     if not kind.startswith(("maxpool", "avgpool")):
         return {}
     from types import SimpleNamespace

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .leaves import COMPOSITES
@@ -41,6 +41,9 @@ HANDLERS: dict[str, Handler] = {}
 """Handler by name (``"torch.permute"``, ``"Tensor.permute"``)."""
 RECORDS: dict[str, str] = {}
 """Name -> the layer type verify records a call of it as."""
+PARAMS: dict[str, tuple[str, ...]] = {}
+"""Name -> its parameters after the tensor, as the handler binds them: the model built from a spec calls a layer's
+``function`` with those of them the layer sets, read from the layer's module (:mod:`archcalc.torch.build`)."""
 MODULE_HANDLERS: dict[str, ModuleHandler] = {}
 """Qualified class name -> the handler of such a module (a composite)."""
 IGNORED = frozenset({"Tensor.contiguous", "Tensor.clone", "Tensor.detach", "torch.Tensor.contiguous"})
@@ -51,21 +54,24 @@ _EAGER = frozenset({"torch", "operator", "builtins", "Tensor", "F"})
 """Packages whose functions are resolved to objects when the table is built (already imported)."""
 
 
-def register(name: str, handler: Handler, records: str | None = None) -> None:
-    """Put ``handler`` in the table under ``name``; a name registered twice is an error."""
+def register(name: str, handler: Handler, records: str | None = None, params: Sequence[str] | None = None) -> None:
+    """Put ``handler`` in the table under ``name``; a name registered twice is an error.  ``params``: the
+    function's parameter names, the tensor first (what the handler binds), for building its calls back."""
     if name in HANDLERS or name in IGNORED:
         raise ValueError(f"import handler for {name!r} registered twice")
     HANDLERS[name] = handler
     if records is not None:
         RECORDS[name] = records
+    if params is not None:
+        PARAMS[name] = tuple(params[1:])
 
 
-def handles(*names: str, records: str | None = None) -> Callable[[Handler], Handler]:
+def handles(*names: str, records: str | None = None, params: Sequence[str] | None = None) -> Callable[[Handler], Handler]:
     """Decorator: the function handles every call spelled by ``names``."""
 
     def deco(fn: Handler) -> Handler:
         for n in names:
-            register(n, fn, records)
+            register(n, fn, records, params)
         return fn
 
     return deco
@@ -162,5 +168,5 @@ def recorded_kinds() -> dict[Any, str]:
     return out
 
 
-__all__ = ["HANDLERS", "IGNORED", "MODULE_HANDLERS", "RECORDS", "Handler", "ModuleHandler", "Table", "handles", "handles_module",
+__all__ = ["HANDLERS", "IGNORED", "MODULE_HANDLERS", "PARAMS", "RECORDS", "Handler", "ModuleHandler", "Table", "handles", "handles_module",
            "recorded_kinds", "register", "resolve", "table"]

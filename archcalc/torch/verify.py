@@ -51,6 +51,11 @@ Two ways to get the torch side:
   (a model that computes its shortcut projection before the main path needs a spec that lists
   ``downsample`` first; otherwise the branches are compared crosswise and reported as mismatches).
 
+Settings that no count shows are compared too (:func:`archcalc.torch.measure.settings_of`): a
+convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
+values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
+where the model has one, else against the bases the model holds (:func:`_rotary_bases`).
+
 A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
 that was running (quantity ``runs``).
 """
@@ -228,7 +233,7 @@ class VerifyResult:
     def summary(self) -> str:
         first = self.first_mismatch
         if first is None:
-            n = sum(1 for lc in self.layers if lc.rows)
+            n = sum(1 for lc in self.layers if any(r.quantity in QUANTITIES for r in lc.rows))  # (not a rotary layer whose base alone is compared)
             return f"OK: {n} layers match torch in output shape, params and MACs; totals match"
         bad = self.mismatches
         n_layers = len({r.name for r in bad if r.name != TOTAL})
@@ -402,6 +407,8 @@ SETTING_WHY = {
     "mask": "the mask differs: attention would read other keys (archcalc's causal_mask hides exactly the keys after each query)",
     "value": "masked scores are set to another value (archcalc's causal_mask sets them to -inf: weight 0 after the softmax)",
     "base": "rotary's base differs: the angles p / base^(2i/d) would too (no count shows it)",
+    "is_causal": "causal or not: which keys each query reads (a decoder's or an encoder's attention; torch counts every score either way)",
+    "enable_gqa": "grouped-query attention or not: whether k and v may have fewer heads than q",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
@@ -654,8 +661,46 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
+    if any(lc.type == "rotary" and not lc.rows for lc in layers):
+        layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
     return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
+
+
+def _rotary_bases(model: nn.Module, layers: list[LayerCheck], settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
+    """The ``base`` of each rotary layer the model applies inline (no module to match: ``q * cos +
+    rotate_half(q) * sin``) against the bases the model holds (:func:`archcalc.torch.idioms.held_bases`:
+    its frequencies buffer's values, or its base / rope_theta).  One base in the model: every rotary
+    layer must have it.  Several (rotary embeddings of two bases): each layer's must be one of them,
+    and the note says that which layer uses which is not checked.  A base the model holds but that
+    cannot be read fails the row with the reason; a model that holds none leaves the rows not compared."""
+    from .idioms import held_bases
+
+    held = held_bases(model)
+    known = sorted({b for b in held.values() if isinstance(b, int)})
+    unknown = {name: why for name, why in held.items() if isinstance(why, str)}
+    where = ", ".join(repr(n) if n else "the model itself" for n in held)
+    out = []
+    for lc in layers:
+        mine = settings.get(lc.name, {}).get("base")
+        if lc.type != "rotary" or lc.rows or mine is None:
+            out.append(lc)
+            continue
+        if not held:
+            out.append(LayerCheck(lc.name, lc.type, lc.module, [], lc.analytic, f"{lc.note}; its base: the model holds no rotary frequencies "
+                                  "(an inv_freq buffer, a rope_theta) to compare it with"))
+            continue
+        if unknown:
+            name, why = next(iter(unknown.items()))
+            row = VerifyRow(lc.name, "base", mine, f"unknown ({why})", False, name, f"the rotary base of {name!r} cannot be read")
+        elif len(known) == 1:
+            why = SETTING_WHY["base"] if mine != known[0] else f"read from the frequencies of {where}"
+            row = VerifyRow(lc.name, "base", mine, known[0], mine == known[0], None, why)
+        else:
+            row = VerifyRow(lc.name, "base", mine, " or ".join(str(b) for b in known), mine in known, None,
+                            f"the model holds rotary frequencies of {len(known)} bases ({where}): which layer uses which is not checked")
+        out.append(LayerCheck(lc.name, lc.type, lc.module, [row], lc.analytic, "base only: applied inline, no module to compare shapes and counts"))
+    return out
 
 
 # ----- the CLI ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...dims import as_int
 from ...layers.base import shape_str
-from ..importer import Attr, Importer, TensorRef, describe, module_path, same
+from ..importer import INPUT, Attr, Importer, TensorRef, describe, module_path, same
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -29,7 +29,45 @@ def matmul(imp: Importer, node: fx.Node) -> None:
         names = [imp.parameter(node, x, len(imp.shape(second))), second]
     else:
         names = [imp.tensor(node, a["input"]), imp.tensor(node, a["other"])]
-    imp.emit(node, "matmul", {}, names)
+    weights = _back_to(imp, names[0], "causal_mask", ("softmax", "dropout", "identity"))
+    imp.emit(node, "matmul", {"causal": "weights"} if weights is not None else {}, names)
+
+
+def _layers_by_name(imp: Importer) -> dict[str, dict[str, Any]]:
+    return {str(d["name"]): d for d in imp.layers}
+
+
+def _inputs_of(imp: Importer) -> dict[str, list[str]]:
+    """Each emitted layer's inputs (a layer without ``inputs`` reads the one before it; a source none)."""
+    from ...layers import TYPE_NAMES
+
+    out, prev = {}, INPUT
+    for d in imp.layers:
+        implicit = [] if TYPE_NAMES[d["type"]].source else [prev]
+        out[str(d["name"])] = list(d.get("inputs", implicit))
+        prev = str(d["name"])
+    return out
+
+
+def _back_to(imp: Importer, name: str, kind: str, through: tuple[str, ...], sole: bool = False) -> dict[str, Any] | None:
+    """The emitted layer of type ``kind`` that ``name`` is, or comes from through one-input layers of
+    the types ``through``; None if there is none.  ``sole``: every layer on the way (``kind``'s too)
+    read by that one path only."""
+    layers, inputs = _layers_by_name(imp), _inputs_of(imp)
+    readers: dict[str, int] = {}
+    for ins in inputs.values():
+        for i in ins:
+            readers[i] = readers.get(i, 0) + 1
+    for _ in range(8):
+        d = layers.get(name)
+        if d is None or (sole and readers.get(name, 0) > 1):
+            return None
+        if d["type"] == kind:
+            return d
+        if d["type"] not in through or len(inputs[name]) != 1:
+            return None
+        name = inputs[name][0]
+    return None
 
 
 @handles("torch.einsum")
@@ -136,6 +174,9 @@ def masked_fill(imp: Importer, node: fx.Node) -> None:
     if why:
         where = module_path(node)
         raise imp.unsupported(node, f"masked_fill by {_mask_name(mask.target)}{f' in {where!r}' if where else ''}: {why}")
+    product = _back_to(imp, scores, "matmul", ("scalar",), sole=True)  # q @ k^T, scaled: its products at masked places are masked work
+    if product is not None and "causal" not in product:
+        product["causal"] = "scores"
     imp.emit(node, "causal_mask", {}, [scores])
 
 

@@ -55,10 +55,15 @@ def _register_activations() -> None:
             own = params if owner == "torch.nn.functional" else plain
             if kind == "dropout" and owner == "torch":
                 own = ["input", "p", "training"]
-            register(f"{owner}.{name}", _activation(kind, own), records=kind)
-            register(f"{owner}.{name}_", _activation(kind, own, inplace=True), records=kind)
-        register(f"Tensor.{name}", _activation(kind, plain), records=kind)
-        register(f"Tensor.{name}_", _activation(kind, plain, inplace=True), records=kind)
+            # (torch.relu, F.relu_, x.relu() and x.relu_() take no inplace flag: the name says it)
+            register(f"{owner}.{name}", _activation(kind, own), records=kind, params=own if owner == "torch.nn.functional" else _no_flag(own))
+            register(f"{owner}.{name}_", _activation(kind, own, inplace=True), records=kind, params=_no_flag(own))
+        register(f"Tensor.{name}", _activation(kind, plain), records=kind, params=_no_flag(plain))
+        register(f"Tensor.{name}_", _activation(kind, plain, inplace=True), records=kind, params=_no_flag(plain))
+
+
+def _no_flag(params: Sequence[str]) -> list[str]:
+    return [p for p in params if p != "inplace"]
 
 
 _register_activations()

@@ -39,7 +39,7 @@ def _pool(kind: str, names: Sequence[str]) -> Handler:
 for _kind, _name, _params in POOL_FUNCTIONS:
     if _kind in TYPE_NAMES:
         for _owner in ("torch.nn.functional", "torch"):
-            register(f"{_owner}.{_name}", _pool(_kind, _params), records=_kind)
+            register(f"{_owner}.{_name}", _pool(_kind, _params), records=_kind, params=_params)
 
 
 @handles("torch.mean", "Tensor.mean")
@@ -65,9 +65,12 @@ def _mean(imp: Importer, node: fx.Node) -> None:
         imp.emit(node, "flatten", {}, [pooled], imp.fresh(f"{pooled}_flatten"))
 
 
-@handles("torch.nn.functional.interpolate")
+INTERPOLATE_PARAMS = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
+
+
+@handles("torch.nn.functional.interpolate", params=INTERPOLATE_PARAMS)
 def _interpolate(imp: Importer, node: fx.Node) -> None:
-    names = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
+    names = INTERPOLATE_PARAMS
     a = imp.bind(node, names)
     if imp.value(a.get("antialias", False)):
         raise imp.unsupported(node, "antialias=True")
