@@ -203,6 +203,7 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     did: a subclass of its class (the same layer type to verify) whose ``forward`` makes that call with the layer's
     settings that are parameters of the function, read from the module (torch's types).  Peers that hook modules by
     exact class (thop, ptflops) then see no module, only the function, as on the user's model."""
+    from . import ops  # noqa: F401  (registers the handlers, and the parameters of their functions)
     from .registry import PARAMS, resolve
 
     function = str(layer.function)
@@ -223,7 +224,8 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     elif given - set(params):
         raise SpecError(f"cannot build a call of {function} with {', '.join(sorted(given - set(params)))} (the arguments "
                         f"archcalc knows it takes: {', '.join(params) or 'tensors only'})", layer=name, field="function")
-    kwargs = {k: getattr(mod, k) for k in params if k in type(layer).model_fields and hasattr(mod, k)}  # (defaults too: dim)
+    # the layer's settings (defaults too: softmax's dim) and the tensors the module holds (a norm's weight and running mean)
+    kwargs = {k: getattr(mod, k) for k in params if hasattr(mod, k) and (k in type(layer).model_fields or isinstance(getattr(mod, k), torch.Tensor))}
     cls = type(mod)
     sub = _CALLING.get(cls)
     if sub is None:

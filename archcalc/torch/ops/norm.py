@@ -24,10 +24,17 @@ def _attr_or_none(imp: Importer, node: fx.Node, arg: Any, what: str) -> Attr | N
     raise imp.unsupported(node, f"{what} is not a parameter or buffer of the model (it is computed)")
 
 
-@handles("torch.nn.functional.batch_norm", records="batchnorm{n}d")
+BATCH_NORM_PARAMS = ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"]
+LAYER_NORM_PARAMS = ["input", "normalized_shape", "weight", "bias", "eps"]
+GROUP_NORM_PARAMS = ["input", "num_groups", "weight", "bias", "eps"]
+LINEAR_PARAMS = ["input", "weight", "bias"]
+CONV_PARAMS = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
+
+
+@handles("torch.nn.functional.batch_norm", records="batchnorm{n}d", params=BATCH_NORM_PARAMS)
 def batch_norm(imp: Importer, node: fx.Node) -> None:
     """``F.batch_norm`` at inference: a ``batchnorm{n}d`` layer (affine when it has a weight)."""
-    a = imp.bind(node, ["input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"])
+    a = imp.bind(node, BATCH_NORM_PARAMS)
     src = imp.tensor(node, a["input"])
     shape = imp.shape(src)
     mean = _attr_or_none(imp, node, a.get("running_mean"), "running_mean")
@@ -51,11 +58,11 @@ def batch_norm(imp: Importer, node: fx.Node) -> None:
     imp.hold(imp.emit(node, kind, fields, [src]), weight, bias)
 
 
-@handles("torch.nn.functional.layer_norm", records="layernorm")
+@handles("torch.nn.functional.layer_norm", records="layernorm", params=LAYER_NORM_PARAMS)
 def layer_norm(imp: Importer, node: fx.Node) -> None:
     """``F.layer_norm(x, shape, weight, bias, eps)`` (torchvision's LayerNorm2d between two permutes,
     timm's LayerNorm2d): a ``layernorm`` layer over the trailing ``normalized_shape`` axes."""
-    a = imp.bind(node, ["input", "normalized_shape", "weight", "bias", "eps"])
+    a = imp.bind(node, LAYER_NORM_PARAMS)
     src = imp.tensor(node, a["input"])
     weight = _attr_or_none(imp, node, a.get("weight"), "weight")
     bias = _attr_or_none(imp, node, a.get("bias"), "bias")
@@ -73,10 +80,10 @@ def layer_norm(imp: Importer, node: fx.Node) -> None:
     imp.hold(imp.emit(node, "layernorm", fields, [src]), weight, bias)
 
 
-@handles("torch.nn.functional.group_norm", records="groupnorm")
+@handles("torch.nn.functional.group_norm", records="groupnorm", params=GROUP_NORM_PARAMS)
 def group_norm(imp: Importer, node: fx.Node) -> None:
     """``F.group_norm(x, num_groups, weight, bias, eps)``: a ``groupnorm`` layer."""
-    a = imp.bind(node, ["input", "num_groups", "weight", "bias", "eps"])
+    a = imp.bind(node, GROUP_NORM_PARAMS)
     src = imp.tensor(node, a["input"])
     weight = _attr_or_none(imp, node, a.get("weight"), "weight")
     bias = _attr_or_none(imp, node, a.get("bias"), "bias")
@@ -91,10 +98,10 @@ def group_norm(imp: Importer, node: fx.Node) -> None:
     imp.hold(imp.emit(node, "groupnorm", fields, [src]), weight, bias)
 
 
-@handles("torch.nn.functional.linear", records="linear")
+@handles("torch.nn.functional.linear", records="linear", params=LINEAR_PARAMS)
 def linear(imp: Importer, node: fx.Node) -> None:
     """``F.linear(x, self.weight, self.bias)`` (timm's ``Linear`` subclass calls it in its own forward): a ``linear`` layer."""
-    a = imp.bind(node, ["input", "weight", "bias"])
+    a = imp.bind(node, LINEAR_PARAMS)
     src = imp.tensor(node, a["input"])
     weight = _attr_or_none(imp, node, a.get("weight"), "weight")
     bias = _attr_or_none(imp, node, a.get("bias"), "bias")
@@ -112,7 +119,7 @@ def _conv(n: int) -> Any:
     def conv(imp: Importer, node: fx.Node) -> None:
         """``F.conv{n}d(x, self.weight, self.bias, stride, padding, dilation, groups)`` (timm's
         ``Conv2dSame``, ``StdConv2d`` call it in their own forward): a ``conv{n}d`` layer."""
-        a = imp.bind(node, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"])
+        a = imp.bind(node, CONV_PARAMS)
         src = imp.tensor(node, a["input"])
         weight = _attr_or_none(imp, node, a.get("weight"), "weight")
         bias = _attr_or_none(imp, node, a.get("bias"), "bias")
@@ -135,5 +142,5 @@ def _conv(n: int) -> Any:
 
 
 for _n in (1, 2, 3):
-    register(f"torch.nn.functional.conv{_n}d", _conv(_n), records=f"conv{_n}d")
-    register(f"torch.conv{_n}d", _conv(_n), records=f"conv{_n}d")
+    register(f"torch.nn.functional.conv{_n}d", _conv(_n), records=f"conv{_n}d", params=CONV_PARAMS)
+    register(f"torch.conv{_n}d", _conv(_n), records=f"conv{_n}d", params=CONV_PARAMS)
