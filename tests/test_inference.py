@@ -25,7 +25,9 @@ def test_gpt2_decode_step_and_cache() -> None:
     # one token: every weight once (QKV, output, MLP: 12 h**2 per layer; the head h*V), attention over S + 1 keys
     assert c.decode_macs == layers * 12 * h * h + h * vocab + layers * 2 * h * (s + 1)
     assert c.weight_bytes == 124_439_808 * 2
-    assert c.decode_bytes == 124_439_808 * 2 + layers * 2 * h * (s + 1) * 2  # weights, the cache read, one position written
+    # the weights read (wpe: one row of its 1024, the position of the new token; wte in full, the tied head reads it all),
+    # the cache read, one position written
+    assert c.decode_bytes == (124_439_808 - 1024 * h + h) * 2 + layers * 2 * h * (s + 1) * 2
     assert c.prefill_macs == 145_824_153_600
     doc = c.to_json()
     assert doc["decode"]["bound"].startswith("memory-bound")
@@ -79,7 +81,7 @@ def test_inference_cli(tmp_path: Path) -> None:
     doc = json.loads(r.out)
     assert doc["kv_cache_bytes"] == "4*l*S*h"
     r = cli("inference", str(SPECS / "resnet18.json"))
-    assert r.code == 2 and "no attention layer" in r.err
+    assert r.code == 2 and "resnet18 takes a 3×224×224 input, not token ids" in r.err
 
 
 def test_explain_total_shows_where_each_megatron_term_comes_from() -> None:
@@ -164,3 +166,35 @@ def test_the_position_table_note_reads_the_prompts_sizes() -> None:
     assert inference_costs(arch, 5, values={"s": 4096}).notes == []
     (note,) = inference_costs(arch, 5000, values={"s": 4096}).notes
     assert "learns 4,096 positions (0 to 4,095)" in note
+
+
+@pytest.mark.parametrize("spec", ["vit_b_16", "vit_b_32", "resnet18", "swin_t"])
+def test_an_image_network_is_refused_not_decoded(spec: str) -> None:
+    """Review s7 #14: ViT-B/16 (3×224×224 in, attention inside) printed "prefill of 3 tokens" (its colour
+    channels) and a decode step of 24,640,032,768 MACs, more than the 17,563,828,224 of the whole image,
+    exit 0.  An image has no token axis to generate along: refused in one line, exit 2, as ResNet is."""
+    r = cli("inference", str(SPECS / f"{spec}.json"), "--cache", "10")
+    assert r.code == 2 and r.out == "" and len(r.err.strip().splitlines()) == 1, r.err
+    assert f"{spec} takes a 3×224×224 input, not token ids" in r.err and "Traceback" not in r.err
+
+
+def test_a_decode_step_reads_one_row_of_an_untied_embedding() -> None:
+    """Review s7 #27: the decode bytes counted every embedding table in full.  LLaMA-2 7B (Touvron et al.
+    2023; Hugging Face config: vocab_size 32000, hidden_size 4096, untied lm_head): the step gathers one
+    row of embed_tokens, 4096 x 2 bytes in fp16, not its 32000 x 4096 x 2 = 262,144,000 bytes."""
+    c = inference_costs(load_spec(SPECS / "llama2_7b.json"), 4096, dtype="float16")
+    vocab, h, layers, cache = 32000, 4096, 32, 4096
+    assert c.weight_bytes == 6_738_415_616 * 2  # every parameter (the model's size)
+    assert c.decode_weight_bytes == (6_738_415_616 - vocab * h + 1 * h) * 2 == 13_214_695_424
+    # + the cache read (S = 4096 positions of 32 layers x (k + v) x 4096) + one position written
+    assert c.decode_bytes == c.decode_weight_bytes + layers * 2 * h * (cache + 1) * 2 == 15_362_703_360
+    # the prefill of 4096 tokens gathers 4096 rows (fewer than the table's 32000)
+    assert c.prefill_weight_bytes == (6_738_415_616 - (vocab - 4096) * h) * 2
+    # at batch 8, one row per sequence: 8 rows
+    assert inference_costs(load_spec(SPECS / "llama2_7b.json"), 4096, batch=8).decode_weight_bytes == (6_738_415_616 - vocab * h + 8 * h) * 2
+    r = cli("inference", str(SPECS / "llama2_7b.json"), "--cache", "4096")
+    assert "weights read 13,214,695,424 B" in r.out and "model.embed_tokens a step reads only the rows of its tokens" in r.out
+    # GPT-2's wte is read in full by the head tied to it; its wpe (1024 x 768) gives the new token's row
+    gpt2 = inference_costs(load_spec(SPECS / "gpt2.json"), 100)
+    assert gpt2.decode_weight_bytes == (124_439_808 - 1024 * 768 + 768) * 2 and gpt2.gathered == ["transformer.wpe"]
+    assert gpt2.prefill_weight_bytes == 124_439_808 * 2  # 1024 prompt tokens: every row of wpe

@@ -229,7 +229,7 @@ def test_a_claim_without_a_value_lists_every_budget_operator() -> None:
 
 def test_inference_on_a_network_without_attention_blames_no_flag_not_given() -> None:
     r = cli("inference", ALEXNET)  # no --cache given: the error said field '--cache'
-    assert r.code == 2 and "--cache" not in r.err and "alexnet has no attention layer" in r.err
+    assert r.code == 2 and "--cache" not in r.err and "alexnet takes a 3×227×227 input, not token ids" in r.err
 
 
 def test_memory_and_fit_captions_use_the_spec_title_as_the_table_does() -> None:
