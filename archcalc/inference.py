@@ -238,9 +238,9 @@ def inference_costs(
     nbytes = dtype_bytes(dtype)
     whole = compile_graph(arch, values=values)  # the prompt's graph (the decode step's below has one position)
     if not _reads_token_ids(whole):
-        shape = "×".join(map(dim_text, whole.graph["input_shape"]))
+        given = "×".join(map(dim_text, whole.graph["input_shape"]))
         raise SpecError(
-            f"{arch.name} takes a {shape} input, not token ids: inference is for decoders (token ids into an embedding, "
+            f"{arch.name} takes a {given} input, not token ids: inference is for decoders (token ids into an embedding, "
             "attention inside), and a step of one token along the input's first axis means nothing here",
             field="input",
         )
