@@ -57,6 +57,8 @@ class Row:
     whole_input: bool = False
     """Every output sees the whole input (after a flatten of the map, a global pool, attention): the
     tables write "whole" for its receptive field and stride; ``receptive_field`` keeps the exact union."""
+    tied: tuple[str, ...] = ()
+    """The layers whose weights it uses without owning them (GPT-2's head: ``transformer.wte``)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -279,6 +281,7 @@ def report_from_graph(
                 layer.cached_per_position(n["in_shapes"]) if caching else 0,
                 n["rf_bound"] is not None,
                 bool(n.get("rf_whole")),
+                tuple(n["tied"].values()) if "tied" in n else (),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -198,3 +198,51 @@ def test_a_decode_step_reads_one_row_of_an_untied_embedding() -> None:
     gpt2 = inference_costs(load_spec(SPECS / "gpt2.json"), 100)
     assert gpt2.decode_weight_bytes == (124_439_808 - 1024 * 768 + 768) * 2 and gpt2.gathered == ["transformer.wpe"]
     assert gpt2.prefill_weight_bytes == 124_439_808 * 2  # 1024 prompt tokens: every row of wpe
+
+
+def test_compare_gives_the_kv_cache_in_inferences_dtype_and_says_it() -> None:
+    """Review s7 #12: compare's "KV cache per position" was in float32 (GPT-2: 72 KiB) while inference,
+    and the README sentence about compare, use float16 (36 KiB), neither saying which.  GPT-2 (12 layers,
+    h = 768): 12 x (k + v) x 768 x 2 bytes; LLaMA-2 7B (32 layers, h = 4096): 32 x 2 x 4096 x 2 = 512 KiB."""
+    gpt2, llama = str(SPECS / "gpt2.json"), str(SPECS / "llama2_7b.json")
+    r = cli("compare", gpt2, llama, "--format", "json")
+    assert r.code == 0, r.err
+    row = json.loads(r.out)["rows"]["KV cache per position"]
+    assert row["values"] == [12 * 2 * 768 * 2, 32 * 2 * 4096 * 2] and row["dtype"] == "float16"
+    assert row["values"][0] * 1024 == inference_costs(load_spec(SPECS / "gpt2.json"), 1024).kv_cache_bytes  # inference's figure
+    text = cli("compare", gpt2, llama).out
+    assert "KV cache per position (float16)  36.0 KiB" in text and "the KV cache in float16" in text
+    f32 = cli("compare", gpt2, llama, "--dtype", "float32")
+    assert "KV cache per position (float32)  72.0 KiB" in f32.out
+
+
+def test_compare_counts_a_tied_head_as_a_weighted_layer(tmp_path: Path) -> None:
+    """Review s7 #32: GPT-2's lm_head multiplies by a 50257 x 768 matrix whether or not it owns it;
+    "weighted layers" said 48 tied and 49 untied.  12 layers x (c_attn, attn.c_proj, c_fc, mlp.c_proj) + the head."""
+    spec = json.loads((SPECS / "gpt2.json").read_text())
+    (head,) = [layer for layer in spec["layers"] if layer.get("name") == "lm_head"]
+    del head["tie_weight"]
+    spec["name"] = "gpt2_untied"
+    untied = tmp_path / "gpt2_untied.json"
+    untied.write_text(json.dumps(spec))
+    r = cli("compare", str(SPECS / "gpt2.json"), str(untied), "--format", "json")
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)["rows"]
+    assert rows["weighted layers"]["values"] == [12 * 4 + 1, 12 * 4 + 1]
+    assert rows["params"]["values"][1] - rows["params"]["values"][0] == 50257 * 768  # the untied head owns its weight
+
+
+def test_compare_of_a_symbolic_lm_gives_the_ratio_as_a_formula_not_at_224() -> None:
+    """Review s7 #33: GPT-2 against transformer_lm printed the ratio "at V=h=l=s=224" (a 224-layer model of 224
+    words), and LaTeX printed it as escaped code (12*l*h\\textasciicircum{}2).  Only an image's H and W get 224."""
+    lm, gpt2 = str(SPECS / "transformer_lm.json"), str(SPECS / "gpt2.json")
+    text = cli("compare", lm, gpt2).out
+    assert "124439808/(12*l*h^2 + 13*l*h + s*h + h*V + 2*h) (varies with h, l, s, V)" in text and "=224" not in text
+    latex = cli("compare", lm, gpt2, "--format", "latex").out
+    assert r"$\frac{124439808}{V h + 12 h^{2} l + 13 h l + h s + 2 h}$ (varies with h, l, s, V)" in latex
+    assert "textasciicircum" not in latex and "=224" not in latex
+    assert r"weighted layers & $4 l + 1$ & 49" in latex  # a symbolic count typeset too, not '4*l + 1'
+    # an image's size still gets 224: 3x3 stride 2 against 7x7 stride 1 on 3xHxW, 64 filters:
+    # (64*27*111*111) / (64*147*224*224) at H = W = 224, (224 - 3)//2 + 1 = 111 positions a side
+    img = cli("compare", "--stack", "3xHxW", "conv 64 7 p3", "--stack", "3xHxW", "conv 64 3 s2").out
+    assert f"\u2248 {(27 * 111 * 111) / (147 * 224 * 224):.3g} at H=W=224" in img
