@@ -240,6 +240,7 @@ def report_from_graph(
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
+    own_of: dict[int, tuple[str | None, bool, Dim]] = {}  # per formula key: the layer's own note, in place, cached per position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -247,18 +248,22 @@ def report_from_graph(
         if sizes_jumps is None:
             sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
         layer = n["layer"]
-        kind = type(layer)
-        noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
+        said = own_of.get(n["formula_key"])
+        if said is None:
+            kind = type(layer)
+            noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
+            ins = n["in_shapes"]  # (only the types that have something to say are asked)
+            said = own_of[n["formula_key"]] = (layer.note(ins) if noted else None, layer.in_place(), layer.cached_per_position(ins) if caching else 0)
+        own, in_place, cache = said
         note = n["rf_note"]
-        if noted:  # only the types that have something to say are asked
-            own = layer.note(n["in_shapes"])
-            note = f"{note}; {own}" if note and own else note or own
+        if own:
+            note = f"{note}; {own}" if note else own
         if "tie_note" in n:
             note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
         called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
         if called:
             note = f"{note}; {called}" if note else called
-        if note is None and layer.in_place():
+        if note is None and in_place:
             note = IN_PLACE_NOTE
         rows.append(
             Row(
@@ -278,7 +283,7 @@ def report_from_graph(
                 note,
                 n.get("repeat", 1),
                 n.get("scope", ()),
-                layer.cached_per_position(n["in_shapes"]) if caching else 0,
+                cache,
                 n["rf_bound"] is not None,
                 bool(n.get("rf_whole")),
                 tuple(n["tied"].values()) if "tied" in n else (),

@@ -407,6 +407,14 @@ class Layer(Spec):
         tokens): the receptive field pass gives every output the whole input."""
         return False
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        """Per-sample axes (0-based) along which every output reads every position of its input: a
+        softmax over ``dim``, a norm's statistics, a linear's input features.  Where such an axis
+        holds a spatial axis, the receptive field pass makes the field whole along it (a spatial
+        softmax, GroupNorm over (C/G, H, W), MLP-Mixer's linear over the patches); a feature axis
+        (a token's D) changes nothing.  () for none: the default."""
+        return ()
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         """For a layer that mixes positions: the most input positions one output can read (the
         keys of attention), or None for all of them.  Where the map before it had more positions

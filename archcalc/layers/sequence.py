@@ -110,6 +110,10 @@ class RMSNorm(Layer):
     def _normalized(self, shape: Shape) -> Shape:
         return normalized_axes(self, self.normalized_shape, shape)
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        n = len(self._normalized(ins[0]))  # the statistics are over the trailing normalized_shape axes
+        return tuple(range(len(ins[0]) - n, len(ins[0])))
+
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._normalized(ins[0])
         return ins[0]
