@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim
-from .base import DimList, Layer, Saved, Shape, dim_field, numel, shape_str
+from .base import DimList, Layer, Saved, Shape, dim_field, numel
 from .reshape import sample_axis
 
 
@@ -60,7 +60,7 @@ class Parameter(Layer):
         said = "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
         if self.shape is None:  # ViT's position table, sized like the token sequence: --input 3,448,448 grows it (197 -> 785 rows)
             return (
-                f"{said}; sized like its input ({shape_str(ins[0])}), so its params follow the input size: at another size "
+                f"{said}; sized like its input, so its params follow the input size: at another size "
                 "it is another table (a model built for one size refuses another, as torchvision's ViT does, or is "
                 "fine-tuned with its table interpolated)"
             )
