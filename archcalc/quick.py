@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import SpecError
 from .layers import TYPE_NAMES
-from .spec import Architecture, parse_spec
+from .spec import Architecture, parse_spec, unique_keys
 
 # aliases by the number of spatial axes (1, 2, 3) of the tensor they receive
 RANKED = {
@@ -125,9 +125,11 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
     text = text.strip()
     if text.startswith("{"):
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as e:
             raise SpecError(f"invalid JSON layer at column {e.colno}: {e.msg}", layer=f"#{index + 1}") from None
+        except SpecError as e:  # a key given twice
+            raise e.located(layer=f"#{index + 1}") from None
         if not isinstance(parsed, dict):
             raise SpecError("a JSON layer must be an object", layer=f"#{index + 1}")
         return parsed

@@ -89,3 +89,8 @@ def test_a_setting_repeated_with_the_same_value_is_read() -> None:
     # s2 and stride=2 agree: (32 - 3)//2 + 1 = 15
     r = cli("quick", "3x32x32", "conv 64 3 s2 stride=2")
     assert r.code == 0 and "64\u00d715\u00d715" in r.out
+
+
+def test_a_json_layer_with_a_key_twice_is_refused() -> None:
+    r = cli("quick", "3x8x8", '{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "kernel_size": 5}')  # review s7 #23
+    assert r.code == 2 and "layer '#1'" in r.err and "'kernel_size' given twice in a conv2d layer (3 and 5)" in r.err, r.err
