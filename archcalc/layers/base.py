@@ -415,6 +415,11 @@ class Layer(Spec):
         (a token's D) changes nothing.  () for none: the default."""
         return ()
 
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        """For a layer that mixes positions: True when output i reads only positions 0..i (causal
+        attention), so that only the last output sees the whole input."""
+        return False
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         """For a layer that mixes positions: the most input positions one output can read (the
         keys of attention), or None for all of them.  Where the map before it had more positions
