@@ -444,6 +444,12 @@ class Layer(Spec):
         keys and values: the KV cache); 0 for every layer that keeps nothing."""
         return 0
 
+    def weights_read(self, ins: list[Shape], batch: Dim) -> Dim | None:
+        """Elements of its weights one forward of ``batch`` samples on ``ins`` reads, where that is
+        fewer than all of them (an embedding gathers one row per id); None (the default): every
+        weight.  What a decode step's bytes count (archcalc.inference)."""
+        return None
+
     def tied_weights(self) -> dict[str, str]:
         """Weights this layer uses but does not own: its weight name -> the layer whose ``weight``
         it shares (GPT-2's output head uses the token embedding's).  Counted once, by their owner."""
