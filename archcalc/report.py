@@ -255,7 +255,7 @@ def report_from_graph(
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
-    own_of: dict[int, tuple[str | None, bool, Dim]] = {}  # per formula key: the layer's own note, in place, cached per position
+    own_of: dict[int, tuple[str | None, str | None, bool, Dim]] = {}  # per formula key: the layer's own note, a peer's, in place, cached per position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -268,14 +268,16 @@ def report_from_graph(
             kind = type(layer)
             noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
             ins = n["in_shapes"]  # (only the types that have something to say are asked)
-            said = own_of[n["formula_key"]] = (layer.note(ins) if noted else None, layer.in_place(), layer.cached_per_position(ins) if caching else 0)
-        own, in_place, cache = said
+            called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
+            said = own_of[n["formula_key"]] = (
+                layer.note(ins) if noted else None, called, layer.in_place(), layer.cached_per_position(ins) if caching else 0
+            )
+        own, called, in_place, cache = said
         note = n["rf_note"]
         if own:
             note = f"{note}; {own}" if note else own
         if "tie_note" in n:
             note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
-        called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
         if called:
             note = f"{note}; {called}" if note else called
         if note is None and in_place:
@@ -284,7 +286,7 @@ def report_from_graph(
             Row(
                 name,
                 layer.__dict__["type"],  # layer.kind, without the property call
-                list(n["inputs"]),
+                n["inputs"],  # (the graph is the analysis's own: its lists become the rows')
                 n["shape"],
                 n["params"],
                 n["macs"],
