@@ -14,7 +14,7 @@ from typing import Any
 from .conventions import dtype_bytes
 from .dims import expand, human_text, is_symbolic, simplify, to_json
 from .render import _shape, units
-from .report import Report, field_row
+from .report import Report
 
 ROWS = [
     ("input", "input"),
@@ -36,7 +36,7 @@ class Comparison:
     reports: list[Report]
 
     def value(self, rep: Report, key: str) -> Any:
-        last = field_row(rep.counted_rows)  # RF and stride: the last spatial layer (before a global pool)
+        last = rep.field_row()  # RF and stride: the last spatial layer (before a global pool)
         if key == "input":
             return tuple(simplify(d) for d in rep.input_shape)
         if key == "rf":  # (a field the table calls whole is whole here too: its padded union is no window on the image)

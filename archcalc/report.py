@@ -100,6 +100,16 @@ class Report:
     include_training_only: bool = False
     repeats: Mapping[str, Dim] = field(default_factory=dict)  # block call -> copies, for calls with `repeat` (a symbol: see Row.repeat)
     title: str | None = None  # the spec's display name ("AlexNet (Krizhevsky et al. 2012)"), for captions
+    field_layer: str | None = None  # the layer whose receptive field is the network's (see passes.receptive._field_layer)
+
+    def field_row(self) -> Row:
+        """The row whose receptive field is the network's (``total.rf``, ``compare``)."""
+        counted = self.counted_rows
+        if self.field_layer is not None:
+            for r in counted:
+                if r.name == self.field_layer:
+                    return r
+        return field_row(counted)
 
     @property
     def display_name(self) -> str:
@@ -308,6 +318,7 @@ def report_from_graph(
         include_training_only,
         dict(G.graph.get("repeats", {})),
         G.graph.get("title"),
+        G.graph.get("field_layer"),
     )
 
 

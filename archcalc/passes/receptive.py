@@ -459,6 +459,44 @@ def receptive_field(G: Graph) -> None:
         if repeats and name in done_at:
             for rep in done_at[name]:
                 _last_copy(rep, nodes, grids)
+    G.graph["field_layer"] = _field_layer(G, nodes, grids)
+
+
+def _field_layer(G: Graph, nodes: dict[str, dict[str, Any]], grids: dict[str, Any]) -> str | None:
+    """The layer whose receptive field is "the network's", as textbooks give it: the last one whose
+    map still has more than one position (ResNet-18's layer4, 435 pixels; after it a global pool's
+    padded window, 627, is no field a reader expects; ConvNeXt's channels-last norm after its pool
+    holds one position, whatever its shape says), or, after it, a learned window that reads that
+    map down to one position (LeNet-5's C5, a 5x5 conv over S4's 5x5 maps: 32, the whole image; a
+    DCGAN discriminator's last conv).  A squeeze-and-excitation pool in the middle pools only its
+    gate: the map goes on.  Training-only heads do not count; None without a spatial layer."""
+
+    n_axes = len(G.graph["input_shape"]) - 1
+
+    def many(name: str) -> bool:  # more than one position (a symbol may be more)
+        if not any(known_sign(n - 1) != 0 for _, sizes in grids.get(name, ()) for n in sizes):
+            return False
+        node = nodes[name]
+        layout, shape = node.get("rf_layout"), node["shape"]
+        if layout is not None and len(layout) == len(shape):  # its own positions, where its layout is known (after a permute)
+            return any(known_sign(n - 1) != 0 for n in _grid_sizes(shape, layout, n_axes))
+        return len(shape) > 1  # (a vector holds no map, whatever came before it)
+
+    order: list[str] = [n for n in G.graph["order"] if not nodes[n]["training_only"] and nodes[n]["rf"]]
+    last = next((i for i in range(len(order) - 1, -1, -1) if many(order[i])), None)
+    if last is None:
+        return order[-1] if order else None
+    field = order[last]
+    for name in order[last + 1 :]:
+        node = nodes[name]
+        if (
+            not many(name)
+            and any(many(i) for i in node["inputs"] if i in grids)
+            and node["layer"].windows(node["in_shapes"]) is not None
+            and node["layer"].weights(node["in_shapes"])  # a conv as large as the map (a pool there is the global pool: not the network's field)
+        ):
+            field = name
+    return field
 
 
 # ----- which input pixels the positions of a map see at all (for "whole") --------------------------
