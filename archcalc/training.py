@@ -55,7 +55,7 @@ PEAK_ASSUMPTIONS = (
     "workspace: on CPU, conv's oneDNN copies into blocked layouts (measured; where the copies vary with the shape, their largest); "
     "measured against torch.profiler's allocator events on CPU (archcalc.torch.peak): ResNet-18, ResNet-50, VGG-16, ViT-B/16, "
     "GPT-2 and U-Net at or above the measured peak by at most 0.3%; below it where oneDNN's convolution backward keeps scratch "
-    "copies per CPU thread, which this rule does not model (they grow with the thread count): for small 3x3 convs this figure "
+    "copies which this rule does not model (their number grows with the CPU threads): for small 3x3 convs this figure "
     "was measured below the peak (batch 2, 2 threads) by 61.7% with 4 channels on 8x8 maps (21.2% on 1 thread), 33.6% with 3 "
     "channels on 64x64, 4.4% and 7.1% with 8 and 12 channels, 0.6% and 1.9% with 32 and 64 (README, 'Measured')",
     "not counted, each of which can raise the real peak above this figure: the loss's own tensors (cross-entropy keeps its "
@@ -167,7 +167,13 @@ class TrainingMemory:
             doc["saved_without_checkpoint"] = None if self.saved_without_checkpoint is None else to_json(self.saved_without_checkpoint)
         if self.per_copy:
             doc["repeated_blocks"] = [
-                {"name": b, "repeat": to_json(n), "saved_bytes_per_copy": None if v is None else to_json(v)} for b, (n, v) in self.per_copy.items()
+                {
+                    "name": b,
+                    "repeat": to_json(n),
+                    "saved_bytes_per_copy": None if v is None else to_json(v),
+                    **({"saved_bytes_first_copy": to_json(self.first_copy[b])} if b in self.first_copy else {}),  # the others: per copy
+                }
+                for b, (n, v) in self.per_copy.items()
             ]
         return doc
 
@@ -513,7 +519,7 @@ def _repeated(G: Graph, compile_at: Callable[[Mapping[str, int]], Graph], kw: Ma
     if len(reps) != 1 or len(counts) != 1 or not getattr(reps[0].times, "is_Symbol", False):
         raise SpecError(
             f"{reps[0].call!r}: the training memory of blocks repeated a symbolic number of times is worked out for one block "
-            "repeated a plain symbol of times: give the counts numbers with --set",
+            "repeated l times (one plain symbol), not several or nested ones: give the counts numbers with --set",
             layer=reps[0].call,
             field="repeat",
         )
@@ -544,7 +550,9 @@ def _repeated(G: Graph, compile_at: Callable[[Mapping[str, int]], Graph], kw: Ma
     d_weights = (expand(at[3].weight_bytes - at[2].weight_bytes), 0)
     grow = (expand(d_saved[0] + d_weights[0]), d_saved[1])
     prefix = f"{rep.call}.0."
-    first_row = next(i for i, n in enumerate(at[3].rows) if n.name.startswith(prefix))
+    first_row = next((i for i, n in enumerate(at[3].rows) if n.name.startswith(prefix)), None)
+    if first_row is None:
+        raise SpecError(f"{rep.call!r}: its copies are not found laid out: give {sym} a number with --set", layer=rep.call, field="repeat")
     before = {r.name for r in at[3].rows[:first_row]}
     constant: list[tuple[Dim, Dim]] = []
     growing: list[tuple[Dim, Dim]] = []

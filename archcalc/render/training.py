@@ -36,6 +36,11 @@ def _size(v: Any) -> str:
 def _exact(v: Any) -> str:
     if v is None:
         return "unknown"
+    if type(v).__name__ == "Piecewise":  # a block repeated l times whose first copies differ: "at l = 1: ...; from l = 2: ..."
+        cases = [(value, cond) for value, cond in v.args]
+        known = [f"at {cond.lhs} = {cond.rhs}: {_exact(value)}" for value, cond in cases[:-1]]  # each Eq(l, k); the last: True
+        first = 1 + max(int(cond.rhs) for _, cond in cases[:-1])
+        return "; ".join([*known, f"from {cases[0][1].lhs} = {first}: {_exact(cases[-1][0])}"])
     v = simplify(v)
     return f"{v} bytes" if is_symbolic(v) else f"{int(v):,} bytes ({units.size(v)})"
 
