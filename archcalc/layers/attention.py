@@ -168,6 +168,9 @@ class Matmul(Layer):
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
 
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        return self.causal == "weights"  # (masked weights times v: query i reads values 0..i)
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return 2 * ins[0][-1]  # a row of a and a column of b, k entries each: at most 2k positions
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
@@ -197,6 +200,7 @@ class ScaledDotProductAttention(Layer):
     enable_gqa: bool = Field(default=False, description="Grouped-query attention: k, v may have fewer heads (axis -3) than q, a divisor of q's.")
     n_inputs: ClassVar[tuple[int, int | None]] = (3, 3)
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
+    reads_sequences: ClassVar[bool] = True
 
     def _grouped(self, ins: list[Shape]) -> list[Shape]:
         """With enable_gqa, k and v as torch sees them: their heads repeated to q's."""
@@ -235,6 +239,9 @@ class ScaledDotProductAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        return self.is_causal
 
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return ins[1][-2]  # the S keys (and values) each query attends to
@@ -329,6 +336,7 @@ class MultiheadAttention(Layer):
     dropout: float = Field(default=0.0, ge=0, le=1)
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 3)
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
+    reads_sequences: ClassVar[bool] = True
 
     def _qkv(self, ins: list[Shape]) -> tuple[Shape, Shape, Shape]:
         if len(ins) == 2:
