@@ -730,6 +730,8 @@ def _judge_shape(claim: Claim, row: Row, derive: Any, rep: Report) -> Verdict:
         deriv = derive(row.name, claim.quantity) if derive else ""
         exact_text = ("the whole input, " if row.whole_input else "") + _shape_text(exact_shape)
         why = "every output sees the whole input" if row.whole_input else "its outputs see windows of the input, not all of it"
+        if row.causal_field:
+            why = "its last output sees the whole input; output i sees positions 0..i only (causal attention)"
         return Verdict(claim, row.whole_input, exact_shape, exact_text, why, deriv)
     parts = [p.strip() for p in _shape_parts(claim.value)]
     if not parts:

@@ -57,6 +57,11 @@ class Row:
     whole_input: bool = False
     """Every output sees the whole input (after a flatten of the map, a global pool, attention): the
     tables write "whole" for its receptive field and stride; ``receptive_field`` keeps the exact union."""
+    causal_field: bool = False
+    """With ``whole_input``: output i sees only positions 0..i (causal attention, or a layer after
+    it): the last output sees the whole input, the first only its own position."""
+    tied: tuple[str, ...] = ()
+    """The layers whose weights it uses without owning them (GPT-2's head: ``transformer.wte``)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -84,6 +89,8 @@ class Row:
             out["receptive_field_approximate"] = True
         if self.whole_input:
             out["sees_whole_input"] = True
+        if self.causal_field:
+            out["causal_field"] = True
         if self.note:
             out["note"] = self.note
         return out
@@ -293,7 +300,9 @@ def report_from_graph(
                 n.get("scope", ()),
                 cache,
                 n["rf_bound"] is not None,
-                bool(n.get("rf_whole")),
+                bool(whole := n.get("rf_whole")),
+                bool(whole) and str(whole).startswith("causal"),
+                tuple(n["tied"].values()) if "tied" in n else (),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -168,6 +168,9 @@ class Matmul(Layer):
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
 
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        return self.causal == "weights"  # (masked weights times v: query i reads values 0..i)
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return 2 * ins[0][-1]  # a row of a and a column of b, k entries each: at most 2k positions
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
@@ -235,6 +238,9 @@ class ScaledDotProductAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        return self.is_causal
 
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return ins[1][-2]  # the S keys (and values) each query attends to

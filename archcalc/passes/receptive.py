@@ -302,8 +302,12 @@ def receptive_field(G: Graph) -> None:
         whole = None
         inherited = None
         for i in inputs:
-            if nodes[i].get("rf_whole"):
-                whole = f"it reads {i}, which sees the whole input"
+            if seen := nodes[i].get("rf_whole"):
+                whole = (
+                    f"{CAUSAL}: it reads {i}, whose last output sees the whole input (output i sees positions 0..i)"
+                    if seen.startswith(CAUSAL)
+                    else f"it reads {i}, which sees the whole input"
+                )
                 inherited = i
                 break
         if len(inputs) == 1:  # most layers: the input's field, and its bound
@@ -421,6 +425,9 @@ def receptive_field(G: Graph) -> None:
                     "the whole input shown is an upper bound, approximate"
                 )
                 bound = bound or name
+            elif layer.sees_prefix(node["in_shapes"]):  # causal attention
+                whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
+                note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
@@ -832,6 +839,7 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
 
 
 Layout = tuple[int | None, ...]
+CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
 _HOOKS: dict[type, tuple[bool, bool, bool, bool]] = {}
 
