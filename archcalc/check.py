@@ -6,7 +6,9 @@ A claim is ``TARGET.QUANTITY=VALUE`` (or a budget, ``TARGET.QUANTITY<=VALUE``, `
   the sum over the block; its last layer for output, rf and stride), ``total`` (for rf and stride:
   the last layer with spatial axes), or a range ``conv1..pool2`` (every row, inclusive, summed);
 * QUANTITY: ``params``, ``macs``, ``flops``, ``memory`` (activation bytes), ``output`` (shape; the
-  last len(claim) axes are compared, so ``14x14`` checks H and W), ``rf`` (receptive field),
+  last len(claim) axes are compared, so ``14x14`` checks H and W; one size written in symbols is
+  compared with the axis in the same symbols, ``(H-1)//2+1`` with H; one number that is only another
+  axis's size, ``64`` for 64x56x56, is ambiguous: not judged), ``rf`` (receptive field),
   ``stride`` (effective stride);
 * VALUE: as people write it, and the verdict says how it was read: ``16,781,312``, ``61M``,
   ``72.86M``, ``≈138M``, ``~140M``, ``about 0.5 MB``, ``138 million``, ``802,816 bytes``,
@@ -736,6 +738,8 @@ def _judge_shape(claim: Claim, row: Row, derive: Any, rep: Report) -> Verdict:
     parts = [p.strip() for p in _shape_parts(claim.value)]
     if not parts:
         raise Unreadable(f"a shape is written like 13x13 or 192x13x13, got {claim.value!r}")
+    if len(parts) == 1 and len(exact_shape) > 1 and claim.quantity == "output_shape":
+        return _judge_one_size(claim, parts[0], exact_shape, derive(row.name, claim.quantity) if derive else "", rep)
     last = "axis" if len(parts) == 1 else f"{len(parts)} axes"
     why = "compared every axis" if len(parts) >= len(exact_shape) else f"compared the last {last}"
     deriv = derive(row.name, claim.quantity) if derive else ""
@@ -766,6 +770,46 @@ def _judge_shape(claim: Claim, row: Row, derive: Any, rep: Report) -> Verdict:
         if not ok:
             return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {g}: {how}", deriv)
     return Verdict(claim, True, exact_shape, exact_text, f"{why} as formulas", deriv)
+
+
+def _judge_one_size(claim: Claim, part: str, exact_shape: tuple[Any, ...], deriv: str, rep: Report) -> Verdict:
+    """One size claimed for an output of several axes (review s7 #6).  A formula is compared with the
+    axis written in the same symbols (``(H-1)//2+1`` with the output's H axis, not its last, W); a
+    number with the last axis (``pool5.output=6`` for 256×6×6), and where it is another axis's size
+    only (``conv1.output=64`` for 64×55×55), the claim is ambiguous: 'cannot judge', never WRONG."""
+    import sympy
+
+    from .dims import free_symbols
+
+    exact_text = _shape_text(exact_shape)
+    v = claim_formula(part, rep)
+    w = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
+    names = sorted(str(x) for x in getattr(w, "free_symbols", ()))
+    letters = {2: "CxL", 3: "CxHxW", 4: "CxDxHxW"}.get(len(exact_shape), "AxBx...")
+    whole = f"write the whole shape ({letters})" + (" or the last two axes (HxW)" if len(exact_shape) >= 3 else "")
+    if names:
+        said = " and ".join(names)
+        axes = [i for i, d in enumerate(exact_shape) if free_symbols(d) == set(names)]
+        if not axes:
+            raise Unjudgeable(f"{part} is one size in {said}, and no axis of the output ({exact_text}) is a formula in {said} alone: {whole}")
+        judged = [(i, *same_formula(w, sympy.sympify(exact_shape[i]))) for i in axes]
+        which = f"axis {axes[0]}" if len(axes) == 1 else "axes " + " and ".join(map(str, axes))
+        where = f"one size in {said}: compared {which}, the {'one' if len(axes) == 1 else 'ones'} written in {said}"
+        if all(ok for _, ok, _ in judged):
+            return Verdict(claim, True, exact_shape, exact_text, f"{where}; {judged[0][2]}", deriv)
+        if not any(ok for _, ok, _ in judged):
+            return Verdict(claim, False, exact_shape, exact_text, f"{where}; axis {judged[0][0]}: {judged[0][2]}", deriv)
+        hit = [i for i, ok, _ in judged if ok]
+        raise Unjudgeable(f"{part} is axis {hit[0]}'s size but not that of {which.replace('axes', 'every one of axes')}, all in {said}: {whole}")
+    value = Fraction(int(w.p), int(w.q))
+    same = [i for i, d in enumerate(exact_shape) if not is_symbolic(d) and Fraction(int(d)) == value]
+    last = len(exact_shape) - 1
+    if last in same or not same:
+        why = "compared the last axis" + ("" if same else f"; no axis of the output is {_plain(value)}")
+        return Verdict(claim, bool(same), exact_shape, exact_text, why, deriv)
+    raise Unjudgeable(
+        f"{part} is the size of axis {same[0]}{' (the channels)' if same[0] == 0 else ''}, not of the last axis, which one size is read as: {whole}"
+    )
 
 
 def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternatives | None) -> str | None:
