@@ -193,7 +193,7 @@ def test_arithmetic_in_a_size_is_one_size_and_star_between_axes_is_a_shape(claim
         ("3xHxW", "conv1.output=(H-1)//2+1", "correct", "one size in H: compared axis 1, the one written in H"),
         ("3xHxW", "conv1.output=(H+1)//2", "correct", "compared axis 1"),  # (H-1)//2 + 1 = (H+1)//2
         ("3xHxW", "conv1.output=(W-1)//2+1", "correct", "compared axis 2, the one written in W"),
-        ("3xHxW", "conv1.output=H//2", "WRONG", "they differ at H=257 (claimed 128, exact 129)"),  # (257-1)//2 + 1 = 129
+        ("3xHxW", "conv1.output=H//2", "WRONG", "they differ at H=3 (claimed 1, exact 2)"),  # 3//2 = 1; (3-1)//2 + 1 = 2
         ("3xHxH", "conv1.output=(H-1)//2+1", "correct", "compared axes 1 and 2, the ones written in H"),
         ("CxHxW", "conv1.output=C", "correct", "compared axis 0, the one written in C"),  # conv C 3: C channels out
     ],
@@ -219,3 +219,25 @@ def test_one_formula_size_in_no_axis_alone_is_not_judged() -> None:
     assert r.code == 0 and "compared axis 1" in r.out
     r = cli("check", "--stack", "CxHxW", "conv 8 3 p1", "conv1.output=C")  # 8xHxW: no axis is a formula in C
     assert r.code == 2 and "no axis of the output (8\u00d7H\u00d7W) is a formula in C alone" in r.out, r.out
+
+
+# ----- review s7 #17: formula claims are decided, not sampled below the constants -----------------------
+
+
+def test_a_term_that_vanishes_below_a_large_constant_is_caught() -> None:
+    convs = ("conv C 3 p1 bias=false",) * 3  # 3 * (C*C*3*3) = 27*C^2 params
+    r = cli("check", "--stack", "CxHxW", *convs, "total.params=27*C^2+C//10000000", "total.params=27*C^2+C//1000000000000")
+    # C//10**7 is 0 for every C below 10**7: it was "correct, equal at every one of 164 tested values"
+    assert r.code == 1 and "0 correct, 2 wrong" in r.out, r.out
+    assert f"they differ at C=10000000 (claimed {27 * 10**14 + 1:,}, exact {27 * 10**14:,})" in r.out
+    assert f"they differ at C=1000000000000 (claimed {27 * 10**24 + 1:,}" in r.out
+
+
+def test_floor_formulas_are_proved_equal_class_by_class() -> None:
+    # 3x3 stride 2 pad 1: H_out = (H + 2 - 3)//2 + 1 = (H + 1)//2 = ceil(H/2), sympy keeps floor(H/2 - 1/2) + 1
+    r = cli("check", "--stack", "3xHxW", "conv 8 3 s2 p1", "conv 8 3 s2 p1", "conv2.output=(H+3)//4")
+    # twice: ((H + 1)//2 + 1)//2 = (H + 3)//4; H = 4k + r, degree 1: 4 classes * 2 values = 8 points
+    proved = "equal (proved: on every class of H mod 4 both are polynomials of degree <= 1 in each symbol, equal at 8 points"
+    assert r.code == 0 and proved in r.out, r.out
+    r = cli("check", "--stack", "3xHxW", "conv 8 3 s2 p1", "conv 8 3 s2 p1", "conv2.output=(H+2)//4")  # off at H = 4k + 1
+    assert r.code == 1 and "they differ at H=5 (claimed 1, exact 2)" in r.out  # (5 + 2)//4 = 1, (5 + 3)//4 = 2
