@@ -32,7 +32,7 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from .dims import Dim, DimError, as_int, known_sign, parse_dim
+from .dims import Dim, DimError, as_int, dim_text, is_symbolic, known_sign, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
 from .spec import MAX_RANK, Architecture, BlockCall, BlockDef
@@ -453,6 +453,8 @@ def compile_graph(
         if isinstance(v, bool) or (as_int(v) is not None and as_int(v) <= 0):  # type: ignore[operator]
             raise SpecError(f"input sizes must be positive, got {x!r}", field="input")
         shape.append(v)
+    if input_shape is not None:
+        _bind_input_symbols(arch, shape, env)
 
     c = _Compiler(arch, env)
     try:
@@ -473,6 +475,27 @@ def compile_graph(
         G.graph["multiples"] = multiples
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
+
+
+def _bind_input_symbols(arch: Architecture, shape: list[Dim], env: dict[str, Any]) -> None:
+    """``--input`` over a spec whose input names a symbol (transformer_lm's ``["s"]``): the layers
+    that use the symbol (a reshape to ``[s, a, -1]``, a table of ``s`` positions) get the size
+    given, as ``--set s=512`` would; it was left free, giving ``s×a×512*h/(a*s)`` and totals
+    mixing s and 512.  A ``--set`` that says otherwise is an error."""
+    if len(shape) != len(arch.input):
+        return
+    for raw, given in zip(arch.input, shape, strict=True):
+        if not isinstance(raw, str) or not raw.isidentifier():
+            continue
+        if raw in env:
+            if known_sign(env[raw] - given) != 0:
+                raise SpecError(
+                    f"--input gives {dim_text(given)} where the spec's input has {raw}, but --set {raw}={dim_text(env[raw])}",
+                    field="--input",
+                )
+            continue
+        if not (is_symbolic(given) and str(given) == raw):  # (--input s on a spec of s: nothing to bind)
+            env[raw] = given
 
 
 def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> list[str]:

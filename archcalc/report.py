@@ -60,6 +60,8 @@ class Row:
     causal_field: bool = False
     """With ``whole_input``: output i sees only positions 0..i (causal attention, or a layer after
     it): the last output sees the whole input, the first only its own position."""
+    tied: tuple[str, ...] = ()
+    """The layers whose weights it uses without owning them (GPT-2's head: ``transformer.wte``)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -300,6 +302,7 @@ def report_from_graph(
                 n["rf_bound"] is not None,
                 bool(whole := n.get("rf_whole")),
                 bool(whole) and str(whole).startswith("causal"),
+                tuple(n["tied"].values()) if "tied" in n else (),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -338,6 +338,7 @@ class Layer(Spec):
     source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
     input_names: ClassVar[tuple[str, ...] | None] = None  # what its inputs are called, in order (attention's q, k, v): explain's symbols L_q, F_k
+    reads_sequences: ClassVar[bool] = False  # its inputs are (heads..., L, F) token sequences (attention): so explain names them
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod
@@ -443,6 +444,12 @@ class Layer(Spec):
         """Elements this layer keeps per position for decoding one token at a time (attention's
         keys and values: the KV cache); 0 for every layer that keeps nothing."""
         return 0
+
+    def weights_read(self, ins: list[Shape], batch: Dim) -> Dim | None:
+        """Elements of its weights one forward of ``batch`` samples on ``ins`` reads, where that is
+        fewer than all of them (an embedding gathers one row per id); None (the default): every
+        weight.  What a decode step's bytes count (archcalc.inference)."""
+        return None
 
     def tied_weights(self) -> dict[str, str]:
         """Weights this layer uses but does not own: its weight name -> the layer whose ``weight``
