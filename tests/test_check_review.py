@@ -241,3 +241,29 @@ def test_floor_formulas_are_proved_equal_class_by_class() -> None:
     assert r.code == 0 and proved in r.out, r.out
     r = cli("check", "--stack", "3xHxW", "conv 8 3 s2 p1", "conv 8 3 s2 p1", "conv2.output=(H+2)//4")  # off at H = 4k + 1
     assert r.code == 1 and "they differ at H=5 (claimed 1, exact 2)" in r.out  # (5 + 2)//4 = 1, (5 + 3)//4 = 2
+
+
+# ----- review s7 #21: the average stride on an upsampled grid is judged exactly ------------------------
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        ("1x8x8", "upsample scale_factor=2", "conv 1 3 p1"),  # x2 nearest: two outputs per input pixel, 1/2 apart on average
+        ("3x32x32", "convtranspose2d out_channels=3 kernel_size=2 stride=2"),  # stride-2 transposed conv: the same grid
+    ],
+)
+def test_the_stride_after_upsampling_is_the_exact_fraction(stack: tuple[str, ...]) -> None:
+    layer = "conv1" if "conv 1 3 p1" in stack else "convtranspose2d1"
+    r = cli("check", "--stack", *stack, f"{layer}.stride=1/2", f"{layer}.stride=1/2x1/2")
+    assert r.code == 0 and "exact 1/2\u00d71/2 on average (the table shows it rounded up, 1\u00d71)" in r.out, r.out
+    r = cli("check", "--stack", *stack, f"{layer}.stride=1")  # the rounded display value is not the stride
+    assert r.code == 1 and r.out.startswith(f"WRONG   {layer}.stride=1: exact 1/2\u00d71/2 on average"), r.out
+    row = next(x for x in json.loads(cli("quick", *stack, "--format", "json").out)["layers"] if x["name"] == layer)
+    assert row["effective_stride"] == [1, 1] and row["effective_stride_exact"] == ["1/2", "1/2"]  # the contract's field kept
+
+
+def test_an_even_grid_has_no_exact_stride_field() -> None:
+    # nearest x2 then a stride-2 conv: 2 outputs per pixel, every other one kept: stride 1 exactly
+    layers = json.loads(cli("quick", "1x8x8", "upsample scale_factor=2", "conv 1 2 s2", "--format", "json").out)["layers"]
+    assert layers[-1]["effective_stride"] == [1, 1] and "effective_stride_exact" not in layers[-1]
