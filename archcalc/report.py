@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,9 @@ class Row:
     it): the last output sees the whole input, the first only its own position."""
     tied: tuple[str, ...] = ()
     """The layers whose weights it uses without owning them (GPT-2's head: ``transformer.wte``)."""
+    stride_exact: tuple[Fraction | Dim, ...] | None = None
+    """On an upsampled grid where outputs sit unevenly: the average stride per axis, exactly (1/2 after a
+    x2 upsampling), where ``effective_stride`` shows it rounded up (1); None where the two are the same."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -89,11 +93,21 @@ class Row:
             out["receptive_field_approximate"] = True
         if self.whole_input:
             out["sees_whole_input"] = True
+        if self.stride_exact is not None:  # (a fraction as sympy reads it back: "1/2")
+            out["effective_stride_exact"] = [f"{d.numerator}/{d.denominator}" if isinstance(d, Fraction) else to_json(d) for d in self.stride_exact]
         if self.causal_field:
             out["causal_field"] = True
         if self.note:
             out["note"] = self.note
         return out
+
+
+def _average_strides(rf: tuple[Any, ...]) -> tuple[Fraction | Dim, ...] | None:
+    """The exact average stride per axis where some axis's outputs sit unevenly (an upsampled grid
+    whose period of P outputs spans a shift of pixels P does not divide), else None."""
+    if not any(r.phases is not None and not r.whole and r.shift % len(r.phases) for r in rf):
+        return None
+    return tuple(Fraction(r.shift, len(r.phases)) if r.phases is not None and not r.whole else r.jump for r in rf)
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,7 @@ def report_from_graph(
     receptive_field(G)
     rows = []
     nodes = node_table(G)
-    per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
+    per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Fraction | Dim, ...] | None]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
     own_of: dict[int, tuple[str | None, str | None, bool, Dim]] = {}  # per formula key: the layer's own note, a peer's, in place, cached per position
@@ -261,7 +275,7 @@ def report_from_graph(
         rf = n["rf"]
         sizes_jumps = per_rf.get(id(rf))
         if sizes_jumps is None:
-            sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
+            sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)), _average_strides(rf))
         layer = n["layer"]
         said = own_of.get(n["formula_key"])
         if said is None:
@@ -292,7 +306,7 @@ def report_from_graph(
                 n["macs"],
                 n["flops"],
                 n["activation_bytes"],
-                *sizes_jumps,
+                *sizes_jumps[:2],
                 n["ops"],
                 n["buffers"],
                 n["weights"],
@@ -305,6 +319,7 @@ def report_from_graph(
                 bool(whole := n.get("rf_whole")),
                 bool(whole) and str(whole).startswith("causal"),
                 tuple(n["tied"].values()) if "tied" in n else (),
+                sizes_jumps[2],
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
