@@ -31,6 +31,7 @@ from ..dims import as_int
 from ..errors import SpecError
 from ..graph import INPUT
 from ..layers.base import shape_str
+from .extra_modules import retyped
 
 _RESERVED = set(dir(nn.ModuleDict()))
 
@@ -229,12 +230,7 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
                         "arguments", layer=name, field="function")
     # the layer's settings (defaults too: softmax's dim) and the tensors the module holds (a norm's weight and running mean)
     kwargs = {k: getattr(mod, k) for k in params if hasattr(mod, k) and (k in type(layer).model_fields or isinstance(getattr(mod, k), torch.Tensor))}
-    cls = type(mod)
-    sub = _CALLING.get(cls)
-    if sub is None:
-        body = {"forward": _call_forward, "extra_repr": _call_repr, "__module__": __name__, "__qualname__": cls.__qualname__}
-        sub = _CALLING[cls] = type(cls.__name__, (cls,), body)
-    mod.__class__ = sub
+    retyped(mod, _CALLING, forward=_call_forward, extra_repr=_call_repr)
     mod.__dict__["_call"] = _Call(function, owner, attr, held is not None, kwargs)
     return mod
 

@@ -13,6 +13,8 @@ The class names, lowercased, are the spec types (``mul``, ``chunk``, ``crop``), 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -231,13 +233,19 @@ def as_mean(pool: nn.Module) -> nn.Module:
     ``x.mean((2, 3))`` does (a spec's ``as_mean``): a subclass of the pool's class with that ``forward`` and ``as_mean``
     True, so verify and import read it as that layer, and the peers that hook the pool's exact class (thop, ptflops)
     see no pool, as on the model."""
-    cls = type(pool)
-    sub = _MEAN_POOLS.get(cls)
+    return retyped(pool, _MEAN_POOLS, forward=_mean_forward, as_mean=True)
+
+
+def retyped(module: nn.Module, made: dict[type, type], **body: Any) -> nn.Module:
+    """``module`` made an instance of a subclass of its class (one per class, kept in ``made``) with
+    ``body``'s methods and attributes: the same name, so that verify, import and the peers that
+    hook a module's exact class read it as what it stands for."""
+    cls = type(module)
+    sub = made.get(cls)
     if sub is None:
-        body = {"forward": _mean_forward, "as_mean": True, "__module__": __name__, "__qualname__": cls.__qualname__}
-        sub = _MEAN_POOLS[cls] = type(cls.__name__, (cls,), body)
-    pool.__class__ = sub
-    return pool
+        sub = made[cls] = type(cls.__name__, (cls,), {"__module__": __name__, "__qualname__": cls.__qualname__, **body})
+    module.__class__ = sub
+    return module
 
 
 class StochasticDepth(nn.Module):
