@@ -97,7 +97,13 @@ def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
         return {f: bool(getattr(layer, f, False)) for f in ("is_causal", "enable_gqa")}
     if kind == "rotary" and isinstance(getattr(layer, "base", None), int):
         return {"base": layer.base}
-    return window_of(layer, kind)
+    out = window_of(layer, kind)
+    if kind == "upsample":  # nearest or (bi/tri)linear: the same shapes and torch MACs, other fields and peer counts
+        out["mode"] = str(getattr(layer, "mode", "nearest"))
+        out["align_corners"] = bool(getattr(layer, "align_corners", None) or False)  # (None is torch's False)
+    if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields and isinstance(getattr(layer, "inplace", None), bool):
+        out["inplace"] = layer.inplace  # whether the output is a new tensor: training memory differs
+    return out
 
 
 def module_kind(module: nn.Module) -> str | None:
@@ -224,12 +230,33 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                 if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
                     self.params_seen.add(id(t))
                     params += t.numel()
-            window = _call_settings(kind, args, kwargs or {})
+            window = _call_settings(kind, args, kwargs or {}, func)
             self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops, window=window))
         return out
 
 
-def _call_settings(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _inplace_of(func: Any, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``{"inplace": ...}`` of an activation's function call: a function taking ``inplace``
+    (``F.relu(x, inplace=True)``) as bound, one named with torch's trailing ``_`` (``x.relu_()``)
+    True, another False; empty when the call cannot be read (then it is not compared)."""
+    import inspect
+
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin (torch.relu, Tensor.relu_): its name says
+        params = None
+    if params is not None and "inplace" in params:
+        try:
+            bound = inspect.signature(func).bind(*args, **kwargs)
+        except TypeError:
+            return {}
+        bound.apply_defaults()
+        return {"inplace": bool(bound.arguments["inplace"])}
+    name = getattr(func, "__name__", "")
+    return {"inplace": name.endswith("_") and not name.endswith("__")}
+
+
+def _call_settings(kind: str, args: Any, kwargs: dict[str, Any], func: Any = None) -> dict[str, Any]:
     """The settings of a function's call (:func:`settings_of`): of ``scores.masked_fill(mask, value)``,
     whether the mask is causal (its values read, as import reads them) and the value; of a pooling
     function's (``F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)``), its window, the arguments bound by the
@@ -245,6 +272,13 @@ def _call_settings(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, An
         bound = {**dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"), args, strict=False)),
                  **kwargs}
         return {f: bool(bound.get(f, False)) for f in ("is_causal", "enable_gqa")}
+    if kind == "upsample":  # F.interpolate(x, size, scale_factor, mode, align_corners, ...)
+        from .ops.pool import INTERPOLATE_PARAMS
+
+        bound = {**dict(zip(INTERPOLATE_PARAMS, args, strict=False)), **kwargs}
+        return {"mode": str(bound.get("mode") or "nearest"), "align_corners": bool(bound.get("align_corners") or False)}
+    if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields:  # F.relu(x, inplace=True), x.relu_(), torch.relu_(x)
+        return _inplace_of(func, args, kwargs)
     if not kind.startswith(("maxpool", "avgpool")):
         return {}
     from types import SimpleNamespace
@@ -455,6 +489,39 @@ def measure_module(
     )
 
 
+def failure_cause(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1, device: str | torch.device | None = None,
+                  input_dtype: torch.dtype | None = None) -> str | None:
+    """Why :func:`measure_module` raised on a model, when the model itself is not at fault: None when
+    the model fails on its own too (eval, no_grad, the counting path: a real error of the model, or
+    of the spec it was built from), else the measuring that fails: torch's FlopCounterMode (its
+    ModuleTracker raises on some models that run: nn.MultiheadAttention with kdim/vdim fed learned
+    tensors) or, if not that, archcalc's hooks."""
+    pdev, dtype = _param_device_dtype(model)
+    dev = torch.device(device) if device is not None else pdev
+    x = torch.zeros((batch, *input_shape), device=dev, dtype=input_dtype or getattr(model, "input_dtype", None) or dtype)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        for counted in (False, True):
+            try:
+                with user_code(), torch.no_grad(), counting_path():
+                    if counted:
+                        with FlopCounterMode(display=False):
+                            model(x)
+                    else:
+                        model(x)
+            except Exception as e:
+                if not counted:
+                    return None
+                return f"torch's FlopCounterMode fails on this model ({type(e).__name__}: {e}); the model runs without it"
+            except SystemExit:
+                return None
+        return "measuring it with archcalc's hooks fails, though the model runs under torch's FlopCounterMode"
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 @dataclass(frozen=True)
 class SpecMeasurement:
     """The module built from a spec, measured: one call per spec layer."""
@@ -503,6 +570,7 @@ def _measure_spec_on(G: nx.DiGraph[str], batch: int, device: str | torch.device)
 
 
 __all__ = [
-    "COUNTING_PATH", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "leaf_modules", "measure_module",
+    "COUNTING_PATH", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "failure_cause", "leaf_modules",
+    "measure_module",
     "measure_spec", "module_kind",
 ]

@@ -57,7 +57,9 @@ values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``ro
 where the model has one, else against the bases the model holds (:func:`_rotary_bases`).
 
 A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
-that was running (quantity ``runs``).
+that was running (quantity ``runs``).  When your model runs without the measuring and fails only
+under it (torch's FlopCounterMode raises on some valid models), nothing was checked: that is an
+error (exit 2) naming the cause, not a mismatch.
 """
 
 from __future__ import annotations
@@ -409,6 +411,9 @@ SETTING_WHY = {
     "base": "rotary's base differs: the angles p / base^(2i/d) would too (no count shows it)",
     "is_causal": "causal or not: which keys each query reads (a decoder's or an encoder's attention; torch counts every score either way)",
     "enable_gqa": "grouped-query attention or not: whether k and v may have fewer heads than q",
+    "mode": "the interpolation differs: which pixels each output reads (its receptive field) and the peers' counts (fvcore, thop) would too",
+    "align_corners": "the sample points differ: which pixels each output reads would too",
+    "inplace": "in place or not: whether the output is a new tensor (training memory would differ)",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
@@ -458,6 +463,27 @@ def verify_spec(
     output (default: the dict's only tensor), as ``archcalc import --output-key`` reads it.
     Raises :class:`SpecError` for an invalid spec or a spec whose numbers stay symbolic.
     """
+    prepared = prepare(spec, input_shape, values=values, batch=batch)
+    return _verify_prepared(prepared, module, device=device, output_key=output_key)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A spec read, compiled and counted for verify, before torch is imported (:func:`prepare`)."""
+
+    G: Any
+    report: Report
+    analytic: dict[str, dict[str, Any]]
+    file: str | None
+    in_shape: tuple[int, ...]
+    batch: int
+
+
+def prepare(spec: Architecture | Mapping[str, Any] | str | Path, input_shape: Sequence[int | str] | str | None = None, *,
+            values: Mapping[str, int] | None = None, batch: int = 1) -> Prepared:
+    """Everything of :func:`verify_spec` that needs no torch: the spec read, compiled and counted,
+    its numbers required (a symbolic spec refused naming every symbol), sizes within torch's int64.
+    Raises :class:`SpecError`."""
     from ..graph import compile_spec
     from ..report import report_from_graph
     from .limits import check_int64
@@ -477,18 +503,23 @@ def verify_spec(
         check_int64(report)  # before torch sees a size it cannot hold
     except SpecError as e:
         raise e.located(file=file) from None
+    return Prepared(G, report, analytic, file, in_shape, batch)  # type: ignore[arg-type]
+
+
+def _verify_prepared(p: Prepared, module: nn.Module | None, *, device: str | None = None, output_key: str | None = None) -> VerifyResult:
+    G, report, analytic, file, in_shape, batch = p.G, p.report, p.analytic, p.file, p.in_shape, p.batch
     if module is None:
         if output_key is not None:
             raise SpecError("--output-key picks the output of your own model (--module); the module built from a spec returns one tensor",
                             field="--output-key", file=file)
-        return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")  # type: ignore[arg-type]
+        return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")
     from .build import reads_token_ids
 
     shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
     from .measure import settings_of
 
     windows = {n: w for n in G.graph["order"] if (w := settings_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind))}
-    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,  # type: ignore[arg-type]
+    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,
                           reads_token_ids(G), shared, output_key, windows)
 
 
@@ -576,6 +607,11 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     except SpecError as e:  # (a dict output without the key that picks the spec's output)
         raise e.located(file=file) from None
     except TorchRunError as e:
+        from .measure import failure_cause
+
+        cause = failure_cause(model, in_shape, batch=batch, device=device, input_dtype=torch.long if token_ids else None)
+        if cause is not None:  # nothing found wrong in the spec: could not check (exit 2), not a mismatch (exit 1)
+            raise SpecError(f"cannot verify against {model_name}: {cause}", field="--module", file=file) from None
         row = VerifyRow(e.layer or model_name, "runs", "ok", e.message, False, e.layer)
         failed = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
         return VerifyResult(report.name, file, "module", model_name, in_shape, batch, str(device or "cpu"), failed,
@@ -728,6 +764,31 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def check_target(target: str, field: str = "--module") -> None:
+    """What can be checked of ``pkg.mod:factory`` without importing it (nor torch): its form, and
+    that its top-level package exists (the current directory is on the import path, as for
+    :func:`load_module`)."""
+    import importlib.util
+
+    mod_name, sep, attr = target.partition(":")
+    if not sep or not mod_name or not attr:
+        raise SpecError(f"the model must be given as PKG.MODULE:FACTORY, got {target!r}", field=field)
+    top = mod_name.partition(".")[0]
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        found = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        found = True  # (let the import say what is wrong)
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    if not found:
+        raise SpecError(f"cannot import {mod_name!r}: ModuleNotFoundError: No module named {top!r}", field=field)
+
+
 def load_module(target: str, field: str = "--module", command: str = "verify") -> nn.Module:
     """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
     from ..usercode import user_code
@@ -784,10 +845,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
     Raises :class:`SpecError` for invalid input (bad spec, unimportable ``--module``, no torch).
     """
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # (not imported: the refusals that need no torch come first)
+        raise SpecError("verify needs torch: pip install 'archcalc[torch]'")
 
     values = parse_set(getattr(args, "set", None) or [])
     if getattr(args, "input", None):
@@ -797,13 +858,22 @@ def run_verify(args: argparse.Namespace) -> int:
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
     specs = args.spec if isinstance(args.spec, list | tuple) else [args.spec]
     target = getattr(args, "module", None)
-    results = []
-    for path in specs:
+    output_key = getattr(args, "output_key", None)
+    if target:
+        check_target(target)
+    prepared = []
+    for path in specs:  # every spec read and counted before torch is imported (seconds and ~650 MB)
         if values:
             check_set_names(values, load_spec(path), str(path), args)
+        prepared.append(prepare(path, getattr(args, "input", None), values=values))
+        if output_key is not None and not target:
+            raise SpecError("--output-key picks the output of your own model (--module); the module built from a spec returns one tensor",
+                            field="--output-key", file=str(path))
+    results = []
+    for path, p in zip(specs, prepared, strict=True):
         model = load_module(target) if target else None
         try:
-            results.append(verify_spec(path, model, getattr(args, "input", None), values=values, output_key=getattr(args, "output_key", None)))
+            results.append(_verify_prepared(p, model, output_key=output_key))
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
@@ -818,6 +888,7 @@ __all__ = [
     "VerifyResult",
     "VerifyRow",
     "add_verify_parser",
+    "check_target",
     "load_module",
     "render_results",
     "run_verify",

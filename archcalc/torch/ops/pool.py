@@ -68,7 +68,7 @@ def _mean(imp: Importer, node: fx.Node) -> None:
 INTERPOLATE_PARAMS = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
 
 
-@handles("torch.nn.functional.interpolate", params=INTERPOLATE_PARAMS)
+@handles("torch.nn.functional.interpolate", records="upsample", params=INTERPOLATE_PARAMS)
 def _interpolate(imp: Importer, node: fx.Node) -> None:
     names = INTERPOLATE_PARAMS
     a = imp.bind(node, names)
