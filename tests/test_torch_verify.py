@@ -1133,3 +1133,35 @@ def test_refusals_that_need_no_torch_come_before_importing_it() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", _REFUSALS_WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+class _Skip(nn.Module):
+    """a = c1(x); b = c2(a); return b + a: a 3x3 conv after a 3x3 conv (receptive field 5), with a skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.c1(x)
+        return self.c2(a) + a
+
+
+def test_verify_compares_the_wiring() -> None:
+    """Review s7 #2: a spec feeding c2 from the input (two parallel 3x3 convs, receptive field 3) passed
+    the model where c2 reads c1 (receptive field 3 + 2 = 5): shapes (4x8x8), params (4*4*3*3 + 4 = 148
+    each) and MACs (8*8*4*4*9 = 9,216 each) are the same.  verify follows the model's tensors from
+    call to call and compares each layer's sources, and the output's, with the spec's inputs."""
+    conv = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    right = {"name": "seq", "input": [4, 8, 8], "layers": [
+        {"name": "c1", **conv}, {"name": "c2", **conv}, {"name": "add", "type": "add", "inputs": ["c2", "c1"]}]}
+    assert verify_spec(right, _Skip()).ok
+    parallel = {**right, "layers": [{"name": "c1", **conv}, {"name": "c2", **conv, "inputs": ["input"]},
+                                    {"name": "add", "type": "add", "inputs": ["c2", "c1"]}]}
+    result = verify_spec(parallel, _Skip())
+    assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("c2", "inputs", "input", "c1")]
+    assert "inputs is input in the spec, c1 in torch (fed from other layers" in result.summary()
+    last = {**right, "layers": [*right["layers"][:2], {"name": "add", "type": "add", "inputs": ["c2", "input"]}]}  # the skip from the input
+    result = verify_spec(last, _Skip())
+    assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("add", "inputs", "c2, input", "c1, c2")]

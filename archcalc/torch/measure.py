@@ -146,6 +146,11 @@ class LayerMeasure:
     window: dict[str, Any] = field(default_factory=dict)
     """Settings compared with the spec's (:func:`settings_of`): a convolution's or pool's window, a
     causal mask's mask and fill value, a rotary embedding's base."""
+    sources: frozenset[str] | None = None
+    """Where its input came from (recorded with ``functional=True``): the labels of the nearest
+    recorded calls whose outputs reach this call's inputs through unrecorded operations (a view, an
+    add, a cat), :data:`FROM_INPUT` for the model's input; None when not recorded.  What verify
+    compares with the spec's wiring."""
 
     @property
     def macs(self) -> int:
@@ -172,6 +177,8 @@ class Measurement:
     not_run: dict[str, int] = field(default_factory=dict)
     """Hooked modules the forward never called that hold parameters (torchvision's auxiliary heads
     in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
+    output_sources: frozenset[str] | None = None
+    """Where the output came from (:attr:`LayerMeasure.sources`; recorded with ``functional=True``)."""
 
     @property
     def total_macs(self) -> int:
@@ -198,13 +205,52 @@ def functional_kinds() -> dict[Any, str]:
     return {f: kind for f, kind in recorded_kinds().items() if kind in TYPE_NAMES or "{n}" in kind}
 
 
+FROM_INPUT = "<input>"
+"""The source label of the model's input (:attr:`LayerMeasure.sources`)."""
+
+
+def _tensors(v: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a call's arguments or result (tuples, lists and dicts looked into)."""
+    if isinstance(v, torch.Tensor):
+        yield v
+    elif isinstance(v, list | tuple):
+        for x in v:
+            yield from _tensors(x)
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _tensors(x)
+
+
+class _Flow:
+    """Which recorded calls each tensor comes from: tensor -> the labels of the nearest recorded calls
+    (or :data:`FROM_INPUT`) whose outputs it was computed from by operations that are not recorded.
+    Held by identity and weakly (a freed tensor's id may be reused by another)."""
+
+    def __init__(self) -> None:
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.near: Any = WeakIdKeyDictionary()
+
+    def of(self, *values: Any) -> frozenset[str]:
+        out: set[str] = set()
+        for t in _tensors(values):
+            out |= self.near.get(t, frozenset())
+        return frozenset(out)
+
+    def set(self, result: Any, labels: frozenset[str]) -> None:
+        for t in _tensors(result):
+            self.near[t] = labels
+
+
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
     """Records the parameter-free layers a model runs as plain function calls in its own forward
     (not inside a hooked module: ``nn.ReLU`` calls ``F.relu`` itself)."""
 
-    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode], counted: set[int]) -> None:
+    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode], counted: set[int],
+                 flow: _Flow | None = None) -> None:
         super().__init__()
         self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
+        self.flow = flow
         self.seen: dict[str, int] = {}
         self.params_seen = counted  # shared with the module hooks: a weight a module counted is not counted again (F.linear(x, wte.weight))
 
@@ -216,7 +262,10 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         if kind is None and not self.running and func in (torch.mean, torch.Tensor.mean):
             kind = _global_mean(args, kwargs or {})
         before = self.counter[0].get_total_flops() if kind else 0
+        came = self.flow.of(args, kwargs) if self.flow is not None and not self.running else None  # (before an in-place op)
         out = func(*args, **(kwargs or {}))
+        if came is not None and self.flow is not None and not kind:
+            self.flow.set(out, came)  # an operation not recorded (a view, an add): its result comes from where its inputs do
         if kind:
             name = getattr(func, "__name__", kind)
             n = self.seen[name] = self.seen.get(name, 0) + 1
@@ -231,7 +280,10 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                     self.params_seen.add(id(t))
                     params += t.numel()
             window = _call_settings(kind, args, kwargs or {}, func)
-            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops, window=window))
+            label = name if n == 1 else f"{name}_{n - 1}"
+            self.calls.append(LayerMeasure(label, kind, f"function {name}", 1, shape, params, flops, window=window, sources=came))
+            if self.flow is not None:
+                self.flow.set(out, frozenset({label}))
         return out
 
 
@@ -400,6 +452,7 @@ def measure_module(
     # are recorded; if it called none, it is one call matched by position (a custom leaf).
     transparent = {id(m) for _, m in targets if classify(m) is None}
     starts: list[tuple[int, int]] = []
+    flow = _Flow() if functional else None
 
     def pre_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
@@ -411,7 +464,11 @@ def measure_module(
         return hook
 
     def post_hook(name: str) -> Any:
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
+        def hook(module: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+            # where its input came from: a known layer reads its arguments; a module traced into (its
+            # operations followed) computed its output from whatever that came from (a helper making
+            # rotary's cos and sin from positions reads its argument's dtype, not its values)
+            came = None if flow is None else flow.of(out) if id(module) in transparent else flow.of(args, kwargs)
             if id(module) in transparent:
                 start, flops_before = starts.pop()
                 if len(calls) > start:
@@ -429,14 +486,18 @@ def measure_module(
                 params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
             kind = module_kind(module)
-            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings_of(module, kind)))
+            label = name if n == 1 else f"{name} (call {n})"
+            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings_of(module, kind),
+                                      came))
+            if flow is not None:
+                flow.set(out, frozenset({label}))
 
         return hook
 
     handles = []
     for name, mod in targets:
         handles.append(mod.register_forward_pre_hook(pre_hook(name)))
-        handles.append(mod.register_forward_hook(post_hook(name)))
+        handles.append(mod.register_forward_hook(post_hook(name), with_kwargs=True))
     modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
@@ -446,7 +507,9 @@ def measure_module(
             try:
                 with user_code():  # a user's forward: no os._exit, no print into the report
                     if functional:
-                        with _FunctionalCalls(calls, running, counter, counted):
+                        assert flow is not None
+                        flow.set(x, frozenset({FROM_INPUT}))
+                        with _FunctionalCalls(calls, running, counter, counted, flow):
                             out = model(x)
                     else:
                         out = model(x)
@@ -486,6 +549,7 @@ def measure_module(
         device=str(dev),
         batch=batch,
         not_run=not_run,
+        output_sources=flow.of(out) if flow is not None else None,
     )
 
 
@@ -570,7 +634,7 @@ def _measure_spec_on(G: nx.DiGraph[str], batch: int, device: str | torch.device)
 
 
 __all__ = [
-    "COUNTING_PATH", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "failure_cause", "leaf_modules",
-    "measure_module",
+    "COUNTING_PATH", "FROM_INPUT", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "failure_cause",
+    "leaf_modules", "measure_module",
     "measure_spec", "module_kind",
 ]

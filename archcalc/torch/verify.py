@@ -54,7 +54,12 @@ Two ways to get the torch side:
 Settings that no count shows are compared too (:func:`archcalc.torch.measure.settings_of`): a
 convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
 values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
-where the model has one, else against the bases the model holds (:func:`_rotary_bases`).
+where the model has one, else against the bases the model holds (:func:`_rotary_bases`).  An
+upsample's ``mode`` and ``align_corners``, and ``inplace`` where the layer type has it, likewise.
+
+The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
+without counterpart, against the model calls its input tensors come from (tensor identity,
+followed through the operations not compared), and the network output's.
 
 A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
 that was running (quantity ``runs``).  When your model runs without the measuring and fails only
@@ -621,7 +626,10 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     calls = m.calls
     layers: list[LayerCheck] = []
 
+    pairs: dict[str, str] = {}  # model call label -> the spec layer matched to it
+
     def matched(row: Row, lm: LayerMeasure, type_ok: bool) -> None:
+        pairs[lm.label] = row.name
         rows = _compare(row.name, analytic[row.name], lm, lm.label, (windows or {}).get(row.name))
         if row.name in shared and lm.full_shape == analytic[row.name]["output_shape"]:  # held once, broadcast over the batch
             rows = [VerifyRow(r.name, r.quantity, r.analytic, lm.full_shape, True, r.module,
@@ -697,10 +705,100 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
+    layers = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
     return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
+
+
+WIRING_WHY = "the receptive fields and training memory would differ (shapes, params and MACs cannot show it)"
+
+
+def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[LayerMeasure], pairs: Mapping[str, str],
+            output: tuple[str, frozenset[str] | None]) -> list[LayerCheck]:
+    """Each matched layer's inputs against the model's dataflow (quantity ``inputs``).
+
+    Both sides are read as "the nearest compared layers this layer's input is computed from": in the
+    spec, its ``inputs``, looking through the layers that have no counterpart in the model (an
+    ``add`` or ``flatten`` written inline); in the model, the calls whose output tensors reach the
+    call's arguments through operations that are not compared (``b + a``, a view: followed by
+    tensor identity during the forward, :attr:`LayerMeasure.sources`), looking through calls that
+    have no spec layer (a dropout); the network's output too (an ``add`` at the end), as a row of
+    its own.  ``input`` is the network's input.  Learned tensors (a spec's
+    ``parameter`` layer, a model's ``nn.Parameter``) feed nothing on either side.  Not compared where
+    the model's call reads no tracked tensor (positions made by ``torch.arange``): the spec may say
+    what the call reads the size of."""
+    from ..graph import INPUT
+    from ..layers import TYPE_NAMES
+    from .measure import FROM_INPUT
+
+    by_label = {c.label: c for c in calls}
+    spec_of = {r.name: r for r in spec_rows}
+    compared = set(pairs.values())
+    model_memo: dict[str, frozenset[str] | None] = {}
+    spec_memo: dict[str, frozenset[str]] = {}
+
+    def model_side(label: str) -> frozenset[str] | None:
+        """The spec names of the compared calls ``label`` stands for (itself, or what feeds it); None if unknown."""
+        if label == FROM_INPUT:
+            return frozenset({INPUT})
+        if label in pairs:
+            return frozenset({pairs[label]})
+        if label in model_memo:
+            return model_memo[label]
+        model_memo[label] = None  # (a cycle cannot happen in one forward; guard anyway)
+        c = by_label.get(label)
+        got: frozenset[str] | None = None
+        if c is not None and c.sources is not None:
+            parts = [model_side(s) for s in c.sources]
+            got = None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
+        model_memo[label] = got
+        return got
+
+    def spec_side(name: str) -> frozenset[str]:
+        if name == INPUT:
+            return frozenset({INPUT})
+        if name in compared:
+            return frozenset({name})
+        if name not in spec_memo:
+            spec_memo[name] = frozenset()
+            row = spec_of.get(name)
+            if row is not None and row.inputs and not TYPE_NAMES[row.type].source:  # (a learned tensor feeds nothing)
+                spec_memo[name] = frozenset().union(*(spec_side(i) for i in row.inputs))
+        return spec_memo[name]
+
+    label_of = {v: k for k, v in pairs.items()}
+    out = []
+    for lc in layers:
+        label = label_of.get(lc.name) if lc.type is not None else None
+        c = by_label.get(label) if label is not None else None
+        row = spec_of.get(lc.name)
+        if c is None or c.sources is None or row is None:
+            out.append(lc)
+            continue
+        parts = [model_side(s) for s in c.sources]
+        if any(p is None for p in parts):
+            out.append(lc)
+            continue
+        theirs = frozenset().union(*(p for p in parts if p is not None))
+        mine = frozenset().union(*(spec_side(i) for i in row.inputs)) if row.inputs else frozenset()
+        if not theirs or mine == theirs:
+            out.append(lc)
+            continue
+        wrong = VerifyRow(lc.name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, lc.module,
+                          "fed from other layers: " + WIRING_WHY)
+        out.append(LayerCheck(lc.name, lc.type, lc.module, [*lc.rows, wrong], lc.analytic, lc.note))
+    name, came = output
+    if came is not None and name not in compared:  # a last layer without counterpart (an add): what it is computed from
+        parts = [model_side(s) for s in came]
+        theirs = frozenset().union(*(p for p in parts if p is not None))
+        mine = spec_side(name)
+        if all(p is not None for p in parts) and theirs and mine != theirs:
+            note = f"the output ({name!r}) is computed from other layers: " + WIRING_WHY
+            wrong = VerifyRow(name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, None, note)
+            out.append(LayerCheck(f"{name} (the output)", None, None, [wrong], {}, None))
+    return out
 
 
 def _rotary_bases(model: nn.Module, layers: list[LayerCheck], settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
