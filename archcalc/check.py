@@ -42,7 +42,7 @@ from typing import Any
 
 from .dims import expand, human_text, is_symbolic, simplify
 from .render import _shape, units
-from .report import IN_PLACE_NOTE, Report, Row, field_row
+from .report import IN_PLACE_NOTE, Report, Row
 
 QUANTITIES = {
     "params": "params",
@@ -179,11 +179,12 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
     per_layer = quantity in ("output_shape", "receptive_field", "effective_stride")
     if target == "total":
         if quantity in ("receptive_field", "effective_stride"):
-            last = field_row(counted)
-            spatial = [r for r in counted if len(r.output_shape) > 1 and r.receptive_field]
-            after = spatial[spatial.index(last) + 1 :] if last in spatial else []
-            pooled = bool(after) and all(d == 1 for d in after[0].output_shape[1:])  # (field_row stopped before a global pool)
+            last = rep.field_row()
+            later = counted[counted.index(last) + 1 :] if last in counted else []
+            pooled = any(r.whole_input for r in later)  # (it stopped before a global pool, or a flatten of the map)
             why = " before the map is pooled to one position (from there every output sees the whole input)" if pooled else ""
+            if last.whole_input and last.params:  # (LeNet-5's C5: a 5x5 conv over 5x5 maps)
+                return [last], f"total {NAMES[quantity]}: the learned window that reads the last map down to one position, {last.name}"
             return [last], f"total {NAMES[quantity]}: the last layer with spatial axes{why}, {last.name}"
         if per_layer:
             spatial = [r for r in counted if len(r.output_shape) > 1 and r.receptive_field]
@@ -729,6 +730,8 @@ def _judge_shape(claim: Claim, row: Row, derive: Any, rep: Report) -> Verdict:
         deriv = derive(row.name, claim.quantity) if derive else ""
         exact_text = ("the whole input, " if row.whole_input else "") + _shape_text(exact_shape)
         why = "every output sees the whole input" if row.whole_input else "its outputs see windows of the input, not all of it"
+        if row.causal_field:
+            why = "its last output sees the whole input; output i sees positions 0..i only (causal attention)"
         return Verdict(claim, row.whole_input, exact_shape, exact_text, why, deriv)
     parts = [p.strip() for p in _shape_parts(claim.value)]
     if not parts:

@@ -112,6 +112,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("specs", nargs="*", help="spec files")
     _stack_option(m, single=False)
     _analysis_options(m, formats=("text", "markdown", "latex", "json"))
+    m.set_defaults(dtype=None)  # (float32 for activations; the KV cache row in inference's float16, unless --dtype is given)
 
     i = sub.add_parser(
         "inference",
@@ -557,6 +558,8 @@ def _compare(args: argparse.Namespace) -> int:
     sources: list[tuple[str, Any]] = [(path, None) for path in args.specs] + [(f"stack{i + 1}", st) for i, st in enumerate(args.stack or [])]
     if len(sources) < 2:
         raise SpecError("compare needs at least two specs or stacks", field="SPEC")
+    kv_dtype = args.dtype or "float16"  # a KV cache is an inference quantity: inference's dtype, float16, unless one is given
+    args.dtype = args.dtype or "float32"
     labels, reports = [], []
     for source, stack_given in sources:
         label, stack = source, stack_given
@@ -570,7 +573,7 @@ def _compare(args: argparse.Namespace) -> int:
         labels.append(rep.name if stack is None else label)
         reports.append(rep)
     labels = _distinct_labels(labels, [source for source, _ in sources])
-    write_output(render_comparison(Comparison(labels, reports), args.format), args.output)
+    write_output(render_comparison(Comparison(labels, reports, kv_dtype=kv_dtype), args.format), args.output)
     return 0
 
 

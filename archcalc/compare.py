@@ -14,7 +14,7 @@ from typing import Any
 from .conventions import dtype_bytes
 from .dims import expand, human_text, is_symbolic, simplify, to_json
 from .render import _shape, units
-from .report import Report, field_row
+from .report import Report
 
 ROWS = [
     ("input", "input"),
@@ -34,9 +34,12 @@ ROWS = [
 class Comparison:
     labels: list[str]
     reports: list[Report]
+    kv_dtype: str = "float16"
+    """The KV cache row's dtype: inference's (``archcalc inference`` defaults to float16), not the
+    activations' float32; ``compare --dtype`` sets both."""
 
     def value(self, rep: Report, key: str) -> Any:
-        last = field_row(rep.counted_rows)  # RF and stride: the last spatial layer (before a global pool)
+        last = rep.field_row()  # RF and stride: the last spatial layer (before a global pool)
         if key == "input":
             return tuple(simplify(d) for d in rep.input_shape)
         if key == "rf":  # (a field the table calls whole is whole here too: its padded union is no window on the image)
@@ -46,9 +49,10 @@ class Comparison:
         if key == "nonlin":
             return simplify(sum((r.repeat for r in rep.counted_rows if "act" in r.ops), start=0))
         if key == "kv":  # bytes of keys and values one position adds (shown where a spec has attention)
-            return expand(rep.kv_cache_per_position * dtype_bytes(rep.dtype) * rep.batch)
+            return expand(rep.kv_cache_per_position * dtype_bytes(self.kv_dtype) * rep.batch)
         if key == "depth":
-            return simplify(sum((r.repeat for r in rep.counted_rows if r.params != 0 and "mac" in r.ops), start=0))
+            # layers that multiply by weights, owned or shared: GPT-2's head tied to wte computes with a matrix all the same
+            return simplify(sum((r.repeat for r in rep.counted_rows if (r.params != 0 or r.tied) and "mac" in r.ops), start=0))
         return rep.totals[key]
 
 
@@ -58,10 +62,19 @@ def ratio_text(a: Any, b: Any) -> str:
     No general ``sympy.simplify`` (exponential in nested floors: ResNet-50 against ResNet-101 on a
     symbolic input took 12.6 s).  Polynomials are cancelled (fast and exact); with floors the
     ratio is evaluated exactly at many sizes: the same value everywhere is reported as that
-    constant, else as the ratio at 224 beside the sizes it was taken at."""
+    constant, else as the ratio at H=W=224 beside the sizes it was taken at.  Only an image's
+    size is given a typical value: a ratio in other symbols (a language model's V, h, l, s) is
+    said to vary with them (at V=h=l=s=224 it described a 224-layer model of 224 words)."""
+    formula, text = ratio_parts(a, b)
+    return text if formula is None else human_text(formula) + text  # (powers as ^, as every value)
+
+
+def ratio_parts(a: Any, b: Any) -> tuple[Any, str]:
+    """:func:`ratio_text` in two parts: a sympy formula (None where the ratio is a number or
+    sampled) and the text after it (all of it where the formula is None); LaTeX typesets the formula."""
     a, b = simplify(a), simplify(b)
     if a == 0:
-        return "" if b == 0 else "n/a (reference is 0)"
+        return None, "" if b == 0 else "n/a (reference is 0)"
     if is_symbolic(a) or is_symbolic(b):
         import sympy
 
@@ -69,16 +82,27 @@ def ratio_text(a: Any, b: Any) -> str:
         if not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min) for e in (ea, eb)):
             r = sympy.cancel(eb / ea)
             if not r.free_symbols:
-                return _fraction_text(sympy.Rational(r))
+                return None, _fraction_text(sympy.Rational(r))
+            if not _image_sizes(r.free_symbols):
+                return r, f" (varies with {_names(r.free_symbols)})"
             at = {x: sympy.Integer(TYPICAL) for x in r.free_symbols}
-            return f"{human_text(r)} (\u2248 {float(r.xreplace(at)):.3g} at {_at(r.free_symbols)})"  # (powers as ^, as every value)
-        return _sampled_ratio(ea, eb)
+            return r, f" (\u2248 {float(r.xreplace(at)):.3g} at {_at(r.free_symbols)})"
+        return None, _sampled_ratio(ea, eb)
     from fractions import Fraction
 
-    return _fraction_text(Fraction(int(b), int(a)))
+    return None, _fraction_text(Fraction(int(b), int(a)))
 
 
 TYPICAL = 224  # the size an approximate symbolic ratio is shown at
+IMAGE_SIZES = frozenset({"H", "W"})  # the symbols TYPICAL is a size for (an image's height and width)
+
+
+def _image_sizes(symbols: Any) -> bool:
+    return {str(x) for x in symbols} <= IMAGE_SIZES
+
+
+def _names(symbols: Any) -> str:
+    return ", ".join(sorted(map(str, symbols), key=lambda n: (n.lower(), n)))
 
 
 def _at(symbols: Any) -> str:
@@ -101,9 +125,9 @@ def _sampled_ratio(a: Any, b: Any) -> str:
     typical = dict.fromkeys((s.name for s in symbols), TYPICAL)
     if len(ratios) == 1:
         return _fraction_text(ratios.pop()) + " (at every size tested)"
-    den = fa(typical)
+    den = fa(typical) if _image_sizes(symbols) else 0
     if den == 0:
-        return "varies with " + ", ".join(map(str, symbols))
+        return "varies with " + _names(symbols)
     r: Fraction = fb(typical) / den
     return f"varies with {', '.join(map(str, symbols))}: \u2248 {float(r):.3g} at {_at(symbols)}"
 
@@ -138,6 +162,11 @@ def _rows(c: Comparison) -> list[tuple[str, str]]:
     return [(t, k) for t, k in ROWS if k != "kv" or any(c.value(r, "kv") != 0 for r in c.reports)]
 
 
+def _shown_title(c: Comparison, title: str, key: str) -> str:
+    """A row's title in the tables: the KV cache row names its dtype (it is not the activations')."""
+    return f"{title} ({c.kv_dtype})" if key == "kv" else title
+
+
 def warnings(c: Comparison) -> list[str]:
     """What makes the comparison not one of designs: inputs that differ."""
     shapes = [tuple(map(str, r.input_shape)) for r in c.reports]
@@ -164,6 +193,8 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
                 "values": [list(map(to_json, v)) if isinstance(v, tuple) else to_json(v) for v in vals],
                 "vs_first": [ratio_text(vals[0], v) if not isinstance(v, tuple) else None for v in vals[1:]],
             }
+            if key == "kv":
+                rows[title]["dtype"] = c.kv_dtype
         if warnings(c):
             out["warnings"] = warnings(c)
         return json.dumps(out, indent=2) + "\n"
@@ -174,7 +205,7 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
     for title, key in _rows(c):
         vals = [c.value(r, key) for r in c.reports]
         ratios = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else ratio_text(vals[0], v) for v in vals[1:]]
-        body.append([title, *(_cell(key, v) for v in vals), *ratios])
+        body.append([_shown_title(c, title, key), *(_cell(key, v) for v in vals), *ratios])
     if fmt == "markdown":
         from .render import md_escape
 
@@ -183,7 +214,10 @@ def render_comparison(c: Comparison, fmt: str = "text") -> str:
     table = tabulate(body, headers, tablefmt="github" if fmt == "markdown" else "simple")
     conv = c.reports[0].convention
     rf = "receptive field and stride of the last layer with spatial axes (before a global pool)"
-    foot = f"MACs by the '{conv}' convention; {rf}; nonlinearities = activation layers."
+    dtypes = f"activation memory in {c.reports[0].dtype}"
+    if any(k == "kv" for _, k in _rows(c)):
+        dtypes += f", the KV cache in {c.kv_dtype}" + (" (as inference; --dtype sets both)" if c.kv_dtype != c.reports[0].dtype else "")
+    foot = f"MACs by the '{conv}' convention; {rf}; nonlinearities = activation layers; {dtypes}."
     notes = "".join(f"\nnote: {w}" for w in warnings(c))
     if fmt == "markdown":
         from .render import md_escape
@@ -206,7 +240,7 @@ def _latex(c: Comparison) -> str:
         if key in ("activation_bytes", "kv"):
             return _latex_value(v, units.size, "B")
         if key in ("nonlin", "depth"):
-            return str(v)
+            return f"${sympy.latex(v)}$" if is_symbolic(v) else str(v)
         return f"${sympy.latex(v)}$" if is_symbolic(v) else f"{int(v):,}".replace(",", r"\,")
 
     cols = "l" + "r" * (2 * len(c.labels) - 1)
@@ -214,9 +248,19 @@ def _latex(c: Comparison) -> str:
     lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
     for title, key in _rows(c):  # (the rows of the text and Markdown tables: the KV cache only where some spec has attention)
         vals = [c.value(r, key) for r in c.reports]
-        ratios = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else ratio_text(vals[0], v) for v in vals[1:]]
-        ratio_cells = [_latex_escape(r).replace("\u2248", r"$\approx$") for r in ratios]
-        lines.append(" & ".join([_latex_escape(title), *(cell(key, v) for v in vals), *ratio_cells]) + r" \\")
+        ratio_cells = [("same" if v == vals[0] else "differs") if isinstance(v, tuple) else latex_ratio(vals[0], v) for v in vals[1:]]
+        lines.append(" & ".join([_latex_escape(_shown_title(c, title, key)), *(cell(key, v) for v in vals), *ratio_cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize Note: {_latex_escape(w)}" for w in warnings(c)]
     return "\n".join(lines) + "\n"
+
+
+def latex_ratio(a: Any, b: Any) -> str:
+    """:func:`ratio_text` for LaTeX: a formula typeset as the cells are (``$\\frac{...}{...}$``), not code."""
+    import sympy
+
+    from .render import _latex_escape
+
+    formula, text = ratio_parts(a, b)
+    tail = _latex_escape(text).replace("\u2248", r"$\approx$")
+    return tail if formula is None else f"${sympy.latex(formula)}${tail}"

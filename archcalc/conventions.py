@@ -31,6 +31,11 @@ class Convention:
     with a function call instead (the layer's ``function``): category -> MACs per operation, for each function the
     tool patches; every other function is invisible to it and counts 0.  None: the tool counts what runs (aten ops)
     or the convention is a rule of its own, so how the layer is called changes nothing."""
+    hooks_traced_modules: bool = False
+    """The tool also hooks module classes outside torch.nn (ptflops: timm's Attention, torchvision's DeformConv2d),
+    which archcalc import traces into: a function called inside one may be counted by that module's hook instead, so a
+    function layer of a type in ``refuses`` stays refused.  (thop hooks torch.nn classes only, which import never traces
+    into: a function is 0 for it wherever it is called, whatever the layer type.)"""
 
     def weight(self, category: str, kind: str = "", function: str | None = None) -> int:
         """MACs per operation of ``category`` in a layer of type ``kind`` (called as ``function``, if it is)."""
@@ -48,8 +53,9 @@ class Convention:
 
     def macs(self, ops: Mapping[str, Dim], kind: str = "", function: str | None = None) -> Dim:
         # the layer says: not in this configuration (OP_CATEGORIES); a marker is about the module's count, not a call's
-        marked = bool(ops.get(f"{self.name}_unmodelled")) and (function is None or self.functions is None)
-        if kind in self.refuses or marked:
+        as_module = function is None or self.functions is None
+        marked = bool(ops.get(f"{self.name}_unmodelled")) and as_module
+        if (kind in self.refuses and (as_module or self.hooks_traced_modules)) or marked:
             how = " configured so (see the README's conventions)" if marked else ""
             raise SpecError(
                 f"the {self.name!r} convention does not reproduce {self.name}'s count of layer type {kind!r}{how}; "
@@ -196,6 +202,7 @@ CONVENTIONS: dict[str, Convention] = {
              "softmax/softmax": 1, "upsample_out": 2},
             refuses=NOT_REPRODUCED - PTFLOPS_REPRODUCED,
             functions=PTFLOPS_FUNCTIONS,
+            hooks_traced_modules=True,  # pytorch_ops.py: MODULES_MAPPING[timm's Attention], [torchvision.ops.DeformConv2d]
         ),
         Convention(
             "thop",

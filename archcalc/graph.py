@@ -32,7 +32,7 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from .dims import Dim, DimError, as_int, known_sign, parse_dim
+from .dims import Dim, DimError, as_int, dim_text, is_symbolic, known_sign, parse_dim
 from .errors import SpecError
 from .layers.base import Layer
 from .spec import MAX_RANK, Architecture, BlockCall, BlockDef
@@ -169,11 +169,11 @@ def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
 
 
 class _Template(NamedTuple):
-    """A leaf block's layout in one environment: (local name, bound layer, input refs, training only)
-    per kept layer, refs being None (the layer before) or (local name, True) / (global name, False) /
-    (None, True) for the block's input."""
+    """A leaf block's layout in one environment: (local name, bound layer, input refs, training only,
+    a learned tensor (``Layer.source``)) per kept layer, refs being None (the layer before) or
+    (local name, True) / (global name, False) / (None, True) for the block's input."""
 
-    layers: list[tuple[str, Layer, list[tuple[str | None, bool]] | None, bool]]
+    layers: list[tuple[str, Layer, list[tuple[str | None, bool]] | None, bool, bool]]
     forward: bool  # every copy reads only layers declared before the reader (see _Compiler.forward)
 
 
@@ -185,7 +185,7 @@ def _template(pending: list[tuple[str, Layer, list[str] | None, bool]], local: M
         if refs is not None:
             kinds = [(None, True) if r == INPUT else (r, True) if r in local else (r, False) for r in refs]
             forward = forward and all(local_ref for _, local_ref in kinds)  # a global name: check each copy
-        layers.append((names[full], bound, kinds, training))
+        layers.append((names[full], bound, kinds, training, bound.source))
     return _Template(layers, forward)
 
 
@@ -340,18 +340,20 @@ class _Compiler:
         """Another copy of a block laid out before: the same bound layers under a new prefix."""
         nodes = self.nodes
         prev = scope_input
-        for local_name, bound, refs, training in template.layers:
+        made: dict[str, str] = {}  # local name -> this copy's node name (the key string itself, hashed once for every later lookup)
+        for local_name, bound, refs, training, source in template.layers:
             full = prefix + local_name
             if full in nodes:
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             if refs is None:
-                ins = [] if bound.source else [prev]
+                ins = [] if source else [prev]
             else:
-                ins = [scope_input if r is None else prefix + r if local else self.resolve_one(r, {}, full) for r, local in refs]
+                ins = [scope_input if r is None else (made.get(r) or prefix + r) if local else self.resolve_one(r, {}, full) for r, local in refs]
+            made[local_name] = full
             nodes[full] = attrs = {"layer": bound, "inputs": ins, "training_only": training, "index": len(nodes), "scope": scope}
             if not template.forward and self.forward:
                 self.forward = self._reads_earlier(attrs)
-            if not training and not bound.source:
+            if not training and not source:
                 prev = full
         return prev
 
@@ -451,6 +453,8 @@ def compile_graph(
         if isinstance(v, bool) or (as_int(v) is not None and as_int(v) <= 0):  # type: ignore[operator]
             raise SpecError(f"input sizes must be positive, got {x!r}", field="input")
         shape.append(v)
+    if input_shape is not None:
+        _bind_input_symbols(arch, shape, env)
 
     c = _Compiler(arch, env)
     try:
@@ -471,6 +475,27 @@ def compile_graph(
         G.graph["multiples"] = multiples
     G.graph["order"] = list(c.nodes) if c.forward else _topological_order(nodes)
     return G
+
+
+def _bind_input_symbols(arch: Architecture, shape: list[Dim], env: dict[str, Any]) -> None:
+    """``--input`` over a spec whose input names a symbol (transformer_lm's ``["s"]``): the layers
+    that use the symbol (a reshape to ``[s, a, -1]``, a table of ``s`` positions) get the size
+    given, as ``--set s=512`` would; it was left free, giving ``s×a×512*h/(a*s)`` and totals
+    mixing s and 512.  A ``--set`` that says otherwise is an error."""
+    if len(shape) != len(arch.input):
+        return
+    for raw, given in zip(arch.input, shape, strict=True):
+        if not isinstance(raw, str) or not raw.isidentifier():
+            continue
+        if raw in env:
+            if known_sign(env[raw] - given) != 0:
+                raise SpecError(
+                    f"--input gives {dim_text(given)} where the spec's input has {raw}, but --set {raw}={dim_text(env[raw])}",
+                    field="--input",
+                )
+            continue
+        if not (is_symbolic(given) and str(given) == raw):  # (--input s on a spec of s: nothing to bind)
+            env[raw] = given
 
 
 def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> list[str]:

@@ -8,11 +8,17 @@
   of n_kv heads of d: 2*l*S*n_kv*d elements, times the dtype's bytes.  Grouped-query attention
   (n_kv < heads) and multi-query attention (n_kv = 1) shrink it by heads / n_kv.
 * **Prefill**: the spec as written, the prompt of L tokens in one forward (its MACs under the
-  convention); it reads every weight once and writes the cache of L positions.
+  convention); it reads every weight once (of an embedding, the rows its ids gather: at most
+  batch x L, at most the table) and writes the cache of L positions.
 * **Decode step**: one new token, attending to the S cached positions and itself.  Its MACs are
   the spec's at one token (every weighted layer: about the number of weights), with each
   attention layer's products over S + 1 keys instead of 1.  It reads every weight (params x dtype
-  bytes) and the cache of S positions and writes one position: bytes per generated token.
+  bytes) but of an embedding only the rows it gathers (``Layer.weights_read``: one row per
+  sequence of the token table, the new position's row of a learned position table; a table a
+  tied head reads is read in full), and the cache of S positions, and writes one position:
+  bytes per generated token.
+* Only decoders: the input must be token ids (one axis, read by an embedding); an image network
+  (ViT's 3 x 224 x 224) has no token axis to generate along and is refused.
 * **Roofline**: arithmetic intensity = FLOPs / bytes.  A decode step does about one multiply-add
   per weight it reads for each sample of the batch (2 x batch / bytes-per-element FLOP per byte):
   at batch 1 far below the ridge point (peak FLOP/s / bandwidth) of any current accelerator, so
@@ -34,8 +40,8 @@ from typing import Any
 from .conventions import dtype_bytes, get_convention
 from .dims import Dim, dim_text, expand, human_text, is_symbolic, known_sign, simplify, to_json
 from .errors import SpecError
-from .graph import compile_graph, node_table
-from .report import report_from_graph
+from .graph import INPUT, compile_graph, node_table
+from .report import Report, report_from_graph
 from .spec import Architecture
 
 # ridge points (peak dense FLOP/s / memory bandwidth) of two current accelerators, from their
@@ -59,11 +65,19 @@ class InferenceCosts:
     prefill_macs: Dim
     decode_macs: Dim
     weight_bytes: Dim
+    """Every weight (params x dtype bytes): the model's size."""
     kv_cache_bytes: Dim
     """The cache at S positions, for the batch."""
     decode_bytes: Dim
-    """Bytes one decode step moves: every weight, the cache read, one position written."""
+    """Bytes one decode step moves: the weights it reads, the cache read, one position written."""
     prefill_bytes: Dim
+    decode_weight_bytes: Dim = 0
+    """The weights one decode step reads: every weight but the rows an embedding does not gather
+    (one row per generated token of the token table, one of a learned position table)."""
+    prefill_weight_bytes: Dim = 0
+    """The weights the prefill reads: the token table's rows of the prompt's ids (at most the table)."""
+    gathered: list[str] = field(default_factory=list)
+    """The embeddings read by rows (a table another layer reads in full, a tied head, is read in full)."""
     attention: list[str] = field(default_factory=list)
     """The rows that keep keys and values."""
     attention_layers: Dim = 0
@@ -138,10 +152,12 @@ class InferenceCosts:
             "attention_rows": self.attention,
             "attention_layers": to_json(self.attention_layers),
             "notes": self.notes,
-            "prefill": {"macs": to_json(self.prefill_macs), "flops": to_json(self.prefill_flops), "bytes": to_json(self.prefill_bytes),
+            "prefill": {"macs": to_json(self.prefill_macs), "flops": to_json(self.prefill_flops),
+                        "weight_bytes_read": to_json(self.prefill_weight_bytes), "bytes": to_json(self.prefill_bytes),
                         "intensity": _intensity_json(pre_i), "bound": self.verdict(pre_i, "prefill")},
             "decode": {"macs": to_json(self.decode_macs), "flops": to_json(self.decode_flops), "weight_bytes": to_json(self.weight_bytes),
-                       "bytes": to_json(self.decode_bytes), "intensity": _intensity_json(dec_i), "bound": self.verdict(dec_i)},
+                       "weight_bytes_read": to_json(self.decode_weight_bytes), "bytes": to_json(self.decode_bytes),
+                       "intensity": _intensity_json(dec_i), "bound": self.verdict(dec_i)},
         }  # fmt: skip
 
 
@@ -177,6 +193,36 @@ def _per_token_input(arch: Architecture, values: dict[str, int]) -> tuple[list[i
     return [1, *arch.input[1:]], values
 
 
+def _reads_token_ids(G: Any) -> bool:
+    """True when the network's input is token ids: one axis, read by a layer that takes indices
+    (an embedding).  An image's (C, H, W) is not: its first axis is no sequence to decode along."""
+    if len(G.graph["input_shape"]) != 1:
+        return False
+    nodes = node_table(G)
+    return any(INPUT in d["inputs"] and d["layer"] is not None and d["layer"].takes_indices for d in nodes.values())
+
+
+def _weights_read(rep: Report, G: Any, batch: Dim) -> tuple[Dim, list[str]]:
+    """The weight elements one forward of ``G`` reads, of the prompt's weights ``rep``: every
+    parameter but the rows an embedding does not gather; a table another layer uses (a tied
+    head) is read in full.  Returns the elements and the names of the layers read only in part.
+    (``G`` is the prompt's graph, or the decode step's, where the sequence is one position.)"""
+    nodes = node_table(G)
+    shared = {src for n in G.graph.get("tied", ()) for src in nodes[n]["tied"].values()}
+    total: Dim = rep.totals["params"]
+    partial = []
+    for row in rep.counted_rows:
+        node = nodes[row.name]
+        if row.params == 0 or row.name in shared:
+            continue
+        read = node["layer"].weights_read(node["in_shapes"], batch)
+        if read is None or read == row.params:
+            continue
+        partial.append(row.name)
+        total = total - (row.params - read) * row.repeat
+    return expand(total), partial
+
+
 def inference_costs(
     arch: Architecture,
     cache: Dim | None = None,
@@ -191,6 +237,13 @@ def inference_costs(
     conv = get_convention(convention)
     nbytes = dtype_bytes(dtype)
     whole = compile_graph(arch, values=values)  # the prompt's graph (the decode step's below has one position)
+    if not _reads_token_ids(whole):
+        given = "×".join(map(dim_text, whole.graph["input_shape"]))
+        raise SpecError(
+            f"{arch.name} takes a {given} input, not token ids: inference is for decoders (token ids into an embedding, "
+            "attention inside), and a step of one token along the input's first axis means nothing here",
+            field="input",
+        )
     full = report_from_graph(whole, convention=convention, dtype=dtype, batch=batch)
     shape, one_values = _per_token_input(arch, values)
     G = compile_graph(arch, values=one_values, input_shape=shape)
@@ -230,6 +283,8 @@ def inference_costs(
             notes.append(f"{name} learns {rows:,} positions (0 to {rows - 1:,}): {where}")
     params = full.totals["params"]
     weight_bytes = params * nbytes
+    prefill_read, _ = _weights_read(full, whole, batch)
+    decode_read, gathered = _weights_read(full, G, batch)
     kv_bytes = expand(kv * s * nbytes * batch)
     return InferenceCosts(
         name=arch.name,
@@ -244,8 +299,11 @@ def inference_costs(
         decode_macs=expand(decode),
         weight_bytes=simplify(weight_bytes),
         kv_cache_bytes=kv_bytes,
-        decode_bytes=expand(weight_bytes + kv * (s + 1) * nbytes * batch),
-        prefill_bytes=expand(weight_bytes + kv * prompt * nbytes * batch),
+        decode_bytes=expand(decode_read * nbytes + kv * (s + 1) * nbytes * batch),
+        prefill_bytes=expand(prefill_read * nbytes + kv * prompt * nbytes * batch),
+        decode_weight_bytes=expand(decode_read * nbytes),
+        prefill_weight_bytes=expand(prefill_read * nbytes),
+        gathered=gathered,
         attention=attention,
         attention_layers=simplify(sum((step.row(n).repeat for n in attention), start=0)),
         notes=notes,
@@ -277,10 +335,11 @@ def render_inference(c: InferenceCosts, fmt: str = "text") -> str:
         f"KV cache: {count(c.kv_per_position)} elements per position per sample ({dim_text(c.attention_layers)} attention layers, keys and values)",
         f"  at {at} positions: {size(c.kv_cache_bytes)}",
         f"prefill of {dim_text(c.prompt)} tokens: MACs {count(c.prefill_macs)}, FLOPs {count(c.prefill_flops)}",
-        f"  bytes (weights once + the cache written): {size(c.prefill_bytes)}",
+        f"  bytes (the weights it reads + the cache written): {size(c.prefill_bytes)}",
         f"  intensity {_intensity_text(pre_i)} FLOP/byte: {prefill_bound}",
         f"decode step, {at} cached positions (one generated token): MACs {count(c.decode_macs)}, FLOPs {count(c.decode_flops)}",
-        f"  bytes (weights {size(c.weight_bytes)} + the cache read + one position written): {size(c.decode_bytes)}",
+        f"  bytes (weights read {size(c.decode_weight_bytes)} + the cache read + one position written): {size(c.decode_bytes)}",
+        *([f"  (the weights are {size(c.weight_bytes)}; of {', '.join(c.gathered)} a step reads only the rows of its tokens)"] if c.gathered else []),
         f"  intensity {_intensity_text(dec_i)} FLOP/byte: {decode_bound}",
         *(f"note: {n}" for n in c.notes),
     ]

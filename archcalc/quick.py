@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import SpecError
 from .layers import TYPE_NAMES
-from .spec import Architecture, parse_spec
+from .spec import Architecture, parse_spec, unique_keys
 
 # aliases by the number of spatial axes (1, 2, 3) of the tensor they receive
 RANKED = {
@@ -125,9 +125,11 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
     text = text.strip()
     if text.startswith("{"):
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as e:
             raise SpecError(f"invalid JSON layer at column {e.colno}: {e.msg}", layer=f"#{index + 1}") from None
+        except SpecError as e:  # a key given twice
+            raise e.located(layer=f"#{index + 1}") from None
         if not isinstance(parsed, dict):
             raise SpecError("a JSON layer must be an object", layer=f"#{index + 1}")
         return parsed
@@ -162,6 +164,13 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
     positional = list(POSITIONAL.get(_family(kind), ()))
     fields = TYPE_NAMES[kind].model_fields if kind in TYPE_NAMES else {}
     rest = words[1:]
+    given: dict[str, tuple[str, Any]] = {}  # field -> (the words that set it, the value): a second, different value is refused
+
+    def put(field: str, v: Any, said: str) -> None:
+        if field in given and given[field][1] != v:
+            raise SpecError(f"{field} given twice ({given[field][0]} and {said}): say it once", layer=layer["name"])
+        given[field] = (said, v)
+        layer[field] = v
 
     def value(w: str, field: str) -> Any:
         """A bare value: a number, a size like 3x3, or a symbol of the input shape; nothing else."""
@@ -184,30 +193,31 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
         if "=" in w:
             k, v = w.split("=", 1)
             field = k if k in fields else SHORT.get(k, WORDS.get(k, k))
-            layer[field] = _value(v)
+            put(field, _value(v), w)
         elif re.fullmatch(r"[kspdg]\d+(x\d+)*", w):
             field = SHORT[w[0]]
-            layer[field] = _value(w[1:])
+            put(field, _value(w[1:]), w)
         elif low in WORDS:  # stride 4, pad 1
             field = WORDS[low]
             if not rest:
                 raise SpecError(f"{w!r} needs a value after it ({w} 2)", layer=layer["name"])
-            layer[field] = value(rest.pop(0), field)
+            v2 = rest.pop(0)
+            put(field, value(v2, field), f"{w} {v2}")
         elif low in ("same", "valid") and "padding" in fields:
             if not kind.startswith("conv"):
                 raise SpecError(f"padding {low!r} is for convolutions; torch's {kind} takes a number (p1)", layer=layer["name"])
             field = "padding"
-            layer[field] = low
+            put(field, low, w)
         elif low in NOISE:
             continue
         elif low == "x":
             raise SpecError("write a size without spaces: 3x3, not '3 x 3'", layer=layer["name"])
         elif re.fullmatch(rf"({_VALUE})x({_VALUE})(x({_VALUE}))?", w, re.I) and "kernel_size" not in layer and "kernel_size" in positional:
             field = "kernel_size"
-            layer[field] = value(w.replace("X", "x"), field)
+            put(field, value(w.replace("X", "x"), field), w)
         elif positional:
             field = positional[0]
-            layer[field] = value(w, field)
+            put(field, value(w, field), w)
         else:
             raise SpecError(f"cannot read {w!r} (use key=value){_did_you_mean(w, [*WORDS, *fields])}", layer=layer["name"])
         if field in positional:  # a field given by name is no longer next in line

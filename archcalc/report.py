@@ -57,6 +57,11 @@ class Row:
     whole_input: bool = False
     """Every output sees the whole input (after a flatten of the map, a global pool, attention): the
     tables write "whole" for its receptive field and stride; ``receptive_field`` keeps the exact union."""
+    causal_field: bool = False
+    """With ``whole_input``: output i sees only positions 0..i (causal attention, or a layer after
+    it): the last output sees the whole input, the first only its own position."""
+    tied: tuple[str, ...] = ()
+    """The layers whose weights it uses without owning them (GPT-2's head: ``transformer.wte``)."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -84,6 +89,8 @@ class Row:
             out["receptive_field_approximate"] = True
         if self.whole_input:
             out["sees_whole_input"] = True
+        if self.causal_field:
+            out["causal_field"] = True
         if self.note:
             out["note"] = self.note
         return out
@@ -100,6 +107,16 @@ class Report:
     include_training_only: bool = False
     repeats: Mapping[str, Dim] = field(default_factory=dict)  # block call -> copies, for calls with `repeat` (a symbol: see Row.repeat)
     title: str | None = None  # the spec's display name ("AlexNet (Krizhevsky et al. 2012)"), for captions
+    field_layer: str | None = None  # the layer whose receptive field is the network's (see passes.receptive._field_layer)
+
+    def field_row(self) -> Row:
+        """The row whose receptive field is the network's (``total.rf``, ``compare``)."""
+        counted = self.counted_rows
+        if self.field_layer is not None:
+            for r in counted:
+                if r.name == self.field_layer:
+                    return r
+        return field_row(counted)
 
     @property
     def display_name(self) -> str:
@@ -238,6 +255,7 @@ def report_from_graph(
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
+    own_of: dict[int, tuple[str | None, bool, Dim]] = {}  # per formula key: the layer's own note, in place, cached per position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -245,18 +263,22 @@ def report_from_graph(
         if sizes_jumps is None:
             sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
         layer = n["layer"]
-        kind = type(layer)
-        noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
+        said = own_of.get(n["formula_key"])
+        if said is None:
+            kind = type(layer)
+            noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
+            ins = n["in_shapes"]  # (only the types that have something to say are asked)
+            said = own_of[n["formula_key"]] = (layer.note(ins) if noted else None, layer.in_place(), layer.cached_per_position(ins) if caching else 0)
+        own, in_place, cache = said
         note = n["rf_note"]
-        if noted:  # only the types that have something to say are asked
-            own = layer.note(n["in_shapes"])
-            note = f"{note}; {own}" if note and own else note or own
+        if own:
+            note = f"{note}; {own}" if note else own
         if "tie_note" in n:
             note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
         called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
         if called:
             note = f"{note}; {called}" if note else called
-        if note is None and layer.in_place():
+        if note is None and in_place:
             note = IN_PLACE_NOTE
         rows.append(
             Row(
@@ -276,9 +298,11 @@ def report_from_graph(
                 note,
                 n.get("repeat", 1),
                 n.get("scope", ()),
-                layer.cached_per_position(n["in_shapes"]) if caching else 0,
+                cache,
                 n["rf_bound"] is not None,
-                bool(n.get("rf_whole")),
+                bool(whole := n.get("rf_whole")),
+                bool(whole) and str(whole).startswith("causal"),
+                tuple(n["tied"].values()) if "tied" in n else (),
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)
@@ -303,6 +327,7 @@ def report_from_graph(
         include_training_only,
         dict(G.graph.get("repeats", {})),
         G.graph.get("title"),
+        G.graph.get("field_layer"),
     )
 
 

@@ -399,12 +399,33 @@ def read_spec_text(path: str | Path) -> str:
         raise SpecError(f"not UTF-8 text: byte 0x{e.object[e.start]:02x} at offset {e.start} (save the spec as UTF-8)", file=shown) from None
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: a key given twice in one object is refused (json keeps
+    the last silently, and the table would answer for one of two values without a word); the error
+    names the layer (the object's ``name``, where it has one) and the key."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            names = [v for k, v in pairs if k == "name" and isinstance(v, str)]
+            types = [v for k, v in pairs if k == "type" and isinstance(v, str)]
+            where = names[0] if names and types else None  # a layer: it has a type and a name
+            whose = f" in a {types[0]} layer" if types else (f" in the object named {names[0]!r}" if names else " in an object")
+            both = f"given twice ({json.dumps(out[key])} and {json.dumps(value)}): JSON would keep only the last; say it once"
+            if where is not None:
+                raise SpecError(both, layer=where, field=key)
+            raise SpecError(f"{key!r} {both.replace('given twice', 'given twice' + whose, 1)}")
+        out[key] = value
+    return out
+
+
 def decode_json(text: str, file: str | None) -> Any:
     """``json.loads`` with one-line errors: bad JSON, integers past the digit limit, nesting too deep."""
     if not text.strip():  # (json says 'Expecting value at line 1, column 1')
         raise SpecError('the file is empty: a spec is a JSON object, {"name": ..., "input": [C, H, W], "layers": [...]}', file=file)
     try:
-        return json.loads(text, parse_int=_json_int)
+        return json.loads(text, parse_int=_json_int, object_pairs_hook=unique_keys)
+    except SpecError as e:
+        raise e.located(file=file) from None
     except _TooManyDigits as e:
         why = f"no network has a size of 10^{MAX_DIGITS}"
         raise SpecError(f"an integer of {e.digits} digits; archcalc reads at most {MAX_DIGITS} ({why})", file=file) from None

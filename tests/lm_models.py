@@ -259,6 +259,11 @@ def gpt2_small() -> GPT:
         return GPT()
 
 
+def nanogpt_written_out() -> GPT:
+    """A tiny nanoGPT with ``flash=False``: attention written out, its causal mask a tril(ones) buffer."""
+    return GPT(GPTConfig(vocab_size=100, block_size=32, n_layer=2, n_head=4, n_embd=32, flash=False))
+
+
 def nanogpt_banded() -> GPT:
     """A tiny nanoGPT written out whose mask buffers keep only the last 4 keys (a band, not causal)."""
     n = 32

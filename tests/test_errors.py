@@ -138,6 +138,22 @@ CASES = [
         spec({"name": "s", "type": "block", "block": "b"}, blocks={"b": {"params": {"f": True}, "layers": [conv(out_channels="f")]}}),
         ["field 'out_channels'", "true/false"],
     ),
+    # review s7 #23: json keeps the last of two equal keys (kernel 5 was analysed, RF 5x5, without a word)
+    (
+        "duplicate-key",
+        '{"name": "d", "input": [3, 8, 8], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "kernel_size": 5}]}',
+        ["layer 'c'", "field 'kernel_size'", "given twice (3 and 5)"],
+    ),
+    (
+        "duplicate-key-nameless",
+        '{"name": "d", "input": [3, 8, 8], "layers": [{"type": "relu", "type": "tanh"}]}',
+        ["'type' given twice in a relu layer"],
+    ),
+    (
+        "duplicate-key-top",
+        '{"name": "d", "input": [3, 8, 8], "input": [3, 9, 9], "layers": []}',
+        ["'input' given twice in the object named 'd'", "([3, 8, 8] and [3, 9, 9])"],
+    ),
 ]
 
 

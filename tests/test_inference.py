@@ -25,7 +25,9 @@ def test_gpt2_decode_step_and_cache() -> None:
     # one token: every weight once (QKV, output, MLP: 12 h**2 per layer; the head h*V), attention over S + 1 keys
     assert c.decode_macs == layers * 12 * h * h + h * vocab + layers * 2 * h * (s + 1)
     assert c.weight_bytes == 124_439_808 * 2
-    assert c.decode_bytes == 124_439_808 * 2 + layers * 2 * h * (s + 1) * 2  # weights, the cache read, one position written
+    # the weights read (wpe: one row of its 1024, the position of the new token; wte in full, the tied head reads it all),
+    # the cache read, one position written
+    assert c.decode_bytes == (124_439_808 - 1024 * h + h) * 2 + layers * 2 * h * (s + 1) * 2
     assert c.prefill_macs == 145_824_153_600
     doc = c.to_json()
     assert doc["decode"]["bound"].startswith("memory-bound")
@@ -79,7 +81,7 @@ def test_inference_cli(tmp_path: Path) -> None:
     doc = json.loads(r.out)
     assert doc["kv_cache_bytes"] == "4*l*S*h"
     r = cli("inference", str(SPECS / "resnet18.json"))
-    assert r.code == 2 and "no attention layer" in r.err
+    assert r.code == 2 and "resnet18 takes a 3×224×224 input, not token ids" in r.err
 
 
 def test_explain_total_shows_where_each_megatron_term_comes_from() -> None:
@@ -164,3 +166,83 @@ def test_the_position_table_note_reads_the_prompts_sizes() -> None:
     assert inference_costs(arch, 5, values={"s": 4096}).notes == []
     (note,) = inference_costs(arch, 5000, values={"s": 4096}).notes
     assert "learns 4,096 positions (0 to 4,095)" in note
+
+
+@pytest.mark.parametrize("spec", ["vit_b_16", "vit_b_32", "resnet18", "swin_t"])
+def test_an_image_network_is_refused_not_decoded(spec: str) -> None:
+    """Review s7 #14: ViT-B/16 (3×224×224 in, attention inside) printed "prefill of 3 tokens" (its colour
+    channels) and a decode step of 24,640,032,768 MACs, more than the 17,563,828,224 of the whole image,
+    exit 0.  An image has no token axis to generate along: refused in one line, exit 2, as ResNet is."""
+    r = cli("inference", str(SPECS / f"{spec}.json"), "--cache", "10")
+    assert r.code == 2 and r.out == "" and len(r.err.strip().splitlines()) == 1, r.err
+    assert f"{spec} takes a 3×224×224 input, not token ids" in r.err and "Traceback" not in r.err
+
+
+def test_a_decode_step_reads_one_row_of_an_untied_embedding() -> None:
+    """Review s7 #27: the decode bytes counted every embedding table in full.  LLaMA-2 7B (Touvron et al.
+    2023; Hugging Face config: vocab_size 32000, hidden_size 4096, untied lm_head): the step gathers one
+    row of embed_tokens, 4096 x 2 bytes in fp16, not its 32000 x 4096 x 2 = 262,144,000 bytes."""
+    c = inference_costs(load_spec(SPECS / "llama2_7b.json"), 4096, dtype="float16")
+    vocab, h, layers, cache = 32000, 4096, 32, 4096
+    assert c.weight_bytes == 6_738_415_616 * 2  # every parameter (the model's size)
+    assert c.decode_weight_bytes == (6_738_415_616 - vocab * h + 1 * h) * 2 == 13_214_695_424
+    # + the cache read (S = 4096 positions of 32 layers x (k + v) x 4096) + one position written
+    assert c.decode_bytes == c.decode_weight_bytes + layers * 2 * h * (cache + 1) * 2 == 15_362_703_360
+    # the prefill of 4096 tokens gathers 4096 rows (fewer than the table's 32000)
+    assert c.prefill_weight_bytes == (6_738_415_616 - (vocab - 4096) * h) * 2
+    # at batch 8, one row per sequence: 8 rows
+    assert inference_costs(load_spec(SPECS / "llama2_7b.json"), 4096, batch=8).decode_weight_bytes == (6_738_415_616 - vocab * h + 8 * h) * 2
+    r = cli("inference", str(SPECS / "llama2_7b.json"), "--cache", "4096")
+    assert "weights read 13,214,695,424 B" in r.out and "model.embed_tokens a step reads only the rows of its tokens" in r.out
+    # GPT-2's wte is read in full by the head tied to it; its wpe (1024 x 768) gives the new token's row
+    gpt2 = inference_costs(load_spec(SPECS / "gpt2.json"), 100)
+    assert gpt2.decode_weight_bytes == (124_439_808 - 1024 * 768 + 768) * 2 and gpt2.gathered == ["transformer.wpe"]
+    assert gpt2.prefill_weight_bytes == 124_439_808 * 2  # 1024 prompt tokens: every row of wpe
+
+
+def test_compare_gives_the_kv_cache_in_inferences_dtype_and_says_it() -> None:
+    """Review s7 #12: compare's "KV cache per position" was in float32 (GPT-2: 72 KiB) while inference,
+    and the README sentence about compare, use float16 (36 KiB), neither saying which.  GPT-2 (12 layers,
+    h = 768): 12 x (k + v) x 768 x 2 bytes; LLaMA-2 7B (32 layers, h = 4096): 32 x 2 x 4096 x 2 = 512 KiB."""
+    gpt2, llama = str(SPECS / "gpt2.json"), str(SPECS / "llama2_7b.json")
+    r = cli("compare", gpt2, llama, "--format", "json")
+    assert r.code == 0, r.err
+    row = json.loads(r.out)["rows"]["KV cache per position"]
+    assert row["values"] == [12 * 2 * 768 * 2, 32 * 2 * 4096 * 2] and row["dtype"] == "float16"
+    assert row["values"][0] * 1024 == inference_costs(load_spec(SPECS / "gpt2.json"), 1024).kv_cache_bytes  # inference's figure
+    text = cli("compare", gpt2, llama).out
+    assert "KV cache per position (float16)  36.0 KiB" in text and "the KV cache in float16" in text
+    f32 = cli("compare", gpt2, llama, "--dtype", "float32")
+    assert "KV cache per position (float32)  72.0 KiB" in f32.out
+
+
+def test_compare_counts_a_tied_head_as_a_weighted_layer(tmp_path: Path) -> None:
+    """Review s7 #32: GPT-2's lm_head multiplies by a 50257 x 768 matrix whether or not it owns it;
+    "weighted layers" said 48 tied and 49 untied.  12 layers x (c_attn, attn.c_proj, c_fc, mlp.c_proj) + the head."""
+    spec = json.loads((SPECS / "gpt2.json").read_text())
+    (head,) = [layer for layer in spec["layers"] if layer.get("name") == "lm_head"]
+    del head["tie_weight"]
+    spec["name"] = "gpt2_untied"
+    untied = tmp_path / "gpt2_untied.json"
+    untied.write_text(json.dumps(spec))
+    r = cli("compare", str(SPECS / "gpt2.json"), str(untied), "--format", "json")
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)["rows"]
+    assert rows["weighted layers"]["values"] == [12 * 4 + 1, 12 * 4 + 1]
+    assert rows["params"]["values"][1] - rows["params"]["values"][0] == 50257 * 768  # the untied head owns its weight
+
+
+def test_compare_of_a_symbolic_lm_gives_the_ratio_as_a_formula_not_at_224() -> None:
+    """Review s7 #33: GPT-2 against transformer_lm printed the ratio "at V=h=l=s=224" (a 224-layer model of 224
+    words), and LaTeX printed it as escaped code (12*l*h\\textasciicircum{}2).  Only an image's H and W get 224."""
+    lm, gpt2 = str(SPECS / "transformer_lm.json"), str(SPECS / "gpt2.json")
+    text = cli("compare", lm, gpt2).out
+    assert "124439808/(12*l*h^2 + 13*l*h + s*h + h*V + 2*h) (varies with h, l, s, V)" in text and "=224" not in text
+    latex = cli("compare", lm, gpt2, "--format", "latex").out
+    assert r"$\frac{124439808}{V h + 12 h^{2} l + 13 h l + h s + 2 h}$ (varies with h, l, s, V)" in latex
+    assert "textasciicircum" not in latex and "=224" not in latex
+    assert r"weighted layers & $4 l + 1$ & 49" in latex  # a symbolic count typeset too, not '4*l + 1'
+    # an image's size still gets 224: 3x3 stride 2 against 7x7 stride 1 on 3xHxW, 64 filters:
+    # (64*27*111*111) / (64*147*224*224) at H = W = 224, (224 - 3)//2 + 1 = 111 positions a side
+    img = cli("compare", "--stack", "3xHxW", "conv 64 7 p3", "--stack", "3xHxW", "conv 64 3 s2").out
+    assert f"\u2248 {(27 * 111 * 111) / (147 * 224 * 224):.3g} at H=W=224" in img

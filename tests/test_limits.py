@@ -554,7 +554,7 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
     out = cli("table", path, "--format", "csv").out
     rows = list(csv.reader(out.splitlines()))
     assert rows[2][0] == "'=HYPERLINK(\"http://x\")" and "\x1b" not in out  # OWASP: a leading ' keeps it text
-    assert rows[1][:3] == ["a\\nb\\x1b[31mred", "relu", "input"] and rows[2][2] == "a\\nb\\x1b[31mred"
+    assert rows[1][:3] == ["a\\nb\\x1b[31mred", "relu", "input"] and rows[2][2] == "'a\\nb\\x1b[31mred'"  # quoted: it holds a newline
     tex = cli("table", path, "--format", "latex").out
     assert r"a\textasciicircum{}b\textasciitilde{}c\textbackslash{}d\{e\}" in tex
 

@@ -327,6 +327,15 @@ def test_nanogpt_without_flash_needs_numbers_and_values() -> None:
         spec_from_module(on_meta(GPT, cfg), [16])
 
 
+def test_cli_imports_and_verifies_nanogpt_written_out(tmp_path: Path) -> None:
+    out = tmp_path / "slow.json"
+    r = cli("import", "lm_models:nanogpt_written_out", "--input", "16", "-o", str(out))
+    assert r.code == 0, r.err
+    assert sum(json.loads(line.rstrip(",")).get("type") == "causal_mask" for line in out.read_text().splitlines() if line.startswith("    {")) == 2
+    r = cli("verify", str(out), "--module", "lm_models:nanogpt_written_out")
+    assert r.code == 0, r.out + r.err
+
+
 def test_cli_refuses_a_mask_that_is_not_causal(tmp_path: Path) -> None:
     out = tmp_path / "banded.json"
     r = cli("import", "lm_models:nanogpt_banded", "--input", "16", "-o", str(out))

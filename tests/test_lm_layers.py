@@ -150,6 +150,7 @@ def test_causal_matmuls_written_out_are_a_convention_too(queries: int, keys: int
         rep = analyze(parse_spec(spec), convention=convention)
         assert (rep.row("scores").macs, rep.row("ctx").macs) == (4 * n * 8, 4 * n * 8)  # heads x pairs x d, each product
     assert analyze(parse_spec(spec)).row("mask").ops == {"mask": 4 * queries * keys}  # one select per score
+    assert "'kaplan' does not" in (analyze(parse_spec(spec)).row("scores").note or "")
     verify(spec)
 
 

@@ -67,3 +67,30 @@ def test_save_writes_a_spec_table_reads(tmp_path: Path) -> None:
     table = cli("table", str(path))
     # 8*3*9 + 8 = 224; fc: 8*32*32*10 + 10 = 81,930; 224 + 81,930 = 82,154
     assert table.code == 0 and "total params 82,154," in table.out and table.out.splitlines()[-1] == quick.out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("layer", "says"),
+    [
+        ("conv 64 3 stride=2 s3", "stride given twice (stride=2 and s3)"),  # review s7 #20: was stride 3, 64x10x10
+        ("conv 64 3 k5", "kernel_size given twice (3 and k5)"),  # was kernel 5, the bare 3 dropped
+        ("conv 64 3 bias=false bias=true", "bias given twice (bias=false and bias=true)"),
+        ("conv 64 3 p1 same", "padding given twice (p1 and same)"),
+        ("conv 64 3 stride 2 s1", "stride given twice (stride 2 and s1)"),
+    ],
+)
+def test_contradictory_settings_are_refused(layer: str, says: str) -> None:
+    r = cli("quick", "3x32x32", layer)
+    assert r.code == 2 and says in r.err and "'conv1'" in r.err and len(r.err.splitlines()) == 1, r.err
+    assert r.out == ""
+
+
+def test_a_setting_repeated_with_the_same_value_is_read() -> None:
+    # s2 and stride=2 agree: (32 - 3)//2 + 1 = 15
+    r = cli("quick", "3x32x32", "conv 64 3 s2 stride=2")
+    assert r.code == 0 and "64\u00d715\u00d715" in r.out
+
+
+def test_a_json_layer_with_a_key_twice_is_refused() -> None:
+    r = cli("quick", "3x8x8", '{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "kernel_size": 5}')  # review s7 #23
+    assert r.code == 2 and "layer '#1'" in r.err and "'kernel_size' given twice in a conv2d layer (3 and 5)" in r.err, r.err

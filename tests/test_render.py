@@ -142,6 +142,37 @@ def test_markdown_escapes_table_breaking_characters() -> None:
     assert "| a\\|b " in out  # one cell, not two
 
 
+def test_markdown_rows_escape_html_code_and_links_as_the_caption_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # review s7 #18: the row went out as raw HTML and a lone backtick opened a code span
+    layers = [
+        {"name": "<script>alert(1)</script>", "type": "relu"},
+        {"name": "x*y`z", "type": "relu"},
+        {"name": "[a](http://x)", "type": "relu"},
+    ]
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"name": "h", "title": "T<le>", "input": [4], "layers": layers}))
+    out = cli("table", str(path), "--format", "markdown").out
+    assert "*T\\<le\\>: input 4," in out  # the caption, as before
+    assert "| \\<script\\>alert(1)\\</script\\> " in out and "<script>" not in out
+    assert "| x\\*y\\`z " in out and "| \\[a\\](http://x) " in out
+
+
+def test_csv_inputs_quote_a_name_with_a_space(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # review s7 #19: ["a b", "c"] and ["a", "b", "c"] both printed 'a b c'
+    conv = {"type": "conv2d", "out_channels": 2, "kernel_size": 1, "inputs": ["input"]}
+    layers = [{**conv, "name": n} for n in ("a b", "c", "a", "b")]
+    layers += [{"name": "cat1", "type": "concat", "inputs": ["a b", "c"]}, {"name": "cat2", "type": "concat", "inputs": ["a", "b", "c"]}]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"name": "s", "input": [2, 4, 4], "layers": layers}))
+    rows = {row[0]: row for row in csv.reader(io.StringIO(cli("table", str(path), "--format", "csv").out))}
+    import shlex
+
+    assert rows["cat1"][2] == "'a b' c" and shlex.split(rows["cat1"][2]) == ["a b", "c"]
+    assert rows["cat2"][2] == "a b c" and shlex.split(rows["cat2"][2]) == ["a", "b", "c"]
+    # concat of 2 + 2 channels = 4, of 2 + 2 + 2 = 6: the two wirings differ
+    assert rows["cat1"][3] == "4x4x4" and rows["cat2"][3] == "6x4x4"
+
+
 def _tabulate_text_table(rep: object) -> tuple[str, str]:
     """(archcalc's text table, tabulate's "simple" table) of the same cells."""
     from tabulate import tabulate

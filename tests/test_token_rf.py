@@ -4,8 +4,12 @@ table says so and marks the field approximate."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from conftest import net
+from conftest import cli, net
+
+from archcalc import analyze, parse_spec
 
 
 def test_convs_over_the_tokens_after_a_transpose() -> None:
@@ -57,3 +61,46 @@ def test_an_input_read_channels_first_says_so() -> None:
     # a (C, L) map that a conv1d reads first is not in doubt: no note (a text CNN)
     rep = net([{"name": "c", "type": "conv1d", "out_channels": 2, "kernel_size": 3}], (4, 10))
     assert rep.row("c").receptive_field == (3,) and not rep.row("c").rf_approximate and rep.row("c").note is None
+
+
+def test_causal_attention_says_only_its_last_output_sees_everything() -> None:
+    """Causal attention (review s7 #4): output i reads positions 0..i; the table's 'whole' is the
+    last output's field, and the note, the JSON and check's verdict say so (torch's gradients: the
+    first output depends on token 0 only, the last on all five)."""
+    spec = {"name": "att", "input": [5, 8], "layers": [
+        {"name": "q", "type": "linear", "out_features": 24},
+        {"name": "qs", "type": "slice", "dim": 2, "end": 8},
+        {"name": "ks", "type": "slice", "inputs": ["q"], "dim": 2, "start": 8, "end": 16},
+        {"name": "vs", "type": "slice", "inputs": ["q"], "dim": 2, "start": 16, "end": 24},
+        {"name": "att", "type": "scaled_dot_product_attention", "inputs": ["qs", "ks", "vs"], "is_causal": True},
+        {"name": "out", "type": "linear", "out_features": 8},
+    ]}
+    rep = analyze(parse_spec(spec))
+    att, out = rep.row("att"), rep.row("out")
+    assert att.whole_input and att.causal_field and out.causal_field
+    assert "output i sees positions 0..i" in (att.note or "")
+    assert att.to_json("lecture")["causal_field"] is True
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    model = build_module(compile_spec(parse_spec(spec)), device="cpu", dtype=torch.float64).eval()
+    seen = []
+    for position in (0, 4):
+        x = torch.randn(1, 5, 8, dtype=torch.float64, requires_grad=True)
+        model(x)[0, position].sum().backward()
+        seen.append(torch.nonzero(x.grad.abs().sum(dim=(0, 2))).flatten().tolist())
+    assert seen == [[0], [0, 1, 2, 3, 4]]
+    with_mask = cli_check(spec, "att.rf=whole")
+    assert with_mask.code == 0 and "output i sees positions 0..i only" in with_mask.out, with_mask.out
+    spec["layers"][4]["is_causal"] = False
+    assert not analyze(parse_spec(spec)).row("att").causal_field
+
+
+def cli_check(spec: dict[str, Any], claim: str) -> Any:
+    import json
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(spec, f)
+    return cli("check", f.name, claim)

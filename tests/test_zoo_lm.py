@@ -114,6 +114,30 @@ def test_gpt2_cost_as_a_polynomial_in_s() -> None:
     assert rep.totals["params"] == 124_439_808  # learned positions: 1024 rows whatever s
 
 
+def test_a_number_for_the_input_binds_the_symbol_the_layers_use() -> None:
+    """Review s7 #24: `table transformer_lm.json --input 512` left s free in the layers that name it
+    (q_heads s×a×512*h/(a*s), wpe s×h params, MACs l*s*h^2 + 5632*l*h^2 + ...): --input 512 on an
+    input ["s"] is s = 512 everywhere, as --set s=512 is; a --set that disagrees is refused."""
+    r = cli("table", str(SPECS / "transformer_lm.json"), "--input", "512", "--format", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    sizes = {n: S[n] for n in ("h", "l", "a", "V")}
+    h, layers, vocab = S["h"], S["l"], S["V"]
+    q_heads = next(row for row in doc["layers"] if row["name"].endswith("attn.q_heads"))
+    assert q_heads["output_shape"] == [512, "a", "h/a"]
+    # the Megatron forward at s = 512 (lecture MACs: half its FLOPs): 12*l*s*h^2 + 2*l*s^2*h + s*h*V
+    macs = 12 * layers * 512 * h**2 + 2 * layers * 512**2 * h + 512 * h * vocab
+    assert sympy.expand(sympy.sympify(doc["totals"]["macs"], locals=sizes) - macs) == 0
+    # 512 learned positions of h: the table's rows follow s
+    params = 12 * layers * h**2 + 13 * layers * h + 512 * h + h * vocab + 2 * h
+    assert sympy.expand(sympy.sympify(doc["totals"]["params"], locals=sizes) - params) == 0
+    assert doc["totals"] == json.loads(cli("table", str(SPECS / "transformer_lm.json"), "--set", "s=512", "--format", "json").out)["totals"]
+    clash = cli("table", str(SPECS / "transformer_lm.json"), "--input", "512", "--set", "s=1024")
+    assert clash.code == 2 and clash.out == "" and "--input gives 512 where the spec's input has s, but --set s=1024" in clash.err
+    # the README's form on a numeric spec is unchanged: GPT-2 --input s is a polynomial in s (test_gpt2_cost_as_a_polynomial_in_s)
+    assert "18432*s^2 + 123532032*s" in cli("table", str(SPECS / "gpt2.json"), "--convention", "torch", "--input", "s").out
+
+
 @pytest.mark.parametrize("spec", ["gpt2", "bert_base", "llama2_7b"])
 def test_verifies_against_torch_on_the_meta_device(spec: str) -> None:
     pytest.importorskip("torch")

@@ -83,6 +83,25 @@ def test_vit_table_is_a_polynomial_in_h_and_w() -> None:
     assert "H^2*W^2" in text.out and "floor" not in text.out  # (human text writes powers with ^)
 
 
+def test_a_position_table_sized_by_the_input_says_it_grows() -> None:
+    """Review s7 #28: `--input 3,448,448` on ViT-B/16 grew the learned position table from 197 to
+    (448/16)**2 + 1 = 785 rows (params 86,567,656 + (785 - 197) * 768 = 87,019,240), with only the note
+    "a learned tensor read in forward": torchvision's vit_b_16 refuses a 448 image.  The row says so."""
+    r = cli("table", str(SPECS / "vit_b_16.json"), "--input", "3,448,448", "--format", "json")
+    assert r.code == 0, r.err
+    import json
+
+    doc = json.loads(r.out)
+    assert doc["totals"]["params"] == 86_567_656 + (785 - 197) * 768
+    (row,) = [row for row in doc["layers"] if row["name"] == "encoder.pos_embedding"]
+    assert row["params"] == ((448 // 16) ** 2 + 1) * 768
+    assert "sized like its input, so its params follow the input size" in row["note"]
+    assert "refuses another" in row["note"]
+    # a parameter of a fixed shape (the class token) says nothing of the kind
+    (token,) = [row for row in doc["layers"] if row["name"] == "class_token"]
+    assert "follow the input" not in token["note"]
+
+
 def test_swin_t_by_hand() -> None:
     """Liu et al. 2021, Table 1: Swin-T, C = 96, blocks {2, 2, 6, 2}, heads {3, 6, 12, 24}, 7x7 windows."""
     rep = analyze(SPECS / "swin_t.json", convention="torch")

@@ -150,6 +150,10 @@ class Softmax(Layer):
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         return [Saved.of_output("softmax's backward is y * (g - sum(g * y)): the output is enough")]
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        axis = self.dim % (len(ins[0]) + 1)
+        return () if axis == 0 else (axis - 1,)  # each output divides by the sum over the axis (over the batch: no per-sample axis)
+
     def autocast(self, device: str) -> str:
         return "float32" if device == "cuda" else "same"  # on CUDA autocast's float32 list, not on CPU's
 

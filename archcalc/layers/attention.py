@@ -158,8 +158,18 @@ class Matmul(Layer):
             kept = prod(out[:-2]) * causal_pairs(self, ins[0][-2], ins[0][-1], "causal") * out[-1]
         return {"matmul": expand(kept), "attn_matmul_masked": expand(total - kept)}
 
+    def note(self, ins: list[Shape]) -> str | None:
+        if self.causal is None:
+            return None
+        what = "its scores are masked after" if self.causal == "scores" else "it weighs by masked attention weights (0 at masked places)"
+        return (f"causal ({what}): every product is computed; those at masked places (key > query) are attn_matmul_masked, "
+                "which 'torch' and 'lecture' count and 'kaplan' does not")
+
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
+
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        return self.causal == "weights"  # (masked weights times v: query i reads values 0..i)
 
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return 2 * ins[0][-1]  # a row of a and a column of b, k entries each: at most 2k positions
@@ -228,6 +238,9 @@ class ScaledDotProductAttention(Layer):
 
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True
+
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        return self.is_causal
 
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return ins[1][-2]  # the S keys (and values) each query attends to

@@ -407,6 +407,19 @@ class Layer(Spec):
         tokens): the receptive field pass gives every output the whole input."""
         return False
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        """Per-sample axes (0-based) along which every output reads every position of its input: a
+        softmax over ``dim``, a norm's statistics, a linear's input features.  Where such an axis
+        holds a spatial axis, the receptive field pass makes the field whole along it (a spatial
+        softmax, GroupNorm over (C/G, H, W), MLP-Mixer's linear over the patches); a feature axis
+        (a token's D) changes nothing.  () for none: the default."""
+        return ()
+
+    def sees_prefix(self, ins: list[Shape]) -> bool:
+        """For a layer that mixes positions: True when output i reads only positions 0..i (causal
+        attention), so that only the last output sees the whole input."""
+        return False
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         """For a layer that mixes positions: the most input positions one output can read (the
         keys of attention), or None for all of them.  Where the map before it had more positions
@@ -430,6 +443,12 @@ class Layer(Spec):
         """Elements this layer keeps per position for decoding one token at a time (attention's
         keys and values: the KV cache); 0 for every layer that keeps nothing."""
         return 0
+
+    def weights_read(self, ins: list[Shape], batch: Dim) -> Dim | None:
+        """Elements of its weights one forward of ``batch`` samples on ``ins`` reads, where that is
+        fewer than all of them (an embedding gathers one row per id); None (the default): every
+        weight.  What a decode step's bytes count (archcalc.inference)."""
+        return None
 
     def tied_weights(self) -> dict[str, str]:
         """Weights this layer uses but does not own: its weight name -> the layer whose ``weight``

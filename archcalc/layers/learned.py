@@ -57,7 +57,14 @@ class Parameter(Layer):
         return "param"  # the parameter's own storage (expanded): parameter memory, never its input's
 
     def note(self, ins: list[Shape]) -> str | None:
-        return "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
+        said = "a learned tensor read in forward: params counted here, its use by the layer that consumes it"
+        if self.shape is None:  # ViT's position table, sized like the token sequence: --input 3,448,448 grows it (197 -> 785 rows)
+            return (
+                f"{said}; sized like its input, so its params follow the input size: at another size "
+                "it is another table (a model built for one size refuses another, as torchvision's ViT does, or is "
+                "fine-tuned with its table interpolated)"
+            )
+        return said
 
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Parameter as ParameterModule

@@ -25,6 +25,9 @@ class Linear(Layer):
         description="Name of a layer whose weight this one uses as its own (GPT-2's output head and its token embedding): counted once, there.",
     )
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        return (len(ins[0]) - 1,)  # every output feature reads every input feature (MLP-Mixer's token mixing, where they are positions)
+
     def tied_weights(self) -> dict[str, str]:
         return {"weight": self.tie_weight} if self.tie_weight is not None else {}
 

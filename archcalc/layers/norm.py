@@ -24,6 +24,10 @@ class _BatchNormNd(Layer):
     affine: bool = True
     track_running_stats: bool = True
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        # without running statistics, inference normalises with the batch's own, over every position (with them: per pixel)
+        return () if self.track_running_stats else tuple(range(len(ins[0])))
+
     def output_shape(self, ins: list[Shape]) -> Shape:
         if self.n_spatial == 1 and len(ins[0]) in (1, 2):
             return ins[0]  # BatchNorm1d takes (C,) or (C, L)
@@ -150,6 +154,10 @@ class LayerNorm(Layer):
     def _normalized(self, shape: Shape) -> Shape:
         return normalized_axes(self, self.normalized_shape, shape)
 
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        n = len(self._normalized(ins[0]))  # the statistics are over the trailing normalized_shape axes
+        return tuple(range(len(ins[0]) - n, len(ins[0])))
+
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._normalized(ins[0])
         return ins[0]
@@ -195,6 +203,9 @@ class GroupNorm(Layer):
     num_groups: Annotated[DimIn, *dim_field()] = Field(description="Groups the channels are split into.")
     eps: float = 1e-5
     affine: bool = True
+
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        return tuple(range(len(ins[0])))  # the statistics of a group are over its channels and every position, at inference too
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         c, g = as_int(ins[0][0]), as_int(self.num_groups)

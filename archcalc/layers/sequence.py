@@ -61,6 +61,22 @@ class Embedding(Layer):
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"lookup": numel(out)}  # one table entry read per output element: no arithmetic
 
+    def weights_read(self, ins: list[Shape], batch: Dim) -> Dim:
+        """The rows it gathers: one per token id of the batch (at most the table: a row read
+        once serves every id that names it); positions 0..L-1, shared by the batch; row 0."""
+        if self.indices == "input":
+            ids, table = batch * numel(ins[0]), self.num_embeddings
+            sign = known_sign(ids - table)
+            if sign is None:
+                from sympy import Min
+
+                rows: Dim = Min(ids, table)
+            else:
+                rows = ids if sign <= 0 else table
+        else:
+            rows = ins[0][0] if self.indices == "positions" else 1
+        return rows * self.embedding_dim
+
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         why = "the ids say which rows of the table the gradient goes to"
         if self.indices == "input":
@@ -93,6 +109,10 @@ class RMSNorm(Layer):
 
     def _normalized(self, shape: Shape) -> Shape:
         return normalized_axes(self, self.normalized_shape, shape)
+
+    def mixed_axes(self, ins: list[Shape]) -> tuple[int, ...]:
+        n = len(self._normalized(ins[0]))  # the statistics are over the trailing normalized_shape axes
+        return tuple(range(len(ins[0]) - n, len(ins[0])))
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         self._normalized(ins[0])

@@ -48,7 +48,7 @@ from collections.abc import Iterator, Sequence
 from math import gcd
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..axis_roles import input_is_sequence
+from ..axis_roles import SPATIAL, Roles, axis_roles, input_is_sequence
 from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import Layer, Partition, Window
@@ -282,6 +282,7 @@ def receptive_field(G: Graph) -> None:
     nodes[INPUT].update(rf=start, rf_bound=None)
     nodes[INPUT]["rf_layout"] = in_layout
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
+    roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
     repeats = G.graph.get("symbolic_repeats", ())
@@ -301,8 +302,12 @@ def receptive_field(G: Graph) -> None:
         whole = None
         inherited = None
         for i in inputs:
-            if nodes[i].get("rf_whole"):
-                whole = f"it reads {i}, which sees the whole input"
+            if seen := nodes[i].get("rf_whole"):
+                whole = (
+                    f"{CAUSAL}: it reads {i}, whose last output sees the whole input (output i sees positions 0..i)"
+                    if seen.startswith(CAUSAL)
+                    else f"it reads {i}, which sees the whole input"
+                )
                 inherited = i
                 break
         if len(inputs) == 1:  # most layers: the input's field, and its bound
@@ -384,6 +389,33 @@ def receptive_field(G: Graph) -> None:
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
             if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
                 whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
+        mixed = layer.mixed_axes(node["in_shapes"]) if rf and hooks[3] and whole is None else ()
+        if mixed and not all(r.whole for r in rf):
+            if layout is not None:
+                axes = sorted({m for t in mixed if t < len(layout) and (m := layout[t]) is not None})
+            else:  # reshapes lost the layout (ViT's patches, MLP-Mixer's): what each axis holds, followed by sizes (rarely needed)
+                if roles is None:
+                    roles = axis_roles(G)
+                axes, lost = _spatial_axes(roles.get(inputs[0]) if inputs else None, mixed, len(rf))
+                if lost:
+                    note = note or (
+                        f"every output reads every position along axis {', '.join(map(str, mixed))} of its input, and what that axis "
+                        "holds after the reshapes before it is not known: the receptive field is approximate from here on"
+                    )
+                    bound = bound or name
+            if axes:
+                union = _whole(grid, rf)
+                rf = tuple(union[m] if m in axes else r for m, r in enumerate(rf))
+                cov = tuple(_cov_everywhere(c) if m in axes else c for m, c in enumerate(cov))
+                if all(r.whole for r in rf):
+                    whole = "it reads every position of the map: every output sees every input pixel any position sees"
+                    note = note or "reads every position of the map (a softmax, norm or linear over its axes): every output sees the whole input"
+                else:
+                    note = note or (
+                        f"every output reads every position along axis {', '.join(map(str, axes))} (a softmax, norm or linear over it): "
+                        "its field there is the union of theirs"
+                    )
+                grid = ((rf, _grid_sizes(node["shape"], layout, len(rf))),)
         if rf and hooks[1] and layer.mixes_positions(node["in_shapes"]):
             rf = _whole(grid, rf)
             reads, held = layer.positions_read(node["in_shapes"]), _positions(grid)
@@ -393,6 +425,9 @@ def receptive_field(G: Graph) -> None:
                     "the whole input shown is an upper bound, approximate"
                 )
                 bound = bound or name
+            elif layer.sees_prefix(node["in_shapes"]):  # causal attention
+                whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
+                note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
@@ -431,6 +466,44 @@ def receptive_field(G: Graph) -> None:
         if repeats and name in done_at:
             for rep in done_at[name]:
                 _last_copy(rep, nodes, grids)
+    G.graph["field_layer"] = _field_layer(G, nodes, grids)
+
+
+def _field_layer(G: Graph, nodes: dict[str, dict[str, Any]], grids: dict[str, Any]) -> str | None:
+    """The layer whose receptive field is "the network's", as textbooks give it: the last one whose
+    map still has more than one position (ResNet-18's layer4, 435 pixels; after it a global pool's
+    padded window, 627, is no field a reader expects; ConvNeXt's channels-last norm after its pool
+    holds one position, whatever its shape says), or, after it, a learned window that reads that
+    map down to one position (LeNet-5's C5, a 5x5 conv over S4's 5x5 maps: 32, the whole image; a
+    DCGAN discriminator's last conv).  A squeeze-and-excitation pool in the middle pools only its
+    gate: the map goes on.  Training-only heads do not count; None without a spatial layer."""
+
+    n_axes = len(G.graph["input_shape"]) - 1
+
+    def many(name: str) -> bool:  # more than one position (a symbol may be more)
+        if not any(known_sign(n - 1) != 0 for _, sizes in grids.get(name, ()) for n in sizes):
+            return False
+        node = nodes[name]
+        layout, shape = node.get("rf_layout"), node["shape"]
+        if layout is not None and len(layout) == len(shape):  # its own positions, where its layout is known (after a permute)
+            return any(known_sign(n - 1) != 0 for n in _grid_sizes(shape, layout, n_axes))
+        return len(shape) > 1  # (a vector holds no map, whatever came before it)
+
+    order: list[str] = [n for n in G.graph["order"] if not nodes[n]["training_only"] and nodes[n]["rf"]]
+    last = next((i for i in range(len(order) - 1, -1, -1) if many(order[i])), None)
+    if last is None:
+        return order[-1] if order else None
+    field = order[last]
+    for name in order[last + 1 :]:
+        node = nodes[name]
+        if (
+            not many(name)
+            and any(many(i) for i in node["inputs"] if i in grids)
+            and node["layer"].windows(node["in_shapes"]) is not None
+            and node["layer"].weights(node["in_shapes"])  # a conv as large as the map (a pool there is the global pool: not the network's field)
+        ):
+            field = name
+    return field
 
 
 # ----- which input pixels the positions of a map see at all (for "whole") --------------------------
@@ -665,6 +738,33 @@ def _filled(known: Sequence[tuple[tuple[Dim, Dim, Refs, bool], Any]], positions:
     return reach >= hi
 
 
+def _spatial_axes(roles: Roles | None, mixed: tuple[int, ...], n_axes: int) -> tuple[list[int], bool]:
+    """The spatial axes (0-based) that tensor axes ``mixed`` hold, by their roles: a spatial axis
+    itself, or tokens (the spatial axes flattened together: all of them); and whether some axis's
+    role is unknown.  Channels, features and heads hold none."""
+    names = SPATIAL.get(n_axes, ())
+    axes: set[int] = set()
+    lost = False
+    for t in mixed:
+        role = roles[t] if roles is not None and t < len(roles) else None
+        if role == "tokens":
+            axes.update(range(n_axes))
+        elif role in names:
+            axes.add(names.index(role))
+        elif role is None:
+            lost = True
+    return sorted(axes), lost and not axes
+
+
+def _cov_everywhere(c: Cover) -> Cover:
+    """The cover after a layer whose every output reads every position along the axis: the same
+    pixels together, and each position sees them all (one field, the same at every position)."""
+    if c is None:
+        return None
+    a, b, _, holes = c
+    return (a, b, ((AxisRF(b - a + 1, 0, a + b), a, b),) if type(a) is int and type(b) is int else (), holes)
+
+
 def _chained(hulls: list[tuple[Dim, Dim]], span: tuple[Dim, Dim]) -> bool:
     """Whether unbroken runs of pixels [a, b] make together the one unbroken run ``span`` (decided
     on numbers, or where one run is the span)."""
@@ -739,17 +839,19 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
 
 
 Layout = tuple[int | None, ...]
+CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
-_HOOKS: dict[type, tuple[bool, bool, bool]] = {}
+_HOOKS: dict[type, tuple[bool, bool, bool, bool]] = {}
 
 
-def _hooks(kind: type) -> tuple[bool, bool, bool]:
-    """Whether a layer type overrides Layer's axis_windows, mixes_positions and permutation (most
-    keep the defaults, which say None, False and None: the pass then need not ask)."""
+def _hooks(kind: type) -> tuple[bool, bool, bool, bool]:
+    """Whether a layer type overrides Layer's axis_windows, mixes_positions, permutation and
+    mixed_axes (most keep the defaults, which say None, False, None and (): the pass then need not ask)."""
     got = _HOOKS[kind] = (
         kind.axis_windows is not Layer.axis_windows,  # type: ignore[attr-defined]
         kind.mixes_positions is not Layer.mixes_positions,  # type: ignore[attr-defined]
         kind.permutation is not Layer.permutation,  # type: ignore[attr-defined]
+        kind.mixed_axes is not Layer.mixed_axes,  # type: ignore[attr-defined]
     )
     return got
 

@@ -55,11 +55,23 @@ def shapes(G: Graph) -> None:
     numbers: dict[tuple[object, ...], int] = {}  # (settings, *input shapes) -> its formula key: a small int, cheap to hash in every later pass
     outs: list[tuple[object, ...]] = []  # output shape by formula key
     settings: dict[int, object] = {}  # repeated blocks share bound layers: each is keyed once
+    # the copies of a block share their bound layers and, given the same input, their shape tuples:
+    # (id(layer), id(input shape)) finds the key without hashing settings and shapes again (every
+    # object named stays alive on the graph during the pass, so no id is reused)
+    seen: dict[tuple[int, int], int] = {}
     for name in G.graph["order"]:
         node = nodes[name]
         layer = node["layer"]
         inputs = node["inputs"]
-        ins = [nodes[inputs[0]]["shape"]] if len(inputs) == 1 else [nodes[i]["shape"] for i in inputs]
+        if len(inputs) == 1:
+            shape_in = nodes[inputs[0]]["shape"]
+            number = seen.get((id(layer), id(shape_in)))
+            if number is not None:
+                node["in_shapes"], node["formula_key"], node["shape"] = [shape_in], number, outs[number]
+                continue
+            ins = [shape_in]
+        else:
+            ins = [nodes[i]["shape"] for i in inputs]
         ident = settings.get(id(layer))
         if ident is None:
             ident = settings[id(layer)] = settings_key(layer)
@@ -71,6 +83,8 @@ def shapes(G: Graph) -> None:
             except SpecError as e:
                 raise e.located(layer=name) from None
             number = numbers[key] = len(outs) - 1
+        if len(ins) == 1:
+            seen[id(layer), id(ins[0])] = number
         node["in_shapes"], node["formula_key"] = ins, number
         node["shape"] = outs[number]
     for rep in G.graph.get("symbolic_repeats", ()):

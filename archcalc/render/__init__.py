@@ -138,8 +138,10 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
 
 
 def md_escape(text: str) -> str:
-    """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis, '|' end a table cell."""
-    return text.replace("*", r"\*").replace("|", r"\|")
+    """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis, '|' end a table cell,
+    '<' open HTML (a layer named '<script>' in a note), '`' a code span, '[' a link, '\\' escape the next.
+    ('_' is kept: in formulas and names it sits inside words, where it opens no emphasis.)"""
+    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
 
 
 def md_text(text: str) -> str:
@@ -151,6 +153,8 @@ def md_text(text: str) -> str:
 def to_markdown(rep: Report) -> str:
     from tabulate import tabulate
 
+    # md_escape covers HTML, code spans and links, as the caption's md_text does (review s7 #18: a layer named
+    # '<script>' went out as HTML); '_' inside names (conv1_1) opens no emphasis and is left as written
     body = [[md_escape(c) for c in _cells(r, units.count, units.size, "\u00d7")] for r in rep.rows]
     body.append([f"**{md_escape(c)}**" if c else "" for c in _totals_cells(rep, units.count, units.size)])
     out = f"*{_caption(rep, md_text, md_escape)}*\n\n" + tabulate(body, HEADERS, tablefmt="github", disable_numparse=True) + "\n"
@@ -289,6 +293,15 @@ def _latex_value_shape(dims: tuple[Any, ...]) -> str:
     return r"$\times$".join(str(d) for d in dims)
 
 
+def _inputs_cell(inputs: list[str]) -> str:
+    """A layer's inputs in one CSV cell, separated by spaces; a name that holds a space (or a quote)
+    is quoted as a shell word (``'a b' c``, read back by ``shlex.split``), so that ``["a b", "c"]``
+    and ``["a", "b", "c"]`` print differently (review s7 #19)."""
+    import shlex
+
+    return " ".join(shlex.quote(n) if not n or re.search(r"[\s'\"]", n) else n for n in inputs)
+
+
 def to_csv(rep: Report) -> str:
     """Exact integers (or sympy strings); one row per layer and a final 'total' row."""
     buf = io.StringIO()
@@ -308,7 +321,7 @@ def to_csv(rep: Report) -> str:
             [
                 csv_text(r.name),
                 r.type,
-                csv_text(" ".join(r.inputs)),
+                csv_text(_inputs_cell(r.inputs)),
                 _shape(r.output_shape, "x"),
                 *(to_json(getattr(r, q)) for q in QUANTITIES),
                 _shape(r.receptive_field, "x"),

@@ -32,8 +32,6 @@ from ..errors import SpecError
 from ..graph import INPUT
 from ..layers.base import shape_str
 
-_PLACEMENT = ("name", "inputs", "when", "unless", "training_only", "type")  # fields that are no argument of a call
-
 _RESERVED = set(dir(nn.ModuleDict()))
 
 
@@ -204,7 +202,7 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     settings that are parameters of the function, read from the module (torch's types).  Peers that hook modules by
     exact class (thop, ptflops) then see no module, only the function, as on the user's model."""
     from . import ops  # noqa: F401  (registers the handlers, and the parameters of their functions)
-    from .registry import PARAMS, resolve
+    from .registry import PARAMS, RECORDS, resolve
 
     function = str(layer.function)
     qualified = "torch.nn.functional." + function.removeprefix("F.") if function.startswith("F.") else function
@@ -213,7 +211,9 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     if owner is None or getattr(owner, attr, None) is None:
         raise SpecError(f"function {function!r} is not a function of this torch", layer=name, field="function")
     params = PARAMS.get(qualified, ())
-    given = layer.model_fields_set - {"function", *_PLACEMENT}
+    records = RECORDS.get(qualified)  # the layer type import makes of a call of it (F.relu: relu)
+    if records is not None and not layer.kind.startswith(records.split("{")[0]):
+        raise SpecError(f"{function} computes a {records} layer, not a {layer.kind}", layer=name, field="function")
     operands: tuple[Any, ...] = ()
     held: Any = getattr(mod, "function_args", None)
     if held is not None:  # an operand the layer holds (x * 0.5, gamma * x): the module says it
@@ -221,9 +221,10 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
             operands = tuple(held())
         except NotImplementedError as e:
             raise SpecError(f"cannot build it as a call of {function}: {e}", layer=name, field="function") from None
-    elif given - set(params):
-        raise SpecError(f"cannot build a call of {function} with {', '.join(sorted(given - set(params)))} (the arguments "
-                        f"archcalc knows it takes: {', '.join(params) or 'tensors only'})", layer=name, field="function")
+    settings = layer.model_fields_set - {"name", "type", "inputs", "when", "unless", "training_only", "function"}
+    if held is None and not params and settings:  # (a + b, torch.add(a, b): tensors only)
+        raise SpecError(f"cannot build a call of {function} with {', '.join(sorted(settings))}: archcalc does not know its "
+                        "arguments", layer=name, field="function")
     # the layer's settings (defaults too: softmax's dim) and the tensors the module holds (a norm's weight and running mean)
     kwargs = {k: getattr(mod, k) for k in params if hasattr(mod, k) and (k in type(layer).model_fields or isinstance(getattr(mod, k), torch.Tensor))}
     cls = type(mod)

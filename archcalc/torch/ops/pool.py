@@ -42,7 +42,7 @@ for _kind, _name, _params in POOL_FUNCTIONS:
             register(f"{_owner}.{_name}", _pool(_kind, _params), records=_kind, params=_params)
 
 
-@handles("torch.mean", "Tensor.mean")
+@handles("torch.mean", "Tensor.mean", params=["input", "dim", "keepdim", "dtype"])
 def _mean(imp: Importer, node: fx.Node) -> None:
     """``x.mean([2, 3])`` over every spatial axis: global average pooling (then a flatten unless keepdim)."""
     a = imp.bind(node, ["input", "dim", "keepdim", "dtype"])
