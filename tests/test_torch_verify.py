@@ -1165,3 +1165,32 @@ def test_verify_compares_the_wiring() -> None:
     last = {**right, "layers": [*right["layers"][:2], {"name": "add", "type": "add", "inputs": ["c2", "input"]}]}  # the skip from the input
     result = verify_spec(last, _Skip())
     assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("add", "inputs", "c2, input", "c1, c2")]
+
+
+class _Aliases(nn.Module):
+    """r = id(relu_(c1(x))) returns the very tensor c2 then reads (timm's res_scale, MaxViT's proj)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.id = nn.Identity()
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.relu(self.c1(x))
+        r = self.id(a)
+        return self.c2(a) + r
+
+
+def test_verify_wiring_looks_through_calls_that_return_their_input() -> None:
+    """nn.Identity returns its input tensor itself: c2 reads the identity's output and the relu's alike
+    (one tensor), so the spec's 'c2 reads relu' is right (the sweep's poolformer, MaxViT and HRNet have
+    such identities).  An in-place ReLU changes the tensor: c2 reading c1 directly is not the model."""
+    conv = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    layers = [{"name": "c1", **conv}, {"name": "relu", "type": "relu", "inplace": True}, {"name": "id", "type": "identity"},
+              {"name": "c2", **conv, "inputs": ["relu"]}, {"name": "add", "type": "add", "inputs": ["c2", "id"]}]
+    spec = {"name": "alias", "input": [4, 8, 8], "layers": layers}
+    assert verify_spec(spec, _Aliases()).ok
+    skipped = {**spec, "layers": [*layers[:3], {**layers[3], "inputs": ["c1"]}, layers[4]]}
+    assert [(r.name, r.quantity) for r in verify_spec(skipped, _Aliases()).mismatches] == [("c2", "inputs")]

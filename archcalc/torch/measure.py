@@ -151,6 +151,10 @@ class LayerMeasure:
     recorded calls whose outputs reach this call's inputs through unrecorded operations (a view, an
     add, a cat), :data:`FROM_INPUT` for the model's input; None when not recorded.  What verify
     compares with the spec's wiring."""
+    alias: bool = False
+    """Its output is its input tensor itself, unchanged (``nn.Identity``, a dropout in eval; not
+    ``ReLU(inplace=True)``, which changes it): the calls after it cannot tell it from the call
+    before it, so the wiring looks through it (recorded with ``functional=True``)."""
 
     @property
     def macs(self) -> int:
@@ -241,6 +245,13 @@ class _Flow:
         for t in _tensors(result):
             self.near[t] = labels
 
+    @staticmethod
+    def aliases(result: Any, *inputs: Any) -> bool:
+        """True when every tensor of ``result`` is one of ``inputs`` (the same object: no new tensor)."""
+        ins = {id(t) for t in _tensors(inputs)}
+        outs = [id(t) for t in _tensors(result)]
+        return bool(outs) and all(o in ins for o in outs)
+
 
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
     """Records the parameter-free layers a model runs as plain function calls in its own forward
@@ -281,8 +292,9 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                     params += t.numel()
             window = _call_settings(kind, args, kwargs or {}, func)
             label = name if n == 1 else f"{name}_{n - 1}"
-            self.calls.append(LayerMeasure(label, kind, f"function {name}", 1, shape, params, flops, window=window, sources=came))
-            if self.flow is not None:
+            alias = self.flow is not None and not window.get("inplace") and _Flow.aliases(out, args, kwargs)
+            self.calls.append(LayerMeasure(label, kind, f"function {name}", 1, shape, params, flops, window=window, sources=came, alias=alias))
+            if self.flow is not None and not alias:
                 self.flow.set(out, frozenset({label}))
         return out
 
@@ -487,9 +499,10 @@ def measure_module(
             flops = counter[0].get_total_flops() - before
             kind = module_kind(module)
             label = name if n == 1 else f"{name} (call {n})"
-            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings_of(module, kind),
-                                      came))
-            if flow is not None:
+            settings = settings_of(module, kind)
+            alias = flow is not None and not settings.get("inplace") and _Flow.aliases(out, args, kwargs)
+            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings, came, alias))
+            if flow is not None and not alias:
                 flow.set(out, frozenset({label}))
 
         return hook

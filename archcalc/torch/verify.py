@@ -726,7 +726,9 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
     tensor identity during the forward, :attr:`LayerMeasure.sources`), looking through calls that
     have no spec layer (a dropout); the network's output too (an ``add`` at the end), as a row of
     its own.  ``input`` is the network's input.  Learned tensors (a spec's
-    ``parameter`` layer, a model's ``nn.Parameter``) feed nothing on either side.  Not compared where
+    ``parameter`` layer, a model's ``nn.Parameter``) feed nothing on either side; a call whose output
+    is its input tensor itself, unchanged (``nn.Identity``; not an in-place ReLU), is looked through
+    on both sides.  Not compared where
     the model's call reads no tracked tensor (positions made by ``torch.arange``): the spec may say
     what the call reads the size of."""
     from ..graph import INPUT
@@ -735,7 +737,10 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
 
     by_label = {c.label: c for c in calls}
     spec_of = {r.name: r for r in spec_rows}
-    compared = set(pairs.values())
+    # a call whose output is its input itself, unchanged (nn.Identity), is looked through on both
+    # sides: the calls after it read the same tensor as the call before it
+    looked_through = {label for label, c in by_label.items() if c.alias}
+    compared = {name for label, name in pairs.items() if label not in looked_through}
     model_memo: dict[str, frozenset[str] | None] = {}
     spec_memo: dict[str, frozenset[str]] = {}
 
@@ -743,7 +748,7 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
         """The spec names of the compared calls ``label`` stands for (itself, or what feeds it); None if unknown."""
         if label == FROM_INPUT:
             return frozenset({INPUT})
-        if label in pairs:
+        if label in pairs and label not in looked_through:
             return frozenset({pairs[label]})
         if label in model_memo:
             return model_memo[label]
@@ -790,7 +795,7 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
                           "fed from other layers: " + WIRING_WHY)
         out.append(LayerCheck(lc.name, lc.type, lc.module, [*lc.rows, wrong], lc.analytic, lc.note))
     name, came = output
-    if came is not None and name not in compared:  # a last layer without counterpart (an add): what it is computed from
+    if came is not None and name not in set(pairs.values()):  # a last layer without counterpart (an add): what it is computed from
         parts = [model_side(s) for s in came]
         theirs = frozenset().union(*(p for p in parts if p is not None))
         mine = spec_side(name)
