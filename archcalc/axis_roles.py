@@ -56,6 +56,17 @@ def image_roles(rank: int) -> Roles:
     return ("channels", *SPATIAL.get(rank - 1, (None,) * (rank - 1)))
 
 
+def sequence_roles(rank: int) -> Roles:
+    """(heads..., tokens, features): what attention reads, whatever made the tensor (a learned key
+    or value table reshaped into heads has no roles the graph can follow)."""
+    return ("heads",) * (rank - 2) + ("tokens", "features") if rank >= 2 else ("features",)
+
+
+def known(roles: Roles | None, rank: int) -> bool:
+    """Whether ``roles`` name every axis of a tensor of this rank."""
+    return roles is not None and len(roles) == rank and None not in roles
+
+
 def input_is_sequence(G: Graph) -> bool:
     """Whether the network's input is an ``(L, F)`` sequence of float vectors (two axes, read as
     token and features: no layer slides a window over it as over a ``(C, L)`` map, none reads it
@@ -226,7 +237,7 @@ def _groups(shape: tuple[Any, ...], out: tuple[Any, ...], roles: Roles | None = 
 
 def _known_or_image(roles: Roles | None, rank: int) -> Roles:
     """The roles found for a tensor of this rank, else an image's (channels, H, W)."""
-    return roles if roles is not None and len(roles) == rank and None not in roles else image_roles(rank)
+    return roles if known(roles, rank) else image_roles(rank)  # type: ignore[return-value]
 
 
 def axis_symbols(roles: Roles | None, rank: int, suffix: str) -> list[str]:

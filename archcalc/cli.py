@@ -561,6 +561,7 @@ def _compare(args: argparse.Namespace) -> int:
     kv_dtype = args.dtype or "float16"  # a KV cache is an inference quantity: inference's dtype, float16, unless one is given
     args.dtype = args.dtype or "float32"
     labels, reports = [], []
+    grown: list[str | None] = []
     for source, stack_given in sources:
         label, stack = source, stack_given
         if stack is not None:
@@ -572,9 +573,35 @@ def _compare(args: argparse.Namespace) -> int:
         rep = _report(args)
         labels.append(rep.name if stack is None else label)
         reports.append(rep)
+        if args.input and stack is None:
+            grown.append(_params_that_follow_the_input(args, rep))
     labels = _distinct_labels(labels, [source for source, _ in sources])
-    write_output(render_comparison(Comparison(labels, reports, kv_dtype=kv_dtype), args.format), args.output)
+    notes = [f"{lab}'s {text}" for lab, text in zip(labels, grown, strict=False) if text]
+    write_output(render_comparison(Comparison(labels, reports, kv_dtype=kv_dtype, notes=notes), args.format), args.output)
     return 0
+
+
+def _params_that_follow_the_input(args: argparse.Namespace, rep: Any) -> str | None:
+    """Where --input changes a spec's parameters (ViT's position table, sized by the image: 197 rows
+    at 224, 785 at 448), the totals are another model's: what to say about it, else None."""
+    from .dims import is_symbolic, simplify
+    from .render import _shape, units
+
+    given, args.input = args.input, None
+    try:
+        own = _report(args)
+    finally:
+        args.input = given
+    if simplify(rep.totals["params"] - own.totals["params"]) == 0 or any(map(is_symbolic, own.input_shape)):
+        return None  # (a spec of symbols given numbers is one of the models it describes)
+    mine = {r.name: r.params for r in own.rows}
+    rows = [r.name for r in rep.rows if r.name in mine and simplify(r.params - mine[r.name]) != 0]
+    where = f" ({', '.join(rows)})" if rows else ""
+    return (
+        f"params follow the input{where}: {units.exact(own.totals['params'])} at its own {_shape(own.input_shape)}, "
+        f"{units.exact(rep.totals['params'])} at {_shape(rep.input_shape)}: another model (one built for its own size refuses another, "
+        "or is fine-tuned with the table resized)"
+    )
 
 
 def _distinct_labels(labels: list[str], sources: list[str]) -> list[str]:

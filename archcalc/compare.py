@@ -8,7 +8,7 @@ and 3 nonlinearities against 1 (when the stacks have ReLUs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .conventions import dtype_bytes
@@ -37,6 +37,9 @@ class Comparison:
     kv_dtype: str = "float16"
     """The KV cache row's dtype: inference's (``archcalc inference`` defaults to float16), not the
     activations' float32; ``compare --dtype`` sets both."""
+    notes: list[str] = field(default_factory=list)
+    """More that makes the comparison not one of the models as published (--input grows a
+    position table), shown with :func:`warnings`."""
 
     def value(self, rep: Report, key: str) -> Any:
         last = rep.field_row()  # RF and stride: the last spatial layer (before a global pool)
@@ -174,9 +177,10 @@ def warnings(c: Comparison) -> list[str]:
         listed = " vs ".join(f"{lab} {_shape(r.input_shape)}" for lab, r in zip(c.labels, c.reports, strict=True))
         return [
             f"the inputs differ ({listed}): the totals compare the networks at their own inputs, "
-            "not the designs at one input (pass --input to compare like with like)"
+            "not the designs at one input (pass --input to compare like with like)",
+            *c.notes,
         ]
-    return []
+    return list(c.notes)
 
 
 def render_comparison(c: Comparison, fmt: str = "text") -> str:

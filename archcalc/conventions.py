@@ -112,8 +112,10 @@ PTFLOPS_REPRODUCED = frozenset({"layernorm", "multiheadattention", "shiftedwindo
 # _numel_functional_flops_hook, the input's elements, for the activations, softmax and pooling; for F.interpolate,
 # _interpolate_functional_flops_hook: prod(size) x N x C, or the input's elements x the scale per axis (archcalc's scales
 # are integers: the output's elements either way); _elementwise_tensor_flops_hook for torch.add / torch.mul and their
-# methods, the broadcast shape's elements (the output's).  Any other function (torch.relu, x.relu(), F.leaky_relu,
-# F.hardswish, x.mean(), F.layer_norm, F.linear, a + b) is invisible to it: 0.  (matmul is refused by type anyway.)
+# methods, the broadcast shape's elements (the output's; its shapes are aligned on the left, so that holds for operands
+# of one rank, which is assumed: a spec does not say the rank a model gave a broadcast operand).  Any other function
+# (torch.relu, x.relu(), F.leaky_relu, F.hardswish, x.mean(), F.layer_norm, F.linear, a + b) is invisible to it: 0.
+# (matmul is refused by type anyway.)
 PTFLOPS_FUNCTIONS: dict[str, dict[str, int]] = {
     **{f"F.{f}": {"act": 1} for f in ("relu", "relu6", "gelu", "silu", "elu", "prelu")},
     **{f"F.{p}{n}d": {"pool_in": 1} for n in (1, 2, 3)

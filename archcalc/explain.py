@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .axis_roles import Roles, axis_labels, axis_roles, axis_symbols
+from .axis_roles import Roles, axis_labels, axis_roles, axis_symbols, known, sequence_roles
 from .conventions import Convention, dtype_bytes, get_convention
 from .dims import Dim, as_int, dim_text, human_text, is_symbolic, simplify
 from .errors import escape_control
@@ -300,6 +300,8 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     out_t = tuple(leaf(d) if isinstance(d, int) else d for d in out_num)
     roles = axis_roles(G)
     in_roles = [roles.get(i) for i in node["inputs"]]
+    if layer.reads_sequences:  # attention's q, k, v are token sequences, however they were made (k, v from a learned table: not H_k, W_v)
+        in_roles = [r if known(r, len(s)) else sequence_roles(len(s)) for r, s in zip(in_roles, ins_num, strict=True)]
     lay_s, out_s = _symbolic(layer), _out_symbols(out_num, roles.get(name))
     ins_s, unified = _runnable_symbols(lay_s, ins_num, in_roles, out_s)
     out_s = _field_named(lay_s, ins_s, out_s)

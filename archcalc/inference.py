@@ -118,7 +118,9 @@ class InferenceCosts:
             x = free[0]
             low = 0 if phase == "decode" and x in getattr(self.cache, "free_symbols", ()) else 1
             start = sympy.nsimplify(intensity.subs(x, low))
-            end = sympy.limit(intensity, x, sympy.oo)
+            # an embedding's rows read, Min(ids, table) (ids growing with x), is the table as x grows: sympy's limit cannot take Min
+            grown = intensity.replace(lambda e: isinstance(e, sympy.Min), lambda e: _fixed_part(e, x))
+            end = sympy.limit(grown, x, sympy.oo)
             first = f"at {x} = {low}, {_bound(Fraction(int(start.p), int(start.q)))}" if start.is_Rational else f"at {x} = {low}: not a number"
             if end.is_Rational:
                 last = f"as {x} grows (toward {float(end):.3g} FLOP/byte), {_bound(Fraction(int(end.p), int(end.q)), short=True)}"
@@ -159,6 +161,13 @@ class InferenceCosts:
                        "weight_bytes_read": to_json(self.decode_weight_bytes), "bytes": to_json(self.decode_bytes),
                        "intensity": _intensity_json(dec_i), "bound": self.verdict(dec_i)},
         }  # fmt: skip
+
+
+def _fixed_part(m: Any, x: Any) -> Any:
+    """Min(a, b) as ``x`` grows, where one argument grows with ``x`` (the ids of a batch) and the
+    other does not (the table's rows): the other; else the Min itself."""
+    fixed = [a for a in m.args if x not in a.free_symbols]
+    return fixed[0] if len(fixed) == 1 and len(m.args) == 2 else m
 
 
 _RIDGES_TEXT = ", ".join(f"{n} {float(r):.0f}" for n, r in RIDGES.items())

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,9 @@ class Row:
     it): the last output sees the whole input, the first only its own position."""
     tied: tuple[str, ...] = ()
     """The layers whose weights it uses without owning them (GPT-2's head: ``transformer.wte``)."""
+    stride_exact: tuple[Fraction | Dim, ...] | None = None
+    """On an upsampled grid where outputs sit unevenly: the average stride per axis, exactly (1/2 after a
+    x2 upsampling), where ``effective_stride`` shows it rounded up (1); None where the two are the same."""
 
     def to_json(self, convention: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -89,11 +93,21 @@ class Row:
             out["receptive_field_approximate"] = True
         if self.whole_input:
             out["sees_whole_input"] = True
+        if self.stride_exact is not None:  # (a fraction as sympy reads it back: "1/2")
+            out["effective_stride_exact"] = [f"{d.numerator}/{d.denominator}" if isinstance(d, Fraction) else to_json(d) for d in self.stride_exact]
         if self.causal_field:
             out["causal_field"] = True
         if self.note:
             out["note"] = self.note
         return out
+
+
+def _average_strides(rf: tuple[Any, ...]) -> tuple[Fraction | Dim, ...] | None:
+    """The exact average stride per axis where some axis's outputs sit unevenly (an upsampled grid
+    whose period of P outputs spans a shift of pixels P does not divide), else None."""
+    if not any(r.phases is not None and not r.whole and r.shift % len(r.phases) for r in rf):
+        return None
+    return tuple(Fraction(r.shift, len(r.phases)) if r.phases is not None and not r.whole else r.jump for r in rf)
 
 
 @dataclass(frozen=True)
@@ -252,30 +266,32 @@ def report_from_graph(
     receptive_field(G)
     rows = []
     nodes = node_table(G)
-    per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...]]] = {}  # pointwise layers pass their input's field on
+    per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Fraction | Dim, ...] | None]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
-    own_of: dict[int, tuple[str | None, bool, Dim]] = {}  # per formula key: the layer's own note, in place, cached per position
+    own_of: dict[int, tuple[str | None, str | None, bool, Dim]] = {}  # per formula key: the layer's own note, a peer's, in place, cached per position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
         sizes_jumps = per_rf.get(id(rf))
         if sizes_jumps is None:
-            sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)))
+            sizes_jumps = per_rf[id(rf)] = (tuple(map(_SIZE, rf)), tuple(map(_JUMP, rf)), _average_strides(rf))
         layer = n["layer"]
         said = own_of.get(n["formula_key"])
         if said is None:
             kind = type(layer)
             noted, caching = says.get(kind) or says.setdefault(kind, (kind.note is not base_note, kind.cached_per_position is not base_cache))
             ins = n["in_shapes"]  # (only the types that have something to say are asked)
-            said = own_of[n["formula_key"]] = (layer.note(ins) if noted else None, layer.in_place(), layer.cached_per_position(ins) if caching else 0)
-        own, in_place, cache = said
+            called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
+            said = own_of[n["formula_key"]] = (
+                layer.note(ins) if noted else None, called, layer.in_place(), layer.cached_per_position(ins) if caching else 0
+            )
+        own, called, in_place, cache = said
         note = n["rf_note"]
         if own:
             note = f"{note}; {own}" if note else own
         if "tie_note" in n:
             note = f"{note}; {n['tie_note']}" if note else n["tie_note"]
-        called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
         if called:
             note = f"{note}; {called}" if note else called
         if note is None and in_place:
@@ -284,13 +300,13 @@ def report_from_graph(
             Row(
                 name,
                 layer.__dict__["type"],  # layer.kind, without the property call
-                list(n["inputs"]),
+                n["inputs"],  # (the graph is the analysis's own: its lists become the rows')
                 n["shape"],
                 n["params"],
                 n["macs"],
                 n["flops"],
                 n["activation_bytes"],
-                *sizes_jumps,
+                *sizes_jumps[:2],
                 n["ops"],
                 n["buffers"],
                 n["weights"],
@@ -303,6 +319,7 @@ def report_from_graph(
                 bool(whole := n.get("rf_whole")),
                 bool(whole) and str(whole).startswith("causal"),
                 tuple(n["tied"].values()) if "tied" in n else (),
+                sizes_jumps[2],
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -91,6 +91,7 @@ def _analyse(args: argparse.Namespace, batch: Any) -> Any:
             G = compile_graph(arch, values=values, input_shape=shape)
             return training_memory_from_graph(
                 G,
+                expand=lambda more: compile_graph(arch, values={**values, **more}, input_shape=shape),
                 dtype=args.dtype,
                 batch=batch(values) if callable(batch) else batch,
                 optimizer=args.optimizer,

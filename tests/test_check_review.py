@@ -181,3 +181,89 @@ def test_explain_escapes_the_title_in_markdown(tmp_path: Path) -> None:
 def test_arithmetic_in_a_size_is_one_size_and_star_between_axes_is_a_shape(claim: str, verdict: str) -> None:
     r = cli("check", "--stack", "3xHxW", "conv 8 3", "conv 8 3", claim)
     assert r.out.startswith(verdict), r.out  # two 3x3 convs: receptive field 5x5 = (2*2+1)x(2*2+1), output 8x(H-4)x(W-4)
+
+
+# ----- review s7 #6: one size written in one axis's symbol is compared with that axis -----------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "claim", "mark", "says"),
+    [
+        # torch's H_out for k3 s2 p1: (H + 2*1 - 3)//2 + 1 = (H-1)//2 + 1 (was WRONG: compared with W at H=305, W=309)
+        ("3xHxW", "conv1.output=(H-1)//2+1", "correct", "one size in H: compared axis 1, the one written in H"),
+        ("3xHxW", "conv1.output=(H+1)//2", "correct", "compared axis 1"),  # (H-1)//2 + 1 = (H+1)//2
+        ("3xHxW", "conv1.output=(W-1)//2+1", "correct", "compared axis 2, the one written in W"),
+        ("3xHxW", "conv1.output=H//2", "WRONG", "they differ at H=3 (claimed 1, exact 2)"),  # 3//2 = 1; (3-1)//2 + 1 = 2
+        ("3xHxH", "conv1.output=(H-1)//2+1", "correct", "compared axes 1 and 2, the ones written in H"),
+        ("CxHxW", "conv1.output=C", "correct", "compared axis 0, the one written in C"),  # conv C 3: C channels out
+    ],
+)
+def test_one_formula_size_is_compared_with_its_own_axis(stack: str, claim: str, mark: str, says: str) -> None:
+    conv = "conv C 3 s2 p1" if stack.startswith("C") else "conv 8 3 s2 p1"
+    r = cli("check", "--stack", stack, conv, claim)
+    assert r.out.startswith(f"{mark:7s} {claim}") and says in r.out, r.out
+    assert r.code == (0 if mark == "correct" else 1)
+
+
+def test_one_number_that_is_another_axis_is_not_judged() -> None:
+    # AlexNet conv1 (torchvision, 224 input): 64x56x56. 64 is the channels; one size reads as the last axis
+    r = cli("check", ALEXNET, "conv1.output=64")
+    assert r.code == 2 and r.out.startswith("cannot judge conv1.output=64: 64 is the size of axis 0 (the channels)"), r.out
+    assert "write the whole shape (CxHxW) or the last two axes (HxW)" in r.out
+    r = cli("check", ALEXNET, "conv1.output=56", "conv1.output=55")  # the last axis: right; 55 no axis at all: wrong
+    assert r.code == 1 and "correct conv1.output=56" in r.out and "no axis of the output is 55" in r.out
+
+
+def test_one_formula_size_in_no_axis_alone_is_not_judged() -> None:
+    r = cli("check", "--stack", "3xHxW", "conv 8 3 p1", "flatten", "conv1.output=H")  # conv1: 8xHxW; H is axis 1: right
+    assert r.code == 0 and "compared axis 1" in r.out
+    r = cli("check", "--stack", "CxHxW", "conv 8 3 p1", "conv1.output=C")  # 8xHxW: no axis is a formula in C
+    assert r.code == 2 and "no axis of the output (8\u00d7H\u00d7W) is a formula in C alone" in r.out, r.out
+
+
+# ----- review s7 #17: formula claims are decided, not sampled below the constants -----------------------
+
+
+def test_a_term_that_vanishes_below_a_large_constant_is_caught() -> None:
+    convs = ("conv C 3 p1 bias=false",) * 3  # 3 * (C*C*3*3) = 27*C^2 params
+    r = cli("check", "--stack", "CxHxW", *convs, "total.params=27*C^2+C//10000000", "total.params=27*C^2+C//1000000000000")
+    # C//10**7 is 0 for every C below 10**7: it was "correct, equal at every one of 164 tested values"
+    assert r.code == 1 and "0 correct, 2 wrong" in r.out, r.out
+    assert f"they differ at C=10000000 (claimed {27 * 10**14 + 1:,}, exact {27 * 10**14:,})" in r.out
+    assert f"they differ at C=1000000000000 (claimed {27 * 10**24 + 1:,}" in r.out
+
+
+def test_floor_formulas_are_proved_equal_class_by_class() -> None:
+    # 3x3 stride 2 pad 1: H_out = (H + 2 - 3)//2 + 1 = (H + 1)//2 = ceil(H/2), sympy keeps floor(H/2 - 1/2) + 1
+    r = cli("check", "--stack", "3xHxW", "conv 8 3 s2 p1", "conv 8 3 s2 p1", "conv2.output=(H+3)//4")
+    # twice: ((H + 1)//2 + 1)//2 = (H + 3)//4; H = 4k + r, degree 1: 4 classes * 2 values = 8 points
+    proved = "equal (proved: on every class of H mod 4 both are polynomials of degree <= 1 in each symbol, equal at 8 points"
+    assert r.code == 0 and proved in r.out, r.out
+    r = cli("check", "--stack", "3xHxW", "conv 8 3 s2 p1", "conv 8 3 s2 p1", "conv2.output=(H+2)//4")  # off at H = 4k + 1
+    assert r.code == 1 and "they differ at H=5 (claimed 1, exact 2)" in r.out  # (5 + 2)//4 = 1, (5 + 3)//4 = 2
+
+
+# ----- review s7 #21: the average stride on an upsampled grid is judged exactly ------------------------
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        ("1x8x8", "upsample scale_factor=2", "conv 1 3 p1"),  # x2 nearest: two outputs per input pixel, 1/2 apart on average
+        ("3x32x32", "convtranspose2d out_channels=3 kernel_size=2 stride=2"),  # stride-2 transposed conv: the same grid
+    ],
+)
+def test_the_stride_after_upsampling_is_the_exact_fraction(stack: tuple[str, ...]) -> None:
+    layer = "conv1" if "conv 1 3 p1" in stack else "convtranspose2d1"
+    r = cli("check", "--stack", *stack, f"{layer}.stride=1/2", f"{layer}.stride=1/2x1/2")
+    assert r.code == 0 and "exact 1/2\u00d71/2 on average (the table shows it rounded up, 1\u00d71)" in r.out, r.out
+    r = cli("check", "--stack", *stack, f"{layer}.stride=1")  # the rounded display value is not the stride
+    assert r.code == 1 and r.out.startswith(f"WRONG   {layer}.stride=1: exact 1/2\u00d71/2 on average"), r.out
+    row = next(x for x in json.loads(cli("quick", *stack, "--format", "json").out)["layers"] if x["name"] == layer)
+    assert row["effective_stride"] == [1, 1] and row["effective_stride_exact"] == ["1/2", "1/2"]  # the contract's field kept
+
+
+def test_an_even_grid_has_no_exact_stride_field() -> None:
+    # nearest x2 then a stride-2 conv: 2 outputs per pixel, every other one kept: stride 1 exactly
+    layers = json.loads(cli("quick", "1x8x8", "upsample scale_factor=2", "conv 1 2 s2", "--format", "json").out)["layers"]
+    assert layers[-1]["effective_stride"] == [1, 1] and "effective_stride_exact" not in layers[-1]

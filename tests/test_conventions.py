@@ -704,3 +704,36 @@ def test_thop_counts_any_function_zero_where_ptflops_still_refuses() -> None:
     assert _tool_on_spec("thop", spec) == expected
     with pytest.raises(SpecError, match=r"layer 'matmul'.*does not reproduce ptflops's count of layer type 'matmul'"):
         analyze(spec, convention="ptflops")
+
+
+def test_ptflops_counts_a_layer_scale_called_as_tensor_mul() -> None:
+    """``x.mul(gamma.reshape(1, -1, 1, 1))`` (timm's ConvNeXt block): ptflops' Tensor.mul patch counts the broadcast
+    shape's elements, 4 x 4 x 4 after Conv2d(3, 4, 1) on 3 x 4 x 4 (4*3 MACs per output + the bias).  The model built
+    from the spec multiplies by a gamma of x's rank too: ptflops aligns the shapes on the left, so a (4, 1, 1) gamma would
+    count 4 x 4 x 4 x 4 there (it did: timm's convnext_tiny built back gave 4,997,847,016 against 4,479,767,272)."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from archcalc.torch.fx_import import spec_from_module
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.gamma = nn.Conv2d(3, 4, 1), nn.Parameter(torch.ones(4))
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.conv(x).mul(self.gamma.reshape(1, -1, 1, 1))
+
+    spec = spec_from_module(Scaled(), (3, 4, 4))
+    assert [d.get("function") for d in spec["layers"]] == [None, "Tensor.mul"]
+    expected = {"ptflops": 4 * 4 * 4 * 3 + 4 * 4 * 4 + 4 * 4 * 4, "thop": 4 * 4 * 4 * 3}
+    for convention, macs in expected.items():
+        assert analyze(spec, convention=convention).totals["macs"] == macs
+        logging.disable(logging.CRITICAL)
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                assert int(_peer(convention, Scaled().eval(), (3, 4, 4))) == macs
+        finally:
+            logging.disable(logging.NOTSET)
+        assert _tool_on_spec(convention, spec) == macs

@@ -419,3 +419,27 @@ def test_a_2d_input_is_a_map_when_a_conv_slides_over_it_even_after_a_batchnorm()
     assert _step(out, "output L") == ("floor((L_in - K)/S) + 1", "= 100 − 3 + 1 = 98")
     seq = cli("explain", "--stack", "196x768", "linear 3072").out  # ViT-B's 196 patches of 768: a sequence
     assert _step(seq, "MACs (lecture)") == ("L_out*F_out*F_in", f"= 196·3072·768 = {196 * 3072 * 768:,} (462M)")
+
+
+def test_keys_and_values_from_a_learned_table_are_tokens_and_features(tmp_path: Path) -> None:
+    """Review s7 #25: k and v made from `parameter` tables ([7, 8] and [7, 6], reshaped to 2 heads) were
+    named as an image's axes, A_out*L_q*H_k*F_q + A_out*L_q*H_k*W_v; attention reads (heads, L, F) whatever
+    made them: 2 heads x 5 queries x 7 keys x (4 + 3) features = 490."""
+    spec = {"name": "x", "input": [5, 8], "layers": [
+        {"name": "kv", "type": "parameter", "shape": [7, 8]},
+        {"name": "vv", "type": "parameter", "shape": [7, 6]},
+        {"name": "q", "type": "reshape", "shape": [5, 2, 4], "inputs": ["input"]},
+        {"name": "qt", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "k", "type": "reshape", "shape": [7, 2, 4], "inputs": ["kv"]},
+        {"name": "kt", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "v", "type": "reshape", "shape": [7, 2, 3], "inputs": ["vv"]},
+        {"name": "vt", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "att", "type": "scaled_dot_product_attention", "inputs": ["qt", "kt", "vt"]},
+    ]}  # fmt: skip
+    path = tmp_path / "xattn.json"
+    path.write_text(json.dumps(spec))
+    r = cli("explain", str(path), "att")
+    assert r.code == 0, r.err
+    assert _step(r.out, "ops: attn_matmul") == ("A_out*L_q*L_k*F_q + A_out*L_q*L_k*F_v", f"= 2·5·7·4 + 2·5·7·3 = {2 * 5 * 7 * (4 + 3)}")
+    assert _step(r.out, "saved: k_scaled")[0] == "A_out*L_k*F_q*4 B"
+    assert not re.search(r"\b[HW]_[kv]\b", r.out), r.out

@@ -246,3 +246,14 @@ def test_compare_of_a_symbolic_lm_gives_the_ratio_as_a_formula_not_at_224() -> N
     # (64*27*111*111) / (64*147*224*224) at H = W = 224, (224 - 3)//2 + 1 = 111 positions a side
     img = cli("compare", "--stack", "3xHxW", "conv 64 7 p3", "--stack", "3xHxW", "conv 64 3 s2").out
     assert f"\u2248 {(27 * 111 * 111) / (147 * 224 * 224):.3g} at H=W=224" in img
+
+
+def test_a_symbolic_batch_reads_at_most_the_whole_token_table() -> None:
+    """N sequences gather N rows of LLaMA-2's embed_tokens (4096 x 2 bytes each), at most its 32000:
+    8192*Min(32000, N) bytes; the verdict as N grows takes the table (Min has no series in sympy's limit)."""
+    r = cli("inference", str(SPECS / "llama2_7b.json"), "--batch", "N", "--cache", "100")
+    assert r.code == 0, r.err
+    assert "weights read 8192*Min(32000, N) + 13214687232 B" in r.out and 13_214_687_232 == (6_738_415_616 - 32000 * 4096) * 2
+    # decode FLOPs per byte as N grows: 2 x 6,633,553,920 MACs / (2 x (S + 1) x 262,144 x 2 bytes of cache) per sequence
+    toward = 2 * 6_633_553_920 / (101 * 262_144 * 2)
+    assert f"as N grows (toward {toward:.3g} FLOP/byte)" in r.out

@@ -216,3 +216,15 @@ def test_csv_says_which_rows_see_the_whole_input() -> None:
     vit = {r[0]: r for r in csv.reader(io.StringIO(cli("table", str(SPECS / "vit_b_16.json"), "--format", "csv").out))}
     assert vit["conv_proj"][-1] == "0"  # a 16x16 patch
     assert vit["encoder.layers.encoder_layer.0.self_attention"][-1] == "1"  # attention mixes every patch
+
+
+def test_the_printers_memory_changes_no_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Formulas are printed once each, and a sum, product or function once per process (review s7
+    #16: a symbolic DenseNet-121 table spent 2.3 s of CPU sorting the same terms again): the text
+    is the one a fresh printer gives."""
+    from archcalc import dims
+
+    rep = analyze(SPECS / "efficientnet_b0.json", input_shape=("3", "H", "W"))
+    remembered = rep.render("text")
+    monkeypatch.setattr(dims, "_printed", lambda v: str(type(dims._printer())().doprint(v)))  # a new printer per formula
+    assert rep.render("text") == remembered

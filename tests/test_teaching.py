@@ -250,12 +250,14 @@ def test_check_formulas_sympy_cannot_simplify() -> None:
     stack = ("check", "--stack", "3xHxW", "conv 8 3 s2 p1 bias=false")
     r = cli(*stack, "conv1.macs=216*((H+1)//2)*((W+1)//2)", "conv1.output=8x(H+1)//2x(W+1)//2")
     assert r.code == 0, r.out + r.err
-    assert "equal at all" in r.out and "not reduce" in r.out  # says it tested, not proved
+    # proved, not sampled (review s7 #17): with H = 2k + r, W = 2j + s, both sides are polynomials of degree 1
+    # in k and in j on each of the 2*2 classes, so 2 values each, (2*2)*(2*2) = 16 points, fix them
+    assert "equal (proved: on every class of H mod 2, W mod 2 both are polynomials of degree <= 1 in each symbol, equal at 16 points" in r.out
     wrong = cli(*stack, "conv1.macs=216*(H//2)*((W+1)//2)", "conv1.output=8xH//2xW//2")
     assert wrong.code == 1 and "0 correct, 2 wrong" in wrong.out
-    # the counterexample: at H = W = 257, (257 + 1)//2 = 129 rows, not 257//2 = 128
-    assert "they differ at H=257, W=257 (claimed 3,566,592, exact 3,594,456)" in wrong.out  # 216*128*129, 216*129*129
-    assert "they differ at H=257 (claimed 128, exact 129)" in wrong.out
+    # the counterexample: at H = 3, (3 + 1)//2 = 2 rows, not 3//2 = 1 (W = 2: (2 + 1)//2 = 1 column)
+    assert "they differ at H=3, W=2 (claimed 216, exact 432)" in wrong.out  # 216*1*1, 216*2*1
+    assert "they differ at H=3 (claimed 1, exact 2)" in wrong.out
     # a formula claim with its unit, and a value with spaces, under --stack
     r = cli("check", "--stack", "CxHxW", "conv C 3 p1 bias=false", "conv1.memory=4*C*H*W B", "conv1.macs=9*C**2*H * W")
     assert r.code == 0, r.out + r.err

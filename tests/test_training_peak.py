@@ -3,7 +3,8 @@
 archcalc.torch.peak replays torch.profiler's allocator events (every allocation and free of the
 CPU allocator, kernel temporaries included) over one forward and ``output.backward(gradient)``
 with the parameters' gradients already allocated, as archcalc's peak assumes.  archcalc's peak
-(archcalc.step's walk) must never be below it, and above it by at most 1%: what it models is each
+(archcalc.step's walk) must not be below it for these networks, and above it by at most 1% (small convs
+of few channels are the stated exception, measured below: the last test): what it models is each
 tensor autograd and the layers allocate and free, exactly; what it bounds is oneDNN's copies into
 blocked layouts inside conv kernels (the larger of the input and weight, or the output, in the
 forward; copies of the output's and input's gradients and of the weight's gradient in the
@@ -117,3 +118,38 @@ def test_checkpointed_peak_is_the_measured_one_within_one_percent_above(blocks: 
     modelled = training_memory_from_graph(compile_graph(load_spec(SPECS / "resnet18.json")), batch=2, checkpoint=blocks).totals["peak_bytes"]
     assert isinstance(modelled, int)
     assert measured <= modelled <= measured * 101 // 100, (measured, modelled)
+
+
+def test_few_channel_convs_measure_above_the_modelled_peak_and_the_output_says_so() -> None:
+    # review s7 #29: oneDNN's convolution_backward keeps scratch copies per CPU thread that the rule
+    # does not model; two 3x3 convs of 4 channels on 8x8 maps and a 1x1 conv, batch 2, measure
+    # 25,488 B on 1 thread and 52,400 on 2 against archcalc's 20,080 (README, "Measured")
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from archcalc.torch.peak import measure_peak
+    from archcalc.training import training_memory
+
+    spec = {
+        "name": "few",
+        "input": [4, 8, 8],
+        "layers": [
+            {"name": "c0", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+            {"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+            {"name": "fc", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        ],
+    }
+    m = training_memory(spec, batch=2)
+    # parameters, gradients: 2 * (2 * (4*4*9 + 4) + 4*4 + 4) * 4 bytes; then the walk's moments
+    assert m.totals["param_bytes"] == (2 * (4 * 4 * 9 + 4) + 4 * 4 + 4) * 4
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1))
+        measured = measure_peak(model, torch.randn(2, 4, 8, 8))
+    finally:
+        torch.set_num_threads(threads)
+    assert measured.peak > m.totals["peak_bytes"], (measured.peak, m.totals["peak_bytes"])
+    stated = " ".join(m.assumptions)
+    assert "below the peak" in stated and "grows with the CPU threads" in stated and "4 channels on 8x8 maps" in stated

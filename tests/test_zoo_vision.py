@@ -100,6 +100,12 @@ def test_a_position_table_sized_by_the_input_says_it_grows() -> None:
     # a parameter of a fixed shape (the class token) says nothing of the kind
     (token,) = [row for row in doc["layers"] if row["name"] == "class_token"]
     assert "follow the input" not in token["note"]
+    # compare at 448 said "7.44x params" against ResNet-18 with no word of it: it says whose params moved
+    r = cli("compare", str(SPECS / "resnet18.json"), str(SPECS / "vit_b_16.json"), "--input", "3,448,448")
+    assert r.code == 0, r.err
+    grown = f"{86_567_656:,} at its own 3×224×224, {86_567_656 + (785 - 197) * 768:,} at 3×448×448"
+    assert f"note: vit_b_16's params follow the input (encoder.pos_embedding): {grown}" in r.out
+    assert "resnet18's params" not in r.out  # a conv net's parameters do not depend on the image size
 
 
 def test_swin_t_by_hand() -> None:

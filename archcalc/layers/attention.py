@@ -200,6 +200,7 @@ class ScaledDotProductAttention(Layer):
     enable_gqa: bool = Field(default=False, description="Grouped-query attention: k, v may have fewer heads (axis -3) than q, a divisor of q's.")
     n_inputs: ClassVar[tuple[int, int | None]] = (3, 3)
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
+    reads_sequences: ClassVar[bool] = True
 
     def _grouped(self, ins: list[Shape]) -> list[Shape]:
         """With enable_gqa, k and v as torch sees them: their heads repeated to q's."""
@@ -335,6 +336,7 @@ class MultiheadAttention(Layer):
     dropout: float = Field(default=0.0, ge=0, le=1)
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 3)
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
+    reads_sequences: ClassVar[bool] = True
 
     def _qkv(self, ins: list[Shape]) -> tuple[Shape, Shape, Shape]:
         if len(ins) == 2:

@@ -338,6 +338,7 @@ class Layer(Spec):
     source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
     input_names: ClassVar[tuple[str, ...] | None] = None  # what its inputs are called, in order (attention's q, k, v): explain's symbols L_q, F_k
+    reads_sequences: ClassVar[bool] = False  # its inputs are (heads..., L, F) token sequences (attention): so explain names them
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
     @classmethod

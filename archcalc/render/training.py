@@ -36,6 +36,11 @@ def _size(v: Any) -> str:
 def _exact(v: Any) -> str:
     if v is None:
         return "unknown"
+    if type(v).__name__ == "Piecewise":  # a block repeated l times whose first copies differ: "at l = 1: ...; from l = 2: ..."
+        cases = [(value, cond) for value, cond in v.args]
+        known = [f"at {cond.lhs} = {cond.rhs}: {_exact(value)}" for value, cond in cases[:-1]]  # each Eq(l, k); the last: True
+        first = 1 + max(int(cond.rhs) for _, cond in cases[:-1])
+        return "; ".join([*known, f"from {cases[0][1].lhs} = {first}: {_exact(cases[-1][0])}"])
     v = simplify(v)
     return f"{v} bytes" if is_symbolic(v) else f"{int(v):,} bytes ({units.size(v)})"
 
@@ -77,7 +82,12 @@ def _total_lines(m: TrainingMemory) -> list[str]:
             f"recomputation: one more forward of the checkpointed blocks, {units.exact(simplify(m.recompute_flops * m.batch))} FLOPs per step"
         )
     for i, (block, (count, v)) in enumerate(m.per_copy.items(), start=1):  # under the saved total
-        lines.insert(i, f"  of which one copy of {block} (\u00d7{dim_text(count)}): {'unknown' if v is None else _exact(v)}")
+        first = m.first_copy.get(block)
+        if first is None:
+            lines.insert(i, f"  of which one copy of {block} (\u00d7{dim_text(count)}): {'unknown' if v is None else _exact(v)}")
+        else:  # the first copy keeps its input, which later copies read already kept (the previous copy's output)
+            lines.insert(i, f"  of which each copy of {block} after the first (\u00d7({dim_text(count)} - 1)): {_exact(v)}")
+            lines.insert(i + 1, f"  and its first copy (it reads the block's input): {_exact(first)}")
     if m.unknown:
         some = ", ".join(m.unknown[:5]) + ("..." if len(m.unknown) > 5 else "")
         lines.append(f"unknown: {some} keep tensors not worked out for their type (or, under --amp, for autocast)")

@@ -172,12 +172,13 @@ def build_module(G: nx.DiGraph[str], device: str | torch.device | None = None, d
 
 
 class _Call(NamedTuple):
-    """How a module built for a layer with a ``function`` computes it: ``getattr(owner, attr)(*xs, *args, **kwargs)``."""
+    """How a module built for a layer with a ``function`` computes it: ``getattr(owner, attr)(*xs, *operands, **kwargs)``,
+    the operands from the module's ``function_args(*xs)`` where it holds one (``operand``)."""
 
     function: str
     owner: Any
     attr: str
-    args: tuple[Any, ...]
+    operand: bool
     kwargs: dict[str, Any]
 
 
@@ -187,7 +188,9 @@ _CALLING: dict[type, type] = {}
 def _call_forward(self: nn.Module, *xs: torch.Tensor) -> Any:
     # the function is looked up at each call, as user code's F.relu(x) is: a peer that patches it (ptflops) sees the call
     call: _Call = self.__dict__["_call"]
-    return getattr(call.owner, call.attr)(*xs, *call.args, **call.kwargs)
+    held: Any = getattr(self, "function_args", None)
+    operands = held(*xs) if call.operand else ()  # (read now: x's rank, the module's current tensors)
+    return getattr(call.owner, call.attr)(*xs, *operands, **call.kwargs)
 
 
 def _call_repr(self: nn.Module) -> str:
@@ -214,11 +217,10 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     records = RECORDS.get(qualified)  # the layer type import makes of a call of it (F.relu: relu)
     if records is not None and not layer.kind.startswith(records.split("{")[0]):
         raise SpecError(f"{function} computes a {records} layer, not a {layer.kind}", layer=name, field="function")
-    operands: tuple[Any, ...] = ()
     held: Any = getattr(mod, "function_args", None)
     if held is not None:  # an operand the layer holds (x * 0.5, gamma * x): the module says it
         try:
-            operands = tuple(held())
+            held(torch.empty(0))
         except NotImplementedError as e:
             raise SpecError(f"cannot build it as a call of {function}: {e}", layer=name, field="function") from None
     settings = layer.model_fields_set - {"name", "type", "inputs", "when", "unless", "training_only", "function"}
@@ -233,7 +235,7 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
         body = {"forward": _call_forward, "extra_repr": _call_repr, "__module__": __name__, "__qualname__": cls.__qualname__}
         sub = _CALLING[cls] = type(cls.__name__, (cls,), body)
     mod.__class__ = sub
-    mod.__dict__["_call"] = _Call(function, owner, attr, operands, kwargs)
+    mod.__dict__["_call"] = _Call(function, owner, attr, held is not None, kwargs)
     return mod
 
 

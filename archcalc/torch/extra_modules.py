@@ -101,7 +101,7 @@ class Scalar(nn.Module):
             "rsub": lambda: v - x, "rdiv": lambda: v / x, "pow": lambda: x ** v,
         }[self.op]()
 
-    def function_args(self) -> tuple[float]:
+    def function_args(self, x: torch.Tensor) -> tuple[float]:
         """The operand after the tensor when a function computes it (``torch.mul(x, 0.5)``)."""
         if self.op not in ("add", "sub", "mul", "div"):
             raise NotImplementedError(f"{self.value} {self.op.removeprefix('r')} x is not a function call of x")
@@ -271,9 +271,12 @@ class LayerScale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * x
 
-    def function_args(self) -> tuple[torch.Tensor]:
-        """The operand after the tensor when a function computes it (``torch.mul(x, self.gamma)``)."""
-        return (self.gamma,)
+    def function_args(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        """The operand after the tensor when a function computes it: ``x.mul(gamma)`` with gamma of x's rank, as timm's
+        ``x.mul(self.gamma.reshape(1, -1, 1, 1))`` (ptflops sizes its torch.mul patch by the shapes aligned on the
+        left, which is the output's only for operands of one rank)."""
+        g = self.gamma
+        return (g.reshape((1,) * (x.dim() - g.dim()) + tuple(g.shape)),)
 
 
 class Parameter(nn.Module):
