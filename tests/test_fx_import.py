@@ -1029,3 +1029,69 @@ def test_dict_output_takes_the_only_tensor_or_the_named_key() -> None:
     assert spec_from_module(Two(), (3, 4, 4), output_key="out")["layers"][-1] == {"name": "output", "type": "identity", "inputs": ["conv"]}
     with pytest.raises(SpecError, match=r"has no key 'main'"):
         spec_from_module(Two(), (3, 4, 4), output_key="main")
+
+
+class _Interp(nn.Module):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 1)
+        self.kw = kw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.c(x), **self.kw)
+
+
+def test_fractional_scale_factor_is_torch_output_size_never_truncated() -> None:
+    """Review s7 #9: scale_factor=1.5 was imported as 1 and 2.5 as 2 (int() of the float), with
+    wrong shapes and costs downstream and exit 0.  torch's output size is floor(in * scale)
+    (F.interpolate); with it, the size samples as the factor does where 1/scale == in/out."""
+    up = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Upsample(scale_factor=1.5))
+    assert layers_of(up, (3, 8, 8))[1] == {"name": "1", "type": "upsample", "size": [8 * 3 // 2, 8 * 3 // 2]}  # 12
+    assert verify_spec(imported(up, (3, 8, 8)), up).ok
+    i25 = _Interp(scale_factor=2.5, mode="bilinear")
+    layer = layers_of(i25, (3, 8, 8))[1]
+    assert (layer["size"], layer["mode"]) == ([8 * 5 // 2, 8 * 5 // 2], "bilinear")  # 20, torch 4x20x20 (not 4x16x16)
+    assert analyze(imported(i25, (3, 8, 8))).rows[-1].output_shape == (4, 20, 20)
+    assert verify_spec(imported(i25, (3, 8, 8)), i25).ok
+    down = _Interp(scale_factor=0.5)  # was refused as "must be positive, got 0"
+    assert layers_of(down, (3, 8, 8))[1]["size"] == [8 // 2, 8 // 2]
+    # 1.5 on 7 pixels: torch gives floor(10.5) = 10 but samples in steps of 1/1.5, a size of 10 in steps of 7/10: refused
+    with pytest.raises(SpecError, match=r"scale_factor 1.5 on 4×7×7 gives 4×10×10 .*recompute_scale_factor=True"):
+        spec_from_module(_Interp(scale_factor=1.5), (3, 7, 7))
+    rc = _Interp(scale_factor=1.5, recompute_scale_factor=True)  # torch itself then uses the size
+    assert layers_of(rc, (3, 7, 7))[1]["size"] == [7 * 3 // 2, 7 * 3 // 2]  # floor(10.5) = 10
+    assert verify_spec(imported(rc, (3, 7, 7)), rc).ok
+    assert layers_of(_Interp(scale_factor=(2.0, 1.0)), (3, 8, 8))[1]["scale_factor"] == [2, 1]  # integral factors stay factors
+
+
+def test_weight_norm_refused_not_dropped() -> None:
+    """Review s7 #10: a weight-normalised conv was imported as a plain conv2d: 516 params where
+    model.parameters() sums 524 (g, one per output channel, dropped), exit 0.  Refused naming the
+    tensors: weight_v C_out*C_in*k*k + weight_g C_out + bias C_out = 8*3*3*3 + 8 + 8 = 232 against
+    the conv2d layer's 8*3*3*3 + 8 = 224.  spectral_norm's u and v are buffers: imported as before."""
+    from torch.nn.utils import parametrizations
+
+    new = nn.Sequential(parametrizations.weight_norm(nn.Conv2d(3, 8, 3)), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    assert sum(p.numel() for p in new.parameters()) == (8 * 3 * 3 * 3 + 8 + 8) + (4 * 8 * 3 * 3 + 4)  # 524
+    with pytest.raises(SpecError, match=r"holds 232 parameters \(bias 8, parametrizations.weight.original0 8, "
+                       r"parametrizations.weight.original1 216\) where a conv2d layer holds 224 .*weight normalisation.*off by 8\)"):
+        spec_from_module(new, (3, 8, 8))
+    with pytest.warns(FutureWarning):
+        old = nn.Sequential(nn.Flatten(), nn.utils.weight_norm(nn.Linear(12, 5)))
+    with pytest.raises(SpecError, match=r"holds 70 parameters \(bias 5, weight_g 5, weight_v 60\) where a linear layer holds 65 "):
+        spec_from_module(old, (3, 2, 2))  # weight_v 5*12 + weight_g 5 + bias 5 = 70; the layer: 5*12 + 5 = 65
+    sn = nn.Sequential(parametrizations.spectral_norm(nn.Conv2d(3, 8, 3)), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    assert analyze(imported(sn, (3, 8, 8))).totals["params"] == sum(p.numel() for p in sn.parameters()) == 8 * 27 + 8 + 4 * 72 + 4
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_padding_mode_note_says_what_differs(mode: str) -> None:
+    """Review s7 #11: the note said "costs are equal" for padding_mode reflect/circular, but torch's
+    conv convolves a padded copy with padding 0 and saves that copy for the backward (autograd:
+    3,248 B against archcalc memory's 2,816 B: (3*10*10 - 3*8*8) * 4 = 432 B).  The note says so."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode=mode), nn.Conv2d(8, 4, 3))
+    note = spec_from_module(model, (3, 8, 8))["description"]
+    assert "costs are equal" not in note
+    assert f"padding_mode={mode!r}" in note
+    assert f"padded copy (3×10×10 per sample) in place of the 3×8×8 input, {3 * 10 * 10 - 3 * 8 * 8} elements more" in note
+    assert "archcalc memory counts neither" in note

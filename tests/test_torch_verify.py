@@ -1029,3 +1029,168 @@ def test_verify_compares_a_functional_pools_window_too() -> None:
     result = verify_spec(wrong, _FunctionalPool())
     bad = {(r.name, r.quantity): (r.analytic, r.measured) for lc in result.layers for r in lc.rows if not r.ok}
     assert bad == {("p", "kernel_size"): (2, 3), ("p", "padding"): (0, 1)}
+
+
+class _Up(nn.Module):
+    def __init__(self, functional: bool = False) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(4, 4, 1)
+        self.r = nn.ReLU(inplace=True)
+        self.u = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.functional = functional
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.functional:
+            return F.interpolate(F.relu(self.c(x), inplace=True), scale_factor=2, mode="bilinear")
+        return self.u(self.r(self.c(x)))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_verify_compares_upsample_mode_and_inplace(functional: bool) -> None:
+    """Review s7 #1: a nearest upsample passed a bilinear model (same shape 4x16x16, no params, torch
+    MACs 0 either way), though its receptive field (1 pixel against 2) and fvcore's count (1/4 against
+    5/4 per output element: 4*16*16 = 1,024 against 5,120 with the conv) differ; a relu without inplace
+    passed ReLU(inplace=True), whose output is no new tensor (training memory differs).  The module
+    and the function (F.interpolate, F.relu(inplace=True)) alike."""
+    layers: list[dict[str, Any]] = [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+        {"name": "r", "type": "relu", "inplace": True},
+        {"name": "u", "type": "upsample", "scale_factor": 2, "mode": "bilinear"},
+    ]
+    spec = {"name": "up", "input": [4, 8, 8], "layers": layers}
+    assert verify_spec(spec, _Up(functional)).ok
+    wrong = {**spec, "layers": [layers[0], {"name": "r", "type": "relu"}, {"name": "u", "type": "upsample", "scale_factor": 2}]}
+    result = verify_spec(wrong, _Up(functional))
+    bad = {(r.name, r.quantity): (r.analytic, r.measured) for lc in result.layers for r in lc.rows if not r.ok}
+    assert bad == {("r", "inplace"): (False, True), ("u", "mode"): ("nearest", "bilinear")}
+    corners = {**spec, "layers": [*layers[:2], {**layers[2], "align_corners": True}]}
+    bad = {(r.name, r.quantity) for lc in verify_spec(corners, _Up(functional)).layers for r in lc.rows if not r.ok}
+    assert bad == {("u", "align_corners")}  # (torch's None is False)
+
+
+class _MHALearnedKV(nn.Module):
+    """nn.MultiheadAttention(16, 4, kdim=6, vdim=10) over learned keys and values: runs in plain torch,
+    but torch's FlopCounterMode (its ModuleTracker) raises 'Expected gradient function to be set'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = nn.MultiheadAttention(16, 4, kdim=6, vdim=10, batch_first=True)
+        self.k = nn.Parameter(torch.randn(1, 7, 6))
+        self.v = nn.Parameter(torch.randn(1, 7, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x, self.k.expand(x.shape[0], -1, -1), self.v.expand(x.shape[0], -1, -1), need_weights=False)[0]
+
+
+def test_verify_says_could_not_check_when_torchs_counter_fails(tmp_path: Path) -> None:
+    """Review s7 #26: verify reported MISMATCH (exit 1: "your spec is wrong") when FlopCounterMode
+    failed on a valid model; nothing was compared.  Now an error naming the cause, exit 2."""
+    model = _MHALearnedKV()
+    assert model(torch.zeros(1, 5, 16)).shape == (1, 5, 16)  # the model runs
+    spec = {"name": "mhax", "input": [5, 16], "layers": [{"name": "l", "type": "linear", "out_features": 16}]}
+    with pytest.raises(SpecError, match=r"cannot verify against _MHALearnedKV: torch's FlopCounterMode fails on this model "
+                       r"\(AssertionError: Expected gradient function to be set\); the model runs without it"):
+        verify_spec(spec, model)
+
+    class Broken(nn.Module):  # a model that fails on its own is still the layer's failure (a mismatch, exit 1)
+        def __init__(self) -> None:
+            super().__init__()
+            self.l = nn.Linear(8, 16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.l(x)
+
+    result = verify_spec(spec, Broken())
+    assert [(r.quantity, r.ok) for r in result.rows] == [("runs", False)]
+
+
+_REFUSALS_WITHOUT_TORCH = r"""
+import sys
+from archcalc.cli import main
+cases = [
+    ["bench", "specs/transformer_lm.json", "--no-probe"],                     # symbolic sizes
+    ["bench", "specs/lenet5.json", "--no-probe", "--device", "tpu"],         # a bad option
+    ["verify", "specs/transformer_lm.json"],                                 # symbolic sizes
+    ["verify", "specs/lenet5.json", "--module", "no_such_module_x:f"],       # a missing module
+    ["verify", "specs/lenet5.json", "--module", "nocolon"],                  # a malformed target
+    ["import", "no_such_module_x:f", "--input", "3"],
+    ["import", "x:f", "--input", "3,-1"],
+]
+for argv in cases:
+    assert main(argv) == 2, argv
+    assert "torch" not in sys.modules, argv
+print("ok")
+"""
+
+
+def test_refusals_that_need_no_torch_come_before_importing_it() -> None:
+    """Review s7 #30: bench, verify and import imported torch (6-8 s, ~700 MB RSS) before refusing a
+    symbolic spec, a missing module or a bad option.  Each refusal now happens with torch unimported
+    (measured on the loaded review host: 38-85 MB RSS, the time of a plain `table`)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", _REFUSALS_WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+class _Skip(nn.Module):
+    """a = c1(x); b = c2(a); return b + a: a 3x3 conv after a 3x3 conv (receptive field 5), with a skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.c1(x)
+        return self.c2(a) + a
+
+
+def test_verify_compares_the_wiring() -> None:
+    """Review s7 #2: a spec feeding c2 from the input (two parallel 3x3 convs, receptive field 3) passed
+    the model where c2 reads c1 (receptive field 3 + 2 = 5): shapes (4x8x8), params (4*4*3*3 + 4 = 148
+    each) and MACs (8*8*4*4*9 = 9,216 each) are the same.  verify follows the model's tensors from
+    call to call and compares each layer's sources, and the output's, with the spec's inputs."""
+    conv = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    right = {"name": "seq", "input": [4, 8, 8], "layers": [
+        {"name": "c1", **conv}, {"name": "c2", **conv}, {"name": "add", "type": "add", "inputs": ["c2", "c1"]}]}
+    assert verify_spec(right, _Skip()).ok
+    parallel = {**right, "layers": [{"name": "c1", **conv}, {"name": "c2", **conv, "inputs": ["input"]},
+                                    {"name": "add", "type": "add", "inputs": ["c2", "c1"]}]}
+    result = verify_spec(parallel, _Skip())
+    assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("c2", "inputs", "input", "c1")]
+    assert "inputs is input in the spec, c1 in torch (fed from other layers" in result.summary()
+    last = {**right, "layers": [*right["layers"][:2], {"name": "add", "type": "add", "inputs": ["c2", "input"]}]}  # the skip from the input
+    result = verify_spec(last, _Skip())
+    assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("add", "inputs", "c2, input", "c1, c2")]
+
+
+class _Aliases(nn.Module):
+    """r = id(relu_(c1(x))) returns the very tensor c2 then reads (timm's res_scale, MaxViT's proj)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.id = nn.Identity()
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.relu(self.c1(x))
+        r = self.id(a)
+        return self.c2(a) + r
+
+
+def test_verify_wiring_looks_through_calls_that_return_their_input() -> None:
+    """nn.Identity returns its input tensor itself: c2 reads the identity's output and the relu's alike
+    (one tensor), so the spec's 'c2 reads relu' is right (the sweep's poolformer, MaxViT and HRNet have
+    such identities).  An in-place ReLU changes the tensor: c2 reading c1 directly is not the model."""
+    conv = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    layers = [{"name": "c1", **conv}, {"name": "relu", "type": "relu", "inplace": True}, {"name": "id", "type": "identity"},
+              {"name": "c2", **conv, "inputs": ["relu"]}, {"name": "add", "type": "add", "inputs": ["c2", "id"]}]
+    spec = {"name": "alias", "input": [4, 8, 8], "layers": layers}
+    assert verify_spec(spec, _Aliases()).ok
+    skipped = {**spec, "layers": [*layers[:3], {**layers[3], "inputs": ["c1"]}, layers[4]]}
+    assert [(r.name, r.quantity) for r in verify_spec(skipped, _Aliases()).mismatches] == [("c2", "inputs")]

@@ -430,12 +430,9 @@ def _amp(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[
 
 
 def _check_options(device: str, batch: int, dtype: str, warmup: int, repeat: int) -> None:
-    import torch
-
+    """The options' own checks (no torch: see :func:`bench_spec`)."""
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise SpecError(f"device must be cpu or cuda (cuda:N), got {device!r}", field="--device")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpecError("CUDA is not available here (torch.cuda.is_available() is false)", field="--device")
     if dtype not in DTYPES:
         raise SpecError(f"bench runs {', '.join(DTYPES)}, got {dtype!r}", field="--dtype")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -527,20 +524,18 @@ def bench_spec(
     already-built module of the same spec (``build_module``) to bench instead of building one;
     ``train`` updates its weights.  ``threads``: ``torch.set_num_threads`` first.
     """
-    import torch
+    from types import SimpleNamespace
 
     from ..graph import compile_spec
     from ..report import gc_paused, report_from_graph
     from ..spec import Architecture, load_spec
-    from . import roofline as rl
-    from .build import build_module
     from .limits import check_fits, check_int64
 
+    # what needs no torch first (torch's import alone takes seconds and ~650 MB): the options, the
+    # spec, its sizes and, on CPU, whether it fits in memory (review s7 #30)
     _check_options(device, batch, dtype, warmup, repeat)
-    if threads is not None:
-        if threads < 1:
-            raise SpecError(f"--threads must be positive, got {threads}", field="--threads")
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise SpecError(f"--threads must be positive, got {threads}", field="--threads")
     file = None if isinstance(spec, Architecture) else str(spec)
     try:
         with gc_paused():
@@ -549,11 +544,27 @@ def bench_spec(
             report = report_from_graph(G, convention=FLOPS_CONVENTION, dtype=dtype, batch=batch)
         if report.symbolic:
             raise SpecError("the spec has symbolic sizes; give them numbers (--input/--set) to run it")
+        check_int64(report)  # torch's sizes are int64: refuse a 10**30 dimension here, not with a C++ frame dump
+        if device == "cpu":  # too big for this machine: refused before allocating (CUDA's free memory needs torch)
+            check_fits(report, SimpleNamespace(type="cpu"), train=train, weights=module is None)
+    except SpecError as e:
+        raise e.located(file=file) from None
+
+    import torch
+
+    from . import roofline as rl
+    from .build import build_module
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError("CUDA is not available here (torch.cuda.is_available() is false)", field="--device")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
         dev = torch.device(device)
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
-        check_int64(report)  # torch's sizes are int64: refuse a 10**30 dimension here, not with a C++ frame dump
-        check_fits(report, dev, train=train, weights=module is None)  # too big for this machine: refused before allocating
+        if dev.type != "cpu":
+            check_fits(report, dev, train=train, weights=module is None)
         model = module if module is not None else build_module(G, device=dev)
     except SpecError as e:
         raise e.located(file=file) from None
@@ -942,10 +953,10 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run ``archcalc bench``: 0 ok; 2 bad input, torch missing, or torch failed (one line on stderr)."""
+    import importlib.util
+
     debug = bool(getattr(args, "debug", False))
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("torch") is None:  # (not imported: refusals that need no torch come first)
         print("archcalc: error: bench needs torch: pip install 'archcalc[torch]'", file=sys.stderr)
         return 2
     from ..options import parse_input

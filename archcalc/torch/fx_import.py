@@ -127,15 +127,18 @@ def _load_model(target: str) -> nn.Module:
 
 def run_import(args: argparse.Namespace) -> int:
     """Run ``archcalc import``: write the spec; 0 on success.  Invalid input raises :class:`SpecError`."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise SpecError("import needs torch: pip install 'archcalc[torch]'") from None
+    import importlib.util
+
+    from .verify import check_target
+
+    if importlib.util.find_spec("torch") is None:  # (not imported: the refusals that need no torch come first)
+        raise SpecError("import needs torch: pip install 'archcalc[torch]'")
     shape = getattr(args, "input", None)
     if not shape:
         raise SpecError("--input C,H,W is required (the per-sample input shape)", field="--input")
     parse_input(str(shape))  # a bad size is named before the model is loaded
     target = str(args.factory)
+    check_target(target, field="factory")
     model = _load_model(target)
     try:
         spec = spec_from_module(model, str(shape), getattr(args, "name", None), getattr(args, "output_key", None))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dims import Dim, DimError, as_int, check_expr, is_symbolic, known_sign, parse_dim
+from ..dims import Dim, DimError, as_int, check_expr, dim_text, expand, is_symbolic, known_sign, parse_dim, prod
 from ..errors import SpecError, user_failure
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer, shape_str
@@ -399,8 +399,10 @@ def _int_value(v: Any, what: str) -> Any:
         raise SpecError(f"{what}: expected a size, got {v!r}")
     if isinstance(v, int) or v is None or isinstance(v, str):
         return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
+    if isinstance(v, float):  # (never truncated: 1.5 is not a size, and int(1.5) is 1)
+        if v.is_integer():
+            return int(v)
+        raise SpecError(f"{what}: {v!r} is not an integer (archcalc sizes and factors are integers)")
     if as_int(v) is not None:  # sympy integers
         return as_int(v)
     raise SpecError(f"{what}: {v!r} is not an integer (archcalc sizes and factors are integers)")
@@ -793,7 +795,7 @@ class Importer:
         inputs = [self.positions_of(node, self.value(args[0]))] if positions else [self.tensor(node, a) for a in args]
         fields: dict[str, Any] = {}
         for fname in cls.model_fields:
-            if fname in _COMMON_FIELDS or not hasattr(module, fname):
+            if fname in _COMMON_FIELDS or not hasattr(module, fname) or (kind == "upsample" and fname in ("size", "scale_factor")):
                 continue
             try:
                 fields[fname] = field_value(cls, fname, getattr(module, fname))
@@ -822,7 +824,35 @@ class Importer:
 
             multihead_attention(self, node, inputs, name, fields)
             return
+        self._check_params(node, module, kind, fields, ins, None if owner is None else weight)
         self.emit(node, kind, fields, inputs, name)
+
+    def _check_params(self, node: fx.Node, module: nn.Module, kind: str, fields: Mapping[str, Any], ins: list[tuple[Dim, ...]],
+                      tied: Any) -> None:
+        """Refuse a module holding other parameters than the spec layer would count: weight
+        normalisation (torch.nn.utils.weight_norm's weight_g and weight_v;
+        parametrizations.weight_norm's original0 and original1, where the layer has one weight) or
+        another parametrization with parameters of its own.  The published count is what
+        model.parameters() sums; a spec layer cannot hold the extra tensors.  (spectral_norm's u
+        and v are buffers: nothing to refuse.)"""
+        held = [(n, p) for n, p in module.named_parameters() if p is not tied]
+        try:
+            layer = TYPE_NAMES[kind].model_validate({"name": "x", "type": kind, **fields}).bind({})
+            weights = {k: v for k, v in layer.weights(ins).items() if k not in layer.tied_weights()}
+        except (SpecError, ValueError):
+            return  # (emit names what is wrong with the layer)
+        counted = [as_int(prod(s)) for s in weights.values()]
+        if any(c is None for c in counted):
+            return  # symbolic sizes: a module holds numbers; nothing to compare
+        mine, theirs = sum(c for c in counted if c is not None), sum(p.numel() for _, p in held)
+        if mine == theirs:
+            return
+        names = ", ".join(f"{n} {p.numel():,}" for n, p in held)
+        spec = ", ".join(f"{k} {c:,}" for k, c in zip(weights, counted, strict=True)) or "none"
+        what = ("weight normalisation" if any(n.endswith(("weight_g", "weight_v")) or ".weight.original" in n for n, _ in held)
+                else "a parametrization" if hasattr(module, "parametrizations") else "parameters beyond the layer's own")
+        raise self.fail(node, f"holds {theirs:,} parameters ({names}) where a {kind} layer holds {mine:,} ({spec}): {what} "
+                        f"cannot be said in a spec (its count would be off by {abs(theirs - mine):,})")
 
     def _module_specials(self, node: fx.Node, module: nn.Module, kind: str, fields: dict[str, Any], ins: list[tuple[Dim, ...]]) -> None:
         """Fields a module does not hold under the spec's name, and consistency with the input."""
@@ -830,7 +860,10 @@ class Importer:
             raise self.unsupported(node, "return_indices=True returns a tuple")
         mode = getattr(module, "padding_mode", "zeros")
         if mode != "zeros" and isinstance(mode, str):  # reflect/replicate/circular: same shapes and counts, other values
-            self.notes.append(f"{node.target} pads with padding_mode={mode!r} (the spec's padding is the same size; costs are equal)")
+            self.notes.append(self._padding_mode_note(node, module, mode, ins))
+        if kind == "upsample" and ins:
+            fields.update(self.upsample_size(node, ins[0], getattr(module, "size", None), getattr(module, "scale_factor", None),
+                                             getattr(module, "recompute_scale_factor", None), getattr(module, "align_corners", None)))
         if kind == "softmax" and fields.get("dim") is None:
             fields["dim"] = implicit_softmax_dim(ins[0])
         held: Any = module  # archcalc's own module classes: their attributes by name
@@ -861,6 +894,26 @@ class Importer:
                             f"{'feature' if axis else 'channel'}(s) (wrong --input?)",
                         )
 
+    @staticmethod
+    def _padding_mode_note(node: fx.Node, module: nn.Module, mode: str, ins: list[tuple[Dim, ...]]) -> str:
+        """What a spec's zero padding gets right and wrong about a convolution with padding_mode
+        reflect/replicate/circular: torch's _ConvNd pads a copy (F.pad by
+        _reversed_padding_repeated_twice) and convolves it with padding 0, so output shapes,
+        parameters and MACs are the spec's, but the forward allocates the padded copy and the
+        backward saves it in place of the input, which archcalc memory does not count."""
+        pads = [int(p) for p in getattr(module, "_reversed_padding_repeated_twice", ())]
+        head = (f"{node.target} pads with padding_mode={mode!r}: torch convolves a padded copy (F.pad) with padding 0; shapes, "
+                "params and MACs are the spec's, but training memory is not")
+        if not ins or len(pads) != 2 * (len(ins[0]) - 1):
+            return head + ": the backward saves the padded copy, which archcalc memory does not count"
+        sides = [pads[i] + pads[i + 1] for i in range(0, len(pads), 2)][::-1]  # (F.pad's order: last axis first)
+        padded = (ins[0][0], *(d + p for d, p in zip(ins[0][1:], sides, strict=True)))
+        grown = expand(prod(padded) - prod(ins[0]))
+        text = "×".join(f"({dim_text(d)})" if is_symbolic(d) and not getattr(d, "is_Symbol", False) else dim_text(d) for d in padded)
+        return (head + f": the backward saves the padded copy ({text} per sample) in place of the {shape_str(ins[0])} input, "
+                f"{dim_text(grown)} elements more where nothing else keeps the input, and the forward allocates it too; archcalc memory "
+                "counts neither")
+
     def call(self, node: fx.Node) -> None:
         t = node.target
         if node.op == "call_function" and isinstance(t, type) and issubclass(t, tuple):  # a namedtuple of outputs
@@ -881,6 +934,46 @@ class Importer:
             self.calling = None
 
     # ----- helpers for the handlers ----------------------------------------------------------
+    def upsample_size(self, node: fx.Node, shape: tuple[Dim, ...], size: Any, scale: Any, recompute: Any, align_corners: Any) -> dict[str, Any]:
+        """An upsample's ``size`` or ``scale_factor`` (values as torch holds them) as the spec's upsample
+        can say it, exactly.  An integral factor stays a factor.  A fractional one (1.5) gives torch's
+        output size, floor(in * scale) (torch.nn.functional.interpolate), written as ``size`` when the
+        sampling is then the same: torch steps through the input by 1/scale when it was given the
+        factor and by in/out when given a size (aten's area_pixel_compute_scale), so the size is
+        exact with ``recompute_scale_factor=True`` or ``align_corners=True`` (torch uses in/out or
+        (in-1)/(out-1) either way), or where 1/scale == in/out on every axis (1.5 on 8: 12).  Any
+        other fractional factor (1.5 on 7 pixels), or one on a symbolic size, is refused: never truncated."""
+        size, scale = self.value(size), self.value(scale)
+        if size is not None:
+            return self.fields_of(node, "upsample", {"size": size})
+        if scale is None:
+            return {}
+        n = len(shape) - 1
+        scales = list(scale) if isinstance(scale, list | tuple) else [scale] * n
+        if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scales):
+            raise self.fail(node, f"scale_factor {scale!r}: expected numbers")
+        if all(float(s).is_integer() for s in scales):
+            return self.fields_of(node, "upsample", {"scale_factor": scale})
+        if len(scales) != n:
+            raise self.fail(node, f"scale_factor {scale!r} has {len(scales)} values for {n} spatial axes")
+        known = [as_int(h) for h in shape[1:]]
+        ins = [h for h in known if h is not None]
+        if len(ins) != len(known):
+            raise self.fail(node, f"scale_factor {scale!r} is not an integer and the input {shape_str(shape)} is symbolic: the spec's "
+                            "upsample takes integer factors or an output size (give --input in numbers)")
+        import math
+
+        outs = [math.floor(float(h * s)) for h, s in zip(ins, scales, strict=True)]  # torch's own formula (F.interpolate)
+        exact = bool(self.value(recompute)) or bool(self.value(align_corners)) or all(
+            1.0 / s == h / o for h, s, o in zip(ins, scales, outs, strict=True) if o)
+        if not exact:
+            raise self.fail(node, f"scale_factor {scale!r} on {shape_str(shape)} gives {shape_str((shape[0], *outs))} (floor(in·scale)) "
+                            f"sampled in steps of 1/{scale!r}, where a size samples in steps of in/out: the spec's upsample takes integer "
+                            "factors or an output size (recompute_scale_factor=True makes the two the same)")
+        where = str(node.target) if node.op == "call_module" else node.name
+        self.notes.append(f"{where} upsamples by {scale!r}: written as torch's output size {outs}, floor(in·scale) (the spec's factors are integers)")
+        return {"size": outs}
+
     def bind(self, node: fx.Node, names: Sequence[str]) -> dict[str, Any]:
         """The node's arguments by parameter name (``names[0]`` is the tensor / ``self``)."""
         if len(node.args) > len(names):

@@ -97,7 +97,13 @@ def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
         return {f: bool(getattr(layer, f, False)) for f in ("is_causal", "enable_gqa")}
     if kind == "rotary" and isinstance(getattr(layer, "base", None), int):
         return {"base": layer.base}
-    return window_of(layer, kind)
+    out = window_of(layer, kind)
+    if kind == "upsample":  # nearest or (bi/tri)linear: the same shapes and torch MACs, other fields and peer counts
+        out["mode"] = str(getattr(layer, "mode", "nearest"))
+        out["align_corners"] = bool(getattr(layer, "align_corners", None) or False)  # (None is torch's False)
+    if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields and isinstance(getattr(layer, "inplace", None), bool):
+        out["inplace"] = layer.inplace  # whether the output is a new tensor: training memory differs
+    return out
 
 
 def module_kind(module: nn.Module) -> str | None:
@@ -140,6 +146,15 @@ class LayerMeasure:
     window: dict[str, Any] = field(default_factory=dict)
     """Settings compared with the spec's (:func:`settings_of`): a convolution's or pool's window, a
     causal mask's mask and fill value, a rotary embedding's base."""
+    sources: frozenset[str] | None = None
+    """Where its input came from (recorded with ``functional=True``): the labels of the nearest
+    recorded calls whose outputs reach this call's inputs through unrecorded operations (a view, an
+    add, a cat), :data:`FROM_INPUT` for the model's input; None when not recorded.  What verify
+    compares with the spec's wiring."""
+    alias: bool = False
+    """Its output is its input tensor itself, unchanged (``nn.Identity``, a dropout in eval; not
+    ``ReLU(inplace=True)``, which changes it): the calls after it cannot tell it from the call
+    before it, so the wiring looks through it (recorded with ``functional=True``)."""
 
     @property
     def macs(self) -> int:
@@ -166,6 +181,8 @@ class Measurement:
     not_run: dict[str, int] = field(default_factory=dict)
     """Hooked modules the forward never called that hold parameters (torchvision's auxiliary heads
     in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
+    output_sources: frozenset[str] | None = None
+    """Where the output came from (:attr:`LayerMeasure.sources`; recorded with ``functional=True``)."""
 
     @property
     def total_macs(self) -> int:
@@ -192,13 +209,59 @@ def functional_kinds() -> dict[Any, str]:
     return {f: kind for f, kind in recorded_kinds().items() if kind in TYPE_NAMES or "{n}" in kind}
 
 
+FROM_INPUT = "<input>"
+"""The source label of the model's input (:attr:`LayerMeasure.sources`)."""
+
+
+def _tensors(v: Any) -> Iterator[torch.Tensor]:
+    """The tensors in a call's arguments or result (tuples, lists and dicts looked into)."""
+    if isinstance(v, torch.Tensor):
+        yield v
+    elif isinstance(v, list | tuple):
+        for x in v:
+            yield from _tensors(x)
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _tensors(x)
+
+
+class _Flow:
+    """Which recorded calls each tensor comes from: tensor -> the labels of the nearest recorded calls
+    (or :data:`FROM_INPUT`) whose outputs it was computed from by operations that are not recorded.
+    Held by identity and weakly (a freed tensor's id may be reused by another)."""
+
+    def __init__(self) -> None:
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.near: Any = WeakIdKeyDictionary()
+
+    def of(self, *values: Any) -> frozenset[str]:
+        out: set[str] = set()
+        for t in _tensors(values):
+            out |= self.near.get(t, frozenset())
+        return frozenset(out)
+
+    def set(self, result: Any, labels: frozenset[str]) -> None:
+        for t in _tensors(result):
+            self.near[t] = labels
+
+    @staticmethod
+    def aliases(result: Any, *inputs: Any) -> bool:
+        """True when every tensor of ``result`` is one of ``inputs`` (the same object: no new tensor)."""
+        ins = {id(t) for t in _tensors(inputs)}
+        outs = [id(t) for t in _tensors(result)]
+        return bool(outs) and all(o in ins for o in outs)
+
+
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
     """Records the parameter-free layers a model runs as plain function calls in its own forward
     (not inside a hooked module: ``nn.ReLU`` calls ``F.relu`` itself)."""
 
-    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode], counted: set[int]) -> None:
+    def __init__(self, calls: list[LayerMeasure], running: list[tuple[str, int]], counter: list[FlopCounterMode], counted: set[int],
+                 flow: _Flow | None = None) -> None:
         super().__init__()
         self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
+        self.flow = flow
         self.seen: dict[str, int] = {}
         self.params_seen = counted  # shared with the module hooks: a weight a module counted is not counted again (F.linear(x, wte.weight))
 
@@ -210,7 +273,10 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         if kind is None and not self.running and func in (torch.mean, torch.Tensor.mean):
             kind = _global_mean(args, kwargs or {})
         before = self.counter[0].get_total_flops() if kind else 0
+        came = self.flow.of(args, kwargs) if self.flow is not None and not self.running else None  # (before an in-place op)
         out = func(*args, **(kwargs or {}))
+        if came is not None and self.flow is not None and not kind:
+            self.flow.set(out, came)  # an operation not recorded (a view, an add): its result comes from where its inputs do
         if kind:
             name = getattr(func, "__name__", kind)
             n = self.seen[name] = self.seen.get(name, 0) + 1
@@ -224,12 +290,37 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                 if isinstance(t, nn.Parameter) and id(t) not in self.params_seen:
                     self.params_seen.add(id(t))
                     params += t.numel()
-            window = _call_settings(kind, args, kwargs or {})
-            self.calls.append(LayerMeasure(name if n == 1 else f"{name}_{n - 1}", kind, f"function {name}", 1, shape, params, flops, window=window))
+            window = _call_settings(kind, args, kwargs or {}, func)
+            label = name if n == 1 else f"{name}_{n - 1}"
+            alias = self.flow is not None and not window.get("inplace") and _Flow.aliases(out, args, kwargs)
+            self.calls.append(LayerMeasure(label, kind, f"function {name}", 1, shape, params, flops, window=window, sources=came, alias=alias))
+            if self.flow is not None and not alias:
+                self.flow.set(out, frozenset({label}))
         return out
 
 
-def _call_settings(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _inplace_of(func: Any, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``{"inplace": ...}`` of an activation's function call: a function taking ``inplace``
+    (``F.relu(x, inplace=True)``) as bound, one named with torch's trailing ``_`` (``x.relu_()``)
+    True, another False; empty when the call cannot be read (then it is not compared)."""
+    import inspect
+
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin (torch.relu, Tensor.relu_): its name says
+        params = None
+    if params is not None and "inplace" in params:
+        try:
+            bound = inspect.signature(func).bind(*args, **kwargs)
+        except TypeError:
+            return {}
+        bound.apply_defaults()
+        return {"inplace": bool(bound.arguments["inplace"])}
+    name = getattr(func, "__name__", "")
+    return {"inplace": name.endswith("_") and not name.endswith("__")}
+
+
+def _call_settings(kind: str, args: Any, kwargs: dict[str, Any], func: Any = None) -> dict[str, Any]:
     """The settings of a function's call (:func:`settings_of`): of ``scores.masked_fill(mask, value)``,
     whether the mask is causal (its values read, as import reads them) and the value; of a pooling
     function's (``F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)``), its window, the arguments bound by the
@@ -245,6 +336,13 @@ def _call_settings(kind: str, args: Any, kwargs: dict[str, Any]) -> dict[str, An
         bound = {**dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"), args, strict=False)),
                  **kwargs}
         return {f: bool(bound.get(f, False)) for f in ("is_causal", "enable_gqa")}
+    if kind == "upsample":  # F.interpolate(x, size, scale_factor, mode, align_corners, ...)
+        from .ops.pool import INTERPOLATE_PARAMS
+
+        bound = {**dict(zip(INTERPOLATE_PARAMS, args, strict=False)), **kwargs}
+        return {"mode": str(bound.get("mode") or "nearest"), "align_corners": bool(bound.get("align_corners") or False)}
+    if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields:  # F.relu(x, inplace=True), x.relu_(), torch.relu_(x)
+        return _inplace_of(func, args, kwargs)
     if not kind.startswith(("maxpool", "avgpool")):
         return {}
     from types import SimpleNamespace
@@ -366,6 +464,7 @@ def measure_module(
     # are recorded; if it called none, it is one call matched by position (a custom leaf).
     transparent = {id(m) for _, m in targets if classify(m) is None}
     starts: list[tuple[int, int]] = []
+    flow = _Flow() if functional else None
 
     def pre_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
@@ -377,7 +476,11 @@ def measure_module(
         return hook
 
     def post_hook(name: str) -> Any:
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
+        def hook(module: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+            # where its input came from: a known layer reads its arguments; a module traced into (its
+            # operations followed) computed its output from whatever that came from (a helper making
+            # rotary's cos and sin from positions reads its argument's dtype, not its values)
+            came = None if flow is None else flow.of(out) if id(module) in transparent else flow.of(args, kwargs)
             if id(module) in transparent:
                 start, flops_before = starts.pop()
                 if len(calls) > start:
@@ -395,14 +498,19 @@ def measure_module(
                 params = sum(p.numel() for p in fresh)
             flops = counter[0].get_total_flops() - before
             kind = module_kind(module)
-            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings_of(module, kind)))
+            label = name if n == 1 else f"{name} (call {n})"
+            settings = settings_of(module, kind)
+            alias = flow is not None and not settings.get("inplace") and _Flow.aliases(out, args, kwargs)
+            calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings, came, alias))
+            if flow is not None and not alias:
+                flow.set(out, frozenset({label}))
 
         return hook
 
     handles = []
     for name, mod in targets:
         handles.append(mod.register_forward_pre_hook(pre_hook(name)))
-        handles.append(mod.register_forward_hook(post_hook(name)))
+        handles.append(mod.register_forward_hook(post_hook(name), with_kwargs=True))
     modes = [(m, m.training) for m in model.modules()]  # restored one by one (a frozen BN stays frozen)
     model.eval()
     try:
@@ -412,7 +520,9 @@ def measure_module(
             try:
                 with user_code():  # a user's forward: no os._exit, no print into the report
                     if functional:
-                        with _FunctionalCalls(calls, running, counter, counted):
+                        assert flow is not None
+                        flow.set(x, frozenset({FROM_INPUT}))
+                        with _FunctionalCalls(calls, running, counter, counted, flow):
                             out = model(x)
                     else:
                         out = model(x)
@@ -452,7 +562,41 @@ def measure_module(
         device=str(dev),
         batch=batch,
         not_run=not_run,
+        output_sources=flow.of(out) if flow is not None else None,
     )
+
+
+def failure_cause(model: nn.Module, input_shape: Sequence[int], *, batch: int = 1, device: str | torch.device | None = None,
+                  input_dtype: torch.dtype | None = None) -> str | None:
+    """Why :func:`measure_module` raised on a model, when the model itself is not at fault: None when
+    the model fails on its own too (eval, no_grad, the counting path: a real error of the model, or
+    of the spec it was built from), else the measuring that fails: torch's FlopCounterMode (its
+    ModuleTracker raises on some models that run: nn.MultiheadAttention with kdim/vdim fed learned
+    tensors) or, if not that, archcalc's hooks."""
+    pdev, dtype = _param_device_dtype(model)
+    dev = torch.device(device) if device is not None else pdev
+    x = torch.zeros((batch, *input_shape), device=dev, dtype=input_dtype or getattr(model, "input_dtype", None) or dtype)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        for counted in (False, True):
+            try:
+                with user_code(), torch.no_grad(), counting_path():
+                    if counted:
+                        with FlopCounterMode(display=False):
+                            model(x)
+                    else:
+                        model(x)
+            except Exception as e:
+                if not counted:
+                    return None
+                return f"torch's FlopCounterMode fails on this model ({type(e).__name__}: {e}); the model runs without it"
+            except SystemExit:
+                return None
+        return "measuring it with archcalc's hooks fails, though the model runs under torch's FlopCounterMode"
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 @dataclass(frozen=True)
@@ -503,6 +647,7 @@ def _measure_spec_on(G: nx.DiGraph[str], batch: int, device: str | torch.device)
 
 
 __all__ = [
-    "COUNTING_PATH", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "leaf_modules", "measure_module",
+    "COUNTING_PATH", "FROM_INPUT", "LayerMeasure", "Measurement", "SpecMeasurement", "TorchRunError", "counting_path", "failure_cause",
+    "leaf_modules", "measure_module",
     "measure_spec", "module_kind",
 ]

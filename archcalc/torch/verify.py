@@ -54,10 +54,17 @@ Two ways to get the torch side:
 Settings that no count shows are compared too (:func:`archcalc.torch.measure.settings_of`): a
 convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
 values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
-where the model has one, else against the bases the model holds (:func:`_rotary_bases`).
+where the model has one, else against the bases the model holds (:func:`_rotary_bases`).  An
+upsample's ``mode`` and ``align_corners``, and ``inplace`` where the layer type has it, likewise.
+
+The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
+without counterpart, against the model calls its input tensors come from (tensor identity,
+followed through the operations not compared), and the network output's.
 
 A torch error while running (torch rejects a layer archcalc accepted) is a mismatch of the layer
-that was running (quantity ``runs``).
+that was running (quantity ``runs``).  When your model runs without the measuring and fails only
+under it (torch's FlopCounterMode raises on some valid models), nothing was checked: that is an
+error (exit 2) naming the cause, not a mismatch.
 """
 
 from __future__ import annotations
@@ -409,6 +416,9 @@ SETTING_WHY = {
     "base": "rotary's base differs: the angles p / base^(2i/d) would too (no count shows it)",
     "is_causal": "causal or not: which keys each query reads (a decoder's or an encoder's attention; torch counts every score either way)",
     "enable_gqa": "grouped-query attention or not: whether k and v may have fewer heads than q",
+    "mode": "the interpolation differs: which pixels each output reads (its receptive field) and the peers' counts (fvcore, thop) would too",
+    "align_corners": "the sample points differ: which pixels each output reads would too",
+    "inplace": "in place or not: whether the output is a new tensor (training memory would differ)",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
@@ -458,6 +468,27 @@ def verify_spec(
     output (default: the dict's only tensor), as ``archcalc import --output-key`` reads it.
     Raises :class:`SpecError` for an invalid spec or a spec whose numbers stay symbolic.
     """
+    prepared = prepare(spec, input_shape, values=values, batch=batch)
+    return _verify_prepared(prepared, module, device=device, output_key=output_key)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A spec read, compiled and counted for verify, before torch is imported (:func:`prepare`)."""
+
+    G: Any
+    report: Report
+    analytic: dict[str, dict[str, Any]]
+    file: str | None
+    in_shape: tuple[int, ...]
+    batch: int
+
+
+def prepare(spec: Architecture | Mapping[str, Any] | str | Path, input_shape: Sequence[int | str] | str | None = None, *,
+            values: Mapping[str, int] | None = None, batch: int = 1) -> Prepared:
+    """Everything of :func:`verify_spec` that needs no torch: the spec read, compiled and counted,
+    its numbers required (a symbolic spec refused naming every symbol), sizes within torch's int64.
+    Raises :class:`SpecError`."""
     from ..graph import compile_spec
     from ..report import report_from_graph
     from .limits import check_int64
@@ -477,18 +508,23 @@ def verify_spec(
         check_int64(report)  # before torch sees a size it cannot hold
     except SpecError as e:
         raise e.located(file=file) from None
+    return Prepared(G, report, analytic, file, in_shape, batch)  # type: ignore[arg-type]
+
+
+def _verify_prepared(p: Prepared, module: nn.Module | None, *, device: str | None = None, output_key: str | None = None) -> VerifyResult:
+    G, report, analytic, file, in_shape, batch = p.G, p.report, p.analytic, p.file, p.in_shape, p.batch
     if module is None:
         if output_key is not None:
             raise SpecError("--output-key picks the output of your own model (--module); the module built from a spec returns one tensor",
                             field="--output-key", file=file)
-        return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")  # type: ignore[arg-type]
+        return _verify_built(G, report, analytic, file, in_shape, batch, device or "meta")
     from .build import reads_token_ids
 
     shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
     from .measure import settings_of
 
     windows = {n: w for n in G.graph["order"] if (w := settings_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind))}
-    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,  # type: ignore[arg-type]
+    return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,
                           reads_token_ids(G), shared, output_key, windows)
 
 
@@ -576,6 +612,11 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     except SpecError as e:  # (a dict output without the key that picks the spec's output)
         raise e.located(file=file) from None
     except TorchRunError as e:
+        from .measure import failure_cause
+
+        cause = failure_cause(model, in_shape, batch=batch, device=device, input_dtype=torch.long if token_ids else None)
+        if cause is not None:  # nothing found wrong in the spec: could not check (exit 2), not a mismatch (exit 1)
+            raise SpecError(f"cannot verify against {model_name}: {cause}", field="--module", file=file) from None
         row = VerifyRow(e.layer or model_name, "runs", "ok", e.message, False, e.layer)
         failed = [LayerCheck(e.layer or model_name, None, e.layer, [row], {}, None)]
         return VerifyResult(report.name, file, "module", model_name, in_shape, batch, str(device or "cpu"), failed,
@@ -585,7 +626,10 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     calls = m.calls
     layers: list[LayerCheck] = []
 
+    pairs: dict[str, str] = {}  # model call label -> the spec layer matched to it
+
     def matched(row: Row, lm: LayerMeasure, type_ok: bool) -> None:
+        pairs[lm.label] = row.name
         rows = _compare(row.name, analytic[row.name], lm, lm.label, (windows or {}).get(row.name))
         if row.name in shared and lm.full_shape == analytic[row.name]["output_shape"]:  # held once, broadcast over the batch
             rows = [VerifyRow(r.name, r.quantity, r.analytic, lm.full_shape, True, r.module,
@@ -661,10 +705,105 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
+    layers = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
     return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
+
+
+WIRING_WHY = "the receptive fields and training memory would differ (shapes, params and MACs cannot show it)"
+
+
+def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[LayerMeasure], pairs: Mapping[str, str],
+            output: tuple[str, frozenset[str] | None]) -> list[LayerCheck]:
+    """Each matched layer's inputs against the model's dataflow (quantity ``inputs``).
+
+    Both sides are read as "the nearest compared layers this layer's input is computed from": in the
+    spec, its ``inputs``, looking through the layers that have no counterpart in the model (an
+    ``add`` or ``flatten`` written inline); in the model, the calls whose output tensors reach the
+    call's arguments through operations that are not compared (``b + a``, a view: followed by
+    tensor identity during the forward, :attr:`LayerMeasure.sources`), looking through calls that
+    have no spec layer (a dropout); the network's output too (an ``add`` at the end), as a row of
+    its own.  ``input`` is the network's input.  Learned tensors (a spec's
+    ``parameter`` layer, a model's ``nn.Parameter``) feed nothing on either side; a call whose output
+    is its input tensor itself, unchanged (``nn.Identity``; not an in-place ReLU), is looked through
+    on both sides.  Not compared where
+    the model's call reads no tracked tensor (positions made by ``torch.arange``): the spec may say
+    what the call reads the size of."""
+    from ..graph import INPUT
+    from ..layers import TYPE_NAMES
+    from .measure import FROM_INPUT
+
+    by_label = {c.label: c for c in calls}
+    spec_of = {r.name: r for r in spec_rows}
+    # a call whose output is its input itself, unchanged (nn.Identity), is looked through on both
+    # sides: the calls after it read the same tensor as the call before it
+    looked_through = {label for label, c in by_label.items() if c.alias}
+    compared = {name for label, name in pairs.items() if label not in looked_through}
+    model_memo: dict[str, frozenset[str] | None] = {}
+    spec_memo: dict[str, frozenset[str]] = {}
+
+    def model_side(label: str) -> frozenset[str] | None:
+        """The spec names of the compared calls ``label`` stands for (itself, or what feeds it); None if unknown."""
+        if label == FROM_INPUT:
+            return frozenset({INPUT})
+        if label in pairs and label not in looked_through:
+            return frozenset({pairs[label]})
+        if label in model_memo:
+            return model_memo[label]
+        model_memo[label] = None  # (a cycle cannot happen in one forward; guard anyway)
+        c = by_label.get(label)
+        got: frozenset[str] | None = None
+        if c is not None and c.sources is not None:
+            parts = [model_side(s) for s in c.sources]
+            got = None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
+        model_memo[label] = got
+        return got
+
+    def spec_side(name: str) -> frozenset[str]:
+        if name == INPUT:
+            return frozenset({INPUT})
+        if name in compared:
+            return frozenset({name})
+        if name not in spec_memo:
+            spec_memo[name] = frozenset()
+            row = spec_of.get(name)
+            if row is not None and row.inputs and not TYPE_NAMES[row.type].source:  # (a learned tensor feeds nothing)
+                spec_memo[name] = frozenset().union(*(spec_side(i) for i in row.inputs))
+        return spec_memo[name]
+
+    label_of = {v: k for k, v in pairs.items()}
+    out = []
+    for lc in layers:
+        label = label_of.get(lc.name) if lc.type is not None else None
+        c = by_label.get(label) if label is not None else None
+        row = spec_of.get(lc.name)
+        if c is None or c.sources is None or row is None:
+            out.append(lc)
+            continue
+        parts = [model_side(s) for s in c.sources]
+        if any(p is None for p in parts):
+            out.append(lc)
+            continue
+        theirs = frozenset().union(*(p for p in parts if p is not None))
+        mine = frozenset().union(*(spec_side(i) for i in row.inputs)) if row.inputs else frozenset()
+        if not theirs or mine == theirs:
+            out.append(lc)
+            continue
+        wrong = VerifyRow(lc.name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, lc.module,
+                          "fed from other layers: " + WIRING_WHY)
+        out.append(LayerCheck(lc.name, lc.type, lc.module, [*lc.rows, wrong], lc.analytic, lc.note))
+    name, came = output
+    if came is not None and name not in set(pairs.values()):  # a last layer without counterpart (an add): what it is computed from
+        parts = [model_side(s) for s in came]
+        theirs = frozenset().union(*(p for p in parts if p is not None))
+        mine = spec_side(name)
+        if all(p is not None for p in parts) and theirs and mine != theirs:
+            note = f"the output ({name!r}) is computed from other layers: " + WIRING_WHY
+            wrong = VerifyRow(name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, None, note)
+            out.append(LayerCheck(f"{name} (the output)", None, None, [wrong], {}, None))
+    return out
 
 
 def _rotary_bases(model: nn.Module, layers: list[LayerCheck], settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
@@ -728,6 +867,31 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def check_target(target: str, field: str = "--module") -> None:
+    """What can be checked of ``pkg.mod:factory`` without importing it (nor torch): its form, and
+    that its top-level package exists (the current directory is on the import path, as for
+    :func:`load_module`)."""
+    import importlib.util
+
+    mod_name, sep, attr = target.partition(":")
+    if not sep or not mod_name or not attr:
+        raise SpecError(f"the model must be given as PKG.MODULE:FACTORY, got {target!r}", field=field)
+    top = mod_name.partition(".")[0]
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        found = importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        found = True  # (let the import say what is wrong)
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    if not found:
+        raise SpecError(f"cannot import {mod_name!r}: ModuleNotFoundError: No module named {top!r}", field=field)
+
+
 def load_module(target: str, field: str = "--module", command: str = "verify") -> nn.Module:
     """``pkg.mod:factory`` -> an ``nn.Module``: the attribute itself, or what calling it with no arguments returns."""
     from ..usercode import user_code
@@ -784,10 +948,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
     Raises :class:`SpecError` for invalid input (bad spec, unimportable ``--module``, no torch).
     """
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise SpecError("verify needs torch: pip install 'archcalc[torch]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # (not imported: the refusals that need no torch come first)
+        raise SpecError("verify needs torch: pip install 'archcalc[torch]'")
 
     values = parse_set(getattr(args, "set", None) or [])
     if getattr(args, "input", None):
@@ -797,13 +961,22 @@ def run_verify(args: argparse.Namespace) -> int:
         raise SpecError(f"unknown format {fmt!r}; choose text or json", field="--format")
     specs = args.spec if isinstance(args.spec, list | tuple) else [args.spec]
     target = getattr(args, "module", None)
-    results = []
-    for path in specs:
+    output_key = getattr(args, "output_key", None)
+    if target:
+        check_target(target)
+    prepared = []
+    for path in specs:  # every spec read and counted before torch is imported (seconds and ~650 MB)
         if values:
             check_set_names(values, load_spec(path), str(path), args)
+        prepared.append(prepare(path, getattr(args, "input", None), values=values))
+        if output_key is not None and not target:
+            raise SpecError("--output-key picks the output of your own model (--module); the module built from a spec returns one tensor",
+                            field="--output-key", file=str(path))
+    results = []
+    for path, p in zip(specs, prepared, strict=True):
         model = load_module(target) if target else None
         try:
-            results.append(verify_spec(path, model, getattr(args, "input", None), values=values, output_key=getattr(args, "output_key", None)))
+            results.append(_verify_prepared(p, model, output_key=output_key))
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
     text = render_results(results, fmt)
@@ -818,6 +991,7 @@ __all__ = [
     "VerifyResult",
     "VerifyRow",
     "add_verify_parser",
+    "check_target",
     "load_module",
     "render_results",
     "run_verify",

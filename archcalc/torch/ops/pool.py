@@ -68,14 +68,18 @@ def _mean(imp: Importer, node: fx.Node) -> None:
 INTERPOLATE_PARAMS = ["input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"]
 
 
-@handles("torch.nn.functional.interpolate", params=INTERPOLATE_PARAMS)
+@handles("torch.nn.functional.interpolate", records="upsample", params=INTERPOLATE_PARAMS)
 def _interpolate(imp: Importer, node: fx.Node) -> None:
     names = INTERPOLATE_PARAMS
     a = imp.bind(node, names)
     if imp.value(a.get("antialias", False)):
         raise imp.unsupported(node, "antialias=True")
-    given: dict[str, Any] = {k: a[k] for k in ("size", "scale_factor", "mode", "align_corners") if k in a and imp.value(a[k]) is not None}
-    imp.emit(node, "upsample", imp.fields_of(node, "upsample", given), [imp.tensor(node, a["input"])])
+    given: dict[str, Any] = {k: a[k] for k in ("mode", "align_corners") if k in a and imp.value(a[k]) is not None}
+    src = imp.tensor(node, a["input"])
+    fields = imp.fields_of(node, "upsample", given)
+    fields.update(imp.upsample_size(node, imp.shape(src), a.get("size"), a.get("scale_factor"), a.get("recompute_scale_factor"),
+                                    a.get("align_corners")))
+    imp.emit(node, "upsample", fields, [src])
 
 
 @handles("torchvision.ops.stochastic_depth.stochastic_depth")
