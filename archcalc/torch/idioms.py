@@ -59,18 +59,12 @@ def _is_call(node: Any, functions: tuple[Any, ...], methods: tuple[str, ...]) ->
 
 
 def _nodes_in(arg: Any) -> Iterator[Any]:
+    """The fx nodes in a node's arguments, in order (fx's own walk: tuples, lists, dicts, slices)."""
     from torch import fx
 
-    if isinstance(arg, fx.Node):
-        yield arg
-    elif isinstance(arg, list | tuple):
-        for a in arg:
-            yield from _nodes_in(a)
-    elif isinstance(arg, dict):
-        for a in arg.values():
-            yield from _nodes_in(a)
-    elif isinstance(arg, slice):
-        yield from _nodes_in((arg.start, arg.stop, arg.step))
+    found: list[Any] = []
+    fx.node.map_arg(arg, found.append)
+    yield from found
 
 
 def _metadata(n: Any) -> bool:
