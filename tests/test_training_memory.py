@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from archcalc.training import max_batch, parse_memory, training_memory
-from tests.conftest import SPECS, cli
+from tests.conftest import SPECS, checkpointed, cli
 
 R18_PARAMS = 11_689_512
 R50_PARAMS = 25_557_032
@@ -239,7 +239,6 @@ def test_checkpointing_equals_torch_utils_checkpoint(spec: str, blocks: list[str
     # the spec's torch model run with each block under torch.utils.checkpoint (reentrant: the
     # block runs without grad, and the inputs it keeps pass through saved_tensors_hooks)
     torch = pytest.importorskip("torch")
-    from torch.utils.checkpoint import checkpoint
 
     from archcalc.graph import compile_graph
     from archcalc.spec import load_spec
@@ -250,39 +249,7 @@ def test_checkpointing_equals_torch_utils_checkpoint(spec: str, blocks: list[str
     G = compile_graph(load_spec(SPECS / f"{spec}.json"))
     expected = training_memory_from_graph(G, batch=2, checkpoint=blocks).totals["saved_bytes"]
     model = build_module(G, device="meta")
-    order, nodes = G.graph["order"], G.nodes
-    seg_of = {n: b for b in blocks for n in order if n.startswith(b + ".")}
-
-    class Checkpointed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: Any) -> Any:
-            values = {"input": x}
-            done: set[str] = set()
-            for name in order:
-                seg = seg_of.get(name)
-                if seg is None:
-                    values[name] = model.layer(name)(*[values[i] for i in nodes[name]["inputs"]])
-                    continue
-                if seg in done:
-                    continue
-                done.add(seg)
-                members = [n for n in order if seg_of.get(n) == seg]
-                ins = list(dict.fromkeys(i for n in members for i in nodes[n]["inputs"] if seg_of.get(i) != seg))
-                outs = [n for n in members if any(n in nodes[m]["inputs"] for m in order if seg_of.get(m) != seg)]
-
-                def run(*args: Any, members: list[str] = members, ins: list[str] = ins, outs: list[str] = outs) -> Any:
-                    vals = dict(zip(ins, args, strict=True))
-                    for n in members:
-                        vals[n] = model.layer(n)(*[vals[i] for i in nodes[n]["inputs"]])
-                    return tuple(vals[o] for o in outs)
-
-                values.update(zip(outs, checkpoint(run, *[values[i] for i in ins], use_reentrant=True), strict=True))
-            return values[G.graph["output"]]
-
-    assert measure_saved(Checkpointed(), torch.zeros(2, *G.graph["input_shape"], device="meta")).total == expected
+    assert measure_saved(checkpointed(G, model, blocks, reentrant=True), torch.zeros(2, *G.graph["input_shape"], device="meta")).total == expected
 
 
 def test_the_models_output_and_its_gradient_are_in_the_peak() -> None:

@@ -22,11 +22,9 @@ in bf16 and ToCopyBackward casts them to fp32 right after: DenseNet-121 95,270,2
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.conftest import SPECS
+from tests.conftest import SPECS, checkpointed
 
 pytestmark = pytest.mark.torch
 
@@ -71,7 +69,6 @@ def test_checkpointed_peak_is_the_measured_one_within_one_percent_above(blocks: 
     # adds a block's saved tensors back when its backward starts (measured at batch 4: 179,132,064
     # against 179,929,824 with layer1, 166,797,472 against 166,939,872 with layer1-3; 202,410,720 without)
     torch = pytest.importorskip("torch")
-    from torch.utils.checkpoint import checkpoint
 
     from archcalc.graph import compile_graph
     from archcalc.spec import load_spec
@@ -81,40 +78,8 @@ def test_checkpointed_peak_is_the_measured_one_within_one_percent_above(blocks: 
 
     G = compile_graph(load_spec(SPECS / "resnet18.json"))
     model = build_module(G)
-    order, nodes, output = G.graph["order"], G.nodes, G.graph["output"]
-    seg_of = {n: b for b in blocks for n in order if n.startswith(b + ".")}
-    last = {s: i for i, n in enumerate(order) for s in nodes[n]["inputs"]}
-
-    class Checkpointed(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: Any) -> Any:
-            values, done = {"input": x}, set()
-            for i, name in enumerate(order):
-                seg = seg_of.get(name)
-                if seg is None:
-                    values[name] = model.layer(name)(*[values[s] for s in nodes[name]["inputs"]])
-                elif seg not in done:
-                    done.add(seg)
-                    members = [n for n in order if seg_of.get(n) == seg]
-                    ins = list(dict.fromkeys(s for n in members for s in nodes[n]["inputs"] if seg_of.get(s) != seg))
-                    outs = [n for n in members if any(n in nodes[m]["inputs"] for m in order if seg_of.get(m) != seg)]
-
-                    def run(*args: Any, members: list[str] = members, ins: list[str] = ins, outs: list[str] = outs) -> Any:
-                        vals = dict(zip(ins, args, strict=True))
-                        for n in members:
-                            vals[n] = model.layer(n)(*[vals[s] for s in nodes[n]["inputs"]])
-                        return tuple(vals[o] for o in outs)
-
-                    values.update(zip(outs, checkpoint(run, *[values[s] for s in ins], use_reentrant=False), strict=True))
-                for s in [s for s, at in last.items() if at == i and s in values and s not in (output, "input")]:
-                    del values[s]
-            return values[output]
-
     torch.manual_seed(0)
-    measured = measure_peak(Checkpointed(), torch.randn(2, *G.graph["input_shape"])).peak
+    measured = measure_peak(checkpointed(G, model, blocks, reentrant=False, free=True), torch.randn(2, *G.graph["input_shape"])).peak
     modelled = training_memory_from_graph(compile_graph(load_spec(SPECS / "resnet18.json")), batch=2, checkpoint=blocks).totals["peak_bytes"]
     assert isinstance(modelled, int)
     assert measured <= modelled <= measured * 101 // 100, (measured, modelled)
