@@ -758,12 +758,16 @@ def test_verify_json_output_follows_the_extension_and_set_is_checked(tmp_path: P
     assert r.code == 2 and "the spec uses no symbol 'X'" in r.err
 
 
-def test_import_notes_a_padding_mode_the_spec_cannot_say() -> None:
+def test_import_writes_a_padding_mode_and_verify_compares_it() -> None:
     from archcalc.torch.fx_import import spec_from_module
 
-    spec = spec_from_module(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")), (3, 8, 8))
-    assert "pads with padding_mode='reflect'" in spec["description"]
-    assert spec["layers"][0]["padding"] == 1  # 8x3x3x3 + 8 = 224 params either way
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"))
+    spec = spec_from_module(model, (3, 8, 8))
+    assert spec["layers"][0]["padding"] == 1 and spec["layers"][0]["padding_mode"] == "reflect"
+    assert verify_spec(spec, model).ok
+    spec["layers"][0]["padding_mode"] = "circular"  # 8x3x3x3 + 8 = 224 params and the same shapes either way
+    bad = verify_spec(spec, model)
+    assert [(r.quantity, r.analytic, r.measured) for r in bad.mismatches] == [("padding_mode", "circular", "reflect")]
 
 
 # ----- user code that exits or raises: an error naming it, never archcalc's exit status ------------

@@ -55,7 +55,7 @@ Settings that no count shows are compared too (:func:`archcalc.torch.measure.set
 convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
 values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
 where the model has one, else against the bases the model holds (:func:`_rotary_bases`).  An
-upsample's ``mode`` and ``align_corners``, and ``inplace`` where the layer type has it, likewise.
+upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
 without counterpart, against the model calls its input tensors come from (tensor identity,
@@ -419,6 +419,7 @@ SETTING_WHY = {
     "mode": "the interpolation differs: which pixels each output reads (its receptive field) and the peers' counts (fvcore, thop) would too",
     "align_corners": "the sample points differ: which pixels each output reads would too",
     "inplace": "in place or not: whether the output is a new tensor (training memory would differ)",
+    "padding_mode": "the padded values differ, and any mode but zeros convolves a padded copy (F.pad) that training keeps",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
