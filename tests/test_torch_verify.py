@@ -1171,6 +1171,24 @@ def test_verify_compares_the_wiring() -> None:
     assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("add", "inputs", "c2, input", "c1, c2")]
 
 
+def test_the_ok_line_names_what_was_compared() -> None:
+    """Review s7: the OK line named only output shape, params and MACs, though verify compares the
+    wiring and the settings no count shows.  Against a model (_Skip: c1, c2, then c2 + c1 in forward):
+    2 convs compared in counts, settings (window, padding mode) and inputs; the add has no module, so
+    its own wiring is the output's.  Against the module built from the spec: counts only, and it says
+    no more."""
+    conv = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    spec = {"name": "seq", "input": [4, 8, 8], "layers": [
+        {"name": "c1", **conv}, {"name": "c2", **conv}, {"name": "add", "type": "add", "inputs": ["c2", "c1"]}]}
+    result = verify_spec(spec, _Skip())
+    assert result.summary() == ("OK: 2 layers match torch in output shape, params and MACs; settings match on 2 (padding mode, window); "
+                                "inputs match on 2 and the output; totals match")
+    assert result.to_json()["compared"] == {"counts": 2, "settings": 2, "setting_kinds": ["padding mode", "window"], "wiring": 2,
+                                            "output_wiring": True}
+    built = verify_spec(spec)
+    assert built.summary() == "OK: 3 layers match torch in output shape, params and MACs; totals match"
+
+
 class _Aliases(nn.Module):
     """r = id(relu_(c1(x))) returns the very tensor c2 then reads (timm's res_scale, MaxViT's proj)."""
 
