@@ -161,16 +161,66 @@ class Verdict:
         return "cannot read" if self.unreadable else ("correct" if self.correct else "WRONG")
 
 
+_QUOTED = r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\""
+_CLAIM = re.compile(rf"^\s*((?:{_QUOTED}|[^=<>\u2264\u2265\s'\"])+?)\s*(<=|>=|==|\u2264|\u2265|=|<|>)\s*(.*?)\s*$", re.S)
+_NEEDS_QUOTES = re.compile(r"[\s=<>\u2264\u2265'\"]")
+
+
+def claim_name(name: str) -> str:
+    """A layer or block name as a claim writes it: as it is, or in quotes where it holds a space,
+    ``=``, ``<``, ``>`` or a quote (``'conv 1'.params=...``; a quote inside is doubled, as in SQL)."""
+    if not _NEEDS_QUOTES.search(name):
+        return name
+    q = "'" if "'" not in name or '"' in name else '"'
+    return q + name.replace(q, q + q) + q
+
+
+def _unquote_target(target: str) -> str:
+    """A claim's target with its quoted names read (``'a b'..'c d'`` -> ``a b..c d``): a name in
+    quotes is the whole name, between '..' (a range) or the ends."""
+    if "'" not in target and '"' not in target:
+        return target
+    parts = re.findall(rf"{_QUOTED}|\.\.|[^'\".]+(?:\.(?!\.)[^'\".]*)*|\.", target)
+    if "".join(parts) != target:
+        raise Unreadable(f"an unclosed quote in {target!r}")
+    names: list[str] = [""]
+    for part in parts:
+        if part == "..":
+            names.append("")
+        elif part[0] in "'\"":
+            if names[-1]:
+                raise Unreadable(f"quote the whole name in {target!r}: {claim_name(names[-1] + part[1:-1])}")
+            names[-1] = part[1:-1].replace(part[0] * 2, part[0]) + "\0"  # (closed: nothing may follow it)
+        elif names[-1].endswith("\0"):
+            raise Unreadable(f"quote the whole name in {target!r}, or nothing of it")
+        else:
+            names[-1] += part
+    return "..".join(n.removesuffix("\0") for n in names)
+
+
+def _quote_hint(text: str) -> str:
+    """For a claim whose name needs quotes but has none (``conv one.params=20``): how to write it."""
+    ops = "<=|>=|==|\u2264|\u2265|=|<|>"
+    m = re.match(rf"^\s*([^'\"]+?)\.({'|'.join(QUANTITIES)})\s*({ops})(.*)$", text, re.S | re.I)
+    if m is None or not _NEEDS_QUOTES.search(m.group(1).strip()):
+        return ""
+    name = m.group(1).strip()
+    return f" (a name with a space, '=', '<', '>' or a quote is written in quotes: {claim_name(name)}.{m.group(2)}{m.group(3)}{m.group(4)})"
+
+
 def parse_claim(text: str) -> Claim:
-    """``conv1.params=23,296`` -> Claim; raises :class:`Unreadable` (a ValueError) with the reason."""
-    m = re.match(r"^\s*([^=<>\u2264\u2265\s]+?)\s*(<=|>=|==|\u2264|\u2265|=|<|>)\s*(.*?)\s*$", text, re.S)
+    """``conv1.params=23,296`` -> Claim; raises :class:`Unreadable` (a ValueError) with the reason.
+    A name with a space, ``=``, ``<``, ``>`` or a quote is written in quotes (:func:`claim_name`)."""
+    m = _CLAIM.match(text)
     if not m:
-        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget), got {text!r}")
+        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget; a name with spaces in quotes), got {text!r}"
+                         + _quote_hint(text))
     lhs, op, value = m.groups()
     op = {"\u2264": "<=", "\u2265": ">=", "==": "="}.get(op, op)
     target, _, q = lhs.rpartition(".")
     if not target or q.lower() not in QUANTITIES:
-        raise Unreadable(f"unknown quantity {q!r}; use one of params, macs, flops, memory, output, rf, stride")
+        raise Unreadable(f"unknown quantity {q!r}; use one of params, macs, flops, memory, output, rf, stride" + _quote_hint(text))
+    target = _unquote_target(target)
     if not value:
         raise Unreadable("no value after the " + op)
     if len(value) > MAX_VALUE_LEN:
@@ -242,7 +292,8 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
         raise Unreadable(f"no layer or block named {target!r}: {hint}")
     blocks = block_names(rep)
     near = difflib.get_close_matches(target, [n for n in names + blocks if n != "input"], n=3)
-    raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
+    said = ", ".join(claim_name(n) if _NEEDS_QUOTES.search(n) else repr(n) for n in near)  # (as a claim writes them)
+    raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {said}?" if near else ""))
 
 
 # ----- values ---------------------------------------------------------------------------------------
