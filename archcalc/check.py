@@ -213,7 +213,7 @@ def parse_claim(text: str) -> Claim:
     A name with a space, ``=``, ``<``, ``>`` or a quote is written in quotes (:func:`claim_name`)."""
     m = _CLAIM.match(text)
     if not m:
-        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget; a name with spaces in quotes), got {text!r}"
+        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget), got {text!r}"
                          + _quote_hint(text))
     lhs, op, value = m.groups()
     op = {"\u2264": "<=", "\u2265": ">=", "==": "="}.get(op, op)
