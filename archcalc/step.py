@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 from .dims import Dim, prod
 from .graph import INPUT, Graph, node_table
+from .layers.base import Run
 
 
 class Moment(NamedTuple):
@@ -100,6 +101,8 @@ def step_moments(
     device: str = "cpu",
     loss: str = "none",
     amp_low: int = 0,
+    batch: Dim = 1,
+    conv16: str | None = None,
 ) -> list[Moment]:
     """Every moment of one training step (see the module docstring).
 
@@ -115,7 +118,8 @@ def step_moments(
     gradient it holds) or ``cross_entropy`` (:func:`cross_entropy_sizes`: ``F.cross_entropy`` of
     each output against int64 targets the caller holds; the log-softmax it keeps, and in its
     backward the log-softmax's gradient and the logits', which then flows into the model);
-    ``amp_low``: under autocast, the bytes of its low dtype (0: no autocast)."""
+    ``amp_low``: under autocast, the bytes of its low dtype (0: no autocast); ``batch`` and
+    ``conv16``: what decides the kernels torch picks (:class:`archcalc.layers.base.Run`)."""
     nodes = node_table(G)
     order: list[str] = G.graph["order"]
     checkpointed = checkpointed or {}
@@ -128,7 +132,7 @@ def step_moments(
 
     def asked(node: dict[str, Any], what: str, *args: Any) -> Any:
         """The layer's answer (memoized by its formula key, as the passes do)."""
-        key = (node.get("formula_key"), what, *args)
+        key = (node.get("formula_key"), what, node.get("elt"), *args)
         got = memo.get(key, memo)
         if got is memo or key[0] is None:
             layer, ins = node["layer"], node["in_shapes"]
@@ -139,7 +143,8 @@ def step_moments(
             elif what == "weights":
                 got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
             else:
-                got = layer.workspace(ins, node["shape"], device, *args)
+                run = Run(node.get("elt") or act, batch, conv16)
+                got = [_bytes(ws, node, act) for ws in layer.workspace(ins, node["shape"], device, *args, run=run)]
             memo[key] = got
         return got
 
@@ -194,8 +199,8 @@ def step_moments(
         for s in saved[i][1] or ():
             if s.first:
                 alive.add(s.storage, (s.fixed, s.per_sample))
-        ws = _bytes(asked(node, "ws", "forward", False), node, act)
-        moments.append(Moment(alive.fixed + ws[0], alive.per + ws[1], "forward", n))
+        for ws in asked(node, "ws", "forward", False):
+            moments.append(Moment(alive.fixed + ws[0], alive.per + ws[1], "forward", n))
         for st in free_after.get(i, ()):
             alive.free(st)
 
@@ -270,8 +275,8 @@ def step_moments(
         if amp_low and wkeys and asked(node, "autocast") == "lower":
             cast, wgrad = wgrad, wgrad * amp_low // weight_elt
         input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
-        ws = _bytes(asked(node, "ws", "backward", input_grad), node, act)
-        moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
+        for ws in asked(node, "ws", "backward", input_grad):
+            moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
         alive.drop(got.key)
         for st in release_at.pop(i, ()):
             if st not in held:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, expand, prod, simplify, to_json
+from .dims import Dim, as_int, expand, prod, simplify, to_json
 from .errors import SpecError
 from .graph import Graph, compile_graph, node_table
-from .layers.base import Saved
+from .layers.base import Run, Saved
 from .passes import compute, params, saved_tensors, shapes
 from .passes.saved import SavedTensor, keep_once
 from .spec import Architecture, load_spec, parse_spec
@@ -41,6 +41,8 @@ OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 
 """Per parameter, the optimizer's state tensors of the parameter's size (torch.optim)."""
 
 DEVICES = ("cpu", "cuda")
+CPU_CONV16 = ("onednn", "slow")
+"""How a CPU runs 16-bit convolutions (archcalc.layers.base.Run.conv16): in oneDNN, or in torch's slow kernel."""
 CHECKPOINT_INPUT = Saved.of_input("kept by torch.utils.checkpoint to run the block again in the backward")
 INTEGER_DTYPES = ("int8",)
 TOTALS = ("saved_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes")
@@ -52,7 +54,9 @@ PEAK_ASSUMPTIONS = (
     "branch, a shared weight's), the running layer's output gradient, the input and weight gradients it makes and its workspace; "
     "with parameters, gradients (last step's, still allocated: optimizer.zero_grad(set_to_none=False)), optimizer state, buffers "
     "and the input batch alive throughout",
-    "workspace: on CPU, conv's oneDNN copies into blocked layouts (measured; where the copies vary with the shape, their largest); "
+    "workspace: on CPU, conv's oneDNN copies into blocked layouts (measured; where the copies vary with the shape, their largest), "
+    "or where torch runs a conv with its own slow kernel (16-bit on a CPU whose oneDNN lacks them, float32 at batch 1 on small "
+    "maps: Convolution.cpp's use_mkldnn), its im2col columns, C_in*k*k x H_out*W_out per sample (measured to the byte); "
     "measured against torch.profiler's allocator events on CPU (archcalc.torch.peak): ResNet-18, ResNet-50, VGG-16, ViT-B/16, "
     "GPT-2 and U-Net at or above the measured peak by at most 0.3%; below it where oneDNN's convolution backward keeps scratch "
     "copies which this rule does not model (their number grows with the CPU threads): for small 3x3 convs this figure "
@@ -225,10 +229,31 @@ def training_memory_from_graph(
     (``expand``: the graph compiled with the count given a number) by :func:`_repeated`."""
     reps = G.graph.get("symbolic_repeats") or []
     if not reps:
-        return _from_graph(G, **kw)
+        return _batch_one(_from_graph(G, **kw), lambda: _from_graph(G, **{**kw, "batch": 1}))
     if expand is None:
         raise SpecError("a block repeated a symbolic number of times: give the count a number with --set", field="repeat")
-    return _repeated(G, expand, kw)
+    return _batch_one(_repeated(G, expand, kw), lambda: _repeated(G, expand, {**kw, "batch": 1}))
+
+
+def _batch_one(m: TrainingMemory, at_one: Callable[[], TrainingMemory]) -> TrainingMemory:
+    """``m`` with a symbolic batch N, whose figures hold from N = 2 (torch picks its conv kernels by
+    the batch, Convolution.cpp: float32 convs on small maps run its slow kernel at batch 1), its
+    peak made piecewise where batch 1's (``at_one``) differs."""
+    batch = m.batch
+    if as_int(batch) is not None or m.totals["peak_bytes"] is None:
+        return m
+    import sympy
+
+    one = at_one().totals["peak_bytes"]
+    peak = sympy.sympify(m.totals["peak_bytes"])
+    if one is None or expand(peak.subs(batch, 1) - sympy.sympify(one)) == 0:
+        return m
+    m.totals["peak_bytes"] = sympy.Piecewise((one, sympy.Eq(batch, 1)), (peak, True))
+    m.assumptions.append(
+        f"at batch 1 torch runs some convs with another kernel (float32 on small maps: its slow kernel; Convolution.cpp, use_mkldnn): "
+        f"the peak there is {one} bytes; the lines hold from batch 2"
+    )
+    return m
 
 
 def _from_graph(
@@ -243,7 +268,10 @@ def _from_graph(
     convention: str = "lecture",
     attention: str = "fused",
     loss: str = "none",
+    cpu_conv16: str | None = None,
 ) -> TrainingMemory:
+    if cpu_conv16 not in (None, *CPU_CONV16):
+        raise SpecError(f"unknown --cpu-conv16 {cpu_conv16!r}; choose from {', '.join(CPU_CONV16)}", field="--cpu-conv16")
     if loss not in LOSSES:
         raise SpecError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}", field="--loss")
     if optimizer not in OPTIMIZER_STATES:
@@ -394,6 +422,8 @@ def _from_graph(
             device=device,
             loss=loss,
             amp_low=act if amp else 0,
+            batch=batch,
+            conv16=cpu_conv16,
         )
     lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
     numeric = all(isinstance(f, int) and isinstance(p, int) for f, p in lines)
@@ -451,14 +481,21 @@ def _from_graph(
             "saved tensors back then and frees them as its layers run backward (the recomputed outputs no layer keeps are not "
             "counted; measured with use_reentrant=False on ResNet-18, at or above torch.profiler's peak by at most 0.5%)"
         )
-    small = [n for n in order if nodes[n]["grad"] and nodes[n]["layer"].workspace_uncounted(nodes[n]["in_shapes"], nodes[n]["shape"], device)]
-    if small:
-        what = nodes[small[0]]["layer"].workspace_uncounted(nodes[small[0]]["in_shapes"], nodes[small[0]]["shape"], device)
-        assumptions.append(
-            f"not counted, and it can raise the real peak far above this figure: in the backward of {', '.join(small[:4])}"
-            + (f" and {len(small) - 4} more" if len(small) > 4 else "")
-            + f", {what}"
-        )
+    def run_of(n: str) -> Run:
+        return Run(nodes[n].get("elt") or act, batch, cpu_conv16)
+
+    for ask, lead in (
+        ("workspace_uncounted", "not counted, and it can raise the real peak far above this figure: in the backward of"),
+        ("workspace_depends", "counted as the larger, moment by moment, of the kernels torch may run"),
+    ):
+        said: dict[str, list[str]] = {}  # what is said -> the layers it is said of
+        for n in order:
+            if nodes[n]["grad"]:
+                what = getattr(nodes[n]["layer"], ask)(nodes[n]["in_shapes"], nodes[n]["shape"], device, run_of(n))
+                if what:
+                    said.setdefault(what, []).append(n)
+        for what, small in said.items():
+            assumptions.append(f"{lead} {', '.join(small[:4])}" + (f" and {len(small) - 4} more" if len(small) > 4 else "") + f": {what}")
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"
         assumptions.append(f"Adam's step: one 0-d float32 tensor per parameter tensor ({n_tensors}), {where}")

@@ -125,6 +125,21 @@ BATCH_SECOND = -1
 """``Saved.merge`` of an input read transposed, batch axis second (see :class:`Saved`)."""
 
 
+class Run(NamedTuple):
+    """What decides which kernel torch runs a layer with, beyond the layer and its shapes: ``width``,
+    the bytes per element of its output; ``batch``, an int, or a symbol (then every batch from 1
+    counts); ``conv16``, how the CPU runs 16-bit (bf16, fp16) convolutions: ``"onednn"`` (torch's
+    ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, or ``_fp16_``, is True: AVX-512 or AMX),
+    ``"slow"`` (it is False: torch's own im2col kernel) or None (not known: both are counted)."""
+
+    width: int = 4
+    batch: Dim = 1
+    conv16: str | None = None
+
+
+DEFAULT_RUN = Run()
+
+
 class Saved(NamedTuple):
     """One tensor a layer's backward keeps (what ``torch.autograd.graph.saved_tensors_hooks`` sees).
 
@@ -495,18 +510,30 @@ class Layer(Spec):
         it for each op (``add``: ``grad``; ``cat``: ``cat_tensors_backward``, narrowed views)."""
         return ("new",) * len(ins)
 
-    def workspace(self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True) -> tuple[Dim, Dim]:
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+    ) -> list[tuple[Dim, Dim]]:
         """Elements (of the activations' dtype) its kernel allocates and frees inside itself while
         it runs on ``device`` (``phase``: "forward" or "backward"; ``input_grad``: whether the
         backward computes its input's gradient), beyond its output and gradients, as ``(fixed,
-        per sample)``; ``(0, 0)`` by default.  Measured with torch.profiler's allocator events
-        (archcalc.torch.peak)."""
-        return (0, 0)
+        per sample)``: one pair per moment of the kernel worth walking (the training step counts
+        each; a pair may be negative where that moment comes before a gradient the walk counts is
+        made), ``[(0, 0)]`` by default.  ``run`` says what else decides the kernel torch picks (the
+        output's width, the batch, how the CPU runs 16-bit convs).  Measured with torch.profiler's
+        allocator events (archcalc.torch.peak)."""
+        return [(0, 0)]
 
-    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str) -> str | None:
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
         """What its kernel may allocate on ``device`` that :meth:`workspace` does not count (it
         depends on what the machine has, such as its thread count), said in the training memory's
         assumptions; ``None`` (the default): nothing."""
+        return None
+
+    def workspace_depends(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        """Where the kernel torch picks depends on what is not known here (the CPU's 16-bit support,
+        a symbolic batch, the thread count), what :meth:`workspace` counts instead (the larger of the
+        candidates, moment by moment), said in the training memory's assumptions; ``None`` (the
+        default): the kernel is known."""
         return None
 
     def autocast(self, device: str) -> str | None:
@@ -570,6 +597,7 @@ def shape_str(shape: Shape) -> str:
 
 
 __all__ = [
+    "DEFAULT_RUN",
     "OP_CATEGORIES",
     "SAVED_DTYPES",
     "STORAGES",
@@ -577,6 +605,7 @@ __all__ = [
     "DimList",
     "DimListOpt",
     "Layer",
+    "Run",
     "Saved",
     "Shape",
     "Spec",

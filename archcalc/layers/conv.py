@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
+from .base import DEFAULT_RUN, DimIn, DimList, Layer, Run, Saved, Shape, Window, dim_field, extent, numel, per_axis, shape_str, spatial_axes
 
 
 def _ints(xs: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -152,35 +152,141 @@ class _ConvNd(Layer):
     def autocast(self, device: str) -> str:
         return "lower"  # conv1d/2d/3d are on autocast's lower-precision list (CPU and CUDA)
 
-    def workspace(self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True) -> tuple[Dim, Dim]:
-        """On CPU torch runs conv through oneDNN, which copies tensors into its blocked layouts and
-        back (measured with torch.profiler, torch 2.14, fp32; archcalc.torch.peak): the forward
-        allocates the larger of a copy of the input and the weight, or of the output; the backward
-        copies of the output's gradient, the weight's gradient and, when it computes the input's
-        gradient, the input's.  On CUDA cuDNN's workspace depends on the algorithm it picks: not
-        counted (0)."""
+    def cpu_kernels(self, ins: list[Shape], run: Run) -> tuple[str, ...]:
+        """The kernels torch may run it with on a CPU (torch 2.14, aten/src/ATen/native/Convolution.cpp:
+        ``ConvParams::use_mkldnn``, then ``_select_conv_backend``): ``"onednn"``; ``"slow"``, torch's
+        own im2col kernel ``_slow_conv2d_forward``/``_backward`` (ConvolutionMM2d.cpp; a conv1d is
+        viewed as a conv2d of height 1); ``"other"``, a slow kernel not modelled here (dilated:
+        slow_conv_dilated; grouped: one call per group on copies; 3-D: slow_conv3d; padding torch
+        applies apart: 'same' with an even kernel).  More than one where the choice turns on what is
+        not known here: the CPU's 16-bit support (``run.conv16``), the batch when symbolic, the
+        thread count.
+
+        use_mkldnn: a bf16/fp16 input -> oneDNN iff the CPU runs that dtype in oneDNN; float32 ->
+        oneDNN iff (strided or dilated or batch >= 16 or the kernel is not 1x1 or threads > 1) and
+        (groups > 1 or both kernel sides > 3 or batch > 1 or batch*C*H*W > 20480); any other dtype
+        (float64) -> never."""
+        if run.width == 2:
+            picked = (run.conv16,) if run.conv16 else ("onednn", "slow")
+            return tuple(dict.fromkeys("onednn" if c == "onednn" else self._slow_kind(ins) for c in picked))
+        if run.width != 4:
+            return (self._slow_kind(ins),)
+        k, s, d = self._axes()
+        kh, kw = (1, k[0]) if self.n_spatial == 1 else k[-2:]
+        sizes = (ins[0][0], 1, ins[0][1]) if self.n_spatial == 1 else ins[0][:3]  # torch reads input sizes 1..3 (after the batch)
+        strided_or_dilated = any(as_int(x) != 1 for x in (*s, *d))
+        one_by_one = as_int(kh) == 1 and as_int(kw) == 1
+        batches = [run.batch] if as_int(run.batch) is not None else [2, 16]  # a symbolic batch: from 2 (batch 1 is worked out apart)
+        out: list[str] = []
+        for nb in batches:
+            n = int(nb)
+            first = [True] if strided_or_dilated or n >= 16 or not one_by_one else [True, False]  # threads > 1, or one thread
+            big = known_sign(n * prod(sizes) - 20481)
+            wide = as_int(kh) is not None and as_int(kw) is not None and int(kh) > 3 and int(kw) > 3
+            second = [True] if as_int(self.groups) != 1 or wide or n > 1 or big == 1 else [False] if big == -1 else [True, False]
+            for a in first:
+                for b in second:
+                    out.append("onednn" if a and b else self._slow_kind(ins))
+        return tuple(dict.fromkeys(out))
+
+    def _slow_kind(self, ins: list[Shape]) -> str:
+        """"slow" where torch's _slow_conv2d runs it as archcalc models it, else "other"."""
+        k, _, d = self._axes()
+        pads = conv_pads(self.padding, k, d, self.n_spatial, self)
+        plain = self.n_spatial in (1, 2) and as_int(self.groups) == 1 and all(as_int(x) == 1 for x in d)
+        return "slow" if plain and all(known_sign(b - a) == 0 for b, a in pads) else "other"
+
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+    ) -> list[tuple[Dim, Dim]]:
+        """On CPU, by the kernel torch picks (:meth:`cpu_kernels`; measured with torch.profiler,
+        torch 2.14; archcalc.torch.peak), one pair per candidate kernel and moment:
+
+        * oneDNN copies tensors into its blocked layouts and back: the forward allocates the larger
+          of a copy of the input and the weight, or of the output; the backward copies of the
+          output's gradient, the weight's gradient and, when it computes the input's gradient, the
+          input's;
+        * torch's slow kernel (ConvolutionMM2d.cpp) unfolds the input into a ``columns`` buffer of
+          C_in*k_h*k_w x H_out*W_out elements per sample, for the whole batch (none for a 1x1
+          kernel of stride 1 without padding: a view of the input), in the forward and again in
+          the backward after the input's gradient and the weight's are made; before that, under a
+          16-bit dtype, the bias's gradient sums an fp32 copy of the output's gradient (4 bytes
+          per element, and C_out fp32 sums), the weight's gradient not yet made: where the reduced
+          axes come first in TensorIterator's order (ReduceOps.cpp, ``should_use_acc_buffer``),
+          i.e. with a batch over 1 and an output map of more than one position.
+
+        On CUDA cuDNN's workspace depends on the algorithm it picks: not counted (0)."""
         padded = self.padded_input(ins)
         # padding_mode other than zeros: the convolution's input gradient is the padded copy's,
         # which the padding's backward then crops into the input's (the walk allocates that one)
         cropped = numel(padded) - numel(ins[0]) if padded is not None and phase == "backward" and input_grad else 0
         if device != "cpu":
-            return (0, cropped)
-        w = sum((numel(shape) for shape in self.weights(ins).values() if len(shape) > 1), start=0)
-        x, y = numel(ins[0] if padded is None else padded), numel(out)
-        if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
-            bigger = known_sign(x - y)
-            return (w, x if bigger in (0, 1) else y if bigger == -1 else x + y)
-        return (w, y + (x if input_grad else 0) + cropped)
+            return [(0, cropped)]
+        kernels = self.cpu_kernels(ins, run)
+        alts: list[tuple[Dim, Dim]] = []
+        if "onednn" in kernels or "other" in kernels:  # "other": not modelled, counted as oneDNN's (and said so)
+            w = sum((numel(shape) for shape in self.weights(ins).values() if len(shape) > 1), start=0)
+            x, y = numel(ins[0] if padded is None else padded), numel(out)
+            if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
+                bigger = known_sign(x - y)
+                alts.append((w, x if bigger in (0, 1) else y if bigger == -1 else x + y))
+            else:
+                alts.append((w, y + (x if input_grad else 0) + cropped))
+        if "slow" in kernels:
+            k, s, d = self._axes()
+            pads = conv_pads(self.padding, k, d, self.n_spatial, self)
+            view = all(as_int(x) == 1 for x in (*k, *s)) and all(as_int(b) == 0 for b, _ in pads)
+            positions = numel(out[1:])
+            columns = 0 if view else ins[0][0] * prod(k) * positions  # per sample
+            alts.append((0, columns + cropped))
+            if phase == "backward" and self._bias_copy(out, run):
+                c_out = self.out_channels
+                weight = numel(self.weights(ins)["weight"])
+                # in 2-byte elements: the fp32 sums (4*C_out bytes) and copy (4 bytes per element), less the weight's gradient
+                alts.append((2 * c_out - weight, 2 * c_out * positions + cropped))
+        return alts
 
-    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str) -> str | None:
+    def _bias_copy(self, out: Shape, run: Run) -> bool:
+        """Whether the backward of torch's slow kernel sums the bias's gradient from an fp32 copy of
+        the output's gradient (see :meth:`workspace`)."""
+        if not self.bias or run.width != 2 or known_sign(numel(out[1:]) - 1) == 0:
+            return False
+        n = as_int(run.batch)
+        return n is None or n > 1  # a symbolic batch: from 2 (batch 1 is worked out apart)
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
         """oneDNN's weight gradient of a conv with a kernel wider than 1 whose output map has at most
         4 positions keeps 4 partial copies of it per CPU thread at a batch of 2 or more (measured:
-        8 copies on 2 threads, 16 on 4; ResNet-18 on 3x64x64 images, whose layer4 maps are 2x2)."""
-        k, _, _ = self._axes()
+        8 copies on 2 threads, 16 on 4; ResNet-18 on 3x64x64 images, whose layer4 maps are 2x2).
+        Torch's slow kernel computes the input's gradient one sample at a time into a columns buffer
+        per CPU thread (at most the batch) that it allocates outside torch's allocator
+        (``std::make_unique``, unseen by torch.profiler); it is freed before the backward's own
+        columns buffer, which is larger, except for a 1x1 kernel of stride 1 without padding."""
+        if device != "cpu":
+            return None
+        kernels = self.cpu_kernels(ins, run)
+        if "other" in kernels:
+            return ("torch's slow kernel for a dilated, grouped or 3-D conv, or one padded apart (slow_conv_dilated, one call per "
+                    "group, slow_conv3d), which archcalc does not model (counted as oneDNN's copies)")
+        k, s, d = self._axes()
+        pads = conv_pads(self.padding, k, d, self.n_spatial, self)
+        if "slow" in kernels and all(as_int(x) == 1 for x in (*k, *s)) and all(as_int(b) == 0 for b, _ in pads):
+            return ("a columns buffer of its input's size per CPU thread (at most the batch), allocated outside torch's allocator "
+                    "when torch's slow kernel computes its input's gradient (a 1x1 conv)")
         positions = known_sign(prod(out[1:]) - 5)
-        if device != "cpu" or positions not in (-1, None) or all(as_int(x) == 1 for x in k):
+        if "onednn" not in kernels or positions not in (-1, None) or all(as_int(x) == 1 for x in k):
             return None
         return "up to 4 copies of its weight's gradient per CPU thread (oneDNN's reduction on maps of at most 4 positions, batch 2 or more)"
+
+    def workspace_depends(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        if device != "cpu":
+            return None
+        kernels = self.cpu_kernels(ins, run)
+        if len(kernels) < 2:
+            return None
+        if run.width == 2 and run.conv16 is None:
+            return "oneDNN or torch's slow kernel, as the CPU runs 16-bit convs or not (--cpu-conv16 onednn|slow says which)"
+        return "oneDNN or torch's slow kernel, as torch runs on several CPU threads or one (float32 1x1 conv, batch under 16)"
 
     def windows(self, ins: list[Shape]) -> list[Window]:
         k, s, d = self._axes()
