@@ -122,6 +122,7 @@ class TrainingMemory:
     weight_bytes: Dim = 0  # alive throughout the step: parameters, gradients, optimizer state, buffers
     moment_lines: list[tuple[Dim, Dim, str]] = field(default_factory=list)  # every moment of the step: (fixed, per sample, its layer)
     first_copy: dict[str, Dim] = field(default_factory=dict)  # block repeated l times -> the saved bytes of its first copy, where they differ
+    not_counted: dict[str, str] = field(default_factory=dict)  # layer -> what its kernel allocates that the peak does not count
 
     @property
     def display_name(self) -> str:
@@ -159,6 +160,7 @@ class TrainingMemory:
                     **({"repeat": to_json(r.repeat)} if not (type(r.repeat) is int and r.repeat == 1) else {}),
                     **({"checkpointed": True} if r.checkpointed else {}),
                     **({"training_only": True} if r.training_only else {}),
+                    **({"workspace_not_counted": self.not_counted[r.name]} if r.name in self.not_counted else {}),
                 }
                 for r in self.rows
             ],
@@ -484,6 +486,7 @@ def _from_graph(
     def run_of(n: str) -> Run:
         return Run(nodes[n].get("elt") or act, batch, cpu_conv16)
 
+    ws_uncounted: dict[str, str] = {}  # layer -> what the peak does not count of its kernel's workspace
     for ask, lead in (
         ("workspace_uncounted", "not counted, and it can raise the real peak far above this figure: in the backward of"),
         ("workspace_depends", "counted as the larger, moment by moment, of the kernels torch may run"),
@@ -494,6 +497,8 @@ def _from_graph(
                 what = getattr(nodes[n]["layer"], ask)(nodes[n]["in_shapes"], nodes[n]["shape"], device, run_of(n))
                 if what:
                     said.setdefault(what, []).append(n)
+                    if ask == "workspace_uncounted":
+                        ws_uncounted[n] = what
         for what, small in said.items():
             assumptions.append(f"{lead} {', '.join(small[:4])}" + (f" and {len(small) - 4} more" if len(small) > 4 else "") + f": {what}")
     if optimizer in ("adam", "adamw"):
@@ -534,6 +539,7 @@ def _from_graph(
         G.graph.get("title"),
         simplify(weights),
         [(simplify(weights + m.fixed), simplify(m.per_sample), m.layer) for m in moments],
+        not_counted=ws_uncounted,
     )
 
 

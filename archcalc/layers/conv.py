@@ -194,7 +194,8 @@ class _ConvNd(Layer):
         k, _, d = self._axes()
         pads = conv_pads(self.padding, k, d, self.n_spatial, self)
         plain = self.n_spatial in (1, 2) and as_int(self.groups) == 1 and all(as_int(x) == 1 for x in d)
-        return "slow" if plain and all(known_sign(b - a) == 0 for b, a in pads) else "other"
+        symmetric = self.padding_mode != "zeros" or all(known_sign(b - a) == 0 for b, a in pads)  # (F.pad's copy is convolved unpadded)
+        return "slow" if plain and symmetric else "other"
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
@@ -235,7 +236,8 @@ class _ConvNd(Layer):
         if "slow" in kernels:
             k, s, d = self._axes()
             pads = conv_pads(self.padding, k, d, self.n_spatial, self)
-            view = all(as_int(x) == 1 for x in (*k, *s)) and all(as_int(b) == 0 for b, _ in pads)
+            unpadded = padded is not None or all(as_int(b) == 0 for b, _ in pads)  # F.pad's copy is convolved unpadded
+            view = all(as_int(x) == 1 for x in (*k, *s)) and unpadded
             positions = numel(out[1:])
             columns = 0 if view else ins[0][0] * prod(k) * positions  # per sample
             alts.append((0, columns + cropped))
@@ -270,7 +272,8 @@ class _ConvNd(Layer):
                     "group, slow_conv3d), which archcalc does not model (counted as oneDNN's copies)")
         k, s, d = self._axes()
         pads = conv_pads(self.padding, k, d, self.n_spatial, self)
-        if "slow" in kernels and all(as_int(x) == 1 for x in (*k, *s)) and all(as_int(b) == 0 for b, _ in pads):
+        unpadded = self.padding_mode != "zeros" or all(as_int(b) == 0 for b, _ in pads)
+        if "slow" in kernels and all(as_int(x) == 1 for x in (*k, *s)) and unpadded:
             return ("a columns buffer of its input's size per CPU thread (at most the batch), allocated outside torch's allocator "
                     "when torch's slow kernel computes its input's gradient (a 1x1 conv)")
         positions = known_sign(prod(out[1:]) - 5)

@@ -68,7 +68,8 @@ def _total(m: TrainingMemory, key: str) -> str:
     v = m.totals[key]
     lines = m.peak_lines if key == "peak_bytes" and len(m.peak_lines) > 1 else [(m.fixed[key], m.per_sample[key])]
     numbers = all(isinstance(a, int) and isinstance(b, int) and b for a, b in lines)
-    if v is not None and is_symbolic(m.batch) and getattr(m.batch, "is_Symbol", False) and numbers:
+    piecewise = type(v).__name__ == "Piecewise"  # at batch 1 another conv kernel: the lines hold from 2
+    if v is not None and not piecewise and is_symbolic(m.batch) and getattr(m.batch, "is_Symbol", False) and numbers:
         terms = [f"{a:,} + {b:,}*{m.batch}" if a else f"{b:,}*{m.batch}" for a, b in lines]
         return f"{terms[0]} bytes" if len(terms) == 1 else f"max({', '.join(terms)}) bytes"
     return _exact(v)
@@ -76,6 +77,9 @@ def _total(m: TrainingMemory, key: str) -> str:
 
 def _total_lines(m: TrainingMemory) -> list[str]:
     lines = [f"{TOTAL_LABELS[k]}: {_total(m, k)}" for k in TOTAL_LABELS]
+    if m.not_counted and m.totals["peak_bytes"] is not None:  # the peak is then a lower bound: say so on it
+        some = ", ".join(list(m.not_counted)[:4]) + (f" and {len(m.not_counted) - 4} more" if len(m.not_counted) > 4 else "")
+        lines[-1] += f"; at least: the workspace of {some} is not all counted (see the assumptions)"
     if m.checkpoint:
         lines.append(f"without checkpointing, saved for backward: {_exact(m.saved_without_checkpoint)}")
         lines.append(
