@@ -283,7 +283,7 @@ def receptive_field(G: Graph) -> None:
     nodes[INPUT]["rf_layout"] = in_layout
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
-    window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None]] = {}
+    window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
     regular: set[int] = set()  # ids of fields known to lie on a regular grid
     repeats = G.graph.get("symbolic_repeats", ())
     if repeats:  # a block repeated l times: its fields are moved on to the last copy once its layers are done
@@ -299,6 +299,34 @@ def receptive_field(G: Graph) -> None:
             node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
             grids[name], covs[name] = (), ()
             continue
+        layer = node["layer"]
+        hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
+        if len(inputs) == 1 and not any(hooks):  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
+            src_name = inputs[0]
+            src = nodes[src_name]
+            rf = src["rf"]
+            memo = window_memo.get(node["formula_key"])
+            if memo is not None and memo[0] is None and id(rf) in regular and not (guessed and src_name == INPUT):
+                seen = src.get("rf_whole")
+                layout = src["rf_layout"]
+                bound = src["rf_bound"]
+                node["rf"] = rf
+                covs[name] = covs[src_name]
+                node["rf_note"] = None if bound is None else f"receptive field approximate from {bound} on (see that row)"
+                node["rf_bound"] = bound
+                grids[name] = grids[src_name]
+                node["rf_layout"] = None if layout is not None and len(layout) != len(node["shape"]) else layout
+                node["rf_whole"] = (
+                    None
+                    if not seen or not rf
+                    else f"{CAUSAL}: it reads {src_name}, whose last output sees the whole input (output i sees positions 0..i)"
+                    if seen.startswith(CAUSAL)
+                    else f"it reads {src_name}, which sees the whole input"
+                )
+                if repeats and name in done_at:
+                    for rep in done_at[name]:
+                        _last_copy(rep, nodes, grids)
+                continue
         whole = None
         inherited = None
         for i in inputs:
@@ -344,11 +372,14 @@ def receptive_field(G: Graph) -> None:
         memo = window_memo.get(key)
         if memo is None:
             windows = node["layer"].windows(node["in_shapes"])
-            memo = window_memo[key] = (windows, _regular_steps(windows))
-        windows, steps = memo
-        layer = node["layer"]
-        hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
-        named = layer.axis_windows(node["in_shapes"]) if rf and hooks[0] else None
+            memo = window_memo[key] = (windows, _regular_steps(windows), {})
+        windows, steps, asked = memo  # asked: the layer's other hooks' answers for this formula key (a pydantic method call costs)
+        ins = node["in_shapes"]
+        named = None
+        if rf and hooks[0]:
+            named = asked.get("axis_windows", _UNASKED)
+            if named is _UNASKED:
+                named = asked["axis_windows"] = layer.axis_windows(ins)
         if guessed and INPUT in inputs and windows is None and named is None:
             shape_in = G.graph["input_shape"]
             note = note or (
@@ -389,7 +420,11 @@ def receptive_field(G: Graph) -> None:
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
             if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
                 whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
-        mixed = layer.mixed_axes(node["in_shapes"]) if rf and hooks[3] and whole is None else ()
+        mixed: tuple[int, ...] = ()
+        if rf and hooks[3] and whole is None:
+            mixed = asked.get("mixed_axes", _UNASKED)
+            if mixed is _UNASKED:
+                mixed = asked["mixed_axes"] = layer.mixed_axes(ins)
         if mixed and not all(r.whole for r in rf):
             if layout is not None:
                 axes = sorted({m for t in mixed if t < len(layout) and (m := layout[t]) is not None})
@@ -416,23 +451,33 @@ def receptive_field(G: Graph) -> None:
                         "its field there is the union of theirs"
                     )
                 grid = ((rf, _grid_sizes(node["shape"], layout, len(rf))),)
-        if rf and hooks[1] and layer.mixes_positions(node["in_shapes"]):
+        mixes = False
+        if rf and hooks[1]:
+            mixes = asked.get("mixes_positions", _UNASKED)
+            if mixes is _UNASKED:
+                mixes = asked["mixes_positions"] = layer.mixes_positions(ins)
+                asked["positions_read"], asked["sees_prefix"] = (layer.positions_read(ins), layer.sees_prefix(ins)) if mixes else (None, False)
+        if mixes:
             rf = _whole(grid, rf)
-            reads, held = layer.positions_read(node["in_shapes"]), _positions(grid)
+            reads, held = asked["positions_read"], _positions(grid)
             if reads is not None and held is not None and type(reads) is int and reads < held:
                 note = note or (
                     f"each output reads at most {reads:,} of the {held:,} positions before it (attention inside windows?): "
                     "the whole input shown is an upper bound, approximate"
                 )
                 bound = bound or name
-            elif layer.sees_prefix(node["in_shapes"]):  # causal attention
+            elif asked["sees_prefix"]:  # causal attention
                 whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
                 note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
-        perm = layer.permutation(node["in_shapes"]) if layout is not None and hooks[2] else None
+        perm = None
+        if layout is not None and hooks[2]:
+            perm = asked.get("permutation", _UNASKED)
+            if perm is _UNASKED:
+                perm = asked["permutation"] = layer.permutation(ins)
         if perm is not None:
             layout = tuple(layout[p] for p in perm)
         elif layout is not None and len(layout) != len(node["shape"]):
@@ -842,6 +887,7 @@ Layout = tuple[int | None, ...]
 CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
 _HOOKS: dict[type, tuple[bool, bool, bool, bool]] = {}
+_UNASKED: Any = object()  # a hook not yet asked for a formula key
 
 
 def _hooks(kind: type) -> tuple[bool, bool, bool, bool]:
