@@ -31,8 +31,12 @@ Symbolic claims are compared without a general ``sympy.simplify`` (whose time gr
 with nested floors): identical canonical forms or an expanded polynomial difference of 0 are
 proofs, and so is a check class by class where both are polynomials in the symbols and in floors of
 polynomials (every conv and pool size is): on each residue class of the floors' period, a polynomial
-of known degree, fixed by that many points; otherwise both sides are evaluated exactly at many
-integer points, at and past every constant written in them, and the verdict says it was a test.
+of known degree, fixed by that many points (``Mod(a, n)`` is ``a - n*floor(a/n)`` there); and, in one
+symbol, Max and Min of such formulas (a receptive field where paths meet) are decided past the point
+where the order of their arguments settles, and value by value before it.  Otherwise both sides are
+evaluated exactly at many integer points, at and past every constant written in them: a difference
+is a counterexample (WRONG), agreement is not a proof, and the verdict is "not proven" (neither
+correct nor wrong; exit 2, as for a claim that cannot be judged).
 """
 
 from __future__ import annotations
@@ -146,24 +150,77 @@ class Verdict:
     unreadable: bool = False
     text: str = ""
     unjudged: bool = False  # read, but nothing to judge it against (with unreadable: neither correct nor wrong)
+    unproven: bool = False  # formulas that agree wherever they were evaluated, not proved equal: neither correct nor wrong
 
     @property
     def mark(self) -> str:
         if self.unjudged:
             return "cannot judge"
+        if self.unproven:
+            return "not proven"
         return "cannot read" if self.unreadable else ("correct" if self.correct else "WRONG")
 
 
+_QUOTED = r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\""
+_CLAIM = re.compile(rf"^\s*((?:{_QUOTED}|[^=<>\u2264\u2265\s'\"])+?)\s*(<=|>=|==|\u2264|\u2265|=|<|>)\s*(.*?)\s*$", re.S)
+_NEEDS_QUOTES = re.compile(r"[\s=<>\u2264\u2265'\"]")
+
+
+def claim_name(name: str) -> str:
+    """A layer or block name as a claim writes it: as it is, or in quotes where it holds a space,
+    ``=``, ``<``, ``>`` or a quote (``'conv 1'.params=...``; a quote inside is doubled, as in SQL)."""
+    if not _NEEDS_QUOTES.search(name):
+        return name
+    q = "'" if "'" not in name or '"' in name else '"'
+    return q + name.replace(q, q + q) + q
+
+
+def _unquote_target(target: str) -> str:
+    """A claim's target with its quoted names read (``'a b'..'c d'`` -> ``a b..c d``): a name in
+    quotes is the whole name, between '..' (a range) or the ends."""
+    if "'" not in target and '"' not in target:
+        return target
+    parts = re.findall(rf"{_QUOTED}|\.\.|[^'\".]+(?:\.(?!\.)[^'\".]*)*|\.", target)
+    if "".join(parts) != target:
+        raise Unreadable(f"an unclosed quote in {target!r}")
+    names: list[str] = [""]
+    for part in parts:
+        if part == "..":
+            names.append("")
+        elif part[0] in "'\"":
+            if names[-1]:
+                raise Unreadable(f"quote the whole name in {target!r}: {claim_name(names[-1] + part[1:-1])}")
+            names[-1] = part[1:-1].replace(part[0] * 2, part[0]) + "\0"  # (closed: nothing may follow it)
+        elif names[-1].endswith("\0"):
+            raise Unreadable(f"quote the whole name in {target!r}, or nothing of it")
+        else:
+            names[-1] += part
+    return "..".join(n.removesuffix("\0") for n in names)
+
+
+def _quote_hint(text: str) -> str:
+    """For a claim whose name needs quotes but has none (``conv one.params=20``): how to write it."""
+    ops = "<=|>=|==|\u2264|\u2265|=|<|>"
+    m = re.match(rf"^\s*([^'\"]+?)\.({'|'.join(QUANTITIES)})\s*({ops})(.*)$", text, re.S | re.I)
+    if m is None or not _NEEDS_QUOTES.search(m.group(1).strip()):
+        return ""
+    name = m.group(1).strip()
+    return f" (a name with a space, '=', '<', '>' or a quote is written in quotes: {claim_name(name)}.{m.group(2)}{m.group(3)}{m.group(4)})"
+
+
 def parse_claim(text: str) -> Claim:
-    """``conv1.params=23,296`` -> Claim; raises :class:`Unreadable` (a ValueError) with the reason."""
-    m = re.match(r"^\s*([^=<>\u2264\u2265\s]+?)\s*(<=|>=|==|\u2264|\u2265|=|<|>)\s*(.*?)\s*$", text, re.S)
+    """``conv1.params=23,296`` -> Claim; raises :class:`Unreadable` (a ValueError) with the reason.
+    A name with a space, ``=``, ``<``, ``>`` or a quote is written in quotes (:func:`claim_name`)."""
+    m = _CLAIM.match(text)
     if not m:
-        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget), got {text!r}")
+        raise Unreadable(f"a claim is LAYER.QUANTITY=VALUE (or <=, <, >=, > for a budget), got {text!r}"
+                         + _quote_hint(text))
     lhs, op, value = m.groups()
     op = {"\u2264": "<=", "\u2265": ">=", "==": "="}.get(op, op)
     target, _, q = lhs.rpartition(".")
     if not target or q.lower() not in QUANTITIES:
-        raise Unreadable(f"unknown quantity {q!r}; use one of params, macs, flops, memory, output, rf, stride")
+        raise Unreadable(f"unknown quantity {q!r}; use one of params, macs, flops, memory, output, rf, stride" + _quote_hint(text))
+    target = _unquote_target(target)
     if not value:
         raise Unreadable("no value after the " + op)
     if len(value) > MAX_VALUE_LEN:
@@ -235,7 +292,8 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
         raise Unreadable(f"no layer or block named {target!r}: {hint}")
     blocks = block_names(rep)
     near = difflib.get_close_matches(target, [n for n in names + blocks if n != "input"], n=3)
-    raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
+    said = ", ".join(claim_name(n) if _NEEDS_QUOTES.search(n) else repr(n) for n in near)  # (as a claim writes them)
+    raise Unreadable(f"no layer or block named {target!r} in {rep.name}" + (f"; did you mean {said}?" if near else ""))
 
 
 # ----- values ---------------------------------------------------------------------------------------
@@ -519,7 +577,8 @@ def judge(rep: Report, claim: Claim, derive: Any = None, alternatives: Alternati
         verdict.why = f"{target_how}; {verdict.why}"
     if len(rows) == 1 and rows[0].note and rows[0].note != IN_PLACE_NOTE:
         verdict.note = rows[0].note
-    if not verdict.correct and claim.op == "=" and claim.quantity not in ("output_shape", "receptive_field", "effective_stride"):
+    judged_as_a_number = claim.quantity not in ("output_shape", "receptive_field", "effective_stride")
+    if not verdict.correct and not verdict.unproven and claim.op == "=" and judged_as_a_number:
         verdict.hint = _diagnose(rep, claim, rows, alternatives)
     return verdict
 
@@ -661,7 +720,7 @@ def _judge_formula(claim: Claim, exact: Any, deriv: str, rep: Report) -> Verdict
 
     formula = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
     ok, why = same_formula(formula, exact)
-    return Verdict(claim, ok, exact, human_text(expand(exact)), why, deriv)
+    return Verdict(claim, ok is True, exact, human_text(expand(exact)), why, deriv, unproven=ok is None)
 
 
 def _budget_range(claim: Claim, exact: Any) -> str:
@@ -777,11 +836,16 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
         return Verdict(claim, False, exact_shape, exact_text, f"{len(want_f)} axes claimed, the output has {len(got)}", deriv)
     import sympy
 
+    unproven: list[str] = []
     for w0, g in zip(want_f, got, strict=True):
         w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
         ok, how = same_formula(w, sympy.sympify(g))
-        if not ok:
+        if ok is False:
             return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {g}: {how}", deriv)
+        if ok is None:
+            unproven.append(f"axis {g}: {how}")
+    if unproven:
+        return Verdict(claim, False, exact_shape, exact_text, f"{why}; " + "; ".join(unproven), deriv, unproven=True)
     return Verdict(claim, True, exact_shape, exact_text, f"{why} as formulas", deriv)
 
 
@@ -808,10 +872,13 @@ def _judge_one_size(claim: Claim, part: str, exact_shape: tuple[Any, ...], deriv
         judged = [(i, *same_formula(w, sympy.sympify(exact_shape[i]))) for i in axes]
         which = f"axis {axes[0]}" if len(axes) == 1 else "axes " + " and ".join(map(str, axes))
         where = f"one size in {said}: compared {which}, the {'one' if len(axes) == 1 else 'ones'} written in {said}"
-        if all(ok for _, ok, _ in judged):
+        if all(ok is True for _, ok, _ in judged):
             return Verdict(claim, True, exact_shape, exact_text, f"{where}; {judged[0][2]}", deriv)
-        if not any(ok for _, ok, _ in judged):
+        if all(ok is False for _, ok, _ in judged):
             return Verdict(claim, False, exact_shape, exact_text, f"{where}; axis {judged[0][0]}: {judged[0][2]}", deriv)
+        if all(ok is not False for _, ok, _ in judged):  # some only sampled
+            how = next(h for _, ok, h in judged if ok is None)
+            return Verdict(claim, False, exact_shape, exact_text, f"{where}; {how}", deriv, unproven=True)
         hit = [i for i, ok, _ in judged if ok]
         raise Unjudgeable(f"{part} is axis {hit[0]}'s size but not that of {which.replace('axes', 'every one of axes')}, all in {said}: {whole}")
     value = Fraction(int(w.p), int(w.q))
@@ -891,17 +958,21 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
 # ----- formulas -------------------------------------------------------------------------------------
 
 
-def same_formula(claimed: Any, exact: Any) -> tuple[bool, str]:
-    """Whether two formulas in positive-integer symbols agree, and how that was decided.
+def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
+    """Whether two formulas in positive-integer symbols agree (True), differ (False) or agree
+    wherever they were evaluated, without a proof (None), and how that was decided.
 
     No general ``sympy.simplify`` (its time grows exponentially with nested floors).  Proofs first:
     the same canonical form, or, without floors, a difference that expands to 0, or, with floors of
-    polynomials, a decision class by class (:func:`_decide_quasi_polynomial`).  Otherwise both
-    are evaluated exactly at integer values: a difference anywhere is a counterexample; agreement
-    everywhere tested is reported as what it is, a test and not a proof.  Sizes run over 64
-    consecutive values from 256 (every zoo network is valid there, and 64 covers the residues of
-    five stride-2 stages), 200 random mixes of them, then 100 far sizes up to 2**20 (same-valued and mixed),
-    and sizes at and past every constant in either formula (C//10**7 is 0 below 10**7)."""
+    polynomials, a decision class by class (:func:`_decide_quasi_polynomial`; ``Mod(a, n)`` for a
+    whole n is ``a - n*floor(a/n)`` there), or, with Max and Min in one symbol, the same past the
+    point where the order of their arguments settles and value by value before it
+    (:func:`_decide_piecewise`).  Otherwise both are evaluated exactly at integer values: a
+    difference anywhere is a counterexample; agreement everywhere tested is not a proof, and the
+    answer (None) says so.  Sizes run over 64 consecutive values from 256 (every zoo network is
+    valid there, and 64 covers the residues of five stride-2 stages), 200 random mixes of them, then
+    100 far sizes up to 2**20 (same-valued and mixed), and sizes at and past every constant in
+    either formula (C//10**7 is 0 below 10**7)."""
     import random
 
     import sympy
@@ -912,10 +983,13 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool, str]:
     symbols = sorted(claimed.free_symbols | exact.free_symbols, key=str)
     if not symbols:
         return False, "compared as numbers"
-    plain = not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min) for e in (claimed, exact))
+    plain = not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min, sympy.Mod) for e in (claimed, exact))
     if plain and sympy.expand(claimed - exact) == 0:
         return True, "compared as formulas: equal"
+    claimed, exact = _without_mod(claimed), _without_mod(exact)
     decided = _decide_quasi_polynomial(claimed, exact, symbols)
+    if decided is None and len(symbols) == 1:
+        decided = _decide_piecewise(claimed, exact, symbols[0])
     if decided is not None:
         return decided
     values = range(256, 320)
@@ -929,19 +1003,89 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool, str]:
     # past every constant in either formula: a term C//10**7 is 0 below 10**7 (review s7 #17)
     constants = sorted({abs(int(n)) for e in (claimed, exact) for q in e.atoms(sympy.Rational) for n in (q.p, q.q) if 2 <= abs(int(n)) <= 10**60})
     points += [dict.fromkeys(symbols, m) for n in constants for m in (n - 1, n, n + 1, 2 * n + 1, 3 * n + 2) if m >= 1]
+    points += [dict.fromkeys(symbols, v) for v in range(1, 17)]  # and the smallest sizes, where Max and Min turn
     f, g = exact_evaluator(claimed), exact_evaluator(exact)
     for point in points:
         at = {x.name: v for x, v in point.items()}
-        a, b = f(at), g(at)
+        try:
+            a, b = f(at), g(at)
+        except ZeroDivisionError:
+            continue  # (a size in a denominator, at 0: no value there to compare)
         if a != b:
             where = ", ".join(f"{x}={v}" for x, v in point.items())
             return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
-    tested = "every one of" if len(symbols) == 1 else "all"
     names = ", ".join(map(str, symbols))
-    return True, f"compared as formulas: equal at {tested} {len(points)} tested values of {names} (not reduced to 0 symbolically)"
+    why = "not of a form archcalc decides (polynomials in the symbols and in floors of them; Max and Min in one symbol)"
+    return None, f"compared as formulas: they agree at {len(points)} sampled values of {names} (not proven: {why})"
+
+
+def _without_mod(e: Any) -> Any:
+    """``Mod(a, n)`` for a whole number n > 0 as ``a - n*floor(a/n)`` (sympy's Mod is that, for n > 0),
+    so that the decision by residue classes takes it; any other Mod stays."""
+    import sympy
+
+    if not e.has(sympy.Mod):
+        return e
+    return e.replace(lambda m: isinstance(m, sympy.Mod) and m.args[1].is_Integer and int(m.args[1]) > 0,
+                     lambda m: m.args[0] - m.args[1] * sympy.floor(m.args[0] / m.args[1]))
 
 
 MAX_DECISION_POINTS = 20_000
+
+
+def _period(e: Any, x: Any) -> int | None:
+    """The P the floors in ``e`` need for symbol x (1 where x is in none): on each class x = P*k + r
+    every floor of a polynomial is a polynomial in k; None where ``e`` is not made of polynomials,
+    floors (ceilings) of them, Max and Min."""
+    import sympy
+
+    if e.is_Number or e.is_Symbol:
+        return 1
+    if e.is_Pow:
+        if not (e.exp.is_Integer and int(e.exp) >= 0):
+            return None
+        return _period(e.base, x)
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        arg = sympy.expand(e.args[0])
+        if x not in arg.free_symbols:
+            return 1
+        p = 1
+        for term in sympy.Add.make_args(arg):
+            coeff, rest = term.as_coeff_Mul()
+            if not coeff.is_Rational:
+                return None
+            if x in rest.free_symbols:
+                inner = _period(rest, x)
+                if inner is None:
+                    return None
+                p = sympy.ilcm(p, int(coeff.q) * inner)
+        return int(p)
+    if e.is_Add or e.is_Mul or isinstance(e, (sympy.Max, sympy.Min)):
+        p = 1
+        for a in e.args:
+            q = _period(a, x)
+            if q is None:
+                return None
+            p = int(sympy.ilcm(p, q))
+        return p
+    return None
+
+
+def _degree(e: Any, x: Any) -> int:
+    """The degree in x with floors read as their arguments, and a Max or Min as its largest argument's."""
+    import sympy
+
+    if e.is_Symbol:
+        return 1 if e == x else 0
+    if e.is_Number:
+        return 0
+    if e.is_Pow:
+        return int(e.exp) * _degree(e.base, x)
+    if isinstance(e, (sympy.floor, sympy.ceiling)):
+        return _degree(sympy.expand(e.args[0]), x)
+    if e.is_Add or isinstance(e, (sympy.Max, sympy.Min)):
+        return max(_degree(a, x) for a in e.args)
+    return sum(_degree(a, x) for a in e.args)  # a Mul
 
 
 def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[bool, str] | None:
@@ -960,60 +1104,13 @@ def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tu
     diff = claimed - exact
     if diff.has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs):
         return None
-
-    def period(e: Any, x: Any) -> int | None:
-        """The P the floors in ``e`` need for symbol x (1 where x is in none); None if not polynomial."""
-        if e.is_Number or e.is_Symbol:
-            return 1
-        if e.is_Pow:
-            if not (e.exp.is_Integer and int(e.exp) >= 0):
-                return None
-            return period(e.base, x)
-        if isinstance(e, (sympy.floor, sympy.ceiling)):
-            arg = sympy.expand(e.args[0])
-            if x not in arg.free_symbols:
-                return 1
-            p = 1
-            for term in sympy.Add.make_args(arg):
-                coeff, rest = term.as_coeff_Mul()
-                if not coeff.is_Rational:
-                    return None
-                if x in rest.free_symbols:
-                    inner = period(rest, x)
-                    if inner is None:
-                        return None
-                    p = sympy.ilcm(p, int(coeff.q) * inner)
-            return int(p)
-        if e.is_Add or e.is_Mul:
-            p = 1
-            for a in e.args:
-                q = period(a, x)
-                if q is None:
-                    return None
-                p = int(sympy.ilcm(p, q))
-            return p
-        return None
-
-    def degree(e: Any, x: Any) -> int:
-        if e.is_Symbol:
-            return 1 if e == x else 0
-        if e.is_Number:
-            return 0
-        if e.is_Pow:
-            return int(e.exp) * degree(e.base, x)
-        if isinstance(e, (sympy.floor, sympy.ceiling)):
-            return degree(sympy.expand(e.args[0]), x)
-        if e.is_Add:
-            return max(degree(a, x) for a in e.args)
-        return sum(degree(a, x) for a in e.args)  # a Mul
-
     periods, degrees = [], []
     for x in symbols:
-        p = [period(e, x) for e in (claimed, exact)]
+        p = [_period(e, x) for e in (claimed, exact)]
         if None in p:
             return None
         periods.append(int(sympy.ilcm(*p)))
-        degrees.append(max(degree(e, x) for e in (claimed, exact)))
+        degrees.append(max(_degree(e, x) for e in (claimed, exact)))
     count = math.prod(p * (d + 1) for p, d in zip(periods, degrees, strict=True))
     if count > MAX_DECISION_POINTS:
         return None
@@ -1030,6 +1127,96 @@ def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tu
     top = max(degrees)
     shape = f"polynomials of degree <= {top} in each symbol"
     return True, f"compared as formulas: equal (proved: {how}both are {shape}, equal at {count:,} points that fix them)"
+
+
+def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str] | None:
+    """Decide exactly, for every positive integer x, two formulas in one symbol x made of polynomials,
+    floors of them, and Max and Min of such (a receptive field where paths meet: ``k + Max(0, 3 - k)``).
+
+    Each difference of two arguments of a Max or Min is a quasi-polynomial: on each class x = P*k + r
+    a polynomial in k, found from D + 1 values, whose roots lie below Cauchy's bound 1 + max|c_i/c_D|.
+    Past the largest such bound T the order of every Max's and Min's arguments is fixed on each class,
+    so there each formula is a quasi-polynomial and their difference, on each class of the common
+    period, a polynomial of degree <= D: 0 if it is 0 at D + 1 points past T.  Below T every value is
+    compared.  None where the formulas are not of that kind (nested Max, a Max of a Max) or the points
+    are too many (> MAX_DECISION_POINTS)."""
+    import sympy
+
+    nodes = [n for e in (claimed, exact) for n in sympy.preorder_traversal(e) if isinstance(n, (sympy.Max, sympy.Min))]
+    if not nodes or any(a.has(sympy.Max, sympy.Min) for n in nodes for a in n.args):
+        return None
+    if any(e.has(sympy.Mod, sympy.Abs) for e in (claimed, exact)):
+        return None
+    settle = 0  # past it, no argument difference changes sign
+    for node in set(nodes):
+        for i, a in enumerate(node.args):
+            for b in node.args[i + 1 :]:
+                d = a - b
+                p = _period(d, x)
+                if p is None:
+                    return None
+                at = _settles(exact_evaluator(d), x.name, p, _degree(d, x))
+                if at is None:
+                    return None
+                settle = max(settle, at)
+    periods = [_period(e, x) for e in (claimed, exact)]
+    if None in periods:
+        return None
+    period = int(sympy.ilcm(*periods))
+    degree = max(_degree(e, x) for e in (claimed, exact))
+    count = settle + period * (degree + 1)
+    if count > MAX_DECISION_POINTS:
+        return None
+    f, g = exact_evaluator(claimed), exact_evaluator(exact)
+    past = [settle + 1 + period * k + r for r in range(period) for k in range(degree + 1)]
+    for v in [*range(1, settle + 1), *past]:
+        try:
+            a, b = f({x.name: v}), g({x.name: v})
+        except ZeroDivisionError:
+            return None
+        if a != b:
+            return False, f"compared as formulas: they differ at {x}={v} (claimed {_plain(a)}, exact {_plain(b)})"
+    where = f"every {x} up to {settle}, where the order of the Max and Min arguments settles, then " if settle else ""
+    classes = f"on every class of {x} mod {period} " if period > 1 else ""
+    return True, (f"compared as formulas: equal (proved: {where}{classes}past it both are polynomials of degree <= {degree}, "
+                  f"equal at {count:,} points that fix them)")
+
+
+def _settles(d: Callable[[dict[str, int]], Fraction], name: str, period: int, degree: int) -> int | None:
+    """The x (>= 0) past which the quasi-polynomial ``d`` keeps its sign on each class x = period*k + r:
+    the polynomial in k on each class, interpolated from degree + 1 values, has its real roots below
+    Cauchy's bound; None where that point is past MAX_DECISION_POINTS."""
+    last = 0
+    for r in range(period):
+        ks = list(range(1, degree + 2))
+        coeffs = _interpolate(ks, [d({name: period * k + r}) for k in ks])
+        while coeffs and coeffs[-1] == 0:
+            coeffs.pop()
+        if len(coeffs) <= 1:
+            continue  # constant on this class: its sign never changes
+        bound = 1 + max(abs(c / coeffs[-1]) for c in coeffs[:-1])
+        x = period * math.ceil(bound) + r
+        if x > MAX_DECISION_POINTS:
+            return None
+        last = max(last, x)
+    return last
+
+
+def _interpolate(ks: list[int], values: list[Fraction]) -> list[Fraction]:
+    """Coefficients (constant first) of the polynomial of degree < len(ks) through (ks[i], values[i]):
+    Newton's divided differences, expanded."""
+    n = len(ks)
+    table = list(values)
+    newton = [table[0]]
+    for j in range(1, n):
+        table = [(table[i + 1] - table[i]) / (ks[i + j] - ks[i]) for i in range(n - j)]
+        newton.append(table[0])
+    coeffs = [Fraction(0)] * n
+    for j in range(n - 1, -1, -1):  # Horner: c = c * (k - ks[j]) + newton[j]
+        shifted = [Fraction(0), *coeffs[:-1]]
+        coeffs = [s - ks[j] * c for s, c in zip(shifted, coeffs, strict=True)]
+        coeffs[0] += newton[j]
+    return coeffs
 
 
 def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
@@ -1092,7 +1279,7 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
             continue
         assert v.claim is not None
         line = f"{v.mark:7s} {v.claim.text}: exact {v.exact_text}"
-        if not v.correct:
+        if not v.correct and not v.unproven:
             line += f" (claimed {v.claim.value})" if v.claim.op == "=" else f" (budget {v.claim.op} {v.claim.value})"
         out.append(line + f"  [{v.why}]")
         if v.hint:
@@ -1101,11 +1288,13 @@ def render_verdicts(verdicts: list[Verdict]) -> str:
             out += ["        " + d for d in v.derivation.splitlines()]
         if v.note:
             out.append(f"        note: {v.note}")
-    wrong = sum(not v.correct and not v.unreadable for v in verdicts)
+    unproven = sum(v.unproven for v in verdicts)
+    wrong = sum(not v.correct and not v.unreadable for v in verdicts) - unproven
     unjudged = sum(v.unjudged for v in verdicts)
     unread = sum(v.unreadable for v in verdicts) - unjudged
     out.append(
-        f"{len(verdicts) - wrong - unread - unjudged} correct, {wrong} wrong"
+        f"{len(verdicts) - wrong - unread - unjudged - unproven} correct, {wrong} wrong"
+        + (f", {unproven} not proven" if unproven else "")
         + (f", {unread} not read" if unread else "")
         + (f", {unjudged} not judged" if unjudged else "")
     )

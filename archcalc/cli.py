@@ -547,7 +547,7 @@ def _check(args: argparse.Namespace) -> int:
         first = unread[0]
         more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
         raise SpecError(f"cannot read {first.text!r}: {first.why}{more}", file=args.spec or "<stack>", field="CLAIM")
-    if any(v.unjudged for v in verdicts):  # read, but not judged: its verdict line says why, once
+    if any(v.unjudged or v.unproven for v in verdicts):  # read, but not judged (or not decided): its verdict line says why, once
         return 2
     return 0 if all(v.correct for v in verdicts) else 1
 

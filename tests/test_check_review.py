@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SPECS, cli
@@ -267,3 +268,76 @@ def test_an_even_grid_has_no_exact_stride_field() -> None:
     # nearest x2 then a stride-2 conv: 2 outputs per pixel, every other one kept: stride 1 exactly
     layers = json.loads(cli("quick", "1x8x8", "upsample scale_factor=2", "conv 1 2 s2", "--format", "json").out)["layers"]
     assert layers[-1]["effective_stride"] == [1, 1] and "effective_stride_exact" not in layers[-1]
+
+
+# ----- review s7: claims on formulas with Max, Min or Mod are decided, or say they were only sampled -----
+
+K_BRANCHES = {"name": "k", "input": [3, 32, 32], "layers": [  # a k x k conv beside a 3 x 3 one: the sum's field is max(k, 3)
+    {"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": "k", "padding": "same"},
+    {"name": "b", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "inputs": ["input"]},
+    {"name": "add", "type": "add", "inputs": ["a", "b"]},
+]}  # fmt: skip
+DILATED = {"name": "k2", "input": [3, 64, 64], "layers": [  # a k x k conv beside one dilated by k: max(k, k(k-1)+1) = k^2-k+1
+    {"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": "k", "padding": "same"},
+    {"name": "b", "type": "conv2d", "out_channels": 4, "kernel_size": "k", "dilation": "k", "padding": "same", "inputs": ["input"]},
+    {"name": "add", "type": "add", "inputs": ["a", "b"]},
+]}  # fmt: skip
+
+
+def _spec(tmp_path: Any, spec: dict[str, Any]) -> str:
+    path = tmp_path / f"{spec['name']}.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def test_a_max_in_one_symbol_is_proved_not_sampled(tmp_path: Any) -> None:
+    # the field is k + Max(0, k(k-1) + 1 - k) = k + Max(0, (k-1)^2): (k-1)^2 >= 0, so it is k^2 - k + 1 for every k
+    from archcalc.check import same_formula
+    from archcalc.dims import symbol
+
+    k = symbol("k")
+    ok, how = same_formula(k**2 - k + 1, k + sympy_max(0, k * (k - 1) - k + 1))
+    assert ok is True and "proved" in how, how
+    r = cli("check", _spec(tmp_path, DILATED), "add.rf=k^2-k+1", "add.rf=k^2-k+2")
+    assert r.code == 1 and "correct add.rf=k^2-k+1" in r.out and "they differ at k=1 (claimed 2, exact 1)" in r.out, r.out
+
+
+def test_a_max_that_turns_below_the_sampled_sizes_is_found_there(tmp_path: Any) -> None:
+    # max(k, 3) is k from k = 3 on: the claim k is wrong at k = 1 (1 against 3) and k = 2, decided value by value below 3
+    r = cli("check", _spec(tmp_path, K_BRANCHES), "add.rf=k")
+    assert r.code == 1 and "they differ at k=1 (claimed 1, exact 3)" in r.out, r.out
+
+
+def test_a_formula_only_sampled_is_not_proven_and_exits_2(tmp_path: Any) -> None:
+    # k + 2//k equals max(k, 3) at every k >= 1 (k=1: 1+2, k=2: 2+1, k >= 3: k), but a size in a
+    # denominator is no form check decides: it was "correct" on sampling alone
+    r = cli("check", _spec(tmp_path, K_BRANCHES), "add.rf=k+2//k")
+    assert r.code == 2, r.out
+    assert r.out.startswith("not proven add.rf=k+2//k: exact (k + Max(0, 3 - k))") and "(not proven:" in r.out, r.out
+    assert "they agree at" in r.out and "sampled values of k" in r.out
+    assert r.out.rstrip().endswith("0 correct, 0 wrong, 1 not proven")
+
+
+def test_mod_and_min_are_decided() -> None:
+    import sympy
+
+    from archcalc.check import same_formula
+    from archcalc.dims import symbol
+
+    H, W = symbol("H"), symbol("W")
+    ok, how = same_formula(H - 2 * sympy.floor(H / 2), sympy.Mod(H, 2))  # Mod(H, 2) = H - 2*floor(H/2): by classes of H mod 2
+    assert ok is True and "proved: on every class of H mod 2" in how, how
+    ok, how = same_formula(sympy.Integer(1), sympy.Mod(H, 2))
+    assert ok is False and "differ at H=2 (claimed 1, exact 0)" in how, how
+    ok, how = same_formula(H - sympy_max(0, H - 8), sympy.Min(H, 8))  # min(H, 8) = H - max(0, H - 8)
+    assert ok is True and "proved" in how, how
+    ok, how = same_formula(sympy.Integer(8), sympy.Min(H, 8))  # min(H, 8) is H below 8
+    assert ok is False and "differ at H=1 (claimed 8, exact 1)" in how, how
+    ok, how = same_formula(H + W - sympy.Min(H, W), sympy_max(H, W))  # true, but in two symbols: sampled only
+    assert ok is None and "not proven" in how, how
+
+
+def sympy_max(*args: Any) -> Any:
+    import sympy
+
+    return sympy.Max(*args, evaluate=False)

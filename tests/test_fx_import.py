@@ -1085,13 +1085,13 @@ def test_weight_norm_refused_not_dropped() -> None:
 
 
 @pytest.mark.parametrize("mode", ["reflect", "circular"])
-def test_padding_mode_note_says_what_differs(mode: str) -> None:
-    """Review s7 #11: the note said "costs are equal" for padding_mode reflect/circular, but torch's
-    conv convolves a padded copy with padding 0 and saves that copy for the backward (autograd:
-    3,248 B against archcalc memory's 2,816 B: (3*10*10 - 3*8*8) * 4 = 432 B).  The note says so."""
+def test_padding_mode_is_written_into_the_spec(mode: str) -> None:
+    """Review s7 #11: import wrote padding 1 and a note, and archcalc memory did not count the padded
+    copy torch's conv saves (autograd: 3,248 B against 2,816).  The spec now says padding_mode, and
+    memory counts the copy: (3*10*10 + 8*8*8) * 4 = 3,248 B (tests/test_padding_mode.py)."""
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode=mode), nn.Conv2d(8, 4, 3))
-    note = spec_from_module(model, (3, 8, 8))["description"]
-    assert "costs are equal" not in note
-    assert f"padding_mode={mode!r}" in note
-    assert f"padded copy (3×10×10 per sample) in place of the 3×8×8 input, {3 * 10 * 10 - 3 * 8 * 8} elements more" in note
-    assert "archcalc memory counts neither" in note
+    spec = spec_from_module(model, (3, 8, 8))
+    assert spec["layers"][0]["padding_mode"] == mode and "padding_mode" not in spec.get("description", "")
+    from archcalc.training import training_memory
+
+    assert training_memory(spec, batch=1).totals["saved_bytes"] == (3 * 10 * 10 + 8 * 8 * 8) * 4

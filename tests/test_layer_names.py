@@ -55,3 +55,46 @@ def test_import_renames_a_module_called_total(tmp_path: Path) -> None:
     spec = spec_from_module(Net(), (3, 8, 8))
     names = [layer["name"] for layer in spec["layers"]]
     assert "total" not in names and names == ["total_2"]
+
+
+# ----- review s7: names with a space, '=', '<', '>' or a quote are addressed in quotes --------------------
+
+
+@pytest.mark.parametrize("name", ["conv one", "a=b", "x<y", "x>y", "a <= b", "it's", 'say "hi"', "both ' and \""])
+def test_a_name_check_must_quote_is_addressed_in_quotes(tmp_path: Path, name: str) -> None:
+    from archcalc.check import claim_name, parse_claim
+
+    quoted = claim_name(name)
+    assert quoted[0] in "'\"" and parse_claim(f"{quoted}.params=1").target == name
+    spec = _spec(tmp_path, name)
+    r = cli("check", spec, f"{quoted}.params=112", f"{quoted}..head.params=112+20", f"{quoted}.output=4x6x6")
+    # the conv: 4*3*3*3 + 4 = 112 params, output 4x6x6; the range adds head's 4*4*1*1 + 4 = 20
+    assert r.code == 0 and r.out.rstrip().endswith("3 correct, 0 wrong"), r.out
+    assert r.out.startswith(f"correct {quoted}.params=112: exact 112")
+
+
+def test_a_budget_on_a_quoted_name_and_an_unclosed_quote(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "a=b")
+    r = cli("check", spec, "'a=b'.params<=200", '"a=b".params>200')
+    assert r.code == 1 and "1 correct, 1 wrong" in r.out, r.out
+    r = cli("check", spec, "'a=b.params=112")  # the quote never closes
+    assert r.code == 2 and len(r.err.splitlines()) == 1 and "cannot read" in r.err, r.err
+    r = cli("check", spec, "a=b.params=112")  # unquoted, the '=' ends the claim's left side: check says how to write it
+    assert r.code == 2 and "(a name with a space, '=', '<', '>' or a quote is written in quotes: 'a=b'.params=112)" in r.out, r.out
+    r = cli("check", spec, "conv one.params=112")
+    assert r.code == 2 and "written in quotes: 'conv one'.params=112)" in r.out, r.out
+
+
+def test_import_keeps_module_names_check_reaches_in_quotes(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from archcalc.torch.importer import spec_from_module
+
+    model = torch.nn.Sequential()
+    model.add_module("conv one", torch.nn.Conv2d(3, 4, 3))
+    model.add_module("x=y", torch.nn.ReLU())
+    spec = spec_from_module(model, (3, 8, 8))
+    assert [layer["name"] for layer in spec["layers"]] == ["conv one", "x=y"]
+    path = tmp_path / "imported.json"
+    path.write_text(json.dumps(spec))
+    r = cli("check", str(path), "'conv one'.params=112", "'x=y'.output=4x6x6")  # 4*3*3*3 + 4
+    assert r.code == 0 and "2 correct, 0 wrong" in r.out, r.out

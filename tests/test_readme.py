@@ -84,6 +84,31 @@ def test_readme_pytest_plugin_example_runs_as_written(tmp_path) -> None:  # type
     assert "first mismatch: layer 'conv2' (module '3'): params is 4,640 in the spec, 12,832 in torch" in drift.stdout
 
 
+def test_readme_verify_module_example_prints_what_it_compared(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # the README's `verify specs/tinynet.json --module mypkg.models:make_net`, with the spec and the
+    # make_net of its pytest example: the OK line it shows is the one printed, and names the settings
+    # and wiring verify compared (review s7: it named only shapes, params and MACs)
+    pytest.importorskip("torch")
+    text = (ROOT / "README.md").read_text()
+    spec = re.search(r"it is not one of archcalc.s zoo\),\n\n```json\n(.*?)```", text, re.S)
+    test = re.search(r"# test_tinynet.py\n(.*?)```", text, re.S)
+    shown = [lines for command, lines in examples() if command.startswith("archcalc verify specs/tinynet.json --module")]
+    assert spec and test and len(shown) == 1
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "tinynet.json").write_text(spec.group(1))
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "models.py").write_text(test.group(1))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = cli("verify", "specs/tinynet.json", "--module", "mypkg.models:make_net")
+    assert r.code == 0
+    last = [line for line in shown[0] if line.strip()][-1]
+    assert r.out.rstrip().splitlines()[-1] == last
+    # settings on 5 layers: conv1 and conv2 (window, padding mode), pool1 (window), relu1 and relu2 (inplace); gap, flatten and fc have none
+    assert last.startswith("OK: 8 layers match") and "settings match on 5" in last and "inputs match on 8" in last
+
+
 def _zoo_row(path: Path) -> str:
     """The README zoo table's row of a numeric spec, from the analysis itself."""
     from archcalc import analyze

@@ -758,12 +758,16 @@ def test_verify_json_output_follows_the_extension_and_set_is_checked(tmp_path: P
     assert r.code == 2 and "the spec uses no symbol 'X'" in r.err
 
 
-def test_import_notes_a_padding_mode_the_spec_cannot_say() -> None:
+def test_import_writes_a_padding_mode_and_verify_compares_it() -> None:
     from archcalc.torch.fx_import import spec_from_module
 
-    spec = spec_from_module(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect")), (3, 8, 8))
-    assert "pads with padding_mode='reflect'" in spec["description"]
-    assert spec["layers"][0]["padding"] == 1  # 8x3x3x3 + 8 = 224 params either way
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect"))
+    spec = spec_from_module(model, (3, 8, 8))
+    assert spec["layers"][0]["padding"] == 1 and spec["layers"][0]["padding_mode"] == "reflect"
+    assert verify_spec(spec, model).ok
+    spec["layers"][0]["padding_mode"] = "circular"  # 8x3x3x3 + 8 = 224 params and the same shapes either way
+    bad = verify_spec(spec, model)
+    assert [(r.quantity, r.analytic, r.measured) for r in bad.mismatches] == [("padding_mode", "circular", "reflect")]
 
 
 # ----- user code that exits or raises: an error naming it, never archcalc's exit status ------------
@@ -1165,6 +1169,24 @@ def test_verify_compares_the_wiring() -> None:
     last = {**right, "layers": [*right["layers"][:2], {"name": "add", "type": "add", "inputs": ["c2", "input"]}]}  # the skip from the input
     result = verify_spec(last, _Skip())
     assert [(r.name, r.quantity, r.analytic, r.measured) for r in result.mismatches] == [("add", "inputs", "c2, input", "c1, c2")]
+
+
+def test_the_ok_line_names_what_was_compared() -> None:
+    """Review s7: the OK line named only output shape, params and MACs, though verify compares the
+    wiring and the settings no count shows.  Against a model (_Skip: c1, c2, then c2 + c1 in forward):
+    2 convs compared in counts, settings (window, padding mode) and inputs; the add has no module, so
+    its own wiring is the output's.  Against the module built from the spec: counts only, and it says
+    no more."""
+    conv = {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}
+    spec = {"name": "seq", "input": [4, 8, 8], "layers": [
+        {"name": "c1", **conv}, {"name": "c2", **conv}, {"name": "add", "type": "add", "inputs": ["c2", "c1"]}]}
+    result = verify_spec(spec, _Skip())
+    assert result.summary() == ("OK: 2 layers match torch in output shape, params and MACs; settings match on 2 (padding mode, window); "
+                                "inputs match on 2 and the output; totals match")
+    assert result.to_json()["compared"] == {"counts": 2, "settings": 2, "setting_kinds": ["padding mode", "window"], "wiring": 2,
+                                            "output_wiring": True}
+    built = verify_spec(spec)
+    assert built.summary() == "OK: 3 layers match torch in output shape, params and MACs; totals match"
 
 
 class _Aliases(nn.Module):

@@ -144,6 +144,10 @@ class Saved(NamedTuple):
     output).
     ``fp32_copy``: computed in fp32 when the activations are 16-bit (attention's math path): then
     the backward keeps an fp32 copy of this per-sample shape instead of the tensor itself.
+    ``if_grad`` (an input only): kept only where that input requires grad, by an op on it alone
+    that autograd records only then (F.pad before a conv with padding_mode 'reflect').
+    ``fp32_on``: the devices whose autocast runs that op in fp32 (CPU's fp32 list has reflection_pad
+    and replication_pad): under autocast there it keeps an fp32 cast of a 16-bit input.
     """
 
     tensor: str
@@ -155,10 +159,12 @@ class Saved(NamedTuple):
     param: str | None = None
     merge: int | None = None
     fp32_copy: "Shape | None" = None
+    if_grad: bool = False
+    fp32_on: tuple[str, ...] = ()
 
     @staticmethod
-    def of_input(why: str, index: int = 0) -> "Saved":
-        return Saved("input", why, input=index)
+    def of_input(why: str, index: int = 0, if_grad: bool = False, fp32_on: tuple[str, ...] = ()) -> "Saved":
+        return Saved("input", why, input=index, if_grad=if_grad, fp32_on=fp32_on)
 
     @staticmethod
     def of_matmul_input(why: str, index: int, shape: "Shape", merge: int, fp32: bool = False) -> "Saved":

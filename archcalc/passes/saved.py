@@ -118,6 +118,10 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
             if kind == 0:
                 storage = nodes[inputs[index]]["storage"] if index else src["storage"]
                 found.append((s, storage, 0, sizes[storage]))
+            elif kind == 5:  # kept by an op on this input alone, which autograd records only where it requires grad
+                i_node = nodes[inputs[index]]
+                if i_node["grad"]:
+                    found.append((s, i_node["storage"], 0, sizes[i_node["storage"]]))
             elif kind == 1:
                 storage = node["storage"]
                 found.append((s, storage, 0, sizes[storage]))
@@ -234,8 +238,11 @@ def _plan(s: Saved, width: dict[str, int], ins: list[Any]) -> _Planned:
     """One saved tensor as ``(saved, kind, input index, fixed bytes, bytes per sample)``: kind 0 an
     input's storage, 1 the output's, 2 a new tensor (its sizes worked out), 3 a parameter, 4 an
     input as torch.matmul hands it to bmm (fixed: the input's own bytes per sample, which its
-    storage must have for the reshape to be a view; per sample: a copy's bytes)."""
+    storage must have for the reshape to be a view; per sample: a copy's bytes), 5 an input's
+    storage where that input requires grad (``Saved.if_grad``)."""
     if s.tensor == "input":
+        if s.if_grad:
+            return s, 5, s.input, 0, 0
         if s.merge is None and (s.fp32_copy is None or width["act"] >= 4):
             return s, 0, s.input, 0, 0
         copy = _copy_of(s, width)
@@ -308,7 +315,15 @@ def _saved_autocast(
         width = {"act": elt, "float32": 4, "int64": 8, "bool": 1, "dropout_mask": MASK_BYTES[device] or elt, "norm_stats": 4}  # fp32 weights
         found: list[tuple[Saved, str, Dim, Dim]] = []
         for s in wanted:
-            if s.tensor == "input":
+            if s.tensor == "input" and s.if_grad:  # kept by an op on this input alone (F.pad), where it requires grad
+                if not srcs[s.input]["grad"]:
+                    continue
+                if device in s.fp32_on and in_elts[s.input] != 4:  # the op is on autocast's fp32 list: it keeps its fp32 cast
+                    copy = Saved.new(f"fp32 copy of input {s.input}", ins[s.input], s.why, "float32")
+                    found.append((copy, f"{name}:fp32 cast{s.input}", 0, prod(ins[s.input]) * 4))
+                else:
+                    found.append((s, srcs[s.input]["storage"], 0, sizes[srcs[s.input]["storage"]]))
+            elif s.tensor == "input":
                 cast = mode in ("lower", "float32") and in_elts[s.input] != elt
                 i_node = srcs[s.input]
                 storage = i_node["storage"]

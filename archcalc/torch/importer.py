@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dims import Dim, DimError, as_int, check_expr, dim_text, expand, is_symbolic, known_sign, parse_dim, prod
+from ..dims import Dim, DimError, as_int, check_expr, is_symbolic, known_sign, parse_dim, prod
 from ..errors import SpecError, user_failure
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer, shape_str
@@ -858,9 +858,6 @@ class Importer:
         """Fields a module does not hold under the spec's name, and consistency with the input."""
         if getattr(module, "return_indices", False):
             raise self.unsupported(node, "return_indices=True returns a tuple")
-        mode = getattr(module, "padding_mode", "zeros")
-        if mode != "zeros" and isinstance(mode, str):  # reflect/replicate/circular: same shapes and counts, other values
-            self.notes.append(self._padding_mode_note(node, module, mode, ins))
         if kind == "upsample" and ins:
             fields.update(self.upsample_size(node, ins[0], getattr(module, "size", None), getattr(module, "scale_factor", None),
                                              getattr(module, "recompute_scale_factor", None), getattr(module, "align_corners", None)))
@@ -893,26 +890,6 @@ class Importer:
                             f"the module has {attr}={want} but its input {shape_str(ins[0])} has {have} "
                             f"{'feature' if axis else 'channel'}(s) (wrong --input?)",
                         )
-
-    @staticmethod
-    def _padding_mode_note(node: fx.Node, module: nn.Module, mode: str, ins: list[tuple[Dim, ...]]) -> str:
-        """What a spec's zero padding gets right and wrong about a convolution with padding_mode
-        reflect/replicate/circular: torch's _ConvNd pads a copy (F.pad by
-        _reversed_padding_repeated_twice) and convolves it with padding 0, so output shapes,
-        parameters and MACs are the spec's, but the forward allocates the padded copy and the
-        backward saves it in place of the input, which archcalc memory does not count."""
-        pads = [int(p) for p in getattr(module, "_reversed_padding_repeated_twice", ())]
-        head = (f"{node.target} pads with padding_mode={mode!r}: torch convolves a padded copy (F.pad) with padding 0; shapes, "
-                "params and MACs are the spec's, but training memory is not")
-        if not ins or len(pads) != 2 * (len(ins[0]) - 1):
-            return head + ": the backward saves the padded copy, which archcalc memory does not count"
-        sides = [pads[i] + pads[i + 1] for i in range(0, len(pads), 2)][::-1]  # (F.pad's order: last axis first)
-        padded = (ins[0][0], *(d + p for d, p in zip(ins[0][1:], sides, strict=True)))
-        grown = expand(prod(padded) - prod(ins[0]))
-        text = "×".join(f"({dim_text(d)})" if is_symbolic(d) and not getattr(d, "is_Symbol", False) else dim_text(d) for d in padded)
-        return (head + f": the backward saves the padded copy ({text} per sample) in place of the {shape_str(ins[0])} input, "
-                f"{dim_text(grown)} elements more where nothing else keeps the input, and the forward allocates it too; archcalc memory "
-                "counts neither")
 
     def call(self, node: fx.Node) -> None:
         t = node.target

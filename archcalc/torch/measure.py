@@ -87,7 +87,7 @@ def window_of(layer: Any, kind: str | None) -> dict[str, Any]:
 
 def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
     """The settings verify compares beside shapes, params and MACs, which those can all miss: a
-    window's (:func:`window_of`), a causal mask's (its mask and fill value: what archcalc's
+    window's (:func:`window_of`), a convolution's ``padding_mode``, a causal mask's (its mask and fill value: what archcalc's
     ``causal_mask`` is), sdpa's ``is_causal`` and ``enable_gqa`` (torch counts every score either
     way) and a rotary embedding's ``base`` (no count depends on it).  A spec layer
     and a torch module of archcalc's alike (their fields have the same names)."""
@@ -101,6 +101,8 @@ def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
     if kind == "upsample":  # nearest or (bi/tri)linear: the same shapes and torch MACs, other fields and peer counts
         out["mode"] = str(getattr(layer, "mode", "nearest"))
         out["align_corners"] = bool(getattr(layer, "align_corners", None) or False)  # (None is torch's False)
+    if kind in TYPE_NAMES and "padding_mode" in TYPE_NAMES[kind].model_fields:  # zeros, or a padded copy: training memory differs
+        out["padding_mode"] = str(getattr(layer, "padding_mode", "zeros"))
     if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields and isinstance(getattr(layer, "inplace", None), bool):
         out["inplace"] = layer.inplace  # whether the output is a new tensor: training memory differs
     return out

@@ -55,7 +55,7 @@ Settings that no count shows are compared too (:func:`archcalc.torch.measure.set
 convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
 values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
 where the model has one, else against the bases the model holds (:func:`_rotary_bases`).  An
-upsample's ``mode`` and ``align_corners``, and ``inplace`` where the layer type has it, likewise.
+upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
 without counterpart, against the model calls its input tensors come from (tensor identity,
@@ -75,7 +75,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,13 @@ OPTIONAL_TYPES = frozenset({
 INFERENCE_NOOPS = frozenset({"identity", "dropout", "stochasticdepth", "droppath"})
 """Model module types skipped when they have no spec layer (rule 3)."""
 QUANTITIES = ("output_shape", "params", "macs")
+NOT_SETTINGS = frozenset({*QUANTITIES, "inputs", "layer", "type", "runs"})
+SETTING_KINDS = {
+    **{f: "window" for f in ("kernel_size", "stride", "padding", "dilation", "groups", "ceil_mode", "output_padding")},
+    "mode": "interpolation", "align_corners": "interpolation", "padding_mode": "padding mode", "inplace": "inplace",
+    "base": "rotary base", "is_causal": "attention flags", "enable_gqa": "attention flags", "mask": "causal mask", "value": "causal mask",
+}  # fmt: skip
+"""What the OK line calls each setting verify compares (:func:`archcalc.torch.measure.settings_of`)."""
 TOTAL = "(total)"
 CONVENTION = "torch"
 
@@ -174,6 +181,9 @@ class LayerCheck:
     analytic: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
     """Why it was not compared, or extra information."""
+    compared: tuple[str, ...] = ()
+    """What else was compared, beside its rows (which hold only the wrong ones of these): the
+    settings (:func:`archcalc.torch.measure.settings_of`) by name, and ``inputs``, its wiring."""
 
     @property
     def ok(self) -> bool:
@@ -193,6 +203,8 @@ class VerifyResult:
     device: str
     layers: list[LayerCheck]
     totals: LayerCheck
+    output_wiring: bool = False
+    """Whether the network output's wiring was compared (what it is computed from: an ``add`` at the end)."""
 
     @property
     def rows(self) -> list[VerifyRow]:
@@ -233,15 +245,36 @@ class VerifyResult:
             "counting_path": COUNTING_PATH,
             "ok": self.ok,
             "first_mismatch": first.to_json() if first else None,
+            "compared": self.compared(),
             "rows": [r.to_json() for r in self.rows],
             "not_compared": [{"name": lc.name, "type": lc.type, "module": lc.module, "reason": lc.note} for lc in self.not_compared],
         }
 
+    def compared(self) -> dict[str, Any]:
+        """What was compared, by kind: ``counts`` (layers compared in output shape, params and
+        MACs), ``settings`` (layers with settings compared) and ``setting_kinds`` (which, in words,
+        :data:`SETTING_KINDS`), ``wiring`` (layers whose inputs were compared) and ``output_wiring``."""
+        counts = settings = wiring = 0
+        kinds: dict[str, None] = {}
+        for lc in self.layers:
+            quantities = {r.quantity for r in lc.rows}
+            counts += bool(quantities & set(QUANTITIES))  # (not a rotary layer whose base alone is compared)
+            names = [f for f in (*lc.compared, *quantities) if f not in NOT_SETTINGS]
+            settings += bool(names)
+            kinds.update((SETTING_KINDS.get(f, f), None) for f in names)
+            wiring += "inputs" in lc.compared or "inputs" in quantities
+        return {"counts": counts, "settings": settings, "setting_kinds": sorted(kinds), "wiring": wiring, "output_wiring": self.output_wiring}
+
     def summary(self) -> str:
         first = self.first_mismatch
         if first is None:
-            n = sum(1 for lc in self.layers if any(r.quantity in QUANTITIES for r in lc.rows))  # (not a rotary layer whose base alone is compared)
-            return f"OK: {n} layers match torch in output shape, params and MACs; totals match"
+            c = self.compared()
+            line = f"OK: {c['counts']} layers match torch in output shape, params and MACs"
+            if c["settings"]:
+                line += f"; settings match on {c['settings']} ({', '.join(c['setting_kinds'])})"
+            if c["wiring"] or c["output_wiring"]:
+                line += f"; inputs match on {c['wiring']}" + (" and the output" if c["output_wiring"] else "")
+            return line + "; totals match"
         bad = self.mismatches
         n_layers = len({r.name for r in bad if r.name != TOTAL})
         where = [f"{n_layers} layer{'s' if n_layers != 1 else ''}"] if n_layers else []
@@ -419,6 +452,7 @@ SETTING_WHY = {
     "mode": "the interpolation differs: which pixels each output reads (its receptive field) and the peers' counts (fvcore, thop) would too",
     "align_corners": "the sample points differ: which pixels each output reads would too",
     "inplace": "in place or not: whether the output is a new tensor (training memory would differ)",
+    "padding_mode": "the padded values differ, and any mode but zeros convolves a padded copy (F.pad) that training keeps",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
@@ -640,7 +674,9 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
             rows.insert(0, VerifyRow(row.name, "type", row.type, lm.kind or lm.cls, False, lm.label, "matched by position"))
         elif lm.kind is None:
             note = f"module class {lm.cls} is not a known layer type: matched by position"
-        layers.append(LayerCheck(row.name, row.type, lm.label, rows, analytic[row.name], note))
+        mine = (windows or {}).get(row.name) or {}
+        layers.append(LayerCheck(row.name, row.type, lm.label, rows, analytic[row.name], note,
+                                 tuple(f for f in lm.window if mine.get(f) is not None)))
 
     def missing(row: Row) -> None:
         if row.type in OPTIONAL_TYPES:
@@ -705,19 +741,20 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
-    layers = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
+    layers, output_wired = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
-    return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals)
+    return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals, output_wired)
 
 
 WIRING_WHY = "the receptive fields and training memory would differ (shapes, params and MACs cannot show it)"
 
 
 def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[LayerMeasure], pairs: Mapping[str, str],
-            output: tuple[str, frozenset[str] | None]) -> list[LayerCheck]:
-    """Each matched layer's inputs against the model's dataflow (quantity ``inputs``).
+            output: tuple[str, frozenset[str] | None]) -> tuple[list[LayerCheck], bool]:
+    """Each matched layer's inputs against the model's dataflow (quantity ``inputs``; a layer whose
+    inputs were compared says ``inputs`` in :attr:`LayerCheck.compared`), and whether the output's were.
 
     Both sides are read as "the nearest compared layers this layer's input is computed from": in the
     spec, its ``inputs``, looking through the layers that have no counterpart in the model (an
@@ -788,22 +825,27 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
             continue
         theirs = frozenset().union(*(p for p in parts if p is not None))
         mine = frozenset().union(*(spec_side(i) for i in row.inputs)) if row.inputs else frozenset()
-        if not theirs or mine == theirs:
+        if not theirs:
             out.append(lc)
+            continue
+        if mine == theirs:
+            out.append(replace(lc, compared=(*lc.compared, "inputs")))
             continue
         wrong = VerifyRow(lc.name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, lc.module,
                           "fed from other layers: " + WIRING_WHY)
         out.append(LayerCheck(lc.name, lc.type, lc.module, [*lc.rows, wrong], lc.analytic, lc.note))
     name, came = output
+    output_wired = False
     if came is not None and name not in set(pairs.values()):  # a last layer without counterpart (an add): what it is computed from
         parts = [model_side(s) for s in came]
         theirs = frozenset().union(*(p for p in parts if p is not None))
         mine = spec_side(name)
-        if all(p is not None for p in parts) and theirs and mine != theirs:
+        output_wired = all(p is not None for p in parts) and bool(theirs)
+        if output_wired and mine != theirs:
             note = f"the output ({name!r}) is computed from other layers: " + WIRING_WHY
             wrong = VerifyRow(name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, None, note)
             out.append(LayerCheck(f"{name} (the output)", None, None, [wrong], {}, None))
-    return out
+    return out, output_wired
 
 
 def _rotary_bases(model: nn.Module, layers: list[LayerCheck], settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
