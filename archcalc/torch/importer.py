@@ -580,7 +580,10 @@ class Importer:
         ``transformer.h.0.add`` and ``transformer.h.0.add_2``), so that ``memory --checkpoint transformer.h.0`` and the
         block's claims hold every layer its forward computes; at the top, fx's node name (``add_2``).  fx's own numbering
         (global: ``layer_norm_3``) is left off a scoped name; :meth:`fresh` numbers it within its module."""
-        where = module_path(node)
+        stack = [str(path) for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        if node.op == "call_module" and stack and stack[-1] == str(node.target):
+            stack.pop()  # (a module's own call: fx lists the module itself last; it is named in its parent's scope)
+        where = stack[-1] if stack else ""
         return f"{where}.{re.sub(r'_[0-9]+$', '', node.name)}" if where else node.name
 
     def fresh(self, *candidates: str) -> str:
