@@ -598,6 +598,11 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
             return
         ex.steps.append(Step("receptive field", None, "pointwise: unchanged", size))
         return
+    if len(windows) != len(srcs[0]):  # (a 1-D window on a map whose axes reshapes regrouped, layout lost)
+        _explain_named_rf(ex, node, axes, None, None)
+        if whole_why:
+            ex.notes.append(whole_note)
+        return
     if whole_why:
         ex.notes.append(whole_note)
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
@@ -623,6 +628,9 @@ def _explain_named_rf(
                       f"window's positions (exact: outputs of one window share it)")
         elif isinstance(op, Window):
             worked = f"a window of {op.kernel} at stride {op.stride} along tensor axis {t}"
+        elif op == "window" and layout is not None and t is None:
+            worked = ("no tensor axis holds it alone (dropped by a select or mean, or merged with other axes): unchanged, or the union "
+                      "where the layer reads all of the merged axis")
         elif op == "window":
             worked = f"its window along tensor axis {t} (the map is permuted)" if t else "its window, on a layout the pass could not follow"
         elif op == "none":

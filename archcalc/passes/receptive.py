@@ -33,8 +33,11 @@ its positions on axis 0 (a 2-axis input that a later window reads as (C, L) afte
 window gets a note saying so, and an approximate field).  The pass follows
 where each spatial axis of the network's input sits (``rf_layout``: per axis of the tensor, the
 spatial axis it holds, or None): a permute or transpose moves them (Swin and ConvNeXt work on
-channels-last (H, W, C) maps), a layer that keeps the rank keeps them, a reshape that changes the
-rank loses them.  Layers that name their axes (``axis_windows``: a slice with a step, Swin's window
+channels-last (H, W, C) maps), a layer that keeps the rank keeps them, a reshape, flatten, select
+or mean regroups them (``_relayout``: an axis kept keeps its place; a spatial axis merged with others
+is recorded as merged into that axis, so a layer reading all of it, a linear over H*S as in Vision
+Permutator, or a conv1d reading (C*H, W)'s channels, sees every position along it; a merged axis
+split again, or sizes that fit more than one way, lose the layout: fields after it are approximate).  Layers that name their axes (``axis_windows``: a slice with a step, Swin's window
 attention as a :class:`~archcalc.layers.base.Partition` of each axis into windows) are applied
 where the spatial axes are; a sliding window on a layout the pass has lost, or a cyclic roll, makes
 the field approximate from that row on (``rf_bound``), and so does attention whose output reads
@@ -281,6 +284,7 @@ def receptive_field(G: Graph) -> None:
     covs: dict[str, tuple[Cover, ...]] = {}
     nodes[INPUT].update(rf=start, rf_bound=None)
     nodes[INPUT]["rf_layout"] = in_layout
+    tangles: dict[str, Tangle] = {INPUT: (NO_TANGLE,) * len(in_layout)}  # per node, spatial axes merged into its axes (see _relayout)
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -300,6 +304,7 @@ def receptive_field(G: Graph) -> None:
             grids[name], covs[name] = (), ()
             continue
         layer = node["layer"]
+        tangle: Tangle | None
         hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
         if len(inputs) == 1 and not any(hooks):  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
             src_name = inputs[0]
@@ -315,7 +320,10 @@ def receptive_field(G: Graph) -> None:
                 node["rf_note"] = None if bound is None else f"receptive field approximate from {bound} on (see that row)"
                 node["rf_bound"] = bound
                 grids[name] = grids[src_name]
-                node["rf_layout"] = None if layout is not None and len(layout) != len(node["shape"]) else layout
+                layout, tangle = _next_layout(layout, tangles.get(src_name), tuple(node["in_shapes"][0]), tuple(node["shape"]))
+                node["rf_layout"] = layout
+                if layout is not None and tangle is not None:
+                    tangles[name] = tangle
                 node["rf_whole"] = (
                     None
                     if not seen or not rf
@@ -341,10 +349,15 @@ def receptive_field(G: Graph) -> None:
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
             rf, bound, layout = src["rf"], src["rf_bound"], src["rf_layout"]
+            tangle = tangles.get(inputs[0]) if layout is not None else None
             grid, cov = grids[inputs[0]], covs[inputs[0]]
         else:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             layout = _merged_layout([nodes[i]["rf_layout"] for i in seeing], len(node["shape"]))
+            same = {tangles.get(i) for i in seeing if nodes[i]["rf_layout"] == layout} if layout is not None else set()
+            tangle = same.pop() if len(same) == 1 else None
+            if tangle is None:
+                layout = None
             if not seeing:
                 node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
                 grids[name], covs[name] = (), ()
@@ -388,11 +401,26 @@ def receptive_field(G: Graph) -> None:
                 "last axis, and is approximate from here on"
             )
             bound = bound or name
-        if named is not None or (windows is not None and len(windows) == len(rf) and layout != standard):
+        tangled = tangle is not None and any(tangle)
+        if named is not None or (windows is not None and (layout != standard or tangled or len(windows) != len(rf))):
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
+            grid_in = grid
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
             if why is not None and note is None:
                 note = why
+            if tangled and tangle is not None and named is None and tangle[0]:  # spatial axes merged into the axis read as channels
+                if not layer.weights(ins):  # (a pool, an upsampling: channel by channel) unchanged along them
+                    pass
+                elif as_int(getattr(layer, "groups", 1)) == 1:  # every output reads all of that axis: the union along them
+                    union = _whole(grid_in, rf)
+                    rf = tuple(union[m] if m in tangle[0] else r for m, r in enumerate(rf))
+                    cov = tuple(_cov_everywhere(c) if m in tangle[0] else c for m, c in enumerate(cov))
+                else:
+                    exact = False
+                    note = note or f"{name} reads groups of an axis that holds spatial axes merged with others: the field is approximate from here on"
+            if tangled and tangle is not None and named is None and any(tangle[1:]):
+                exact = False
+                note = note or f"{name} slides a window along an axis holding spatial axes merged with others: the field is approximate from here on"
             bound = bound or (None if exact else name)
             shape = node["shape"]
             grid = ((rf, _grid_sizes(shape, layout, len(rf))),)
@@ -426,23 +454,24 @@ def receptive_field(G: Graph) -> None:
             if mixed is _UNASKED:
                 mixed = asked["mixed_axes"] = layer.mixed_axes(ins)
         if mixed and not all(r.whole for r in rf):
-            if layout is not None:
-                axes = sorted({m for t in mixed if t < len(layout) and (m := layout[t]) is not None})
+            if layout is not None and tangle is not None:
+                alone = {m for t in mixed if t < len(layout) and (m := layout[t]) is not None}
+                axes = sorted(alone | {m for t in mixed if t < len(tangle) for m in tangle[t]})
             else:  # reshapes lost the layout (ViT's patches, MLP-Mixer's): what each axis holds, followed by sizes (rarely needed)
                 if roles is None:
                     roles = axis_roles(G)
                 axes, lost = _spatial_axes(roles.get(inputs[0]) if inputs else None, mixed, len(rf))
-                if lost:
+                if lost or axes:  # (guessed from sizes: a reshape that splits a merged axis is not followed)
                     note = note or (
                         f"every output reads every position along axis {', '.join(map(str, mixed))} of its input, and what that axis "
-                        "holds after the reshapes before it is not known: the receptive field is approximate from here on"
+                        "holds after the reshapes before it is not known (guessed from the sizes): the receptive field is approximate from here on"
                     )
                     bound = bound or name
             if axes:
                 union = _whole(grid, rf)
                 rf = tuple(union[m] if m in axes else r for m, r in enumerate(rf))
                 cov = tuple(_cov_everywhere(c) if m in axes else c for m, c in enumerate(cov))
-                if all(r.whole for r in rf):
+                if all(r.whole for r in rf) and layout is not None:
                     whole = "it reads every position of the map: every output sees every input pixel any position sees"
                     note = note or "reads every position of the map (a softmax, norm or linear over its axes): every output sees the whole input"
                 else:
@@ -478,10 +507,12 @@ def receptive_field(G: Graph) -> None:
             perm = asked.get("permutation", _UNASKED)
             if perm is _UNASKED:
                 perm = asked["permutation"] = layer.permutation(ins)
-        if perm is not None:
-            layout = tuple(layout[p] for p in perm)
+        if perm is not None and tangle is not None:
+            layout, tangle = tuple(layout[p] for p in perm), tuple(tangle[p] for p in perm)
+        elif layout is not None and len(inputs) == 1:  # (a reshape, flatten, select: see _relayout)
+            layout, tangle = _next_layout(layout, tangle, tuple(node["in_shapes"][0]), tuple(node["shape"]))
         elif layout is not None and len(layout) != len(node["shape"]):
-            layout = None  # the rank changed (reshape, flatten, select): which axis is spatial is lost
+            layout = None
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -507,6 +538,8 @@ def receptive_field(G: Graph) -> None:
         node["rf_bound"] = bound
         grids[name] = grid
         node["rf_layout"] = layout
+        if layout is not None and tangle is not None:
+            tangles[name] = tangle
         node["rf_whole"] = whole if rf else None
         if repeats and name in done_at:
             for rep in done_at[name]:
@@ -949,7 +982,7 @@ def _through_axes(
     each spatial axis gets what the layer does along the tensor axis that holds it."""
     if layout is None:  # the rank changed upstream: which axis is spatial is unknown
         lost = f"{name} slides a window, but reshapes before it lost which axis is spatial: the receptive field is approximate from here on"
-        if named is None and windows is not None:  # best guess: the (C, *spatial) layout
+        if named is None and windows is not None and len(windows) == len(rf):  # best guess: the (C, *spatial) layout
             return tuple(r.through(w) for r, w in zip(rf, windows, strict=True)), lost, False
         return rf, lost, False
     out: list[AxisRF] = []
@@ -1175,3 +1208,91 @@ def _misaligned(axis: int, name_a: str, a: AxisRF, name_b: str, b: AxisRF, union
     if union is not None:
         return f"{where}: each output sees both fields, {union.size} pixels in all (their union)"
     return f"{where}: the fields drift apart from output to output; the larger one is shown"
+
+
+Tangle = tuple[frozenset[int], ...]  # per tensor axis, the spatial axes merged into it with other axes (its layout entry is None)
+NO_TANGLE: frozenset[int] = frozenset()
+
+
+def _same_size(a: Dim, b: Dim) -> bool:
+    return a == b or known_sign(a - b) == 0
+
+
+def _relayout(layout: Layout, tangle: Tangle, ins: tuple[Dim, ...], out: tuple[Dim, ...]) -> tuple[Layout, Tangle] | None:
+    """Where the spatial axes sit after a layer that changes the shape without a window over it (a
+    reshape, flatten, squeeze; a select or mean that drops axes): axes kept whole keep their place;
+    a spatial axis merged with others into one axis is recorded as merged there (``tangle``: a layer
+    that reads all of that axis reads every position along it); None where the pass cannot tell (a
+    merged axis split again, sizes that match in more than one way): the layout is lost."""
+    from ..dims import prod
+
+    if known_sign(prod(ins) - prod(out)) == 0:  # the same elements, regrouped
+        big_in = [i for i, n in enumerate(ins) if not _same_size(n, 1)]
+        big_out = [o for o, n in enumerate(out) if not _same_size(n, 1)]
+        new: list[int | None] = [None] * len(out)
+        tan: list[frozenset[int]] = [NO_TANGLE] * len(out)
+        i = o = 0
+        while i < len(big_in) or o < len(big_out):
+            if i >= len(big_in) or o >= len(big_out):
+                return None
+            gi, go = [big_in[i]], [big_out[o]]
+            pi, po = ins[big_in[i]], out[big_out[o]]
+            i, o = i + 1, o + 1
+            while not _same_size(pi, po):
+                sign = known_sign(pi - po)
+                if sign == -1 and i < len(big_in):
+                    pi, i = pi * ins[big_in[i]], i + 1
+                    gi.append(big_in[i - 1])
+                elif sign == 1 and o < len(big_out):
+                    po, o = po * out[big_out[o]], o + 1
+                    go.append(big_out[o - 1])
+                else:
+                    return None
+            spatial = {m for k in gi for m in (*((layout[k],) if layout[k] is not None else ()), *tangle[k])}
+            if len(go) == 1:  # (a merge, or one axis kept)
+                if len(gi) == 1:
+                    new[go[0]], tan[go[0]] = layout[gi[0]], tangle[gi[0]]
+                elif spatial:
+                    tan[go[0]] = frozenset(spatial)
+            elif spatial:  # an axis holding a spatial one, split: where its positions went is not followed
+                return None
+        return tuple(new), tuple(tan)
+    if len(out) < len(ins):  # axes dropped (select, mean): the ones left, if their sizes place them in one way only
+        fits: list[tuple[int, ...]] = []
+
+        def place(k: int, start: int, got: tuple[int, ...]) -> None:
+            if len(fits) > 1:
+                return
+            if k == len(out):
+                fits.append(got)
+                return
+            for j in range(start, len(ins) - (len(out) - k) + 1):
+                if _same_size(ins[j], out[k]):
+                    place(k + 1, j + 1, (*got, j))
+
+        place(0, 0, ())
+        if len(fits) != 1:
+            return None
+        kept = fits[0]
+        dropped = set(range(len(ins))) - set(kept)
+        if any(tangle[k] for k in dropped):  # (a merged axis dropped: its positions, partly read, are not followed)
+            return None
+        return tuple(layout[k] for k in kept), tuple(tangle[k] for k in kept)
+    return None
+
+
+def _next_layout(layout: Layout | None, tangle: Tangle | None, ins: tuple[Dim, ...], out: tuple[Dim, ...]) -> tuple[Layout | None, Tangle | None]:
+    """The layout (and merged axes) after a one-input layer that is no permutation: unchanged where
+    the shape is, or where the rank is and the elements are not (a linear, a channel split: a layer
+    that keeps the rank keeps the axes), else regrouped (:func:`_relayout`)."""
+    if layout is None or tangle is None or len(layout) != len(ins) or len(tangle) != len(ins):
+        return None, None
+    if ins == out:
+        return layout, tangle
+    if len(ins) == len(out):
+        from ..dims import prod
+
+        if known_sign(prod(ins) - prod(out)) != 0:
+            return layout, tangle
+    moved = _relayout(layout, tangle, ins, out)
+    return moved if moved is not None else (None, None)
