@@ -45,7 +45,7 @@ import ast
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -268,9 +268,28 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
             )
         if per_layer:
             return [rows[-1]], f"the range's last layer, {rows[-1].name}"
+        from .grouping import copies_per_copy
+
+        a, b = first.split("."), last_name.split(".")
+        shared = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        copies = copies_per_copy(rep, ".".join(a[:shared]))
+        if copies != 1:  # transformer.h.*.ln_1..transformer.h.*.attn.c_attn: one copy, as the table prints its rows
+            n = human_text(copies)
+            return [replace(r, repeat=simplify(r.repeat / copies)) for r in rows], (
+                f"one copy of a block repeated {n} times, as the table prints its rows (all {n} copies: {n} \u00d7 this)"
+            )
         return rows, ""
     if target in names:
-        return [rep.row(target)], ""
+        row = rep.row(target)
+        from .grouping import copies_per_copy
+
+        copies = copies_per_copy(rep, target)
+        if copies != 1 and not per_layer:  # transformer.h.*.attn.c_attn (×l): one copy, the row as the table prints it
+            n = human_text(copies)
+            return [replace(row, repeat=simplify(row.repeat / copies))], (
+                f"one copy of a block repeated {n} times, as the table prints the row (all {n} copies: {n} \u00d7 this)"
+            )
+        return [row], ""
     from .grouping import block, block_names
     from .summary import stage
 

@@ -168,6 +168,9 @@ def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
     return True
 
 
+_TIES_OWN: dict[type, bool] = {}  # per layer type: it overrides Layer.tied_weights (a pydantic class's attribute costs ~500 instructions: asked once)
+
+
 class _Template(NamedTuple):
     """A leaf block's layout in one environment: (local name, bound layer, input refs, training only,
     a learned tensor (``Layer.source``)) per kept layer, refs being None (the layer before) or
@@ -204,6 +207,7 @@ class _Compiler:
         self.counts: dict[tuple[int, tuple[tuple[str, Any], ...]], int] = {}  # (entries, env) -> layers they expand to
         self.repeats: dict[str, Dim] = {}  # call name -> copies, for calls that say `repeat` (a symbol: see SymbolicRepeat)
         self.symbolic: list[SymbolicRepeat] = []
+        self.ties = False  # some bound layer uses another layer's weight (tie_weight): see _resolve_ties
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...], prefix: str = "") -> int:
@@ -306,6 +310,12 @@ class _Compiler:
                     raise e.located(layer=full) from None
                 if prefix:
                     self.bound[key] = bound
+                kind = type(bound)
+                own = _TIES_OWN.get(kind)
+                if own is None:
+                    own = _TIES_OWN[kind] = kind.tied_weights is not Layer.tied_weights
+                if own and bound.tied_weights():
+                    self.ties = True
             local[local_name] = full
             pending.append((full, bound, entry.inputs, entry.training_only))
             if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
@@ -502,6 +512,8 @@ def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> list[str]:
     """Node attribute ``tied`` (weight name -> the node that owns it) for layers that use another
     layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner.
     Returns those layers' names."""
+    if not c.ties:  # (every layer is bound in expand, which noted any that ties: most networks have none)
+        return []
     base = Layer.tied_weights
     ties_of: dict[int, dict[str, str]] = {id(None): {}}  # per bound layer (the copies of a block share theirs)
     tied_nodes = []
