@@ -112,3 +112,62 @@ def test_a_linear_after_reshapes_that_lose_the_layout_is_approximate_not_whole()
     assert not row.whole_input and row.rf_approximate
     # the field shown bounds torch's: 3 rows, 8 columns (10 with padding)
     assert row.receptive_field[0] >= 3 and row.receptive_field[1] == 10
+
+
+# ----- adaptive pooling whose output size does not divide its input's (review s8, finding 17) -----
+# torch's window i of n positions to o is floor(i*n/o) .. ceil((i+1)*n/o) - 1 (aten AdaptiveAveragePooling):
+# for 8 -> 5 the windows start at 0, 1, 3, 4, 6, not one stride apart.
+
+
+def _hulls_1d(spec: dict[str, Any]) -> list[int]:
+    """Per output position of the last layer, the width lo..hi of the input positions torch reads."""
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    model = build_module(compile_spec(parse_spec(spec)), device="cpu", dtype=torch.float64).eval()
+    for p in model.parameters():
+        with torch.no_grad():
+            p.copy_(torch.rand_like(p) + 0.5)  # positive weights: no gradient cancels
+    x = torch.rand(1, *spec["input"], dtype=torch.float64) + 0.5
+    jac = torch.autograd.functional.jacobian(model, x)[0].abs().sum(dim=0)  # (L_out, 1, C_in, L_in)
+    jac = jac.sum(dim=(1, 2))
+    return [int(nz.max() - nz.min() + 1) for row in jac if (nz := torch.nonzero(row).flatten()).numel()]
+
+
+def test_a_window_after_an_uneven_adaptive_pool_sees_what_torch_reads() -> None:
+    spec = {"name": "a", "input": [1, 1, 8], "layers": [
+        {"name": "c0", "type": "conv2d", "out_channels": 1, "kernel_size": 1},
+        {"name": "pool", "type": "adaptiveavgpool2d", "output_size": [1, 5]},
+        {"name": "c1", "type": "conv2d", "out_channels": 1, "kernel_size": 3, "padding": 1},
+    ]}
+    rep = analyze(parse_spec(spec))
+    # the pool's widest window is 3 (1..3 and 4..6); c1's output 2 reads pool outputs 1..3: pixels 1..6, 6 wide
+    assert rep.row("pool").receptive_field == (1, 3) and rep.row("c1").receptive_field == (3, 6)
+    assert rep.row("pool").effective_stride == (1, 2)  # 8/5 pixels apart on average, rounded up (and said so)
+    assert "8/5" in (rep.row("pool").note or "")
+    assert _seen(spec, "c1", (0, 0, 2))[1] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(("n", "o"), [(8, 5), (7, 3), (10, 4), (13, 6), (2, 4), (5, 7)])
+def test_uneven_adaptive_pools_against_torch(n: int, o: int) -> None:
+    """conv 2, adaptive pool to o, conv 3 (no padding: the field is the widest run torch reads)."""
+    spec = {"name": "a", "input": [1, n + 1], "layers": [
+        {"name": "c0", "type": "conv1d", "out_channels": 2, "kernel_size": 2},
+        {"name": "pool", "type": "adaptiveavgpool1d", "output_size": o},
+        {"name": "c1", "type": "conv1d", "out_channels": 2, "kernel_size": 3},
+    ]}
+    row = analyze(parse_spec(spec)).row("c1")
+    assert row.receptive_field == (max(_hulls_1d(spec)),) and not row.rf_approximate
+    assert row.effective_stride[0] >= 1
+
+
+def test_an_enlarging_adaptive_pool_has_no_stride_0() -> None:
+    """VGG-16's avgpool on a 1x1 pool5 (a 48x48 image): torchvision replicates it to 7x7."""
+    out = cli("check", "--stack", "3x2x2", "conv 4 2", "adaptiveavgpool2d output_size=7", "adaptiveavgpool2d1.stride=0x0")
+    assert out.code == 1 and "WRONG" in out.out, out.out
+    row = analyze(parse_spec({"name": "v", "input": [3, 2, 2], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 2},
+        {"name": "pool", "type": "adaptiveavgpool2d", "output_size": 7},
+    ]})).row("pool")
+    assert row.receptive_field == (2, 2) and row.effective_stride == (1, 1)  # 1 position per 7 outputs: 1/7, rounded up

@@ -30,19 +30,20 @@ only an approximation: that row says so, and so does every row after it (``rf_bo
 Layouts: a layer's ``windows`` slide along axes 1.. of a (C, *spatial) input.  An (L, F) input of
 float vectors (two axes that no window slides over before a permute: README's token layout) holds
 its positions on axis 0 (a 2-axis input that a later window reads as (C, L) after a layer that is no
-window gets a note saying so, and an approximate field).  The pass follows
-where each spatial axis of the network's input sits (``rf_layout``: per axis of the tensor, the
-spatial axis it holds, or None): a permute or transpose moves them (Swin and ConvNeXt work on
-channels-last (H, W, C) maps), a layer that keeps the rank keeps them, a reshape, flatten, select
-or mean regroups them (``_relayout``: an axis kept keeps its place; a spatial axis merged with others
-is recorded as merged into that axis, so a layer reading all of it, a linear over H*S as in Vision
-Permutator, or a conv1d reading (C*H, W)'s channels, sees every position along it; a merged axis
-split again, or sizes that fit more than one way, lose the layout: fields after it are approximate).  Layers that name their axes (``axis_windows``: a slice with a step, Swin's window
-attention as a :class:`~archcalc.layers.base.Partition` of each axis into windows) are applied
-where the spatial axes are; a sliding window on a layout the pass has lost, or a cyclic roll, makes
-the field approximate from that row on (``rf_bound``), and so does attention whose output reads
-fewer positions than the map before it had (``positions_read``: attention inside hand-cut windows,
-where "the whole input" would overstate the field).
+window gets a note saying so, and an approximate field).  The pass follows where each spatial axis
+of the network's input sits (``rf_layout``: per axis of the tensor, the spatial axis it holds, or
+None): a permute or transpose moves them (Swin and ConvNeXt work on channels-last (H, W, C) maps),
+a layer that keeps the rank keeps them, a reshape, flatten, select or mean regroups them
+(``_relayout``: an axis kept keeps its place; a spatial axis merged with others is recorded as
+merged into that axis, so a layer reading all of it, a linear over H*S as in Vision Permutator or a
+conv1d reading the channels of (C*H, W), sees every position along it; a merged axis split again,
+or sizes that fit more than one way, lose the layout: fields after that are approximate).  Layers
+that name their axes (``axis_windows``: a slice with a step, Swin's window attention as a
+:class:`~archcalc.layers.base.Partition` of each axis into windows) are applied where the spatial
+axes are; a sliding window on a layout the pass has lost, or a cyclic roll, makes the field
+approximate from that row on (``rf_bound``), and so does attention whose output reads fewer
+positions than the map before it had (``positions_read``: attention inside hand-cut windows, where
+"the whole input" would overstate the field).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class AxisRF(NamedTuple):
 
     def through_noted(self, w: Window) -> tuple[AxisRF, str | None, bool]:
         """The RF after window ``w``, a note for the row (None if nothing to say), and whether it is exact."""
+        if w.adaptive is not None:
+            return self._adaptive(w, *w.adaptive)
         regular_window = type(w.upsample) is int and w.upsample == 1
         if self.whole:  # nothing is left to see: the field stays the whole input, on the window's grid
             return self._replace(jump=ceildiv(self.jump * w.stride, w.upsample)), None, True
@@ -98,6 +101,40 @@ class AxisRF(NamedTuple):
         if u * len(phases) // gcd(s, u * len(phases)) > MAX_PERIOD:  # resizes by ratios that never repeat soon
             return (*self._bound(w), False)
         return _from_phases(*_map_phases(phases, shift, window))
+
+    def _adaptive(self, w: Window, n: Dim, o: Dim) -> tuple[AxisRF, str | None, bool]:
+        """Through torch's adaptive pooling of n positions to o (o not dividing n): output i reads
+        positions floor(i n / o) .. ceil((i + 1) n / o) - 1, a pattern that repeats every o/g outputs
+        and n/g positions (g = gcd(n, o)), mapped exactly on numbers like any periodic field."""
+        n_i, o_i, periodic = as_int(n), as_int(o), self._periodic()
+        if self.whole:
+            return self._replace(jump=ceildiv(self.jump * n, o)), None, True
+        approx = (
+            f"adaptive pooling of {n} positions to {o}: its windows are uneven, and here they are only bounded (the longest "
+            "window, the average stride rounded up): the receptive field is approximate from here on"
+        )
+        if n_i is None or o_i is None or periodic is None or n_i < 1 or o_i < 1:
+            bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n, o), self.centre2 + (w.extent - 1) * self.jump)
+            return bound, approx, False
+        phases, shift = periodic
+        p = len(phases)
+        g = gcd(n_i, o_i)
+        per_o, per_n = o_i // g, n_i // g
+        k = p // gcd(p, per_n)  # repeats of the window pattern until its positions fall on the field's period again
+        if per_o * k > MAX_PERIOD:
+            bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n_i, o_i), self.centre2 + (w.extent - 1) * self.jump)
+            return bound, approx, False
+        out = []
+        for i in range(per_o * k):
+            first, last = i * n_i // o_i, -(-(i + 1) * n_i // o_i) - 1
+            if last - first + 1 >= p:  # every phase is read: the lowest and highest of them
+                lo = min(phases[(first + t) % p][0] + (first + t) // p * shift for t in range(p))
+                hi = max(phases[(last - t) % p][1] + (last - t) // p * shift for t in range(p))
+            else:
+                lo = min(phases[u % p][0] + u // p * shift for u in range(first, last + 1))
+                hi = max(phases[u % p][1] + u // p * shift for u in range(first, last + 1))
+            out.append((lo, hi))
+        return _from_phases(out, per_n * k // p * shift)
 
     def _periodic(self) -> tuple[Phases, int] | None:
         """(phases, shift) of this RF; a regular grid is period 1.  None if symbolic."""
@@ -402,7 +439,8 @@ def receptive_field(G: Graph) -> None:
             )
             bound = bound or name
         tangled = tangle is not None and any(tangle)
-        if named is not None or (windows is not None and (layout != standard or tangled or len(windows) != len(rf))):
+        other = windows is not None and (len(windows) != len(rf) and (layout is not None or _moves(windows)))  # (a 1-D window on a 2-D field)
+        if named is not None or (windows is not None and rf and (layout != standard or tangled or other)):
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
             grid_in = grid
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
@@ -456,7 +494,9 @@ def receptive_field(G: Graph) -> None:
         if mixed and not all(r.whole for r in rf):
             if layout is not None and tangle is not None:
                 alone = {m for t in mixed if t < len(layout) and (m := layout[t]) is not None}
-                axes = sorted(alone | {m for t in mixed if t < len(tangle) for m in tangle[t]})
+                merged = {m for t in mixed if t < len(tangle) for m in tangle[t]}
+                # (a merged axis of one position, a flattened map its window already spanned: nothing more to see)
+                axes = sorted(alone | {m for m in merged if any(known_sign(sizes[m] - 1) != 0 for _, sizes in grid)})
             else:  # reshapes lost the layout (ViT's patches, MLP-Mixer's): what each axis holds, followed by sizes (rarely needed)
                 if roles is None:
                     roles = axis_roles(G)
@@ -532,6 +572,8 @@ def receptive_field(G: Graph) -> None:
                 whole = None
                 mixing = "mixes every position: every output sees the whole input"
                 note = f"every output reads every position before it, but {short}" if note in (None, mixing) else note
+        if layout is not None and any(r.phases is not None for r in rf):
+            rf = _existing(rf, _grid_sizes(node["shape"], layout, len(rf)))
         node["rf"] = rf
         covs[name] = cov
         node["rf_note"] = note
@@ -634,6 +676,8 @@ def _cov_through(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
     if c is None:
         return None
     a, b, refs, holes = c
+    if w.adaptive is not None:  # torch's adaptive windows read every position, each run touching the next: the same pixels, fields not followed
+        return None if holes else (a, b, (), False)
     k, s, p = w.kernel, w.stride, w.pad_before
     if holes:  # no window fills a gap: one that reads every position sees the same pixels (the fields of its outputs unknown), else nothing is known
         if all(as_int(v) == 1 for v in (k, s, w.dilation, w.upsample)) and as_int(p) == 0:
@@ -1082,7 +1126,7 @@ def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]], grids: 
 def _regular_steps(windows: list[Window] | None) -> list[tuple[Dim, Dim, Dim]] | None:
     """Per axis (extent - 1, stride, extent - 1 - 2 pad): what a regular window adds to a regular
     field (see AxisRF.through_noted), or None if some window upsamples."""
-    if windows is None or not all(type(w.upsample) is int and w.upsample == 1 for w in windows):
+    if windows is None or not all(type(w.upsample) is int and w.upsample == 1 and w.adaptive is None for w in windows):
         return None
     return [(w.extent - 1, w.stride, w.extent - 1 - 2 * w.pad_before) for w in windows]
 
@@ -1296,3 +1340,20 @@ def _next_layout(layout: Layout | None, tangle: Tangle | None, ins: tuple[Dim, .
             return layout, tangle
     moved = _relayout(layout, tangle, ins, out)
     return moved if moved is not None else (None, None)
+
+
+def _moves(windows: list[Window]) -> bool:
+    """Whether some window reads more than its own position, or strides (a slice of features is neither)."""
+    return any(known_sign(w.extent - 1) != 0 or known_sign(w.stride - 1) != 0 or known_sign(w.upsample - 1) != 0 for w in windows)
+
+
+def _existing(rf: tuple[AxisRF, ...], positions: tuple[Dim, ...]) -> tuple[AxisRF, ...]:
+    """On an uneven grid, the field shown is the widest of the outputs the map holds: a period of
+    the pattern may be longer than the map (adaptive pooling of 7 to 3 repeats after 3 outputs, but
+    the conv after it has one), and its fields past the map are no output's."""
+    out = []
+    for r, m in zip(rf, positions, strict=True):
+        if r.phases is not None and type(m) is int and 0 < m < len(r.phases):
+            r = r._replace(size=max(hi - lo + 1 for lo, hi in r.phases[:m]))
+        out.append(r)
+    return tuple(out)
