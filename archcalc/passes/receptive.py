@@ -1351,9 +1351,7 @@ def _existing(rf: tuple[AxisRF, ...], positions: tuple[Dim, ...]) -> tuple[AxisR
     """On an uneven grid, the field shown is the widest of the outputs the map holds: a period of
     the pattern may be longer than the map (adaptive pooling of 7 to 3 repeats after 3 outputs, but
     the conv after it has one), and its fields past the map are no output's."""
-    out = []
-    for r, m in zip(rf, positions, strict=True):
-        if r.phases is not None and type(m) is int and 0 < m < len(r.phases):
-            r = r._replace(size=max(hi - lo + 1 for lo, hi in r.phases[:m]))
-        out.append(r)
-    return tuple(out)
+    return tuple(
+        r._replace(size=max(hi - lo + 1 for lo, hi in r.phases[:m])) if r.phases is not None and type(m) is int and 0 < m < len(r.phases) else r
+        for r, m in zip(rf, positions, strict=True)
+    )
