@@ -171,3 +171,31 @@ def test_an_enlarging_adaptive_pool_has_no_stride_0() -> None:
         {"name": "pool", "type": "adaptiveavgpool2d", "output_size": 7},
     ]})).row("pool")
     assert row.receptive_field == (2, 2) and row.effective_stride == (1, 1)  # 1 position per 7 outputs: 1/7, rounded up
+
+
+# ----- a long upsampled pattern under a long kernel (review s8, finding 14: minutes for 4 layers) -----
+
+
+def test_a_run_of_units_is_seen_from_its_ends() -> None:
+    """Upsampling by 3, a stride-4 conv, upsampling by 5, a 7-wide conv: the uneven pattern's fields,
+    found from each run's first and last unit, against torch (no padding: the field is the widest run)."""
+    spec = {"name": "u", "input": [1, 10], "layers": [
+        {"name": "u1", "type": "upsample", "scale_factor": 3, "mode": "nearest"},
+        {"name": "c1", "type": "conv1d", "out_channels": 2, "kernel_size": 2, "stride": 4},
+        {"name": "u2", "type": "upsample", "scale_factor": 5, "mode": "nearest"},
+        {"name": "c2", "type": "conv1d", "out_channels": 2, "kernel_size": 7},
+    ]}
+    row = analyze(parse_spec(spec)).row("c2")
+    assert row.receptive_field == (max(_hulls_1d(spec)),) and not row.rf_approximate
+
+
+def test_a_pattern_too_long_to_walk_is_approximate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dilated kernel reads units with gaps, so no shortcut applies: past MAX_WORK spans (outputs of
+    the period x kernel) the field is bounded on the average grid and says so, instead of walking them."""
+    from archcalc.passes import receptive
+
+    stack = ["1x300", "upsample scale_factor=3", "conv 1 1 s7", "conv 1 50 d2"]
+    assert not any("approximate" in line for line in cli("quick", *stack).out.splitlines() if line.startswith("  conv2"))
+    monkeypatch.setattr(receptive, "MAX_WORK", 100)  # the period is 3 outputs: 3 x 50 spans > 100
+    out = cli("quick", *stack)
+    assert out.code == 0 and "approximate" in out.out and "4,000,000" in out.out, out.out

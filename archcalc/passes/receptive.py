@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 
 Phases = tuple[tuple[int, int], ...]
 MAX_PERIOD = 100_000  # longest output pattern tracked exactly; beyond it, an approximation with a note
+MAX_WORK = 4_000_000  # most spans walked for one layer's pattern (outputs x kernel) where no shortcut applies; beyond it, the same
 
 
 class AxisRF(NamedTuple):
@@ -98,7 +99,10 @@ class AxisRF(NamedTuple):
             return (*self._bound(w), False)
         phases, shift = periodic
         s, u = window[1], window[4]
-        if u * len(phases) // gcd(s, u * len(phases)) > MAX_PERIOD:  # resizes by ratios that never repeat soon
+        outputs = u * len(phases) // gcd(s, u * len(phases))
+        if outputs > MAX_PERIOD:  # resizes by ratios that never repeat soon
+            return (*self._bound(w), False)
+        if outputs * window[0] > MAX_WORK and not (window[3] == 1 and _monotone(phases, shift)):  # each output's units walked one by one
             return (*self._bound(w), False)
         return _from_phases(*_map_phases(phases, shift, window))
 
@@ -151,8 +155,8 @@ class AxisRF(NamedTuple):
         num = self.jump * w.stride
         return (
             AxisRF(self.size + (ceildiv(e, u) - 1) * self.jump, ceildiv(num, u), self.centre2 + ceildiv((e - 1 - 2 * w.pad_before) * self.jump, u)),
-            "upsampling with symbols (or by ratios whose pattern does not repeat within 100,000 outputs): the receptive field and stride "
-            "are approximate from here on (the average grid, rounded up); give the sizes numbers for exact ones",
+            "upsampling with symbols (or by ratios whose pattern does not repeat within 100,000 outputs, or a pattern times a kernel "
+            "past 4,000,000 steps): the receptive field and stride are approximate from here on (the average grid, rounded up)",
         )
 
 
@@ -208,6 +212,11 @@ def output_fields(
     and False if it reads no unit (a kernel smaller than the stride: it is given the nearest one)."""
     k, s, p, d, u = window
     period = len(phases)
+    # the fields of neighbouring units rarely step back (every window, union and partition of this
+    # pass keeps lo and hi non-decreasing): then a run of units sees from its first unit's lo to its
+    # last one's hi, found in O(1) (an upsampled grid's period of 99,221 outputs, each reading a
+    # 10,000-unit window, is a billion spans walked one by one)
+    monotone = _monotone(phases, shift)
     for o in range(u * period // gcd(s, u * period)):
         start = o * s - p  # output o reads fine positions start + t*d; input unit i sits at fine position i*u
         if d == 1:
@@ -217,6 +226,10 @@ def output_fields(
         reads = bool(units)
         if not reads:
             units = [(start + d * (k - 1) // 2) // u]
+        if monotone:
+            first, last = units[0], units[-1]
+            yield o, units, phases[first % period][0] + first // period * shift, phases[last % period][1] + last // period * shift, reads
+            continue
         spans = [(phases[i % period][0] + i // period * shift, phases[i % period][1] + i // period * shift) for i in units]
         yield o, units, min(lo for lo, _ in spans), max(hi for _, hi in spans), reads
 
@@ -1354,4 +1367,12 @@ def _existing(rf: tuple[AxisRF, ...], positions: tuple[Dim, ...]) -> tuple[AxisR
     return tuple(
         r._replace(size=max(hi - lo + 1 for lo, hi in r.phases[:m])) if r.phases is not None and type(m) is int and 0 < m < len(r.phases) else r
         for r, m in zip(rf, positions, strict=True)
+    )
+
+
+def _monotone(phases: Phases, shift: int) -> bool:
+    """Whether the fields of neighbouring units never step back (lo and hi non-decreasing, across
+    the period's end too): a run of units then sees from its first unit's lo to its last one's hi."""
+    return all(phases[i][0] <= phases[i + 1][0] and phases[i][1] <= phases[i + 1][1] for i in range(len(phases) - 1)) and (
+        phases[-1][0] <= phases[0][0] + shift and phases[-1][1] <= phases[0][1] + shift
     )
