@@ -146,8 +146,18 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
 def md_escape(text: str) -> str:
     """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis, '|' end a table cell,
     '<' open HTML (a layer named '<script>' in a note), '`' a code span, '[' a link, '\\' escape the next.
-    ('_' is kept: in formulas and names it sits inside words, where it opens no emphasis.)"""
-    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
+    '_' is escaped where a run of it starts or ends a word (a layer named ``_z_`` would be italics);
+    inside a word (conv1_1, ln_1) it opens no emphasis and is kept as written."""
+    out = re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
+    if "_" not in out:
+        return out
+
+    def underscores(m: re.Match[str]) -> str:
+        a, b = m.start(), m.end()
+        inside = a > 0 and out[a - 1].isalnum() and b < len(out) and out[b].isalnum()
+        return m.group(0) if inside else m.group(0).replace("_", "\\_")
+
+    return re.sub(r"_+", underscores, out)
 
 
 def md_text(text: str) -> str:
