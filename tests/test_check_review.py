@@ -346,6 +346,16 @@ def test_a_formula_only_sampled_is_not_proven_and_exits_2(tmp_path: Any) -> None
     assert r.out.rstrip().endswith("0 correct, 0 wrong, 1 not proven")
 
 
+def test_a_floor_with_a_period_too_long_to_decide_is_not_proven() -> None:
+    # review s8 #15: (C+7)//(10**8+1) - (C+8)//(10**8+1) is -1 at C + 8 = 10**8 + 1 (C = 99,999,993) and 0 at
+    # every size sampled; its period 10**8 + 1 needs (10**8 + 1) * (2 + 1) = 300,000,003 points to decide
+    # (degree 2 from 9*C^2): sampled only, so `not proven`, exit 2, never `correct`
+    r = cli("check", "--stack", "CxHxW", "conv C 3 p1 bias=false", "conv1.params=9*C^2 + (C+7)//(10**8+1) - (C+8)//(10**8+1)")
+    assert r.code == 2 and r.out.startswith("not proven conv1.params="), r.out
+    assert f"its floors have the period {10**8 + 1:,} in C: a proof would compare {(10**8 + 1) * 3:,} values" in r.out, r.out
+    assert r.out.rstrip().endswith("0 correct, 0 wrong, 1 not proven")
+
+
 def test_mod_and_min_are_decided() -> None:
     import sympy
 
