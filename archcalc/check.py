@@ -45,7 +45,7 @@ import ast
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -245,6 +245,11 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
             later = counted[counted.index(last) + 1 :] if last in counted else []
             pooled = any(r.whole_input for r in later)  # (it stopped before a global pool, or a flatten of the map)
             why = " before the map is pooled to one position (from there every output sees the whole input)" if pooled else ""
+            seen = {r.name: r.whole_input for r in rep.rows}
+            reads_a_map = not any(seen.get(i, False) for i in last.inputs)  # (ViT's encoder.ln reads tokens that already see it all)
+            if last.whole_input and not reads_a_map:  # (ViT: its tokens see the whole image from the first attention on)
+                why = f"the last layer with a receptive field, {last.name}, whose input already sees the whole input"
+                return [last], f"total {NAMES[quantity]}: {why}"
             if last.whole_input and last.params:  # (LeNet-5's C5: a 5x5 conv over 5x5 maps)
                 return [last], f"total {NAMES[quantity]}: the learned window that reads the last map down to one position, {last.name}"
             return [last], f"total {NAMES[quantity]}: the last layer with spatial axes{why}, {last.name}"
@@ -268,9 +273,28 @@ def _rows(rep: Report, target: str, quantity: str) -> tuple[list[Row], str]:
             )
         if per_layer:
             return [rows[-1]], f"the range's last layer, {rows[-1].name}"
+        from .grouping import copies_per_copy
+
+        a, b = first.split("."), last_name.split(".")
+        shared = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        copies = copies_per_copy(rep, ".".join(a[:shared]))
+        if copies != 1:  # transformer.h.*.ln_1..transformer.h.*.attn.c_attn: one copy, as the table prints its rows
+            n = human_text(copies)
+            return [replace(r, repeat=simplify(r.repeat / copies)) for r in rows], (
+                f"one copy of a block repeated {n} times, as the table prints its rows (all {n} copies: {n} \u00d7 this)"
+            )
         return rows, ""
     if target in names:
-        return [rep.row(target)], ""
+        row = rep.row(target)
+        from .grouping import copies_per_copy
+
+        copies = copies_per_copy(rep, target)
+        if copies != 1 and not per_layer:  # transformer.h.*.attn.c_attn (×l): one copy, the row as the table prints it
+            n = human_text(copies)
+            return [replace(row, repeat=simplify(row.repeat / copies))], (
+                f"one copy of a block repeated {n} times, as the table prints the row (all {n} copies: {n} \u00d7 this)"
+            )
+        return [row], ""
     from .grouping import block, block_names
     from .summary import stage
 
@@ -449,11 +473,14 @@ def _arithmetic(text: str) -> Fraction | None:
 def _formula(text: str, numbers_only: bool = False) -> Any:
     """A claimed formula or arithmetic: ``27C^2``, ``27C²``, ``11*11*3*64+64``, ``(H+1)//2``.
 
-    Read with a whitelist over Python's ast (names, integers, + - * / // **, parentheses), never
+    Read with a whitelist over Python's ast (names, integers, decimals read exactly (1.5 = 3/2),
+    + - * / // **, parentheses), never
     eval; exponents must be small integer constants and their nesting is bounded (MAX_POWER), and
     integers are bounded before multiplying, so no claim builds a huge number."""
     t = text.strip().replace("^", "**").replace("\u00b2", "**2").replace("\u00b3", "**3").replace("\u00d7", "*").replace("\u00b7", "*")
     t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 802,816 inside a formula
+    # a decimal is its exact fraction, as written (a stride of 1.5 is 3/2, never a float)
+    t = re.sub(r"(?<![\w.])(\d+)\.(\d+)(?![\w.])", lambda m: f"({int(m.group(1) + m.group(2))}/{10 ** len(m.group(2))})", t)
     t = re.sub(r"(\d)\s*([A-Za-z_(])", r"\1*\2", t)  # 27C -> 27*C, 2(H+1) -> 2*(H+1)
     t = re.sub(r"\)\s*([A-Za-z_(\d])", r")*\1", t)  # (H+1)(W+1)
     if numbers_only:
@@ -837,13 +864,13 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
     import sympy
 
     unproven: list[str] = []
-    for w0, g in zip(want_f, got, strict=True):
+    for axis, (w0, g) in enumerate(zip(want_f, got, strict=True), start=len(exact_shape) - len(got)):
         w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
         ok, how = same_formula(w, sympy.sympify(g))
         if ok is False:
-            return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {g}: {how}", deriv)
+            return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {axis} (exact {g}): {how}", deriv)
         if ok is None:
-            unproven.append(f"axis {g}: {how}")
+            unproven.append(f"axis {axis} (exact {g}): {how}")
     if unproven:
         return Verdict(claim, False, exact_shape, exact_text, f"{why}; " + "; ".join(unproven), deriv, unproven=True)
     return Verdict(claim, True, exact_shape, exact_text, f"{why} as formulas", deriv)
@@ -1016,6 +1043,11 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
             return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
     names = ", ".join(map(str, symbols))
     why = "not of a form archcalc decides (polynomials in the symbols and in floors of them; Max and Min in one symbol)"
+    classes = _classes(claimed, exact, symbols)
+    if classes is not None:  # (C+7)//(10**8+1): decidable class by class, but the classes are too many to check
+        mods = ", ".join(f"{p:,} in {x}" for x, p in zip(symbols, classes[0], strict=True) if p > 1)
+        why = (f"its floors have the period {mods}: a proof would compare "
+               f"{math.prod(p * (d + 1) for p, d in zip(*classes, strict=True)):,} values, more than the {MAX_DECISION_POINTS:,} archcalc compares")
     return None, f"compared as formulas: they agree at {len(points)} sampled values of {names} (not proven: {why})"
 
 
@@ -1088,6 +1120,23 @@ def _degree(e: Any, x: Any) -> int:
     return sum(_degree(a, x) for a in e.args)  # a Mul
 
 
+def _classes(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[list[int], list[int]] | None:
+    """Per symbol, the period of the floors in both formulas and their degree (floors read as their
+    arguments), where both are quasi-polynomials (:func:`_decide_quasi_polynomial`); else None."""
+    import sympy
+
+    if (claimed - exact).has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs):
+        return None
+    periods, degrees = [], []
+    for x in symbols:
+        p = [_period(e, x) for e in (claimed, exact)]
+        if None in p:
+            return None
+        periods.append(int(sympy.ilcm(*p)))
+        degrees.append(max(_degree(e, x) for e in (claimed, exact)))
+    return periods, degrees
+
+
 def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[bool, str] | None:
     """Decide exactly whether two formulas agree for every integer value of their symbols, where both
     are polynomials in the symbols and in floors (ceilings) of such polynomials with rational
@@ -1099,18 +1148,10 @@ def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tu
     formulas are not of that kind or the classes are too many to check (> MAX_DECISION_POINTS points)."""
     import itertools
 
-    import sympy
-
-    diff = claimed - exact
-    if diff.has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs):
+    classes = _classes(claimed, exact, symbols)
+    if classes is None:
         return None
-    periods, degrees = [], []
-    for x in symbols:
-        p = [_period(e, x) for e in (claimed, exact)]
-        if None in p:
-            return None
-        periods.append(int(sympy.ilcm(*p)))
-        degrees.append(max(_degree(e, x) for e in (claimed, exact)))
+    periods, degrees = classes
     count = math.prod(p * (d + 1) for p, d in zip(periods, degrees, strict=True))
     if count > MAX_DECISION_POINTS:
         return None
@@ -1122,8 +1163,8 @@ def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tu
         if a != b:
             where = ", ".join(f"{x}={v}" for x, v in at.items())
             return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
-    classes = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
-    how = f"on every class of {classes} " if classes else ""
+    mods = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
+    how = f"on every class of {mods} " if mods else ""
     top = max(degrees)
     shape = f"polynomials of degree <= {top} in each symbol"
     return True, f"compared as formulas: equal (proved: {how}both are {shape}, equal at {count:,} points that fix them)"

@@ -394,6 +394,12 @@ def _explain(args: argparse.Namespace) -> int:
 
         write_output(explain_total(rep, args.layer.partition(".")[2] or "flops", args.format), args.output)
         return 0
+    if args.layer and args.layer.startswith("total.") and args.layer not in args.graph.nodes:  # total.memory, total.rf: no such derivation
+        raise SpecError(
+            f"explain derives the totals total.params, total.macs and total.flops ('total' alone: FLOPs), not {args.layer!r}; "
+            "the table's total row has the others",
+            file=args.spec, field="LAYER",
+        )
     if args.layer and args.layer not in args.graph.nodes:  # a block call: its sums and its rows
         from .explain import explain_block, shown_name
         from .grouping import block

@@ -47,8 +47,8 @@ class Comparison:
             return tuple(simplify(d) for d in rep.input_shape)
         if key == "rf":  # (a field the table calls whole is whole here too: its padded union is no window on the image)
             return ("whole",) if last.whole_input else tuple(simplify(d) for d in last.receptive_field)
-        if key == "stride":
-            return tuple(simplify(d) for d in last.effective_stride)
+        if key == "stride":  # (whole where the field is: the table writes both so)
+            return ("whole",) if last.whole_input else tuple(simplify(d) for d in last.effective_stride)
         if key == "nonlin":
             return simplify(sum((r.repeat for r in rep.counted_rows if "act" in r.ops), start=0))
         if key == "kv":  # bytes of keys and values one position adds (shown where a spec has attention)

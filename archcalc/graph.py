@@ -168,6 +168,16 @@ def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
     return True
 
 
+_TRAITS: dict[type, tuple[bool, bool]] = {}  # per layer type: (it overrides Layer.tied_weights, Layer.source)
+
+
+def _traits(kind: type[Layer]) -> tuple[bool, bool]:
+    """A layer type's class attributes that expansion reads per layer, read once (a pydantic model
+    class's attribute lookup goes through its metaclass's __getattr__ hook: ~500 instructions)."""
+    got = _TRAITS[kind] = (kind.tied_weights is not Layer.tied_weights, bool(kind.source))
+    return got
+
+
 class _Template(NamedTuple):
     """A leaf block's layout in one environment: (local name, bound layer, input refs, training only,
     a learned tensor (``Layer.source``)) per kept layer, refs being None (the layer before) or
@@ -204,6 +214,7 @@ class _Compiler:
         self.counts: dict[tuple[int, tuple[tuple[str, Any], ...]], int] = {}  # (entries, env) -> layers they expand to
         self.repeats: dict[str, Dim] = {}  # call name -> copies, for calls that say `repeat` (a symbol: see SymbolicRepeat)
         self.symbolic: list[SymbolicRepeat] = []
+        self.ties = False  # some bound layer uses another layer's weight (tie_weight): see _resolve_ties
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...], prefix: str = "") -> int:
@@ -216,8 +227,9 @@ class _Compiler:
             return known
         total = 0
         for i, e in enumerate(entries):
-            full = prefix + (e.name or f"{e.kind if isinstance(e, Layer) else 'block'}{i}")
-            if not _kept(e, env, full):
+            d = e.__dict__  # (a pydantic model's attributes, read without its __getattr__ hook)
+            full = prefix + (d["name"] or f"{d['type'] if isinstance(e, Layer) else 'block'}{i}")
+            if (d["when"] is not None or d["unless"] is not None) and not _kept(e, env, full):
                 continue
             if isinstance(e, BlockCall):
                 block = self.block(e)
@@ -273,14 +285,16 @@ class _Compiler:
         local: dict[str, str] = {INPUT: scope_input}
         pending: list[tuple[str, Layer, list[str] | None, bool]] = []
         prev = scope_input
+        nodes = self.nodes
         for i, entry in enumerate(entries):
-            local_name = entry.name or f"{entry.kind if isinstance(entry, Layer) else 'block'}{i}"
+            d = entry.__dict__  # (a pydantic model's attributes, read without its __getattr__ hook: a 100,000-layer spec reads 500,000)
+            local_name = d["name"] or f"{d['type'] if isinstance(entry, Layer) else 'block'}{i}"
             full = prefix + local_name
-            if not _kept(entry, env, full):
+            if (d["when"] is not None or d["unless"] is not None) and not _kept(entry, env, full):
                 continue
             if local_name == INPUT:
                 raise SpecError(f"{INPUT!r} is reserved for the network's (or block's) input", layer=full, field="name")
-            unreachable = _unaddressable(local_name)
+            unreachable = (local_name == "total" or "." in local_name) and _unaddressable(local_name)
             if unreachable:
                 raise SpecError(f"layer name {local_name!r}: {unreachable}", layer=full, field="name")
             if local_name in local:
@@ -306,16 +320,18 @@ class _Compiler:
                     raise e.located(layer=full) from None
                 if prefix:
                     self.bound[key] = bound
+            traits = _TRAITS.get(type(bound)) or _traits(type(bound))
+            if traits[0] and bound.tied_weights():
+                self.ties = True
             local[local_name] = full
-            pending.append((full, bound, entry.inputs, entry.training_only))
-            if full in self.nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
+            training = d["training_only"]
+            pending.append((full, bound, d["inputs"], training))
+            if full in nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            source = bound.source  # a learned tensor: no input unless it names one, and not on the chain
-            self.nodes[full] = {
-                "layer": bound, "inputs": [] if source else [prev], "training_only": entry.training_only, "index": len(self.nodes), "scope": scope,
-            }
-            if not entry.training_only and not source:
+            source = traits[1]  # a learned tensor: no input unless it names one, and not on the chain
+            nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": training, "index": len(nodes), "scope": scope}
+            if not training and not source:
                 prev = full
         forward = True
         for full, bound, refs, _ in pending:  # forward references resolve after the scope
@@ -502,16 +518,16 @@ def _resolve_ties(c: _Compiler, nodes: dict[str, dict[str, Any]]) -> list[str]:
     """Node attribute ``tied`` (weight name -> the node that owns it) for layers that use another
     layer's weight (``tie_weight``); the params pass counts such a weight once, at its owner.
     Returns those layers' names."""
+    if not c.ties:  # (every layer is bound in expand, which noted any that ties: most networks have none)
+        return []
     base = Layer.tied_weights
-    ties_of: dict[int, dict[str, str]] = {}  # per bound layer (the copies of a block share theirs)
+    ties_of: dict[int, dict[str, str]] = {id(None): {}}  # per bound layer (the copies of a block share theirs)
     tied_nodes = []
     for name, attrs in nodes.items():
         layer = attrs["layer"]
-        if layer is None or type(layer).tied_weights is base:
-            continue
-        ties = ties_of.get(id(layer))
+        ties = ties_of.get(id(layer))  # (a pydantic class's attributes cost ~170 ns each: asked once per layer object)
         if ties is None:
-            ties = ties_of[id(layer)] = layer.tied_weights()
+            ties = ties_of[id(layer)] = {} if type(layer).tied_weights is base else layer.tied_weights()
         if not ties:
             continue
         tied = {}

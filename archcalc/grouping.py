@@ -107,9 +107,8 @@ def block(rep: Report, name: str) -> Group | None:
         rows = tuple(r for r in rep.rows if r.name.startswith(name + "."))
     if not rows:
         return None
-    call = one_copy_of(rep, name)
-    if call is not None:  # transformer.h.*: one copy of a call repeated l times, each row counted once
-        copies = rep.repeats[call]
+    copies = copies_per_copy(rep, name)
+    if copies != 1:  # transformer.h.*: one copy of a call repeated l times, each row counted once
         rows = tuple(replace(r, repeat=simplify(r.repeat / copies)) for r in rows)
     return Group(name, rows, True, rep.repeats.get(name, 1), group_totals(rows, rep.include_training_only))
 
@@ -124,6 +123,21 @@ def one_copy_of(rep: Report, name: str) -> str | None:
     if call not in rep.repeats or type(rep.repeats[call]) is int:
         return None
     return call
+
+
+def copies_per_copy(rep: Report, name: str) -> Dim:
+    """How many times the rows under ``name`` run for each time one copy of them is counted: the
+    product of the repeat counts of the symbolically repeated calls its ``.*`` parts stand for
+    (``transformer.h.*.attn.c_attn``: l; a name without ``.*``: 1).  A ``.*`` name is one copy, as the
+    table prints its ``(×l)`` rows."""
+    copies: Any = 1
+    at = name.find(".*")
+    while at != -1:
+        call = name[:at]
+        if call in rep.repeats and type(rep.repeats[call]) is not int:
+            copies = copies * rep.repeats[call]
+        at = name.find(".*", at + 2)
+    return simplify(copies) if copies != 1 else 1
 
 
 def numbered_copy_hint(repeats: Any, name: str) -> str | None:

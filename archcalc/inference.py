@@ -18,7 +18,8 @@
   tied head reads is read in full), and the cache of S positions, and writes one position:
   bytes per generated token.
 * Only decoders: the input must be token ids (one axis, read by an embedding); an image network
-  (ViT's 3 x 224 x 224) has no token axis to generate along and is refused.
+  (ViT's 3 x 224 x 224) has no token axis to generate along and is refused, and so is an encoder
+  (BERT: every attention attends both ways), which does not generate token by token.
 * **Roofline**: arithmetic intensity = FLOPs / bytes.  A decode step does about one multiply-add
   per weight it reads for each sample of the batch (2 x batch / bytes-per-element FLOP per byte):
   at batch 1 far below the ridge point (peak FLOP/s / bandwidth) of any current accelerator, so
@@ -279,6 +280,12 @@ def inference_costs(
         raise SpecError(f"{arch.name} has no attention layer: {why}")
     notes = []
     bidirectional = [n for n in attention if nodes[n]["layer"].__dict__.get("is_causal") is False]
+    if bidirectional and len(bidirectional) == len(attention):  # BERT: an encoder, no decode step to price
+        raise SpecError(
+            f"{arch.name} is an encoder: its attention attends both ways ({bidirectional[0]} is not causal), so it does not "
+            "generate token by token and has no decode step or KV cache to price (a decoder's attention says is_causal: true)",
+            field="is_causal", layer=bidirectional[0],
+        )
     if bidirectional:
         notes.append(
             f"{bidirectional[0]} attends both ways (not causal): an encoder does not generate token by token, so its "

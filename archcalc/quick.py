@@ -132,6 +132,11 @@ def parse_layer(text: str, index: int, counters: dict[str, int], spatial: int = 
             raise e.located(layer=f"#{index + 1}") from None
         if not isinstance(parsed, dict):
             raise SpecError("a JSON layer must be an object", layer=f"#{index + 1}")
+        kind = parsed.get("type")
+        if "name" not in parsed and isinstance(kind, str) and kind:  # numbered from 1 with the word layers: causal_mask1
+            stem = kind + ("_" if kind.rstrip("0123456789") != kind else "")
+            counters[kind] = counters.get(kind, 0) + 1
+            parsed = {"name": f"{stem}{counters[kind]}", **parsed}
         return parsed
     words = text.replace("\u00d7", "x").split()
     if not words:

@@ -403,7 +403,10 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` for ``json.loads``: a key given twice in one object is refused (json keeps
     the last silently, and the table would answer for one of two values without a word); the error
     names the layer (the object's ``name``, where it has one) and the key."""
-    out: dict[str, Any] = {}
+    out = dict(pairs)
+    if len(out) == len(pairs):  # the usual case, in C
+        return out
+    out = {}
     for key, value in pairs:
         if key in out:
             names = [v for k, v in pairs if k == "name" and isinstance(v, str)]

@@ -87,6 +87,34 @@ def test_one_copy_of_a_symbolically_repeated_block_is_its_star_scope() -> None:
     assert every.startswith("transformer.h (block, l copies, 21 layers)") and "= 12*l*h^2 + 13*l*h\n" in every
 
 
+def test_a_layer_of_one_copy_is_judged_as_the_table_prints_its_row() -> None:
+    # review s8 #10: a `.*` layer is one copy (its `(×l)` row), as the block `transformer.h.*` is.
+    # GPT-2's c_attn (Radford et al. 2019): a linear h -> 3h, 3h*h weights + 3h biases; its MACs over s
+    # tokens s*h*3h; its float32 output s*3h values of 4 B; sdpa's two products q@k^T and att@v, s*s*h each
+    claims = ("transformer.h.*.attn.c_attn.params=3*h^2+3*h", "transformer.h.*.attn.c_attn.macs=3*s*h^2",
+              "transformer.h.*.attn.c_attn.memory=12*s*h B", "transformer.h.*.attn.sdpa.macs=2*s^2*h",
+              # ln_1 (2h: a weight and a bias per feature) and c_attn, one copy
+              "transformer.h.*.ln_1..transformer.h.*.attn.c_attn.params=3*h^2+5*h")
+    r = cli("check", TRANSFORMER, *claims)
+    assert r.code == 0, r.out
+    assert r.out.count("one copy of a block repeated l times") == len(claims)
+    assert cli("check", TRANSFORMER, "transformer.h.*.attn.c_attn.params=l*(3*h^2+3*h)").code == 1
+    # the table's row is the same value, marked (×l)
+    table = cli("table", TRANSFORMER).out
+    assert any("transformer.h.*.attn.c_attn (\u00d7l)" in line and "3*h^2 + 3*h" in line for line in table.splitlines())
+
+
+def test_a_layer_of_one_copy_in_a_cnn_block_is_one_copy(tmp_path: Path) -> None:
+    # a 3->3 channel 3x3 conv in a block repeated n times: 3*3*3*3 weights + 3 biases = 84 per copy
+    spec = {"name": "rep", "input": [3, 8, 8], "blocks": {"b": {"params": {}, "layers": [
+        {"name": "conv", "type": "conv2d", "out_channels": 3, "kernel_size": 3, "padding": 1}]}},
+        "layers": [{"name": "s", "type": "block", "block": "b", "repeat": "n"}]}
+    path = tmp_path / "rep.json"
+    path.write_text(json.dumps(spec))
+    r = cli("check", str(path), f"s.*.conv.params={3 * 3 * 3 * 3 + 3}", "s.*.params=84", "s.params=84*n")
+    assert r.code == 0, r.out
+
+
 def test_a_numbered_copy_of_a_symbolic_repeat_points_to_the_star_scope() -> None:
     r = cli("explain", TRANSFORMER, "transformer.h.0")
     assert r.code == 2 and "one copy is 'transformer.h.*', all l copies 'transformer.h'" in r.err
@@ -315,6 +343,16 @@ def test_a_formula_only_sampled_is_not_proven_and_exits_2(tmp_path: Any) -> None
     assert r.code == 2, r.out
     assert r.out.startswith("not proven add.rf=k+2//k: exact (k + Max(0, 3 - k))") and "(not proven:" in r.out, r.out
     assert "they agree at" in r.out and "sampled values of k" in r.out
+    assert r.out.rstrip().endswith("0 correct, 0 wrong, 1 not proven")
+
+
+def test_a_floor_with_a_period_too_long_to_decide_is_not_proven() -> None:
+    # review s8 #15: (C+7)//(10**8+1) - (C+8)//(10**8+1) is -1 at C + 8 = 10**8 + 1 (C = 99,999,993) and 0 at
+    # every size sampled; its period 10**8 + 1 needs (10**8 + 1) * (2 + 1) = 300,000,003 points to decide
+    # (degree 2 from 9*C^2): sampled only, so `not proven`, exit 2, never `correct`
+    r = cli("check", "--stack", "CxHxW", "conv C 3 p1 bias=false", "conv1.params=9*C^2 + (C+7)//(10**8+1) - (C+8)//(10**8+1)")
+    assert r.code == 2 and r.out.startswith("not proven conv1.params="), r.out
+    assert f"its floors have the period {10**8 + 1:,} in C: a proof would compare {(10**8 + 1) * 3:,} values" in r.out, r.out
     assert r.out.rstrip().endswith("0 correct, 0 wrong, 1 not proven")
 
 

@@ -613,7 +613,7 @@ def test_a_function_the_built_model_cannot_call_is_an_error_naming_the_layer() -
     def build(layer: dict[str, object]) -> None:
         build_module(compile_spec(parse_spec({"name": "f", "input": [4, 8, 8], "layers": [layer]})))
 
-    with pytest.raises(SpecError, match=r"layer 'p'.*field 'function'.*'F\.no_such_pool' is not a function of this torch"):
+    with pytest.raises(SpecError, match=r"layer 'p'.*field 'function'.*'F\.no_such_pool' is not a function archcalc knows"):
         build({"name": "p", "type": "maxpool2d", "kernel_size": 2, "function": "F.no_such_pool"})
     with pytest.raises(SpecError, match=r"layer 'p'.*F\.relu computes a relu layer, not a maxpool2d"):
         build({"name": "p", "type": "maxpool2d", "kernel_size": 2, "function": "F.relu"})

@@ -12,6 +12,7 @@ import sympy
 from conftest import SPECS, cli
 
 from archcalc import analyze, load_spec
+from archcalc.errors import SpecError
 from archcalc.inference import inference_costs
 
 sym = {n: sympy.Symbol(n, integer=True, positive=True) for n in ("s", "S", "h", "l", "V")}
@@ -148,11 +149,18 @@ def test_a_symbolic_cache_is_judged_at_both_ends_with_the_batch(batch: int) -> N
     assert ("compute-bound" in at_zero) == (batch == 512)
 
 
-def test_an_encoder_and_a_cache_past_the_position_table_get_notes() -> None:
-    """BERT attends both ways (no token-by-token decoding); GPT-2's wpe has 1,024 rows, positions 0 to
-    1,023: a cache of 1,023 is the last that fits, 1,024 puts the next token past the table."""
-    bert = inference_costs(load_spec(SPECS / "bert_base.json"), 100)
-    assert any("not causal" in n for n in bert.notes)
+def test_an_encoder_is_refused_not_decoded() -> None:
+    """Review s8 #20: BERT attends both ways (no token-by-token decoding): `inference` printed a decode
+    step with a note and exit 0; it is refused in one line, exit 2, as an image network is."""
+    with pytest.raises(SpecError, match="bert_base is an encoder: its attention attends both ways"):
+        inference_costs(load_spec(SPECS / "bert_base.json"), 100)
+    r = cli("inference", str(SPECS / "bert_base.json"), "--cache", "512")
+    assert r.code == 2 and r.out == "" and "not causal" in r.err and "Traceback" not in r.err
+
+
+def test_a_cache_past_the_position_table_gets_a_note() -> None:
+    """GPT-2's wpe has 1,024 rows, positions 0 to 1,023: a cache of 1,023 is the last that fits, 1,024
+    puts the next token past the table."""
     gpt2 = load_spec(SPECS / "gpt2.json")
     assert inference_costs(gpt2, 1023).notes == []
     (note,) = inference_costs(gpt2, 1024).notes

@@ -95,6 +95,23 @@ def test_transformer_lm_at_gpt2_sizes_is_gpt2() -> None:
     assert len(lm.rows) == len(gpt2.rows)
 
 
+def test_transformer_lm_symbolic_activation_memory_is_its_numeric_one() -> None:
+    # review s8 #6: the q/k/v head reshapes (s, h) -> (s, a, h/a) only split the feature axis
+    # (a * (h/a) = h), a view in torch (nanoGPT writes .view there): 0 B, as with --set and in gpt2.
+    # Per block, float32 outputs of s*h values (4 B each): ln_1 1 + c_attn 3 + sdpa 1 + merge 1 (a copy
+    # of the transposed heads) + c_proj 1 + add_1 1 + ln_2 1 + c_fc 4 + gelu 4 + c_proj 1 + add_2 1 = 19;
+    # outside the blocks wte, wpe, their sum and ln_f (4 of s*h) and lm_head (s*V)
+    s, h, layers, vocab = S["s"], S["h"], S["l"], S["V"]
+    per_block = 1 + 3 + 1 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1
+    rep = analyze(SPECS / "transformer_lm.json")
+    assert sympy.expand(rep.totals["activation_bytes"] - (4 * per_block * layers * s * h + 4 * 4 * s * h + 4 * s * vocab)) == 0
+    assert all(r.activation_bytes == 0 for r in rep.rows if r.name.endswith(("q_heads", "k_heads", "v_heads")))
+    sizes = {"s": 1024, "h": 768, "l": 12, "a": 12, "V": 50257}
+    at_sizes = rep.totals["activation_bytes"].subs({S[k]: v for k, v in sizes.items() if k in S})
+    assert at_sizes == analyze(SPECS / "transformer_lm.json", values=sizes).totals["activation_bytes"]
+    assert at_sizes == analyze(SPECS / "gpt2.json").totals["activation_bytes"] == 935_661_568
+
+
 def test_kaplan_counts_the_causal_triangle() -> None:
     # Kaplan et al. 2020, Table 1: C_forward ~ 2N + 2*n_layer*n_ctx*d_attn FLOPs per token, N = 12*l*h**2
     # the non-embedding weights; counted exactly, query i reads i + 1 keys: s*(s + 1)/2 pairs per head

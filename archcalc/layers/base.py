@@ -33,12 +33,13 @@ start-up time.
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 from ..dims import MAX_DIGITS, Dim, DimError, check_expr, known_sign, parse_dim, prod, too_big
 from ..errors import SpecError
+from ..functions import check_function
 
 GENERAL_FORMULA: ContextVar[bool] = ContextVar("general_formula", default=False)
 """True while a layer's formula runs on symbols to print its general form (explain): a rule the
@@ -302,6 +303,10 @@ class Window:
     pad_before: Dim = 0
     dilation: Dim = 1
     upsample: Dim = 1
+    # torch's adaptive pooling of n positions to o, where o does not divide n: output i reads
+    # floor(i*n/o) .. ceil((i+1)*n/o) - 1 (kernel and stride then say the longest window and n // o,
+    # which is no sliding window: the receptive field pass maps these windows themselves)
+    adaptive: tuple[Dim, Dim] | None = None
 
     @property
     def extent(self) -> Dim:
@@ -345,14 +350,14 @@ class Layer(Spec):
     when: str | None = Field(default=None, description="Inside a block: keep this layer only if this block parameter is true.")
     unless: str | None = Field(default=None, description="Inside a block: keep this layer only if this block parameter is false.")
     training_only: bool = Field(default=False, description="Runs only in training (auxiliary heads): left out of totals unless asked for.")
-    function: str | None = Field(
+    function: Annotated[str, AfterValidator(check_function)] | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$",
         description="The function the model computes this layer with instead of a module, as it spells it: 'F.relu' "
         "(torch.nn.functional), 'torch.relu', 'Tensor.relu' (the method x.relu()), 'torch.add'. archcalc import writes it where "
         "a peer that counts modules (thop, ptflops, torchinfo) counts the call differently from the module; those conventions "
         "then count what the tool counts for that call (thop and torchinfo 0, ptflops its patched functions), and the model "
-        "built from the spec makes the same call.",
+        "built from the spec makes the same call. Only the spellings archcalc knows (archcalc/functions.py): a spec "
+        "names no code to run.",
     )
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs

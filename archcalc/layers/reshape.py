@@ -132,7 +132,9 @@ class Transpose(_Rearranged):
 def only_splits(src: Shape, dst: Shape) -> bool:
     """True when ``dst`` only splits axes of ``src`` into consecutive pieces (axes of size 1 may
     appear or vanish): torch's ``view`` of such a reshape exists for any strides, so it never
-    copies.  False when it merges axes, or when symbolic sizes leave it undecided."""
+    copies.  A run of pieces whose product is the axis exactly splits it even where a partial
+    product cannot be compared with it (``h`` into ``a`` and ``h/a``).  False when it merges axes,
+    or when symbolic sizes leave it undecided."""
     pieces = [d for d in dst if known_sign(d - 1) != 0]
     j = 0
     for d in src:
@@ -147,8 +149,10 @@ def only_splits(src: Shape, dst: Shape) -> bool:
             sign = known_sign(p - d)
             if sign == 0:
                 break
-            if sign is None or sign > 0:
+            if sign is not None and sign > 0:
                 return False
+            # undecided (a against h): a longer run of pieces may still make the axis exactly
+            # (a * (h/a) = h, the heads' split); a run that never does is not a split
     return j == len(pieces)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +60,9 @@ def _cells(r: Row, fmt: Callable[[Any], str], size: Callable[[Any], str], sep: s
     return [name, r.type, _shape_text(r.output_shape, sep), fmt(r.params), fmt(r.macs), size(r.activation_bytes), rf, stride]
 
 
+_TRAINING_ONLY, _WHOLE_INPUT, _REPEAT = (operator.attrgetter(a) for a in ("training_only", "whole_input", "repeat"))
+
+
 def _once(r: Row) -> bool:
     return type(r.repeat) is int and r.repeat == 1
 
@@ -86,7 +91,7 @@ def simple_table(body: list[list[str]], headers: list[str], colalign: tuple[str,
     its widest cell and at least its header plus 2; cells are stripped; two spaces between
     columns; trailing spaces dropped), which tests/test_render.py checks against tabulate on the
     whole zoo.  ``body`` must not be empty (a table always has its totals row)."""
-    cols = [[c.strip() for c in col] for col in zip(*body, strict=True)]  # column by column: str methods mapped over lists
+    cols = [list(map(str.strip, col)) for col in zip(*body, strict=True)]  # column by column: str methods mapped over lists, in C
     if len(cols) != len(headers):
         raise ValueError(f"{len(headers)} headers for rows of {len(cols)} cells")
     widths = [max(len(h) + 2, *map(len, col)) for h, col in zip(headers, cols, strict=True)]
@@ -94,7 +99,7 @@ def simple_table(body: list[list[str]], headers: list[str], colalign: tuple[str,
     lines = ["  ".join([pad(h, w) for h, w, pad in zip(headers, widths, pads, strict=True)]).rstrip(), "  ".join("-" * w for w in widths)]
     step = 4096  # rows padded a slice at a time: the padded cells of a 100,000-row table are not all alive at once
     for i in range(0, len(body), step):
-        padded = [[pad(c, w) for c in col[i : i + step]] for col, w, pad in zip(cols, widths, pads, strict=True)]
+        padded = [list(map(pad, col[i : i + step], itertools.repeat(w))) for col, w, pad in zip(cols, widths, pads, strict=True)]
         lines += [line.rstrip() for line in map("  ".join, zip(*padded, strict=True))]
     return "\n".join(lines)
 
@@ -122,12 +127,13 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
     """The rows' notes ('name: note', the in-place one left out) and the (train) legend, for every format."""
     notes = [escape_control(f"{r.name}: {r.note}") for r in rep.rows if r.note and r.note != IN_PLACE_NOTE]
     legends = []
-    if any(r.training_only for r in rep.rows):
+    if any(map(_TRAINING_ONLY, rep.rows)):
         counted = "; these totals count them" if rep.include_training_only else " and are not in the totals"
         legends.append(f"(train) rows are training-only (auxiliary heads){counted}.")
-    if any(r.whole_input for r in rep.rows):
+    if any(map(_WHOLE_INPUT, rep.rows)):
         legends.append(WHOLE_LEGEND)
-    repeated = next((r for r in rep.rows if not _once(r)), None)
+    counts = set(map(_REPEAT, rep.rows))  # (the usual case, {1}, found without a Python call per row)
+    repeated = None if counts <= {1} and all(type(n) is int for n in counts) else next((r for r in rep.rows if not _once(r)), None)
     if repeated is not None:
         n = human_text(repeated.repeat)
         legends.append(
@@ -140,8 +146,18 @@ def _footer(rep: Report) -> tuple[list[str], str | None]:
 def md_escape(text: str) -> str:
     """Markdown text: '*' in formulas (9*C**2) would otherwise open emphasis, '|' end a table cell,
     '<' open HTML (a layer named '<script>' in a note), '`' a code span, '[' a link, '\\' escape the next.
-    ('_' is kept: in formulas and names it sits inside words, where it opens no emphasis.)"""
-    return re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
+    '_' is escaped where a run of it starts or ends a word (a layer named ``_z_`` would be italics);
+    inside a word (conv1_1, ln_1) it opens no emphasis and is kept as written."""
+    out = re.sub(r"([\\`*\[\]<>|])", r"\\\1", text)
+    if "_" not in out:
+        return out
+
+    def underscores(m: re.Match[str]) -> str:
+        a, b = m.start(), m.end()
+        inside = a > 0 and out[a - 1].isalnum() and b < len(out) and out[b].isalnum()
+        return m.group(0) if inside else m.group(0).replace("_", "\\_")
+
+    return re.sub(r"_+", underscores, out)
 
 
 def md_text(text: str) -> str:

@@ -53,6 +53,7 @@ def _human(v: int, steps: tuple[tuple[str, int], ...]) -> str:
     return sign + text + steps[i][0]
 
 
+@functools.lru_cache(maxsize=1 << 12)  # (a table repeats its values: a flat 100,000-layer table has a handful)
 def count(value: Any) -> str:
     """Counts in K/M/G/T (powers of 1000), three significant digits: 23296 -> '23.3K', 4097000 -> '4.10M'."""
     if type(value) is not int:
@@ -62,6 +63,7 @@ def count(value: Any) -> str:
     return _human(int(value), COUNT_STEPS)
 
 
+@functools.lru_cache(maxsize=1 << 12)  # (a table repeats its values: a flat 100,000-layer table has a handful)
 def size(value: Any) -> str:
     """Bytes in KiB/MiB/GiB (powers of 1024), three significant digits: 802816 -> '784 KiB', 186624 -> '182 KiB'."""
     if type(value) is not int:

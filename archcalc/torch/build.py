@@ -29,6 +29,7 @@ from torch import nn
 
 from ..dims import as_int
 from ..errors import SpecError
+from ..functions import FUNCTIONS, split
 from ..graph import INPUT
 from ..layers.base import shape_str
 from .extra_modules import retyped
@@ -186,6 +187,29 @@ class _Call(NamedTuple):
 _CALLING: dict[type, type] = {}
 
 
+def _owner(name: str) -> Any:
+    """The object holding the functions of owner ``name`` (one of archcalc.functions.OWNERS), by this fixed table: a
+    spec's text is never imported.  None where this installation lacks it (torchvision)."""
+    import operator
+
+    from . import idioms
+
+    fixed: dict[str, Any] = {"F": nn.functional, "Tensor": torch.Tensor, "torch": torch, "operator": operator,
+                             "archcalc.torch.idioms": idioms}
+    if name in fixed:
+        return fixed[name]
+    try:
+        if name == "torchvision.models.swin_transformer":
+            import torchvision.models.swin_transformer as swin
+            return swin
+        if name == "torchvision.ops.stochastic_depth":
+            import torchvision.ops.stochastic_depth as sd
+            return sd
+    except ImportError:
+        return None
+    return None
+
+
 def _call_forward(self: nn.Module, *xs: torch.Tensor) -> Any:
     # the function is looked up at each call, as user code's F.relu(x) is: a peer that patches it (ptflops) sees the call
     call: _Call = self.__dict__["_call"]
@@ -206,12 +230,14 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     settings that are parameters of the function, read from the module (torch's types).  Peers that hook modules by
     exact class (thop, ptflops) then see no module, only the function, as on the user's model."""
     from . import ops  # noqa: F401  (registers the handlers, and the parameters of their functions)
-    from .registry import PARAMS, RECORDS, resolve
+    from .registry import PARAMS, RECORDS
 
     function = str(layer.function)
-    qualified = "torch.nn.functional." + function.removeprefix("F.") if function.startswith("F.") else function
-    owner_path, _, attr = qualified.rpartition(".")
-    owner = resolve("torch.Tensor" if owner_path == "Tensor" else owner_path)
+    if function not in FUNCTIONS:  # (a layer validated at spec load cannot get here; one made otherwise must not either)
+        raise SpecError(f"{function!r} is not a function archcalc knows", layer=name, field="function")
+    owner_name, attr = split(function)
+    qualified = "torch.nn.functional." + attr if owner_name == "F" else function
+    owner = _owner(owner_name)
     if owner is None or getattr(owner, attr, None) is None:
         raise SpecError(f"function {function!r} is not a function of this torch", layer=name, field="function")
     params = PARAMS.get(qualified, ())

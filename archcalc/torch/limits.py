@@ -105,9 +105,11 @@ def check_fits(report: Report, device: Any, *, train: bool = False, weights: boo
         from ..render import units
 
         what = "weights, gradients and every layer's output" if train else "weights and the largest layer's input and output"
+        batch = report.batch
+        hint = "try a smaller --batch" if not (type(batch) is int and batch <= 1) else "at batch 1 already: it does not fit this device"
         raise SpecError(
-            f"needs at least {units.size(need)} on {device.type} ({what} at batch {report.batch}, {report.dtype}) "
-            f"but {units.size(free)} is free: refused before allocating anything (try a smaller --batch)",
+            f"needs at least {units.size(need)} on {device.type} ({what} at batch {batch}, {report.dtype}) "
+            f"but {units.size(free)} is free: refused before allocating anything ({hint})",
             field="--batch",
         )
 
