@@ -273,7 +273,8 @@ class _ConvNd(Layer):
         k, s, d = self._axes()
         pads = conv_pads(self.padding, k, d, self.n_spatial, self)
         unpadded = self.padding_mode != "zeros" or all(as_int(b) == 0 for b, _ in pads)
-        if "slow" in kernels and all(as_int(x) == 1 for x in (*k, *s)) and unpadded:
+        # (where oneDNN may run it too, its copies counted are larger: the batch's input and output gradients)
+        if kernels == ("slow",) and all(as_int(x) == 1 for x in (*k, *s)) and unpadded:
             return ("a columns buffer of its input's size per CPU thread (at most the batch), allocated outside torch's allocator "
                     "when torch's slow kernel computes its input's gradient (a 1x1 conv)")
         positions = known_sign(prod(out[1:]) - 5)
