@@ -43,7 +43,7 @@ from .conventions import dtype_bytes, get_convention
 from .dims import Dim, dim_text, expand, human_text, is_symbolic, known_sign, simplify, to_json
 from .errors import SpecError
 from .graph import INPUT, compile_graph, node_table
-from .report import Report, report_from_graph
+from .report import Report, cached_per_position, report_from_graph
 from .spec import Architecture
 
 # ridge points (peak dense FLOP/s / memory bandwidth) of two current accelerators, from their
@@ -267,7 +267,7 @@ def inference_costs(
     attention = []
     for row in step.counted_rows:
         node = nodes[row.name]
-        per = node["layer"].cached_per_position(node["in_shapes"])
+        per = cached_per_position(nodes, row.name)
         if per == 0:
             decode = decode + row.macs * row.repeat
             continue
