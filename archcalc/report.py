@@ -269,7 +269,7 @@ def report_from_graph(
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Fraction | Dim, ...] | None]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
-    own_of: dict[int, tuple[str | None, str | None, bool, Dim]] = {}  # per formula key: the layer's own note, a peer's, in place, cached per position
+    own_of: dict[int, tuple[str | None, str | None, bool, Dim, str]] = {}  # per formula key: the layer's own note, a peer's, in place, cached per position
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -284,9 +284,9 @@ def report_from_graph(
             ins = n["in_shapes"]  # (only the types that have something to say are asked)
             called = conv.function_note(layer.__dict__["function"])  # a function call, which a peer counts apart from the module
             said = own_of[n["formula_key"]] = (
-                layer.note(ins) if noted else None, called, layer.in_place(), layer.cached_per_position(ins) if caching else 0
+                layer.note(ins) if noted else None, called, layer.in_place(), layer.cached_per_position(ins) if caching else 0, layer.__dict__["type"]
             )
-        own, called, in_place, cache = said
+        own, called, in_place, cache, kind_name = said
         note = n["rf_note"]
         if own:
             note = f"{note}; {own}" if note else own
@@ -299,14 +299,15 @@ def report_from_graph(
         rows.append(
             Row(
                 name,
-                layer.__dict__["type"],  # layer.kind, without the property call
+                kind_name,  # layer.kind (asked once per formula key: a pydantic model's attributes cost)
                 n["inputs"],  # (the graph is the analysis's own: its lists become the rows')
                 n["shape"],
                 n["params"],
                 n["macs"],
                 n["flops"],
                 n["activation_bytes"],
-                *sizes_jumps[:2],
+                sizes_jumps[0],
+                sizes_jumps[1],
                 n["ops"],
                 n["buffers"],
                 n["weights"],
@@ -317,7 +318,7 @@ def report_from_graph(
                 cache,
                 n["rf_bound"] is not None,
                 bool(whole := n.get("rf_whole")),
-                bool(whole) and str(whole).startswith("causal"),
+                whole is not None and whole.startswith("causal"),  # (a str, or None)
                 tuple(n["tied"].values()) if "tied" in n else (),
                 sizes_jumps[2],
             )

@@ -6,6 +6,8 @@ hash the settings and shapes again)."""
 
 from __future__ import annotations
 
+from itertools import islice
+
 from ..dims import Dim, DimError, check_size, known_sign
 from ..errors import SpecError
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
@@ -40,7 +42,7 @@ def settings_key(layer: object) -> object:
     if skip is None:
         key: tuple[object, ...] = (kind, *(v for k, v in names.items() if k not in _PLACEMENT))
     else:
-        key = (kind, *list(names.values())[skip:])
+        key = (kind, *islice(names.values(), skip, None))
     try:
         hash(key)
     except TypeError:  # a list setting (kernel_size [3, 3]): as a tuple
