@@ -598,6 +598,11 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
             return
         ex.steps.append(Step("receptive field", None, "pointwise: unchanged", size))
         return
+    if len(windows) != len(srcs[0]):  # (a 1-D window on a map whose axes reshapes regrouped, layout lost)
+        _explain_named_rf(ex, node, axes, None, None)
+        if whole_why:
+            ex.notes.append(whole_note)
+        return
     if whole_why:
         ex.notes.append(whole_note)
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
@@ -623,6 +628,9 @@ def _explain_named_rf(
                       f"window's positions (exact: outputs of one window share it)")
         elif isinstance(op, Window):
             worked = f"a window of {op.kernel} at stride {op.stride} along tensor axis {t}"
+        elif op == "window" and layout is not None and t is None:
+            worked = ("no tensor axis holds it alone (dropped by a select or mean, or merged with other axes): unchanged, or the union "
+                      "where the layer reads all of the merged axis")
         elif op == "window":
             worked = f"its window along tensor axis {t} (the map is permuted)" if t else "its window, on a layout the pass could not follow"
         elif op == "none":
@@ -640,6 +648,14 @@ def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF) -> list[Step]:
     layer (transposed convolution, upsample) and downstream of one, the exact interval rule the
     receptive-field pass applies (see passes/receptive.py), worked on the widest output."""
     up = as_int(w.upsample)
+    if w.adaptive is not None:  # torch's uneven adaptive windows: mapped one by one (see passes/receptive.py)
+        n, o = w.adaptive
+        rounded = " (rounded up: outputs sit unevenly)" if r_out.phases is not None and r_out.shift % len(r_out.phases) else ""
+        general = "exact: output i reads input positions floor(i*n/o)..ceil((i+1)*n/o) - 1; its field is the union of theirs"
+        return [
+            Step(f"receptive field {axis}", general, f"n = {n}, o = {o}: the widest such union", str(r_out.size)),
+            Step(f"effective stride {axis}", "j_in*n/o on average", f"{r_in.jump}·{n}/{o}{rounded}", str(r_out.jump)),
+        ]
     if r_in.phases is None and up == 1:  # the three rules, worked with the numbers substituted
         r_t = AxisRF(
             leaf(r_in.size) if isinstance(r_in.size, int) else r_in.size, leaf(r_in.jump) if isinstance(r_in.jump, int) else r_in.jump, r_in.centre2

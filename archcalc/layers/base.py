@@ -288,6 +288,10 @@ class Window:
     pad_before: Dim = 0
     dilation: Dim = 1
     upsample: Dim = 1
+    # torch's adaptive pooling of n positions to o, where o does not divide n: output i reads
+    # floor(i*n/o) .. ceil((i+1)*n/o) - 1 (kernel and stride then say the longest window and n // o,
+    # which is no sliding window: the receptive field pass maps these windows themselves)
+    adaptive: tuple[Dim, Dim] | None = None
 
     @property
     def extent(self) -> Dim:

@@ -307,10 +307,13 @@ class _AdaptivePoolNd(Layer):
         return {}
 
     def windows(self, ins: list[Shape]) -> list[Window]:
-        # exact when in % out == 0 (kernel = stride = in/out); otherwise the largest window, and
-        # the stride of the regular part (the receptive field pass notes irregular windows)
+        # exact when in % out == 0 (kernel = stride = in/out); otherwise the largest window and the
+        # stride of the regular part, with torch's windows themselves (the receptive field maps them)
         sizes = ins[0][1:]
-        return [Window(adaptive_max_window(h, o, self), h // o, 0, 1) for h, o in zip(sizes, self._targets(sizes), strict=True)]
+        return [
+            Window(adaptive_max_window(h, o, self), h // o, 0, 1, adaptive=None if known_sign(h % o) == 0 else (h, o))
+            for h, o in zip(sizes, self._targets(sizes), strict=True)
+        ]
 
     def _torch_size(self) -> Any:
         raw = self.output_size

@@ -30,16 +30,20 @@ only an approximation: that row says so, and so does every row after it (``rf_bo
 Layouts: a layer's ``windows`` slide along axes 1.. of a (C, *spatial) input.  An (L, F) input of
 float vectors (two axes that no window slides over before a permute: README's token layout) holds
 its positions on axis 0 (a 2-axis input that a later window reads as (C, L) after a layer that is no
-window gets a note saying so, and an approximate field).  The pass follows
-where each spatial axis of the network's input sits (``rf_layout``: per axis of the tensor, the
-spatial axis it holds, or None): a permute or transpose moves them (Swin and ConvNeXt work on
-channels-last (H, W, C) maps), a layer that keeps the rank keeps them, a reshape that changes the
-rank loses them.  Layers that name their axes (``axis_windows``: a slice with a step, Swin's window
-attention as a :class:`~archcalc.layers.base.Partition` of each axis into windows) are applied
-where the spatial axes are; a sliding window on a layout the pass has lost, or a cyclic roll, makes
-the field approximate from that row on (``rf_bound``), and so does attention whose output reads
-fewer positions than the map before it had (``positions_read``: attention inside hand-cut windows,
-where "the whole input" would overstate the field).
+window gets a note saying so, and an approximate field).  The pass follows where each spatial axis
+of the network's input sits (``rf_layout``: per axis of the tensor, the spatial axis it holds, or
+None): a permute or transpose moves them (Swin and ConvNeXt work on channels-last (H, W, C) maps),
+a layer that keeps the rank keeps them, a reshape, flatten, select or mean regroups them
+(``_relayout``: an axis kept keeps its place; a spatial axis merged with others is recorded as
+merged into that axis, so a layer reading all of it, a linear over H*S as in Vision Permutator or a
+conv1d reading the channels of (C*H, W), sees every position along it; a merged axis split again,
+or sizes that fit more than one way, lose the layout: fields after that are approximate).  Layers
+that name their axes (``axis_windows``: a slice with a step, Swin's window attention as a
+:class:`~archcalc.layers.base.Partition` of each axis into windows) are applied where the spatial
+axes are; a sliding window on a layout the pass has lost, or a cyclic roll, makes the field
+approximate from that row on (``rf_bound``), and so does attention whose output reads fewer
+positions than the map before it had (``positions_read``: attention inside hand-cut windows, where
+"the whole input" would overstate the field).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
 
 Phases = tuple[tuple[int, int], ...]
 MAX_PERIOD = 100_000  # longest output pattern tracked exactly; beyond it, an approximation with a note
+MAX_WORK = 4_000_000  # most spans walked for one layer's pattern (outputs x kernel) where no shortcut applies; beyond it, the same
 
 
 class AxisRF(NamedTuple):
@@ -80,6 +85,8 @@ class AxisRF(NamedTuple):
 
     def through_noted(self, w: Window) -> tuple[AxisRF, str | None, bool]:
         """The RF after window ``w``, a note for the row (None if nothing to say), and whether it is exact."""
+        if w.adaptive is not None:
+            return self._adaptive(w, *w.adaptive)
         regular_window = type(w.upsample) is int and w.upsample == 1
         if self.whole:  # nothing is left to see: the field stays the whole input, on the window's grid
             return self._replace(jump=ceildiv(self.jump * w.stride, w.upsample)), None, True
@@ -92,9 +99,46 @@ class AxisRF(NamedTuple):
             return (*self._bound(w), False)
         phases, shift = periodic
         s, u = window[1], window[4]
-        if u * len(phases) // gcd(s, u * len(phases)) > MAX_PERIOD:  # resizes by ratios that never repeat soon
+        outputs = u * len(phases) // gcd(s, u * len(phases))
+        if outputs > MAX_PERIOD:  # resizes by ratios that never repeat soon
+            return (*self._bound(w), False)
+        if outputs * window[0] > MAX_WORK and not (window[3] == 1 and _monotone(phases, shift)):  # each output's units walked one by one
             return (*self._bound(w), False)
         return _from_phases(*_map_phases(phases, shift, window))
+
+    def _adaptive(self, w: Window, n: Dim, o: Dim) -> tuple[AxisRF, str | None, bool]:
+        """Through torch's adaptive pooling of n positions to o (o not dividing n): output i reads
+        positions floor(i n / o) .. ceil((i + 1) n / o) - 1, a pattern that repeats every o/g outputs
+        and n/g positions (g = gcd(n, o)), mapped exactly on numbers like any periodic field."""
+        n_i, o_i, periodic = as_int(n), as_int(o), self._periodic()
+        if self.whole:
+            return self._replace(jump=ceildiv(self.jump * n, o)), None, True
+        approx = (
+            f"adaptive pooling of {n} positions to {o}: its windows are uneven, and here they are only bounded (the longest "
+            "window, the average stride rounded up): the receptive field is approximate from here on"
+        )
+        if n_i is None or o_i is None or periodic is None or n_i < 1 or o_i < 1:
+            bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n, o), self.centre2 + (w.extent - 1) * self.jump)
+            return bound, approx, False
+        phases, shift = periodic
+        p = len(phases)
+        g = gcd(n_i, o_i)
+        per_o, per_n = o_i // g, n_i // g
+        k = p // gcd(p, per_n)  # repeats of the window pattern until its positions fall on the field's period again
+        if per_o * k > MAX_PERIOD:
+            bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n_i, o_i), self.centre2 + (w.extent - 1) * self.jump)
+            return bound, approx, False
+        out = []
+        for i in range(per_o * k):
+            first, last = i * n_i // o_i, -(-(i + 1) * n_i // o_i) - 1
+            if last - first + 1 >= p:  # every phase is read: the lowest and highest of them
+                lo = min(phases[(first + t) % p][0] + (first + t) // p * shift for t in range(p))
+                hi = max(phases[(last - t) % p][1] + (last - t) // p * shift for t in range(p))
+            else:
+                lo = min(phases[u % p][0] + u // p * shift for u in range(first, last + 1))
+                hi = max(phases[u % p][1] + u // p * shift for u in range(first, last + 1))
+            out.append((lo, hi))
+        return _from_phases(out, per_n * k // p * shift)
 
     def _periodic(self) -> tuple[Phases, int] | None:
         """(phases, shift) of this RF; a regular grid is period 1.  None if symbolic."""
@@ -111,8 +155,8 @@ class AxisRF(NamedTuple):
         num = self.jump * w.stride
         return (
             AxisRF(self.size + (ceildiv(e, u) - 1) * self.jump, ceildiv(num, u), self.centre2 + ceildiv((e - 1 - 2 * w.pad_before) * self.jump, u)),
-            "upsampling with symbols (or by ratios whose pattern does not repeat within 100,000 outputs): the receptive field and stride "
-            "are approximate from here on (the average grid, rounded up); give the sizes numbers for exact ones",
+            "upsampling with symbols (or by ratios whose pattern does not repeat within 100,000 outputs, or a pattern times a kernel "
+            "past 4,000,000 steps): the receptive field and stride are approximate from here on (the average grid, rounded up)",
         )
 
 
@@ -168,6 +212,11 @@ def output_fields(
     and False if it reads no unit (a kernel smaller than the stride: it is given the nearest one)."""
     k, s, p, d, u = window
     period = len(phases)
+    # the fields of neighbouring units rarely step back (every window, union and partition of this
+    # pass keeps lo and hi non-decreasing): then a run of units sees from its first unit's lo to its
+    # last one's hi, found in O(1) (an upsampled grid's period of 99,221 outputs, each reading a
+    # 10,000-unit window, is a billion spans walked one by one)
+    monotone = _monotone(phases, shift)
     for o in range(u * period // gcd(s, u * period)):
         start = o * s - p  # output o reads fine positions start + t*d; input unit i sits at fine position i*u
         if d == 1:
@@ -177,6 +226,10 @@ def output_fields(
         reads = bool(units)
         if not reads:
             units = [(start + d * (k - 1) // 2) // u]
+        if monotone:
+            first, last = units[0], units[-1]
+            yield o, units, phases[first % period][0] + first // period * shift, phases[last % period][1] + last // period * shift, reads
+            continue
         spans = [(phases[i % period][0] + i // period * shift, phases[i % period][1] + i // period * shift) for i in units]
         yield o, units, min(lo for lo, _ in spans), max(hi for _, hi in spans), reads
 
@@ -281,6 +334,7 @@ def receptive_field(G: Graph) -> None:
     covs: dict[str, tuple[Cover, ...]] = {}
     nodes[INPUT].update(rf=start, rf_bound=None)
     nodes[INPUT]["rf_layout"] = in_layout
+    tangles: dict[str, Tangle] = {INPUT: (NO_TANGLE,) * len(in_layout)}  # per node, spatial axes merged into its axes (see _relayout)
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -300,6 +354,7 @@ def receptive_field(G: Graph) -> None:
             grids[name], covs[name] = (), ()
             continue
         layer = node["layer"]
+        tangle: Tangle | None
         hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
         if len(inputs) == 1 and not any(hooks):  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
             src_name = inputs[0]
@@ -315,7 +370,10 @@ def receptive_field(G: Graph) -> None:
                 node["rf_note"] = None if bound is None else f"receptive field approximate from {bound} on (see that row)"
                 node["rf_bound"] = bound
                 grids[name] = grids[src_name]
-                node["rf_layout"] = None if layout is not None and len(layout) != len(node["shape"]) else layout
+                layout, tangle = _next_layout(layout, tangles.get(src_name), tuple(node["in_shapes"][0]), tuple(node["shape"]))
+                node["rf_layout"] = layout
+                if layout is not None and tangle is not None:
+                    tangles[name] = tangle
                 node["rf_whole"] = (
                     None
                     if not seen or not rf
@@ -341,10 +399,15 @@ def receptive_field(G: Graph) -> None:
         if len(inputs) == 1:  # most layers: the input's field, and its bound
             src = nodes[inputs[0]]
             rf, bound, layout = src["rf"], src["rf_bound"], src["rf_layout"]
+            tangle = tangles.get(inputs[0]) if layout is not None else None
             grid, cov = grids[inputs[0]], covs[inputs[0]]
         else:
             seeing = [i for i in inputs if nodes[i]["rf"]]  # a learned tensor (parameter) sees no input
             layout = _merged_layout([nodes[i]["rf_layout"] for i in seeing], len(node["shape"]))
+            same = {tangles.get(i) for i in seeing if nodes[i]["rf_layout"] == layout} if layout is not None else set()
+            tangle = same.pop() if len(same) == 1 else None
+            if tangle is None:
+                layout = None
             if not seeing:
                 node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
                 grids[name], covs[name] = (), ()
@@ -388,11 +451,27 @@ def receptive_field(G: Graph) -> None:
                 "last axis, and is approximate from here on"
             )
             bound = bound or name
-        if named is not None or (windows is not None and len(windows) == len(rf) and layout != standard):
+        tangled = tangle is not None and any(tangle)
+        other = windows is not None and (len(windows) != len(rf) and (layout is not None or _moves(windows)))  # (a 1-D window on a 2-D field)
+        if named is not None or (windows is not None and rf and (layout != standard or tangled or other)):
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
+            grid_in = grid
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
             if why is not None and note is None:
                 note = why
+            if tangled and tangle is not None and named is None and tangle[0]:  # spatial axes merged into the axis read as channels
+                if not layer.weights(ins):  # (a pool, an upsampling: channel by channel) unchanged along them
+                    pass
+                elif as_int(getattr(layer, "groups", 1)) == 1:  # every output reads all of that axis: the union along them
+                    union = _whole(grid_in, rf)
+                    rf = tuple(union[m] if m in tangle[0] else r for m, r in enumerate(rf))
+                    cov = tuple(_cov_everywhere(c) if m in tangle[0] else c for m, c in enumerate(cov))
+                else:
+                    exact = False
+                    note = note or f"{name} reads groups of an axis that holds spatial axes merged with others: the field is approximate from here on"
+            if tangled and tangle is not None and named is None and any(tangle[1:]):
+                exact = False
+                note = note or f"{name} slides a window along an axis holding spatial axes merged with others: the field is approximate from here on"
             bound = bound or (None if exact else name)
             shape = node["shape"]
             grid = ((rf, _grid_sizes(shape, layout, len(rf))),)
@@ -426,23 +505,26 @@ def receptive_field(G: Graph) -> None:
             if mixed is _UNASKED:
                 mixed = asked["mixed_axes"] = layer.mixed_axes(ins)
         if mixed and not all(r.whole for r in rf):
-            if layout is not None:
-                axes = sorted({m for t in mixed if t < len(layout) and (m := layout[t]) is not None})
+            if layout is not None and tangle is not None:
+                alone = {m for t in mixed if t < len(layout) and (m := layout[t]) is not None}
+                merged = {m for t in mixed if t < len(tangle) for m in tangle[t]}
+                # (a merged axis of one position, a flattened map its window already spanned: nothing more to see)
+                axes = sorted(alone | {m for m in merged if any(known_sign(sizes[m] - 1) != 0 for _, sizes in grid)})
             else:  # reshapes lost the layout (ViT's patches, MLP-Mixer's): what each axis holds, followed by sizes (rarely needed)
                 if roles is None:
                     roles = axis_roles(G)
                 axes, lost = _spatial_axes(roles.get(inputs[0]) if inputs else None, mixed, len(rf))
-                if lost:
+                if lost or axes:  # (guessed from sizes: a reshape that splits a merged axis is not followed)
                     note = note or (
                         f"every output reads every position along axis {', '.join(map(str, mixed))} of its input, and what that axis "
-                        "holds after the reshapes before it is not known: the receptive field is approximate from here on"
+                        "holds after the reshapes before it is not known (guessed from the sizes): the receptive field is approximate from here on"
                     )
                     bound = bound or name
             if axes:
                 union = _whole(grid, rf)
                 rf = tuple(union[m] if m in axes else r for m, r in enumerate(rf))
                 cov = tuple(_cov_everywhere(c) if m in axes else c for m, c in enumerate(cov))
-                if all(r.whole for r in rf):
+                if all(r.whole for r in rf) and layout is not None:
                     whole = "it reads every position of the map: every output sees every input pixel any position sees"
                     note = note or "reads every position of the map (a softmax, norm or linear over its axes): every output sees the whole input"
                 else:
@@ -478,10 +560,12 @@ def receptive_field(G: Graph) -> None:
             perm = asked.get("permutation", _UNASKED)
             if perm is _UNASKED:
                 perm = asked["permutation"] = layer.permutation(ins)
-        if perm is not None:
-            layout = tuple(layout[p] for p in perm)
+        if perm is not None and tangle is not None:
+            layout, tangle = tuple(layout[p] for p in perm), tuple(tangle[p] for p in perm)
+        elif layout is not None and len(inputs) == 1:  # (a reshape, flatten, select: see _relayout)
+            layout, tangle = _next_layout(layout, tangle, tuple(node["in_shapes"][0]), tuple(node["shape"]))
         elif layout is not None and len(layout) != len(node["shape"]):
-            layout = None  # the rank changed (reshape, flatten, select): which axis is spatial is lost
+            layout = None
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -501,12 +585,16 @@ def receptive_field(G: Graph) -> None:
                 whole = None
                 mixing = "mixes every position: every output sees the whole input"
                 note = f"every output reads every position before it, but {short}" if note in (None, mixing) else note
+        if layout is not None and any(r.phases is not None for r in rf):
+            rf = _existing(rf, _grid_sizes(node["shape"], layout, len(rf)))
         node["rf"] = rf
         covs[name] = cov
         node["rf_note"] = note
         node["rf_bound"] = bound
         grids[name] = grid
         node["rf_layout"] = layout
+        if layout is not None and tangle is not None:
+            tangles[name] = tangle
         node["rf_whole"] = whole if rf else None
         if repeats and name in done_at:
             for rep in done_at[name]:
@@ -601,6 +689,8 @@ def _cov_through(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
     if c is None:
         return None
     a, b, refs, holes = c
+    if w.adaptive is not None:  # torch's adaptive windows read every position, each run touching the next: the same pixels, fields not followed
+        return None if holes else (a, b, (), False)
     k, s, p = w.kernel, w.stride, w.pad_before
     if holes:  # no window fills a gap: one that reads every position sees the same pixels (the fields of its outputs unknown), else nothing is known
         if all(as_int(v) == 1 for v in (k, s, w.dilation, w.upsample)) and as_int(p) == 0:
@@ -949,7 +1039,7 @@ def _through_axes(
     each spatial axis gets what the layer does along the tensor axis that holds it."""
     if layout is None:  # the rank changed upstream: which axis is spatial is unknown
         lost = f"{name} slides a window, but reshapes before it lost which axis is spatial: the receptive field is approximate from here on"
-        if named is None and windows is not None:  # best guess: the (C, *spatial) layout
+        if named is None and windows is not None and len(windows) == len(rf):  # best guess: the (C, *spatial) layout
             return tuple(r.through(w) for r, w in zip(rf, windows, strict=True)), lost, False
         return rf, lost, False
     out: list[AxisRF] = []
@@ -1049,7 +1139,7 @@ def _last_copy(rep: SymbolicRepeat, nodes: dict[str, dict[str, object]], grids: 
 def _regular_steps(windows: list[Window] | None) -> list[tuple[Dim, Dim, Dim]] | None:
     """Per axis (extent - 1, stride, extent - 1 - 2 pad): what a regular window adds to a regular
     field (see AxisRF.through_noted), or None if some window upsamples."""
-    if windows is None or not all(type(w.upsample) is int and w.upsample == 1 for w in windows):
+    if windows is None or not all(type(w.upsample) is int and w.upsample == 1 and w.adaptive is None for w in windows):
         return None
     return [(w.extent - 1, w.stride, w.extent - 1 - 2 * w.pad_before) for w in windows]
 
@@ -1175,3 +1265,114 @@ def _misaligned(axis: int, name_a: str, a: AxisRF, name_b: str, b: AxisRF, union
     if union is not None:
         return f"{where}: each output sees both fields, {union.size} pixels in all (their union)"
     return f"{where}: the fields drift apart from output to output; the larger one is shown"
+
+
+Tangle = tuple[frozenset[int], ...]  # per tensor axis, the spatial axes merged into it with other axes (its layout entry is None)
+NO_TANGLE: frozenset[int] = frozenset()
+
+
+def _same_size(a: Dim, b: Dim) -> bool:
+    return a == b or known_sign(a - b) == 0
+
+
+def _relayout(layout: Layout, tangle: Tangle, ins: tuple[Dim, ...], out: tuple[Dim, ...]) -> tuple[Layout, Tangle] | None:
+    """Where the spatial axes sit after a layer that changes the shape without a window over it (a
+    reshape, flatten, squeeze; a select or mean that drops axes): axes kept whole keep their place;
+    a spatial axis merged with others into one axis is recorded as merged there (``tangle``: a layer
+    that reads all of that axis reads every position along it); None where the pass cannot tell (a
+    merged axis split again, sizes that match in more than one way): the layout is lost."""
+    from ..dims import prod
+
+    if known_sign(prod(ins) - prod(out)) == 0:  # the same elements, regrouped
+        big_in = [i for i, n in enumerate(ins) if not _same_size(n, 1)]
+        big_out = [o for o, n in enumerate(out) if not _same_size(n, 1)]
+        new: list[int | None] = [None] * len(out)
+        tan: list[frozenset[int]] = [NO_TANGLE] * len(out)
+        i = o = 0
+        while i < len(big_in) or o < len(big_out):
+            if i >= len(big_in) or o >= len(big_out):
+                return None
+            gi, go = [big_in[i]], [big_out[o]]
+            pi, po = ins[big_in[i]], out[big_out[o]]
+            i, o = i + 1, o + 1
+            while not _same_size(pi, po):
+                sign = known_sign(pi - po)
+                if sign == -1 and i < len(big_in):
+                    pi, i = pi * ins[big_in[i]], i + 1
+                    gi.append(big_in[i - 1])
+                elif sign == 1 and o < len(big_out):
+                    po, o = po * out[big_out[o]], o + 1
+                    go.append(big_out[o - 1])
+                else:
+                    return None
+            spatial = {m for k in gi for m in (*((layout[k],) if layout[k] is not None else ()), *tangle[k])}
+            if len(go) == 1:  # (a merge, or one axis kept)
+                if len(gi) == 1:
+                    new[go[0]], tan[go[0]] = layout[gi[0]], tangle[gi[0]]
+                elif spatial:
+                    tan[go[0]] = frozenset(spatial)
+            elif spatial:  # an axis holding a spatial one, split: where its positions went is not followed
+                return None
+        return tuple(new), tuple(tan)
+    if len(out) < len(ins):  # axes dropped (select, mean): the ones left, if their sizes place them in one way only
+        fits: list[tuple[int, ...]] = []
+
+        def place(k: int, start: int, got: tuple[int, ...]) -> None:
+            if len(fits) > 1:
+                return
+            if k == len(out):
+                fits.append(got)
+                return
+            for j in range(start, len(ins) - (len(out) - k) + 1):
+                if _same_size(ins[j], out[k]):
+                    place(k + 1, j + 1, (*got, j))
+
+        place(0, 0, ())
+        if len(fits) != 1:
+            return None
+        kept = fits[0]
+        dropped = set(range(len(ins))) - set(kept)
+        if any(tangle[k] for k in dropped):  # (a merged axis dropped: its positions, partly read, are not followed)
+            return None
+        return tuple(layout[k] for k in kept), tuple(tangle[k] for k in kept)
+    return None
+
+
+def _next_layout(layout: Layout | None, tangle: Tangle | None, ins: tuple[Dim, ...], out: tuple[Dim, ...]) -> tuple[Layout | None, Tangle | None]:
+    """The layout (and merged axes) after a one-input layer that is no permutation: unchanged where
+    the shape is, or where the rank is and the elements are not (a linear, a channel split: a layer
+    that keeps the rank keeps the axes), else regrouped (:func:`_relayout`)."""
+    if layout is None or tangle is None or len(layout) != len(ins) or len(tangle) != len(ins):
+        return None, None
+    if ins == out:
+        return layout, tangle
+    if len(ins) == len(out):
+        from ..dims import prod
+
+        if known_sign(prod(ins) - prod(out)) != 0:
+            return layout, tangle
+    moved = _relayout(layout, tangle, ins, out)
+    return moved if moved is not None else (None, None)
+
+
+def _moves(windows: list[Window]) -> bool:
+    """Whether some window reads more than its own position, or strides (a slice of features is neither)."""
+    return any(known_sign(w.extent - 1) != 0 or known_sign(w.stride - 1) != 0 or known_sign(w.upsample - 1) != 0 for w in windows)
+
+
+def _existing(rf: tuple[AxisRF, ...], positions: tuple[Dim, ...]) -> tuple[AxisRF, ...]:
+    """On an uneven grid, the field shown is the widest of the outputs the map holds: a period of
+    the pattern may be longer than the map (adaptive pooling of 7 to 3 repeats after 3 outputs, but
+    the conv after it has one), and its fields past the map are no output's."""
+    return tuple(
+        r._replace(size=max(hi - lo + 1 for lo, hi in r.phases[:m])) if r.phases is not None and type(m) is int and 0 < m < len(r.phases) else r
+        for r, m in zip(rf, positions, strict=True)
+    )
+
+
+def _monotone(phases: Phases, shift: int) -> bool:
+    """Whether the fields of neighbouring units never step back (lo and hi non-decreasing, across
+    the period's end too): a run of units then sees from its first unit's lo to its last one's hi."""
+    return all(phases[i][0] <= phases[i + 1][0] and phases[i][1] <= phases[i + 1][1] for i in range(len(phases) - 1)) and (
+        phases[-1][0] <= phases[0][0] + shift and phases[-1][1] <= phases[0][1] + shift
+    )
