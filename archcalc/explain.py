@@ -570,7 +570,8 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     whole_note = f"every output sees the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
     layout = nodes[node["inputs"][0]].get("rf_layout") if node["inputs"] else None
     named = layer.axis_windows(node["in_shapes"])
-    if len(srcs) == 1 and (named is not None or (layout is not None and layout != (None, *range(len(srcs[0]))))):
+    moved = layout is not None and layout != (None, *range(len(srcs[0]))) and layer.windows(node["in_shapes"]) is not None
+    if len(srcs) == 1 and (named is not None or moved):
         _explain_named_rf(ex, node, axes, layout, named)
         if whole_why:
             ex.notes.append(whole_note)

@@ -129,9 +129,15 @@ class AxisRF(NamedTuple):
             bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n_i, o_i), self.centre2 + (w.extent - 1) * self.jump)
             return bound, approx, False
         out = []
+        monotone = _monotone(phases, shift)
+        if not monotone and per_o * k * min(p, ceildiv(n_i, o_i) + 1) > MAX_WORK:
+            bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n_i, o_i), self.centre2 + (w.extent - 1) * self.jump)
+            return bound, approx, False
         for i in range(per_o * k):
             first, last = i * n_i // o_i, -(-(i + 1) * n_i // o_i) - 1
-            if last - first + 1 >= p:  # every phase is read: the lowest and highest of them
+            if monotone:  # (see output_fields)
+                lo, hi = phases[first % p][0] + first // p * shift, phases[last % p][1] + last // p * shift
+            elif last - first + 1 >= p:  # every phase is read: the lowest and highest of them
                 lo = min(phases[(first + t) % p][0] + (first + t) // p * shift for t in range(p))
                 hi = max(phases[(last - t) % p][1] + (last - t) // p * shift for t in range(p))
             else:
