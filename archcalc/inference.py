@@ -6,7 +6,8 @@
 * **KV cache**: every attention layer keeps the keys and values of each position it has seen
   (``Layer.cached_per_position``: heads_kv x d for k, the same for v).  At length S, for l layers
   of n_kv heads of d: 2*l*S*n_kv*d elements, times the dtype's bytes.  Grouped-query attention
-  (n_kv < heads) and multi-query attention (n_kv = 1) shrink it by heads / n_kv.
+  (n_kv < heads) and multi-query attention (n_kv = 1) shrink it by heads / n_kv.  Attention written out caches the
+  k of its ``"causal": "scores"`` matmul (q k^T) and the v of its ``"causal": "weights"`` one (att v).
 * **Prefill**: the spec as written, the prompt of L tokens in one forward (its MACs under the
   convention); it reads every weight once (of an embedding, the rows its ids gather: at most
   batch x L, at most the table) and writes the cache of L positions.
@@ -42,7 +43,7 @@ from .conventions import dtype_bytes, get_convention
 from .dims import Dim, dim_text, expand, human_text, is_symbolic, known_sign, simplify, to_json
 from .errors import SpecError
 from .graph import INPUT, compile_graph, node_table
-from .report import Report, report_from_graph
+from .report import Report, cached_per_position, report_from_graph
 from .spec import Architecture
 
 # ridge points (peak dense FLOP/s / memory bandwidth) of two current accelerators, from their
@@ -266,14 +267,15 @@ def inference_costs(
     attention = []
     for row in step.counted_rows:
         node = nodes[row.name]
-        per = node["layer"].cached_per_position(node["in_shapes"])
+        per = cached_per_position(nodes, row.name)
         if per == 0:
             decode = decode + row.macs * row.repeat
             continue
         attention.append(row.name)
         kv = kv + per * row.repeat
-        # one query: its products over the S cached keys and its own, S + 1 where the spec had 1
-        scaled = {k: v * (s + 1) if k.startswith("attn_matmul") else v for k, v in row.ops.items()}
+        # one query: its products over the S cached keys and its own, S + 1 where the spec had 1 (attention written out:
+        # its two causal matmuls, q k^T and the weights times v)
+        scaled = {k: v * (s + 1) if k.startswith("attn_matmul") or k == "matmul" else v for k, v in row.ops.items()}
         decode = decode + conv.macs(scaled, row.type, node["layer"].function) * row.repeat
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
@@ -321,7 +323,8 @@ def inference_costs(
         prefill_weight_bytes=expand(prefill_read * nbytes),
         gathered=gathered,
         attention=attention,
-        attention_layers=simplify(sum((step.row(n).repeat for n in attention), start=0)),
+        # (attention written out is two causal matmuls, one attention layer: counted at its scores' product)
+        attention_layers=simplify(sum((step.row(n).repeat for n in attention if nodes[n]["layer"].__dict__.get("causal") != "weights"), start=0)),
         notes=notes,
     )
 

@@ -247,6 +247,37 @@ def field_row(rows: Sequence[Row]) -> Row:
     return (maps or spatial or list(rows))[-1]
 
 
+def _unrepeated(nodes: dict[str, dict[str, Any]], src: str) -> Any:
+    """The shape of ``src`` before a repeat of its heads: a concat of one tensor with itself (k, v repeated to every
+    query head, as grouped-query attention written without ``enable_gqa`` does), looked through a transpose or
+    permute after it; else its own shape."""
+    n = nodes.get(src)
+    if n is None:
+        return None
+    if n.get("layer") is None:  # (the network's input)
+        return n.get("shape")
+    kind = n["layer"].kind
+    if kind == "concat" and len(n["inputs"]) > 1 and len(set(n["inputs"])) == 1:
+        return _unrepeated(nodes, n["inputs"][0])
+    if kind in ("transpose", "permute"):
+        inner = _unrepeated(nodes, n["inputs"][0])
+        if inner is not None and tuple(inner) != tuple(n["in_shapes"][0]):
+            return tuple(n["layer"].output_shape([tuple(inner)]))
+    return n["shape"]
+
+
+def cached_per_position(nodes: dict[str, dict[str, Any]], name: str) -> Dim:
+    """What layer ``name`` keeps of each position in a KV cache (``Layer.cached_per_position``), read off the k and v
+    a decoder caches: before a repeat of their heads (review s8 #19: a GQA spec that concatenates k and v to every
+    head was priced at the group size times its cache; Hugging Face caches before ``repeat_kv``)."""
+    n = nodes[name]
+    ins = n["in_shapes"]
+    before = [_unrepeated(nodes, i) for i in n["inputs"]]
+    if all(b is not None for b in before) and any(tuple(b) != tuple(s) for b, s in zip(before, ins, strict=True)):
+        ins = [tuple(b) for b in before]
+    return n["layer"].cached_per_position(ins)
+
+
 def report_from_graph(
     G: Graph,
     *,
@@ -287,6 +318,8 @@ def report_from_graph(
                 layer.note(ins) if noted else None, called, layer.in_place(), layer.cached_per_position(ins) if caching else 0, layer.__dict__["type"]
             )
         own, called, in_place, cache, kind_name = said
+        if cache != 0:  # (attention: its k and v read before a repeat of their heads, which the formula key does not see)
+            cache = cached_per_position(nodes, name)
         note = n["rf_note"]
         if own:
             note = f"{note}; {own}" if note else own

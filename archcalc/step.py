@@ -254,12 +254,19 @@ def step_moments(
                     release_at.setdefault(row, []).append(st)
             moments.append(Moment(alive.fixed, alive.per, "recompute", block))
         made: list[tuple[str, _Grad]] = []
+        casts: list[tuple[str, _Size]] = []
         for j, (src, how) in enumerate(zip(node["inputs"], asked(node, "flow"), strict=True)):
             if src == INPUT or not nodes[src]["grad"]:
                 continue
             if how == "new":
                 key = f"grad:{n}:{j}"
                 alive.add(key, out_size(src))
+                made.append((src, _Grad(key, True)))
+            elif amp_low and (node.get("elt") or act) != (nodes[src].get("elt") or act):
+                # the gradient handed on has this layer's dtype (an add promoted to fp32) and the input's is
+                # another (a linear's bf16 output): the engine casts it (validate_outputs), a new tensor
+                key = f"grad:{n}:{j}:cast"
+                casts.append((key, out_size(src)))
                 made.append((src, _Grad(key, True)))
             else:
                 alive.add(got.key, (0, 0))  # one more reference
@@ -272,6 +279,10 @@ def step_moments(
         input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
         ws = _bytes(asked(node, "ws", "backward", input_grad), node, act)
         moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
+        if casts:  # cast as the layer's backward returns, its output gradient still alive
+            for key, cast_size in casts:
+                alive.add(key, cast_size)
+            moments.append(Moment(alive.fixed + wgrad, alive.per, "backward", n))
         alive.drop(got.key)
         for st in release_at.pop(i, ()):
             if st not in held:

@@ -130,7 +130,8 @@ def test_small_gpt_verifies_on_cpu() -> None:
     h, t = 32, 16
     per_layer = 2 * 2 * h + (h * 3 * h + 3 * h) + (h * h + h) + (h * 4 * h + 4 * h) + (4 * h * h + h)
     assert {r.quantity: r.measured for r in result.totals.rows}["params"] == 100 * h + 32 * h + 2 * per_layer + 2 * h
-    sdpa = [r.measured for r in result.rows if r.quantity == "macs" and r.name.startswith("scaled_dot_product_attention")]
+    # (named under the block's attention module: transformer.h.0.attn.scaled_dot_product_attention)
+    sdpa = [r.measured for r in result.rows if r.quantity == "macs" and r.name.endswith(".attn.scaled_dot_product_attention")]
     assert sdpa == [2 * 4 * t * t * (h // 4)] * 2  # q k^T and p v: 2 x heads x t x t x d, per layer
 
 

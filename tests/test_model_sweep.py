@@ -43,7 +43,7 @@ TIMM_REFUSED: dict[str, str] = {
     # Swin's window partition folds the windows into the batch axis (timm's is plain code, not fx-wrapped)
     "swin_tiny_patch4_window7_224": "node 'view_1' (call_method Tensor.view) has no archcalc layer type: reshape to (-1, 7, 7, 96)",
     # LeViT's attention subsampling flattens the batch axis with the tokens
-    "levit_128s": "node 'flatten_1' (call_method Tensor.flatten): flatten layer 'flatten_1': start_dim 0..end_dim 1",
+    "levit_128s": "node 'flatten_1' (call_method Tensor.flatten): flatten layer 'stages.0.blocks.0.attn.qkv.flatten': start_dim 0..end_dim 1",
     # MobileViT's unfold folds the patches into the batch axis (reshape(B * C * patch_h, ...))
     "mobilevit_s": "node 'mul_3' (call_function operator.mul) has no archcalc layer type: arithmetic on the batch size",
     # CoaT pads the token axis of (B, heads, N, d) by one (the class token's slot)

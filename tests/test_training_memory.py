@@ -635,3 +635,20 @@ def units_size(v: int) -> str:
     from archcalc.render import units
 
     return units.size(v)
+
+
+def test_a_written_out_causal_mask_says_the_models_mask_buffer_is_not_counted(tmp_path: Any) -> None:
+    # review s8 #9: nanoGPT (flash=False) keeps tril(ones(block_size, block_size)) as an fp32 buffer the spec
+    # has no size for; torch measured the peak above archcalc's by it: 4 * 64 * 64 = 16,384 B at a block of 64
+    # (743,432 against 727,040 on an attention block of 64 tokens, batch 2: 16,392 B, the buffer and an 8-byte scalar)
+    spec = {"name": "att", "input": [8, 16], "layers": [
+        {"name": "q", "type": "linear", "out_features": 16}, {"name": "kt", "type": "transpose", "dim0": -2, "dim1": -1},
+        {"name": "scores", "type": "matmul", "inputs": ["q", "kt"]}, {"name": "mask", "type": "causal_mask"},
+        {"name": "p", "type": "softmax", "dim": -1}]}  # fmt: skip
+    path = tmp_path / "att.json"
+    path.write_text(json.dumps(spec))
+    r = cli("memory", str(path), "--batch", "2")
+    assert r.code == 0, r.err
+    assert "a causal mask the model keeps as a buffer (mask: nanoGPT's `bias`" in r.out
+    assert f"{4 * 64 * 64:,} at a block of 64" in r.out
+    assert "keeps as a buffer" not in cli("memory", str(SPECS / "gpt2.json"), "--batch", "1").out  # sdpa's is_causal: no buffer

@@ -38,6 +38,10 @@ pytestmark = pytest.mark.torch
         ("transformer_lm.json", 2, {"s": 32, "h": 32, "V": 5000, "l": 1, "a": 2}, None, "cross_entropy"),
         ("densenet121.json", 2, None, [3, 64, 64], "amp"),
         ("transformer_lm.json", 2, {"s": 16, "h": 64, "V": 100, "l": 2, "a": 4}, None, "amp"),
+        # review s8 #9: nanoGPT's sizes (1 layer, 4 heads, 64 dims, 64 tokens, vocabulary 100), whose peak is
+        # the MLP's c_proj backward, where the engine casts the residual add's fp32 gradient to the bf16 of
+        # c_proj's output: 2 * 64 * 64 * 2 = 16,384 B that were missing (measured 1.4% below before)
+        ("transformer_lm.json", 2, {"s": 64, "h": 64, "V": 100, "l": 1, "a": 4}, None, "amp"),
     ],
 )
 def test_modelled_peak_is_the_measured_one_within_one_percent_above(

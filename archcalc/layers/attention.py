@@ -165,6 +165,17 @@ class Matmul(Layer):
         return (f"causal ({what}): every product is computed; those at masked places (key > query) are attn_matmul_masked, "
                 "which 'torch' and 'lecture' count and 'kaplan' does not")
 
+    def cached_per_position(self, ins: list[Shape]) -> Dim:
+        """Attention written out under a causal mask (nanoGPT's ``flash=False``) caches what a decoder keeps of each
+        position: the keys, read by the scores' product (``q @ k^T``: b is k^T, (heads_kv, E, S)), and the values, read
+        by the weights' (``att @ v``: b is v, (heads_kv, S, Ev)).  Another matmul caches nothing."""
+        b = ins[1]
+        if self.causal == "scores":
+            return prod(b[:-2]) * b[-2]
+        if self.causal == "weights":
+            return prod(b[:-2]) * b[-1]
+        return 0
+
     def mixes_positions(self, ins: list[Shape]) -> bool:
         return True  # each output row reads a whole column of b: every position b holds
 

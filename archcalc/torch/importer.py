@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -573,6 +574,18 @@ class Importer:
         return self.shapes[name]
 
     # ----- emitting layers -------------------------------------------------------------------
+    def scoped(self, node: fx.Node) -> str:
+        """The name of a layer a call makes: inside a module's ``forward``, under that module's name (fx's
+        ``nn_module_stack``: nanoGPT's block's ``F.layer_norm`` is ``transformer.h.0.layer_norm``, its residual adds
+        ``transformer.h.0.add`` and ``transformer.h.0.add_2``), so that ``memory --checkpoint transformer.h.0`` and the
+        block's claims hold every layer its forward computes; at the top, fx's node name (``add_2``).  fx's own numbering
+        (global: ``layer_norm_3``) is left off a scoped name; :meth:`fresh` numbers it within its module."""
+        stack = [str(path) for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        if node.op == "call_module" and stack and stack[-1] == str(node.target):
+            stack.pop()  # (a module's own call: fx lists the module itself last; it is named in its parent's scope)
+        where = stack[-1] if stack else ""
+        return f"{where}.{re.sub(r'_[0-9]+$', '', node.name)}" if where else node.name
+
     def fresh(self, *candidates: str) -> str:
         for c in candidates:
             if c and c not in self.taken:
@@ -589,7 +602,7 @@ class Importer:
         from pydantic import ValidationError
 
         cls = TYPE_NAMES[kind]
-        lname = name or self.fresh(node.name)
+        lname = name or self.fresh(self.scoped(node))
         data: dict[str, Any] = {"name": lname, "type": kind}
         clean = {k: v for k, v in fields.items() if not _is_default(cls, k, v)}
         if len(inputs) != 1 or inputs[0] != self.prev or (cls.source and inputs):  # a source reads no layer unless it names one
@@ -813,7 +826,7 @@ class Importer:
                 raise self.fail(node, f"uses the weight of {owner!r} (tied), which a {kind} layer cannot say: it would be counted twice")
             fields["tie_weight"] = owner
         preferred = self.preferred.get(target, target)
-        name = self.fresh(preferred, node.name)
+        name = self.fresh(preferred, self.scoped(node))
         if weight is not None and owner is None:
             self.weight_owners[id(weight)] = name
         for p in module.parameters():

@@ -85,19 +85,41 @@ def window_of(layer: Any, kind: str | None) -> dict[str, Any]:
     return out
 
 
-def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
+def settings_of(layer: Any, kind: str | None, shape: tuple[int, ...] | None = None) -> dict[str, Any]:
     """The settings verify compares beside shapes, params and MACs, which those can all miss: a
     window's (:func:`window_of`), a convolution's ``padding_mode``, a causal mask's (its mask and fill value: what archcalc's
     ``causal_mask`` is), sdpa's ``is_causal`` and ``enable_gqa`` (torch counts every score either
-    way) and a rotary embedding's ``base`` (no count depends on it).  A spec layer
-    and a torch module of archcalc's alike (their fields have the same names)."""
+    way) and a rotary embedding's ``base`` (no count depends on it); a softmax's ``dim`` (its receptive field and
+    thop's count), the norms' axes and groups (``normalized_shape``, ``num_groups``, LRN's ``size``: the field, the
+    saved statistics, ptflops' count), and the drop probabilities (``p``, sdpa's ``dropout_p``, attention's
+    ``dropout``, a drop-path's ``mode``: whether training keeps a mask, and its size).  A spec layer
+    and a torch module of archcalc's alike (their fields have the same names).  ``shape``: the layer's input per sample
+    (a dim counted from the end, a LayerNorm's default axes read from it); None where unknown (then those are left out)."""
     if kind == "causal_mask":
         return {"mask": "causal", "value": "-inf"}
     if kind == "scaled_dot_product_attention":  # a causal mask or grouped heads: the same torch MACs either way
-        return {f: bool(getattr(layer, f, False)) for f in ("is_causal", "enable_gqa")}
+        return {**{f: bool(getattr(layer, f, False)) for f in ("is_causal", "enable_gqa")},
+                "dropout_p": float(getattr(layer, "dropout_p", 0.0) or 0.0)}
     if kind == "rotary" and isinstance(getattr(layer, "base", None), int):
         return {"base": layer.base}
+    if kind == "softmax":
+        dim = _dim(getattr(layer, "dim", None), shape)
+        return {} if dim is None else {"dim": dim}
+    if kind in ("layernorm", "rmsnorm"):
+        norm = _normalized_shape(getattr(layer, "normalized_shape", None), shape)
+        return {} if norm is None else {"normalized_shape": norm}
+    if kind == "groupnorm" and isinstance(getattr(layer, "num_groups", None), int):
+        return {"num_groups": layer.num_groups}
+    if kind == "localresponsenorm" and isinstance(getattr(layer, "size", None), int):
+        return {"size": layer.size}
+    if kind == "multiheadattention" and isinstance(getattr(layer, "dropout", None), int | float):
+        return {"dropout": float(layer.dropout)}
+    if kind in ("stochasticdepth", "droppath"):  # timm's DropPath holds drop_prob, and drops per sample (row)
+        p = getattr(layer, "p", getattr(layer, "drop_prob", None))
+        return {"p": float(p), "drop_mode": str(getattr(layer, "mode", "row"))} if isinstance(p, int | float) else {}
     out = window_of(layer, kind)
+    if kind == "dropout" and isinstance(getattr(layer, "p", None), int | float):  # p = 0 keeps no mask (training memory)
+        out["p"] = float(layer.p)
     if kind == "upsample":  # nearest or (bi/tri)linear: the same shapes and torch MACs, other fields and peer counts
         out["mode"] = str(getattr(layer, "mode", "nearest"))
         out["align_corners"] = bool(getattr(layer, "align_corners", None) or False)  # (None is torch's False)
@@ -106,6 +128,29 @@ def settings_of(layer: Any, kind: str | None) -> dict[str, Any]:
     if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields and isinstance(getattr(layer, "inplace", None), bool):
         out["inplace"] = layer.inplace  # whether the output is a new tensor: training memory differs
     return out
+
+
+def _dim(dim: Any, shape: tuple[int, ...] | None) -> int | None:
+    """A dim of a batched tensor (batch axis 0, as torch counts) counted from the start: -1 of a 4-D tensor is 3; None
+    (torch's implicit softmax dim: 0 for a 0-, 1- or 3-D tensor, else 1) as torch reads it.  None when unknown."""
+    if shape is None:
+        return None
+    rank = len(shape) + 1
+    if dim is None:
+        return 0 if rank in (0, 1, 3) else 1
+    return dim % rank if isinstance(dim, int) and not isinstance(dim, bool) and -rank <= dim < rank else None
+
+
+def _normalized_shape(norm: Any, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The trailing sizes a LayerNorm normalizes over, as a tuple: 8 as (8,), a spec's default (None) as the input's
+    last size.  None when unknown."""
+    if norm is None:
+        return (int(shape[-1]),) if shape else None
+    if isinstance(norm, int) and not isinstance(norm, bool):
+        return (norm,)
+    if isinstance(norm, list | tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in norm):
+        return tuple(norm)
+    return None
 
 
 def module_kind(module: nn.Module) -> str | None:
@@ -337,12 +382,32 @@ def _call_settings(kind: str, args: Any, kwargs: dict[str, Any], func: Any = Non
     if kind == "scaled_dot_product_attention":  # F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa)
         bound = {**dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"), args, strict=False)),
                  **kwargs}
-        return {f: bool(bound.get(f, False)) for f in ("is_causal", "enable_gqa")}
+        p = bound.get("dropout_p", 0.0)  # read only where non-zero: a model that passes it in training only (nanoGPT:
+        # `self.dropout if self.training else 0`) shows 0 to the eval forward, which says nothing of its training
+        flags = {f: bool(bound.get(f, False)) for f in ("is_causal", "enable_gqa")}
+        return {**flags, **({"dropout_p": float(p)} if isinstance(p, int | float) and p else {})}
     if kind == "upsample":  # F.interpolate(x, size, scale_factor, mode, align_corners, ...)
         from .ops.pool import INTERPOLATE_PARAMS
 
         bound = {**dict(zip(INTERPOLATE_PARAMS, args, strict=False)), **kwargs}
         return {"mode": str(bound.get("mode") or "nearest"), "align_corners": bool(bound.get("align_corners") or False)}
+    x = args[0] if args else kwargs.get("input")
+    per_sample = tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
+    if kind == "softmax":  # F.softmax(x, dim), torch.softmax(x, dim), x.softmax(dim)
+        bound = {**dict(zip(("input", "dim"), args, strict=False)), **kwargs}
+        dim = _dim(bound.get("dim"), per_sample)
+        return {} if dim is None else {"dim": dim}
+    if kind == "layernorm":  # F.layer_norm(x, normalized_shape, weight, bias, eps)
+        bound = {**dict(zip(("input", "normalized_shape"), args, strict=False)), **kwargs}
+        norm = _normalized_shape(bound.get("normalized_shape"), per_sample) if "normalized_shape" in bound else None
+        return {} if norm is None else {"normalized_shape": norm}
+    if kind == "groupnorm":  # F.group_norm(x, num_groups, weight, bias, eps)
+        bound = {**dict(zip(("input", "num_groups"), args, strict=False)), **kwargs}
+        return {"num_groups": bound["num_groups"]} if isinstance(bound.get("num_groups"), int) else {}
+    if kind == "dropout":  # F.dropout(x, p=0.5, training, inplace), torch.dropout(x, p, train), x.dropout(p, train)
+        bound = {**dict(zip(("input", "p"), args, strict=False)), **kwargs}
+        p = bound.get("p", 0.5)
+        return {**_inplace_of(func, args, kwargs), **({"p": float(p)} if isinstance(p, int | float) else {})}
     if kind in TYPE_NAMES and "inplace" in TYPE_NAMES[kind].model_fields:  # F.relu(x, inplace=True), x.relu_(), torch.relu_(x)
         return _inplace_of(func, args, kwargs)
     if not kind.startswith(("maxpool", "avgpool")):
@@ -501,7 +566,8 @@ def measure_module(
             flops = counter[0].get_total_flops() - before
             kind = module_kind(module)
             label = name if n == 1 else f"{name} (call {n})"
-            settings = settings_of(module, kind)
+            x = args[0] if args else None
+            settings = settings_of(module, kind, tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None)
             alias = flow is not None and not settings.get("inplace") and _Flow.aliases(out, args, kwargs)
             calls.append(LayerMeasure(name, kind, type(module).__name__, n, _per_sample(out), params, flops, _whole(out), settings, came, alias))
             if flow is not None and not alias:

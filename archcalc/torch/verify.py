@@ -55,7 +55,10 @@ Settings that no count shows are compared too (:func:`archcalc.torch.measure.set
 convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_fill`` mask, its
 values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
 where the model has one, else against the bases the model holds (:func:`_rotary_bases`).  An
-upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise.
+upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise;
+a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups`` and LRN's ``size``, and the drop probabilities (dropout's
+``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too.  A select's index and a slice's start are
+not read from a model's indexing: those layers are listed as not compared.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
 without counterpart, against the model calls its input tensors come from (tensor identity,
@@ -114,6 +117,8 @@ SETTING_KINDS = {
     **{f: "window" for f in ("kernel_size", "stride", "padding", "dilation", "groups", "ceil_mode", "output_padding")},
     "mode": "interpolation", "align_corners": "interpolation", "padding_mode": "padding mode", "inplace": "inplace",
     "base": "rotary base", "is_causal": "attention flags", "enable_gqa": "attention flags", "mask": "causal mask", "value": "causal mask",
+    "dim": "softmax axis", "normalized_shape": "normalized axes", "num_groups": "norm groups", "size": "norm window",
+    "p": "drop probability", "dropout_p": "drop probability", "dropout": "drop probability", "drop_mode": "drop probability",
 }  # fmt: skip
 """What the OK line calls each setting verify compares (:func:`archcalc.torch.measure.settings_of`)."""
 TOTAL = "(total)"
@@ -438,7 +443,7 @@ def _compare(name: str, analytic: Mapping[str, Any], lm: LayerMeasure, module: s
     for f, theirs in lm.window.items() if spec_window else ():  # a setting that differs though shapes, params and MACs agree (dilation 2, padding 2)
         mine = spec_window.get(f)  # type: ignore[union-attr]
         if mine is not None and mine != theirs:
-            rows.append(VerifyRow(name, f, _setting(mine), _setting(theirs), False, module, SETTING_WHY.get(f, WINDOW_WHY)))
+            rows.append(VerifyRow(name, f, _setting(mine, f), _setting(theirs, f), False, module, SETTING_WHY.get(f, WINDOW_WHY)))
     return rows
 
 
@@ -453,13 +458,21 @@ SETTING_WHY = {
     "align_corners": "the sample points differ: which pixels each output reads would too",
     "inplace": "in place or not: whether the output is a new tensor (training memory would differ)",
     "padding_mode": "the padded values differ, and any mode but zeros convolves a padded copy (F.pad) that training keeps",
+    "dim": "the softmax runs over another axis: the receptive field and thop's count (3n - 1 per softmax of n values) would differ",
+    "normalized_shape": "the norm runs over other axes: which positions each output reads and the statistics training keeps would too",
+    "num_groups": "the norm's groups differ: which channels each output reads and the statistics training keeps would too",
+    "size": "LRN's window differs: which channels each output reads and ptflops' count (its zero-padded average pool) would too",
+    "p": "the drop probability differs: p = 0 keeps no mask in training, any other p one (training memory would differ)",
+    "dropout_p": "the attention dropout differs: 0 keeps no mask of the weights in training, any other one (training memory would differ)",
+    "dropout": "the attention dropout differs: 0 keeps no mask of the weights in training, any other one (training memory would differ)",
+    "drop_mode": "one branch dropped per sample (row) or for the whole batch: the noise training keeps differs in size",
 }
 """Why a setting that no count shows matters, per setting (:func:`archcalc.torch.measure.settings_of`)."""
 
 
-def _setting(v: Any) -> Any:
-    """A window setting as written: (3, 3) as 3."""
-    return v[0] if isinstance(v, tuple) and len(set(v)) == 1 else v
+def _setting(v: Any, f: str = "") -> Any:
+    """A window setting as written: (3, 3) as 3 (another, a LayerNorm's (8, 8), as it is)."""
+    return v[0] if f in SETTING_KINDS and SETTING_KINDS[f] == "window" and isinstance(v, tuple) and len(set(v)) == 1 else v
 
 
 def _load(spec: Architecture | Mapping[str, Any] | str | Path) -> tuple[Architecture, str | None]:
@@ -557,7 +570,15 @@ def _verify_prepared(p: Prepared, module: nn.Module | None, *, device: str | Non
     shared = frozenset(n for n in G.graph["order"] if G.nodes[n]["layer"].same_for_every_sample())
     from .measure import settings_of
 
-    windows = {n: w for n in G.graph["order"] if (w := settings_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind))}
+    def shape_in(n: str) -> tuple[int, ...] | None:
+        ins = G.nodes[n]["inputs"]
+        try:
+            dims = [as_int(d) for d in G.nodes[ins[0]]["shape"]] if ins else [None]
+        except (TypeError, ValueError, SpecError):
+            return None
+        return tuple(d for d in dims if d is not None) if None not in dims else None
+
+    windows = {n: w for n in G.graph["order"] if (w := settings_of(G.nodes[n]["layer"], G.nodes[n]["layer"].kind, shape_in(n)))}
     return _verify_module(module, report, analytic, G.graph["output"], file, in_shape, batch, device,
                           reads_token_ids(G), shared, output_key, windows)
 

@@ -98,9 +98,9 @@ def einsum(imp: Importer, node: fx.Node) -> None:
     (k,) = ks
     names = [imp.tensor(node, ops[0]), imp.tensor(node, ops[1])]
     if x[-2:] != i + k:
-        names[0] = imp.emit(node, "transpose", {"dim0": -2, "dim1": -1}, [names[0]], imp.fresh(f"{node.name}_transpose"))
+        names[0] = imp.emit(node, "transpose", {"dim0": -2, "dim1": -1}, [names[0]], imp.fresh(f"{imp.scoped(node)}_transpose"))
     if y[-2:] != k + j:
-        names[1] = imp.emit(node, "transpose", {"dim0": -2, "dim1": -1}, [names[1]], imp.fresh(f"{node.name}_transpose"))
+        names[1] = imp.emit(node, "transpose", {"dim0": -2, "dim1": -1}, [names[1]], imp.fresh(f"{imp.scoped(node)}_transpose"))
     imp.emit(node, "matmul", {}, names)
 
 

@@ -31,4 +31,4 @@ def shifted_window_attention(imp: Importer, node: fx.Node, module: nn.Module) ->
     }
     imp.used_params.update(id(p) for p in module.parameters())
     target = str(node.target)  # (a module built from a spec keeps its spec name)
-    imp.emit(node, "shiftedwindowattention", fields, [src], imp.fresh(imp.preferred.get(target, target), node.name))
+    imp.emit(node, "shiftedwindowattention", fields, [src], imp.fresh(imp.preferred.get(target, target), imp.scoped(node)))

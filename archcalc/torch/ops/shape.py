@@ -248,7 +248,7 @@ def _piece_of_moved(imp: Importer, node: fx.Node, moved: Moved, index: int) -> N
     n = as_int(imp.shape(moved.src)[axis - 1])
     if n is None or not -n <= index < n:
         raise imp.fail(node, f"index {index} of an axis of {n}")
-    sel = imp.emit(node, "select", {"dim": axis, "index": index % n}, [moved.src], imp.fresh(f"{node.name}_select"))
+    sel = imp.emit(node, "select", {"dim": axis, "index": index % n}, [moved.src], imp.fresh(f"{imp.scoped(node)}_select"))
     rest = [d - (d > axis) for d in moved.dims[1:]]
     if rest[0] != 0:
         raise imp.unsupported(node, "the batch axis is not first after indexing a permuted tensor")
@@ -312,7 +312,7 @@ def _stack(imp: Importer, node: fx.Node) -> None:
         raise imp.unsupported(node, "stack along the batch axis")
     dim %= rank
     new = [*shape[: dim - 1], 1, *shape[dim - 1 :]]
-    parts = [imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in new]}, [n], imp.fresh(f"{node.name}_{i}")) for i, n in enumerate(names)]
+    parts = [imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in new]}, [n], imp.fresh(f"{imp.scoped(node)}_{i}")) for i, n in enumerate(names)]
     imp.emit(node, "concat", {"dim": dim}, parts)
 
 
@@ -530,7 +530,7 @@ def _select_slice(imp: Importer, node: fx.Node, src: str, items: list[Any]) -> N
     cur = src
     for i, (kind, fields) in enumerate(steps):
         last = i == len(steps) - 1
-        cur = imp.emit(node, kind, fields, [cur], None if last else imp.fresh(f"{node.name}_{kind}"))
+        cur = imp.emit(node, kind, fields, [cur], None if last else imp.fresh(f"{imp.scoped(node)}_{kind}"))
 
 
 @handles("torch.nn.functional.pad")
@@ -580,8 +580,8 @@ def _patch_merging_pad(imp: Importer, node: fx.Node) -> None:
     h, w = as_int(shape[0]), as_int(shape[1])
     parts = []
     for k, (i, j) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
-        rows = imp.emit(node, "slice", {"dim": 1, "start": i, "end": h, "step": 2}, [src], imp.fresh(f"{node.name}_x{k}_rows"))
-        parts.append(imp.emit(node, "slice", {"dim": 2, "start": j, "end": w, "step": 2}, [rows], imp.fresh(f"{node.name}_x{k}")))
+        rows = imp.emit(node, "slice", {"dim": 1, "start": i, "end": h, "step": 2}, [src], imp.fresh(f"{imp.scoped(node)}_x{k}_rows"))
+        parts.append(imp.emit(node, "slice", {"dim": 2, "start": j, "end": w, "step": 2}, [rows], imp.fresh(f"{imp.scoped(node)}_x{k}")))
     imp.emit(node, "concat", {"dim": -1}, parts)
 
 
