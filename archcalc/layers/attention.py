@@ -182,6 +182,9 @@ class Matmul(Layer):
     def sees_prefix(self, ins: list[Shape]) -> bool:
         return self.causal == "weights"  # (masked weights times v: query i reads values 0..i)
 
+    def reads_pair(self, ins: list[Shape]) -> bool:
+        return self.causal == "scores"  # (q k^T: score (i, j) reads query i and key j)
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         return 2 * ins[0][-1]  # a row of a and a column of b, k entries each: at most 2k positions
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
