@@ -559,14 +559,19 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
     if layer.mixes_positions(node["in_shapes"]):
         whole = "\u00d7".join(str(r.size) for r in node["rf"])
         worked = "mixes every position: the whole input (every pixel any position sees)"
+        if layer.reads_pair(node["in_shapes"]):
+            worked = "entry (i, j) reads query i and key j: the hull of the widest pair, (0, the last)"
         ex.steps.append(Step("receptive field", "every position of its input", worked, whole))
+        if node.get("rf_note"):
+            ex.notes.append(node["rf_note"])
         return
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
     whole_why = node.get("rf_whole")
     whole_note = f"every output sees the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
     layout = nodes[node["inputs"][0]].get("rf_layout") if node["inputs"] else None
     named = layer.axis_windows(node["in_shapes"])
-    if len(srcs) == 1 and (named is not None or (layout is not None and layout != (None, *range(len(srcs[0]))))):
+    moved = layout is not None and layout != (None, *range(len(srcs[0]))) and layer.windows(node["in_shapes"]) is not None
+    if len(srcs) == 1 and (named is not None or moved):
         _explain_named_rf(ex, node, axes, layout, named)
         if whole_why:
             ex.notes.append(whole_note)
@@ -595,6 +600,18 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         size = "\u00d7".join(str(r.size) for r in node["rf"])
         if whole_why:  # a fully connected layer after the flatten: no window on the image
             ex.steps.append(Step("receptive field", whole_why, "", f"the whole input ({size} with the padding counted)"))
+            return
+        pairs = list(zip(srcs[0], node["rf"], strict=True))
+        grown = [a for a, (before, after) in enumerate(pairs) if before.size != after.size or before.whole != after.whole]
+        if grown:  # a softmax, norm or linear over a spatial axis: every output reads every position along it
+            for a, (before, after) in enumerate(pairs):
+                if a in grown:
+                    worked = f"every output reads every position along it: the union of their fields, {before.size} → {after.size}"
+                else:
+                    worked = "pointwise along it: unchanged"
+                ex.steps.append(Step(f"receptive field {axes[a]}", None, worked, str(after.size)))
+            if node.get("rf_note"):
+                ex.notes.append(node["rf_note"])
             return
         ex.steps.append(Step("receptive field", None, "pointwise: unchanged", size))
         return
@@ -648,6 +665,12 @@ def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF) -> list[Step]:
     layer (transposed convolution, upsample) and downstream of one, the exact interval rule the
     receptive-field pass applies (see passes/receptive.py), worked on the widest output."""
     up = as_int(w.upsample)
+    if r_in.whole:  # every position already sees the union of all their fields along this axis
+        worked = "its input's field along it is already the union of every position's (a layer before read the whole axis): a window adds nothing"
+        return [
+            Step(f"receptive field {axis}", None, worked, str(r_out.size)),
+            Step(f"effective stride {axis}", "j_in*S", "", str(r_out.jump)),
+        ]
     if w.adaptive is not None:  # torch's uneven adaptive windows: mapped one by one (see passes/receptive.py)
         n, o = w.adaptive
         rounded = " (rounded up: outputs sit unevenly)" if r_out.phases is not None and r_out.shift % len(r_out.phases) else ""

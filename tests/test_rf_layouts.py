@@ -199,3 +199,132 @@ def test_a_pattern_too_long_to_walk_is_approximate(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(receptive, "MAX_WORK", 100)  # the period is 3 outputs: 3 x 50 spans > 100
     out = cli("quick", *stack)
     assert out.code == 0 and "approximate" in out.out and "4,000,000" in out.out, out.out
+
+
+# ----- tokens taken after causal attention (review s8, finding 2) -----
+
+
+def _causal(take: dict[str, Any]) -> dict[str, Any]:
+    """8 tokens of 4 features, causal self-attention, then ``take`` along the tokens, then a linear."""
+    return {"name": "cs", "input": [8, 4], "layers": [
+        {"name": "qkv", "type": "linear", "out_features": 12},
+        {"name": "q", "type": "slice", "inputs": ["qkv"], "dim": 2, "start": 0, "end": 4},
+        {"name": "k", "type": "slice", "inputs": ["qkv"], "dim": 2, "start": 4, "end": 8},
+        {"name": "v", "type": "slice", "inputs": ["qkv"], "dim": 2, "start": 8, "end": 12},
+        {"name": "att", "type": "scaled_dot_product_attention", "inputs": ["q", "k", "v"], "is_causal": True},
+        {"name": "take", **take},
+        {"name": "fc", "type": "linear", "out_features": 3},
+    ]}
+
+
+def _tokens_read(spec: dict[str, Any]) -> list[int]:
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    torch.manual_seed(0)
+    model = build_module(compile_spec(parse_spec(spec)), device="cpu", dtype=torch.float64).eval()
+    x = torch.randn(1, 8, 4, dtype=torch.float64, requires_grad=True)
+    model(x).sum().backward()
+    return torch.nonzero(x.grad[0].abs().sum(1)).flatten().tolist()
+
+
+@pytest.mark.parametrize(
+    ("take", "tokens", "whole"),
+    [
+        ({"type": "select", "dim": 1, "index": 0}, 1, False),  # token 0 of a causal layer sees token 0 only
+        ({"type": "slice", "dim": 1, "start": 0, "end": 3}, 3, False),  # tokens 0..2: the last of them sees 0..2
+        ({"type": "select", "dim": 1, "index": -1}, 8, True),  # the last token sees all 8
+    ],
+)
+def test_tokens_taken_after_causal_attention(take: dict[str, Any], tokens: int, whole: bool) -> None:
+    spec = _causal(take)
+    rep = analyze(parse_spec(spec))
+    assert len(_tokens_read(spec)) == tokens
+    for name in ("take", "fc"):
+        row = rep.row(name)
+        assert row.receptive_field == (tokens,) and row.whole_input is whole and not row.rf_approximate
+        assert not row.causal_field  # (one output, or a prefix that is not the whole input)
+
+
+def test_the_derivation_after_a_softmax_over_w_agrees_with_itself() -> None:
+    """Review s8, finding 7: the softmax's line said "pointwise: unchanged = 3x10" (its input was 3x3)
+    and the conv after it "= 10 + 3 - 1 = 10"."""
+    out = cli("explain", "--stack", "3x8x8", "conv 4 3 p1", "softmax dim=3", "conv 4 3 p1")
+    assert out.code == 0, out.err
+    assert "pointwise: unchanged = 3\u00d710" not in out.out and "10 + 3 \u2212 1 = 10" not in out.out, out.out
+    assert "the union of their fields, 3 \u2192 10" in out.out  # W: 3 + (8 - 1) = 10, every column's field
+    out = cli("check", "--stack", "3x8x8", "conv 4 3 p1", "softmax dim=3", "conv 4 3 p1", "conv2.rf=5x12")
+    assert out.code == 1 and "exact 5\u00d710" in out.out and "10 + 3 \u2212 1" not in out.out, out.out
+
+
+def test_positions_that_read_only_padding_are_not_whole() -> None:
+    """Review s8, finding 5: after a global pool, a zero padding of 2 makes a 5x5 map of which 24
+    positions are zeros: they see no pixel (torch: their gradient is 0), so the map is not 'whole'."""
+    spec = {"name": "p", "input": [3, 8, 8], "layers": [
+        {"name": "c0", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+        {"name": "gap", "type": "adaptiveavgpool2d", "output_size": 1},
+        {"name": "pad", "type": "zeropad2d", "padding": 2},
+        {"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": 1},
+    ]}
+    rep = analyze(parse_spec(spec))
+    assert rep.row("gap").whole_input
+    assert not rep.row("pad").whole_input and not rep.row("c1").whole_input
+    assert _seen(spec, "c1", (0, 0, 0)) == ([], [])  # a corner: padding only
+    assert _seen(spec, "c1", (0, 2, 2)) == (list(range(8)), list(range(8)))  # the centre: every pixel
+
+
+def test_a_window_whose_every_output_reads_the_whole_small_map_is_whole() -> None:
+    """Review s8, finding 1: a 3x3 stride-2 conv on 5x5 leaves 2x2 positions reading pixels 0..2 and
+    2..4; a 3x3 pad-1 pool on that 2x2 map reads both positions from every output: all 25 pixels."""
+    spec = {"name": "w", "input": [1, 5, 5], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": 2},
+        {"name": "pool", "type": "avgpool2d", "kernel_size": 3, "stride": 1, "padding": 1},
+    ]}
+    assert analyze(parse_spec(spec)).row("pool").whole_input
+    for o in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        assert _seen(spec, "pool", (0, *o)) == (list(range(5)), list(range(5)))
+    # ResNet-18 at 64x64: layer4's 3x3 pad-1 convs run on 2x2 maps; each output reads both positions per axis
+    out = cli("check", "specs/resnet18.json", "--input", "3,64,64", "layer4.0.conv2.rf=whole image")
+    assert out.code == 0 and "correct" in out.out, out.out
+
+
+def test_written_out_causal_attention_scores_are_not_whole() -> None:
+    """Review s8, finding 8: nanoGPT's attention with flash=False (6 tokens of 8, 2 heads), as
+    ``archcalc import`` writes it.  Score (i, j) of q k^T reads tokens i and j; after the mask and
+    softmax, row i reads tokens 0..i; only att @ v onwards has the causal 'whole' field."""
+    spec = {"name": "att", "input": [6, 8], "layers": [
+        {"name": "c_attn", "type": "linear", "out_features": 24},
+        {"name": "q", "type": "slice", "dim": 2, "end": 8},
+        {"name": "k", "type": "slice", "inputs": ["c_attn"], "dim": 2, "start": 8, "end": 16},
+        {"name": "v", "type": "slice", "inputs": ["c_attn"], "dim": 2, "start": 16, "end": 24},
+        {"name": "qh", "type": "unflatten", "inputs": ["q"], "dim": 2, "unflattened_size": [2, 4]},
+        {"name": "qt", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "kh", "type": "unflatten", "inputs": ["k"], "dim": 2, "unflattened_size": [2, 4]},
+        {"name": "kt", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "vh", "type": "unflatten", "inputs": ["v"], "dim": 2, "unflattened_size": [2, 4]},
+        {"name": "vt", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "kT", "type": "transpose", "inputs": ["kt"], "dim0": -2, "dim1": -1},
+        {"name": "scores", "type": "matmul", "inputs": ["qt", "kT"], "causal": "scores"},
+        {"name": "masked", "type": "causal_mask"},
+        {"name": "soft", "type": "softmax", "dim": -1},
+        {"name": "out", "type": "matmul", "inputs": ["soft", "vt"], "causal": "weights"},
+    ]}
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_spec
+    from archcalc.torch.build import build_module
+
+    def tokens(upto: str, entry: tuple[int, ...]) -> list[int]:
+        layers = spec["layers"][: [x["name"] for x in spec["layers"]].index(upto) + 1]
+        torch.manual_seed(0)
+        model = build_module(compile_spec(parse_spec({**spec, "layers": layers})), device="cpu", dtype=torch.float64).eval()
+        x = torch.randn(1, 6, 8, dtype=torch.float64, requires_grad=True)
+        model(x)[(0, *entry)].backward()
+        return torch.nonzero(x.grad[0].abs().sum(1)).flatten().tolist()
+
+    assert tokens("scores", (0, 2, 3)) == [2, 3] and tokens("soft", (0, 2, 1)) == [0, 1, 2]
+    rep = analyze(parse_spec(spec))
+    for name in ("scores", "masked", "soft"):
+        row = rep.row(name)
+        assert row.receptive_field == (6,) and not row.whole_input  # the hull of the widest pair (0, 5), 6 tokens
+    assert rep.row("out").whole_input and rep.row("out").causal_field

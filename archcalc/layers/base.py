@@ -432,6 +432,12 @@ class Layer(Spec):
         attention), so that only the last output sees the whole input."""
         return False
 
+    def reads_pair(self, ins: list[Shape]) -> bool:
+        """For a layer that mixes positions: True when each output reads just two of them (entry
+        (i, j) of attention's scores q k^T reads query i and key j): the field of the widest pair is
+        the whole input's hull, but not every output sees the whole input."""
+        return False
+
     def positions_read(self, ins: list[Shape]) -> Dim | None:
         """For a layer that mixes positions: the most input positions one output can read (the
         keys of attention), or None for all of them.  Where the map before it had more positions

@@ -261,6 +261,11 @@ class Select(_View):
             raise self.fail(f"index {self.index} is out of range for axis {self.dim} of size {size}", "index")
         return (*ins[0][:axis], *ins[0][axis + 1 :])
 
+    def axis_windows(self, ins: list[Shape]) -> dict[int, Window | Partition | None] | None:
+        axis = sample_axis(self, self.dim, ins[0], "dim")
+        index = self.index if self.index >= 0 else ins[0][axis] + self.index
+        return {axis: Window(1, 1, -index)}  # its one output reads position index (the axis then dropped)
+
     def output_storage(self, ins: list[Shape]) -> str:
         # an entry of the first per-sample axis is one contiguous block per sample (a token of (L, D))
         return "view" if sample_axis(self, self.dim, ins[0], "dim") == 0 else "strided"

@@ -129,9 +129,15 @@ class AxisRF(NamedTuple):
             bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n_i, o_i), self.centre2 + (w.extent - 1) * self.jump)
             return bound, approx, False
         out = []
+        monotone = _monotone(phases, shift)
+        if not monotone and per_o * k * min(p, ceildiv(n_i, o_i) + 1) > MAX_WORK:
+            bound = AxisRF(self.size + (w.extent - 1) * self.jump, ceildiv(self.jump * n_i, o_i), self.centre2 + (w.extent - 1) * self.jump)
+            return bound, approx, False
         for i in range(per_o * k):
             first, last = i * n_i // o_i, -(-(i + 1) * n_i // o_i) - 1
-            if last - first + 1 >= p:  # every phase is read: the lowest and highest of them
+            if monotone:  # (see output_fields)
+                lo, hi = phases[first % p][0] + first // p * shift, phases[last % p][1] + last // p * shift
+            elif last - first + 1 >= p:  # every phase is read: the lowest and highest of them
                 lo = min(phases[(first + t) % p][0] + (first + t) // p * shift for t in range(p))
                 hi = max(phases[(last - t) % p][1] + (last - t) // p * shift for t in range(p))
             else:
@@ -334,7 +340,9 @@ def receptive_field(G: Graph) -> None:
     covs: dict[str, tuple[Cover, ...]] = {}
     nodes[INPUT].update(rf=start, rf_bound=None)
     nodes[INPUT]["rf_layout"] = in_layout
-    tangles: dict[str, Tangle] = {INPUT: (NO_TANGLE,) * len(in_layout)}  # per node, spatial axes merged into its axes (see _relayout)
+    tangles: dict[str, Tangle] = {INPUT: (NO_TANGLE,) * len(in_layout)}
+    # after causal attention on a sequence: the fields of the positions it read (output i sees those of 0..i)
+    prefix: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]] = {}  # per node, spatial axes merged into its axes (see _relayout)
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -370,6 +378,8 @@ def receptive_field(G: Graph) -> None:
                 node["rf_note"] = None if bound is None else f"receptive field approximate from {bound} on (see that row)"
                 node["rf_bound"] = bound
                 grids[name] = grids[src_name]
+                if src_name in prefix and layout is not None and 0 in layout:
+                    prefix[name] = prefix[src_name]
                 layout, tangle = _next_layout(layout, tangles.get(src_name), tuple(node["in_shapes"][0]), tuple(node["shape"]))
                 node["rf_layout"] = layout
                 if layout is not None and tangle is not None:
@@ -457,6 +467,20 @@ def receptive_field(G: Graph) -> None:
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
             grid_in = grid
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
+            if inherited in prefix and whole is not None and whole.startswith(CAUSAL) and layout is not None and 0 in layout:
+                taken = _causal_taken(named, layout.index(0), node["in_shapes"][0], node["shape"])
+                if taken is not None and taken[0]:  # its first output reads the last position: every output sees the whole input
+                    whole = f"it reads the last position of {inherited}, which sees the whole input"
+                elif taken is not None and not taken[1]:  # its outputs read a prefix of the positions, short of the last
+                    reach = taken[2]
+                    rf = tuple(r._replace(whole=False) for r in _whole(tuple((f, (reach + 1,)) for f, _ in prefix[inherited]), rf))
+                    whole, inherited = None, None
+                    note = note or (
+                        f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}: "
+                        f"they see the fields of positions 0..{reach}, not the whole input"
+                    )
+                elif taken is None or taken[1]:
+                    prefix[name] = prefix[inherited]
             if why is not None and note is None:
                 note = why
             if tangled and tangle is not None and named is None and tangle[0]:  # spatial axes merged into the axis read as channels
@@ -498,7 +522,15 @@ def receptive_field(G: Graph) -> None:
             shape = node["shape"]
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
             if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
-                whole = "its window spans the whole map: its one output position sees every input pixel any position sees"
+                whole = "its window spans the whole map: every output position sees every input pixel any position sees"
+        if inherited is not None and rf and (named is not None or windows is not None):
+            blank = _reads_only_padding(named, windows, layout, node["in_shapes"][0], node["shape"], len(rf))
+            if blank is not None:  # (a whole field is no field for an output that reads only padding)
+                whole, inherited = None, None
+                note = note or (
+                    f"axis {blank}: some outputs read only padding and see no input pixel (the others see every pixel "
+                    f"{inputs[0]} saw): not every output sees the whole input"
+                )
         mixed: tuple[int, ...] = ()
         if rf and hooks[3] and whole is None:
             mixed = asked.get("mixed_axes", _UNASKED)
@@ -539,6 +571,7 @@ def receptive_field(G: Graph) -> None:
             if mixes is _UNASKED:
                 mixes = asked["mixes_positions"] = layer.mixes_positions(ins)
                 asked["positions_read"], asked["sees_prefix"] = (layer.positions_read(ins), layer.sees_prefix(ins)) if mixes else (None, False)
+                asked["reads_pair"] = mixes and layer.reads_pair(ins)
         if mixes:
             rf = _whole(grid, rf)
             reads, held = asked["positions_read"], _positions(grid)
@@ -548,7 +581,14 @@ def receptive_field(G: Graph) -> None:
                     "the whole input shown is an upper bound, approximate"
                 )
                 bound = bound or name
+            elif asked["reads_pair"]:  # attention's scores written out: entry (i, j) reads query i and key j
+                note = note or (
+                    "entry (i, j) of the scores reads query i and key j: the field shown is the hull of the widest pair (0, the last), "
+                    "not every output sees the whole input (after the causal mask and softmax, row i reads keys 0..i)"
+                )
             elif asked["sees_prefix"]:  # causal attention
+                if len(rf) == 1:
+                    prefix[name] = grid
                 whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
                 note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
@@ -1037,6 +1077,8 @@ def _through_axes(
 ) -> tuple[tuple[AxisRF, ...], str | None, bool]:
     """The field after a layer on a layout other than (C, *spatial), or one that names its axes:
     each spatial axis gets what the layer does along the tensor axis that holds it."""
+    if layout is None and rf and all(r.whole for r in rf) and named is not None:  # (a token taken after attention: still the whole input)
+        return rf, None, True
     if layout is None:  # the rank changed upstream: which axis is spatial is unknown
         lost = f"{name} slides a window, but reshapes before it lost which axis is spatial: the receptive field is approximate from here on"
         if named is None and windows is not None and len(windows) == len(rf):  # best guess: the (C, *spatial) layout
@@ -1077,13 +1119,18 @@ def _through_axes(
 
 
 def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...]) -> bool:
-    """Whether windows leave one output position per spatial axis that reads every input position:
-    on each axis, one output, no upsampling, and a window from at or before pixel 0 to at or past
-    the last pixel (a flatten of the map, a global pool, a conv as large as the map)."""
+    """Whether every output position reads every input position: on each axis no upsampling, and
+    each output's window from at or before position 0 to at or past the last one (a flatten of the
+    map, a global pool, a conv as large as the map; a padded 3x3 conv on a 2x2 map: ResNet's layer4
+    on a 64x64 image)."""
     if len(in_shape) != len(windows) + 1 or len(positions) != len(windows):
         return False
     for w, n, m in zip(windows, in_shape[1:], positions, strict=True):
-        if known_sign(m - 1) != 0 or known_sign(w.upsample - 1) != 0:
+        if known_sign(w.upsample - 1) != 0 or w.adaptive is not None:
+            return False
+        if known_sign(m - 1) != 0 and (  # more outputs: each must read from pixel 0 (the last one starts at or before it), undilated
+            known_sign(w.dilation - 1) != 0 or known_sign((m - 1) * w.stride - w.pad_before) not in (0, -1)
+        ):
             return False
         covers = known_sign(w.extent - w.pad_before - n)  # the window's last pixel, e - 1 - p, is at or past n - 1
         if covers is None or covers < 0 or known_sign(w.pad_before) not in (0, 1):
@@ -1376,3 +1423,49 @@ def _monotone(phases: Phases, shift: int) -> bool:
     return all(phases[i][0] <= phases[i + 1][0] and phases[i][1] <= phases[i + 1][1] for i in range(len(phases) - 1)) and (
         phases[-1][0] <= phases[0][0] + shift and phases[-1][1] <= phases[0][1] + shift
     )
+
+
+def _causal_taken(
+    named: dict[int, Window | Partition | None] | None, t: int, ins: tuple[Dim, ...], out: tuple[Dim, ...]
+) -> tuple[bool, bool, int] | None:
+    """For a layer after causal attention that takes positions along tensor axis ``t`` (a select, a
+    slice): (its first output reads the last position, its last output does, the last position
+    any output reads); None where it takes none along it or the sizes are symbols."""
+    op = named.get(t) if named is not None else None
+    if not isinstance(op, Window):
+        return None
+    e, s, p, n = as_int(op.extent), as_int(op.stride), as_int(op.pad_before), as_int(ins[t])
+    m = as_int(out[t]) if len(out) == len(ins) else 1
+    if e is None or s is None or p is None or n is None or m is None:
+        return None
+    first, last = min(e - 1 - p, n - 1), min((m - 1) * s - p + e - 1, n - 1)
+    return first >= n - 1, last >= n - 1, last
+
+
+def _reads_only_padding(
+    named: dict[int, Window | Partition | None] | None,
+    windows: list[Window] | None,
+    layout: Layout | None,
+    ins: tuple[Dim, ...],
+    out: tuple[Dim, ...],
+    n_axes: int,
+) -> int | None:
+    """The first spatial axis along which some output of the layer's window reads no input position
+    (only padding, or the zeros a transposed convolution inserts), or None (decided on numbers,
+    up to about a million reads; None where undecided)."""
+    if layout is None or len(layout) != len(ins):
+        return None
+    for m in range(n_axes):
+        if m not in layout:
+            continue
+        t = layout.index(m)
+        op = named.get(t) if named is not None else windows[t - 1] if windows is not None and 0 < t <= len(windows) else None
+        window = _int_window(op) if isinstance(op, Window) and op.adaptive is None else None
+        n, m_out = as_int(ins[t]), as_int(out[t]) if len(out) == len(ins) else 1
+        if window is None or n is None or m_out is None or m_out * window[0] > 1 << 20:
+            continue
+        k, s, p, d, u = window
+        for o in range(m_out):
+            if not any((q := o * s - p + j * d) % u == 0 and 0 <= q // u < n for j in range(k)):
+                return m
+    return None
