@@ -459,12 +459,12 @@ def _from_graph(
             + (f" and {len(small) - 4} more" if len(small) > 4 else "")
             + f", {what}"
         )
-    masks = [n for n in order if nodes[n]["layer"].type == "causal_mask"]
+    masks = [n for n in order if nodes[n]["layer"].type == "causal_mask" and nodes[n]["layer"].buffer_size is None]
     if masks:  # review s8 #9: nanoGPT's written-out attention measured 2.2% (64 tokens) to 13.6% (6 of 16) below without it
         assumptions.append(
             f"not counted, and it raises the real peak above this figure: a causal mask the model keeps as a buffer ({masks[0]}: "
             "nanoGPT's `bias`, tril(ones(block_size, block_size)) in fp32, 4 * block_size^2 bytes, 16,384 at a block of 64); "
-            "the spec's causal_mask makes its mask from the scores' L and S, so the buffer's size is not in the spec"
+            "the spec's causal_mask makes its mask from the scores' L and S: give its buffer_size (the block size) to count it"
         )
     if optimizer in ("adam", "adamw"):
         where = "counted (CPU)" if device == "cpu" else "not counted: torch keeps it in CPU memory unless capturable or fused"

@@ -22,6 +22,8 @@ in bf16 and ToCopyBackward casts them to fp32 right after: DenseNet-121 95,270,2
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import SPECS, checkpointed
@@ -122,3 +124,38 @@ def test_few_channel_convs_measure_above_the_modelled_peak_and_the_output_says_s
     assert measured.peak > m.totals["peak_bytes"], (measured.peak, m.totals["peak_bytes"])
     stated = " ".join(m.assumptions)
     assert "below the peak" in stated and "grows with the CPU threads" in stated and "4 channels on 8x8 maps" in stated
+
+
+def test_a_causal_mask_buffer_is_counted_and_the_peak_is_the_measured_one(tmp_path: Any) -> None:
+    """Review s8 #9: nanoGPT (flash=False) keeps tril(ones(block_size, block_size)) as an fp32 buffer; with
+    the causal_mask's buffer_size the spec counts it (4 * 16 * 16 = 1,024 B for a block of 16 read at 8
+    tokens) and the modelled peak is the one torch measures on the model built from the spec (27,200 B at
+    batch 2, both)."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_graph
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+    from archcalc.torch.peak import measure_peak
+    from archcalc.training import training_memory_from_graph
+
+    def spec(buffer: int | None) -> Any:
+        mask: dict[str, Any] = {"name": "mask", "type": "causal_mask"} | ({"buffer_size": buffer} if buffer else {})
+        d = {"name": "att", "input": [8, 16], "layers": [
+            {"name": "q", "type": "linear", "out_features": 32}, {"name": "qh", "type": "reshape", "shape": [4, 8, 8]},
+            {"name": "k", "type": "linear", "out_features": 32, "inputs": ["input"]}, {"name": "kh", "type": "reshape", "shape": [4, 8, 8]},
+            {"name": "kt", "type": "transpose", "dim0": -2, "dim1": -1}, {"name": "scores", "type": "matmul", "inputs": ["qh", "kt"]},
+            mask, {"name": "p", "type": "softmax", "dim": -1}, {"name": "ctx", "type": "matmul", "inputs": ["p", "kh"]}]}  # fmt: skip
+        path = tmp_path / f"att{buffer}.json"
+        path.write_text(json.dumps(d))
+        return compile_graph(load_spec(path))
+
+    with_buffer, without = spec(16), spec(None)
+    modelled = training_memory_from_graph(with_buffer, batch=2).totals["peak_bytes"]
+    assert modelled - training_memory_from_graph(without, batch=2).totals["peak_bytes"] == 4 * 16 * 16
+    torch.manual_seed(0)
+    model = build_module(with_buffer)
+    assert [tuple(b.shape) for b in model.buffers()] == [(1, 1, 16, 16)]
+    measured = measure_peak(model, torch.randn(2, 8, 16)).peak
+    assert isinstance(modelled, int) and measured <= modelled <= measured * 101 // 100, (measured, modelled)

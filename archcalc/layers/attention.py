@@ -315,11 +315,24 @@ class CausalMask(Layer):
     """``scores.masked_fill(mask, float("-inf"))`` with a causal mask: each query's later keys hidden before the softmax."""
 
     type: Literal["causal_mask"]
+    buffer_size: Annotated[DimIn | None, *dim_field()] = Field(
+        default=None,
+        description="Positions of the mask the model keeps as a buffer (nanoGPT's block_size: tril(ones(n, n)) in fp32, "
+        "sliced to the scores' L x S); none: the mask is made from L and S and nothing is kept between steps.",
+    )
 
     def output_shape(self, ins: list[Shape]) -> Shape:
         if len(ins[0]) < 2:
             raise self.fail(f"masks (..., L, S) scores (queries, then keys), got {shape_str(ins[0])}", "inputs")
+        if self.buffer_size is not None:
+            for what, d in (("queries", ins[0][-2]), ("keys", ins[0][-1])):
+                if known_sign(self.buffer_size - d) == -1:
+                    raise self.fail(f"a mask buffer of {self.buffer_size} positions cannot be sliced to {d} {what}", "buffer_size")
         return ins[0]
+
+    def buffers(self, ins: list[Shape]) -> dict[str, Shape]:
+        # nanoGPT: self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))
+        return {} if self.buffer_size is None else {"bias": (1, 1, self.buffer_size, self.buffer_size)}
 
     def ops(self, ins: list[Shape], out: Shape) -> dict[str, Dim]:
         return {"mask": numel(out)}  # masked_fill: every score read, then written as it is or as -inf
@@ -335,7 +348,7 @@ class CausalMask(Layer):
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import CausalMask as CausalMaskModule
 
-        return CausalMaskModule()
+        return CausalMaskModule(self.buffer_size)
 
 
 class MultiheadAttention(Layer):

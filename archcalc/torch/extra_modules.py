@@ -342,10 +342,21 @@ class Embedding(nn.Embedding):
 
 class CausalMask(nn.Module):
     """``scores.masked_fill(mask, float("-inf"))`` of (N, ..., L, S) scores, the mask True where key j >
-    query i (the complement of torch's top-left aligned tril(ones(L, S)), as sdpa's ``is_causal``)."""
+    query i (the complement of torch's top-left aligned tril(ones(L, S)), as sdpa's ``is_causal``).
+    With ``buffer_size`` n, as nanoGPT writes it: a (1, 1, n, n) fp32 tril buffer, sliced and compared."""
+
+    def __init__(self, buffer_size: int | None = None) -> None:
+        super().__init__()
+        self.sized = buffer_size is not None
+        if buffer_size is not None:
+            n = int(buffer_size)
+            self.register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
         length, keys = scores.shape[-2], scores.shape[-1]
+        if self.sized:
+            bias: torch.Tensor = self.get_buffer("bias")
+            return scores.masked_fill(bias[:, :, :length, :keys] == 0, float("-inf"))
         mask = torch.ones(length, keys, dtype=torch.bool, device=scores.device).triu(1)
         return scores.masked_fill(mask, float("-inf"))
 
