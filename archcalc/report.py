@@ -300,7 +300,7 @@ def report_from_graph(
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Fraction | Dim, ...] | None]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
-    own_of: dict[int, tuple[str | None, str | None, bool, Dim, str]] = {}  # per formula key: the layer's own note, a peer's, in place, cached per position
+    own_of: dict[int, tuple[str | None, str | None, bool, Dim, str]] = {}  # per formula key: own note, peer note, in place, cache, type
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]

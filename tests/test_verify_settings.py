@@ -190,3 +190,21 @@ def test_verify_compares_a_drop_paths_probability_and_mode() -> None:
     dp = _Branch(timm_layers.DropPath(0.2))  # timm holds drop_prob, and drops per sample
     assert _wrong(spec("droppath", 0.2), dp) == {}
     assert _wrong(spec("droppath", 0.0), dp) == {("drop", "p"): (0.0, 0.2)}
+
+
+def test_verify_compares_batchnorm_statistics_and_a_window_shift() -> None:
+    """A BatchNorm without running statistics normalizes with the batch's own at inference too (every position reads
+    all of them: a whole field) and holds no buffers; a Swin window's shift moves which positions each output reads."""
+    bn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, track_running_stats=False))
+    spec = {"name": "bn", "input": [3, 8, 8], "layers": [{"name": "0", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
+                                                        {"name": "1", "type": "batchnorm2d"}]}
+    assert _wrong(spec, bn) == {("1", "track_running_stats"): (True, False)}
+    # why: running_mean and running_var (4 each) and num_batches_tracked (one int64) are buffers only with running statistics
+    assert analyze(spec).row("1").buffers != 0
+    tv = pytest.importorskip("torchvision.models.swin_transformer")
+    swa = nn.Sequential()
+    swa.add_module("a", tv.ShiftedWindowAttention(32, [4, 4], [2, 2], 2))
+    swa_spec = {"name": "s", "input": [8, 8, 32], "layers": [{"name": "a", "type": "shiftedwindowattention", "num_heads": 2,
+                                                              "window_size": 4, "shift_size": 0}]}
+    assert _wrong(swa_spec, swa) == {("a", "shift_size"): ((0, 0), (2, 2))}
+    assert _wrong({**swa_spec, "layers": [{**swa_spec["layers"][0], "shift_size": 2}]}, swa) == {}

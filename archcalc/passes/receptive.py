@@ -357,14 +357,14 @@ def receptive_field(G: Graph) -> None:
         node = nodes[name]
         inputs = node["inputs"]
         note = None
-        if node["layer"].source:  # a learned tensor sees no input pixel, even when it takes its shape from one
+        layer = node["layer"]
+        hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
+        if hooks[4]:  # a learned tensor sees no input pixel, even when it takes its shape from one
             node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
             grids[name], covs[name] = (), ()
             continue
-        layer = node["layer"]
         tangle: Tangle | None
-        hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
-        if len(inputs) == 1 and not any(hooks):  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
+        if len(inputs) == 1 and not hooks[5]:  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
             src_name = inputs[0]
             src = nodes[src_name]
             rf = src["rf"]
@@ -662,7 +662,7 @@ def _field_layer(G: Graph, nodes: dict[str, dict[str, Any]], grids: dict[str, An
             return any(known_sign(n - 1) != 0 for n in _grid_sizes(shape, layout, n_axes))
         return len(shape) > 1  # (a vector holds no map, whatever came before it)
 
-    order: list[str] = [n for n in G.graph["order"] if not nodes[n]["training_only"] and nodes[n]["rf"]]
+    order: list[str] = [n for n in G.graph["order"] if (d := nodes[n])["rf"] and not d["training_only"]]
     last = next((i for i in range(len(order) - 1, -1, -1) if many(order[i])), None)
     if last is None:
         return order[-1] if order else None
@@ -1016,19 +1016,22 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
 Layout = tuple[int | None, ...]
 CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
-_HOOKS: dict[type, tuple[bool, bool, bool, bool]] = {}
+_HOOKS: dict[type, tuple[bool, bool, bool, bool, bool, bool]] = {}
 _UNASKED: Any = object()  # a hook not yet asked for a formula key
 
 
-def _hooks(kind: type) -> tuple[bool, bool, bool, bool]:
+def _hooks(kind: type) -> tuple[bool, bool, bool, bool, bool, bool]:
     """Whether a layer type overrides Layer's axis_windows, mixes_positions, permutation and
-    mixed_axes (most keep the defaults, which say None, False, None and (): the pass then need not ask)."""
-    got = _HOOKS[kind] = (
+    mixed_axes (most keep the defaults, which say None, False, None and (): the pass then need not ask),
+    whether it is a learned tensor (``source``), and whether it overrides any of the four.  Asked
+    once per type: a pydantic model class's attribute lookup costs ~500 instructions."""
+    own = (
         kind.axis_windows is not Layer.axis_windows,  # type: ignore[attr-defined]
         kind.mixes_positions is not Layer.mixes_positions,  # type: ignore[attr-defined]
         kind.permutation is not Layer.permutation,  # type: ignore[attr-defined]
         kind.mixed_axes is not Layer.mixed_axes,  # type: ignore[attr-defined]
     )
+    got = _HOOKS[kind] = (*own, bool(kind.source), any(own))  # type: ignore[attr-defined]
     return got
 
 

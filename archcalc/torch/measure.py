@@ -112,6 +112,12 @@ def settings_of(layer: Any, kind: str | None, shape: tuple[int, ...] | None = No
         return {"num_groups": layer.num_groups}
     if kind == "localresponsenorm" and isinstance(getattr(layer, "size", None), int):
         return {"size": layer.size}
+    if kind is not None and kind.startswith("batchnorm") and isinstance(getattr(layer, "track_running_stats", None), bool):
+        return {"track_running_stats": layer.track_running_stats}  # without: the batch's own statistics (its field, buffers)
+    if kind == "shiftedwindowattention":  # the shift moves the windows: the receptive field, which no count shows
+        shift = getattr(layer, "shift_size", None)
+        shift = [shift, shift] if isinstance(shift, int) else shift
+        return {"shift_size": tuple(shift)} if isinstance(shift, list | tuple) and all(isinstance(x, int) for x in shift) else {}
     if kind == "multiheadattention" and isinstance(getattr(layer, "dropout", None), int | float):
         return {"dropout": float(layer.dropout)}
     if kind in ("stochasticdepth", "droppath"):  # timm's DropPath holds drop_prob, and drops per sample (row)
@@ -401,6 +407,9 @@ def _call_settings(kind: str, args: Any, kwargs: dict[str, Any], func: Any = Non
         bound = {**dict(zip(("input", "normalized_shape"), args, strict=False)), **kwargs}
         norm = _normalized_shape(bound.get("normalized_shape"), per_sample) if "normalized_shape" in bound else None
         return {} if norm is None else {"normalized_shape": norm}
+    if kind.startswith("batchnorm"):  # F.batch_norm(x, running_mean, running_var, ...): running statistics or the batch's
+        bound = {**dict(zip(("input", "running_mean"), args, strict=False)), **kwargs}
+        return {"track_running_stats": bound.get("running_mean") is not None} if "running_mean" in bound else {}
     if kind == "groupnorm":  # F.group_norm(x, num_groups, weight, bias, eps)
         bound = {**dict(zip(("input", "num_groups"), args, strict=False)), **kwargs}
         return {"num_groups": bound["num_groups"]} if isinstance(bound.get("num_groups"), int) else {}

@@ -56,7 +56,8 @@ convolution's or pool's window, a ``causal_mask``'s mask (the model's ``masked_f
 values read) and fill value, sdpa's ``is_causal`` and ``enable_gqa``, and a ``rotary`` layer's ``base``: against archcalc's Rotary module
 where the model has one, else against the bases the model holds (:func:`_rotary_bases`).  An
 upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise;
-a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups`` and LRN's ``size``, and the drop probabilities (dropout's
+a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups``, LRN's ``size`` and a batch norm's
+``track_running_stats``, a Swin window's ``shift_size``, and the drop probabilities (dropout's
 ``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too.  A select's index and a slice's start are
 not read from a model's indexing: those layers are listed as not compared.
 
@@ -118,6 +119,7 @@ SETTING_KINDS = {
     "mode": "interpolation", "align_corners": "interpolation", "padding_mode": "padding mode", "inplace": "inplace",
     "base": "rotary base", "is_causal": "attention flags", "enable_gqa": "attention flags", "mask": "causal mask", "value": "causal mask",
     "dim": "softmax axis", "normalized_shape": "normalized axes", "num_groups": "norm groups", "size": "norm window",
+    "track_running_stats": "norm statistics", "shift_size": "window shift",
     "p": "drop probability", "dropout_p": "drop probability", "dropout": "drop probability", "drop_mode": "drop probability",
 }  # fmt: skip
 """What the OK line calls each setting verify compares (:func:`archcalc.torch.measure.settings_of`)."""
@@ -462,6 +464,8 @@ SETTING_WHY = {
     "normalized_shape": "the norm runs over other axes: which positions each output reads and the statistics training keeps would too",
     "num_groups": "the norm's groups differ: which channels each output reads and the statistics training keeps would too",
     "size": "LRN's window differs: which channels each output reads and ptflops' count (its zero-padded average pool) would too",
+    "track_running_stats": "running statistics or the batch's own: without, each output reads the whole batch (its field), and no buffers",
+    "shift_size": "the windows are shifted otherwise: which positions each output reads (its receptive field) would too",
     "p": "the drop probability differs: p = 0 keeps no mask in training, any other p one (training memory would differ)",
     "dropout_p": "the attention dropout differs: 0 keeps no mask of the weights in training, any other one (training memory would differ)",
     "dropout": "the attention dropout differs: 0 keeps no mask of the weights in training, any other one (training memory would differ)",
