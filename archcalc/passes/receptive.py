@@ -380,7 +380,10 @@ def receptive_field(G: Graph) -> None:
                 grids[name] = grids[src_name]
                 if src_name in prefix and layout is not None and 0 in layout:
                     prefix[name] = prefix[src_name]
-                layout, tangle = _next_layout(layout, tangles.get(src_name), tuple(node["in_shapes"][0]), tuple(node["shape"]))
+                tangle = tangles.get(src_name)
+                shape_in, shape = node["in_shapes"][0], node["shape"]
+                if not (shape_in is shape and layout is not None and tangle is not None and len(layout) == len(tangle) == len(shape)):
+                    layout, tangle = _next_layout(layout, tangle, tuple(shape_in), tuple(shape))  # (an unchanged shape keeps both: the usual case)
                 node["rf_layout"] = layout
                 if layout is not None and tangle is not None:
                     tangles[name] = tangle
