@@ -53,7 +53,7 @@ from math import gcd
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..axis_roles import SPATIAL, Roles, axis_roles, input_is_sequence
-from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign
+from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign, prod
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
 from ..layers.base import Layer, Partition, Window
 
@@ -1334,8 +1334,6 @@ def _relayout(layout: Layout, tangle: Tangle, ins: tuple[Dim, ...], out: tuple[D
     a spatial axis merged with others into one axis is recorded as merged there (``tangle``: a layer
     that reads all of that axis reads every position along it); None where the pass cannot tell (a
     merged axis split again, sizes that match in more than one way): the layout is lost."""
-    from ..dims import prod
-
     if known_sign(prod(ins) - prod(out)) == 0:  # the same elements, regrouped
         big_in = [i for i, n in enumerate(ins) if not _same_size(n, 1)]
         big_out = [o for o, n in enumerate(out) if not _same_size(n, 1)]
@@ -1399,11 +1397,8 @@ def _next_layout(layout: Layout | None, tangle: Tangle | None, ins: tuple[Dim, .
         return None, None
     if ins == out:
         return layout, tangle
-    if len(ins) == len(out):
-        from ..dims import prod
-
-        if known_sign(prod(ins) - prod(out)) != 0:
-            return layout, tangle
+    if len(ins) == len(out) and known_sign(prod(ins) - prod(out)) != 0:
+        return layout, tangle
     moved = _relayout(layout, tangle, ins, out)
     return moved if moved is not None else (None, None)
 
