@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from .dims import Dim, DimError, as_int, dim_text, is_symbolic, known_sign, parse_dim
 from .errors import SpecError
-from .layers.base import Layer
+from .layers.base import Layer, traits
 from .spec import MAX_RANK, Architecture, BlockCall, BlockDef
 
 if TYPE_CHECKING:
@@ -166,16 +166,6 @@ def _kept(entry: Layer | BlockCall, env: Mapping[str, Any], name: str) -> bool:
         if env[flag] is not want:
             return False
     return True
-
-
-_TRAITS: dict[type, tuple[bool, bool]] = {}  # per layer type: (it overrides Layer.tied_weights, Layer.source)
-
-
-def _traits(kind: type[Layer]) -> tuple[bool, bool]:
-    """A layer type's class attributes that expansion reads per layer, read once (a pydantic model
-    class's attribute lookup goes through its metaclass's __getattr__ hook: ~500 instructions)."""
-    got = _TRAITS[kind] = (kind.tied_weights is not Layer.tied_weights, bool(kind.source))
-    return got
 
 
 class _Template(NamedTuple):
@@ -320,8 +310,8 @@ class _Compiler:
                     raise e.located(layer=full) from None
                 if prefix:
                     self.bound[key] = bound
-            traits = _TRAITS.get(type(bound)) or _traits(type(bound))
-            if traits[0] and bound.tied_weights():
+            kind = traits(type(bound))
+            if kind.tied_weights and bound.tied_weights():
                 self.ties = True
             local[local_name] = full
             training = d["training_only"]
@@ -329,7 +319,7 @@ class _Compiler:
             if full in nodes:  # a name written out that a block call also expands to ('b.r' and block 'b' with layer 'r')
                 raise SpecError(f"duplicate layer name {full!r} (a block call expands to the same name)", layer=full, field="name")
             # default input: the previous entry of this scope (auxiliary heads are side branches)
-            source = traits[1]  # a learned tensor: no input unless it names one, and not on the chain
+            source = kind.source  # a learned tensor: no input unless it names one, and not on the chain
             nodes[full] = {"layer": bound, "inputs": [] if source else [prev], "training_only": training, "index": len(nodes), "scope": scope}
             if not training and not source:
                 prev = full

@@ -627,3 +627,31 @@ __all__ = [
     "shape_str",
     "spatial_axes",
 ]
+
+
+class Traits(NamedTuple):
+    """What a layer type says at class level that the compiler and the passes read once per layer:
+    whether it overrides Layer's axis_windows, mixes_positions, permutation, mixed_axes and
+    tied_weights, whether it is a learned tensor (``source``), and whether it overrides any of the
+    four receptive-field hooks (else the field passes through it unchanged, unless it has windows)."""
+
+    axis_windows: bool
+    mixes_positions: bool
+    permutation: bool
+    mixed_axes: bool
+    tied_weights: bool
+    source: bool
+    field_hooks: bool
+
+
+_TRAITS: dict[type, Traits] = {}
+
+
+def traits(kind: type[Layer]) -> Traits:
+    """``kind``'s :class:`Traits`, read once per type: a pydantic model class's attribute lookup
+    goes through its metaclass's ``__getattr__`` hook (~500 instructions), too slow per layer."""
+    got = _TRAITS.get(kind)
+    if got is None:
+        aw, mp, pm, ma = (getattr(kind, h) is not getattr(Layer, h) for h in ("axis_windows", "mixes_positions", "permutation", "mixed_axes"))
+        got = _TRAITS[kind] = Traits(aw, mp, pm, ma, kind.tied_weights is not Layer.tied_weights, bool(kind.source), aw or mp or pm or ma)
+    return got

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..axis_roles import SPATIAL, Roles, axis_roles, input_is_sequence
 from ..dims import Dim, as_int, ceildiv, dmax, expand, known_sign, prod
 from ..graph import INPUT, Graph, SymbolicRepeat, node_table
-from ..layers.base import Layer, Partition, Window
+from ..layers.base import Partition, Window, traits
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -358,13 +358,13 @@ def receptive_field(G: Graph) -> None:
         inputs = node["inputs"]
         note = None
         layer = node["layer"]
-        hooks = _HOOKS.get(type(layer)) or _hooks(type(layer))
-        if hooks[4]:  # a learned tensor sees no input pixel, even when it takes its shape from one
+        hooks = traits(type(layer))
+        if hooks.source:  # a learned tensor sees no input pixel, even when it takes its shape from one
             node.update(rf=(), rf_note=None, rf_bound=None, rf_layout=None, rf_whole=None)
             grids[name], covs[name] = (), ()
             continue
         tangle: Tangle | None
-        if len(inputs) == 1 and not hooks[5]:  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
+        if len(inputs) == 1 and not hooks.field_hooks:  # a pointwise layer (relu, dropout, a norm over channels): its input's field, unchanged
             src_name = inputs[0]
             src = nodes[src_name]
             rf = src["rf"]
@@ -452,7 +452,7 @@ def receptive_field(G: Graph) -> None:
         windows, steps, asked = memo  # asked: the layer's other hooks' answers for this formula key (a pydantic method call costs)
         ins = node["in_shapes"]
         named = None
-        if rf and hooks[0]:
+        if rf and hooks.axis_windows:
             named = asked.get("axis_windows", _UNASKED)
             if named is _UNASKED:
                 named = asked["axis_windows"] = layer.axis_windows(ins)
@@ -535,7 +535,7 @@ def receptive_field(G: Graph) -> None:
                     f"{inputs[0]} saw): not every output sees the whole input"
                 )
         mixed: tuple[int, ...] = ()
-        if rf and hooks[3] and whole is None:
+        if rf and hooks.mixed_axes and whole is None:
             mixed = asked.get("mixed_axes", _UNASKED)
             if mixed is _UNASKED:
                 mixed = asked["mixed_axes"] = layer.mixed_axes(ins)
@@ -569,7 +569,7 @@ def receptive_field(G: Graph) -> None:
                     )
                 grid = ((rf, _grid_sizes(node["shape"], layout, len(rf))),)
         mixes = False
-        if rf and hooks[1]:
+        if rf and hooks.mixes_positions:
             mixes = asked.get("mixes_positions", _UNASKED)
             if mixes is _UNASKED:
                 mixes = asked["mixes_positions"] = layer.mixes_positions(ins)
@@ -599,7 +599,7 @@ def receptive_field(G: Graph) -> None:
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
         perm = None
-        if layout is not None and hooks[2]:
+        if layout is not None and hooks.permutation:
             perm = asked.get("permutation", _UNASKED)
             if perm is _UNASKED:
                 perm = asked["permutation"] = layer.permutation(ins)
@@ -1019,23 +1019,7 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
 Layout = tuple[int | None, ...]
 CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
-_HOOKS: dict[type, tuple[bool, bool, bool, bool, bool, bool]] = {}
 _UNASKED: Any = object()  # a hook not yet asked for a formula key
-
-
-def _hooks(kind: type) -> tuple[bool, bool, bool, bool, bool, bool]:
-    """Whether a layer type overrides Layer's axis_windows, mixes_positions, permutation and
-    mixed_axes (most keep the defaults, which say None, False, None and (): the pass then need not ask),
-    whether it is a learned tensor (``source``), and whether it overrides any of the four.  Asked
-    once per type: a pydantic model class's attribute lookup costs ~500 instructions."""
-    own = (
-        kind.axis_windows is not Layer.axis_windows,  # type: ignore[attr-defined]
-        kind.mixes_positions is not Layer.mixes_positions,  # type: ignore[attr-defined]
-        kind.permutation is not Layer.permutation,  # type: ignore[attr-defined]
-        kind.mixed_axes is not Layer.mixed_axes,  # type: ignore[attr-defined]
-    )
-    got = _HOOKS[kind] = (*own, bool(kind.source), any(own))  # type: ignore[attr-defined]
-    return got
 
 
 def _one_window(named: dict[int, Window | Partition | None], layout: Layout | None, in_shape: tuple[Dim, ...], n_axes: int) -> bool:
