@@ -193,3 +193,63 @@ def test_a_concat_along_a_spatial_axis_is_marked_approximate() -> None:
                 {"name": "b", "type": "conv2d", "out_channels": 2, "kernel_size": 5, "padding": 2, "inputs": ["input"]},
                 {"name": "c", "type": "concat", "inputs": ["a", "b"], "dim": 1}], (3, 8, 8))
     assert not chan.row("c").rf_approximate and chan.row("c").receptive_field == (5, 5)
+
+
+def _partition_by_definition(phases: list[tuple[int, int]], shift: int, size: int, offset: int, period: int) -> list[tuple[int, int]]:
+    """Partition's definition read literally: output o reads the positions of its window (first .. first + size - 1),
+    position i's field is phase i mod P moved by (i div P) shifts; the union of theirs, output by output."""
+    n, out = len(phases), []
+    for o in range(period):
+        first = size * ((o - offset) // size) + offset
+        spans = [(phases[i % n][0] + i // n * shift, phases[i % n][1] + i // n * shift) for i in range(first, first + size)]
+        out.append((min(lo for lo, _ in spans), max(hi for _, hi in spans)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_window_attention_on_a_periodic_field_matches_its_definition(seed: int) -> None:
+    # a field whose outputs sit on a pattern of P phases (after an upsampling): the pass computes one span per window
+    import random
+    from math import gcd
+
+    from archcalc.layers.base import Partition
+    from archcalc.passes.receptive import AxisRF, _from_phases, through_partition
+
+    rnd = random.Random(seed)
+    n, shift = rnd.randint(1, 4), rnd.randint(1, 6)
+    phases = sorted((lo, lo + rnd.randint(0, 5)) for lo in rnd.sample(range(shift + 3), n))
+    size, offset = rnd.randint(1, 9), rnd.randint(0, 8)
+    r = _from_phases(phases, shift)[0]
+    if r.phases is None:
+        phases, shift = list(r._periodic()[0]), r._periodic()[1]
+    got = through_partition(r, Partition(size, offset))
+    period = len(phases) * size // gcd(len(phases), size)
+    assert got == _from_phases(_partition_by_definition(list(phases), shift, size, offset % size, period), period // len(phases) * shift)
+    assert isinstance(got[0], AxisRF) and got[2]
+
+
+class _CountingPhases(list):  # type: ignore[type-arg]
+    reads = 0
+
+    def __getitem__(self, i: Any) -> Any:
+        _CountingPhases.reads += 1
+        return super().__getitem__(i)
+
+
+def test_a_window_as_large_as_the_map_is_one_span_per_window_not_per_output() -> None:
+    # review s8 (left): 3,000-wide windows took 6.6 s, 30,000 about 11 minutes (every output walked its window again);
+    # the outputs of one window share their span: about 2 reads per position, whatever the window's size
+    from archcalc.layers.base import Partition
+    from archcalc.passes.receptive import AxisRF, through_partition
+
+    phases = _CountingPhases([(0, 2), (1, 3)])  # two phases (an upsampled grid), 2 pixels a period
+    r = AxisRF(3, 1, 2, phases=phases, shift=2)
+    _CountingPhases.reads = 0
+    field, why, exact = through_partition(r, Partition(3000, 0))
+    assert exact and why is None
+    assert _CountingPhases.reads <= 4 * 3000  # was 2 * 3000 * 3000
+    # window 0 holds positions 0..2999: phases (0, 2) and (1, 3) moved by up to 1,499 periods of 2 pixels: pixels 0..3001
+    assert field.size == 3002
+    assert analyze(parse_spec({"name": "w", "input": [8, 30000, 30000], "layers": [
+        {"name": "last", "type": "permute", "dims": [0, 2, 3, 1]},
+        {"name": "w", "type": "shiftedwindowattention", "num_heads": 1, "window_size": 30000}]})).row("w").whole_input

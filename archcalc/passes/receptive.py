@@ -183,13 +183,19 @@ def through_partition(r: AxisRF, part: Partition) -> tuple[AxisRF, str | None, b
         grown = AxisRF(r.size + (size - 1) * r.jump, r.jump, r.centre2 + (size - 1) * r.jump)
         return grown, f"attention within windows of {size}: the pattern does not repeat within {MAX_PERIOD:,} outputs (approximate)", False
     offset %= size
+    n = len(phases)
     out = []
+    block: dict[int, tuple[int, int]] = {}  # first position of a window -> the span its outputs share: O(period) work, not O(period * size)
     for o in range(period):
         first = size * ((o - offset) // size) + offset
-        spans = [(phases[i % len(phases)][0] + i // len(phases) * shift, phases[i % len(phases)][1] + i // len(phases) * shift)
-                 for i in range(first, first + size)]
-        out.append((min(lo for lo, _ in spans), max(hi for _, hi in spans)))
-    return _from_phases(out, period // len(phases) * shift)
+        span = block.get(first)
+        if span is None:
+            span = block[first] = (
+                min(phases[i % n][0] + i // n * shift for i in range(first, first + size)),
+                max(phases[i % n][1] + i // n * shift for i in range(first, first + size)),
+            )
+        out.append(span)
+    return _from_phases(out, period // n * shift)
 
 
 def _int_window(w: Window) -> tuple[int, int, int, int, int] | None:
