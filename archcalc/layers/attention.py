@@ -74,7 +74,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, expand, is_symbolic, known_sign, prod
-from .base import BATCH_SECOND, DimIn, Layer, Saved, Shape, dim_field, numel, shape_str
+from .base import BATCH_SECOND, DEFAULT_RUN, DimIn, Layer, Run, Saved, Shape, dim_field, numel, shape_str
 from .elementwise import _broadcast_dim
 
 
@@ -195,6 +195,9 @@ class Matmul(Layer):
             Saved.of_matmul_input("a's gradient is the output's gradient times b^T", 1, (*lead, b[-2], b[-1]), len(lead)),
         ]
 
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        return self.matmul16_uncounted(device, run)
+
     def autocast(self, device: str) -> str | None:
         return "lower"  # on autocast's lower-precision list: it keeps the low-dtype inputs (casts of fp32 ones)
 
@@ -293,6 +296,9 @@ class ScaledDotProductAttention(Layer):
 
     def output_storage_fused(self, ins: list[Shape]) -> str | None:
         return "like_input" if self._flash(ins) else None  # the flash output takes q's strides
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        return self.matmul16_uncounted(device, run)
 
     def autocast(self, device: str) -> str | None:
         return "lower"
@@ -473,6 +479,9 @@ class MultiheadAttention(Layer):
 
     def output_storage(self, ins: list[Shape]) -> str:
         return "new_strided"  # a transposed view of the (L, N, E) result
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        return self.matmul16_uncounted(device, run)
 
     def autocast(self, device: str) -> str | None:
         return "lower"  # its projections (linear) and flash attention run in the low dtype; the math path stays unknown (fp32 copies)

@@ -540,6 +540,18 @@ class Layer(Spec):
         assumptions; ``None`` (the default): nothing."""
         return None
 
+    @staticmethod
+    def matmul16_uncounted(device: str, run: Run) -> str | None:
+        """For the layers whose kernel is a matrix product (linear, matmul, attention): in 16 bits on a CPU
+        whose oneDNN runs 16-bit kernels (AVX-512 BF16, AMX; ``run.conv16`` "onednn", or not known), oneDNN's
+        matmul allocates packing scratchpads through torch's allocator, whose size follows its blocking, not
+        the shapes alone (measured, torch 2.14 on AVX-512 BF16: 30 to 92 KB in the backward of transformer_lm's
+        64-wide layers, 1.3% and 6% above the peak counted); AVX2's 16-bit products allocate none."""
+        if device != "cpu" or run.width != 2 or run.conv16 == "slow":
+            return None
+        return ("oneDNN's packing scratchpads for 16-bit matrix products on a CPU that runs them in oneDNN (AVX-512 BF16, AMX; "
+                "--cpu-conv16 slow says the CPU does not)")
+
     def workspace_depends(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
         """Where the kernel torch picks depends on what is not known here (the CPU's 16-bit support,
         a symbolic batch, the thread count), what :meth:`workspace` counts instead (the larger of the

@@ -228,6 +228,11 @@ class _ConvNd(Layer):
         if "onednn" in kernels or "other" in kernels:  # "other": not modelled, counted as oneDNN's (and said so)
             w = sum((numel(shape) for shape in self.weights(ins).values() if len(shape) > 1), start=0)
             x, y = numel(ins[0] if padded is None else padded), numel(out)
+            if run.conv16 == "onednn" and as_int(self.groups) == 1:
+                # a CPU whose oneDNN runs 16-bit kernels has AVX-512: its blocked layouts (nChw16c, Ohwi16o) pad the
+                # channels to 16 (measured, torch 2.14: LeNet-5's c1 output 4x6x28x28 is copied as 4x16x28x28, c5's
+                # 120x16x5x5 weight as 128x16x5x5); AVX2's blocks of 8 fit in what the unpadded counts bound
+                x, y, w = (_pad16(x, ins[0][0]), _pad16(y, out[0]), _pad16(w, self.out_channels))
             if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
                 bigger = known_sign(x - y)
                 alts.append((w, x if bigger in (0, 1) else y if bigger == -1 else x + y))
@@ -339,3 +344,13 @@ class Conv3d(_ConvNd):
 
 
 LAYERS: list[type[Layer]] = [Conv1d, Conv2d, Conv3d]
+
+
+def _pad16(elements: Dim, channels: Dim) -> Dim:
+    """``elements`` of a tensor with ``channels`` on its blocked axis, that axis padded to a multiple of 16
+    (oneDNN's AVX-512 block); unchanged where the channels are not a known number."""
+    c = as_int(channels)
+    if c is None or c % 16 == 0:
+        return elements
+    padded = (c + 15) // 16 * 16
+    return elements // c * padded if type(elements) is int else elements * padded / c  # (a symbolic map: c divides it exactly)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign, prod
-from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, numel
+from .base import DEFAULT_RUN, DimIn, DimList, Layer, Run, Saved, Shape, Window, dim_field, numel
 
 
 class Linear(Layer):
@@ -55,6 +55,9 @@ class Linear(Layer):
             Saved.of_matmul_input("the weight's gradient is the output's gradient times the input", 0, x, len(x) - 1),
             Saved.of_param("weight", "the input's gradient is the output's gradient times the weight"),
         ]
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        return self.matmul16_uncounted(device, run)
 
     def autocast(self, device: str) -> str:
         return "lower"  # linear is on autocast's lower-precision list
