@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...dims import as_int
 from ...layers.base import shape_str
-from ..importer import INPUT, Attr, Importer, TensorRef, describe, module_path, same
+from ..importer import INPUT, Attr, Importer, Repeated, TensorRef, describe, module_path, same
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -120,11 +120,47 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
     p = imp.value(a.get("dropout_p", 0.0))
     if isinstance(p, int | float) and p:
         fields["dropout_p"] = float(p)
-    names = [imp.tensor(node, a[k]) for k in ("query", "key", "value")]
+    if any(isinstance(imp.value(a.get(k)), Repeated) for k in ("key", "value")):
+        names = _repeated_to_heads(imp, node, a)
+        fields["enable_gqa"] = flags["enable_gqa"] = True
+    else:
+        names = [imp.tensor(node, a[k]) for k in ("query", "key", "value")]
     q_shape, k_shape = imp.shape(names[0]), imp.shape(names[1])
     if not flags["enable_gqa"] and min(len(q_shape), len(k_shape)) >= 3 and not same(q_shape[-3], k_shape[-3]) and not same(k_shape[-3], 1):
         raise imp.unsupported(node, f"q has {q_shape[-3]} heads and k {k_shape[-3]}: grouped-query attention needs enable_gqa=True")
     imp.emit(node, "scaled_dot_product_attention", fields, names)
+
+
+def _repeated_to_heads(imp: Importer, node: fx.Node, a: dict[str, Any]) -> list[str]:
+    """q, and the k and v before their repeat, of sdpa over k and v of fewer heads repeated to q's (Hugging Face's
+    ``repeat_kv``, ``repeat_interleave(k, n, dim=1)``: each head n times in place, as torch's ``enable_gqa`` repeats
+    them): grouped-query attention, whose KV cache holds the heads before the repeat.  Anything else is refused: k and
+    v repeated alike, along the heads axis (-3), to q's heads exactly."""
+    q = imp.tensor(node, a["query"])
+    k, v = imp.value(a["key"]), imp.value(a["value"])
+    for what, x in (("k", k), ("v", v)):
+        if not isinstance(x, Repeated) or x.expanded:
+            other = "v" if what == "k" else "k"
+            raise imp.unsupported(node, f"{other}'s heads are repeated (repeat_kv, repeat_interleave) and {what} is {describe(x)}: "
+                                  "archcalc reads k and v repeated alike to q's heads (grouped-query attention)")
+    assert isinstance(k, Repeated) and isinstance(v, Repeated)
+    q_shape, k_shape, v_shape = imp.shape(q), imp.shape(k.src), imp.shape(v.src)
+    why = None
+    if min(len(q_shape), len(k_shape), len(v_shape)) < 3 or not len(q_shape) == len(k_shape) == len(v_shape):
+        why = f"q {_shape(q_shape)}, k {_shape(k_shape)} and v {_shape(v_shape)} are not (heads, L, E) alike"
+    elif k.axis != len(k_shape) - 3 or v.axis != len(v_shape) - 3:
+        why = f"k and v are repeated along axes {k.axis + 1} and {v.axis + 1}, not along the heads (axis {len(k_shape) - 2}, -3)"
+    elif not same(k.times, v.times) or not same(k_shape[-3], v_shape[-3]):
+        why = f"k's {k_shape[-3]} heads are repeated {k.times} times and v's {v_shape[-3]} {v.times} times"
+    elif not same(k_shape[-3] * k.times, q_shape[-3]):
+        why = f"k and v's {k_shape[-3]} heads repeated {k.times} times are {k_shape[-3] * k.times}, not q's {q_shape[-3]}"
+    if why is not None:
+        raise imp.unsupported(node, f"{why}: archcalc reads k and v of fewer heads repeated to q's (grouped-query attention)")
+    return [q, k.src, v.src]
+
+
+def _shape(s: Sequence[Any]) -> str:
+    return shape_str(tuple(s))
 
 
 def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: str, fields: dict[str, Any]) -> None:
