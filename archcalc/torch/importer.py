@@ -507,6 +507,7 @@ class Importer:
         self.input_seen = False
         self.table = table()
         self.refused: list[tuple[fx.Node, SpecError]] = []  # refused nodes, in graph order
+        self.mask_buffers: set[int] = set()  # ids of the causal-mask buffers a causal_mask counts (buffer_size), each once
 
     # ----- errors ----------------------------------------------------------------------------
     def where(self, node: fx.Node) -> str:

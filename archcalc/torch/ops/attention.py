@@ -213,7 +213,71 @@ def masked_fill(imp: Importer, node: fx.Node) -> None:
     product = _back_to(imp, scores, "matmul", ("scalar",), sole=True)  # q @ k^T, scaled: its products at masked places are masked work
     if product is not None and "causal" not in product:
         product["causal"] = "scores"
-    imp.emit(node, "causal_mask", {}, [scores])
+    size = _mask_buffer(imp, node, mask, shape)
+    imp.emit(node, "causal_mask", {} if size is None else {"buffer_size": size}, [scores])
+
+
+def _mask_buffer(imp: Importer, node: fx.Node, mask: Attr, scores: Sequence[Any]) -> int | None:
+    """The ``buffer_size`` of a causal mask the model keeps as a buffer: nanoGPT's
+    ``register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))``, sliced to the scores' L x S in forward, so
+    that ``memory`` counts its n x n values as a hand-written spec's ``buffer_size`` does.
+
+    The trace holds the slice compared (``bias[:, :, :T, :T] == 0``) as a constant, which no longer names the buffer:
+    the buffer is looked for among those of the module whose forward masks, then of the modules around it (a mask the
+    whole model shares): one of leading axes 1 and n x n last ones, n at least L and S, causal over all of it (non-zero
+    exactly where key <= query, or exactly where key > query).  A buffer an earlier causal_mask took is not counted
+    again (one tensor, read by every layer); none found: the mask is made in forward, nothing is kept.  A causal buffer
+    of another dtype than the parameters (a bool tril), or one of several in the same module, is not counted, which the
+    spec's description says: a causal_mask's buffer is a tril(ones) in the parameters' dtype, as nanoGPT's."""
+    import torch
+
+    held = imp.tensor_of(mask)
+    length, keys = (as_int(d) for d in scores[-2:])
+    if length is None or keys is None or held is None:
+        return None
+    if not mask.target.startswith("_tensor_constant"):  # the buffer itself, read whole
+        owners = [(mask.target, held)]
+    else:
+        owners = []
+        paths = [str(path) for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        for path in [*reversed(paths), ""]:
+            module = imp.root.get_submodule(path)
+            found = [(f"{path}.{n}" if path else n, b) for n, b in module.named_buffers(recurse=False)
+                     if _causal_buffer(b, max(length, keys)) and id(b) not in imp.mask_buffers]
+            if found:
+                owners = found
+                break
+    if not owners:
+        return None
+    names = ", ".join(repr(n) for n, _ in owners)
+    if len(owners) > 1:
+        imp.notes.append(f"{module_path(node) or 'the model'} holds several causal-mask buffers ({names}): not counted (a causal_mask "
+                         "counts the one it slices, buffer_size)")
+        return None
+    name, buffer = owners[0]
+    imp.mask_buffers.add(id(buffer))
+    weights = next((p.dtype for p in imp.root.parameters()), torch.get_default_dtype())
+    if buffer.dtype != weights:
+        imp.notes.append(f"the causal-mask buffer {name!r} is {str(buffer.dtype).removeprefix('torch.')}, the parameters "
+                         f"{str(weights).removeprefix('torch.')}: not counted (a causal_mask's buffer_size counts a tril(ones) in the "
+                         "parameters' dtype, as nanoGPT's)")
+        return None
+    return int(buffer.shape[-1])
+
+
+def _causal_buffer(b: Any, at_least: int) -> bool:
+    """A (1, ..., 1, n, n) tensor with values, n >= ``at_least``, non-zero exactly on and below the diagonal (nanoGPT's
+    tril(ones)) or exactly above it (the mask itself)."""
+    import torch
+
+    if not isinstance(b, torch.Tensor) or b.is_meta or b.dim() < 2 or any(d != 1 for d in b.shape[:-2]):
+        return False
+    n = int(b.shape[-1])
+    if int(b.shape[-2]) != n or n < at_least:
+        return False
+    nonzero = b.reshape(n, n) != 0
+    tril = torch.ones(n, n, dtype=torch.bool, device=b.device).tril()
+    return bool(torch.equal(nonzero, tril) or torch.equal(nonzero, ~tril))
 
 
 def _mask_name(target: str) -> str:
