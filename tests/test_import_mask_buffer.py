@@ -111,10 +111,23 @@ class BoolMask(nn.Module):
         return (F.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(B, L, C)
 
 
+class TwoBoolMasks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = BoolMask(), BoolMask()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+
 def test_a_bool_mask_buffer_is_not_counted_as_fp32() -> None:
     spec = spec_from_module(BoolMask(), [T, 32])
     assert _masks(spec) == [{"name": "masked_fill", "type": "causal_mask"}]
-    assert "the causal-mask buffer 'mask' is bool, the parameters float32: not counted" in spec["description"]
+    assert spec["description"].endswith("; causal-mask buffers in bool are not counted (a causal_mask's buffer_size counts a tril(ones) "
+                                        "in the parameters' dtype, float32, as nanoGPT's): the first is 'mask'")
+    two = spec_from_module(TwoBoolMasks(), [T, 32])  # said once, of the first
+    assert [d.get("buffer_size") for d in _masks(two)] == [None, None]
+    assert two["description"].count("causal-mask buffers") == 1 and two["description"].endswith("the first is 'a.mask'")
 
 
 def test_gpt2_written_out_counts_its_twelve_mask_buffers() -> None:
@@ -127,3 +140,16 @@ def test_gpt2_written_out_counts_its_twelve_mask_buffers() -> None:
     spec = spec_from_module(model, [1024])
     assert [d["buffer_size"] for d in _masks(spec)] == [1024] * 12
     assert sum(r.buffers for r in analyze(parse_spec(spec)).rows) * FP32 == 12 * 1024 * 1024 * 4 == 50_331_648
+
+
+def test_two_causal_buffers_in_one_module_are_not_guessed_between() -> None:
+    """Which of two tril buffers the module slices, the trace cannot tell (it holds the slice as a constant): neither is
+    counted, and the description says so."""
+    model = nanogpt_written_out()
+    for block in model.transformer.h:
+        block.attn.register_buffer("spare", torch.tril(torch.ones(64, 64)).view(1, 1, 64, 64))
+    spec = spec_from_module(model, [T])
+    assert [d.get("buffer_size") for d in _masks(spec)] == [None, None]
+    assert spec["description"].endswith("causal-mask buffers a module holds several of are not counted (a causal_mask counts the one it "
+                                        "slices, buffer_size): transformer.h.0.attn holds 'transformer.h.0.attn.bias', "
+                                        "'transformer.h.0.attn.spare'")

@@ -236,7 +236,7 @@ def _mask_buffer(imp: Importer, node: fx.Node, mask: Attr, scores: Sequence[Any]
     if length is None or keys is None or held is None:
         return None
     if not mask.target.startswith("_tensor_constant"):  # the buffer itself, read whole
-        owners = [(mask.target, held)]
+        owners = [(mask.target, held)] if id(held) not in imp.mask_buffers else []
     else:
         owners = []
         paths = [str(path) for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
@@ -249,20 +249,26 @@ def _mask_buffer(imp: Importer, node: fx.Node, mask: Attr, scores: Sequence[Any]
                 break
     if not owners:
         return None
-    names = ", ".join(repr(n) for n, _ in owners)
     if len(owners) > 1:
-        imp.notes.append(f"{module_path(node) or 'the model'} holds several causal-mask buffers ({names}): not counted (a causal_mask "
-                         "counts the one it slices, buffer_size)")
+        names = ", ".join(repr(n) for n, _ in owners)
+        _note_once(imp, "causal-mask buffers a module holds several of are not counted", f" (a causal_mask counts the one it slices, buffer_size): "
+                   f"{module_path(node) or 'the model'} holds {names}")
         return None
     name, buffer = owners[0]
     imp.mask_buffers.add(id(buffer))
     weights = next((p.dtype for p in imp.root.parameters()), torch.get_default_dtype())
     if buffer.dtype != weights:
-        imp.notes.append(f"the causal-mask buffer {name!r} is {str(buffer.dtype).removeprefix('torch.')}, the parameters "
-                         f"{str(weights).removeprefix('torch.')}: not counted (a causal_mask's buffer_size counts a tril(ones) in the "
-                         "parameters' dtype, as nanoGPT's)")
+        what = f"causal-mask buffers in {str(buffer.dtype).removeprefix('torch.')} are not counted"
+        _note_once(imp, what, f" (a causal_mask's buffer_size counts a tril(ones) in the parameters' dtype, "
+                   f"{str(weights).removeprefix('torch.')}, as nanoGPT's): the first is {name!r}")
         return None
     return int(buffer.shape[-1])
+
+
+def _note_once(imp: Importer, what: str, detail: str) -> None:
+    """A note for the spec's description, once for every layer it is true of (12 layers, one line)."""
+    if not any(n.startswith(what) for n in imp.notes):
+        imp.notes.append(what + detail)
 
 
 def _causal_buffer(b: Any, at_least: int) -> bool:
