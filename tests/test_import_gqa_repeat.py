@@ -214,3 +214,20 @@ def test_other_new_axes_are_refused(index: Any, why: str) -> None:
     with pytest.raises(SpecError, match=why) as e:
         spec_from_module(NewAxis(), [4, 8, 8])
     assert "\n" not in str(e.value)
+
+
+def test_llama2_70b_layout_with_repeat_kv_has_the_published_count_and_cache() -> None:
+    """LLaMA-2 70B's sizes (Touvron et al. 2023, Table 1: 70B uses GQA; meta-llama/Llama-2-70b-hf config: hidden 8192,
+    intermediate 28672, 80 layers, 64 heads, 8 key/value heads, vocabulary 32000), on the meta device, k and v repeated by
+    repeat_kv: 68,976,648,192 parameters, and a KV cache of 2 x 80 layers x 4096 positions x 8 heads x 128 x 2 bytes
+    (float16) = 1,342,177,280 B (1.25 GiB) at the 4096-token context, 8 times less than 64 heads would keep."""
+    cfg = LlamaConfig(vocab_size=32000, n_layer=80, n_head=64, n_kv_head=8, dim=8192, hidden=28672)
+    with torch.device("meta"):
+        model = Llama(cfg)
+        for block in model.layers:
+            block.attention = RepeatAttention(cfg, "repeat_kv")
+    arch = imported(model, (4096,))
+    h, kv_d, ffn, V, layers = 8192, 8 * 128, 28672, 32000, 80
+    per_layer = 2 * h + 2 * h * h + 2 * h * kv_d + 3 * h * ffn  # two RMSNorms, q and o, k and v (8 heads of 128), gate/up/down
+    assert analyze(arch, convention="torch").totals["params"] == V * h + layers * per_layer + h + h * V == 68_976_648_192
+    assert inference_costs(arch, 4096).kv_cache_bytes == 2 * layers * 4096 * 8 * 128 * 2 == 1_342_177_280
