@@ -105,6 +105,29 @@ def llama_repeat_kv() -> Llama:
     return llama("repeat_kv")
 
 
+def repeat_kv_meta(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Meta's LLaMA reference (llama/model.py) ``repeat_kv``, verbatim: (bs, slen, kv, d) -> (bs, slen, kv * n_rep, d),
+    the heads repeated before the transpose that puts them first."""
+    bs, slen, n_kv_heads, head_dim = x.shape
+    if n_rep == 1:
+        return x
+    return x[:, :, :, None, :].expand(bs, slen, n_kv_heads, n_rep, head_dim).reshape(bs, slen, n_kv_heads * n_rep, head_dim)
+
+
+class MetaLayoutAttention(LlamaAttention):
+    """Meta's order: heads repeated on (b, s, heads, d), then ``transpose(1, 2)``, then sdpa (no rotary embedding here)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, seqlen, _ = x.shape
+        n_rep = self.n_head // self.n_kv_head
+        q = self.wq(x).view(bsz, seqlen, self.n_head, self.head_dim)
+        k = repeat_kv_meta(self.wk(x).view(bsz, seqlen, self.n_kv_head, self.head_dim), n_rep)
+        v = repeat_kv_meta(self.wv(x).view(bsz, seqlen, self.n_kv_head, self.head_dim), n_rep)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))
+
+
 def imported(model: nn.Module, shape: Any = (T,)) -> Architecture:
     return parse_spec(json.loads(dumps_spec(spec_from_module(model, list(shape)))))
 
@@ -142,6 +165,24 @@ def test_repeated_heads_import_as_grouped_query_attention_and_verify(how: str) -
     checked = [lc for lc in result.layers if lc.type == "scaled_dot_product_attention"]
     # wired to q, and to k and v before the repeat; the model's k and v, repeated to q's heads, read as enable_gqa
     assert len(checked) == LAYERS and all({"inputs", "enable_gqa"} <= set(lc.compared) and lc.ok for lc in checked)
+
+
+def test_heads_repeated_before_the_transpose_import_the_same() -> None:
+    """A transpose of a repeat is the repeat of the transpose: sdpa reads k and v of 2 heads, transposed before the
+    repeat, and the model verifies (its repeat followed through the transpose)."""
+    torch.manual_seed(0)
+    model = Llama(CFG)
+    for block in model.layers:
+        block.attention = MetaLayoutAttention(CFG)
+    arch = imported(model)
+    rows = {r.name: r for r in analyze(arch, convention="torch").rows}
+    sdpa = [layer for layer in arch.layers if layer.kind == "scaled_dot_product_attention"]
+    assert all(layer.enable_gqa for layer in sdpa)  # type: ignore[attr-defined]
+    read = [[(rows[i].type, rows[i].output_shape) for i in rows[layer.name].inputs] for layer in sdpa]
+    assert read == [[("transpose", (HEADS, T, D_HEAD)), ("transpose", (KV_HEADS, T, D_HEAD)), ("transpose", (KV_HEADS, T, D_HEAD))]] * LAYERS
+    assert inference_costs(arch, 32).kv_cache_bytes == 2 * LAYERS * 32 * KV_HEADS * D_HEAD * 2
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
 
 
 def test_the_kv_cache_holds_the_heads_before_the_repeat() -> None:
@@ -187,9 +228,9 @@ def test_verify_tells_repeated_heads_from_tiled_ones() -> None:
     ("k_only", False, r"^node 'scaled_dot_product_attention' .* has no archcalc layer type: k's heads are repeated \(repeat_kv, "
      r"repeat_interleave\) and v is the tensor 'layers\.0\.attention\.cat'"),
     ("k_differently", False, r"^node 'scaled_dot_product_attention' .*: k's 2 heads are repeated 4 times and v's 4 2 times: "),
-    ("repeat_kv", True, r"^node 'transpose_3' \(call_method Tensor\.transpose\) has no archcalc layer type: expected a tensor argument, got "
-     r"'rotary_embedding_1' with each entry of axis 1 repeated 4 times \(repeat_kv, repeat_interleave\): archcalc reads such a repeat only "
-     r"as the k and v of F\.scaled_dot_product_attention"),
+    ("repeat_kv", True, r"^node 'matmul' \(call_function operator\.matmul\) has no archcalc layer type: expected a tensor argument, got "
+     r"'layers\.0\.attention\.transpose_4' with each entry of axis 1 repeated 4 times \(repeat_kv, repeat_interleave\): archcalc reads "
+     r"such a repeat only as the k and v of F\.scaled_dot_product_attention"),
 ], ids=["along-positions", "count-not-qs-heads", "tiled", "v-not-repeated", "k-and-v-differently", "read-by-matmul"])
 def test_repeats_that_are_not_grouped_query_attention_are_refused(how: str, written_out: bool, why: str) -> None:
     """Each of these models runs in torch; none is grouped-query attention as enable_gqa says it, so none is imported:

@@ -339,6 +339,10 @@ class _HeadRepeats:
             p = x.dim() + a  # the copies' axis, counted from the front; merged into the one before it
             if p >= 2 and tuple(out.shape) == (*x.shape[: p - 1], x.shape[p - 1] * n, *x.shape[p + 1 :]):
                 self.made[out] = ("repeated", a, n)
+        elif func in (torch.transpose, torch.Tensor.transpose) and step is not None and step[0] == "repeated" and len(args) == 3:
+            a, b, axis = (int(d) % x.dim() if isinstance(d, int) else -1 for d in (args[1], args[2], step[1]))
+            if min(a, b) >= 0:  # the repeat of the transpose, its axis moved with it
+                self.made[out] = ("repeated", (b if axis == a else a if axis == b else axis) - x.dim(), step[2])
         elif func in (torch.repeat_interleave, torch.Tensor.repeat_interleave):
             bound = {**dict(zip(("input", "repeats", "dim"), args, strict=False)), **kwargs}
             n, dim = bound.get("repeats"), bound.get("dim")
@@ -356,8 +360,8 @@ class _HeadRepeats:
 
 
 _REPEAT_STEPS = frozenset({torch.Tensor.__getitem__, torch.Tensor.expand, torch.Tensor.expand_as, torch.Tensor.reshape, torch.Tensor.view,
-                           torch.reshape, torch.repeat_interleave, torch.Tensor.repeat_interleave, torch.Tensor.contiguous, torch.Tensor.clone,
-                           torch.Tensor.detach})
+                           torch.reshape, torch.repeat_interleave, torch.Tensor.repeat_interleave, torch.transpose, torch.Tensor.transpose,
+                           torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach})
 
 
 def _new_axis_at(idx: Any, rank: int) -> int | None:

@@ -275,6 +275,9 @@ def _transpose(imp: Importer, node: fx.Node) -> None:
         imp.values[node] = Grouped(v.src, v.groups, not v.transposed)
         return
     d0, d1 = imp.value(a.get("dim0")), imp.value(a.get("dim1"))
+    if isinstance(v, Repeated) and not v.expanded and isinstance(d0, int) and isinstance(d1, int):
+        _transpose_repeated(imp, node, v, d0, d1)
+        return
     if isinstance(v, Attr) and isinstance(d0, int) and isinstance(d1, int):
         shape = list(v.shape)
         shape[d0], shape[d1] = shape[d1], shape[d0]
@@ -290,6 +293,18 @@ def _transpose(imp: Importer, node: fx.Node) -> None:
     if "transpose" not in TYPE_NAMES:
         raise imp.unsupported(node, "a transpose other than the swap of channel groups of a channel shuffle")
     imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [src])
+
+
+def _transpose_repeated(imp: Importer, node: fx.Node, v: Repeated, d0: int, d1: int) -> None:
+    """A transpose of a repeat (Meta's LLaMA: ``repeat_kv`` of (b, s, kv, d) along its heads, then ``transpose(1, 2)``)
+    is the repeat of the transpose, the repeated axis moved with it: the transpose of the tensor before the repeat."""
+    rank = len(imp.shape(v.src)) + 1
+    if not -rank <= d0 < rank or not -rank <= d1 < rank or 0 in (d0 % rank, d1 % rank):
+        raise imp.unsupported(node, f"transpose({d0}, {d1}) of {describe(v)}")
+    a, b, axis = d0 % rank, d1 % rank, v.axis + 1
+    src = v.src if a == b else imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [v.src])
+    moved = b if axis == a else a if axis == b else axis
+    imp.values[node] = Repeated(src, moved - 1, v.times)
 
 
 @handles("torch.permute", "Tensor.permute")
