@@ -347,6 +347,7 @@ class CausalMask(nn.Module):
 
     def __init__(self, buffer_size: int | None = None) -> None:
         super().__init__()
+        self.buffer_size = None if buffer_size is None else int(buffer_size)  # (import reads the layer's field from it)
         self.sized = buffer_size is not None
         if buffer_size is not None:
             n = int(buffer_size)

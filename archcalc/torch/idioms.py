@@ -20,6 +20,11 @@ input (only on its sizes, buffers and constants).  The base of the angles is rea
 frequencies, ``1 / base ** (arange(0, d, 2) / d)``: a buffer of those values, or that expression
 in ``forward``.  Anything else is left alone (the importer then reads the calls one by one and
 refuses the buffer), so an unusual variant is refused, never imported as something else.
+
+Grouped-query attention's repeat of k and v to every query head (Hugging Face's ``repeat_kv``,
+``torch.repeat_interleave(k, n, dim=1)``) is read otherwise: whether it is that repeat depends on the
+sizes, which the walk knows and the graph does not, so its handlers (``ops/shape.py``) carry it as a
+value, :class:`archcalc.torch.importer.Repeated`, to the sdpa that reads it as ``enable_gqa``.
 """
 
 from __future__ import annotations

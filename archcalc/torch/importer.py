@@ -71,6 +71,30 @@ class Grouped:
 
 
 @dataclass(frozen=True)
+class NewAxis:
+    """``x[:, :, None]`` of tensor ``src``: a new axis of 1 before its per-sample axis ``axis`` (0: the first after the
+    batch), the first step of Hugging Face's ``repeat_kv``; only an ``expand`` of that axis reads it (:class:`Repeated`)."""
+
+    src: str
+    axis: int
+
+
+@dataclass(frozen=True)
+class Repeated:
+    """Tensor ``src`` with each entry of its per-sample axis ``axis`` repeated ``times`` times in place:
+    ``torch.repeat_interleave(x, times, dim)``, or ``x[:, :, None].expand(b, kv, times, s, d).reshape(b, kv * times, s, d)``
+    (Hugging Face's ``repeat_kv``; ``expanded``: before the reshape, the copies still on an axis of their own after
+    ``axis``).  Grouped-query attention repeats k and v of fewer heads to every query head so: read only as the k and v
+    of ``F.scaled_dot_product_attention``, which is then ``enable_gqa`` over ``src`` (torch's flag repeats them the same
+    way), so the spec keeps (and the KV cache counts) the heads before the repeat."""
+
+    src: str
+    axis: int
+    times: Any
+    expanded: bool = False
+
+
+@dataclass(frozen=True)
 class Attr:
     """A tensor the model holds and reads in ``forward`` (an fx ``get_attr``): a parameter or buffer."""
 
@@ -483,6 +507,7 @@ class Importer:
         self.input_seen = False
         self.table = table()
         self.refused: list[tuple[fx.Node, SpecError]] = []  # refused nodes, in graph order
+        self.mask_buffers: set[int] = set()  # ids of the causal-mask buffers a causal_mask counts (buffer_size), each once
 
     # ----- errors ----------------------------------------------------------------------------
     def where(self, node: fx.Node) -> str:
@@ -1053,6 +1078,13 @@ def describe(v: Any) -> str:
         return f"the {'parameter' if v.parameter else 'buffer'} {v.target!r}"
     if isinstance(v, Moved):
         return f"a permute of {v.src!r} that moves the batch axis (index it, or unbind it, to bring the batch axis back)"
+    if isinstance(v, NewAxis):
+        return f"{v.src!r} with a new axis (x[:, :, None]; archcalc reads it only as repeat_kv's first step, expanded along that axis)"
+    if isinstance(v, Repeated):
+        how = ", expanded along a new axis (not yet reshaped)" if v.expanded else ""
+        return (f"{v.src!r} with each entry of axis {v.axis + 1} repeated {v.times} times{how} (repeat_kv, repeat_interleave): archcalc "
+                "reads such a repeat only as the k and v of F.scaled_dot_product_attention, repeated along the heads to q's (grouped-query "
+                "attention)")
     if isinstance(v, Unbound | Split):
         return "the pieces of an unbind or split (index them)"
     if isinstance(v, Refused):

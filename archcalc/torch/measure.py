@@ -306,6 +306,76 @@ class _Flow:
         return bool(outs) and all(o in ins for o in outs)
 
 
+class _HeadRepeats:
+    """The tensors a forward made by repeating an axis in place, each entry n times: Hugging Face's ``repeat_kv``
+    (``x[:, :, None, :, :]``, ``.expand(b, kv, n, s, d)``, ``.reshape(b, kv * n, s, d)``) and ``torch.repeat_interleave``,
+    step by step, as import reads them (:class:`archcalc.torch.importer.Repeated`).  An sdpa call whose k and v are
+    such repeats of fewer heads to q's is grouped-query attention, what a spec says with ``enable_gqa`` (torch's flag
+    repeats them the same way).  Held by identity and weakly, as :class:`_Flow`."""
+
+    def __init__(self) -> None:
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.made: Any = WeakIdKeyDictionary()  # tensor -> ("axis", a) | ("copies", a, n) | ("repeated", a, n), a counted from the end
+
+    def note(self, func: Any, args: Any, kwargs: dict[str, Any], out: Any) -> None:
+        x = args[0] if args else None
+        if func not in _REPEAT_STEPS or not isinstance(x, torch.Tensor) or not isinstance(out, torch.Tensor):
+            return
+        step = self.made.get(x)
+        if func in (torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach):
+            if step is not None:
+                self.made[out] = step
+        elif func is torch.Tensor.__getitem__ and len(args) == 2:
+            at = _new_axis_at(args[1], x.dim())
+            if at is not None and out.dim() == x.dim() + 1:
+                self.made[out] = ("axis", at - out.dim())
+        elif func in (torch.Tensor.expand, torch.Tensor.expand_as) and step is not None and step[0] == "axis":
+            a = step[1]
+            if x.shape[a] == 1 and out.dim() == x.dim() and all(i == out.dim() + a or out.shape[i] == x.shape[i] for i in range(x.dim())):
+                self.made[out] = ("copies", a, int(out.shape[a]))
+        elif func in (torch.Tensor.reshape, torch.Tensor.view, torch.reshape) and step is not None and step[0] == "copies":
+            _, a, n = step
+            p = x.dim() + a  # the copies' axis, counted from the front; merged into the one before it
+            if p >= 2 and tuple(out.shape) == (*x.shape[: p - 1], x.shape[p - 1] * n, *x.shape[p + 1 :]):
+                self.made[out] = ("repeated", a, n)
+        elif func in (torch.transpose, torch.Tensor.transpose) and step is not None and step[0] == "repeated" and len(args) == 3:
+            a, b, axis = (int(d) % x.dim() if isinstance(d, int) else -1 for d in (args[1], args[2], step[1]))
+            if min(a, b) >= 0:  # the repeat of the transpose, its axis moved with it
+                self.made[out] = ("repeated", (b if axis == a else a if axis == b else axis) - x.dim(), step[2])
+        elif func in (torch.repeat_interleave, torch.Tensor.repeat_interleave):
+            bound = {**dict(zip(("input", "repeats", "dim"), args, strict=False)), **kwargs}
+            n, dim = bound.get("repeats"), bound.get("dim")
+            if isinstance(n, int) and isinstance(dim, int) and not isinstance(n, bool) and -x.dim() <= dim < x.dim():
+                self.made[out] = ("repeated", dim % x.dim() - x.dim(), n)
+
+    def grouped(self, args: Any, kwargs: dict[str, Any]) -> bool:
+        """Whether sdpa's k and v are the same repeat of fewer heads (axis -3) to q's."""
+        bound = {**dict(zip(("query", "key", "value"), args, strict=False)), **kwargs}
+        q, k, v = (bound.get(f) for f in ("query", "key", "value"))
+        if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor) and min(q.dim(), k.dim()) >= 3):
+            return False
+        rk, rv = self.made.get(k), self.made.get(v)
+        return rk is not None and rk == rv and rk[0] == "repeated" and rk[1] == -3 and rk[2] > 1 and q.shape[-3] == k.shape[-3]
+
+
+_REPEAT_STEPS = frozenset({torch.Tensor.__getitem__, torch.Tensor.expand, torch.Tensor.expand_as, torch.Tensor.reshape, torch.Tensor.view,
+                           torch.reshape, torch.repeat_interleave, torch.Tensor.repeat_interleave, torch.transpose, torch.Tensor.transpose,
+                           torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach})
+
+
+def _new_axis_at(idx: Any, rank: int) -> int | None:
+    """Where ``x[idx]`` puts its one new axis (counted from the front, the batch axis 0) when ``idx`` is one None among
+    whole axes (``[:, :, None, :, :]``, ``[..., None, :, :]``); None otherwise (import's rule: ops.shape._new_axis)."""
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if items.count(None) != 1 or items.count(Ellipsis) > 1 or not all(i is None or i is Ellipsis or i == slice(None) for i in items):
+        return None
+    given = len(items) - 1 - items.count(Ellipsis)
+    before = items[: items.index(None)]
+    at = len(before) + (rank - given - 1 if Ellipsis in before else 0)
+    return at if given <= rank and at > 0 else None
+
+
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):
     """Records the parameter-free layers a model runs as plain function calls in its own forward
     (not inside a hooked module: ``nn.ReLU`` calls ``F.relu`` itself)."""
@@ -315,6 +385,7 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         super().__init__()
         self.calls, self.running, self.counter, self.kinds = calls, running, counter, functional_kinds()
         self.flow = flow
+        self.repeats = _HeadRepeats()
         self.seen: dict[str, int] = {}
         self.params_seen = counted  # shared with the module hooks: a weight a module counted is not counted again (F.linear(x, wte.weight))
 
@@ -330,6 +401,8 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         if came is not None and self.flow is not None and not kind:
             self.flow.set(out, came)  # an operation not recorded (a view, an add): its result comes from where its inputs do
+        if not self.running:
+            self.repeats.note(func, args, kwargs or {}, out)
         if kind:
             name = getattr(func, "__name__", kind)
             n = self.seen[name] = self.seen.get(name, 0) + 1
@@ -344,6 +417,8 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
                     self.params_seen.add(id(t))
                     params += t.numel()
             window = _call_settings(kind, args, kwargs or {}, func)
+            if kind == "scaled_dot_product_attention" and self.repeats.grouped(args, kwargs or {}):
+                window["enable_gqa"] = True  # k and v of fewer heads repeated to q's before the call: grouped-query attention
             label = name if n == 1 else f"{name}_{n - 1}"
             alias = self.flow is not None and not window.get("inplace") and _Flow.aliases(out, args, kwargs)
             self.calls.append(LayerMeasure(label, kind, f"function {name}", 1, shape, params, flops, window=window, sources=came, alias=alias))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...dims import as_int
 from ...layers.base import shape_str
-from ..importer import INPUT, Attr, Importer, TensorRef, describe, module_path, same
+from ..importer import INPUT, Attr, Importer, Repeated, TensorRef, describe, module_path, same
 from ..registry import handles
 
 if TYPE_CHECKING:
@@ -120,11 +120,47 @@ def sdpa(imp: Importer, node: fx.Node) -> None:
     p = imp.value(a.get("dropout_p", 0.0))
     if isinstance(p, int | float) and p:
         fields["dropout_p"] = float(p)
-    names = [imp.tensor(node, a[k]) for k in ("query", "key", "value")]
+    if any(isinstance(imp.value(a.get(k)), Repeated) for k in ("key", "value")):
+        names = _repeated_to_heads(imp, node, a)
+        fields["enable_gqa"] = flags["enable_gqa"] = True
+    else:
+        names = [imp.tensor(node, a[k]) for k in ("query", "key", "value")]
     q_shape, k_shape = imp.shape(names[0]), imp.shape(names[1])
     if not flags["enable_gqa"] and min(len(q_shape), len(k_shape)) >= 3 and not same(q_shape[-3], k_shape[-3]) and not same(k_shape[-3], 1):
         raise imp.unsupported(node, f"q has {q_shape[-3]} heads and k {k_shape[-3]}: grouped-query attention needs enable_gqa=True")
     imp.emit(node, "scaled_dot_product_attention", fields, names)
+
+
+def _repeated_to_heads(imp: Importer, node: fx.Node, a: dict[str, Any]) -> list[str]:
+    """q, and the k and v before their repeat, of sdpa over k and v of fewer heads repeated to q's (Hugging Face's
+    ``repeat_kv``, ``repeat_interleave(k, n, dim=1)``: each head n times in place, as torch's ``enable_gqa`` repeats
+    them): grouped-query attention, whose KV cache holds the heads before the repeat.  Anything else is refused: k and
+    v repeated alike, along the heads axis (-3), to q's heads exactly."""
+    q = imp.tensor(node, a["query"])
+    k, v = imp.value(a["key"]), imp.value(a["value"])
+    for what, x in (("k", k), ("v", v)):
+        if not isinstance(x, Repeated) or x.expanded:
+            other = "v" if what == "k" else "k"
+            raise imp.unsupported(node, f"{other}'s heads are repeated (repeat_kv, repeat_interleave) and {what} is {describe(x)}: "
+                                  "archcalc reads k and v repeated alike to q's heads (grouped-query attention)")
+    assert isinstance(k, Repeated) and isinstance(v, Repeated)
+    q_shape, k_shape, v_shape = imp.shape(q), imp.shape(k.src), imp.shape(v.src)
+    why = None
+    if min(len(q_shape), len(k_shape), len(v_shape)) < 3 or not len(q_shape) == len(k_shape) == len(v_shape):
+        why = f"q {_shape(q_shape)}, k {_shape(k_shape)} and v {_shape(v_shape)} are not (heads, L, E) alike"
+    elif k.axis != len(k_shape) - 3 or v.axis != len(v_shape) - 3:
+        why = f"k and v are repeated along axes {k.axis + 1} and {v.axis + 1}, not along the heads (axis {len(k_shape) - 2}, -3)"
+    elif not same(k.times, v.times) or not same(k_shape[-3], v_shape[-3]):
+        why = f"k's {k_shape[-3]} heads are repeated {k.times} times and v's {v_shape[-3]} {v.times} times"
+    elif not same(k_shape[-3] * k.times, q_shape[-3]):
+        why = f"k and v's {k_shape[-3]} heads repeated {k.times} times are {k_shape[-3] * k.times}, not q's {q_shape[-3]}"
+    if why is not None:
+        raise imp.unsupported(node, f"{why}: archcalc reads k and v of fewer heads repeated to q's (grouped-query attention)")
+    return [q, k.src, v.src]
+
+
+def _shape(s: Sequence[Any]) -> str:
+    return shape_str(tuple(s))
 
 
 def multihead_attention(imp: Importer, node: fx.Node, inputs: list[str], name: str, fields: dict[str, Any]) -> None:
@@ -177,7 +213,77 @@ def masked_fill(imp: Importer, node: fx.Node) -> None:
     product = _back_to(imp, scores, "matmul", ("scalar",), sole=True)  # q @ k^T, scaled: its products at masked places are masked work
     if product is not None and "causal" not in product:
         product["causal"] = "scores"
-    imp.emit(node, "causal_mask", {}, [scores])
+    size = _mask_buffer(imp, node, mask, shape)
+    imp.emit(node, "causal_mask", {} if size is None else {"buffer_size": size}, [scores])
+
+
+def _mask_buffer(imp: Importer, node: fx.Node, mask: Attr, scores: Sequence[Any]) -> int | None:
+    """The ``buffer_size`` of a causal mask the model keeps as a buffer: nanoGPT's
+    ``register_buffer("bias", torch.tril(torch.ones(n, n)).view(1, 1, n, n))``, sliced to the scores' L x S in forward, so
+    that ``memory`` counts its n x n values as a hand-written spec's ``buffer_size`` does.
+
+    The trace holds the slice compared (``bias[:, :, :T, :T] == 0``) as a constant, which no longer names the buffer:
+    the buffer is looked for among those of the module whose forward masks, then of the modules around it (a mask the
+    whole model shares): one of leading axes 1 and n x n last ones, n at least L and S, causal over all of it (non-zero
+    exactly where key <= query, or exactly where key > query).  A buffer an earlier causal_mask took is not counted
+    again (one tensor, read by every layer); none found: the mask is made in forward, nothing is kept.  A causal buffer
+    of another dtype than the parameters (a bool tril), or one of several in the same module, is not counted, which the
+    spec's description says: a causal_mask's buffer is a tril(ones) in the parameters' dtype, as nanoGPT's."""
+    import torch
+
+    held = imp.tensor_of(mask)
+    length, keys = (as_int(d) for d in scores[-2:])
+    if length is None or keys is None or held is None:
+        return None
+    if not mask.target.startswith("_tensor_constant"):  # the buffer itself, read whole
+        owners = [(mask.target, held)] if id(held) not in imp.mask_buffers else []
+    else:
+        owners = []
+        paths = [str(path) for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+        for path in [*reversed(paths), ""]:
+            module = imp.root.get_submodule(path)
+            found = [(f"{path}.{n}" if path else n, b) for n, b in module.named_buffers(recurse=False)
+                     if _causal_buffer(b, max(length, keys)) and id(b) not in imp.mask_buffers]
+            if found:
+                owners = found
+                break
+    if not owners:
+        return None
+    if len(owners) > 1:
+        names = ", ".join(repr(n) for n, _ in owners)
+        _note_once(imp, "causal-mask buffers a module holds several of are not counted", f" (a causal_mask counts the one it slices, buffer_size): "
+                   f"{module_path(node) or 'the model'} holds {names}")
+        return None
+    name, buffer = owners[0]
+    imp.mask_buffers.add(id(buffer))
+    weights = next((p.dtype for p in imp.root.parameters()), torch.get_default_dtype())
+    if buffer.dtype != weights:
+        what = f"causal-mask buffers in {str(buffer.dtype).removeprefix('torch.')} are not counted"
+        _note_once(imp, what, f" (a causal_mask's buffer_size counts a tril(ones) in the parameters' dtype, "
+                   f"{str(weights).removeprefix('torch.')}, as nanoGPT's): the first is {name!r}")
+        return None
+    return int(buffer.shape[-1])
+
+
+def _note_once(imp: Importer, what: str, detail: str) -> None:
+    """A note for the spec's description, once for every layer it is true of (12 layers, one line)."""
+    if not any(n.startswith(what) for n in imp.notes):
+        imp.notes.append(what + detail)
+
+
+def _causal_buffer(b: Any, at_least: int) -> bool:
+    """A (1, ..., 1, n, n) tensor with values, n >= ``at_least``, non-zero exactly on and below the diagonal (nanoGPT's
+    tril(ones)) or exactly above it (the mask itself)."""
+    import torch
+
+    if not isinstance(b, torch.Tensor) or b.is_meta or b.dim() < 2 or any(d != 1 for d in b.shape[:-2]):
+        return False
+    n = int(b.shape[-1])
+    if int(b.shape[-2]) != n or n < at_least:
+        return False
+    nonzero = b.reshape(n, n) != 0
+    tril = torch.ones(n, n, dtype=torch.bool, device=b.device).tril()
+    return bool(torch.equal(nonzero, tril) or torch.equal(nonzero, ~tril))
 
 
 def _mask_name(target: str) -> str:

@@ -15,8 +15,10 @@ from ..importer import (
     Grouped,
     Importer,
     Moved,
+    NewAxis,
     Pieces,
     Positions,
+    Repeated,
     Split,
     TensorRef,
     Unbound,
@@ -67,35 +69,12 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
     if isinstance(grouped, Attr):
         _reshape_attr(imp, node, grouped)
         return
+    if isinstance(grouped, Repeated) and grouped.expanded:
+        _merge_copies(imp, node, grouped)
+        return
     src = grouped.src if isinstance(grouped, Grouped) else imp.tensor(node, node.args[0])
-    raw = list(node.args[1:])
-    if len(raw) == 1 and isinstance(raw[0], list | tuple):
-        raw = list(raw[0])
-    elif len(raw) == 1 and isinstance(imp.value(raw[0]), tuple):
-        raw = list(imp.value(raw[0]))
-    target = [imp.value(x) for x in raw]
     shape = imp.shape(src)
-    total = prod(shape)
-    if any(not (x is BATCH or is_symbolic(x) or (isinstance(x, int) and not isinstance(x, bool))) for x in target):
-        raise imp.unsupported(node, f"reshape to {target!r}")
-    if not target:
-        raise imp.unsupported(node, "reshape to a scalar")
-    batch_kept = (
-        target[0] is BATCH
-        or (  # x.view(x.size(0), ...), or x.view(-1, <the per-sample sizes>)
-            target[0] == -1 and -1 not in target[1:] and all(x is not BATCH for x in target[1:]) and same(prod(target[1:]), total)
-        )
-    )
-    if batch_kept:
-        per = target[1:]
-    else:
-        raise imp.unsupported(node, f"reshape to {_shape_text(target)} does not keep the batch axis {_shape_text([BATCH, *shape])}")
-    if any(x is BATCH or (isinstance(x, int) and x != -1 and x <= 0) for x in per) or sum(1 for x in per if x == -1) > 1:
-        raise imp.unsupported(node, f"reshape to {_shape_text(target)}")
-    if -1 in per:
-        known = prod(x for x in per if x != -1)
-        rest = simplify(total / known) if is_symbolic(total) or is_symbolic(known) else total // known
-        per = [rest if x == -1 else x for x in per]
+    per = _reshape_target(imp, node, shape)
     unchanged = len(per) == len(shape) and all(same(x, y) for x, y in zip(per, shape, strict=True))
     if isinstance(grouped, Grouped):
         if not unchanged:
@@ -145,6 +124,53 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
     )
 
 
+def _reshape_target(imp: Importer, node: fx.Node, shape: tuple[Any, ...]) -> list[Any]:
+    """The per-sample shape a ``view``/``reshape`` of a tensor of per-sample ``shape`` asks for (its -1 worked out);
+    one that does not keep the batch axis first is refused."""
+    raw = list(node.args[1:])
+    if len(raw) == 1 and isinstance(raw[0], list | tuple):
+        raw = list(raw[0])
+    elif len(raw) == 1 and isinstance(imp.value(raw[0]), tuple):
+        raw = list(imp.value(raw[0]))
+    target = [imp.value(x) for x in raw]
+    total = prod(shape)
+    if any(not (x is BATCH or is_symbolic(x) or (isinstance(x, int) and not isinstance(x, bool))) for x in target):
+        raise imp.unsupported(node, f"reshape to {target!r}")
+    if not target:
+        raise imp.unsupported(node, "reshape to a scalar")
+    batch_kept = (
+        target[0] is BATCH
+        or (  # x.view(x.size(0), ...), or x.view(-1, <the per-sample sizes>)
+            target[0] == -1 and -1 not in target[1:] and all(x is not BATCH for x in target[1:]) and same(prod(target[1:]), total)
+        )
+    )
+    if batch_kept:
+        per = target[1:]
+    else:
+        raise imp.unsupported(node, f"reshape to {_shape_text(target)} does not keep the batch axis {_shape_text([BATCH, *shape])}")
+    if any(x is BATCH or (isinstance(x, int) and x != -1 and x <= 0) for x in per) or sum(1 for x in per if x == -1) > 1:
+        raise imp.unsupported(node, f"reshape to {_shape_text(target)}")
+    if -1 in per:
+        known = prod(x for x in per if x != -1)
+        rest = simplify(total / known) if is_symbolic(total) or is_symbolic(known) else total // known
+        per = [rest if x == -1 else x for x in per]
+    return per
+
+
+def _merge_copies(imp: Importer, node: fx.Node, v: Repeated) -> None:
+    """``x[:, :, None].expand(b, kv, n, s, d).reshape(b, kv * n, s, d)`` (Hugging Face's ``repeat_kv``): the
+    copies merged into the axis before them, each entry of it repeated n times in place (``repeat_interleave``).
+    Any other reshape of the expanded tensor is refused."""
+    shape = imp.shape(v.src)
+    per = _reshape_target(imp, node, (*shape[: v.axis + 1], v.times, *shape[v.axis + 1 :]))
+    want = (*shape[: v.axis], shape[v.axis] * v.times, *shape[v.axis + 1 :])
+    if len(per) != len(want) or not all(same(x, y) for x, y in zip(per, want, strict=True)):
+        raise imp.unsupported(node, f"reshape of {v.src!r} {_shape_text([BATCH, *shape])}, expanded to {v.times} copies along a new axis "
+                              f"after axis {v.axis + 1}, to {_shape_text([BATCH, *per])}: archcalc reads only the copies merged into "
+                              f"that axis, {_shape_text([BATCH, *want])} (repeat_kv)")
+    imp.values[node] = Repeated(v.src, v.axis, v.times)
+
+
 def _reshape_attr(imp: Importer, node: fx.Node, v: Attr) -> None:
     """A view of a tensor the model holds (``self.relative_position_index.view(-1)``): the same tensor, reshaped."""
     raw = [imp.value(x) for x in node.args[1:]]
@@ -180,9 +206,63 @@ def _dim(imp: Importer, node: fx.Node) -> None:
 
 @handles("Tensor.expand_as", "Tensor.expand")
 def _alias(imp: Importer, node: fx.Node) -> None:
-    """``x.contiguous()``, ``y.expand_as(x)``: the same tensor, no layer (a layer that cannot broadcast it says so)."""
+    """``x.contiguous()``, ``y.expand_as(x)``: the same tensor, no layer (a layer that cannot broadcast it says so).
+    The expand of a new axis (``x[:, :, None].expand(b, kv, n, s, d)``): n copies, which repeat_kv's reshape merges."""
     v = imp.value(node.args[0])
+    if isinstance(v, NewAxis):
+        _expand_new_axis(imp, node, v)
+        return
     imp.values[node] = v if isinstance(v, Grouped) else TensorRef(imp.tensor(node, node.args[0]))
+
+
+def _expand_new_axis(imp: Importer, node: fx.Node, v: NewAxis) -> None:
+    """``x[:, :, None].expand(b, kv, n, s, d)``: n copies of ``x`` along the new axis, every other axis kept (its size
+    or -1); only as the first steps of repeat_kv, so the new axis must follow an axis of ``x`` (the one the copies go into)."""
+    shape = imp.shape(v.src)
+    full = (BATCH, *shape[: v.axis], 1, *shape[v.axis :])
+    if node.target == "expand_as":
+        other = imp.tensor(node, node.args[1]) if len(node.args) == 2 and not node.kwargs else None
+        if other is None:
+            raise imp.unsupported(node, "expand_as of other than one tensor")
+        sizes: list[Any] = [BATCH, *imp.shape(other)]
+    else:
+        raw = list(node.args[1:]) or [node.kwargs.get("size")]
+        if set(node.kwargs) - {"size"}:
+            raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
+        sizes = list(imp.value(raw[0])) if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else [imp.value(x) for x in raw]
+    at = v.axis + 1  # the new axis, counting the batch axis
+    kept = len(sizes) == len(full) and all(i == at or x == -1 or same(x, want) for i, (x, want) in enumerate(zip(sizes, full, strict=True)))
+    times = sizes[at] if kept else None
+    if not kept or not (is_symbolic(times) or (isinstance(times, int) and not isinstance(times, bool) and (times >= 1 or times == -1))):
+        raise imp.unsupported(node, f"expand of {describe(v)}, {_shape_text(full)}, to {_shape_text(sizes)}: archcalc reads only copies "
+                              "along the new axis, every other axis kept (repeat_kv)")
+    if times in (1, -1):
+        imp.values[node] = v  # one copy: still the new axis of 1
+        return
+    if v.axis == 0:
+        raise imp.unsupported(node, f"expand of {describe(v)} to {_shape_text(sizes)}: copies before the first axis after the batch "
+                              "repeat no axis of it (repeat_kv puts them after the heads)")
+    imp.values[node] = Repeated(v.src, v.axis - 1, times, expanded=True)
+
+
+@handles("torch.repeat_interleave", "Tensor.repeat_interleave")
+def _repeat_interleave(imp: Importer, node: fx.Node) -> None:
+    """``torch.repeat_interleave(k, n, dim=1)``: each entry of an axis repeated n times in place.  No layer: grouped-query
+    attention repeats k and v so to q's heads, and sdpa reads that as ``enable_gqa`` (:class:`archcalc.torch.importer.Repeated`)."""
+    a = imp.bind(node, ["input", "repeats", "dim", "output_size"])
+    src = imp.tensor(node, a["input"])
+    shape = imp.shape(src)
+    times, dim, size = imp.value(a.get("repeats")), imp.value(a.get("dim")), imp.value(a.get("output_size"))
+    if not (is_symbolic(times) or (isinstance(times, int) and not isinstance(times, bool) and times >= 1)):
+        raise imp.unsupported(node, f"repeat_interleave by {describe(times)}: archcalc reads one repeat count for every entry")
+    rank = len(shape) + 1
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -rank <= dim < rank or dim % rank == 0:
+        where = "without dim (it flattens the tensor)" if dim is None else f"along axis {dim!r} of {_shape_text([BATCH, *shape])}"
+        raise imp.unsupported(node, f"repeat_interleave {where}: archcalc reads a repeat along an axis after the batch")
+    axis = dim % rank - 1
+    if size is not None and not same(size, shape[axis] * times):
+        raise imp.fail(node, f"output_size={size!r} but {shape[axis]} entries repeated {times} times are {shape[axis] * times}")
+    imp.values[node] = TensorRef(src) if times == 1 else Repeated(src, axis, times)
 
 
 @handles("torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes", "torch.swapdims", "Tensor.swapdims")
@@ -195,6 +275,9 @@ def _transpose(imp: Importer, node: fx.Node) -> None:
         imp.values[node] = Grouped(v.src, v.groups, not v.transposed)
         return
     d0, d1 = imp.value(a.get("dim0")), imp.value(a.get("dim1"))
+    if isinstance(v, Repeated) and not v.expanded and isinstance(d0, int) and isinstance(d1, int):
+        _transpose_repeated(imp, node, v, d0, d1)
+        return
     if isinstance(v, Attr) and isinstance(d0, int) and isinstance(d1, int):
         shape = list(v.shape)
         shape[d0], shape[d1] = shape[d1], shape[d0]
@@ -210,6 +293,18 @@ def _transpose(imp: Importer, node: fx.Node) -> None:
     if "transpose" not in TYPE_NAMES:
         raise imp.unsupported(node, "a transpose other than the swap of channel groups of a channel shuffle")
     imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [src])
+
+
+def _transpose_repeated(imp: Importer, node: fx.Node, v: Repeated, d0: int, d1: int) -> None:
+    """A transpose of a repeat (Meta's LLaMA: ``repeat_kv`` of (b, s, kv, d) along its heads, then ``transpose(1, 2)``)
+    is the repeat of the transpose, the repeated axis moved with it: the transpose of the tensor before the repeat."""
+    rank = len(imp.shape(v.src)) + 1
+    if not -rank <= d0 < rank or not -rank <= d1 < rank or 0 in (d0 % rank, d1 % rank):
+        raise imp.unsupported(node, f"transpose({d0}, {d1}) of {describe(v)}")
+    a, b, axis = d0 % rank, d1 % rank, v.axis + 1
+    src = v.src if a == b else imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [v.src])
+    moved = b if axis == a else a if axis == b else axis
+    imp.values[node] = Repeated(src, moved - 1, v.times)
 
 
 @handles("torch.permute", "Tensor.permute")
@@ -424,6 +519,9 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
         start, end = obj.bounds[idx]
         imp.emit(node, "slice", {"dim": obj.dim, "start": start, "end": end}, [obj.src])
         return
+    if isinstance(obj, TensorRef) and contains(idx, lambda x: x is None):
+        _new_axis(imp, node, obj.name, idx)
+        return
     if isinstance(obj, TensorRef):
         _slice(imp, node, obj.name, idx)
         return
@@ -441,6 +539,35 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
             raise imp.fail(node, f"indexing {describe(obj)}: {e}") from None
         return
     raise imp.unsupported(node, f"indexing {describe(obj)}")
+
+
+def _new_axis(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
+    """``x[:, :, None, :, :]`` (or ``x[:, :, None]``, ``x[..., None, :, :]``): one new axis among whole axes; its only
+    reader archcalc knows is an ``expand`` of it (repeat_kv's first steps, :func:`_expand_new_axis`)."""
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    whole = all(i is None or i is Ellipsis or i == slice(None) for i in items)
+    if not whole or items.count(None) != 1 or items.count(Ellipsis) > 1:
+        raise imp.unsupported(node, f"indexing with None other than one new axis among whole axes ({_index_text(items)})")
+    rank = len(imp.shape(src)) + 1
+    given = len(items) - 1 - items.count(Ellipsis)
+    if given > rank:
+        raise imp.unsupported(node, f"more indices than axes ({_index_text(items)})")
+    before = items[: items.index(None)]
+    at = len(before) + (rank - given - 1 if Ellipsis in before else 0)  # the axes of x before the new one, the batch's included
+    if at == 0:
+        raise imp.unsupported(node, "a new axis before the batch axis")
+    imp.values[node] = NewAxis(src, at - 1)
+
+
+def _index_text(items: list[Any]) -> str:
+    def one(i: Any) -> str:
+        if i is None or i is Ellipsis:
+            return "None" if i is None else "..."
+        if isinstance(i, slice):
+            return ":".join("" if x is None else str(x) for x in (i.start, i.stop, *(() if i.step is None else (i.step,))))
+        return repr(i)
+
+    return "[" + ", ".join(one(i) for i in items) + "]"
 
 
 def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
