@@ -54,7 +54,8 @@ PEAK_ASSUMPTIONS = (
     "branch, a shared weight's), the running layer's output gradient, the input and weight gradients it makes and its workspace; "
     "with parameters, gradients (last step's, still allocated: optimizer.zero_grad(set_to_none=False)), optimizer state, buffers "
     "and the input batch alive throughout",
-    "workspace: on CPU, conv's oneDNN copies into blocked layouts (measured; where the copies vary with the shape, their largest), "
+    "workspace: on CPU, conv's oneDNN copies into blocked layouts (measured; where the copies vary with the shape, their largest; "
+    "channels padded to 16 as on an AVX-512 CPU, unless --cpu-conv16 slow says the CPU is not one), "
     "or where torch runs a conv with its own slow kernel (16-bit on a CPU whose oneDNN lacks them, float32 at batch 1 on small "
     "maps: Convolution.cpp's use_mkldnn), its im2col columns, C_in*k*k x H_out*W_out per sample (measured to the byte); "
     "measured against torch.profiler's allocator events on CPU (archcalc.torch.peak): ResNet-18, ResNet-50, VGG-16, ViT-B/16, "

@@ -228,10 +228,11 @@ class _ConvNd(Layer):
         if "onednn" in kernels or "other" in kernels:  # "other": not modelled, counted as oneDNN's (and said so)
             w = sum((numel(shape) for shape in self.weights(ins).values() if len(shape) > 1), start=0)
             x, y = numel(ins[0] if padded is None else padded), numel(out)
-            if run.conv16 == "onednn" and as_int(self.groups) == 1:
-                # a CPU whose oneDNN runs 16-bit kernels has AVX-512: its blocked layouts (nChw16c, Ohwi16o) pad the
-                # channels to 16 (measured, torch 2.14: LeNet-5's c1 output 4x6x28x28 is copied as 4x16x28x28, c5's
-                # 120x16x5x5 weight as 128x16x5x5); AVX2's blocks of 8 fit in what the unpadded counts bound
+            if run.conv16 != "slow" and as_int(self.groups) == 1:
+                # a CPU whose oneDNN runs 16-bit kernels has AVX-512 (not known: counted as one, the larger): its blocked
+                # layouts (nChw16c, Ohwi16o) pad the channels to 16 (measured, torch 2.14: LeNet-5's c1 output 4x6x28x28
+                # is copied as 4x16x28x28, c5's 120x16x5x5 weight as 128x16x5x5); AVX2's blocks of 8 fit in what the
+                # unpadded counts bound
                 x, y, w = (_pad16(x, ins[0][0]), _pad16(y, out[0]), _pad16(w, self.out_channels))
             if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
                 bigger = known_sign(x - y)
