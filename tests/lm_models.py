@@ -200,14 +200,18 @@ class LlamaAttention(nn.Module):
         self.wo = nn.Linear(cfg.n_head * self.head_dim, cfg.dim, bias=False)
         self.rotary_emb = RotaryEmbedding(self.head_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def rotated_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v as (batch, heads, positions, head_dim), q and k rotated (RoPE)."""
         bsz, seqlen, _ = x.shape
         q = self.wq(x).view(bsz, seqlen, self.n_head, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(bsz, seqlen, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.wv(x).view(bsz, seqlen, self.n_kv_head, self.head_dim).transpose(1, 2)
         cos, sin = self.rotary_emb(q)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bsz, seqlen, _ = x.shape
+        q, k, v = self.rotated_qkv(x)
         gqa = self.n_kv_head != self.n_head
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))

@@ -23,7 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import cli  # noqa: E402
-from lm_models import Llama, LlamaAttention, LlamaConfig, rotate_half  # noqa: E402
+from lm_models import Llama, LlamaAttention, LlamaConfig  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -77,12 +77,7 @@ class RepeatAttention(LlamaAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bsz, seqlen, _ = x.shape
-        q = self.wq(x).view(bsz, seqlen, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(bsz, seqlen, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(bsz, seqlen, self.n_kv_head, self.head_dim).transpose(1, 2)
-        cos, sin = self.rotary_emb(q)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q, k, v = self.rotated_qkv(x)
         n_rep = self.n_head // self.n_kv_head
         k, v = REPEATS[self.how](k, v, n_rep)
         if self.written_out:  # transformers' eager_attention_forward: the repeated keys read by a matmul

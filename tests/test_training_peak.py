@@ -9,7 +9,9 @@ tensor autograd and the layers allocate and free, exactly; what it bounds is one
 blocked layouts inside conv kernels (the larger of the input and weight, or the output, in the
 forward; copies of the output's and input's gradients and of the weight's gradient in the
 backward), which vary with the shape: LeNet-5's 5x5 convs with 6 and 16 channels make fewer.
-Measured on an AVX2 CPU: LeNet-5 at batch 4 1,029,712 B against archcalc's 1,037,552 (+0.76%, --cpu-conv16 slow); on an AVX-512 one (oneDNN's blocks pad LeNet's 6 and 120 channels to 16 and 128) 1,042,512 against 1,050,480 (+0.76%); DenseNet-121
+Measured on an AVX2 CPU: LeNet-5 at batch 4 1,029,712 B against archcalc's 1,037,552
+(+0.76%, --cpu-conv16 slow); on an AVX-512 one (oneDNN's blocks pad LeNet's 6 and 120 channels to 16 and 128) 1,042,512
+against 1,050,480 (+0.76%); DenseNet-121
 (concatenations: each input's gradient a view of the concat's) at 3x64x64, batch 2, 89,916,200
 against 89,916,200; the symbolic transformer_lm with s=16, h=64, V=100, l=2, a=4 (a tied output
 head: its weight's gradient waits for the embedding's), batch 2, 1,282,688 against 1,282,944;
