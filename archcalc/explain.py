@@ -639,7 +639,8 @@ def _explain_named_rf(
     for a, axis in enumerate(axes):
         r_out: AxisRF = node["rf"][a]
         t = layout.index(a) if layout is not None and a in layout else None
-        op = named.get(t) if named is not None and t is not None else "window" if named is None else "none"
+        # (an axis the layer does not name is untouched: a chunk or slice of the features leaves the tokens in place)
+        op = named.get(t, "none") if named is not None and t is not None else "window" if named is None else "none"
         if isinstance(op, Partition):
             worked = (f"windows of {op.size} positions starting at {op.offset}: each output sees the union of the fields of its own "
                       f"window's positions (exact: outputs of one window share it)")

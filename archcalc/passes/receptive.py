@@ -349,6 +349,9 @@ def receptive_field(G: Graph) -> None:
     tangles: dict[str, Tangle] = {INPUT: (NO_TANGLE,) * len(in_layout)}
     # after causal attention on a sequence: the fields of the positions it read (output i sees those of 0..i)
     prefix: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]] = {}  # per node, spatial axes merged into its axes (see _relayout)
+    # after tokens taken from causal attention (a slice 0..2): output j sees the prefix 0..j, fields of different lengths that no
+    # sliding grid describes: kept through layers that map token j to token j; a window over them makes the field approximate
+    ragged: set[str] = set()
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -393,6 +396,8 @@ def receptive_field(G: Graph) -> None:
                 node["rf_layout"] = layout
                 if layout is not None and tangle is not None:
                     tangles[name] = tangle
+                if src_name in ragged and layout is not None and 0 in layout:
+                    ragged.add(name)
                 node["rf_whole"] = (
                     None
                     if not seen or not rf
@@ -475,6 +480,7 @@ def receptive_field(G: Graph) -> None:
         if named is not None or (windows is not None and rf and (layout != standard or tangled or other)):
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
             grid_in = grid
+            taken_grid = None
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
             if inherited in prefix and whole is not None and whole.startswith(CAUSAL) and layout is not None and 0 in layout:
                 taken = _causal_taken(named, layout.index(0), node["in_shapes"][0], node["shape"])
@@ -482,14 +488,24 @@ def receptive_field(G: Graph) -> None:
                     whole = f"it reads the last position of {inherited}, which sees the whole input"
                 elif taken is not None and not taken[1]:  # its outputs read a prefix of the positions, short of the last
                     reach = taken[2]
-                    rf = tuple(r._replace(whole=False) for r in _whole(tuple((f, (reach + 1,)) for f, _ in prefix[inherited]), rf))
+                    # what its outputs see together: the fields of positions 0..reach (a layer mixing them sees that union)
+                    taken_grid = tuple((f, (reach + 1,)) for f, _ in prefix[inherited])
+                    rf = tuple(r._replace(whole=False) for r in _whole(taken_grid, rf))
+                    if len(node["shape"]) == len(node["in_shapes"][0]) and as_int(node["shape"][layout.index(0)]) != 1:
+                        ragged.add(name)  # output j sees positions up to its own: prefixes of different lengths, on no sliding grid
                     whole, inherited = None, None
                     note = note or (
                         f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}: "
                         f"they see the fields of positions 0..{reach}, not the whole input"
                     )
-                elif taken is None or taken[1]:
+                elif taken is None or _identity((named or {}).get(layout.index(0)), node["in_shapes"][0], node["shape"], layout.index(0)):
                     prefix[name] = prefix[inherited]
+                else:  # its last output reads the last position, but the others are moved or strided: which prefix each sees is not followed
+                    exact = False
+                    note = note or (
+                        "after causal attention (output i sees positions 0..i), it takes positions with a stride or an offset: "
+                        "which positions each of its outputs sees is not followed here, the receptive field is approximate from here on"
+                    )
             if why is not None and note is None:
                 note = why
             if tangled and tangle is not None and named is None and tangle[0]:  # spatial axes merged into the axis read as channels
@@ -507,7 +523,9 @@ def receptive_field(G: Graph) -> None:
                 note = note or f"{name} slides a window along an axis holding spatial axes merged with others: the field is approximate from here on"
             bound = bound or (None if exact else name)
             shape = node["shape"]
-            grid = ((rf, _grid_sizes(shape, layout, len(rf))),)
+            grid = ((rf, _grid_sizes(shape, layout, len(rf))),) if taken_grid is None else taken_grid
+            if taken_grid is not None:  # (which pixels each position sees is a prefix's: not the coverage of one field)
+                cov = (None,) * len(rf)
             if whole is None and exact and named and _one_window(named, layout, node["in_shapes"][0], len(rf)):
                 whole = "one window covers the whole map: every output sees every input pixel any position sees"
         elif windows is not None and len(windows) == len(rf):
@@ -596,14 +614,17 @@ def receptive_field(G: Graph) -> None:
                     "not every output sees the whole input (after the causal mask and softmax, row i reads keys 0..i)"
                 )
             elif asked["sees_prefix"]:  # causal attention
-                if len(rf) == 1:
-                    prefix[name] = grid
+                if len(rf) == 1 and layout is not None and 0 in layout and layout.index(0) == len(ins[0]) - 2:  # (the tokens where it reads them)
+                    # output i reads positions 0..i of every input: the fields those positions see (where an input came after an
+                    # earlier causal layer, position j sees that one's prefix 0..j; else its own field)
+                    prefix[name] = tuple({id(g): g for i in inputs if nodes[i]["rf"] for g in (prefix[i] if i in prefix else grids[i])}.values())
                 whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
                 note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
+        layout_in = layout
         perm = None
         if layout is not None and hooks.permutation:
             perm = asked.get("permutation", _UNASKED)
@@ -615,6 +636,44 @@ def receptive_field(G: Graph) -> None:
             layout, tangle = _next_layout(layout, tangle, tuple(node["in_shapes"][0]), tuple(node["shape"]))
         elif layout is not None and len(layout) != len(node["shape"]):
             layout = None
+        if whole is not None and whole.startswith(CAUSAL) and name not in prefix and len(rf) == 1 and bound is None:
+            mixed_in = ()
+            if hooks.mixed_axes:
+                mixed_in = asked.get("mixed_axes", _UNASKED)
+                if mixed_in is _UNASKED:
+                    mixed_in = asked["mixed_axes"] = layer.mixed_axes(ins)
+            carried = _carried_prefix(
+                [(i, s, nodes[i]) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"]],
+                node["shape"], layout_in, layout, named, windows, mixed_in, prefix, grids,
+            )
+            if carried is not None:
+                prefix[name] = carried
+        if name not in ragged and any(i in ragged for i in inputs) and rf:
+            mixed_r = asked.get("mixed_axes", ()) if hooks.mixed_axes else ()
+            if mixed_r is _UNASKED:
+                mixed_r = asked["mixed_axes"] = layer.mixed_axes(ins)
+            t_r = layout_in.index(0) if layout_in is not None and 0 in layout_in else None
+            if mixes or (t_r is not None and t_r in mixed_r):
+                pass  # every output reads all the positions: the union of their prefixes (the grid the take left), exact
+            elif (
+                t_r is not None
+                and layout is not None
+                and 0 in layout
+                and all(i in ragged or not nodes[i]["rf"] for i in inputs)
+                and _token_wise(t_r, node["shape"][layout.index(0)], named, windows)
+                and all(
+                    len(s) == len(layout_in) and _same_size(s[t_r], node["shape"][layout.index(0)])
+                    for i, s in zip(inputs, ins, strict=True)
+                    if nodes[i]["rf"]
+                )
+            ):
+                ragged.add(name)
+            else:
+                bound = bound or name
+                note = note or (
+                    "it reads tokens taken after causal attention, whose outputs see prefixes of different lengths (output j sees "
+                    "positions 0..j): a window over them, or a regrouping, is not followed: the receptive field is approximate from here on"
+                )
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -1431,6 +1490,61 @@ def _causal_taken(
         return None
     first, last = min(e - 1 - p, n - 1), min((m - 1) * s - p + e - 1, n - 1)
     return first >= n - 1, last >= n - 1, last
+
+
+def _identity(op: Window | Partition | None, ins: tuple[Dim, ...], out: tuple[Dim, ...], t: int) -> bool:
+    """Whether ``op`` along tensor axis ``t`` maps position j to position j (or there is none)."""
+    if op is None:
+        return len(ins) == len(out) and known_sign(ins[t] - out[t]) == 0
+    if not isinstance(op, Window) or op.adaptive is not None:
+        return False
+    return (
+        all(known_sign(v) == 0 for v in (op.extent - 1, op.stride - 1, op.pad_before, op.upsample - 1))
+        and len(ins) == len(out)
+        and known_sign(ins[t] - out[t]) == 0
+    )
+
+
+def _token_wise(t: int, n: Dim, named: dict[int, Window | Partition | None] | None, windows: list[Window] | None) -> bool:
+    """Whether a layer (mixing no axis) maps position j along tensor axis ``t`` (``n`` positions) to position j."""
+    if named is not None:
+        return t not in named
+    return windows is None or (t > 0 and t - 1 < len(windows) and _identity(windows[t - 1], (n,), (n,), 0))
+
+
+def _carried_prefix(
+    sources: list[tuple[str, tuple[Dim, ...], dict[str, Any]]],
+    shape: tuple[Dim, ...],
+    layout_in: Layout | None,
+    layout_out: Layout | None,
+    named: dict[int, Window | Partition | None] | None,
+    windows: list[Window] | None,
+    mixed: tuple[int, ...],
+    prefix: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]],
+    grids: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]],
+) -> tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...] | None:
+    """After causal attention, the fields a layer's output position j sees through positions 0..j
+    of the attention's inputs (see ``prefix``), where the layer maps position j of each input to
+    position j along the tokens (a permute, a reshape that keeps the tokens' axis, a linear over the
+    features, a residual add); None where it does not (a window or a mix along the tokens, a
+    broadcast, a layout lost): the caller keeps its upper bound, the whole input."""
+    if layout_in is None or layout_out is None or 0 not in layout_in or 0 not in layout_out or not sources:
+        return None
+    t = layout_in.index(0)
+    n = shape[layout_out.index(0)]
+    if t in mixed or not _token_wise(t, n, named, windows):
+        return None
+    grid: list[tuple[tuple[AxisRF, ...], tuple[Dim, ...]]] = []
+    for i, s, node in sources:
+        if node["rf_layout"] != layout_in or len(s) != len(layout_in) or known_sign(s[t] - n) != 0:
+            return None  # (broadcast along the tokens, or regrouped: not followed)
+        if i in prefix:
+            grid += prefix[i]
+        elif node.get("rf_whole") or any(len(sizes) != 1 or known_sign(sizes[0] - n) != 0 for _, sizes in grids[i]):
+            return None  # (an input that sees every position, or whose positions are not these tokens)
+        else:  # its position j sees its own field: among positions 0..j's
+            grid += grids[i]
+    return tuple({id(g): g for g in grid}.values())
 
 
 def _reads_only_padding(
