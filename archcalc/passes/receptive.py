@@ -281,7 +281,7 @@ def _from_phases(phases: list[tuple[int, int]], shift: int, reads_all: bool = Tr
     jump = shift // period
     if shift % period:
         jump = ceildiv(shift, period)
-        why = why or f"outputs sit {shift}/{period} input pixels apart on average: the stride shown is rounded up (the receptive field is exact)"
+        why = why or f"outputs sit {shift}/{period} input pixels apart on average: the stride shown is rounded up{EXACT_FIELD}"
     return AxisRF(size, jump, centre2, tuple(phases), shift), why, reads_all
 
 
@@ -685,6 +685,12 @@ def receptive_field(G: Graph) -> None:
                 regular.add(id(rf))  # (every rf stays alive on its node: ids are not reused during the pass)
         if note is None and bound is not None:
             note = f"receptive field approximate from {bound} on (see that row)"
+        elif note is not None and bound is not None:  # (a note on the grid says nothing of exactness where the field is approximate)
+            note = note.replace(EXACT_FIELD, "")
+            if "approximate" not in note and bound == name:
+                note = f"{note}: the receptive field is approximate from here on"
+            elif "approximate" not in note:
+                note = f"{note}; receptive field approximate from {bound} on (see that row)"
         if inherited is not None:
             cov = covs[inherited]  # every output sees all that input saw
         elif whole is not None and rf:
@@ -1082,6 +1088,7 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
 
 
 Layout = tuple[int | None, ...]
+EXACT_FIELD = " (the receptive field is exact)"  # said of a field on an uneven grid; dropped where the row's field is approximate
 CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
 _UNASKED: Any = object()  # a hook not yet asked for a formula key
