@@ -352,6 +352,10 @@ def receptive_field(G: Graph) -> None:
     # after tokens taken from causal attention (a slice 0..2): output j sees the prefix 0..j, fields of different lengths that no
     # sliding grid describes: kept through layers that map token j to token j; a window over them makes the field approximate
     ragged: set[str] = set()
+    # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
+    # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
+    # padding reads the far side exactly where the interval rules put a padding position (see _circular)
+    torus: dict[str, tuple[bool, ...]] = {INPUT: (True,) * n_axes}
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -398,6 +402,8 @@ def receptive_field(G: Graph) -> None:
                     tangles[name] = tangle
                 if src_name in ragged and layout is not None and 0 in layout:
                     ragged.add(name)
+                if src_name in torus and shape_in == shape:
+                    torus[name] = torus[src_name]
                 node["rf_whole"] = (
                     None
                     if not seen or not rf
@@ -482,6 +488,13 @@ def receptive_field(G: Graph) -> None:
             grid_in = grid
             taken_grid = None
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
+            if getattr(layer, "padding_mode", "zeros") == "circular":  # (on a permuted map: where the padding wraps is not followed)
+                exact = False
+                why = why or (
+                    "circular padding on a permuted map: where its border windows wrap is not followed, "
+                    "the receptive field is approximate from here on"
+                )
+                cov = (None,) * len(cov)
             if inherited in prefix and whole is not None and whole.startswith(CAUSAL) and layout is not None and 0 in layout:
                 taken = _causal_taken(named, layout.index(0), node["in_shapes"][0], node["shape"])
                 if taken is not None and taken[0]:  # its first output reads the last position: every output sees the whole input
@@ -530,9 +543,16 @@ def receptive_field(G: Graph) -> None:
                 whole = "one window covers the whole map: every output sees every input pixel any position sees"
         elif windows is not None and len(windows) == len(rf):
             in0, out_shape = node["in_shapes"][0], node["shape"]
+            mode = getattr(layer, "padding_mode", "zeros")
+            rf_in, outs = rf, out_shape[1:] if len(out_shape) == len(rf) + 1 else (1,) * len(rf)
+            wraps = tuple(mode == "circular" and _reads_outside(w, n, m) is not False for w, n, m in zip(windows, in0[1:], outs, strict=True)) if (
+                len(in0) == len(rf) + 1
+            ) else (mode == "circular",) * len(rf)
             if len(in0) == len(rf) + 1:  # (a flatten of the map: one output position)
-                outs = out_shape[1:] if len(out_shape) == len(rf) + 1 else (1,) * len(rf)
-                cov = tuple(_cov_through(c, w, n, m) for c, w, n, m in zip(cov, windows, in0[1:], outs, strict=True))
+                cov = tuple(
+                    _cov_wrapped(c, w, n, m) if wrap else _cov_through(c, w, n, m)
+                    for c, w, n, m, wrap in zip(cov, windows, in0[1:], outs, wraps, strict=True)
+                )
             else:
                 cov = (None,) * len(rf)
             if steps is not None and all(r.phases is None and not r.whole for r in rf):  # the usual case: a regular grid through a regular window
@@ -546,11 +566,29 @@ def receptive_field(G: Graph) -> None:
                     bound = bound or (None if exact else name)
                     out.append(r_out)
                 rf = tuple(out)
+            if any(wraps):  # circular padding: border windows read the far side of the map
+                every = tuple(
+                    wrap and (reads := _wrapped_reads(w, n, m)) is not None and reads[1]
+                    for w, n, m, wrap in zip(windows, in0[1:], outs, wraps, strict=True)
+                )
+                rf, why, exact = _circular(rf_in, rf, wraps, torus.get(inputs[0]), in_sizes, _whole(grid, rf) if any(every) else None, every)
+                if why is not None:
+                    note = note or why
+                if not exact:
+                    bound = bound or name
+            elif mode in ("reflect", "replicate") and len(in0) == len(rf) + 1:
+                # (the padding copies pixels next to the border, which the window's own positions hold: no pixel beyond
+                # the zeros case, no output reading none; the interval rules count those positions as padding, as for zeros)
+                pass
             shape = node["shape"]
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
-            if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
+            if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1], wraps):
                 whole = "its window spans the whole map: every output position sees every input pixel any position sees"
-        if inherited is not None and rf and (named is not None or windows is not None):
+            elif whole is None and rf and all(r.whole for r in rf) and any(wraps):
+                whole = "circular padding wraps every output's field around the whole map: every output sees every input pixel"
+            if len(in0) == len(rf) + 1 and len(inputs) == 1:
+                torus[name] = _torus_after(torus.get(inputs[0]), rf, windows, in0[1:], outs, wraps, mode, in_sizes)
+        if inherited is not None and rf and (named is not None or windows is not None) and getattr(layer, "padding_mode", "zeros") == "zeros":
             blank = _reads_only_padding(named, windows, layout, node["in_shapes"][0], node["shape"], len(rf))
             if blank is not None:  # (a whole field is no field for an output that reads only padding)
                 whole, inherited = None, None
@@ -636,6 +674,13 @@ def receptive_field(G: Graph) -> None:
             layout, tangle = _next_layout(layout, tangle, tuple(node["in_shapes"][0]), tuple(node["shape"]))
         elif layout is not None and len(layout) != len(node["shape"]):
             layout = None
+        if name not in torus and len(inputs) > 1 and windows is None and named is None and not mixes and rf:
+            seen_t = [torus.get(i) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"] and s == node["shape"]]
+            if seen_t and all(t is not None for t in seen_t) and len(seen_t) == sum(1 for i in inputs if nodes[i]["rf"]):
+                torus[name] = tuple(
+                    all(t[a] for t in seen_t if t is not None) and _ring(r, n, big)
+                    for a, (r, n, big) in enumerate(zip(rf, _grid_sizes(node["shape"], layout, len(rf)), in_sizes, strict=True))
+                )
         if whole is not None and whole.startswith(CAUSAL) and name not in prefix and len(rf) == 1 and bound is None:
             mixed_in = ()
             if hooks.mixed_axes:
@@ -1180,14 +1225,126 @@ def _through_axes(
     return tuple(out), note, exact
 
 
-def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...]) -> bool:
+def _reads_outside(w: Window, n: Dim, m: Dim) -> bool | None:
+    """Whether some of the ``m`` outputs of window ``w`` on ``n`` units reads a unit outside 0..n-1
+    (padding); None where symbols leave it undecided."""
+    window, n_i, m_i = _int_window(w), as_int(n), as_int(m)
+    if window is None or n_i is None or m_i is None or w.adaptive is not None:
+        return None
+    k, s, p, d, u = window
+    return p > 0 or ((m_i - 1) * s - p + (k - 1) * d) // u > n_i - 1
+
+
+def _wrapped_reads(w: Window, n: Dim, m: Dim) -> tuple[bool, bool] | None:
+    """Under circular padding (unit q read as q mod n): (the outputs together read every unit, each
+    output reads every unit); None where symbols (or more than about a million reads) leave it undecided."""
+    window, n_i, m_i = _int_window(w), as_int(n), as_int(m)
+    if window is None or n_i is None or m_i is None or w.adaptive is not None or window[4] != 1 or m_i * window[0] > 1 << 20:
+        return None
+    k, s, p, d, _ = window
+    seen: set[int] = set()
+    each = True
+    for o in range(m_i):
+        units = {(o * s - p + t * d) % n_i for t in range(k)}
+        each = each and len(units) == n_i
+        seen |= units
+    return len(seen) == n_i, each
+
+
+def _cov_wrapped(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
+    """:func:`_cov_through` for a window under circular padding: if its outputs read every unit
+    (around the ring), the map sees together what its input saw (each position's own field, which
+    wraps, not followed); else nothing is known."""
+    reads = _wrapped_reads(w, n, m)
+    if c is None or reads is None or not reads[0]:
+        return None
+    return c[0], c[1], (), c[3]
+
+
+def _ring(r: AxisRF, n: Dim, big: Dim) -> bool:
+    """Whether ``n`` positions on the regular grid of ``r`` span the ``big`` input pixels once around (n * jump = N)."""
+    return r.phases is None and not r.whole and type(r.jump) is int and type(n) is int and type(big) is int and n * r.jump == big
+
+
+def _circular(
+    rf_in: tuple[AxisRF, ...],
+    rf: tuple[AxisRF, ...],
+    wraps: tuple[bool, ...],
+    ring: tuple[bool, ...] | None,
+    pixels: tuple[Dim, ...],
+    union: tuple[AxisRF, ...] | None = None,
+    every: tuple[bool, ...] = (),
+) -> tuple[tuple[AxisRF, ...], str | None, bool]:
+    """The field after a window whose circular padding wraps along the axes ``wraps``: where its
+    input's positions wrap around the input as a ring (``torus``), the position the interval rules
+    count as padding left of position 0 is position n - 1, whose field is the same interval taken
+    around the ring: the rules' field is exact as the run of pixels each output sees, going round
+    the border (a run of N or more is every pixel along the axis: whole there).  Elsewhere (the input
+    was zero-padded, strided unevenly, or upsampled before) the far side's fields are not where the
+    rules put them: the field is approximate, with a note.  Along an axis where every output's window,
+    taken round the ring, reads every position (``every``; a 3x3 window padded by 2 on a 2x2 map), each
+    output sees the union of all their fields (``union``): exact, whatever came before."""
+    out = list(rf)
+    why = None
+    exact = True
+    for a, (r_in, r, wrap) in enumerate(zip(rf_in, rf, wraps, strict=True)):
+        if not wrap:
+            continue
+        if union is not None and a < len(every) and every[a]:
+            out[a] = union[a]
+            why = why or f"axis {a}: circular padding: every output's window, taken round the map, reads every position along it"
+            continue
+        big = as_int(pixels[a])
+        if ring is None or not ring[a] or r_in.phases is not None or r_in.whole or big is None or type(r.size) is not int:
+            exact = False
+            why = why or (
+                f"axis {a}: circular padding wraps: its border windows read the far side of the map, whose fields the interval "
+                "rules do not follow here (zero padding, an uneven stride or upsampling before it): the receptive field is "
+                "approximate from here on"
+            )
+            continue
+        if r.size >= big:  # the run goes round the whole ring: every output sees every pixel along the axis
+            out[a] = AxisRF(big, r.jump, big - 1, whole=True)
+            why = why or f"axis {a}: circular padding: every output's field wraps around all {big} pixels along it"
+        else:
+            why = why or (
+                f"axis {a}: circular padding: border windows read the far side of the map, so the field of a border output "
+                "runs round the edge (the same number of pixels as inside)"
+            )
+    return tuple(out), why, exact
+
+
+def _torus_after(
+    ring: tuple[bool, ...] | None,
+    rf: tuple[AxisRF, ...],
+    windows: list[Window],
+    ins: tuple[Dim, ...],
+    outs: tuple[Dim, ...],
+    wraps: tuple[bool, ...],
+    mode: str,
+    pixels: tuple[Dim, ...],
+) -> tuple[bool, ...]:
+    """Per axis, whether the outputs of this window still wrap around the input as a ring (see
+    ``torus``): its input did, it reads no padding (or circular padding, which wraps), and its m
+    outputs, one jump apart, span the N pixels once (m * jump = N)."""
+    out = []
+    for a, (r, w, n, m) in enumerate(zip(rf, windows, ins, outs, strict=True)):
+        inside = _reads_outside(w, n, m) is False or (wraps[a] and mode == "circular")
+        plain = known_sign(w.upsample - 1) == 0 and w.adaptive is None
+        out.append(bool(ring is not None and ring[a] and inside and plain and _ring(r, m, pixels[a])))
+    return tuple(out)
+
+
+def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...], wraps: tuple[bool, ...] = ()) -> bool:
     """Whether every output position reads every input position: on each axis no upsampling, and
     each output's window from at or before position 0 to at or past the last one (a flatten of the
     map, a global pool, a conv as large as the map; a padded 3x3 conv on a 2x2 map: ResNet's layer4
     on a 64x64 image)."""
     if len(in_shape) != len(windows) + 1 or len(positions) != len(windows):
         return False
-    for w, n, m in zip(windows, in_shape[1:], positions, strict=True):
+    for a, (w, n, m) in enumerate(zip(windows, in_shape[1:], positions, strict=True)):
+        if a < len(wraps) and wraps[a] and (reads := _wrapped_reads(w, n, m)) is not None and reads[1]:
+            continue  # circular padding: each output's window, taken around the ring, reads every position
         if known_sign(w.upsample - 1) != 0 or w.adaptive is not None:
             return False
         if known_sign(m - 1) != 0 and (  # more outputs: each must read from pixel 0 (the last one starts at or before it), undilated
