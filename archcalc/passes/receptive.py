@@ -44,6 +44,14 @@ axes are; a sliding window on a layout the pass has lost, or a cyclic roll, make
 approximate from that row on (``rf_bound``), and so does attention whose output reads fewer
 positions than the map before it had (``positions_read``: attention inside hand-cut windows, where
 "the whole input" would overstate the field).
+
+After causal attention, output i sees positions 0..i (``prefix``): that is followed through layers
+that map position j to position j along the tokens (the heads' reshape and transpose, a linear over
+the features, residual adds, norms), so that a select or slice of tokens sees its prefix.  Tokens
+taken that way see prefixes of different lengths, which no sliding grid describes: a window over
+them is approximate (``ragged``).  Circular ``padding_mode`` wraps: where the positions before it
+wrap around the input like a ring (``torus``: no padding read, n positions one jump apart spanning
+the N pixels), the field is the rules' interval taken round the ring, exact; elsewhere approximate.
 """
 
 from __future__ import annotations
