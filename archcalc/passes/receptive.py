@@ -363,7 +363,8 @@ def receptive_field(G: Graph) -> None:
     # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
     # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
     # padding reads the far side exactly where the interval rules put a padding position (see _circular)
-    torus: dict[str, tuple[bool, ...]] = {INPUT: (True,) * n_axes}
+    rings = any(nodes[n]["layer"].__dict__.get("padding_mode") == "circular" for n in G.graph["order"])  # (else nothing to follow)
+    torus: dict[str, tuple[bool, ...]] = {INPUT: (True,) * n_axes} if rings else {}
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -496,7 +497,7 @@ def receptive_field(G: Graph) -> None:
             grid_in = grid
             taken_grid = None
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
-            if getattr(layer, "padding_mode", "zeros") == "circular":  # (on a permuted map: where the padding wraps is not followed)
+            if layer.__dict__.get("padding_mode", "zeros") == "circular":  # (on a permuted map: where the padding wraps is not followed)
                 exact = False
                 why = why or (
                     "circular padding on a permuted map: where its border windows wrap is not followed, "
@@ -551,7 +552,7 @@ def receptive_field(G: Graph) -> None:
                 whole = "one window covers the whole map: every output sees every input pixel any position sees"
         elif windows is not None and len(windows) == len(rf):
             in0, out_shape = node["in_shapes"][0], node["shape"]
-            mode = getattr(layer, "padding_mode", "zeros")
+            mode = layer.__dict__.get("padding_mode", "zeros")
             rf_in, outs = rf, out_shape[1:] if len(out_shape) == len(rf) + 1 else (1,) * len(rf)
             wraps = tuple(mode == "circular" and _reads_outside(w, n, m) is not False for w, n, m in zip(windows, in0[1:], outs, strict=True)) if (
                 len(in0) == len(rf) + 1
@@ -594,9 +595,9 @@ def receptive_field(G: Graph) -> None:
                 whole = "its window spans the whole map: every output position sees every input pixel any position sees"
             elif whole is None and rf and all(r.whole for r in rf) and any(wraps):
                 whole = "circular padding wraps every output's field around the whole map: every output sees every input pixel"
-            if len(in0) == len(rf) + 1 and len(inputs) == 1:
+            if rings and len(in0) == len(rf) + 1 and len(inputs) == 1:
                 torus[name] = _torus_after(torus.get(inputs[0]), rf, windows, in0[1:], outs, wraps, mode, in_sizes)
-        if inherited is not None and rf and (named is not None or windows is not None) and getattr(layer, "padding_mode", "zeros") == "zeros":
+        if inherited is not None and rf and (named is not None or windows is not None) and layer.__dict__.get("padding_mode", "zeros") == "zeros":
             blank = _reads_only_padding(named, windows, layout, node["in_shapes"][0], node["shape"], len(rf))
             if blank is not None:  # (a whole field is no field for an output that reads only padding)
                 whole, inherited = None, None
@@ -682,7 +683,7 @@ def receptive_field(G: Graph) -> None:
             layout, tangle = _next_layout(layout, tangle, tuple(node["in_shapes"][0]), tuple(node["shape"]))
         elif layout is not None and len(layout) != len(node["shape"]):
             layout = None
-        if name not in torus and len(inputs) > 1 and windows is None and named is None and not mixes and rf:
+        if rings and name not in torus and len(inputs) > 1 and windows is None and named is None and not mixes and rf:
             seen_t = [torus.get(i) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"] and s == node["shape"]]
             if seen_t and all(t is not None for t in seen_t) and len(seen_t) == sum(1 for i in inputs if nodes[i]["rf"]):
                 torus[name] = tuple(
