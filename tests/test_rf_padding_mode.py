@@ -127,3 +127,18 @@ def test_replicate_padding_on_a_pooled_map_reads_no_blank() -> None:
         seen = _pixels(spec, "l2")
         assert all(len(s) == 36 for s in seen) is whole and len(seen) == 9
         assert analyze(parse_spec(spec)).row("l2").whole_input is whole, mode
+
+
+def test_circular_padding_with_symbolic_sizes_is_approximate_and_exact_once_numbered() -> None:
+    """With H and W symbols, whether the field wraps round the whole map is not decided: approximate;
+    at 16x16 two circular 3x3 convs are exact (3, then 5) and the global pool after them is whole."""
+    spec = {"name": "s", "input": [3, "H", "W"], "layers": [
+        {"name": "c", **CONV, "out_channels": 4, "padding": 1, "padding_mode": "circular"},
+        {"name": "c2", **CONV, "out_channels": 4, "padding": 1, "padding_mode": "circular"},
+        {"name": "p", "type": "adaptiveavgpool2d", "output_size": 1},
+    ]}
+    rep = analyze(parse_spec(spec))
+    assert all(r.rf_approximate for r in rep.rows) and "symbols" in (rep.row("c").note or "")
+    rep = analyze(parse_spec(spec), values={"H": 16, "W": 16})
+    assert rep.row("c").receptive_field == (3, 3) and rep.row("c2").receptive_field == (5, 5)
+    assert not any(r.rf_approximate for r in rep.rows) and rep.row("p").whole_input

@@ -1308,8 +1308,8 @@ def _circular(
             exact = False
             why = why or (
                 f"axis {a}: circular padding wraps: its border windows read the far side of the map, whose fields the interval "
-                "rules do not follow here (zero padding, an uneven stride or upsampling before it): the receptive field is "
-                "approximate from here on"
+                "rules do not follow here (zero padding, an uneven stride or upsampling before it, or sizes with symbols): "
+                "the receptive field is approximate from here on"
             )
             continue
         if r.size >= big:  # the run goes round the whole ring: every output sees every pixel along the axis
