@@ -624,7 +624,17 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         ex.notes.append(whole_note)
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
         r_out: AxisRF = node["rf"][a]
+        if r_out.whole and not r_in.whole:  # (circular padding: every output's window, round the map, reads every position)
+            worked = (
+                "every output reads every position along it (its window wraps round the map): "
+                f"the union of their fields, {r_in.size} → {r_out.size}"
+            )
+            ex.steps.append(Step(f"receptive field {axis}", None, worked, str(r_out.size)))
+            ex.steps.append(Step(f"effective stride {axis}", "j_in*S", "", str(r_out.jump)))
+            continue
         ex.steps.extend(_rf_steps(axis, r_in, w, r_out))
+    if node.get("rf_note") and "circular padding" in node["rf_note"]:  # (where the rules' field wraps, or is only approximate)
+        ex.notes.append(node["rf_note"])
 
 
 def _explain_named_rf(

@@ -142,3 +142,15 @@ def test_circular_padding_with_symbolic_sizes_is_approximate_and_exact_once_numb
     rep = analyze(parse_spec(spec), values={"H": 16, "W": 16})
     assert rep.row("c").receptive_field == (3, 3) and rep.row("c2").receptive_field == (5, 5)
     assert not any(r.rf_approximate for r in rep.rows) and rep.row("p").whole_input
+
+
+def test_explain_and_check_derive_the_wrapped_whole_field(tmp_path: Path) -> None:
+    """The derivation of the second repro's conv2 (a 6-wide field, 4 apart, on a 2x2 map: the union of
+    both positions is 6 + 4 = 10) must not read '6 + (3 - 1)*4 = 10' (which is 14)."""
+    spec = _spec([2, 8, 8], {**CONV, "out_channels": 2, "padding": 1}, {"type": "adaptiveavgpool2d", "output_size": 2},
+                 {**CONV, "out_channels": 2, "padding": 2, "padding_mode": "circular"})
+    path = tmp_path / "circ2.json"
+    path.write_text(json.dumps(spec))
+    out = cli("explain", str(path), "l2")
+    assert out.code == 0 and "the union of their fields, 6 \u2192 10" in out.out and "(3 \u2212 1)\u00b74 = 10" not in out.out, out.out
+    assert "circular padding" in out.out
