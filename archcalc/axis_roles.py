@@ -99,8 +99,8 @@ def _slid_over(G: Graph, nodes: dict[str, Any]) -> bool:
 
 def _slides(layer: Any, shape: tuple[Any, ...]) -> bool:
     """Whether the layer slides a window over the axes after the first (a conv or pool reads (C, L))."""
-    try:
-        return layer.windows([shape]) is not None
+    try:  # (a layer that names its axes, a chunk of the features, takes entries along one: no window over a map)
+        return layer.windows([shape]) is not None and layer.axis_windows([shape]) is None
     except Exception:  # (a layer that cannot read this shape says nothing about it)
         return False
 

@@ -624,7 +624,17 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         ex.notes.append(whole_note)
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
         r_out: AxisRF = node["rf"][a]
+        if r_out.whole and not r_in.whole:  # (circular padding: every output's window, round the map, reads every position)
+            worked = (
+                "every output reads every position along it (its window wraps round the map): "
+                f"the union of their fields, {r_in.size} → {r_out.size}"
+            )
+            ex.steps.append(Step(f"receptive field {axis}", None, worked, str(r_out.size)))
+            ex.steps.append(Step(f"effective stride {axis}", "j_in*S", "", str(r_out.jump)))
+            continue
         ex.steps.extend(_rf_steps(axis, r_in, w, r_out))
+    if node.get("rf_note") and "circular padding" in node["rf_note"]:  # (where the rules' field wraps, or is only approximate)
+        ex.notes.append(node["rf_note"])
 
 
 def _explain_named_rf(
@@ -639,7 +649,8 @@ def _explain_named_rf(
     for a, axis in enumerate(axes):
         r_out: AxisRF = node["rf"][a]
         t = layout.index(a) if layout is not None and a in layout else None
-        op = named.get(t) if named is not None and t is not None else "window" if named is None else "none"
+        # (an axis the layer does not name is untouched: a chunk or slice of the features leaves the tokens in place)
+        op = named.get(t, "none") if named is not None and t is not None else "window" if named is None else "none"
         if isinstance(op, Partition):
             worked = (f"windows of {op.size} positions starting at {op.offset}: each output sees the union of the fields of its own "
                       f"window's positions (exact: outputs of one window share it)")

@@ -353,7 +353,7 @@ def report_from_graph(
                 bool(whole := n.get("rf_whole")),
                 whole is not None and whole.startswith("causal"),  # (a str, or None)
                 tuple(n["tied"].values()) if "tied" in n else (),
-                sizes_jumps[2],
+                sizes_jumps[2] if n["rf_bound"] is None else None,  # (an approximate field has no exact average stride to give)
             )
         )
     if "sympy" in sys.modules:  # (if sympy was never imported, no value can be symbolic)

@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, ceildiv, known_sign
-from .base import DimIn, DimList, Layer, Saved, Shape, Window, dim_field, per_axis, shape_str, spatial_axes
+from .base import DimIn, DimList, Layer, Partition, Saved, Shape, Window, dim_field, per_axis, shape_str, spatial_axes
 
 
 class ChannelShuffle(Layer):
@@ -86,6 +86,13 @@ class Chunk(Layer):
             return None  # a channel split: pointwise in space
         start, _ = self._piece(ins[0][axis])
         return [Window(1, 1, -start if i + 1 == axis else 0) for i in range(len(ins[0]) - 1)]
+
+    def axis_windows(self, ins: list[Shape]) -> dict[int, Window | Partition | None] | None:
+        # a range of entries along its axis, every other axis untouched (as a slice): on tokens laid out
+        # (L, D), a piece of the features is no window over the tokens (a fused qkv linear's chunks)
+        axis = self._axis(ins[0])
+        start, _ = self._piece(ins[0][axis])
+        return {axis: Window(1, 1, -start)}
 
     def in_place(self) -> bool:
         return True  # a view of its input: nothing new is allocated

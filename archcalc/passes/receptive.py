@@ -44,6 +44,14 @@ axes are; a sliding window on a layout the pass has lost, or a cyclic roll, make
 approximate from that row on (``rf_bound``), and so does attention whose output reads fewer
 positions than the map before it had (``positions_read``: attention inside hand-cut windows, where
 "the whole input" would overstate the field).
+
+After causal attention, output i sees positions 0..i (``prefix``): that is followed through layers
+that map position j to position j along the tokens (the heads' reshape and transpose, a linear over
+the features, residual adds, norms), so that a select or slice of tokens sees its prefix.  Tokens
+taken that way see prefixes of different lengths, which no sliding grid describes: a window over
+them is approximate (``ragged``).  Circular ``padding_mode`` wraps: where the positions before it
+wrap around the input like a ring (``torus``: no padding read, n positions one jump apart spanning
+the N pixels), the field is the rules' interval taken round the ring, exact; elsewhere approximate.
 """
 
 from __future__ import annotations
@@ -281,7 +289,7 @@ def _from_phases(phases: list[tuple[int, int]], shift: int, reads_all: bool = Tr
     jump = shift // period
     if shift % period:
         jump = ceildiv(shift, period)
-        why = why or f"outputs sit {shift}/{period} input pixels apart on average: the stride shown is rounded up (the receptive field is exact)"
+        why = why or f"outputs sit {shift}/{period} input pixels apart on average: the stride shown is rounded up{EXACT_FIELD}"
     return AxisRF(size, jump, centre2, tuple(phases), shift), why, reads_all
 
 
@@ -349,6 +357,14 @@ def receptive_field(G: Graph) -> None:
     tangles: dict[str, Tangle] = {INPUT: (NO_TANGLE,) * len(in_layout)}
     # after causal attention on a sequence: the fields of the positions it read (output i sees those of 0..i)
     prefix: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]] = {}  # per node, spatial axes merged into its axes (see _relayout)
+    # after tokens taken from causal attention (a slice 0..2): output j sees the prefix 0..j, fields of different lengths that no
+    # sliding grid describes: kept through layers that map token j to token j; a window over them makes the field approximate
+    ragged: set[str] = set()
+    # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
+    # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
+    # padding reads the far side exactly where the interval rules put a padding position (see _circular)
+    rings = any(nodes[n]["layer"].__dict__.get("padding_mode") == "circular" for n in G.graph["order"])  # (else nothing to follow)
+    torus: dict[str, tuple[bool, ...]] = {INPUT: (True,) * n_axes} if rings else {}
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
     window_memo: dict[int, tuple[list[Window] | None, list[tuple[Dim, Dim, Dim]] | None, dict[str, Any]]] = {}
@@ -393,6 +409,10 @@ def receptive_field(G: Graph) -> None:
                 node["rf_layout"] = layout
                 if layout is not None and tangle is not None:
                     tangles[name] = tangle
+                if src_name in ragged and layout is not None and 0 in layout:
+                    ragged.add(name)
+                if src_name in torus and shape_in == shape:
+                    torus[name] = torus[src_name]
                 node["rf_whole"] = (
                     None
                     if not seen or not rf
@@ -475,21 +495,39 @@ def receptive_field(G: Graph) -> None:
         if named is not None or (windows is not None and rf and (layout != standard or tangled or other)):
             cov = _cov_through_axes(cov, layout, named, windows, node["in_shapes"][0], node["shape"])
             grid_in = grid
+            taken_grid = None
             rf, why, exact = _through_axes(rf, layout, named, windows, name)
+            if layer.__dict__.get("padding_mode", "zeros") == "circular":  # (on a permuted map: where the padding wraps is not followed)
+                exact = False
+                why = why or (
+                    "circular padding on a permuted map: where its border windows wrap is not followed, "
+                    "the receptive field is approximate from here on"
+                )
+                cov = (None,) * len(cov)
             if inherited in prefix and whole is not None and whole.startswith(CAUSAL) and layout is not None and 0 in layout:
                 taken = _causal_taken(named, layout.index(0), node["in_shapes"][0], node["shape"])
                 if taken is not None and taken[0]:  # its first output reads the last position: every output sees the whole input
                     whole = f"it reads the last position of {inherited}, which sees the whole input"
                 elif taken is not None and not taken[1]:  # its outputs read a prefix of the positions, short of the last
                     reach = taken[2]
-                    rf = tuple(r._replace(whole=False) for r in _whole(tuple((f, (reach + 1,)) for f, _ in prefix[inherited]), rf))
+                    # what its outputs see together: the fields of positions 0..reach (a layer mixing them sees that union)
+                    taken_grid = tuple((f, (reach + 1,)) for f, _ in prefix[inherited])
+                    rf = tuple(r._replace(whole=False) for r in _whole(taken_grid, rf))
+                    if len(node["shape"]) == len(node["in_shapes"][0]) and as_int(node["shape"][layout.index(0)]) != 1:
+                        ragged.add(name)  # output j sees positions up to its own: prefixes of different lengths, on no sliding grid
                     whole, inherited = None, None
                     note = note or (
                         f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}: "
                         f"they see the fields of positions 0..{reach}, not the whole input"
                     )
-                elif taken is None or taken[1]:
+                elif taken is None or _identity((named or {}).get(layout.index(0)), node["in_shapes"][0], node["shape"], layout.index(0)):
                     prefix[name] = prefix[inherited]
+                else:  # its last output reads the last position, but the others are moved or strided: which prefix each sees is not followed
+                    exact = False
+                    note = note or (
+                        "after causal attention (output i sees positions 0..i), it takes positions with a stride or an offset: "
+                        "which positions each of its outputs sees is not followed here, the receptive field is approximate from here on"
+                    )
             if why is not None and note is None:
                 note = why
             if tangled and tangle is not None and named is None and tangle[0]:  # spatial axes merged into the axis read as channels
@@ -507,14 +545,23 @@ def receptive_field(G: Graph) -> None:
                 note = note or f"{name} slides a window along an axis holding spatial axes merged with others: the field is approximate from here on"
             bound = bound or (None if exact else name)
             shape = node["shape"]
-            grid = ((rf, _grid_sizes(shape, layout, len(rf))),)
+            grid = ((rf, _grid_sizes(shape, layout, len(rf))),) if taken_grid is None else taken_grid
+            if taken_grid is not None:  # (which pixels each position sees is a prefix's: not the coverage of one field)
+                cov = (None,) * len(rf)
             if whole is None and exact and named and _one_window(named, layout, node["in_shapes"][0], len(rf)):
                 whole = "one window covers the whole map: every output sees every input pixel any position sees"
         elif windows is not None and len(windows) == len(rf):
             in0, out_shape = node["in_shapes"][0], node["shape"]
+            mode = layer.__dict__.get("padding_mode", "zeros")
+            rf_in, outs = rf, out_shape[1:] if len(out_shape) == len(rf) + 1 else (1,) * len(rf)
+            wraps = tuple(mode == "circular" and _reads_outside(w, n, m) is not False for w, n, m in zip(windows, in0[1:], outs, strict=True)) if (
+                len(in0) == len(rf) + 1
+            ) else (mode == "circular",) * len(rf)
             if len(in0) == len(rf) + 1:  # (a flatten of the map: one output position)
-                outs = out_shape[1:] if len(out_shape) == len(rf) + 1 else (1,) * len(rf)
-                cov = tuple(_cov_through(c, w, n, m) for c, w, n, m in zip(cov, windows, in0[1:], outs, strict=True))
+                cov = tuple(
+                    _cov_wrapped(c, w, n, m) if wrap else _cov_through(c, w, n, m)
+                    for c, w, n, m, wrap in zip(cov, windows, in0[1:], outs, wraps, strict=True)
+                )
             else:
                 cov = (None,) * len(rf)
             if steps is not None and all(r.phases is None and not r.whole for r in rf):  # the usual case: a regular grid through a regular window
@@ -528,11 +575,29 @@ def receptive_field(G: Graph) -> None:
                     bound = bound or (None if exact else name)
                     out.append(r_out)
                 rf = tuple(out)
+            if any(wraps):  # circular padding: border windows read the far side of the map
+                every = tuple(
+                    wrap and (reads := _wrapped_reads(w, n, m)) is not None and reads[1]
+                    for w, n, m, wrap in zip(windows, in0[1:], outs, wraps, strict=True)
+                )
+                rf, why, exact = _circular(rf_in, rf, wraps, torus.get(inputs[0]), in_sizes, _whole(grid, rf) if any(every) else None, every)
+                if why is not None:
+                    note = note or why
+                if not exact:
+                    bound = bound or name
+            elif mode in ("reflect", "replicate") and len(in0) == len(rf) + 1:
+                # (the padding copies pixels next to the border, which the window's own positions hold: no pixel beyond
+                # the zeros case, no output reading none; the interval rules count those positions as padding, as for zeros)
+                pass
             shape = node["shape"]
             grid = ((rf, tuple(shape[1:]) if len(shape) == len(rf) + 1 else (1,) * len(rf)),)
-            if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1]):
+            if whole is None and _spans_the_map(windows, node["in_shapes"][0], grid[0][1], wraps):
                 whole = "its window spans the whole map: every output position sees every input pixel any position sees"
-        if inherited is not None and rf and (named is not None or windows is not None):
+            elif whole is None and rf and all(r.whole for r in rf) and any(wraps):
+                whole = "circular padding wraps every output's field around the whole map: every output sees every input pixel"
+            if rings and len(in0) == len(rf) + 1 and len(inputs) == 1:
+                torus[name] = _torus_after(torus.get(inputs[0]), rf, windows, in0[1:], outs, wraps, mode, in_sizes)
+        if inherited is not None and rf and (named is not None or windows is not None) and layer.__dict__.get("padding_mode", "zeros") == "zeros":
             blank = _reads_only_padding(named, windows, layout, node["in_shapes"][0], node["shape"], len(rf))
             if blank is not None:  # (a whole field is no field for an output that reads only padding)
                 whole, inherited = None, None
@@ -596,14 +661,17 @@ def receptive_field(G: Graph) -> None:
                     "not every output sees the whole input (after the causal mask and softmax, row i reads keys 0..i)"
                 )
             elif asked["sees_prefix"]:  # causal attention
-                if len(rf) == 1:
-                    prefix[name] = grid
+                if len(rf) == 1 and layout is not None and 0 in layout and layout.index(0) == len(ins[0]) - 2:  # (the tokens where it reads them)
+                    # output i reads positions 0..i of every input: the fields those positions see (where an input came after an
+                    # earlier causal layer, position j sees that one's prefix 0..j; else its own field)
+                    prefix[name] = tuple({id(g): g for i in inputs if nodes[i]["rf"] for g in (prefix[i] if i in prefix else grids[i])}.values())
                 whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
                 note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
                 whole = "it mixes every position: every output sees every input pixel any position sees"
             grid = ((rf, (1,) * len(rf)),)
             note = note or "mixes every position: every output sees the whole input"
+        layout_in = layout
         perm = None
         if layout is not None and hooks.permutation:
             perm = asked.get("permutation", _UNASKED)
@@ -615,6 +683,51 @@ def receptive_field(G: Graph) -> None:
             layout, tangle = _next_layout(layout, tangle, tuple(node["in_shapes"][0]), tuple(node["shape"]))
         elif layout is not None and len(layout) != len(node["shape"]):
             layout = None
+        if rings and name not in torus and len(inputs) > 1 and windows is None and named is None and not mixes and rf:
+            seen_t = [torus.get(i) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"] and s == node["shape"]]
+            if seen_t and all(t is not None for t in seen_t) and len(seen_t) == sum(1 for i in inputs if nodes[i]["rf"]):
+                torus[name] = tuple(
+                    all(t[a] for t in seen_t if t is not None) and _ring(r, n, big)
+                    for a, (r, n, big) in enumerate(zip(rf, _grid_sizes(node["shape"], layout, len(rf)), in_sizes, strict=True))
+                )
+        if whole is not None and whole.startswith(CAUSAL) and name not in prefix and len(rf) == 1 and bound is None:
+            mixed_in = ()
+            if hooks.mixed_axes:
+                mixed_in = asked.get("mixed_axes", _UNASKED)
+                if mixed_in is _UNASKED:
+                    mixed_in = asked["mixed_axes"] = layer.mixed_axes(ins)
+            carried = _carried_prefix(
+                [(i, s, nodes[i]) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"]],
+                node["shape"], layout_in, layout, named, windows, mixed_in, prefix, grids,
+            )
+            if carried is not None:
+                prefix[name] = carried
+        if name not in ragged and any(i in ragged for i in inputs) and rf:
+            mixed_r = asked.get("mixed_axes", ()) if hooks.mixed_axes else ()
+            if mixed_r is _UNASKED:
+                mixed_r = asked["mixed_axes"] = layer.mixed_axes(ins)
+            t_r = layout_in.index(0) if layout_in is not None and 0 in layout_in else None
+            if mixes or (t_r is not None and t_r in mixed_r):
+                pass  # every output reads all the positions: the union of their prefixes (the grid the take left), exact
+            elif (
+                t_r is not None
+                and layout is not None
+                and 0 in layout
+                and all(i in ragged or not nodes[i]["rf"] for i in inputs)
+                and _token_wise(t_r, node["shape"][layout.index(0)], named, windows)
+                and all(
+                    len(s) == len(layout_in) and _same_size(s[t_r], node["shape"][layout.index(0)])
+                    for i, s in zip(inputs, ins, strict=True)
+                    if nodes[i]["rf"]
+                )
+            ):
+                ragged.add(name)
+            else:
+                bound = bound or name
+                note = note or (
+                    "it reads tokens taken after causal attention, whose outputs see prefixes of different lengths (output j sees "
+                    "positions 0..j): a window over them, or a regrouping, is not followed: the receptive field is approximate from here on"
+                )
         if note is None and id(rf) not in regular:
             for r in rf:
                 if r.phases is not None:  # on an upsampled grid, the average stride may be fractional
@@ -626,6 +739,12 @@ def receptive_field(G: Graph) -> None:
                 regular.add(id(rf))  # (every rf stays alive on its node: ids are not reused during the pass)
         if note is None and bound is not None:
             note = f"receptive field approximate from {bound} on (see that row)"
+        elif note is not None and bound is not None:  # (a note on the grid says nothing of exactness where the field is approximate)
+            note = note.replace(EXACT_FIELD, "")
+            if "approximate" not in note and bound == name:
+                note = f"{note}: the receptive field is approximate from here on"
+            elif "approximate" not in note:
+                note = f"{note}; receptive field approximate from {bound} on (see that row)"
         if inherited is not None:
             cov = covs[inherited]  # every output sees all that input saw
         elif whole is not None and rf:
@@ -1023,6 +1142,7 @@ def _short_of_whole(cov: tuple[Cover, ...], sizes: tuple[Dim, ...]) -> str | Non
 
 
 Layout = tuple[int | None, ...]
+EXACT_FIELD = " (the receptive field is exact)"  # said of a field on an uneven grid; dropped where the row's field is approximate
 CAUSAL = "causal"  # how an rf_whole reason begins where output i sees only positions 0..i
 
 _UNASKED: Any = object()  # a hook not yet asked for a formula key
@@ -1114,14 +1234,126 @@ def _through_axes(
     return tuple(out), note, exact
 
 
-def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...]) -> bool:
+def _reads_outside(w: Window, n: Dim, m: Dim) -> bool | None:
+    """Whether some of the ``m`` outputs of window ``w`` on ``n`` units reads a unit outside 0..n-1
+    (padding); None where symbols leave it undecided."""
+    window, n_i, m_i = _int_window(w), as_int(n), as_int(m)
+    if window is None or n_i is None or m_i is None or w.adaptive is not None:
+        return None
+    k, s, p, d, u = window
+    return p > 0 or ((m_i - 1) * s - p + (k - 1) * d) // u > n_i - 1
+
+
+def _wrapped_reads(w: Window, n: Dim, m: Dim) -> tuple[bool, bool] | None:
+    """Under circular padding (unit q read as q mod n): (the outputs together read every unit, each
+    output reads every unit); None where symbols (or more than about a million reads) leave it undecided."""
+    window, n_i, m_i = _int_window(w), as_int(n), as_int(m)
+    if window is None or n_i is None or m_i is None or w.adaptive is not None or window[4] != 1 or m_i * window[0] > 1 << 20:
+        return None
+    k, s, p, d, _ = window
+    seen: set[int] = set()
+    each = True
+    for o in range(m_i):
+        units = {(o * s - p + t * d) % n_i for t in range(k)}
+        each = each and len(units) == n_i
+        seen |= units
+    return len(seen) == n_i, each
+
+
+def _cov_wrapped(c: Cover, w: Window, n: Dim, m: Dim) -> Cover:
+    """:func:`_cov_through` for a window under circular padding: if its outputs read every unit
+    (around the ring), the map sees together what its input saw (each position's own field, which
+    wraps, not followed); else nothing is known."""
+    reads = _wrapped_reads(w, n, m)
+    if c is None or reads is None or not reads[0]:
+        return None
+    return c[0], c[1], (), c[3]
+
+
+def _ring(r: AxisRF, n: Dim, big: Dim) -> bool:
+    """Whether ``n`` positions on the regular grid of ``r`` span the ``big`` input pixels once around (n * jump = N)."""
+    return r.phases is None and not r.whole and type(r.jump) is int and type(n) is int and type(big) is int and n * r.jump == big
+
+
+def _circular(
+    rf_in: tuple[AxisRF, ...],
+    rf: tuple[AxisRF, ...],
+    wraps: tuple[bool, ...],
+    ring: tuple[bool, ...] | None,
+    pixels: tuple[Dim, ...],
+    union: tuple[AxisRF, ...] | None = None,
+    every: tuple[bool, ...] = (),
+) -> tuple[tuple[AxisRF, ...], str | None, bool]:
+    """The field after a window whose circular padding wraps along the axes ``wraps``: where its
+    input's positions wrap around the input as a ring (``torus``), the position the interval rules
+    count as padding left of position 0 is position n - 1, whose field is the same interval taken
+    around the ring: the rules' field is exact as the run of pixels each output sees, going round
+    the border (a run of N or more is every pixel along the axis: whole there).  Elsewhere (the input
+    was zero-padded, strided unevenly, or upsampled before) the far side's fields are not where the
+    rules put them: the field is approximate, with a note.  Along an axis where every output's window,
+    taken round the ring, reads every position (``every``; a 3x3 window padded by 2 on a 2x2 map), each
+    output sees the union of all their fields (``union``): exact, whatever came before."""
+    out = list(rf)
+    why = None
+    exact = True
+    for a, (r_in, r, wrap) in enumerate(zip(rf_in, rf, wraps, strict=True)):
+        if not wrap:
+            continue
+        if union is not None and a < len(every) and every[a]:
+            out[a] = union[a]
+            why = why or f"axis {a}: circular padding: every output's window, taken round the map, reads every position along it"
+            continue
+        big = as_int(pixels[a])
+        if ring is None or not ring[a] or r_in.phases is not None or r_in.whole or big is None or type(r.size) is not int:
+            exact = False
+            why = why or (
+                f"axis {a}: circular padding wraps: its border windows read the far side of the map, whose fields the interval "
+                "rules do not follow here (zero padding, an uneven stride or upsampling before it, or sizes with symbols): "
+                "the receptive field is approximate from here on"
+            )
+            continue
+        if r.size >= big:  # the run goes round the whole ring: every output sees every pixel along the axis
+            out[a] = AxisRF(big, r.jump, big - 1, whole=True)
+            why = why or f"axis {a}: circular padding: every output's field wraps around all {big} pixels along it"
+        else:
+            why = why or (
+                f"axis {a}: circular padding: border windows read the far side of the map, so the field of a border output "
+                "runs round the edge (the same number of pixels as inside)"
+            )
+    return tuple(out), why, exact
+
+
+def _torus_after(
+    ring: tuple[bool, ...] | None,
+    rf: tuple[AxisRF, ...],
+    windows: list[Window],
+    ins: tuple[Dim, ...],
+    outs: tuple[Dim, ...],
+    wraps: tuple[bool, ...],
+    mode: str,
+    pixels: tuple[Dim, ...],
+) -> tuple[bool, ...]:
+    """Per axis, whether the outputs of this window still wrap around the input as a ring (see
+    ``torus``): its input did, it reads no padding (or circular padding, which wraps), and its m
+    outputs, one jump apart, span the N pixels once (m * jump = N)."""
+    out = []
+    for a, (r, w, n, m) in enumerate(zip(rf, windows, ins, outs, strict=True)):
+        inside = _reads_outside(w, n, m) is False or (wraps[a] and mode == "circular")
+        plain = known_sign(w.upsample - 1) == 0 and w.adaptive is None
+        out.append(bool(ring is not None and ring[a] and inside and plain and _ring(r, m, pixels[a])))
+    return tuple(out)
+
+
+def _spans_the_map(windows: list[Window], in_shape: tuple[Dim, ...], positions: tuple[Dim, ...], wraps: tuple[bool, ...] = ()) -> bool:
     """Whether every output position reads every input position: on each axis no upsampling, and
     each output's window from at or before position 0 to at or past the last one (a flatten of the
     map, a global pool, a conv as large as the map; a padded 3x3 conv on a 2x2 map: ResNet's layer4
     on a 64x64 image)."""
     if len(in_shape) != len(windows) + 1 or len(positions) != len(windows):
         return False
-    for w, n, m in zip(windows, in_shape[1:], positions, strict=True):
+    for a, (w, n, m) in enumerate(zip(windows, in_shape[1:], positions, strict=True)):
+        if a < len(wraps) and wraps[a] and (reads := _wrapped_reads(w, n, m)) is not None and reads[1]:
+            continue  # circular padding: each output's window, taken around the ring, reads every position
         if known_sign(w.upsample - 1) != 0 or w.adaptive is not None:
             return False
         if known_sign(m - 1) != 0 and (  # more outputs: each must read from pixel 0 (the last one starts at or before it), undilated
@@ -1431,6 +1663,61 @@ def _causal_taken(
         return None
     first, last = min(e - 1 - p, n - 1), min((m - 1) * s - p + e - 1, n - 1)
     return first >= n - 1, last >= n - 1, last
+
+
+def _identity(op: Window | Partition | None, ins: tuple[Dim, ...], out: tuple[Dim, ...], t: int) -> bool:
+    """Whether ``op`` along tensor axis ``t`` maps position j to position j (or there is none)."""
+    if op is None:
+        return len(ins) == len(out) and known_sign(ins[t] - out[t]) == 0
+    if not isinstance(op, Window) or op.adaptive is not None:
+        return False
+    return (
+        all(known_sign(v) == 0 for v in (op.extent - 1, op.stride - 1, op.pad_before, op.upsample - 1))
+        and len(ins) == len(out)
+        and known_sign(ins[t] - out[t]) == 0
+    )
+
+
+def _token_wise(t: int, n: Dim, named: dict[int, Window | Partition | None] | None, windows: list[Window] | None) -> bool:
+    """Whether a layer (mixing no axis) maps position j along tensor axis ``t`` (``n`` positions) to position j."""
+    if named is not None:
+        return t not in named
+    return windows is None or (t > 0 and t - 1 < len(windows) and _identity(windows[t - 1], (n,), (n,), 0))
+
+
+def _carried_prefix(
+    sources: list[tuple[str, tuple[Dim, ...], dict[str, Any]]],
+    shape: tuple[Dim, ...],
+    layout_in: Layout | None,
+    layout_out: Layout | None,
+    named: dict[int, Window | Partition | None] | None,
+    windows: list[Window] | None,
+    mixed: tuple[int, ...],
+    prefix: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]],
+    grids: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]],
+) -> tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...] | None:
+    """After causal attention, the fields a layer's output position j sees through positions 0..j
+    of the attention's inputs (see ``prefix``), where the layer maps position j of each input to
+    position j along the tokens (a permute, a reshape that keeps the tokens' axis, a linear over the
+    features, a residual add); None where it does not (a window or a mix along the tokens, a
+    broadcast, a layout lost): the caller keeps its upper bound, the whole input."""
+    if layout_in is None or layout_out is None or 0 not in layout_in or 0 not in layout_out or not sources:
+        return None
+    t = layout_in.index(0)
+    n = shape[layout_out.index(0)]
+    if t in mixed or not _token_wise(t, n, named, windows):
+        return None
+    grid: list[tuple[tuple[AxisRF, ...], tuple[Dim, ...]]] = []
+    for i, s, node in sources:
+        if node["rf_layout"] != layout_in or len(s) != len(layout_in) or known_sign(s[t] - n) != 0:
+            return None  # (broadcast along the tokens, or regrouped: not followed)
+        if i in prefix:
+            grid += prefix[i]
+        elif node.get("rf_whole") or any(len(sizes) != 1 or known_sign(sizes[0] - n) != 0 for _, sizes in grids[i]):
+            return None  # (an input that sees every position, or whose positions are not these tokens)
+        else:  # its position j sees its own field: among positions 0..j's
+            grid += grids[i]
+    return tuple({id(g): g for g in grid}.values())
 
 
 def _reads_only_padding(
