@@ -205,6 +205,7 @@ class _Compiler:
         self.repeats: dict[str, Dim] = {}  # call name -> copies, for calls that say `repeat` (a symbol: see SymbolicRepeat)
         self.symbolic: list[SymbolicRepeat] = []
         self.ties = False  # some bound layer uses another layer's weight (tie_weight): see _resolve_ties
+        self.circular = False  # some bound layer pads circularly (graph attribute ``circular``: the receptive-field pass follows rings)
 
     # -- size guard: count what expansion would produce, without expanding --------------------
     def count(self, entries: Sequence[Layer | BlockCall], env: Mapping[str, Any], stack: tuple[str, ...], prefix: str = "") -> int:
@@ -313,6 +314,8 @@ class _Compiler:
             kind = traits(type(bound))
             if kind.tied_weights and bound.tied_weights():
                 self.ties = True
+            if kind.padding_mode and bound.__dict__["padding_mode"] == "circular":
+                self.circular = True
             local[local_name] = full
             training = d["training_only"]
             pending.append((full, bound, d["inputs"], training))
@@ -470,7 +473,9 @@ def compile_graph(
         raise SpecError("blocks nested too deeply (each block calls the next, hundreds of levels)", field="blocks") from None
 
     nodes: dict[str, dict[str, Any]] = {INPUT: {"layer": None, "inputs": [], "training_only": False, "index": -1, "scope": ()}, **c.nodes}
-    G = LayerGraph({"name": arch.name, "title": arch.title, "input_shape": tuple(shape), "output": output, "repeats": c.repeats}, nodes)
+    G = LayerGraph(
+        {"name": arch.name, "title": arch.title, "input_shape": tuple(shape), "output": output, "repeats": c.repeats, "circular": c.circular}, nodes
+    )
     if c.symbolic:
         G.graph["symbolic_repeats"] = _check_symbolic(c.symbolic, nodes)
     tied = _resolve_ties(c, nodes)

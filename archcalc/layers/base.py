@@ -654,6 +654,7 @@ class Traits(NamedTuple):
     tied_weights: bool
     source: bool
     field_hooks: bool
+    padding_mode: bool  # has a padding_mode field (a conv): "circular" wraps the receptive field
 
 
 _TRAITS: dict[type, Traits] = {}
@@ -665,5 +666,7 @@ def traits(kind: type[Layer]) -> Traits:
     got = _TRAITS.get(kind)
     if got is None:
         aw, mp, pm, ma = (getattr(kind, h) is not getattr(Layer, h) for h in ("axis_windows", "mixes_positions", "permutation", "mixed_axes"))
-        got = _TRAITS[kind] = Traits(aw, mp, pm, ma, kind.tied_weights is not Layer.tied_weights, bool(kind.source), aw or mp or pm or ma)
+        got = _TRAITS[kind] = Traits(
+            aw, mp, pm, ma, kind.tied_weights is not Layer.tied_weights, bool(kind.source), aw or mp or pm or ma, "padding_mode" in kind.model_fields
+        )
     return got

@@ -363,7 +363,9 @@ def receptive_field(G: Graph) -> None:
     # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
     # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
     # padding reads the far side exactly where the interval rules put a padding position (see _circular)
-    rings = any(nodes[n]["layer"].__dict__.get("padding_mode") == "circular" for n in G.graph["order"])  # (else nothing to follow)
+    rings = G.graph["circular"] if "circular" in G.graph else any(  # (else nothing to follow; compile says, else look)
+        nodes[n]["layer"].__dict__.get("padding_mode") == "circular" for n in G.graph["order"]
+    )
     torus: dict[str, tuple[bool, ...]] = {INPUT: (True,) * n_axes} if rings else {}
     covs[INPUT] = tuple((0, n - 1, ((AxisRF(), 0, n - 1),) if type(n) is int else (), False) for n in in_sizes)
     roles: dict[str, Roles | None] | None = None  # what each axis holds, where the layout is lost (computed when first needed)
