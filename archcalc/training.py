@@ -272,7 +272,10 @@ def _from_graph(
     attention: str = "fused",
     loss: str = "none",
     cpu_conv16: str | None = None,
+    cpu_threads: int | None = None,
 ) -> TrainingMemory:
+    if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 1):
+        raise SpecError(f"--cpu-threads must be a positive whole number, got {cpu_threads!r}", field="--cpu-threads")
     if cpu_conv16 not in (None, *CPU_CONV16):
         raise SpecError(f"unknown --cpu-conv16 {cpu_conv16!r}; choose from {', '.join(CPU_CONV16)}", field="--cpu-conv16")
     if loss not in LOSSES:
@@ -427,6 +430,8 @@ def _from_graph(
             amp_low=act if amp else 0,
             batch=batch,
             conv16=cpu_conv16,
+            threads=cpu_threads,
+            fused=attention == "fused",
         )
     lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
     numeric = all(isinstance(f, int) and isinstance(p, int) for f, p in lines)
@@ -485,7 +490,7 @@ def _from_graph(
             "counted; measured with use_reentrant=False on ResNet-18, at or above torch.profiler's peak by at most 0.5%)"
         )
     def run_of(n: str) -> Run:
-        return Run(nodes[n].get("elt") or act, batch, cpu_conv16)
+        return Run(nodes[n].get("elt") or act, batch, cpu_conv16, cpu_threads, None, attention == "fused")
 
     ws_uncounted: dict[str, str] = {}  # layer -> what the peak does not count of its kernel's workspace
     for ask, lead in (
@@ -834,6 +839,9 @@ class Fit:
             "checkpoint": self.report.checkpoint,
             "assumptions": self.report.assumptions,
         }
+        if self.report.not_counted:  # the peak counted is a lower bound: max_batch is an upper bound, and may not fit
+            doc["peak_is_lower_bound"] = True
+            doc["workspace_not_counted"] = dict(self.report.not_counted)
         if self.without_checkpoint is not None:
             doc["without_checkpoint"] = {"max_batch": self.without_checkpoint.max_batch, "peak_bytes": self.without_checkpoint.peak_bytes}
             doc["recompute_flops"] = to_json(self.report.recompute_flops * self.max_batch)
