@@ -377,3 +377,32 @@ def test_bf16_conv_scratchpad_on_an_avx512_cpu_is_flagged() -> None:
     assert "at least" in m.render("text")
     assert not training_memory(spec, batch=2, amp=True, cpu_conv16="slow").not_counted
 
+
+def test_checkpointing_keeps_the_cpu_generators_state() -> None:
+    # review s9 #11: transformer_lm (s 64, h 64, 4 heads, V 100, 3 layers), batch 2, transformer.h.1 checkpointed
+    # (use_reentrant=False, 2 threads): measured 2,738,368 B, archcalc said 2,734,336.  torch.utils.checkpoint keeps
+    # torch.get_rng_state() (5,056 bytes) from the block's forward to its backward: 2,734,336 + 5,056 = 2,739,392
+    torch = pytest.importorskip("torch")
+    from archcalc.graph import compile_graph
+    from archcalc.spec import load_spec
+    from archcalc.torch.build import build_module
+    from archcalc.torch.peak import measure_peak
+    from archcalc.training import training_memory_from_graph
+
+    values = {"s": 64, "h": 64, "a": 4, "V": 100, "l": 3}
+    assert torch.get_rng_state().numel() == 5056
+    G = compile_graph(load_spec(SPECS / "transformer_lm.json"), values=values)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        torch.manual_seed(0)
+        model = checkpointed(G, build_module(G), ["transformer.h.1"], reentrant=False, free=True)
+        measured = measure_peak(model, torch.randint(0, 100, (2, 64))).peak
+    finally:
+        torch.set_num_threads(before)
+    m = training_memory_from_graph(compile_graph(load_spec(SPECS / "transformer_lm.json"), values=values), batch=2,
+                                   checkpoint=["transformer.h.1"])  # fmt: skip
+    assert m.totals["peak_bytes"] == 2_734_336 + 5_056
+    assert measured == 2_738_368
+    assert measured <= m.totals["peak_bytes"] <= measured * 1001 // 1000
+    assert any("get_rng_state" in a for a in m.assumptions)
