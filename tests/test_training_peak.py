@@ -82,7 +82,8 @@ def test_checkpointed_peak_is_the_measured_one_within_one_percent_above(blocks: 
     # ResNet-18 at batch 2 with blocks under torch.utils.checkpoint (use_reentrant=False), the other
     # layers run as the spec's module runs them (each output freed after its last reader): the walk
     # adds a block's saved tensors back when its backward starts (measured at batch 4: 179,132,064
-    # against 179,929,824 with layer1, 166,797,472 against 166,939,872 with layer1-3; 202,410,720 without)
+    # against 179,934,880 with layer1, 166,797,472 against 166,944,928 with layer1-3, each block with its 5,056-byte
+    # generator state; 202,410,720 without)
     torch = pytest.importorskip("torch")
 
     from archcalc.graph import compile_graph
