@@ -509,6 +509,12 @@ def _from_graph(
                         ws_uncounted[n] = what
         for what, small in said.items():
             assumptions.append(f"{lead} {', '.join(small[:4])}" + (f" and {len(small) - 4} more" if len(small) > 4 else "") + f": {what}")
+    if cpu_threads is not None and device == "cpu":
+        assumptions.append(
+            f"--cpu-threads {cpu_threads}: the buffers kernels allocate per CPU thread (flash attention's, FlashAttentionKernel.cpp) "
+            f"counted for {cpu_threads} threads, and its row sums for each thread that runs (torch.profiler sees the calling "
+            "thread's only: the figure is above its measurement by qSplit x 4 bytes per other thread)"
+        )
     masks = [n for n in order if nodes[n]["layer"].type == "causal_mask" and nodes[n]["layer"].buffer_size is None]
     if masks:  # review s8 #9: nanoGPT's written-out attention measured 2.2% (64 tokens) to 13.6% (6 of 16) below without it
         assumptions.append(
