@@ -36,6 +36,9 @@ from .dims import Dim, prod
 from .graph import INPUT, Graph, node_table
 from .layers.base import Run
 
+CPU_RNG_STATE_BYTES = 5056
+"""``torch.get_rng_state()``: the CPU generator's state (mt19937's 624 words and the rest), a uint8 tensor of 5,056 bytes."""
+
 
 class Moment(NamedTuple):
     """``fixed + per_sample * batch`` bytes alive, at ``phase`` ("forward", "backward",
@@ -103,6 +106,8 @@ def step_moments(
     amp_low: int = 0,
     batch: Dim = 1,
     conv16: str | None = None,
+    threads: int | None = None,
+    fused: bool = True,
 ) -> list[Moment]:
     """Every moment of one training step (see the module docstring).
 
@@ -118,8 +123,9 @@ def step_moments(
     gradient it holds) or ``cross_entropy`` (:func:`cross_entropy_sizes`: ``F.cross_entropy`` of
     each output against int64 targets the caller holds; the log-softmax it keeps, and in its
     backward the log-softmax's gradient and the logits', which then flows into the model);
-    ``amp_low``: under autocast, the bytes of its low dtype (0: no autocast); ``batch`` and
-    ``conv16``: what decides the kernels torch picks (:class:`archcalc.layers.base.Run`)."""
+    ``amp_low``: under autocast, the bytes of its low dtype (0: no autocast); ``batch``,
+    ``conv16``, ``threads`` and ``fused``: what decides the kernels torch picks and their buffers
+    (:class:`archcalc.layers.base.Run`)."""
     nodes = node_table(G)
     order: list[str] = G.graph["order"]
     checkpointed = checkpointed or {}
@@ -132,7 +138,7 @@ def step_moments(
 
     def asked(node: dict[str, Any], what: str, *args: Any) -> Any:
         """The layer's answer (memoized by its formula key, as the passes do)."""
-        key = (node.get("formula_key"), what, node.get("elt"), *args)
+        key = (node.get("formula_key"), what, node.get("elt"), grad_order.get(name_of.get(id(node), "")), *args)
         got = memo.get(key, memo)
         if got is memo or key[0] is None:
             layer, ins = node["layer"], node["in_shapes"]
@@ -143,11 +149,13 @@ def step_moments(
             elif what == "weights":
                 got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
             else:
-                run = Run(node.get("elt") or act, batch, conv16)
+                run = Run(node.get("elt") or act, batch, conv16, threads, grad_order.get(name_of.get(id(node), "")), fused)
                 got = [_bytes(ws, node, act) for ws in layer.workspace(ins, node["shape"], device, *args, run=run)]
             memo[key] = got
         return got
 
+    grad_order = _grad_orders(nodes, order, outputs)
+    name_of = {id(nodes[n]): n for n in grad_order}
     token_ids = any(nodes[n]["layer"].takes_indices for n in order if INPUT in nodes[n]["inputs"])
 
     def out_size(n: str) -> _Size:
@@ -186,10 +194,24 @@ def step_moments(
         if block is not None and block in repeats:
             first_of_block.setdefault(block, i)
 
+    # torch.utils.checkpoint (preserve_rng_state, its default) keeps the CPU generator's state, torch.get_rng_state(),
+    # from the block's forward until its backward has run (the recomputation's closure holds it): on CPU, memory
+    # of the device (review s9 #11: transformer_lm, s 64, h 64, 4 heads, V 100, 3 layers, batch 2, with
+    # transformer.h.1 checkpointed measured 2,738,368 B, 4,032 more than the 2,734,336 counted without it)
+    rng_at: dict[int, str] = {}
+    if device == "cpu":
+        for i, n in enumerate(order):
+            blk = checkpointed.get(n)
+            if blk is not None and blk not in rng_at.values():
+                rng_at[i] = blk
+                release_at.setdefault(i, []).append("rng_state:" + blk)
+
     # ---- forward
     alive.add(INPUT, out_size(INPUT))
     for i, n in enumerate(order):
         node = nodes[n]
+        if i in rng_at:
+            alive.add("rng_state:" + rng_at[i], (CPU_RNG_STATE_BYTES, 0))
         block = _repeat_block(n, node)
         if block is not None and block in repeats and first_of_block[block] == i:
             count, (f, p) = repeats[block]
@@ -282,8 +304,12 @@ def step_moments(
         if amp_low and wkeys and asked(node, "autocast") == "lower":
             cast, wgrad = wgrad, wgrad * amp_low // weight_elt
         input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
-        for ws in asked(node, "ws", "backward", input_grad):
-            moments.append(Moment(alive.fixed + wgrad + ws[0], alive.per + ws[1], "backward", n))
+        released = node["layer"].grad_released_from
+        # its output's gradient, held here alone (not by the caller, nor a view of a tensor another holds)
+        alone = released is not None and got.dense and alive.refs.get(got.key) == 1 and got.key in alive.bytes
+        for j, ws in enumerate(asked(node, "ws", "backward", input_grad)):
+            gf, gp = alive.bytes[got.key] if alone and released is not None and j >= released else (0, 0)
+            moments.append(Moment(alive.fixed + wgrad + ws[0] - gf, alive.per + ws[1] - gp, "backward", n))
         if casts:  # cast as the layer's backward returns, its output gradient still alive
             for key, cast_size in casts:
                 alive.add(key, cast_size)
@@ -323,6 +349,32 @@ def step_moments(
                 alive.drop(g.key)
                 pending[src] = _Grad(key, True)
     return moments
+
+
+def _grad_orders(nodes: Mapping[str, dict[str, Any]], order: Sequence[str], outputs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Layer -> the physical order of the per-sample axes of its output's gradient, where it is not the
+    logical order (a kernel that reads the gradient in another layout copies it, flash attention's
+    backward): for an output the caller holds, the output's own layout (``ones_like`` keeps its strides;
+    Run.grad_order); for a tensor whose readers all reorder it the same way (a transpose back), that
+    reordering (the reader's gradient, contiguous, seen through its inverse)."""
+    readers: dict[str, list[str]] = {}
+    for n in order:
+        for src in nodes[n]["inputs"]:
+            readers.setdefault(src, []).append(n)
+    got: dict[str, tuple[int, ...]] = {}
+    for n in order:
+        node = nodes[n]
+        if n in outputs:
+            perm = node.get("perm")
+            if isinstance(perm, tuple) and node.get("storage") == n:
+                got[n] = perm
+            continue
+        perms = {nodes[r]["layer"].permutation(nodes[r]["in_shapes"]) for r in readers.get(n, ())}
+        if len(perms) == 1:
+            (perm,) = perms
+            if perm is not None:
+                got[n] = tuple(perm)
+    return got
 
 
 def cross_entropy_sizes(node: dict[str, Any], act: int) -> tuple[Dim, Dim, int]:

@@ -272,7 +272,10 @@ def _from_graph(
     attention: str = "fused",
     loss: str = "none",
     cpu_conv16: str | None = None,
+    cpu_threads: int | None = None,
 ) -> TrainingMemory:
+    if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 1):
+        raise SpecError(f"--cpu-threads must be a positive whole number, got {cpu_threads!r}", field="--cpu-threads")
     if cpu_conv16 not in (None, *CPU_CONV16):
         raise SpecError(f"unknown --cpu-conv16 {cpu_conv16!r}; choose from {', '.join(CPU_CONV16)}", field="--cpu-conv16")
     if loss not in LOSSES:
@@ -427,6 +430,8 @@ def _from_graph(
             amp_low=act if amp else 0,
             batch=batch,
             conv16=cpu_conv16,
+            threads=cpu_threads,
+            fused=attention == "fused",
         )
     lines: list[tuple[Dim, Dim]] = [(weights + m.fixed, m.per_sample) for m in moments] or [(weights + fixed, per)]
     numeric = all(isinstance(f, int) and isinstance(p, int) for f, p in lines)
@@ -483,9 +488,11 @@ def _from_graph(
             "forward again when its backward starts, the tensors saved by the layers after it already freed: the walk adds its "
             "saved tensors back then and frees them as its layers run backward (the recomputed outputs no layer keeps are not "
             "counted; measured with use_reentrant=False on ResNet-18, at or above torch.profiler's peak by at most 0.5%)"
+            + ("; each block also keeps the CPU generator's state (preserve_rng_state, torch's default: torch.get_rng_state(), "
+               "5,056 bytes) from its forward until its backward has run" if device == "cpu" else "")
         )
     def run_of(n: str) -> Run:
-        return Run(nodes[n].get("elt") or act, batch, cpu_conv16)
+        return Run(nodes[n].get("elt") or act, batch, cpu_conv16, cpu_threads, None, attention == "fused")
 
     ws_uncounted: dict[str, str] = {}  # layer -> what the peak does not count of its kernel's workspace
     for ask, lead in (
@@ -502,6 +509,12 @@ def _from_graph(
                         ws_uncounted[n] = what
         for what, small in said.items():
             assumptions.append(f"{lead} {', '.join(small[:4])}" + (f" and {len(small) - 4} more" if len(small) > 4 else "") + f": {what}")
+    if cpu_threads is not None and device == "cpu":
+        assumptions.append(
+            f"--cpu-threads {cpu_threads}: the buffers kernels allocate per CPU thread (flash attention's, FlashAttentionKernel.cpp) "
+            f"counted for {cpu_threads} threads, and its row sums for each thread that runs (torch.profiler sees the calling "
+            "thread's only: the figure is above its measurement by qSplit x 4 bytes per other thread)"
+        )
     masks = [n for n in order if nodes[n]["layer"].type == "causal_mask" and nodes[n]["layer"].buffer_size is None]
     if masks:  # review s8 #9: nanoGPT's written-out attention measured 2.2% (64 tokens) to 13.6% (6 of 16) below without it
         assumptions.append(
@@ -834,6 +847,9 @@ class Fit:
             "checkpoint": self.report.checkpoint,
             "assumptions": self.report.assumptions,
         }
+        if self.report.not_counted:  # the peak counted is a lower bound: max_batch is an upper bound, and may not fit
+            doc["peak_is_lower_bound"] = True
+            doc["workspace_not_counted"] = dict(self.report.not_counted)
         if self.without_checkpoint is not None:
             doc["without_checkpoint"] = {"max_batch": self.without_checkpoint.max_batch, "peak_bytes": self.without_checkpoint.peak_bytes}
             doc["recompute_flops"] = to_json(self.report.recompute_flops * self.max_batch)

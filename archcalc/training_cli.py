@@ -51,6 +51,13 @@ def _options(p: argparse.ArgumentParser) -> None:
         "or _fp16_, is True: AVX-512, AMX) or slow (it is False: torch's im2col kernel, _slow_conv2d); default: the larger of the two",
     )
     p.add_argument(
+        "--cpu-threads",
+        type=_threads,
+        metavar="N",
+        help="torch's CPU threads (torch.get_num_threads()), which decides the buffers kernels allocate per thread (flash "
+        "attention's backward); default: one thread's counted and the peak marked 'at least'",
+    )
+    p.add_argument(
         "--attention",
         default="fused",
         choices=["fused", "math"],
@@ -67,6 +74,12 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     p.set_defaults(formats=FORMATS)
+
+
+def _threads(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"needs a positive whole number of threads, got {text!r}")
+    return int(text)
 
 
 def add_memory_parsers(sub: Any) -> None:
@@ -108,6 +121,7 @@ def _analyse(args: argparse.Namespace, batch: Any) -> Any:
                 attention=args.attention,
                 loss=args.loss,
                 cpu_conv16=args.cpu_conv16,
+                cpu_threads=args.cpu_threads,
             )
     except SpecError as e:
         raise e.located(file=args.spec) from None

@@ -681,3 +681,27 @@ def test_attention_on_the_math_path_under_autocast_is_unknown_not_a_crash() -> N
     assert "for autocast" in next(r for r in m.rows if r.name == "transformer.h.0.attn.sdpa").describe(str)
     swin = training_memory(ROOT / "specs" / "swin_t.json", dtype="bfloat16", amp=True)
     assert swin.unknown and all(".attn" in n for n in swin.unknown)
+
+
+@pytest.mark.torch
+def test_llama_layout_rotary_keeps_its_inputs_layout_so_o_proj_saves_a_view_on_cpu() -> None:
+    # review s9 #6: the zoo's llama2_7b block at small sizes (vocabulary 100, 2 layers, h 64, 8 heads of 8, ffn 128, 16
+    # tokens), batch 2, fp32, CPU flash attention.  rotary's x*cos + rotate_half(x)*sin follows the layout of its
+    # transposed input (TensorIterator: strides (L*h, d, h, 1), physically (B, L, heads, d)), so flash's output, laid out
+    # as q, is too, and merge_t + merge are views: o_proj keeps sdpa's output, not a copy.  Measured with
+    # archcalc.torch.saved.measure_saved (torch 2.14.1, CPU): 326,528 B; archcalc said 342,912 = 326,528 + 2 layers *
+    # (16*64*4*2 = 8,192 B, o_proj's input counted again).  Without the rotary layers both said 322,432.
+    import json
+
+    spec = json.loads((ROOT / "specs" / "llama2_7b.json").read_text())
+    spec["input"] = [16]
+    spec["layers"][0].update(num_embeddings=100, embedding_dim=64)
+    spec["layers"][1].update(repeat=2, args={"h": 64, "a": 8, "kv": 8, "d": 8, "ffn": 128})
+    spec["layers"][3]["out_features"] = 100
+    G = compile_graph(parse_spec(spec))
+    assert _measured(G, 2, "cpu") == 326_528
+    assert _analytic(compile_graph(parse_spec(spec)), 2) == 326_528
+    G = compile_graph(parse_spec(spec))
+    _analytic(G, 2)
+    kept = G.nodes["model.layers.0.self_attn.o_proj"]["saved"]
+    assert [(s.storage, s.first) for s in kept] == [("model.layers.0.self_attn.sdpa", False)]  # a view of sdpa's output

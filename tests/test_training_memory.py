@@ -652,9 +652,11 @@ def test_a_conv_kernel_archcalc_does_not_model_is_said_on_the_peak_and_its_row(s
     rows = {row["name"]: row for row in memory_json(str(path), "--amp", "--batch", "2", "--cpu-conv16", "slow")["layers"]}
     assert "slow_conv_dilated" in rows["dilated"]["workspace_not_counted"] and "workspace_not_counted" not in rows["plain"]
     assert "workspace_not_counted" in rows["grouped"]
-    # with oneDNN running bf16 (AVX-512, AMX) the three are modelled
+    # with oneDNN running bf16 (AVX-512, AMX) the three run in oneDNN, whose copies are modelled; its 16-bit backward's
+    # scratchpad per thread is not (review s9 #3, AMD EPYC AVX-512 BF16, torch 2.14.1: measured 127,344 B on 1 thread and
+    # 168,816 on 2 against 115,792 counted): said, and nothing else
     doc = memory_json(str(path), "--amp", "--batch", "2", "--cpu-conv16", "onednn")
-    assert not any("workspace_not_counted" in row for row in doc["layers"])
+    assert all(row["workspace_not_counted"].startswith("oneDNN's scratchpad for the 16-bit backward") for row in doc["layers"])
 
 
 def test_a_symbolic_batch_prints_batch_one_apart_where_its_conv_kernel_differs(spec_file: Any) -> None:

@@ -119,6 +119,68 @@ def _attention_core(lead: Shape, big_l: Dim, s: Dim, e: Dim, dropout_p: float) -
     return kept
 
 
+def flash_cpu_splits(big_l: Dim, s: Dim) -> tuple[int, int] | None:
+    """The (query, key) block sizes of torch's CPU flash attention (FlashAttentionKernel.cpp, forward and
+    backward alike): queries in blocks of 256 from 768 of them, 64 from 192, else 32, keys in blocks
+    of 512, each at most the length; None for a symbolic length."""
+    lq, ls = as_int(big_l), as_int(s)
+    if lq is None or ls is None:
+        return None
+    q_split = 256 if lq >= 768 else 64 if lq >= 192 else 32
+    return min(q_split, lq), min(512, ls)
+
+
+def flash_cpu_buffers(big_l: Dim, s: Dim, d: Dim, heads: Dim, phase: str, run: Run) -> Dim | None:
+    """Elements (of the activations' dtype, ``run.width`` bytes) of the buffers torch's CPU flash attention
+    allocates through its allocator while it runs, for ``heads`` heads per sample of ``d`` features, ``big_l``
+    queries and ``s`` keys, on ``run.threads`` threads (None: one), torch 2.14, FlashAttentionKernel.cpp:
+
+    * forward: ``buf``, per thread qSplit*kvSplit + 2*qSplit + qSplit*d accumulators (fp32; fp64 for
+      float64), and for 16-bit q a ``buf_reduced`` of qSplit*kvSplit in their dtype per thread;
+    * backward: ``buf``, per thread 2*qSplit*kvSplit accumulators (the probabilities and their gradient),
+      for 16-bit q ``buf_reduced`` of as many in their dtype, and in each thread that runs (at most one
+      per head of the batch: at::parallel_for over batch*heads) ``dsum``, qSplit accumulators.
+
+    None where a length is symbolic (the block sizes depend on it)."""
+    splits = flash_cpu_splits(big_l, s)
+    if splits is None:
+        return None
+    q, kv = splits
+    threads = run.threads or 1
+    up = max(run.width, 4) // run.width  # accumulators (fp32, or fp64) in the activations' elements
+    reduced = 1 if run.width == 2 else 0
+    if phase == "forward":
+        return threads * ((q * kv + 2 * q + q * d) * up + reduced * q * kv)
+    batch = as_int(run.batch)
+    h = as_int(heads)
+    running = threads if batch is None or h is None else min(threads, batch * h)
+    return threads * 2 * q * kv * (up + reduced) + running * q * up
+
+
+FLASH_THREADS = (
+    "torch's CPU flash attention allocates its buffers once per CPU thread (torch.get_num_threads()): one thread's "
+    "are counted; each further thread adds {extra:,} bytes in the backward (the probabilities and their gradient, "
+    "2 x {q} x {kv} accumulators, and {q} row sums); --cpu-threads N counts them"
+)
+
+
+def flash_threads_uncounted(big_l: Dim, s: Dim, d: Dim, heads: Dim, device: str, run: Run) -> str | None:
+    """What the peak does not count of the CPU flash kernel's buffers (:func:`flash_cpu_buffers`):
+    the threads beyond the first where their number is not given, all of them for a symbolic length."""
+    if device != "cpu":
+        return None
+    splits = flash_cpu_splits(big_l, s)
+    if splits is None:
+        return ("torch's CPU flash attention's buffers, per CPU thread 2 x qSplit x kvSplit accumulators in the backward "
+                "(qSplit up to 256 queries, kvSplit up to 512 keys, as the lengths are): the lengths are symbols here")
+    if run.threads is not None:
+        return None
+    q, kv = splits
+    up = max(run.width, 4) // run.width
+    extra = 2 * q * kv * (up + (1 if run.width == 2 else 0)) + q * up  # one more thread's buf (and buf_reduced) and dsum
+    return FLASH_THREADS.format(extra=extra * run.width, q=q, kv=kv)
+
+
 def causal_pairs(layer: Layer, big_l: Dim, s: Dim, field: str = "is_causal") -> Dim:
     """(query, key) pairs a causal mask keeps: query i sees min(i + 1, S) keys (torch's tril(ones(L, S)))."""
     if known_sign(s - big_l) in (0, 1):  # L <= S: 1 + 2 + ... + L
@@ -297,8 +359,33 @@ class ScaledDotProductAttention(Layer):
     def output_storage_fused(self, ins: list[Shape]) -> str | None:
         return "like_input" if self._flash(ins) else None  # the flash output takes q's strides
 
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+    ) -> list[tuple[Dim, Dim]]:
+        """On CPU, where flash attention runs (:meth:`_flash`, ``run.fused``), its buffers
+        (:func:`flash_cpu_buffers`; review s9 #3, measured with torch.profiler: the causal
+        (4 heads, L, 16) attention of L = 64, 256, 1024 tokens, batch 2, 2 threads, peaks 32,896,
+        262,400 and 2,098,176 bytes above the tensors alone); in the backward also the contiguous copy
+        of the output's gradient the kernel makes (``grad_out.contiguous()`` of the (B, L, heads, d)
+        view) unless that gradient is laid out so already (it comes through a transpose back,
+        ``run.grad_order``) or there is one head or one query."""
+        if device != "cpu" or not run.fused or not self._flash(ins):
+            return [(0, 0)]
+        q, k, _ = ins
+        heads = prod(out[:-2])
+        buffers = flash_cpu_buffers(q[-2], k[-2], q[-1], heads, phase, run)
+        if buffers is None:
+            return [(0, 0)]  # (said not counted: workspace_uncounted)
+        copy: Dim = 0
+        if phase == "backward" and len(out) == 3 and known_sign(heads - 1) != 0 and known_sign(out[-2] - 1) != 0:
+            copy = 0 if run.grad_order == (1, 0, 2) else numel(out)
+        return [(buffers, copy)]
+
     def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
-        return self.matmul16_uncounted(device, run)
+        said = [self.matmul16_uncounted(device, run)]
+        if run.fused and self._flash(ins):
+            said.append(flash_threads_uncounted(ins[0][-2], ins[1][-2], ins[0][-1], prod(out[:-2]), device, run))
+        return "; ".join(x for x in said if x) or None
 
     def autocast(self, device: str) -> str | None:
         return "lower"
@@ -370,6 +457,7 @@ class MultiheadAttention(Layer):
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 3)
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
     reads_sequences: ClassVar[bool] = True
+    grad_released_from: ClassVar[int | None] = 1  # (workspace: after the out projection's backward)
 
     def _qkv(self, ins: list[Shape]) -> tuple[Shape, Shape, Shape]:
         if len(ins) == 2:
@@ -480,8 +568,62 @@ class MultiheadAttention(Layer):
     def output_storage(self, ins: list[Shape]) -> str:
         return "new_strided"  # a transposed view of the (L, N, E) result
 
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+    ) -> list[tuple[Dim, Dim]]:
+        """On CPU with flash attention (no dropout, ``run.fused``), the moments inside the module
+        (F.multi_head_attention_forward, torch 2.14; review s9 #3), in elements per sample of X = L*E,
+        against the walk's moment (its saved tensors and output, and in the backward all its weights'
+        gradients and its input's, alive at once):
+
+        * forward: the packed projection (L*N, 3E) and its contiguous (3, L, N, E) copy, alive together
+          before the first is freed (X more than the walk's, less the logsumexp and the heads' output not
+          yet made); flash attention's buffers (:func:`flash_cpu_buffers`), the output not yet made;
+        * backward, in the order autograd runs them: the out projection's (its input's gradient, X, and
+          its weight's and bias's gradients, the others not yet made); flash attention's backward (that
+          gradient, the zero-filled gradients of q, k and v, 3X for self-attention, a contiguous copy of
+          the output's gradient, which reaches it laid out (L, N, heads, d), for a batch and L over 1,
+          and its buffers; the out projection's gradients already added into .grad); the in
+          projection's (its output's gradient, 3X, and its weights' gradients, q, k, v, the
+          logsumexp and the heads' output released).
+
+        Measured: self-attention of 64 tokens of 64, 4 heads, batch 2, 2 threads: 594,048 bytes, this
+        model 594,176 (the other thread's 128-byte row sums, which torch.profiler does not see).  With
+        separate q, k, v inputs the in projections' own moments are bounded by the walk's."""
+        if device != "cpu" or not run.fused or self.dropout > 0:
+            return [(0, 0)]
+        q, k, _ = self._qkv(ins)
+        big_l, s, e = q[0], k[0], q[-1]
+        heads, d = self.num_heads, e // self.num_heads
+        buffers = flash_cpu_buffers(big_l, s, d, heads, phase, run)
+        if buffers is None:
+            return [(0, 0)]  # (said not counted: workspace_uncounted)
+        x = big_l * e
+        up = max(run.width, 4) // run.width
+        lse = heads * big_l * up  # the fp32 logsumexp, in the activations' elements
+        if phase == "forward":
+            first = [(0, x - lse)] if len(ins) == 1 else [(0, 0)]
+            return [*first, (buffers, -x), (0, 0)]
+        weights = self.weights(ins)
+        all_w = sum((numel(w) for w in weights.values()), start=0)
+        out_w = numel(weights["out_proj.weight"]) + (numel(weights["out_proj.bias"]) if self.bias else 0)
+        made = x if input_grad else 0  # the input's gradient, which the walk counts made (input 0's)
+        n = as_int(run.batch)
+        copy = 0 if n == 1 or known_sign(big_l - 1) == 0 else x
+        qkv_grads = x + 2 * s * e
+        moments = [(out_w - all_w, x - made), (buffers - all_w, x + qkv_grads + copy - made)]
+        if len(ins) == 1:  # (the in projection's bias gradient is summed, and added into .grad, before its weight's)
+            moments.append((numel(weights["in_proj_weight"]) - all_w, -x - lse))
+        else:
+            moments.append((0, 0))
+        return moments
+
     def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
-        return self.matmul16_uncounted(device, run)
+        said = [self.matmul16_uncounted(device, run)]
+        if run.fused and self.dropout == 0:
+            q, k, _ = self._qkv(ins)
+            said.append(flash_threads_uncounted(q[0], k[0], q[-1] // self.num_heads, self.num_heads, device, run))
+        return "; ".join(x for x in said if x) or None
 
     def autocast(self, device: str) -> str | None:
         return "lower"  # its projections (linear) and flash attention run in the low dtype; the math path stays unknown (fp32 copies)

@@ -131,11 +131,20 @@ class Run(NamedTuple):
     the bytes per element of its output; ``batch``, an int, or a symbol (then every batch from 1
     counts); ``conv16``, how the CPU runs 16-bit (bf16, fp16) convolutions: ``"onednn"`` (torch's
     ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``, or ``_fp16_``, is True: AVX-512 or AMX),
-    ``"slow"`` (it is False: torch's own im2col kernel) or None (not known: both are counted)."""
+    ``"slow"`` (it is False: torch's own im2col kernel) or None (not known: both are counted);
+    ``threads``, torch's CPU threads (``torch.get_num_threads()``), where a kernel allocates a
+    buffer per thread (flash attention), or None (not known: one thread's counted, and the rest said
+    not counted); ``grad_order``, the physical order of the per-sample axes of the gradient that
+    reaches the layer's output, where it is known to differ from the output's logical order (the
+    gradient through a transpose back, or of an output laid out so), else None (contiguous); ``fused``,
+    whether fused kernels run (``--attention fused``: flash attention), else the math path."""
 
     width: int = 4
     batch: Dim = 1
     conv16: str | None = None
+    threads: int | None = None
+    grad_order: tuple[int, ...] | None = None
+    fused: bool = True
 
 
 DEFAULT_RUN = Run()
@@ -364,6 +373,9 @@ class Layer(Spec):
     source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field
     takes_indices: ClassVar[bool] = False  # its input holds integer indices (token ids: an embedding), not values
     input_names: ClassVar[tuple[str, ...] | None] = None  # what its inputs are called, in order (attention's q, k, v): explain's symbols L_q, F_k
+    grad_released_from: ClassVar[int | None] = None  # backward workspace moments from this index on come after the
+    # module's first autograd node has consumed its output's gradient (multi-head attention's out projection): the
+    # walk leaves that gradient out of them where nothing else holds it
     reads_sequences: ClassVar[bool] = False  # its inputs are (heads..., L, F) token sequences (attention): so explain names them
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 

@@ -273,6 +273,19 @@ class _ConvNd(Layer):
         if device != "cpu":
             return None
         kernels = self.cpu_kernels(ins, run)
+        said = self._uncounted(ins, out, kernels)
+        if run.width == 2 and run.conv16 != "slow" and "onednn" in kernels:
+            # review s9 #3: an 8-channel 3x3 circular-padded conv on 16x16 maps, batch 2, bf16 under autocast (AMD EPYC,
+            # AVX-512 BF16): in its backward oneDNN allocates 5,152 + 41,472 bytes per thread through torch's allocator
+            # (46,624 on 1 thread, 88,096 on 2; 41,472 = 8 channels padded to 16 x 18 x 18 x 4 bytes x 2), the transposed
+            # copies its 16-bit kernels make of the input and of the output's gradient
+            bf16 = ("oneDNN's scratchpad for the 16-bit backward (transposed copies of the input and of the output's gradient, "
+                    "per CPU thread, sized by its blocking: 46,624 bytes on 1 thread and 88,096 on 2 for an 8-channel 3x3 conv on "
+                    "16x16 maps at batch 2) on a CPU that runs 16-bit convs in oneDNN (--cpu-conv16 slow says it does not)")
+            return bf16 if said is None else f"{said}; {bf16}"
+        return said
+
+    def _uncounted(self, ins: list[Shape], out: Shape, kernels: tuple[str, ...]) -> str | None:
         if "other" in kernels:
             return ("torch's slow kernel for a dilated, grouped or 3-D conv, or one padded apart (slow_conv_dilated, one call per "
                     "group, slow_conv3d), which archcalc does not model (counted as oneDNN's copies)")

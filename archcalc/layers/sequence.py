@@ -171,6 +171,12 @@ class Rotary(Layer):
             Saved.new("sin", pos, "rotate_half(x)*sin: its gradient is sin", batched=False),
         ]
 
+    def output_storage(self, ins: list[Shape]) -> str:
+        # x*cos + rotate_half(x)*sin: TensorIterator lays the result out as x (review s9 #6: LLaMA's q and k, transposed
+        # to (heads, L, d), stay physically (L, heads, d), strides (L*h, d, h, 1) measured), so flash attention's output,
+        # laid out as q, is transposed back and merged by views
+        return "like_input"
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from ..torch.extra_modules import Rotary as RotaryModule
 

@@ -75,11 +75,18 @@ def _total(m: TrainingMemory, key: str) -> str:
     return _exact(v)
 
 
+def _floor_note(m: TrainingMemory) -> str:
+    """Why the peak is a lower bound (some layer's workspace not all counted), or ''."""
+    if not m.not_counted or m.totals["peak_bytes"] is None:
+        return ""
+    some = ", ".join(list(m.not_counted)[:4]) + (f" and {len(m.not_counted) - 4} more" if len(m.not_counted) > 4 else "")
+    return f"the workspace of {some} is not all counted (see the assumptions)"
+
+
 def _total_lines(m: TrainingMemory) -> list[str]:
     lines = [f"{TOTAL_LABELS[k]}: {_total(m, k)}" for k in TOTAL_LABELS]
-    if m.not_counted and m.totals["peak_bytes"] is not None:  # the peak is then a lower bound: say so on it
-        some = ", ".join(list(m.not_counted)[:4]) + (f" and {len(m.not_counted) - 4} more" if len(m.not_counted) > 4 else "")
-        lines[-1] += f"; at least: the workspace of {some} is not all counted (see the assumptions)"
+    if _floor_note(m):  # the peak is then a lower bound: say so on it
+        lines[-1] += f"; at least: {_floor_note(m)}"
     if m.checkpoint:
         lines.append(f"without checkpointing, saved for backward: {_exact(m.saved_without_checkpoint)}")
         lines.append(
@@ -172,8 +179,18 @@ def render_fit(fit: Fit, fmt: str = "text") -> str:
         + (f", checkpointing {', '.join(m.checkpoint)}" if m.checkpoint else ""),
         f"peak of a training step = {formula}",
     ]
+    floor = _floor_note(m)
+    if floor:  # the peak counted is a lower bound: the batch found is an upper bound, and may not fit (review s9 #3)
+        lines[-1] += f"; at least: {floor}"
     if fit.max_batch == 0:
-        lines.append(f"nothing fits: even batch 1 needs {units.exact(fit.fixed_bytes + fit.per_sample_bytes)} bytes")
+        lines.append(f"nothing fits: even batch 1 needs {units.exact(fit.fixed_bytes + fit.per_sample_bytes)} bytes"
+                     + (" or more" if floor else ""))
+    elif floor:
+        peak = f"{fit.peak_bytes:,} bytes counted, {units.size(fit.peak_bytes)}"
+        lines.append(
+            f"largest batch: at most {fit.max_batch:,} (peak at least {peak}; headroom at most {fit.headroom_bytes:,} bytes): "
+            f"batch {fit.max_batch:,} may not fit, as what is not counted can take more than the headroom"
+        )
     else:
         peak, room = f"{fit.peak_bytes:,} bytes, {units.size(fit.peak_bytes)}", f"{fit.headroom_bytes:,} bytes, {units.size(fit.headroom_bytes)}"
         lines.append(f"largest batch: {fit.max_batch:,} (peak {peak}; headroom {room})")
