@@ -44,7 +44,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
@@ -746,7 +746,7 @@ def _judge_formula(claim: Claim, exact: Any, deriv: str, rep: Report) -> Verdict
     import sympy
 
     formula = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
-    ok, why = same_formula(formula, exact)
+    ok, why = same_formula(formula, exact, rep.assumes)
     return Verdict(claim, ok is True, exact, human_text(expand(exact)), why, deriv, unproven=ok is None)
 
 
@@ -866,7 +866,7 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
     unproven: list[str] = []
     for axis, (w0, g) in enumerate(zip(want_f, got, strict=True), start=len(exact_shape) - len(got)):
         w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
-        ok, how = same_formula(w, sympy.sympify(g))
+        ok, how = same_formula(w, sympy.sympify(g), rep.assumes)
         if ok is False:
             return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {axis} (exact {g}): {how}", deriv)
         if ok is None:
@@ -896,7 +896,7 @@ def _judge_one_size(claim: Claim, part: str, exact_shape: tuple[Any, ...], deriv
         axes = [i for i, d in enumerate(exact_shape) if free_symbols(d) == set(names)]
         if not axes:
             raise Unjudgeable(f"{part} is one size in {said}, and no axis of the output ({exact_text}) is a formula in {said} alone: {whole}")
-        judged = [(i, *same_formula(w, sympy.sympify(exact_shape[i]))) for i in axes]
+        judged = [(i, *same_formula(w, sympy.sympify(exact_shape[i]), rep.assumes)) for i in axes]
         which = f"axis {axes[0]}" if len(axes) == 1 else "axes " + " and ".join(map(str, axes))
         where = f"one size in {said}: compared {which}, the {'one' if len(axes) == 1 else 'ones'} written in {said}"
         if all(ok is True for _, ok, _ in judged):
@@ -985,9 +985,35 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
 # ----- formulas -------------------------------------------------------------------------------------
 
 
-def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
+def same_formula(claimed: Any, exact: Any, assumes: Sequence[Any] = ()) -> tuple[bool | None, str]:
+    """Whether two formulas agree where the network runs: :func:`same_formula_everywhere`, and where
+    that finds them different, compared again on the sizes where every formula in ``assumes`` is 0
+    (the sizes an add or concat needs equal, :attr:`Report.assumes`): a difference only where the
+    network cannot run is none (review s9 #4: a kernel of k with padding k//2 beside a 3x3 conv
+    runs for odd k only, and a claim right for every odd k was WRONG "at k=2")."""
+    ok, how, at = _same_formula(claimed, exact)
+    if ok is True or not assumes or at == {}:  # (at == {}: two different numbers)
+        return ok, how
+    import sympy
+
+    exprs = [sympy.sympify(c) for c in assumes]
+    checks = [exact_evaluator(c) for c in exprs]
+    needed = {x.name for c in exprs for x in c.free_symbols}
+    if ok is False and at is not None and needed <= set(at) and all(c(at) == 0 for c in checks):
+        return ok, how  # they differ at a size where the network runs
+    return _same_where(sympy.sympify(claimed), sympy.sympify(exact), exprs, checks)
+
+
+def same_formula_everywhere(claimed: Any, exact: Any) -> tuple[bool | None, str]:
+    """:func:`same_formula` for every value of the symbols (no assumption)."""
+    ok, how, _ = _same_formula(claimed, exact)
+    return ok, how
+
+
+def _same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str, dict[str, int] | None]:
     """Whether two formulas in positive-integer symbols agree (True), differ (False) or agree
-    wherever they were evaluated, without a proof (None), and how that was decided.
+    wherever they were evaluated, without a proof (None), how that was decided, and where they
+    differ (None where that is not known; {} for two different numbers).
 
     No general ``sympy.simplify`` (its time grows exponentially with nested floors).  Proofs first:
     the same canonical form, or, without floors, a difference that expands to 0, or, with floors of
@@ -1000,37 +1026,24 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
     valid there, and 64 covers the residues of five stride-2 stages), 200 random mixes of them, then
     100 far sizes up to 2**20 (same-valued and mixed), and sizes at and past every constant in
     either formula (C//10**7 is 0 below 10**7)."""
-    import random
-
     import sympy
 
     claimed, exact = sympy.sympify(claimed), sympy.sympify(exact)
     if claimed == exact:
-        return True, "compared as formulas: equal"
+        return True, "compared as formulas: equal", None
     symbols = sorted(claimed.free_symbols | exact.free_symbols, key=str)
     if not symbols:
-        return False, "compared as numbers"
+        return False, "compared as numbers", {}
     plain = not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min, sympy.Mod) for e in (claimed, exact))
     if plain and sympy.expand(claimed - exact) == 0:
-        return True, "compared as formulas: equal"
+        return True, "compared as formulas: equal", None
     claimed, exact = _without_mod(claimed), _without_mod(exact)
     decided = _decide_quasi_polynomial(claimed, exact, symbols)
     if decided is None and len(symbols) == 1:
         decided = _decide_piecewise(claimed, exact, symbols[0])
     if decided is not None:
         return decided
-    values = range(256, 320)
-    rng = random.Random(0)
-    points = [dict.fromkeys(symbols, v) for v in values]  # all symbols equal (square inputs, C = H)
-    points += [{x: rng.choice(values) for x in symbols} for _ in range(0 if len(symbols) == 1 else 200)]
-    # and far sizes (a claim of 1 for twelve halvings holds at 256..319 only): same-valued, then mixed
-    far = [rng.randrange(320, 1 << 20) for _ in range(100)]
-    points += [dict.fromkeys(symbols, v) for v in far]
-    points += [{x: rng.randrange(320, 1 << 20) for x in symbols} for _ in range(0 if len(symbols) == 1 else 100)]
-    # past every constant in either formula: a term C//10**7 is 0 below 10**7 (review s7 #17)
-    constants = sorted({abs(int(n)) for e in (claimed, exact) for q in e.atoms(sympy.Rational) for n in (q.p, q.q) if 2 <= abs(int(n)) <= 10**60})
-    points += [dict.fromkeys(symbols, m) for n in constants for m in (n - 1, n, n + 1, 2 * n + 1, 3 * n + 2) if m >= 1]
-    points += [dict.fromkeys(symbols, v) for v in range(1, 17)]  # and the smallest sizes, where Max and Min turn
+    points = _sample_points(symbols, (claimed, exact))
     f, g = exact_evaluator(claimed), exact_evaluator(exact)
     for point in points:
         at = {x.name: v for x, v in point.items()}
@@ -1040,7 +1053,7 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
             continue  # (a size in a denominator, at 0: no value there to compare)
         if a != b:
             where = ", ".join(f"{x}={v}" for x, v in point.items())
-            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
+            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})", at
     names = ", ".join(map(str, symbols))
     why = "not of a form archcalc decides (polynomials in the symbols and in floors of them; Max and Min in one symbol)"
     classes = _classes(claimed, exact, symbols)
@@ -1048,7 +1061,91 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
         mods = ", ".join(f"{p:,} in {x}" for x, p in zip(symbols, classes[0], strict=True) if p > 1)
         why = (f"its floors have the period {mods}: a proof would compare "
                f"{math.prod(p * (d + 1) for p, d in zip(*classes, strict=True)):,} values, more than the {MAX_DECISION_POINTS:,} archcalc compares")
-    return None, f"compared as formulas: they agree at {len(points)} sampled values of {names} (not proven: {why})"
+    return None, f"compared as formulas: they agree at {len(points)} sampled values of {names} (not proven: {why})", None
+
+
+def _sample_points(symbols: list[Any], exprs: Sequence[Any]) -> list[dict[Any, int]]:
+    """The sizes :func:`same_formula` evaluates at when it cannot decide (its docstring says which)."""
+    import random
+
+    import sympy
+
+    values = range(256, 320)
+    rng = random.Random(0)
+    points = [dict.fromkeys(symbols, v) for v in values]  # all symbols equal (square inputs, C = H)
+    points += [{x: rng.choice(values) for x in symbols} for _ in range(0 if len(symbols) == 1 else 200)]
+    # and far sizes (a claim of 1 for twelve halvings holds at 256..319 only): same-valued, then mixed
+    far = [rng.randrange(320, 1 << 20) for _ in range(100)]
+    points += [dict.fromkeys(symbols, v) for v in far]
+    points += [{x: rng.randrange(320, 1 << 20) for x in symbols} for _ in range(0 if len(symbols) == 1 else 100)]
+    # past every constant in either formula: a term C//10**7 is 0 below 10**7 (review s7 #17)
+    constants = sorted({abs(int(n)) for e in exprs for q in e.atoms(sympy.Rational) for n in (q.p, q.q) if 2 <= abs(int(n)) <= 10**60})
+    points += [dict.fromkeys(symbols, m) for n in constants for m in (n - 1, n, n + 1, 2 * n + 1, 3 * n + 2) if m >= 1]
+    points += [dict.fromkeys(symbols, v) for v in range(1, 17)]  # and the smallest sizes, where Max and Min turn
+    return points
+
+
+def _same_where(claimed: Any, exact: Any, assumes: list[Any],
+                checks: list[Callable[[dict[str, int]], Fraction]]) -> tuple[bool | None, str]:
+    """:func:`same_formula` on the sizes where every formula of ``assumes`` is 0 (``checks`` evaluate them).
+
+    Decided where all are quasi-polynomials (:func:`_decide_quasi_polynomial`'s classes, with the
+    assumptions' periods and degrees): on each class every assumption is a polynomial, fixed by the
+    same grid of points, so it is 0 on the whole class (the network runs there: compared) or a
+    nonzero constant (it never runs there: skipped); a class where it is neither (the network runs
+    at a few sizes of it) is not decided.  Otherwise, or then, the sampled sizes where the network runs."""
+    import itertools
+
+    symbols = sorted(set().union(claimed.free_symbols, exact.free_symbols, *(c.free_symbols for c in assumes)), key=str)
+    where = "where the network runs (where its merged inputs agree)"
+    f, g = exact_evaluator(claimed), exact_evaluator(exact)
+
+    def differ(at: dict[str, int]) -> str | None:
+        a, b = f(at), g(at)
+        if a == b:
+            return None
+        said = ", ".join(f"{x}={v}" for x, v in at.items())
+        return f"compared as formulas: they differ at {said}, a size {where} (claimed {_plain(a)}, exact {_plain(b)})"
+
+    claimed, exact = _without_mod(claimed), _without_mod(exact)
+    classes = _classes(claimed, exact, symbols, assumes)
+    if classes is not None and math.prod(p * (d + 1) for p, d in zip(*classes, strict=True)) <= MAX_DECISION_POINTS:
+        periods, degrees = classes
+        runs = 0
+        for residues in itertools.product(*(range(p) for p in periods)):
+            axes = ([p * k + r for k in range(1, d + 2)] for p, r, d in zip(periods, residues, degrees, strict=True))
+            grid = [dict(zip((x.name for x in symbols), values, strict=True)) for values in itertools.product(*axes)]
+            held = [[c(at) for at in grid] for c in checks]
+            if any(len(set(v)) == 1 and v[0] != 0 for v in held):
+                continue  # an assumption is a nonzero constant on this class: the network never runs there
+            if not all(set(v) == {0} for v in held):
+                break  # the network runs at some sizes of this class only: not decided class by class
+            runs += 1
+            for at in grid:
+                why = differ(at)
+                if why is not None:
+                    return False, why
+        else:
+            if runs:
+                mods = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
+                return True, (f"compared as formulas: equal {where} (proved: on each class of {mods} where they agree, "
+                              f"both are polynomials of degree <= {max(degrees)} in each symbol, equal at the points that fix them)")
+    tested = 0
+    for point in _sample_points(symbols, (claimed, exact, *assumes)):
+        at = {x.name: v for x, v in point.items()}
+        try:
+            if any(c(at) != 0 for c in checks):
+                continue
+            tested += 1
+            why = differ(at)
+        except ZeroDivisionError:
+            continue
+        if why is not None:
+            return False, why
+    names = ", ".join(map(str, symbols))
+    if not tested:
+        return None, f"compared as formulas: no size sampled is one {where}, so nothing was compared (symbols {names})"
+    return None, f"compared as formulas: they agree at {tested} sampled values of {names} {where} (not proven)"
 
 
 def _without_mod(e: Any) -> Any:
@@ -1120,24 +1217,25 @@ def _degree(e: Any, x: Any) -> int:
     return sum(_degree(a, x) for a in e.args)  # a Mul
 
 
-def _classes(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[list[int], list[int]] | None:
-    """Per symbol, the period of the floors in both formulas and their degree (floors read as their
-    arguments), where both are quasi-polynomials (:func:`_decide_quasi_polynomial`); else None."""
+def _classes(claimed: Any, exact: Any, symbols: list[Any], more: Sequence[Any] = ()) -> tuple[list[int], list[int]] | None:
+    """Per symbol, the period of the floors in both formulas (and in ``more``) and their degree (floors
+    read as their arguments), where all are quasi-polynomials (:func:`_decide_quasi_polynomial`); else None."""
     import sympy
 
-    if (claimed - exact).has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs):
+    more = [_without_mod(e) for e in more]
+    if any(e.has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs) for e in (claimed - exact, *more)):
         return None
     periods, degrees = [], []
     for x in symbols:
-        p = [_period(e, x) for e in (claimed, exact)]
+        p = [_period(e, x) for e in (claimed, exact, *more)]
         if None in p:
             return None
         periods.append(int(sympy.ilcm(*p)))
-        degrees.append(max(_degree(e, x) for e in (claimed, exact)))
+        degrees.append(max(_degree(e, x) for e in (claimed, exact, *more)))
     return periods, degrees
 
 
-def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[bool, str] | None:
+def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[bool, str, dict[str, int] | None] | None:
     """Decide exactly whether two formulas agree for every integer value of their symbols, where both
     are polynomials in the symbols and in floors (ceilings) of such polynomials with rational
     coefficients (every conv, pool and stride formula is).  Such a formula is a quasi-polynomial:
@@ -1162,15 +1260,15 @@ def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tu
         a, b = f(at), g(at)
         if a != b:
             where = ", ".join(f"{x}={v}" for x, v in at.items())
-            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
+            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})", at
     mods = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
     how = f"on every class of {mods} " if mods else ""
     top = max(degrees)
     shape = f"polynomials of degree <= {top} in each symbol"
-    return True, f"compared as formulas: equal (proved: {how}both are {shape}, equal at {count:,} points that fix them)"
+    return True, f"compared as formulas: equal (proved: {how}both are {shape}, equal at {count:,} points that fix them)", None
 
 
-def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str] | None:
+def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str, dict[str, int] | None] | None:
     """Decide exactly, for every positive integer x, two formulas in one symbol x made of polynomials,
     floors of them, and Max and Min of such (a receptive field where paths meet: ``k + Max(0, 3 - k)``).
 
@@ -1216,11 +1314,11 @@ def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str] | No
         except ZeroDivisionError:
             return None
         if a != b:
-            return False, f"compared as formulas: they differ at {x}={v} (claimed {_plain(a)}, exact {_plain(b)})"
+            return False, f"compared as formulas: they differ at {x}={v} (claimed {_plain(a)}, exact {_plain(b)})", {x.name: v}
     where = f"every {x} up to {settle}, where the order of the Max and Min arguments settles, then " if settle else ""
     classes = f"on every class of {x} mod {period} " if period > 1 else ""
     return True, (f"compared as formulas: equal (proved: {where}{classes}past it both are polynomials of degree <= {degree}, "
-                  f"equal at {count:,} points that fix them)")
+                  f"equal at {count:,} points that fix them)"), None
 
 
 def _settles(d: Callable[[dict[str, int]], Fraction], name: str, period: int, degree: int) -> int | None:
