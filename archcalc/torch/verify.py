@@ -1046,6 +1046,8 @@ def run_verify(args: argparse.Namespace) -> int:
             results.append(_verify_prepared(p, model, output_key=output_key))
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
+        except SpecError as e:  # (building the spec's module: a layer's function it cannot call; review s9 #5)
+            raise e.located(file=str(path)) from None
     text = render_results(results, fmt)
     write_output(text, getattr(args, "output", None))  # (stdout for none or '-'; a closed pipe keeps the verdict below)
     return 0 if all(r.ok for r in results) else 1

@@ -1,0 +1,99 @@
+"""Fixes from review s9 (/work/notes/review-s9.md, findings 4, 5, 7, 9, 10, 12): what archcalc
+accepts it can judge, and what it prints it can read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli
+
+# ----- 4. an add or concat whose input sizes agree only for some values of a symbol ------------------
+# a: kernel k, padding k//2: H + 2*(k//2) - k + 1, which is H for odd k and H + 1 for even k;
+# b: 3x3, padding 1: H.  torch.cat raises for even k, so the network runs for odd k only.
+BRANCHES = {"name": "br", "input": [4, "H", "W"], "layers": [
+    {"name": "a", "type": "conv2d", "out_channels": 4, "kernel_size": "k", "padding": "k//2", "inputs": ["input"]},
+    {"name": "b", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1, "inputs": ["input"]},
+    {"name": "add", "type": "concat", "inputs": ["a", "b"], "dim": 1}]}
+
+
+def _write(tmp_path: Path, spec: dict[str, Any], name: str = "spec.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def test_a_concat_of_sizes_equal_for_odd_k_only_states_the_assumption(tmp_path: Path) -> None:
+    path = _write(tmp_path, BRANCHES)
+    table = json.loads(cli("table", path, "--format", "json").out)
+    note = table["layers"][2]["note"]
+    assert "assumes a and b agree (H - k + 2*floor(k/2) + 1 = H and W - k + 2*floor(k/2) + 1 = W; not so at k=2)" in note
+    assert "check judges claims where it holds" in note
+
+
+def test_check_judges_a_merged_shape_where_the_network_runs(tmp_path: Path) -> None:
+    path = _write(tmp_path, BRANCHES)
+    r = cli("check", path, "add.output=(8,H,W)")  # channels 4 + 4 = 8; H, W kept for every odd k (was WRONG "at H=1, k=2")
+    assert r.code == 0 and r.out.startswith("correct add.output=(8,H,W)"), r.out
+    r = cli("check", path, "add.output=(8,H+1,W)")  # H + 1 is a's size for even k only, where torch.cat raises
+    assert r.code == 1 and "they differ at H=1, k=3" in r.out, r.out
+    r = cli("check", path, "a.output=(4,H,W)")  # a alone is H only where the network runs, too
+    assert r.code == 0, r.out
+
+
+def test_a_merge_proved_equal_for_every_size_assumes_nothing(tmp_path: Path) -> None:
+    # ceil(H/2) (a 1x1 stride-2 shortcut's kernel... written as a 3x3 stride 2 pad 1: floor((H-1)/2) + 1) = ceil(H/2) for every H
+    spec = {"name": "eq", "input": [2, "H"], "layers": [
+        {"name": "a", "type": "conv1d", "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1, "inputs": ["input"]},
+        {"name": "b", "type": "conv1d", "out_channels": 2, "kernel_size": 1, "stride": 2, "inputs": ["input"]},
+        {"name": "s", "type": "add", "inputs": ["a", "b"]}]}
+    row = json.loads(cli("table", _write(tmp_path, spec), "--format", "json").out)["layers"][2]
+    assert "assumes" not in (row.get("note") or "")
+
+
+# ----- 5. a layer's function is checked against its type when the spec is read -------------------
+
+
+def test_a_function_that_computes_another_layer_type_is_refused_at_load(tmp_path: Path) -> None:
+    layers = [{"name": "c1", "type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1, "function": "F.relu"}]
+    path = _write(tmp_path, {"name": "fn", "input": [3, 16, 16], "layers": layers}, "fn.json")
+    for convention in ("ptflops", "thop", "lecture"):  # was 0 MACs for a 8*3*9*16*16 = 55,296-MAC conv under ptflops/thop, exit 0
+        r = cli("table", path, "--convention", convention)
+        assert r.code == 2 and r.out == "", r.out
+        assert r.err.strip() == f"archcalc: error: {path}: layer 'c1': field 'function': F.relu computes a relu layer, not a conv2d", r.err
+
+
+def test_functions_are_matched_to_types_exactly() -> None:
+    from archcalc.functions import function_kind_error
+
+    assert function_kind_error("F.relu", "relu") is None and function_kind_error("Tensor.relu_", "relu") is None
+    assert function_kind_error("F.relu", "relu6") == "F.relu computes a relu layer, not a relu6"  # (verify's prefix rule let it pass)
+    assert function_kind_error("F.max_pool2d", "relu") == "F.max_pool2d computes a maxpool2d layer, not a relu"
+    assert function_kind_error("F.relu", "sigmoid") is not None
+    assert function_kind_error("F.batch_norm", "batchnorm2d") is None and function_kind_error("F.batch_norm", "layernorm") is not None
+    assert function_kind_error("torch.mul", "layerscale") is None and function_kind_error("operator.add", "scalar") is None
+    assert function_kind_error("torch.add", "conv2d") == "torch.add computes 'add' or 'scalar' layers, not a conv2d"
+    assert function_kind_error("torch.reshape", "reshape") is None  # (shape functions: not checked)
+
+
+def test_the_function_table_is_the_importers() -> None:
+    pytest.importorskip("torch")
+    from archcalc.functions import COMPUTES, FUNCTIONS, split
+    from archcalc.torch import ops  # noqa: F401  (registers the handlers)
+    from archcalc.torch.registry import RECORDS
+
+    def qualified(f: str) -> str:
+        owner, attr = split(f)
+        return f"torch.nn.functional.{attr}" if owner == "F" else f
+
+    assert {f: RECORDS[qualified(f)] for f in FUNCTIONS if qualified(f) in RECORDS} == COMPUTES
+
+
+def test_verify_names_the_file_when_the_spec_cannot_be_built(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    layers = [{"name": "f", "type": "flatten", "function": "torch.flatten", "start_dim": 2}]
+    path = _write(tmp_path, {"name": "fn4", "input": [3, 4, 4], "layers": layers}, "fn4.json")
+    r = cli("verify", path)
+    assert r.code == 2 and r.err.startswith(f"archcalc: error: {path}: layer 'f': field 'function': cannot build a call of torch.flatten"), r.err
