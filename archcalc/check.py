@@ -507,6 +507,13 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         elif isinstance(node, ast.Name):
             if numbers_only or node.id.startswith("_"):
                 raise Unreadable(f"{text!r}: a name where a number was expected")
+        elif isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            arity = CLAIM_FUNCTIONS.get(name or "")
+            if numbers_only or arity is None or node.keywords or not arity[0] <= len(node.args) <= arity[1]:
+                said = f"{name}(...)" if name else "a call"
+                raise Unreadable(f"{text!r} uses {said}; the functions a claim may use are those archcalc writes: "
+                                 "floor(x), ceiling(x), Max(a, b, ...), Min(a, b, ...), Mod(a, n)")
         elif not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.USub, ast.UAdd, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Load)):
             raise Unreadable(f"{text!r} uses {type(node).__name__}; only names, integers, + - * / // ** and ( ) are allowed")
     if power_depth(tree) > MAX_POWER:
@@ -526,6 +533,8 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.Call):
+            return _call(node.func.id, [ev(a) for a in node.args], text)  # type: ignore[attr-defined]  # a Name: checked by the walk
         assert isinstance(node, ast.BinOp)
         a, b = ev(node.left), ev(node.right)
         if isinstance(node.op, ast.Pow):
@@ -556,6 +565,33 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         return a / b if isinstance(node.op, ast.Div) else sympy.floor(a / b)
 
     return ev(tree)
+
+
+CLAIM_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "floor": (1, 1), "ceiling": (1, 1), "ceil": (1, 1), "Max": (2, 16), "Min": (2, 16), "max": (2, 16), "min": (2, 16), "Mod": (2, 2),
+}
+"""The functions a claimed formula may call, with their numbers of arguments: those archcalc writes in its formulas
+(``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9 #9)."""
+
+
+def _call(name: str, args: list[Any], text: str) -> Any:
+    """``name(*args)`` of :data:`CLAIM_FUNCTIONS`: exact on numbers (Fractions), sympy's on formulas."""
+    if all(isinstance(a, Fraction) for a in args):
+        if name in ("floor", "ceiling", "ceil"):
+            return Fraction(math.floor(args[0]) if name == "floor" else math.ceil(args[0]))
+        if name == "Mod":
+            if args[1] == 0:
+                raise Unreadable(f"division by zero in {text!r}")
+            return args[0] - args[1] * math.floor(args[0] / args[1])
+        return max(args) if name in ("Max", "max") else min(args)
+    import sympy
+
+    values = [sympy.Rational(a.numerator, a.denominator) if isinstance(a, Fraction) else a for a in args]
+    if name == "Mod" and values[1] == 0:
+        raise Unreadable(f"division by zero in {text!r}")
+    fn = {"floor": sympy.floor, "ceiling": sympy.ceiling, "ceil": sympy.ceiling, "Max": sympy.Max, "max": sympy.Max,
+          "Min": sympy.Min, "min": sympy.Min, "Mod": sympy.Mod}[name]
+    return fn(*values)
 
 
 def _plain(x: Fraction) -> str:
@@ -791,20 +827,63 @@ def _budget_range(claim: Claim, exact: Any) -> str:
     return f", within the budget for {x} up to {lo:,}" if below else f", true for {x} from {lo + 1:,} on"
 
 
-def _shape_parts(value: str) -> list[str]:
+def _masked(text: str, names: set[str]) -> str:
+    """``text`` with what no shape separator can be in blanked out, character for character: every
+    character inside parentheses or brackets (``Max(0, 3 - k)``'s comma), and each name that is one of
+    the spec's symbols or a function a claim may call (the x of ``nx`` or ``Max`` is no 13x13 separator)."""
+    out, depth = [], 0
+    for ch in text:
+        if ch in ")]":
+            depth = max(depth - 1, 0)
+        if ch in "([":
+            depth += 1
+        out.append(ch if depth == 0 or (depth == 1 and ch in "([") else "#")
+    known = sorted({*names, *CLAIM_FUNCTIONS}, key=len, reverse=True)
+
+    def word(m: re.Match[str]) -> str:
+        w = m.group()
+        if w in known:
+            return "_" * len(w)
+        kept, i = [], 0  # HxW, xMax: known names masked where they start, leftmost and longest first
+        while i < len(w):
+            hit = next((k for k in known if w.startswith(k, i)), None)
+            kept.append("_" * len(hit) if hit else w[i])
+            i += len(hit) if hit else 1
+        return "".join(kept)
+
+    return re.sub(r"[A-Za-z_]\w*", word, "".join(out))
+
+
+def _split_at(text: str, masked: str, sep: str) -> list[str]:
+    """``text`` split where ``sep`` matches its masked copy."""
+    parts, start = [], 0
+    for m in re.finditer(sep, masked):
+        parts.append(text[start : m.start()])
+        start = m.end()
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def _shape_parts(value: str, names: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The sizes of a claimed shape: ``192x13x13``, ``(192, 13, 13)``, ``8*(H-4)*(W-4)``; ``names``: the
+    spec's symbols, whose letters (an x in ``nx``) never split it, nor does anything in parentheses."""
     text = value.strip()
     words = text.split()
     while words and words[-1].lower().strip(".") in SHAPE_WORDS:  # 13x13 pixels, 7x7 RF
         words.pop()
     text = " ".join(words).strip()
-    if re.fullmatch(r"[(\[].*[)\]]", text) and "," in text:  # (192, 13, 13); not (2*n+1)x(2*n+1)
-        text = text[1:-1]
-    if not re.search(r"[x\u00d7X,]", text) and re.search(r"\S\s*[-+/]\s*\S", re.sub(r"\([^()]*\)", "()", text)):
+    names = set(names)
+    if text[:1] in "([" and text[-1:] in ")]" and re.fullmatch(r"[(\[]#*[)\]]", _masked(text, names)) and "," in _masked(text[1:-1], names):
+        text = text[1:-1]  # (192, 13, 13); not (2*n+1)x(2*n+1), nor (k + Max(0, 3 - k))x(...)
+    masked = _masked(text, names)
+    if "," in masked:  # (4, H + 1, W): commas only, whatever the sizes hold
+        return _split_at(text, masked, ",")
+    if not re.search(r"[x\u00d7X,]", masked) and re.search(r"\S\s*[-+/]\s*\S", masked):
         return [text]  # 2*n+3 (or 2*2 + 1): one size written as arithmetic, not a shape split at '*' (8*(H-4)*(W-4) is)
-    sep = r"[x\u00d7X,]+|\s+" if "*" not in text or re.search(r"[x\u00d7,]", text) else r"\*"
+    sep = r"[x\u00d7X,]+|\s+" if "*" not in masked or re.search(r"[x\u00d7,]", masked) else r"\*"
     if re.fullmatch(r"[\d\sx\u00d7X*,]+", text):
         sep = r"[x\u00d7X*,\s]+"  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only)
-    return [p for p in re.split(sep, text) if p.strip()]
+    return _split_at(text, masked, sep)
 
 
 WHOLE_WORDS = {"whole", "whole input", "whole image", "the whole image", "the whole input", "entire image", "the entire image", "all"}
@@ -834,7 +913,7 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
         if row.causal_field:
             why = "its last output sees the whole input; output i sees positions 0..i only (causal attention)"
         return Verdict(claim, row.whole_input, exact_shape, exact_text, why, deriv)
-    parts = [p.strip() for p in _shape_parts(claim.value)]
+    parts = [p.strip() for p in _shape_parts(claim.value, spec_symbols(rep))]
     if not parts:
         raise Unreadable(f"a shape is written like 13x13 or 192x13x13, got {claim.value!r}")
     if len(parts) == 1 and len(exact_shape) > 1 and claim.quantity == "output_shape":

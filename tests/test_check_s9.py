@@ -97,3 +97,63 @@ def test_verify_names_the_file_when_the_spec_cannot_be_built(tmp_path: Path) -> 
     path = _write(tmp_path, {"name": "fn4", "input": [3, 4, 4], "layers": layers}, "fn4.json")
     r = cli("verify", path)
     assert r.code == 2 and r.err.startswith(f"archcalc: error: {path}: layer 'f': field 'function': cannot build a call of torch.flatten"), r.err
+
+
+# ----- 9. check reads every form archcalc prints: Max/Min/floor/ceiling/Mod -----------------------
+
+
+def test_a_receptive_field_copied_from_the_output_reads_back(tmp_path: Path) -> None:
+    path = _write(tmp_path, BRANCHES)
+    # where a k x k path meets a 3x3 one the field is max(k, 3), written k + Max(0, 3 - k) (was "unknown symbol 'Ma'")
+    r = cli("check", path, "add.rf=Max(k,3)", "add.rf=k + Max(0, 3 - k)", "add.rf=(k + Max(0, 3 - k))\u00d7(k + Max(0, 3 - k))",
+            "add.rf=max(k, 3) x max(k, 3)", "add.rf=Max(k,3)xMax(k,3)")
+    assert r.code == 0 and r.out.count("\ncorrect ") + r.out.startswith("correct ") == 5, r.out
+    r = cli("check", path, "add.rf=Min(k,3)")  # min(1, 3) = 1, but the field at k=1 is 3
+    assert r.code == 1 and "they differ at k=1 (claimed 1, exact 3)" in r.out, r.out
+    r = cli("check", path, "a.output=(4, H + 2*floor(k/2) - k + 1, W - k + 2*floor(k/2) + 1)", "b.macs=Mod(k, 2)*0 + 144*H*W")
+    assert r.code == 0, r.out  # b: 4 * 4 * 3 * 3 = 144 MACs per pixel
+
+
+def test_a_function_a_claim_cannot_call_is_named() -> None:
+    from archcalc.check import Unreadable, _formula
+
+    with pytest.raises(Unreadable, match=r"uses exp\(\.\.\.\); the functions a claim may use are those archcalc writes"):
+        _formula("exp(H)")
+
+
+# ----- 10. symbol names: none that archcalc writes as a function; an x in a name is no separator ------
+
+
+def test_a_size_named_like_a_function_archcalc_writes_is_refused(tmp_path: Path) -> None:
+    spec = {"name": "fl", "input": [3, "floor", 8], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2}]}
+    path = _write(tmp_path, spec, "fl.json")
+    r = cli("table", path, "--format", "json")  # was accepted, and its "324*floor(floor/2 - 3/2) + 324" did not read back
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert f"archcalc: error: {path}: field 'input': 'floor' uses the name 'floor', which archcalc's formulas use as a function" in r.err
+
+
+def test_the_readme_recipe_reads_every_formula_back(tmp_path: Path) -> None:
+    import sympy
+
+    # sizes named like sympy's own objects (N a function, E a number, S a singleton registry) and like no function
+    spec = {"name": "sy", "input": [3, "N", "E"], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": "S", "kernel_size": 3, "stride": 2},
+        {"name": "p", "type": "adaptiveavgpool2d", "output_size": 1}]}
+    report = json.loads(cli("table", _write(tmp_path, spec), "--format", "json").out)
+    local = {s: sympy.Symbol(s) for s in report["symbols"]}
+    n, s = sympy.Symbol("N"), sympy.Symbol("S")
+    assert sympy.sympify(report["layers"][0]["params"], locals=local) == 27 * s + s  # 3*3*3 weights and a bias per channel
+    for row in report["layers"]:
+        for v in (row["macs"], *row["output_shape"]):
+            sympy.sympify(str(v), locals=local)  # (each reads back)
+    assert sympy.sympify(report["layers"][0]["output_shape"][1], locals=local) == sympy.floor(n / 2 - sympy.Rational(3, 2)) + 1
+
+
+def test_an_x_inside_a_symbols_name_does_not_split_a_shape(tmp_path: Path) -> None:
+    spec = {"name": "sx", "input": [3, "nx", "x"], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}]}
+    path = _write(tmp_path, spec)
+    # a 1x1 conv keeps nx x x; was "unknown symbol 'n'"
+    r = cli("check", path, "c.output=(4,nx,x)", "c.output=4*nx*x", "c.output=(4, nx, x)", "c.macs=12*nx*x")
+    assert r.code == 0 and "4 correct" in r.out, r.out
+    r = cli("check", path, "c.output=(4,x,nx)")
+    assert r.code == 1 and r.out.startswith("WRONG"), r.out
