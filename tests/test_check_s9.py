@@ -157,3 +157,74 @@ def test_an_x_inside_a_symbols_name_does_not_split_a_shape(tmp_path: Path) -> No
     assert r.code == 0 and "4 correct" in r.out, r.out
     r = cli("check", path, "c.output=(4,x,nx)")
     assert r.code == 1 and r.out.startswith("WRONG"), r.out
+
+
+# ----- 12. cosmetic and low ---------------------------------------------------------------------------
+SMALL = {"name": "small", "input": [3, 8, 8], "layers": [
+    {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"name": "r", "type": "relu"},
+    {"name": "f", "type": "flatten"}, {"name": "fc", "type": "linear", "out_features": 2}]}
+
+
+def test_a_piecewise_peak_in_the_batch_is_written_as_the_totals_write_it(tmp_path: Path) -> None:
+    import re
+
+    out = cli("memory", _write(tmp_path, SMALL), "--batch", "N").out
+    peak = next(line for line in out.splitlines() if line.startswith("peak of a training step"))
+    # batch 1 runs another conv kernel, so the peak is one number at N = 1 and a line a + b*N from 2 (was "5904*N + 7184")
+    assert re.search(r"at N = 1: [\d,]+ bytes \([^)]*\); from N = 2: \d{1,3}(,\d{3})* \+ \d{1,3}(,\d{3})*\*N bytes", peak), peak
+
+
+EXOTIC = {"name": "exotic2", "input": [6, 15, 17], "layers": [
+    {"name": "ct", "type": "convtranspose2d", "out_channels": 9, "kernel_size": [3, 4], "stride": [2, 3], "padding": [1, 2],
+     "output_padding": [1, 2], "groups": 3, "dilation": [2, 1]},
+    {"name": "bn", "type": "batchnorm2d"}, {"name": "up", "type": "upsample", "scale_factor": 2, "mode": "bilinear", "align_corners": True},
+    {"name": "c", "type": "conv2d", "out_channels": 6, "kernel_size": 3, "stride": [2, 1], "padding": "valid", "dilation": [1, 3], "groups": 3,
+     "padding_mode": "replicate"},
+    {"name": "mp", "type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True},
+    {"name": "ap", "type": "avgpool2d", "kernel_size": [2, 3], "stride": [1, 2], "padding": [1, 1], "ceil_mode": True, "count_include_pad": False}]}
+
+
+def test_explain_says_where_its_widest_output_lies_and_writes_no_double_minus(tmp_path: Path) -> None:
+    path = _write(tmp_path, EXOTIC)
+    mp = cli("explain", path, "mp").out  # 15 outputs along H: an "output 33" is one of the repeating pattern, and says so
+    assert "output 33 of the repeating pattern the fields follow (this map has 15 outputs along H) reads input positions 65..69" in mp
+    ap = cli("explain", path, "ap").out  # ceil_mode, stride 1 along H: ceil((15 + 2 - 2) / 1) + 1 = 16
+    assert "= 15 + 2 \u2212 2 + 1 = 16" in ap and "\u2212(\u2212" not in ap, ap
+
+
+def test_latex_escapes_the_characters_ot1_sets_as_other_glyphs(tmp_path: Path) -> None:
+    spec = {"name": 'n<i>"q|', "title": 'A <b> "q" | t', "input": [3, 8, 8],
+            "layers": [{"name": 'c<1>"|', "type": "conv2d", "out_channels": 4, "kernel_size": 3}]}
+    tex = cli("table", _write(tmp_path, spec), "--format", "latex").out
+    assert r"c\textless{}1\textgreater{}\texttt{\char34}\textbar{}" in tex  # OT1 set < > " | as ¡ ¿ ” —
+    assert r"A \textless{}b\textgreater{} \texttt{\char34}q\texttt{\char34} \textbar{} t" in tex
+    body = tex.replace(r"\textless{}", "").replace(r"\textgreater{}", "").replace(r"\textbar{}", "").replace(r"\texttt{\char34}", "")
+    assert not set('<>|"') & set(body)
+
+
+def test_inference_on_attention_that_is_not_causal_says_so(tmp_path: Path) -> None:
+    spec = {"name": "nc", "input": [8], "layers": [
+        {"name": "emb", "type": "embedding", "num_embeddings": 10, "embedding_dim": 8},
+        *({"name": n, "type": "linear", "out_features": 8, "inputs": ["emb"]} for n in "qkv"),
+        {"name": "kt", "type": "transpose", "dim0": 1, "dim1": 2, "inputs": ["k"]},
+        {"name": "s", "type": "matmul", "inputs": ["q", "kt"]}, {"name": "sm", "type": "softmax", "dim": -1},
+        {"name": "o", "type": "matmul", "inputs": ["sm", "v"]}, {"name": "head", "type": "linear", "out_features": 10}]}
+    r = cli("inference", _write(tmp_path, spec))
+    assert r.code == 2 and "nc's attention (s, o) is not causal (no causal mask, no is_causal)" in r.err, r.err
+    assert "has no attention layer" not in r.err
+
+
+def test_cross_attention_on_a_parameter_gives_its_reason(tmp_path: Path) -> None:
+    spec = {"name": "xa", "input": [10, 8], "layers": [{"name": "mem", "type": "parameter", "shape": [4, 8]},
+            {"name": "att", "type": "multiheadattention", "num_heads": 2, "inputs": ["input", "mem", "mem"]}]}
+    row = json.loads(cli("table", _write(tmp_path, spec), "--format", "json").out)["layers"][1]
+    assert row["receptive_field_approximate"] is True  # (10: an upper bound; torch reads token i only for output i)
+    assert "its keys and values are learned tensors made from no input pixel" in row["note"] and "windows" not in row["note"]
+
+
+def test_the_small_conv_assumption_names_3d_convs(tmp_path: Path) -> None:
+    # measured 2026-12-02 (AVX-512 EPYC, torch 2.14.1, 2 threads, archcalc.torch.peak): 68,976 B against 58,016 counted
+    spec = {"name": "c3", "input": [2, 6, 7, 8], "layers": [
+        {"name": "c", "type": "conv3d", "out_channels": 4, "kernel_size": [3, 2, 3], "stride": [1, 2, 1], "padding": 1}]}
+    out = cli("memory", _write(tmp_path, spec), "--batch", "2").out
+    assert "3-D convs too: by 15.9% for a conv3d of 2 to 4 channels on 6x7x8" in out

@@ -58,8 +58,9 @@ where the model has one, else against the bases the model holds (:func:`_rotary_
 upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise;
 a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups``, LRN's ``size`` and a batch norm's
 ``track_running_stats``, a Swin window's ``shift_size``, and the drop probabilities (dropout's
-``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too.  A select's index and a slice's start are
-not read from a model's indexing: those layers are listed as not compared.
+``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too; a permute's or transpose's axes
+against the model's own calls that reorder axes outside its modules (:func:`_functional_axes`).  A select's index and a
+slice's start are not read from a model's indexing: those layers are listed as not compared.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
 without counterpart, against the model calls its input tensors come from (tensor identity,
