@@ -882,7 +882,7 @@ def _shape_parts(value: str, names: set[str] | frozenset[str] = frozenset()) -> 
         return [text]  # 2*n+3 (or 2*2 + 1): one size written as arithmetic, not a shape split at '*' (8*(H-4)*(W-4) is)
     sep = r"[x\u00d7X,]+|\s+" if "*" not in masked or re.search(r"[x\u00d7,]", masked) else r"\*"
     if re.fullmatch(r"[\d\sx\u00d7X*,]+", text):
-        sep = r"[x\u00d7X*,\s]+"  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only)
+        sep, masked = r"[x\u00d7X*,\s]+", text  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only); 13x13 of numbers
     return _split_at(text, masked, sep)
 
 

@@ -228,3 +228,13 @@ def test_the_small_conv_assumption_names_3d_convs(tmp_path: Path) -> None:
         {"name": "c", "type": "conv3d", "out_channels": 4, "kernel_size": [3, 2, 3], "stride": [1, 2, 1], "padding": 1}]}
     out = cli("memory", _write(tmp_path, spec), "--batch", "2").out
     assert "3-D convs too: by 15.9% for a conv3d of 2 to 4 channels on 6x7x8" in out
+
+
+def test_shapes_split_where_people_write_separators() -> None:
+    from archcalc.check import _shape_parts
+
+    assert _shape_parts("13x13", {"x"}) == ["13", "13"]  # numbers: x is a separator even where a size is named x
+    assert _shape_parts("CxHxW", {"C", "H", "W"}) == ["C", "H", "W"]
+    assert _shape_parts("4xnx", {"nx"}) == ["4", "nx"]  # the x of nx is no separator, the one before it is
+    assert _shape_parts("(k + Max(0, 3 - k))x(k + Max(0, 3 - k))", {"k"}) == ["(k + Max(0, 3 - k))", "(k + Max(0, 3 - k))"]
+    assert _shape_parts("(4, H + 1, W)", {"H", "W"}) == ["4", " H + 1", " W"]
