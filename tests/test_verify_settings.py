@@ -241,12 +241,13 @@ class _Permutes(nn.Module):
 
 
 def test_verify_compares_the_axes_a_model_permutes() -> None:
-    assert _wrong(PERM_SPEC, _Permutes("swap")) == {("p1", "axes"): ((0, 2, 3, 1), (0, 3, 2, 1))}  # was OK: not compared
+    assert _wrong(PERM_SPEC, _Permutes("swap")) == {("p1", "axes"): ("(0, 2, 3, 1)", "(0, 3, 2, 1)")}  # was OK: not compared
     assert _wrong(PERM_SPEC, _Permutes("same")) == {}
     result = verify_spec(PERM_SPEC, _Permutes("transposes"))
     assert result.ok and "permuted axes" in result.summary(), result.summary()
+    assert [lc.name for lc in result.not_compared] == []  # p1 and p2 compared (each with an ok row), not "not compared"
     # a transpose is the same reordering written otherwise: transpose(1, 3) of N x C x H x W is permute(0, 3, 2, 1)
     spec = {**PERM_SPEC, "layers": [*PERM_SPEC["layers"][:1], {"name": "p1", "type": "transpose", "dim0": 1, "dim1": 3},
                                      *PERM_SPEC["layers"][2:]]}
     assert _wrong(spec, _Permutes("swap")) == {}
-    assert _wrong(spec, _Permutes("same")) == {("p1", "axes"): ((0, 3, 2, 1), (0, 2, 3, 1))}
+    assert _wrong(spec, _Permutes("same")) == {("p1", "axes"): ("(0, 3, 2, 1)", "(0, 2, 3, 1)")}

@@ -802,12 +802,17 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tup
         mine = settings.get(lc.name, {}).get("axes")
         if mine is None or theirs is None:
             out[i] = replace(lc, note=f"{FUNCTIONAL_OP}; its axes could not be read")
-        elif mine == theirs:
-            out[i] = replace(lc, module=called, note=None, compared=("axes",))
+        elif mine == theirs:  # (a row of its own: a layer without rows reads "not compared")
+            out[i] = replace(lc, module=called, note=None, rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), True, called)])
         else:
             out[i] = replace(lc, module=called, note=None,
-                             rows=[VerifyRow(lc.name, "axes", _setting(mine, "axes"), _setting(theirs, "axes"), False, called, SETTING_WHY["axes"])])
+                             rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), False, called, SETTING_WHY["axes"])])
     return out
+
+
+def _axes(perm: tuple[int, ...]) -> str:
+    """A permutation as torch's permute takes it: (0, 2, 3, 1)."""
+    return f"({', '.join(map(str, perm))})"
 
 
 WIRING_WHY = "the receptive fields and training memory would differ (shapes, params and MACs cannot show it)"
