@@ -411,7 +411,7 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             self.flow.set(out, came)  # an operation not recorded (a view, an add): its result comes from where its inputs do
         if not self.running:
             self.repeats.note(func, args, kwargs or {}, out)
-            if self.permutes is not None and func in _PERMUTE_FUNCS:
+            if self.permutes is not None and func in _PERMUTE_FUNCS and came:  # (of a tensor made from the input: not a bias table's)
                 axes = _axes_of(func, args, kwargs or {})
                 name = getattr(func, "__name__", "permute")
                 self.permutes.append((f"function {name}" if axes is not None else f"function {name} (axes not read)", axes))

@@ -791,9 +791,11 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tup
     if not open_ or permutes is None:
         return layers
     out = list(layers)
-    if len(permutes) != len(open_):
-        note = (f"{FUNCTIONAL_OP}; its axes are not compared: the model reorders axes {len(permutes)} time"
-                f"{'s' if len(permutes) != 1 else ''} outside its modules, the spec has {len(open_)} such layers")
+    ranks = [(len(settings.get(layers[i].name, {}).get("axes") or ()), len(theirs or ())) for i, (_, theirs) in zip(open_, permutes, strict=False)]
+    if len(permutes) != len(open_) or any(a != b for a, b in ranks):
+        note = (f"{FUNCTIONAL_OP}; its axes are not compared: the model reorders the axes of tensors made from its input "
+                f"{len(permutes)} time{'s' if len(permutes) != 1 else ''} outside its modules, the spec has {len(open_)} such layers"
+                + ("" if len(permutes) != len(open_) else ", of other ranks in order"))
         for i in open_:
             out[i] = replace(layers[i], note=note)
         return out
