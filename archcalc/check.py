@@ -44,7 +44,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
@@ -507,6 +507,13 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         elif isinstance(node, ast.Name):
             if numbers_only or node.id.startswith("_"):
                 raise Unreadable(f"{text!r}: a name where a number was expected")
+        elif isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else None
+            arity = CLAIM_FUNCTIONS.get(name or "")
+            if numbers_only or arity is None or node.keywords or not arity[0] <= len(node.args) <= arity[1]:
+                said = f"{name}(...)" if name else "a call"
+                raise Unreadable(f"{text!r} uses {said}; the functions a claim may use are those archcalc writes: "
+                                 "floor(x), ceiling(x), Max(a, b, ...), Min(a, b, ...), Mod(a, n)")
         elif not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.USub, ast.UAdd, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.Load)):
             raise Unreadable(f"{text!r} uses {type(node).__name__}; only names, integers, + - * / // ** and ( ) are allowed")
     if power_depth(tree) > MAX_POWER:
@@ -526,6 +533,8 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
             return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.Call):
+            return _call(node.func.id, [ev(a) for a in node.args], text)  # type: ignore[attr-defined]  # a Name: checked by the walk
         assert isinstance(node, ast.BinOp)
         a, b = ev(node.left), ev(node.right)
         if isinstance(node.op, ast.Pow):
@@ -556,6 +565,33 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         return a / b if isinstance(node.op, ast.Div) else sympy.floor(a / b)
 
     return ev(tree)
+
+
+CLAIM_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "floor": (1, 1), "ceiling": (1, 1), "ceil": (1, 1), "Max": (2, 16), "Min": (2, 16), "max": (2, 16), "min": (2, 16), "Mod": (2, 2),
+}
+"""The functions a claimed formula may call, with their numbers of arguments: those archcalc writes in its formulas
+(``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9 #9)."""
+
+
+def _call(name: str, args: list[Any], text: str) -> Any:
+    """``name(*args)`` of :data:`CLAIM_FUNCTIONS`: exact on numbers (Fractions), sympy's on formulas."""
+    if all(isinstance(a, Fraction) for a in args):
+        if name in ("floor", "ceiling", "ceil"):
+            return Fraction(math.floor(args[0]) if name == "floor" else math.ceil(args[0]))
+        if name == "Mod":
+            if args[1] == 0:
+                raise Unreadable(f"division by zero in {text!r}")
+            return args[0] - args[1] * math.floor(args[0] / args[1])
+        return max(args) if name in ("Max", "max") else min(args)
+    import sympy
+
+    values = [sympy.Rational(a.numerator, a.denominator) if isinstance(a, Fraction) else a for a in args]
+    if name == "Mod" and values[1] == 0:
+        raise Unreadable(f"division by zero in {text!r}")
+    fn = {"floor": sympy.floor, "ceiling": sympy.ceiling, "ceil": sympy.ceiling, "Max": sympy.Max, "max": sympy.Max,
+          "Min": sympy.Min, "min": sympy.Min, "Mod": sympy.Mod}[name]
+    return fn(*values)
 
 
 def _plain(x: Fraction) -> str:
@@ -746,7 +782,7 @@ def _judge_formula(claim: Claim, exact: Any, deriv: str, rep: Report) -> Verdict
     import sympy
 
     formula = sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else v
-    ok, why = same_formula(formula, exact)
+    ok, why = same_formula(formula, exact, rep.assumes)
     return Verdict(claim, ok is True, exact, human_text(expand(exact)), why, deriv, unproven=ok is None)
 
 
@@ -791,20 +827,63 @@ def _budget_range(claim: Claim, exact: Any) -> str:
     return f", within the budget for {x} up to {lo:,}" if below else f", true for {x} from {lo + 1:,} on"
 
 
-def _shape_parts(value: str) -> list[str]:
+def _masked(text: str, names: set[str]) -> str:
+    """``text`` with what no shape separator can be in blanked out, character for character: every
+    character inside parentheses or brackets (``Max(0, 3 - k)``'s comma), and each name that is one of
+    the spec's symbols or a function a claim may call (the x of ``nx`` or ``Max`` is no 13x13 separator)."""
+    out, depth = [], 0
+    for ch in text:
+        if ch in ")]":
+            depth = max(depth - 1, 0)
+        if ch in "([":
+            depth += 1
+        out.append(ch if depth == 0 or (depth == 1 and ch in "([") else "#")
+    known = sorted({*names, *CLAIM_FUNCTIONS}, key=len, reverse=True)
+
+    def word(m: re.Match[str]) -> str:
+        w = m.group()
+        if w in known:
+            return "_" * len(w)
+        kept, i = [], 0  # HxW, xMax: known names masked where they start, leftmost and longest first
+        while i < len(w):
+            hit = next((k for k in known if w.startswith(k, i)), None)
+            kept.append("_" * len(hit) if hit else w[i])
+            i += len(hit) if hit else 1
+        return "".join(kept)
+
+    return re.sub(r"[A-Za-z_]\w*", word, "".join(out))
+
+
+def _split_at(text: str, masked: str, sep: str) -> list[str]:
+    """``text`` split where ``sep`` matches its masked copy."""
+    parts, start = [], 0
+    for m in re.finditer(sep, masked):
+        parts.append(text[start : m.start()])
+        start = m.end()
+    parts.append(text[start:])
+    return [p for p in parts if p.strip()]
+
+
+def _shape_parts(value: str, names: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """The sizes of a claimed shape: ``192x13x13``, ``(192, 13, 13)``, ``8*(H-4)*(W-4)``; ``names``: the
+    spec's symbols, whose letters (an x in ``nx``) never split it, nor does anything in parentheses."""
     text = value.strip()
     words = text.split()
     while words and words[-1].lower().strip(".") in SHAPE_WORDS:  # 13x13 pixels, 7x7 RF
         words.pop()
     text = " ".join(words).strip()
-    if re.fullmatch(r"[(\[].*[)\]]", text) and "," in text:  # (192, 13, 13); not (2*n+1)x(2*n+1)
-        text = text[1:-1]
-    if not re.search(r"[x\u00d7X,]", text) and re.search(r"\S\s*[-+/]\s*\S", re.sub(r"\([^()]*\)", "()", text)):
+    names = set(names)
+    if text[:1] in "([" and text[-1:] in ")]" and re.fullmatch(r"[(\[]#*[)\]]", _masked(text, names)) and "," in _masked(text[1:-1], names):
+        text = text[1:-1]  # (192, 13, 13); not (2*n+1)x(2*n+1), nor (k + Max(0, 3 - k))x(...)
+    masked = _masked(text, names)
+    if "," in masked:  # (4, H + 1, W): commas only, whatever the sizes hold
+        return _split_at(text, masked, ",")
+    if not re.search(r"[x\u00d7X,]", masked) and re.search(r"\S\s*[-+/]\s*\S", masked):
         return [text]  # 2*n+3 (or 2*2 + 1): one size written as arithmetic, not a shape split at '*' (8*(H-4)*(W-4) is)
-    sep = r"[x\u00d7X,]+|\s+" if "*" not in text or re.search(r"[x\u00d7,]", text) else r"\*"
+    sep = r"[x\u00d7X,]+|\s+" if "*" not in masked or re.search(r"[x\u00d7,]", masked) else r"\*"
     if re.fullmatch(r"[\d\sx\u00d7X*,]+", text):
-        sep = r"[x\u00d7X*,\s]+"  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only)
-    return [p for p in re.split(sep, text) if p.strip()]
+        sep, masked = r"[x\u00d7X*,\s]+", text  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only); 13x13 of numbers
+    return _split_at(text, masked, sep)
 
 
 WHOLE_WORDS = {"whole", "whole input", "whole image", "the whole image", "the whole input", "entire image", "the entire image", "all"}
@@ -834,7 +913,7 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
         if row.causal_field:
             why = "its last output sees the whole input; output i sees positions 0..i only (causal attention)"
         return Verdict(claim, row.whole_input, exact_shape, exact_text, why, deriv)
-    parts = [p.strip() for p in _shape_parts(claim.value)]
+    parts = [p.strip() for p in _shape_parts(claim.value, spec_symbols(rep))]
     if not parts:
         raise Unreadable(f"a shape is written like 13x13 or 192x13x13, got {claim.value!r}")
     if len(parts) == 1 and len(exact_shape) > 1 and claim.quantity == "output_shape":
@@ -866,7 +945,7 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
     unproven: list[str] = []
     for axis, (w0, g) in enumerate(zip(want_f, got, strict=True), start=len(exact_shape) - len(got)):
         w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
-        ok, how = same_formula(w, sympy.sympify(g))
+        ok, how = same_formula(w, sympy.sympify(g), rep.assumes)
         if ok is False:
             return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {axis} (exact {g}): {how}", deriv)
         if ok is None:
@@ -896,7 +975,7 @@ def _judge_one_size(claim: Claim, part: str, exact_shape: tuple[Any, ...], deriv
         axes = [i for i, d in enumerate(exact_shape) if free_symbols(d) == set(names)]
         if not axes:
             raise Unjudgeable(f"{part} is one size in {said}, and no axis of the output ({exact_text}) is a formula in {said} alone: {whole}")
-        judged = [(i, *same_formula(w, sympy.sympify(exact_shape[i]))) for i in axes]
+        judged = [(i, *same_formula(w, sympy.sympify(exact_shape[i]), rep.assumes)) for i in axes]
         which = f"axis {axes[0]}" if len(axes) == 1 else "axes " + " and ".join(map(str, axes))
         where = f"one size in {said}: compared {which}, the {'one' if len(axes) == 1 else 'ones'} written in {said}"
         if all(ok is True for _, ok, _ in judged):
@@ -985,9 +1064,35 @@ def _diagnose(rep: Report, claim: Claim, rows: list[Row], alternatives: Alternat
 # ----- formulas -------------------------------------------------------------------------------------
 
 
-def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
+def same_formula(claimed: Any, exact: Any, assumes: Sequence[Any] = ()) -> tuple[bool | None, str]:
+    """Whether two formulas agree where the network runs: :func:`same_formula_everywhere`, and where
+    that finds them different, compared again on the sizes where every formula in ``assumes`` is 0
+    (the sizes an add or concat needs equal, :attr:`Report.assumes`): a difference only where the
+    network cannot run is none (review s9 #4: a kernel of k with padding k//2 beside a 3x3 conv
+    runs for odd k only, and a claim right for every odd k was WRONG "at k=2")."""
+    ok, how, at = _same_formula(claimed, exact)
+    if ok is True or not assumes or at == {}:  # (at == {}: two different numbers)
+        return ok, how
+    import sympy
+
+    exprs = [sympy.sympify(c) for c in assumes]
+    checks = [exact_evaluator(c) for c in exprs]
+    needed = {x.name for c in exprs for x in c.free_symbols}
+    if ok is False and at is not None and needed <= set(at) and all(c(at) == 0 for c in checks):
+        return ok, how  # they differ at a size where the network runs
+    return _same_where(sympy.sympify(claimed), sympy.sympify(exact), exprs, checks)
+
+
+def same_formula_everywhere(claimed: Any, exact: Any) -> tuple[bool | None, str]:
+    """:func:`same_formula` for every value of the symbols (no assumption)."""
+    ok, how, _ = _same_formula(claimed, exact)
+    return ok, how
+
+
+def _same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str, dict[str, int] | None]:
     """Whether two formulas in positive-integer symbols agree (True), differ (False) or agree
-    wherever they were evaluated, without a proof (None), and how that was decided.
+    wherever they were evaluated, without a proof (None), how that was decided, and where they
+    differ (None where that is not known; {} for two different numbers).
 
     No general ``sympy.simplify`` (its time grows exponentially with nested floors).  Proofs first:
     the same canonical form, or, without floors, a difference that expands to 0, or, with floors of
@@ -1000,37 +1105,24 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
     valid there, and 64 covers the residues of five stride-2 stages), 200 random mixes of them, then
     100 far sizes up to 2**20 (same-valued and mixed), and sizes at and past every constant in
     either formula (C//10**7 is 0 below 10**7)."""
-    import random
-
     import sympy
 
     claimed, exact = sympy.sympify(claimed), sympy.sympify(exact)
     if claimed == exact:
-        return True, "compared as formulas: equal"
+        return True, "compared as formulas: equal", None
     symbols = sorted(claimed.free_symbols | exact.free_symbols, key=str)
     if not symbols:
-        return False, "compared as numbers"
+        return False, "compared as numbers", {}
     plain = not any(e.has(sympy.floor, sympy.ceiling, sympy.Max, sympy.Min, sympy.Mod) for e in (claimed, exact))
     if plain and sympy.expand(claimed - exact) == 0:
-        return True, "compared as formulas: equal"
+        return True, "compared as formulas: equal", None
     claimed, exact = _without_mod(claimed), _without_mod(exact)
     decided = _decide_quasi_polynomial(claimed, exact, symbols)
     if decided is None and len(symbols) == 1:
         decided = _decide_piecewise(claimed, exact, symbols[0])
     if decided is not None:
         return decided
-    values = range(256, 320)
-    rng = random.Random(0)
-    points = [dict.fromkeys(symbols, v) for v in values]  # all symbols equal (square inputs, C = H)
-    points += [{x: rng.choice(values) for x in symbols} for _ in range(0 if len(symbols) == 1 else 200)]
-    # and far sizes (a claim of 1 for twelve halvings holds at 256..319 only): same-valued, then mixed
-    far = [rng.randrange(320, 1 << 20) for _ in range(100)]
-    points += [dict.fromkeys(symbols, v) for v in far]
-    points += [{x: rng.randrange(320, 1 << 20) for x in symbols} for _ in range(0 if len(symbols) == 1 else 100)]
-    # past every constant in either formula: a term C//10**7 is 0 below 10**7 (review s7 #17)
-    constants = sorted({abs(int(n)) for e in (claimed, exact) for q in e.atoms(sympy.Rational) for n in (q.p, q.q) if 2 <= abs(int(n)) <= 10**60})
-    points += [dict.fromkeys(symbols, m) for n in constants for m in (n - 1, n, n + 1, 2 * n + 1, 3 * n + 2) if m >= 1]
-    points += [dict.fromkeys(symbols, v) for v in range(1, 17)]  # and the smallest sizes, where Max and Min turn
+    points = _sample_points(symbols, (claimed, exact))
     f, g = exact_evaluator(claimed), exact_evaluator(exact)
     for point in points:
         at = {x.name: v for x, v in point.items()}
@@ -1040,7 +1132,7 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
             continue  # (a size in a denominator, at 0: no value there to compare)
         if a != b:
             where = ", ".join(f"{x}={v}" for x, v in point.items())
-            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
+            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})", at
     names = ", ".join(map(str, symbols))
     why = "not of a form archcalc decides (polynomials in the symbols and in floors of them; Max and Min in one symbol)"
     classes = _classes(claimed, exact, symbols)
@@ -1048,7 +1140,91 @@ def same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str]:
         mods = ", ".join(f"{p:,} in {x}" for x, p in zip(symbols, classes[0], strict=True) if p > 1)
         why = (f"its floors have the period {mods}: a proof would compare "
                f"{math.prod(p * (d + 1) for p, d in zip(*classes, strict=True)):,} values, more than the {MAX_DECISION_POINTS:,} archcalc compares")
-    return None, f"compared as formulas: they agree at {len(points)} sampled values of {names} (not proven: {why})"
+    return None, f"compared as formulas: they agree at {len(points)} sampled values of {names} (not proven: {why})", None
+
+
+def _sample_points(symbols: list[Any], exprs: Sequence[Any]) -> list[dict[Any, int]]:
+    """The sizes :func:`same_formula` evaluates at when it cannot decide (its docstring says which)."""
+    import random
+
+    import sympy
+
+    values = range(256, 320)
+    rng = random.Random(0)
+    points = [dict.fromkeys(symbols, v) for v in values]  # all symbols equal (square inputs, C = H)
+    points += [{x: rng.choice(values) for x in symbols} for _ in range(0 if len(symbols) == 1 else 200)]
+    # and far sizes (a claim of 1 for twelve halvings holds at 256..319 only): same-valued, then mixed
+    far = [rng.randrange(320, 1 << 20) for _ in range(100)]
+    points += [dict.fromkeys(symbols, v) for v in far]
+    points += [{x: rng.randrange(320, 1 << 20) for x in symbols} for _ in range(0 if len(symbols) == 1 else 100)]
+    # past every constant in either formula: a term C//10**7 is 0 below 10**7 (review s7 #17)
+    constants = sorted({abs(int(n)) for e in exprs for q in e.atoms(sympy.Rational) for n in (q.p, q.q) if 2 <= abs(int(n)) <= 10**60})
+    points += [dict.fromkeys(symbols, m) for n in constants for m in (n - 1, n, n + 1, 2 * n + 1, 3 * n + 2) if m >= 1]
+    points += [dict.fromkeys(symbols, v) for v in range(1, 17)]  # and the smallest sizes, where Max and Min turn
+    return points
+
+
+def _same_where(claimed: Any, exact: Any, assumes: list[Any],
+                checks: list[Callable[[dict[str, int]], Fraction]]) -> tuple[bool | None, str]:
+    """:func:`same_formula` on the sizes where every formula of ``assumes`` is 0 (``checks`` evaluate them).
+
+    Decided where all are quasi-polynomials (:func:`_decide_quasi_polynomial`'s classes, with the
+    assumptions' periods and degrees): on each class every assumption is a polynomial, fixed by the
+    same grid of points, so it is 0 on the whole class (the network runs there: compared) or a
+    nonzero constant (it never runs there: skipped); a class where it is neither (the network runs
+    at a few sizes of it) is not decided.  Otherwise, or then, the sampled sizes where the network runs."""
+    import itertools
+
+    symbols = sorted(set().union(claimed.free_symbols, exact.free_symbols, *(c.free_symbols for c in assumes)), key=str)
+    where = "where the network runs (where its merged inputs agree)"
+    f, g = exact_evaluator(claimed), exact_evaluator(exact)
+
+    def differ(at: dict[str, int]) -> str | None:
+        a, b = f(at), g(at)
+        if a == b:
+            return None
+        said = ", ".join(f"{x}={v}" for x, v in at.items())
+        return f"compared as formulas: they differ at {said}, a size {where} (claimed {_plain(a)}, exact {_plain(b)})"
+
+    claimed, exact = _without_mod(claimed), _without_mod(exact)
+    classes = _classes(claimed, exact, symbols, assumes)
+    if classes is not None and math.prod(p * (d + 1) for p, d in zip(*classes, strict=True)) <= MAX_DECISION_POINTS:
+        periods, degrees = classes
+        runs = 0
+        for residues in itertools.product(*(range(p) for p in periods)):
+            axes = ([p * k + r for k in range(1, d + 2)] for p, r, d in zip(periods, residues, degrees, strict=True))
+            grid = [dict(zip((x.name for x in symbols), values, strict=True)) for values in itertools.product(*axes)]
+            held = [[c(at) for at in grid] for c in checks]
+            if any(len(set(v)) == 1 and v[0] != 0 for v in held):
+                continue  # an assumption is a nonzero constant on this class: the network never runs there
+            if not all(set(v) == {0} for v in held):
+                break  # the network runs at some sizes of this class only: not decided class by class
+            runs += 1
+            for at in grid:
+                why = differ(at)
+                if why is not None:
+                    return False, why
+        else:
+            if runs:
+                mods = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
+                return True, (f"compared as formulas: equal {where} (proved: on each class of {mods} where they agree, "
+                              f"both are polynomials of degree <= {max(degrees)} in each symbol, equal at the points that fix them)")
+    tested = 0
+    for point in _sample_points(symbols, (claimed, exact, *assumes)):
+        at = {x.name: v for x, v in point.items()}
+        try:
+            if any(c(at) != 0 for c in checks):
+                continue
+            tested += 1
+            why = differ(at)
+        except ZeroDivisionError:
+            continue
+        if why is not None:
+            return False, why
+    names = ", ".join(map(str, symbols))
+    if not tested:
+        return None, f"compared as formulas: no size sampled is one {where}, so nothing was compared (symbols {names})"
+    return None, f"compared as formulas: they agree at {tested} sampled values of {names} {where} (not proven)"
 
 
 def _without_mod(e: Any) -> Any:
@@ -1120,24 +1296,25 @@ def _degree(e: Any, x: Any) -> int:
     return sum(_degree(a, x) for a in e.args)  # a Mul
 
 
-def _classes(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[list[int], list[int]] | None:
-    """Per symbol, the period of the floors in both formulas and their degree (floors read as their
-    arguments), where both are quasi-polynomials (:func:`_decide_quasi_polynomial`); else None."""
+def _classes(claimed: Any, exact: Any, symbols: list[Any], more: Sequence[Any] = ()) -> tuple[list[int], list[int]] | None:
+    """Per symbol, the period of the floors in both formulas (and in ``more``) and their degree (floors
+    read as their arguments), where all are quasi-polynomials (:func:`_decide_quasi_polynomial`); else None."""
     import sympy
 
-    if (claimed - exact).has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs):
+    more = [_without_mod(e) for e in more]
+    if any(e.has(sympy.Max, sympy.Min, sympy.Mod, sympy.Abs) for e in (claimed - exact, *more)):
         return None
     periods, degrees = [], []
     for x in symbols:
-        p = [_period(e, x) for e in (claimed, exact)]
+        p = [_period(e, x) for e in (claimed, exact, *more)]
         if None in p:
             return None
         periods.append(int(sympy.ilcm(*p)))
-        degrees.append(max(_degree(e, x) for e in (claimed, exact)))
+        degrees.append(max(_degree(e, x) for e in (claimed, exact, *more)))
     return periods, degrees
 
 
-def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[bool, str] | None:
+def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tuple[bool, str, dict[str, int] | None] | None:
     """Decide exactly whether two formulas agree for every integer value of their symbols, where both
     are polynomials in the symbols and in floors (ceilings) of such polynomials with rational
     coefficients (every conv, pool and stride formula is).  Such a formula is a quasi-polynomial:
@@ -1162,15 +1339,15 @@ def _decide_quasi_polynomial(claimed: Any, exact: Any, symbols: list[Any]) -> tu
         a, b = f(at), g(at)
         if a != b:
             where = ", ".join(f"{x}={v}" for x, v in at.items())
-            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})"
+            return False, f"compared as formulas: they differ at {where} (claimed {_plain(a)}, exact {_plain(b)})", at
     mods = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
     how = f"on every class of {mods} " if mods else ""
     top = max(degrees)
     shape = f"polynomials of degree <= {top} in each symbol"
-    return True, f"compared as formulas: equal (proved: {how}both are {shape}, equal at {count:,} points that fix them)"
+    return True, f"compared as formulas: equal (proved: {how}both are {shape}, equal at {count:,} points that fix them)", None
 
 
-def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str] | None:
+def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str, dict[str, int] | None] | None:
     """Decide exactly, for every positive integer x, two formulas in one symbol x made of polynomials,
     floors of them, and Max and Min of such (a receptive field where paths meet: ``k + Max(0, 3 - k)``).
 
@@ -1216,11 +1393,11 @@ def _decide_piecewise(claimed: Any, exact: Any, x: Any) -> tuple[bool, str] | No
         except ZeroDivisionError:
             return None
         if a != b:
-            return False, f"compared as formulas: they differ at {x}={v} (claimed {_plain(a)}, exact {_plain(b)})"
+            return False, f"compared as formulas: they differ at {x}={v} (claimed {_plain(a)}, exact {_plain(b)})", {x.name: v}
     where = f"every {x} up to {settle}, where the order of the Max and Min arguments settles, then " if settle else ""
     classes = f"on every class of {x} mod {period} " if period > 1 else ""
     return True, (f"compared as formulas: equal (proved: {where}{classes}past it both are polynomials of degree <= {degree}, "
-                  f"equal at {count:,} points that fix them)")
+                  f"equal at {count:,} points that fix them)"), None
 
 
 def _settles(d: Callable[[dict[str, int]], Fraction], name: str, period: int, degree: int) -> int | None:

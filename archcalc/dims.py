@@ -116,7 +116,7 @@ def check_expr(text: str, allow_pow: bool = False) -> ast.expr:
             ok = False
         if allow_pow and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
             ok = isinstance(node.right, ast.Constant) and type(node.right.value) is int and 0 <= node.right.value <= 8
-        if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier()):
+        if isinstance(node, ast.Name) and (node.id.startswith("_") or not node.id.isidentifier() or node.id in RESERVED_NAMES):
             ok = False
         if not ok:
             grammar = _GRAMMAR_POW if allow_pow else _GRAMMAR
@@ -153,8 +153,16 @@ _GRAMMAR_POW = _GRAMMAR.replace("( )", "( ), and ** with an exponent from 0 to 8
 _OPERATORS = {ast.Div: "'/' (write // for whole-number division)", ast.Pow: "'**'", ast.Mod: "'%'", ast.MatMult: "'@'"}
 
 
+RESERVED_NAMES = frozenset({"floor", "ceiling", "Max", "Min", "Mod", "Piecewise", "Eq", "Abs"})
+"""Names archcalc writes as functions in its formulas (``324*floor(H/2 - 3/2) + 324``): a size named so could not
+be read back (sympify with the report's symbols as locals makes ``floor`` a symbol, then calls it; review s9 #10)."""
+
+
 def _describe(node: ast.AST, allow_pow: bool) -> str:
     """What a disallowed piece of an expression is, in the words a spec writer uses."""
+    if isinstance(node, ast.Name) and node.id in RESERVED_NAMES:
+        return (f"the name {node.id!r}, which archcalc's formulas use as a function ({', '.join(sorted(RESERVED_NAMES, key=str.lower))}): "
+                "name the size otherwise")
     if isinstance(node, ast.BinOp):
         op = _OPERATORS.get(type(node.op))
         if isinstance(node.op, ast.Pow) and allow_pow:

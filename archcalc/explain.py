@@ -622,6 +622,7 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         return
     if whole_why:
         ex.notes.append(whole_note)
+    out_sizes = tuple(node["shape"])[len(node["shape"]) - len(windows):]
     for a, (axis, r_in, w) in enumerate(zip(axes, srcs[0], windows, strict=True)):
         r_out: AxisRF = node["rf"][a]
         if r_out.whole and not r_in.whole:  # (circular padding: every output's window, round the map, reads every position)
@@ -632,7 +633,7 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
             ex.steps.append(Step(f"receptive field {axis}", None, worked, str(r_out.size)))
             ex.steps.append(Step(f"effective stride {axis}", "j_in*S", "", str(r_out.jump)))
             continue
-        ex.steps.extend(_rf_steps(axis, r_in, w, r_out))
+        ex.steps.extend(_rf_steps(axis, r_in, w, r_out, as_int(out_sizes[a]) if a < len(out_sizes) else None))
     if node.get("rf_note") and "circular padding" in node["rf_note"]:  # (where the rules' field wraps, or is only approximate)
         ex.notes.append(node["rf_note"])
 
@@ -671,7 +672,7 @@ def _explain_named_rf(
         ex.notes.append(node["rf_note"])
 
 
-def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF) -> list[Step]:
+def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF, n_out: int | None = None) -> list[Step]:
     """The receptive-field lines of one axis: the three rules on a regular grid; at an upsampling
     layer (transposed convolution, upsample) and downstream of one, the exact interval rule the
     receptive-field pass applies (see passes/receptive.py), worked on the widest output."""
@@ -707,6 +708,8 @@ def _rf_steps(axis: str, r_in: AxisRF, w: Window, r_out: AxisRF) -> list[Step]:
         ]
     o, units, lo, hi = widest
     reads = f"position {_neg(units[0])}" if len(units) == 1 else f"positions {_neg(units[0])}..{_neg(units[-1])}"
+    if n_out is not None and o >= n_out:  # the widest output of the repeating pattern lies past this map's end (review s9 #12)
+        o = f"{o} of the repeating pattern the fields follow (this map has {n_out} outputs along {axis})"
     if up != 1:
         why = "upsampling by U: the window slides on a grid U times finer, input position i at i*U"
     else:

@@ -43,6 +43,70 @@ _BY_OWNER: dict[str, str] = {
 FUNCTIONS: frozenset[str] = frozenset(f"{owner}.{attr}" for owner, attrs in _BY_OWNER.items() for attr in attrs.split())
 """Every spelling a layer's ``function`` may take."""
 
+_COMPUTES: dict[str, str] = {
+    # the layer type a call of each function is (archcalc import records it so: the handlers' ``records``,
+    # archcalc.torch.registry.RECORDS; tests/test_check_s9.py keeps the two equal), F.x, torch.x and Tensor.x alike
+    "adaptiveavgpool1d": "F.adaptive_avg_pool1d torch.adaptive_avg_pool1d",
+    "adaptiveavgpool2d": "F.adaptive_avg_pool2d torch.adaptive_avg_pool2d",
+    "adaptiveavgpool3d": "F.adaptive_avg_pool3d torch.adaptive_avg_pool3d",
+    "adaptivemaxpool2d": "F.adaptive_max_pool2d torch.adaptive_max_pool2d",
+    "avgpool1d": "F.avg_pool1d torch.avg_pool1d",
+    "avgpool2d": "F.avg_pool2d torch.avg_pool2d",
+    "avgpool3d": "F.avg_pool3d torch.avg_pool3d",
+    "batchnorm{n}d": "F.batch_norm",
+    "causal_mask": "Tensor.masked_fill torch.masked_fill",
+    "conv1d": "F.conv1d torch.conv1d",
+    "conv2d": "F.conv2d torch.conv2d",
+    "conv3d": "F.conv3d torch.conv3d",
+    "dropout": "F.dropout F.dropout_ Tensor.dropout Tensor.dropout_ torch.dropout torch.dropout_",
+    "gelu": "F.gelu F.gelu_ Tensor.gelu Tensor.gelu_ torch.gelu torch.gelu_",
+    "groupnorm": "F.group_norm",
+    "hardsigmoid": "F.hardsigmoid F.hardsigmoid_ Tensor.hardsigmoid Tensor.hardsigmoid_ torch.hardsigmoid torch.hardsigmoid_",
+    "hardswish": "F.hardswish F.hardswish_ Tensor.hardswish Tensor.hardswish_ torch.hardswish torch.hardswish_",
+    "layernorm": "F.layer_norm",
+    "leakyrelu": "F.leaky_relu F.leaky_relu_ Tensor.leaky_relu Tensor.leaky_relu_ torch.leaky_relu torch.leaky_relu_",
+    "linear": "F.linear",
+    "matmul": "Tensor.__matmul__ Tensor.bmm Tensor.matmul operator.matmul torch.bmm torch.matmul",
+    "maxpool1d": "F.max_pool1d torch.max_pool1d",
+    "maxpool2d": "F.max_pool2d torch.max_pool2d",
+    "maxpool3d": "F.max_pool3d torch.max_pool3d",
+    "relu": "F.relu F.relu_ Tensor.relu Tensor.relu_ torch.relu torch.relu_",
+    "relu6": "F.relu6 F.relu6_ Tensor.relu6 Tensor.relu6_ torch.relu6 torch.relu6_",
+    "scaled_dot_product_attention": "F.scaled_dot_product_attention",
+    "sigmoid": "F.sigmoid F.sigmoid_ Tensor.sigmoid Tensor.sigmoid_ torch.sigmoid torch.sigmoid_",
+    "silu": "F.silu F.silu_ Tensor.silu Tensor.silu_ torch.silu torch.silu_",
+    "softmax": "F.softmax F.softmax_ Tensor.softmax Tensor.softmax_ torch.softmax torch.softmax_",
+    "tanh": "F.tanh F.tanh_ Tensor.tanh Tensor.tanh_ torch.tanh torch.tanh_",
+    "upsample": "F.interpolate",
+}
+
+COMPUTES: dict[str, str] = {f: kind for kind, names in _COMPUTES.items() for f in names.split()}
+"""Function -> the layer type a call of it is (``"batchnorm{n}d"``: any rank)."""
+
+# a + b, a * b, ...: import makes a layer of that operation of two tensors, a ``scalar`` layer of a tensor and a
+# number, and of ``gamma * x`` with a learned gamma per channel a ``layerscale`` (archcalc.torch.ops.elementwise)
+_ARITHMETIC = {"add": ("add", "iadd", "__add__", "__iadd__", "__radd__", "add_"), "mul": ("mul", "imul", "__mul__", "__rmul__", "mul_"),
+               "sub": ("sub", "isub", "__rsub__", "sub_"), "div": ("div", "truediv", "itruediv", "__rtruediv__", "div_")}
+_ARITHMETIC_KINDS = {op: (op, "scalar", "layerscale") if op == "mul" else (op, "scalar") for op in _ARITHMETIC}
+
+
+def function_kind_error(function: str, kind: str) -> str | None:
+    """Why a layer of type ``kind`` cannot be computed by ``function`` (a conv2d "called as" F.relu, which a
+    convention would then count as a relu: review s9 #5), or None.  Functions that make no one type of layer
+    (reshape, cat, F.pad, ...) are not checked."""
+    owner, attr = split(function)
+    computes = COMPUTES.get(function)
+    if computes is not None:
+        ok = kind in {computes.replace("{n}", n) for n in "123"}
+        return None if ok else f"{function} computes a {computes.replace('{n}', 'N')} layer, not a {kind}"
+    if owner in ("operator", "Tensor", "torch"):
+        for op, spellings in _ARITHMETIC.items():
+            if attr in spellings:
+                kinds = _ARITHMETIC_KINDS[op]
+                return None if kind in kinds else f"{function} computes {' or '.join(repr(k) for k in kinds)} layers, not a {kind}"
+    return None
+
+
 OWNERS: frozenset[str] = frozenset(_BY_OWNER)
 """The owners of those functions (``F``, ``Tensor``, ``torch``, ...): the module builder holds one object for each."""
 
@@ -64,4 +128,4 @@ def check_function(function: str) -> str:
     return function
 
 
-__all__ = ["FUNCTIONS", "OWNERS", "check_function", "split"]
+__all__ = ["COMPUTES", "FUNCTIONS", "OWNERS", "check_function", "function_kind_error", "split"]

@@ -172,6 +172,8 @@ def _fixed_part(m: Any, x: Any) -> Any:
     return fixed[0] if len(fixed) == 1 and len(m.args) == 2 else m
 
 
+_ATTENTION_TYPES = frozenset({"scaled_dot_product_attention", "multiheadattention", "matmul"})
+"""Layer types that make attention (a matmul: of queries and keys, or of the weights and values, written out)."""
 _RIDGES_TEXT = ", ".join(f"{n} {float(r):.0f}" for n, r in RIDGES.items())
 
 
@@ -279,6 +281,10 @@ def inference_costs(
         decode = decode + conv.macs(scaled, row.type, node["layer"].function) * row.repeat
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
+        seen = [r.name for r in step.counted_rows if r.type in _ATTENTION_TYPES]
+        if seen:  # attention that is not causal (written out without a mask, sdpa without is_causal): review s9 #12
+            them = ", ".join(seen[:3]) + (" ..." if len(seen) > 3 else "")
+            raise SpecError(f"{arch.name}'s attention ({them}) is not causal (no causal mask, no is_causal), so {why}")
         raise SpecError(f"{arch.name} has no attention layer: {why}")
     notes = []
     bidirectional = [n for n in attention if nodes[n]["layer"].__dict__.get("is_causal") is False]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .conventions import dtype_bytes, get_convention
-from .dims import Dim, assume_multiples, expand, free_symbols, provably_positive, simplify, sympy_loaded, to_json
+from .dims import Dim, assume_multiples, dim_text, expand, free_symbols, provably_positive, simplify, sympy_loaded, to_json
 from .errors import SpecError
 from .graph import Graph, compile_graph, node_table
 from .layers.base import Layer
@@ -122,6 +122,10 @@ class Report:
     repeats: Mapping[str, Dim] = field(default_factory=dict)  # block call -> copies, for calls with `repeat` (a symbol: see Row.repeat)
     title: str | None = None  # the spec's display name ("AlexNet (Krizhevsky et al. 2012)"), for captions
     field_layer: str | None = None  # the layer whose receptive field is the network's (see passes.receptive._field_layer)
+    assumes: tuple[Any, ...] = ()
+    """Formulas the network needs 0 to run (an add's or concat's input sizes, ``a - b``) that archcalc
+    could not prove 0 for every value of the symbols: stated on the layer's row, and ``check`` judges
+    claims on the sizes where they hold (review s9 #4)."""
 
     def field_row(self) -> Row:
         """The row whose receptive field is the network's (``total.rf``, ``compare``)."""
@@ -296,6 +300,7 @@ def report_from_graph(
     memory(G, nbytes, batch)
     receptive_field(G)
     rows = []
+    assumes: tuple[Any, ...] = ()
     nodes = node_table(G)
     per_rf: dict[int, tuple[tuple[Dim, ...], tuple[Dim, ...], tuple[Fraction | Dim, ...] | None]] = {}  # pointwise layers pass their input's field on
     base_note, base_cache = Layer.note, Layer.cached_per_position
@@ -368,6 +373,7 @@ def report_from_graph(
                 _fold_integers(row)
             if not numeric and not free_symbols_of((*G.graph["input_shape"], batch)):
                 _note_stray_symbols(rows, nodes)  # (sympy Integers in, numbers all the same)
+            assumes = _merge_assumptions(rows, nodes, exact)
     return Report(
         G.graph["name"],
         tuple(G.graph["input_shape"]),
@@ -379,7 +385,43 @@ def report_from_graph(
         dict(G.graph.get("repeats", {})),
         G.graph.get("title"),
         G.graph.get("field_layer"),
+        assumes,
     )
+
+
+def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callable[[Dim], Dim] | None) -> tuple[Any, ...]:
+    """The sizes an add or concat needs equal, where the shapes pass could not compare them
+    (:func:`archcalc.layers.merge.agreements`): each pair proved equal for every value of the
+    symbols is dropped; any other is stated on the row ("assumes ...") and returned as ``a - b``
+    for :attr:`Report.assumes`.  (torch raises where they differ: the network runs only there.)"""
+    from .check import same_formula_everywhere
+    from .layers.merge import agreements
+
+    found: list[Any] = []
+    decided: dict[Any, str | None] = {}  # a - b -> None (proved equal), else where it is not 0 ('' if not known)
+    for row in rows:
+        pairs: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # (first, other) -> equalities, where not so
+        for first, other, _axis, size, other_size in agreements(nodes[row.name]["layer"], nodes[row.name]["in_shapes"]):
+            a, b = (exact(size), exact(other_size)) if exact is not None else (size, other_size)
+            diff = expand(a - b)
+            if diff not in decided:
+                ok, how = same_formula_everywhere(diff, 0)
+                decided[diff] = None if ok is True else (how.partition("differ at ")[2].partition(" (")[0] if ok is False else "")
+                if ok is not True:
+                    found.append(diff)
+            where = decided[diff]
+            if where is not None:
+                eqs, nots = pairs.setdefault((first, other), ([], []))
+                eqs.append(f"{dim_text(a)} = {dim_text(b)}")
+                if where and where not in nots:
+                    nots.append(where)
+        said = [f"assumes {first} and {other} agree ({' and '.join(eqs)}; "
+                + (f"not so at {' or '.join(nots)}" if nots else "not proved for every size")
+                + "): torch needs it, and check judges claims where it holds" for (first, other), (eqs, nots) in pairs.items()]
+        if said:
+            text = "; ".join(said)
+            row.note = f"{row.note}; {text}" if row.note and row.note != IN_PLACE_NOTE else text
+    return tuple(found)
 
 
 def _total(values: list[Dim]) -> Dim:

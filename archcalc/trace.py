@@ -108,6 +108,8 @@ class Traced:
         if self.ceil_of is not None:  # -((-a) // b) is ceil(a / b)
             a, b = self.ceil_of
             return Traced(-self.value, f"\u2308{self._par(a, _MUL)} / {self._par(b, _MUL + 1)}\u2309")
+        if self.neg_of is not None:  # -(-x) is x: a ceiling by a stride of 1 (whose // 1 drops out) read -(-(15 + 2 - 2))
+            return self.neg_of
         out = Traced(-self.value, f"{MINUS_SIGN}{self._par(self, _MUL + 1)}", _MUL)
         out.neg_of = self
         return out

@@ -62,7 +62,8 @@ PEAK_ASSUMPTIONS = (
     "GPT-2 and U-Net at or above the measured peak by at most 0.3%; below it where oneDNN's convolution backward keeps scratch "
     "copies which this rule does not model (their number grows with the CPU threads): for small 3x3 convs this figure "
     "was measured below the peak (batch 2, 2 threads) by 61.7% with 4 channels on 8x8 maps (21.2% on 1 thread), 33.6% with 3 "
-    "channels on 64x64, 4.4% and 7.1% with 8 and 12 channels, 0.6% and 1.9% with 32 and 64 (README, 'Measured')",
+    "channels on 64x64, 4.4% and 7.1% with 8 and 12 channels, 0.6% and 1.9% with 32 and 64; 3-D convs too: by 15.9% for a "
+    "conv3d of 2 to 4 channels on 6x7x8 (README, 'Measured')",
     "not counted, each of which can raise the real peak above this figure: the loss's own tensors (cross-entropy keeps its "
     "log-softmax, the size of the output in fp32, and makes its gradient), the optimizer step's temporaries, cuDNN's workspace "
     "on CUDA, the allocator's rounding (CUDA rounds blocks up to 512 bytes) and the CUDA context",
@@ -254,7 +255,7 @@ def _batch_one(m: TrainingMemory, at_one: Callable[[], TrainingMemory]) -> Train
     m.totals["peak_bytes"] = sympy.Piecewise((one, sympy.Eq(batch, 1)), (peak, True))
     m.assumptions.append(
         f"at batch 1 torch runs some convs with another kernel (float32 on small maps: its slow kernel; Convolution.cpp, use_mkldnn): "
-        f"the peak there is {one} bytes; the lines hold from batch 2"
+        f"the peak there is {format(one, ',') if isinstance(one, int) else one} bytes; the lines hold from batch 2"
     )
     return m
 

@@ -626,7 +626,7 @@ def test_a_peak_whose_first_copy_differs_is_printed_piecewise(tmp_path: Any) -> 
     line = next(x for x in r.out.splitlines() if x.startswith("peak of a training step:"))
     assert one < two - (three - two)
     slope = three - two
-    assert line == f"peak of a training step: at l = 1: {one:,} bytes ({units_size(one)}); from l = 2: {slope}*l + {two - 2 * slope} bytes"
+    assert line == f"peak of a training step: at l = 1: {one:,} bytes ({units_size(one)}); from l = 2: {two - 2 * slope:,} + {slope:,}*l bytes"
     doc = memory_json(str(tmp_path / "h4.json"), "--batch", "2")
     assert doc["totals"]["peak_bytes"].startswith("Piecewise(")
 
@@ -671,7 +671,8 @@ def test_a_symbolic_batch_prints_batch_one_apart_where_its_conv_kernel_differs(s
     r = cli("memory", str(path), "--batch", "N")
     assert r.code == 0, r.err
     per = three - two  # the lines from batch 2: fixed + per*N
-    assert f"peak of a training step: at N = 1: {one:,} bytes" in r.out and f"from N = 2: {per}*N + {two - 2 * per} bytes" in r.out
+    assert f"peak of a training step: at N = 1: {one:,} bytes" in r.out
+    assert f"from N = 2: {two - 2 * per:,} + {per:,}*N bytes" in r.out  # (a + b*N, as the totals: review s9 #12)
     fit = cli("fit", str(path), "--memory", str(two))  # batch 2's own peak fits batch 2 exactly
     assert fit.code == 0 and "largest batch: 2 " in fit.out, fit.out
 

@@ -208,3 +208,46 @@ def test_verify_compares_batchnorm_statistics_and_a_window_shift() -> None:
                                                               "window_size": 4, "shift_size": 0}]}
     assert _wrong(swa_spec, swa) == {("a", "shift_size"): ((0, 0), (2, 2))}
     assert _wrong({**swa_spec, "layers": [{**swa_spec["layers"][0], "shift_size": 2}]}, swa) == {}
+
+
+# ----- review s9 #7: the axes a model permutes, outside its modules, against the spec's permute/transpose -----
+PERM_SPEC = {"name": "perm", "input": [4, 8, 8], "layers": [
+    {"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": [1, 3], "padding": [0, 1]},
+    {"name": "p1", "type": "permute", "dims": [0, 2, 3, 1]},
+    {"name": "lin", "type": "linear", "out_features": 4},
+    {"name": "p2", "type": "permute", "dims": [0, 3, 1, 2]},
+    {"name": "c2", "type": "conv2d", "out_channels": 4, "kernel_size": [1, 3], "padding": [0, 1]}]}
+
+
+class _Permutes(nn.Module):
+    """The spec above; ``swap``: its first permute written x.permute(0, 3, 2, 1), so H and W trade places between c1 and c2
+    (same shapes, params and MACs on an 8x8 map; c2's field 3x3 instead of the spec's 1x5: the review's repro)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.c1, self.lin, self.c2 = nn.Conv2d(4, 4, (1, 3), padding=(0, 1)), nn.Linear(4, 4), nn.Conv2d(4, 4, (1, 3), padding=(0, 1))
+        self.how = how
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c1(x)
+        if self.how == "swap":
+            y = y.permute(0, 3, 2, 1)
+        elif self.how == "transposes":  # (0, 2, 3, 1) as two swaps would be two calls for one layer: written as one permute
+            y = torch.permute(y, (0, 2, 3, 1))
+        else:
+            y = y.permute(0, 2, 3, 1)
+        y = self.lin(y)
+        return self.c2(y.permute(0, 3, 1, 2))
+
+
+def test_verify_compares_the_axes_a_model_permutes() -> None:
+    assert _wrong(PERM_SPEC, _Permutes("swap")) == {("p1", "axes"): ("(0, 2, 3, 1)", "(0, 3, 2, 1)")}  # was OK: not compared
+    assert _wrong(PERM_SPEC, _Permutes("same")) == {}
+    result = verify_spec(PERM_SPEC, _Permutes("transposes"))
+    assert result.ok and "permuted axes" in result.summary(), result.summary()
+    assert [lc.name for lc in result.not_compared] == []  # p1 and p2 compared (each with an ok row), not "not compared"
+    # a transpose is the same reordering written otherwise: transpose(1, 3) of N x C x H x W is permute(0, 3, 2, 1)
+    spec = {**PERM_SPEC, "layers": [*PERM_SPEC["layers"][:1], {"name": "p1", "type": "transpose", "dim0": 1, "dim1": 3},
+                                     *PERM_SPEC["layers"][2:]]}
+    assert _wrong(spec, _Permutes("swap")) == {}
+    assert _wrong(spec, _Permutes("same")) == {("p1", "axes"): ("(0, 3, 2, 1)", "(0, 2, 3, 1)")}

@@ -33,13 +33,13 @@ start-up time.
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NamedTuple, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..dims import MAX_DIGITS, Dim, DimError, check_expr, known_sign, parse_dim, prod, too_big
 from ..errors import SpecError
-from ..functions import check_function
+from ..functions import check_function, function_kind_error
 
 GENERAL_FORMULA: ContextVar[bool] = ContextVar("general_formula", default=False)
 """True while a layer's formula runs on symbols to print its general form (explain): a rule the
@@ -368,6 +368,19 @@ class Layer(Spec):
         "built from the spec makes the same call. Only the spellings archcalc knows (archcalc/functions.py): a spec "
         "names no code to run.",
     )
+
+    @field_validator("function")
+    @classmethod
+    def _function_computes_this_type(cls, function: str | None) -> str | None:
+        """A layer's ``function`` must compute a layer of its type (review s9 #5: a conv2d "function": "F.relu"
+        was 0 MACs under ptflops and thop, exit 0, and refused only by verify)."""
+        field = cls.model_fields.get("type")
+        kinds = get_args(field.annotation) if field is not None else ()
+        if function is not None and len(kinds) == 1:
+            error = function_kind_error(function, str(kinds[0]))
+            if error is not None:
+                raise ValueError(error)
+        return function
 
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max) number of inputs
     source: ClassVar[bool] = False  # produces a tensor without reading one (a learned tensor): no default input, no receptive field

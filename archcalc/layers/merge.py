@@ -12,7 +12,30 @@ from .base import Layer, Saved, Shape, numel, shape_str
 
 
 def _same(a: Dim, b: Dim) -> bool:
+    """Equal, or undecided here (symbols): an undecided pair is named by :func:`agreements`, and the
+    report states it as an assumption (which ``check`` then uses), or proves it."""
     return known_sign(a - b) in (0, None) if not (isinstance(a, int) and isinstance(b, int)) else a == b
+
+
+def _undecided(a: Dim, b: Dim) -> bool:
+    return not (isinstance(a, int) and isinstance(b, int)) and known_sign(a - b) is None
+
+
+def agreements(layer: Layer, ins: list[Shape]) -> list[tuple[str, str, int, Dim, Dim]]:
+    """The sizes an add or concat needs equal that archcalc could not compare here: (first input,
+    other input, axis, size of the first, size of the other).  torch raises where they differ (k even
+    in a kernel of k with padding k//2 beside a 3x3 with padding 1), so the network runs only where
+    they agree: the report proves each pair equal or states it as an assumption (review s9 #4)."""
+    if not isinstance(layer, (Add, Concat)) or len({len(s) for s in ins}) != 1:
+        return []
+    names = layer.inputs or [f"input {i}" for i in range(len(ins))]
+    skip = (layer.dim % (len(ins[0]) + 1)) - 1 if isinstance(layer, Concat) else -1
+    out = []
+    for name, shape in zip(names[1:], ins[1:], strict=True):
+        for axis, (a, b) in enumerate(zip(ins[0], shape, strict=True)):
+            if axis != skip and a != 1 and b != 1 and _undecided(a, b):
+                out.append((names[0], name, axis, a, b))
+    return out
 
 
 class Add(Layer):

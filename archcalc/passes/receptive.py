@@ -652,8 +652,11 @@ def receptive_field(G: Graph) -> None:
             rf = _whole(grid, rf)
             reads, held = asked["positions_read"], _positions(grid)
             if reads is not None and held is not None and type(reads) is int and reads < held:
+                learned = len(inputs) > 1 and all(not nodes[i]["rf"] for i in inputs[1:])  # keys and values from no input pixel
+                why = ("its keys and values are learned tensors made from no input pixel, so output i reads only its own query's "
+                       "positions" if learned else "attention inside windows?")
                 note = note or (
-                    f"each output reads at most {reads:,} of the {held:,} positions before it (attention inside windows?): "
+                    f"each output reads at most {reads:,} of the {held:,} positions before it ({why}): "
                     "the whole input shown is an upper bound, approximate"
                 )
                 bound = bound or name

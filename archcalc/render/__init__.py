@@ -199,6 +199,12 @@ _LATEX = str.maketrans(
         "}": r"\}",
         "^": r"\textasciicircum{}",
         "~": r"\textasciitilde{}",
+        # OT1 (LaTeX's default font encoding) sets < > | " as the glyphs ¡ ¿ — ” (review s9 #12): the text commands,
+        # which pick a font that has them, in any encoding
+        "<": r"\textless{}",
+        ">": r"\textgreater{}",
+        "|": r"\textbar{}",
+        '"': r"\texttt{\char34}",
         "\u00d7": r"$\times$",
         "\u2212": "$-$",
         "\u00b7": r"$\cdot$",

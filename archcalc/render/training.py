@@ -42,7 +42,18 @@ def _exact(v: Any) -> str:
         first = 1 + max(int(cond.rhs) for _, cond in cases[:-1])
         return "; ".join([*known, f"from {cases[0][1].lhs} = {first}: {_exact(cases[-1][0])}"])
     v = simplify(v)
-    return f"{v} bytes" if is_symbolic(v) else f"{int(v):,} bytes ({units.size(v)})"
+    return f"{_linear(v) or v} bytes" if is_symbolic(v) else f"{int(v):,} bytes ({units.size(v)})"
+
+
+def _linear(v: Any) -> str | None:
+    """``a + b*N`` with digit groups, as the totals write a peak in the batch N (review s9 #12: a piecewise peak's
+    last line read ``360528*N + 47760``); None where ``v`` is not whole numbers times one symbol, plus a whole number."""
+    symbols = list(v.free_symbols)
+    poly = v.as_poly(symbols[0]) if len(symbols) == 1 else None
+    if poly is None or poly.degree() != 1 or not all(c.is_Integer for c in poly.all_coeffs()):
+        return None
+    b, a = (int(c) for c in poly.all_coeffs())
+    return f"{a:,} + {b:,}*{symbols[0]}" if a else f"{b:,}*{symbols[0]}"
 
 
 def _caption(m: TrainingMemory) -> str:

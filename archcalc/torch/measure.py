@@ -102,6 +102,10 @@ def settings_of(layer: Any, kind: str | None, shape: tuple[int, ...] | None = No
                 "dropout_p": float(getattr(layer, "dropout_p", 0.0) or 0.0)}
     if kind == "rotary" and isinstance(getattr(layer, "base", None), int):
         return {"base": layer.base}
+    if kind in ("permute", "transpose") and shape is not None:  # which axes are swapped: the receptive field, no count
+        dims = getattr(layer, "dims", None)
+        perm = axes_permutation(kind, len(shape) + 1, dims=dims, dim0=getattr(layer, "dim0", None), dim1=getattr(layer, "dim1", None))
+        return {} if perm is None else {"axes": perm}
     if kind == "softmax":
         dim = _dim(getattr(layer, "dim", None), shape)
         return {} if dim is None else {"dim": dim}
@@ -236,6 +240,9 @@ class Measurement:
     in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
     output_sources: frozenset[str] | None = None
     """Where the output came from (:attr:`LayerMeasure.sources`; recorded with ``functional=True``)."""
+    permutes: tuple[tuple[str, tuple[int, ...] | None], ...] | None = None
+    """The model's own calls that reorder axes outside its modules (``x.permute(0, 2, 3, 1)``, ``x.transpose(1, 2)``),
+    in order: (what was called, :func:`axes_permutation`); recorded with ``functional=True``."""
 
     @property
     def total_macs(self) -> int:
@@ -388,6 +395,7 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         self.repeats = _HeadRepeats()
         self.seen: dict[str, int] = {}
         self.params_seen = counted  # shared with the module hooks: a weight a module counted is not counted again (F.linear(x, wte.weight))
+        self.permutes: list[tuple[str, tuple[int, ...] | None]] | None = [] if flow is not None else None
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kind = self.kinds.get(func) if not self.running else None
@@ -403,6 +411,10 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             self.flow.set(out, came)  # an operation not recorded (a view, an add): its result comes from where its inputs do
         if not self.running:
             self.repeats.note(func, args, kwargs or {}, out)
+            if self.permutes is not None and func in _PERMUTE_FUNCS and came:  # (of a tensor made from the input: not a bias table's)
+                axes = _axes_of(func, args, kwargs or {})
+                name = getattr(func, "__name__", "permute")
+                self.permutes.append((f"function {name}" if axes is not None else f"function {name} (axes not read)", axes))
         if kind:
             name = getattr(func, "__name__", kind)
             n = self.seen[name] = self.seen.get(name, 0) + 1
@@ -425,6 +437,45 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             if self.flow is not None and not alias:
                 self.flow.set(out, frozenset({label}))
         return out
+
+
+_PERMUTE_FUNCS = frozenset({torch.permute, torch.Tensor.permute, torch.transpose, torch.Tensor.transpose, torch.swapaxes,
+                            torch.Tensor.swapaxes, torch.swapdims, torch.Tensor.swapdims})
+"""The calls that reorder a tensor's axes, whose order verify compares with a spec's permute and transpose layers."""
+
+
+def axes_permutation(kind: str, rank: int, dims: Any = None, dim0: Any = None, dim1: Any = None) -> tuple[int, ...] | None:
+    """Where each output axis comes from, batch axis included (``x.transpose(1, 2)`` of a 4-D x: (0, 2, 1, 3)):
+    one form for ``permute`` and ``transpose`` alike; None where the arguments are not axes of a rank-``rank`` tensor."""
+    try:
+        if kind == "permute":
+            axes = [int(d) for d in dims]
+            if len(axes) != rank or not all(-rank <= d < rank for d in axes):
+                return None
+            return tuple(d % rank for d in axes)
+        a, b = int(dim0), int(dim1)
+    except (TypeError, ValueError):
+        return None
+    if not (-rank <= a < rank and -rank <= b < rank):
+        return None
+    perm = list(range(rank))
+    perm[a % rank], perm[b % rank] = perm[b % rank], perm[a % rank]
+    return tuple(perm)
+
+
+def _axes_of(func: Any, args: Any, kwargs: dict[str, Any]) -> tuple[int, ...] | None:
+    """:func:`axes_permutation` of a call of one of :data:`_PERMUTE_FUNCS` (``x.permute(0, 2, 1)``,
+    ``x.permute((0, 2, 1))``, ``torch.transpose(x, 1, 2)``, ``x.swapaxes(1, 2)``)."""
+    x = args[0] if args else kwargs.get("input")
+    if not isinstance(x, torch.Tensor):
+        return None
+    rest = list(args[1:])
+    if getattr(func, "__name__", "") == "permute":
+        dims = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest or kwargs.get("dims")
+        return axes_permutation("permute", x.dim(), dims=dims)
+    names = ("dim0", "dim1") if "dim0" in kwargs else ("axis0", "axis1")
+    rest += [kwargs.get(n) for n in names[len(rest):]]
+    return axes_permutation("transpose", x.dim(), dim0=rest[0], dim1=rest[1]) if len(rest) >= 2 else None
 
 
 def _inplace_of(func: Any, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -616,6 +667,7 @@ def measure_module(
     transparent = {id(m) for _, m in targets if classify(m) is None}
     starts: list[tuple[int, int]] = []
     flow = _Flow() if functional else None
+    permutes: list[tuple[str, tuple[int, ...] | None]] | None = None
 
     def pre_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
@@ -674,8 +726,9 @@ def measure_module(
                     if functional:
                         assert flow is not None
                         flow.set(x, frozenset({FROM_INPUT}))
-                        with _FunctionalCalls(calls, running, counter, counted, flow):
+                        with _FunctionalCalls(calls, running, counter, counted, flow) as recording:
                             out = model(x)
+                        permutes = recording.permutes
                     else:
                         out = model(x)
             except Exception as e:
@@ -715,6 +768,7 @@ def measure_module(
         batch=batch,
         not_run=not_run,
         output_sources=flow.of(out) if flow is not None else None,
+        permutes=tuple(permutes) if permutes is not None else None,
     )
 
 

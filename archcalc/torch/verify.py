@@ -58,8 +58,9 @@ where the model has one, else against the bases the model holds (:func:`_rotary_
 upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and ``inplace`` where the layer type has it, likewise;
 a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups``, LRN's ``size`` and a batch norm's
 ``track_running_stats``, a Swin window's ``shift_size``, and the drop probabilities (dropout's
-``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too.  A select's index and a slice's start are
-not read from a model's indexing: those layers are listed as not compared.
+``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too; a permute's or transpose's axes
+against the model's own calls that reorder axes outside its modules (:func:`_functional_axes`).  A select's index and a
+slice's start are not read from a model's indexing: those layers are listed as not compared.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
 without counterpart, against the model calls its input tensors come from (tensor identity,
@@ -119,7 +120,7 @@ SETTING_KINDS = {
     "mode": "interpolation", "align_corners": "interpolation", "padding_mode": "padding mode", "inplace": "inplace",
     "base": "rotary base", "is_causal": "attention flags", "enable_gqa": "attention flags", "mask": "causal mask", "value": "causal mask",
     "dim": "softmax axis", "normalized_shape": "normalized axes", "num_groups": "norm groups", "size": "norm window",
-    "track_running_stats": "norm statistics", "shift_size": "window shift",
+    "track_running_stats": "norm statistics", "shift_size": "window shift", "axes": "permuted axes",
     "p": "drop probability", "dropout_p": "drop probability", "dropout": "drop probability", "drop_mode": "drop probability",
 }  # fmt: skip
 """What the OK line calls each setting verify compares (:func:`archcalc.torch.measure.settings_of`)."""
@@ -461,6 +462,8 @@ SETTING_WHY = {
     "inplace": "in place or not: whether the output is a new tensor (training memory would differ)",
     "padding_mode": "the padded values differ, and any mode but zeros convolves a padded copy (F.pad) that training keeps",
     "dim": "the softmax runs over another axis: the receptive field and thop's count (3n - 1 per softmax of n values) would differ",
+    "axes": "other axes are swapped: which positions each later window reads (the receptive field) would differ, with the same "
+            "shapes, params and MACs",
     "normalized_shape": "the norm runs over other axes: which positions each output reads and the statistics training keeps would too",
     "num_groups": "the norm's groups differ: which channels each output reads and the statistics training keeps would too",
     "size": "LRN's window differs: which channels each output reads and ptflops' count (its zero-padded average pool) would too",
@@ -705,7 +708,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
 
     def missing(row: Row) -> None:
         if row.type in OPTIONAL_TYPES:
-            layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], "no module in the model (a functional op there)"))
+            layers.append(LayerCheck(row.name, row.type, None, [], analytic[row.name], FUNCTIONAL_OP))
         else:
             note = "no module in the model for this spec layer"
             layers.append(LayerCheck(row.name, row.type, None, [VerifyRow(row.name, "layer", row.type, None, False, None, note)],
@@ -766,11 +769,52 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
+    layers = _functional_axes(layers, m.permutes, windows or {})
     layers, output_wired = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
     return VerifyResult(report.name, file, "module", model_name, in_shape, batch, m.device, layers, totals, output_wired)
+
+
+FUNCTIONAL_OP = "no module in the model (a functional op there)"
+
+
+def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tuple[int, ...] | None]] | None,
+                     settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
+    """The spec's permute and transpose layers that no module computes, against the model's own calls that reorder
+    axes outside its modules (:attr:`Measurement.permutes`), in order, as one form (the axis each output axis comes
+    from): a model that swaps other axes has other receptive fields, with the same shapes, params and MACs (review s9
+    #7: ``x.permute(0, 3, 2, 1)`` for the spec's ``(0, 2, 3, 1)``).  Paired only where both have as many; else they
+    stay not compared, and the note says why."""
+    open_ = [i for i, lc in enumerate(layers) if lc.type in ("permute", "transpose") and lc.module is None and lc.note == FUNCTIONAL_OP]
+    if not open_ or permutes is None:
+        return layers
+    out = list(layers)
+    ranks = [(len(settings.get(layers[i].name, {}).get("axes") or ()), len(theirs or ())) for i, (_, theirs) in zip(open_, permutes, strict=False)]
+    if len(permutes) != len(open_) or any(a != b for a, b in ranks):
+        note = (f"{FUNCTIONAL_OP}; its axes are not compared: the model reorders the axes of tensors made from its input "
+                f"{len(permutes)} time{'s' if len(permutes) != 1 else ''} outside its modules, the spec has {len(open_)} such layers"
+                + ("" if len(permutes) != len(open_) else ", of other ranks in order"))
+        for i in open_:
+            out[i] = replace(layers[i], note=note)
+        return out
+    for i, (called, theirs) in zip(open_, permutes, strict=True):
+        lc = layers[i]
+        mine = settings.get(lc.name, {}).get("axes")
+        if mine is None or theirs is None:
+            out[i] = replace(lc, note=f"{FUNCTIONAL_OP}; its axes could not be read")
+        elif mine == theirs:  # (a row of its own: a layer without rows reads "not compared")
+            out[i] = replace(lc, module=called, note=None, rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), True, called)])
+        else:
+            out[i] = replace(lc, module=called, note=None,
+                             rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), False, called, SETTING_WHY["axes"])])
+    return out
+
+
+def _axes(perm: tuple[int, ...]) -> str:
+    """A permutation as torch's permute takes it: (0, 2, 3, 1)."""
+    return f"({', '.join(map(str, perm))})"
 
 
 WIRING_WHY = "the receptive fields and training memory would differ (shapes, params and MACs cannot show it)"
@@ -1046,6 +1090,8 @@ def run_verify(args: argparse.Namespace) -> int:
             results.append(_verify_prepared(p, model, output_key=output_key))
         except UserExit as e:  # the model's forward exited: nothing was checked
             raise SpecError(f"the model from {target!r} {e.message}", field="--module", file=str(path)) from None
+        except SpecError as e:  # (building the spec's module: a layer's function it cannot call; review s9 #5)
+            raise e.located(file=str(path)) from None
     text = render_results(results, fmt)
     write_output(text, getattr(args, "output", None))  # (stdout for none or '-'; a closed pipe keeps the verdict below)
     return 0 if all(r.ok for r in results) else 1
