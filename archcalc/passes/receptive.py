@@ -707,7 +707,7 @@ def receptive_field(G: Graph) -> None:
             )
             if carried is not None:
                 prefix[name] = carried
-        if name not in ragged and any(i in ragged for i in inputs) and rf:
+        if ragged and name not in ragged and any(i in ragged for i in inputs) and rf:  # (ragged: nearly always empty)
             mixed_r = asked.get("mixed_axes", ()) if hooks.mixed_axes else ()
             if mixed_r is _UNASKED:
                 mixed_r = asked["mixed_axes"] = layer.mixed_axes(ins)
