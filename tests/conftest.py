@@ -42,6 +42,15 @@ def cli(*args: str) -> CLIResult:
     return CLIResult(code, out.getvalue(), err.getvalue())
 
 
+def write_json(tmp_path: Path, doc: Any, name: str = "spec.json") -> str:
+    """Write ``doc`` as JSON to ``tmp_path / name``; its path."""
+    import json
+
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
 @pytest.fixture
 def spec_file(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Write text to a spec file and return its path."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import cli
+from conftest import cli, write_json
 
 # ----- 4. an add or concat whose input sizes agree only for some values of a symbol ------------------
 # a: kernel k, padding k//2: H + 2*(k//2) - k + 1, which is H for odd k and H + 1 for even k;
@@ -19,10 +18,7 @@ BRANCHES = {"name": "br", "input": [4, "H", "W"], "layers": [
     {"name": "add", "type": "concat", "inputs": ["a", "b"], "dim": 1}]}
 
 
-def _write(tmp_path: Path, spec: dict[str, Any], name: str = "spec.json") -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(spec))
-    return str(path)
+_write = write_json
 
 
 def test_a_concat_of_sizes_equal_for_odd_k_only_states_the_assumption(tmp_path: Path) -> None:
