@@ -76,9 +76,12 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(formats=FORMATS)
 
 
+MAX_THREADS = 65_536  # a CPU's threads, with room to spare (the largest servers have a few thousand)
+
+
 def _threads(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"needs a positive whole number of threads, got {text!r}")
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or not 1 <= int(text) <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"needs a whole number of threads from 1 to {MAX_THREADS:,}, got {text!r}")
     return int(text)
 
 

@@ -596,3 +596,14 @@ def test_the_command_leaves_nothing_frozen() -> None:
     before = gc.get_freeze_count()
     assert main(["table", "specs/resnet50.json", "-o", "/dev/null"]) == 0
     assert gc.get_freeze_count() == before
+
+
+@pytest.mark.parametrize("threads", ["0", "-1", "abc", "\u00b2", "65537", "10000000000000000000000"])
+def test_cpu_threads_out_of_range_are_one_line_errors(threads: str) -> None:
+    # review s9 follow-up: 10^22 threads were accepted (a peak of 1.7e26 bytes) and '²' read as "invalid _threads value"
+    r = cli("memory", str(ROOT / "specs" / "lenet5.json"), "--cpu-threads", threads)
+    one_line_error(r, "--cpu-threads", "from 1 to 65,536", repr(threads))
+
+
+def test_cpu_threads_within_range_are_read() -> None:
+    assert cli("memory", str(ROOT / "specs" / "lenet5.json"), "--cpu-threads", "65536").code == 0
