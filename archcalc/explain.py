@@ -426,7 +426,12 @@ def explain_layer(G: Graph, name: str, *, convention: str | Convention = "lectur
     _explain_saved(ex, G, node, layer, ins_s, out_s, nbytes, batch, [c for _, c in _symbol_choices(lay_s, ins_num, in_roles, unified)])
 
     # receptive field
+    before = len(ex.steps)
     _explain_rf(ex, node, nodes, layer, lay_t, ins_num)
+    if node.get("rf_bound") is not None:  # an approximate field: its rules are worked, but no line may call the result exact (review s9 #12)
+        ex.steps[before:] = [_not_exact(step) for step in ex.steps[before:]]
+        if node.get("rf_note") and node["rf_note"] not in ex.notes:  # (which says from where)
+            ex.notes.append(node["rf_note"])
     count = node.get("repeat", 1)
     if type(count) is not int or count != 1:
         n = human_text(count)
@@ -545,6 +550,16 @@ def _prod(values: Any) -> Any:
     for v in values:
         out = out * v
     return out
+
+
+def _not_exact(step: Step) -> Step:
+    """``step`` without its claims of exactness: on a row whose receptive field is approximate (its note says from where)."""
+    def drop(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return text.replace("exact: ", "").replace("(exact: ", "(").replace("the exact interval rule", "the interval rule")
+
+    return Step(step.quantity, drop(step.general), drop(step.worked) or "", step.result)
 
 
 def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], layer: Layer, lay_t: Layer, ins_num: list[Shape]) -> None:

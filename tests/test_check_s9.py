@@ -234,3 +234,20 @@ def test_shapes_split_where_people_write_separators() -> None:
     assert _shape_parts("4xnx", {"nx"}) == ["4", "nx"]  # the x of nx is no separator, the one before it is
     assert _shape_parts("(k + Max(0, 3 - k))x(k + Max(0, 3 - k))", {"k"}) == ["(k + Max(0, 3 - k))", "(k + Max(0, 3 - k))"]
     assert _shape_parts("(4, H + 1, W)", {"H", "W"}) == ["4", " H + 1", " W"]
+
+
+def test_explain_on_an_approximate_row_claims_nothing_exact(tmp_path: Path) -> None:
+    # review s9 #12 (residual): a grouped, dilated convtranspose whose even outputs read no input makes every later field
+    # approximate; explain's interval rule said "exact:" there, and did not say from where the field is approximate
+    spec = {"name": "exotic2", "input": [6, 15, 17], "layers": [
+        {"name": "ct", "type": "convtranspose2d", "out_channels": 9, "kernel_size": [3, 4], "stride": [2, 3], "padding": [1, 2],
+         "output_padding": [1, 2], "groups": 3, "dilation": [2, 1]},
+        {"name": "up", "type": "upsample", "scale_factor": 2, "mode": "bilinear", "align_corners": True},
+        {"name": "c", "type": "conv2d", "out_channels": 6, "kernel_size": 3, "stride": [2, 1], "dilation": [1, 3], "groups": 3}]}
+    path = _write(tmp_path, spec)
+    out = cli("explain", path, "c").out
+    assert "exact" not in out and "approximate from ct on" in out
+    # an exact row keeps its word: an upsampling then a 3x3 conv
+    exact = _write(tmp_path, {"name": "u", "input": [3, 16, 16], "layers": [
+        {"name": "up", "type": "upsample", "scale_factor": 2}, {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3}]}, "u.json")
+    assert "exact: hi - lo + 1" in cli("explain", exact, "c").out
