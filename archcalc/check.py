@@ -1083,10 +1083,9 @@ def same_formula(claimed: Any, exact: Any, assumes: Sequence[Any] = ()) -> tuple
     return _same_where(sympy.sympify(claimed), sympy.sympify(exact), exprs, checks)
 
 
-def same_formula_everywhere(claimed: Any, exact: Any) -> tuple[bool | None, str]:
-    """:func:`same_formula` for every value of the symbols (no assumption)."""
-    ok, how, _ = _same_formula(claimed, exact)
-    return ok, how
+def same_formula_everywhere(claimed: Any, exact: Any) -> tuple[bool | None, str, dict[str, int] | None]:
+    """:func:`same_formula` for every value of the symbols (no assumption), and where they differ (see :func:`_same_formula`)."""
+    return _same_formula(claimed, exact)
 
 
 def _same_formula(claimed: Any, exact: Any) -> tuple[bool | None, str, dict[str, int] | None]:

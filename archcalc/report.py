@@ -405,8 +405,8 @@ def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callabl
             a, b = (exact(size), exact(other_size)) if exact is not None else (size, other_size)
             diff = expand(a - b)
             if diff not in decided:
-                ok, how = same_formula_everywhere(diff, 0)
-                decided[diff] = None if ok is True else (how.partition("differ at ")[2].partition(" (")[0] if ok is False else "")
+                ok, _, at = same_formula_everywhere(diff, 0)
+                decided[diff] = None if ok is True else ", ".join(f"{x}={v}" for x, v in at.items()) if ok is False and at else ""
                 if ok is not True:
                     found.append(diff)
             where = decided[diff]
