@@ -145,16 +145,21 @@ def flash_cpu_buffers(big_l: Dim, s: Dim, d: Dim, heads: Dim, phase: str, run: R
     splits = flash_cpu_splits(big_l, s)
     if splits is None:
         return None
-    q, kv = splits
     threads = run.threads or 1
-    up = max(run.width, 4) // run.width  # accumulators (fp32, or fp64) in the activations' elements
-    reduced = 1 if run.width == 2 else 0
-    if phase == "forward":
-        return threads * ((q * kv + 2 * q + q * d) * up + reduced * q * kv)
+    per_thread, per_running = _flash_per_thread(*splits, d, phase, run.width)
     batch = as_int(run.batch)
     h = as_int(heads)
     running = threads if batch is None or h is None else min(threads, batch * h)
-    return threads * 2 * q * kv * (up + reduced) + running * q * up
+    return threads * per_thread + running * per_running
+
+
+def _flash_per_thread(q: int, kv: int, d: Dim, phase: str, width: int) -> tuple[Dim, int]:
+    """Elements (``width`` bytes each) of :func:`flash_cpu_buffers` per CPU thread, and per thread that runs a head."""
+    up = max(width, 4) // width  # accumulators (fp32, or fp64) in the activations' elements
+    reduced = 1 if width == 2 else 0
+    if phase == "forward":
+        return (q * kv + 2 * q + q * d) * up + reduced * q * kv, 0
+    return 2 * q * kv * (up + reduced), q * up
 
 
 FLASH_THREADS = (
@@ -176,9 +181,8 @@ def flash_threads_uncounted(big_l: Dim, s: Dim, d: Dim, heads: Dim, device: str,
     if run.threads is not None:
         return None
     q, kv = splits
-    up = max(run.width, 4) // run.width
-    extra = 2 * q * kv * (up + (1 if run.width == 2 else 0)) + q * up  # one more thread's buf (and buf_reduced) and dsum
-    return FLASH_THREADS.format(extra=extra * run.width, q=q, kv=kv)
+    per_thread, per_running = _flash_per_thread(q, kv, d, "backward", run.width)  # one more thread's buf (and buf_reduced) and dsum
+    return FLASH_THREADS.format(extra=(per_thread + per_running) * run.width, q=q, kv=kv)
 
 
 def causal_pairs(layer: Layer, big_l: Dim, s: Dim, field: str = "is_causal") -> Dim:

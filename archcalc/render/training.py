@@ -96,8 +96,9 @@ def _floor_note(m: TrainingMemory) -> str:
 
 def _total_lines(m: TrainingMemory) -> list[str]:
     lines = [f"{TOTAL_LABELS[k]}: {_total(m, k)}" for k in TOTAL_LABELS]
-    if _floor_note(m):  # the peak is then a lower bound: say so on it
-        lines[-1] += f"; at least: {_floor_note(m)}"
+    floor = _floor_note(m)
+    if floor:  # the peak is then a lower bound: say so on it
+        lines[-1] += f"; at least: {floor}"
     if m.checkpoint:
         lines.append(f"without checkpointing, saved for backward: {_exact(m.saved_without_checkpoint)}")
         lines.append(
