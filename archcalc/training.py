@@ -42,6 +42,8 @@ OPTIMIZER_STATES: dict[str, int] = {"none": 0, "sgd": 0, "momentum": 1, "adam": 
 
 DEVICES = ("cpu", "cuda")
 CPU_CONV16 = ("onednn", "slow")
+MAX_THREADS = 65_536
+"""The most CPU threads ``--cpu-threads`` takes (the largest servers have a few thousand)."""
 """How a CPU runs 16-bit convolutions (archcalc.layers.base.Run.conv16): in oneDNN, or in torch's slow kernel."""
 CHECKPOINT_INPUT = Saved.of_input("kept by torch.utils.checkpoint to run the block again in the backward")
 INTEGER_DTYPES = ("int8",)
@@ -275,8 +277,8 @@ def _from_graph(
     cpu_conv16: str | None = None,
     cpu_threads: int | None = None,
 ) -> TrainingMemory:
-    if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 1):
-        raise SpecError(f"--cpu-threads must be a positive whole number, got {cpu_threads!r}", field="--cpu-threads")
+    if cpu_threads is not None and (isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or not 1 <= cpu_threads <= MAX_THREADS):
+        raise SpecError(f"--cpu-threads must be a whole number from 1 to {MAX_THREADS:,}, got {cpu_threads!r}", field="--cpu-threads")
     if cpu_conv16 not in (None, *CPU_CONV16):
         raise SpecError(f"unknown --cpu-conv16 {cpu_conv16!r}; choose from {', '.join(CPU_CONV16)}", field="--cpu-conv16")
     if loss not in LOSSES:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from .errors import SpecError
-from .training import CPU_CONV16, DEVICES, OPTIMIZER_STATES
+from .training import CPU_CONV16, DEVICES, MAX_THREADS, OPTIMIZER_STATES
 
 FORMATS = ("text", "markdown", "latex", "csv", "json", "html")
 
@@ -74,9 +74,6 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help=f"default: from -o's extension ({', '.join(sorted(EXTENSIONS))}), else text")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     p.set_defaults(formats=FORMATS)
-
-
-MAX_THREADS = 65_536  # a CPU's threads, with room to spare (the largest servers have a few thousand)
 
 
 def _threads(text: str) -> int:

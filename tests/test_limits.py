@@ -607,3 +607,12 @@ def test_cpu_threads_out_of_range_are_one_line_errors(threads: str) -> None:
 
 def test_cpu_threads_within_range_are_read() -> None:
     assert cli("memory", str(ROOT / "specs" / "lenet5.json"), "--cpu-threads", "65536").code == 0
+
+
+def test_cpu_threads_in_the_python_api_have_the_same_bound() -> None:
+    from archcalc.errors import SpecError
+    from archcalc.training import MAX_THREADS, training_memory
+
+    with pytest.raises(SpecError, match="from 1 to 65,536"):
+        training_memory(str(ROOT / "specs" / "lenet5.json"), cpu_threads=MAX_THREADS + 1)
+    assert training_memory(str(ROOT / "specs" / "lenet5.json"), cpu_threads=MAX_THREADS).totals["peak_bytes"] > 0
