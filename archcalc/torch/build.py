@@ -29,7 +29,7 @@ from torch import nn
 
 from ..dims import as_int
 from ..errors import SpecError
-from ..functions import FUNCTIONS, split
+from ..functions import FUNCTIONS, function_kind_error, split
 from ..graph import INPUT
 from ..layers.base import shape_str
 from .extra_modules import retyped
@@ -230,7 +230,7 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     settings that are parameters of the function, read from the module (torch's types).  Peers that hook modules by
     exact class (thop, ptflops) then see no module, only the function, as on the user's model."""
     from . import ops  # noqa: F401  (registers the handlers, and the parameters of their functions)
-    from .registry import PARAMS, RECORDS
+    from .registry import PARAMS
 
     function = str(layer.function)
     if function not in FUNCTIONS:  # (a layer validated at spec load cannot get here; one made otherwise must not either)
@@ -241,9 +241,9 @@ def called_as(mod: nn.Module, layer: Any, name: str) -> nn.Module:
     if owner is None or getattr(owner, attr, None) is None:
         raise SpecError(f"function {function!r} is not a function of this torch", layer=name, field="function")
     params = PARAMS.get(qualified, ())
-    records = RECORDS.get(qualified)  # the layer type import makes of a call of it (F.relu: relu)
-    if records is not None and not layer.kind.startswith(records.split("{")[0]):
-        raise SpecError(f"{function} computes a {records} layer, not a {layer.kind}", layer=name, field="function")
+    wrong = function_kind_error(function, layer.kind)  # (checked at spec load too: a layer made otherwise must not pass either)
+    if wrong is not None:
+        raise SpecError(wrong, layer=name, field="function")
     held: Any = getattr(mod, "function_args", None)
     if held is not None:  # an operand the layer holds (x * 0.5, gamma * x): the module says it
         try:

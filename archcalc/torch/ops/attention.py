@@ -243,7 +243,7 @@ def _mask_buffer(imp: Importer, node: fx.Node, mask: Attr, scores: Sequence[Any]
         for path in [*reversed(paths), ""]:
             module = imp.root.get_submodule(path)
             found = [(f"{path}.{n}" if path else n, b) for n, b in module.named_buffers(recurse=False)
-                     if _causal_buffer(b, max(length, keys)) and id(b) not in imp.mask_buffers]
+                     if id(b) not in imp.mask_buffers and _causal_buffer(b, max(length, keys))]  # (the cheap test first)
             if found:
                 owners = found
                 break
