@@ -81,6 +81,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -769,7 +770,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
-    layers = _functional_axes(layers, m.permutes, windows or {})
+    layers = _functional_axes(layers, m.permutes, windows or {}, {r.name: r.inputs for r in spec_rows})
     layers, output_wired = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
@@ -781,7 +782,7 @@ FUNCTIONAL_OP = "no module in the model (a functional op there)"
 
 
 def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tuple[int, ...] | None]] | None,
-                     settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
+                     settings: Mapping[str, Mapping[str, Any]], inputs: Mapping[str, Sequence[str]]) -> list[LayerCheck]:
     """The spec's permute and transpose layers that no module computes, against the model's own calls that reorder
     axes outside its modules (:attr:`Measurement.permutes`), in order, as one form (the axis each output axis comes
     from): a model that swaps other axes has other receptive fields, with the same shapes, params and MACs (review s9
@@ -799,6 +800,16 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tup
         for i in open_:
             out[i] = replace(layers[i], note=note)
         return out
+    names = [layers[i].name for i in open_]
+    chain = all(_reads_from(inputs, later, earlier) for earlier, later in pairwise(names))
+    if not chain and len({tuple(settings.get(n, {}).get("axes") or ()) for n in names}) > 1:
+        # different reorders on parallel branches: paired in call order, branches that run theirs in the other order with
+        # the axes swapped between them would read OK; which call is which layer's is not followed, so none is compared
+        note = (f"{FUNCTIONAL_OP}; its axes are not compared: the spec has {len(open_)} such layers with different axes on "
+                "separate branches, and which of the model's reorders outside its modules is which layer's is not followed")
+        for i in open_:
+            out[i] = replace(layers[i], note=note)
+        return out
     for i, (called, theirs) in zip(open_, permutes, strict=True):
         lc = layers[i]
         mine = settings.get(lc.name, {}).get("axes")
@@ -810,6 +821,19 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tup
             out[i] = replace(lc, module=called, note=None,
                              rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), False, called, SETTING_WHY["axes"])])
     return out
+
+
+def _reads_from(inputs: Mapping[str, Sequence[str]], name: str, source: str) -> bool:
+    """Whether layer ``name`` is computed from layer ``source`` (through any path of the spec's inputs)."""
+    todo, seen = list(inputs.get(name, ())), set()
+    while todo:
+        n = todo.pop()
+        if n == source:
+            return True
+        if n not in seen:
+            seen.add(n)
+            todo.extend(inputs.get(n, ()))
+    return False
 
 
 def _axes(perm: tuple[int, ...]) -> str:
