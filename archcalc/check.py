@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
-from .dims import expand, human_text, is_symbolic, simplify
+from .dims import CLAIM_FUNCTIONS, expand, human_text, is_symbolic, simplify
 from .render import _shape, units
 from .report import IN_PLACE_NOTE, Report, Row
 
@@ -565,13 +565,6 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
         return a / b if isinstance(node.op, ast.Div) else sympy.floor(a / b)
 
     return ev(tree)
-
-
-CLAIM_FUNCTIONS: dict[str, tuple[int, int]] = {
-    "floor": (1, 1), "ceiling": (1, 1), "ceil": (1, 1), "Max": (2, 16), "Min": (2, 16), "max": (2, 16), "min": (2, 16), "Mod": (2, 2),
-}
-"""The functions a claimed formula may call, with their numbers of arguments: those archcalc writes in its formulas
-(``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9 #9)."""
 
 
 def _call(name: str, args: list[Any], text: str) -> Any:

@@ -153,16 +153,24 @@ _GRAMMAR_POW = _GRAMMAR.replace("( )", "( ), and ** with an exponent from 0 to 8
 _OPERATORS = {ast.Div: "'/' (write // for whole-number division)", ast.Pow: "'**'", ast.Mod: "'%'", ast.MatMult: "'@'"}
 
 
-RESERVED_NAMES = frozenset({"floor", "ceiling", "Max", "Min", "Mod", "Piecewise", "Eq", "Abs"})
-"""Names archcalc writes as functions in its formulas (``324*floor(H/2 - 3/2) + 324``): a size named so could not
-be read back (sympify with the report's symbols as locals makes ``floor`` a symbol, then calls it; review s9 #10)."""
+CLAIM_FUNCTIONS: dict[str, tuple[int, int]] = {
+    "floor": (1, 1), "ceiling": (1, 1), "ceil": (1, 1), "Max": (2, 16), "Min": (2, 16), "max": (2, 16), "min": (2, 16), "Mod": (2, 2),
+}
+"""The functions a claimed formula may call (``archcalc check``), with their numbers of arguments: those archcalc writes
+in its formulas (``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9
+#9), and the spellings ceil, max and min."""
+
+RESERVED_NAMES = frozenset({*CLAIM_FUNCTIONS, "Piecewise", "Eq", "Abs"})
+"""Names no size may have: the functions a claim may call (a size named ``max`` would make ``max(k, 3)`` unreadable),
+and every function archcalc writes in its formulas (``324*floor(H/2 - 3/2) + 324``: a size named so could not be read
+back, as sympify with the report's symbols as locals makes ``floor`` a symbol, then calls it; review s9 #10)."""
 
 
 def _describe(node: ast.AST, allow_pow: bool) -> str:
     """What a disallowed piece of an expression is, in the words a spec writer uses."""
     if isinstance(node, ast.Name) and node.id in RESERVED_NAMES:
-        return (f"the name {node.id!r}, which archcalc's formulas use as a function ({', '.join(sorted(RESERVED_NAMES, key=str.lower))}): "
-                "name the size otherwise")
+        return (f"the name {node.id!r}, which archcalc's formulas use as a function, or a claim may call "
+                f"({', '.join(sorted(RESERVED_NAMES, key=lambda n: (n.lower(), n)))}): name the size otherwise")
     if isinstance(node, ast.BinOp):
         op = _OPERATORS.get(type(node.op))
         if isinstance(node.op, ast.Pow) and allow_pow:

@@ -1,0 +1,39 @@
+"""The code review of session 9 (/work/notes/closing-s9.md, "Left from that review"): what check
+reads as a function no size may be named, and one implementation of each formula function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import cli, write_json
+
+# ----- a size never has the name of a function a claim may call ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["max", "min", "ceil", "Max", "floor"])
+def test_a_size_named_like_a_claim_function_is_refused_at_load(tmp_path: Path, name: str) -> None:
+    # was accepted for max, min and ceil: a claim c.rf=max(k, 3) then read max as the size, not the function
+    spec = {"name": "fn", "input": [3, name, 8], "layers": [{"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 3}]}
+    path = write_json(tmp_path, spec, "fn.json")
+    r = cli("table", path)
+    assert r.code == 2 and r.out == "" and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"archcalc: error: {path}: field 'input': {name!r} uses the name {name!r}, which archcalc's formulas use "
+                            "as a function, or a claim may call (Abs, ceil, ceiling, Eq, floor, Max, max, Min, min, Mod, Piecewise)"), r.err
+
+
+def test_a_layer_field_named_like_a_claim_function_names_the_layer(tmp_path: Path) -> None:
+    spec = {"name": "fn", "input": [3, 8, 8], "layers": [{"name": "c", "type": "conv2d", "out_channels": "min", "kernel_size": 3}]}
+    path = write_json(tmp_path, spec, "fn.json")
+    r = cli("table", path)
+    assert r.code == 2 and r.err.count("\n") == 1, r.err
+    assert r.err.startswith(f"archcalc: error: {path}: layer 'c': field 'out_channels': 'min' uses the name 'min'"), r.err
+
+
+def test_every_function_a_claim_may_call_is_a_reserved_size_name() -> None:
+    from archcalc.dims import CLAIM_FUNCTIONS, RESERVED_NAMES, DimError, check_expr
+
+    assert set(CLAIM_FUNCTIONS) <= RESERVED_NAMES
+    for name in RESERVED_NAMES:
+        with pytest.raises(DimError, match=f"uses the name {name!r}"):
+            check_expr(f"2*{name}")
