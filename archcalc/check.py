@@ -509,8 +509,8 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
                 raise Unreadable(f"{text!r}: a name where a number was expected")
         elif isinstance(node, ast.Call):
             name = node.func.id if isinstance(node.func, ast.Name) else None
-            arity = CLAIM_FUNCTIONS.get(name or "")
-            if numbers_only or arity is None or node.keywords or not arity[0] <= len(node.args) <= arity[1]:
+            fn = CLAIM_FUNCTIONS.get(name or "")
+            if numbers_only or fn is None or node.keywords or not fn.arity[0] <= len(node.args) <= fn.arity[1]:
                 said = f"{name}(...)" if name else "a call"
                 raise Unreadable(f"{text!r} uses {said}; the functions a claim may use are those archcalc writes: "
                                  "floor(x), ceiling(x), Max(a, b, ...), Min(a, b, ...), Mod(a, n)")
@@ -568,23 +568,16 @@ def _formula(text: str, numbers_only: bool = False) -> Any:
 
 
 def _call(name: str, args: list[Any], text: str) -> Any:
-    """``name(*args)`` of :data:`CLAIM_FUNCTIONS`: exact on numbers (Fractions), sympy's on formulas."""
+    """``name(*args)`` of :data:`CLAIM_FUNCTIONS`: its exact value on numbers (Fractions), sympy's function on formulas."""
+    fn = CLAIM_FUNCTIONS[name]
+    if fn.sympy_name == "Mod" and args[1] == 0:
+        raise Unreadable(f"division by zero in {text!r}")
     if all(isinstance(a, Fraction) for a in args):
-        if name in ("floor", "ceiling", "ceil"):
-            return Fraction(math.floor(args[0]) if name == "floor" else math.ceil(args[0]))
-        if name == "Mod":
-            if args[1] == 0:
-                raise Unreadable(f"division by zero in {text!r}")
-            return args[0] - args[1] * math.floor(args[0] / args[1])
-        return max(args) if name in ("Max", "max") else min(args)
+        return fn.exact(*args)
     import sympy
 
     values = [sympy.Rational(a.numerator, a.denominator) if isinstance(a, Fraction) else a for a in args]
-    if name == "Mod" and values[1] == 0:
-        raise Unreadable(f"division by zero in {text!r}")
-    fn = {"floor": sympy.floor, "ceiling": sympy.ceiling, "ceil": sympy.ceiling, "Max": sympy.Max, "max": sympy.Max,
-          "Min": sympy.Min, "min": sympy.Min, "Mod": sympy.Mod}[name]
-    return fn(*values)
+    return getattr(sympy, fn.sympy_name)(*values)
 
 
 def _plain(x: Fraction) -> str:
@@ -1436,6 +1429,8 @@ def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
     nested floors cost microseconds per point (``xreplace`` re-simplifies every node)."""
     import sympy
 
+    functions = {getattr(sympy, f.sympy_name): f.exact for f in CLAIM_FUNCTIONS.values()}
+
     def ev(e: Any, at: dict[str, int], memo: dict[Any, Fraction]) -> Fraction:
         hit = memo.get(e)
         if hit is not None:
@@ -1452,17 +1447,8 @@ def exact_evaluator(expr: Any) -> Callable[[dict[str, int]], Fraction]:
                 v *= ev(a, at, memo)
         elif e.is_Pow and e.exp.is_Integer:
             v = ev(e.base, at, memo) ** int(e.exp)
-        elif isinstance(e, sympy.floor):
-            v = Fraction(math.floor(ev(e.args[0], at, memo)))
-        elif isinstance(e, sympy.ceiling):
-            v = Fraction(math.ceil(ev(e.args[0], at, memo)))
-        elif isinstance(e, sympy.Max):
-            v = max(ev(a, at, memo) for a in e.args)
-        elif isinstance(e, sympy.Min):
-            v = min(ev(a, at, memo) for a in e.args)
-        elif isinstance(e, sympy.Mod):
-            a, b = (ev(x, at, memo) for x in e.args)
-            v = a - b * math.floor(a / b)
+        elif type(e) in functions:  # floor, ceiling, Max, Min, Mod
+            v = functions[type(e)](*(ev(a, at, memo) for a in e.args))
         else:  # anything else: sympy's own exact evaluation
             r = e.xreplace({s: sympy.Integer(at[s.name]) for s in e.free_symbols})
             v = Fraction(int(r.p), int(r.q))

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 if TYPE_CHECKING:  # pragma: no cover
     import sympy
@@ -153,12 +155,33 @@ _GRAMMAR_POW = _GRAMMAR.replace("( )", "( ), and ** with an exponent from 0 to 8
 _OPERATORS = {ast.Div: "'/' (write // for whole-number division)", ast.Pow: "'**'", ast.Mod: "'%'", ast.MatMult: "'@'"}
 
 
-CLAIM_FUNCTIONS: dict[str, tuple[int, int]] = {
-    "floor": (1, 1), "ceiling": (1, 1), "ceil": (1, 1), "Max": (2, 16), "Min": (2, 16), "max": (2, 16), "min": (2, 16), "Mod": (2, 2),
+class FormulaFunction(NamedTuple):
+    """A function archcalc's formulas call: sympy's name for it, its numbers of arguments (fewest, most), and its
+    exact value on numbers (Fractions; ZeroDivisionError where it has none)."""
+
+    sympy_name: str
+    arity: tuple[int, int]
+    exact: Callable[..., Fraction]
+
+
+def _mod(a: Fraction, n: Fraction) -> Fraction:
+    """sympy's ``Mod(a, n)``: the remainder with the sign of n."""
+    return a - n * math.floor(a / n)
+
+
+_FLOOR = FormulaFunction("floor", (1, 1), lambda x: Fraction(math.floor(x)))
+_CEILING = FormulaFunction("ceiling", (1, 1), lambda x: Fraction(math.ceil(x)))
+_MAX = FormulaFunction("Max", (2, 16), lambda *xs: max(xs))
+_MIN = FormulaFunction("Min", (2, 16), lambda *xs: min(xs))
+
+CLAIM_FUNCTIONS: dict[str, FormulaFunction] = {
+    "floor": _FLOOR, "ceiling": _CEILING, "ceil": _CEILING, "Max": _MAX, "max": _MAX, "Min": _MIN, "min": _MIN,
+    "Mod": FormulaFunction("Mod", (2, 2), _mod),
 }
-"""The functions a claimed formula may call (``archcalc check``), with their numbers of arguments: those archcalc writes
-in its formulas (``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9
-#9), and the spellings ceil, max and min."""
+"""The functions a claimed formula may call (``archcalc check``): those archcalc writes in its formulas
+(``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9 #9), and
+the spellings ceil, max and min.  Their ``exact`` values are the ones every exact evaluation uses (check's
+numbers, :func:`archcalc.check.exact_evaluator`)."""
 
 RESERVED_NAMES = frozenset({*CLAIM_FUNCTIONS, "Piecewise", "Eq", "Abs"})
 """Names no size may have: the functions a claim may call (a size named ``max`` would make ``max(k, 3)`` unreadable),

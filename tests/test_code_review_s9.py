@@ -37,3 +37,23 @@ def test_every_function_a_claim_may_call_is_a_reserved_size_name() -> None:
     for name in RESERVED_NAMES:
         with pytest.raises(DimError, match=f"uses the name {name!r}"):
             check_expr(f"2*{name}")
+
+
+# ----- one exact value per formula function: a claim's numbers and the evaluator of formulas --------
+
+
+@pytest.mark.parametrize(("claim", "formula", "value"), [
+    ("floor(7/2)", "floor(H/2)", 3),  # 7 // 2 = 3
+    ("ceil(7/2)", "ceiling(H/2)", 4),  # -(-7 // 2) = 4
+    ("Max(7, 3, 5)", "Max(H, 3, 5)", 7),
+    ("min(7, 3)", "Min(H, 3)", 3),
+    ("Mod(-7, 3)", "Mod(-H, 3)", 2),  # sympy's Mod takes the divisor's sign: -7 = 3*(-3) + 2
+])
+def test_a_claims_numbers_and_the_formula_evaluator_agree(claim: str, formula: str, value: int) -> None:
+    import sympy
+
+    from archcalc.check import _formula, exact_evaluator
+
+    H = sympy.Symbol("H", positive=True, integer=True)
+    assert _formula(claim) == value
+    assert exact_evaluator(sympy.sympify(formula, locals={"H": H}))({"H": 7}) == value
