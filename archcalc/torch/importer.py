@@ -94,6 +94,43 @@ class Repeated:
     expanded: bool = False
 
 
+def new_axis_at(idx: Any, rank: int) -> int:
+    """Where ``x[idx]`` puts its one new axis, counted from the front (the batch axis 0), for ``x`` of ``rank`` axes
+    with the batch's, when ``idx`` is one None among whole axes (``[:, :, None, :, :]``, ``[:, :, None]``,
+    ``[..., None, :, :]``): repeat_kv's first step.  ValueError saying why where it is not that.  The one rule of
+    import (:class:`NewAxis`) and of verify's measurement of the model's repeats."""
+    items = list(idx) if isinstance(idx, tuple) else [idx]
+    if items.count(None) != 1 or items.count(Ellipsis) > 1 or not all(i is None or i is Ellipsis or i == slice(None) for i in items):
+        raise ValueError(f"indexing with None other than one new axis among whole axes ({index_text(items)})")
+    given = len(items) - 1 - items.count(Ellipsis)
+    if given > rank:
+        raise ValueError(f"more indices than axes ({index_text(items)})")
+    before = items[: items.index(None)]
+    at = len(before) + (rank - given - 1 if Ellipsis in before else 0)  # the axes of x before the new one, the batch's included
+    if at == 0:
+        raise ValueError("a new axis before the batch axis")
+    return at
+
+
+def moved_axis(axis: int, dim0: int, dim1: int) -> int:
+    """Where ``transpose(dim0, dim1)`` puts axis ``axis`` (all three counted from the front, in range): a repeat's axis
+    moves with it (Meta's LLaMA transposes k and v after repeat_kv).  Import's rule and verify's."""
+    return dim1 if axis == dim0 else dim0 if axis == dim1 else axis
+
+
+def index_text(items: list[Any]) -> str:
+    """An index as written: ``[:, :, None, ...]``."""
+
+    def one(i: Any) -> str:
+        if i is None or i is Ellipsis:
+            return "None" if i is None else "..."
+        if isinstance(i, slice):
+            return ":".join("" if x is None else str(x) for x in (i.start, i.stop, *(() if i.step is None else (i.step,))))
+        return repr(i)
+
+    return "[" + ", ".join(one(i) for i in items) + "]"
+
+
 @dataclass(frozen=True)
 class Attr:
     """A tensor the model holds and reads in ``forward`` (an fx ``get_attr``): a parameter or buffer."""

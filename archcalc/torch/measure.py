@@ -34,6 +34,7 @@ from ..errors import UserExit, user_failure
 from ..layers import TYPE_NAMES
 from ..layers.base import Layer
 from ..usercode import user_code
+from .importer import moved_axis, new_axis_at
 
 COUNTING_PATH = (
     "scaled_dot_product_attention on its math kernel and the nn.MultiheadAttention/TransformerEncoderLayer "
@@ -334,9 +335,10 @@ class _HeadRepeats:
             if step is not None:
                 self.made[out] = step
         elif func is torch.Tensor.__getitem__ and len(args) == 2:
-            at = _new_axis_at(args[1], x.dim())
-            if at is not None and out.dim() == x.dim() + 1:
-                self.made[out] = ("axis", at - out.dim())
+            with contextlib.suppress(ValueError):  # (any other index: no step of a repeat)
+                at = new_axis_at(args[1], x.dim())
+                if out.dim() == x.dim() + 1:
+                    self.made[out] = ("axis", at - out.dim())
         elif func in (torch.Tensor.expand, torch.Tensor.expand_as) and step is not None and step[0] == "axis":
             a = step[1]
             if x.shape[a] == 1 and out.dim() == x.dim() and all(i == out.dim() + a or out.shape[i] == x.shape[i] for i in range(x.dim())):
@@ -349,7 +351,7 @@ class _HeadRepeats:
         elif func in (torch.transpose, torch.Tensor.transpose) and step is not None and step[0] == "repeated" and len(args) == 3:
             a, b, axis = (int(d) % x.dim() if isinstance(d, int) else -1 for d in (args[1], args[2], step[1]))
             if min(a, b) >= 0:  # the repeat of the transpose, its axis moved with it
-                self.made[out] = ("repeated", (b if axis == a else a if axis == b else axis) - x.dim(), step[2])
+                self.made[out] = ("repeated", moved_axis(axis, a, b) - x.dim(), step[2])
         elif func in (torch.repeat_interleave, torch.Tensor.repeat_interleave):
             bound = {**dict(zip(("input", "repeats", "dim"), args, strict=False)), **kwargs}
             n, dim = bound.get("repeats"), bound.get("dim")
@@ -369,18 +371,6 @@ class _HeadRepeats:
 _REPEAT_STEPS = frozenset({torch.Tensor.__getitem__, torch.Tensor.expand, torch.Tensor.expand_as, torch.Tensor.reshape, torch.Tensor.view,
                            torch.reshape, torch.repeat_interleave, torch.Tensor.repeat_interleave, torch.transpose, torch.Tensor.transpose,
                            torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach})
-
-
-def _new_axis_at(idx: Any, rank: int) -> int | None:
-    """Where ``x[idx]`` puts its one new axis (counted from the front, the batch axis 0) when ``idx`` is one None among
-    whole axes (``[:, :, None, :, :]``, ``[..., None, :, :]``); None otherwise (import's rule: ops.shape._new_axis)."""
-    items = list(idx) if isinstance(idx, tuple) else [idx]
-    if items.count(None) != 1 or items.count(Ellipsis) > 1 or not all(i is None or i is Ellipsis or i == slice(None) for i in items):
-        return None
-    given = len(items) - 1 - items.count(Ellipsis)
-    before = items[: items.index(None)]
-    at = len(before) + (rank - given - 1 if Ellipsis in before else 0)
-    return at if given <= rank and at > 0 else None
 
 
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):

@@ -25,6 +25,8 @@ from ..importer import (
     Unusable,
     contains,
     describe,
+    moved_axis,
+    new_axis_at,
     same,
     spec_dim,
 )
@@ -301,10 +303,9 @@ def _transpose_repeated(imp: Importer, node: fx.Node, v: Repeated, d0: int, d1: 
     rank = len(imp.shape(v.src)) + 1
     if not -rank <= d0 < rank or not -rank <= d1 < rank or 0 in (d0 % rank, d1 % rank):
         raise imp.unsupported(node, f"transpose({d0}, {d1}) of {describe(v)}")
-    a, b, axis = d0 % rank, d1 % rank, v.axis + 1
+    a, b = d0 % rank, d1 % rank
     src = v.src if a == b else imp.emit(node, "transpose", {"dim0": d0, "dim1": d1}, [v.src])
-    moved = b if axis == a else a if axis == b else axis
-    imp.values[node] = Repeated(src, moved - 1, v.times)
+    imp.values[node] = Repeated(src, moved_axis(v.axis + 1, a, b) - 1, v.times)
 
 
 @handles("torch.permute", "Tensor.permute")
@@ -544,30 +545,11 @@ def _getitem(imp: Importer, node: fx.Node) -> None:
 def _new_axis(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
     """``x[:, :, None, :, :]`` (or ``x[:, :, None]``, ``x[..., None, :, :]``): one new axis among whole axes; its only
     reader archcalc knows is an ``expand`` of it (repeat_kv's first steps, :func:`_expand_new_axis`)."""
-    items = list(idx) if isinstance(idx, tuple) else [idx]
-    whole = all(i is None or i is Ellipsis or i == slice(None) for i in items)
-    if not whole or items.count(None) != 1 or items.count(Ellipsis) > 1:
-        raise imp.unsupported(node, f"indexing with None other than one new axis among whole axes ({_index_text(items)})")
-    rank = len(imp.shape(src)) + 1
-    given = len(items) - 1 - items.count(Ellipsis)
-    if given > rank:
-        raise imp.unsupported(node, f"more indices than axes ({_index_text(items)})")
-    before = items[: items.index(None)]
-    at = len(before) + (rank - given - 1 if Ellipsis in before else 0)  # the axes of x before the new one, the batch's included
-    if at == 0:
-        raise imp.unsupported(node, "a new axis before the batch axis")
+    try:
+        at = new_axis_at(idx, len(imp.shape(src)) + 1)
+    except ValueError as e:
+        raise imp.unsupported(node, str(e)) from None
     imp.values[node] = NewAxis(src, at - 1)
-
-
-def _index_text(items: list[Any]) -> str:
-    def one(i: Any) -> str:
-        if i is None or i is Ellipsis:
-            return "None" if i is None else "..."
-        if isinstance(i, slice):
-            return ":".join("" if x is None else str(x) for x in (i.start, i.stop, *(() if i.step is None else (i.step,))))
-        return repr(i)
-
-    return "[" + ", ".join(one(i) for i in items) + "]"
 
 
 def _slice(imp: Importer, node: fx.Node, src: str, idx: Any) -> None:
