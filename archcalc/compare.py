@@ -115,7 +115,7 @@ def _at(symbols: Any) -> str:
 def _sampled_ratio(a: Any, b: Any) -> str:
     from fractions import Fraction
 
-    from .check import exact_evaluator
+    from .decide import exact_evaluator
 
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
     fa, fb = exact_evaluator(a), exact_evaluator(b)

@@ -181,7 +181,7 @@ CLAIM_FUNCTIONS: dict[str, FormulaFunction] = {
 """The functions a claimed formula may call (``archcalc check``): those archcalc writes in its formulas
 (``k + Max(0, 3 - k)``, ``floor(H/2)``), so that a formula copied from its output reads back (review s9 #9), and
 the spellings ceil, max and min.  Their ``exact`` values are the ones every exact evaluation uses (check's
-numbers, :func:`archcalc.check.exact_evaluator`)."""
+numbers, :func:`archcalc.decide.exact_evaluator`)."""
 
 RESERVED_NAMES = frozenset({*CLAIM_FUNCTIONS, "Piecewise", "Eq", "Abs"})
 """Names no size may have: the functions a claim may call (a size named ``max`` would make ``max(k, 3)`` unreadable),

@@ -394,7 +394,7 @@ def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callabl
     (:func:`archcalc.layers.merge.agreements`): each pair proved equal for every value of the
     symbols is dropped; any other is stated on the row ("assumes ...") and returned as ``a - b``
     for :attr:`Report.assumes`.  (torch raises where they differ: the network runs only there.)"""
-    from .check import same_formula_everywhere
+    from .decide import same_formula_everywhere
     from .layers.merge import agreements
 
     found: list[Any] = []

@@ -58,3 +58,11 @@ def test_the_shared_helpers_import_nothing_of_the_commands() -> None:
     for name in ("output.py", "options.py"):
         mods = imported_modules(PACKAGE / name)
         assert not {m for m in mods if m.startswith(("archcalc.torch", "archcalc.cli", "torch"))}, (name, mods)
+
+
+def test_the_report_imports_nothing_of_check() -> None:
+    # report is core and check one of its readers; both decide formulas alike through archcalc.decide,
+    # which imports neither (code review s9: report imported check for the add/concat assumptions)
+    assert not {m for m in imported_modules(PACKAGE / "report.py") if m.startswith("archcalc.check")}
+    assert not {m for m in imported_modules(PACKAGE / "decide.py") if m.startswith(("archcalc.check", "archcalc.report"))}
+    assert "archcalc.decide.same_formula_everywhere" in imported_modules(PACKAGE / "report.py")
