@@ -172,8 +172,36 @@ def _fixed_part(m: Any, x: Any) -> Any:
     return fixed[0] if len(fixed) == 1 and len(m.args) == 2 else m
 
 
-_ATTENTION_TYPES = frozenset({"scaled_dot_product_attention", "multiheadattention", "matmul"})
-"""Layer types that make attention (a matmul: of queries and keys, or of the weights and values, written out)."""
+_ATTENTION_TYPES = frozenset({"scaled_dot_product_attention", "multiheadattention"})
+"""Layer types that are attention; attention written out is matmuls around a softmax (:func:`_written_attention`)."""
+
+
+def _written_attention(nodes: dict[str, dict[str, Any]]) -> set[str]:
+    """The matmuls of attention written out: the weights times v (a matmul whose first input is a softmax's output,
+    through dropout) and the scores that softmax normalizes (a matmul, q k^T, through a scale or a mask); import reads
+    the same pattern under a causal mask (``Matmul.causal``).  Any other matmul (no softmax between) is no attention."""
+
+    def source(name: str, kind: str, through: tuple[str, ...]) -> str | None:
+        """The layer of type ``kind`` that ``name`` is, or comes from through one-input layers of the types ``through``."""
+        for _ in range(8):  # (a few layers between, at most)
+            layer = nodes[name].get("layer")
+            if layer is None:  # (the network's input)
+                return None
+            if layer.kind == kind:
+                return name
+            if layer.kind not in through or len(nodes[name]["inputs"]) != 1:
+                return None
+            name = nodes[name]["inputs"][0]
+        return None
+
+    found = set()
+    for name, node in nodes.items():
+        if node.get("layer") is not None and node["layer"].kind == "matmul":
+            softmax = source(node["inputs"][0], "softmax", ("dropout", "identity"))
+            if softmax is not None:
+                scores = source(nodes[softmax]["inputs"][0], "matmul", ("scalar", "causal_mask"))
+                found |= {name} if scores is None else {name, scores}
+    return found
 _RIDGES_TEXT = ", ".join(f"{n} {float(r):.0f}" for n, r in RIDGES.items())
 
 
@@ -281,7 +309,8 @@ def inference_costs(
         decode = decode + conv.macs(scaled, row.type, node["layer"].function) * row.repeat
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
-        seen = [r.name for r in step.counted_rows if r.type in _ATTENTION_TYPES]
+        written = _written_attention(nodes)
+        seen = [r.name for r in step.counted_rows if r.type in _ATTENTION_TYPES or r.name in written]
         if seen:  # attention that is not causal (written out without a mask, sdpa without is_causal): review s9 #12
             them = ", ".join(seen[:3]) + (" ..." if len(seen) > 3 else "")
             raise SpecError(f"{arch.name}'s attention ({them}) is not causal (no causal mask, no is_causal), so {why}")

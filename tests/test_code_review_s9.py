@@ -57,3 +57,32 @@ def test_a_claims_numbers_and_the_formula_evaluator_agree(claim: str, formula: s
     H = sympy.Symbol("H", positive=True, integer=True)
     assert _formula(claim) == value
     assert exact_evaluator(sympy.sympify(formula, locals={"H": H}))({"H": 7}) == value
+
+
+# ----- inference names as attention only the products of attention ---------------------------------
+EMB = {"name": "emb", "type": "embedding", "num_embeddings": 10, "embedding_dim": 8}
+QKV = [{"name": n, "type": "linear", "out_features": 8, "inputs": ["emb"]} for n in "qkv"]
+KT = {"name": "kt", "type": "transpose", "dim0": 1, "dim1": 2, "inputs": ["k"]}
+
+
+def test_inference_on_a_matmul_that_is_no_attention_says_there_is_none(tmp_path: Path) -> None:
+    # q k^T then times v, with no softmax between: products of activations, not attention (was "pm's attention (s, o) is not causal")
+    spec = {"name": "pm", "input": [8], "layers": [EMB, *QKV, KT, {"name": "s", "type": "matmul", "inputs": ["q", "kt"]},
+                                                   {"name": "o", "type": "matmul", "inputs": ["s", "v"]},
+                                                   {"name": "head", "type": "linear", "out_features": 10}]}
+    r = cli("inference", write_json(tmp_path, spec))
+    assert r.code == 2 and r.out == "" and r.err.count("\n") == 1, r.err
+    assert "pm has no attention layer: nothing is cached between tokens" in r.err, r.err
+
+
+def test_inference_names_only_the_products_of_attention_that_is_not_causal(tmp_path: Path) -> None:
+    # scores scaled by 1/sqrt(8), softmax, dropout, times v: attention written out (s, o); then a gram matrix o^T o: no attention
+    spec = {"name": "nc", "input": [8], "layers": [
+        EMB, *QKV, KT, {"name": "s", "type": "matmul", "inputs": ["q", "kt"]},
+        {"name": "scale", "type": "scalar", "op": "mul", "value": 0.35355}, {"name": "sm", "type": "softmax", "dim": -1},
+        {"name": "drop", "type": "dropout", "p": 0.1}, {"name": "o", "type": "matmul", "inputs": ["drop", "v"]},
+        {"name": "ot", "type": "transpose", "dim0": 1, "dim1": 2, "inputs": ["o"]},
+        {"name": "gram", "type": "matmul", "inputs": ["ot", "o"]}, {"name": "head", "type": "linear", "out_features": 10}]}
+    r = cli("inference", write_json(tmp_path, spec))
+    assert r.code == 2 and r.out == "" and r.err.count("\n") == 1, r.err
+    assert "nc's attention (s, o) is not causal (no causal mask, no is_causal)" in r.err, r.err  # (was "(s, o, gram)")
