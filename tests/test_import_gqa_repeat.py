@@ -8,6 +8,8 @@ before the repeat, so the KV cache (``archcalc inference``) holds n_kv heads, no
 sec. 2: the cache shrinks by n_heads / n_kv; Hugging Face's cache keeps k and v before ``repeat_kv``).
 
 Before this, import refused both (``x[:, :, None]``: "indexing other than slicing"; ``repeat_interleave``: no layer type).
+``x.unsqueeze(2)`` for ``x[:, :, None]``, and ``.contiguous().view(...)`` or ``.flatten(1, 2)`` for the reshape, are the
+same repeat (session 10; before, the expand of an unsqueeze was read as the unsqueezed tensor itself).
 A repeat that is not this idiom (along another axis, to a count other than q's heads, tiled instead of interleaved, read
 by anything but sdpa's k and v) is refused in one line.
 """
@@ -49,6 +51,24 @@ def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
     return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
 
 
+def repeat_kv_unsqueezed(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """repeat_kv with ``x.unsqueeze(2)`` for ``x[:, :, None, :, :]`` (the same tensor, so the same repeat)."""
+    b, kv, s, d = x.shape
+    return x.unsqueeze(2).expand(b, kv, n_rep, s, d).reshape(b, kv * n_rep, s, d)
+
+
+def repeat_kv_viewed(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """``torch.unsqueeze(x, 2)``, the expand made contiguous, then ``view``: a view's result is its shape alone, so the same."""
+    b, kv, s, d = x.shape
+    return torch.unsqueeze(x, 2).expand(b, kv, n_rep, s, d).contiguous().view(b, kv * n_rep, s, d)
+
+
+def repeat_kv_flattened(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """The copies merged into the heads by ``flatten(1, 2)`` (axes kv and n_rep: the shape of repeat_kv's reshape)."""
+    b, kv, s, d = x.shape
+    return x.unsqueeze(2).expand(b, kv, n_rep, s, d).flatten(1, 2)
+
+
 def _tile(x: torch.Tensor, n: int) -> torch.Tensor:  # heads 0 1 0 1 ...: not what enable_gqa does (0 0 0 0 1 1 1 1)
     b, kv, s, d = x.shape
     return x[:, None].expand(b, n, kv, s, d).reshape(b, n * kv, s, d)
@@ -58,6 +78,9 @@ REPEATS: dict[str, Any] = {
     "repeat_kv": lambda k, v, n: (repeat_kv(k, n), repeat_kv(v, n)),
     "repeat_interleave": lambda k, v, n: (torch.repeat_interleave(k, n, dim=1), v.repeat_interleave(n, dim=1)),
     "repeat_kv_contiguous": lambda k, v, n: (repeat_kv(k, n).contiguous(), repeat_kv(v, n).contiguous()),
+    "unsqueeze": lambda k, v, n: (repeat_kv_unsqueezed(k, n), repeat_kv_unsqueezed(v, n)),
+    "unsqueeze_view": lambda k, v, n: (repeat_kv_viewed(k, n), repeat_kv_viewed(v, n)),
+    "unsqueeze_flatten": lambda k, v, n: (repeat_kv_flattened(k, n), repeat_kv_flattened(v, n)),
     # not the idiom, each refused:
     "positions": lambda k, v, n: (torch.repeat_interleave(k, n, dim=2), torch.repeat_interleave(v, n, dim=2)),
     "half_the_groups": lambda k, v, n: (repeat_kv(k, n // 2), repeat_kv(v, n // 2)),
@@ -87,17 +110,33 @@ class RepeatAttention(LlamaAttention):
         return self.wo(out.transpose(1, 2).reshape(bsz, seqlen, -1))
 
 
-def llama(how: str = "repeat_kv", written_out: bool = False) -> Llama:
+def llama(how: str = "repeat_kv", written_out: bool = False, cfg: LlamaConfig = CFG) -> Llama:
     torch.manual_seed(0)
-    model = Llama(CFG)
+    model = Llama(cfg)
     for block in model.layers:
-        block.attention = RepeatAttention(CFG, how, written_out)
+        block.attention = RepeatAttention(cfg, how, written_out)
     return model
 
 
 def llama_repeat_kv() -> Llama:
     """The factory ``archcalc import`` and ``verify`` load (tests/ is on the path)."""
     return llama("repeat_kv")
+
+
+# the small GQA model of each spelling the CLI test loads: 4 query heads, 2 key/value heads (n_rep = 2), head size 32 / 4 = 8
+SMALL = LlamaConfig(vocab_size=100, n_layer=LAYERS, n_head=4, n_kv_head=2, dim=32, hidden=64)
+
+
+def small_unsqueeze() -> Llama:
+    return llama("unsqueeze", cfg=SMALL)
+
+
+def small_unsqueeze_view() -> Llama:
+    return llama("unsqueeze_view", cfg=SMALL)
+
+
+def small_unsqueeze_flatten() -> Llama:
+    return llama("unsqueeze_flatten", cfg=SMALL)
 
 
 def repeat_kv_meta(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -131,14 +170,16 @@ def test_torch_repeats_k_and_v_as_enable_gqa_does() -> None:
     """The premise: both spellings give sdpa the output of ``enable_gqa=True`` over the heads before the repeat."""
     q, k, v = torch.randn(1, HEADS, T, D_HEAD), torch.randn(1, KV_HEADS, T, D_HEAD), torch.randn(1, KV_HEADS, T, D_HEAD)
     want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-    for how in ("repeat_kv", "repeat_interleave"):
+    for how in ("repeat_kv", "repeat_interleave", "unsqueeze", "unsqueeze_view", "unsqueeze_flatten"):
+        rk, rv = REPEATS[how](k, v, N_REP)  # head i reads kv head i // n_rep, as torch's enable_gqa repeats them
+        assert torch.equal(rk, k.repeat_interleave(N_REP, dim=1)) and torch.equal(rv, v.repeat_interleave(N_REP, dim=1)), how
         rk, rv = REPEATS[how](k, v, N_REP)
         assert torch.allclose(F.scaled_dot_product_attention(q, rk, rv, is_causal=True), want, atol=1e-6), how
     tk, tv = REPEATS["tiled"](k, v, N_REP)
     assert not torch.allclose(F.scaled_dot_product_attention(q, tk, tv, is_causal=True), want, atol=1e-3)
 
 
-@pytest.mark.parametrize("how", ["repeat_kv", "repeat_interleave", "repeat_kv_contiguous"])
+@pytest.mark.parametrize("how", ["repeat_kv", "repeat_interleave", "repeat_kv_contiguous", "unsqueeze", "unsqueeze_view", "unsqueeze_flatten"])
 def test_repeated_heads_import_as_grouped_query_attention_and_verify(how: str) -> None:
     model = llama(how)
     arch = imported(model)
@@ -201,6 +242,28 @@ def test_cli_imports_verifies_and_prices_the_cache(tmp_path: Path) -> None:
     assert json.loads(r.out)["kv_cache_bytes"] == 2 * LAYERS * 32 * KV_HEADS * D_HEAD * 2  # float16
 
 
+@pytest.mark.parametrize("factory", ["small_unsqueeze", "small_unsqueeze_view", "small_unsqueeze_flatten"])
+def test_cli_reads_the_unsqueeze_spellings_of_repeat_kv(tmp_path: Path, factory: str) -> None:
+    """4 query heads and 2 key/value heads, k and v repeated by ``x.unsqueeze(2).expand(...)`` and a reshape, a contiguous
+    view or ``flatten(1, 2)`` (before: "cannot reshape 2×1×16×8 (256 elements) to 4×16×8 (512)", or for the flatten "q has
+    4 heads and k 2": the expand was read as the unsqueezed tensor itself).  Imported as sdpa with enable_gqa over the 2
+    heads, verified against the model, and the cache: 2 (k and v) x 2 layers x 32 positions x 2 heads x 8 x 2 bytes."""
+    out = tmp_path / "gqa.json"
+    r = cli("import", f"test_import_gqa_repeat:{factory}", "--input", str(T), "-o", str(out))
+    assert r.code == 0, r.err
+    sdpa = [layer for layer in json.loads(out.read_text())["layers"] if layer["type"] == "scaled_dot_product_attention"]
+    assert len(sdpa) == LAYERS and all(layer["enable_gqa"] for layer in sdpa)
+    r = cli("verify", str(out), "--module", f"test_import_gqa_repeat:{factory}")
+    assert r.code == 0 and "\nOK: " in r.out and "attention flags" in r.out, r.out + r.err
+    r = cli("inference", str(out), "--cache", "32", "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["kv_cache_bytes"] == 2 * LAYERS * 32 * 2 * 8 * 2 == 4096
+    torch.manual_seed(0)  # the same counts as the model written with enable_gqa=True
+    written = analyze(imported(Llama(SMALL)), convention="torch").totals
+    totals = analyze(parse_spec(json.loads(out.read_text())), convention="torch").totals
+    assert (totals["params"], totals["macs"]) == (written["params"], written["macs"])
+
+
 def test_verify_tells_repeated_heads_from_tiled_ones() -> None:
     """The spec imported with repeat_kv against the same model with k and v tiled to 8 heads (0 1 0 1 ...: each query
     head reads another key/value head than with enable_gqa): every count agrees (torch's sdpa formula follows q's heads),
@@ -252,16 +315,51 @@ def test_other_new_axes_are_refused(index: Any, why: str) -> None:
     assert "\n" not in str(e.value)
 
 
-def test_llama2_70b_layout_with_repeat_kv_has_the_published_count_and_cache() -> None:
+class UnsqueezeExpand(nn.Module):
+    """x (C, H, W) = (3, 5, 5) with a new axis at ``dim``, expanded to ``times`` copies there, merged by ``flatten(1, 2)``."""
+
+    def __init__(self, dim: int, times: int) -> None:
+        super().__init__()
+        self.dim, self.times = dim, times
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        sizes = [b, c, h, w]
+        sizes.insert(self.dim, self.times)
+        return x.unsqueeze(self.dim).expand(*sizes).flatten(1, 2).relu()
+
+
+def test_copies_of_an_unsqueezed_axis_are_not_read_as_the_tensor_itself() -> None:
+    """Before, ``x.unsqueeze(d).expand(...)`` was the unsqueezed tensor itself: x (3, 5, 5) with 4 copies after its
+    channels, merged by ``flatten(1, 2)``, imported as (3, 5, 5) with exit 0, where torch makes 4 x 3 = 12 channels.
+    Now the copies after an axis are repeat_kv's, which only sdpa's k and v may read (refused here, in one line); copies
+    before the first axis are refused as no repeat in place; one copy (an expand that copies nothing) is still the
+    unsqueeze's reshape, 3 x 1 channels flattened back to (3, 5, 5), as torch has it."""
+    x = torch.zeros(1, 3, 5, 5)
+    assert tuple(UnsqueezeExpand(2, 4)(x).shape) == (1, 12, 5, 5) and tuple(UnsqueezeExpand(1, 4)(x).shape) == (1, 12, 5, 5)
+    for model, why in ((UnsqueezeExpand(2, 4), r"^node 'relu' .*: expected a tensor argument, got 'input' with each entry of axis 1 "
+                        r"repeated 4 times \(repeat_kv, repeat_interleave\): archcalc reads such a repeat only as the k and v of "),
+                       (UnsqueezeExpand(1, 4), r"^node 'expand' .*: expand of 'input' with a new axis .* to \(N, 4, 3, 5, 5\): copies "
+                        r"before the first axis after the batch repeat no axis of it")):
+        with pytest.raises(SpecError, match=why) as e:
+            spec_from_module(model, [3, 5, 5])
+        assert "\n" not in str(e.value)
+    one = imported(UnsqueezeExpand(2, 1), (3, 5, 5))
+    assert [layer.kind for layer in one.layers] == ["reshape", "flatten", "relu"]
+    assert analyze(one).rows[-1].output_shape == tuple(UnsqueezeExpand(2, 1)(x).shape[1:]) == (3, 5, 5)
+
+
+@pytest.mark.parametrize("how", ["repeat_kv", "unsqueeze_flatten"])
+def test_llama2_70b_layout_with_repeat_kv_has_the_published_count_and_cache(how: str) -> None:
     """LLaMA-2 70B's sizes (Touvron et al. 2023, Table 1: 70B uses GQA; meta-llama/Llama-2-70b-hf config: hidden 8192,
     intermediate 28672, 80 layers, 64 heads, 8 key/value heads, vocabulary 32000), on the meta device, k and v repeated by
-    repeat_kv: 68,976,648,192 parameters, and a KV cache of 2 x 80 layers x 4096 positions x 8 heads x 128 x 2 bytes
-    (float16) = 1,342,177,280 B (1.25 GiB) at the 4096-token context, 8 times less than 64 heads would keep."""
+    repeat_kv (or its unsqueeze/flatten spelling): 68,976,648,192 parameters, and a KV cache of 2 x 80 layers x 4096
+    positions x 8 heads x 128 x 2 bytes (float16) = 1,342,177,280 B (1.25 GiB) at the 4096-token context, 8 times less than 64 heads would keep."""
     cfg = LlamaConfig(vocab_size=32000, n_layer=80, n_head=64, n_kv_head=8, dim=8192, hidden=28672)
     with torch.device("meta"):
         model = Llama(cfg)
         for block in model.layers:
-            block.attention = RepeatAttention(cfg, "repeat_kv")
+            block.attention = RepeatAttention(cfg, how)
     arch = imported(model, (4096,))
     h, kv_d, ffn, V, layers = 8192, 8 * 128, 28672, 32000, 80
     per_layer = 2 * h + 2 * h * h + 2 * h * kv_d + 3 * h * ffn  # two RMSNorms, q and o, k and v (8 heads of 128), gate/up/down

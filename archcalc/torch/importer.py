@@ -73,19 +73,23 @@ class Grouped:
 @dataclass(frozen=True)
 class NewAxis:
     """``x[:, :, None]`` of tensor ``src``: a new axis of 1 before its per-sample axis ``axis`` (0: the first after the
-    batch), the first step of Hugging Face's ``repeat_kv``; only an ``expand`` of that axis reads it (:class:`Repeated`)."""
+    batch), the first step of Hugging Face's ``repeat_kv``; only an ``expand`` of that axis reads it (:class:`Repeated`).
+    ``unsqueezed``: made by ``x.unsqueeze(2)`` whose only readers are expands; an expand that is no repeat of it makes
+    the ``reshape`` layer an unsqueeze otherwise is."""
 
     src: str
     axis: int
+    unsqueezed: bool = False
 
 
 @dataclass(frozen=True)
 class Repeated:
     """Tensor ``src`` with each entry of its per-sample axis ``axis`` repeated ``times`` times in place:
     ``torch.repeat_interleave(x, times, dim)``, or ``x[:, :, None].expand(b, kv, times, s, d).reshape(b, kv * times, s, d)``
-    (Hugging Face's ``repeat_kv``; ``expanded``: before the reshape, the copies still on an axis of their own after
-    ``axis``).  Grouped-query attention repeats k and v of fewer heads to every query head so: read only as the k and v
-    of ``F.scaled_dot_product_attention``, which is then ``enable_gqa`` over ``src`` (torch's flag repeats them the same
+    (Hugging Face's ``repeat_kv``; also ``x.unsqueeze(2)`` for the new axis, ``.flatten(1, 2)`` or ``.view`` for the
+    reshape; ``expanded``: before the reshape, the copies still on an axis of their own after ``axis``).  Grouped-query
+    attention repeats k and v of fewer heads to every query head so: read only as the k and v of
+    ``F.scaled_dot_product_attention``, which is then ``enable_gqa`` over ``src`` (torch's flag repeats them the same
     way), so the spec keeps (and the KV cache counts) the heads before the repeat."""
 
     src: str
@@ -1116,7 +1120,8 @@ def describe(v: Any) -> str:
     if isinstance(v, Moved):
         return f"a permute of {v.src!r} that moves the batch axis (index it, or unbind it, to bring the batch axis back)"
     if isinstance(v, NewAxis):
-        return f"{v.src!r} with a new axis (x[:, :, None]; archcalc reads it only as repeat_kv's first step, expanded along that axis)"
+        return (f"{v.src!r} with a new axis (x[:, :, None], x.unsqueeze(2); archcalc reads it only as repeat_kv's first step, expanded "
+                "along that axis)")
     if isinstance(v, Repeated):
         how = ", expanded along a new axis (not yet reshaped)" if v.expanded else ""
         return (f"{v.src!r} with each entry of axis {v.axis + 1} repeated {v.times} times{how} (repeat_kv, repeat_interleave): archcalc "

@@ -339,11 +339,16 @@ class _HeadRepeats:
                 at = new_axis_at(args[1], x.dim())
                 if out.dim() == x.dim() + 1:
                     self.made[out] = ("axis", at - out.dim())
+        elif func in (torch.unsqueeze, torch.Tensor.unsqueeze):  # x.unsqueeze(2): x[:, :, None]
+            d = args[1] if len(args) > 1 else kwargs.get("dim")
+            if isinstance(d, int) and not isinstance(d, bool) and -out.dim() <= d < out.dim() and d % out.dim() > 0:
+                self.made[out] = ("axis", d % out.dim() - out.dim())
         elif func in (torch.Tensor.expand, torch.Tensor.expand_as) and step is not None and step[0] == "axis":
             a = step[1]
             if x.shape[a] == 1 and out.dim() == x.dim() and all(i == out.dim() + a or out.shape[i] == x.shape[i] for i in range(x.dim())):
                 self.made[out] = ("copies", a, int(out.shape[a]))
-        elif func in (torch.Tensor.reshape, torch.Tensor.view, torch.reshape) and step is not None and step[0] == "copies":
+        elif func in (torch.Tensor.reshape, torch.Tensor.view, torch.reshape, torch.Tensor.flatten, torch.flatten) and step is not None \
+                and step[0] == "copies":  # (a reshape's result is its shape alone)
             _, a, n = step
             p = x.dim() + a  # the copies' axis, counted from the front; merged into the one before it
             if p >= 2 and tuple(out.shape) == (*x.shape[: p - 1], x.shape[p - 1] * n, *x.shape[p + 1 :]):
@@ -370,7 +375,8 @@ class _HeadRepeats:
 
 _REPEAT_STEPS = frozenset({torch.Tensor.__getitem__, torch.Tensor.expand, torch.Tensor.expand_as, torch.Tensor.reshape, torch.Tensor.view,
                            torch.reshape, torch.repeat_interleave, torch.Tensor.repeat_interleave, torch.transpose, torch.Tensor.transpose,
-                           torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach})
+                           torch.Tensor.contiguous, torch.Tensor.clone, torch.Tensor.detach, torch.unsqueeze, torch.Tensor.unsqueeze,
+                           torch.flatten, torch.Tensor.flatten})
 
 
 class _FunctionalCalls(torch.overrides.TorchFunctionMode):

@@ -52,9 +52,24 @@ def _cat(imp: Importer, node: fx.Node) -> None:
 @handles("torch.flatten", "Tensor.flatten")
 def _flatten(imp: Importer, node: fx.Node) -> None:
     a = imp.bind(node, ["input", "start_dim", "end_dim"])
-    src = imp.tensor(node, a["input"])
     fields = {"start_dim": imp.value(a.get("start_dim", 0)), "end_dim": imp.value(a.get("end_dim", -1))}
-    imp.emit(node, "flatten", fields, [src])
+    v = imp.value(a["input"])
+    if isinstance(v, Repeated) and v.expanded:  # x.unsqueeze(2).expand(b, kv, n, s, d).flatten(1, 2): repeat_kv's reshape
+        _merge_copies(imp, node, v, _flattened(imp, node, _expanded_shape(imp, v), fields["start_dim"], fields["end_dim"]))
+        return
+    imp.emit(node, "flatten", fields, [imp.tensor(node, a["input"])])
+
+
+def _flattened(imp: Importer, node: fx.Node, shape: tuple[Any, ...], start: Any, end: Any) -> list[Any]:
+    """The per-sample shape ``flatten(start, end)`` makes of a tensor of per-sample ``shape``; one that merges the batch
+    axis is refused."""
+    rank = len(shape) + 1
+    if not all(isinstance(d, int) and not isinstance(d, bool) and -rank <= d < rank for d in (start, end)) or start % rank == 0 \
+            or start % rank > end % rank:
+        raise imp.unsupported(node, f"flatten({start!r}, {end!r}) of {_shape_text([BATCH, *shape])}: archcalc reads a flatten of "
+                              "axes after the batch")
+    a, b = start % rank - 1, end % rank
+    return [*shape[:a], prod(shape[a:b]), *shape[b:]]
 
 
 @handles("torch.reshape", "Tensor.view", "Tensor.reshape")
@@ -72,7 +87,7 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
         _reshape_attr(imp, node, grouped)
         return
     if isinstance(grouped, Repeated) and grouped.expanded:
-        _merge_copies(imp, node, grouped)
+        _merge_copies(imp, node, grouped, _reshape_target(imp, node, _expanded_shape(imp, grouped)))
         return
     src = grouped.src if isinstance(grouped, Grouped) else imp.tensor(node, node.args[0])
     shape = imp.shape(src)
@@ -159,12 +174,18 @@ def _reshape_target(imp: Importer, node: fx.Node, shape: tuple[Any, ...]) -> lis
     return per
 
 
-def _merge_copies(imp: Importer, node: fx.Node, v: Repeated) -> None:
-    """``x[:, :, None].expand(b, kv, n, s, d).reshape(b, kv * n, s, d)`` (Hugging Face's ``repeat_kv``): the
-    copies merged into the axis before them, each entry of it repeated n times in place (``repeat_interleave``).
-    Any other reshape of the expanded tensor is refused."""
+def _expanded_shape(imp: Importer, v: Repeated) -> tuple[Any, ...]:
+    """The per-sample shape of ``x[:, :, None].expand(b, kv, n, s, d)``: the copies on an axis of their own after ``v.axis``."""
     shape = imp.shape(v.src)
-    per = _reshape_target(imp, node, (*shape[: v.axis + 1], v.times, *shape[v.axis + 1 :]))
+    return (*shape[: v.axis + 1], v.times, *shape[v.axis + 1 :])
+
+
+def _merge_copies(imp: Importer, node: fx.Node, v: Repeated, per: list[Any]) -> None:
+    """``x[:, :, None].expand(b, kv, n, s, d).reshape(b, kv * n, s, d)`` (Hugging Face's ``repeat_kv``; or ``.view``,
+    ``.flatten(1, 2)``), the expanded tensor made of per-sample shape ``per``: the copies merged into the axis before
+    them, each entry of it repeated n times in place (``repeat_interleave``).  A reshape's result is its shape alone, so
+    any other shape is refused."""
+    shape = imp.shape(v.src)
     want = (*shape[: v.axis], shape[v.axis] * v.times, *shape[v.axis + 1 :])
     if len(per) != len(want) or not all(same(x, y) for x, y in zip(per, want, strict=True)):
         raise imp.unsupported(node, f"reshape of {v.src!r} {_shape_text([BATCH, *shape])}, expanded to {v.times} copies along a new axis "
@@ -235,7 +256,13 @@ def _expand_new_axis(imp: Importer, node: fx.Node, v: NewAxis) -> None:
     at = v.axis + 1  # the new axis, counting the batch axis
     kept = len(sizes) == len(full) and all(i == at or x == -1 or same(x, want) for i, (x, want) in enumerate(zip(sizes, full, strict=True)))
     times = sizes[at] if kept else None
-    if not kept or not (is_symbolic(times) or (isinstance(times, int) and not isinstance(times, bool) and (times >= 1 or times == -1))):
+    copies = is_symbolic(times) or (isinstance(times, int) and not isinstance(times, bool) and times > 1)
+    if v.unsqueezed and not copies:
+        # x.unsqueeze(d).expand(...) that makes no copies along the new axis: the reshape layer of any other unsqueeze,
+        # which the expand aliases (as any expand: a layer that cannot broadcast it says so)
+        imp.values[node] = TensorRef(imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in full[1:]]}, [v.src]))
+        return
+    if not kept or not (copies or times in (1, -1)):
         raise imp.unsupported(node, f"expand of {describe(v)}, {_shape_text(full)}, to {_shape_text(sizes)}: archcalc reads only copies "
                               "along the new axis, every other axis kept (repeat_kv)")
     if times in (1, -1):
@@ -434,6 +461,9 @@ def _unsqueeze(imp: Importer, node: fx.Node) -> None:
     if not isinstance(dim, int) or dim % rank == 0:
         raise imp.unsupported(node, "unsqueeze before the batch axis")
     dim %= rank
+    if node.users and all(u.op == "call_method" and u.target in ("expand", "expand_as") and u.args[0] is node for u in node.users):
+        imp.values[node] = NewAxis(src, dim - 1, unsqueezed=True)  # maybe repeat_kv's first step, x[:, :, None] (_expand_new_axis)
+        return
     imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in [*per[: dim - 1], 1, *per[dim - 1 :]]]}, [src])
 
 
