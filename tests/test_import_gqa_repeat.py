@@ -11,7 +11,9 @@ Before this, import refused both (``x[:, :, None]``: "indexing other than slicin
 ``x.unsqueeze(2)`` for ``x[:, :, None]``, and ``.contiguous().view(...)`` or ``.flatten(1, 2)`` for the reshape, are the
 same repeat (session 10; before, the expand of an unsqueeze was read as the unsqueezed tensor itself).
 A repeat that is not this idiom (along another axis, to a count other than q's heads, tiled instead of interleaved, read
-by anything but sdpa's k and v) is refused in one line.
+by anything but sdpa's k and v) is refused in one line; except ``k.repeat(1, n, 1, 1)`` (and ``torch.tile``), which tiles the
+heads (0 1 0 1 ...) and is imported as what it computes, a concat of n copies (session 10; before, refused), whose counts
+and cache are grouped-query attention's but whose sdpa is not enable_gqa's.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ REPEATS: dict[str, Any] = {
     "unsqueeze": lambda k, v, n: (repeat_kv_unsqueezed(k, n), repeat_kv_unsqueezed(v, n)),
     "unsqueeze_view": lambda k, v, n: (repeat_kv_viewed(k, n), repeat_kv_viewed(v, n)),
     "unsqueeze_flatten": lambda k, v, n: (repeat_kv_flattened(k, n), repeat_kv_flattened(v, n)),
+    # tiled (heads 0 1 0 1 ...): not grouped-query attention as enable_gqa says it, imported as what it is, a concat of copies
+    "tensor_repeat": lambda k, v, n: (k.repeat(1, n, 1, 1), v.repeat(1, n, 1, 1)),
+    "torch_tile": lambda k, v, n: (torch.tile(k, (n, 1, 1)), v.tile(1, n, 1, 1)),
     # not the idiom, each refused:
     "positions": lambda k, v, n: (torch.repeat_interleave(k, n, dim=2), torch.repeat_interleave(v, n, dim=2)),
     "half_the_groups": lambda k, v, n: (repeat_kv(k, n // 2), repeat_kv(v, n // 2)),
@@ -139,6 +144,10 @@ def small_unsqueeze_flatten() -> Llama:
     return llama("unsqueeze_flatten", cfg=SMALL)
 
 
+def small_tensor_repeat() -> Llama:
+    return llama("tensor_repeat", cfg=SMALL)
+
+
 def repeat_kv_meta(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """Meta's LLaMA reference (llama/model.py) ``repeat_kv``, verbatim: (bs, slen, kv, d) -> (bs, slen, kv * n_rep, d),
     the heads repeated before the transpose that puts them first."""
@@ -177,6 +186,10 @@ def test_torch_repeats_k_and_v_as_enable_gqa_does() -> None:
         assert torch.allclose(F.scaled_dot_product_attention(q, rk, rv, is_causal=True), want, atol=1e-6), how
     tk, tv = REPEATS["tiled"](k, v, N_REP)
     assert not torch.allclose(F.scaled_dot_product_attention(q, tk, tv, is_causal=True), want, atol=1e-3)
+    for how in ("tensor_repeat", "torch_tile"):  # head i reads kv head i % n_kv: the tiling above, a concat of copies
+        rk, rv = REPEATS[how](k, v, N_REP)
+        assert torch.equal(rk, tk) and torch.equal(rv, tv) and torch.equal(rk, torch.cat([k] * N_REP, dim=1)), how
+        assert torch.equal(F.scaled_dot_product_attention(q, rk, rv, is_causal=True), F.scaled_dot_product_attention(q, tk, tv, is_causal=True))
 
 
 @pytest.mark.parametrize("how", ["repeat_kv", "repeat_interleave", "repeat_kv_contiguous", "unsqueeze", "unsqueeze_view", "unsqueeze_flatten"])
@@ -264,6 +277,86 @@ def test_cli_reads_the_unsqueeze_spellings_of_repeat_kv(tmp_path: Path, factory:
     assert (totals["params"], totals["macs"]) == (written["params"], written["macs"])
 
 
+@pytest.mark.parametrize("how", ["tensor_repeat", "torch_tile"])
+def test_heads_tiled_by_repeat_import_as_the_concat_they_are(how: str) -> None:
+    """``k.repeat(1, n_rep, 1, 1)`` (or ``torch.tile``) tiles the heads, 0 1 0 1 ...: query head i reads key/value head
+    i % n_kv, where enable_gqa's head i reads i // n_rep (the premise test above).  So it is not imported as enable_gqa
+    (before: refused, "Tensor.repeat has no archcalc layer type"), but as what it computes, ``torch.cat([k] * n_rep, 1)``:
+    a concat of n_rep copies of k's 2 heads along the heads, read by a plain sdpa of 8 heads each.  The counts are
+    grouped-query attention's all the same: the weights of 2 key/value heads, sdpa's work over q's 8 heads, and the KV
+    cache of the 2 heads before the copies (archcalc.report.cached_per_position); the copy itself is counted as the
+    concat's output, which torch's repeat makes."""
+    model = llama(how)
+    arch = imported(model)
+    rows = {r.name: r for r in analyze(arch, convention="torch").rows}
+    sdpa = [layer for layer in arch.layers if layer.kind == "scaled_dot_product_attention"]
+    assert len(sdpa) == LAYERS and not any(layer.enable_gqa for layer in sdpa)  # type: ignore[attr-defined]
+    for layer in sdpa:
+        q, k, v = (rows[i] for i in rows[layer.name].inputs)
+        assert q.output_shape == k.output_shape == v.output_shape == (HEADS, T, D_HEAD)
+        for tiled in (k, v):
+            assert tiled.type == "concat" and tiled.params == tiled.macs == 0
+            assert len(tiled.inputs) == N_REP and len(set(tiled.inputs)) == 1 and rows[tiled.inputs[0]].output_shape == (KV_HEADS, T, D_HEAD)
+    assert [rows[layer.name].macs for layer in sdpa] == [2 * HEADS * T * T * D_HEAD] * LAYERS
+    torch.manual_seed(0)
+    gqa = analyze(imported(Llama(CFG)), convention="torch").totals
+    assert {k: analyze(arch, convention="torch").totals[k] for k in ("params", "macs")} == {k: gqa[k] for k in ("params", "macs")}
+    assert inference_costs(arch, 32).kv_cache_bytes == 2 * LAYERS * 32 * KV_HEADS * D_HEAD * 2 == 4096  # float16
+    result = verify_spec(arch, model)
+    assert result.ok, result.failure_message()
+    # and verify tells the tiling from the grouping the other way round too: this spec against repeat_kv's model
+    result = verify_spec(arch, llama("repeat_kv"))
+    assert {(r.quantity, r.analytic, r.measured) for r in result.mismatches} == {("enable_gqa", False, True)}
+
+
+def test_cli_imports_heads_tiled_by_repeat_and_verifies(tmp_path: Path) -> None:
+    """4 query heads, 2 key/value heads tiled by ``.repeat(1, 2, 1, 1)``: import, ``verify --module`` OK, and the cache of
+    the 2 heads before the copies: 2 (k and v) x 2 layers x 32 positions x 2 heads x 8 x 2 bytes."""
+    out = tmp_path / "tiled.json"
+    r = cli("import", "test_import_gqa_repeat:small_tensor_repeat", "--input", str(T), "-o", str(out))
+    assert r.code == 0, r.err
+    layers = json.loads(out.read_text())["layers"]
+    assert sum(layer["type"] == "concat" for layer in layers) == 2 * LAYERS
+    assert not any(layer.get("enable_gqa") for layer in layers if layer["type"] == "scaled_dot_product_attention")
+    r = cli("verify", str(out), "--module", "test_import_gqa_repeat:small_tensor_repeat")
+    assert r.code == 0 and "\nOK: " in r.out, r.out + r.err
+    r = cli("inference", str(out), "--cache", "32", "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["kv_cache_bytes"] == 2 * LAYERS * 32 * 2 * 8 * 2 == 4096
+
+
+class Repeat(nn.Module):
+    def __init__(self, *counts: Any, tile: bool = False) -> None:
+        super().__init__()
+        self.counts, self.tile = counts, tile
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (torch.tile(x, self.counts) if self.tile else x.repeat(*self.counts)).relu()
+
+
+@pytest.mark.parametrize(("model", "concats"), [
+    (Repeat(1, 2, 3), [(1, 2), (2, 3)]),  # (4, 5) -> (8, 15): a concat along each axis tiled
+    (Repeat(3, 1, tile=True), [(1, 3)]),  # torch.tile's counts are the last axes': (1, 3, 1)
+    (Repeat(1, 1, 1), []),  # a copy: no layer
+])
+def test_repeat_of_any_axis_after_the_batch_is_a_concat_with_torchs_shape(model: nn.Module, concats: list[tuple[int, int]]) -> None:
+    arch = imported(model, (4, 5))
+    assert [(layer.dim, len(layer.inputs)) for layer in arch.layers if layer.kind == "concat"] == concats  # type: ignore[attr-defined]
+    assert analyze(arch).rows[-1].output_shape == tuple(model(torch.zeros(2, 4, 5)).shape[1:])
+
+
+@pytest.mark.parametrize(("model", "why"), [
+    (Repeat(2, 1, 1), r"repeat by \(2, 1, 1\): archcalc reads whole-number counts of at least 1 and the batch axis kept"),
+    (Repeat(1, 0, 1), r"repeat by \(1, 0, 1\): "),
+    (Repeat(1, 1, 2, 1), r"repeat by \(1, 1, 2, 1\) of a tensor of 3 axes \(N, 4, 5\): archcalc reads one count per axis"),
+])
+def test_repeats_archcalc_cannot_write_are_refused(model: nn.Module, why: str) -> None:
+    model(torch.zeros(2, 4, 5))  # (it runs)
+    with pytest.raises(SpecError, match=why) as e:
+        spec_from_module(model, [4, 5])
+    assert "\n" not in str(e.value)
+
+
 def test_verify_tells_repeated_heads_from_tiled_ones() -> None:
     """The spec imported with repeat_kv against the same model with k and v tiled to 8 heads (0 1 0 1 ...: each query
     head reads another key/value head than with enable_gqa): every count agrees (torch's sdpa formula follows q's heads),
@@ -349,12 +442,13 @@ def test_copies_of_an_unsqueezed_axis_are_not_read_as_the_tensor_itself() -> Non
     assert analyze(one).rows[-1].output_shape == tuple(UnsqueezeExpand(2, 1)(x).shape[1:]) == (3, 5, 5)
 
 
-@pytest.mark.parametrize("how", ["repeat_kv", "unsqueeze_flatten"])
+@pytest.mark.parametrize("how", ["repeat_kv", "unsqueeze_flatten", "tensor_repeat"])
 def test_llama2_70b_layout_with_repeat_kv_has_the_published_count_and_cache(how: str) -> None:
     """LLaMA-2 70B's sizes (Touvron et al. 2023, Table 1: 70B uses GQA; meta-llama/Llama-2-70b-hf config: hidden 8192,
     intermediate 28672, 80 layers, 64 heads, 8 key/value heads, vocabulary 32000), on the meta device, k and v repeated by
-    repeat_kv (or its unsqueeze/flatten spelling): 68,976,648,192 parameters, and a KV cache of 2 x 80 layers x 4096
-    positions x 8 heads x 128 x 2 bytes (float16) = 1,342,177,280 B (1.25 GiB) at the 4096-token context, 8 times less than 64 heads would keep."""
+    repeat_kv (or its unsqueeze/flatten spelling; or tiled by repeat, a concat of copies): 68,976,648,192 parameters, and
+    a KV cache of 2 x 80 layers x 4096 positions x 8 heads x 128 x 2 bytes (float16) = 1,342,177,280 B (1.25 GiB) at the
+    4096-token context, 8 times less than 64 heads would keep."""
     cfg = LlamaConfig(vocab_size=32000, n_layer=80, n_head=64, n_kv_head=8, dim=8192, hidden=28672)
     with torch.device("meta"):
         model = Llama(cfg)

@@ -270,7 +270,8 @@ def _expand_new_axis(imp: Importer, node: fx.Node, v: NewAxis) -> None:
         return
     if v.axis == 0:
         raise imp.unsupported(node, f"expand of {describe(v)} to {_shape_text(sizes)}: copies before the first axis after the batch "
-                              "repeat no axis of it (repeat_kv puts them after the heads)")
+                              "repeat no axis of it in place (repeat_kv puts them after the heads; merged into the axis after them they "
+                              "tile it, 0 1 0 1 ...: write that as x.repeat(1, n, 1, 1))")
     imp.values[node] = Repeated(v.src, v.axis - 1, times, expanded=True)
 
 
@@ -292,6 +293,38 @@ def _repeat_interleave(imp: Importer, node: fx.Node) -> None:
     if size is not None and not same(size, shape[axis] * times):
         raise imp.fail(node, f"output_size={size!r} but {shape[axis]} entries repeated {times} times are {shape[axis] * times}")
     imp.values[node] = TensorRef(src) if times == 1 else Repeated(src, axis, times)
+
+
+@handles("Tensor.repeat", "torch.tile", "Tensor.tile")
+def _tile(imp: Importer, node: fx.Node) -> None:
+    """``x.repeat(1, n, 1, 1)`` / ``torch.tile``: the whole of ``x`` written n times one after another along an axis
+    (heads 0 1 0 1 ..., where ``repeat_interleave`` writes 0 0 1 1 ...): a ``concat`` of n copies of ``x`` along it,
+    which is what it computes (``torch.cat([x] * n, dim=1)``), one concat per axis tiled.  Grouped-query attention tiled
+    so is not ``enable_gqa`` (query head i reads kv head i % n_kv, not i // n_rep); the KV cache still holds ``x``
+    (:func:`archcalc.report.cached_per_position`)."""
+    if node.kwargs:
+        raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
+    src = imp.tensor(node, node.args[0])
+    shape = imp.shape(src)
+    raw = list(node.args[1:])
+    reps = list(imp.value(raw[0])) if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else [imp.value(x) for x in raw]
+    rank = len(shape) + 1
+    tile = getattr(node.target, "__name__", node.target) == "tile"  # (x.tile: the method's name; torch.tile: the function)
+    if tile and len(reps) < rank:  # torch.tile: fewer counts than axes are the last axes'
+        reps = [1] * (rank - len(reps)) + reps
+    fn = "tile" if tile else "repeat"
+    if len(reps) != rank:
+        raise imp.unsupported(node, f"{fn} by {_shape_text(reps)} of a tensor of {rank} axes {_shape_text([BATCH, *shape])}: archcalc "
+                              "reads one count per axis (more add axes before the batch)")
+    if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in reps) or reps[0] != 1:
+        raise imp.unsupported(node, f"{fn} by {_shape_text(reps)}: archcalc reads whole-number counts of at least 1 and the batch "
+                              "axis kept (count 1 first)")
+    cur, tiled = src, [(axis, r) for axis, r in enumerate(reps) if r > 1]
+    if not tiled:
+        imp.values[node] = TensorRef(src)  # a copy of x: no layer
+    for i, (axis, r) in enumerate(tiled):
+        name = None if i == len(tiled) - 1 else imp.fresh(f"{imp.scoped(node)}_{axis}")
+        cur = imp.emit(node, "concat", {"dim": axis}, [cur] * r, name)
 
 
 @handles("torch.transpose", "Tensor.transpose", "torch.swapaxes", "Tensor.swapaxes", "torch.swapdims", "Tensor.swapdims")
