@@ -507,27 +507,47 @@ def receptive_field(G: Graph) -> None:
                 )
                 cov = (None,) * len(cov)
             if inherited in prefix and whole is not None and whole.startswith(CAUSAL) and layout is not None and 0 in layout:
-                taken = _causal_taken(named, layout.index(0), node["in_shapes"][0], node["shape"])
+                t = layout.index(0)
+                in0 = node["in_shapes"][0]
+                taken = _causal_taken(named, t, in0, node["shape"])
+                symbolic_phases = taken is not None and type(taken[2]) is not int and any(
+                    r.phases is not None for f, _ in prefix[inherited] for r in f
+                )  # (a field on an uneven grid is mapped on numbers only)
                 if taken is not None and taken[0]:  # its first output reads the last position: every output sees the whole input
                     whole = f"it reads the last position of {inherited}, which sees the whole input"
-                elif taken is not None and not taken[1]:  # its outputs read a prefix of the positions, short of the last
+                elif taken is not None and not taken[1] and not symbolic_phases:  # its outputs read a prefix of the positions, short of the last
                     reach = taken[2]
                     # what its outputs see together: the fields of positions 0..reach (a layer mixing them sees that union)
                     taken_grid = tuple((f, (reach + 1,)) for f, _ in prefix[inherited])
                     rf = tuple(r._replace(whole=False) for r in _whole(taken_grid, rf))
-                    if len(node["shape"]) == len(node["in_shapes"][0]) and as_int(node["shape"][layout.index(0)]) != 1:
+                    if len(node["shape"]) == len(in0) and as_int(node["shape"][t]) != 1:
                         ragged.add(name)  # output j sees positions up to its own: prefixes of different lengths, on no sliding grid
                     whole, inherited = None, None
+                    within = f" (its positions taken to lie within the {in0[t]} positions, as its shape takes them)" if taken[3] else ""
                     note = note or (
-                        f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}: "
+                        f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}{within}: "
                         f"they see the fields of positions 0..{reach}, not the whole input"
                     )
-                elif taken is None or _identity((named or {}).get(layout.index(0)), node["in_shapes"][0], node["shape"], layout.index(0)):
+                elif (
+                    _identity((named or {}).get(t), in0, node["shape"], t)
+                    if taken is not None
+                    else len(in0) == len(node["shape"]) and _same_size(in0[t], node["shape"][t]) and _token_wise(t, in0[t], named, windows)
+                ):  # position j to position j along the tokens
                     prefix[name] = prefix[inherited]
                 else:  # its last output reads the last position, but the others are moved or strided: which prefix each sees is not followed
                     exact = False
+                    op_t = (named or {}).get(t)
+                    how = (
+                        "it takes positions short of the last, whose fields lie on an uneven grid, with symbols"
+                        if symbolic_phases
+                        else "it rolls the positions cyclically (its first outputs hold the last positions)"
+                        if named is not None and t in named and op_t is None
+                        else "it takes positions with a stride or an offset"
+                        if isinstance(op_t, Window) or named is None
+                        else "it regroups the positions"
+                    )
                     note = note or (
-                        "after causal attention (output i sees positions 0..i), it takes positions with a stride or an offset: "
+                        f"after causal attention (output i sees positions 0..i), {how}: "
                         "which positions each of its outputs sees is not followed here, the receptive field is approximate from here on"
                     )
             if why is not None and note is None:
@@ -1655,19 +1675,26 @@ def _monotone(phases: Phases, shift: int) -> bool:
 
 def _causal_taken(
     named: dict[int, Window | Partition | None] | None, t: int, ins: tuple[Dim, ...], out: tuple[Dim, ...]
-) -> tuple[bool, bool, int] | None:
+) -> tuple[bool, bool, Dim, bool] | None:
     """For a layer after causal attention that takes positions along tensor axis ``t`` (a select, a
     slice): (its first output reads the last position, its last output does, the last position
-    any output reads); None where it takes none along it or the sizes are symbols."""
+    any output reads, whether that rests on the layer's own bounds); None where it takes none along it.
+
+    With symbols (review s10 #0: a slice 0:3 of ``s`` tokens), positions are compared by their sign
+    where it is known (token s-2 is short of the last, s-1); where it is not (2 against s-1), the
+    layer's positions are taken to lie within the axis, as its shape takes them (a slice 0:3 of s
+    tokens has 3: ``Slice``'s shape): its last output then reads position 2, short of the last
+    unless s = 3, where the field, 3 = s, is the same number."""
     op = named.get(t) if named is not None else None
-    if not isinstance(op, Window):
+    if not isinstance(op, Window) or op.adaptive is not None or known_sign(op.dilation - 1) != 0 or known_sign(op.upsample - 1) != 0:
         return None
-    e, s, p, n = as_int(op.extent), as_int(op.stride), as_int(op.pad_before), as_int(ins[t])
-    m = as_int(out[t]) if len(out) == len(ins) else 1
-    if e is None or s is None or p is None or n is None or m is None:
-        return None
-    first, last = min(e - 1 - p, n - 1), min((m - 1) * s - p + e - 1, n - 1)
-    return first >= n - 1, last >= n - 1, last
+    n = ins[t]
+    m = out[t] if len(out) == len(ins) else 1
+    first, last = op.extent - 1 - op.pad_before, (m - 1) * op.stride - op.pad_before + op.extent - 1
+    first_sign, last_sign = known_sign(first - (n - 1)), known_sign(last - (n - 1))
+    if last_sign is not None and last_sign >= 0:
+        last = n - 1
+    return first_sign is not None and first_sign >= 0, last_sign is not None and last_sign >= 0, last, last_sign is None
 
 
 def _identity(op: Window | Partition | None, ins: tuple[Dim, ...], out: tuple[Dim, ...], t: int) -> bool:

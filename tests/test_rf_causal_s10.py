@@ -1,0 +1,82 @@
+"""Tokens taken after causal attention where the prefix is symbolic or regrouped (review s10, findings 0
+and 1).  Output i of causal attention reads tokens 0..i, so a row's field is that of the prefix up to
+the highest token any of its outputs reads.  Expected numbers are checked against torch's input
+gradients of the module archcalc builds (float64; ``_tokens_read`` of test_rf_causal_heads, the
+reviewer's jacobian method): with ``s`` symbolic, at s = 8 (``--set s=8``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import cli
+from test_rf_causal_heads import _tokens_read
+
+from archcalc import analyze, parse_spec
+
+BASE: list[dict[str, Any]] = [
+    {"name": "q", "type": "linear", "out_features": 8, "inputs": ["input"]},
+    {"name": "k", "type": "linear", "out_features": 8, "inputs": ["input"]},
+    {"name": "v", "type": "linear", "out_features": 8, "inputs": ["input"]},
+    {"name": "att", "type": "scaled_dot_product_attention", "is_causal": True, "inputs": ["q", "k", "v"]},
+]
+
+
+def _spec(tail: list[dict[str, Any]], length: int | str = 8) -> dict[str, Any]:
+    return {"name": "c", "input": [length, 8], "layers": [*BASE, *tail]}
+
+
+def _write(tmp_path: Path, spec: dict[str, Any]) -> str:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+# ---- finding 0: a symbolic sequence length s (README: the zoo's transformer_lm is symbolic in s) ----
+
+SLICE_0_3 = [{"name": "take", "type": "slice", "dim": 1, "start": 0, "end": 3}]
+SELECT_M2 = [{"name": "take", "type": "select", "dim": 1, "index": -2}]
+
+
+def test_a_slice_of_tokens_after_causal_attention_with_symbolic_s_reads_its_prefix(tmp_path: Path) -> None:
+    """Slice 0:3 of s tokens: its outputs read tokens 0..2, the last of them sees 0..2: 2 + 1 = 3 (torch
+    at s = 8: tokens [0, 1, 2]).  archcalc's slice takes its 3 positions to lie within the axis (its shape is
+    3x8, as `take.shape=3x8` checks), and so does the field: 3, not whole (was: s, whole; `take.rf=3` WRONG)."""
+    assert _tokens_read(_spec(SLICE_0_3)) == [0, 1, 2]
+    row = analyze(parse_spec(_spec(SLICE_0_3, "s"))).row("take")
+    assert row.receptive_field == (3,) and not row.whole_input and not row.rf_approximate, row
+    assert "as its shape takes them" in (row.note or "")
+    path = _write(tmp_path, _spec(SLICE_0_3, "s"))
+    out = cli("check", path, "take.rf=3")
+    assert out.code == 0 and "1 correct" in out.out, out.out + out.err
+    out = cli("check", path, "take.rf=whole")
+    assert out.code == 1 and "WRONG" in out.out, out.out + out.err
+
+
+def test_a_select_of_token_s_minus_2_sees_s_minus_1_tokens(tmp_path: Path) -> None:
+    """Token s-2 sees tokens 0..s-2: (s - 2) + 1 = s - 1 (torch at s = 8: tokens 0..6, 7 = 8 - 1)."""
+    assert _tokens_read(_spec(SELECT_M2)) == list(range(8 - 1))
+    row = analyze(parse_spec(_spec(SELECT_M2, "s"))).row("take")
+    assert str(row.receptive_field[0]) == "s - 1" and not row.whole_input and not row.rf_approximate, row
+    out = cli("check", _write(tmp_path, _spec(SELECT_M2, "s")), "take.rf=s-1")
+    assert out.code == 0 and "1 correct" in out.out, out.out + out.err
+
+
+def test_the_last_token_with_symbolic_s_still_sees_the_whole_input() -> None:
+    """select index -1: token s-1 sees tokens 0..s-1, all s (torch at s = 8: all 8)."""
+    tail = [{"name": "take", "type": "select", "dim": 1, "index": -1}]
+    assert _tokens_read(_spec(tail)) == list(range(8))
+    row = analyze(parse_spec(_spec(tail, "s"))).row("take")
+    assert str(row.receptive_field[0]) == "s" and row.whole_input and not row.rf_approximate, row
+
+
+def test_a_roll_of_the_tokens_is_approximate_and_says_so_truthfully() -> None:
+    """roll 1 then 0:2: output 0 holds token 7, which sees all 8 (torch: 8); the take's note said it read
+    "positions up to 1: ... not the whole input".  The roll's row says it rolls, and no row claims a prefix."""
+    tail = [{"name": "r", "type": "roll", "shifts": 1, "dims": 1}, {"name": "take", "type": "slice", "dim": 1, "start": 0, "end": 2}]
+    assert _tokens_read(_spec(tail)) == list(range(8))
+    rep = analyze(parse_spec(_spec(tail)))
+    assert rep.row("r").rf_approximate and rep.row("take").rf_approximate
+    assert "rolls the positions" in (rep.row("r").note or "")
+    assert "positions up to" not in (rep.row("take").note or "") + (rep.row("r").note or "")
