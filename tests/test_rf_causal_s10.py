@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import cli
 from test_rf_causal_heads import _tokens_read
 
@@ -69,6 +70,47 @@ def test_the_last_token_with_symbolic_s_still_sees_the_whole_input() -> None:
     assert _tokens_read(_spec(tail)) == list(range(8))
     row = analyze(parse_spec(_spec(tail, "s"))).row("take")
     assert str(row.receptive_field[0]) == "s" and row.whole_input and not row.rf_approximate, row
+
+
+# ---- finding 1: the prefix lost through a regrouping of the tokens, or a conv over them ----
+
+LOST = [
+    # (tail, torch's field: tokens 0..field-1 read)
+    ([{"name": "rs", "type": "reshape", "shape": [4, 16]}, {"name": "take", "type": "select", "dim": 1, "index": 0}], 2),  # row 0 = tokens 0, 1
+    ([{"name": "rs", "type": "view", "shape": [16, 4]}, {"name": "take", "type": "slice", "dim": 1, "start": 0, "end": 2}], 1),  # token 0's halves
+    ([{"name": "u", "type": "unflatten", "dim": 1, "unflattened_size": [2, 4]}, {"name": "take", "type": "select", "dim": 2, "index": 0}], 5),  # 0, 4
+    ([{"name": "u", "type": "unflatten", "dim": 1, "unflattened_size": [2, 4]}, {"name": "p", "type": "permute", "dims": [0, 2, 1, 3]},
+      {"name": "take", "type": "select", "dim": 1, "index": 0}], 5),  # tokens 0 and 4: 4 + 1
+    ([{"name": "t", "type": "transpose", "dim0": 1, "dim1": 2}, {"name": "cv", "type": "conv1d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+      {"name": "take", "type": "slice", "dim": 2, "start": 0, "end": 1}], 2),  # conv output 0 reads tokens -1..1: 0..1
+]
+
+
+@pytest.mark.parametrize(("tail", "tokens"), LOST, ids=["reshape", "view", "unflatten", "permute", "conv"])
+def test_tokens_regrouped_after_causal_attention_are_approximate_not_whole(tmp_path: Path, tail: list[dict[str, Any]], tokens: int) -> None:
+    """The review's table: each `take` was "8, whole", not approximate, and `check take.rf=<torch's>` WRONG.
+    Which tokens these outputs read is not followed: the row is marked approximate, so check cannot judge."""
+    spec = _spec(tail)
+    assert _tokens_read(spec) == list(range(tokens))
+    row = analyze(parse_spec(spec)).row("take")
+    assert row.rf_approximate, row
+    path = _write(tmp_path, spec)
+    for claim in (f"take.rf={tokens}", "take.rf=whole"):
+        out = cli("check", path, claim)
+        assert out.code != 1 and "WRONG" not in out.out and "cannot judge" in out.out, out.out + out.err
+
+
+def test_a_conv_over_tokens_and_a_reshape_that_keep_the_last_token_stay_exact() -> None:
+    """The conv's last output reads the last token (padding 1): its field is all 8 tokens, exact; a reshape
+    to (4, 16) and its last row (tokens 6, 7) also sees all 8 (torch: 8 and 8)."""
+    conv = LOST[4][0][:2]
+    assert _tokens_read(_spec(conv)) == list(range(8))
+    rep = analyze(parse_spec(_spec(conv)))
+    assert rep.row("cv").whole_input and not rep.row("cv").rf_approximate
+    last = [{"name": "rs", "type": "reshape", "shape": [4, 16]}, {"name": "take", "type": "select", "dim": 1, "index": -1}]
+    assert _tokens_read(_spec(last)) == list(range(8))
+    row = analyze(parse_spec(_spec(last))).row("take")
+    assert row.receptive_field == (8,) and row.whole_input and not row.rf_approximate, row
 
 
 def test_a_roll_of_the_tokens_is_approximate_and_says_so_truthfully() -> None:
