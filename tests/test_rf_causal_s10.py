@@ -122,3 +122,14 @@ def test_a_roll_of_the_tokens_is_approximate_and_says_so_truthfully() -> None:
     assert rep.row("r").rf_approximate and rep.row("take").rf_approximate
     assert "rolls the positions" in (rep.row("r").note or "")
     assert "positions up to" not in (rep.row("take").note or "") + (rep.row("r").note or "")
+
+
+def test_explain_does_not_say_every_output_sees_the_whole_input_after_causal_attention(tmp_path: Path) -> None:
+    """explain's note said "every output sees the whole input" on the rows after causal attention (only the
+    last does: output 0 of the conv sees tokens 0..1, torch) and on the approximate take (an upper bound)."""
+    path = _write(tmp_path, _spec(LOST[4][0]))
+    out = cli("explain", path, "cv")
+    assert out.code == 0 and "its last output sees the whole input (causal" in out.out, out.out + out.err
+    assert "every output sees the whole input (causal" not in out.out
+    out = cli("explain", _write(tmp_path, _spec(LOST[0][0])), "take")
+    assert out.code == 0 and "at most the whole input" in out.out and "an upper bound here" in out.out, out.out + out.err
