@@ -18,7 +18,7 @@ from .dims import Dim, as_int, dim_text, human_text, is_symbolic, simplify
 from .errors import escape_control
 from .graph import Graph, node_table
 from .layers.base import GENERAL_FORMULA, Layer, Partition, Shape, Window
-from .passes.receptive import AxisRF, widest_output
+from .passes.receptive import CAUSAL, AxisRF, widest_output
 from .render import _shape, units
 from .report import Report
 from .trace import NAMED, Traced, leaf, text, untrace
@@ -582,7 +582,10 @@ def _explain_rf(ex: Explanation, node: dict[str, Any], nodes: dict[str, Any], la
         return
     axes = AXES.get(len(srcs[0]), tuple(f"axis{i}" for i in range(len(srcs[0]))))
     whole_why = node.get("rf_whole")
-    whole_note = f"every output sees the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
+    who = "its last output sees" if whole_why and whole_why.startswith(CAUSAL) else "every output sees"  # (after causal attention: only the last)
+    whole_note = f"{who} the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride"
+    if node.get("rf_bound"):  # (review s10 #1: where the field is approximate, 'whole' is an upper bound, not a claim)
+        whole_note = f"at most the whole input ({whole_why}): the tables write 'whole' for its receptive field and stride, an upper bound here"
     layout = nodes[node["inputs"][0]].get("rf_layout") if node["inputs"] else None
     named = layer.axis_windows(node["in_shapes"])
     moved = layout is not None and layout != (None, *range(len(srcs[0]))) and layer.windows(node["in_shapes"]) is not None

@@ -49,7 +49,12 @@ After causal attention, output i sees positions 0..i (``prefix``): that is follo
 that map position j to position j along the tokens (the heads' reshape and transpose, a linear over
 the features, residual adds, norms), so that a select or slice of tokens sees its prefix.  Tokens
 taken that way see prefixes of different lengths, which no sliding grid describes: a window over
-them is approximate (``ragged``).  Circular ``padding_mode`` wraps: where the positions before it
+them is approximate (``ragged``).  With a symbolic length, positions are compared by their sign, and
+a slice's positions are taken to lie within the axis, as its shape takes them (slice 0:3 of s tokens:
+3).  Where the prefix is not followed (a reshape, view or unflatten regrouping the tokens with the
+features, a conv over them), the row is whole while its last element holds the last token
+(``unfollowed``); a layer that then takes positions short of it (a select of row 0 of the regrouped
+tokens) may see less than the whole input, and its field is approximate.  Circular ``padding_mode`` wraps: where the positions before it
 wrap around the input like a ring (``torus``: no padding read, n positions one jump apart spanning
 the N pixels), the field is the rules' interval taken round the ring, exact; elsewhere approximate.
 """
@@ -360,6 +365,9 @@ def receptive_field(G: Graph) -> None:
     # after tokens taken from causal attention (a slice 0..2): output j sees the prefix 0..j, fields of different lengths that no
     # sliding grid describes: kept through layers that map token j to token j; a window over them makes the field approximate
     ragged: set[str] = set()
+    # after causal attention, where the prefix is not followed: whether the layer's last element (the last index along every
+    # axis) is known to see the whole input (False: some output does, which one is not followed; see _causal_last)
+    unfollowed: dict[str, bool] = {}
     # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
     # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
     # padding reads the far side exactly where the interval rules put a padding position (see _circular)
@@ -413,6 +421,8 @@ def receptive_field(G: Graph) -> None:
                     tangles[name] = tangle
                 if src_name in ragged and layout is not None and 0 in layout:
                     ragged.add(name)
+                if unfollowed and src_name in unfollowed:
+                    unfollowed[name] = unfollowed[src_name]
                 if src_name in torus and shape_in == shape:
                     torus[name] = torus[src_name]
                 node["rf_whole"] = (
@@ -507,27 +517,47 @@ def receptive_field(G: Graph) -> None:
                 )
                 cov = (None,) * len(cov)
             if inherited in prefix and whole is not None and whole.startswith(CAUSAL) and layout is not None and 0 in layout:
-                taken = _causal_taken(named, layout.index(0), node["in_shapes"][0], node["shape"])
+                t = layout.index(0)
+                in0 = node["in_shapes"][0]
+                taken = _causal_taken(named, t, in0, node["shape"])
+                symbolic_phases = taken is not None and type(taken[2]) is not int and any(
+                    r.phases is not None for f, _ in prefix[inherited] for r in f
+                )  # (a field on an uneven grid is mapped on numbers only)
                 if taken is not None and taken[0]:  # its first output reads the last position: every output sees the whole input
                     whole = f"it reads the last position of {inherited}, which sees the whole input"
-                elif taken is not None and not taken[1]:  # its outputs read a prefix of the positions, short of the last
+                elif taken is not None and not taken[1] and not symbolic_phases:  # its outputs read a prefix of the positions, short of the last
                     reach = taken[2]
                     # what its outputs see together: the fields of positions 0..reach (a layer mixing them sees that union)
                     taken_grid = tuple((f, (reach + 1,)) for f, _ in prefix[inherited])
                     rf = tuple(r._replace(whole=False) for r in _whole(taken_grid, rf))
-                    if len(node["shape"]) == len(node["in_shapes"][0]) and as_int(node["shape"][layout.index(0)]) != 1:
+                    if len(node["shape"]) == len(in0) and as_int(node["shape"][t]) != 1:
                         ragged.add(name)  # output j sees positions up to its own: prefixes of different lengths, on no sliding grid
                     whole, inherited = None, None
+                    within = f" (its positions taken to lie within the {in0[t]} positions, as its shape takes them)" if taken[3] else ""
                     note = note or (
-                        f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}: "
+                        f"after causal attention (output i sees positions 0..i), its outputs read positions up to {reach}{within}: "
                         f"they see the fields of positions 0..{reach}, not the whole input"
                     )
-                elif taken is None or _identity((named or {}).get(layout.index(0)), node["in_shapes"][0], node["shape"], layout.index(0)):
+                elif (
+                    _identity((named or {}).get(t), in0, node["shape"], t)
+                    if taken is not None
+                    else len(in0) == len(node["shape"]) and _same_size(in0[t], node["shape"][t]) and _token_wise(t, in0[t], named, windows)
+                ):  # position j to position j along the tokens
                     prefix[name] = prefix[inherited]
                 else:  # its last output reads the last position, but the others are moved or strided: which prefix each sees is not followed
                     exact = False
+                    op_t = (named or {}).get(t)
+                    how = (
+                        "it takes positions short of the last, whose fields lie on an uneven grid, with symbols"
+                        if symbolic_phases
+                        else "it rolls the positions cyclically (its first outputs hold the last positions)"
+                        if named is not None and t in named and op_t is None
+                        else "it takes positions with a stride or an offset"
+                        if isinstance(op_t, Window) or named is None
+                        else "it regroups the positions"
+                    )
                     note = note or (
-                        "after causal attention (output i sees positions 0..i), it takes positions with a stride or an offset: "
+                        f"after causal attention (output i sees positions 0..i), {how}: "
                         "which positions each of its outputs sees is not followed here, the receptive field is approximate from here on"
                     )
             if why is not None and note is None:
@@ -695,18 +725,37 @@ def receptive_field(G: Graph) -> None:
                     all(t[a] for t in seen_t if t is not None) and _ring(r, n, big)
                     for a, (r, n, big) in enumerate(zip(rf, _grid_sizes(node["shape"], layout, len(rf)), in_sizes, strict=True))
                 )
-        if whole is not None and whole.startswith(CAUSAL) and name not in prefix and len(rf) == 1 and bound is None:
-            mixed_in = ()
-            if hooks.mixed_axes:
-                mixed_in = asked.get("mixed_axes", _UNASKED)
-                if mixed_in is _UNASKED:
-                    mixed_in = asked["mixed_axes"] = layer.mixed_axes(ins)
-            carried = _carried_prefix(
-                [(i, s, nodes[i]) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"]],
-                node["shape"], layout_in, layout, named, windows, mixed_in, prefix, grids,
-            )
-            if carried is not None:
-                prefix[name] = carried
+        if whole is not None and bound is None and name not in prefix and whole.startswith(CAUSAL):
+            if len(rf) == 1:
+                mixed_in = ()
+                if hooks.mixed_axes:
+                    mixed_in = asked.get("mixed_axes", _UNASKED)
+                    if mixed_in is _UNASKED:
+                        mixed_in = asked["mixed_axes"] = layer.mixed_axes(ins)
+                carried = _carried_prefix(
+                    [(i, s, nodes[i]) for i, s in zip(inputs, ins, strict=True) if nodes[i]["rf"]],
+                    node["shape"], layout_in, layout, named, windows, mixed_in, prefix, grids,
+                )
+                if carried is not None:
+                    prefix[name] = carried
+            # where the prefix each position sees is not followed past here (review s10 #1: a reshape regrouping the tokens
+            # with the features, a conv over them), the row is whole while some output reads the last token's position
+            if name in prefix:
+                pass
+            elif mixes and asked["sees_prefix"]:
+                unfollowed[name] = True  # (its last query reads every key)
+            else:
+                status = [i in prefix or unfollowed.get(i, False) for i in inputs if (w := nodes[i].get("rf_whole")) and w.startswith(CAUSAL)]
+                keeps = _causal_last(status, ins, node["shape"], named, windows)
+                if keeps is None:
+                    bound = name
+                    note = note or (
+                        "it takes positions from a tensor made after causal attention (output i sees positions 0..i) whose tokens "
+                        "were regrouped, or read by a window, before it: which tokens its outputs read is not followed, so its field "
+                        "may be less than the whole input shown: the receptive field is approximate from here on"
+                    )
+                else:
+                    unfollowed[name] = keeps
         if ragged and name not in ragged and any(i in ragged for i in inputs) and rf:  # (ragged: nearly always empty)
             mixed_r = asked.get("mixed_axes", ()) if hooks.mixed_axes else ()
             if mixed_r is _UNASKED:
@@ -1655,19 +1704,26 @@ def _monotone(phases: Phases, shift: int) -> bool:
 
 def _causal_taken(
     named: dict[int, Window | Partition | None] | None, t: int, ins: tuple[Dim, ...], out: tuple[Dim, ...]
-) -> tuple[bool, bool, int] | None:
+) -> tuple[bool, bool, Dim, bool] | None:
     """For a layer after causal attention that takes positions along tensor axis ``t`` (a select, a
     slice): (its first output reads the last position, its last output does, the last position
-    any output reads); None where it takes none along it or the sizes are symbols."""
+    any output reads, whether that rests on the layer's own bounds); None where it takes none along it.
+
+    With symbols (review s10 #0: a slice 0:3 of ``s`` tokens), positions are compared by their sign
+    where it is known (token s-2 is short of the last, s-1); where it is not (2 against s-1), the
+    layer's positions are taken to lie within the axis, as its shape takes them (a slice 0:3 of s
+    tokens has 3: ``Slice``'s shape): its last output then reads position 2, short of the last
+    unless s = 3, where the field, 3 = s, is the same number."""
     op = named.get(t) if named is not None else None
-    if not isinstance(op, Window):
+    if not isinstance(op, Window) or op.adaptive is not None or known_sign(op.dilation - 1) != 0 or known_sign(op.upsample - 1) != 0:
         return None
-    e, s, p, n = as_int(op.extent), as_int(op.stride), as_int(op.pad_before), as_int(ins[t])
-    m = as_int(out[t]) if len(out) == len(ins) else 1
-    if e is None or s is None or p is None or n is None or m is None:
-        return None
-    first, last = min(e - 1 - p, n - 1), min((m - 1) * s - p + e - 1, n - 1)
-    return first >= n - 1, last >= n - 1, last
+    n = ins[t]
+    m = out[t] if len(out) == len(ins) else 1
+    first, last = op.extent - 1 - op.pad_before, (m - 1) * op.stride - op.pad_before + op.extent - 1
+    first_sign, last_sign = known_sign(first - (n - 1)), known_sign(last - (n - 1))
+    if last_sign is not None and last_sign >= 0:
+        last = n - 1
+    return first_sign is not None and first_sign >= 0, last_sign is not None and last_sign >= 0, last, last_sign is None
 
 
 def _identity(op: Window | Partition | None, ins: tuple[Dim, ...], out: tuple[Dim, ...], t: int) -> bool:
@@ -1688,6 +1744,63 @@ def _token_wise(t: int, n: Dim, named: dict[int, Window | Partition | None] | No
     if named is not None:
         return t not in named
     return windows is None or (t > 0 and t - 1 < len(windows) and _identity(windows[t - 1], (n,), (n,), 0))
+
+
+def _causal_last(
+    status: list[bool],
+    ins: list[tuple[Dim, ...]] | tuple[tuple[Dim, ...], ...],
+    out: tuple[Dim, ...],
+    named: dict[int, Window | Partition | None] | None,
+    windows: list[Window] | None,
+) -> bool | None:
+    """After causal attention, where the prefix each position sees is no longer followed (a reshape
+    regrouped the tokens with the features, a window slid over them): whether the layer's last
+    element (the last index along every axis) is known to see the whole input (True: it holds the
+    last token, as after the attention, a reshape, a permute, a linear, an add, a conv whose last
+    window reads the last position), some output sees it but which is not followed (False: after a
+    concatenation), or a layer taking positions may have dropped the last token (None: the field
+    shown, the whole input, is an upper bound).  ``status``: per input seeing the causal whole, its
+    own answer (True for one whose prefix is followed: its last token sits last)."""
+    ops: dict[int, Window | Partition | None] = {}
+    if named is not None:
+        ops = dict(named)
+    elif windows is not None:
+        if len(ins) != 1 or len(ins[0]) != len(out) or len(windows) != len(out) - 1:
+            return None
+        ops = {k + 1: w for k, w in enumerate(windows)}
+    if len(ins) > 1:
+        if ops and not all(_identity(op, ins[0], out, t) for t, op in ops.items()):
+            return None
+        # an element-wise layer (add, mul, with broadcasting) or a matmul of like shapes: its last element reads theirs
+        alike = all(
+            len(s) <= len(out) and all(_same_size(a, b) or _same_size(a, 1) for a, b in zip(reversed(s), reversed(out), strict=False)) for s in ins
+        )
+        return alike and any(status)
+    last = bool(status) and status[0]
+    for t, op in ops.items():
+        n, m = ins[0][t], out[t] if len(out) == len(ins[0]) else 1
+        if not (_reads_last(op, n, m) if last else _identity(op, ins[0], out, t)):
+            return None
+    return last
+
+
+def _reads_last(op: Window | Partition | None, n: Dim, m: Dim) -> bool:
+    """Whether the last of ``m`` outputs of ``op`` along an axis of ``n`` positions reads the last position."""
+    if isinstance(op, Partition):
+        return True  # (as many outputs as positions: the last one's block holds the last position)
+    if op is None:
+        return False  # (a cyclic roll: its last output holds another position)
+    if op.adaptive is not None:
+        return True  # (its last window ends at the last position)
+    window, n_i, m_i = _int_window(op), as_int(n), as_int(m)
+    if window is not None and n_i is not None and m_i is not None:
+        k, s, p, d, u = window
+        gap = (n_i - 1) * u - ((m_i - 1) * s - p)  # from the last output's first fine position to the last position's
+        return gap >= 0 and gap % d == 0 and gap // d < k
+    if known_sign(op.dilation - 1) != 0 or known_sign(op.upsample - 1) != 0:
+        return False
+    lo = (m - 1) * op.stride - op.pad_before
+    return known_sign(n - 1 - lo) in (0, 1) and known_sign(lo + op.extent - n) in (0, 1)
 
 
 def _carried_prefix(
