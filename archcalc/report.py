@@ -270,12 +270,37 @@ def _unrepeated(nodes: dict[str, dict[str, Any]], src: str) -> Any:
     return n["shape"]
 
 
+def reads_tokens(nodes: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether ``name``'s value depends on the network's input (the tokens), through any path; a learned memory (a
+    ``parameter``, and layers of parameters only) does not."""
+    seen, todo = {name}, [name]
+    while todo:
+        n = todo.pop()
+        if nodes[n].get("layer") is None:  # (the network's input)
+            return True
+        for src in nodes[n]["inputs"]:
+            if src not in seen:
+                seen.add(src)
+                todo.append(src)
+    return False
+
+
+def memory_attention(nodes: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether the attention ``name`` attends to a learned memory: its keys and values (every input after the
+    queries) are weights, the same at every position, not read off the tokens (review s10 #9)."""
+    keys_values = nodes[name]["inputs"][1:]
+    return bool(keys_values) and not any(reads_tokens(nodes, src) for src in keys_values)
+
+
 def cached_per_position(nodes: dict[str, dict[str, Any]], name: str) -> Dim:
     """What layer ``name`` keeps of each position in a KV cache (``Layer.cached_per_position``), read off the k and v
     a decoder caches: before a repeat of their heads (review s8 #19: a GQA spec that concatenates k and v to every
-    head was priced at the group size times its cache; Hugging Face caches before ``repeat_kv``)."""
+    head was priced at the group size times its cache; Hugging Face caches before ``repeat_kv``).  Attention over a
+    learned memory keeps nothing: its keys and values are weights, not positions (review s10 #9)."""
     n = nodes[name]
     ins = n["in_shapes"]
+    if n["layer"].cached_per_position(ins) == 0 or memory_attention(nodes, name):
+        return 0
     before = [_unrepeated(nodes, i) for i in n["inputs"]]
     if all(b is not None for b in before) and any(tuple(b) != tuple(s) for b, s in zip(before, ins, strict=True)):
         ins = [tuple(b) for b in before]
