@@ -419,13 +419,14 @@ def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callabl
     (:func:`archcalc.layers.merge.agreements`): each pair proved equal for every value of the
     symbols is dropped; any other is stated on the row ("assumes ...") and returned as ``a - b``
     for :attr:`Report.assumes`.  (torch raises where they differ: the network runs only there.)"""
-    from .decide import same_formula_everywhere
+    from .decide import equal_somewhere, same_formula_everywhere
     from .layers.merge import agreements
 
     found: list[Any] = []
     decided: dict[Any, str | None] = {}  # a - b -> None (proved equal), else where it is not 0 ('' if not known)
+    nowhere: set[Any] = set()  # the differences 0 at no size tried (none proved never 0: the shapes pass refuses those)
     for row in rows:
-        pairs: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # (first, other) -> equalities, where not so
+        pairs: dict[tuple[str, str], tuple[list[str], list[str], list[bool]]] = {}  # (first, other) -> equalities, where not so, held nowhere tried
         for first, other, _axis, size, other_size in agreements(nodes[row.name]["layer"], nodes[row.name]["in_shapes"]):
             a, b = (exact(size), exact(other_size)) if exact is not None else (size, other_size)
             diff = expand(a - b)
@@ -434,15 +435,20 @@ def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callabl
                 decided[diff] = None if ok is True else ", ".join(f"{x}={v}" for x, v in at.items()) if ok is False and at else ""
                 if ok is not True:
                     found.append(diff)
+                    if equal_somewhere(size, other_size)[0] is not True:  # (review s10 #10: "not so at H=2" implied other sizes work)
+                        nowhere.add(diff)
             where = decided[diff]
             if where is not None:
-                eqs, nots = pairs.setdefault((first, other), ([], []))
+                eqs, nots, held = pairs.setdefault((first, other), ([], [], []))
                 eqs.append(f"{dim_text(a)} = {dim_text(b)}")
+                held.append(diff not in nowhere)
                 if where and where not in nots:
                     nots.append(where)
         said = [f"assumes {first} and {other} agree ({' and '.join(eqs)}; "
-                + (f"not so at {' or '.join(nots)}" if nots else "not proved for every size")
-                + "): torch needs it, and check judges claims where it holds" for (first, other), (eqs, nots) in pairs.items()]
+                + (f"not so at {' or '.join(nots)}" if nots and all(held) else
+                   "it holds at no size archcalc tried" + (f", e.g. not at {nots[0]}" if nots else "") + ", though that it never holds is not proved"
+                   if not all(held) else "not proved for every size")
+                + "): torch needs it, and check judges claims where it holds" for (first, other), (eqs, nots, held) in pairs.items()]
         if said:
             text = "; ".join(said)
             row.note = f"{row.note}; {text}" if row.note and row.note != IN_PLACE_NOTE else text

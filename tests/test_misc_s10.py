@@ -1,0 +1,100 @@
+"""Fixes from review s10 (/work/notes/review-s10.md, findings 10 and 11): a merge that can never run is
+refused, and the smaller findings of section 11."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sympy
+from conftest import cli, write_json
+
+from archcalc.decide import equal_somewhere
+
+# ----- 10. an add whose inputs agree for no size ----------------------------------------------------
+# u: maxpool k2 s2 then upsample x2: 2*floor(H/2) <= H; b: zero padding 1 on the right: H + 1.
+# 2*floor(H/2) <= H < H + 1 for every H, so torch raises at every input size.
+NEVER = {"name": "never2", "input": [3, "H"], "layers": [
+    {"name": "a", "type": "maxpool1d", "kernel_size": 2, "stride": 2, "inputs": ["input"]},
+    {"name": "u", "type": "upsample", "scale_factor": 2, "inputs": ["a"]},
+    {"name": "b", "type": "zeropad1d", "padding": [0, 1], "inputs": ["input"]},
+    {"name": "add", "type": "add", "inputs": ["u", "b"]},
+    {"name": "fc", "type": "conv1d", "out_channels": 2, "kernel_size": 1}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", [["table"], ["check", "fc.macs=1"], ["memory"]])
+def test_an_add_equal_at_no_size_is_refused_at_load(tmp_path: Path, command: list[str]) -> None:
+    """Was: table exit 0, MACs 18*floor(H/2), note "assumes u and b agree (2*floor(H/2) = H + 1; not so at H=2)"."""
+    path = write_json(tmp_path, NEVER)
+    r = cli(command[0], path, *command[1:])
+    assert r.code == 2 and r.out == "" and len(r.err.strip().splitlines()) == 1, (r.out, r.err)
+    assert f"{path}: layer 'add': field 'inputs': cannot add u" in r.err and "shapes differ for every size" in r.err
+    # on H = 2k: 2k - (2k + 1) = -1; on H = 2k + 1: 2k - (2k + 2) = -2: never 0
+    assert "2*floor(H/2) = H + 1 holds for no H: proved class by class of H mod 2" in r.err
+
+
+def test_a_concat_whose_other_axes_agree_at_no_size_is_refused(tmp_path: Path) -> None:
+    spec = {**NEVER, "layers": [*NEVER["layers"][:3], {"name": "cat", "type": "concat", "dim": 1, "inputs": ["u", "b"]}]}
+    r = cli("table", write_json(tmp_path, spec))
+    assert r.code == 2 and "layer 'cat': field 'inputs'" in r.err and "other axes differ for every size" in r.err, r.err
+
+
+def test_two_symbols_of_different_parity_are_refused(tmp_path: Path) -> None:
+    # a: pool 2, upsample 2, pad 1: 2*floor(H/2) + 1 (odd) by 2*floor(W/2) + 1; b: pool 4, upsample 4, H and W swapped:
+    # 4*floor(W/4) (even) by 4*floor(H/4).  An odd number is no even one: on each class of H mod 2, W mod 4 the
+    # difference 2*k1 + 1 - 4*k2 + (a constant) is linear with even coefficients and an odd constant
+    spec = {"name": "odd", "input": [1, "H", "W"], "layers": [
+        {"name": "p2", "type": "maxpool2d", "kernel_size": 2, "stride": 2, "inputs": ["input"]},
+        {"name": "u2", "type": "upsample", "scale_factor": 2},
+        {"name": "a", "type": "zeropad2d", "padding": [0, 1, 0, 1]},
+        {"name": "p4", "type": "maxpool2d", "kernel_size": 4, "stride": 4, "inputs": ["input"]},
+        {"name": "u4", "type": "upsample", "scale_factor": 4},
+        {"name": "b", "type": "transpose", "dim0": 2, "dim1": 3},
+        {"name": "add", "type": "add", "inputs": ["a", "b"]}]}  # fmt: skip
+    r = cli("table", write_json(tmp_path, spec))
+    assert r.code == 2 and "2*floor(H/2) + 1 = 4*floor(W/4) holds for no H, W: proved class by class of H mod 2, W mod 4" in r.err, r.err
+
+
+def test_an_add_equal_at_some_sizes_keeps_its_assumption(tmp_path: Path) -> None:
+    # review s10 "found right": few.json, H - 2 (a 3-wide conv) = floor(H/2) (a pool) at H = 3 (1 = 1) and H = 4 (2 = 2) only
+    spec = {"name": "few", "input": [3, "H"], "layers": [
+        {"name": "a", "type": "conv1d", "out_channels": 3, "kernel_size": 3, "inputs": ["input"]},
+        {"name": "b", "type": "maxpool1d", "kernel_size": 2, "stride": 2, "inputs": ["input"]},
+        {"name": "add", "type": "add", "inputs": ["a", "b"]},
+        {"name": "fc", "type": "conv1d", "out_channels": 2, "kernel_size": 1}]}  # fmt: skip
+    r = cli("table", write_json(tmp_path, spec))
+    assert r.code == 0 and "assumes a and b agree (H - 2 = floor(H/2); not so at H=2)" in r.out, r.out
+
+
+def test_an_add_held_at_no_size_tried_says_so_without_implying_others(tmp_path: Path) -> None:
+    """2*H*W^2 = H (W^2 = 1/2) holds for no size, but a polynomial in two symbols is not decided: the assumption
+    stays (exit 0), worded so it does not suggest that some other size works."""
+    spec = {"name": "pell", "input": [2, "W", "W", "H", "H"], "layers": [
+        {"name": "f1", "type": "flatten", "start_dim": 3, "end_dim": 4},
+        {"name": "a", "type": "flatten", "start_dim": 1, "end_dim": 3},
+        {"name": "b", "type": "transpose", "dim0": 1, "dim1": 2},
+        {"name": "add", "type": "add", "inputs": ["a", "b"]}]}  # fmt: skip
+    r = cli("table", write_json(tmp_path, spec), "--format", "json")
+    assert r.code == 0, r.err
+    note = json.loads(r.out)["layers"][3]["note"]
+    assert "it holds at no size archcalc tried, e.g. not at H=1, W=1, though that it never holds is not proved" in note, note
+
+
+H, W, C = (sympy.Symbol(n, integer=True, positive=True) for n in "HWC")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "holds"),
+    [
+        (2 * sympy.floor(H / 2), H + 1, False),  # -1 on even H, -2 on odd H
+        (2 * sympy.floor(H / 2), H, True),  # every even H
+        (H - 2, sympy.floor(H / 2), True),  # H = 3, 4
+        (3 * H + 3 * W, 6 * C + 1, False),  # a multiple of 3 is no 6C + 1
+        (H + W + 1000, 1001, False),  # H + W = 1 has no root of positive sizes
+        (2 * sympy.floor(H / 2) + 1000, 4 * sympy.floor(W / 4), True),  # 2*2 + 1000 = 4*251: H = 4, W = 1004
+        (H**2, 2 * W**2, None),  # no root (sqrt 2 is irrational), but not decided here
+    ],
+)
+def test_equal_somewhere(a: sympy.Expr, b: sympy.Expr, holds: bool | None) -> None:
+    assert equal_somewhere(a, b)[0] is holds
