@@ -98,3 +98,44 @@ H, W, C = (sympy.Symbol(n, integer=True, positive=True) for n in "HWC")
 )
 def test_equal_somewhere(a: sympy.Expr, b: sympy.Expr, holds: bool | None) -> None:
     assert equal_somewhere(a, b)[0] is holds
+
+
+# ----- 11. reports: an earlier run's networks stay in the index ------------------------------------
+
+
+def test_reports_keep_the_earlier_networks_in_the_index(tmp_path: Path) -> None:
+    """Review s10 §11: `reports alexnet.json -o rep` after `reports lenet5.json -o rep` left lenet5.* on disk but
+    listed only alexnet: adding one network to the README's gallery would unlist the other 48."""
+    from conftest import ROOT
+
+    out, specs = tmp_path / "rep", ROOT / "specs"
+    flags = ["-o", str(out), "--no-plots", "--no-diagrams"]
+    assert cli("reports", str(specs / "lenet5.json"), *flags).code == 0
+    first_md, first_html = ((out / f"index.{ext}").read_text().splitlines() for ext in ("md", "html"))
+    (lenet_md,) = [line for line in first_md if "[md](lenet5.md)" in line]
+    (lenet_html,) = [line for line in first_html if 'data-name="lenet5"' in line]
+    assert cli("reports", str(specs / "alexnet.json"), *flags).code == 0
+    md, page = ((out / f"index.{ext}").read_text().splitlines() for ext in ("md", "html"))
+    rows = [line for line in md if line.startswith("| ") and "[md](" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| alexnet", "| lenet5"]  # both, by name
+    assert lenet_md in rows and lenet_html in page  # kept as the first run wrote them
+    assert [line.split('"')[1] for line in page if line.startswith("<tr data-name=")] == ["alexnet", "lenet5"]
+    # a second run of alexnet replaces its row, not adds one; a network whose files were removed leaves the index
+    (out / "lenet5.json").unlink()
+    assert cli("reports", str(specs / "alexnet.json"), *flags).code == 0
+    assert sum("[md](" in line for line in (out / "index.md").read_text().splitlines()) == 1
+    assert "lenet5" not in (out / "index.html").read_text()
+
+
+def test_reports_refuse_to_mix_conventions_in_one_index(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    out, specs = tmp_path / "rep", ROOT / "specs"
+    flags = ["-o", str(out), "--no-plots", "--no-diagrams"]
+    assert cli("reports", str(specs / "lenet5.json"), *flags).code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = cli("reports", str(specs / "alexnet.json"), *flags, "--convention", "torch")
+    assert r.code == 2 and r.err.count("\n") == 1 and "lists lenet5 under another convention than 'torch'" in r.err, r.err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
+    # regenerating every listed network under the new convention is fine
+    assert cli("reports", str(specs / "alexnet.json"), str(specs / "lenet5.json"), *flags, "--convention", "torch").code == 0
