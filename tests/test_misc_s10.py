@@ -139,3 +139,14 @@ def test_reports_refuse_to_mix_conventions_in_one_index(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
     # regenerating every listed network under the new convention is fine
     assert cli("reports", str(specs / "alexnet.json"), str(specs / "lenet5.json"), *flags, "--convention", "torch").code == 0
+
+
+# ----- 11. a symbolic shape in a note or message: a sum is bracketed ---------------------------------
+
+
+def test_a_circular_paddings_copy_reads_as_a_shape(tmp_path: Path) -> None:
+    # 1 channel, H and W padded by 1 on each side: 1×(H + 2)×(W + 2) (was "1×H + 2×W + 2")
+    r = cli("quick", "1xHxW", "conv 1 3 p1 padding_mode=circular")
+    assert r.code == 0 and "a padded copy of its input (1×(H + 2)×(W + 2) per sample, F.pad)" in r.out, r.out
+    r = cli("table", write_json(tmp_path, NEVER))
+    assert "cannot add u 3×2*floor(H/2) and b 3×(H + 1): shapes differ" in r.err, r.err
