@@ -150,3 +150,10 @@ def test_a_circular_paddings_copy_reads_as_a_shape(tmp_path: Path) -> None:
     assert r.code == 0 and "a padded copy of its input (1×(H + 2)×(W + 2) per sample, F.pad)" in r.out, r.out
     r = cli("table", write_json(tmp_path, NEVER))
     assert "cannot add u 3×2*floor(H/2) and b 3×(H + 1): shapes differ" in r.err, r.err
+
+
+def test_compare_says_none_where_the_second_has_none_of_the_first() -> None:
+    # relu then a conv: 1 nonlinearity against 0, a ratio of 0/1 (was "0 (100.0000% fewer)")
+    r = cli("compare", "--stack", "3x8x8", "relu", "--stack", "3x8x8", "conv 3 3 p1")
+    (row,) = [line for line in r.out.splitlines() if line.startswith("nonlinearities")]
+    assert row.split() == ["nonlinearities", "1", "0", "none"], row
