@@ -157,3 +157,22 @@ def test_compare_says_none_where_the_second_has_none_of_the_first() -> None:
     r = cli("compare", "--stack", "3x8x8", "relu", "--stack", "3x8x8", "conv 3 3 p1")
     (row,) = [line for line in r.out.splitlines() if line.startswith("nonlinearities")]
     assert row.split() == ["nonlinearities", "1", "0", "none"], row
+
+
+# ----- 11. check: symbolic shapes written channels last --------------------------------------------------------
+
+
+@pytest.mark.parametrize("claim", ["c.output=HxWx4", "c.output=H x W x 4", "c.output=(H,W,4)"])
+def test_a_symbolic_shape_written_channels_last_is_read_as_the_numbers_are(tmp_path: Path, claim: str) -> None:
+    """A 1x1 conv to 4 channels on 3×H×W: torch writes 4×H×W.  `56x56x64` was read channels last (correct),
+    `HxWx4` judged WRONG "at H=1 (claimed 1, exact 4)", rc 1."""
+    path = write_json(tmp_path, {"name": "sx", "input": [3, "H", "W"], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}]})  # fmt: skip
+    r = cli("check", path, claim)
+    assert r.code == 0 and r.out.startswith(f"correct {claim}: exact 4×H×W"), r.out
+    assert "read in H×W×C order (channels last): torch writes C×H×W = 4×H×W" in r.out
+    wrong = cli("check", path, "c.output=HxWx5")  # 5 channels is wrong in either order
+    assert wrong.code == 1 and wrong.out.startswith("WRONG"), wrong.out
+    swapped = cli("check", path, "c.output=WxHx4")  # W×H×C is neither order
+    assert swapped.code == 1 and swapped.out.startswith("WRONG"), swapped.out
+
