@@ -852,7 +852,8 @@ def _shape_parts(value: str, names: set[str] | frozenset[str] = frozenset()) -> 
     if not re.search(r"[x\u00d7X,]", masked) and re.search(r"\S\s*[-+/]\s*\S", masked):
         return [text]  # 2*n+3 (or 2*2 + 1): one size written as arithmetic, not a shape split at '*' (8*(H-4)*(W-4) is)
     sep = r"[x\u00d7X,]+|\s+" if "*" not in masked or re.search(r"[x\u00d7,]", masked) else r"\*"
-    if re.fullmatch(r"[\d\sx\u00d7X*,]+", text):
+    # numbers only (13x13 even where a size is named x); not where a size named x1 or xx stands alone (review s10 §11: 4×x1×xx was 4, 1)
+    if re.fullmatch(r"[\d\sx\u00d7X*,]+", text) and not any(w in names for w in re.findall(r"[A-Za-z_]\w*", text)):
         sep, masked = r"[x\u00d7X*,\s]+", text  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only); 13x13 of numbers
     return _split_at(text, masked, sep)
 

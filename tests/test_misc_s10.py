@@ -176,3 +176,15 @@ def test_a_symbolic_shape_written_channels_last_is_read_as_the_numbers_are(tmp_p
     swapped = cli("check", path, "c.output=WxHx4")  # W×H×C is neither order
     assert swapped.code == 1 and swapped.out.startswith("WRONG"), swapped.out
 
+
+# ----- 11. check: sizes named x1 and xx -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("claim", ["c.output=4×x1×xx", "c.output=4x x1 x xx", "c.output=(4,x1,xx)"])
+def test_check_reads_back_its_own_shape_for_sizes_named_x1_and_xx(tmp_path: Path, claim: str) -> None:
+    # 3×x1×xx, a 1x1 conv to 4 channels: 4×x1×xx, as the verdict prints it (was WRONG "axis 1 ... claimed 4": the
+    # shape was taken for numbers only, 4 and 1, split at every x)
+    path = write_json(tmp_path, {"name": "xs", "input": [3, "x1", "xx"], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 4, "kernel_size": 1}]})  # fmt: skip
+    r = cli("check", path, claim)
+    assert r.code == 0 and r.out.startswith(f"correct {claim}: exact 4×x1×xx"), r.out
