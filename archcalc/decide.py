@@ -211,7 +211,7 @@ def equal_somewhere(a: Any, b: Any) -> tuple[bool | None, dict[str, int] | None,
     def zero(point: dict[str, int]) -> bool:
         try:
             return d(point) == 0
-        except ZeroDivisionError:
+        except (ArithmeticError, AttributeError, TypeError, ValueError):  # (a size in a denominator at 0; a form not evaluated exactly)
             return False
 
     names = [x.name for x in symbols]
@@ -221,6 +221,26 @@ def equal_somewhere(a: Any, b: Any) -> tuple[bool | None, dict[str, int] | None,
     for point in itertools.chain(tried, sampled):
         if zero(point):
             return True, point, ""
+    try:
+        return _roots_by_class(diff, d, symbols)
+    except (ArithmeticError, AttributeError, TypeError, ValueError):  # (a form the exact evaluation does not take: no proof)
+        return None, None, ""
+
+
+def _roots_by_class(diff: Any, d: Callable[[dict[str, int]], Fraction], symbols: list[Any]) -> tuple[bool | None, dict[str, int] | None, str]:
+    """:func:`equal_somewhere`'s decision class by class, where no size tried is a root of ``diff``."""
+    import itertools
+
+    import sympy
+
+    names = [x.name for x in symbols]
+
+    def zero(point: dict[str, int]) -> bool:
+        try:
+            return d(point) == 0
+        except ZeroDivisionError:
+            return False
+
     classes = _classes(diff, sympy.Integer(0), symbols)
     if classes is None:
         return None, None, ""
