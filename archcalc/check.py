@@ -44,7 +44,7 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
@@ -852,7 +852,8 @@ def _shape_parts(value: str, names: set[str] | frozenset[str] = frozenset()) -> 
     if not re.search(r"[x\u00d7X,]", masked) and re.search(r"\S\s*[-+/]\s*\S", masked):
         return [text]  # 2*n+3 (or 2*2 + 1): one size written as arithmetic, not a shape split at '*' (8*(H-4)*(W-4) is)
     sep = r"[x\u00d7X,]+|\s+" if "*" not in masked or re.search(r"[x\u00d7,]", masked) else r"\*"
-    if re.fullmatch(r"[\d\sx\u00d7X*,]+", text):
+    # numbers only (13x13 even where a size is named x); not where a size named x1 or xx stands alone (review s10 §11: 4×x1×xx was 4, 1)
+    if re.fullmatch(r"[\d\sx\u00d7X*,]+", text) and not any(w in names for w in re.findall(r"[A-Za-z_]\w*", text)):
         sep, masked = r"[x\u00d7X*,\s]+", text  # 13*13 is a shape, not a product (but (2*2+1)x(2*2+1) splits at x only); 13x13 of numbers
     return _split_at(text, masked, sep)
 
@@ -911,19 +912,37 @@ def _judge_shape_of(claim: Claim, row: Row, derive: Any, rep: Report, exact: tup
         want_f.append(v)
     if len(want_f) != len(got):
         return Verdict(claim, False, exact_shape, exact_text, f"{len(want_f)} axes claimed, the output has {len(got)}", deriv)
-    import sympy
-
-    unproven: list[str] = []
-    for axis, (w0, g) in enumerate(zip(want_f, got, strict=True), start=len(exact_shape) - len(got)):
-        w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
-        ok, how = same_formula(w, sympy.sympify(g), rep.assumes)
-        if ok is False:
-            return Verdict(claim, False, exact_shape, exact_text, f"{why}; axis {axis} (exact {g}): {how}", deriv)
-        if ok is None:
-            unproven.append(f"axis {axis} (exact {g}): {how}")
+    wrong, unproven = _compare_axes(want_f, got, len(exact_shape) - len(got), rep)
+    if wrong is not None and claim.quantity == "output_shape" and len(want_f) == len(exact_shape) == 3:
+        # H×W×C (channels last), read as the numbers are (56x56x64): review s10 §11 judged HxWx4 WRONG where 56x56x64 is correct
+        c, h, w = exact_shape
+        last_wrong, last_unproven = _compare_axes(want_f, (h, w, c), 0, rep)
+        note = f"read in H\u00d7W\u00d7C order (channels last): torch writes C\u00d7H\u00d7W = {_shape_text(exact_shape)}"
+        if last_wrong is None and not last_unproven:
+            return Verdict(claim, True, exact_shape, exact_text, f"{note}, compared as formulas", deriv)
+        if last_wrong is None:
+            return Verdict(claim, False, exact_shape, exact_text, f"{note}; " + "; ".join(last_unproven), deriv, unproven=True)
+    if wrong is not None:
+        return Verdict(claim, False, exact_shape, exact_text, f"{why}; {wrong}", deriv)
     if unproven:
         return Verdict(claim, False, exact_shape, exact_text, f"{why}; " + "; ".join(unproven), deriv, unproven=True)
     return Verdict(claim, True, exact_shape, exact_text, f"{why} as formulas", deriv)
+
+
+def _compare_axes(want: list[Any], got: Sequence[Any], first: int, rep: Report) -> tuple[str | None, list[str]]:
+    """Claimed sizes against the exact ones, axis by axis (axis numbers from ``first``): the first that differs
+    (None where none does) and those only sampled."""
+    import sympy
+
+    unproven: list[str] = []
+    for axis, (w0, g) in enumerate(zip(want, got, strict=True), start=first):
+        w = sympy.Rational(w0.numerator, w0.denominator) if isinstance(w0, Fraction) else w0
+        ok, how = same_formula(w, sympy.sympify(g), rep.assumes)
+        if ok is False:
+            return f"axis {axis} (exact {g}): {how}", unproven
+        if ok is None:
+            unproven.append(f"axis {axis} (exact {g}): {how}")
+    return None, unproven
 
 
 def _judge_one_size(claim: Claim, part: str, exact_shape: tuple[Any, ...], deriv: str, rep: Report) -> Verdict:

@@ -139,6 +139,8 @@ def _fraction_text(r: Any) -> str:
     f = float(r)
     if f == 1:
         return "same"
+    if r == 0:
+        return "none"  # (review s10 §11: "0 (100.0000% fewer)")
     small = r.denominator != 1 and r.denominator < 1000 and abs(r.numerator) < 1000  # 27/49 says something; 670789/532549 does not
     exact = f"{r.numerator}/{r.denominator} \u2248 " if small else ""
     if f >= 2:

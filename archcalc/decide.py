@@ -186,6 +186,130 @@ def _same_where(claimed: Any, exact: Any, assumes: list[Any],
     return None, f"compared as formulas: they agree at {tested} sampled values of {names} {where} (not proven)"
 
 
+def equal_somewhere(a: Any, b: Any) -> tuple[bool | None, dict[str, int] | None, str]:
+    """Whether two sizes in positive-integer symbols are equal for some value of them (an add or concat
+    runs only there): (True, a size where they are, ''), (False, None, how it was proved that they never
+    are), or (None, None, '') where no size tried has them equal and no proof was found.
+
+    Sizes are tried first (every value up to 64 of one symbol, up to 12 of each of two or three, then
+    :func:`same_formula`'s samples).  Where none has them equal and the difference is a quasi-polynomial
+    (:func:`_decide_quasi_polynomial`), it is decided class by class of the floors' period: on each class
+    x = P*k + r the difference is a polynomial in k, fixed by its values at D + 1 points per symbol; a
+    nonzero constant there is never 0 on that class; in one symbol, a polynomial that is not constant has
+    its real roots below Cauchy's bound 1 + max|c_i/c_D|, and every k up to it is tried (review s10 #10:
+    2*floor(H/2) = H + 1, an add of an upsampled pool and a padded input, holds for no H)."""
+    import itertools
+
+    import sympy
+
+    diff = _without_mod(sympy.expand(sympy.sympify(a) - sympy.sympify(b)))
+    symbols = sorted(diff.free_symbols, key=str)
+    if not symbols:
+        return (True, {}, "") if diff == 0 else (False, None, "compared as numbers")
+    d = exact_evaluator(diff)
+
+    def zero(point: dict[str, int]) -> bool:
+        try:
+            return d(point) == 0
+        except (ArithmeticError, AttributeError, TypeError, ValueError):  # (a size in a denominator at 0; a form not evaluated exactly)
+            return False
+
+    names = [x.name for x in symbols]
+    small = range(1, 65) if len(symbols) == 1 else range(1, 13) if len(symbols) <= 3 else range(1, 3)
+    tried = (dict(zip(names, v, strict=True)) for v in itertools.product(small, repeat=len(symbols)))
+    sampled = ({x.name: v for x, v in p.items()} for p in _sample_points(symbols, (diff,)))
+    for point in itertools.chain(tried, sampled):
+        if zero(point):
+            return True, point, ""
+    try:
+        return _roots_by_class(diff, d, symbols)
+    except (ArithmeticError, AttributeError, TypeError, ValueError):  # (a form the exact evaluation does not take: no proof)
+        return None, None, ""
+
+
+def _roots_by_class(diff: Any, d: Callable[[dict[str, int]], Fraction], symbols: list[Any]) -> tuple[bool | None, dict[str, int] | None, str]:
+    """:func:`equal_somewhere`'s decision class by class, where no size tried is a root of ``diff``."""
+    import itertools
+
+    import sympy
+
+    names = [x.name for x in symbols]
+
+    def zero(point: dict[str, int]) -> bool:
+        try:
+            return d(point) == 0
+        except ZeroDivisionError:
+            return False
+
+    classes = _classes(diff, sympy.Integer(0), symbols)
+    if classes is None:
+        return None, None, ""
+    periods, degrees = classes
+    if math.prod(p * (g + 1) for p, g in zip(periods, degrees, strict=True)) > MAX_DECISION_POINTS:
+        return None, None, ""
+    for residues in itertools.product(*(range(p) for p in periods)):
+        axes = [[p * k + r for k in range(1, g + 2)] for p, r, g in zip(periods, residues, degrees, strict=True)]
+        values = {d(dict(zip(names, v, strict=True))) for v in itertools.product(*axes)}
+        if len(values) == 1 and 0 not in values:
+            continue  # a nonzero constant on this class
+        if len(symbols) > 1:
+            found = _linear_roots(d, names, periods, residues, degrees)
+            if found is None or found:
+                return (True, None, "") if found else (None, None, "")
+            continue  # a linear form with no root of positive sizes on this class
+        (p,), (r,), (g,) = periods, residues, degrees
+        ks = list(range(1, g + 2))
+        coeffs = _interpolate(ks, [d({names[0]: p * k + r}) for k in ks])
+        while coeffs and coeffs[-1] == 0:
+            coeffs.pop()
+        if not coeffs:
+            return None, None, ""  # (0 on the whole class, yet no sampled size found it: not expected; no proof claimed)
+        bound = math.ceil(1 + max((abs(c / coeffs[-1]) for c in coeffs[:-1]), default=Fraction(0)))
+        if bound > MAX_DECISION_POINTS:
+            return None, None, ""
+        for k in range(0 if r else 1, bound + 1):  # (sizes are positive: x = P*k + r >= 1)
+            if zero({names[0]: p * k + r}):
+                return True, {names[0]: p * k + r}, ""
+    mods = ", ".join(f"{x} mod {p}" for x, p in zip(symbols, periods, strict=True) if p > 1)
+    where = f" class by class of {mods}" if mods else ""
+    return False, None, f"proved{where}: the difference has no root of positive sizes"
+
+
+def _linear_roots(d: Callable[[dict[str, int]], Fraction], names: list[str], periods: list[int], residues: tuple[int, ...],
+                  degrees: list[int]) -> bool | None:
+    """Whether the quasi-polynomial ``d`` has a root of positive sizes on the class x_i = P_i*k_i + r_i, where
+    it is linear there, c0 + sum c_i*k_i (read off the points k = 1 and 2 of each symbol, and checked on
+    all of them): a linear Diophantine equation, which has an integer root iff the gcd of the c_i divides c0;
+    with c_i of both signs every k can then be made as large as needed; with one sign the k are bounded
+    and tried.  None where it is not linear or the bounded k are too many."""
+    import itertools
+
+    if any(g > 1 for g in degrees):
+        return None
+    n = len(names)
+
+    def at(ks: Sequence[int]) -> Fraction:
+        return d({x: p * k + r for x, p, r, k in zip(names, periods, residues, ks, strict=True)})
+
+    base = at([0] * n)
+    coeffs = [at([1 if j == i else 0 for j in range(n)]) - base for i in range(n)]
+    if any(at(ks) != base + sum(c * k for c, k in zip(coeffs, ks, strict=True)) for ks in itertools.product((1, 2), repeat=n)):
+        return None  # (a product of symbols: not linear)
+    scale = math.lcm(base.denominator, *(c.denominator for c in coeffs))
+    c0, cs = int(base * scale), [int(c * scale) for c in coeffs]
+    if math.gcd(*cs) == 0 or c0 % math.gcd(*cs) != 0:
+        return False
+    if any(c > 0 for c in cs) and any(c < 0 for c in cs):
+        return True
+    if c0 and (c0 > 0) == (max(cs) > 0):
+        return False  # (every term has c0's sign, and every k is >= 0: never 0)
+    lows = [0 if r else 1 for r in residues]  # (sizes are positive: x = P*k + r >= 1)
+    ranges = [range(lo, lo + 1) if c == 0 else range(lo, abs(c0) // abs(c) + 1) for c, lo in zip(cs, lows, strict=True)]
+    if math.prod(len(r) for r in ranges) > MAX_DECISION_POINTS:
+        return None
+    return any(c0 + sum(c * k for c, k in zip(cs, ks, strict=True)) == 0 for ks in itertools.product(*ranges))
+
+
 def _without_mod(e: Any) -> Any:
     """``Mod(a, n)`` for a whole number n > 0 as ``a - n*floor(a/n)`` (sympy's Mod is that, for n > 0),
     so that the decision by residue classes takes it; any other Mod stays."""

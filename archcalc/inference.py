@@ -43,7 +43,7 @@ from .conventions import dtype_bytes, get_convention
 from .dims import Dim, dim_text, expand, human_text, is_symbolic, known_sign, simplify, to_json
 from .errors import SpecError
 from .graph import INPUT, compile_graph, node_table
-from .report import Report, cached_per_position, report_from_graph
+from .report import Report, cached_per_position, memory_attention, report_from_graph
 from .spec import Architecture
 
 # ridge points (peak dense FLOP/s / memory bandwidth) of two current accelerators, from their
@@ -307,10 +307,17 @@ def inference_costs(
         # its two causal matmuls, q k^T and the weights times v)
         scaled = {k: v * (s + 1) if k.startswith("attn_matmul") or k == "matmul" else v for k, v in row.ops.items()}
         decode = decode + conv.macs(scaled, row.type, node["layer"].function) * row.repeat
+    written = _written_attention(nodes)
+    seen = [r.name for r in step.counted_rows if r.type in _ATTENTION_TYPES or r.name in written]
+    memory = [n for n in seen if memory_attention(nodes, n)]  # keys and values that are weights: nothing per position
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
-        written = _written_attention(nodes)
-        seen = [r.name for r in step.counted_rows if r.type in _ATTENTION_TYPES or r.name in written]
+        if memory and len(memory) == len(seen):
+            them = ", ".join(memory[:3]) + (" ..." if len(memory) > 3 else "")
+            raise SpecError(
+                f"{arch.name}'s attention ({them}) attends only to a learned memory (its keys and values are weights, "
+                f"not the tokens), so {why}"
+            )
         if seen:  # attention that is not causal (written out without a mask, sdpa without is_causal): review s9 #12
             them = ", ".join(seen[:3]) + (" ..." if len(seen) > 3 else "")
             raise SpecError(f"{arch.name}'s attention ({them}) is not causal (no causal mask, no is_causal), so {why}")
@@ -327,6 +334,12 @@ def inference_costs(
         notes.append(
             f"{bidirectional[0]} attends both ways (not causal): an encoder does not generate token by token, so its "
             "decode step is that of a decoder of the same sizes, not something this network does"
+        )
+    for name in memory:
+        keys = nodes[name]["in_shapes"][1]
+        notes.append(
+            f"{name} attends to a learned memory ({nodes[name]['inputs'][1]}): its keys and values are weights, the same "
+            f"at every position, so it keeps nothing per position and a decode step's query reads its {dim_text(keys[-2])} rows"
         )
     for name in whole.graph["order"]:  # (the sizes as the spec and --set give them: the step's graph sets the sequence to 1)
         layer = whole.nodes[name]["layer"]
@@ -383,10 +396,11 @@ def render_inference(c: InferenceCosts, fmt: str = "text") -> str:
     # --cache S (or 2*S): "at S positions", not "at S = S positions"
     at = cache if "S" in {str(x) for x in getattr(c.cache, "free_symbols", ())} else f"S = {cache}"
     prefill_bound, decode_bound = c.verdict(pre_i, "prefill"), c.verdict(dec_i, "decode")
+    layers = "attention layer" if c.attention_layers == 1 else "attention layers"
     lines = [
         f"{c.name}: inference in {c.dtype}, MACs by the '{c.convention}' convention{per}",
         "",
-        f"KV cache: {count(c.kv_per_position)} elements per position per sample ({dim_text(c.attention_layers)} attention layers, keys and values)",
+        f"KV cache: {count(c.kv_per_position)} elements per position per sample ({dim_text(c.attention_layers)} {layers}, keys and values)",
         f"  at {at} positions: {size(c.kv_cache_bytes)}",
         f"prefill of {dim_text(c.prompt)} tokens: MACs {count(c.prefill_macs)}, FLOPs {count(c.prefill_flops)}",
         f"  bytes (the weights it reads + the cache written): {size(c.prefill_bytes)}",

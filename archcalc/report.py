@@ -270,12 +270,37 @@ def _unrepeated(nodes: dict[str, dict[str, Any]], src: str) -> Any:
     return n["shape"]
 
 
+def reads_tokens(nodes: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether ``name``'s value depends on the network's input (the tokens), through any path; a learned memory (a
+    ``parameter``, and layers of parameters only) does not."""
+    seen, todo = {name}, [name]
+    while todo:
+        n = todo.pop()
+        if nodes[n].get("layer") is None:  # (the network's input)
+            return True
+        for src in nodes[n]["inputs"]:
+            if src not in seen:
+                seen.add(src)
+                todo.append(src)
+    return False
+
+
+def memory_attention(nodes: dict[str, dict[str, Any]], name: str) -> bool:
+    """Whether the attention ``name`` attends to a learned memory: its keys and values (every input after the
+    queries) are weights, the same at every position, not read off the tokens (review s10 #9)."""
+    keys_values = nodes[name]["inputs"][1:]
+    return bool(keys_values) and not any(reads_tokens(nodes, src) for src in keys_values)
+
+
 def cached_per_position(nodes: dict[str, dict[str, Any]], name: str) -> Dim:
     """What layer ``name`` keeps of each position in a KV cache (``Layer.cached_per_position``), read off the k and v
     a decoder caches: before a repeat of their heads (review s8 #19: a GQA spec that concatenates k and v to every
-    head was priced at the group size times its cache; Hugging Face caches before ``repeat_kv``)."""
+    head was priced at the group size times its cache; Hugging Face caches before ``repeat_kv``).  Attention over a
+    learned memory keeps nothing: its keys and values are weights, not positions (review s10 #9)."""
     n = nodes[name]
     ins = n["in_shapes"]
+    if n["layer"].cached_per_position(ins) == 0 or memory_attention(nodes, name):
+        return 0
     before = [_unrepeated(nodes, i) for i in n["inputs"]]
     if all(b is not None for b in before) and any(tuple(b) != tuple(s) for b, s in zip(before, ins, strict=True)):
         ins = [tuple(b) for b in before]
@@ -394,13 +419,14 @@ def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callabl
     (:func:`archcalc.layers.merge.agreements`): each pair proved equal for every value of the
     symbols is dropped; any other is stated on the row ("assumes ...") and returned as ``a - b``
     for :attr:`Report.assumes`.  (torch raises where they differ: the network runs only there.)"""
-    from .decide import same_formula_everywhere
+    from .decide import equal_somewhere, same_formula_everywhere
     from .layers.merge import agreements
 
     found: list[Any] = []
     decided: dict[Any, str | None] = {}  # a - b -> None (proved equal), else where it is not 0 ('' if not known)
+    nowhere: set[Any] = set()  # the differences 0 at no size tried (none proved never 0: the shapes pass refuses those)
     for row in rows:
-        pairs: dict[tuple[str, str], tuple[list[str], list[str]]] = {}  # (first, other) -> equalities, where not so
+        pairs: dict[tuple[str, str], tuple[list[str], list[str], list[bool]]] = {}  # (first, other) -> equalities, where not so, held nowhere tried
         for first, other, _axis, size, other_size in agreements(nodes[row.name]["layer"], nodes[row.name]["in_shapes"]):
             a, b = (exact(size), exact(other_size)) if exact is not None else (size, other_size)
             diff = expand(a - b)
@@ -409,15 +435,20 @@ def _merge_assumptions(rows: list[Row], nodes: Mapping[str, Any], exact: Callabl
                 decided[diff] = None if ok is True else ", ".join(f"{x}={v}" for x, v in at.items()) if ok is False and at else ""
                 if ok is not True:
                     found.append(diff)
+                    if equal_somewhere(size, other_size)[0] is not True:  # (review s10 #10: "not so at H=2" implied other sizes work)
+                        nowhere.add(diff)
             where = decided[diff]
             if where is not None:
-                eqs, nots = pairs.setdefault((first, other), ([], []))
+                eqs, nots, held = pairs.setdefault((first, other), ([], [], []))
                 eqs.append(f"{dim_text(a)} = {dim_text(b)}")
+                held.append(diff not in nowhere)
                 if where and where not in nots:
                     nots.append(where)
         said = [f"assumes {first} and {other} agree ({' and '.join(eqs)}; "
-                + (f"not so at {' or '.join(nots)}" if nots else "not proved for every size")
-                + "): torch needs it, and check judges claims where it holds" for (first, other), (eqs, nots) in pairs.items()]
+                + (f"not so at {' or '.join(nots)}" if nots and all(held) else
+                   "it holds at no size archcalc tried" + (f", e.g. not at {nots[0]}" if nots else "") + ", though that it never holds is not proved"
+                   if not all(held) else "not proved for every size")
+                + "): torch needs it, and check judges claims where it holds" for (first, other), (eqs, nots, held) in pairs.items()]
         if said:
             text = "; ".join(said)
             row.note = f"{row.note}; {text}" if row.note and row.note != IN_PLACE_NOTE else text

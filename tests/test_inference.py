@@ -265,3 +265,40 @@ def test_a_symbolic_batch_reads_at_most_the_whole_token_table() -> None:
     # decode FLOPs per byte as N grows: 2 x 6,633,553,920 MACs / (2 x (S + 1) x 262,144 x 2 bytes of cache) per sequence
     toward = 2 * 6_633_553_920 / (101 * 262_144 * 2)
     assert f"as N grows (toward {toward:.3g} FLOP/byte)" in r.out
+
+
+MEMORY_LM = {"name": "mix", "input": [16], "layers": [
+    {"name": "emb", "type": "embedding", "num_embeddings": 50, "embedding_dim": 32},
+    {"name": "q", "type": "linear", "out_features": 32, "inputs": ["emb"]},
+    {"name": "k", "type": "linear", "out_features": 32, "inputs": ["emb"]},
+    {"name": "v", "type": "linear", "out_features": 32, "inputs": ["emb"]},
+    {"name": "att", "type": "scaled_dot_product_attention", "is_causal": True, "inputs": ["q", "k", "v"]},
+    {"name": "mem", "type": "parameter", "shape": [4, 32]},
+    {"name": "x", "type": "scaled_dot_product_attention", "is_causal": False, "inputs": ["att", "mem", "mem"]},
+    {"name": "head", "type": "linear", "out_features": 50}]}  # fmt: skip
+
+
+def test_attention_over_a_learned_memory_caches_nothing(tmp_path: Path) -> None:
+    """Review s10 #9: x's keys and values are a parameter (4 fixed rows), not the tokens: it keeps nothing per
+    position, its output i reads att's output i only (the network is causal), and a decode step multiplies one
+    query by the 4 rows.  inference counted x's k and v as a growing cache (128 elements per position), priced its
+    products over S + 1 keys (10,112 MACs) and called the network "an encoder"."""
+    (tmp_path / "mix.json").write_text(json.dumps(MEMORY_LM))
+    c = inference_costs(load_spec(tmp_path / "mix.json"), 16, dtype="float16")
+    assert c.kv_per_position == 2 * 32  # att's key and value, 32 each; x's memory is a weight
+    assert c.kv_cache_bytes == 2 * 32 * 16 * 2 == 2_048  # 16 positions, float16
+    assert c.attention == ["att"] and c.attention_layers == 1
+    # one token: q, k, v (3 x 32 x 32) and the head (32 x 50); att over 16 + 1 keys (2 x 32 x 17); x over its 4 rows (2 x 32 x 4)
+    assert c.decode_macs == 3 * 32 * 32 + 32 * 50 + 2 * 32 * 17 + 2 * 32 * 4 == 6_016
+    # the prompt of 16 tokens: the linears per token, att 16 x 16 x 32 x 2, x 16 x 4 x 32 x 2
+    assert c.prefill_macs == 16 * (3 * 32 * 32 + 32 * 50) + 16 * 16 * 32 * 2 + 16 * 4 * 32 * 2 == 95_232
+    assert not any("encoder" in n for n in c.notes)
+    assert any("x attends to a learned memory (mem)" in n for n in c.notes), c.notes
+    # only the memory attention: nothing is cached between tokens, refused in one line saying why
+    only = {**MEMORY_LM, "layers": [la for la in MEMORY_LM["layers"] if la["name"] not in ("att",)]}
+    only["layers"][5] = {**only["layers"][5], "inputs": ["q", "mem", "mem"]}  # (emb, q, k, v, mem, x, head)
+    spec = tmp_path / "only.json"
+    spec.write_text(json.dumps(only))
+    r = cli("inference", str(spec), "--cache", "16")
+    assert r.code == 2 and r.out == "" and len(r.err.strip().splitlines()) == 1, r.err
+    assert "mix's attention (x) attends only to a learned memory" in r.err and "not causal" not in r.err

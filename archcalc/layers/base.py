@@ -643,7 +643,9 @@ def spatial_axes(shape: Shape, layer: Layer, want: int) -> Shape:
 
 
 def shape_str(shape: Shape) -> str:
-    return "\u00d7".join(str(d) for d in shape)
+    """A shape for a message or note: 1×(H + 2)×(W + 2), a symbolic sum bracketed so that '×' cannot bind
+    into it (review s10 §11: a circular padding's note read "1×H + 2×W + 2")."""
+    return "\u00d7".join(f"({d})" if getattr(d, "is_Add", False) else str(d) for d in shape)
 
 
 __all__ = [

@@ -7,14 +7,39 @@ concat (torch.cat): shapes agree except along ``dim`` (batch axis is 0, so chann
 
 from typing import Any, ClassVar, Literal
 
-from ..dims import Dim, known_sign
+from ..dims import Dim, dim_text, known_sign
 from .base import Layer, Saved, Shape, numel, shape_str
 
 
 def _same(a: Dim, b: Dim) -> bool:
     """Equal, or undecided here (symbols): an undecided pair is named by :func:`agreements`, and the
-    report states it as an assumption (which ``check`` then uses), or proves it."""
-    return known_sign(a - b) in (0, None) if not (isinstance(a, int) and isinstance(b, int)) else a == b
+    report states it as an assumption (which ``check`` then uses), or proves it.  A pair proved equal
+    for no size is not the same (review s10 #10: torch raises at every size)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    sign = known_sign(a - b)
+    return sign == 0 or (sign is None and _never_equal(a, b) is None)
+
+
+def _never_equal(a: Dim, b: Dim) -> str | None:
+    """How it was proved that symbolic sizes ``a`` and ``b`` are equal for no value of their symbols
+    (:func:`archcalc.decide.equal_somewhere`); None where they are equal somewhere or that is not known."""
+    from ..decide import equal_somewhere
+
+    ok, _, how = equal_somewhere(a, b)
+    return how if ok is False else None
+
+
+def _differ(first: Shape, other: Shape, skip: int = -1) -> str:
+    """What follows "shapes differ" / "other axes differ": where a pair of sizes agrees for no size of
+    the symbols, that, and how it was proved (an undecided pair would not have failed)."""
+    for axis, (a, b) in enumerate(zip(first, other, strict=False)):
+        if axis != skip and a != 1 and b != 1 and _undecided(a, b):
+            how = _never_equal(a, b)
+            if how is not None:
+                names = ", ".join(sorted(map(str, getattr(a - b, "free_symbols", ()))))
+                return f" for every size ({dim_text(a)} = {dim_text(b)} holds for no {names}: {how})"
+    return ""
 
 
 def _undecided(a: Dim, b: Dim) -> bool:
@@ -52,7 +77,8 @@ class Add(Layer):
         out = ins[0]
         for name, shape in zip(names[1:], ins[1:], strict=True):
             if len(shape) != len(out) or not all(_same(a, b) or a == 1 or b == 1 for a, b in zip(shape, out, strict=False)):
-                raise self.fail(f"cannot add {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: shapes differ", "inputs")
+                why = _differ(out, shape) if len(shape) == len(out) else ""
+                raise self.fail(f"cannot add {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: shapes differ{why}", "inputs")
             out = tuple(b if a == 1 else a for a, b in zip(out, shape, strict=True))
         return out
 
@@ -93,7 +119,8 @@ class Concat(Layer):
             same = len(shape) == rank and all(_same(a, b) for i, (a, b) in enumerate(zip(shape, ins[0], strict=True)) if i != axis)
             if not same:
                 raise self.fail(
-                    f"cannot concatenate {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)} along dim {self.dim}: other axes differ",
+                    f"cannot concatenate {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)} along dim {self.dim}: other axes differ"
+                    + (_differ(ins[0], shape, axis) if len(shape) == rank else ""),
                     "inputs",
                 )
             total = total + shape[axis]

@@ -313,10 +313,18 @@ _SORT_JS = r"""
 """
 
 
+def merge_rows(rows: Sequence[tuple[str, str]], earlier: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A gallery index's rows (stem, row): this run's, with an earlier run's kept ones merged in by name (this run's
+    order alone where none)."""
+    return sorted([*rows, *earlier], key=lambda r: r[0]) if earlier else list(rows)
+
+
 def gallery_page(
-    reports: Sequence[tuple[str, Report]], *, diagrams: Sequence[bool], plots: Sequence[bool], convention: str, tables: Sequence[str]
+    reports: Sequence[tuple[str, Report]], *, diagrams: Sequence[bool], plots: Sequence[bool], convention: str, tables: Sequence[str],
+    earlier: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """reports/index.html: every network's totals in one sortable table, with links to its files."""
+    """reports/index.html: every network's totals in one sortable table, with links to its files; ``earlier``:
+    (stem, row) of networks an earlier run listed that this one keeps (archcalc.reports.earlier_rows), merged by name."""
     rows = []
     for (stem, rep), svg, png in zip(reports, diagrams, plots, strict=True):
         t = rep.totals
@@ -331,7 +339,7 @@ def gallery_page(
             f"<td>{len(rep.rows)}</td>",
             f"<td>{' '.join(links)}</td>",
         ]
-        rows.append(f'<tr data-name="{_esc(stem)}">' + "".join(cells) + "</tr>")
+        rows.append((stem, f'<tr data-name="{_esc(stem)}">' + "".join(cells) + "</tr>"))
     head = "".join(f"<th>{h}</th>" for h in ("network", "input", "params", "MACs", "activation memory", "layers", "files"))
     conv = get_convention(convention)
     return f"""<!DOCTYPE html>
@@ -351,7 +359,7 @@ Each network's own page: <code>archcalc table specs/NAME.json -o NAME.html</code
 <table id="networks">
 <thead><tr>{head}</tr></thead>
 <tbody>
-{chr(10).join(rows)}
+{chr(10).join(row for _, row in merge_rows(rows, earlier))}
 </tbody>
 </table>
 <script>{_SORT_JS}</script>
