@@ -150,7 +150,8 @@ def step_moments(
                 got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
             else:
                 run = Run(node.get("elt") or act, batch, conv16, threads, grad_order.get(name_of.get(id(node), "")), fused)
-                got = [_bytes(ws, node, act) for ws in layer.workspace(ins, node["shape"], device, *args, run=run)]
+                phase, input_grad, *others = args
+                got = [_bytes(ws, node, act) for ws in layer.workspace(ins, node["shape"], device, phase, input_grad, run, *others)]
             memo[key] = got
         return got
 
@@ -304,10 +305,12 @@ def step_moments(
         if amp_low and wkeys and asked(node, "autocast") == "lower":
             cast, wgrad = wgrad, wgrad * amp_low // weight_elt
         input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
+        # inputs 1, 2, ...: whether a new gradient is counted made for each
+        others = tuple(f"grad:{n}:{j}" in alive.bytes for j in range(1, len(node["inputs"]))) if len(node["inputs"]) > 1 else ()
         released = node["layer"].grad_released_from
         # its output's gradient, held here alone (not by the caller, nor a view of a tensor another holds)
         alone = released is not None and got.dense and alive.refs.get(got.key) == 1 and got.key in alive.bytes
-        for j, ws in enumerate(asked(node, "ws", "backward", input_grad)):
+        for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others)):
             gf, gp = alive.bytes[got.key] if alone and released is not None and j >= released else (0, 0)
             moments.append(Moment(alive.fixed + wgrad + ws[0] - gf, alive.per + ws[1] - gp, "backward", n))
         if casts:  # cast as the layer's backward returns, its output gradient still alive

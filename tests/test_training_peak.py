@@ -409,3 +409,39 @@ def test_checkpointing_keeps_the_cpu_generators_state() -> None:
     assert measured == 2_738_368
     assert measured <= m.totals["peak_bytes"] <= measured * 1001 // 1000
     assert any("get_rng_state" in a for a in m.assumptions)
+
+
+# ----- session 10: cross-attention multi-head attention (query from one input, key and value from others) -----------
+
+
+def _cross(length: int, e: int = 32, kv: str = "kqv", batch_first: bool = False) -> dict[str, object]:
+    """Queries from the input (no gradient), keys and values from linears of it (``kv``: one linear read as both)."""
+    layers: list[dict[str, object]] = [{"name": "k", "type": "linear", "out_features": e, "inputs": ["input"]}]
+    if kv == "kqv":
+        layers.append({"name": "v", "type": "linear", "out_features": e, "inputs": ["input"]})
+    attn = {"name": "a", "type": "multiheadattention", "num_heads": 4, "batch_first": batch_first}
+    layers.append({**attn, "inputs": ["input", "k", "v" if kv == "kqv" else "k"]})
+    return {"name": "cross", "input": [length, e], "layers": layers}
+
+
+def test_cross_attention_flash_backward_does_not_count_the_key_and_value_input_gradients() -> None:
+    # 64 queries of 32 attending to 64 keys, 4 heads, batch 2, 1 thread: the peak is flash attention's backward, before
+    # the in projection's backward makes k's and v's input gradients; archcalc counted them made there: 347,776 B,
+    # 2 * X above torch's 315,008 (X = 2 * 64 * 32 * 4 = 16,384 B, one (64, 32) fp32 tensor at batch 2)
+    from archcalc.training import training_memory
+
+    spec = _cross(64)
+    x = 2 * 64 * 32 * 4
+    params = 3 * 32 * 32 + 3 * 32 + 32 * 32 + 32 + 2 * (32 * 32 + 32)  # in_proj, out_proj, the k and v linears
+    expected = (
+        2 * params * 4  # parameters and their gradients
+        + x  # the input batch
+        + 3 * x + 3 * x + x + 4 * 64 * 4 * 2  # saved: the in projections' input copies, q, k, v, the heads' output, the logsumexp
+        + 2 * x  # the output and its gradient (the caller's)
+        + x  # the out projection's input gradient
+        + 3 * x + x  # flash's zero-filled q, k, v gradients and its copy of the output's gradient
+        + 2 * 32 * 64 * 4 + 32 * 4  # its buffers: 2 x qSplit (32) x kvSplit (64) fp32, and qSplit row sums (one thread)
+    )
+    assert expected == 315_008
+    assert training_memory(spec, batch=2, cpu_threads=1).totals["peak_bytes"] == expected
+    assert _measured_on(1, spec, 2) == expected

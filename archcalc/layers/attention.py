@@ -364,7 +364,8 @@ class ScaledDotProductAttention(Layer):
         return "like_input" if self._flash(ins) else None  # the flash output takes q's strides
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU, where flash attention runs (:meth:`_flash`, ``run.fused``), its buffers
         (:func:`flash_cpu_buffers`; review s9 #3, measured with torch.profiler: the causal
@@ -573,7 +574,8 @@ class MultiheadAttention(Layer):
         return "new_strided"  # a transposed view of the (L, N, E) result
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU with flash attention (no dropout, ``run.fused``), the moments inside the module
         (F.multi_head_attention_forward, torch 2.14; review s9 #3), in elements per sample of X = L*E,
@@ -611,7 +613,10 @@ class MultiheadAttention(Layer):
         weights = self.weights(ins)
         all_w = sum((numel(w) for w in weights.values()), start=0)
         out_w = numel(weights["out_proj.weight"]) + (numel(weights["out_proj.bias"]) if self.bias else 0)
-        made = x if input_grad else 0  # the input's gradient, which the walk counts made (input 0's)
+        # the inputs' gradients the walk counts made (input 0's, and in cross-attention k's and v's): the in projection's
+        # backward makes them, after flash attention's (measured: 16 queries of 32 attending to 16 keys, batch 2, the
+        # walk's moment was 2 x 4,096 B above torch's, k's and v's input gradients)
+        made = (x if input_grad else 0) + sum((numel(ins[j]) for j, g in enumerate(other_grads, start=1) if g), start=0)
         n = as_int(run.batch)
         copy = 0 if n == 1 or known_sign(big_l - 1) == 0 else x
         qkv_grads = x + 2 * s * e

@@ -549,11 +549,13 @@ class Layer(Spec):
         return ("new",) * len(ins)
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """Elements (of the activations' dtype) its kernel allocates and frees inside itself while
         it runs on ``device`` (``phase``: "forward" or "backward"; ``input_grad``: whether the
-        backward computes its input's gradient), beyond its output and gradients, as ``(fixed,
+        backward computes its input's gradient; ``other_grads``: for inputs 1, 2, ... in order, whether
+        the walk counts a gradient made for each), beyond its output and gradients, as ``(fixed,
         per sample)``: one pair per moment of the kernel worth walking (the training step counts
         each; a pair may be negative where that moment comes before a gradient the walk counts is
         made), ``[(0, 0)]`` by default.  ``run`` says what else decides the kernel torch picks (the
