@@ -310,9 +310,15 @@ def step_moments(
         released = node["layer"].grad_released_from
         # its output's gradient, held here alone (not by the caller, nor a view of a tensor another holds)
         alone = released is not None and got.dense and alive.refs.get(got.key) == 1 and got.key in alive.bytes
+        freed_from = node["layer"].saved_released_from
+        own: _Size = (0, 0)  # the saved tensors it is the last to need, which its own nodes release as they run
+        if freed_from is not None:
+            mine = [alive.bytes[st] for st in release_at.get(i, ()) if st in alive.bytes and st not in held and not st.startswith("rng_state:")]
+            own = (sum((f for f, _ in mine), start=0), sum((p for _, p in mine), start=0))
         for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others)):
             gf, gp = alive.bytes[got.key] if alone and released is not None and j >= released else (0, 0)
-            moments.append(Moment(alive.fixed + wgrad + ws[0] - gf, alive.per + ws[1] - gp, "backward", n))
+            sf, sp = own if freed_from is not None and j >= freed_from else (0, 0)
+            moments.append(Moment(alive.fixed + wgrad + ws[0] - gf - sf, alive.per + ws[1] - gp - sp, "backward", n))
         if casts:  # cast as the layer's backward returns, its output gradient still alive
             for key, cast_size in casts:
                 alive.add(key, cast_size)

@@ -445,3 +445,28 @@ def test_cross_attention_flash_backward_does_not_count_the_key_and_value_input_g
     assert expected == 315_008
     assert training_memory(spec, batch=2, cpu_threads=1).totals["peak_bytes"] == expected
     assert _measured_on(1, spec, 2) == expected
+
+
+@pytest.mark.parametrize(("kv", "batch_first", "measured"), [("kqv", False, 4_894_720), ("k", False, 4_368_384)])
+def test_cross_attention_counts_the_concatenated_in_projection_weight_gradient(kv: str, batch_first: bool, measured: int) -> None:
+    # 16 queries of 256 attending to 16 keys, 4 heads, batch 2, 1 thread.  With q, k, v separate tensors,
+    # F._in_projection_packed reads in_proj_weight.chunk(3): each linear's weight gradient is a slice, and
+    # SplitBackward0 concatenates the three into a new tensor, all four alive (twice the weight).  archcalc's
+    # largest moment for the layer was its walk's (every gradient made, nothing released): 4,604,416 B, 290,304 below
+    # torch (4,078,080 for one linear read as k and v, as far below).  Alive in the cat (X = 2 * 16 * 256 * 4 = 32,768 B):
+    from archcalc.training import training_memory
+
+    spec = _cross(16, 256, kv, batch_first)
+    x = 2 * 16 * 256 * 4
+    linears = 2 if kv == "kqv" else 1
+    params = 3 * 256 * 256 + 3 * 256 + 256 * 256 + 256 + linears * (256 * 256 + 256)  # in_proj, out_proj, the k (and v) linears
+    expected = (
+        2 * params * 4  # parameters and their gradients
+        + x  # the input batch
+        + 2 * x  # the output and its gradient (the caller's)
+        + 2 * x  # k's and v's input gradients, made by the in projections, waiting for the linears that made k and v
+        + 2 * 3 * 256 * 256 * 4  # in_proj_weight's gradient: three slices and their concatenation
+    )  # (the layer's saved tensors, its projections' gradients and its bias's already released)
+    assert expected == measured
+    assert training_memory(spec, batch=2, cpu_threads=1).totals["peak_bytes"] == expected
+    assert _measured_on(1, spec, 2) == expected

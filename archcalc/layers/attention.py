@@ -591,19 +591,20 @@ class MultiheadAttention(Layer):
           the output's gradient, which reaches it laid out (L, N, heads, d), for a batch and L over 1,
           and its buffers; the out projection's gradients already added into .grad); the in
           projection's (its output's gradient, 3X, and its weights' gradients, q, k, v, the
-          logsumexp and the heads' output released).
+          logsumexp and the heads' output released); with separate q, k, v inputs (cross-attention), its
+          three linears' (v's, k's, q's, each input copy counted until the last: a bound) and then the
+          concatenations of the in projection's gradient slices (:meth:`_concatenated`, on every path:
+          autograd's, not the kernel's), its saved tensors released (``saved_released_from``).
 
         Measured: self-attention of 64 tokens of 64, 4 heads, batch 2, 2 threads: 594,048 bytes, this
-        model 594,176 (the other thread's 128-byte row sums, which torch.profiler does not see).  With
-        separate q, k, v inputs the in projections' own moments are bounded by the walk's."""
-        if device != "cpu" or not run.fused or self.dropout > 0:
-            return [(0, 0)]
+        model 594,176 (the other thread's 128-byte row sums, which torch.profiler does not see)."""
+        flash = device == "cpu" and run.fused and self.dropout == 0
         q, k, _ = self._qkv(ins)
         big_l, s, e = q[0], k[0], q[-1]
         heads, d = self.num_heads, e // self.num_heads
-        buffers = flash_cpu_buffers(big_l, s, d, heads, phase, run)
-        if buffers is None:
-            return [(0, 0)]  # (said not counted: workspace_uncounted)
+        buffers = flash_cpu_buffers(big_l, s, d, heads, phase, run) if flash else None
+        if buffers is None:  # (flash's buffers symbolic: said not counted, workspace_uncounted)
+            return [(0, 0)] if phase == "forward" or len(ins) == 1 else [(0, 0)] * self.SAVED_RELEASED + self._concatenated(ins)
         x = big_l * e
         up = max(run.width, 4) // run.width
         lse = heads * big_l * up  # the fp32 logsumexp, in the activations' elements
@@ -614,18 +615,46 @@ class MultiheadAttention(Layer):
         all_w = sum((numel(w) for w in weights.values()), start=0)
         out_w = numel(weights["out_proj.weight"]) + (numel(weights["out_proj.bias"]) if self.bias else 0)
         # the inputs' gradients the walk counts made (input 0's, and in cross-attention k's and v's): the in projection's
-        # backward makes them, after flash attention's (measured: 16 queries of 32 attending to 16 keys, batch 2, the
-        # walk's moment was 2 x 4,096 B above torch's, k's and v's input gradients)
-        made = (x if input_grad else 0) + sum((numel(ins[j]) for j, g in enumerate(other_grads, start=1) if g), start=0)
+        # backward makes them, after flash attention's (measured: 64 queries of 32 attending to 64 keys, batch 2, the
+        # walk's moment was 2 x 16,384 B above torch's, k's and v's input gradients)
+        grads = [x if input_grad else 0, *(numel(ins[j]) if g else 0 for j, g in enumerate(other_grads, start=1))]
+        made = sum(grads, start=0)
         n = as_int(run.batch)
         copy = 0 if n == 1 or known_sign(big_l - 1) == 0 else x
         qkv_grads = x + 2 * s * e
         moments = [(out_w - all_w, x - made), (buffers - all_w, x + qkv_grads + copy - made)]
         if len(ins) == 1:  # (the in projection's bias gradient is summed, and added into .grad, before its weight's)
             moments.append((numel(weights["in_proj_weight"]) - all_w, -x - lse))
-        else:
-            moments.append((0, 0))
-        return moments
+            return moments
+        # cross-attention: three linears (F._in_projection_packed's or _in_projection's), run backward v's, k's, q's: each
+        # makes its bias's and weight's slices and its input's gradient, the projections' gradients (flash's, copied by
+        # the views' backward) in place of the projections, the heads' output and the logsumexp released; v's and k's
+        # projection gradients freed after their linears (their input copies too, still counted here: a bound)
+        w_q, w_k, w_v = (e * e, e * k[-1], e * ins[2][-1])
+        b = e if self.bias else 0
+        packed = "in_proj_weight" in weights  # slices of one weight wait for each other; separate weights go to .grad at once
+        m_q, m_k = grads[0], (grads[1] if len(grads) > 1 else 0)
+        moments += [
+            (w_v + b - all_w, -x - lse - m_q - m_k),
+            ((w_v if packed else 0) + w_k + 2 * b - all_w, -x - lse - s * e - m_q),
+            ((w_v + w_k if packed else 0) + w_q + 3 * b - all_w, -x - lse - 2 * s * e),
+        ]
+        return moments + self._concatenated(ins)
+
+    SAVED_RELEASED: ClassVar[int] = 5
+    saved_released_from: ClassVar[int | None] = SAVED_RELEASED  # (workspace: the in projection's slices concatenated)
+
+    def _concatenated(self, ins: list[Shape]) -> list[tuple[Dim, Dim]]:
+        """Cross-attention's last backward moments, after its three in projections (their saved tensors released):
+        ``in_proj_bias.chunk(3)``'s backward concatenates the bias's gradient slices into a new tensor, then, when q, k
+        and v share ``in_proj_weight`` (kdim = vdim = embed_dim), ``in_proj_weight.chunk(3)``'s backward the weight's:
+        its three slices and their concatenation alive at once, twice the weight (torch.cat in SplitBackward0;
+        measured: 16 queries of 256, batch 2, 4,894,720 B in that cat, where archcalc said 4,604,416)."""
+        weights = self.weights(ins)
+        all_w = sum((numel(w) for w in weights.values()), start=0)
+        in_w = numel(weights["in_proj_weight"]) if "in_proj_weight" in weights else 0
+        in_b = numel(weights["in_proj_bias"]) if self.bias else 0
+        return [(in_w + 2 * in_b - all_w, 0), (2 * in_w - all_w, 0)]
 
     def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
         said = [self.matmul16_uncounted(device, run)]

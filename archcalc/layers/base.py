@@ -391,6 +391,9 @@ class Layer(Spec):
     grad_released_from: ClassVar[int | None] = None  # backward workspace moments from this index on come after the
     # module's first autograd node has consumed its output's gradient (multi-head attention's out projection): the
     # walk leaves that gradient out of them where nothing else holds it
+    saved_released_from: ClassVar[int | None] = None  # backward workspace moments from this index on come after the
+    # module's autograd nodes have released what they saved (multi-head attention's in projection's weight gradient
+    # slices concatenated): the walk leaves out the saved tensors this layer is the last to need
     reads_sequences: ClassVar[bool] = False  # its inputs are (heads..., L, F) token sequences (attention): so explain names them
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
