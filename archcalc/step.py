@@ -315,7 +315,12 @@ def step_moments(
         if freed_from is not None:
             mine = [alive.bytes[st] for st in release_at.get(i, ()) if st in alive.bytes and st not in held and not st.startswith("rng_state:")]
             own = (sum((f for f, _ in mine), start=0), sum((p for _, p in mine), start=0))
-        for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others)):
+        views: tuple[bool, ...] = ()
+        if node["layer"].workspace_reads_views:  # which inputs its saved matmul inputs are (not copies)
+            kept = saved[i][1] or ()
+            views = tuple(any(s.saved.input == j and s.saved.merge is not None and s.storage == nodes[src]["storage"] for s in kept)
+                          for j, src in enumerate(node["inputs"]))  # fmt: skip
+        for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others, views)):
             gf, gp = alive.bytes[got.key] if alone and released is not None and j >= released else (0, 0)
             sf, sp = own if freed_from is not None and j >= freed_from else (0, 0)
             moments.append(Moment(alive.fixed + wgrad + ws[0] - gf - sf, alive.per + ws[1] - gp - sp, "backward", n))

@@ -470,3 +470,18 @@ def test_cross_attention_counts_the_concatenated_in_projection_weight_gradient(k
     assert expected == measured
     assert training_memory(spec, batch=2, cpu_threads=1).totals["peak_bytes"] == expected
     assert _measured_on(1, spec, 2) == expected
+
+
+def test_an_in_projection_on_its_input_itself_is_one_addmm_whose_backward_makes_the_bias_gradient_with_the_weights() -> None:
+    # 16 tokens of 256, 4 heads, a second multi-head attention reading the first's output, batch 2, 1 thread: that
+    # output is laid out (L, N, E), so the second's in projection reads it without a copy and torch's linear runs one
+    # addmm (at::linear on a contiguous 3-D input), whose backward makes the weight's gradient and then sums the bias's
+    # (a copy runs matmul then add: the bias's gradient goes to .grad first).  The peak is there; archcalc said
+    # 5,423,616 B, in_proj_bias's gradient (3 * 256 fp32) below torch
+    from archcalc.training import training_memory
+
+    spec = {"name": "two", "input": [16, 256], "layers": [
+        {"name": "a", "type": "multiheadattention", "num_heads": 4}, {"name": "b", "type": "multiheadattention", "num_heads": 4}]}  # fmt: skip
+    expected = 5_423_616 + 3 * 256 * 4
+    assert training_memory(spec, batch=2, cpu_threads=1).totals["peak_bytes"] == expected
+    assert _measured_on(1, spec, 2) == expected == 5_426_688

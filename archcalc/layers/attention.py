@@ -365,7 +365,7 @@ class ScaledDotProductAttention(Layer):
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
-        other_grads: tuple[bool, ...] = (),
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU, where flash attention runs (:meth:`_flash`, ``run.fused``), its buffers
         (:func:`flash_cpu_buffers`; review s9 #3, measured with torch.profiler: the causal
@@ -463,6 +463,7 @@ class MultiheadAttention(Layer):
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
     reads_sequences: ClassVar[bool] = True
     grad_released_from: ClassVar[int | None] = 1  # (workspace: after the out projection's backward)
+    workspace_reads_views: ClassVar[bool] = True  # (workspace: the in projection is one addmm on its input itself)
 
     def _qkv(self, ins: list[Shape]) -> tuple[Shape, Shape, Shape]:
         if len(ins) == 2:
@@ -575,7 +576,7 @@ class MultiheadAttention(Layer):
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
-        other_grads: tuple[bool, ...] = (),
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU with flash attention (no dropout, ``run.fused``), the moments inside the module
         (F.multi_head_attention_forward, torch 2.14; review s9 #3), in elements per sample of X = L*E,
@@ -623,8 +624,13 @@ class MultiheadAttention(Layer):
         copy = 0 if n == 1 or known_sign(big_l - 1) == 0 else x
         qkv_grads = x + 2 * s * e
         moments = [(out_w - all_w, x - made), (buffers - all_w, x + qkv_grads + copy - made)]
-        if len(ins) == 1:  # (the in projection's bias gradient is summed, and added into .grad, before its weight's)
-            moments.append((numel(weights["in_proj_weight"]) - all_w, -x - lse))
+        if len(ins) == 1:
+            # the in projection: on a copy of its input, matmul then add (AddBackward0 sums the bias's gradient, added
+            # into .grad, before MmBackward0 makes the weight's); on the input itself (at batch 1, or another attention's
+            # (L, N, E) output: contiguous) one addmm, whose backward makes both at once (measured, 16 tokens of 256
+            # after another multi-head attention, batch 2: 5,426,688 B, where archcalc said 5,423,616)
+            bias = numel(weights["in_proj_bias"]) if self.bias and views[:1] == (True,) else 0
+            moments.append((numel(weights["in_proj_weight"]) + bias - all_w, -x - lse))
             return moments
         # cross-attention: three linears (F._in_projection_packed's or _in_projection's), run backward v's, k's, q's: each
         # makes its bias's and weight's slices and its input's gradient, the projections' gradients (flash's, copied by
