@@ -485,3 +485,35 @@ def test_an_in_projection_on_its_input_itself_is_one_addmm_whose_backward_makes_
     expected = 5_423_616 + 3 * 256 * 4
     assert training_memory(spec, batch=2, cpu_threads=1).totals["peak_bytes"] == expected
     assert _measured_on(1, spec, 2) == expected == 5_426_688
+
+
+def test_multihead_attention_at_batch_one_keeps_its_input_not_a_copy() -> None:
+    # F.multi_head_attention_forward reads its (1, L, E) input transposed, (L, 1, E): flattening it for the in
+    # projection drops the size-1 axis, a view, so torch keeps the input itself (here the caller's batch) where at
+    # batch 2 it keeps a contiguous copy.  archcalc counted the copy at batch 1 too: 347,264 B, 16,384 above torch.
+    # Self-attention of 64 tokens of 64, 4 heads, 1 thread; the peak is flash's backward (X = 64 * 64 * 4 = 16,384 B):
+    import sympy
+
+    from archcalc.options import parse_batch
+    from archcalc.training import training_memory
+
+    spec = {"name": "self", "input": [64, 64], "layers": [{"name": "a", "type": "multiheadattention", "num_heads": 4}]}
+    x = 64 * 64 * 4
+    expected = (
+        2 * (3 * 64 * 64 + 3 * 64 + 64 * 64 + 64) * 4  # parameters and their gradients
+        + x  # the input batch, which the in projection keeps (no copy)
+        + 3 * x + x + 4 * 64 * 4  # saved: the packed q, k, v projection, the heads' output, the logsumexp
+        + 2 * x  # the output and its gradient (the caller's)
+        + x  # the out projection's input gradient
+        + 3 * x  # flash's zero-filled q, k, v gradients (its output's gradient is not copied at batch 1)
+        + 2 * 32 * 64 * 4 + 32 * 4  # its buffers: 2 x qSplit (32) x kvSplit (64) fp32, and qSplit row sums (one thread)
+    )
+    assert expected == 330_880
+    assert training_memory(spec, batch=1, cpu_threads=1).totals["peak_bytes"] == expected
+    assert _measured_on(1, spec, 1) == expected
+    # a symbolic batch: the lines hold from batch 2 (the copy), batch 1 apart
+    m = training_memory(spec, batch=parse_batch("N", {}), cpu_threads=1)
+    peak = sympy.sympify(m.totals["peak_bytes"])
+    for n in (1, 2, 3):
+        assert peak.subs({s: n for s in peak.free_symbols}) == training_memory(spec, batch=n, cpu_threads=1).totals["peak_bytes"]
+    assert any("at batch 1" in a and "multi-head attention" in a for a in m.assumptions)

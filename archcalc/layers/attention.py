@@ -63,9 +63,10 @@ torch 2.14, on the meta device and CPU; see tests/test_saved_tensors.py):
   q/k/v projection in self-attention: the whole 3 x L x E of it is kept); the output projection
   keeps its input, a contiguous copy of the attention output (math path) or that output itself
   (flash: laid out (L, N, E) already).  The module's output is a transposed view of an (L, N, E)
-  tensor (``new_strided``).  At batch 1 torch sees some of these transposed views as contiguous
-  and skips copies of the same size: the bytes are the same unless another layer keeps the same
-  input.
+  tensor (``new_strided``).  At batch 1 the transposed input is (L, 1, E), which flattens by
+  dropping the size-1 axis, a view: torch keeps the input itself, not a copy (the saved-tensors
+  pass's ``step_batch``; measured, self-attention of 64 tokens of 64 on the network's input:
+  16,384 B less, the copy).
 """
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..dims import Dim, prod
+from ..dims import Dim, as_int, prod
 from ..graph import INPUT, Graph, node_table
 from ..layers.base import BATCH_SECOND, Saved
 
@@ -49,7 +49,9 @@ class SavedTensor(NamedTuple):
         return self.fixed + self.per_sample * batch
 
 
-def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False, fused: bool = True) -> None:
+def saved_tensors(
+    G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False, fused: bool = True, step_batch: Dim | None = None
+) -> None:
     """Set ``grad``, ``storage``, ``contiguous``, ``saved`` and ``saved_bytes`` on every node (see
     the module docstring); ``device`` decides dropout's mask dtype (CPU: the activations', CUDA: bool).
 
@@ -67,8 +69,13 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     Layout: ``contiguous`` says a node's per-sample block is contiguous; ``perm`` (where known) is
     the physical order of the per-sample axes of a dense block that a transpose or permute left
     out of order, so that a later transpose back, and the reshape after it, are views (flash
-    attention's output takes its query's layout)."""
+    attention's output takes its query's layout).
+
+    ``step_batch``: the batch the step runs at, where torch's layout depends on it (None: not known, over 1): at
+    batch 1 an input read transposed (``BATCH_SECOND``, multi-head attention's in projection) is (L, 1, E), whose
+    flattening drops the size-1 axis, a view: torch keeps the input itself, not a copy."""
     nodes = node_table(G)
+    one = as_int(step_batch) == 1 if step_batch is not None else False
     if not amp and G.graph.pop("autocast_widths", False):  # a graph an --amp walk ran on before: its per-tensor widths are stale here
         for node in nodes.values():
             node.pop("elt", None)
@@ -78,7 +85,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * in_elt}  # storage -> bytes per sample
     if amp:
         G.graph["autocast_widths"] = True
-        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused)
+        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused, one)
         return
     width = saved_widths(dtype_bytes, device)
     # per formula key: what the layer saves (see _plan); where its output lives; the permutation
@@ -131,7 +138,7 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
                 i_node = nodes[inputs[index]]
                 storage = i_node["storage"]
                 merge = s.merge or 0
-                if (merge > 0 and i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, merge, sizes[storage], fixed):
+                if (merge > 0 and i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, merge, sizes[storage], fixed, one):
                     found.append((s, storage, 0, sizes[storage]))
                 else:
                     copy = _copy_of(s, width)
@@ -213,13 +220,14 @@ def _place(
             node["perm"] = src["perm"] if same else None
 
 
-def _viewable(node: dict[str, Any], merge: int, storage_bytes: Dim, own_bytes: Dim) -> bool:
+def _viewable(node: dict[str, Any], merge: int, storage_bytes: Dim, own_bytes: Dim, one: bool = False) -> bool:
     """Whether the batch axis and the first ``merge`` per-sample axes of a node's output merge into
     one axis without a copy (``BATCH_SECOND``: its first per-sample axis and then the batch axis):
-    they are outermost, in that order, in a storage that holds just this tensor."""
+    they are outermost, in that order, in a storage that holds just this tensor; ``one``: at batch 1,
+    where ``BATCH_SECOND``'s (L, 1, ...) merges by dropping the size-1 axis, always a view."""
     perm = node["perm"]
     if merge == BATCH_SECOND:
-        return bool(perm == "batch_second")
+        return one or bool(perm == "batch_second")
     if merge == 0:
         return True
     if storage_bytes != own_bytes:  # a view into a larger tensor: the batch stride is not the sample's size
@@ -284,7 +292,7 @@ def _wanted(layer: Any, ins: list[Any], out: Any, fused: bool) -> list[Saved] | 
 
 
 def _saved_autocast(
-    G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str, fused: bool
+    G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str, fused: bool, one: bool
 ) -> None:
     """:func:`saved_tensors` under autocast (see there): the same walk, with a dtype per tensor."""
     seen: dict[str, str] = {}
@@ -329,7 +337,7 @@ def _saved_autocast(
                 storage = i_node["storage"]
                 if cast:  # autocast saved its own copy, in the dtype it runs in
                     found.append((s, f"{name}:cast{s.input}", 0, prod(ins[s.input]) * elt))
-                elif s.merge is None or (tuple(ins[s.input]) == s.shape and _viewable(i_node, s.merge, sizes[storage], prod(s.shape) * elt)):
+                elif s.merge is None or (tuple(ins[s.input]) == s.shape and _viewable(i_node, s.merge, sizes[storage], prod(s.shape) * elt, one)):
                     found.append((s, storage, 0, sizes[storage]))
                 else:  # matmul's or linear's reshape copies it
                     copy = _copy_of(s, width)
