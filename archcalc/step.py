@@ -198,7 +198,8 @@ def step_moments(
     # torch.utils.checkpoint (preserve_rng_state, its default) keeps the CPU generator's state, torch.get_rng_state(),
     # from the block's forward until its backward has run (the recomputation's closure holds it): on CPU, memory
     # of the device (review s9 #11: transformer_lm, s 64, h 64, 4 heads, V 100, 3 layers, batch 2, with
-    # transformer.h.1 checkpointed measured 2,738,368 B, 4,032 more than the 2,734,336 counted without it)
+    # transformer.h.1 checkpointed measured 2,738,368 B, 4,032 more than the 2,734,336 counted without it, which counted
+    # the token ids twice: now 2,738,368)
     rng_at: dict[int, str] = {}
     if device == "cpu":
         for i, n in enumerate(order):

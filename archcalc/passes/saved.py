@@ -82,7 +82,9 @@ def saved_tensors(
     inp = nodes[INPUT]
     in_elt = 4 if amp else dtype_bytes
     inp.update(grad=False, storage=INPUT, contiguous=True, perm=None, elt=in_elt)
-    sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * in_elt}  # storage -> bytes per sample
+    # storage -> bytes per sample; token ids (the input of an embedding, which keeps it as its indices) are int64
+    ids = any(nodes[n]["layer"].takes_indices for n in G.graph["order"] if INPUT in nodes[n]["inputs"])
+    sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * (8 if ids else in_elt)}
     if amp:
         G.graph["autocast_widths"] = True
         _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused, one)
