@@ -223,7 +223,8 @@ def step_moments(
         for s in saved[i][1] or ():
             if s.first:
                 alive.add(s.storage, (s.fixed, s.per_sample))
-        for ws in asked(node, "ws", "forward", False):
+        for ws in asked(node, "ws", "forward", False, (), (), tuple(node["inputs"].index(src) for src in node["inputs"])
+                        if node["layer"].workspace_reads_views else ()):
             moments.append(Moment(alive.fixed + ws[0], alive.per + ws[1], "forward", n))
         for st in free_after.get(i, ()):
             alive.free(st)
@@ -317,11 +318,13 @@ def step_moments(
             mine = [alive.bytes[st] for st in release_at.get(i, ()) if st in alive.bytes and st not in held and not st.startswith("rng_state:")]
             own = (sum((f for f, _ in mine), start=0), sum((p for _, p in mine), start=0))
         views: tuple[bool, ...] = ()
-        if node["layer"].workspace_reads_views:  # which inputs its saved matmul inputs are (not copies)
+        aliases: tuple[int, ...] = ()
+        if node["layer"].workspace_reads_views:  # which inputs its saved matmul inputs are (not copies); which are one tensor
             kept = saved[i][1] or ()
             views = tuple(any(s.saved.input == j and s.saved.merge is not None and s.storage == nodes[src]["storage"] for s in kept)
                           for j, src in enumerate(node["inputs"]))  # fmt: skip
-        for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others, views)):
+            aliases = tuple(node["inputs"].index(src) for src in node["inputs"])
+        for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others, views, aliases)):
             gf, gp = alive.bytes[got.key] if alone and released is not None and j >= released else (0, 0)
             sf, sp = own if freed_from is not None and j >= freed_from else (0, 0)
             moments.append(Moment(alive.fixed + wgrad + ws[0] - gf - sf, alive.per + ws[1] - gp - sp, "backward", n))

@@ -449,13 +449,14 @@ def test_cross_attention_flash_backward_does_not_count_the_key_and_value_input_g
     assert _measured_on(1, spec, 2) == expected
 
 
-@pytest.mark.parametrize(("kv", "batch_first", "measured"), [("kqv", False, 4_894_720), ("k", False, 4_368_384)])
+@pytest.mark.parametrize(("kv", "batch_first", "measured"), [("kqv", False, 4_894_720), ("k", False, 4_335_616), ("k", True, 4_335_616)])
 def test_cross_attention_counts_the_concatenated_in_projection_weight_gradient(kv: str, batch_first: bool, measured: int) -> None:
     # 16 queries of 256 attending to 16 keys, 4 heads, batch 2, 1 thread.  With q, k, v separate tensors,
     # F._in_projection_packed reads in_proj_weight.chunk(3): each linear's weight gradient is a slice, and
     # SplitBackward0 concatenates the three into a new tensor, all four alive (twice the weight).  archcalc's
     # largest moment for the layer was its walk's (every gradient made, nothing released): 4,604,416 B, 290,304 below
-    # torch (4,078,080 for one linear read as k and v, as far below).  Alive in the cat (X = 2 * 16 * 256 * 4 = 32,768 B):
+    # torch (4,078,080 for one linear read as k and v, 257,536 below: torch's encoder-decoder path, in_proj_weight split
+    # into q's rows and k's and v's, SplitWithSizesBackward0's cat).  Alive in the cat (X = 2 * 16 * 256 * 4 = 32,768 B):
     from archcalc.training import training_memory
 
     spec = _cross(16, 256, kv, batch_first)
@@ -466,7 +467,7 @@ def test_cross_attention_counts_the_concatenated_in_projection_weight_gradient(k
         2 * params * 4  # parameters and their gradients
         + x  # the input batch
         + 2 * x  # the output and its gradient (the caller's)
-        + 2 * x  # k's and v's input gradients, made by the in projections, waiting for the linears that made k and v
+        + linears * x  # k's and v's input gradients (one: one tensor projected once), waiting for the linears that made them
         + 2 * 3 * 256 * 256 * 4  # in_proj_weight's gradient: three slices and their concatenation
     )  # (the layer's saved tensors, its projections' gradients and its bias's already released)
     assert expected == measured
@@ -546,3 +547,35 @@ def test_the_token_embedding_keeps_the_callers_token_ids_not_a_copy() -> None:
     finally:
         torch.set_num_threads(before)
     assert measured.peak == m.totals["peak_bytes"] == 1_372_416
+
+
+@pytest.mark.parametrize(("batch", "before"), [(1, 637_088), (2, 1_172_768)])
+def test_cross_attention_with_one_tensor_as_key_and_value_runs_torchs_encoder_decoder_path(batch: int, before: int) -> None:
+    # mha(x, mem, mem): F._in_projection_packed projects mem once (one linear, one input copy, a contiguous (2, S, N, E)
+    # copy of its projection), and the k and v gradients go back through select: SelectBackward0 makes a zero-filled
+    # (2, S, N, E) tensor for each, v's then k's, the second the peak.  8 queries of 32 attending to 512 keys (a linear
+    # over the positions, transposed back), 4 heads, 1 thread; archcalc said 637,088 and 1,172,768 B (the walk's
+    # moment, two input copies).  Both layouts: archcalc's module transposes each distinct tensor once (batch_first=False),
+    # as a model holding (L, N, E) tensors passes the same one twice.
+    from archcalc.training import training_memory
+
+    layers = [{"name": "t", "type": "transpose", "dim0": 1, "dim1": 2}, {"name": "p", "type": "linear", "out_features": 512},
+              {"name": "kv", "type": "transpose", "dim0": 1, "dim1": 2}]  # fmt: skip
+    x, kv = batch * 8 * 32 * 4, batch * 512 * 32 * 4  # the queries' (8, 32) and the keys' (512, 32), fp32
+    params = 512 * 8 + 512 + 3 * 32 * 32 + 3 * 32 + 32 * 32 + 32  # the linear over positions, in_proj, out_proj
+    expected = (
+        2 * params * 4  # parameters and their gradients
+        + x  # the input batch
+        + (x if batch > 1 else 0)  # saved by p: a copy of its transposed input (at batch 1 a view: (1, A, F) flattens)
+        + (x + kv if batch > 1 else 0)  # saved by the in projections: copies of q and of the key/value tensor (one)
+        + 2 * x  # the output and its gradient (the caller's)
+        + x + kv  # the q and k gradients of flash (v's freed by its select)
+        + 2 * 2 * kv  # select's two zero-filled (2, S, N, E) gradients
+    )  # (p's output itself freed after the forward where copied; at batch 1 kept by the in projection, and counted: +kv)
+    expected += kv if batch == 1 else 0
+    assert expected == {1: 467_968, 2: 869_376}[batch] and expected < before
+    for batch_first in (False, True):
+        spec = {"name": "kv", "input": [8, 32], "layers": [*layers, {"name": "a", "type": "multiheadattention", "num_heads": 4,
+                "batch_first": batch_first, "inputs": ["input", "kv", "kv"]}]}  # fmt: skip
+        assert training_memory(spec, batch=batch, cpu_threads=1).totals["peak_bytes"] == expected
+        assert _measured_on(1, spec, batch) == expected

@@ -58,7 +58,8 @@ torch 2.14, on the meta device and CPU; see tests/test_saved_tensors.py):
   et al. count.  Fused path (``saved_fused``: torch's CPU flash kernel, dropout 0 and E = Ev): q, k,
   v as given, the output (laid out like q) and an fp32 logsumexp per query (heads x L): no L x S term.
 * multiheadattention (torch.nn.functional.multi_head_attention_forward, training): the input
-  projection keeps a contiguous copy of each input (the module reads it transposed, (L, N, E));
+  projection keeps a contiguous copy of each input (the module reads it transposed, (L, N, E); one
+  tensor passed as k and v, or as q, k and v, is projected once: one copy, saved.py's _projected_once);
   then scaled_dot_product_attention on the projected heads, as above (v is a view of the packed
   q/k/v projection in self-attention: the whole 3 x L x E of it is kept); the output projection
   keeps its input, a contiguous copy of the attention output (math path) or that output itself
@@ -366,7 +367,7 @@ class ScaledDotProductAttention(Layer):
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
-        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (),
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU, where flash attention runs (:meth:`_flash`, ``run.fused``), its buffers
         (:func:`flash_cpu_buffers`; review s9 #3, measured with torch.profiler: the causal
@@ -577,7 +578,7 @@ class MultiheadAttention(Layer):
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
-        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (),
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU with flash attention (no dropout, ``run.fused``), the moments inside the module
         (F.multi_head_attention_forward, torch 2.14; review s9 #3), in elements per sample of X = L*E,
@@ -604,14 +605,24 @@ class MultiheadAttention(Layer):
         q, k, _ = self._qkv(ins)
         big_l, s, e = q[0], k[0], q[-1]
         heads, d = self.num_heads, e // self.num_heads
+        x = big_l * e
+        # one tensor passed as q, k and v: torch's self-attention path (one packed projection); as k and v alone: its
+        # encoder-decoder path (F._in_projection_packed: linear(k, w_kv) for both, then a contiguous (2, S, N, E) copy)
+        own = len(ins) == 1 or aliases[:3] == (0, 0, 0)
+        kv = len(ins) == 3 and aliases[1:3] == (1, 1) and "in_proj_weight" in self.weights(ins)
         buffers = flash_cpu_buffers(big_l, s, d, heads, phase, run) if flash else None
         if buffers is None:  # (flash's buffers symbolic: said not counted, workspace_uncounted)
-            return [(0, 0)] if phase == "forward" or len(ins) == 1 else [(0, 0)] * self.SAVED_RELEASED + self._concatenated(ins)
-        x = big_l * e
+            if phase == "forward" or own:
+                return [(0, 0)]
+            # kv: SelectBackward0's two zero-filled (2, S, N, E) gradients and q's and k's (nothing released: a bound)
+            select = [(-sum((numel(w) for w in self.weights(ins).values()), start=0), x + 5 * s * e)] if kv else []
+            return [(0, 0), *select, *[(0, 0)] * (self.SAVED_RELEASED - 1 - len(select)), *self._concatenated(ins)]
         up = max(run.width, 4) // run.width
         lse = heads * big_l * up  # the fp32 logsumexp, in the activations' elements
         if phase == "forward":
-            first = [(0, x - lse)] if len(ins) == 1 else [(0, 0)]
+            # the packed projection and its contiguous copy alive together (self: 3X for the X of the heads' output and of
+            # the output, not yet made; kv: the (S, N, 2E) k and v projection and its copy)
+            first = [(0, x - lse)] if own else [(0, 2 * s * e - 2 * x - lse)] if kv else [(0, 0)]
             return [*first, (buffers, -x), (0, 0)]
         weights = self.weights(ins)
         all_w = sum((numel(w) for w in weights.values()), start=0)
@@ -621,26 +632,38 @@ class MultiheadAttention(Layer):
         # walk's moment was 2 x 16,384 B above torch's, k's and v's input gradients)
         grads = [x if input_grad else 0, *(numel(ins[j]) if g else 0 for j, g in enumerate(other_grads, start=1))]
         made = sum(grads, start=0)
+        twice = sum(grads[1:3], start=0) if own else grads[2] if kv and len(grads) > 2 else 0  # one tensor's gradient, counted again
         n = as_int(run.batch)
         copy = 0 if n == 1 or known_sign(big_l - 1) == 0 else x
         qkv_grads = x + 2 * s * e
         moments = [(out_w - all_w, x - made), (buffers - all_w, x + qkv_grads + copy - made)]
-        if len(ins) == 1:
+        if own:
             # the in projection: on a copy of its input, matmul then add (AddBackward0 sums the bias's gradient, added
             # into .grad, before MmBackward0 makes the weight's); on the input itself (at batch 1, or another attention's
             # (L, N, E) output: contiguous) one addmm, whose backward makes both at once (measured, 16 tokens of 256
             # after another multi-head attention, batch 2: 5,426,688 B, where archcalc said 5,423,616)
             bias = numel(weights["in_proj_bias"]) if self.bias and views[:1] == (True,) else 0
-            moments.append((numel(weights["in_proj_weight"]) + bias - all_w, -x - lse))
+            moments.append((numel(weights["in_proj_weight"]) + bias - all_w, -x - lse - twice))
             return moments
+        b = e if self.bias else 0
+        m_q, m_k = grads[0], (grads[1] if len(grads) > 1 else 0)
+        if kv:
+            # the encoder-decoder path: the k and v gradients go back through select (SelectBackward0, v's then k's:
+            # each a zero-filled (2, S, N, E) tensor, v's gradient freed before k's is made), are added, and kv's linear,
+            # then q's, run backward (measured: 8 queries of 32 attending to 512 keys from one linear, batch 1: 467,968 B
+            # in the second select, where archcalc said 439,456)
+            moments += [
+                (-all_w, 3 * s * e - x - lse - made),
+                (2 * e * e + 2 * b - all_w, -x - lse - m_q - m_k),
+                (3 * e * e + 3 * b - all_w, -x - lse - 2 * s * e - twice),
+            ]
+            return moments + [(f, p - twice) for f, p in self._concatenated(ins)]
         # cross-attention: three linears (F._in_projection_packed's or _in_projection's), run backward v's, k's, q's: each
         # makes its bias's and weight's slices and its input's gradient, the projections' gradients (flash's, copied by
         # the views' backward) in place of the projections, the heads' output and the logsumexp released; v's and k's
         # projection gradients freed after their linears (their input copies too, still counted here: a bound)
         w_q, w_k, w_v = (e * e, e * k[-1], e * ins[2][-1])
-        b = e if self.bias else 0
         packed = "in_proj_weight" in weights  # slices of one weight wait for each other; separate weights go to .grad at once
-        m_q, m_k = grads[0], (grads[1] if len(grads) > 1 else 0)
         moments += [
             (w_v + b - all_w, -x - lse - m_q - m_k),
             ((w_v if packed else 0) + w_k + 2 * b - all_w, -x - lse - s * e - m_q),

@@ -555,13 +555,14 @@ class Layer(Spec):
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
-        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (),
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """Elements (of the activations' dtype) its kernel allocates and frees inside itself while
         it runs on ``device`` (``phase``: "forward" or "backward"; ``input_grad``: whether the
         backward computes its input's gradient; ``other_grads``: for inputs 1, 2, ... in order, whether
         the walk counts a gradient made for each; ``views``, where ``workspace_reads_views``: for each
-        input, whether its saved matmul input is the input itself, not a copy), beyond its output and gradients, as ``(fixed,
+        input, whether its saved matmul input is the input itself, not a copy, and ``aliases``, for each
+        input the index of the first input that is the same tensor), beyond its output and gradients, as ``(fixed,
         per sample)``: one pair per moment of the kernel worth walking (the training step counts
         each; a pair may be negative where that moment comes before a gradient the walk counts is
         made), ``[(0, 0)]`` by default.  ``run`` says what else decides the kernel torch picks (the

@@ -199,7 +199,7 @@ class _ConvNd(Layer):
 
     def workspace(
         self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
-        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (),
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU, by the kernel torch picks (:meth:`cpu_kernels`; measured with torch.profiler,
         torch 2.14; archcalc.torch.peak), one pair per candidate kernel and moment:

@@ -144,7 +144,7 @@ def saved_tensors(
                     found.append((s, storage, 0, sizes[storage]))
                 else:
                     copy = _copy_of(s, width)
-                    found.append((copy, name + ":" + copy.tensor, 0, new_per))
+                    found.append((copy, f"{name}:copy of input {_projected_once(node, merge, index)}", 0, new_per))
             # kind 3, a parameter: counted as parameter memory
         node["saved"], node["saved_bytes"] = keep_once(name, found, seen, batch) if found else ([], 0)
 
@@ -226,15 +226,26 @@ def _viewable(node: dict[str, Any], merge: int, storage_bytes: Dim, own_bytes: D
     """Whether the batch axis and the first ``merge`` per-sample axes of a node's output merge into
     one axis without a copy (``BATCH_SECOND``: its first per-sample axis and then the batch axis):
     they are outermost, in that order, in a storage that holds just this tensor; ``one``: at batch 1,
-    where ``BATCH_SECOND``'s (L, 1, ...) merges by dropping the size-1 axis, always a view."""
+    where ``BATCH_SECOND``'s (L, 1, ...) and a merge of one axis, (1, A, ...), merge by dropping the
+    size-1 axis, always a view."""
     perm = node["perm"]
     if merge == BATCH_SECOND:
         return one or bool(perm == "batch_second")
-    if merge == 0:
+    if merge == 0 or (one and merge == 1):
         return True
     if storage_bytes != own_bytes:  # a view into a larger tensor: the batch stride is not the sample's size
         return False
     return bool(node["contiguous"]) or (isinstance(perm, tuple) and perm[:merge] == tuple(range(merge)))
+
+
+def _projected_once(node: dict[str, Any], merge: int, index: int) -> int:
+    """The input whose copy input ``index``'s is: multi-head attention (``BATCH_SECOND``) with packed weights projects a
+    tensor passed as both k and v once (F._in_projection_packed's encoder-decoder path: one linear, one copy), and one
+    passed as q, k and v once (its self-attention path); else its own."""
+    inputs = node["inputs"]
+    if merge != BATCH_SECOND or len(inputs) != 3 or inputs[1] != inputs[2] or "in_proj_weight" not in node["weights"]:
+        return index
+    return 0 if inputs[0] == inputs[1] else 1 if index == 2 else index
 
 
 def _copy_of(s: Saved, width: dict[str, int]) -> Saved:
@@ -338,12 +349,12 @@ def _saved_autocast(
                 i_node = srcs[s.input]
                 storage = i_node["storage"]
                 if cast:  # autocast saved its own copy, in the dtype it runs in
-                    found.append((s, f"{name}:cast{s.input}", 0, prod(ins[s.input]) * elt))
+                    found.append((s, f"{name}:cast{_projected_once(node, s.merge or 0, s.input)}", 0, prod(ins[s.input]) * elt))
                 elif s.merge is None or (tuple(ins[s.input]) == s.shape and _viewable(i_node, s.merge, sizes[storage], prod(s.shape) * elt, one)):
                     found.append((s, storage, 0, sizes[storage]))
                 else:  # matmul's or linear's reshape copies it
                     copy = _copy_of(s, width)
-                    found.append((copy, name + ":" + copy.tensor, 0, prod(s.shape) * elt))
+                    found.append((copy, f"{name}:copy of input {_projected_once(node, s.merge or 0, s.input)}", 0, prod(s.shape) * elt))
             elif s.tensor == "output":
                 found.append((s, node["storage"], 0, sizes[node["storage"]]))
             elif s.param is not None:
