@@ -507,7 +507,7 @@ def _explain_saved(
     for st in kept:
         s = st.saved
         label = f"saved: {s.tensor}" + (f" {s.input}" if s.tensor == "input" and len(node["inputs"]) > 1 else "")
-        if s.is_new and s.dtype != "act":
+        if s.dtype != "act":  # (an embedding's input: its int64 token ids)
             label += f" ({s.dtype})"
         g = None
         copy = re.fullmatch(r"copy of input (\d+)", s.tensor)  # (a matmul's input copied for bmm: the layer's input, laid out anew)

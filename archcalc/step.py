@@ -150,7 +150,8 @@ def step_moments(
                 got = [(w, prod(shape)) for w, shape in layer.weights(ins).items()]
             else:
                 run = Run(node.get("elt") or act, batch, conv16, threads, grad_order.get(name_of.get(id(node), "")), fused)
-                got = [_bytes(ws, node, act) for ws in layer.workspace(ins, node["shape"], device, *args, run=run)]
+                phase, input_grad, *others = args
+                got = [_bytes(ws, node, act) for ws in layer.workspace(ins, node["shape"], device, phase, input_grad, run, *others)]
             memo[key] = got
         return got
 
@@ -197,7 +198,8 @@ def step_moments(
     # torch.utils.checkpoint (preserve_rng_state, its default) keeps the CPU generator's state, torch.get_rng_state(),
     # from the block's forward until its backward has run (the recomputation's closure holds it): on CPU, memory
     # of the device (review s9 #11: transformer_lm, s 64, h 64, 4 heads, V 100, 3 layers, batch 2, with
-    # transformer.h.1 checkpointed measured 2,738,368 B, 4,032 more than the 2,734,336 counted without it)
+    # transformer.h.1 checkpointed measured 2,738,368 B, 4,032 more than the 2,734,336 counted without it, which counted
+    # the token ids twice: now 2,738,368)
     rng_at: dict[int, str] = {}
     if device == "cpu":
         for i, n in enumerate(order):
@@ -221,7 +223,8 @@ def step_moments(
         for s in saved[i][1] or ():
             if s.first:
                 alive.add(s.storage, (s.fixed, s.per_sample))
-        for ws in asked(node, "ws", "forward", False):
+        for ws in asked(node, "ws", "forward", False, (), (), tuple(node["inputs"].index(src) for src in node["inputs"])
+                        if node["layer"].workspace_reads_views else ()):
             moments.append(Moment(alive.fixed + ws[0], alive.per + ws[1], "forward", n))
         for st in free_after.get(i, ()):
             alive.free(st)
@@ -304,12 +307,27 @@ def step_moments(
         if amp_low and wkeys and asked(node, "autocast") == "lower":
             cast, wgrad = wgrad, wgrad * amp_low // weight_elt
         input_grad = bool(node["inputs"]) and node["inputs"][0] != INPUT and bool(nodes[node["inputs"][0]]["grad"])
+        # inputs 1, 2, ...: whether a new gradient is counted made for each
+        others = tuple(f"grad:{n}:{j}" in alive.bytes for j in range(1, len(node["inputs"]))) if len(node["inputs"]) > 1 else ()
         released = node["layer"].grad_released_from
         # its output's gradient, held here alone (not by the caller, nor a view of a tensor another holds)
         alone = released is not None and got.dense and alive.refs.get(got.key) == 1 and got.key in alive.bytes
-        for j, ws in enumerate(asked(node, "ws", "backward", input_grad)):
+        freed_from = node["layer"].saved_released_from
+        own: _Size = (0, 0)  # the saved tensors it is the last to need, which its own nodes release as they run
+        if freed_from is not None:
+            mine = [alive.bytes[st] for st in release_at.get(i, ()) if st in alive.bytes and st not in held and not st.startswith("rng_state:")]
+            own = (sum((f for f, _ in mine), start=0), sum((p for _, p in mine), start=0))
+        views: tuple[bool, ...] = ()
+        aliases: tuple[int, ...] = ()
+        if node["layer"].workspace_reads_views:  # which inputs its saved matmul inputs are (not copies); which are one tensor
+            kept = saved[i][1] or ()
+            views = tuple(any(s.saved.input == j and s.saved.merge is not None and s.storage == nodes[src]["storage"] for s in kept)
+                          for j, src in enumerate(node["inputs"]))  # fmt: skip
+            aliases = tuple(node["inputs"].index(src) for src in node["inputs"])
+        for j, ws in enumerate(asked(node, "ws", "backward", input_grad, others, views, aliases)):
             gf, gp = alive.bytes[got.key] if alone and released is not None and j >= released else (0, 0)
-            moments.append(Moment(alive.fixed + wgrad + ws[0] - gf, alive.per + ws[1] - gp, "backward", n))
+            sf, sp = own if freed_from is not None and j >= freed_from else (0, 0)
+            moments.append(Moment(alive.fixed + wgrad + ws[0] - gf - sf, alive.per + ws[1] - gp - sp, "backward", n))
         if casts:  # cast as the layer's backward returns, its output gradient still alive
             for key, cast_size in casts:
                 alive.add(key, cast_size)

@@ -243,8 +243,9 @@ def training_memory_from_graph(
 
 def _batch_one(m: TrainingMemory, at_one: Callable[[], TrainingMemory]) -> TrainingMemory:
     """``m`` with a symbolic batch N, whose figures hold from N = 2 (torch picks its conv kernels by
-    the batch, Convolution.cpp: float32 convs on small maps run its slow kernel at batch 1), its
-    peak made piecewise where batch 1's (``at_one``) differs."""
+    the batch, Convolution.cpp: float32 convs on small maps run its slow kernel at batch 1; multi-head
+    attention's transposed input is a view at batch 1), its peak made piecewise where batch 1's
+    (``at_one``) differs."""
     batch = m.batch
     if as_int(batch) is not None or m.totals["peak_bytes"] is None:
         return m
@@ -256,7 +257,8 @@ def _batch_one(m: TrainingMemory, at_one: Callable[[], TrainingMemory]) -> Train
         return m
     m.totals["peak_bytes"] = sympy.Piecewise((one, sympy.Eq(batch, 1)), (peak, True))
     m.assumptions.append(
-        f"at batch 1 torch runs some convs with another kernel (float32 on small maps: its slow kernel; Convolution.cpp, use_mkldnn): "
+        f"at batch 1 torch runs some layers otherwise (float32 convs on small maps: its slow kernel, Convolution.cpp, use_mkldnn; "
+        f"multi-head attention's in projection reads its (L, 1, E) input without a copy): "
         f"the peak there is {format(one, ',') if isinstance(one, int) else one} bytes; the lines hold from batch 2"
     )
     return m
@@ -303,7 +305,7 @@ def _from_graph(
     params(G)
     if attention not in ("fused", "math"):
         raise SpecError(f"unknown attention kernel {attention!r}; choose fused or math", field="--attention")
-    saved_tensors(G, act, 1, device, amp, attention == "fused")
+    saved_tensors(G, act, 1, device, amp, attention == "fused", step_batch=batch)
     nodes = node_table(G)
     order = G.graph["order"]
     seg_of = _segments(G, checkpoint, convention)

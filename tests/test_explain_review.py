@@ -137,7 +137,7 @@ def test_an_embedding_is_explained_with_tokens_and_features() -> None:
     # (the features are its embedding_dim, as in its params num_embeddings*embedding_dim)
     assert _step(out, "ops: lookup (not MACs under 'lecture')") == ("L_out*embedding_dim", f"= 1024·768 = {1024 * 768:,} (786K)")
     assert _step(out, "memory (float32, 4 B per element)") == ("L_out*embedding_dim*4 B", f"= 1024·768·4 B = {1024 * 768 * 4:,} B = 3.00 MiB")
-    assert _step(out, "saved: indices (int64)")[0] == "L_in*8 B"  # one int64 id per token
+    assert _step(out, "saved: input (int64)")[0] == "L_in*8 B"  # one int64 id per token: the token ids themselves
 
 
 def test_a_linear_layer_on_a_sequence_maps_features_per_token() -> None:

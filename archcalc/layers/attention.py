@@ -58,14 +58,16 @@ torch 2.14, on the meta device and CPU; see tests/test_saved_tensors.py):
   et al. count.  Fused path (``saved_fused``: torch's CPU flash kernel, dropout 0 and E = Ev): q, k,
   v as given, the output (laid out like q) and an fp32 logsumexp per query (heads x L): no L x S term.
 * multiheadattention (torch.nn.functional.multi_head_attention_forward, training): the input
-  projection keeps a contiguous copy of each input (the module reads it transposed, (L, N, E));
+  projection keeps a contiguous copy of each input (the module reads it transposed, (L, N, E); one
+  tensor passed as k and v, or as q, k and v, is projected once: one copy, saved.py's _projected_once);
   then scaled_dot_product_attention on the projected heads, as above (v is a view of the packed
   q/k/v projection in self-attention: the whole 3 x L x E of it is kept); the output projection
   keeps its input, a contiguous copy of the attention output (math path) or that output itself
   (flash: laid out (L, N, E) already).  The module's output is a transposed view of an (L, N, E)
-  tensor (``new_strided``).  At batch 1 torch sees some of these transposed views as contiguous
-  and skips copies of the same size: the bytes are the same unless another layer keeps the same
-  input.
+  tensor (``new_strided``).  At batch 1 the transposed input is (L, 1, E), which flattens by
+  dropping the size-1 axis, a view: torch keeps the input itself, not a copy (the saved-tensors
+  pass's ``step_batch``; measured, self-attention of 64 tokens of 64 on the network's input:
+  16,384 B less, the copy).
 """
 
 
@@ -364,7 +366,8 @@ class ScaledDotProductAttention(Layer):
         return "like_input" if self._flash(ins) else None  # the flash output takes q's strides
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU, where flash attention runs (:meth:`_flash`, ``run.fused``), its buffers
         (:func:`flash_cpu_buffers`; review s9 #3, measured with torch.profiler: the causal
@@ -462,6 +465,7 @@ class MultiheadAttention(Layer):
     input_names: ClassVar[tuple[str, ...] | None] = ("q", "k", "v")
     reads_sequences: ClassVar[bool] = True
     grad_released_from: ClassVar[int | None] = 1  # (workspace: after the out projection's backward)
+    workspace_reads_views: ClassVar[bool] = True  # (workspace: the in projection is one addmm on its input itself)
 
     def _qkv(self, ins: list[Shape]) -> tuple[Shape, Shape, Shape]:
         if len(ins) == 2:
@@ -573,7 +577,8 @@ class MultiheadAttention(Layer):
         return "new_strided"  # a transposed view of the (L, N, E) result
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU with flash attention (no dropout, ``run.fused``), the moments inside the module
         (F.multi_head_attention_forward, torch 2.14; review s9 #3), in elements per sample of X = L*E,
@@ -589,38 +594,97 @@ class MultiheadAttention(Layer):
           the output's gradient, which reaches it laid out (L, N, heads, d), for a batch and L over 1,
           and its buffers; the out projection's gradients already added into .grad); the in
           projection's (its output's gradient, 3X, and its weights' gradients, q, k, v, the
-          logsumexp and the heads' output released).
+          logsumexp and the heads' output released); with separate q, k, v inputs (cross-attention), its
+          three linears' (v's, k's, q's, each input copy counted until the last: a bound) and then the
+          concatenations of the in projection's gradient slices (:meth:`_concatenated`, on every path:
+          autograd's, not the kernel's), its saved tensors released (``saved_released_from``).
 
         Measured: self-attention of 64 tokens of 64, 4 heads, batch 2, 2 threads: 594,048 bytes, this
-        model 594,176 (the other thread's 128-byte row sums, which torch.profiler does not see).  With
-        separate q, k, v inputs the in projections' own moments are bounded by the walk's."""
-        if device != "cpu" or not run.fused or self.dropout > 0:
-            return [(0, 0)]
+        model 594,176 (the other thread's 128-byte row sums, which torch.profiler does not see)."""
+        flash = device == "cpu" and run.fused and self.dropout == 0
         q, k, _ = self._qkv(ins)
         big_l, s, e = q[0], k[0], q[-1]
         heads, d = self.num_heads, e // self.num_heads
-        buffers = flash_cpu_buffers(big_l, s, d, heads, phase, run)
-        if buffers is None:
-            return [(0, 0)]  # (said not counted: workspace_uncounted)
         x = big_l * e
+        # one tensor passed as q, k and v: torch's self-attention path (one packed projection); as k and v alone: its
+        # encoder-decoder path (F._in_projection_packed: linear(k, w_kv) for both, then a contiguous (2, S, N, E) copy)
+        own = len(ins) == 1 or aliases[:3] == (0, 0, 0)
+        kv = len(ins) == 3 and aliases[1:3] == (1, 1) and "in_proj_weight" in self.weights(ins)
+        buffers = flash_cpu_buffers(big_l, s, d, heads, phase, run) if flash else None
+        if buffers is None:  # (flash's buffers symbolic: said not counted, workspace_uncounted)
+            if phase == "forward" or own:
+                return [(0, 0)]
+            # kv: SelectBackward0's two zero-filled (2, S, N, E) gradients and q's and k's (nothing released: a bound)
+            select = [(-sum((numel(w) for w in self.weights(ins).values()), start=0), x + 5 * s * e)] if kv else []
+            return [(0, 0), *select, *[(0, 0)] * (self.SAVED_RELEASED - 1 - len(select)), *self._concatenated(ins)]
         up = max(run.width, 4) // run.width
         lse = heads * big_l * up  # the fp32 logsumexp, in the activations' elements
         if phase == "forward":
-            first = [(0, x - lse)] if len(ins) == 1 else [(0, 0)]
+            # the packed projection and its contiguous copy alive together (self: 3X for the X of the heads' output and of
+            # the output, not yet made; kv: the (S, N, 2E) k and v projection and its copy)
+            first = [(0, x - lse)] if own else [(0, 2 * s * e - 2 * x - lse)] if kv else [(0, 0)]
             return [*first, (buffers, -x), (0, 0)]
         weights = self.weights(ins)
         all_w = sum((numel(w) for w in weights.values()), start=0)
         out_w = numel(weights["out_proj.weight"]) + (numel(weights["out_proj.bias"]) if self.bias else 0)
-        made = x if input_grad else 0  # the input's gradient, which the walk counts made (input 0's)
+        # the inputs' gradients the walk counts made (input 0's, and in cross-attention k's and v's): the in projection's
+        # backward makes them, after flash attention's (measured: 64 queries of 32 attending to 64 keys, batch 2, the
+        # walk's moment was 2 x 16,384 B above torch's, k's and v's input gradients)
+        grads = [x if input_grad else 0, *(numel(ins[j]) if g else 0 for j, g in enumerate(other_grads, start=1))]
+        made = sum(grads, start=0)
+        twice = sum(grads[1:3], start=0) if own else grads[2] if kv and len(grads) > 2 else 0  # one tensor's gradient, counted again
         n = as_int(run.batch)
         copy = 0 if n == 1 or known_sign(big_l - 1) == 0 else x
         qkv_grads = x + 2 * s * e
         moments = [(out_w - all_w, x - made), (buffers - all_w, x + qkv_grads + copy - made)]
-        if len(ins) == 1:  # (the in projection's bias gradient is summed, and added into .grad, before its weight's)
-            moments.append((numel(weights["in_proj_weight"]) - all_w, -x - lse))
-        else:
-            moments.append((0, 0))
-        return moments
+        if own:
+            # the in projection: on a copy of its input, matmul then add (AddBackward0 sums the bias's gradient, added
+            # into .grad, before MmBackward0 makes the weight's); on the input itself (at batch 1, or another attention's
+            # (L, N, E) output: contiguous) one addmm, whose backward makes both at once (measured, 16 tokens of 256
+            # after another multi-head attention, batch 2: 5,426,688 B, where archcalc said 5,423,616)
+            bias = numel(weights["in_proj_bias"]) if self.bias and views[:1] == (True,) else 0
+            moments.append((numel(weights["in_proj_weight"]) + bias - all_w, -x - lse - twice))
+            return moments
+        b = e if self.bias else 0
+        m_q, m_k = grads[0], (grads[1] if len(grads) > 1 else 0)
+        if kv:
+            # the encoder-decoder path: the k and v gradients go back through select (SelectBackward0, v's then k's:
+            # each a zero-filled (2, S, N, E) tensor, v's gradient freed before k's is made), are added, and kv's linear,
+            # then q's, run backward (measured: 8 queries of 32 attending to 512 keys from one linear, batch 1: 467,968 B
+            # in the second select, where archcalc said 439,456)
+            moments += [
+                (-all_w, 3 * s * e - x - lse - made),
+                (2 * e * e + 2 * b - all_w, -x - lse - m_q - m_k),
+                (3 * e * e + 3 * b - all_w, -x - lse - 2 * s * e - twice),
+            ]
+            return moments + [(f, p - twice) for f, p in self._concatenated(ins)]
+        # cross-attention: three linears (F._in_projection_packed's or _in_projection's), run backward v's, k's, q's: each
+        # makes its bias's and weight's slices and its input's gradient, the projections' gradients (flash's, copied by
+        # the views' backward) in place of the projections, the heads' output and the logsumexp released; v's and k's
+        # projection gradients freed after their linears (their input copies too, still counted here: a bound)
+        w_q, w_k, w_v = (e * e, e * k[-1], e * ins[2][-1])
+        packed = "in_proj_weight" in weights  # slices of one weight wait for each other; separate weights go to .grad at once
+        moments += [
+            (w_v + b - all_w, -x - lse - m_q - m_k),
+            ((w_v if packed else 0) + w_k + 2 * b - all_w, -x - lse - s * e - m_q),
+            ((w_v + w_k if packed else 0) + w_q + 3 * b - all_w, -x - lse - 2 * s * e),
+        ]
+        return moments + self._concatenated(ins)
+
+    SAVED_RELEASED: ClassVar[int] = 5
+    saved_released_from: ClassVar[int | None] = SAVED_RELEASED  # (workspace: the in projection's slices concatenated)
+
+    def _concatenated(self, ins: list[Shape]) -> list[tuple[Dim, Dim]]:
+        """Cross-attention's last backward moments, after its three in projections (their saved tensors released):
+        ``in_proj_bias.chunk(3)``'s backward concatenates the bias's gradient slices into a new tensor, then, when q, k
+        and v share ``in_proj_weight`` (kdim = vdim = embed_dim), ``in_proj_weight.chunk(3)``'s backward the weight's:
+        its three slices and their concatenation alive at once, twice the weight (torch.cat in SplitBackward0;
+        measured: 16 queries of 256, batch 2, 4,894,720 B in that cat, where archcalc said 4,604,416)."""
+        weights = self.weights(ins)
+        all_w = sum((numel(w) for w in weights.values()), start=0)
+        in_w = numel(weights["in_proj_weight"]) if "in_proj_weight" in weights else 0
+        in_b = numel(weights["in_proj_bias"]) if self.bias else 0
+        return [(in_w + 2 * in_b - all_w, 0), (2 * in_w - all_w, 0)]
 
     def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
         said = [self.matmul16_uncounted(device, run)]

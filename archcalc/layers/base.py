@@ -391,6 +391,11 @@ class Layer(Spec):
     grad_released_from: ClassVar[int | None] = None  # backward workspace moments from this index on come after the
     # module's first autograd node has consumed its output's gradient (multi-head attention's out projection): the
     # walk leaves that gradient out of them where nothing else holds it
+    saved_released_from: ClassVar[int | None] = None  # backward workspace moments from this index on come after the
+    # module's autograd nodes have released what they saved (multi-head attention's in projection's weight gradient
+    # slices concatenated): the walk leaves out the saved tensors this layer is the last to need
+    workspace_reads_views: ClassVar[bool] = False  # its workspace depends on which of its saved matmul inputs are the
+    # inputs themselves, not copies (the walk passes ``views``: torch's linear on a contiguous input is one addmm)
     reads_sequences: ClassVar[bool] = False  # its inputs are (heads..., L, F) token sequences (attention): so explain names them
     _dim_fields: ClassVar[dict[str, DimSpec]] = {}
 
@@ -549,11 +554,15 @@ class Layer(Spec):
         return ("new",) * len(ins)
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """Elements (of the activations' dtype) its kernel allocates and frees inside itself while
         it runs on ``device`` (``phase``: "forward" or "backward"; ``input_grad``: whether the
-        backward computes its input's gradient), beyond its output and gradients, as ``(fixed,
+        backward computes its input's gradient; ``other_grads``: for inputs 1, 2, ... in order, whether
+        the walk counts a gradient made for each; ``views``, where ``workspace_reads_views``: for each
+        input, whether its saved matmul input is the input itself, not a copy, and ``aliases``, for each
+        input the index of the first input that is the same tensor), beyond its output and gradients, as ``(fixed,
         per sample)``: one pair per moment of the kernel worth walking (the training step counts
         each; a pair may be negative where that moment comes before a gradient the walk counts is
         made), ``[(0, 0)]`` by default.  ``run`` says what else decides the kernel torch picks (the

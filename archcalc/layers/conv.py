@@ -198,7 +198,8 @@ class _ConvNd(Layer):
         return "slow" if plain and symmetric else "other"
 
     def workspace(
-        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
     ) -> list[tuple[Dim, Dim]]:
         """On CPU, by the kernel torch picks (:meth:`cpu_kernels`; measured with torch.profiler,
         torch 2.14; archcalc.torch.peak), one pair per candidate kernel and moment:

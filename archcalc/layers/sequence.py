@@ -79,8 +79,8 @@ class Embedding(Layer):
 
     def saved(self, ins: list[Shape], out: Shape) -> list[Saved]:
         why = "the ids say which rows of the table the gradient goes to"
-        if self.indices == "input":
-            return [Saved.new("indices", ins[0], why, dtype="int64")]  # the token ids (int64), not activations
+        if self.indices == "input":  # the token ids (int64) themselves: F.embedding keeps its input (the caller's batch), no copy
+            return [Saved.of_input(why)._replace(dtype="int64")]
         return [Saved.new("indices", (ins[0][0],), why, dtype="int64", batched=False)]  # arange(L) or zeros(L), one for the batch
 
     def note(self, ins: list[Shape]) -> str | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..dims import Dim, prod
+from ..dims import Dim, as_int, prod
 from ..graph import INPUT, Graph, node_table
 from ..layers.base import BATCH_SECOND, Saved
 
@@ -49,7 +49,9 @@ class SavedTensor(NamedTuple):
         return self.fixed + self.per_sample * batch
 
 
-def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False, fused: bool = True) -> None:
+def saved_tensors(
+    G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu", amp: bool = False, fused: bool = True, step_batch: Dim | None = None
+) -> None:
     """Set ``grad``, ``storage``, ``contiguous``, ``saved`` and ``saved_bytes`` on every node (see
     the module docstring); ``device`` decides dropout's mask dtype (CPU: the activations', CUDA: bool).
 
@@ -67,18 +69,25 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
     Layout: ``contiguous`` says a node's per-sample block is contiguous; ``perm`` (where known) is
     the physical order of the per-sample axes of a dense block that a transpose or permute left
     out of order, so that a later transpose back, and the reshape after it, are views (flash
-    attention's output takes its query's layout)."""
+    attention's output takes its query's layout).
+
+    ``step_batch``: the batch the step runs at, where torch's layout depends on it (None: not known, over 1): at
+    batch 1 an input read transposed (``BATCH_SECOND``, multi-head attention's in projection) is (L, 1, E), whose
+    flattening drops the size-1 axis, a view: torch keeps the input itself, not a copy."""
     nodes = node_table(G)
+    one = as_int(step_batch) == 1 if step_batch is not None else False
     if not amp and G.graph.pop("autocast_widths", False):  # a graph an --amp walk ran on before: its per-tensor widths are stale here
         for node in nodes.values():
             node.pop("elt", None)
     inp = nodes[INPUT]
     in_elt = 4 if amp else dtype_bytes
     inp.update(grad=False, storage=INPUT, contiguous=True, perm=None, elt=in_elt)
-    sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * in_elt}  # storage -> bytes per sample
+    # storage -> bytes per sample; token ids (the input of an embedding, which keeps it as its indices) are int64
+    ids = any(nodes[n]["layer"].takes_indices for n in G.graph["order"] if INPUT in nodes[n]["inputs"])
+    sizes: dict[str, Dim] = {INPUT: prod(inp["shape"]) * (8 if ids else in_elt)}
     if amp:
         G.graph["autocast_widths"] = True
-        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused)
+        _saved_autocast(G, nodes, sizes, dtype_bytes, batch, device, fused, one)
         return
     width = saved_widths(dtype_bytes, device)
     # per formula key: what the layer saves (see _plan); where its output lives; the permutation
@@ -131,11 +140,11 @@ def saved_tensors(G: Graph, dtype_bytes: int, batch: Dim = 1, device: str = "cpu
                 i_node = nodes[inputs[index]]
                 storage = i_node["storage"]
                 merge = s.merge or 0
-                if (merge > 0 and i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, merge, sizes[storage], fixed):
+                if (merge > 0 and i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, merge, sizes[storage], fixed, one):
                     found.append((s, storage, 0, sizes[storage]))
                 else:
                     copy = _copy_of(s, width)
-                    found.append((copy, name + ":" + copy.tensor, 0, new_per))
+                    found.append((copy, f"{name}:copy of input {_projected_once(node, merge, index)}", 0, new_per))
             # kind 3, a parameter: counted as parameter memory
         node["saved"], node["saved_bytes"] = keep_once(name, found, seen, batch) if found else ([], 0)
 
@@ -213,18 +222,30 @@ def _place(
             node["perm"] = src["perm"] if same else None
 
 
-def _viewable(node: dict[str, Any], merge: int, storage_bytes: Dim, own_bytes: Dim) -> bool:
+def _viewable(node: dict[str, Any], merge: int, storage_bytes: Dim, own_bytes: Dim, one: bool = False) -> bool:
     """Whether the batch axis and the first ``merge`` per-sample axes of a node's output merge into
     one axis without a copy (``BATCH_SECOND``: its first per-sample axis and then the batch axis):
-    they are outermost, in that order, in a storage that holds just this tensor."""
+    they are outermost, in that order, in a storage that holds just this tensor; ``one``: at batch 1,
+    where ``BATCH_SECOND``'s (L, 1, ...) and a merge of one axis, (1, A, ...), merge by dropping the
+    size-1 axis, always a view."""
     perm = node["perm"]
     if merge == BATCH_SECOND:
-        return bool(perm == "batch_second")
-    if merge == 0:
+        return one or bool(perm == "batch_second")
+    if merge == 0 or (one and merge == 1):
         return True
     if storage_bytes != own_bytes:  # a view into a larger tensor: the batch stride is not the sample's size
         return False
     return bool(node["contiguous"]) or (isinstance(perm, tuple) and perm[:merge] == tuple(range(merge)))
+
+
+def _projected_once(node: dict[str, Any], merge: int, index: int) -> int:
+    """The input whose copy input ``index``'s is: multi-head attention (``BATCH_SECOND``) with packed weights projects a
+    tensor passed as both k and v once (F._in_projection_packed's encoder-decoder path: one linear, one copy), and one
+    passed as q, k and v once (its self-attention path); else its own."""
+    inputs = node["inputs"]
+    if merge != BATCH_SECOND or len(inputs) != 3 or inputs[1] != inputs[2] or "in_proj_weight" not in node["weights"]:
+        return index
+    return 0 if inputs[0] == inputs[1] else 1 if index == 2 else index
 
 
 def _copy_of(s: Saved, width: dict[str, int]) -> Saved:
@@ -284,7 +305,7 @@ def _wanted(layer: Any, ins: list[Any], out: Any, fused: bool) -> list[Saved] | 
 
 
 def _saved_autocast(
-    G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str, fused: bool
+    G: Graph, nodes: dict[str, dict[str, Any]], sizes: dict[str, Dim], low: int, batch: Dim, device: str, fused: bool, one: bool
 ) -> None:
     """:func:`saved_tensors` under autocast (see there): the same walk, with a dtype per tensor."""
     seen: dict[str, str] = {}
@@ -328,12 +349,12 @@ def _saved_autocast(
                 i_node = srcs[s.input]
                 storage = i_node["storage"]
                 if cast:  # autocast saved its own copy, in the dtype it runs in
-                    found.append((s, f"{name}:cast{s.input}", 0, prod(ins[s.input]) * elt))
-                elif s.merge is None or (tuple(ins[s.input]) == s.shape and _viewable(i_node, s.merge, sizes[storage], prod(s.shape) * elt)):
+                    found.append((s, f"{name}:cast{_projected_once(node, s.merge or 0, s.input)}", 0, prod(ins[s.input]) * elt))
+                elif s.merge is None or (tuple(ins[s.input]) == s.shape and _viewable(i_node, s.merge, sizes[storage], prod(s.shape) * elt, one)):
                     found.append((s, storage, 0, sizes[storage]))
                 else:  # matmul's or linear's reshape copies it
                     copy = _copy_of(s, width)
-                    found.append((copy, name + ":" + copy.tensor, 0, prod(s.shape) * elt))
+                    found.append((copy, f"{name}:copy of input {_projected_once(node, s.merge or 0, s.input)}", 0, prod(s.shape) * elt))
             elif s.tensor == "output":
                 found.append((s, node["storage"], 0, sizes[node["storage"]]))
             elif s.param is not None:

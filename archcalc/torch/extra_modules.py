@@ -148,8 +148,9 @@ class MultiheadAttention(nn.MultiheadAttention):
         self.self_attention = self_attention
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if not self.batch_first:  # one transposed tensor for self-attention: torch packs the projection, as with a real (L, N, E) input
-            xs = tuple(t.transpose(0, 1) for t in xs)
+        if not self.batch_first:  # each tensor transposed once: one passed as k and v stays one (torch projects it once), as a real (L, N, E) input
+            seen: dict[int, torch.Tensor] = {}
+            xs = tuple(seen.setdefault(id(t), t.transpose(0, 1)) for t in xs)
         q, k, v = (xs[0], xs[0], xs[0]) if len(xs) == 1 else xs
         out = super().forward(q, k, v, need_weights=False)[0]
         return out if self.batch_first else out.transpose(0, 1)
