@@ -163,10 +163,10 @@ class _Br2(nn.Module):
 def test_a_transpose_on_the_other_branch_is_a_mismatch() -> None:
     # was OK (exit 0): p1 and q1 paired with the model's two transposes by order and axes, then looked through as views
     assert _wrong(BR2_SPEC, _Br2(swap=False)) == {}
-    wrong = _wrong(BR2_SPEC, _Br2(swap=True))
-    assert wrong[("p1", "inputs")] == ("c1", "c2")  # the model's first transpose reads c2's output
-    assert wrong[("c2", "inputs")] == ("p1", "c1")  # c2 reads c1's output itself, not the transpose (review: the fix)
-    assert wrong[("c3", "inputs")] == ("c1", "q1")
+    # the model's two transposes have the same axes: each stands for the spec's one whose input is its input (the one of
+    # c1's output for p1, of c2's for q1), so the layers reading them are the ones that differ
+    assert _wrong(BR2_SPEC, _Br2(swap=True)) == {("c2", "inputs"): ("p1", "c1"),  # c2 reads c1's output itself (the fix)
+                                                 ("c3", "inputs"): ("c1", "p1")}  # and c3 the transpose of it
 
 
 # /tmp/r10/keep/br.json: one transpose, before c2 in the spec
@@ -207,3 +207,39 @@ def test_a_chain_of_spec_reorders_is_compared_as_one() -> None:
     result = verify_spec(spec, _Perm(lambda x: x.permute(0, 2, 3, 1)))
     assert result.ok and "permuted axes" in result.summary(), result.render_text()
     assert _wrong(spec, _Perm(SWAPS["movedim"])) == {("t2", "axes"): (SPEC_P1, SWAPPED)}
+
+
+def _qkv_spec(order: str) -> dict[str, Any]:
+    """q, k, v linears, then their transposes (1, 2) listed in ``order``, then attention of the three."""
+    layers: list[dict[str, Any]] = [{"name": n, "type": "linear", "out_features": 8, "inputs": ["input"]} for n in "qkv"]
+    layers += [{"name": f"{n}t", "type": "transpose", "dim0": 1, "dim1": 2, "inputs": [n]} for n in order]
+    layers.append({"name": "att", "type": "scaled_dot_product_attention", "inputs": ["qt", "kt", "vt"]})
+    return {"name": "qkv", "input": [4, 6, 8], "layers": layers}
+
+
+class _Qkv(nn.Module):
+    """Transposes q, k and v in ``order`` (nanoGPT makes k's first); ``of`` names the linear each one transposes."""
+
+    def __init__(self, order: str, of: str = "qkv") -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.order, self.of = order, dict(zip("qkv", of, strict=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        made = {n: getattr(self, n)(x) for n in "qkv"}
+        t = {n: made[self.of[n]].transpose(1, 2) for n in self.order}
+        return nn.functional.scaled_dot_product_attention(t["q"], t["k"], t["v"])
+
+
+@pytest.mark.parametrize(("spec_order", "model_order"), [("qkv", "qkv"), ("vqk", "qkv"), ("qkv", "kqv")])
+def test_reorders_alike_are_paired_by_what_they_read_not_by_call_order(spec_order: str, model_order: str) -> None:
+    # the same transpose of other tensors: which is which follows the wiring (no false mismatch from the new wiring check)
+    result = verify_spec(_qkv_spec(spec_order), _Qkv(model_order))
+    assert result.ok, result.render_text()
+    assert all("inputs" in lc.compared for lc in result.layers if lc.name in ("qt", "kt", "vt"))
+
+
+def test_reorders_alike_still_compare_their_inputs() -> None:
+    # k's transpose made of q's linear: no pairing makes kt read k
+    wrong = _wrong(_qkv_spec("qkv"), _Qkv("qkv", of="qqv"))
+    assert wrong == {("kt", "inputs"): ("k", "q")}

@@ -79,7 +79,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
@@ -771,11 +771,11 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
             matched(s, lm, False)
             i, j = i + 1, j + 1
     reorders = m.permutes or ()
-    layers, paired = _functional_axes(layers, m.permutes, _readers(calls, reorders, m.output_sources), windows or {},
-                                      {r.name: r.inputs for r in spec_rows}, output)
+    layers, paired, alike = _functional_axes(layers, m.permutes, _readers(calls, reorders, m.output_sources), windows or {},
+                                             {r.name: r.inputs for r in spec_rows}, output)
     pairs.update(paired)  # a reorder paired with a spec layer is that layer's output, in the wiring too (review s10 #7)
     nodes = [LayerMeasure(r.label, None, r.called, 1, None, 0, 0, sources=r.sources) for r in reorders]
-    layers, output_wired = _wiring(layers, spec_rows, [*calls, *nodes], pairs, (output, m.output_sources))
+    layers, output_wired = _wiring(layers, spec_rows, [*calls, *nodes], pairs, (output, m.output_sources), alike)
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
@@ -854,17 +854,19 @@ def _spec_reorders(layers: Sequence[LayerCheck], open_: Sequence[int], settings:
 
 def _functional_axes(layers: list[LayerCheck], permutes: Sequence[Reorder] | None, readers: Mapping[str, Sequence[str]],
                      settings: Mapping[str, Mapping[str, Any]], inputs: Mapping[str, Sequence[str]],
-                     output: str) -> tuple[list[LayerCheck], dict[str, str]]:
+                     output: str) -> tuple[list[LayerCheck], dict[str, str], list[frozenset[str]]]:
     """The spec's permute and transpose layers that no module computes, against the model's own calls that reorder
     axes outside its modules (:attr:`Measurement.permutes`), in order, as one form (the axis each output axis comes
     from): a model that swaps other axes has other receptive fields, with the same shapes, params and MACs (review s9
     #7: ``x.permute(0, 3, 2, 1)`` for the spec's ``(0, 2, 3, 1)``).  Reorders in a row are one on either side
     (:func:`_model_reorders`, :func:`_spec_reorders`).  Paired only where both have as many; else they stay not
     compared, and the note says why.  Also returns the pairs whose axes were read (model label -> spec layer): the
-    wiring treats each such call as that layer's output (review s10 #7: a transpose on the other branch passed)."""
+    wiring treats each such call as that layer's output (review s10 #7: a transpose on the other branch passed); and
+    the sets of those calls whose layers have the same axes as they: which is which is read from the wiring
+    (:func:`_wiring`), not from call order (a model making k's transpose before q's is the spec that lists q's first)."""
     open_ = [i for i, lc in enumerate(layers) if lc.type in ("permute", "transpose") and lc.module is None and lc.note == FUNCTIONAL_OP]
     if not open_ or permutes is None:
-        return layers, {}
+        return layers, {}, []
     out = list(layers)
     groups, undone = _spec_reorders(layers, open_, settings, inputs, output)
     for i in undone:
@@ -879,7 +881,7 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[Reorder] | Non
                 + ("" if len(ours) != len(groups) else ", of other ranks in order"))
         for i in members:
             out[i] = replace(layers[i], note=note)
-        return out, {}
+        return out, {}, []
     names = [layers[g[0]].name for g in groups]
     chain = all(_reads_from(inputs, later, earlier) for earlier, later in pairwise(names))
     if not chain and len({g[2] for g in groups}) > 1:
@@ -889,8 +891,9 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[Reorder] | Non
                 "separate branches, and which of the model's reorders outside its modules is which layer's is not followed")
         for i in members:
             out[i] = replace(layers[i], note=note)
-        return out, {}
+        return out, {}, []
     paired: dict[str, str] = {}
+    alike: dict[tuple[int, ...], set[str]] = {}
     for (i, chain_names, mine), (label, called, theirs) in zip(groups, ours, strict=True):
         lc = layers[i]
         for n in chain_names[:-1]:  # the earlier layers of a chain: compared as one with the last
@@ -899,11 +902,13 @@ def _functional_axes(layers: list[LayerCheck], permutes: Sequence[Reorder] | Non
             out[i] = replace(lc, note=f"{FUNCTIONAL_OP}; its axes could not be read" + (f" ({called})" if theirs is None else ""))
             continue
         paired[label] = lc.name
+        if mine == theirs:
+            alike.setdefault(mine, set()).add(label)
         whys = [f"the spec's {', '.join(chain_names)} in a row, as one reorder"] if len(chain_names) > 1 else []
         why = "; ".join([*whys, *([] if mine == theirs else [SETTING_WHY["axes"]])]) or None
         # (a row of its own: a layer without rows reads "not compared")
         out[i] = replace(lc, module=called, note=None, rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), mine == theirs, called, why)])
-    return out, paired
+    return out, paired, [frozenset(labels) for labels in alike.values() if len(labels) > 1]
 
 
 def _reads_from(inputs: Mapping[str, Sequence[str]], name: str, source: str) -> bool:
@@ -928,7 +933,7 @@ WIRING_WHY = "the receptive fields and training memory would differ (shapes, par
 
 
 def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[LayerMeasure], pairs: Mapping[str, str],
-            output: tuple[str, frozenset[str] | None]) -> tuple[list[LayerCheck], bool]:
+            output: tuple[str, frozenset[str] | None], alike: Sequence[frozenset[str]] = ()) -> tuple[list[LayerCheck], bool]:
     """Each matched layer's inputs against the model's dataflow (quantity ``inputs``; a layer whose
     inputs were compared says ``inputs`` in :attr:`LayerCheck.compared`), and whether the output's were.
 
@@ -986,6 +991,14 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
                 spec_memo[name] = frozenset().union(*(spec_side(i) for i in row.inputs))
         return spec_memo[name]
 
+    def fed_by(label: str) -> frozenset[str] | None:
+        """The spec names of the compared calls that feed call ``label``; None if unknown."""
+        c = by_label.get(label)
+        parts = [model_side(s) for s in c.sources] if c is not None and c.sources is not None else [None]
+        return None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
+
+    pairs = _alike_by_wiring(pairs, alike, fed_by, spec_side, spec_of)
+    model_memo.clear()
     label_of = {v: k for k, v in pairs.items()}
     out = []
     for lc in layers:
@@ -1022,6 +1035,27 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
             wrong = VerifyRow(name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, None, note)
             out.append(LayerCheck(f"{name} (the output)", None, None, [wrong], {}, None))
     return out, output_wired
+
+
+def _alike_by_wiring(pairs: Mapping[str, str], alike: Sequence[frozenset[str]], fed_by: Callable[[str], frozenset[str] | None],
+                     spec_side: Callable[[str], frozenset[str]], spec_of: Mapping[str, Row]) -> dict[str, str]:
+    """``pairs`` with the model's reorders of each ``alike`` set (paired in call order with spec layers of the same axes
+    as theirs) given the layer among them whose inputs are theirs: the same operation on other tensors, so a model that
+    makes k's transpose before q's is the spec that lists q's first.  Those left keep their layers in call order."""
+    out = dict(pairs)
+    for labels in alike:
+        order = [label for label in pairs if label in labels]
+        free = [pairs[label] for label in order]
+        given: dict[str, str] = {}
+        for label in order:
+            c = fed_by(label)
+            hit = next((n for n in free if c and frozenset().union(*(spec_side(i) for i in spec_of[n].inputs)) == c), None)
+            if hit is not None:
+                given[label] = hit
+                free.remove(hit)
+        for label in order:
+            out[label] = given.get(label) or free.pop(0)
+    return out
 
 
 def _rotary_bases(model: nn.Module, layers: list[LayerCheck], settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
