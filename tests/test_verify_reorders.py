@@ -17,6 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_verify_settings import PERM_SPEC  # noqa: E402
 from torch import nn  # noqa: E402
 
 from archcalc.torch.measure import reorder_of  # noqa: E402
@@ -29,13 +30,8 @@ def _wrong(spec: dict[str, Any], model: nn.Module) -> dict[tuple[str, str], tupl
 
 
 # ----- #2: the spellings of a reorder ----------------------------------------------------------------------------------
-# review s9 #7's spec (/tmp/r10/keep/perm.json): c1 [1, 3] -> permute (0, 2, 3, 1) -> linear -> permute (0, 3, 1, 2) -> c2 [1, 3]
-PERM_SPEC = {"name": "perm", "input": [4, 8, 8], "layers": [
-    {"name": "c1", "type": "conv2d", "out_channels": 4, "kernel_size": [1, 3], "padding": [0, 1]},
-    {"name": "p1", "type": "permute", "dims": [0, 2, 3, 1]},
-    {"name": "lin", "type": "linear", "out_features": 4},
-    {"name": "p2", "type": "permute", "dims": [0, 3, 1, 2]},
-    {"name": "c2", "type": "conv2d", "out_channels": 4, "kernel_size": [1, 3], "padding": [0, 1]}]}
+# PERM_SPEC: review s9 #7's spec (/tmp/r10/keep/perm.json): c1 [1, 3] -> permute (0, 2, 3, 1) -> linear -> permute (0, 3, 1, 2)
+# -> c2 [1, 3]
 SPEC_P1 = "(0, 2, 3, 1)"  # N x C x H x W -> N x H x W x C
 SWAPPED = "(0, 3, 2, 1)"  # N x C x H x W -> N x W x H x C: H and W trade places (c2's field 3x3, not 1x5: review s9 #7)
 
