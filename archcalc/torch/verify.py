@@ -59,7 +59,8 @@ upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and
 a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups``, LRN's ``size`` and a batch norm's
 ``track_running_stats``, a Swin window's ``shift_size``, and the drop probabilities (dropout's
 ``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too; a permute's or transpose's axes
-against the model's own calls that reorder axes outside its modules (:func:`_functional_axes`).  A select's index and a
+against the model's own calls that reorder axes outside its modules, in any spelling (:func:`archcalc.torch.measure.reorder_of`;
+:func:`_functional_axes`), each such call then that layer's output in the wiring.  A select's index and a
 slice's start are not read from a model's indexing: those layers are listed as not compared.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
