@@ -428,7 +428,8 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
             self.repeats.note(func, args, kwargs or {}, out)
             if reorder is not None and self.permutes is not None and self.flow is not None and came:
                 self._reorder(reorder, args, out, came)
-            elif func in _COPIES and args and isinstance(out, torch.Tensor) and self.reordered.get(args[0]) is not None:
+            elif (func in _COPIES and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)
+                  and self.reordered.get(args[0]) is not None):
                 self.reordered[out] = self.reordered[args[0]]  # x.mT.contiguous(): still that reorder's output
         return self._record(kind, func, args, kwargs, out, before, came)
 
