@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import networkx as nx
@@ -224,6 +225,24 @@ class LayerMeasure:
 
 
 @dataclass(frozen=True)
+class Reorder:
+    """One call of the model's own code, outside its modules, that reorders the axes of a tensor made from its input.
+    It is a node of the dataflow (:attr:`LayerMeasure.sources` name it by :attr:`label`): verify treats it as the output
+    of the spec layer it is paired with, and looks through it when it is paired with none (review s10 #7)."""
+
+    label: str
+    """Its name in the dataflow (``<reorder 1>``: no module's or function call's)."""
+    called: str
+    """What was called, as the verify table shows it: ``function permute``, ``function einsum (axes not read)``."""
+    axes: tuple[int, ...] | None
+    """Where each output axis comes from (:func:`axes_permutation`), batch axis included; None where not read."""
+    sources: frozenset[str]
+    """Where the tensors it reorders came from (as :attr:`LayerMeasure.sources`)."""
+    after: str | None = None
+    """The reorder whose output tensor this one reorders itself (``x.mT.movedim(1, 3)``, through ``.contiguous()``)."""
+
+
+@dataclass(frozen=True)
 class Measurement:
     calls: list[LayerMeasure]
     """Hooked module calls in execution order."""
@@ -241,9 +260,10 @@ class Measurement:
     in eval mode) -> their parameters (each shared tensor once, none shared with a module that ran)."""
     output_sources: frozenset[str] | None = None
     """Where the output came from (:attr:`LayerMeasure.sources`; recorded with ``functional=True``)."""
-    permutes: tuple[tuple[str, tuple[int, ...] | None], ...] | None = None
-    """The model's own calls that reorder axes outside its modules (``x.permute(0, 2, 3, 1)``, ``x.transpose(1, 2)``),
-    in order: (what was called, :func:`axes_permutation`); recorded with ``functional=True``."""
+    permutes: tuple[Reorder, ...] | None = None
+    """The model's own calls that reorder axes outside its modules (``x.permute(0, 2, 3, 1)``, ``x.transpose(1, 2)``,
+    ``x.movedim(1, -1)``, ``x.mT``, ``torch.einsum("bchw->bwhc", x)``: :func:`reorder_of`), in order; recorded with
+    ``functional=True``."""
 
     @property
     def total_macs(self) -> int:
@@ -391,7 +411,10 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         self.repeats = _HeadRepeats()
         self.seen: dict[str, int] = {}
         self.params_seen = counted  # shared with the module hooks: a weight a module counted is not counted again (F.linear(x, wte.weight))
-        self.permutes: list[tuple[str, tuple[int, ...] | None]] | None = [] if flow is not None else None
+        self.permutes: list[Reorder] | None = [] if flow is not None else None
+        from torch.utils.weak import WeakIdKeyDictionary
+
+        self.reordered: Any = WeakIdKeyDictionary()  # a reorder's output tensor (and its .contiguous() copies) -> its label
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kind = self.kinds.get(func) if not self.running else None
@@ -403,14 +426,34 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         before = self.counter[0].get_total_flops() if kind else 0
         came = self.flow.of(args, kwargs) if self.flow is not None and not self.running else None  # (before an in-place op)
         out = func(*args, **(kwargs or {}))
+        # (of a tensor made from the input, not a bias table's)
+        reorder = reorder_of(func, args, kwargs or {}) if self.permutes is not None and came and not kind else None
         if came is not None and self.flow is not None and not kind:
             self.flow.set(out, came)  # an operation not recorded (a view, an add): its result comes from where its inputs do
         if not self.running:
             self.repeats.note(func, args, kwargs or {}, out)
-            if self.permutes is not None and func in _PERMUTE_FUNCS and came:  # (of a tensor made from the input: not a bias table's)
-                axes = _axes_of(func, args, kwargs or {})
-                name = getattr(func, "__name__", "permute")
-                self.permutes.append((f"function {name}" if axes is not None else f"function {name} (axes not read)", axes))
+            if reorder is not None and self.permutes is not None and self.flow is not None and came:
+                self._reorder(reorder, args, out, came)
+            elif (func in _COPIES and args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor)
+                  and self.reordered.get(args[0]) is not None):
+                self.reordered[out] = self.reordered[args[0]]  # x.mT.contiguous(): still that reorder's output
+        return self._record(kind, func, args, kwargs, out, before, came)
+
+    def _reorder(self, reorder: tuple[str, tuple[int, ...] | None], args: Any, out: Any, came: frozenset[str]) -> None:
+        """Record a reorder and make its output a node of the dataflow (:class:`Reorder`)."""
+        assert self.permutes is not None and self.flow is not None
+        name, axes = reorder
+        label = f"<reorder {len(self.permutes) + 1}>"
+        tensors = list(_tensors(args))
+        before = self.reordered.get(tensors[0]) if len(tensors) == 1 else None
+        after = before if before is not None and came == frozenset({before}) else None
+        called = f"function {name}" if axes is not None else f"function {name} (axes not read)"
+        self.permutes.append(Reorder(label, called, axes, came, after))
+        self.flow.set(out, frozenset({label}))
+        for t in _tensors(out):
+            self.reordered[t] = label
+
+    def _record(self, kind: str | None, func: Any, args: Any, kwargs: Any, out: Any, before: int, came: frozenset[str] | None) -> Any:
         if kind:
             name = getattr(func, "__name__", kind)
             n = self.seen[name] = self.seen.get(name, 0) + 1
@@ -435,9 +478,151 @@ class _FunctionalCalls(torch.overrides.TorchFunctionMode):
         return out
 
 
-_PERMUTE_FUNCS = frozenset({torch.permute, torch.Tensor.permute, torch.transpose, torch.Tensor.transpose, torch.swapaxes,
-                            torch.Tensor.swapaxes, torch.swapdims, torch.Tensor.swapdims})
-"""The calls that reorder a tensor's axes, whose order verify compares with a spec's permute and transpose layers."""
+_TRANSPOSES = frozenset({torch.transpose, torch.Tensor.transpose, torch.Tensor.transpose_, torch.swapaxes, torch.Tensor.swapaxes,
+                         torch.Tensor.swapaxes_, torch.swapdims, torch.Tensor.swapdims, torch.Tensor.swapdims_})
+_MOVES = frozenset({torch.movedim, torch.Tensor.movedim, torch.moveaxis, torch.Tensor.moveaxis})
+_LAST_TWO = frozenset({torch.adjoint, torch.Tensor.adjoint})  # (and the properties x.mT, x.mH)
+_REVERSED = frozenset({torch.t, torch.Tensor.t, torch.Tensor.t_})  # (and the properties x.T, x.H)
+_COPIES = frozenset({torch.Tensor.contiguous, torch.Tensor.clone, torch.clone, torch.Tensor.detach})
+"""Calls whose result holds its input's values in its input's axes (a reorder's output copied stays that reorder's)."""
+
+
+def reorder_of(func: Any, args: Any, kwargs: dict[str, Any]) -> tuple[str, tuple[int, ...] | None] | None:
+    """Whether a call reorders the axes of its tensor, and how: (its name, :func:`axes_permutation` or None where the
+    arguments cannot be read); None for a call that reorders nothing.  Every spelling torch has: ``permute``,
+    ``transpose`` / ``swapaxes`` / ``swapdims`` (in place too), ``movedim`` / ``moveaxis``, ``x.mT`` / ``x.mH`` /
+    ``adjoint()`` (the last two axes), ``x.T`` / ``x.H`` / ``t()`` (all axes reversed), ``rot90`` by an odd number of
+    quarter turns (its two axes swapped), and an ``einsum`` that puts some operand's kept axes in another order: a
+    single operand's pure permutation (``"bchw->bwhc"``) is read, any other such einsum is a reorder not read
+    (review s10 #2: these spellings were not seen, so a model swapping H and W passed)."""
+    owner = getattr(func, "__self__", None)  # a property's getter: x.mT calls TensorBase.mT.__get__
+    tensors = list(_tensors(args))
+    x = tensors[0] if tensors else None
+    if not isinstance(x, torch.Tensor):
+        return None
+    rank = x.dim()
+    name = getattr(func, "__name__", "reorder")
+    if func in (torch.permute, torch.Tensor.permute):
+        rest = list(args[1:])
+        dims = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest or kwargs.get("dims")
+        return "permute", axes_permutation("permute", rank, dims=dims)
+    if func in _TRANSPOSES:
+        rest = list(args[1:])
+        names = ("dim0", "dim1") if "dim0" in kwargs else ("axis0", "axis1")
+        rest += [kwargs.get(n) for n in names[len(rest):]]
+        return name, axes_permutation("transpose", rank, dim0=rest[0], dim1=rest[1]) if len(rest) >= 2 else None
+    if func in _MOVES:
+        bound = {**dict(zip(("input", "source", "destination"), args, strict=False)), **kwargs}
+        return name, _moved(rank, bound.get("source"), bound.get("destination"))
+    if owner is torch.Tensor.mT or owner is torch.Tensor.mH or func in _LAST_TWO:
+        name = {id(torch.Tensor.mT): "mT", id(torch.Tensor.mH): "mH"}.get(id(owner), name)
+        return (name, axes_permutation("transpose", rank, dim0=-2, dim1=-1)) if rank >= 2 else None
+    if owner is torch.Tensor.T or owner is torch.Tensor.H or func in _REVERSED:
+        name = {id(torch.Tensor.T): "T", id(torch.Tensor.H): "H"}.get(id(owner), name)
+        return (name, tuple(range(rank - 1, -1, -1))) if rank >= 2 else None
+    if func in (torch.rot90, torch.Tensor.rot90):
+        bound = {**dict(zip(("input", "k", "dims"), args, strict=False)), **kwargs}
+        k, dims = bound.get("k", 1), bound.get("dims", (0, 1))
+        if not isinstance(k, int) or isinstance(k, bool) or not isinstance(dims, list | tuple) or len(dims) != 2:
+            return name, None
+        return (name, axes_permutation("transpose", rank, dim0=dims[0], dim1=dims[1])) if k % 2 else None
+    if func is torch.einsum:
+        how = _einsum_reorder(args, kwargs)
+        return None if how is False else (name, how if isinstance(how, tuple) else None)
+    return None
+
+
+def _moved(rank: int, source: Any, destination: Any) -> tuple[int, ...] | None:
+    """:func:`axes_permutation` of ``movedim(source, destination)`` (each an axis or a sequence of axes)."""
+    src = [source] if isinstance(source, int) else list(source) if isinstance(source, list | tuple) else None
+    dst = [destination] if isinstance(destination, int) else list(destination) if isinstance(destination, list | tuple) else None
+    if src is None or dst is None or len(src) != len(dst) or not all(isinstance(d, int) and -rank <= d < rank for d in (*src, *dst)):
+        return None
+    src, dst = [d % rank for d in src], [d % rank for d in dst]
+    if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+        return None
+    out: list[int | None] = [None] * rank
+    for s_, d in zip(src, dst, strict=True):
+        out[d] = s_
+    rest = iter(a for a in range(rank) if a not in src)
+    return tuple(a if a is not None else next(rest) for a in out)
+
+
+_ELLIPSIS = "..."
+
+
+def _einsum_terms(args: Any) -> tuple[list[list[str]], list[str], list[torch.Tensor]] | None:
+    """An einsum call's operands' subscripts, the output's, and the operands: ``"bchw->bwhc"`` or the sublist form
+    (``einsum(x, [0, 1, 2, 3], [0, 3, 2, 1])``); each subscript a letter, a number or :data:`_ELLIPSIS`; None if unread."""
+    if args and isinstance(args[0], str):
+        ops = list(args[1:])
+        if len(ops) == 1 and isinstance(ops[0], list | tuple):
+            ops = list(ops[0])
+        eq = args[0].replace(" ", "")
+        lhs, arrow, rhs = eq.partition("->")
+
+        def subs(term: str) -> list[str] | None:
+            parts = term.split(_ELLIPSIS)
+            if len(parts) > 2 or not all(c.isalpha() for c in "".join(parts)):
+                return None
+            return [*parts[0], *([_ELLIPSIS, *parts[1]] if len(parts) == 2 else [])]
+
+        terms = [subs(t) for t in lhs.split(",")]
+        out = subs(rhs) if arrow else None
+    elif args and isinstance(args[0], torch.Tensor):
+        pairs_ = list(args[:-1] if len(args) % 2 else args)  # operand, its sublist, ...; then the output's sublist, if given
+        rhs_list = args[-1] if len(args) % 2 else None
+        ops = pairs_[0::2]
+
+        def sublist(t: Any) -> list[str] | None:
+            return [_ELLIPSIS if d is Ellipsis else str(d) for d in t] if isinstance(t, list | tuple) else None
+
+        terms = [sublist(t) for t in pairs_[1::2]]
+        out = sublist(rhs_list)
+        arrow = "->" if rhs_list is not None else ""
+    else:
+        return None
+    if any(t is None for t in terms) or len(terms) != len(ops) or not all(isinstance(o, torch.Tensor) for o in ops):
+        return None
+    read = [t for t in terms if t is not None]
+    if not arrow:  # implicit output: the subscripts that occur once, in order (the ellipsis first)
+        flat = [s_ for t in read for s_ in t]
+        once = sorted((s_ for s_ in set(flat) if s_ != _ELLIPSIS and flat.count(s_) == 1), key=lambda s_: (len(s_), s_))  # (10 after 9)
+        out = [_ELLIPSIS, *once] if _ELLIPSIS in flat else once
+    if out is None:
+        return None
+    return read, out, ops
+
+
+def _einsum_reorder(args: Any, kwargs: dict[str, Any]) -> tuple[int, ...] | bool | None:
+    """False where an einsum keeps the axes of every operand that reach its output in their order (a product, a
+    contraction, a sum over an axis); a permutation where it is one operand's pure index permutation (``"bchw->bwhc"``:
+    no axis summed, none repeated); None where it reorders otherwise (it cannot be read as a permute)."""
+    if kwargs:
+        return None
+    read = _einsum_terms(args)
+    if read is None:
+        return None
+    terms, out, ops = read
+    keeps = True
+    for t in terms:
+        kept = [out.index(s_) for s_ in dict.fromkeys(t) if s_ in out]
+        keeps = keeps and all(a < b for a, b in pairwise(kept))
+    if keeps:
+        return False
+    if len(terms) != 1:
+        return None
+    t, x = terms[0], ops[0]
+    if len(set(t)) != len(t) or sorted(t) != sorted(out):
+        return None
+    letters = sum(s_ != _ELLIPSIS for s_ in t)
+    if x.dim() < letters:
+        return None
+    at, i = {}, 0
+    for s_ in t:  # each subscript's axes (the ellipsis stands for the axes the letters leave)
+        n = x.dim() - letters if s_ == _ELLIPSIS else 1
+        at[s_], i = list(range(i, i + n)), i + n
+    return tuple(a for s_ in out for a in at[s_])
 
 
 def axes_permutation(kind: str, rank: int, dims: Any = None, dim0: Any = None, dim1: Any = None) -> tuple[int, ...] | None:
@@ -457,21 +642,6 @@ def axes_permutation(kind: str, rank: int, dims: Any = None, dim0: Any = None, d
     perm = list(range(rank))
     perm[a % rank], perm[b % rank] = perm[b % rank], perm[a % rank]
     return tuple(perm)
-
-
-def _axes_of(func: Any, args: Any, kwargs: dict[str, Any]) -> tuple[int, ...] | None:
-    """:func:`axes_permutation` of a call of one of :data:`_PERMUTE_FUNCS` (``x.permute(0, 2, 1)``,
-    ``x.permute((0, 2, 1))``, ``torch.transpose(x, 1, 2)``, ``x.swapaxes(1, 2)``)."""
-    x = args[0] if args else kwargs.get("input")
-    if not isinstance(x, torch.Tensor):
-        return None
-    rest = list(args[1:])
-    if getattr(func, "__name__", "") == "permute":
-        dims = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest or kwargs.get("dims")
-        return axes_permutation("permute", x.dim(), dims=dims)
-    names = ("dim0", "dim1") if "dim0" in kwargs else ("axis0", "axis1")
-    rest += [kwargs.get(n) for n in names[len(rest):]]
-    return axes_permutation("transpose", x.dim(), dim0=rest[0], dim1=rest[1]) if len(rest) >= 2 else None
 
 
 def _inplace_of(func: Any, args: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -663,7 +833,7 @@ def measure_module(
     transparent = {id(m) for _, m in targets if classify(m) is None}
     starts: list[tuple[int, int]] = []
     flow = _Flow() if functional else None
-    permutes: list[tuple[str, tuple[int, ...] | None]] | None = None
+    permutes: list[Reorder] | None = None
 
     def pre_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:

@@ -59,7 +59,8 @@ upsample's ``mode`` and ``align_corners``, a convolution's ``padding_mode``, and
 a softmax's ``dim``, a norm's ``normalized_shape``, ``num_groups``, LRN's ``size`` and a batch norm's
 ``track_running_stats``, a Swin window's ``shift_size``, and the drop probabilities (dropout's
 ``p``, attention's ``dropout_p`` / ``dropout``, a drop-path's ``p`` and mode) too; a permute's or transpose's axes
-against the model's own calls that reorder axes outside its modules (:func:`_functional_axes`).  A select's index and a
+against the model's own calls that reorder axes outside its modules, in any spelling (:func:`archcalc.torch.measure.reorder_of`;
+:func:`_functional_axes`), each such call then that layer's output in the wiring.  A select's index and a
 slice's start are not read from a model's indexing: those layers are listed as not compared.
 
 The wiring is compared (:func:`_wiring`): each matched layer's inputs, read through the spec layers
@@ -79,7 +80,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
@@ -96,7 +97,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..report import Report, Row
-    from .measure import LayerMeasure
+    from .measure import LayerMeasure, Reorder
 
 OPTIONAL_TYPES = frozenset({
     "add", "concat", "identity", "flatten", "unflatten", "subsample", "channelpad",
@@ -664,7 +665,7 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
     import torch
     from torch import nn
 
-    from .measure import TorchRunError, measure_module
+    from .measure import LayerMeasure, TorchRunError, measure_module
 
     if not isinstance(model, nn.Module):
         raise SpecError(f"expected a torch.nn.Module to verify against, got {type(model).__name__}", field="module", file=file)
@@ -770,8 +771,12 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
         else:
             matched(s, lm, False)
             i, j = i + 1, j + 1
-    layers = _functional_axes(layers, m.permutes, windows or {}, {r.name: r.inputs for r in spec_rows})
-    layers, output_wired = _wiring(layers, spec_rows, calls, pairs, (output, m.output_sources))
+    reorders = m.permutes or ()
+    layers, paired, alike = _functional_axes(layers, m.permutes, _readers(calls, reorders, m.output_sources), windows or {},
+                                             {r.name: r.inputs for r in spec_rows}, output)
+    pairs.update(paired)  # a reorder paired with a spec layer is that layer's output, in the wiring too (review s10 #7)
+    nodes = [LayerMeasure(r.label, None, r.called, 1, None, 0, 0, sources=r.sources) for r in reorders]
+    layers, output_wired = _wiring(layers, spec_rows, [*calls, *nodes], pairs, (output, m.output_sources), alike)
     if any(lc.type == "rotary" and not lc.rows for lc in layers):
         layers = _rotary_bases(model, layers, windows or {})
     totals = _totals(report, analytic, output, m.output_shape, m.total_params, m.total_macs, not_run=m.not_run)
@@ -781,46 +786,130 @@ def _verify_module(model: nn.Module, report: Report, analytic: dict[str, dict[st
 FUNCTIONAL_OP = "no module in the model (a functional op there)"
 
 
-def _functional_axes(layers: list[LayerCheck], permutes: Sequence[tuple[str, tuple[int, ...] | None]] | None,
-                     settings: Mapping[str, Mapping[str, Any]], inputs: Mapping[str, Sequence[str]]) -> list[LayerCheck]:
+def _readers(calls: Sequence[LayerMeasure], reorders: Sequence[Reorder], output: frozenset[str] | None) -> dict[str, list[str]]:
+    """Label -> the calls and reorders (and :data:`THE_OUTPUT`) that read its output, in the model's dataflow."""
+    out: dict[str, list[str]] = {}
+    for label, came in [*((c.label, c.sources) for c in calls), *((r.label, r.sources) for r in reorders), (THE_OUTPUT, output)]:
+        for src in came or ():
+            out.setdefault(src, []).append(label)
+    return out
+
+
+THE_OUTPUT = "<output>"
+
+
+def _composed(first: tuple[int, ...] | None, then: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The one reorder that two in a row make (each a tuple of where each output axis comes from)."""
+    if first is None or then is None or len(first) != len(then):
+        return None
+    return tuple(first[a] for a in then)
+
+
+def _identity(axes: tuple[int, ...] | None) -> bool:
+    return axes is not None and axes == tuple(range(len(axes)))
+
+
+def _model_reorders(reorders: Sequence[Reorder], readers: Mapping[str, Sequence[str]]) -> list[tuple[str, str, tuple[int, ...] | None]]:
+    """The model's reorders as verify pairs them: (label, what was called, axes), in order; a reorder whose output only
+    the next reorders (``x.mT.movedim(1, 3)``, ``x.transpose(2, 3).contiguous().permute(0, 2, 3, 1)``) is one with it,
+    as the spec's one permute for both (review s10 #2); a chain that reorders nothing (a transpose and its undoing) none."""
+    made: dict[str, tuple[str, tuple[int, ...] | None]] = {}  # label -> (called, axes so far), chains included
+    counted: dict[str, None] = {}
+    for r in reorders:
+        called, axes = r.called, r.axes
+        if r.after is not None and r.after in made and list(readers.get(r.after, ())) == [r.label]:
+            before, first = made[r.after]
+            counted.pop(r.after, None)
+            called, axes = f"{before}, then {r.called.removeprefix('function ')}", _composed(first, r.axes)
+        made[r.label] = (called, axes)
+        if not _identity(axes):
+            counted[r.label] = None
+    return [(label, *made[label]) for label in counted]
+
+
+def _spec_reorders(layers: Sequence[LayerCheck], open_: Sequence[int], settings: Mapping[str, Mapping[str, Any]],
+                   inputs: Mapping[str, Sequence[str]], output: str) -> tuple[list[tuple[int, list[str], tuple[int, ...] | None]], list[int]]:
+    """The spec's open reorders as verify pairs them: (the index of the last layer, the chain's names, its axes), in
+    order, a permute or transpose read only by the next one (``p1`` then ``p2`` on p1 alone) one with it, as the model's
+    calls (:func:`_model_reorders`); and the indices of chains that reorder nothing."""
+    name_at = {layers[i].name: i for i in open_}
+    read_by: dict[str, list[str]] = {}
+    for name, ins in inputs.items():
+        for src in ins:
+            read_by.setdefault(src, []).append(name)
+    chains: dict[str, tuple[int, list[str], tuple[int, ...] | None]] = {}
+    for i in open_:
+        name = layers[i].name
+        axes = settings.get(name, {}).get("axes")
+        mine = tuple(axes) if axes is not None else None
+        ins = list(inputs.get(name, ()))
+        prev = ins[0] if len(ins) == 1 else None
+        if prev in chains and prev in name_at and prev != output and read_by.get(prev, []) == [name]:
+            _, names, first = chains.pop(prev)
+            chains[name] = (i, [*names, name], _composed(first, mine))
+        else:
+            chains[name] = (i, [name], mine)
+    kept = [c for c in chains.values() if not _identity(c[2])]
+    return kept, [name_at[n] for c in chains.values() if _identity(c[2]) for n in c[1]]
+
+
+def _functional_axes(layers: list[LayerCheck], permutes: Sequence[Reorder] | None, readers: Mapping[str, Sequence[str]],
+                     settings: Mapping[str, Mapping[str, Any]], inputs: Mapping[str, Sequence[str]],
+                     output: str) -> tuple[list[LayerCheck], dict[str, str], list[frozenset[str]]]:
     """The spec's permute and transpose layers that no module computes, against the model's own calls that reorder
     axes outside its modules (:attr:`Measurement.permutes`), in order, as one form (the axis each output axis comes
     from): a model that swaps other axes has other receptive fields, with the same shapes, params and MACs (review s9
-    #7: ``x.permute(0, 3, 2, 1)`` for the spec's ``(0, 2, 3, 1)``).  Paired only where both have as many; else they
-    stay not compared, and the note says why."""
+    #7: ``x.permute(0, 3, 2, 1)`` for the spec's ``(0, 2, 3, 1)``).  Reorders in a row are one on either side
+    (:func:`_model_reorders`, :func:`_spec_reorders`).  Paired only where both have as many; else they stay not
+    compared, and the note says why.  Also returns the pairs whose axes were read (model label -> spec layer): the
+    wiring treats each such call as that layer's output (review s10 #7: a transpose on the other branch passed); and
+    the sets of those calls whose layers have the same axes as they: which is which is read from the wiring
+    (:func:`_wiring`), not from call order (a model making k's transpose before q's is the spec that lists q's first)."""
     open_ = [i for i, lc in enumerate(layers) if lc.type in ("permute", "transpose") and lc.module is None and lc.note == FUNCTIONAL_OP]
     if not open_ or permutes is None:
-        return layers
+        return layers, {}, []
     out = list(layers)
-    ranks = [(len(settings.get(layers[i].name, {}).get("axes") or ()), len(theirs or ())) for i, (_, theirs) in zip(open_, permutes, strict=False)]
-    if len(permutes) != len(open_) or any(a != b for a, b in ranks):
+    groups, undone = _spec_reorders(layers, open_, settings, inputs, output)
+    for i in undone:
+        out[i] = replace(layers[i], note=f"{FUNCTIONAL_OP}; with the reorders next to it, it reorders no axes: nothing to compare")
+    ours = _model_reorders(permutes, readers)
+    ranks = [(len(mine or ()), len(theirs)) for (_, _, mine), (_, _, theirs) in zip(groups, ours, strict=False) if theirs is not None]
+    index = {lc.name: i for i, lc in enumerate(layers)}
+    members = [index[n] for _, chain_names, _ in groups for n in chain_names]
+    if len(ours) != len(groups) or any(a != b for a, b in ranks):
         note = (f"{FUNCTIONAL_OP}; its axes are not compared: the model reorders the axes of tensors made from its input "
-                f"{len(permutes)} time{'s' if len(permutes) != 1 else ''} outside its modules, the spec has {len(open_)} such layers"
-                + ("" if len(permutes) != len(open_) else ", of other ranks in order"))
-        for i in open_:
+                f"{len(ours)} time{'s' if len(ours) != 1 else ''} outside its modules, the spec {len(groups)} time{'s' if len(groups) != 1 else ''}"
+                + ("" if len(ours) != len(groups) else ", of other ranks in order"))
+        for i in members:
             out[i] = replace(layers[i], note=note)
-        return out
-    names = [layers[i].name for i in open_]
+        return out, {}, []
+    names = [layers[g[0]].name for g in groups]
     chain = all(_reads_from(inputs, later, earlier) for earlier, later in pairwise(names))
-    if not chain and len({tuple(settings.get(n, {}).get("axes") or ()) for n in names}) > 1:
+    if not chain and len({g[2] for g in groups}) > 1:
         # different reorders on parallel branches: paired in call order, branches that run theirs in the other order with
         # the axes swapped between them would read OK; which call is which layer's is not followed, so none is compared
-        note = (f"{FUNCTIONAL_OP}; its axes are not compared: the spec has {len(open_)} such layers with different axes on "
+        note = (f"{FUNCTIONAL_OP}; its axes are not compared: the spec has {len(groups)} such layers with different axes on "
                 "separate branches, and which of the model's reorders outside its modules is which layer's is not followed")
-        for i in open_:
+        for i in members:
             out[i] = replace(layers[i], note=note)
-        return out
-    for i, (called, theirs) in zip(open_, permutes, strict=True):
+        return out, {}, []
+    paired: dict[str, str] = {}
+    alike: dict[tuple[int, ...], set[str]] = {}
+    for (i, chain_names, mine), (label, called, theirs) in zip(groups, ours, strict=True):
         lc = layers[i]
-        mine = settings.get(lc.name, {}).get("axes")
+        for n in chain_names[:-1]:  # the earlier layers of a chain: compared as one with the last
+            out[index[n]] = replace(layers[index[n]], note=f"{FUNCTIONAL_OP}; its axes are compared as one reorder with {lc.name!r}'s")
         if mine is None or theirs is None:
-            out[i] = replace(lc, note=f"{FUNCTIONAL_OP}; its axes could not be read")
-        elif mine == theirs:  # (a row of its own: a layer without rows reads "not compared")
-            out[i] = replace(lc, module=called, note=None, rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), True, called)])
-        else:
-            out[i] = replace(lc, module=called, note=None,
-                             rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), False, called, SETTING_WHY["axes"])])
-    return out
+            out[i] = replace(lc, note=f"{FUNCTIONAL_OP}; its axes could not be read" + (f" ({called})" if theirs is None else ""))
+            continue
+        paired[label] = lc.name
+        if mine == theirs:
+            alike.setdefault(mine, set()).add(label)
+        whys = [f"the spec's {', '.join(chain_names)} in a row, as one reorder"] if len(chain_names) > 1 else []
+        why = "; ".join([*whys, *([] if mine == theirs else [SETTING_WHY["axes"]])]) or None
+        # (a row of its own: a layer without rows reads "not compared")
+        out[i] = replace(lc, module=called, note=None, rows=[VerifyRow(lc.name, "axes", _axes(mine), _axes(theirs), mine == theirs, called, why)])
+    return out, paired, [frozenset(labels) for labels in alike.values() if len(labels) > 1]
 
 
 def _reads_from(inputs: Mapping[str, Sequence[str]], name: str, source: str) -> bool:
@@ -845,7 +934,7 @@ WIRING_WHY = "the receptive fields and training memory would differ (shapes, par
 
 
 def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[LayerMeasure], pairs: Mapping[str, str],
-            output: tuple[str, frozenset[str] | None]) -> tuple[list[LayerCheck], bool]:
+            output: tuple[str, frozenset[str] | None], alike: Sequence[frozenset[str]] = ()) -> tuple[list[LayerCheck], bool]:
     """Each matched layer's inputs against the model's dataflow (quantity ``inputs``; a layer whose
     inputs were compared says ``inputs`` in :attr:`LayerCheck.compared`), and whether the output's were.
 
@@ -903,6 +992,14 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
                 spec_memo[name] = frozenset().union(*(spec_side(i) for i in row.inputs))
         return spec_memo[name]
 
+    def fed_by(label: str) -> frozenset[str] | None:
+        """The spec names of the compared calls that feed call ``label``; None if unknown."""
+        c = by_label.get(label)
+        parts = [model_side(s) for s in c.sources] if c is not None and c.sources is not None else [None]
+        return None if any(p is None for p in parts) else frozenset().union(*(p for p in parts if p is not None))
+
+    pairs = _alike_by_wiring(pairs, alike, fed_by, spec_side, spec_of)
+    model_memo.clear()
     label_of = {v: k for k, v in pairs.items()}
     out = []
     for lc in layers:
@@ -939,6 +1036,27 @@ def _wiring(layers: list[LayerCheck], spec_rows: Sequence[Row], calls: Sequence[
             wrong = VerifyRow(name, "inputs", ", ".join(sorted(mine)) or "nothing", ", ".join(sorted(theirs)), False, None, note)
             out.append(LayerCheck(f"{name} (the output)", None, None, [wrong], {}, None))
     return out, output_wired
+
+
+def _alike_by_wiring(pairs: Mapping[str, str], alike: Sequence[frozenset[str]], fed_by: Callable[[str], frozenset[str] | None],
+                     spec_side: Callable[[str], frozenset[str]], spec_of: Mapping[str, Row]) -> dict[str, str]:
+    """``pairs`` with the model's reorders of each ``alike`` set (paired in call order with spec layers of the same axes
+    as theirs) given the layer among them whose inputs are theirs: the same operation on other tensors, so a model that
+    makes k's transpose before q's is the spec that lists q's first.  Those left keep their layers in call order."""
+    out = dict(pairs)
+    for labels in alike:
+        order = [label for label in pairs if label in labels]
+        free = [pairs[label] for label in order]
+        given: dict[str, str] = {}
+        for label in order:
+            c = fed_by(label)
+            hit = next((n for n in free if c and frozenset().union(*(spec_side(i) for i in spec_of[n].inputs)) == c), None)
+            if hit is not None:
+                given[label] = hit
+                free.remove(hit)
+        for label in order:
+            out[label] = given.get(label) or free.pop(0)
+    return out
 
 
 def _rotary_bases(model: nn.Module, layers: list[LayerCheck], settings: Mapping[str, Mapping[str, Any]]) -> list[LayerCheck]:
