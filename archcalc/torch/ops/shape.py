@@ -110,6 +110,7 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
         and len(per) == len(shape) + 1
         and isinstance(per[0], int)
         and per[0] > 1
+        and not same(per[1], 1)  # groups of one channel: no shuffle, and (s, d) viewed as (s, 1, d) is one head (multi-query attention)
         and same(per[0] * per[1], shape[0])
         and all(same(x, y) for x, y in zip(per[2:], shape[1:], strict=True))
     ):
@@ -122,7 +123,9 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
                 fields = {"start_dim": a + 1, "end_dim": -1 if b == len(shape) else b}
                 imp.emit(node, "flatten", fields, [src])
                 return
-    for a in range(len(shape)):  # one axis split in several: x.view(b, c, 1, 1) after a Linear (squeeze-and-excitation)
+    # one axis split in several: x.view(b, c, 1, 1) after a Linear (squeeze-and-excitation); the last axis that can be, where
+    # axes of 1 make it ambiguous: (s, d) viewed as (s, 1, d) is d split into one head (multi-query attention), not s into (s, 1)
+    for a in reversed(range(len(shape))):
         for n in range(2, len(per) - len(shape) + 2):
             pieces = per[a : a + n]
             if (
