@@ -8,6 +8,9 @@ the batch axis is ``x`` (per sample nothing changes: a class token over the batc
 sample is read as ``x`` only by an elementwise op whose other operand already has the expanded size on every widened axis
 (then broadcasting gives the same output, squeeze-and-excitation's ``x * s.expand_as(x)``), and any other reader is
 refused in one line naming it and the expand (archcalc has no layer that makes the copies).
+
+``cls_token.repeat(B, 1, 1)`` (or ``torch.tile``) of a parameter with a leading 1 writes the same values as
+``expand(B, -1, -1)``: read so (before: refused, the batch axis must be repeated once).
 """
 
 from __future__ import annotations
@@ -161,3 +164,60 @@ def test_an_expand_that_keeps_every_size_is_the_tensor_itself() -> None:
     spec = spec_from_module(Net(), (3, 4, 5))
     assert [lay["type"] for lay in spec["layers"]] == ["flatten"]
     assert analyze(parse_spec(spec)).rows[-1].output_shape == (3 * 4 * 5,)
+
+
+class RepeatedToken(nn.Module):
+    """A class token copied over the batch by ``repeat(B, 1, 1)`` (or ``tile``) instead of ``expand(B, -1, -1)``: torch
+    writes B copies where expand makes a view, the same (B, 1, D) values; ``per_sample`` more copies along the tokens."""
+
+    def __init__(self, how: str = "repeat", per_sample: int = 1, token: tuple[int, ...] = (1, 1, 8)) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(*token))
+        self.proj = nn.Linear(6, 8)
+        self.how, self.per_sample = how, per_sample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        b = x.shape[0]
+        if self.how == "repeat":
+            tok = self.cls_token.repeat(b, self.per_sample, 1)
+        elif self.how == "tile":
+            tok = torch.tile(self.cls_token, (b, self.per_sample, 1))
+        else:  # the batch of a batched tensor: B x B samples
+            tok = x[:, :1].repeat(b, 1, 1)
+        return torch.cat([tok, x], dim=1)
+
+
+@pytest.mark.parametrize("how", ["repeat", "tile"])
+def test_a_class_token_repeated_over_the_batch_is_read_as_expanded(how: str) -> None:
+    """Before: refused, "repeat by (N, 1, 1): archcalc reads whole-number counts of at least 1 and the batch axis kept"."""
+    spec = spec_from_module(RepeatedToken(how), (5, 6))
+    assert spec["layers"] == spec_from_module(ClassToken(), (5, 6))["layers"]  # linear, parameter (1, 8), concat
+    rep = analyze(parse_spec(spec))
+    assert rep.rows[-1].output_shape == tuple(RepeatedToken(how)(torch.randn(2, 5, 6)).shape[1:]) == (1 + 5, 8)
+    assert rep.totals["params"] == 6 * 8 + 8 + 8  # the linear's, and the token's 8
+    r = verify_spec(spec, RepeatedToken(how))
+    assert r.ok, r.failure_message()
+
+
+def test_a_class_token_repeated_over_the_batch_and_the_tokens() -> None:
+    """``repeat(B, 2, 1)``: the token over the batch, and 2 copies of it along the tokens (a concat, as any tile)."""
+    spec = spec_from_module(RepeatedToken(per_sample=2), (5, 6))
+    assert [lay["type"] for lay in spec["layers"]] == ["linear", "parameter", "concat", "concat"]
+    rep = analyze(parse_spec(spec))
+    assert rep.rows[-1].output_shape == tuple(RepeatedToken(per_sample=2)(torch.randn(2, 5, 6)).shape[1:]) == (2 + 5, 8)
+    r = verify_spec(spec, RepeatedToken(per_sample=2))
+    assert r.ok, r.failure_message()
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [
+        (RepeatedToken("batched"), r"repeat by \(N, 1, 1\): archcalc reads whole-number counts of at least 1 and the batch axis kept"),
+        (RepeatedToken(token=(2, 1, 8)), r"repeat by \(N, 1, 1\) of the parameter 'cls_token' of shape \(2, 1, 8\): archcalc reads a "
+                                         r"repeat over the batch only of a leading axis of 1"),
+    ],
+)
+def test_other_repeats_over_the_batch_are_refused(model: nn.Module, why: str) -> None:
+    with pytest.raises(SpecError, match=why):
+        spec_from_module(model, (5, 6))

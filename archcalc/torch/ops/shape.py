@@ -344,15 +344,25 @@ def _tile(imp: Importer, node: fx.Node) -> None:
     (:func:`archcalc.report.cached_per_position`)."""
     if node.kwargs:
         raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
-    src = imp.tensor(node, node.args[0])
-    shape = imp.shape(src)
     raw = list(node.args[1:])
     reps = list(imp.value(raw[0])) if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else [imp.value(x) for x in raw]
-    rank = len(shape) + 1
     tile = getattr(node.target, "__name__", node.target) == "tile"  # (x.tile: the method's name; torch.tile: the function)
+    fn = "tile" if tile else "repeat"
+    v = imp.value(node.args[0])
+    if isinstance(v, Attr) and v.parameter and reps and reps[0] is BATCH and len(reps) >= len(v.shape):
+        # cls_token.repeat(B, 1, 1): a parameter of a leading 1 copied over the batch, as expand(B, -1, -1), the same
+        # tensor in every sample (the parameter layer, broadcast over the batch); the other counts tile it as below
+        if ((1,) * (len(reps) - len(v.shape)) + tuple(v.shape))[0] != 1:
+            raise imp.unsupported(node, f"{fn} by {_shape_text(reps)} of {describe(v)} of shape {v.shape}: archcalc reads a repeat over "
+                                  "the batch only of a leading axis of 1 (cls_token.repeat(B, 1, 1))")
+        src = imp.parameter(node, v, len(reps) - 1)
+        reps = [1, *reps[1:]]
+    else:
+        src = imp.tensor(node, node.args[0])
+    shape = imp.shape(src)
+    rank = len(shape) + 1
     if tile and len(reps) < rank:  # torch.tile: fewer counts than axes are the last axes'
         reps = [1] * (rank - len(reps)) + reps
-    fn = "tile" if tile else "repeat"
     if len(reps) != rank:
         raise imp.unsupported(node, f"{fn} by {_shape_text(reps)} of a tensor of {rank} axes {_shape_text([BATCH, *shape])}: archcalc "
                               "reads one count per axis (more add axes before the batch)")
