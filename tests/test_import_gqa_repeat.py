@@ -459,3 +459,63 @@ def test_llama2_70b_layout_with_repeat_kv_has_the_published_count_and_cache(how:
     per_layer = 2 * h + 2 * h * h + 2 * h * kv_d + 3 * h * ffn  # two RMSNorms, q and o, k and v (8 heads of 128), gate/up/down
     assert analyze(arch, convention="torch").totals["params"] == V * h + layers * per_layer + h + h * V == 68_976_648_192
     assert inference_costs(arch, 4096).kv_cache_bytes == 2 * layers * 4096 * 8 * 128 * 2 == 1_342_177_280
+
+
+# multi-query attention (Shazeer 2019, "Fast Transformer Decoding: One Write-Head is All You Need"): one key/value head
+# shared by 4 query heads of 32 / 4 = 8, grouped-query attention's n_kv = 1 (Ainslie et al. 2023, sec. 2)
+MQA = LlamaConfig(vocab_size=100, n_layer=LAYERS, n_head=4, n_kv_head=1, dim=32, hidden=64)
+
+
+def mqa(how: str) -> Llama:
+    if how == "enable_gqa":  # tests/lm_models.py's Llama: sdpa with enable_gqa=True, no repeat
+        torch.manual_seed(0)
+        return Llama(MQA)
+    return llama(how, cfg=MQA)
+
+
+def mqa_repeat_kv() -> Llama:
+    return mqa("repeat_kv")
+
+
+def mqa_unsqueeze_flatten() -> Llama:
+    return mqa("unsqueeze_flatten")
+
+
+def mqa_repeat_interleave() -> Llama:
+    return mqa("repeat_interleave")
+
+
+def mqa_enable_gqa() -> Llama:
+    return mqa("enable_gqa")
+
+
+@pytest.mark.parametrize("how", ["repeat_kv", "unsqueeze_flatten", "repeat_interleave", "enable_gqa"])
+def test_multi_query_attention_imports_as_grouped_query_attention_of_one_kv_head(tmp_path: Path, how: str) -> None:
+    """n_kv = 1 imports as any n_kv: sdpa with enable_gqa over k and v of 1 head, verified, and a cache of that 1 head.
+    Before (review s10, section 11): refused, "node 'getattr_2' (call_function getattr) has no archcalc layer type: attribute
+    'shape'" (k's view(b, s, 1, d) of (b, s, d) was read as the first step of a channel shuffle, s groups of 1 channel), and
+    with enable_gqa=True, no repeat, the same view was refused at the rotary's k * cos."""
+    factory = f"test_import_gqa_repeat:mqa_{how}"
+    out = tmp_path / "mqa.json"
+    r = cli("import", factory, "--input", str(T), "-o", str(out))
+    assert r.code == 0, r.err
+    arch = parse_spec(json.loads(out.read_text()))
+    rows = {row.name: row for row in analyze(arch, convention="torch").rows}
+    sdpa = [layer for layer in arch.layers if layer.kind == "scaled_dot_product_attention"]
+    assert len(sdpa) == LAYERS and all(layer.enable_gqa and layer.is_causal for layer in sdpa)  # type: ignore[attr-defined]
+    read = [[rows[i].output_shape for i in rows[layer.name].inputs] for layer in sdpa]
+    assert read == [[(4, T, 8), (1, T, 8), (1, T, 8)]] * LAYERS  # q of 4 heads, k and v of 1
+    # params: embedding 100 x 32, per layer wq 32 x 32, wk and wv 32 x (1 head x 8), wo 32 x 32, the SwiGLU's 3 x 32 x 64,
+    # 2 RMSNorms of 32; the final RMSNorm 32 and the head 32 x 100 (Llama's own parameters, counted by torch)
+    per_layer = 32 * 32 + 2 * 32 * 8 + 32 * 32 + 3 * 32 * 64 + 2 * 32
+    assert analyze(arch, convention="torch").totals["params"] == 100 * 32 + LAYERS * per_layer + 32 + 32 * 100
+    assert analyze(arch, convention="torch").totals["params"] == sum(p.numel() for p in mqa(how).parameters())
+    r = cli("verify", str(out), "--module", factory)
+    assert r.code == 0 and "\nOK: " in r.out, r.out + r.err
+    # the KV cache of 32 positions in float16: 2 (k and v) x 2 layers x 32 x 1 head x 8 x 2 bytes (at decode, one position
+    # a step: k's view splits d into one head, not the positions into (s, 1))
+    r = cli("inference", str(out), "--cache", "32", "--format", "json")
+    assert r.code == 0, r.err
+    costs = json.loads(r.out)
+    assert costs["kv_per_position"] == 2 * LAYERS * 1 * 8 == 32
+    assert costs["kv_cache_bytes"] == 2 * LAYERS * 32 * 1 * 8 * 2 == 2048

@@ -98,6 +98,20 @@ class Repeated:
     expanded: bool = False
 
 
+@dataclass(frozen=True)
+class Expanded:
+    """``x.expand(...)`` or ``x.expand_as(y)`` (fx node ``call``) of tensor ``src`` to the larger per-sample ``shape``: axes
+    of 1 broadcast to ``shape``'s sizes, a view of copies (an expand that changes only the batch axis is ``src`` itself).
+    No spec layer makes those copies, so it is read as ``src`` only where torch's broadcasting makes that exact: an
+    elementwise op whose other operand already has the expanded sizes (squeeze-and-excitation's ``x * s.expand_as(x)``);
+    any other reader is refused (:meth:`Importer.tensor`)."""
+
+    src: str
+    src_shape: tuple[Any, ...]
+    shape: tuple[Any, ...]
+    call: str
+
+
 def new_axis_at(idx: Any, rank: int) -> int:
     """Where ``x[idx]`` puts its one new axis, counted from the front (the batch axis 0), for ``x`` of ``rank`` axes
     with the batch's, when ``idx`` is one None among whole axes (``[:, :, None, :, :]``, ``[:, :, None]``,
@@ -586,6 +600,10 @@ class Importer:
             raise Downstream
         if isinstance(v, Positions):
             raise self.unsupported(node, f"{describe(v)} used as a tensor (only an nn.Embedding may read it: learned positions)")
+        if isinstance(v, Expanded):
+            raise self.unsupported(node, f"reads {describe(v)}: archcalc has no layer that makes the copies, and reads an expand as its "
+                                   "input only where broadcasting makes that exact (an elementwise op whose other operand has the "
+                                   "expanded shape)")
         if isinstance(v, Attr) and "parameter" in TYPE_NAMES:
             return self.parameter(node, v)
         if isinstance(v, Attr):
@@ -1127,6 +1145,8 @@ def describe(v: Any) -> str:
         return (f"{v.src!r} with each entry of axis {v.axis + 1} repeated {v.times} times{how} (repeat_kv, repeat_interleave): archcalc "
                 "reads such a repeat only as the k and v of F.scaled_dot_product_attention, repeated along the heads to q's (grouped-query "
                 "attention)")
+    if isinstance(v, Expanded):
+        return f"{v.src!r} of shape {_dims_text(v.src_shape)} expanded to {_dims_text(v.shape)} (node {v.call!r})"
     if isinstance(v, Unbound | Split):
         return "the pieces of an unbind or split (index them)"
     if isinstance(v, Refused):
@@ -1136,6 +1156,10 @@ def describe(v: Any) -> str:
     if isinstance(v, list | tuple):
         return f"a {type(v).__name__} of {len(v)}"
     return f"the constant {v!r}"
+
+
+def _dims_text(per_sample: Sequence[Any]) -> str:
+    return "(" + ", ".join(str(d) for d in (BATCH, *per_sample)) + ")"
 
 
 def spec_dim(v: Dim) -> Any:

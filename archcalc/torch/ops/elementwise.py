@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...dims import as_int
 from ...layers import TYPE_NAMES
-from ..importer import Attr, Batch, Grouped, Importer, Pieces, TensorRef, Unusable, contains, describe, implicit_softmax_dim
+from ..importer import Attr, Batch, Expanded, Grouped, Importer, Pieces, TensorRef, Unusable, contains, describe, implicit_softmax_dim, same
 from ..registry import Handler, handles, register
 
 if TYPE_CHECKING:
@@ -93,6 +93,9 @@ def _arith(kind: str, inplace: bool = False, reflected: bool = False) -> Handler
             raise imp.unsupported(node, "expected two operands")
         a, b = operands[::-1] if reflected else operands
         va, vb = imp.value(a), imp.value(b)
+        if isinstance(va, Expanded) or isinstance(vb, Expanded):  # the expand read as its input where broadcasting makes that exact
+            a, b = _broadcast_exactly(imp, node, kind, va, vb), _broadcast_exactly(imp, node, kind, vb, va)
+            va, vb = a, b
         if not _is_tensor(va) and not _is_tensor(vb):
             if contains([va, vb], lambda x: isinstance(x, Batch | Pieces | Grouped | Unusable)) or not (_number(va) and _number(vb)):
                 raise imp.unsupported(node, f"arithmetic on {describe(va)} and {describe(vb)}")
@@ -121,6 +124,22 @@ def _arith(kind: str, inplace: bool = False, reflected: bool = False) -> Handler
         imp.emit(node, "scalar", {"op": op, "value": float(number)}, [imp.tensor(node, tensor_arg)])
 
     return handle
+
+
+def _broadcast_exactly(imp: Importer, node: fx.Node, kind: str, v: Any, other: Any) -> Any:
+    """Operand ``v`` of an elementwise op with ``other``: an :class:`Expanded` read as the tensor it expands, where the
+    other operand has the expanded size on every axis the expand widens, so that torch's broadcasting makes the same
+    output of either (``x * s.expand_as(x)``, s of (C, 1, 1) and x of (C, H, W)); else refused in one line."""
+    if not isinstance(v, Expanded):
+        return v
+    shape = imp.shape(other.name) if isinstance(other, TensorRef) else other.src_shape if isinstance(other, Expanded) else None
+    if shape is not None and len(shape) == len(v.shape) and all(
+        same(s, f) or same(o, f) for s, f, o in zip(v.src_shape, v.shape, shape, strict=True)
+    ):
+        return TensorRef(v.src)
+    raise imp.unsupported(node, f"{kind} of {describe(v)} and {describe(other)}: archcalc has no layer that makes the expand's copies, and "
+                          "reads it as its input only where the other operand has the expanded size on every axis it widens (the same "
+                          "output by broadcasting)")
 
 
 def _layerscale(imp: Importer, node: fx.Node, a: Any, b: Any, va: Any, vb: Any) -> bool:

@@ -12,6 +12,7 @@ from ...layers import TYPE_NAMES
 from ..importer import (
     BATCH,
     Attr,
+    Expanded,
     Grouped,
     Importer,
     Moved,
@@ -109,6 +110,7 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
         and len(per) == len(shape) + 1
         and isinstance(per[0], int)
         and per[0] > 1
+        and not same(per[1], 1)  # groups of one channel: no shuffle, and (s, d) viewed as (s, 1, d) is one head (multi-query attention)
         and same(per[0] * per[1], shape[0])
         and all(same(x, y) for x, y in zip(per[2:], shape[1:], strict=True))
     ):
@@ -121,7 +123,9 @@ def _reshape(imp: Importer, node: fx.Node) -> None:
                 fields = {"start_dim": a + 1, "end_dim": -1 if b == len(shape) else b}
                 imp.emit(node, "flatten", fields, [src])
                 return
-    for a in range(len(shape)):  # one axis split in several: x.view(b, c, 1, 1) after a Linear (squeeze-and-excitation)
+    # one axis split in several: x.view(b, c, 1, 1) after a Linear (squeeze-and-excitation); the last axis that can be, where
+    # axes of 1 make it ambiguous: (s, d) viewed as (s, 1, d) is d split into one head (multi-query attention), not s into (s, 1)
+    for a in reversed(range(len(shape))):
         for n in range(2, len(per) - len(shape) + 2):
             pieces = per[a : a + n]
             if (
@@ -228,14 +232,59 @@ def _dim(imp: Importer, node: fx.Node) -> None:
 
 
 @handles("Tensor.expand_as", "Tensor.expand")
-def _alias(imp: Importer, node: fx.Node) -> None:
-    """``x.contiguous()``, ``y.expand_as(x)``: the same tensor, no layer (a layer that cannot broadcast it says so).
+def _expand(imp: Importer, node: fx.Node) -> None:
+    """``x.expand(...)``, ``x.expand_as(y)``: a view of ``x`` with its axes of 1 broadcast to larger sizes.  One that
+    changes only the batch axis (a class token expanded over the batch, ``expand(b, -1, -1)``) is ``x`` itself, per
+    sample; one that makes copies within a sample is an :class:`Expanded` of ``x``, of the expanded shape, which only an
+    elementwise op that broadcasts it the same way reads (before, it was read as ``x`` everywhere: a wrong shape, exit 0).
     The expand of a new axis (``x[:, :, None].expand(b, kv, n, s, d)``): n copies, which repeat_kv's reshape merges."""
     v = imp.value(node.args[0])
     if isinstance(v, NewAxis):
         _expand_new_axis(imp, node, v)
         return
-    imp.values[node] = v if isinstance(v, Grouped) else TensorRef(imp.tensor(node, node.args[0]))
+    sizes = _expand_sizes(imp, node)
+    src = imp.parameter(node, v, len(sizes) - 1) if isinstance(v, Attr) and v.parameter and sizes else imp.tensor(node, node.args[0])
+    _expand_to(imp, node, src, sizes)
+
+
+def _expand_sizes(imp: Importer, node: fx.Node) -> list[Any]:
+    """The sizes an ``expand``/``expand_as`` asks for, the batch axis's first (``BATCH`` or -1 where it is kept)."""
+    if node.target == "expand_as":
+        other = imp.value(node.args[1]) if len(node.args) == 2 and not node.kwargs else None
+        if other is None:
+            raise imp.unsupported(node, "expand_as of other than one tensor")
+        return [BATCH, *(other.shape if isinstance(other, Expanded) else imp.shape(imp.tensor(node, node.args[1])))]
+    raw = list(node.args[1:]) or [node.kwargs.get("size")]
+    if set(node.kwargs) - {"size"}:
+        raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
+    return list(imp.value(raw[0])) if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else [imp.value(x) for x in raw]
+
+
+def _expand_to(imp: Importer, node: fx.Node, src: str, sizes: list[Any]) -> None:
+    """``src`` expanded to ``sizes`` (torch's: -1 keeps an axis, an axis of 1 takes any size): ``src`` itself where every
+    axis after the batch keeps its size, else an :class:`Expanded` of the expanded per-sample shape."""
+    shape = imp.shape(src)
+    full = _shape_text([BATCH, *shape])
+    if len(sizes) != len(shape) + 1:
+        raise imp.unsupported(node, f"expand of {src!r} {full} to {_shape_text(sizes)}: archcalc reads an expand that keeps the axes "
+                              "(new axes go before the batch axis)")
+    if not (sizes[0] is BATCH or (isinstance(sizes[0], int) and sizes[0] == -1)):
+        raise imp.unsupported(node, f"expand of {src!r} {full} to {_shape_text(sizes)}: archcalc reads an expand that keeps the batch "
+                              "axis (x.size(0) or -1 there)")
+    per: list[Any] = []
+    for i, (x, d) in enumerate(zip(sizes[1:], shape, strict=True)):
+        if isinstance(x, int) and not isinstance(x, bool) and x == -1:
+            per.append(d)
+        elif not (is_symbolic(x) or (isinstance(x, int) and not isinstance(x, bool) and x > 0)):
+            raise imp.unsupported(node, f"expand of {src!r} {full} to {_shape_text(sizes)}: size {describe(x)} of axis {i + 1}")
+        elif same(x, d) or as_int(d) == 1:
+            per.append(x)
+        else:
+            raise imp.fail(node, f"expand of {src!r} {full} to {_shape_text(sizes)}: axis {i + 1} of size {d} is not 1 and cannot expand")
+    if all(same(x, d) for x, d in zip(per, shape, strict=True)):
+        imp.values[node] = TensorRef(src)  # only the batch axis (a class token over the batch): the same tensor, per sample
+    else:
+        imp.values[node] = Expanded(src, tuple(shape), tuple(per), node.name)
 
 
 def _expand_new_axis(imp: Importer, node: fx.Node, v: NewAxis) -> None:
@@ -243,24 +292,15 @@ def _expand_new_axis(imp: Importer, node: fx.Node, v: NewAxis) -> None:
     or -1); only as the first steps of repeat_kv, so the new axis must follow an axis of ``x`` (the one the copies go into)."""
     shape = imp.shape(v.src)
     full = (BATCH, *shape[: v.axis], 1, *shape[v.axis :])
-    if node.target == "expand_as":
-        other = imp.tensor(node, node.args[1]) if len(node.args) == 2 and not node.kwargs else None
-        if other is None:
-            raise imp.unsupported(node, "expand_as of other than one tensor")
-        sizes: list[Any] = [BATCH, *imp.shape(other)]
-    else:
-        raw = list(node.args[1:]) or [node.kwargs.get("size")]
-        if set(node.kwargs) - {"size"}:
-            raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
-        sizes = list(imp.value(raw[0])) if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else [imp.value(x) for x in raw]
+    sizes = _expand_sizes(imp, node)
     at = v.axis + 1  # the new axis, counting the batch axis
     kept = len(sizes) == len(full) and all(i == at or x == -1 or same(x, want) for i, (x, want) in enumerate(zip(sizes, full, strict=True)))
     times = sizes[at] if kept else None
     copies = is_symbolic(times) or (isinstance(times, int) and not isinstance(times, bool) and times > 1)
     if v.unsqueezed and not copies:
-        # x.unsqueeze(d).expand(...) that makes no copies along the new axis: the reshape layer of any other unsqueeze,
-        # which the expand aliases (as any expand: a layer that cannot broadcast it says so)
-        imp.values[node] = TensorRef(imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in full[1:]]}, [v.src]))
+        # x.unsqueeze(d).expand(...) that is no repeat along the new axis: the reshape layer of any other unsqueeze, expanded
+        # as any tensor is (an Expanded where it makes copies, read only where broadcasting makes that exact)
+        _expand_to(imp, node, imp.emit(node, "reshape", {"shape": [spec_dim(d) for d in full[1:]]}, [v.src]), sizes)
         return
     if not kept or not (copies or times in (1, -1)):
         raise imp.unsupported(node, f"expand of {describe(v)}, {_shape_text(full)}, to {_shape_text(sizes)}: archcalc reads only copies "
@@ -304,15 +344,25 @@ def _tile(imp: Importer, node: fx.Node) -> None:
     (:func:`archcalc.report.cached_per_position`)."""
     if node.kwargs:
         raise imp.unsupported(node, f"keyword arguments {sorted(node.kwargs)}")
-    src = imp.tensor(node, node.args[0])
-    shape = imp.shape(src)
     raw = list(node.args[1:])
     reps = list(imp.value(raw[0])) if len(raw) == 1 and isinstance(imp.value(raw[0]), list | tuple) else [imp.value(x) for x in raw]
-    rank = len(shape) + 1
     tile = getattr(node.target, "__name__", node.target) == "tile"  # (x.tile: the method's name; torch.tile: the function)
+    fn = "tile" if tile else "repeat"
+    v = imp.value(node.args[0])
+    if isinstance(v, Attr) and v.parameter and reps and reps[0] is BATCH and len(reps) >= len(v.shape):
+        # cls_token.repeat(B, 1, 1): a parameter of a leading 1 copied over the batch, as expand(B, -1, -1), the same
+        # tensor in every sample (the parameter layer, broadcast over the batch); the other counts tile it as below
+        if ((1,) * (len(reps) - len(v.shape)) + tuple(v.shape))[0] != 1:
+            raise imp.unsupported(node, f"{fn} by {_shape_text(reps)} of {describe(v)} of shape {v.shape}: archcalc reads a repeat over "
+                                  "the batch only of a leading axis of 1 (cls_token.repeat(B, 1, 1))")
+        src = imp.parameter(node, v, len(reps) - 1)
+        reps = [1, *reps[1:]]
+    else:
+        src = imp.tensor(node, node.args[0])
+    shape = imp.shape(src)
+    rank = len(shape) + 1
     if tile and len(reps) < rank:  # torch.tile: fewer counts than axes are the last axes'
         reps = [1] * (rank - len(reps)) + reps
-    fn = "tile" if tile else "repeat"
     if len(reps) != rank:
         raise imp.unsupported(node, f"{fn} by {_shape_text(reps)} of a tensor of {rank} axes {_shape_text([BATCH, *shape])}: archcalc "
                               "reads one count per axis (more add axes before the batch)")
