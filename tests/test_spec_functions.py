@@ -63,7 +63,9 @@ def test_the_closed_list_is_what_import_writes_and_the_conventions_know() -> Non
                    "operator.eq", "operator.ne", "operator.ge", "operator.gt", "operator.le", "operator.lt",
                    "torch._assert", "torch.fx._symbolic_trace._assert_is_none", "torch.arange",
                    # k and v repeated to every query head: folded into the attention that reads them (enable_gqa), no layer of their own
-                   "torch.repeat_interleave", "Tensor.repeat_interleave"}
+                   "torch.repeat_interleave", "Tensor.repeat_interleave",
+                   # heads tiled (x.repeat(1, n, 1, 1), torch.tile): written as the plain concat of n copies they compute, no function
+                   "Tensor.repeat", "torch.tile", "Tensor.tile"}
     known = {f for c in CONVENTIONS.values() if c.functions for f in c.functions}
     own = {n for n, h in HANDLERS.items() if h.__module__.startswith("archcalc.")}  # (not a test's registration)
     assert {spelled(n) for n in own if n not in values_only} | known == FUNCTIONS
