@@ -274,7 +274,8 @@ def _sdpa_heads(length: int) -> dict[str, object]:
     return {"name": "sd", "input": [length, 64], "layers": layers}
 
 
-def _measured_on(threads: int, spec: dict[str, object], batch: int) -> int:
+def _measured_on(threads: int, spec: dict[str, Any], batch: int, ids: bool = False) -> int:
+    """torch's peak for ``spec`` on ``threads`` threads; ``ids``: its input is token ids (int64, below 100)."""
     torch = pytest.importorskip("torch")
     from archcalc.graph import compile_graph
     from archcalc.spec import parse_spec
@@ -286,7 +287,8 @@ def _measured_on(threads: int, spec: dict[str, object], batch: int) -> int:
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         model = build_module(compile_graph(parse_spec(spec)))
-        return measure_peak(model, torch.randn(batch, *spec["input"])).peak  # type: ignore[misc]
+        x = torch.randint(0, 100, (batch, *spec["input"])) if ids else torch.randn(batch, *spec["input"])
+        return measure_peak(model, x).peak
     finally:
         torch.set_num_threads(before)
 
@@ -549,24 +551,6 @@ def test_the_token_embedding_keeps_the_callers_token_ids_not_a_copy() -> None:
     assert measured.peak == m.totals["peak_bytes"] == 1_372_416
 
 
-def _measured_ids(threads: int, spec: dict[str, Any], batch: int) -> int:
-    """torch's peak for a spec whose input is token ids (int64, below 100)."""
-    torch = pytest.importorskip("torch")
-    from archcalc.graph import compile_graph
-    from archcalc.spec import parse_spec
-    from archcalc.torch.build import build_module
-    from archcalc.torch.peak import measure_peak
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        model = build_module(compile_graph(parse_spec(spec)))
-        return measure_peak(model, torch.randint(0, 100, (batch, *spec["input"]))).peak
-    finally:
-        torch.set_num_threads(before)
-
-
 _TOKENS = {"name": "e", "type": "embedding", "num_embeddings": 100, "embedding_dim": 32}
 _POSITIONS = {"name": "p", "type": "embedding", "num_embeddings": 256, "embedding_dim": 32, "indices": "positions", "inputs": ["input"]}
 
@@ -595,10 +579,10 @@ def test_learned_positions_sum_their_gradient_over_the_batch_before_the_embeddin
     assert expected == 293_888 == 261_120 + 256 * 32 * f  # archcalc's figure before, less the sum
     for threads in (1, 2):
         assert training_memory(spec, batch=2, cpu_threads=threads).totals["peak_bytes"] == expected
-        assert _measured_ids(threads, spec, 2) == expected
+        assert _measured_on(threads, spec, 2, ids=True) == expected
     # batch 1: sum_to hands the gradient on as it is (nothing summed); the peak is a's forward: e's, p's and a's outputs
     one = held - 256 * 8 + 3 * (256 * 32 * f) + 256 * 8  # one sample's ids (held has two), the outputs, p's indices
-    assert one == 193_536 == training_memory(spec, batch=1, cpu_threads=2).totals["peak_bytes"] == _measured_ids(2, spec, 1)
+    assert one == 193_536 == training_memory(spec, batch=1, cpu_threads=2).totals["peak_bytes"] == _measured_on(2, spec, 1, ids=True)
     # a symbolic batch counts the sum; batch 1 apart
     import sympy
 
@@ -636,7 +620,7 @@ def test_embedding_backward_counts_the_batch_sum_and_the_gradients_contiguous_co
     from archcalc.training import training_memory
 
     spec = {"name": "s", "input": [64], "layers": layers}
-    assert _measured_ids(1, spec, batch) == measured
+    assert _measured_on(1, spec, batch, ids=True) == measured
     modelled = training_memory(spec, batch=batch, cpu_threads=1).totals["peak_bytes"]
     assert isinstance(modelled, int)
     assert measured <= modelled <= measured + 64, (modelled, before)
