@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .dims import Dim, prod
+from .dims import Dim, as_int, prod
 from .graph import INPUT, Graph, node_table
 from .layers.base import Run
 
@@ -155,7 +155,7 @@ def step_moments(
             memo[key] = got
         return got
 
-    grad_order = _grad_orders(nodes, order, outputs)
+    grad_order = _grad_orders(nodes, order, outputs, as_int(batch))
     name_of = {id(nodes[n]): n for n in grad_order}
     token_ids = any(nodes[n]["layer"].takes_indices for n in order if INPUT in nodes[n]["inputs"])
 
@@ -167,6 +167,12 @@ def step_moments(
             return (0, 0)
         b = prod(node["shape"]) * (node.get("elt") or act)
         return (b, 0) if n != INPUT and node["layer"].same_for_every_sample() else (0, b)
+
+    def grad_size(n: str) -> _Size:
+        """A gradient of n's output: of the batch's shape even where the output is one tensor for the batch,
+        expanded (learned positions): its readers see (N, ...), and their gradients are so (review s10 #11)."""
+        f, p = out_size(n)
+        return (0, f + p) if f != 0 else (f, p)
 
     # where each saved storage is released in the backward: the row of its first keeper (the
     # last of its keepers to run backward)
@@ -255,7 +261,7 @@ def step_moments(
             alive.add("grad:loss:" + o, (scalar, 0))
             alive.add("grad:log_softmax:" + o, (0, log_probs))
             key = "grad:" + o
-            alive.add(key, out_size(o))
+            alive.add(key, grad_size(o))
             moments.append(Moment(alive.fixed, alive.per, "backward", "loss"))
             alive.free("grad:log_softmax:" + o)
             alive.free("log_softmax:" + o)
@@ -266,7 +272,7 @@ def step_moments(
             if not nodes[o]["grad"]:
                 continue
             key = "grad:" + o
-            alive.add(key, out_size(o), refs=2)  # the caller holds it too
+            alive.add(key, grad_size(o), refs=2)  # the caller holds it too
             pending[o] = _Grad(key, True)
     recomputed: set[str] = set()
     for i in range(len(order) - 1, -1, -1):
@@ -290,13 +296,13 @@ def step_moments(
                 continue
             if how == "new":
                 key = f"grad:{n}:{j}"
-                alive.add(key, out_size(src))
+                alive.add(key, grad_size(src))
                 made.append((src, _Grad(key, True)))
             elif amp_low and (node.get("elt") or act) != (nodes[src].get("elt") or act):
                 # the gradient handed on has this layer's dtype (an add promoted to fp32) and the input's is
                 # another (a linear's bf16 output): the engine casts it (validate_outputs), a new tensor
                 key = f"grad:{n}:{j}:cast"
-                casts.append((key, out_size(src)))
+                casts.append((key, grad_size(src)))
                 made.append((src, _Grad(key, True)))
             else:
                 alive.add(got.key, (0, 0))  # one more reference
@@ -361,7 +367,7 @@ def step_moments(
                 alive.drop(g.key)
             else:  # their sum is a new tensor
                 key = f"grad:{n}:sum:{src}"
-                alive.add(key, out_size(src))
+                alive.add(key, grad_size(src))
                 moments.append(Moment(alive.fixed, alive.per, "backward", n))
                 alive.drop(old.key)
                 alive.drop(g.key)
@@ -369,30 +375,51 @@ def step_moments(
     return moments
 
 
-def _grad_orders(nodes: Mapping[str, dict[str, Any]], order: Sequence[str], outputs: Sequence[str]) -> dict[str, tuple[int, ...]]:
+def _grad_orders(
+    nodes: Mapping[str, dict[str, Any]], order: Sequence[str], outputs: Sequence[str], batch: int | None = None
+) -> dict[str, tuple[int, ...]]:
     """Layer -> the physical order of the per-sample axes of its output's gradient, where it is not the
     logical order (a kernel that reads the gradient in another layout copies it, flash attention's
     backward): for an output the caller holds, the output's own layout (``ones_like`` keeps its strides;
     Run.grad_order); for a tensor whose readers all reorder it the same way (a transpose back), that
-    reordering (the reader's gradient, contiguous, seen through its inverse)."""
-    readers: dict[str, list[str]] = {}
+    reordering (the reader's gradient, contiguous, seen through its inverse); for a tensor whose readers all hand
+    it their own output's gradient as it is (``grad_flow`` "same", an add of tensors of one shape), that gradient's
+    order (review s10 #11: positions and tokens summed, then transposed: the token embedding's backward copies it)."""
+    readers: dict[str, list[tuple[str, int]]] = {}
     for n in order:
-        for src in nodes[n]["inputs"]:
-            readers.setdefault(src, []).append(n)
+        for j, src in enumerate(nodes[n]["inputs"]):
+            readers.setdefault(src, []).append((n, j))
     got: dict[str, tuple[int, ...]] = {}
-    for n in order:
+    for n in reversed(order):  # a reader's order is known before its inputs'
         node = nodes[n]
         if n in outputs:
             perm = node.get("perm")
             if isinstance(perm, tuple) and node.get("storage") == n:
                 got[n] = perm
             continue
-        perms = {nodes[r]["layer"].permutation(nodes[r]["in_shapes"]) for r in readers.get(n, ())}
+        perms: set[tuple[int, ...] | None] = set()
+        for r, j in readers.get(n, ()):
+            reader = nodes[r]
+            p = reader["layer"].permutation(reader["in_shapes"])
+            if p is not None and batch == 1 and _mm_keeps_layout(nodes, readers.get(r, [])):
+                p = None
+            if p is None and r in got and reader["shape"] == node["shape"] and reader["layer"].grad_flow(reader["in_shapes"])[j] == "same":
+                p = got[r]
+            perms.add(None if p is None else tuple(p))
         if len(perms) == 1:
             (perm,) = perms
             if perm is not None:
-                got[n] = tuple(perm)
+                got[n] = perm
     return got
+
+
+def _mm_keeps_layout(nodes: Mapping[str, dict[str, Any]], readers: Sequence[tuple[str, int]]) -> bool:
+    """Whether, at batch 1, every reader of a reordered (transposed) view is a linear of a 2-D per-sample input:
+    it reads the (1, A, B) view as an (A, B) matrix as it lies, and MmBackward0 makes that matrix's gradient in
+    its layout (mm_mat1_backward), so the gradient reaching the tensor before the transpose is dense (measured:
+    token embedding, transpose, linear, batch 1: no copy in the embedding's backward; at batch 2 linear's reshape
+    copies the input, and its gradient comes back transposed)."""
+    return bool(readers) and all(nodes[q]["layer"].kind == "linear" and len(nodes[q]["in_shapes"][0]) == 2 for q, _ in readers)
 
 
 def cross_entropy_sizes(node: dict[str, Any], act: int) -> tuple[Dim, Dim, int]:

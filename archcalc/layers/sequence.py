@@ -25,7 +25,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, dim_text, known_sign
-from .base import DimIn, DimList, Layer, Saved, Shape, dim_field, numel, shape_str
+from .base import DEFAULT_RUN, DimIn, DimList, Layer, Run, Saved, Shape, dim_field, numel, shape_str
 from .norm import normalized_axes
 
 
@@ -82,6 +82,43 @@ class Embedding(Layer):
         if self.indices == "input":  # the token ids (int64) themselves: F.embedding keeps its input (the caller's batch), no copy
             return [Saved.of_input(why)._replace(dtype="int64")]
         return [Saved.new("indices", (ins[0][0],), why, dtype="int64", batched=False)]  # arange(L) or zeros(L), one for the batch
+
+    grad_released_from: ClassVar[int | None] = 1  # (workspace: "positions"/"zeros", after ExpandBackward0 has summed the gradient)
+
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
+    ) -> list[tuple[Dim, Dim]]:
+        """The backward's gradient of the rows, where it is not the output's gradient itself (review s10 #11:
+        token + learned-position embeddings summed, batch 2, measured 293,888 B where archcalc said 261,120).
+        embedding_dense_backward_cpu (aten/src/ATen/native/Embedding.cpp) allocates through torch's allocator only
+        ``grad_weight = at::zeros(num_weights, D)`` (the weight's gradient, which the walk counts) and
+        ``grad_.contiguous()``, a copy where the gradient reaching it is not laid out densely (it comes through
+        a transpose back, ``run.grad_order``); its threads split the table's rows, with no buffers of their own,
+        and ``scale_grad_by_freq``'s counts (not a field here) are a C++ array.  With ``indices`` "positions" or
+        "zeros" the module looks up one (L, D) table for the batch and expands it over the batch:
+        ExpandBackward0 (``at::sum_to``) first sums the (N, L, D) gradient into a new, dense (L, D) tensor when
+        N > 1 (a symbolic batch: counted; batch 1 is worked out apart), then the embedding's backward makes the
+        weight's gradient, the batch's gradient released if nothing else holds it (``grad_released_from``)."""
+        if phase != "backward":
+            return [(0, 0)]
+        rows = numel(out)  # elements of the gradient of one sample's (or the shared) lookup
+        copied = run.grad_order is not None and not self._dense(run.grad_order, out)
+        if self.indices == "input":
+            return [(0, rows if copied else 0)]  # grad_.contiguous() of the (N, *ids, D) gradient
+        n = as_int(run.batch)
+        if n is not None and n <= 1:
+            return [(rows if copied else 0, 0)]  # sum_to returns the gradient itself: a copy only if it is not dense
+        table = numel(self.weights(ins)["weight"])
+        # in ExpandBackward0: the sum, before the weight's gradient (counted in every moment) is made; then both
+        return [(rows - table, 0), (rows, 0)]
+
+    @staticmethod
+    def _dense(order: tuple[int, ...], shape: Shape) -> bool:
+        """Whether a tensor of per-sample ``shape`` whose axes lie in memory in ``order`` (outermost first) is
+        contiguous as torch judges it: its axes of more than one element in their logical order."""
+        big = [a for a in order if known_sign(shape[a] - 1) != 0]
+        return big == sorted(big)
 
     def note(self, ins: list[Shape]) -> str | None:
         if self.indices == "positions":

@@ -140,7 +140,8 @@ def saved_tensors(
                 i_node = nodes[inputs[index]]
                 storage = i_node["storage"]
                 merge = s.merge or 0
-                if (merge > 0 and i_node["contiguous"] and sizes[storage] == fixed) or _viewable(i_node, merge, sizes[storage], fixed, one):
+                dense = merge > 0 and i_node["contiguous"] and sizes[storage] == fixed and not _expanded(i_node)
+                if dense or _viewable(i_node, merge, sizes[storage], fixed, one):
                     found.append((s, storage, 0, sizes[storage]))
                 else:
                     copy = _copy_of(s, width)
@@ -233,9 +234,17 @@ def _viewable(node: dict[str, Any], merge: int, storage_bytes: Dim, own_bytes: D
         return one or bool(perm == "batch_second")
     if merge == 0 or (one and merge == 1):
         return True
-    if storage_bytes != own_bytes:  # a view into a larger tensor: the batch stride is not the sample's size
+    if storage_bytes != own_bytes or _expanded(node):  # a view into a larger tensor, or one for the batch: the batch stride is not the sample's
         return False
     return bool(node["contiguous"]) or (isinstance(perm, tuple) and perm[:merge] == tuple(range(merge)))
+
+
+def _expanded(node: dict[str, Any]) -> bool:
+    """Whether a node's output is one tensor for the batch, expanded over it (batch stride 0: learned positions,
+    ``wpe(arange(L))``): torch.matmul's or linear's merge of the batch axis into its rows copies it (review s10 #11:
+    a linear on learned positions alone, batch 2, measured 32,768 B above what the walk counted as the table)."""
+    layer = node.get("layer")
+    return layer is not None and layer.same_for_every_sample()
 
 
 def _projected_once(node: dict[str, Any], merge: int, index: int) -> int:
