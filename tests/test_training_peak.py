@@ -631,3 +631,25 @@ def test_a_16bit_rmsnorm_backward_is_said_not_counted() -> None:
     m = training_memory(spec, batch=2, cpu_threads=2, dtype="bfloat16", cpu_conv16="slow")
     assert "rmsnorm's composite backward" in m.not_counted["x"]
     assert "at least" in m.render("text")
+
+
+def test_local_response_norm_backward_temporaries_are_counted() -> None:
+    # review s10 #5: F.local_response_norm is composite (x*x, pad, avg_pool3d, *alpha, +k, **beta, x / d); its peak is
+    # DivBackward0's (x / d: d's gradient first, -grad * ((x / d) / d), four tensors of the input's size alive at once)
+    # and PowBackward0's (pow_backward: three beside its gradient and x's first).  conv 64 -> 64 3x3 (padding 1), relu,
+    # LRN size 5 on 27 x 27, batch 2, 2 threads: measured 4,424,488 B at DivBackward0; archcalc said 3,304,736
+    from archcalc.training import training_memory
+
+    x = 2 * 64 * 27 * 27 * 4  # one (2, 64, 27, 27) fp32 tensor
+    padded = 2 * (64 + 5 - 1) * 27 * 27 * 4  # x*x zero-padded to C + size - 1 channels (the pool's input, kept)
+    conv = (64 * 64 * 9 + 64) * 4
+    spec = {"name": "s", "input": [64, 27, 27], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, {"name": "r", "type": "relu"},
+        {"name": "x", "type": "localresponsenorm", "size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}]}  # fmt: skip
+    m = training_memory(spec, batch=2, cpu_threads=2)
+    # the conv's weights and .grad, the input; kept: relu's output x (the LRN's input, which relu, x*x and x / d keep),
+    # the padded square, k + alpha*avg and d; the output and its gradient (the caller's); DivBackward0's x / d,
+    # (x / d) / d, -grad and the product; and alpha, the 8-byte float64 wrapped number avg * alpha's MulBackward0 keeps
+    assert m.totals["peak_bytes"] == 2 * conv + x + (x + padded + 2 * x) + 2 * x + 4 * x + 8 == 4_424_488
+    assert "at least" not in m.render("text")
+    assert _measured_on(2, spec, 2) == 4_424_488
