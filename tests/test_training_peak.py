@@ -651,5 +651,42 @@ def test_local_response_norm_backward_temporaries_are_counted() -> None:
     # the padded square, k + alpha*avg and d; the output and its gradient (the caller's); DivBackward0's x / d,
     # (x / d) / d, -grad and the product; and alpha, the 8-byte float64 wrapped number avg * alpha's MulBackward0 keeps
     assert m.totals["peak_bytes"] == 2 * conv + x + (x + padded + 2 * x) + 2 * x + 4 * x + 8 == 4_424_488
-    assert "at least" not in m.render("text")
+    # (on 2 threads the conv's backward is said to keep a scratch not counted, review s10 #6; on 1 nothing is left out)
+    assert "at least" not in training_memory(spec, batch=2, cpu_threads=1).render("text")
     assert _measured_on(2, spec, 2) == 4_424_488
+
+
+def test_onednn_conv_backward_copies_the_input_and_its_thread_scratch_is_flagged(tmp_path: Any) -> None:
+    # review s10 #6: one 16 -> 16 3x3 conv (padding 1) on the model's input, then relu, 16x24x24, batch 4: measured
+    # 942,528 B on 2 threads, 912,576 on 1 (AMD EPYC, AVX-512, torch 2.14.1), where archcalc said 774,336 with no flag.
+    # The weight's gradient reads a blocked copy of the input even where the input's gradient is not computed (it was
+    # counted only where it is); on more than one thread oneDNN also reduces the weight's gradient through a scratch
+    # buffer sized by its split of the work (29,952 B here on 2 threads), not modelled: flagged, and "at least"
+    import json
+
+    from archcalc.training import training_memory
+    from tests.conftest import cli
+
+    spec = {"name": "c", "input": [16, 24, 24], "layers": [
+        {"name": "c0", "type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, {"name": "r", "type": "relu"}]}  # fmt: skip
+    x = 4 * 16 * 24 * 24 * 4  # one (4, 16, 24, 24) fp32 tensor
+    w, b = 16 * 16 * 9 * 4, 16 * 4
+    one = training_memory(spec, batch=4, cpu_threads=1)
+    # weights and .grad, the input; relu's output (kept, the caller's) and its gradient (the caller's), the conv output's
+    # gradient; oneDNN's copies of that gradient, of the input and of the weight's gradient; the weight's and bias's
+    # gradients
+    assert one.totals["peak_bytes"] == 2 * (w + b) + x + 2 * x + x + (2 * x + w) + (w + b) == 921_792
+    assert "at least" not in one.render("text")
+    two = training_memory(spec, batch=4, cpu_threads=2)
+    assert two.totals["peak_bytes"] == 921_792
+    assert "reduction of its weight's gradient over the CPU threads" in two.not_counted["c0"]
+    assert "at least" in two.render("text") and "at least" in training_memory(spec, batch=4).render("text")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(spec))
+    fit = cli("fit", str(path), "--memory", "4MB", "--cpu-threads", "2")
+    assert fit.code == 0 and "largest batch: at most" in fit.out
+    if _conv16_here() == "onednn":  # the AVX-512 host measured: above it on 1 thread by the blocked weight gradient's
+        # copy (freed before the plain one is made), below on 2 by the scratch
+        assert _measured_on(1, spec, 4) == 921_792 - w == 912_576
+        assert _measured_on(2, spec, 4) == 942_528
+        assert two.totals["peak_bytes"] < 942_528  # the scratch, flagged
