@@ -173,9 +173,8 @@ class RMSNorm(Layer):
         are only modelled for fp32 on CPU (16-bit inputs are cast up inside: workspace_uncounted)."""
         if device != "cpu" or run.width != 4:
             return [(0, 0)]
-        n = numel(ins[0])
-        w = numel(self._normalized(ins[0]))
-        r = n // w
+        norm = self._normalized(ins[0])
+        n, w, r = numel(ins[0]), numel(norm), numel(ins[0][: len(ins[0]) - len(norm)])
         if phase == "forward":
             return [(0, 0)] if self.elementwise_affine else [(0, r)]
         if not input_grad:  # only the weight's MulBackward0 runs (g * (x * rstd), summed)
