@@ -65,7 +65,8 @@ PEAK_ASSUMPTIONS = (
     "copies which this rule does not model (their number grows with the CPU threads): for small 3x3 convs this figure "
     "was measured below the peak (batch 2, 2 threads) by 61.7% with 4 channels on 8x8 maps (21.2% on 1 thread), 33.6% with 3 "
     "channels on 64x64, 4.4% and 7.1% with 8 and 12 channels, 0.6% and 1.9% with 32 and 64; 3-D convs too: by 15.9% for a "
-    "conv3d of 2 to 4 channels on 6x7x8 (README, 'Measured')",
+    "conv3d of 2 to 4 channels on 6x7x8 (README, 'Measured'); such convs are said not counted below (the peak is then a "
+    "floor), unless --cpu-threads 1 says torch runs on one thread and they have 8 channels or more in or out",
     "not counted, each of which can raise the real peak above this figure: the loss's own tensors (cross-entropy keeps its "
     "log-softmax, the size of the output in fp32, and makes its gradient), the optimizer step's temporaries, cuDNN's workspace "
     "on CUDA, the allocator's rounding (CUDA rounds blocks up to 512 bytes) and the CUDA context",

@@ -127,9 +127,10 @@ def test_fit_on_a_24_gib_card() -> None:
 
 
 def test_fit_text_says_the_batch_and_headroom() -> None:
-    r = cli("fit", str(SPECS / "resnet18.json"), "--memory", "8GB")
+    # on one CPU thread (on more, oneDNN's conv backward keeps a scratch not counted: "at most", review s10 #6)
+    r = cli("fit", str(SPECS / "resnet18.json"), "--memory", "8GB", "--cpu-threads", "1")
     assert r.code == 0
-    m = training_memory(SPECS / "resnet18.json")
+    m = training_memory(SPECS / "resnet18.json", cpu_threads=1)
     fit = max_batch(m, 8 * 10**9)
     assert f"largest batch: {fit.max_batch:,} " in r.out and f"headroom {fit.headroom_bytes:,} bytes" in r.out
 
@@ -626,7 +627,9 @@ def test_a_peak_whose_first_copy_differs_is_printed_piecewise(tmp_path: Any) -> 
     line = next(x for x in r.out.splitlines() if x.startswith("peak of a training step:"))
     assert one < two - (three - two)
     slope = three - two
-    assert line == f"peak of a training step: at l = 1: {one:,} bytes ({units_size(one)}); from l = 2: {two - 2 * slope:,} + {slope:,}*l bytes"
+    # (then "; at least: ...": oneDNN's backward of 4-channel convs makes copies not counted, review s10 #6)
+    want = f"peak of a training step: at l = 1: {one:,} bytes ({units_size(one)}); from l = 2: {two - 2 * slope:,} + {slope:,}*l bytes"
+    assert line.startswith(want)
     doc = memory_json(str(tmp_path / "h4.json"), "--batch", "2")
     assert doc["totals"]["peak_bytes"].startswith("Piecewise(")
 
@@ -655,7 +658,7 @@ def test_a_conv_kernel_archcalc_does_not_model_is_said_on_the_peak_and_its_row(s
     # with oneDNN running bf16 (AVX-512, AMX) the three run in oneDNN, whose copies are modelled; its 16-bit backward's
     # scratchpad per thread is not (review s9 #3, AMD EPYC AVX-512 BF16, torch 2.14.1: measured 127,344 B on 1 thread and
     # 168,816 on 2 against 115,792 counted): said, and nothing else
-    doc = memory_json(str(path), "--amp", "--batch", "2", "--cpu-conv16", "onednn")
+    doc = memory_json(str(path), "--amp", "--batch", "2", "--cpu-conv16", "onednn", "--cpu-threads", "1")  # (on more threads: s10 #6)
     assert all(row["workspace_not_counted"].startswith("oneDNN's scratchpad for the 16-bit backward") for row in doc["layers"])
 
 
@@ -673,7 +676,7 @@ def test_a_symbolic_batch_prints_batch_one_apart_where_its_conv_kernel_differs(s
     per = three - two  # the lines from batch 2: fixed + per*N
     assert f"peak of a training step: at N = 1: {one:,} bytes" in r.out
     assert f"from N = 2: {two - 2 * per:,} + {per:,}*N bytes" in r.out  # (a + b*N, as the totals: review s9 #12)
-    fit = cli("fit", str(path), "--memory", str(two))  # batch 2's own peak fits batch 2 exactly
+    fit = cli("fit", str(path), "--memory", str(two), "--cpu-threads", "1")  # batch 2's own peak fits batch 2 exactly (1 thread: s10 #6)
     assert fit.code == 0 and "largest batch: 2 " in fit.out, fit.out
 
 

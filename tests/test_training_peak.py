@@ -656,3 +656,114 @@ def test_cross_attention_with_one_tensor_as_key_and_value_runs_torchs_encoder_de
                 "batch_first": batch_first, "inputs": ["input", "kv", "kv"]}]}  # fmt: skip
         assert training_memory(spec, batch=batch, cpu_threads=1).totals["peak_bytes"] == expected
         assert _measured_on(1, spec, batch) == expected
+
+
+# ----- review s10 #4: the temporaries of composite backwards (rmsnorm, a division of two tensors, pow, c / x) --------
+
+_X = 2 * 64 * 256 * 4  # one (2, 64, 256) fp32 tensor: the input, a linear's output, each gradient and temporary below
+_LIN = (256 * 256 + 256) * 4  # linear 256 -> 256: its weight and bias (as many bytes again for their .grad)
+
+
+@pytest.mark.parametrize(
+    ("tail", "modelled"),
+    [
+        # torch 2.14's rms_norm on CPU is composite (aten::_fused_rms_norm: pow, mean, add_, rsqrt, mul, mul): its peak is
+        # PowBackward0 (pow_backward: grad * (2 * x.pow(1))): parameters and .grad of the linear and of the norm's weight
+        # (2 * (_LIN + 256 * 4)), the input, then x (the linear's output, kept), the output and its gradient (the caller's),
+        # x's first gradient (x * rstd's MulBackward0, waiting), MeanBackward1's gradient, x.pow(1), 2 * x.pow(1) and the
+        # product: 8 _X.  Measured 1,708,032 B; archcalc said 1,316,352
+        ([{"name": "x", "type": "rmsnorm", "normalized_shape": 256}], 2 * (_LIN + 256 * 4) + _X + 8 * _X),
+        # without a weight: the same moment, the weight's 2 * 1,024 B less (measured 1,705,984; said 1,313,792)
+        ([{"name": "x", "type": "rmsnorm", "normalized_shape": 256, "elementwise_affine": False}], 2 * _LIN + _X + 8 * _X),
+        # l / y of two linears: DivBackward0 makes the divisor's gradient first, -grad * ((l / y) / y): l / y, its quotient
+        # by y, -grad and the product alive beside l and y (kept), the output and its gradient: 8 _X beside the two
+        # linears' parameters and .grad and the input (measured 2,232,320; said 1,971,200)
+        ([{"name": "y", "type": "linear", "out_features": 256, "inputs": ["input"]}, {"name": "x", "type": "div", "inputs": ["l", "y"]}],
+         2 * 2 * _LIN + _X + 8 * _X),
+        # x ** 2: pow_backward's x.pow(1), 2 * x.pow(1) and the product beside x (kept), the output and its gradient: 6 _X
+        # (measured 1,443,840; said 1,313,792)
+        ([{"name": "x", "type": "scalar", "op": "pow", "value": 2.0}], 2 * _LIN + _X + 6 * _X),
+        # 2 / x = reciprocal(x) * 2: ReciprocalBackward0's -grad * (result * result) after MulBackward0's grad * 2: 1/x (kept),
+        # the output and its gradient, grad * 2, result * result, -grad and the product: 7 _X (measured 1,574,912; said 1,313,792)
+        ([{"name": "x", "type": "scalar", "op": "rdiv", "value": 2.0}], 2 * _LIN + _X + 7 * _X),
+    ],
+)
+def test_composite_backward_temporaries_are_counted(tail: list[dict[str, object]], modelled: int) -> None:
+    from archcalc.training import training_memory
+
+    spec = {"name": "c", "input": [64, 256], "layers": [{"name": "l", "type": "linear", "out_features": 256}, *tail]}
+    m = training_memory(spec, batch=2, cpu_threads=2)
+    assert m.totals["peak_bytes"] == modelled
+    assert "at least" not in m.render("text")
+    assert _measured_on(2, spec, 2) == modelled
+
+
+def test_a_16bit_rmsnorm_backward_is_said_not_counted() -> None:
+    # in bf16 torch computes rms_norm in fp32 inside (its composite's temporaries in fp32, then cast): not modelled,
+    # so the peak is a floor and says so (linear 256 then rmsnorm on 64 x 256, batch 2: measured 1,247,232, counted 789,504)
+    from archcalc.training import training_memory
+
+    spec = {"name": "c", "input": [64, 256], "layers": [{"name": "l", "type": "linear", "out_features": 256},
+                                                      {"name": "x", "type": "rmsnorm", "normalized_shape": 256}]}
+    m = training_memory(spec, batch=2, cpu_threads=2, dtype="bfloat16", cpu_conv16="slow")
+    assert "rmsnorm's composite backward" in m.not_counted["x"]
+    assert "at least" in m.render("text")
+
+
+def test_local_response_norm_backward_temporaries_are_counted() -> None:
+    # review s10 #5: F.local_response_norm is composite (x*x, pad, avg_pool3d, *alpha, +k, **beta, x / d); its peak is
+    # DivBackward0's (x / d: d's gradient first, -grad * ((x / d) / d), four tensors of the input's size alive at once)
+    # and PowBackward0's (pow_backward: three beside its gradient and x's first).  conv 64 -> 64 3x3 (padding 1), relu,
+    # LRN size 5 on 27 x 27, batch 2, 2 threads: measured 4,424,488 B at DivBackward0; archcalc said 3,304,736
+    from archcalc.training import training_memory
+
+    x = 2 * 64 * 27 * 27 * 4  # one (2, 64, 27, 27) fp32 tensor
+    padded = 2 * (64 + 5 - 1) * 27 * 27 * 4  # x*x zero-padded to C + size - 1 channels (the pool's input, kept)
+    conv = (64 * 64 * 9 + 64) * 4
+    spec = {"name": "s", "input": [64, 27, 27], "layers": [
+        {"name": "c", "type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, {"name": "r", "type": "relu"},
+        {"name": "x", "type": "localresponsenorm", "size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}]}  # fmt: skip
+    m = training_memory(spec, batch=2, cpu_threads=2)
+    # the conv's weights and .grad, the input; kept: relu's output x (the LRN's input, which relu, x*x and x / d keep),
+    # the padded square, k + alpha*avg and d; the output and its gradient (the caller's); DivBackward0's x / d,
+    # (x / d) / d, -grad and the product; and alpha, the 8-byte float64 wrapped number avg * alpha's MulBackward0 keeps
+    assert m.totals["peak_bytes"] == 2 * conv + x + (x + padded + 2 * x) + 2 * x + 4 * x + 8 == 4_424_488
+    # (on 2 threads the conv's backward is said to keep a scratch not counted, review s10 #6; on 1 nothing is left out)
+    assert "at least" not in training_memory(spec, batch=2, cpu_threads=1).render("text")
+    assert _measured_on(2, spec, 2) == 4_424_488
+
+
+def test_onednn_conv_backward_copies_the_input_and_its_thread_scratch_is_flagged(tmp_path: Any) -> None:
+    # review s10 #6: one 16 -> 16 3x3 conv (padding 1) on the model's input, then relu, 16x24x24, batch 4: measured
+    # 942,528 B on 2 threads, 912,576 on 1 (AMD EPYC, AVX-512, torch 2.14.1), where archcalc said 774,336 with no flag.
+    # The weight's gradient reads a blocked copy of the input even where the input's gradient is not computed (it was
+    # counted only where it is); on more than one thread oneDNN also reduces the weight's gradient through a scratch
+    # buffer sized by its split of the work (29,952 B here on 2 threads), not modelled: flagged, and "at least"
+    import json
+
+    from archcalc.training import training_memory
+    from tests.conftest import cli
+
+    spec = {"name": "c", "input": [16, 24, 24], "layers": [
+        {"name": "c0", "type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1}, {"name": "r", "type": "relu"}]}  # fmt: skip
+    x = 4 * 16 * 24 * 24 * 4  # one (4, 16, 24, 24) fp32 tensor
+    w, b = 16 * 16 * 9 * 4, 16 * 4
+    one = training_memory(spec, batch=4, cpu_threads=1)
+    # weights and .grad, the input; relu's output (kept, the caller's) and its gradient (the caller's), the conv output's
+    # gradient; oneDNN's copies of that gradient, of the input and of the weight's gradient; the weight's and bias's
+    # gradients
+    assert one.totals["peak_bytes"] == 2 * (w + b) + x + 2 * x + x + (2 * x + w) + (w + b) == 921_792
+    assert "at least" not in one.render("text")
+    two = training_memory(spec, batch=4, cpu_threads=2)
+    assert two.totals["peak_bytes"] == 921_792
+    assert "reduction of its weight's gradient over the CPU threads" in two.not_counted["c0"]
+    assert "at least" in two.render("text") and "at least" in training_memory(spec, batch=4).render("text")
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(spec))
+    fit = cli("fit", str(path), "--memory", "4MB", "--cpu-threads", "2")
+    assert fit.code == 0 and "largest batch: at most" in fit.out
+    if _conv16_here() == "onednn":  # the AVX-512 host measured: above it on 1 thread by the blocked weight gradient's
+        # copy (freed before the plain one is made), below on 2 by the scratch
+        assert _measured_on(1, spec, 4) == 921_792 - w == 912_576
+        assert _measured_on(2, spec, 4) == 942_528
+        assert two.totals["peak_bytes"] < 942_528  # the scratch, flagged

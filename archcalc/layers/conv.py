@@ -206,8 +206,10 @@ class _ConvNd(Layer):
 
         * oneDNN copies tensors into its blocked layouts and back: the forward allocates the larger
           of a copy of the input and the weight, or of the output; the backward copies of the
-          output's gradient, the weight's gradient and, when it computes the input's gradient, the
-          input's;
+          output's gradient, the weight's gradient and the input (which the weight's gradient reads
+          in the blocked layout whether or not the input's gradient is computed: measured on
+          AVX-512, a 16-channel 3x3 conv on the model's input, review s10 #6); on more than one
+          thread also a reduction scratch, not counted (:meth:`workspace_uncounted`);
         * torch's slow kernel (ConvolutionMM2d.cpp) unfolds the input into a ``columns`` buffer of
           C_in*k_h*k_w x H_out*W_out elements per sample, for the whole batch (none for a 1x1
           kernel of stride 1 without padding: a view of the input), in the forward and again in
@@ -238,8 +240,8 @@ class _ConvNd(Layer):
             if phase == "forward":  # max(input + weight, output), bounded by the weight plus the larger of input and output
                 bigger = known_sign(x - y)
                 alts.append((w, x if bigger in (0, 1) else y if bigger == -1 else x + y))
-            else:
-                alts.append((w, y + (x if input_grad else 0) + cropped))
+            else:  # the weight's gradient reads a blocked copy of the input whether or not the input's is computed (review s10 #6)
+                alts.append((w, y + x + cropped))
         if "slow" in kernels:
             k, s, d = self._axes()
             pads = conv_pads(self.padding, k, d, self.n_spatial, self)
@@ -275,6 +277,9 @@ class _ConvNd(Layer):
             return None
         kernels = self.cpu_kernels(ins, run)
         said = self._uncounted(ins, out, kernels)
+        scratch = self._threads_uncounted(ins, out, kernels, run)
+        if scratch:
+            said = scratch if said is None else f"{said}; {scratch}"
         if run.width == 2 and run.conv16 != "slow" and "onednn" in kernels:
             # review s9 #3: an 8-channel 3x3 circular-padded conv on 16x16 maps, batch 2, bf16 under autocast (AMD EPYC,
             # AVX-512 BF16): in its backward oneDNN allocates 5,152 + 41,472 bytes per thread through torch's allocator
@@ -285,6 +290,31 @@ class _ConvNd(Layer):
                     "16x16 maps at batch 2) on a CPU that runs 16-bit convs in oneDNN (--cpu-conv16 slow says it does not)")
             return bf16 if said is None else f"{said}; {bf16}"
         return said
+
+    def _threads_uncounted(self, ins: list[Shape], out: Shape, kernels: tuple[str, ...], run: Run) -> str | None:
+        """oneDNN's backward on more than one CPU thread reduces the weight's gradient through a scratch
+        buffer whose size follows how it splits the work among the threads (its blocking, not a
+        tensor of a known shape); with under 8 channels in and out its backward makes other copies
+        too, and on AVX2 channels not a multiple of 8 (in and out) are padded to its blocks (review s10 #6,
+        measured on an AMD EPYC with AVX-512, torch 2.14.1, float32: a 16 -> 16 3x3 conv on 24x24 at
+        batch 4, 29,952 bytes on 2 threads and 48,640 on 4, none on 1; 64 -> 64 on 56x56 at batch 2,
+        156,032 on 2; none for 128 -> 128 on 14x14; 4 -> 4 on 8x8 maps at batch 2 measured 12.5%
+        above the walk's figure on 1 thread)."""
+        if "onednn" not in kernels:
+            return None
+        parts = []
+        if run.threads != 1:
+            parts.append("a scratch buffer for the reduction of its weight's gradient over the CPU threads, sized by how it splits the "
+                         "work (29,952 bytes on 2 threads and 48,640 on 4 for a 16-channel 3x3 conv on 24x24 maps at batch 4, 156,032 "
+                         "on 2 for a 64-channel one on 56x56 at batch 2; none on 1 thread: --cpu-threads 1 says torch runs on one)")
+        channels = (ins[0][0], self.out_channels)
+        if all(known_sign(c - 8) == -1 for c in channels):
+            parts.append("with under 8 channels in and out, other copies (4 channels on 8x8 maps, batch 2: measured 12.5% above this figure "
+                         "on 1 thread on AVX-512, 27% on AVX2)")
+        elif run.conv16 == "slow" and all((as_int(c) or 1) % 8 for c in channels):  # (a symbolic count: 1, not a multiple)
+            parts.append("on an AVX2 CPU (--cpu-conv16 slow), channels in and out padded to its blocks of 8 (12 channels on 16x16 maps, "
+                         "batch 2: measured 6.7% above this figure on 1 thread)")
+        return ("oneDNN's backward: " + "; ".join(parts)) if parts else None
 
     def _uncounted(self, ins: list[Shape], out: Shape, kernels: tuple[str, ...]) -> str | None:
         if "other" in kernels:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from ..dims import Dim, as_int, known_sign
-from .base import DimIn, DimList, Layer, Saved, Shape, dim_field, numel, shape_str, spatial_axes
+from .base import DEFAULT_RUN, DimIn, DimList, Layer, Run, Saved, Shape, dim_field, numel, shape_str, spatial_axes
 
 
 class _BatchNormNd(Layer):
@@ -110,6 +110,44 @@ class LocalResponseNorm(Layer):
             Saved.new("pow_input", ins[0], "k + alpha*avg(x^2): the base of **beta"),
             Saved.new("denominator", ins[0], "(k + alpha*avg(x^2))**beta: x / d needs d"),
         ]
+
+    # the moments of its backward from the second on come after x / d's DivBackward0 has consumed the output's gradient
+    grad_released_from: ClassVar[int | None] = 1
+
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
+    ) -> list[tuple[Dim, Dim]]:
+        """F.local_response_norm is composite (torch/nn/functional.py: ``x * x``, ``pad``, ``avg_pool3d``
+        (2d for a (C, L) input), ``* alpha``, ``+ k``, ``** beta``, ``x / d``): its forward's temporaries
+        stay within what the walk counts (x * x is freed before the pool runs; alpha * avg, avg and
+        k + alpha * avg alive at once are x, the padded square and three of N, the walk's x, the
+        padded square, k + ..., d and the output), its backward's are, in elements per sample (N the
+        input's, P the padded square's), in the order autograd runs the nodes, against the walk's
+        moment (its saved tensors, the output's gradient g and the input's gradient, N, alive at once):
+
+        * ``DivBackward0`` (x / d; derivatives.yaml ``div.Tensor``): d's gradient first,
+          ``-grad * ((x / d) / d)``: x / d, its quotient by d, -grad and the product alive at once,
+          where the walk has x's gradient: 3N more;
+        * ``PowBackward0`` (``pow_backward``: ``grad * (beta * base.pow(beta - 1))``): base.pow(beta - 1),
+          beta times it and the product beside its gradient in (N) and x's first gradient (x / d's,
+          waiting), d released: 3N more, g gone;
+        * ``AvgPool3DBackward0``: its gradient in (N, alpha times the pow's) and the padded square's
+          gradient (P), d and k + ... released: P - N more (the rest less).
+
+        And ``avg * alpha``'s MulBackward0 keeps alpha as the 0-d float64 tensor torch wraps a Python
+        number in (8 bytes, host memory; saved_tensors_hooks do not see it, so :meth:`saved` leaves it
+        out): counted in its own moments, from its forward to its backward, not in those of the layers
+        between (8 bytes below there).
+
+        Measured (fp32, conv 64 -> 64 3x3 then relu then LRN size 5 on 27 x 27, batch 2, review s10 #5):
+        4,424,488 bytes at DivBackward0, the walk without this 3,304,736."""
+        alpha = 8 // run.width if device == "cpu" else 0  # the 0-d double tensor alpha is wrapped in (see below), in elements
+        if phase != "backward" or not input_grad:
+            return [(alpha, 0)]
+        n = numel(ins[0])
+        padded = (ins[0][0] + self.size - 1) * n // ins[0][0]
+        return [(alpha, 3 * n), (alpha, 3 * n), (alpha, padded - n)]
 
     def autocast(self, device: str) -> str | None:
         # made of several ops that autocast treats apart (its average pool is on CPU's float32 list,

@@ -176,6 +176,57 @@ class RMSNorm(Layer):
             kept.append(Saved.new("normalized", ins[0], "the weight's gradient needs x / rms", "act_fp32"))
         return kept
 
+    # the moments of its backward from the second on come after its first autograd node (the weight's
+    # MulBackward0, or without a weight x * rstd's) has consumed the output's gradient (see workspace)
+    grad_released_from: ClassVar[int | None] = 1
+
+    def workspace(
+        self, ins: list[Shape], out: Shape, device: str, phase: str, input_grad: bool = True, run: Run = DEFAULT_RUN,
+        other_grads: tuple[bool, ...] = (), views: tuple[bool, ...] = (), aliases: tuple[int, ...] = (),
+    ) -> list[tuple[Dim, Dim]]:
+        """On CPU torch 2.14's ``rms_norm`` is composite (``aten::_fused_rms_norm`` runs ``x.pow(2)``,
+        ``mean``, ``add_(eps)``, ``rsqrt``, ``x * rstd`` and ``* weight`` as autograd ops; measured with
+        torch.profiler, review s10 #4), and the temporaries of its forward and of its autograd nodes'
+        backward formulas (derivatives.yaml, FunctionsManual.cpp) are what this counts, for fp32, in
+        elements per sample, N the input's and R its rows (N / the normalised size), against the walk's
+        moment (the input x, rstd and x * rstd saved, the output's gradient g, the input's gradient and
+        the weight's, W elements, alive at once):
+
+        * forward: ``x.pow(2)`` (N) and its mean (R) are alive when rsqrt makes rstd (R): x + N + 2R,
+          where the walk has x, rstd, the output and x * rstd (x + R + 2N with a weight, x + R + N
+          without: R more);
+        * backward, in the order autograd runs the nodes: the weight's ``MulBackward0`` (g * w, the
+          input's path, and g * (x * rstd), N, summed into the weight's shape: N more than the walk);
+          ``x * rstd``'s (its gradient g' (N) in, g' * rstd, the input's, and g' * x (N), summed to
+          rstd's shape (R): N + R more, x * rstd, g and the weight's gradient, added into .grad, gone);
+          ``RsqrtBackward0`` (``-0.5 * grad * result.pow(3)``: three R-sized temporaries and its
+          gradient, R); ``MeanBackward1`` (its gradient expanded and divided, N, less than the next);
+          ``PowBackward0`` (``pow_backward``: ``grad * (2 * x.pow(1))``: x.pow(1), 2 * it and the
+          product, N each, and its gradient in, N: 4N beside x and the input's first gradient, where the
+          walk has x, R, x * rstd, the input's gradient, g and W).
+
+        Measured (fp32, linear 256 then rmsnorm on 64 x 256, batch 2): 1,708,032 bytes at
+        ``PowBackward0``, the walk without this 1,316,352: 3N - R - W (x 4 bytes) below.  The moments
+        are only modelled for fp32 on CPU (16-bit inputs are cast up inside: workspace_uncounted)."""
+        if device != "cpu" or run.width != 4:
+            return [(0, 0)]
+        norm = self._normalized(ins[0])
+        n, w, r = numel(ins[0]), numel(norm), numel(ins[0][: len(ins[0]) - len(norm)])
+        if phase == "forward":
+            return [(0, 0)] if self.elementwise_affine else [(0, r)]
+        if not input_grad:  # only the weight's MulBackward0 runs (g * (x * rstd), summed)
+            return [(0, n)] if self.elementwise_affine else [(0, 0)]
+        if self.elementwise_affine:
+            # g and x * rstd are the walk's from the second moment on; the weight's gradient (W) is not alive then
+            return [(0, n), (-w, n + r), (-w, 4 * r - n), (-w, 3 * n - r)]
+        return [(0, n + r), (0, 4 * r), (0, 4 * n - r)]
+
+    def workspace_uncounted(self, ins: list[Shape], out: Shape, device: str, run: Run = DEFAULT_RUN) -> str | None:
+        if device == "cpu" and run.width != 4:
+            return ("the temporaries of rmsnorm's composite backward in 16 bits on CPU (torch computes it in fp32, "
+                    "up to 4 input-sized fp32 tensors beside the input's gradient)")
+        return None
+
     def build_torch(self, ins: list[Shape]) -> Any:
         from torch import nn
 
