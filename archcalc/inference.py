@@ -295,9 +295,10 @@ def inference_costs(
     kv: Dim = 0
     decode: Dim = 0
     attention = []
+    token_memo: dict[str, bool] = {}  # (which nodes read the tokens: one walk of the graph for every attention)
     for row in step.counted_rows:
         node = nodes[row.name]
-        per = cached_per_position(nodes, row.name)
+        per = cached_per_position(nodes, row.name, token_memo)
         if per == 0:
             decode = decode + row.macs * row.repeat
             continue
@@ -309,7 +310,7 @@ def inference_costs(
         decode = decode + conv.macs(scaled, row.type, node["layer"].function) * row.repeat
     written = _written_attention(nodes)
     seen = [r.name for r in step.counted_rows if r.type in _ATTENTION_TYPES or r.name in written]
-    memory = [n for n in seen if memory_attention(nodes, n)]  # keys and values that are weights: nothing per position
+    memory = [n for n in seen if memory_attention(nodes, n, token_memo)]  # keys and values that are weights: nothing per position
     if not attention:
         why = "nothing is cached between tokens (inference is for decoders: token ids in, attention inside)"
         if memory and len(memory) == len(seen):

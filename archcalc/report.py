@@ -270,36 +270,68 @@ def _unrepeated(nodes: dict[str, dict[str, Any]], src: str) -> Any:
     return n["shape"]
 
 
-def reads_tokens(nodes: dict[str, dict[str, Any]], name: str) -> bool:
+def reads_tokens(nodes: dict[str, dict[str, Any]], name: str, memo: dict[str, bool] | None = None) -> bool:
     """Whether ``name``'s value depends on the network's input (the tokens), through any path; a learned memory (a
-    ``parameter``, and layers of parameters only) does not."""
-    seen, todo = {name}, [name]
-    while todo:
-        n = todo.pop()
-        if nodes[n].get("layer") is None:  # (the network's input)
-            return True
-        for src in nodes[n]["inputs"]:
-            if src not in seen:
-                seen.add(src)
-                todo.append(src)
-    return False
+    ``parameter``, and layers of parameters only) does not.  ``memo`` keeps every node's answer: a caller asking of
+    many nodes (each attention of a 32-layer decoder) walks the graph once, not once per question."""
+    memo = {} if memo is None else memo
+    path: list[str] = []
+    n = name  # first, along first inputs: one path to the input settles it (every attention of a decoder)
+    while True:
+        if memo.get(n):
+            break
+        node = nodes[n]
+        if node.get("layer") is None:  # (the network's input)
+            break
+        ins = node["inputs"]
+        if not ins:  # a learned tensor: the other inputs on the way decide (below)
+            path = []
+            break
+        path.append(n)
+        n = ins[0]
+    if path or memo.get(n) or nodes[n].get("layer") is None:
+        for p in path:
+            memo[p] = True
+        memo[name] = True
+        return True
+    stack = [name]
+    while stack:
+        n = stack[-1]
+        if n in memo:
+            stack.pop()
+            continue
+        node = nodes[n]
+        if node.get("layer") is None:  # (the network's input)
+            memo[n] = True
+            stack.pop()
+            continue
+        todo = [src for src in node["inputs"] if src not in memo]
+        if todo:
+            stack.extend(todo)
+            continue
+        memo[n] = any(memo[src] for src in node["inputs"])
+        stack.pop()
+    return memo[name]
 
 
-def memory_attention(nodes: dict[str, dict[str, Any]], name: str) -> bool:
+def memory_attention(nodes: dict[str, dict[str, Any]], name: str, memo: dict[str, bool] | None = None) -> bool:
     """Whether the attention ``name`` attends to a learned memory: its keys and values (every input after the
-    queries) are weights, the same at every position, not read off the tokens (review s10 #9)."""
+    queries) are weights, the same at every position, not read off the tokens (review s10 #9).  ``memo``: as
+    :func:`reads_tokens`."""
     keys_values = nodes[name]["inputs"][1:]
-    return bool(keys_values) and not any(reads_tokens(nodes, src) for src in keys_values)
+    memo = {} if memo is None else memo
+    return bool(keys_values) and not any(reads_tokens(nodes, src, memo) for src in keys_values)
 
 
-def cached_per_position(nodes: dict[str, dict[str, Any]], name: str) -> Dim:
+def cached_per_position(nodes: dict[str, dict[str, Any]], name: str, memo: dict[str, bool] | None = None) -> Dim:
     """What layer ``name`` keeps of each position in a KV cache (``Layer.cached_per_position``), read off the k and v
     a decoder caches: before a repeat of their heads (review s8 #19: a GQA spec that concatenates k and v to every
     head was priced at the group size times its cache; Hugging Face caches before ``repeat_kv``).  Attention over a
-    learned memory keeps nothing: its keys and values are weights, not positions (review s10 #9)."""
+    learned memory keeps nothing: its keys and values are weights, not positions (review s10 #9); ``memo``: as
+    :func:`reads_tokens`."""
     n = nodes[name]
     ins = n["in_shapes"]
-    if n["layer"].cached_per_position(ins) == 0 or memory_attention(nodes, name):
+    if n["layer"].cached_per_position(ins) == 0 or memory_attention(nodes, name, memo):
         return 0
     before = [_unrepeated(nodes, i) for i in n["inputs"]]
     if all(b is not None for b in before) and any(tuple(b) != tuple(s) for b, s in zip(before, ins, strict=True)):
@@ -331,6 +363,7 @@ def report_from_graph(
     base_note, base_cache = Layer.note, Layer.cached_per_position
     says: dict[type, tuple[bool, bool]] = {}  # per layer type: has a note of its own, keeps something per position (attention)
     own_of: dict[int, tuple[str | None, str | None, bool, Dim, str]] = {}  # per formula key: own note, peer note, in place, cache, type
+    token_memo: dict[str, bool] = {}  # which nodes read the tokens (attention over a learned memory caches nothing): one walk for every attention
     for name in G.graph["order"]:
         n = nodes[name]
         rf = n["rf"]
@@ -349,7 +382,7 @@ def report_from_graph(
             )
         own, called, in_place, cache, kind_name = said
         if cache != 0:  # (attention: its k and v read before a repeat of their heads, which the formula key does not see)
-            cache = cached_per_position(nodes, name)
+            cache = cached_per_position(nodes, name, token_memo)
         note = n["rf_note"]
         if own:
             note = f"{note}; {own}" if note else own
