@@ -297,7 +297,10 @@ def _linear_roots(d: Callable[[dict[str, int]], Fraction], names: list[str], per
         return None  # (a product of symbols: not linear)
     scale = math.lcm(base.denominator, *(c.denominator for c in coeffs))
     c0, cs = int(base * scale), [int(c * scale) for c in coeffs]
-    if math.gcd(*cs) == 0 or c0 % math.gcd(*cs) != 0:
+    g = math.gcd(*cs)
+    if g == 0:  # constant on the class: every size of it is a root, or none is (code review s10 #1)
+        return c0 == 0
+    if c0 % g != 0:
         return False
     if any(c > 0 for c in cs) and any(c < 0 for c in cs):
         return True

@@ -51,7 +51,8 @@ def test_two_symbols_of_different_parity_are_refused(tmp_path: Path) -> None:
         {"name": "p4", "type": "maxpool2d", "kernel_size": 4, "stride": 4, "inputs": ["input"]},
         {"name": "u4", "type": "upsample", "scale_factor": 4},
         {"name": "b", "type": "transpose", "dim0": 2, "dim1": 3},
-        {"name": "add", "type": "add", "inputs": ["a", "b"]}]}  # fmt: skip
+        {"name": "cat", "type": "concat", "dim": 1, "inputs": ["a", "b"]}]}  # fmt: skip
+    # (a concat: an add would broadcast where a size is 1, and 2*floor(H/2) + 1 is 1 at H = 1, code review s10 #1b)
     r = cli("table", write_json(tmp_path, spec))
     assert r.code == 2 and "2*floor(H/2) + 1 = 4*floor(W/4) holds for no H, W: proved class by class of H mod 2, W mod 4" in r.err, r.err
 
@@ -94,10 +95,35 @@ H, W, C = (sympy.Symbol(n, integer=True, positive=True) for n in "HWC")
         (H + W + 1000, 1001, False),  # H + W = 1 has no root of positive sizes
         (2 * sympy.floor(H / 2) + 1000, 4 * sympy.floor(W / 4), True),  # 2*2 + 1000 = 4*251: H = 4, W = 1004
         (H**2, 2 * W**2, None),  # no root (sqrt 2 is irrational), but not decided here
+        # code review s10 #1: on the class H = 63 mod 64, W = 62 mod 64 the two sides are equal (1 + 1 = 0 + 0 + 2), the
+        # difference the constant 0 there; the sizes tried (small ones) miss that class, which was read as "no root"
+        (sympy.floor((H + 1) / 64) + sympy.floor((W + 2) / 64), sympy.floor(H / 64) + sympy.floor((W + 1) / 64) + 2, True),
     ],
 )
 def test_equal_somewhere(a: sympy.Expr, b: sympy.Expr, holds: bool | None) -> None:
     assert equal_somewhere(a, b)[0] is holds
+
+
+def test_an_add_that_runs_only_by_broadcasting_is_not_refused(tmp_path: Path) -> None:
+    """Code review s10 #1b: floor(H/64) beside H + 5 are equal for no H, but for H = 64..127 floor(H/64) = 1
+    broadcasts, and torch adds (3, 1) + (3, 105) at H = 100.  Refused before ("differ for every size, proved"); the
+    add keeps its stated assumption, and at H = 100 the table is torch's 3x105."""
+    spec = {"name": "bc1", "input": [3, "H"], "layers": [
+        {"name": "a", "type": "maxpool1d", "kernel_size": 64, "stride": 64, "inputs": ["input"]},
+        {"name": "b", "type": "zeropad1d", "padding": [0, 5], "inputs": ["input"]},
+        {"name": "add", "type": "add", "inputs": ["a", "b"]}]}  # fmt: skip
+    path = write_json(tmp_path, spec)
+    r = cli("table", path)
+    assert r.code == 0 and "assumes a and b agree" in r.out, r.err
+    r = cli("table", path, "--set", "H=100", "--format", "json")
+    assert r.code == 0 and json.loads(r.out)["layers"][2]["output_shape"] == [3, 100 + 5], r.err
+    # a concat has no broadcasting: its other axes must be equal, and never are
+    cat = {**spec, "layers": [*spec["layers"][:2], {"name": "cat", "type": "concat", "dim": 1, "inputs": ["a", "b"]}]}
+    cat["input"] = [3, "H", 1]
+    cat["layers"][0] = {"name": "a", "type": "maxpool2d", "kernel_size": [64, 1], "stride": [64, 1], "inputs": ["input"]}
+    cat["layers"][1] = {"name": "b", "type": "zeropad2d", "padding": [0, 0, 0, 5], "inputs": ["input"]}
+    r = cli("table", write_json(tmp_path, cat))
+    assert r.code == 2 and "other axes differ for every size" in r.err, (r.out, r.err)
 
 
 # ----- 11. reports: an earlier run's networks stay in the index ------------------------------------

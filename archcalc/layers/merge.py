@@ -11,14 +11,19 @@ from ..dims import Dim, dim_text, known_sign
 from .base import Layer, Saved, Shape, numel, shape_str
 
 
-def _same(a: Dim, b: Dim) -> bool:
+def _same(a: Dim, b: Dim, broadcast: bool = False) -> bool:
     """Equal, or undecided here (symbols): an undecided pair is named by :func:`agreements`, and the
     report states it as an assumption (which ``check`` then uses), or proves it.  A pair proved equal
-    for no size is not the same (review s10 #10: torch raises at every size)."""
+    for no size is not the same (review s10 #10: torch raises at every size), unless ``broadcast`` (an
+    add) and one of the two may be 1 (floor(H/64) beside H + 5 runs for H in 64..127: code review s10 #1b)."""
     if isinstance(a, int) and isinstance(b, int):
         return a == b
     sign = known_sign(a - b)
-    return sign == 0 or (sign is None and _never_equal(a, b) is None)
+    if sign == 0:
+        return True
+    if sign is not None or _never_equal(a, b) is None:
+        return sign is None
+    return broadcast and (_never_equal(a, 1) is None or _never_equal(b, 1) is None)
 
 
 def _never_equal(a: Dim, b: Dim) -> str | None:
@@ -76,7 +81,7 @@ class Add(Layer):
         names = self.inputs or [f"input {i}" for i in range(len(ins))]
         out = ins[0]
         for name, shape in zip(names[1:], ins[1:], strict=True):
-            if len(shape) != len(out) or not all(_same(a, b) or a == 1 or b == 1 for a, b in zip(shape, out, strict=False)):
+            if len(shape) != len(out) or not all(_same(a, b, broadcast=True) or a == 1 or b == 1 for a, b in zip(shape, out, strict=False)):
                 why = _differ(out, shape) if len(shape) == len(out) else ""
                 raise self.fail(f"cannot add {names[0]} {shape_str(ins[0])} and {name} {shape_str(shape)}: shapes differ{why}", "inputs")
             out = tuple(b if a == 1 else a for a, b in zip(out, shape, strict=True))
