@@ -182,3 +182,17 @@ def test_weights_not_followed_to_their_queries_and_keys_are_approximate(tmp_path
     path.write_text(json.dumps(spec))
     out = cli("check", str(path), "take.rf=3")
     assert out.code == 2 and "cannot judge" in out.out and "attention weights not followed" in out.out, out.out + out.err
+
+
+def test_a_learned_bias_on_the_scores_keeps_the_prefix() -> None:
+    """A learned (L, S) bias added to the scaled scores before the mask (a relative-position bias, as
+    T5's or ALiBi's, made from no input pixel) moves no entry: row i still reads query i and keys
+    0..i, so tokens 0..2 see 2 + 1 = 3 tokens and token 0 sees 1 (torch)."""
+    layers = json.loads(json.dumps(WRITTEN))
+    at = [x["name"] for x in layers].index("m")
+    layers[at:at] = [{"name": "bias", "type": "parameter", "shape": [8, 8]}, {"name": "biased", "type": "add", "inputs": ["scale", "bias"]}]
+    layers[at + 2]["inputs"] = ["biased"]
+    for take, tokens in (({"type": "slice", "dim": 1, "start": 0, "end": 3}, 2 + 1), ({"type": "select", "dim": 1, "index": 0}, 0 + 1)):
+        spec = _spec(layers, take)
+        assert _tokens_read(spec) == list(range(tokens))
+        assert _field(spec) == ((tokens,), False, False)

@@ -373,9 +373,9 @@ def receptive_field(G: Graph) -> None:
     # after causal attention, where the prefix is not followed: whether the layer's last element (the last index along every
     # axis) is known to see the whole input (False: some output does, which one is not followed; see _causal_last)
     unfollowed: dict[str, bool] = {}
-    # attention written out: per node from the scores (q @ k^T, causal) to the weights' matmul, the fields of the queries' and
-    # keys' positions (entry (i, j) reads query i and key j: not the scores' hull), and whether a causal mask came since
-    pairs: dict[str, tuple[tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...], bool]] = {}
+    # attention written out: per scores' matmul (q @ k^T, causal), the fields of the queries' and keys' positions (entry (i, j)
+    # reads query i and key j: not the scores' hull); the weights' matmul looks back to it (see _weights_rows)
+    pairs: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]] = {}
     # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
     # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
     # padding reads the far side exactly where the interval rules put a padding position (see _circular)
@@ -420,8 +420,6 @@ def receptive_field(G: Graph) -> None:
                 grids[name] = grids[src_name]
                 if src_name in prefix and layout is not None and 0 in layout:
                     prefix[name] = prefix[src_name]
-                if pairs and src_name in pairs and node["in_shapes"][0] == node["shape"]:  # (a scale, a dropout, the mask)
-                    pairs[name] = (pairs[src_name][0], pairs[src_name][1] or layer.type == "causal_mask")
                 tangle = tangles.get(src_name)
                 shape_in, shape = node["in_shapes"][0], node["shape"]
                 if not (shape_in is shape and layout is not None and tangle is not None and len(layout) == len(tangle) == len(shape)):
@@ -708,22 +706,28 @@ def receptive_field(G: Graph) -> None:
                 if len(rf) == 1 and len(inputs) == 2:
                     read = _score_fields(inputs, ins, nodes, prefix, grids)
                     if read is not None:
-                        pairs[name] = (read, False)
+                        pairs[name] = read
             elif asked["sees_prefix"]:  # causal attention
                 if len(rf) == 1 and layout is not None and 0 in layout and layout.index(0) == len(ins[0]) - 2:  # (the tokens where it reads them)
                     # output i reads positions 0..i of every input: the fields those positions see (where an input came after an
                     # earlier causal layer, position j sees that one's prefix 0..j; attention's weights written out and masked, row
                     # i reads query i and keys 0..i: the fields of those positions (pairs); else its own field).  An input whose
                     # positions are not tokens (the scores' hull with no mask before the softmax, a layout lost) is not followed
-                    hid = {i for i in inputs if i in pairs and pairs[i][1]}
-                    seen = [
-                        pairs[i][0] if i in hid else prefix[i] if i in prefix else grids[i]
-                        for i in inputs
-                        if nodes[i]["rf"] and (i in hid or i in prefix or ((lay := nodes[i]["rf_layout"]) is not None and 0 in lay))
-                    ]
-                    if len(seen) == sum(1 for i in inputs if nodes[i]["rf"]):
-                        prefix[name] = tuple({id(g): g for gs in seen for g in gs}.values())
-                    else:  # (its last output still reads every position: whole, exact; which ones the others read is not followed)
+                    read_p: list[tuple[tuple[AxisRF, ...], tuple[Dim, ...]]] = []
+                    for i in inputs:
+                        if not nodes[i]["rf"]:
+                            continue
+                        if i in prefix:
+                            read_p += prefix[i]
+                        elif pairs and (rows := _weights_rows(i, nodes, pairs)) is not None:
+                            read_p += rows
+                        elif (lay := nodes[i]["rf_layout"]) is not None and 0 in lay:
+                            read_p += grids[i]
+                        else:
+                            break
+                    else:
+                        prefix[name] = tuple({id(g): g for g in read_p}.values())
+                    if name not in prefix:  # (its last output still reads every position: whole, exact; which ones the others read is not followed)
                         why = (
                             "its weights are not followed back to the queries and keys each row reads (a softmax before the causal mask, "
                             "a layer moving the scores, no causal_mask, or their positions not tokens)"
@@ -842,19 +846,6 @@ def receptive_field(G: Graph) -> None:
                 whole = None
                 mixing = "mixes every position: every output sees the whole input"
                 note = f"every output reads every position before it, but {short}" if note in (None, mixing) else note
-        if pairs and not mixes and perm is None and named is None and windows is None and any(i in pairs for i in inputs):
-            # between the scores and the weights' matmul: an element-wise layer (a scale, a learned bias) keeps entry (i, j)'s
-            # pair; one mixing the keys of a row with no weights (the softmax) keeps it once the mask hid the later keys (before,
-            # row i reads them all; a linear over the keys would move weight onto them)
-            seeing_p = [i for i in inputs if nodes[i]["rf"]]
-            masked = all(pairs[i][1] for i in seeing_p if i in pairs)
-            keys = {len(node["shape"]) - 1} if masked and not layer.weights(ins) else set()
-            if (
-                all(i in pairs and s == node["shape"] for i, s in zip(inputs, ins, strict=True) if i in seeing_p)
-                and len({id(pairs[i][0]) for i in seeing_p}) == 1
-                and set(layer.mixed_axes(ins) if hooks.mixed_axes else ()) <= keys
-            ):
-                pairs[name] = (pairs[seeing_p[0]][0], masked or layer.type == "causal_mask")
         if layout is not None and any(r.phases is not None for r in rf):
             rf = _existing(rf, _grid_sizes(node["shape"], layout, len(rf)))
         node["rf"] = rf
@@ -1907,6 +1898,34 @@ def _score_fields(
             return None
         grid += prefix[i] if i in prefix else grids[i]
     return tuple({id(g): g for g in grid}.values()) if grid else None
+
+
+def _weights_rows(
+    name: str, nodes: dict[str, dict[str, Any]], pairs: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]]
+) -> tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...] | None:
+    """Attention written out: where ``name`` holds the masked weights of the scores ``q @ k^T`` (a node of
+    ``pairs``), so that its row i reads query i and keys 0..i, the fields of those positions; else None.
+    Followed back from the weights to the scores through layers that keep entry (i, j) where it is (an
+    element-wise layer: a scale, a learned bias, a dropout), a ``causal_mask``, and after the mask (not
+    before: row i would read every key) a layer with no weights mixing a row's keys (the softmax)."""
+    masked = False
+    while name not in pairs:
+        node = nodes[name]
+        layer, ins, out = node["layer"], node["in_shapes"], node["shape"]
+        seeing = [i for i in node["inputs"] if nodes[i]["rf"]]
+        if len(seeing) != 1 or any(s != out for i, s in zip(node["inputs"], ins, strict=True) if i == seeing[0]):
+            return None
+        hooks = traits(type(layer))
+        if layer.windows(ins) is not None or (hooks.axis_windows and layer.axis_windows(ins) is not None):
+            return None
+        if (hooks.permutation and layer.permutation(ins) is not None) or (hooks.mixes_positions and layer.mixes_positions(ins)):
+            return None
+        mixed = layer.mixed_axes(ins) if hooks.mixed_axes else ()
+        if mixed and (masked or layer.weights(ins) or set(mixed) != {len(out) - 1}):
+            return None  # (a softmax before the mask reads every key of the row; a linear over them moves weight onto later ones)
+        masked = masked or layer.type == "causal_mask"
+        name = seeing[0]
+    return pairs[name] if masked else None
 
 
 def _reads_only_padding(
