@@ -54,7 +54,12 @@ a slice's positions are taken to lie within the axis, as its shape takes them (s
 3).  Where the prefix is not followed (a reshape, view or unflatten regrouping the tokens with the
 features, a conv over them), the row is whole while its last element holds the last token
 (``unfollowed``); a layer that then takes positions short of it (a select of row 0 of the regrouped
-tokens) may see less than the whole input, and its field is approximate.  Circular ``padding_mode`` wraps: where the positions before it
+tokens) may see less than the whole input, and its field is approximate.  Attention written out
+(``q @ k^T`` marked ``causal: "scores"``, a ``causal_mask``, the softmax over the keys, ``@ v`` marked
+``causal: "weights"``) gives the same prefixes as sdpa's ``is_causal``: score (i, j) reads query i and
+key j (``pairs``: the fields of the queries' and keys' positions), so the weights' row i, masked, reads
+query i and keys 0..i, not the scores' hull; where that is not followed (a softmax before the mask, a
+layer moving the scores), the weights' prefix is not either.  Circular ``padding_mode`` wraps: where the positions before it
 wrap around the input like a ring (``torus``: no padding read, n positions one jump apart spanning
 the N pixels), the field is the rules' interval taken round the ring, exact; elsewhere approximate.
 """
@@ -368,6 +373,9 @@ def receptive_field(G: Graph) -> None:
     # after causal attention, where the prefix is not followed: whether the layer's last element (the last index along every
     # axis) is known to see the whole input (False: some output does, which one is not followed; see _causal_last)
     unfollowed: dict[str, bool] = {}
+    # attention written out: per scores' matmul (q @ k^T, causal), the fields of the queries' and keys' positions (entry (i, j)
+    # reads query i and key j: not the scores' hull); the weights' matmul looks back to it (see _weights_rows)
+    pairs: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]] = {}
     # per node and spatial axis: whether its positions wrap around the input like a ring (no padding read before, every
     # position's field one jump from the last's, and n positions spanning the N pixels: n * jump = N), so that circular
     # padding reads the far side exactly where the interval rules put a padding position (see _circular)
@@ -695,11 +703,41 @@ def receptive_field(G: Graph) -> None:
                     "entry (i, j) of the scores reads query i and key j: the field shown is the hull of the widest pair (0, the last), "
                     "not every output sees the whole input (after the causal mask and softmax, row i reads keys 0..i)"
                 )
+                if len(rf) == 1 and len(inputs) == 2:
+                    read = _score_fields(inputs, ins, nodes, prefix, grids)
+                    if read is not None:
+                        pairs[name] = read
             elif asked["sees_prefix"]:  # causal attention
                 if len(rf) == 1 and layout is not None and 0 in layout and layout.index(0) == len(ins[0]) - 2:  # (the tokens where it reads them)
                     # output i reads positions 0..i of every input: the fields those positions see (where an input came after an
-                    # earlier causal layer, position j sees that one's prefix 0..j; else its own field)
-                    prefix[name] = tuple({id(g): g for i in inputs if nodes[i]["rf"] for g in (prefix[i] if i in prefix else grids[i])}.values())
+                    # earlier causal layer, position j sees that one's prefix 0..j; attention's weights written out and masked, row
+                    # i reads query i and keys 0..i: the fields of those positions (pairs); else its own field).  An input whose
+                    # positions are not tokens (the scores' hull with no mask before the softmax, a layout lost) is not followed
+                    read_p: list[tuple[tuple[AxisRF, ...], tuple[Dim, ...]]] = []
+                    for i in inputs:
+                        if not nodes[i]["rf"]:
+                            continue
+                        if i in prefix:
+                            read_p += prefix[i]
+                        elif pairs and (rows := _weights_rows(i, nodes, pairs)) is not None:
+                            read_p += rows
+                        elif (lay := nodes[i]["rf_layout"]) is not None and 0 in lay:
+                            read_p += grids[i]
+                        else:
+                            break
+                    else:
+                        prefix[name] = tuple({id(g): g for g in read_p}.values())
+                    if name not in prefix:  # (its last output still reads every position: whole, exact; which ones the others read is not followed)
+                        why = (
+                            "its weights are not followed back to the queries and keys each row reads (a softmax before the causal mask, "
+                            "a layer moving the scores, no causal_mask, or their positions not tokens)"
+                            if layer.__dict__.get("causal") == "weights"
+                            else "an input's positions are not followed as tokens"
+                        )
+                        note = note or (
+                            f"{CAUSAL}: output i is meant to read positions 0..i, but {why}: its last output sees the whole input, "
+                            "which positions the others see is not followed"
+                        )
                 whole = f"{CAUSAL}: output i reads positions 0..i: the last output sees every input pixel any position sees, the first its own"
                 note = note or f"{CAUSAL}: output i sees positions 0..i (the last one the whole input, the first only its own position)"
             else:
@@ -751,7 +789,8 @@ def receptive_field(G: Graph) -> None:
                     bound = name
                     note = note or (
                         "it takes positions from a tensor made after causal attention (output i sees positions 0..i) whose tokens "
-                        "were regrouped, or read by a window, before it: which tokens its outputs read is not followed, so its field "
+                        "were regrouped, read by a window, or weighed by attention weights not followed to their queries and keys, "
+                        "before it: which tokens its outputs read is not followed, so its field "
                         "may be less than the whole input shown: the receptive field is approximate from here on"
                     )
                 else:
@@ -1836,6 +1875,57 @@ def _carried_prefix(
         else:  # its position j sees its own field: among positions 0..j's
             grid += grids[i]
     return tuple({id(g): g for g in grid}.values())
+
+
+def _score_fields(
+    inputs: list[str],
+    ins: list[tuple[Dim, ...]] | tuple[tuple[Dim, ...], ...],
+    nodes: dict[str, dict[str, Any]],
+    prefix: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]],
+    grids: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]],
+) -> tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...] | None:
+    """Attention's scores written out (``q @ k^T``): the fields of the positions entry (i, j) reads, query
+    i's and key j's (each input's prefix where it came after causal attention, else its own fields), where
+    the queries run along the first input's second-to-last axis and the keys along the second's last;
+    None where they do not (a layout lost, other axes): the weights' prefix is then not followed."""
+    grid: list[tuple[tuple[AxisRF, ...], tuple[Dim, ...]]] = []
+    for i, s, at in zip(inputs, ins, (2, 1), strict=True):
+        node = nodes[i]
+        if not node["rf"]:
+            continue  # (learned keys: no input pixel)
+        lay = node["rf_layout"]
+        if lay is None or len(lay) != len(s) or 0 not in lay or lay.index(0) != len(s) - at:
+            return None
+        grid += prefix[i] if i in prefix else grids[i]
+    return tuple({id(g): g for g in grid}.values()) if grid else None
+
+
+def _weights_rows(
+    name: str, nodes: dict[str, dict[str, Any]], pairs: dict[str, tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...]]
+) -> tuple[tuple[tuple[AxisRF, ...], tuple[Dim, ...]], ...] | None:
+    """Attention written out: where ``name`` holds the masked weights of the scores ``q @ k^T`` (a node of
+    ``pairs``), so that its row i reads query i and keys 0..i, the fields of those positions; else None.
+    Followed back from the weights to the scores through layers that keep entry (i, j) where it is (an
+    element-wise layer: a scale, a learned bias, a dropout), a ``causal_mask``, and after the mask (not
+    before: row i would read every key) a layer with no weights mixing a row's keys (the softmax)."""
+    masked = False
+    while name not in pairs:
+        node = nodes[name]
+        layer, ins, out = node["layer"], node["in_shapes"], node["shape"]
+        seeing = [i for i in node["inputs"] if nodes[i]["rf"]]
+        if len(seeing) != 1 or any(s != out for i, s in zip(node["inputs"], ins, strict=True) if i == seeing[0]):
+            return None
+        hooks = traits(type(layer))
+        if layer.windows(ins) is not None or (hooks.axis_windows and layer.axis_windows(ins) is not None):
+            return None
+        if (hooks.permutation and layer.permutation(ins) is not None) or (hooks.mixes_positions and layer.mixes_positions(ins)):
+            return None
+        mixed = layer.mixed_axes(ins) if hooks.mixed_axes else ()
+        if mixed and (masked or layer.weights(ins) or set(mixed) != {len(out) - 1}):
+            return None  # (a softmax before the mask reads every key of the row; a linear over them moves weight onto later ones)
+        masked = masked or layer.type == "causal_mask"
+        name = seeing[0]
+    return pairs[name] if masked else None
 
 
 def _reads_only_padding(
