@@ -258,13 +258,9 @@ def _roots_by_class(diff: Any, d: Callable[[dict[str, int]], Fraction], symbols:
                 return (True, None, "") if found else (None, None, "")
             continue  # a linear form with no root of positive sizes on this class
         (p,), (r,), (g,) = periods, residues, degrees
-        ks = list(range(1, g + 2))
-        coeffs = _interpolate(ks, [d({names[0]: p * k + r}) for k in ks])
-        while coeffs and coeffs[-1] == 0:
-            coeffs.pop()
-        if not coeffs:
+        bound = _class_root_bound(d, names[0], p, r, g)
+        if bound is None:
             return None, None, ""  # (0 on the whole class, yet no sampled size found it: not expected; no proof claimed)
-        bound = math.ceil(1 + max((abs(c / coeffs[-1]) for c in coeffs[:-1]), default=Fraction(0)))
         if bound > MAX_DECISION_POINTS:
             return None, None, ""
         for k in range(0 if r else 1, bound + 1):  # (sizes are positive: x = P*k + r >= 1)
@@ -492,18 +488,30 @@ def _settles(d: Callable[[dict[str, int]], Fraction], name: str, period: int, de
     Cauchy's bound; None where that point is past MAX_DECISION_POINTS."""
     last = 0
     for r in range(period):
-        ks = list(range(1, degree + 2))
-        coeffs = _interpolate(ks, [d({name: period * k + r}) for k in ks])
-        while coeffs and coeffs[-1] == 0:
-            coeffs.pop()
-        if len(coeffs) <= 1:
+        bound = _class_root_bound(d, name, period, r, degree)
+        if not bound:
             continue  # constant on this class: its sign never changes
-        bound = 1 + max(abs(c / coeffs[-1]) for c in coeffs[:-1])
-        x = period * math.ceil(bound) + r
+        x = period * bound + r
         if x > MAX_DECISION_POINTS:
             return None
         last = max(last, x)
     return last
+
+
+def _class_root_bound(d: Callable[[dict[str, int]], Fraction], name: str, period: int, residue: int, degree: int) -> int | None:
+    """On the class x = period*k + residue, ``d`` is a polynomial in k of degree <= ``degree``, interpolated
+    from its values at k = 1 .. degree + 1: Cauchy's bound ceil(1 + max|c_i/c_D|) on its real roots (no k at
+    or above it is one); 0 where it is a nonzero constant (no root, no change of sign), None where it is 0 on
+    the whole class.  Used by :func:`_settles` and :func:`equal_somewhere` (one symbol)."""
+    ks = list(range(1, degree + 2))
+    coeffs = _interpolate(ks, [d({name: period * k + residue}) for k in ks])
+    while coeffs and coeffs[-1] == 0:
+        coeffs.pop()
+    if not coeffs:
+        return None
+    if len(coeffs) == 1:
+        return 0
+    return math.ceil(1 + max(abs(c / coeffs[-1]) for c in coeffs[:-1]))
 
 
 def _interpolate(ks: list[int], values: list[Fraction]) -> list[Fraction]:

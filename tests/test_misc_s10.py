@@ -167,6 +167,115 @@ def test_reports_refuse_to_mix_conventions_in_one_index(tmp_path: Path) -> None:
     assert cli("reports", str(specs / "alexnet.json"), str(specs / "lenet5.json"), *flags, "--convention", "torch").code == 0
 
 
+# ----- code review s10 #3: an earlier index is read in linear time, and only its names are kept ---------
+
+
+def _gallery(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_a_long_hostile_line_in_an_earlier_index_is_read_in_linear_time(tmp_path: Path) -> None:
+    """The index.md regex backtracked on one long line: 0.19 s at 27 KB, 0.59 s at 54 KB, 2.2 s at 108 KB
+    (x3.8 per doubling); this test took 38 s before the fix (main at 038f35d, 2 shared cores), stalled before
+    anything was written.  Now str.partition: 33 us for the two 300 KB lines, 0.18 s for the whole run (lenet5's
+    analysis included); 5 s is a generous bound."""
+    import time
+
+    from conftest import ROOT
+
+    out, specs = tmp_path / "rep", ROOT / "specs"
+    flags = ["-o", str(out), "--no-plots", "--no-diagrams"]
+    assert cli("reports", str(specs / "lenet5.json"), *flags).code == 0
+    n = 300_000 // len(" | [md](a.md) [tex](b.tex) ") + 1  # the review's line, 300 KB
+    hostile = ["| " + " | [md](a.md) [tex](b.tex) " * n, "| " + " | [md](a.md) [tex](b.tex) " * n + "|"]
+    assert min(map(len, hostile)) >= 300_000
+    with (out / "index.md").open("a") as f:
+        f.write("\n".join(hostile) + "\n")
+    with (out / "index.html").open("a") as f:
+        f.write('<tr data-name="a' + '">' * n + "\n")
+    start = time.perf_counter()
+    r = cli("reports", str(specs / "alexnet.json"), *flags)
+    elapsed = time.perf_counter() - start
+    assert r.code == 0, r.err
+    assert elapsed < 5, elapsed
+    md = (out / "index.md").read_text()
+    assert [line.split(" | ")[0] for line in md.splitlines() if "[md](" in line] == ["| alexnet", "| lenet5"]  # the hostile lines are gone
+    assert max(map(len, md.splitlines())) < 1000
+
+
+def test_an_earlier_index_row_is_rendered_again_from_its_json_report(tmp_path: Path) -> None:
+    """A kept row was copied verbatim, and the page's CSP allows inline scripts: a <script> put into a row
+    ran on every regenerated page.  Now a kept row is rendered from its JSON report (STEM.json): of the old
+    index only the network's name is read."""
+    from conftest import ROOT
+
+    out, specs = tmp_path / "rep", ROOT / "specs"
+    flags = ["-o", str(out), "--no-plots", "--no-diagrams"]
+    assert cli("reports", str(specs / "lenet5.json"), *flags).code == 0
+    lines = {ext: (out / f"index.{ext}").read_text().splitlines() for ext in ("md", "html")}
+    (lenet_md,) = [line for line in lines["md"] if "[md](lenet5.md)" in line]
+    (lenet_html,) = [line for line in lines["html"] if 'data-name="lenet5"' in line]
+    # LeNet-5's 61,706 parameters (LeCun et al. 1998 as the spec states it), edited to 1 and a script added
+    assert "61,706" in lenet_md and "61,706" in lenet_html
+    md = lenet_md.replace("61,706", "1").replace(" | [md](", " <img src=x onerror=alert(2)> | [md](")
+    page = lenet_html.replace("61,706", "1").replace("</td>", "<script>alert(1)</script></td>", 1)
+    (out / "index.md").write_text("\n".join(md if line == lenet_md else line for line in lines["md"]) + "\n")
+    (out / "index.html").write_text("\n".join(page if line == lenet_html else line for line in lines["html"]) + "\n")
+    assert cli("reports", str(specs / "alexnet.json"), *flags).code == 0
+    new_md, new_page = ((out / f"index.{ext}").read_text() for ext in ("md", "html"))
+    assert "alert" not in new_md and "alert" not in new_page and "<script>alert" not in new_page
+    assert lenet_md in new_md.splitlines() and lenet_html in new_page.splitlines()  # as the first run wrote them, from lenet5.json
+    # what the row shows is lenet5.json's: a name with markup there is escaped like any other name
+    doc = json.loads((out / "lenet5.json").read_text())
+    (out / "lenet5.json").write_text(json.dumps(doc | {"name": "<script>alert(3)</script>"}))
+    assert cli("reports", str(specs / "alexnet.json"), *flags).code == 0
+    new_page = (out / "index.html").read_text()
+    assert "<script>alert" not in new_page and "<td>&lt;script&gt;alert(3)&lt;/script&gt;</td>" in new_page
+
+
+def test_an_earlier_index_names_only_json_reports_in_its_own_folder(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    out, specs = tmp_path / "rep", ROOT / "specs"
+    flags = ["-o", str(out), "--no-plots", "--no-diagrams"]
+    assert cli("reports", str(specs / "lenet5.json"), *flags).code == 0
+    (tmp_path / "outside.json").write_bytes((out / "lenet5.json").read_bytes())
+    lines = {ext: (out / f"index.{ext}").read_text().splitlines() for ext in ("md", "html")}
+    (lenet_md,) = [line for line in lines["md"] if "[md](lenet5.md)" in line]
+    (lenet_html,) = [line for line in lines["html"] if 'data-name="lenet5"' in line]
+    with (out / "index.md").open("a") as f:
+        f.write(lenet_md.replace("lenet5", "../outside") + "\n")
+    with (out / "index.html").open("a") as f:
+        f.write(lenet_html.replace("lenet5", "../outside") + "\n")
+    assert cli("reports", str(specs / "alexnet.json"), *flags).code == 0
+    assert "outside" not in (out / "index.md").read_text() and "outside" not in (out / "index.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{not json", "cannot read lenet5's JSON report, which the index lists"),
+        ('{"name": "lenet5"}', "not a JSON report"),
+        ("SAME_BUT_TORCH", "lenet5's report is for convention 'torch'"),
+    ],
+)
+def test_a_kept_network_whose_json_report_is_wrong_is_refused(tmp_path: Path, text: str, says: str) -> None:
+    """One line, exit 2, naming the file; nothing written."""
+    from conftest import ROOT
+
+    out, specs = tmp_path / "rep", ROOT / "specs"
+    flags = ["-o", str(out), "--no-plots", "--no-diagrams"]
+    assert cli("reports", str(specs / "lenet5.json"), *flags).code == 0
+    if text == "SAME_BUT_TORCH":
+        text = json.dumps(json.loads((out / "lenet5.json").read_text()) | {"convention": "torch"})
+    (out / "lenet5.json").write_text(text)
+    before = _gallery(out)
+    r = cli("reports", str(specs / "alexnet.json"), *flags)
+    assert r.code == 2 and r.err.count("\n") == 1 and "Traceback" not in r.err, r.err
+    assert r.err.startswith(f"archcalc: error: {out / 'lenet5.json'}: ") and says in r.err, r.err
+    assert _gallery(out) == before
+
+
 # ----- 11. a symbolic shape in a note or message: a sum is bracketed ---------------------------------
 
 

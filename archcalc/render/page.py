@@ -18,6 +18,7 @@ import html
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..conventions import get_convention
@@ -313,33 +314,64 @@ _SORT_JS = r"""
 """
 
 
-def merge_rows(rows: Sequence[tuple[str, str]], earlier: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """A gallery index's rows (stem, row): this run's, with an earlier run's kept ones merged in by name (this run's
-    order alone where none)."""
-    return sorted([*rows, *earlier], key=lambda r: r[0]) if earlier else list(rows)
+@dataclass(frozen=True)
+class IndexEntry:
+    """One network's row in the gallery index (index.md and index.html), in the JSON report's terms: counts as
+    ints, formulas as their text (:func:`archcalc.dims.to_json`).  Made from this run's report
+    (:meth:`of_report`) or, for a network an earlier run listed, from its JSON report
+    (archcalc.reports.earlier_entries): both indexes render their rows from it, so an earlier index's text is
+    never copied into a new one (code review s10 #3)."""
 
+    stem: str  # the files' name: STEM.md, STEM.json, ...
+    name: str
+    input_shape: tuple[int | str, ...]
+    params: int | str
+    macs: int | str
+    activation_bytes: int | str
+    layers: int
+    plot: bool  # STEM.png is there
+    svg: bool  # STEM.svg is there
 
-def gallery_page(
-    reports: Sequence[tuple[str, Report]], *, diagrams: Sequence[bool], plots: Sequence[bool], convention: str, tables: Sequence[str],
-    earlier: Sequence[tuple[str, str]] = (),
-) -> str:
-    """reports/index.html: every network's totals in one sortable table, with links to its files; ``earlier``:
-    (stem, row) of networks an earlier run listed that this one keeps (archcalc.reports.earlier_rows), merged by name."""
-    rows = []
-    for (stem, rep), svg, png in zip(reports, diagrams, plots, strict=True):
+    @classmethod
+    def of_report(cls, stem: str, rep: Report, *, plot: bool, svg: bool) -> IndexEntry:
         t = rep.totals
-        links = [f'<a href="{_esc(stem)}.svg">diagram</a>'] if svg else []
-        links += [f'<a href="{_esc(stem)}.png">plot</a>'] if png else []
-        links += [f'<a href="{_esc(stem)}.{ext}">{ext}</a>' for ext in tables]
-        cells = [
-            f"<td>{_esc(rep.name)}</td>",
-            f"<td>{_esc('×'.join(str(to_json(d)) for d in rep.input_shape))}</td>",
-            *(f'<td data-value="{_value_attr(t[q])}">{_esc(units.exact(t[q]))}</td>' for q in ("params", "macs")),
-            f'<td data-value="{_value_attr(t["activation_bytes"])}">{_esc(units.size(t["activation_bytes"]))}</td>',
-            f"<td>{len(rep.rows)}</td>",
-            f"<td>{' '.join(links)}</td>",
-        ]
-        rows.append((stem, f'<tr data-name="{_esc(stem)}">' + "".join(cells) + "</tr>"))
+        return cls(stem, rep.name, tuple(to_json(d) for d in rep.input_shape), to_json(t["params"]), to_json(t["macs"]),
+                   to_json(t["activation_bytes"]), len(rep.rows), plot, svg)
+
+    @property
+    def input_text(self) -> str:
+        return "×".join(map(str, self.input_shape))
+
+
+def exact_text(v: int | str) -> str:
+    """:func:`units.exact` of a JSON value: digits with thousands separators, or the formula with powers as '^'."""
+    return f"{v:,}" if isinstance(v, int) else v.replace("**", "^")
+
+
+def size_text(v: int | str) -> str:
+    """:func:`units.size` of a JSON value."""
+    return units.size(v) if isinstance(v, int) else f"{v.replace('**', '^')} B"
+
+
+def gallery_row(e: IndexEntry, tables: Sequence[str]) -> str:
+    """The index.html row of one network (every text escaped)."""
+    links = [f'<a href="{_esc(e.stem)}.svg">diagram</a>'] if e.svg else []
+    links += [f'<a href="{_esc(e.stem)}.png">plot</a>'] if e.plot else []
+    links += [f'<a href="{_esc(e.stem)}.{ext}">{ext}</a>' for ext in tables]
+    cells = [
+        f"<td>{_esc(e.name)}</td>",
+        f"<td>{_esc(e.input_text)}</td>",
+        *(f'<td data-value="{_esc(str(v))}">{_esc(exact_text(v))}</td>' for v in (e.params, e.macs)),
+        f'<td data-value="{_esc(str(e.activation_bytes))}">{_esc(size_text(e.activation_bytes))}</td>',
+        f"<td>{e.layers}</td>",
+        f"<td>{' '.join(links)}</td>",
+    ]
+    return f'<tr data-name="{_esc(e.stem)}">' + "".join(cells) + "</tr>"
+
+
+def gallery_page(entries: Sequence[IndexEntry], *, convention: str, tables: Sequence[str]) -> str:
+    """reports/index.html: every network's totals in one sortable table, with links to its files (one row per
+    entry, in their order: archcalc.reports.index_entries)."""
     head = "".join(f"<th>{h}</th>" for h in ("network", "input", "params", "MACs", "activation memory", "layers", "files"))
     conv = get_convention(convention)
     return f"""<!DOCTYPE html>
@@ -359,7 +391,7 @@ Each network's own page: <code>archcalc table specs/NAME.json -o NAME.html</code
 <table id="networks">
 <thead><tr>{head}</tr></thead>
 <tbody>
-{chr(10).join(row for _, row in merge_rows(rows, earlier))}
+{chr(10).join(gallery_row(e, tables) for e in entries)}
 </tbody>
 </table>
 <script>{_SORT_JS}</script>
@@ -368,4 +400,4 @@ Each network's own page: <code>archcalc table specs/NAME.json -o NAME.html</code
 """
 
 
-__all__ = ["gallery_page", "to_page"]
+__all__ = ["IndexEntry", "gallery_page", "to_page"]
