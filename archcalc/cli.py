@@ -661,6 +661,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(debug, f"error: cannot write the output: {e.strerror}", 2)
         return _fail(debug, _internal(e), 3)
     except Exception as e:  # a bug, not bad input: still one line, and a way to see more
+        if _from_interrupt(e):  # Ctrl-C while a class is made: Python wraps it ("Error calling __set_name__ ...")
+            _drop_stdout()
+            print("archcalc: interrupted", file=sys.stderr)
+            return 130
         if isinstance(e, ValueError) and "integer string conversion" in str(e):  # CPython's guard, met on a path that reads digits unbounded
             return _fail(debug, f"error: a number of more than {MAX_STR_DIGITS:,} digits (archcalc reads sizes of at most {MAX_DIGITS})", 2)
         return _fail(debug, _internal(e), 3)
@@ -671,6 +675,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG}
+
+
+def _from_interrupt(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt caused ``e`` (its ``__cause__``/``__context__`` chain): a Ctrl-C that lands
+    while pydantic builds a model class comes out as RuntimeError("Error calling __set_name__ ...")."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _internal(e: BaseException) -> str:
